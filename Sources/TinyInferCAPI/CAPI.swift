@@ -1,0 +1,342 @@
+// The C API: a thin shell over TinyInferCore. Every function here is checked
+// by the compiler against include/tinyinfer.h (`@c @implementation`). This file
+// (with Handles.swift) is the only place that turns objects into opaque C
+// handles. No function can trap on a caller's input: every pointer and index
+// is checked and every core error becomes a status and a per-thread message.
+
+import CTinyInfer
+import TinyInferCore
+import TinyInferShims
+
+// MARK: - Status and errors
+
+@c @implementation
+public func tinf_status_string(_ status: tinf_status) -> UnsafePointer<CChar>? {
+  let s: StaticString
+  switch Int32(bitPattern: status.rawValue) {
+  case 0: s = "ok"
+  case 1: s = "invalid argument"
+  case 2: s = "i/o error"
+  case 3: s = "bad model format"
+  case 4: s = "unsupported format version"
+  case 5: s = "unsupported op"
+  case 6: s = "unsupported dtype"
+  case 7: s = "shape mismatch"
+  case 8: s = "out of memory"
+  case 9: s = "invalid state"
+  case 10: s = "internal error"
+  case 11: s = "runtime error"
+  default: s = "unknown status"
+  }
+  return cString(s)
+}
+
+@c @implementation
+public func tinf_last_error() -> UnsafePointer<CChar>? { ti_shim_error() }
+
+// MARK: - Versions
+
+@c @implementation
+public func tinf_version_string() -> UnsafePointer<CChar>? { cString("0.1.0") }
+
+@c @implementation
+public func tinf_abi_version() -> Int32 { 1 }
+
+@c @implementation
+public func tinf_format_version_major() -> Int32 { Int32(ModelFile.versionMajor) }
+
+@c @implementation
+public func tinf_format_version_minor() -> Int32 { Int32(ModelFile.versionMinor) }
+
+@c @implementation
+public func tinf_dtype_size(_ dtype: Int32) -> Int {
+  guard let d = dtypeFrom(dtype) else { return 0 }
+  return d.size
+}
+
+// MARK: - Models
+
+@c @implementation
+public func tinf_model_load_file(_ path: UnsafePointer<CChar>?, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> tinf_status {
+  guard let path, let out else { return fail(.invalidArgument, "tinf_model_load_file: path and out_model must not be NULL") }
+  do throws(TinfError) {
+    let m = try Model.load(path: String(cString: path))
+    out.pointee = retain(ModelHandle(m))
+    return ok()
+  } catch {
+    return fail(error)
+  }
+}
+
+@c @implementation
+public func tinf_model_load_buffer(_ data: UnsafeRawPointer?, _ size: Int, _ out: UnsafeMutablePointer<OpaquePointer?>?)
+  -> tinf_status
+{
+  guard let data, let out else { return fail(.invalidArgument, "tinf_model_load_buffer: data and out_model must not be NULL") }
+  do throws(TinfError) {
+    let m = try Model.load(buffer: UnsafeRawBufferPointer(start: data, count: size))
+    out.pointee = retain(ModelHandle(m))
+    return ok()
+  } catch {
+    return fail(error)
+  }
+}
+
+@c @implementation
+public func tinf_model_free(_ model: OpaquePointer?) {
+  guard let model else { return }
+  Unmanaged<ModelHandle>.fromOpaque(UnsafeRawPointer(model)).release()
+}
+
+@c @implementation
+public func tinf_model_input_count(_ model: OpaquePointer?, _ out: UnsafeMutablePointer<Int32>?) -> tinf_status {
+  guard let m = modelHandle(model), let out else { return nullArg("tinf_model_input_count") }
+  out.pointee = Int32(m.model.graph.inputs.count)
+  return ok()
+}
+
+@c @implementation
+public func tinf_model_output_count(_ model: OpaquePointer?, _ out: UnsafeMutablePointer<Int32>?) -> tinf_status {
+  guard let m = modelHandle(model), let out else { return nullArg("tinf_model_output_count") }
+  out.pointee = Int32(m.model.graph.outputs.count)
+  return ok()
+}
+
+@c @implementation
+public func tinf_model_input_info(_ model: OpaquePointer?, _ index: Int32, _ out: UnsafeMutablePointer<tinf_tensor_info>?)
+  -> tinf_status
+{
+  guard let m = modelHandle(model), let out else { return nullArg("tinf_model_input_info") }
+  guard index >= 0 && Int(index) < m.inputNames.count else {
+    return fail(.invalidArgument, "input index \(index) out of range (the model has \(m.inputNames.count))")
+  }
+  fillInfo(out, m.model.graph.tensors[m.model.graph.inputs[Int(index)]], m.inputNames[Int(index)])
+  return ok()
+}
+
+@c @implementation
+public func tinf_model_output_info(_ model: OpaquePointer?, _ index: Int32, _ out: UnsafeMutablePointer<tinf_tensor_info>?)
+  -> tinf_status
+{
+  guard let m = modelHandle(model), let out else { return nullArg("tinf_model_output_info") }
+  guard index >= 0 && Int(index) < m.outputNames.count else {
+    return fail(.invalidArgument, "output index \(index) out of range (the model has \(m.outputNames.count))")
+  }
+  fillInfo(out, m.model.graph.tensors[m.model.graph.outputs[Int(index)]], m.outputNames[Int(index)])
+  return ok()
+}
+
+@c @implementation
+public func tinf_model_find_input(_ model: OpaquePointer?, _ name: UnsafePointer<CChar>?, _ out: UnsafeMutablePointer<Int32>?)
+  -> tinf_status
+{
+  guard let m = modelHandle(model), let name, let out else { return nullArg("tinf_model_find_input") }
+  let s = String(cString: name)
+  for (i, t) in m.model.graph.inputs.enumerated() where m.model.graph.tensors[t].name == s {
+    out.pointee = Int32(i)
+    return ok()
+  }
+  return fail(.invalidArgument, "the model has no input named '\(s)'")
+}
+
+@c @implementation
+public func tinf_model_find_output(_ model: OpaquePointer?, _ name: UnsafePointer<CChar>?, _ out: UnsafeMutablePointer<Int32>?)
+  -> tinf_status
+{
+  guard let m = modelHandle(model), let name, let out else { return nullArg("tinf_model_find_output") }
+  let s = String(cString: name)
+  for (i, t) in m.model.graph.outputs.enumerated() where m.model.graph.tensors[t].name == s {
+    out.pointee = Int32(i)
+    return ok()
+  }
+  return fail(.invalidArgument, "the model has no output named '\(s)'")
+}
+
+@c @implementation
+public func tinf_model_metadata_count(_ model: OpaquePointer?, _ out: UnsafeMutablePointer<Int32>?) -> tinf_status {
+  guard let m = modelHandle(model), let out else { return nullArg("tinf_model_metadata_count") }
+  out.pointee = Int32(m.metaKeys.count)
+  return ok()
+}
+
+@c @implementation
+public func tinf_model_metadata(
+  _ model: OpaquePointer?, _ index: Int32, _ key: UnsafeMutablePointer<UnsafePointer<CChar>?>?,
+  _ value: UnsafeMutablePointer<UnsafePointer<CChar>?>?
+) -> tinf_status {
+  guard let m = modelHandle(model), let key, let value else { return nullArg("tinf_model_metadata") }
+  guard index >= 0 && Int(index) < m.metaKeys.count else {
+    return fail(.invalidArgument, "metadata index \(index) out of range (\(m.metaKeys.count) entries)")
+  }
+  key.pointee = UnsafePointer(m.metaKeys[Int(index)])
+  value.pointee = UnsafePointer(m.metaValues[Int(index)])
+  return ok()
+}
+
+@c @implementation
+public func tinf_model_stats(
+  _ model: OpaquePointer?, _ ops: UnsafeMutablePointer<Int32>?, _ tensors: UnsafeMutablePointer<Int32>?,
+  _ weights: UnsafeMutablePointer<Int>?
+) -> tinf_status {
+  guard let m = modelHandle(model) else { return nullArg("tinf_model_stats") }
+  ops?.pointee = Int32(m.model.graph.nodes.count)
+  tensors?.pointee = Int32(m.model.graph.tensors.count)
+  weights?.pointee = m.model.weightBytes
+  return ok()
+}
+
+// MARK: - Options
+
+@c @implementation
+public func tinf_options_create(_ out: UnsafeMutablePointer<OpaquePointer?>?) -> tinf_status {
+  guard let out else { return nullArg("tinf_options_create") }
+  out.pointee = retain(OptionsHandle())
+  return ok()
+}
+
+@c @implementation
+public func tinf_options_free(_ options: OpaquePointer?) {
+  guard let options else { return }
+  Unmanaged<OptionsHandle>.fromOpaque(UnsafeRawPointer(options)).release()
+}
+
+@c @implementation
+public func tinf_options_set_threads(_ options: OpaquePointer?, _ threads: Int32) -> tinf_status {
+  guard let o = optionsHandle(options) else { return nullArg("tinf_options_set_threads") }
+  guard threads >= 0 && threads <= 256 else { return fail(.invalidArgument, "threads must be 0...256, got \(threads)") }
+  o.options.threads = Int(threads)
+  return ok()
+}
+
+// MARK: - Sessions
+
+@c @implementation
+public func tinf_session_create(
+  _ model: OpaquePointer?, _ options: OpaquePointer?, _ out: UnsafeMutablePointer<OpaquePointer?>?
+) -> tinf_status {
+  guard let m = modelHandle(model), let out else { return nullArg("tinf_session_create") }
+  let opts = optionsHandle(options)?.options ?? SessionOptions()
+  do throws(TinfError) {
+    let s = try Session(model: m.model, options: opts)
+    out.pointee = retain(SessionHandle(s, m))
+    return ok()
+  } catch {
+    return fail(error)
+  }
+}
+
+@c @implementation
+public func tinf_session_free(_ session: OpaquePointer?) {
+  guard let session else { return }
+  Unmanaged<SessionHandle>.fromOpaque(UnsafeRawPointer(session)).release()
+}
+
+@c @implementation
+public func tinf_session_set_input(_ session: OpaquePointer?, _ index: Int32, _ data: UnsafeRawPointer?, _ nbytes: Int)
+  -> tinf_status
+{
+  guard let s = sessionHandle(session), let data else { return nullArg("tinf_session_set_input") }
+  guard index >= 0 && Int(index) < s.model.model.graph.inputs.count else {
+    return fail(.invalidArgument, "input index \(index) out of range (the model has \(s.model.model.graph.inputs.count))")
+  }
+  let buf = s.session.inputBuffer(Int(index))
+  guard nbytes == buf.count else {
+    return fail(.invalidArgument, "input \(index) takes \(buf.count) bytes, got \(nbytes)")
+  }
+  if let dst = buf.baseAddress { dst.copyMemory(from: data, byteCount: nbytes) }
+  return ok()
+}
+
+@c @implementation
+public func tinf_session_input_data(
+  _ session: OpaquePointer?, _ index: Int32, _ out: UnsafeMutablePointer<UnsafeMutableRawPointer?>?,
+  _ nbytes: UnsafeMutablePointer<Int>?
+) -> tinf_status {
+  guard let s = sessionHandle(session), let out else { return nullArg("tinf_session_input_data") }
+  guard index >= 0 && Int(index) < s.model.model.graph.inputs.count else {
+    return fail(.invalidArgument, "input index \(index) out of range (the model has \(s.model.model.graph.inputs.count))")
+  }
+  let buf = s.session.inputBuffer(Int(index))
+  out.pointee = buf.baseAddress
+  nbytes?.pointee = buf.count
+  return ok()
+}
+
+@c @implementation
+public func tinf_session_run(_ session: OpaquePointer?) -> tinf_status {
+  guard let s = sessionHandle(session) else { return nullArg("tinf_session_run") }
+  do throws(TinfError) {
+    try s.session.run()
+    return ok()
+  } catch {
+    return fail(error)
+  }
+}
+
+@c @implementation
+public func tinf_session_get_output(_ session: OpaquePointer?, _ index: Int32, _ dst: UnsafeMutableRawPointer?, _ nbytes: Int)
+  -> tinf_status
+{
+  guard let s = sessionHandle(session), let dst else { return nullArg("tinf_session_get_output") }
+  guard index >= 0 && Int(index) < s.model.model.graph.outputs.count else {
+    return fail(.invalidArgument, "output index \(index) out of range (the model has \(s.model.model.graph.outputs.count))")
+  }
+  let buf = s.session.outputBuffer(Int(index))
+  guard nbytes == buf.count else {
+    return fail(.invalidArgument, "output \(index) has \(buf.count) bytes, the destination \(nbytes)")
+  }
+  if let src = buf.baseAddress { dst.copyMemory(from: src, byteCount: nbytes) }
+  return ok()
+}
+
+@c @implementation
+public func tinf_session_output_data(
+  _ session: OpaquePointer?, _ index: Int32, _ out: UnsafeMutablePointer<UnsafeRawPointer?>?,
+  _ nbytes: UnsafeMutablePointer<Int>?
+) -> tinf_status {
+  guard let s = sessionHandle(session), let out else { return nullArg("tinf_session_output_data") }
+  guard index >= 0 && Int(index) < s.model.model.graph.outputs.count else {
+    return fail(.invalidArgument, "output index \(index) out of range (the model has \(s.model.model.graph.outputs.count))")
+  }
+  let buf = s.session.outputBuffer(Int(index))
+  out.pointee = buf.baseAddress
+  nbytes?.pointee = buf.count
+  return ok()
+}
+
+@c @implementation
+public func tinf_session_arena_bytes(
+  _ session: OpaquePointer?, _ arena: UnsafeMutablePointer<Int>?, _ unplanned: UnsafeMutablePointer<Int>?
+) -> tinf_status {
+  guard let s = sessionHandle(session) else { return nullArg("tinf_session_arena_bytes") }
+  arena?.pointee = s.session.plan.size
+  unplanned?.pointee = s.session.plan.unplannedSize
+  return ok()
+}
+
+@c @implementation
+public func tinf_session_threads(_ session: OpaquePointer?, _ out: UnsafeMutablePointer<Int32>?) -> tinf_status {
+  guard let s = sessionHandle(session), let out else { return nullArg("tinf_session_threads") }
+  out.pointee = Int32(s.session.threads)
+  return ok()
+}
+
+// MARK: - Op and attribute names
+
+@c @implementation
+public func tinf_op_name(_ op: Int32) -> UnsafePointer<CChar>? {
+  guard op > 0 && op <= Int32(OpKind.maxCode), let k = OpKind(rawValue: UInt16(op)) else { return nil }
+  return cString(k.staticName)
+}
+
+@c @implementation
+public func tinf_op_count() -> Int32 { Int32(OpKind.maxCode) }
+
+@c @implementation
+public func tinf_attr_name(_ key: Int32) -> UnsafePointer<CChar>? {
+  guard key > 0 && key <= Int32(AttrKey.maxCode), let k = AttrKey(rawValue: UInt16(key)) else { return nil }
+  return cString(k.staticName)
+}
+
+@c @implementation
+public func tinf_attr_count() -> Int32 { Int32(AttrKey.maxCode) }

@@ -1,0 +1,139 @@
+// Handle objects behind the C API's opaque pointers, and the helpers that
+// turn core errors into statuses.
+
+import CTinyInfer
+import TinyInferCore
+import TinyInferShims
+
+/// A loaded model plus the C strings the API hands out (owned here, freed
+/// with the handle).
+final class ModelHandle {
+  let model: Model
+  let inputNames: [UnsafeMutablePointer<CChar>]
+  let outputNames: [UnsafeMutablePointer<CChar>]
+  let metaKeys: [UnsafeMutablePointer<CChar>]
+  let metaValues: [UnsafeMutablePointer<CChar>]
+
+  init(_ model: Model) {
+    self.model = model
+    inputNames = model.inputs.map { makeCString($0.name) }
+    outputNames = model.outputs.map { makeCString($0.name) }
+    metaKeys = model.metadata.map { makeCString($0.key) }
+    metaValues = model.metadata.map { makeCString($0.value) }
+  }
+
+  deinit {
+    for p in inputNames { p.deallocate() }
+    for p in outputNames { p.deallocate() }
+    for p in metaKeys { p.deallocate() }
+    for p in metaValues { p.deallocate() }
+  }
+}
+
+/// A session keeps its model's handle alive, so frees may come in any order.
+final class SessionHandle {
+  let session: Session
+  let model: ModelHandle
+  init(_ session: Session, _ model: ModelHandle) {
+    self.session = session
+    self.model = model
+  }
+}
+
+final class OptionsHandle {
+  var options = SessionOptions()
+}
+
+final class BuilderHandle {
+  var def = GraphDef()
+  var constants: [[UInt8]?] = []
+  /// The serialized file (64-byte aligned, so loading it borrows it).
+  private(set) var data: UnsafeMutableRawPointer? = nil
+  private(set) var count = 0
+  var finished = false
+
+  func setBytes(_ bytes: [UInt8]) {
+    ti_shim_free(data)
+    data = ti_shim_alloc(bytes.count)
+    count = data == nil ? 0 : bytes.count
+    if let data { bytes.withUnsafeBytes { data.copyMemory(from: $0.baseAddress!, byteCount: bytes.count) } }
+  }
+
+  deinit { ti_shim_free(data) }
+}
+
+func makeCString(_ s: String) -> UnsafeMutablePointer<CChar> {
+  var s = s
+  return s.withUTF8 { buf in
+    let p = UnsafeMutablePointer<CChar>.allocate(capacity: buf.count + 1)
+    for i in 0..<buf.count { p[i] = CChar(bitPattern: buf[i]) }
+    p[buf.count] = 0
+    return p
+  }
+}
+
+@inline(__always)
+func cString(_ s: StaticString) -> UnsafePointer<CChar> {
+  UnsafeRawPointer(s.utf8Start).assumingMemoryBound(to: CChar.self)
+}
+
+func retain<T: AnyObject>(_ obj: T) -> OpaquePointer {
+  OpaquePointer(Unmanaged.passRetained(obj).toOpaque())
+}
+
+func modelHandle(_ p: OpaquePointer?) -> ModelHandle? {
+  guard let p else { return nil }
+  return Unmanaged<ModelHandle>.fromOpaque(UnsafeRawPointer(p)).takeUnretainedValue()
+}
+
+func sessionHandle(_ p: OpaquePointer?) -> SessionHandle? {
+  guard let p else { return nil }
+  return Unmanaged<SessionHandle>.fromOpaque(UnsafeRawPointer(p)).takeUnretainedValue()
+}
+
+func optionsHandle(_ p: OpaquePointer?) -> OptionsHandle? {
+  guard let p else { return nil }
+  return Unmanaged<OptionsHandle>.fromOpaque(UnsafeRawPointer(p)).takeUnretainedValue()
+}
+
+func builderHandle(_ p: OpaquePointer?) -> BuilderHandle? {
+  guard let p else { return nil }
+  return Unmanaged<BuilderHandle>.fromOpaque(UnsafeRawPointer(p)).takeUnretainedValue()
+}
+
+func setLastError(_ message: String) {
+  var m = message
+  m.withUTF8 { ti_shim_set_error($0.baseAddress, $0.count) }
+}
+
+@inline(__always)
+func ok() -> tinf_status { TINF_OK }
+
+func fail(_ status: Status, _ message: String) -> tinf_status {
+  setLastError(message)
+  return tinf_status(rawValue: UInt32(bitPattern: status.rawValue))
+}
+
+func fail(_ e: TinfError) -> tinf_status { fail(e.status, e.message) }
+
+func nullArg(_ function: StaticString) -> tinf_status {
+  fail(.invalidArgument, String(decoding: UnsafeBufferPointer(start: function.utf8Start, count: function.utf8CodeUnitCount), as: UTF8.self) + ": a required pointer argument is NULL")
+}
+
+func dtypeFrom(_ code: Int32) -> DType? {
+  guard code > 0 && code < 256 else { return nil }
+  return DType(rawValue: UInt8(code))
+}
+
+func fillInfo(_ out: UnsafeMutablePointer<tinf_tensor_info>, _ t: TensorDesc, _ name: UnsafeMutablePointer<CChar>) {
+  var info = tinf_tensor_info()
+  info.name = UnsafePointer(name)
+  info.dtype = Int32(t.dtype.rawValue)
+  info.rank = Int32(t.shape.count)
+  withUnsafeMutableBytes(of: &info.dims) { raw in
+    let d = raw.bindMemory(to: Int64.self)
+    for i in 0..<d.count { d[i] = i < t.shape.count ? Int64(t.shape[i]) : 0 }
+  }
+  info.nbytes = t.nbytes
+  out.pointee = info
+}

@@ -1,0 +1,207 @@
+/// The graph as a file describes it, before validation: shapes and dtypes of
+/// intermediate tensors may be left to inference.
+public struct TensorSpec: Sendable {
+  public var name: String
+  /// nil: inferred from the producing op.
+  public var dtype: DType?
+  /// nil: inferred from the producing op.
+  public var shape: [Int]?
+  public var quant: Quantization?
+  /// Byte range of a constant's data, relative to the data section.
+  public var constant: Range<Int>?
+
+  public init(name: String, dtype: DType?, shape: [Int]?, quant: Quantization? = nil, constant: Range<Int>? = nil) {
+    self.name = name
+    self.dtype = dtype
+    self.shape = shape
+    self.quant = quant
+    self.constant = constant
+  }
+}
+
+/// One op of the graph: indices into the tensor table (-1 = absent optional input).
+public struct Node: Sendable {
+  public var op: OpKind
+  public var inputs: [Int]
+  public var outputs: [Int]
+  public var attrs: Attributes
+
+  public init(op: OpKind, inputs: [Int], outputs: [Int], attrs: Attributes = Attributes()) {
+    self.op = op
+    self.inputs = inputs
+    self.outputs = outputs
+    self.attrs = attrs
+  }
+}
+
+/// A parsed, not yet validated model description.
+public struct GraphDef: Sendable {
+  public var metadata: [(key: String, value: String)] = []
+  public var tensors: [TensorSpec] = []
+  public var nodes: [Node] = []
+  public var inputs: [Int] = []
+  public var outputs: [Int] = []
+  public init() {}
+}
+
+/// A tensor with everything known: dtype, shape, size, and where its data is.
+public struct TensorDesc: Sendable {
+  public var name: String
+  public var dtype: DType
+  public var shape: [Int]
+  public var quant: Quantization?
+  /// Byte range in the data section for constants, nil for computed tensors.
+  public var constant: Range<Int>?
+
+  public var count: Int { shape.reduce(1, &*) }
+  public var nbytes: Int { count &* dtype.size }
+  public var isConstant: Bool { constant != nil }
+}
+
+/// A validated graph: topologically ordered, every tensor's dtype and shape
+/// known, every attribute checked by its op's shape inference.
+public struct Graph: Sendable {
+  public let metadata: [(key: String, value: String)]
+  public let tensors: [TensorDesc]
+  public let nodes: [Node]
+  public let inputs: [Int]
+  public let outputs: [Int]
+
+  /// Validates `def` against a data section of `dataSize` bytes and infers
+  /// every shape. Throws with the op index and name on the first problem.
+  public init(validating def: GraphDef, dataSize: Int) throws(TinfError) {
+    let n = def.tensors.count
+    var known = [Bool](repeating: false, count: n)
+    var descs: [TensorDesc?] = [TensorDesc?](repeating: nil, count: n)
+
+    // Constants: dtype and shape declared, data in range and sized exactly.
+    for (i, t) in def.tensors.enumerated() {
+      guard let range = t.constant else { continue }
+      guard let dtype = t.dtype, let shape = t.shape else {
+        throw .format("constant tensor \(i) '\(t.name)' must declare dtype and shape")
+      }
+      try Graph.checkShape(shape, "constant tensor \(i) '\(t.name)'")
+      guard let count = elementCount(shape), let bytes = checkedMul(count, dtype.size), bytes <= maxTensorBytes else {
+        throw .format("constant tensor \(i) '\(t.name)' is too large")
+      }
+      guard range.lowerBound >= 0, range.upperBound <= dataSize, range.count == bytes else {
+        throw .format(
+          "constant tensor \(i) '\(t.name)': data range \(range.lowerBound)..<\(range.upperBound) does not fit "
+            + "(\(bytes) bytes expected, data section has \(dataSize))")
+      }
+      guard range.lowerBound % 64 == 0 else {
+        throw .format("constant tensor \(i) '\(t.name)': data offset \(range.lowerBound) is not 64-byte aligned")
+      }
+      descs[i] = TensorDesc(name: t.name, dtype: dtype, shape: shape, quant: t.quant, constant: range)
+      known[i] = true
+    }
+
+    // Graph inputs: declared, not constants, distinct.
+    guard !def.outputs.isEmpty else { throw .format("the graph has no outputs") }
+    for idx in def.inputs {
+      guard idx >= 0 && idx < n else { throw .format("graph input index \(idx) out of range (\(n) tensors)") }
+      let t = def.tensors[idx]
+      guard t.constant == nil else { throw .format("graph input '\(t.name)' is a constant") }
+      guard !known[idx] else { throw .format("tensor '\(t.name)' is listed twice as a graph input") }
+      guard let dtype = t.dtype, let shape = t.shape else {
+        throw .format("graph input '\(t.name)' must declare dtype and shape")
+      }
+      try Graph.checkShape(shape, "graph input '\(t.name)'")
+      descs[idx] = TensorDesc(name: t.name, dtype: dtype, shape: shape, quant: t.quant, constant: nil)
+      known[idx] = true
+    }
+
+    // Ops in order: inputs known, outputs produced once, shapes inferred.
+    for (k, node) in def.nodes.enumerated() {
+      let ctx = "op \(k) (\(node.op.name))"
+      var ins: [TensorDesc?] = []
+      ins.reserveCapacity(node.inputs.count)
+      for idx in node.inputs {
+        if idx == -1 {
+          ins.append(nil)
+          continue
+        }
+        guard idx >= 0 && idx < n else { throw TinfError.format("\(ctx): input index \(idx) out of range") }
+        guard known[idx], let d = descs[idx] else {
+          throw TinfError.format("\(ctx): input '\(def.tensors[idx].name)' is used before it is produced")
+        }
+        ins.append(d)
+      }
+      guard !node.outputs.isEmpty else { throw TinfError.format("\(ctx): has no outputs") }
+      for idx in node.outputs {
+        guard idx >= 0 && idx < n else { throw TinfError.format("\(ctx): output index \(idx) out of range") }
+        guard !known[idx] else {
+          throw TinfError.format("\(ctx): output '\(def.tensors[idx].name)' is already produced or constant")
+        }
+      }
+      var outs: [TensorType]
+      do throws(TinfError) {
+        outs = try Registry.infer(node, ins)
+      } catch {
+        throw error.prefixed(ctx)
+      }
+      guard outs.count == node.outputs.count else {
+        throw TinfError.format("\(ctx): has \(node.outputs.count) outputs, the op makes \(outs.count)")
+      }
+      for (j, idx) in node.outputs.enumerated() {
+        let spec = def.tensors[idx]
+        var o = outs[j]
+        try Graph.checkShape(o.shape, "\(ctx): output '\(spec.name)'")
+        if let d = spec.dtype, d != o.dtype {
+          throw TinfError.format("\(ctx): output '\(spec.name)' is declared \(d.name) but the op makes \(o.dtype.name)")
+        }
+        if let s = spec.shape, s != o.shape {
+          throw TinfError.shape(
+            "\(ctx): output '\(spec.name)' is declared \(describe(s)) but the op makes \(describe(o.shape))")
+        }
+        if o.quant == nil { o.quant = spec.quant }
+        descs[idx] = TensorDesc(name: spec.name, dtype: o.dtype, shape: o.shape, quant: o.quant, constant: nil)
+        known[idx] = true
+      }
+    }
+
+    var seenOut = [Bool](repeating: false, count: n)
+    for idx in def.outputs {
+      guard idx >= 0 && idx < n else { throw .format("graph output index \(idx) out of range") }
+      guard known[idx] else { throw .format("graph output '\(def.tensors[idx].name)' is never produced") }
+      guard !seenOut[idx] else { throw .format("tensor '\(def.tensors[idx].name)' is listed twice as a graph output") }
+      seenOut[idx] = true
+    }
+
+    // Tensors that nothing produces or uses get a placeholder description.
+    var all: [TensorDesc] = []
+    all.reserveCapacity(n)
+    for i in 0..<n {
+      if let d = descs[i] {
+        all.append(d)
+      } else {
+        all.append(TensorDesc(name: def.tensors[i].name, dtype: .float32, shape: [1], quant: nil, constant: nil))
+      }
+    }
+    self.metadata = def.metadata
+    self.tensors = all
+    self.nodes = def.nodes
+    self.inputs = def.inputs
+    self.outputs = def.outputs
+  }
+
+  static func checkShape(_ shape: [Int], _ what: String) throws(TinfError) {
+    guard shape.count <= maxRank else { throw .format("\(what): rank \(shape.count) exceeds \(maxRank)") }
+    for d in shape where d < 1 {
+      throw .shape("\(what): dimension \(d) in \(describe(shape)) (every dimension must be >= 1)")
+    }
+    guard elementCount(shape) != nil else { throw .shape("\(what): shape \(describe(shape)) is too large") }
+  }
+}
+
+/// What shape inference produces for an op output.
+public struct TensorType: Sendable {
+  public var dtype: DType
+  public var shape: [Int]
+  public var quant: Quantization?
+  public init(_ dtype: DType, _ shape: [Int], quant: Quantization? = nil) {
+    self.dtype = dtype
+    self.shape = shape
+    self.quant = quant
+  }
+}

@@ -1,0 +1,105 @@
+/// Every op the runtime knows. The raw value is the op code in .tinf files
+/// and in the C API: append-only, a number never changes meaning.
+/// Semantics: docs/ops.md. Adding an op: docs/architecture.md.
+public enum OpKind: UInt16, Sendable, CaseIterable {
+  case fullyConnected = 1
+  case matMul = 2
+  case conv2D = 3
+  case depthwiseConv2D = 4
+  case transposeConv2D = 5
+  case maxPool2D = 6
+  case averagePool2D = 7
+  case mean = 8
+  case add = 9
+  case sub = 10
+  case mul = 11
+  case div = 12
+  case maximum = 13
+  case minimum = 14
+  case relu = 15
+  case relu6 = 16
+  case leakyRelu = 17
+  case prelu = 18
+  case hardSwish = 19
+  case logistic = 20
+  case tanh = 21
+  case gelu = 22
+  case exp = 23
+  case log = 24
+  case sqrt = 25
+  case rsqrt = 26
+  case softmax = 27
+  case logSoftmax = 28
+  case layerNorm = 29
+  case batchNorm = 30
+  case reshape = 31
+  case squeeze = 32
+  case expandDims = 33
+  case transpose = 34
+  case concat = 35
+  case split = 36
+  case slice = 37
+  case stridedSlice = 38
+  case pad = 39
+  case gather = 40
+  case resizeBilinear = 41
+  case resizeNearest = 42
+  case depthToSpace = 43
+  case spaceToDepth = 44
+
+  /// The name used in files, docs, errors and the Python builder.
+  /// The name as a static C string (for the C API).
+  public var staticName: StaticString {
+    switch self {
+    case .fullyConnected: return "FullyConnected"
+    case .matMul: return "MatMul"
+    case .conv2D: return "Conv2D"
+    case .depthwiseConv2D: return "DepthwiseConv2D"
+    case .transposeConv2D: return "TransposeConv2D"
+    case .maxPool2D: return "MaxPool2D"
+    case .averagePool2D: return "AveragePool2D"
+    case .mean: return "Mean"
+    case .add: return "Add"
+    case .sub: return "Sub"
+    case .mul: return "Mul"
+    case .div: return "Div"
+    case .maximum: return "Maximum"
+    case .minimum: return "Minimum"
+    case .relu: return "Relu"
+    case .relu6: return "Relu6"
+    case .leakyRelu: return "LeakyRelu"
+    case .prelu: return "PRelu"
+    case .hardSwish: return "HardSwish"
+    case .logistic: return "Logistic"
+    case .tanh: return "Tanh"
+    case .gelu: return "Gelu"
+    case .exp: return "Exp"
+    case .log: return "Log"
+    case .sqrt: return "Sqrt"
+    case .rsqrt: return "Rsqrt"
+    case .softmax: return "Softmax"
+    case .logSoftmax: return "LogSoftmax"
+    case .layerNorm: return "LayerNorm"
+    case .batchNorm: return "BatchNorm"
+    case .reshape: return "Reshape"
+    case .squeeze: return "Squeeze"
+    case .expandDims: return "ExpandDims"
+    case .transpose: return "Transpose"
+    case .concat: return "Concat"
+    case .split: return "Split"
+    case .slice: return "Slice"
+    case .stridedSlice: return "StridedSlice"
+    case .pad: return "Pad"
+    case .gather: return "Gather"
+    case .resizeBilinear: return "ResizeBilinear"
+    case .resizeNearest: return "ResizeNearest"
+    case .depthToSpace: return "DepthToSpace"
+    case .spaceToDepth: return "SpaceToDepth"
+    }
+  }
+
+  public var name: String { String(staticName) }
+
+  /// The largest op code.
+  public static var maxCode: UInt16 { OpKind.spaceToDepth.rawValue }
+}

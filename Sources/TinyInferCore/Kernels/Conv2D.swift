@@ -1,0 +1,184 @@
+/// Conv2D (docs/ops.md): x [N,H,W,Cin], w [Cout,KH,KW,Cin/groups], optional
+/// bias [Cout], NHWC output [N,OH,OW,Cout].
+///
+/// Every output pixel is a dot product of its input patch (laid out like a
+/// weight row, [KH,KW,Cin/groups] per group) with each weight row. Patches of
+/// four output pixels are gathered into per-thread scratch (zeros where the
+/// window reads padding) and multiplied against two weight rows at a time
+/// with SIMD8 accumulation. A 1x1 convolution without padding reads its
+/// patches straight from the input: a matrix product.
+enum Conv2DKernel {
+  static func infer(_ node: Node, _ inputs: [TensorDesc?]) throws(TinfError) -> [TensorType] {
+    try arity(inputs, 2...3)
+    let x = try required(inputs, 0, "input")
+    let w = try required(inputs, 1, "weights")
+    try requireFloat(x, "input")
+    try requireFloat(w, "weights")
+    try requireNHWC(x, "input")
+    guard w.shape.count == 4 else {
+      throw .shape("weights '\(w.name)' must be [Cout,KH,KW,Cin/groups] (rank 4), has \(describe(w.shape))")
+    }
+    let cin = x.shape[3]
+    let cout = w.shape[0]
+    let groups = try node.attrs.int(.groups, default: 1, in: 1...(1 << 20))
+    guard cin % groups == 0 else {
+      throw .shape("input channels \(cin) are not divisible by groups \(groups)")
+    }
+    guard cout % groups == 0 else {
+      throw .shape("output channels \(cout) are not divisible by groups \(groups)")
+    }
+    guard w.shape[3] == cin / groups else {
+      throw .shape(
+        "weights \(describe(w.shape)) do not match input channels \(cin) / groups \(groups) (last dim must be \(cin / groups))")
+    }
+    try checkBias(inputs, 2, cout)
+    _ = try Activation.from(node.attrs)
+    let win = try WindowAttrs(node.attrs)
+    let d = try win.dims(inputH: x.shape[1], inputW: x.shape[2], kernelH: w.shape[1], kernelW: w.shape[2])
+    return [TensorType(.float32, [x.shape[0], d.h.out, d.w.out, cout])]
+  }
+
+  static func bind(_ ctx: KernelContext) throws(TinfError) -> KernelFn {
+    guard let xd = ctx.inputs[0], let wd = ctx.inputs[1] else { throw .format("Conv2D: missing input") }
+    let node = ctx.node
+    let n = xd.shape[0]
+    let h = xd.shape[1]
+    let wIn = xd.shape[2]
+    let cin = xd.shape[3]
+    let cout = wd.shape[0]
+    let kh = wd.shape[1]
+    let kw = wd.shape[2]
+    let groups = try node.attrs.int(.groups, default: 1, in: 1...(1 << 20))
+    let cg = cin / groups
+    let og = cout / groups
+    let act = try Activation.from(node.attrs)
+    let (lo, hi) = act.range
+    let win = try WindowAttrs(node.attrs)
+    let d = try win.dims(inputH: h, inputW: wIn, kernelH: kh, kernelW: kw)
+    let oh = d.h.out
+    let ow = d.w.out
+    let padT = d.h.padBefore
+    let padL = d.w.padBefore
+    let sh = win.strides[0]
+    let sw = win.strides[1]
+    let dh = win.dilations[0]
+    let dw = win.dilations[1]
+    // Patch length per group, and per pixel (all groups).
+    let k = kh &* kw &* cg
+    let patch = kh &* kw &* cin
+    let direct = kh == 1 && kw == 1 && padT == 0 && padL == 0
+    let pixels = n &* oh &* ow
+    let tile = 4
+    let scratch = FloatScratch(count: direct ? 1 : ctx.pool.threads &* tile &* patch)
+    let x = ctx.floatIn(0)
+    let wp = ctx.floatIn(1)
+    let bias = ctx.optionalFloatIn(2)
+    let y = ctx.floatOut(0)
+    let pool = ctx.pool
+    let minChunk = max(tile, minChunkFor(perItem: k &* cout))
+
+    return { () throws(TinfError) in
+      forEachChunk(pool, pixels, minChunk: minChunk) { chunk, range in
+        let buf = scratch.base + chunk &* tile &* patch
+        // Patch pointer of tile slot s (pixel p) for group 0.
+        var pp = (x, x, x, x)
+        var p = range.lowerBound
+        while p < range.upperBound {
+          let count = min(tile, range.upperBound &- p)
+          for s in 0..<tile {
+            let q = p &+ min(s, count &- 1)
+            let b = q / (oh &* ow)
+            let r = q &- b &* (oh &* ow)
+            let oy = r / ow
+            let ox = r &- oy &* ow
+            let ptr: UnsafePointer<Float>
+            if direct {
+              ptr = x + ((b &* h &+ oy &* sh) &* wIn &+ ox &* sw) &* cin
+            } else {
+              let dst = buf + s &* patch
+              if s < count {
+                gatherPatch(
+                  dst, x, b: b, iy0: oy &* sh &- padT, ix0: ox &* sw &- padL, h: h, w: wIn, cin: cin,
+                  kh: kh, kw: kw, dh: dh, dw: dw, groups: groups, cg: cg, k: k)
+              }
+              ptr = UnsafePointer(dst)
+            }
+            switch s {
+            case 0: pp.0 = ptr
+            case 1: pp.1 = ptr
+            case 2: pp.2 = ptr
+            default: pp.3 = ptr
+            }
+          }
+          // For a tile with fewer pixels, the extra slots repeat the last
+          // one's patch (gathered into its own slot only when s < count).
+          if !direct && count < tile {
+            let last = UnsafePointer(buf + (count &- 1) &* patch)
+            if count <= 1 { pp.1 = last }
+            if count <= 2 { pp.2 = last }
+            if count <= 3 { pp.3 = last }
+          }
+          let y0 = y + p &* cout
+          for g in 0..<groups {
+            let goff = direct ? g &* cg : g &* k
+            let a0 = pp.0 + goff
+            let a1 = pp.1 + goff
+            let a2 = pp.2 + goff
+            let a3 = pp.3 + goff
+            var j = 0
+            while j < og {
+              let c0 = g &* og &+ j
+              let c1 = j &+ 1 < og ? c0 &+ 1 : c0
+              let r = dot4x2(a0, a1, a2, a3, wp + c0 &* k, wp + c1 &* k, k)
+              let b0: Float = bias?[c0] ?? 0
+              let b1: Float = bias?[c1] ?? 0
+              for s in 0..<count {
+                let yo = y0 + s &* cout
+                yo[c0] = clampActivation(r[s] + b0, lo, hi)
+                if j &+ 1 < og { yo[c1] = clampActivation(r[4 &+ s] + b1, lo, hi) }
+              }
+              j &+= 2
+            }
+          }
+          p &+= tile
+        }
+      }
+    }
+  }
+
+  /// Gathers the input window of one output pixel into `dst`, laid out
+  /// [groups][KH][KW][Cin/groups] (each group's part matches a weight row);
+  /// cells in the padding are zeros.
+  @inline(__always)
+  static func gatherPatch(
+    _ dst: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, b: Int, iy0: Int, ix0: Int, h: Int, w: Int,
+    cin: Int, kh: Int, kw: Int, dh: Int, dw: Int, groups: Int, cg: Int, k: Int
+  ) {
+    for i in 0..<kh {
+      let iy = iy0 &+ i &* dh
+      let rowInside = iy >= 0 && iy < h
+      for j in 0..<kw {
+        let ix = ix0 &+ j &* dw
+        let tap = (i &* kw &+ j) &* cg
+        if rowInside && ix >= 0 && ix < w {
+          let src = x + ((b &* h &+ iy) &* w &+ ix) &* cin
+          if groups == 1 {
+            (dst + tap).update(from: src, count: cin)
+          } else {
+            for g in 0..<groups {
+              (dst + g &* k &+ tap).update(from: src + g &* cg, count: cg)
+            }
+          }
+        } else {
+          if groups == 1 {
+            (dst + tap).update(repeating: 0, count: cin)
+          } else {
+            for g in 0..<groups {
+              (dst + g &* k &+ tap).update(repeating: 0, count: cg)
+            }
+          }
+        }
+      }
+    }
+  }
+}

@@ -1,0 +1,265 @@
+/// Helpers shared by the convolution, pooling, resize and space/depth kernels.
+
+// MARK: - Scratch memory owned by a bound kernel
+
+/// Float scratch allocated once at bind time and freed with the kernel
+/// closure that captures it.
+final class FloatScratch {
+  let base: UnsafeMutablePointer<Float>
+  let count: Int
+
+  init(count: Int) {
+    self.count = max(count, 1)
+    base = UnsafeMutablePointer<Float>.allocate(capacity: self.count)
+    base.initialize(repeating: 0, count: self.count)
+  }
+
+  deinit { base.deallocate() }
+}
+
+/// Double scratch (accumulators of reductions).
+final class DoubleScratch {
+  let base: UnsafeMutablePointer<Double>
+  let count: Int
+
+  init(count: Int) {
+    self.count = max(count, 1)
+    base = UnsafeMutablePointer<Double>.allocate(capacity: self.count)
+    base.initialize(repeating: 0, count: self.count)
+  }
+
+  deinit { base.deallocate() }
+}
+
+/// Int table computed at bind time (per-output coordinates and the like).
+final class IntTable {
+  let base: UnsafeMutablePointer<Int>
+  let count: Int
+
+  init(_ values: [Int]) {
+    count = max(values.count, 1)
+    base = UnsafeMutablePointer<Int>.allocate(capacity: count)
+    base.initialize(repeating: 0, count: count)
+    for i in 0..<values.count { base[i] = values[i] }
+  }
+
+  deinit { base.deallocate() }
+}
+
+// MARK: - Work splitting
+
+/// Splits `0..<total` into at most `pool.threads` chunks of at least
+/// `minChunk` items and runs `body(chunk, range)` on each; `chunk` is in
+/// `0..<pool.threads`, so it can index per-thread scratch. A single chunk runs
+/// inline on the calling thread.
+@inline(__always)
+func forEachChunk(_ pool: ThreadPool, _ total: Int, minChunk: Int, _ body: (Int, Range<Int>) -> Void) {
+  let chunks = min(pool.threads, max(1, total / max(minChunk, 1)))
+  if chunks <= 1 {
+    body(0, 0..<total)
+    return
+  }
+  pool.parallelFor(chunks) { c in
+    let lo = total &* c / chunks
+    let hi = total &* (c &+ 1) / chunks
+    body(c, lo..<hi)
+  }
+}
+
+/// The minimum number of work items per chunk so that a chunk does at least
+/// about `grain` multiply-adds when one item costs `perItem`.
+@inline(__always)
+func minChunkFor(perItem: Int, grain: Int = 1 << 16) -> Int {
+  max(1, grain / max(perItem, 1))
+}
+
+// MARK: - Shape checks
+
+/// Checks that `t` is an NHWC image (rank 4).
+func requireNHWC(_ t: TensorDesc, _ what: String) throws(TinfError) {
+  guard t.shape.count == 4 else {
+    throw .shape("\(what) '\(t.name)' must be NHWC (rank 4), has shape \(describe(t.shape))")
+  }
+}
+
+/// Checks an optional bias: float32 of shape [n].
+func checkBias(_ inputs: [TensorDesc?], _ i: Int, _ n: Int) throws(TinfError) {
+  guard i < inputs.count, let b = inputs[i] else { return }
+  try requireFloat(b, "bias")
+  guard b.shape == [n] else {
+    throw .shape("bias '\(b.name)' must have shape [\(n)], has \(describe(b.shape))")
+  }
+}
+
+// MARK: - Vector helpers
+
+@inline(__always)
+func load8(_ p: UnsafePointer<Float>) -> SIMD8<Float> {
+  UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self)
+}
+
+@inline(__always)
+func store8(_ v: SIMD8<Float>, _ p: UnsafeMutablePointer<Float>) {
+  UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD8<Float>.self)
+}
+
+/// Eight dot products of length `k` at once: rows a0...a3 against rows b0, b1.
+/// Result lane `j * 4 + i` is dot(a_i, b_j).
+@inline(__always)
+func dot4x2(
+  _ a0: UnsafePointer<Float>, _ a1: UnsafePointer<Float>, _ a2: UnsafePointer<Float>, _ a3: UnsafePointer<Float>,
+  _ b0: UnsafePointer<Float>, _ b1: UnsafePointer<Float>, _ k: Int
+) -> SIMD8<Float> {
+  var s00 = SIMD8<Float>()
+  var s10 = SIMD8<Float>()
+  var s20 = SIMD8<Float>()
+  var s30 = SIMD8<Float>()
+  var s01 = SIMD8<Float>()
+  var s11 = SIMD8<Float>()
+  var s21 = SIMD8<Float>()
+  var s31 = SIMD8<Float>()
+  var i = 0
+  while i &+ 8 <= k {
+    let w0 = load8(b0 + i)
+    let w1 = load8(b1 + i)
+    let x0 = load8(a0 + i)
+    s00 += x0 * w0
+    s01 += x0 * w1
+    let x1 = load8(a1 + i)
+    s10 += x1 * w0
+    s11 += x1 * w1
+    let x2 = load8(a2 + i)
+    s20 += x2 * w0
+    s21 += x2 * w1
+    let x3 = load8(a3 + i)
+    s30 += x3 * w0
+    s31 += x3 * w1
+    i &+= 8
+  }
+  var r = SIMD8<Float>(
+    s00.sum(), s10.sum(), s20.sum(), s30.sum(), s01.sum(), s11.sum(), s21.sum(), s31.sum())
+  while i < k {
+    let w0 = b0[i]
+    let w1 = b1[i]
+    let x = SIMD4<Float>(a0[i], a1[i], a2[i], a3[i])
+    let lo = x * w0
+    let hi = x * w1
+    r += SIMD8<Float>(lo[0], lo[1], lo[2], lo[3], hi[0], hi[1], hi[2], hi[3])
+    i &+= 1
+  }
+  return r
+}
+
+/// Four dot products of length `k`: row a against rows b0...b3.
+@inline(__always)
+func dot1x4(
+  _ a: UnsafePointer<Float>,
+  _ b0: UnsafePointer<Float>, _ b1: UnsafePointer<Float>, _ b2: UnsafePointer<Float>, _ b3: UnsafePointer<Float>,
+  _ k: Int
+) -> SIMD4<Float> {
+  var s0 = SIMD8<Float>()
+  var s1 = SIMD8<Float>()
+  var s2 = SIMD8<Float>()
+  var s3 = SIMD8<Float>()
+  var i = 0
+  while i &+ 8 <= k {
+    let x = load8(a + i)
+    s0 += x * load8(b0 + i)
+    s1 += x * load8(b1 + i)
+    s2 += x * load8(b2 + i)
+    s3 += x * load8(b3 + i)
+    i &+= 8
+  }
+  var r = SIMD4<Float>(s0.sum(), s1.sum(), s2.sum(), s3.sum())
+  while i < k {
+    let x = a[i]
+    r += SIMD4<Float>(b0[i], b1[i], b2[i], b3[i]) * x
+    i &+= 1
+  }
+  return r
+}
+
+/// y[i] += a * x[i] for i in 0..<n.
+@inline(__always)
+func axpy(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ a: Float, _ n: Int) {
+  var i = 0
+  let va = SIMD8<Float>(repeating: a)
+  while i &+ 8 <= n {
+    store8(load8(y + i) + load8(x + i) * va, y + i)
+    i &+= 8
+  }
+  while i < n {
+    y[i] += x[i] * a
+    i &+= 1
+  }
+}
+
+/// y[i] += x[i] * w[i] for i in 0..<n.
+@inline(__always)
+func multiplyAccumulate(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ n: Int) {
+  var i = 0
+  while i &+ 8 <= n {
+    store8(load8(y + i) + load8(x + i) * load8(w + i), y + i)
+    i &+= 8
+  }
+  while i < n {
+    y[i] += x[i] * w[i]
+    i &+= 1
+  }
+}
+
+/// Fills `n` floats of an output row with the bias (or zeros), repeated
+/// every `c` floats (`n` is a multiple of `c`).
+@inline(__always)
+func fillBias(_ y: UnsafeMutablePointer<Float>, _ bias: UnsafePointer<Float>?, _ c: Int, _ n: Int) {
+  if let bias {
+    var o = 0
+    while o < n {
+      (y + o).update(from: bias, count: c)
+      o &+= c
+    }
+  } else {
+    y.update(repeating: 0, count: n)
+  }
+}
+
+/// Clamps `n` floats to [lo, hi] (NaN stays NaN); nothing when there is no activation.
+@inline(__always)
+func clampRange(_ p: UnsafeMutablePointer<Float>, _ n: Int, _ act: Activation, _ lo: Float, _ hi: Float) {
+  if act == .none { return }
+  for i in 0..<n {
+    p[i] = clampActivation(p[i], lo, hi)
+  }
+}
+
+// MARK: - Moving elements of any dtype
+
+/// Copies `count` elements of `size` bytes each from `src + i * srcStride`
+/// to `dst + i * dstStride` (strides in elements).
+@inline(__always)
+func copyStrided(
+  _ dst: UnsafeMutableRawPointer, dstStride: Int, _ src: UnsafeRawPointer, srcStride: Int, count: Int, size: Int
+) {
+  switch size {
+  case 4:
+    let d = dst.assumingMemoryBound(to: UInt32.self)
+    let s = src.assumingMemoryBound(to: UInt32.self)
+    for i in 0..<count { d[i &* dstStride] = s[i &* srcStride] }
+  case 1:
+    let d = dst.assumingMemoryBound(to: UInt8.self)
+    let s = src.assumingMemoryBound(to: UInt8.self)
+    for i in 0..<count { d[i &* dstStride] = s[i &* srcStride] }
+  case 2:
+    let d = dst.assumingMemoryBound(to: UInt16.self)
+    let s = src.assumingMemoryBound(to: UInt16.self)
+    for i in 0..<count { d[i &* dstStride] = s[i &* srcStride] }
+  case 8:
+    let d = dst.assumingMemoryBound(to: UInt64.self)
+    let s = src.assumingMemoryBound(to: UInt64.self)
+    for i in 0..<count { d[i &* dstStride] = s[i &* srcStride] }
+  default:
+    for i in 0..<count {
+      (dst + i &* dstStride &* size).copyMemory(from: src + i &* srcStride &* size, byteCount: size)
+    }
+  }
+}

@@ -1,0 +1,99 @@
+/// DepthwiseConv2D (docs/ops.md): x [N,H,W,C], w [1,KH,KW,C*M], optional
+/// bias [C*M]; output channel c*M+m reads input channel c.
+///
+/// Each output pixel starts as the bias and accumulates, tap by tap, the
+/// input pixel times the weight tap: with M = 1 a contiguous multiply-add
+/// over the channels. Work is split over output rows.
+enum DepthwiseConv2DKernel {
+  static func infer(_ node: Node, _ inputs: [TensorDesc?]) throws(TinfError) -> [TensorType] {
+    try arity(inputs, 2...3)
+    let x = try required(inputs, 0, "input")
+    let w = try required(inputs, 1, "weights")
+    try requireFloat(x, "input")
+    try requireFloat(w, "weights")
+    try requireNHWC(x, "input")
+    let c = x.shape[3]
+    let m = try node.attrs.int(.depthMultiplier, default: 1, in: 1...(1 << 20))
+    let cm = c * m  // c <= 2^34, m <= 2^20: no overflow
+    guard w.shape.count == 4, w.shape[0] == 1, w.shape[3] == cm else {
+      throw .shape(
+        "weights '\(w.name)' must be [1,KH,KW,\(cm)] (channels \(c) x depth_multiplier \(m)), has \(describe(w.shape))")
+    }
+    try checkBias(inputs, 2, cm)
+    _ = try Activation.from(node.attrs)
+    let win = try WindowAttrs(node.attrs)
+    let d = try win.dims(inputH: x.shape[1], inputW: x.shape[2], kernelH: w.shape[1], kernelW: w.shape[2])
+    return [TensorType(.float32, [x.shape[0], d.h.out, d.w.out, cm])]
+  }
+
+  static func bind(_ ctx: KernelContext) throws(TinfError) -> KernelFn {
+    guard let xd = ctx.inputs[0], let wd = ctx.inputs[1] else { throw .format("DepthwiseConv2D: missing input") }
+    let node = ctx.node
+    let n = xd.shape[0]
+    let h = xd.shape[1]
+    let wIn = xd.shape[2]
+    let c = xd.shape[3]
+    let kh = wd.shape[1]
+    let kw = wd.shape[2]
+    let m = try node.attrs.int(.depthMultiplier, default: 1, in: 1...(1 << 20))
+    let cm = c &* m
+    let act = try Activation.from(node.attrs)
+    let (lo, hi) = act.range
+    let win = try WindowAttrs(node.attrs)
+    let d = try win.dims(inputH: h, inputW: wIn, kernelH: kh, kernelW: kw)
+    let oh = d.h.out
+    let ow = d.w.out
+    let padT = d.h.padBefore
+    let padL = d.w.padBefore
+    let sh = win.strides[0]
+    let sw = win.strides[1]
+    let dh = win.dilations[0]
+    let dw = win.dilations[1]
+    let x = ctx.floatIn(0)
+    let wp = ctx.floatIn(1)
+    let bias = ctx.optionalFloatIn(2)
+    let y = ctx.floatOut(0)
+    let pool = ctx.pool
+    let rows = n &* oh
+    let minChunk = minChunkFor(perItem: ow &* kh &* kw &* cm)
+
+    return { () throws(TinfError) in
+      forEachChunk(pool, rows, minChunk: minChunk) { _, range in
+        for row in range {
+          let b = row / oh
+          let oy = row &- b &* oh
+          let yrow = y + row &* ow &* cm
+          fillBias(yrow, bias, cm, ow &* cm)
+          let iy0 = oy &* sh &- padT
+          for ox in 0..<ow {
+            let yo = yrow + ox &* cm
+            let ix0 = ox &* sw &- padL
+            for i in 0..<kh {
+              let iy = iy0 &+ i &* dh
+              if iy < 0 || iy >= h { continue }
+              for j in 0..<kw {
+                let ix = ix0 &+ j &* dw
+                if ix < 0 || ix >= wIn { continue }
+                let xs = x + ((b &* h &+ iy) &* wIn &+ ix) &* c
+                let ws = wp + (i &* kw &+ j) &* cm
+                if m == 1 {
+                  multiplyAccumulate(yo, xs, ws, c)
+                } else {
+                  var o = 0
+                  for ch in 0..<c {
+                    let v = xs[ch]
+                    for _ in 0..<m {
+                      yo[o] += v * ws[o]
+                      o &+= 1
+                    }
+                  }
+                }
+              }
+            }
+          }
+          clampRange(yrow, ow &* cm, act, lo, hi)
+        }
+      }
+    }
+  }
+}

@@ -1,0 +1,10 @@
+/// TODO: not implemented yet.
+enum FullyConnectedKernel {
+  static func infer(_ node: Node, _ inputs: [TensorDesc?]) throws(TinfError) -> [TensorType] {
+    throw .unsupported("not implemented yet")
+  }
+
+  static func bind(_ ctx: KernelContext) throws(TinfError) -> KernelFn {
+    throw .unsupported("not implemented yet")
+  }
+}

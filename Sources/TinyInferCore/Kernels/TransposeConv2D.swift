@@ -1,0 +1,148 @@
+/// TransposeConv2D (docs/ops.md): x [N,H,W,Cin], w [Cout,KH,KW,Cin],
+/// optional bias [Cout]. The gradient of Conv2D:
+/// `y[n, ih*s_h - pad_top + kh*d_h, iw*s_w - pad_left + kw*d_w, co] += x[n, ih, iw, ci] * w[co, kh, kw, ci]`.
+///
+/// Computed as a gather, so output rows are independent and can be split
+/// over threads: each output pixel sums, over the taps that land on it, the
+/// dot products of the input pixel with the weight rows (contiguous in Cin).
+enum TransposeConv2DKernel {
+  /// Output size and leading padding of one spatial dim.
+  static func outDim(input: Int, kernel: Int, stride: Int, dilation: Int, padding: Int, explicit: (Int, Int),
+    outputPadding: Int
+  ) throws(TinfError) -> WindowDim {
+    // input <= 2^34, stride/dilation/kernel-derived values <= 2^40: no overflow.
+    let eff = (kernel - 1) * dilation + 1
+    let out: Int
+    var before = 0
+    switch padding {
+    case 0:
+      out = (input - 1) * stride + eff + outputPadding
+    case 1:
+      out = input * stride + outputPadding
+      before = max((input - 1) * stride + eff - input * stride, 0) / 2
+    default:
+      out = (input - 1) * stride + eff - explicit.0 - explicit.1 + outputPadding
+      before = explicit.0
+    }
+    guard out >= 1 else {
+      throw .shape("output size \(out) is not positive (input \(input), kernel \(kernel), pads \(explicit.0)+\(explicit.1))")
+    }
+    return WindowDim(out: out, padBefore: before)
+  }
+
+  struct Params {
+    var h: WindowDim
+    var w: WindowDim
+    var win: WindowAttrs
+  }
+
+  static func params(_ node: Node, _ x: TensorDesc, _ w: TensorDesc) throws(TinfError) -> Params {
+    let win = try WindowAttrs(node.attrs)
+    let op = try node.attrs.ints(.outputPadding, count: 2, default: [0, 0], in: 0...(1 << 20))
+    for i in 0..<2 where op[i] >= max(win.strides[i], win.dilations[i]) {
+      throw .unsupported(
+        "output_padding \(op[i]) must be smaller than the stride (\(win.strides[i])) or the dilation (\(win.dilations[i]))")
+    }
+    let h = try outDim(
+      input: x.shape[1], kernel: w.shape[1], stride: win.strides[0], dilation: win.dilations[0], padding: win.padding,
+      explicit: (win.pads[0], win.pads[1]), outputPadding: op[0])
+    let wd = try outDim(
+      input: x.shape[2], kernel: w.shape[2], stride: win.strides[1], dilation: win.dilations[1], padding: win.padding,
+      explicit: (win.pads[2], win.pads[3]), outputPadding: op[1])
+    return Params(h: h, w: wd, win: win)
+  }
+
+  static func infer(_ node: Node, _ inputs: [TensorDesc?]) throws(TinfError) -> [TensorType] {
+    try arity(inputs, 2...3)
+    let x = try required(inputs, 0, "input")
+    let w = try required(inputs, 1, "weights")
+    try requireFloat(x, "input")
+    try requireFloat(w, "weights")
+    try requireNHWC(x, "input")
+    guard w.shape.count == 4, w.shape[3] == x.shape[3] else {
+      throw .shape("weights '\(w.name)' must be [Cout,KH,KW,\(x.shape[3])], has \(describe(w.shape))")
+    }
+    let cout = w.shape[0]
+    try checkBias(inputs, 2, cout)
+    _ = try Activation.from(node.attrs)
+    let p = try params(node, x, w)
+    return [TensorType(.float32, [x.shape[0], p.h.out, p.w.out, cout])]
+  }
+
+  static func bind(_ ctx: KernelContext) throws(TinfError) -> KernelFn {
+    guard let xd = ctx.inputs[0], let wd = ctx.inputs[1] else { throw .format("TransposeConv2D: missing input") }
+    let n = xd.shape[0]
+    let h = xd.shape[1]
+    let wIn = xd.shape[2]
+    let cin = xd.shape[3]
+    let cout = wd.shape[0]
+    let kh = wd.shape[1]
+    let kw = wd.shape[2]
+    let act = try Activation.from(ctx.node.attrs)
+    let (lo, hi) = act.range
+    let p = try params(ctx.node, xd, wd)
+    let oh = p.h.out
+    let ow = p.w.out
+    let padT = p.h.padBefore
+    let padL = p.w.padBefore
+    let sh = p.win.strides[0]
+    let sw = p.win.strides[1]
+    let dh = p.win.dilations[0]
+    let dw = p.win.dilations[1]
+    let wStride = kh &* kw &* cin  // between output channels
+    let x = ctx.floatIn(0)
+    let wp = ctx.floatIn(1)
+    let bias = ctx.optionalFloatIn(2)
+    let y = ctx.floatOut(0)
+    let pool = ctx.pool
+    let rows = n &* oh
+    // Taps landing on one output pixel: about KH*KW / (sh*sw).
+    let taps = max(1, (kh / max(sh, 1) + 1) &* (kw / max(sw, 1) + 1))
+    let minChunk = minChunkFor(perItem: ow &* taps &* cin &* cout)
+
+    return { () throws(TinfError) in
+      forEachChunk(pool, rows, minChunk: minChunk) { _, range in
+        for row in range {
+          let b = row / oh
+          let oy = row &- b &* oh
+          let yrow = y + row &* ow &* cout
+          fillBias(yrow, bias, cout, ow &* cout)
+          for i in 0..<kh {
+            // oy = iy*sh - padT + i*dh
+            let t = oy &+ padT &- i &* dh
+            if t < 0 { break }
+            if t % sh != 0 { continue }
+            let iy = t / sh
+            if iy >= h { continue }
+            for ox in 0..<ow {
+              let yo = yrow + ox &* cout
+              for j in 0..<kw {
+                let u = ox &+ padL &- j &* dw
+                if u < 0 { break }
+                if u % sw != 0 { continue }
+                let ix = u / sw
+                if ix >= wIn { continue }
+                let xs = x + ((b &* h &+ iy) &* wIn &+ ix) &* cin
+                let wtap = wp + (i &* kw &+ j) &* cin
+                var co = 0
+                while co < cout {
+                  let c1 = min(co &+ 1, cout &- 1)
+                  let c2 = min(co &+ 2, cout &- 1)
+                  let c3 = min(co &+ 3, cout &- 1)
+                  let r = dot1x4(
+                    xs, wtap + co &* wStride, wtap + c1 &* wStride, wtap + c2 &* wStride, wtap + c3 &* wStride, cin)
+                  yo[co] += r[0]
+                  if co &+ 1 < cout { yo[co &+ 1] += r[1] }
+                  if co &+ 2 < cout { yo[co &+ 2] += r[2] }
+                  if co &+ 3 < cout { yo[co &+ 3] += r[3] }
+                  co &+= 4
+                }
+              }
+            }
+          }
+          clampRange(yrow, ow &* cout, act, lo, hi)
+        }
+      }
+    }
+  }
+}

@@ -1,0 +1,109 @@
+import TinyInferShims
+
+/// A loaded, validated model. Immutable: any number of threads may share it
+/// and make sessions from it. Constants are used in place from the file's
+/// bytes (memory-mapped, or the caller's buffer) with no copy.
+public final class Model {
+  public let graph: Graph
+  /// Bytes of the whole file.
+  public let fileSize: Int
+  /// Bytes of constant data.
+  public let weightBytes: Int
+  /// Nanoseconds spent loading (map, parse, validate, infer).
+  public let loadNanoseconds: UInt64
+
+  enum Storage {
+    case mapped(UnsafeMutableRawPointer, Int)
+    case owned(UnsafeMutableRawPointer)
+    case borrowed
+  }
+  private let storage: Storage
+  private let dataBase: UnsafeRawPointer?
+
+  /// Memory-maps and loads a file.
+  public static func load(path: String) throws(TinfError) -> Model {
+    let t0 = ti_shim_now_ns()
+    var size = 0
+    var err: Int32 = 0
+    var path = path
+    let p = path.withUTF8 { buf -> UnsafeMutableRawPointer? in
+      var cpath = [CChar](repeating: 0, count: buf.count + 1)
+      for i in 0..<buf.count { cpath[i] = CChar(bitPattern: buf[i]) }
+      return ti_shim_map_file(cpath, &size, &err)
+    }
+    guard let p else {
+      if err == 0 { throw .format("'\(path)' is empty") }
+      let reason = String(cString: ti_shim_strerror(err))
+      throw TinfError(.io, "cannot open '\(path)': \(reason)")
+    }
+    return try Model(base: UnsafeRawPointer(p), size: size, storage: .mapped(p, size), t0: t0)
+  }
+
+  /// Loads from a buffer: borrowed if 64-byte aligned (it must then outlive
+  /// the model), copied otherwise.
+  public static func load(buffer: UnsafeRawBufferPointer) throws(TinfError) -> Model {
+    let t0 = ti_shim_now_ns()
+    guard let base = buffer.baseAddress, buffer.count > 0 else { throw .format("the buffer is empty") }
+    if UInt(bitPattern: base) % UInt(ModelFile.alignment) == 0 {
+      return try Model(base: base, size: buffer.count, storage: .borrowed, t0: t0)
+    }
+    guard let copy = ti_shim_alloc(buffer.count) else {
+      throw TinfError(.outOfMemory, "cannot allocate \(buffer.count) bytes for a copy of the model")
+    }
+    copy.copyMemory(from: base, byteCount: buffer.count)
+    do throws(TinfError) {
+      return try Model(base: UnsafeRawPointer(copy), size: buffer.count, storage: .owned(copy), t0: t0)
+    } catch {
+      // init failed before taking ownership
+      throw error
+    }
+  }
+
+  private init(base: UnsafeRawPointer, size: Int, storage: Storage, t0: UInt64) throws(TinfError) {
+    // Release the storage if validation fails (deinit does not run then).
+    func release() {
+      switch storage {
+      case .mapped(let p, let n): ti_shim_unmap(p, n)
+      case .owned(let p): ti_shim_free(p)
+      case .borrowed: break
+      }
+    }
+    let file = UnsafeRawBufferPointer(start: base, count: size)
+    let graph: Graph
+    let layout: ModelFile.Layout
+    do throws(TinfError) {
+      layout = try ModelFile.readHeader(file)
+      let def = try ModelFile.readBody(UnsafeRawBufferPointer(rebasing: file[layout.body]), minor: layout.minor)
+      graph = try Graph(validating: def, dataSize: layout.data.count)
+    } catch {
+      release()
+      throw error
+    }
+    self.graph = graph
+    self.fileSize = size
+    self.storage = storage
+    self.dataBase = layout.data.isEmpty ? nil : base + layout.data.lowerBound
+    var w = 0
+    for t in graph.tensors where t.isConstant { w += t.nbytes }
+    self.weightBytes = w
+    self.loadNanoseconds = ti_shim_now_ns() &- t0
+  }
+
+  deinit {
+    switch storage {
+    case .mapped(let p, let n): ti_shim_unmap(p, n)
+    case .owned(let p): ti_shim_free(p)
+    case .borrowed: break
+    }
+  }
+
+  /// Address of a constant tensor's data (read-only: kernels never write it).
+  func constantData(_ t: Int) -> UnsafeMutableRawPointer? {
+    guard let r = graph.tensors[t].constant, let dataBase else { return nil }
+    return UnsafeMutableRawPointer(mutating: dataBase + r.lowerBound)
+  }
+
+  public var metadata: [(key: String, value: String)] { graph.metadata }
+  public var inputs: [TensorDesc] { graph.inputs.map { graph.tensors[$0] } }
+  public var outputs: [TensorDesc] { graph.outputs.map { graph.tensors[$0] } }
+}

@@ -1,0 +1,103 @@
+import TinyInferShims
+
+/// Options for a session.
+public struct SessionOptions: Sendable {
+  /// Threads to use; 0 means the number of online CPUs.
+  public var threads: Int = 1
+  public init(threads: Int = 1) { self.threads = threads }
+}
+
+/// One execution context of a model: its arena, its bound kernels and its
+/// threads. Used by one thread at a time; sessions of one model are
+/// independent and run concurrently.
+public final class Session {
+  public let model: Model
+  public let plan: MemoryPlan
+  public let pool: ThreadPool
+  private let arena: UnsafeMutableRawPointer?
+  private var pointers: [UnsafeMutableRawPointer?]
+  private var kernels: [KernelFn]
+
+  /// Per-op run times of the last `run(profile: true)`, in nanoseconds.
+  public private(set) var opNanoseconds: [UInt64]
+
+  public init(model: Model, options: SessionOptions = SessionOptions()) throws(TinfError) {
+    guard options.threads >= 0 && options.threads <= 256 else {
+      throw .arg("threads must be 0...256, got \(options.threads)")
+    }
+    let g = model.graph
+    self.model = model
+    self.plan = try MemoryPlanner.plan(g)
+    self.pool = ThreadPool(threads: options.threads == 0 ? Int(ti_shim_cpu_count()) : options.threads)
+    if plan.size > 0 {
+      guard let a = ti_shim_alloc(plan.size) else {
+        throw TinfError(.outOfMemory, "cannot allocate an arena of \(plan.size) bytes")
+      }
+      // Inputs start as zeros rather than leftover memory.
+      a.initializeMemory(as: UInt8.self, repeating: 0, count: plan.size)
+      arena = a
+    } else {
+      arena = nil
+    }
+    var ptrs = [UnsafeMutableRawPointer?](repeating: nil, count: g.tensors.count)
+    for t in 0..<g.tensors.count {
+      if g.tensors[t].isConstant {
+        ptrs[t] = model.constantData(t)
+      } else if let off = plan.offsets[t], let arena {
+        ptrs[t] = arena + off
+      }
+    }
+    pointers = ptrs
+    kernels = []
+    opNanoseconds = [UInt64](repeating: 0, count: g.nodes.count)
+    kernels.reserveCapacity(g.nodes.count)
+    for (k, node) in g.nodes.enumerated() {
+      let ctx = KernelContext(
+        node: node,
+        inputs: node.inputs.map { $0 >= 0 ? g.tensors[$0] : nil },
+        outputs: node.outputs.map { g.tensors[$0] },
+        inputData: node.inputs.map { $0 >= 0 ? ptrs[$0] : nil },
+        outputData: node.outputs.map { ptrs[$0]! },
+        pool: pool)
+      do throws(TinfError) {
+        kernels.append(try Registry.bind(ctx))
+      } catch {
+        if let arena { ti_shim_free(arena) }
+        throw error.prefixed("op \(k) (\(node.op.name))")
+      }
+    }
+  }
+
+  deinit {
+    if let arena { ti_shim_free(arena) }
+  }
+
+  /// Runs every op once on the current inputs.
+  public func run(profile: Bool = false) throws(TinfError) {
+    if !profile {
+      for k in kernels.indices {
+        try kernels[k]()
+      }
+      return
+    }
+    for k in kernels.indices {
+      let t0 = ti_shim_now_ns()
+      try kernels[k]()
+      opNanoseconds[k] = ti_shim_now_ns() &- t0
+    }
+  }
+
+  /// The buffer of graph input `i` (inside the arena; never overwritten by a run).
+  public func inputBuffer(_ i: Int) -> UnsafeMutableRawBufferPointer {
+    let t = model.graph.inputs[i]
+    return UnsafeMutableRawBufferPointer(start: pointers[t], count: model.graph.tensors[t].nbytes)
+  }
+
+  /// The data of graph output `i`, valid until the next run.
+  public func outputBuffer(_ i: Int) -> UnsafeRawBufferPointer {
+    let t = model.graph.outputs[i]
+    return UnsafeRawBufferPointer(start: pointers[t], count: model.graph.tensors[t].nbytes)
+  }
+
+  public var threads: Int { pool.threads }
+}

@@ -1,0 +1,55 @@
+import TinyInferShims
+
+/// A session's worker threads (from the C shim: workers sleep between jobs).
+/// With one thread no worker exists and `parallelFor` runs inline.
+public final class ThreadPool {
+  let raw: OpaquePointer?
+  public let threads: Int
+
+  public init(threads: Int) {
+    if threads > 1, let p = ti_pool_create(Int32(clamping: threads)) {
+      raw = p
+      self.threads = Int(ti_pool_threads(p))
+    } else {
+      raw = nil
+      self.threads = 1
+    }
+  }
+
+  deinit { ti_pool_destroy(raw) }
+
+  /// Runs `body(i)` for i in 0..<n, spread over the pool's threads, and
+  /// returns when every call has finished. `body` must be safe to call
+  /// concurrently for different i.
+  public func parallelFor(_ n: Int, _ body: (Int) -> Void) {
+    guard let raw, n > 1 else {
+      for i in 0..<n { body(i) }
+      return
+    }
+    withoutActuallyEscaping(body) { b in
+      var box = b
+      withUnsafeMutablePointer(to: &box) { p in
+        ti_pool_run(
+          raw,
+          { ctx, i in
+            ctx!.assumingMemoryBound(to: ((Int) -> Void).self).pointee(Int(i))
+          }, UnsafeMutableRawPointer(p), Int32(clamping: n))
+      }
+    }
+  }
+
+  /// Splits 0..<total into about `threads` chunks of at least `minChunk`
+  /// items and runs `body(range)` on each.
+  public func parallelRanges(_ total: Int, minChunk: Int, _ body: (Range<Int>) -> Void) {
+    let chunks = min(threads, max(1, total / max(minChunk, 1)))
+    if chunks <= 1 {
+      body(0..<total)
+      return
+    }
+    parallelFor(chunks) { c in
+      let lo = total * c / chunks
+      let hi = total * (c + 1) / chunks
+      body(lo..<hi)
+    }
+  }
+}

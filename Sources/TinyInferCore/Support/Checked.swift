@@ -1,0 +1,61 @@
+/// Overflow-checked arithmetic for sizes that come from files: never traps.
+
+/// The largest number of bytes one tensor may have (16 GiB): a documented limit
+/// that also keeps products of dims far from Int overflow.
+public let maxTensorBytes = 1 << 34
+/// The largest rank of a tensor.
+public let maxRank = 8
+
+@inline(__always)
+func checkedMul(_ a: Int, _ b: Int) -> Int? {
+  let (r, o) = a.multipliedReportingOverflow(by: b)
+  return o ? nil : r
+}
+
+@inline(__always)
+func checkedAdd(_ a: Int, _ b: Int) -> Int? {
+  let (r, o) = a.addingReportingOverflow(b)
+  return o ? nil : r
+}
+
+/// Number of elements of a shape whose dims are all >= 1, or nil on overflow
+/// or past `maxTensorBytes` elements.
+func elementCount(_ shape: [Int]) -> Int? {
+  var n = 1
+  for d in shape {
+    if d < 1 { return nil }
+    guard let m = checkedMul(n, d), m <= maxTensorBytes else { return nil }
+    n = m
+  }
+  return n
+}
+
+/// Shape as text, "[1, 28, 28, 3]".
+func describe(_ shape: [Int]) -> String {
+  var s = "["
+  for (i, d) in shape.enumerated() {
+    if i > 0 { s += ", " }
+    s += "\(d)"
+  }
+  return s + "]"
+}
+
+/// Row-major strides of a shape (in elements).
+func stridesOf(_ shape: [Int]) -> [Int] {
+  var s = [Int](repeating: 1, count: shape.count)
+  var acc = 1
+  var i = shape.count - 1
+  while i >= 0 {
+    s[i] = acc
+    acc = acc &* shape[i]
+    i -= 1
+  }
+  return s
+}
+
+extension String {
+  /// A String with the contents of a static string.
+  init(_ s: StaticString) {
+    self = String(decoding: UnsafeBufferPointer(start: s.utf8Start, count: s.utf8CodeUnitCount), as: UTF8.self)
+  }
+}

@@ -1,0 +1,50 @@
+/* The operating-system calls the Swift core needs, as small C functions.
+ * The core imports nothing else from the platform (no Glibc module), so a
+ * port to another OS or a microcontroller replaces this file alone. */
+#ifndef TINYINFER_SHIMS_H
+#define TINYINFER_SHIMS_H
+#include <stddef.h>
+#include <stdint.h>
+
+/* Per-thread last error message (NUL-terminated, truncated to 1023 bytes). */
+void ti_shim_set_error(const char *msg, size_t len);
+const char *ti_shim_error(void);
+
+/* Maps a whole file read-only. Returns NULL and sets *errno_out on failure;
+ * a zero-length file returns NULL with *errno_out = 0. */
+void *ti_shim_map_file(const char *path, size_t *size_out, int *errno_out);
+void ti_shim_unmap(void *addr, size_t size);
+/* strerror text for an errno value (static storage). */
+const char *ti_shim_strerror(int err);
+
+/* 64-byte aligned allocation; NULL on failure or size 0. */
+void *ti_shim_alloc(size_t size);
+void ti_shim_free(void *p);
+
+/* Monotonic clock in nanoseconds. */
+uint64_t ti_shim_now_ns(void);
+/* Number of online CPUs (>= 1). */
+int ti_shim_cpu_count(void);
+
+/* Writes a file in one go; returns 0 or an errno value. */
+int ti_shim_write_file(const char *path, const void *data, size_t size);
+
+/* Thread pool primitive: runs fn(ctx, i) for i in [0, n) on up to `threads`
+ * threads (the caller's thread included) and returns when all are done.
+ * Workers sleep on a condition variable between jobs (no spinning). */
+typedef struct ti_pool ti_pool;
+ti_pool *ti_pool_create(int threads);
+void ti_pool_destroy(ti_pool *pool);
+int ti_pool_threads(const ti_pool *pool);
+void ti_pool_run(ti_pool *pool, void (*fn)(void *ctx, int i), void *ctx, int n);
+
+/* erf for the exact GELU. */
+float ti_shim_erff(float x);
+float ti_shim_expf(float x);
+float ti_shim_logf(float x);
+float ti_shim_tanhf(float x);
+float ti_shim_sqrtf(float x);
+float ti_shim_floorf(float x);
+float ti_shim_ceilf(float x);
+float ti_shim_roundf(float x);
+#endif

@@ -1,0 +1,177 @@
+#define _GNU_SOURCE
+#include "tinyinfer_shims.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+static _Thread_local char ti_error_buf[1024];
+
+void ti_shim_set_error(const char *msg, size_t len) {
+  if (len > sizeof ti_error_buf - 1) len = sizeof ti_error_buf - 1;
+  if (msg && len) memcpy(ti_error_buf, msg, len);
+  ti_error_buf[len] = 0;
+}
+
+const char *ti_shim_error(void) { return ti_error_buf; }
+
+void *ti_shim_map_file(const char *path, size_t *size_out, int *errno_out) {
+  *size_out = 0;
+  *errno_out = 0;
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) { *errno_out = errno; return NULL; }
+  struct stat st;
+  if (fstat(fd, &st) != 0) { *errno_out = errno; close(fd); return NULL; }
+  if (!S_ISREG(st.st_mode)) { *errno_out = EISDIR; close(fd); return NULL; }
+  if (st.st_size == 0) { close(fd); return NULL; }
+  void *p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+  int e = errno;
+  close(fd);
+  if (p == MAP_FAILED) { *errno_out = e; return NULL; }
+  *size_out = (size_t)st.st_size;
+  return p;
+}
+
+void ti_shim_unmap(void *addr, size_t size) { if (addr) munmap(addr, size); }
+
+const char *ti_shim_strerror(int err) { return strerror(err); }
+
+void *ti_shim_alloc(size_t size) {
+  if (size == 0) return NULL;
+  void *p = NULL;
+  if (posix_memalign(&p, 64, (size + 63) & ~(size_t)63) != 0) return NULL;
+  return p;
+}
+
+void ti_shim_free(void *p) { free(p); }
+
+uint64_t ti_shim_now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+int ti_shim_cpu_count(void) {
+  long n = sysconf(_SC_NPROCESSORS_ONLN);
+  return n < 1 ? 1 : (int)n;
+}
+
+int ti_shim_write_file(const char *path, const void *data, size_t size) {
+  int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return errno;
+  const char *p = data;
+  while (size > 0) {
+    ssize_t w = write(fd, p, size);
+    if (w < 0) { if (errno == EINTR) continue; int e = errno; close(fd); return e; }
+    p += w; size -= (size_t)w;
+  }
+  if (close(fd) != 0) return errno;
+  return 0;
+}
+
+/* ---- thread pool ---------------------------------------------------- */
+
+struct ti_pool {
+  int threads;            /* total, including the caller */
+  pthread_t *workers;     /* threads - 1 */
+  pthread_mutex_t mu;
+  pthread_cond_t wake;    /* workers wait for a new job */
+  pthread_cond_t done;    /* the caller waits for the end of a job */
+  void (*fn)(void *, int);
+  void *ctx;
+  int n, next, pending;   /* items, next item to take, items not finished */
+  unsigned long generation;
+  int stop;
+};
+
+static void ti_pool_work(ti_pool *p) {
+  /* called with mu held; returns with mu held */
+  while (p->next < p->n) {
+    int i = p->next++;
+    pthread_mutex_unlock(&p->mu);
+    p->fn(p->ctx, i);
+    pthread_mutex_lock(&p->mu);
+    if (--p->pending == 0) pthread_cond_broadcast(&p->done);
+  }
+}
+
+static void *ti_pool_main(void *arg) {
+  ti_pool *p = arg;
+  unsigned long seen = 0;
+  pthread_mutex_lock(&p->mu);
+  for (;;) {
+    while (!p->stop && p->generation == seen) pthread_cond_wait(&p->wake, &p->mu);
+    if (p->stop) break;
+    seen = p->generation;
+    ti_pool_work(p);
+  }
+  pthread_mutex_unlock(&p->mu);
+  return NULL;
+}
+
+ti_pool *ti_pool_create(int threads) {
+  if (threads < 1) threads = 1;
+  if (threads > 256) threads = 256;
+  ti_pool *p = calloc(1, sizeof *p);
+  if (!p) return NULL;
+  p->threads = 1;
+  pthread_mutex_init(&p->mu, NULL);
+  pthread_cond_init(&p->wake, NULL);
+  pthread_cond_init(&p->done, NULL);
+  if (threads > 1) {
+    p->workers = calloc((size_t)threads - 1, sizeof(pthread_t));
+    if (!p->workers) { ti_pool_destroy(p); return NULL; }
+    for (int t = 0; t < threads - 1; t++) {
+      if (pthread_create(&p->workers[t], NULL, ti_pool_main, p) != 0) break;
+      p->threads++;
+    }
+  }
+  return p;
+}
+
+void ti_pool_destroy(ti_pool *p) {
+  if (!p) return;
+  pthread_mutex_lock(&p->mu);
+  p->stop = 1;
+  pthread_cond_broadcast(&p->wake);
+  pthread_mutex_unlock(&p->mu);
+  for (int t = 0; t < p->threads - 1; t++) pthread_join(p->workers[t], NULL);
+  free(p->workers);
+  pthread_cond_destroy(&p->wake);
+  pthread_cond_destroy(&p->done);
+  pthread_mutex_destroy(&p->mu);
+  free(p);
+}
+
+int ti_pool_threads(const ti_pool *p) { return p ? p->threads : 1; }
+
+void ti_pool_run(ti_pool *p, void (*fn)(void *, int), void *ctx, int n) {
+  if (n <= 0) return;
+  if (!p || p->threads == 1 || n == 1) {
+    for (int i = 0; i < n; i++) fn(ctx, i);
+    return;
+  }
+  pthread_mutex_lock(&p->mu);
+  p->fn = fn; p->ctx = ctx; p->n = n; p->next = 0; p->pending = n;
+  p->generation++;
+  pthread_cond_broadcast(&p->wake);
+  ti_pool_work(p);
+  while (p->pending > 0) pthread_cond_wait(&p->done, &p->mu);
+  p->fn = NULL; p->ctx = NULL; p->n = 0; p->next = 0;
+  pthread_mutex_unlock(&p->mu);
+}
+
+float ti_shim_erff(float x) { return erff(x); }
+float ti_shim_expf(float x) { return expf(x); }
+float ti_shim_logf(float x) { return logf(x); }
+float ti_shim_tanhf(float x) { return tanhf(x); }
+float ti_shim_sqrtf(float x) { return sqrtf(x); }
+float ti_shim_floorf(float x) { return floorf(x); }
+float ti_shim_ceilf(float x) { return ceilf(x); }
+float ti_shim_roundf(float x) { return roundf(x); }

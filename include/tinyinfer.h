@@ -1,0 +1,252 @@
+/*
+ * tinyinfer.h - the C API of tinyinfer, a small neural-network inference runtime.
+ *
+ * This header is the source of truth for the ABI: the Swift implementation is
+ * checked against it by the compiler (`@c @implementation`).
+ *
+ * Quick start:
+ *
+ *     tinf_model *model = NULL;
+ *     tinf_session *session = NULL;
+ *     if (tinf_model_load_file("mlp.tinf", &model) != TINF_OK) {
+ *         fprintf(stderr, "%s\n", tinf_last_error());
+ *         return 1;
+ *     }
+ *     tinf_session_create(model, NULL, &session);
+ *     tinf_session_set_input(session, 0, input, sizeof input);
+ *     tinf_session_run(session);
+ *     tinf_session_get_output(session, 0, output, sizeof output);
+ *     tinf_session_free(session);
+ *     tinf_model_free(model);
+ *
+ * Conventions
+ * - Every name starts with tinf_ / TINF_. Handles are opaque pointers.
+ * - Fallible calls return tinf_status (TINF_OK == 0) and write results through
+ *   trailing out-parameters; on failure the out-parameters are left untouched
+ *   unless said otherwise, and tinf_last_error() describes the failure.
+ * - Byte counts are size_t, indices and counts int32_t.
+ * - No call aborts the process: NULL handles, bad indices and wrong sizes return
+ *   TINF_ERR_INVALID_ARGUMENT.
+ * - *_free(NULL) is a no-op.
+ *
+ * Threads
+ * - A tinf_model is immutable once loaded: any number of threads may use it
+ *   and create sessions from it at the same time.
+ * - A tinf_session is used by one thread at a time (calls on one session must
+ *   not overlap). Separate sessions run concurrently.
+ * - tinf_builder, tinf_options: one thread at a time.
+ * - The last-error message is per thread.
+ */
+#ifndef TINYINFER_H
+#define TINYINFER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define TINF_VERSION_MAJOR 0
+#define TINF_VERSION_MINOR 1
+#define TINF_VERSION_PATCH 0
+/* Bumped on any incompatible change of this header; bindings refuse a
+ * library whose tinf_abi_version() differs from the value they were built for. */
+#define TINF_ABI_VERSION 1
+/* The largest rank a tensor may have. */
+#define TINF_MAX_RANK 8
+
+/* ---- status and errors ---------------------------------------------------- */
+
+/* Append-only: values never change meaning. */
+typedef enum tinf_status {
+  TINF_OK = 0,
+  TINF_ERR_INVALID_ARGUMENT = 1, /* NULL handle, bad index, wrong size, bad value */
+  TINF_ERR_IO = 2,               /* a file could not be opened, mapped or written */
+  TINF_ERR_BAD_FORMAT = 3,       /* not a .tinf file, truncated, corrupt or inconsistent */
+  TINF_ERR_VERSION = 4,          /* a .tinf major version this library does not read */
+  TINF_ERR_UNSUPPORTED_OP = 5,   /* an op, attribute or shape the kernels do not support */
+  TINF_ERR_UNSUPPORTED_DTYPE = 6,/* a dtype an op does not support */
+  TINF_ERR_SHAPE = 7,            /* shapes that do not fit together */
+  TINF_ERR_OUT_OF_MEMORY = 8,
+  TINF_ERR_INVALID_STATE = 9,    /* a call in the wrong order */
+  TINF_ERR_INTERNAL = 10,
+  TINF_ERR_RUNTIME = 11          /* a run failed on its data (for example a Gather index out of range) */
+} tinf_status;
+
+/* A static, human-readable name for a status ("ok", "invalid argument", ...).
+ * Never NULL; unknown values give "unknown status". */
+const char *tinf_status_string(tinf_status status);
+
+/* The message of the last failed call made on this thread, or "" if none.
+ * Owned by the library; valid until the next tinf_ call on this thread. */
+const char *tinf_last_error(void);
+
+/* ---- versions ------------------------------------------------------------- */
+
+/* "MAJOR.MINOR.PATCH" of the library (static storage). */
+const char *tinf_version_string(void);
+/* TINF_ABI_VERSION of the library as built. */
+int32_t tinf_abi_version(void);
+/* The .tinf format version this library writes; it reads every minor version
+ * of the same major (see docs/format.md). */
+int32_t tinf_format_version_major(void);
+int32_t tinf_format_version_minor(void);
+
+/* ---- element types -------------------------------------------------------- */
+
+/* Append-only; the values are the dtype codes of the .tinf format. */
+typedef enum tinf_dtype {
+  TINF_DTYPE_FLOAT32 = 1,
+  TINF_DTYPE_FLOAT16 = 2,
+  TINF_DTYPE_INT8 = 3,
+  TINF_DTYPE_UINT8 = 4,
+  TINF_DTYPE_INT32 = 5,
+  TINF_DTYPE_INT64 = 6,
+  TINF_DTYPE_INT16 = 7,
+  TINF_DTYPE_BOOL = 8
+} tinf_dtype;
+
+/* Size in bytes of one element, or 0 for an unknown dtype. */
+size_t tinf_dtype_size(int32_t dtype);
+
+/* Description of a model input or output. */
+typedef struct tinf_tensor_info {
+  const char *name;              /* NUL-terminated, owned by the model: valid while the model lives */
+  int32_t dtype;                 /* a tinf_dtype */
+  int32_t rank;                  /* 0..TINF_MAX_RANK */
+  int64_t dims[TINF_MAX_RANK];   /* dims[0..rank-1]; the rest are 0 */
+  size_t nbytes;                 /* bytes of the whole tensor */
+} tinf_tensor_info;
+
+/* ---- models --------------------------------------------------------------- */
+
+typedef struct tinf_model tinf_model;
+
+/* Loads a .tinf file by memory-mapping it read-only: weights are used in place.
+ * The file is validated completely (offsets, sizes, shapes, attributes) before
+ * this returns. path: borrowed, NUL-terminated. On success *out_model owns a new
+ * model that the caller frees with tinf_model_free. */
+tinf_status tinf_model_load_file(const char *path, tinf_model **out_model);
+
+/* Loads a model from a caller's buffer. If data is 64-byte aligned the buffer is
+ * borrowed, used in place, and must stay valid and unchanged until the model
+ * (and every session made from it) is freed; otherwise the library copies it
+ * into an aligned buffer of its own and the caller may free data on return. */
+tinf_status tinf_model_load_buffer(const void *data, size_t size, tinf_model **out_model);
+
+/* Releases the caller's reference. Sessions keep their model alive, so models
+ * and sessions may be freed in any order. NULL is a no-op. */
+void tinf_model_free(tinf_model *model);
+
+/* Number of graph inputs / outputs. */
+tinf_status tinf_model_input_count(const tinf_model *model, int32_t *out_count);
+tinf_status tinf_model_output_count(const tinf_model *model, int32_t *out_count);
+/* Describes input / output `index` (0-based). The name inside *out_info is
+ * owned by the model. */
+tinf_status tinf_model_input_info(const tinf_model *model, int32_t index, tinf_tensor_info *out_info);
+tinf_status tinf_model_output_info(const tinf_model *model, int32_t index, tinf_tensor_info *out_info);
+/* Index of the input / output with this name; TINF_ERR_INVALID_ARGUMENT if none. */
+tinf_status tinf_model_find_input(const tinf_model *model, const char *name, int32_t *out_index);
+tinf_status tinf_model_find_output(const tinf_model *model, const char *name, int32_t *out_index);
+
+/* Metadata key/value pairs (model name, producer, free entries). The strings
+ * are NUL-terminated and owned by the model. */
+tinf_status tinf_model_metadata_count(const tinf_model *model, int32_t *out_count);
+tinf_status tinf_model_metadata(const tinf_model *model, int32_t index, const char **out_key, const char **out_value);
+/* Counts of the graph: ops, tensors, and bytes of constant data. */
+tinf_status tinf_model_stats(const tinf_model *model, int32_t *out_ops, int32_t *out_tensors, size_t *out_weight_bytes);
+
+/* ---- session options ------------------------------------------------------ */
+
+typedef struct tinf_options tinf_options;
+
+/* Default options: 1 thread. The caller frees them with tinf_options_free;
+ * sessions copy what they need, so options may be freed right after use. */
+tinf_status tinf_options_create(tinf_options **out_options);
+void tinf_options_free(tinf_options *options);
+/* Threads a session may use, 1..256 (0 means the number of online CPUs). */
+tinf_status tinf_options_set_threads(tinf_options *options, int32_t threads);
+
+/* ---- sessions ------------------------------------------------------------- */
+
+typedef struct tinf_session tinf_session;
+
+/* Creates a session: plans and allocates its arena and binds the kernels.
+ * model: borrowed; the session keeps its own reference to it.
+ * options: borrowed, may be NULL for defaults.
+ * On success *out_session is owned by the caller (tinf_session_free). */
+tinf_status tinf_session_create(tinf_model *model, const tinf_options *options, tinf_session **out_session);
+void tinf_session_free(tinf_session *session);
+
+/* Copies nbytes from data into input `index`; nbytes must equal the input's size. */
+tinf_status tinf_session_set_input(tinf_session *session, int32_t index, const void *data, size_t nbytes);
+/* Zero-copy input: the session's own buffer for input `index`, to be written by
+ * the caller before tinf_session_run. Owned by the session; valid until the
+ * session is freed. Inputs are never overwritten by a run. */
+tinf_status tinf_session_input_data(tinf_session *session, int32_t index, void **out_data, size_t *out_nbytes);
+/* Runs the graph once on the current inputs. */
+tinf_status tinf_session_run(tinf_session *session);
+/* Copies output `index` into dst; nbytes must equal the output's size. */
+tinf_status tinf_session_get_output(tinf_session *session, int32_t index, void *dst, size_t nbytes);
+/* Zero-copy output: a read-only pointer to output `index`, owned by the
+ * session, valid until the next tinf_session_run or tinf_session_free. */
+tinf_status tinf_session_output_data(tinf_session *session, int32_t index, const void **out_data, size_t *out_nbytes);
+/* Bytes of the session's arena (all intermediate tensors, inputs and outputs),
+ * and the sum of their sizes without reuse, for comparison. */
+tinf_status tinf_session_arena_bytes(const tinf_session *session, size_t *out_arena, size_t *out_unplanned);
+/* Threads the session actually uses. */
+tinf_status tinf_session_threads(const tinf_session *session, int32_t *out_threads);
+
+/* ---- op and attribute names ------------------------------------------------ */
+
+/* Name of op id `op` ("Conv2D", ...) or NULL if the id is unknown (static storage).
+ * Ids are the op codes of the .tinf format; ids 1..tinf_op_count() exist. */
+const char *tinf_op_name(int32_t op);
+int32_t tinf_op_count(void);
+/* Name of attribute key `key` ("strides", ...) or NULL if unknown; keys 1..tinf_attr_count(). */
+const char *tinf_attr_name(int32_t key);
+int32_t tinf_attr_count(void);
+
+/* ---- building .tinf files -------------------------------------------------- */
+
+typedef struct tinf_builder tinf_builder;
+
+/* A builder assembles a graph and serializes it as a .tinf file. Every
+ * pointer argument is borrowed for the duration of the call only (data is
+ * copied). Owned by the caller: tinf_builder_free. */
+tinf_status tinf_builder_create(tinf_builder **out_builder);
+void tinf_builder_free(tinf_builder *builder);
+tinf_status tinf_builder_set_metadata(tinf_builder *builder, const char *key, const char *value);
+/* Adds a tensor. rank -1 leaves the shape to inference (intermediates only).
+ * data/nbytes: the constant's contents (nbytes must match), or NULL/0 for a
+ * tensor computed at run time. dtype 0 leaves the dtype to inference. */
+tinf_status tinf_builder_add_tensor(tinf_builder *builder, const char *name, int32_t dtype, int32_t rank,
+                                    const int64_t *dims, const void *data, size_t nbytes, int32_t *out_index);
+/* Quantization parameters: axis -1 for per-tensor (count 1), else per-axis. */
+tinf_status tinf_builder_set_quant(tinf_builder *builder, int32_t tensor, int32_t axis, int32_t count,
+                                   const float *scales, const int32_t *zero_points);
+/* Appends an op (execution order is the order of calls). An input of -1 is an
+ * absent optional input. */
+tinf_status tinf_builder_add_op(tinf_builder *builder, int32_t op, int32_t n_inputs, const int32_t *inputs,
+                                int32_t n_outputs, const int32_t *outputs, int32_t *out_index);
+tinf_status tinf_builder_set_attr_int(tinf_builder *builder, int32_t op_index, int32_t key, int64_t value);
+tinf_status tinf_builder_set_attr_float(tinf_builder *builder, int32_t op_index, int32_t key, float value);
+tinf_status tinf_builder_set_attr_ints(tinf_builder *builder, int32_t op_index, int32_t key, int32_t count,
+                                       const int64_t *values);
+tinf_status tinf_builder_set_attr_floats(tinf_builder *builder, int32_t op_index, int32_t key, int32_t count,
+                                         const float *values);
+tinf_status tinf_builder_set_attr_string(tinf_builder *builder, int32_t op_index, int32_t key, const char *value);
+tinf_status tinf_builder_set_graph_inputs(tinf_builder *builder, int32_t count, const int32_t *tensors);
+tinf_status tinf_builder_set_graph_outputs(tinf_builder *builder, int32_t count, const int32_t *tensors);
+/* Serializes the graph and validates it by loading it (shape inference
+ * included), so a builder never writes a file the library refuses.
+ * Afterwards tinf_builder_data gives the bytes: owned by the builder, valid
+ * until the builder is changed or freed. */
+tinf_status tinf_builder_finish(tinf_builder *builder);
+tinf_status tinf_builder_data(const tinf_builder *builder, const void **out_data, size_t *out_nbytes);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* TINYINFER_H */

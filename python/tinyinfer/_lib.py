@@ -1,0 +1,191 @@
+"""Loads libtinyinfer.so and declares every C function once.
+
+The library is looked for where $TINYINFER_LIB says, else in this package's
+lib/ folder. A library whose ABI version differs from ABI_VERSION is refused.
+Each prototype below is the C declaration of include/tinyinfer.h, with the
+status-returning ones checked by `_check`, which raises the mapped exception
+carrying tinf_last_error().
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from ctypes import (POINTER, Structure, c_char_p, c_float, c_int32, c_int64, c_size_t, c_void_p)
+
+from ._errors import error_for
+
+ABI_VERSION = 1
+MAX_RANK = 8
+
+
+class ModelHandle(c_void_p):
+    """tinf_model *"""
+
+
+class SessionHandle(c_void_p):
+    """tinf_session *"""
+
+
+class OptionsHandle(c_void_p):
+    """tinf_options *"""
+
+
+class BuilderHandle(c_void_p):
+    """tinf_builder *"""
+
+
+class TensorInfo(Structure):
+    _fields_ = [("name", c_char_p), ("dtype", c_int32), ("rank", c_int32),
+                ("dims", c_int64 * MAX_RANK), ("nbytes", c_size_t)]
+
+
+def _find_library() -> str:
+    env = os.environ.get("TINYINFER_LIB")
+    if env:
+        return env
+    here = os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib", "libtinyinfer.so")
+    if os.path.exists(here):
+        return here
+    raise ImportError(
+        "libtinyinfer.so not found: build it with scripts/build-lib.sh (or pip install ./python), "
+        "or set TINYINFER_LIB to its path")
+
+
+lib_path = _find_library()
+lib = ctypes.CDLL(lib_path)
+
+
+def _check(status, func, args):
+    if status != 0:
+        msg = lib.tinf_last_error().decode("utf-8", "replace")
+        raise error_for(int(status), f"{msg}")
+    return status
+
+
+def _fn(name, argtypes, restype=c_int32, check=None):
+    f = getattr(lib, name)
+    f.argtypes = argtypes
+    f.restype = restype
+    if check is None:
+        check = restype is c_int32 and name not in _NOT_STATUS
+    if check:
+        f.errcheck = _check
+    return f
+
+
+_NOT_STATUS = {"tinf_abi_version", "tinf_format_version_major", "tinf_format_version_minor",
+               "tinf_op_count", "tinf_attr_count"}
+
+# const char *tinf_last_error(void);
+_fn("tinf_last_error", [], c_char_p)
+# int32_t tinf_abi_version(void);
+_fn("tinf_abi_version", [], c_int32)
+
+if lib.tinf_abi_version() != ABI_VERSION:
+    raise ImportError(f"{lib_path} has ABI version {lib.tinf_abi_version()}, this package needs {ABI_VERSION}")
+
+# const char *tinf_status_string(tinf_status status);
+_fn("tinf_status_string", [c_int32], c_char_p)
+# const char *tinf_version_string(void);
+_fn("tinf_version_string", [], c_char_p)
+# int32_t tinf_format_version_major(void); int32_t tinf_format_version_minor(void);
+_fn("tinf_format_version_major", [], c_int32)
+_fn("tinf_format_version_minor", [], c_int32)
+# size_t tinf_dtype_size(int32_t dtype);
+_fn("tinf_dtype_size", [c_int32], c_size_t)
+
+# tinf_status tinf_model_load_file(const char *path, tinf_model **out_model);
+_fn("tinf_model_load_file", [c_char_p, POINTER(ModelHandle)])
+# tinf_status tinf_model_load_buffer(const void *data, size_t size, tinf_model **out_model);
+_fn("tinf_model_load_buffer", [c_void_p, c_size_t, POINTER(ModelHandle)])
+# void tinf_model_free(tinf_model *model);
+_fn("tinf_model_free", [ModelHandle], None)
+# tinf_status tinf_model_input_count(const tinf_model *model, int32_t *out_count);
+_fn("tinf_model_input_count", [ModelHandle, POINTER(c_int32)])
+_fn("tinf_model_output_count", [ModelHandle, POINTER(c_int32)])
+# tinf_status tinf_model_input_info(const tinf_model *model, int32_t index, tinf_tensor_info *out_info);
+_fn("tinf_model_input_info", [ModelHandle, c_int32, POINTER(TensorInfo)])
+_fn("tinf_model_output_info", [ModelHandle, c_int32, POINTER(TensorInfo)])
+# tinf_status tinf_model_find_input(const tinf_model *model, const char *name, int32_t *out_index);
+_fn("tinf_model_find_input", [ModelHandle, c_char_p, POINTER(c_int32)])
+_fn("tinf_model_find_output", [ModelHandle, c_char_p, POINTER(c_int32)])
+# tinf_status tinf_model_metadata_count(const tinf_model *model, int32_t *out_count);
+_fn("tinf_model_metadata_count", [ModelHandle, POINTER(c_int32)])
+# tinf_status tinf_model_metadata(const tinf_model *, int32_t index, const char **key, const char **value);
+_fn("tinf_model_metadata", [ModelHandle, c_int32, POINTER(c_char_p), POINTER(c_char_p)])
+# tinf_status tinf_model_stats(const tinf_model *, int32_t *ops, int32_t *tensors, size_t *weight_bytes);
+_fn("tinf_model_stats", [ModelHandle, POINTER(c_int32), POINTER(c_int32), POINTER(c_size_t)])
+
+# tinf_status tinf_options_create(tinf_options **out_options);
+_fn("tinf_options_create", [POINTER(OptionsHandle)])
+# void tinf_options_free(tinf_options *options);
+_fn("tinf_options_free", [OptionsHandle], None)
+# tinf_status tinf_options_set_threads(tinf_options *options, int32_t threads);
+_fn("tinf_options_set_threads", [OptionsHandle, c_int32])
+
+# tinf_status tinf_session_create(tinf_model *, const tinf_options *, tinf_session **out_session);
+_fn("tinf_session_create", [ModelHandle, OptionsHandle, POINTER(SessionHandle)])
+# void tinf_session_free(tinf_session *session);
+_fn("tinf_session_free", [SessionHandle], None)
+# tinf_status tinf_session_set_input(tinf_session *, int32_t index, const void *data, size_t nbytes);
+_fn("tinf_session_set_input", [SessionHandle, c_int32, c_void_p, c_size_t])
+# tinf_status tinf_session_input_data(tinf_session *, int32_t index, void **out_data, size_t *out_nbytes);
+_fn("tinf_session_input_data", [SessionHandle, c_int32, POINTER(c_void_p), POINTER(c_size_t)])
+# tinf_status tinf_session_run(tinf_session *session);
+_fn("tinf_session_run", [SessionHandle])
+# tinf_status tinf_session_get_output(tinf_session *, int32_t index, void *dst, size_t nbytes);
+_fn("tinf_session_get_output", [SessionHandle, c_int32, c_void_p, c_size_t])
+# tinf_status tinf_session_output_data(tinf_session *, int32_t index, const void **out_data, size_t *out_nbytes);
+_fn("tinf_session_output_data", [SessionHandle, c_int32, POINTER(c_void_p), POINTER(c_size_t)])
+# tinf_status tinf_session_arena_bytes(const tinf_session *, size_t *out_arena, size_t *out_unplanned);
+_fn("tinf_session_arena_bytes", [SessionHandle, POINTER(c_size_t), POINTER(c_size_t)])
+# tinf_status tinf_session_threads(const tinf_session *, int32_t *out_threads);
+_fn("tinf_session_threads", [SessionHandle, POINTER(c_int32)])
+
+# const char *tinf_op_name(int32_t op); int32_t tinf_op_count(void);
+_fn("tinf_op_name", [c_int32], c_char_p)
+_fn("tinf_op_count", [], c_int32)
+# const char *tinf_attr_name(int32_t key); int32_t tinf_attr_count(void);
+_fn("tinf_attr_name", [c_int32], c_char_p)
+_fn("tinf_attr_count", [], c_int32)
+
+# tinf_status tinf_builder_create(tinf_builder **out_builder);
+_fn("tinf_builder_create", [POINTER(BuilderHandle)])
+# void tinf_builder_free(tinf_builder *builder);
+_fn("tinf_builder_free", [BuilderHandle], None)
+# tinf_status tinf_builder_set_metadata(tinf_builder *, const char *key, const char *value);
+_fn("tinf_builder_set_metadata", [BuilderHandle, c_char_p, c_char_p])
+# tinf_status tinf_builder_add_tensor(tinf_builder *, const char *name, int32_t dtype, int32_t rank,
+#                                     const int64_t *dims, const void *data, size_t nbytes, int32_t *out_index);
+_fn("tinf_builder_add_tensor", [BuilderHandle, c_char_p, c_int32, c_int32, POINTER(c_int64), c_void_p,
+                                c_size_t, POINTER(c_int32)])
+# tinf_status tinf_builder_set_quant(tinf_builder *, int32_t tensor, int32_t axis, int32_t count,
+#                                    const float *scales, const int32_t *zero_points);
+_fn("tinf_builder_set_quant", [BuilderHandle, c_int32, c_int32, c_int32, POINTER(c_float), POINTER(c_int32)])
+# tinf_status tinf_builder_add_op(tinf_builder *, int32_t op, int32_t n_inputs, const int32_t *inputs,
+#                                 int32_t n_outputs, const int32_t *outputs, int32_t *out_index);
+_fn("tinf_builder_add_op", [BuilderHandle, c_int32, c_int32, POINTER(c_int32), c_int32, POINTER(c_int32),
+                            POINTER(c_int32)])
+# tinf_status tinf_builder_set_attr_int(tinf_builder *, int32_t op_index, int32_t key, int64_t value);
+_fn("tinf_builder_set_attr_int", [BuilderHandle, c_int32, c_int32, c_int64])
+# tinf_status tinf_builder_set_attr_float(tinf_builder *, int32_t op_index, int32_t key, float value);
+_fn("tinf_builder_set_attr_float", [BuilderHandle, c_int32, c_int32, c_float])
+# tinf_status tinf_builder_set_attr_ints(tinf_builder *, int32_t op_index, int32_t key, int32_t count, const int64_t *values);
+_fn("tinf_builder_set_attr_ints", [BuilderHandle, c_int32, c_int32, c_int32, POINTER(c_int64)])
+# tinf_status tinf_builder_set_attr_floats(tinf_builder *, int32_t op_index, int32_t key, int32_t count, const float *values);
+_fn("tinf_builder_set_attr_floats", [BuilderHandle, c_int32, c_int32, c_int32, POINTER(c_float)])
+# tinf_status tinf_builder_set_attr_string(tinf_builder *, int32_t op_index, int32_t key, const char *value);
+_fn("tinf_builder_set_attr_string", [BuilderHandle, c_int32, c_int32, c_char_p])
+# tinf_status tinf_builder_set_graph_inputs(tinf_builder *, int32_t count, const int32_t *tensors);
+_fn("tinf_builder_set_graph_inputs", [BuilderHandle, c_int32, POINTER(c_int32)])
+_fn("tinf_builder_set_graph_outputs", [BuilderHandle, c_int32, POINTER(c_int32)])
+# tinf_status tinf_builder_finish(tinf_builder *builder);
+_fn("tinf_builder_finish", [BuilderHandle])
+# tinf_status tinf_builder_data(const tinf_builder *, const void **out_data, size_t *out_nbytes);
+_fn("tinf_builder_data", [BuilderHandle, POINTER(c_void_p), POINTER(c_size_t)])
+
+OP_IDS = {lib.tinf_op_name(i).decode(): i for i in range(1, lib.tinf_op_count() + 1)
+          if lib.tinf_op_name(i) is not None}
+ATTR_IDS = {lib.tinf_attr_name(i).decode(): i for i in range(1, lib.tinf_attr_count() + 1)
+            if lib.tinf_attr_name(i) is not None}

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Builds the distributed libtinyinfer.so: Embedded Swift, whole-module,
+# release, self-contained (libc, libm, libpthread only), exporting only tinf_*.
+# Copies it into python/tinyinfer/lib/ and prints its size.
+#
+#   scripts/build-lib.sh            # native build (AVX2/FMA/F16C where the build machine has them)
+#   TINF_PORTABLE=1 scripts/build-lib.sh   # portable x86-64 / ARM64 build
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scratch=${TINF_SCRATCH:-.build-embedded}
+if [ "${TINF_PORTABLE:-0}" = 1 ]; then scratch=${TINF_SCRATCH:-.build-embedded-portable}; fi
+
+swift_bin=$(command -v swift)
+toolchain=$(cd "$(dirname "$(readlink -f "$swift_bin")")/.." && pwd)
+arch=$(uname -m)
+unicode="$toolchain/lib/swift/embedded/$arch-unknown-linux-gnu/libswiftUnicodeDataTables.a"
+[ -f "$unicode" ] || { echo "missing $unicode (Embedded Swift support of the toolchain)" >&2; exit 1; }
+
+TINF_EMBEDDED=1 swift build -c release --scratch-path "$scratch" --product tinyinfer -Xlinker "$unicode" >&2
+lib="$scratch/release/libtinyinfer.so"
+mkdir -p python/tinyinfer/lib
+strip -o python/tinyinfer/lib/libtinyinfer.so "$lib"
+echo "python/tinyinfer/lib/libtinyinfer.so: $(stat -c %s python/tinyinfer/lib/libtinyinfer.so) bytes (stripped)" >&2
+echo "$PWD/python/tinyinfer/lib/libtinyinfer.so"
