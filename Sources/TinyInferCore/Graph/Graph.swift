@@ -190,7 +190,9 @@ public struct Graph: Sendable {
     for d in shape where d < 1 {
       throw .shape("\(what): dimension \(d) in \(describe(shape)) (every dimension must be >= 1)")
     }
-    guard elementCount(shape) != nil else { throw .shape("\(what): shape \(describe(shape)) is too large") }
+    guard elementCount(shape) != nil else {
+      throw .shape("\(what): shape \(describe(shape)) is too large")
+    }
   }
 }
 

@@ -1,10 +1,203 @@
-/// TODO: not implemented yet.
+/// Elementwise binary ops with numpy broadcasting: Add, Sub, Mul, Div,
+/// Maximum, Minimum (with a fused activation where the op has one), and PRelu
+/// (output shape is x's; the slope broadcasts to it).
 enum BinaryKernel {
   static func infer(_ node: Node, _ inputs: [TensorDesc?]) throws(TinfError) -> [TensorType] {
-    throw .unsupported("not implemented yet")
+    try arity(inputs, 2...2)
+    let a = try required(inputs, 0, "a")
+    let b = try required(inputs, 1, "b")
+    try requireFloat(a, "input")
+    try requireFloat(b, "input")
+    let shape = try broadcastShapes(a.shape, b.shape)
+    switch node.op {
+    case .prelu:
+      guard shape == a.shape else {
+        throw .shape("slope \(describe(b.shape)) does not broadcast to the input \(describe(a.shape))")
+      }
+    case .maximum, .minimum:
+      guard node.attrs[.activation] == nil else { throw .unsupported("\(node.op.name) has no fused activation") }
+    default:
+      _ = try Activation.from(node.attrs)
+    }
+    return [TensorType(.float32, shape)]
   }
 
   static func bind(_ ctx: KernelContext) throws(TinfError) -> KernelFn {
-    throw .unsupported("not implemented yet")
+    let plan = BroadcastPlan(ctx.inputs[0]!.shape, ctx.inputs[1]!.shape, ctx.outputs[0].shape)
+    let a = ctx.floatIn(0)
+    let b = ctx.floatIn(1)
+    let y = ctx.floatOut(0)
+    let act = ctx.node.op == .prelu || ctx.node.op == .maximum || ctx.node.op == .minimum
+      ? Activation.none : try Activation.from(ctx.attrs)
+    let n = ctx.outputs[0].count
+    switch ctx.node.op {
+    case .add: return { () throws(TinfError) in plan.run(AddFn.self, a, b, y); act.apply(y, n) }
+    case .sub: return { () throws(TinfError) in plan.run(SubFn.self, a, b, y); act.apply(y, n) }
+    case .mul: return { () throws(TinfError) in plan.run(MulFn.self, a, b, y); act.apply(y, n) }
+    case .div: return { () throws(TinfError) in plan.run(DivFn.self, a, b, y); act.apply(y, n) }
+    case .maximum: return { () throws(TinfError) in plan.run(MaxFn.self, a, b, y) }
+    case .minimum: return { () throws(TinfError) in plan.run(MinFn.self, a, b, y) }
+    case .prelu: return { () throws(TinfError) in plan.run(PReluFn.self, a, b, y) }
+    default: throw .unsupported("not a binary op")
+    }
+  }
+}
+
+/// A binary function, specialized per op so the inner loops have no switch.
+protocol BinaryFn {
+  static func f(_ a: Float, _ b: Float) -> Float
+  static func v(_ a: SIMD8<Float>, _ b: SIMD8<Float>) -> SIMD8<Float>
+}
+
+enum AddFn: BinaryFn {
+  @inline(__always) static func f(_ a: Float, _ b: Float) -> Float { a + b }
+  @inline(__always) static func v(_ a: SIMD8<Float>, _ b: SIMD8<Float>) -> SIMD8<Float> { a + b }
+}
+enum SubFn: BinaryFn {
+  @inline(__always) static func f(_ a: Float, _ b: Float) -> Float { a - b }
+  @inline(__always) static func v(_ a: SIMD8<Float>, _ b: SIMD8<Float>) -> SIMD8<Float> { a - b }
+}
+enum MulFn: BinaryFn {
+  @inline(__always) static func f(_ a: Float, _ b: Float) -> Float { a * b }
+  @inline(__always) static func v(_ a: SIMD8<Float>, _ b: SIMD8<Float>) -> SIMD8<Float> { a * b }
+}
+enum DivFn: BinaryFn {
+  @inline(__always) static func f(_ a: Float, _ b: Float) -> Float { a / b }
+  @inline(__always) static func v(_ a: SIMD8<Float>, _ b: SIMD8<Float>) -> SIMD8<Float> { a / b }
+}
+enum MaxFn: BinaryFn {
+  // NaN propagates, as numpy.maximum does.
+  @inline(__always) static func f(_ a: Float, _ b: Float) -> Float { a.isNaN || a > b ? a : b }
+  @inline(__always) static func v(_ a: SIMD8<Float>, _ b: SIMD8<Float>) -> SIMD8<Float> {
+    var r = b
+    r.replace(with: a, where: (a .> b) .| (a .!= a))
+    return r
+  }
+}
+enum MinFn: BinaryFn {
+  @inline(__always) static func f(_ a: Float, _ b: Float) -> Float { a.isNaN || a < b ? a : b }
+  @inline(__always) static func v(_ a: SIMD8<Float>, _ b: SIMD8<Float>) -> SIMD8<Float> {
+    var r = b
+    r.replace(with: a, where: (a .< b) .| (a .!= a))
+    return r
+  }
+}
+enum PReluFn: BinaryFn {
+  @inline(__always) static func f(_ a: Float, _ b: Float) -> Float { a >= 0 ? a : a * b }
+  @inline(__always) static func v(_ a: SIMD8<Float>, _ b: SIMD8<Float>) -> SIMD8<Float> {
+    var r = a * b
+    r.replace(with: a, where: a .>= 0)
+    return r
+  }
+}
+
+/// Precomputed iteration of a broadcast binary op: the output is walked as
+/// rows of its last (merged) dimension, each row reading a and b with a
+/// stride of 0 or 1.
+struct BroadcastPlan {
+  /// Output dims and the two inputs' strides, after merging dims that are
+  /// contiguous in all three.
+  var dims: [Int]
+  var sa: [Int]
+  var sb: [Int]
+  let total: Int
+
+  init(_ a: [Int], _ b: [Int], _ out: [Int]) {
+    let ra = broadcastStrides(a, to: out)
+    let rb = broadcastStrides(b, to: out)
+    // Merge adjacent dims whose strides continue each other in a and b.
+    var d: [Int] = []
+    var xa: [Int] = []
+    var xb: [Int] = []
+    for i in 0..<out.count {
+      if out[i] == 1 { continue }
+      if let last = d.last,
+        xa[xa.count - 1] == ra[i] &* out[i] && xb[xb.count - 1] == rb[i] &* out[i]
+      {
+        d[d.count - 1] = last &* out[i]
+        xa[xa.count - 1] = ra[i]
+        xb[xb.count - 1] = rb[i]
+      } else {
+        d.append(out[i])
+        xa.append(ra[i])
+        xb.append(rb[i])
+      }
+    }
+    if d.isEmpty {
+      d = [1]
+      xa = [0]
+      xb = [0]
+    }
+    dims = d
+    sa = xa
+    sb = xb
+    total = out.reduce(1, &*)
+  }
+
+  @inline(__always)
+  func run<F: BinaryFn>(_: F.Type, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>) {
+    let r = dims.count
+    let inner = dims[r - 1]
+    let ia = sa[r - 1]
+    let ib = sb[r - 1]
+    var outer = 1
+    for i in 0..<(r - 1) { outer = outer &* dims[i] }
+    withUnsafeTemporaryAllocation(of: Int.self, capacity: 8) { idx in
+      for i in 0..<8 { idx[i] = 0 }
+      var offA = 0
+      var offB = 0
+      var o = 0
+      for _ in 0..<outer {
+        BroadcastPlan.row(F.self, a + offA, ia, b + offB, ib, y + o, inner)
+        o = o &+ inner
+        // Advance the multi-index over the outer dims.
+        var k = r - 2
+        while k >= 0 {
+          idx[k] = idx[k] &+ 1
+          offA = offA &+ sa[k]
+          offB = offB &+ sb[k]
+          if idx[k] < dims[k] { break }
+          offA = offA &- sa[k] &* dims[k]
+          offB = offB &- sb[k] &* dims[k]
+          idx[k] = 0
+          k -= 1
+        }
+      }
+    }
+  }
+
+  @inline(__always)
+  static func row<F: BinaryFn>(
+    _: F.Type, _ a: UnsafePointer<Float>, _ ia: Int, _ b: UnsafePointer<Float>, _ ib: Int,
+    _ y: UnsafeMutablePointer<Float>, _ n: Int
+  ) {
+    var i = 0
+    let raw = UnsafeMutableRawPointer(y)
+    if ia == 1 && ib == 1 {
+      while i &+ 8 <= n {
+        let va = UnsafeRawPointer(a + i).loadUnaligned(as: SIMD8<Float>.self)
+        let vb = UnsafeRawPointer(b + i).loadUnaligned(as: SIMD8<Float>.self)
+        raw.storeBytes(of: F.v(va, vb), toByteOffset: i &* 4, as: SIMD8<Float>.self)
+        i &+= 8
+      }
+    } else if ia == 1 && ib == 0 {
+      let vb = SIMD8<Float>(repeating: b[0])
+      while i &+ 8 <= n {
+        let va = UnsafeRawPointer(a + i).loadUnaligned(as: SIMD8<Float>.self)
+        raw.storeBytes(of: F.v(va, vb), toByteOffset: i &* 4, as: SIMD8<Float>.self)
+        i &+= 8
+      }
+    } else if ia == 0 && ib == 1 {
+      let va = SIMD8<Float>(repeating: a[0])
+      while i &+ 8 <= n {
+        let vb = UnsafeRawPointer(b + i).loadUnaligned(as: SIMD8<Float>.self)
+        raw.storeBytes(of: F.v(va, vb), toByteOffset: i &* 4, as: SIMD8<Float>.self)
+        i &+= 8
+      }
+    }
+    while i < n {
+      y[i] = F.f(a[i &* ia], b[i &* ib])
+      i &+= 1
+    }
   }
 }

@@ -166,7 +166,7 @@ enum Conv2DKernel {
             (dst + tap).update(from: src, count: cin)
           } else {
             for g in 0..<groups {
-              (dst + g &* k &+ tap).update(from: src + g &* cg, count: cg)
+              (dst + (g &* k &+ tap)).update(from: src + g &* cg, count: cg)
             }
           }
         } else {
@@ -174,7 +174,7 @@ enum Conv2DKernel {
             (dst + tap).update(repeating: 0, count: cin)
           } else {
             for g in 0..<groups {
-              (dst + g &* k &+ tap).update(repeating: 0, count: cg)
+              (dst + (g &* k &+ tap)).update(repeating: 0, count: cg)
             }
           }
         }

@@ -1,10 +1,57 @@
-/// TODO: not implemented yet.
+/// FullyConnected: x [..., K] times w [N, K] transposed, plus bias [N], with
+/// a fused activation. Leading dims of x are kept.
 enum FullyConnectedKernel {
   static func infer(_ node: Node, _ inputs: [TensorDesc?]) throws(TinfError) -> [TensorType] {
-    throw .unsupported("not implemented yet")
+    try arity(inputs, 2...3)
+    let x = try required(inputs, 0, "x")
+    let w = try required(inputs, 1, "weights")
+    try requireFloat(x, "input")
+    try requireFloat(w, "weights")
+    guard x.shape.count >= 1 else { throw .shape("input must have rank >= 1") }
+    guard w.shape.count == 2 else { throw .shape("weights must be [N, K], got \(describe(w.shape))") }
+    let k = x.shape[x.shape.count - 1]
+    guard w.shape[1] == k else {
+      throw .shape("input depth \(k) does not match the weights \(describe(w.shape)) ([N, K])")
+    }
+    if inputs.count == 3, let b = inputs[2] {
+      try requireFloat(b, "bias")
+      guard b.shape.reduce(1, &*) == w.shape[0] && b.shape.last == w.shape[0] else {
+        throw .shape("bias \(describe(b.shape)) must have \(w.shape[0]) elements")
+      }
+    }
+    _ = try Activation.from(node.attrs)
+    var out = x.shape
+    out[out.count - 1] = w.shape[0]
+    return [TensorType(.float32, out)]
   }
 
   static func bind(_ ctx: KernelContext) throws(TinfError) -> KernelFn {
-    throw .unsupported("not implemented yet")
+    let x = ctx.floatIn(0)
+    let w = ctx.floatIn(1)
+    let bias = ctx.optionalFloatIn(2)
+    let y = ctx.floatOut(0)
+    let k = ctx.inputs[1]!.shape[1]
+    let n = ctx.inputs[1]!.shape[0]
+    let m = ctx.inputs[0]!.count / k
+    let act = try Activation.from(ctx.attrs)
+    let pool = ctx.pool
+    // Split rows when there are several, else split the outputs.
+    let work = m &* n &* k
+    return { () throws(TinfError) in
+      if pool.threads > 1 && work >= 1 << 16 {
+        if m >= pool.threads {
+          pool.parallelRanges(m, minChunk: 1) { rows in
+            Gemm.abT(x, lda: k, w, ldw: k, bias, y, ldy: n, rows: rows, cols: 0..<n, k: k)
+          }
+        } else {
+          pool.parallelRanges(n, minChunk: 16) { cols in
+            Gemm.abT(x, lda: k, w, ldw: k, bias, y, ldy: n, rows: 0..<m, cols: cols, k: k)
+          }
+        }
+      } else {
+        Gemm.abT(x, lda: k, w, ldw: k, bias, y, ldy: n, rows: 0..<m, cols: 0..<n, k: k)
+      }
+      act.apply(y, m &* n)
+    }
   }
 }

@@ -195,3 +195,26 @@ func broadcastStrides(_ shape: [Int], to out: [Int]) -> [Int] {
 @inline(__always) func fceil(_ x: Float) -> Float { ti_shim_ceilf(x) }
 /// Rounds half away from zero (C `roundf`).
 @inline(__always) func fround(_ x: Float) -> Float { ti_shim_roundf(x) }
+
+// MARK: - Scratch memory
+
+/// Scratch floats owned by a bound kernel: allocated once at bind time
+/// (never during a run), freed with the kernel. Capture it in the closure.
+final class Scratch {
+  let ptr: UnsafeMutablePointer<Float>?
+  let count: Int
+
+  init(count: Int) throws(TinfError) {
+    self.count = count
+    if count > 0 {
+      guard let bytes = checkedMul(count, 4), let p = ti_shim_alloc(bytes) else {
+        throw TinfError(.outOfMemory, "cannot allocate \(count) floats of scratch memory")
+      }
+      ptr = p.bindMemory(to: Float.self, capacity: count)
+    } else {
+      ptr = nil
+    }
+  }
+
+  deinit { ti_shim_free(ptr) }
+}

@@ -1,10 +1,65 @@
-/// TODO: not implemented yet.
+/// LayerNorm over the trailing dims from `axis`: (x - mean) / sqrt(var + eps)
+/// * gamma + beta, with the biased variance; gamma and beta have the shape of
+/// the normalized dims.
 enum LayerNormKernel {
   static func infer(_ node: Node, _ inputs: [TensorDesc?]) throws(TinfError) -> [TensorType] {
-    throw .unsupported("not implemented yet")
+    try arity(inputs, 2...3)
+    let x = try required(inputs, 0, "x")
+    let g = try required(inputs, 1, "gamma")
+    try requireFloat(x, "input")
+    try requireFloat(g, "gamma")
+    guard x.shape.count >= 1 else { throw .shape("input must have rank >= 1") }
+    let axis = try normalizeAxis(try node.attrs.int(.axis, default: -1), rank: x.shape.count)
+    let normShape = Array(x.shape[axis...])
+    let d = normShape.reduce(1, &*)
+    guard g.shape == normShape || (g.count == d && g.shape.last == normShape.last) else {
+      throw .shape("gamma \(describe(g.shape)) must have the normalized shape \(describe(normShape))")
+    }
+    if inputs.count == 3, let b = inputs[2] {
+      try requireFloat(b, "beta")
+      guard b.shape == normShape || (b.count == d && b.shape.last == normShape.last) else {
+        throw .shape("beta \(describe(b.shape)) must have the normalized shape \(describe(normShape))")
+      }
+    }
+    let eps = try node.attrs.float(.epsilon, default: 1e-5)
+    guard eps >= 0 && eps.isFinite else { throw .unsupported("epsilon must be finite and >= 0") }
+    return [TensorType(.float32, x.shape)]
   }
 
   static func bind(_ ctx: KernelContext) throws(TinfError) -> KernelFn {
-    throw .unsupported("not implemented yet")
+    let shape = ctx.inputs[0]!.shape
+    let axis = try normalizeAxis(try ctx.attrs.int(.axis, default: -1), rank: shape.count)
+    let d = shape[axis...].reduce(1, &*)
+    let rows = ctx.outputs[0].count / d
+    let eps = try ctx.attrs.float(.epsilon, default: 1e-5)
+    let x = ctx.floatIn(0)
+    let g = ctx.floatIn(1)
+    let b = ctx.optionalFloatIn(2)
+    let y = ctx.floatOut(0)
+    let pool = ctx.pool
+    return { () throws(TinfError) in
+      pool.parallelRanges(rows, minChunk: max(1, 8192 / d)) { range in
+        for r in range {
+          let xr = x + r &* d
+          let yr = y + r &* d
+          // Two passes in float32 with a float64-free mean: fine for the
+          // sizes of normalization layers.
+          var sum: Float = 0
+          for j in 0..<d { sum += xr[j] }
+          let mean = sum / Float(d)
+          var sq: Float = 0
+          for j in 0..<d {
+            let c = xr[j] - mean
+            sq += c * c
+          }
+          let inv = 1 / (sq / Float(d) + eps).squareRoot()
+          if let b {
+            for j in 0..<d { yr[j] = (xr[j] - mean) * inv * g[j] + b[j] }
+          } else {
+            for j in 0..<d { yr[j] = (xr[j] - mean) * inv * g[j] }
+          }
+        }
+      }
+    }
   }
 }

@@ -1,10 +1,102 @@
-/// TODO: not implemented yet.
+/// MatMul / BatchMatMul: a [..., M, K] x b [..., K, N] with transpose flags
+/// on the last two dims and numpy broadcasting of the batch dims.
 enum MatMulKernel {
+  struct Dims {
+    var m: Int, k: Int, n: Int
+    var batch: [Int]
+    var ta: Bool, tb: Bool
+  }
+
+  static func dims(_ node: Node, _ a: TensorDesc, _ b: TensorDesc) throws(TinfError) -> Dims {
+    guard a.shape.count >= 2 && b.shape.count >= 2 else {
+      throw .unsupported("inputs must have rank >= 2, got \(describe(a.shape)) and \(describe(b.shape))")
+    }
+    let ta = try node.attrs.int(.transposeA, default: 0, in: 0...1) == 1
+    let tb = try node.attrs.int(.transposeB, default: 0, in: 0...1) == 1
+    let ra = a.shape.count
+    let rb = b.shape.count
+    let m = ta ? a.shape[ra - 1] : a.shape[ra - 2]
+    let ka = ta ? a.shape[ra - 2] : a.shape[ra - 1]
+    let kb = tb ? b.shape[rb - 1] : b.shape[rb - 2]
+    let n = tb ? b.shape[rb - 2] : b.shape[rb - 1]
+    guard ka == kb else {
+      throw .shape("inner dimensions differ: \(describe(a.shape)) x \(describe(b.shape)) (transpose \(ta), \(tb))")
+    }
+    let batch = try broadcastShapes(Array(a.shape[0..<(ra - 2)]), Array(b.shape[0..<(rb - 2)]))
+    return Dims(m: m, k: ka, n: n, batch: batch, ta: ta, tb: tb)
+  }
+
   static func infer(_ node: Node, _ inputs: [TensorDesc?]) throws(TinfError) -> [TensorType] {
-    throw .unsupported("not implemented yet")
+    try arity(inputs, 2...2)
+    let a = try required(inputs, 0, "a")
+    let b = try required(inputs, 1, "b")
+    try requireFloat(a, "input")
+    try requireFloat(b, "input")
+    let d = try dims(node, a, b)
+    return [TensorType(.float32, d.batch + [d.m, d.n])]
   }
 
   static func bind(_ ctx: KernelContext) throws(TinfError) -> KernelFn {
-    throw .unsupported("not implemented yet")
+    let ad = ctx.inputs[0]!
+    let bd = ctx.inputs[1]!
+    let d = try dims(ctx.node, ad, bd)
+    let a = ctx.floatIn(0)
+    let b = ctx.floatIn(1)
+    let y = ctx.floatOut(0)
+    let (m, k, n) = (d.m, d.k, d.n)
+    // Offsets of each batch matrix in a and b, computed once.
+    let batchCount = d.batch.reduce(1, &*)
+    let sa = broadcastStrides(Array(ad.shape[0..<(ad.shape.count - 2)]), to: d.batch)
+    let sb = broadcastStrides(Array(bd.shape[0..<(bd.shape.count - 2)]), to: d.batch)
+    var offA: [Int] = []
+    var offB: [Int] = []
+    offA.reserveCapacity(batchCount)
+    offB.reserveCapacity(batchCount)
+    let bstr = stridesOf(d.batch)
+    for i in 0..<batchCount {
+      var oa = 0
+      var ob = 0
+      for j in 0..<d.batch.count {
+        let idx = (i / bstr[j]) % d.batch[j]
+        oa += idx * sa[j]
+        ob += idx * sb[j]
+      }
+      offA.append(oa * m * k)
+      offB.append(ob * k * n)
+    }
+    let ta = d.ta
+    let tb = d.tb
+    // For the dot-product form, b must be [N, K] rows: transposed b is
+    // already; otherwise it is transposed once per run into scratch.
+    let scratch = try Scratch(count: (!tb ? k * n : 0) + (ta ? m * k : 0))
+    let pool = ctx.pool
+    return { () throws(TinfError) in
+      for bi in 0..<batchCount {
+        var ap = a + offA[bi]
+        var bp = b + offB[bi]
+        let yp = y + bi &* m &* n
+        var s = scratch.ptr
+        if !tb, let t = s {
+          // b is [K, N]: transpose to [N, K].
+          for kk in 0..<k { for nn in 0..<n { t[nn &* k &+ kk] = bp[kk &* n &+ nn] } }
+          bp = UnsafePointer(t)
+          s = t + k &* n
+        }
+        if ta, let t = s {
+          // a is [K, M]: transpose to [M, K].
+          for kk in 0..<k { for mm in 0..<m { t[mm &* k &+ kk] = ap[kk &* m &+ mm] } }
+          ap = UnsafePointer(t)
+        }
+        let aa = ap
+        let bb = bp
+        if pool.threads > 1 && m &* n &* k >= 1 << 16 && m >= 2 {
+          pool.parallelRanges(m, minChunk: 1) { rows in
+            Gemm.abT(aa, lda: k, bb, ldw: k, nil, yp, ldy: n, rows: rows, cols: 0..<n, k: k)
+          }
+        } else {
+          Gemm.abT(aa, lda: k, bb, ldw: k, nil, yp, ldy: n, rows: 0..<m, cols: 0..<n, k: k)
+        }
+      }
+    }
   }
 }

@@ -1,10 +1,113 @@
-/// TODO: not implemented yet.
+/// Elementwise unary ops: Relu, Relu6, LeakyRelu, HardSwish, Logistic, Tanh,
+/// Gelu (exact and tanh), Exp, Log, Sqrt, Rsqrt. All may run in place.
 enum UnaryKernel {
   static func infer(_ node: Node, _ inputs: [TensorDesc?]) throws(TinfError) -> [TensorType] {
-    throw .unsupported("not implemented yet")
+    try arity(inputs, 1...1)
+    let x = try required(inputs, 0, "x")
+    try requireFloat(x, "input")
+    if node.op == .leakyRelu { _ = try node.attrs.float(.alpha, default: 0.2) }
+    if node.op == .gelu { _ = try node.attrs.int(.approximate, default: 0, in: 0...1) }
+    return [TensorType(.float32, x.shape)]
   }
 
   static func bind(_ ctx: KernelContext) throws(TinfError) -> KernelFn {
-    throw .unsupported("not implemented yet")
+    let x = ctx.floatIn(0)
+    let y = ctx.floatOut(0)
+    let n = ctx.outputs[0].count
+    let pool = ctx.pool
+    // Transcendental ops are worth splitting over threads on large tensors.
+    let chunk = 16384
+    switch ctx.node.op {
+    case .relu:
+      return { () throws(TinfError) in mapSIMD(x, y, n) { v in v.replacing(with: 0, where: v .< 0) } }
+    case .relu6:
+      return { () throws(TinfError) in
+        mapSIMD(x, y, n) { v in
+          v.replacing(with: 0, where: v .< 0).replacing(with: 6, where: v .> 6)
+        }
+      }
+    case .leakyRelu:
+      let alpha = try ctx.attrs.float(.alpha, default: 0.2)
+      return { () throws(TinfError) in
+        mapSIMD(x, y, n) { v in
+          var r = v * alpha
+          r.replace(with: v, where: v .>= 0)
+          return r
+        }
+      }
+    case .hardSwish:
+      return { () throws(TinfError) in
+        mapSIMD(x, y, n) { v in
+          let t = (v + 3).replacing(with: 0, where: v + 3 .< 0)
+          let c = t.replacing(with: 6, where: t .> 6)
+          return v * c * (1.0 / 6.0)
+        }
+      }
+    case .logistic:
+      return { () throws(TinfError) in
+        pool.parallelRanges(n, minChunk: chunk) { r in
+          for i in r { y[i] = 1 / (1 + fexp(-x[i])) }
+        }
+      }
+    case .tanh:
+      return { () throws(TinfError) in
+        pool.parallelRanges(n, minChunk: chunk) { r in for i in r { y[i] = ftanh(x[i]) } }
+      }
+    case .gelu:
+      if try ctx.attrs.int(.approximate, default: 0, in: 0...1) == 1 {
+        let c: Float = 0.7978845608028654  // sqrt(2/pi)
+        return { () throws(TinfError) in
+          pool.parallelRanges(n, minChunk: chunk) { r in
+            for i in r {
+              let v = x[i]
+              y[i] = 0.5 * v * (1 + ftanh(c * (v + 0.044715 * v * v * v)))
+            }
+          }
+        }
+      }
+      return { () throws(TinfError) in
+        pool.parallelRanges(n, minChunk: chunk) { r in
+          for i in r {
+            let v = x[i]
+            y[i] = 0.5 * v * (1 + ferf(v * 0.7071067811865476))
+          }
+        }
+      }
+    case .exp:
+      return { () throws(TinfError) in
+        pool.parallelRanges(n, minChunk: chunk) { r in for i in r { y[i] = fexp(x[i]) } }
+      }
+    case .log:
+      return { () throws(TinfError) in
+        pool.parallelRanges(n, minChunk: chunk) { r in for i in r { y[i] = flog(x[i]) } }
+      }
+    case .sqrt:
+      return { () throws(TinfError) in mapSIMD(x, y, n) { v in v.squareRoot() } }
+    case .rsqrt:
+      return { () throws(TinfError) in mapSIMD(x, y, n) { v in 1 / v.squareRoot() } }
+    default:
+      throw .unsupported("not a unary op")
+    }
+  }
+}
+
+/// y[i] = f(x[i]) eight lanes at a time (x and y may be the same buffer).
+@inline(__always)
+func mapSIMD(
+  _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int, _ f: (SIMD8<Float>) -> SIMD8<Float>
+) {
+  var i = 0
+  let src = UnsafeRawPointer(x)
+  let dst = UnsafeMutableRawPointer(y)
+  while i &+ 8 <= n {
+    let v = src.loadUnaligned(fromByteOffset: i &* 4, as: SIMD8<Float>.self)
+    dst.storeBytes(of: f(v), toByteOffset: i &* 4, as: SIMD8<Float>.self)
+    i &+= 8
+  }
+  if i < n {
+    var v = SIMD8<Float>(repeating: 0)
+    for j in 0..<(n &- i) { v[j] = x[i &+ j] }
+    let r = f(v)
+    for j in 0..<(n &- i) { y[i &+ j] = r[j] }
   }
 }

@@ -4,7 +4,12 @@ import TinyInferShims
 public struct SessionOptions: Sendable {
   /// Threads to use; 0 means the number of online CPUs.
   public var threads: Int = 1
-  public init(threads: Int = 1) { self.threads = threads }
+  /// The largest arena the session may allocate.
+  public var maxArenaBytes: Int = defaultMaxArenaBytes
+  public init(threads: Int = 1, maxArenaBytes: Int = defaultMaxArenaBytes) {
+    self.threads = threads
+    self.maxArenaBytes = maxArenaBytes
+  }
 }
 
 /// One execution context of a model: its arena, its bound kernels and its
@@ -29,12 +34,17 @@ public final class Session {
     self.model = model
     self.plan = try MemoryPlanner.plan(g)
     self.pool = ThreadPool(threads: options.threads == 0 ? Int(ti_shim_cpu_count()) : options.threads)
+    guard plan.size <= options.maxArenaBytes else {
+      throw TinfError(.outOfMemory, "the arena would need \(plan.size) bytes, over the limit of \(options.maxArenaBytes)")
+    }
     if plan.size > 0 {
       guard let a = ti_shim_alloc(plan.size) else {
         throw TinfError(.outOfMemory, "cannot allocate an arena of \(plan.size) bytes")
       }
       // Inputs start as zeros rather than leftover memory.
-      a.initializeMemory(as: UInt8.self, repeating: 0, count: plan.size)
+      for t in g.inputs {
+        if let off = plan.offsets[t] { (a + off).initializeMemory(as: UInt8.self, repeating: 0, count: g.tensors[t].nbytes) }
+      }
       arena = a
     } else {
       arena = nil

@@ -1,8 +1,12 @@
 /// Overflow-checked arithmetic for sizes that come from files: never traps.
 
-/// The largest number of bytes one tensor may have (16 GiB): a documented limit
-/// that also keeps products of dims far from Int overflow.
-public let maxTensorBytes = 1 << 34
+/// The largest number of elements (and of bytes) one tensor may have
+/// (4 Gi): a documented limit that also keeps products of dims far from Int
+/// overflow.
+public let maxTensorBytes = 1 << 32
+/// The largest arena a session allocates by default (8 GiB); a hostile file
+/// cannot make a session reserve more.
+public let defaultMaxArenaBytes = 1 << 33
 /// The largest rank of a tensor.
 public let maxRank = 8
 

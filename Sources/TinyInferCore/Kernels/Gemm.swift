@@ -1,0 +1,89 @@
+/// Float32 dot-product GEMM used by FullyConnected and MatMul:
+/// `y[m, n] = sum_k a[m, k] * w[n, k] (+ bias[n])`, rows of a and w contiguous
+/// along k. Four outputs at a time with SIMD8 accumulators.
+enum Gemm {
+  @inline(__always)
+  static func dot4(
+    _ a: UnsafePointer<Float>, _ w0: UnsafePointer<Float>, _ w1: UnsafePointer<Float>, _ w2: UnsafePointer<Float>,
+    _ w3: UnsafePointer<Float>, _ k: Int
+  ) -> SIMD4<Float> {
+    var s0 = SIMD8<Float>(repeating: 0)
+    var s1 = s0
+    var s2 = s0
+    var s3 = s0
+    var i = 0
+    let ar = UnsafeRawPointer(a)
+    let r0 = UnsafeRawPointer(w0)
+    let r1 = UnsafeRawPointer(w1)
+    let r2 = UnsafeRawPointer(w2)
+    let r3 = UnsafeRawPointer(w3)
+    while i &+ 8 <= k {
+      let o = i &* 4
+      let va = ar.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self)
+      s0.addProduct(va, r0.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self))
+      s1.addProduct(va, r1.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self))
+      s2.addProduct(va, r2.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self))
+      s3.addProduct(va, r3.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self))
+      i &+= 8
+    }
+    var r = SIMD4<Float>(s0.sum(), s1.sum(), s2.sum(), s3.sum())
+    while i < k {
+      let v = a[i]
+      r[0] += v * w0[i]
+      r[1] += v * w1[i]
+      r[2] += v * w2[i]
+      r[3] += v * w3[i]
+      i &+= 1
+    }
+    return r
+  }
+
+  @inline(__always)
+  static func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ k: Int) -> Float {
+    var s = SIMD8<Float>(repeating: 0)
+    var i = 0
+    let ar = UnsafeRawPointer(a)
+    let br = UnsafeRawPointer(b)
+    while i &+ 8 <= k {
+      s.addProduct(
+        ar.loadUnaligned(fromByteOffset: i &* 4, as: SIMD8<Float>.self),
+        br.loadUnaligned(fromByteOffset: i &* 4, as: SIMD8<Float>.self))
+      i &+= 8
+    }
+    var r = s.sum()
+    while i < k {
+      r += a[i] * b[i]
+      i &+= 1
+    }
+    return r
+  }
+
+  /// Rows `rows` of y = a * w^T (+ bias), for `n` outputs of depth `k`.
+  /// a: [M, k] with row stride `lda`; w: [n, k] with row stride `ldw`; y row stride `ldy`.
+  @inline(__always)
+  static func abT(
+    _ a: UnsafePointer<Float>, lda: Int, _ w: UnsafePointer<Float>, ldw: Int, _ bias: UnsafePointer<Float>?,
+    _ y: UnsafeMutablePointer<Float>, ldy: Int, rows: Range<Int>, cols: Range<Int>, k: Int
+  ) {
+    for m in rows {
+      let ar = a + m &* lda
+      let yr = y + m &* ldy
+      var n = cols.lowerBound
+      while n &+ 4 <= cols.upperBound {
+        var r = dot4(ar, w + n &* ldw, w + (n &+ 1) &* ldw, w + (n &+ 2) &* ldw, w + (n &+ 3) &* ldw, k)
+        if let bias { r += SIMD4(bias[n], bias[n &+ 1], bias[n &+ 2], bias[n &+ 3]) }
+        yr[n] = r[0]
+        yr[n &+ 1] = r[1]
+        yr[n &+ 2] = r[2]
+        yr[n &+ 3] = r[3]
+        n &+= 4
+      }
+      while n < cols.upperBound {
+        var r = dot(ar, w + n &* ldw, k)
+        if let bias { r += bias[n] }
+        yr[n] = r
+        n &+= 1
+      }
+    }
+  }
+}
