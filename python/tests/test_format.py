@@ -48,6 +48,30 @@ def build_mlp(seed=0):
     return data
 
 
+def build_attr_model(seed=0):
+    """Ops with attributes of every kind the known ops take (ints, floats):
+    x[2,3,8] -> LayerNorm(axis=-1) -> MatMul(transpose_b) -> LeakyRelu(alpha)
+    -> Softmax(axis=1, beta) -> Gelu(approximate) -> Add(activation) with BatchNorm."""
+    r = np.random.default_rng(seed)
+    b = tinyinfer.GraphBuilder("attrs")
+    x = b.input("x", (2, 3, 8))
+    g = b.const("gamma", r.standard_normal(8).astype(np.float32))
+    be = b.const("beta", r.standard_normal(8).astype(np.float32))
+    h = b.op("LayerNorm", x, g, be, axis=-1, epsilon=1e-3)
+    w = b.const("w", r.standard_normal((5, 8)).astype(np.float32))
+    h = b.op("MatMul", h, w, transpose_b=1)
+    h = b.op("LeakyRelu", h, alpha=0.1)
+    h = b.op("Softmax", h, axis=1, beta=2.0)
+    h = b.op("Gelu", h, approximate=1)
+    c = [b.const(f"bn{i}", (np.abs(r.standard_normal(5)) + 0.5).astype(np.float32)) for i in range(4)]
+    h2 = b.op("BatchNorm", h, *c, epsilon=1e-4)
+    y = b.op("Add", h, h2, activation=2)
+    b.output(y, h)
+    data = b.to_bytes()
+    b.close()
+    return data
+
+
 def mlp_reference(x, seed=0):
     r = np.random.default_rng(seed)
     w1 = r.standard_normal((16, 8)).astype(np.float32)
@@ -478,7 +502,7 @@ def test_hostile_file_on_disk(mlp, tmp_path):
 
 # -- fuzzing ----------------------------------------------------------------
 
-def fuzz(seed, count, start=0):
+def fuzz(seed, count, start=0, model="mlp"):
     """Applies `count` seeded mutations to the MLP's graph section (and a few
     to its data section and header) and loads each one. Every mutant must load
     (and then run on a zero input) or raise a TinyInferError subclass.
@@ -492,7 +516,7 @@ def fuzz(seed, count, start=0):
         resource.setrlimit(resource.RLIMIT_AS, (lim, lim))
     except (ImportError, ValueError, OSError):
         pass
-    base = build_mlp()
+    base = build_mlp() if model == "mlp" else build_attr_model()
     body_off, body_size = body_of(base)
     interesting8 = [0, 1, 2, 3, 7, 8, 9, 0x7F, 0x80, 0xFE, 0xFF]
     interesting32 = [0, 1, 2, 0xFF, 0xFFFF, 0x7FFFFFFF, 0x80000000, 0xFFFFFFFE, 0xFFFFFFFF, 1 << 20, 4096]
@@ -542,18 +566,25 @@ def fuzz(seed, count, start=0):
     return stats
 
 
-FUZZ_SEEDS = [1, 2, 3, 4]
+FUZZ_SEEDS = [1, 2, 3]
 FUZZ_COUNT = 1000
 
 
+def test_attr_model_loads():
+    with tinyinfer.load(build_attr_model()) as m:
+        y, h = m.run(np.zeros((2, 3, 8), np.float32))
+    assert y.shape == h.shape == (2, 3, 5)
+
+
+@pytest.mark.parametrize("model", ["mlp", "attrs"])
 @pytest.mark.parametrize("seed", FUZZ_SEEDS)
-def test_fuzz_in_subprocess(seed):
+def test_fuzz_in_subprocess(seed, model):
     code = ("import sys; sys.path[:0] = [%r, %r]; import test_format as t; "
-            "print(t.fuzz(%d, %d))" % (PYDIR, HERE, seed, FUZZ_COUNT))
+            "print(t.fuzz(%d, %d, model=%r))" % (PYDIR, HERE, seed, FUZZ_COUNT, model))
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, env=env)
     assert p.returncode == 0, (
         f"fuzz seed {seed} crashed the process (exit {p.returncode}); bisect with "
-        f"test_format.fuzz({seed}, n, start=n-1)\nstdout: {p.stdout[-2000:]}\nstderr: {p.stderr[-4000:]}")
+        f"test_format.fuzz({seed}, n, start=n-1, model={model!r})\nstdout: {p.stdout[-2000:]}\nstderr: {p.stderr[-4000:]}")
     stats = eval(p.stdout.strip().splitlines()[-1])
     assert stats.get("refused", 0) > 0

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Runs every test: sets up, builds the shipped (Embedded) library and checks
+# its exports, runs XCTest (normal-mode build), the portable build's smoke
+# test, and pytest (kernels against numpy, C ABI, C programs, concurrency).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+echo "== build libtinyinfer.so (Embedded Swift) =="
+scripts/build-lib.sh >/dev/null
+scripts/check-exports.sh
+echo "== swift test (XCTest) =="
+swift test --disable-swift-testing 2>&1 | tail -n 3
+echo "== pytest =="
+python3 -m pytest python/tests -q -p no:cacheprovider
