@@ -8,6 +8,7 @@ scripts/setup.sh
 echo "== build libtinyinfer.so (Embedded Swift) =="
 scripts/build-lib.sh >/dev/null
 scripts/check-exports.sh
+scripts/check-mcu.sh
 echo "== swift test (XCTest) =="
 swift test --disable-swift-testing 2>&1 | tail -n 3
 echo "== pytest =="

@@ -124,7 +124,7 @@ public struct Attributes: Sendable {
   }
 
   /// Int attribute within `range`, or `defaultValue` when absent.
-  public func int(_ key: AttrKey, default defaultValue: Int, in range: ClosedRange<Int> = -(1 << 40)...(1 << 40))
+  public func int(_ key: AttrKey, default defaultValue: Int, in range: ClosedRange<Int> = -attrLimit...attrLimit)
     throws(TinfError) -> Int
   {
     guard let v = self[key] else { return defaultValue }
@@ -150,7 +150,7 @@ public struct Attributes: Sendable {
 
   /// Int list attribute, each element within `range`; nil when absent. A
   /// single int is accepted as a list of one.
-  public func ints(_ key: AttrKey, in range: ClosedRange<Int> = -(1 << 40)...(1 << 40)) throws(TinfError) -> [Int]? {
+  public func ints(_ key: AttrKey, in range: ClosedRange<Int> = -attrLimit...attrLimit) throws(TinfError) -> [Int]? {
     guard let v = self[key] else { return nil }
     var out: [Int] = []
     switch v {

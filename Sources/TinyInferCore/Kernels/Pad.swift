@@ -27,7 +27,7 @@ enum PadKernel {
 
   static func params(_ attrs: Attributes, _ x: TensorDesc) throws(TinfError) -> Params {
     let rank = x.shape.count
-    guard let pads = try attrs.ints(.pads, in: 0...(1 << 40)) else { throw .unsupported("Pad needs the attribute pads") }
+    guard let pads = try attrs.ints(.pads, in: 0...attrLimit) else { throw .unsupported("Pad needs the attribute pads") }
     guard pads.count == 2 * rank else {
       throw .unsupported("attribute pads has \(pads.count) values; a rank-\(rank) input needs \(2 * rank)")
     }

@@ -34,7 +34,7 @@ enum ReshapeKernel {
 
   /// `shape` attribute: dims >= 1 and at most one -1 (inferred).
   static func reshaped(_ attrs: Attributes, _ input: [Int]) throws(TinfError) -> [Int] {
-    guard var shape = try attrs.ints(.shape, in: -1...(1 << 40)) else {
+    guard var shape = try attrs.ints(.shape, in: -1...attrLimit) else {
       throw .unsupported("Reshape needs the attribute shape")
     }
     guard shape.count <= maxRank else {

@@ -63,7 +63,7 @@ enum SliceKernel {
   static func sliceSpec(_ attrs: Attributes, _ shape: [Int]) throws(TinfError) -> Spec {
     let rank = shape.count
     guard let begin = try attrs.ints(.begin) else { throw .unsupported("Slice needs the attribute begin") }
-    guard let size = try attrs.ints(.size, in: -1...(1 << 40)) else {
+    guard let size = try attrs.ints(.size, in: -1...attrLimit) else {
       throw .unsupported("Slice needs the attribute size")
     }
     guard begin.count == rank, size.count == rank else {
@@ -112,7 +112,7 @@ enum SliceKernel {
     guard begin.count <= rank else {
       throw .unsupported("attribute begin has \(begin.count) values for a rank-\(rank) input")
     }
-    let maskRange = 0...0xFFFF_FFFF
+    let maskRange = 0...0xFF  // one bit per dim, rank <= 8
     let beginMask = try attrs.int(.beginMask, default: 0, in: maskRange)
     let endMask = try attrs.int(.endMask, default: 0, in: maskRange)
     let shrinkMask = try attrs.int(.shrinkAxisMask, default: 0, in: maskRange)

@@ -45,7 +45,7 @@ enum SplitKernel {
   static func pieces(_ node: Node, _ n: Int) throws(TinfError) -> [Int] {
     let count = node.outputs.count
     guard count >= 1 else { throw .unsupported("Split needs at least one output") }
-    guard var sizes = try node.attrs.ints(.sizes, in: -1...(1 << 40)) else {
+    guard var sizes = try node.attrs.ints(.sizes, in: -1...attrLimit) else {
       guard n % count == 0 else {
         throw .shape("dim of size \(n) does not split into \(count) equal parts")
       }

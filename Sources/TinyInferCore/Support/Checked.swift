@@ -3,10 +3,13 @@
 /// The largest number of elements (and of bytes) one tensor may have
 /// (4 Gi): a documented limit that also keeps products of dims far from Int
 /// overflow.
-public let maxTensorBytes = 1 << 32
+public let maxTensorBytes = MemoryLayout<Int>.size == 8 ? Int(truncatingIfNeeded: Int64(1) << 32) : 1 << 30
 /// The largest arena a session allocates by default (8 GiB); a hostile file
 /// cannot make a session reserve more.
-public let defaultMaxArenaBytes = 1 << 33
+public let defaultMaxArenaBytes = MemoryLayout<Int>.size == 8 ? Int(truncatingIfNeeded: Int64(1) << 33) : 1 << 30
+/// The magnitude limit of int attributes (2^30: far beyond any real size,
+/// and safe from overflow on 32-bit targets).
+public let attrLimit = 1 << 30
 /// The largest rank of a tensor.
 public let maxRank = 8
 
