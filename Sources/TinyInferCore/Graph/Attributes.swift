@@ -36,6 +36,7 @@ public enum AttrKey: UInt16, Sendable, CaseIterable {
   case alignCorners = 33
   case halfPixelCenters = 34
   case blockSize = 35
+  case dtype = 36
 
   /// The name as a static C string (for the C API).
   public var staticName: StaticString {
@@ -75,12 +76,13 @@ public enum AttrKey: UInt16, Sendable, CaseIterable {
     case .alignCorners: return "align_corners"
     case .halfPixelCenters: return "half_pixel_centers"
     case .blockSize: return "block_size"
+    case .dtype: return "dtype"
     }
   }
 
   public var name: String { String(staticName) }
 
-  public static var maxCode: UInt16 { AttrKey.blockSize.rawValue }
+  public static var maxCode: UInt16 { AttrKey.dtype.rawValue }
 }
 
 /// A typed attribute value. Type codes in files: 1 int, 2 float, 3 ints, 4 floats, 5 string.

@@ -46,6 +46,8 @@ public enum OpKind: UInt16, Sendable, CaseIterable {
   case resizeNearest = 42
   case depthToSpace = 43
   case spaceToDepth = 44
+  case quantize = 45
+  case dequantize = 46
 
   /// The name used in files, docs, errors and the Python builder.
   /// The name as a static C string (for the C API).
@@ -95,11 +97,13 @@ public enum OpKind: UInt16, Sendable, CaseIterable {
     case .resizeNearest: return "ResizeNearest"
     case .depthToSpace: return "DepthToSpace"
     case .spaceToDepth: return "SpaceToDepth"
+    case .quantize: return "Quantize"
+    case .dequantize: return "Dequantize"
     }
   }
 
   public var name: String { String(staticName) }
 
   /// The largest op code.
-  public static var maxCode: UInt16 { OpKind.spaceToDepth.rawValue }
+  public static var maxCode: UInt16 { OpKind.dequantize.rawValue }
 }

@@ -27,6 +27,7 @@ public enum Registry {
     case .gather: return try GatherKernel.infer(node, inputs)
     case .resizeBilinear, .resizeNearest: return try ResizeKernel.infer(node, inputs)
     case .depthToSpace, .spaceToDepth: return try SpaceDepthKernel.infer(node, inputs)
+    case .quantize, .dequantize: return try QuantizeKernel.infer(node, inputs)
     }
   }
 
@@ -56,6 +57,7 @@ public enum Registry {
     case .gather: return try GatherKernel.bind(ctx)
     case .resizeBilinear, .resizeNearest: return try ResizeKernel.bind(ctx)
     case .depthToSpace, .spaceToDepth: return try SpaceDepthKernel.bind(ctx)
+    case .quantize, .dequantize: return try QuantizeKernel.bind(ctx)
     }
   }
 
