@@ -5,6 +5,7 @@
 #
 #   scripts/build-lib.sh            # native build (AVX2/FMA/F16C where the build machine has them)
 #   TINF_PORTABLE=1 scripts/build-lib.sh   # portable x86-64 / ARM64 build
+#   TINF_SCRATCH=.build-x TINF_LIB_OUT=/tmp/x/libtinyinfer.so scripts/build-lib.sh   # a private build
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scratch=${TINF_SCRATCH:-.build-embedded}
@@ -18,7 +19,9 @@ unicode="$toolchain/lib/swift/embedded/$arch-unknown-linux-gnu/libswiftUnicodeDa
 
 TINF_EMBEDDED=1 swift build -c release --scratch-path "$scratch" --product tinyinfer -Xlinker "$unicode" >&2
 lib="$scratch/release/libtinyinfer.so"
-mkdir -p python/tinyinfer/lib
-strip -o python/tinyinfer/lib/libtinyinfer.so "$lib"
-echo "python/tinyinfer/lib/libtinyinfer.so: $(stat -c %s python/tinyinfer/lib/libtinyinfer.so) bytes (stripped)" >&2
-echo "$PWD/python/tinyinfer/lib/libtinyinfer.so"
+# TINF_LIB_OUT: where to put the stripped library (default: inside the Python package).
+out=${TINF_LIB_OUT:-python/tinyinfer/lib/libtinyinfer.so}
+mkdir -p "$(dirname "$out")"
+strip -o "$out.tmp" "$lib" && mv "$out.tmp" "$out"
+echo "$out: $(stat -c %s "$out") bytes (stripped)" >&2
+readlink -f "$out"

@@ -1,0 +1,119 @@
+"""Converters: bring models in from TFLite, ONNX and PyTorch.
+
+    tinyinfer.convert("model.tflite", "model.tinf")       # or .onnx, .pt/.pth, .safetensors (+ architecture)
+    python -m tinyinfer convert model.onnx -o model.tinf
+
+The importer is chosen by content (magic bytes), not only by extension. Each
+importer returns a GraphBuilder and fills a Report; an unsupported op stops the
+conversion with UnsupportedOpError listing every unsupported op and its count,
+never a partial model.
+
+Importers live in this package, one module each, and expose
+`SUPPORTED_OPS` (their op names -> what they become) and
+`import_model(source, report, **options) -> GraphBuilder`.
+Peer packages (tflite, onnx, torch, safetensors) are imported lazily: the
+runtime needs only numpy.
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Union
+
+from .._errors import ModelFormatError, UnsupportedOpError
+
+__all__ = ["convert", "detect_format", "Report", "unsupported"]
+
+
+@dataclass
+class Report:
+    """What a conversion did, printed after it (str(report))."""
+    source: str = ""
+    importer: str = ""
+    ops_in: Counter = field(default_factory=Counter)     # source op type -> count
+    ops_out: Counter = field(default_factory=Counter)    # tinyinfer op -> count
+    folded: List[str] = field(default_factory=list)      # constant folding, BN folding, ...
+    fused: List[str] = field(default_factory=list)       # activations, pads, transposes removed
+    kept_precision: List[str] = field(default_factory=list)  # tensors kept in their source precision
+    dropped: List[str] = field(default_factory=list)     # "what (why)"
+    notes: List[str] = field(default_factory=list)
+    output_bytes: int = 0
+
+    def __str__(self) -> str:
+        def counts(c: Counter) -> str:
+            return ", ".join(f"{k} x{v}" for k, v in sorted(c.items())) or "none"
+        lines = [f"converted {self.source} ({self.importer})",
+                 f"  ops in  ({sum(self.ops_in.values())}): {counts(self.ops_in)}",
+                 f"  ops out ({sum(self.ops_out.values())}): {counts(self.ops_out)}"]
+        for title, items in [("folded", self.folded), ("fused", self.fused),
+                             ("kept in source precision", self.kept_precision), ("dropped", self.dropped),
+                             ("notes", self.notes)]:
+            if items:
+                shown = items if len(items) <= 12 else items[:12] + [f"... and {len(items) - 12} more"]
+                lines.append(f"  {title} ({len(items)}): " + "; ".join(shown))
+        if self.output_bytes:
+            lines.append(f"  wrote {self.output_bytes} bytes")
+        return "\n".join(lines)
+
+
+def unsupported(importer: str, ops: Counter) -> UnsupportedOpError:
+    """The error for a model with ops the importer cannot map: every one, with counts."""
+    listing = ", ".join(f"{op} (x{n})" for op, n in sorted(ops.items()))
+    return UnsupportedOpError(f"{importer}: unsupported op(s): {listing}; nothing was written", 5)
+
+
+def detect_format(source: Union[str, os.PathLike, bytes]) -> str:
+    """'tflite', 'onnx', 'torch' (torch.save zip or legacy pickle) or 'safetensors', from the content."""
+    if isinstance(source, (bytes, bytearray)):
+        head = bytes(source[:64])
+        is_zip = head[:4] == b"PK\x03\x04"
+    else:
+        with open(source, "rb") as f:
+            head = f.read(64)
+        is_zip = zipfile.is_zipfile(source)
+    if len(head) >= 8 and head[4:8] == b"TFL3":
+        return "tflite"
+    if is_zip:
+        return "torch"
+    if head[:2] == b"\x80\x02" or head[:1] == b"\x80":
+        return "torch"  # legacy torch.save: a pickle protocol 2+ stream
+    if len(head) >= 9 and head[8:9] == b"{":
+        return "safetensors"  # u64 header length, then JSON
+    if head[:1] == b"\x08":
+        return "onnx"  # ModelProto starts with field 1 (ir_version), a varint
+    name = str(source).lower() if not isinstance(source, (bytes, bytearray)) else ""
+    for ext, fmt in [(".tflite", "tflite"), (".onnx", "onnx"), (".safetensors", "safetensors"),
+                     (".pt", "torch"), (".pth", "torch"), (".bin", "torch")]:
+        if name.endswith(ext):
+            return fmt
+    raise ModelFormatError(f"cannot tell the format of {source!r}: not TFLite, ONNX, torch.save or safetensors", 3)
+
+
+def convert(src, dst: Optional[Union[str, os.PathLike]] = None, *, format: Optional[str] = None,
+            verbose: bool = True, **options) -> Report:
+    """Converts `src` (a path or bytes) to a .tinf at `dst`. Returns the Report
+    (also printed when verbose). Options go to the importer (see
+    docs/converting.md)."""
+    fmt = format or detect_format(src)
+    report = Report(source=str(src) if not isinstance(src, (bytes, bytearray)) else "<bytes>", importer=fmt)
+    if fmt == "tflite":
+        from . import tflite as importer
+    elif fmt == "onnx":
+        from . import onnx as importer
+    elif fmt in ("torch", "safetensors"):
+        from . import torch_weights as importer
+    else:
+        raise ModelFormatError(f"unknown format {fmt!r}", 3)
+    builder = importer.import_model(src, report, **options)
+    data = builder.to_bytes()
+    report.output_bytes = len(data)
+    if dst is not None:
+        with open(dst, "wb") as f:
+            f.write(data)
+    if verbose:
+        print(report)
+    report.data = data
+    return report
