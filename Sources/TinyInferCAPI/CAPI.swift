@@ -217,7 +217,7 @@ public func tinf_session_create(
   guard let m = modelHandle(model), let out else { return nullArg("tinf_session_create") }
   let opts = optionsHandle(options)?.options ?? SessionOptions()
   do throws(TinfError) {
-    let s = try Session(model: m.model, options: opts)
+    let s = try Session.create(model: m.model, options: opts)
     out.pointee = retain(SessionHandle(s, m))
     return ok()
   } catch {

@@ -57,7 +57,7 @@ final class PlannerTests: XCTestCase {
     let x = g.input("x", [8])
     let y = g.op(.exp, [x])
     let m = try loadModel(g.bytes(outputs: [y]))
-    let s = try Session(model: m)
+    let s = try Session.create(model: m)
     let inp = s.inputBuffer(0).bindMemory(to: Float.self)
     for i in 0..<8 { inp[i] = Float(i) }
     try s.run()

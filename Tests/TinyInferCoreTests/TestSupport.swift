@@ -57,7 +57,7 @@ func loadModel(_ bytes: [UInt8]) throws(TinfError) -> Model {
 }
 
 func runModel(_ model: Model, _ inputs: [[Float]], threads: Int = 1) throws(TinfError) -> [[Float]] {
-  let s = try Session(model: model, options: SessionOptions(threads: threads))
+  let s = try Session.create(model: model, options: SessionOptions(threads: threads))
   for (i, x) in inputs.enumerated() {
     let buf = s.inputBuffer(i)
     x.withUnsafeBytes { buf.copyMemory(from: $0) }

@@ -52,10 +52,13 @@ public struct TensorDesc: Sendable {
   public var quant: Quantization?
   /// Byte range in the data section for constants, nil for computed tensors.
   public var constant: Range<Int>?
+  /// Computed once at load by constant folding (its data is owned by the model).
+  public var folded: Bool = false
 
   public var count: Int { shape.reduce(1, &*) }
   public var nbytes: Int { count &* dtype.size }
-  public var isConstant: Bool { constant != nil }
+  /// Known before any run: stored in the file or folded at load.
+  public var isConstant: Bool { constant != nil || folded }
 }
 
 /// A validated graph: topologically ordered, every tensor's dtype and shape
@@ -183,6 +186,15 @@ public struct Graph: Sendable {
     self.nodes = def.nodes
     self.inputs = def.inputs
     self.outputs = def.outputs
+  }
+
+  /// A graph rewritten by an optimization pass (already valid).
+  init(rewriting g: Graph, tensors: [TensorDesc], nodes: [Node]) {
+    self.metadata = g.metadata
+    self.tensors = tensors
+    self.nodes = nodes
+    self.inputs = g.inputs
+    self.outputs = g.outputs
   }
 
   static func checkShape(_ shape: [Int], _ what: String) throws(TinfError) {

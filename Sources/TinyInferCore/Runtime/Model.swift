@@ -19,6 +19,10 @@ public final class Model {
   }
   private let storage: Storage
   private let dataBase: UnsafeRawPointer?
+  /// Buffers of tensors folded at load (owned; freed with the model).
+  private let foldedData: [UnsafeMutableRawPointer?]
+  /// What constant folding did ("Dequantize -> w1", ...).
+  public let foldedOps: [String]
 
   /// Memory-maps and loads a file.
   public static func load(path: String) throws(TinfError) -> Model {
@@ -36,7 +40,7 @@ public final class Model {
       let reason = String(cString: ti_shim_strerror(err))
       throw TinfError(.io, "cannot open '\(path)': \(reason)")
     }
-    return try Model(base: UnsafeRawPointer(p), size: size, storage: .mapped(p, size), t0: t0)
+    return try Model.make(base: UnsafeRawPointer(p), size: size, storage: .mapped(p, size), t0: t0)
   }
 
   /// Loads from a buffer: borrowed if 64-byte aligned (it must then outlive
@@ -45,51 +49,55 @@ public final class Model {
     let t0 = ti_shim_now_ns()
     guard let base = buffer.baseAddress, buffer.count > 0 else { throw .format("the buffer is empty") }
     if UInt(bitPattern: base) % UInt(ModelFile.alignment) == 0 {
-      return try Model(base: base, size: buffer.count, storage: .borrowed, t0: t0)
+      return try Model.make(base: base, size: buffer.count, storage: .borrowed, t0: t0)
     }
     guard let copy = ti_shim_alloc(buffer.count) else {
       throw TinfError(.outOfMemory, "cannot allocate \(buffer.count) bytes for a copy of the model")
     }
     copy.copyMemory(from: base, byteCount: buffer.count)
-    do throws(TinfError) {
-      return try Model(base: UnsafeRawPointer(copy), size: buffer.count, storage: .owned(copy), t0: t0)
-    } catch {
-      // init failed before taking ownership
-      throw error
-    }
+    return try Model.make(base: UnsafeRawPointer(copy), size: buffer.count, storage: .owned(copy), t0: t0)
   }
 
-  private init(base: UnsafeRawPointer, size: Int, storage: Storage, t0: UInt64) throws(TinfError) {
-    // Release the storage if validation fails (deinit does not run then).
-    func release() {
+  /// Parses, validates and folds; on failure releases the storage. The
+  /// object is created only once everything succeeded (a throwing class
+  /// initializer would leak the partial object in Embedded Swift).
+  private static func make(base: UnsafeRawPointer, size: Int, storage: Storage, t0: UInt64) throws(TinfError) -> Model {
+    let file = UnsafeRawBufferPointer(start: base, count: size)
+    do throws(TinfError) {
+      let layout = try ModelFile.readHeader(file)
+      let def = try ModelFile.readBody(UnsafeRawBufferPointer(rebasing: file[layout.body]), minor: layout.minor)
+      let validated = try Graph(validating: def, dataSize: layout.data.count)
+      let dataBase: UnsafeRawPointer? = layout.data.isEmpty ? nil : base + layout.data.lowerBound
+      let folding = try ConstantFolding.run(validated) { t in
+        guard let r = validated.tensors[t].constant, let dataBase else { return nil }
+        return UnsafeMutableRawPointer(mutating: dataBase + r.lowerBound)
+      }
+      return Model(size: size, storage: storage, dataBase: dataBase, folding: folding, t0: t0)
+    } catch {
       switch storage {
       case .mapped(let p, let n): ti_shim_unmap(p, n)
       case .owned(let p): ti_shim_free(p)
       case .borrowed: break
       }
-    }
-    let file = UnsafeRawBufferPointer(start: base, count: size)
-    let graph: Graph
-    let layout: ModelFile.Layout
-    do throws(TinfError) {
-      layout = try ModelFile.readHeader(file)
-      let def = try ModelFile.readBody(UnsafeRawBufferPointer(rebasing: file[layout.body]), minor: layout.minor)
-      graph = try Graph(validating: def, dataSize: layout.data.count)
-    } catch {
-      release()
       throw error
     }
-    self.graph = graph
+  }
+
+  private init(size: Int, storage: Storage, dataBase: UnsafeRawPointer?, folding: ConstantFolding.Result, t0: UInt64) {
+    self.graph = folding.graph
     self.fileSize = size
     self.storage = storage
-    self.dataBase = layout.data.isEmpty ? nil : base + layout.data.lowerBound
+    self.dataBase = dataBase
+    self.foldedData = folding.buffers
+    self.foldedOps = folding.foldedOps
     var w = 0
-    for t in graph.tensors where t.isConstant { w += t.nbytes }
+    for t in folding.graph.tensors where t.constant != nil { w += t.nbytes }
     self.weightBytes = w
     self.loadNanoseconds = ti_shim_now_ns() &- t0
   }
 
   deinit {
+    for b in foldedData { ti_shim_free(b) }
     switch storage {
     case .mapped(let p, let n): ti_shim_unmap(p, n)
     case .owned(let p): ti_shim_free(p)
@@ -99,6 +107,7 @@ public final class Model {
 
   /// Address of a constant tensor's data (read-only: kernels never write it).
   func constantData(_ t: Int) -> UnsafeMutableRawPointer? {
+    if let f = foldedData[t] { return f }
     guard let r = graph.tensors[t].constant, let dataBase else { return nil }
     return UnsafeMutableRawPointer(mutating: dataBase + r.lowerBound)
   }

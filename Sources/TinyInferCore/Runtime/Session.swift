@@ -20,23 +20,26 @@ public final class Session {
   public let plan: MemoryPlan
   public let pool: ThreadPool
   private let arena: UnsafeMutableRawPointer?
-  private var pointers: [UnsafeMutableRawPointer?]
-  private var kernels: [KernelFn]
+  private let pointers: [UnsafeMutableRawPointer?]
+  private let kernels: [KernelFn]
 
   /// Per-op run times of the last `run(profile: true)`, in nanoseconds.
   public private(set) var opNanoseconds: [UInt64]
 
-  public init(model: Model, options: SessionOptions = SessionOptions()) throws(TinfError) {
+  /// Plans the arena, allocates it and binds every kernel. (A factory rather
+  /// than a throwing initializer: Embedded Swift leaks a partially
+  /// initialized object when an initializer throws.)
+  public static func create(model: Model, options: SessionOptions = SessionOptions()) throws(TinfError) -> Session {
     guard options.threads >= 0 && options.threads <= 256 else {
       throw .arg("threads must be 0...256, got \(options.threads)")
     }
     let g = model.graph
-    self.model = model
-    self.plan = try MemoryPlanner.plan(g)
-    self.pool = ThreadPool(threads: options.threads == 0 ? Int(ti_shim_cpu_count()) : options.threads)
+    let plan = try MemoryPlanner.plan(g)
     guard plan.size <= options.maxArenaBytes else {
       throw TinfError(.outOfMemory, "the arena would need \(plan.size) bytes, over the limit of \(options.maxArenaBytes)")
     }
+    let pool = ThreadPool(threads: options.threads == 0 ? Int(ti_shim_cpu_count()) : options.threads)
+    var arena: UnsafeMutableRawPointer? = nil
     if plan.size > 0 {
       guard let a = ti_shim_alloc(plan.size) else {
         throw TinfError(.outOfMemory, "cannot allocate an arena of \(plan.size) bytes")
@@ -46,8 +49,6 @@ public final class Session {
         if let off = plan.offsets[t] { (a + off).initializeMemory(as: UInt8.self, repeating: 0, count: g.tensors[t].nbytes) }
       }
       arena = a
-    } else {
-      arena = nil
     }
     var ptrs = [UnsafeMutableRawPointer?](repeating: nil, count: g.tensors.count)
     for t in 0..<g.tensors.count {
@@ -57,9 +58,7 @@ public final class Session {
         ptrs[t] = arena + off
       }
     }
-    pointers = ptrs
-    kernels = []
-    opNanoseconds = [UInt64](repeating: 0, count: g.nodes.count)
+    var kernels: [KernelFn] = []
     kernels.reserveCapacity(g.nodes.count)
     for (k, node) in g.nodes.enumerated() {
       let ctx = KernelContext(
@@ -72,10 +71,24 @@ public final class Session {
       do throws(TinfError) {
         kernels.append(try Registry.bind(ctx))
       } catch {
-        if let arena { ti_shim_free(arena) }
+        ti_shim_free(arena)
         throw error.prefixed("op \(k) (\(node.op.name))")
       }
     }
+    return Session(model: model, plan: plan, pool: pool, arena: arena, pointers: ptrs, kernels: kernels)
+  }
+
+  private init(
+    model: Model, plan: MemoryPlan, pool: ThreadPool, arena: UnsafeMutableRawPointer?,
+    pointers: [UnsafeMutableRawPointer?], kernels: [KernelFn]
+  ) {
+    self.model = model
+    self.plan = plan
+    self.pool = pool
+    self.arena = arena
+    self.pointers = pointers
+    self.kernels = kernels
+    self.opNanoseconds = [UInt64](repeating: 0, count: kernels.count)
   }
 
   deinit {

@@ -1,0 +1,72 @@
+import TinyInferShims
+
+/// Constant folding at load: an op whose inputs are all constants (stored in
+/// the file or folded before it) runs once, with its own kernel, and its
+/// outputs become model-owned constants shared by every session. This is
+/// where float16 or int8 weights behind a Dequantize become float32 once,
+/// instead of on every run. Folding is skipped for ops whose outputs would be
+/// much larger than their inputs (Pad, Resize, Gather... could inflate memory),
+/// beyond `maxGrowth` times.
+enum ConstantFolding {
+  static let maxGrowth = 4
+
+  struct Result {
+    var graph: Graph
+    /// Model-owned buffers of folded tensors (indexed like tensors; nil otherwise).
+    var buffers: [UnsafeMutableRawPointer?]
+    var foldedOps: [String]
+  }
+
+  static func run(_ g: Graph, constantData: (Int) -> UnsafeMutableRawPointer?) throws(TinfError) -> Result {
+    var tensors = g.tensors
+    var buffers = [UnsafeMutableRawPointer?](repeating: nil, count: tensors.count)
+    var kept: [Node] = []
+    var foldedOps: [String] = []
+    let pool = ThreadPool(threads: 1)
+    func data(_ t: Int) -> UnsafeMutableRawPointer? { buffers[t] ?? constantData(t) }
+    func freeAll() { for b in buffers { ti_shim_free(b) } }
+
+    for (k, node) in g.nodes.enumerated() {
+      let present = node.inputs.filter { $0 >= 0 }
+      let allConst = !present.isEmpty && present.allSatisfy { tensors[$0].isConstant }
+      var inBytes = 0
+      for t in present { inBytes += tensors[t].nbytes }
+      var outBytes = 0
+      for t in node.outputs { outBytes += tensors[t].nbytes }
+      guard allConst, outBytes <= max(inBytes &* maxGrowth, 1 << 16) else {
+        kept.append(node)
+        continue
+      }
+      var outPtrs: [UnsafeMutableRawPointer] = []
+      for t in node.outputs {
+        guard let p = ti_shim_alloc(max(tensors[t].nbytes, 1)) else {
+          freeAll()
+          for q in outPtrs { ti_shim_free(q) }
+          throw TinfError(.outOfMemory, "constant folding: cannot allocate \(tensors[t].nbytes) bytes")
+        }
+        outPtrs.append(p)
+      }
+      let ctx = KernelContext(
+        node: node,
+        inputs: node.inputs.map { $0 >= 0 ? tensors[$0] : nil },
+        outputs: node.outputs.map { tensors[$0] },
+        inputData: node.inputs.map { $0 >= 0 ? data($0) : nil },
+        outputData: outPtrs,
+        pool: pool)
+      do throws(TinfError) {
+        let kernel = try Registry.bind(ctx)
+        try kernel()
+      } catch {
+        freeAll()
+        for q in outPtrs { ti_shim_free(q) }
+        throw error.prefixed("op \(k) (\(node.op.name)) while folding constants")
+      }
+      for (j, t) in node.outputs.enumerated() {
+        buffers[t] = outPtrs[j]
+        tensors[t].folded = true
+      }
+      foldedOps.append("\(node.op.name) -> \(tensors[node.outputs[0]].name)")
+    }
+    return Result(graph: Graph(rewriting: g, tensors: tensors, nodes: kept), buffers: buffers, foldedOps: foldedOps)
+  }
+}
