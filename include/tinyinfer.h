@@ -157,6 +157,33 @@ tinf_status tinf_model_metadata(const tinf_model *model, int32_t index, const ch
 /* Counts of the graph: ops, tensors, and bytes of constant data. */
 tinf_status tinf_model_stats(const tinf_model *model, int32_t *out_ops, int32_t *out_tensors, size_t *out_weight_bytes);
 
+/* Every tensor of the loaded graph (after constant folding), for tools. */
+typedef struct tinf_tensor_detail {
+  const char *name;              /* owned by the model */
+  int32_t dtype;
+  int32_t rank;
+  int64_t dims[TINF_MAX_RANK];
+  size_t nbytes;
+  int32_t kind;                  /* 0 computed by an op, 1 constant from the file, 2 folded at load, 3 graph input */
+  int32_t quant_axis;            /* -1 per tensor (or no quantization) */
+  int32_t quant_count;           /* number of scales; 0 when not quantized */
+  const float *scales;           /* quant_count values, owned by the model */
+  const int32_t *zero_points;    /* quant_count values, owned by the model */
+} tinf_tensor_detail;
+
+tinf_status tinf_model_tensor_count(const tinf_model *model, int32_t *out_count);
+tinf_status tinf_model_tensor_detail(const tinf_model *model, int32_t index, tinf_tensor_detail *out_detail);
+/* Op `index` of the graph as it runs (after folding): its op id and tensor
+ * indices (-1: absent optional input). The arrays are owned by the model. */
+tinf_status tinf_model_op(const tinf_model *model, int32_t index, int32_t *out_op, int32_t *out_n_inputs,
+                          const int32_t **out_inputs, int32_t *out_n_outputs, const int32_t **out_outputs);
+/* Bytes of the file's parts: header, graph section, data section, and the
+ * bytes that constant folding added in memory at load. */
+tinf_status tinf_model_sizes(const tinf_model *model, size_t *out_header, size_t *out_graph, size_t *out_data,
+                             size_t *out_folded);
+/* Nanoseconds that loading took (map, parse, validate, fold). */
+tinf_status tinf_model_load_ns(const tinf_model *model, uint64_t *out_ns);
+
 /* ---- session options ------------------------------------------------------ */
 
 typedef struct tinf_options tinf_options;
@@ -195,6 +222,10 @@ tinf_status tinf_session_output_data(tinf_session *session, int32_t index, const
 /* Bytes of the session's arena (all intermediate tensors, inputs and outputs),
  * and the sum of their sizes without reuse, for comparison. */
 tinf_status tinf_session_arena_bytes(const tinf_session *session, size_t *out_arena, size_t *out_unplanned);
+/* Runs once like tinf_session_run and records each op's time; then
+ * *out_ns points to tinf_model_op count values (nanoseconds, owned by the
+ * session, valid until the next run or free). */
+tinf_status tinf_session_run_profiled(tinf_session *session, const uint64_t **out_ns, int32_t *out_count);
 /* Threads the session actually uses. */
 tinf_status tinf_session_threads(const tinf_session *session, int32_t *out_threads);
 

@@ -340,3 +340,98 @@ public func tinf_attr_name(_ key: Int32) -> UnsafePointer<CChar>? {
 
 @c @implementation
 public func tinf_attr_count() -> Int32 { Int32(AttrKey.maxCode) }
+
+// MARK: - Inspection and profiling
+
+@c @implementation
+public func tinf_model_tensor_count(_ model: OpaquePointer?, _ out: UnsafeMutablePointer<Int32>?) -> tinf_status {
+  guard let m = modelHandle(model), let out else { return nullArg("tinf_model_tensor_count") }
+  out.pointee = Int32(m.model.graph.tensors.count)
+  return ok()
+}
+
+@c @implementation
+public func tinf_model_tensor_detail(
+  _ model: OpaquePointer?, _ index: Int32, _ out: UnsafeMutablePointer<tinf_tensor_detail>?
+) -> tinf_status {
+  guard let m = modelHandle(model), let out else { return nullArg("tinf_model_tensor_detail") }
+  let g = m.model.graph
+  guard index >= 0 && Int(index) < g.tensors.count else {
+    return fail(.invalidArgument, "tensor index \(index) out of range (\(g.tensors.count) tensors)")
+  }
+  let i = Int(index)
+  let t = g.tensors[i]
+  var d = tinf_tensor_detail()
+  d.name = UnsafePointer(m.tensorNames[i])
+  d.dtype = Int32(t.dtype.rawValue)
+  d.rank = Int32(t.shape.count)
+  withUnsafeMutableBytes(of: &d.dims) { raw in
+    let dims = raw.bindMemory(to: Int64.self)
+    for j in 0..<dims.count { dims[j] = j < t.shape.count ? Int64(t.shape[j]) : 0 }
+  }
+  d.nbytes = t.nbytes
+  d.kind = t.constant != nil ? 1 : (t.folded ? 2 : (g.inputs.contains(i) ? 3 : 0))
+  d.quant_axis = Int32(t.quant?.axis ?? -1)
+  d.quant_count = Int32(t.quant?.scales.count ?? 0)
+  d.scales = UnsafePointer(m.scales[i])
+  d.zero_points = UnsafePointer(m.zeroPoints[i])
+  out.pointee = d
+  return ok()
+}
+
+@c @implementation
+public func tinf_model_op(
+  _ model: OpaquePointer?, _ index: Int32, _ op: UnsafeMutablePointer<Int32>?, _ nIn: UnsafeMutablePointer<Int32>?,
+  _ inputs: UnsafeMutablePointer<UnsafePointer<Int32>?>?, _ nOut: UnsafeMutablePointer<Int32>?,
+  _ outputs: UnsafeMutablePointer<UnsafePointer<Int32>?>?
+) -> tinf_status {
+  guard let m = modelHandle(model) else { return nullArg("tinf_model_op") }
+  let g = m.model.graph
+  guard index >= 0 && Int(index) < g.nodes.count else {
+    return fail(.invalidArgument, "op index \(index) out of range (\(g.nodes.count) ops)")
+  }
+  let n = g.nodes[Int(index)]
+  op?.pointee = Int32(n.op.rawValue)
+  nIn?.pointee = Int32(n.inputs.count)
+  inputs?.pointee = UnsafePointer(m.opInputs[Int(index)])
+  nOut?.pointee = Int32(n.outputs.count)
+  outputs?.pointee = UnsafePointer(m.opOutputs[Int(index)])
+  return ok()
+}
+
+@c @implementation
+public func tinf_model_sizes(
+  _ model: OpaquePointer?, _ header: UnsafeMutablePointer<Int>?, _ graph: UnsafeMutablePointer<Int>?,
+  _ data: UnsafeMutablePointer<Int>?, _ folded: UnsafeMutablePointer<Int>?
+) -> tinf_status {
+  guard let m = modelHandle(model) else { return nullArg("tinf_model_sizes") }
+  header?.pointee = m.model.partSizes.header
+  graph?.pointee = m.model.partSizes.graph
+  data?.pointee = m.model.partSizes.data
+  folded?.pointee = m.model.foldedBytes
+  return ok()
+}
+
+@c @implementation
+public func tinf_model_load_ns(_ model: OpaquePointer?, _ out: UnsafeMutablePointer<UInt64>?) -> tinf_status {
+  guard let m = modelHandle(model), let out else { return nullArg("tinf_model_load_ns") }
+  out.pointee = m.model.loadNanoseconds
+  return ok()
+}
+
+@c @implementation
+public func tinf_session_run_profiled(
+  _ session: OpaquePointer?, _ out: UnsafeMutablePointer<UnsafePointer<UInt64>?>?, _ count: UnsafeMutablePointer<Int32>?
+) -> tinf_status {
+  guard let s = sessionHandle(session) else { return nullArg("tinf_session_run_profiled") }
+  do throws(TinfError) {
+    try s.session.run(profile: true)
+  } catch {
+    return fail(error)
+  }
+  let times = s.session.opNanoseconds
+  for (i, t) in times.enumerated() { s.opTimes[i] = t }
+  out?.pointee = UnsafePointer(s.opTimes)
+  count?.pointee = Int32(times.count)
+  return ok()
+}

@@ -13,9 +13,40 @@ final class ModelHandle {
   let outputNames: [UnsafeMutablePointer<CChar>]
   let metaKeys: [UnsafeMutablePointer<CChar>]
   let metaValues: [UnsafeMutablePointer<CChar>]
+  /// Per-tensor names and quantization arrays for tinf_model_tensor_detail,
+  /// and per-op index arrays for tinf_model_op (all owned here).
+  let tensorNames: [UnsafeMutablePointer<CChar>]
+  let scales: [UnsafeMutablePointer<Float>?]
+  let zeroPoints: [UnsafeMutablePointer<Int32>?]
+  let opInputs: [UnsafeMutablePointer<Int32>]
+  let opOutputs: [UnsafeMutablePointer<Int32>]
 
   init(_ model: Model) {
     self.model = model
+    let g = model.graph
+    tensorNames = g.tensors.map { makeCString($0.name) }
+    scales = g.tensors.map { t in
+      guard let q = t.quant else { return nil }
+      let p = UnsafeMutablePointer<Float>.allocate(capacity: q.scales.count)
+      for (i, v) in q.scales.enumerated() { p[i] = v }
+      return p
+    }
+    zeroPoints = g.tensors.map { t in
+      guard let q = t.quant else { return nil }
+      let p = UnsafeMutablePointer<Int32>.allocate(capacity: q.zeroPoints.count)
+      for (i, v) in q.zeroPoints.enumerated() { p[i] = v }
+      return p
+    }
+    opInputs = g.nodes.map { n in
+      let p = UnsafeMutablePointer<Int32>.allocate(capacity: max(n.inputs.count, 1))
+      for (i, v) in n.inputs.enumerated() { p[i] = Int32(v) }
+      return p
+    }
+    opOutputs = g.nodes.map { n in
+      let p = UnsafeMutablePointer<Int32>.allocate(capacity: max(n.outputs.count, 1))
+      for (i, v) in n.outputs.enumerated() { p[i] = Int32(v) }
+      return p
+    }
     inputNames = model.inputs.map { makeCString($0.name) }
     outputNames = model.outputs.map { makeCString($0.name) }
     metaKeys = model.metadata.map { makeCString($0.key) }
@@ -27,6 +58,11 @@ final class ModelHandle {
     for p in outputNames { p.deallocate() }
     for p in metaKeys { p.deallocate() }
     for p in metaValues { p.deallocate() }
+    for p in tensorNames { p.deallocate() }
+    for p in scales { p?.deallocate() }
+    for p in zeroPoints { p?.deallocate() }
+    for p in opInputs { p.deallocate() }
+    for p in opOutputs { p.deallocate() }
   }
 }
 
@@ -34,10 +70,16 @@ final class ModelHandle {
 final class SessionHandle {
   let session: Session
   let model: ModelHandle
+  /// Per-op times of the last profiled run, handed out by tinf_session_run_profiled.
+  let opTimes: UnsafeMutablePointer<UInt64>
   init(_ session: Session, _ model: ModelHandle) {
     self.session = session
     self.model = model
+    let n = max(model.model.graph.nodes.count, 1)
+    opTimes = UnsafeMutablePointer<UInt64>.allocate(capacity: n)
+    opTimes.initialize(repeating: 0, count: n)
   }
+  deinit { opTimes.deallocate() }
 }
 
 final class OptionsHandle {

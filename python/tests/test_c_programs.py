@@ -218,10 +218,6 @@ def test_abi_smoke_under_valgrind_memory_errors(bins, models):
 
 @needs_cc
 @pytest.mark.skipif(VALGRIND is None, reason="no valgrind")
-@pytest.mark.xfail(strict=True, reason=(
-    "leak: a failing tinf_model_load_buffer/_load_file/tinf_builder_finish leaks the partially built Model "
-    "object (112 bytes): TinyInferCore/Runtime/Model.swift Model.init(base:size:storage:t0:) throws, and the "
-    "Embedded Swift runtime's swift_deallocPartialClassInstance destroys ivars but never frees the object"))
 def test_abi_smoke_under_valgrind_no_leaks(bins, models):
     p = run([VALGRIND, "-q", "--error-exitcode=99", "--leak-check=full", "--errors-for-leak-kinds=definite",
              bins["abi_smoke"], models / "mlp.tinf"], timeout=600)

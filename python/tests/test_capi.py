@@ -917,11 +917,6 @@ def test_session_create_and_free_does_not_leak(raw):
     assert _rss() - r0 < 2 << 20
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "leak: a failing tinf_session_create leaks the partially initialized Session object (~80 bytes): "
-    "Sources/TinyInferCore/Runtime/Session.swift, Session.init(model:options:) throws (arena limit/allocation, "
-    "planner or kernel bind failure) and the Embedded Swift runtime's swift_deallocPartialClassInstance never "
-    "frees the memory. Fix: check and allocate in a static factory before constructing the object"))
 def test_failed_session_create_does_not_leak():
     r = Raw(huge_arena_model())
     try:
@@ -975,3 +970,51 @@ def test_constant_output_and_no_inputs():
             r2, _ = s.run({})
             np.testing.assert_array_equal(r2, r)
     b.close()
+
+
+# -- inspection and profiling ----------------------------------------------------------
+
+def test_inspection_null_and_ranges(raw, session):
+    n = c_int32(-7)
+    d = _lib.TensorDetail()
+    z = c_size_t()
+    ns = ctypes.c_uint64()
+    op, ni, no = c_int32(), c_int32(), c_int32()
+    ins, outs = ctypes.POINTER(c_int32)(), ctypes.POINTER(c_int32)()
+    times = ctypes.POINTER(ctypes.c_uint64)()
+    expect(1, L.tinf_model_tensor_count, None, byref(n))
+    expect(1, L.tinf_model_tensor_count, raw.model, None)
+    expect(1, L.tinf_model_tensor_detail, None, 0, byref(d))
+    expect(1, L.tinf_model_tensor_detail, raw.model, 0, None)
+    expect(1, L.tinf_model_op, None, 0, byref(op), byref(ni), byref(ins), byref(no), byref(outs))
+    expect(1, L.tinf_model_sizes, None, byref(z), byref(z), byref(z), byref(z))
+    expect(1, L.tinf_model_load_ns, None, byref(ns))
+    expect(1, L.tinf_model_load_ns, raw.model, None)
+    expect(1, L.tinf_session_run_profiled, None, byref(times), byref(n))
+    assert n.value == -7
+    L.tinf_model_tensor_count(raw.model, byref(n))
+    count = n.value
+    for i in (-1, count, count + 1, 2 ** 31 - 1):
+        expect(1, L.tinf_model_tensor_detail, raw.model, i, byref(d))
+    ops = c_int32()
+    L.tinf_model_stats(raw.model, byref(ops), None, None)
+    for i in (-1, ops.value, 2 ** 31 - 1):
+        expect(1, L.tinf_model_op, raw.model, i, byref(op), byref(ni), byref(ins), byref(no), byref(outs))
+    # every op refers to existing tensors and a known op id
+    for k in range(ops.value):
+        L.tinf_model_op(raw.model, k, byref(op), byref(ni), byref(ins), byref(no), byref(outs))
+        assert L.tinf_op_name(op.value) is not None
+        assert all(-1 <= ins[j] < count for j in range(ni.value))
+        assert no.value >= 1 and all(0 <= outs[j] < count for j in range(no.value))
+    # every tensor is described
+    kinds = []
+    for i in range(count):
+        L.tinf_model_tensor_detail(raw.model, i, byref(d))
+        assert d.name and 0 <= d.rank <= 8 and 0 <= d.kind <= 3
+        kinds.append(d.kind)
+    assert kinds.count(3) == 2  # the two graph inputs
+    h, g, dd, f = c_size_t(), c_size_t(), c_size_t(), c_size_t()
+    L.tinf_model_sizes(raw.model, byref(h), byref(g), byref(dd), byref(f))
+    assert h.value == 64 and g.value > 0 and dd.value >= W1.nbytes + B1.nbytes + W2.nbytes
+    L.tinf_session_run_profiled(session, byref(times), byref(n))
+    assert n.value == ops.value

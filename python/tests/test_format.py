@@ -625,11 +625,6 @@ def test_load_and_free_does_not_leak(mlp):
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="needs /proc")
-@pytest.mark.xfail(strict=True, reason=(
-    "leak: every failed load leaks the partially initialized Model object (~112 bytes): "
-    "Sources/TinyInferCore/Runtime/Model.swift, Model.init(base:size:storage:t0:) throws after allocation and "
-    "the Embedded Swift runtime's swift_deallocPartialClassInstance never frees the memory. "
-    "Fix: validate in the static load functions (parse header/body/graph first) and make the init non-throwing"))
 def test_failed_loads_do_not_leak(mlp):
     _load_many(mlp, 2000, ok=False)  # warm up
     r0 = _rss()

@@ -10,13 +10,21 @@ from ._errors import (InvalidArgumentError, InvalidStateError, ModelFormatError,
 from ._lib import ABI_VERSION
 from ._lib import lib as _clib
 from .builder import GraphBuilder, Tensor
-from .model import Model, Session, TensorInfo, load
+from .model import Model, OpDetail, Session, TensorDetail, TensorInfo, load
 
 __version__ = _clib.tinf_version_string().decode()
 OPS = sorted(__import__("tinyinfer._lib", fromlist=["OP_IDS"]).OP_IDS)
 
 __all__ = [
-    "load", "Model", "Session", "TensorInfo", "GraphBuilder", "Tensor", "OPS", "ABI_VERSION",
+    "load", "Model", "Session", "TensorInfo", "TensorDetail", "OpDetail", "convert", "GraphBuilder", "Tensor", "OPS", "ABI_VERSION",
     "TinyInferError", "InvalidArgumentError", "TinyInferIOError", "ModelFormatError", "VersionError",
     "UnsupportedOpError", "ShapeError", "OutOfMemoryError", "InvalidStateError", "TinyInferRuntimeError",
 ]
+
+# `tinyinfer.convert(src, dst, **options)` is the function; the importers live
+# in the subpackage tinyinfer.convert (imported here first, then the name is
+# rebound to the function; `import tinyinfer.convert.tflite` still works).
+from . import convert as _convert_pkg  # noqa: E402
+from .convert import Report  # noqa: E402
+
+convert = _convert_pkg.convert

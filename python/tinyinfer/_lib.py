@@ -40,6 +40,12 @@ class TensorInfo(Structure):
                 ("dims", c_int64 * MAX_RANK), ("nbytes", c_size_t)]
 
 
+class TensorDetail(Structure):
+    _fields_ = [("name", c_char_p), ("dtype", c_int32), ("rank", c_int32), ("dims", c_int64 * MAX_RANK),
+                ("nbytes", c_size_t), ("kind", c_int32), ("quant_axis", c_int32), ("quant_count", c_int32),
+                ("scales", POINTER(c_float)), ("zero_points", POINTER(c_int32))]
+
+
 def _find_library() -> str:
     env = os.environ.get("TINYINFER_LIB")
     if env:
@@ -117,6 +123,19 @@ _fn("tinf_model_metadata", [ModelHandle, c_int32, POINTER(c_char_p), POINTER(c_c
 # tinf_status tinf_model_stats(const tinf_model *, int32_t *ops, int32_t *tensors, size_t *weight_bytes);
 _fn("tinf_model_stats", [ModelHandle, POINTER(c_int32), POINTER(c_int32), POINTER(c_size_t)])
 
+# tinf_status tinf_model_tensor_count(const tinf_model *model, int32_t *out_count);
+_fn("tinf_model_tensor_count", [ModelHandle, POINTER(c_int32)])
+# tinf_status tinf_model_tensor_detail(const tinf_model *model, int32_t index, tinf_tensor_detail *out_detail);
+_fn("tinf_model_tensor_detail", [ModelHandle, c_int32, POINTER(TensorDetail)])
+# tinf_status tinf_model_op(const tinf_model *, int32_t index, int32_t *out_op, int32_t *out_n_inputs,
+#                           const int32_t **out_inputs, int32_t *out_n_outputs, const int32_t **out_outputs);
+_fn("tinf_model_op", [ModelHandle, c_int32, POINTER(c_int32), POINTER(c_int32), POINTER(POINTER(c_int32)),
+                      POINTER(c_int32), POINTER(POINTER(c_int32))])
+# tinf_status tinf_model_sizes(const tinf_model *, size_t *header, size_t *graph, size_t *data, size_t *folded);
+_fn("tinf_model_sizes", [ModelHandle, POINTER(c_size_t), POINTER(c_size_t), POINTER(c_size_t), POINTER(c_size_t)])
+# tinf_status tinf_model_load_ns(const tinf_model *model, uint64_t *out_ns);
+_fn("tinf_model_load_ns", [ModelHandle, POINTER(ctypes.c_uint64)])
+
 # tinf_status tinf_options_create(tinf_options **out_options);
 _fn("tinf_options_create", [POINTER(OptionsHandle)])
 # void tinf_options_free(tinf_options *options);
@@ -140,6 +159,8 @@ _fn("tinf_session_get_output", [SessionHandle, c_int32, c_void_p, c_size_t])
 _fn("tinf_session_output_data", [SessionHandle, c_int32, POINTER(c_void_p), POINTER(c_size_t)])
 # tinf_status tinf_session_arena_bytes(const tinf_session *, size_t *out_arena, size_t *out_unplanned);
 _fn("tinf_session_arena_bytes", [SessionHandle, POINTER(c_size_t), POINTER(c_size_t)])
+# tinf_status tinf_session_run_profiled(tinf_session *, const uint64_t **out_ns, int32_t *out_count);
+_fn("tinf_session_run_profiled", [SessionHandle, POINTER(POINTER(ctypes.c_uint64)), POINTER(c_int32)])
 # tinf_status tinf_session_threads(const tinf_session *, int32_t *out_threads);
 _fn("tinf_session_threads", [SessionHandle, POINTER(c_int32)])
 

@@ -7,7 +7,7 @@ import os
 import threading
 from ctypes import byref, c_char_p, c_int32, c_size_t, c_void_p
 from dataclasses import dataclass
-from typing import Dict, List, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -16,6 +16,32 @@ from ._dtypes import TO_NUMPY
 from ._errors import InvalidArgumentError, InvalidStateError
 
 L = _lib.lib
+
+
+@dataclass(frozen=True)
+class TensorDetail:
+    """Any tensor of the loaded graph: kind is 'computed', 'constant' (from the
+    file), 'folded' (computed once at load) or 'input'."""
+    index: int
+    name: str
+    dtype: np.dtype
+    shape: Tuple[int, ...]
+    nbytes: int
+    kind: str
+    quant_axis: Optional[int]
+    scales: Optional[np.ndarray]
+    zero_points: Optional[np.ndarray]
+
+
+@dataclass(frozen=True)
+class OpDetail:
+    index: int
+    op: str
+    inputs: Tuple[int, ...]
+    outputs: Tuple[int, ...]
+
+
+_KINDS = {0: "computed", 1: "constant", 2: "folded", 3: "input"}
 
 
 @dataclass(frozen=True)
@@ -84,6 +110,57 @@ class Model:
         ops, tensors, weights = c_int32(), c_int32(), c_size_t()
         L.tinf_model_stats(handle, byref(ops), byref(tensors), byref(weights))
         self.num_ops, self.num_tensors, self.weight_bytes = ops.value, tensors.value, weights.value
+
+    # -- inspection ---------------------------------------------------------
+    def tensors(self) -> List[TensorDetail]:
+        """Every tensor of the graph as loaded (after constant folding)."""
+        n = c_int32()
+        L.tinf_model_tensor_count(self.handle, byref(n))
+        d = _lib.TensorDetail()
+        out = []
+        for i in range(n.value):
+            L.tinf_model_tensor_detail(self.handle, i, byref(d))
+            q = d.quant_count
+            out.append(TensorDetail(
+                i, d.name.decode("utf-8", "replace"), TO_NUMPY[d.dtype], tuple(int(d.dims[j]) for j in range(d.rank)),
+                int(d.nbytes), _KINDS.get(d.kind, "?"), (None if d.quant_axis < 0 else d.quant_axis) if q else None,
+                np.ctypeslib.as_array(d.scales, (q,)).copy() if q else None,
+                np.ctypeslib.as_array(d.zero_points, (q,)).copy() if q else None))
+        return out
+
+    def ops(self) -> List[OpDetail]:
+        """The ops as they run (after constant folding), in order."""
+        names = {v: k for k, v in _lib.OP_IDS.items()}
+        out = []
+        op, ni, no = c_int32(), c_int32(), c_int32()
+        ins, outs = ctypes.POINTER(c_int32)(), ctypes.POINTER(c_int32)()
+        for i in range(self.num_ops):
+            L.tinf_model_op(self.handle, i, byref(op), byref(ni), byref(ins), byref(no), byref(outs))
+            out.append(OpDetail(i, names.get(op.value, str(op.value)), tuple(ins[j] for j in range(ni.value)),
+                                tuple(outs[j] for j in range(no.value))))
+        return out
+
+    @property
+    def sizes(self) -> Dict[str, int]:
+        """Bytes of the file's header, graph section and data section, and
+        the bytes constant folding added in memory."""
+        h, g, d, f = c_size_t(), c_size_t(), c_size_t(), c_size_t()
+        L.tinf_model_sizes(self.handle, byref(h), byref(g), byref(d), byref(f))
+        return {"header": h.value, "graph": g.value, "data": d.value, "folded": f.value}
+
+    @property
+    def load_seconds(self) -> float:
+        """How long loading took inside the library (map, parse, validate, fold)."""
+        ns = ctypes.c_uint64()
+        L.tinf_model_load_ns(self.handle, byref(ns))
+        return ns.value * 1e-9
+
+    def profile(self, inputs, runs: int = 20) -> List[Tuple[str, float]]:
+        """Per-op median times in seconds over `runs` runs: [(op name, seconds)]."""
+        with self._lock:
+            if self._session is None:
+                self._session = Session(self, self.threads)
+            return self._session.profile(inputs, runs)
 
     # -- lifetime -----------------------------------------------------------
     def close(self) -> None:
@@ -223,6 +300,24 @@ class Session:
                 L.tinf_session_set_input(self._handle, i, a.ctypes.data, a.nbytes)
             L.tinf_session_run(self._handle)
             return [self._output(i, spec, copy) for i, spec in enumerate(self.model.outputs)]
+
+    def profile(self, inputs, runs: int = 20) -> List[Tuple[str, float]]:
+        """Runs `runs` times recording each op's time; returns [(op name,
+        median seconds)] in execution order."""
+        if self._handle is None:
+            raise InvalidStateError("the session is closed", 9)
+        arrays = self._arrays(inputs)
+        ops = self.model.ops()
+        samples = np.zeros((runs, len(ops)))
+        with self._lock:
+            for i, a in enumerate(arrays):
+                L.tinf_session_set_input(self._handle, i, a.ctypes.data, a.nbytes)
+            ptr, n = ctypes.POINTER(ctypes.c_uint64)(), c_int32()
+            for r in range(runs):
+                L.tinf_session_run_profiled(self._handle, byref(ptr), byref(n))
+                samples[r] = [ptr[j] for j in range(n.value)]
+        med = np.median(samples, axis=0) * 1e-9
+        return [(op.op, float(t)) for op, t in zip(ops, med)]
 
     def _output(self, i: int, spec: TensorInfo, copy: bool) -> np.ndarray:
         ptr, n = c_void_p(), c_size_t()

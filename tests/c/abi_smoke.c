@@ -44,8 +44,12 @@ static void null_arguments(void) {
   tinf_options *o = NULL;
   tinf_builder *b = NULL;
   tinf_tensor_info info;
+  tinf_tensor_detail detail;
   int32_t n = 0;
   size_t z = 0;
+  uint64_t ns = 0;
+  const uint64_t *nsp = NULL;
+  const int32_t *ip = NULL;
   void *p = NULL;
   const void *cp = NULL;
   const char *k = NULL, *v = NULL;
@@ -91,6 +95,11 @@ static void null_arguments(void) {
   NULLARG(tinf_model_metadata_count(NULL, &n));
   NULLARG(tinf_model_metadata(NULL, 0, &k, &v));
   NULLARG(tinf_model_stats(NULL, &n, &n, &z));
+  NULLARG(tinf_model_tensor_count(NULL, &n));
+  NULLARG(tinf_model_tensor_detail(NULL, 0, &detail));
+  NULLARG(tinf_model_op(NULL, 0, &n, &n, &ip, &n, &ip));
+  NULLARG(tinf_model_sizes(NULL, &z, &z, &z, &z));
+  NULLARG(tinf_model_load_ns(NULL, &ns));
 
   /* options */
   NULLARG(tinf_options_create(NULL));
@@ -107,6 +116,7 @@ static void null_arguments(void) {
   NULLARG(tinf_session_get_output(NULL, 0, buf, 4));
   NULLARG(tinf_session_output_data(NULL, 0, &cp, &z));
   NULLARG(tinf_session_arena_bytes(NULL, &z, &z));
+  NULLARG(tinf_session_run_profiled(NULL, &nsp, &n));
   NULLARG(tinf_session_threads(NULL, &n));
 
   /* builder */
@@ -228,6 +238,44 @@ static void exercise(tinf_model *m, int32_t threads, int free_model_first) {
     EXPECT(TINF_OK, tinf_model_metadata(m, i, &k, &v));
     CHECK(k != NULL && v != NULL);
   }
+  {
+    /* inspection: tensors, ops, sizes, load time */
+    int32_t n_t = -1, j, op = 0, ni = -1, no = -1;
+    const int32_t *ins = NULL, *outs = NULL;
+    tinf_tensor_detail d;
+    size_t hs = 0, gs = 0, ds = 0, fs = 0;
+    uint64_t ns = 0;
+    int tensors_ok = 1, ops_ok = 1;
+    EXPECT(TINF_OK, tinf_model_tensor_count(m, &n_t));
+    CHECK(n_t >= n_in + n_out);
+    NULLARG(tinf_model_tensor_count(m, NULL));
+    NULLARG(tinf_model_tensor_detail(m, 0, NULL));
+    NULLARG(tinf_model_tensor_detail(m, n_t, &d));
+    NULLARG(tinf_model_tensor_detail(m, -1, &d));
+    for (j = 0; j < n_t; j++) {
+      if (tinf_model_tensor_detail(m, j, &d) != TINF_OK || !d.name || d.rank < 0 || d.rank > TINF_MAX_RANK ||
+          d.kind < 0 || d.kind > 3 || (d.quant_count > 0 && (!d.scales || !d.zero_points)))
+        tensors_ok = 0;
+    }
+    CHECK(tensors_ok);
+    for (j = 0; j < ops; j++) {
+      int32_t q;
+      if (tinf_model_op(m, j, &op, &ni, &ins, &no, &outs) != TINF_OK || tinf_op_name(op) == NULL || ni < 0 ||
+          no < 1 || (ni > 0 && !ins) || !outs) {
+        ops_ok = 0;
+        continue;
+      }
+      for (q = 0; q < ni; q++) if (ins[q] < -1 || ins[q] >= n_t) ops_ok = 0;
+      for (q = 0; q < no; q++) if (outs[q] < 0 || outs[q] >= n_t) ops_ok = 0;
+    }
+    CHECK(ops_ok);
+    NULLARG(tinf_model_op(m, ops, &op, &ni, &ins, &no, &outs));
+    NULLARG(tinf_model_op(m, -1, &op, &ni, &ins, &no, &outs));
+    EXPECT(TINF_OK, tinf_model_sizes(m, &hs, &gs, &ds, &fs));
+    CHECK(hs == 64 && gs > 0);
+    EXPECT(TINF_OK, tinf_model_load_ns(m, &ns));
+    NULLARG(tinf_model_load_ns(m, NULL));
+  }
 
   EXPECT(TINF_OK, tinf_options_create(&o));
   EXPECT(TINF_OK, tinf_options_set_threads(o, threads));
@@ -256,6 +304,12 @@ static void exercise(tinf_model *m, int32_t threads, int free_model_first) {
   }
   NULLARG(tinf_session_input_data(s, n_in, NULL, NULL));
   EXPECT(TINF_OK, tinf_session_run(s));
+  {
+    const uint64_t *times = NULL;
+    int32_t n_times = -1;
+    EXPECT(TINF_OK, tinf_session_run_profiled(s, &times, &n_times));
+    CHECK(n_times == ops && (ops == 0 || times != NULL));
+  }
   if (free_model_first) tinf_model_free(m); /* the session keeps the model alive */
   EXPECT(TINF_OK, tinf_session_run(s));
   for (i = 0; i < n_out; i++) {

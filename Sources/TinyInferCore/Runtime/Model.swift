@@ -7,8 +7,12 @@ public final class Model {
   public let graph: Graph
   /// Bytes of the whole file.
   public let fileSize: Int
-  /// Bytes of constant data.
+  /// Bytes of constant data in the file.
   public let weightBytes: Int
+  /// Bytes of the header, graph section and data section of the file.
+  public let partSizes: (header: Int, graph: Int, data: Int)
+  /// Bytes that constant folding added in memory.
+  public let foldedBytes: Int
   /// Nanoseconds spent loading (map, parse, validate, infer).
   public let loadNanoseconds: UInt64
 
@@ -72,7 +76,9 @@ public final class Model {
         guard let r = validated.tensors[t].constant, let dataBase else { return nil }
         return UnsafeMutableRawPointer(mutating: dataBase + r.lowerBound)
       }
-      return Model(size: size, storage: storage, dataBase: dataBase, folding: folding, t0: t0)
+      return Model(
+        size: size, storage: storage, dataBase: dataBase, folding: folding,
+        parts: (layout.body.lowerBound, layout.body.count, layout.data.count), t0: t0)
     } catch {
       switch storage {
       case .mapped(let p, let n): ti_shim_unmap(p, n)
@@ -83,7 +89,14 @@ public final class Model {
     }
   }
 
-  private init(size: Int, storage: Storage, dataBase: UnsafeRawPointer?, folding: ConstantFolding.Result, t0: UInt64) {
+  private init(
+    size: Int, storage: Storage, dataBase: UnsafeRawPointer?, folding: ConstantFolding.Result,
+    parts: (header: Int, graph: Int, data: Int), t0: UInt64
+  ) {
+    self.partSizes = parts
+    var f = 0
+    for t in folding.graph.tensors where t.folded { f += t.nbytes }
+    self.foldedBytes = f
     self.graph = folding.graph
     self.fileSize = size
     self.storage = storage

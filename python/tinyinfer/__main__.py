@@ -1,0 +1,184 @@
+"""Command line: python -m tinyinfer COMMAND ...
+
+  convert SRC -o DST.tinf [--arch MODULE:NAME --input-shape 1,3,32,32]   TFLite / ONNX / PyTorch -> .tinf
+  inspect MODEL.tinf                        every tensor's dtype, shape, quantization; size by part
+  run MODEL.tinf [--input x.npy ...]        run once and print the outputs
+  bench MODEL.tinf [--threads N] [--runs N] [--profile]   latency percentiles, arena, per-op table
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+import time
+
+import numpy as np
+
+
+def _shape(text: str):
+    return tuple(int(x) for x in text.replace("x", ",").split(",") if x)
+
+
+def cmd_convert(args) -> int:
+    import tinyinfer
+    options = {}
+    if args.arch:
+        mod, _, name = args.arch.partition(":")
+        sys.path.insert(0, os.getcwd())
+        arch = getattr(importlib.import_module(mod), name)
+        options["architecture"] = arch() if callable(arch) and not hasattr(arch, "load_state_dict") else arch
+    if args.input_shape:
+        options["input_shape"] = _shape(args.input_shape)
+    dst = args.output or os.path.splitext(args.src)[0] + ".tinf"
+    tinyinfer.convert(args.src, dst, verbose=True, **options)
+    return 0
+
+
+def _fmt_bytes(n: int) -> str:
+    for unit in ["B", "KB", "MB", "GB"]:
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def cmd_inspect(args) -> int:
+    import tinyinfer
+    with tinyinfer.load(args.model) as m:
+        print(f"{args.model}: {os.path.getsize(args.model)} bytes, {m.num_ops} ops, {m.num_tensors} tensors")
+        for k, v in m.metadata.items():
+            print(f"  {k}: {v}")
+        sizes = m.sizes
+        print("size by part: " + ", ".join(f"{k} {_fmt_bytes(v)}" for k, v in sizes.items()))
+        by_dtype = {}
+        for t in m.tensors():
+            if t.kind in ("constant",):
+                by_dtype[str(t.dtype)] = by_dtype.get(str(t.dtype), 0) + t.nbytes
+        if by_dtype:
+            print("weights by dtype: " + ", ".join(f"{k} {_fmt_bytes(v)}" for k, v in sorted(by_dtype.items())))
+        print(f"{'#':>4} {'name':40} {'kind':9} {'dtype':8} {'shape':20} {'bytes':>10}  quantization")
+        for t in m.tensors():
+            q = ""
+            if t.scales is not None:
+                if t.scales.size == 1:
+                    q = f"scale {t.scales[0]:.6g} zero point {t.zero_points[0]}"
+                else:
+                    q = (f"axis {t.quant_axis}: {t.scales.size} scales {t.scales.min():.4g}..{t.scales.max():.4g}, "
+                         f"zero points {t.zero_points.min()}..{t.zero_points.max()}")
+            print(f"{t.index:>4} {t.name[:40]:40} {t.kind:9} {str(t.dtype):8} {str(list(t.shape)):20} {t.nbytes:>10}  {q}")
+        print("ops:")
+        names = {t.index: t.name for t in m.tensors()}
+        for op in m.ops():
+            ins = ", ".join(names.get(i, "-") if i >= 0 else "-" for i in op.inputs)
+            outs = ", ".join(names[i] for i in op.outputs)
+            print(f"  {op.index:>3} {op.op:16} ({ins}) -> {outs}")
+    return 0
+
+
+def _inputs(model, paths):
+    if paths:
+        arrays = [np.load(p) for p in paths]
+    else:
+        rng = np.random.default_rng(0)
+        arrays = []
+        for t in model.inputs:
+            if np.issubdtype(t.dtype, np.floating):
+                arrays.append(rng.standard_normal(t.shape).astype(t.dtype))
+            else:
+                arrays.append(np.zeros(t.shape, t.dtype))
+    return arrays
+
+
+def cmd_run(args) -> int:
+    import tinyinfer
+    with tinyinfer.load(args.model, threads=args.threads) as m:
+        outs = m.run(_inputs(m, args.input))
+        for spec, y in zip(m.outputs, outs):
+            print(f"{spec.name} {y.dtype} {list(y.shape)}")
+            print(np.array2string(y.reshape(-1)[:32], precision=5), "..." if y.size > 32 else "")
+    return 0
+
+
+def _peak_rss_bytes() -> int:
+    try:
+        import resource
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    except Exception:
+        return 0
+
+
+def cmd_bench(args) -> int:
+    import tinyinfer
+    t0 = time.perf_counter()
+    m = tinyinfer.load(args.model, threads=args.threads)
+    load_s = time.perf_counter() - t0
+    with m:
+        x = _inputs(m, args.input)
+        s = m.session()
+        t0 = time.perf_counter()
+        s.run(x)
+        first = time.perf_counter() - t0
+        cpu0 = time.process_time()
+        wall, times = time.perf_counter(), []
+        for _ in range(args.runs):
+            t0 = time.perf_counter()
+            s.run(x)
+            times.append(time.perf_counter() - t0)
+        wall = time.perf_counter() - wall
+        cpu = time.process_time() - cpu0
+        t = np.array(times) * 1e6
+        batch = m.inputs[0].shape[0] if m.inputs and m.inputs[0].shape else 1
+        print(f"{args.model}: {m.num_ops} ops, threads {s.threads}, batch {batch}, {args.runs} runs")
+        print(f"  latency us: p50 {np.percentile(t, 50):.1f}  p90 {np.percentile(t, 90):.1f}  "
+              f"p99 {np.percentile(t, 99):.1f}  min {t.min():.1f}")
+        print(f"  throughput: {args.runs * batch / wall:.1f} samples/s")
+        print(f"  load {load_s * 1e3:.2f} ms, first run {first * 1e6:.1f} us")
+        print(f"  arena {s.arena_bytes} bytes (unplanned {s.unplanned_bytes}), "
+              f"peak RSS {_fmt_bytes(_peak_rss_bytes())}, CPU time per inference {cpu / args.runs * 1e6:.1f} us")
+        if args.profile:
+            prof = s.profile(x, runs=min(args.runs, 200))
+            total = sum(p for _, p in prof) or 1.0
+            print(f"  {'#':>3} {'op':16} {'us':>9} {'share':>6}")
+            for i, (op, sec) in enumerate(prof):
+                print(f"  {i:>3} {op:16} {sec * 1e6:>9.2f} {sec / total * 100:>5.1f}%")
+        s.close()
+    return 0
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m tinyinfer", description="tinyinfer command line")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    c = sub.add_parser("convert", help="convert a TFLite, ONNX or PyTorch model to .tinf")
+    c.add_argument("src")
+    c.add_argument("-o", "--output")
+    c.add_argument("--arch", help="for a PyTorch state_dict: MODULE:NAME of a tinyinfer.nn architecture")
+    c.add_argument("--input-shape", help="for a PyTorch state_dict: e.g. 1,3,32,32")
+    c.set_defaults(fn=cmd_convert)
+    i = sub.add_parser("inspect", help="show every tensor's dtype, shape and quantization, and sizes")
+    i.add_argument("model")
+    i.set_defaults(fn=cmd_inspect)
+    r = sub.add_parser("run", help="run a model once and print its outputs")
+    r.add_argument("model")
+    r.add_argument("--input", action="append", help=".npy file per input, in order (default: random)")
+    r.add_argument("--threads", type=int, default=1)
+    r.set_defaults(fn=cmd_run)
+    b = sub.add_parser("bench", help="latency percentiles, throughput, memory; --profile for a per-op table")
+    b.add_argument("model")
+    b.add_argument("--input", action="append")
+    b.add_argument("--threads", type=int, default=1)
+    b.add_argument("--runs", type=int, default=200)
+    b.add_argument("--profile", action="store_true")
+    b.set_defaults(fn=cmd_bench)
+    args = p.parse_args(argv)
+    import tinyinfer
+    try:
+        return args.fn(args)
+    except tinyinfer.TinyInferError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
