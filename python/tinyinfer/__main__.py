@@ -137,6 +137,9 @@ def cmd_bench(args) -> int:
         print(f"  load {load_s * 1e3:.2f} ms, first run {first * 1e6:.1f} us")
         print(f"  arena {s.arena_bytes} bytes (unplanned {s.unplanned_bytes}), "
               f"peak RSS {_fmt_bytes(_peak_rss_bytes())}, CPU time per inference {cpu / args.runs * 1e6:.1f} us")
+        if args.trace:
+            _write_trace(args.trace, m, s.profile(x, runs=1), first)
+            print(f"  trace written to {args.trace} (open in https://ui.perfetto.dev or chrome://tracing)")
         if args.profile:
             prof = s.profile(x, runs=min(args.runs, 200))
             total = sum(p for _, p in prof) or 1.0
@@ -145,6 +148,25 @@ def cmd_bench(args) -> int:
                 print(f"  {i:>3} {op:16} {sec * 1e6:>9.2f} {sec / total * 100:>5.1f}%")
         s.close()
     return 0
+
+
+def _write_trace(path, model, prof, first_run_s) -> None:
+    """A Chrome trace-event JSON file (Perfetto opens it): one complete
+    event per op of one run, on the session's thread."""
+    import json
+    events = [{"name": "process_name", "ph": "M", "pid": 1, "args": {"name": "tinyinfer"}},
+              {"name": "thread_name", "ph": "M", "pid": 1, "tid": 1, "args": {"name": "session"}}]
+    ops = model.ops()
+    t = 0.0
+    total = sum(sec for _, sec in prof)
+    events.append({"name": "run", "cat": "session", "ph": "X", "pid": 1, "tid": 1, "ts": 0.0, "dur": total * 1e6})
+    for op, (name, sec) in zip(ops, prof):
+        events.append({"name": name, "cat": "op", "ph": "X", "pid": 1, "tid": 1, "ts": t * 1e6, "dur": sec * 1e6,
+                       "args": {"op_index": op.index, "inputs": list(op.inputs), "outputs": list(op.outputs)}})
+        t += sec
+    with open(path, "w") as f:
+        json.dump({"traceEvents": events, "displayTimeUnit": "ns",
+                   "otherData": {"first_run_us": first_run_s * 1e6}}, f)
 
 
 def main(argv=None) -> int:
@@ -170,6 +192,7 @@ def main(argv=None) -> int:
     b.add_argument("--threads", type=int, default=1)
     b.add_argument("--runs", type=int, default=200)
     b.add_argument("--profile", action="store_true")
+    b.add_argument("--trace", help="write a Perfetto / chrome://tracing JSON trace of one run")
     b.set_defaults(fn=cmd_bench)
     args = p.parse_args(argv)
     import tinyinfer
