@@ -195,6 +195,12 @@ void tinf_options_free(tinf_options *options);
 /* Threads a session may use, 1..256 (0 means the number of online CPUs). */
 tinf_status tinf_options_set_threads(tinf_options *options, int32_t threads);
 
+/* Replaces the shape of input `index` for sessions made with these options
+ * (for example a batch of 32 instead of the file's 1). Shapes are inferred
+ * again when the session is created; an op that cannot take the new shape
+ * makes tinf_session_create fail with its reason. dims: borrowed. */
+tinf_status tinf_options_set_input_shape(tinf_options *options, int32_t index, int32_t rank, const int64_t *dims);
+
 /* ---- sessions ------------------------------------------------------------- */
 
 typedef struct tinf_session tinf_session;
@@ -212,6 +218,10 @@ tinf_status tinf_session_set_input(tinf_session *session, int32_t index, const v
  * the caller before tinf_session_run. Owned by the session; valid until the
  * session is freed. Inputs are never overwritten by a run. */
 tinf_status tinf_session_input_data(tinf_session *session, int32_t index, void **out_data, size_t *out_nbytes);
+/* Input / output descriptions as this session runs them (they differ from the
+ * model's when tinf_options_set_input_shape was used). Names owned by the model. */
+tinf_status tinf_session_input_info(const tinf_session *session, int32_t index, tinf_tensor_info *out_info);
+tinf_status tinf_session_output_info(const tinf_session *session, int32_t index, tinf_tensor_info *out_info);
 /* Runs the graph once on the current inputs. */
 tinf_status tinf_session_run(tinf_session *session);
 /* Copies output `index` into dst; nbytes must equal the output's size. */

@@ -236,8 +236,8 @@ public func tinf_session_set_input(_ session: OpaquePointer?, _ index: Int32, _ 
   -> tinf_status
 {
   guard let s = sessionHandle(session), let data else { return nullArg("tinf_session_set_input") }
-  guard index >= 0 && Int(index) < s.model.model.graph.inputs.count else {
-    return fail(.invalidArgument, "input index \(index) out of range (the model has \(s.model.model.graph.inputs.count))")
+  guard index >= 0 && Int(index) < s.session.graph.inputs.count else {
+    return fail(.invalidArgument, "input index \(index) out of range (the model has \(s.session.graph.inputs.count))")
   }
   let buf = s.session.inputBuffer(Int(index))
   guard nbytes == buf.count else {
@@ -253,8 +253,8 @@ public func tinf_session_input_data(
   _ nbytes: UnsafeMutablePointer<Int>?
 ) -> tinf_status {
   guard let s = sessionHandle(session), let out else { return nullArg("tinf_session_input_data") }
-  guard index >= 0 && Int(index) < s.model.model.graph.inputs.count else {
-    return fail(.invalidArgument, "input index \(index) out of range (the model has \(s.model.model.graph.inputs.count))")
+  guard index >= 0 && Int(index) < s.session.graph.inputs.count else {
+    return fail(.invalidArgument, "input index \(index) out of range (the model has \(s.session.graph.inputs.count))")
   }
   let buf = s.session.inputBuffer(Int(index))
   out.pointee = buf.baseAddress
@@ -278,8 +278,8 @@ public func tinf_session_get_output(_ session: OpaquePointer?, _ index: Int32, _
   -> tinf_status
 {
   guard let s = sessionHandle(session), let dst else { return nullArg("tinf_session_get_output") }
-  guard index >= 0 && Int(index) < s.model.model.graph.outputs.count else {
-    return fail(.invalidArgument, "output index \(index) out of range (the model has \(s.model.model.graph.outputs.count))")
+  guard index >= 0 && Int(index) < s.session.graph.outputs.count else {
+    return fail(.invalidArgument, "output index \(index) out of range (the model has \(s.session.graph.outputs.count))")
   }
   let buf = s.session.outputBuffer(Int(index))
   guard nbytes == buf.count else {
@@ -295,8 +295,8 @@ public func tinf_session_output_data(
   _ nbytes: UnsafeMutablePointer<Int>?
 ) -> tinf_status {
   guard let s = sessionHandle(session), let out else { return nullArg("tinf_session_output_data") }
-  guard index >= 0 && Int(index) < s.model.model.graph.outputs.count else {
-    return fail(.invalidArgument, "output index \(index) out of range (the model has \(s.model.model.graph.outputs.count))")
+  guard index >= 0 && Int(index) < s.session.graph.outputs.count else {
+    return fail(.invalidArgument, "output index \(index) out of range (the model has \(s.session.graph.outputs.count))")
   }
   let buf = s.session.outputBuffer(Int(index))
   out.pointee = buf.baseAddress
@@ -433,5 +433,52 @@ public func tinf_session_run_profiled(
   for (i, t) in times.enumerated() { s.opTimes[i] = t }
   out?.pointee = UnsafePointer(s.opTimes)
   count?.pointee = Int32(times.count)
+  return ok()
+}
+
+// MARK: - Input shapes
+
+@c @implementation
+public func tinf_options_set_input_shape(
+  _ options: OpaquePointer?, _ index: Int32, _ rank: Int32, _ dims: UnsafePointer<Int64>?
+) -> tinf_status {
+  guard let o = optionsHandle(options) else { return nullArg("tinf_options_set_input_shape") }
+  guard index >= 0 && index < 1 << 20 else { return fail(.invalidArgument, "input index \(index) out of range") }
+  guard rank >= 0 && rank <= 8, rank == 0 || dims != nil else {
+    return fail(.invalidArgument, "rank must be 0...8 with non-NULL dims")
+  }
+  var shape: [Int] = []
+  for i in 0..<Int(rank) {
+    let d = dims![i]
+    guard d >= 1 && d <= Int64(1 << 30) else { return fail(.invalidArgument, "dimension \(d) must be >= 1") }
+    shape.append(Int(d))
+  }
+  o.options.inputShapes[Int(index)] = shape
+  return ok()
+}
+
+@c @implementation
+public func tinf_session_input_info(_ session: OpaquePointer?, _ index: Int32, _ out: UnsafeMutablePointer<tinf_tensor_info>?)
+  -> tinf_status
+{
+  guard let s = sessionHandle(session), let out else { return nullArg("tinf_session_input_info") }
+  let g = s.session.graph
+  guard index >= 0 && Int(index) < g.inputs.count else {
+    return fail(.invalidArgument, "input index \(index) out of range (the model has \(g.inputs.count))")
+  }
+  fillInfo(out, g.tensors[g.inputs[Int(index)]], s.model.inputNames[Int(index)])
+  return ok()
+}
+
+@c @implementation
+public func tinf_session_output_info(_ session: OpaquePointer?, _ index: Int32, _ out: UnsafeMutablePointer<tinf_tensor_info>?)
+  -> tinf_status
+{
+  guard let s = sessionHandle(session), let out else { return nullArg("tinf_session_output_info") }
+  let g = s.session.graph
+  guard index >= 0 && Int(index) < g.outputs.count else {
+    return fail(.invalidArgument, "output index \(index) out of range (the model has \(g.outputs.count))")
+  }
+  fillInfo(out, g.tensors[g.outputs[Int(index)]], s.model.outputNames[Int(index)])
   return ok()
 }

@@ -41,7 +41,7 @@ def build_cnn(rng) -> tinyinfer.GraphBuilder:
     h = b.op("Conv2D", h, b.const("c2.w", he(rng, 16, 3, 3, 8, fan_in=72)), b.const("c2.b", np.zeros(16)),
              padding=1, activation=1)
     h = b.op("MaxPool2D", h, filter=[2, 2], strides=[2, 2])
-    h = b.op("Reshape", h, shape=[1, 7 * 7 * 16])
+    h = b.op("Reshape", h, shape=[-1, 7 * 7 * 16])
     h = b.op("FullyConnected", h, b.const("fc.w", he(rng, 10, 784, fan_in=784)), b.const("fc.b", np.zeros(10)))
     b.output(b.op("Softmax", h, name="probs"))
     return b

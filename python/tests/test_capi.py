@@ -695,7 +695,7 @@ def test_python_wrong_shape_dtype_count(model):
         model.run([a.reshape(4, 2), bb])
     assert isinstance(ei.value, InvalidArgumentError)
     with pytest.raises(ValueError):
-        model.run([a[:1], bb])
+        model.run([a[:, :3], bb])  # a non-batch dimension differs
     with pytest.raises(ValueError):
         model.run([a.astype(np.complex64), bb])
     with pytest.raises(ValueError):
@@ -706,6 +706,21 @@ def test_python_wrong_shape_dtype_count(model):
         model.run(a)
     with pytest.raises(ValueError):
         model.run([a, bb, bb])
+
+
+def test_python_other_batch_runs_on_its_own_session(model):
+    """A batch (first dimension) other than the file's is re-inferred."""
+    a, bb = inputs_for()
+    a3 = np.concatenate([a, a[:1]])
+    b3 = np.concatenate([bb, bb[:1]])
+    outs3 = model.run([a3, b3])
+    outs2 = model.run([a, bb])
+    for y3, y2 in zip(outs3, outs2):
+        assert y3.shape[0] == 3
+        np.testing.assert_allclose(y3[:2], y2, rtol=1e-6, atol=1e-6)
+    with model.session(input_shapes=[(5, 4), (5, 3)]) as s:
+        assert s.inputs[0].shape == (5, 4)
+        assert s.outputs[0].shape[0] == 5
 
 
 def test_python_casts_same_kind(model):

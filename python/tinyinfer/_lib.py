@@ -142,6 +142,8 @@ _fn("tinf_options_create", [POINTER(OptionsHandle)])
 _fn("tinf_options_free", [OptionsHandle], None)
 # tinf_status tinf_options_set_threads(tinf_options *options, int32_t threads);
 _fn("tinf_options_set_threads", [OptionsHandle, c_int32])
+# tinf_status tinf_options_set_input_shape(tinf_options *, int32_t index, int32_t rank, const int64_t *dims);
+_fn("tinf_options_set_input_shape", [OptionsHandle, c_int32, c_int32, POINTER(c_int64)])
 
 # tinf_status tinf_session_create(tinf_model *, const tinf_options *, tinf_session **out_session);
 _fn("tinf_session_create", [ModelHandle, OptionsHandle, POINTER(SessionHandle)])
@@ -151,6 +153,9 @@ _fn("tinf_session_free", [SessionHandle], None)
 _fn("tinf_session_set_input", [SessionHandle, c_int32, c_void_p, c_size_t])
 # tinf_status tinf_session_input_data(tinf_session *, int32_t index, void **out_data, size_t *out_nbytes);
 _fn("tinf_session_input_data", [SessionHandle, c_int32, POINTER(c_void_p), POINTER(c_size_t)])
+# tinf_status tinf_session_input_info(const tinf_session *, int32_t index, tinf_tensor_info *out_info);
+_fn("tinf_session_input_info", [SessionHandle, c_int32, POINTER(TensorInfo)])
+_fn("tinf_session_output_info", [SessionHandle, c_int32, POINTER(TensorInfo)])
 # tinf_status tinf_session_run(tinf_session *session);
 _fn("tinf_session_run", [SessionHandle])
 # tinf_status tinf_session_get_output(tinf_session *, int32_t index, void *dst, size_t nbytes);

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ctypes
 import os
 import threading
-from ctypes import byref, c_char_p, c_int32, c_size_t, c_void_p
+from ctypes import byref, c_char_p, c_int32, c_int64, c_size_t, c_void_p
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
@@ -73,6 +73,7 @@ class Model:
         self._buffer = None
         self._lock = threading.Lock()
         self._session = None
+        self._sessions_by_shape = {}
         handle = _lib.ModelHandle()
         if isinstance(source, (bytes, bytearray, memoryview)):
             # The library borrows an aligned buffer: keep a copy alive with the model.
@@ -169,6 +170,9 @@ class Model:
             if self._session is not None:
                 self._session.close()
                 self._session = None
+            for s in self._sessions_by_shape.values():
+                s.close()
+            self._sessions_by_shape.clear()
             if self._handle is not None:
                 L.tinf_model_free(self._handle)
                 self._handle = None
@@ -192,17 +196,28 @@ class Model:
         return self._handle
 
     # -- running ------------------------------------------------------------
-    def session(self, threads: int | None = None) -> "Session":
-        """A new session (its own arena); use one per thread to run in parallel."""
-        return Session(self, self.threads if threads is None else threads)
+    def session(self, threads: int | None = None, input_shapes=None) -> "Session":
+        """A new session (its own arena); use one per thread to run in parallel.
+        `input_shapes` (a list in input order, None entries keep the file's)
+        runs the model on other shapes, for example another batch size."""
+        return Session(self, self.threads if threads is None else threads, input_shapes)
 
     def run(self, inputs, copy: bool = True) -> List[np.ndarray]:
         """Runs the model. `inputs`: an array, a list of arrays (in input order)
-        or a dict of input name to array. Returns a list of numpy arrays."""
+        or a dict of input name to array. Returns a list of numpy arrays.
+        Inputs whose batch (first) dimension differs from the file's run on a
+        session made for that batch (kept for the next calls)."""
         with self._lock:
             if self._session is None:
                 self._session = Session(self, self.threads)
-            return self._session.run(inputs, copy=copy)
+            shapes = _batch_shapes(self.inputs, inputs)
+            if shapes is None:
+                return self._session.run(inputs, copy=copy)
+            s = self._sessions_by_shape.get(shapes)
+            if s is None:
+                s = Session(self, self.threads, list(shapes))
+                self._sessions_by_shape[shapes] = s
+            return s.run(inputs, copy=copy)
 
     @property
     def arena_bytes(self) -> int:
@@ -218,21 +233,55 @@ class Model:
         return f"<tinyinfer.Model {self.num_ops} ops ({ins}) -> ({outs})>"
 
 
+def _batch_shapes(specs, inputs):
+    """The input shapes when they differ from the file's only in the first
+    dimension (a batch), else None."""
+    if isinstance(inputs, dict):
+        arrays = [inputs.get(t.name) for t in specs]
+    elif isinstance(inputs, (list, tuple)):
+        arrays = list(inputs)
+    else:
+        arrays = [inputs]
+    if len(arrays) != len(specs):
+        return None
+    shapes, differs = [], False
+    for a, spec in zip(arrays, specs):
+        shape = tuple(np.shape(a)) if a is not None else spec.shape
+        if shape != spec.shape:
+            if len(shape) != len(spec.shape) or not shape or shape[1:] != spec.shape[1:]:
+                return None
+            differs = True
+        shapes.append(shape)
+    return tuple(shapes) if differs else None
+
+
 class Session:
     """One execution context of a model: used by one thread at a time."""
 
-    def __init__(self, model: Model, threads: int = 1):
+    def __init__(self, model: Model, threads: int = 1, input_shapes=None):
         self._handle = None
         self.model = model
         opts = _lib.OptionsHandle()
         L.tinf_options_create(byref(opts))
         try:
             L.tinf_options_set_threads(opts, int(threads))
+            for i, shape in enumerate(input_shapes or []):
+                if shape is not None:
+                    dims = (c_int64 * max(len(shape), 1))(*shape)
+                    L.tinf_options_set_input_shape(opts, i, len(shape), dims)
             h = _lib.SessionHandle()
             L.tinf_session_create(model.handle, opts, byref(h))
         finally:
             L.tinf_options_free(opts)
         self._handle = h
+        raw = _lib.TensorInfo()
+        self.inputs, self.outputs = [], []
+        for i in range(len(model.inputs)):
+            L.tinf_session_input_info(h, i, byref(raw))
+            self.inputs.append(_info(raw))
+        for i in range(len(model.outputs)):
+            L.tinf_session_output_info(h, i, byref(raw))
+            self.outputs.append(_info(raw))
         arena, unplanned = c_size_t(), c_size_t()
         L.tinf_session_arena_bytes(h, byref(arena), byref(unplanned))
         self.arena_bytes, self.unplanned_bytes = arena.value, unplanned.value
@@ -259,7 +308,7 @@ class Session:
             pass
 
     def _arrays(self, inputs) -> List[np.ndarray]:
-        specs = self.model.inputs
+        specs = self.inputs
         if isinstance(inputs, dict):
             names = [t.name for t in specs]
             unknown = set(inputs) - set(names)
@@ -299,7 +348,7 @@ class Session:
             for i, a in enumerate(arrays):
                 L.tinf_session_set_input(self._handle, i, a.ctypes.data, a.nbytes)
             L.tinf_session_run(self._handle)
-            return [self._output(i, spec, copy) for i, spec in enumerate(self.model.outputs)]
+            return [self._output(i, spec, copy) for i, spec in enumerate(self.outputs)]
 
     def profile(self, inputs, runs: int = 20) -> List[Tuple[str, float]]:
         """Runs `runs` times recording each op's time; returns [(op name,

@@ -219,3 +219,36 @@ public struct TensorType: Sendable {
     self.quant = quant
   }
 }
+
+extension Graph {
+  /// The same graph with other input shapes (for example another batch
+  /// size): every op's shape inference runs again, so an op that cannot take
+  /// the new shapes (a Reshape to a fixed batch of 1) refuses with its reason.
+  public func withInputShapes(_ shapes: [[Int]]) throws(TinfError) -> Graph {
+    guard shapes.count == inputs.count else {
+      throw .arg("\(shapes.count) input shapes given, the model has \(inputs.count) inputs")
+    }
+    var ts = tensors
+    for (i, t) in inputs.enumerated() {
+      try Graph.checkShape(shapes[i], "input '\(ts[t].name)'")
+      guard shapes[i].count == ts[t].shape.count else {
+        throw .shape("input '\(ts[t].name)' has rank \(ts[t].shape.count), the new shape \(describe(shapes[i])) has \(shapes[i].count)")
+      }
+      ts[t].shape = shapes[i]
+    }
+    for (k, node) in nodes.enumerated() {
+      let ins = node.inputs.map { $0 >= 0 ? ts[$0] : nil }
+      let outs: [TensorType]
+      do throws(TinfError) {
+        outs = try Registry.infer(node, ins)
+      } catch {
+        throw error.prefixed("op \(k) (\(node.op.name)) with the new input shapes")
+      }
+      for (j, t) in node.outputs.enumerated() {
+        try Graph.checkShape(outs[j].shape, "op \(k) (\(node.op.name)) output '\(ts[t].name)'")
+        ts[t].shape = outs[j].shape
+      }
+    }
+    return Graph(rewriting: self, tensors: ts, nodes: nodes)
+  }
+}

@@ -6,7 +6,10 @@ import TinyInferShims
 /// where float16 or int8 weights behind a Dequantize become float32 once,
 /// instead of on every run. Folding is skipped for ops whose outputs would be
 /// much larger than their inputs (Pad, Resize, Gather... could inflate memory),
-/// beyond `maxGrowth` times.
+/// beyond `maxGrowth` times, and stops once the folded bytes reach a budget
+/// (`budget`: by default four times the file's data section, at least 1 MiB),
+/// so a small hostile file cannot make a load allocate without bound. Folded
+/// intermediates that no remaining op or output reads are freed.
 enum ConstantFolding {
   static let maxGrowth = 4
 
@@ -17,7 +20,8 @@ enum ConstantFolding {
     var foldedOps: [String]
   }
 
-  static func run(_ g: Graph, constantData: (Int) -> UnsafeMutableRawPointer?) throws(TinfError) -> Result {
+  static func run(_ g: Graph, budget: Int, constantData: (Int) -> UnsafeMutableRawPointer?) throws(TinfError) -> Result {
+    var spent = 0
     var tensors = g.tensors
     var buffers = [UnsafeMutableRawPointer?](repeating: nil, count: tensors.count)
     var kept: [Node] = []
@@ -33,7 +37,7 @@ enum ConstantFolding {
       for t in present { inBytes += tensors[t].nbytes }
       var outBytes = 0
       for t in node.outputs { outBytes += tensors[t].nbytes }
-      guard allConst, outBytes <= max(inBytes &* maxGrowth, 1 << 16) else {
+      guard allConst, outBytes <= max(inBytes &* maxGrowth, 1 << 16), spent &+ outBytes <= budget else {
         kept.append(node)
         continue
       }
@@ -65,7 +69,16 @@ enum ConstantFolding {
         buffers[t] = outPtrs[j]
         tensors[t].folded = true
       }
+      spent &+= outBytes
       foldedOps.append("\(node.op.name) -> \(tensors[node.outputs[0]].name)")
+    }
+    // Free folded tensors that nothing reads any more.
+    var used = [Bool](repeating: false, count: tensors.count)
+    for n in kept { for t in n.inputs where t >= 0 { used[t] = true } }
+    for t in g.outputs { used[t] = true }
+    for t in tensors.indices where buffers[t] != nil && !used[t] {
+      ti_shim_free(buffers[t])
+      buffers[t] = nil
     }
     return Result(graph: Graph(rewriting: g, tensors: tensors, nodes: kept), buffers: buffers, foldedOps: foldedOps)
   }

@@ -72,7 +72,7 @@ public final class Model {
       let def = try ModelFile.readBody(UnsafeRawBufferPointer(rebasing: file[layout.body]), minor: layout.minor)
       let validated = try Graph(validating: def, dataSize: layout.data.count)
       let dataBase: UnsafeRawPointer? = layout.data.isEmpty ? nil : base + layout.data.lowerBound
-      let folding = try ConstantFolding.run(validated) { t in
+      let folding = try ConstantFolding.run(validated, budget: max(4 &* layout.data.count, 1 << 20)) { t in
         guard let r = validated.tensors[t].constant, let dataBase else { return nil }
         return UnsafeMutableRawPointer(mutating: dataBase + r.lowerBound)
       }
@@ -95,7 +95,7 @@ public final class Model {
   ) {
     self.partSizes = parts
     var f = 0
-    for t in folding.graph.tensors where t.folded { f += t.nbytes }
+    for (i, t) in folding.graph.tensors.enumerated() where folding.buffers[i] != nil { f += t.nbytes }
     self.foldedBytes = f
     self.graph = folding.graph
     self.fileSize = size

@@ -6,6 +6,9 @@ public struct SessionOptions: Sendable {
   public var threads: Int = 1
   /// The largest arena the session may allocate.
   public var maxArenaBytes: Int = defaultMaxArenaBytes
+  /// Shapes for the graph inputs (by input index) that replace the file's,
+  /// for example another batch size; shapes are inferred again for the session.
+  public var inputShapes: [Int: [Int]] = [:]
   public init(threads: Int = 1, maxArenaBytes: Int = defaultMaxArenaBytes) {
     self.threads = threads
     self.maxArenaBytes = maxArenaBytes
@@ -17,6 +20,9 @@ public struct SessionOptions: Sendable {
 /// independent and run concurrently.
 public final class Session {
   public let model: Model
+  /// The graph as this session runs it (the model's, or re-inferred for
+  /// other input shapes).
+  public let graph: Graph
   public let plan: MemoryPlan
   public let pool: ThreadPool
   private let arena: UnsafeMutableRawPointer?
@@ -33,7 +39,15 @@ public final class Session {
     guard options.threads >= 0 && options.threads <= 256 else {
       throw .arg("threads must be 0...256, got \(options.threads)")
     }
-    let g = model.graph
+    var g = model.graph
+    if !options.inputShapes.isEmpty {
+      var shapes = g.inputs.map { g.tensors[$0].shape }
+      for (i, s) in options.inputShapes {
+        guard i >= 0 && i < shapes.count else { throw .arg("input index \(i) out of range") }
+        shapes[i] = s
+      }
+      g = try g.withInputShapes(shapes)
+    }
     let plan = try MemoryPlanner.plan(g)
     guard plan.size <= options.maxArenaBytes else {
       throw TinfError(.outOfMemory, "the arena would need \(plan.size) bytes, over the limit of \(options.maxArenaBytes)")
@@ -75,14 +89,15 @@ public final class Session {
         throw error.prefixed("op \(k) (\(node.op.name))")
       }
     }
-    return Session(model: model, plan: plan, pool: pool, arena: arena, pointers: ptrs, kernels: kernels)
+    return Session(model: model, graph: g, plan: plan, pool: pool, arena: arena, pointers: ptrs, kernels: kernels)
   }
 
   private init(
-    model: Model, plan: MemoryPlan, pool: ThreadPool, arena: UnsafeMutableRawPointer?,
+    model: Model, graph: Graph, plan: MemoryPlan, pool: ThreadPool, arena: UnsafeMutableRawPointer?,
     pointers: [UnsafeMutableRawPointer?], kernels: [KernelFn]
   ) {
     self.model = model
+    self.graph = graph
     self.plan = plan
     self.pool = pool
     self.arena = arena
@@ -112,14 +127,14 @@ public final class Session {
 
   /// The buffer of graph input `i` (inside the arena; never overwritten by a run).
   public func inputBuffer(_ i: Int) -> UnsafeMutableRawBufferPointer {
-    let t = model.graph.inputs[i]
-    return UnsafeMutableRawBufferPointer(start: pointers[t], count: model.graph.tensors[t].nbytes)
+    let t = graph.inputs[i]
+    return UnsafeMutableRawBufferPointer(start: pointers[t], count: graph.tensors[t].nbytes)
   }
 
   /// The data of graph output `i`, valid until the next run.
   public func outputBuffer(_ i: Int) -> UnsafeRawBufferPointer {
-    let t = model.graph.outputs[i]
-    return UnsafeRawBufferPointer(start: pointers[t], count: model.graph.tensors[t].nbytes)
+    let t = graph.outputs[i]
+    return UnsafeRawBufferPointer(start: pointers[t], count: graph.tensors[t].nbytes)
   }
 
   public var threads: Int { pool.threads }
