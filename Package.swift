@@ -16,7 +16,7 @@ let portable = env["TINF_PORTABLE"] == "1"
 
 var cpuFlags: [String] = []
 #if arch(x86_64)
-  if !portable { cpuFlags = ["-Xcc", "-mavx2", "-Xcc", "-mfma", "-Xcc", "-mf16c"] }
+  if !portable { cpuFlags = ["-Xcc", "-march=native"] }
 #endif
 
 var coreSettings: [SwiftSetting] = [.unsafeFlags(cpuFlags)]

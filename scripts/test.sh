@@ -5,11 +5,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-echo "== build libtinyinfer.so (Embedded Swift) =="
+echo "== build libtinyinfer.so (Embedded Swift): native, and portable =="
 scripts/build-lib.sh >/dev/null
+TINF_PORTABLE=1 TINF_LIB_OUT=python/tinyinfer/lib-portable/libtinyinfer.so scripts/build-lib.sh >/dev/null
 scripts/check-exports.sh
 scripts/check-mcu.sh
 echo "== swift test (XCTest) =="
 swift test --disable-swift-testing 2>&1 | tail -n 3
+echo "== pytest: kernels on the portable build =="
+TINYINFER_LIB=python/tinyinfer/lib-portable/libtinyinfer.so python3 -m pytest -q -p no:cacheprovider \
+  python/tests/test_ops_math.py python/tests/test_ops_spatial.py python/tests/test_ops_movement.py | tail -n 1
 echo "== pytest =="
 python3 -m pytest python/tests -q -p no:cacheprovider

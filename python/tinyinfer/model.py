@@ -210,6 +210,8 @@ class Model:
         with self._lock:
             if self._session is None:
                 self._session = Session(self, self.threads)
+            if isinstance(inputs, np.ndarray) and len(self.inputs) == 1 and inputs.shape == self.inputs[0].shape:
+                return self._session.run(inputs, copy=copy)
             shapes = _batch_shapes(self.inputs, inputs)
             if shapes is None:
                 return self._session.run(inputs, copy=copy)
@@ -282,6 +284,10 @@ class Session:
         for i in range(len(model.outputs)):
             L.tinf_session_output_info(h, i, byref(raw))
             self.outputs.append(_info(raw))
+        # numpy views of the session's input and output buffers: their
+        # addresses are fixed for the session's lifetime.
+        self._in_views = [self._view(i, t, False) for i, t in enumerate(self.inputs)]
+        self._out_views = [self._view(i, t, True) for i, t in enumerate(self.outputs)]
         arena, unplanned = c_size_t(), c_size_t()
         L.tinf_session_arena_bytes(h, byref(arena), byref(unplanned))
         self.arena_bytes, self.unplanned_bytes = arena.value, unplanned.value
@@ -308,8 +314,12 @@ class Session:
             pass
 
     def _arrays(self, inputs) -> List[np.ndarray]:
+        """The inputs as a list in input order, with shapes checked (dtypes are
+        checked by the copy into the session's buffers)."""
         specs = self.inputs
-        if isinstance(inputs, dict):
+        if isinstance(inputs, np.ndarray):
+            arrays = [inputs]
+        elif isinstance(inputs, dict):
             names = [t.name for t in specs]
             unknown = set(inputs) - set(names)
             if unknown:
@@ -324,31 +334,36 @@ class Session:
             arrays = [inputs]
         if len(arrays) != len(specs):
             raise InvalidArgumentError(f"the model takes {len(specs)} input(s), got {len(arrays)}", 1)
-        out = []
-        for a, spec in zip(arrays, specs):
-            a = np.asarray(a)
-            if a.dtype != spec.dtype:
-                if not np.can_cast(a.dtype, spec.dtype, casting="same_kind"):
-                    raise InvalidArgumentError(
-                        f"input '{spec.name}' takes {spec.dtype}, got {a.dtype}", 1)
-            if tuple(a.shape) != spec.shape:
+        for k, (a, spec) in enumerate(zip(arrays, specs)):
+            if not isinstance(a, np.ndarray):
+                a = arrays[k] = np.asarray(a)
+            if a.shape != spec.shape:
                 raise InvalidArgumentError(
                     f"input '{spec.name}' has shape {list(spec.shape)}, got {list(a.shape)}", 1)
-            out.append(np.ascontiguousarray(a, dtype=spec.dtype))
-        return out
+        return arrays
+
+    def _set_inputs(self, arrays) -> None:
+        # Copy straight into the session's input buffers (fixed for its
+        # lifetime): one numpy copy per input, casting only within a kind.
+        for a, view, spec in zip(arrays, self._in_views, self.inputs):
+            try:
+                np.copyto(view, a, casting="same_kind")
+            except TypeError:
+                raise InvalidArgumentError(f"input '{spec.name}' takes {spec.dtype}, got {a.dtype}", 1) from None
 
     def run(self, inputs, copy: bool = True) -> List[np.ndarray]:
         """Sets the inputs, runs, and returns the outputs (copies; with
         copy=False, read-only views of the session's buffers, valid until the
-        next run)."""
+        next run or close)."""
         if self._handle is None:
             raise InvalidStateError("the session is closed", 9)
         arrays = self._arrays(inputs)
         with self._lock:
-            for i, a in enumerate(arrays):
-                L.tinf_session_set_input(self._handle, i, a.ctypes.data, a.nbytes)
+            self._set_inputs(arrays)
             L.tinf_session_run(self._handle)
-            return [self._output(i, spec, copy) for i, spec in enumerate(self.outputs)]
+            if copy:
+                return [v.copy() for v in self._out_views]
+            return list(self._out_views)
 
     def profile(self, inputs, runs: int = 20) -> List[Tuple[str, float]]:
         """Runs `runs` times recording each op's time; returns [(op name,
@@ -359,8 +374,7 @@ class Session:
         ops = self.model.ops()
         samples = np.zeros((runs, len(ops)))
         with self._lock:
-            for i, a in enumerate(arrays):
-                L.tinf_session_set_input(self._handle, i, a.ctypes.data, a.nbytes)
+            self._set_inputs(arrays)
             ptr, n = ctypes.POINTER(ctypes.c_uint64)(), c_int32()
             for r in range(runs):
                 L.tinf_session_run_profiled(self._handle, byref(ptr), byref(n))
@@ -368,14 +382,16 @@ class Session:
         med = np.median(samples, axis=0) * 1e-9
         return [(op.op, float(t)) for op, t in zip(ops, med)]
 
-    def _output(self, i: int, spec: TensorInfo, copy: bool) -> np.ndarray:
+    def _view(self, i: int, spec: TensorInfo, output: bool) -> np.ndarray:
         ptr, n = c_void_p(), c_size_t()
-        L.tinf_session_output_data(self._handle, i, byref(ptr), byref(n))
+        if output:
+            L.tinf_session_output_data(self._handle, i, byref(ptr), byref(n))
+        else:
+            L.tinf_session_input_data(self._handle, i, byref(ptr), byref(n))
         buf = (ctypes.c_uint8 * n.value).from_address(ptr.value)
         view = np.frombuffer(buf, dtype=spec.dtype).reshape(spec.shape)
-        if copy:
-            return view.copy()
-        view.flags.writeable = False
+        if output:
+            view.flags.writeable = False
         return view
 
 

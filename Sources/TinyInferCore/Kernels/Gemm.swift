@@ -7,7 +7,7 @@ enum Gemm {
     _ a: UnsafePointer<Float>, _ w0: UnsafePointer<Float>, _ w1: UnsafePointer<Float>, _ w2: UnsafePointer<Float>,
     _ w3: UnsafePointer<Float>, _ k: Int
   ) -> SIMD4<Float> {
-    var s0 = SIMD8<Float>(repeating: 0)
+    var s0 = SIMD16<Float>(repeating: 0)
     var s1 = s0
     var s2 = s0
     var s3 = s0
@@ -17,14 +17,14 @@ enum Gemm {
     let r1 = UnsafeRawPointer(w1)
     let r2 = UnsafeRawPointer(w2)
     let r3 = UnsafeRawPointer(w3)
-    while i &+ 8 <= k {
+    while i &+ 16 <= k {
       let o = i &* 4
-      let va = ar.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self)
-      s0.addProduct(va, r0.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self))
-      s1.addProduct(va, r1.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self))
-      s2.addProduct(va, r2.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self))
-      s3.addProduct(va, r3.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self))
-      i &+= 8
+      let va = ar.loadUnaligned(fromByteOffset: o, as: SIMD16<Float>.self)
+      s0.addProduct(va, r0.loadUnaligned(fromByteOffset: o, as: SIMD16<Float>.self))
+      s1.addProduct(va, r1.loadUnaligned(fromByteOffset: o, as: SIMD16<Float>.self))
+      s2.addProduct(va, r2.loadUnaligned(fromByteOffset: o, as: SIMD16<Float>.self))
+      s3.addProduct(va, r3.loadUnaligned(fromByteOffset: o, as: SIMD16<Float>.self))
+      i &+= 16
     }
     var r = SIMD4<Float>(s0.sum(), s1.sum(), s2.sum(), s3.sum())
     while i < k {
@@ -40,15 +40,15 @@ enum Gemm {
 
   @inline(__always)
   static func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ k: Int) -> Float {
-    var s = SIMD8<Float>(repeating: 0)
+    var s = SIMD16<Float>(repeating: 0)
     var i = 0
     let ar = UnsafeRawPointer(a)
     let br = UnsafeRawPointer(b)
-    while i &+ 8 <= k {
+    while i &+ 16 <= k {
       s.addProduct(
-        ar.loadUnaligned(fromByteOffset: i &* 4, as: SIMD8<Float>.self),
-        br.loadUnaligned(fromByteOffset: i &* 4, as: SIMD8<Float>.self))
-      i &+= 8
+        ar.loadUnaligned(fromByteOffset: i &* 4, as: SIMD16<Float>.self),
+        br.loadUnaligned(fromByteOffset: i &* 4, as: SIMD16<Float>.self))
+      i &+= 16
     }
     var r = s.sum()
     while i < k {
