@@ -68,6 +68,11 @@ enum Conv2DKernel {
     let patch = kh &* kw &* cin
     let direct = kh == 1 && kw == 1 && padT == 0 && padL == 0
     let pixels = n &* oh &* ow
+    if let packed = ctx.packed, groups == 1 {
+      return bindPacked(
+        ctx, packed, n: n, h: h, wIn: wIn, cin: cin, cout: cout, kh: kh, kw: kw, oh: oh, ow: ow, padT: padT,
+        padL: padL, sh: sh, sw: sw, dh: dh, dw: dw, lo: lo, hi: hi)
+    }
     let tile = 4
     let scratch = FloatScratch(count: direct ? 1 : ctx.pool.threads &* tile &* patch)
     let x = ctx.floatIn(0)
@@ -141,6 +146,73 @@ enum Conv2DKernel {
             }
           }
           p &+= tile
+        }
+      }
+    }
+  }
+
+  /// The packed-weights path (one group): output pixels are the rows of a
+  /// GEMM against weights packed at load (PackedGemm). A 1x1 convolution
+  /// without padding reads its rows straight from the input; other windows
+  /// are gathered (im2col) for blocks of 48 pixels into per-thread scratch.
+  static func bindPacked(
+    _ ctx: KernelContext, _ packed: PackedWeights, n: Int, h: Int, wIn: Int, cin: Int, cout: Int, kh: Int, kw: Int,
+    oh: Int, ow: Int, padT: Int, padL: Int, sh: Int, sw: Int, dh: Int, dw: Int, lo: Float, hi: Float
+  ) -> KernelFn {
+    let k = kh &* kw &* cin
+    let pixels = n &* oh &* ow
+    let direct = kh == 1 && kw == 1 && padT == 0 && padL == 0
+    let contiguous = direct && sh == 1 && sw == 1
+    let block = 48
+    let scratch = FloatScratch(count: direct ? 1 : ctx.pool.threads &* block &* k)
+    let x = ctx.floatIn(0)
+    let bias = ctx.optionalFloatIn(2)
+    let y = ctx.floatOut(0)
+    let pool = ctx.pool
+    let w = UnsafePointer(packed.ptr)
+    let panels = (cout + PackedGemm.nr - 1) / PackedGemm.nr
+    let minChunk = max(PackedGemm.mr, minChunkFor(perItem: k &* cout, grain: 1 << 17))
+    return { () throws(TinfError) in
+      _ = packed
+      forEachChunk(pool, pixels, minChunk: minChunk) { chunk, range in
+        if contiguous {
+          PackedGemm.run(
+            rows: range, panels: 0..<panels, k: k, n: cout, packed: w, bias: bias, lo: lo, hi: hi, y: y, ldy: cout
+          ) { m in x + m &* cin }
+          return
+        }
+        if direct {
+          PackedGemm.run(
+            rows: range, panels: 0..<panels, k: k, n: cout, packed: w, bias: bias, lo: lo, hi: hi, y: y, ldy: cout
+          ) { m in
+            let b = m / (oh &* ow)
+            let r = m &- b &* (oh &* ow)
+            let oy = r / ow
+            let ox = r &- oy &* ow
+            return x + ((b &* h &+ oy &* sh) &* wIn &+ ox &* sw) &* cin
+          }
+          return
+        }
+        let buf = scratch.base + chunk &* block &* k
+        var p = range.lowerBound
+        while p < range.upperBound {
+          let count = min(block, range.upperBound &- p)
+          for s in 0..<count {
+            let q = p &+ s
+            let b = q / (oh &* ow)
+            let r = q &- b &* (oh &* ow)
+            let oy = r / ow
+            let ox = r &- oy &* ow
+            gatherPatch(
+              buf + s &* k, x, b: b, iy0: oy &* sh &- padT, ix0: ox &* sw &- padL, h: h, w: wIn, cin: cin,
+              kh: kh, kw: kw, dh: dh, dw: dw, groups: 1, cg: cin, k: k)
+          }
+          let src = UnsafePointer(buf)
+          PackedGemm.run(
+            rows: 0..<count, panels: 0..<panels, k: k, n: cout, packed: w, bias: bias, lo: lo, hi: hi,
+            y: y + p &* cout, ldy: cout
+          ) { m in src + m &* k }
+          p &+= block
         }
       }
     }

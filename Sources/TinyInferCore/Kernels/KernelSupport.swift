@@ -17,6 +17,8 @@ public struct KernelContext {
   public let outputData: [UnsafeMutableRawPointer]
   /// The session's threads; `parallelFor` splits work over them.
   public let pool: ThreadPool
+  /// The op's weights packed at model load (`Registry.prepack`), if any.
+  public var packed: PackedWeights? = nil
 
   var attrs: Attributes { node.attrs }
 

@@ -4,23 +4,30 @@
 public enum Registry {
   /// Checks the node's inputs and attributes and gives its outputs' types.
   static func infer(_ node: Node, _ inputs: [TensorDesc?]) throws(TinfError) -> [TensorType] {
+    // Ops with integer kernels take them when input 0 is int8 (uint8 is
+    // routed there too, to be refused with the reason).
+    let q = quantized(inputs.first ?? nil)
     switch node.op {
-    case .fullyConnected: return try FullyConnectedKernel.infer(node, inputs)
+    case .fullyConnected:
+      return q ? try QFullyConnectedKernel.infer(node, inputs) : try FullyConnectedKernel.infer(node, inputs)
     case .matMul: return try MatMulKernel.infer(node, inputs)
-    case .conv2D: return try Conv2DKernel.infer(node, inputs)
-    case .depthwiseConv2D: return try DepthwiseConv2DKernel.infer(node, inputs)
+    case .conv2D: return q ? try QConv2DKernel.infer(node, inputs) : try Conv2DKernel.infer(node, inputs)
+    case .depthwiseConv2D:
+      return q ? try QDepthwiseConv2DKernel.infer(node, inputs) : try DepthwiseConv2DKernel.infer(node, inputs)
     case .transposeConv2D: return try TransposeConv2DKernel.infer(node, inputs)
-    case .maxPool2D, .averagePool2D: return try PoolKernel.infer(node, inputs)
-    case .mean: return try MeanKernel.infer(node, inputs)
-    case .add, .sub, .mul, .div, .maximum, .minimum, .prelu: return try BinaryKernel.infer(node, inputs)
+    case .maxPool2D, .averagePool2D: return q ? try QPoolKernel.infer(node, inputs) : try PoolKernel.infer(node, inputs)
+    case .mean: return q ? try QMeanKernel.infer(node, inputs) : try MeanKernel.infer(node, inputs)
+    case .add, .sub, .mul, .div, .maximum, .minimum, .prelu:
+      return q ? try QBinaryKernel.infer(node, inputs) : try BinaryKernel.infer(node, inputs)
     case .relu, .relu6, .leakyRelu, .hardSwish, .logistic, .tanh, .gelu, .exp, .log, .sqrt, .rsqrt:
-      return try UnaryKernel.infer(node, inputs)
-    case .softmax, .logSoftmax: return try SoftmaxKernel.infer(node, inputs)
+      return q ? try QActivationKernel.infer(node, inputs) : try UnaryKernel.infer(node, inputs)
+    case .softmax, .logSoftmax: return q ? try QSoftmaxKernel.infer(node, inputs) : try SoftmaxKernel.infer(node, inputs)
     case .layerNorm: return try LayerNormKernel.infer(node, inputs)
     case .batchNorm: return try BatchNormKernel.infer(node, inputs)
     case .reshape, .squeeze, .expandDims: return try ReshapeKernel.infer(node, inputs)
     case .transpose: return try TransposeKernel.infer(node, inputs)
-    case .concat: return try ConcatKernel.infer(node, inputs)
+    case .concat:
+      return inputs.first??.dtype == .int8 ? try QConcatKernel.infer(node, inputs) : try ConcatKernel.infer(node, inputs)
     case .split: return try SplitKernel.infer(node, inputs)
     case .slice, .stridedSlice: return try SliceKernel.infer(node, inputs)
     case .pad: return try PadKernel.infer(node, inputs)
@@ -34,23 +41,25 @@ public enum Registry {
   /// Binds the node's kernel to its data. Called once per session, after
   /// `infer` accepted the node, so shapes and attributes are valid here.
   static func bind(_ ctx: KernelContext) throws(TinfError) -> KernelFn {
+    let q = quantized(ctx.inputs.first ?? nil)
     switch ctx.node.op {
-    case .fullyConnected: return try FullyConnectedKernel.bind(ctx)
+    case .fullyConnected: return q ? try QFullyConnectedKernel.bind(ctx) : try FullyConnectedKernel.bind(ctx)
     case .matMul: return try MatMulKernel.bind(ctx)
-    case .conv2D: return try Conv2DKernel.bind(ctx)
-    case .depthwiseConv2D: return try DepthwiseConv2DKernel.bind(ctx)
+    case .conv2D: return q ? try QConv2DKernel.bind(ctx) : try Conv2DKernel.bind(ctx)
+    case .depthwiseConv2D: return q ? try QDepthwiseConv2DKernel.bind(ctx) : try DepthwiseConv2DKernel.bind(ctx)
     case .transposeConv2D: return try TransposeConv2DKernel.bind(ctx)
-    case .maxPool2D, .averagePool2D: return try PoolKernel.bind(ctx)
-    case .mean: return try MeanKernel.bind(ctx)
-    case .add, .sub, .mul, .div, .maximum, .minimum, .prelu: return try BinaryKernel.bind(ctx)
+    case .maxPool2D, .averagePool2D: return q ? try QPoolKernel.bind(ctx) : try PoolKernel.bind(ctx)
+    case .mean: return q ? try QMeanKernel.bind(ctx) : try MeanKernel.bind(ctx)
+    case .add, .sub, .mul, .div, .maximum, .minimum, .prelu:
+      return q ? try QBinaryKernel.bind(ctx) : try BinaryKernel.bind(ctx)
     case .relu, .relu6, .leakyRelu, .hardSwish, .logistic, .tanh, .gelu, .exp, .log, .sqrt, .rsqrt:
-      return try UnaryKernel.bind(ctx)
-    case .softmax, .logSoftmax: return try SoftmaxKernel.bind(ctx)
+      return q ? try QActivationKernel.bind(ctx) : try UnaryKernel.bind(ctx)
+    case .softmax, .logSoftmax: return q ? try QSoftmaxKernel.bind(ctx) : try SoftmaxKernel.bind(ctx)
     case .layerNorm: return try LayerNormKernel.bind(ctx)
     case .batchNorm: return try BatchNormKernel.bind(ctx)
     case .reshape, .squeeze, .expandDims: return try ReshapeKernel.bind(ctx)
     case .transpose: return try TransposeKernel.bind(ctx)
-    case .concat: return try ConcatKernel.bind(ctx)
+    case .concat: return ctx.inputs.first??.dtype == .int8 ? try QConcatKernel.bind(ctx) : try ConcatKernel.bind(ctx)
     case .split: return try SplitKernel.bind(ctx)
     case .slice, .stridedSlice: return try SliceKernel.bind(ctx)
     case .pad: return try PadKernel.bind(ctx)
@@ -59,6 +68,31 @@ public enum Registry {
     case .depthToSpace, .spaceToDepth: return try SpaceDepthKernel.bind(ctx)
     case .quantize, .dequantize: return try QuantizeKernel.bind(ctx)
     }
+  }
+
+  /// Weights to pack once at model load for a faster kernel, shared by every
+  /// session: Conv2D with one group and constant float32 weights (as the
+  /// [Cout, KH*KW*Cin] matrix of PackedGemm). nil when the op does not want it.
+  static func prepack(_ node: Node, _ inputs: [TensorDesc?], _ data: [UnsafeMutableRawPointer?]) -> PackedWeights? {
+    switch node.op {
+    case .conv2D:
+      guard inputs.count >= 2, let x = inputs[0], let w = inputs[1], let wp = data[1], w.isConstant,
+        x.dtype == .float32, w.dtype == .float32, w.shape.count == 4, x.shape.count == 4,
+        (try? node.attrs.int(.groups, default: 1)) == 1
+      else { return nil }
+      let n = w.shape[0]
+      let k = w.shape[1] &* w.shape[2] &* w.shape[3]
+      return PackedWeights(UnsafePointer(wp.assumingMemoryBound(to: Float.self)), n: n, k: k)
+    default:
+      return nil
+    }
+  }
+
+  /// Whether a tensor is quantized 8-bit data (the integer kernels' input).
+  @inline(__always)
+  static func quantized(_ t: TensorDesc?) -> Bool {
+    guard let t else { return false }
+    return t.dtype == .int8 || t.dtype == .uint8
   }
 
   /// Whether output 0 may share input 0's buffer (when the planner finds

@@ -27,6 +27,10 @@ public final class Model {
   private let foldedData: [UnsafeMutableRawPointer?]
   /// What constant folding did ("Dequantize -> w1", ...).
   public let foldedOps: [String]
+  /// Weights packed at load for each op that wants them (by op index).
+  let packed: [PackedWeights?]
+  /// Bytes of packed weights.
+  public let packedBytes: Int
 
   /// Memory-maps and loads a file.
   public static func load(path: String) throws(TinfError) -> Model {
@@ -103,6 +107,23 @@ public final class Model {
     self.dataBase = dataBase
     self.foldedData = folding.buffers
     self.foldedOps = folding.foldedOps
+    let g = folding.graph
+    var packed: [PackedWeights?] = []
+    var pb = 0
+    packed.reserveCapacity(g.nodes.count)
+    for node in g.nodes {
+      let data = node.inputs.map { (t: Int) -> UnsafeMutableRawPointer? in
+        guard t >= 0 else { return nil }
+        if let f = folding.buffers[t] { return f }
+        guard let r = g.tensors[t].constant, let dataBase else { return nil }
+        return UnsafeMutableRawPointer(mutating: dataBase + r.lowerBound)
+      }
+      let p = Registry.prepack(node, node.inputs.map { $0 >= 0 ? g.tensors[$0] : nil }, data)
+      pb += p?.bytes ?? 0
+      packed.append(p)
+    }
+    self.packed = packed
+    self.packedBytes = pb
     var w = 0
     for t in folding.graph.tensors where t.constant != nil { w += t.nbytes }
     self.weightBytes = w

@@ -81,7 +81,8 @@ public final class Session {
         outputs: node.outputs.map { g.tensors[$0] },
         inputData: node.inputs.map { $0 >= 0 ? ptrs[$0] : nil },
         outputData: node.outputs.map { ptrs[$0]! },
-        pool: pool)
+        pool: pool,
+        packed: model.packed[k])
       do throws(TinfError) {
         kernels.append(try Registry.bind(ctx))
       } catch {
@@ -122,6 +123,20 @@ public final class Session {
       let t0 = ti_shim_now_ns()
       try kernels[k]()
       opNanoseconds[k] = ti_shim_now_ns() &- t0
+    }
+  }
+
+  /// Runs every op once, calling `observe(tensor, bytes)` right after each op
+  /// for each of its outputs (before any later op may reuse the memory).
+  /// Graph inputs are not reported (read them with `inputBuffer`). Used by
+  /// calibration and by the quantization report; not for hot loops.
+  public func run(observe: (Int, UnsafeRawBufferPointer) -> Void) throws(TinfError) {
+    let g = model.graph
+    for k in kernels.indices {
+      try kernels[k]()
+      for t in g.nodes[k].outputs {
+        observe(t, UnsafeRawBufferPointer(start: pointers[t], count: g.tensors[t].nbytes))
+      }
     }
   }
 
