@@ -197,15 +197,24 @@ enum Conv2DKernel {
         var p = range.lowerBound
         while p < range.upperBound {
           let count = min(block, range.upperBound &- p)
+          // Pixel coordinates by counting, not dividing per pixel.
+          var b = p / (oh &* ow)
+          let r = p &- b &* (oh &* ow)
+          var oy = r / ow
+          var ox = r &- oy &* ow
           for s in 0..<count {
-            let q = p &+ s
-            let b = q / (oh &* ow)
-            let r = q &- b &* (oh &* ow)
-            let oy = r / ow
-            let ox = r &- oy &* ow
             gatherPatch(
               buf + s &* k, x, b: b, iy0: oy &* sh &- padT, ix0: ox &* sw &- padL, h: h, w: wIn, cin: cin,
               kh: kh, kw: kw, dh: dh, dw: dw, groups: 1, cg: cin, k: k)
+            ox &+= 1
+            if ox == ow {
+              ox = 0
+              oy &+= 1
+              if oy == oh {
+                oy = 0
+                b &+= 1
+              }
+            }
           }
           let src = UnsafePointer(buf)
           PackedGemm.run(
@@ -226,6 +235,29 @@ enum Conv2DKernel {
     _ dst: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, b: Int, iy0: Int, ix0: Int, h: Int, w: Int,
     cin: Int, kh: Int, kw: Int, dh: Int, dw: Int, groups: Int, cg: Int, k: Int
   ) {
+    if groups == 1 && dw == 1 && ix0 >= 0 && ix0 &+ kw <= w {
+      // The window is inside the image horizontally: each of its rows is
+      // kw * cin consecutive floats of the input.
+      let rowLen = kw &* cin
+      for i in 0..<kh {
+        let iy = iy0 &+ i &* dh
+        let d = dst + i &* rowLen
+        var t = 0
+        if iy >= 0 && iy < h {
+          let src = x + ((b &* h &+ iy) &* w &+ ix0) &* cin
+          while t < rowLen {
+            d[t] = src[t]
+            t &+= 1
+          }
+        } else {
+          while t < rowLen {
+            d[t] = 0
+            t &+= 1
+          }
+        }
+      }
+      return
+    }
     for i in 0..<kh {
       let iy = iy0 &+ i &* dh
       let rowInside = iy >= 0 && iy < h
@@ -234,7 +266,11 @@ enum Conv2DKernel {
         let tap = (i &* kw &+ j) &* cg
         if rowInside && ix >= 0 && ix < w {
           let src = x + ((b &* h &+ iy) &* w &+ ix) &* cin
-          if groups == 1 {
+          if groups == 1 && cin <= 16 {
+            // Few channels (a first layer): a plain loop beats a memcpy call.
+            let d = dst + tap
+            for c in 0..<cin { d[c] = src[c] }
+          } else if groups == 1 {
             (dst + tap).update(from: src, count: cin)
           } else {
             for g in 0..<groups {
@@ -242,7 +278,10 @@ enum Conv2DKernel {
             }
           }
         } else {
-          if groups == 1 {
+          if groups == 1 && cin <= 16 {
+            let d = dst + tap
+            for c in 0..<cin { d[c] = 0 }
+          } else if groups == 1 {
             (dst + tap).update(repeating: 0, count: cin)
           } else {
             for g in 0..<groups {
