@@ -78,10 +78,11 @@ def detect_format(source: Union[str, os.PathLike, bytes]) -> str:
         return "tflite"
     if is_zip:
         return "torch"
+    if len(head) >= 9 and head[8:9] == b"{":
+        return "safetensors"  # u64 header length, then JSON (checked before the pickle test:
+        # a header length whose low byte is 0x80 would look like a pickle)
     if head[:2] == b"\x80\x02" or head[:1] == b"\x80":
         return "torch"  # legacy torch.save: a pickle protocol 2+ stream
-    if len(head) >= 9 and head[8:9] == b"{":
-        return "safetensors"  # u64 header length, then JSON
     if head[:1] == b"\x08":
         return "onnx"  # ModelProto starts with field 1 (ir_version), a varint
     name = str(source).lower() if not isinstance(source, (bytes, bytearray)) else ""
