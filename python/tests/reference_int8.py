@@ -59,7 +59,8 @@ def round_half_away(x):
     """std::round / roundf: half away from zero, exactly, keeping the dtype."""
     x = np.asarray(x)
     t = np.trunc(x)
-    frac = x - t  # exact
+    with np.errstate(invalid="ignore"):
+        frac = x - t  # exact (NaN for infinities, which stay as they are)
     return np.where(np.abs(frac) >= 0.5, t + np.sign(x), t).astype(x.dtype)
 
 
@@ -231,9 +232,10 @@ def fully_connected(x, x_q, w, w_q, bias, y_q, activation=0, requant="multiplier
     """x int8 [..., K], w int8 [N, K] (per tensor, any zero point; or per
     channel along dim 0, zero points 0), bias int32 [N] or None.
     requant "multiplier": QuantizeMultiplier + MultiplyByQuantizedMultiplier
-    (TFLite's FullyConnected reference kernel with multipliers and its
-    optimized kernels); "float": round(acc * in_s * w_s / out_s) in double,
-    which LiteRT's BUILTIN_REF resolver does since April 2025."""
+    with double rounding (TFLite's FullyConnected reference kernel with
+    multipliers, as its Conv2D and DepthwiseConv2D reference kernels do; what
+    tinyinfer does); "float": round(acc * in_s * w_s / out_s) in double, which
+    LiteRT's BUILTIN_REF resolver does for FullyConnected since April 2025."""
     K = x.shape[-1]
     N = w.shape[0]
     xs, xz = x_q
@@ -455,7 +457,7 @@ def one_over_one_plus_x_for_x_in_0_1(a):
     x = wrap32(1515870810 + srdhm(half_den, -1010580540))
     for _ in range(3):
         hdx = srdhm(half_den, x)
-        one_minus = wrap32((1 << 28) - hdx)
+        one_minus = wrap32((1 << 29) - hdx)  # F2::One()
         x = wrap32(x + sat_shl(srdhm(x, one_minus), 2))
     return sat_shl(x, 1)
 
@@ -489,8 +491,7 @@ def softmax(x, x_q, beta=1.0, axis=-1):
         nbou = 12 - hp1
         ssm1 = int(wrap32(((total << hp1) & 0xFFFFFFFF) - (1 << 31)))
         scale = one_over_one_plus_x_for_x_in_0_1(ssm1)
-        exponent = nbou + 31 - 8
-        assert 0 <= exponent <= 31
+        exponent = nbou + 31 - 8  # TFLite checks <= 31 (a sum of exps below 2^28); continued here
         o = rdbpot(srdhm(scale, e), exponent) - 128
         out[i] = np.where(ok, np.clip(o, -128, 127), -128)
     return np.moveaxis(out.reshape(xm.shape), -1, axis).astype(np.int8)

@@ -231,9 +231,19 @@ def test_concat_quantized_must_agree():
     x0, x1 = bld.input("a", a.shape, a.dtype), bld.input("b", b.shape, b.dtype)
     bld.quantization(x0, [0.5], [3])
     bld.quantization(x1, [0.25], [3])
-    bld.output(bld.op("Concat", x0, x1, axis=1))
-    with pytest.raises(UnsupportedOpError, match="quantization"):
+    y = bld.op("Concat", x0, x1, axis=1)
+    bld.output(y)
+    # Different input parameters are requantized to the output's (as TFLite
+    # does), so the output must declare its own: refused at load otherwise.
+    with pytest.raises(TinyInferError, match="quantization parameters"):
         bld.load()
+    bld.quantization(y, [0.5], [3])
+    with bld.load() as m:
+        out = m.run([a, b])[0]
+    # b's values (scale 0.25) are halved into the output's scale 0.5.
+    np.testing.assert_array_equal(out[:, :3], a)
+    want_b = np.clip(np.floor((b.astype(np.int32) - 3) * 0.5 + 0.5 * np.sign(b.astype(np.int32) - 3)) + 3, -128, 127)
+    assert np.all(np.abs(out[:, 3:].astype(np.int32) - want_b) <= 1)
 
 
 # ---------------------------------------------------------------------------

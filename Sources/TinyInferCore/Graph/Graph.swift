@@ -158,6 +158,12 @@ public struct Graph: Sendable {
             "\(ctx): output '\(spec.name)' is declared \(describe(s)) but the op makes \(describe(o.shape))")
         }
         if o.quant == nil { o.quant = spec.quant }
+        if o.quant == nil && (o.dtype == .int8 || o.dtype == .uint8 || o.dtype == .int16)
+          && (node.op == .quantize || Registry.computesQuantized(node, ins))
+        {
+          throw TinfError.format(
+            "\(ctx): output '\(spec.name)' is \(o.dtype.name) but has no quantization parameters (scale, zero point)")
+        }
         descs[idx] = TensorDesc(name: spec.name, dtype: o.dtype, shape: o.shape, quant: o.quant, constant: nil)
         known[idx] = true
       }

@@ -90,6 +90,22 @@ public enum Registry {
 
   /// Whether a tensor is quantized 8-bit data (the integer kernels' input).
   @inline(__always)
+  /// Whether the op runs an integer kernel on these inputs: its int8
+  /// outputs then need quantization parameters from the file (checked at
+  /// load by the graph validation).
+  static func computesQuantized(_ node: Node, _ inputs: [TensorDesc?]) -> Bool {
+    guard quantized(inputs.first ?? nil) else { return false }
+    // Concat of raw int8 data (no parameters) is a plain copy.
+    if node.op == .concat && inputs.first??.quant == nil { return false }
+    switch node.op {
+    case .fullyConnected, .conv2D, .depthwiseConv2D, .maxPool2D, .averagePool2D, .mean, .add, .sub, .mul,
+      .relu, .relu6, .leakyRelu, .hardSwish, .logistic, .tanh, .softmax, .concat, .quantize:
+      return true
+    default:
+      return false
+    }
+  }
+
   static func quantized(_ t: TensorDesc?) -> Bool {
     guard let t else { return false }
     return t.dtype == .int8 || t.dtype == .uint8

@@ -1,0 +1,333 @@
+/// int8 Conv2D and DepthwiseConv2D: TFLite's ConvPerChannel and
+/// DepthwiseConvPerChannel reference kernels. x int8 NHWC per tensor; weights
+/// int8, symmetric (zero point 0), per channel (Conv2D along dim 0,
+/// DepthwiseConv2D along dim 3) or per tensor; optional int32 bias.
+/// `acc = sum w (x - zp_x) + bias` over the taps inside the image (padding
+/// contributes nothing), `y = clamp(MultiplyByQuantizedMultiplier(acc, M_c) + zp_y)`,
+/// `M_c = s_x s_w[c] / s_y` computed in double.
+
+/// Multipliers and shifts of a per-channel requantization, as tables.
+struct QChannelMultipliers {
+  let mult: QBuffer
+  let shift: QBuffer
+
+  init(inScale: Float, weightScales: [Float], outScale: Float, _ what: String) throws(TinfError) {
+    var m: [Int32] = []
+    var s: [Int32] = []
+    for ws in weightScales {
+      let q = try FixedPoint.requantization(Double(inScale) * Double(ws) / Double(outScale), what)
+      m.append(q.multiplier)
+      s.append(q.shift)
+    }
+    mult = try QBuffer(int32: m)
+    shift = try QBuffer(int32: s)
+  }
+}
+
+enum QConv2DKernel {
+  static func infer(_ node: Node, _ inputs: [TensorDesc?]) throws(TinfError) -> [TensorType] {
+    try arity(inputs, 2...3)
+    let x = try required(inputs, 0, "input")
+    let w = try required(inputs, 1, "weights")
+    try QCheck.requireInt8(x, "input")
+    try requireNHWC(x, "input")
+    _ = try QCheck.perTensor(x, "input")
+    guard w.shape.count == 4 else {
+      throw .shape("weights '\(w.name)' must be [Cout,KH,KW,Cin/groups] (rank 4), has \(describe(w.shape))")
+    }
+    let cin = x.shape[3]
+    let cout = w.shape[0]
+    let groups = try node.attrs.int(.groups, default: 1, in: 1...(1 << 20))
+    guard cin % groups == 0 else { throw .shape("input channels \(cin) are not divisible by groups \(groups)") }
+    guard cout % groups == 0 else { throw .shape("output channels \(cout) are not divisible by groups \(groups)") }
+    guard w.shape[3] == cin / groups else {
+      throw .shape(
+        "weights \(describe(w.shape)) do not match input channels \(cin) / groups \(groups) (last dim must be \(cin / groups))")
+    }
+    _ = try QCheck.weights(w, channels: cout, axis: 0, "Conv2D")
+    try QCheck.bias(inputs, 2, cout)
+    _ = try Activation.from(node.attrs)
+    let win = try WindowAttrs(node.attrs)
+    let d = try win.dims(inputH: x.shape[1], inputW: x.shape[2], kernelH: w.shape[1], kernelW: w.shape[2])
+    return [TensorType(.int8, [x.shape[0], d.h.out, d.w.out, cout])]
+  }
+
+  static func bind(_ ctx: KernelContext) throws(TinfError) -> KernelFn {
+    guard let xd = ctx.inputs[0], let wd = ctx.inputs[1] else { throw .format("Conv2D: missing input") }
+    let xq = try QCheck.perTensor(xd, "input")
+    let yq = try QCheck.output(ctx)
+    let n = xd.shape[0]
+    let h = xd.shape[1]
+    let wIn = xd.shape[2]
+    let cin = xd.shape[3]
+    let cout = wd.shape[0]
+    let kh = wd.shape[1]
+    let kw = wd.shape[2]
+    let groups = try ctx.attrs.int(.groups, default: 1, in: 1...(1 << 20))
+    let cg = cin / groups
+    let og = cout / groups
+    let (scales, _) = try QCheck.weights(wd, channels: cout, axis: 0, "Conv2D")
+    let mt = try QChannelMultipliers(inScale: xq.scale, weightScales: scales, outScale: yq.scale, "Conv2D")
+    let (lo, hi) = try QCheck.activationRange(try Activation.from(ctx.attrs), yq)
+    let win = try WindowAttrs(ctx.attrs)
+    let d = try win.dims(inputH: h, inputW: wIn, kernelH: kh, kernelW: kw)
+    let oh = d.h.out
+    let ow = d.w.out
+    let padT = d.h.padBefore
+    let padL = d.w.padBefore
+    let sh = win.strides[0]
+    let sw = win.strides[1]
+    let dh = win.dilations[0]
+    let dw = win.dilations[1]
+    let k = kh &* kw &* cg  // weight row length
+    let patch = kh &* kw &* cin
+    let direct = kh == 1 && kw == 1 && padT == 0 && padL == 0
+    let pixels = n &* oh &* ow
+
+    guard let xp = ctx.inputData[0], let wpRaw = ctx.inputData[1] else { throw TinfError(.internal, "missing data") }
+    let x = UnsafePointer(xp.assumingMemoryBound(to: Int8.self))
+    let w = UnsafePointer(wpRaw.assumingMemoryBound(to: Int8.self))
+    let bias: UnsafePointer<Int32>? =
+      ctx.inputData.count > 2 ? ctx.inputData[2].map { UnsafePointer($0.assumingMemoryBound(to: Int32.self)) } : nil
+    let y = ctx.outputData[0].assumingMemoryBound(to: Int8.self)
+    let pool = ctx.pool
+    // Patches are gathered with the input zero point in the padding, so
+    // acc = sum w x - zp_x sum w needs each weight row's sum.
+    let rowSums = try QBuffer(bytes: cout &* 4)
+    let constantWeights = wd.isConstant
+    if constantWeights {
+      for c in 0..<cout { rowSums.int32[c] = sumInt8(w + c &* k, k) }
+    }
+    let scratch = try QBuffer(bytes: direct ? 0 : pool.threads &* patch)
+    let accRows = try QBuffer(bytes: pool.threads &* cout &* 4)
+    let xz = xq.zeroPoint
+    let yz = yq.zeroPoint
+    let padValue = Int8(truncatingIfNeeded: xz)
+    let minChunk = minChunkFor(perItem: k &* cout)
+
+    return { () throws(TinfError) in
+      if !constantWeights {
+        for c in 0..<cout { rowSums.int32[c] = sumInt8(w + c &* k, k) }
+      }
+      let rs = UnsafePointer(rowSums.int32)
+      let mult = UnsafePointer(mt.mult.int32)
+      let shift = UnsafePointer(mt.shift.int32)
+      forEachChunk(pool, pixels, minChunk: minChunk) { chunk, range in
+        let buf = scratch.int8 + chunk &* patch
+        let accs = accRows.int32 + chunk &* cout
+        for p in range {
+          let b = p / (oh &* ow)
+          let r = p &- b &* (oh &* ow)
+          let oy = r / ow
+          let ox = r &- oy &* ow
+          let a: UnsafePointer<Int8>
+          if direct {
+            a = x + ((b &* h &+ oy &* sh) &* wIn &+ ox &* sw) &* cin
+          } else {
+            gatherPatch(
+              buf, x, b: b, iy0: oy &* sh &- padT, ix0: ox &* sw &- padL, h: h, w: wIn, cin: cin,
+              kh: kh, kw: kw, dh: dh, dw: dw, groups: groups, cg: cg, k: k, pad: padValue)
+            a = UnsafePointer(buf)
+          }
+          for g in 0..<groups {
+            let ag = a + (direct ? g &* cg : g &* k)
+            @inline(__always) func finish(_ c: Int, _ dot: Int32) {
+              var acc = dot &- xz &* rs[c]
+              if let bias { acc &+= bias[c] }
+              accs[c] = acc
+            }
+            var c = g &* og
+            let end = c &+ og
+            while c &+ 4 <= end {
+              let dv = dotInt8x4(ag, w + c &* k, w + (c &+ 1) &* k, w + (c &+ 2) &* k, w + (c &+ 3) &* k, k)
+              finish(c, dv[0])
+              finish(c &+ 1, dv[1])
+              finish(c &+ 2, dv[2])
+              finish(c &+ 3, dv[3])
+              c &+= 4
+            }
+            while c < end {
+              finish(c, dotInt8(ag, w + c &* k, k))
+              c &+= 1
+            }
+          }
+          requantizeRow(accs, mult, shift, yz, lo, hi, y + p &* cout, cout)
+        }
+      }
+    }
+  }
+
+  /// Gathers the input window of one output pixel into `dst`, laid out
+  /// [groups][KH][KW][Cin/groups] like the weight rows; cells in the padding
+  /// hold `pad` (the input zero point, so they contribute nothing).
+  @inline(__always)
+  static func gatherPatch(
+    _ dst: UnsafeMutablePointer<Int8>, _ x: UnsafePointer<Int8>, b: Int, iy0: Int, ix0: Int, h: Int, w: Int,
+    cin: Int, kh: Int, kw: Int, dh: Int, dw: Int, groups: Int, cg: Int, k: Int, pad: Int8
+  ) {
+    for i in 0..<kh {
+      let iy = iy0 &+ i &* dh
+      let rowInside = iy >= 0 && iy < h
+      for j in 0..<kw {
+        let ix = ix0 &+ j &* dw
+        let tap = (i &* kw &+ j) &* cg
+        if rowInside && ix >= 0 && ix < w {
+          let src = x + ((b &* h &+ iy) &* w &+ ix) &* cin
+          if groups == 1 {
+            (dst + tap).update(from: src, count: cin)
+          } else {
+            for g in 0..<groups { (dst + (g &* k &+ tap)).update(from: src + g &* cg, count: cg) }
+          }
+        } else {
+          if groups == 1 {
+            (dst + tap).update(repeating: pad, count: cin)
+          } else {
+            for g in 0..<groups { (dst + (g &* k &+ tap)).update(repeating: pad, count: cg) }
+          }
+        }
+      }
+    }
+  }
+}
+
+enum QDepthwiseConv2DKernel {
+  static func infer(_ node: Node, _ inputs: [TensorDesc?]) throws(TinfError) -> [TensorType] {
+    try arity(inputs, 2...3)
+    let x = try required(inputs, 0, "input")
+    let w = try required(inputs, 1, "weights")
+    try QCheck.requireInt8(x, "input")
+    try requireNHWC(x, "input")
+    _ = try QCheck.perTensor(x, "input")
+    let c = x.shape[3]
+    let m = try node.attrs.int(.depthMultiplier, default: 1, in: 1...(1 << 20))
+    let cm = c * m
+    guard w.shape.count == 4, w.shape[0] == 1, w.shape[3] == cm else {
+      throw .shape(
+        "weights '\(w.name)' must be [1,KH,KW,\(cm)] (channels \(c) x depth_multiplier \(m)), has \(describe(w.shape))")
+    }
+    _ = try QCheck.weights(w, channels: cm, axis: 3, "DepthwiseConv2D")
+    try QCheck.bias(inputs, 2, cm)
+    _ = try Activation.from(node.attrs)
+    let win = try WindowAttrs(node.attrs)
+    let d = try win.dims(inputH: x.shape[1], inputW: x.shape[2], kernelH: w.shape[1], kernelW: w.shape[2])
+    return [TensorType(.int8, [x.shape[0], d.h.out, d.w.out, cm])]
+  }
+
+  static func bind(_ ctx: KernelContext) throws(TinfError) -> KernelFn {
+    guard let xd = ctx.inputs[0], let wd = ctx.inputs[1] else { throw .format("DepthwiseConv2D: missing input") }
+    let xq = try QCheck.perTensor(xd, "input")
+    let yq = try QCheck.output(ctx)
+    let n = xd.shape[0]
+    let h = xd.shape[1]
+    let wIn = xd.shape[2]
+    let c = xd.shape[3]
+    let kh = wd.shape[1]
+    let kw = wd.shape[2]
+    let m = try ctx.attrs.int(.depthMultiplier, default: 1, in: 1...(1 << 20))
+    let cm = c &* m
+    let (scales, _) = try QCheck.weights(wd, channels: cm, axis: 3, "DepthwiseConv2D")
+    let mt = try QChannelMultipliers(inScale: xq.scale, weightScales: scales, outScale: yq.scale, "DepthwiseConv2D")
+    let (lo, hi) = try QCheck.activationRange(try Activation.from(ctx.attrs), yq)
+    let win = try WindowAttrs(ctx.attrs)
+    let d = try win.dims(inputH: h, inputW: wIn, kernelH: kh, kernelW: kw)
+    let oh = d.h.out
+    let ow = d.w.out
+    let padT = d.h.padBefore
+    let padL = d.w.padBefore
+    let sh = win.strides[0]
+    let sw = win.strides[1]
+    let dh = win.dilations[0]
+    let dw = win.dilations[1]
+    guard let xp = ctx.inputData[0], let wpRaw = ctx.inputData[1] else { throw TinfError(.internal, "missing data") }
+    let x = UnsafePointer(xp.assumingMemoryBound(to: Int8.self))
+    let w = UnsafePointer(wpRaw.assumingMemoryBound(to: Int8.self))
+    let bias: UnsafePointer<Int32>? =
+      ctx.inputData.count > 2 ? ctx.inputData[2].map { UnsafePointer($0.assumingMemoryBound(to: Int32.self)) } : nil
+    let y = ctx.outputData[0].assumingMemoryBound(to: Int8.self)
+    let pool = ctx.pool
+    let accs = try QBuffer(bytes: pool.threads &* cm &* 4)
+    let xz = xq.zeroPoint
+    let yz = yq.zeroPoint
+    let pixels = n &* oh &* ow
+    let minChunk = minChunkFor(perItem: kh &* kw &* cm)
+
+    return { () throws(TinfError) in
+      let mult = UnsafePointer(mt.mult.int32)
+      let shift = UnsafePointer(mt.shift.int32)
+      forEachChunk(pool, pixels, minChunk: minChunk) { chunk, range in
+        let acc = accs.int32 + chunk &* cm
+        let zv16 = SIMD16<Int16>(repeating: Int16(truncatingIfNeeded: xz))
+        for p in range {
+          let b = p / (oh &* ow)
+          let r = p &- b &* (oh &* ow)
+          let oy = r / ow
+          let ox = r &- oy &* ow
+          let iy0 = oy &* sh &- padT
+          let ix0 = ox &* sw &- padL
+          // The taps inside the image (padding contributes nothing).
+          let i0 = max(0, (0 &- iy0 &+ dh &- 1) / dh)
+          let i1 = min(kh, (h &- iy0 &+ dh &- 1) / dh)
+          let j0 = max(0, (0 &- ix0 &+ dw &- 1) / dw)
+          let j1 = min(kw, (wIn &- ix0 &+ dw &- 1) / dw)
+          let xpix = x + (b &* h &* wIn) &* c
+          if m == 1 {
+            // Sixteen channels at a time, accumulated in registers over the taps.
+            var o = 0
+            let ra = UnsafeMutableRawPointer(acc)
+            while o &+ 16 <= c {
+              var av = SIMD16<Int32>()
+              if i0 < i1 && j0 < j1 {
+                for i in i0..<i1 {
+                  let rowPtr = xpix + ((iy0 &+ i &* dh) &* wIn) &* c
+                  for j in j0..<j1 {
+                    let xs = UnsafeRawPointer(rowPtr + (ix0 &+ j &* dw) &* c)
+                    let ws = UnsafeRawPointer(w + (i &* kw &+ j) &* cm)
+                    // (x - zp) fits int16 and so does its product with w (|.| <= 255 * 128).
+                    av &+= widen((loadInt8x16(xs, o) &- zv16) &* loadInt8x16(ws, o))
+                  }
+                }
+              }
+              ra.storeBytes(of: av, toByteOffset: o &* 4, as: SIMD16<Int32>.self)
+              o &+= 16
+            }
+            while o < c {
+              var a: Int32 = 0
+              if i0 < i1 && j0 < j1 {
+                for i in i0..<i1 {
+                  for j in j0..<j1 {
+                    let xv = Int32(xpix[((iy0 &+ i &* dh) &* wIn &+ ix0 &+ j &* dw) &* c &+ o]) &- xz
+                    a &+= Int32(w[(i &* kw &+ j) &* cm &+ o]) &* xv
+                  }
+                }
+              }
+              acc[o] = a
+              o &+= 1
+            }
+          } else {
+            acc.update(repeating: 0, count: cm)
+            if i0 < i1 && j0 < j1 {
+              for i in i0..<i1 {
+                for j in j0..<j1 {
+                  let xs = xpix + ((iy0 &+ i &* dh) &* wIn &+ ix0 &+ j &* dw) &* c
+                  let ws = w + (i &* kw &+ j) &* cm
+                  var o = 0
+                  for ch in 0..<c {
+                    let v = Int32(xs[ch]) &- xz
+                    for _ in 0..<m {
+                      acc[o] &+= Int32(ws[o]) &* v
+                      o &+= 1
+                    }
+                  }
+                }
+              }
+            }
+          }
+          if let bias {
+            for o in 0..<cm { acc[o] &+= bias[o] }
+          }
+          requantizeRow(acc, mult, shift, yz, lo, hi, y + p &* cm, cm)
+        }
+      }
+    }
+  }
+}

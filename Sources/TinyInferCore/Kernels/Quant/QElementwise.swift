@@ -1,0 +1,159 @@
+/// int8 Add, Sub and Mul with numpy broadcasting (TFLite's reference integer
+/// Add / Sub / Mul). Div, Maximum, Minimum and PRelu have no int8 kernel.
+///
+/// Add and Sub (TFLite's left_shift = 20 scheme): each input is rescaled to
+/// `(q - zp) * 2^20 * s / (2 max(s_a, s_b))` with its own multiplier, the two
+/// are added (subtracted), and the sum is requantized with
+/// `2 max(s_a, s_b) / (2^20 s_y)`. The per-input stage depends only on the
+/// int8 value, so it is tabulated at bind time (256 entries per input).
+///
+/// Mul: `clamp(MultiplyByQuantizedMultiplier((a - zp_a)(b - zp_b), s_a s_b / s_y) + zp_y)`,
+/// the multiplier computed in float as TFLite's mul.cc does.
+enum QBinaryKernel {
+  static func infer(_ node: Node, _ inputs: [TensorDesc?]) throws(TinfError) -> [TensorType] {
+    try arity(inputs, 2...2)
+    let a = try required(inputs, 0, "a")
+    let b = try required(inputs, 1, "b")
+    switch node.op {
+    case .add, .sub, .mul: break
+    default:
+      throw TinfError(
+        .unsupportedDType, "\(node.op.name) has no int8 kernel (int8: Add, Sub, Mul); dequantize its inputs first")
+    }
+    try QCheck.requireInt8(a, "input")
+    try QCheck.requireInt8(b, "input")
+    _ = try QCheck.perTensor(a, "input")
+    _ = try QCheck.perTensor(b, "input")
+    _ = try Activation.from(node.attrs)
+    return [TensorType(.int8, try broadcastShapes(a.shape, b.shape))]
+  }
+
+  static func bind(_ ctx: KernelContext) throws(TinfError) -> KernelFn {
+    guard let ad = ctx.inputs[0], let bd = ctx.inputs[1] else { throw .format("missing input") }
+    let aq = try QCheck.perTensor(ad, "input")
+    let bq = try QCheck.perTensor(bd, "input")
+    let yq = try QCheck.output(ctx)
+    let (lo, hi) = try QCheck.activationRange(try Activation.from(ctx.attrs), yq)
+    let plan = BroadcastPlan(ad.shape, bd.shape, ctx.outputs[0].shape)
+    guard let ap = ctx.inputData[0], let bp = ctx.inputData[1] else { throw TinfError(.internal, "missing data") }
+    let a = UnsafePointer(ap.assumingMemoryBound(to: Int8.self))
+    let b = UnsafePointer(bp.assumingMemoryBound(to: Int8.self))
+    let y = ctx.outputData[0].assumingMemoryBound(to: Int8.self)
+
+    if ctx.node.op == .mul {
+      let real = (aq.scale * bq.scale) / yq.scale  // float, as mul.cc
+      let m = try FixedPoint.requantization(Double(real), "Mul")
+      let op = QMulOp(za: aq.zeroPoint, zb: bq.zeroPoint, m: m.multiplier, s: m.shift, zp: yq.zeroPoint, lo: lo, hi: hi)
+      return { () throws(TinfError) in QBinaryKernel.run(op, plan, a, b, y) }
+    }
+
+    // Add / Sub: TFLite add.cc / sub.cc Prepare.
+    let leftShift: Int32 = 20
+    let twiceMax = Double(2 * max(aq.scale, bq.scale))
+    let m1 = FixedPoint.quantize(Double(aq.scale) / twiceMax)
+    let m2 = FixedPoint.quantize(Double(bq.scale) / twiceMax)
+    let mo = try FixedPoint.requantization(twiceMax / Double(Float(1 << leftShift) * yq.scale), ctx.node.op.name)
+    let negate = ctx.node.op == .sub
+    var ta = [Int32](repeating: 0, count: 256)
+    var tb = [Int32](repeating: 0, count: 256)
+    for v in -128...127 {
+      let sa = (Int32(v) &- aq.zeroPoint) &* (1 << leftShift)
+      let sb = (Int32(v) &- bq.zeroPoint) &* (1 << leftShift)
+      ta[v + 128] = FixedPoint.rdbpot(FixedPoint.srdhm(sa, m1.multiplier), -m1.shift)
+      let vb = FixedPoint.rdbpot(FixedPoint.srdhm(sb, m2.multiplier), -m2.shift)
+      tb[v + 128] = negate ? 0 &- vb : vb
+    }
+    let tables = try QBuffer(int32: ta + tb)
+    let op = QAddOp(
+      ta: UnsafePointer(tables.int32), tb: UnsafePointer(tables.int32 + 256), m: mo.multiplier, s: mo.shift,
+      zp: yq.zeroPoint, lo: lo, hi: hi)
+    return { () throws(TinfError) in
+      withExtendedLifetime(tables) { QBinaryKernel.run(op, plan, a, b, y) }
+    }
+  }
+
+  /// Runs `op` over the broadcast output, a row of the innermost merged dim
+  /// at a time. In place (y == a) is safe: each element is read before it
+  /// is written.
+  @inline(__always)
+  static func run<Op: QBinaryOp>(
+    _ op: Op, _ plan: BroadcastPlan, _ a: UnsafePointer<Int8>, _ b: UnsafePointer<Int8>, _ y: UnsafeMutablePointer<Int8>
+  ) {
+    let r = plan.dims.count
+    let inner = plan.dims[r - 1]
+    let ia = plan.sa[r - 1]
+    let ib = plan.sb[r - 1]
+    var outer = 1
+    for i in 0..<(r - 1) { outer = outer &* plan.dims[i] }
+    withUnsafeTemporaryAllocation(of: Int.self, capacity: 8) { idx in
+      for i in 0..<8 { idx[i] = 0 }
+      var offA = 0
+      var offB = 0
+      var o = 0
+      for _ in 0..<outer {
+        let ar = a + offA
+        let br = b + offB
+        let yr = y + o
+        if ia == 1 && ib == 1 {
+          for i in 0..<inner { yr[i] = op.apply(ar[i], br[i]) }
+        } else if ia == 1 {
+          let bv = br[0]
+          for i in 0..<inner { yr[i] = op.apply(ar[i], bv) }
+        } else if ib == 1 {
+          let av = ar[0]
+          for i in 0..<inner { yr[i] = op.apply(av, br[i]) }
+        } else {
+          for i in 0..<inner { yr[i] = op.apply(ar[i &* ia], br[i &* ib]) }
+        }
+        o = o &+ inner
+        var k = r - 2
+        while k >= 0 {
+          idx[k] = idx[k] &+ 1
+          offA = offA &+ plan.sa[k]
+          offB = offB &+ plan.sb[k]
+          if idx[k] < plan.dims[k] { break }
+          offA = offA &- plan.sa[k] &* plan.dims[k]
+          offB = offB &- plan.sb[k] &* plan.dims[k]
+          idx[k] = 0
+          k -= 1
+        }
+      }
+    }
+  }
+}
+
+protocol QBinaryOp {
+  func apply(_ a: Int8, _ b: Int8) -> Int8
+}
+
+/// Add or Sub from the tabulated rescaled inputs (Sub's second table is negated).
+struct QAddOp: QBinaryOp {
+  let ta: UnsafePointer<Int32>
+  let tb: UnsafePointer<Int32>
+  let m: Int32
+  let s: Int32
+  let zp: Int32
+  let lo: Int32
+  let hi: Int32
+
+  @inline(__always)
+  func apply(_ a: Int8, _ b: Int8) -> Int8 {
+    let raw = ta[Int(a) &+ 128] &+ tb[Int(b) &+ 128]
+    return requantize(raw, m, s, zp, lo, hi)
+  }
+}
+
+struct QMulOp: QBinaryOp {
+  let za: Int32
+  let zb: Int32
+  let m: Int32
+  let s: Int32
+  let zp: Int32
+  let lo: Int32
+  let hi: Int32
+
+  @inline(__always)
+  func apply(_ a: Int8, _ b: Int8) -> Int8 {
+    requantize((Int32(a) &- za) &* (Int32(b) &- zb), m, s, zp, lo, hi)
+  }
+}

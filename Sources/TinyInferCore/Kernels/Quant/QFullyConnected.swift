@@ -1,0 +1,133 @@
+/// int8 FullyConnected (TFLite's FullyConnected / FullyConnectedPerChannel
+/// reference kernels): x int8 [..., K] per tensor, w int8 [N, K] per tensor
+/// (any zero point) or per channel along dim 0 (zero points 0), optional
+/// int32 bias [N];
+/// `acc = sum (w - zp_w) (x - zp_x) + bias`, then
+/// `clamp(MultiplyByQuantizedMultiplier(acc, M_n) + zp_y)` with
+/// `M_n = s_x s_w[n] / s_y` (per tensor: the product s_x s_w in float, as
+/// TFLite's GetQuantizedConvolutionMultipler).
+///
+/// The sum is computed as `sum w x - zp_x sum w - zp_w sum x + K zp_x zp_w`
+/// (exact in wrapping int32 arithmetic): the row sums of constant weights are
+/// taken once at bind time, and the inner loop is an int8 dot product over
+/// the contiguous depth, four weight rows at a time.
+enum QFullyConnectedKernel {
+  static func infer(_ node: Node, _ inputs: [TensorDesc?]) throws(TinfError) -> [TensorType] {
+    try arity(inputs, 2...3)
+    let x = try required(inputs, 0, "x")
+    let w = try required(inputs, 1, "weights")
+    try QCheck.requireInt8(x, "input")
+    _ = try QCheck.perTensor(x, "input")
+    guard x.shape.count >= 1 else { throw .shape("input must have rank >= 1") }
+    guard w.shape.count == 2 else { throw .shape("weights must be [N, K], got \(describe(w.shape))") }
+    let k = x.shape[x.shape.count - 1]
+    guard w.shape[1] == k else {
+      throw .shape("input depth \(k) does not match the weights \(describe(w.shape)) ([N, K])")
+    }
+    _ = try QCheck.weights(w, channels: w.shape[0], axis: 0, allowZeroPoint: true, "FullyConnected")
+    try QCheck.bias(inputs, 2, w.shape[0])
+    _ = try Activation.from(node.attrs)
+    var out = x.shape
+    out[out.count - 1] = w.shape[0]
+    return [TensorType(.int8, out)]
+  }
+
+  static func bind(_ ctx: KernelContext) throws(TinfError) -> KernelFn {
+    guard let xd = ctx.inputs[0], let wd = ctx.inputs[1] else { throw .format("FullyConnected: missing input") }
+    let xq = try QCheck.perTensor(xd, "input")
+    let yq = try QCheck.output(ctx)
+    let n = wd.shape[0]
+    let k = wd.shape[1]
+    let m = xd.count / k
+    let (scales, wZeroPoint) = try QCheck.weights(wd, channels: n, axis: 0, allowZeroPoint: true, "FullyConnected")
+    let perChannel = (wd.quant?.scales.count ?? 1) > 1
+    var mults: [Int32] = []
+    var shifts: [Int32] = []
+    for c in 0..<n {
+      let real =
+        perChannel
+        ? Double(xq.scale) * Double(scales[c]) / Double(yq.scale)
+        : Double(xq.scale * scales[c]) / Double(yq.scale)
+      let q = try FixedPoint.requantization(real, "FullyConnected")
+      mults.append(q.multiplier)
+      shifts.append(q.shift)
+    }
+    let multTable = try QBuffer(int32: mults)
+    let shiftTable = try QBuffer(int32: shifts)
+    let (lo, hi) = try QCheck.activationRange(try Activation.from(ctx.attrs), yq)
+
+    guard let xp = ctx.inputData[0], let wpRaw = ctx.inputData[1] else { throw TinfError(.internal, "missing data") }
+    let x = UnsafePointer(xp.assumingMemoryBound(to: Int8.self))
+    let w = UnsafePointer(wpRaw.assumingMemoryBound(to: Int8.self))
+    let bias: UnsafePointer<Int32>? =
+      ctx.inputData.count > 2 ? ctx.inputData[2].map { UnsafePointer($0.assumingMemoryBound(to: Int32.self)) } : nil
+    let y = ctx.outputData[0].assumingMemoryBound(to: Int8.self)
+
+    // Row sums of the weights: now for constants, else at each run.
+    let rowSums = try QBuffer(bytes: n &* 4)
+    let constantWeights = wd.isConstant
+    if constantWeights {
+      for r in 0..<n { rowSums.int32[r] = sumInt8(w + r &* k, k) }
+    }
+    let xOffset = -xq.zeroPoint
+    let wOffset = -wZeroPoint
+    let kTimesOffsets = Int32(truncatingIfNeeded: k) &* xOffset &* wOffset
+    let yz = yq.zeroPoint
+    let pool = ctx.pool
+
+    let work = { (rows: Range<Int>, cols: Range<Int>) in
+      let rs = UnsafePointer(rowSums.int32)
+      let mt = UnsafePointer(multTable.int32)
+      let st = UnsafePointer(shiftTable.int32)
+      // Accumulators of up to 64 outputs, then requantized together.
+      withUnsafeTemporaryAllocation(of: Int32.self, capacity: 64) { tmp in
+        let acc = tmp.baseAddress!
+        for r in rows {
+          let xr = x + r &* k
+          var rowConst = kTimesOffsets
+          if wOffset != 0 { rowConst &+= wOffset &* sumInt8(xr, k) }
+          let yr = y + r &* n
+          var c0 = cols.lowerBound
+          while c0 < cols.upperBound {
+            let c1 = min(c0 &+ 64, cols.upperBound)
+            @inline(__always) func finish(_ c: Int, _ dot: Int32) {
+              var a = dot &+ xOffset &* rs[c] &+ rowConst
+              if let bias { a &+= bias[c] }
+              acc[c &- c0] = a
+            }
+            var c = c0
+            while c &+ 4 <= c1 {
+              let d = dotInt8x4(xr, w + c &* k, w + (c &+ 1) &* k, w + (c &+ 2) &* k, w + (c &+ 3) &* k, k)
+              finish(c, d[0])
+              finish(c &+ 1, d[1])
+              finish(c &+ 2, d[2])
+              finish(c &+ 3, d[3])
+              c &+= 4
+            }
+            while c < c1 {
+              finish(c, dotInt8(xr, w + c &* k, k))
+              c &+= 1
+            }
+            requantizeRow(acc, mt + c0, st + c0, yz, lo, hi, yr + c0, c1 &- c0)
+            c0 = c1
+          }
+        }
+      }
+    }
+    let total = m &* n &* k
+    return { () throws(TinfError) in
+      if !constantWeights {
+        for r in 0..<n { rowSums.int32[r] = sumInt8(w + r &* k, k) }
+      }
+      if pool.threads > 1 && total >= 1 << 16 {
+        if m >= pool.threads {
+          pool.parallelRanges(m, minChunk: 1) { rows in work(rows, 0..<n) }
+        } else {
+          pool.parallelRanges(n, minChunk: 16) { cols in work(0..<m, cols) }
+        }
+      } else {
+        work(0..<m, 0..<n)
+      }
+    }
+  }
+}
