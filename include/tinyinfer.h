@@ -287,6 +287,80 @@ tinf_status tinf_builder_set_graph_outputs(tinf_builder *builder, int32_t count,
 tinf_status tinf_builder_finish(tinf_builder *builder);
 tinf_status tinf_builder_data(const tinf_builder *builder, const void **out_data, size_t *out_nbytes);
 
+/* ---- quantization ----------------------------------------------------------- */
+
+/* A quantizer turns a loaded float32 model into a quantized .tinf file
+ * (docs/quantization.md). Typical use:
+ *
+ *     tinf_quantizer *q = NULL;
+ *     tinf_quantizer_create(model, TINF_QUANT_INT8_STATIC, &q);
+ *     for each calibration sample: tinf_quantizer_observe(q, 1, &ptr, &nbytes);
+ *     tinf_quantizer_finish(q);
+ *     tinf_quantizer_data(q, &data, &size);   write data to a file
+ *     tinf_quantizer_free(q);
+ *
+ * The quantizer keeps its own reference to the model. One thread at a time. */
+
+/* Modes. Append-only. */
+typedef enum tinf_quant_mode {
+  TINF_QUANT_FP16 = 1,         /* float32 weights stored as float16 (folded back to float32 at load) */
+  TINF_QUANT_INT8_DYNAMIC = 2, /* FullyConnected/MatMul weights int8 per channel; activations quantized per row at run time */
+  TINF_QUANT_INT8_STATIC = 3,  /* full integer, TFLite int8 spec, from calibration (observe first) */
+  TINF_QUANT_INT4 = 4          /* FullyConnected/MatMul weights int4, blocks of 32 with a float16 scale */
+} tinf_quant_mode;
+
+/* How calibration chooses an activation's range (int8-static). Append-only. */
+typedef enum tinf_calib_method {
+  TINF_CALIB_MINMAX = 1,     /* observed min and max (the default) */
+  TINF_CALIB_PERCENTILE = 2, /* the p and 100-p percentiles (p = 99.99 by default) */
+  TINF_CALIB_MSE = 3,        /* the clipping range minimizing the quantization's mean squared error */
+  TINF_CALIB_ENTROPY = 4     /* the |x| threshold minimizing the KL divergence (TensorRT) */
+} tinf_calib_method;
+
+typedef struct tinf_quantizer tinf_quantizer;
+
+/* Creates a quantizer for `model` (borrowed; the quantizer keeps a reference). */
+tinf_status tinf_quantizer_create(tinf_model *model, int32_t mode, tinf_quantizer **out_quantizer);
+void tinf_quantizer_free(tinf_quantizer *quantizer);
+/* A tinf_calib_method; percentile is used by TINF_CALIB_PERCENTILE (50..100;
+ * 0 keeps the current value). May be changed between finishes. */
+tinf_status tinf_quantizer_set_method(tinf_quantizer *quantizer, int32_t method, float percentile);
+/* Runs the float32 model once on one set of inputs (n_inputs buffers in
+ * input order, nbytes[i] each, exactly the input's size; copied) and records
+ * the range and histogram of every float32 tensor. */
+tinf_status tinf_quantizer_observe(tinf_quantizer *quantizer, int32_t n_inputs, const void *const *inputs,
+                                   const size_t *nbytes);
+/* Number of observe calls so far. */
+tinf_status tinf_quantizer_sample_count(const tinf_quantizer *quantizer, int64_t *out_count);
+/* For tensor `tensor` of the model (tinf_model_tensor_detail index): the
+ * range the current method chooses and the observed min and max. Any
+ * out-pointer may be NULL. TINF_ERR_INVALID_STATE without calibration data. */
+tinf_status tinf_quantizer_tensor_range(const tinf_quantizer *quantizer, int32_t tensor, float *out_lo, float *out_hi,
+                                        float *out_min, float *out_max);
+/* Layers: the ops of the model this mode quantizes. For layer `layer`: its op
+ * index (tinf_model_op), op id, name (its first output's name, owned by the
+ * quantizer) and whether the last finish quantized it (0 before any). */
+tinf_status tinf_quantizer_layer_count(const tinf_quantizer *quantizer, int32_t *out_count);
+tinf_status tinf_quantizer_layer(const tinf_quantizer *quantizer, int32_t layer, int32_t *out_op_index,
+                                 int32_t *out_op, const char **out_name, int32_t *out_quantized);
+/* Keeps layer `layer` in float32 (keep != 0) or not, for the next finish. */
+tinf_status tinf_quantizer_keep_float(tinf_quantizer *quantizer, int32_t layer, int32_t keep);
+/* Rewrites and serializes. May be called again (after keep_float or
+ * set_method); each call resets the comparison sums. */
+tinf_status tinf_quantizer_finish(tinf_quantizer *quantizer);
+/* The file of the last finish: owned by the quantizer, valid until the next
+ * finish or free. */
+tinf_status tinf_quantizer_data(const tinf_quantizer *quantizer, const void **out_data, size_t *out_nbytes);
+/* Runs the float32 and the quantized model on the same inputs and adds, per
+ * layer output and per graph output, sum(x^2) and sum((x - x_quantized)^2)
+ * (int8 tensors dequantized). SQNR in dB = 10 log10(signal / noise). */
+tinf_status tinf_quantizer_compare(tinf_quantizer *quantizer, int32_t n_inputs, const void *const *inputs,
+                                   const size_t *nbytes);
+tinf_status tinf_quantizer_layer_error(const tinf_quantizer *quantizer, int32_t layer, double *out_signal,
+                                       double *out_noise);
+tinf_status tinf_quantizer_output_error(const tinf_quantizer *quantizer, int32_t output, double *out_signal,
+                                        double *out_noise);
+
 #ifdef __cplusplus
 }
 #endif

@@ -28,3 +28,10 @@ from . import convert as _convert_pkg  # noqa: E402
 from .convert import Report  # noqa: E402
 
 convert = _convert_pkg.convert
+
+# `tinyinfer.quantize(src, dst, mode=...)` is the function (docs/quantization.md);
+# the module is tinyinfer.quantize too (`from tinyinfer.quantize import Quantizer`).
+from . import quantize as _quantize_mod  # noqa: E402
+
+quantize = _quantize_mod.quantize
+__all__.append("quantize")

@@ -4,6 +4,8 @@
   inspect MODEL.tinf                        every tensor's dtype, shape, quantization; size by part
   run MODEL.tinf [--input x.npy ...]        run once and print the outputs
   bench MODEL.tinf [--threads N] [--runs N] [--profile]   latency percentiles, arena, per-op table
+  quantize SRC.tinf -o DST.tinf --mode fp16|int8-dynamic|int8-static|int4 [--calib FILE.npy|.npz|DIR]
+           [--method minmax|percentile|mse|entropy] [--report] [--max-accuracy-drop X] [--min-sqnr DB]
 """
 
 from __future__ import annotations
@@ -169,6 +171,18 @@ def _write_trace(path, model, prof, first_run_s) -> None:
                    "otherData": {"first_run_us": first_run_s * 1e6}}, f)
 
 
+def cmd_quantize(args) -> int:
+    import tinyinfer
+    calib = args.calib
+    if calib is not None and args.labels:
+        calib = (calib, args.labels)
+    dst = args.output or os.path.splitext(args.src)[0] + "_" + args.mode.replace("-", "_") + ".tinf"
+    tinyinfer.quantize(args.src, dst, mode=args.mode, calib=calib, method=args.method, percentile=args.percentile,
+                       report=args.report, max_accuracy_drop=args.max_accuracy_drop, min_sqnr=args.min_sqnr,
+                       keep_float=args.keep_float or (), progress=None if not args.no_progress else False,
+                       verbose=True)
+    return 0
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m tinyinfer", description="tinyinfer command line")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -194,6 +208,20 @@ def main(argv=None) -> int:
     b.add_argument("--profile", action="store_true")
     b.add_argument("--trace", help="write a Perfetto / chrome://tracing JSON trace of one run")
     b.set_defaults(fn=cmd_bench)
+    qz = sub.add_parser("quantize", help="quantize a float32 .tinf: fp16, int8-dynamic, int8-static or int4")
+    qz.add_argument("src")
+    qz.add_argument("-o", "--output")
+    qz.add_argument("--mode", required=True, choices=["fp16", "int8-dynamic", "int8-static", "int4"])
+    qz.add_argument("--calib", help="representative inputs: .npy, .npz (input names, or x and y) or a directory of .npy")
+    qz.add_argument("--labels", help=".npy of labels for --calib (for --max-accuracy-drop)")
+    qz.add_argument("--method", default="minmax", choices=["minmax", "percentile", "mse", "entropy"])
+    qz.add_argument("--percentile", type=float, default=99.99)
+    qz.add_argument("--report", action="store_true", help="per-layer SQNR vs float32 on the calibration data")
+    qz.add_argument("--max-accuracy-drop", type=float, help="keep sensitive layers float32 (needs labels)")
+    qz.add_argument("--min-sqnr", type=float, help="keep sensitive layers float32 until the output SQNR >= DB")
+    qz.add_argument("--keep-float", action="append", help="a layer name to keep in float32 (repeatable)")
+    qz.add_argument("--no-progress", action="store_true")
+    qz.set_defaults(fn=cmd_quantize)
     args = p.parse_args(argv)
     import tinyinfer
     try:

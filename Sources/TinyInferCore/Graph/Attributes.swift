@@ -37,6 +37,7 @@ public enum AttrKey: UInt16, Sendable, CaseIterable {
   case halfPixelCenters = 34
   case blockSize = 35
   case dtype = 36
+  case weightFormat = 37
 
   /// The name as a static C string (for the C API).
   public var staticName: StaticString {
@@ -77,12 +78,13 @@ public enum AttrKey: UInt16, Sendable, CaseIterable {
     case .halfPixelCenters: return "half_pixel_centers"
     case .blockSize: return "block_size"
     case .dtype: return "dtype"
+    case .weightFormat: return "weight_format"
     }
   }
 
   public var name: String { String(staticName) }
 
-  public static var maxCode: UInt16 { AttrKey.dtype.rawValue }
+  public static var maxCode: UInt16 { AttrKey.weightFormat.rawValue }
 }
 
 /// A typed attribute value. Type codes in files: 1 int, 2 float, 3 ints, 4 floats, 5 string.

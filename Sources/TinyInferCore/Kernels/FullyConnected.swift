@@ -6,11 +6,20 @@ enum FullyConnectedKernel {
     let x = try required(inputs, 0, "x")
     let w = try required(inputs, 1, "weights")
     try requireFloat(x, "input")
-    try requireFloat(w, "weights")
     guard x.shape.count >= 1 else { throw .shape("input must have rank >= 1") }
-    guard w.shape.count == 2 else { throw .shape("weights must be [N, K], got \(describe(w.shape))") }
     let k = x.shape[x.shape.count - 1]
-    guard w.shape[1] == k else {
+    // Quantized weights with float activations (docs/quantization.md):
+    // int8 per channel (int8-dynamic), or int4 blocks (weight_format 1).
+    let format = try node.attrs.int(.weightFormat, default: 0, in: 0...1)
+    if format == WeightFormat.q4Blocks {
+      try HybridFullyConnected.checkQ4Weights(w, k: k)
+    } else if w.dtype == .int8 {
+      try HybridFullyConnected.checkInt8Weights(w)
+    } else {
+      try requireFloat(w, "weights")
+    }
+    guard w.shape.count == 2 else { throw .shape("weights must be [N, K], got \(describe(w.shape))") }
+    guard format == WeightFormat.q4Blocks || w.shape[1] == k else {
       throw .shape("input depth \(k) does not match the weights \(describe(w.shape)) ([N, K])")
     }
     if inputs.count == 3, let b = inputs[2] {
@@ -26,6 +35,10 @@ enum FullyConnectedKernel {
   }
 
   static func bind(_ ctx: KernelContext) throws(TinfError) -> KernelFn {
+    if try ctx.attrs.int(.weightFormat, default: 0, in: 0...1) == WeightFormat.q4Blocks {
+      return try HybridFullyConnected.bindQ4(ctx, try Activation.from(ctx.attrs))
+    }
+    if ctx.inputs[1]!.dtype == .int8 { return try HybridFullyConnected.bindInt8(ctx, try Activation.from(ctx.attrs)) }
     let x = ctx.floatIn(0)
     let w = ctx.floatIn(1)
     let bias = ctx.optionalFloatIn(2)

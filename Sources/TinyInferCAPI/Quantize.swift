@@ -1,0 +1,237 @@
+// The C API of the quantizer (include/tinyinfer.h, section "quantization"):
+// a thin shell over TinyInferCore's Quantizer.
+
+import CTinyInfer
+import TinyInferCore
+import TinyInferShims
+
+final class QuantizerHandle {
+  let quantizer: Quantizer
+  let layerNames: [UnsafeMutablePointer<CChar>]
+  /// The file of the last finish (stable for tinf_quantizer_data).
+  private(set) var data: UnsafeMutableRawPointer? = nil
+  private(set) var count = 0
+
+  init(_ q: Quantizer) {
+    quantizer = q
+    let g = q.model.graph
+    layerNames = q.layers.map { makeCString(g.tensors[g.nodes[$0].outputs[0]].name) }
+  }
+
+  func setBytes(_ bytes: [UInt8]) -> Bool {
+    ti_shim_free(data)
+    count = 0
+    data = ti_shim_alloc(max(bytes.count, 1))
+    guard let data else { return false }
+    bytes.withUnsafeBytes { if let b = $0.baseAddress { data.copyMemory(from: b, byteCount: bytes.count) } }
+    count = bytes.count
+    return true
+  }
+
+  deinit {
+    for p in layerNames { p.deallocate() }
+    ti_shim_free(data)
+  }
+}
+
+func quantizerHandle(_ p: OpaquePointer?) -> QuantizerHandle? {
+  guard let p else { return nil }
+  return Unmanaged<QuantizerHandle>.fromOpaque(UnsafeRawPointer(p)).takeUnretainedValue()
+}
+
+/// The caller's input buffers as raw buffers, checked for NULL.
+private func inputBuffers(_ n: Int32, _ inputs: UnsafePointer<UnsafeRawPointer?>?, _ nbytes: UnsafePointer<Int>?)
+  -> [UnsafeRawBufferPointer]?
+{
+  guard n >= 0 && n <= 1 << 16 else { return nil }
+  if n == 0 { return [] }
+  guard let inputs, let nbytes else { return nil }
+  var out: [UnsafeRawBufferPointer] = []
+  for i in 0..<Int(n) {
+    guard let p = inputs[i], nbytes[i] >= 0 else { return nil }
+    out.append(UnsafeRawBufferPointer(start: p, count: nbytes[i]))
+  }
+  return out
+}
+
+@c @implementation
+public func tinf_quantizer_create(_ model: OpaquePointer?, _ mode: Int32, _ out: UnsafeMutablePointer<OpaquePointer?>?)
+  -> tinf_status
+{
+  guard let m = modelHandle(model), let out else { return nullArg("tinf_quantizer_create") }
+  guard let md = QuantMode(rawValue: Int(mode)) else {
+    return fail(.invalidArgument, "unknown quantization mode \(mode) (1 fp16, 2 int8-dynamic, 3 int8-static, 4 int4)")
+  }
+  do throws(TinfError) {
+    let q = try Quantizer.make(model: m.model, mode: md)
+    out.pointee = retain(QuantizerHandle(q))
+    return ok()
+  } catch {
+    return fail(error)
+  }
+}
+
+@c @implementation
+public func tinf_quantizer_free(_ quantizer: OpaquePointer?) {
+  guard let quantizer else { return }
+  Unmanaged<QuantizerHandle>.fromOpaque(UnsafeRawPointer(quantizer)).release()
+}
+
+@c @implementation
+public func tinf_quantizer_set_method(_ quantizer: OpaquePointer?, _ method: Int32, _ percentile: Float) -> tinf_status {
+  guard let h = quantizerHandle(quantizer) else { return nullArg("tinf_quantizer_set_method") }
+  guard let m = CalibrationMethod(rawValue: Int(method)) else {
+    return fail(.invalidArgument, "unknown calibration method \(method) (1 minmax, 2 percentile, 3 mse, 4 entropy)")
+  }
+  if percentile != 0 {
+    guard percentile >= 50 && percentile <= 100 else {
+      return fail(.invalidArgument, "percentile must be in 50...100, got \(percentile)")
+    }
+    h.quantizer.percentile = percentile
+  }
+  h.quantizer.method = m
+  return ok()
+}
+
+@c @implementation
+public func tinf_quantizer_observe(
+  _ quantizer: OpaquePointer?, _ n: Int32, _ inputs: UnsafePointer<UnsafeRawPointer?>?, _ nbytes: UnsafePointer<Int>?
+) -> tinf_status {
+  guard let h = quantizerHandle(quantizer) else { return nullArg("tinf_quantizer_observe") }
+  guard let bufs = inputBuffers(n, inputs, nbytes) else { return nullArg("tinf_quantizer_observe (inputs)") }
+  do throws(TinfError) {
+    try h.quantizer.observe(bufs)
+    return ok()
+  } catch {
+    return fail(error)
+  }
+}
+
+@c @implementation
+public func tinf_quantizer_sample_count(_ quantizer: OpaquePointer?, _ out: UnsafeMutablePointer<Int64>?) -> tinf_status {
+  guard let h = quantizerHandle(quantizer), let out else { return nullArg("tinf_quantizer_sample_count") }
+  out.pointee = Int64(h.quantizer.samples)
+  return ok()
+}
+
+@c @implementation
+public func tinf_quantizer_tensor_range(
+  _ quantizer: OpaquePointer?, _ tensor: Int32, _ lo: UnsafeMutablePointer<Float>?, _ hi: UnsafeMutablePointer<Float>?,
+  _ mn: UnsafeMutablePointer<Float>?, _ mx: UnsafeMutablePointer<Float>?
+) -> tinf_status {
+  guard let h = quantizerHandle(quantizer) else { return nullArg("tinf_quantizer_tensor_range") }
+  let n = h.quantizer.model.graph.tensors.count
+  guard tensor >= 0 && Int(tensor) < n else { return fail(.invalidArgument, "tensor \(tensor) out of range (\(n) tensors)") }
+  guard let r = h.quantizer.range(of: Int(tensor)), let o = h.quantizer.observedRange(of: Int(tensor)) else {
+    return fail(.invalidState, "no calibration data for tensor \(tensor) (not a float32 activation, or nothing observed)")
+  }
+  lo?.pointee = r.lo
+  hi?.pointee = r.hi
+  mn?.pointee = o.lo
+  mx?.pointee = o.hi
+  return ok()
+}
+
+@c @implementation
+public func tinf_quantizer_layer_count(_ quantizer: OpaquePointer?, _ out: UnsafeMutablePointer<Int32>?) -> tinf_status {
+  guard let h = quantizerHandle(quantizer), let out else { return nullArg("tinf_quantizer_layer_count") }
+  out.pointee = Int32(h.quantizer.layers.count)
+  return ok()
+}
+
+@c @implementation
+public func tinf_quantizer_layer(
+  _ quantizer: OpaquePointer?, _ layer: Int32, _ opIndex: UnsafeMutablePointer<Int32>?, _ op: UnsafeMutablePointer<Int32>?,
+  _ name: UnsafeMutablePointer<UnsafePointer<CChar>?>?, _ quantized: UnsafeMutablePointer<Int32>?
+) -> tinf_status {
+  guard let h = quantizerHandle(quantizer) else { return nullArg("tinf_quantizer_layer") }
+  let q = h.quantizer
+  guard layer >= 0 && Int(layer) < q.layers.count else {
+    return fail(.invalidArgument, "layer \(layer) out of range (\(q.layers.count) layers)")
+  }
+  let l = Int(layer)
+  let k = q.layers[l]
+  opIndex?.pointee = Int32(k)
+  op?.pointee = Int32(q.model.graph.nodes[k].op.rawValue)
+  name?.pointee = UnsafePointer(h.layerNames[l])
+  quantized?.pointee = q.layerQuantized[l] ? 1 : 0
+  return ok()
+}
+
+@c @implementation
+public func tinf_quantizer_keep_float(_ quantizer: OpaquePointer?, _ layer: Int32, _ keep: Int32) -> tinf_status {
+  guard let h = quantizerHandle(quantizer) else { return nullArg("tinf_quantizer_keep_float") }
+  let q = h.quantizer
+  guard layer >= 0 && Int(layer) < q.layers.count else {
+    return fail(.invalidArgument, "layer \(layer) out of range (\(q.layers.count) layers)")
+  }
+  q.keepFloat[Int(layer)] = keep != 0
+  return ok()
+}
+
+@c @implementation
+public func tinf_quantizer_finish(_ quantizer: OpaquePointer?) -> tinf_status {
+  guard let h = quantizerHandle(quantizer) else { return nullArg("tinf_quantizer_finish") }
+  do throws(TinfError) {
+    let bytes = try h.quantizer.finish()
+    guard h.setBytes(bytes) else { return fail(.outOfMemory, "cannot allocate \(bytes.count) bytes for the file") }
+    return ok()
+  } catch {
+    return fail(error)
+  }
+}
+
+@c @implementation
+public func tinf_quantizer_data(
+  _ quantizer: OpaquePointer?, _ out: UnsafeMutablePointer<UnsafeRawPointer?>?, _ nbytes: UnsafeMutablePointer<Int>?
+) -> tinf_status {
+  guard let h = quantizerHandle(quantizer), let out, let nbytes else { return nullArg("tinf_quantizer_data") }
+  guard let d = h.data, h.count > 0 else { return fail(.invalidState, "tinf_quantizer_data: call tinf_quantizer_finish first") }
+  out.pointee = UnsafeRawPointer(d)
+  nbytes.pointee = h.count
+  return ok()
+}
+
+@c @implementation
+public func tinf_quantizer_compare(
+  _ quantizer: OpaquePointer?, _ n: Int32, _ inputs: UnsafePointer<UnsafeRawPointer?>?, _ nbytes: UnsafePointer<Int>?
+) -> tinf_status {
+  guard let h = quantizerHandle(quantizer) else { return nullArg("tinf_quantizer_compare") }
+  guard let bufs = inputBuffers(n, inputs, nbytes) else { return nullArg("tinf_quantizer_compare (inputs)") }
+  do throws(TinfError) {
+    try h.quantizer.compare(bufs)
+    return ok()
+  } catch {
+    return fail(error)
+  }
+}
+
+@c @implementation
+public func tinf_quantizer_layer_error(
+  _ quantizer: OpaquePointer?, _ layer: Int32, _ signal: UnsafeMutablePointer<Double>?,
+  _ noise: UnsafeMutablePointer<Double>?
+) -> tinf_status {
+  guard let h = quantizerHandle(quantizer) else { return nullArg("tinf_quantizer_layer_error") }
+  let q = h.quantizer
+  guard layer >= 0 && Int(layer) < q.layers.count else {
+    return fail(.invalidArgument, "layer \(layer) out of range (\(q.layers.count) layers)")
+  }
+  signal?.pointee = q.signal[Int(layer)]
+  noise?.pointee = q.noise[Int(layer)]
+  return ok()
+}
+
+@c @implementation
+public func tinf_quantizer_output_error(
+  _ quantizer: OpaquePointer?, _ output: Int32, _ signal: UnsafeMutablePointer<Double>?,
+  _ noise: UnsafeMutablePointer<Double>?
+) -> tinf_status {
+  guard let h = quantizerHandle(quantizer) else { return nullArg("tinf_quantizer_output_error") }
+  let q = h.quantizer
+  guard output >= 0 && Int(output) < q.outputSignal.count else {
+    return fail(.invalidArgument, "output \(output) out of range (\(q.outputSignal.count) outputs)")
+  }
+  signal?.pointee = q.outputSignal[Int(output)]
+  noise?.pointee = q.outputNoise[Int(output)]
+  return ok()
+}

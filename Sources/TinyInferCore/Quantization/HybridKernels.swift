@@ -1,0 +1,298 @@
+/// FullyConnected with quantized weights and float32 activations (the
+/// int8-dynamic and int4 modes). Bound from FullyConnectedKernel when the
+/// weights are int8 with per-channel parameters, or uint8 int4 blocks
+/// (attribute weight_format = 1). docs/quantization.md documents the math.
+enum HybridFullyConnected {
+  // MARK: - shape inference
+
+  /// Checks int8 weights [N, K] for the hybrid path: symmetric (zero
+  /// points 0), per tensor or per output channel (axis 0).
+  static func checkInt8Weights(_ w: TensorDesc) throws(TinfError) {
+    guard w.shape.count == 2 else { throw .shape("weights must be [N, K], got \(describe(w.shape))") }
+    guard let q = w.quant else {
+      throw TinfError(.unsupportedDType, "int8 weights '\(w.name)' need quantization parameters")
+    }
+    guard q.axis == nil || q.axis == 0 else {
+      throw .unsupported("int8 weights '\(w.name)' must be quantized per tensor or along axis 0 (output channels)")
+    }
+    guard q.scales.count == (q.axis == nil ? 1 : w.shape[0]) else {
+      throw .format("int8 weights '\(w.name)': \(q.scales.count) scales for \(w.shape[0]) channels")
+    }
+    for z in q.zeroPoints where z != 0 {
+      throw .unsupported("int8 weights '\(w.name)' must be symmetric (zero point 0), got \(z)")
+    }
+  }
+
+  /// Checks int4 block weights: uint8 [N, ceil(K/32) * 18].
+  static func checkQ4Weights(_ w: TensorDesc, k: Int) throws(TinfError) {
+    guard w.dtype == .uint8 else {
+      throw TinfError(.unsupportedDType, "weight_format 1 (int4 blocks) needs uint8 weights, got \(w.dtype.name)")
+    }
+    let nb = (k + QuantNumerics.q4Block - 1) / QuantNumerics.q4Block
+    guard w.shape.count == 2, w.shape[1] == nb * QuantNumerics.q4BlockBytes else {
+      throw .shape(
+        "int4 block weights for depth \(k) must be [N, \(nb * QuantNumerics.q4BlockBytes)], got \(describe(w.shape))")
+    }
+  }
+
+  // MARK: - int8 weights, activations quantized per row at run time
+
+  /// Quantizes one row of `k` floats to uint8 with its own range (widened
+  /// to contain 0): scale = (max - min) / 255, zero point = round(-min /
+  /// scale), q = clamp(round_half_even(x / scale) + zp, 0, 255).
+  @inline(__always)
+  static func quantizeRow(_ x: UnsafePointer<Float>, _ k: Int, _ q: UnsafeMutablePointer<UInt8>) -> (Float, Int32) {
+    var lo: Float = 0
+    var hi: Float = 0
+    for i in 0..<k {
+      let v = x[i]
+      lo = v < lo ? v : lo
+      hi = v > hi ? v : hi
+    }
+    let scale = (hi - lo) / 255
+    guard scale > 0 && scale.isFinite else {
+      q.initialize(repeating: 0, count: k)
+      return (1, 0)
+    }
+    let inv = 1 / scale
+    // 1.5 * 2^23: adding it rounds to an integer, half to even, in the
+    // low mantissa bits (exact for |v| < 2^22; v is clamped to 0...255).
+    let magic: Float = 12_582_912
+    let zpf = (-lo * inv + magic) - magic
+    for i in 0..<k {
+      var v = x[i] * inv + zpf
+      v = v < 0 ? 0 : (v > 255 ? 255 : v)
+      q[i] = UInt8(truncatingIfNeeded: (v + magic).bitPattern)
+    }
+    return (scale, Int32(zpf))
+  }
+
+  /// Four int32 dot products of a uint8 row with four int8 rows. Written
+  /// as plain loops: LLVM vectorizes them (widening to int16/int32 and
+  /// vpmaddwd, or vpdpwssd with VNNI), which is exact: no vpmaddubsw, so no
+  /// int16 saturation, and weights keep their full [-127, 127].
+  @inline(__always)
+  static func dot4(
+    _ a: UnsafeRawPointer, _ w0: UnsafeRawPointer, _ w1: UnsafeRawPointer, _ w2: UnsafeRawPointer,
+    _ w3: UnsafeRawPointer, _ k: Int
+  ) -> SIMD4<Int32> {
+    let ap = a.assumingMemoryBound(to: UInt8.self)
+    let p0 = w0.assumingMemoryBound(to: Int8.self)
+    let p1 = w1.assumingMemoryBound(to: Int8.self)
+    let p2 = w2.assumingMemoryBound(to: Int8.self)
+    let p3 = w3.assumingMemoryBound(to: Int8.self)
+    var s0: Int32 = 0
+    var s1: Int32 = 0
+    var s2: Int32 = 0
+    var s3: Int32 = 0
+    for i in 0..<k {
+      let v = Int32(ap[i])
+      s0 &+= v &* Int32(p0[i])
+      s1 &+= v &* Int32(p1[i])
+      s2 &+= v &* Int32(p2[i])
+      s3 &+= v &* Int32(p3[i])
+    }
+    return SIMD4<Int32>(s0, s1, s2, s3)
+  }
+
+  @inline(__always)
+  static func dot1(_ a: UnsafeRawPointer, _ w: UnsafeRawPointer, _ k: Int) -> Int32 {
+    let ap = a.assumingMemoryBound(to: UInt8.self)
+    let wp = w.assumingMemoryBound(to: Int8.self)
+    var s: Int32 = 0
+    for i in 0..<k { s &+= Int32(ap[i]) &* Int32(wp[i]) }
+    return s
+  }
+
+  /// Depth chunk: int32 sums of up to 32768 products of |255 * 127| cannot overflow.
+  static let chunk = 32768
+
+  static func bindInt8(_ ctx: KernelContext, _ act: Activation) throws(TinfError) -> KernelFn {
+    let wd = ctx.inputs[1]!
+    let x = ctx.floatIn(0)
+    let w = UnsafeRawPointer(ctx.inputData[1]!)
+    let bias = ctx.optionalFloatIn(2)
+    let y = ctx.floatOut(0)
+    let k = wd.shape[1]
+    let n = wd.shape[0]
+    let m = ctx.inputs[0]!.count / k
+    let q = wd.quant!
+    // Scratch: quantized rows (m * k bytes), then per row scale and zero
+    // point, then per channel weight scale and weight row sum.
+    let qBytes = (m &* k &+ 63) / 64 * 64
+    let scratch = try Scratch(count: qBytes / 4 + 2 * m + 2 * n)
+    let base = UnsafeMutableRawPointer(scratch.ptr!)
+    let xq = base.assumingMemoryBound(to: UInt8.self)
+    let rowScale = (base + qBytes).assumingMemoryBound(to: Float.self)
+    let rowZp = (base + qBytes + 4 * m).assumingMemoryBound(to: Int32.self)
+    let wScale = (base + qBytes + 8 * m).assumingMemoryBound(to: Float.self)
+    let wSum = (base + qBytes + 8 * m + 4 * n).assumingMemoryBound(to: Int32.self)
+    for c in 0..<n { wScale[c] = q.scales.count == 1 ? q.scales[0] : q.scales[c] }
+    let constantW = wd.isConstant
+    func sums() {
+      for c in 0..<n {
+        var s: Int32 = 0
+        let row = w + c &* k
+        for i in 0..<k { s &+= Int32(row.load(fromByteOffset: i, as: Int8.self)) }
+        wSum[c] = s
+      }
+    }
+    if constantW { sums() }
+    let pool = ctx.pool
+    let work = m &* n &* k
+
+    func rowsCols(_ rows: Range<Int>, _ cols: Range<Int>) {
+      for r in rows {
+        let a = UnsafeRawPointer(xq + r &* k)
+        let yr = y + r &* n
+        let xs = rowScale[r]
+        let zp = rowZp[r]
+        var c = cols.lowerBound
+        while c &+ 4 <= cols.upperBound {
+          // Exact integer sums (int32 per chunk, int64 across chunks), one
+          // rounding to float at the end.
+          var t = SIMD4<Int64>(repeating: 0)
+          var k0 = 0
+          while k0 < k {
+            let len = min(chunk, k &- k0)
+            let acc = dot4(
+              a + k0, w + (c &* k &+ k0), w + ((c &+ 1) &* k &+ k0), w + ((c &+ 2) &* k &+ k0),
+              w + ((c &+ 3) &* k &+ k0), len)
+            t[0] &+= Int64(acc[0])
+            t[1] &+= Int64(acc[1])
+            t[2] &+= Int64(acc[2])
+            t[3] &+= Int64(acc[3])
+            k0 &+= len
+          }
+          for j in 0..<4 {
+            let total = t[j] &- Int64(zp) &* Int64(wSum[c &+ j])
+            var v = Float(total) * (xs * wScale[c &+ j])
+            if let bias { v += bias[c &+ j] }
+            yr[c &+ j] = v
+          }
+          c &+= 4
+        }
+        while c < cols.upperBound {
+          var t: Int64 = 0
+          var k0 = 0
+          while k0 < k {
+            let len = min(chunk, k &- k0)
+            t &+= Int64(dot1(a + k0, w + (c &* k &+ k0), len))
+            k0 &+= len
+          }
+          var v = Float(t &- Int64(zp) &* Int64(wSum[c])) * (xs * wScale[c])
+          if let bias { v += bias[c] }
+          yr[c] = v
+          c &+= 1
+        }
+      }
+    }
+
+    return { () throws(TinfError) in
+      // The closure owns the scratch (the pointers above point into it).
+      withExtendedLifetime(scratch) {}
+      if !constantW { sums() }
+      for r in 0..<m {
+        let (s, z) = quantizeRow(x + r &* k, k, xq + r &* k)
+        rowScale[r] = s
+        rowZp[r] = z
+      }
+      if pool.threads > 1 && work >= 1 << 16 {
+        if m >= pool.threads {
+          pool.parallelRanges(m, minChunk: 1) { rows in rowsCols(rows, 0..<n) }
+        } else {
+          pool.parallelRanges(n, minChunk: 16) { cols in rowsCols(0..<m, cols) }
+        }
+      } else {
+        rowsCols(0..<m, 0..<n)
+      }
+      act.apply(y, m &* n)
+    }
+  }
+
+  // MARK: - int4 blocks
+
+  /// Dot product of 32 * nb floats with one row of int4 blocks, decoding
+  /// one block at a time into 32 floats on the stack (a plain loop LLVM
+  /// vectorizes), then SIMD8 products.
+  @inline(__always)
+  static func dotQ4(_ x: UnsafePointer<Float>, _ w: UnsafeRawPointer, _ nb: Int) -> Float {
+    withUnsafeTemporaryAllocation(of: Float.self, capacity: 32) { buf in
+      let f = buf.baseAddress!
+      let fr = UnsafeRawPointer(f)
+      let xr = UnsafeRawPointer(x)
+      var total = SIMD8<Float>(repeating: 0)
+      for b in 0..<nb {
+        let blk = w + b &* QuantNumerics.q4BlockBytes
+        let bits = UInt16(blk.load(as: UInt8.self)) | (UInt16(blk.load(fromByteOffset: 1, as: UInt8.self)) << 8)
+        let d = QuantNumerics.halfToFloat(bits)
+        let qs = (blk + 2).assumingMemoryBound(to: UInt8.self)
+        for j in 0..<16 {
+          let q = qs[j]
+          f[j] = Float(q & 15) - 8
+          f[j &+ 16] = Float(q >> 4) - 8
+        }
+        let o = b &* 128
+        var s = fr.loadUnaligned(as: SIMD8<Float>.self) * xr.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self)
+        s.addProduct(
+          fr.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self), xr.loadUnaligned(fromByteOffset: o &+ 32, as: SIMD8<Float>.self))
+        s.addProduct(
+          fr.loadUnaligned(fromByteOffset: 64, as: SIMD8<Float>.self), xr.loadUnaligned(fromByteOffset: o &+ 64, as: SIMD8<Float>.self))
+        s.addProduct(
+          fr.loadUnaligned(fromByteOffset: 96, as: SIMD8<Float>.self), xr.loadUnaligned(fromByteOffset: o &+ 96, as: SIMD8<Float>.self))
+        total.addProduct(SIMD8<Float>(repeating: d), s)
+      }
+      return total.sum()
+    }
+  }
+
+  static func bindQ4(_ ctx: KernelContext, _ act: Activation) throws(TinfError) -> KernelFn {
+    let x = ctx.floatIn(0)
+    let w = UnsafeRawPointer(ctx.inputData[1]!)
+    let bias = ctx.optionalFloatIn(2)
+    let y = ctx.floatOut(0)
+    let k = ctx.inputs[0]!.shape[ctx.inputs[0]!.shape.count - 1]
+    let n = ctx.inputs[1]!.shape[0]
+    let m = ctx.inputs[0]!.count / k
+    let nb = (k + QuantNumerics.q4Block - 1) / QuantNumerics.q4Block
+    let kp = nb * QuantNumerics.q4Block
+    let rowBytes = nb * QuantNumerics.q4BlockBytes
+    // A depth that is not a multiple of 32: rows are copied, zero padded.
+    let padded = kp != k
+    let scratch = try Scratch(count: padded ? m * kp : 0)
+    let pool = ctx.pool
+    let work = m &* n &* k
+
+    func rowsCols(_ rows: Range<Int>, _ cols: Range<Int>) {
+      for r in rows {
+        let xr: UnsafePointer<Float> = padded ? UnsafePointer(scratch.ptr! + r &* kp) : x + r &* k
+        let yr = y + r &* n
+        for c in cols {
+          var v = dotQ4(xr, w + c &* rowBytes, nb)
+          if let bias { v += bias[c] }
+          yr[c] = v
+        }
+      }
+    }
+
+    return { () throws(TinfError) in
+      if padded, let s = scratch.ptr {
+        for r in 0..<m {
+          let dst = s + r &* kp
+          for i in 0..<k { dst[i] = x[r &* k &+ i] }
+          for i in k..<kp { dst[i] = 0 }
+        }
+      }
+      if pool.threads > 1 && work >= 1 << 16 {
+        if m >= pool.threads {
+          pool.parallelRanges(m, minChunk: 1) { rows in rowsCols(rows, 0..<n) }
+        } else {
+          pool.parallelRanges(n, minChunk: 16) { cols in rowsCols(0..<m, cols) }
+        }
+      } else {
+        rowsCols(0..<m, 0..<n)
+      }
+      act.apply(y, m &* n)
+    }
+  }
+}

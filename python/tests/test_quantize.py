@@ -1,0 +1,713 @@
+"""Quantization (docs/quantization.md, "Modes"): fp16, int8-dynamic,
+int8-static, int4, calibration methods, the report and mixed precision, the
+CLI; on the committed digits models (models/digits_*.tflite, held-out test
+split models/digits_split.npz) and on small built graphs."""
+
+import os
+import struct
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import tinyinfer
+from tinyinfer.quantize import Quantizer, calibration_sets, sqnr_db
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+MODELS = os.path.join(ROOT, "models")
+SHAPES = {"mlp": (1, 784), "cnn": (1, 28, 28, 1)}
+
+
+# -- a reader of .tinf files (docs/format.md), to look at stored constants ------
+
+DTYPES = {1: np.float32, 2: np.float16, 3: np.int8, 4: np.uint8, 5: np.int32, 6: np.int64, 7: np.int16, 8: np.bool_}
+
+
+def read_tinf(data: bytes):
+    """{name: dict(dtype, shape, quant=(axis, scales, zps) or None, value=array or None)} and the op codes."""
+    assert data[:4] == b"TINF"
+    body_off, body_size, data_off = struct.unpack_from("<QQQ", data, 16)
+    p = body_off
+
+    def u32():
+        nonlocal p
+        v = struct.unpack_from("<I", data, p)[0]
+        p += 4
+        return v
+
+    def s():
+        nonlocal p
+        n = u32()
+        v = data[p:p + n].decode()
+        p += n
+        return v
+
+    for _ in range(u32()):
+        s(), s()
+    tensors = {}
+    for _ in range(u32()):
+        name = s()
+        dt, flags, rank, _r = struct.unpack_from("<BBBB", data, p)
+        p += 4
+        shape = struct.unpack_from(f"<{rank}q", data, p) if flags & 2 else ()
+        p += 8 * rank
+        kind = data[p]
+        p += 1
+        quant = None
+        if kind == 1:
+            axis = struct.unpack_from("<i", data, p)[0]
+            n = struct.unpack_from("<I", data, p + 4)[0]
+            p += 8
+            scales = np.frombuffer(data, np.float32, n, p)
+            zps = np.frombuffer(data, np.int32, n, p + 4 * n)
+            p += 8 * n
+            quant = (axis, scales.copy(), zps.copy())
+        value = None
+        if flags & 1:
+            off, size = struct.unpack_from("<QQ", data, p)
+            p += 16
+            value = np.frombuffer(data, DTYPES[dt], size // np.dtype(DTYPES[dt]).itemsize,
+                                  data_off + off).reshape(shape).copy()
+        tensors.setdefault(name, dict(dtype=DTYPES.get(dt), shape=tuple(shape), quant=quant, value=value))
+    return tensors
+
+
+# -- models and data -------------------------------------------------------------
+
+def _build_from_tflite(path: str) -> bytes:
+    """The same float32 graph as the TFLite converter makes, built with the
+    GraphBuilder from the weights (used when tinyinfer.convert cannot)."""
+    import tflite
+    buf = open(path, "rb").read()
+    m = tflite.Model.GetRootAsModel(buf, 0)
+    sg = m.Subgraphs(0)
+
+    def arr(i):
+        t = sg.Tensors(i)
+        raw = m.Buffers(t.Buffer()).DataAsNumpy()
+        return np.frombuffer(raw.tobytes(), np.float32).reshape(t.ShapeAsNumpy())
+
+    b = tinyinfer.GraphBuilder(os.path.basename(path))
+    inp = sg.Inputs(0)
+    vals = {inp: b.input("image", tuple(int(d) for d in sg.Tensors(inp).ShapeAsNumpy()))}
+    for i in range(sg.OperatorsLength()):
+        op = sg.Operators(i)
+        oc = m.OperatorCodes(op.OpcodeIndex())
+        code = max(oc.BuiltinCode(), oc.DeprecatedBuiltinCode())
+        ins, outs = op.InputsAsNumpy(), op.OutputsAsNumpy()
+        opts = op.BuiltinOptions()
+        if code == 3:  # CONV_2D
+            o = tflite.Conv2DOptions()
+            o.Init(opts.Bytes, opts.Pos)
+            y = b.op("Conv2D", vals[ins[0]], b.const(None, arr(ins[1])), b.const(None, arr(ins[2])),
+                     padding=1 if o.Padding() == 0 else 0, strides=[o.StrideH(), o.StrideW()],
+                     activation={0: 0, 1: 1, 3: 2}[o.FusedActivationFunction()])
+        elif code == 17:  # MAX_POOL_2D
+            o = tflite.Pool2DOptions()
+            o.Init(opts.Bytes, opts.Pos)
+            y = b.op("MaxPool2D", vals[ins[0]], filter=[o.FilterHeight(), o.FilterWidth()],
+                     strides=[o.StrideH(), o.StrideW()], padding=1 if o.Padding() == 0 else 0)
+        elif code == 22:  # RESHAPE
+            y = b.op("Reshape", vals[ins[0]], shape=[1, -1])
+        elif code == 9:  # FULLY_CONNECTED
+            o = tflite.FullyConnectedOptions()
+            o.Init(opts.Bytes, opts.Pos)
+            y = b.op("FullyConnected", vals[ins[0]], b.const(None, arr(ins[1])), b.const(None, arr(ins[2])),
+                     activation={0: 0, 1: 1, 3: 2}[o.FusedActivationFunction()])
+        elif code == 25:  # SOFTMAX
+            y = b.op("Softmax", vals[ins[0]])
+        else:  # SHAPE / STRIDED_SLICE / PACK of the flatten: the Reshape above does it
+            continue
+        vals[outs[0]] = y
+    b.output(vals[sg.Outputs(0)])
+    return b.to_bytes()
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    """{'mlp': path, 'cnn': path} of the float32 digits models as .tinf."""
+    d = tmp_path_factory.mktemp("qmodels")
+    out = {}
+    for name in ("mlp", "cnn"):
+        src = os.path.join(MODELS, f"digits_{name}.tflite")
+        dst = str(d / f"{name}.tinf")
+        try:
+            tinyinfer.convert(src, dst, verbose=False)
+        except Exception:
+            with open(dst, "wb") as f:
+                f.write(_build_from_tflite(src))
+        out[name] = dst
+    return out
+
+
+@pytest.fixture(scope="module")
+def digits():
+    from tinyinfer.datasets import load_digits_28x28
+    x, y = load_digits_28x28()
+    split = np.load(os.path.join(MODELS, "digits_split.npz"))
+    return {"calib": (x[split["calib"]], y[split["calib"]]), "test": (x[split["test"]], y[split["test"]])}
+
+
+def predict(model, x, name):
+    m = model if isinstance(model, tinyinfer.Model) else tinyinfer.load(model)
+    try:
+        shape = SHAPES[name]
+        return np.concatenate([m.run(xi.reshape(shape))[0] for xi in x])
+    finally:
+        if m is not model:
+            m.close()
+
+
+def accuracy(model, data, name):
+    x, y = data
+    return float((predict(model, x, name).argmax(1) == y).mean())
+
+
+def calib_of(digits, name, labels=False):
+    x, y = digits["calib"]
+    x = x.reshape(-1, *SHAPES[name][1:])
+    return (x, y) if labels else x
+
+
+# -- fp16 ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["mlp", "cnn"])
+def test_fp16_halves_the_file_and_keeps_the_outputs(models, digits, tmp_path, name):
+    dst = tmp_path / f"{name}_fp16.tinf"
+    r = tinyinfer.quantize(models[name], dst, mode="fp16")
+    src_size = os.path.getsize(models[name])
+    assert r.src_bytes == src_size and r.dst_bytes == os.path.getsize(dst)
+    assert 0.45 < r.dst_bytes / src_size < 0.55
+    t = read_tinf(dst.read_bytes())
+    weights = [v for v in t.values() if v["value"] is not None and len(v["shape"]) >= 2]
+    assert weights and all(v["dtype"] == np.float16 for v in weights)
+    biases = [v for v in t.values() if v["value"] is not None and len(v["shape"]) == 1]
+    assert all(v["dtype"] == np.float32 for v in biases)
+    with tinyinfer.load(dst) as m:
+        assert m.metadata["quantization"] == "fp16"
+        assert "Dequantize" not in [o.op for o in m.ops()]  # folded at load: no cost at run time
+        x = digits["test"][0]
+        ref, out = predict(models[name], x, name), predict(m, x, name)
+    assert np.linalg.norm(out - ref) / np.linalg.norm(ref) < 1e-3
+    assert np.abs(out - ref).max() < 2e-3
+    assert (out.argmax(1) == ref.argmax(1)).mean() >= 0.998
+
+
+# -- int8-dynamic ---------------------------------------------------------------------
+
+def test_int8_dynamic_mlp_size_accuracy_and_layout(models, digits, tmp_path):
+    dst = tmp_path / "mlp_dyn.tinf"
+    r = tinyinfer.quantize(models["mlp"], dst, mode="int8-dynamic")
+    assert r.dst_bytes / r.src_bytes < 0.27
+    t = read_tinf(dst.read_bytes())
+    ws = [v for v in t.values() if v["dtype"] == np.int8]
+    assert len(ws) == 3
+    for v in ws:
+        axis, scales, zps = v["quant"]
+        assert axis == 0 and len(scales) == v["shape"][0] and not zps.any()
+        assert v["value"].min() >= -127 and np.abs(v["value"]).max(axis=1).min() == 127
+    acc0, acc = accuracy(models["mlp"], digits["test"], "mlp"), accuracy(dst, digits["test"], "mlp")
+    assert acc >= acc0 - 0.01
+
+
+def test_int8_dynamic_cnn_keeps_convolutions_float(models, digits, tmp_path):
+    dst = tmp_path / "cnn_dyn.tinf"
+    tinyinfer.quantize(models["cnn"], dst, mode="int8-dynamic")
+    with tinyinfer.load(dst) as m:
+        det = m.tensors()
+        ops = m.ops()
+    for op in ops:
+        w = det[op.inputs[1]] if op.op in ("Conv2D", "FullyConnected") else None
+        if op.op == "Conv2D":
+            assert w.dtype == np.float32
+        if op.op == "FullyConnected":
+            assert w.dtype == np.int8 and w.quant_axis == 0
+    assert accuracy(dst, digits["test"], "cnn") >= accuracy(models["cnn"], digits["test"], "cnn") - 0.01
+
+
+def hybrid_reference(x, wq, wscale, bias, relu=False):
+    """The documented int8-dynamic math in float32 numpy: per row, uint8
+    with its own range (0 included), round half to even; exact integer dot
+    products; one rounding to float."""
+    rows = x.reshape(-1, x.shape[-1]).astype(np.float32)
+    out = []
+    for row in rows:
+        lo, hi = np.float32(min(0.0, row.min())), np.float32(max(0.0, row.max()))
+        s = np.float32(hi - lo) / np.float32(255)
+        if s == 0:
+            out.append(np.zeros(wq.shape[0], np.float32) + (0 if bias is None else bias))
+            continue
+        inv = np.float32(1) / s
+        zp = np.round(np.float32(-lo * inv))
+        q = np.round(np.clip(row * inv + zp, 0, 255).astype(np.float32))
+        total = (q.astype(np.int64) - int(zp)) @ wq.astype(np.int64).T
+        y = total.astype(np.float32) * (s * wscale.astype(np.float32))
+        if bias is not None:
+            y = y + bias
+        out.append(np.maximum(y, 0) if relu else y)
+    return np.stack(out).reshape(*x.shape[:-1], wq.shape[0]).astype(np.float32)
+
+
+@pytest.mark.parametrize("m,k,n", [(1, 784, 256), (3, 100, 7), (2, 33, 5), (1, 40000, 4)])
+def test_hybrid_kernel_matches_the_documented_math(rng, tmp_path, m, k, n):
+    w = rng.standard_normal((n, k)).astype(np.float32)
+    b = rng.standard_normal(n).astype(np.float32)
+    g = tinyinfer.GraphBuilder("fc")
+    x = g.input("x", (m, k))
+    g.output(g.op("FullyConnected", x, g.const("w", w), g.const("b", b), activation=1))
+    r = tinyinfer.quantize(g.to_bytes(), mode="int8-dynamic")
+    t = read_tinf(r.data)
+    wq, (axis, scales, _) = t["w"]["value"], t["w"]["quant"]
+    # Weights: symmetric per channel, max |w| / 127, round half to even.
+    np.testing.assert_allclose(scales, np.abs(w).max(axis=1) / 127, rtol=1e-6)
+    np.testing.assert_array_equal(wq, np.clip(np.round(w / scales[:, None]), -127, 127).astype(np.int8))
+    xs = (rng.standard_normal((m, k)) * 3 + 0.5).astype(np.float32)
+    xs[0, : min(k, 10)] = 0
+    with tinyinfer.load(r.data) as mod:
+        (y,) = mod.run(xs)
+    ref = hybrid_reference(xs, wq, scales, b, relu=True)
+    np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-5 * np.abs(ref).max())
+    # And it is close to float32.
+    yf = np.maximum(xs @ w.T + b, 0)
+    assert np.abs(y - yf).max() < 0.05 * np.abs(yf).max()
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")
+def test_int8_dynamic_agrees_with_torch_and_onnxruntime(models, digits):
+    """Same weights, same test inputs: tinyinfer's difference from float32 is
+    of the size of torch.ao quantize_dynamic's and onnxruntime's."""
+    torch = pytest.importorskip("torch")
+    ort = pytest.importorskip("onnxruntime")
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    r = tinyinfer.quantize(models["mlp"], mode="int8-dynamic")
+    src = read_tinf(open(models["mlp"], "rb").read())
+    fcs = []
+    with tinyinfer.load(models["mlp"]) as m:
+        det = m.tensors()
+        for op in m.ops():
+            assert op.op in ("FullyConnected", "Softmax")
+            if op.op == "FullyConnected":
+                fcs.append((src[det[op.inputs[1]].name]["value"], src[det[op.inputs[2]].name]["value"]))
+    assert [w.shape for w, _ in fcs] == [(256, 784), (128, 256), (10, 128)]
+    x = digits["test"][0].reshape(-1, 784)
+    ref = predict(models["mlp"], x, "mlp")
+    with tinyinfer.load(r.data) as qm:
+        ours = predict(qm, x, "mlp")
+
+    # PyTorch: nn.Linear layers, quantize_dynamic (qint8 weights, quint8 activations).
+    net = torch.nn.Sequential(torch.nn.Linear(784, 256), torch.nn.ReLU(), torch.nn.Linear(256, 128),
+                              torch.nn.ReLU(), torch.nn.Linear(128, 10), torch.nn.Softmax(-1))
+    with torch.no_grad():
+        for lin, (w, b) in zip([net[0], net[2], net[4]], fcs):
+            lin.weight.copy_(torch.from_numpy(w.copy()))
+            lin.bias.copy_(torch.from_numpy(b.copy()))
+        t_ref = net(torch.from_numpy(x)).numpy()
+        qnet = torch.ao.quantization.quantize_dynamic(net, {torch.nn.Linear}, dtype=torch.qint8)
+        t_q = np.concatenate([qnet(torch.from_numpy(xi[None])).numpy() for xi in x])
+
+    # onnxruntime: MatMul + Add + Relu graph, quantize_dynamic (int8 weights).
+    nodes, inits, prev = [], [], "x"
+    for i, (w, b) in enumerate(fcs):
+        inits += [numpy_helper.from_array(w.T.copy(), f"W{i}"), numpy_helper.from_array(b, f"B{i}")]
+        nodes += [helper.make_node("MatMul", [prev, f"W{i}"], [f"m{i}"]),
+                  helper.make_node("Add", [f"m{i}", f"B{i}"], [f"a{i}"])]
+        prev = f"a{i}"
+        if i < 2:
+            nodes.append(helper.make_node("Relu", [prev], [f"r{i}"]))
+            prev = f"r{i}"
+    nodes.append(helper.make_node("Softmax", [prev], ["y"], axis=-1))
+    graph = helper.make_graph(nodes, "mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 784])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 10])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    import tempfile
+    with tempfile.TemporaryDirectory() as d:
+        fp, qp = os.path.join(d, "mlp.onnx"), os.path.join(d, "mlp_q.onnx")
+        onnx.save(model, fp)
+        quantize_dynamic(fp, qp, weight_type=QuantType.QInt8)
+        s0 = ort.InferenceSession(fp, providers=["CPUExecutionProvider"])
+        s1 = ort.InferenceSession(qp, providers=["CPUExecutionProvider"])
+        o_ref = np.concatenate([s0.run(None, {"x": xi[None]})[0] for xi in x])
+        o_q = np.concatenate([s1.run(None, {"x": xi[None]})[0] for xi in x])
+
+    assert np.abs(t_ref - ref).max() < 1e-5 and np.abs(o_ref - ref).max() < 1e-5  # same float32 model
+    d_ours, d_torch, d_ort = np.abs(ours - ref).max(), np.abs(t_q - t_ref).max(), np.abs(o_q - o_ref).max()
+    print(f"max |int8 - float32| on the test split: tinyinfer {d_ours:.5f}, torch {d_torch:.5f}, "
+          f"onnxruntime {d_ort:.5f}; mean: tinyinfer {np.abs(ours - ref).mean():.6f}, "
+          f"torch {np.abs(t_q - t_ref).mean():.6f}, onnxruntime {np.abs(o_q - o_ref).mean():.6f}")
+    assert d_ours <= 2 * min(d_torch, d_ort)
+    assert np.abs(ours - ref).mean() <= 2 * min(np.abs(t_q - t_ref).mean(), np.abs(o_q - o_ref).mean())
+    y = digits["test"][1]
+    assert (ours.argmax(1) == y).mean() >= min((t_q.argmax(1) == y).mean(), (o_q.argmax(1) == y).mean()) - 0.005
+
+
+# -- int4 -----------------------------------------------------------------------------
+
+def q4_decode(packed: np.ndarray, k: int) -> np.ndarray:
+    """The documented block layout: per block of 32, float16 d then 16 bytes;
+    byte j holds element j (low nibble) and j + 16 (high nibble); value (q - 8) * d."""
+    n = packed.shape[0]
+    blocks = packed.reshape(n, -1, 18)
+    d = blocks[:, :, :2].copy().view(np.float16)[..., 0].astype(np.float32)
+    qs = blocks[:, :, 2:]
+    q = np.concatenate([(qs & 15).astype(np.int32), (qs >> 4).astype(np.int32)], axis=2) - 8
+    return (q * d[..., None]).reshape(n, -1)[:, :k]
+
+
+@pytest.mark.parametrize("k", [64, 100])
+def test_int4_layout_and_kernel(rng, k):
+    n = 6
+    w = rng.standard_normal((n, k)).astype(np.float32)
+    b = rng.standard_normal(n).astype(np.float32)
+    g = tinyinfer.GraphBuilder("fc")
+    x = g.input("x", (2, k))
+    g.output(g.op("FullyConnected", x, g.const("w", w), g.const("b", b)))
+    r = tinyinfer.quantize(g.to_bytes(), mode="int4")
+    t = read_tinf(r.data)
+    packed = t["w_q4"]["value"]
+    nb = (k + 31) // 32
+    assert packed.dtype == np.uint8 and packed.shape == (n, nb * 18)
+    deq = q4_decode(packed, k)
+    # Q4_0: d = (element of largest magnitude) / -8, so that element is exact.
+    blocks = np.pad(w, ((0, 0), (0, nb * 32 - k))).reshape(n, nb, 32)
+    amax = np.take_along_axis(blocks, np.abs(blocks).argmax(axis=2)[..., None], axis=2)[..., 0]
+    d = packed.reshape(n, nb, 18)[:, :, :2].copy().view(np.float16)[..., 0].astype(np.float32)
+    np.testing.assert_allclose(d, (amax / -8).astype(np.float16).astype(np.float32))
+    assert np.abs(deq - w).max() <= np.abs(d).max() * 1.0001
+    xs = rng.standard_normal((2, k)).astype(np.float32)
+    with tinyinfer.load(r.data) as m:
+        (y,) = m.run(xs)
+    ref = xs @ deq.T + b
+    np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-5 * np.abs(ref).max())
+
+
+@pytest.mark.parametrize("name", ["mlp", "cnn"])
+def test_int4_size_and_accuracy(models, digits, tmp_path, name):
+    dst = tmp_path / f"{name}_int4.tinf"
+    r = tinyinfer.quantize(models[name], dst, mode="int4")
+    # FullyConnected weights at 4.5 bits; the CNN's convolutions stay float32.
+    assert r.dst_bytes / r.src_bytes < (0.16 if name == "mlp" else 0.25)
+    with tinyinfer.load(dst) as m, tinyinfer.load(models[name]) as f:
+        assert m.metadata["quantization"] == "int4"
+        # No expanded weight matrix anywhere: nothing folded at load, no larger arena.
+        assert not [t for t in m.tensors() if t.kind == "folded"]
+        assert m.arena_bytes <= f.arena_bytes
+    assert accuracy(dst, digits["test"], name) >= accuracy(models[name], digits["test"], name) - 0.03
+
+
+def test_matmul_with_constant_operand(rng):
+    """MatMul(a, B const) becomes FullyConnected in int8-dynamic and int4;
+    fp16 stores B as float16."""
+    a = rng.standard_normal((2, 3, 64)).astype(np.float32)
+    bmat = rng.standard_normal((64, 40)).astype(np.float32)
+    g = tinyinfer.GraphBuilder("mm")
+    x = g.input("a", a.shape)
+    g.output(g.op("MatMul", x, g.const("b", bmat)))
+    data = g.to_bytes()
+    ref = a @ bmat
+    for mode, tol in [("fp16", 2e-3), ("int8-dynamic", 0.03), ("int4", 0.2)]:
+        r = tinyinfer.quantize(data, mode=mode)
+        with tinyinfer.load(r.data) as m:
+            ops = [o.op for o in m.ops()]
+            (y,) = m.run(a)
+        assert ops == (["MatMul"] if mode == "fp16" else ["FullyConnected"]), (mode, ops)
+        assert y.shape == ref.shape
+        assert np.abs(y - ref).max() < tol * np.abs(ref).max(), mode
+
+
+# -- calibration ----------------------------------------------------------------------
+
+def test_calibration_ranges(models, digits):
+    """minmax ranges equal the activations' min and max computed with numpy;
+    the other methods choose ranges inside them."""
+    x = calib_of(digits, "mlp")
+    src = read_tinf(open(models["mlp"], "rb").read())
+    with tinyinfer.load(models["mlp"]) as m:
+        det = m.tensors()
+        fcs = [op for op in m.ops() if op.op == "FullyConnected"]
+        q = Quantizer(m, "int8-static")
+        sets, _ = calibration_sets(x, m.inputs)
+        assert len(sets) == 200
+        for s in sets:
+            q.observe(s)
+        assert q.samples == 200
+        # numpy forward pass of the first layer (relu).
+        w1, b1 = src[det[fcs[0].inputs[1]].name]["value"], src[det[fcs[0].inputs[2]].name]["value"]
+        h1 = np.maximum(x @ w1.T + b1, 0)
+        t_in, t_h1 = fcs[0].inputs[0], fcs[0].outputs[0]
+        lo, hi, mn, mx = q.tensor_range(t_in)
+        assert (lo, hi) == (mn, mx) == (pytest.approx(x.min()), pytest.approx(x.max()))
+        lo, hi, mn, mx = q.tensor_range(t_h1)
+        assert lo == mn == 0 and hi == mx == pytest.approx(h1.max(), rel=1e-5)
+        for method in ["percentile", "mse", "entropy"]:
+            q.set_method(method, 99.0 if method == "percentile" else 99.99)
+            lo2, hi2, _, _ = q.tensor_range(t_h1)
+            assert 0 <= lo2 <= hi2 <= hi * (1 + 1e-6), method
+            assert hi2 > 0.2 * hi, method
+        q.set_method("percentile", 99.0)
+        _, hp, _, _ = q.tensor_range(t_h1)
+        # The 99th percentile of the histogram, within one bin of numpy's.
+        assert abs(hp - np.percentile(h1, 99.0)) <= hi / 1024
+        with pytest.raises(tinyinfer.InvalidStateError):
+            q.tensor_range(fcs[0].inputs[1])  # a weight: not calibrated
+        q.close()
+
+
+def test_calibration_data_forms(models, digits, tmp_path):
+    x, y = calib_of(digits, "mlp", labels=True)
+    specs = tinyinfer.load(models["mlp"]).inputs
+    np.save(tmp_path / "x.npy", x[:20])
+    np.savez(tmp_path / "xy.npz", x=x[:20], y=y[:20])
+    (tmp_path / "dir").mkdir()
+    for i in range(5):
+        np.save(tmp_path / "dir" / f"{i:03d}.npy", x[i])
+    assert len(calibration_sets(str(tmp_path / "x.npy"), specs)[0]) == 20
+    sets, labels = calibration_sets(str(tmp_path / "xy.npz"), specs)
+    assert len(sets) == 20 and len(labels) == 20 and labels[3][0] == y[3]
+    assert len(calibration_sets(str(tmp_path / "dir"), specs)[0]) == 5
+    assert len(calibration_sets(iter([x[0], x[1:4]]), specs)[0]) == 4
+    assert len(calibration_sets((x[:7], y[:7]), specs)[1]) == 7
+    assert len(calibration_sets(digits["calib"][0][:3], specs)[0]) == 3  # [N, 28, 28] images for a [1, 784] input
+    with pytest.raises(tinyinfer.InvalidArgumentError):
+        calibration_sets(np.zeros((3, 5), np.float32), specs)
+
+
+# -- int8-static ----------------------------------------------------------------------
+
+def test_int8_static_rewrite_follows_the_tflite_spec(models, digits, tmp_path):
+    dst = tmp_path / "cnn_int8.tinf"
+    tinyinfer.quantize(models["cnn"], dst, mode="int8-static", calib=calib_of(digits, "cnn"))
+    t = read_tinf(dst.read_bytes())
+    with tinyinfer.load(dst) as m, tinyinfer.load(models["cnn"]) as f:
+        assert m.metadata["quantization"] == "int8-static"
+        assert [(i.name, i.dtype, i.shape) for i in m.inputs] == [(i.name, i.dtype, i.shape) for i in f.inputs]
+        assert [(o.name, o.dtype, o.shape) for o in m.outputs] == [(o.name, o.dtype, o.shape) for o in f.outputs]
+        det = m.tensors()
+        ops = m.ops()
+    names = [o.op for o in ops]
+    assert names[0] == "Quantize" and names[-1] == "Dequantize"
+    assert names[1:-1] == ["Conv2D", "MaxPool2D", "Conv2D", "MaxPool2D", "Reshape", "FullyConnected",
+                           "FullyConnected", "Softmax"]
+    for op in ops[1:-1]:
+        x, y = det[op.inputs[0]], det[op.outputs[0]]
+        assert x.dtype == np.int8 and y.dtype == np.int8 and x.scales.size == 1 and y.scales.size == 1
+        if op.op in ("Conv2D", "FullyConnected"):
+            w, b = det[op.inputs[1]], det[op.inputs[2]]
+            assert w.dtype == np.int8 and w.quant_axis == 0 and w.scales.size == w.shape[0]
+            assert not w.zero_points.any()
+            wv = t[w.name]["value"]
+            assert wv.min() >= -127
+            assert b.dtype == np.int32 and not b.zero_points.any()
+            np.testing.assert_allclose(b.scales, x.scales[0] * w.scales, rtol=1e-6)
+        if op.op in ("MaxPool2D", "Reshape"):
+            assert (y.scales[0], y.zero_points[0]) == (x.scales[0], x.zero_points[0])
+        if op.op == "Softmax":
+            assert (y.scales[0], y.zero_points[0]) == (1 / 256, -128)
+
+
+@pytest.mark.parametrize("name", ["mlp", "cnn"])
+@pytest.mark.parametrize("method", ["minmax", "percentile", "mse", "entropy"])
+def test_int8_static_accuracy(models, digits, tmp_path, name, method):
+    dst = tmp_path / f"{name}_{method}.tinf"
+    r = tinyinfer.quantize(models[name], dst, mode="int8-static", calib=calib_of(digits, name), method=method,
+                           progress=False)
+    assert r.dst_bytes / r.src_bytes < 0.27
+    acc0 = accuracy(models[name], digits["test"], name)
+    acc = accuracy(dst, digits["test"], name)
+    assert acc >= acc0 - 0.015, (acc, acc0)
+
+
+def test_int8_static_other_ops(rng):
+    """Depthwise, Add with a constant, Concat of differently scaled inputs,
+    pooling, Mean, Logistic, Tanh, an op without an integer kernel (Exp,
+    kept float32 between Dequantize and Quantize)."""
+    g = tinyinfer.GraphBuilder("mix")
+    x = g.input("x", (1, 8, 8, 3))
+    dw = g.op("DepthwiseConv2D", x, g.const("dw", rng.standard_normal((1, 3, 3, 6)).astype(np.float32) * 0.5),
+              g.const("dwb", rng.standard_normal(6).astype(np.float32)), depth_multiplier=2, padding=1, activation=1)
+    a = g.op("Add", dw, g.const("c", rng.standard_normal((1, 1, 1, 6)).astype(np.float32)))
+    sg = g.op("Logistic", a)
+    th = g.op("Tanh", g.op("Mul", a, g.const("half", np.full((1,), 0.5, np.float32))))
+    e = g.op("Exp", g.op("Mul", a, g.const("small", np.full((1,), -0.1, np.float32))))
+    cat = g.op("Concat", sg, th, e, a, axis=3)
+    pool = g.op("AveragePool2D", cat, filter=[2, 2], strides=[2, 2])
+    mean = g.op("Mean", pool, axes=[1, 2], keep_dims=0)
+    g.output(g.op("FullyConnected", mean, g.const("w", rng.standard_normal((5, 24)).astype(np.float32)),
+                  g.const("b", rng.standard_normal(5).astype(np.float32))))
+    data = g.to_bytes()
+    calib = rng.standard_normal((64, 1, 8, 8, 3)).astype(np.float32)
+    r = tinyinfer.quantize(data, mode="int8-static", calib=list(calib), report=False)
+    with tinyinfer.load(r.data) as m, tinyinfer.load(data) as f:
+        ops = [o.op for o in m.ops()]
+        det = m.tensors()
+        assert "Exp" in ops and ops.count("Quantize") >= 2 and ops.count("Dequantize") >= 2
+        exp_op = [o for o in m.ops() if o.op == "Exp"][0]
+        assert det[exp_op.inputs[0]].dtype == np.float32
+        for o in m.ops():
+            if o.op in ("DepthwiseConv2D",):
+                w = det[o.inputs[1]]
+                assert w.dtype == np.int8 and w.quant_axis == 3 and w.scales.size == 6
+            if o.op == "Logistic":
+                y = det[o.outputs[0]]
+                assert (y.scales[0], y.zero_points[0]) == (1 / 256, -128)
+            if o.op == "Tanh":
+                y = det[o.outputs[0]]
+                assert (y.scales[0], y.zero_points[0]) == (1 / 128, 0)
+            if o.op == "Concat":
+                qs = {(det[i].scales[0], det[i].zero_points[0]) for i in o.inputs + o.outputs}
+                assert len(qs) == 1  # inputs requantized to the output's parameters
+        test = rng.standard_normal((20, 1, 8, 8, 3)).astype(np.float32)
+        ref = np.concatenate([f.run(t)[0] for t in test])
+        out = np.concatenate([m.run(t)[0] for t in test])
+    assert sqnr_db((ref ** 2).sum(), ((ref - out) ** 2).sum()) > 25
+
+
+def test_int8_static_falls_back_when_the_integer_kernel_refuses(rng):
+    """An op whose int8 kernel refuses its attributes (AveragePool2D with
+    count_include_pad = 1) runs in float32 between Dequantize and Quantize;
+    the ops around it stay int8."""
+    g = tinyinfer.GraphBuilder("fallback")
+    x = g.input("x", (1, 6, 6, 4))
+    c = g.op("Conv2D", x, g.const("w", rng.standard_normal((8, 3, 3, 4)).astype(np.float32)),
+             g.const("b", np.zeros(8, np.float32)), padding=1, activation=1)
+    p = g.op("AveragePool2D", c, filter=[3, 3], strides=[1, 1], padding=1, count_include_pad=1)
+    g.output(g.op("Conv2D", p, g.const("w2", rng.standard_normal((2, 1, 1, 8)).astype(np.float32)), padding=0))
+    data = g.to_bytes()
+    r = tinyinfer.quantize(data, mode="int8-static", calib=rng.standard_normal((16, 1, 6, 6, 4)).astype(np.float32),
+                           report=True)
+    assert [(l.op, l.quantized) for l in r.layers] == [("Conv2D", True), ("AveragePool2D", False), ("Conv2D", True)]
+    with tinyinfer.load(r.data) as m, tinyinfer.load(data) as f:
+        assert [o.op for o in m.ops()] == ["Quantize", "Conv2D", "Dequantize", "AveragePool2D", "Quantize",
+                                           "Conv2D", "Dequantize"]
+        t = rng.standard_normal((1, 6, 6, 4)).astype(np.float32)
+        ref, out = f.run(t)[0], m.run(t)[0]
+    assert sqnr_db((ref ** 2).sum(), ((ref - out) ** 2).sum()) > 25
+
+
+def test_int8_static_needs_calibration(models):
+    with pytest.raises(tinyinfer.InvalidArgumentError, match="calibration"):
+        tinyinfer.quantize(models["mlp"], mode="int8-static")
+    with tinyinfer.load(models["mlp"]) as m:
+        q = Quantizer(m, "int8-static")
+        with pytest.raises(tinyinfer.InvalidStateError):
+            q.finish()
+        q.close()
+    with pytest.raises(tinyinfer.InvalidArgumentError):
+        tinyinfer.quantize(models["mlp"], mode="int3")
+
+
+# -- report and mixed precision ---------------------------------------------------------
+
+def test_report_gives_per_layer_sqnr(models, digits, capsys):
+    r = tinyinfer.quantize(models["cnn"], mode="int8-static", calib=calib_of(digits, "cnn", labels=True),
+                           report=True, progress=False)
+    text = capsys.readouterr().out
+    assert "SQNR" in text and "accuracy" in text
+    assert [l.op for l in r.layers] == ["Conv2D", "MaxPool2D", "Conv2D", "MaxPool2D", "FullyConnected",
+                                        "FullyConnected", "Softmax"]
+    assert all(l.quantized and 20 < l.sqnr_db < 80 for l in r.layers)
+    assert len(r.output_sqnr_db) == 1 and r.output_sqnr_db[0] > 25
+    assert r.accuracy >= r.float_accuracy - 0.02
+    # Weight-only modes report too (the layers are the FullyConnected ops).
+    r = tinyinfer.quantize(models["mlp"], mode="int4", calib=calib_of(digits, "mlp"), report=True, progress=False)
+    assert [l.op for l in r.layers] == ["FullyConnected"] * 3 and all(l.sqnr_db > 10 for l in r.layers)
+
+
+def test_min_sqnr_keeps_sensitive_layers_float(models, digits):
+    calib = calib_of(digits, "mlp")
+    base = tinyinfer.quantize(models["mlp"], mode="int4", calib=calib, report=True, progress=False)
+    target = base.output_sqnr_db[0] + 6
+    r = tinyinfer.quantize(models["mlp"], mode="int4", calib=calib, min_sqnr=target, progress=False)
+    assert r.budget_met and r.output_sqnr_db[0] >= target
+    assert 1 <= len(r.kept_float) < 3
+    assert all(l.sensitivity_db is not None for l in r.layers)
+    assert r.dst_bytes > base.dst_bytes
+    kept = [l for l in r.layers if not l.quantized]
+    assert [l.name for l in kept] == r.kept_float
+    # The kept layer is the least robust one alone.
+    worst = min(r.layers, key=lambda l: l.sensitivity_db)
+    assert worst.name in r.kept_float
+
+
+def test_max_accuracy_drop(models, digits):
+    # entropy clips the logits: on these 450 labelled images the fully int8
+    # model loses accuracy, and a zero budget keeps layers in float32.
+    x, y = digits["test"]
+    calib = (x.reshape(-1, 28, 28, 1), y)
+    full = tinyinfer.quantize(models["cnn"], mode="int8-static", calib=calib, method="entropy", progress=False)
+    assert full.accuracy < full.float_accuracy
+    r = tinyinfer.quantize(models["cnn"], mode="int8-static", calib=calib, method="entropy", max_accuracy_drop=0.0,
+                           progress=False)
+    assert r.budget_met and r.accuracy >= r.float_accuracy and r.kept_float
+    assert len(r.kept_float) < len(r.layers)
+    assert accuracy(r.data, digits["test"], "cnn") == r.accuracy
+    calib = calib_of(digits, "cnn", labels=True)
+    with pytest.raises(tinyinfer.InvalidArgumentError, match="labels"):
+        tinyinfer.quantize(models["cnn"], mode="int8-static", calib=calib[0], max_accuracy_drop=0.01)
+
+
+def test_keep_float_by_name(models, digits):
+    with tinyinfer.load(models["mlp"]) as m:
+        last = [m.tensors()[o.outputs[0]].name for o in m.ops() if o.op == "FullyConnected"][-1]
+    r = tinyinfer.quantize(models["mlp"], mode="int8-dynamic", keep_float=[last])
+    assert r.kept_float == [last]
+    t = read_tinf(r.data)
+    assert sorted(v["dtype"].__name__ for v in t.values() if v["value"] is not None and len(v["shape"]) == 2) == [
+        "float32", "int8", "int8"]
+
+
+# -- command line and C API edges --------------------------------------------------------
+
+def test_cli(models, digits, tmp_path):
+    x, y = calib_of(digits, "mlp", labels=True)
+    np.save(tmp_path / "calib.npy", x[:50])
+    np.save(tmp_path / "labels.npy", y[:50])
+    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "python") + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    dst = tmp_path / "out.tinf"
+    p = subprocess.run([sys.executable, "-m", "tinyinfer", "quantize", models["mlp"], "-o", str(dst),
+                        "--mode", "int8-static", "--calib", str(tmp_path / "calib.npy"), "--labels",
+                        str(tmp_path / "labels.npy"), "--method", "percentile", "--report", "--no-progress"],
+                       capture_output=True, text=True, env=env, timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert "SQNR" in p.stdout and "size:" in p.stdout and dst.exists()
+    assert accuracy(str(dst), digits["test"], "mlp") > 0.9
+    p = subprocess.run([sys.executable, "-m", "tinyinfer", "quantize", models["mlp"], "-o", str(dst), "--mode",
+                        "fp16"], capture_output=True, text=True, env=env, timeout=300)
+    assert p.returncode == 0 and "bytes" in p.stdout
+    p = subprocess.run([sys.executable, "-m", "tinyinfer", "quantize", models["mlp"], "--mode", "int8-static"],
+                       capture_output=True, text=True, env=env, timeout=300)
+    assert p.returncode != 0
+
+
+def test_c_api_argument_checks(models):
+    from ctypes import byref, c_int32, c_void_p
+    from tinyinfer import _lib
+    from tinyinfer.quantize import QuantizerHandle
+    L = _lib.lib
+    with pytest.raises(tinyinfer.InvalidArgumentError):
+        L.tinf_quantizer_create(_lib.ModelHandle(), 2, byref(QuantizerHandle()))
+    with tinyinfer.load(models["mlp"]) as m:
+        with pytest.raises(tinyinfer.InvalidArgumentError):
+            L.tinf_quantizer_create(m.handle, 9, byref(QuantizerHandle()))
+        q = Quantizer(m, "int8-dynamic")
+        with pytest.raises(tinyinfer.InvalidStateError):
+            L.tinf_quantizer_data(q._h, byref(c_void_p()), byref(_lib.c_size_t()))
+        with pytest.raises(tinyinfer.InvalidArgumentError):
+            q.keep_float(99)
+        with pytest.raises(tinyinfer.InvalidArgumentError):
+            L.tinf_quantizer_observe(q._h, 1, None, None)
+        with pytest.raises(tinyinfer.InvalidArgumentError):
+            q.observe([np.zeros((1, 783), np.float32)])
+        with pytest.raises(tinyinfer.InvalidArgumentError):
+            q.set_method("minmax", 10.0)
+        with pytest.raises(tinyinfer.InvalidStateError):
+            q.compare([np.zeros((1, 784), np.float32)])
+        n = c_int32()
+        L.tinf_quantizer_layer_count(q._h, byref(n))
+        assert n.value == 3
+        q.close()
+    L.tinf_quantizer_free(None)

@@ -1,0 +1,539 @@
+"""Quantization of float32 .tinf models (docs/quantization.md).
+
+    import tinyinfer
+    tinyinfer.quantize("mlp.tinf", "mlp_fp16.tinf", mode="fp16")
+    tinyinfer.quantize("mlp.tinf", "mlp_dyn.tinf", mode="int8-dynamic")
+    tinyinfer.quantize("cnn.tinf", "cnn_int8.tinf", mode="int8-static", calib="calib.npy", method="percentile")
+    tinyinfer.quantize("cnn.tinf", "cnn_mixed.tinf", mode="int8-static", calib=(x, y), max_accuracy_drop=0.01,
+                       report=True)
+
+The work is done by the library (tinf_quantizer_*): calibration runs the
+float32 model in the core, the rewrite and the serialization are Swift. This
+module feeds calibration data, shows progress, and drives the mixed-precision
+search (which layers stay float32) and the report.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import sys
+from ctypes import POINTER, byref, c_char_p, c_double, c_float, c_int32, c_int64, c_size_t, c_void_p
+from dataclasses import dataclass, field
+from typing import Iterable, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from . import _lib
+from ._errors import InvalidArgumentError
+from .model import Model
+
+L = _lib.lib
+
+MODES = {"fp16": 1, "int8-dynamic": 2, "int8-static": 3, "int4": 4}
+METHODS = {"minmax": 1, "percentile": 2, "mse": 3, "entropy": 4}
+
+
+class QuantizerHandle(c_void_p):
+    """tinf_quantizer *"""
+
+
+_fn = _lib._fn
+# tinf_status tinf_quantizer_create(tinf_model *model, int32_t mode, tinf_quantizer **out_quantizer);
+_fn("tinf_quantizer_create", [_lib.ModelHandle, c_int32, POINTER(QuantizerHandle)])
+# void tinf_quantizer_free(tinf_quantizer *quantizer);
+_fn("tinf_quantizer_free", [QuantizerHandle], None)
+# tinf_status tinf_quantizer_set_method(tinf_quantizer *, int32_t method, float percentile);
+_fn("tinf_quantizer_set_method", [QuantizerHandle, c_int32, c_float])
+# tinf_status tinf_quantizer_observe(tinf_quantizer *, int32_t n_inputs, const void *const *inputs, const size_t *nbytes);
+_fn("tinf_quantizer_observe", [QuantizerHandle, c_int32, POINTER(c_void_p), POINTER(c_size_t)])
+# tinf_status tinf_quantizer_sample_count(const tinf_quantizer *, int64_t *out_count);
+_fn("tinf_quantizer_sample_count", [QuantizerHandle, POINTER(c_int64)])
+# tinf_status tinf_quantizer_tensor_range(const tinf_quantizer *, int32_t tensor, float *lo, float *hi, float *min, float *max);
+_fn("tinf_quantizer_tensor_range", [QuantizerHandle, c_int32, POINTER(c_float), POINTER(c_float), POINTER(c_float),
+                                    POINTER(c_float)])
+# tinf_status tinf_quantizer_layer_count(const tinf_quantizer *, int32_t *out_count);
+_fn("tinf_quantizer_layer_count", [QuantizerHandle, POINTER(c_int32)])
+# tinf_status tinf_quantizer_layer(const tinf_quantizer *, int32_t layer, int32_t *op_index, int32_t *op,
+#                                  const char **name, int32_t *quantized);
+_fn("tinf_quantizer_layer", [QuantizerHandle, c_int32, POINTER(c_int32), POINTER(c_int32), POINTER(c_char_p),
+                             POINTER(c_int32)])
+# tinf_status tinf_quantizer_keep_float(tinf_quantizer *, int32_t layer, int32_t keep);
+_fn("tinf_quantizer_keep_float", [QuantizerHandle, c_int32, c_int32])
+# tinf_status tinf_quantizer_finish(tinf_quantizer *);
+_fn("tinf_quantizer_finish", [QuantizerHandle])
+# tinf_status tinf_quantizer_data(const tinf_quantizer *, const void **out_data, size_t *out_nbytes);
+_fn("tinf_quantizer_data", [QuantizerHandle, POINTER(c_void_p), POINTER(c_size_t)])
+# tinf_status tinf_quantizer_compare(tinf_quantizer *, int32_t n_inputs, const void *const *inputs, const size_t *nbytes);
+_fn("tinf_quantizer_compare", [QuantizerHandle, c_int32, POINTER(c_void_p), POINTER(c_size_t)])
+# tinf_status tinf_quantizer_layer_error(const tinf_quantizer *, int32_t layer, double *signal, double *noise);
+_fn("tinf_quantizer_layer_error", [QuantizerHandle, c_int32, POINTER(c_double), POINTER(c_double)])
+# tinf_status tinf_quantizer_output_error(const tinf_quantizer *, int32_t output, double *signal, double *noise);
+_fn("tinf_quantizer_output_error", [QuantizerHandle, c_int32, POINTER(c_double), POINTER(c_double)])
+
+
+def sqnr_db(signal: float, noise: float) -> float:
+    """10 log10(signal / noise); inf when there is no error."""
+    if noise <= 0:
+        return float("inf")
+    if signal <= 0:
+        return float("-inf")
+    return float(10 * np.log10(signal / noise))
+
+
+def _mode_code(mode: str) -> int:
+    key = str(mode).lower().replace("_", "-")
+    if key not in MODES:
+        raise InvalidArgumentError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}", 1)
+    return MODES[key]
+
+
+def _method_code(method: str) -> int:
+    key = str(method).lower()
+    if key not in METHODS:
+        raise InvalidArgumentError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}", 1)
+    return METHODS[key]
+
+
+class Quantizer:
+    """The library's quantizer over a loaded model (a thin wrapper of
+    tinf_quantizer_*). Most users call `tinyinfer.quantize` instead."""
+
+    def __init__(self, model: Model, mode: str):
+        self.model = model
+        self.mode = str(mode).lower().replace("_", "-")
+        h = QuantizerHandle()
+        L.tinf_quantizer_create(model.handle, _mode_code(mode), byref(h))
+        self._h = h
+        self._specs = model.inputs
+
+    def close(self) -> None:
+        if getattr(self, "_h", None) is not None:
+            L.tinf_quantizer_free(self._h)
+            self._h = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    def set_method(self, method: str = "minmax", percentile: float = 99.99) -> None:
+        L.tinf_quantizer_set_method(self._h, _method_code(method), float(percentile))
+
+    def _buffers(self, arrays: Sequence[np.ndarray]):
+        if len(arrays) != len(self._specs):
+            raise InvalidArgumentError(f"the model takes {len(self._specs)} input(s), got {len(arrays)}", 1)
+        keep = [np.ascontiguousarray(a, dtype=s.dtype) for a, s in zip(arrays, self._specs)]
+        for a, s in zip(keep, self._specs):
+            if a.shape != s.shape:
+                raise InvalidArgumentError(f"input '{s.name}' has shape {list(s.shape)}, got {list(a.shape)}", 1)
+        n = len(keep)
+        ptrs = (c_void_p * max(n, 1))(*[a.ctypes.data for a in keep])
+        sizes = (c_size_t * max(n, 1))(*[a.nbytes for a in keep])
+        return keep, n, ptrs, sizes
+
+    def observe(self, arrays: Sequence[np.ndarray]) -> None:
+        """Runs the float32 model on one input set and records ranges."""
+        keep, n, ptrs, sizes = self._buffers(arrays)
+        L.tinf_quantizer_observe(self._h, n, ptrs, sizes)
+        del keep
+
+    def compare(self, arrays: Sequence[np.ndarray]) -> None:
+        """Adds one input set to the per-layer error sums (after finish)."""
+        keep, n, ptrs, sizes = self._buffers(arrays)
+        L.tinf_quantizer_compare(self._h, n, ptrs, sizes)
+        del keep
+
+    @property
+    def samples(self) -> int:
+        n = c_int64()
+        L.tinf_quantizer_sample_count(self._h, byref(n))
+        return n.value
+
+    def tensor_range(self, tensor: int) -> Tuple[float, float, float, float]:
+        """(lo, hi) chosen by the method and the observed (min, max) of a tensor."""
+        lo, hi, mn, mx = c_float(), c_float(), c_float(), c_float()
+        L.tinf_quantizer_tensor_range(self._h, int(tensor), byref(lo), byref(hi), byref(mn), byref(mx))
+        return lo.value, hi.value, mn.value, mx.value
+
+    def layers(self) -> List[dict]:
+        """Each layer (op this mode quantizes): op index, op name, name, quantized."""
+        n = c_int32()
+        L.tinf_quantizer_layer_count(self._h, byref(n))
+        names = {v: k for k, v in _lib.OP_IDS.items()}
+        out = []
+        idx, op, q, name = c_int32(), c_int32(), c_int32(), c_char_p()
+        for i in range(n.value):
+            L.tinf_quantizer_layer(self._h, i, byref(idx), byref(op), byref(name), byref(q))
+            out.append({"layer": i, "op_index": idx.value, "op": names.get(op.value, str(op.value)),
+                        "name": name.value.decode("utf-8", "replace"), "quantized": bool(q.value)})
+        return out
+
+    def keep_float(self, layer: int, keep: bool = True) -> None:
+        L.tinf_quantizer_keep_float(self._h, int(layer), int(bool(keep)))
+
+    def finish(self) -> bytes:
+        """Rewrites and serializes; returns the file's bytes."""
+        L.tinf_quantizer_finish(self._h)
+        p, n = c_void_p(), c_size_t()
+        L.tinf_quantizer_data(self._h, byref(p), byref(n))
+        return ctypes.string_at(p.value, n.value)
+
+    def layer_error(self, layer: int) -> Tuple[float, float]:
+        s, e = c_double(), c_double()
+        L.tinf_quantizer_layer_error(self._h, int(layer), byref(s), byref(e))
+        return s.value, e.value
+
+    def output_error(self, output: int = 0) -> Tuple[float, float]:
+        s, e = c_double(), c_double()
+        L.tinf_quantizer_output_error(self._h, int(output), byref(s), byref(e))
+        return s.value, e.value
+
+
+# -- calibration data ---------------------------------------------------------
+
+def _split(arr: np.ndarray, shape: Tuple[int, ...]) -> List[np.ndarray]:
+    """One array of calibration data -> a list of arrays of the input's shape."""
+    arr = np.asarray(arr)
+    shape = tuple(shape)
+    size = int(np.prod(shape))
+    b = shape[0] if shape else 1
+    if arr.shape == shape:
+        return [arr]
+    if arr.ndim == len(shape) + 1 and arr.shape[1:] == shape:
+        return list(arr)  # a stack of whole input sets
+    if arr.ndim >= 1 and shape and arr.shape[1:] == shape[1:]:
+        n = arr.shape[0] - arr.shape[0] % b
+        return [arr[i:i + b] for i in range(0, n, b)]
+    if shape and b == 1 and arr.size == size and arr.ndim >= 1:
+        return [arr.reshape(shape)]
+    if arr.ndim >= 1 and arr.shape[0] > 0 and arr[0].size * b == size and (arr.shape[0] % b == 0):
+        per = arr.reshape(arr.shape[0] // b, *shape)
+        return list(per)
+    raise InvalidArgumentError(f"calibration array of shape {list(arr.shape)} does not fit the input shape "
+                               f"{list(shape)}", 1)
+
+
+def _label_split(y: np.ndarray, batch: int) -> List[np.ndarray]:
+    y = np.asarray(y)
+    n = y.shape[0] - y.shape[0] % batch
+    return [y[i:i + batch] for i in range(0, n, batch)]
+
+
+def _load_path(path: str):
+    """.npy -> array; .npz -> dict of arrays; directory -> list of arrays (sorted .npy/.npz files)."""
+    if os.path.isdir(path):
+        items = []
+        for name in sorted(os.listdir(path)):
+            full = os.path.join(path, name)
+            if name.endswith(".npy"):
+                items.append(np.load(full))
+            elif name.endswith(".npz"):
+                items.append(dict(np.load(full)))
+        if not items:
+            raise InvalidArgumentError(f"no .npy or .npz files in {path}", 1)
+        return items
+    if path.endswith(".npz"):
+        return dict(np.load(path))
+    if path.endswith(".npy"):
+        return np.load(path)
+    raise InvalidArgumentError(f"calibration data must be .npy, .npz or a directory of them, got {path!r}", 1)
+
+
+def calibration_sets(calib, specs) -> Tuple[List[List[np.ndarray]], Optional[List[np.ndarray]]]:
+    """Normalizes calibration data to ([input set, ...], labels per set or None).
+
+    Accepted: an array (one input), a path to .npy / .npz / a directory of
+    .npy files, a dict {input name: array} (an .npz with keys 'x' and 'y'
+    gives inputs and labels), a tuple (x, y) with labels y, or any iterable
+    of arrays (or of lists/tuples/dicts of arrays for several inputs)."""
+    names = [s.name for s in specs]
+    shapes = [s.shape for s in specs]
+    labels = None
+    if isinstance(calib, (str, os.PathLike)):
+        calib = _load_path(os.fspath(calib))
+    if isinstance(calib, tuple) and len(calib) == 2 and not (len(specs) == 2 and _looks_like_inputs(calib, shapes)):
+        calib, labels = calib
+        if isinstance(calib, (str, os.PathLike)):
+            calib = _load_path(os.fspath(calib))
+        if isinstance(labels, (str, os.PathLike)):
+            labels = np.load(os.fspath(labels))
+    if isinstance(calib, dict):
+        if "y" in calib and labels is None and "y" not in names:
+            labels = calib["y"]
+        if all(n in calib for n in names):
+            arrays = [calib[n] for n in names]
+        elif len(names) == 1 and "x" in calib:
+            arrays = [calib["x"]]
+        elif len(names) == 1 and len([k for k in calib if k != "y"]) == 1:
+            arrays = [calib[[k for k in calib if k != "y"][0]]]
+        else:
+            raise InvalidArgumentError(f"calibration .npz needs arrays named {names} (or 'x')", 1)
+        per_input = [_split(a, s) for a, s in zip(arrays, shapes)]
+        sets = [list(t) for t in zip(*per_input)]
+    elif isinstance(calib, np.ndarray):
+        if len(names) != 1:
+            raise InvalidArgumentError(f"the model takes {len(names)} inputs: give a dict or a list of tuples", 1)
+        sets = [[a] for a in _split(calib, shapes[0])]
+    else:
+        sets = []
+        for item in calib:
+            if isinstance(item, dict):
+                per_input = [_split(item[n], s) for n, s in zip(names, shapes)]
+            elif isinstance(item, (list, tuple)) and len(names) > 1:
+                per_input = [_split(a, s) for a, s in zip(item, shapes)]
+            else:
+                per_input = [_split(item, shapes[0])]
+            sets.extend(list(t) for t in zip(*per_input))
+    if not sets:
+        raise InvalidArgumentError("the calibration data is empty", 1)
+    label_sets = None
+    if labels is not None:
+        label_sets = _label_split(labels, shapes[0][0] if shapes[0] else 1)
+        if len(label_sets) != len(sets):
+            raise InvalidArgumentError(f"{len(label_sets)} label batches for {len(sets)} input sets", 1)
+    return sets, label_sets
+
+
+def _looks_like_inputs(pair, shapes) -> bool:
+    try:
+        return all(np.asarray(a).shape[1:] == tuple(s)[1:] for a, s in zip(pair, shapes))
+    except Exception:
+        return False
+
+
+def _progress(items, desc: str, enabled: bool):
+    """tqdm if installed, else a counter on stderr; nothing when disabled."""
+    if not enabled:
+        yield from items
+        return
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        tqdm = None
+    if tqdm is not None:
+        yield from tqdm(items, desc=desc, file=sys.stderr, leave=False)
+        return
+    n = len(items)
+    step = max(1, n // 20)
+    for i, x in enumerate(items):
+        if i % step == 0:
+            print(f"\r{desc}: {i}/{n}", end="", file=sys.stderr, flush=True)
+        yield x
+    print(f"\r{desc}: {n}/{n}", file=sys.stderr, flush=True)
+
+
+# -- the result -----------------------------------------------------------------
+
+@dataclass
+class LayerReport:
+    name: str
+    op: str
+    quantized: bool
+    sqnr_db: Optional[float] = None
+    sensitivity_db: Optional[float] = None   # output SQNR when only this layer is quantized
+
+
+@dataclass
+class QuantizeResult:
+    """What `quantize` did; str() is the report."""
+    mode: str
+    method: Optional[str]
+    src_bytes: int
+    dst_bytes: int
+    data: bytes = field(repr=False, default=b"")
+    samples: int = 0
+    layers: List[LayerReport] = field(default_factory=list)
+    output_sqnr_db: List[float] = field(default_factory=list)
+    kept_float: List[str] = field(default_factory=list)
+    float_accuracy: Optional[float] = None
+    accuracy: Optional[float] = None
+    budget_met: Optional[bool] = None       # None: no max_accuracy_drop / min_sqnr asked
+    dst: Optional[str] = None
+
+    def __str__(self) -> str:
+        ratio = self.dst_bytes / self.src_bytes if self.src_bytes else 0
+        head = f"quantized: {self.mode}"
+        if self.mode == "int8-static":
+            head += f", method {self.method}, {self.samples} calibration samples"
+        lines = [head, f"  size: {self.src_bytes:,} -> {self.dst_bytes:,} bytes ({ratio:.1%})"]
+        if self.layers:
+            w = max(12, min(48, max(len(l.name) for l in self.layers)))
+            lines.append(f"  {'layer':{w}}  {'op':16} {'state':8} {'SQNR dB':>8} {'alone dB':>9}")
+            for l in self.layers:
+                sq = "" if l.sqnr_db is None else f"{l.sqnr_db:8.1f}"
+                se = "" if l.sensitivity_db is None else f"{l.sensitivity_db:9.1f}"
+                state = {"int8-dynamic": "int8", "int8-static": "int8"}.get(self.mode, self.mode) if l.quantized \
+                    else "float32"
+                lines.append(f"  {l.name[-w:]:{w}}  {l.op:16} {state:8} {sq:>8} {se:>9}")
+        for i, s in enumerate(self.output_sqnr_db):
+            lines.append(f"  output {i}: SQNR {s:.1f} dB vs float32")
+        if self.float_accuracy is not None:
+            lines.append(f"  accuracy on the calibration labels: float32 {self.float_accuracy:.4f}, "
+                         f"quantized {self.accuracy:.4f}")
+        if self.kept_float:
+            lines.append(f"  kept in float32 ({len(self.kept_float)}): " + ", ".join(self.kept_float))
+        if self.budget_met is False:
+            lines.append("  the accuracy / SQNR budget is not met even with every layer in float32")
+        if self.dst:
+            lines.append(f"  wrote {self.dst}")
+        return "\n".join(lines)
+
+
+# -- the entry point ---------------------------------------------------------------
+
+def _accuracy(model_bytes_or_model, sets, label_sets) -> float:
+    m = model_bytes_or_model if isinstance(model_bytes_or_model, Model) else Model(model_bytes_or_model)
+    try:
+        correct = total = 0
+        for xs, y in zip(sets, label_sets):
+            (out,) = m.run(xs)[:1]
+            pred = out.reshape(len(y), -1).argmax(axis=1)
+            correct += int((pred == np.asarray(y).reshape(-1)).sum())
+            total += len(y)
+        return correct / max(total, 1)
+    finally:
+        if not isinstance(model_bytes_or_model, Model):
+            m.close()
+
+
+def quantize(src, dst=None, mode: str = "int8-dynamic", calib=None, method: str = "minmax",
+             percentile: float = 99.99, report: bool = False, max_accuracy_drop: Optional[float] = None,
+             min_sqnr: Optional[float] = None, keep_float: Iterable[str] = (), progress: Optional[bool] = None,
+             verbose: bool = False) -> QuantizeResult:
+    """Quantizes a float32 .tinf model (path, bytes or a loaded Model) and
+    writes `dst` (when given). Returns a QuantizeResult (str() is a report).
+
+    mode: "fp16", "int8-dynamic", "int8-static" (needs `calib`) or "int4".
+    calib: representative inputs (see `calibration_sets`); `(x, y)` adds
+        labels for `max_accuracy_drop`.
+    method: activation ranges for int8-static: minmax, percentile (with
+        `percentile`, 99.99 by default), mse or entropy.
+    report: print the per-layer SQNR of each quantized layer's output vs
+        float32 on the calibration data.
+    max_accuracy_drop / min_sqnr: mixed precision: keep the most sensitive
+        layers in float32 until the accuracy on (x, y) drops by at most that
+        much (a fraction, 0.01 = one point) / the model output's SQNR is at
+        least min_sqnr dB.
+    keep_float: layer names (or op indices) to keep in float32 from the start.
+    progress: show progress (tqdm if installed, else a counter on stderr);
+        default: when there are 100 calibration input sets or more.
+    """
+    mode = str(mode).lower().replace("_", "-")
+    _mode_code(mode)
+    own_model = not isinstance(src, Model)
+    model = Model(src) if own_model else src
+    try:
+        if isinstance(src, (bytes, bytearray, memoryview)):
+            src_bytes = len(src)
+        elif isinstance(src, Model):
+            src_bytes = sum(src.sizes[k] for k in ("header", "graph", "data"))
+        else:
+            src_bytes = os.path.getsize(src)
+        sets, label_sets = (None, None)
+        if calib is not None:
+            sets, label_sets = calibration_sets(calib, model.inputs)
+        if mode == "int8-static" and sets is None:
+            raise InvalidArgumentError("int8-static needs calibration data (calib=...)", 1)
+        if max_accuracy_drop is not None and label_sets is None:
+            raise InvalidArgumentError("max_accuracy_drop needs labels: calib=(x, y)", 1)
+        if (report or max_accuracy_drop is not None or min_sqnr is not None) and sets is None:
+            raise InvalidArgumentError("report and mixed precision need calibration data (calib=...)", 1)
+        show = progress if progress is not None else (sets is not None and len(sets) >= 100)
+
+        q = Quantizer(model, mode)
+        try:
+            q.set_method(method, percentile)
+            if mode == "int8-static":
+                for xs in _progress(sets, "calibrating", show):
+                    q.observe(xs)
+            layers = q.layers()
+            for i, l in enumerate(layers):
+                if l["name"] in keep_float or l["op_index"] in keep_float:
+                    q.keep_float(i)
+            data = q.finish()
+            result = QuantizeResult(mode=mode, method=method if mode == "int8-static" else None,
+                                    src_bytes=src_bytes, dst_bytes=len(data), samples=q.samples)
+
+            def measure(desc):
+                for xs in _progress(sets, desc, show):
+                    q.compare(xs)
+                return [sqnr_db(*q.output_error(o)) for o in range(len(model.outputs))]
+
+            float_acc = None
+            if label_sets is not None:
+                float_acc = _accuracy(model, sets, label_sets)
+
+            def meets(out_sqnr, data_now) -> Tuple[bool, Optional[float]]:
+                acc = _accuracy(data_now, sets, label_sets) if label_sets is not None else None
+                ok = True
+                if max_accuracy_drop is not None:
+                    ok = ok and float_acc - acc <= max_accuracy_drop + 1e-12
+                if min_sqnr is not None:
+                    ok = ok and min(out_sqnr) >= min_sqnr
+                return ok, acc
+
+            sensitivity = {}
+            kept = {i for i, l in enumerate(layers) if l["name"] in keep_float or l["op_index"] in keep_float}
+            if max_accuracy_drop is not None or min_sqnr is not None:
+                out_sqnr = measure("measuring")
+                ok, _ = meets(out_sqnr, data)
+                if not ok:
+                    # Sensitivity of each layer alone: the output SQNR when it
+                    # is the only quantized layer. Least robust first.
+                    candidates = [i for i in range(len(layers)) if i not in kept]
+                    for i in candidates:
+                        for j in range(len(layers)):
+                            q.keep_float(j, j != i)
+                        q.finish()
+                        sensitivity[i] = min(measure(f"sensitivity {i + 1}/{len(layers)}"))
+                    order = sorted(candidates, key=lambda i: sensitivity[i])
+                    for j in range(len(layers)):
+                        q.keep_float(j, j in kept)
+                    for i in order:
+                        kept.add(i)
+                        q.keep_float(i, True)
+                        data = q.finish()
+                        ok, _ = meets(measure("measuring"), data)
+                        if verbose:
+                            print(f"keeping {layers[i]['name']} in float32: {'ok' if ok else 'not yet'}",
+                                  file=sys.stderr)
+                        if ok:
+                            break
+                    for j in range(len(layers)):
+                        q.keep_float(j, j in kept)
+                    data = q.finish()
+                result.budget_met = ok
+            if report or sensitivity or max_accuracy_drop is not None or min_sqnr is not None:
+                result.output_sqnr_db = measure("comparing")
+            layers = q.layers()
+            for i, l in enumerate(layers):
+                lr = LayerReport(l["name"], l["op"], l["quantized"], sensitivity_db=sensitivity.get(i))
+                if result.output_sqnr_db and l["quantized"]:
+                    lr.sqnr_db = sqnr_db(*q.layer_error(i))
+                result.layers.append(lr)
+            result.kept_float = [layers[i]["name"] for i in sorted(kept)]
+            result.data = data
+            result.dst_bytes = len(data)
+            if label_sets is not None:
+                result.float_accuracy = float_acc
+                result.accuracy = _accuracy(data, sets, label_sets)
+        finally:
+            q.close()
+    finally:
+        if own_model:
+            model.close()
+    if dst is not None:
+        with open(dst, "wb") as f:
+            f.write(result.data)
+        result.dst = os.fspath(dst)
+    if report or verbose:
+        print(result)
+    return result
