@@ -20,8 +20,8 @@ enum BatchNormKernel {
   static func bind(_ ctx: KernelContext) throws(TinfError) -> KernelFn {
     let c = ctx.inputs[0]!.shape.last!
     let eps = try ctx.attrs.float(.epsilon, default: 1e-5)
-    let params = try Scratch(count: 2 * c)
-    let s = params.ptr!
+    let params = try Scratch<Float>(count: 2 * c)
+    let s = params.base
     let t = s + c
     // Computed on every run from the inputs, which may be computed tensors;
     // constants make this a cheap per-channel prologue.

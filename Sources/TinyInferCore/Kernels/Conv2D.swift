@@ -69,12 +69,12 @@ enum Conv2DKernel {
     let direct = kh == 1 && kw == 1 && padT == 0 && padL == 0
     let pixels = n &* oh &* ow
     if let packed = ctx.packed, groups == 1 {
-      return bindPacked(
+      return try bindPacked(
         ctx, packed, n: n, h: h, wIn: wIn, cin: cin, cout: cout, kh: kh, kw: kw, oh: oh, ow: ow, padT: padT,
         padL: padL, sh: sh, sw: sw, dh: dh, dw: dw, lo: lo, hi: hi)
     }
     let tile = 4
-    let scratch = FloatScratch(count: direct ? 1 : ctx.pool.threads &* tile &* patch)
+    let scratch = try Scratch<Float>(count: direct ? 1 : ctx.pool.threads &* tile &* patch)
     let x = ctx.floatIn(0)
     let wp = ctx.floatIn(1)
     let bias = ctx.optionalFloatIn(2)
@@ -158,13 +158,13 @@ enum Conv2DKernel {
   static func bindPacked(
     _ ctx: KernelContext, _ packed: PackedWeights, n: Int, h: Int, wIn: Int, cin: Int, cout: Int, kh: Int, kw: Int,
     oh: Int, ow: Int, padT: Int, padL: Int, sh: Int, sw: Int, dh: Int, dw: Int, lo: Float, hi: Float
-  ) -> KernelFn {
+  ) throws(TinfError) -> KernelFn {
     let k = kh &* kw &* cin
     let pixels = n &* oh &* ow
     let direct = kh == 1 && kw == 1 && padT == 0 && padL == 0
     let contiguous = direct && sh == 1 && sw == 1
     let block = 48
-    let scratch = FloatScratch(count: direct ? 1 : ctx.pool.threads &* block &* k)
+    let scratch = try Scratch<Float>(count: direct ? 1 : ctx.pool.threads &* block &* k)
     let x = ctx.floatIn(0)
     let bias = ctx.optionalFloatIn(2)
     let y = ctx.floatOut(0)

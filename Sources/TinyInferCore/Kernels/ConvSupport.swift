@@ -1,35 +1,6 @@
 /// Helpers shared by the convolution, pooling, resize and space/depth kernels.
 
-// MARK: - Scratch memory owned by a bound kernel
-
-/// Float scratch allocated once at bind time and freed with the kernel
-/// closure that captures it.
-final class FloatScratch {
-  let base: UnsafeMutablePointer<Float>
-  let count: Int
-
-  init(count: Int) {
-    self.count = max(count, 1)
-    base = UnsafeMutablePointer<Float>.allocate(capacity: self.count)
-    base.initialize(repeating: 0, count: self.count)
-  }
-
-  deinit { base.deallocate() }
-}
-
-/// Double scratch (accumulators of reductions).
-final class DoubleScratch {
-  let base: UnsafeMutablePointer<Double>
-  let count: Int
-
-  init(count: Int) {
-    self.count = max(count, 1)
-    base = UnsafeMutablePointer<Double>.allocate(capacity: self.count)
-    base.initialize(repeating: 0, count: self.count)
-  }
-
-  deinit { base.deallocate() }
-}
+// MARK: - Tables owned by a bound kernel
 
 /// Int table computed at bind time (per-output coordinates and the like).
 final class IntTable {

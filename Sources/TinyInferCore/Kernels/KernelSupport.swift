@@ -200,23 +200,22 @@ func broadcastStrides(_ shape: [Int], to out: [Int]) -> [Int] {
 
 // MARK: - Scratch memory
 
-/// Scratch floats owned by a bound kernel: allocated once at bind time
-/// (never during a run), freed with the kernel. Capture it in the closure.
-final class Scratch {
-  let ptr: UnsafeMutablePointer<Float>?
+/// Scratch memory owned by a bound kernel: allocated (zeroed) once at bind
+/// time, never during a run, and freed with the kernel closure that
+/// captures it. At least one element. Element is a plain numeric type.
+final class Scratch<Element> {
+  let base: UnsafeMutablePointer<Element>
   let count: Int
 
   init(count: Int) throws(TinfError) {
-    self.count = count
-    if count > 0 {
-      guard let bytes = checkedMul(count, 4), let p = ti_shim_alloc(bytes) else {
-        throw TinfError(.outOfMemory, "cannot allocate \(count) floats of scratch memory")
-      }
-      ptr = p.bindMemory(to: Float.self, capacity: count)
-    } else {
-      ptr = nil
+    let n = max(count, 1)
+    guard let bytes = checkedMul(n, MemoryLayout<Element>.stride), let p = ti_shim_alloc(bytes) else {
+      throw TinfError(.outOfMemory, "cannot allocate \(count) elements of scratch memory")
     }
+    p.initializeMemory(as: UInt8.self, repeating: 0, count: bytes)
+    base = p.bindMemory(to: Element.self, capacity: n)
+    self.count = n
   }
 
-  deinit { ti_shim_free(ptr) }
+  deinit { ti_shim_free(base) }
 }

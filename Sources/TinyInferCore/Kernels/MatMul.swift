@@ -68,21 +68,23 @@ enum MatMulKernel {
     let tb = d.tb
     // For the dot-product form, b must be [N, K] rows: transposed b is
     // already; otherwise it is transposed once per run into scratch.
-    let scratch = try Scratch(count: (!tb ? k * n : 0) + (ta ? m * k : 0))
+    let scratch = try Scratch<Float>(count: (!tb ? k * n : 0) + (ta ? m * k : 0))
     let pool = ctx.pool
     return { () throws(TinfError) in
       for bi in 0..<batchCount {
         var ap = a + offA[bi]
         var bp = b + offB[bi]
         let yp = y + bi &* m &* n
-        var s = scratch.ptr
-        if !tb, let t = s {
+        var s = scratch.base
+        if !tb {
+          let t = s
           // b is [K, N]: transpose to [N, K].
           for kk in 0..<k { for nn in 0..<n { t[nn &* k &+ kk] = bp[kk &* n &+ nn] } }
           bp = UnsafePointer(t)
           s = t + k &* n
         }
-        if ta, let t = s {
+        if ta {
+          let t = s
           // a is [K, M]: transpose to [M, K].
           for kk in 0..<k { for mm in 0..<m { t[mm &* k &+ kk] = ap[kk &* m &+ mm] } }
           ap = UnsafePointer(t)

@@ -71,7 +71,7 @@ enum MeanKernel {
     for g in 0..<outerGroups { outer &*= sizes[g] }
     let sizeTable = IntTable(sizes)
     let strideTable = IntTable(outStrides)
-    let sums = DoubleScratch(count: outCount)
+    let sums = try Scratch<Double>(count: outCount)
     let divisor = Double(reduceCount)
     let x = ctx.floatIn(0)
     let y = ctx.floatOut(0)

@@ -106,8 +106,8 @@ enum ResizeKernel {
     var yHi = [Int](repeating: 0, count: oh)
     var xLo = [Int](repeating: 0, count: ow)
     var xHi = [Int](repeating: 0, count: ow)
-    let yFrac = FloatScratch(count: oh)
-    let xFrac = FloatScratch(count: ow)
+    let yFrac = try Scratch<Float>(count: oh)
+    let xFrac = try Scratch<Float>(count: ow)
     for o in 0..<oh {
       let (v, lo, hi) = interpolation(o, h, oh, p)
       yLo[o] = lo

@@ -120,8 +120,8 @@ enum HybridFullyConnected {
     // Scratch: quantized rows (m * k bytes), then per row scale and zero
     // point, then per channel weight scale and weight row sum.
     let qBytes = (m &* k &+ 63) / 64 * 64
-    let scratch = try Scratch(count: qBytes / 4 + 2 * m + 2 * n)
-    let base = UnsafeMutableRawPointer(scratch.ptr!)
+    let scratch = try Scratch<Float>(count: qBytes / 4 + 2 * m + 2 * n)
+    let base = UnsafeMutableRawPointer(scratch.base)
     let xq = base.assumingMemoryBound(to: UInt8.self)
     let rowScale = (base + qBytes).assumingMemoryBound(to: Float.self)
     let rowZp = (base + qBytes + 4 * m).assumingMemoryBound(to: Int32.self)
@@ -259,13 +259,13 @@ enum HybridFullyConnected {
     let rowBytes = nb * QuantNumerics.q4BlockBytes
     // A depth that is not a multiple of 32: rows are copied, zero padded.
     let padded = kp != k
-    let scratch = try Scratch(count: padded ? m * kp : 0)
+    let scratch = try Scratch<Float>(count: padded ? m * kp : 0)
     let pool = ctx.pool
     let work = m &* n &* k
 
     func rowsCols(_ rows: Range<Int>, _ cols: Range<Int>) {
       for r in rows {
-        let xr: UnsafePointer<Float> = padded ? UnsafePointer(scratch.ptr! + r &* kp) : x + r &* k
+        let xr: UnsafePointer<Float> = padded ? UnsafePointer(scratch.base + r &* kp) : x + r &* k
         let yr = y + r &* n
         for c in cols {
           var v = dotQ4(xr, w + c &* rowBytes, nb)
@@ -276,7 +276,8 @@ enum HybridFullyConnected {
     }
 
     return { () throws(TinfError) in
-      if padded, let s = scratch.ptr {
+      if padded {
+        let s = scratch.base
         for r in 0..<m {
           let dst = s + r &* kp
           for i in 0..<k { dst[i] = x[r &* k &+ i] }

@@ -1,0 +1,433 @@
+"""ONNX importer: every fixture of tests/fixtures/onnx (made by scripts/fixtures/make_onnx.py)
+converted with tinyinfer.convert and compared against onnxruntime run live, on random and
+realistic inputs (smooth images; sklearn's digits when importable)."""
+
+import os
+
+import numpy as np
+import pytest
+
+import tinyinfer
+from tinyinfer.convert import detect_format
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+FIX = os.path.join(HERE, "fixtures", "onnx")
+
+FLOAT_FIXTURES = [
+    "cnn_bn_op13", "cnn_bn_op17", "mlp_op13", "mlp_op17", "transformer_op13", "transformer_op17",
+    "transformer_op20", "resize_op13", "resize_op17", "misc_op13", "misc_op17", "helper_ops_op13",
+    "helper_ops_op18", "helper_ops_op20",
+]
+STATIC_Q_FIXTURES = ["cnn_qdq", "mlp_qdq", "mlp_qdq_perchannel", "cnn_qop", "matmul_qop", "resnet_qop_contrib"]
+DYNAMIC_Q_FIXTURES = ["cnn_dynamic", "mlp_dynamic"]
+
+
+def fixture(name):
+    return os.path.join(FIX, name + ".onnx")
+
+
+# -- inputs --------------------------------------------------------------------
+
+def smooth_images(n, c, h, w, seed=0):
+    rng = np.random.default_rng(seed)
+    yy, xx = np.meshgrid(np.linspace(0, 1, h), np.linspace(0, 1, w), indexing="ij")
+    out = np.zeros((n, c, h, w), np.float32)
+    for i in range(n):
+        for k in range(c):
+            for _ in range(3):
+                fy, fx, ph = rng.uniform(0.5, 3), rng.uniform(0.5, 3), rng.uniform(0, 2 * np.pi)
+                out[i, k] += np.sin(2 * np.pi * (fy * yy + fx * xx) + ph) / 3
+    return out
+
+
+def digits(n, seed=0):
+    try:
+        from sklearn.datasets import load_digits
+    except Exception:
+        return (smooth_images(n, 1, 8, 8, seed).reshape(n, 64) + 1) / 2
+    d = load_digits().data.astype(np.float32) / 16.0
+    return d[np.random.default_rng(seed).choice(len(d), n, replace=False)]
+
+
+def realistic(shape, seed):
+    shape = tuple(shape)
+    if len(shape) == 4:
+        return smooth_images(shape[0], shape[1], shape[2], shape[3], seed)
+    if len(shape) == 2 and shape[1] == 64:
+        return digits(shape[0], seed)
+    t = np.linspace(0, 1, int(np.prod(shape)), dtype=np.float32)
+    return np.sin(2 * np.pi * (seed + 1) * t + seed).reshape(shape).astype(np.float32)
+
+
+def feeds_for(sess, kind, seed, batch=1):
+    rng = np.random.default_rng(seed)
+    feeds = {}
+    for i in sess.get_inputs():
+        shape = [d if isinstance(d, int) else batch for d in i.shape]
+        feeds[i.name] = (rng.standard_normal(shape).astype(np.float32) if kind == "random"
+                         else realistic(shape, seed))
+    return feeds
+
+
+def convert_fixture(name, tmp_path, **options):
+    dst = tmp_path / f"{name}.tinf"
+    report = tinyinfer.convert(fixture(name), dst, verbose=False, **options)
+    assert dst.exists() and report.output_bytes == dst.stat().st_size
+    return tinyinfer.load(str(dst)), report
+
+
+# -- float fixtures -------------------------------------------------------------
+
+@pytest.mark.parametrize("name", FLOAT_FIXTURES)
+def test_float_fixture_matches_onnxruntime(name, tmp_path):
+    model, report = convert_fixture(name, tmp_path)
+    sess = ort.InferenceSession(fixture(name), providers=["CPUExecutionProvider"])
+    # Inputs and outputs keep the ONNX names, order and (NCHW) shapes.
+    assert [t.name for t in model.inputs] == [i.name for i in sess.get_inputs()]
+    assert [t.name for t in model.outputs] == [o.name for o in sess.get_outputs()]
+    for kind, seed in [("random", 0), ("random", 1), ("realistic", 2), ("realistic", 3)]:
+        feeds = feeds_for(sess, kind, seed)
+        ref = sess.run(None, feeds)
+        got = model.run([feeds[t.name] for t in model.inputs])
+        for r, g, o in zip(ref, got, sess.get_outputs()):
+            assert g.shape == r.shape, (o.name, g.shape, r.shape)
+            err = float(np.max(np.abs(g.astype(np.float64) - r)))
+            scale = float(np.max(np.abs(r)))
+            assert err <= 1e-5 * scale, f"{name}:{o.name} ({kind}) max error {err:.3g} vs max |ref| {scale:.3g}"
+
+
+def test_cnn_layout_and_folds(tmp_path):
+    _, report = convert_fixture("cnn_bn_op13", tmp_path)
+    # One Transpose for the NCHW image input; none between ops; the flatten before the Linear
+    # permutes the weight columns instead of transposing the activations.
+    assert report.ops_out["Transpose"] == 1
+    assert report.ops_out["BatchNorm"] == 1                       # the one after the residual Add
+    assert sum("BatchNormalization" in f for f in report.folded) == 2
+    assert report.ops_out["DepthwiseConv2D"] == 1 and report.ops_out["TransposeConv2D"] == 1
+    assert any("Clip" in f for f in report.fused) and sum("Relu" in f for f in report.fused) == 2
+    assert any("weight columns permuted" in f for f in report.fused)
+    assert "Relu" not in report.ops_out and "Relu6" not in report.ops_out
+
+
+def test_transformer_patterns(tmp_path):
+    _, r13 = convert_fixture("transformer_op13", tmp_path)
+    assert r13.ops_out["LayerNorm"] == 2 and r13.ops_out["Gelu"] == 1
+    assert "Erf" not in r13.ops_out and "Pow" not in r13.ops_out
+    assert any("layer normalization" in f for f in r13.fused) and any("Gelu" in f for f in r13.fused)
+    _, r20 = convert_fixture("transformer_op20", tmp_path)
+    assert r20.ops_out["Gelu"] == 1 and r20.ops_out["LayerNorm"] == 2
+    # the attention's 4 ONNX Transposes cost at most 4 runtime transposes
+    assert r20.ops_out["Transpose"] <= 4
+
+
+def test_misc_folds(tmp_path):
+    _, report = convert_fixture("misc_op13", tmp_path)
+    assert any("Pad" in f and "padding of Conv" in f for f in report.fused)
+    assert report.ops_out["Rsqrt"] == 1
+    assert any("constant folding" in f for f in report.folded)
+
+
+@pytest.mark.parametrize("name", ["helper_ops_op13", "helper_ops_op18"])
+def test_dynamic_batch_option(name, tmp_path):
+    """helper_ops has a dynamic batch dim and a Shape/Gather/Unsqueeze/Concat -> Reshape chain."""
+    model, report = convert_fixture(name, tmp_path, batch=2)
+    assert model.inputs[0].shape == (2, 4, 6, 6)
+    assert any("fixed to 2" in n for n in report.notes)
+    sess = ort.InferenceSession(fixture(name), providers=["CPUExecutionProvider"])
+    feeds = feeds_for(sess, "random", 5, batch=2)
+    feeds["v"] = feeds["v"][:2]
+    ref = sess.run(None, feeds)
+    got = model.run([feeds[t.name] for t in model.inputs])
+    for r, g in zip(ref, got):
+        assert g.shape == r.shape
+        assert np.max(np.abs(g - r)) <= 1e-5 * np.max(np.abs(r))
+
+
+# -- quantized fixtures ---------------------------------------------------------
+
+def _initializers(m):
+    return {i.name: onnx.numpy_helper.to_array(i) for i in m.graph.initializer}
+
+
+def output_step(m, out_name):
+    """The quantization step of a graph output made by DequantizeLinear."""
+    inits = _initializers(m)
+    for n in m.graph.node:
+        if out_name in n.output and n.op_type == "DequantizeLinear":
+            return float(inits[n.input[1]].reshape(-1)[0])
+    raise AssertionError(f"{out_name} is not a DequantizeLinear output")
+
+
+@pytest.mark.parametrize("name", STATIC_Q_FIXTURES)
+def test_static_quantized_fixture(name, tmp_path):
+    model, report = convert_fixture(name, tmp_path)
+    assert report.kept_precision, "int8 weights should stay int8"
+    assert report.ops_out["Quantize"] >= 1 and report.ops_out["Dequantize"] >= 1
+    m = onnx.load(fixture(name))
+    sess = ort.InferenceSession(fixture(name), providers=["CPUExecutionProvider"])
+    for kind, seed in [("random", 0), ("random", 1), ("realistic", 2), ("realistic", 3), ("realistic", 4)]:
+        feeds = feeds_for(sess, kind, seed)
+        ref = sess.run(None, feeds)
+        got = model.run([feeds[t.name] for t in model.inputs])
+        for r, g, o in zip(ref, got, sess.get_outputs()):
+            step = output_step(m, o.name)
+            # The simulation quantizes every activation with onnxruntime's parameters and rounding (half to
+            # even), so outputs agree exactly unless a float sum lands on the other side of a rounding boundary
+            # (the float kernels add in another order than onnxruntime's integer ones): such a flip moves an
+            # activation by one step, and the output by about one output step. Allow 3 output steps.
+            err = float(np.max(np.abs(g - r)))
+            assert err <= 3 * step + 1e-6, f"{name}:{o.name} ({kind}) error {err:.3g} = {err / step:.2f} steps"
+
+
+def _last_dynamic_layer_bound(m):
+    """One activation step of the last DynamicQuantizeLinear times the largest dequantized weight of the
+    MatMulInteger/ConvInteger it feeds (the output change from one rounding flip), as (scale name, bound fn)."""
+    inits = _initializers(m)
+    nodes = list(m.graph.node)
+    last = [n for n in nodes if n.op_type in ("MatMulInteger", "ConvInteger")][-1]
+    dql = next(n for n in nodes if n.op_type == "DynamicQuantizeLinear" and n.output[0] == last.input[0])
+    w = inits[last.input[1]].astype(np.float32) - (inits[last.input[3]].astype(np.float32)
+                                                   if len(last.input) > 3 and last.input[3] else 0)
+    mul = next(n for n in nodes if n.op_type == "Mul" and dql.output[1] in n.input)
+    w_scale = inits[[i for i in mul.input if i != dql.output[1]][0]]
+    return dql.output[1], float(np.max(np.abs(w)) * np.max(w_scale))
+
+
+@pytest.mark.parametrize("name", DYNAMIC_Q_FIXTURES)
+def test_dynamic_quantized_fixture(name, tmp_path):
+    model, report = convert_fixture(name, tmp_path)
+    assert any("DynamicQuantizeLinear" in n for n in report.notes)
+    m = onnx.load(fixture(name))
+    scale_name, w_max = _last_dynamic_layer_bound(m)
+    # onnxruntime run with the last dynamic scale as an extra output
+    m2 = onnx.load(fixture(name))
+    m2.graph.output.append(onnx.helper.make_tensor_value_info(scale_name, onnx.TensorProto.FLOAT, []))
+    sess = ort.InferenceSession(m2.SerializeToString(), providers=["CPUExecutionProvider"])
+    for kind, seed in [("random", 0), ("random", 1), ("realistic", 2), ("realistic", 3)]:
+        feeds = feeds_for(sess, kind, seed)
+        *ref, a_scale = sess.run(None, feeds)
+        got = model.run([feeds[t.name] for t in model.inputs])
+        for r, g in zip(ref, got):
+            # DynamicQuantizeLinear is computed as ONNX specifies (run-time min/max, round half to even) and the
+            # integer products are exact in float32, so the outputs match up to float rounding; a rounding flip
+            # of one input of the last layer would move an output by a_scale * max|w|: allow two such flips.
+            err = float(np.max(np.abs(g - r)))
+            tol = 1e-5 * float(np.max(np.abs(r))) + 2 * float(a_scale) * w_max
+            assert err <= tol, f"{name} ({kind}) error {err:.3g} > {tol:.3g}"
+
+
+def test_qlinear_conv_with_uint8_input_and_output():
+    """A QOperator graph with a uint8 graph input and output (no float at the edges), and a Pad and MaxPool
+    on the quantized tensor: the output must equal onnxruntime's, byte for byte up to rounding flips."""
+    from onnx import TensorProto, helper, numpy_helper
+    rng = np.random.default_rng(3)
+    w = rng.integers(-127, 128, (6, 3, 3, 3)).astype(np.int8)
+    c = lambda name, a: numpy_helper.from_array(np.asarray(a), name)
+    inits = [c("xs", np.float32(0.02)), c("xz", np.uint8(128)), c("w", w),
+             c("ws", rng.uniform(0.002, 0.004, 6).astype(np.float32)), c("wz", np.zeros(6, np.int8)),
+             c("ys", np.float32(0.05)), c("yz", np.uint8(100)), c("b", rng.integers(-500, 500, 6).astype(np.int32)),
+             c("pads", np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64)), c("pv", np.uint8(100))]
+    nodes = [helper.make_node("QLinearConv", ["x", "xs", "xz", "w", "ws", "wz", "ys", "yz", "b"], ["y"],
+                              pads=[1, 1, 1, 1]),
+             helper.make_node("Pad", ["y", "pads", "pv"], ["yp"]),
+             helper.make_node("MaxPool", ["yp"], ["out"], kernel_shape=[2, 2], strides=[2, 2])]
+    g = helper.make_graph(nodes, "qop", [helper.make_tensor_value_info("x", TensorProto.UINT8, [1, 3, 8, 8])],
+                          [helper.make_tensor_value_info("out", TensorProto.UINT8, [1, 6, 5, 5])], initializer=inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 7
+    data = m.SerializeToString()
+    report = tinyinfer.convert(data, None, verbose=False)
+    x = rng.integers(0, 256, (1, 3, 8, 8)).astype(np.uint8)
+    ref = ort.InferenceSession(data, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    with tinyinfer.Model(report.data) as mod:
+        assert mod.inputs[0].dtype == np.uint8 and mod.outputs[0].dtype == np.uint8
+        got = mod.run([x])[0]
+    assert got.shape == ref.shape
+    # float sums in another order than onnxruntime's int32 ones may flip a rounding: at most one step
+    assert np.max(np.abs(got.astype(np.int32) - ref.astype(np.int32))) <= 1
+
+
+def test_int8_weights_can_be_dequantized_at_conversion(tmp_path):
+    m8, r8 = convert_fixture("cnn_qdq", tmp_path)
+    dst = tmp_path / "f32.tinf"
+    r32 = tinyinfer.convert(fixture("cnn_qdq"), dst, verbose=False, keep_int8_weights=False)
+    m32 = tinyinfer.load(str(dst))
+    assert not r32.kept_precision and r32.output_bytes > r8.output_bytes
+    x = smooth_images(1, 3, 16, 16, 9)
+    np.testing.assert_allclose(m32.run([x])[0], m8.run([x])[0], atol=1e-6)
+
+
+# -- errors, formats, options ------------------------------------------------------
+
+def test_unsupported_op_lists_every_op_with_counts(tmp_path):
+    dst = tmp_path / "never.tinf"
+    with pytest.raises(tinyinfer.UnsupportedOpError) as e:
+        tinyinfer.convert(fixture("unsupported_topk"), dst, verbose=False)
+    msg = str(e.value)
+    assert "TopK (x2)" in msg and "Erf (x1)" in msg and "Relu" not in msg
+    assert not dst.exists()
+
+
+def test_detect_format_by_content(tmp_path):
+    data = open(fixture("mlp_op13"), "rb").read()
+    assert detect_format(data) == "onnx"
+    odd = tmp_path / "model.weights"          # no telling extension
+    odd.write_bytes(data)
+    assert detect_format(str(odd)) == "onnx"
+    report = tinyinfer.convert(data, None, verbose=False)     # bytes in, bytes out
+    assert report.importer == "onnx" and report.data[:4]
+
+
+def _tiny_model(opset, dims):
+    from onnx import TensorProto, helper
+    g = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "tiny",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, dims)],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, dims)])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+    m.ir_version = 7
+    return m.SerializeToString()
+
+
+def test_conversion_is_deterministic():
+    a = tinyinfer.convert(fixture("cnn_qdq"), None, verbose=False).data
+    b = tinyinfer.convert(fixture("cnn_qdq"), None, verbose=False).data
+    assert a == b
+
+
+def _resize_model(mode, ctm, nearest_mode="round_prefer_floor", scales=(1, 1, 2, 2)):
+    from onnx import TensorProto, helper, numpy_helper
+    inits = [numpy_helper.from_array(np.zeros(0, np.float32), "roi"),
+             numpy_helper.from_array(np.array(scales, np.float32), "scales")]
+    out = [int(d * s) for d, s in zip((1, 2, 4, 4), scales)]
+    g = helper.make_graph([helper.make_node("Resize", ["x", "roi", "scales"], ["y"], mode=mode,
+                                            coordinate_transformation_mode=ctm, nearest_mode=nearest_mode)],
+                          "resize", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 4, 4])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, out)], initializer=inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 7
+    return m.SerializeToString()
+
+
+def test_resize_modes_that_do_not_map_are_refused():
+    with pytest.raises(tinyinfer.UnsupportedOpError, match="cubic"):
+        tinyinfer.convert(_resize_model("cubic", "half_pixel"), None, verbose=False)
+    with pytest.raises(tinyinfer.UnsupportedOpError, match="tf_crop_and_resize"):
+        tinyinfer.convert(_resize_model("linear", "tf_crop_and_resize"), None, verbose=False)
+    # asymmetric + ceil upsampling by 2 reads cell ceil(o / 2): no TFLite rule does
+    with pytest.raises(tinyinfer.UnsupportedOpError, match="matches none"):
+        tinyinfer.convert(_resize_model("nearest", "asymmetric", "ceil"), None, verbose=False)
+    # and one that maps: checked against onnxruntime
+    data = _resize_model("nearest", "half_pixel", "round_prefer_ceil", scales=(1, 1, 0.5, 0.5))
+    report = tinyinfer.convert(data, None, verbose=False)
+    x = smooth_images(1, 2, 4, 4, 1)
+    ref = ort.InferenceSession(data, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    with tinyinfer.Model(report.data) as m:
+        np.testing.assert_array_equal(m.run([x])[0], ref)
+
+
+def test_opset_range_is_checked():
+    with pytest.raises(tinyinfer.UnsupportedOpError, match="opset 11"):
+        tinyinfer.convert(_tiny_model(11, [1, 4]), None, verbose=False)
+    report = tinyinfer.convert(_tiny_model(11, [1, 4]), None, verbose=False, check_opset=False)
+    assert report.ops_out["Relu"] == 1
+
+
+def test_dynamic_dims_other_than_batch_are_refused():
+    data = _tiny_model(13, ["batch", "seq", 8])
+    with pytest.raises(tinyinfer.UnsupportedOpError, match="dynamic dim 1"):
+        tinyinfer.convert(data, None, verbose=False)
+    report = tinyinfer.convert(data, None, verbose=False, input_shapes={"x": (3, 5, 8)})
+    single = tinyinfer.convert(data, None, verbose=False, input_shape=(3, 5, 8))   # the CLI's --input-shape
+    assert single.data == report.data
+    with tinyinfer.Model(report.data) as m:
+        assert m.inputs[0].shape == (3, 5, 8)
+        x = np.linspace(-1, 1, 120, dtype=np.float32).reshape(3, 5, 8)
+        np.testing.assert_array_equal(m.run([x])[0], np.maximum(x, 0))
+
+
+# -- live torch modules ------------------------------------------------------------
+
+def _torch_net():
+    torch = pytest.importorskip("torch")
+    nn, F = torch.nn, torch.nn.functional
+
+    class SE(nn.Module):
+        def __init__(self, c):
+            super().__init__()
+            self.a, self.b = nn.Conv2d(c, c // 2, 1), nn.Conv2d(c // 2, c, 1)
+
+        def forward(self, x):
+            return x * torch.sigmoid(self.b(F.relu(self.a(F.adaptive_avg_pool2d(x, 1)))))
+
+    class InvRes(nn.Module):
+        def __init__(self, c, e=3):
+            super().__init__()
+            self.exp = nn.Sequential(nn.Conv2d(c, c * e, 1, bias=False), nn.BatchNorm2d(c * e), nn.Hardswish())
+            self.dw = nn.Sequential(nn.Conv2d(c * e, c * e, 3, padding=1, groups=c * e, bias=False),
+                                    nn.BatchNorm2d(c * e), nn.ReLU6())
+            self.se = SE(c * e)
+            self.proj = nn.Sequential(nn.Conv2d(c * e, c, 1, bias=False), nn.BatchNorm2d(c))
+
+        def forward(self, x):
+            return x + self.proj(self.se(self.dw(self.exp(x))))
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.BatchNorm2d(8), nn.ReLU())
+            self.block = InvRes(8)
+            self.head = nn.Linear(8 * 8 * 8, 5)
+
+        def forward(self, image):
+            y = self.block(self.stem(image))
+            return F.softmax(self.head(y.flatten(1)), dim=1), y
+
+    torch.manual_seed(3)
+    net = Net()
+    for mod in net.modules():
+        if isinstance(mod, nn.BatchNorm2d):
+            mod.running_mean.uniform_(-0.1, 0.1)
+            mod.running_var.uniform_(0.5, 1.5)
+    return torch, net.train()   # from_torch must export in eval mode and restore the flag
+
+
+def test_from_torch_live_module(tmp_path):
+    torch, net = _torch_net()
+    from tinyinfer.convert.torch_live import from_torch
+    x = torch.from_numpy(smooth_images(1, 3, 16, 16, 4))
+    model = from_torch(net, x)
+    assert net.training
+    assert [t.name for t in model.inputs] == ["image"] and model.inputs[0].shape == (1, 3, 16, 16)
+    assert model.report.ops_out["Transpose"] <= 2      # NCHW input and the NCHW feature-map output
+    net.eval()
+    with torch.no_grad():
+        refs = [t.numpy() for t in net(x)]
+    got = model.run([x.numpy()])
+    for r, g in zip(refs, got):
+        assert g.shape == r.shape
+        assert np.max(np.abs(g - r)) <= 1e-5 * np.max(np.abs(r))
+    # with a destination: writes the file and returns the Report
+    dst = tmp_path / "net.tinf"
+    report = from_torch(net, (x,), dst, opset=13)
+    assert dst.exists() and report.output_bytes == dst.stat().st_size
+    with tinyinfer.load(str(dst)) as m:
+        np.testing.assert_allclose(m.run([x.numpy()])[0], refs[0], rtol=0, atol=1e-5 * np.max(np.abs(refs[0])))
+
+
+def test_from_torch_transformer_layer():
+    """nn.TransformerEncoderLayer in eval mode takes a fused fast path that torch cannot export: from_torch
+    turns it off for the export."""
+    torch = pytest.importorskip("torch")
+    from tinyinfer.convert.torch_live import from_torch
+    torch.manual_seed(5)
+    layer = torch.nn.TransformerEncoderLayer(16, 2, 32, dropout=0.0, batch_first=True).eval()
+    x = torch.randn(1, 7, 16)
+    model = from_torch(layer, x)
+    assert model.report.ops_out["LayerNorm"] == 2
+    with torch.no_grad():
+        ref = layer(x).numpy()
+    got = model.run([x.numpy()])[0]
+    assert np.max(np.abs(got - ref)) <= 1e-5 * np.max(np.abs(ref))
