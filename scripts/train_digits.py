@@ -5,6 +5,12 @@ the form users bring from TensorFlow:
     models/digits_mlp.tflite   784-256-128-10 MLP
     models/digits_cnn.tflite   28x28x1 CNN (2 conv + 2 pool + 2 dense)
     models/digits_split.npz    indices of the train / calibration / test split
+    models/digits_{mlp,cnn}.{float16,dynamic,int8}.tflite
+                               LiteRT's post-training quantizations of the same
+                               trained models (float16 weights, dynamic-range
+                               int8, full-integer int8 calibrated on the
+                               calibration split), for the comparison in
+                               docs/quantization.md
 
 Needs tensorflow-cpu and scikit-learn (not needed at run time: the files are
 committed). Deterministic given the same TensorFlow build.
@@ -66,6 +72,24 @@ def main():
         with open(path, "wb") as f:
             f.write(data)
         print(f"{path}: {len(data)} bytes, Keras test accuracy {acc:.4f}")
+        for kind in ["float16", "dynamic", "int8"]:
+            conv = tf.lite.TFLiteConverter.from_keras_model(model)
+            conv.optimizations = [tf.lite.Optimize.DEFAULT]
+            if kind == "float16":
+                conv.target_spec.supported_types = [tf.float16]
+            elif kind == "int8":
+                rep = xs[calib]
+
+                def dataset(rep=rep):
+                    for i in range(len(rep)):
+                        yield [rep[i:i + 1]]
+                conv.representative_dataset = dataset
+                conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            q = conv.convert()
+            qpath = os.path.join(OUT, f"digits_{name}.{kind}.tflite")
+            with open(qpath, "wb") as f:
+                f.write(q)
+            print(f"{qpath}: {len(q)} bytes")
 
 
 if __name__ == "__main__":
