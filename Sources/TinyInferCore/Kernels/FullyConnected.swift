@@ -48,6 +48,21 @@ enum FullyConnectedKernel {
     let m = ctx.inputs[0]!.count / k
     let act = try Activation.from(ctx.attrs)
     let pool = ctx.pool
+    if let packed = ctx.packed, m >= PackedGemm.mr {
+      // Several rows: the 6x16 micro-kernel on weights packed at load.
+      let wp = UnsafePointer(packed.ptr)
+      let (lo, hi) = act.range
+      let panels = (n + PackedGemm.nr - 1) / PackedGemm.nr
+      let minRows = max(PackedGemm.mr, minChunkFor(perItem: k &* n, grain: 1 << 17))
+      return { () throws(TinfError) in
+        _ = packed
+        pool.parallelRanges(m, minChunk: minRows) { rows in
+          PackedGemm.run(
+            rows: rows, panels: 0..<panels, k: k, n: n, packed: wp, bias: bias, lo: lo, hi: hi, y: y, ldy: n
+          ) { r in x + r &* k }
+        }
+      }
+    }
     // Split rows when there are several, else split the outputs.
     let work = m &* n &* k
     return { () throws(TinfError) in
