@@ -174,7 +174,7 @@ def test_gelu(rng, approximate):
 @pytest.mark.parametrize("op,fn", [("Softmax", R.softmax), ("LogSoftmax", R.log_softmax)])
 @pytest.mark.parametrize("shape,axis", [((10,), -1), ((3, 10), -1), ((3, 10), 0), ((2, 3, 4, 5), 1),
                                         ((2, 3, 4, 5), -2), ((1, 1000), 1), ((4, 7, 3), 2)])
-@pytest.mark.parametrize("beta", [1.0, 0.5])
+@pytest.mark.parametrize("beta", [1.0, 0.5, -0.7])
 def test_softmax(rng, op, fn, shape, axis, beta):
     x = randn(rng, *shape) * 5
     (y,) = run_op(op, [x], axis=axis, beta=beta)
@@ -216,3 +216,25 @@ def test_norm_refuses(rng):
         run_op("BatchNorm", [randn(rng, 2, 8)], [randn(rng, 8)] * 3 + [randn(rng, 7)])
     with pytest.raises(tinyinfer.UnsupportedOpError, match="axis"):
         run_op("Softmax", [randn(rng, 2, 8)], axis=2)
+
+
+def test_softmax_nan_row_is_nan_others_finite():
+    x = np.array([[1.0, np.nan, 2.0], [0.0, 1.0, 2.0]], np.float32)
+    (y,) = run_op("Softmax", [x])
+    assert np.all(np.isnan(y[0]))
+    assert_close(y[1], R.softmax(x[1:])[0])
+
+
+@pytest.mark.parametrize("op,fn", [("Logistic", R.logistic), ("Gelu", R.gelu), ("Exp", R.exp)])
+def test_fast_math_in_place_and_extremes(rng, op, fn):
+    # A chain makes the second op run in place (same buffer); values cover
+    # the ranges where the fast exp saturates.
+    x = np.concatenate([rng.standard_normal(1000) * 30, [-100.0, -87.0, 0.0, 80.0]]).astype(np.float32)
+    if op == "Exp":
+        x = np.clip(x, -80, 80)
+    b = tinyinfer.GraphBuilder()
+    t = b.input("x", x.shape)
+    b.output(b.op(op, b.op("Relu", t)))
+    with b.load() as m:
+        (y,) = m.run(x)
+    np.testing.assert_allclose(y, fn(np.maximum(x, 0)), rtol=2e-6, atol=1e-30)

@@ -25,6 +25,30 @@ enum SoftmaxKernel {
     let y = ctx.floatOut(0)
     let pool = ctx.pool
     return { () throws(TinfError) in
+      if inner == 1 && !log {
+        // Contiguous rows: max, shifted exp in place, sum, scale, each a
+        // vectorized loop (FastMath).
+        pool.parallelRanges(outer, minChunk: max(1, 4096 / len)) { range in
+          for r in range {
+            let xr = x + r &* len
+            let yr = y + r &* len
+            let mx = FastMath.max(xr, len) * beta
+            if beta >= 0 {
+              for j in 0..<len { yr[j] = xr[j] * beta - mx }
+            } else {
+              // A negative beta: the largest beta * x comes from the
+              // smallest x, so take the maximum of the products directly.
+              var m = -Float.infinity
+              for j in 0..<len { m = Swift.max(m, xr[j] * beta) }
+              for j in 0..<len { yr[j] = xr[j] * beta - m }
+            }
+            FastMath.exp(yr, yr, len)
+            let s = 1 / FastMath.sum(yr, len)
+            for j in 0..<len { yr[j] *= s }
+          }
+        }
+        return
+      }
       pool.parallelRanges(outer &* inner, minChunk: max(1, 4096 / len)) { range in
         for r in range {
           let o = r / inner
@@ -37,7 +61,7 @@ enum SoftmaxKernel {
           }
           var sum: Float = 0
           for j in 0..<len {
-            let e = fexp(x[base &+ j &* inner] * beta - mx)
+            let e = FastMath.expScalar(x[base &+ j &* inner] * beta - mx)
             sum += e
             if !log { y[base &+ j &* inner] = e }
           }

@@ -46,7 +46,7 @@ enum UnaryKernel {
     case .logistic:
       return { () throws(TinfError) in
         pool.parallelRanges(n, minChunk: chunk) { r in
-          for i in r { y[i] = 1 / (1 + fexp(-x[i])) }
+          FastMath.logistic(x + r.lowerBound, y + r.lowerBound, r.count)
         }
       }
     case .tanh:
@@ -67,15 +67,12 @@ enum UnaryKernel {
       }
       return { () throws(TinfError) in
         pool.parallelRanges(n, minChunk: chunk) { r in
-          for i in r {
-            let v = x[i]
-            y[i] = 0.5 * v * (1 + ferf(v * 0.7071067811865476))
-          }
+          FastMath.geluExact(x + r.lowerBound, y + r.lowerBound, r.count)
         }
       }
     case .exp:
       return { () throws(TinfError) in
-        pool.parallelRanges(n, minChunk: chunk) { r in for i in r { y[i] = fexp(x[i]) } }
+        pool.parallelRanges(n, minChunk: chunk) { r in FastMath.exp(x + r.lowerBound, y + r.lowerBound, r.count) }
       }
     case .log:
       return { () throws(TinfError) in
