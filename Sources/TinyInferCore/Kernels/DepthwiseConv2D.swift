@@ -58,6 +58,12 @@ enum DepthwiseConv2DKernel {
     let minChunk = minChunkFor(perItem: ow &* kh &* kw &* cm)
 
     if m == 1 {
+      // A 3x3 window with no dilation and channels in multiples of 8 has a
+      // kernel of its own for the pixels whose window is inside the image.
+      let fast3x3 = kh == 3 && kw == 3 && dh == 1 && dw == 1 && c % 8 == 0
+      let firstInside = (padL + sw - 1) / sw
+      let endInside = wIn - 3 + padL >= 0 ? min(ow, (wIn - 3 + padL) / sw + 1) : 0
+      let interior = firstInside..<max(firstInside, endInside)
       // Channels in registers: each output pixel accumulates its taps for
       // 16 channels at a time and is stored once.
       return { () throws(TinfError) in
@@ -65,9 +71,24 @@ enum DepthwiseConv2DKernel {
           for row in range {
             let b = row / oh
             let oy = row &- b &* oh
-            depthwiseRow(
-              y + row &* ow &* c, x + b &* h &* wIn &* c, wp, bias, c: c, h: h, w: wIn, ow: ow, kh: kh, kw: kw,
-              iy0: oy &* sh &- padT, padL: padL, sw: sw, dh: dh, dw: dw, lo: lo, hi: hi)
+            let iy0 = oy &* sh &- padT
+            let yrow = y + row &* ow &* c
+            let ximg = x + b &* h &* wIn &* c
+            if fast3x3 && iy0 >= 0 && iy0 &+ 2 < h && interior.lowerBound < interior.upperBound {
+              // Border pixels the general way, the inside with the 3x3 kernel.
+              depthwiseRow(
+                yrow, ximg, wp, bias, c: c, h: h, w: wIn, ow: ow, kh: kh, kw: kw, iy0: iy0, padL: padL, sw: sw,
+                dh: dh, dw: dw, lo: lo, hi: hi, pixels: 0..<interior.lowerBound)
+              depthwise3x3(
+                yrow, ximg, wp, bias, c: c, w: wIn, iy0: iy0, padL: padL, sw: sw, lo: lo, hi: hi, pixels: interior)
+              depthwiseRow(
+                yrow, ximg, wp, bias, c: c, h: h, w: wIn, ow: ow, kh: kh, kw: kw, iy0: iy0, padL: padL, sw: sw,
+                dh: dh, dw: dw, lo: lo, hi: hi, pixels: interior.upperBound..<ow)
+            } else {
+              depthwiseRow(
+                yrow, ximg, wp, bias, c: c, h: h, w: wIn, ow: ow, kh: kh, kw: kw, iy0: iy0, padL: padL, sw: sw,
+                dh: dh, dw: dw, lo: lo, hi: hi)
+            }
           }
         }
       }
@@ -122,7 +143,7 @@ enum DepthwiseConv2DKernel {
   static func depthwiseRow(
     _ yrow: UnsafeMutablePointer<Float>, _ ximg: UnsafePointer<Float>, _ wp: UnsafePointer<Float>,
     _ bias: UnsafePointer<Float>?, c: Int, h: Int, w: Int, ow: Int, kh: Int, kw: Int, iy0: Int, padL: Int, sw: Int,
-    dh: Int, dw: Int, lo: Float, hi: Float
+    dh: Int, dw: Int, lo: Float, hi: Float, pixels: Range<Int>? = nil
   ) {
     // Taps inside the image for this row (the same for every pixel).
     let i0 = iy0 >= 0 ? 0 : min(kh, (-iy0 + dh - 1) / dh)
@@ -130,7 +151,7 @@ enum DepthwiseConv2DKernel {
     while i1 > i0 && iy0 &+ (i1 &- 1) &* dh >= h { i1 &-= 1 }
     let full16 = c / 16 * 16
     let full8 = full16 &+ (c &- full16 >= 8 ? 8 : 0)
-    for ox in 0..<ow {
+    for ox in pixels ?? 0..<ow {
       let yo = yrow + ox &* c
       let ix0 = ox &* sw &- padL
       var j0 = 0
@@ -185,5 +206,80 @@ enum DepthwiseConv2DKernel {
         l &+= 1
       }
     }
+  }  /// Pixels `pixels` of one output row of a 3x3, dilation-1, multiplier-1
+  /// depthwise convolution whose windows lie inside the image (c a multiple
+  /// of 8). For each block of 16 (then 8) channels the nine weight vectors
+  /// and the bias stay in registers while the pixels stream past.
+  @inline(never)
+  static func depthwise3x3(
+    _ yrow: UnsafeMutablePointer<Float>, _ ximg: UnsafePointer<Float>, _ wp: UnsafePointer<Float>,
+    _ bias: UnsafePointer<Float>?, c: Int, w: Int, iy0: Int, padL: Int, sw: Int, lo: Float, hi: Float,
+    pixels: Range<Int>
+  ) {
+    let rowStride = w &* c
+    let full16 = c / 16 * 16
+    var cb = 0
+    while cb < full16 {
+      @inline(__always) func wv(_ t: Int) -> SIMD16<Float> {
+        UnsafeRawPointer(wp + (t &* c &+ cb)).loadUnaligned(as: SIMD16<Float>.self)
+      }
+      let w0 = wv(0), w1 = wv(1), w2 = wv(2), w3 = wv(3), w4 = wv(4), w5 = wv(5), w6 = wv(6), w7 = wv(7), w8 = wv(8)
+      let b0 = bias.map { UnsafeRawPointer($0 + cb).loadUnaligned(as: SIMD16<Float>.self) } ?? SIMD16<Float>()
+      for ox in pixels {
+        let p = UnsafeRawPointer(ximg + ((iy0 &* w &+ ox &* sw &- padL) &* c &+ cb))
+        let r0 = p
+        let r1 = p + rowStride &* 4
+        let r2 = p + rowStride &* 8
+        var acc = b0
+        acc.addProduct(r0.loadUnaligned(as: SIMD16<Float>.self), w0)
+        acc.addProduct(r0.loadUnaligned(fromByteOffset: c &* 4, as: SIMD16<Float>.self), w1)
+        acc.addProduct(r0.loadUnaligned(fromByteOffset: c &* 8, as: SIMD16<Float>.self), w2)
+        acc.addProduct(r1.loadUnaligned(as: SIMD16<Float>.self), w3)
+        acc.addProduct(r1.loadUnaligned(fromByteOffset: c &* 4, as: SIMD16<Float>.self), w4)
+        acc.addProduct(r1.loadUnaligned(fromByteOffset: c &* 8, as: SIMD16<Float>.self), w5)
+        acc.addProduct(r2.loadUnaligned(as: SIMD16<Float>.self), w6)
+        acc.addProduct(r2.loadUnaligned(fromByteOffset: c &* 4, as: SIMD16<Float>.self), w7)
+        acc.addProduct(r2.loadUnaligned(fromByteOffset: c &* 8, as: SIMD16<Float>.self), w8)
+        UnsafeMutableRawPointer(yrow + (ox &* c &+ cb)).storeBytes(of: acc, as: SIMD16<Float>.self)
+      }
+      cb &+= 16
+    }
+    if cb < c {
+      // One block of 8 channels left (c is a multiple of 8).
+      @inline(__always) func wv(_ t: Int) -> SIMD8<Float> {
+        UnsafeRawPointer(wp + (t &* c &+ cb)).loadUnaligned(as: SIMD8<Float>.self)
+      }
+      let w0 = wv(0), w1 = wv(1), w2 = wv(2), w3 = wv(3), w4 = wv(4), w5 = wv(5), w6 = wv(6), w7 = wv(7), w8 = wv(8)
+      let b0 = bias.map { UnsafeRawPointer($0 + cb).loadUnaligned(as: SIMD8<Float>.self) } ?? SIMD8<Float>()
+      for ox in pixels {
+        let p = UnsafeRawPointer(ximg + ((iy0 &* w &+ ox &* sw &- padL) &* c &+ cb))
+        let r1 = p + rowStride &* 4
+        let r2 = p + rowStride &* 8
+        var acc = b0
+        acc.addProduct(p.loadUnaligned(as: SIMD8<Float>.self), w0)
+        acc.addProduct(p.loadUnaligned(fromByteOffset: c &* 4, as: SIMD8<Float>.self), w1)
+        acc.addProduct(p.loadUnaligned(fromByteOffset: c &* 8, as: SIMD8<Float>.self), w2)
+        acc.addProduct(r1.loadUnaligned(as: SIMD8<Float>.self), w3)
+        acc.addProduct(r1.loadUnaligned(fromByteOffset: c &* 4, as: SIMD8<Float>.self), w4)
+        acc.addProduct(r1.loadUnaligned(fromByteOffset: c &* 8, as: SIMD8<Float>.self), w5)
+        acc.addProduct(r2.loadUnaligned(as: SIMD8<Float>.self), w6)
+        acc.addProduct(r2.loadUnaligned(fromByteOffset: c &* 4, as: SIMD8<Float>.self), w7)
+        acc.addProduct(r2.loadUnaligned(fromByteOffset: c &* 8, as: SIMD8<Float>.self), w8)
+        UnsafeMutableRawPointer(yrow + (ox &* c &+ cb)).storeBytes(of: acc, as: SIMD8<Float>.self)
+      }
+    }
+    // The fused activation over the pixels just written.
+    if lo > -Float.infinity || hi < Float.infinity {
+      let start = yrow + pixels.lowerBound &* c
+      let n = pixels.count &* c
+      var i = 0
+      while i < n {
+        let t = start[i]
+        start[i] = t < lo ? lo : (t > hi ? hi : t)
+        i &+= 1
+      }
+    }
   }
+
+
 }
