@@ -75,43 +75,73 @@ int ti_shim_write_file(const char *path, const void *data, size_t size) {
   return 0;
 }
 
-/* ---- thread pool ---------------------------------------------------- */
+/* ---- thread pool ----------------------------------------------------
+ * Workers take items of a job with an atomic counter. Between jobs a worker
+ * polls for the next one for a short, bounded time (TI_POOL_SPIN_NS: the
+ * next op of a graph usually follows within microseconds, and a condition
+ * variable wake-up costs tens of microseconds on a VM), then sleeps on a
+ * condition variable until woken: idle workers never burn a core. */
+
+#include <stdatomic.h>
+#define TI_POOL_SPIN_NS 50000ull
 
 struct ti_pool {
   int threads;            /* total, including the caller */
   pthread_t *workers;     /* threads - 1 */
   pthread_mutex_t mu;
-  pthread_cond_t wake;    /* workers wait for a new job */
+  pthread_cond_t wake;    /* sleeping workers wait for a new job */
   pthread_cond_t done;    /* the caller waits for the end of a job */
   void (*fn)(void *, int);
   void *ctx;
-  int n, next, pending;   /* items, next item to take, items not finished */
-  unsigned long generation;
-  int stop;
+  int n;
+  atomic_int next;        /* next item to take */
+  atomic_int pending;     /* items not finished */
+  atomic_ulong generation;
+  atomic_int sleepers;
+  atomic_int stop;
 };
 
+static inline void ti_cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  __asm__ __volatile__("yield");
+#endif
+}
+
 static void ti_pool_work(ti_pool *p) {
-  /* called with mu held; returns with mu held */
-  while (p->next < p->n) {
-    int i = p->next++;
-    pthread_mutex_unlock(&p->mu);
+  int i;
+  while ((i = atomic_fetch_add(&p->next, 1)) < p->n) {
     p->fn(p->ctx, i);
-    pthread_mutex_lock(&p->mu);
-    if (--p->pending == 0) pthread_cond_broadcast(&p->done);
+    if (atomic_fetch_sub(&p->pending, 1) == 1) {
+      pthread_mutex_lock(&p->mu);
+      pthread_cond_broadcast(&p->done);
+      pthread_mutex_unlock(&p->mu);
+    }
   }
 }
 
 static void *ti_pool_main(void *arg) {
   ti_pool *p = arg;
   unsigned long seen = 0;
-  pthread_mutex_lock(&p->mu);
   for (;;) {
-    while (!p->stop && p->generation == seen) pthread_cond_wait(&p->wake, &p->mu);
-    if (p->stop) break;
-    seen = p->generation;
+    uint64_t t0 = ti_shim_now_ns();
+    unsigned spins = 0;
+    while (atomic_load(&p->generation) == seen && !atomic_load(&p->stop)) {
+      ti_cpu_relax();
+      if ((++spins & 63) == 0 && ti_shim_now_ns() - t0 > TI_POOL_SPIN_NS) break;
+    }
+    if (atomic_load(&p->generation) == seen && !atomic_load(&p->stop)) {
+      pthread_mutex_lock(&p->mu);
+      atomic_fetch_add(&p->sleepers, 1);
+      while (atomic_load(&p->generation) == seen && !atomic_load(&p->stop)) pthread_cond_wait(&p->wake, &p->mu);
+      atomic_fetch_sub(&p->sleepers, 1);
+      pthread_mutex_unlock(&p->mu);
+    }
+    if (atomic_load(&p->stop)) break;
+    seen = atomic_load(&p->generation);
     ti_pool_work(p);
   }
-  pthread_mutex_unlock(&p->mu);
   return NULL;
 }
 
@@ -124,6 +154,11 @@ ti_pool *ti_pool_create(int threads) {
   pthread_mutex_init(&p->mu, NULL);
   pthread_cond_init(&p->wake, NULL);
   pthread_cond_init(&p->done, NULL);
+  atomic_init(&p->next, 0);
+  atomic_init(&p->pending, 0);
+  atomic_init(&p->generation, 0);
+  atomic_init(&p->sleepers, 0);
+  atomic_init(&p->stop, 0);
   if (threads > 1) {
     p->workers = calloc((size_t)threads - 1, sizeof(pthread_t));
     if (!p->workers) { ti_pool_destroy(p); return NULL; }
@@ -138,7 +173,7 @@ ti_pool *ti_pool_create(int threads) {
 void ti_pool_destroy(ti_pool *p) {
   if (!p) return;
   pthread_mutex_lock(&p->mu);
-  p->stop = 1;
+  atomic_store(&p->stop, 1);
   pthread_cond_broadcast(&p->wake);
   pthread_mutex_unlock(&p->mu);
   for (int t = 0; t < p->threads - 1; t++) pthread_join(p->workers[t], NULL);
@@ -157,14 +192,30 @@ void ti_pool_run(ti_pool *p, void (*fn)(void *, int), void *ctx, int n) {
     for (int i = 0; i < n; i++) fn(ctx, i);
     return;
   }
-  pthread_mutex_lock(&p->mu);
-  p->fn = fn; p->ctx = ctx; p->n = n; p->next = 0; p->pending = n;
-  p->generation++;
-  pthread_cond_broadcast(&p->wake);
+  p->fn = fn;
+  p->ctx = ctx;
+  p->n = n;
+  atomic_store(&p->pending, n);
+  atomic_store(&p->next, 0);
+  atomic_fetch_add(&p->generation, 1);
+  if (atomic_load(&p->sleepers) > 0) {
+    pthread_mutex_lock(&p->mu);
+    pthread_cond_broadcast(&p->wake);
+    pthread_mutex_unlock(&p->mu);
+  }
   ti_pool_work(p);
-  while (p->pending > 0) pthread_cond_wait(&p->done, &p->mu);
-  p->fn = NULL; p->ctx = NULL; p->n = 0; p->next = 0;
-  pthread_mutex_unlock(&p->mu);
+  /* Wait for the items other threads took: poll briefly, then sleep. */
+  uint64_t t0 = ti_shim_now_ns();
+  unsigned spins = 0;
+  while (atomic_load(&p->pending) > 0) {
+    ti_cpu_relax();
+    if ((++spins & 63) == 0 && ti_shim_now_ns() - t0 > TI_POOL_SPIN_NS) {
+      pthread_mutex_lock(&p->mu);
+      while (atomic_load(&p->pending) > 0) pthread_cond_wait(&p->done, &p->mu);
+      pthread_mutex_unlock(&p->mu);
+      break;
+    }
+  }
 }
 
 float ti_shim_erff(float x) { return erff(x); }
