@@ -48,18 +48,28 @@ enum FullyConnectedKernel {
     let m = ctx.inputs[0]!.count / k
     let act = try Activation.from(ctx.attrs)
     let pool = ctx.pool
-    if let packed = ctx.packed, m >= PackedGemm.mr {
-      // Several rows: the 6x16 micro-kernel on weights packed at load.
+    if let packed = ctx.packed {
+      // The 6x16 micro-kernel (1x16 for a single row) on weights packed at
+      // load; rows split over threads, or column panels for a GEMV.
       let wp = UnsafePointer(packed.ptr)
       let (lo, hi) = act.range
       let panels = (n + PackedGemm.nr - 1) / PackedGemm.nr
       let minRows = max(PackedGemm.mr, minChunkFor(perItem: k &* n, grain: 1 << 17))
+      let minPanels = max(1, minChunkFor(perItem: m &* k &* PackedGemm.nr, grain: 1 << 17))
       return { () throws(TinfError) in
         _ = packed
-        pool.parallelRanges(m, minChunk: minRows) { rows in
-          PackedGemm.run(
-            rows: rows, panels: 0..<panels, k: k, n: n, packed: wp, bias: bias, lo: lo, hi: hi, y: y, ldy: n
-          ) { r in x + r &* k }
+        if m >= PackedGemm.mr &* pool.threads || panels < 2 {
+          pool.parallelRanges(m, minChunk: minRows) { rows in
+            PackedGemm.run(
+              rows: rows, panels: 0..<panels, k: k, n: n, packed: wp, bias: bias, lo: lo, hi: hi, y: y, ldy: n
+            ) { r in x + r &* k }
+          }
+        } else {
+          pool.parallelRanges(panels, minChunk: minPanels) { ps in
+            PackedGemm.run(
+              rows: 0..<m, panels: ps, k: k, n: n, packed: wp, bias: bias, lo: lo, hi: hi, y: y, ldy: n
+            ) { r in x + r &* k }
+          }
         }
       }
     }

@@ -51,10 +51,18 @@ enum PackedGemm {
       let a3 = count > 3 ? row(m &+ 3) : a0
       let a4 = count > 4 ? row(m &+ 4) : a0
       let a5 = count > 5 ? row(m &+ 5) : a0
-      for p in panels {
-        tile(
-          a0, a1, a2, a3, a4, a5, k: k, panel: packed + p &* k &* nr, bias: bias, col: p &* nr, n: n, lo: lo,
-          hi: hi, y: y + m &* ldy, ldy: ldy, rows: count)
+      if count == 1 {
+        // One row (a GEMV, or the last row): a kernel that does not compute
+        // five copies of it.
+        for p in panels {
+          tile1(a0, k: k, panel: packed + p &* k &* nr, bias: bias, col: p &* nr, n: n, lo: lo, hi: hi, y: y + m &* ldy)
+        }
+      } else {
+        for p in panels {
+          tile(
+            a0, a1, a2, a3, a4, a5, k: k, panel: packed + p &* k &* nr, bias: bias, col: p &* nr, n: n, lo: lo,
+            hi: hi, y: y + m &* ldy, ldy: ldy, rows: count)
+        }
       }
       m &+= mr
     }
@@ -105,6 +113,42 @@ enum PackedGemm {
     if rows > 3 { store(c3, b16, vlo, vhi, dst + 3 &* ldy, valid) }
     if rows > 4 { store(c4, b16, vlo, vhi, dst + 4 &* ldy, valid) }
     if rows > 5 { store(c5, b16, vlo, vhi, dst + 5 &* ldy, valid) }
+  }
+
+  /// One row against one panel: four accumulators over k (unrolled by 4)
+  /// so the loads of the streamed weights overlap.
+  @inline(never)
+  static func tile1(
+    _ a: UnsafePointer<Float>, k: Int, panel: UnsafePointer<Float>, bias: UnsafePointer<Float>?, col: Int, n: Int,
+    lo: Float, hi: Float, y: UnsafeMutablePointer<Float>
+  ) {
+    var c0 = SIMD16<Float>(repeating: 0)
+    var c1 = c0
+    var c2 = c0
+    var c3 = c0
+    let b = UnsafeRawPointer(panel)
+    var kk = 0
+    while kk &+ 4 <= k {
+      c0.addProduct(SIMD16(repeating: a[kk]), b.load(fromByteOffset: kk &* 64, as: SIMD16<Float>.self))
+      c1.addProduct(SIMD16(repeating: a[kk &+ 1]), b.load(fromByteOffset: (kk &+ 1) &* 64, as: SIMD16<Float>.self))
+      c2.addProduct(SIMD16(repeating: a[kk &+ 2]), b.load(fromByteOffset: (kk &+ 2) &* 64, as: SIMD16<Float>.self))
+      c3.addProduct(SIMD16(repeating: a[kk &+ 3]), b.load(fromByteOffset: (kk &+ 3) &* 64, as: SIMD16<Float>.self))
+      kk &+= 4
+    }
+    while kk < k {
+      c0.addProduct(SIMD16(repeating: a[kk]), b.load(fromByteOffset: kk &* 64, as: SIMD16<Float>.self))
+      kk &+= 1
+    }
+    let valid = min(nr, n &- col)
+    var bv = SIMD16<Float>(repeating: 0)
+    if let bias {
+      if valid == nr {
+        bv = UnsafeRawPointer(bias + col).loadUnaligned(as: SIMD16<Float>.self)
+      } else {
+        for j in 0..<valid { bv[j] = bias[col &+ j] }
+      }
+    }
+    store((c0 + c1) + (c2 + c3), bv, SIMD16(repeating: lo), SIMD16(repeating: hi), y + col, valid)
   }
 
   /// Adds the bias, clamps to the activation range and stores `valid` lanes.

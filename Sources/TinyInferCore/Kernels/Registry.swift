@@ -84,12 +84,11 @@ public enum Registry {
       let k = w.shape[1] &* w.shape[2] &* w.shape[3]
       return PackedWeights(UnsafePointer(wp.assumingMemoryBound(to: Float.self)), n: n, k: k)
     case .fullyConnected:
-      // Packed when the model's own shapes give several rows (a batch or a
-      // sequence); a GEMV (one row) reads the weights as they are.
+      // Constant float32 weights, for any number of rows (a session may run
+      // another batch size than the file's).
       guard inputs.count >= 2, let x = inputs[0], let w = inputs[1], let wp = data[1], w.isConstant,
         x.dtype == .float32, w.dtype == .float32, w.shape.count == 2,
-        (try? node.attrs.int(.weightFormat, default: 0)) == 0,
-        x.count / max(w.shape[1], 1) >= PackedGemm.mr
+        (try? node.attrs.int(.weightFormat, default: 0)) == 0
       else { return nil }
       return PackedWeights(UnsafePointer(wp.assumingMemoryBound(to: Float.self)), n: w.shape[0], k: w.shape[1])
     default:
