@@ -53,16 +53,9 @@ enum Conv2DKernel {
     let og = cout / groups
     let act = try Activation.from(node.attrs)
     let (lo, hi) = act.range
-    let win = try WindowAttrs(node.attrs)
-    let d = try win.dims(inputH: h, inputW: wIn, kernelH: kh, kernelW: kw)
-    let oh = d.h.out
-    let ow = d.w.out
-    let padT = d.h.padBefore
-    let padL = d.w.padBefore
-    let sh = win.strides[0]
-    let sw = win.strides[1]
-    let dh = win.dilations[0]
-    let dw = win.dilations[1]
+    let g = try WindowGeometry(node.attrs, inputH: h, inputW: wIn, kernelH: kh, kernelW: kw)
+    let (oh, ow, padT, padL) = (g.oh, g.ow, g.padT, g.padL)
+    let (sh, sw, dh, dw) = (g.sh, g.sw, g.dh, g.dw)
     // Patch length per group, and per pixel (all groups).
     let k = kh &* kw &* cg
     let patch = kh &* kw &* cin

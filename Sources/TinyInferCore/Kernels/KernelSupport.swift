@@ -159,6 +159,27 @@ struct WindowAttrs {
   }
 }
 
+/// Output size, leading padding, strides and dilations of a 2-D window op
+/// (Conv2D, DepthwiseConv2D, their integer forms, pooling), from its
+/// attributes and the input and window sizes.
+struct WindowGeometry {
+  let oh: Int, ow: Int, padT: Int, padL: Int
+  let sh: Int, sw: Int, dh: Int, dw: Int
+
+  init(_ attrs: Attributes, inputH: Int, inputW: Int, kernelH: Int, kernelW: Int) throws(TinfError) {
+    let win = try WindowAttrs(attrs)
+    let d = try win.dims(inputH: inputH, inputW: inputW, kernelH: kernelH, kernelW: kernelW)
+    oh = d.h.out
+    ow = d.w.out
+    padT = d.h.padBefore
+    padL = d.w.padBefore
+    sh = win.strides[0]
+    sw = win.strides[1]
+    dh = win.dilations[0]
+    dw = win.dilations[1]
+  }
+}
+
 // MARK: - Broadcasting
 
 /// numpy broadcasting of two shapes.

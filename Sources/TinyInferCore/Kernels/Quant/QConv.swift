@@ -69,16 +69,9 @@ enum QConv2DKernel {
     let (scales, _) = try QCheck.weights(wd, channels: cout, axis: 0, "Conv2D")
     let mt = try QChannelMultipliers(inScale: xq.scale, weightScales: scales, outScale: yq.scale, "Conv2D")
     let (lo, hi) = try QCheck.activationRange(try Activation.from(ctx.attrs), yq)
-    let win = try WindowAttrs(ctx.attrs)
-    let d = try win.dims(inputH: h, inputW: wIn, kernelH: kh, kernelW: kw)
-    let oh = d.h.out
-    let ow = d.w.out
-    let padT = d.h.padBefore
-    let padL = d.w.padBefore
-    let sh = win.strides[0]
-    let sw = win.strides[1]
-    let dh = win.dilations[0]
-    let dw = win.dilations[1]
+    let g = try WindowGeometry(ctx.attrs, inputH: h, inputW: wIn, kernelH: kh, kernelW: kw)
+    let (oh, ow, padT, padL) = (g.oh, g.ow, g.padT, g.padL)
+    let (sh, sw, dh, dw) = (g.sh, g.sw, g.dh, g.dw)
     let k = kh &* kw &* cg  // weight row length
     let patch = kh &* kw &* cin
     let direct = kh == 1 && kw == 1 && padT == 0 && padL == 0
@@ -228,16 +221,9 @@ enum QDepthwiseConv2DKernel {
     let (scales, _) = try QCheck.weights(wd, channels: cm, axis: 3, "DepthwiseConv2D")
     let mt = try QChannelMultipliers(inScale: xq.scale, weightScales: scales, outScale: yq.scale, "DepthwiseConv2D")
     let (lo, hi) = try QCheck.activationRange(try Activation.from(ctx.attrs), yq)
-    let win = try WindowAttrs(ctx.attrs)
-    let d = try win.dims(inputH: h, inputW: wIn, kernelH: kh, kernelW: kw)
-    let oh = d.h.out
-    let ow = d.w.out
-    let padT = d.h.padBefore
-    let padL = d.w.padBefore
-    let sh = win.strides[0]
-    let sw = win.strides[1]
-    let dh = win.dilations[0]
-    let dw = win.dilations[1]
+    let g = try WindowGeometry(ctx.attrs, inputH: h, inputW: wIn, kernelH: kh, kernelW: kw)
+    let (oh, ow, padT, padL) = (g.oh, g.ow, g.padT, g.padL)
+    let (sh, sw, dh, dw) = (g.sh, g.sw, g.dh, g.dw)
     guard let xp = ctx.inputData[0], let wpRaw = ctx.inputData[1] else { throw TinfError(.internal, "missing data") }
     let x = UnsafePointer(xp.assumingMemoryBound(to: Int8.self))
     let w = UnsafePointer(wpRaw.assumingMemoryBound(to: Int8.self))
