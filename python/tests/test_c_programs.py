@@ -297,3 +297,36 @@ def test_check_exports_catches_problems(tmp_path):
     # A missing library is an error too.
     p = run(["bash", SCRIPT, tmp_path / "nope.so", header])
     assert p.returncode != 0 and "not found" in p.stderr
+
+
+# -- quantizing from C ---------------------------------------------------------------
+
+@needs_cc
+@pytest.mark.parametrize("mode", ["fp16", "int8-dynamic", "int8-static", "int4"])
+def test_quantize_from_c(tmp_path, mode):
+    """examples/c/quantize_model.c quantizes the trained digits MLP in every
+    mode through the C API; the result loads, is smaller, and classifies the
+    held-out digits like the float32 model."""
+    pytest.importorskip("sklearn")
+    pytest.importorskip("tflite")
+    from tinyinfer.datasets import load_digits_28x28
+    exe = compile_c("examples/c/quantize_model.c", tmp_path / "quantize_model", pedantic=True)
+    f32 = tmp_path / "mlp.tinf"
+    tinyinfer.convert(os.path.join(ROOT, "models", "digits_mlp.tflite"), str(f32), verbose=False)
+    x, y = load_digits_28x28()
+    split = np.load(os.path.join(ROOT, "models", "digits_split.npz"))
+    calib = tmp_path / "calib.bin"
+    x[split["calib"]].reshape(-1, 784).astype("<f4").tofile(calib)
+    dst = tmp_path / f"mlp.{mode}.tinf"
+    p = run([exe, mode, f32, dst, calib])
+    assert p.returncode == 0, p.stdout + p.stderr
+    if mode == "int8-static":
+        assert "calibrated on 200 samples" in p.stdout
+    assert dst.stat().st_size < 0.55 * f32.stat().st_size
+    xs, ys = x[split["test"]].reshape(-1, 784), y[split["test"]]
+    with tinyinfer.load(str(f32)) as m0, tinyinfer.load(str(dst)) as m1:
+        p0 = m0.run(xs)[0].argmax(1)
+        p1 = m1.run(xs)[0].argmax(1)
+        assert m1.metadata.get("quantization") == mode
+    assert (p1 == ys).mean() >= (p0 == ys).mean() - 0.01
+    assert (p1 == p0).mean() >= 0.98
