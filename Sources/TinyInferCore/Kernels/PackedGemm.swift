@@ -17,18 +17,23 @@ enum PackedGemm {
   static let nr = 16
   static let mr = 6
 
-  /// Floats of the packed form of an [n, k] matrix.
+  /// Elements of the packed form of an [n, k] matrix.
   static func packedCount(n: Int, k: Int) -> Int { (n + nr - 1) / nr * k * nr }
 
-  /// Packs `w` [n, k] (row stride k) into `dst` (packedCount floats).
-  static func pack(_ w: UnsafePointer<Float>, n: Int, k: Int, into dst: UnsafeMutablePointer<Float>) {
+  /// Packs `w` [n, k] (row stride k) into `dst` (packedCount elements):
+  /// panels of 16 rows, k-major, zeros past n, each element converted by
+  /// `f` (the float kernel keeps floats; the int8 kernel widens to int32).
+  @inline(__always)
+  static func pack<Source, Element: Numeric>(
+    _ w: UnsafePointer<Source>, n: Int, k: Int, into dst: UnsafeMutablePointer<Element>, _ f: (Source) -> Element
+  ) {
     let panels = (n + nr - 1) / nr
     for p in 0..<panels {
       let base = dst + p &* k &* nr
       for kk in 0..<k {
         for j in 0..<nr {
           let row = p &* nr &+ j
-          base[kk &* nr &+ j] = row < n ? w[row &* k &+ kk] : 0
+          base[kk &* nr &+ j] = row < n ? f(w[row &* k &+ kk]) : 0
         }
       }
     }
@@ -192,7 +197,7 @@ public final class PackedWeights {
     ptr = raw.bindMemory(to: Float.self, capacity: count)
     self.n = n
     self.k = k
-    PackedGemm.pack(w, n: n, k: k, into: ptr)
+    PackedGemm.pack(w, n: n, k: k, into: ptr) { $0 }
   }
 
   deinit { ti_shim_free(ptr) }

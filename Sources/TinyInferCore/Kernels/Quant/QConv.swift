@@ -172,8 +172,8 @@ enum QConv2DKernel {
     let direct = kh == 1 && kw == 1 && padT == 0 && padL == 0
     let block = 48
     let pool = ctx.pool
-    let packed = try Scratch<Int32>(count: QPackedGemm.packedCount(n: cout, k: k))
-    QPackedGemm.pack(w, n: cout, k: k, into: packed.base)
+    let packed = try Scratch<Int32>(count: PackedGemm.packedCount(n: cout, k: k))
+    PackedGemm.pack(w, n: cout, k: k, into: packed.base) { Int32($0) }
     let patches = try QBuffer(bytes: direct ? 0 : pool.threads &* block &* k)
     let sums = try Scratch<Int32>(count: pool.threads &* block &* cout)
     let padValue = Int8(truncatingIfNeeded: xz)

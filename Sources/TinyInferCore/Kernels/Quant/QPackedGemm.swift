@@ -6,23 +6,8 @@
 /// broadcast activations (vpmulld + vpaddd). Products of int8 values and
 /// their sums over k < 2^16 cannot overflow int32.
 enum QPackedGemm {
-  static let nr = 16
-  static let mr = 6
-
-  static func packedCount(n: Int, k: Int) -> Int { (n + nr - 1) / nr * k * nr }
-
-  static func pack(_ w: UnsafePointer<Int8>, n: Int, k: Int, into dst: UnsafeMutablePointer<Int32>) {
-    let panels = (n + nr - 1) / nr
-    for p in 0..<panels {
-      let base = dst + p &* k &* nr
-      for kk in 0..<k {
-        for j in 0..<nr {
-          let row = p &* nr &+ j
-          base[kk &* nr &+ j] = row < n ? Int32(w[row &* k &+ kk]) : 0
-        }
-      }
-    }
-  }
+  static let nr = PackedGemm.nr
+  static let mr = PackedGemm.mr
 
   /// Rows 0..<rows of acc (row stride `ldo`), all n columns.
   @inline(__always)
