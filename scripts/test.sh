@@ -15,5 +15,10 @@ swift test --disable-swift-testing 2>&1 | tail -n 3
 echo "== pytest: kernels on the portable build =="
 TINYINFER_LIB=python/tinyinfer/lib-portable/libtinyinfer.so python3 -m pytest -q -p no:cacheprovider \
   python/tests/test_ops_math.py python/tests/test_ops_spatial.py python/tests/test_ops_movement.py | tail -n 1
+echo "== pip install ./python (into a temporary folder) and import it =="
+tmp=$(mktemp -d)
+python3 -m pip install -q --no-deps --no-build-isolation --target "$tmp" ./python
+(cd "$tmp" && PYTHONPATH="$tmp" python3 -c "import tinyinfer, sys; assert tinyinfer._lib.lib_path.startswith('$tmp'); print('installed', tinyinfer.__version__, 'with', len(tinyinfer.OPS), 'ops')")
+rm -rf "$tmp" python/build python/*.egg-info
 echo "== pytest =="
 python3 -m pytest python/tests -q -p no:cacheprovider
