@@ -14,6 +14,16 @@ enum Conv2DKernel {
     let w = try required(inputs, 1, "weights")
     try requireFloat(x, "input")
     try requireFloat(w, "weights")
+    let shape = try outputShape(node, x, w)
+    try checkBias(inputs, 2, shape[3])
+    _ = try Activation.from(node.attrs)
+    return [TensorType(.float32, shape)]
+  }
+
+  /// The output shape [N, OH, OW, Cout] after checking the layouts, groups
+  /// and window attributes: shared by the float and the integer Conv2D,
+  /// whatever their dtypes.
+  static func outputShape(_ node: Node, _ x: TensorDesc, _ w: TensorDesc) throws(TinfError) -> [Int] {
     try requireNHWC(x, "input")
     guard w.shape.count == 4 else {
       throw .shape("weights '\(w.name)' must be [Cout,KH,KW,Cin/groups] (rank 4), has \(describe(w.shape))")
@@ -31,11 +41,8 @@ enum Conv2DKernel {
       throw .shape(
         "weights \(describe(w.shape)) do not match input channels \(cin) / groups \(groups) (last dim must be \(cin / groups))")
     }
-    try checkBias(inputs, 2, cout)
-    _ = try Activation.from(node.attrs)
-    let win = try WindowAttrs(node.attrs)
-    let d = try win.dims(inputH: x.shape[1], inputW: x.shape[2], kernelH: w.shape[1], kernelW: w.shape[2])
-    return [TensorType(.float32, [x.shape[0], d.h.out, d.w.out, cout])]
+    let g = try WindowGeometry(node.attrs, inputH: x.shape[1], inputW: x.shape[2], kernelH: w.shape[1], kernelW: w.shape[2])
+    return [x.shape[0], g.oh, g.ow, cout]
   }
 
   static func bind(_ ctx: KernelContext) throws(TinfError) -> KernelFn {

@@ -11,19 +11,25 @@ enum DepthwiseConv2DKernel {
     let w = try required(inputs, 1, "weights")
     try requireFloat(x, "input")
     try requireFloat(w, "weights")
+    let shape = try outputShape(node, x, w)
+    try checkBias(inputs, 2, shape[3])
+    _ = try Activation.from(node.attrs)
+    return [TensorType(.float32, shape)]
+  }
+
+  /// The output shape [N, OH, OW, C*M] after checking the layouts, the depth
+  /// multiplier and the window: shared by the float and integer kernels.
+  static func outputShape(_ node: Node, _ x: TensorDesc, _ w: TensorDesc) throws(TinfError) -> [Int] {
     try requireNHWC(x, "input")
     let c = x.shape[3]
     let m = try node.attrs.int(.depthMultiplier, default: 1, in: 1...(1 << 20))
-    let cm = c * m  // c <= 2^34, m <= 2^20: no overflow
+    let cm = c * m  // c <= 2^32, m <= 2^20: no overflow
     guard w.shape.count == 4, w.shape[0] == 1, w.shape[3] == cm else {
       throw .shape(
         "weights '\(w.name)' must be [1,KH,KW,\(cm)] (channels \(c) x depth_multiplier \(m)), has \(describe(w.shape))")
     }
-    try checkBias(inputs, 2, cm)
-    _ = try Activation.from(node.attrs)
-    let win = try WindowAttrs(node.attrs)
-    let d = try win.dims(inputH: x.shape[1], inputW: x.shape[2], kernelH: w.shape[1], kernelW: w.shape[2])
-    return [TensorType(.float32, [x.shape[0], d.h.out, d.w.out, cm])]
+    let g = try WindowGeometry(node.attrs, inputH: x.shape[1], inputW: x.shape[2], kernelH: w.shape[1], kernelW: w.shape[2])
+    return [x.shape[0], g.oh, g.ow, cm]
   }
 
   static func bind(_ ctx: KernelContext) throws(TinfError) -> KernelFn {

@@ -38,37 +38,9 @@ enum MeanKernel {
   static func bind(_ ctx: KernelContext) throws(TinfError) -> KernelFn {
     guard let xd = ctx.inputs[0] else { throw .format("Mean: missing input") }
     let reduced = try reducedDims(ctx.node, xd)
-    // Merge dims: drop size-1 dims, merge neighbours of the same kind.
-    var sizes: [Int] = []
-    var kinds: [Bool] = []
-    var reduceCount = 1
-    for (i, d) in xd.shape.enumerated() where d > 1 {
-      if reduced[i] { reduceCount &*= d }
-      if let last = kinds.last, last == reduced[i] {
-        sizes[sizes.count - 1] &*= d
-      } else {
-        sizes.append(d)
-        kinds.append(reduced[i])
-      }
-    }
-    if sizes.isEmpty {
-      sizes = [1]
-      kinds = [false]
-    }
-    let groups = sizes.count
-    // Output strides of each merged dim (0 for reduced dims).
-    var outStrides = [Int](repeating: 0, count: groups)
-    var acc = 1
-    for g in stride(from: groups - 1, through: 0, by: -1) where !kinds[g] {
-      outStrides[g] = acc
-      acc &*= sizes[g]
-    }
-    let outCount = acc
-    let inner = sizes[groups - 1]
-    let innerReduced = kinds[groups - 1]
-    let outerGroups = groups - 1
-    var outer = 1
-    for g in 0..<outerGroups { outer &*= sizes[g] }
+    let layout = ReductionLayout(shape: xd.shape, reduced: reduced)
+    let (sizes, reduceCount, outStrides, outCount) = (layout.sizes, layout.reduceCount, layout.outStrides, layout.outCount)
+    let (inner, innerReduced, outerGroups, outer) = (layout.inner, layout.innerReduced, layout.outerGroups, layout.outer)
     let sizeTable = IntTable(sizes)
     let strideTable = IntTable(outStrides)
     let sums = try Scratch<Double>(count: outCount)
@@ -109,3 +81,43 @@ enum MeanKernel {
     }
   }
 }
+
+/// A reduction's iteration, shared by the float and integer Mean: size-1
+/// dims dropped, neighbouring dims of the same kind (reduced or kept)
+/// merged, with each merged dim's stride in the output (0 when reduced).
+struct ReductionLayout {
+  var sizes: [Int] = []
+  var kinds: [Bool] = []
+  var reduceCount = 1
+  var outStrides: [Int]
+  var outCount: Int
+  var inner: Int { sizes[sizes.count - 1] }
+  var innerReduced: Bool { kinds[kinds.count - 1] }
+  var outerGroups: Int { sizes.count - 1 }
+  var outer: Int { sizes.dropLast().reduce(1, &*) }
+
+  init(shape: [Int], reduced: [Bool]) {
+    for (i, d) in shape.enumerated() where d > 1 {
+      if reduced[i] { reduceCount &*= d }
+      if let last = kinds.last, last == reduced[i] {
+        sizes[sizes.count - 1] &*= d
+      } else {
+        sizes.append(d)
+        kinds.append(reduced[i])
+      }
+    }
+    if sizes.isEmpty {
+      sizes = [1]
+      kinds = [false]
+    }
+    var strides = [Int](repeating: 0, count: sizes.count)
+    var acc = 1
+    for g in stride(from: sizes.count - 1, through: 0, by: -1) where !kinds[g] {
+      strides[g] = acc
+      acc &*= sizes[g]
+    }
+    outStrides = strides
+    outCount = acc
+  }
+}
+

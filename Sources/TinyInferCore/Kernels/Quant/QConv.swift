@@ -30,26 +30,12 @@ enum QConv2DKernel {
     let x = try required(inputs, 0, "input")
     let w = try required(inputs, 1, "weights")
     try QCheck.requireInt8(x, "input")
-    try requireNHWC(x, "input")
     _ = try QCheck.perTensor(x, "input")
-    guard w.shape.count == 4 else {
-      throw .shape("weights '\(w.name)' must be [Cout,KH,KW,Cin/groups] (rank 4), has \(describe(w.shape))")
-    }
-    let cin = x.shape[3]
-    let cout = w.shape[0]
-    let groups = try node.attrs.int(.groups, default: 1, in: 1...(1 << 20))
-    guard cin % groups == 0 else { throw .shape("input channels \(cin) are not divisible by groups \(groups)") }
-    guard cout % groups == 0 else { throw .shape("output channels \(cout) are not divisible by groups \(groups)") }
-    guard w.shape[3] == cin / groups else {
-      throw .shape(
-        "weights \(describe(w.shape)) do not match input channels \(cin) / groups \(groups) (last dim must be \(cin / groups))")
-    }
-    _ = try QCheck.weights(w, channels: cout, axis: 0, "Conv2D")
-    try QCheck.bias(inputs, 2, cout)
+    let shape = try Conv2DKernel.outputShape(node, x, w)
+    _ = try QCheck.weights(w, channels: shape[3], axis: 0, "Conv2D")
+    try QCheck.bias(inputs, 2, shape[3])
     _ = try Activation.from(node.attrs)
-    let win = try WindowAttrs(node.attrs)
-    let d = try win.dims(inputH: x.shape[1], inputW: x.shape[2], kernelH: w.shape[1], kernelW: w.shape[2])
-    return [TensorType(.int8, [x.shape[0], d.h.out, d.w.out, cout])]
+    return [TensorType(.int8, shape)]
   }
 
   static func bind(_ ctx: KernelContext) throws(TinfError) -> KernelFn {
@@ -278,21 +264,12 @@ enum QDepthwiseConv2DKernel {
     let x = try required(inputs, 0, "input")
     let w = try required(inputs, 1, "weights")
     try QCheck.requireInt8(x, "input")
-    try requireNHWC(x, "input")
     _ = try QCheck.perTensor(x, "input")
-    let c = x.shape[3]
-    let m = try node.attrs.int(.depthMultiplier, default: 1, in: 1...(1 << 20))
-    let cm = c * m
-    guard w.shape.count == 4, w.shape[0] == 1, w.shape[3] == cm else {
-      throw .shape(
-        "weights '\(w.name)' must be [1,KH,KW,\(cm)] (channels \(c) x depth_multiplier \(m)), has \(describe(w.shape))")
-    }
-    _ = try QCheck.weights(w, channels: cm, axis: 3, "DepthwiseConv2D")
-    try QCheck.bias(inputs, 2, cm)
+    let shape = try DepthwiseConv2DKernel.outputShape(node, x, w)
+    _ = try QCheck.weights(w, channels: shape[3], axis: 3, "DepthwiseConv2D")
+    try QCheck.bias(inputs, 2, shape[3])
     _ = try Activation.from(node.attrs)
-    let win = try WindowAttrs(node.attrs)
-    let d = try win.dims(inputH: x.shape[1], inputW: x.shape[2], kernelH: w.shape[1], kernelW: w.shape[2])
-    return [TensorType(.int8, [x.shape[0], d.h.out, d.w.out, cm])]
+    return [TensorType(.int8, shape)]
   }
 
   static func bind(_ ctx: KernelContext) throws(TinfError) -> KernelFn {

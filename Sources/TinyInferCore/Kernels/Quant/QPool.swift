@@ -132,36 +132,9 @@ enum QMeanKernel {
     let xq = try QCheck.perTensor(xd, "input")
     let yq = try QCheck.output(ctx)
     let reduced = try MeanKernel.reducedDims(ctx.node, xd)
-    // Merge dims: drop size-1 dims, merge neighbours of the same kind.
-    var sizes: [Int] = []
-    var kinds: [Bool] = []
-    var reduceCount = 1
-    for (i, d) in xd.shape.enumerated() where d > 1 {
-      if reduced[i] { reduceCount &*= d }
-      if let last = kinds.last, last == reduced[i] {
-        sizes[sizes.count - 1] &*= d
-      } else {
-        sizes.append(d)
-        kinds.append(reduced[i])
-      }
-    }
-    if sizes.isEmpty {
-      sizes = [1]
-      kinds = [false]
-    }
-    let groups = sizes.count
-    var outStrides = [Int](repeating: 0, count: groups)
-    var acc = 1
-    for g in stride(from: groups - 1, through: 0, by: -1) where !kinds[g] {
-      outStrides[g] = acc
-      acc &*= sizes[g]
-    }
-    let outCount = acc
-    let inner = sizes[groups - 1]
-    let innerReduced = kinds[groups - 1]
-    let outerGroups = groups - 1
-    var outer = 1
-    for g in 0..<outerGroups { outer &*= sizes[g] }
+    let layout = ReductionLayout(shape: xd.shape, reduced: reduced)
+    let (sizes, reduceCount, outStrides, outCount) = (layout.sizes, layout.reduceCount, layout.outStrides, layout.outCount)
+    let (inner, innerReduced, outerGroups, outer) = (layout.inner, layout.innerReduced, layout.outerGroups, layout.outer)
     let sizeTable = IntTable(sizes)
     let strideTable = IntTable(outStrides)
     let sums = try QBuffer(bytes: outCount &* 4)
