@@ -218,11 +218,9 @@ void ti_pool_run(ti_pool *p, void (*fn)(void *, int), void *ctx, int n) {
   }
 }
 
-float ti_shim_erff(float x) { return erff(x); }
 float ti_shim_expf(float x) { return expf(x); }
 float ti_shim_logf(float x) { return logf(x); }
 float ti_shim_tanhf(float x) { return tanhf(x); }
-float ti_shim_sqrtf(float x) { return sqrtf(x); }
 float ti_shim_floorf(float x) { return floorf(x); }
 float ti_shim_ceilf(float x) { return ceilf(x); }
 float ti_shim_roundf(float x) { return roundf(x); }

@@ -212,8 +212,6 @@ func broadcastStrides(_ shape: [Int], to out: [Int]) -> [Int] {
 @inline(__always) func fexp(_ x: Float) -> Float { ti_shim_expf(x) }
 @inline(__always) func flog(_ x: Float) -> Float { ti_shim_logf(x) }
 @inline(__always) func ftanh(_ x: Float) -> Float { ti_shim_tanhf(x) }
-@inline(__always) func ferf(_ x: Float) -> Float { ti_shim_erff(x) }
-@inline(__always) func fsqrt(_ x: Float) -> Float { x.squareRoot() }
 @inline(__always) func ffloor(_ x: Float) -> Float { ti_shim_floorf(x) }
 @inline(__always) func fceil(_ x: Float) -> Float { ti_shim_ceilf(x) }
 /// Rounds half away from zero (C `roundf`).

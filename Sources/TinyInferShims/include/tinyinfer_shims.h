@@ -38,12 +38,10 @@ void ti_pool_destroy(ti_pool *pool);
 int ti_pool_threads(const ti_pool *pool);
 void ti_pool_run(ti_pool *pool, void (*fn)(void *ctx, int i), void *ctx, int n);
 
-/* erf for the exact GELU. */
-float ti_shim_erff(float x);
+/* libm for the kernels that need its exact results (tables, rounding). */
 float ti_shim_expf(float x);
 float ti_shim_logf(float x);
 float ti_shim_tanhf(float x);
-float ti_shim_sqrtf(float x);
 float ti_shim_floorf(float x);
 float ti_shim_ceilf(float x);
 float ti_shim_roundf(float x);

@@ -43,7 +43,7 @@ enum QActivationKernel {
     case .relu6: table = try reluTable(xq, yq, six: true)
     case .leakyRelu: table = try leakyReluTable(xq, yq, alpha: try ctx.attrs.float(.alpha, default: 0.2))
     case .hardSwish: table = try hardSwishTable(xq, yq)
-    case .logistic: table = floatTable(xq, yq) { v in 1 / (1 + ti_shim_expf(-v)) }
+    case .logistic: table = floatTable(xq, yq) { v in 1 / (1 + fexp(-v)) }
     case .tanh: table = floatTable(xq, yq) { v in ti_shim_tanhf(v) }
     default: throw .unsupported("\(ctx.node.op.name) has no int8 kernel")
     }
