@@ -216,6 +216,25 @@ def test_fully_connected_large_threads_and_extremes():
             same(g.run(y, threads=threads), R.fully_connected(x, xq, w, (ws, 0), bias, yq))
 
 
+@pytest.mark.parametrize("m,k,n", [(1, 300, 70), (1, 33, 130), (1, 4, 64), (3, 17, 64), (9, 5, 129),
+                                   (8, 64, 16), (1, 1, 1), (17, 130, 33)])
+@pytest.mark.parametrize("wz", [0, -7])
+def test_fully_connected_packed_gemm_shapes(m, k, n, wz):
+    """The packed u8 x s8 GEMM's tiles: one row over four panels and over one,
+    eight-row tiles with fewer rows, depths not a multiple of four, partial
+    panels, a weight zero point, two threads splitting rows or panels."""
+    rng = np.random.default_rng(m * 1000 + k + n)
+    x = rand_i8(rng, m, k)
+    w = rng.integers(-128, 128, size=(n, k)).astype(np.int8)
+    ws = np.float32(0.01)
+    xq, yq = (np.float32(0.05), int(rng.integers(-128, 128))), (np.float32(0.3 * np.sqrt(k)), 3)
+    bias = rng.integers(-5000, 5000, size=n).astype(np.int32)
+    for threads in (1, 2):
+        g = Q()
+        y = g.op("FullyConnected", g.input(x, xq), g.const(w, ws, wz), g.const(bias), q=yq)
+        same(g.run(y, threads=threads), R.fully_connected(x, xq, w, (ws, wz), bias, yq))
+
+
 def test_fully_connected_weights_as_input():
     """Non-constant weights: the weight row sums are taken at each run."""
     rng = np.random.default_rng(8)
@@ -241,6 +260,8 @@ CONV_CASES = [
     ((1, 8, 8, 16), (20, 1, 1), (1, 1), (1, 1), 0, (0, 0, 0, 0), 1),  # pointwise (direct) path
     ((1, 9, 9, 8), (17, 3, 3), (2, 2), (1, 1), 1, (0, 0, 0, 0), 1),
     ((1, 4, 5, 3), (2, 5, 5), (1, 1), (1, 1), 2, (2, 2, 2, 2), 1),
+    ((1, 6, 9, 7), (70, 1, 1), (1, 1), (1, 1), 0, (0, 0, 0, 0), 1),  # pointwise, depth % 4 != 0, 5 panels
+    ((2, 7, 7, 5), (33, 3, 3), (2, 2), (1, 1), 1, (0, 0, 0, 0), 1),  # 2 images in one block, partial panel
 ]
 
 

@@ -249,7 +249,7 @@ def hybrid_reference(x, wq, wscale, bias, relu=False):
     return np.stack(out).reshape(*x.shape[:-1], wq.shape[0]).astype(np.float32)
 
 
-@pytest.mark.parametrize("m,k,n", [(1, 784, 256), (3, 100, 7), (2, 33, 5), (1, 40000, 4)])
+@pytest.mark.parametrize("m,k,n", [(1, 784, 256), (3, 100, 7), (2, 33, 5), (1, 40000, 4), (9, 130, 70), (1, 37, 130)])
 def test_hybrid_kernel_matches_the_documented_math(rng, tmp_path, m, k, n):
     w = rng.standard_normal((n, k)).astype(np.float32)
     b = rng.standard_normal(n).astype(np.float32)

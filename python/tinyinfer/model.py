@@ -295,6 +295,8 @@ class Session:
         L.tinf_session_threads(h, byref(t))
         self.threads = t.value
         self._lock = threading.Lock()
+        self._single = ((self.inputs[0].shape, np.dtype(self.inputs[0].dtype))
+                        if len(self.inputs) == 1 else None)
 
     def close(self) -> None:
         if self._handle is not None:
@@ -355,6 +357,20 @@ class Session:
         """Sets the inputs, runs, and returns the outputs (copies; with
         copy=False, read-only views of the session's buffers, valid until the
         next run or close)."""
+        # Fast path (the common call, kept short: Python's per-call cost is
+        # a large part of a small model's latency): one input, given as an
+        # array or a list of one array, of exactly the input's shape and dtype.
+        if self._single is not None:
+            a = inputs[0] if type(inputs) is list and len(inputs) == 1 else inputs
+            if type(a) is np.ndarray and a.shape == self._single[0] and a.dtype == self._single[1]:
+                with self._lock:
+                    if self._handle is None:
+                        raise InvalidStateError("the session is closed", 9)
+                    self._in_views[0][...] = a
+                    L.tinf_session_run(self._handle)
+                    if copy:
+                        return [v.copy() for v in self._out_views]
+                    return list(self._out_views)
         if self._handle is None:
             raise InvalidStateError("the session is closed", 9)
         arrays = self._arrays(inputs)

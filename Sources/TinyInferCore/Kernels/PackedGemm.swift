@@ -59,7 +59,13 @@ enum PackedGemm {
       if count == 1 {
         // One row (a GEMV, or the last row): a kernel that does not compute
         // five copies of it.
-        for p in panels {
+        // Two panels at a time: eight independent FMA chains.
+        var p = panels.lowerBound
+        while p &+ 2 <= panels.upperBound {
+          tile1x2(a0, k: k, panel: packed + p &* k &* nr, bias: bias, col: p &* nr, n: n, lo: lo, hi: hi, y: y + m &* ldy)
+          p &+= 2
+        }
+        if p < panels.upperBound {
           tile1(a0, k: k, panel: packed + p &* k &* nr, bias: bias, col: p &* nr, n: n, lo: lo, hi: hi, y: y + m &* ldy)
         }
       } else {
@@ -154,6 +160,64 @@ enum PackedGemm {
       }
     }
     store((c0 + c1) + (c2 + c3), bv, SIMD16(repeating: lo), SIMD16(repeating: hi), y + col, valid)
+  }
+
+  /// tile1 on two adjacent panels (columns col..<col+32), each summed in
+  /// the same order as tile1, so results do not depend on the pairing.
+  @inline(never)
+  static func tile1x2(
+    _ a: UnsafePointer<Float>, k: Int, panel: UnsafePointer<Float>, bias: UnsafePointer<Float>?, col: Int, n: Int,
+    lo: Float, hi: Float, y: UnsafeMutablePointer<Float>
+  ) {
+    var c0 = SIMD16<Float>(repeating: 0)
+    var c1 = c0
+    var c2 = c0
+    var c3 = c0
+    var d0 = c0
+    var d1 = c0
+    var d2 = c0
+    var d3 = c0
+    let b = UnsafeRawPointer(panel)
+    let e = UnsafeRawPointer(panel + k &* nr)
+    var kk = 0
+    while kk &+ 4 <= k {
+      let x0 = SIMD16(repeating: a[kk])
+      let x1 = SIMD16(repeating: a[kk &+ 1])
+      let x2 = SIMD16(repeating: a[kk &+ 2])
+      let x3 = SIMD16(repeating: a[kk &+ 3])
+      let o = kk &* 64
+      c0.addProduct(x0, b.load(fromByteOffset: o, as: SIMD16<Float>.self))
+      d0.addProduct(x0, e.load(fromByteOffset: o, as: SIMD16<Float>.self))
+      c1.addProduct(x1, b.load(fromByteOffset: o &+ 64, as: SIMD16<Float>.self))
+      d1.addProduct(x1, e.load(fromByteOffset: o &+ 64, as: SIMD16<Float>.self))
+      c2.addProduct(x2, b.load(fromByteOffset: o &+ 128, as: SIMD16<Float>.self))
+      d2.addProduct(x2, e.load(fromByteOffset: o &+ 128, as: SIMD16<Float>.self))
+      c3.addProduct(x3, b.load(fromByteOffset: o &+ 192, as: SIMD16<Float>.self))
+      d3.addProduct(x3, e.load(fromByteOffset: o &+ 192, as: SIMD16<Float>.self))
+      kk &+= 4
+    }
+    while kk < k {
+      let x0 = SIMD16(repeating: a[kk])
+      c0.addProduct(x0, b.load(fromByteOffset: kk &* 64, as: SIMD16<Float>.self))
+      d0.addProduct(x0, e.load(fromByteOffset: kk &* 64, as: SIMD16<Float>.self))
+      kk &+= 1
+    }
+    let loV = SIMD16<Float>(repeating: lo)
+    let hiV = SIMD16<Float>(repeating: hi)
+    @inline(__always) func finish(_ sum: SIMD16<Float>, _ cc: Int) {
+      let valid = min(nr, n &- cc)
+      var bv = SIMD16<Float>(repeating: 0)
+      if let bias {
+        if valid == nr {
+          bv = UnsafeRawPointer(bias + cc).loadUnaligned(as: SIMD16<Float>.self)
+        } else {
+          for j in 0..<valid { bv[j] = bias[cc &+ j] }
+        }
+      }
+      store(sum, bv, loV, hiV, y + cc, valid)
+    }
+    finish((c0 + c1) + (c2 + c3), col)
+    finish((d0 + d1) + (d2 + d3), col &+ nr)
   }
 
   /// Adds the bias, clamps to the activation range and stores `valid` lanes.

@@ -42,13 +42,7 @@ enum HybridFullyConnected {
   /// scale), q = clamp(round_half_even(x / scale) + zp, 0, 255).
   @inline(__always)
   static func quantizeRow(_ x: UnsafePointer<Float>, _ k: Int, _ q: UnsafeMutablePointer<UInt8>) -> (Float, Int32) {
-    var lo: Float = 0
-    var hi: Float = 0
-    for i in 0..<k {
-      let v = x[i]
-      lo = v < lo ? v : lo
-      hi = v > hi ? v : hi
-    }
+    let (lo, hi) = range(x, k)
     let scale = (hi - lo) / 255
     guard scale > 0 && scale.isFinite else {
       q.initialize(repeating: 0, count: k)
@@ -65,6 +59,42 @@ enum HybridFullyConnected {
       q[i] = UInt8(truncatingIfNeeded: (v + magic).bitPattern)
     }
     return (scale, Int32(zpf))
+  }
+
+  /// min(0, x...) and max(0, x...) (NaN ignored), over 16 running lanes
+  /// that LLVM vectorizes (the order does not change a min or a max).
+  @inline(never)
+  static func range(_ x: UnsafePointer<Float>, _ k: Int) -> (Float, Float) {
+    withUnsafeTemporaryAllocation(of: Float.self, capacity: 32) { buf in
+      let l = buf.baseAddress!
+      let h = l + 16
+      for j in 0..<16 {
+        l[j] = 0
+        h[j] = 0
+      }
+      var i = 0
+      while i &+ 16 <= k {
+        for j in 0..<16 {
+          let v = x[i &+ j]
+          l[j] = v < l[j] ? v : l[j]
+          h[j] = v > h[j] ? v : h[j]
+        }
+        i &+= 16
+      }
+      var lo: Float = 0
+      var hi: Float = 0
+      while i < k {
+        let v = x[i]
+        lo = v < lo ? v : lo
+        hi = v > hi ? v : hi
+        i &+= 1
+      }
+      for j in 0..<16 {
+        lo = l[j] < lo ? l[j] : lo
+        hi = h[j] > hi ? h[j] : hi
+      }
+      return (lo, hi)
+    }
   }
 
   /// Four int32 dot products of a uint8 row with four int8 rows. Written
@@ -140,6 +170,11 @@ enum HybridFullyConnected {
     if constantW { sums() }
     let pool = ctx.pool
     let work = m &* n &* k
+    if constantW && k <= packedMaxDepth {
+      return try bindInt8Packed(
+        x: x, w: UnsafePointer(w.assumingMemoryBound(to: Int8.self)), bias: bias, y: y, m: m, n: n, k: k,
+        wScale: wScale, pool: pool, act: act, scratch: scratch)
+    }
 
     func rowsCols(_ rows: Range<Int>, _ cols: Range<Int>) {
       for r in rows {
@@ -207,6 +242,75 @@ enum HybridFullyConnected {
         rowsCols(0..<m, 0..<n)
       }
       act.apply(y, m &* n)
+    }
+  }
+
+  /// Deepest rows for the packed path: int32 holds sum q w (at most
+  /// 255 * 127 * K) minus zp sum w exactly.
+  static let packedMaxDepth = 8192
+
+  /// Constant int8 weights: rows quantized to uint8 (padded to a multiple
+  /// of four) go through the packed u8 x s8 GEMM (QPackedGemm), then
+  /// `y = float(acc - zp sum w) * (s_x s_w) + bias` as in the path above.
+  static func bindInt8Packed(
+    x: UnsafePointer<Float>, w: UnsafePointer<Int8>, bias: UnsafePointer<Float>?, y: UnsafeMutablePointer<Float>,
+    m: Int, n: Int, k: Int, wScale: UnsafeMutablePointer<Float>, pool: ThreadPool, act: Activation,
+    scratch: Scratch<Float>
+  ) throws(TinfError) -> KernelFn {
+    let weights = try QPackedGemm.Weights(w, n: n, k: k)
+    let k4 = QPackedGemm.paddedDepth(k)
+    let panels = weights.panels
+    let zeros = try Scratch<Int32>(count: panels &* QPackedGemm.nr)
+    let rows = try Scratch<UInt8>(count: m &* k4)
+    let sums = try Scratch<Int32>(count: m &* n)
+    let params = try Scratch<Float>(count: 2 &* m)
+    let total = m &* n &* k
+    return { () throws(TinfError) in
+      let rowScale = params.base
+      let rowZp = params.base + m
+      for r in 0..<m {
+        let (s, z) = quantizeRow(x + r &* k, k, rows.base + r &* k4)
+        rowScale[r] = s
+        rowZp[r] = Float(z)
+      }
+      let a = UnsafePointer(rows.base)
+      let acc = sums.base
+      let ws = weights.colSums.base
+      func work(_ rr: Range<Int>, _ pr: Range<Int>) {
+        guard !rr.isEmpty, !pr.isEmpty else { return }
+        QPackedGemm.run(
+          rows: rr.count, a: a + rr.lowerBound &* k4, lda: k4, weights: weights, initial: zeros.base,
+          acc: acc + rr.lowerBound &* n, ldo: n, panels: pr)
+        let c0 = pr.lowerBound &* QPackedGemm.nr
+        let c1 = min(n, pr.upperBound &* QPackedGemm.nr)
+        for r in rr {
+          let ar = acc + r &* n
+          let yr = y + r &* n
+          let xs = rowScale[r]
+          let zp = Int32(rowZp[r])
+          for c in c0..<c1 {
+            var v = Float(ar[c] &- zp &* ws[c]) * (xs * wScale[c])
+            if let bias { v += bias[c] }
+            yr[c] = v
+          }
+        }
+      }
+      if pool.threads > 1 && total >= 1 << 16 {
+        if m >= pool.threads {
+          pool.parallelRanges(m, minChunk: 1) { rr in work(rr, 0..<panels) }
+        } else {
+          pool.parallelRanges(panels, minChunk: 1) { pr in work(0..<m, pr) }
+        }
+      } else {
+        work(0..<m, 0..<panels)
+      }
+      act.apply(y, m &* n)
+      _ = weights
+      _ = zeros
+      _ = rows
+      _ = sums
+      _ = params
+      _ = scratch
     }
   }
 

@@ -86,7 +86,7 @@ enum QConv2DKernel {
 
     if groups == 1 && constantWeights {
       return try bindPacked(
-        ctx, x: x, w: w, bias: bias, y: y, rowSums: rowSums, mt: mt, n: n, h: h, wIn: wIn, cin: cin, cout: cout,
+        ctx, x: x, w: w, bias: bias, y: y, mt: mt, n: n, h: h, wIn: wIn, cin: cin, cout: cout,
         kh: kh, kw: kw, oh: oh, ow: ow, padT: padT, padL: padL, sh: sh, sw: sw, dh: dh, dw: dw, xz: xz, yz: yz,
         lo: lo, hi: hi)
     }
@@ -144,33 +144,40 @@ enum QConv2DKernel {
   }
 
   /// One group and constant weights: blocks of 48 output pixels go through
-  /// the packed int8 GEMM (weights widened and packed when the session is
-  /// made), then each pixel's int32 sums are corrected for the input zero
-  /// point, biased and requantized exactly as in the per-pixel path.
+  /// the packed int8 GEMM (QPackedGemm, weights packed when the session is
+  /// made). Each block's patches (or, for 1x1 convolutions, its input
+  /// pixels) are copied as unsigned bytes, rows padded to a multiple of
+  /// four; the accumulators start from `bias - (128 + zp_x) * sum w`, so
+  /// they come out as `sum w (x - zp_x) + bias` and are requantized as in
+  /// the per-pixel path.
   static func bindPacked(
     _ ctx: KernelContext, x: UnsafePointer<Int8>, w: UnsafePointer<Int8>, bias: UnsafePointer<Int32>?,
-    y: UnsafeMutablePointer<Int8>, rowSums: QBuffer, mt: QChannelMultipliers, n: Int, h: Int, wIn: Int, cin: Int,
+    y: UnsafeMutablePointer<Int8>, mt: QChannelMultipliers, n: Int, h: Int, wIn: Int, cin: Int,
     cout: Int, kh: Int, kw: Int, oh: Int, ow: Int, padT: Int, padL: Int, sh: Int, sw: Int, dh: Int, dw: Int,
     xz: Int32, yz: Int32, lo: Int32, hi: Int32
   ) throws(TinfError) -> KernelFn {
     let k = kh &* kw &* cin
+    let k4 = QPackedGemm.paddedDepth(k)
     let pixels = n &* oh &* ow
     let direct = kh == 1 && kw == 1 && padT == 0 && padL == 0
     let block = 48
     let pool = ctx.pool
-    let packed = try Scratch<Int32>(count: PackedGemm.packedCount(n: cout, k: k))
-    PackedGemm.pack(w, n: cout, k: k, into: packed.base) { Int32($0) }
-    let patches = try QBuffer(bytes: direct ? 0 : pool.threads &* block &* k)
+    let weights = try QPackedGemm.Weights(w, n: cout, k: k)
+    let initial = try Scratch<Int32>(count: weights.panels &* QPackedGemm.nr)
+    let rows = try Scratch<UInt8>(count: pool.threads &* block &* k4)
     let sums = try Scratch<Int32>(count: pool.threads &* block &* cout)
     let padValue = Int8(truncatingIfNeeded: xz)
     let minChunk = max(QPackedGemm.mr, minChunkFor(perItem: k &* cout, grain: 1 << 17))
+    let offset = 128 &+ xz
     return { () throws(TinfError) in
-      let rs = UnsafePointer(rowSums.int32)
+      for c in 0..<cout {
+        initial.base[c] = (bias?[c] ?? 0) &- offset &* weights.colSums.base[c]
+      }
       let mult = UnsafePointer(mt.mult.int32)
       let shift = UnsafePointer(mt.shift.int32)
-      let wp = UnsafePointer(packed.base)
+      let ini = UnsafePointer(initial.base)
       forEachChunk(pool, pixels, minChunk: minChunk) { chunk, range in
-        let buf = patches.int8 + chunk &* block &* k
+        let buf = rows.base + chunk &* block &* k4
         let acc = sums.base + chunk &* block &* cout
         var p = range.lowerBound
         while p < range.upperBound {
@@ -179,49 +186,40 @@ enum QConv2DKernel {
           let r = p &- b &* (oh &* ow)
           var oy = r / ow
           var ox = r &- oy &* ow
-          if !direct {
-            for s in 0..<count {
+          for s in 0..<count {
+            let row = buf + s &* k4
+            if direct {
+              let src = x + ((b &* h &+ oy &* sh) &* wIn &+ ox &* sw) &* cin
+              QPackedGemm.toUnsigned(src, row, k)
+            } else {
+              let patch = UnsafeMutableRawPointer(row).assumingMemoryBound(to: Int8.self)
               gatherPatch(
-                buf + s &* k, x, b: b, iy0: oy &* sh &- padT, ix0: ox &* sw &- padL, h: h, w: wIn, cin: cin,
+                patch, x, b: b, iy0: oy &* sh &- padT, ix0: ox &* sw &- padL, h: h, w: wIn, cin: cin,
                 kh: kh, kw: kw, dh: dh, dw: dw, groups: 1, cg: cin, k: k, pad: padValue)
-              ox &+= 1
-              if ox == ow {
-                ox = 0
-                oy &+= 1
-                if oy == oh {
-                  oy = 0
-                  b &+= 1
-                }
+              QPackedGemm.toUnsigned(UnsafePointer(patch), row, k)
+            }
+            ox &+= 1
+            if ox == ow {
+              ox = 0
+              oy &+= 1
+              if oy == oh {
+                oy = 0
+                b &+= 1
               }
             }
-            let src = UnsafePointer(buf)
-            QPackedGemm.run(rows: count, k: k, n: cout, packed: wp, acc: acc, ldo: cout) { m in src + m &* k }
-          } else {
-            let p0 = p
-            QPackedGemm.run(rows: count, k: k, n: cout, packed: wp, acc: acc, ldo: cout) { m in
-              let q = p0 &+ m
-              let bb = q / (oh &* ow)
-              let rr = q &- bb &* (oh &* ow)
-              let yy = rr / ow
-              let xx = rr &- yy &* ow
-              return x + ((bb &* h &+ yy &* sh) &* wIn &+ xx &* sw) &* cin
-            }
           }
+          QPackedGemm.run(
+            rows: count, a: UnsafePointer(buf), lda: k4, weights: weights, initial: ini, acc: acc, ldo: cout)
           for s in 0..<count {
-            let a = acc + s &* cout
-            for c in 0..<cout {
-              var v = a[c] &- xz &* rs[c]
-              if let bias { v &+= bias[c] }
-              a[c] = v
-            }
-            requantizeRow(UnsafeMutablePointer(a), mult, shift, yz, lo, hi, y + (p &+ s) &* cout, cout)
+            requantizeRow(acc + s &* cout, mult, shift, yz, lo, hi, y + (p &+ s) &* cout, cout)
           }
           p &+= block
         }
       }
-      _ = packed
+      _ = weights
+      _ = rows
       _ = sums
-      _ = patches
+      _ = initial
     }
   }
 

@@ -115,6 +115,11 @@ enum QFullyConnectedKernel {
       }
     }
     let total = m &* n &* k
+    if constantWeights {
+      return try bindPacked(
+        x: x, w: w, bias: bias, y: y, m: m, n: n, k: k, xOffset: xOffset, wOffset: wOffset, yz: yz, lo: lo,
+        hi: hi, mults: multTable, shifts: shiftTable, pool: pool)
+    }
     return { () throws(TinfError) in
       if !constantWeights {
         for r in 0..<n { rowSums.int32[r] = sumInt8(w + r &* k, k) }
@@ -128,6 +133,70 @@ enum QFullyConnectedKernel {
       } else {
         work(0..<m, 0..<n)
       }
+    }
+  }
+
+  /// Constant weights: the packed int8 GEMM (QPackedGemm) on the input rows
+  /// copied as unsigned bytes. The accumulators start from
+  /// `bias - (128 + zp_x) sum w + K zp_x zp_w`, and with a weight zero point
+  /// each row adds `-zp_w sum x`, giving the sum above exactly.
+  static func bindPacked(
+    x: UnsafePointer<Int8>, w: UnsafePointer<Int8>, bias: UnsafePointer<Int32>?, y: UnsafeMutablePointer<Int8>,
+    m: Int, n: Int, k: Int, xOffset: Int32, wOffset: Int32, yz: Int32, lo: Int32, hi: Int32, mults: QBuffer,
+    shifts: QBuffer, pool: ThreadPool
+  ) throws(TinfError) -> KernelFn {
+    let weights = try QPackedGemm.Weights(w, n: n, k: k)
+    let k4 = QPackedGemm.paddedDepth(k)
+    let initial = try Scratch<Int32>(count: weights.panels &* QPackedGemm.nr)
+    // initial = bias + xOffset sum w + K xOffset wOffset - 128 sum w.
+    let kTimesOffsets = Int32(truncatingIfNeeded: k) &* xOffset &* wOffset
+    for c in 0..<n {
+      let s = weights.colSums.base[c]
+      initial.base[c] = (xOffset &- 128) &* s &+ kTimesOffsets
+    }
+    let rows = try Scratch<UInt8>(count: m &* k4)
+    let sums = try Scratch<Int32>(count: m &* n)
+    let total = m &* n &* k
+    let panels = weights.panels
+    let init0 = try Scratch<Int32>(count: panels &* QPackedGemm.nr)
+    return { () throws(TinfError) in
+      let ini = UnsafeMutablePointer(init0.base)
+      for c in 0..<n { ini[c] = initial.base[c] &+ (bias?[c] ?? 0) }
+      for r in 0..<m { QPackedGemm.toUnsigned(x + r &* k, rows.base + r &* k4, k) }
+      let mt = UnsafePointer(mults.int32)
+      let st = UnsafePointer(shifts.int32)
+      let a = UnsafePointer(rows.base)
+      let acc = sums.base
+      func work(_ rr: Range<Int>, _ pr: Range<Int>) {
+        guard !rr.isEmpty, !pr.isEmpty else { return }
+        QPackedGemm.run(
+          rows: rr.count, a: a + rr.lowerBound &* k4, lda: k4, weights: weights, initial: ini,
+          acc: acc + rr.lowerBound &* n, ldo: n, panels: pr)
+        let c0 = pr.lowerBound &* QPackedGemm.nr
+        let c1 = min(n, pr.upperBound &* QPackedGemm.nr)
+        for r in rr {
+          let ar = acc + r &* n
+          if wOffset != 0 {
+            let rowTerm = wOffset &* sumInt8(x + r &* k, k)
+            for c in c0..<c1 { ar[c] &+= rowTerm }
+          }
+          requantizeRow(ar + c0, mt + c0, st + c0, yz, lo, hi, y + (r &* n &+ c0), c1 &- c0)
+        }
+      }
+      if pool.threads > 1 && total >= 1 << 16 {
+        if m >= pool.threads {
+          pool.parallelRanges(m, minChunk: 1) { rr in work(rr, 0..<panels) }
+        } else {
+          pool.parallelRanges(panels, minChunk: 1) { pr in work(0..<m, pr) }
+        }
+      } else {
+        work(0..<m, 0..<panels)
+      }
+      _ = weights
+      _ = rows
+      _ = sums
+      _ = initial
+      _ = init0
     }
   }
 }

@@ -1,0 +1,47 @@
+/* SIMD instructions that Swift cannot express with its SIMD types, as
+ * static inline wrappers compiled with the core's target flags (the Swift
+ * target passes -Xcc -march=native unless TINF_PORTABLE=1). Each wrapper has
+ * a portable C fallback with the same exact result, so the core calls them
+ * unconditionally; ti_simd_*_native() tells which one a build got. */
+#ifndef TINYINFER_SIMD_H
+#define TINYINFER_SIMD_H
+#include <stdint.h>
+#if defined(__AVX512F__) && defined(__AVX512VNNI__)
+#include <immintrin.h>
+#define TI_SIMD_DPBUSD_NATIVE 1
+#else
+#define TI_SIMD_DPBUSD_NATIVE 0
+#endif
+
+/* 16 lanes of int32 (Swift: SIMD16<Int32>). */
+typedef int32_t ti_i32x16 __attribute__((ext_vector_type(16)));
+
+/* For each 32-bit lane j: acc[j] + sum over i < 4 of u8(a[j] byte i) *
+ * s8(b[j] byte i), exact and wrapping in int32 (AVX-512 VNNI vpdpbusd,
+ * which does not saturate). The products and their sums of four fit in
+ * int32 without overflow; only the accumulator wraps. */
+static inline __attribute__((always_inline)) ti_i32x16 ti_dpbusd16(ti_i32x16 acc, ti_i32x16 a, ti_i32x16 b) {
+#if TI_SIMD_DPBUSD_NATIVE
+  return (ti_i32x16)_mm512_dpbusd_epi32((__m512i)acc, (__m512i)a, (__m512i)b);
+#else
+  typedef uint8_t u8x64 __attribute__((ext_vector_type(64)));
+  typedef int8_t s8x64 __attribute__((ext_vector_type(64)));
+  typedef int16_t i16x64 __attribute__((ext_vector_type(64)));
+  typedef int32_t i32x64 __attribute__((ext_vector_type(64)));
+  /* |u8 * s8| <= 255 * 128 = 32640: each product fits in int16. */
+  i16x64 p = __builtin_convertvector((u8x64)a, i16x64) * __builtin_convertvector((s8x64)b, i16x64);
+  i32x64 q = __builtin_convertvector(p, i32x64);
+  ti_i32x16 s0 = __builtin_shufflevector(q, q, 0, 4, 8, 12, 16, 20, 24, 28, 32, 36, 40, 44, 48, 52, 56, 60);
+  ti_i32x16 s1 = __builtin_shufflevector(q, q, 1, 5, 9, 13, 17, 21, 25, 29, 33, 37, 41, 45, 49, 53, 57, 61);
+  ti_i32x16 s2 = __builtin_shufflevector(q, q, 2, 6, 10, 14, 18, 22, 26, 30, 34, 38, 42, 46, 50, 54, 58, 62);
+  ti_i32x16 s3 = __builtin_shufflevector(q, q, 3, 7, 11, 15, 19, 23, 27, 31, 35, 39, 43, 47, 51, 55, 59, 63);
+  /* Unsigned arithmetic: wrapping, as the instruction. */
+  typedef uint32_t u32x16 __attribute__((ext_vector_type(16)));
+  return (ti_i32x16)((u32x16)acc + (u32x16)s0 + (u32x16)s1 + (u32x16)s2 + (u32x16)s3);
+#endif
+}
+
+/* 1 when ti_dpbusd16 is one instruction in this build, else 0. */
+static inline int ti_simd_dpbusd_native(void) { return TI_SIMD_DPBUSD_NATIVE; }
+
+#endif
