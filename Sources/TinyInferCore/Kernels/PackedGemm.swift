@@ -21,19 +21,21 @@ enum PackedGemm {
   static func packedCount(n: Int, k: Int) -> Int { (n + nr - 1) / nr * k * nr }
 
   /// Packs `w` [n, k] (row stride k) into `dst` (packedCount elements):
-  /// panels of 16 rows, k-major, zeros past n, each element converted by
-  /// `f` (the float kernel keeps floats; the int8 kernel widens to int32).
-  @inline(__always)
-  static func pack<Source, Element: Numeric>(
-    _ w: UnsafePointer<Source>, n: Int, k: Int, into dst: UnsafeMutablePointer<Element>, _ f: (Source) -> Element
-  ) {
+  /// panels of 16 rows, k-major, zeros past n. Each source row is read
+  /// once in order (one store every 64 bytes of the panel), which keeps
+  /// packing at load close to a copy.
+  @inline(never)
+  static func pack(_ w: UnsafePointer<Float>, n: Int, k: Int, into dst: UnsafeMutablePointer<Float>) {
     let panels = (n + nr - 1) / nr
     for p in 0..<panels {
       let base = dst + p &* k &* nr
-      for kk in 0..<k {
-        for j in 0..<nr {
-          let row = p &* nr &+ j
-          base[kk &* nr &+ j] = row < n ? f(w[row &* k &+ kk]) : 0
+      for j in 0..<nr {
+        let row = p &* nr &+ j
+        if row < n {
+          let src = w + row &* k
+          for kk in 0..<k { base[kk &* nr &+ j] = src[kk] }
+        } else {
+          for kk in 0..<k { base[kk &* nr &+ j] = 0 }
         }
       }
     }
@@ -261,7 +263,7 @@ public final class PackedWeights {
     ptr = raw.bindMemory(to: Float.self, capacity: count)
     self.n = n
     self.k = k
-    PackedGemm.pack(w, n: n, k: k, into: ptr) { $0 }
+    PackedGemm.pack(w, n: n, k: k, into: ptr)
   }
 
   deinit { ti_shim_free(ptr) }
