@@ -8,14 +8,16 @@ import TinyInferShims
 /// floats, `panel[p][k][j] = w[16p + j, k]` (zeros past N), so the
 /// micro-kernel reads 16 consecutive floats per k.
 ///
-/// Micro-kernel: 6 rows x 16 columns of accumulators (6 x SIMD16: six zmm
-/// registers with AVX-512, twelve ymm with AVX2); per k it loads one 16-wide
-/// weight vector, broadcasts six activations and does six fused
-/// multiply-adds. Bias and the fused activation are applied when the tile is
+/// Micro-kernel: 8 rows x 16 columns of accumulators with AVX-512 (eight
+/// zmm registers), 6 x 16 otherwise (twelve ymm with AVX2); per k it loads
+/// one 16-wide weight vector, broadcasts one activation per row and does
+/// one fused multiply-add per row. Bias and the fused activation are applied when the tile is
 /// stored.
 enum PackedGemm {
   static let nr = 16
-  static let mr = 6
+  /// Rows per tile: 8 where the build has 32 vector registers (AVX-512),
+  /// else 6 (sixteen ymm registers with AVX2 hold six SIMD16 accumulators).
+  static let mr = ti_simd_avx512() != 0 ? 8 : 6
 
   /// Elements of the packed form of an [n, k] matrix.
   static func packedCount(n: Int, k: Int) -> Int { (n + nr - 1) / nr * k * nr }
@@ -58,6 +60,8 @@ enum PackedGemm {
       let a3 = count > 3 ? row(m &+ 3) : a0
       let a4 = count > 4 ? row(m &+ 4) : a0
       let a5 = count > 5 ? row(m &+ 5) : a0
+      let a6 = count > 6 ? row(m &+ 6) : a0
+      let a7 = count > 7 ? row(m &+ 7) : a0
       if count == 1 {
         // One row (a GEMV, or the last row): a kernel that does not compute
         // five copies of it.
@@ -71,10 +75,18 @@ enum PackedGemm {
           tile1(a0, k: k, panel: packed + p &* k &* nr, bias: bias, col: p &* nr, n: n, lo: lo, hi: hi, y: y + m &* ldy)
         }
       } else {
-        for p in panels {
-          tile(
-            a0, a1, a2, a3, a4, a5, k: k, panel: packed + p &* k &* nr, bias: bias, col: p &* nr, n: n, lo: lo,
-            hi: hi, y: y + m &* ldy, ldy: ldy, rows: count)
+        if mr == 8 {
+          for p in panels {
+            tile8(
+              a0, a1, a2, a3, a4, a5, a6, a7, k: k, panel: packed + p &* k &* nr, bias: bias, col: p &* nr, n: n,
+              lo: lo, hi: hi, y: y + m &* ldy, ldy: ldy, rows: count)
+          }
+        } else {
+          for p in panels {
+            tile(
+              a0, a1, a2, a3, a4, a5, k: k, panel: packed + p &* k &* nr, bias: bias, col: p &* nr, n: n, lo: lo,
+              hi: hi, y: y + m &* ldy, ldy: ldy, rows: count)
+          }
         }
       }
       m &+= mr
@@ -126,6 +138,58 @@ enum PackedGemm {
     if rows > 3 { store(c3, b16, vlo, vhi, dst + 3 &* ldy, valid) }
     if rows > 4 { store(c4, b16, vlo, vhi, dst + 4 &* ldy, valid) }
     if rows > 5 { store(c5, b16, vlo, vhi, dst + 5 &* ldy, valid) }
+  }
+
+  /// The 8-row tile, for CPUs with 32 vector registers (AVX-512): eight
+  /// accumulator chains keep both FMA units busy.
+  @inline(never)
+  static func tile8(
+    _ a0: UnsafePointer<Float>, _ a1: UnsafePointer<Float>, _ a2: UnsafePointer<Float>,
+    _ a3: UnsafePointer<Float>, _ a4: UnsafePointer<Float>, _ a5: UnsafePointer<Float>,
+    _ a6: UnsafePointer<Float>, _ a7: UnsafePointer<Float>, k: Int, panel: UnsafePointer<Float>, bias: UnsafePointer<Float>?, col: Int, n: Int, lo: Float, hi: Float,
+    y: UnsafeMutablePointer<Float>, ldy: Int, rows: Int
+  ) {
+    var c0 = SIMD16<Float>(repeating: 0)
+    var c1 = c0
+    var c2 = c0
+    var c3 = c0
+    var c4 = c0
+    var c5 = c0
+    var c6 = c0
+    var c7 = c0
+    let b = UnsafeRawPointer(panel)
+    for kk in 0..<k {
+      let v = b.load(fromByteOffset: kk &* 64, as: SIMD16<Float>.self)
+      c0.addProduct(SIMD16(repeating: a0[kk]), v)
+      c1.addProduct(SIMD16(repeating: a1[kk]), v)
+      c2.addProduct(SIMD16(repeating: a2[kk]), v)
+      c3.addProduct(SIMD16(repeating: a3[kk]), v)
+      c4.addProduct(SIMD16(repeating: a4[kk]), v)
+      c5.addProduct(SIMD16(repeating: a5[kk]), v)
+      c6.addProduct(SIMD16(repeating: a6[kk]), v)
+      c7.addProduct(SIMD16(repeating: a7[kk]), v)
+    }
+    let valid = min(nr, n &- col)
+    var bv = SIMD16<Float>(repeating: 0)
+    if let bias {
+      if valid == nr {
+        bv = UnsafeRawPointer(bias + col).loadUnaligned(as: SIMD16<Float>.self)
+      } else {
+        for j in 0..<valid { bv[j] = bias[col &+ j] }
+      }
+    }
+    let b16 = bv
+    let vlo = SIMD16<Float>(repeating: lo)
+    let vhi = SIMD16<Float>(repeating: hi)
+    let dst = y + col
+    store(c0, b16, vlo, vhi, dst, valid)
+    if rows > 1 { store(c1, b16, vlo, vhi, dst + ldy, valid) }
+    if rows > 2 { store(c2, b16, vlo, vhi, dst + 2 &* ldy, valid) }
+    if rows > 3 { store(c3, b16, vlo, vhi, dst + 3 &* ldy, valid) }
+    if rows > 4 { store(c4, b16, vlo, vhi, dst + 4 &* ldy, valid) }
+    if rows > 5 { store(c5, b16, vlo, vhi, dst + 5 &* ldy, valid) }
+    if rows > 6 { store(c6, b16, vlo, vhi, dst + 6 &* ldy, valid) }
+    if rows > 7 { store(c7, b16, vlo, vhi, dst + 7 &* ldy, valid) }
   }
 
   /// One row against one panel: four accumulators over k (unrolled by 4)

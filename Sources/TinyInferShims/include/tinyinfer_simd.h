@@ -41,6 +41,15 @@ static inline __attribute__((always_inline)) ti_i32x16 ti_dpbusd16(ti_i32x16 acc
 #endif
 }
 
+/* 1 when the build targets AVX-512 (32 vector registers), else 0. */
+static inline int ti_simd_avx512(void) {
+#if defined(__AVX512F__)
+  return 1;
+#else
+  return 0;
+#endif
+}
+
 /* 1 when ti_dpbusd16 is one instruction in this build, else 0. */
 static inline int ti_simd_dpbusd_native(void) { return TI_SIMD_DPBUSD_NATIVE; }
 
