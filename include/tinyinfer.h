@@ -135,6 +135,17 @@ tinf_status tinf_model_load_file(const char *path, tinf_model **out_model);
  * into an aligned buffer of its own and the caller may free data on return. */
 tinf_status tinf_model_load_buffer(const void *data, size_t size, tinf_model **out_model);
 
+/* Flags of tinf_model_load_file_flags and tinf_model_load_buffer_flags (a bit
+ * set). Append-only. */
+typedef enum tinf_load_flag {
+  TINF_LOAD_NO_GRAPH_PASSES = 1 /* skip the graph optimization passes (constant folding still runs) */
+} tinf_load_flag;
+
+/* tinf_model_load_file and tinf_model_load_buffer with flags (0: the same as
+ * without). Unknown bits give TINF_ERR_INVALID_ARGUMENT. */
+tinf_status tinf_model_load_file_flags(const char *path, uint32_t flags, tinf_model **out_model);
+tinf_status tinf_model_load_buffer_flags(const void *data, size_t size, uint32_t flags, tinf_model **out_model);
+
 /* Releases the caller's reference. Sessions keep their model alive, so models
  * and sessions may be freed in any order. NULL is a no-op. */
 void tinf_model_free(tinf_model *model);
@@ -183,6 +194,13 @@ tinf_status tinf_model_sizes(const tinf_model *model, size_t *out_header, size_t
                              size_t *out_folded);
 /* Nanoseconds that loading took (map, parse, validate, fold). */
 tinf_status tinf_model_load_ns(const tinf_model *model, uint64_t *out_ns);
+/* What the load-time passes did, one line each in order: constant folding
+ * ("fold constant Dequantize -> w1"), then the graph passes ("fold BatchNorm
+ * 'bn1' into Conv2D 'conv1'", "fuse Relu 'r1' into Conv2D 'bn1'",
+ * "reorder: arena 53440 -> 34496 B", ...; docs/architecture.md). The
+ * strings are NUL-terminated and owned by the model. */
+tinf_status tinf_model_pass_count(const tinf_model *model, int32_t *out_count);
+tinf_status tinf_model_pass(const tinf_model *model, int32_t index, const char **out_text);
 
 /* ---- session options ------------------------------------------------------ */
 

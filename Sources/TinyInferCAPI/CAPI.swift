@@ -83,6 +83,44 @@ public func tinf_model_load_buffer(_ data: UnsafeRawPointer?, _ size: Int, _ out
 }
 
 @c @implementation
+public func tinf_model_load_file_flags(
+  _ path: UnsafePointer<CChar>?, _ flags: UInt32, _ out: UnsafeMutablePointer<OpaquePointer?>?
+) -> tinf_status {
+  guard let path, let out else {
+    return fail(.invalidArgument, "tinf_model_load_file_flags: path and out_model must not be NULL")
+  }
+  guard flags & ~loadFlagsKnown == 0 else { return fail(.invalidArgument, "unknown load flags \(flags)") }
+  do throws(TinfError) {
+    let m = try Model.load(path: String(cString: path), optimize: flags & loadNoGraphPasses == 0)
+    out.pointee = retain(ModelHandle(m))
+    return ok()
+  } catch {
+    return fail(error)
+  }
+}
+
+@c @implementation
+public func tinf_model_load_buffer_flags(
+  _ data: UnsafeRawPointer?, _ size: Int, _ flags: UInt32, _ out: UnsafeMutablePointer<OpaquePointer?>?
+) -> tinf_status {
+  guard let data, let out else {
+    return fail(.invalidArgument, "tinf_model_load_buffer_flags: data and out_model must not be NULL")
+  }
+  guard flags & ~loadFlagsKnown == 0 else { return fail(.invalidArgument, "unknown load flags \(flags)") }
+  do throws(TinfError) {
+    let m = try Model.load(buffer: UnsafeRawBufferPointer(start: data, count: size), optimize: flags & loadNoGraphPasses == 0)
+    out.pointee = retain(ModelHandle(m))
+    return ok()
+  } catch {
+    return fail(error)
+  }
+}
+
+/// TINF_LOAD_NO_GRAPH_PASSES, and every flag this library knows.
+private let loadNoGraphPasses: UInt32 = 1
+private let loadFlagsKnown: UInt32 = 1
+
+@c @implementation
 public func tinf_model_free(_ model: OpaquePointer?) {
   guard let model else { return }
   Unmanaged<ModelHandle>.fromOpaque(UnsafeRawPointer(model)).release()
@@ -416,6 +454,25 @@ public func tinf_model_sizes(
 public func tinf_model_load_ns(_ model: OpaquePointer?, _ out: UnsafeMutablePointer<UInt64>?) -> tinf_status {
   guard let m = modelHandle(model), let out else { return nullArg("tinf_model_load_ns") }
   out.pointee = m.model.loadNanoseconds
+  return ok()
+}
+
+@c @implementation
+public func tinf_model_pass_count(_ model: OpaquePointer?, _ out: UnsafeMutablePointer<Int32>?) -> tinf_status {
+  guard let m = modelHandle(model), let out else { return nullArg("tinf_model_pass_count") }
+  out.pointee = Int32(m.passLines.count)
+  return ok()
+}
+
+@c @implementation
+public func tinf_model_pass(
+  _ model: OpaquePointer?, _ index: Int32, _ out: UnsafeMutablePointer<UnsafePointer<CChar>?>?
+) -> tinf_status {
+  guard let m = modelHandle(model), let out else { return nullArg("tinf_model_pass") }
+  guard index >= 0 && Int(index) < m.passLines.count else {
+    return fail(.invalidArgument, "pass index \(index) out of range (\(m.passLines.count) entries)")
+  }
+  out.pointee = UnsafePointer(m.passLines[Int(index)])
   return ok()
 }
 

@@ -20,6 +20,8 @@ final class ModelHandle {
   let zeroPoints: [UnsafeMutablePointer<Int32>?]
   let opInputs: [UnsafeMutablePointer<Int32>]
   let opOutputs: [UnsafeMutablePointer<Int32>]
+  /// The lines of Model.passReport for tinf_model_pass.
+  let passLines: [UnsafeMutablePointer<CChar>]
 
   init(_ model: Model) {
     self.model = model
@@ -51,6 +53,7 @@ final class ModelHandle {
     outputNames = model.outputs.map { makeCString($0.name) }
     metaKeys = model.metadata.map { makeCString($0.key) }
     metaValues = model.metadata.map { makeCString($0.value) }
+    passLines = model.passReport.map { makeCString($0) }
   }
 
   deinit {
@@ -63,6 +66,7 @@ final class ModelHandle {
     for p in zeroPoints { p?.deallocate() }
     for p in opInputs { p.deallocate() }
     for p in opOutputs { p.deallocate() }
+    for p in passLines { p.deallocate() }
   }
 }
 

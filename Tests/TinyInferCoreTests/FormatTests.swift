@@ -16,7 +16,9 @@ final class FormatTests: XCTestCase {
 
   func testRoundTrip() throws {
     let m = try loadModel(mlp())
-    XCTAssertEqual(m.graph.nodes.count, 2)
+    // The Relu is fused into the FullyConnected at load (Passes/ActivationFusion.swift).
+    XCTAssertEqual(m.graph.nodes.map { $0.op }, [.fullyConnected])
+    XCTAssertEqual(m.graph.nodes[0].attrs[.activation], .int(1))
     XCTAssertEqual(m.outputs[0].shape, [1, 3])
     XCTAssertEqual(m.metadata.first?.value, "mlp")
     XCTAssertEqual(m.weightBytes, 15 * 4)

@@ -48,7 +48,7 @@ def _fmt_bytes(n: int) -> str:
 
 def cmd_inspect(args) -> int:
     import tinyinfer
-    with tinyinfer.load(args.model) as m:
+    with tinyinfer.load(args.model, optimize=not args.no_optimize) as m:
         print(f"{args.model}: {os.path.getsize(args.model)} bytes, {m.num_ops} ops, {m.num_tensors} tensors")
         for k, v in m.metadata.items():
             print(f"  {k}: {v}")
@@ -76,6 +76,10 @@ def cmd_inspect(args) -> int:
             ins = ", ".join(names.get(i, "-") if i >= 0 else "-" for i in op.inputs)
             outs = ", ".join(names[i] for i in op.outputs)
             print(f"  {op.index:>3} {op.op:16} ({ins}) -> {outs}")
+        passes = m.passes
+        print(f"load-time passes ({len(passes)}):" if passes else "load-time passes: nothing to do")
+        for line in passes:
+            print(f"  {line}")
     return 0
 
 
@@ -194,6 +198,7 @@ def main(argv=None) -> int:
     c.set_defaults(fn=cmd_convert)
     i = sub.add_parser("inspect", help="show every tensor's dtype, shape and quantization, and sizes")
     i.add_argument("model")
+    i.add_argument("--no-optimize", action="store_true", help="load without the graph optimization passes")
     i.set_defaults(fn=cmd_inspect)
     r = sub.add_parser("run", help="run a model once and print its outputs")
     r.add_argument("model")

@@ -105,6 +105,10 @@ _fn("tinf_dtype_size", [c_int32], c_size_t)
 _fn("tinf_model_load_file", [c_char_p, POINTER(ModelHandle)])
 # tinf_status tinf_model_load_buffer(const void *data, size_t size, tinf_model **out_model);
 _fn("tinf_model_load_buffer", [c_void_p, c_size_t, POINTER(ModelHandle)])
+# tinf_status tinf_model_load_file_flags(const char *path, uint32_t flags, tinf_model **out_model);
+_fn("tinf_model_load_file_flags", [c_char_p, ctypes.c_uint32, POINTER(ModelHandle)])
+# tinf_status tinf_model_load_buffer_flags(const void *data, size_t size, uint32_t flags, tinf_model **out_model);
+_fn("tinf_model_load_buffer_flags", [c_void_p, c_size_t, ctypes.c_uint32, POINTER(ModelHandle)])
 # void tinf_model_free(tinf_model *model);
 _fn("tinf_model_free", [ModelHandle], None)
 # tinf_status tinf_model_input_count(const tinf_model *model, int32_t *out_count);
@@ -135,6 +139,10 @@ _fn("tinf_model_op", [ModelHandle, c_int32, POINTER(c_int32), POINTER(c_int32), 
 _fn("tinf_model_sizes", [ModelHandle, POINTER(c_size_t), POINTER(c_size_t), POINTER(c_size_t), POINTER(c_size_t)])
 # tinf_status tinf_model_load_ns(const tinf_model *model, uint64_t *out_ns);
 _fn("tinf_model_load_ns", [ModelHandle, POINTER(ctypes.c_uint64)])
+# tinf_status tinf_model_pass_count(const tinf_model *model, int32_t *out_count);
+_fn("tinf_model_pass_count", [ModelHandle, POINTER(c_int32)])
+# tinf_status tinf_model_pass(const tinf_model *model, int32_t index, const char **out_text);
+_fn("tinf_model_pass", [ModelHandle, c_int32, POINTER(c_char_p)])
 
 # tinf_status tinf_options_create(tinf_options **out_options);
 _fn("tinf_options_create", [POINTER(OptionsHandle)])

@@ -41,6 +41,8 @@ class OpDetail:
     outputs: Tuple[int, ...]
 
 
+LOAD_NO_GRAPH_PASSES = 1  # TINF_LOAD_NO_GRAPH_PASSES
+
 _KINDS = {0: "computed", 1: "constant", 2: "folded", 3: "input"}
 
 
@@ -68,13 +70,15 @@ class Model:
     thread; to run in parallel, give each thread its own `session()`.
     """
 
-    def __init__(self, source: Union[str, os.PathLike, bytes, bytearray, memoryview], threads: int = 1):
+    def __init__(self, source: Union[str, os.PathLike, bytes, bytearray, memoryview], threads: int = 1,
+                 optimize: bool = True):
         self._handle = None
         self._buffer = None
         self._lock = threading.Lock()
         self._session = None
         self._sessions_by_shape = {}
         handle = _lib.ModelHandle()
+        flags = 0 if optimize else LOAD_NO_GRAPH_PASSES
         if isinstance(source, (bytes, bytearray, memoryview)):
             # The library borrows an aligned buffer: keep a copy alive with the model.
             buf = np.frombuffer(bytes(source), dtype=np.uint8)
@@ -82,9 +86,9 @@ class Model:
             off = (-aligned.ctypes.data) % 64
             self._buffer = aligned[off:off + buf.size]
             self._buffer[:] = buf
-            L.tinf_model_load_buffer(self._buffer.ctypes.data, self._buffer.size, byref(handle))
+            L.tinf_model_load_buffer_flags(self._buffer.ctypes.data, self._buffer.size, flags, byref(handle))
         else:
-            L.tinf_model_load_file(os.fsencode(os.fspath(source)), byref(handle))
+            L.tinf_model_load_file_flags(os.fsencode(os.fspath(source)), flags, byref(handle))
         self._handle = handle
         self.threads = threads
         n = c_int32()
@@ -148,6 +152,21 @@ class Model:
         h, g, d, f = c_size_t(), c_size_t(), c_size_t(), c_size_t()
         L.tinf_model_sizes(self.handle, byref(h), byref(g), byref(d), byref(f))
         return {"header": h.value, "graph": g.value, "data": d.value, "folded": f.value}
+
+    @property
+    def passes(self) -> List[str]:
+        """What the load-time passes did, one line each in order: constant
+        folding ("fold constant Dequantize -> w1"), then the graph passes
+        ("fold BatchNorm 'bn' into Conv2D 'conv'", "fuse Relu 'r' into Conv2D
+        'bn'", "reorder: arena 53440 -> 34496 B", ...)."""
+        n = c_int32()
+        L.tinf_model_pass_count(self.handle, byref(n))
+        text = c_char_p()
+        out = []
+        for i in range(n.value):
+            L.tinf_model_pass(self.handle, i, byref(text))
+            out.append(text.value.decode("utf-8", "replace"))
+        return out
 
     @property
     def load_seconds(self) -> float:
@@ -411,6 +430,7 @@ class Session:
         return view
 
 
-def load(source, threads: int = 1) -> Model:
-    """Loads a .tinf model from a path or from bytes."""
-    return Model(source, threads=threads)
+def load(source, threads: int = 1, optimize: bool = True) -> Model:
+    """Loads a .tinf model from a path or from bytes. `optimize=False` skips
+    the graph optimization passes (constant folding still runs)."""
+    return Model(source, threads=threads, optimize=optimize)

@@ -85,6 +85,15 @@ static void null_arguments(void) {
   CHECK(m == NULL);
   EXPECT(TINF_ERR_IO, tinf_model_load_file("/nonexistent/abi_smoke.tinf", &m));
   CHECK(m == NULL);
+  NULLARG(tinf_model_load_file_flags(NULL, 0, &m));
+  NULLARG(tinf_model_load_file_flags("x.tinf", 0, NULL));
+  NULLARG(tinf_model_load_file_flags("x.tinf", 0x80, &m));
+  NULLARG(tinf_model_load_buffer_flags(NULL, 64, 0, &m));
+  NULLARG(tinf_model_load_buffer_flags(buf, sizeof buf, TINF_LOAD_NO_GRAPH_PASSES, NULL));
+  NULLARG(tinf_model_load_buffer_flags(buf, sizeof buf, 0x80, &m));
+  CHECK(m == NULL);
+  EXPECT(TINF_ERR_BAD_FORMAT, tinf_model_load_buffer_flags(buf, sizeof buf, TINF_LOAD_NO_GRAPH_PASSES, &m));
+  CHECK(m == NULL);
   tinf_model_free(NULL);
   NULLARG(tinf_model_input_count(NULL, &n));
   NULLARG(tinf_model_output_count(NULL, &n));
@@ -100,6 +109,8 @@ static void null_arguments(void) {
   NULLARG(tinf_model_op(NULL, 0, &n, &n, &ip, &n, &ip));
   NULLARG(tinf_model_sizes(NULL, &z, &z, &z, &z));
   NULLARG(tinf_model_load_ns(NULL, &ns));
+  NULLARG(tinf_model_pass_count(NULL, &n));
+  NULLARG(tinf_model_pass(NULL, 0, &k));
 
   /* options */
   NULLARG(tinf_options_create(NULL));
@@ -275,6 +286,19 @@ static void exercise(tinf_model *m, int32_t threads, int free_model_first) {
     CHECK(hs == 64 && gs > 0);
     EXPECT(TINF_OK, tinf_model_load_ns(m, &ns));
     NULLARG(tinf_model_load_ns(m, NULL));
+    int32_t n_pass = -1;
+    const char *line = NULL;
+    EXPECT(TINF_OK, tinf_model_pass_count(m, &n_pass));
+    CHECK(n_pass >= 0);
+    NULLARG(tinf_model_pass_count(m, NULL));
+    for (int32_t j = 0; j < n_pass; j++) {
+      line = NULL;
+      EXPECT(TINF_OK, tinf_model_pass(m, j, &line));
+      CHECK(line != NULL && line[0] != 0);
+    }
+    NULLARG(tinf_model_pass(m, n_pass, &line));
+    NULLARG(tinf_model_pass(m, -1, &line));
+    NULLARG(tinf_model_pass(m, 0, NULL));
   }
 
   EXPECT(TINF_OK, tinf_options_create(&o));

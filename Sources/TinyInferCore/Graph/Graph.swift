@@ -69,6 +69,10 @@ public struct Graph: Sendable {
   public let nodes: [Node]
   public let inputs: [Int]
   public let outputs: [Int]
+  /// Reshapes removed at load as identities for the file's shapes
+  /// (Passes/IdentityRemoval.swift), each reading the tensor that now holds
+  /// its input: `withInputShapes` checks they are still identities.
+  public let shapeGuards: [Node]
 
   /// Validates `def` against a data section of `dataSize` bytes and infers
   /// every shape. Throws with the op index and name on the first problem.
@@ -192,15 +196,17 @@ public struct Graph: Sendable {
     self.nodes = def.nodes
     self.inputs = def.inputs
     self.outputs = def.outputs
+    self.shapeGuards = []
   }
 
   /// A graph rewritten by an optimization pass (already valid).
-  init(rewriting g: Graph, tensors: [TensorDesc], nodes: [Node]) {
+  init(rewriting g: Graph, tensors: [TensorDesc], nodes: [Node], shapeGuards: [Node]? = nil) {
     self.metadata = g.metadata
     self.tensors = tensors
     self.nodes = nodes
     self.inputs = g.inputs
     self.outputs = g.outputs
+    self.shapeGuards = shapeGuards ?? g.shapeGuards
   }
 
   static func checkShape(_ shape: [Int], _ what: String) throws(TinfError) {
@@ -253,6 +259,20 @@ extension Graph {
       for (j, t) in node.outputs.enumerated() {
         try Graph.checkShape(outs[j].shape, "op \(k) (\(node.op.name)) output '\(ts[t].name)'")
         ts[t].shape = outs[j].shape
+      }
+    }
+    for guardNode in shapeGuards {
+      let x = ts[guardNode.inputs[0]]
+      let same: Bool
+      do throws(TinfError) {
+        same = try Registry.infer(guardNode, [x])[0].shape == x.shape
+      } catch {
+        same = false
+      }
+      guard same else {
+        throw .shape(
+          "the \(guardNode.op.name) of '\(x.name)' was removed at load as an identity for the file's shapes, "
+            + "but with these input shapes it is not one: load the model without the graph passes")
       }
     }
     return Graph(rewriting: self, tensors: ts, nodes: nodes)

@@ -17,7 +17,8 @@ enum ConstantFolding {
     var graph: Graph
     /// Model-owned buffers of folded tensors (indexed like tensors; nil otherwise).
     var buffers: [UnsafeMutableRawPointer?]
-    var foldedOps: [String]
+    /// One line per folded op ("fold constant Dequantize -> w1"), the start of Model.passReport.
+    var report: [String]
   }
 
   static func run(_ g: Graph, budget: Int, constantData: (Int) -> UnsafeMutableRawPointer?) throws(TinfError) -> Result {
@@ -25,7 +26,7 @@ enum ConstantFolding {
     var tensors = g.tensors
     var buffers = [UnsafeMutableRawPointer?](repeating: nil, count: tensors.count)
     var kept: [Node] = []
-    var foldedOps: [String] = []
+    var report: [String] = []
     let pool = ThreadPool(threads: 1)
     func data(_ t: Int) -> UnsafeMutableRawPointer? { buffers[t] ?? constantData(t) }
     func freeAll() { for b in buffers { ti_shim_free(b) } }
@@ -70,7 +71,7 @@ enum ConstantFolding {
         tensors[t].folded = true
       }
       spent &+= outBytes
-      foldedOps.append("\(node.op.name) -> \(tensors[node.outputs[0]].name)")
+      report.append("fold constant \(node.op.name) -> \(tensors[node.outputs[0]].name)")
     }
     // Free folded tensors that nothing reads any more.
     var used = [Bool](repeating: false, count: tensors.count)
@@ -80,6 +81,6 @@ enum ConstantFolding {
       ti_shim_free(buffers[t])
       buffers[t] = nil
     }
-    return Result(graph: Graph(rewriting: g, tensors: tensors, nodes: kept), buffers: buffers, foldedOps: foldedOps)
+    return Result(graph: Graph(rewriting: g, tensors: tensors, nodes: kept), buffers: buffers, report: report)
   }
 }

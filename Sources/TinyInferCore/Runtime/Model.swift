@@ -25,15 +25,18 @@ public final class Model {
   private let dataBase: UnsafeRawPointer?
   /// Buffers of tensors folded at load (owned; freed with the model).
   private let foldedData: [UnsafeMutableRawPointer?]
-  /// What constant folding did ("Dequantize -> w1", ...).
-  public let foldedOps: [String]
+  /// What the load-time passes did, in order: constant folding
+  /// ("fold constant Dequantize -> w1") then the graph passes ("fuse Relu
+  /// 'r' into Conv2D 'c'", "reorder: arena 53440 -> 34496 B", ...).
+  public let passReport: [String]
   /// Weights packed at load for each op that wants them (by op index).
   let packed: [PackedWeights?]
   /// Bytes of packed weights.
   public let packedBytes: Int
 
-  /// Memory-maps and loads a file.
-  public static func load(path: String) throws(TinfError) -> Model {
+  /// Memory-maps and loads a file. `optimize: false` skips the graph
+  /// passes (Passes/Optimizer.swift; constant folding still runs).
+  public static func load(path: String, optimize: Bool = true) throws(TinfError) -> Model {
     let t0 = ti_shim_now_ns()
     var size = 0
     var err: Int32 = 0
@@ -48,37 +51,47 @@ public final class Model {
       let reason = String(cString: ti_shim_strerror(err))
       throw TinfError(.io, "cannot open '\(path)': \(reason)")
     }
-    return try Model.make(base: UnsafeRawPointer(p), size: size, storage: .mapped(p, size), t0: t0)
+    return try Model.make(base: UnsafeRawPointer(p), size: size, storage: .mapped(p, size), optimize: optimize, t0: t0)
   }
 
   /// Loads from a buffer: borrowed if 64-byte aligned (it must then outlive
   /// the model), copied otherwise.
-  public static func load(buffer: UnsafeRawBufferPointer) throws(TinfError) -> Model {
+  public static func load(buffer: UnsafeRawBufferPointer, optimize: Bool = true) throws(TinfError) -> Model {
     let t0 = ti_shim_now_ns()
     guard let base = buffer.baseAddress, buffer.count > 0 else { throw .format("the buffer is empty") }
     if UInt(bitPattern: base) % UInt(ModelFile.alignment) == 0 {
-      return try Model.make(base: base, size: buffer.count, storage: .borrowed, t0: t0)
+      return try Model.make(base: base, size: buffer.count, storage: .borrowed, optimize: optimize, t0: t0)
     }
     guard let copy = ti_shim_alloc(buffer.count) else {
       throw TinfError(.outOfMemory, "cannot allocate \(buffer.count) bytes for a copy of the model")
     }
     copy.copyMemory(from: base, byteCount: buffer.count)
-    return try Model.make(base: UnsafeRawPointer(copy), size: buffer.count, storage: .owned(copy), t0: t0)
+    return try Model.make(
+      base: UnsafeRawPointer(copy), size: buffer.count, storage: .owned(copy), optimize: optimize, t0: t0)
   }
 
-  /// Parses, validates and folds; on failure releases the storage. The
-  /// object is created only once everything succeeded (a throwing class
-  /// initializer would leak the partial object in Embedded Swift).
-  private static func make(base: UnsafeRawPointer, size: Int, storage: Storage, t0: UInt64) throws(TinfError) -> Model {
+  /// Parses, validates, folds and optimizes; on failure releases the
+  /// storage. The object is created only once everything succeeded (a
+  /// throwing class initializer would leak the partial object in Embedded Swift).
+  private static func make(base: UnsafeRawPointer, size: Int, storage: Storage, optimize: Bool, t0: UInt64)
+    throws(TinfError) -> Model
+  {
     let file = UnsafeRawBufferPointer(start: base, count: size)
     do throws(TinfError) {
       let layout = try ModelFile.readHeader(file)
       let def = try ModelFile.readBody(UnsafeRawBufferPointer(rebasing: file[layout.body]), minor: layout.minor)
       let validated = try Graph(validating: def, dataSize: layout.data.count)
       let dataBase: UnsafeRawPointer? = layout.data.isEmpty ? nil : base + layout.data.lowerBound
-      let folding = try ConstantFolding.run(validated, budget: max(4 &* layout.data.count, 1 << 20)) { t in
-        guard let r = validated.tensors[t].constant, let dataBase else { return nil }
+      func fileData(_ t: Int) -> UnsafeMutableRawPointer? {
+        guard t < validated.tensors.count, let r = validated.tensors[t].constant, let dataBase else { return nil }
         return UnsafeMutableRawPointer(mutating: dataBase + r.lowerBound)
+      }
+      var folding = try ConstantFolding.run(validated, budget: max(4 &* layout.data.count, 1 << 20), constantData: fileData)
+      if optimize {
+        let o = try Optimizer.run(folding.graph, buffers: folding.buffers, constantData: fileData)
+        folding.graph = o.graph
+        folding.buffers = o.buffers
+        folding.report += o.report
       }
       return Model(
         size: size, storage: storage, dataBase: dataBase, folding: folding,
@@ -106,7 +119,7 @@ public final class Model {
     self.storage = storage
     self.dataBase = dataBase
     self.foldedData = folding.buffers
-    self.foldedOps = folding.foldedOps
+    self.passReport = folding.report
     let g = folding.graph
     var packed: [PackedWeights?] = []
     var pb = 0

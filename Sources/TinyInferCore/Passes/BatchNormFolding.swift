@@ -1,0 +1,61 @@
+/// Folds a BatchNorm into the float32 Conv2D, DepthwiseConv2D or
+/// FullyConnected that produces its input, when that op has constant float32
+/// weights (and a constant bias or none) and no fused activation, and its
+/// output feeds only the BatchNorm and is not a graph output. With the
+/// BatchNorm kernel's per-channel s = scale / sqrt(variance + eps) and
+/// t = bias - mean * s (Kernels/BatchNorm.swift): w' = w * s on each output
+/// channel, b' = b * s + t. The new weights and bias are model-owned
+/// constants; the op then writes the BatchNorm's output.
+enum BatchNormFolding {
+  static func run(_ p: inout PassGraph) throws(TinfError) {
+    for k in p.nodes.indices {
+      guard let bn = p.nodes[k], bn.op == .batchNorm, let x = bn.inputs.first, x >= 0,
+        let q = p.producer(x), let prod = p.nodes[q], p.onlyFeeds(x, k), p.isFloat(q),
+        prod.op == .conv2D || prod.op == .depthwiseConv2D || prod.op == .fullyConnected,
+        prod.attrs[.activation] == nil || prod.attrs[.activation] == .int(0),
+        prod.attrs[.weightFormat] == nil || prod.attrs[.weightFormat] == .int(0),
+        prod.inputs.count >= 2, prod.inputs[1] >= 0, p.tensors[prod.inputs[1]].dtype == .float32,
+        let w = p.data(prod.inputs[1])
+      else { continue }
+      let bias = prod.inputs.count > 2 && prod.inputs[2] >= 0 ? prod.inputs[2] : nil
+      if let bias, p.tensors[bias].dtype != .float32 || p.data(bias) == nil { continue }
+      // The BatchNorm's parameters: constants.
+      var params: [UnsafeMutablePointer<Float>] = []
+      for i in 1...4 {
+        if let d = p.data(bn.inputs[i]), p.tensors[bn.inputs[i]].dtype == .float32 { params.append(d) }
+      }
+      guard params.count == 4, let eps = try? bn.attrs.float(.epsilon, default: 1e-5) else { continue }
+      let c = p.tensors[x].shape.last ?? 0
+      var s = [Float](repeating: 0, count: c)
+      var t = [Float](repeating: 0, count: c)
+      for j in 0..<c {
+        s[j] = params[0][j] / (params[3][j] + eps).squareRoot()
+        t[j] = params[1][j] - params[2][j] * s[j]
+      }
+      // Output channel of each weight: the first dim (Conv2D [Cout,KH,KW,Cin/g],
+      // FullyConnected [N,K]) or the last (DepthwiseConv2D [1,KH,KW,C*M]).
+      let wd = p.tensors[prod.inputs[1]]
+      let count = wd.count
+      var nw = [Float](repeating: 0, count: count)
+      if prod.op == .depthwiseConv2D {
+        for i in 0..<count { nw[i] = w[i] * s[i % c] }
+      } else {
+        let per = count / c
+        for i in 0..<count { nw[i] = w[i] * s[i / per] }
+      }
+      var nb = t
+      if let bias, let b = p.data(bias) {
+        for j in 0..<c { nb[j] = b[j] * s[j] + t[j] }
+      }
+      let label = p.label(q)
+      let base = p.tensors[x].name
+      let wt = try p.addConstant(name: "\(base).folded_weights", shape: wd.shape, values: nw)
+      let bt = try p.addConstant(name: "\(base).folded_bias", shape: [c], values: nb)
+      var n = prod
+      n.inputs = [n.inputs[0], wt, bt]
+      p.nodes[q] = n
+      p.absorb(k, into: q, prev: x, y: bn.outputs[0])
+      p.report.append("fold BatchNorm '\(p.tensors[bn.outputs[0]].name)' into \(label)")
+    }
+  }
+}
