@@ -12,9 +12,10 @@ scripts/check-exports.sh
 scripts/check-mcu.sh
 echo "== swift test (XCTest) =="
 swift test --disable-swift-testing 2>&1 | tail -n 3
-echo "== pytest: kernels on the portable build =="
+echo "== pytest: kernels (float, int8, hybrid) on the portable build =="
 TINYINFER_LIB=python/tinyinfer/lib-portable/libtinyinfer.so python3 -m pytest -q -p no:cacheprovider \
-  python/tests/test_ops_math.py python/tests/test_ops_spatial.py python/tests/test_ops_movement.py | tail -n 1
+  python/tests/test_ops_math.py python/tests/test_ops_spatial.py python/tests/test_ops_movement.py \
+  python/tests/test_ops_int8.py python/tests/test_quantize.py::test_hybrid_kernel_matches_the_documented_math | tail -n 1
 echo "== pip install ./python (into a temporary folder) and import it =="
 tmp=$(mktemp -d)
 python3 -m pip install -q --no-deps --no-build-isolation --target "$tmp" ./python
