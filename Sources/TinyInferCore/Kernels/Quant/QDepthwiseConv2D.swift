@@ -10,7 +10,8 @@
 /// ((x - zp_x) w is exact in int16: |.| <= 255 * 128) and requantized on
 /// 16 lanes (FixedPointVector.swift). Otherwise each pixel's accumulators go
 /// through a scratch row, element by element, and are requantized 16 at a
-/// time. Work is split over output rows.
+/// time. Work is split over output rows. A 3x3 window has a faster path
+/// for the pixels whose window is inside the image (`inside3x3`).
 enum QDepthwiseConv2DKernel {
   static func infer(_ node: Node, _ inputs: [TensorDesc?]) throws(TinfError) -> [TensorType] {
     try arity(inputs, 2...3)
@@ -86,6 +87,11 @@ enum QDepthwiseConv2DKernel {
   }
 
   /// One output row (image b = row / OH, oy = row % OH) with M = 1, C >= 16.
+  ///
+  /// A 3x3 window with no dilation has a path of its own for the pixels
+  /// whose window lies inside the image: the nine weight vectors stay in
+  /// registers, and the zero point is folded into the bias (sum w (x - zp)
+  /// = sum w x - zp sum w, exact in wrapping int32 like the sum itself).
   @inline(never)
   static func row16(_ p: Params, _ row: Int) {
     let c = p.c
@@ -99,12 +105,19 @@ enum QDepthwiseConv2DKernel {
     let zy = SIMD16<Int32>(repeating: p.yz)
     let rowStride = p.wIn &* c
     let tapStride = p.dw &* c
+    // Pixels whose 3x3 window is inside the image (none unless the row's is).
+    var inside = 0..<0
+    if p.kh == 3 && p.kw == 3 && p.dh == 1 && p.dw == 1 && i0 == 0 && i1 == 3 {
+      let first = (p.padL &+ p.sw &- 1) / p.sw
+      let end = p.wIn &- 3 &+ p.padL >= 0 ? min(p.ow, (p.wIn &- 3 &+ p.padL) / p.sw &+ 1) : 0
+      if first < end { inside = first..<end }
+    }
     var cb = 0
     while true {
       let rq = FixedPoint.Requant16(p.requant, cb)
       let bv = p.bias.map { UnsafeRawPointer($0 + cb).loadUnaligned(as: SIMD16<Int32>.self) } ?? SIMD16<Int32>()
       let wb = UnsafeRawPointer(p.w + cb)
-      for ox in 0..<p.ow {
+      @inline(__always) func pixel(_ ox: Int) {
         let ix0 = ox &* p.sw &- p.padL
         let (j0, j1) = taps(ix0, p.kw, p.dw, p.wIn)
         var acc = bv
@@ -125,8 +138,59 @@ enum QDepthwiseConv2DKernel {
         let v = FixedPoint.mul(acc, rq) &+ zy
         UnsafeMutableRawPointer(yrow + (ox &* c &+ cb)).storeBytes(of: clampNarrow(v, p.lo, p.hi), as: SIMD16<Int8>.self)
       }
+      var ox = 0
+      while ox < inside.lowerBound {
+        pixel(ox)
+        ox &+= 1
+      }
+      if !inside.isEmpty {
+        inside3x3(p, ximg + (iy0 &* rowStride &+ cb), yrow + cb, bv, rq, cb, inside)
+        ox = inside.upperBound
+      }
+      while ox < p.ow {
+        pixel(ox)
+        ox &+= 1
+      }
       if cb &+ 16 == c { break }
       cb = min(cb &+ 16, c &- 16)  // the last block may overlap the previous one
+    }
+  }
+
+  /// The pixels `pixels` of a row of a 3x3, dilation-1 window inside the
+  /// image, for the 16 channels at `cb`: `x` points at channel cb of the
+  /// window row's first input pixel, `y` at channel cb of the output row.
+  @inline(never)
+  static func inside3x3(
+    _ p: Params, _ x: UnsafePointer<Int8>, _ y: UnsafeMutablePointer<Int8>, _ bias: SIMD16<Int32>,
+    _ rq: FixedPoint.Requant16, _ cb: Int, _ pixels: Range<Int>
+  ) {
+    let c = p.c
+    let rs = p.wIn &* c
+    let wb = UnsafeRawPointer(p.w + cb)
+    let w0 = loadInt8x16(wb, 0), w1 = loadInt8x16(wb, c), w2 = loadInt8x16(wb, 2 &* c)
+    let w3 = loadInt8x16(wb, 3 &* c), w4 = loadInt8x16(wb, 4 &* c), w5 = loadInt8x16(wb, 5 &* c)
+    let w6 = loadInt8x16(wb, 6 &* c), w7 = loadInt8x16(wb, 7 &* c), w8 = loadInt8x16(wb, 8 &* c)
+    // |sum w| <= 9 * 128: exact in int16.
+    let wsum = widen(w0 &+ w1 &+ w2 &+ w3 &+ w4 &+ w5 &+ w6 &+ w7 &+ w8)
+    let b0 = bias &- wsum &* SIMD16<Int32>(repeating: p.xz)
+    let zy = SIMD16<Int32>(repeating: p.yz)
+    let step = p.sw &* c
+    var xp = UnsafeRawPointer(x + (pixels.lowerBound &* p.sw &- p.padL) &* c)
+    // x w with x, w in [-128, 127] fits int16 (the largest, 2^14, is (-128)^2).
+    for ox in pixels {
+      var acc = b0
+      acc &+= widen(loadInt8x16(xp, 0) &* w0)
+      acc &+= widen(loadInt8x16(xp, c) &* w1)
+      acc &+= widen(loadInt8x16(xp, 2 &* c) &* w2)
+      acc &+= widen(loadInt8x16(xp, rs) &* w3)
+      acc &+= widen(loadInt8x16(xp, rs &+ c) &* w4)
+      acc &+= widen(loadInt8x16(xp, rs &+ 2 &* c) &* w5)
+      acc &+= widen(loadInt8x16(xp, 2 &* rs) &* w6)
+      acc &+= widen(loadInt8x16(xp, 2 &* rs &+ c) &* w7)
+      acc &+= widen(loadInt8x16(xp, 2 &* rs &+ 2 &* c) &* w8)
+      let v = FixedPoint.mul(acc, rq) &+ zy
+      UnsafeMutableRawPointer(y + ox &* c).storeBytes(of: clampNarrow(v, p.lo, p.hi), as: SIMD16<Int8>.self)
+      xp += step
     }
   }
 
