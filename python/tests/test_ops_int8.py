@@ -503,6 +503,78 @@ def test_average_pool_rounding_negative_sums():
     same(g.run(y), R.average_pool2d(x, q, (2, 2), (1, 2), 0))
 
 
+def _with_sums(rng, h, w, sums):
+    """int8 [1, h, w, C] whose per-channel sums over the image are `sums`."""
+    x = np.zeros((h * w, len(sums)), np.int64)
+    for ch, t in enumerate(sums):
+        base = int(np.clip(t // (h * w), -128, 127))
+        col = np.full(h * w, base, np.int64)
+        delta = t - base * h * w
+        for i in range(h * w):
+            if delta == 0:
+                break
+            step = int(np.clip(delta, -128 - col[i], 127 - col[i]))
+            col[i] += step
+            delta -= step
+        assert delta == 0
+        x[:, ch] = rng.permutation(col)
+    return x.astype(np.int8).reshape(1, h, w, len(sums))
+
+
+@pytest.mark.parametrize("hw", [(64, 64), (65, 64), (9, 7)])
+def test_average_pool_global_ties(hw):
+    """Global averages over 4096 cells (the largest window of the float
+    division), 4160 (the integer one) and 63: sums at k n +- n/2 (ties), one
+    off them, and the int8 extremes."""
+    h, w = hw
+    n = h * w
+    rng = np.random.default_rng(5100 + n)
+    sums = []
+    for k in (-128, -127, -5, -1, 0, 1, 7, 126):
+        for d in (-(n // 2) - 1, -(n // 2), -(n // 2) + 1, 0, n // 2 - 1, n // 2, n // 2 + 1):
+            t = k * n + d
+            if -128 * n <= t <= 127 * n:
+                sums.append(t)
+    sums += [-128 * n, 127 * n]
+    x = _with_sums(rng, h, w, sums)
+    q = (np.float32(0.1), 0)
+    for act in (0, 1):
+        g = Q()
+        y = g.op("AveragePool2D", g.input(x, q), q=q, filter=(h, w), padding=0, activation=act)
+        same(g.run(y), R.average_pool2d(x, q, (h, w), (1, 1), 0, (0, 0, 0, 0), act))
+
+
+@pytest.mark.parametrize("c", [1, 5, 16, 17, 40])
+def test_average_and_max_pool_channels(c):
+    """Every window size of a SAME 3x3 and 2x2 pooling (border counts 4, 6,
+    9, 1, 2), random data and the int8 ends, one and two threads."""
+    rng = np.random.default_rng(5200 + c)
+    for k, (filt, strides, padding) in enumerate((((3, 3), (1, 1), 1), ((2, 2), (2, 2), 1), ((3, 2), (2, 1), 0))):
+        x = rand_i8(rng, 2, 9, 8, c)
+        if k == 1:
+            x[...] = rng.choice(np.array([-128, 127], np.int8), size=x.shape)
+        q = rand_q(rng, -2, 0.5)
+        act = ACTS[(c + k) % 4]
+        for op, f in (("AveragePool2D", R.average_pool2d), ("MaxPool2D", R.max_pool2d)):
+            g = Q()
+            y = g.op(op, g.input(x, q), q=q, filter=filt, strides=strides, padding=padding, activation=act)
+            same(g.run(y, threads=1 + k % 2), f(x, q, filt, strides, padding, (0, 0, 0, 0), act))
+
+
+def test_mean_vector_requantization():
+    """Mean over H, W of 1..40 channels (16-lane requantization and tail),
+    extreme zero points and a multiplier > 1."""
+    rng = np.random.default_rng(5300)
+    for c in (1, 15, 16, 17, 33, 40):
+        for xq, yq in (((np.float32(0.1), -128), (np.float32(0.05), 127)),
+                       ((np.float32(0.02), 127), (np.float32(0.3), -128)),
+                       (rand_q(rng, -2, 0.5), rand_q(rng, -2, 0.5))):
+            x = rand_i8(rng, 2, 5, 3, c)
+            g = Q()
+            y = g.op("Mean", g.input(x, xq), q=yq, axes=[1, 2], keep_dims=1)
+            same(g.run(y), R.mean(x, xq, yq, (1, 2), 1))
+
+
 @pytest.mark.parametrize("axes,keep", [((1, 2), 1), ((1, 2), 0), ((-1,), 1), ((0, 3), 0), ((2,), 0),
                                        ((0, 1, 2, 3), 1)])
 def test_mean(axes, keep):
