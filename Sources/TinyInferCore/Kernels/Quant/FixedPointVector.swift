@@ -20,6 +20,15 @@ extension FixedPoint {
   /// INT32_MIN lanes become INT32_MAX.
   @inline(__always)
   static func srdhm(_ a: SIMD16<Int32>, _ b: SIMD16<Int32>) -> SIMD16<Int32> {
+    let v = srdhmNoSaturation(a, b)
+    // v - 1 where v == INT32_MIN (wrapping to INT32_MAX), v elsewhere.
+    let t = v ^ SIMD16<Int32>(repeating: Int32.min)
+    return v &- 1 &- ((t | (0 &- t)) &>> 31)
+  }
+
+  /// `srdhm` for lanes that are not both INT32_MIN (b > INT32_MIN, say).
+  @inline(__always)
+  static func srdhmNoSaturation(_ a: SIMD16<Int32>, _ b: SIMD16<Int32>) -> SIMD16<Int32> {
     let a64 = unsafeBitCast(a, to: SIMD8<Int64>.self)
     let b64 = unsafeBitCast(b, to: SIMD8<Int64>.self)
     let half = SIMD8<Int64>(repeating: 1 << 30)
@@ -27,10 +36,7 @@ extension FixedPoint {
     let even = ((a64 &<< 32) &>> 32) &* ((b64 &<< 32) &>> 32) &+ half
     let odd = (a64 &>> 32) &* (b64 &>> 32) &+ half
     let low = SIMD8<Int64>(repeating: 0xFFFF_FFFF)
-    let v = unsafeBitCast(((even &>> 31) & low) | ((odd &<< 1) & ~low), to: SIMD16<Int32>.self)
-    // v - 1 where v == INT32_MIN (wrapping to INT32_MAX), v elsewhere.
-    let t = v ^ SIMD16<Int32>(repeating: Int32.min)
-    return v &- 1 &- ((t | (0 &- t)) &>> 31)
+    return unsafeBitCast(((even &>> 31) & low) | ((odd &<< 1) & ~low), to: SIMD16<Int32>.self)
   }
 
   /// RoundingDivideByPOT on 16 lanes: x / 2^e rounded half away from zero,
@@ -44,9 +50,12 @@ extension FixedPoint {
   }
 
   /// MultiplyByQuantizedMultiplier on 16 lanes with the constants of `r`.
+  /// The multipliers of a `Requant16` come from `FixedPoint.quantize` of a
+  /// positive factor: in [2^30, 2^31) or 0, never INT32_MIN, so the SRDHM
+  /// cannot saturate and its check is left out.
   @inline(__always)
   static func mul(_ x: SIMD16<Int32>, _ r: Requant16) -> SIMD16<Int32> {
-    rdbpot(srdhm(x &<< r.left, r.multiplier), r.right, mask: r.mask)
+    rdbpot(srdhmNoSaturation(x &<< r.left, r.multiplier), r.right, mask: r.mask)
   }
 
   /// The constants of MultiplyByQuantizedMultiplier on 16 lanes: the left
@@ -64,8 +73,10 @@ extension FixedPoint {
       self.init(multiplier: m.multiplier, shift: m.shift)
     }
 
+    /// `m` > INT32_MIN (see `mul`).
     @inline(__always)
     init(multiplier m: Int32, shift: Int32) {
+      assert(m != Int32.min)
       let l = shift > 0 ? shift : 0
       let r = shift > 0 ? 0 : 0 &- shift
       left = SIMD16(repeating: l)
