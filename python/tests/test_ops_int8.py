@@ -348,6 +348,68 @@ def test_depthwise_conv2d(case, per_channel):
         close_to_float(got, yq, ref._act(real, act), act)
 
 
+# The vectorized depthwise path (M = 1, C >= 16: blocks of 16 channels, the
+# last one overlapping) and the general path (C < 16 or M > 1: vector
+# requantization with an overlapping last block): every channel count from 1
+# to 40, strides, dilations, SAME / VALID / explicit padding, batches.
+DW_SWEEP = [  # (N, H, W), (KH, KW), M, strides, dilations, padding, pads
+    ((1, 6, 7), (3, 3), 1, (1, 1), (1, 1), 1, (0, 0, 0, 0)),
+    ((2, 7, 5), (3, 3), 1, (2, 2), (1, 1), 1, (0, 0, 0, 0)),
+    ((1, 8, 9), (3, 3), 1, (1, 2), (2, 2), 0, (0, 0, 0, 0)),
+    ((1, 5, 6), (5, 3), 1, (2, 1), (1, 2), 2, (2, 0, 1, 3)),
+    ((2, 5, 5), (3, 3), 2, (1, 1), (1, 1), 1, (0, 0, 0, 0)),
+    ((1, 4, 6), (2, 2), 3, (2, 2), (1, 1), 0, (0, 0, 0, 0)),
+    ((1, 3, 3), (3, 3), 1, (1, 1), (1, 1), 2, (3, 3, 3, 3)),  # pixels whose window is all padding
+]
+
+
+@pytest.mark.parametrize("c", list(range(1, 41)))
+def test_depthwise_conv2d_channel_sweep(c):
+    rng = np.random.default_rng(3000 + c)
+    for k, ((n, h, w_), (kh, kw), m, strides, dil, padding, pads) in enumerate(DW_SWEEP):
+        if m > 1 and c > 20:
+            continue
+        cm = c * m
+        x = rand_i8(rng, n, h, w_, c)
+        if k == 2:
+            x[...] = rng.choice(np.array([-128, 127], np.int8), size=x.shape)  # the int8 ends only
+        xq = rand_q(rng, -2, 0, zp=[-128, 127, None][k % 3])
+        per_channel = k % 2 == 0
+        w, ws = sym_weights(rng, (1, kh, kw, cm), 3 if per_channel else None, cm)
+        if k == 1:
+            w[...] = rng.choice(np.array([-128, 127], np.int8), size=w.shape)  # largest products
+        bias = real_bias(rng, cm, xq[0] * np.broadcast_to(ws, (cm,))) if k % 3 != 1 else None
+        if k == 3:  # accumulators near the int32 ends: saturation (and wrapping) in the requantization
+            bias = rng.choice(np.array([-2**31, 2**31 - 1 - 200000, -2**31 + 200000, 2**31 - 1], np.int64),
+                              size=cm).astype(np.int32)
+        act = ACTS[(c + k) % 4]
+        yq = rand_q(rng, -2, 0.5)
+        if k == 4:
+            yq = (np.float32(xq[0] * np.min(ws) * 0.25), int(rng.integers(-128, 128)))  # multipliers > 1
+        g = Q()
+        y = g.op("DepthwiseConv2D", g.input(x, xq), g.const(w, ws, axis=3 if per_channel else None),
+                 g.const(bias) if bias is not None else None, q=yq, strides=strides, dilations=dil,
+                 padding=padding, pads=pads, depth_multiplier=m, activation=act)
+        want = R.depthwise_conv2d(x, xq, w, ws, bias, yq, strides, dil, padding, pads, m, act)
+        same(g.run(y, threads=1 + k % 2), want)
+
+
+def test_depthwise_conv2d_large_threads():
+    """A MobileNet-sized layer (64x64x48, stride 1 and 2), one and two threads."""
+    rng = np.random.default_rng(3100)
+    x = rand_i8(rng, 1, 64, 64, 48)
+    xq, yq = (np.float32(0.02), -5), (np.float32(0.03), 9)
+    w, ws = sym_weights(rng, (1, 3, 3, 48), 3, 48)
+    bias = real_bias(rng, 48, xq[0] * ws)
+    for strides in ((1, 1), (2, 2)):
+        want = R.depthwise_conv2d(x, xq, w, ws, bias, yq, strides, (1, 1), 1, (0, 0, 0, 0), 1, 2)
+        for threads in (1, 2):
+            g = Q()
+            y = g.op("DepthwiseConv2D", g.input(x, xq), g.const(w, ws, axis=3), g.const(bias), q=yq,
+                     strides=strides, padding=1, activation=2)
+            same(g.run(y, threads=threads), want)
+
+
 # ----------------------------------------------------------------------------
 # Add, Sub, Mul
 
@@ -383,6 +445,36 @@ def test_binary(op, case):
         got = g.run(y)
         same(got, f(a, aq, b, bq, yq, act))
         close_to_float(got, yq, ref._act(real, act), act)
+
+
+@pytest.mark.parametrize("op", ["Add", "Sub", "Mul"])
+@pytest.mark.parametrize("n", [1, 15, 16, 17, 31, 32, 33, 255, 4099])
+def test_binary_same_shape_lengths(op, n):
+    """Same-shape inputs (the 16-lane path and its scalar tail) over every
+    pair of int8 values, extreme zero points and scales, multipliers > 1."""
+    rng = np.random.default_rng(4600 + n + 7 * len(op))
+    f = {"Add": R.add, "Sub": R.sub, "Mul": R.mul}[op]
+    for trial in range(6):
+        a, b = rand_i8(rng, n), rand_i8(rng, n)
+        if n == 4099 and trial == 0:  # every pair of int8 values (65536), then a tail of 100
+            a = np.tile(np.arange(-128, 128, dtype=np.int8), 256)
+            b = np.repeat(np.arange(-128, 128, dtype=np.int8), 256)
+            a = np.concatenate([a, rand_i8(rng, 100)])
+            b = np.concatenate([b, rand_i8(rng, 100)])
+        aq, bq, yq = rand_q(rng, -3, 1), rand_q(rng, -3, 1), rand_q(rng, -3, 1)
+        if trial == 1:
+            aq, bq = (aq[0], -128), (bq[0], 127)
+        if trial == 2:
+            aq, bq = (aq[0], 127), (bq[0], -128)
+            yq = (np.float32(min(aq[0], bq[0]) * (0.001 if op != "Mul" else aq[0] * 0.001)), 0)
+        if trial == 3:
+            bq = (np.float32(aq[0] * 1e-4), bq[1])  # one input's multiplier tiny
+        if trial == 4:
+            yq = (np.float32(1e3), yq[1])  # everything rounds to the zero point
+        act = ACTS[trial % 4]
+        g = Q()
+        y = g.op(op, g.input(a, aq), g.input(b, bq), q=yq, activation=act)
+        same(g.run(y), f(a, aq, b, bq, yq, act))
 
 
 def test_binary_same_tensor_and_in_place():
@@ -430,6 +522,78 @@ def test_average_pool_rounding_negative_sums():
     g = Q()
     y = g.op("AveragePool2D", g.input(x, q), q=q, filter=(2, 2), strides=(1, 2), padding=0)
     same(g.run(y), R.average_pool2d(x, q, (2, 2), (1, 2), 0))
+
+
+def _with_sums(rng, h, w, sums):
+    """int8 [1, h, w, C] whose per-channel sums over the image are `sums`."""
+    x = np.zeros((h * w, len(sums)), np.int64)
+    for ch, t in enumerate(sums):
+        base = int(np.clip(t // (h * w), -128, 127))
+        col = np.full(h * w, base, np.int64)
+        delta = t - base * h * w
+        for i in range(h * w):
+            if delta == 0:
+                break
+            step = int(np.clip(delta, -128 - col[i], 127 - col[i]))
+            col[i] += step
+            delta -= step
+        assert delta == 0
+        x[:, ch] = rng.permutation(col)
+    return x.astype(np.int8).reshape(1, h, w, len(sums))
+
+
+@pytest.mark.parametrize("hw", [(64, 64), (65, 64), (9, 7)])
+def test_average_pool_global_ties(hw):
+    """Global averages over 4096 cells (the largest window of the float
+    division), 4160 (the integer one) and 63: sums at k n +- n/2 (ties), one
+    off them, and the int8 extremes."""
+    h, w = hw
+    n = h * w
+    rng = np.random.default_rng(5100 + n)
+    sums = []
+    for k in (-128, -127, -5, -1, 0, 1, 7, 126):
+        for d in (-(n // 2) - 1, -(n // 2), -(n // 2) + 1, 0, n // 2 - 1, n // 2, n // 2 + 1):
+            t = k * n + d
+            if -128 * n <= t <= 127 * n:
+                sums.append(t)
+    sums += [-128 * n, 127 * n]
+    x = _with_sums(rng, h, w, sums)
+    q = (np.float32(0.1), 0)
+    for act in (0, 1):
+        g = Q()
+        y = g.op("AveragePool2D", g.input(x, q), q=q, filter=(h, w), padding=0, activation=act)
+        same(g.run(y), R.average_pool2d(x, q, (h, w), (1, 1), 0, (0, 0, 0, 0), act))
+
+
+@pytest.mark.parametrize("c", [1, 5, 16, 17, 40])
+def test_average_and_max_pool_channels(c):
+    """Every window size of a SAME 3x3 and 2x2 pooling (border counts 4, 6,
+    9, 1, 2), random data and the int8 ends, one and two threads."""
+    rng = np.random.default_rng(5200 + c)
+    for k, (filt, strides, padding) in enumerate((((3, 3), (1, 1), 1), ((2, 2), (2, 2), 1), ((3, 2), (2, 1), 0))):
+        x = rand_i8(rng, 2, 9, 8, c)
+        if k == 1:
+            x[...] = rng.choice(np.array([-128, 127], np.int8), size=x.shape)
+        q = rand_q(rng, -2, 0.5)
+        act = ACTS[(c + k) % 4]
+        for op, f in (("AveragePool2D", R.average_pool2d), ("MaxPool2D", R.max_pool2d)):
+            g = Q()
+            y = g.op(op, g.input(x, q), q=q, filter=filt, strides=strides, padding=padding, activation=act)
+            same(g.run(y, threads=1 + k % 2), f(x, q, filt, strides, padding, (0, 0, 0, 0), act))
+
+
+def test_mean_vector_requantization():
+    """Mean over H, W of 1..40 channels (16-lane requantization and tail),
+    extreme zero points and a multiplier > 1."""
+    rng = np.random.default_rng(5300)
+    for c in (1, 15, 16, 17, 33, 40):
+        for xq, yq in (((np.float32(0.1), -128), (np.float32(0.05), 127)),
+                       ((np.float32(0.02), 127), (np.float32(0.3), -128)),
+                       (rand_q(rng, -2, 0.5), rand_q(rng, -2, 0.5))):
+            x = rand_i8(rng, 2, 5, 3, c)
+            g = Q()
+            y = g.op("Mean", g.input(x, xq), q=yq, axes=[1, 2], keep_dims=1)
+            same(g.run(y), R.mean(x, xq, yq, (1, 2), 1))
 
 
 @pytest.mark.parametrize("axes,keep", [((1, 2), 1), ((1, 2), 0), ((-1,), 1), ((0, 3), 0), ((2,), 0),
@@ -589,6 +753,30 @@ def test_quantize_per_tensor(mode, dtype, code):
     y = g.op("Quantize", xi, q=(scale, zp), dtype=code, mode=mode)
     got = g.run(y)
     same(got, R.quantize(x, scale, zp, dtype, mode=mode))
+
+
+@pytest.mark.parametrize("mode", [0, 1])
+@pytest.mark.parametrize("dtype,code", [("int8", 3), ("uint8", 4), ("int16", 7)])
+@pytest.mark.parametrize("n", [7, 16, 33, 5000])
+def test_quantize_vector_path(mode, dtype, code, n):
+    """Lengths around the vector width; every tie k + 1/2 for |k| < 2^17 at
+    scale 1 and at a scale whose quotients are not exact, values at the
+    clamp of the rounding (+-131072 steps), -0.0, subnormals, inf, nan."""
+    rng = np.random.default_rng(1500 + mode + code + n)
+    info = np.iinfo(dtype)
+    for scale in (np.float32(1.0), np.float32(0.1), np.float32(3e-5)):
+        zp = int(rng.integers(info.min, info.max + 1)) if dtype != "int16" else int(rng.integers(-1000, 1000))
+        x = (rng.normal(size=n) * rng.choice([1, 100, 1e5], size=n) * float(scale)).astype(np.float32)
+        special = np.array([0.5, -0.5, 1.5, -1.5, 2.5, -2.5, 131071.5, -131071.5, 131072.5, -131072.5, 131073,
+                            1e-45, -1e-45, -0.0, np.inf, -np.inf, np.nan, 3e38, -3e38], np.float32) * scale
+        k = min(n, special.size)
+        x[:k] = special[:k]
+        if n == 5000:
+            ties = (rng.integers(-(1 << 17), 1 << 17, size=2000) + 0.5).astype(np.float32) * scale
+            x[100:2100] = ties
+        g = Q()
+        y = g.op("Quantize", g.input(x), q=(scale, zp), dtype=code, mode=mode)
+        same(g.run(y), R.quantize(x, scale, zp, dtype, mode=mode))
 
 
 def test_quantize_modes_differ_on_ties():

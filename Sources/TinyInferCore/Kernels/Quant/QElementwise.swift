@@ -9,6 +9,11 @@
 ///
 /// Mul: `clamp(MultiplyByQuantizedMultiplier((a - zp_a)(b - zp_b), s_a s_b / s_y) + zp_y)`,
 /// the multiplier computed in float as TFLite's mul.cc does.
+///
+/// Rows where both inputs are contiguous (same shapes, or the innermost
+/// merged dim of both) run 16 elements at a time on the fixed-point
+/// helpers of FixedPointVector.swift (Add and Sub compute the input stage
+/// instead of looking it up); the rest, and the tails, element by element.
 enum QBinaryKernel {
   static func infer(_ node: Node, _ inputs: [TensorDesc?]) throws(TinfError) -> [TensorType] {
     try arity(inputs, 2...2)
@@ -66,7 +71,8 @@ enum QBinaryKernel {
     let tables = try QBuffer(int32: ta + tb)
     let op = QAddOp(
       ta: UnsafePointer(tables.int32), tb: UnsafePointer(tables.int32 + 256), m: mo.multiplier, s: mo.shift,
-      zp: yq.zeroPoint, lo: lo, hi: hi)
+      zp: yq.zeroPoint, lo: lo, hi: hi, za: aq.zeroPoint, zb: bq.zeroPoint, ra: FixedPoint.Requant16(m1),
+      rb: FixedPoint.Requant16(m2), ro: FixedPoint.Requant16(mo), negate: negate)
     return { () throws(TinfError) in
       withExtendedLifetime(tables) { QBinaryKernel.run(op, plan, a, b, y) }
     }
@@ -95,7 +101,7 @@ enum QBinaryKernel {
         let br = b + offB
         let yr = y + o
         if ia == 1 && ib == 1 {
-          for i in 0..<inner { yr[i] = op.apply(ar[i], br[i]) }
+          op.row(ar, br, yr, inner)
         } else if ia == 1 {
           let bv = br[0]
           for i in 0..<inner { yr[i] = op.apply(ar[i], bv) }
@@ -124,6 +130,8 @@ enum QBinaryKernel {
 
 protocol QBinaryOp {
   func apply(_ a: Int8, _ b: Int8) -> Int8
+  /// y[i] = apply(a[i], b[i]) for i < n (y may be a or b).
+  func row(_ a: UnsafePointer<Int8>, _ b: UnsafePointer<Int8>, _ y: UnsafeMutablePointer<Int8>, _ n: Int)
 }
 
 /// Add or Sub from the tabulated rescaled inputs (Sub's second table is negated).
@@ -136,10 +144,40 @@ struct QAddOp: QBinaryOp {
   let lo: Int32
   let hi: Int32
 
+  // The same stages on 16 lanes.
+  let za: Int32
+  let zb: Int32
+  let ra: FixedPoint.Requant16
+  let rb: FixedPoint.Requant16
+  let ro: FixedPoint.Requant16
+  let negate: Bool
+
   @inline(__always)
   func apply(_ a: Int8, _ b: Int8) -> Int8 {
     let raw = ta[Int(a) &+ 128] &+ tb[Int(b) &+ 128]
     return requantize(raw, m, s, zp, lo, hi)
+  }
+
+  @inline(never)
+  func row(_ a: UnsafePointer<Int8>, _ b: UnsafePointer<Int8>, _ y: UnsafeMutablePointer<Int8>, _ n: Int) {
+    var i = 0
+    let vza = SIMD16<Int32>(repeating: za)
+    let vzb = SIMD16<Int32>(repeating: zb)
+    // Sub: the second input's stage negated (0 - v), as in the table.
+    let neg = SIMD16<Int32>(repeating: negate ? -1 : 0)
+    while i &+ 16 <= n {
+      let av = widen32(UnsafeRawPointer(a + i).loadUnaligned(as: SIMD16<Int8>.self))
+      let bv = widen32(UnsafeRawPointer(b + i).loadUnaligned(as: SIMD16<Int8>.self))
+      let sa = FixedPoint.mul((av &- vza) &<< 20, ra)
+      let sb = FixedPoint.mul((bv &- vzb) &<< 20, rb)
+      let v = FixedPoint.mul(sa &+ ((sb ^ neg) &- neg), ro) &+ zp
+      UnsafeMutableRawPointer(y + i).storeBytes(of: clampNarrow(v, lo, hi), as: SIMD16<Int8>.self)
+      i &+= 16
+    }
+    while i < n {
+      y[i] = apply(a[i], b[i])
+      i &+= 1
+    }
   }
 }
 
@@ -155,5 +193,24 @@ struct QMulOp: QBinaryOp {
   @inline(__always)
   func apply(_ a: Int8, _ b: Int8) -> Int8 {
     requantize((Int32(a) &- za) &* (Int32(b) &- zb), m, s, zp, lo, hi)
+  }
+
+  @inline(never)
+  func row(_ a: UnsafePointer<Int8>, _ b: UnsafePointer<Int8>, _ y: UnsafeMutablePointer<Int8>, _ n: Int) {
+    var i = 0
+    let vza = SIMD16<Int32>(repeating: za)
+    let vzb = SIMD16<Int32>(repeating: zb)
+    let r = FixedPoint.Requant16(multiplier: m, shift: s)
+    while i &+ 16 <= n {
+      let av = widen32(UnsafeRawPointer(a + i).loadUnaligned(as: SIMD16<Int8>.self))
+      let bv = widen32(UnsafeRawPointer(b + i).loadUnaligned(as: SIMD16<Int8>.self))
+      let v = FixedPoint.mul((av &- vza) &* (bv &- vzb), r) &+ zp
+      UnsafeMutableRawPointer(y + i).storeBytes(of: clampNarrow(v, lo, hi), as: SIMD16<Int8>.self)
+      i &+= 16
+    }
+    while i < n {
+      y[i] = apply(a[i], b[i])
+      i &+= 1
+    }
   }
 }

@@ -51,6 +51,7 @@ enum QPoolKernel {
     let hi8 = Int8(truncatingIfNeeded: min(hi, 127))
     let rows = n &* oh
     let minChunk = minChunkFor(perItem: ow &* kh &* kw &* c)
+    let floatDivide = kh &* kw <= 4096  // see averageRow
 
     return { () throws(TinfError) in
       forEachChunk(pool, rows, minChunk: minChunk) { chunk, range in
@@ -84,6 +85,10 @@ enum QPoolKernel {
                 }
               }
               let count = Int32(truncatingIfNeeded: (yEnd &- yBegin) &* (xEnd &- xBegin))
+              if floatDivide {
+                QPoolKernel.averageRow(acc, count, lo, hi, yo, c)
+                continue
+              }
               let half = count / 2
               for ch in 0..<c {
                 let s = acc[ch]
@@ -94,6 +99,39 @@ enum QPoolKernel {
           }
         }
       }
+    }
+  }
+}
+
+extension QPoolKernel {
+  /// y[i] = clamp(s[i] / count rounded half away from zero) for i < n, as
+  /// the integer code `(s + count/2) / count` (s > 0; `(s - count/2) / count`
+  /// otherwise, C division) computes it, in float32 so that it vectorizes.
+  ///
+  /// Exact for count <= 4096: |s| <= 128 count, so a = s +- count/2 and
+  /// count are exact floats, and fl(a / count) is within |a / count| 2^-24 <
+  /// 2^-16 of the quotient, which is either an integer (then fl(.) is that
+  /// integer) or at least 1/count >= 2^-12 from one: truncating fl(.) gives
+  /// the C quotient. The truncation: round to nearest with the 1.5 * 2^23
+  /// magic number, then one step toward zero where that went past the
+  /// quotient.
+  @inline(never)
+  static func averageRow(
+    _ s: UnsafePointer<Int32>, _ count: Int32, _ lo: Int32, _ hi: Int32, _ y: UnsafeMutablePointer<Int8>, _ n: Int
+  ) {
+    let half = count / 2
+    let fc = Float(count)
+    let magic: Float = 12_582_912
+    let magicBits = Int32(bitPattern: magic.bitPattern)
+    for i in 0..<n {
+      let v = s[i]
+      let f = Float(v > 0 ? v &+ half : v &- half) / fc
+      let t = f + magic
+      let r = t - magic
+      var q = Int32(bitPattern: t.bitPattern) &- magicBits
+      q = q &- (f >= 0 && r > f ? 1 : 0)
+      q = q &+ (f < 0 && r < f ? 1 : 0)
+      y[i] = Int8(truncatingIfNeeded: q < lo ? lo : (q > hi ? hi : q))
     }
   }
 }
@@ -177,9 +215,29 @@ enum QMeanKernel {
           for i in 0..<inner { so[i] &+= Int32(xs[i]) }
         }
       }
-      for i in 0..<outCount {
-        y[i] = requantize(s[i] &- offset, mult, shift, yz, -128, 127)
-      }
+      QMeanKernel.requantizeSums(s, offset, mult, shift, yz, y, outCount)
+    }
+  }
+
+  /// y[i] = clamp(MultiplyByQuantizedMultiplier(s[i] - offset, mult, shift) + yz), 16 at a time.
+  @inline(never)
+  static func requantizeSums(
+    _ s: UnsafePointer<Int32>, _ offset: Int32, _ mult: Int32, _ shift: Int32, _ yz: Int32,
+    _ y: UnsafeMutablePointer<Int8>, _ n: Int
+  ) {
+    let rq = FixedPoint.Requant16(multiplier: mult, shift: shift)
+    let off = SIMD16<Int32>(repeating: offset)
+    let zy = SIMD16<Int32>(repeating: yz)
+    var i = 0
+    while i &+ 16 <= n {
+      let v = UnsafeRawPointer(s + i).loadUnaligned(as: SIMD16<Int32>.self) &- off
+      UnsafeMutableRawPointer(y + i).storeBytes(
+        of: clampNarrow(FixedPoint.mul(v, rq) &+ zy, -128, 127), as: SIMD16<Int8>.self)
+      i &+= 16
+    }
+    while i < n {
+      y[i] = requantize(s[i] &- offset, mult, shift, yz, -128, 127)
+      i &+= 1
     }
   }
 }
