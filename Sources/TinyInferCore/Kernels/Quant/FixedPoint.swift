@@ -287,47 +287,31 @@ enum QCheck {
   }
 }
 
-extension FixedPoint {
-  /// `mul` on eight lanes (each with its own multiplier and shift): the
-  /// same arithmetic, vectorized.
-  @inline(__always)
-  static func mul8(_ x: SIMD8<Int32>, _ m: SIMD8<Int32>, _ shift: SIMD8<Int32>) -> SIMD8<Int32> {
-    let zero = SIMD8<Int32>()
-    let one = SIMD8<Int32>(repeating: 1)
-    let left = shift.replacing(with: 0, where: shift .< zero)
-    let right = (zero &- shift).replacing(with: 0, where: shift .> zero)
-    let xs = x &<< left
-    // srdhm: (x m + nudge) / 2^31, truncating.
-    let ab = widen(xs) &* widen(m)
-    let nudge = SIMD8<Int64>(repeating: 1 << 30).replacing(with: 1 - (1 << 30), where: ab .< SIMD8<Int64>())
-    let t = ab &+ nudge
-    let toward0 = t &+ SIMD8<Int64>(repeating: (1 << 31) - 1).replacing(with: 0, where: t .>= SIMD8<Int64>())
-    var h = narrow(toward0 &>> 31)
-    h.replace(with: Int32.max, where: (xs .== m) .& (xs .== SIMD8<Int32>(repeating: Int32.min)))
-    // rdbpot by `right`.
-    let mask = (one &<< right) &- one
-    let remainder = h & mask
-    let threshold = (mask &>> 1) &+ one.replacing(with: 0, where: h .>= zero)
-    return (h &>> right) &+ one.replacing(with: 0, where: remainder .<= threshold)
-  }
-}
-
 /// Requantizes n accumulators with per-channel multipliers and shifts,
-/// adds the zero point and clamps to [lo, hi]: the output stage of
-/// FullyConnected, Conv2D and DepthwiseConv2D, eight lanes at a time.
+/// adds the zero point and clamps to [lo, hi]: the output stage of the
+/// integer kernels whose constants are not in a QRequantTable, 16 lanes at
+/// a time (FixedPoint.mul of FixedPointVector.swift).
 @inline(__always)
 func requantizeRow(
   _ acc: UnsafePointer<Int32>, _ mult: UnsafePointer<Int32>, _ shift: UnsafePointer<Int32>, _ zp: Int32,
   _ lo: Int32, _ hi: Int32, _ y: UnsafeMutablePointer<Int8>, _ n: Int
 ) {
   var i = 0
-  while i &+ 8 <= n {
-    let a = UnsafeRawPointer(acc + i).loadUnaligned(as: SIMD8<Int32>.self)
-    let m = UnsafeRawPointer(mult + i).loadUnaligned(as: SIMD8<Int32>.self)
-    let s = UnsafeRawPointer(shift + i).loadUnaligned(as: SIMD8<Int32>.self)
-    let v = FixedPoint.mul8(a, m, s) &+ zp
-    UnsafeMutableRawPointer(y + i).storeBytes(of: clampNarrow(v, lo, hi), as: SIMD8<Int8>.self)
-    i &+= 8
+  let one = SIMD16<Int32>(repeating: 1)
+  let zy = SIMD16<Int32>(repeating: zp)
+  while i &+ 16 <= n {
+    let a = UnsafeRawPointer(acc + i).loadUnaligned(as: SIMD16<Int32>.self)
+    let s = UnsafeRawPointer(shift + i).loadUnaligned(as: SIMD16<Int32>.self)
+    // max(s, 0) and max(-s, 0) with shifts and masks (no SIMDMask helpers).
+    let left = s & ~(s &>> 31)
+    let neg = SIMD16<Int32>() &- s
+    let right = neg & ~(neg &>> 31)
+    let r = FixedPoint.Requant16(
+      left: left, multiplier: UnsafeRawPointer(mult + i).loadUnaligned(as: SIMD16<Int32>.self), right: right,
+      mask: (one &<< right) &- one)
+    let v = FixedPoint.mul(a, r) &+ zy
+    UnsafeMutableRawPointer(y + i).storeBytes(of: clampNarrow(v, lo, hi), as: SIMD16<Int8>.self)
+    i &+= 16
   }
   while i < n {
     y[i] = requantize(acc[i], mult[i], shift[i], zp, lo, hi)

@@ -67,6 +67,14 @@ extension FixedPoint {
     var right: SIMD16<Int32>
     var mask: SIMD16<Int32>
 
+    @inline(__always)
+    init(left: SIMD16<Int32>, multiplier: SIMD16<Int32>, right: SIMD16<Int32>, mask: SIMD16<Int32>) {
+      self.left = left
+      self.multiplier = multiplier
+      self.right = right
+      self.mask = mask
+    }
+
     /// The same multiplier on every lane.
     @inline(__always)
     init(_ m: Multiplier) {
@@ -88,7 +96,7 @@ extension FixedPoint {
     /// Per-lane constants from four int32 rows (see `QRequantTable`).
     @inline(__always)
     init(_ t: QRequantTable, _ offset: Int) {
-      let p = UnsafeRawPointer(t.buffer.int32 + offset)
+      let p = UnsafeRawPointer(t.base + offset)
       let n = t.stride &* 4
       left = p.loadUnaligned(as: SIMD16<Int32>.self)
       multiplier = p.loadUnaligned(fromByteOffset: n, as: SIMD16<Int32>.self)
@@ -100,21 +108,81 @@ extension FixedPoint {
 
 /// Per-channel requantization constants laid out for `Requant16`: four rows
 /// of `stride` int32 (left shifts, multipliers, right shifts, masks).
+/// Entry t holds channel `t % count`. With `periodic`, the rows repeat the
+/// channels over `period = lcm(count, 16)` entries plus 16, so a flat run
+/// of pixels x channels (consecutive pixels of `count` channels each) is
+/// requantized 16 values at a time whatever `count` is (`requantizeFlat`).
 struct QRequantTable {
   let buffer: QBuffer
+  let base: UnsafePointer<Int32>
   let stride: Int
+  let count: Int
+  /// Entries before the channels repeat (a multiple of 16 and of count),
+  /// or 0 when the table is not periodic.
+  let period: Int
 
-  init(multipliers: UnsafePointer<Int32>, shifts: UnsafePointer<Int32>, count: Int) throws(TinfError) {
-    stride = (count &+ 15) & ~15
+  /// Largest period built: beyond it `requantizeFlat` is not offered.
+  static let maxPeriod = 4096
+
+  init(multipliers: UnsafePointer<Int32>, shifts: UnsafePointer<Int32>, count: Int, periodic: Bool = false)
+    throws(TinfError)
+  {
+    var g = 16
+    var b = count
+    while b != 0 { (g, b) = (b, g % b) }  // gcd(16, count)
+    let lcm = count / max(g, 1) &* 16
+    period = periodic && count > 0 && lcm <= QRequantTable.maxPeriod ? lcm : 0
+    stride = period > 0 ? period &+ 16 : (count &+ 15) & ~15
+    self.count = count
     buffer = try QBuffer(bytes: 4 &* stride &* 4)
     let p = buffer.int32
-    for c in 0..<count {
+    base = UnsafePointer(p)
+    let entries = period > 0 ? stride : count
+    for t in 0..<entries {
+      let c = t % count
       let s = shifts[c]
       let r = s > 0 ? 0 : 0 &- s
-      p[c] = s > 0 ? s : 0
-      p[stride &+ c] = multipliers[c]
-      p[2 &* stride &+ c] = r
-      p[3 &* stride &+ c] = Int32(truncatingIfNeeded: (Int64(1) << Int64(r)) &- 1)
+      p[t] = s > 0 ? s : 0
+      p[stride &+ t] = multipliers[c]
+      p[2 &* stride &+ t] = r
+      p[3 &* stride &+ t] = Int32(truncatingIfNeeded: (Int64(1) << Int64(r)) &- 1)
+    }
+  }
+
+  /// Whether `requantizeFlat` may be used.
+  var isPeriodic: Bool { period > 0 }
+
+  /// The scalar output stage for entry t.
+  @inline(__always)
+  func requantizeOne(_ acc: Int32, _ t: Int, _ zp: Int32, _ lo: Int32, _ hi: Int32) -> Int8 {
+    tinyInferRequantize(acc, base[stride &+ t], base[t] &- base[2 &* stride &+ t], zp, lo, hi)
+  }
+
+  /// `n` values of consecutive pixels (channel of value f: f % count),
+  /// 16 at a time (the last block overlapping the one before; it recomputes
+  /// the same values). Needs a periodic table.
+  @inline(__always)
+  func requantizeFlat(_ acc: UnsafePointer<Int32>, zp: Int32, lo: Int32, hi: Int32, _ y: UnsafeMutablePointer<Int8>, _ n: Int) {
+    if n < 16 {
+      for f in 0..<n { y[f] = requantizeOne(acc[f], f % count, zp, lo, hi) }
+      return
+    }
+    let zy = SIMD16<Int32>(repeating: zp)
+    var i = 0
+    var t = 0  // i % period
+    while true {
+      let a = UnsafeRawPointer(acc + i).loadUnaligned(as: SIMD16<Int32>.self)
+      let v = FixedPoint.mul(a, FixedPoint.Requant16(self, t)) &+ zy
+      UnsafeMutableRawPointer(y + i).storeBytes(of: clampNarrow(v, lo, hi), as: SIMD16<Int8>.self)
+      if i &+ 16 == n { break }
+      if i &+ 32 <= n {
+        i &+= 16
+        t &+= 16
+        if t == period { t = 0 }
+      } else {
+        i = n &- 16
+        t = i % period
+      }
     }
   }
 }
@@ -135,4 +203,37 @@ func clampNarrow(_ v: SIMD16<Int32>, _ lo: Int32, _ hi: Int32) -> SIMD16<Int8> {
   var r = SIMD16<Int8>()
   for i in 0..<16 { r[i] = Int8(truncatingIfNeeded: min(max(v[i], lo), hi)) }
   return r
+}
+
+extension QRequantTable {
+  /// The output stage of the GEMM-based integer kernels: for j < n,
+  /// `y[j] = clamp(MultiplyByQuantizedMultiplier(acc[j], M_{c0+j}) + zp)`,
+  /// 16 lanes at a time (the last block overlapping the one before when n
+  /// is not a multiple of 16; it recomputes the same values), one at a time
+  /// below 16.
+  @inline(__always)
+  func requantize(
+    _ acc: UnsafePointer<Int32>, from c0: Int, zp: Int32, lo: Int32, hi: Int32, _ y: UnsafeMutablePointer<Int8>,
+    _ n: Int
+  ) {
+    if n < 16 {
+      for j in 0..<n { y[j] = requantizeOne(acc[j], c0 &+ j, zp, lo, hi) }
+      return
+    }
+    let zy = SIMD16<Int32>(repeating: zp)
+    var i = 0
+    while true {
+      let a = UnsafeRawPointer(acc + i).loadUnaligned(as: SIMD16<Int32>.self)
+      let v = FixedPoint.mul(a, FixedPoint.Requant16(self, c0 &+ i)) &+ zy
+      UnsafeMutableRawPointer(y + i).storeBytes(of: clampNarrow(v, lo, hi), as: SIMD16<Int8>.self)
+      if i &+ 16 == n { break }
+      i = min(i &+ 16, n &- 16)
+    }
+  }
+}
+
+/// `requantize` under a name that the extension above can call unambiguously.
+@inline(__always)
+func tinyInferRequantize(_ acc: Int32, _ m: Int32, _ shift: Int32, _ zp: Int32, _ lo: Int32, _ hi: Int32) -> Int8 {
+  requantize(acc, m, shift, zp, lo, hi)
 }

@@ -169,12 +169,11 @@ enum QConv2DKernel {
     let padValue = Int8(truncatingIfNeeded: xz)
     let minChunk = max(QPackedGemm.mr, minChunkFor(perItem: k &* cout, grain: 1 << 17))
     let offset = 128 &+ xz
+    let table = try QRequantTable(multipliers: mt.mult.int32, shifts: mt.shift.int32, count: cout, periodic: true)
     return { () throws(TinfError) in
       for c in 0..<cout {
         initial.base[c] = (bias?[c] ?? 0) &- offset &* weights.colSums.base[c]
       }
-      let mult = UnsafePointer(mt.mult.int32)
-      let shift = UnsafePointer(mt.shift.int32)
       let ini = UnsafePointer(initial.base)
       forEachChunk(pool, pixels, minChunk: minChunk) { chunk, range in
         let buf = rows.base + chunk &* block &* k4
@@ -192,11 +191,9 @@ enum QConv2DKernel {
               let src = x + ((b &* h &+ oy &* sh) &* wIn &+ ox &* sw) &* cin
               QPackedGemm.toUnsigned(src, row, k)
             } else {
-              let patch = UnsafeMutableRawPointer(row).assumingMemoryBound(to: Int8.self)
-              gatherPatch(
-                patch, x, b: b, iy0: oy &* sh &- padT, ix0: ox &* sw &- padL, h: h, w: wIn, cin: cin,
-                kh: kh, kw: kw, dh: dh, dw: dw, groups: 1, cg: cin, k: k, pad: padValue)
-              QPackedGemm.toUnsigned(UnsafePointer(patch), row, k)
+              gatherPatchUnsigned(
+                row, x, b: b, iy0: oy &* sh &- padT, ix0: ox &* sw &- padL, h: h, w: wIn, cin: cin, kh: kh, kw: kw,
+                dh: dh, dw: dw, k: k, pad: UInt8(bitPattern: padValue) ^ 0x80)
             }
             ox &+= 1
             if ox == ow {
@@ -210,8 +207,13 @@ enum QConv2DKernel {
           }
           QPackedGemm.run(
             rows: count, a: UnsafePointer(buf), lda: k4, weights: weights, initial: ini, acc: acc, ldo: cout)
-          for s in 0..<count {
-            requantizeRow(acc + s &* cout, mult, shift, yz, lo, hi, y + (p &+ s) &* cout, cout)
+          if table.isPeriodic {
+            // The block's pixels are consecutive in acc and in y.
+            table.requantizeFlat(acc, zp: yz, lo: lo, hi: hi, y + p &* cout, count &* cout)
+          } else {
+            for s in 0..<count {
+              table.requantize(acc + s &* cout, from: 0, zp: yz, lo: lo, hi: hi, y + (p &+ s) &* cout, cout)
+            }
           }
           p &+= block
         }
@@ -220,6 +222,53 @@ enum QConv2DKernel {
       _ = rows
       _ = sums
       _ = initial
+    }
+  }
+
+  /// gatherPatch for the packed path (one group): the window as unsigned
+  /// bytes (`x ^ 0x80`), padding cells holding `pad` (the input zero point,
+  /// flipped), and zeros up to the padded depth. Rows of the window that
+  /// lie inside the image horizontally are copied as kw * cin consecutive
+  /// bytes, with plain loops (a memcpy call per 3-byte tap cost more than
+  /// the GEMM on a first layer).
+  @inline(__always)
+  static func gatherPatchUnsigned(
+    _ dst: UnsafeMutablePointer<UInt8>, _ x: UnsafePointer<Int8>, b: Int, iy0: Int, ix0: Int, h: Int, w: Int,
+    cin: Int, kh: Int, kw: Int, dh: Int, dw: Int, k: Int, pad: UInt8
+  ) {
+    let src0 = UnsafeRawPointer(x).assumingMemoryBound(to: UInt8.self)
+    if dw == 1 && ix0 >= 0 && ix0 &+ kw <= w {
+      let rowLen = kw &* cin
+      for i in 0..<kh {
+        let iy = iy0 &+ i &* dh
+        let d = dst + i &* rowLen
+        if iy >= 0 && iy < h {
+          let src = src0 + ((b &* h &+ iy) &* w &+ ix0) &* cin
+          for t in 0..<rowLen { d[t] = src[t] ^ 0x80 }
+        } else {
+          for t in 0..<rowLen { d[t] = pad }
+        }
+      }
+    } else {
+      for i in 0..<kh {
+        let iy = iy0 &+ i &* dh
+        let rowInside = iy >= 0 && iy < h
+        for j in 0..<kw {
+          let ix = ix0 &+ j &* dw
+          let d = dst + (i &* kw &+ j) &* cin
+          if rowInside && ix >= 0 && ix < w {
+            let src = src0 + ((b &* h &+ iy) &* w &+ ix) &* cin
+            for c in 0..<cin { d[c] = src[c] ^ 0x80 }
+          } else {
+            for c in 0..<cin { d[c] = pad }
+          }
+        }
+      }
+    }
+    var t = k
+    while t & 3 != 0 {
+      dst[t] = 0
+      t &+= 1
     }
   }
 

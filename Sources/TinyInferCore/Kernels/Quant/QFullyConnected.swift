@@ -159,12 +159,11 @@ enum QFullyConnectedKernel {
     let total = m &* n &* k
     let panels = weights.panels
     let init0 = try Scratch<Int32>(count: panels &* QPackedGemm.nr)
+    let table = try QRequantTable(multipliers: mults.int32, shifts: shifts.int32, count: n)
     return { () throws(TinfError) in
       let ini = UnsafeMutablePointer(init0.base)
       for c in 0..<n { ini[c] = initial.base[c] &+ (bias?[c] ?? 0) }
       for r in 0..<m { QPackedGemm.toUnsigned(x + r &* k, rows.base + r &* k4, k) }
-      let mt = UnsafePointer(mults.int32)
-      let st = UnsafePointer(shifts.int32)
       let a = UnsafePointer(rows.base)
       let acc = sums.base
       func work(_ rr: Range<Int>, _ pr: Range<Int>) {
@@ -180,7 +179,7 @@ enum QFullyConnectedKernel {
             let rowTerm = wOffset &* sumInt8(x + r &* k, k)
             for c in c0..<c1 { ar[c] &+= rowTerm }
           }
-          requantizeRow(ar + c0, mt + c0, st + c0, yz, lo, hi, y + (r &* n &+ c0), c1 &- c0)
+          table.requantize(ar + c0, from: c0, zp: yz, lo: lo, hi: hi, y + (r &* n &+ c0), c1 &- c0)
         }
       }
       if pool.threads > 1 && total >= 1 << 16 {
