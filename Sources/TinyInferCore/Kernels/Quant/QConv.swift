@@ -160,6 +160,7 @@ enum QConv2DKernel {
     let k4 = QPackedGemm.paddedDepth(k)
     let pixels = n &* oh &* ow
     let direct = kh == 1 && kw == 1 && padT == 0 && padL == 0
+    let contiguous = direct && sh == 1 && sw == 1 && k == k4
     let block = 48
     let pool = ctx.pool
     let weights = try QPackedGemm.Weights(w, n: cout, k: k)
@@ -185,7 +186,11 @@ enum QConv2DKernel {
           let r = p &- b &* (oh &* ow)
           var oy = r / ow
           var ox = r &- oy &* ow
-          for s in 0..<count {
+          // A stride-1 1x1 convolution with a depth that is a multiple of
+          // four: the block's rows are consecutive input bytes.
+          let rowsInPlace = contiguous ? count : 0
+          if contiguous { QPackedGemm.toUnsigned(x + p &* cin, buf, count &* k) }
+          for s in rowsInPlace..<count {
             let row = buf + s &* k4
             if direct {
               let src = x + ((b &* h &+ oy &* sh) &* wIn &+ ox &* sw) &* cin
