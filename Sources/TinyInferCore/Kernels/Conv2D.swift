@@ -171,7 +171,8 @@ enum Conv2DKernel {
     let pool = ctx.pool
     let w = UnsafePointer(packed.ptr)
     let panels = (cout + PackedGemm.nr - 1) / PackedGemm.nr
-    let minChunk = max(PackedGemm.mr, minChunkFor(perItem: k &* cout, grain: 1 << 17))
+    // Chunks of at least about 32K multiply-adds (and whole tiles).
+    let minChunk = max(PackedGemm.mr, minChunkFor(perItem: k &* cout, grain: 1 << 15))
     return { () throws(TinfError) in
       _ = packed
       forEachChunk(pool, pixels, minChunk: minChunk) { chunk, range in

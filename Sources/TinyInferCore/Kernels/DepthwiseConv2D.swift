@@ -54,7 +54,10 @@ enum DepthwiseConv2DKernel {
     let y = ctx.floatOut(0)
     let pool = ctx.pool
     let rows = n &* oh
-    let minChunk = minChunkFor(perItem: ow &* kh &* kw &* cm)
+    // Rows are split between threads from about 16K multiply-adds each:
+    // with workers polling between ops, a split costs about a microsecond,
+    // and the 8x8 layers of a small network are worth splitting.
+    let minChunk = minChunkFor(perItem: ow &* kh &* kw &* cm, grain: 1 << 14)
 
     if m == 1 {
       // A 3x3 window with no dilation and channels in multiples of 8 has a

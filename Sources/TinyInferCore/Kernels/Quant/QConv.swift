@@ -168,7 +168,8 @@ enum QConv2DKernel {
     let rows = try Scratch<UInt8>(count: pool.threads &* block &* k4)
     let sums = try Scratch<Int32>(count: pool.threads &* block &* cout)
     let padValue = Int8(truncatingIfNeeded: xz)
-    let minChunk = max(QPackedGemm.mr, minChunkFor(perItem: k &* cout, grain: 1 << 17))
+    // Chunks of at least about 32K multiply-adds (and whole tiles), as the float Conv2D.
+    let minChunk = max(QPackedGemm.mr, minChunkFor(perItem: k &* cout, grain: 1 << 15))
     let offset = 128 &+ xz
     let table = try QRequantTable(multipliers: mt.mult.int32, shifts: mt.shift.int32, count: cout, periodic: true)
     return { () throws(TinfError) in

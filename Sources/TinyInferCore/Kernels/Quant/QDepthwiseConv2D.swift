@@ -69,7 +69,7 @@ enum QDepthwiseConv2DKernel {
     let pool = ctx.pool
     let accs = try QBuffer(bytes: pool.threads &* cm &* 4)
     let rows = n &* g.oh
-    let minChunk = minChunkFor(perItem: g.ow &* kh &* kw &* cm)
+    let minChunk = minChunkFor(perItem: g.ow &* kh &* kw &* cm, grain: 1 << 14)  // as the float kernel
     let vector = m == 1 && c >= 16
 
     return { () throws(TinfError) in
