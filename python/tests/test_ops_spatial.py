@@ -379,6 +379,40 @@ def test_max_pool_nan_propagates():
     assert np.isnan(got[0, 0, 0, 0]) and got[0, 0, 0, 1] == 0
 
 
+@pytest.mark.parametrize("act", [1, 2, 3])
+@pytest.mark.parametrize("pixels", [1, 9])
+def test_fused_activation_keeps_nan(act, pixels):
+    """The packed GEMM clamps in registers (vmaxps/vminps with the value as
+    the second operand): a NaN stays NaN under Relu, Relu6 and ReluN1To1, as
+    the scalar clamp leaves it, in the 8-row tile and the one-row tiles."""
+    rng = np.random.default_rng(act)
+    x = rng.standard_normal((1, 1, pixels, 5)).astype(np.float32)
+    x[0, 0, 0, 2] = np.nan
+    wt = rng.standard_normal((40, 1, 1, 5)).astype(np.float32)
+    got = run("Conv2D", x, wt, np.zeros(40, np.float32), activation=act)
+    want = ref.conv2d(x, wt, np.zeros(40, np.float32), activation=act)
+    assert np.isnan(got[0, 0, 0]).all()
+    close(got[0, 0, 1:], want[0, 0, 1:])
+
+
+@pytest.mark.parametrize("act", [1, 2])
+@pytest.mark.parametrize("c", [16, 24])
+def test_depthwise_fused_activation_keeps_nan(act, c):
+    """The 3x3 depthwise kernel clamps in registers: a NaN input reaches
+    exactly the outputs whose window holds it, as NaN."""
+    rng = np.random.default_rng(c)
+    x = rng.standard_normal((1, 6, 7, c)).astype(np.float32)
+    x[0, 3, 3, 5] = np.nan
+    wt = rng.standard_normal((1, 3, 3, c)).astype(np.float32)
+    b = rng.standard_normal(c).astype(np.float32)
+    got = run("DepthwiseConv2D", x, wt, b, padding=1, activation=act)
+    want = ref.depthwise_conv2d(x, wt, b, padding=1, activation=act)
+    nan = np.zeros(got.shape, bool)
+    nan[0, 2:5, 2:5, 5] = True
+    assert np.isnan(got[nan]).all() and not np.isnan(got[~nan]).any()
+    close(np.where(nan, 0, got), np.where(nan, 0, want))
+
+
 @pytest.mark.parametrize("op", ["MaxPool2D", "AveragePool2D"])
 @pytest.mark.parametrize("bad", [
     dict(filter=[0, 2]),

@@ -246,6 +246,12 @@ enum Conv2DKernel {
         var t = 0
         if iy >= 0 && iy < h {
           let src = x + ((b &* h &+ iy) &* w &+ ix0) &* cin
+          // Vectors of 8 first (a 3x3 window of 3 channels: 8 + 1).
+          while t &+ 8 <= rowLen {
+            UnsafeMutableRawPointer(d + t).storeBytes(
+              of: UnsafeRawPointer(src + t).loadUnaligned(as: SIMD8<Float>.self), as: SIMD8<Float>.self)
+            t &+= 8
+          }
           while t < rowLen {
             d[t] = src[t]
             t &+= 1

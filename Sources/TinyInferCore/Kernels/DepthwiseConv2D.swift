@@ -1,3 +1,5 @@
+import TinyInferShims
+
 /// DepthwiseConv2D (docs/ops.md): x [N,H,W,C], w [1,KH,KW,C*M], optional
 /// bias [C*M]; output channel c*M+m reads input channel c.
 ///
@@ -227,6 +229,8 @@ enum DepthwiseConv2DKernel {
       }
       let w0 = wv(0), w1 = wv(1), w2 = wv(2), w3 = wv(3), w4 = wv(4), w5 = wv(5), w6 = wv(6), w7 = wv(7), w8 = wv(8)
       let b0 = bias.map { UnsafeRawPointer($0 + cb).loadUnaligned(as: SIMD16<Float>.self) } ?? SIMD16<Float>()
+      let lo16 = SIMD16<Float>(repeating: lo)
+      let hi16 = SIMD16<Float>(repeating: hi)
       for ox in pixels {
         let p = UnsafeRawPointer(ximg + ((iy0 &* w &+ ox &* sw &- padL) &* c &+ cb))
         let r0 = p
@@ -242,7 +246,7 @@ enum DepthwiseConv2DKernel {
         acc.addProduct(r2.loadUnaligned(as: SIMD16<Float>.self), w6)
         acc.addProduct(r2.loadUnaligned(fromByteOffset: c &* 4, as: SIMD16<Float>.self), w7)
         acc.addProduct(r2.loadUnaligned(fromByteOffset: c &* 8, as: SIMD16<Float>.self), w8)
-        UnsafeMutableRawPointer(yrow + (ox &* c &+ cb)).storeBytes(of: acc, as: SIMD16<Float>.self)
+        UnsafeMutableRawPointer(yrow + (ox &* c &+ cb)).storeBytes(of: ti_clamp16f(acc, lo16, hi16), as: SIMD16<Float>.self)
       }
       cb &+= 16
     }
@@ -253,6 +257,8 @@ enum DepthwiseConv2DKernel {
       }
       let w0 = wv(0), w1 = wv(1), w2 = wv(2), w3 = wv(3), w4 = wv(4), w5 = wv(5), w6 = wv(6), w7 = wv(7), w8 = wv(8)
       let b0 = bias.map { UnsafeRawPointer($0 + cb).loadUnaligned(as: SIMD8<Float>.self) } ?? SIMD8<Float>()
+      let lo8 = SIMD8<Float>(repeating: lo)
+      let hi8 = SIMD8<Float>(repeating: hi)
       for ox in pixels {
         let p = UnsafeRawPointer(ximg + ((iy0 &* w &+ ox &* sw &- padL) &* c &+ cb))
         let r1 = p + rowStride &* 4
@@ -267,18 +273,7 @@ enum DepthwiseConv2DKernel {
         acc.addProduct(r2.loadUnaligned(as: SIMD8<Float>.self), w6)
         acc.addProduct(r2.loadUnaligned(fromByteOffset: c &* 4, as: SIMD8<Float>.self), w7)
         acc.addProduct(r2.loadUnaligned(fromByteOffset: c &* 8, as: SIMD8<Float>.self), w8)
-        UnsafeMutableRawPointer(yrow + (ox &* c &+ cb)).storeBytes(of: acc, as: SIMD8<Float>.self)
-      }
-    }
-    // The fused activation over the pixels just written.
-    if lo > -Float.infinity || hi < Float.infinity {
-      let start = yrow + pixels.lowerBound &* c
-      let n = pixels.count &* c
-      var i = 0
-      while i < n {
-        let t = start[i]
-        start[i] = t < lo ? lo : (t > hi ? hi : t)
-        i &+= 1
+        UnsafeMutableRawPointer(yrow + (ox &* c &+ cb)).storeBytes(of: ti_clamp8f(acc, lo8, hi8), as: SIMD8<Float>.self)
       }
     }
   }

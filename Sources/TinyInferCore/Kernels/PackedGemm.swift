@@ -286,30 +286,18 @@ enum PackedGemm {
     finish((d0 + d1) + (d2 + d3), col &+ nr)
   }
 
-  /// Adds the bias, clamps to the activation range and stores `valid` lanes.
+  /// Adds the bias, clamps to the activation range (in registers:
+  /// ti_clamp16f) and stores `valid` lanes.
   @inline(__always)
   static func store(
     _ c: SIMD16<Float>, _ bias: SIMD16<Float>, _ lo: SIMD16<Float>, _ hi: SIMD16<Float>,
     _ dst: UnsafeMutablePointer<Float>, _ valid: Int
   ) {
-    // The clamp runs on memory with plain compares, which LLVM vectorizes
-    // (SIMD's generic clamped / replacing(with:where:) were scalarized in
-    // Embedded mode: checked with objdump).
-    let v = c + bias
+    let v = ti_clamp16f(c + bias, lo, hi)
     if valid == nr {
       UnsafeMutableRawPointer(dst).storeBytes(of: v, as: SIMD16<Float>.self)
     } else {
       for j in 0..<valid { dst[j] = v[j] }
-    }
-    let l = lo[0]
-    let h = hi[0]
-    if l > -Float.infinity || h < Float.infinity {
-      var j = 0
-      while j < valid {
-        let t = dst[j]
-        dst[j] = t < l ? l : (t > h ? h : t)
-        j &+= 1
-      }
     }
   }
 }

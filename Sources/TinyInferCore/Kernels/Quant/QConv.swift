@@ -250,7 +250,17 @@ enum QConv2DKernel {
         let d = dst + i &* rowLen
         if iy >= 0 && iy < h {
           let src = src0 + ((b &* h &+ iy) &* w &+ ix0) &* cin
-          for t in 0..<rowLen { d[t] = src[t] ^ 0x80 }
+          // Eight bytes at a time first (a 3x3 window of 3 channels: 8 + 1).
+          var t = 0
+          while t &+ 8 <= rowLen {
+            let v = UnsafeRawPointer(src + t).loadUnaligned(as: UInt64.self) ^ 0x8080_8080_8080_8080
+            UnsafeMutableRawPointer(d + t).storeBytes(of: v, as: UInt64.self)
+            t &+= 8
+          }
+          while t < rowLen {
+            d[t] = src[t] ^ 0x80
+            t &+= 1
+          }
         } else {
           for t in 0..<rowLen { d[t] = pad }
         }
