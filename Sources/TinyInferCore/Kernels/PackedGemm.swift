@@ -23,22 +23,20 @@ enum PackedGemm {
   static func packedCount(n: Int, k: Int) -> Int { (n + nr - 1) / nr * k * nr }
 
   /// Packs `w` [n, k] (row stride k) into `dst` (packedCount elements):
-  /// panels of 16 rows, k-major, zeros past n. Each source row is read
-  /// once in order (one store every 64 bytes of the panel), which keeps
-  /// packing at load close to a copy.
+  /// panels of 16 rows, k-major, zeros past n. The panel is written in
+  /// order while 16 source rows are read side by side (writing a panel
+  /// column by column instead was slower: the panel does not fit in L1).
   @inline(never)
   static func pack(_ w: UnsafePointer<Float>, n: Int, k: Int, into dst: UnsafeMutablePointer<Float>) {
     let panels = (n + nr - 1) / nr
     for p in 0..<panels {
       let base = dst + p &* k &* nr
-      for j in 0..<nr {
-        let row = p &* nr &+ j
-        if row < n {
-          let src = w + row &* k
-          for kk in 0..<k { base[kk &* nr &+ j] = src[kk] }
-        } else {
-          for kk in 0..<k { base[kk &* nr &+ j] = 0 }
-        }
+      let rows = min(nr, n &- p &* nr)
+      let src = w + p &* nr &* k
+      for kk in 0..<k {
+        let d = base + kk &* nr
+        for j in 0..<rows { d[j] = src[j &* k &+ kk] }
+        for j in rows..<nr { d[j] = 0 }
       }
     }
   }
