@@ -164,7 +164,16 @@ enum Conv2DKernel {
     let direct = kh == 1 && kw == 1 && padT == 0 && padL == 0
     let contiguous = direct && sh == 1 && sw == 1
     let block = 48
-    let scratch = try Scratch<Float>(count: direct ? 1 : ctx.pool.threads &* block &* k)
+    // Indirect path (8-row tiles, window rows contiguous: dw == 1): each
+    // tile row reads its window's rows of kw * cin floats in place; rows
+    // outside the image read zeros, rows cut by the left or right edge are
+    // gathered with zeros into per-thread scratch.
+    let segLen = kw &* cin
+    let indirect = !direct && PackedGemm.mr == 8 && dw == 1
+    let zeros = try Scratch<Float>(count: indirect ? segLen : 1)
+    let pointers = try Scratch<UnsafePointer<Float>?>(count: indirect ? ctx.pool.threads &* 8 &* kh : 1)
+    let edges = try Scratch<Float>(count: indirect ? ctx.pool.threads &* 8 &* kh &* segLen : 1)
+    let scratch = try Scratch<Float>(count: direct || indirect ? 1 : ctx.pool.threads &* block &* k)
     let x = ctx.floatIn(0)
     let bias = ctx.optionalFloatIn(2)
     let y = ctx.floatOut(0)
@@ -175,6 +184,9 @@ enum Conv2DKernel {
     let minChunk = max(PackedGemm.mr, minChunkFor(perItem: k &* cout, grain: 1 << 15))
     return { () throws(TinfError) in
       _ = packed
+      _ = zeros
+      _ = pointers
+      _ = edges
       forEachChunk(pool, pixels, minChunk: minChunk) { chunk, range in
         if contiguous {
           PackedGemm.run(
@@ -191,6 +203,69 @@ enum Conv2DKernel {
             let oy = r / ow
             let ox = r &- oy &* ow
             return x + ((b &* h &+ oy &* sh) &* wIn &+ ox &* sw) &* cin
+          }
+          return
+        }
+        if indirect {
+          let ptrs = UnsafeMutableRawPointer(pointers.base + chunk &* 8 &* kh)
+            .assumingMemoryBound(to: UnsafePointer<Float>.self)
+          let edge = edges.base + chunk &* 8 &* kh &* segLen
+          let zero = UnsafePointer(zeros.base)
+          var p = range.lowerBound
+          var b = p / (oh &* ow)
+          let r = p &- b &* (oh &* ow)
+          var oy = r / ow
+          var ox = r &- oy &* ow
+          while p < range.upperBound {
+            let count = min(8, range.upperBound &- p)
+            for t in 0..<8 {
+              if t < count {
+                let iy0 = oy &* sh &- padT
+                let ix0 = ox &* sw &- padL
+                let inside = ix0 >= 0 && ix0 &+ kw <= wIn
+                for i in 0..<kh {
+                  let iy = iy0 &+ i &* dh
+                  let slot = i &* 8 &+ t
+                  if iy < 0 || iy >= h {
+                    ptrs[slot] = zero
+                  } else if inside {
+                    ptrs[slot] = x + ((b &* h &+ iy) &* wIn &+ ix0) &* cin
+                  } else {
+                    // The window row crosses the left or right edge.
+                    let d = edge + slot &* segLen
+                    let src = x + (b &* h &+ iy) &* wIn &* cin
+                    for j in 0..<kw {
+                      let ix = ix0 &+ j
+                      let dj = d + j &* cin
+                      if ix >= 0 && ix < wIn {
+                        for c in 0..<cin { dj[c] = src[ix &* cin &+ c] }
+                      } else {
+                        for c in 0..<cin { dj[c] = 0 }
+                      }
+                    }
+                    ptrs[slot] = UnsafePointer(d)
+                  }
+                }
+                ox &+= 1
+                if ox == ow {
+                  ox = 0
+                  oy &+= 1
+                  if oy == oh {
+                    oy = 0
+                    b &+= 1
+                  }
+                }
+              } else {
+                // Rows past the end repeat row 0 (computed, not stored).
+                for i in 0..<kh { ptrs[i &* 8 &+ t] = ptrs[i &* 8] }
+              }
+            }
+            for pn in 0..<panels {
+              PackedGemm.tile8Segmented(
+                UnsafePointer(ptrs), segments: kh, segLen: segLen, panel: w + pn &* k &* PackedGemm.nr, bias: bias,
+                col: pn &* PackedGemm.nr, n: cout, lo: lo, hi: hi, y: y + p &* cout, ldy: cout, rows: count)
+            }
+            p &+= count
           }
           return
         }

@@ -68,9 +68,11 @@ enum DepthwiseConv2DKernel {
       let firstInside = (padL + sw - 1) / sw
       let endInside = wIn - 3 + padL >= 0 ? min(ow, (wIn - 3 + padL) / sw + 1) : 0
       let interior = firstInside..<max(firstInside, endInside)
+      let zeroRow = try Scratch<Float>(count: fast3x3 ? wIn &* c : 1)
       // Channels in registers: each output pixel accumulates its taps for
       // 16 channels at a time and is stored once.
       return { () throws(TinfError) in
+        _ = zeroRow
         forEachChunk(pool, rows, minChunk: minChunk) { _, range in
           for row in range {
             let b = row / oh
@@ -78,13 +80,20 @@ enum DepthwiseConv2DKernel {
             let iy0 = oy &* sh &- padT
             let yrow = y + row &* ow &* c
             let ximg = x + b &* h &* wIn &* c
-            if fast3x3 && iy0 >= 0 && iy0 &+ 2 < h && interior.lowerBound < interior.upperBound {
-              // Border pixels the general way, the inside with the 3x3 kernel.
+            if fast3x3 && interior.lowerBound < interior.upperBound {
+              // Border pixels the general way, the inside with the 3x3
+              // kernel; window rows above or below the image read a row of
+              // zeros.
+              @inline(__always) func inputRow(_ i: Int) -> UnsafePointer<Float> {
+                let iy = iy0 &+ i
+                return iy >= 0 && iy < h ? ximg + iy &* wIn &* c : UnsafePointer(zeroRow.base)
+              }
               depthwiseRow(
                 yrow, ximg, wp, bias, c: c, h: h, w: wIn, ow: ow, kh: kh, kw: kw, iy0: iy0, padL: padL, sw: sw,
                 dh: dh, dw: dw, lo: lo, hi: hi, pixels: 0..<interior.lowerBound)
               depthwise3x3(
-                yrow, ximg, wp, bias, c: c, w: wIn, iy0: iy0, padL: padL, sw: sw, lo: lo, hi: hi, pixels: interior)
+                yrow, inputRow(0), inputRow(1), inputRow(2), wp, bias, c: c, padL: padL, sw: sw, lo: lo, hi: hi,
+                pixels: interior)
               depthwiseRow(
                 yrow, ximg, wp, bias, c: c, h: h, w: wIn, ow: ow, kh: kh, kw: kw, iy0: iy0, padL: padL, sw: sw,
                 dh: dh, dw: dw, lo: lo, hi: hi, pixels: interior.upperBound..<ow)
@@ -210,17 +219,21 @@ enum DepthwiseConv2DKernel {
         l &+= 1
       }
     }
-  }  /// Pixels `pixels` of one output row of a 3x3, dilation-1, multiplier-1
-  /// depthwise convolution whose windows lie inside the image (c a multiple
-  /// of 8). For each block of 16 (then 8) channels the nine weight vectors
-  /// and the bias stay in registers while the pixels stream past.
+  }
+
+  /// Pixels `pixels` of one output row of a 3x3, dilation-1, multiplier-1
+  /// depthwise convolution whose windows lie inside the image horizontally
+  /// (c a multiple of 8). `row0...row2` are the three input rows of the
+  /// window (column 0), or a row of zeros where the window is above or
+  /// below the image. For each block of 16 (then 8) channels the nine
+  /// weight vectors and the bias stay in registers while the pixels stream
+  /// past; the fused activation is applied in registers.
   @inline(never)
   static func depthwise3x3(
-    _ yrow: UnsafeMutablePointer<Float>, _ ximg: UnsafePointer<Float>, _ wp: UnsafePointer<Float>,
-    _ bias: UnsafePointer<Float>?, c: Int, w: Int, iy0: Int, padL: Int, sw: Int, lo: Float, hi: Float,
-    pixels: Range<Int>
+    _ yrow: UnsafeMutablePointer<Float>, _ row0: UnsafePointer<Float>, _ row1: UnsafePointer<Float>,
+    _ row2: UnsafePointer<Float>, _ wp: UnsafePointer<Float>, _ bias: UnsafePointer<Float>?, c: Int, padL: Int,
+    sw: Int, lo: Float, hi: Float, pixels: Range<Int>
   ) {
-    let rowStride = w &* c
     let full16 = c / 16 * 16
     var cb = 0
     while cb < full16 {
@@ -232,10 +245,10 @@ enum DepthwiseConv2DKernel {
       let lo16 = SIMD16<Float>(repeating: lo)
       let hi16 = SIMD16<Float>(repeating: hi)
       for ox in pixels {
-        let p = UnsafeRawPointer(ximg + ((iy0 &* w &+ ox &* sw &- padL) &* c &+ cb))
-        let r0 = p
-        let r1 = p + rowStride &* 4
-        let r2 = p + rowStride &* 8
+        let o = (ox &* sw &- padL) &* c &+ cb
+        let r0 = UnsafeRawPointer(row0 + o)
+        let r1 = UnsafeRawPointer(row1 + o)
+        let r2 = UnsafeRawPointer(row2 + o)
         var acc = b0
         acc.addProduct(r0.loadUnaligned(as: SIMD16<Float>.self), w0)
         acc.addProduct(r0.loadUnaligned(fromByteOffset: c &* 4, as: SIMD16<Float>.self), w1)
@@ -260,9 +273,10 @@ enum DepthwiseConv2DKernel {
       let lo8 = SIMD8<Float>(repeating: lo)
       let hi8 = SIMD8<Float>(repeating: hi)
       for ox in pixels {
-        let p = UnsafeRawPointer(ximg + ((iy0 &* w &+ ox &* sw &- padL) &* c &+ cb))
-        let r1 = p + rowStride &* 4
-        let r2 = p + rowStride &* 8
+        let o = (ox &* sw &- padL) &* c &+ cb
+        let p = UnsafeRawPointer(row0 + o)
+        let r1 = UnsafeRawPointer(row1 + o)
+        let r2 = UnsafeRawPointer(row2 + o)
         var acc = b0
         acc.addProduct(p.loadUnaligned(as: SIMD8<Float>.self), w0)
         acc.addProduct(p.loadUnaligned(fromByteOffset: c &* 4, as: SIMD8<Float>.self), w1)
