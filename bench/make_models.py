@@ -141,8 +141,10 @@ def _make_encoder(torch):
     enc = EncoderBlock().eval()
     tokens = torch.randn(1, 32, 128)
     torch.save(enc.state_dict(), os.path.join(OUT, "encoder.torch.pt"))
+    # A dynamic batch axis, so that every runtime can run batch 32 from the same file.
     torch.onnx.export(enc, (tokens,), os.path.join(OUT, "encoder.float32.onnx"), opset_version=17,
-                      input_names=["tokens"], output_names=["out"], dynamo=False)
+                      input_names=["tokens"], output_names=["out"], dynamo=False,
+                      dynamic_axes={"tokens": {0: "batch"}, "out": {0: "batch"}})
     reps = np.random.default_rng(0).standard_normal((32, 32, 128)).astype(np.float32)
     onnx_variants(os.path.join(OUT, "encoder.float32.onnx"), reps, "tokens")
 

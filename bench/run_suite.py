@@ -27,23 +27,36 @@ BEGIN = "<!-- suite:begin -->"
 END = "<!-- suite:end -->"
 
 
-def tinf_variants(name, quick):
-    """Converts the float32 model to .tinf and quantizes it in each mode."""
+def onnx_sourced(name):
+    return not os.path.exists(os.path.join(MODELS, f"{name}.float32.tflite"))
+
+
+def tinf_variants(name, quick, batch=1):
+    """Converts the float32 model to .tinf and quantizes it in each mode.
+    ONNX conversions write the batch into Reshape targets (docs/converting.md),
+    so for another batch an ONNX-sourced model is converted again with
+    batch=N, as a user would."""
     import numpy as np
     import tinyinfer
     src = os.path.join(MODELS, f"{name}.float32.tflite")
     if not os.path.exists(src):
         src = os.path.join(MODELS, f"{name}.float32.onnx")
+    tag = "" if batch == 1 else f".b{batch}"
     out = {}
-    f32 = os.path.join(MODELS, f"{name}.float32.tinf")
-    tinyinfer.convert(src, f32, verbose=False)
+    f32 = os.path.join(MODELS, f"{name}{tag}.float32.tinf")
+    if batch == 1:
+        tinyinfer.convert(src, f32, verbose=False)
+    else:
+        tinyinfer.convert(src, f32, verbose=False, batch=batch)
     out["float32"] = f32
     quantize = getattr(tinyinfer, "quantize", None)
     if quantize is None:
         return out
     calib = calibration_data(name, np)
+    if batch != 1:  # the same samples, as batches of the converted size
+        calib = calib.reshape((-1, batch) + calib.shape[2:])
     for mode in ["fp16", "int8-dynamic", "int8-static", "int4"]:
-        dst = os.path.join(MODELS, f"{name}.{mode}.tinf")
+        dst = os.path.join(MODELS, f"{name}{tag}.{mode}.tinf")
         try:
             if mode == "int8-static":
                 quantize(f32, dst, mode=mode, calib=calib)
@@ -70,8 +83,10 @@ def calibration_data(name, np):
 def configs(names, quick):
     runs = []
     for name in names:
+        by_batch = tinf_variants(name, quick, 32) if onnx_sourced(name) and not quick else {}
         for mode, path in tinf_variants(name, quick).items():
-            runs.append((name, "tinyinfer", mode, path, {}))
+            extra = {"by_batch": {32: by_batch[mode]}} if mode in by_batch else {}
+            runs.append((name, "tinyinfer", mode, path, extra))
         for mode in ["float32", "float16", "dynamic", "int8"]:
             p = os.path.join(MODELS, f"{name}.{mode}.tflite")
             if os.path.exists(p):
@@ -118,7 +133,7 @@ def main():
                 nruns = a.runs or (50 if a.quick else (300 if name == "mlp" else 100))
                 if batch == 32:
                     nruns = max(10, nruns // 5)
-                r = run_one(runtime, path, batch, threads, nruns, extra)
+                r = run_one(runtime, extra.get("by_batch", {}).get(batch, path), batch, threads, nruns, extra)
                 r.update(model=name, runtime=runtime, mode=mode, batch=batch, threads=threads, bytes=size)
                 results.append(r)
                 shown = f"{r['p50_us']:.1f} us" if "p50_us" in r else r.get("error")

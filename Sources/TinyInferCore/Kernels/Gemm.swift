@@ -102,6 +102,68 @@ enum Gemm {
     return r
   }
 
+  /// Rows `rows` of y = a * b, a [M, k] (row stride lda), b [k, n] (row
+  /// stride ldb): each row of y is the sum over k of a[i, k] times row k of
+  /// b, 64 (then 16) columns at a time in SIMD16 accumulators, the rest one
+  /// by one. No horizontal sums: the form for MatMul's short depths.
+  @inline(never)
+  static func ab(
+    _ a: UnsafePointer<Float>, lda: Int, _ b: UnsafePointer<Float>, ldb: Int, _ y: UnsafeMutablePointer<Float>,
+    ldy: Int, rows: Range<Int>, n: Int, k: Int
+  ) {
+    for i in rows {
+      let ar = a + i &* lda
+      let yr = y + i &* ldy
+      var j = 0
+      while j &+ 64 <= n {
+        var c0 = SIMD16<Float>(repeating: 0)
+        var c1 = c0
+        var c2 = c0
+        var c3 = c0
+        for kk in 0..<k {
+          let x = SIMD16<Float>(repeating: ar[kk])
+          let br = UnsafeRawPointer(b + (kk &* ldb &+ j))
+          c0.addProduct(x, br.loadUnaligned(as: SIMD16<Float>.self))
+          c1.addProduct(x, br.loadUnaligned(fromByteOffset: 64, as: SIMD16<Float>.self))
+          c2.addProduct(x, br.loadUnaligned(fromByteOffset: 128, as: SIMD16<Float>.self))
+          c3.addProduct(x, br.loadUnaligned(fromByteOffset: 192, as: SIMD16<Float>.self))
+        }
+        let yo = UnsafeMutableRawPointer(yr + j)
+        yo.storeBytes(of: c0, as: SIMD16<Float>.self)
+        yo.storeBytes(of: c1, toByteOffset: 64, as: SIMD16<Float>.self)
+        yo.storeBytes(of: c2, toByteOffset: 128, as: SIMD16<Float>.self)
+        yo.storeBytes(of: c3, toByteOffset: 192, as: SIMD16<Float>.self)
+        j &+= 64
+      }
+      while j &+ 16 <= n {
+        // Two accumulators over even and odd k.
+        var c0 = SIMD16<Float>(repeating: 0)
+        var c1 = c0
+        var kk = 0
+        while kk &+ 2 <= k {
+          c0.addProduct(
+            SIMD16(repeating: ar[kk]), UnsafeRawPointer(b + (kk &* ldb &+ j)).loadUnaligned(as: SIMD16<Float>.self))
+          c1.addProduct(
+            SIMD16(repeating: ar[kk &+ 1]),
+            UnsafeRawPointer(b + ((kk &+ 1) &* ldb &+ j)).loadUnaligned(as: SIMD16<Float>.self))
+          kk &+= 2
+        }
+        if kk < k {
+          c0.addProduct(
+            SIMD16(repeating: ar[kk]), UnsafeRawPointer(b + (kk &* ldb &+ j)).loadUnaligned(as: SIMD16<Float>.self))
+        }
+        UnsafeMutableRawPointer(yr + j).storeBytes(of: c0 + c1, as: SIMD16<Float>.self)
+        j &+= 16
+      }
+      while j < n {
+        var acc: Float = 0
+        for kk in 0..<k { acc += ar[kk] * b[kk &* ldb &+ j] }
+        yr[j] = acc
+        j &+= 1
+      }
+    }
+  }
+
   /// Rows `rows` of y = a * w^T (+ bias), for `n` outputs of depth `k`.
   /// a: [M, k] with row stride `lda`; w: [n, k] with row stride `ldw`; y row stride `ldy`.
   @inline(__always)

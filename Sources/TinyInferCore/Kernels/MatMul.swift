@@ -66,37 +66,41 @@ enum MatMulKernel {
     }
     let ta = d.ta
     let tb = d.tb
-    // For the dot-product form, b must be [N, K] rows: transposed b is
-    // already; otherwise it is transposed once per run into scratch.
-    let scratch = try Scratch<Float>(count: (!tb ? k * n : 0) + (ta ? m * k : 0))
+    // The broadcast form (Gemm.ab: y rows as sums of b rows, SIMD16 across
+    // N) needs a as [M, K] and b as [K, N] rows: transposed operands are
+    // transposed into per-thread scratch first. Batch matrices are split
+    // between threads (or, for a single large one, its rows).
+    let perThread = (tb ? k &* n : 0) &+ (ta ? m &* k : 0)
+    let scratch = try Scratch<Float>(count: max(1, ctx.pool.threads &* perThread))
     let pool = ctx.pool
+    let work = m &* n &* k
+    let minBatches = minChunkFor(perItem: work, grain: 1 << 15)
     return { () throws(TinfError) in
-      for bi in 0..<batchCount {
+      @inline(__always) func one(_ bi: Int, _ chunk: Int, _ rows: Range<Int>) {
         var ap = a + offA[bi]
         var bp = b + offB[bi]
         let yp = y + bi &* m &* n
-        var s = scratch.base
-        if !tb {
+        var s = scratch.base + chunk &* perThread
+        if tb {
+          // b is [N, K]: transpose to [K, N].
           let t = s
-          // b is [K, N]: transpose to [N, K].
-          for kk in 0..<k { for nn in 0..<n { t[nn &* k &+ kk] = bp[kk &* n &+ nn] } }
+          for nn in 0..<n { for kk in 0..<k { t[kk &* n &+ nn] = bp[nn &* k &+ kk] } }
           bp = UnsafePointer(t)
           s = t + k &* n
         }
         if ta {
-          let t = s
           // a is [K, M]: transpose to [M, K].
+          let t = s
           for kk in 0..<k { for mm in 0..<m { t[mm &* k &+ kk] = ap[kk &* m &+ mm] } }
           ap = UnsafePointer(t)
         }
-        let aa = ap
-        let bb = bp
-        if pool.threads > 1 && m &* n &* k >= 1 << 16 && m >= 2 {
-          pool.parallelRanges(m, minChunk: 1) { rows in
-            Gemm.abT(aa, lda: k, bb, ldw: k, nil, yp, ldy: n, rows: rows, cols: 0..<n, k: k)
-          }
-        } else {
-          Gemm.abT(aa, lda: k, bb, ldw: k, nil, yp, ldy: n, rows: 0..<m, cols: 0..<n, k: k)
+        Gemm.ab(ap, lda: k, bp, ldb: n, yp, ldy: n, rows: rows, n: n, k: k)
+      }
+      if batchCount == 1 && pool.threads > 1 && work >= 1 << 16 && m >= 2 && !ta && !tb {
+        pool.parallelRanges(m, minChunk: 1) { rows in one(0, 0, rows) }
+      } else {
+        forEachChunk(pool, batchCount, minChunk: minBatches) { chunk, range in
+          for bi in range { one(bi, chunk, 0..<m) }
         }
       }
     }
