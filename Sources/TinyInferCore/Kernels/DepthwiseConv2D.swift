@@ -249,16 +249,21 @@ enum DepthwiseConv2DKernel {
         let r0 = UnsafeRawPointer(row0 + o)
         let r1 = UnsafeRawPointer(row1 + o)
         let r2 = UnsafeRawPointer(row2 + o)
-        var acc = b0
-        acc.addProduct(r0.loadUnaligned(as: SIMD16<Float>.self), w0)
-        acc.addProduct(r0.loadUnaligned(fromByteOffset: c &* 4, as: SIMD16<Float>.self), w1)
-        acc.addProduct(r0.loadUnaligned(fromByteOffset: c &* 8, as: SIMD16<Float>.self), w2)
-        acc.addProduct(r1.loadUnaligned(as: SIMD16<Float>.self), w3)
-        acc.addProduct(r1.loadUnaligned(fromByteOffset: c &* 4, as: SIMD16<Float>.self), w4)
-        acc.addProduct(r1.loadUnaligned(fromByteOffset: c &* 8, as: SIMD16<Float>.self), w5)
-        acc.addProduct(r2.loadUnaligned(as: SIMD16<Float>.self), w6)
-        acc.addProduct(r2.loadUnaligned(fromByteOffset: c &* 4, as: SIMD16<Float>.self), w7)
-        acc.addProduct(r2.loadUnaligned(fromByteOffset: c &* 8, as: SIMD16<Float>.self), w8)
+        // One chain per window row (three FMAs each), summed at the end:
+        // shorter dependency chains than nine FMAs in a row.
+        var a0 = b0
+        var a1 = SIMD16<Float>(repeating: 0)
+        var a2 = a1
+        a0.addProduct(r0.loadUnaligned(as: SIMD16<Float>.self), w0)
+        a1.addProduct(r1.loadUnaligned(as: SIMD16<Float>.self), w3)
+        a2.addProduct(r2.loadUnaligned(as: SIMD16<Float>.self), w6)
+        a0.addProduct(r0.loadUnaligned(fromByteOffset: c &* 4, as: SIMD16<Float>.self), w1)
+        a1.addProduct(r1.loadUnaligned(fromByteOffset: c &* 4, as: SIMD16<Float>.self), w4)
+        a2.addProduct(r2.loadUnaligned(fromByteOffset: c &* 4, as: SIMD16<Float>.self), w7)
+        a0.addProduct(r0.loadUnaligned(fromByteOffset: c &* 8, as: SIMD16<Float>.self), w2)
+        a1.addProduct(r1.loadUnaligned(fromByteOffset: c &* 8, as: SIMD16<Float>.self), w5)
+        a2.addProduct(r2.loadUnaligned(fromByteOffset: c &* 8, as: SIMD16<Float>.self), w8)
+        let acc = (a0 + a1) + a2
         UnsafeMutableRawPointer(yrow + (ox &* c &+ cb)).storeBytes(of: ti_clamp16f(acc, lo16, hi16), as: SIMD16<Float>.self)
       }
       cb &+= 16
