@@ -379,6 +379,30 @@ def test_max_pool_nan_propagates():
     assert np.isnan(got[0, 0, 0, 0]) and got[0, 0, 0, 1] == 0
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("case", [
+    # (N, H, W, Cin), (Cout, KH, KW), strides, dilations, padding (1 = SAME, 0 = VALID)
+    ((2, 9, 21, 3), (16, 3, 3), (1, 1), (1, 1), 1),   # rows of 21: 8 + 8 + edge pixels
+    ((1, 17, 40, 3), (24, 3, 3), (2, 2), (1, 1), 1),  # a first layer, stride 2
+    ((2, 11, 37, 5), (7, 5, 3), (1, 3), (2, 1), 0),   # vertical dilation, horizontal stride 3
+    ((1, 6, 64, 2), (33, 1, 3), (1, 1), (1, 1), 1),   # one window row, three panels
+])
+def test_conv2d_indirect_rows(case, threads):
+    """The indirect convolution (window rows read in place): eight pixels of
+    one output row from base pointers, edge pixels from gathered rows, rows
+    above and below the image from zeros, chunks of pixels split between
+    threads anywhere in a row."""
+    xs, (cout, kh, kw), strides, dil, padding = case
+    rng = np.random.default_rng(sum(xs) + cout)
+    x = rng.standard_normal(xs).astype(np.float32)
+    wt = rng.standard_normal((cout, kh, kw, xs[3])).astype(np.float32)
+    b = rng.standard_normal(cout).astype(np.float32)
+    want = ref.conv2d(x, wt, b, strides=strides, dilations=dil, padding=padding, activation=2)
+    got = run("Conv2D", x, wt, b, threads=threads, strides=list(strides), dilations=list(dil), padding=padding,
+              activation=2)
+    close(got, want)
+
+
 @pytest.mark.parametrize("act", [1, 2, 3])
 @pytest.mark.parametrize("pixels", [1, 9])
 def test_fused_activation_keeps_nan(act, pixels):

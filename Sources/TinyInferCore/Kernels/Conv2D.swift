@@ -170,7 +170,9 @@ enum Conv2DKernel {
     // gathered with zeros into per-thread scratch.
     let segLen = kw &* cin
     let indirect = !direct && PackedGemm.mr == 8 && dw == 1
-    let zeros = try Scratch<Float>(count: indirect ? segLen : 1)
+    // Zeros for window rows above or below the image, long enough for
+    // eight pixels of a strided tile.
+    let zeros = try Scratch<Float>(count: indirect ? 8 &* sw &* cin &+ segLen : 1)
     let pointers = try Scratch<UnsafePointer<Float>?>(count: indirect ? ctx.pool.threads &* 8 &* kh : 1)
     let edges = try Scratch<Float>(count: indirect ? ctx.pool.threads &* 8 &* kh &* segLen : 1)
     let scratch = try Scratch<Float>(count: direct || indirect ? 1 : ctx.pool.threads &* block &* k)
@@ -218,6 +220,33 @@ enum Conv2DKernel {
           var ox = r &- oy &* ow
           while p < range.upperBound {
             let count = min(8, range.upperBound &- p)
+            let ix0 = ox &* sw &- padL
+            if count == 8 && ox &+ 8 <= ow && ix0 >= 0 && ix0 &+ 7 &* sw &+ kw <= wIn {
+              // Eight pixels of one output row, inside horizontally: one
+              // base pointer per window row.
+              let iy0 = oy &* sh &- padT
+              for i in 0..<kh {
+                let iy = iy0 &+ i &* dh
+                ptrs[i] = iy < 0 || iy >= h ? zero : x + ((b &* h &+ iy) &* wIn &+ ix0) &* cin
+              }
+              for pn in 0..<panels {
+                PackedGemm.tile8Strided(
+                  UnsafePointer(ptrs), stride: sw &* cin, segments: kh, segLen: segLen,
+                  panel: w + pn &* k &* PackedGemm.nr, bias: bias, col: pn &* PackedGemm.nr, n: cout, lo: lo, hi: hi,
+                  y: y + p &* cout, ldy: cout, rows: 8)
+              }
+              ox &+= 8
+              if ox == ow {
+                ox = 0
+                oy &+= 1
+                if oy == oh {
+                  oy = 0
+                  b &+= 1
+                }
+              }
+              p &+= 8
+              continue
+            }
             for t in 0..<8 {
               if t < count {
                 let iy0 = oy &* sh &- padT

@@ -247,6 +247,62 @@ enum PackedGemm {
     if rows > 7 { store(c7, bv, vlo, vhi, dst + 7 &* ldy, valid) }
   }
 
+  /// tile8Segmented for eight pixels of one output row whose windows lie
+  /// inside the image horizontally: row t's piece s starts at
+  /// `ptrs[s] + t * stride`, so no pointer table is built per pixel.
+  @inline(never)
+  static func tile8Strided(
+    _ ptrs: UnsafePointer<UnsafePointer<Float>>, stride: Int, segments: Int, segLen: Int, panel: UnsafePointer<Float>,
+    bias: UnsafePointer<Float>?, col: Int, n: Int, lo: Float, hi: Float, y: UnsafeMutablePointer<Float>, ldy: Int,
+    rows: Int
+  ) {
+    var c0 = SIMD16<Float>(repeating: 0)
+    var c1 = c0
+    var c2 = c0
+    var c3 = c0
+    var c4 = c0
+    var c5 = c0
+    var c6 = c0
+    var c7 = c0
+    for sg in 0..<segments {
+      let a0 = ptrs[sg]
+      let a1 = a0 + stride, a2 = a0 + 2 &* stride, a3 = a0 + 3 &* stride, a4 = a0 + 4 &* stride
+      let a5 = a0 + 5 &* stride, a6 = a0 + 6 &* stride, a7 = a0 + 7 &* stride
+      let b = UnsafeRawPointer(panel + sg &* segLen &* nr)
+      for kk in 0..<segLen {
+        let v = b.load(fromByteOffset: kk &* 64, as: SIMD16<Float>.self)
+        c0.addProduct(SIMD16(repeating: a0[kk]), v)
+        c1.addProduct(SIMD16(repeating: a1[kk]), v)
+        c2.addProduct(SIMD16(repeating: a2[kk]), v)
+        c3.addProduct(SIMD16(repeating: a3[kk]), v)
+        c4.addProduct(SIMD16(repeating: a4[kk]), v)
+        c5.addProduct(SIMD16(repeating: a5[kk]), v)
+        c6.addProduct(SIMD16(repeating: a6[kk]), v)
+        c7.addProduct(SIMD16(repeating: a7[kk]), v)
+      }
+    }
+    let valid = min(nr, n &- col)
+    var bv = SIMD16<Float>(repeating: 0)
+    if let bias {
+      if valid == nr {
+        bv = UnsafeRawPointer(bias + col).loadUnaligned(as: SIMD16<Float>.self)
+      } else {
+        for j in 0..<valid { bv[j] = bias[col &+ j] }
+      }
+    }
+    let vlo = SIMD16<Float>(repeating: lo)
+    let vhi = SIMD16<Float>(repeating: hi)
+    let dst = y + col
+    store(c0, bv, vlo, vhi, dst, valid)
+    if rows > 1 { store(c1, bv, vlo, vhi, dst + ldy, valid) }
+    if rows > 2 { store(c2, bv, vlo, vhi, dst + 2 &* ldy, valid) }
+    if rows > 3 { store(c3, bv, vlo, vhi, dst + 3 &* ldy, valid) }
+    if rows > 4 { store(c4, bv, vlo, vhi, dst + 4 &* ldy, valid) }
+    if rows > 5 { store(c5, bv, vlo, vhi, dst + 5 &* ldy, valid) }
+    if rows > 6 { store(c6, bv, vlo, vhi, dst + 6 &* ldy, valid) }
+    if rows > 7 { store(c7, bv, vlo, vhi, dst + 7 &* ldy, valid) }
+  }
+
   /// One row against one panel: four accumulators over k (unrolled by 4)
   /// so the loads of the streamed weights overlap.
   @inline(never)
