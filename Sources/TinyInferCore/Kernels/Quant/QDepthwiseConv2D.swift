@@ -38,6 +38,9 @@ enum QDepthwiseConv2DKernel {
     let h: Int, wIn: Int, c: Int, m: Int, kh: Int, kw: Int
     let oh: Int, ow: Int, padT: Int, padL: Int, sh: Int, sw: Int, dh: Int, dw: Int
     let xz: Int32, yz: Int32, lo: Int32, hi: Int32
+    /// An input row (wIn * c values) of the input zero point: the window
+    /// rows above and below the image, which then contribute nothing.
+    let padRow: UnsafePointer<Int8>
   }
 
   static func bind(_ ctx: KernelContext) throws(TinfError) -> KernelFn {
@@ -57,6 +60,8 @@ enum QDepthwiseConv2DKernel {
     let table = try QRequantTable(multipliers: mt.mult.int32, shifts: mt.shift.int32, count: cm)
     let (lo, hi) = try QCheck.activationRange(try Activation.from(ctx.attrs), yq)
     let g = try WindowGeometry(ctx.attrs, inputH: h, inputW: wIn, kernelH: kh, kernelW: kw)
+    let padRow = try QBuffer(bytes: wIn &* c)
+    for i in 0..<(wIn &* c) { padRow.int8[i] = Int8(truncatingIfNeeded: xq.zeroPoint) }
     guard let xp = ctx.inputData[0], let wpRaw = ctx.inputData[1] else { throw TinfError(.internal, "missing data") }
     let bias: UnsafePointer<Int32>? =
       ctx.inputData.count > 2 ? ctx.inputData[2].map { UnsafePointer($0.assumingMemoryBound(to: Int32.self)) } : nil
@@ -65,7 +70,7 @@ enum QDepthwiseConv2DKernel {
       bias: bias, y: ctx.outputData[0].assumingMemoryBound(to: Int8.self), mult: UnsafePointer(mt.mult.int32),
       shift: UnsafePointer(mt.shift.int32), requant: table, h: h, wIn: wIn, c: c, m: m, kh: kh, kw: kw, oh: g.oh,
       ow: g.ow, padT: g.padT, padL: g.padL, sh: g.sh, sw: g.sw, dh: g.dh, dw: g.dw, xz: xq.zeroPoint,
-      yz: yq.zeroPoint, lo: lo, hi: hi)
+      yz: yq.zeroPoint, lo: lo, hi: hi, padRow: UnsafePointer(padRow.int8))
     let pool = ctx.pool
     let accs = try QBuffer(bytes: pool.threads &* cm &* 4)
     let rows = n &* g.oh
@@ -83,6 +88,7 @@ enum QDepthwiseConv2DKernel {
         }
       }
       withExtendedLifetime(mt) {}
+      withExtendedLifetime(padRow) {}
     }
   }
 
@@ -105,9 +111,10 @@ enum QDepthwiseConv2DKernel {
     let zy = SIMD16<Int32>(repeating: p.yz)
     let rowStride = p.wIn &* c
     let tapStride = p.dw &* c
-    // Pixels whose 3x3 window is inside the image (none unless the row's is).
+    // Pixels whose 3x3 window is inside the image horizontally; window rows
+    // above or below the image read the row of zero points.
     var inside = 0..<0
-    if p.kh == 3 && p.kw == 3 && p.dh == 1 && p.dw == 1 && i0 == 0 && i1 == 3 {
+    if p.kh == 3 && p.kw == 3 && p.dh == 1 && p.dw == 1 {
       let first = (p.padL &+ p.sw &- 1) / p.sw
       let end = p.wIn &- 3 &+ p.padL >= 0 ? min(p.ow, (p.wIn &- 3 &+ p.padL) / p.sw &+ 1) : 0
       if first < end { inside = first..<end }
@@ -144,7 +151,11 @@ enum QDepthwiseConv2DKernel {
         ox &+= 1
       }
       if !inside.isEmpty {
-        inside3x3(p, ximg + (iy0 &* rowStride &+ cb), yrow + cb, bv, rq, cb, inside)
+        @inline(__always) func inputRow(_ i: Int) -> UnsafePointer<Int8> {
+          let iy = iy0 &+ i
+          return (iy >= 0 && iy < p.h ? ximg + iy &* rowStride : p.padRow) + cb
+        }
+        inside3x3(p, inputRow(0), inputRow(1), inputRow(2), yrow + cb, bv, rq, cb, inside)
         ox = inside.upperBound
       }
       while ox < p.ow {
@@ -157,15 +168,17 @@ enum QDepthwiseConv2DKernel {
   }
 
   /// The pixels `pixels` of a row of a 3x3, dilation-1 window inside the
-  /// image, for the 16 channels at `cb`: `x` points at channel cb of the
-  /// window row's first input pixel, `y` at channel cb of the output row.
+  /// image horizontally, for the 16 channels at `cb`: `x0...x2` point at
+  /// channel cb of the window rows' first input pixel (column 0; a row of
+  /// zero points where the window is above or below the image), `y` at
+  /// channel cb of the output row.
   @inline(never)
   static func inside3x3(
-    _ p: Params, _ x: UnsafePointer<Int8>, _ y: UnsafeMutablePointer<Int8>, _ bias: SIMD16<Int32>,
-    _ rq: FixedPoint.Requant16, _ cb: Int, _ pixels: Range<Int>
+    _ p: Params, _ x0: UnsafePointer<Int8>, _ x1: UnsafePointer<Int8>, _ x2: UnsafePointer<Int8>,
+    _ y: UnsafeMutablePointer<Int8>, _ bias: SIMD16<Int32>, _ rq: FixedPoint.Requant16, _ cb: Int,
+    _ pixels: Range<Int>
   ) {
     let c = p.c
-    let rs = p.wIn &* c
     let wb = UnsafeRawPointer(p.w + cb)
     let w0 = loadInt8x16(wb, 0), w1 = loadInt8x16(wb, c), w2 = loadInt8x16(wb, 2 &* c)
     let w3 = loadInt8x16(wb, 3 &* c), w4 = loadInt8x16(wb, 4 &* c), w5 = loadInt8x16(wb, 5 &* c)
@@ -175,22 +188,27 @@ enum QDepthwiseConv2DKernel {
     let b0 = bias &- wsum &* SIMD16<Int32>(repeating: p.xz)
     let zy = SIMD16<Int32>(repeating: p.yz)
     let step = p.sw &* c
-    var xp = UnsafeRawPointer(x + (pixels.lowerBound &* p.sw &- p.padL) &* c)
+    let first = (pixels.lowerBound &* p.sw &- p.padL) &* c
+    var xp = UnsafeRawPointer(x0 + first)
+    var xq = UnsafeRawPointer(x1 + first)
+    var xr = UnsafeRawPointer(x2 + first)
     // x w with x, w in [-128, 127] fits int16 (the largest, 2^14, is (-128)^2).
     for ox in pixels {
       var acc = b0
       acc &+= widen(loadInt8x16(xp, 0) &* w0)
       acc &+= widen(loadInt8x16(xp, c) &* w1)
       acc &+= widen(loadInt8x16(xp, 2 &* c) &* w2)
-      acc &+= widen(loadInt8x16(xp, rs) &* w3)
-      acc &+= widen(loadInt8x16(xp, rs &+ c) &* w4)
-      acc &+= widen(loadInt8x16(xp, rs &+ 2 &* c) &* w5)
-      acc &+= widen(loadInt8x16(xp, 2 &* rs) &* w6)
-      acc &+= widen(loadInt8x16(xp, 2 &* rs &+ c) &* w7)
-      acc &+= widen(loadInt8x16(xp, 2 &* rs &+ 2 &* c) &* w8)
+      acc &+= widen(loadInt8x16(xq, 0) &* w3)
+      acc &+= widen(loadInt8x16(xq, c) &* w4)
+      acc &+= widen(loadInt8x16(xq, 2 &* c) &* w5)
+      acc &+= widen(loadInt8x16(xr, 0) &* w6)
+      acc &+= widen(loadInt8x16(xr, c) &* w7)
+      acc &+= widen(loadInt8x16(xr, 2 &* c) &* w8)
       let v = FixedPoint.mul(acc, rq) &+ zy
       UnsafeMutableRawPointer(y + ox &* c).storeBytes(of: clampNarrow(v, p.lo, p.hi), as: SIMD16<Int8>.self)
       xp += step
+      xq += step
+      xr += step
     }
   }
 
