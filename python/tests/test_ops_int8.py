@@ -264,6 +264,12 @@ CONV_CASES = [
     ((2, 7, 7, 5), (33, 3, 3), (2, 2), (1, 1), 1, (0, 0, 0, 0), 1),  # 2 images in one block, partial panel
     ((1, 3, 5, 4), (257, 1, 1), (1, 1), (1, 1), 0, (0, 0, 0, 0), 1),  # lcm(257, 16) > 4096: per-pixel requantization
     ((1, 9, 11, 16), (8, 1, 1), (1, 1), (1, 1), 0, (0, 0, 0, 0), 1),  # 8 channels: blocks of 16 span two pixels
+    # The indirect path (window rows read in place): rows of 8 pixels inside the image, edge pixels, rows
+    # above and below the image, strides, vertical dilation, explicit pads, batches split mid-row.
+    ((2, 9, 21, 3), (16, 3, 3), (1, 1), (1, 1), 1, (0, 0, 0, 0), 1),
+    ((1, 17, 40, 3), (24, 3, 3), (2, 2), (1, 1), 1, (0, 0, 0, 0), 1),
+    ((2, 11, 37, 5), (7, 5, 3), (1, 3), (2, 1), 0, (0, 0, 0, 0), 1),
+    ((1, 6, 30, 4), (33, 2, 3), (1, 1), (1, 1), 2, (1, 0, 2, 1), 1),
 ]
 
 

@@ -84,6 +84,11 @@ enum QConv2DKernel {
     let padValue = Int8(truncatingIfNeeded: xz)
     let minChunk = minChunkFor(perItem: k &* cout)
 
+    if groups == 1 && constantWeights && !direct && dw == 1 {
+      return try bindIndirect(
+        ctx, x: x, w: w, bias: bias, y: y, mt: mt, n: n, h: h, wIn: wIn, cin: cin, cout: cout, kh: kh, kw: kw,
+        oh: oh, ow: ow, padT: padT, padL: padL, sh: sh, sw: sw, dh: dh, xz: xz, yz: yz, lo: lo, hi: hi)
+    }
     if groups == 1 && constantWeights {
       return try bindPacked(
         ctx, x: x, w: w, bias: bias, y: y, mt: mt, n: n, h: h, wIn: wIn, cin: cin, cout: cout,
@@ -228,6 +233,161 @@ enum QConv2DKernel {
       _ = rows
       _ = sums
       _ = initial
+    }
+  }
+
+  /// One group, constant weights, windows whose rows are contiguous
+  /// (dilation 1 along W): an indirect convolution on the packed int8 GEMM.
+  /// The input is copied once per run as unsigned bytes (`x ^ 0x80`, with
+  /// 64 bytes of slack after it); each window row of kw * cin bytes is then
+  /// read in place, as a piece of the depth padded to a multiple of four
+  /// (the weights get zeros there, so the extra bytes count for nothing).
+  /// Window rows above or below the image read a row of the input zero
+  /// point; rows cut by the left or right edge are gathered with it. The
+  /// accumulators start from `bias - (128 + zp_x) sum w` as in bindPacked.
+  static func bindIndirect(
+    _ ctx: KernelContext, x: UnsafePointer<Int8>, w: UnsafePointer<Int8>, bias: UnsafePointer<Int32>?,
+    y: UnsafeMutablePointer<Int8>, mt: QChannelMultipliers, n: Int, h: Int, wIn: Int, cin: Int,
+    cout: Int, kh: Int, kw: Int, oh: Int, ow: Int, padT: Int, padL: Int, sh: Int, sw: Int, dh: Int,
+    xz: Int32, yz: Int32, lo: Int32, hi: Int32
+  ) throws(TinfError) -> KernelFn {
+    let segLen = kw &* cin
+    let seg4 = QPackedGemm.paddedDepth(segLen)
+    let k = kh &* segLen
+    // Weights with each window row padded to seg4 (zeros).
+    let padded = try Scratch<Int8>(count: cout &* kh &* seg4)
+    for c in 0..<cout {
+      for i in 0..<kh {
+        let src = w + (c &* k &+ i &* segLen)
+        let dst = padded.base + (c &* kh &+ i) &* seg4
+        for t in 0..<segLen { dst[t] = src[t] }
+      }
+    }
+    let weights = try QPackedGemm.Weights(UnsafePointer(padded.base), n: cout, k: kh &* seg4)
+    let panels = weights.panels
+    let panelBytes = weights.groups &* 64
+    let pixels = n &* oh &* ow
+    let pool = ctx.pool
+    let inputBytes = n &* h &* wIn &* cin
+    let unsigned = try Scratch<UInt8>(count: inputBytes &+ 64)
+    let pad = UInt8(bitPattern: Int8(truncatingIfNeeded: xz)) ^ 0x80
+    let padRowLength = 8 &* sw &* cin &+ seg4 &+ 64
+    let padRow = try Scratch<UInt8>(count: padRowLength)
+    for i in 0..<padRowLength { padRow.base[i] = pad }
+    let edges = try Scratch<UInt8>(count: pool.threads &* 8 &* kh &* seg4)
+    let pointers = try Scratch<UnsafeRawPointer?>(count: pool.threads &* 8 &* kh)
+    let sums = try Scratch<Int32>(count: pool.threads &* 8 &* cout)
+    let initial = try Scratch<Int32>(count: panels &* QPackedGemm.nr)
+    let table = try QRequantTable(multipliers: mt.mult.int32, shifts: mt.shift.int32, count: cout, periodic: true)
+    let minChunk = max(QPackedGemm.mr, minChunkFor(perItem: k &* cout, grain: 1 << 15))
+    let offset = 128 &+ xz
+    return { () throws(TinfError) in
+      for c in 0..<cout {
+        initial.base[c] = (bias?[c] ?? 0) &- offset &* weights.colSums.base[c]
+      }
+      QPackedGemm.toUnsigned(x, unsigned.base, inputBytes)
+      let ini = UnsafePointer(initial.base)
+      let u = UnsafeRawPointer(unsigned.base)
+      let padPtr = UnsafeRawPointer(padRow.base)
+      let wp = UnsafeRawPointer(weights.data.base)
+      forEachChunk(pool, pixels, minChunk: minChunk) { chunk, range in
+        let ptrs = UnsafeMutableRawPointer(pointers.base + chunk &* 8 &* kh)
+          .assumingMemoryBound(to: UnsafeRawPointer.self)
+        let edge = edges.base + chunk &* 8 &* kh &* seg4
+        let acc = sums.base + chunk &* 8 &* cout
+        var p = range.lowerBound
+        var b = p / (oh &* ow)
+        let r = p &- b &* (oh &* ow)
+        var oy = r / ow
+        var ox = r &- oy &* ow
+        while p < range.upperBound {
+          let count = min(8, range.upperBound &- p)
+          let ix0 = ox &* sw &- padL
+          if count == 8 && ox &+ 8 <= ow && ix0 >= 0 && ix0 &+ 7 &* sw &+ kw <= wIn {
+            // Eight pixels of one output row, inside horizontally: each
+            // window row's pointers step by sw * cin (the row of zero
+            // points is long enough for the same steps).
+            let iy0 = oy &* sh &- padT
+            let step = sw &* cin
+            for i in 0..<kh {
+              let iy = iy0 &+ i &* dh
+              let base = iy < 0 || iy >= h ? padPtr : u + ((b &* h &+ iy) &* wIn &+ ix0) &* cin
+              for t in 0..<8 { ptrs[i &* 8 &+ t] = base + t &* step }
+            }
+            ox &+= 8
+            if ox == ow {
+              ox = 0
+              oy &+= 1
+              if oy == oh {
+                oy = 0
+                b &+= 1
+              }
+            }
+          } else {
+            for t in 0..<8 {
+              guard t < count else {
+                for i in 0..<kh { ptrs[i &* 8 &+ t] = ptrs[i &* 8] }  // computed, not stored
+                continue
+              }
+              let iy0 = oy &* sh &- padT
+              let ix0 = ox &* sw &- padL
+              let inside = ix0 >= 0 && ix0 &+ kw <= wIn
+              for i in 0..<kh {
+                let iy = iy0 &+ i &* dh
+                let slot = i &* 8 &+ t
+                if iy < 0 || iy >= h {
+                  ptrs[slot] = padPtr
+                } else if inside {
+                  ptrs[slot] = u + ((b &* h &+ iy) &* wIn &+ ix0) &* cin
+                } else {
+                  let d = edge + slot &* seg4
+                  let src = unsigned.base + (b &* h &+ iy) &* wIn &* cin
+                  for j in 0..<kw {
+                    let ix = ix0 &+ j
+                    let dj = d + j &* cin
+                    if ix >= 0 && ix < wIn {
+                      for c in 0..<cin { dj[c] = src[ix &* cin &+ c] }
+                    } else {
+                      for c in 0..<cin { dj[c] = pad }
+                    }
+                  }
+                  ptrs[slot] = UnsafeRawPointer(d)
+                }
+              }
+              ox &+= 1
+              if ox == ow {
+                ox = 0
+                oy &+= 1
+                if oy == oh {
+                  oy = 0
+                  b &+= 1
+                }
+              }
+            }
+          }
+          for pn in 0..<panels {
+            QPackedGemm.tile8Segments(
+              UnsafePointer(ptrs), kh, seg4 >> 2, wp + pn &* panelBytes, ini + pn &* QPackedGemm.nr,
+              acc + pn &* QPackedGemm.nr, ldo: cout, rows: count, valid: min(QPackedGemm.nr, cout &- pn &* QPackedGemm.nr))
+          }
+          if table.isPeriodic {
+            table.requantizeFlat(acc, zp: yz, lo: lo, hi: hi, y + p &* cout, count &* cout)
+          } else {
+            for s in 0..<count {
+              table.requantize(acc + s &* cout, from: 0, zp: yz, lo: lo, hi: hi, y + (p &+ s) &* cout, cout)
+            }
+          }
+          p &+= count
+        }
+      }
+      _ = weights
+      _ = unsigned
+      _ = padRow
+      _ = edges
+      _ = pointers
+      _ = sums
+      _ = initial
+      _ = padded
     }
   }
 
