@@ -54,8 +54,8 @@ enum FullyConnectedKernel {
       let wp = UnsafePointer(packed.ptr)
       let (lo, hi) = act.range
       let panels = (n + PackedGemm.nr - 1) / PackedGemm.nr
-      let minRows = max(PackedGemm.mr, minChunkFor(perItem: k &* n, grain: 1 << 17))
-      let minPanels = max(1, minChunkFor(perItem: m &* k &* PackedGemm.nr, grain: 1 << 17))
+      let minRows = max(PackedGemm.mr, minChunkFor(perItem: k &* n, grain: 1 << 15))
+      let minPanels = max(1, minChunkFor(perItem: m &* k &* PackedGemm.nr, grain: 1 << 15))
       return { () throws(TinfError) in
         _ = packed
         if m >= PackedGemm.mr &* pool.threads || panels < 2 {
