@@ -99,6 +99,14 @@ struct ti_pool {
   atomic_ulong generation;
   atomic_int sleepers;
   atomic_int stop;
+  /* Workers inside ti_pool_work, and a flag the caller raises while it
+   * writes a job: a worker registers in `active`, then backs off if `setup`
+   * is raised or the generation moved; the caller raises `setup`, then
+   * waits for `active` to drain. (Sequentially consistent atomics: one of
+   * the two sees the other.) So no worker still finishing the previous job
+   * can claim an item while fn, ctx and n change. */
+  atomic_int active;
+  atomic_int setup;
 };
 
 static inline void ti_cpu_relax(void) {
@@ -139,8 +147,16 @@ static void *ti_pool_main(void *arg) {
       pthread_mutex_unlock(&p->mu);
     }
     if (atomic_load(&p->stop)) break;
-    seen = atomic_load(&p->generation);
+    unsigned long g = atomic_load(&p->generation);
+    atomic_fetch_add(&p->active, 1);
+    if (atomic_load(&p->setup) || atomic_load(&p->generation) != g) {
+      atomic_fetch_sub(&p->active, 1);  /* a job is being written: retry */
+      ti_cpu_relax();
+      continue;
+    }
+    seen = g;
     ti_pool_work(p);
+    atomic_fetch_sub(&p->active, 1);
   }
   return NULL;
 }
@@ -159,6 +175,8 @@ ti_pool *ti_pool_create(int threads) {
   atomic_init(&p->generation, 0);
   atomic_init(&p->sleepers, 0);
   atomic_init(&p->stop, 0);
+  atomic_init(&p->active, 0);
+  atomic_init(&p->setup, 0);
   if (threads > 1) {
     p->workers = calloc((size_t)threads - 1, sizeof(pthread_t));
     if (!p->workers) { ti_pool_destroy(p); return NULL; }
@@ -192,12 +210,15 @@ void ti_pool_run(ti_pool *p, void (*fn)(void *, int), void *ctx, int n) {
     for (int i = 0; i < n; i++) fn(ctx, i);
     return;
   }
+  atomic_store(&p->setup, 1);
+  while (atomic_load(&p->active) > 0) ti_cpu_relax();
   p->fn = fn;
   p->ctx = ctx;
   p->n = n;
   atomic_store(&p->pending, n);
   atomic_store(&p->next, 0);
   atomic_fetch_add(&p->generation, 1);
+  atomic_store(&p->setup, 0);
   if (atomic_load(&p->sleepers) > 0) {
     pthread_mutex_lock(&p->mu);
     pthread_cond_broadcast(&p->wake);

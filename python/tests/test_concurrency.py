@@ -253,3 +253,35 @@ def test_fc_few_rows_threads_match_single(rows):
     b.close()
     assert_close(y4, y1, rtol=1e-5, atol=1e-5)
     assert_close(y1, xv @ w.T, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("threads", [2, 3, 4])
+def test_pool_jobs_of_changing_sizes_many_runs(threads):
+    """Consecutive ops hand the pool jobs of different item counts (with 3
+    or 4 threads, 2 to 4 chunks). A worker still leaving one job must never
+    claim an item of the next one while it is being written: with more
+    chunks than threads that ran an item twice and ended a job early (a
+    crash after some hundred runs), which the pool's setup handshake
+    prevents. Many runs, each equal to one thread's result."""
+    rng = np.random.default_rng(threads)
+    b = tinyinfer.GraphBuilder("chunks")
+    x = b.input("x", (1, 24, 40, 3))
+    t = b.op("Conv2D", x, b.const("w0", rng.standard_normal((16, 3, 3, 3)).astype(np.float32)),
+             b.const("b0", np.zeros(16, np.float32)), strides=[2, 2], padding=1, activation=2)
+    t = b.op("DepthwiseConv2D", t, b.const("w1", rng.standard_normal((1, 3, 3, 16)).astype(np.float32)),
+             b.const("b1", np.zeros(16, np.float32)), padding=1, activation=2)
+    t = b.op("Conv2D", t, b.const("w2", rng.standard_normal((40, 1, 1, 16)).astype(np.float32)),
+             b.const("b2", np.zeros(40, np.float32)))
+    t = b.op("Reshape", t, shape=[1, 12 * 20 * 40])
+    t = b.op("FullyConnected", t, b.const("w3", (rng.standard_normal((64, 9600)) * 0.01).astype(np.float32)),
+             b.const("b3", np.zeros(64, np.float32)))
+    b.output(t)
+    data = b.to_bytes()
+    xs = rng.standard_normal((1, 24, 40, 3)).astype(np.float32)
+    with tinyinfer.load(data, threads=1) as m1:
+        (want,) = m1.run(xs)
+    with tinyinfer.load(data, threads=threads) as m:
+        with m.session(threads=threads) as s:
+            for _ in range(400):
+                (got,) = s.run(xs)
+                assert_close(got, want)
