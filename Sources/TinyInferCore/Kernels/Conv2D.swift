@@ -170,6 +170,8 @@ enum Conv2DKernel {
     // gathered with zeros into per-thread scratch.
     let segLen = kw &* cin
     let indirect = !direct && PackedGemm.mr == 8 && dw == 1
+    let windows = IndirectWindows(
+      h: h, w: wIn, cin: cin, kh: kh, kw: kw, sh: sh, sw: sw, dh: dh, padT: padT, padL: padL, pieceStride: segLen)
     // Zeros for window rows above or below the image, long enough for
     // eight pixels of a strided tile.
     let zeros = try Scratch<Float>(count: indirect ? 8 &* sw &* cin &+ segLen : 1)
@@ -212,85 +214,13 @@ enum Conv2DKernel {
           let ptrs = UnsafeMutableRawPointer(pointers.base + chunk &* 8 &* kh)
             .assumingMemoryBound(to: UnsafePointer<Float>.self)
           let edge = edges.base + chunk &* 8 &* kh &* segLen
-          let zero = UnsafePointer(zeros.base)
+          var cursor = PixelCursor(range.lowerBound, oh: oh, ow: ow)
           var p = range.lowerBound
-          var b = p / (oh &* ow)
-          let r = p &- b &* (oh &* ow)
-          var oy = r / ow
-          var ox = r &- oy &* ow
           while p < range.upperBound {
-            let count = min(8, range.upperBound &- p)
-            let ix0 = ox &* sw &- padL
-            if count == 8 && ox &+ 8 <= ow && ix0 >= 0 && ix0 &+ 7 &* sw &+ kw <= wIn {
-              // Eight pixels of one output row, inside horizontally: one
-              // base pointer per window row.
-              let iy0 = oy &* sh &- padT
-              for i in 0..<kh {
-                let iy = iy0 &+ i &* dh
-                ptrs[i] = iy < 0 || iy >= h ? zero : x + ((b &* h &+ iy) &* wIn &+ ix0) &* cin
-              }
-              for pn in 0..<panels {
-                PackedGemm.tile8Strided(
-                  UnsafePointer(ptrs), stride: sw &* cin, segments: kh, segLen: segLen,
-                  panel: w + pn &* k &* PackedGemm.nr, bias: bias, col: pn &* PackedGemm.nr, n: cout, lo: lo, hi: hi,
-                  y: y + p &* cout, ldy: cout, rows: 8)
-              }
-              ox &+= 8
-              if ox == ow {
-                ox = 0
-                oy &+= 1
-                if oy == oh {
-                  oy = 0
-                  b &+= 1
-                }
-              }
-              p &+= 8
-              continue
-            }
-            for t in 0..<8 {
-              if t < count {
-                let iy0 = oy &* sh &- padT
-                let ix0 = ox &* sw &- padL
-                let inside = ix0 >= 0 && ix0 &+ kw <= wIn
-                for i in 0..<kh {
-                  let iy = iy0 &+ i &* dh
-                  let slot = i &* 8 &+ t
-                  if iy < 0 || iy >= h {
-                    ptrs[slot] = zero
-                  } else if inside {
-                    ptrs[slot] = x + ((b &* h &+ iy) &* wIn &+ ix0) &* cin
-                  } else {
-                    // The window row crosses the left or right edge.
-                    let d = edge + slot &* segLen
-                    let src = x + (b &* h &+ iy) &* wIn &* cin
-                    for j in 0..<kw {
-                      let ix = ix0 &+ j
-                      let dj = d + j &* cin
-                      if ix >= 0 && ix < wIn {
-                        for c in 0..<cin { dj[c] = src[ix &* cin &+ c] }
-                      } else {
-                        for c in 0..<cin { dj[c] = 0 }
-                      }
-                    }
-                    ptrs[slot] = UnsafePointer(d)
-                  }
-                }
-                ox &+= 1
-                if ox == ow {
-                  ox = 0
-                  oy &+= 1
-                  if oy == oh {
-                    oy = 0
-                    b &+= 1
-                  }
-                }
-              } else {
-                // Rows past the end repeat row 0 (computed, not stored).
-                for i in 0..<kh { ptrs[i &* 8 &+ t] = ptrs[i &* 8] }
-              }
-            }
+            let count = windows.fill(
+              ptrs, &cursor, limit: range.upperBound &- p, x: x, padRow: UnsafePointer(zeros.base), edge: edge, pad: 0)
             for pn in 0..<panels {
-              PackedGemm.tile8Segmented(
+              PackedGemm.tile8(
                 UnsafePointer(ptrs), segments: kh, segLen: segLen, panel: w + pn &* k &* PackedGemm.nr, bias: bias,
                 col: pn &* PackedGemm.nr, n: cout, lo: lo, hi: hi, y: y + p &* cout, ldy: cout, rows: count)
             }

@@ -234,3 +234,109 @@ func copyStrided(
     }
   }
 }
+
+// MARK: - Indirect convolution
+
+/// Output pixel coordinates (image, row, column) of a flat pixel index,
+/// advanced by counting instead of dividing per pixel.
+struct PixelCursor {
+  var b: Int
+  var oy: Int
+  var ox: Int
+  let oh: Int
+  let ow: Int
+
+  init(_ p: Int, oh: Int, ow: Int) {
+    self.oh = oh
+    self.ow = ow
+    b = p / (oh &* ow)
+    let r = p &- b &* (oh &* ow)
+    oy = r / ow
+    ox = r &- oy &* ow
+  }
+
+  /// Moves `n` pixels on, within the current output row or to the start of
+  /// the next one.
+  @inline(__always)
+  mutating func advance(_ n: Int) {
+    ox &+= n
+    if ox == ow {
+      ox = 0
+      oy &+= 1
+      if oy == oh {
+        oy = 0
+        b &+= 1
+      }
+    }
+  }
+}
+
+/// The window geometry of an indirect convolution (one group, dilation 1
+/// along W, so each window row is kw * cin consecutive input values).
+struct IndirectWindows {
+  let h: Int, w: Int, cin: Int, kh: Int, kw: Int, sh: Int, sw: Int, dh: Int, padT: Int, padL: Int
+  /// Values per piece of a gathered window row (kw * cin, or more for
+  /// padding to a multiple of four).
+  let pieceStride: Int
+
+  /// Fills the pointer table of the next up to eight output pixels (slot
+  /// `i * 8 + t`: window row i of pixel t) and moves the cursor on; returns
+  /// the pixels taken (at most `limit`). A window row above or below the
+  /// image points at `padRow` (a row of `pad` at least 8 * sw * cin + kw *
+  /// cin long); a window row cut by the left or right edge is gathered with
+  /// `pad` into `edge` (8 * kh pieces). Eight pixels of one output row
+  /// inside the image horizontally step from one base pointer per window
+  /// row. Slots past the pixels taken repeat pixel 0 (computed, never
+  /// stored).
+  @inline(__always)
+  func fill<T>(
+    _ ptrs: UnsafeMutablePointer<UnsafePointer<T>>, _ cursor: inout PixelCursor, limit: Int, x: UnsafePointer<T>,
+    padRow: UnsafePointer<T>, edge: UnsafeMutablePointer<T>, pad: T
+  ) -> Int {
+    let count = min(8, limit)
+    let ix0 = cursor.ox &* sw &- padL
+    if count == 8 && cursor.ox &+ 8 <= cursor.ow && ix0 >= 0 && ix0 &+ 7 &* sw &+ kw <= w {
+      let iy0 = cursor.oy &* sh &- padT
+      let step = sw &* cin
+      for i in 0..<kh {
+        let iy = iy0 &+ i &* dh
+        let base = iy < 0 || iy >= h ? padRow : x + ((cursor.b &* h &+ iy) &* w &+ ix0) &* cin
+        for t in 0..<8 { ptrs[i &* 8 &+ t] = base + t &* step }
+      }
+      cursor.advance(8)
+      return 8
+    }
+    for t in 0..<count {
+      let iy0 = cursor.oy &* sh &- padT
+      let ix0 = cursor.ox &* sw &- padL
+      let inside = ix0 >= 0 && ix0 &+ kw <= w
+      for i in 0..<kh {
+        let iy = iy0 &+ i &* dh
+        let slot = i &* 8 &+ t
+        if iy < 0 || iy >= h {
+          ptrs[slot] = padRow
+        } else if inside {
+          ptrs[slot] = x + ((cursor.b &* h &+ iy) &* w &+ ix0) &* cin
+        } else {
+          let d = edge + slot &* pieceStride
+          let src = x + (cursor.b &* h &+ iy) &* w &* cin
+          for j in 0..<kw {
+            let ix = ix0 &+ j
+            let dj = d + j &* cin
+            if ix >= 0 && ix < w {
+              for c in 0..<cin { dj[c] = src[ix &* cin &+ c] }
+            } else {
+              for c in 0..<cin { dj[c] = pad }
+            }
+          }
+          ptrs[slot] = UnsafePointer(d)
+        }
+      }
+      cursor.advance(1)
+    }
+    for t in count..<8 {
+      for i in 0..<kh { ptrs[i &* 8 &+ t] = ptrs[i &* 8] }
+    }
+    return count
+  }
+}

@@ -74,10 +74,21 @@ enum PackedGemm {
         }
       } else {
         if mr == 8 {
-          for p in panels {
-            tile8(
-              a0, a1, a2, a3, a4, a5, a6, a7, k: k, panel: packed + p &* k &* nr, bias: bias, col: p &* nr, n: n,
-              lo: lo, hi: hi, y: y + m &* ldy, ldy: ldy, rows: count)
+          withUnsafeTemporaryAllocation(of: UnsafePointer<Float>.self, capacity: 8) { t in
+            let ptrs = t.baseAddress!
+            ptrs[0] = a0
+            ptrs[1] = a1
+            ptrs[2] = a2
+            ptrs[3] = a3
+            ptrs[4] = a4
+            ptrs[5] = a5
+            ptrs[6] = a6
+            ptrs[7] = a7
+            for p in panels {
+              tile8(
+                UnsafePointer(ptrs), segments: 1, segLen: k, panel: packed + p &* k &* nr, bias: bias, col: p &* nr,
+                n: n, lo: lo, hi: hi, y: y + m &* ldy, ldy: ldy, rows: count)
+            }
           }
         } else {
           for p in panels {
@@ -139,64 +150,14 @@ enum PackedGemm {
   }
 
   /// The 8-row tile, for CPUs with 32 vector registers (AVX-512): eight
-  /// accumulator chains keep both FMA units busy.
+  /// accumulator chains keep both FMA units busy. The depth is made of
+  /// `segments` pieces of `segLen` values, each row reading each piece from
+  /// its own address: `ptrs[s * 8 + r]` is row r's piece s. A GEMM has one
+  /// piece (the row); an indirect convolution one per window row (kw * cin
+  /// consecutive input floats, read in place). The panel is the usual one
+  /// for depth segments * segLen.
   @inline(never)
   static func tile8(
-    _ a0: UnsafePointer<Float>, _ a1: UnsafePointer<Float>, _ a2: UnsafePointer<Float>,
-    _ a3: UnsafePointer<Float>, _ a4: UnsafePointer<Float>, _ a5: UnsafePointer<Float>,
-    _ a6: UnsafePointer<Float>, _ a7: UnsafePointer<Float>, k: Int, panel: UnsafePointer<Float>, bias: UnsafePointer<Float>?, col: Int, n: Int, lo: Float, hi: Float,
-    y: UnsafeMutablePointer<Float>, ldy: Int, rows: Int
-  ) {
-    var c0 = SIMD16<Float>(repeating: 0)
-    var c1 = c0
-    var c2 = c0
-    var c3 = c0
-    var c4 = c0
-    var c5 = c0
-    var c6 = c0
-    var c7 = c0
-    let b = UnsafeRawPointer(panel)
-    for kk in 0..<k {
-      let v = b.load(fromByteOffset: kk &* 64, as: SIMD16<Float>.self)
-      c0.addProduct(SIMD16(repeating: a0[kk]), v)
-      c1.addProduct(SIMD16(repeating: a1[kk]), v)
-      c2.addProduct(SIMD16(repeating: a2[kk]), v)
-      c3.addProduct(SIMD16(repeating: a3[kk]), v)
-      c4.addProduct(SIMD16(repeating: a4[kk]), v)
-      c5.addProduct(SIMD16(repeating: a5[kk]), v)
-      c6.addProduct(SIMD16(repeating: a6[kk]), v)
-      c7.addProduct(SIMD16(repeating: a7[kk]), v)
-    }
-    let valid = min(nr, n &- col)
-    var bv = SIMD16<Float>(repeating: 0)
-    if let bias {
-      if valid == nr {
-        bv = UnsafeRawPointer(bias + col).loadUnaligned(as: SIMD16<Float>.self)
-      } else {
-        for j in 0..<valid { bv[j] = bias[col &+ j] }
-      }
-    }
-    let b16 = bv
-    let vlo = SIMD16<Float>(repeating: lo)
-    let vhi = SIMD16<Float>(repeating: hi)
-    let dst = y + col
-    store(c0, b16, vlo, vhi, dst, valid)
-    if rows > 1 { store(c1, b16, vlo, vhi, dst + ldy, valid) }
-    if rows > 2 { store(c2, b16, vlo, vhi, dst + 2 &* ldy, valid) }
-    if rows > 3 { store(c3, b16, vlo, vhi, dst + 3 &* ldy, valid) }
-    if rows > 4 { store(c4, b16, vlo, vhi, dst + 4 &* ldy, valid) }
-    if rows > 5 { store(c5, b16, vlo, vhi, dst + 5 &* ldy, valid) }
-    if rows > 6 { store(c6, b16, vlo, vhi, dst + 6 &* ldy, valid) }
-    if rows > 7 { store(c7, b16, vlo, vhi, dst + 7 &* ldy, valid) }
-  }
-
-  /// The 8-row tile over a depth made of `segments` pieces of `segLen`
-  /// values, each row reading each piece from its own address:
-  /// `ptrs[s * 8 + r]` is row r's piece s (an indirect convolution: a
-  /// window row of kw * cin consecutive input floats, read in place).
-  /// The panel is the usual one for depth segments * segLen.
-  @inline(never)
-  static func tile8Segmented(
     _ ptrs: UnsafePointer<UnsafePointer<Float>>, segments: Int, segLen: Int, panel: UnsafePointer<Float>,
     bias: UnsafePointer<Float>?, col: Int, n: Int, lo: Float, hi: Float, y: UnsafeMutablePointer<Float>, ldy: Int,
     rows: Int
@@ -212,62 +173,6 @@ enum PackedGemm {
     for sg in 0..<segments {
       let q = ptrs + sg &* 8
       let a0 = q[0], a1 = q[1], a2 = q[2], a3 = q[3], a4 = q[4], a5 = q[5], a6 = q[6], a7 = q[7]
-      let b = UnsafeRawPointer(panel + sg &* segLen &* nr)
-      for kk in 0..<segLen {
-        let v = b.load(fromByteOffset: kk &* 64, as: SIMD16<Float>.self)
-        c0.addProduct(SIMD16(repeating: a0[kk]), v)
-        c1.addProduct(SIMD16(repeating: a1[kk]), v)
-        c2.addProduct(SIMD16(repeating: a2[kk]), v)
-        c3.addProduct(SIMD16(repeating: a3[kk]), v)
-        c4.addProduct(SIMD16(repeating: a4[kk]), v)
-        c5.addProduct(SIMD16(repeating: a5[kk]), v)
-        c6.addProduct(SIMD16(repeating: a6[kk]), v)
-        c7.addProduct(SIMD16(repeating: a7[kk]), v)
-      }
-    }
-    let valid = min(nr, n &- col)
-    var bv = SIMD16<Float>(repeating: 0)
-    if let bias {
-      if valid == nr {
-        bv = UnsafeRawPointer(bias + col).loadUnaligned(as: SIMD16<Float>.self)
-      } else {
-        for j in 0..<valid { bv[j] = bias[col &+ j] }
-      }
-    }
-    let vlo = SIMD16<Float>(repeating: lo)
-    let vhi = SIMD16<Float>(repeating: hi)
-    let dst = y + col
-    store(c0, bv, vlo, vhi, dst, valid)
-    if rows > 1 { store(c1, bv, vlo, vhi, dst + ldy, valid) }
-    if rows > 2 { store(c2, bv, vlo, vhi, dst + 2 &* ldy, valid) }
-    if rows > 3 { store(c3, bv, vlo, vhi, dst + 3 &* ldy, valid) }
-    if rows > 4 { store(c4, bv, vlo, vhi, dst + 4 &* ldy, valid) }
-    if rows > 5 { store(c5, bv, vlo, vhi, dst + 5 &* ldy, valid) }
-    if rows > 6 { store(c6, bv, vlo, vhi, dst + 6 &* ldy, valid) }
-    if rows > 7 { store(c7, bv, vlo, vhi, dst + 7 &* ldy, valid) }
-  }
-
-  /// tile8Segmented for eight pixels of one output row whose windows lie
-  /// inside the image horizontally: row t's piece s starts at
-  /// `ptrs[s] + t * stride`, so no pointer table is built per pixel.
-  @inline(never)
-  static func tile8Strided(
-    _ ptrs: UnsafePointer<UnsafePointer<Float>>, stride: Int, segments: Int, segLen: Int, panel: UnsafePointer<Float>,
-    bias: UnsafePointer<Float>?, col: Int, n: Int, lo: Float, hi: Float, y: UnsafeMutablePointer<Float>, ldy: Int,
-    rows: Int
-  ) {
-    var c0 = SIMD16<Float>(repeating: 0)
-    var c1 = c0
-    var c2 = c0
-    var c3 = c0
-    var c4 = c0
-    var c5 = c0
-    var c6 = c0
-    var c7 = c0
-    for sg in 0..<segments {
-      let a0 = ptrs[sg]
-      let a1 = a0 + stride, a2 = a0 + 2 &* stride, a3 = a0 + 3 &* stride, a4 = a0 + 4 &* stride
-      let a5 = a0 + 5 &* stride, a6 = a0 + 6 &* stride, a7 = a0 + 7 &* stride
       let b = UnsafeRawPointer(panel + sg &* segLen &* nr)
       for kk in 0..<segLen {
         let v = b.load(fromByteOffset: kk &* 64, as: SIMD16<Float>.self)

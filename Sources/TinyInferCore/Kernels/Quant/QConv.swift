@@ -275,7 +275,9 @@ enum QConv2DKernel {
     let padRow = try Scratch<UInt8>(count: padRowLength)
     for i in 0..<padRowLength { padRow.base[i] = pad }
     let edges = try Scratch<UInt8>(count: pool.threads &* 8 &* kh &* seg4)
-    let pointers = try Scratch<UnsafeRawPointer?>(count: pool.threads &* 8 &* kh)
+    let pointers = try Scratch<UnsafePointer<UInt8>?>(count: pool.threads &* 8 &* kh)
+    let windows = IndirectWindows(
+      h: h, w: wIn, cin: cin, kh: kh, kw: kw, sh: sh, sw: sw, dh: dh, padT: padT, padL: padL, pieceStride: seg4)
     let sums = try Scratch<Int32>(count: pool.threads &* 8 &* cout)
     let initial = try Scratch<Int32>(count: panels &* QPackedGemm.nr)
     let table = try QRequantTable(multipliers: mt.mult.int32, shifts: mt.shift.int32, count: cout, periodic: true)
@@ -287,86 +289,20 @@ enum QConv2DKernel {
       }
       QPackedGemm.toUnsigned(x, unsigned.base, inputBytes)
       let ini = UnsafePointer(initial.base)
-      let u = UnsafeRawPointer(unsigned.base)
-      let padPtr = UnsafeRawPointer(padRow.base)
       let wp = UnsafeRawPointer(weights.data.base)
       forEachChunk(pool, pixels, minChunk: minChunk) { chunk, range in
         let ptrs = UnsafeMutableRawPointer(pointers.base + chunk &* 8 &* kh)
-          .assumingMemoryBound(to: UnsafeRawPointer.self)
+          .assumingMemoryBound(to: UnsafePointer<UInt8>.self)
         let edge = edges.base + chunk &* 8 &* kh &* seg4
         let acc = sums.base + chunk &* 8 &* cout
+        var cursor = PixelCursor(range.lowerBound, oh: oh, ow: ow)
         var p = range.lowerBound
-        var b = p / (oh &* ow)
-        let r = p &- b &* (oh &* ow)
-        var oy = r / ow
-        var ox = r &- oy &* ow
         while p < range.upperBound {
-          let count = min(8, range.upperBound &- p)
-          let ix0 = ox &* sw &- padL
-          if count == 8 && ox &+ 8 <= ow && ix0 >= 0 && ix0 &+ 7 &* sw &+ kw <= wIn {
-            // Eight pixels of one output row, inside horizontally: each
-            // window row's pointers step by sw * cin (the row of zero
-            // points is long enough for the same steps).
-            let iy0 = oy &* sh &- padT
-            let step = sw &* cin
-            for i in 0..<kh {
-              let iy = iy0 &+ i &* dh
-              let base = iy < 0 || iy >= h ? padPtr : u + ((b &* h &+ iy) &* wIn &+ ix0) &* cin
-              for t in 0..<8 { ptrs[i &* 8 &+ t] = base + t &* step }
-            }
-            ox &+= 8
-            if ox == ow {
-              ox = 0
-              oy &+= 1
-              if oy == oh {
-                oy = 0
-                b &+= 1
-              }
-            }
-          } else {
-            for t in 0..<8 {
-              guard t < count else {
-                for i in 0..<kh { ptrs[i &* 8 &+ t] = ptrs[i &* 8] }  // computed, not stored
-                continue
-              }
-              let iy0 = oy &* sh &- padT
-              let ix0 = ox &* sw &- padL
-              let inside = ix0 >= 0 && ix0 &+ kw <= wIn
-              for i in 0..<kh {
-                let iy = iy0 &+ i &* dh
-                let slot = i &* 8 &+ t
-                if iy < 0 || iy >= h {
-                  ptrs[slot] = padPtr
-                } else if inside {
-                  ptrs[slot] = u + ((b &* h &+ iy) &* wIn &+ ix0) &* cin
-                } else {
-                  let d = edge + slot &* seg4
-                  let src = unsigned.base + (b &* h &+ iy) &* wIn &* cin
-                  for j in 0..<kw {
-                    let ix = ix0 &+ j
-                    let dj = d + j &* cin
-                    if ix >= 0 && ix < wIn {
-                      for c in 0..<cin { dj[c] = src[ix &* cin &+ c] }
-                    } else {
-                      for c in 0..<cin { dj[c] = pad }
-                    }
-                  }
-                  ptrs[slot] = UnsafeRawPointer(d)
-                }
-              }
-              ox &+= 1
-              if ox == ow {
-                ox = 0
-                oy &+= 1
-                if oy == oh {
-                  oy = 0
-                  b &+= 1
-                }
-              }
-            }
-          }
+          let count = windows.fill(
+            ptrs, &cursor, limit: range.upperBound &- p, x: UnsafePointer(unsigned.base),
+            padRow: UnsafePointer(padRow.base), edge: edge, pad: pad)
           for pn in 0..<panels {
-            QPackedGemm.tile8Segments(
+            QPackedGemm.tile8(
               UnsafePointer(ptrs), kh, seg4 >> 2, wp + pn &* panelBytes, ini + pn &* QPackedGemm.nr,
               acc + pn &* QPackedGemm.nr, ldo: cout, rows: count, valid: min(QPackedGemm.nr, cout &- pn &* QPackedGemm.nr))
           }

@@ -94,19 +94,20 @@ enum QPackedGemm {
       }
       return
     }
-    var m = 0
-    while m < rows {
-      let count = min(mr, rows &- m)
-      let a0 = a + m &* lda
-      let step = count > 1 ? lda : 0
-      // Rows past `count` repeat row 0 (computed, never stored).
-      @inline(__always) func r(_ i: Int) -> UnsafeRawPointer { UnsafeRawPointer(a0 + (i < count ? i &* step : 0)) }
-      for p in all {
-        tile8(
-          r(0), r(1), r(2), r(3), r(4), r(5), r(6), r(7), groups, w + p &* panelBytes, initial + p &* nr,
-          acc + (m &* ldo &+ p &* nr), ldo: ldo, rows: count, valid: min(nr, n &- p &* nr))
+    withUnsafeTemporaryAllocation(of: UnsafePointer<UInt8>.self, capacity: 8) { t in
+      let ptrs = t.baseAddress!
+      var m = 0
+      while m < rows {
+        let count = min(mr, rows &- m)
+        // Rows past `count` repeat row 0 (computed, never stored).
+        for i in 0..<8 { ptrs[i] = a + (m &* lda &+ (i < count ? i &* lda : 0)) }
+        for p in all {
+          tile8(
+            UnsafePointer(ptrs), 1, groups, w + p &* panelBytes, initial + p &* nr, acc + (m &* ldo &+ p &* nr),
+            ldo: ldo, rows: count, valid: min(nr, n &- p &* nr))
+        }
+        m &+= mr
       }
-      m &+= mr
     }
   }
 
@@ -119,52 +120,15 @@ enum QPackedGemm {
   // (checked with objdump: one vpdpbusd per row and panel step).
 
   /// 8 rows x 16 columns: eight accumulators, one weight vector per step.
+  /// The depth is made of `segments` pieces of `segGroups` groups of four
+  /// bytes, each row reading each piece from its own address:
+  /// `ptrs[s * 8 + r]` is row r's piece s. A GEMM has one piece (the row);
+  /// an indirect convolution one per window row (kw * cin bytes, padded to
+  /// a multiple of four with bytes that meet zero weights). The panel is
+  /// the usual one for the padded depth segments * 4 * segGroups.
   @inline(never)
   static func tile8(
-    _ a0: UnsafeRawPointer, _ a1: UnsafeRawPointer, _ a2: UnsafeRawPointer, _ a3: UnsafeRawPointer,
-    _ a4: UnsafeRawPointer, _ a5: UnsafeRawPointer, _ a6: UnsafeRawPointer, _ a7: UnsafeRawPointer,
-    _ groups: Int, _ panel: UnsafeRawPointer, _ initial: UnsafePointer<Int32>, _ out: UnsafeMutablePointer<Int32>,
-    ldo: Int, rows: Int, valid: Int
-  ) {
-    let i0 = UnsafeRawPointer(initial).load(as: SIMD16<Int32>.self)
-    var c0 = i0
-    var c1 = i0
-    var c2 = i0
-    var c3 = i0
-    var c4 = i0
-    var c5 = i0
-    var c6 = i0
-    var c7 = i0
-    for g in 0..<groups {
-      let v = panel.load(fromByteOffset: g &<< 6, as: SIMD16<Int32>.self)
-      c0 = ti_dpbusd16(c0, bcast(a0, g), v)
-      c1 = ti_dpbusd16(c1, bcast(a1, g), v)
-      c2 = ti_dpbusd16(c2, bcast(a2, g), v)
-      c3 = ti_dpbusd16(c3, bcast(a3, g), v)
-      c4 = ti_dpbusd16(c4, bcast(a4, g), v)
-      c5 = ti_dpbusd16(c5, bcast(a5, g), v)
-      c6 = ti_dpbusd16(c6, bcast(a6, g), v)
-      c7 = ti_dpbusd16(c7, bcast(a7, g), v)
-    }
-    store(c0, out, valid)
-    if rows > 1 { store(c1, out + ldo, valid) }
-    if rows > 2 { store(c2, out + 2 &* ldo, valid) }
-    if rows > 3 { store(c3, out + 3 &* ldo, valid) }
-    if rows > 4 { store(c4, out + 4 &* ldo, valid) }
-    if rows > 5 { store(c5, out + 5 &* ldo, valid) }
-    if rows > 6 { store(c6, out + 6 &* ldo, valid) }
-    if rows > 7 { store(c7, out + 7 &* ldo, valid) }
-  }
-
-  /// The 8-row tile over a depth made of `segments` pieces of
-  /// `segGroups` groups of four bytes, each row reading each piece from
-  /// its own address: `ptrs[s * 8 + r]` is row r's piece s (an indirect
-  /// convolution: a window row of kw * cin bytes, padded to a multiple of
-  /// four with bytes that meet zero weights). The panel is the usual one
-  /// for the padded depth segments * 4 * segGroups.
-  @inline(never)
-  static func tile8Segments(
-    _ ptrs: UnsafePointer<UnsafeRawPointer>, _ segments: Int, _ segGroups: Int, _ panel: UnsafeRawPointer,
+    _ ptrs: UnsafePointer<UnsafePointer<UInt8>>, _ segments: Int, _ segGroups: Int, _ panel: UnsafeRawPointer,
     _ initial: UnsafePointer<Int32>, _ out: UnsafeMutablePointer<Int32>, ldo: Int, rows: Int, valid: Int
   ) {
     let i0 = UnsafeRawPointer(initial).load(as: SIMD16<Int32>.self)
@@ -178,7 +142,9 @@ enum QPackedGemm {
     var c7 = i0
     for sg in 0..<segments {
       let q = ptrs + sg &* 8
-      let a0 = q[0], a1 = q[1], a2 = q[2], a3 = q[3], a4 = q[4], a5 = q[5], a6 = q[6], a7 = q[7]
+      let a0 = UnsafeRawPointer(q[0]), a1 = UnsafeRawPointer(q[1]), a2 = UnsafeRawPointer(q[2])
+      let a3 = UnsafeRawPointer(q[3]), a4 = UnsafeRawPointer(q[4]), a5 = UnsafeRawPointer(q[5])
+      let a6 = UnsafeRawPointer(q[6]), a7 = UnsafeRawPointer(q[7])
       let pb = panel + sg &* segGroups &* 64
       for g in 0..<segGroups {
         let v = pb.load(fromByteOffset: g &<< 6, as: SIMD16<Int32>.self)
