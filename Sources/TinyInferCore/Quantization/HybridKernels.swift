@@ -295,15 +295,7 @@ enum HybridFullyConnected {
           }
         }
       }
-      if pool.threads > 1 && total >= 1 << 16 {
-        if m >= pool.threads {
-          pool.parallelRanges(m, minChunk: 1) { rr in work(rr, 0..<panels) }
-        } else {
-          pool.parallelRanges(panels, minChunk: 1) { pr in work(0..<m, pr) }
-        }
-      } else {
-        work(0..<m, 0..<panels)
-      }
+      QPackedGemm.parallel(pool, rows: m, panels: panels, macs: total, work)
       act.apply(y, m &* n)
       _ = weights
       _ = zeros

@@ -158,6 +158,22 @@ struct QRequantTable {
     tinyInferRequantize(acc, base[stride &+ t], base[t] &- base[2 &* stride &+ t], zp, lo, hi)
   }
 
+  /// The outputs of `pixels` consecutive pixels of `count` channels each
+  /// (consecutive in acc and in y): in one flat run with a periodic table,
+  /// else pixel by pixel.
+  @inline(__always)
+  func requantizePixels(
+    _ acc: UnsafePointer<Int32>, _ pixels: Int, zp: Int32, lo: Int32, hi: Int32, _ y: UnsafeMutablePointer<Int8>
+  ) {
+    if isPeriodic {
+      requantizeFlat(acc, zp: zp, lo: lo, hi: hi, y, pixels &* count)
+    } else {
+      for s in 0..<pixels {
+        requantize(acc + s &* count, from: 0, zp: zp, lo: lo, hi: hi, y + s &* count, count)
+      }
+    }
+  }
+
   /// `n` values of consecutive pixels (channel of value f: f % count),
   /// 16 at a time (the last block overlapping the one before; it recomputes
   /// the same values). Needs a periodic table.

@@ -218,14 +218,7 @@ enum QConv2DKernel {
           }
           QPackedGemm.run(
             rows: count, a: UnsafePointer(buf), lda: k4, weights: weights, initial: ini, acc: acc, ldo: cout)
-          if table.isPeriodic {
-            // The block's pixels are consecutive in acc and in y.
-            table.requantizeFlat(acc, zp: yz, lo: lo, hi: hi, y + p &* cout, count &* cout)
-          } else {
-            for s in 0..<count {
-              table.requantize(acc + s &* cout, from: 0, zp: yz, lo: lo, hi: hi, y + (p &+ s) &* cout, cout)
-            }
-          }
+          table.requantizePixels(acc, count, zp: yz, lo: lo, hi: hi, y + p &* cout)
           p &+= block
         }
       }
@@ -306,13 +299,7 @@ enum QConv2DKernel {
               UnsafePointer(ptrs), kh, seg4 >> 2, wp + pn &* panelBytes, ini + pn &* QPackedGemm.nr,
               acc + pn &* QPackedGemm.nr, ldo: cout, rows: count, valid: min(QPackedGemm.nr, cout &- pn &* QPackedGemm.nr))
           }
-          if table.isPeriodic {
-            table.requantizeFlat(acc, zp: yz, lo: lo, hi: hi, y + p &* cout, count &* cout)
-          } else {
-            for s in 0..<count {
-              table.requantize(acc + s &* cout, from: 0, zp: yz, lo: lo, hi: hi, y + (p &+ s) &* cout, cout)
-            }
-          }
+          table.requantizePixels(acc, count, zp: yz, lo: lo, hi: hi, y + p &* cout)
           p &+= count
         }
       }

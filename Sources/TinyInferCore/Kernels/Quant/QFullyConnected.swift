@@ -182,15 +182,7 @@ enum QFullyConnectedKernel {
           table.requantize(ar + c0, from: c0, zp: yz, lo: lo, hi: hi, y + (r &* n &+ c0), c1 &- c0)
         }
       }
-      if pool.threads > 1 && total >= 1 << 16 {
-        if m >= pool.threads {
-          pool.parallelRanges(m, minChunk: 1) { rr in work(rr, 0..<panels) }
-        } else {
-          pool.parallelRanges(panels, minChunk: 1) { pr in work(0..<m, pr) }
-        }
-      } else {
-        work(0..<m, 0..<panels)
-      }
+      QPackedGemm.parallel(pool, rows: m, panels: panels, macs: total, work)
       _ = weights
       _ = rows
       _ = sums
