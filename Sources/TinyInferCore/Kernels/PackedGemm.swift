@@ -11,8 +11,8 @@ import TinyInferShims
 /// Micro-kernel: 8 rows x 16 columns of accumulators with AVX-512 (eight
 /// zmm registers), 6 x 16 otherwise (twelve ymm with AVX2); per k it loads
 /// one 16-wide weight vector, broadcasts one activation per row and does
-/// one fused multiply-add per row. Bias and the fused activation are applied when the tile is
-/// stored.
+/// one fused multiply-add per row. Bias and the fused activation are
+/// applied (in registers) when the tile is stored.
 enum PackedGemm {
   static let nr = 16
   /// Rows per tile: 8 where the build has 32 vector registers (AVX-512),
@@ -61,9 +61,8 @@ enum PackedGemm {
       let a6 = count > 6 ? row(m &+ 6) : a0
       let a7 = count > 7 ? row(m &+ 7) : a0
       if count == 1 {
-        // One row (a GEMV, or the last row): a kernel that does not compute
-        // five copies of it.
-        // Two panels at a time: eight independent FMA chains.
+        // One row (a GEMV, or the last row): kernels that do not compute
+        // copies of it, two panels at a time (eight independent FMA chains).
         var p = panels.lowerBound
         while p &+ 2 <= panels.upperBound {
           tile1x2(a0, k: k, panel: packed + p &* k &* nr, bias: bias, col: p &* nr, n: n, lo: lo, hi: hi, y: y + m &* ldy)

@@ -2,7 +2,7 @@
  * static inline wrappers compiled with the core's target flags (the Swift
  * target passes -Xcc -march=native unless TINF_PORTABLE=1). Each wrapper has
  * a portable C fallback with the same exact result, so the core calls them
- * unconditionally; ti_simd_*_native() tells which one a build got. */
+ * unconditionally. */
 #ifndef TINYINFER_SIMD_H
 #define TINYINFER_SIMD_H
 #include <stdint.h>
@@ -87,8 +87,5 @@ static inline int ti_simd_avx512(void) {
   return 0;
 #endif
 }
-
-/* 1 when ti_dpbusd16 is one instruction in this build, else 0. */
-static inline int ti_simd_dpbusd_native(void) { return TI_SIMD_DPBUSD_NATIVE; }
 
 #endif

@@ -29,9 +29,6 @@ enum QPackedGemm {
   @inline(__always)
   static func paddedDepth(_ k: Int) -> Int { (k &+ 3) & ~3 }
 
-  /// Whether the build runs `vpdpbusd` (else the exact portable fallback).
-  static var native: Bool { ti_simd_dpbusd_native() != 0 }
-
   /// Packed weights with their column sums (the sums of each output
   /// channel's weights, for the callers' zero-point corrections).
   final class Weights {
