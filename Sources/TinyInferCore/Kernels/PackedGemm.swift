@@ -173,7 +173,7 @@ enum PackedGemm {
       let q = ptrs + sg &* 8
       let a0 = q[0], a1 = q[1], a2 = q[2], a3 = q[3], a4 = q[4], a5 = q[5], a6 = q[6], a7 = q[7]
       let b = UnsafeRawPointer(panel + sg &* segLen &* nr)
-      for kk in 0..<segLen {
+      @inline(__always) func step(_ kk: Int) {
         let v = b.load(fromByteOffset: kk &* 64, as: SIMD16<Float>.self)
         c0.addProduct(SIMD16(repeating: a0[kk]), v)
         c1.addProduct(SIMD16(repeating: a1[kk]), v)
@@ -183,6 +183,20 @@ enum PackedGemm {
         c5.addProduct(SIMD16(repeating: a5[kk]), v)
         c6.addProduct(SIMD16(repeating: a6[kk]), v)
         c7.addProduct(SIMD16(repeating: a7[kk]), v)
+      }
+      // Unrolled by four by hand (LLVM unrolled this loop only by two once
+      // the rows came from a table, and the 1x1 convolutions ran 3% slower).
+      var kk = 0
+      while kk &+ 4 <= segLen {
+        step(kk)
+        step(kk &+ 1)
+        step(kk &+ 2)
+        step(kk &+ 3)
+        kk &+= 4
+      }
+      while kk < segLen {
+        step(kk)
+        kk &+= 1
       }
     }
     let valid = min(nr, n &- col)
