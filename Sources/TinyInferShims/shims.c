@@ -42,14 +42,38 @@ void ti_shim_unmap(void *addr, size_t size) { if (addr) munmap(addr, size); }
 
 const char *ti_shim_strerror(int err) { return strerror(err); }
 
+/* Every block has a 64-byte header before it: the mapping's size for a
+ * large block (mapped with its pages populated in one call), 0 for a small
+ * one (from posix_memalign). Large blocks are weights packed at load and
+ * arenas: populating them at once costs far less than one page fault per
+ * 4 KB on first touch. */
+#define TI_ALLOC_HEADER 64
+#define TI_ALLOC_MAPPED (1u << 20)
+
 void *ti_shim_alloc(size_t size) {
-  if (size == 0) return NULL;
-  void *p = NULL;
-  if (posix_memalign(&p, 64, (size + 63) & ~(size_t)63) != 0) return NULL;
-  return p;
+  if (size == 0 || size > SIZE_MAX - 2 * TI_ALLOC_HEADER) return NULL;
+  size_t total = ((size + 63) & ~(size_t)63) + TI_ALLOC_HEADER;
+  char *p = NULL;
+#ifdef MAP_POPULATE
+  if (total >= TI_ALLOC_MAPPED) {
+    void *m = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+    if (m == MAP_FAILED) return NULL;
+    p = m;
+    *(size_t *)p = total;
+    return p + TI_ALLOC_HEADER;
+  }
+#endif
+  if (posix_memalign((void **)&p, 64, total) != 0) return NULL;
+  *(size_t *)p = 0;
+  return p + TI_ALLOC_HEADER;
 }
 
-void ti_shim_free(void *p) { free(p); }
+void ti_shim_free(void *q) {
+  if (!q) return;
+  char *p = (char *)q - TI_ALLOC_HEADER;
+  size_t mapped = *(size_t *)p;
+  if (mapped) munmap(p, mapped); else free(p);
+}
 
 uint64_t ti_shim_now_ns(void) {
   struct timespec ts;
