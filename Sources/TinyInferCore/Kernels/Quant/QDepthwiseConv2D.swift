@@ -73,6 +73,8 @@ enum QDepthwiseConv2DKernel {
       yz: yq.zeroPoint, lo: lo, hi: hi, padRow: UnsafePointer(padRow.int8))
     let pool = ctx.pool
     let accs = try QBuffer(bytes: pool.threads &* cm &* 4)
+    // Per-thread 3x3 patches of window taps cut by an image edge (row16).
+    let patches = try QBuffer(bytes: pool.threads &* 9 &* c)
     let rows = n &* g.oh
     let minChunk = minChunkFor(perItem: g.ow &* kh &* kw &* cm, grain: 1 << 14)  // as the float kernel
     let vector = m == 1 && c >= 16
@@ -81,7 +83,7 @@ enum QDepthwiseConv2DKernel {
       forEachChunk(pool, rows, minChunk: minChunk) { chunk, range in
         for row in range {
           if vector {
-            QDepthwiseConv2DKernel.row16(p, row)
+            QDepthwiseConv2DKernel.row16(p, row, patches.int8 + chunk &* 9 &* c)
           } else {
             QDepthwiseConv2DKernel.rowGeneral(p, row, accs.int32 + chunk &* cm)
           }
@@ -89,6 +91,7 @@ enum QDepthwiseConv2DKernel {
       }
       withExtendedLifetime(mt) {}
       withExtendedLifetime(padRow) {}
+      withExtendedLifetime(patches) {}
     }
   }
 
@@ -99,7 +102,7 @@ enum QDepthwiseConv2DKernel {
   /// registers, and the zero point is folded into the bias (sum w (x - zp)
   /// = sum w x - zp sum w, exact in wrapping int32 like the sum itself).
   @inline(never)
-  static func row16(_ p: Params, _ row: Int) {
+  static func row16(_ p: Params, _ row: Int, _ patch: UnsafeMutablePointer<Int8>) {
     let c = p.c
     let b = row / p.oh
     let oy = row &- b &* p.oh
@@ -146,20 +149,43 @@ enum QDepthwiseConv2DKernel {
         UnsafeMutableRawPointer(yrow + (ox &* c &+ cb)).storeBytes(of: clampNarrow(v, p.lo, p.hi), as: SIMD16<Int8>.self)
       }
       var ox = 0
+      @inline(__always) func inputRow(_ i: Int) -> UnsafePointer<Int8> {
+        let iy = iy0 &+ i
+        return (iy >= 0 && iy < p.h ? ximg + iy &* rowStride : p.padRow) + cb
+      }
+      // A 3x3 window cut by the left or right edge: its nine taps of these
+      // 16 channels are copied, with the zero point outside the image, into
+      // a patch of three rows of three pixels (pixel stride c, as in the
+      // image), which inside3x3 then reads like an inside window.
+      @inline(__always) func edge(_ ox: Int) {
+        let ix0 = ox &* p.sw &- p.padL
+        for i in 0..<3 {
+          let src = inputRow(i)
+          for j in 0..<3 {
+            let ix = ix0 &+ j
+            let d = UnsafeMutableRawPointer(patch + (i &* 3 &+ j) &* c)
+            if ix >= 0 && ix < p.wIn {
+              d.storeBytes(of: UnsafeRawPointer(src + ix &* c).loadUnaligned(as: SIMD16<Int8>.self), as: SIMD16<Int8>.self)
+            } else {
+              d.storeBytes(of: SIMD16<Int8>(repeating: Int8(truncatingIfNeeded: p.xz)), as: SIMD16<Int8>.self)
+            }
+          }
+        }
+        // inside3x3 starts reading at (0 * sw - padL) * c: offset the rows by padL * c.
+        let r = UnsafePointer(patch) + p.padL &* c
+        inside3x3(p, r, r + 3 &* c, r + 6 &* c, yrow + (ox &* c &+ cb), bv, rq, cb, 0..<1)
+      }
+      let edges3x3 = !inside.isEmpty
       while ox < inside.lowerBound {
-        pixel(ox)
+        if edges3x3 { edge(ox) } else { pixel(ox) }
         ox &+= 1
       }
       if !inside.isEmpty {
-        @inline(__always) func inputRow(_ i: Int) -> UnsafePointer<Int8> {
-          let iy = iy0 &+ i
-          return (iy >= 0 && iy < p.h ? ximg + iy &* rowStride : p.padRow) + cb
-        }
         inside3x3(p, inputRow(0), inputRow(1), inputRow(2), yrow + cb, bv, rq, cb, inside)
         ox = inside.upperBound
       }
       while ox < p.ow {
-        pixel(ox)
+        if edges3x3 { edge(ox) } else { pixel(ox) }
         ox &+= 1
       }
       if cb &+ 16 == c { break }
