@@ -128,15 +128,7 @@ enum PackedGemm {
       c5.addProduct(SIMD16(repeating: a5[kk]), v)
     }
     let valid = min(nr, n &- col)
-    var bv = SIMD16<Float>(repeating: 0)
-    if let bias {
-      if valid == nr {
-        bv = UnsafeRawPointer(bias + col).loadUnaligned(as: SIMD16<Float>.self)
-      } else {
-        for j in 0..<valid { bv[j] = bias[col &+ j] }
-      }
-    }
-    let b16 = bv
+    let b16 = biasVector(bias, col, valid)
     let vlo = SIMD16<Float>(repeating: lo)
     let vhi = SIMD16<Float>(repeating: hi)
     let dst = y + col
@@ -200,14 +192,7 @@ enum PackedGemm {
       }
     }
     let valid = min(nr, n &- col)
-    var bv = SIMD16<Float>(repeating: 0)
-    if let bias {
-      if valid == nr {
-        bv = UnsafeRawPointer(bias + col).loadUnaligned(as: SIMD16<Float>.self)
-      } else {
-        for j in 0..<valid { bv[j] = bias[col &+ j] }
-      }
-    }
+    let bv = biasVector(bias, col, valid)
     let vlo = SIMD16<Float>(repeating: lo)
     let vhi = SIMD16<Float>(repeating: hi)
     let dst = y + col
@@ -246,14 +231,7 @@ enum PackedGemm {
       kk &+= 1
     }
     let valid = min(nr, n &- col)
-    var bv = SIMD16<Float>(repeating: 0)
-    if let bias {
-      if valid == nr {
-        bv = UnsafeRawPointer(bias + col).loadUnaligned(as: SIMD16<Float>.self)
-      } else {
-        for j in 0..<valid { bv[j] = bias[col &+ j] }
-      }
-    }
+    let bv = biasVector(bias, col, valid)
     store((c0 + c1) + (c2 + c3), bv, SIMD16(repeating: lo), SIMD16(repeating: hi), y + col, valid)
   }
 
@@ -301,18 +279,22 @@ enum PackedGemm {
     let hiV = SIMD16<Float>(repeating: hi)
     @inline(__always) func finish(_ sum: SIMD16<Float>, _ cc: Int) {
       let valid = min(nr, n &- cc)
-      var bv = SIMD16<Float>(repeating: 0)
-      if let bias {
-        if valid == nr {
-          bv = UnsafeRawPointer(bias + cc).loadUnaligned(as: SIMD16<Float>.self)
-        } else {
-          for j in 0..<valid { bv[j] = bias[cc &+ j] }
-        }
-      }
+      let bv = biasVector(bias, cc, valid)
       store(sum, bv, loV, hiV, y + cc, valid)
     }
     finish((c0 + c1) + (c2 + c3), col)
     finish((d0 + d1) + (d2 + d3), col &+ nr)
+  }
+
+  /// Bias of columns col..<col+valid as a vector (zeros past valid, or
+  /// without a bias).
+  @inline(__always)
+  static func biasVector(_ bias: UnsafePointer<Float>?, _ col: Int, _ valid: Int) -> SIMD16<Float> {
+    guard let bias else { return SIMD16<Float>(repeating: 0) }
+    if valid == nr { return UnsafeRawPointer(bias + col).loadUnaligned(as: SIMD16<Float>.self) }
+    var bv = SIMD16<Float>(repeating: 0)
+    for j in 0..<valid { bv[j] = bias[col &+ j] }
+    return bv
   }
 
   /// Adds the bias, clamps to the activation range (in registers:
