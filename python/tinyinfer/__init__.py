@@ -5,20 +5,22 @@
         (y,) = model.run(x)
 """
 
-from ._errors import (InvalidArgumentError, InvalidStateError, ModelFormatError, OutOfMemoryError, ShapeError,
-                      TinyInferError, TinyInferIOError, TinyInferRuntimeError, UnsupportedOpError, VersionError)
+from ._errors import (InvalidArgumentError, InvalidStateError, ModelFormatError, OutOfMemoryError, ShapeError, Status,
+                      TinyInferError, TinyInferIOError, TinyInferRuntimeError, UnsupportedDtypeError, UnsupportedOpError,
+                      VersionError)
+from . import _lib
 from ._lib import ABI_VERSION
 from ._lib import lib as _clib
 from .builder import GraphBuilder, Tensor
 from .model import Model, OpDetail, Session, TensorDetail, TensorInfo, load
 
 __version__ = _clib.tinf_version_string().decode()
-OPS = sorted(__import__("tinyinfer._lib", fromlist=["OP_IDS"]).OP_IDS)
+OPS = sorted(_lib.OP_IDS)
 
 __all__ = [
     "load", "Model", "Session", "TensorInfo", "TensorDetail", "OpDetail", "convert", "GraphBuilder", "Tensor", "OPS", "ABI_VERSION",
-    "TinyInferError", "InvalidArgumentError", "TinyInferIOError", "ModelFormatError", "VersionError",
-    "UnsupportedOpError", "ShapeError", "OutOfMemoryError", "InvalidStateError", "TinyInferRuntimeError",
+    "Status", "TinyInferError", "InvalidArgumentError", "TinyInferIOError", "ModelFormatError", "VersionError",
+    "UnsupportedOpError", "UnsupportedDtypeError", "ShapeError", "OutOfMemoryError", "InvalidStateError", "TinyInferRuntimeError",
 ]
 
 # `tinyinfer.convert(src, dst, **options)` is the function; the importers live

@@ -1,22 +1,25 @@
-"""Loads libtinyinfer.so and declares every C function once.
+"""Loads libtinyinfer.so and declares every C function of include/tinyinfer.h
+once, in the header's order: each `_fn` line sits under the C declaration it
+mirrors (test_errors.py checks the comments and the ctypes types against the
+header).
 
 The library is looked for where $TINYINFER_LIB says, else in this package's
 lib/ folder. A library whose ABI version differs from ABI_VERSION is refused.
-Each prototype below is the C declaration of include/tinyinfer.h, with the
-status-returning ones checked by `_check`, which raises the mapped exception
-carrying tinf_last_error().
+Functions that return tinf_status are checked by `_check`, which raises the
+exception of that status (tinyinfer._errors.BY_STATUS) with tinf_last_error().
 """
 
 from __future__ import annotations
 
 import ctypes
 import os
-from ctypes import (POINTER, Structure, c_char_p, c_float, c_int32, c_int64, c_size_t, c_void_p)
+from ctypes import (POINTER, Structure, c_char_p, c_double, c_float, c_int32, c_int64, c_size_t, c_uint32, c_uint64,
+                    c_void_p)
 
-from ._errors import error_for
+from ._errors import Status, error_for
 
-ABI_VERSION = 1
-MAX_RANK = 8
+ABI_VERSION = 1  # TINF_ABI_VERSION
+MAX_RANK = 8     # TINF_MAX_RANK
 
 
 class ModelHandle(c_void_p):
@@ -35,12 +38,18 @@ class BuilderHandle(c_void_p):
     """tinf_builder *"""
 
 
+class QuantizerHandle(c_void_p):
+    """tinf_quantizer *"""
+
+
 class TensorInfo(Structure):
+    """tinf_tensor_info"""
     _fields_ = [("name", c_char_p), ("dtype", c_int32), ("rank", c_int32),
                 ("dims", c_int64 * MAX_RANK), ("nbytes", c_size_t)]
 
 
 class TensorDetail(Structure):
+    """tinf_tensor_detail"""
     _fields_ = [("name", c_char_p), ("dtype", c_int32), ("rank", c_int32), ("dims", c_int64 * MAX_RANK),
                 ("nbytes", c_size_t), ("kind", c_int32), ("quant_axis", c_int32), ("quant_count", c_int32),
                 ("scales", POINTER(c_float)), ("zero_points", POINTER(c_int32))]
@@ -63,86 +72,96 @@ lib = ctypes.CDLL(lib_path)
 
 
 def _check(status, func, args):
-    if status != 0:
-        msg = lib.tinf_last_error().decode("utf-8", "replace")
-        raise error_for(int(status), f"{msg}")
+    if status != Status.OK:
+        raise error_for(int(status), lib.tinf_last_error().decode("utf-8", "replace"))
     return status
 
 
-def _fn(name, argtypes, restype=c_int32, check=None):
+_STATUS = object()  # restype of a function returning tinf_status: c_int32, checked by _check
+
+
+def _fn(name, argtypes, restype=_STATUS):
     f = getattr(lib, name)
     f.argtypes = argtypes
-    f.restype = restype
-    if check is None:
-        check = restype is c_int32 and name not in _NOT_STATUS
-    if check:
+    if restype is _STATUS:
+        f.restype = c_int32
         f.errcheck = _check
+    else:
+        f.restype = restype
     return f
 
+# ---- status and errors, versions, element types ----
 
-_NOT_STATUS = {"tinf_abi_version", "tinf_format_version_major", "tinf_format_version_minor",
-               "tinf_op_count", "tinf_attr_count"}
-
+# const char *tinf_status_string(tinf_status status);
+_fn("tinf_status_string", [c_int32], c_char_p)
 # const char *tinf_last_error(void);
 _fn("tinf_last_error", [], c_char_p)
+# const char *tinf_version_string(void);
+_fn("tinf_version_string", [], c_char_p)
 # int32_t tinf_abi_version(void);
 _fn("tinf_abi_version", [], c_int32)
 
 if lib.tinf_abi_version() != ABI_VERSION:
     raise ImportError(f"{lib_path} has ABI version {lib.tinf_abi_version()}, this package needs {ABI_VERSION}")
 
-# const char *tinf_status_string(tinf_status status);
-_fn("tinf_status_string", [c_int32], c_char_p)
-# const char *tinf_version_string(void);
-_fn("tinf_version_string", [], c_char_p)
-# int32_t tinf_format_version_major(void); int32_t tinf_format_version_minor(void);
+# int32_t tinf_format_version_major(void);
 _fn("tinf_format_version_major", [], c_int32)
+# int32_t tinf_format_version_minor(void);
 _fn("tinf_format_version_minor", [], c_int32)
 # size_t tinf_dtype_size(int32_t dtype);
 _fn("tinf_dtype_size", [c_int32], c_size_t)
+
+# ---- models ----
 
 # tinf_status tinf_model_load_file(const char *path, tinf_model **out_model);
 _fn("tinf_model_load_file", [c_char_p, POINTER(ModelHandle)])
 # tinf_status tinf_model_load_buffer(const void *data, size_t size, tinf_model **out_model);
 _fn("tinf_model_load_buffer", [c_void_p, c_size_t, POINTER(ModelHandle)])
 # tinf_status tinf_model_load_file_flags(const char *path, uint32_t flags, tinf_model **out_model);
-_fn("tinf_model_load_file_flags", [c_char_p, ctypes.c_uint32, POINTER(ModelHandle)])
+_fn("tinf_model_load_file_flags", [c_char_p, c_uint32, POINTER(ModelHandle)])
 # tinf_status tinf_model_load_buffer_flags(const void *data, size_t size, uint32_t flags, tinf_model **out_model);
-_fn("tinf_model_load_buffer_flags", [c_void_p, c_size_t, ctypes.c_uint32, POINTER(ModelHandle)])
+_fn("tinf_model_load_buffer_flags", [c_void_p, c_size_t, c_uint32, POINTER(ModelHandle)])
 # void tinf_model_free(tinf_model *model);
 _fn("tinf_model_free", [ModelHandle], None)
 # tinf_status tinf_model_input_count(const tinf_model *model, int32_t *out_count);
 _fn("tinf_model_input_count", [ModelHandle, POINTER(c_int32)])
+# tinf_status tinf_model_output_count(const tinf_model *model, int32_t *out_count);
 _fn("tinf_model_output_count", [ModelHandle, POINTER(c_int32)])
 # tinf_status tinf_model_input_info(const tinf_model *model, int32_t index, tinf_tensor_info *out_info);
 _fn("tinf_model_input_info", [ModelHandle, c_int32, POINTER(TensorInfo)])
+# tinf_status tinf_model_output_info(const tinf_model *model, int32_t index, tinf_tensor_info *out_info);
 _fn("tinf_model_output_info", [ModelHandle, c_int32, POINTER(TensorInfo)])
 # tinf_status tinf_model_find_input(const tinf_model *model, const char *name, int32_t *out_index);
 _fn("tinf_model_find_input", [ModelHandle, c_char_p, POINTER(c_int32)])
+# tinf_status tinf_model_find_output(const tinf_model *model, const char *name, int32_t *out_index);
 _fn("tinf_model_find_output", [ModelHandle, c_char_p, POINTER(c_int32)])
 # tinf_status tinf_model_metadata_count(const tinf_model *model, int32_t *out_count);
 _fn("tinf_model_metadata_count", [ModelHandle, POINTER(c_int32)])
-# tinf_status tinf_model_metadata(const tinf_model *, int32_t index, const char **key, const char **value);
+# tinf_status tinf_model_metadata(const tinf_model *model, int32_t index, const char **out_key,
+#                                 const char **out_value);
 _fn("tinf_model_metadata", [ModelHandle, c_int32, POINTER(c_char_p), POINTER(c_char_p)])
-# tinf_status tinf_model_stats(const tinf_model *, int32_t *ops, int32_t *tensors, size_t *weight_bytes);
+# tinf_status tinf_model_stats(const tinf_model *model, int32_t *out_ops, int32_t *out_tensors,
+#                              size_t *out_weight_bytes);
 _fn("tinf_model_stats", [ModelHandle, POINTER(c_int32), POINTER(c_int32), POINTER(c_size_t)])
-
 # tinf_status tinf_model_tensor_count(const tinf_model *model, int32_t *out_count);
 _fn("tinf_model_tensor_count", [ModelHandle, POINTER(c_int32)])
 # tinf_status tinf_model_tensor_detail(const tinf_model *model, int32_t index, tinf_tensor_detail *out_detail);
 _fn("tinf_model_tensor_detail", [ModelHandle, c_int32, POINTER(TensorDetail)])
-# tinf_status tinf_model_op(const tinf_model *, int32_t index, int32_t *out_op, int32_t *out_n_inputs,
+# tinf_status tinf_model_op(const tinf_model *model, int32_t index, int32_t *out_op, int32_t *out_n_inputs,
 #                           const int32_t **out_inputs, int32_t *out_n_outputs, const int32_t **out_outputs);
 _fn("tinf_model_op", [ModelHandle, c_int32, POINTER(c_int32), POINTER(c_int32), POINTER(POINTER(c_int32)),
-                      POINTER(c_int32), POINTER(POINTER(c_int32))])
-# tinf_status tinf_model_sizes(const tinf_model *, size_t *header, size_t *graph, size_t *data, size_t *folded);
+                     POINTER(c_int32), POINTER(POINTER(c_int32))])
+# tinf_status tinf_model_sizes(const tinf_model *model, size_t *out_header, size_t *out_graph, size_t *out_data,
+#                              size_t *out_folded);
 _fn("tinf_model_sizes", [ModelHandle, POINTER(c_size_t), POINTER(c_size_t), POINTER(c_size_t), POINTER(c_size_t)])
 # tinf_status tinf_model_load_ns(const tinf_model *model, uint64_t *out_ns);
-_fn("tinf_model_load_ns", [ModelHandle, POINTER(ctypes.c_uint64)])
+_fn("tinf_model_load_ns", [ModelHandle, POINTER(c_uint64)])
 # tinf_status tinf_model_pass_count(const tinf_model *model, int32_t *out_count);
 _fn("tinf_model_pass_count", [ModelHandle, POINTER(c_int32)])
 # tinf_status tinf_model_pass(const tinf_model *model, int32_t index, const char **out_text);
 _fn("tinf_model_pass", [ModelHandle, c_int32, POINTER(c_char_p)])
+
+# ---- session options ----
 
 # tinf_status tinf_options_create(tinf_options **out_options);
 _fn("tinf_options_create", [POINTER(OptionsHandle)])
@@ -150,74 +169,126 @@ _fn("tinf_options_create", [POINTER(OptionsHandle)])
 _fn("tinf_options_free", [OptionsHandle], None)
 # tinf_status tinf_options_set_threads(tinf_options *options, int32_t threads);
 _fn("tinf_options_set_threads", [OptionsHandle, c_int32])
-# tinf_status tinf_options_set_input_shape(tinf_options *, int32_t index, int32_t rank, const int64_t *dims);
+# tinf_status tinf_options_set_input_shape(tinf_options *options, int32_t index, int32_t rank, const int64_t *dims);
 _fn("tinf_options_set_input_shape", [OptionsHandle, c_int32, c_int32, POINTER(c_int64)])
 
-# tinf_status tinf_session_create(tinf_model *, const tinf_options *, tinf_session **out_session);
+# ---- sessions ----
+
+# tinf_status tinf_session_create(tinf_model *model, const tinf_options *options, tinf_session **out_session);
 _fn("tinf_session_create", [ModelHandle, OptionsHandle, POINTER(SessionHandle)])
 # void tinf_session_free(tinf_session *session);
 _fn("tinf_session_free", [SessionHandle], None)
-# tinf_status tinf_session_set_input(tinf_session *, int32_t index, const void *data, size_t nbytes);
+# tinf_status tinf_session_set_input(tinf_session *session, int32_t index, const void *data, size_t nbytes);
 _fn("tinf_session_set_input", [SessionHandle, c_int32, c_void_p, c_size_t])
-# tinf_status tinf_session_input_data(tinf_session *, int32_t index, void **out_data, size_t *out_nbytes);
+# tinf_status tinf_session_input_data(tinf_session *session, int32_t index, void **out_data, size_t *out_nbytes);
 _fn("tinf_session_input_data", [SessionHandle, c_int32, POINTER(c_void_p), POINTER(c_size_t)])
-# tinf_status tinf_session_input_info(const tinf_session *, int32_t index, tinf_tensor_info *out_info);
+# tinf_status tinf_session_input_info(const tinf_session *session, int32_t index, tinf_tensor_info *out_info);
 _fn("tinf_session_input_info", [SessionHandle, c_int32, POINTER(TensorInfo)])
+# tinf_status tinf_session_output_info(const tinf_session *session, int32_t index, tinf_tensor_info *out_info);
 _fn("tinf_session_output_info", [SessionHandle, c_int32, POINTER(TensorInfo)])
 # tinf_status tinf_session_run(tinf_session *session);
 _fn("tinf_session_run", [SessionHandle])
-# tinf_status tinf_session_get_output(tinf_session *, int32_t index, void *dst, size_t nbytes);
+# tinf_status tinf_session_get_output(tinf_session *session, int32_t index, void *dst, size_t nbytes);
 _fn("tinf_session_get_output", [SessionHandle, c_int32, c_void_p, c_size_t])
-# tinf_status tinf_session_output_data(tinf_session *, int32_t index, const void **out_data, size_t *out_nbytes);
+# tinf_status tinf_session_output_data(tinf_session *session, int32_t index, const void **out_data,
+#                                      size_t *out_nbytes);
 _fn("tinf_session_output_data", [SessionHandle, c_int32, POINTER(c_void_p), POINTER(c_size_t)])
-# tinf_status tinf_session_arena_bytes(const tinf_session *, size_t *out_arena, size_t *out_unplanned);
+# tinf_status tinf_session_arena_bytes(const tinf_session *session, size_t *out_arena, size_t *out_unplanned);
 _fn("tinf_session_arena_bytes", [SessionHandle, POINTER(c_size_t), POINTER(c_size_t)])
-# tinf_status tinf_session_run_profiled(tinf_session *, const uint64_t **out_ns, int32_t *out_count);
-_fn("tinf_session_run_profiled", [SessionHandle, POINTER(POINTER(ctypes.c_uint64)), POINTER(c_int32)])
-# tinf_status tinf_session_threads(const tinf_session *, int32_t *out_threads);
+# tinf_status tinf_session_run_profiled(tinf_session *session, const uint64_t **out_ns, int32_t *out_count);
+_fn("tinf_session_run_profiled", [SessionHandle, POINTER(POINTER(c_uint64)), POINTER(c_int32)])
+# tinf_status tinf_session_threads(const tinf_session *session, int32_t *out_threads);
 _fn("tinf_session_threads", [SessionHandle, POINTER(c_int32)])
 
-# const char *tinf_op_name(int32_t op); int32_t tinf_op_count(void);
+# ---- op and attribute names ----
+
+# const char *tinf_op_name(int32_t op);
 _fn("tinf_op_name", [c_int32], c_char_p)
+# int32_t tinf_op_count(void);
 _fn("tinf_op_count", [], c_int32)
-# const char *tinf_attr_name(int32_t key); int32_t tinf_attr_count(void);
+# const char *tinf_attr_name(int32_t key);
 _fn("tinf_attr_name", [c_int32], c_char_p)
+# int32_t tinf_attr_count(void);
 _fn("tinf_attr_count", [], c_int32)
+
+# ---- building .tinf files ----
 
 # tinf_status tinf_builder_create(tinf_builder **out_builder);
 _fn("tinf_builder_create", [POINTER(BuilderHandle)])
 # void tinf_builder_free(tinf_builder *builder);
 _fn("tinf_builder_free", [BuilderHandle], None)
-# tinf_status tinf_builder_set_metadata(tinf_builder *, const char *key, const char *value);
+# tinf_status tinf_builder_set_metadata(tinf_builder *builder, const char *key, const char *value);
 _fn("tinf_builder_set_metadata", [BuilderHandle, c_char_p, c_char_p])
-# tinf_status tinf_builder_add_tensor(tinf_builder *, const char *name, int32_t dtype, int32_t rank,
+# tinf_status tinf_builder_add_tensor(tinf_builder *builder, const char *name, int32_t dtype, int32_t rank,
 #                                     const int64_t *dims, const void *data, size_t nbytes, int32_t *out_index);
-_fn("tinf_builder_add_tensor", [BuilderHandle, c_char_p, c_int32, c_int32, POINTER(c_int64), c_void_p,
-                                c_size_t, POINTER(c_int32)])
-# tinf_status tinf_builder_set_quant(tinf_builder *, int32_t tensor, int32_t axis, int32_t count,
+_fn("tinf_builder_add_tensor", [BuilderHandle, c_char_p, c_int32, c_int32, POINTER(c_int64), c_void_p, c_size_t,
+                               POINTER(c_int32)])
+# tinf_status tinf_builder_set_quant(tinf_builder *builder, int32_t tensor, int32_t axis, int32_t count,
 #                                    const float *scales, const int32_t *zero_points);
 _fn("tinf_builder_set_quant", [BuilderHandle, c_int32, c_int32, c_int32, POINTER(c_float), POINTER(c_int32)])
-# tinf_status tinf_builder_add_op(tinf_builder *, int32_t op, int32_t n_inputs, const int32_t *inputs,
+# tinf_status tinf_builder_add_op(tinf_builder *builder, int32_t op, int32_t n_inputs, const int32_t *inputs,
 #                                 int32_t n_outputs, const int32_t *outputs, int32_t *out_index);
 _fn("tinf_builder_add_op", [BuilderHandle, c_int32, c_int32, POINTER(c_int32), c_int32, POINTER(c_int32),
-                            POINTER(c_int32)])
-# tinf_status tinf_builder_set_attr_int(tinf_builder *, int32_t op_index, int32_t key, int64_t value);
+                           POINTER(c_int32)])
+# tinf_status tinf_builder_set_attr_int(tinf_builder *builder, int32_t op_index, int32_t key, int64_t value);
 _fn("tinf_builder_set_attr_int", [BuilderHandle, c_int32, c_int32, c_int64])
-# tinf_status tinf_builder_set_attr_float(tinf_builder *, int32_t op_index, int32_t key, float value);
+# tinf_status tinf_builder_set_attr_float(tinf_builder *builder, int32_t op_index, int32_t key, float value);
 _fn("tinf_builder_set_attr_float", [BuilderHandle, c_int32, c_int32, c_float])
-# tinf_status tinf_builder_set_attr_ints(tinf_builder *, int32_t op_index, int32_t key, int32_t count, const int64_t *values);
+# tinf_status tinf_builder_set_attr_ints(tinf_builder *builder, int32_t op_index, int32_t key, int32_t count,
+#                                        const int64_t *values);
 _fn("tinf_builder_set_attr_ints", [BuilderHandle, c_int32, c_int32, c_int32, POINTER(c_int64)])
-# tinf_status tinf_builder_set_attr_floats(tinf_builder *, int32_t op_index, int32_t key, int32_t count, const float *values);
+# tinf_status tinf_builder_set_attr_floats(tinf_builder *builder, int32_t op_index, int32_t key, int32_t count,
+#                                          const float *values);
 _fn("tinf_builder_set_attr_floats", [BuilderHandle, c_int32, c_int32, c_int32, POINTER(c_float)])
-# tinf_status tinf_builder_set_attr_string(tinf_builder *, int32_t op_index, int32_t key, const char *value);
+# tinf_status tinf_builder_set_attr_string(tinf_builder *builder, int32_t op_index, int32_t key, const char *value);
 _fn("tinf_builder_set_attr_string", [BuilderHandle, c_int32, c_int32, c_char_p])
-# tinf_status tinf_builder_set_graph_inputs(tinf_builder *, int32_t count, const int32_t *tensors);
+# tinf_status tinf_builder_set_graph_inputs(tinf_builder *builder, int32_t count, const int32_t *tensors);
 _fn("tinf_builder_set_graph_inputs", [BuilderHandle, c_int32, POINTER(c_int32)])
+# tinf_status tinf_builder_set_graph_outputs(tinf_builder *builder, int32_t count, const int32_t *tensors);
 _fn("tinf_builder_set_graph_outputs", [BuilderHandle, c_int32, POINTER(c_int32)])
 # tinf_status tinf_builder_finish(tinf_builder *builder);
 _fn("tinf_builder_finish", [BuilderHandle])
-# tinf_status tinf_builder_data(const tinf_builder *, const void **out_data, size_t *out_nbytes);
+# tinf_status tinf_builder_data(const tinf_builder *builder, const void **out_data, size_t *out_nbytes);
 _fn("tinf_builder_data", [BuilderHandle, POINTER(c_void_p), POINTER(c_size_t)])
+
+# ---- quantization ----
+
+# tinf_status tinf_quantizer_create(tinf_model *model, int32_t mode, tinf_quantizer **out_quantizer);
+_fn("tinf_quantizer_create", [ModelHandle, c_int32, POINTER(QuantizerHandle)])
+# void tinf_quantizer_free(tinf_quantizer *quantizer);
+_fn("tinf_quantizer_free", [QuantizerHandle], None)
+# tinf_status tinf_quantizer_set_method(tinf_quantizer *quantizer, int32_t method, float percentile);
+_fn("tinf_quantizer_set_method", [QuantizerHandle, c_int32, c_float])
+# tinf_status tinf_quantizer_observe(tinf_quantizer *quantizer, int32_t n_inputs, const void *const *inputs,
+#                                    const size_t *nbytes);
+_fn("tinf_quantizer_observe", [QuantizerHandle, c_int32, POINTER(c_void_p), POINTER(c_size_t)])
+# tinf_status tinf_quantizer_sample_count(const tinf_quantizer *quantizer, int64_t *out_count);
+_fn("tinf_quantizer_sample_count", [QuantizerHandle, POINTER(c_int64)])
+# tinf_status tinf_quantizer_tensor_range(const tinf_quantizer *quantizer, int32_t tensor, float *out_lo,
+#                                         float *out_hi, float *out_min, float *out_max);
+_fn("tinf_quantizer_tensor_range", [QuantizerHandle, c_int32, POINTER(c_float), POINTER(c_float), POINTER(c_float),
+                                   POINTER(c_float)])
+# tinf_status tinf_quantizer_layer_count(const tinf_quantizer *quantizer, int32_t *out_count);
+_fn("tinf_quantizer_layer_count", [QuantizerHandle, POINTER(c_int32)])
+# tinf_status tinf_quantizer_layer(const tinf_quantizer *quantizer, int32_t layer, int32_t *out_op_index,
+#                                  int32_t *out_op, const char **out_name, int32_t *out_quantized);
+_fn("tinf_quantizer_layer", [QuantizerHandle, c_int32, POINTER(c_int32), POINTER(c_int32), POINTER(c_char_p),
+                            POINTER(c_int32)])
+# tinf_status tinf_quantizer_keep_float(tinf_quantizer *quantizer, int32_t layer, int32_t keep);
+_fn("tinf_quantizer_keep_float", [QuantizerHandle, c_int32, c_int32])
+# tinf_status tinf_quantizer_finish(tinf_quantizer *quantizer);
+_fn("tinf_quantizer_finish", [QuantizerHandle])
+# tinf_status tinf_quantizer_data(const tinf_quantizer *quantizer, const void **out_data, size_t *out_nbytes);
+_fn("tinf_quantizer_data", [QuantizerHandle, POINTER(c_void_p), POINTER(c_size_t)])
+# tinf_status tinf_quantizer_compare(tinf_quantizer *quantizer, int32_t n_inputs, const void *const *inputs,
+#                                    const size_t *nbytes);
+_fn("tinf_quantizer_compare", [QuantizerHandle, c_int32, POINTER(c_void_p), POINTER(c_size_t)])
+# tinf_status tinf_quantizer_layer_error(const tinf_quantizer *quantizer, int32_t layer, double *out_signal,
+#                                        double *out_noise);
+_fn("tinf_quantizer_layer_error", [QuantizerHandle, c_int32, POINTER(c_double), POINTER(c_double)])
+# tinf_status tinf_quantizer_output_error(const tinf_quantizer *quantizer, int32_t output, double *out_signal,
+#                                         double *out_noise);
+_fn("tinf_quantizer_output_error", [QuantizerHandle, c_int32, POINTER(c_double), POINTER(c_double)])
 
 OP_IDS = {lib.tinf_op_name(i).decode(): i for i in range(1, lib.tinf_op_count() + 1)
           if lib.tinf_op_name(i) is not None}

@@ -81,7 +81,7 @@ class GraphBuilder:
             self._counter += 1
             name = f"{stem}_{self._counter}"
         if name in self._names:
-            raise InvalidArgumentError(f"tensor name '{name}' is already used", 1)
+            raise InvalidArgumentError(f"tensor name '{name}' is already used")
         return name
 
     def _add(self, name: str, dtype, shape, data: Optional[np.ndarray]) -> Tensor:
@@ -122,7 +122,7 @@ class GraphBuilder:
         s = np.ascontiguousarray(np.atleast_1d(scales), dtype=np.float32)
         z = np.ascontiguousarray(np.atleast_1d(zero_points), dtype=np.int32)
         if s.shape != z.shape:
-            raise InvalidArgumentError("scales and zero points differ in length", 1)
+            raise InvalidArgumentError("scales and zero points differ in length")
         L.tinf_builder_set_quant(self._h, tensor.index, -1 if axis is None else int(axis), s.size,
                                  s.ctypes.data_as(ctypes.POINTER(c_float)),
                                  z.ctypes.data_as(ctypes.POINTER(c_int32)))
@@ -134,14 +134,14 @@ class GraphBuilder:
         absent optional input) with attributes `attrs`. Returns its output
         tensor, or a list when `outputs` is a count > 1 or a list of names."""
         if op not in _lib.OP_IDS:
-            raise UnsupportedOpError(f"unknown op '{op}'; known: {sorted(_lib.OP_IDS)}", 5)
+            raise UnsupportedOpError(f"unknown op '{op}'; known: {sorted(_lib.OP_IDS)}")
         ins = []
         for t in inputs:
             if t is None:
                 ins.append(-1)
             elif isinstance(t, Tensor):
                 if t.builder is not self:
-                    raise InvalidArgumentError(f"{t} belongs to another builder", 1)
+                    raise InvalidArgumentError(f"{t} belongs to another builder")
                 ins.append(t.index)
             else:
                 ins.append(self.const(None, t).index)
@@ -164,7 +164,7 @@ class GraphBuilder:
 
     def _set_attr(self, op_index: int, op: str, key: str, value) -> None:
         if key not in _lib.ATTR_IDS:
-            raise InvalidArgumentError(f"{op}: unknown attribute '{key}'; known: {sorted(_lib.ATTR_IDS)}", 1)
+            raise InvalidArgumentError(f"{op}: unknown attribute '{key}'; known: {sorted(_lib.ATTR_IDS)}")
         k = _lib.ATTR_IDS[key]
         if isinstance(value, (bool, np.bool_, int, np.integer)):
             L.tinf_builder_set_attr_int(self._h, op_index, k, int(value))
@@ -183,7 +183,7 @@ class GraphBuilder:
                 v = np.ascontiguousarray(a, dtype=np.float32)
                 L.tinf_builder_set_attr_floats(self._h, op_index, k, v.size, v.ctypes.data_as(ctypes.POINTER(c_float)))
             else:
-                raise InvalidArgumentError(f"{op}: attribute '{key}' has unsupported value {value!r}", 1)
+                raise InvalidArgumentError(f"{op}: attribute '{key}' has unsupported value {value!r}")
 
     def output(self, *tensors: Tensor) -> None:
         """Marks graph outputs (in the order of calls)."""

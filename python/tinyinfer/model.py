@@ -211,7 +211,7 @@ class Model:
     @property
     def handle(self) -> _lib.ModelHandle:
         if self._handle is None:
-            raise InvalidStateError("the model is closed", 9)
+            raise InvalidStateError("the model is closed")
         return self._handle
 
     # -- running ------------------------------------------------------------
@@ -344,23 +344,23 @@ class Session:
             names = [t.name for t in specs]
             unknown = set(inputs) - set(names)
             if unknown:
-                raise InvalidArgumentError(f"unknown input name(s) {sorted(unknown)}; the model takes {names}", 1)
+                raise InvalidArgumentError(f"unknown input name(s) {sorted(unknown)}; the model takes {names}")
             missing = [n for n in names if n not in inputs]
             if missing:
-                raise InvalidArgumentError(f"missing input(s) {missing}", 1)
+                raise InvalidArgumentError(f"missing input(s) {missing}")
             arrays = [inputs[n] for n in names]
         elif isinstance(inputs, (list, tuple)):
             arrays = list(inputs)
         else:
             arrays = [inputs]
         if len(arrays) != len(specs):
-            raise InvalidArgumentError(f"the model takes {len(specs)} input(s), got {len(arrays)}", 1)
+            raise InvalidArgumentError(f"the model takes {len(specs)} input(s), got {len(arrays)}")
         for k, (a, spec) in enumerate(zip(arrays, specs)):
             if not isinstance(a, np.ndarray):
                 a = arrays[k] = np.asarray(a)
             if a.shape != spec.shape:
                 raise InvalidArgumentError(
-                    f"input '{spec.name}' has shape {list(spec.shape)}, got {list(a.shape)}", 1)
+                    f"input '{spec.name}' has shape {list(spec.shape)}, got {list(a.shape)}")
         return arrays
 
     def _set_inputs(self, arrays) -> None:
@@ -370,7 +370,7 @@ class Session:
             try:
                 np.copyto(view, a, casting="same_kind")
             except TypeError:
-                raise InvalidArgumentError(f"input '{spec.name}' takes {spec.dtype}, got {a.dtype}", 1) from None
+                raise InvalidArgumentError(f"input '{spec.name}' takes {spec.dtype}, got {a.dtype}") from None
 
     def run(self, inputs, copy: bool = True) -> List[np.ndarray]:
         """Sets the inputs, runs, and returns the outputs (copies; with
@@ -384,14 +384,14 @@ class Session:
             if type(a) is np.ndarray and a.shape == self._single[0] and a.dtype == self._single[1]:
                 with self._lock:
                     if self._handle is None:
-                        raise InvalidStateError("the session is closed", 9)
+                        raise InvalidStateError("the session is closed")
                     self._in_views[0][...] = a
                     L.tinf_session_run(self._handle)
                     if copy:
                         return [v.copy() for v in self._out_views]
                     return list(self._out_views)
         if self._handle is None:
-            raise InvalidStateError("the session is closed", 9)
+            raise InvalidStateError("the session is closed")
         arrays = self._arrays(inputs)
         with self._lock:
             self._set_inputs(arrays)
@@ -404,7 +404,7 @@ class Session:
         """Runs `runs` times recording each op's time; returns [(op name,
         median seconds)] in execution order."""
         if self._handle is None:
-            raise InvalidStateError("the session is closed", 9)
+            raise InvalidStateError("the session is closed")
         arrays = self._arrays(inputs)
         ops = self.model.ops()
         samples = np.zeros((runs, len(ops)))

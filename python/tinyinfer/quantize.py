@@ -18,7 +18,7 @@ from __future__ import annotations
 import ctypes
 import os
 import sys
-from ctypes import POINTER, byref, c_char_p, c_double, c_float, c_int32, c_int64, c_size_t, c_void_p
+from ctypes import byref, c_char_p, c_double, c_float, c_int32, c_int64, c_size_t, c_void_p
 from dataclasses import dataclass, field
 from typing import Iterable, List, Optional, Sequence, Tuple, Union
 
@@ -34,44 +34,6 @@ MODES = {"fp16": 1, "int8-dynamic": 2, "int8-static": 3, "int4": 4}
 METHODS = {"minmax": 1, "percentile": 2, "mse": 3, "entropy": 4}
 
 
-class QuantizerHandle(c_void_p):
-    """tinf_quantizer *"""
-
-
-_fn = _lib._fn
-# tinf_status tinf_quantizer_create(tinf_model *model, int32_t mode, tinf_quantizer **out_quantizer);
-_fn("tinf_quantizer_create", [_lib.ModelHandle, c_int32, POINTER(QuantizerHandle)])
-# void tinf_quantizer_free(tinf_quantizer *quantizer);
-_fn("tinf_quantizer_free", [QuantizerHandle], None)
-# tinf_status tinf_quantizer_set_method(tinf_quantizer *, int32_t method, float percentile);
-_fn("tinf_quantizer_set_method", [QuantizerHandle, c_int32, c_float])
-# tinf_status tinf_quantizer_observe(tinf_quantizer *, int32_t n_inputs, const void *const *inputs, const size_t *nbytes);
-_fn("tinf_quantizer_observe", [QuantizerHandle, c_int32, POINTER(c_void_p), POINTER(c_size_t)])
-# tinf_status tinf_quantizer_sample_count(const tinf_quantizer *, int64_t *out_count);
-_fn("tinf_quantizer_sample_count", [QuantizerHandle, POINTER(c_int64)])
-# tinf_status tinf_quantizer_tensor_range(const tinf_quantizer *, int32_t tensor, float *lo, float *hi, float *min, float *max);
-_fn("tinf_quantizer_tensor_range", [QuantizerHandle, c_int32, POINTER(c_float), POINTER(c_float), POINTER(c_float),
-                                    POINTER(c_float)])
-# tinf_status tinf_quantizer_layer_count(const tinf_quantizer *, int32_t *out_count);
-_fn("tinf_quantizer_layer_count", [QuantizerHandle, POINTER(c_int32)])
-# tinf_status tinf_quantizer_layer(const tinf_quantizer *, int32_t layer, int32_t *op_index, int32_t *op,
-#                                  const char **name, int32_t *quantized);
-_fn("tinf_quantizer_layer", [QuantizerHandle, c_int32, POINTER(c_int32), POINTER(c_int32), POINTER(c_char_p),
-                             POINTER(c_int32)])
-# tinf_status tinf_quantizer_keep_float(tinf_quantizer *, int32_t layer, int32_t keep);
-_fn("tinf_quantizer_keep_float", [QuantizerHandle, c_int32, c_int32])
-# tinf_status tinf_quantizer_finish(tinf_quantizer *);
-_fn("tinf_quantizer_finish", [QuantizerHandle])
-# tinf_status tinf_quantizer_data(const tinf_quantizer *, const void **out_data, size_t *out_nbytes);
-_fn("tinf_quantizer_data", [QuantizerHandle, POINTER(c_void_p), POINTER(c_size_t)])
-# tinf_status tinf_quantizer_compare(tinf_quantizer *, int32_t n_inputs, const void *const *inputs, const size_t *nbytes);
-_fn("tinf_quantizer_compare", [QuantizerHandle, c_int32, POINTER(c_void_p), POINTER(c_size_t)])
-# tinf_status tinf_quantizer_layer_error(const tinf_quantizer *, int32_t layer, double *signal, double *noise);
-_fn("tinf_quantizer_layer_error", [QuantizerHandle, c_int32, POINTER(c_double), POINTER(c_double)])
-# tinf_status tinf_quantizer_output_error(const tinf_quantizer *, int32_t output, double *signal, double *noise);
-_fn("tinf_quantizer_output_error", [QuantizerHandle, c_int32, POINTER(c_double), POINTER(c_double)])
-
-
 def sqnr_db(signal: float, noise: float) -> float:
     """10 log10(signal / noise); inf when there is no error."""
     if noise <= 0:
@@ -84,14 +46,14 @@ def sqnr_db(signal: float, noise: float) -> float:
 def _mode_code(mode: str) -> int:
     key = str(mode).lower().replace("_", "-")
     if key not in MODES:
-        raise InvalidArgumentError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}", 1)
+        raise InvalidArgumentError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
     return MODES[key]
 
 
 def _method_code(method: str) -> int:
     key = str(method).lower()
     if key not in METHODS:
-        raise InvalidArgumentError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}", 1)
+        raise InvalidArgumentError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     return METHODS[key]
 
 
@@ -102,7 +64,7 @@ class Quantizer:
     def __init__(self, model: Model, mode: str):
         self.model = model
         self.mode = str(mode).lower().replace("_", "-")
-        h = QuantizerHandle()
+        h = _lib.QuantizerHandle()
         L.tinf_quantizer_create(model.handle, _mode_code(mode), byref(h))
         self._h = h
         self._specs = model.inputs
@@ -129,11 +91,11 @@ class Quantizer:
 
     def _buffers(self, arrays: Sequence[np.ndarray]):
         if len(arrays) != len(self._specs):
-            raise InvalidArgumentError(f"the model takes {len(self._specs)} input(s), got {len(arrays)}", 1)
+            raise InvalidArgumentError(f"the model takes {len(self._specs)} input(s), got {len(arrays)}")
         keep = [np.ascontiguousarray(a, dtype=s.dtype) for a, s in zip(arrays, self._specs)]
         for a, s in zip(keep, self._specs):
             if a.shape != s.shape:
-                raise InvalidArgumentError(f"input '{s.name}' has shape {list(s.shape)}, got {list(a.shape)}", 1)
+                raise InvalidArgumentError(f"input '{s.name}' has shape {list(s.shape)}, got {list(a.shape)}")
         n = len(keep)
         ptrs = (c_void_p * max(n, 1))(*[a.ctypes.data for a in keep])
         sizes = (c_size_t * max(n, 1))(*[a.nbytes for a in keep])
@@ -218,7 +180,7 @@ def _split(arr: np.ndarray, shape: Tuple[int, ...]) -> List[np.ndarray]:
         per = arr.reshape(arr.shape[0] // b, *shape)
         return list(per)
     raise InvalidArgumentError(f"calibration array of shape {list(arr.shape)} does not fit the input shape "
-                               f"{list(shape)}", 1)
+                               f"{list(shape)}")
 
 
 def _label_split(y: np.ndarray, batch: int) -> List[np.ndarray]:
@@ -238,13 +200,13 @@ def _load_path(path: str):
             elif name.endswith(".npz"):
                 items.append(dict(np.load(full)))
         if not items:
-            raise InvalidArgumentError(f"no .npy or .npz files in {path}", 1)
+            raise InvalidArgumentError(f"no .npy or .npz files in {path}")
         return items
     if path.endswith(".npz"):
         return dict(np.load(path))
     if path.endswith(".npy"):
         return np.load(path)
-    raise InvalidArgumentError(f"calibration data must be .npy, .npz or a directory of them, got {path!r}", 1)
+    raise InvalidArgumentError(f"calibration data must be .npy, .npz or a directory of them, got {path!r}")
 
 
 def calibration_sets(calib, specs) -> Tuple[List[List[np.ndarray]], Optional[List[np.ndarray]]]:
@@ -275,12 +237,12 @@ def calibration_sets(calib, specs) -> Tuple[List[List[np.ndarray]], Optional[Lis
         elif len(names) == 1 and len([k for k in calib if k != "y"]) == 1:
             arrays = [calib[[k for k in calib if k != "y"][0]]]
         else:
-            raise InvalidArgumentError(f"calibration .npz needs arrays named {names} (or 'x')", 1)
+            raise InvalidArgumentError(f"calibration .npz needs arrays named {names} (or 'x')")
         per_input = [_split(a, s) for a, s in zip(arrays, shapes)]
         sets = [list(t) for t in zip(*per_input)]
     elif isinstance(calib, np.ndarray):
         if len(names) != 1:
-            raise InvalidArgumentError(f"the model takes {len(names)} inputs: give a dict or a list of tuples", 1)
+            raise InvalidArgumentError(f"the model takes {len(names)} inputs: give a dict or a list of tuples")
         sets = [[a] for a in _split(calib, shapes[0])]
     else:
         sets = []
@@ -293,12 +255,12 @@ def calibration_sets(calib, specs) -> Tuple[List[List[np.ndarray]], Optional[Lis
                 per_input = [_split(item, shapes[0])]
             sets.extend(list(t) for t in zip(*per_input))
     if not sets:
-        raise InvalidArgumentError("the calibration data is empty", 1)
+        raise InvalidArgumentError("the calibration data is empty")
     label_sets = None
     if labels is not None:
         label_sets = _label_split(labels, shapes[0][0] if shapes[0] else 1)
         if len(label_sets) != len(sets):
-            raise InvalidArgumentError(f"{len(label_sets)} label batches for {len(sets)} input sets", 1)
+            raise InvalidArgumentError(f"{len(label_sets)} label batches for {len(sets)} input sets")
     return sets, label_sets
 
 
@@ -441,11 +403,11 @@ def quantize(src, dst=None, mode: str = "int8-dynamic", calib=None, method: str 
         if calib is not None:
             sets, label_sets = calibration_sets(calib, model.inputs)
         if mode == "int8-static" and sets is None:
-            raise InvalidArgumentError("int8-static needs calibration data (calib=...)", 1)
+            raise InvalidArgumentError("int8-static needs calibration data (calib=...)")
         if max_accuracy_drop is not None and label_sets is None:
-            raise InvalidArgumentError("max_accuracy_drop needs labels: calib=(x, y)", 1)
+            raise InvalidArgumentError("max_accuracy_drop needs labels: calib=(x, y)")
         if (report or max_accuracy_drop is not None or min_sqnr is not None) and sets is None:
-            raise InvalidArgumentError("report and mixed precision need calibration data (calib=...)", 1)
+            raise InvalidArgumentError("report and mixed precision need calibration data (calib=...)")
         show = progress if progress is not None else (sets is not None and len(sets) >= 100)
 
         q = Quantizer(model, mode)
