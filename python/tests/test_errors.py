@@ -199,3 +199,11 @@ def test_ctypes_types_mirror_the_header(name):
         assert f.restype is ctype_of(ret), name
     # exactly the tinf_status functions raise the exception of their status
     assert (getattr(f, "errcheck", None) is _lib._check) == (ret == "tinf_status"), name
+
+
+def test_c_api_doc_names_each_status_and_its_exception():
+    doc = open(os.path.join(ROOT, "docs", "c-api.md")).read()
+    rows = re.findall(r"^\| `TINF_(?:ERR_)?(\w+)` \((\d+)\) \|[^|]*\| (?:`(\w+)`|\(none\)) \|$", doc, re.M)
+    assert {name: int(v) for name, v, _ in rows} == {s.name: s.value for s in tinyinfer.Status}
+    for name, _, cls in rows:
+        assert (cls or None) == (None if name == "OK" else _errors.BY_STATUS[tinyinfer.Status[name]].__name__), name
