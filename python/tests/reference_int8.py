@@ -631,3 +631,14 @@ def concat(xs, x_qs, y_q, axis=0):
         v = round_half_away(F32(np.asarray(x, F32) * scale) + bias).astype(np.int64) + y_q[1]
         parts.append(_clamp(v, -128, 127))
     return np.concatenate(parts, axis=axis).astype(np.int8)
+
+
+# The integer reference of each op that has one (test_references.py checks
+# that the names are ops and that tests use the functions).
+REFERENCE_INT8 = {
+    "Quantize": quantize, "Dequantize": dequantize,
+    "FullyConnected": fully_connected, "Conv2D": conv2d, "DepthwiseConv2D": depthwise_conv2d,
+    "Add": add, "Sub": sub, "Mul": mul, "AveragePool2D": average_pool2d, "MaxPool2D": max_pool2d, "Mean": mean,
+    "Softmax": softmax, "Relu": relu, "Relu6": relu6, "LeakyRelu": leaky_relu, "Logistic": logistic, "Tanh": tanh,
+    "HardSwish": hard_swish, "Concat": concat,
+}
