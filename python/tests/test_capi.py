@@ -713,6 +713,43 @@ def test_python_other_batch_runs_on_its_own_session(model):
         assert s.outputs[0].shape[0] == 5
 
 
+def test_python_shape_sessions_are_a_bounded_lru(model_bytes):
+    """Model.run keeps the `shape_sessions` most recently used sessions for
+    other batch sizes and closes the least recently used one."""
+    def batch(n, seed=0):
+        r = np.random.default_rng(seed)
+        return [r.standard_normal((n, 4)).astype(np.float32), r.standard_normal((n, 3)).astype(np.float32)]
+
+    with tinyinfer.load(model_bytes) as m:
+        assert m.shape_sessions == 4
+    with tinyinfer.load(model_bytes, shape_sessions=2) as m:
+        def cached():
+            return [shapes[0][0] for shapes in m._sessions_by_shape]
+
+        m.run(batch(3))
+        m.run(batch(4))
+        assert cached() == [3, 4]
+        s3 = m._sessions_by_shape[((3, 4), (3, 3))]
+        s4 = m._sessions_by_shape[((4, 4), (4, 3))]
+        m.run(batch(3))  # a hit: 3 becomes the most recently used
+        assert cached() == [4, 3] and m._sessions_by_shape[((3, 4), (3, 3))] is s3
+        m.run(batch(2))  # the file's shape: its own session, the cache is unchanged
+        assert cached() == [4, 3]
+        x5 = batch(5, seed=7)
+        outs = m.run(x5)  # evicts 4, the least recently used
+        assert cached() == [3, 5]
+        assert s4._handle is None and s3._handle is not None
+        for got, want in zip(outs, reference(*x5)):
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+        x4 = batch(4, seed=8)
+        for got, want in zip(m.run(x4), reference(*x4)):  # made again after its eviction
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+        assert cached() == [5, 4] and s3._handle is None
+    for bad in (0, -1, 1.5, "4", None):
+        with pytest.raises(InvalidArgumentError, match="shape_sessions"):
+            tinyinfer.load(model_bytes, shape_sessions=bad)
+
+
 def test_python_casts_same_kind(model):
     a, bb = inputs_for()
     (y64, _) = model.run([a.astype(np.float64), bb])

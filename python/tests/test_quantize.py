@@ -535,6 +535,52 @@ def test_int8_static_falls_back_when_the_integer_kernel_refuses(rng):
     assert sqnr_db((ref ** 2).sum(), ((ref - out) ** 2).sum()) > 25
 
 
+def test_already_quantized_models_are_refused(models, tmp_path):
+    """Quantizing the output of quantize, or a converted quantized TFLite
+    model, says so instead of writing a copy."""
+    quantized = {mode: tinyinfer.quantize(models["mlp"], mode=mode).data for mode in ("fp16", "int8-dynamic", "int4")}
+    for kind in ("int8", "dynamic", "float16"):
+        dst = tmp_path / f"mlp_{kind}.tinf"
+        tinyinfer.convert(os.path.join(MODELS, f"digits_mlp.{kind}.tflite"), str(dst), verbose=False)
+        quantized[f"tflite {kind}"] = dst.read_bytes()
+    for what, data in quantized.items():
+        for mode in ("fp16", "int8-dynamic"):
+            with pytest.raises(tinyinfer.InvalidArgumentError, match="already quantized") as ei:
+                tinyinfer.quantize(data, tmp_path / "again.tinf", mode=mode)
+            assert not (tmp_path / "again.tinf").exists(), (what, mode)
+        assert ei.value.status is tinyinfer.Status.INVALID_ARGUMENT
+    with tinyinfer.load(models["mlp"]) as m:
+        from tinyinfer.quantize import already_quantized
+        assert already_quantized(m) is None
+    src = tmp_path / "mlp_fp16.tinf"
+    src.write_bytes(quantized["fp16"])
+    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "python") + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    p = subprocess.run([sys.executable, "-m", "tinyinfer", "quantize", str(src), "-o", str(tmp_path / "again.tinf"),
+                        "--mode", "int8-dynamic"], capture_output=True, text=True, env=env, timeout=300)
+    assert p.returncode != 0 and p.stdout == ""
+    assert p.stderr.count("\n") == 1 and "already quantized" in p.stderr and "quantization: fp16" in p.stderr
+    assert not (tmp_path / "again.tinf").exists()
+
+
+def test_progress_is_plain_lines_when_stderr_is_not_a_terminal(models, digits, monkeypatch):
+    import io
+    calib = calib_of(digits, "mlp")[:40]
+    err = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", err)
+    tinyinfer.quantize(models["mlp"], mode="int8-static", calib=calib, report=True, progress=True)
+    assert "\r" not in err.getvalue()
+    assert err.getvalue().splitlines() == ["calibrating: 40/40", "comparing: 40/40"]
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    tty = Terminal()
+    monkeypatch.setattr(sys, "stderr", tty)
+    tinyinfer.quantize(models["mlp"], mode="int8-static", calib=calib, progress=True)
+    assert "\r" in tty.getvalue() and "calibrating" in tty.getvalue()  # redrawn in place on a terminal
+
+
 def test_int8_static_needs_calibration(models):
     with pytest.raises(tinyinfer.InvalidArgumentError, match="calibration"):
         tinyinfer.quantize(models["mlp"], mode="int8-static")
@@ -633,13 +679,14 @@ def test_cli(models, digits, tmp_path):
 def test_c_api_argument_checks(models):
     from ctypes import byref, c_int32, c_void_p
     from tinyinfer import _lib
-    from tinyinfer.quantize import QuantizerHandle
+    from tinyinfer.quantize import MODES
+    QuantizerHandle = _lib.QuantizerHandle
     L = _lib.lib
     with pytest.raises(tinyinfer.InvalidArgumentError):
-        L.tinf_quantizer_create(_lib.ModelHandle(), 2, byref(QuantizerHandle()))
+        L.tinf_quantizer_create(_lib.ModelHandle(), MODES["int8-dynamic"], byref(QuantizerHandle()))
     with tinyinfer.load(models["mlp"]) as m:
         with pytest.raises(tinyinfer.InvalidArgumentError):
-            L.tinf_quantizer_create(m.handle, 9, byref(QuantizerHandle()))
+            L.tinf_quantizer_create(m.handle, max(MODES.values()) + 1, byref(QuantizerHandle()))
         q = Quantizer(m, "int8-dynamic")
         with pytest.raises(tinyinfer.InvalidStateError):
             L.tinf_quantizer_data(q._h, byref(c_void_p()), byref(_lib.c_size_t()))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import os
 import threading
+from collections import OrderedDict
 from ctypes import byref, c_char_p, c_int32, c_int64, c_size_t, c_void_p
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple, Union
@@ -63,20 +64,30 @@ def _info(raw: _lib.TensorInfo) -> TensorInfo:
                       tuple(int(raw.dims[i]) for i in range(raw.rank)))
 
 
+DEFAULT_SHAPE_SESSIONS = 4
+
+
 class Model:
     """A loaded .tinf model. Use `tinyinfer.load`.
 
-    `run` uses one internal session guarded by a lock, so it is safe from any
-    thread; to run in parallel, give each thread its own `session()`.
+    `run` uses internal sessions guarded by one lock, so it is safe from any
+    thread; to run in parallel, give each thread its own `session()`. One
+    session runs the file's input shapes; inputs with another batch size run
+    on a session made for that shape, and the `shape_sessions` most recently
+    used of those are kept (least recently used closed first).
     """
 
     def __init__(self, source: Union[str, os.PathLike, bytes, bytearray, memoryview], threads: int = 1,
-                 optimize: bool = True):
+                 optimize: bool = True, shape_sessions: int = DEFAULT_SHAPE_SESSIONS):
         self._handle = None
         self._buffer = None
         self._lock = threading.Lock()
         self._session = None
-        self._sessions_by_shape = {}
+        # input shapes -> Session, least recently used first
+        self._sessions_by_shape: "OrderedDict[tuple, Session]" = OrderedDict()
+        if not isinstance(shape_sessions, int) or shape_sessions < 1:
+            raise InvalidArgumentError(f"shape_sessions must be an int >= 1, got {shape_sessions!r}")
+        self.shape_sessions = shape_sessions
         handle = _lib.ModelHandle()
         flags = 0 if optimize else LOAD_NO_GRAPH_PASSES
         if isinstance(source, (bytes, bytearray, memoryview)):
@@ -223,9 +234,14 @@ class Model:
 
     def run(self, inputs, copy: bool = True) -> List[np.ndarray]:
         """Runs the model. `inputs`: an array, a list of arrays (in input order)
-        or a dict of input name to array. Returns a list of numpy arrays.
+        or a dict of input name to array. Returns a list of numpy arrays
+        (with copy=False, read-only views valid until the next `run` of this
+        model or its close).
+
         Inputs whose batch (first) dimension differs from the file's run on a
-        session made for that batch (kept for the next calls)."""
+        session made for those shapes. The model keeps the `shape_sessions`
+        (4 by default) most recently used of them for the next calls and
+        closes the least recently used one when another shape comes."""
         with self._lock:
             if self._session is None:
                 self._session = Session(self, self.threads)
@@ -234,11 +250,22 @@ class Model:
             shapes = _batch_shapes(self.inputs, inputs)
             if shapes is None:
                 return self._session.run(inputs, copy=copy)
-            s = self._sessions_by_shape.get(shapes)
-            if s is None:
-                s = Session(self, self.threads, list(shapes))
-                self._sessions_by_shape[shapes] = s
-            return s.run(inputs, copy=copy)
+            return self._shape_session(shapes).run(inputs, copy=copy)
+
+    def _shape_session(self, shapes) -> "Session":
+        """The session for these input shapes, from the LRU cache or new (the
+        caller holds the lock)."""
+        cache = self._sessions_by_shape
+        s = cache.get(shapes)
+        if s is not None:
+            cache.move_to_end(shapes)
+            return s
+        s = Session(self, self.threads, list(shapes))
+        cache[shapes] = s
+        while len(cache) > self.shape_sessions:
+            _, old = cache.popitem(last=False)
+            old.close()
+        return s
 
     @property
     def arena_bytes(self) -> int:
@@ -430,7 +457,9 @@ class Session:
         return view
 
 
-def load(source, threads: int = 1, optimize: bool = True) -> Model:
+def load(source, threads: int = 1, optimize: bool = True, shape_sessions: int = DEFAULT_SHAPE_SESSIONS) -> Model:
     """Loads a .tinf model from a path or from bytes. `optimize=False` skips
-    the graph optimization passes (constant folding still runs)."""
-    return Model(source, threads=threads, optimize=optimize)
+    the graph optimization passes (constant folding still runs).
+    `shape_sessions`: how many sessions for other input shapes (batch sizes)
+    `Model.run` keeps, least recently used closed first."""
+    return Model(source, threads=threads, optimize=optimize, shape_sessions=shape_sessions)

@@ -271,10 +271,24 @@ def _looks_like_inputs(pair, shapes) -> bool:
         return False
 
 
+def _is_terminal(stream) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError, OSError):
+        return False
+
+
 def _progress(items, desc: str, enabled: bool):
-    """tqdm if installed, else a counter on stderr; nothing when disabled."""
+    """Yields `items`, showing progress on stderr when enabled: on a terminal,
+    tqdm if installed, else a counter rewritten in place; otherwise (a log
+    file, a pipe) one plain line when the loop is done, no carriage returns."""
     if not enabled:
         yield from items
+        return
+    n = len(items)
+    if not _is_terminal(sys.stderr):
+        yield from items
+        print(f"{desc}: {n}/{n}", file=sys.stderr, flush=True)
         return
     try:
         from tqdm import tqdm
@@ -283,7 +297,6 @@ def _progress(items, desc: str, enabled: bool):
     if tqdm is not None:
         yield from tqdm(items, desc=desc, file=sys.stderr, leave=False)
         return
-    n = len(items)
     step = max(1, n // 20)
     for i, x in enumerate(items):
         if i % step == 0:
@@ -366,12 +379,28 @@ def _accuracy(model_bytes_or_model, sets, label_sets) -> float:
             m.close()
 
 
+def already_quantized(model: Model) -> Optional[str]:
+    """Why `model` is already quantized (the quantizer's metadata entry, a
+    tensor with quantization parameters, a float16 constant), or None for a
+    float32 model."""
+    if model.metadata.get("quantization"):
+        return f"its metadata says quantization: {model.metadata['quantization']}"
+    for t in model.tensors():
+        if t.scales is not None:
+            return f"tensor '{t.name}' is {t.dtype} with quantization parameters"
+        if t.kind == "constant" and t.dtype == np.float16:
+            return f"constant '{t.name}' is float16"
+    return None
+
+
 def quantize(src, dst=None, mode: str = "int8-dynamic", calib=None, method: str = "minmax",
              percentile: float = 99.99, report: bool = False, max_accuracy_drop: Optional[float] = None,
              min_sqnr: Optional[float] = None, keep_float: Iterable[str] = (), progress: Optional[bool] = None,
              verbose: bool = False) -> QuantizeResult:
     """Quantizes a float32 .tinf model (path, bytes or a loaded Model) and
     writes `dst` (when given). Returns a QuantizeResult (str() is a report).
+    A model that is already quantized (see `already_quantized`) is refused
+    with InvalidArgumentError.
 
     mode: "fp16", "int8-dynamic", "int8-static" (needs `calib`) or "int4".
     calib: representative inputs (see `calibration_sets`); `(x, y)` adds
@@ -385,7 +414,8 @@ def quantize(src, dst=None, mode: str = "int8-dynamic", calib=None, method: str 
         much (a fraction, 0.01 = one point) / the model output's SQNR is at
         least min_sqnr dB.
     keep_float: layer names (or op indices) to keep in float32 from the start.
-    progress: show progress (tqdm if installed, else a counter on stderr);
+    progress: show progress on stderr (on a terminal tqdm if installed, else
+        a counter; otherwise one plain line per stage, no carriage returns);
         default: when there are 100 calibration input sets or more.
     """
     mode = str(mode).lower().replace("_", "-")
@@ -393,6 +423,11 @@ def quantize(src, dst=None, mode: str = "int8-dynamic", calib=None, method: str 
     own_model = not isinstance(src, Model)
     model = Model(src) if own_model else src
     try:
+        why = already_quantized(model)
+        if why is not None:
+            name = os.fspath(src) if isinstance(src, (str, os.PathLike)) else "the model"
+            raise InvalidArgumentError(f"{name} is already quantized ({why}); quantize the float32 model it was "
+                                       f"made from instead")
         if isinstance(src, (bytes, bytearray, memoryview)):
             src_bytes = len(src)
         elif isinstance(src, Model):
