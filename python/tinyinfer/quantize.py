@@ -9,8 +9,9 @@
 
 The work is done by the library (tinf_quantizer_*): calibration runs the
 float32 model in the core, the rewrite and the serialization are Swift. This
-module feeds calibration data, shows progress, and drives the mixed-precision
-search (which layers stay float32) and the report.
+module refuses a model that is already quantized, feeds calibration data,
+shows progress, and drives the mixed-precision search (which layers stay
+float32) and the report. The tinf_quantizer_* prototypes are in _lib.py.
 """
 
 from __future__ import annotations
