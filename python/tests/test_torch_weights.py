@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 import tinyinfer
-import tinyinfer.nn as tnn
+from tinyinfer.convert import nn as tnn
 from tinyinfer.convert import Report
 from tinyinfer.convert import torch_weights as tw
 
@@ -962,8 +962,8 @@ def test_convert_without_architecture_explains(tmp_path):
 def test_supported_ops_is_documented():
     assert {"Linear", "Conv2d", "ConvTranspose2d", "BatchNorm2d", "BatchNorm1d", "LayerNorm", "Embedding", "ReLU",
             "ReLU6", "LeakyReLU", "GELU", "Sigmoid", "Tanh", "Hardswish", "Softmax", "MaxPool2d", "AvgPool2d",
-            "AdaptiveAvgPool2d", "Flatten", "Dropout", "Identity", "Sequential"} <= set(tw.SUPPORTED_OPS)
-    for name in tw.SUPPORTED_OPS:
+            "AdaptiveAvgPool2d", "Flatten", "Dropout", "Identity", "Sequential"} <= set(tnn.SUPPORTED_OPS)
+    for name in tnn.SUPPORTED_OPS:
         assert hasattr(tnn, name), name
 
 

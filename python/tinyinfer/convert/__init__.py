@@ -105,7 +105,7 @@ def convert(src, dst: Optional[Union[str, os.PathLike]] = None, *, format: Optio
     elif fmt == "onnx":
         from . import onnx as importer
     elif fmt in ("torch", "safetensors"):
-        from . import torch_weights as importer
+        from . import nn as importer
     else:
         raise ModelFormatError(f"unknown format {fmt!r}", 3)
     builder = importer.import_model(src, report, **options)
