@@ -99,17 +99,31 @@ def test_float_fixture_matches_onnxruntime(name, tmp_path):
             assert err <= 1e-5 * scale, f"{name}:{o.name} ({kind}) max error {err:.3g} vs max |ref| {scale:.3g}"
 
 
+def loaded_ops(model):
+    """The op count of a loaded model, after the core's load-time passes."""
+    from collections import Counter
+    return Counter(op.op for op in model.ops())
+
+
 def test_cnn_layout_and_folds(tmp_path):
-    _, report = convert_fixture("cnn_bn_op13", tmp_path)
+    model, report = convert_fixture("cnn_bn_op13", tmp_path)
     # One Transpose for the NCHW image input; none between ops; the flatten before the Linear
     # permutes the weight columns instead of transposing the activations.
     assert report.ops_out["Transpose"] == 1
-    assert report.ops_out["BatchNorm"] == 1                       # the one after the residual Add
-    assert sum("BatchNormalization" in f for f in report.folded) == 2
-    assert report.ops_out["DepthwiseConv2D"] == 1 and report.ops_out["TransposeConv2D"] == 1
-    assert any("Clip" in f for f in report.fused) and sum("Relu" in f for f in report.fused) == 2
     assert any("weight columns permuted" in f for f in report.fused)
-    assert "Relu" not in report.ops_out and "Relu6" not in report.ops_out
+    # The importer emits the plain graph: BatchNorm, Relu and Relu6 are ops in the file...
+    assert report.ops_out["BatchNorm"] == 3 and report.ops_out["Relu"] == 2 and report.ops_out["Relu6"] == 1
+    assert not any("BatchNorm" in f for f in report.folded) and not any("Relu" in f for f in report.fused)
+    # ...and the core's passes fold and fuse them at load, as the report says.
+    passes = model.passes
+    assert report.load_passes == passes
+    assert sum(p.startswith("fold BatchNorm") for p in passes) == 2
+    assert sum(p.startswith("fuse Relu ") for p in passes) == 2 and sum(p.startswith("fuse Relu6 ") for p in passes) == 1
+    ops = loaded_ops(model)
+    assert ops["BatchNorm"] == 1                                  # the one after the residual Add
+    assert "Relu" not in ops and "Relu6" not in ops
+    assert ops["DepthwiseConv2D"] == 1 and ops["TransposeConv2D"] == 1 and ops["Transpose"] == 1
+    assert "at load, the core's passes (" in str(report) and "fold BatchNorm" in str(report)
 
 
 def test_transformer_patterns(tmp_path):
@@ -124,8 +138,12 @@ def test_transformer_patterns(tmp_path):
 
 
 def test_misc_folds(tmp_path):
-    _, report = convert_fixture("misc_op13", tmp_path)
-    assert any("Pad" in f and "padding of Conv" in f for f in report.fused)
+    model, report = convert_fixture("misc_op13", tmp_path)
+    # F.pad + Conv on the NCHW input: the Pad is emitted in NHWC, where the Conv reads, and the core fuses it.
+    assert report.ops_out["Pad"] == 1 and "Pad" not in loaded_ops(model)
+    assert any(p.startswith("fuse Pad") and "explicit pads [1, 1, 1, 1]" in p for p in model.passes)
+    # Relu after a 1-D Conv: lifted to 2-D, a Reshape stands between them, so the importer fuses it.
+    assert any("Relu" in f and "c1d" in f for f in report.fused) and report.ops_out["Relu"] == 0
     assert report.ops_out["Rsqrt"] == 1
     assert any("constant folding" in f for f in report.folded)
 

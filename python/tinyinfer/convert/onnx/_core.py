@@ -16,7 +16,7 @@ import numpy as np
 
 from ..._errors import ModelFormatError, UnsupportedOpError
 from ...builder import GraphBuilder
-from .. import Report, unsupported
+from .. import Report, require, unsupported
 from . import rewrites
 from ._graph import (MAX_OPSET, MIN_OPSET, NHWC, Node, Val, WeightSrc, _CONTRIB, _FOLD_EXCLUDE, _Graph, _T,
                      _attr_value, _dequant, _ident, _inv, _norm, _np_dtype)
@@ -27,10 +27,7 @@ Handler = Callable[["_Importer", Node], None]
 class _Importer:
     def __init__(self, source, report: Report, handlers: Dict[str, Handler], batch: int = 1, input_shapes=None,
                  keep_int8_weights: bool = True, check_opset: bool = True, name: Optional[str] = None):
-        try:
-            import onnx  # noqa: F401
-        except ImportError as e:  # pragma: no cover
-            raise UnsupportedOpError("converting ONNX needs the 'onnx' package (pip install onnx)", 5) from e
+        require("onnx", "onnx", "the ONNX importer")
         self.report = report
         self.handlers = handlers
         self.batch = int(batch)
@@ -551,8 +548,12 @@ class _Importer:
     def set(self, name: str, v: Val):
         self.vals[name] = v
 
-    def take_activation(self, out: str, allow=(1, 2, 3)) -> Tuple[int, str]:
-        """Fuses a following Relu / Clip into the producer of `out`: (activation code, new output name)."""
+    def take_activation(self, out: str, lifted: bool = False) -> Tuple[int, str]:
+        """The fused activation for the op making `out` when its only consumer is an activation the core's
+        ActivationFusion cannot fuse: Clip(-1, 1) (no runtime op expresses it alone), or Relu / Clip(0, 6) /
+        Clip(0, inf) after a `lifted` op (a 1-D op run as 2-D: a Reshape stands between it and the
+        activation). Returns (activation code, the name its output then takes). Other Relu / Relu6 are
+        emitted as ops and fused at load."""
         c = self._single(out)
         if c is None or c.dead or c.domain:
             return 0, out
@@ -565,7 +566,7 @@ class _Importer:
             if lo is None or hi is None:
                 return 0, out
             code = {(0.0, 6.0): 2, (0.0, math.inf): 1, (-1.0, 1.0): 3}.get((lo, hi), 0)
-        if code not in allow:
+        if code == 0 or (code in (1, 2) and not lifted):
             return 0, out
         c.dead = True
         self.report.fused.append(f"{c.label()} into the activation of the op making '{out}'")

@@ -205,8 +205,9 @@ class _T:
 
 
 class _Graph:
-    """The ops as emitted, replayed into a GraphBuilder at the end: ops and constants nothing reads are
-    dropped, and a Reshape of a Reshape reads the first one's input."""
+    """The ops as emitted, replayed into a GraphBuilder at the end, when every quantization is known.
+    Constants that no op reads are not written; ops whose output nothing reads, and reshapes of reshapes,
+    are written as emitted: the core's DeadCodeElimination and IdentityRemoval take them out at load."""
 
     def __init__(self, name: str, producer: str):
         self.name, self.producer = name, producer
@@ -245,30 +246,16 @@ class _Graph:
         self.outputs.append(t.name)
 
     def finish(self, report: Report) -> GraphBuilder:
-        producer = {o: k for k, op in enumerate(self.ops) for o in op[2]}
-        for op in self.ops:
-            if op[0] == "Reshape":
-                src = op[1][0]
-                while src in producer and self.ops[producer[src]][0] == "Reshape" and src not in self.quant:
-                    src = self.ops[producer[src]][1][0]
-                op[1][0] = src
-        live = set(self.outputs)
-        keep = [False] * len(self.ops)
-        for k in range(len(self.ops) - 1, -1, -1):
-            if any(o in live for o in self.ops[k][2]):
-                keep[k] = True
-                live.update(i for i in self.ops[k][1] if i)
+        read = set(self.outputs) | {i for op in self.ops for i in op[1] if i}
         b = GraphBuilder(self.name, producer=self.producer)
         tensors = {}
         for nm, shape, dt in self.inputs:
             tensors[nm] = b.input(nm, shape, dt)
         for nm, arr in self.consts.items():
-            if nm in live:
+            if nm in read:
                 tensors[nm] = b.const(nm, arr)
         ops_out = Counter()
-        for k, (op, ins, outs, attrs) in enumerate(self.ops):
-            if not keep[k]:
-                continue
+        for op, ins, outs, attrs in self.ops:
             res = b.op(op, *[None if i is None else tensors[i] for i in ins], outputs=outs, **attrs)
             for o, t in zip(outs, res if isinstance(res, list) else [res]):
                 tensors[o] = t

@@ -90,7 +90,7 @@ def op_Conv(im, n):
     ws = im.weight(n.inputs[1])
     bias = im.cval(n.inp(2)).astype(np.float32) if n.inp(2) else None
     xt, xshape, one_d = _spatial_in(im, x)
-    act, final = im.take_activation(n.outputs[0])
+    act, final = im.take_activation(n.outputs[0], lifted=one_d)
     out_shape = im._shape(n.outputs[0])
     oshape4 = out_shape if not one_d else (out_shape[0], out_shape[1], 1, out_shape[2])
     t = _conv_core(im, n, xt, xshape, ws, bias, oshape4, final, act)
@@ -106,7 +106,7 @@ def op_ConvTranspose(im, n):
     xt, xshape, one_d = _spatial_in(im, x)
     if one_d:
         ws = ws.transform(lambda a: a[:, :, None, :])
-    act, final = im.take_activation(n.outputs[0])
+    act, final = im.take_activation(n.outputs[0], lifted=one_d)
     out_shape = im._shape(n.outputs[0])
     oshape = out_shape if not one_d else (out_shape[0], out_shape[1], 1, out_shape[2])
     cin, cout, kh, kw = ws.shape
@@ -196,7 +196,7 @@ def _pool(im, n, op):
     if any(p >= k for p, k in zip(pads, [ks[0], ks[0], ks[1], ks[1]])):
         raise UnsupportedOpError(f"onnx: {n.op} padding {pads} not smaller than the window {ks}", 5)
     if x.kind == "real" and corr is None:
-        act, final = im.take_activation(n.outputs[0])
+        act, final = im.take_activation(n.outputs[0], lifted=one_d)
     else:
         act, final = 0, n.outputs[0]
     nm = im.out_name(final, False) if corr is None else "avgpool"

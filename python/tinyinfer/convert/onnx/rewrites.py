@@ -1,6 +1,8 @@
-"""ONNX-level pattern rewrites the runtime has no op or pass for: the erf form of Gelu, the
+"""ONNX-level rewrites that no load-time pass of the core does: the erf form of Gelu, the
 ReduceMean/Sub/Pow/Sqrt/Div form of layer normalization, Reciprocal(Sqrt) -> Rsqrt, HardSigmoid * x ->
-HardSwish; and the foldings the core's load-time passes cannot see (docs/converting.md)."""
+HardSwish; and the BatchNorm and Pad foldings the core's passes cannot see (each function says which).
+What the core does (BatchNorm into Conv2D / DepthwiseConv2D / FullyConnected, Relu / Relu6 fusion, zero
+Pad into a convolution, identity and dead-op removal) is left to it."""
 
 from __future__ import annotations
 
@@ -13,6 +15,10 @@ from ._graph import Node, _close
 
 
 def fold_batchnorm(im):
+    """BatchNormalization into the ConvTranspose or 1-D Conv before it: the cases the core's BatchNormFolding
+    cannot see (it folds into Conv2D, DepthwiseConv2D and FullyConnected, and a 1-D Conv reaches the runtime as
+    Conv2D + Reshape, so the BatchNorm reads the Reshape). After a 2-D Conv or a Gemm the BatchNorm is emitted
+    and the core folds it at load."""
     for bn in im.nodes:
         if bn.dead or bn.op != "BatchNormalization" or bn.domain:
             continue
@@ -20,7 +26,7 @@ def fold_batchnorm(im):
             continue
         x = bn.inputs[0]
         p = im.producer.get(x)
-        if p is None or p.dead or im._single(x) is not bn:
+        if p is None or p.dead or im._single(x) is not bn or p.domain:
             continue
         prm = [im._float_const(i) for i in bn.inputs[1:5]]
         if any(a is None for a in prm):
@@ -30,40 +36,17 @@ def fold_batchnorm(im):
         scale = (gamma / np.sqrt(var + np.float32(eps))).astype(np.float32)
         shift = (beta - mean * scale).astype(np.float32)
         c = scale.size
-        if p.op == "Conv" and not p.domain:
-            w = im._float_const(p.inp(1))
-            if w is None or w.shape[0] != c:
-                continue
-            w2 = w * scale.reshape((c,) + (1,) * (w.ndim - 1))
-            b = im._float_const(p.inp(2)) if p.inp(2) else np.zeros(c, np.float32)
-            if b is None:
-                continue
-            b2 = b * scale + shift
-        elif p.op == "ConvTranspose" and not p.domain and p.attrs.get("group", 1) == 1:
-            w = im._float_const(p.inp(1))
-            if w is None or w.shape[1] != c:
-                continue
+        w = im._float_const(p.inp(1))
+        if p.op == "Conv" and w is not None and w.ndim == 3 and w.shape[0] == c:
+            w2 = w * scale.reshape(c, 1, 1)
+        elif p.op == "ConvTranspose" and p.attrs.get("group", 1) == 1 and w is not None and w.shape[1] == c:
             w2 = w * scale.reshape((1, c) + (1,) * (w.ndim - 2))
-            b = im._float_const(p.inp(2)) if p.inp(2) else np.zeros(c, np.float32)
-            if b is None:
-                continue
-            b2 = b * scale + shift
-        elif p.op == "Gemm" and not p.domain and len(im._shape(x)) == 2:
-            w = im._float_const(p.inp(1))
-            if w is None:
-                continue
-            tb = p.attrs.get("transB", 0)
-            if (w.shape[0] if tb else w.shape[1]) != c:
-                continue
-            w2 = w * (scale.reshape(c, 1) if tb else scale.reshape(1, c))
-            beta_g = p.attrs.get("beta", 1.0)
-            cc = im._float_const(p.inp(2)) if p.inp(2) else np.zeros(c, np.float32)
-            if cc is None:
-                continue
-            b2 = (np.float32(beta_g) * cc * scale + shift).astype(np.float32)
-            p.attrs["beta"] = 1.0
         else:
             continue
+        b = im._float_const(p.inp(2)) if p.inp(2) else np.zeros(c, np.float32)
+        if b is None:
+            continue
+        b2 = b * scale + shift
         p.inputs[1] = im._new_const(p.inp(1) + "_bn", w2.astype(np.float32))
         b_name = im._new_const((p.inp(2) or p.outputs[0]) + "_bn", b2.astype(np.float32))
         if len(p.inputs) < 3:
@@ -78,6 +61,9 @@ def fold_batchnorm(im):
 
 
 def fold_pads(im):
+    """A constant Pad of H and W into the padding of the MaxPool (pad value -inf) or AveragePool (zeros,
+    count_include_pad) that alone reads it: the core's PadFusion folds zero pads into Conv2D and
+    DepthwiseConv2D only, so a Pad before a Conv is emitted (in NHWC, shape.op_Pad) and fused at load."""
     for pad in im.nodes:
         if pad.dead or pad.op != "Pad" or pad.domain:
             continue
@@ -105,10 +91,7 @@ def fold_pads(im):
         if len(old) != 4:
             continue
         new = [a + b for a, b in zip(old, extra)]
-        if c.op == "Conv":
-            if value != 0.0:
-                continue
-        elif c.op == "MaxPool":
+        if c.op == "MaxPool":
             if not (value <= -3.0e38) or c.attrs.get("ceil_mode", 0):
                 continue
         elif c.op == "AveragePool":
@@ -119,10 +102,9 @@ def fold_pads(im):
             c.attrs["count_include_pad"] = 1
         else:
             continue
-        if c.op != "Conv":
-            ks = c.attrs.get("kernel_shape", [])
-            if len(ks) != 2 or new[0] >= ks[0] or new[2] >= ks[0] or new[1] >= ks[1] or new[3] >= ks[1]:
-                continue
+        ks = c.attrs.get("kernel_shape", [])
+        if len(ks) != 2 or new[0] >= ks[0] or new[2] >= ks[0] or new[1] >= ks[1] or new[3] >= ks[1]:
+            continue
         c.attrs["pads"] = new
         c.attrs["auto_pad"] = "NOTSET"
         c.inputs[0] = pad.inputs[0]

@@ -249,6 +249,9 @@ def op_Pad(im, n):
     if v.flat is not None:
         v = Val(im.get(v, None), v.shape, v.dtype, kind=v.kind, q=v.q)
     perm = v.perm
+    c = im._single(n.outputs[0])
+    if r == 4 and mode == "constant" and c is not None and c.op == "Conv" and not c.domain:
+        perm = NHWC  # pad where the Conv reads (NHWC), so the core's PadFusion sees Pad -> Conv2D
     p = perm or _ident(r)
     rp = []
     for a in p:
