@@ -11,7 +11,7 @@ keys match), load the weights, and write the graph:
     net = nn.Sequential(
         nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
         nn.MaxPool2d(2), nn.Flatten(), nn.Linear(16 * 16 * 16, 10))
-    net.load_state_dict(tinyinfer.convert.torch_weights.load_state_dict("net.pt"))
+    net.load_state_dict("net.pt")          # a path, or a state_dict
     net.save("net.tinf", input_shape=(1, 3, 32, 32))
 
 The .tinf takes torch's layout (NCHW) and gives torch's output layout.
@@ -19,8 +19,11 @@ Inside, image tensors are NHWC (the runtime's layout): one Transpose follows
 the input, weights are converted once (Conv2d OIHW -> OHWI, depthwise ->
 [1, KH, KW, C*M], ConvTranspose2d IOHW -> [Cout, KH, KW, Cin]), and a Flatten
 of NHWC data permutes the columns of the Linear that reads it instead of
-transposing the data back. BatchNorm after a convolution or Linear is folded
-into its weights, ReLU/ReLU6 into its producer, Dropout/Identity vanish.
+transposing the data back. Dropout/Identity vanish. The graph is written
+plain: BatchNorm after a convolution or Linear and ReLU/ReLU6 after their
+producer are folded and fused by the core's load-time passes (the report's
+"at load" line lists them); only a BatchNorm after a ConvTranspose2d, which
+those passes do not cover, is folded here.
 
 Custom modules work like torch's: subclass Module, assign layers in
 __init__, and write forward with these layers, the Value methods (+, -, *,
@@ -115,16 +118,11 @@ class _Node:
         self.dead = False
 
 
-_FOLD_BN_INTO = {"Conv2D": 0, "TransposeConv2D": 0, "FullyConnected": 0, "DepthwiseConv2D": 3}
-_FUSE_ACT_INTO = {"FullyConnected", "Conv2D", "DepthwiseConv2D", "TransposeConv2D", "Add", "Sub", "Mul", "Div",
-                  "MaxPool2D", "AveragePool2D"}
-_ACT_CODE = {"Relu": 1, "Relu6": 2}
 
 
 class _Tracer:
-    def __init__(self, root: "Module", fold_batchnorm: bool, fuse_activations: bool):
+    def __init__(self, root: "Module"):
         self.root = root
-        self.fold_batchnorm, self.fuse_activations = fold_batchnorm, fuse_activations
         self.nodes: List[_Node] = []
         self.inputs: List[_Sym] = []
         self.scope_stack: List[str] = []
@@ -135,7 +133,6 @@ class _Tracer:
         self.layers_in: Counter = Counter()
         self.dropped: List[str] = []
         self.folded: List[str] = []
-        self.fused: List[str] = []
         self.layout: Dict[str, List[str]] = OrderedDict()
         self.cache: Dict[Tuple[int, Tuple[int, ...]], _Sym] = {}
         self._keep = []  # keeps cached syms alive so their ids stay unique
@@ -204,51 +201,33 @@ class _Tracer:
                 c[id(res(s))] += 1
             return c
 
-        if self.fold_batchnorm:
-            cons = consumers()
-            for n in self.nodes:
-                if n.dead or n.op != "BatchNorm":
-                    continue
-                x = res(n.inputs[0])
-                p = x.producer
-                if p is None or p.dead or p.op not in _FOLD_BN_INTO or p.attrs.get("activation", 0) != 0 \
-                        or cons[id(x)] != 1 or len(p.outputs) != 1 or not isinstance(p.inputs[1], _Const):
-                    continue
-                scale, shift, mean, var = (c.array.astype(np.float64) for c in n.inputs[1:5])
-                s = scale / np.sqrt(var + float(n.attrs.get("epsilon", 1e-5)))
-                w = p.inputs[1].array.astype(np.float64)
-                axis = _FOLD_BN_INTO[p.op]
-                if w.shape[axis] != s.size:
-                    continue
-                bshape = [1] * w.ndim
-                bshape[axis] = s.size
-                p.inputs[1] = _Const((w * s.reshape(bshape)).astype(np.float32), p.inputs[1].name)
-                b = p.inputs[2].array.astype(np.float64) if len(p.inputs) > 2 and isinstance(p.inputs[2], _Const) \
-                    else np.zeros(s.size)
-                new_b = ((b - mean) * s + shift).astype(np.float32)
-                bname = p.inputs[2].name if len(p.inputs) > 2 and isinstance(p.inputs[2], _Const) \
-                    else p.inputs[1].name.rsplit(".", 1)[0] + ".bias"
-                while len(p.inputs) < 3:
-                    p.inputs.append(None)
-                p.inputs[2] = _Const(new_b, bname)
-                n.dead = True
-                alias[id(n.outputs[0])] = x
-                self.folded.append(f"{n.layer} into {p.layer} (its {p.op} weights and bias)")
-        if self.fuse_activations:
-            cons = consumers()
-            for n in self.nodes:
-                if n.dead or n.op not in _ACT_CODE:
-                    continue
-                x = res(n.inputs[0])
-                p = x.producer
-                if p is None or p.dead or p.op not in _FUSE_ACT_INTO or p.attrs.get("activation", 0) != 0 \
-                        or cons[id(x)] != 1 or len(p.outputs) != 1:
-                    continue
-                p.attrs["activation"] = _ACT_CODE[n.op]
-                n.dead = True
-                alias[id(n.outputs[0])] = x
-                self.fused.append(f"{n.op} of {n.layer} into {p.op} of {p.layer} (activation)")
-                cons = consumers()
+        # BatchNorm after a TransposeConv2D (its only reader) goes into the weights and bias here: the core's
+        # BatchNormFolding covers Conv2D, DepthwiseConv2D and FullyConnected, which are left to it, as are
+        # Relu / Relu6 fusion, identity and dead-op removal (docs/architecture.md, Load-time passes).
+        cons = consumers()
+        for n in self.nodes:
+            if n.dead or n.op != "BatchNorm":
+                continue
+            x = res(n.inputs[0])
+            p = x.producer
+            if p is None or p.dead or p.op != "TransposeConv2D" or p.attrs.get("activation", 0) != 0 \
+                    or cons[id(x)] != 1 or len(p.outputs) != 1 or not isinstance(p.inputs[1], _Const):
+                continue
+            scale, shift, mean, var = (c.array.astype(np.float64) for c in n.inputs[1:5])
+            s = scale / np.sqrt(var + float(n.attrs.get("epsilon", 1e-5)))
+            w = p.inputs[1].array.astype(np.float64)  # [Cout, KH, KW, Cin]
+            if w.shape[0] != s.size:
+                continue
+            p.inputs[1] = _Const((w * s.reshape(-1, 1, 1, 1)).astype(np.float32), p.inputs[1].name)
+            has_b = len(p.inputs) > 2 and isinstance(p.inputs[2], _Const)
+            b = p.inputs[2].array.astype(np.float64) if has_b else np.zeros(s.size)
+            bname = p.inputs[2].name if has_b else p.inputs[1].name.rsplit(".", 1)[0] + ".bias"
+            while len(p.inputs) < 3:
+                p.inputs.append(None)
+            p.inputs[2] = _Const(((b - mean) * s + shift).astype(np.float32), bname)
+            n.dead = True
+            alias[id(n.outputs[0])] = x
+            self.folded.append(f"{n.layer} into {p.layer} (its {p.op} weights and bias)")
 
         b = GraphBuilder(name, producer="tinyinfer.convert.nn")
         tensors: Dict[int, object] = {}
@@ -310,7 +289,6 @@ class _Tracer:
             report.ops_in.update(self.layers_in)
             report.ops_out.update(ops_out)
             report.folded.extend(self.folded)
-            report.fused.extend(self.fused)
             report.dropped.extend(self.dropped)
             for what, where in self.layout.items():
                 shown = ", ".join(where[:4]) + (" ..." if len(where) > 4 else "")
@@ -796,7 +774,7 @@ class Module:
 
     # -- graph -------------------------------------------------------------------------------
     def to_builder(self, input_shape, name: Optional[str] = None, *, input_dtype=None, input_names=None,
-                   output_names=None, report=None, fold_batchnorm: bool = True, fuse_activations: bool = True):
+                   output_names=None, report=None):
         """A GraphBuilder for this model on inputs of `input_shape` (torch
         layout; a list of shapes for several inputs). The graph's inputs and
         outputs have torch's layouts. `report` (a tinyinfer.convert.Report)
@@ -815,7 +793,7 @@ class Module:
                 input_dtype, (list, tuple)) else list(input_dtype)
         if input_names is None:
             input_names = ["input"] if len(shapes) == 1 else [f"input_{i}" for i in range(len(shapes))]
-        t = _Tracer(self, fold_batchnorm, fuse_activations)
+        t = _Tracer(self)
         ins = [t.input(n, s, d) for n, s, d in zip(input_names, shapes, dtypes)]
         out = self(*ins)
         outs = list(out) if isinstance(out, (list, tuple)) else [out]
@@ -1704,7 +1682,7 @@ SUPPORTED_OPS: Dict[str, str] = {
 
 
 def import_model(source, report, architecture=None, input_shape=None, strict: bool = True, input_dtype=None,
-                 name: Optional[str] = None, fold_batchnorm: bool = True, fuse_activations: bool = True,
+                 name: Optional[str] = None,
                  **unknown):
     """tinyinfer.convert for .pt/.pth/.bin/.safetensors: loads the state_dict,
     applies it to `architecture` (a tinyinfer.nn.Module mirroring the torch
@@ -1713,7 +1691,7 @@ def import_model(source, report, architecture=None, input_shape=None, strict: bo
     if unknown:
         raise InvalidArgumentError(
             f"torch importer: unknown option(s) {sorted(unknown)}; known: architecture, input_shape, strict, "
-            f"input_dtype, name, fold_batchnorm, fuse_activations", 1)
+            f"input_dtype, name", 1)
     sd, desc = load_state_dict_with_info(source)
     report.notes.append(f"read {desc}")
     if architecture is None:
@@ -1738,5 +1716,4 @@ def import_model(source, report, architecture=None, input_shape=None, strict: bo
         raise InvalidArgumentError("torch importer: input_shape is required (torch layout, e.g. (1, 3, 32, 32))", 1)
     architecture.load_state_dict(sd, strict=strict)
     return architecture.to_builder(tuple(input_shape), name=name or type(architecture).__name__,
-                                   input_dtype=input_dtype, report=report, fold_batchnorm=fold_batchnorm,
-                                   fuse_activations=fuse_activations)
+                                   input_dtype=input_dtype, report=report)
