@@ -1653,12 +1653,13 @@ SUPPORTED_OPS: Dict[str, str] = {
     "Conv2d": "Conv2D (OIHW -> OHWI; groups kept), or DepthwiseConv2D when groups == in_channels "
               "(weight -> [1, KH, KW, C*M]); padding_mode 'reflect' adds a Pad",
     "ConvTranspose2d": "TransposeConv2D (IOHW -> [Cout, KH, KW, Cin]); groups > 1 as Split + TransposeConv2D + Concat",
-    "BatchNorm2d": "BatchNorm (or folded into the preceding Conv2D / DepthwiseConv2D / TransposeConv2D)",
-    "BatchNorm1d": "BatchNorm (or folded into the preceding FullyConnected)",
+    "BatchNorm2d": "BatchNorm (folded into a preceding Conv2D / DepthwiseConv2D by the core at load, into a "
+                   "TransposeConv2D here)",
+    "BatchNorm1d": "BatchNorm (folded into a preceding FullyConnected by the core at load)",
     "LayerNorm": "LayerNorm",
     "Embedding": "Gather (axis 0)",
-    "ReLU": "Relu (or fused into the producer's activation)",
-    "ReLU6": "Relu6 (or fused into the producer's activation)",
+    "ReLU": "Relu (fused into its producer by the core at load)",
+    "ReLU6": "Relu6 (fused into its producer by the core at load)",
     "LeakyReLU": "LeakyRelu",
     "PReLU": "PRelu",
     "GELU": "Gelu (approximate 'none' -> 0, 'tanh' -> 1)",

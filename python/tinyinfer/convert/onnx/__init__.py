@@ -25,12 +25,13 @@ How the graph is converted
    Gather/Unsqueeze/Concat chains, Cast, ConstantOfShape, ...) are evaluated
    at conversion with the ONNX reference evaluator (numpy). Every tensor that
    remains must have a static shape.
-2. Graph rewrites at the ONNX level, each reported: BatchNormalization folded
-   into the preceding Conv/ConvTranspose/Gemm; a constant-zero Pad folded into
-   the explicit padding of the following Conv/pool; the erf form of Gelu
-   (x * 0.5 * (1 + erf(x / sqrt 2))) to Gelu; the ReduceMean/Sub/Pow/Sqrt/Div
-   form of layer normalization to LayerNorm; Reciprocal(Sqrt) to Rsqrt;
-   HardSigmoid(1/6, 1/2) * x to HardSwish.
+2. Graph rewrites at the ONNX level that no load-time pass of the core does,
+   each reported: the erf form of Gelu (x * 0.5 * (1 + erf(x / sqrt 2))) to
+   Gelu; the ReduceMean/Sub/Pow/Sqrt/Div form of layer normalization to
+   LayerNorm; Reciprocal(Sqrt) to Rsqrt; HardSigmoid(1/6, 1/2) * x to
+   HardSwish; BatchNormalization folded into a preceding ConvTranspose or 1-D
+   Conv and a constant Pad into the padding of the following MaxPool /
+   AveragePool (the core's passes do not cover these).
 3. Emission, node by node, tracking the layout of every tensor: each value
    knows the permutation that takes its ONNX (NCHW) order to the order it has
    in the runtime. Ops that need NHWC (Conv, pooling, Resize, ...) ask for it
@@ -44,12 +45,18 @@ How the graph is converted
    has one Transpose after each 4-D image input and one before each 4-D
    output. A Reshape of a permuted tensor is done in the runtime layout when
    the merged or split axes are adjacent there (a ViT's flatten(2).transpose
-   costs nothing). Relu / Clip(0,6) / Clip(0,inf) / Clip(-1,1) after
-   Conv/Gemm/MatMul/Add/Sub/Mul/Div/pooling become the fused activation, and
-   a constant bias Add after a MatMul becomes the FullyConnected bias.
-4. The emitted ops are replayed into the GraphBuilder: ops and constants that
-   nothing reads are dropped and a Reshape of a Reshape reads the first one's
-   input. The report's "ops out" counts what is in the file.
+   costs nothing). Clip(-1,1) after Conv/Gemm/MatMul/Add/Sub/Mul/Div/pooling
+   becomes the fused activation (so do Relu and Clip(0,6) after a 1-D Conv
+   or pool, where a Reshape separates them), and a constant bias Add after a
+   MatMul becomes the FullyConnected bias.
+4. The emitted ops are replayed into the GraphBuilder; constants no op reads
+   are not written. The report's "ops out" counts what is in the file.
+
+The importer leaves to the core's load-time passes (docs/architecture.md) what
+they do on every model: BatchNorm folding into Conv2D / DepthwiseConv2D /
+FullyConnected, Relu / Relu6 fusion, zero-Pad fusion into convolutions,
+reshape-of-reshape and identity removal, dead ops. The report's "at load"
+line lists what they will do to the converted model.
 
 Pooling with ceil_mode = 1 becomes extra bottom/right padding (exact for
 MaxPool and for AveragePool without count_include_pad; with it, a constant
@@ -120,14 +127,13 @@ SUPPORTED_OPS: Dict[str, str] = {
             "MatMul + Mul + Add when B is not constant",
     "MatMul": "FullyConnected when B is a constant 2-D matrix (a following constant Add becomes the bias), "
               "else MatMul (a transposed operand becomes transpose_a/transpose_b)",
-    "Add": "Add (fused activation)", "Sub": "Sub (fused activation)", "Mul": "Mul (fused activation)",
-    "Div": "Div (fused activation)", "Sum": "chain of Add",
+    "Add": "Add", "Sub": "Sub", "Mul": "Mul", "Div": "Div", "Sum": "chain of Add",
     "Max": "Maximum (chained when variadic)", "Min": "Minimum (chained when variadic)",
     "Pow": "constant exponent 1, 2, 3 (Mul), 0.5 (Sqrt), -0.5 (Rsqrt), -1 (Div)",
     "Neg": "Mul by -1", "Abs": "Maximum(x, -x)",
-    "Relu": "Relu, or the fused activation of the producer",
-    "Clip": "Relu6 / Relu / fused activation for (0,6), (0,inf), (-1,1); else Maximum + Minimum "
-            "(constant bounds)",
+    "Relu": "Relu (fused into its producer at load by the core; by the importer after a 1-D Conv/pool)",
+    "Clip": "Relu6 / Relu for (0,6) / (0,inf); the producer's fused activation for (-1,1); else Maximum + "
+            "Minimum (constant bounds)",
     "LeakyRelu": "LeakyRelu", "PRelu": "PRelu (slope permuted to the input's layout)",
     "HardSwish": "HardSwish", "HardSigmoid": "HardSwish when HardSigmoid(1/6, 1/2) * x; else Mul + Add + "
                                              "Relu + Minimum",
@@ -139,8 +145,8 @@ SUPPORTED_OPS: Dict[str, str] = {
     "LogSoftmax": "LogSoftmax (axis remapped)",
     "LayerNormalization": "LayerNorm (and the ReduceMean/Sub/Pow/ReduceMean/Add/Sqrt/Div form torch "
                           "writes below opset 17)",
-    "BatchNormalization": "folded into the preceding Conv/ConvTranspose/Gemm, else BatchNorm on the "
-                          "channels-last tensor (inference mode only)",
+    "BatchNormalization": "BatchNorm on the channels-last tensor (inference mode only; folded into a preceding "
+                          "2-D Conv / Gemm by the core at load, into a ConvTranspose / 1-D Conv here)",
     "MaxPool": "MaxPool2D (ceil_mode as extra bottom/right padding; no dilations, no indices output)",
     "AveragePool": "AveragePool2D (count_include_pad; ceil_mode 1 through a constant divisor correction)",
     "GlobalAveragePool": "Mean over [1, 2] keep_dims on NHWC", "GlobalMaxPool": "MaxPool2D over H x W",
@@ -152,7 +158,8 @@ SUPPORTED_OPS: Dict[str, str] = {
     "Transpose": "folded into the tracked layout (a Transpose op only where a consumer needs it)",
     "Concat": "Concat (axis remapped)", "Split": "Split (axis remapped)",
     "Slice": "Slice, or StridedSlice for steps != 1 (constant starts/ends/axes/steps)",
-    "Pad": "Pad constant/reflect (constant pads; folded into a following Conv/pool when zero padding)",
+    "Pad": "Pad constant/reflect (constant pads; NHWC before a Conv, whose padding takes it at load; folded "
+           "into a following MaxPool/AveragePool here)",
     "Gather": "Gather (axis remapped; scalar index drops the axis)",
     "Resize": "ResizeNearest / ResizeBilinear when the coordinate mode maps to align_corners / "
               "half_pixel / asymmetric exactly (checked per output row and column); cubic refused",
