@@ -197,11 +197,12 @@ SUPPORTED_OPS: Dict[str, str] = {
 # matched by rewrites (Erf inside Gelu) need no handler; a node left with no entry here is refused.
 HANDLERS: Dict[str, Handler] = {
     # elementwise.py
-    "Add": elementwise.op_Add, "Sub": elementwise.op_Sub, "Mul": elementwise.op_Mul, "Div": elementwise.op_Div,
-    "Sum": elementwise.op_Sum, "Max": elementwise.op_Max, "Min": elementwise.op_Min, "PRelu": elementwise.op_PRelu,
-    "Relu": elementwise.op_Relu, "Sigmoid": elementwise.op_Sigmoid, "Tanh": elementwise.op_Tanh,
-    "Exp": elementwise.op_Exp, "Log": elementwise.op_Log, "Sqrt": elementwise.op_Sqrt,
-    "Rsqrt": elementwise.op_Rsqrt, "HardSwish": elementwise.op_HardSwish, "LeakyRelu": elementwise.op_LeakyRelu,
+    "Add": elementwise.binary("Add"), "Sub": elementwise.binary("Sub"), "Mul": elementwise.binary("Mul"),
+    "Div": elementwise.binary("Div"), "Sum": elementwise.variadic("Add"), "Max": elementwise.variadic("Maximum"),
+    "Min": elementwise.variadic("Minimum"), "PRelu": elementwise.op_PRelu, "Relu": elementwise.unary("Relu"),
+    "Sigmoid": elementwise.unary("Logistic"), "Tanh": elementwise.unary("Tanh"), "Exp": elementwise.unary("Exp"),
+    "Log": elementwise.unary("Log"), "Sqrt": elementwise.unary("Sqrt"), "Rsqrt": elementwise.unary("Rsqrt"),
+    "HardSwish": elementwise.unary("HardSwish"), "LeakyRelu": elementwise.op_LeakyRelu,
     "Gelu": elementwise.op_Gelu, "Identity": elementwise.op_Identity, "Dropout": elementwise.op_Dropout,
     "Neg": elementwise.op_Neg, "Abs": elementwise.op_Abs, "Reciprocal": elementwise.op_Reciprocal,
     "Pow": elementwise.op_Pow, "Clip": elementwise.op_Clip, "HardSigmoid": elementwise.op_HardSigmoid,

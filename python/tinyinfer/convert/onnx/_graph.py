@@ -151,30 +151,29 @@ class WeightSrc:
         return WeightSrc(arr=self.float() * f, name=self.name)
 
 
+def _qparams_for(ndim, scale, zp, axis):
+    """(scale, zero point) as float32, shaped to broadcast over a rank-`ndim` tensor: along `axis` when
+    per-axis, else scalars."""
+    s = np.asarray(scale, dtype=np.float32)
+    z = np.zeros_like(s) if zp is None else np.asarray(zp).astype(np.float32)
+    if axis is not None and s.size > 1:
+        shape = [1] * ndim
+        shape[axis] = s.size
+        return s.reshape(shape), z.reshape(shape)
+    return s.reshape(-1)[0], z.reshape(-1)[0]
+
+
 def _dequant(q, scale, zp, axis) -> np.ndarray:
     q = np.asarray(q)
-    s = np.asarray(scale, dtype=np.float32)
-    z = np.zeros_like(s, dtype=np.float32) if zp is None else np.asarray(zp).astype(np.float32)
-    if axis is not None and s.size > 1:
-        shape = [1] * q.ndim
-        shape[axis] = s.size
-        s, z = s.reshape(shape), z.reshape(shape)
-    else:
-        s, z = s.reshape(-1)[0], z.reshape(-1)[0]
+    s, z = _qparams_for(q.ndim, scale, zp, axis)
     return ((q.astype(np.float32) - z) * s).astype(np.float32)
 
 
 def _quantize_np(x, scale, zp, axis, dtype) -> np.ndarray:
     info = np.iinfo(dtype)
-    s = np.asarray(scale, dtype=np.float32)
-    z = np.zeros_like(s) if zp is None else np.asarray(zp).astype(np.float32)
-    if axis is not None and s.size > 1:
-        shape = [1] * x.ndim
-        shape[axis] = s.size
-        s, z = s.reshape(shape), z.reshape(shape)
-    else:
-        s, z = s.reshape(-1)[0], z.reshape(-1)[0]
-    return np.clip(np.rint(np.asarray(x, np.float32) / s) + z, info.min, info.max).astype(dtype)
+    x = np.asarray(x, np.float32)
+    s, z = _qparams_for(x.ndim, scale, zp, axis)
+    return np.clip(np.rint(x / s) + z, info.min, info.max).astype(dtype)
 
 
 def _attr_value(a):

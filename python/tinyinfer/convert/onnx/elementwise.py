@@ -22,22 +22,6 @@ def _binary(im, n: Node, op: str, a_name: str, b_name: str, out: str, act_ok=Tru
     return final
 
 
-def op_Add(im, n):
-    _emit_maybe_intf(im, n, "Add")
-
-
-def op_Sub(im, n):
-    _emit_maybe_intf(im, n, "Sub")
-
-
-def op_Mul(im, n):
-    _emit_maybe_intf(im, n, "Mul")
-
-
-def op_Div(im, n):
-    _emit_maybe_intf(im, n, "Div")
-
-
 def _emit_maybe_intf(im, n, op):
     a, b = im.val(n.inputs[0]), im.val(n.inputs[1])
     if "intf" in (a.kind, b.kind):  # integer arithmetic on exact float-held integers (Add/Sub/Mul only)
@@ -57,18 +41,6 @@ def _as_float_val(im, v: Val) -> Val:
     if v.perm is not None or v.flat is not None:
         return Val(im.get(v, None), v.shape, np.float32)
     return v
-
-
-def op_Sum(im, n):
-    _chain(im, n, "Add")
-
-
-def op_Max(im, n):
-    _chain(im, n, "Maximum")
-
-
-def op_Min(im, n):
-    _chain(im, n, "Minimum")
 
 
 def _chain(im, n, op):
@@ -101,44 +73,27 @@ def _ew_in(im, x: Val):
     return x.t, x.perm, x.flat
 
 
+def unary(op: str):
+    """The handler of an ONNX op that is the runtime op `op` on its one input (same layout)."""
+    return lambda im, n: _unary(im, n, op)
+
+
+def binary(op: str):
+    """The handler of an ONNX binary op that is the runtime op `op` (Add, Sub, Mul, Div)."""
+    return lambda im, n: _emit_maybe_intf(im, n, op)
+
+
+def variadic(op: str):
+    """The handler of a variadic ONNX op (Sum, Max, Min) as a chain of the binary runtime op `op`."""
+    return lambda im, n: _chain(im, n, op)
+
+
 def _unary(im, n, op, out=None, src=None, **attrs):
     x = im.fval(src or n.inputs[0])
     out = out or n.outputs[0]
     tx0, perm, flat = _ew_in(im, x)
     t = im.emit(op, tx0, name=im.out_name(out, perm is None and flat is None), **attrs)
     im.set(out, Val(t, x.shape, np.float32, perm, flat=flat))
-
-
-def op_Relu(im, n):
-    _unary(im, n, "Relu")
-
-
-def op_Sigmoid(im, n):
-    _unary(im, n, "Logistic")
-
-
-def op_Tanh(im, n):
-    _unary(im, n, "Tanh")
-
-
-def op_Exp(im, n):
-    _unary(im, n, "Exp")
-
-
-def op_Log(im, n):
-    _unary(im, n, "Log")
-
-
-def op_Sqrt(im, n):
-    _unary(im, n, "Sqrt")
-
-
-def op_Rsqrt(im, n):
-    _unary(im, n, "Rsqrt")
-
-
-def op_HardSwish(im, n):
-    _unary(im, n, "HardSwish")
 
 
 def op_LeakyRelu(im, n):
