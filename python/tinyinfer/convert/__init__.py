@@ -58,8 +58,8 @@ class Report:
     importer: str = ""
     ops_in: Counter = field(default_factory=Counter)     # source op type -> count
     ops_out: Counter = field(default_factory=Counter)    # tinyinfer op -> count
-    folded: List[str] = field(default_factory=list)      # constant folding, BN folding, ...
-    fused: List[str] = field(default_factory=list)       # activations, pads, transposes removed
+    folded: List[str] = field(default_factory=list)      # by the importer: constant folding, ...
+    fused: List[str] = field(default_factory=list)       # by the importer: patterns, layouts, ...
     kept_precision: List[str] = field(default_factory=list)  # tensors kept in their source precision
     dropped: List[str] = field(default_factory=list)     # "what (why)"
     notes: List[str] = field(default_factory=list)
@@ -80,6 +80,10 @@ class Report:
         return self._load_passes
 
     def __str__(self) -> str:
+        def listing(items: List[str]) -> str:
+            shown = items if len(items) <= 12 else items[:12] + [f"... and {len(items) - 12} more"]
+            return f"({len(items)}): " + "; ".join(shown)
+
         def counts(c: Counter) -> str:
             return ", ".join(f"{k} x{v}" for k, v in sorted(c.items())) or "none"
         lines = [f"converted {self.source} ({self.importer})",
@@ -89,8 +93,7 @@ class Report:
                              ("kept in source precision", self.kept_precision), ("dropped", self.dropped),
                              ("notes", self.notes)]:
             if items:
-                shown = items if len(items) <= 12 else items[:12] + [f"... and {len(items) - 12} more"]
-                lines.append(f"  {title} ({len(items)}): " + "; ".join(shown))
+                lines.append(f"  {title} {listing(items)}")
         if self.output_bytes:
             lines.append(f"  wrote {self.output_bytes} bytes")
         if self.data:
@@ -99,9 +102,8 @@ class Report:
             except TinyInferError as e:
                 lines.append(f"  at load: the runtime refuses the model: {e}")
             else:
-                if passes:
-                    shown = passes if len(passes) <= 12 else passes[:12] + [f"... and {len(passes) - 12} more"]
-                    lines.append(f"  at load, the core's passes ({len(passes)}): " + "; ".join(shown))
+                lines.append(f"  at load, the core's passes {listing(passes)}" if passes else
+                             "  at load, the core's passes: nothing to do")
         return "\n".join(lines)
 
 
