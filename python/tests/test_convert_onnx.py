@@ -527,3 +527,11 @@ def test_batchnorm_and_relu_where_the_core_cannot_fold_them():
     for r, g in zip(sess.run(None, feeds), got):
         assert g.shape == r.shape
         assert np.max(np.abs(g - r)) <= 1e-5 * np.max(np.abs(r))
+
+
+def test_every_handler_is_documented():
+    """One table dispatches (HANDLERS); every op it handles is in SUPPORTED_OPS (the docs' table). Rsqrt is
+    no ONNX op: the rewrites make it from Reciprocal(Sqrt)."""
+    from tinyinfer.convert.onnx import HANDLERS, SUPPORTED_OPS
+    assert set(HANDLERS) - {"Rsqrt"} <= set(SUPPORTED_OPS)
+    assert {"Conv", "Gemm", "QuantizeLinear", "com.microsoft.QGemm", "Resize"} <= set(HANDLERS)
