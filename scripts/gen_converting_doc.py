@@ -16,10 +16,10 @@ END = "<!-- ops:end -->"
 
 
 def tables() -> str:
-    from tinyinfer.convert import onnx, tflite, torch_weights
+    from tinyinfer.convert import nn, onnx, tflite
     out = [BEGIN, ""]
     for title, mod, head in [("TFLite builtin ops", tflite, "TFLite op"), ("ONNX ops", onnx, "ONNX op"),
-                             ("PyTorch layers (state_dict + tinyinfer.nn)", torch_weights, "layer")]:
+                             ("PyTorch layers (state_dict + tinyinfer.convert.nn)", nn, "layer")]:
         ops = mod.SUPPORTED_OPS
         out += [f"### {title} ({len(ops)})", "", f"| {head} | becomes |", "|---|---|"]
         for name in sorted(ops):

@@ -3,6 +3,7 @@ converted with tinyinfer.convert and compared against onnxruntime run live, on r
 realistic inputs (smooth images; sklearn's digits when importable)."""
 
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -99,17 +100,31 @@ def test_float_fixture_matches_onnxruntime(name, tmp_path):
             assert err <= 1e-5 * scale, f"{name}:{o.name} ({kind}) max error {err:.3g} vs max |ref| {scale:.3g}"
 
 
+def loaded_ops(model):
+    """The op count of a loaded model, after the core's load-time passes."""
+    from collections import Counter
+    return Counter(op.op for op in model.ops())
+
+
 def test_cnn_layout_and_folds(tmp_path):
-    _, report = convert_fixture("cnn_bn_op13", tmp_path)
+    model, report = convert_fixture("cnn_bn_op13", tmp_path)
     # One Transpose for the NCHW image input; none between ops; the flatten before the Linear
     # permutes the weight columns instead of transposing the activations.
     assert report.ops_out["Transpose"] == 1
-    assert report.ops_out["BatchNorm"] == 1                       # the one after the residual Add
-    assert sum("BatchNormalization" in f for f in report.folded) == 2
-    assert report.ops_out["DepthwiseConv2D"] == 1 and report.ops_out["TransposeConv2D"] == 1
-    assert any("Clip" in f for f in report.fused) and sum("Relu" in f for f in report.fused) == 2
     assert any("weight columns permuted" in f for f in report.fused)
-    assert "Relu" not in report.ops_out and "Relu6" not in report.ops_out
+    # The importer emits the plain graph: BatchNorm, Relu and Relu6 are ops in the file...
+    assert report.ops_out["BatchNorm"] == 3 and report.ops_out["Relu"] == 2 and report.ops_out["Relu6"] == 1
+    assert not any("BatchNorm" in f for f in report.folded) and not any("Relu" in f for f in report.fused)
+    # ...and the core's passes fold and fuse them at load, as the report says.
+    passes = model.passes
+    assert report.load_passes == passes
+    assert sum(p.startswith("fold BatchNorm") for p in passes) == 2
+    assert sum(p.startswith("fuse Relu ") for p in passes) == 2 and sum(p.startswith("fuse Relu6 ") for p in passes) == 1
+    ops = loaded_ops(model)
+    assert ops["BatchNorm"] == 1                                  # the one after the residual Add
+    assert "Relu" not in ops and "Relu6" not in ops
+    assert ops["DepthwiseConv2D"] == 1 and ops["TransposeConv2D"] == 1 and ops["Transpose"] == 1
+    assert "at load, the core's passes (" in str(report) and "fold BatchNorm" in str(report)
 
 
 def test_transformer_patterns(tmp_path):
@@ -124,8 +139,12 @@ def test_transformer_patterns(tmp_path):
 
 
 def test_misc_folds(tmp_path):
-    _, report = convert_fixture("misc_op13", tmp_path)
-    assert any("Pad" in f and "padding of Conv" in f for f in report.fused)
+    model, report = convert_fixture("misc_op13", tmp_path)
+    # F.pad + Conv on the NCHW input: the Pad is emitted in NHWC, where the Conv reads, and the core fuses it.
+    assert report.ops_out["Pad"] == 1 and "Pad" not in loaded_ops(model)
+    assert any(p.startswith("fuse Pad") and "explicit pads [1, 1, 1, 1]" in p for p in model.passes)
+    # Relu after a 1-D Conv: lifted to 2-D, a Reshape stands between them, so the importer fuses it.
+    assert any("Relu" in f and "c1d" in f for f in report.fused) and report.ops_out["Relu"] == 0
     assert report.ops_out["Rsqrt"] == 1
     assert any("constant folding" in f for f in report.folded)
 
@@ -431,3 +450,88 @@ def test_from_torch_transformer_layer():
         ref = layer(x).numpy()
     got = model.run([x.numpy()])[0]
     assert np.max(np.abs(got - ref)) <= 1e-5 * np.max(np.abs(ref))
+
+
+def test_missing_onnx_package_names_the_extra(monkeypatch):
+    from tinyinfer.convert import MissingDependencyError
+    from tinyinfer.convert.torch_live import from_torch
+    monkeypatch.setitem(sys.modules, "onnx", None)   # `import onnx` now fails
+    with pytest.raises(MissingDependencyError, match=r"the ONNX importer needs the 'onnx' package: "
+                                                     r"pip install tinyinfer\[onnx\]") as e:
+        tinyinfer.convert(fixture("mlp_op13"), None)
+    assert isinstance(e.value, tinyinfer.TinyInferError) and isinstance(e.value, ImportError)
+    with pytest.raises(MissingDependencyError, match=r"pip install tinyinfer\[onnx\]"):
+        from_torch(object(), None)
+
+
+def test_missing_torch_package_names_the_extra(monkeypatch):
+    from tinyinfer.convert import MissingDependencyError
+    from tinyinfer.convert.torch_live import from_torch
+    monkeypatch.setitem(sys.modules, "torch", None)
+    with pytest.raises(MissingDependencyError, match=r"from_torch needs the 'torch' package: "
+                                                     r"pip install tinyinfer\[torch\]"):
+        from_torch(object(), None)
+
+
+def test_convert_is_quiet_unless_verbose(capsys):
+    report = tinyinfer.convert(fixture("mlp_op13"), None)
+    assert capsys.readouterr().out == ""
+    tinyinfer.convert(fixture("mlp_op13"), None, verbose=True)
+    assert capsys.readouterr().out.strip() == str(report)
+
+
+def test_batchnorm_and_relu_where_the_core_cannot_fold_them():
+    """BatchNorm after a ConvTranspose and after a 1-D Conv (which runs as Conv2D + Reshape) are folded by the
+    importer, as is the Relu after the 1-D Conv; after a 2-D Conv and a Gemm they are left to the core."""
+    from onnx import TensorProto, helper, numpy_helper
+    rng = np.random.default_rng(5)
+    inits, nodes = [], []
+
+    def const(name, *shape, lo=-0.5, hi=0.5):
+        inits.append(numpy_helper.from_array(rng.uniform(lo, hi, shape).astype(np.float32), name))
+        return name
+
+    def bn(name, x, c):
+        nodes.append(helper.make_node("BatchNormalization", [x, const(name + "_g", c, lo=0.5, hi=1.5),
+                                                             const(name + "_b", c), const(name + "_m", c),
+                                                             const(name + "_v", c, lo=0.5, hi=1.5)], [name]))
+        return name
+
+    nodes.append(helper.make_node("Conv", ["s", const("w1", 6, 4, 3), const("b1", 6)], ["c1"], pads=[1, 1]))
+    nodes.append(helper.make_node("Relu", [bn("bn1", "c1", 6)], ["y1"]))
+    nodes.append(helper.make_node("Conv", ["x", const("w2", 6, 4, 3, 3), const("b2", 6)], ["c2"], pads=[1] * 4))
+    nodes.append(helper.make_node("Relu", [bn("bn2", "c2", 6)], ["r2"]))
+    nodes.append(helper.make_node("ConvTranspose", ["r2", const("w3", 6, 3, 2, 2)], ["c3"], strides=[2, 2]))
+    inits += [numpy_helper.from_array(np.array(0, np.float32), "zero"),
+              numpy_helper.from_array(np.array(6, np.float32), "six")]
+    nodes.append(helper.make_node("Clip", [bn("bn3", "c3", 3), "zero", "six"], ["y2"]))
+    nodes.append(helper.make_node("Gemm", ["v", const("w4", 5, 8), const("b4", 5)], ["g"], transB=1))
+    bn("y3", "g", 5)
+    graph = helper.make_graph(
+        nodes, "bn", [helper.make_tensor_value_info("s", TensorProto.FLOAT, [1, 4, 30]),
+                      helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 5, 6]),
+                      helper.make_tensor_value_info("v", TensorProto.FLOAT, [2, 8])],
+        [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in ("y1", "y2", "y3")], inits)
+    data = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+    report = tinyinfer.convert(data, None)
+    assert sum("BatchNormalization" in f for f in report.folded) == 2           # ConvTranspose, 1-D Conv
+    assert any(f.startswith("Relu 'y1'") for f in report.fused)                # after the 1-D Conv
+    assert report.ops_out["BatchNorm"] == 2 and report.ops_out["Relu"] == 1 and report.ops_out["Relu6"] == 1
+    with tinyinfer.Model(report.data) as m:
+        assert sum(p.startswith("fold BatchNorm") for p in m.passes) == 2       # Conv2D, FullyConnected
+        assert not any(op.op in ("BatchNorm", "Relu", "Relu6") for op in m.ops())
+        feeds = {"s": realistic((1, 4, 30), 1), "x": realistic((1, 4, 5, 6), 2),
+                 "v": rng.standard_normal((2, 8)).astype(np.float32)}
+        got = m.run([feeds[t.name] for t in m.inputs])
+    sess = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    for r, g in zip(sess.run(None, feeds), got):
+        assert g.shape == r.shape
+        assert np.max(np.abs(g - r)) <= 1e-5 * np.max(np.abs(r))
+
+
+def test_every_handler_is_documented():
+    """One table dispatches (HANDLERS); every op it handles is in SUPPORTED_OPS (the docs' table). Rsqrt is
+    no ONNX op: the rewrites make it from Reciprocal(Sqrt)."""
+    from tinyinfer.convert.onnx import HANDLERS, SUPPORTED_OPS
+    assert set(HANDLERS) - {"Rsqrt"} <= set(SUPPORTED_OPS)
+    assert {"Conv", "Gemm", "QuantizeLinear", "com.microsoft.QGemm", "Resize"} <= set(HANDLERS)

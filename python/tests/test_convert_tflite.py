@@ -21,6 +21,7 @@ repository's trained digits models (models/*.tflite) on real digits.
 
 import os
 import shutil
+import sys
 
 import numpy as np
 import pytest
@@ -821,3 +822,13 @@ def test_hand_built_int8_weights_behind_dequantize(tmp_path):
     report = _run_hand_built(m, tmp_path)
     assert report.ops_out["Dequantize"] == 1
     assert any("w_int8" in k and "int8" in k for k in report.kept_precision)
+
+
+def test_missing_tflite_package_names_the_extra(monkeypatch):
+    from tinyinfer.convert import MissingDependencyError
+    monkeypatch.setitem(sys.modules, "tflite", None)   # `import tflite` now fails
+    monkeypatch.setitem(sys.modules, "tflite.utils", None)
+    with pytest.raises(MissingDependencyError, match=r"the TFLite importer needs the 'tflite' package: "
+                                                     r"pip install tinyinfer\[tflite\]") as e:
+        tinyinfer.convert(fixture("mlp_f32"), None)
+    assert isinstance(e.value, tinyinfer.TinyInferError)

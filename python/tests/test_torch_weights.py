@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 import tinyinfer
-import tinyinfer.nn as tnn
+from tinyinfer.convert import nn as tnn
 from tinyinfer.convert import Report
 from tinyinfer.convert import torch_weights as tw
 
@@ -548,8 +548,9 @@ def test_random_conv_pool_deconv_configurations_match_torch():
         checked += 1
 
 
-def test_nn_unfused_and_unfolded_paths_match(tmp_path):
-    """With folding and fusion off, BatchNorm and activations run as their own ops: same result."""
+def test_nn_graph_is_plain_and_the_core_folds_it(tmp_path):
+    """The front end writes BatchNorm and activations as their own ops; the core's load-time passes fold and
+    fuse them. Both the plain graph (optimize=False) and the optimized one match torch."""
     torch = pytest.importorskip("torch")
     m = torch_model("cnn")
     x = model_input("cnn")
@@ -558,11 +559,21 @@ def test_nn_unfused_and_unfolded_paths_match(tmp_path):
     net = cnn(tnn)
     net.load_state_dict(m.state_dict())  # torch tensors are accepted directly
     report = Report()
-    b = net.to_builder(tuple(x.shape), fold_batchnorm=False, fuse_activations=False, report=report)
-    assert report.ops_out["BatchNorm"] == 3 and not report.folded and not report.fused
-    with b.load() as tm:
+    data = net.to_builder(tuple(x.shape), report=report).to_bytes()
+    assert report.ops_out["BatchNorm"] == 3 and report.ops_out["Relu"] == 1 and report.ops_out["Relu6"] == 1
+    assert not report.folded and not report.fused
+    with tinyinfer.load(data, optimize=False) as plain:
+        (y_plain,) = plain.run(x.numpy())
+        assert sum(op.op == "BatchNorm" for op in plain.ops()) == 3
+    with tinyinfer.load(data) as tm:
         (y,) = tm.run(x.numpy())
+        ops = [op.op for op in tm.ops()]
+        passes = tm.passes
+    check_close(y_plain, ref)
     check_close(y, ref)
+    assert "BatchNorm" not in ops and "Relu" not in ops and "Relu6" not in ops
+    assert sum(p.startswith("fold BatchNorm") for p in passes) == 3
+    assert any(p.startswith("fuse Relu ") for p in passes) and any(p.startswith("fuse Relu6 ") for p in passes)
 
 
 def test_report_describes_the_conversion(tmp_path):
@@ -570,14 +581,16 @@ def test_report_describes_the_conversion(tmp_path):
     net = cnn(tnn)
     net.load_state_dict(m.state_dict())
     r = Report()
-    net.to_builder((1, 3, 16, 16), report=r)
+    r.data = net.to_builder((1, 3, 16, 16), report=r).to_bytes()
     assert r.ops_in["Conv2d"] == 3 and r.ops_in["Dropout"] == 1
     assert r.ops_out["Transpose"] == 1  # one, at the input: Flatten permutes the Linear instead
-    assert any("BatchNorm2d 1 into Conv2d 0" in f for f in r.folded)
-    assert any("Relu of ReLU 2 into Conv2D of Conv2d 0" in f for f in r.fused)
     assert any("Dropout" in d for d in r.dropped)
     notes = " ".join(r.notes)
     assert "OIHW -> OHWI" in notes and "Linear weight columns permuted" in notes
+    # What the core does at load is part of the report.
+    assert any(p.startswith("fold BatchNorm") for p in r.load_passes)
+    assert any(p.startswith("fuse Relu ") for p in r.load_passes)
+    assert "at load, the core's passes" in str(r)
 
 
 def test_depthwise_and_transpose_layouts_reported():
@@ -593,6 +606,8 @@ def test_depthwise_and_transpose_layouts_reported():
     r = Report()
     net.to_builder((1, 6, 5, 5), report=r)
     assert r.ops_out["TransposeConv2D"] == 4 and r.ops_out["Split"] == 1  # groups=2 -> Split + 2 + Concat
+    # The core's BatchNormFolding does not cover TransposeConv2D: the front end folds that one.
+    assert r.ops_out["BatchNorm"] == 0 and any("BatchNorm2d 1 into ConvTranspose2d 0" in f for f in r.folded)
     assert "IOHW -> [Cout, KH, KW, Cin]" in " ".join(r.notes)
 
 
@@ -962,8 +977,8 @@ def test_convert_without_architecture_explains(tmp_path):
 def test_supported_ops_is_documented():
     assert {"Linear", "Conv2d", "ConvTranspose2d", "BatchNorm2d", "BatchNorm1d", "LayerNorm", "Embedding", "ReLU",
             "ReLU6", "LeakyReLU", "GELU", "Sigmoid", "Tanh", "Hardswish", "Softmax", "MaxPool2d", "AvgPool2d",
-            "AdaptiveAvgPool2d", "Flatten", "Dropout", "Identity", "Sequential"} <= set(tw.SUPPORTED_OPS)
-    for name in tw.SUPPORTED_OPS:
+            "AdaptiveAvgPool2d", "Flatten", "Dropout", "Identity", "Sequential"} <= set(tnn.SUPPORTED_OPS)
+    for name in tnn.SUPPORTED_OPS:
         assert hasattr(tnn, name), name
 
 

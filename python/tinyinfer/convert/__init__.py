@@ -12,20 +12,43 @@ Importers live in this package, one module each, and expose
 `SUPPORTED_OPS` (their op names -> what they become) and
 `import_model(source, report, **options) -> GraphBuilder`.
 Peer packages (tflite, onnx, torch, safetensors) are imported lazily: the
-runtime needs only numpy.
+runtime needs only numpy. A converter whose package is missing raises
+MissingDependencyError naming the extra to install (`pip install
+tinyinfer[tflite]`, `[onnx]`, `[torch]`).
+
+The importers emit the plain graph: BatchNorm folding, Relu/Relu6 fusion,
+zero-Pad fusion into convolutions, identity and dead-op removal are the
+core's load-time passes (docs/architecture.md), which run on every model
+whatever made it. The report lists what they will do (`Report.load_passes`,
+the written model's `Model.passes`) after what the importer itself did.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import zipfile
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Union
 
-from .._errors import ModelFormatError, UnsupportedOpError
+from .._errors import ModelFormatError, TinyInferError, UnsupportedOpError
 
-__all__ = ["convert", "detect_format", "Report", "unsupported"]
+__all__ = ["convert", "detect_format", "Report", "unsupported", "MissingDependencyError", "require"]
+
+
+class MissingDependencyError(TinyInferError, ImportError):
+    """A converter's optional package is not installed; the message names the extra to install."""
+
+
+def require(module: str, extra: str, what: str):
+    """Imports `module` (a converter's optional dependency) or raises
+    MissingDependencyError: "<what> needs the '<package>' package: pip install tinyinfer[<extra>]"."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise MissingDependencyError(f"{what} needs the '{module.split('.')[0]}' package: "
+                                     f"pip install tinyinfer[{extra}]") from None
 
 
 @dataclass
@@ -35,14 +58,32 @@ class Report:
     importer: str = ""
     ops_in: Counter = field(default_factory=Counter)     # source op type -> count
     ops_out: Counter = field(default_factory=Counter)    # tinyinfer op -> count
-    folded: List[str] = field(default_factory=list)      # constant folding, BN folding, ...
-    fused: List[str] = field(default_factory=list)       # activations, pads, transposes removed
+    folded: List[str] = field(default_factory=list)      # by the importer: constant folding, ...
+    fused: List[str] = field(default_factory=list)       # by the importer: patterns, layouts, ...
     kept_precision: List[str] = field(default_factory=list)  # tensors kept in their source precision
     dropped: List[str] = field(default_factory=list)     # "what (why)"
     notes: List[str] = field(default_factory=list)
     output_bytes: int = 0
+    data: bytes = field(default=b"", repr=False)          # the converted model
+    _load_passes: Optional[List[str]] = field(default=None, repr=False)
+
+    @property
+    def load_passes(self) -> List[str]:
+        """What the core's load-time passes do to the converted model (its
+        `Model.passes`, computed by loading `data` once): BatchNorm folding,
+        activation and Pad fusion, identity and dead-op removal, constant
+        folding, reordering. The importers leave these rewrites to the core."""
+        if self._load_passes is None:
+            from ..model import Model
+            with Model(self.data) as m:
+                self._load_passes = m.passes
+        return self._load_passes
 
     def __str__(self) -> str:
+        def listing(items: List[str]) -> str:
+            shown = items if len(items) <= 12 else items[:12] + [f"... and {len(items) - 12} more"]
+            return f"({len(items)}): " + "; ".join(shown)
+
         def counts(c: Counter) -> str:
             return ", ".join(f"{k} x{v}" for k, v in sorted(c.items())) or "none"
         lines = [f"converted {self.source} ({self.importer})",
@@ -52,10 +93,17 @@ class Report:
                              ("kept in source precision", self.kept_precision), ("dropped", self.dropped),
                              ("notes", self.notes)]:
             if items:
-                shown = items if len(items) <= 12 else items[:12] + [f"... and {len(items) - 12} more"]
-                lines.append(f"  {title} ({len(items)}): " + "; ".join(shown))
+                lines.append(f"  {title} {listing(items)}")
         if self.output_bytes:
             lines.append(f"  wrote {self.output_bytes} bytes")
+        if self.data:
+            try:
+                passes = self.load_passes
+            except TinyInferError as e:
+                lines.append(f"  at load: the runtime refuses the model: {e}")
+            else:
+                lines.append(f"  at load, the core's passes {listing(passes)}" if passes else
+                             "  at load, the core's passes: nothing to do")
         return "\n".join(lines)
 
 
@@ -94,9 +142,10 @@ def detect_format(source: Union[str, os.PathLike, bytes]) -> str:
 
 
 def convert(src, dst: Optional[Union[str, os.PathLike]] = None, *, format: Optional[str] = None,
-            verbose: bool = True, **options) -> Report:
+            verbose: bool = False, **options) -> Report:
     """Converts `src` (a path or bytes) to a .tinf at `dst`. Returns the Report
-    (also printed when verbose). Options go to the importer (see
+    (`print(report)` shows it; verbose=True prints it here, as
+    `python -m tinyinfer convert` does). Options go to the importer (see
     docs/converting.md)."""
     fmt = format or detect_format(src)
     report = Report(source=str(src) if not isinstance(src, (bytes, bytearray)) else "<bytes>", importer=fmt)
@@ -105,16 +154,16 @@ def convert(src, dst: Optional[Union[str, os.PathLike]] = None, *, format: Optio
     elif fmt == "onnx":
         from . import onnx as importer
     elif fmt in ("torch", "safetensors"):
-        from . import torch_weights as importer
+        from . import nn as importer
     else:
         raise ModelFormatError(f"unknown format {fmt!r}", 3)
     builder = importer.import_model(src, report, **options)
     data = builder.to_bytes()
     report.output_bytes = len(data)
+    report.data = data
     if dst is not None:
         with open(dst, "wb") as f:
             f.write(data)
     if verbose:
         print(report)
-    report.data = data
     return report

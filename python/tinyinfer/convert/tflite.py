@@ -40,7 +40,7 @@ import numpy as np
 from .._dtypes import code_of
 from .._errors import InvalidArgumentError, ModelFormatError
 from ..builder import GraphBuilder, Tensor
-from . import Report, unsupported
+from . import Report, require, unsupported
 
 __all__ = ["SUPPORTED_OPS", "import_model"]
 
@@ -145,13 +145,10 @@ class _TensorInfo:
 
 
 def _tflite():
-    try:
-        import tflite  # noqa: F401  (the generated flatbuffer classes)
-        from tflite.utils import BUILTIN_OPCODE2NAME
-    except ImportError as e:  # pragma: no cover - depends on the environment
-        raise ImportError("the TFLite importer needs the `tflite` package (generated flatbuffer classes): "
-                          "pip install tflite") from e
-    return tflite, BUILTIN_OPCODE2NAME
+    """The `tflite` package (the generated flatbuffer classes) and its op-code names."""
+    utils = require("tflite.utils", "tflite", "the TFLite importer")
+    import tflite
+    return tflite, utils.BUILTIN_OPCODE2NAME
 
 
 def _describe(info: "_TensorInfo") -> str:

@@ -15,7 +15,8 @@ static, with the example's batch size. Options: opset (default 17; 13..20),
 input_names / output_names (default: the forward() parameter names, and
 output0, output1, ...), verbose (print the report), threads (for the returned
 Model); any other keyword goes to the ONNX importer (keep_int8_weights, ...).
-Needs torch (and onnx for the importer); onnxscript is not needed.
+Needs torch and onnx (`pip install tinyinfer[torch,onnx]`; a missing one raises
+MissingDependencyError saying so); onnxscript is not needed.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ import inspect
 import io
 import warnings
 from typing import Optional, Sequence
+
+from . import require
 
 __all__ = ["from_torch"]
 
@@ -61,7 +64,7 @@ def _default_input_names(module, n: int):
 def export_onnx(module, example_inputs, opset: int = 17, input_names: Optional[Sequence[str]] = None,
                 output_names: Optional[Sequence[str]] = None) -> bytes:
     """The ONNX bytes of `module` exported at the example inputs' shapes (eval mode, no gradients)."""
-    import torch
+    torch = require("torch", "torch", "from_torch")
     if isinstance(example_inputs, torch.Tensor):
         example_inputs = (example_inputs,)
     example_inputs = tuple(example_inputs)
@@ -96,7 +99,8 @@ def from_torch(module, example_inputs, dst=None, *, opset: int = 17, input_names
     """Converts a live nn.Module. Returns a loaded tinyinfer.Model (report at .report) when dst is None,
     else writes dst and returns the Report."""
     from . import convert
-    import torch
+    torch = require("torch", "torch", "from_torch")
+    require("onnx", "onnx", "from_torch (torch.onnx.export, then the ONNX importer)")
     n_out = None
     if output_names is None:
         with torch.no_grad():

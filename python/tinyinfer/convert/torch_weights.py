@@ -5,7 +5,7 @@ without running pickle code.
     tinyinfer.convert("model.pt", "model.tinf", architecture=net, input_shape=(1, 3, 32, 32))
 
 A state_dict is weights only: it has no graph. The graph comes from
-`architecture`, a `tinyinfer.nn.Module` that mirrors the torch model (same
+`architecture`, a `tinyinfer.convert.nn.Module` that mirrors the torch model (same
 layer names, so the same state_dict keys); its `load_state_dict` maps the
 weights in (converting layouts) and `to_builder` writes the graph.
 
@@ -52,40 +52,7 @@ import numpy as np
 
 from .._errors import InvalidArgumentError, ModelFormatError
 
-__all__ = ["load_state_dict", "import_model", "SUPPORTED_OPS", "detect_weights_format"]
-
-# tinyinfer.nn layer helpers -> what they become in the .tinf graph.
-SUPPORTED_OPS: Dict[str, str] = {
-    "Linear": "FullyConnected (weight [out, in] as is; columns permuted when it follows a Flatten of NHWC data)",
-    "Conv2d": "Conv2D (OIHW -> OHWI; groups kept), or DepthwiseConv2D when groups == in_channels "
-              "(weight -> [1, KH, KW, C*M]); padding_mode 'reflect' adds a Pad",
-    "ConvTranspose2d": "TransposeConv2D (IOHW -> [Cout, KH, KW, Cin]); groups > 1 as Split + TransposeConv2D + Concat",
-    "BatchNorm2d": "BatchNorm (or folded into the preceding Conv2D / DepthwiseConv2D / TransposeConv2D)",
-    "BatchNorm1d": "BatchNorm (or folded into the preceding FullyConnected)",
-    "LayerNorm": "LayerNorm",
-    "Embedding": "Gather (axis 0)",
-    "ReLU": "Relu (or fused into the producer's activation)",
-    "ReLU6": "Relu6 (or fused into the producer's activation)",
-    "LeakyReLU": "LeakyRelu",
-    "PReLU": "PRelu",
-    "GELU": "Gelu (approximate 'none' -> 0, 'tanh' -> 1)",
-    "SiLU": "Logistic + Mul",
-    "Sigmoid": "Logistic",
-    "Tanh": "Tanh",
-    "Hardswish": "HardSwish",
-    "Softmax": "Softmax",
-    "LogSoftmax": "LogSoftmax",
-    "MaxPool2d": "MaxPool2D (ceil_mode as extra bottom/right padding)",
-    "AvgPool2d": "AveragePool2D (count_include_pad; torch's other divisors -- ceil_mode windows, divisor_override "
-                 "-- as a Mul by a constant map)",
-    "AdaptiveAvgPool2d": "Mean over H, W (output 1), or AveragePool2D when the input divides evenly",
-    "AdaptiveMaxPool2d": "MaxPool2D when the input divides evenly",
-    "Flatten": "Reshape (NHWC order; the next Linear's columns are permuted to match torch's C,H,W order)",
-    "Sequential": "its children in order",
-    "Dropout": "removed (identity at inference)",
-    "Dropout2d": "removed (identity at inference)",
-    "Identity": "removed",
-}
+__all__ = ["load_state_dict", "load_state_dict_with_info", "detect_weights_format"]
 
 _MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
 _PROTOCOL_VERSION = 1001
@@ -829,47 +796,3 @@ class _MmapReader(io.RawIOBase):
         data = self.read(len(b))
         b[:len(data)] = data
         return len(data)
-
-
-# ---------------------------------------------------------------------------------------------
-# converter entry point
-# ---------------------------------------------------------------------------------------------
-
-def import_model(source, report, architecture=None, input_shape=None, strict: bool = True, input_dtype=None,
-                 name: Optional[str] = None, fold_batchnorm: bool = True, fuse_activations: bool = True,
-                 **unknown):
-    """tinyinfer.convert for .pt/.pth/.bin/.safetensors: loads the state_dict,
-    applies it to `architecture` (a tinyinfer.nn.Module mirroring the torch
-    model, or a torch.nn.Module built only of supported layers), and returns
-    its GraphBuilder for an input of `input_shape` (torch layout, NCHW)."""
-    if unknown:
-        raise InvalidArgumentError(
-            f"torch importer: unknown option(s) {sorted(unknown)}; known: architecture, input_shape, strict, "
-            f"input_dtype, name, fold_batchnorm, fuse_activations", 1)
-    sd, desc = load_state_dict_with_info(source)
-    report.notes.append(f"read {desc}")
-    if architecture is None:
-        keys = list(sd)
-        shown = ", ".join(f"{k} {list(sd[k].shape)}" for k in keys[:6]) + (" ..." if len(keys) > 6 else "")
-        raise InvalidArgumentError(
-            f"{report.source or 'the file'} holds only weights (a state_dict of {len(keys)} tensors: {shown}), "
-            f"not a graph: a state_dict does not say how the layers connect. Describe the model with tinyinfer.nn "
-            f"(the same layer names as the torch model) and pass it: tinyinfer.convert(src, dst, "
-            f"architecture=net, input_shape=(1, 3, 32, 32))", 1)
-    from .. import nn as tnn
-    if not isinstance(architecture, tnn.Module):
-        if isinstance(architecture, type) and issubclass(architecture, tnn.Module):
-            architecture = architecture()
-        elif hasattr(architecture, "named_children") and hasattr(architecture, "state_dict"):
-            architecture = tnn.from_torch(architecture)  # a torch.nn.Module: read its layers' hyperparameters
-            report.notes.append("architecture read from a torch.nn.Module (layer hyperparameters only)")
-        else:
-            raise InvalidArgumentError(
-                f"architecture must be a tinyinfer.nn.Module (or a torch.nn.Module of supported layers), got "
-                f"{type(architecture).__name__}", 1)
-    if input_shape is None:
-        raise InvalidArgumentError("torch importer: input_shape is required (torch layout, e.g. (1, 3, 32, 32))", 1)
-    architecture.load_state_dict(sd, strict=strict)
-    return architecture.to_builder(tuple(input_shape), name=name or type(architecture).__name__,
-                                   input_dtype=input_dtype, report=report, fold_batchnorm=fold_batchnorm,
-                                   fuse_activations=fuse_activations)

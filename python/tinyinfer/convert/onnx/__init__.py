@@ -1,0 +1,258 @@
+"""ONNX importer: ONNX graphs (opsets 13 to 20, the form torch.onnx.export
+writes) to tinyinfer graphs.
+
+    tinyinfer.convert("model.onnx", "model.tinf")
+    tinyinfer.convert("model.onnx", "model.tinf", batch=4)        # fix a dynamic batch dim
+
+Options (keyword arguments of tinyinfer.convert):
+
+- ``batch`` (default 1): the size given to a dynamic first dim of an input.
+  Any other dynamic dim is refused unless ``input_shapes`` names it.
+- ``input_shapes``: ``{input name: shape}`` overriding the declared shapes;
+  ``input_shape``: the same for a model with one input (the command line's
+  ``--input-shape``).
+- ``keep_int8_weights`` (default True): a DequantizeLinear of a constant
+  int8/uint8 weight becomes an int8 constant plus a Dequantize op (the file
+  keeps 8-bit weights); False dequantizes it at conversion (float32 weights).
+- ``check_opset`` (default True): refuse opsets outside 13..20.
+
+How the graph is converted
+--------------------------
+
+1. Dynamic batch dims are fixed, then ONNX shape inference and constant
+   folding alternate until nothing changes: initializers, Constant nodes and
+   every node whose inputs are all constants (Shape of a static shape,
+   Gather/Unsqueeze/Concat chains, Cast, ConstantOfShape, ...) are evaluated
+   at conversion with the ONNX reference evaluator (numpy). Every tensor that
+   remains must have a static shape.
+2. Graph rewrites at the ONNX level that no load-time pass of the core does,
+   each reported: the erf form of Gelu (x * 0.5 * (1 + erf(x / sqrt 2))) to
+   Gelu; the ReduceMean/Sub/Pow/Sqrt/Div form of layer normalization to
+   LayerNorm; Reciprocal(Sqrt) to Rsqrt; HardSigmoid(1/6, 1/2) * x to
+   HardSwish; BatchNormalization folded into a preceding ConvTranspose or 1-D
+   Conv and a constant Pad into the padding of the following MaxPool /
+   AveragePool (the core's passes do not cover these).
+3. Emission, node by node, tracking the layout of every tensor: each value
+   knows the permutation that takes its ONNX (NCHW) order to the order it has
+   in the runtime. Ops that need NHWC (Conv, pooling, Resize, ...) ask for it
+   and a Transpose is inserted once per tensor when the value is not already
+   in that order; elementwise ops follow their inputs' layout (constants are
+   permuted at conversion); axis attributes (Concat, Softmax, ReduceMean,
+   Split, Slice, Pad, Gather, LayerNorm) are remapped; an ONNX Transpose
+   only changes the recorded permutation (no op is emitted); a Flatten/Reshape
+   of an NHWC tensor to [N, C*H*W] followed by Gemm/MatMul with constant
+   weights permutes the weight columns instead of the activations. So a CNN
+   has one Transpose after each 4-D image input and one before each 4-D
+   output. A Reshape of a permuted tensor is done in the runtime layout when
+   the merged or split axes are adjacent there (a ViT's flatten(2).transpose
+   costs nothing). Clip(-1,1) after Conv/Gemm/MatMul/Add/Sub/Mul/Div/pooling
+   becomes the fused activation (so do Relu and Clip(0,6) after a 1-D Conv
+   or pool, where a Reshape separates them), and a constant bias Add after a
+   MatMul becomes the FullyConnected bias.
+4. The emitted ops are replayed into the GraphBuilder; constants no op reads
+   are not written. The report's "ops out" counts what is in the file.
+
+The importer leaves to the core's load-time passes (docs/architecture.md) what
+they do on every model: BatchNorm folding into Conv2D / DepthwiseConv2D /
+FullyConnected, Relu / Relu6 fusion, zero-Pad fusion into convolutions,
+reshape-of-reshape and identity removal, dead ops. The report's "at load"
+line lists what they will do to the converted model.
+
+Pooling with ceil_mode = 1 becomes extra bottom/right padding (exact for
+MaxPool and for AveragePool without count_include_pad; with it, a constant
+per-position divisor correction); the output size follows onnxruntime's rule
+(the last window starts inside the input or left padding) and a model whose
+ONNX shape inference disagrees is refused. Resize maps a
+coordinate_transformation_mode / nearest_mode to the runtime's align_corners /
+half_pixel_centers / asymmetric rule only after checking that every output
+row and column reads the same source coordinates as onnxruntime would.
+
+Refused (UnsupportedOpError, nothing written): every op not in SUPPORTED_OPS
+(listed with counts, e.g. TopK, NonMaxSuppression, LSTM/GRU, Where/Equal on
+run-time tensors, Erf outside Gelu, contrib-domain ops such as
+com.microsoft.QGemm), dynamic dims other than the batch, Resize cubic /
+tf_crop_and_resize / modes that do not map, ConvTranspose with groups, pooling
+with dilations, per-axis quantization of activations, quantization to types
+other than int8/uint8, Cast of run-time tensors between types, and opsets
+outside 13..20 (check_opset=False tries anyway). The converted graph is static:
+shapes (including Reshape targets) carry the batch size it was converted with;
+convert again with batch=N for another batch size.
+
+Quantized forms (simulated quantization; the choice is also written into the
+report's notes):
+
+- DequantizeLinear of a constant int8/uint8 weight: int8 constant plus a
+  Dequantize op (per-tensor or per-channel; weights stay 8-bit in the file).
+  DequantizeLinear of an int32 bias: dequantized at conversion.
+- QuantizeLinear of an activation: a Quantize op (round half to even, as
+  ONNX) followed by a Dequantize op; the ONNX integer tensor is carried as its
+  dequantized float value, so a QuantizeLinear/DequantizeLinear pair is
+  Quantize+Dequantize, and data-movement ops on quantized tensors (MaxPool,
+  Reshape, Transpose, ...) run on the float values, which is exact.
+- QLinearConv / QLinearMatMul: float Conv / FullyConnected on the
+  dequantized input with dequantized weights (int8 constant + Dequantize),
+  then Quantize+Dequantize with the output parameters.
+- MatMulInteger / ConvInteger / DynamicQuantizeLinear: the integer values are
+  carried exactly in float32 tensors (products and sums of 8-bit values are
+  exact in float32 up to 2**24); DynamicQuantizeLinear computes its scale and
+  zero point at run time from the tensor's min and max (MaxPool2D over the
+  flattened tensor) as ONNX specifies, rounding with Quantize (half to even).
+
+The package: `_core.py` (the importer: loading, shape inference and constant
+folding, emission helpers, the main loop), `_graph.py` (the data it works
+on), `rewrites.py` (ONNX-level rewrites), one module per op family
+(`elementwise.py`, `conv.py`, `matmul.py`, `shape.py`, `quant.py`) and the
+handler table HANDLERS below (op type, or "domain.op" outside the default
+domain -> handler(importer, node)). Adding an op: a handler in its family's
+module, a row in HANDLERS and one in SUPPORTED_OPS.
+"""
+
+from __future__ import annotations
+
+from typing import Dict
+
+from ...builder import GraphBuilder
+from .. import Report
+from . import conv, elementwise, matmul, quant, shape
+from ._core import Handler, _Importer
+from ._graph import MAX_OPSET, MIN_OPSET
+
+__all__ = ["SUPPORTED_OPS", "HANDLERS", "import_model", "MIN_OPSET", "MAX_OPSET"]
+
+SUPPORTED_OPS: Dict[str, str] = {
+    "Conv": "Conv2D (OIHW weights -> OHWI), DepthwiseConv2D when group == C_in (weights [1,KH,KW,C*M]), "
+            "grouped Conv2D otherwise; 1-D convolutions as 2-D with H = 1",
+    "ConvTranspose": "TransposeConv2D (IOHW weights -> [Cout,KH,KW,Cin]); group 1 only",
+    "Gemm": "FullyConnected (alpha, beta, transA, transB folded into the constant weights and bias); "
+            "MatMul + Mul + Add when B is not constant",
+    "MatMul": "FullyConnected when B is a constant 2-D matrix (a following constant Add becomes the bias), "
+              "else MatMul (a transposed operand becomes transpose_a/transpose_b)",
+    "Add": "Add", "Sub": "Sub", "Mul": "Mul", "Div": "Div", "Sum": "chain of Add",
+    "Max": "Maximum (chained when variadic)", "Min": "Minimum (chained when variadic)",
+    "Pow": "constant exponent 1, 2, 3 (Mul), 0.5 (Sqrt), -0.5 (Rsqrt), -1 (Div)",
+    "Neg": "Mul by -1", "Abs": "Maximum(x, -x)",
+    "Relu": "Relu (fused into its producer at load by the core; by the importer after a 1-D Conv/pool)",
+    "Clip": "Relu6 / Relu for (0,6) / (0,inf); the producer's fused activation for (-1,1); else Maximum + "
+            "Minimum (constant bounds)",
+    "LeakyRelu": "LeakyRelu", "PRelu": "PRelu (slope permuted to the input's layout)",
+    "HardSwish": "HardSwish", "HardSigmoid": "HardSwish when HardSigmoid(1/6, 1/2) * x; else Mul + Add + "
+                                             "Relu + Minimum",
+    "Sigmoid": "Logistic", "Tanh": "Tanh", "Exp": "Exp", "Log": "Log", "Sqrt": "Sqrt",
+    "Reciprocal": "Rsqrt when of a Sqrt, else Div(1, x)",
+    "Gelu": "Gelu (opset 20; approximate none/tanh)",
+    "Erf": "only inside the erf form of Gelu (x * 0.5 * (1 + erf(x / sqrt 2))) -> Gelu",
+    "Softmax": "Softmax (opset 13 single-axis semantics, axis remapped)",
+    "LogSoftmax": "LogSoftmax (axis remapped)",
+    "LayerNormalization": "LayerNorm (and the ReduceMean/Sub/Pow/ReduceMean/Add/Sqrt/Div form torch "
+                          "writes below opset 17)",
+    "BatchNormalization": "BatchNorm on the channels-last tensor (inference mode only; folded into a preceding "
+                          "2-D Conv / Gemm by the core at load, into a ConvTranspose / 1-D Conv here)",
+    "MaxPool": "MaxPool2D (ceil_mode as extra bottom/right padding; no dilations, no indices output)",
+    "AveragePool": "AveragePool2D (count_include_pad; ceil_mode 1 through a constant divisor correction)",
+    "GlobalAveragePool": "Mean over [1, 2] keep_dims on NHWC", "GlobalMaxPool": "MaxPool2D over H x W",
+    "ReduceMean": "Mean (axes attribute or input, remapped)", "ReduceSum": "Mean then Mul by the count",
+    "ReduceMax": "MaxPool2D over a reshaped view (reduced axes adjacent)", "ReduceMin": "-MaxPool2D(-x)",
+    "Reshape": "Reshape (0 copies a dim; shapes from constants or folded Shape chains)",
+    "Flatten": "Reshape (after an NHWC tensor feeding Gemm/MatMul: the weight columns are permuted)",
+    "Squeeze": "Reshape", "Unsqueeze": "Reshape",
+    "Transpose": "folded into the tracked layout (a Transpose op only where a consumer needs it)",
+    "Concat": "Concat (axis remapped)", "Split": "Split (axis remapped)",
+    "Slice": "Slice, or StridedSlice for steps != 1 (constant starts/ends/axes/steps)",
+    "Pad": "Pad constant/reflect (constant pads; NHWC before a Conv, whose padding takes it at load; folded "
+           "into a following MaxPool/AveragePool here)",
+    "Gather": "Gather (axis remapped; scalar index drops the axis)",
+    "Resize": "ResizeNearest / ResizeBilinear when the coordinate mode maps to align_corners / "
+              "half_pixel / asymmetric exactly (checked per output row and column); cubic refused",
+    "DepthToSpace": "DepthToSpace (DCR / CRD)", "SpaceToDepth": "SpaceToDepth",
+    "Identity": "removed", "Dropout": "removed (inference)",
+    "Constant": "folded", "Shape": "folded (static shapes)", "Size": "folded (static shapes)",
+    "ConstantOfShape": "folded", "Cast": "folded when constant; float32 -> float32 removed; int -> float on "
+                                        "integer-valued tensors (MatMulInteger/ConvInteger outputs) removed",
+    "Range": "folded", "Expand": "Add of a zeros constant (broadcasting); folded when constant",
+    "Equal": "folded", "Where": "folded",
+    "Floor": "folded", "Ceil": "folded", "Tile": "folded", "Not": "folded", "And": "folded", "Or": "folded",
+    "Less": "folded", "Greater": "folded", "ReduceProd": "folded",
+    "QuantizeLinear": "Quantize + Dequantize (per-tensor int8/uint8, round half to even); folded on constants",
+    "DequantizeLinear": "int8 constant + Dequantize for weights; removed after QuantizeLinear (params "
+                        "checked); Dequantize for integer inputs",
+    "QLinearConv": "Conv2D / DepthwiseConv2D in float on dequantized values, then Quantize + Dequantize",
+    "QLinearMatMul": "FullyConnected / MatMul in float on dequantized values, then Quantize + Dequantize",
+    "MatMulInteger": "FullyConnected / MatMul on integer values carried in float32 (exact)",
+    "ConvInteger": "Conv2D on integer values carried in float32 (exact)",
+    "com.microsoft.QGemm": "FullyConnected in float on dequantized values (int8 weights + Dequantize, int32 "
+                           "bias dequantized), then Quantize + Dequantize (or float output without y_scale)",
+    "com.microsoft.QLinearAdd": "Add in float, then Quantize + Dequantize",
+    "com.microsoft.QLinearMul": "Mul in float, then Quantize + Dequantize",
+    "com.microsoft.QLinearGlobalAveragePool": "Mean in float, then Quantize + Dequantize (channels_last 0)",
+    "com.microsoft.QLinearAveragePool": "AveragePool2D in float, then Quantize + Dequantize (channels_last 0)",
+    "com.microsoft.QLinearSigmoid": "Logistic in float, then Quantize + Dequantize",
+    "com.microsoft.QLinearLeakyRelu": "LeakyRelu in float, then Quantize + Dequantize",
+    "com.microsoft.QLinearConcat": "Concat in float, then Quantize + Dequantize",
+    "DynamicQuantizeLinear": "run-time scale and zero point (global max/min with MaxPool2D) and Quantize "
+                             "(round half to even) as ONNX specifies",
+}
+
+
+# The one dispatch: op type -> handler(importer, node). Ops folded at conversion (Constant, Shape, ...) and
+# matched by rewrites (Erf inside Gelu) need no handler; a node left with no entry here is refused.
+HANDLERS: Dict[str, Handler] = {
+    # elementwise.py
+    "Add": elementwise.binary("Add"), "Sub": elementwise.binary("Sub"), "Mul": elementwise.binary("Mul"),
+    "Div": elementwise.binary("Div"), "Sum": elementwise.variadic("Add"), "Max": elementwise.variadic("Maximum"),
+    "Min": elementwise.variadic("Minimum"), "PRelu": elementwise.op_PRelu, "Relu": elementwise.unary("Relu"),
+    "Sigmoid": elementwise.unary("Logistic"), "Tanh": elementwise.unary("Tanh"), "Exp": elementwise.unary("Exp"),
+    "Log": elementwise.unary("Log"), "Sqrt": elementwise.unary("Sqrt"), "Rsqrt": elementwise.unary("Rsqrt"),
+    "HardSwish": elementwise.unary("HardSwish"), "LeakyRelu": elementwise.op_LeakyRelu,
+    "Gelu": elementwise.op_Gelu, "Identity": elementwise.op_Identity, "Dropout": elementwise.op_Dropout,
+    "Neg": elementwise.op_Neg, "Abs": elementwise.op_Abs, "Reciprocal": elementwise.op_Reciprocal,
+    "Pow": elementwise.op_Pow, "Clip": elementwise.op_Clip, "HardSigmoid": elementwise.op_HardSigmoid,
+    "Cast": elementwise.op_Cast, "Softmax": elementwise.op_Softmax, "LogSoftmax": elementwise.op_LogSoftmax,
+    "LayerNormalization": elementwise.op_LayerNormalization,
+    "BatchNormalization": elementwise.op_BatchNormalization, "ReduceMean": elementwise.op_ReduceMean,
+    "ReduceSum": elementwise.op_ReduceSum, "ReduceMax": elementwise.op_ReduceMax,
+    "ReduceMin": elementwise.op_ReduceMin,
+    # conv.py
+    "Conv": conv.op_Conv, "ConvTranspose": conv.op_ConvTranspose, "MaxPool": conv.op_MaxPool,
+    "AveragePool": conv.op_AveragePool, "GlobalAveragePool": conv.op_GlobalAveragePool,
+    "GlobalMaxPool": conv.op_GlobalMaxPool,
+    # matmul.py
+    "Gemm": matmul.op_Gemm, "MatMul": matmul.op_MatMul,
+    # shape.py
+    "Expand": shape.op_Expand, "Reshape": shape.op_Reshape, "Flatten": shape.op_Flatten,
+    "Squeeze": shape.op_Squeeze, "Unsqueeze": shape.op_Unsqueeze, "Transpose": shape.op_Transpose,
+    "Concat": shape.op_Concat, "Split": shape.op_Split, "Slice": shape.op_Slice, "Pad": shape.op_Pad,
+    "Gather": shape.op_Gather, "DepthToSpace": shape.op_DepthToSpace, "SpaceToDepth": shape.op_SpaceToDepth,
+    "Resize": shape.op_Resize,
+    # quant.py
+    "QuantizeLinear": quant.op_QuantizeLinear, "DequantizeLinear": quant.op_DequantizeLinear,
+    "QLinearConv": quant.op_QLinearConv, "QLinearMatMul": quant.op_QLinearMatMul,
+    "com.microsoft.QLinearAdd": quant.op_ms_QLinearAdd, "com.microsoft.QLinearMul": quant.op_ms_QLinearMul,
+    "com.microsoft.QLinearSigmoid": quant.op_ms_QLinearSigmoid,
+    "com.microsoft.QLinearLeakyRelu": quant.op_ms_QLinearLeakyRelu,
+    "com.microsoft.QLinearGlobalAveragePool": quant.op_ms_QLinearGlobalAveragePool,
+    "com.microsoft.QLinearAveragePool": quant.op_ms_QLinearAveragePool,
+    "com.microsoft.QLinearConcat": quant.op_ms_QLinearConcat, "com.microsoft.QGemm": quant.op_ms_QGemm,
+    "MatMulInteger": quant.op_MatMulInteger, "ConvInteger": quant.op_ConvInteger,
+    "DynamicQuantizeLinear": quant.op_DynamicQuantizeLinear,
+}
+
+
+def import_model(source, report: Report, **options) -> GraphBuilder:
+    """Converts an ONNX model (path, bytes or onnx.ModelProto) to a GraphBuilder; fills `report`.
+    Options: batch=1, input_shapes=None, input_shape=None (the shape of the only input, as the command
+    line's --input-shape gives it), keep_int8_weights=True, check_opset=True, name=None."""
+    known = {"batch", "input_shapes", "input_shape", "keep_int8_weights", "check_opset", "name"}
+    bad = set(options) - known
+    if bad:
+        raise TypeError(f"onnx importer: unknown option(s) {sorted(bad)}; known: {sorted(known)}")
+    report.importer = "onnx"
+    single = options.pop("input_shape", None)
+    imp = _Importer(source, report, HANDLERS, **options)
+    if single is not None:
+        inits = {i.name for i in imp.model.graph.initializer}
+        names = [vi.name for vi in imp.model.graph.input if vi.name not in inits]
+        if len(names) != 1:
+            raise TypeError(f"onnx importer: input_shape needs a model with one input (this one has {names}); "
+                            f"use input_shapes={{name: shape}}")
+        imp.input_shapes.setdefault(names[0], tuple(int(d) for d in single))
+    return imp.run()
