@@ -207,3 +207,16 @@ def test_c_api_doc_names_each_status_and_its_exception():
     assert {name: int(v) for name, v, _ in rows} == {s.name: s.value for s in tinyinfer.Status}
     for name, _, cls in rows:
         assert (cls or None) == (None if name == "OK" else _errors.BY_STATUS[tinyinfer.Status[name]].__name__), name
+
+
+def test_no_literal_status_numbers_in_the_package():
+    """Exceptions take their status from their class: no `SomeError(msg, 3)` anywhere in the package."""
+    import pathlib
+    import re
+    root = pathlib.Path(__file__).resolve().parents[1] / "tinyinfer"
+    pattern = re.compile(r"Error\((?:[^()]|\([^()]*\))*?,\s*[0-9]+\)")
+    found = []
+    for path in root.rglob("*.py"):
+        for m in pattern.finditer(path.read_text()):
+            found.append(f"{path.relative_to(root)}: {m.group(0)[:80]}")
+    assert not found, "literal statuses:\n" + "\n".join(found)

@@ -110,7 +110,7 @@ class Report:
 def unsupported(importer: str, ops: Counter) -> UnsupportedOpError:
     """The error for a model with ops the importer cannot map: every one, with counts."""
     listing = ", ".join(f"{op} (x{n})" for op, n in sorted(ops.items()))
-    return UnsupportedOpError(f"{importer}: unsupported op(s): {listing}; nothing was written", 5)
+    return UnsupportedOpError(f"{importer}: unsupported op(s): {listing}; nothing was written")
 
 
 def detect_format(source: Union[str, os.PathLike, bytes]) -> str:
@@ -138,7 +138,7 @@ def detect_format(source: Union[str, os.PathLike, bytes]) -> str:
                      (".pt", "torch"), (".pth", "torch"), (".bin", "torch")]:
         if name.endswith(ext):
             return fmt
-    raise ModelFormatError(f"cannot tell the format of {source!r}: not TFLite, ONNX, torch.save or safetensors", 3)
+    raise ModelFormatError(f"cannot tell the format of {source!r}: not TFLite, ONNX, torch.save or safetensors")
 
 
 def convert(src, dst: Optional[Union[str, os.PathLike]] = None, *, format: Optional[str] = None,
@@ -156,7 +156,7 @@ def convert(src, dst: Optional[Union[str, os.PathLike]] = None, *, format: Optio
     elif fmt in ("torch", "safetensors"):
         from . import nn as importer
     else:
-        raise ModelFormatError(f"unknown format {fmt!r}", 3)
+        raise ModelFormatError(f"unknown format {fmt!r}")
     builder = importer.import_model(src, report, **options)
     data = builder.to_bytes()
     report.output_bytes = len(data)

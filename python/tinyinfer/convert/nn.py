@@ -366,7 +366,7 @@ class Value:
 
 def _axis(d: int, rank: int) -> int:
     if not -rank <= d < max(rank, 1):
-        raise ShapeError(f"dimension {d} is out of range for rank {rank}", 7)
+        raise ShapeError(f"dimension {d} is out of range for rank {rank}")
     return d % rank if rank else 0
 
 
@@ -381,7 +381,7 @@ def _need_value(x, who: str) -> "Value":
     if not isinstance(x, Value):
         raise InvalidArgumentError(
             f"{who}: tinyinfer.nn layers run symbolically while the graph is written (to_builder / save); "
-            f"got {type(x).__name__}", 1)
+            f"got {type(x).__name__}")
     return x
 
 
@@ -415,9 +415,9 @@ _NHWC = (0, 2, 3, 1)
 
 def _nhwc(v: Value, who: str) -> _Sym:
     if v.ndim != 4:
-        raise ShapeError(f"{who} expects a 4-D input (N, C, H, W), got shape {v.shape}", 7)
+        raise ShapeError(f"{who} expects a 4-D input (N, C, H, W), got shape {v.shape}")
     if v.dtype != np.float32:
-        raise UnsupportedOpError(f"{who} takes float32 input, got {v.dtype}", 5)
+        raise UnsupportedOpError(f"{who} takes float32 input, got {v.dtype}")
     return _in_layout(v, _NHWC, "Transpose NCHW -> NHWC (torch layout to the runtime's)")
 
 
@@ -442,18 +442,18 @@ def _binary(op: str, a: Value, b, reverse: bool = False) -> Value:
             shape = np.broadcast_shapes(a.shape, b.shape)
             pshape = np.broadcast_shapes(sa.shape, sb.shape)
         except ValueError:
-            raise ShapeError(f"{op}: shapes {a.shape} and {b.shape} do not broadcast", 7) from None
+            raise ShapeError(f"{op}: shapes {a.shape} and {b.shape} do not broadcast") from None
     else:
         arr = np.asarray(b.data if isinstance(b, Parameter) else _to_numpy(b), dtype=np.float32)
         if isinstance(b, Parameter) and b.data is None:
-            raise InvalidStateError(f"{op}: a Parameter of shape {b.shape} has no value (load_state_dict first)", 9)
+            raise InvalidStateError(f"{op}: a Parameter of shape {b.shape} has no value (load_state_dict first)")
         if arr.size == 1:
             shape, pshape, const, perm, fperm = a.shape, a.sym.shape, arr.reshape(1), a.perm, a.fperm
         else:
             try:
                 shape = np.broadcast_shapes(a.shape, arr.shape)
             except ValueError:
-                raise ShapeError(f"{op}: shapes {a.shape} and {arr.shape} do not broadcast", 7) from None
+                raise ShapeError(f"{op}: shapes {a.shape} and {arr.shape} do not broadcast") from None
             if arr.ndim > a.ndim or (shape != a.shape and a.fperm is not None):
                 a = plain(a)
             if arr.ndim > a.ndim:
@@ -484,7 +484,7 @@ def flatten(v: Value, start_dim: int = 0, end_dim: int = -1) -> Value:
         return reshape(v, 1)
     s, e = _axis(start_dim, r), _axis(end_dim, r)
     if s > e:
-        raise ShapeError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim}", 7)
+        raise ShapeError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim}")
     if s == e:
         return v
     new_shape = v.shape[:s] + (int(np.prod(v.shape[s:e + 1])),) + v.shape[e + 1:]
@@ -509,15 +509,15 @@ def reshape(v: Value, *shape) -> Value:
     shape = [int(d) for d in shape]
     total = v.numel()
     if shape.count(-1) > 1:
-        raise ShapeError(f"reshape {tuple(shape)}: only one dimension can be -1", 7)
+        raise ShapeError(f"reshape {tuple(shape)}: only one dimension can be -1")
     if -1 in shape:
         known = int(np.prod([d for d in shape if d != -1]))
         if known == 0 or total % known:
-            raise ShapeError(f"reshape: shape {tuple(shape)} does not fit {v.shape}", 7)
+            raise ShapeError(f"reshape: shape {tuple(shape)} does not fit {v.shape}")
         shape[shape.index(-1)] = total // known
     shape = tuple(shape)
     if int(np.prod(shape)) != total:
-        raise ShapeError(f"reshape: shape {shape} does not fit {v.shape} ({total} elements)", 7)
+        raise ShapeError(f"reshape: shape {shape} does not fit {v.shape} ({total} elements)")
     if shape == v.shape:
         return v
     for k in range(v.ndim):
@@ -533,7 +533,7 @@ def permute(v: Value, *dims) -> Value:
         dims = tuple(dims[0])
     dims = tuple(_axis(d, v.ndim) for d in dims)
     if sorted(dims) != list(range(v.ndim)):
-        raise ShapeError(f"permute: {dims} is not a permutation of the {v.ndim} dimensions", 7)
+        raise ShapeError(f"permute: {dims} is not a permutation of the {v.ndim} dimensions")
     if v.fperm is not None:
         v = plain(v)
     inv = _inv(dims)
@@ -546,7 +546,7 @@ def mean(v: Value, dim=None, keepdim: bool = False) -> Value:
     r = v.ndim
     dims = list(range(r)) if dim is None else [_axis(d, r) for d in ((dim,) if isinstance(dim, int) else dim)]
     if len(set(dims)) != len(dims):
-        raise ShapeError(f"mean: repeated dimension in {dim}", 7)
+        raise ShapeError(f"mean: repeated dimension in {dim}")
     if v.fperm is not None and (r - 1) in dims:
         v = plain(v)
     t = v._t
@@ -571,14 +571,14 @@ def cat(values: Sequence[Value], dim: int = 0) -> Value:
     """torch.cat."""
     values = [_need_value(v, "cat") for v in values]
     if not values:
-        raise InvalidArgumentError("cat: no tensors", 1)
+        raise InvalidArgumentError("cat: no tensors")
     r = values[0].ndim
     if any(v.ndim != r for v in values):
-        raise ShapeError(f"cat: ranks differ: {[v.shape for v in values]}", 7)
+        raise ShapeError(f"cat: ranks differ: {[v.shape for v in values]}")
     d = _axis(dim, r)
     for v in values:
         if v.shape[:d] + v.shape[d + 1:] != values[0].shape[:d] + values[0].shape[d + 1:]:
-            raise ShapeError(f"cat along {dim}: shapes {[v.shape for v in values]} differ elsewhere", 7)
+            raise ShapeError(f"cat along {dim}: shapes {[v.shape for v in values]} differ elsewhere")
     t = values[0]._t
     if any(v.fperm is not None for v in values):
         values = [plain(v) for v in values]
@@ -687,7 +687,7 @@ class Module:
 
     def train(self, mode: bool = True):
         if mode:
-            raise UnsupportedOpError("tinyinfer.nn describes inference only (eval mode)", 5)
+            raise UnsupportedOpError("tinyinfer.nn describes inference only (eval mode)")
         return self
 
     # -- weights -----------------------------------------------------------------------------
@@ -700,7 +700,7 @@ class Module:
         if isinstance(state_dict, (str, os.PathLike, bytes)):
             state_dict = _load_state_dict(state_dict)
         if not hasattr(state_dict, "keys"):
-            raise InvalidArgumentError(f"load_state_dict expects a mapping, got {type(state_dict).__name__}", 1)
+            raise InvalidArgumentError(f"load_state_dict expects a mapping, got {type(state_dict).__name__}")
         entries = self._state_entries()
         missing = [k for k in entries if k not in state_dict]
         unexpected = [k for k in state_dict.keys() if k not in entries]
@@ -735,7 +735,7 @@ class Module:
                               "DistributedDataParallel; strip that prefix from the keys)")
         if errors:
             raise StateDictError("Error(s) in loading state_dict for {}:\n\t{}".format(
-                type(self).__name__, "\n\t".join(errors)), 1)
+                type(self).__name__, "\n\t".join(errors)))
         for k, a in values.items():
             entries[k].data = np.ascontiguousarray(a)
         return IncompatibleKeys(missing, unexpected)
@@ -746,7 +746,7 @@ class Module:
         if empty:
             raise InvalidStateError(
                 f"{type(self).__name__}: no value for {', '.join(empty[:8])}{' ...' if len(empty) > 8 else ''}: "
-                f"call load_state_dict first", 9)
+                f"call load_state_dict first")
 
     # -- forward -----------------------------------------------------------------------------
     def forward(self, *args, **kwargs):
@@ -759,7 +759,7 @@ class Module:
         if not values:
             raise InvalidArgumentError(
                 f"{type(self).__name__}: tinyinfer.nn modules run symbolically while the graph is written; call "
-                f"to_builder(input_shape) or save(path, input_shape) instead of calling the model on data", 1)
+                f"to_builder(input_shape) or save(path, input_shape) instead of calling the model on data")
         t = values[0]._t
         name = t.names.get(id(self), type(self).__name__)
         t.scope_stack.append(name)
@@ -784,7 +784,7 @@ class Module:
             else [tuple(s) for s in input_shape]
         for s in shapes:
             if not s or any(int(d) < 1 for d in s):
-                raise ShapeError(f"input shape {s}: every dimension must be >= 1", 7)
+                raise ShapeError(f"input shape {s}: every dimension must be >= 1")
         if input_dtype is None:
             first = next((m for m in self.modules() if not m._modules), None)
             dtypes = ["int64" if isinstance(first, Embedding) else "float32"] * len(shapes)
@@ -927,7 +927,7 @@ def _pair(v, what: str) -> Tuple[int, int]:
         return int(v[0]), int(v[1])
     if isinstance(v, (tuple, list)) and len(v) == 1:
         return _pair(v[0], what)
-    raise InvalidArgumentError(f"{what} must be an int or a pair of ints, got {v!r}", 1)
+    raise InvalidArgumentError(f"{what} must be an int or a pair of ints, got {v!r}")
 
 
 class Linear(Module):
@@ -944,9 +944,9 @@ class Linear(Module):
         x = _need_value(x, "Linear")
         t = x._t
         if x.ndim < 1 or x.shape[-1] != self.in_features:
-            raise ShapeError(f"Linear {t.scope}: input {x.shape} does not end in in_features={self.in_features}", 7)
+            raise ShapeError(f"Linear {t.scope}: input {x.shape} does not end in in_features={self.in_features}")
         if x.dtype != np.float32:
-            raise UnsupportedOpError(f"Linear {t.scope}: takes float32 input, got {x.dtype}", 5)
+            raise UnsupportedOpError(f"Linear {t.scope}: takes float32 input, got {x.dtype}")
         if x.perm != tuple(range(x.ndim)):
             x = plain(x, "before Linear")
         w = self.weight.data
@@ -974,19 +974,19 @@ class Conv2d(Module):
         self.dilation = _pair(dilation, "dilation")
         if isinstance(padding, str):
             if padding not in ("same", "valid"):
-                raise InvalidArgumentError(f"Conv2d: padding {padding!r}; expected 'same', 'valid' or ints", 1)
+                raise InvalidArgumentError(f"Conv2d: padding {padding!r}; expected 'same', 'valid' or ints")
             if padding == "same" and self.stride != (1, 1):
                 raise InvalidArgumentError("Conv2d: padding='same' is not supported for strided convolutions "
-                                           "(as in torch)", 1)
+                                           "(as in torch)")
             self.padding = padding
         else:
             self.padding = _pair(padding, "padding")
         if padding_mode not in ("zeros", "reflect", "replicate", "circular"):
-            raise InvalidArgumentError(f"Conv2d: padding_mode {padding_mode!r}", 1)
+            raise InvalidArgumentError(f"Conv2d: padding_mode {padding_mode!r}")
         self.padding_mode = padding_mode
         if self.groups < 1 or self.in_channels % self.groups or self.out_channels % self.groups:
             raise InvalidArgumentError(f"Conv2d: in_channels {in_channels} and out_channels {out_channels} must be "
-                                       f"divisible by groups {groups}", 1)
+                                       f"divisible by groups {groups}")
         kh, kw = self.kernel_size
         self.weight = Parameter((self.out_channels, self.in_channels // self.groups, kh, kw))
         self.bias = Parameter((self.out_channels,)) if bias else None
@@ -1012,21 +1012,21 @@ class Conv2d(Module):
         xs = _nhwc(x, who)
         n, c, h, w = x.shape
         if c != self.in_channels:
-            raise ShapeError(f"{who}: expected {self.in_channels} input channels, got {c} (input {x.shape})", 7)
+            raise ShapeError(f"{who}: expected {self.in_channels} input channels, got {c} (input {x.shape})")
         pt, pb, pl, pr = self._pads()
         if self.padding_mode != "zeros" and (pt or pb or pl or pr):
             if self.padding_mode != "reflect":
                 raise UnsupportedOpError(f"{who}: padding_mode {self.padding_mode!r} is not supported "
-                                         f"('zeros' and 'reflect' are)", 5)
+                                         f"('zeros' and 'reflect' are)")
             if max(pt, pb) >= h or max(pl, pr) >= w:
-                raise ShapeError(f"{who}: reflect padding must be smaller than the input", 7)
+                raise ShapeError(f"{who}: reflect padding must be smaller than the input")
             xs = t.emit("Pad", [xs], (n, h + pt + pb, w + pl + pr, c), pads=[0, 0, pt, pb, pl, pr, 0, 0], mode=1)
             h, w = h + pt + pb, w + pl + pr
             pt = pb = pl = pr = 0
         (kh, kw), (sh, sw), (dh, dw) = self.kernel_size, self.stride, self.dilation
         oh, ow = _conv_out(h, kh, sh, dh, pt, pb), _conv_out(w, kw, sw, dw, pl, pr)
         if oh < 1 or ow < 1:
-            raise ShapeError(f"{who}: input {x.shape} is smaller than the kernel {self.kernel_size}", 7)
+            raise ShapeError(f"{who}: input {x.shape} is smaller than the kernel {self.kernel_size}")
         attrs = dict(strides=[sh, sw], dilations=[dh, dw])
         attrs.update(dict(padding=2, pads=[pt, pb, pl, pr]) if (pt or pb or pl or pr) else dict(padding=0))
         wt = self.weight.data
@@ -1060,9 +1060,9 @@ class ConvTranspose2d(Module):
         self.output_padding = _pair(output_padding, "output_padding")
         self.dilation = _pair(dilation, "dilation")
         if padding_mode != "zeros":
-            raise InvalidArgumentError("ConvTranspose2d: only padding_mode='zeros' exists (as in torch)", 1)
+            raise InvalidArgumentError("ConvTranspose2d: only padding_mode='zeros' exists (as in torch)")
         if self.groups < 1 or self.in_channels % self.groups or self.out_channels % self.groups:
-            raise InvalidArgumentError(f"ConvTranspose2d: channels must be divisible by groups {groups}", 1)
+            raise InvalidArgumentError(f"ConvTranspose2d: channels must be divisible by groups {groups}")
         kh, kw = self.kernel_size
         self.weight = Parameter((self.in_channels, self.out_channels // self.groups, kh, kw))
         self.bias = Parameter((self.out_channels,)) if bias else None
@@ -1076,17 +1076,17 @@ class ConvTranspose2d(Module):
         t = x._t
         who = f"ConvTranspose2d {t.scope}"
         if output_size is not None:
-            raise UnsupportedOpError(f"{who}: output_size is not supported; use output_padding", 5)
+            raise UnsupportedOpError(f"{who}: output_size is not supported; use output_padding")
         xs = _nhwc(x, who)
         n, c, h, w = x.shape
         if c != self.in_channels:
-            raise ShapeError(f"{who}: expected {self.in_channels} input channels, got {c}", 7)
+            raise ShapeError(f"{who}: expected {self.in_channels} input channels, got {c}")
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
         (dh, dw), (oph, opw) = self.dilation, self.output_padding
         oh = (h - 1) * sh - 2 * ph + dh * (kh - 1) + oph + 1
         ow = (w - 1) * sw - 2 * pw + dw * (kw - 1) + opw + 1
         if oh < 1 or ow < 1:
-            raise ShapeError(f"{who}: the output would be empty ({oh} x {ow})", 7)
+            raise ShapeError(f"{who}: the output would be empty ({oh} x {ow})")
         attrs = dict(strides=[sh, sw], dilations=[dh, dw], output_padding=[oph, opw])
         attrs.update(dict(padding=2, pads=[ph, ph, pw, pw]) if (ph or pw) else dict(padding=0))
         g = self.groups
@@ -1135,7 +1135,7 @@ class _BatchNorm(Module):
     def _stats(self, who):
         if not self.track_running_stats:
             raise UnsupportedOpError(f"{who}: without running statistics (track_running_stats=False) torch "
-                                     f"normalizes with each batch's statistics even in eval mode; not supported", 5)
+                                     f"normalizes with each batch's statistics even in eval mode; not supported")
         c = self.num_features
         scale = self.weight.data if self.affine else np.ones(c, np.float32)
         shift = self.bias.data if self.affine else np.zeros(c, np.float32)
@@ -1146,9 +1146,9 @@ class _BatchNorm(Module):
         t = x._t
         who = f"{type(self).__name__} {t.scope}"
         if x.ndim not in self._ranks:
-            raise ShapeError(f"{who}: expected a {' or '.join(f'{r}-D' for r in self._ranks)} input, got {x.shape}", 7)
+            raise ShapeError(f"{who}: expected a {' or '.join(f'{r}-D' for r in self._ranks)} input, got {x.shape}")
         if x.shape[1] != self.num_features:
-            raise ShapeError(f"{who}: expected {self.num_features} channels, got {x.shape[1]}", 7)
+            raise ShapeError(f"{who}: expected {self.num_features} channels, got {x.shape[1]}")
         stats = self._stats(who)
         if x.ndim == 4:
             sym, perm, fperm = _nhwc(x, who), _NHWC, None
@@ -1190,7 +1190,7 @@ class LayerNorm(Module):
         t = x._t
         k = len(self.normalized_shape)
         if x.shape[-k:] != self.normalized_shape or x.ndim < k:
-            raise ShapeError(f"LayerNorm {t.scope}: input {x.shape} does not end in {self.normalized_shape}", 7)
+            raise ShapeError(f"LayerNorm {t.scope}: input {x.shape} does not end in {self.normalized_shape}")
         r = x.ndim
         if x.perm[r - k:] != tuple(range(r - k, r)):
             x = plain(x, "before LayerNorm")
@@ -1209,7 +1209,7 @@ class Embedding(Module):
                  scale_grad_by_freq=False, sparse=False, device=None, dtype=None):
         super().__init__()
         if max_norm is not None:
-            raise UnsupportedOpError("Embedding: max_norm renormalizes rows at lookup; not supported", 5)
+            raise UnsupportedOpError("Embedding: max_norm renormalizes rows at lookup; not supported")
         self.num_embeddings, self.embedding_dim = int(num_embeddings), int(embedding_dim)
         self.padding_idx = padding_idx
         self.weight = Parameter((self.num_embeddings, self.embedding_dim))
@@ -1222,7 +1222,7 @@ class Embedding(Module):
         t = x._t
         if x.dtype.kind not in "iu" or x.dtype.itemsize not in (4, 8) or x.dtype.kind == "u":
             raise UnsupportedOpError(f"Embedding {t.scope}: takes int32 or int64 indices, got {x.dtype} "
-                                     f"(pass input_dtype='int64' to to_builder)", 5)
+                                     f"(pass input_dtype='int64' to to_builder)")
         x = plain(x)
         shape = x.shape + (self.embedding_dim,)
         out = t.emit("Gather", [t.const(self.weight.data, "weight"), x.sym], shape, axis=0)
@@ -1278,7 +1278,7 @@ class GELU(Module):
     def __init__(self, approximate: str = "none"):
         super().__init__()
         if approximate not in ("none", "tanh"):
-            raise InvalidArgumentError(f"GELU: approximate {approximate!r}; expected 'none' or 'tanh'", 1)
+            raise InvalidArgumentError(f"GELU: approximate {approximate!r}; expected 'none' or 'tanh'")
         self.approximate = approximate
 
     def forward(self, x):
@@ -1306,7 +1306,7 @@ class PReLU(Module):
         slope = self.weight.data
         if self.num_parameters > 1:
             if x.ndim < 2 or x.shape[1] != self.num_parameters:
-                raise ShapeError(f"PReLU {t.scope}: {self.num_parameters} parameters for input {x.shape}", 7)
+                raise ShapeError(f"PReLU {t.scope}: {self.num_parameters} parameters for input {x.shape}")
             logical = slope.reshape((1, -1) + (1,) * (x.ndim - 2))
             slope = logical.transpose(x.perm)
             if x.fperm is not None and slope.shape[-1] > 1:
@@ -1360,10 +1360,10 @@ class _Pool2d(Module):
         n, c, h, w = x.shape
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
         if ph > kh // 2 or pw > kw // 2:
-            raise ShapeError(f"{who}: padding {self.padding} must be at most half the kernel {self.kernel_size}", 7)
+            raise ShapeError(f"{who}: padding {self.padding} must be at most half the kernel {self.kernel_size}")
         oh, ow = _pool_out(h, kh, sh, ph, self.ceil_mode), _pool_out(w, kw, sw, pw, self.ceil_mode)
         if oh < 1 or ow < 1:
-            raise ShapeError(f"{who}: input {x.shape} is smaller than the kernel {self.kernel_size}", 7)
+            raise ShapeError(f"{who}: input {x.shape} is smaller than the kernel {self.kernel_size}")
         eh = max((oh - 1) * sh + kh - (h + 2 * ph), 0)
         ew = max((ow - 1) * sw + kw - (w + 2 * pw), 0)
         return (n, c, oh, ow), [ph, ph + eh, pw, pw + ew], (eh, ew)
@@ -1384,9 +1384,9 @@ class MaxPool2d(_Pool2d):
                  ceil_mode: bool = False):
         super().__init__(kernel_size, stride, padding, ceil_mode)
         if _pair(dilation, "dilation") != (1, 1):
-            raise UnsupportedOpError("MaxPool2d: dilation is not supported", 5)
+            raise UnsupportedOpError("MaxPool2d: dilation is not supported")
         if return_indices:
-            raise UnsupportedOpError("MaxPool2d: return_indices is not supported", 5)
+            raise UnsupportedOpError("MaxPool2d: return_indices is not supported")
 
     def forward(self, x):
         x = _need_value(x, "MaxPool2d")
@@ -1398,7 +1398,7 @@ class AvgPool2d(_Pool2d):
                  divisor_override=None):
         super().__init__(kernel_size, stride, padding, ceil_mode)
         if divisor_override is not None and int(divisor_override) <= 0:
-            raise InvalidArgumentError("AvgPool2d: divisor_override must be > 0", 1)
+            raise InvalidArgumentError("AvgPool2d: divisor_override must be > 0")
         self.count_include_pad = bool(count_include_pad)
         self.divisor_override = None if divisor_override is None else int(divisor_override)
 
@@ -1483,7 +1483,7 @@ class AdaptiveAvgPool2d(Module):
         # one FullyConnected over H*W with the matrix kron(Ph, Pw), on torch's (N, C, H*W) layout.
         if oh * ow * h * w > (1 << 22):
             raise UnsupportedOpError(f"{who}: output {oh}x{ow} does not divide the input {h}x{w} and the pooling "
-                                     f"matrix would be too large", 5)
+                                     f"matrix would be too large")
         mat = np.kron(_adaptive_matrix(h, oh), _adaptive_matrix(w, ow)).astype(np.float32)
         flat = flatten(plain(x, "before uneven adaptive pooling"), 2, 3)
         sym = t.emit("FullyConnected", [flat.sym, t.const(mat, "pool_matrix")], (n, c, oh * ow))
@@ -1495,7 +1495,7 @@ class AdaptiveMaxPool2d(Module):
     def __init__(self, output_size, return_indices: bool = False):
         super().__init__()
         if return_indices:
-            raise UnsupportedOpError("AdaptiveMaxPool2d: return_indices is not supported", 5)
+            raise UnsupportedOpError("AdaptiveMaxPool2d: return_indices is not supported")
         self.output_size = output_size
 
     def forward(self, x):
@@ -1508,7 +1508,7 @@ class AdaptiveMaxPool2d(Module):
         if (oh, ow) == (h, w):
             return x
         if h % oh or w % ow:
-            raise UnsupportedOpError(f"{who}: output {oh}x{ow} does not divide the input {h}x{w}", 5)
+            raise UnsupportedOpError(f"{who}: output {oh}x{ow} does not divide the input {h}x{w}")
         kh, kw = h // oh, w // ow
         sym = t.emit("MaxPool2D", [xs], (n, oh, ow, c), filter=[kh, kw], strides=[kh, kw], padding=0)
         return Value(t, sym, (n, c, oh, ow), _NHWC)
@@ -1635,7 +1635,7 @@ def from_torch(module) -> Module:
     if not cls.__module__.startswith("torch.nn"):
         raise UnsupportedOpError(
             f"from_torch: {cls.__name__} (from {cls.__module__}) has its own forward, which cannot be read without "
-            f"running it: describe it with tinyinfer.nn (a Module subclass with the same layer names)", 5)
+            f"running it: describe it with tinyinfer.nn (a Module subclass with the same layer names)")
     name = cls.__name__
     if name == "Sequential":
         return Sequential(OrderedDict((n, from_torch(m)) for n, m in module.named_children()))
@@ -1692,7 +1692,7 @@ def import_model(source, report, architecture=None, input_shape=None, strict: bo
     if unknown:
         raise InvalidArgumentError(
             f"torch importer: unknown option(s) {sorted(unknown)}; known: architecture, input_shape, strict, "
-            f"input_dtype, name", 1)
+            f"input_dtype, name")
     sd, desc = load_state_dict_with_info(source)
     report.notes.append(f"read {desc}")
     if architecture is None:
@@ -1712,9 +1712,9 @@ def import_model(source, report, architecture=None, input_shape=None, strict: bo
         else:
             raise InvalidArgumentError(
                 f"architecture must be a tinyinfer.nn.Module (or a torch.nn.Module of supported layers), got "
-                f"{type(architecture).__name__}", 1)
+                f"{type(architecture).__name__}")
     if input_shape is None:
-        raise InvalidArgumentError("torch importer: input_shape is required (torch layout, e.g. (1, 3, 32, 32))", 1)
+        raise InvalidArgumentError("torch importer: input_shape is required (torch layout, e.g. (1, 3, 32, 32))")
     architecture.load_state_dict(sd, strict=strict)
     return architecture.to_builder(tuple(input_shape), name=name or type(architecture).__name__,
                                    input_dtype=input_dtype, report=report)

@@ -174,7 +174,7 @@ class _Importer:
     def __init__(self, data: bytes, report: Report, name: str):
         self.tfl, self.opnames = _tflite()
         if len(data) < 8 or data[4:8] != b"TFL3":
-            raise ModelFormatError("not a TFLite file (no TFL3 identifier at byte 4)", 3)
+            raise ModelFormatError("not a TFLite file (no TFL3 identifier at byte 4)")
         self.raw = data
         self.report = report
         try:
@@ -182,11 +182,11 @@ class _Importer:
             version = self.model.Version()
             nsub = self.model.SubgraphsLength()
         except Exception as e:
-            raise ModelFormatError(f"cannot read the TFLite flatbuffer: {e}", 3) from e
+            raise ModelFormatError(f"cannot read the TFLite flatbuffer: {e}") from e
         if version != 3:
             report.notes.append(f"schema version {version} (expected 3); read with the v3 schema")
         if nsub < 1:
-            raise ModelFormatError("the TFLite model has no subgraph", 3)
+            raise ModelFormatError("the TFLite model has no subgraph")
         self.graph = self.model.Subgraphs(0)
         if nsub > 1:
             report.notes.append(f"{nsub} subgraphs: converted the main one (subgraph 0)")
@@ -213,7 +213,7 @@ class _Importer:
         if off > 1:  # data outside the flatbuffer (models over 2 GB)
             size = buf.Size()
             if off + size > len(self.raw):
-                raise ModelFormatError(f"buffer {index} ({off}+{size}) lies past the end of the file", 3)
+                raise ModelFormatError(f"buffer {index} ({off}+{size}) lies past the end of the file")
             return self.raw[off:off + size] if size else None
         if buf.DataIsNone() or buf.DataLength() == 0:
             return None
@@ -237,7 +237,7 @@ class _Importer:
             size = np.dtype(dtype).itemsize * n
             if len(raw) != size:
                 raise ModelFormatError(f"tensor '{name}': buffer has {len(raw)} bytes, shape {list(shape)} "
-                                       f"of {np.dtype(dtype).name} needs {size}", 3)
+                                       f"of {np.dtype(dtype).name} needs {size}")
             data = np.frombuffer(raw, dtype=dtype).reshape(shape).copy()
         elif raw is not None:
             data = raw  # a constant of a dtype the runtime lacks: refused where used
@@ -419,7 +419,7 @@ class _Importer:
             elif int(i) in self.env:
                 outs.append(self.env[int(i)])
             else:
-                raise ModelFormatError(f"graph output '{info.name}' is neither an input nor produced by an op", 3)
+                raise ModelFormatError(f"graph output '{info.name}' is neither an input nor produced by an op")
         self.b.output(*outs)
         self._finish_report()
         return self.b
@@ -1071,7 +1071,7 @@ def import_model(source, report: Report, **options) -> GraphBuilder:
     subgraph. Option: name (the model name in the .tinf metadata)."""
     name = options.pop("name", None)
     if options:
-        raise InvalidArgumentError(f"tflite importer: unknown option(s) {sorted(options)}; known: name", 1)
+        raise InvalidArgumentError(f"tflite importer: unknown option(s) {sorted(options)}; known: name")
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
         default_name = "tflite_model"
@@ -1083,4 +1083,4 @@ def import_model(source, report: Report, **options) -> GraphBuilder:
     try:
         return _Importer(data, report, name or default_name).run()
     except (struct.error, IndexError, UnicodeDecodeError) as e:  # a truncated or corrupt flatbuffer
-        raise ModelFormatError(f"cannot read the TFLite flatbuffer: {type(e).__name__}: {e}", 3) from e
+        raise ModelFormatError(f"cannot read the TFLite flatbuffer: {type(e).__name__}: {e}") from e

@@ -87,7 +87,7 @@ _SAFE_KEY = re.compile(r"^[A-Za-z0-9_.\-]{1,128}$")
 
 
 def _err(msg: str) -> ModelFormatError:
-    return ModelFormatError(msg, 3)
+    return ModelFormatError(msg)
 
 
 def bfloat16_to_float32(bits: np.ndarray) -> np.ndarray:
@@ -720,7 +720,7 @@ def _open(source) -> Tuple[Any, int, str, Any]:
         f = open(path, "rb")
     except OSError as e:
         from .._errors import TinyInferIOError
-        raise TinyInferIOError(f"cannot open {path}: {e.strerror or e}", 2) from None
+        raise TinyInferIOError(f"cannot open {path}: {e.strerror or e}") from None
     size = os.fstat(f.fileno()).st_size
     if size == 0:
         f.close()

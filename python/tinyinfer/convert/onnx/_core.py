@@ -47,7 +47,7 @@ class _Importer:
                 return onnx.load_from_string(bytes(source))
             return onnx.load(os.fspath(source))
         except Exception as e:  # a protobuf decode error
-            raise ModelFormatError(f"cannot read the ONNX model: {e}", 3) from e
+            raise ModelFormatError(f"cannot read the ONNX model: {e}") from e
 
     def run(self) -> GraphBuilder:
         m = self.model
@@ -59,7 +59,7 @@ class _Importer:
         if self.check_opset and not (MIN_OPSET <= self.opset <= MAX_OPSET):
             raise UnsupportedOpError(
                 f"onnx: opset {self.opset} is not supported (supported: {MIN_OPSET} to {MAX_OPSET}); nothing was "
-                f"written (check_opset=False tries anyway)", 5)
+                f"written (check_opset=False tries anyway)")
         self.report.notes.append(f"ONNX opset {self.opset}, producer {m.producer_name or '?'} "
                                  f"{m.producer_version or ''}".rstrip())
         self._read_graph()
@@ -76,7 +76,7 @@ class _Importer:
         for init in g.initializer:
             self.consts[init.name] = onnx.numpy_helper.to_array(init)
         for sp in g.sparse_initializer:
-            raise UnsupportedOpError("onnx: sparse initializers are not supported; nothing was written", 5)
+            raise UnsupportedOpError("onnx: sparse initializers are not supported; nothing was written")
         self.nodes: List[Node] = []
         ops_in = Counter()
         for p in g.node:
@@ -109,7 +109,7 @@ class _Importer:
             return np.array(attrs["value_int"], dtype=np.int64)
         if "value_ints" in attrs:
             return np.array(attrs["value_ints"], dtype=np.int64)
-        raise UnsupportedOpError(f"onnx: Constant '{p.name}' with {sorted(attrs)} is not supported", 5)
+        raise UnsupportedOpError(f"onnx: Constant '{p.name}' with {sorted(attrs)} is not supported")
 
     def _fix_inputs(self):
         """Static input shapes: a dynamic first dim becomes `batch`; other dynamic dims are refused."""
@@ -117,13 +117,13 @@ class _Importer:
         for vi in self.inputs:
             tt = vi.type.tensor_type
             if not vi.type.HasField("tensor_type"):
-                raise UnsupportedOpError(f"onnx: input '{vi.name}' is not a tensor", 5)
+                raise UnsupportedOpError(f"onnx: input '{vi.name}' is not a tensor")
             dtype = _np_dtype(tt.elem_type)
             if vi.name in self.input_shapes:
                 shape = tuple(int(d) for d in self.input_shapes[vi.name])
             else:
                 if not tt.HasField("shape"):
-                    raise UnsupportedOpError(f"onnx: input '{vi.name}' has no shape; give input_shapes=", 5)
+                    raise UnsupportedOpError(f"onnx: input '{vi.name}' has no shape; give input_shapes=")
                 shape = []
                 for i, d in enumerate(tt.shape.dim):
                     if d.HasField("dim_value") and d.dim_value > 0:
@@ -208,7 +208,7 @@ class _Importer:
         try:
             inferred = onnx.shape_inference.infer_shapes(m, check_type=False, strict_mode=False, data_prop=True)
         except Exception as e:
-            raise ModelFormatError(f"onnx: shape inference failed: {e}", 3) from e
+            raise ModelFormatError(f"onnx: shape inference failed: {e}") from e
         types = {}
         for vi in list(inferred.graph.value_info) + list(inferred.graph.output) + list(inferred.graph.input):
             if not vi.type.HasField("tensor_type"):
@@ -272,7 +272,7 @@ class _Importer:
                 try:
                     res = self._eval(n, [self.consts[i] if i else None for i in n.inputs])
                 except Exception as e:
-                    raise UnsupportedOpError(f"onnx: cannot evaluate constant {n.label()}: {e}", 5) from e
+                    raise UnsupportedOpError(f"onnx: cannot evaluate constant {n.label()}: {e}") from e
                 for nm, r in zip(n.outputs, res):
                     if nm:
                         self.consts[nm] = r
@@ -330,7 +330,7 @@ class _Importer:
         t = self.types.get(name)
         if t is None or t[1] is None:
             raise UnsupportedOpError(f"onnx: tensor '{name}' has no static shape (dynamic shapes are not "
-                                     f"supported); nothing was written", 5)
+                                     f"supported); nothing was written")
         return t[1]
 
     def _dtype(self, name) -> np.dtype:
@@ -429,7 +429,7 @@ class _Importer:
         if arr.dtype == np.float64:
             arr = arr.astype(np.float32)
         if arr.dtype == np.bool_:
-            raise UnsupportedOpError("onnx: boolean tensors are not supported by the runtime", 5)
+            raise UnsupportedOpError("onnx: boolean tensors are not supported by the runtime")
         return self.b.const(self._fresh(name), arr)
 
     def val(self, name: str) -> Val:
@@ -445,7 +445,7 @@ class _Importer:
             v = Val(None, arr.shape, arr.dtype, const=arr)
             self.vals[name] = v
             return v
-        raise UnsupportedOpError(f"onnx: tensor '{name}' is not produced by any supported node", 5)
+        raise UnsupportedOpError(f"onnx: tensor '{name}' is not produced by any supported node")
 
     def is_const(self, name) -> bool:
         return bool(name) and (name in self.consts or name in self.qconsts)
@@ -455,7 +455,7 @@ class _Importer:
             return self.consts[name]
         if name in self.qconsts:
             return self.qconst_float(name)
-        raise UnsupportedOpError(f"onnx: '{name}' must be a constant", 5)
+        raise UnsupportedOpError(f"onnx: '{name}' must be a constant")
 
     def qconst_float(self, name) -> np.ndarray:
         q, s, z, axis = self.qconsts[name]
@@ -473,9 +473,9 @@ class _Importer:
         if name in self.consts:
             a = self.consts[name]
             if a.dtype.kind != "f":
-                raise UnsupportedOpError(f"onnx: weight '{name}' has dtype {a.dtype}", 5)
+                raise UnsupportedOpError(f"onnx: weight '{name}' has dtype {a.dtype}")
             return WeightSrc(arr=a.astype(np.float32), name=name)
-        raise UnsupportedOpError(f"onnx: weight '{name}' is not constant", 5)
+        raise UnsupportedOpError(f"onnx: weight '{name}' is not constant")
 
     def emit_weight(self, ws: WeightSrc, name: str) -> _T:
         if not ws.quantized:
@@ -512,7 +512,7 @@ class _Importer:
                 self.transposes.append(f"{v.shape} flattened NHWC -> flattened NCHW (for a consumer that is not a "
                                        f"constant-weight Gemm/MatMul)")
             if perm is not None:
-                raise UnsupportedOpError("onnx: internal: permuting a flattened tensor", 5)
+                raise UnsupportedOpError("onnx: internal: permuting a flattened tensor")
             return v.views["plain"]
         if perm == v.perm or v.rank <= 1:
             return v.t
@@ -538,11 +538,11 @@ class _Importer:
         """A float value (refuses integer and quantized tensors)."""
         v = self.val(name)
         if v.kind == "deq":
-            raise UnsupportedOpError(f"onnx: arithmetic on the quantized tensor '{name}' is not supported", 5)
+            raise UnsupportedOpError(f"onnx: arithmetic on the quantized tensor '{name}' is not supported")
         if v.kind == "real" and v.dtype != np.float32:
             if v.const is not None and v.dtype.kind == "f":
                 return Val(None, v.shape, np.float32, const=v.const.astype(np.float32))
-            raise UnsupportedOpError(f"onnx: tensor '{name}' has dtype {v.dtype}; the runtime computes in float32", 5)
+            raise UnsupportedOpError(f"onnx: tensor '{name}' has dtype {v.dtype}; the runtime computes in float32")
         return v
 
     def set(self, name: str, v: Val):
@@ -625,7 +625,7 @@ class _Importer:
                 msg = e.message if hasattr(e, "message") else str(e)
                 if n.label() not in msg:
                     msg = f"{msg.rstrip('.')} (in {n.label()}); nothing was written"
-                raise UnsupportedOpError(msg, 5) from None
+                raise UnsupportedOpError(msg) from None
         self._emit_outputs()
         if self.transposes:
             self.report.notes.append(f"{len(self.transposes)} layout Transpose(s) inserted: "
@@ -649,7 +649,7 @@ class _Importer:
         for nm in self.outputs:
             v = self.val(nm)
             if v.kind == "intf":
-                raise UnsupportedOpError(f"onnx: graph output '{nm}' is an integer ({v.dtype}) tensor", 5)
+                raise UnsupportedOpError(f"onnx: graph output '{nm}' is an integer ({v.dtype}) tensor")
             if v.kind == "deq" and v.dtype.kind in "iu":
                 if v.qt is None or v.perm is not None or v.flat is not None:
                     s, z, qd = v.q

@@ -231,7 +231,7 @@ class _Graph:
         outs = [name] if outputs is None else list(outputs)
         for o in outs:
             if o in self.names:
-                raise UnsupportedOpError(f"onnx: internal error: tensor name '{o}' made twice", 5)
+                raise UnsupportedOpError(f"onnx: internal error: tensor name '{o}' made twice")
             self.names.add(o)
         self.ops.append([op, [None if t is None else t.name for t in inputs], outs, attrs])
         res = [_T(o) for o in outs]

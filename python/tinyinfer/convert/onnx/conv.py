@@ -28,7 +28,7 @@ def _conv_pads(im, n, in_hw, k_hw, strides, dil, one_d=False):
     p = [int(v) for v in n.attrs.get("pads", [0] * (2 if one_d else 4))]
     rt = [0, 0, p[0], p[1]] if one_d else [p[0], p[2], p[1], p[3]]  # ONNX [h0, w0, h1, w1] -> [t, b, l, r]
     if any(v < 0 for v in rt):
-        raise UnsupportedOpError("onnx: negative pads", 5)
+        raise UnsupportedOpError("onnx: negative pads")
     if not any(rt):
         return 0, None
     return 2, rt
@@ -43,7 +43,7 @@ def _spatial_in(im, x: Val) -> Tuple[_T, Tuple[int, ...], bool]:
         nb, c, l = x.shape
         t = im.emit("Reshape", t, name="to_2d", shape=[nb, 1, l, c])
         return t, (nb, c, 1, l), True
-    raise UnsupportedOpError(f"onnx: spatial op on a rank-{x.rank} tensor (2-D and 1-D only)", 5)
+    raise UnsupportedOpError(f"onnx: spatial op on a rank-{x.rank} tensor (2-D and 1-D only)")
 
 
 def _spatial_out(im, t: _T, out_name: str, out_shape, was_1d: bool, kind="real", q=None, dtype=np.float32) -> Val:
@@ -101,7 +101,7 @@ def op_ConvTranspose(im, n):
     x = im.fval(n.inputs[0])
     ws = im.weight(n.inputs[1])
     if n.attrs.get("group", 1) != 1:
-        raise UnsupportedOpError("onnx: ConvTranspose with group > 1", 5)
+        raise UnsupportedOpError("onnx: ConvTranspose with group > 1")
     bias = im.cval(n.inp(2)).astype(np.float32) if n.inp(2) else None
     xt, xshape, one_d = _spatial_in(im, x)
     if one_d:
@@ -127,11 +127,11 @@ def op_ConvTranspose(im, n):
         else:
             if total % 2:
                 raise UnsupportedOpError("onnx: ConvTranspose output_shape/auto_pad with an odd total padding "
-                                         "(ambiguous between ONNX versions)", 5)
+                                         "(ambiguous between ONNX versions)")
             b_ = e_ = total // 2
         if b_ + e_ != total or b_ < 0 or e_ < 0:
             raise UnsupportedOpError(f"onnx: ConvTranspose padding ({b_}, {e_}) does not give the inferred "
-                                     f"output size", 5)
+                                     f"output size")
         pads_rt += [b_, e_]
     w = im.emit_weight(ws.transform(lambda a: np.transpose(a, (1, 2, 3, 0)), lambda ax: [3, 0, 1, 2][ax]),
                          f"{final}_w")
@@ -145,14 +145,14 @@ def op_ConvTranspose(im, n):
 def _pool(im, n, op):
     x = im.val(n.inputs[0])
     if x.kind == "intf" or (x.kind == "real" and x.dtype != np.float32):
-        raise UnsupportedOpError(f"onnx: {n.op} on a {x.dtype} tensor", 5)
+        raise UnsupportedOpError(f"onnx: {n.op} on a {x.dtype} tensor")
     if op == "AveragePool2D" and x.kind == "deq":
-        raise UnsupportedOpError("onnx: AveragePool on a quantized tensor", 5)
+        raise UnsupportedOpError("onnx: AveragePool on a quantized tensor")
     if len(n.outputs) > 1 and n.outputs[1]:
-        raise UnsupportedOpError("onnx: MaxPool indices output", 5)
+        raise UnsupportedOpError("onnx: MaxPool indices output")
     ks = [int(k) for k in n.attrs["kernel_shape"]]
     if any(d != 1 for d in n.attrs.get("dilations", [1] * len(ks))):
-        raise UnsupportedOpError(f"onnx: {n.op} with dilations", 5)
+        raise UnsupportedOpError(f"onnx: {n.op} with dilations")
     xt, xshape, one_d = _spatial_in(im, x)
     out_shape = im._shape(n.outputs[0])
     oshape = out_shape if not one_d else (out_shape[0], out_shape[1], 1, out_shape[2])
@@ -175,7 +175,7 @@ def _pool(im, n, op):
             if o != oshape[2 + i]:
                 raise UnsupportedOpError(
                     f"onnx: {n.op} with ceil_mode: ONNX shape inference gives output size {oshape[2 + i]}, "
-                    f"onnxruntime's rule (last window starts inside the input) gives {o}", 5)
+                    f"onnxruntime's rule (last window starts inside the input) gives {o}")
     ceil_fix = False
     for i in range(2):
         rt_out = (in_hw[i] + pads[2 * i] + pads[2 * i + 1] - ks[i]) // strides[i] + 1
@@ -183,7 +183,7 @@ def _pool(im, n, op):
             extra = (oshape[2 + i] - 1) * strides[i] + ks[i] - (in_hw[i] + pads[2 * i] + pads[2 * i + 1])
             if extra <= 0 or not n.attrs.get("ceil_mode", 0):
                 raise UnsupportedOpError(f"onnx: {n.op} output size {oshape[2 + i]} does not match the "
-                                         f"runtime's {rt_out}", 5)
+                                         f"runtime's {rt_out}")
             ceil_fix = True
             pads[2 * i + 1] += extra
     corr = None
@@ -194,7 +194,7 @@ def _pool(im, n, op):
                                                oshape[2 + i]) for i in range(2)])
         cip = 0
     if any(p >= k for p, k in zip(pads, [ks[0], ks[0], ks[1], ks[1]])):
-        raise UnsupportedOpError(f"onnx: {n.op} padding {pads} not smaller than the window {ks}", 5)
+        raise UnsupportedOpError(f"onnx: {n.op} padding {pads} not smaller than the window {ks}")
     if x.kind == "real" and corr is None:
         act, final = im.take_activation(n.outputs[0], lifted=one_d)
     else:

@@ -26,7 +26,7 @@ def _emit_maybe_intf(im, n, op):
     a, b = im.val(n.inputs[0]), im.val(n.inputs[1])
     if "intf" in (a.kind, b.kind):  # integer arithmetic on exact float-held integers (Add/Sub/Mul only)
         if op == "Div":
-            raise UnsupportedOpError("onnx: integer Div is not supported", 5)
+            raise UnsupportedOpError("onnx: integer Div is not supported")
         ta = im.operand(_as_float_val(im, a), None, len(im._out_shape(n)))
         tb = im.operand(_as_float_val(im, b), None, len(im._out_shape(n)))
         t = im.emit(op, ta, tb, name=n.outputs[0])
@@ -103,7 +103,7 @@ def op_LeakyRelu(im, n):
 def op_Gelu(im, n):
     approx = n.attrs.get("approximate", "none")
     if approx not in ("none", "tanh"):
-        raise UnsupportedOpError(f"onnx: Gelu approximate='{approx}'", 5)
+        raise UnsupportedOpError(f"onnx: Gelu approximate='{approx}'")
     _unary(im, n, "Gelu", approximate=0 if approx == "none" else 1)
 
 
@@ -113,7 +113,7 @@ def op_Identity(im, n):
 
 def op_Dropout(im, n):
     if len(n.outputs) > 1 and n.outputs[1] and im._live_consumers(n.outputs[1]):
-        raise UnsupportedOpError("onnx: the mask output of Dropout is used", 5)
+        raise UnsupportedOpError("onnx: the mask output of Dropout is used")
     im.set(n.outputs[0], im.val(n.inputs[0]))
     im.report.dropped.append(f"{n.label()} (inference)")
 
@@ -146,7 +146,7 @@ def op_Reciprocal(im, n):
 def op_Pow(im, n):
     e = im._scalar(n.inp(1))
     if e is None:
-        raise UnsupportedOpError("onnx: Pow needs a constant scalar exponent", 5)
+        raise UnsupportedOpError("onnx: Pow needs a constant scalar exponent")
     x = im.fval(n.inputs[0])
     tx0, perm, flat = _ew_in(im, x)
     tx = tx0
@@ -165,7 +165,7 @@ def op_Pow(im, n):
     elif e == -1.0:
         t = im.emit("Div", im.const(np.array([1], np.float32), "one"), tx, name=nm)
     else:
-        raise UnsupportedOpError(f"onnx: Pow with exponent {e} (supported: 1, 2, 3, 0.5, -0.5, -1)", 5)
+        raise UnsupportedOpError(f"onnx: Pow with exponent {e} (supported: 1, 2, 3, 0.5, -0.5, -1)")
     im.set(n.outputs[0], Val(t, x.shape, np.float32, perm, flat=flat))
 
 
@@ -173,7 +173,7 @@ def op_Clip(im, n):
     lo = im._scalar(n.inp(1)) if n.inp(1) else -math.inf
     hi = im._scalar(n.inp(2)) if n.inp(2) else math.inf
     if lo is None or hi is None:
-        raise UnsupportedOpError("onnx: Clip needs constant bounds", 5)
+        raise UnsupportedOpError("onnx: Clip needs constant bounds")
     x = im.fval(n.inputs[0])
     tx0, perm, flat = _ew_in(im, x)
     tx = tx0
@@ -215,8 +215,7 @@ def op_Cast(im, n):
     if v.kind == "real" and v.dtype == to:
         im.set(n.outputs[0], v)
         return
-    raise UnsupportedOpError(f"onnx: Cast from {v.dtype} to {to} of a run-time tensor (the runtime has no Cast)",
-                             5)
+    raise UnsupportedOpError(f"onnx: Cast from {v.dtype} to {to} of a run-time tensor (the runtime has no Cast)")
 
 
 def _axis_op(im, n, op, **attrs):
@@ -238,7 +237,7 @@ def op_LogSoftmax(im, n):
 
 def op_LayerNormalization(im, n):
     if any(o and im._live_consumers(o) or o in im.output_set for o in n.outputs[1:] if o):
-        raise UnsupportedOpError("onnx: LayerNormalization Mean/InvStdDev outputs are used", 5)
+        raise UnsupportedOpError("onnx: LayerNormalization Mean/InvStdDev outputs are used")
     x = im.fval(n.inputs[0])
     r = x.rank
     axis = n.attrs.get("axis", -1) % r
@@ -260,7 +259,7 @@ def op_LayerNormalization(im, n):
 
 def op_BatchNormalization(im, n):
     if n.attrs.get("training_mode", 0):
-        raise UnsupportedOpError("onnx: BatchNormalization in training mode", 5)
+        raise UnsupportedOpError("onnx: BatchNormalization in training mode")
     x = im.fval(n.inputs[0])
     perm = _cl(x.rank)
     prm = [im.cval(i).astype(np.float32) for i in n.inputs[1:5]]
@@ -276,7 +275,7 @@ def _reduce(im, n, mode: str):
     x = im.fval(n.inputs[0])
     axes = im._axes_of(n)
     if axes is None:
-        raise UnsupportedOpError("onnx: reduction axes must be constant", 5)
+        raise UnsupportedOpError("onnx: reduction axes must be constant")
     if not axes:
         if n.attrs.get("noop_with_empty_axes", 0):
             im.set(n.outputs[0], x)
@@ -289,7 +288,7 @@ def _reduce(im, n, mode: str):
     if mode in ("max", "min") and rax != list(range(rax[0], rax[-1] + 1)):
         perm, rax = None, axes  # not contiguous in the runtime layout: ONNX order
         if rax != list(range(rax[0], rax[-1] + 1)):
-            raise UnsupportedOpError(f"onnx: {n.op} over non-adjacent axes {axes}", 5)
+            raise UnsupportedOpError(f"onnx: {n.op} over non-adjacent axes {axes}")
     p = perm or _ident(x.rank)
     out_shape = im._out_shape(n)
     if keep:
@@ -313,7 +312,7 @@ def _reduce(im, n, mode: str):
         r = int(np.prod(rt[rax[0]:rax[-1] + 1]))
         i = int(np.prod(rt[rax[-1] + 1:]))
         if r > (1 << 20):
-            raise UnsupportedOpError(f"onnx: {n.op} over {r} elements (at most 2**20)", 5)
+            raise UnsupportedOpError(f"onnx: {n.op} over {r} elements (at most 2**20)")
         if mode == "min":
             xt = im.emit("Mul", xt, im.const(np.array([-1], np.float32), "minus_one"), name="neg")
         t = im.emit("Reshape", xt, name="reduce_view", shape=[o, r, 1, i])

@@ -18,11 +18,11 @@ from .matmul import _fc, _matmul
 def _qparams(im, n, scale_i, zp_i, axis_default=1, ref_rank=None):
     s = im.cval(n.inputs[scale_i]).astype(np.float32) if n.inp(scale_i) else None
     if s is None:
-        raise UnsupportedOpError("onnx: quantization scale must be constant", 5)
+        raise UnsupportedOpError("onnx: quantization scale must be constant")
     if n.inp(zp_i):
         zarr = im.cval(n.inputs[zp_i]) if n.inputs[zp_i] not in im.qconsts else None
         if zarr is None:
-            raise UnsupportedOpError("onnx: quantization zero point must be constant", 5)
+            raise UnsupportedOpError("onnx: quantization zero point must be constant")
         qd = zarr.dtype
     else:
         zarr, qd = None, np.dtype(np.uint8)
@@ -35,7 +35,7 @@ def _qparams(im, n, scale_i, zp_i, axis_default=1, ref_rank=None):
         if ref_rank:
             axis %= ref_rank
     if n.attrs.get("block_size"):
-        raise UnsupportedOpError("onnx: blocked quantization", 5)
+        raise UnsupportedOpError("onnx: blocked quantization")
     z = np.zeros(s.shape, np.int32) if zarr is None else zarr.astype(np.int32)
     return s, z, np.dtype(qd), axis
 
@@ -47,9 +47,9 @@ def _is_dynamic_q(im, n, scale_i, zp_i) -> bool:
 
 def _fake_quant(im, t: _T, s, z, qd, out_name, plain) -> Tuple[_T, _T]:
     if qd not in (np.int8, np.uint8):
-        raise UnsupportedOpError(f"onnx: quantization to {qd} (int8 and uint8 only)", 5)
+        raise UnsupportedOpError(f"onnx: quantization to {qd} (int8 and uint8 only)")
     if np.asarray(s).size != 1:
-        raise UnsupportedOpError("onnx: per-axis quantization of activations", 5)
+        raise UnsupportedOpError("onnx: per-axis quantization of activations")
     qname = im.out_name(out_name, plain) if out_name in im.output_set else out_name + "_q"
     qt = im.emit("Quantize", t, name=qname, dtype=3 if qd == np.int8 else 4, mode=1)
     im.b.quantization(qt, np.asarray(s).reshape(-1)[:1], np.asarray(z).reshape(-1)[:1])
@@ -79,7 +79,7 @@ def op_QuantizeLinear(im, n):
         return
     s, z, qd, axis = _qparams(im, n, 1, 2, ref_rank=x.rank)
     if x.kind != "real" or x.dtype != np.float32:
-        raise UnsupportedOpError(f"onnx: QuantizeLinear of a {x.dtype} tensor", 5)
+        raise UnsupportedOpError(f"onnx: QuantizeLinear of a {x.dtype} tensor")
     if x.const is not None:
         im.consts[n.outputs[0]] = _quantize_np(x.const, s, z, axis, qd)
         return
@@ -94,7 +94,7 @@ def op_DequantizeLinear(im, n):
         q = im.consts[src]
         s, z, qd, axis = _qparams(im, n, 1, 2, ref_rank=q.ndim)
         if q.dtype.kind not in "iu":
-            raise UnsupportedOpError(f"onnx: DequantizeLinear of {q.dtype}", 5)
+            raise UnsupportedOpError(f"onnx: DequantizeLinear of {q.dtype}")
         if q.dtype in (np.int8, np.uint8):
             im.qconsts[n.outputs[0]] = (q, s, z, axis)
         else:  # int32 bias and others: dequantized now
@@ -106,7 +106,7 @@ def op_DequantizeLinear(im, n):
         s = im.fval(n.inputs[1])
         z = im.val(n.inputs[2]) if n.inp(2) else None
         if v.kind != "intf":
-            raise UnsupportedOpError("onnx: DequantizeLinear with run-time parameters of a non-integer tensor", 5)
+            raise UnsupportedOpError("onnx: DequantizeLinear with run-time parameters of a non-integer tensor")
         t = im.get(v, None)
         if z is not None:
             t = im.emit("Sub", t, im.get(_as_float_val(im, z), None), name="dq_sub")
@@ -119,7 +119,7 @@ def op_DequantizeLinear(im, n):
         return
     if v.kind == "intf":
         if s.size != 1:
-            raise UnsupportedOpError("onnx: per-axis DequantizeLinear of an activation", 5)
+            raise UnsupportedOpError("onnx: per-axis DequantizeLinear of an activation")
         t, perm, flat = _ew_in(im, v)
         if np.any(z):
             t = im.emit("Sub", t, im.const(z.astype(np.float32).reshape(-1)[:1], "dq_zp"), name="dq_sub")
@@ -130,12 +130,12 @@ def op_DequantizeLinear(im, n):
     if v.dtype in (np.int8, np.uint8, np.int32) and v.t is not None:
         # an integer graph input (or int tensor) with these parameters
         if s.size != 1:
-            raise UnsupportedOpError("onnx: per-axis DequantizeLinear of an input", 5)
+            raise UnsupportedOpError("onnx: per-axis DequantizeLinear of an input")
         im.b.quantization(v.t, s.reshape(-1)[:1], z.reshape(-1)[:1])
         t = im.emit("Dequantize", v.t, name=im.out_name(n.outputs[0], True))
         im.set(n.outputs[0], Val(t, v.shape, np.float32))
         return
-    raise UnsupportedOpError(f"onnx: DequantizeLinear of a {v.dtype} tensor", 5)
+    raise UnsupportedOpError(f"onnx: DequantizeLinear of a {v.dtype} tensor")
 
 
 def _as_params(im, v: Val, s, z, where: str) -> Val:
@@ -146,7 +146,7 @@ def _as_params(im, v: Val, s, z, where: str) -> Val:
             np.array_equal(np.asarray(z0).reshape(-1), np.asarray(z).reshape(-1)):
         return Val(v.t, v.shape, np.float32, v.perm, flat=v.flat)
     if np.asarray(s).size != 1:
-        raise UnsupportedOpError("onnx: per-axis parameters for an activation", 5)
+        raise UnsupportedOpError("onnx: per-axis parameters for an activation")
     s0f, z0f = float(np.asarray(s0).reshape(-1)[0]), float(np.asarray(z0).reshape(-1)[0])
     sf, zf = float(np.asarray(s).reshape(-1)[0]), float(np.asarray(z).reshape(-1)[0])
     t = im.emit("Mul", v.t, im.const(np.array([sf / s0f], np.float32), "rescale"), name="rescale")
@@ -169,13 +169,13 @@ def _q_input(im, n, xi, si, zi) -> Val:
     if v.kind == "real" and v.dtype in (np.int8, np.uint8) and v.t is not None:
         im.b.quantization(v.t, s.reshape(-1)[:1], z.reshape(-1)[:1])
         return Val(im.emit("Dequantize", v.t, name="dequantize"), v.shape, np.float32)
-    raise UnsupportedOpError(f"onnx: {n.op} input of kind {v.kind}/{v.dtype}", 5)
+    raise UnsupportedOpError(f"onnx: {n.op} input of kind {v.kind}/{v.dtype}")
 
 
 def _qweight(im, n, wi, si, zi, axis_default) -> WeightSrc:
     w = im.cval(n.inputs[wi]) if n.inputs[wi] in im.consts else None
     if w is None:
-        raise UnsupportedOpError(f"onnx: {n.op} weights must be constant", 5)
+        raise UnsupportedOpError(f"onnx: {n.op} weights must be constant")
     s, z, qd, axis = _qparams(im, n, si, zi, axis_default=axis_default, ref_rank=w.ndim)
     if s.size > 1 and axis is None:
         axis = axis_default
@@ -258,13 +258,13 @@ def op_ms_QLinearLeakyRelu(im, n):
 
 def op_ms_QLinearGlobalAveragePool(im, n):
     if n.attrs.get("channels_last", 0):
-        raise UnsupportedOpError("onnx: QLinearGlobalAveragePool with channels_last = 1", 5)
+        raise UnsupportedOpError("onnx: QLinearGlobalAveragePool with channels_last = 1")
     _qlinear_float(im, n, "GlobalAveragePool", [(0, 1, 2)], 3, 4, {})
 
 
 def op_ms_QLinearAveragePool(im, n):
     if n.attrs.get("channels_last", 0):
-        raise UnsupportedOpError("onnx: QLinearAveragePool with channels_last = 1", 5)
+        raise UnsupportedOpError("onnx: QLinearAveragePool with channels_last = 1")
     _qlinear_float(im, n, "AveragePool", [(0, 1, 2)], 3, 4,
                         {k: v for k, v in n.attrs.items() if k in _POOL_ATTRS})
 
@@ -331,7 +331,7 @@ def _int_input(im, n, xi, zi):
             if zv.const is not None:
                 zf = float(zv.const.reshape(-1)[0])
                 if zv.const.size != 1:
-                    raise UnsupportedOpError("onnx: per-row zero point of MatMulInteger input A", 5)
+                    raise UnsupportedOpError("onnx: per-row zero point of MatMulInteger input A")
                 if zf:
                     t = im.emit("Sub", t, im.const(np.array([zf], np.float32), "zp"), name="int_centered")
             else:
@@ -341,7 +341,7 @@ def _int_input(im, n, xi, zi):
         z = im.cval(zp).reshape(-1)[:1].astype(np.int32) if zp else np.zeros(1, np.int32)
         im.b.quantization(v.t, np.ones(1, np.float32), z)
         return im.emit("Dequantize", v.t, name="int_centered"), None, None
-    raise UnsupportedOpError(f"onnx: {n.op} input '{n.inputs[xi]}' ({v.kind}, {v.dtype})", 5)
+    raise UnsupportedOpError(f"onnx: {n.op} input '{n.inputs[xi]}' ({v.kind}, {v.dtype})")
 
 
 def _int_weight(im, n, wi, zi, axis_default) -> WeightSrc:
@@ -382,7 +382,7 @@ def op_ConvInteger(im, n):
     x = Val(ta, av.shape, np.float32, perm, flat=flat)
     ws = _int_weight(im, n, 1, 3, axis_default=0)
     if ws is None:
-        raise UnsupportedOpError("onnx: ConvInteger weights must be constant", 5)
+        raise UnsupportedOpError("onnx: ConvInteger weights must be constant")
     xt, xshape, one_d = _spatial_in(im, x)
     out_shape = im._out_shape(n)
     oshape4 = out_shape if not one_d else (out_shape[0], out_shape[1], 1, out_shape[2])
@@ -400,7 +400,7 @@ def _global_max(im, t: _T, count: int, name: str) -> _T:
     else:
         a = next((d for d in range(2, lim + 1) if count % d == 0 and count // d <= lim), None)
         if a is None:
-            raise UnsupportedOpError("onnx: DynamicQuantizeLinear of a tensor too large to reduce", 5)
+            raise UnsupportedOpError("onnx: DynamicQuantizeLinear of a tensor too large to reduce")
         b = count // a
     r = im.emit("Reshape", t, name=name + "_flat", shape=[1, a, b, 1])
     m = im.emit("MaxPool2D", r, name=name, filter=[a, b])
@@ -450,7 +450,7 @@ def _round_add_zp(im, t: _T, zp: Optional[_T], base: str) -> _T:
 
 def _dyn_quantize(im, x: Val, s: Val, z: Optional[Val], qd, out) -> Val:
     if qd != np.uint8:
-        raise UnsupportedOpError("onnx: QuantizeLinear with run-time parameters to int8 (uint8 only)", 5)
+        raise UnsupportedOpError("onnx: QuantizeLinear with run-time parameters to int8 (uint8 only)")
     perm = x.perm if x.flat is None else None
     t = im.emit("Div", im.get(x, perm), im.get(_as_float_val(im, s), None), name=out + "_scaled")
     zt = im.get(_as_float_val(im, z), None) if z is not None else None

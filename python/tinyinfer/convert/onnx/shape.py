@@ -153,10 +153,10 @@ def op_Concat(im, n):
         qs = {(float(np.asarray(v.q[0]).reshape(-1)[0]), int(np.asarray(v.q[1]).reshape(-1)[0]), v.q[2])
               for v in vals}
         if len(qs) != 1 or any(v.const is not None for v in vals):
-            raise UnsupportedOpError("onnx: Concat of quantized tensors with different parameters", 5)
+            raise UnsupportedOpError("onnx: Concat of quantized tensors with different parameters")
         kind, q = "deq", vals[0].q
     elif kinds - {"real"}:
-        raise UnsupportedOpError("onnx: Concat of integer tensors", 5)
+        raise UnsupportedOpError("onnx: Concat of integer tensors")
     perm = im.perm_for(vals, r)
     ts = [im.get(v, perm) for v in vals]
     rax = perm.index(axis) if perm else axis
@@ -195,7 +195,7 @@ def op_Slice(im, n):
     for s, e, a, st in zip(starts, ends, axes, steps):
         d = v.shape[a]
         if st == 0:
-            raise UnsupportedOpError("onnx: Slice step 0", 5)
+            raise UnsupportedOpError("onnx: Slice step 0")
         if s < 0:
             s += d
         if e < 0:
@@ -207,7 +207,7 @@ def op_Slice(im, n):
         begin[a], end[a], stride[a] = s, e, st
     out_shape = im._out_shape(n)
     if any(d == 0 for d in out_shape):
-        raise UnsupportedOpError("onnx: Slice with an empty result", 5)
+        raise UnsupportedOpError("onnx: Slice with an empty result")
     perm = v.perm
     p = perm or _ident(r)
     rb, re_, rs = [begin[a] for a in p], [end[a] for a in p], [stride[a] for a in p]
@@ -228,7 +228,7 @@ def op_Pad(im, n):
     v = im.val(n.inputs[0])
     mode = n.attrs.get("mode", "constant")
     if mode not in ("constant", "reflect"):
-        raise UnsupportedOpError(f"onnx: Pad mode '{mode}' (constant and reflect only)", 5)
+        raise UnsupportedOpError(f"onnx: Pad mode '{mode}' (constant and reflect only)")
     pads = [int(x) for x in im.cval(n.inputs[1]).reshape(-1)]
     r = v.rank
     axes = [int(a) % r for a in im.cval(n.inp(3)).reshape(-1)] if n.inp(3) else list(range(r))
@@ -237,15 +237,15 @@ def op_Pad(im, n):
     for j, a in enumerate(axes):
         before[a], after[a] = pads[j], pads[j + k]
     if any(x < 0 for x in before + after):
-        raise UnsupportedOpError("onnx: negative pads (cropping)", 5)
+        raise UnsupportedOpError("onnx: negative pads (cropping)")
     value = im._scalar(n.inp(2)) if n.inp(2) else 0.0
     if value is None:
-        raise UnsupportedOpError("onnx: Pad value must be constant", 5)
+        raise UnsupportedOpError("onnx: Pad value must be constant")
     if v.kind == "deq":  # the pad value is a quantized value: its float value is (value - zp) * scale
         qs, qz, _ = v.q
         value = (value - float(np.asarray(qz).reshape(-1)[0])) * float(np.asarray(qs).reshape(-1)[0])
     elif v.kind != "real":
-        raise UnsupportedOpError("onnx: Pad of an integer tensor", 5)
+        raise UnsupportedOpError("onnx: Pad of an integer tensor")
     if v.flat is not None:
         v = Val(im.get(v, None), v.shape, v.dtype, kind=v.kind, q=v.q)
     perm = v.perm
@@ -274,7 +274,7 @@ def op_Gather(im, n):
     else:
         iv = im.val(n.inputs[1])
         if iv.dtype not in (np.int32, np.int64) or iv.kind != "real":
-            raise UnsupportedOpError(f"onnx: Gather indices of dtype {iv.dtype}", 5)
+            raise UnsupportedOpError(f"onnx: Gather indices of dtype {iv.dtype}")
         k = iv.rank
         it = im.get(iv, None)
     perm = v.perm
@@ -314,7 +314,7 @@ def op_SpaceToDepth(im, n):
 def _d2s(im, n, op, mode):
     v = im.val(n.inputs[0])
     if v.rank != 4:
-        raise UnsupportedOpError(f"onnx: {n.op} on a rank-{v.rank} tensor", 5)
+        raise UnsupportedOpError(f"onnx: {n.op} on a rank-{v.rank} tensor")
     t = im.emit(op, im.get(v, NHWC), name=im.out_name(n.outputs[0], False),
                   block_size=int(n.attrs["blocksize"]), mode=mode or None)
     im.set(n.outputs[0], Val(t, im._out_shape(n), v.dtype, NHWC, kind=v.kind, q=v.q))
@@ -323,21 +323,21 @@ def _d2s(im, n, op, mode):
 def op_Resize(im, n):
     v = im.val(n.inputs[0])
     if v.rank != 4:
-        raise UnsupportedOpError(f"onnx: Resize of a rank-{v.rank} tensor (4-D only)", 5)
+        raise UnsupportedOpError(f"onnx: Resize of a rank-{v.rank} tensor (4-D only)")
     mode = n.attrs.get("mode", "nearest")
     ctm = n.attrs.get("coordinate_transformation_mode", "half_pixel")
     nearest_mode = n.attrs.get("nearest_mode", "round_prefer_floor")
     if mode not in ("nearest", "linear"):
-        raise UnsupportedOpError(f"onnx: Resize mode '{mode}' (nearest and linear only)", 5)
+        raise UnsupportedOpError(f"onnx: Resize mode '{mode}' (nearest and linear only)")
     if n.attrs.get("keep_aspect_ratio_policy", "stretch") != "stretch":
-        raise UnsupportedOpError("onnx: Resize keep_aspect_ratio_policy other than stretch", 5)
+        raise UnsupportedOpError("onnx: Resize keep_aspect_ratio_policy other than stretch")
     if mode == "linear" and v.kind == "deq":
-        raise UnsupportedOpError("onnx: linear Resize of a quantized tensor", 5)
+        raise UnsupportedOpError("onnx: linear Resize of a quantized tensor")
     out_shape = im._out_shape(n)
     if out_shape[0] != v.shape[0] or out_shape[1] != v.shape[1]:
-        raise UnsupportedOpError("onnx: Resize of the batch or channel dims", 5)
+        raise UnsupportedOpError("onnx: Resize of the batch or channel dims")
     if n.attrs.get("antialias", 0) and (out_shape[2] < v.shape[2] or out_shape[3] < v.shape[3]):
-        raise UnsupportedOpError("onnx: Resize with antialias when downsampling", 5)
+        raise UnsupportedOpError("onnx: Resize with antialias when downsampling")
     scales = None
     if n.inp(3) and im.cval(n.inp(3)).size:
         scales = [o / i for o, i in zip(out_shape, v.shape)]
@@ -350,7 +350,7 @@ def op_Resize(im, n):
             full[a % 4] = sc[j]
         scales = [np.float32(s) for s in full]
     else:
-        raise UnsupportedOpError("onnx: Resize needs constant scales or sizes", 5)
+        raise UnsupportedOpError("onnx: Resize needs constant scales or sizes")
     combos = [(0, 0), (0, 1), (1, 0)]
     chosen = None
     for ac, hp in combos:
@@ -358,7 +358,7 @@ def op_Resize(im, n):
         for d in (2, 3):
             ref = _onnx_coords(mode, ctm, nearest_mode, v.shape[d], out_shape[d], scales[d])
             if ref is None:
-                raise UnsupportedOpError(f"onnx: Resize coordinate_transformation_mode '{ctm}'", 5)
+                raise UnsupportedOpError(f"onnx: Resize coordinate_transformation_mode '{ctm}'")
             got = _rt_coords(mode, ac, hp, v.shape[d], out_shape[d])
             if mode == "nearest":
                 ok = ok and np.array_equal(ref, got)
@@ -371,7 +371,7 @@ def op_Resize(im, n):
         raise UnsupportedOpError(
             f"onnx: Resize {mode} with coordinate_transformation_mode '{ctm}'" +
             (f", nearest_mode '{nearest_mode}'" if mode == "nearest" else "") +
-            f" from {v.shape[2:]} to {out_shape[2:]} matches none of align_corners / half_pixel / asymmetric", 5)
+            f" from {v.shape[2:]} to {out_shape[2:]} matches none of align_corners / half_pixel / asymmetric")
     ac, hp = chosen
     t = im.emit("ResizeNearest" if mode == "nearest" else "ResizeBilinear", im.get(v, NHWC),
                   name=im.out_name(n.outputs[0], False), size=[out_shape[2], out_shape[3]],
