@@ -93,6 +93,24 @@ int32_t tinf_abi_version(void);
 int32_t tinf_format_version_major(void);
 int32_t tinf_format_version_minor(void);
 
+/* ---- CPU ------------------------------------------------------------------ */
+
+/* The instruction-set level the kernels run at, chosen once when the library
+ * is first used: the best the CPU and the OS support ("baseline", "avx2" or
+ * "avx512" on x86-64; "baseline" or "dotprod" on AArch64; "baseline"
+ * elsewhere), or a lower one when the environment variable TINYINFER_ISA
+ * names it (for testing; a higher or unknown name is ignored).
+ * Static storage, never NULL. Thread-safe. Cannot fail. */
+const char *tinf_cpu_isa(void);
+/* The best level the CPU and the OS support, whatever TINYINFER_ISA says.
+ * Static storage, never NULL. Thread-safe. Cannot fail. */
+const char *tinf_cpu_isa_detected(void);
+/* The CPU features the detection found, space-separated (for example
+ * "sse4.2 avx avx2 fma f16c avx512f avx512bw avx512vl avx512dq avx512vnni");
+ * "avx512vnni" means the int8 kernels use vpdpbusd at the avx512 level.
+ * Static storage, never NULL. Thread-safe. Cannot fail. */
+const char *tinf_cpu_features(void);
+
 /* ---- element types -------------------------------------------------------- */
 
 /* Append-only; the values are the dtype codes of the .tinf format. */

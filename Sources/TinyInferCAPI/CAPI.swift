@@ -49,6 +49,15 @@ public func tinf_format_version_major() -> Int32 { Int32(ModelFile.versionMajor)
 public func tinf_format_version_minor() -> Int32 { Int32(ModelFile.versionMinor) }
 
 @c @implementation
+public func tinf_cpu_isa() -> UnsafePointer<CChar>? { ti_cpu_level_name(ti_cpu_level()) }
+
+@c @implementation
+public func tinf_cpu_isa_detected() -> UnsafePointer<CChar>? { ti_cpu_level_name(ti_cpu_detected_level()) }
+
+@c @implementation
+public func tinf_cpu_features() -> UnsafePointer<CChar>? { ti_cpu_features() }
+
+@c @implementation
 public func tinf_dtype_size(_ dtype: Int32) -> Int {
   guard let d = dtypeFrom(dtype) else { return 0 }
   return d.size

@@ -17,8 +17,27 @@ from .model import Model, OpDetail, Session, TensorDetail, TensorInfo, load
 __version__ = _clib.tinf_version_string().decode()
 OPS = sorted(_lib.OP_IDS)
 
+
+def info() -> dict:
+    """What this installation runs on: the library's version, ABI and file,
+    the .tinf format version it writes, and the CPU level its kernels run at
+    (`isa`: "baseline", "avx2" or "avx512" on x86-64, "baseline" or "dotprod"
+    on AArch64), the best level the CPU supports (`isa_detected`; they differ
+    when the environment variable TINYINFER_ISA asks for a lower level) and
+    the CPU features the library detected."""
+    return {
+        "version": __version__,
+        "abi": _clib.tinf_abi_version(),
+        "format": f"{_clib.tinf_format_version_major()}.{_clib.tinf_format_version_minor()}",
+        "library": _lib.lib_path,
+        "isa": _clib.tinf_cpu_isa().decode(),
+        "isa_detected": _clib.tinf_cpu_isa_detected().decode(),
+        "cpu_features": _clib.tinf_cpu_features().decode().split(),
+    }
+
+
 __all__ = [
-    "load", "Model", "Session", "TensorInfo", "TensorDetail", "OpDetail", "convert", "GraphBuilder", "Tensor", "OPS", "ABI_VERSION",
+    "load", "info", "Model", "Session", "TensorInfo", "TensorDetail", "OpDetail", "convert", "GraphBuilder", "Tensor", "OPS", "ABI_VERSION",
     "Status", "TinyInferError", "InvalidArgumentError", "TinyInferIOError", "ModelFormatError", "VersionError",
     "UnsupportedOpError", "UnsupportedDtypeError", "ShapeError", "OutOfMemoryError", "InvalidStateError", "TinyInferRuntimeError",
 ]

@@ -4,6 +4,7 @@
   inspect MODEL.tinf                        every tensor's dtype, shape, quantization; size by part
   run MODEL.tinf [--input x.npy ...]        run once and print the outputs
   bench MODEL.tinf [--threads N] [--runs N] [--profile]   latency percentiles, arena, per-op table
+  info                                      library version, file, and the CPU level its kernels run at
   quantize SRC.tinf -o DST.tinf --mode fp16|int8-dynamic|int8-static|int4 [--calib FILE.npy|.npz|DIR]
            [--method minmax|percentile|mse|entropy] [--report] [--max-accuracy-drop X] [--min-sqnr DB]
 """
@@ -187,6 +188,13 @@ def cmd_quantize(args) -> int:
                        verbose=True)
     return 0
 
+def cmd_info(args) -> int:
+    import tinyinfer
+    for key, value in tinyinfer.info().items():
+        print(f"{key}: {' '.join(value) if isinstance(value, list) else value}")
+    return 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m tinyinfer", description="tinyinfer command line")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -213,6 +221,8 @@ def main(argv=None) -> int:
     b.add_argument("--profile", action="store_true")
     b.add_argument("--trace", help="write a Perfetto / chrome://tracing JSON trace of one run")
     b.set_defaults(fn=cmd_bench)
+    sub.add_parser("info", help="library version and file, and the CPU level its kernels run at").set_defaults(
+        fn=cmd_info)
     qz = sub.add_parser("quantize", help="quantize a float32 .tinf: fp16, int8-dynamic, int8-static or int4")
     qz.add_argument("src")
     qz.add_argument("-o", "--output")

@@ -108,6 +108,12 @@ if lib.tinf_abi_version() != ABI_VERSION:
 _fn("tinf_format_version_major", [], c_int32)
 # int32_t tinf_format_version_minor(void);
 _fn("tinf_format_version_minor", [], c_int32)
+# const char *tinf_cpu_isa(void);
+_fn("tinf_cpu_isa", [], c_char_p)
+# const char *tinf_cpu_isa_detected(void);
+_fn("tinf_cpu_isa_detected", [], c_char_p)
+# const char *tinf_cpu_features(void);
+_fn("tinf_cpu_features", [], c_char_p)
 # size_t tinf_dtype_size(int32_t dtype);
 _fn("tinf_dtype_size", [c_int32], c_size_t)
 

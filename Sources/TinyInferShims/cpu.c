@@ -1,0 +1,134 @@
+/* CPU detection: the instruction-set level the kernels run at (see
+ * tinyinfer_cpu.h). x86-64 reads CPUID and the OS's XSAVE state (XGETBV),
+ * AArch64 Linux the kernel's HWCAP bits. Done once, on first use. */
+#define _GNU_SOURCE
+#include "tinyinfer_cpu.h"
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int detected_level, chosen_level, vnni;
+static char features[160];
+static char requested[32];
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+static void add_feature(const char *name) {
+  size_t used = strlen(features), len = strlen(name);
+  if (used + len + 2 > sizeof features) return;
+  if (used) features[used++] = ' ';
+  memcpy(features + used, name, len + 1);
+}
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+
+static const char *const level_names[] = {"baseline", "avx2", "avx512"};
+enum { top_level = TI_ISA_AVX512 };
+
+static uint64_t xgetbv0(void) {
+  uint32_t lo, hi;
+  __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+  return ((uint64_t)hi << 32) | lo;
+}
+
+static int detect(void) {
+  unsigned a, b, c, d;
+  if (!__get_cpuid(1, &a, &b, &c, &d)) return TI_ISA_BASELINE;
+  int sse42 = (c >> 20) & 1, fma = (c >> 12) & 1, osxsave = (c >> 27) & 1, avx = (c >> 28) & 1,
+      f16c = (c >> 29) & 1;
+  uint64_t xcr0 = osxsave ? xgetbv0() : 0;
+  int os_ymm = (xcr0 & 0x6) == 0x6;     /* SSE and AVX state */
+  int os_zmm = (xcr0 & 0xe6) == 0xe6;   /* and opmask, ZMM_Hi256, Hi16_ZMM */
+  unsigned b7 = 0, c7 = 0;
+  if (__get_cpuid_max(0, NULL) >= 7) __cpuid_count(7, 0, a, b7, c7, d);
+  int avx2 = (b7 >> 5) & 1, f = (b7 >> 16) & 1, dq = (b7 >> 17) & 1, bw = (b7 >> 30) & 1, vl = (b7 >> 31) & 1,
+      has_vnni = (c7 >> 11) & 1;
+  if (sse42) add_feature("sse4.2");
+  if (avx && os_ymm) add_feature("avx");
+  if (avx2 && os_ymm) add_feature("avx2");
+  if (fma && os_ymm) add_feature("fma");
+  if (f16c && os_ymm) add_feature("f16c");
+  if (os_zmm) {
+    if (f) add_feature("avx512f");
+    if (bw) add_feature("avx512bw");
+    if (vl) add_feature("avx512vl");
+    if (dq) add_feature("avx512dq");
+    if (has_vnni) add_feature("avx512vnni");
+  }
+  if (!(avx && avx2 && fma && f16c && os_ymm)) return TI_ISA_BASELINE;
+  if (!(f && bw && vl && dq && os_zmm)) return TI_ISA_AVX2;
+  vnni = has_vnni;
+  return TI_ISA_AVX512;
+}
+
+#elif defined(__aarch64__)
+static const char *const level_names[] = {"baseline", "dotprod"};
+enum { top_level = TI_ISA_DOTPROD };
+#if defined(__linux__)
+#include <sys/auxv.h>
+#ifndef HWCAP_ASIMDDP
+#define HWCAP_ASIMDDP (1UL << 20)
+#endif
+#endif
+
+static int detect(void) {
+  add_feature("neon");
+#if defined(__linux__)
+  if (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) {
+    add_feature("dotprod");
+    return TI_ISA_DOTPROD;
+  }
+#endif
+  return TI_ISA_BASELINE;
+}
+
+#else
+static const char *const level_names[] = {"baseline"};
+enum { top_level = TI_ISA_BASELINE };
+static int detect(void) { return TI_ISA_BASELINE; }
+#endif
+
+static void init(void) {
+  detected_level = detect();
+  chosen_level = detected_level;
+  const char *isa = getenv("TINYINFER_ISA");
+  if (isa) {
+    size_t n = strlen(isa);
+    if (n >= sizeof requested) n = sizeof requested - 1;
+    memcpy(requested, isa, n);
+    requested[n] = 0;
+    for (int level = 0; level <= top_level; level++)
+      if (strcmp(isa, level_names[level]) == 0 && level < chosen_level) chosen_level = level;
+  }
+  if (chosen_level < top_level) vnni = 0;
+}
+
+int ti_cpu_level(void) {
+  pthread_once(&once, init);
+  return chosen_level;
+}
+
+int ti_cpu_detected_level(void) {
+  pthread_once(&once, init);
+  return detected_level;
+}
+
+int ti_cpu_vnni(void) {
+  pthread_once(&once, init);
+  return vnni;
+}
+
+const char *ti_cpu_level_name(int level) {
+  return level >= 0 && level <= top_level ? level_names[level] : "?";
+}
+
+const char *ti_cpu_features(void) {
+  pthread_once(&once, init);
+  return features;
+}
+
+const char *ti_cpu_requested(void) {
+  pthread_once(&once, init);
+  return requested;
+}

@@ -1,0 +1,35 @@
+/* The CPU's instruction-set level, detected once when the library loads.
+ * Hot kernels come in one variant per level (compiled with per-function
+ * target attributes, never with the build machine's -march); the core picks
+ * the variant of ti_cpu_level(). Everything else is baseline code. */
+#ifndef TINYINFER_CPU_H
+#define TINYINFER_CPU_H
+
+/* Levels, ordered: a level includes every lower one of its architecture.
+ *   x86-64:  0 baseline (SSE2), 1 avx2 (AVX2 + FMA + F16C, OS saves ymm),
+ *            2 avx512 (F, BW, VL, DQ, OS saves zmm; VNNI reported apart).
+ *   AArch64: 0 baseline (NEON, FMA), 1 dotprod (SDOT, Armv8.2 DotProd).
+ *   other:   0 baseline only. */
+enum {
+  TI_ISA_BASELINE = 0,
+  TI_ISA_AVX2 = 1,
+  TI_ISA_AVX512 = 2,
+  TI_ISA_DOTPROD = 1
+};
+
+/* The level the kernels run at: the best the CPU and OS support, or lower
+ * when the environment variable TINYINFER_ISA names a lower level (read
+ * once, at load; a higher or unknown name leaves the detected level). */
+int ti_cpu_level(void);
+/* The best level the CPU and OS support, whatever TINYINFER_ISA says. */
+int ti_cpu_detected_level(void);
+/* 1 when the chosen level is avx512 and the CPU has AVX-512 VNNI (vpdpbusd). */
+int ti_cpu_vnni(void);
+/* The name of a level on this architecture ("baseline", "avx2", ...; "?" if none). */
+const char *ti_cpu_level_name(int level);
+/* The features the detection saw, space-separated, e.g. "sse4.2 avx avx2 fma
+ * f16c avx512f avx512bw avx512vl avx512dq avx512vnni" (static storage). */
+const char *ti_cpu_features(void);
+/* The value of TINYINFER_ISA at load ("" when unset; static storage). */
+const char *ti_cpu_requested(void);
+#endif

@@ -1,0 +1,91 @@
+"""The CPU level the kernels run at: detection against /proc/cpuinfo (an
+independent reading of the same CPUID bits, as the kernel reports them) and
+the TINYINFER_ISA override, each in a fresh process (the level is chosen once
+per process)."""
+
+import json
+import os
+import platform
+import subprocess
+import sys
+
+import pytest
+
+import tinyinfer
+
+X86 = platform.machine() in ("x86_64", "AMD64")
+PKG = os.path.dirname(os.path.dirname(os.path.abspath(tinyinfer.__file__)))
+LEVELS = ["baseline", "avx2", "avx512"] if X86 else ["baseline", "dotprod"]
+
+
+def child_env():
+    env = dict(os.environ)
+    env["PYTHONPATH"] = PKG + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env
+
+
+def info_in_child(isa=None):
+    env = child_env()
+    env.pop("TINYINFER_ISA", None)
+    if isa is not None:
+        env["TINYINFER_ISA"] = isa
+    code = "import json, tinyinfer; print(json.dumps(tinyinfer.info()))"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)
+
+
+def cpuinfo_flags():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith(("flags", "Features")):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return None
+
+
+def test_info_names_the_library_and_a_known_level():
+    info = tinyinfer.info()
+    assert info["version"] == tinyinfer.__version__
+    assert info["abi"] == tinyinfer.ABI_VERSION
+    assert os.path.samefile(info["library"], tinyinfer._lib.lib_path)
+    assert info["isa_detected"] in LEVELS
+    assert LEVELS.index(info["isa"]) <= LEVELS.index(info["isa_detected"])
+
+
+def test_detected_level_matches_proc_cpuinfo():
+    flags = cpuinfo_flags()
+    if flags is None:
+        pytest.skip("no /proc/cpuinfo flags on this system")
+    if X86:
+        if {"avx2", "fma", "f16c"} <= flags and {"avx512f", "avx512bw", "avx512vl", "avx512dq"} <= flags:
+            expected = "avx512"
+        elif {"avx2", "fma", "f16c"} <= flags:
+            expected = "avx2"
+        else:
+            expected = "baseline"
+        assert ("avx512vnni" in tinyinfer.info()["cpu_features"]) == ("avx512_vnni" in flags and expected == "avx512")
+    else:
+        expected = "dotprod" if "asimddp" in flags else "baseline"
+    assert info_in_child()["isa_detected"] == expected
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_a_lower_level_can_be_forced(level):
+    detected = info_in_child()["isa_detected"]
+    info = info_in_child(level)
+    assert info["isa_detected"] == detected
+    want = level if LEVELS.index(level) <= LEVELS.index(detected) else detected
+    assert info["isa"] == want
+
+
+def test_an_unknown_level_name_is_ignored():
+    detected = info_in_child()["isa_detected"]
+    assert info_in_child("sse9000")["isa"] == detected
+
+
+def test_cli_info_prints_the_level():
+    out = subprocess.run([sys.executable, "-m", "tinyinfer", "info"], capture_output=True, text=True, check=True,
+                         env=child_env())
+    assert f"isa: {tinyinfer.info()['isa']}" in out.stdout
