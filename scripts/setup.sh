@@ -39,7 +39,11 @@ if [ ${#missing[@]} -gt 0 ]; then
     sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   fi
 fi
-command -v swift >/dev/null || { echo "setup: the Swift toolchain (6.3 or newer) is required: https://swift.org/install" >&2; exit 1; }
+# TINF_NO_SWIFT=1: only the Python side (scripts/build-wheel.sh --lib needs no Swift).
+if [ "${TINF_NO_SWIFT:-0}" != 1 ] && ! command -v swift >/dev/null; then
+  echo "setup: the Swift toolchain (6.3 or newer) is required: https://swift.org/install" >&2
+  exit 1
+fi
 
 if [ ! -x "$venv/bin/python" ]; then
   echo "setup: creating the virtual environment $venv" >&2
