@@ -26,7 +26,14 @@ if embedded {
 
 var capiLinker: [LinkerSetting] = []
 if embedded {
-  capiLinker = [.unsafeFlags(["-Xlinker", "--version-script=\(Context.packageDirectory)/scripts/exports.map"])]
+  // The SONAME's number is TINF_VERSION_MAJOR (include/tinyinfer.h); scripts/install.sh
+  // installs libtinyinfer.so.0 -> libtinyinfer.so.<major>.<minor>.<patch> and checks it.
+  capiLinker = [
+    .unsafeFlags([
+      "-Xlinker", "--version-script=\(Context.packageDirectory)/scripts/exports.map",
+      "-Xlinker", "-soname=libtinyinfer.so.0",
+    ])
+  ]
 }
 
 let package = Package(

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the distributed libtinyinfer.so: Embedded Swift, whole-module,
 # release, self-contained (libc, libm, libpthread only), exporting only tinf_*.
-# Copies it into python/tinyinfer/lib/ and prints its size.
+# Copies it into python/tinyinfer/lib/ (with the libtinyinfer.so.0 link of its
+# SONAME) and prints its size.
 #
 #   scripts/build-lib.sh            # native build (AVX2/FMA/F16C where the build machine has them)
 #   TINF_PORTABLE=1 scripts/build-lib.sh   # portable x86-64 / ARM64 build
@@ -23,5 +24,9 @@ lib="$scratch/release/libtinyinfer.so"
 out=${TINF_LIB_OUT:-python/tinyinfer/lib/libtinyinfer.so}
 mkdir -p "$(dirname "$out")"
 strip -o "$out.tmp" "$lib" && mv "$out.tmp" "$out"
+# Programs linked with -ltinyinfer load the SONAME (libtinyinfer.so.0, set in
+# Package.swift): it names this file beside it, as an install's link does.
+soname=$(readelf -d "$out" | sed -n 's/.*(SONAME).*\[\(.*\)\]/\1/p')
+[ -z "$soname" ] || [ "$soname" = "$(basename "$out")" ] || ln -sfn "$(basename "$out")" "$(dirname "$out")/$soname"
 echo "$out: $(stat -c %s "$out") bytes (stripped)" >&2
 readlink -f "$out"

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# The main demo, on bundled real data (scikit-learn's digits): sets up, builds
+# The main demo, on bundled real data (scikit-learn's digits): sets up (the
+# project environment .venv, see scripts/setup.sh), builds
 # libtinyinfer.so, converts the trained digits MLP and CNN from TFLite,
 # quantizes them in every mode, runs them, and prints one table of size,
 # accuracy and latency per mode next to LiteRT's own quantizations. Then the
 # graph-builder example and the same model from C.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
+. scripts/venv.sh
 scripts/build-lib.sh >/dev/null
 export OPENBLAS_NUM_THREADS=1 TF_CPP_MIN_LOG_LEVEL=3
 echo "== convert, quantize, run: the digits models =="

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Runs every test: sets up, builds the shipped (Embedded) library and checks
-# its exports, runs XCTest (normal-mode build), the portable build's smoke
-# test, and pytest (kernels against numpy, C ABI, C programs, concurrency).
+# Runs every test: sets up (scripts/setup.sh: Debian packages, the project
+# environment .venv), builds the shipped (Embedded) library and checks its
+# exports, runs XCTest (normal-mode build), the portable build's smoke test,
+# the Python package built from source and as a manylinux wheel (installed and
+# run without Swift), and pytest (kernels against numpy, C ABI, C programs,
+# the C install with pkg-config, concurrency).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
+. scripts/venv.sh
 echo "== build libtinyinfer.so (Embedded Swift): native, and portable =="
 scripts/build-lib.sh >/dev/null
 TINF_PORTABLE=1 TINF_LIB_OUT=python/tinyinfer/lib-portable/libtinyinfer.so scripts/build-lib.sh >/dev/null
@@ -18,8 +21,16 @@ TINYINFER_LIB=python/tinyinfer/lib-portable/libtinyinfer.so python3 -m pytest -q
   python/tests/test_ops_int8.py python/tests/test_quantize.py::test_hybrid_kernel_matches_the_documented_math | tail -n 1
 echo "== pip install ./python (into a temporary folder) and import it =="
 tmp=$(mktemp -d)
-python3 -m pip install -q --no-deps --no-build-isolation --target "$tmp" ./python
-(cd "$tmp" && PYTHONPATH="$tmp" python3 -c "import tinyinfer, sys; assert tinyinfer._lib.lib_path.startswith('$tmp'); print('installed', tinyinfer.__version__, 'with', len(tinyinfer.OPS), 'ops')")
-rm -rf "$tmp" python/build python/*.egg-info
+trap 'rm -rf "$tmp"' EXIT
+python3 -m pip install -q --no-deps --no-build-isolation --target "$tmp/site" ./python
+(cd "$tmp" && PYTHONPATH="$tmp/site" python3 -c "import tinyinfer, sys; assert tinyinfer._lib.lib_path.startswith('$tmp'); print('installed', tinyinfer.__version__, 'with', len(tinyinfer.OPS), 'ops')")
+rm -rf python/build python/*.egg-info
+echo "== wheel of the portable build (scripts/build-wheel.sh): manylinux, installs and runs without Swift =="
+if ! wheel=$(scripts/build-wheel.sh --lib python/tinyinfer/lib-portable/libtinyinfer.so --out "$tmp/dist" 2>"$tmp/wheel.log"); then
+  cat "$tmp/wheel.log" >&2
+  exit 1
+fi
+grep -E "^installed .* from the wheel" "$tmp/wheel.log"
+echo "$(basename "$wheel") ($(stat -c %s "$wheel") bytes)"
 echo "== pytest =="
 python3 -m pytest python/tests -q -p no:cacheprovider
