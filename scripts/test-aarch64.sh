@@ -6,7 +6,8 @@
 # MobileNetV2 and a transformer encoder block with seeded weights), runs
 # each under qemu with one and two threads and compares the outputs with
 # the native library's (tests/c/cross_check.py: float within 1e-5 relative,
-# int8 within one step). Prints `N passed, N failed`; exits non-zero on any
+# int8 within one step), on an emulated CPU with the dot product
+# instructions (SDOT path of the int8 GEMM) and on a plain Armv8.0 one. Prints `N passed, N failed`; exits non-zero on any
 # mismatch.
 #
 #   scripts/test-aarch64.sh                 # build, then test
@@ -52,5 +53,8 @@ stray=$($cross-nm -D --defined-only "$lib" | awk '{print $3}' | grep -v '^tinf_'
 [ -z "$stray" ] || { echo "test-aarch64: exports other than tinf_*: $stray" >&2; exit 1; }
 echo "$lib: $(stat -c %s "$lib") bytes stripped; needs: $needed; exports $($cross-nm -D --defined-only "$lib" | wc -l) tinf_* symbols"
 
-python3 tests/c/cross_check.py --runner "$out/run_outputs" --emulator "qemu-aarch64 -L /usr/$cross" \
-  --work "$out/check" "$@"
+# Every run on two CPUs: one with the dot product instructions (the int8
+# GEMM takes its SDOT path) and a plain Armv8.0 one (the portable path).
+python3 tests/c/cross_check.py --runner "$out/run_outputs" --work "$out/check" \
+  --emulator "dotprod=qemu-aarch64 -cpu max -L /usr/$cross" \
+  --emulator "armv8.0=qemu-aarch64 -cpu cortex-a53 -L /usr/$cross" "$@"

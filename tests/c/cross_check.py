@@ -18,8 +18,9 @@ other CPU (through an emulator such as qemu-aarch64), and compares:
 Prints one line per run and `N passed, N failed`; exits 1 when any run
 failed. Used by scripts/test-aarch64.sh:
 
-    python3 tests/c/cross_check.py --runner build-aarch64/run_outputs \
-        --emulator "qemu-aarch64 -L /usr/aarch64-linux-gnu" --work build-aarch64/check
+    python3 tests/c/cross_check.py --runner build-aarch64/run_outputs --work build-aarch64/check \
+        --emulator "dotprod=qemu-aarch64 -cpu max -L /usr/aarch64-linux-gnu" \
+        --emulator "armv8.0=qemu-aarch64 -cpu cortex-a53 -L /usr/aarch64-linux-gnu"
 """
 
 import argparse
@@ -134,7 +135,7 @@ def make_models(work, which):
             cases.append((f"digits_{net}.litert-{kind}", p, test))
         for mode in QUANT_MODES:
             p = os.path.join(work, f"digits_{net}.{mode}.tinf")
-            tinyinfer.quantize(base, p, mode=mode, calib=calib if mode == "int8-static" else None)
+            tinyinfer.quantize(base, p, mode=mode, calib=calib if mode == "int8-static" else None, progress=False)
             cases.append((f"digits_{net}.{mode}", p, test))
     for net in ("mobilenetv2", "encoder"):
         if which and not any(w in net for w in which):
@@ -146,7 +147,7 @@ def make_models(work, which):
         cases.append((net, base, test))
         for mode in QUANT_MODES:
             p = os.path.join(work, f"{net}.{mode}.tinf")
-            tinyinfer.quantize(base, p, mode=mode, calib=calib if mode == "int8-static" else None)
+            tinyinfer.quantize(base, p, mode=mode, calib=calib if mode == "int8-static" else None, progress=False)
             cases.append((f"{net}.{mode}", p, test))
     return cases
 
@@ -213,7 +214,9 @@ def check_compare():
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runner", required=True, help="tests/c/run_outputs built for the other CPU")
-    ap.add_argument("--emulator", default="", help="command prefix that runs it, e.g. 'qemu-aarch64 -L /usr/aarch64-linux-gnu'")
+    ap.add_argument("--emulator", action="append", default=[],
+                    help="LABEL=COMMAND: a command prefix that runs it, e.g. "
+                         "'dotprod=qemu-aarch64 -cpu max -L /usr/aarch64-linux-gnu' (repeatable: every run on each)")
     ap.add_argument("--work", required=True, help="directory for models, inputs and outputs")
     ap.add_argument("--threads", default="1,2", help="thread counts of the runs there (the reference runs with 1)")
     ap.add_argument("--only", action="append", default=[], help="only the models whose name contains this")
@@ -229,7 +232,10 @@ def main():
     print(f"{len(cases)} models made in {time.time() - t0:.1f} s", flush=True)
 
     passed = failed = 0
-    emulator = shlex.split(args.emulator)
+    emulators = []
+    for e in args.emulator or ["native="]:
+        label, _, cmd = e.partition("=") if "=" in e else (e, "", e)
+        emulators.append((label, shlex.split(cmd)))
     for name, path, images in cases:
         runs = model_inputs(path, images)
         with tinyinfer.load(path) as m:
@@ -240,9 +246,9 @@ def main():
                 f = os.path.join(args.work, f"{name}.run{r}.in{i}.bin")
                 x.tofile(f)
                 files.append(f)
-            for t in threads:
-                prefix = os.path.join(args.work, f"{name}.run{r}.t{t}.out")
-                label = f"{name} input {r} threads {t}"
+            for (emu, emulator), t in [(e, t) for e in emulators for t in threads]:
+                prefix = os.path.join(args.work, f"{name}.run{r}.{emu}.t{t}.out")
+                label = f"{name} input {r} {emu} threads {t}"
                 for o in range(len(want)):  # no stale output can pass
                     if os.path.exists(f"{prefix}.{o}.bin"):
                         os.remove(f"{prefix}.{o}.bin")
