@@ -47,8 +47,10 @@ if [ -z "${TINYINFER_LIB:-}" ] && [ ! -f python/tinyinfer/lib/libtinyinfer.so ];
   scripts/build-lib.sh >/dev/null
 fi
 
-$cross-gcc -std=c99 -O2 -Wall -Wextra -Werror -Iinclude tests/c/run_outputs.c \
-  -L"$out" -ltinyinfer -Wl,-rpath,'$ORIGIN' -o "$out/run_outputs"
+for prog in run_outputs abi_smoke; do
+  $cross-gcc -std=c99 -O2 -Wall -Wextra -Werror -Iinclude tests/c/$prog.c \
+    -L"$out" -ltinyinfer -Wl,-rpath,'$ORIGIN' -o "$out/$prog"
+done
 
 # The library is what it should be: a shared object for the target with its
 # SONAME, needing only libc, libm and libpthread (and the dynamic loader),
@@ -68,4 +70,23 @@ echo "$lib: $(stat -c %s "$lib") bytes stripped; needs: $needed; exports $($cros
 
 emulators=()
 for c in "${cpus[@]}"; do emulators+=(--emulator "${c%%=*}=$qemu -cpu ${c#*=} -L /usr/$cross"); done
-python3 tests/c/cross_check.py --runner "$out/run_outputs" --work "$out/check" "${emulators[@]}" "$@"
+set +e
+python3 tests/c/cross_check.py --runner "$out/run_outputs" --work "$out/check" "${emulators[@]}" "$@" |
+  tee "$out/cross_check.log"
+rc=${PIPESTATUS[0]}
+# The C ABI smoke test (every function with NULL and bad arguments, the
+# builder, a model from a file and a buffer) on the first emulated CPU.
+c=${cpus[0]}
+echo "abi_smoke ($qemu -cpu ${c#*=}):"
+PYTHONPATH=python python3 -m tinyinfer convert models/digits_cnn.tflite -o "$out/abi_smoke.tinf" >/dev/null
+$qemu -cpu "${c#*=}" -L /usr/$cross "$out/abi_smoke" "$out/abi_smoke.tinf" | tail -3 | tee "$out/abi_smoke.log"
+rc_abi=${PIPESTATUS[0]}
+set -e
+counts() { sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p' "$1" | tail -1; }
+read -r p1 f1 <<<"$(counts "$out/cross_check.log")"
+read -r p2 f2 <<<"$(counts "$out/abi_smoke.log")"
+# A step that failed without a failed run (a crash, nothing run) counts as one.
+[ "$rc" = 0 ] || [ "${f1:-0}" != 0 ] || f1=1
+[ "$rc_abi" = 0 ] || [ "${f2:-0}" != 0 ] || f2=1
+echo "$arch: $(( ${p1:-0} + ${p2:-0} )) passed, $(( ${f1:-0} + ${f2:-0} )) failed"
+[ "$rc" = 0 ] && [ "$rc_abi" = 0 ] && [ -n "${p1:-}" ] && [ -n "${p2:-}" ]
