@@ -12,7 +12,7 @@
 # step). Prints `N passed, N failed`; exits non-zero on any mismatch.
 #
 #   scripts/test-aarch64.sh                 # build, then test
-#   TINF_AARCH64_NO_BUILD=1 scripts/test-aarch64.sh   # test the existing build-aarch64/
+#   TINF_ARM_NO_BUILD=1 scripts/test-aarch64.sh   # test the existing build-aarch64/
 #   scripts/test-aarch64.sh armv7           # the same for the 32-bit ARMv7 build (qemu-arm)
 #   scripts/test-aarch64.sh --only mlp      # only the models whose name contains mlp
 #
@@ -25,16 +25,16 @@ arch=aarch64
 case ${1:-} in aarch64|armv7) arch=$1; shift ;; esac
 out=build-$arch
 if [ $arch = aarch64 ]; then
-  cross=aarch64-linux-gnu qemu=qemu-aarch64 elf='ELF 64-bit LSB shared object, ARM aarch64' loader=ld-linux-aarch64.so.1
+  cross=aarch64-linux-gnu qemu=qemu-aarch64 elf='ELF64 DYN AArch64' loader=ld-linux-aarch64.so.1
   # Every run on two CPUs: one with the dot product instructions (the int8
   # GEMM takes its SDOT path) and a plain Armv8.0 one (the portable path).
   cpus=("dotprod=max" "armv8.0=cortex-a53")
 else
-  cross=arm-linux-gnueabihf qemu=qemu-arm elf='ELF 32-bit LSB shared object, ARM, EABI5' loader=ld-linux-armhf.so.3
+  cross=arm-linux-gnueabihf qemu=qemu-arm elf='ELF32 DYN ARM' loader=ld-linux-armhf.so.3
   cpus=("cortex-a7=cortex-a7")  # Raspberry Pi 2's core: ARMv7-A, NEON, VFPv4
 fi
 
-if [ "${TINF_AARCH64_NO_BUILD:-0}" != 1 ] || [ ! -f "$out/libtinyinfer.so" ]; then
+if [ "${TINF_ARM_NO_BUILD:-0}" != 1 ] || [ ! -f "$out/libtinyinfer.so" ]; then
   TINF_ARM_OUT=$out scripts/build-aarch64.sh $arch >/dev/null
 fi
 if ! command -v $qemu >/dev/null; then
@@ -56,7 +56,9 @@ done
 # SONAME, needing only libc, libm and libpthread (and the dynamic loader),
 # exporting only tinf_*.
 lib="$out/libtinyinfer.so"
-file -b "$lib" | grep -q "$elf" || { echo "test-aarch64: $lib is not an $arch shared object" >&2; exit 1; }
+kind=$($cross-readelf -h "$lib" | awk -F: '/Class:/{c=$2} /Type:/{t=$2} /Machine:/{m=$2} END{print c, t, m}' |
+  awk '{print $1, $2, $NF}')
+[ "$kind" = "$elf" ] || { echo "test-aarch64: $lib is $kind, not $elf (an $arch shared object)" >&2; exit 1; }
 $cross-readelf -d "$lib" | grep -q 'Library soname: \[libtinyinfer.so.0\]' || { echo "test-aarch64: no SONAME" >&2; exit 1; }
 needed=$($cross-readelf -d "$lib" | sed -n 's/.*Shared library: \[\(.*\)\]/\1/p' | sort | tr '\n' ' ')
 for n in $needed; do
