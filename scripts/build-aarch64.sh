@@ -94,9 +94,17 @@ swiftc "${swift_flags[@]}" -module-name TinyInferCAPI \
 if [ "$arch" = armv7 ]; then
   # The toolchain's armv7 Unicode tables are built for the soft-float
   # calling convention, which ld refuses to mix with hard-float objects.
-  # The three functions the core uses (_swift_stdlib_getNormData,
+  # The functions the core uses (_swift_stdlib_getNormData,
   # getComposition, getDecompositionEntry) pass integers only, so a copy
-  # without the ABI attribute section links correctly.
+  # without the ABI attribute section links correctly; any other one must
+  # be checked first.
+  for sym in $($cross-nm -u "$obj"/TinyInfer*.o | awk '/_swift_stdlib_/{print $2}' | sort -u); do
+    case $sym in
+      _swift_stdlib_getNormData|_swift_stdlib_getComposition|_swift_stdlib_getDecompositionEntry|_swift_stdlib_nfd_decompositions) ;;
+      *) echo "build-aarch64: the core now uses $sym from the soft-float Unicode tables: check that it passes no float" >&2
+         exit 1 ;;
+    esac
+  done
   $cross-objcopy --remove-section=.ARM.attributes "$unicode" "$obj/libswiftUnicodeDataTables.a"
   unicode="$obj/libswiftUnicodeDataTables.a"
 fi
