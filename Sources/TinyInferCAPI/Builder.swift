@@ -51,7 +51,10 @@ public func tinf_builder_add_tensor(
     var s: [Int] = []
     for i in 0..<Int(rank) {
       let d = dims![i]
-      guard d >= 1 && d <= Int64(1 << 34) else { return fail(.invalidArgument, "dimension \(d) must be >= 1") }
+      // Int64(1) << 34: `1 << 34` in Int is 0 where Int has 32 bits (ARMv7); and Int(d) must fit Int.
+      guard d >= 1 && d <= min(Int64(1) << 34, Int64(Int.max)) else {
+        return fail(.invalidArgument, "dimension \(d) must be >= 1")
+      }
       s.append(Int(d))
     }
     shape = s
