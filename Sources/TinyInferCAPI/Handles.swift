@@ -91,8 +91,10 @@ final class OptionsHandle {
 }
 
 final class BuilderHandle {
-  var def = GraphDef()
-  var constants: [[UInt8]?] = []
+  /// The graph being built; any change makes the last finish stale.
+  var graph = GraphAssembler() {
+    didSet { finished = false }
+  }
   /// The serialized file (64-byte aligned, so loading it borrows it).
   private(set) var data: UnsafeMutableRawPointer? = nil
   private(set) var count = 0

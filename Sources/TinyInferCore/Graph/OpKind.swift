@@ -1,6 +1,7 @@
 /// Every op the runtime knows. The raw value is the op code in .tinf files
 /// and in the C API: append-only, a number never changes meaning.
-/// Semantics: docs/ops.md. Adding an op: docs/architecture.md.
+/// Semantics: docs/ops.md. What the core asks of each op: `traits`
+/// (OpTraits.swift). Adding an op: docs/architecture.md.
 public enum OpKind: UInt16, Sendable, CaseIterable {
   case fullyConnected = 1
   case matMul = 2
@@ -48,6 +49,7 @@ public enum OpKind: UInt16, Sendable, CaseIterable {
   case spaceToDepth = 44
   case quantize = 45
   case dequantize = 46
+  case reduceMax = 47
 
   /// The name used in files, docs, errors and the Python builder.
   /// The name as a static C string (for the C API).
@@ -99,11 +101,16 @@ public enum OpKind: UInt16, Sendable, CaseIterable {
     case .spaceToDepth: return "SpaceToDepth"
     case .quantize: return "Quantize"
     case .dequantize: return "Dequantize"
+    case .reduceMax: return "ReduceMax"
     }
   }
 
   public var name: String { String(staticName) }
 
   /// The largest op code.
-  public static var maxCode: UInt16 { OpKind.dequantize.rawValue }
+  public static var maxCode: UInt16 {
+    var m: UInt16 = 0
+    for k in allCases where k.rawValue > m { m = k.rawValue }
+    return m
+  }
 }
