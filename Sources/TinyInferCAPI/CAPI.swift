@@ -276,14 +276,7 @@ public func tinf_session_free(_ session: OpaquePointer?) {
 public func tinf_session_set_input(_ session: OpaquePointer?, _ index: Int32, _ data: UnsafeRawPointer?, _ nbytes: Int)
   -> tinf_status
 {
-  guard let data else { return nullArg("tinf_session_set_input") }
-  return withBuffer(session, .input, index, "tinf_session_set_input") { buf in
-    guard nbytes == buf.count else {
-      return fail(.invalidArgument, "input \(index) takes \(buf.count) bytes, got \(nbytes)")
-    }
-    if let dst = buf.baseAddress { dst.copyMemory(from: data, byteCount: nbytes) }
-    return ok()
-  }
+  copy(session, .input, index, data.map { UnsafeMutableRawPointer(mutating: $0) }, nbytes, "tinf_session_set_input")
 }
 
 @c @implementation
@@ -292,11 +285,7 @@ public func tinf_session_input_data(
   _ nbytes: UnsafeMutablePointer<Int>?
 ) -> tinf_status {
   guard let out else { return nullArg("tinf_session_input_data") }
-  return withBuffer(session, .input, index, "tinf_session_input_data") { buf in
-    out.pointee = buf.baseAddress
-    nbytes?.pointee = buf.count
-    return ok()
-  }
+  return address(session, .input, index, nbytes, "tinf_session_input_data") { out.pointee = $0 }
 }
 
 @c @implementation
@@ -314,14 +303,7 @@ public func tinf_session_run(_ session: OpaquePointer?) -> tinf_status {
 public func tinf_session_get_output(_ session: OpaquePointer?, _ index: Int32, _ dst: UnsafeMutableRawPointer?, _ nbytes: Int)
   -> tinf_status
 {
-  guard let dst else { return nullArg("tinf_session_get_output") }
-  return withBuffer(session, .output, index, "tinf_session_get_output") { buf in
-    guard nbytes == buf.count else {
-      return fail(.invalidArgument, "output \(index) has \(buf.count) bytes, the destination \(nbytes)")
-    }
-    if let src = buf.baseAddress { dst.copyMemory(from: src, byteCount: nbytes) }
-    return ok()
-  }
+  copy(session, .output, index, dst, nbytes, "tinf_session_get_output")
 }
 
 @c @implementation
@@ -330,8 +312,34 @@ public func tinf_session_output_data(
   _ nbytes: UnsafeMutablePointer<Int>?
 ) -> tinf_status {
   guard let out else { return nullArg("tinf_session_output_data") }
-  return withBuffer(session, .output, index, "tinf_session_output_data") { buf in
-    out.pointee = UnsafeRawPointer(buf.baseAddress)
+  return address(session, .output, index, nbytes, "tinf_session_output_data") { out.pointee = UnsafeRawPointer($0) }
+}
+
+/// Copies `nbytes` (the tensor's size) from `caller` into input `index`, or
+/// from output `index` into `caller`.
+private func copy(
+  _ session: OpaquePointer?, _ side: GraphSide, _ index: Int32, _ caller: UnsafeMutableRawPointer?, _ nbytes: Int,
+  _ fn: StaticString
+) -> tinf_status {
+  guard let caller else { return nullArg(fn) }
+  return withBuffer(session, side, index, fn) { buf in
+    guard nbytes == buf.count else {
+      return fail(.invalidArgument, "\(side.name) \(index) has \(buf.count) bytes, the caller's buffer \(nbytes)")
+    }
+    if let b = buf.baseAddress {
+      if side == .input { b.copyMemory(from: caller, byteCount: nbytes) } else { caller.copyMemory(from: b, byteCount: nbytes) }
+    }
+    return ok()
+  }
+}
+
+/// Gives the address and size of input (output) `index` in the session's arena.
+private func address(
+  _ session: OpaquePointer?, _ side: GraphSide, _ index: Int32, _ nbytes: UnsafeMutablePointer<Int>?,
+  _ fn: StaticString, _ set: (UnsafeMutableRawPointer?) -> Void
+) -> tinf_status {
+  withBuffer(session, side, index, fn) { buf in
+    set(buf.baseAddress)
     nbytes?.pointee = buf.count
     return ok()
   }

@@ -536,6 +536,15 @@ def test_reduce_max_negative_values_and_nan():
     want = ref.reduce_max(x, axes=[0], keep_dims=1)
     np.testing.assert_array_equal(got, want)
     assert got.shape == (1, 3, 4) and np.isnan(got[0, 2, 0])
+    # long runs (the 16-lane loop): a NaN early in a run, larger values after it, infinities
+    x = np.tile(np.linspace(-3, 3, 70, dtype=np.float32), (4, 1))
+    x[0, 5] = np.nan
+    x[1, 69] = np.nan
+    x[2, 17] = np.inf
+    x[3, :] = -np.inf
+    got = run("ReduceMax", x, axes=[1])
+    assert np.isnan(got[0]) and np.isnan(got[1])
+    np.testing.assert_array_equal(got[2:], [np.inf, -np.inf])
 
 
 def test_reduce_max_batch_sizes():

@@ -34,7 +34,6 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from . import _lib
 from ._errors import InvalidArgumentError, InvalidStateError, ShapeError, UnsupportedOpError
 
 __all__ = [
@@ -112,7 +111,8 @@ class _Node:
 
 
 _FOLD_BN_INTO = {"Conv2D": 0, "TransposeConv2D": 0, "FullyConnected": 0, "DepthwiseConv2D": 3}
-_FUSE_ACT_INTO = _lib.OPS_TAKING_ACTIVATION  # from the core (tinf_op_traits)
+_FUSE_ACT_INTO = {"FullyConnected", "Conv2D", "DepthwiseConv2D", "TransposeConv2D", "Add", "Sub", "Mul", "Div",
+                  "MaxPool2D", "AveragePool2D"}
 _ACT_CODE = {"Relu": 1, "Relu6": 2}
 
 

@@ -1,3 +1,5 @@
+import TinyInferShims
+
 /// Mean and ReduceMax (docs/ops.md) over `axes` (negative counts from the
 /// end, duplicates refused; none given: nothing is reduced), `keep_dims`
 /// 0/1, float32 here and int8 in Quant/QReduce.swift. Every variant runs one
@@ -97,10 +99,34 @@ enum SumFloat: ReduceStep {
 enum MaxFloat: ReduceStep {
   static var identity: Float { -.infinity }
   @inline(__always) static func fold(_ a: Float, _ x: Float) -> Float { x > a || x != x ? x : a }
+  /// 16 lanes at a time with `vmaxps` (ti_clamp16f against +inf); a lane's
+  /// NaN may be replaced by a later value there, so NaN is looked for apart.
   @inline(__always) static func foldRun(_ a: Float, _ x: UnsafePointer<Float>, _ n: Int) -> Float {
     var m = a
-    for i in 0..<n { m = fold(m, x[i]) }
-    return m
+    var i = 0
+    if n >= 16 {
+      let raw = UnsafeRawPointer(x)
+      let inf = SIMD16<Float>(repeating: .infinity)
+      var m16 = SIMD16<Float>(repeating: -.infinity)
+      while i &+ 16 <= n {
+        m16 = ti_clamp16f(raw.loadUnaligned(fromByteOffset: i &* 4, as: SIMD16<Float>.self), m16, inf)
+        i &+= 16
+      }
+      withUnsafeBytes(of: &m16) { lanes in
+        for l in 0..<16 { m = fold(m, lanes.load(fromByteOffset: l &* 4, as: Float.self)) }
+      }
+    }
+    while i < n {
+      m = fold(m, x[i])
+      i &+= 1
+    }
+    return m == m && hasNaN(x, n) ? .nan : m
+  }
+
+  @inline(__always) static func hasNaN(_ x: UnsafePointer<Float>, _ n: Int) -> Bool {
+    var any: UInt32 = 0
+    for i in 0..<n { any |= x[i] != x[i] ? 1 : 0 }
+    return any != 0
   }
 }
 
