@@ -121,12 +121,7 @@ public func tinf_builder_set_graph_outputs(_ builder: OpaquePointer?, _ count: I
 
 /// Applies one change to the builder's graph; the core's error becomes the status.
 private func build(_ b: BuilderHandle, _ change: (inout GraphAssembler) throws(TinfError) -> Void) -> tinf_status {
-  do throws(TinfError) {
-    try change(&b.graph)
-    return ok()
-  } catch {
-    return fail(error)
-  }
+  status { () throws(TinfError) in try change(&b.graph) }
 }
 
 @c @implementation

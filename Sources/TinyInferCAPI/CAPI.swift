@@ -291,12 +291,7 @@ public func tinf_session_input_data(
 @c @implementation
 public func tinf_session_run(_ session: OpaquePointer?) -> tinf_status {
   guard let s = sessionHandle(session) else { return nullArg("tinf_session_run") }
-  do throws(TinfError) {
-    try s.session.run()
-    return ok()
-  } catch {
-    return fail(error)
-  }
+  return status { () throws(TinfError) in try s.session.run() }
 }
 
 @c @implementation
@@ -377,10 +372,7 @@ public func tinf_session_threads(_ session: OpaquePointer?, _ out: UnsafeMutable
 // MARK: - Op and attribute names
 
 @c @implementation
-public func tinf_op_name(_ op: Int32) -> UnsafePointer<CChar>? {
-  guard op > 0 && op <= Int32(OpKind.maxCode), let k = OpKind(rawValue: UInt16(op)) else { return nil }
-  return cString(k.staticName)
-}
+public func tinf_op_name(_ op: Int32) -> UnsafePointer<CChar>? { OpKind.from(code: Int(op)).map { cString($0.staticName) } }
 
 @c @implementation
 public func tinf_op_count() -> Int32 { Int32(OpKind.maxCode) }
@@ -391,9 +383,7 @@ public func tinf_op_traits(
   _ maxOutputs: UnsafeMutablePointer<Int32>?, _ flags: UnsafeMutablePointer<UInt32>?,
   _ weightSlots: UnsafeMutablePointer<UInt32>?
 ) -> tinf_status {
-  guard op > 0 && op <= Int32(OpKind.maxCode), let k = OpKind(rawValue: UInt16(op)) else {
-    return fail(.unsupportedOp, "unknown op id \(op)")
-  }
+  guard let k = OpKind.from(code: Int(op)) else { return fail(.unsupportedOp, "unknown op id \(op)") }
   let t = k.traits
   var f: UInt32 = 0
   if t.fusedActivation { f |= TINF_OP_FUSED_ACTIVATION.rawValue }
@@ -409,10 +399,7 @@ public func tinf_op_traits(
 }
 
 @c @implementation
-public func tinf_attr_name(_ key: Int32) -> UnsafePointer<CChar>? {
-  guard key > 0 && key <= Int32(AttrKey.maxCode), let k = AttrKey(rawValue: UInt16(key)) else { return nil }
-  return cString(k.staticName)
-}
+public func tinf_attr_name(_ key: Int32) -> UnsafePointer<CChar>? { AttrKey.from(code: Int(key)).map { cString($0.staticName) } }
 
 @c @implementation
 public func tinf_attr_count() -> Int32 { Int32(AttrKey.maxCode) }
@@ -441,10 +428,7 @@ public func tinf_model_tensor_detail(
   d.name = UnsafePointer(m.tensorNames[i])
   d.dtype = Int32(t.dtype.rawValue)
   d.rank = Int32(t.shape.count)
-  withUnsafeMutableBytes(of: &d.dims) { raw in
-    let dims = raw.bindMemory(to: Int64.self)
-    for j in 0..<dims.count { dims[j] = j < t.shape.count ? Int64(t.shape[j]) : 0 }
-  }
+  fillDims(&d.dims, t.shape)
   d.nbytes = t.nbytes
   d.kind = t.constant != nil ? 1 : (t.folded ? 2 : (g.inputs.contains(i) ? 3 : 0))
   d.quant_axis = Int32(t.quant?.axis ?? -1)

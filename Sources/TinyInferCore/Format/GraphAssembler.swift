@@ -89,7 +89,7 @@ public struct GraphAssembler {
   public mutating func addOp(
     code: Int, inputs: UnsafePointer<Int32>?, count nIn: Int, outputs: UnsafePointer<Int32>?, count nOut: Int
   ) throws(TinfError) -> Int {
-    guard code > 0 && code <= 0xFFFF, let kind = OpKind(rawValue: UInt16(code)) else {
+    guard let kind = OpKind.from(code: code) else {
       throw .unsupported("unknown op id \(code)")
     }
     guard nIn >= 0 && nIn <= ModelFile.maxOpArity, nOut >= 1 && nOut <= ModelFile.maxOpArity else {
@@ -117,7 +117,7 @@ public struct GraphAssembler {
   /// Sets attribute `key` (an `AttrKey` code) of op `op`.
   public mutating func setAttr(op: Int, key: Int, _ value: AttrValue) throws(TinfError) {
     guard op >= 0 && op < def.nodes.count else { throw .arg("op \(op) out of range") }
-    guard key > 0 && key <= 0xFFFF, let k = AttrKey(rawValue: UInt16(key)) else {
+    guard let k = AttrKey.from(code: key) else {
       throw .arg("unknown attribute key \(key)")
     }
     def.nodes[op].attrs[k] = value

@@ -51,8 +51,7 @@ public enum OpKind: UInt16, Sendable, CaseIterable {
   case dequantize = 46
   case reduceMax = 47
 
-  /// The name used in files, docs, errors and the Python builder.
-  /// The name as a static C string (for the C API).
+  /// The op's name (FileCode).
   public var staticName: StaticString {
     switch self {
     case .fullyConnected: return "FullyConnected"
@@ -105,12 +104,31 @@ public enum OpKind: UInt16, Sendable, CaseIterable {
     }
   }
 
+}
+
+extension OpKind: FileCode {}
+
+/// The codes of a .tinf file that name things (ops, attribute keys):
+/// append-only UInt16 codes 1...maxCode with a static name each.
+public protocol FileCode: RawRepresentable, CaseIterable where RawValue == UInt16 {
+  /// The name used in files, docs, errors and the Python builder, as a
+  /// static C string (for the C API).
+  var staticName: StaticString { get }
+}
+
+extension FileCode {
   public var name: String { String(staticName) }
 
-  /// The largest op code.
+  /// The largest code.
   public static var maxCode: UInt16 {
     var m: UInt16 = 0
     for k in allCases where k.rawValue > m { m = k.rawValue }
     return m
+  }
+
+  /// The case with code `code`; nil when no case has it (any Int is safe).
+  public static func from(code: Int) -> Self? {
+    guard code > 0 && code <= Int(maxCode) else { return nil }
+    return Self(rawValue: UInt16(code))
   }
 }

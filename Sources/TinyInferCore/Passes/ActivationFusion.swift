@@ -1,8 +1,8 @@
 /// Fuses a Relu or Relu6 into the float32 op that produces its input, when
 /// that op has a fused activation attribute its kernel applies
 /// (`OpTraits.fusedActivation`: Conv2D, DepthwiseConv2D, TransposeConv2D,
-/// FullyConnected, Add, Sub, Mul, Div, the pools), has none yet, and its output feeds only the activation and is not
-/// a graph output. The kernels clamp exactly like the Relu kernels, so the
+/// FullyConnected, Add, Sub, Mul, Div, the pools), has none yet, and its
+/// output feeds only the activation and is not a graph output. The kernels clamp exactly like the Relu kernels, so the
 /// outputs are the same. The op then writes the activation's output.
 ///
 /// Integer ops are left alone: their fused activation is a range computed

@@ -1,6 +1,6 @@
 /// Folds a BatchNorm into the float32 Conv2D, DepthwiseConv2D or
-/// FullyConnected (`OpFamily.linear`) that produces its input, when that op has constant float32
-/// weights (and a constant bias or none) and no fused activation, and its
+/// FullyConnected (`OpFamily.linear`) that produces its input, when that op
+/// has constant float32 weights (and a constant bias or none) and no fused activation, and its
 /// output feeds only the BatchNorm and is not a graph output. With the
 /// BatchNorm kernel's per-channel s = scale / sqrt(variance + eps) and
 /// t = bias - mean * s (Kernels/BatchNorm.swift): w' = w * s on each output

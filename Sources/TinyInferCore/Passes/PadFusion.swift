@@ -1,9 +1,10 @@
 /// Fuses a constant-zero Pad of the spatial dims (H, W of NHWC) into the
-/// float32 Conv2D or DepthwiseConv2D (`OpFamily.linear` with pads) that reads it, when the convolution has
-/// VALID or explicit padding (padding 0 or 2; SAME depends on the input size,
-/// so it is left alone) and is the Pad's only reader: the convolution gets
-/// explicit pads (its own plus the Pad's) and reads the Pad's input. The
-/// kernels treat padding as zeros, so the outputs are the same.
+/// float32 Conv2D or DepthwiseConv2D (`OpFamily.linear` with pads) that
+/// reads it, when the convolution has VALID or explicit padding (padding 0
+/// or 2; SAME depends on the input size, so it is left alone) and is the
+/// Pad's only reader: the convolution gets explicit pads (its own plus the
+/// Pad's) and reads the Pad's input. The kernels treat padding as zeros, so
+/// the outputs are the same.
 enum PadFusion {
   static func run(_ p: inout PassGraph) {
     for k in p.nodes.indices {
