@@ -779,5 +779,5 @@ if __name__ == "__main__":
     assert (depth_to_space(x, 2) == dcr).all() and (depth_to_space(x, 2, mode=1) == crd).all()
     for m in (0, 1):
         assert (space_to_depth(depth_to_space(x, 2, m), 2, m) == x).all()
-    assert len(REFERENCE) == 45 and all(callable(f) for f in REFERENCE.values())
+    assert all(callable(f) for f in REFERENCE.values())
     print("reference.py self-check: all passed")

@@ -180,13 +180,6 @@ _fn("tinf_session_threads", [SessionHandle, POINTER(c_int32)])
 # const char *tinf_op_name(int32_t op); int32_t tinf_op_count(void);
 _fn("tinf_op_name", [c_int32], c_char_p)
 _fn("tinf_op_count", [], c_int32)
-# tinf_status tinf_op_traits(int32_t op, int32_t *out_min_inputs, int32_t *out_max_inputs, int32_t *out_max_outputs,
-#                            uint32_t *out_flags, uint32_t *out_weight_slots);
-_fn("tinf_op_traits", [c_int32, POINTER(c_int32), POINTER(c_int32), POINTER(c_int32), POINTER(ctypes.c_uint32),
-                       POINTER(ctypes.c_uint32)])
-# typedef enum tinf_op_flag { TINF_OP_FUSED_ACTIVATION = 1, TINF_OP_IN_PLACE = 2, TINF_OP_INT8_KERNEL = 4,
-#                             TINF_OP_HYBRID_KERNEL = 8 } tinf_op_flag;
-OP_FUSED_ACTIVATION, OP_IN_PLACE, OP_INT8_KERNEL, OP_HYBRID_KERNEL = 1, 2, 4, 8
 # const char *tinf_attr_name(int32_t key); int32_t tinf_attr_count(void);
 _fn("tinf_attr_name", [c_int32], c_char_p)
 _fn("tinf_attr_count", [], c_int32)
@@ -230,6 +223,15 @@ OP_IDS = {lib.tinf_op_name(i).decode(): i for i in range(1, lib.tinf_op_count() 
           if lib.tinf_op_name(i) is not None}
 ATTR_IDS = {lib.tinf_attr_name(i).decode(): i for i in range(1, lib.tinf_attr_count() + 1)
             if lib.tinf_attr_name(i) is not None}
+
+
+# tinf_status tinf_op_traits(int32_t op, int32_t *out_min_inputs, int32_t *out_max_inputs, int32_t *out_max_outputs,
+#                            uint32_t *out_flags, uint32_t *out_weight_slots);
+_fn("tinf_op_traits", [c_int32, POINTER(c_int32), POINTER(c_int32), POINTER(c_int32), POINTER(ctypes.c_uint32),
+                       POINTER(ctypes.c_uint32)])
+# typedef enum tinf_op_flag { TINF_OP_FUSED_ACTIVATION = 1, TINF_OP_IN_PLACE = 2, TINF_OP_INT8_KERNEL = 4,
+#                             TINF_OP_HYBRID_KERNEL = 8 } tinf_op_flag;
+OP_FUSED_ACTIVATION, OP_IN_PLACE, OP_INT8_KERNEL, OP_HYBRID_KERNEL = 1, 2, 4, 8
 
 
 def op_flags(op: str) -> int:
