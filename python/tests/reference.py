@@ -620,7 +620,10 @@ REFERENCE = {
 }
 
 
-if __name__ == "__main__":
+def self_test():
+    """Checks of the references themselves: against hand-computed values,
+    numpy, and each other (1x1 conv == FullyConnected, TransposeConv2D ==
+    the adjoint of Conv2D, ...). Run by test_references.py."""
     rng = np.random.default_rng(0)
     R = lambda *s: rng.standard_normal(s).astype(np.float32)  # noqa: E731
 
@@ -780,4 +783,8 @@ if __name__ == "__main__":
     for m in (0, 1):
         assert (space_to_depth(depth_to_space(x, 2, m), 2, m) == x).all()
     assert all(callable(f) for f in REFERENCE.values())
+
+
+if __name__ == "__main__":
+    self_test()
     print("reference.py self-check: all passed")
