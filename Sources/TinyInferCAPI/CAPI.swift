@@ -522,18 +522,7 @@ public func tinf_options_set_input_shape(
   _ options: OpaquePointer?, _ index: Int32, _ rank: Int32, _ dims: UnsafePointer<Int64>?
 ) -> tinf_status {
   guard let o = optionsHandle(options) else { return nullArg("tinf_options_set_input_shape") }
-  guard index >= 0 && index < 1 << 20 else { return fail(.invalidArgument, "input index \(index) out of range") }
-  guard rank >= 0 && rank <= 8, rank == 0 || dims != nil else {
-    return fail(.invalidArgument, "rank must be 0...8 with non-NULL dims")
-  }
-  var shape: [Int] = []
-  for i in 0..<Int(rank) {
-    let d = dims![i]
-    guard d >= 1 && d <= Int64(1 << 30) else { return fail(.invalidArgument, "dimension \(d) must be >= 1") }
-    shape.append(Int(d))
-  }
-  o.options.inputShapes[Int(index)] = shape
-  return ok()
+  return status { () throws(TinfError) in try o.options.setInputShape(Int(index), rank: Int(rank), dims: dims) }
 }
 
 @c @implementation

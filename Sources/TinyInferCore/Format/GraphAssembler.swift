@@ -32,19 +32,7 @@ public struct GraphAssembler {
       dt = d
     }
     var shape: [Int]? = nil
-    if rank >= 0 {
-      guard rank <= maxRank else { throw .arg("rank \(rank) exceeds \(maxRank)") }
-      guard rank == 0 || dims != nil else { throw .arg("tensor '\(name)': dims is NULL for rank \(rank)") }
-      var s: [Int] = []
-      for i in 0..<rank {
-        let d = dims![i]
-        guard d >= 1 && d <= Int64(maxTensorBytes) else { throw .arg("dimension \(d) must be >= 1") }
-        s.append(Int(d))
-      }
-      shape = s
-    } else if rank != -1 {
-      throw .arg("rank must be -1 (unknown) or 0...\(maxRank)")
-    }
+    if rank != -1 { shape = try readShape(rank: rank, dims: dims) }  // -1: left to inference
     guard def.tensors.count < ModelFile.maxTensors else { throw .arg("more than \(ModelFile.maxTensors) tensors") }
     var constant: [UInt8]? = nil
     if let data {
