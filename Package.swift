@@ -6,7 +6,9 @@
 //   that import TinyInferCore;
 // - Embedded mode (TINF_EMBEDDED=1, see scripts/build-lib.sh): the shipped
 //   libtinyinfer.so, self-contained (libc only) and exporting only tinf_*.
-// TINF_PORTABLE=1 leaves out the CPU-specific flags (AVX2/FMA/F16C on x86-64).
+// On x86-64 the code is built with -march=native (every instruction set of the
+// build machine: AVX-512, AVX2, FMA, F16C where present); TINF_PORTABLE=1
+// leaves it out, for a library that runs on any x86-64.
 import PackageDescription
 import class Foundation.ProcessInfo
 

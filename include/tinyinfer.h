@@ -281,6 +281,23 @@ tinf_status tinf_session_threads(const tinf_session *session, int32_t *out_threa
  * Ids are the op codes of the .tinf format; ids 1..tinf_op_count() exist. */
 const char *tinf_op_name(int32_t op);
 int32_t tinf_op_count(void);
+
+/* Flags of tinf_op_traits (a bit set). Append-only. */
+typedef enum tinf_op_flag {
+  TINF_OP_FUSED_ACTIVATION = 1, /* its float32 kernel applies the `activation` attribute (a Relu/Relu6 after it fuses) */
+  TINF_OP_IN_PLACE = 2,         /* output 0 may share input 0's buffer */
+  TINF_OP_INT8_KERNEL = 4,      /* it has an integer kernel for int8 input with quantization parameters */
+  TINF_OP_HYBRID_KERNEL = 8     /* int8-dynamic / int4 rewrite it to the hybrid FullyConnected kernel */
+} tinf_op_flag;
+
+/* What the core knows of op id `op` (its op-traits table, the same facts
+ * the library's passes use): the inputs it takes (*out_min_inputs to
+ * *out_max_inputs; an absent optional input counts), the most outputs it
+ * makes (it makes at least 1), tinf_op_flag bits, and the input slots that
+ * hold weights (bit i: input i). Every out pointer may be NULL. Unknown id:
+ * TINF_ERR_UNSUPPORTED_OP. No allocation, any thread. */
+tinf_status tinf_op_traits(int32_t op, int32_t *out_min_inputs, int32_t *out_max_inputs, int32_t *out_max_outputs,
+                           uint32_t *out_flags, uint32_t *out_weight_slots);
 /* Name of attribute key `key` ("strides", ...) or NULL if unknown; keys 1..tinf_attr_count(). */
 const char *tinf_attr_name(int32_t key);
 int32_t tinf_attr_count(void);

@@ -4,7 +4,7 @@
 # Copies it into python/tinyinfer/lib/ (with the libtinyinfer.so.0 link of its
 # SONAME) and prints its size.
 #
-#   scripts/build-lib.sh            # native build (AVX2/FMA/F16C where the build machine has them)
+#   scripts/build-lib.sh            # native build (-march=native on x86-64: the build machine's instruction sets)
 #   TINF_PORTABLE=1 scripts/build-lib.sh   # portable x86-64 / ARM64 build
 #   TINF_SCRATCH=.build-x TINF_LIB_OUT=/tmp/x/libtinyinfer.so scripts/build-lib.sh   # a private build
 set -euo pipefail

@@ -1,5 +1,7 @@
-// The C API of the graph builder: assembles a GraphDef and serializes it
-// with ModelFile.write, then validates the bytes by loading them.
+// The C API of the graph builder: a shell over the core's GraphAssembler
+// (which checks every argument against the format's limits) that checks
+// handles and pointers; finish serializes and validates the bytes by
+// loading them.
 
 import CTinyInfer
 import TinyInferCore
@@ -22,14 +24,7 @@ public func tinf_builder_set_metadata(_ builder: OpaquePointer?, _ key: UnsafePo
   -> tinf_status
 {
   guard let b = builderHandle(builder), let key, let value else { return nullArg("tinf_builder_set_metadata") }
-  let k = String(cString: key)
-  let v = String(cString: value)
-  b.finished = false
-  for i in b.def.metadata.indices where b.def.metadata[i].key == k {
-    b.def.metadata[i].value = v
-    return ok()
-  }
-  b.def.metadata.append((k, v))
+  b.graph.setMetadata(String(cString: key), String(cString: value))
   return ok()
 }
 
@@ -39,48 +34,11 @@ public func tinf_builder_add_tensor(
   _ dims: UnsafePointer<Int64>?, _ data: UnsafeRawPointer?, _ nbytes: Int, _ out: UnsafeMutablePointer<Int32>?
 ) -> tinf_status {
   guard let b = builderHandle(builder), let name else { return nullArg("tinf_builder_add_tensor") }
-  var dt: DType? = nil
-  if dtype != 0 {
-    guard let d = dtypeFrom(dtype) else { return fail(.unsupportedDType, "unknown dtype code \(dtype)") }
-    dt = d
+  return build(b) { (g: inout GraphAssembler) throws(TinfError) in
+    let bytes = data.map { UnsafeRawBufferPointer(start: $0, count: nbytes) }
+    let t = try g.addTensor(name: String(cString: name), dtype: Int(dtype), rank: Int(rank), dims: dims, data: bytes)
+    out?.pointee = Int32(t)
   }
-  var shape: [Int]? = nil
-  if rank >= 0 {
-    guard rank <= 8 else { return fail(.invalidArgument, "rank \(rank) exceeds 8") }
-    guard rank == 0 || dims != nil else { return nullArg("tinf_builder_add_tensor (dims)") }
-    var s: [Int] = []
-    for i in 0..<Int(rank) {
-      let d = dims![i]
-      // Int64(1) << 34: `1 << 34` in Int is 0 where Int has 32 bits (ARMv7); and Int(d) must fit Int.
-      guard d >= 1 && d <= min(Int64(1) << 34, Int64(Int.max)) else {
-        return fail(.invalidArgument, "dimension \(d) must be >= 1")
-      }
-      s.append(Int(d))
-    }
-    shape = s
-  } else if rank != -1 {
-    return fail(.invalidArgument, "rank must be -1 (unknown) or 0...8")
-  }
-  var constant: [UInt8]? = nil
-  if let data {
-    guard let dt, let shape else { return fail(.invalidArgument, "a constant needs a dtype and a shape") }
-    var count = 1
-    for d in shape {
-      let (m, o) = count.multipliedReportingOverflow(by: d)
-      guard !o else { return fail(.invalidArgument, "constant is too large") }
-      count = m
-    }
-    let (expected, o) = count.multipliedReportingOverflow(by: dt.size)
-    guard !o, expected == nbytes else {
-      return fail(.invalidArgument, "constant '\(String(cString: name))' needs \(expected) bytes, got \(nbytes)")
-    }
-    constant = Array(UnsafeRawBufferPointer(start: data, count: nbytes))
-  }
-  b.finished = false
-  b.def.tensors.append(TensorSpec(name: String(cString: name), dtype: dt, shape: shape))
-  b.constants.append(constant)
-  out?.pointee = Int32(b.def.tensors.count - 1)
-  return ok()
 }
 
 @c @implementation
@@ -89,21 +47,9 @@ public func tinf_builder_set_quant(
   _ zeroPoints: UnsafePointer<Int32>?
 ) -> tinf_status {
   guard let b = builderHandle(builder), let scales, let zeroPoints else { return nullArg("tinf_builder_set_quant") }
-  guard tensor >= 0 && Int(tensor) < b.def.tensors.count else { return fail(.invalidArgument, "tensor \(tensor) out of range") }
-  guard count >= 1 && count <= 1 << 20 else { return fail(.invalidArgument, "count must be >= 1") }
-  guard axis >= -1 && axis < 8, axis >= 0 || count == 1 else {
-    return fail(.invalidArgument, "axis must be -1 (per tensor, count 1) or a dimension")
+  return build(b) { (g: inout GraphAssembler) throws(TinfError) in
+    try g.setQuant(tensor: Int(tensor), axis: Int(axis), count: Int(count), scales: scales, zeroPoints: zeroPoints)
   }
-  var s: [Float] = []
-  var z: [Int32] = []
-  for i in 0..<Int(count) {
-    guard scales[i].isFinite && scales[i] > 0 else { return fail(.invalidArgument, "scale \(scales[i]) must be finite and > 0") }
-    s.append(scales[i])
-    z.append(zeroPoints[i])
-  }
-  b.finished = false
-  b.def.tensors[Int(tensor)].quant = Quantization(axis: axis < 0 ? nil : Int(axis), scales: s, zeroPoints: z)
-  return ok()
 }
 
 @c @implementation
@@ -112,69 +58,41 @@ public func tinf_builder_add_op(
   _ outputs: UnsafePointer<Int32>?, _ out: UnsafeMutablePointer<Int32>?
 ) -> tinf_status {
   guard let b = builderHandle(builder) else { return nullArg("tinf_builder_add_op") }
-  guard op > 0 && op <= 0xFFFF, let kind = OpKind(rawValue: UInt16(op)) else { return fail(.unsupportedOp, "unknown op id \(op)") }
-  guard nIn >= 0 && nIn <= 1 << 16, nOut >= 1 && nOut <= 1 << 16 else {
-    return fail(.invalidArgument, "bad input or output count")
+  return build(b) { (g: inout GraphAssembler) throws(TinfError) in
+    let k = try g.addOp(code: Int(op), inputs: inputs, count: Int(nIn), outputs: outputs, count: Int(nOut))
+    out?.pointee = Int32(k)
   }
-  guard nIn == 0 || inputs != nil, let outputs else { return nullArg("tinf_builder_add_op") }
-  let n = b.def.tensors.count
-  var ins: [Int] = []
-  for i in 0..<Int(nIn) {
-    let t = Int(inputs![i])
-    guard t >= -1 && t < n else { return fail(.invalidArgument, "input tensor \(t) out of range") }
-    ins.append(t)
-  }
-  var outs: [Int] = []
-  for i in 0..<Int(nOut) {
-    let t = Int(outputs[i])
-    guard t >= 0 && t < n else { return fail(.invalidArgument, "output tensor \(t) out of range") }
-    outs.append(t)
-  }
-  b.finished = false
-  b.def.nodes.append(Node(op: kind, inputs: ins, outputs: outs))
-  out?.pointee = Int32(b.def.nodes.count - 1)
-  return ok()
 }
 
-private func setAttr(_ builder: OpaquePointer?, _ opIndex: Int32, _ key: Int32, _ value: AttrValue) -> tinf_status {
+private func setAttr(_ builder: OpaquePointer?, _ opIndex: Int32, _ key: Int32, _ value: () throws(TinfError) -> AttrValue)
+  -> tinf_status
+{
   guard let b = builderHandle(builder) else { return nullArg("tinf_builder_set_attr") }
-  guard opIndex >= 0 && Int(opIndex) < b.def.nodes.count else { return fail(.invalidArgument, "op \(opIndex) out of range") }
-  guard key > 0 && key <= 0xFFFF, let k = AttrKey(rawValue: UInt16(key)) else {
-    return fail(.invalidArgument, "unknown attribute key \(key)")
-  }
-  b.finished = false
-  b.def.nodes[Int(opIndex)].attrs[k] = value
-  return ok()
+  return build(b) { (g: inout GraphAssembler) throws(TinfError) in try g.setAttr(op: Int(opIndex), key: Int(key), try value()) }
 }
 
 @c @implementation
 public func tinf_builder_set_attr_int(_ builder: OpaquePointer?, _ opIndex: Int32, _ key: Int32, _ value: Int64) -> tinf_status {
-  setAttr(builder, opIndex, key, .int(value))
+  setAttr(builder, opIndex, key) { () throws(TinfError) in .int(value) }
 }
 
 @c @implementation
 public func tinf_builder_set_attr_float(_ builder: OpaquePointer?, _ opIndex: Int32, _ key: Int32, _ value: Float) -> tinf_status {
-  setAttr(builder, opIndex, key, .float(value))
+  setAttr(builder, opIndex, key) { () throws(TinfError) in .float(value) }
 }
 
 @c @implementation
 public func tinf_builder_set_attr_ints(
   _ builder: OpaquePointer?, _ opIndex: Int32, _ key: Int32, _ count: Int32, _ values: UnsafePointer<Int64>?
 ) -> tinf_status {
-  guard count >= 0 && count <= 1 << 20, count == 0 || values != nil else { return nullArg("tinf_builder_set_attr_ints") }
-  var xs: [Int64] = []
-  for i in 0..<Int(count) { xs.append(values![i]) }
-  return setAttr(builder, opIndex, key, .ints(xs))
+  setAttr(builder, opIndex, key) { () throws(TinfError) in .ints(try GraphAssembler.list(values, Int(count))) }
 }
 
 @c @implementation
 public func tinf_builder_set_attr_floats(
   _ builder: OpaquePointer?, _ opIndex: Int32, _ key: Int32, _ count: Int32, _ values: UnsafePointer<Float>?
 ) -> tinf_status {
-  guard count >= 0 && count <= 1 << 20, count == 0 || values != nil else { return nullArg("tinf_builder_set_attr_floats") }
-  var xs: [Float] = []
-  for i in 0..<Int(count) { xs.append(values![i]) }
-  return setAttr(builder, opIndex, key, .floats(xs))
+  setAttr(builder, opIndex, key) { () throws(TinfError) in .floats(try GraphAssembler.list(values, Int(count))) }
 }
 
 @c @implementation
@@ -182,18 +100,7 @@ public func tinf_builder_set_attr_string(_ builder: OpaquePointer?, _ opIndex: I
   -> tinf_status
 {
   guard let value else { return nullArg("tinf_builder_set_attr_string") }
-  return setAttr(builder, opIndex, key, .string(String(cString: value)))
-}
-
-private func tensorList(_ count: Int32, _ tensors: UnsafePointer<Int32>?, _ n: Int) -> [Int]? {
-  guard count >= 0 && count <= 1 << 20, count == 0 || tensors != nil else { return nil }
-  var xs: [Int] = []
-  for i in 0..<Int(count) {
-    let t = Int(tensors![i])
-    guard t >= 0 && t < n else { return nil }
-    xs.append(t)
-  }
-  return xs
+  return setAttr(builder, opIndex, key) { () throws(TinfError) in .string(String(cString: value)) }
 }
 
 @c @implementation
@@ -201,12 +108,7 @@ public func tinf_builder_set_graph_inputs(_ builder: OpaquePointer?, _ count: In
   -> tinf_status
 {
   guard let b = builderHandle(builder) else { return nullArg("tinf_builder_set_graph_inputs") }
-  guard let xs = tensorList(count, tensors, b.def.tensors.count) else {
-    return fail(.invalidArgument, "bad graph input list (NULL or index out of range)")
-  }
-  b.finished = false
-  b.def.inputs = xs
-  return ok()
+  return build(b) { (g: inout GraphAssembler) throws(TinfError) in try g.setGraph(inputs: true, tensors, count: Int(count)) }
 }
 
 @c @implementation
@@ -214,18 +116,18 @@ public func tinf_builder_set_graph_outputs(_ builder: OpaquePointer?, _ count: I
   -> tinf_status
 {
   guard let b = builderHandle(builder) else { return nullArg("tinf_builder_set_graph_outputs") }
-  guard let xs = tensorList(count, tensors, b.def.tensors.count) else {
-    return fail(.invalidArgument, "bad graph output list (NULL or index out of range)")
-  }
-  b.finished = false
-  b.def.outputs = xs
-  return ok()
+  return build(b) { (g: inout GraphAssembler) throws(TinfError) in try g.setGraph(inputs: false, tensors, count: Int(count)) }
+}
+
+/// Applies one change to the builder's graph; the core's error becomes the status.
+private func build(_ b: BuilderHandle, _ change: (inout GraphAssembler) throws(TinfError) -> Void) -> tinf_status {
+  status { () throws(TinfError) in try change(&b.graph) }
 }
 
 @c @implementation
 public func tinf_builder_finish(_ builder: OpaquePointer?) -> tinf_status {
   guard let b = builderHandle(builder) else { return nullArg("tinf_builder_finish") }
-  b.setBytes(ModelFile.write(b.def, constants: b.constants))
+  b.setBytes(b.graph.write())
   b.finished = false
   guard let data = b.data else { return fail(.internal, "empty serialization") }
   do throws(TinfError) {

@@ -153,50 +153,53 @@ public func tinf_model_output_count(_ model: OpaquePointer?, _ out: UnsafeMutabl
 public func tinf_model_input_info(_ model: OpaquePointer?, _ index: Int32, _ out: UnsafeMutablePointer<tinf_tensor_info>?)
   -> tinf_status
 {
-  guard let m = modelHandle(model), let out else { return nullArg("tinf_model_input_info") }
-  guard index >= 0 && Int(index) < m.inputNames.count else {
-    return fail(.invalidArgument, "input index \(index) out of range (the model has \(m.inputNames.count))")
-  }
-  fillInfo(out, m.model.graph.tensors[m.model.graph.inputs[Int(index)]], m.inputNames[Int(index)])
-  return ok()
+  tensorInfo(modelHandle(model).map { ($0.model.graph, $0) }, .input, index, out, "tinf_model_input_info")
 }
 
 @c @implementation
 public func tinf_model_output_info(_ model: OpaquePointer?, _ index: Int32, _ out: UnsafeMutablePointer<tinf_tensor_info>?)
   -> tinf_status
 {
-  guard let m = modelHandle(model), let out else { return nullArg("tinf_model_output_info") }
-  guard index >= 0 && Int(index) < m.outputNames.count else {
-    return fail(.invalidArgument, "output index \(index) out of range (the model has \(m.outputNames.count))")
-  }
-  fillInfo(out, m.model.graph.tensors[m.model.graph.outputs[Int(index)]], m.outputNames[Int(index)])
-  return ok()
+  tensorInfo(modelHandle(model).map { ($0.model.graph, $0) }, .output, index, out, "tinf_model_output_info")
+}
+
+/// Input or output `index` of `source` (the model's graph, or a session's
+/// with its input shapes, and the model that names the tensors).
+private func tensorInfo(
+  _ source: (Graph, ModelHandle)?, _ side: GraphSide, _ index: Int32, _ out: UnsafeMutablePointer<tinf_tensor_info>?,
+  _ fn: StaticString
+) -> tinf_status {
+  guard let source, let out else { return nullArg(fn) }
+  let m = source.1
+  return side.info(source.0, side == .input ? m.inputNames : m.outputNames, index, out)
 }
 
 @c @implementation
 public func tinf_model_find_input(_ model: OpaquePointer?, _ name: UnsafePointer<CChar>?, _ out: UnsafeMutablePointer<Int32>?)
   -> tinf_status
 {
-  guard let m = modelHandle(model), let name, let out else { return nullArg("tinf_model_find_input") }
-  let s = String(cString: name)
-  for (i, t) in m.model.graph.inputs.enumerated() where m.model.graph.tensors[t].name == s {
-    out.pointee = Int32(i)
-    return ok()
-  }
-  return fail(.invalidArgument, "the model has no input named '\(s)'")
+  find(model, .input, name, out, "tinf_model_find_input")
 }
 
 @c @implementation
 public func tinf_model_find_output(_ model: OpaquePointer?, _ name: UnsafePointer<CChar>?, _ out: UnsafeMutablePointer<Int32>?)
   -> tinf_status
 {
-  guard let m = modelHandle(model), let name, let out else { return nullArg("tinf_model_find_output") }
+  find(model, .output, name, out, "tinf_model_find_output")
+}
+
+private func find(
+  _ model: OpaquePointer?, _ side: GraphSide, _ name: UnsafePointer<CChar>?, _ out: UnsafeMutablePointer<Int32>?,
+  _ fn: StaticString
+) -> tinf_status {
+  guard let m = modelHandle(model), let name, let out else { return nullArg(fn) }
   let s = String(cString: name)
-  for (i, t) in m.model.graph.outputs.enumerated() where m.model.graph.tensors[t].name == s {
+  let g = m.model.graph
+  for (i, t) in (side == .input ? g.inputs : g.outputs).enumerated() where g.tensors[t].name == s {
     out.pointee = Int32(i)
     return ok()
   }
-  return fail(.invalidArgument, "the model has no output named '\(s)'")
+  return fail(.invalidArgument, "the model has no \(side.name) named '\(s)'")
 }
 
 @c @implementation
@@ -282,16 +285,7 @@ public func tinf_session_free(_ session: OpaquePointer?) {
 public func tinf_session_set_input(_ session: OpaquePointer?, _ index: Int32, _ data: UnsafeRawPointer?, _ nbytes: Int)
   -> tinf_status
 {
-  guard let s = sessionHandle(session), let data else { return nullArg("tinf_session_set_input") }
-  guard index >= 0 && Int(index) < s.session.graph.inputs.count else {
-    return fail(.invalidArgument, "input index \(index) out of range (the model has \(s.session.graph.inputs.count))")
-  }
-  let buf = s.session.inputBuffer(Int(index))
-  guard nbytes == buf.count else {
-    return fail(.invalidArgument, "input \(index) takes \(buf.count) bytes, got \(nbytes)")
-  }
-  if let dst = buf.baseAddress { dst.copyMemory(from: data, byteCount: nbytes) }
-  return ok()
+  copy(session, .input, index, data.map { UnsafeMutableRawPointer(mutating: $0) }, nbytes, "tinf_session_set_input")
 }
 
 @c @implementation
@@ -299,41 +293,21 @@ public func tinf_session_input_data(
   _ session: OpaquePointer?, _ index: Int32, _ out: UnsafeMutablePointer<UnsafeMutableRawPointer?>?,
   _ nbytes: UnsafeMutablePointer<Int>?
 ) -> tinf_status {
-  guard let s = sessionHandle(session), let out else { return nullArg("tinf_session_input_data") }
-  guard index >= 0 && Int(index) < s.session.graph.inputs.count else {
-    return fail(.invalidArgument, "input index \(index) out of range (the model has \(s.session.graph.inputs.count))")
-  }
-  let buf = s.session.inputBuffer(Int(index))
-  out.pointee = buf.baseAddress
-  nbytes?.pointee = buf.count
-  return ok()
+  guard let out else { return nullArg("tinf_session_input_data") }
+  return address(session, .input, index, nbytes, "tinf_session_input_data") { out.pointee = $0 }
 }
 
 @c @implementation
 public func tinf_session_run(_ session: OpaquePointer?) -> tinf_status {
   guard let s = sessionHandle(session) else { return nullArg("tinf_session_run") }
-  do throws(TinfError) {
-    try s.session.run()
-    return ok()
-  } catch {
-    return fail(error)
-  }
+  return status { () throws(TinfError) in try s.session.run() }
 }
 
 @c @implementation
 public func tinf_session_get_output(_ session: OpaquePointer?, _ index: Int32, _ dst: UnsafeMutableRawPointer?, _ nbytes: Int)
   -> tinf_status
 {
-  guard let s = sessionHandle(session), let dst else { return nullArg("tinf_session_get_output") }
-  guard index >= 0 && Int(index) < s.session.graph.outputs.count else {
-    return fail(.invalidArgument, "output index \(index) out of range (the model has \(s.session.graph.outputs.count))")
-  }
-  let buf = s.session.outputBuffer(Int(index))
-  guard nbytes == buf.count else {
-    return fail(.invalidArgument, "output \(index) has \(buf.count) bytes, the destination \(nbytes)")
-  }
-  if let src = buf.baseAddress { dst.copyMemory(from: src, byteCount: nbytes) }
-  return ok()
+  copy(session, .output, index, dst, nbytes, "tinf_session_get_output")
 }
 
 @c @implementation
@@ -341,14 +315,50 @@ public func tinf_session_output_data(
   _ session: OpaquePointer?, _ index: Int32, _ out: UnsafeMutablePointer<UnsafeRawPointer?>?,
   _ nbytes: UnsafeMutablePointer<Int>?
 ) -> tinf_status {
-  guard let s = sessionHandle(session), let out else { return nullArg("tinf_session_output_data") }
-  guard index >= 0 && Int(index) < s.session.graph.outputs.count else {
-    return fail(.invalidArgument, "output index \(index) out of range (the model has \(s.session.graph.outputs.count))")
+  guard let out else { return nullArg("tinf_session_output_data") }
+  return address(session, .output, index, nbytes, "tinf_session_output_data") { out.pointee = UnsafeRawPointer($0) }
+}
+
+/// Copies `nbytes` (the tensor's size) from `caller` into input `index`, or
+/// from output `index` into `caller`.
+private func copy(
+  _ session: OpaquePointer?, _ side: GraphSide, _ index: Int32, _ caller: UnsafeMutableRawPointer?, _ nbytes: Int,
+  _ fn: StaticString
+) -> tinf_status {
+  guard let caller else { return nullArg(fn) }
+  return withBuffer(session, side, index, fn) { buf in
+    guard nbytes == buf.count else {
+      return fail(.invalidArgument, "\(side.name) \(index) has \(buf.count) bytes, the caller's buffer \(nbytes)")
+    }
+    if let b = buf.baseAddress {
+      if side == .input { b.copyMemory(from: caller, byteCount: nbytes) } else { caller.copyMemory(from: b, byteCount: nbytes) }
+    }
+    return ok()
   }
-  let buf = s.session.outputBuffer(Int(index))
-  out.pointee = buf.baseAddress
-  nbytes?.pointee = buf.count
-  return ok()
+}
+
+/// Gives the address and size of input (output) `index` in the session's arena.
+private func address(
+  _ session: OpaquePointer?, _ side: GraphSide, _ index: Int32, _ nbytes: UnsafeMutablePointer<Int>?,
+  _ fn: StaticString, _ set: (UnsafeMutableRawPointer?) -> Void
+) -> tinf_status {
+  withBuffer(session, side, index, fn) { buf in
+    set(buf.baseAddress)
+    nbytes?.pointee = buf.count
+    return ok()
+  }
+}
+
+/// Calls `body` with the session's buffer of input or output `index`, once
+/// the session and the index are checked.
+private func withBuffer(
+  _ session: OpaquePointer?, _ side: GraphSide, _ index: Int32, _ fn: StaticString,
+  _ body: (UnsafeMutableRawBufferPointer) -> tinf_status
+) -> tinf_status {
+  guard let s = sessionHandle(session) else { return nullArg(fn) }
+  if let bad = side.check(s.session.graph, index) { return bad }
+  let i = Int(index)
+  return body(side == .input ? s.session.inputBuffer(i) : UnsafeMutableRawBufferPointer(mutating: s.session.outputBuffer(i)))
 }
 
 @c @implementation
@@ -371,19 +381,34 @@ public func tinf_session_threads(_ session: OpaquePointer?, _ out: UnsafeMutable
 // MARK: - Op and attribute names
 
 @c @implementation
-public func tinf_op_name(_ op: Int32) -> UnsafePointer<CChar>? {
-  guard op > 0 && op <= Int32(OpKind.maxCode), let k = OpKind(rawValue: UInt16(op)) else { return nil }
-  return cString(k.staticName)
-}
+public func tinf_op_name(_ op: Int32) -> UnsafePointer<CChar>? { OpKind.from(code: Int(op)).map { cString($0.staticName) } }
 
 @c @implementation
 public func tinf_op_count() -> Int32 { Int32(OpKind.maxCode) }
 
 @c @implementation
-public func tinf_attr_name(_ key: Int32) -> UnsafePointer<CChar>? {
-  guard key > 0 && key <= Int32(AttrKey.maxCode), let k = AttrKey(rawValue: UInt16(key)) else { return nil }
-  return cString(k.staticName)
+public func tinf_op_traits(
+  _ op: Int32, _ minInputs: UnsafeMutablePointer<Int32>?, _ maxInputs: UnsafeMutablePointer<Int32>?,
+  _ maxOutputs: UnsafeMutablePointer<Int32>?, _ flags: UnsafeMutablePointer<UInt32>?,
+  _ weightSlots: UnsafeMutablePointer<UInt32>?
+) -> tinf_status {
+  guard let k = OpKind.from(code: Int(op)) else { return fail(.unsupportedOp, "unknown op id \(op)") }
+  let t = k.traits
+  var f: UInt32 = 0
+  if t.fusedActivation { f |= TINF_OP_FUSED_ACTIVATION.rawValue }
+  if t.inPlace { f |= TINF_OP_IN_PLACE.rawValue }
+  if t.int8 != .none { f |= TINF_OP_INT8_KERNEL.rawValue }
+  if t.hybrid { f |= TINF_OP_HYBRID_KERNEL.rawValue }
+  minInputs?.pointee = Int32(t.inputs.lowerBound)
+  maxInputs?.pointee = Int32(t.inputs.upperBound)
+  maxOutputs?.pointee = Int32(t.outputs.upperBound)
+  flags?.pointee = f
+  weightSlots?.pointee = t.weightSlots.mask
+  return ok()
 }
+
+@c @implementation
+public func tinf_attr_name(_ key: Int32) -> UnsafePointer<CChar>? { AttrKey.from(code: Int(key)).map { cString($0.staticName) } }
 
 @c @implementation
 public func tinf_attr_count() -> Int32 { Int32(AttrKey.maxCode) }
@@ -412,10 +437,7 @@ public func tinf_model_tensor_detail(
   d.name = UnsafePointer(m.tensorNames[i])
   d.dtype = Int32(t.dtype.rawValue)
   d.rank = Int32(t.shape.count)
-  withUnsafeMutableBytes(of: &d.dims) { raw in
-    let dims = raw.bindMemory(to: Int64.self)
-    for j in 0..<dims.count { dims[j] = j < t.shape.count ? Int64(t.shape[j]) : 0 }
-  }
+  fillDims(&d.dims, t.shape)
   d.nbytes = t.nbytes
   d.kind = t.constant != nil ? 1 : (t.folded ? 2 : (g.inputs.contains(i) ? 3 : 0))
   d.quant_axis = Int32(t.quant?.axis ?? -1)
@@ -509,42 +531,45 @@ public func tinf_options_set_input_shape(
   _ options: OpaquePointer?, _ index: Int32, _ rank: Int32, _ dims: UnsafePointer<Int64>?
 ) -> tinf_status {
   guard let o = optionsHandle(options) else { return nullArg("tinf_options_set_input_shape") }
-  guard index >= 0 && index < 1 << 20 else { return fail(.invalidArgument, "input index \(index) out of range") }
-  guard rank >= 0 && rank <= 8, rank == 0 || dims != nil else {
-    return fail(.invalidArgument, "rank must be 0...8 with non-NULL dims")
-  }
-  var shape: [Int] = []
-  for i in 0..<Int(rank) {
-    let d = dims![i]
-    guard d >= 1 && d <= Int64(1 << 30) else { return fail(.invalidArgument, "dimension \(d) must be >= 1") }
-    shape.append(Int(d))
-  }
-  o.options.inputShapes[Int(index)] = shape
-  return ok()
+  return status { () throws(TinfError) in try o.options.setInputShape(Int(index), rank: Int(rank), dims: dims) }
 }
 
 @c @implementation
 public func tinf_session_input_info(_ session: OpaquePointer?, _ index: Int32, _ out: UnsafeMutablePointer<tinf_tensor_info>?)
   -> tinf_status
 {
-  guard let s = sessionHandle(session), let out else { return nullArg("tinf_session_input_info") }
-  let g = s.session.graph
-  guard index >= 0 && Int(index) < g.inputs.count else {
-    return fail(.invalidArgument, "input index \(index) out of range (the model has \(g.inputs.count))")
-  }
-  fillInfo(out, g.tensors[g.inputs[Int(index)]], s.model.inputNames[Int(index)])
-  return ok()
+  tensorInfo(sessionHandle(session).map { ($0.session.graph, $0.model) }, .input, index, out, "tinf_session_input_info")
 }
 
 @c @implementation
 public func tinf_session_output_info(_ session: OpaquePointer?, _ index: Int32, _ out: UnsafeMutablePointer<tinf_tensor_info>?)
   -> tinf_status
 {
-  guard let s = sessionHandle(session), let out else { return nullArg("tinf_session_output_info") }
-  let g = s.session.graph
-  guard index >= 0 && Int(index) < g.outputs.count else {
-    return fail(.invalidArgument, "output index \(index) out of range (the model has \(g.outputs.count))")
+  tensorInfo(sessionHandle(session).map { ($0.session.graph, $0.model) }, .output, index, out, "tinf_session_output_info")
+}
+
+/// The C API's functions on graph inputs and outputs come in pairs that
+/// differ only in the side they read.
+private enum GraphSide {
+  case input, output
+
+  var name: String { self == .input ? "input" : "output" }
+
+  /// The failure status when `index` is not one of the graph's inputs (outputs).
+  func check(_ g: Graph, _ index: Int32) -> tinf_status? {
+    let n = self == .input ? g.inputs.count : g.outputs.count
+    guard index >= 0 && Int(index) < n else {
+      return fail(.invalidArgument, "\(name) index \(index) out of range (the model has \(n))")
+    }
+    return nil
   }
-  fillInfo(out, g.tensors[g.outputs[Int(index)]], s.model.outputNames[Int(index)])
-  return ok()
+
+  /// Fills `out` with input (output) `index` of `g`, named `names[index]`.
+  func info(
+    _ g: Graph, _ names: [UnsafeMutablePointer<CChar>], _ index: Int32, _ out: UnsafeMutablePointer<tinf_tensor_info>
+  ) -> tinf_status {
+    if let bad = check(g, index) { return bad }
+    fillInfo(out, g.tensors[self == .input ? g.inputs[Int(index)] : g.outputs[Int(index)]], names[Int(index)])
+    return ok()
+  }
 }

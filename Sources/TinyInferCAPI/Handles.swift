@@ -91,8 +91,10 @@ final class OptionsHandle {
 }
 
 final class BuilderHandle {
-  var def = GraphDef()
-  var constants: [[UInt8]?] = []
+  /// The graph being built; any change makes the last finish stale.
+  var graph = GraphAssembler() {
+    didSet { finished = false }
+  }
   /// The serialized file (64-byte aligned, so loading it borrows it).
   private(set) var data: UnsafeMutableRawPointer? = nil
   private(set) var count = 0
@@ -162,6 +164,16 @@ func fail(_ status: Status, _ message: String) -> tinf_status {
 
 func fail(_ e: TinfError) -> tinf_status { fail(e.status, e.message) }
 
+/// Runs a call into the core: TINF_OK, or its error as the status.
+func status(_ body: () throws(TinfError) -> Void) -> tinf_status {
+  do throws(TinfError) {
+    try body()
+    return ok()
+  } catch {
+    return fail(error)
+  }
+}
+
 func nullArg(_ function: StaticString) -> tinf_status {
   fail(.invalidArgument, String(decoding: UnsafeBufferPointer(start: function.utf8Start, count: function.utf8CodeUnitCount), as: UTF8.self) + ": a required pointer argument is NULL")
 }
@@ -171,15 +183,20 @@ func dtypeFrom(_ code: Int32) -> DType? {
   return DType(rawValue: UInt8(code))
 }
 
+/// Writes `shape` into a C `int64_t dims[TINF_MAX_RANK]` field, zeros after it.
+func fillDims<Dims>(_ dims: inout Dims, _ shape: [Int]) {
+  withUnsafeMutableBytes(of: &dims) { raw in
+    let d = raw.bindMemory(to: Int64.self)
+    for i in 0..<d.count { d[i] = i < shape.count ? Int64(shape[i]) : 0 }
+  }
+}
+
 func fillInfo(_ out: UnsafeMutablePointer<tinf_tensor_info>, _ t: TensorDesc, _ name: UnsafeMutablePointer<CChar>) {
   var info = tinf_tensor_info()
   info.name = UnsafePointer(name)
   info.dtype = Int32(t.dtype.rawValue)
   info.rank = Int32(t.shape.count)
-  withUnsafeMutableBytes(of: &info.dims) { raw in
-    let d = raw.bindMemory(to: Int64.self)
-    for i in 0..<d.count { d[i] = i < t.shape.count ? Int64(t.shape[i]) : 0 }
-  }
+  fillDims(&info.dims, t.shape)
   info.nbytes = t.nbytes
   out.pointee = info
 }

@@ -39,19 +39,21 @@ func quantizerHandle(_ p: OpaquePointer?) -> QuantizerHandle? {
   return Unmanaged<QuantizerHandle>.fromOpaque(UnsafeRawPointer(p)).takeUnretainedValue()
 }
 
-/// The caller's input buffers as raw buffers, checked for NULL.
-private func inputBuffers(_ n: Int32, _ inputs: UnsafePointer<UnsafeRawPointer?>?, _ nbytes: UnsafePointer<Int>?)
-  -> [UnsafeRawBufferPointer]?
-{
-  guard n >= 0 && n <= 1 << 16 else { return nil }
-  if n == 0 { return [] }
-  guard let inputs, let nbytes else { return nil }
-  var out: [UnsafeRawBufferPointer] = []
-  for i in 0..<Int(n) {
-    guard let p = inputs[i], nbytes[i] >= 0 else { return nil }
-    out.append(UnsafeRawBufferPointer(start: p, count: nbytes[i]))
+/// Runs `body` on the quantizer with the caller's input buffers (one per
+/// graph input), once the handle and every pointer are checked.
+private func withInputs(
+  _ quantizer: OpaquePointer?, _ n: Int32, _ inputs: UnsafePointer<UnsafeRawPointer?>?, _ nbytes: UnsafePointer<Int>?,
+  _ fn: StaticString, _ body: (Quantizer, [UnsafeRawBufferPointer]) throws(TinfError) -> Void
+) -> tinf_status {
+  guard let h = quantizerHandle(quantizer), n >= 0 && n <= 1 << 16, n == 0 || (inputs != nil && nbytes != nil) else {
+    return nullArg(fn)
   }
-  return out
+  var bufs: [UnsafeRawBufferPointer] = []
+  for i in 0..<Int(n) {
+    guard let p = inputs![i], nbytes![i] >= 0 else { return nullArg(fn) }
+    bufs.append(UnsafeRawBufferPointer(start: p, count: nbytes![i]))
+  }
+  return status { () throws(TinfError) in try body(h.quantizer, bufs) }
 }
 
 @c @implementation
@@ -97,14 +99,7 @@ public func tinf_quantizer_set_method(_ quantizer: OpaquePointer?, _ method: Int
 public func tinf_quantizer_observe(
   _ quantizer: OpaquePointer?, _ n: Int32, _ inputs: UnsafePointer<UnsafeRawPointer?>?, _ nbytes: UnsafePointer<Int>?
 ) -> tinf_status {
-  guard let h = quantizerHandle(quantizer) else { return nullArg("tinf_quantizer_observe") }
-  guard let bufs = inputBuffers(n, inputs, nbytes) else { return nullArg("tinf_quantizer_observe (inputs)") }
-  do throws(TinfError) {
-    try h.quantizer.observe(bufs)
-    return ok()
-  } catch {
-    return fail(error)
-  }
+  withInputs(quantizer, n, inputs, nbytes, "tinf_quantizer_observe") { (q, bufs) throws(TinfError) in try q.observe(bufs) }
 }
 
 @c @implementation
@@ -196,14 +191,7 @@ public func tinf_quantizer_data(
 public func tinf_quantizer_compare(
   _ quantizer: OpaquePointer?, _ n: Int32, _ inputs: UnsafePointer<UnsafeRawPointer?>?, _ nbytes: UnsafePointer<Int>?
 ) -> tinf_status {
-  guard let h = quantizerHandle(quantizer) else { return nullArg("tinf_quantizer_compare") }
-  guard let bufs = inputBuffers(n, inputs, nbytes) else { return nullArg("tinf_quantizer_compare (inputs)") }
-  do throws(TinfError) {
-    try h.quantizer.compare(bufs)
-    return ok()
-  } catch {
-    return fail(error)
-  }
+  withInputs(quantizer, n, inputs, nbytes, "tinf_quantizer_compare") { (q, bufs) throws(TinfError) in try q.compare(bufs) }
 }
 
 @c @implementation
@@ -212,13 +200,7 @@ public func tinf_quantizer_layer_error(
   _ noise: UnsafeMutablePointer<Double>?
 ) -> tinf_status {
   guard let h = quantizerHandle(quantizer) else { return nullArg("tinf_quantizer_layer_error") }
-  let q = h.quantizer
-  guard layer >= 0 && Int(layer) < q.layers.count else {
-    return fail(.invalidArgument, "layer \(layer) out of range (\(q.layers.count) layers)")
-  }
-  signal?.pointee = q.signal[Int(layer)]
-  noise?.pointee = q.noise[Int(layer)]
-  return ok()
+  return errorSums(h.quantizer.signal, h.quantizer.noise, layer, "layer", signal, noise)
 }
 
 @c @implementation
@@ -227,11 +209,18 @@ public func tinf_quantizer_output_error(
   _ noise: UnsafeMutablePointer<Double>?
 ) -> tinf_status {
   guard let h = quantizerHandle(quantizer) else { return nullArg("tinf_quantizer_output_error") }
-  let q = h.quantizer
-  guard output >= 0 && Int(output) < q.outputSignal.count else {
-    return fail(.invalidArgument, "output \(output) out of range (\(q.outputSignal.count) outputs)")
+  return errorSums(h.quantizer.outputSignal, h.quantizer.outputNoise, output, "output", signal, noise)
+}
+
+/// Entry `index` of the per-layer (per-output) sums of x^2 and (x - x_q)^2.
+private func errorSums(
+  _ signals: [Double], _ noises: [Double], _ index: Int32, _ what: String, _ signal: UnsafeMutablePointer<Double>?,
+  _ noise: UnsafeMutablePointer<Double>?
+) -> tinf_status {
+  guard index >= 0 && Int(index) < signals.count else {
+    return fail(.invalidArgument, "\(what) \(index) out of range (\(signals.count) \(what)s)")
   }
-  signal?.pointee = q.outputSignal[Int(output)]
-  noise?.pointee = q.outputNoise[Int(output)]
+  signal?.pointee = signals[Int(index)]
+  noise?.pointee = noises[Int(index)]
   return ok()
 }

@@ -18,16 +18,7 @@ final class PassesTests: XCTestCase {
     return g.bytes(outputs: [r])
   }
 
-  func load(_ bytes: [UInt8], optimize: Bool) throws -> Model {
-    let copy = UnsafeMutableRawBufferPointer.allocate(byteCount: bytes.count, alignment: 64)
-    defer { copy.deallocate() }
-    copy.copyMemory(from: UnsafeRawBufferPointer(start: bytes, count: bytes.count))
-    // Unaligned by one byte: the loader copies it.
-    let shifted = UnsafeMutableRawBufferPointer.allocate(byteCount: bytes.count + 1, alignment: 64)
-    defer { shifted.deallocate() }
-    UnsafeMutableRawBufferPointer(rebasing: shifted[1...]).copyMemory(from: UnsafeRawBufferPointer(copy))
-    return try Model.load(buffer: UnsafeRawBufferPointer(rebasing: shifted[1...]), optimize: optimize)
-  }
+  func load(_ bytes: [UInt8], optimize: Bool) throws -> Model { try loadModel(bytes, optimize: optimize) }
 
   func testBatchNormFoldedAndReluFused() throws {
     let on = try load(fcBatchNormRelu(), optimize: true)

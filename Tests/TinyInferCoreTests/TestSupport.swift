@@ -38,7 +38,7 @@ struct TestGraph {
   }
 }
 
-func loadModel(_ bytes: [UInt8]) throws(TinfError) -> Model {
+func loadModel(_ bytes: [UInt8], optimize: Bool = true) throws(TinfError) -> Model {
   // Copied by the loader unless aligned; either way it does not outlive this call's buffer.
   var result: Result<Model, TinfError> = .failure(TinfError(.internal, "unset"))
   bytes.withUnsafeBytes { raw in
@@ -48,7 +48,7 @@ func loadModel(_ bytes: [UInt8]) throws(TinfError) -> Model {
       let shifted = UnsafeMutableRawBufferPointer(rebasing: copy[1...])
       shifted.copyMemory(from: raw)
       defer { copy.deallocate() }
-      result = .success(try Model.load(buffer: UnsafeRawBufferPointer(shifted)))
+      result = .success(try Model.load(buffer: UnsafeRawBufferPointer(shifted), optimize: optimize))
     } catch {
       result = .failure(error)
     }

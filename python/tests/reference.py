@@ -206,6 +206,19 @@ def mean(x, axes=(), keep_dims=0):
     return _out(np.mean(x, axis=tuple(ax), keepdims=bool(keep_dims)))
 
 
+def reduce_max(x, axes=(), keep_dims=0):
+    """Largest element over axes (negative from end, duplicates refused; none:
+    nothing reduced). A NaN in a reduced set gives NaN."""
+    x = np.asarray(x, dtype=np.float32)
+    ax = [_axis(a, x.ndim) for a in axes]
+    if len(set(ax)) != len(ax):
+        raise ValueError("duplicate axes")
+    if not ax:
+        return x.copy()
+    y = np.max(x, axis=tuple(ax), keepdims=bool(keep_dims))
+    return np.asarray(y, dtype=np.float32)
+
+
 # ----------------------------------------------------------------------------
 # Elementwise
 
@@ -594,6 +607,7 @@ REFERENCE = {
     "FullyConnected": fully_connected, "MatMul": matmul,
     "Conv2D": conv2d, "DepthwiseConv2D": depthwise_conv2d, "TransposeConv2D": transpose_conv2d,
     "MaxPool2D": max_pool2d, "AveragePool2D": average_pool2d, "Mean": mean,
+    "ReduceMax": reduce_max,
     "Add": add, "Sub": sub, "Mul": mul, "Div": div, "Maximum": maximum, "Minimum": minimum,
     "Relu": relu, "Relu6": relu6, "LeakyRelu": leaky_relu, "PRelu": prelu,
     "HardSwish": hard_swish, "Logistic": logistic, "Tanh": tanh, "Gelu": gelu,
@@ -682,6 +696,8 @@ def self_test():
     close(mean(x, axes=[1, -2], keep_dims=1), x.mean(axis=(1, 2), keepdims=True))
     close(mean(x, axes=[1, 2]), average_pool2d(x, filter=(3, 4))[:, 0, 0, :])
     raises(mean, x, axes=[1, -3])
+    close(reduce_max(x, axes=[1, -2]), max_pool2d(x, filter=(3, 4))[:, 0, 0, :])
+    raises(reduce_max, x, axes=[0, 0])
 
     # Linear algebra and elementwise.
     a, b = R(3, 1, 4, 5), R(2, 5, 6)

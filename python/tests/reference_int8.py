@@ -419,6 +419,17 @@ def mean(x, x_q, y_q, axes, keep_dims=0):
     return _clamp(v, -128, 127).astype(np.int8)
 
 
+def reduce_max(x, x_q, y_q, axes, keep_dims=0):
+    """TFLite REDUCE_MAX on int8: the largest raw value (exact with the input's
+    parameters), else requantized to the output's (requantize above)."""
+    axes = tuple(sorted(a % x.ndim for a in axes))
+    m = np.max(x, axis=axes, keepdims=bool(keep_dims)) if axes else np.array(x)
+    m = np.asarray(m, dtype=np.int8)
+    if float(F32(x_q[0])) == float(F32(y_q[0])) and int(x_q[1]) == int(y_q[1]):
+        return m
+    return requantize(m, x_q, y_q)
+
+
 # ----------------------------------------------------------------------------
 # Softmax (gemmlowp fixed point, as TFLite's reference int8 softmax)
 

@@ -497,6 +497,49 @@ def test_op_names():
     assert sorted(tinyinfer.OPS) == sorted(x.decode() for x in names)
 
 
+def test_op_traits():
+    """tinf_op_traits: the core's table, as docs/ops.md describes the ops."""
+    text = open(HEADER).read()
+    flags = dict((k, int(v)) for k, v in re.findall(r"(TINF_OP_[A-Z0-9_]+)\s*=\s*(\d+)", text))
+    assert flags == {"TINF_OP_FUSED_ACTIVATION": _lib.OP_FUSED_ACTIVATION, "TINF_OP_IN_PLACE": _lib.OP_IN_PLACE,
+                     "TINF_OP_INT8_KERNEL": _lib.OP_INT8_KERNEL, "TINF_OP_HYBRID_KERNEL": _lib.OP_HYBRID_KERNEL}
+    # the ops whose attributes include `activation` in docs/ops.md
+    assert _lib.OPS_TAKING_ACTIVATION == {"FullyConnected", "Conv2D", "DepthwiseConv2D", "TransposeConv2D",
+                                          "MaxPool2D", "AveragePool2D", "Add", "Sub", "Mul", "Div"}
+    lo, hi, outs, fl, w = c_int32(), c_int32(), c_int32(), ctypes.c_uint32(), ctypes.c_uint32()
+
+    def traits(name):
+        expect(OK, L.tinf_op_traits, _lib.OP_IDS[name], byref(lo), byref(hi), byref(outs), byref(fl), byref(w))
+        return lo.value, hi.value, outs.value, fl.value, w.value
+
+    assert traits("Conv2D") == (2, 3, 1, _lib.OP_FUSED_ACTIVATION | _lib.OP_INT8_KERNEL, 0b110)
+    assert traits("FullyConnected")[3] == _lib.OP_FUSED_ACTIVATION | _lib.OP_INT8_KERNEL | _lib.OP_HYBRID_KERNEL
+    assert traits("BatchNorm") == (5, 5, 1, _lib.OP_IN_PLACE, 0b11110)
+    assert traits("Split")[:3] == (1, 1, 1 << 16)
+    assert traits("Concat")[:2] == (1, 1 << 16)
+    assert traits("ReduceMax") == (1, 1, 1, _lib.OP_INT8_KERNEL, 0)
+    assert traits("Gelu") == (1, 1, 1, _lib.OP_IN_PLACE, 0)
+    # every out pointer may be NULL
+    expect(OK, L.tinf_op_traits, _lib.OP_IDS["Relu"], None, None, None, None, None)
+    for bad in (0, -1, L.tinf_op_count() + 1, 2 ** 16, 2 ** 31 - 1, -(2 ** 31)):
+        expect(UNSUPPORTED_OP, L.tinf_op_traits, bad, byref(lo), byref(hi), byref(outs), byref(fl), byref(w))
+
+
+def test_op_traits_arity_is_the_loaders():
+    """An op with one input more than tinf_op_traits allows is refused when the graph is loaded."""
+    lo, hi = c_int32(), c_int32()
+    for name, op in _lib.OP_IDS.items():
+        L.tinf_op_traits(op, byref(lo), byref(hi), None, None, None)
+        if hi.value >= 1 << 16:
+            continue
+        g = tinyinfer.GraphBuilder()
+        x = g.input("x", (2, 3))
+        y = g.op(name, *([x] * (hi.value + 1)))
+        g.output(y)
+        with pytest.raises(TinyInferError, match=f"takes {lo.value}...{hi.value} inputs"):
+            g.to_bytes()
+
+
 def test_attr_names():
     n = L.tinf_attr_count()
     assert n >= 10

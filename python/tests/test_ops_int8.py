@@ -629,6 +629,68 @@ def test_mean_global_pool_large():
 
 
 # ----------------------------------------------------------------------------
+# ReduceMax
+
+@pytest.mark.parametrize("shape,axes", [((2, 6, 5, 7), (1, 2)), ((2, 6, 5, 7), (-1,)), ((2, 6, 5, 7), (0, 3)),
+                                        ((2, 6, 5, 7), (2,)), ((2, 6, 5, 7), (0, 1, 2, 3)), ((3, 1, 40), (0, 2)),
+                                        ((4, 33), (1,)), ((4, 33), ()), ((1, 9, 9, 20), (1, 2))])
+@pytest.mark.parametrize("keep", [0, 1])
+def test_reduce_max_same_params(shape, axes, keep):
+    """With the input's parameters (TFLite's converter writes those) the max is exact."""
+    rng = np.random.default_rng(700 + len(shape) * 11 + len(axes) * 3 + keep)
+    x = rand_i8(rng, *shape)
+    xq = rand_q(rng, -2, 0)
+    g = Q()
+    y = g.op("ReduceMax", g.input(x, xq), q=xq, axes=list(axes), keep_dims=keep)
+    got = g.run(y)
+    same(got, R.reduce_max(x, xq, xq, axes, keep))
+    # independent of the int8 reference: the float max of the dequantized input, exactly
+    np.testing.assert_array_equal(deq(got, xq).astype(np.float32), ref.reduce_max(deq(x, xq), axes, keep))
+
+
+@pytest.mark.parametrize("axes,keep", [((1, 2), 1), ((3,), 0), ((0, 1, 2, 3), 0)])
+def test_reduce_max_requantizes(axes, keep):
+    """Other output parameters: the max requantized to them (as a Quantize int8 -> int8)."""
+    rng = np.random.default_rng(720 + len(axes) + keep)
+    x = rand_i8(rng, 2, 6, 5, 17)
+    xq = rand_q(rng, -2, 0)
+    real = ref.reduce_max(deq(x, xq), axes, keep).astype(np.float64)
+    for yq in [fit_q(rng, real), (xq[0], int(np.clip(xq[1] + 3, -128, 127))), (np.float32(0.001), 127),
+               (np.float32(3.0), -128)]:
+        g = Q()
+        y = g.op("ReduceMax", g.input(x, xq), q=yq, axes=list(axes), keep_dims=keep)
+        got = g.run(y, threads=2)
+        same(got, R.reduce_max(x, xq, yq, axes, keep))
+        close_to_float(got, yq, real)
+
+
+def test_reduce_max_batch():
+    rng = np.random.default_rng(730)
+    xq = rand_q(rng, -2, 0)
+    b = ti.GraphBuilder("rmax")
+    t = b.input("x", (1, 4, 4, 8), dtype=np.int8)
+    b.quantization(t, xq[0], xq[1])
+    y = b.op("ReduceMax", t, axes=[1, 2], keep_dims=0)
+    b.quantization(y, xq[0], xq[1])
+    b.output(y)
+    with b.load() as m:
+        for n in (1, 3):
+            x = rand_i8(rng, n, 4, 4, 8)
+            same(m.run(x)[0], R.reduce_max(x, xq, xq, (1, 2), 0))
+
+
+def test_reduce_max_refuses():
+    rng = np.random.default_rng(740)
+    x = rand_i8(rng, 2, 3, 4)
+    g = Q()
+    y = g.op("ReduceMax", g.input(x), axes=[1])  # int8 without parameters
+    refuses(lambda: g.run(y))
+    g = Q()
+    y = g.op("ReduceMax", g.input(x, (np.float32(0.1), 0)), q=(np.float32(0.1), 0), axes=[1, 1])
+    refuses(lambda: g.run(y))
+
+
+# ----------------------------------------------------------------------------
 # Softmax
 
 SOFTMAX_OUT = (np.float32(1 / 256), -128)

@@ -462,7 +462,9 @@ def test_pool_refuses_more():
 # ----------------------------------------------------------------------------
 # Mean
 
-@pytest.mark.parametrize("shape,axes", [
+# Shapes and axes of the reductions (Mean, ReduceMax): kept and reduced dims
+# merged, size-1 dims, negative axes, none at all.
+REDUCTIONS = [
     ((2, 3, 4, 5), [1, 2]),
     ((2, 3, 4, 5), [1, -2]),
     ((3, 7, 7, 16), [1, 2]),
@@ -478,7 +480,10 @@ def test_pool_refuses_more():
     ((5,), []),
     ((4, 6), [1]),
     ((1, 1, 1), [1]),
-])
+]
+
+
+@pytest.mark.parametrize("shape,axes", REDUCTIONS)
 @pytest.mark.parametrize("keep", [0, 1])
 def test_mean(shape, axes, keep):
     rng = np.random.default_rng(len(shape) * 10 + len(axes))
@@ -505,6 +510,67 @@ def test_mean_refuses(bad):
 
 def test_mean_refuses_int():
     refuses("Mean", np.zeros((2, 3), np.int32), axes=[1])
+
+
+# ----------------------------------------------------------------------------
+# ReduceMax
+
+@pytest.mark.parametrize("shape,axes", REDUCTIONS + [((2, 3, 4, 5), [-3, -2]), ((4, 2, 6, 3, 5), [1, 3]),
+                                                ((4, 37), [1])])
+@pytest.mark.parametrize("keep", [0, 1])
+def test_reduce_max(shape, axes, keep):
+    rng = np.random.default_rng(len(shape) * 31 + len(axes) * 7 + keep)
+    x = rnd(rng, *shape) - 0.25
+    got = run("ReduceMax", x, axes=axes, keep_dims=keep)
+    np.testing.assert_array_equal(got, ref.reduce_max(x, axes=axes, keep_dims=keep))
+
+
+def test_reduce_max_negative_values_and_nan():
+    x = np.full((2, 3, 4), -7.5, np.float32)
+    x[0, 1, 2] = -1.0
+    x[1, 2, 0] = np.nan
+    got = run("ReduceMax", x, axes=[1, 2])
+    np.testing.assert_array_equal(got[0], np.float32(-1.0))
+    assert np.isnan(got[1])
+    got = run("ReduceMax", x, axes=[0], keep_dims=1)
+    want = ref.reduce_max(x, axes=[0], keep_dims=1)
+    np.testing.assert_array_equal(got, want)
+    assert got.shape == (1, 3, 4) and np.isnan(got[0, 2, 0])
+    # long runs (the 16-lane loop): a NaN early in a run, larger values after it, infinities
+    x = np.tile(np.linspace(-3, 3, 70, dtype=np.float32), (4, 1))
+    x[0, 5] = np.nan
+    x[1, 69] = np.nan
+    x[2, 17] = np.inf
+    x[3, :] = -np.inf
+    got = run("ReduceMax", x, axes=[1])
+    assert np.isnan(got[0]) and np.isnan(got[1])
+    np.testing.assert_array_equal(got[2:], [np.inf, -np.inf])
+
+
+def test_reduce_max_batch_sizes():
+    """A model built for batch 1 runs other batch sizes (the reduction plan is made per session)."""
+    g = ti.GraphBuilder()
+    y = g.op("ReduceMax", g.input("x", (1, 5, 6, 3)), axes=[1, 2], keep_dims=1)
+    g.output(y)
+    m = g.load()
+    rng = np.random.default_rng(77)
+    for n in (1, 2, 5):
+        x = rnd(rng, n, 5, 6, 3)
+        np.testing.assert_array_equal(m.run(x)[0], ref.reduce_max(x, axes=[1, 2], keep_dims=1))
+
+
+@pytest.mark.parametrize("bad", [
+    dict(axes=[1, -3]),  # duplicate
+    dict(axes=[4]),
+    dict(axes=[-5]),
+    dict(axes=[1], keep_dims=2),
+])
+def test_reduce_max_refuses(bad):
+    refuses("ReduceMax", np.zeros((2, 3, 4, 5), np.float32), **bad)
+
+
+def test_reduce_max_refuses_int32():
+    refuses("ReduceMax", np.zeros((2, 3), np.int32), axes=[1])
 
 
 # ----------------------------------------------------------------------------

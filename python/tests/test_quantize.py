@@ -513,6 +513,32 @@ def test_int8_static_other_ops(rng):
     assert sqnr_db((ref ** 2).sum(), ((ref - out) ** 2).sum()) > 25
 
 
+def test_int8_static_reduce_max_keeps_its_input_parameters(rng):
+    """ReduceMax after an int8 Conv2D runs in int8 with its input's parameters
+    (as TFLite's converter writes REDUCE_MAX), so the max itself is exact."""
+    g = tinyinfer.GraphBuilder("rmax")
+    x = g.input("x", (1, 6, 6, 4))
+    c = g.op("Conv2D", x, g.const("w", rng.standard_normal((8, 3, 3, 4)).astype(np.float32)),
+             g.const("b", rng.standard_normal(8).astype(np.float32)), padding=1)
+    mx = g.op("ReduceMax", c, axes=[1, 2], keep_dims=0)
+    g.output(g.op("FullyConnected", mx, g.const("fw", rng.standard_normal((3, 8)).astype(np.float32))))
+    data = g.to_bytes()
+    r = tinyinfer.quantize(data, mode="int8-static", calib=rng.standard_normal((16, 1, 6, 6, 4)).astype(np.float32),
+                           report=True)
+    assert [(l.op, l.quantized) for l in r.layers] == [("Conv2D", True), ("ReduceMax", True),
+                                                       ("FullyConnected", True)]
+    with tinyinfer.load(r.data) as m, tinyinfer.load(data) as f:
+        assert [o.op for o in m.ops()] == ["Quantize", "Conv2D", "ReduceMax", "FullyConnected", "Dequantize"]
+        det = m.tensors()
+        o = [o for o in m.ops() if o.op == "ReduceMax"][0]
+        xin, y = det[o.inputs[0]], det[o.outputs[0]]
+        assert y.dtype == np.int8 and (y.scales[0], y.zero_points[0]) == (xin.scales[0], xin.zero_points[0])
+        test = rng.standard_normal((10, 1, 6, 6, 4)).astype(np.float32)
+        ref = np.concatenate([f.run(t)[0] for t in test])
+        out = np.concatenate([m.run(t)[0] for t in test])
+    assert sqnr_db((ref ** 2).sum(), ((ref - out) ** 2).sum()) > 25
+
+
 def test_int8_static_falls_back_when_the_integer_kernel_refuses(rng):
     """An op whose int8 kernel refuses its attributes (AveragePool2D with
     count_include_pad = 1) runs in float32 between Dequantize and Quantize;

@@ -300,3 +300,23 @@ OP_IDS = {lib.tinf_op_name(i).decode(): i for i in range(1, lib.tinf_op_count() 
           if lib.tinf_op_name(i) is not None}
 ATTR_IDS = {lib.tinf_attr_name(i).decode(): i for i in range(1, lib.tinf_attr_count() + 1)
             if lib.tinf_attr_name(i) is not None}
+
+
+# tinf_status tinf_op_traits(int32_t op, int32_t *out_min_inputs, int32_t *out_max_inputs, int32_t *out_max_outputs,
+#                            uint32_t *out_flags, uint32_t *out_weight_slots);
+_fn("tinf_op_traits", [c_int32, POINTER(c_int32), POINTER(c_int32), POINTER(c_int32), POINTER(ctypes.c_uint32),
+                       POINTER(ctypes.c_uint32)])
+# typedef enum tinf_op_flag { TINF_OP_FUSED_ACTIVATION = 1, TINF_OP_IN_PLACE = 2, TINF_OP_INT8_KERNEL = 4,
+#                             TINF_OP_HYBRID_KERNEL = 8 } tinf_op_flag;
+OP_FUSED_ACTIVATION, OP_IN_PLACE, OP_INT8_KERNEL, OP_HYBRID_KERNEL = 1, 2, 4, 8
+
+
+def op_flags(op: str) -> int:
+    """The core's tinf_op_flag bits of op `op` (a name of docs/ops.md)."""
+    flags = ctypes.c_uint32()
+    lib.tinf_op_traits(OP_IDS[op], None, None, None, ctypes.byref(flags), None)
+    return flags.value
+
+
+# Ops whose float32 kernel applies a fused activation (a Relu / Relu6 after one fuses into it).
+OPS_TAKING_ACTIVATION = frozenset(op for op in OP_IDS if op_flags(op) & OP_FUSED_ACTIVATION)

@@ -39,7 +39,7 @@ public enum AttrKey: UInt16, Sendable, CaseIterable {
   case dtype = 36
   case weightFormat = 37
 
-  /// The name as a static C string (for the C API).
+  /// The key's name (FileCode).
   public var staticName: StaticString {
     switch self {
     case .activation: return "activation"
@@ -82,10 +82,9 @@ public enum AttrKey: UInt16, Sendable, CaseIterable {
     }
   }
 
-  public var name: String { String(staticName) }
-
-  public static var maxCode: UInt16 { AttrKey.weightFormat.rawValue }
 }
+
+extension AttrKey: FileCode {}
 
 /// A typed attribute value. Type codes in files: 1 int, 2 float, 3 ints, 4 floats, 5 string.
 public enum AttrValue: Sendable, Equatable {

@@ -163,7 +163,7 @@ public struct Graph: Sendable {
         }
         if o.quant == nil { o.quant = spec.quant }
         if o.quant == nil && (o.dtype == .int8 || o.dtype == .uint8 || o.dtype == .int16)
-          && (node.op == .quantize || Registry.computesQuantized(node, ins))
+          && Registry.writesQuantized(node, ins)
         {
           throw TinfError.format(
             "\(ctx): output '\(spec.name)' is \(o.dtype.name) but has no quantization parameters (scale, zero point)")

@@ -1,6 +1,7 @@
 /// Every op the runtime knows. The raw value is the op code in .tinf files
 /// and in the C API: append-only, a number never changes meaning.
-/// Semantics: docs/ops.md. Adding an op: docs/architecture.md.
+/// Semantics: docs/ops.md. What the core asks of each op: `traits`
+/// (OpTraits.swift). Adding an op: docs/architecture.md.
 public enum OpKind: UInt16, Sendable, CaseIterable {
   case fullyConnected = 1
   case matMul = 2
@@ -48,9 +49,9 @@ public enum OpKind: UInt16, Sendable, CaseIterable {
   case spaceToDepth = 44
   case quantize = 45
   case dequantize = 46
+  case reduceMax = 47
 
-  /// The name used in files, docs, errors and the Python builder.
-  /// The name as a static C string (for the C API).
+  /// The op's name (FileCode).
   public var staticName: StaticString {
     switch self {
     case .fullyConnected: return "FullyConnected"
@@ -99,11 +100,35 @@ public enum OpKind: UInt16, Sendable, CaseIterable {
     case .spaceToDepth: return "SpaceToDepth"
     case .quantize: return "Quantize"
     case .dequantize: return "Dequantize"
+    case .reduceMax: return "ReduceMax"
     }
   }
 
+}
+
+extension OpKind: FileCode {}
+
+/// The codes of a .tinf file that name things (ops, attribute keys):
+/// append-only UInt16 codes 1...maxCode with a static name each.
+public protocol FileCode: RawRepresentable, CaseIterable where RawValue == UInt16 {
+  /// The name used in files, docs, errors and the Python builder, as a
+  /// static C string (for the C API).
+  var staticName: StaticString { get }
+}
+
+extension FileCode {
   public var name: String { String(staticName) }
 
-  /// The largest op code.
-  public static var maxCode: UInt16 { OpKind.dequantize.rawValue }
+  /// The largest code.
+  public static var maxCode: UInt16 {
+    var m: UInt16 = 0
+    for k in allCases where k.rawValue > m { m = k.rawValue }
+    return m
+  }
+
+  /// The case with code `code`; nil when no case has it (any Int is safe).
+  public static func from(code: Int) -> Self? {
+    guard code > 0 && code <= Int(maxCode) else { return nil }
+    return Self(rawValue: UInt16(code))
+  }
 }

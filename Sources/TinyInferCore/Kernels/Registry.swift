@@ -1,6 +1,7 @@
 /// The one place that maps an op to its shape inference and its kernel. The
 /// switches are exhaustive: adding an `OpKind` case without a kernel does not
-/// compile.
+/// compile. Per-op facts (in place, prepacking, integer kernels) come from
+/// `OpKind.traits` (Graph/OpTraits.swift).
 public enum Registry {
   /// Checks the node's inputs and attributes and gives its outputs' types.
   static func infer(_ node: Node, _ inputs: [TensorDesc?]) throws(TinfError) -> [TensorType] {
@@ -16,7 +17,7 @@ public enum Registry {
       return q ? try QDepthwiseConv2DKernel.infer(node, inputs) : try DepthwiseConv2DKernel.infer(node, inputs)
     case .transposeConv2D: return try TransposeConv2DKernel.infer(node, inputs)
     case .maxPool2D, .averagePool2D: return q ? try QPoolKernel.infer(node, inputs) : try PoolKernel.infer(node, inputs)
-    case .mean: return q ? try QMeanKernel.infer(node, inputs) : try MeanKernel.infer(node, inputs)
+    case .mean, .reduceMax: return q ? try QReduceKernel.infer(node, inputs) : try ReduceKernel.infer(node, inputs)
     case .add, .sub, .mul, .div, .maximum, .minimum, .prelu:
       return q ? try QBinaryKernel.infer(node, inputs) : try BinaryKernel.infer(node, inputs)
     case .relu, .relu6, .leakyRelu, .hardSwish, .logistic, .tanh, .gelu, .exp, .log, .sqrt, .rsqrt:
@@ -49,7 +50,7 @@ public enum Registry {
     case .depthwiseConv2D: return q ? try QDepthwiseConv2DKernel.bind(ctx) : try DepthwiseConv2DKernel.bind(ctx)
     case .transposeConv2D: return try TransposeConv2DKernel.bind(ctx)
     case .maxPool2D, .averagePool2D: return q ? try QPoolKernel.bind(ctx) : try PoolKernel.bind(ctx)
-    case .mean: return q ? try QMeanKernel.bind(ctx) : try MeanKernel.bind(ctx)
+    case .mean, .reduceMax: return q ? try QReduceKernel.bind(ctx) : try ReduceKernel.bind(ctx)
     case .add, .sub, .mul, .div, .maximum, .minimum, .prelu:
       return q ? try QBinaryKernel.bind(ctx) : try BinaryKernel.bind(ctx)
     case .relu, .relu6, .leakyRelu, .hardSwish, .logistic, .tanh, .gelu, .exp, .log, .sqrt, .rsqrt:
@@ -71,65 +72,50 @@ public enum Registry {
   }
 
   /// Weights to pack once at model load for a faster kernel, shared by every
-  /// session: Conv2D with one group and constant float32 weights (as the
-  /// [Cout, KH*KW*Cin] matrix of PackedGemm). nil when the op does not want it.
+  /// session (`OpTraits.prepack`), as the [N, K] matrix of PackedGemm. nil
+  /// when these weights do not qualify.
   static func prepack(_ node: Node, _ inputs: [TensorDesc?], _ data: [UnsafeMutableRawPointer?]) -> PackedWeights? {
-    switch node.op {
-    case .conv2D:
-      guard inputs.count >= 2, let x = inputs[0], let w = inputs[1], let wp = data[1], w.isConstant,
-        x.dtype == .float32, w.dtype == .float32, w.shape.count == 4, x.shape.count == 4,
-        (try? node.attrs.int(.groups, default: 1)) == 1
-      else { return nil }
-      let n = w.shape[0]
-      let k = w.shape[1] &* w.shape[2] &* w.shape[3]
-      return PackedWeights(UnsafePointer(wp.assumingMemoryBound(to: Float.self)), n: n, k: k)
-    case .fullyConnected:
-      // Constant float32 weights, for any number of rows (a session may run
-      // another batch size than the file's).
-      guard inputs.count >= 2, let x = inputs[0], let w = inputs[1], let wp = data[1], w.isConstant,
-        x.dtype == .float32, w.dtype == .float32, w.shape.count == 2,
-        (try? node.attrs.int(.weightFormat, default: 0)) == 0
-      else { return nil }
-      return PackedWeights(UnsafePointer(wp.assumingMemoryBound(to: Float.self)), n: w.shape[0], k: w.shape[1])
-    default:
+    let kind = node.op.traits.prepack
+    guard kind != .none, inputs.count >= 2, let x = inputs[0], let w = inputs[1], let wp = data[1], w.isConstant,
+      x.dtype == .float32, w.dtype == .float32
+    else { return nil }
+    let weights = UnsafePointer(wp.assumingMemoryBound(to: Float.self))
+    switch kind {
+    case .none:
       return nil
+    case .conv2D:
+      // One group: [Cout, KH*KW*Cin].
+      guard w.shape.count == 4, x.shape.count == 4, (try? node.attrs.int(.groups, default: 1)) == 1 else { return nil }
+      return PackedWeights(weights, n: w.shape[0], k: w.shape[1] &* w.shape[2] &* w.shape[3])
+    case .fullyConnected:
+      // For any number of rows (a session may run another batch size than the file's).
+      guard w.shape.count == 2, (try? node.attrs.int(.weightFormat, default: 0)) == 0 else { return nil }
+      return PackedWeights(weights, n: w.shape[0], k: w.shape[1])
     }
   }
 
-  /// Whether a tensor is quantized 8-bit data (the integer kernels' input).
-  @inline(__always)
   /// Whether the op runs an integer kernel on these inputs: its int8
   /// outputs then need quantization parameters from the file (checked at
   /// load by the graph validation).
   static func computesQuantized(_ node: Node, _ inputs: [TensorDesc?]) -> Bool {
     guard quantized(inputs.first ?? nil) else { return false }
-    // Concat of raw int8 data (no parameters) is a plain copy.
-    if node.op == .concat && inputs.first??.quant == nil { return false }
-    switch node.op {
-    case .fullyConnected, .conv2D, .depthwiseConv2D, .maxPool2D, .averagePool2D, .mean, .add, .sub, .mul,
-      .relu, .relu6, .leakyRelu, .hardSwish, .logistic, .tanh, .softmax, .concat, .quantize:
-      return true
-    default:
-      return false
+    switch node.op.traits.int8 {
+    case .none: return false
+    case .always, .quantize: return true
+    case .withParams: return inputs.first??.quant != nil  // without: a plain copy of int8 data
     }
   }
 
+  /// Whether the op's integer output needs quantization parameters from the
+  /// file: it computes quantized, or it is a Quantize (from any input).
+  static func writesQuantized(_ node: Node, _ inputs: [TensorDesc?]) -> Bool {
+    node.op.traits.int8 == .quantize || computesQuantized(node, inputs)
+  }
+
+  /// Whether a tensor is quantized 8-bit data (the integer kernels' input).
+  @inline(__always)
   static func quantized(_ t: TensorDesc?) -> Bool {
     guard let t else { return false }
     return t.dtype == .int8 || t.dtype == .uint8
-  }
-
-  /// Whether output 0 may share input 0's buffer (when the planner finds
-  /// input 0 dead after this op and the sizes equal). Kernels of these ops
-  /// must give correct results when the two pointers are equal.
-  static func mayRunInPlace(_ op: OpKind) -> Bool {
-    switch op {
-    case .relu, .relu6, .leakyRelu, .hardSwish, .logistic, .tanh, .gelu, .exp, .log, .sqrt, .rsqrt,
-      .add, .sub, .mul, .div, .maximum, .minimum, .prelu, .batchNorm,
-      .reshape, .squeeze, .expandDims:
-      return true
-    default:
-      return false
-    }
   }
 }

@@ -1,6 +1,6 @@
 /// Reshape, Squeeze and ExpandDims (docs/ops.md, Data movement): the same
 /// elements in the same order under a new shape. Any dtype. The output may
-/// share the input's buffer (Registry.mayRunInPlace); then nothing moves.
+/// share the input's buffer (OpTraits.inPlace); then nothing moves.
 enum ReshapeKernel {
   static func infer(_ node: Node, _ inputs: [TensorDesc?]) throws(TinfError) -> [TensorType] {
     try arity(inputs, 1...1)

@@ -1,6 +1,6 @@
 /// Folds a BatchNorm into the float32 Conv2D, DepthwiseConv2D or
-/// FullyConnected that produces its input, when that op has constant float32
-/// weights (and a constant bias or none) and no fused activation, and its
+/// FullyConnected (`OpFamily.linear`) that produces its input, when that op
+/// has constant float32 weights (and a constant bias or none) and no fused activation, and its
 /// output feeds only the BatchNorm and is not a graph output. With the
 /// BatchNorm kernel's per-channel s = scale / sqrt(variance + eps) and
 /// t = bias - mean * s (Kernels/BatchNorm.swift): w' = w * s on each output
@@ -11,7 +11,7 @@ enum BatchNormFolding {
     for k in p.nodes.indices {
       guard let bn = p.nodes[k], bn.op == .batchNorm, let x = bn.inputs.first, x >= 0,
         let q = p.producer(x), let prod = p.nodes[q], p.onlyFeeds(x, k), p.isFloat(q),
-        prod.op == .conv2D || prod.op == .depthwiseConv2D || prod.op == .fullyConnected,
+        case .linear(let channelLast, _) = prod.op.traits.family,
         prod.attrs[.activation] == nil || prod.attrs[.activation] == .int(0),
         prod.attrs[.weightFormat] == nil || prod.attrs[.weightFormat] == .int(0),
         prod.inputs.count >= 2, prod.inputs[1] >= 0, p.tensors[prod.inputs[1]].dtype == .float32,
@@ -37,7 +37,7 @@ enum BatchNormFolding {
       let wd = p.tensors[prod.inputs[1]]
       let count = wd.count
       var nw = [Float](repeating: 0, count: count)
-      if prod.op == .depthwiseConv2D {
+      if channelLast {
         for i in 0..<count { nw[i] = w[i] * s[i % c] }
       } else {
         let per = count / c

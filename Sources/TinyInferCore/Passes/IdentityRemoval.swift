@@ -14,11 +14,11 @@ enum IdentityRemoval {
       let x = n.inputs[0]
       let y = n.outputs[0]
       guard x >= 0, p.tensors[x].quant == nil, p.tensors[y].quant == nil else { continue }
-      switch n.op {
-      case .reshape, .squeeze, .expandDims:
+      switch n.op.traits.family {
+      case .reshape:
         var x = x
         if n.op == .reshape, let q = p.producer(x), let qn = p.nodes[q],
-          qn.op == .reshape || qn.op == .squeeze || qn.op == .expandDims, let src = qn.inputs.first, src >= 0,
+          qn.op.traits.family == .reshape, let src = qn.inputs.first, src >= 0,
           p.tensors[src].quant == nil
         {
           p.report.append("collapse \(qn.op.name) '\(p.tensors[x].name)' + Reshape '\(p.tensors[y].name)' into one Reshape")
@@ -37,7 +37,7 @@ enum IdentityRemoval {
           perm == Array(0..<perm.count)
         else { continue }
         _ = remove(&p, k, "identity permutation")
-      default:
+      case .compute, .linear:
         continue
       }
     }

@@ -1,9 +1,10 @@
 /// Fuses a constant-zero Pad of the spatial dims (H, W of NHWC) into the
-/// float32 Conv2D or DepthwiseConv2D that reads it, when the convolution has
-/// VALID or explicit padding (padding 0 or 2; SAME depends on the input size,
-/// so it is left alone) and is the Pad's only reader: the convolution gets
-/// explicit pads (its own plus the Pad's) and reads the Pad's input. The
-/// kernels treat padding as zeros, so the outputs are the same.
+/// float32 Conv2D or DepthwiseConv2D (`OpFamily.linear` with pads) that
+/// reads it, when the convolution has VALID or explicit padding (padding 0
+/// or 2; SAME depends on the input size, so it is left alone) and is the
+/// Pad's only reader: the convolution gets explicit pads (its own plus the
+/// Pad's) and reads the Pad's input. The kernels treat padding as zeros, so
+/// the outputs are the same.
 enum PadFusion {
   static func run(_ p: inout PassGraph) {
     for k in p.nodes.indices {
@@ -17,7 +18,7 @@ enum PadFusion {
       let y = pad.outputs[0]
       let readers = p.readers(y)
       guard readers.count == 1, !p.isOutput(y), let c = readers.first, var conv = p.nodes[c],
-        conv.op == .conv2D || conv.op == .depthwiseConv2D, conv.inputs[0] == y, p.isFloat(c),
+        case .linear(_, true) = conv.op.traits.family, conv.inputs[0] == y, p.isFloat(c),
         let padding = try? conv.attrs.int(.padding, default: 0), padding == 0 || padding == 2
       else { continue }
       var pads = padding == 2 ? ((try? conv.attrs.ints(.pads)) ?? [0, 0, 0, 0]) : [0, 0, 0, 0]

@@ -2,7 +2,7 @@
 ///
 /// A tensor lives from the op that produces it to the last op that reads it.
 /// Graph inputs live for the whole run (a run never overwrites them) and
-/// graph outputs until the end. When an op allows it (`Registry.mayRunInPlace`)
+/// graph outputs until the end. When an op allows it (`OpTraits.inPlace`)
 /// and its input 0 dies at that op with the same byte size, the output takes
 /// over the input's buffer. Buffers are then placed greedily, largest first,
 /// at the lowest 64-byte aligned offset that no buffer alive at the same time
@@ -61,7 +61,7 @@ public enum MemoryPlanner {
     for t in g.inputs { bufferOf[t] = newBuffer(t) }
     for (k, node) in g.nodes.enumerated() {
       for (j, t) in node.outputs.enumerated() {
-        if j == 0, Registry.mayRunInPlace(node.op), let x = node.inputs.first, x >= 0,
+        if j == 0, node.op.traits.inPlace, let x = node.inputs.first, x >= 0,
           !g.tensors[x].isConstant, !isInput[x], bufferOf[x] >= 0, last[x] == k,
           g.tensors[x].nbytes == g.tensors[t].nbytes
         {

@@ -12,48 +12,16 @@
 /// integer kernel (or kept in float32) runs in float32 between a
 /// Dequantize and a Quantize. Rounding: half away from zero, as TFLite.
 enum StaticInt8Pass {
-  enum Kind {
-    /// FullyConnected, Conv2D, DepthwiseConv2D (and MatMul with a constant b, as FullyConnected).
-    case weighted
-    /// Output parameters from calibration (Add, Sub, Mul, Mean, Relu, ...).
-    case calibrated
-    /// Output parameters fixed by the spec.
-    case fixed(Float, Int32)
-    /// Output parameters equal the input's (pooling, data movement); runs
-    /// in int8 only when its input is int8 already.
-    case sameParams
-    case concat
-  }
-
-  static func kind(_ op: OpKind) -> Kind? {
-    switch op {
-    case .fullyConnected, .conv2D, .depthwiseConv2D, .matMul: return .weighted
-    case .add, .sub, .mul, .mean, .relu, .relu6, .leakyRelu, .hardSwish: return .calibrated
-    case .softmax, .logistic: return .fixed(1.0 / 256, -128)
-    case .tanh: return .fixed(1.0 / 128, 0)
-    case .maxPool2D, .averagePool2D, .reshape, .squeeze, .expandDims, .transpose, .split, .slice, .stridedSlice,
-      .pad, .gather, .depthToSpace, .spaceToDepth:
-      return .sameParams
-    case .concat: return .concat
-    default: return nil
-    }
-  }
-
-  static func isDataMovement(_ op: OpKind) -> Bool {
-    switch op {
-    case .reshape, .squeeze, .expandDims, .transpose, .split, .slice, .stridedSlice, .pad, .gather, .depthToSpace,
-      .spaceToDepth:
-      return true
-    default: return false
-    }
-  }
+  /// How an op is rewritten: `OpTraits.staticInt8` (nil: it stays float32).
+  typealias Kind = StaticInt8Kind
 
   /// Whether the op can run in int8 here: a supported kind whose data
   /// inputs are float32, with constant weights where needed.
   static func supported(_ g: Graph, _ node: Node) -> Bool {
-    guard let kind = kind(node.op) else { return false }
+    let traits = node.op.traits
+    guard let kind = traits.staticInt8 else { return false }
     for (s, t) in node.inputs.enumerated() where t >= 0 {
-      if node.op == .gather && s == 1 { continue }  // indices
+      if traits.indexSlots.contains(s) { continue }
       if g.tensors[t].dtype != .float32 { return false }
     }
     switch kind {
@@ -70,14 +38,14 @@ enum StaticInt8Pass {
         return mode != 0 || value == 0
       }
       return true
-    default:
+    case .calibrated, .fixed, .concat:
       return true
     }
   }
 
   /// Layers of the report: supported ops other than pure data movement.
   static func isLayer(_ g: Graph, _ node: Node) -> Bool {
-    supported(g, node) && !isDataMovement(node.op)
+    supported(g, node) && !node.op.traits.movesData
   }
 
   typealias Params = (scale: Float, zeroPoint: Int32)
@@ -192,7 +160,7 @@ enum StaticInt8Pass {
     for (k, node) in g.nodes.enumerated() {
       let keep = k < keepFloat.count && keepFloat[k]
       var done = false
-      if !keep, supported(g, node), let kind = kind(node.op) {
+      if !keep, supported(g, node), let kind = node.op.traits.staticInt8 {
         // Emitted on a copy, kept only if the integer kernel accepts the
         // op as written (its shape inference is the judge); otherwise the op
         // runs in float32.

@@ -61,16 +61,12 @@ enum WeightPasses {
     return wf == 0 && x.dtype == .float32 && w.isConstant && w.dtype == .float32 && w.shape.count == 2
   }
 
-  /// The weight inputs (slots) of `node` that fp16 stores as float16.
+  /// The weight inputs (slots) of `node` that fp16 stores as float16:
+  /// its `OpTraits.fp16Slots` that hold a float32 constant.
   static func fp16Slots(_ g: Graph, _ node: Node) -> [Int] {
-    var slots: [Int] = []
-    switch node.op {
-    case .fullyConnected, .conv2D, .depthwiseConv2D, .transposeConv2D: slots = [1]
-    case .matMul: slots = [0, 1]
-    default: return []
-    }
-    return slots.filter { s in
-      guard s < node.inputs.count, node.inputs[s] >= 0 else { return false }
+    let slots = node.op.traits.fp16Slots
+    return node.inputs.indices.filter { s in
+      guard slots.contains(s), node.inputs[s] >= 0 else { return false }
       let t = g.tensors[node.inputs[s]]
       return t.isConstant && t.dtype == .float32
     }
@@ -80,7 +76,8 @@ enum WeightPasses {
   static func isLayer(_ g: Graph, _ node: Node, _ mode: QuantMode) -> Bool {
     switch mode {
     case .fp16: return !fp16Slots(g, node).isEmpty
-    case .int8Dynamic, .int4: return fullyConnectedWithConstantW(g, node) || matMulWithConstantB(g, node)
+    case .int8Dynamic, .int4:
+      return node.op.traits.hybrid && (fullyConnectedWithConstantW(g, node) || matMulWithConstantB(g, node))
     case .int8Static: return StaticInt8Pass.isLayer(g, node)
     }
   }

@@ -13,6 +13,13 @@ public struct SessionOptions: Sendable {
     self.threads = threads
     self.maxArenaBytes = maxArenaBytes
   }
+
+  /// Sets the shape of graph input `index` (`rank` dims at `dims`, each
+  /// 1...2^30) for the sessions made with these options.
+  public mutating func setInputShape(_ index: Int, rank: Int, dims: UnsafePointer<Int64>?) throws(TinfError) {
+    guard index >= 0 && index < ModelFile.maxTensors else { throw .arg("input index \(index) out of range") }
+    inputShapes[index] = try readShape(rank: rank, dims: dims, maxDim: 1 << 30)
+  }
 }
 
 /// One execution context of a model: its arena, its bound kernels and its

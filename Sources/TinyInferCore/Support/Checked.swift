@@ -66,3 +66,22 @@ extension String {
     self = String(decoding: UnsafeBufferPointer(start: s.utf8Start, count: s.utf8CodeUnitCount), as: UTF8.self)
   }
 }
+
+/// A shape given as `rank` and a C array of dims: rank 0...maxRank, `dims`
+/// non-NULL when rank > 0, each dim in 1...maxDim (at most `maxTensorBytes`,
+/// so it fits Int on 32-bit targets too).
+public func readShape(rank: Int, dims: UnsafePointer<Int64>?, maxDim: Int64 = Int64(maxTensorBytes))
+  throws(TinfError) -> [Int]
+{
+  guard rank >= 0 && rank <= maxRank, rank == 0 || dims != nil else {
+    throw .arg("rank must be 0...\(maxRank) with non-NULL dims (got \(rank))")
+  }
+  let limit = min(maxDim, Int64(maxTensorBytes))
+  var shape: [Int] = []
+  for i in 0..<rank {
+    let d = dims![i]
+    guard d >= 1 && d <= limit else { throw .arg("dimension \(d) must be in 1...\(limit)") }
+    shape.append(Int(d))
+  }
+  return shape
+}

@@ -16,9 +16,7 @@ enum QActivationKernel {
   static func infer(_ node: Node, _ inputs: [TensorDesc?]) throws(TinfError) -> [TensorType] {
     try arity(inputs, 1...1)
     let x = try required(inputs, 0, "x")
-    switch node.op {
-    case .relu, .relu6, .leakyRelu, .hardSwish, .logistic, .tanh: break
-    default:
+    guard node.op.traits.int8 == .always else {
       throw TinfError(
         .unsupportedDType,
         "\(node.op.name) has no int8 kernel (int8: Relu, Relu6, LeakyRelu, HardSwish, Logistic, Tanh); "

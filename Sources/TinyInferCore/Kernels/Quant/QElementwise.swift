@@ -19,9 +19,7 @@ enum QBinaryKernel {
     try arity(inputs, 2...2)
     let a = try required(inputs, 0, "a")
     let b = try required(inputs, 1, "b")
-    switch node.op {
-    case .add, .sub, .mul: break
-    default:
+    guard node.op.traits.int8 == .always else {
       throw TinfError(
         .unsupportedDType, "\(node.op.name) has no int8 kernel (int8: Add, Sub, Mul); dequantize its inputs first")
     }

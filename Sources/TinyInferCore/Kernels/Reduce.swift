@@ -1,0 +1,209 @@
+import TinyInferShims
+
+/// Mean and ReduceMax (docs/ops.md) over `axes` (negative counts from the
+/// end, duplicates refused; none given: nothing is reduced), `keep_dims`
+/// 0/1, float32 here and int8 in Quant/QReduce.swift. Every variant runs one
+/// driver, `ReductionPlan.run`, with its step (`ReduceStep`: how elements
+/// join an accumulator) and its own epilogue (accumulators to outputs).
+///
+/// The driver drops dims of size 1 and merges neighbouring dims of the same
+/// kind (kept or reduced), so the input is walked once in memory order, in
+/// runs of the innermost merged dim: a reduced run folds into one
+/// accumulator (`foldRun`), a kept run folds element by element into a row
+/// of accumulators (`fold`).
+enum ReduceKernel {
+  /// Which dims of `x` are reduced.
+  static func reducedDims(_ node: Node, _ x: TensorDesc) throws(TinfError) -> [Bool] {
+    let rank = x.shape.count
+    var reduced = [Bool](repeating: false, count: rank)
+    let axes = try node.attrs.ints(.axes, in: -(1 << 20)...(1 << 20)) ?? []
+    for a in axes {
+      let i = try normalizeAxis(a, rank: rank, "axis")
+      guard !reduced[i] else { throw .unsupported("axis \(a) is repeated in axes") }
+      reduced[i] = true
+    }
+    return reduced
+  }
+
+  /// The output shape (reduced dims dropped, or 1 with keep_dims) and the
+  /// number of elements reduced into each output.
+  static func outputShape(_ node: Node, _ x: TensorDesc) throws(TinfError) -> (shape: [Int], count: Int) {
+    let reduced = try reducedDims(node, x)
+    let keep = try node.attrs.int(.keepDims, default: 0, in: 0...1) == 1
+    var shape: [Int] = []
+    var count = 1
+    for (i, d) in x.shape.enumerated() {
+      if !reduced[i] {
+        shape.append(d)
+      } else {
+        count &*= d
+        if keep { shape.append(1) }
+      }
+    }
+    return (shape, count)
+  }
+
+  static func infer(_ node: Node, _ inputs: [TensorDesc?]) throws(TinfError) -> [TensorType] {
+    try arity(inputs, node.op.traits.inputs)
+    let x = try required(inputs, 0, "input")
+    try requireFloat(x, "input")
+    return [TensorType(.float32, try outputShape(node, x).shape)]
+  }
+
+  static func bind(_ ctx: KernelContext) throws(TinfError) -> KernelFn {
+    guard let xd = ctx.inputs[0] else { throw .format("\(ctx.node.op.name): missing input") }
+    let plan = ReductionPlan(shape: xd.shape, reduced: try reducedDims(ctx.node, xd))
+    let x = ctx.floatIn(0)
+    let y = ctx.floatOut(0)
+    let outCount = plan.outCount
+    if ctx.node.op == .reduceMax {
+      return { () throws(TinfError) in plan.run(MaxFloat.self, x, y) }
+    }
+    // Mean: sums in Double, divided at the end.
+    let sums = try Scratch<Double>(count: outCount)
+    let divisor = Double(plan.reduceCount)
+    return { () throws(TinfError) in
+      let s = sums.base
+      plan.run(SumFloat.self, x, s)
+      for i in 0..<outCount {
+        y[i] = Float(s[i] / divisor)
+      }
+    }
+  }
+}
+
+/// How the elements of a reduction join an accumulator.
+protocol ReduceStep {
+  associatedtype Element
+  associatedtype Acc
+  /// The accumulator before any element.
+  static var identity: Acc { get }
+  /// One more element.
+  static func fold(_ a: Acc, _ x: Element) -> Acc
+  /// A contiguous run of `n` elements folded into `a`.
+  static func foldRun(_ a: Acc, _ x: UnsafePointer<Element>, _ n: Int) -> Acc
+}
+
+/// float32 sum in Double (Mean).
+enum SumFloat: ReduceStep {
+  static var identity: Double { 0 }
+  @inline(__always) static func fold(_ a: Double, _ x: Float) -> Double { a + Double(x) }
+  @inline(__always) static func foldRun(_ a: Double, _ x: UnsafePointer<Float>, _ n: Int) -> Double {
+    var total = 0.0
+    for i in 0..<n { total += Double(x[i]) }
+    return a + total
+  }
+}
+
+/// float32 maximum; a NaN anywhere gives NaN (as numpy's max).
+enum MaxFloat: ReduceStep {
+  static var identity: Float { -.infinity }
+  @inline(__always) static func fold(_ a: Float, _ x: Float) -> Float { x > a || x != x ? x : a }
+  /// 16 lanes at a time with `vmaxps` (ti_clamp16f against +inf); a lane's
+  /// NaN may be replaced by a later value there, so NaN is looked for apart.
+  @inline(__always) static func foldRun(_ a: Float, _ x: UnsafePointer<Float>, _ n: Int) -> Float {
+    var m = a
+    var i = 0
+    if n >= 16 {
+      let raw = UnsafeRawPointer(x)
+      let inf = SIMD16<Float>(repeating: .infinity)
+      var m16 = SIMD16<Float>(repeating: -.infinity)
+      while i &+ 16 <= n {
+        m16 = ti_clamp16f(raw.loadUnaligned(fromByteOffset: i &* 4, as: SIMD16<Float>.self), m16, inf)
+        i &+= 16
+      }
+      withUnsafeBytes(of: &m16) { lanes in
+        for l in 0..<16 { m = fold(m, lanes.load(fromByteOffset: l &* 4, as: Float.self)) }
+      }
+    }
+    while i < n {
+      m = fold(m, x[i])
+      i &+= 1
+    }
+    return m == m && hasNaN(x, n) ? .nan : m
+  }
+
+  @inline(__always) static func hasNaN(_ x: UnsafePointer<Float>, _ n: Int) -> Bool {
+    var any: UInt32 = 0
+    for i in 0..<n { any |= x[i] != x[i] ? 1 : 0 }
+    return any != 0
+  }
+}
+
+/// A reduction's iteration: size-1 dims dropped, neighbouring dims of the
+/// same kind (reduced or kept) merged, with each merged dim's stride in the
+/// output (0 when reduced). Built at bind; `run` allocates nothing.
+struct ReductionPlan {
+  /// Elements reduced into each output.
+  let reduceCount: Int
+  /// Outputs.
+  let outCount: Int
+  let inner: Int
+  let innerReduced: Bool
+  let outerGroups: Int
+  let outer: Int
+  let sizes: IntTable
+  let outStrides: IntTable
+
+  init(shape: [Int], reduced: [Bool]) {
+    var sizes: [Int] = []
+    var kinds: [Bool] = []
+    var reduceCount = 1
+    for (i, d) in shape.enumerated() where d > 1 {
+      if reduced[i] { reduceCount &*= d }
+      if let last = kinds.last, last == reduced[i] {
+        sizes[sizes.count - 1] &*= d
+      } else {
+        sizes.append(d)
+        kinds.append(reduced[i])
+      }
+    }
+    if sizes.isEmpty {
+      sizes = [1]
+      kinds = [false]
+    }
+    var strides = [Int](repeating: 0, count: sizes.count)
+    var acc = 1
+    for g in stride(from: sizes.count - 1, through: 0, by: -1) where !kinds[g] {
+      strides[g] = acc
+      acc &*= sizes[g]
+    }
+    self.reduceCount = reduceCount
+    outCount = acc
+    inner = sizes[sizes.count - 1]
+    innerReduced = kinds[kinds.count - 1]
+    outerGroups = sizes.count - 1
+    outer = sizes.dropLast().reduce(1, &*)
+    self.sizes = IntTable(sizes)
+    outStrides = IntTable(strides)
+  }
+
+  /// Sets `acc[0..<outCount]` to the reduction of `x` with step `R`.
+  @inline(__always)
+  func run<R: ReduceStep>(_: R.Type, _ x: UnsafePointer<R.Element>, _ acc: UnsafeMutablePointer<R.Acc>) {
+    let identity = R.identity
+    for i in 0..<outCount { acc[i] = identity }
+    let sz = sizes.base
+    let st = outStrides.base
+    for t in 0..<outer {
+      // Output offset of this run: decompose t over the outer merged dims.
+      var rem = t
+      var off = 0
+      var g = outerGroups &- 1
+      while g >= 0 {
+        let d = sz[g]
+        let q = rem / d
+        off &+= (rem &- q &* d) &* st[g]
+        rem = q
+        g &-= 1
+      }
+      let xs = x + t &* inner
+      if innerReduced {
+        acc[off] = R.foldRun(acc[off], xs, inner)
+      } else {
+        let ao = acc + off
+        for i in 0..<inner { ao[i] = R.fold(ao[i], xs[i]) }
+      }
+    }
+  }
+}
