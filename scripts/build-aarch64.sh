@@ -67,8 +67,10 @@ mkdir -p "$obj" "$mods"
 
 # The C shim: a normal Linux object (glibc headers, PIC, its TLS error
 # buffer in the general-dynamic model that a dlopen'ed library needs).
-$cross-gcc "${cc_arch[@]}" -std=gnu11 -O2 -fPIC -fno-omit-frame-pointer -Wall -Wextra \
-  -I Sources/TinyInferShims/include -c Sources/TinyInferShims/shims.c -o "$obj/shims.o"
+for src in Sources/TinyInferShims/*.c; do
+  $cross-gcc "${cc_arch[@]}" -std=gnu11 -O2 -fPIC -fno-omit-frame-pointer -Wall -Wextra \
+    -I Sources/TinyInferShims/include -c "$src" -o "$obj/c-$(basename "$src" .c).o"
+done
 
 # The Swift modules, whole-module, release, Embedded. The clang importer
 # sees only the shim's and the API's headers (stddef.h/stdint.h from
@@ -111,7 +113,7 @@ fi
 
 # The link: a Linux shared object with a SONAME, only tinf_* exported.
 $cross-gcc "${cc_arch[@]}" -shared -o "$out/libtinyinfer.unstripped.so" \
-  "$obj/TinyInferCAPI.o" "$obj/TinyInferCore.o" "$obj/shims.o" "$unicode" \
+  "$obj/TinyInferCAPI.o" "$obj/TinyInferCore.o" "$obj"/c-*.o "$unicode" \
   -Wl,--gc-sections -Wl,--version-script=scripts/exports.map -Wl,-soname,libtinyinfer.so.0 \
   -Wl,-z,defs -Wl,-z,noexecstack -static-libgcc -lm -lpthread
 $cross-strip -o "$out/libtinyinfer.so" "$out/libtinyinfer.unstripped.so"

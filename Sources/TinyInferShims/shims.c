@@ -267,26 +267,6 @@ void ti_pool_run(ti_pool *p, void (*fn)(void *, int), void *ctx, int n) {
   }
 }
 
-/* ---- CPU features (AArch64) ------------------------------------------
- * ti_cpu_dotprod (tinyinfer_simd.h): SDOT for the int8 GEMM, when the CPU
- * has it and TINYINFER_ISA=baseline does not forbid it. Set before any
- * model loads (a constructor of the library). */
-#if defined(__aarch64__)
-int ti_cpu_dotprod = 0;
-#if defined(__linux__)
-#include <sys/auxv.h>
-#ifndef HWCAP_ASIMDDP
-#define HWCAP_ASIMDDP (1UL << 20)
-#endif
-
-__attribute__((constructor)) static void ti_cpu_detect(void) {
-  const char *isa = getenv("TINYINFER_ISA");
-  int allowed = !(isa && strcmp(isa, "baseline") == 0);
-  ti_cpu_dotprod = allowed && (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0;
-}
-#endif
-#endif
-
 float ti_shim_expf(float x) { return expf(x); }
 float ti_shim_logf(float x) { return logf(x); }
 float ti_shim_tanhf(float x) { return tanhf(x); }

@@ -651,5 +651,5 @@ REFERENCE_INT8 = {
     "FullyConnected": fully_connected, "Conv2D": conv2d, "DepthwiseConv2D": depthwise_conv2d,
     "Add": add, "Sub": sub, "Mul": mul, "AveragePool2D": average_pool2d, "MaxPool2D": max_pool2d, "Mean": mean,
     "Softmax": softmax, "Relu": relu, "Relu6": relu6, "LeakyRelu": leaky_relu, "Logistic": logistic, "Tanh": tanh,
-    "HardSwish": hard_swish, "Concat": concat,
+    "HardSwish": hard_swish, "Concat": concat, "ReduceMax": reduce_max,
 }
