@@ -37,6 +37,25 @@ func forEachChunk(_ pool: ThreadPool, _ total: Int, minChunk: Int, _ body: (Int,
   }
 }
 
+/// Runs `work(rows, cols)` over all `m` rows and `n` columns: rows split
+/// between threads when there are at least as many rows as threads, else
+/// columns (chunks of at least `minCols`; a GEMV), all on the calling
+/// thread below about 64K multiply-adds (`macs`).
+@inline(__always)
+func splitRowsOrColumns(
+  _ pool: ThreadPool, rows m: Int, cols n: Int, minCols: Int, macs: Int, _ work: (Range<Int>, Range<Int>) -> Void
+) {
+  if pool.threads > 1 && macs >= 1 << 16 {
+    if m >= pool.threads {
+      pool.parallelRanges(m, minChunk: 1) { rows in work(rows, 0..<n) }
+    } else {
+      pool.parallelRanges(n, minChunk: minCols) { cols in work(0..<m, cols) }
+    }
+  } else {
+    work(0..<m, 0..<n)
+  }
+}
+
 /// The minimum number of work items per chunk so that a chunk does at least
 /// about `grain` multiply-adds when one item costs `perItem`.
 @inline(__always)

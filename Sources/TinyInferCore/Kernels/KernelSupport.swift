@@ -22,16 +22,21 @@ public struct KernelContext {
 
   var attrs: Attributes { node.attrs }
 
-  func floatIn(_ i: Int) -> UnsafePointer<Float> {
-    UnsafePointer(inputData[i]!.assumingMemoryBound(to: Float.self))
+  /// The data of input `i` (present) as elements of type T.
+  func input<T>(_ i: Int, _: T.Type) -> UnsafePointer<T> {
+    UnsafePointer(inputData[i]!.assumingMemoryBound(to: T.self))
   }
-  func optionalFloatIn(_ i: Int) -> UnsafePointer<Float>? {
+  /// The data of an optional input, or nil when it is absent.
+  func optionalInput<T>(_ i: Int, _: T.Type) -> UnsafePointer<T>? {
     guard i < inputData.count, let p = inputData[i] else { return nil }
-    return UnsafePointer(p.assumingMemoryBound(to: Float.self))
+    return UnsafePointer(p.assumingMemoryBound(to: T.self))
   }
-  func floatOut(_ i: Int) -> UnsafeMutablePointer<Float> {
-    outputData[i].assumingMemoryBound(to: Float.self)
+  func output<T>(_ i: Int, _: T.Type) -> UnsafeMutablePointer<T> {
+    outputData[i].assumingMemoryBound(to: T.self)
   }
+  func floatIn(_ i: Int) -> UnsafePointer<Float> { input(i, Float.self) }
+  func optionalFloatIn(_ i: Int) -> UnsafePointer<Float>? { optionalInput(i, Float.self) }
+  func floatOut(_ i: Int) -> UnsafeMutablePointer<Float> { output(i, Float.self) }
 }
 
 // MARK: - Checks shared by shape inference

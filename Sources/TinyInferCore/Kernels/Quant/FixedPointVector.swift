@@ -149,6 +149,27 @@ struct QRequantTable {
     }
   }
 
+  /// The table of `M_c = s_x s_w[c] / s_y` for each weight scale, computed
+  /// in double (TFLite's per-channel kernels); with `productInFloat`,
+  /// `s_x s_w[c]` is rounded to float first (TFLite's per-tensor
+  /// GetQuantizedConvolutionMultipler).
+  init(
+    inScale: Float, weightScales: [Float], outScale: Float, productInFloat: Bool = false, periodic: Bool = false,
+    _ what: String
+  ) throws(TinfError) {
+    var m: [Int32] = []
+    var s: [Int32] = []
+    for ws in weightScales {
+      let real =
+        productInFloat
+        ? Double(inScale * ws) / Double(outScale) : Double(inScale) * Double(ws) / Double(outScale)
+      let q = try FixedPoint.requantization(real, what)
+      m.append(q.multiplier)
+      s.append(q.shift)
+    }
+    try self.init(multipliers: m, shifts: s, count: m.count, periodic: periodic)
+  }
+
   /// Whether `requantizeFlat` may be used.
   var isPeriodic: Bool { period > 0 }
 

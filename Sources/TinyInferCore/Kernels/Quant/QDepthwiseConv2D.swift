@@ -14,16 +14,7 @@
 /// for the pixels whose window is inside the image (`inside3x3`).
 enum QDepthwiseConv2DKernel {
   static func infer(_ node: Node, _ inputs: [TensorDesc?]) throws(TinfError) -> [TensorType] {
-    try arity(inputs, 2...3)
-    let x = try required(inputs, 0, "input")
-    let w = try required(inputs, 1, "weights")
-    try QCheck.requireInt8(x, "input")
-    _ = try QCheck.perTensor(x, "input")
-    let shape = try DepthwiseConv2DKernel.outputShape(node, x, w)
-    _ = try QCheck.weights(w, channels: shape[3], axis: 3, "DepthwiseConv2D")
-    try QCheck.bias(inputs, 2, shape[3])
-    _ = try Activation.from(node.attrs)
-    return [TensorType(.int8, shape)]
+    try ConvFamily.infer(node, inputs, int8: true, depthwise: true)
   }
 
   /// What one output row needs.
@@ -32,11 +23,12 @@ enum QDepthwiseConv2DKernel {
     let w: UnsafePointer<Int8>
     let bias: UnsafePointer<Int32>?
     let y: UnsafeMutablePointer<Int8>
-    let mult: UnsafePointer<Int32>
-    let shift: UnsafePointer<Int32>
     let requant: QRequantTable
-    let h: Int, wIn: Int, c: Int, m: Int, kh: Int, kw: Int
+    let h: Int, wIn: Int, c: Int, kh: Int, kw: Int
     let oh: Int, ow: Int, padT: Int, padL: Int, sh: Int, sw: Int, dh: Int, dw: Int
+    /// Output columns whose 3x3 window lies inside the image horizontally
+    /// (with kh = kw = 3 and no dilation; else empty).
+    let inside: Range<Int>
     let xz: Int32, yz: Int32, lo: Int32, hi: Int32
     /// An input row (wIn * c values) of the input zero point: the window
     /// rows above and below the image, which then contribute nothing.
@@ -44,54 +36,77 @@ enum QDepthwiseConv2DKernel {
   }
 
   static func bind(_ ctx: KernelContext) throws(TinfError) -> KernelFn {
-    guard let xd = ctx.inputs[0], let wd = ctx.inputs[1] else { throw .format("DepthwiseConv2D: missing input") }
-    let xq = try QCheck.perTensor(xd, "input")
+    let d = try ConvDims(ctx, depthwise: true)
+    let xq = try QCheck.perTensor(ctx.inputs[0]!, "input")
     let yq = try QCheck.output(ctx)
-    let n = xd.shape[0]
-    let h = xd.shape[1]
-    let wIn = xd.shape[2]
-    let c = xd.shape[3]
-    let kh = wd.shape[1]
-    let kw = wd.shape[2]
+    let (c, cm, kh, kw) = (d.cin, d.cout, d.kh, d.kw)
     let m = try ctx.attrs.int(.depthMultiplier, default: 1, in: 1...(1 << 20))
-    let cm = c &* m
-    let (scales, _) = try QCheck.weights(wd, channels: cm, axis: 3, "DepthwiseConv2D")
-    let mt = try QChannelMultipliers(inScale: xq.scale, weightScales: scales, outScale: yq.scale, "DepthwiseConv2D")
-    let table = try QRequantTable(multipliers: mt.mult.int32, shifts: mt.shift.int32, count: cm)
+    let (scales, _) = try QCheck.weights(ctx.inputs[1]!, channels: cm, axis: 3, "DepthwiseConv2D")
+    let table = try QRequantTable(inScale: xq.scale, weightScales: scales, outScale: yq.scale, "DepthwiseConv2D")
     let (lo, hi) = try QCheck.activationRange(try Activation.from(ctx.attrs), yq)
-    let g = try WindowGeometry(ctx.attrs, inputH: h, inputW: wIn, kernelH: kh, kernelW: kw)
-    let padRow = try QBuffer(bytes: wIn &* c)
-    for i in 0..<(wIn &* c) { padRow.int8[i] = Int8(truncatingIfNeeded: xq.zeroPoint) }
-    guard let xp = ctx.inputData[0], let wpRaw = ctx.inputData[1] else { throw TinfError(.internal, "missing data") }
-    let bias: UnsafePointer<Int32>? =
-      ctx.inputData.count > 2 ? ctx.inputData[2].map { UnsafePointer($0.assumingMemoryBound(to: Int32.self)) } : nil
+    let padRow = try QBuffer(bytes: d.w &* c)
+    for i in 0..<(d.w &* c) { padRow.int8[i] = Int8(truncatingIfNeeded: xq.zeroPoint) }
     let p = Params(
-      x: UnsafePointer(xp.assumingMemoryBound(to: Int8.self)), w: UnsafePointer(wpRaw.assumingMemoryBound(to: Int8.self)),
-      bias: bias, y: ctx.outputData[0].assumingMemoryBound(to: Int8.self), mult: UnsafePointer(mt.mult.int32),
-      shift: UnsafePointer(mt.shift.int32), requant: table, h: h, wIn: wIn, c: c, m: m, kh: kh, kw: kw, oh: g.oh,
-      ow: g.ow, padT: g.padT, padL: g.padL, sh: g.sh, sw: g.sw, dh: g.dh, dw: g.dw, xz: xq.zeroPoint,
+      x: ctx.input(0, Int8.self), w: ctx.input(1, Int8.self), bias: ctx.optionalInput(2, Int32.self),
+      y: ctx.output(0, Int8.self), requant: table, h: d.h, wIn: d.w, c: c, kh: kh, kw: kw, oh: d.oh, ow: d.ow,
+      padT: d.padT, padL: d.padL, sh: d.sh, sw: d.sw, dh: d.dh, dw: d.dw,
+      inside: kh == 3 && kw == 3 && d.dh == 1 && d.dw == 1 ? d.inside3 : 0..<0, xz: xq.zeroPoint,
       yz: yq.zeroPoint, lo: lo, hi: hi, padRow: UnsafePointer(padRow.int8))
     let pool = ctx.pool
-    let accs = try QBuffer(bytes: pool.threads &* cm &* 4)
+    let minChunk = minChunkFor(perItem: d.ow &* kh &* kw &* cm, grain: 1 << 14)  // as the float kernel
+    if !(m == 1 && c >= 16) {
+      let accs = try QBuffer(bytes: pool.threads &* cm &* 4)
+      return ConvDriver.depthwise(d, x: p.x, w: p.w, y: p.y, pool: pool, minChunk: minChunk, Taps(p: p, m: m, accs: accs))
+    }
     // Per-thread 3x3 patches of window taps cut by an image edge (row16).
     let patches = try QBuffer(bytes: pool.threads &* 9 &* c)
-    let rows = n &* g.oh
-    let minChunk = minChunkFor(perItem: g.ow &* kh &* kw &* cm, grain: 1 << 14)  // as the float kernel
-    let vector = m == 1 && c >= 16
-
+    let rows = d.n &* d.oh
     return { () throws(TinfError) in
       forEachChunk(pool, rows, minChunk: minChunk) { chunk, range in
         for row in range {
-          if vector {
-            QDepthwiseConv2DKernel.row16(p, row, patches.int8 + chunk &* 9 &* c)
-          } else {
-            QDepthwiseConv2DKernel.rowGeneral(p, row, accs.int32 + chunk &* cm)
-          }
+          QDepthwiseConv2DKernel.row16(p, row, patches.int8 + chunk &* 9 &* c)
         }
       }
-      withExtendedLifetime(mt) {}
       withExtendedLifetime(padRow) {}
       withExtendedLifetime(patches) {}
+    }
+  }
+
+  /// The int8 step of ConvDriver.depthwise (any depth multiplier, any
+  /// channel count): int32 accumulators in per-thread scratch from the
+  /// bias, `acc += w (x - zp_x)`, then the output stage.
+  struct Taps: DepthwiseTaps {
+    let p: Params
+    let m: Int
+    let accs: QBuffer
+
+    @inline(__always)
+    func begin(_ y: UnsafeMutablePointer<Int8>, chunk: Int) -> UnsafeMutablePointer<Int32> {
+      let cm = p.c &* m
+      let acc = accs.int32 + chunk &* cm
+      if let bias = p.bias {
+        acc.update(from: bias, count: cm)
+      } else {
+        acc.update(repeating: 0, count: cm)
+      }
+      return acc
+    }
+
+    @inline(__always)
+    func tap(_ acc: UnsafeMutablePointer<Int32>, _ x: UnsafePointer<Int8>, _ w: UnsafePointer<Int8>) {
+      var o = 0
+      for ch in 0..<p.c {
+        let v = Int32(x[ch]) &- p.xz
+        for _ in 0..<m {
+          acc[o] &+= Int32(w[o]) &* v
+          o &+= 1
+        }
+      }
+    }
+
+    @inline(__always)
+    func finish(_ acc: UnsafeMutablePointer<Int32>, _ y: UnsafeMutablePointer<Int8>) {
+      p.requant.requantize(acc, from: 0, zp: p.yz, lo: p.lo, hi: p.hi, y, p.c &* m)
     }
   }
 
@@ -107,7 +122,7 @@ enum QDepthwiseConv2DKernel {
     let b = row / p.oh
     let oy = row &- b &* p.oh
     let iy0 = oy &* p.sh &- p.padT
-    let (i0, i1) = taps(iy0, p.kh, p.dh, p.h)
+    let (i0, i1) = windowTaps(iy0, p.kh, p.dh, p.h)
     let ximg = p.x + b &* p.h &* p.wIn &* c
     let yrow = p.y + row &* p.ow &* c
     let zx = SIMD16<Int16>(repeating: Int16(truncatingIfNeeded: p.xz))
@@ -116,12 +131,7 @@ enum QDepthwiseConv2DKernel {
     let tapStride = p.dw &* c
     // Pixels whose 3x3 window is inside the image horizontally; window rows
     // above or below the image read the row of zero points.
-    var inside = 0..<0
-    if p.kh == 3 && p.kw == 3 && p.dh == 1 && p.dw == 1 {
-      let first = (p.padL &+ p.sw &- 1) / p.sw
-      let end = p.wIn &- 3 &+ p.padL >= 0 ? min(p.ow, (p.wIn &- 3 &+ p.padL) / p.sw &+ 1) : 0
-      if first < end { inside = first..<end }
-    }
+    let inside = p.inside
     var cb = 0
     while true {
       let rq = FixedPoint.Requant16(p.requant, cb)
@@ -129,7 +139,7 @@ enum QDepthwiseConv2DKernel {
       let wb = UnsafeRawPointer(p.w + cb)
       @inline(__always) func pixel(_ ox: Int) {
         let ix0 = ox &* p.sw &- p.padL
-        let (j0, j1) = taps(ix0, p.kw, p.dw, p.wIn)
+        let (j0, j1) = windowTaps(ix0, p.kw, p.dw, p.wIn)
         var acc = bv
         if j0 < j1 {
           for i in i0..<i1 {
@@ -235,75 +245,6 @@ enum QDepthwiseConv2DKernel {
       xp += step
       xq += step
       xr += step
-    }
-  }
-
-  /// The taps k in 0..<k1 of a window starting at `start` (stride `d`) that
-  /// fall inside 0..<size.
-  @inline(__always)
-  static func taps(_ start: Int, _ k: Int, _ d: Int, _ size: Int) -> (Int, Int) {
-    let k0 = start >= 0 ? 0 : min(k, (0 &- start &+ d &- 1) / d)
-    let k1 = start &+ (k &- 1) &* d < size ? k : max(k0, (size &- start &+ d &- 1) / d)
-    return (k0, k1)
-  }
-
-  /// One output row in general (any depth multiplier, any channel count):
-  /// accumulators in `acc`, requantized 16 at a time.
-  @inline(never)
-  static func rowGeneral(_ p: Params, _ row: Int, _ acc: UnsafeMutablePointer<Int32>) {
-    let c = p.c
-    let m = p.m
-    let cm = c &* m
-    let b = row / p.oh
-    let oy = row &- b &* p.oh
-    let iy0 = oy &* p.sh &- p.padT
-    let (i0, i1) = taps(iy0, p.kh, p.dh, p.h)
-    let ximg = p.x + b &* p.h &* p.wIn &* c
-    for ox in 0..<p.ow {
-      let ix0 = ox &* p.sw &- p.padL
-      let (j0, j1) = taps(ix0, p.kw, p.dw, p.wIn)
-      if let bias = p.bias {
-        acc.update(from: bias, count: cm)
-      } else {
-        acc.update(repeating: 0, count: cm)
-      }
-      if j0 < j1 {
-        for i in i0..<i1 {
-          for j in j0..<j1 {
-            let xs = ximg + ((iy0 &+ i &* p.dh) &* p.wIn &+ ix0 &+ j &* p.dw) &* c
-            let ws = p.w + (i &* p.kw &+ j) &* cm
-            var o = 0
-            for ch in 0..<c {
-              let v = Int32(xs[ch]) &- p.xz
-              for _ in 0..<m {
-                acc[o] &+= Int32(ws[o]) &* v
-                o &+= 1
-              }
-            }
-          }
-        }
-      }
-      requantizeRow16(acc, p, p.y + (row &* p.ow &+ ox) &* cm, cm)
-    }
-  }
-
-  /// y[i] = clamp(MultiplyByQuantizedMultiplier(acc[i], M_i) + zp_y) for
-  /// i < n: 16 lanes at a time (the last block overlapping when n is not a
-  /// multiple of 16), element by element below 16.
-  @inline(__always)
-  static func requantizeRow16(_ acc: UnsafeMutablePointer<Int32>, _ p: Params, _ y: UnsafeMutablePointer<Int8>, _ n: Int) {
-    if n < 16 {
-      for i in 0..<n { y[i] = requantize(acc[i], p.mult[i], p.shift[i], p.yz, p.lo, p.hi) }
-      return
-    }
-    let zy = SIMD16<Int32>(repeating: p.yz)
-    var i = 0
-    while true {
-      let a = UnsafeRawPointer(acc + i).loadUnaligned(as: SIMD16<Int32>.self)
-      let v = FixedPoint.mul(a, FixedPoint.Requant16(p.requant, i)) &+ zy
-      UnsafeMutableRawPointer(y + i).storeBytes(of: clampNarrow(v, p.lo, p.hi), as: SIMD16<Int8>.self)
-      if i &+ 16 == n { break }
-      i = min(i &+ 16, n &- 16)
     }
   }
 }
