@@ -3,11 +3,7 @@
 /// (output shape is x's; the slope broadcasts to it).
 enum BinaryKernel {
   static func infer(_ node: Node, _ inputs: [TensorDesc?]) throws(TinfError) -> [TensorType] {
-    try arity(inputs, 2...2)
-    let a = try required(inputs, 0, "a")
-    let b = try required(inputs, 1, "b")
-    try requireFloat(a, "input")
-    try requireFloat(b, "input")
+    let (a, b) = try floatInputs(inputs, 2...2, "input", "input")
     let shape = try broadcastShapes(a.shape, b.shape)
     switch node.op {
     case .prelu:

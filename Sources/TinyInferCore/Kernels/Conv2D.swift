@@ -12,11 +12,10 @@ enum Conv2DKernel {
     try ConvFamily.infer(node, inputs, int8: false, depthwise: false)
   }
 
-  /// The output shape [N, OH, OW, Cout] after checking the layouts, groups
-  /// and window attributes: shared by the float and the integer Conv2D,
-  /// whatever their dtypes.
-  static func outputShape(_ node: Node, _ x: TensorDesc, _ w: TensorDesc) throws(TinfError) -> [Int] {
-    try requireNHWC(x, "input")
+  /// The output channels (Cout) after checking the weights' layout against
+  /// the input (NHWC) and the groups: shared by the float and the integer
+  /// Conv2D, whatever their dtypes (ConvFamily.infer).
+  static func outputChannels(_ node: Node, _ x: TensorDesc, _ w: TensorDesc) throws(TinfError) -> Int {
     guard w.shape.count == 4 else {
       throw .shape("weights '\(w.name)' must be [Cout,KH,KW,Cin/groups] (rank 4), has \(describe(w.shape))")
     }
@@ -33,8 +32,7 @@ enum Conv2DKernel {
       throw .shape(
         "weights \(describe(w.shape)) do not match input channels \(cin) / groups \(groups) (last dim must be \(cin / groups))")
     }
-    let g = try WindowGeometry(node.attrs, inputH: x.shape[1], inputW: x.shape[2], kernelH: w.shape[1], kernelW: w.shape[2])
-    return [x.shape[0], g.oh, g.ow, cout]
+    return cout
   }
 
   static func bind(_ ctx: KernelContext) throws(TinfError) -> KernelFn {
@@ -124,10 +122,7 @@ enum Conv2DKernel {
     // Chunks of at least about 32K multiply-adds (and whole tiles).
     let minChunk = max(PackedGemm.mr, minChunkFor(perItem: k &* cout, grain: 1 << 15))
     return { () throws(TinfError) in
-      _ = packed
-      _ = zeros
-      _ = pointers
-      _ = edges
+      withExtendedLifetime((packed, zeros, pointers, edges)) {}
       forEachChunk(pool, pixels, minChunk: minChunk) { chunk, range in
         if contiguous {
           PackedGemm.run(

@@ -18,28 +18,27 @@ enum ConvFamily {
   /// float32 input and weights, or (`int8`) an int8 input quantized per
   /// tensor (the weights are checked by the caller).
   static func inputs(_ inputs: [TensorDesc?], int8: Bool) throws(TinfError) -> (x: TensorDesc, w: TensorDesc) {
+    guard int8 else { return try floatInputs(inputs, 2...3, "input", "weights") }
     try arity(inputs, 2...3)
     let x = try required(inputs, 0, "input")
     let w = try required(inputs, 1, "weights")
-    if int8 {
-      try QCheck.requireInt8(x, "input")
-      _ = try QCheck.perTensor(x, "input")
-    } else {
-      try requireFloat(x, "input")
-      try requireFloat(w, "weights")
-    }
+    try QCheck.requireInt8(x, "input")
+    _ = try QCheck.perTensor(x, "input")
     return (x, w)
   }
 
   /// Shape inference of Conv2D or (`depthwise`) DepthwiseConv2D, float32 or
-  /// int8 (weights quantized per tensor or per output channel: dim 0 of a
+  /// int8: NHWC output [N, OH, OW, output channels] (weights quantized per tensor or per output channel: dim 0 of a
   /// Conv2D's, dim 3 of a DepthwiseConv2D's; an int32 bias).
   static func infer(_ node: Node, _ inputs: [TensorDesc?], int8: Bool, depthwise: Bool) throws(TinfError)
     -> [TensorType]
   {
     let (x, w) = try Self.inputs(inputs, int8: int8)
-    let shape =
-      depthwise ? try DepthwiseConv2DKernel.outputShape(node, x, w) : try Conv2DKernel.outputShape(node, x, w)
+    try requireNHWC(x, "input")
+    let cout =
+      depthwise ? try DepthwiseConv2DKernel.outputChannels(node, x, w) : try Conv2DKernel.outputChannels(node, x, w)
+    let g = try WindowGeometry(node.attrs, inputH: x.shape[1], inputW: x.shape[2], kernelH: w.shape[1], kernelW: w.shape[2])
+    let shape = [x.shape[0], g.oh, g.ow, cout]
     if int8 {
       _ = try QCheck.weights(
         w, channels: shape[3], axis: depthwise ? 3 : 0, depthwise ? "DepthwiseConv2D" : "Conv2D")

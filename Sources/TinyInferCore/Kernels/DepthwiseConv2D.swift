@@ -11,10 +11,10 @@ enum DepthwiseConv2DKernel {
     try ConvFamily.infer(node, inputs, int8: false, depthwise: true)
   }
 
-  /// The output shape [N, OH, OW, C*M] after checking the layouts, the depth
-  /// multiplier and the window: shared by the float and integer kernels.
-  static func outputShape(_ node: Node, _ x: TensorDesc, _ w: TensorDesc) throws(TinfError) -> [Int] {
-    try requireNHWC(x, "input")
+  /// The output channels (C*M) after checking the weights' layout against
+  /// the input (NHWC) and the depth multiplier: shared by the float and
+  /// integer kernels (ConvFamily.infer).
+  static func outputChannels(_ node: Node, _ x: TensorDesc, _ w: TensorDesc) throws(TinfError) -> Int {
     let c = x.shape[3]
     let m = try node.attrs.int(.depthMultiplier, default: 1, in: 1...(1 << 20))
     let cm = c * m  // c <= 2^32, m <= 2^20: no overflow
@@ -22,8 +22,7 @@ enum DepthwiseConv2DKernel {
       throw .shape(
         "weights '\(w.name)' must be [1,KH,KW,\(cm)] (channels \(c) x depth_multiplier \(m)), has \(describe(w.shape))")
     }
-    let g = try WindowGeometry(node.attrs, inputH: x.shape[1], inputW: x.shape[2], kernelH: w.shape[1], kernelW: w.shape[2])
-    return [x.shape[0], g.oh, g.ow, cm]
+    return cm
   }
 
   static func bind(_ ctx: KernelContext) throws(TinfError) -> KernelFn {

@@ -61,6 +61,19 @@ func requireFloat(_ t: TensorDesc, _ what: String) throws(TinfError) {
   }
 }
 
+/// The first two inputs of an op taking `count` inputs, present and
+/// float32 (`first` and `second` name them in errors).
+func floatInputs(_ inputs: [TensorDesc?], _ count: ClosedRange<Int>, _ first: String, _ second: String)
+  throws(TinfError) -> (TensorDesc, TensorDesc)
+{
+  try arity(inputs, count)
+  let a = try required(inputs, 0, first)
+  let b = try required(inputs, 1, second)
+  try requireFloat(a, first)
+  try requireFloat(b, second)
+  return (a, b)
+}
+
 /// Normalizes an axis that may be negative against `rank`.
 func normalizeAxis(_ axis: Int, rank: Int, _ what: String = "axis") throws(TinfError) -> Int {
   let a = axis < 0 ? axis + rank : axis

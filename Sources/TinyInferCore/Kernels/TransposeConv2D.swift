@@ -53,11 +53,7 @@ enum TransposeConv2DKernel {
   }
 
   static func infer(_ node: Node, _ inputs: [TensorDesc?]) throws(TinfError) -> [TensorType] {
-    try arity(inputs, 2...3)
-    let x = try required(inputs, 0, "input")
-    let w = try required(inputs, 1, "weights")
-    try requireFloat(x, "input")
-    try requireFloat(w, "weights")
+    let (x, w) = try floatInputs(inputs, 2...3, "input", "weights")
     try requireNHWC(x, "input")
     guard w.shape.count == 4, w.shape[3] == x.shape[3] else {
       throw .shape("weights '\(w.name)' must be [Cout,KH,KW,\(x.shape[3])], has \(describe(w.shape))")

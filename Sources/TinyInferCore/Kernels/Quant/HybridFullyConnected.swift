@@ -289,12 +289,7 @@ enum HybridFullyConnected {
       }
       splitRowsOrColumns(pool, rows: m, cols: panels, minCols: 1, macs: total, work)
       act.apply(y, m &* n)
-      _ = weights
-      _ = zeros
-      _ = rows
-      _ = sums
-      _ = params
-      _ = scratch
+      withExtendedLifetime((weights, zeros, rows, sums, params, scratch)) {}
     }
   }
 

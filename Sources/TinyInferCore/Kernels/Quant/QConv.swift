@@ -20,6 +20,25 @@ enum QConv2DKernel {
     let table: QRequantTable
     let xz: Int32, yz: Int32, lo: Int32, hi: Int32
 
+    /// The operands of a bound int8 Conv2D or (`depthwise`)
+    /// DepthwiseConv2D: weights quantized per tensor or per output channel,
+    /// `M_c = s_x s_w[c] / s_y`.
+    init(_ ctx: KernelContext, depthwise: Bool) throws(TinfError) {
+      let what = depthwise ? "DepthwiseConv2D" : "Conv2D"
+      let wd = ctx.inputs[1]!
+      let xq = try QCheck.perTensor(ctx.inputs[0]!, "input")
+      let yq = try QCheck.output(ctx)
+      let axis = depthwise ? 3 : 0
+      let (scales, _) = try QCheck.weights(wd, channels: wd.shape[axis], axis: axis, what)
+      table = try QRequantTable(inScale: xq.scale, weightScales: scales, outScale: yq.scale, periodic: !depthwise, what)
+      (lo, hi) = try QCheck.activationRange(try Activation.from(ctx.attrs), yq)
+      (xz, yz) = (xq.zeroPoint, yq.zeroPoint)
+      x = ctx.input(0, Int8.self)
+      w = ctx.input(1, Int8.self)
+      bias = ctx.optionalInput(2, Int32.self)
+      y = ctx.output(0, Int8.self)
+    }
+
     /// The GEMM's starting accumulators `bias - (128 + zp_x) sum w` of the
     /// packed paths (their rows are `x + 128`), so that they come out as
     /// `sum w (x - zp_x) + bias`.
@@ -34,20 +53,10 @@ enum QConv2DKernel {
 
   static func bind(_ ctx: KernelContext) throws(TinfError) -> KernelFn {
     let d = try ConvDims(ctx, depthwise: false)
-    let xd = ctx.inputs[0]!
+    let o = try Operands(ctx, depthwise: false)
     let wd = ctx.inputs[1]!
-    let xq = try QCheck.perTensor(xd, "input")
-    let yq = try QCheck.output(ctx)
     let groups = try ctx.attrs.int(.groups, default: 1, in: 1...(1 << 20))
     let cout = d.cout
-    let (scales, _) = try QCheck.weights(wd, channels: cout, axis: 0, "Conv2D")
-    let (lo, hi) = try QCheck.activationRange(try Activation.from(ctx.attrs), yq)
-    let o = Operands(
-      x: ctx.input(0, Int8.self), w: ctx.input(1, Int8.self), bias: ctx.optionalInput(2, Int32.self),
-      y: ctx.output(0, Int8.self),
-      table: try QRequantTable(
-        inScale: xq.scale, weightScales: scales, outScale: yq.scale, periodic: true, "Conv2D"),
-      xz: xq.zeroPoint, yz: yq.zeroPoint, lo: lo, hi: hi)
     if groups == 1 && wd.isConstant && !d.direct && d.dw == 1 {
       return try bindIndirect(ctx, d, o)
     }
@@ -155,10 +164,7 @@ enum QConv2DKernel {
           p &+= block
         }
       }
-      _ = weights
-      _ = rows
-      _ = sums
-      _ = initial
+      withExtendedLifetime((weights, rows, sums, initial)) {}
     }
   }
 
@@ -230,14 +236,7 @@ enum QConv2DKernel {
           p &+= count
         }
       }
-      _ = weights
-      _ = unsigned
-      _ = padRow
-      _ = edges
-      _ = pointers
-      _ = sums
-      _ = initial
-      _ = padded
+      withExtendedLifetime((weights, unsigned, padRow, edges, pointers, sums, initial, padded)) {}
     }
   }
 

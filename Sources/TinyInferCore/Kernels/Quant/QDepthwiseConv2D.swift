@@ -19,44 +19,31 @@ enum QDepthwiseConv2DKernel {
 
   /// What one output row needs.
   struct Params {
-    let x: UnsafePointer<Int8>
-    let w: UnsafePointer<Int8>
-    let bias: UnsafePointer<Int32>?
-    let y: UnsafeMutablePointer<Int8>
-    let requant: QRequantTable
-    let h: Int, wIn: Int, c: Int, kh: Int, kw: Int
-    let oh: Int, ow: Int, padT: Int, padL: Int, sh: Int, sw: Int, dh: Int, dw: Int
+    let o: QConv2DKernel.Operands
+    let d: ConvDims
     /// Output columns whose 3x3 window lies inside the image horizontally
     /// (with kh = kw = 3 and no dilation; else empty).
     let inside: Range<Int>
-    let xz: Int32, yz: Int32, lo: Int32, hi: Int32
-    /// An input row (wIn * c values) of the input zero point: the window
+    /// An input row (W * C values) of the input zero point: the window
     /// rows above and below the image, which then contribute nothing.
     let padRow: UnsafePointer<Int8>
   }
 
   static func bind(_ ctx: KernelContext) throws(TinfError) -> KernelFn {
     let d = try ConvDims(ctx, depthwise: true)
-    let xq = try QCheck.perTensor(ctx.inputs[0]!, "input")
-    let yq = try QCheck.output(ctx)
+    let o = try QConv2DKernel.Operands(ctx, depthwise: true)
     let (c, cm, kh, kw) = (d.cin, d.cout, d.kh, d.kw)
     let m = try ctx.attrs.int(.depthMultiplier, default: 1, in: 1...(1 << 20))
-    let (scales, _) = try QCheck.weights(ctx.inputs[1]!, channels: cm, axis: 3, "DepthwiseConv2D")
-    let table = try QRequantTable(inScale: xq.scale, weightScales: scales, outScale: yq.scale, "DepthwiseConv2D")
-    let (lo, hi) = try QCheck.activationRange(try Activation.from(ctx.attrs), yq)
     let padRow = try QBuffer(bytes: d.w &* c)
-    for i in 0..<(d.w &* c) { padRow.int8[i] = Int8(truncatingIfNeeded: xq.zeroPoint) }
+    for i in 0..<(d.w &* c) { padRow.int8[i] = Int8(truncatingIfNeeded: o.xz) }
     let p = Params(
-      x: ctx.input(0, Int8.self), w: ctx.input(1, Int8.self), bias: ctx.optionalInput(2, Int32.self),
-      y: ctx.output(0, Int8.self), requant: table, h: d.h, wIn: d.w, c: c, kh: kh, kw: kw, oh: d.oh, ow: d.ow,
-      padT: d.padT, padL: d.padL, sh: d.sh, sw: d.sw, dh: d.dh, dw: d.dw,
-      inside: kh == 3 && kw == 3 && d.dh == 1 && d.dw == 1 ? d.inside3 : 0..<0, xz: xq.zeroPoint,
-      yz: yq.zeroPoint, lo: lo, hi: hi, padRow: UnsafePointer(padRow.int8))
+      o: o, d: d, inside: kh == 3 && kw == 3 && d.dh == 1 && d.dw == 1 ? d.inside3 : 0..<0,
+      padRow: UnsafePointer(padRow.int8))
     let pool = ctx.pool
     let minChunk = minChunkFor(perItem: d.ow &* kh &* kw &* cm, grain: 1 << 14)  // as the float kernel
     if !(m == 1 && c >= 16) {
       let accs = try QBuffer(bytes: pool.threads &* cm &* 4)
-      return ConvDriver.depthwise(d, x: p.x, w: p.w, y: p.y, pool: pool, minChunk: minChunk, Taps(p: p, m: m, accs: accs))
+      return ConvDriver.depthwise(d, x: o.x, w: o.w, y: o.y, pool: pool, minChunk: minChunk, Taps(p: p, m: m, accs: accs))
     }
     // Per-thread 3x3 patches of window taps cut by an image edge (row16).
     let patches = try QBuffer(bytes: pool.threads &* 9 &* c)
@@ -82,9 +69,9 @@ enum QDepthwiseConv2DKernel {
 
     @inline(__always)
     func begin(_ y: UnsafeMutablePointer<Int8>, chunk: Int) -> UnsafeMutablePointer<Int32> {
-      let cm = p.c &* m
+      let cm = p.d.cin &* m
       let acc = accs.int32 + chunk &* cm
-      if let bias = p.bias {
+      if let bias = p.o.bias {
         acc.update(from: bias, count: cm)
       } else {
         acc.update(repeating: 0, count: cm)
@@ -95,8 +82,8 @@ enum QDepthwiseConv2DKernel {
     @inline(__always)
     func tap(_ acc: UnsafeMutablePointer<Int32>, _ x: UnsafePointer<Int8>, _ w: UnsafePointer<Int8>) {
       var o = 0
-      for ch in 0..<p.c {
-        let v = Int32(x[ch]) &- p.xz
+      for ch in 0..<p.d.cin {
+        let v = Int32(x[ch]) &- p.o.xz
         for _ in 0..<m {
           acc[o] &+= Int32(w[o]) &* v
           o &+= 1
@@ -106,7 +93,7 @@ enum QDepthwiseConv2DKernel {
 
     @inline(__always)
     func finish(_ acc: UnsafeMutablePointer<Int32>, _ y: UnsafeMutablePointer<Int8>) {
-      p.requant.requantize(acc, from: 0, zp: p.yz, lo: p.lo, hi: p.hi, y, p.c &* m)
+      p.o.table.requantize(acc, from: 0, zp: p.o.yz, lo: p.o.lo, hi: p.o.hi, y, p.d.cin &* m)
     }
   }
 
@@ -118,33 +105,33 @@ enum QDepthwiseConv2DKernel {
   /// = sum w x - zp sum w, exact in wrapping int32 like the sum itself).
   @inline(never)
   static func row16(_ p: Params, _ row: Int, _ patch: UnsafeMutablePointer<Int8>) {
-    let c = p.c
-    let b = row / p.oh
-    let oy = row &- b &* p.oh
-    let iy0 = oy &* p.sh &- p.padT
-    let (i0, i1) = windowTaps(iy0, p.kh, p.dh, p.h)
-    let ximg = p.x + b &* p.h &* p.wIn &* c
-    let yrow = p.y + row &* p.ow &* c
-    let zx = SIMD16<Int16>(repeating: Int16(truncatingIfNeeded: p.xz))
-    let zy = SIMD16<Int32>(repeating: p.yz)
-    let rowStride = p.wIn &* c
-    let tapStride = p.dw &* c
+    let c = p.d.cin
+    let b = row / p.d.oh
+    let oy = row &- b &* p.d.oh
+    let iy0 = oy &* p.d.sh &- p.d.padT
+    let (i0, i1) = windowTaps(iy0, p.d.kh, p.d.dh, p.d.h)
+    let ximg = p.o.x + b &* p.d.h &* p.d.w &* c
+    let yrow = p.o.y + row &* p.d.ow &* c
+    let zx = SIMD16<Int16>(repeating: Int16(truncatingIfNeeded: p.o.xz))
+    let zy = SIMD16<Int32>(repeating: p.o.yz)
+    let rowStride = p.d.w &* c
+    let tapStride = p.d.dw &* c
     // Pixels whose 3x3 window is inside the image horizontally; window rows
     // above or below the image read the row of zero points.
     let inside = p.inside
     var cb = 0
     while true {
-      let rq = FixedPoint.Requant16(p.requant, cb)
-      let bv = p.bias.map { UnsafeRawPointer($0 + cb).loadUnaligned(as: SIMD16<Int32>.self) } ?? SIMD16<Int32>()
-      let wb = UnsafeRawPointer(p.w + cb)
+      let rq = FixedPoint.Requant16(p.o.table, cb)
+      let bv = p.o.bias.map { UnsafeRawPointer($0 + cb).loadUnaligned(as: SIMD16<Int32>.self) } ?? SIMD16<Int32>()
+      let wb = UnsafeRawPointer(p.o.w + cb)
       @inline(__always) func pixel(_ ox: Int) {
-        let ix0 = ox &* p.sw &- p.padL
-        let (j0, j1) = windowTaps(ix0, p.kw, p.dw, p.wIn)
+        let ix0 = ox &* p.d.sw &- p.d.padL
+        let (j0, j1) = windowTaps(ix0, p.d.kw, p.d.dw, p.d.w)
         var acc = bv
         if j0 < j1 {
           for i in i0..<i1 {
-            let xr = UnsafeRawPointer(ximg + ((iy0 &+ i &* p.dh) &* rowStride &+ (ix0 &+ j0 &* p.dw) &* c &+ cb))
-            let wr = wb + (i &* p.kw &+ j0) &* c
+            let xr = UnsafeRawPointer(ximg + ((iy0 &+ i &* p.d.dh) &* rowStride &+ (ix0 &+ j0 &* p.d.dw) &* c &+ cb))
+            let wr = wb + (i &* p.d.kw &+ j0) &* c
             var xo = 0
             var wo = 0
             for _ in j0..<j1 {
@@ -156,33 +143,33 @@ enum QDepthwiseConv2DKernel {
           }
         }
         let v = FixedPoint.mul(acc, rq) &+ zy
-        UnsafeMutableRawPointer(yrow + (ox &* c &+ cb)).storeBytes(of: clampNarrow(v, p.lo, p.hi), as: SIMD16<Int8>.self)
+        UnsafeMutableRawPointer(yrow + (ox &* c &+ cb)).storeBytes(of: clampNarrow(v, p.o.lo, p.o.hi), as: SIMD16<Int8>.self)
       }
       var ox = 0
       @inline(__always) func inputRow(_ i: Int) -> UnsafePointer<Int8> {
         let iy = iy0 &+ i
-        return (iy >= 0 && iy < p.h ? ximg + iy &* rowStride : p.padRow) + cb
+        return (iy >= 0 && iy < p.d.h ? ximg + iy &* rowStride : p.padRow) + cb
       }
       // A 3x3 window cut by the left or right edge: its nine taps of these
       // 16 channels are copied, with the zero point outside the image, into
       // a patch of three rows of three pixels (pixel stride c, as in the
       // image), which inside3x3 then reads like an inside window.
       @inline(__always) func edge(_ ox: Int) {
-        let ix0 = ox &* p.sw &- p.padL
+        let ix0 = ox &* p.d.sw &- p.d.padL
         for i in 0..<3 {
           let src = inputRow(i)
           for j in 0..<3 {
             let ix = ix0 &+ j
             let d = UnsafeMutableRawPointer(patch + (i &* 3 &+ j) &* c)
-            if ix >= 0 && ix < p.wIn {
+            if ix >= 0 && ix < p.d.w {
               d.storeBytes(of: UnsafeRawPointer(src + ix &* c).loadUnaligned(as: SIMD16<Int8>.self), as: SIMD16<Int8>.self)
             } else {
-              d.storeBytes(of: SIMD16<Int8>(repeating: Int8(truncatingIfNeeded: p.xz)), as: SIMD16<Int8>.self)
+              d.storeBytes(of: SIMD16<Int8>(repeating: Int8(truncatingIfNeeded: p.o.xz)), as: SIMD16<Int8>.self)
             }
           }
         }
         // inside3x3 starts reading at (0 * sw - padL) * c: offset the rows by padL * c.
-        let r = UnsafePointer(patch) + p.padL &* c
+        let r = UnsafePointer(patch) + p.d.padL &* c
         inside3x3(p, r, r + 3 &* c, r + 6 &* c, yrow + (ox &* c &+ cb), bv, rq, cb, 0..<1)
       }
       let edges3x3 = !inside.isEmpty
@@ -194,7 +181,7 @@ enum QDepthwiseConv2DKernel {
         inside3x3(p, inputRow(0), inputRow(1), inputRow(2), yrow + cb, bv, rq, cb, inside)
         ox = inside.upperBound
       }
-      while ox < p.ow {
+      while ox < p.d.ow {
         if edges3x3 { edge(ox) } else { pixel(ox) }
         ox &+= 1
       }
@@ -214,17 +201,17 @@ enum QDepthwiseConv2DKernel {
     _ y: UnsafeMutablePointer<Int8>, _ bias: SIMD16<Int32>, _ rq: FixedPoint.Requant16, _ cb: Int,
     _ pixels: Range<Int>
   ) {
-    let c = p.c
-    let wb = UnsafeRawPointer(p.w + cb)
+    let c = p.d.cin
+    let wb = UnsafeRawPointer(p.o.w + cb)
     let w0 = loadInt8x16(wb, 0), w1 = loadInt8x16(wb, c), w2 = loadInt8x16(wb, 2 &* c)
     let w3 = loadInt8x16(wb, 3 &* c), w4 = loadInt8x16(wb, 4 &* c), w5 = loadInt8x16(wb, 5 &* c)
     let w6 = loadInt8x16(wb, 6 &* c), w7 = loadInt8x16(wb, 7 &* c), w8 = loadInt8x16(wb, 8 &* c)
     // |sum w| <= 9 * 128: exact in int16.
     let wsum = widen(w0 &+ w1 &+ w2 &+ w3 &+ w4 &+ w5 &+ w6 &+ w7 &+ w8)
-    let b0 = bias &- wsum &* SIMD16<Int32>(repeating: p.xz)
-    let zy = SIMD16<Int32>(repeating: p.yz)
-    let step = p.sw &* c
-    let first = (pixels.lowerBound &* p.sw &- p.padL) &* c
+    let b0 = bias &- wsum &* SIMD16<Int32>(repeating: p.o.xz)
+    let zy = SIMD16<Int32>(repeating: p.o.yz)
+    let step = p.d.sw &* c
+    let first = (pixels.lowerBound &* p.d.sw &- p.d.padL) &* c
     var xp = UnsafeRawPointer(x0 + first)
     var xq = UnsafeRawPointer(x1 + first)
     var xr = UnsafeRawPointer(x2 + first)
@@ -241,7 +228,7 @@ enum QDepthwiseConv2DKernel {
       acc &+= widen(loadInt8x16(xr, c) &* w7)
       acc &+= widen(loadInt8x16(xr, 2 &* c) &* w8)
       let v = FixedPoint.mul(acc, rq) &+ zy
-      UnsafeMutableRawPointer(y + ox &* c).storeBytes(of: clampNarrow(v, p.lo, p.hi), as: SIMD16<Int8>.self)
+      UnsafeMutableRawPointer(y + ox &* c).storeBytes(of: clampNarrow(v, p.o.lo, p.o.hi), as: SIMD16<Int8>.self)
       xp += step
       xq += step
       xr += step

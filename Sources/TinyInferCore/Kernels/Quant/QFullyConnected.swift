@@ -13,11 +13,7 @@
 /// the contiguous depth, four weight rows at a time.
 enum QFullyConnectedKernel {
   static func infer(_ node: Node, _ inputs: [TensorDesc?]) throws(TinfError) -> [TensorType] {
-    try arity(inputs, 2...3)
-    let x = try required(inputs, 0, "x")
-    let w = try required(inputs, 1, "weights")
-    try QCheck.requireInt8(x, "input")
-    _ = try QCheck.perTensor(x, "input")
+    let (x, w) = try ConvFamily.inputs(inputs, int8: true)
     guard x.shape.count >= 1 else { throw .shape("input must have rank >= 1") }
     guard w.shape.count == 2 else { throw .shape("weights must be [N, K], got \(describe(w.shape))") }
     let k = x.shape[x.shape.count - 1]
@@ -148,11 +144,7 @@ enum QFullyConnectedKernel {
         }
       }
       splitRowsOrColumns(pool, rows: m, cols: panels, minCols: 1, macs: total, work)
-      _ = weights
-      _ = rows
-      _ = sums
-      _ = initial
-      _ = init0
+      withExtendedLifetime((weights, rows, sums, initial, init0)) {}
     }
   }
 }
