@@ -132,6 +132,15 @@ struct BroadcastPlan {
 
   @inline(__always)
   func run<F: BinaryFn>(_: F.Type, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>) {
+    forEachRow { offA, ia, offB, ib, o, inner in BroadcastPlan.row(F.self, a + offA, ia, b + offB, ib, y + o, inner) }
+  }
+
+  /// The broadcast walked as rows along the last (merged) dim:
+  /// `body(offA, ia, offB, ib, o, n)` for each output row of n elements
+  /// at offset o, reading a from offA with stride ia (1, or 0 when it is
+  /// broadcast) and b likewise. Shared by the float32 and int8 kernels.
+  @inline(__always)
+  func forEachRow(_ body: (_ offA: Int, _ ia: Int, _ offB: Int, _ ib: Int, _ o: Int, _ n: Int) -> Void) {
     let r = dims.count
     let inner = dims[r - 1]
     let ia = sa[r - 1]
@@ -144,7 +153,7 @@ struct BroadcastPlan {
       var offB = 0
       var o = 0
       for _ in 0..<outer {
-        BroadcastPlan.row(F.self, a + offA, ia, b + offB, ib, y + o, inner)
+        body(offA, ia, offB, ib, o, inner)
         o = o &+ inner
         // Advance the multi-index over the outer dims.
         var k = r - 2

@@ -230,23 +230,16 @@ func clampRange(_ p: UnsafeMutablePointer<Float>, _ n: Int, _ act: Activation, _
 func copyStrided(
   _ dst: UnsafeMutableRawPointer, dstStride: Int, _ src: UnsafeRawPointer, srcStride: Int, count: Int, size: Int
 ) {
+  @inline(__always) func move<T>(_: T.Type) {
+    let d = dst.assumingMemoryBound(to: T.self)
+    let s = src.assumingMemoryBound(to: T.self)
+    for i in 0..<count { d[i &* dstStride] = s[i &* srcStride] }
+  }
   switch size {
-  case 4:
-    let d = dst.assumingMemoryBound(to: UInt32.self)
-    let s = src.assumingMemoryBound(to: UInt32.self)
-    for i in 0..<count { d[i &* dstStride] = s[i &* srcStride] }
-  case 1:
-    let d = dst.assumingMemoryBound(to: UInt8.self)
-    let s = src.assumingMemoryBound(to: UInt8.self)
-    for i in 0..<count { d[i &* dstStride] = s[i &* srcStride] }
-  case 2:
-    let d = dst.assumingMemoryBound(to: UInt16.self)
-    let s = src.assumingMemoryBound(to: UInt16.self)
-    for i in 0..<count { d[i &* dstStride] = s[i &* srcStride] }
-  case 8:
-    let d = dst.assumingMemoryBound(to: UInt64.self)
-    let s = src.assumingMemoryBound(to: UInt64.self)
-    for i in 0..<count { d[i &* dstStride] = s[i &* srcStride] }
+  case 4: move(UInt32.self)
+  case 1: move(UInt8.self)
+  case 2: move(UInt16.self)
+  case 8: move(UInt64.self)
   default:
     for i in 0..<count {
       (dst + i &* dstStride &* size).copyMemory(from: src + i &* srcStride &* size, byteCount: size)

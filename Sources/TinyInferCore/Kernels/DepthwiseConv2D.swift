@@ -34,10 +34,7 @@ enum DepthwiseConv2DKernel {
     let (lo, hi) = act.range
     let (oh, ow, padT, padL) = (d.oh, d.ow, d.padT, d.padL)
     let (sh, sw, dh, dw) = (d.sh, d.sw, d.dh, d.dw)
-    let x = ctx.floatIn(0)
-    let wp = ctx.floatIn(1)
-    let bias = ctx.optionalFloatIn(2)
-    let y = ctx.floatOut(0)
+    let (x, wp, bias, y) = (ctx.floatIn(0), ctx.floatIn(1), ctx.optionalFloatIn(2), ctx.floatOut(0))
     let pool = ctx.pool
     let rows = n &* oh
     // Rows are split between threads from about 16K multiply-adds each:

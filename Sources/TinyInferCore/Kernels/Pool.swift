@@ -5,35 +5,6 @@
 /// count_include_pad = 1. Explicit pads must be smaller than the filter, so
 /// that every window holds at least one real cell.
 enum PoolKernel {
-  struct Params {
-    var kh: Int
-    var kw: Int
-    var win: WindowAttrs
-    var countIncludePad: Bool
-    var h: WindowDim
-    var w: WindowDim
-  }
-
-  static func params(_ node: Node, _ x: TensorDesc) throws(TinfError) -> Params {
-    let filter = try node.attrs.ints(.filter, count: 2, default: [1, 1], in: 1...(1 << 20))
-    let win = try WindowAttrs(node.attrs)
-    guard win.dilations == [1, 1] else {
-      throw .unsupported("pooling takes no dilations (got \(describe(win.dilations)))")
-    }
-    if win.padding == 2 {
-      guard win.pads[0] < filter[0], win.pads[1] < filter[0], win.pads[2] < filter[1], win.pads[3] < filter[1] else {
-        throw .unsupported(
-          "pads \(describe(win.pads)) must be smaller than the filter \(describe(filter)) (a window would hold only padding)")
-      }
-    }
-    let cip = try node.attrs.int(.countIncludePad, default: 0, in: 0...1) == 1
-    if cip && node.op != .averagePool2D {
-      throw .unsupported("count_include_pad = 1 applies to AveragePool2D only")
-    }
-    let d = try win.dims(inputH: x.shape[1], inputW: x.shape[2], kernelH: filter[0], kernelW: filter[1])
-    return Params(kh: filter[0], kw: filter[1], win: win, countIncludePad: cip, h: d.h, w: d.w)
-  }
-
   static func infer(_ node: Node, _ inputs: [TensorDesc?]) throws(TinfError) -> [TensorType] {
     try infer(node, inputs, int8: false)
   }
@@ -54,8 +25,8 @@ enum PoolKernel {
     if int8, try node.attrs.int(.countIncludePad, default: 0, in: 0...1) != 0 {
       throw .unsupported("count_include_pad = 1 is not supported for int8 (TFLite divides by the real cells)")
     }
-    let p = try params(node, x)
-    return [TensorType(int8 ? .int8 : .float32, [x.shape[0], p.h.out, p.w.out, x.shape[3]])]
+    let g = try PoolGeometry(node, x)
+    return [TensorType(int8 ? .int8 : .float32, [x.shape[0], g.oh, g.ow, x.shape[3]])]
   }
 
   static func bind(_ ctx: KernelContext) throws(TinfError) -> KernelFn {
@@ -128,13 +99,34 @@ struct PoolGeometry {
   let kh: Int, kw: Int, oh: Int, ow: Int, padT: Int, padL: Int, sh: Int, sw: Int
   let countIncludePad: Bool
 
+  /// Checks the attributes: no dilations, explicit pads smaller than the
+  /// filter (every window holds a real cell), count_include_pad only for
+  /// AveragePool2D.
+  init(_ node: Node, _ x: TensorDesc) throws(TinfError) {
+    let filter = try node.attrs.ints(.filter, count: 2, default: [1, 1], in: 1...(1 << 20))
+    let win = try WindowAttrs(node.attrs)
+    guard win.dilations == [1, 1] else {
+      throw .unsupported("pooling takes no dilations (got \(describe(win.dilations)))")
+    }
+    if win.padding == 2 {
+      guard win.pads[0] < filter[0], win.pads[1] < filter[0], win.pads[2] < filter[1], win.pads[3] < filter[1] else {
+        throw .unsupported(
+          "pads \(describe(win.pads)) must be smaller than the filter \(describe(filter)) (a window would hold only padding)")
+      }
+    }
+    countIncludePad = try node.attrs.int(.countIncludePad, default: 0, in: 0...1) == 1
+    if countIncludePad && node.op != .averagePool2D {
+      throw .unsupported("count_include_pad = 1 applies to AveragePool2D only")
+    }
+    let d = try win.dims(inputH: x.shape[1], inputW: x.shape[2], kernelH: filter[0], kernelW: filter[1])
+    (n, h, w, c) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+    (kh, kw, oh, ow, padT, padL) = (filter[0], filter[1], d.h.out, d.w.out, d.h.padBefore, d.w.padBefore)
+    (sh, sw) = (win.strides[0], win.strides[1])
+  }
+
   init(_ ctx: KernelContext) throws(TinfError) {
     guard let xd = ctx.inputs[0] else { throw .format("pool: missing input") }
-    let p = try PoolKernel.params(ctx.node, xd)
-    (n, h, w, c) = (xd.shape[0], xd.shape[1], xd.shape[2], xd.shape[3])
-    (kh, kw, oh, ow, padT, padL) = (p.kh, p.kw, p.h.out, p.w.out, p.h.padBefore, p.w.padBefore)
-    (sh, sw) = (p.win.strides[0], p.win.strides[1])
-    countIncludePad = p.countIncludePad
+    try self.init(ctx.node, xd)
   }
 
   /// Output rows split over threads; each output pixel runs `step` over

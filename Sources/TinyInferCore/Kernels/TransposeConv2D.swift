@@ -86,10 +86,7 @@ enum TransposeConv2DKernel {
     let dh = p.win.dilations[0]
     let dw = p.win.dilations[1]
     let wStride = kh &* kw &* cin  // between output channels
-    let x = ctx.floatIn(0)
-    let wp = ctx.floatIn(1)
-    let bias = ctx.optionalFloatIn(2)
-    let y = ctx.floatOut(0)
+    let (x, wp, bias, y) = (ctx.floatIn(0), ctx.floatIn(1), ctx.optionalFloatIn(2), ctx.floatOut(0))
     let pool = ctx.pool
     let rows = n &* oh
     // Taps landing on one output pixel: about KH*KW / (sh*sw).

@@ -106,6 +106,31 @@ extension FixedPoint {
   }
 }
 
+/// The output stage of a per-tensor int8 kernel,
+/// `clamp(MultiplyByQuantizedMultiplier(acc, M) + zp, lo, hi)`, on one
+/// value or on 16 lanes (per-channel stages: `QRequantTable`).
+struct QOutputStage {
+  let multiplier: FixedPoint.Multiplier
+  let lanes: FixedPoint.Requant16
+  let zp: Int32, lo: Int32, hi: Int32
+
+  init(_ m: FixedPoint.Multiplier, zp: Int32, lo: Int32, hi: Int32) {
+    multiplier = m
+    lanes = FixedPoint.Requant16(m)
+    (self.zp, self.lo, self.hi) = (zp, lo, hi)
+  }
+
+  @inline(__always)
+  func callAsFunction(_ acc: Int32) -> Int8 {
+    requantize(acc, multiplier.multiplier, multiplier.shift, zp, lo, hi)
+  }
+
+  @inline(__always)
+  func callAsFunction(_ acc: SIMD16<Int32>) -> SIMD16<Int8> {
+    clampNarrow(FixedPoint.mul(acc, lanes) &+ zp, lo, hi)
+  }
+}
+
 /// Per-channel requantization constants laid out for `Requant16`: four rows
 /// of `stride` int32 (left shifts, multipliers, right shifts, masks).
 /// Entry t holds channel `t % count`. With `periodic`, the rows repeat the
