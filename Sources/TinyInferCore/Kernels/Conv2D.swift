@@ -59,7 +59,9 @@ enum Conv2DKernel {
 
     func prepare() {}
 
-    @inline(__always)
+    // Out of line: inlined into the driver's closure, the SIMD lane reads
+    // kept their range checks as calls (checked with objdump).
+    @inline(never)
     func run(_ a: PatchTile<Float>, count: Int, groupStride: Int, _ y0: UnsafeMutablePointer<Float>, chunk: Int) {
       for g in 0..<groups {
         let goff = g &* groupStride

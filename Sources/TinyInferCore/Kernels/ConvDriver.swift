@@ -98,25 +98,32 @@ struct ConvDims {
 
   /// Gathers the input window of output pixel (b, oy, ox) into `dst`, laid
   /// out [groups][KH][KW][Cin/groups] (each group's part matches a weight
-  /// row of length `k`); cells in the padding hold `pad`.
+  /// row of length `k`); cells in the padding hold elements whose bytes are
+  /// all `pad` (0 for float32, the input zero point for int8). The
+  /// elements move as bytes, so that no generic element copy is left in
+  /// the loops after specialization.
   @inline(__always)
   func gatherPatch<T>(
-    _ dst: UnsafeMutablePointer<T>, _ x: UnsafePointer<T>, b: Int, oy: Int, ox: Int, groups: Int, k: Int, pad: T
+    _ dst: UnsafeMutablePointer<T>, _ x: UnsafePointer<T>, b: Int, oy: Int, ox: Int, groups: Int, k: Int, pad: UInt8
   ) {
+    let es = MemoryLayout<T>.stride
     let iy0 = oy &* sh &- padT
     let ix0 = ox &* sw &- padL
     let cg = cin / groups
+    @inline(__always) func source(_ iy: Int, _ ix: Int) -> UnsafeRawPointer {
+      UnsafeRawPointer(x + ((b &* h &+ iy) &* w &+ ix) &* cin)
+    }
     if groups == 1 && dw == 1 && ix0 >= 0 && ix0 &+ kw <= w {
       // The window is inside the image horizontally: each of its rows is
       // kw * cin consecutive input values.
       let rowLen = kw &* cin
       for i in 0..<kh {
         let iy = iy0 &+ i &* dh
-        let d = dst + i &* rowLen
+        let d = UnsafeMutableRawPointer(dst + i &* rowLen)
         if iy >= 0 && iy < h {
-          copyElements(d, x + ((b &* h &+ iy) &* w &+ ix0) &* cin, rowLen)
+          copyBytes(d, source(iy, ix0), rowLen &* es)
         } else {
-          for t in 0..<rowLen { d[t] = pad }
+          fillBytes(d, pad, rowLen &* es)
         }
       }
       return
@@ -127,28 +134,18 @@ struct ConvDims {
       for j in 0..<kw {
         let ix = ix0 &+ j &* dw
         let tap = (i &* kw &+ j) &* cg
-        if rowInside && ix >= 0 && ix < w {
-          let src = x + ((b &* h &+ iy) &* w &+ ix) &* cin
-          if groups == 1 && cin <= 16 {
-            // Few channels (a first layer): a plain loop beats a memcpy call.
-            let d = dst + tap
-            for c in 0..<cin { d[c] = src[c] }
-          } else if groups == 1 {
-            (dst + tap).update(from: src, count: cin)
-          } else {
-            for g in 0..<groups {
-              (dst + (g &* k &+ tap)).update(from: src + g &* cg, count: cg)
-            }
-          }
+        let inside = rowInside && ix >= 0 && ix < w
+        if groups == 1 && cin <= 16 {
+          // Few channels (a first layer): plain loops beat a memcpy call.
+          let d = UnsafeMutableRawPointer(dst + tap)
+          if inside { copyBytes(d, source(iy, ix), cin &* es) } else { fillBytes(d, pad, cin &* es) }
         } else {
-          if groups == 1 && cin <= 16 {
-            let d = dst + tap
-            for c in 0..<cin { d[c] = pad }
-          } else if groups == 1 {
-            (dst + tap).update(repeating: pad, count: cin)
-          } else {
-            for g in 0..<groups {
-              (dst + (g &* k &+ tap)).update(repeating: pad, count: cg)
+          for g in 0..<groups {
+            let d = UnsafeMutableRawPointer(dst + (g &* k &+ tap))
+            if inside {
+              d.copyMemory(from: source(iy, ix) + g &* cg &* es, byteCount: cg &* es)
+            } else {
+              d.initializeMemory(as: UInt8.self, repeating: pad, count: cg &* es)
             }
           }
         }
@@ -157,21 +154,36 @@ struct ConvDims {
   }
 }
 
-/// Copies `n` elements: blocks of 32 bytes first (elements of at most 4
-/// bytes; a 3x3 window of 3 float channels: 8 + 1), then one at a time.
+/// Copies `n` bytes: blocks of 32 first (a 3x3 window of 3 float channels:
+/// 32 + 4), then 4, then 1 at a time.
 @inline(__always)
-func copyElements<T>(_ d: UnsafeMutablePointer<T>, _ src: UnsafePointer<T>, _ n: Int) {
+func copyBytes(_ d: UnsafeMutableRawPointer, _ src: UnsafeRawPointer, _ n: Int) {
   var t = 0
-  if MemoryLayout<T>.stride <= 4 {
-    let block = 32 / MemoryLayout<T>.stride
-    while t &+ block <= n {
-      UnsafeMutableRawPointer(d + t).storeBytes(
-        of: UnsafeRawPointer(src + t).loadUnaligned(as: SIMD8<UInt32>.self), as: SIMD8<UInt32>.self)
-      t &+= block
-    }
+  while t &+ 32 <= n {
+    d.storeBytes(of: src.loadUnaligned(fromByteOffset: t, as: SIMD8<UInt32>.self), toByteOffset: t, as: SIMD8<UInt32>.self)
+    t &+= 32
+  }
+  while t &+ 4 <= n {
+    d.storeBytes(of: src.loadUnaligned(fromByteOffset: t, as: UInt32.self), toByteOffset: t, as: UInt32.self)
+    t &+= 4
   }
   while t < n {
-    d[t] = src[t]
+    d.storeBytes(of: src.load(fromByteOffset: t, as: UInt8.self), toByteOffset: t, as: UInt8.self)
+    t &+= 1
+  }
+}
+
+/// Sets `n` bytes to `v`: 4 at a time, then 1.
+@inline(__always)
+func fillBytes(_ d: UnsafeMutableRawPointer, _ v: UInt8, _ n: Int) {
+  let word = UInt32(v) &* 0x0101_0101
+  var t = 0
+  while t &+ 4 <= n {
+    d.storeBytes(of: word, toByteOffset: t, as: UInt32.self)
+    t &+= 4
+  }
+  while t < n {
+    d.storeBytes(of: v, toByteOffset: t, as: UInt8.self)
     t &+= 1
   }
 }
@@ -206,11 +218,11 @@ protocol ConvTile {
 enum ConvDriver {
   /// Output pixels in tiles of four (runs of them split over threads): the
   /// patches of 1x1 windows without padding are read in place, others are
-  /// gathered into per-thread scratch with `pad` in the padding cells
-  /// (the input zero point of an int8 convolution), then `step` computes
+  /// gathered into per-thread scratch with bytes `pad` in the padding
+  /// cells (the input zero point of an int8 convolution), then `step` computes
   /// the tile's outputs.
   static func general<Step: ConvTile>(
-    _ d: ConvDims, groups: Int, x: UnsafePointer<Step.Element>, pad: Step.Element,
+    _ d: ConvDims, groups: Int, x: UnsafePointer<Step.Element>, pad: UInt8,
     y: UnsafeMutablePointer<Step.Output>, pool: ThreadPool, _ step: Step
   ) throws(TinfError) -> KernelFn {
     let tile = 4

@@ -1,4 +1,4 @@
-/// Helpers shared by the convolution, pooling, resize and space/depth kernels.
+/// Helpers shared by the convolution, pooling and resize kernels.
 
 // MARK: - Tables owned by a bound kernel
 
@@ -219,31 +219,6 @@ func clampRange(_ p: UnsafeMutablePointer<Float>, _ n: Int, _ act: Activation, _
   if act == .none { return }
   for i in 0..<n {
     p[i] = clampActivation(p[i], lo, hi)
-  }
-}
-
-// MARK: - Moving elements of any dtype
-
-/// Copies `count` elements of `size` bytes each from `src + i * srcStride`
-/// to `dst + i * dstStride` (strides in elements).
-@inline(__always)
-func copyStrided(
-  _ dst: UnsafeMutableRawPointer, dstStride: Int, _ src: UnsafeRawPointer, srcStride: Int, count: Int, size: Int
-) {
-  @inline(__always) func move<T>(_: T.Type) {
-    let d = dst.assumingMemoryBound(to: T.self)
-    let s = src.assumingMemoryBound(to: T.self)
-    for i in 0..<count { d[i &* dstStride] = s[i &* srcStride] }
-  }
-  switch size {
-  case 4: move(UInt32.self)
-  case 1: move(UInt8.self)
-  case 2: move(UInt16.self)
-  case 8: move(UInt64.self)
-  default:
-    for i in 0..<count {
-      (dst + i &* dstStride &* size).copyMemory(from: src + i &* srcStride &* size, byteCount: size)
-    }
   }
 }
 

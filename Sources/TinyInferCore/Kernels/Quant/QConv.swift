@@ -71,7 +71,7 @@ enum QConv2DKernel {
       accRows: try QBuffer(bytes: ctx.pool.threads &* cout &* 4), groups: groups, og: cout / groups, k: k, cout: cout)
     if wd.isConstant { step.sumRows() }
     return try ConvDriver.general(
-      d, groups: groups, x: o.x, pad: Int8(truncatingIfNeeded: o.xz), y: o.y, pool: ctx.pool, step)
+      d, groups: groups, x: o.x, pad: UInt8(truncatingIfNeeded: o.xz), y: o.y, pool: ctx.pool, step)
   }
 
   /// The int8 step of ConvDriver.general (any groups, weights constant or
@@ -92,7 +92,9 @@ enum QConv2DKernel {
       if !constantWeights { sumRows() }
     }
 
-    @inline(__always)
+    // Out of line: inlined into the driver's closure, the SIMD lane reads
+    // kept their range checks as calls (checked with objdump).
+    @inline(never)
     func run(_ a: PatchTile<Int8>, count: Int, groupStride: Int, _ y0: UnsafeMutablePointer<Int8>, chunk: Int) {
       let rs = UnsafePointer(rowSums.int32)
       let accs = accRows.int32 + chunk &* cout
