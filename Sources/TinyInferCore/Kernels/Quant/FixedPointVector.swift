@@ -107,8 +107,10 @@ extension FixedPoint {
 }
 
 /// The output stage of a per-tensor int8 kernel,
-/// `clamp(MultiplyByQuantizedMultiplier(acc, M) + zp, lo, hi)`, on one
-/// value or on 16 lanes (per-channel stages: `QRequantTable`).
+/// `clamp(MultiplyByQuantizedMultiplier(acc, M) + zp, lo, hi)`: `one` for
+/// one value; `lanes` for 16, as `clampNarrow(FixedPoint.mul(acc, lanes) &+
+/// zp, lo, hi)` written at the call (a method was left out of line, checked
+/// with objdump). Per-channel stages: `QRequantTable`.
 struct QOutputStage {
   let multiplier: FixedPoint.Multiplier
   let lanes: FixedPoint.Requant16
@@ -121,13 +123,8 @@ struct QOutputStage {
   }
 
   @inline(__always)
-  func callAsFunction(_ acc: Int32) -> Int8 {
+  func one(_ acc: Int32) -> Int8 {
     requantize(acc, multiplier.multiplier, multiplier.shift, zp, lo, hi)
-  }
-
-  @inline(__always)
-  func callAsFunction(_ acc: SIMD16<Int32>) -> SIMD16<Int8> {
-    clampNarrow(FixedPoint.mul(acc, lanes) &+ zp, lo, hi)
   }
 }
 

@@ -125,7 +125,7 @@ struct QAddOp: QBinaryOp {
 
   @inline(__always)
   func apply(_ a: Int8, _ b: Int8) -> Int8 {
-    out(ta[Int(a) &+ 128] &+ tb[Int(b) &+ 128])
+    out.one(ta[Int(a) &+ 128] &+ tb[Int(b) &+ 128])
   }
 
   @inline(never)
@@ -140,7 +140,8 @@ struct QAddOp: QBinaryOp {
       let bv = widen32(UnsafeRawPointer(b + i).loadUnaligned(as: SIMD16<Int8>.self))
       let sa = FixedPoint.mul((av &- vza) &<< 20, ra)
       let sb = FixedPoint.mul((bv &- vzb) &<< 20, rb)
-      UnsafeMutableRawPointer(y + i).storeBytes(of: out(sa &+ ((sb ^ neg) &- neg)), as: SIMD16<Int8>.self)
+      let v = FixedPoint.mul(sa &+ ((sb ^ neg) &- neg), out.lanes) &+ out.zp
+      UnsafeMutableRawPointer(y + i).storeBytes(of: clampNarrow(v, out.lo, out.hi), as: SIMD16<Int8>.self)
       i &+= 16
     }
     while i < n {
@@ -157,7 +158,7 @@ struct QMulOp: QBinaryOp {
 
   @inline(__always)
   func apply(_ a: Int8, _ b: Int8) -> Int8 {
-    out((Int32(a) &- za) &* (Int32(b) &- zb))
+    out.one((Int32(a) &- za) &* (Int32(b) &- zb))
   }
 
   @inline(never)
@@ -168,7 +169,8 @@ struct QMulOp: QBinaryOp {
     while i &+ 16 <= n {
       let av = widen32(UnsafeRawPointer(a + i).loadUnaligned(as: SIMD16<Int8>.self))
       let bv = widen32(UnsafeRawPointer(b + i).loadUnaligned(as: SIMD16<Int8>.self))
-      UnsafeMutableRawPointer(y + i).storeBytes(of: out((av &- vza) &* (bv &- vzb)), as: SIMD16<Int8>.self)
+      let v = FixedPoint.mul((av &- vza) &* (bv &- vzb), out.lanes) &+ out.zp
+      UnsafeMutableRawPointer(y + i).storeBytes(of: clampNarrow(v, out.lo, out.hi), as: SIMD16<Int8>.self)
       i &+= 16
     }
     while i < n {
