@@ -1,4 +1,4 @@
-/// Helpers shared by the convolution, pooling, resize and space/depth kernels.
+/// Helpers shared by the convolution, pooling and resize kernels.
 
 // MARK: - Tables owned by a bound kernel
 
@@ -34,6 +34,25 @@ func forEachChunk(_ pool: ThreadPool, _ total: Int, minChunk: Int, _ body: (Int,
     let lo = total &* c / chunks
     let hi = total &* (c &+ 1) / chunks
     body(c, lo..<hi)
+  }
+}
+
+/// Runs `work(rows, cols)` over all `m` rows and `n` columns: rows split
+/// between threads when there are at least as many rows as threads, else
+/// columns (chunks of at least `minCols`; a GEMV), all on the calling
+/// thread below about 64K multiply-adds (`macs`).
+@inline(__always)
+func splitRowsOrColumns(
+  _ pool: ThreadPool, rows m: Int, cols n: Int, minCols: Int, macs: Int, _ work: (Range<Int>, Range<Int>) -> Void
+) {
+  if pool.threads > 1 && macs >= 1 << 16 {
+    if m >= pool.threads {
+      pool.parallelRanges(m, minChunk: 1) { rows in work(rows, 0..<n) }
+    } else {
+      pool.parallelRanges(n, minChunk: minCols) { cols in work(0..<m, cols) }
+    }
+  } else {
+    work(0..<m, 0..<n)
   }
 }
 
@@ -200,38 +219,6 @@ func clampRange(_ p: UnsafeMutablePointer<Float>, _ n: Int, _ act: Activation, _
   if act == .none { return }
   for i in 0..<n {
     p[i] = clampActivation(p[i], lo, hi)
-  }
-}
-
-// MARK: - Moving elements of any dtype
-
-/// Copies `count` elements of `size` bytes each from `src + i * srcStride`
-/// to `dst + i * dstStride` (strides in elements).
-@inline(__always)
-func copyStrided(
-  _ dst: UnsafeMutableRawPointer, dstStride: Int, _ src: UnsafeRawPointer, srcStride: Int, count: Int, size: Int
-) {
-  switch size {
-  case 4:
-    let d = dst.assumingMemoryBound(to: UInt32.self)
-    let s = src.assumingMemoryBound(to: UInt32.self)
-    for i in 0..<count { d[i &* dstStride] = s[i &* srcStride] }
-  case 1:
-    let d = dst.assumingMemoryBound(to: UInt8.self)
-    let s = src.assumingMemoryBound(to: UInt8.self)
-    for i in 0..<count { d[i &* dstStride] = s[i &* srcStride] }
-  case 2:
-    let d = dst.assumingMemoryBound(to: UInt16.self)
-    let s = src.assumingMemoryBound(to: UInt16.self)
-    for i in 0..<count { d[i &* dstStride] = s[i &* srcStride] }
-  case 8:
-    let d = dst.assumingMemoryBound(to: UInt64.self)
-    let s = src.assumingMemoryBound(to: UInt64.self)
-    for i in 0..<count { d[i &* dstStride] = s[i &* srcStride] }
-  default:
-    for i in 0..<count {
-      (dst + i &* dstStride &* size).copyMemory(from: src + i &* srcStride &* size, byteCount: size)
-    }
   }
 }
 

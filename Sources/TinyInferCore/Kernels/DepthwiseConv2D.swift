@@ -8,21 +8,13 @@ import TinyInferShims
 /// over the channels. Work is split over output rows.
 enum DepthwiseConv2DKernel {
   static func infer(_ node: Node, _ inputs: [TensorDesc?]) throws(TinfError) -> [TensorType] {
-    try arity(inputs, 2...3)
-    let x = try required(inputs, 0, "input")
-    let w = try required(inputs, 1, "weights")
-    try requireFloat(x, "input")
-    try requireFloat(w, "weights")
-    let shape = try outputShape(node, x, w)
-    try checkBias(inputs, 2, shape[3])
-    _ = try Activation.from(node.attrs)
-    return [TensorType(.float32, shape)]
+    try ConvFamily.infer(node, inputs, int8: false, depthwise: true)
   }
 
-  /// The output shape [N, OH, OW, C*M] after checking the layouts, the depth
-  /// multiplier and the window: shared by the float and integer kernels.
-  static func outputShape(_ node: Node, _ x: TensorDesc, _ w: TensorDesc) throws(TinfError) -> [Int] {
-    try requireNHWC(x, "input")
+  /// The output channels (C*M) after checking the weights' layout against
+  /// the input (NHWC) and the depth multiplier: shared by the float and
+  /// integer kernels (ConvFamily.infer).
+  static func outputChannels(_ node: Node, _ x: TensorDesc, _ w: TensorDesc) throws(TinfError) -> Int {
     let c = x.shape[3]
     let m = try node.attrs.int(.depthMultiplier, default: 1, in: 1...(1 << 20))
     let cm = c * m  // c <= 2^32, m <= 2^20: no overflow
@@ -30,30 +22,19 @@ enum DepthwiseConv2DKernel {
       throw .shape(
         "weights '\(w.name)' must be [1,KH,KW,\(cm)] (channels \(c) x depth_multiplier \(m)), has \(describe(w.shape))")
     }
-    let g = try WindowGeometry(node.attrs, inputH: x.shape[1], inputW: x.shape[2], kernelH: w.shape[1], kernelW: w.shape[2])
-    return [x.shape[0], g.oh, g.ow, cm]
+    return cm
   }
 
   static func bind(_ ctx: KernelContext) throws(TinfError) -> KernelFn {
-    guard let xd = ctx.inputs[0], let wd = ctx.inputs[1] else { throw .format("DepthwiseConv2D: missing input") }
-    let node = ctx.node
-    let n = xd.shape[0]
-    let h = xd.shape[1]
-    let wIn = xd.shape[2]
-    let c = xd.shape[3]
-    let kh = wd.shape[1]
-    let kw = wd.shape[2]
-    let m = try node.attrs.int(.depthMultiplier, default: 1, in: 1...(1 << 20))
-    let cm = c &* m
-    let act = try Activation.from(node.attrs)
+    let d = try ConvDims(ctx, depthwise: true)
+    let (n, h, wIn, c, kh, kw) = (d.n, d.h, d.w, d.cin, d.kh, d.kw)
+    let m = try ctx.attrs.int(.depthMultiplier, default: 1, in: 1...(1 << 20))
+    let cm = d.cout
+    let act = try Activation.from(ctx.attrs)
     let (lo, hi) = act.range
-    let g = try WindowGeometry(node.attrs, inputH: h, inputW: wIn, kernelH: kh, kernelW: kw)
-    let (oh, ow, padT, padL) = (g.oh, g.ow, g.padT, g.padL)
-    let (sh, sw, dh, dw) = (g.sh, g.sw, g.dh, g.dw)
-    let x = ctx.floatIn(0)
-    let wp = ctx.floatIn(1)
-    let bias = ctx.optionalFloatIn(2)
-    let y = ctx.floatOut(0)
+    let (oh, ow, padT, padL) = (d.oh, d.ow, d.padT, d.padL)
+    let (sh, sw, dh, dw) = (d.sh, d.sw, d.dh, d.dw)
+    let (x, wp, bias, y) = (ctx.floatIn(0), ctx.floatIn(1), ctx.optionalFloatIn(2), ctx.floatOut(0))
     let pool = ctx.pool
     let rows = n &* oh
     // Rows are split between threads from about 16K multiply-adds each:
@@ -65,9 +46,7 @@ enum DepthwiseConv2DKernel {
       // A 3x3 window with no dilation and channels in multiples of 8 has a
       // kernel of its own for the pixels whose window is inside the image.
       let fast3x3 = kh == 3 && kw == 3 && dh == 1 && dw == 1 && c % 8 == 0
-      let firstInside = (padL + sw - 1) / sw
-      let endInside = wIn - 3 + padL >= 0 ? min(ow, (wIn - 3 + padL) / sw + 1) : 0
-      let interior = firstInside..<max(firstInside, endInside)
+      let interior = d.inside3
       let zeroRow = try Scratch<Float>(count: fast3x3 ? wIn &* c : 1)
       // Channels in registers: each output pixel accumulates its taps for
       // 16 channels at a time and is stored once.
@@ -107,43 +86,39 @@ enum DepthwiseConv2DKernel {
       }
     }
 
-    return { () throws(TinfError) in
-      forEachChunk(pool, rows, minChunk: minChunk) { _, range in
-        for row in range {
-          let b = row / oh
-          let oy = row &- b &* oh
-          let yrow = y + row &* ow &* cm
-          fillBias(yrow, bias, cm, ow &* cm)
-          let iy0 = oy &* sh &- padT
-          for ox in 0..<ow {
-            let yo = yrow + ox &* cm
-            let ix0 = ox &* sw &- padL
-            for i in 0..<kh {
-              let iy = iy0 &+ i &* dh
-              if iy < 0 || iy >= h { continue }
-              for j in 0..<kw {
-                let ix = ix0 &+ j &* dw
-                if ix < 0 || ix >= wIn { continue }
-                let xs = x + ((b &* h &+ iy) &* wIn &+ ix) &* c
-                let ws = wp + (i &* kw &+ j) &* cm
-                if m == 1 {
-                  multiplyAccumulate(yo, xs, ws, c)
-                } else {
-                  var o = 0
-                  for ch in 0..<c {
-                    let v = xs[ch]
-                    for _ in 0..<m {
-                      yo[o] += v * ws[o]
-                      o &+= 1
-                    }
-                  }
-                }
-              }
-            }
-          }
-          clampRange(yrow, ow &* cm, act, lo, hi)
+    return ConvDriver.depthwise(
+      d, x: x, w: wp, y: y, pool: pool, minChunk: minChunk, Taps(bias: bias, c: c, m: m, act: act, lo: lo, hi: hi))
+  }
+
+  /// The float32 step of ConvDriver.depthwise: the output pixel accumulates
+  /// in place from the bias, then is clamped to the fused activation.
+  struct Taps: DepthwiseTaps {
+    let bias: UnsafePointer<Float>?
+    let c: Int, m: Int
+    let act: Activation
+    let lo: Float, hi: Float
+
+    @inline(__always)
+    func begin(_ y: UnsafeMutablePointer<Float>, chunk: Int) -> UnsafeMutablePointer<Float> {
+      fillBias(y, bias, c &* m, c &* m)
+      return y
+    }
+
+    @inline(__always)
+    func tap(_ acc: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>) {
+      var o = 0
+      for ch in 0..<c {
+        let v = x[ch]
+        for _ in 0..<m {
+          acc[o] += v * w[o]
+          o &+= 1
         }
       }
+    }
+
+    @inline(__always)
+    func finish(_ acc: UnsafeMutablePointer<Float>, _ y: UnsafeMutablePointer<Float>) {
+      clampRange(y, c &* m, act, lo, hi)
     }
   }
 
@@ -159,18 +134,13 @@ enum DepthwiseConv2DKernel {
     dh: Int, dw: Int, lo: Float, hi: Float, pixels: Range<Int>? = nil
   ) {
     // Taps inside the image for this row (the same for every pixel).
-    let i0 = iy0 >= 0 ? 0 : min(kh, (-iy0 + dh - 1) / dh)
-    var i1 = kh
-    while i1 > i0 && iy0 &+ (i1 &- 1) &* dh >= h { i1 &-= 1 }
+    let (i0, i1) = windowTaps(iy0, kh, dh, h)
     let full16 = c / 16 * 16
     let full8 = full16 &+ (c &- full16 >= 8 ? 8 : 0)
     for ox in pixels ?? 0..<ow {
       let yo = yrow + ox &* c
       let ix0 = ox &* sw &- padL
-      var j0 = 0
-      while j0 < kw && ix0 &+ j0 &* dw < 0 { j0 &+= 1 }
-      var j1 = kw
-      while j1 > j0 && ix0 &+ (j1 &- 1) &* dw >= w { j1 &-= 1 }
+      let (j0, j1) = windowTaps(ix0, kw, dw, w)
       var cb = 0
       while cb < full16 {
         var acc = SIMD16<Float>(repeating: 0)

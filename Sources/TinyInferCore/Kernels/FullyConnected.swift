@@ -76,18 +76,8 @@ enum FullyConnectedKernel {
     // Split rows when there are several, else split the outputs.
     let work = m &* n &* k
     return { () throws(TinfError) in
-      if pool.threads > 1 && work >= 1 << 16 {
-        if m >= pool.threads {
-          pool.parallelRanges(m, minChunk: 1) { rows in
-            Gemm.abT(x, lda: k, w, ldw: k, bias, y, ldy: n, rows: rows, cols: 0..<n, k: k)
-          }
-        } else {
-          pool.parallelRanges(n, minChunk: 16) { cols in
-            Gemm.abT(x, lda: k, w, ldw: k, bias, y, ldy: n, rows: 0..<m, cols: cols, k: k)
-          }
-        }
-      } else {
-        Gemm.abT(x, lda: k, w, ldw: k, bias, y, ldy: n, rows: 0..<m, cols: 0..<n, k: k)
+      splitRowsOrColumns(pool, rows: m, cols: n, minCols: 16, macs: work) { rows, cols in
+        Gemm.abT(x, lda: k, w, ldw: k, bias, y, ldy: n, rows: rows, cols: cols, k: k)
       }
       act.apply(y, m &* n)
     }

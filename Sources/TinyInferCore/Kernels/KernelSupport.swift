@@ -22,16 +22,21 @@ public struct KernelContext {
 
   var attrs: Attributes { node.attrs }
 
-  func floatIn(_ i: Int) -> UnsafePointer<Float> {
-    UnsafePointer(inputData[i]!.assumingMemoryBound(to: Float.self))
+  /// The data of input `i` (present) as elements of type T.
+  func input<T>(_ i: Int, _: T.Type) -> UnsafePointer<T> {
+    UnsafePointer(inputData[i]!.assumingMemoryBound(to: T.self))
   }
-  func optionalFloatIn(_ i: Int) -> UnsafePointer<Float>? {
+  /// The data of an optional input, or nil when it is absent.
+  func optionalInput<T>(_ i: Int, _: T.Type) -> UnsafePointer<T>? {
     guard i < inputData.count, let p = inputData[i] else { return nil }
-    return UnsafePointer(p.assumingMemoryBound(to: Float.self))
+    return UnsafePointer(p.assumingMemoryBound(to: T.self))
   }
-  func floatOut(_ i: Int) -> UnsafeMutablePointer<Float> {
-    outputData[i].assumingMemoryBound(to: Float.self)
+  func output<T>(_ i: Int, _: T.Type) -> UnsafeMutablePointer<T> {
+    outputData[i].assumingMemoryBound(to: T.self)
   }
+  func floatIn(_ i: Int) -> UnsafePointer<Float> { input(i, Float.self) }
+  func optionalFloatIn(_ i: Int) -> UnsafePointer<Float>? { optionalInput(i, Float.self) }
+  func floatOut(_ i: Int) -> UnsafeMutablePointer<Float> { output(i, Float.self) }
 }
 
 // MARK: - Checks shared by shape inference
@@ -54,6 +59,19 @@ func requireFloat(_ t: TensorDesc, _ what: String) throws(TinfError) {
   guard t.dtype == .float32 else {
     throw TinfError(.unsupportedDType, "\(what) '\(t.name)' is \(t.dtype.name); only float32 is supported")
   }
+}
+
+/// The first two inputs of an op taking `count` inputs, present and
+/// float32 (`first` and `second` name them in errors).
+func floatInputs(_ inputs: [TensorDesc?], _ count: ClosedRange<Int>, _ first: String, _ second: String)
+  throws(TinfError) -> (TensorDesc, TensorDesc)
+{
+  try arity(inputs, count)
+  let a = try required(inputs, 0, first)
+  let b = try required(inputs, 1, second)
+  try requireFloat(a, first)
+  try requireFloat(b, second)
+  return (a, b)
 }
 
 /// Normalizes an axis that may be negative against `rank`.

@@ -3,11 +3,7 @@
 /// the normalized dims.
 enum LayerNormKernel {
   static func infer(_ node: Node, _ inputs: [TensorDesc?]) throws(TinfError) -> [TensorType] {
-    try arity(inputs, 2...3)
-    let x = try required(inputs, 0, "x")
-    let g = try required(inputs, 1, "gamma")
-    try requireFloat(x, "input")
-    try requireFloat(g, "gamma")
+    let (x, g) = try floatInputs(inputs, 2...3, "input", "gamma")
     guard x.shape.count >= 1 else { throw .shape("input must have rank >= 1") }
     let axis = try normalizeAxis(try node.attrs.int(.axis, default: -1), rank: x.shape.count)
     let normShape = Array(x.shape[axis...])

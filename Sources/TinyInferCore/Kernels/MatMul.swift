@@ -27,11 +27,7 @@ enum MatMulKernel {
   }
 
   static func infer(_ node: Node, _ inputs: [TensorDesc?]) throws(TinfError) -> [TensorType] {
-    try arity(inputs, 2...2)
-    let a = try required(inputs, 0, "a")
-    let b = try required(inputs, 1, "b")
-    try requireFloat(a, "input")
-    try requireFloat(b, "input")
+    let (a, b) = try floatInputs(inputs, 2...2, "input", "input")
     let d = try dims(node, a, b)
     return [TensorType(.float32, d.batch + [d.m, d.n])]
   }

@@ -163,21 +163,8 @@ struct StridedCopy {
     var r = range.lowerBound
     while r < range.upperBound {
       // Offsets of row r; then walk the innermost outer dim by adding strides.
-      var rem = r
-      var so = srcBase
-      var dof = dstBase
-      let c = rem % dims[last]
-      rem /= dims[last]
-      so = so &+ c &* src[last]
-      dof = dof &+ c &* dst[last]
-      var i = last - 1
-      while i >= 0 {
-        let ci = rem % dims[i]
-        rem /= dims[i]
-        so = so &+ ci &* src[i]
-        dof = dof &+ ci &* dst[i]
-        i -= 1
-      }
+      var (so, dof) = offsets(r, through: last)
+      let c = r % dims[last]
       let end = min(range.upperBound, r &+ (dims[last] &- c))
       let sStep = src[last]
       let dStep = dst[last]
@@ -188,6 +175,24 @@ struct StridedCopy {
         r &+= 1
       }
     }
+  }
+
+  /// The source and destination offsets of `index` over dims 0...top
+  /// (row-major: dim `top` varies fastest).
+  @inline(__always)
+  private func offsets(_ index: Int, through top: Int) -> (Int, Int) {
+    var rem = index
+    var so = srcBase
+    var dof = dstBase
+    var i = top
+    while i >= 0 {
+      let ci = rem % dims[i]
+      rem /= dims[i]
+      so = so &+ ci &* src[i]
+      dof = dof &+ ci &* dst[i]
+      i -= 1
+    }
+    return (so, dof)
   }
 
   @inline(__always)
@@ -218,19 +223,9 @@ struct StridedCopy {
     let sB = src[k - 1]
     let dB = dst[k - 1]
     for item in range {
-      var rem = item / tilesA
       let i0 = (item % tilesA) &* moveTile
       let i1 = min(i0 &+ moveTile, a)
-      var so = srcBase
-      var dof = dstBase
-      var i = outer - 1
-      while i >= 0 {
-        let ci = rem % dims[i]
-        rem /= dims[i]
-        so = so &+ ci &* src[i]
-        dof = dof &+ ci &* dst[i]
-        i -= 1
-      }
+      let (so, dof) = offsets(item / tilesA, through: outer - 1)
       var j0 = 0
       while j0 < b {
         let jn = min(moveTile, b &- j0)

@@ -127,17 +127,7 @@ enum PackedGemm {
       c4.addProduct(SIMD16(repeating: a4[kk]), v)
       c5.addProduct(SIMD16(repeating: a5[kk]), v)
     }
-    let valid = min(nr, n &- col)
-    let b16 = biasVector(bias, col, valid)
-    let vlo = SIMD16<Float>(repeating: lo)
-    let vhi = SIMD16<Float>(repeating: hi)
-    let dst = y + col
-    store(c0, b16, vlo, vhi, dst, valid)
-    if rows > 1 { store(c1, b16, vlo, vhi, dst + ldy, valid) }
-    if rows > 2 { store(c2, b16, vlo, vhi, dst + 2 &* ldy, valid) }
-    if rows > 3 { store(c3, b16, vlo, vhi, dst + 3 &* ldy, valid) }
-    if rows > 4 { store(c4, b16, vlo, vhi, dst + 4 &* ldy, valid) }
-    if rows > 5 { store(c5, b16, vlo, vhi, dst + 5 &* ldy, valid) }
+    storeRows((c0, c1, c2, c3, c4, c5, c0, c0), bias: bias, col: col, n: n, lo: lo, hi: hi, y: y, ldy: ldy, rows: rows)
   }
 
   /// The 8-row tile, for CPUs with 32 vector registers (AVX-512): eight
@@ -191,19 +181,7 @@ enum PackedGemm {
         kk &+= 1
       }
     }
-    let valid = min(nr, n &- col)
-    let bv = biasVector(bias, col, valid)
-    let vlo = SIMD16<Float>(repeating: lo)
-    let vhi = SIMD16<Float>(repeating: hi)
-    let dst = y + col
-    store(c0, bv, vlo, vhi, dst, valid)
-    if rows > 1 { store(c1, bv, vlo, vhi, dst + ldy, valid) }
-    if rows > 2 { store(c2, bv, vlo, vhi, dst + 2 &* ldy, valid) }
-    if rows > 3 { store(c3, bv, vlo, vhi, dst + 3 &* ldy, valid) }
-    if rows > 4 { store(c4, bv, vlo, vhi, dst + 4 &* ldy, valid) }
-    if rows > 5 { store(c5, bv, vlo, vhi, dst + 5 &* ldy, valid) }
-    if rows > 6 { store(c6, bv, vlo, vhi, dst + 6 &* ldy, valid) }
-    if rows > 7 { store(c7, bv, vlo, vhi, dst + 7 &* ldy, valid) }
+    storeRows((c0, c1, c2, c3, c4, c5, c6, c7), bias: bias, col: col, n: n, lo: lo, hi: hi, y: y, ldy: ldy, rows: rows)
   }
 
   /// One row against one panel: four accumulators over k (unrolled by 4)
@@ -295,6 +273,30 @@ enum PackedGemm {
     var bv = SIMD16<Float>(repeating: 0)
     for j in 0..<valid { bv[j] = bias[col &+ j] }
     return bv
+  }
+
+  /// Stores the first `rows` (at most 8) accumulator rows of a tile at
+  /// columns col..<min(col + 16, n) of y (row stride ldy).
+  @inline(__always)
+  static func storeRows(
+    _ c: (SIMD16<Float>, SIMD16<Float>, SIMD16<Float>, SIMD16<Float>, SIMD16<Float>, SIMD16<Float>, SIMD16<Float>,
+      SIMD16<Float>),
+    bias: UnsafePointer<Float>?, col: Int, n: Int, lo: Float, hi: Float, y: UnsafeMutablePointer<Float>, ldy: Int,
+    rows: Int
+  ) {
+    let valid = min(nr, n &- col)
+    let bv = biasVector(bias, col, valid)
+    let vlo = SIMD16<Float>(repeating: lo)
+    let vhi = SIMD16<Float>(repeating: hi)
+    let dst = y + col
+    store(c.0, bv, vlo, vhi, dst, valid)
+    if rows > 1 { store(c.1, bv, vlo, vhi, dst + ldy, valid) }
+    if rows > 2 { store(c.2, bv, vlo, vhi, dst + 2 &* ldy, valid) }
+    if rows > 3 { store(c.3, bv, vlo, vhi, dst + 3 &* ldy, valid) }
+    if rows > 4 { store(c.4, bv, vlo, vhi, dst + 4 &* ldy, valid) }
+    if rows > 5 { store(c.5, bv, vlo, vhi, dst + 5 &* ldy, valid) }
+    if rows > 6 { store(c.6, bv, vlo, vhi, dst + 6 &* ldy, valid) }
+    if rows > 7 { store(c.7, bv, vlo, vhi, dst + 7 &* ldy, valid) }
   }
 
   /// Adds the bias, clamps to the activation range (in registers:

@@ -5,16 +5,104 @@
 /// count_include_pad = 1. Explicit pads must be smaller than the filter, so
 /// that every window holds at least one real cell.
 enum PoolKernel {
-  struct Params {
-    var kh: Int
-    var kw: Int
-    var win: WindowAttrs
-    var countIncludePad: Bool
-    var h: WindowDim
-    var w: WindowDim
+  static func infer(_ node: Node, _ inputs: [TensorDesc?]) throws(TinfError) -> [TensorType] {
+    try infer(node, inputs, int8: false)
   }
 
-  static func params(_ node: Node, _ x: TensorDesc) throws(TinfError) -> Params {
+  /// Shape inference of the float32 or (`int8`) the int8 pools; int8
+  /// takes an input quantized per tensor and no count_include_pad.
+  static func infer(_ node: Node, _ inputs: [TensorDesc?], int8: Bool) throws(TinfError) -> [TensorType] {
+    try arity(inputs, 1...1)
+    let x = try required(inputs, 0, "input")
+    if int8 {
+      try QCheck.requireInt8(x, "input")
+    } else {
+      try requireFloat(x, "input")
+    }
+    try requireNHWC(x, "input")
+    if int8 { _ = try QCheck.perTensor(x, "input") }
+    _ = try Activation.from(node.attrs)
+    if int8, try node.attrs.int(.countIncludePad, default: 0, in: 0...1) != 0 {
+      throw .unsupported("count_include_pad = 1 is not supported for int8 (TFLite divides by the real cells)")
+    }
+    let g = try PoolGeometry(node, x)
+    return [TensorType(int8 ? .int8 : .float32, [x.shape[0], g.oh, g.ow, x.shape[3]])]
+  }
+
+  static func bind(_ ctx: KernelContext) throws(TinfError) -> KernelFn {
+    let g = try PoolGeometry(ctx)
+    let act = try Activation.from(ctx.node.attrs)
+    let (lo, hi) = act.range
+    let (x, y) = (ctx.floatIn(0), ctx.floatOut(0))
+    if ctx.node.op == .maxPool2D {
+      return g.driver(x: x, y: y, pool: ctx.pool, Max(c: g.c, act: act, lo: lo, hi: hi))
+    }
+    let window = g.countIncludePad ? g.kh &* g.kw : 0
+    return g.driver(x: x, y: y, pool: ctx.pool, Average(c: g.c, window: window, lo: lo, hi: hi))
+  }
+
+  /// The float32 max: NaN propagates (once the max is NaN it stays NaN).
+  struct Max: PoolWindow {
+    let c: Int
+    let act: Activation
+    let lo: Float, hi: Float
+
+    @inline(__always) func begin(_ y: UnsafeMutablePointer<Float>, chunk: Int) {
+      y.update(repeating: -Float.infinity, count: c)
+    }
+    @inline(__always) func add(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, chunk: Int) {
+      for ch in 0..<c {
+        let v = x[ch]
+        if v > y[ch] || v != v { y[ch] = v }
+      }
+    }
+    @inline(__always) func finish(_ y: UnsafeMutablePointer<Float>, cells: Int, chunk: Int) {
+      clampRange(y, c, act, lo, hi)
+    }
+  }
+
+  /// The float32 average: the sum divided by the real cells, or by `window`
+  /// (KH * KW) when it is not 0 (count_include_pad).
+  struct Average: PoolWindow {
+    let c: Int
+    let window: Int
+    let lo: Float, hi: Float
+
+    @inline(__always) func begin(_ y: UnsafeMutablePointer<Float>, chunk: Int) {
+      y.update(repeating: 0, count: c)
+    }
+    @inline(__always) func add(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, chunk: Int) {
+      for ch in 0..<c { y[ch] += x[ch] }
+    }
+    @inline(__always) func finish(_ y: UnsafeMutablePointer<Float>, cells: Int, chunk: Int) {
+      let divisor = Float(window != 0 ? window : cells)
+      for ch in 0..<c { y[ch] = clampActivation(y[ch] / divisor, lo, hi) }
+    }
+  }
+}
+
+/// The step of the pooling driver for one output pixel of C channels:
+/// `begin`, then `add` for each real input cell of its window, then
+/// `finish` with the number of those cells. `chunk` indexes per-thread
+/// scratch.
+protocol PoolWindow {
+  associatedtype Element
+  func begin(_ y: UnsafeMutablePointer<Element>, chunk: Int)
+  func add(_ x: UnsafePointer<Element>, _ y: UnsafeMutablePointer<Element>, chunk: Int)
+  func finish(_ y: UnsafeMutablePointer<Element>, cells: Int, chunk: Int)
+}
+
+/// The sizes of a bound MaxPool2D or AveragePool2D (float32 or int8), and
+/// the pooling driver.
+struct PoolGeometry {
+  let n: Int, h: Int, w: Int, c: Int
+  let kh: Int, kw: Int, oh: Int, ow: Int, padT: Int, padL: Int, sh: Int, sw: Int
+  let countIncludePad: Bool
+
+  /// Checks the attributes: no dilations, explicit pads smaller than the
+  /// filter (every window holds a real cell), count_include_pad only for
+  /// AveragePool2D.
+  init(_ node: Node, _ x: TensorDesc) throws(TinfError) {
     let filter = try node.attrs.ints(.filter, count: 2, default: [1, 1], in: 1...(1 << 20))
     let win = try WindowAttrs(node.attrs)
     guard win.dilations == [1, 1] else {
@@ -26,90 +114,49 @@ enum PoolKernel {
           "pads \(describe(win.pads)) must be smaller than the filter \(describe(filter)) (a window would hold only padding)")
       }
     }
-    let cip = try node.attrs.int(.countIncludePad, default: 0, in: 0...1) == 1
-    if cip && node.op != .averagePool2D {
+    countIncludePad = try node.attrs.int(.countIncludePad, default: 0, in: 0...1) == 1
+    if countIncludePad && node.op != .averagePool2D {
       throw .unsupported("count_include_pad = 1 applies to AveragePool2D only")
     }
     let d = try win.dims(inputH: x.shape[1], inputW: x.shape[2], kernelH: filter[0], kernelW: filter[1])
-    return Params(kh: filter[0], kw: filter[1], win: win, countIncludePad: cip, h: d.h, w: d.w)
+    (n, h, w, c) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+    (kh, kw, oh, ow, padT, padL) = (filter[0], filter[1], d.h.out, d.w.out, d.h.padBefore, d.w.padBefore)
+    (sh, sw) = (win.strides[0], win.strides[1])
   }
 
-  static func infer(_ node: Node, _ inputs: [TensorDesc?]) throws(TinfError) -> [TensorType] {
-    try arity(inputs, 1...1)
-    let x = try required(inputs, 0, "input")
-    try requireFloat(x, "input")
-    try requireNHWC(x, "input")
-    _ = try Activation.from(node.attrs)
-    let p = try params(node, x)
-    return [TensorType(.float32, [x.shape[0], p.h.out, p.w.out, x.shape[3]])]
-  }
-
-  static func bind(_ ctx: KernelContext) throws(TinfError) -> KernelFn {
+  init(_ ctx: KernelContext) throws(TinfError) {
     guard let xd = ctx.inputs[0] else { throw .format("pool: missing input") }
-    let isMax = ctx.node.op == .maxPool2D
-    let n = xd.shape[0]
-    let h = xd.shape[1]
-    let wIn = xd.shape[2]
-    let c = xd.shape[3]
-    let act = try Activation.from(ctx.node.attrs)
-    let (lo, hi) = act.range
-    let p = try params(ctx.node, xd)
-    let kh = p.kh
-    let kw = p.kw
-    let oh = p.h.out
-    let ow = p.w.out
-    let padT = p.h.padBefore
-    let padL = p.w.padBefore
-    let sh = p.win.strides[0]
-    let sw = p.win.strides[1]
-    let includePad = p.countIncludePad
-    let x = ctx.floatIn(0)
-    let y = ctx.floatOut(0)
-    let pool = ctx.pool
+    try self.init(ctx.node, xd)
+  }
+
+  /// Output rows split over threads; each output pixel runs `step` over
+  /// the real cells of its window (padding cells take no part).
+  func driver<Step: PoolWindow>(
+    x: UnsafePointer<Step.Element>, y: UnsafeMutablePointer<Step.Element>, pool: ThreadPool, _ step: Step
+  ) -> KernelFn {
+    let g = self
     let rows = n &* oh
     let minChunk = minChunkFor(perItem: ow &* kh &* kw &* c)
-
     return { () throws(TinfError) in
-      forEachChunk(pool, rows, minChunk: minChunk) { _, range in
+      forEachChunk(pool, rows, minChunk: minChunk) { chunk, range in
         for row in range {
-          let b = row / oh
-          let oy = row &- b &* oh
-          let iy0 = oy &* sh &- padT
+          let b = row / g.oh
+          let oy = row &- b &* g.oh
+          let iy0 = oy &* g.sh &- g.padT
           let yBegin = max(iy0, 0)
-          let yEnd = min(iy0 &+ kh, h)
-          for ox in 0..<ow {
-            let yo = y + (row &* ow &+ ox) &* c
-            let ix0 = ox &* sw &- padL
+          let yEnd = min(iy0 &+ g.kh, g.h)
+          for ox in 0..<g.ow {
+            let yo = y + (row &* g.ow &+ ox) &* g.c
+            let ix0 = ox &* g.sw &- g.padL
             let xBegin = max(ix0, 0)
-            let xEnd = min(ix0 &+ kw, wIn)
-            if isMax {
-              yo.update(repeating: -Float.infinity, count: c)
-              for iy in yBegin..<yEnd {
-                for ix in xBegin..<xEnd {
-                  let xs = x + ((b &* h &+ iy) &* wIn &+ ix) &* c
-                  for ch in 0..<c {
-                    let v = xs[ch]
-                    let cur = yo[ch]
-                    // NaN propagates: once the max is NaN it stays NaN.
-                    if v > cur || v != v { yo[ch] = v }
-                  }
-                }
-              }
-              clampRange(yo, c, act, lo, hi)
-            } else {
-              yo.update(repeating: 0, count: c)
-              for iy in yBegin..<yEnd {
-                for ix in xBegin..<xEnd {
-                  let xs = x + ((b &* h &+ iy) &* wIn &+ ix) &* c
-                  for ch in 0..<c { yo[ch] += xs[ch] }
-                }
-              }
-              let count = includePad ? kh &* kw : (yEnd &- yBegin) &* (xEnd &- xBegin)
-              let divisor = Float(count)
-              for ch in 0..<c {
-                yo[ch] = clampActivation(yo[ch] / divisor, lo, hi)
+            let xEnd = min(ix0 &+ g.kw, g.w)
+            step.begin(yo, chunk: chunk)
+            for iy in yBegin..<yEnd {
+              for ix in xBegin..<xEnd {
+                step.add(x + ((b &* g.h &+ iy) &* g.w &+ ix) &* g.c, yo, chunk: chunk)
               }
             }
+            step.finish(yo, cells: (yEnd &- yBegin) &* (xEnd &- xBegin), chunk: chunk)
           }
         }
       }

@@ -65,17 +65,15 @@ enum SpaceDepthKernel {
                 let spaceOff = ((bn &* sh &* b &+ hh &* b &+ bh) &* (sw &* b) &+ ww &* b &+ bw) &* cp
                 if toSpace {
                   if crd {
-                    copyStrided(
-                      dst + spaceOff &* size, dstStride: 1, src + depthOff &* size, srcStride: depthStride, count: cp,
-                      size: size)
+                    copyElements(
+                      size: size, dst + spaceOff &* size, src + depthOff &* size, cp, size, depthStride &* size)
                   } else {
                     (dst + spaceOff &* size).copyMemory(from: src + depthOff &* size, byteCount: cp &* size)
                   }
                 } else {
                   if crd {
-                    copyStrided(
-                      dst + depthOff &* size, dstStride: depthStride, src + spaceOff &* size, srcStride: 1, count: cp,
-                      size: size)
+                    copyElements(
+                      size: size, dst + depthOff &* size, src + spaceOff &* size, cp, depthStride &* size, size)
                   } else {
                     (dst + depthOff &* size).copyMemory(from: src + spaceOff &* size, byteCount: cp &* size)
                   }

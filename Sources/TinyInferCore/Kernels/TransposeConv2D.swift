@@ -53,11 +53,7 @@ enum TransposeConv2DKernel {
   }
 
   static func infer(_ node: Node, _ inputs: [TensorDesc?]) throws(TinfError) -> [TensorType] {
-    try arity(inputs, 2...3)
-    let x = try required(inputs, 0, "input")
-    let w = try required(inputs, 1, "weights")
-    try requireFloat(x, "input")
-    try requireFloat(w, "weights")
+    let (x, w) = try floatInputs(inputs, 2...3, "input", "weights")
     try requireNHWC(x, "input")
     guard w.shape.count == 4, w.shape[3] == x.shape[3] else {
       throw .shape("weights '\(w.name)' must be [Cout,KH,KW,\(x.shape[3])], has \(describe(w.shape))")
@@ -90,10 +86,7 @@ enum TransposeConv2DKernel {
     let dh = p.win.dilations[0]
     let dw = p.win.dilations[1]
     let wStride = kh &* kw &* cin  // between output channels
-    let x = ctx.floatIn(0)
-    let wp = ctx.floatIn(1)
-    let bias = ctx.optionalFloatIn(2)
-    let y = ctx.floatOut(0)
+    let (x, wp, bias, y) = (ctx.floatIn(0), ctx.floatIn(1), ctx.optionalFloatIn(2), ctx.floatOut(0))
     let pool = ctx.pool
     let rows = n &* oh
     // Taps landing on one output pixel: about KH*KW / (sh*sw).

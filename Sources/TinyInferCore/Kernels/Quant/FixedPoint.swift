@@ -287,38 +287,6 @@ enum QCheck {
   }
 }
 
-/// Requantizes n accumulators with per-channel multipliers and shifts,
-/// adds the zero point and clamps to [lo, hi]: the output stage of the
-/// integer kernels whose constants are not in a QRequantTable, 16 lanes at
-/// a time (FixedPoint.mul of FixedPointVector.swift).
-@inline(__always)
-func requantizeRow(
-  _ acc: UnsafePointer<Int32>, _ mult: UnsafePointer<Int32>, _ shift: UnsafePointer<Int32>, _ zp: Int32,
-  _ lo: Int32, _ hi: Int32, _ y: UnsafeMutablePointer<Int8>, _ n: Int
-) {
-  var i = 0
-  let one = SIMD16<Int32>(repeating: 1)
-  let zy = SIMD16<Int32>(repeating: zp)
-  while i &+ 16 <= n {
-    let a = UnsafeRawPointer(acc + i).loadUnaligned(as: SIMD16<Int32>.self)
-    let s = UnsafeRawPointer(shift + i).loadUnaligned(as: SIMD16<Int32>.self)
-    // max(s, 0) and max(-s, 0) with shifts and masks (no SIMDMask helpers).
-    let left = s & ~(s &>> 31)
-    let neg = SIMD16<Int32>() &- s
-    let right = neg & ~(neg &>> 31)
-    let r = FixedPoint.Requant16(
-      left: left, multiplier: UnsafeRawPointer(mult + i).loadUnaligned(as: SIMD16<Int32>.self), right: right,
-      mask: (one &<< right) &- one)
-    let v = FixedPoint.mul(a, r) &+ zy
-    UnsafeMutableRawPointer(y + i).storeBytes(of: clampNarrow(v, lo, hi), as: SIMD16<Int8>.self)
-    i &+= 16
-  }
-  while i < n {
-    y[i] = requantize(acc[i], mult[i], shift[i], zp, lo, hi)
-    i &+= 1
-  }
-}
-
 /// Requantizes an int32 accumulator and clamps it: TFLite's output stage.
 @inline(__always)
 func requantize(_ acc: Int32, _ m: Int32, _ shift: Int32, _ zp: Int32, _ lo: Int32, _ hi: Int32) -> Int8 {
@@ -455,6 +423,27 @@ func dotInt8x4(
     i &+= 1
   }
   return r
+}
+
+/// The dot products of the int8 row `a` with rows `rows` of `w` (each `k`
+/// long), four rows at a time: `finish(r, dot)` for each row r in order.
+@inline(__always)
+func dotInt8Rows(
+  _ a: UnsafePointer<Int8>, _ w: UnsafePointer<Int8>, _ k: Int, _ rows: Range<Int>, _ finish: (Int, Int32) -> Void
+) {
+  var c = rows.lowerBound
+  while c &+ 4 <= rows.upperBound {
+    let d = dotInt8x4(a, w + c &* k, w + (c &+ 1) &* k, w + (c &+ 2) &* k, w + (c &+ 3) &* k, k)
+    finish(c, d[0])
+    finish(c &+ 1, d[1])
+    finish(c &+ 2, d[2])
+    finish(c &+ 3, d[3])
+    c &+= 4
+  }
+  while c < rows.upperBound {
+    finish(c, dotInt8(a, w + c &* k, k))
+    c &+= 1
+  }
 }
 
 /// Sum of n int8 values, in int32.

@@ -106,6 +106,28 @@ extension FixedPoint {
   }
 }
 
+/// The output stage of a per-tensor int8 kernel,
+/// `clamp(MultiplyByQuantizedMultiplier(acc, M) + zp, lo, hi)`: `one` for
+/// one value; `lanes` for 16, as `clampNarrow(FixedPoint.mul(acc, lanes) &+
+/// zp, lo, hi)` written at the call (a method was left out of line, checked
+/// with objdump). Per-channel stages: `QRequantTable`.
+struct QOutputStage {
+  let multiplier: FixedPoint.Multiplier
+  let lanes: FixedPoint.Requant16
+  let zp: Int32, lo: Int32, hi: Int32
+
+  init(_ m: FixedPoint.Multiplier, zp: Int32, lo: Int32, hi: Int32) {
+    multiplier = m
+    lanes = FixedPoint.Requant16(m)
+    (self.zp, self.lo, self.hi) = (zp, lo, hi)
+  }
+
+  @inline(__always)
+  func one(_ acc: Int32) -> Int8 {
+    requantize(acc, multiplier.multiplier, multiplier.shift, zp, lo, hi)
+  }
+}
+
 /// Per-channel requantization constants laid out for `Requant16`: four rows
 /// of `stride` int32 (left shifts, multipliers, right shifts, masks).
 /// Entry t holds channel `t % count`. With `periodic`, the rows repeat the
@@ -147,6 +169,27 @@ struct QRequantTable {
       p[2 &* stride &+ t] = r
       p[3 &* stride &+ t] = Int32(truncatingIfNeeded: (Int64(1) << Int64(r)) &- 1)
     }
+  }
+
+  /// The table of `M_c = s_x s_w[c] / s_y` for each weight scale, computed
+  /// in double (TFLite's per-channel kernels); with `productInFloat`,
+  /// `s_x s_w[c]` is rounded to float first (TFLite's per-tensor
+  /// GetQuantizedConvolutionMultipler).
+  init(
+    inScale: Float, weightScales: [Float], outScale: Float, productInFloat: Bool = false, periodic: Bool = false,
+    _ what: String
+  ) throws(TinfError) {
+    var m: [Int32] = []
+    var s: [Int32] = []
+    for ws in weightScales {
+      let real =
+        productInFloat
+        ? Double(inScale * ws) / Double(outScale) : Double(inScale) * Double(ws) / Double(outScale)
+      let q = try FixedPoint.requantization(real, what)
+      m.append(q.multiplier)
+      s.append(q.shift)
+    }
+    try self.init(multipliers: m, shifts: s, count: m.count, periodic: periodic)
   }
 
   /// Whether `requantizeFlat` may be used.

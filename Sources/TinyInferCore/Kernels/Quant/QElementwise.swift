@@ -46,7 +46,7 @@ enum QBinaryKernel {
     if ctx.node.op == .mul {
       let real = (aq.scale * bq.scale) / yq.scale  // float, as mul.cc
       let m = try FixedPoint.requantization(Double(real), "Mul")
-      let op = QMulOp(za: aq.zeroPoint, zb: bq.zeroPoint, m: m.multiplier, s: m.shift, zp: yq.zeroPoint, lo: lo, hi: hi)
+      let op = QMulOp(za: aq.zeroPoint, zb: bq.zeroPoint, out: QOutputStage(m, zp: yq.zeroPoint, lo: lo, hi: hi))
       return { () throws(TinfError) in QBinaryKernel.run(op, plan, a, b, y) }
     }
 
@@ -68,9 +68,9 @@ enum QBinaryKernel {
     }
     let tables = try QBuffer(int32: ta + tb)
     let op = QAddOp(
-      ta: UnsafePointer(tables.int32), tb: UnsafePointer(tables.int32 + 256), m: mo.multiplier, s: mo.shift,
-      zp: yq.zeroPoint, lo: lo, hi: hi, za: aq.zeroPoint, zb: bq.zeroPoint, ra: FixedPoint.Requant16(m1),
-      rb: FixedPoint.Requant16(m2), ro: FixedPoint.Requant16(mo), negate: negate)
+      ta: UnsafePointer(tables.int32), tb: UnsafePointer(tables.int32 + 256),
+      out: QOutputStage(mo, zp: yq.zeroPoint, lo: lo, hi: hi), za: aq.zeroPoint, zb: bq.zeroPoint,
+      ra: FixedPoint.Requant16(m1), rb: FixedPoint.Requant16(m2), negate: negate)
     return { () throws(TinfError) in
       withExtendedLifetime(tables) { QBinaryKernel.run(op, plan, a, b, y) }
     }
@@ -83,44 +83,20 @@ enum QBinaryKernel {
   static func run<Op: QBinaryOp>(
     _ op: Op, _ plan: BroadcastPlan, _ a: UnsafePointer<Int8>, _ b: UnsafePointer<Int8>, _ y: UnsafeMutablePointer<Int8>
   ) {
-    let r = plan.dims.count
-    let inner = plan.dims[r - 1]
-    let ia = plan.sa[r - 1]
-    let ib = plan.sb[r - 1]
-    var outer = 1
-    for i in 0..<(r - 1) { outer = outer &* plan.dims[i] }
-    withUnsafeTemporaryAllocation(of: Int.self, capacity: 8) { idx in
-      for i in 0..<8 { idx[i] = 0 }
-      var offA = 0
-      var offB = 0
-      var o = 0
-      for _ in 0..<outer {
-        let ar = a + offA
-        let br = b + offB
-        let yr = y + o
-        if ia == 1 && ib == 1 {
-          op.row(ar, br, yr, inner)
-        } else if ia == 1 {
-          let bv = br[0]
-          for i in 0..<inner { yr[i] = op.apply(ar[i], bv) }
-        } else if ib == 1 {
-          let av = ar[0]
-          for i in 0..<inner { yr[i] = op.apply(av, br[i]) }
-        } else {
-          for i in 0..<inner { yr[i] = op.apply(ar[i &* ia], br[i &* ib]) }
-        }
-        o = o &+ inner
-        var k = r - 2
-        while k >= 0 {
-          idx[k] = idx[k] &+ 1
-          offA = offA &+ plan.sa[k]
-          offB = offB &+ plan.sb[k]
-          if idx[k] < plan.dims[k] { break }
-          offA = offA &- plan.sa[k] &* plan.dims[k]
-          offB = offB &- plan.sb[k] &* plan.dims[k]
-          idx[k] = 0
-          k -= 1
-        }
+    plan.forEachRow { offA, ia, offB, ib, o, inner in
+      let ar = a + offA
+      let br = b + offB
+      let yr = y + o
+      if ia == 1 && ib == 1 {
+        op.row(ar, br, yr, inner)
+      } else if ia == 1 {
+        let bv = br[0]
+        for i in 0..<inner { yr[i] = op.apply(ar[i], bv) }
+      } else if ib == 1 {
+        let av = ar[0]
+        for i in 0..<inner { yr[i] = op.apply(av, br[i]) }
+      } else {
+        for i in 0..<inner { yr[i] = op.apply(ar[i &* ia], br[i &* ib]) }
       }
     }
   }
@@ -136,24 +112,18 @@ protocol QBinaryOp {
 struct QAddOp: QBinaryOp {
   let ta: UnsafePointer<Int32>
   let tb: UnsafePointer<Int32>
-  let m: Int32
-  let s: Int32
-  let zp: Int32
-  let lo: Int32
-  let hi: Int32
+  let out: QOutputStage
 
-  // The same stages on 16 lanes.
+  // The input stages on 16 lanes.
   let za: Int32
   let zb: Int32
   let ra: FixedPoint.Requant16
   let rb: FixedPoint.Requant16
-  let ro: FixedPoint.Requant16
   let negate: Bool
 
   @inline(__always)
   func apply(_ a: Int8, _ b: Int8) -> Int8 {
-    let raw = ta[Int(a) &+ 128] &+ tb[Int(b) &+ 128]
-    return requantize(raw, m, s, zp, lo, hi)
+    out.one(ta[Int(a) &+ 128] &+ tb[Int(b) &+ 128])
   }
 
   @inline(never)
@@ -168,8 +138,8 @@ struct QAddOp: QBinaryOp {
       let bv = widen32(UnsafeRawPointer(b + i).loadUnaligned(as: SIMD16<Int8>.self))
       let sa = FixedPoint.mul((av &- vza) &<< 20, ra)
       let sb = FixedPoint.mul((bv &- vzb) &<< 20, rb)
-      let v = FixedPoint.mul(sa &+ ((sb ^ neg) &- neg), ro) &+ zp
-      UnsafeMutableRawPointer(y + i).storeBytes(of: clampNarrow(v, lo, hi), as: SIMD16<Int8>.self)
+      let v = FixedPoint.mul(sa &+ ((sb ^ neg) &- neg), out.lanes) &+ out.zp
+      UnsafeMutableRawPointer(y + i).storeBytes(of: clampNarrow(v, out.lo, out.hi), as: SIMD16<Int8>.self)
       i &+= 16
     }
     while i < n {
@@ -182,15 +152,11 @@ struct QAddOp: QBinaryOp {
 struct QMulOp: QBinaryOp {
   let za: Int32
   let zb: Int32
-  let m: Int32
-  let s: Int32
-  let zp: Int32
-  let lo: Int32
-  let hi: Int32
+  let out: QOutputStage
 
   @inline(__always)
   func apply(_ a: Int8, _ b: Int8) -> Int8 {
-    requantize((Int32(a) &- za) &* (Int32(b) &- zb), m, s, zp, lo, hi)
+    out.one((Int32(a) &- za) &* (Int32(b) &- zb))
   }
 
   @inline(never)
@@ -198,12 +164,11 @@ struct QMulOp: QBinaryOp {
     var i = 0
     let vza = SIMD16<Int32>(repeating: za)
     let vzb = SIMD16<Int32>(repeating: zb)
-    let r = FixedPoint.Requant16(multiplier: m, shift: s)
     while i &+ 16 <= n {
       let av = widen32(UnsafeRawPointer(a + i).loadUnaligned(as: SIMD16<Int8>.self))
       let bv = widen32(UnsafeRawPointer(b + i).loadUnaligned(as: SIMD16<Int8>.self))
-      let v = FixedPoint.mul((av &- vza) &* (bv &- vzb), r) &+ zp
-      UnsafeMutableRawPointer(y + i).storeBytes(of: clampNarrow(v, lo, hi), as: SIMD16<Int8>.self)
+      let v = FixedPoint.mul((av &- vza) &* (bv &- vzb), out.lanes) &+ out.zp
+      UnsafeMutableRawPointer(y + i).storeBytes(of: clampNarrow(v, out.lo, out.hi), as: SIMD16<Int8>.self)
       i &+= 16
     }
     while i < n {

@@ -13,11 +13,7 @@
 /// the contiguous depth, four weight rows at a time.
 enum QFullyConnectedKernel {
   static func infer(_ node: Node, _ inputs: [TensorDesc?]) throws(TinfError) -> [TensorType] {
-    try arity(inputs, 2...3)
-    let x = try required(inputs, 0, "x")
-    let w = try required(inputs, 1, "weights")
-    try QCheck.requireInt8(x, "input")
-    _ = try QCheck.perTensor(x, "input")
+    let (x, w) = try ConvFamily.inputs(inputs, int8: true)
     guard x.shape.count >= 1 else { throw .shape("input must have rank >= 1") }
     guard w.shape.count == 2 else { throw .shape("weights must be [N, K], got \(describe(w.shape))") }
     let k = x.shape[x.shape.count - 1]
@@ -41,19 +37,8 @@ enum QFullyConnectedKernel {
     let m = xd.count / k
     let (scales, wZeroPoint) = try QCheck.weights(wd, channels: n, axis: 0, allowZeroPoint: true, "FullyConnected")
     let perChannel = (wd.quant?.scales.count ?? 1) > 1
-    var mults: [Int32] = []
-    var shifts: [Int32] = []
-    for c in 0..<n {
-      let real =
-        perChannel
-        ? Double(xq.scale) * Double(scales[c]) / Double(yq.scale)
-        : Double(xq.scale * scales[c]) / Double(yq.scale)
-      let q = try FixedPoint.requantization(real, "FullyConnected")
-      mults.append(q.multiplier)
-      shifts.append(q.shift)
-    }
-    let multTable = try QBuffer(int32: mults)
-    let shiftTable = try QBuffer(int32: shifts)
+    let table = try QRequantTable(
+      inScale: xq.scale, weightScales: scales, outScale: yq.scale, productInFloat: !perChannel, "FullyConnected")
     let (lo, hi) = try QCheck.activationRange(try Activation.from(ctx.attrs), yq)
 
     guard let xp = ctx.inputData[0], let wpRaw = ctx.inputData[1] else { throw TinfError(.internal, "missing data") }
@@ -77,8 +62,6 @@ enum QFullyConnectedKernel {
 
     let work = { (rows: Range<Int>, cols: Range<Int>) in
       let rs = UnsafePointer(rowSums.int32)
-      let mt = UnsafePointer(multTable.int32)
-      let st = UnsafePointer(shiftTable.int32)
       // Accumulators of up to 64 outputs, then requantized together.
       withUnsafeTemporaryAllocation(of: Int32.self, capacity: 64) { tmp in
         let acc = tmp.baseAddress!
@@ -90,25 +73,12 @@ enum QFullyConnectedKernel {
           var c0 = cols.lowerBound
           while c0 < cols.upperBound {
             let c1 = min(c0 &+ 64, cols.upperBound)
-            @inline(__always) func finish(_ c: Int, _ dot: Int32) {
+            dotInt8Rows(xr, w, k, c0..<c1) { c, dot in
               var a = dot &+ xOffset &* rs[c] &+ rowConst
               if let bias { a &+= bias[c] }
               acc[c &- c0] = a
             }
-            var c = c0
-            while c &+ 4 <= c1 {
-              let d = dotInt8x4(xr, w + c &* k, w + (c &+ 1) &* k, w + (c &+ 2) &* k, w + (c &+ 3) &* k, k)
-              finish(c, d[0])
-              finish(c &+ 1, d[1])
-              finish(c &+ 2, d[2])
-              finish(c &+ 3, d[3])
-              c &+= 4
-            }
-            while c < c1 {
-              finish(c, dotInt8(xr, w + c &* k, k))
-              c &+= 1
-            }
-            requantizeRow(acc, mt + c0, st + c0, yz, lo, hi, yr + c0, c1 &- c0)
+            table.requantize(acc, from: c0, zp: yz, lo: lo, hi: hi, yr + c0, c1 &- c0)
             c0 = c1
           }
         }
@@ -118,21 +88,13 @@ enum QFullyConnectedKernel {
     if constantWeights {
       return try bindPacked(
         x: x, w: w, bias: bias, y: y, m: m, n: n, k: k, xOffset: xOffset, wOffset: wOffset, yz: yz, lo: lo,
-        hi: hi, mults: multTable, shifts: shiftTable, pool: pool)
+        hi: hi, table: table, pool: pool)
     }
     return { () throws(TinfError) in
       if !constantWeights {
         for r in 0..<n { rowSums.int32[r] = sumInt8(w + r &* k, k) }
       }
-      if pool.threads > 1 && total >= 1 << 16 {
-        if m >= pool.threads {
-          pool.parallelRanges(m, minChunk: 1) { rows in work(rows, 0..<n) }
-        } else {
-          pool.parallelRanges(n, minChunk: 16) { cols in work(0..<m, cols) }
-        }
-      } else {
-        work(0..<m, 0..<n)
-      }
+      splitRowsOrColumns(pool, rows: m, cols: n, minCols: 16, macs: total, work)
     }
   }
 
@@ -142,8 +104,8 @@ enum QFullyConnectedKernel {
   /// each row adds `-zp_w sum x`, giving the sum above exactly.
   static func bindPacked(
     x: UnsafePointer<Int8>, w: UnsafePointer<Int8>, bias: UnsafePointer<Int32>?, y: UnsafeMutablePointer<Int8>,
-    m: Int, n: Int, k: Int, xOffset: Int32, wOffset: Int32, yz: Int32, lo: Int32, hi: Int32, mults: QBuffer,
-    shifts: QBuffer, pool: ThreadPool
+    m: Int, n: Int, k: Int, xOffset: Int32, wOffset: Int32, yz: Int32, lo: Int32, hi: Int32,
+    table: QRequantTable, pool: ThreadPool
   ) throws(TinfError) -> KernelFn {
     let weights = try QPackedGemm.Weights(w, n: n, k: k)
     let k4 = QPackedGemm.paddedDepth(k)
@@ -159,7 +121,6 @@ enum QFullyConnectedKernel {
     let total = m &* n &* k
     let panels = weights.panels
     let init0 = try Scratch<Int32>(count: panels &* QPackedGemm.nr)
-    let table = try QRequantTable(multipliers: mults.int32, shifts: shifts.int32, count: n)
     return { () throws(TinfError) in
       let ini = UnsafeMutablePointer(init0.base)
       for c in 0..<n { ini[c] = initial.base[c] &+ (bias?[c] ?? 0) }
@@ -182,12 +143,8 @@ enum QFullyConnectedKernel {
           table.requantize(ar + c0, from: c0, zp: yz, lo: lo, hi: hi, y + (r &* n &+ c0), c1 &- c0)
         }
       }
-      QPackedGemm.parallel(pool, rows: m, panels: panels, macs: total, work)
-      _ = weights
-      _ = rows
-      _ = sums
-      _ = initial
-      _ = init0
+      splitRowsOrColumns(pool, rows: m, cols: panels, minCols: 1, macs: total, work)
+      withExtendedLifetime((weights, rows, sums, initial, init0)) {}
     }
   }
 }

@@ -108,22 +108,6 @@ enum QPackedGemm {
     }
   }
 
-  /// Runs `work(rows, panels)` over all m rows and all panels: rows split
-  /// between threads when there are enough, else panels (a GEMV), on one
-  /// thread below about 64K multiply-adds.
-  @inline(__always)
-  static func parallel(_ pool: ThreadPool, rows m: Int, panels: Int, macs: Int, _ work: (Range<Int>, Range<Int>) -> Void) {
-    if pool.threads > 1 && macs >= 1 << 16 {
-      if m >= pool.threads {
-        pool.parallelRanges(m, minChunk: 1) { rr in work(rr, 0..<panels) }
-      } else {
-        pool.parallelRanges(panels, minChunk: 1) { pr in work(0..<m, pr) }
-      }
-    } else {
-      work(0..<m, 0..<panels)
-    }
-  }
-
   @inline(__always)
   static func bcast(_ a: UnsafeRawPointer, _ g: Int) -> SIMD16<Int32> {
     SIMD16<Int32>(repeating: a.loadUnaligned(fromByteOffset: g &<< 2, as: Int32.self))

@@ -5,22 +5,12 @@
 /// away from zero. Both clamp to the fused activation's quantized range.
 enum QPoolKernel {
   static func infer(_ node: Node, _ inputs: [TensorDesc?]) throws(TinfError) -> [TensorType] {
-    try arity(inputs, 1...1)
-    let x = try required(inputs, 0, "input")
-    try QCheck.requireInt8(x, "input")
-    try requireNHWC(x, "input")
-    _ = try QCheck.perTensor(x, "input")
-    _ = try Activation.from(node.attrs)
-    guard try node.attrs.int(.countIncludePad, default: 0, in: 0...1) == 0 else {
-      throw .unsupported("count_include_pad = 1 is not supported for int8 (TFLite divides by the real cells)")
-    }
-    let p = try PoolKernel.params(node, x)
-    return [TensorType(.int8, [x.shape[0], p.h.out, p.w.out, x.shape[3]])]
+    try PoolKernel.infer(node, inputs, int8: true)
   }
 
   static func bind(_ ctx: KernelContext) throws(TinfError) -> KernelFn {
-    guard let xd = ctx.inputs[0] else { throw .format("pool: missing input") }
-    let xq = try QCheck.perTensor(xd, "input")
+    let g = try PoolGeometry(ctx)
+    let xq = try QCheck.perTensor(ctx.inputs[0]!, "input")
     let yq = try QCheck.output(ctx)
     guard xq.zeroPoint == yq.zeroPoint, (xq.scale - yq.scale).magnitude <= 1e-6 * max(xq.scale, yq.scale) else {
       throw .unsupported(
@@ -28,76 +18,60 @@ enum QPoolKernel {
           + "the output declares scale \(yq.scale), zero point \(yq.zeroPoint)")
     }
     let (lo, hi) = try QCheck.activationRange(try Activation.from(ctx.attrs), yq)
-    let isMax = ctx.node.op == .maxPool2D
-    let p = try PoolKernel.params(ctx.node, xd)
-    let n = xd.shape[0]
-    let h = xd.shape[1]
-    let wIn = xd.shape[2]
-    let c = xd.shape[3]
-    let kh = p.kh
-    let kw = p.kw
-    let oh = p.h.out
-    let ow = p.w.out
-    let padT = p.h.padBefore
-    let padL = p.w.padBefore
-    let sh = p.win.strides[0]
-    let sw = p.win.strides[1]
-    guard let xp = ctx.inputData[0] else { throw TinfError(.internal, "missing data") }
-    let x = UnsafePointer(xp.assumingMemoryBound(to: Int8.self))
-    let y = ctx.outputData[0].assumingMemoryBound(to: Int8.self)
-    let pool = ctx.pool
-    let sums = try QBuffer(bytes: isMax ? 0 : pool.threads &* c &* 4)
-    let lo8 = Int8(truncatingIfNeeded: max(lo, -128))
-    let hi8 = Int8(truncatingIfNeeded: min(hi, 127))
-    let rows = n &* oh
-    let minChunk = minChunkFor(perItem: ow &* kh &* kw &* c)
-    let floatDivide = kh &* kw <= 4096  // see averageRow
+    let (x, y) = (ctx.input(0, Int8.self), ctx.output(0, Int8.self))
+    if ctx.node.op == .maxPool2D {
+      let (lo8, hi8) = (Int8(truncatingIfNeeded: max(lo, -128)), Int8(truncatingIfNeeded: min(hi, 127)))
+      return g.driver(x: x, y: y, pool: ctx.pool, Max(c: g.c, lo: lo8, hi: hi8))
+    }
+    let sums = try QBuffer(bytes: ctx.pool.threads &* g.c &* 4)
+    return g.driver(
+      x: x, y: y, pool: ctx.pool, Average(c: g.c, sums: sums, floatDivide: g.kh &* g.kw <= 4096, lo: lo, hi: hi))
+  }
 
-    return { () throws(TinfError) in
-      forEachChunk(pool, rows, minChunk: minChunk) { chunk, range in
-        let acc = sums.int32 + chunk &* c
-        for row in range {
-          let b = row / oh
-          let oy = row &- b &* oh
-          let iy0 = oy &* sh &- padT
-          let yBegin = max(iy0, 0)
-          let yEnd = min(iy0 &+ kh, h)
-          for ox in 0..<ow {
-            let yo = y + (row &* ow &+ ox) &* c
-            let ix0 = ox &* sw &- padL
-            let xBegin = max(ix0, 0)
-            let xEnd = min(ix0 &+ kw, wIn)
-            if isMax {
-              yo.update(repeating: Int8.min, count: c)
-              for iy in yBegin..<yEnd {
-                for ix in xBegin..<xEnd {
-                  let xs = x + ((b &* h &+ iy) &* wIn &+ ix) &* c
-                  for ch in 0..<c where xs[ch] > yo[ch] { yo[ch] = xs[ch] }
-                }
-              }
-              for ch in 0..<c { yo[ch] = min(max(yo[ch], lo8), hi8) }
-            } else {
-              acc.update(repeating: 0, count: c)
-              for iy in yBegin..<yEnd {
-                for ix in xBegin..<xEnd {
-                  let xs = x + ((b &* h &+ iy) &* wIn &+ ix) &* c
-                  for ch in 0..<c { acc[ch] &+= Int32(xs[ch]) }
-                }
-              }
-              let count = Int32(truncatingIfNeeded: (yEnd &- yBegin) &* (xEnd &- xBegin))
-              if floatDivide {
-                QPoolKernel.averageRow(acc, count, lo, hi, yo, c)
-                continue
-              }
-              let half = count / 2
-              for ch in 0..<c {
-                let s = acc[ch]
-                let v = s > 0 ? (s &+ half) / count : (s &- half) / count
-                yo[ch] = Int8(truncatingIfNeeded: min(max(v, lo), hi))
-              }
-            }
-          }
-        }
+  /// The int8 max of the window's real cells.
+  struct Max: PoolWindow {
+    let c: Int
+    let lo: Int8, hi: Int8
+
+    @inline(__always) func begin(_ y: UnsafeMutablePointer<Int8>, chunk: Int) {
+      y.update(repeating: Int8.min, count: c)
+    }
+    @inline(__always) func add(_ x: UnsafePointer<Int8>, _ y: UnsafeMutablePointer<Int8>, chunk: Int) {
+      for ch in 0..<c where x[ch] > y[ch] { y[ch] = x[ch] }
+    }
+    @inline(__always) func finish(_ y: UnsafeMutablePointer<Int8>, cells: Int, chunk: Int) {
+      for ch in 0..<c { y[ch] = min(max(y[ch], lo), hi) }
+    }
+  }
+
+  /// The int8 average: int32 sums in per-thread scratch, divided by the
+  /// number of real cells, rounded half away from zero (`averageRow` in
+  /// float where that is exact).
+  struct Average: PoolWindow {
+    let c: Int
+    let sums: QBuffer
+    let floatDivide: Bool  // see averageRow
+    let lo: Int32, hi: Int32
+
+    @inline(__always) func begin(_ y: UnsafeMutablePointer<Int8>, chunk: Int) {
+      (sums.int32 + chunk &* c).update(repeating: 0, count: c)
+    }
+    @inline(__always) func add(_ x: UnsafePointer<Int8>, _ y: UnsafeMutablePointer<Int8>, chunk: Int) {
+      let acc = sums.int32 + chunk &* c
+      for ch in 0..<c { acc[ch] &+= Int32(x[ch]) }
+    }
+    @inline(__always) func finish(_ y: UnsafeMutablePointer<Int8>, cells: Int, chunk: Int) {
+      let acc = sums.int32 + chunk &* c
+      let count = Int32(truncatingIfNeeded: cells)
+      if floatDivide {
+        QPoolKernel.averageRow(acc, count, lo, hi, y, c)
+        return
+      }
+      let half = count / 2
+      for ch in 0..<c {
+        let s = acc[ch]
+        let v = s > 0 ? (s &+ half) / count : (s &- half) / count
+        y[ch] = Int8(truncatingIfNeeded: min(max(v, lo), hi))
       }
     }
   }

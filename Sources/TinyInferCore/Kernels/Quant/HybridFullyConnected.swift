@@ -232,15 +232,7 @@ enum HybridFullyConnected {
         rowScale[r] = s
         rowZp[r] = z
       }
-      if pool.threads > 1 && work >= 1 << 16 {
-        if m >= pool.threads {
-          pool.parallelRanges(m, minChunk: 1) { rows in rowsCols(rows, 0..<n) }
-        } else {
-          pool.parallelRanges(n, minChunk: 16) { cols in rowsCols(0..<m, cols) }
-        }
-      } else {
-        rowsCols(0..<m, 0..<n)
-      }
+      splitRowsOrColumns(pool, rows: m, cols: n, minCols: 16, macs: work, rowsCols)
       act.apply(y, m &* n)
     }
   }
@@ -295,14 +287,9 @@ enum HybridFullyConnected {
           }
         }
       }
-      QPackedGemm.parallel(pool, rows: m, panels: panels, macs: total, work)
+      splitRowsOrColumns(pool, rows: m, cols: panels, minCols: 1, macs: total, work)
       act.apply(y, m &* n)
-      _ = weights
-      _ = zeros
-      _ = rows
-      _ = sums
-      _ = params
-      _ = scratch
+      withExtendedLifetime((weights, zeros, rows, sums, params, scratch)) {}
     }
   }
 
@@ -380,15 +367,7 @@ enum HybridFullyConnected {
           for i in k..<kp { dst[i] = 0 }
         }
       }
-      if pool.threads > 1 && work >= 1 << 16 {
-        if m >= pool.threads {
-          pool.parallelRanges(m, minChunk: 1) { rows in rowsCols(rows, 0..<n) }
-        } else {
-          pool.parallelRanges(n, minChunk: 16) { cols in rowsCols(0..<m, cols) }
-        }
-      } else {
-        rowsCols(0..<m, 0..<n)
-      }
+      splitRowsOrColumns(pool, rows: m, cols: n, minCols: 16, macs: work, rowsCols)
       act.apply(y, m &* n)
     }
   }
