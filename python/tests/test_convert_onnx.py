@@ -535,3 +535,110 @@ def test_every_handler_is_documented():
     from tinyinfer.convert.onnx import HANDLERS, SUPPORTED_OPS
     assert set(HANDLERS) - {"Rsqrt"} <= set(SUPPORTED_OPS)
     assert {"Conv", "Gemm", "QuantizeLinear", "com.microsoft.QGemm", "Resize"} <= set(HANDLERS)
+
+
+# -- ReduceMax / ReduceMin ------------------------------------------------------------------------
+def _reduce_model(op, opset, shape, axes, keepdims, conv_first=False, noop=None):
+    """x -> [1x1 Conv, so the tensor runs channels-last] -> op(axes, keepdims) -> y. Axes are an attribute
+    below opset 18 and a constant input from 18 on; axes None leaves them out."""
+    from onnx import TensorProto, helper, numpy_helper
+    inits, nodes, src = [], [], "x"
+    if conv_first:
+        c = shape[1]
+        w = np.random.default_rng(3).uniform(-1, 1, (c, c, 1, 1)).astype(np.float32)
+        inits.append(numpy_helper.from_array(w, "w"))
+        nodes.append(helper.make_node("Conv", ["x", "w"], ["c"]))
+        src = "c"
+    attrs = {"keepdims": keepdims}
+    if noop is not None:
+        attrs["noop_with_empty_axes"] = noop
+    ins = [src]
+    if axes is not None and opset < 18:
+        attrs["axes"] = list(axes)
+    elif axes is not None:
+        inits.append(numpy_helper.from_array(np.array(axes, np.int64), "axes"))
+        ins.append("axes")
+    nodes.append(helper.make_node(op, ins, ["y"], **attrs))
+    g = helper.make_graph(nodes, "reduce", [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+    m.ir_version = 8
+    return m.SerializeToString()
+
+
+_REDUCE_CASES = [  # (shape, axes, conv_first); axes None: ONNX's default, every axis
+    ((3, 5), [1], False), ((3, 5), [0], False), ((3, 5), [-1], False), ((3, 5), [0, 1], False),
+    ((3, 5), None, False),
+    ((2, 3, 4), [0, 2], False), ((2, 3, 4), [-2], False), ((2, 3, 4), [1, 2], False), ((2, 3, 4), None, False),
+    ((2, 3, 4, 5), [1], True), ((2, 3, 4, 5), [2, 3], True), ((2, 3, 4, 5), [1, 3], True),
+    ((2, 3, 4, 5), [-1, -3], True), ((2, 3, 4, 5), [0, 2], True), ((2, 3, 4, 5), [0, 1, 2, 3], True),
+    ((2, 3, 4, 5), None, True), ((2, 3, 4, 5), [3, 1], False), ((2, 3, 4, 5), [0, -1], False),
+]
+
+
+@pytest.mark.parametrize("op", ["ReduceMax", "ReduceMin"])
+@pytest.mark.parametrize("opset", [13, 18])
+@pytest.mark.parametrize("keepdims", [0, 1])
+@pytest.mark.parametrize("shape,axes,conv_first", _REDUCE_CASES)
+def test_reduce_max_min_match_onnxruntime(op, opset, keepdims, shape, axes, conv_first):
+    """One ReduceMax op (ReduceMin: two Mul by -1 around it) for any axes, remapped NCHW -> NHWC after a
+    Conv; exact where no Conv precedes it (max is exact), within float rounding of the Conv otherwise."""
+    data = _reduce_model(op, opset, shape, axes, keepdims, conv_first)
+    report = tinyinfer.convert(data, None, verbose=False)
+    assert report.ops_out["ReduceMax"] == 1 and "MaxPool2D" not in report.ops_out
+    assert report.ops_out["Mul"] == (2 if op == "ReduceMin" else 0)
+    sess = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    with tinyinfer.Model(report.data) as m:
+        for seed in range(2):
+            x = np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+            ref = sess.run(None, {"x": x})[0]
+            got = m.run([x])[0]
+            assert got.shape == ref.shape, (got.shape, ref.shape)
+            if conv_first:
+                assert np.max(np.abs(got - ref)) <= 1e-5 * np.max(np.abs(ref))
+            else:
+                np.testing.assert_array_equal(got, ref)
+
+
+@pytest.mark.parametrize("op", ["ReduceMax", "ReduceMin"])
+def test_reduce_max_min_empty_axes(op):
+    """Opset 18: an empty axes input reduces every axis, or nothing with noop_with_empty_axes=1."""
+    x = np.random.default_rng(7).standard_normal((2, 3, 4)).astype(np.float32)
+    for noop, axes in [(0, []), (1, []), (1, None), (0, None)]:
+        data = _reduce_model(op, 18, x.shape, axes, 1, noop=noop)
+        report = tinyinfer.convert(data, None, verbose=False)
+        assert report.ops_out["ReduceMax"] == (0 if noop else 1)
+        ref = ort.InferenceSession(data, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+        with tinyinfer.Model(report.data) as m:
+            got = m.run([x])[0]
+        assert got.shape == ref.shape
+        np.testing.assert_array_equal(got, ref)
+
+
+def test_reduce_max_axes_out_of_range_refused():
+    with pytest.raises(tinyinfer.UnsupportedOpError, match="out of range"):
+        tinyinfer.convert(_reduce_model("ReduceMax", 13, (2, 3), [2], 1), None, verbose=False)
+
+
+def test_reduce_max_between_qdq_pairs():
+    """QuantizeLinear -> DequantizeLinear -> ReduceMax -> QuantizeLinear -> DequantizeLinear, as a QDQ model
+    writes it: the max of values on one int8 grid, requantized with the same parameters, is exact."""
+    from onnx import TensorProto, helper, numpy_helper
+    inits = [numpy_helper.from_array(np.array(0.02, np.float32), "s"),
+             numpy_helper.from_array(np.array(3, np.int8), "z")]
+    nodes = [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["xq"]),
+             helper.make_node("DequantizeLinear", ["xq", "s", "z"], ["xd"]),
+             helper.make_node("ReduceMax", ["xd"], ["r"], axes=[1, -1], keepdims=0),
+             helper.make_node("QuantizeLinear", ["r", "s", "z"], ["rq"]),
+             helper.make_node("DequantizeLinear", ["rq", "s", "z"], ["y"])]
+    g = helper.make_graph(nodes, "qdq", [helper.make_tensor_value_info("x", TensorProto.FLOAT, (2, 3, 4, 5))],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 8
+    data = m.SerializeToString()
+    report = tinyinfer.convert(data, None, verbose=False)
+    assert report.ops_out["ReduceMax"] == 1
+    x = np.random.default_rng(4).standard_normal((2, 3, 4, 5)).astype(np.float32)
+    ref = ort.InferenceSession(data, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    with tinyinfer.Model(report.data) as mm:
+        np.testing.assert_array_equal(mm.run([x])[0], ref)

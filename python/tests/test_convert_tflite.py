@@ -39,10 +39,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 FIXTURES = os.path.join(HERE, "fixtures", "tflite")
 
 FLOAT32 = ["mlp_f32", "cnn_f32", "ops_elementwise", "ops_movement", "ops_resize", "ops_reduce", "ops_linear",
-           "ops_conv"]
+           "ops_conv", "reduce_max_min_f32"]
 FLOAT16 = ["mlp_f16", "cnn_f16"]
 DYNAMIC = ["mlp_dyn", "cnn_dyn"]
-INT8 = ["mlp_int8", "cnn_int8", "mlp_int8_floatio", "int8_ops", "int8_conv"]
+INT8 = ["mlp_int8", "cnn_int8", "mlp_int8_floatio", "int8_ops", "int8_conv", "reduce_max_int8"]
 
 
 def fixture(name):
@@ -349,10 +349,11 @@ def test_full_integer_fixtures_cover_the_integer_ops():
         report = Report()
         _Importer(open(fixture(name), "rb").read(), report, name).run()
         ops |= set(report.ops_out)
-        assert any("int8" in k and "per-axis" in k for k in report.kept_precision) or name == "int8_ops"
+        assert (any("int8" in k and "per-axis" in k for k in report.kept_precision)
+                or name in ("int8_ops", "reduce_max_int8"))
     assert {"Quantize", "Dequantize", "FullyConnected", "Conv2D", "DepthwiseConv2D", "Add", "Sub", "Mul",
             "MaxPool2D", "AveragePool2D", "Mean", "Softmax", "Logistic", "Tanh", "HardSwish", "Relu", "Relu6",
-            "LeakyRelu", "Concat"} <= ops
+            "LeakyRelu", "Concat", "ReduceMax"} <= ops
 
 
 def test_full_integer_quantization_carried_exactly():
@@ -759,7 +760,11 @@ def test_hand_built_refusals_are_all_listed(tmp_path):
     m.op("ABS", [c2], [d])
     e = m.tensor("e", (4, 2))
     m.op("ABS", [d], [e])
-    m.outputs = [e]
+    q = m.tensor("q", (1, 4), np.int8, quant=([0.1], [0], 0))
+    m.inputs.append(q)
+    qmin = m.tensor("qmin", (1,), np.int8, quant=([0.1], [0], 0))
+    m.op("REDUCE_MIN", [q, m.const("axes", [1], np.int32)], [qmin], _opts("ReducerOptions", KeepDims=False))
+    m.outputs = [e, qmin]
     dst = tmp_path / "out.tinf"
     with pytest.raises(tinyinfer.UnsupportedOpError) as err:
         tinyinfer.convert(m.to_bytes(), dst, verbose=False)
@@ -769,6 +774,7 @@ def test_hand_built_refusals_are_all_listed(tmp_path):
     assert "TRANSPOSE [perm input 'perm' is not a constant] (x1)" in msg
     assert "CONCATENATION [fused activation RELU (TFLite's kernels refuse it too)] (x1)" in msg
     assert "ABS (x2)" in msg
+    assert "REDUCE_MIN [quantized REDUCE_MIN] (x1)" in msg
     assert not dst.exists()
 
 

@@ -77,6 +77,8 @@ SUPPORTED_OPS: Dict[str, str] = {
     "AVERAGE_POOL_2D": f"AveragePool2D (padding excluded from the count, {_ACT})",
     "MEAN": "Mean (constant axes, keep_dims)",
     "SUM": "Mean then Mul by the reduced element count (float only)",
+    "REDUCE_MAX": "ReduceMax (constant axes, keep_dims; int8 with the tensors' quantization)",
+    "REDUCE_MIN": "-ReduceMax(-x) with Mul by -1 (constant axes, keep_dims; float only)",
     "RESHAPE": "Reshape (constant shape input, else the new_shape option, else the output's shape)",
     "SQUEEZE": "Squeeze (squeeze_dims)",
     "EXPAND_DIMS": "ExpandDims (constant axis)",
@@ -620,26 +622,52 @@ def _axes(im, op, k=1):
     return sorted({a + rank if a < 0 else a for a in axes}) or []
 
 
-def _mean(im, op, name):
+def _reducer_attrs(im, op, name):
+    """The axes (constant second input) and keep_dims (ReducerOptions) of MEAN, SUM, REDUCE_MAX, REDUCE_MIN."""
     o = im.options(op, im.tfl.ReducerOptions)
     axes = _axes(im, op)
     im.folded[f"{name} axes input -> attribute"] += 1
-    return im.emit("Mean", im.tensor(op, 0), name=im.info_out(op).name, axes=axes,
-                   keep_dims=int(bool(_opt(o, "KeepDims", False))))
+    return {"axes": axes, "keep_dims": int(bool(_opt(o, "KeepDims", False)))}
+
+
+def _reducer(kind):
+    """MEAN -> Mean, REDUCE_MAX -> ReduceMax (float32 or int8, the tensors' quantization carried)."""
+    def h(im, op, name):
+        return im.emit(kind, im.tensor(op, 0), name=im.info_out(op).name, **_reducer_attrs(im, op, name))
+    return h
+
+
+def _reduce_min(im, op, name):
+    """min(x) = -max(-x): negation is exact in float, so this is exact too. int8 is refused (negating a
+    quantized tensor moves its zero point, and -(-128) does not fit)."""
+    if not im.is_float(im.info_out(op)):
+        raise _Refuse("quantized REDUCE_MIN")
+    out = im.info_out(op)
+    minus = im.b.const(im.unique(out.name + "/minus_one"), np.float32([-1]))
+    neg = im.emit("Mul", im.tensor(op, 0), minus, name=out.name + "/neg")
+    m = im.emit("ReduceMax", neg, name=out.name + "/max_of_neg", **_reducer_attrs(im, op, name))
+    im.folded["REDUCE_MIN -> -ReduceMax(-x)"] += 1
+    return _scaled(im, m, minus, out)
+
+
+def _scaled(im, t, factor, out):
+    """t * factor (a [1] constant) as the op's output `out`; a scalar output is reshaped back from the [1]
+    the broadcast with the constant makes."""
+    if len(out.shape):
+        return im.emit("Mul", t, factor, name=out.name)
+    return im.emit("Reshape", im.emit("Mul", t, factor, name=out.name + "/scaled"), name=out.name, shape=[])
 
 
 def _sum(im, op, name):
     if not im.is_float(im.info_out(op)):
         raise _Refuse("quantized SUM")
-    o = im.options(op, im.tfl.ReducerOptions)
-    axes = _axes(im, op)
+    attrs = _reducer_attrs(im, op, name)
     shape = im.info_in(op, 0).shape
-    count = int(np.prod([shape[a] for a in axes], dtype=np.int64)) if axes else 1
+    count = int(np.prod([shape[a] for a in attrs["axes"]], dtype=np.int64)) if attrs["axes"] else 1
     out = im.info_out(op)
-    m = im.emit("Mean", im.tensor(op, 0), name=out.name + "/mean", axes=axes,
-                keep_dims=int(bool(_opt(o, "KeepDims", False))))
+    m = im.emit("Mean", im.tensor(op, 0), name=out.name + "/mean", **attrs)
     im.folded["SUM -> Mean times the reduced element count"] += 1
-    return im.emit("Mul", m, im.b.const(im.unique(out.name + "/count"), np.float32([count])), name=out.name)
+    return _scaled(im, m, im.b.const(im.unique(out.name + "/count"), np.float32([count])), out)
 
 
 def _binary(kind, options_cls=None):
@@ -1041,8 +1069,10 @@ _HANDLERS = {
     "TRANSPOSE_CONV": _transpose_conv,
     "MAX_POOL_2D": _pool("MaxPool2D"),
     "AVERAGE_POOL_2D": _pool("AveragePool2D"),
-    "MEAN": _mean,
+    "MEAN": _reducer("Mean"),
     "SUM": _sum,
+    "REDUCE_MAX": _reducer("ReduceMax"),
+    "REDUCE_MIN": _reduce_min,
     "RESHAPE": _reshape,
     "SQUEEZE": _squeeze,
     "EXPAND_DIMS": _expand_dims,

@@ -270,8 +270,10 @@ def op_BatchNormalization(im, n):
 
 
 def _reduce(im, n, mode: str):
-    """ReduceMean (Mean), ReduceSum (Mean * count), ReduceMax / ReduceMin (MaxPool2D over a reshaped view of
-    contiguous reduced dims; min as -max(-x))."""
+    """ReduceMean (Mean), ReduceSum (Mean * count), ReduceMax (ReduceMax), ReduceMin (-ReduceMax(-x), exact
+    in float), over any axes remapped to the runtime layout. Axes from the attribute (opset < 18 for
+    Mean/Max/Min) or the constant second input; none means every axis, or no reduction at all with
+    noop_with_empty_axes=1."""
     x = im.fval(n.inputs[0])
     axes = im._axes_of(n)
     if axes is None:
@@ -281,14 +283,12 @@ def _reduce(im, n, mode: str):
             im.set(n.outputs[0], x)
             return
         axes = list(range(x.rank))
+    if any(not -x.rank <= a < x.rank for a in axes):
+        raise UnsupportedOpError(f"onnx: {n.op} axes {axes} out of range for rank {x.rank}")
     axes = sorted(set(a % x.rank for a in axes))
     keep = int(n.attrs.get("keepdims", 1))
     perm = x.perm if x.flat is None else None
     rax = sorted((perm or _ident(x.rank)).index(a) for a in axes)
-    if mode in ("max", "min") and rax != list(range(rax[0], rax[-1] + 1)):
-        perm, rax = None, axes  # not contiguous in the runtime layout: ONNX order
-        if rax != list(range(rax[0], rax[-1] + 1)):
-            raise UnsupportedOpError(f"onnx: {n.op} over non-adjacent axes {axes}")
     p = perm or _ident(x.rank)
     out_shape = im._out_shape(n)
     if keep:
@@ -301,27 +301,18 @@ def _reduce(im, n, mode: str):
         out_perm = None
     final = im.out_name(n.outputs[0], out_perm is None)
     xt = im.get(x, perm)
-    if mode in ("mean", "sum"):
-        t = im.emit("Mean", xt, name=final if mode == "mean" else "sum_mean", axes=rax, keep_dims=keep)
-        if mode == "sum":
-            cnt = float(np.prod([x.shape[a] for a in axes]))
-            t = im.emit("Mul", t, im.const(np.array([cnt], np.float32), "count"), name=final)
-    else:
-        rt = [x.shape[a] for a in p]
-        o = int(np.prod(rt[:rax[0]]))
-        r = int(np.prod(rt[rax[0]:rax[-1] + 1]))
-        i = int(np.prod(rt[rax[-1] + 1:]))
-        if r > (1 << 20):
-            raise UnsupportedOpError(f"onnx: {n.op} over {r} elements (at most 2**20)")
-        if mode == "min":
-            xt = im.emit("Mul", xt, im.const(np.array([-1], np.float32), "minus_one"), name="neg")
-        t = im.emit("Reshape", xt, name="reduce_view", shape=[o, r, 1, i])
-        t = im.emit("MaxPool2D", t, name="reduce_max", filter=[r, 1])
-        if mode == "min":
-            t = im.emit("Mul", t, im.const(np.array([-1], np.float32), "minus_one"), name="neg")
-        rt_out = [d if k not in rax else 1 for k, d in enumerate(rt)] if keep else \
-            [d for k, d in enumerate(rt) if k not in rax]
-        t = im.emit("Reshape", t, name=final, shape=rt_out or [1])
+    minus_one = im.const(np.array([-1], np.float32), "minus_one") if mode == "min" else None
+    if mode == "min":
+        xt = im.emit("Mul", xt, minus_one, name="neg")
+    kind = "Mean" if mode in ("mean", "sum") else "ReduceMax"
+    t = im.emit(kind, xt, name=final if mode in ("mean", "max") else f"{mode}_{kind}", axes=rax, keep_dims=keep)
+    if mode in ("sum", "min"):
+        # The scale (the count, or -1) is a [1] constant: a scalar result would come out [1], so reshaped back.
+        scale = im.const(np.array([np.prod([x.shape[a] for a in axes])], np.float32), "count") \
+            if mode == "sum" else minus_one
+        t = im.emit("Mul", t, scale, name=final if out_shape else f"{mode}_scaled")
+        if not out_shape:
+            t = im.emit("Reshape", t, name=final, shape=[])
     im.set(n.outputs[0], Val(t, out_shape, np.float32, out_perm))
 
 
