@@ -1,18 +1,20 @@
 /// Elementwise binary ops with numpy broadcasting: Add, Sub, Mul, Div,
 /// Maximum, Minimum (with a fused activation where the op has one), and PRelu
 /// (output shape is x's; the slope broadcasts to it).
+enum BinaryOp { case add, sub, mul, div, maximum, minimum, prelu }
+
 enum BinaryKernel {
   static func infer(_ node: Node, _ inputs: [TensorDesc?]) throws(TinfError) -> [TensorType] {
     let (a, b) = try floatInputs(inputs, 2...2, "input", "input")
     let shape = try broadcastShapes(a.shape, b.shape)
-    switch node.op {
+    switch try Registry.binaryOp(node) {
     case .prelu:
       guard shape == a.shape else {
         throw .shape("slope \(describe(b.shape)) does not broadcast to the input \(describe(a.shape))")
       }
     case .maximum, .minimum:
       guard node.attrs[.activation] == nil else { throw .unsupported("\(node.op.name) has no fused activation") }
-    default:
+    case .add, .sub, .mul, .div:
       _ = try Activation.from(node.attrs)
     }
     return [TensorType(.float32, shape)]
@@ -23,10 +25,10 @@ enum BinaryKernel {
     let a = ctx.floatIn(0)
     let b = ctx.floatIn(1)
     let y = ctx.floatOut(0)
-    let act = ctx.node.op == .prelu || ctx.node.op == .maximum || ctx.node.op == .minimum
-      ? Activation.none : try Activation.from(ctx.attrs)
+    let op = try Registry.binaryOp(ctx.node)
+    let act = op == .prelu || op == .maximum || op == .minimum ? Activation.none : try Activation.from(ctx.attrs)
     let n = ctx.outputs[0].count
-    switch ctx.node.op {
+    switch op {
     case .add: return { () throws(TinfError) in plan.run(AddFn.self, a, b, y); act.apply(y, n) }
     case .sub: return { () throws(TinfError) in plan.run(SubFn.self, a, b, y); act.apply(y, n) }
     case .mul: return { () throws(TinfError) in plan.run(MulFn.self, a, b, y); act.apply(y, n) }
@@ -34,7 +36,6 @@ enum BinaryKernel {
     case .maximum: return { () throws(TinfError) in plan.run(MaxFn.self, a, b, y) }
     case .minimum: return { () throws(TinfError) in plan.run(MinFn.self, a, b, y) }
     case .prelu: return { () throws(TinfError) in plan.run(PReluFn.self, a, b, y) }
-    default: throw .unsupported("not a binary op")
     }
   }
 }

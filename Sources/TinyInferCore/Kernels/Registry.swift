@@ -71,6 +71,60 @@ public enum Registry {
     }
   }
 
+  /// Which variant of its family's kernel an op runs: one exhaustive map, so
+  /// that the families' own switches are exhaustive over their variants and
+  /// the compiler names every place a new op must be handled.
+  enum Variant {
+    case unary(UnaryOp)
+    case binary(BinaryOp)
+    case reshape(ReshapeOp)
+    case slice(SliceOp)
+    /// The op has a kernel of its own (or its family needs no variant).
+    case own
+  }
+
+  static func variant(_ op: OpKind) -> Variant {
+    switch op {
+    case .relu: return .unary(.relu)
+    case .relu6: return .unary(.relu6)
+    case .leakyRelu: return .unary(.leakyRelu)
+    case .hardSwish: return .unary(.hardSwish)
+    case .logistic: return .unary(.logistic)
+    case .tanh: return .unary(.tanh)
+    case .gelu: return .unary(.gelu)
+    case .exp: return .unary(.exp)
+    case .log: return .unary(.log)
+    case .sqrt: return .unary(.sqrt)
+    case .rsqrt: return .unary(.rsqrt)
+    case .add: return .binary(.add)
+    case .sub: return .binary(.sub)
+    case .mul: return .binary(.mul)
+    case .div: return .binary(.div)
+    case .maximum: return .binary(.maximum)
+    case .minimum: return .binary(.minimum)
+    case .prelu: return .binary(.prelu)
+    case .reshape: return .reshape(.reshape)
+    case .squeeze: return .reshape(.squeeze)
+    case .expandDims: return .reshape(.expandDims)
+    case .slice: return .slice(.slice)
+    case .stridedSlice: return .slice(.stridedSlice)
+    case .fullyConnected, .matMul, .conv2D, .depthwiseConv2D, .transposeConv2D, .maxPool2D, .averagePool2D, .mean,
+      .reduceMax, .softmax, .logSoftmax, .layerNorm, .batchNorm, .transpose, .concat, .split, .pad, .gather,
+      .resizeBilinear, .resizeNearest, .depthToSpace, .spaceToDepth, .quantize, .dequantize:
+      return .own
+    }
+  }
+
+  static func unaryOp(_ node: Node) throws(TinfError) -> UnaryOp {
+    guard case .unary(let f) = variant(node.op) else { throw TinfError(.internal, "\(node.op.name) is not unary") }
+    return f
+  }
+
+  static func binaryOp(_ node: Node) throws(TinfError) -> BinaryOp {
+    guard case .binary(let f) = variant(node.op) else { throw TinfError(.internal, "\(node.op.name) is not binary") }
+    return f
+  }
+
   /// Weights to pack once at model load for a faster kernel, shared by every
   /// session (`OpTraits.prepack`), as the [N, K] matrix of PackedGemm. nil
   /// when these weights do not qualify.

@@ -1,16 +1,20 @@
 /// Reshape, Squeeze and ExpandDims (docs/ops.md, Data movement): the same
 /// elements in the same order under a new shape. Any dtype. The output may
 /// share the input's buffer (OpTraits.inPlace); then nothing moves.
+enum ReshapeOp { case reshape, squeeze, expandDims }
+
 enum ReshapeKernel {
   static func infer(_ node: Node, _ inputs: [TensorDesc?]) throws(TinfError) -> [TensorType] {
     try arity(inputs, 1...1)
     let x = try required(inputs, 0, "x")
     let shape: [Int]
-    switch node.op {
+    guard case .reshape(let op) = Registry.variant(node.op) else {
+      throw TinfError(.internal, "\(node.op.name) is not a reshape")
+    }
+    switch op {
     case .reshape: shape = try reshaped(node.attrs, x.shape)
     case .squeeze: shape = try squeezed(node.attrs, x.shape)
     case .expandDims: shape = try expanded(node.attrs, x.shape)
-    default: throw .unsupported("\(node.op.name) is not a reshape")
     }
     try checkMoveShape(shape)
     guard elementCount(shape) == elementCount(x.shape) else {

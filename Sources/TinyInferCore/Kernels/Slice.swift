@@ -9,6 +9,8 @@
 /// taken whole. A shrunk dim takes the single index `begin[i]` (negative from
 /// the end, must be in range, stride must be positive) and is removed.
 /// `ellipsis_mask` and `new_axis_mask` are refused. An empty result is refused.
+enum SliceOp { case slice, stridedSlice }
+
 enum SliceKernel {
   /// Per input dim: first index, step and count (shrunk dims count 1).
   struct Spec {
@@ -53,10 +55,12 @@ enum SliceKernel {
   }
 
   static func spec(_ node: Node, _ shape: [Int]) throws(TinfError) -> Spec {
-    switch node.op {
+    guard case .slice(let op) = Registry.variant(node.op) else {
+      throw TinfError(.internal, "\(node.op.name) is not a slice")
+    }
+    switch op {
     case .slice: return try sliceSpec(node.attrs, shape)
     case .stridedSlice: return try stridedSpec(node.attrs, shape)
-    default: throw .unsupported("\(node.op.name) is not a slice")
     }
   }
 

@@ -1,3 +1,6 @@
+/// The elementwise unary functions (Registry.variant maps ops to them).
+enum UnaryOp { case relu, relu6, leakyRelu, hardSwish, logistic, tanh, gelu, exp, log, sqrt, rsqrt }
+
 /// Elementwise unary ops: Relu, Relu6, LeakyRelu, HardSwish, Logistic, Tanh,
 /// Gelu (exact and tanh), Exp, Log, Sqrt, Rsqrt. All may run in place.
 enum UnaryKernel {
@@ -5,8 +8,11 @@ enum UnaryKernel {
     try arity(inputs, 1...1)
     let x = try required(inputs, 0, "x")
     try requireFloat(x, "input")
-    if node.op == .leakyRelu { _ = try node.attrs.float(.alpha, default: 0.2) }
-    if node.op == .gelu { _ = try node.attrs.int(.approximate, default: 0, in: 0...1) }
+    switch try Registry.unaryOp(node) {
+    case .leakyRelu: _ = try node.attrs.float(.alpha, default: 0.2)
+    case .gelu: _ = try node.attrs.int(.approximate, default: 0, in: 0...1)
+    case .relu, .relu6, .hardSwish, .logistic, .tanh, .exp, .log, .sqrt, .rsqrt: break
+    }
     return [TensorType(.float32, x.shape)]
   }
 
@@ -17,7 +23,7 @@ enum UnaryKernel {
     let pool = ctx.pool
     // Transcendental ops are worth splitting over threads on large tensors.
     let chunk = 16384
-    switch ctx.node.op {
+    switch try Registry.unaryOp(ctx.node) {
     case .relu:
       return { () throws(TinfError) in mapSIMD(x, y, n) { v in v.replacing(with: 0, where: v .< 0) } }
     case .relu6:
@@ -82,8 +88,6 @@ enum UnaryKernel {
       return { () throws(TinfError) in mapSIMD(x, y, n) { v in v.squareRoot() } }
     case .rsqrt:
       return { () throws(TinfError) in mapSIMD(x, y, n) { v in 1 / v.squareRoot() } }
-    default:
-      throw .unsupported("not a unary op")
     }
   }
 }

@@ -24,7 +24,7 @@ enum QActivationKernel {
     }
     try QCheck.requireInt8(x, "input")
     _ = try QCheck.perTensor(x, "input")
-    if node.op == .leakyRelu {
+    if try Registry.unaryOp(node) == .leakyRelu {
       let alpha = try node.attrs.float(.alpha, default: 0.2)
       guard alpha.isFinite else { throw .unsupported("alpha must be finite") }
     }
@@ -36,14 +36,15 @@ enum QActivationKernel {
     let xq = try QCheck.perTensor(xd, "input")
     let yq = try QCheck.output(ctx)
     let table: [Int8]
-    switch ctx.node.op {
+    switch try Registry.unaryOp(ctx.node) {
     case .relu: table = try reluTable(xq, yq, six: false)
     case .relu6: table = try reluTable(xq, yq, six: true)
     case .leakyRelu: table = try leakyReluTable(xq, yq, alpha: try ctx.attrs.float(.alpha, default: 0.2))
     case .hardSwish: table = try hardSwishTable(xq, yq)
     case .logistic: table = floatTable(xq, yq) { v in 1 / (1 + fexp(-v)) }
     case .tanh: table = floatTable(xq, yq) { v in ti_shim_tanhf(v) }
-    default: throw .unsupported("\(ctx.node.op.name) has no int8 kernel")
+    case .gelu, .exp, .log, .sqrt, .rsqrt:
+      throw TinfError(.unsupportedDType, "\(ctx.node.op.name) has no int8 kernel")
     }
     let lut = try QBuffer(int8: table)
     guard let xp = ctx.inputData[0] else { throw TinfError(.internal, "missing data") }

@@ -43,7 +43,8 @@ enum QBinaryKernel {
     let b = UnsafePointer(bp.assumingMemoryBound(to: Int8.self))
     let y = ctx.outputData[0].assumingMemoryBound(to: Int8.self)
 
-    if ctx.node.op == .mul {
+    let fn = try Registry.binaryOp(ctx.node)
+    if fn == .mul {
       let real = (aq.scale * bq.scale) / yq.scale  // float, as mul.cc
       let m = try FixedPoint.requantization(Double(real), "Mul")
       let op = QMulOp(za: aq.zeroPoint, zb: bq.zeroPoint, out: QOutputStage(m, zp: yq.zeroPoint, lo: lo, hi: hi))
@@ -56,7 +57,7 @@ enum QBinaryKernel {
     let m1 = FixedPoint.quantize(Double(aq.scale) / twiceMax)
     let m2 = FixedPoint.quantize(Double(bq.scale) / twiceMax)
     let mo = try FixedPoint.requantization(twiceMax / Double(Float(1 << leftShift) * yq.scale), ctx.node.op.name)
-    let negate = ctx.node.op == .sub
+    let negate = fn == .sub
     var ta = [Int32](repeating: 0, count: 256)
     var tb = [Int32](repeating: 0, count: 256)
     for v in -128...127 {
