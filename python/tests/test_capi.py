@@ -509,7 +509,7 @@ def test_op_traits():
     lo, hi, outs, fl, w = c_int32(), c_int32(), c_int32(), ctypes.c_uint32(), ctypes.c_uint32()
 
     def traits(name):
-        expect(OK, L.tinf_op_traits, _lib.OP_IDS[name], byref(lo), byref(hi), byref(outs), byref(fl), byref(w))
+        expect(S.OK, L.tinf_op_traits, _lib.OP_IDS[name], byref(lo), byref(hi), byref(outs), byref(fl), byref(w))
         return lo.value, hi.value, outs.value, fl.value, w.value
 
     assert traits("Conv2D") == (2, 3, 1, _lib.OP_FUSED_ACTIVATION | _lib.OP_INT8_KERNEL, 0b110)
@@ -520,9 +520,9 @@ def test_op_traits():
     assert traits("ReduceMax") == (1, 1, 1, _lib.OP_INT8_KERNEL, 0)
     assert traits("Gelu") == (1, 1, 1, _lib.OP_IN_PLACE, 0)
     # every out pointer may be NULL
-    expect(OK, L.tinf_op_traits, _lib.OP_IDS["Relu"], None, None, None, None, None)
+    expect(S.OK, L.tinf_op_traits, _lib.OP_IDS["Relu"], None, None, None, None, None)
     for bad in (0, -1, L.tinf_op_count() + 1, 2 ** 16, 2 ** 31 - 1, -(2 ** 31)):
-        expect(UNSUPPORTED_OP, L.tinf_op_traits, bad, byref(lo), byref(hi), byref(outs), byref(fl), byref(w))
+        expect(S.UNSUPPORTED_OP, L.tinf_op_traits, bad, byref(lo), byref(hi), byref(outs), byref(fl), byref(w))
 
 
 def test_op_traits_arity_is_the_loaders():
