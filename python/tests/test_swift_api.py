@@ -8,11 +8,15 @@ models/*.tflite, LiteRT's quantizations of them and tinyinfer's own fp16,
 int8-dynamic, int8-static and int4 quantizations (tests/c/cross_check.py
 makes them), and a MobileNetV2-style inverted residual block built with
 GraphBuilder (float32 and int8-static). Each runs with 1 and 2 threads.
+The bench suite's models (bench/models/*.tinf, made by bench/make_models.py
+and bench/run_suite.py; not committed) join them when present, or from the
+folder $TINYINFER_BENCH_MODELS names, with seeded random inputs.
 
 Skipped, with the reason, where `swift` or a C compiler is missing. The
 first run builds examples/swift in debug (about a minute on an idle machine).
 """
 
+import glob
 import os
 import shutil
 import subprocess
@@ -91,22 +95,30 @@ def cases(tmp_path_factory):
     q = os.path.join(work, "mobilenet_block.int8-static.tinf")
     tinyinfer.quantize(block, q, mode="int8-static", calib=images, progress=False)
     out.append(("mobilenet_block.int8-static", q, images[:2]))
-    return work, out
+    made = len(out)
+    bench = os.environ.get("TINYINFER_BENCH_MODELS", os.path.join(ROOT, "bench", "models"))
+    for path in sorted(glob.glob(os.path.join(bench, "*.tinf"))):
+        with tinyinfer.load(path) as m:
+            shape = tuple(m.inputs[0].shape)
+        images = np.random.default_rng(3).standard_normal((1,) + shape).astype(np.float32)
+        out.append(("bench." + os.path.basename(path)[:-5], path, images))
+    print(f"{made} models made, {len(out) - made} bench models from {bench}")
+    return work, out, made
 
 
 def test_the_case_list_is_what_the_docstring_says(cases):
-    _, cs = cases
-    names = {n for n, _, _ in cs}
+    _, cs, made = cases
+    names = {n for n, _, _ in cs[:made]}
     for net in ("mlp", "cnn"):
         assert f"digits_{net}" in names
         for kind in ("litert-float16", "litert-dynamic", "litert-int8", *cross_check.QUANT_MODES):
             assert f"digits_{net}.{kind}" in names
     assert {"mobilenet_block", "mobilenet_block.int8-static"} <= names
-    assert len(cs) == 2 * 8 + 2
+    assert made == 2 * 8 + 2
 
 
 def test_swift_c_and_python_outputs_are_bit_identical(runners, cases):
-    work, cs = cases
+    work, cs, _ = cases
     checked = 0
     for name, path, images in cs:
         for r, inputs in enumerate(cross_check.model_inputs(path, images)):
