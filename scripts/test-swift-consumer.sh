@@ -9,7 +9,8 @@
 # consumer package that requires it with `from: "0.1.0"` and builds it in
 # debug (compiling TinyInferCore: a minute or a few). The consumer's program
 # is examples/swift's tinyinfer-run; it is then run on a missing file, which
-# must fail with tinyinfer's own error message (exit 1).
+# must fail with tinyinfer's own error message (exit 1). SwiftPM's shared
+# dependency cache is not used (each run's temporary URL would stay in it).
 #
 #     scripts/test-swift-consumer.sh
 set -euo pipefail
@@ -42,7 +43,7 @@ EOF
 
 echo "== swift build of a package that depends on tinyinfer from: \"0.1.0\" (tree of commit ${rev:0:12})"
 log="$work/build.log"
-if ! swift build --package-path "$work/consumer" >"$log" 2>&1; then
+if ! swift build --disable-dependency-cache --package-path "$work/consumer" >"$log" 2>&1; then
   tail -n 40 "$log"
   if grep -q "unsafe build flags" "$log"; then
     echo "FAIL: SwiftPM refuses the dependency: a target of Package.swift uses unsafeFlags in a normal build" >&2
@@ -58,7 +59,7 @@ grep -q '"version" : "0.1.0"' "$work/consumer/Package.resolved" || {
   exit 1
 }
 
-bin="$(swift build --package-path "$work/consumer" --show-bin-path)/consumer"
+bin="$(swift build --disable-dependency-cache --package-path "$work/consumer" --show-bin-path)/consumer"
 set +e
 out=$("$bin" "$work/missing.tinf" 2>&1)
 rc=$?
