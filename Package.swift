@@ -21,7 +21,9 @@ var cpuFlags: [String] = []
   if !portable { cpuFlags = ["-Xcc", "-march=native"] }
 #endif
 
-var coreSettings: [SwiftSetting] = [.unsafeFlags(cpuFlags)]
+// No unsafeFlags at all unless there are flags: SwiftPM refuses a dependency by
+// version whose targets carry any (scripts/test-swift-consumer.sh checks it).
+var coreSettings: [SwiftSetting] = cpuFlags.isEmpty ? [] : [.unsafeFlags(cpuFlags)]
 if embedded {
   coreSettings += [.enableExperimentalFeature("Embedded"), .unsafeFlags(["-wmo"])]
 }
