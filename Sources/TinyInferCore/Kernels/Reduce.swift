@@ -99,27 +99,11 @@ enum SumFloat: ReduceStep {
 enum MaxFloat: ReduceStep {
   static var identity: Float { -.infinity }
   @inline(__always) static func fold(_ a: Float, _ x: Float) -> Float { x > a || x != x ? x : a }
-  /// 16 lanes at a time with `vmaxps` (ti_clamp16f against +inf); a lane's
-  /// NaN may be replaced by a later value there, so NaN is looked for apart.
+  /// 16 lanes at a time in C (tinyinfer_kernels_f32.h max_run, per CPU
+  /// level); a lane's NaN may be replaced by a later value there, so NaN is
+  /// looked for apart.
   @inline(__always) static func foldRun(_ a: Float, _ x: UnsafePointer<Float>, _ n: Int) -> Float {
-    var m = a
-    var i = 0
-    if n >= 16 {
-      let raw = UnsafeRawPointer(x)
-      let inf = SIMD16<Float>(repeating: .infinity)
-      var m16 = SIMD16<Float>(repeating: -.infinity)
-      while i &+ 16 <= n {
-        m16 = ti_clamp16f(raw.loadUnaligned(fromByteOffset: i &* 4, as: SIMD16<Float>.self), m16, inf)
-        i &+= 16
-      }
-      withUnsafeBytes(of: &m16) { lanes in
-        for l in 0..<16 { m = fold(m, lanes.load(fromByteOffset: l &* 4, as: Float.self)) }
-      }
-    }
-    while i < n {
-      m = fold(m, x[i])
-      i &+= 1
-    }
+    let m = ti_f32_kernels_get().pointee.max_run(a, x, n)
     return m == m && hasNaN(x, n) ? .nan : m
   }
 

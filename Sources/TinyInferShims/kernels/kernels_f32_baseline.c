@@ -1,0 +1,25 @@
+/* The float32 kernels at the baseline level (x86-64 SSE2; AArch64 NEON,
+ * ARMv7 NEON where the build enables it), and the choice of table. */
+#include "f32_common.h"
+#include "levels.h"
+#include "tinyinfer_cpu.h"
+
+#define TI_FN(name) name##_baseline
+/* 16 xmm registers: 4 rows of 4 xmm accumulators would take them all. */
+#define TF_MR 3
+#include "f32_kernels.inc"
+#undef TF_MR
+#undef TI_FN
+
+#if TI_X86
+extern const ti_f32_kernels ti_f32_table_avx2, ti_f32_table_avx512;
+#endif
+
+const ti_f32_kernels *ti_f32_kernels_get(void) {
+#if TI_X86
+  int level = ti_cpu_level();
+  if (level >= TI_ISA_AVX512) return &ti_f32_table_avx512;
+  if (level >= TI_ISA_AVX2) return &ti_f32_table_avx2;
+#endif
+  return &ti_f32_table_baseline;
+}
