@@ -1,3 +1,5 @@
+import TinyInferShims
+
 /// Elementwise unary ops: Relu, Relu6, LeakyRelu, HardSwish, Logistic, Tanh,
 /// Gelu (exact and tanh), Exp, Log, Sqrt, Rsqrt. All may run in place.
 enum UnaryKernel {
@@ -15,6 +17,7 @@ enum UnaryKernel {
     let y = ctx.floatOut(0)
     let n = ctx.outputs[0].count
     let pool = ctx.pool
+    let kern = PackedGemm.kernels
     // Transcendental ops are worth splitting over threads on large tensors.
     let chunk = 16384
     switch ctx.node.op {
@@ -46,7 +49,7 @@ enum UnaryKernel {
     case .logistic:
       return { () throws(TinfError) in
         pool.parallelRanges(n, minChunk: chunk) { r in
-          FastMath.logistic(x + r.lowerBound, y + r.lowerBound, r.count)
+          kern.logistic(x + r.lowerBound, y + r.lowerBound, r.count)
         }
       }
     case .tanh:
@@ -67,12 +70,12 @@ enum UnaryKernel {
       }
       return { () throws(TinfError) in
         pool.parallelRanges(n, minChunk: chunk) { r in
-          FastMath.geluExact(x + r.lowerBound, y + r.lowerBound, r.count)
+          kern.gelu(x + r.lowerBound, y + r.lowerBound, r.count)
         }
       }
     case .exp:
       return { () throws(TinfError) in
-        pool.parallelRanges(n, minChunk: chunk) { r in FastMath.exp(x + r.lowerBound, y + r.lowerBound, r.count) }
+        pool.parallelRanges(n, minChunk: chunk) { r in kern.exp(x + r.lowerBound, y + r.lowerBound, r.count) }
       }
     case .log:
       return { () throws(TinfError) in

@@ -43,10 +43,65 @@ typedef struct ti_f32_kernels {
                           long px1);
   /* max(init, x[0..<n]) ignoring NaN (the caller looks for NaN apart). */
   float (*_Nonnull max_run)(float init, const float *x, long n);
+  /* y[i] = f(x[i]) for i < n, x and y the same buffer or disjoint:
+   * exp (ti_f32_exp1), logistic 1 / (1 + exp(-x)), exact GELU
+   * 0.5 x (1 + erf(x / sqrt 2)) (ti_f32_erf1). */
+  void (*_Nonnull exp)(const float *x, float *y, long n);
+  void (*_Nonnull logistic)(const float *x, float *y, long n);
+  void (*_Nonnull gelu)(const float *x, float *y, long n);
+  /* One contiguous softmax row: y = exp(beta x - max(beta x)) / sum
+   * (beta >= 0; a NaN anywhere gives NaN). */
+  void (*_Nonnull softmax_row)(const float *x, float *y, long n, float beta);
+  /* One layer-normalization row of d values: (x - mean) / sqrt(var + eps)
+   * * g (+ b), mean and variance summed in order in float32. */
+  void (*_Nonnull layernorm_row)(const float *x, float *y, const float *g, const float *_Nullable b, long d,
+                                 float eps);
+  /* Pooling steps over c channels: y = max(y, x) with NaN propagating, and
+   * y += x. */
+  void (*_Nonnull pool_max)(float *y, const float *x, long c);
+  void (*_Nonnull pool_add)(float *y, const float *x, long c);
 } ti_f32_kernels;
 
 /* The table of the chosen level (ti_cpu_level()). */
 const ti_f32_kernels *ti_f32_kernels_get(void);
+
+/* exp(x) in float32 without libm: Cephes' expf (range reduction by ln 2 in
+ * two parts, a degree-6 polynomial, 2^n built in the exponent bits), about
+ * 1 ulp; overflow gives +inf, underflow 0, NaN stays NaN. Plain arithmetic
+ * and selects, so loops of it vectorize (the kernels' exp) and the Swift
+ * core calls it for single values. */
+static inline __attribute__((always_inline)) float ti_f32_exp1(float x0) {
+  float x = x0 < -87.33654f ? -87.33654f : (x0 > 88.72283f ? 88.72283f : x0);
+  /* n = round(x / ln 2) by the 1.5 * 2^23 trick; its integer sits in the
+   * low mantissa bits of t. */
+  float t = x * 1.44269504f + 12582912.0f;
+  float nf = t - 12582912.0f;
+  float r = x - nf * 0.693359375f + nf * 2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  float e = p * (r * r) + r + 1;
+  union { float f; unsigned u; } tb = {t}, sc;
+  sc.u = (tb.u - 0x4B400000u + 127u) << 23;
+  float v = e * sc.f;
+  return x0 > 88.72283f ? __builtin_inff() : (x0 < -87.33654f ? 0 : v);
+}
+
+/* erf(x): Abramowitz & Stegun 7.1.26 (absolute error below 1.5e-7). */
+static inline __attribute__((always_inline)) float ti_f32_erf1(float v) {
+  float a = v < 0 ? -v : v;
+  float t = 1 / (1 + 0.3275911f * a);
+  float p = 1.061405429f;
+  p = p * t - 1.453152027f;
+  p = p * t + 1.421413741f;
+  p = p * t - 0.284496736f;
+  p = p * t + 0.254829592f;
+  float r = 1 - p * t * ti_f32_exp1(-a * a);
+  return v < 0 ? -r : r;
+}
 
 #pragma clang assume_nonnull end
 

@@ -15,11 +15,23 @@
 extern const ti_f32_kernels ti_f32_table_avx2, ti_f32_table_avx512;
 #endif
 
-const ti_f32_kernels *ti_f32_kernels_get(void) {
+static const ti_f32_kernels *choose(void) {
 #if TI_X86
   int level = ti_cpu_level();
   if (level >= TI_ISA_AVX512) return &ti_f32_table_avx512;
   if (level >= TI_ISA_AVX2) return &ti_f32_table_avx2;
 #endif
   return &ti_f32_table_baseline;
+}
+
+/* Chosen on first use and kept (ti_cpu_level() is fixed once detected;
+ * racing first calls store the same pointer). */
+const ti_f32_kernels *ti_f32_kernels_get(void) {
+  static const ti_f32_kernels *table;
+  const ti_f32_kernels *t = __atomic_load_n(&table, __ATOMIC_ACQUIRE);
+  if (!t) {
+    t = choose();
+    __atomic_store_n(&table, t, __ATOMIC_RELEASE);
+  }
+  return t;
 }
