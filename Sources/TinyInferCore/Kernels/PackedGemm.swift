@@ -62,7 +62,10 @@ enum PackedGemm {
       } else {
         withUnsafeTemporaryAllocation(of: UnsafePointer<Float>.self, capacity: 8) { t in
           let ptrs = t.baseAddress!
-          for r in 0..<count { ptrs[r] = row(m &+ r) }
+          // Every row pointer is read: rows past count repeat row m (their
+          // results are not stored).
+          let a0 = row(m)
+          for r in 0..<8 { ptrs[r] = r < count ? row(m &+ r) : a0 }
           for p in panels {
             kern.gemm_tile(
               UnsafePointer(ptrs), 1, k, packed + p &* k &* nr, bias, p &* nr, n, lo, hi, y + m &* ldy, ldy, count)

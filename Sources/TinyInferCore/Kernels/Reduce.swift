@@ -82,6 +82,15 @@ protocol ReduceStep {
   static func fold(_ a: Acc, _ x: Element) -> Acc
   /// A contiguous run of `n` elements folded into `a`.
   static func foldRun(_ a: Acc, _ x: UnsafePointer<Element>, _ n: Int) -> Acc
+  /// acc[i] = fold(acc[i], x[i]) for i < n (a kept run).
+  static func foldRow(_ acc: UnsafeMutablePointer<Acc>, _ x: UnsafePointer<Element>, _ n: Int)
+}
+
+extension ReduceStep {
+  @inline(__always)
+  static func foldRow(_ acc: UnsafeMutablePointer<Acc>, _ x: UnsafePointer<Element>, _ n: Int) {
+    for i in 0..<n { acc[i] = fold(acc[i], x[i]) }
+  }
 }
 
 /// float32 sum in Double (Mean).
@@ -92,6 +101,11 @@ enum SumFloat: ReduceStep {
     var total = 0.0
     for i in 0..<n { total += Double(x[i]) }
     return a + total
+  }
+  /// In C per CPU level (tinyinfer_kernels_f32.h sum_f64_row).
+  @inline(__always)
+  static func foldRow(_ acc: UnsafeMutablePointer<Double>, _ x: UnsafePointer<Float>, _ n: Int) {
+    ti_f32_kernels_get().pointee.sum_f64_row(acc, x, n)
   }
 }
 
@@ -105,6 +119,11 @@ enum MaxFloat: ReduceStep {
   @inline(__always) static func foldRun(_ a: Float, _ x: UnsafePointer<Float>, _ n: Int) -> Float {
     let m = ti_f32_kernels_get().pointee.max_run(a, x, n)
     return m == m && hasNaN(x, n) ? .nan : m
+  }
+  /// fold over a row is the pooling max step (tinyinfer_kernels_f32.h pool_max).
+  @inline(__always)
+  static func foldRow(_ acc: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ n: Int) {
+    ti_f32_kernels_get().pointee.pool_max(acc, x, n)
   }
 
   @inline(__always) static func hasNaN(_ x: UnsafePointer<Float>, _ n: Int) -> Bool {
@@ -185,8 +204,7 @@ struct ReductionPlan {
       if innerReduced {
         acc[off] = R.foldRun(acc[off], xs, inner)
       } else {
-        let ao = acc + off
-        for i in 0..<inner { ao[i] = R.fold(ao[i], xs[i]) }
+        R.foldRow(acc + off, xs, inner)
       }
     }
   }

@@ -60,7 +60,25 @@ typedef struct ti_f32_kernels {
    * y += x. */
   void (*_Nonnull pool_max)(float *y, const float *x, long c);
   void (*_Nonnull pool_add)(float *y, const float *x, long c);
+  /* acc[i] += (double)x[i] for i < n (Mean over outer axes). */
+  void (*_Nonnull sum_f64_row)(double *acc, const float *x, long n);
+  /* One row of a broadcast binary op (Binary.swift): y[i] = op(a[i * ia],
+   * b[i * ib]) for i < n, ia and ib 0 or 1; y may be a or b. op is a
+   * TI_F32_BIN_* code. */
+  void (*_Nonnull binary_row)(int op, const float *a, long ia, const float *b, long ib, float *y, long n);
 } ti_f32_kernels;
+
+/* Binary ops of binary_row: +, -, *, /, maximum and minimum (NaN
+ * propagating), PRelu (a >= 0 ? a : a * b). */
+enum {
+  TI_F32_BIN_ADD = 0,
+  TI_F32_BIN_SUB = 1,
+  TI_F32_BIN_MUL = 2,
+  TI_F32_BIN_DIV = 3,
+  TI_F32_BIN_MAX = 4,
+  TI_F32_BIN_MIN = 5,
+  TI_F32_BIN_PRELU = 6,
+};
 
 /* The table of the chosen level (ti_cpu_level()). */
 const ti_f32_kernels *ti_f32_kernels_get(void);

@@ -19,6 +19,7 @@ typedef int32_t tf_i32x8 __attribute__((ext_vector_type(8)));
 /* Unaligned forms, for loads and stores through pointers. */
 typedef float tf_f32x16u __attribute__((ext_vector_type(16), aligned(4)));
 typedef float tf_f32x8u __attribute__((ext_vector_type(8), aligned(4)));
+typedef float tf_f32x4u __attribute__((ext_vector_type(4), aligned(4)));
 
 #define TF_LD16(p) (*(const tf_f32x16u *)(const void *)(p))
 #define TF_LD8(p) (*(const tf_f32x8u *)(const void *)(p))

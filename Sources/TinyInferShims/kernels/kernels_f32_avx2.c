@@ -2,6 +2,8 @@
 #include "levels.h"
 #if TI_X86
 #include "f32_common.h"
+#include <immintrin.h>
+#define TF_AVX2 1
 #define TI_FN(name) name##_avx2
 /* 16 ymm registers: 6 rows x 2 ymm accumulators, a weight pair, a broadcast. */
 #define TF_MR 6

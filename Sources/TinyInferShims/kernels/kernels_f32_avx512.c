@@ -2,6 +2,8 @@
 #include "levels.h"
 #if TI_X86
 #include "f32_common.h"
+#include <immintrin.h>
+#define TF_AVX512 1
 #define TI_FN(name) name##_avx512
 /* 32 zmm registers: 8 rows of one zmm accumulator each (two FMA units busy). */
 #define TF_MR 8
