@@ -150,11 +150,7 @@ enum Conv2DKernel {
           while p < range.upperBound {
             let count = windows.fill(
               ptrs, &cursor, limit: range.upperBound &- p, x: x, padRow: UnsafePointer(zeros.base), edge: edge, pad: 0)
-            for pn in 0..<panels {
-              kern.gemm_tile(
-                UnsafePointer(ptrs), kh, segLen, w + pn &* k &* PackedGemm.nr, bias, pn &* PackedGemm.nr, cout, lo,
-                hi, y + p &* cout, cout, count)
-            }
+            kern.gemm_tile(UnsafePointer(ptrs), kh, segLen, w, 0, panels, bias, cout, lo, hi, y + p &* cout, cout, count)
             p &+= count
           }
           return

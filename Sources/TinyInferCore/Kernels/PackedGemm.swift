@@ -66,10 +66,9 @@ enum PackedGemm {
           // results are not stored).
           let a0 = row(m)
           for r in 0..<8 { ptrs[r] = r < count ? row(m &+ r) : a0 }
-          for p in panels {
-            kern.gemm_tile(
-              UnsafePointer(ptrs), 1, k, packed + p &* k &* nr, bias, p &* nr, n, lo, hi, y + m &* ldy, ldy, count)
-          }
+          kern.gemm_tile(
+            UnsafePointer(ptrs), 1, k, packed, panels.lowerBound, panels.upperBound, bias, n, lo, hi, y + m &* ldy, ldy,
+            count)
         }
       }
       m &+= mr

@@ -13,14 +13,16 @@ typedef struct ti_f32_kernels {
   /* Rows of a GEMM tile at this level (8 with 32 vector registers, else
    * fewer); gemm_tile computes up to this many rows. */
   long gemm_mr;
-  /* Up to gemm_mr rows (`rows`) of a tile against one packed panel of 16
-   * output channels (PackedGemm.swift): the depth is `segments` pieces of
-   * `seglen` values, row r reading piece s at ptrs[s * 8 + r]; stores
-   * act(sum + bias) clamped to [lo, hi] at columns col..<min(col+16, n) of
-   * y (row stride ldy). */
-  void (*_Nonnull gemm_tile)(const float *_Nonnull const *_Nonnull ptrs, long segments, long seglen, const float *panel,
-                             const float *_Nullable bias, long col, long n, float lo, float hi, float *y,
-                             long ldy, long rows);
+  /* Up to gemm_mr rows (`rows`) of tiles against packed panels p0..<p1
+   * of 16 output channels (PackedGemm.swift; panel p at packed + p * k *
+   * 16, k = segments * seglen): the depth is `segments` pieces of `seglen`
+   * values, row r reading piece s at ptrs[s * 8 + r] (all 8 pointers of a
+   * piece readable; rows past `rows` are computed and not stored); stores
+   * sum + bias clamped to [lo, hi] at columns 16p..<min(16p+16, n) of y
+   * (row stride ldy). */
+  void (*_Nonnull gemm_tile)(const float *_Nonnull const *_Nonnull ptrs, long segments, long seglen,
+                             const float *packed, long p0, long p1, const float *_Nullable bias, long n, float lo,
+                             float hi, float *y, long ldy, long rows);
   /* One row a (k floats) against panels p0..<p1 of `packed` (k * 16 floats
    * each): y[col] for the panels' columns below n. */
   void (*_Nonnull gemm_row)(const float *a, long k, const float *packed, long p0, long p1,
