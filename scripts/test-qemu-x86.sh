@@ -35,27 +35,31 @@ cc -std=c99 -O2 -Wall -Wextra -Werror -Iinclude tests/c/run_outputs.c -L"$out" -
 printf '#include <stdio.h>\n#include "tinyinfer.h"\nint main(void) { puts(tinf_cpu_isa()); return 0; }\n' >"$out/isa.c"
 cc -std=c99 -Iinclude "$out/isa.c" -L"$out" -ltinyinfer -Wl,-rpath,'$ORIGIN' -o "$out/isa"
 
-# name=qemu CPU=the level the library must choose there
+# name=qemu CPU=the level the library must choose there. Each CPU's runs are
+# compared with this machine's run at that level (TINYINFER_ISA): the same
+# kernels, so float outputs match closely (between levels they may differ in
+# the last bits, which can move a dynamically quantized activation by one
+# step).
 cpus=("haswell=Haswell=avx2" "nehalem=Nehalem=baseline")
-fail=0
-emulators=()
+passed=0 failed=0 rc=0
 for c in "${cpus[@]}"; do
   IFS== read -r label cpu want <<<"$c"
-  got=$(qemu-x86_64 -cpu "$cpu" "$out/isa")
+  got=$(qemu-x86_64 -cpu "$cpu" "$out/isa" 2>/dev/null)
   if [ "$got" = "$want" ]; then
-    echo "ok   level on $cpu: $got"
+    echo "ok   level on $cpu: $got"; passed=$((passed + 1))
   else
-    echo "FAIL level on $cpu: $got, expected $want"; fail=$((fail + 1))
+    echo "FAIL level on $cpu: $got, expected $want"; failed=$((failed + 1))
   fi
-  emulators+=(--emulator "$label=qemu-x86_64 -cpu $cpu")
+  set +e
+  TINYINFER_ISA=$want TINYINFER_LIB=$(readlink -f "$lib") python3 tests/c/cross_check.py --runner "$out/run_outputs" \
+    --work "$out/check-$label" --emulator "$label=qemu-x86_64 -cpu $cpu" "$@" | tee "$out/cross_check-$label.log"
+  r=${PIPESTATUS[0]}
+  set -e
+  read -r p f <<<"$(sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p' "$out/cross_check-$label.log" | tail -1)"
+  # A run that failed without a failed comparison (a crash, nothing run) counts as one.
+  [ "$r" = 0 ] || [ "${f:-0}" != 0 ] || f=1
+  [ "$r" = 0 ] || rc=1
+  passed=$((passed + ${p:-0})) failed=$((failed + ${f:-0}))
 done
-set +e
-TINYINFER_LIB=$(readlink -f "$lib") python3 tests/c/cross_check.py --runner "$out/run_outputs" --work "$out/check" \
-  "${emulators[@]}" "$@" | tee "$out/cross_check.log"
-rc=${PIPESTATUS[0]}
-set -e
-read -r p f <<<"$(sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p' "$out/cross_check.log" | tail -1)"
-[ "$rc" = 0 ] || [ "${f:-0}" != 0 ] || f=1
-p=$(( ${p:-0} + 2 - fail )); f=$(( ${f:-0} + fail ))
-echo "qemu x86-64: $p passed, $f failed"
-[ "$rc" = 0 ] && [ "$fail" = 0 ]
+echo "qemu x86-64: $passed passed, $failed failed"
+[ "$rc" = 0 ] && [ "$failed" = 0 ]

@@ -5,8 +5,13 @@
 #include "tinyinfer_cpu.h"
 
 #define TI_FN(name) name##_baseline
-/* 16 xmm registers: 4 rows of 4 xmm accumulators would take them all. */
+#if defined(__aarch64__)
+/* 32 NEON registers: 6 rows of 4 accumulators, 4 for the weights. */
+#define TF_MR 6
+#else
+/* 16 xmm (or ARMv7 q) registers: 4 rows of 4 accumulators would take them all. */
 #define TF_MR 3
+#endif
 #include "f32_kernels.inc"
 #undef TF_MR
 #undef TI_FN
