@@ -4,7 +4,8 @@
 # exports, runs XCTest (normal-mode build), the kernel tests at forced CPU levels,
 # the Python package built from source and as a manylinux wheel (installed and
 # run without Swift), and pytest (kernels against numpy, C ABI, C programs,
-# the C install with pkg-config, concurrency).
+# the C install with pkg-config, concurrency) and the library under qemu on
+# older x86-64 CPUs (scripts/test-qemu-x86.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/venv.sh
@@ -35,3 +36,5 @@ grep -E "^installed .* from the wheel" "$tmp/wheel.log"
 echo "$(basename "$wheel") ($(stat -c %s "$wheel") bytes)"
 echo "== pytest =="
 python3 -m pytest python/tests -q -p no:cacheprovider
+echo "== the library on older x86-64 CPUs under qemu (Haswell: avx2 level, Nehalem: baseline) =="
+if [ "$(uname -m)" = x86_64 ]; then scripts/test-qemu-x86.sh | tail -n 1; fi
