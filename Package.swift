@@ -6,24 +6,19 @@
 //   that import TinyInferCore;
 // - Embedded mode (TINF_EMBEDDED=1, see scripts/build-lib.sh): the shipped
 //   libtinyinfer.so, self-contained (libc only) and exporting only tinf_*.
-// On x86-64 the code is built with -march=native (every instruction set of the
-// build machine: AVX-512, AVX2, FMA, F16C where present); TINF_PORTABLE=1
-// leaves it out, for a library that runs on any x86-64.
+// No CPU flags anywhere: the code is built for the architecture's baseline
+// (x86-64: SSE2), and the hot kernels (Sources/TinyInferShims/kernels) are
+// compiled once per CPU level (baseline, AVX2+FMA+F16C, AVX-512) in the C
+// target and chosen at run time (ti_cpu_level, TINYINFER_ISA).
 import PackageDescription
 import class Foundation.ProcessInfo
 
 let env = ProcessInfo.processInfo.environment
 let embedded = env["TINF_EMBEDDED"] == "1"
-let portable = env["TINF_PORTABLE"] == "1"
 
-var cpuFlags: [String] = []
-#if arch(x86_64)
-  if !portable { cpuFlags = ["-Xcc", "-march=native"] }
-#endif
-
-// No unsafeFlags at all unless there are flags: SwiftPM refuses a dependency by
-// version whose targets carry any (scripts/test-swift-consumer.sh checks it).
-var coreSettings: [SwiftSetting] = cpuFlags.isEmpty ? [] : [.unsafeFlags(cpuFlags)]
+// No unsafeFlags unless Embedded: SwiftPM refuses a dependency by version whose
+// targets carry any (scripts/test-swift-consumer.sh checks it).
+var coreSettings: [SwiftSetting] = []
 if embedded {
   coreSettings += [.enableExperimentalFeature("Embedded"), .unsafeFlags(["-wmo"])]
 }

@@ -65,11 +65,15 @@ mods="$out/modules"
 rm -rf "$obj" "$mods"
 mkdir -p "$obj" "$mods"
 
-# The C shim: a normal Linux object (glibc headers, PIC, its TLS error
-# buffer in the general-dynamic model that a dlopen'ed library needs).
-for src in Sources/TinyInferShims/*.c; do
-  $cross-gcc "${cc_arch[@]}" -std=gnu11 -O2 -fPIC -fno-omit-frame-pointer -Wall -Wextra \
-    -I Sources/TinyInferShims/include -c "$src" -o "$obj/c-$(basename "$src" .c).o"
+# The C shim and the kernels: normal Linux objects (glibc headers, PIC, the
+# TLS error buffer in the general-dynamic model that a dlopen'ed library
+# needs), compiled with the toolchain's clang for the target (the kernels
+# use clang's vector extensions and pragmas) against the cross sysroot.
+clang_bin="$toolchain/bin/clang"
+[ -x "$clang_bin" ] || { echo "build-aarch64: no clang in the Swift toolchain ($clang_bin)" >&2; exit 1; }
+for src in Sources/TinyInferShims/*.c Sources/TinyInferShims/kernels/*.c; do
+  "$clang_bin" --target=$cross --sysroot=/usr/$cross "${cc_arch[@]}" -std=gnu11 -O2 -fPIC -fno-omit-frame-pointer \
+    -Wall -Wextra -I Sources/TinyInferShims/include -c "$src" -o "$obj/c-$(basename "$src" .c).o"
 done
 
 # The Swift modules, whole-module, release, Embedded. The clang importer

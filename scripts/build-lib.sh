@@ -4,13 +4,11 @@
 # Copies it into python/tinyinfer/lib/ (with the libtinyinfer.so.0 link of its
 # SONAME) and prints its size.
 #
-#   scripts/build-lib.sh            # native build (-march=native on x86-64: the build machine's instruction sets)
-#   TINF_PORTABLE=1 scripts/build-lib.sh   # portable x86-64 / ARM64 build
+#   scripts/build-lib.sh            # the build: no CPU flags; kernels per CPU level, chosen at run time
 #   TINF_SCRATCH=.build-x TINF_LIB_OUT=/tmp/x/libtinyinfer.so scripts/build-lib.sh   # a private build
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scratch=${TINF_SCRATCH:-.build-embedded}
-if [ "${TINF_PORTABLE:-0}" = 1 ]; then scratch=${TINF_SCRATCH:-.build-embedded-portable}; fi
 
 swift_bin=$(command -v swift)
 toolchain=$(cd "$(dirname "$(readlink -f "$swift_bin")")/.." && pwd)

@@ -7,15 +7,13 @@
 # temporary folder and runs a small model with no Swift on PATH. Prints the
 # wheel's path (everything else goes to stderr).
 #
-#   scripts/build-wheel.sh                      # builds the library (TINF_PORTABLE=1) for this machine's architecture
+#   scripts/build-wheel.sh                      # builds the library for this machine's architecture
 #   scripts/build-wheel.sh --lib build-aarch64/libtinyinfer.so --plat manylinux_2_17_aarch64
 #   scripts/build-wheel.sh --out dist           # where the wheel goes (default: dist/)
 #
-# Without --lib the library is built with TINF_PORTABLE=1, without the build
-# machine's CPU extensions (-march=native), so the wheel runs on any x86-64 or
-# ARM64 CPU, at the portable build's speed until the library selects its
-# kernels at run time. A library given with --lib should be built the same way;
-# with --lib no Swift is needed.
+# Without --lib the library is built with scripts/build-lib.sh: no CPU flags,
+# hot kernels per CPU level chosen at run time, so the wheel runs on any x86-64
+# or ARM64 CPU at that CPU's speed. With --lib no Swift is needed.
 # --plat defaults to auditwheel's choice: the oldest manylinux the library's
 # glibc symbol versions allow.
 set -euo pipefail
@@ -44,8 +42,8 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
 if [ -z "$lib" ]; then
-  echo "== build libtinyinfer.so (TINF_PORTABLE=1) ==" >&2
-  TINF_PORTABLE=1 TINF_LIB_OUT="$tmp/libtinyinfer.so" scripts/build-lib.sh >/dev/null
+  echo "== build libtinyinfer.so ==" >&2
+  TINF_LIB_OUT="$tmp/libtinyinfer.so" scripts/build-lib.sh >/dev/null
   lib=$tmp/libtinyinfer.so
 fi
 [ -f "$lib" ] || { echo "build-wheel: $lib not found" >&2; exit 1; }

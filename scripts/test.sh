@@ -1,32 +1,34 @@
 #!/usr/bin/env bash
 # Runs every test: sets up (scripts/setup.sh: Debian packages, the project
 # environment .venv), builds the shipped (Embedded) library and checks its
-# exports, runs XCTest (normal-mode build), the portable build's smoke test,
+# exports, runs XCTest (normal-mode build), the kernel tests at forced CPU levels,
 # the Python package built from source and as a manylinux wheel (installed and
 # run without Swift), and pytest (kernels against numpy, C ABI, C programs,
-# the C install with pkg-config, concurrency).
+# the C install with pkg-config, concurrency) and the library under qemu on
+# older x86-64 CPUs (scripts/test-qemu-x86.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/venv.sh
-echo "== build libtinyinfer.so (Embedded Swift): native, and portable =="
+echo "== build libtinyinfer.so (Embedded Swift; kernels per CPU level, chosen at run time) =="
 scripts/build-lib.sh >/dev/null
-TINF_PORTABLE=1 TINF_LIB_OUT=python/tinyinfer/lib-portable/libtinyinfer.so scripts/build-lib.sh >/dev/null
 scripts/check-exports.sh
 scripts/check-mcu.sh
 echo "== swift test (XCTest) =="
 swift test --disable-swift-testing 2>&1 | tail -n 3
-echo "== pytest: kernels (float, int8, hybrid) on the portable build =="
-TINYINFER_LIB=python/tinyinfer/lib-portable/libtinyinfer.so python3 -m pytest -q -p no:cacheprovider \
-  python/tests/test_ops_math.py python/tests/test_ops_spatial.py python/tests/test_ops_movement.py \
-  python/tests/test_ops_int8.py python/tests/test_quantize.py::test_hybrid_kernel_matches_the_documented_math | tail -n 1
+for level in baseline avx2; do
+  echo "== pytest: kernels (float, int8, hybrid) at the forced $level level (TINYINFER_ISA) =="
+  TINYINFER_ISA=$level python3 -m pytest -q -p no:cacheprovider \
+    python/tests/test_ops_math.py python/tests/test_ops_spatial.py python/tests/test_ops_movement.py \
+    python/tests/test_ops_int8.py python/tests/test_quantize.py::test_hybrid_kernel_matches_the_documented_math | tail -n 1
+done
 echo "== pip install ./python (into a temporary folder) and import it =="
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 python3 -m pip install -q --no-deps --no-build-isolation --target "$tmp/site" ./python
 (cd "$tmp" && PYTHONPATH="$tmp/site" python3 -c "import tinyinfer, sys; assert tinyinfer._lib.lib_path.startswith('$tmp'); print('installed', tinyinfer.__version__, 'with', len(tinyinfer.OPS), 'ops')")
 rm -rf python/build python/*.egg-info
-echo "== wheel of the portable build (scripts/build-wheel.sh): manylinux, installs and runs without Swift =="
-if ! wheel=$(scripts/build-wheel.sh --lib python/tinyinfer/lib-portable/libtinyinfer.so --out "$tmp/dist" 2>"$tmp/wheel.log"); then
+echo "== wheel of the library (scripts/build-wheel.sh): manylinux, installs and runs without Swift =="
+if ! wheel=$(scripts/build-wheel.sh --lib python/tinyinfer/lib/libtinyinfer.so --out "$tmp/dist" 2>"$tmp/wheel.log"); then
   cat "$tmp/wheel.log" >&2
   exit 1
 fi
@@ -34,3 +36,5 @@ grep -E "^installed .* from the wheel" "$tmp/wheel.log"
 echo "$(basename "$wheel") ($(stat -c %s "$wheel") bytes)"
 echo "== pytest =="
 python3 -m pytest python/tests -q -p no:cacheprovider
+echo "== the library on older x86-64 CPUs under qemu (Haswell: avx2 level, Nehalem: baseline) =="
+if [ "$(uname -m)" = x86_64 ]; then scripts/test-qemu-x86.sh | tail -n 1; fi

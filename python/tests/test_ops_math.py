@@ -24,7 +24,11 @@ def test_fully_connected(rng, xshape, n, bias, act):
     w = randn(rng, n, xshape[-1])
     b = randn(rng, n) if bias else None
     (y,) = run_op("FullyConnected", [x], [w, b], activation=act)
-    assert_close(y, R.fully_connected(x, w, b, activation=act))
+    # A float32 sum's rounding error follows the size of the sum before the
+    # activation clamps it (and its terms' order differs between CPU levels):
+    # the absolute tolerance is scaled by the unclamped reference.
+    scale = max(1.0, float(np.abs(R.fully_connected(x, w, b)).max()))
+    np.testing.assert_allclose(y, R.fully_connected(x, w, b, activation=act), rtol=1e-5, atol=1e-5 * scale)
 
 
 def test_fully_connected_weights_as_input(rng):

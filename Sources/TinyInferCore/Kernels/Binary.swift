@@ -1,3 +1,5 @@
+import TinyInferShims
+
 /// Elementwise binary ops with numpy broadcasting: Add, Sub, Mul, Div,
 /// Maximum, Minimum (with a fused activation where the op has one), and PRelu
 /// (output shape is x's; the slope broadcasts to it).
@@ -40,52 +42,33 @@ enum BinaryKernel {
   }
 }
 
-/// A binary function, specialized per op so the inner loops have no switch.
+/// A binary function: its code for the row kernel (C per CPU level,
+/// tinyinfer_kernels_f32.h binary_row, which defines each op).
 protocol BinaryFn {
-  static func f(_ a: Float, _ b: Float) -> Float
-  static func v(_ a: SIMD8<Float>, _ b: SIMD8<Float>) -> SIMD8<Float>
+  static var code: Int32 { get }
 }
 
 enum AddFn: BinaryFn {
-  @inline(__always) static func f(_ a: Float, _ b: Float) -> Float { a + b }
-  @inline(__always) static func v(_ a: SIMD8<Float>, _ b: SIMD8<Float>) -> SIMD8<Float> { a + b }
+  static var code: Int32 { Int32(TI_F32_BIN_ADD) }
 }
 enum SubFn: BinaryFn {
-  @inline(__always) static func f(_ a: Float, _ b: Float) -> Float { a - b }
-  @inline(__always) static func v(_ a: SIMD8<Float>, _ b: SIMD8<Float>) -> SIMD8<Float> { a - b }
+  static var code: Int32 { Int32(TI_F32_BIN_SUB) }
 }
 enum MulFn: BinaryFn {
-  @inline(__always) static func f(_ a: Float, _ b: Float) -> Float { a * b }
-  @inline(__always) static func v(_ a: SIMD8<Float>, _ b: SIMD8<Float>) -> SIMD8<Float> { a * b }
+  static var code: Int32 { Int32(TI_F32_BIN_MUL) }
 }
 enum DivFn: BinaryFn {
-  @inline(__always) static func f(_ a: Float, _ b: Float) -> Float { a / b }
-  @inline(__always) static func v(_ a: SIMD8<Float>, _ b: SIMD8<Float>) -> SIMD8<Float> { a / b }
+  static var code: Int32 { Int32(TI_F32_BIN_DIV) }
 }
 enum MaxFn: BinaryFn {
-  // NaN propagates, as numpy.maximum does.
-  @inline(__always) static func f(_ a: Float, _ b: Float) -> Float { a.isNaN || a > b ? a : b }
-  @inline(__always) static func v(_ a: SIMD8<Float>, _ b: SIMD8<Float>) -> SIMD8<Float> {
-    var r = b
-    r.replace(with: a, where: (a .> b) .| (a .!= a))
-    return r
-  }
+  // NaN propagates, as numpy.maximum does (and minimum).
+  static var code: Int32 { Int32(TI_F32_BIN_MAX) }
 }
 enum MinFn: BinaryFn {
-  @inline(__always) static func f(_ a: Float, _ b: Float) -> Float { a.isNaN || a < b ? a : b }
-  @inline(__always) static func v(_ a: SIMD8<Float>, _ b: SIMD8<Float>) -> SIMD8<Float> {
-    var r = b
-    r.replace(with: a, where: (a .< b) .| (a .!= a))
-    return r
-  }
+  static var code: Int32 { Int32(TI_F32_BIN_MIN) }
 }
 enum PReluFn: BinaryFn {
-  @inline(__always) static func f(_ a: Float, _ b: Float) -> Float { a >= 0 ? a : a * b }
-  @inline(__always) static func v(_ a: SIMD8<Float>, _ b: SIMD8<Float>) -> SIMD8<Float> {
-    var r = a * b
-    r.replace(with: a, where: a .>= 0)
-    return r
-  }
+  static var code: Int32 { Int32(TI_F32_BIN_PRELU) }
 }
 
 /// Precomputed iteration of a broadcast binary op: the output is walked as
@@ -133,7 +116,9 @@ struct BroadcastPlan {
 
   @inline(__always)
   func run<F: BinaryFn>(_: F.Type, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>) {
-    forEachRow { offA, ia, offB, ib, o, inner in BroadcastPlan.row(F.self, a + offA, ia, b + offB, ib, y + o, inner) }
+    let rowKernel = ti_f32_kernels_get().pointee.binary_row
+    let op = F.code
+    forEachRow { offA, ia, offB, ib, o, inner in rowKernel(op, a + offA, ia, b + offB, ib, y + o, inner) }
   }
 
   /// The broadcast walked as rows along the last (merged) dim:
@@ -171,50 +156,5 @@ struct BroadcastPlan {
       }
     }
   }
-
-  @inline(__always)
-  static func row<F: BinaryFn>(
-    _: F.Type, _ a: UnsafePointer<Float>, _ ia: Int, _ b: UnsafePointer<Float>, _ ib: Int,
-    _ y: UnsafeMutablePointer<Float>, _ n: Int
-  ) {
-    var i = 0
-    let raw = UnsafeMutableRawPointer(y)
-    if ia == 1 && ib == 1 {
-      // Two vectors per step: a one-vector loop ran 30% slower or faster
-      // from one build to the next with the same code (its placement).
-      while i &+ 16 <= n {
-        let a0 = UnsafeRawPointer(a + i).loadUnaligned(as: SIMD8<Float>.self)
-        let b0 = UnsafeRawPointer(b + i).loadUnaligned(as: SIMD8<Float>.self)
-        let a1 = UnsafeRawPointer(a + i).loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self)
-        let b1 = UnsafeRawPointer(b + i).loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self)
-        raw.storeBytes(of: F.v(a0, b0), toByteOffset: i &* 4, as: SIMD8<Float>.self)
-        raw.storeBytes(of: F.v(a1, b1), toByteOffset: i &* 4 &+ 32, as: SIMD8<Float>.self)
-        i &+= 16
-      }
-      while i &+ 8 <= n {
-        let va = UnsafeRawPointer(a + i).loadUnaligned(as: SIMD8<Float>.self)
-        let vb = UnsafeRawPointer(b + i).loadUnaligned(as: SIMD8<Float>.self)
-        raw.storeBytes(of: F.v(va, vb), toByteOffset: i &* 4, as: SIMD8<Float>.self)
-        i &+= 8
-      }
-    } else if ia == 1 && ib == 0 {
-      let vb = SIMD8<Float>(repeating: b[0])
-      while i &+ 8 <= n {
-        let va = UnsafeRawPointer(a + i).loadUnaligned(as: SIMD8<Float>.self)
-        raw.storeBytes(of: F.v(va, vb), toByteOffset: i &* 4, as: SIMD8<Float>.self)
-        i &+= 8
-      }
-    } else if ia == 0 && ib == 1 {
-      let va = SIMD8<Float>(repeating: a[0])
-      while i &+ 8 <= n {
-        let vb = UnsafeRawPointer(b + i).loadUnaligned(as: SIMD8<Float>.self)
-        raw.storeBytes(of: F.v(va, vb), toByteOffset: i &* 4, as: SIMD8<Float>.self)
-        i &+= 8
-      }
-    }
-    while i < n {
-      y[i] = F.f(a[i &* ia], b[i &* ib])
-      i &+= 1
-    }
-  }
 }
+

@@ -1,3 +1,5 @@
+import TinyInferShims
+
 /// Conv2D (docs/ops.md): x [N,H,W,Cin], w [Cout,KH,KW,Cin/groups], optional
 /// bias [Cout], NHWC output [N,OH,OW,Cout].
 ///
@@ -106,7 +108,8 @@ enum Conv2DKernel {
     // outside the image read zeros, rows cut by the left or right edge are
     // gathered with zeros into per-thread scratch.
     let segLen = kw &* cin
-    let indirect = !direct && PackedGemm.mr == 8 && dw == 1
+    let kern = PackedGemm.kernels
+    let indirect = !direct && kern.gemm_mr == 8 && dw == 1
     let windows = IndirectWindows(
       h: h, w: wIn, cin: cin, kh: kh, kw: kw, sh: sh, sw: sw, dh: dh, padT: padT, padL: padL, pieceStride: segLen)
     // Zeros for window rows above or below the image, long enough for
@@ -122,19 +125,19 @@ enum Conv2DKernel {
     let w = UnsafePointer(packed.ptr)
     let panels = (cout + PackedGemm.nr - 1) / PackedGemm.nr
     // Chunks of at least about 32K multiply-adds (and whole tiles).
-    let minChunk = max(PackedGemm.mr, minChunkFor(perItem: k &* cout, grain: 1 << 15))
+    let minChunk = max(kern.gemm_mr, minChunkFor(perItem: k &* cout, grain: 1 << 15))
     return { () throws(TinfError) in
       withExtendedLifetime((packed, zeros, pointers, edges)) {}
       forEachChunk(pool, pixels, minChunk: minChunk) { chunk, range in
         if contiguous {
           PackedGemm.run(
-            rows: range, panels: 0..<panels, k: k, n: cout, packed: w, bias: bias, lo: lo, hi: hi, y: y, ldy: cout
+            kern, rows: range, panels: 0..<panels, k: k, n: cout, packed: w, bias: bias, lo: lo, hi: hi, y: y, ldy: cout
           ) { m in x + m &* cin }
           return
         }
         if direct {
           PackedGemm.run(
-            rows: range, panels: 0..<panels, k: k, n: cout, packed: w, bias: bias, lo: lo, hi: hi, y: y, ldy: cout
+            kern, rows: range, panels: 0..<panels, k: k, n: cout, packed: w, bias: bias, lo: lo, hi: hi, y: y, ldy: cout
           ) { m in x + d.directPixel(m) &* cin }
           return
         }
@@ -147,11 +150,7 @@ enum Conv2DKernel {
           while p < range.upperBound {
             let count = windows.fill(
               ptrs, &cursor, limit: range.upperBound &- p, x: x, padRow: UnsafePointer(zeros.base), edge: edge, pad: 0)
-            for pn in 0..<panels {
-              PackedGemm.tile8(
-                UnsafePointer(ptrs), segments: kh, segLen: segLen, panel: w + pn &* k &* PackedGemm.nr, bias: bias,
-                col: pn &* PackedGemm.nr, n: cout, lo: lo, hi: hi, y: y + p &* cout, ldy: cout, rows: count)
-            }
+            kern.gemm_tile(UnsafePointer(ptrs), kh, segLen, w, 0, panels, bias, cout, lo, hi, y + p &* cout, cout, count)
             p &+= count
           }
           return
@@ -167,7 +166,7 @@ enum Conv2DKernel {
           }
           let src = UnsafePointer(buf)
           PackedGemm.run(
-            rows: 0..<count, panels: 0..<panels, k: k, n: cout, packed: w, bias: bias, lo: lo, hi: hi,
+            kern, rows: 0..<count, panels: 0..<panels, k: k, n: cout, packed: w, bias: bias, lo: lo, hi: hi,
             y: y + p &* cout, ldy: cout
           ) { m in src + m &* k }
           p &+= block

@@ -48,8 +48,13 @@ enum DepthwiseConv2DKernel {
       let fast3x3 = kh == 3 && kw == 3 && dh == 1 && dw == 1 && c % 8 == 0
       let interior = d.inside3
       let zeroRow = try Scratch<Float>(count: fast3x3 ? wIn &* c : 1)
-      // Channels in registers: each output pixel accumulates its taps for
-      // 16 channels at a time and is stored once.
+      // The row kernels (C, per CPU level): the general window
+      // (tinyinfer_kernels_f32.h dw_row) and the 3x3 interior (dw_3x3).
+      // Channels in blocks of 16, then 8, then one at a time; each output
+      // pixel accumulates its taps in registers and is stored once.
+      let kern = PackedGemm.kernels
+      let dwRow = kern.dw_row
+      let dw3x3 = kern.dw_3x3
       return { () throws(TinfError) in
         _ = zeroRow
         forEachChunk(pool, rows, minChunk: minChunk) { _, range in
@@ -67,19 +72,13 @@ enum DepthwiseConv2DKernel {
                 let iy = iy0 &+ i
                 return iy >= 0 && iy < h ? ximg + iy &* wIn &* c : UnsafePointer(zeroRow.base)
               }
-              depthwiseRow(
-                yrow, ximg, wp, bias, c: c, h: h, w: wIn, ow: ow, kh: kh, kw: kw, iy0: iy0, padL: padL, sw: sw,
-                dh: dh, dw: dw, lo: lo, hi: hi, pixels: 0..<interior.lowerBound)
-              depthwise3x3(
-                yrow, inputRow(0), inputRow(1), inputRow(2), wp, bias, c: c, padL: padL, sw: sw, lo: lo, hi: hi,
-                pixels: interior)
-              depthwiseRow(
-                yrow, ximg, wp, bias, c: c, h: h, w: wIn, ow: ow, kh: kh, kw: kw, iy0: iy0, padL: padL, sw: sw,
-                dh: dh, dw: dw, lo: lo, hi: hi, pixels: interior.upperBound..<ow)
+              dwRow(yrow, ximg, wp, bias, c, h, wIn, kh, kw, iy0, padL, sw, dh, dw, lo, hi, 0, interior.lowerBound)
+              dw3x3(
+                yrow, inputRow(0), inputRow(1), inputRow(2), wp, bias, c, padL, sw, lo, hi, interior.lowerBound,
+                interior.upperBound)
+              dwRow(yrow, ximg, wp, bias, c, h, wIn, kh, kw, iy0, padL, sw, dh, dw, lo, hi, interior.upperBound, ow)
             } else {
-              depthwiseRow(
-                yrow, ximg, wp, bias, c: c, h: h, w: wIn, ow: ow, kh: kh, kw: kw, iy0: iy0, padL: padL, sw: sw,
-                dh: dh, dw: dw, lo: lo, hi: hi)
+              dwRow(yrow, ximg, wp, bias, c, h, wIn, kh, kw, iy0, padL, sw, dh, dw, lo, hi, 0, ow)
             }
           }
         }
@@ -121,151 +120,4 @@ enum DepthwiseConv2DKernel {
       clampRange(y, c &* m, act, lo, hi)
     }
   }
-
-  /// One output row of a depth-multiplier-1 depthwise convolution: channels
-  /// in blocks of 16 (SIMD16), then 8 (SIMD8), then one at a time; each
-  /// output pixel accumulates its taps in registers and is stored once. Kept
-  /// out of line so that LLVM keeps the accumulators in registers (checked
-  /// with objdump: vfmadd231ps).
-  @inline(never)
-  static func depthwiseRow(
-    _ yrow: UnsafeMutablePointer<Float>, _ ximg: UnsafePointer<Float>, _ wp: UnsafePointer<Float>,
-    _ bias: UnsafePointer<Float>?, c: Int, h: Int, w: Int, ow: Int, kh: Int, kw: Int, iy0: Int, padL: Int, sw: Int,
-    dh: Int, dw: Int, lo: Float, hi: Float, pixels: Range<Int>? = nil
-  ) {
-    // Taps inside the image for this row (the same for every pixel).
-    let (i0, i1) = windowTaps(iy0, kh, dh, h)
-    let full16 = c / 16 * 16
-    let full8 = full16 &+ (c &- full16 >= 8 ? 8 : 0)
-    for ox in pixels ?? 0..<ow {
-      let yo = yrow + ox &* c
-      let ix0 = ox &* sw &- padL
-      let (j0, j1) = windowTaps(ix0, kw, dw, w)
-      var cb = 0
-      while cb < full16 {
-        var acc = SIMD16<Float>(repeating: 0)
-        if let bias { acc = UnsafeRawPointer(bias + cb).loadUnaligned(as: SIMD16<Float>.self) }
-        for i in i0..<i1 {
-          let xr = ximg + ((iy0 &+ i &* dh) &* w &* c &+ cb)
-          let wr = wp + (i &* kw &* c &+ cb)
-          for j in j0..<j1 {
-            let xv = UnsafeRawPointer(xr + (ix0 &+ j &* dw) &* c).loadUnaligned(as: SIMD16<Float>.self)
-            let wv = UnsafeRawPointer(wr + j &* c).loadUnaligned(as: SIMD16<Float>.self)
-            acc.addProduct(xv, wv)
-          }
-        }
-        UnsafeMutableRawPointer(yo + cb).storeBytes(of: acc, as: SIMD16<Float>.self)
-        cb &+= 16
-      }
-      if cb < full8 {
-        var acc = SIMD8<Float>(repeating: 0)
-        if let bias { acc = UnsafeRawPointer(bias + cb).loadUnaligned(as: SIMD8<Float>.self) }
-        for i in i0..<i1 {
-          let xr = ximg + ((iy0 &+ i &* dh) &* w &* c &+ cb)
-          let wr = wp + (i &* kw &* c &+ cb)
-          for j in j0..<j1 {
-            let xv = UnsafeRawPointer(xr + (ix0 &+ j &* dw) &* c).loadUnaligned(as: SIMD8<Float>.self)
-            let wv = UnsafeRawPointer(wr + j &* c).loadUnaligned(as: SIMD8<Float>.self)
-            acc.addProduct(xv, wv)
-          }
-        }
-        UnsafeMutableRawPointer(yo + cb).storeBytes(of: acc, as: SIMD8<Float>.self)
-        cb &+= 8
-      }
-      while cb < c {
-        var acc: Float = bias?[cb] ?? 0
-        for i in i0..<i1 {
-          for j in j0..<j1 {
-            acc += ximg[(iy0 &+ i &* dh) &* w &* c &+ (ix0 &+ j &* dw) &* c &+ cb] * wp[(i &* kw &+ j) &* c &+ cb]
-          }
-        }
-        yo[cb] = acc
-        cb &+= 1
-      }
-      var l = 0
-      while l < c {
-        let t = yo[l]
-        yo[l] = t < lo ? lo : (t > hi ? hi : t)
-        l &+= 1
-      }
-    }
-  }
-
-  /// Pixels `pixels` of one output row of a 3x3, dilation-1, multiplier-1
-  /// depthwise convolution whose windows lie inside the image horizontally
-  /// (c a multiple of 8). `row0...row2` are the three input rows of the
-  /// window (column 0), or a row of zeros where the window is above or
-  /// below the image. For each block of 16 (then 8) channels the nine
-  /// weight vectors and the bias stay in registers while the pixels stream
-  /// past; the fused activation is applied in registers.
-  @inline(never)
-  static func depthwise3x3(
-    _ yrow: UnsafeMutablePointer<Float>, _ row0: UnsafePointer<Float>, _ row1: UnsafePointer<Float>,
-    _ row2: UnsafePointer<Float>, _ wp: UnsafePointer<Float>, _ bias: UnsafePointer<Float>?, c: Int, padL: Int,
-    sw: Int, lo: Float, hi: Float, pixels: Range<Int>
-  ) {
-    let full16 = c / 16 * 16
-    var cb = 0
-    while cb < full16 {
-      @inline(__always) func wv(_ t: Int) -> SIMD16<Float> {
-        UnsafeRawPointer(wp + (t &* c &+ cb)).loadUnaligned(as: SIMD16<Float>.self)
-      }
-      let w0 = wv(0), w1 = wv(1), w2 = wv(2), w3 = wv(3), w4 = wv(4), w5 = wv(5), w6 = wv(6), w7 = wv(7), w8 = wv(8)
-      let b0 = bias.map { UnsafeRawPointer($0 + cb).loadUnaligned(as: SIMD16<Float>.self) } ?? SIMD16<Float>()
-      let lo16 = SIMD16<Float>(repeating: lo)
-      let hi16 = SIMD16<Float>(repeating: hi)
-      for ox in pixels {
-        let o = (ox &* sw &- padL) &* c &+ cb
-        let r0 = UnsafeRawPointer(row0 + o)
-        let r1 = UnsafeRawPointer(row1 + o)
-        let r2 = UnsafeRawPointer(row2 + o)
-        // One chain per window row (three FMAs each), summed at the end:
-        // shorter dependency chains than nine FMAs in a row.
-        var a0 = b0
-        var a1 = SIMD16<Float>(repeating: 0)
-        var a2 = a1
-        a0.addProduct(r0.loadUnaligned(as: SIMD16<Float>.self), w0)
-        a1.addProduct(r1.loadUnaligned(as: SIMD16<Float>.self), w3)
-        a2.addProduct(r2.loadUnaligned(as: SIMD16<Float>.self), w6)
-        a0.addProduct(r0.loadUnaligned(fromByteOffset: c &* 4, as: SIMD16<Float>.self), w1)
-        a1.addProduct(r1.loadUnaligned(fromByteOffset: c &* 4, as: SIMD16<Float>.self), w4)
-        a2.addProduct(r2.loadUnaligned(fromByteOffset: c &* 4, as: SIMD16<Float>.self), w7)
-        a0.addProduct(r0.loadUnaligned(fromByteOffset: c &* 8, as: SIMD16<Float>.self), w2)
-        a1.addProduct(r1.loadUnaligned(fromByteOffset: c &* 8, as: SIMD16<Float>.self), w5)
-        a2.addProduct(r2.loadUnaligned(fromByteOffset: c &* 8, as: SIMD16<Float>.self), w8)
-        let acc = (a0 + a1) + a2
-        UnsafeMutableRawPointer(yrow + (ox &* c &+ cb)).storeBytes(of: ti_clamp16f(acc, lo16, hi16), as: SIMD16<Float>.self)
-      }
-      cb &+= 16
-    }
-    if cb < c {
-      // One block of 8 channels left (c is a multiple of 8).
-      @inline(__always) func wv(_ t: Int) -> SIMD8<Float> {
-        UnsafeRawPointer(wp + (t &* c &+ cb)).loadUnaligned(as: SIMD8<Float>.self)
-      }
-      let w0 = wv(0), w1 = wv(1), w2 = wv(2), w3 = wv(3), w4 = wv(4), w5 = wv(5), w6 = wv(6), w7 = wv(7), w8 = wv(8)
-      let b0 = bias.map { UnsafeRawPointer($0 + cb).loadUnaligned(as: SIMD8<Float>.self) } ?? SIMD8<Float>()
-      let lo8 = SIMD8<Float>(repeating: lo)
-      let hi8 = SIMD8<Float>(repeating: hi)
-      for ox in pixels {
-        let o = (ox &* sw &- padL) &* c &+ cb
-        let p = UnsafeRawPointer(row0 + o)
-        let r1 = UnsafeRawPointer(row1 + o)
-        let r2 = UnsafeRawPointer(row2 + o)
-        var acc = b0
-        acc.addProduct(p.loadUnaligned(as: SIMD8<Float>.self), w0)
-        acc.addProduct(p.loadUnaligned(fromByteOffset: c &* 4, as: SIMD8<Float>.self), w1)
-        acc.addProduct(p.loadUnaligned(fromByteOffset: c &* 8, as: SIMD8<Float>.self), w2)
-        acc.addProduct(r1.loadUnaligned(as: SIMD8<Float>.self), w3)
-        acc.addProduct(r1.loadUnaligned(fromByteOffset: c &* 4, as: SIMD8<Float>.self), w4)
-        acc.addProduct(r1.loadUnaligned(fromByteOffset: c &* 8, as: SIMD8<Float>.self), w5)
-        acc.addProduct(r2.loadUnaligned(as: SIMD8<Float>.self), w6)
-        acc.addProduct(r2.loadUnaligned(fromByteOffset: c &* 4, as: SIMD8<Float>.self), w7)
-        acc.addProduct(r2.loadUnaligned(fromByteOffset: c &* 8, as: SIMD8<Float>.self), w8)
-        UnsafeMutableRawPointer(yrow + (ox &* c &+ cb)).storeBytes(of: ti_clamp8f(acc, lo8, hi8), as: SIMD8<Float>.self)
-      }
-    }
-  }
-
-
 }

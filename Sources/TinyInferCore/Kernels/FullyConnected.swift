@@ -1,3 +1,5 @@
+import TinyInferShims
+
 /// FullyConnected: x [..., K] times w [N, K] transposed, plus bias [N], with
 /// a fused activation. Leading dims of x are kept.
 enum FullyConnectedKernel {
@@ -49,25 +51,26 @@ enum FullyConnectedKernel {
     let act = try Activation.from(ctx.attrs)
     let pool = ctx.pool
     if let packed = ctx.packed {
-      // The 6x16 micro-kernel (1x16 for a single row) on weights packed at
+      // The packed micro-kernels (1x16 for a single row) on weights packed at
       // load; rows split over threads, or column panels for a GEMV.
       let wp = UnsafePointer(packed.ptr)
       let (lo, hi) = act.range
       let panels = (n + PackedGemm.nr - 1) / PackedGemm.nr
-      let minRows = max(PackedGemm.mr, minChunkFor(perItem: k &* n, grain: 1 << 15))
+      let kern = PackedGemm.kernels
+      let minRows = max(kern.gemm_mr, minChunkFor(perItem: k &* n, grain: 1 << 15))
       let minPanels = max(1, minChunkFor(perItem: m &* k &* PackedGemm.nr, grain: 1 << 15))
       return { () throws(TinfError) in
         _ = packed
-        if m >= PackedGemm.mr &* pool.threads || panels < 2 {
+        if m >= kern.gemm_mr &* pool.threads || panels < 2 {
           pool.parallelRanges(m, minChunk: minRows) { rows in
             PackedGemm.run(
-              rows: rows, panels: 0..<panels, k: k, n: n, packed: wp, bias: bias, lo: lo, hi: hi, y: y, ldy: n
+              kern, rows: rows, panels: 0..<panels, k: k, n: n, packed: wp, bias: bias, lo: lo, hi: hi, y: y, ldy: n
             ) { r in x + r &* k }
           }
         } else {
           pool.parallelRanges(panels, minChunk: minPanels) { ps in
             PackedGemm.run(
-              rows: 0..<m, panels: ps, k: k, n: n, packed: wp, bias: bias, lo: lo, hi: hi, y: y, ldy: n
+              kern, rows: 0..<m, panels: ps, k: k, n: n, packed: wp, bias: bias, lo: lo, hi: hi, y: y, ldy: n
             ) { r in x + r &* k }
           }
         }
@@ -75,9 +78,10 @@ enum FullyConnectedKernel {
     }
     // Split rows when there are several, else split the outputs.
     let work = m &* n &* k
+    let kern = PackedGemm.kernels
     return { () throws(TinfError) in
       splitRowsOrColumns(pool, rows: m, cols: n, minCols: 16, macs: work) { rows, cols in
-        Gemm.abT(x, lda: k, w, ldw: k, bias, y, ldy: n, rows: rows, cols: cols, k: k)
+        Gemm.abT(kern, x, lda: k, w, ldw: k, bias, y, ldy: n, rows: rows, cols: cols, k: k)
       }
       act.apply(y, m &* n)
     }

@@ -1,3 +1,5 @@
+import TinyInferShims
+
 /// LayerNorm over the trailing dims from `axis`: (x - mean) / sqrt(var + eps)
 /// * gamma + beta, with the biased variance; gamma and beta have the shape of
 /// the normalized dims.
@@ -33,28 +35,13 @@ enum LayerNormKernel {
     let b = ctx.optionalFloatIn(2)
     let y = ctx.floatOut(0)
     let pool = ctx.pool
+    let kern = PackedGemm.kernels
     return { () throws(TinfError) in
       pool.parallelRanges(rows, minChunk: max(1, 8192 / d)) { range in
-        for r in range {
-          let xr = x + r &* d
-          let yr = y + r &* d
-          // Two passes in float32 with a float64-free mean: fine for the
-          // sizes of normalization layers.
-          var sum: Float = 0
-          for j in 0..<d { sum += xr[j] }
-          let mean = sum / Float(d)
-          var sq: Float = 0
-          for j in 0..<d {
-            let c = xr[j] - mean
-            sq += c * c
-          }
-          let inv = 1 / (sq / Float(d) + eps).squareRoot()
-          if let b {
-            for j in 0..<d { yr[j] = (xr[j] - mean) * inv * g[j] + b[j] }
-          } else {
-            for j in 0..<d { yr[j] = (xr[j] - mean) * inv * g[j] }
-          }
-        }
+        // One C kernel per row (tinyinfer_kernels_f32.h layernorm_row): two
+        // passes in float32 (mean, then variance), fine for the sizes of
+        // normalization layers.
+        for r in range { kern.layernorm_row(x + r &* d, y + r &* d, g, b, d, eps) }
       }
     }
   }

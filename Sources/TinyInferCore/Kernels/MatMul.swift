@@ -1,3 +1,5 @@
+import TinyInferShims
+
 /// MatMul / BatchMatMul: a [..., M, K] x b [..., K, N] with transpose flags
 /// on the last two dims and numpy broadcasting of the batch dims.
 enum MatMulKernel {
@@ -71,6 +73,7 @@ enum MatMulKernel {
     let pool = ctx.pool
     let work = m &* n &* k
     let minBatches = minChunkFor(perItem: work, grain: 1 << 15)
+    let kern = PackedGemm.kernels
     return { () throws(TinfError) in
       @inline(__always) func one(_ bi: Int, _ chunk: Int, _ rows: Range<Int>) {
         var ap = a + offA[bi]
@@ -90,7 +93,7 @@ enum MatMulKernel {
           for kk in 0..<k { for mm in 0..<m { t[mm &* k &+ kk] = ap[kk &* m &+ mm] } }
           ap = UnsafePointer(t)
         }
-        Gemm.ab(ap, lda: k, bp, ldb: n, yp, ldy: n, rows: rows, n: n, k: k)
+        Gemm.ab(kern, ap, lda: k, bp, ldb: n, yp, ldy: n, rows: rows, n: n, k: k)
       }
       if batchCount == 1 && pool.threads > 1 && work >= 1 << 16 && m >= 2 && !ta && !tb {
         pool.parallelRanges(m, minChunk: 1) { rows in one(0, 0, rows) }

@@ -1,3 +1,5 @@
+import TinyInferShims
+
 /// MaxPool2D and AveragePool2D (docs/ops.md), NHWC.
 ///
 /// Padding cells never take part in a max; an average divides by the number
@@ -34,11 +36,13 @@ enum PoolKernel {
     let act = try Activation.from(ctx.node.attrs)
     let (lo, hi) = act.range
     let (x, y) = (ctx.floatIn(0), ctx.floatOut(0))
+    // The per-cell steps are C kernels per CPU level (tinyinfer_kernels_f32.h).
+    let kern = PackedGemm.kernels
     if ctx.node.op == .maxPool2D {
-      return g.driver(x: x, y: y, pool: ctx.pool, Max(c: g.c, act: act, lo: lo, hi: hi))
+      return g.driver(x: x, y: y, pool: ctx.pool, Max(c: g.c, act: act, lo: lo, hi: hi, step: kern.pool_max))
     }
     let window = g.countIncludePad ? g.kh &* g.kw : 0
-    return g.driver(x: x, y: y, pool: ctx.pool, Average(c: g.c, window: window, lo: lo, hi: hi))
+    return g.driver(x: x, y: y, pool: ctx.pool, Average(c: g.c, window: window, lo: lo, hi: hi, step: kern.pool_add))
   }
 
   /// The float32 max: NaN propagates (once the max is NaN it stays NaN).
@@ -46,15 +50,14 @@ enum PoolKernel {
     let c: Int
     let act: Activation
     let lo: Float, hi: Float
+    /// y = max(y, x) over c channels (ti_f32_kernels.pool_max).
+    let step: @convention(c) (UnsafeMutablePointer<Float>, UnsafePointer<Float>, Int) -> Void
 
     @inline(__always) func begin(_ y: UnsafeMutablePointer<Float>, chunk: Int) {
       y.update(repeating: -Float.infinity, count: c)
     }
     @inline(__always) func add(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, chunk: Int) {
-      for ch in 0..<c {
-        let v = x[ch]
-        if v > y[ch] || v != v { y[ch] = v }
-      }
+      step(y, x, c)
     }
     @inline(__always) func finish(_ y: UnsafeMutablePointer<Float>, cells: Int, chunk: Int) {
       clampRange(y, c, act, lo, hi)
@@ -67,12 +70,14 @@ enum PoolKernel {
     let c: Int
     let window: Int
     let lo: Float, hi: Float
+    /// y += x over c channels (ti_f32_kernels.pool_add).
+    let step: @convention(c) (UnsafeMutablePointer<Float>, UnsafePointer<Float>, Int) -> Void
 
     @inline(__always) func begin(_ y: UnsafeMutablePointer<Float>, chunk: Int) {
       y.update(repeating: 0, count: c)
     }
     @inline(__always) func add(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, chunk: Int) {
-      for ch in 0..<c { y[ch] += x[ch] }
+      step(y, x, c)
     }
     @inline(__always) func finish(_ y: UnsafeMutablePointer<Float>, cells: Int, chunk: Int) {
       let divisor = Float(window != 0 ? window : cells)

@@ -82,6 +82,15 @@ protocol ReduceStep {
   static func fold(_ a: Acc, _ x: Element) -> Acc
   /// A contiguous run of `n` elements folded into `a`.
   static func foldRun(_ a: Acc, _ x: UnsafePointer<Element>, _ n: Int) -> Acc
+  /// acc[i] = fold(acc[i], x[i]) for i < n (a kept run).
+  static func foldRow(_ acc: UnsafeMutablePointer<Acc>, _ x: UnsafePointer<Element>, _ n: Int)
+}
+
+extension ReduceStep {
+  @inline(__always)
+  static func foldRow(_ acc: UnsafeMutablePointer<Acc>, _ x: UnsafePointer<Element>, _ n: Int) {
+    for i in 0..<n { acc[i] = fold(acc[i], x[i]) }
+  }
 }
 
 /// float32 sum in Double (Mean).
@@ -93,34 +102,28 @@ enum SumFloat: ReduceStep {
     for i in 0..<n { total += Double(x[i]) }
     return a + total
   }
+  /// In C per CPU level (tinyinfer_kernels_f32.h sum_f64_row).
+  @inline(__always)
+  static func foldRow(_ acc: UnsafeMutablePointer<Double>, _ x: UnsafePointer<Float>, _ n: Int) {
+    ti_f32_kernels_get().pointee.sum_f64_row(acc, x, n)
+  }
 }
 
 /// float32 maximum; a NaN anywhere gives NaN (as numpy's max).
 enum MaxFloat: ReduceStep {
   static var identity: Float { -.infinity }
   @inline(__always) static func fold(_ a: Float, _ x: Float) -> Float { x > a || x != x ? x : a }
-  /// 16 lanes at a time with `vmaxps` (ti_clamp16f against +inf); a lane's
-  /// NaN may be replaced by a later value there, so NaN is looked for apart.
+  /// 16 lanes at a time in C (tinyinfer_kernels_f32.h max_run, per CPU
+  /// level); a lane's NaN may be replaced by a later value there, so NaN is
+  /// looked for apart.
   @inline(__always) static func foldRun(_ a: Float, _ x: UnsafePointer<Float>, _ n: Int) -> Float {
-    var m = a
-    var i = 0
-    if n >= 16 {
-      let raw = UnsafeRawPointer(x)
-      let inf = SIMD16<Float>(repeating: .infinity)
-      var m16 = SIMD16<Float>(repeating: -.infinity)
-      while i &+ 16 <= n {
-        m16 = ti_clamp16f(raw.loadUnaligned(fromByteOffset: i &* 4, as: SIMD16<Float>.self), m16, inf)
-        i &+= 16
-      }
-      withUnsafeBytes(of: &m16) { lanes in
-        for l in 0..<16 { m = fold(m, lanes.load(fromByteOffset: l &* 4, as: Float.self)) }
-      }
-    }
-    while i < n {
-      m = fold(m, x[i])
-      i &+= 1
-    }
+    let m = ti_f32_kernels_get().pointee.max_run(a, x, n)
     return m == m && hasNaN(x, n) ? .nan : m
+  }
+  /// fold over a row is the pooling max step (tinyinfer_kernels_f32.h pool_max).
+  @inline(__always)
+  static func foldRow(_ acc: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ n: Int) {
+    ti_f32_kernels_get().pointee.pool_max(acc, x, n)
   }
 
   @inline(__always) static func hasNaN(_ x: UnsafePointer<Float>, _ n: Int) -> Bool {
@@ -201,8 +204,7 @@ struct ReductionPlan {
       if innerReduced {
         acc[off] = R.foldRun(acc[off], xs, inner)
       } else {
-        let ao = acc + off
-        for i in 0..<inner { ao[i] = R.fold(ao[i], xs[i]) }
+        R.foldRow(acc + off, xs, inner)
       }
     }
   }

@@ -1,3 +1,5 @@
+import TinyInferShims
+
 /// Softmax and LogSoftmax over any axis, with `beta` (softmax(beta * x)).
 /// Numerically stable: the row maximum is subtracted first.
 enum SoftmaxKernel {
@@ -24,27 +26,29 @@ enum SoftmaxKernel {
     let x = ctx.floatIn(0)
     let y = ctx.floatOut(0)
     let pool = ctx.pool
+    let kern = PackedGemm.kernels
     return { () throws(TinfError) in
       if inner == 1 && !log {
-        // Contiguous rows: max, shifted exp in place, sum, scale, each a
-        // vectorized loop (FastMath).
+        // Contiguous rows: one C kernel per row (tinyinfer_kernels_f32.h
+        // softmax_row: max, shifted exp, sum, scale, each vectorized).
         pool.parallelRanges(outer, minChunk: max(1, 4096 / len)) { range in
           for r in range {
             let xr = x + r &* len
             let yr = y + r &* len
-            let mx = FastMath.max(xr, len) * beta
             if beta >= 0 {
-              for j in 0..<len { yr[j] = xr[j] * beta - mx }
+              kern.softmax_row(xr, yr, len, beta)
             } else {
               // A negative beta: the largest beta * x comes from the
               // smallest x, so take the maximum of the products directly.
               var m = -Float.infinity
               for j in 0..<len { m = Swift.max(m, xr[j] * beta) }
               for j in 0..<len { yr[j] = xr[j] * beta - m }
+              kern.exp(yr, yr, len)
+              var sum: Float = 0
+              for j in 0..<len { sum += yr[j] }
+              let s = 1 / sum
+              for j in 0..<len { yr[j] *= s }
             }
-            FastMath.exp(yr, yr, len)
-            let s = 1 / FastMath.sum(yr, len)
-            for j in 0..<len { yr[j] *= s }
           }
         }
         return

@@ -1,3 +1,5 @@
+import TinyInferShims
+
 /// The elementwise unary functions (Registry.variant maps ops to them).
 enum UnaryOp { case relu, relu6, leakyRelu, hardSwish, logistic, tanh, gelu, exp, log, sqrt, rsqrt }
 
@@ -21,6 +23,7 @@ enum UnaryKernel {
     let y = ctx.floatOut(0)
     let n = ctx.outputs[0].count
     let pool = ctx.pool
+    let kern = PackedGemm.kernels
     // Transcendental ops are worth splitting over threads on large tensors.
     let chunk = 16384
     switch try Registry.unaryOp(ctx.node) {
@@ -52,7 +55,7 @@ enum UnaryKernel {
     case .logistic:
       return { () throws(TinfError) in
         pool.parallelRanges(n, minChunk: chunk) { r in
-          FastMath.logistic(x + r.lowerBound, y + r.lowerBound, r.count)
+          kern.logistic(x + r.lowerBound, y + r.lowerBound, r.count)
         }
       }
     case .tanh:
@@ -73,12 +76,12 @@ enum UnaryKernel {
       }
       return { () throws(TinfError) in
         pool.parallelRanges(n, minChunk: chunk) { r in
-          FastMath.geluExact(x + r.lowerBound, y + r.lowerBound, r.count)
+          kern.gelu(x + r.lowerBound, y + r.lowerBound, r.count)
         }
       }
     case .exp:
       return { () throws(TinfError) in
-        pool.parallelRanges(n, minChunk: chunk) { r in FastMath.exp(x + r.lowerBound, y + r.lowerBound, r.count) }
+        pool.parallelRanges(n, minChunk: chunk) { r in kern.exp(x + r.lowerBound, y + r.lowerBound, r.count) }
       }
     case .log:
       return { () throws(TinfError) in

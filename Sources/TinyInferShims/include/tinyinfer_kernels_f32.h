@@ -1,0 +1,128 @@
+/* The float32 inner kernels, one variant per CPU level (kernels/levels.h):
+ * ti_f32_kernels_get() returns the table of the level ti_cpu_level() chose,
+ * filled once. The Swift kernels keep their loops, threading and binding
+ * and call these for the inner work (fetching the function pointers once,
+ * in bind). Written once in kernels/f32_*.inc, compiled per level by
+ * kernels/kernels_f32_<level>.c. */
+#ifndef TINYINFER_KERNELS_F32_H
+#define TINYINFER_KERNELS_F32_H
+
+#pragma clang assume_nonnull begin
+
+typedef struct ti_f32_kernels {
+  /* Rows of a GEMM tile at this level (8 with 32 vector registers, else
+   * fewer); gemm_tile computes up to this many rows. */
+  long gemm_mr;
+  /* Up to gemm_mr rows (`rows`) of tiles against packed panels p0..<p1
+   * of 16 output channels (PackedGemm.swift; panel p at packed + p * k *
+   * 16, k = segments * seglen): the depth is `segments` pieces of `seglen`
+   * values, row r reading piece s at ptrs[s * 8 + r] (all 8 pointers of a
+   * piece readable; rows past `rows` are computed and not stored); stores
+   * sum + bias clamped to [lo, hi] at columns 16p..<min(16p+16, n) of y
+   * (row stride ldy). */
+  void (*_Nonnull gemm_tile)(const float *_Nonnull const *_Nonnull ptrs, long segments, long seglen,
+                             const float *packed, long p0, long p1, const float *_Nullable bias, long n, float lo,
+                             float hi, float *y, long ldy, long rows);
+  /* One row a (k floats) against panels p0..<p1 of `packed` (k * 16 floats
+   * each): y[col] for the panels' columns below n. */
+  void (*_Nonnull gemm_row)(const float *a, long k, const float *packed, long p0, long p1,
+                            const float *_Nullable bias, long n, float lo, float hi, float *y);
+  /* Rows m0..<m1, columns n0..<n1 of y = a * w^T (+ bias): a [M, k] row
+   * stride lda, w [N, k] row stride ldw, y row stride ldy. */
+  void (*_Nonnull gemm_abt)(const float *a, long lda, const float *w, long ldw, const float *_Nullable bias,
+                            float *y, long ldy, long m0, long m1, long n0, long n1, long k);
+  /* Rows m0..<m1 of y = a * b: a [M, k] (lda), b [k, n] (ldb), y (ldy). */
+  void (*_Nonnull gemm_ab)(const float *a, long lda, const float *b, long ldb, float *y, long ldy, long m0,
+                           long m1, long n, long k);
+  /* Depthwise (multiplier 1) output pixels px0..<px1 of one row, general
+   * window (DepthwiseConv2D.swift depthwiseRow). */
+  void (*_Nonnull dw_row)(float *yrow, const float *ximg, const float *w, const float *_Nullable bias, long c,
+                          long h, long wi, long kh, long kw, long iy0, long padl, long sw, long dh, long dw,
+                          float lo, float hi, long px0, long px1);
+  /* Depthwise 3x3 interior pixels px0..<px1 of one row (c % 8 == 0). */
+  void (*_Nonnull dw_3x3)(float *yrow, const float *row0, const float *row1, const float *row2, const float *w,
+                          const float *_Nullable bias, long c, long padl, long sw, float lo, float hi, long px0,
+                          long px1);
+  /* max(init, x[0..<n]) ignoring NaN (the caller looks for NaN apart). */
+  float (*_Nonnull max_run)(float init, const float *x, long n);
+  /* y[i] = f(x[i]) for i < n, x and y the same buffer or disjoint:
+   * exp (ti_f32_exp1), logistic 1 / (1 + exp(-x)), exact GELU
+   * 0.5 x (1 + erf(x / sqrt 2)) (ti_f32_erf1). */
+  void (*_Nonnull exp)(const float *x, float *y, long n);
+  void (*_Nonnull logistic)(const float *x, float *y, long n);
+  void (*_Nonnull gelu)(const float *x, float *y, long n);
+  /* One contiguous softmax row: y = exp(beta x - max(beta x)) / sum
+   * (beta >= 0; a NaN anywhere gives NaN). */
+  void (*_Nonnull softmax_row)(const float *x, float *y, long n, float beta);
+  /* One layer-normalization row of d values: (x - mean) / sqrt(var + eps)
+   * * g (+ b), mean and variance summed in order in float32. */
+  void (*_Nonnull layernorm_row)(const float *x, float *y, const float *g, const float *_Nullable b, long d,
+                                 float eps);
+  /* Pooling steps over c channels: y = max(y, x) with NaN propagating, and
+   * y += x. */
+  void (*_Nonnull pool_max)(float *y, const float *x, long c);
+  void (*_Nonnull pool_add)(float *y, const float *x, long c);
+  /* acc[i] += (double)x[i] for i < n (Mean over outer axes). */
+  void (*_Nonnull sum_f64_row)(double *acc, const float *x, long n);
+  /* One row of a broadcast binary op (Binary.swift): y[i] = op(a[i * ia],
+   * b[i * ib]) for i < n, ia and ib 0 or 1; y may be a or b. op is a
+   * TI_F32_BIN_* code. */
+  void (*_Nonnull binary_row)(int op, const float *a, long ia, const float *b, long ib, float *y, long n);
+} ti_f32_kernels;
+
+/* Binary ops of binary_row: +, -, *, /, maximum and minimum (NaN
+ * propagating), PRelu (a >= 0 ? a : a * b). */
+enum {
+  TI_F32_BIN_ADD = 0,
+  TI_F32_BIN_SUB = 1,
+  TI_F32_BIN_MUL = 2,
+  TI_F32_BIN_DIV = 3,
+  TI_F32_BIN_MAX = 4,
+  TI_F32_BIN_MIN = 5,
+  TI_F32_BIN_PRELU = 6,
+};
+
+/* The table of the chosen level (ti_cpu_level()). */
+const ti_f32_kernels *ti_f32_kernels_get(void);
+
+/* exp(x) in float32 without libm: Cephes' expf (range reduction by ln 2 in
+ * two parts, a degree-6 polynomial, 2^n built in the exponent bits), about
+ * 1 ulp; overflow gives +inf, underflow 0, NaN stays NaN. Plain arithmetic
+ * and selects, so loops of it vectorize (the kernels' exp) and the Swift
+ * core calls it for single values. */
+static inline __attribute__((always_inline)) float ti_f32_exp1(float x0) {
+  float x = x0 < -87.33654f ? -87.33654f : (x0 > 88.72283f ? 88.72283f : x0);
+  /* n = round(x / ln 2) by the 1.5 * 2^23 trick; its integer sits in the
+   * low mantissa bits of t. */
+  float t = x * 1.44269504f + 12582912.0f;
+  float nf = t - 12582912.0f;
+  float r = x - nf * 0.693359375f + nf * 2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  float e = p * (r * r) + r + 1;
+  union { float f; unsigned u; } tb = {t}, sc;
+  sc.u = (tb.u - 0x4B400000u + 127u) << 23;
+  float v = e * sc.f;
+  return x0 > 88.72283f ? __builtin_inff() : (x0 < -87.33654f ? 0 : v);
+}
+
+/* erf(x): Abramowitz & Stegun 7.1.26 (absolute error below 1.5e-7). */
+static inline __attribute__((always_inline)) float ti_f32_erf1(float v) {
+  float a = v < 0 ? -v : v;
+  float t = 1 / (1 + 0.3275911f * a);
+  float p = 1.061405429f;
+  p = p * t - 1.453152027f;
+  p = p * t + 1.421413741f;
+  p = p * t - 0.284496736f;
+  p = p * t + 0.254829592f;
+  float r = 1 - p * t * ti_f32_exp1(-a * a);
+  return v < 0 ? -r : r;
+}
+
+#pragma clang assume_nonnull end
+
+#endif
