@@ -67,8 +67,11 @@ mkdir -p "$obj" "$mods"
 
 # The C shim: a normal Linux object (glibc headers, PIC, its TLS error
 # buffer in the general-dynamic model that a dlopen'ed library needs).
-for src in Sources/TinyInferShims/*.c; do
-  $cross-gcc "${cc_arch[@]}" -std=gnu11 -O2 -fPIC -fno-omit-frame-pointer -Wall -Wextra \
+# Compiled with the toolchain's clang for the target: the kernel variants
+# (kernels/*.c) need clang's vector extensions and target attributes.
+for src in Sources/TinyInferShims/*.c Sources/TinyInferShims/kernels/*.c; do
+  "$toolchain/bin/clang" --target=$cross --sysroot=/usr/$cross "${cc_arch[@]}" -std=gnu11 -O2 -fPIC \
+    -fno-omit-frame-pointer -Wall -Wextra \
     -I Sources/TinyInferShims/include -c "$src" -o "$obj/c-$(basename "$src" .c).o"
 done
 

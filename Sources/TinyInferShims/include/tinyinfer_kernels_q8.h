@@ -1,0 +1,45 @@
+/* The int8 kernels' inner loops, one variant per instruction-set level
+ * (kernels/q8_*.inc compiled by kernels/kernels_q8_<level>.c), chosen once
+ * by ti_q8_kernels_get(). Every variant gives the same result bit for bit
+ * (exact int32 arithmetic, wrapping like the instructions).
+ *
+ * The GEMM works on the packed layout of QPackedGemm (Swift): panels of 16
+ * output channels; in a panel each group of four depth values is 64 bytes,
+ * panel[g][j][i] = w[16p + j, 4g + i]; activations are unsigned bytes read
+ * four at a time. */
+#ifndef TINYINFER_KERNELS_Q8_H
+#define TINYINFER_KERNELS_Q8_H
+#include <stdint.h>
+
+#pragma clang assume_nonnull begin
+
+typedef struct ti_q8_kernels {
+  /* 8 rows x 16 columns of one panel: out[r * ldo + j] = initial[j] +
+   * sum over the depth of a_r * w (for r < rows, j < valid). The depth is
+   * `segments` pieces of `seg_groups` groups of four bytes; row r reads
+   * piece s at ptrs[s * 8 + r] (all eight pointers valid). */
+  void (*_Nonnull gemm_tile8)(const uint8_t *_Nonnull const *_Nonnull ptrs, intptr_t segments, intptr_t seg_groups,
+                              const void *panel, const int32_t *initial, int32_t *out, intptr_t ldo,
+                              intptr_t rows, intptr_t valid);
+  /* One row x 64 columns: four panels `panel_bytes` apart (columns < valid stored). */
+  void (*_Nonnull gemm_row1x4)(const uint8_t *a, intptr_t groups, const void *panel, intptr_t panel_bytes,
+                               const int32_t *initial, int32_t *out, intptr_t valid);
+  /* One row x 16 columns of one panel (columns < valid stored). */
+  void (*_Nonnull gemm_row1)(const uint8_t *a, intptr_t groups, const void *panel, const int32_t *initial,
+                             int32_t *out, intptr_t valid);
+  /* y[i] = clamp(MultiplyByQuantizedMultiplier(acc[i], M_t) + zp, lo, hi)
+   * for i < n (n >= 16), with the per-entry constants of QRequantTable
+   * (Swift): four rows of `stride` int32 at `table` (left shifts,
+   * multipliers, right shifts, 2^right - 1); value i takes entry
+   * t = first + i, or i % period when period > 0 (then first is 0). */
+  void (*_Nonnull requantize)(const int32_t *acc, const int32_t *table, intptr_t stride, intptr_t first,
+                              intptr_t period, int32_t zp, int32_t lo, int32_t hi, int8_t *y, intptr_t n);
+  /* The level's name ("baseline", "avx2", "avx512-vnni", "dotprod"). */
+  const char *name;
+} ti_q8_kernels;
+
+/* The table of the level ti_cpu_level() chose (with VNNI: ti_cpu_vnni()). */
+const ti_q8_kernels *ti_q8_kernels_get(void);
+
+#pragma clang assume_nonnull end
+#endif
