@@ -13,6 +13,13 @@
 
 #pragma clang assume_nonnull begin
 
+/* The constants of the int8 Add/Sub and Mul rows (QAddOp, QMulOp in Swift):
+ * zero points of a and b; the input stages of Add (multipliers and shifts,
+ * applied to (x - z) << 20); the output stage; negate: Sub. */
+typedef struct ti_q8_binary {
+  int32_t za, zb, a_mult, a_shift, b_mult, b_shift, out_mult, out_shift, zp, lo, hi, negate;
+} ti_q8_binary;
+
 typedef struct ti_q8_kernels {
   /* 8 rows x 16 columns of one panel: out[r * ldo + j] = initial[j] +
    * sum over the depth of a_r * w (for r < rows, j < valid). The depth is
@@ -34,6 +41,21 @@ typedef struct ti_q8_kernels {
    * t = first + i, or i % period when period > 0 (then first is 0). */
   void (*_Nonnull requantize)(const int32_t *acc, const int32_t *table, intptr_t stride, intptr_t first,
                               intptr_t period, int32_t zp, int32_t lo, int32_t hi, int8_t *y, intptr_t n);
+  /* Depthwise 3x3 (dilation 1), 16 channels, `pixels` output pixels of a
+   * row whose window lies inside the image horizontally: x0..x2 point at the
+   * window rows' first tap (channel cb) of the first pixel, advancing `step`
+   * bytes per pixel; taps are `c` bytes apart, as the nine weight rows at w;
+   * y at the first output (advancing c per pixel); bias: 16 int32; xz the
+   * input zero point; table/stride: the requantization entries of channel
+   * cb (as in `requantize`). */
+  void (*_Nonnull dw3x3)(const int8_t *x0, const int8_t *x1, const int8_t *x2, int8_t *y, const int8_t *w,
+                         intptr_t c, intptr_t step, intptr_t pixels, const int32_t *bias, int32_t xz,
+                         const int32_t *table, intptr_t stride, int32_t zp, int32_t lo, int32_t hi);
+  /* y[i] = Add/Sub(a[i], b[i]) (TFLite's integer Add) for the first
+   * elements of n, a whole number of vectors; returns how many were done. */
+  intptr_t (*_Nonnull add_row)(const int8_t *a, const int8_t *b, int8_t *y, intptr_t n, const ti_q8_binary *p);
+  /* y[i] = Mul(a[i], b[i]) likewise. */
+  intptr_t (*_Nonnull mul_row)(const int8_t *a, const int8_t *b, int8_t *y, intptr_t n, const ti_q8_binary *p);
   /* The level's name ("baseline", "avx2", "avx512-vnni", "dotprod"). */
   const char *name;
 } ti_q8_kernels;
