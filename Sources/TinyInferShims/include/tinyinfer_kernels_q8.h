@@ -56,6 +56,11 @@ typedef struct ti_q8_kernels {
   intptr_t (*_Nonnull add_row)(const int8_t *a, const int8_t *b, int8_t *y, intptr_t n, const ti_q8_binary *p);
   /* y[i] = Mul(a[i], b[i]) likewise. */
   intptr_t (*_Nonnull mul_row)(const int8_t *a, const int8_t *b, int8_t *y, intptr_t n, const ti_q8_binary *p);
+  /* y[i] = clamp(round(x[i] / scale) + zp, lo, hi) (Quantize to int8;
+   * half_even: ties to even, else away from zero; NaN gives zp) for the
+   * first elements of n, a whole number of vectors; returns how many. */
+  intptr_t (*_Nonnull quantize_f32)(const float *x, int8_t *y, intptr_t n, float scale, int32_t zp, int32_t lo,
+                                    int32_t hi, int32_t half_even);
   /* The level's name ("baseline", "avx2", "avx512-vnni", "dotprod"). */
   const char *name;
 } ti_q8_kernels;
