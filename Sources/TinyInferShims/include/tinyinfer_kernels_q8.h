@@ -61,6 +61,9 @@ typedef struct ti_q8_kernels {
    * first elements of n, a whole number of vectors; returns how many. */
   intptr_t (*_Nonnull quantize_f32)(const float *x, int8_t *y, intptr_t n, float scale, int32_t zp, int32_t lo,
                                     int32_t hi, int32_t half_even);
+  /* out[r] = sum over i < k of a[i] * w[r * k + i] for r < rows (int8 x
+   * int8, exact, wrapping in int32). */
+  void (*_Nonnull dot_rows)(const int8_t *a, const int8_t *w, intptr_t k, intptr_t rows, int32_t *out);
   /* The level's name ("baseline", "avx2", "avx512-vnni", "dotprod"). */
   const char *name;
 } ti_q8_kernels;

@@ -85,6 +85,8 @@ enum QConv2DKernel {
     let constantWeights: Bool
     let accRows: QBuffer
     let groups: Int, og: Int, k: Int, cout: Int
+    /// The level's dot-product kernel, fetched at bind.
+    let dot: Q8DotRows = ti_q8_kernels_get().pointee.dot_rows
 
     func sumRows() {
       for c in 0..<cout { rowSums.int32[c] = sumInt8(o.w + c &* k, k) }
@@ -104,7 +106,7 @@ enum QConv2DKernel {
       for s in 0..<count {
         let ap = s == 0 ? a.0 : (s == 1 ? a.1 : (s == 2 ? a.2 : a.3))
         for g in 0..<groups {
-          dotInt8Rows(ap + g &* groupStride, o.w, k, g &* og..<(g &+ 1) &* og) { c, dot in
+          dotInt8Rows(dot, ap + g &* groupStride, o.w, k, g &* og..<(g &+ 1) &* og) { c, dot in
             var acc = dot &- xz &* rs[c]
             if let bias { acc &+= bias[c] }
             accs[c] = acc
