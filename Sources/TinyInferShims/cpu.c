@@ -104,9 +104,8 @@ static void init(void) {
   if (chosen_level < top_level) vnni = 0;
 }
 
-/* Detected when the library loads, so that variables read without a call
- * (ti_cpu_dotprod) are set before any kernel runs; calls also detect on
- * first use where constructors do not run. */
+/* Detected when the library loads, before any kernel runs; calls also
+ * detect on first use where constructors do not run. */
 __attribute__((constructor)) static void init_at_load(void) { pthread_once(&once, init); }
 
 int ti_cpu_level(void) {

@@ -37,7 +37,12 @@ enum QPoolKernel {
       y.update(repeating: Int8.min, count: c)
     }
     @inline(__always) func add(_ x: UnsafePointer<Int8>, _ y: UnsafeMutablePointer<Int8>, chunk: Int) {
-      for ch in 0..<c where x[ch] > y[ch] { y[ch] = x[ch] }
+      // Stored unconditionally: a conditional store vectorizes only with
+      // masked stores (AVX-512), a select with SSE2 too.
+      for ch in 0..<c {
+        let (v, u) = (x[ch], y[ch])
+        y[ch] = v > u ? v : u
+      }
     }
     @inline(__always) func finish(_ y: UnsafeMutablePointer<Int8>, cells: Int, chunk: Int) {
       for ch in 0..<c { y[ch] = min(max(y[ch], lo), hi) }
