@@ -64,6 +64,13 @@ typedef struct ti_q8_kernels {
   /* out[r] = sum over i < k of a[i] * w[r * k + i] for r < rows (int8 x
    * int8, exact, wrapping in int32). */
   void (*_Nonnull dot_rows)(const int8_t *a, const int8_t *w, intptr_t k, intptr_t rows, int32_t *out);
+  /* The int8 average pool's finish: y[i] = clamp(s[i] / count rounded half
+   * away from zero, lo, hi) (count <= 4096) for the first elements of n, a
+   * whole number of vectors; returns how many. */
+  intptr_t (*_Nonnull average_row)(const int32_t *s, int32_t count, int32_t lo, int32_t hi, int8_t *y, intptr_t n);
+  /* Per-tensor Dequantize of int8: y[i] = float(scale * (x[i] - zp)) in
+   * double, likewise for the first whole vectors; returns how many. */
+  intptr_t (*_Nonnull dequantize)(const int8_t *x, float *y, intptr_t n, double scale, int32_t zp);
   /* The level's name ("baseline", "avx2", "avx512-vnni", "dotprod"). */
   const char *name;
 } ti_q8_kernels;

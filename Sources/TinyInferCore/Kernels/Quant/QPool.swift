@@ -1,3 +1,5 @@
+import TinyInferShims
+
 /// int8 MaxPool2D and AveragePool2D (TFLite's reference integer pooling):
 /// the output keeps the input's quantization parameters. Max: the largest
 /// int8 value of the real cells of the window. Average: the int32 sum of the
@@ -57,6 +59,8 @@ enum QPoolKernel {
     let sums: QBuffer
     let floatDivide: Bool  // see averageRow
     let lo: Int32, hi: Int32
+    /// The level's C kernel of `averageRow` (ti_q8_kernels), fetched at bind.
+    let vectorRow = ti_q8_kernels_get().pointee.average_row
 
     @inline(__always) func begin(_ y: UnsafeMutablePointer<Int8>, chunk: Int) {
       (sums.int32 + chunk &* c).update(repeating: 0, count: c)
@@ -69,7 +73,9 @@ enum QPoolKernel {
       let acc = sums.int32 + chunk &* c
       let count = Int32(truncatingIfNeeded: cells)
       if floatDivide {
-        QPoolKernel.averageRow(acc, count, lo, hi, y, c)
+        // Whole vectors in the C kernel, the rest here.
+        let done = vectorRow(acc, count, lo, hi, y, c)
+        QPoolKernel.averageRow(acc + done, count, lo, hi, y + done, c &- done)
         return
       }
       let half = count / 2

@@ -276,13 +276,17 @@ enum QuantizeKernel {
     let scales = q.scales
     let zps = q.zeroPoints
     let perAxis = axis != nil
-    @inline(__always) func run<T: FixedWidthInteger>(_: T.Type) -> KernelFn {
+    // Per-tensor int8: the whole vectors in the level's C kernel.
+    let vectorKernel = ti_q8_kernels_get().pointee.dequantize
+    @inline(__always) func run<T: FixedWidthInteger>(_: T.Type, vectors: Bool = false) -> KernelFn {
       let s = src.assumingMemoryBound(to: T.self)
       if !perAxis {
         let scale = Double(scales[0])
         let zp = Int64(zps[0])
         return { () throws(TinfError) in
-          for i in 0..<n { y[i] = Float(scale * Double(Int64(s[i]) &- zp)) }
+          let done =
+            vectors ? vectorKernel(UnsafeRawPointer(s).assumingMemoryBound(to: Int8.self), y, n, scale, zps[0]) : 0
+          for i in done..<n { y[i] = Float(scale * Double(Int64(s[i]) &- zp)) }
         }
       }
       return { () throws(TinfError) in
@@ -300,7 +304,7 @@ enum QuantizeKernel {
       }
     }
     switch x.dtype {
-    case .int8: return run(Int8.self)
+    case .int8: return run(Int8.self, vectors: true)
     case .uint8: return run(UInt8.self)
     case .int16: return run(Int16.self)
     case .int32: return run(Int32.self)
