@@ -71,6 +71,8 @@ typedef struct ti_q8_kernels {
   /* Per-tensor Dequantize of int8: y[i] = float(scale * (x[i] - zp)) in
    * double, likewise for the first whole vectors; returns how many. */
   intptr_t (*_Nonnull dequantize)(const int8_t *x, float *y, intptr_t n, double scale, int32_t zp);
+  /* acc[i] += x[i] (int8 into wrapping int32) likewise; returns how many. */
+  intptr_t (*_Nonnull accumulate)(int32_t *acc, const int8_t *x, intptr_t n);
   /* The level's name ("baseline", "avx2", "avx512-vnni", "dotprod"). */
   const char *name;
 } ti_q8_kernels;

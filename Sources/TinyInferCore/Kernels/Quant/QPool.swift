@@ -61,13 +61,15 @@ enum QPoolKernel {
     let lo: Int32, hi: Int32
     /// The level's C kernel of `averageRow` (ti_q8_kernels), fetched at bind.
     let vectorRow = ti_q8_kernels_get().pointee.average_row
+    let accumulate = ti_q8_kernels_get().pointee.accumulate
 
     @inline(__always) func begin(_ y: UnsafeMutablePointer<Int8>, chunk: Int) {
       (sums.int32 + chunk &* c).update(repeating: 0, count: c)
     }
     @inline(__always) func add(_ x: UnsafePointer<Int8>, _ y: UnsafeMutablePointer<Int8>, chunk: Int) {
       let acc = sums.int32 + chunk &* c
-      for ch in 0..<c { acc[ch] &+= Int32(x[ch]) }
+      let done = accumulate(acc, x, c)
+      for ch in done..<c { acc[ch] &+= Int32(x[ch]) }
     }
     @inline(__always) func finish(_ y: UnsafeMutablePointer<Int8>, cells: Int, chunk: Int) {
       let acc = sums.int32 + chunk &* c
