@@ -63,8 +63,6 @@ static int detect(void) {
 }
 
 #elif defined(__aarch64__)
-/* tinyinfer_simd.h: ti_dpbusd16 uses SDOT when this is 1 (set at load). */
-int ti_cpu_dotprod = 0;
 static const char *const level_names[] = {"baseline", "dotprod"};
 enum { top_level = TI_ISA_DOTPROD };
 #if defined(__linux__)
@@ -104,14 +102,10 @@ static void init(void) {
       if (strcmp(isa, level_names[level]) == 0 && level < chosen_level) chosen_level = level;
   }
   if (chosen_level < top_level) vnni = 0;
-#if defined(__aarch64__)
-  ti_cpu_dotprod = chosen_level >= TI_ISA_DOTPROD;
-#endif
 }
 
-/* Detected when the library loads, so that variables read without a call
- * (ti_cpu_dotprod) are set before any kernel runs; calls also detect on
- * first use where constructors do not run. */
+/* Detected when the library loads, before any kernel runs; calls also
+ * detect on first use where constructors do not run. */
 __attribute__((constructor)) static void init_at_load(void) { pthread_once(&once, init); }
 
 int ti_cpu_level(void) {

@@ -377,72 +377,26 @@ func loadInt8x16(_ p: UnsafeRawPointer, _ offset: Int) -> SIMD16<Int16> {
   widen(p.loadUnaligned(fromByteOffset: offset, as: SIMD16<Int8>.self))
 }
 
-/// Sum of a[i] * b[i] over n int8 pairs, in int32.
-@inline(__always)
-func dotInt8(_ a: UnsafePointer<Int8>, _ b: UnsafePointer<Int8>, _ n: Int) -> Int32 {
-  var acc = SIMD16<Int32>()
-  var i = 0
-  let ra = UnsafeRawPointer(a)
-  let rb = UnsafeRawPointer(b)
-  while i &+ 16 <= n {
-    acc &+= widen(loadInt8x16(ra, i) &* loadInt8x16(rb, i))  // |a b| <= 2^14: the int16 product is exact
-    i &+= 16
-  }
-  var s = acc.wrappedSum()
-  while i < n {
-    s &+= Int32(a[i]) &* Int32(b[i])
-    i &+= 1
-  }
-  return s
-}
-
-/// Four dot products of length n: row a against rows b0...b3.
-@inline(__always)
-func dotInt8x4(
-  _ a: UnsafePointer<Int8>, _ b0: UnsafePointer<Int8>, _ b1: UnsafePointer<Int8>, _ b2: UnsafePointer<Int8>,
-  _ b3: UnsafePointer<Int8>, _ n: Int
-) -> SIMD4<Int32> {
-  var s0 = SIMD16<Int32>()
-  var s1 = SIMD16<Int32>()
-  var s2 = SIMD16<Int32>()
-  var s3 = SIMD16<Int32>()
-  var i = 0
-  let ra = UnsafeRawPointer(a)
-  while i &+ 16 <= n {
-    let va = loadInt8x16(ra, i)
-    s0 &+= widen(va &* loadInt8x16(UnsafeRawPointer(b0), i))
-    s1 &+= widen(va &* loadInt8x16(UnsafeRawPointer(b1), i))
-    s2 &+= widen(va &* loadInt8x16(UnsafeRawPointer(b2), i))
-    s3 &+= widen(va &* loadInt8x16(UnsafeRawPointer(b3), i))
-    i &+= 16
-  }
-  var r = SIMD4<Int32>(s0.wrappedSum(), s1.wrappedSum(), s2.wrappedSum(), s3.wrappedSum())
-  while i < n {
-    let x = Int32(a[i])
-    r &+= SIMD4<Int32>(Int32(b0[i]), Int32(b1[i]), Int32(b2[i]), Int32(b3[i])) &* x
-    i &+= 1
-  }
-  return r
-}
+/// The level's C kernel of `dotInt8Rows` (ti_q8_kernels.dot_rows).
+typealias Q8DotRows = @convention(c) (UnsafePointer<Int8>, UnsafePointer<Int8>, Int, Int, UnsafeMutablePointer<Int32>) -> Void
 
 /// The dot products of the int8 row `a` with rows `rows` of `w` (each `k`
-/// long), four rows at a time: `finish(r, dot)` for each row r in order.
+/// long), 64 rows at a time in the level's C kernel `dot` (fetched at
+/// bind): `finish(r, dot)` for each row r in order.
 @inline(__always)
 func dotInt8Rows(
-  _ a: UnsafePointer<Int8>, _ w: UnsafePointer<Int8>, _ k: Int, _ rows: Range<Int>, _ finish: (Int, Int32) -> Void
+  _ dot: Q8DotRows, _ a: UnsafePointer<Int8>, _ w: UnsafePointer<Int8>, _ k: Int, _ rows: Range<Int>,
+  _ finish: (Int, Int32) -> Void
 ) {
-  var c = rows.lowerBound
-  while c &+ 4 <= rows.upperBound {
-    let d = dotInt8x4(a, w + c &* k, w + (c &+ 1) &* k, w + (c &+ 2) &* k, w + (c &+ 3) &* k, k)
-    finish(c, d[0])
-    finish(c &+ 1, d[1])
-    finish(c &+ 2, d[2])
-    finish(c &+ 3, d[3])
-    c &+= 4
-  }
-  while c < rows.upperBound {
-    finish(c, dotInt8(a, w + c &* k, k))
-    c &+= 1
+  withUnsafeTemporaryAllocation(of: Int32.self, capacity: 64) { t in
+    let out = t.baseAddress!
+    var c = rows.lowerBound
+    while c < rows.upperBound {
+      let n = min(64, rows.upperBound &- c)
+      dot(a, w + c &* k, k, n, out)
+      for j in 0..<n { finish(c &+ j, out[j]) }
+      c &+= n
+    }
   }
 }
 

@@ -1,3 +1,5 @@
+import TinyInferShims
+
 /// The fixed-point helpers of FixedPoint.swift on sixteen int32 lanes, bit
 /// for bit the same results as the scalar ones (checked by
 /// python/tests/test_ops_int8.py against the numpy reference, and by an
@@ -143,6 +145,11 @@ struct QRequantTable {
   /// or 0 when the table is not periodic.
   let period: Int
 
+  /// The level's C requantization kernel (ti_q8_kernels), fetched at bind.
+  let kernel: @convention(c) (
+    UnsafePointer<Int32>, UnsafePointer<Int32>, Int, Int, Int, Int32, Int32, Int32, UnsafeMutablePointer<Int8>, Int
+  ) -> Void
+
   /// Largest period built: beyond it `requantizeFlat` is not offered.
   static let maxPeriod = 4096
 
@@ -156,6 +163,7 @@ struct QRequantTable {
     period = periodic && count > 0 && lcm <= QRequantTable.maxPeriod ? lcm : 0
     stride = period > 0 ? period &+ 16 : (count &+ 15) & ~15
     self.count = count
+    kernel = ti_q8_kernels_get().pointee.requantize
     buffer = try QBuffer(bytes: 4 &* stride &* 4)
     let p = buffer.int32
     base = UnsafePointer(p)
@@ -218,31 +226,15 @@ struct QRequantTable {
   }
 
   /// `n` values of consecutive pixels (channel of value f: f % count),
-  /// 16 at a time (the last block overlapping the one before; it recomputes
-  /// the same values). Needs a periodic table.
+  /// 16 at a time in the C kernel (the last block overlapping the one
+  /// before; it recomputes the same values). Needs a periodic table.
   @inline(__always)
   func requantizeFlat(_ acc: UnsafePointer<Int32>, zp: Int32, lo: Int32, hi: Int32, _ y: UnsafeMutablePointer<Int8>, _ n: Int) {
     if n < 16 {
       for f in 0..<n { y[f] = requantizeOne(acc[f], f % count, zp, lo, hi) }
       return
     }
-    let zy = SIMD16<Int32>(repeating: zp)
-    var i = 0
-    var t = 0  // i % period
-    while true {
-      let a = UnsafeRawPointer(acc + i).loadUnaligned(as: SIMD16<Int32>.self)
-      let v = FixedPoint.mul(a, FixedPoint.Requant16(self, t)) &+ zy
-      UnsafeMutableRawPointer(y + i).storeBytes(of: clampNarrow(v, lo, hi), as: SIMD16<Int8>.self)
-      if i &+ 16 == n { break }
-      if i &+ 32 <= n {
-        i &+= 16
-        t &+= 16
-        if t == period { t = 0 }
-      } else {
-        i = n &- 16
-        t = i % period
-      }
-    }
+    kernel(acc, base, stride, 0, period, zp, lo, hi, y, n)
   }
 }
 
@@ -267,9 +259,8 @@ func clampNarrow(_ v: SIMD16<Int32>, _ lo: Int32, _ hi: Int32) -> SIMD16<Int8> {
 extension QRequantTable {
   /// The output stage of the GEMM-based integer kernels: for j < n,
   /// `y[j] = clamp(MultiplyByQuantizedMultiplier(acc[j], M_{c0+j}) + zp)`,
-  /// 16 lanes at a time (the last block overlapping the one before when n
-  /// is not a multiple of 16; it recomputes the same values), one at a time
-  /// below 16.
+  /// 16 lanes at a time in the C kernel (the last block overlapping the one
+  /// before when n is not a multiple of 16), one at a time below 16.
   @inline(__always)
   func requantize(
     _ acc: UnsafePointer<Int32>, from c0: Int, zp: Int32, lo: Int32, hi: Int32, _ y: UnsafeMutablePointer<Int8>,
@@ -279,15 +270,7 @@ extension QRequantTable {
       for j in 0..<n { y[j] = requantizeOne(acc[j], c0 &+ j, zp, lo, hi) }
       return
     }
-    let zy = SIMD16<Int32>(repeating: zp)
-    var i = 0
-    while true {
-      let a = UnsafeRawPointer(acc + i).loadUnaligned(as: SIMD16<Int32>.self)
-      let v = FixedPoint.mul(a, FixedPoint.Requant16(self, c0 &+ i)) &+ zy
-      UnsafeMutableRawPointer(y + i).storeBytes(of: clampNarrow(v, lo, hi), as: SIMD16<Int8>.self)
-      if i &+ 16 == n { break }
-      i = min(i &+ 16, n &- 16)
-    }
+    kernel(acc, base, stride, c0, 0, zp, lo, hi, y, n)
   }
 }
 

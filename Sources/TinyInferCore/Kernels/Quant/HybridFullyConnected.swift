@@ -316,14 +316,13 @@ enum HybridFullyConnected {
           f[j &+ 16] = Float(q >> 4) - 8
         }
         let o = b &* 128
+        // Products and sums written out (no addProduct: at the baseline
+        // level it is a libm fmaf call per lane).
         var s = fr.loadUnaligned(as: SIMD8<Float>.self) * xr.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self)
-        s.addProduct(
-          fr.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self), xr.loadUnaligned(fromByteOffset: o &+ 32, as: SIMD8<Float>.self))
-        s.addProduct(
-          fr.loadUnaligned(fromByteOffset: 64, as: SIMD8<Float>.self), xr.loadUnaligned(fromByteOffset: o &+ 64, as: SIMD8<Float>.self))
-        s.addProduct(
-          fr.loadUnaligned(fromByteOffset: 96, as: SIMD8<Float>.self), xr.loadUnaligned(fromByteOffset: o &+ 96, as: SIMD8<Float>.self))
-        total.addProduct(SIMD8<Float>(repeating: d), s)
+        s += fr.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self) * xr.loadUnaligned(fromByteOffset: o &+ 32, as: SIMD8<Float>.self)
+        s += fr.loadUnaligned(fromByteOffset: 64, as: SIMD8<Float>.self) * xr.loadUnaligned(fromByteOffset: o &+ 64, as: SIMD8<Float>.self)
+        s += fr.loadUnaligned(fromByteOffset: 96, as: SIMD8<Float>.self) * xr.loadUnaligned(fromByteOffset: o &+ 96, as: SIMD8<Float>.self)
+        total += SIMD8<Float>(repeating: d) * s
       }
       return total.sum()
     }

@@ -1,3 +1,5 @@
+import TinyInferShims
+
 /// int8 Conv2D and DepthwiseConv2D (the latter in QDepthwiseConv2D.swift):
 /// TFLite's ConvPerChannel and DepthwiseConvPerChannel reference kernels. x int8 NHWC per tensor; weights
 /// int8, symmetric (zero point 0), per channel (Conv2D along dim 0,
@@ -83,6 +85,8 @@ enum QConv2DKernel {
     let constantWeights: Bool
     let accRows: QBuffer
     let groups: Int, og: Int, k: Int, cout: Int
+    /// The level's dot-product kernel, fetched at bind.
+    let dot: Q8DotRows = ti_q8_kernels_get().pointee.dot_rows
 
     func sumRows() {
       for c in 0..<cout { rowSums.int32[c] = sumInt8(o.w + c &* k, k) }
@@ -102,7 +106,7 @@ enum QConv2DKernel {
       for s in 0..<count {
         let ap = s == 0 ? a.0 : (s == 1 ? a.1 : (s == 2 ? a.2 : a.3))
         for g in 0..<groups {
-          dotInt8Rows(ap + g &* groupStride, o.w, k, g &* og..<(g &+ 1) &* og) { c, dot in
+          dotInt8Rows(dot, ap + g &* groupStride, o.w, k, g &* og..<(g &+ 1) &* og) { c, dot in
             var acc = dot &- xz &* rs[c]
             if let bias { acc &+= bias[c] }
             accs[c] = acc
@@ -218,6 +222,7 @@ enum QConv2DKernel {
       QPackedGemm.toUnsigned(x, unsigned.base, inputBytes)
       let ini = UnsafePointer(initial.base)
       let wp = UnsafeRawPointer(weights.data.base)
+      let tile8 = weights.kernels.gemm_tile8
       forEachChunk(pool, pixels, minChunk: minChunk) { chunk, range in
         let ptrs = UnsafeMutableRawPointer(pointers.base + chunk &* 8 &* kh)
           .assumingMemoryBound(to: UnsafePointer<UInt8>.self)
@@ -230,9 +235,9 @@ enum QConv2DKernel {
             ptrs, &cursor, limit: range.upperBound &- p, x: UnsafePointer(unsigned.base),
             padRow: UnsafePointer(padRow.base), edge: edge, pad: pad)
           for pn in 0..<panels {
-            QPackedGemm.tile8(
+            tile8(
               UnsafePointer(ptrs), kh, seg4 >> 2, wp + pn &* panelBytes, ini + pn &* QPackedGemm.nr,
-              acc + pn &* QPackedGemm.nr, ldo: cout, rows: count, valid: min(QPackedGemm.nr, cout &- pn &* QPackedGemm.nr))
+              acc + pn &* QPackedGemm.nr, cout, count, min(QPackedGemm.nr, cout &- pn &* QPackedGemm.nr))
           }
           o.table.requantizePixels(acc, count, zp: o.yz, lo: o.lo, hi: o.hi, y + p &* cout)
           p &+= count

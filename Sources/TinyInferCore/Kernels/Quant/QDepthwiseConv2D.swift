@@ -1,3 +1,5 @@
+import TinyInferShims
+
 /// int8 DepthwiseConv2D: TFLite's DepthwiseConvPerChannel reference kernel
 /// (see QConv.swift for the parameters). Output channel c*M+m reads input
 /// channel c; `acc = sum w (x - zp_x) + bias` over the taps inside the image
@@ -27,6 +29,8 @@ enum QDepthwiseConv2DKernel {
     /// An input row (W * C values) of the input zero point: the window
     /// rows above and below the image, which then contribute nothing.
     let padRow: UnsafePointer<Int8>
+    /// The level's C kernel of `inside3x3` (ti_q8_kernels), fetched at bind.
+    let dw3x3 = ti_q8_kernels_get().pointee.dw3x3
   }
 
   static func bind(_ ctx: KernelContext) throws(TinfError) -> KernelFn {
@@ -202,36 +206,12 @@ enum QDepthwiseConv2DKernel {
     _ pixels: Range<Int>
   ) {
     let c = p.d.cin
-    let wb = UnsafeRawPointer(p.o.w + cb)
-    let w0 = loadInt8x16(wb, 0), w1 = loadInt8x16(wb, c), w2 = loadInt8x16(wb, 2 &* c)
-    let w3 = loadInt8x16(wb, 3 &* c), w4 = loadInt8x16(wb, 4 &* c), w5 = loadInt8x16(wb, 5 &* c)
-    let w6 = loadInt8x16(wb, 6 &* c), w7 = loadInt8x16(wb, 7 &* c), w8 = loadInt8x16(wb, 8 &* c)
-    // |sum w| <= 9 * 128: exact in int16.
-    let wsum = widen(w0 &+ w1 &+ w2 &+ w3 &+ w4 &+ w5 &+ w6 &+ w7 &+ w8)
-    let b0 = bias &- wsum &* SIMD16<Int32>(repeating: p.o.xz)
-    let zy = SIMD16<Int32>(repeating: p.o.yz)
-    let step = p.d.sw &* c
     let first = (pixels.lowerBound &* p.d.sw &- p.d.padL) &* c
-    var xp = UnsafeRawPointer(x0 + first)
-    var xq = UnsafeRawPointer(x1 + first)
-    var xr = UnsafeRawPointer(x2 + first)
-    // x w with x, w in [-128, 127] fits int16 (the largest, 2^14, is (-128)^2).
-    for ox in pixels {
-      var acc = b0
-      acc &+= widen(loadInt8x16(xp, 0) &* w0)
-      acc &+= widen(loadInt8x16(xp, c) &* w1)
-      acc &+= widen(loadInt8x16(xp, 2 &* c) &* w2)
-      acc &+= widen(loadInt8x16(xq, 0) &* w3)
-      acc &+= widen(loadInt8x16(xq, c) &* w4)
-      acc &+= widen(loadInt8x16(xq, 2 &* c) &* w5)
-      acc &+= widen(loadInt8x16(xr, 0) &* w6)
-      acc &+= widen(loadInt8x16(xr, c) &* w7)
-      acc &+= widen(loadInt8x16(xr, 2 &* c) &* w8)
-      let v = FixedPoint.mul(acc, rq) &+ zy
-      UnsafeMutableRawPointer(y + ox &* c).storeBytes(of: clampNarrow(v, p.o.lo, p.o.hi), as: SIMD16<Int8>.self)
-      xp += step
-      xq += step
-      xr += step
+    withUnsafePointer(to: bias) { b in
+      p.dw3x3(
+        x0 + first, x1 + first, x2 + first, y + pixels.lowerBound &* c, p.o.w + cb, c, p.d.sw &* c, pixels.count,
+        UnsafeRawPointer(b).assumingMemoryBound(to: Int32.self), p.o.xz, p.o.table.base + cb, p.o.table.stride,
+        p.o.yz, p.o.lo, p.o.hi)
     }
   }
 }

@@ -1,3 +1,5 @@
+import TinyInferShims
+
 /// int8 Add, Sub and Mul with numpy broadcasting (TFLite's reference integer
 /// Add / Sub / Mul). Div, Maximum, Minimum and PRelu have no int8 kernel.
 ///
@@ -11,8 +13,8 @@
 /// the multiplier computed in float as TFLite's mul.cc does.
 ///
 /// Rows where both inputs are contiguous (same shapes, or the innermost
-/// merged dim of both) run 16 elements at a time on the fixed-point
-/// helpers of FixedPointVector.swift (Add and Sub compute the input stage
+/// merged dim of both) run a vector at a time in the level's C kernels
+/// (ti_q8_kernels: add_row, mul_row; Add and Sub compute the input stage
 /// instead of looking it up); the rest, and the tails, element by element.
 enum QBinaryKernel {
   static func infer(_ node: Node, _ inputs: [TensorDesc?]) throws(TinfError) -> [TensorType] {
@@ -47,7 +49,12 @@ enum QBinaryKernel {
     if fn == .mul {
       let real = (aq.scale * bq.scale) / yq.scale  // float, as mul.cc
       let m = try FixedPoint.requantization(Double(real), "Mul")
-      let op = QMulOp(za: aq.zeroPoint, zb: bq.zeroPoint, out: QOutputStage(m, zp: yq.zeroPoint, lo: lo, hi: hi))
+      let op = QMulOp(
+        za: aq.zeroPoint, zb: bq.zeroPoint, out: QOutputStage(m, zp: yq.zeroPoint, lo: lo, hi: hi),
+        params: ti_q8_binary(
+          za: aq.zeroPoint, zb: bq.zeroPoint, a_mult: 0, a_shift: 0, b_mult: 0, b_shift: 0, out_mult: m.multiplier,
+          out_shift: m.shift, zp: yq.zeroPoint, lo: lo, hi: hi, negate: 0),
+        mulRow: ti_q8_kernels_get().pointee.mul_row)
       return { () throws(TinfError) in QBinaryKernel.run(op, plan, a, b, y) }
     }
 
@@ -70,8 +77,12 @@ enum QBinaryKernel {
     let tables = try QBuffer(int32: ta + tb)
     let op = QAddOp(
       ta: UnsafePointer(tables.int32), tb: UnsafePointer(tables.int32 + 256),
-      out: QOutputStage(mo, zp: yq.zeroPoint, lo: lo, hi: hi), za: aq.zeroPoint, zb: bq.zeroPoint,
-      ra: FixedPoint.Requant16(m1), rb: FixedPoint.Requant16(m2), negate: negate)
+      out: QOutputStage(mo, zp: yq.zeroPoint, lo: lo, hi: hi),
+      params: ti_q8_binary(
+        za: aq.zeroPoint, zb: bq.zeroPoint, a_mult: m1.multiplier, a_shift: m1.shift, b_mult: m2.multiplier,
+        b_shift: m2.shift, out_mult: mo.multiplier, out_shift: mo.shift, zp: yq.zeroPoint, lo: lo, hi: hi,
+        negate: negate ? 1 : 0),
+      addRow: ti_q8_kernels_get().pointee.add_row)
     return { () throws(TinfError) in
       withExtendedLifetime(tables) { QBinaryKernel.run(op, plan, a, b, y) }
     }
@@ -115,12 +126,12 @@ struct QAddOp: QBinaryOp {
   let tb: UnsafePointer<Int32>
   let out: QOutputStage
 
-  // The input stages on 16 lanes.
-  let za: Int32
-  let zb: Int32
-  let ra: FixedPoint.Requant16
-  let rb: FixedPoint.Requant16
-  let negate: Bool
+  /// The constants of the level's C row kernel (which computes the input
+  /// stages instead of looking them up), and the kernel.
+  let params: ti_q8_binary
+  let addRow: @convention(c) (
+    UnsafePointer<Int8>, UnsafePointer<Int8>, UnsafeMutablePointer<Int8>, Int, UnsafePointer<ti_q8_binary>
+  ) -> Int
 
   @inline(__always)
   func apply(_ a: Int8, _ b: Int8) -> Int8 {
@@ -129,20 +140,7 @@ struct QAddOp: QBinaryOp {
 
   @inline(never)
   func row(_ a: UnsafePointer<Int8>, _ b: UnsafePointer<Int8>, _ y: UnsafeMutablePointer<Int8>, _ n: Int) {
-    var i = 0
-    let vza = SIMD16<Int32>(repeating: za)
-    let vzb = SIMD16<Int32>(repeating: zb)
-    // Sub: the second input's stage negated (0 - v), as in the table.
-    let neg = SIMD16<Int32>(repeating: negate ? -1 : 0)
-    while i &+ 16 <= n {
-      let av = widen32(UnsafeRawPointer(a + i).loadUnaligned(as: SIMD16<Int8>.self))
-      let bv = widen32(UnsafeRawPointer(b + i).loadUnaligned(as: SIMD16<Int8>.self))
-      let sa = FixedPoint.mul((av &- vza) &<< 20, ra)
-      let sb = FixedPoint.mul((bv &- vzb) &<< 20, rb)
-      let v = FixedPoint.mul(sa &+ ((sb ^ neg) &- neg), out.lanes) &+ out.zp
-      UnsafeMutableRawPointer(y + i).storeBytes(of: clampNarrow(v, out.lo, out.hi), as: SIMD16<Int8>.self)
-      i &+= 16
-    }
+    var i = withUnsafePointer(to: params) { addRow(a, b, y, n, $0) }
     while i < n {
       y[i] = apply(a[i], b[i])
       i &+= 1
@@ -154,6 +152,10 @@ struct QMulOp: QBinaryOp {
   let za: Int32
   let zb: Int32
   let out: QOutputStage
+  let params: ti_q8_binary
+  let mulRow: @convention(c) (
+    UnsafePointer<Int8>, UnsafePointer<Int8>, UnsafeMutablePointer<Int8>, Int, UnsafePointer<ti_q8_binary>
+  ) -> Int
 
   @inline(__always)
   func apply(_ a: Int8, _ b: Int8) -> Int8 {
@@ -162,16 +164,7 @@ struct QMulOp: QBinaryOp {
 
   @inline(never)
   func row(_ a: UnsafePointer<Int8>, _ b: UnsafePointer<Int8>, _ y: UnsafeMutablePointer<Int8>, _ n: Int) {
-    var i = 0
-    let vza = SIMD16<Int32>(repeating: za)
-    let vzb = SIMD16<Int32>(repeating: zb)
-    while i &+ 16 <= n {
-      let av = widen32(UnsafeRawPointer(a + i).loadUnaligned(as: SIMD16<Int8>.self))
-      let bv = widen32(UnsafeRawPointer(b + i).loadUnaligned(as: SIMD16<Int8>.self))
-      let v = FixedPoint.mul((av &- vza) &* (bv &- vzb), out.lanes) &+ out.zp
-      UnsafeMutableRawPointer(y + i).storeBytes(of: clampNarrow(v, out.lo, out.hi), as: SIMD16<Int8>.self)
-      i &+= 16
-    }
+    var i = withUnsafePointer(to: params) { mulRow(a, b, y, n, $0) }
     while i < n {
       y[i] = apply(a[i], b[i])
       i &+= 1

@@ -1,3 +1,5 @@
+import TinyInferShims
+
 /// int8 FullyConnected (TFLite's FullyConnected / FullyConnectedPerChannel
 /// reference kernels): x int8 [..., K] per tensor, w int8 [N, K] per tensor
 /// (any zero point) or per channel along dim 0 (zero points 0), optional
@@ -60,6 +62,7 @@ enum QFullyConnectedKernel {
     let yz = yq.zeroPoint
     let pool = ctx.pool
 
+    let dot = ti_q8_kernels_get().pointee.dot_rows
     let work = { (rows: Range<Int>, cols: Range<Int>) in
       let rs = UnsafePointer(rowSums.int32)
       // Accumulators of up to 64 outputs, then requantized together.
@@ -73,7 +76,7 @@ enum QFullyConnectedKernel {
           var c0 = cols.lowerBound
           while c0 < cols.upperBound {
             let c1 = min(c0 &+ 64, cols.upperBound)
-            dotInt8Rows(xr, w, k, c0..<c1) { c, dot in
+            dotInt8Rows(dot, xr, w, k, c0..<c1) { c, dot in
               var a = dot &+ xOffset &* rs[c] &+ rowConst
               if let bias { a &+= bias[c] }
               acc[c &- c0] = a

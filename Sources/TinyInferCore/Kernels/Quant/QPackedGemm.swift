@@ -6,12 +6,11 @@ import TinyInferShims
 ///     acc[m, n] = init[n] + sum_k a[m, k] * w[n, k]
 ///
 /// with `a` unsigned 8-bit rows and `w` signed 8-bit weights, in exact
-/// int32. The inner step is a u8 x s8 dot product of four (`ti_dpbusd16`:
-/// AVX-512 VNNI `vpdpbusd` where the build has it, a portable exact C
-/// fallback otherwise). `vpdpbusd` adds the four products straight into
-/// int32 without an int16 intermediate, so unlike `vpmaddubsw` nothing
-/// saturates: the answer to the u8 x s8 saturation problem is to never
-/// form a saturating pair sum. Signed int8 activations become unsigned by
+/// int32. The tiles are C kernels, one variant per instruction-set level
+/// chosen at run time (`ti_q8_kernels`, tinyinfer_kernels_q8.h): AVX-512
+/// VNNI `vpdpbusd`, an exact widening `vpmaddwd` path on AVX2 and SSE2, SDOT
+/// or NEON on AArch64. None forms a saturating int16 pair sum (as
+/// `vpmaddubsw` would): every level gives the same exact result. Signed int8 activations become unsigned by
 /// flipping the sign bit (`a ^ 0x80 = a + 128`); the caller folds the
 /// resulting `128 * sum_k w[n, k]` (and zero points and bias) into `init`.
 ///
@@ -34,6 +33,8 @@ enum QPackedGemm {
   final class Weights {
     let data: Scratch<Int8>
     let colSums: Scratch<Int32>
+    /// The int8 kernels of the CPU's level, fetched when the weights are packed.
+    let kernels: ti_q8_kernels
     let n: Int
     let k: Int
     var groups: Int { paddedDepth(k) >> 2 }
@@ -43,6 +44,7 @@ enum QPackedGemm {
     init(_ w: UnsafePointer<Int8>, n: Int, k: Int) throws(TinfError) {
       self.n = n
       self.k = k
+      kernels = ti_q8_kernels_get().pointee
       let groups = paddedDepth(k) >> 2
       let panels = (n &+ nr &- 1) / nr
       guard let bytes = checkedMul(panels &* groups, 64) else { throw .unsupported("int8 weights too large to pack") }
@@ -80,17 +82,20 @@ enum QPackedGemm {
     let w = UnsafeRawPointer(wt.data.base)
     let panelBytes = groups &* 64
     if rows == 1 {
+      let row1x4 = wt.kernels.gemm_row1x4
+      let row1 = wt.kernels.gemm_row1
       var p = all.lowerBound
       while p &+ 4 <= panels {
-        row1x4(a, groups, w + p &* panelBytes, panelBytes, initial + p &* nr, acc + p &* nr, valid: n &- p &* nr)
+        row1x4(a, groups, w + p &* panelBytes, panelBytes, initial + p &* nr, acc + p &* nr, n &- p &* nr)
         p &+= 4
       }
       while p < panels {
-        row1(a, groups, w + p &* panelBytes, initial + p &* nr, acc + p &* nr, valid: min(nr, n &- p &* nr))
+        row1(a, groups, w + p &* panelBytes, initial + p &* nr, acc + p &* nr, min(nr, n &- p &* nr))
         p &+= 1
       }
       return
     }
+    let tile8 = wt.kernels.gemm_tile8
     withUnsafeTemporaryAllocation(of: UnsafePointer<UInt8>.self, capacity: 8) { t in
       let ptrs = t.baseAddress!
       var m = 0
@@ -101,152 +106,9 @@ enum QPackedGemm {
         for p in all {
           tile8(
             UnsafePointer(ptrs), 1, groups, w + p &* panelBytes, initial + p &* nr, acc + (m &* ldo &+ p &* nr),
-            ldo: ldo, rows: count, valid: min(nr, n &- p &* nr))
+            ldo, count, min(nr, n &- p &* nr))
         }
         m &+= mr
-      }
-    }
-  }
-
-  @inline(__always)
-  static func bcast(_ a: UnsafeRawPointer, _ g: Int) -> SIMD16<Int32> {
-    SIMD16<Int32>(repeating: a.loadUnaligned(fromByteOffset: g &<< 2, as: Int32.self))
-  }
-
-  // The tiles are out of line so their loops stay in vector registers
-  // (checked with objdump: one vpdpbusd per row and panel step).
-
-  /// 8 rows x 16 columns: eight accumulators, one weight vector per step.
-  /// The depth is made of `segments` pieces of `segGroups` groups of four
-  /// bytes, each row reading each piece from its own address:
-  /// `ptrs[s * 8 + r]` is row r's piece s. A GEMM has one piece (the row);
-  /// an indirect convolution one per window row (kw * cin bytes, padded to
-  /// a multiple of four with bytes that meet zero weights). The panel is
-  /// the usual one for the padded depth segments * 4 * segGroups.
-  @inline(never)
-  static func tile8(
-    _ ptrs: UnsafePointer<UnsafePointer<UInt8>>, _ segments: Int, _ segGroups: Int, _ panel: UnsafeRawPointer,
-    _ initial: UnsafePointer<Int32>, _ out: UnsafeMutablePointer<Int32>, ldo: Int, rows: Int, valid: Int
-  ) {
-    let i0 = UnsafeRawPointer(initial).load(as: SIMD16<Int32>.self)
-    var c0 = i0
-    var c1 = i0
-    var c2 = i0
-    var c3 = i0
-    var c4 = i0
-    var c5 = i0
-    var c6 = i0
-    var c7 = i0
-    for sg in 0..<segments {
-      let q = ptrs + sg &* 8
-      let a0 = UnsafeRawPointer(q[0]), a1 = UnsafeRawPointer(q[1]), a2 = UnsafeRawPointer(q[2])
-      let a3 = UnsafeRawPointer(q[3]), a4 = UnsafeRawPointer(q[4]), a5 = UnsafeRawPointer(q[5])
-      let a6 = UnsafeRawPointer(q[6]), a7 = UnsafeRawPointer(q[7])
-      let pb = panel + sg &* segGroups &* 64
-      for g in 0..<segGroups {
-        let v = pb.load(fromByteOffset: g &<< 6, as: SIMD16<Int32>.self)
-        c0 = ti_dpbusd16(c0, bcast(a0, g), v)
-        c1 = ti_dpbusd16(c1, bcast(a1, g), v)
-        c2 = ti_dpbusd16(c2, bcast(a2, g), v)
-        c3 = ti_dpbusd16(c3, bcast(a3, g), v)
-        c4 = ti_dpbusd16(c4, bcast(a4, g), v)
-        c5 = ti_dpbusd16(c5, bcast(a5, g), v)
-        c6 = ti_dpbusd16(c6, bcast(a6, g), v)
-        c7 = ti_dpbusd16(c7, bcast(a7, g), v)
-      }
-    }
-    store(c0, out, valid)
-    if rows > 1 { store(c1, out + ldo, valid) }
-    if rows > 2 { store(c2, out + 2 &* ldo, valid) }
-    if rows > 3 { store(c3, out + 3 &* ldo, valid) }
-    if rows > 4 { store(c4, out + 4 &* ldo, valid) }
-    if rows > 5 { store(c5, out + 5 &* ldo, valid) }
-    if rows > 6 { store(c6, out + 6 &* ldo, valid) }
-    if rows > 7 { store(c7, out + 7 &* ldo, valid) }
-  }
-
-  /// 1 row x 64 columns (four panels, `panelBytes` apart).
-  @inline(never)
-  static func row1x4(
-    _ a: UnsafePointer<UInt8>, _ groups: Int, _ panel: UnsafeRawPointer, _ panelBytes: Int,
-    _ initial: UnsafePointer<Int32>, _ out: UnsafeMutablePointer<Int32>, valid: Int
-  ) {
-    let ini = UnsafeRawPointer(initial)
-    var c0 = ini.load(as: SIMD16<Int32>.self)
-    var c1 = ini.load(fromByteOffset: 64, as: SIMD16<Int32>.self)
-    var c2 = ini.load(fromByteOffset: 128, as: SIMD16<Int32>.self)
-    var c3 = ini.load(fromByteOffset: 192, as: SIMD16<Int32>.self)
-    let ar = UnsafeRawPointer(a)
-    let p1 = panel + panelBytes
-    let p2 = p1 + panelBytes
-    let p3 = p2 + panelBytes
-    // Two groups per step into two sets of accumulators: eight chains.
-    var d0 = SIMD16<Int32>(repeating: 0)
-    var d1 = d0
-    var d2 = d0
-    var d3 = d0
-    var g = 0
-    while g &+ 2 <= groups {
-      let x = bcast(ar, g)
-      let o = g &<< 6
-      c0 = ti_dpbusd16(c0, x, panel.load(fromByteOffset: o, as: SIMD16<Int32>.self))
-      c1 = ti_dpbusd16(c1, x, p1.load(fromByteOffset: o, as: SIMD16<Int32>.self))
-      c2 = ti_dpbusd16(c2, x, p2.load(fromByteOffset: o, as: SIMD16<Int32>.self))
-      c3 = ti_dpbusd16(c3, x, p3.load(fromByteOffset: o, as: SIMD16<Int32>.self))
-      let x1 = bcast(ar, g &+ 1)
-      let o1 = o &+ 64
-      d0 = ti_dpbusd16(d0, x1, panel.load(fromByteOffset: o1, as: SIMD16<Int32>.self))
-      d1 = ti_dpbusd16(d1, x1, p1.load(fromByteOffset: o1, as: SIMD16<Int32>.self))
-      d2 = ti_dpbusd16(d2, x1, p2.load(fromByteOffset: o1, as: SIMD16<Int32>.self))
-      d3 = ti_dpbusd16(d3, x1, p3.load(fromByteOffset: o1, as: SIMD16<Int32>.self))
-      g &+= 2
-    }
-    if g < groups {
-      let x = bcast(ar, g)
-      let o = g &<< 6
-      c0 = ti_dpbusd16(c0, x, panel.load(fromByteOffset: o, as: SIMD16<Int32>.self))
-      c1 = ti_dpbusd16(c1, x, p1.load(fromByteOffset: o, as: SIMD16<Int32>.self))
-      c2 = ti_dpbusd16(c2, x, p2.load(fromByteOffset: o, as: SIMD16<Int32>.self))
-      c3 = ti_dpbusd16(c3, x, p3.load(fromByteOffset: o, as: SIMD16<Int32>.self))
-    }
-    c0 &+= d0
-    c1 &+= d1
-    c2 &+= d2
-    c3 &+= d3
-    store(c0, out, min(nr, valid))
-    store(c1, out + 16, min(nr, valid &- 16))
-    store(c2, out + 32, min(nr, valid &- 32))
-    store(c3, out + 48, min(nr, valid &- 48))
-  }
-
-  /// 1 row x 16 columns, two accumulators over even and odd groups.
-  @inline(never)
-  static func row1(
-    _ a: UnsafePointer<UInt8>, _ groups: Int, _ panel: UnsafeRawPointer, _ initial: UnsafePointer<Int32>,
-    _ out: UnsafeMutablePointer<Int32>, valid: Int
-  ) {
-    var c0 = UnsafeRawPointer(initial).load(as: SIMD16<Int32>.self)
-    var c1 = SIMD16<Int32>(repeating: 0)
-    let ar = UnsafeRawPointer(a)
-    var g = 0
-    while g &+ 2 <= groups {
-      c0 = ti_dpbusd16(c0, bcast(ar, g), panel.load(fromByteOffset: g &<< 6, as: SIMD16<Int32>.self))
-      c1 = ti_dpbusd16(c1, bcast(ar, g &+ 1), panel.load(fromByteOffset: (g &+ 1) &<< 6, as: SIMD16<Int32>.self))
-      g &+= 2
-    }
-    if g < groups {
-      c0 = ti_dpbusd16(c0, bcast(ar, g), panel.load(fromByteOffset: g &<< 6, as: SIMD16<Int32>.self))
-    }
-    store(c0 &+ c1, out, valid)
-  }
-
-  @inline(__always)
-  static func store(_ v: SIMD16<Int32>, _ dst: UnsafeMutablePointer<Int32>, _ valid: Int) {
-    if valid >= nr {
-      UnsafeMutableRawPointer(dst).storeBytes(of: v, as: SIMD16<Int32>.self)
-    } else if valid > 0 {
-      withUnsafeBytes(of: v) { b in
-        UnsafeMutableRawPointer(dst).copyMemory(from: b.baseAddress!, byteCount: valid &* 4)
       }
     }
   }

@@ -1,3 +1,5 @@
+import TinyInferShims
+
 /// int8 MaxPool2D and AveragePool2D (TFLite's reference integer pooling):
 /// the output keeps the input's quantization parameters. Max: the largest
 /// int8 value of the real cells of the window. Average: the int32 sum of the
@@ -37,7 +39,12 @@ enum QPoolKernel {
       y.update(repeating: Int8.min, count: c)
     }
     @inline(__always) func add(_ x: UnsafePointer<Int8>, _ y: UnsafeMutablePointer<Int8>, chunk: Int) {
-      for ch in 0..<c where x[ch] > y[ch] { y[ch] = x[ch] }
+      // Stored unconditionally: a conditional store vectorizes only with
+      // masked stores (AVX-512), a select with SSE2 too.
+      for ch in 0..<c {
+        let (v, u) = (x[ch], y[ch])
+        y[ch] = v > u ? v : u
+      }
     }
     @inline(__always) func finish(_ y: UnsafeMutablePointer<Int8>, cells: Int, chunk: Int) {
       for ch in 0..<c { y[ch] = min(max(y[ch], lo), hi) }
@@ -52,19 +59,25 @@ enum QPoolKernel {
     let sums: QBuffer
     let floatDivide: Bool  // see averageRow
     let lo: Int32, hi: Int32
+    /// The level's C kernel of `averageRow` (ti_q8_kernels), fetched at bind.
+    let vectorRow = ti_q8_kernels_get().pointee.average_row
+    let accumulate = ti_q8_kernels_get().pointee.accumulate
 
     @inline(__always) func begin(_ y: UnsafeMutablePointer<Int8>, chunk: Int) {
       (sums.int32 + chunk &* c).update(repeating: 0, count: c)
     }
     @inline(__always) func add(_ x: UnsafePointer<Int8>, _ y: UnsafeMutablePointer<Int8>, chunk: Int) {
       let acc = sums.int32 + chunk &* c
-      for ch in 0..<c { acc[ch] &+= Int32(x[ch]) }
+      let done = accumulate(acc, x, c)
+      for ch in done..<c { acc[ch] &+= Int32(x[ch]) }
     }
     @inline(__always) func finish(_ y: UnsafeMutablePointer<Int8>, cells: Int, chunk: Int) {
       let acc = sums.int32 + chunk &* c
       let count = Int32(truncatingIfNeeded: cells)
       if floatDivide {
-        QPoolKernel.averageRow(acc, count, lo, hi, y, c)
+        // Whole vectors in the C kernel, the rest here.
+        let done = vectorRow(acc, count, lo, hi, y, c)
+        QPoolKernel.averageRow(acc + done, count, lo, hi, y + done, c &- done)
         return
       }
       let half = count / 2

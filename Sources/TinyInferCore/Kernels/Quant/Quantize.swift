@@ -1,3 +1,5 @@
+import TinyInferShims
+
 /// Quantize and Dequantize (docs/ops.md, docs/quantization.md).
 ///
 /// Quantize: float32 -> int8/uint8/int16 (attribute `dtype`, required),
@@ -148,7 +150,10 @@ enum QuantizeKernel {
     let scales = q.scales
     let zps = q.zeroPoints
     let pool = ctx.pool
-    @inline(__always) func run<T: FixedWidthInteger>(_: T.Type) -> KernelFn {
+    // int8 outputs: the level's C kernel (ti_q8_kernels) does the whole
+    // vectors, quantizeRun the rest.
+    let vectorKernel = ti_q8_kernels_get().pointee.quantize_f32
+    @inline(__always) func run<T: FixedWidthInteger>(_: T.Type, vectors: Bool) -> KernelFn {
       let y = dst.assumingMemoryBound(to: T.self)
       return { () throws(TinfError) in
         pool.parallelRanges(outer &* channels, minChunk: max(1, (1 << 15) / max(inner, 1))) { r in
@@ -157,15 +162,20 @@ enum QuantizeKernel {
             let s = scales[c]
             let zp = zps[c]
             let base = row &* inner
-            QuantizeKernel.quantizeRun(f + base, y + base, inner, s, zp, lo, hi, halfEven)
+            let done =
+              vectors
+              ? vectorKernel(
+                f + base, UnsafeMutableRawPointer(y + base).assumingMemoryBound(to: Int8.self), inner, s, zp, lo, hi,
+                halfEven ? 1 : 0) : 0
+            QuantizeKernel.quantizeRun(f + (base &+ done), y + (base &+ done), inner &- done, s, zp, lo, hi, halfEven)
           }
         }
       }
     }
     switch out.dtype {
-    case .int8: return run(Int8.self)
-    case .uint8: return run(UInt8.self)
-    default: return run(Int16.self)
+    case .int8: return run(Int8.self, vectors: true)
+    case .uint8: return run(UInt8.self, vectors: false)
+    default: return run(Int16.self, vectors: false)
     }
   }
 
@@ -266,13 +276,17 @@ enum QuantizeKernel {
     let scales = q.scales
     let zps = q.zeroPoints
     let perAxis = axis != nil
-    @inline(__always) func run<T: FixedWidthInteger>(_: T.Type) -> KernelFn {
+    // Per-tensor int8: the whole vectors in the level's C kernel.
+    let vectorKernel = ti_q8_kernels_get().pointee.dequantize
+    @inline(__always) func run<T: FixedWidthInteger>(_: T.Type, vectors: Bool = false) -> KernelFn {
       let s = src.assumingMemoryBound(to: T.self)
       if !perAxis {
         let scale = Double(scales[0])
         let zp = Int64(zps[0])
         return { () throws(TinfError) in
-          for i in 0..<n { y[i] = Float(scale * Double(Int64(s[i]) &- zp)) }
+          let done =
+            vectors ? vectorKernel(UnsafeRawPointer(s).assumingMemoryBound(to: Int8.self), y, n, scale, zps[0]) : 0
+          for i in done..<n { y[i] = Float(scale * Double(Int64(s[i]) &- zp)) }
         }
       }
       return { () throws(TinfError) in
@@ -290,7 +304,7 @@ enum QuantizeKernel {
       }
     }
     switch x.dtype {
-    case .int8: return run(Int8.self)
+    case .int8: return run(Int8.self, vectors: true)
     case .uint8: return run(UInt8.self)
     case .int16: return run(Int16.self)
     case .int32: return run(Int32.self)

@@ -1,0 +1,84 @@
+/* The int8 kernels' inner loops, one variant per instruction-set level
+ * (kernels/q8_*.inc compiled by kernels/kernels_q8_<level>.c), chosen once
+ * by ti_q8_kernels_get(). Every variant gives the same result bit for bit
+ * (exact int32 arithmetic, wrapping like the instructions).
+ *
+ * The GEMM works on the packed layout of QPackedGemm (Swift): panels of 16
+ * output channels; in a panel each group of four depth values is 64 bytes,
+ * panel[g][j][i] = w[16p + j, 4g + i]; activations are unsigned bytes read
+ * four at a time. */
+#ifndef TINYINFER_KERNELS_Q8_H
+#define TINYINFER_KERNELS_Q8_H
+#include <stdint.h>
+
+#pragma clang assume_nonnull begin
+
+/* The constants of the int8 Add/Sub and Mul rows (QAddOp, QMulOp in Swift):
+ * zero points of a and b; the input stages of Add (multipliers and shifts,
+ * applied to (x - z) << 20); the output stage; negate: Sub. */
+typedef struct ti_q8_binary {
+  int32_t za, zb, a_mult, a_shift, b_mult, b_shift, out_mult, out_shift, zp, lo, hi, negate;
+} ti_q8_binary;
+
+typedef struct ti_q8_kernels {
+  /* 8 rows x 16 columns of one panel: out[r * ldo + j] = initial[j] +
+   * sum over the depth of a_r * w (for r < rows, j < valid). The depth is
+   * `segments` pieces of `seg_groups` groups of four bytes; row r reads
+   * piece s at ptrs[s * 8 + r] (all eight pointers valid). */
+  void (*_Nonnull gemm_tile8)(const uint8_t *_Nonnull const *_Nonnull ptrs, intptr_t segments, intptr_t seg_groups,
+                              const void *panel, const int32_t *initial, int32_t *out, intptr_t ldo,
+                              intptr_t rows, intptr_t valid);
+  /* One row x 64 columns: four panels `panel_bytes` apart (columns < valid stored). */
+  void (*_Nonnull gemm_row1x4)(const uint8_t *a, intptr_t groups, const void *panel, intptr_t panel_bytes,
+                               const int32_t *initial, int32_t *out, intptr_t valid);
+  /* One row x 16 columns of one panel (columns < valid stored). */
+  void (*_Nonnull gemm_row1)(const uint8_t *a, intptr_t groups, const void *panel, const int32_t *initial,
+                             int32_t *out, intptr_t valid);
+  /* y[i] = clamp(MultiplyByQuantizedMultiplier(acc[i], M_t) + zp, lo, hi)
+   * for i < n (n >= 16), with the per-entry constants of QRequantTable
+   * (Swift): four rows of `stride` int32 at `table` (left shifts,
+   * multipliers, right shifts, 2^right - 1); value i takes entry
+   * t = first + i, or i % period when period > 0 (then first is 0). */
+  void (*_Nonnull requantize)(const int32_t *acc, const int32_t *table, intptr_t stride, intptr_t first,
+                              intptr_t period, int32_t zp, int32_t lo, int32_t hi, int8_t *y, intptr_t n);
+  /* Depthwise 3x3 (dilation 1), 16 channels, `pixels` output pixels of a
+   * row whose window lies inside the image horizontally: x0..x2 point at the
+   * window rows' first tap (channel cb) of the first pixel, advancing `step`
+   * bytes per pixel; taps are `c` bytes apart, as the nine weight rows at w;
+   * y at the first output (advancing c per pixel); bias: 16 int32; xz the
+   * input zero point; table/stride: the requantization entries of channel
+   * cb (as in `requantize`). */
+  void (*_Nonnull dw3x3)(const int8_t *x0, const int8_t *x1, const int8_t *x2, int8_t *y, const int8_t *w,
+                         intptr_t c, intptr_t step, intptr_t pixels, const int32_t *bias, int32_t xz,
+                         const int32_t *table, intptr_t stride, int32_t zp, int32_t lo, int32_t hi);
+  /* y[i] = Add/Sub(a[i], b[i]) (TFLite's integer Add) for the first
+   * elements of n, a whole number of vectors; returns how many were done. */
+  intptr_t (*_Nonnull add_row)(const int8_t *a, const int8_t *b, int8_t *y, intptr_t n, const ti_q8_binary *p);
+  /* y[i] = Mul(a[i], b[i]) likewise. */
+  intptr_t (*_Nonnull mul_row)(const int8_t *a, const int8_t *b, int8_t *y, intptr_t n, const ti_q8_binary *p);
+  /* y[i] = clamp(round(x[i] / scale) + zp, lo, hi) (Quantize to int8;
+   * half_even: ties to even, else away from zero; NaN gives zp) for the
+   * first elements of n, a whole number of vectors; returns how many. */
+  intptr_t (*_Nonnull quantize_f32)(const float *x, int8_t *y, intptr_t n, float scale, int32_t zp, int32_t lo,
+                                    int32_t hi, int32_t half_even);
+  /* out[r] = sum over i < k of a[i] * w[r * k + i] for r < rows (int8 x
+   * int8, exact, wrapping in int32). */
+  void (*_Nonnull dot_rows)(const int8_t *a, const int8_t *w, intptr_t k, intptr_t rows, int32_t *out);
+  /* The int8 average pool's finish: y[i] = clamp(s[i] / count rounded half
+   * away from zero, lo, hi) (count <= 4096) for the first elements of n, a
+   * whole number of vectors; returns how many. */
+  intptr_t (*_Nonnull average_row)(const int32_t *s, int32_t count, int32_t lo, int32_t hi, int8_t *y, intptr_t n);
+  /* Per-tensor Dequantize of int8: y[i] = float(scale * (x[i] - zp)) in
+   * double, likewise for the first whole vectors; returns how many. */
+  intptr_t (*_Nonnull dequantize)(const int8_t *x, float *y, intptr_t n, double scale, int32_t zp);
+  /* acc[i] += x[i] (int8 into wrapping int32) likewise; returns how many. */
+  intptr_t (*_Nonnull accumulate)(int32_t *acc, const int8_t *x, intptr_t n);
+  /* The level's name ("baseline", "avx2", "avx512-vnni", "dotprod"). */
+  const char *name;
+} ti_q8_kernels;
+
+/* The table of the level ti_cpu_level() chose (with VNNI: ti_cpu_vnni()). */
+const ti_q8_kernels *ti_q8_kernels_get(void);
+
+#pragma clang assume_nonnull end
+#endif
