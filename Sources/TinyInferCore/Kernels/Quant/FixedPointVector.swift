@@ -8,9 +8,9 @@ import TinyInferShims
 /// Written with SIMD16 arithmetic, shifts, bitwise ops and bit casts only:
 /// no comparisons into SIMDMask and no generic stdlib helpers
 /// (`replacing(with:where:)`, `clamped`), which were not always inlined in
-/// Embedded mode. With -march=native on AVX-512 a 64-bit product is two
-/// vpmuldq on the even and odd lanes (checked with objdump); the portable
-/// build gets SSE2 code for the same arithmetic.
+/// Embedded mode. The core is built with no CPU flags, so this is SSE2 code on
+/// x86-64 (NEON on AArch64); the per-channel requantization of the GEMM
+/// outputs, the hot use, is the per-level C kernel of tinyinfer_kernels_q8.h.
 extension FixedPoint {
   /// SaturatingRoundingDoublingHighMul on 16 lanes.
   ///
