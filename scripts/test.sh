@@ -4,8 +4,10 @@
 # exports, runs XCTest (normal-mode build), the kernel tests at forced CPU levels,
 # the Python package built from source and as a manylinux wheel (installed and
 # run without Swift), and pytest (kernels against numpy, C ABI, C programs,
-# the C install with pkg-config, concurrency) and the library under qemu on
-# older x86-64 CPUs (scripts/test-qemu-x86.sh).
+# the C install with pkg-config, concurrency), a Swift package depending on
+# this one by version, and under qemu: the library on older x86-64 CPUs
+# (scripts/test-qemu-x86.sh) and the aarch64 and armv7 builds
+# (scripts/test-aarch64.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/venv.sh
@@ -34,7 +36,14 @@ if ! wheel=$(scripts/build-wheel.sh --lib python/tinyinfer/lib/libtinyinfer.so -
 fi
 grep -E "^installed .* from the wheel" "$tmp/wheel.log"
 echo "$(basename "$wheel") ($(stat -c %s "$wheel") bytes)"
+echo "== a Swift package that depends on tinyinfer by version (no unsafe flags) =="
+scripts/test-swift-consumer.sh 2>&1 | tail -n 1
+if [ "$(uname -m)" = x86_64 ]; then
+  echo "== the library on older x86-64 CPUs under qemu (Haswell: avx2 level, Nehalem: baseline) =="
+  scripts/test-qemu-x86.sh | tail -n 1
+  echo "== the aarch64 and armv7 Linux builds under qemu, against this machine's outputs =="
+  scripts/test-aarch64.sh | tail -n 1
+  scripts/test-aarch64.sh armv7 | tail -n 1
+fi
 echo "== pytest =="
 python3 -m pytest python/tests -q -p no:cacheprovider
-echo "== the library on older x86-64 CPUs under qemu (Haswell: avx2 level, Nehalem: baseline) =="
-if [ "$(uname -m)" = x86_64 ]; then scripts/test-qemu-x86.sh | tail -n 1; fi
