@@ -42,7 +42,9 @@ enum PoolKernel {
       return g.driver(x: x, y: y, pool: ctx.pool, Max(c: g.c, act: act, lo: lo, hi: hi, step: kern.pool_max))
     }
     let window = g.countIncludePad ? g.kh &* g.kw : 0
-    return g.driver(x: x, y: y, pool: ctx.pool, Average(c: g.c, window: window, lo: lo, hi: hi, step: kern.pool_add))
+    return g.driver(
+      x: x, y: y, pool: ctx.pool,
+      Average(c: g.c, window: window, lo: lo, hi: hi, step: kern.pool_add, divide: kern.pool_divide))
   }
 
   /// The float32 max: NaN propagates (once the max is NaN it stays NaN).
@@ -72,6 +74,8 @@ enum PoolKernel {
     let lo: Float, hi: Float
     /// y += x over c channels (ti_f32_kernels.pool_add).
     let step: @convention(c) (UnsafeMutablePointer<Float>, UnsafePointer<Float>, Int) -> Void
+    /// y = clamp(y / divisor, lo, hi) over c channels (ti_f32_kernels.pool_divide).
+    let divide: @convention(c) (UnsafeMutablePointer<Float>, Int, Float, Float, Float) -> Void
 
     @inline(__always) func begin(_ y: UnsafeMutablePointer<Float>, chunk: Int) {
       y.update(repeating: 0, count: c)
@@ -80,8 +84,7 @@ enum PoolKernel {
       step(y, x, c)
     }
     @inline(__always) func finish(_ y: UnsafeMutablePointer<Float>, cells: Int, chunk: Int) {
-      let divisor = Float(window != 0 ? window : cells)
-      for ch in 0..<c { y[ch] = clampActivation(y[ch] / divisor, lo, hi) }
+      divide(y, c, Float(window != 0 ? window : cells), lo, hi)
     }
   }
 }

@@ -62,6 +62,9 @@ typedef struct ti_f32_kernels {
    * y += x. */
   void (*_Nonnull pool_max)(float *y, const float *x, long c);
   void (*_Nonnull pool_add)(float *y, const float *x, long c);
+  /* The average's end: y[i] = clamp(y[i] / divisor, lo, hi) over c channels
+   * (NaN stays NaN). */
+  void (*_Nonnull pool_divide)(float *y, long c, float divisor, float lo, float hi);
   /* acc[i] += (double)x[i] for i < n (Mean over outer axes). */
   void (*_Nonnull sum_f64_row)(double *acc, const float *x, long n);
   /* One row of a broadcast binary op (Binary.swift): y[i] = op(a[i * ia],
