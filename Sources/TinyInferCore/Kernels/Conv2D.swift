@@ -51,13 +51,14 @@ enum Conv2DKernel {
   }
 
   /// The float32 step of ConvDriver.general: the tile's four patches
-  /// against two weight rows at a time (SIMD8 accumulation), plus the bias,
-  /// clamped to the fused activation.
+  /// against two weight rows at a time (the level's C kernel `dot4x2`),
+  /// plus the bias, clamped to the fused activation.
   struct Tile: ConvTile {
     let w: UnsafePointer<Float>
     let bias: UnsafePointer<Float>?
     let groups: Int, og: Int, k: Int, cout: Int
     let lo: Float, hi: Float
+    let dot = PackedGemm.kernels.dot4x2
 
     func prepare() {}
 
@@ -65,25 +66,31 @@ enum Conv2DKernel {
     // kept their range checks as calls (checked with objdump).
     @inline(never)
     func run(_ a: PatchTile<Float>, count: Int, groupStride: Int, _ y0: UnsafeMutablePointer<Float>, chunk: Int) {
-      for g in 0..<groups {
-        let goff = g &* groupStride
-        let a0 = a.0 + goff
-        let a1 = a.1 + goff
-        let a2 = a.2 + goff
-        let a3 = a.3 + goff
-        var j = 0
-        while j < og {
-          let c0 = g &* og &+ j
-          let c1 = j &+ 1 < og ? c0 &+ 1 : c0
-          let r = dot4x2(a0, a1, a2, a3, w + c0 &* k, w + c1 &* k, k)
-          let b0: Float = bias?[c0] ?? 0
-          let b1: Float = bias?[c1] ?? 0
-          for s in 0..<count {
-            let yo = y0 + s &* cout
-            yo[c0] = clampActivation(r[s] + b0, lo, hi)
-            if j &+ 1 < og { yo[c1] = clampActivation(r[4 &+ s] + b1, lo, hi) }
+      withUnsafeTemporaryAllocation(of: UnsafePointer<Float>.self, capacity: 4) { t in
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: 8) { rb in
+          let rows = t.baseAddress!
+          let r = rb.baseAddress!
+          for g in 0..<groups {
+            let goff = g &* groupStride
+            rows[0] = a.0 + goff
+            rows[1] = a.1 + goff
+            rows[2] = a.2 + goff
+            rows[3] = a.3 + goff
+            var j = 0
+            while j < og {
+              let c0 = g &* og &+ j
+              let c1 = j &+ 1 < og ? c0 &+ 1 : c0
+              dot(UnsafePointer(rows), w + c0 &* k, w + c1 &* k, k, r)
+              let b0: Float = bias?[c0] ?? 0
+              let b1: Float = bias?[c1] ?? 0
+              for s in 0..<count {
+                let yo = y0 + s &* cout
+                yo[c0] = clampActivation(r[s] + b0, lo, hi)
+                if j &+ 1 < og { yo[c1] = clampActivation(r[4 &+ s] + b1, lo, hi) }
+              }
+              j &+= 2
+            }
           }
-          j &+= 2
         }
       }
     }

@@ -93,53 +93,6 @@ func store8(_ v: SIMD8<Float>, _ p: UnsafeMutablePointer<Float>) {
   UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD8<Float>.self)
 }
 
-/// Eight dot products of length `k` at once: rows a0...a3 against rows b0, b1.
-/// Result lane `j * 4 + i` is dot(a_i, b_j).
-@inline(__always)
-func dot4x2(
-  _ a0: UnsafePointer<Float>, _ a1: UnsafePointer<Float>, _ a2: UnsafePointer<Float>, _ a3: UnsafePointer<Float>,
-  _ b0: UnsafePointer<Float>, _ b1: UnsafePointer<Float>, _ k: Int
-) -> SIMD8<Float> {
-  var s00 = SIMD8<Float>()
-  var s10 = SIMD8<Float>()
-  var s20 = SIMD8<Float>()
-  var s30 = SIMD8<Float>()
-  var s01 = SIMD8<Float>()
-  var s11 = SIMD8<Float>()
-  var s21 = SIMD8<Float>()
-  var s31 = SIMD8<Float>()
-  var i = 0
-  while i &+ 8 <= k {
-    let w0 = load8(b0 + i)
-    let w1 = load8(b1 + i)
-    let x0 = load8(a0 + i)
-    s00 += x0 * w0
-    s01 += x0 * w1
-    let x1 = load8(a1 + i)
-    s10 += x1 * w0
-    s11 += x1 * w1
-    let x2 = load8(a2 + i)
-    s20 += x2 * w0
-    s21 += x2 * w1
-    let x3 = load8(a3 + i)
-    s30 += x3 * w0
-    s31 += x3 * w1
-    i &+= 8
-  }
-  var r = SIMD8<Float>(
-    s00.sum(), s10.sum(), s20.sum(), s30.sum(), s01.sum(), s11.sum(), s21.sum(), s31.sum())
-  while i < k {
-    let w0 = b0[i]
-    let w1 = b1[i]
-    let x = SIMD4<Float>(a0[i], a1[i], a2[i], a3[i])
-    let lo = x * w0
-    let hi = x * w1
-    r += SIMD8<Float>(lo[0], lo[1], lo[2], lo[3], hi[0], hi[1], hi[2], hi[3])
-    i &+= 1
-  }
-  return r
-}
-
 /// Four dot products of length `k`: row a against rows b0...b3.
 @inline(__always)
 func dot1x4(

@@ -65,6 +65,10 @@ typedef struct ti_f32_kernels {
   /* The average's end: y[i] = clamp(y[i] / divisor, lo, hi) over c channels
    * (NaN stays NaN). */
   void (*_Nonnull pool_divide)(float *y, long c, float divisor, float lo, float hi);
+  /* Eight dot products of length k, rows a[0..3] against rows b0 and b1:
+   * r[j * 4 + i] = dot(a[i], b_j) (the grouped convolution's step). */
+  void (*_Nonnull dot4x2)(const float *_Nonnull const *_Nonnull a, const float *_Nonnull b0, const float *_Nonnull b1,
+                          long k, float *_Nonnull r);
   /* acc[i] += (double)x[i] for i < n (Mean over outer axes). */
   void (*_Nonnull sum_f64_row)(double *acc, const float *x, long n);
   /* One row of a broadcast binary op (Binary.swift): y[i] = op(a[i * ia],
