@@ -47,7 +47,7 @@ def smooth_images(n, c, h, w, seed=0):
 def digits(n, seed=0):
     try:
         from sklearn.datasets import load_digits
-    except Exception:
+    except ImportError:  # scikit-learn is a test extra: smooth synthetic digits instead
         return (smooth_images(n, 1, 8, 8, seed).reshape(n, 64) + 1) / 2
     d = load_digits().data.astype(np.float32) / 16.0
     return d[np.random.default_rng(seed).choice(len(d), n, replace=False)]
