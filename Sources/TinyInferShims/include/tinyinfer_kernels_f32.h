@@ -69,6 +69,10 @@ typedef struct ti_f32_kernels {
    * r[j * 4 + i] = dot(a[i], b_j) (the grouped convolution's step). */
   void (*_Nonnull dot4x2)(const float *_Nonnull const *_Nonnull a, const float *_Nonnull b0, const float *_Nonnull b1,
                           long k, float *_Nonnull r);
+  /* The int4 (Q4_0) row dot product: nb blocks of 18 bytes (float16 scale,
+   * then 16 bytes of nibbles, low nibbles elements 0-15, high 16-31, each
+   * minus 8) against 32 * nb floats of x. */
+  float (*_Nonnull dot_q4)(const float *_Nonnull x, const unsigned char *_Nonnull w, long nb);
   /* acc[i] += (double)x[i] for i < n (Mean over outer axes). */
   void (*_Nonnull sum_f64_row)(double *acc, const float *x, long n);
   /* One row of a broadcast binary op (Binary.swift): y[i] = op(a[i * ia],

@@ -1,3 +1,5 @@
+import TinyInferShims
+
 /// FullyConnected with quantized weights and float32 activations (the
 /// int8-dynamic and int4 modes). Bound from FullyConnectedKernel when the
 /// weights are int8 with per-channel parameters, or uint8 int4 blocks
@@ -295,39 +297,6 @@ enum HybridFullyConnected {
 
   // MARK: - int4 blocks
 
-  /// Dot product of 32 * nb floats with one row of int4 blocks, decoding
-  /// one block at a time into 32 floats on the stack (a plain loop LLVM
-  /// vectorizes), then SIMD8 products.
-  @inline(__always)
-  static func dotQ4(_ x: UnsafePointer<Float>, _ w: UnsafeRawPointer, _ nb: Int) -> Float {
-    withUnsafeTemporaryAllocation(of: Float.self, capacity: 32) { buf in
-      let f = buf.baseAddress!
-      let fr = UnsafeRawPointer(f)
-      let xr = UnsafeRawPointer(x)
-      var total = SIMD8<Float>(repeating: 0)
-      for b in 0..<nb {
-        let blk = w + b &* QuantNumerics.q4BlockBytes
-        let bits = UInt16(blk.load(as: UInt8.self)) | (UInt16(blk.load(fromByteOffset: 1, as: UInt8.self)) << 8)
-        let d = QuantNumerics.halfToFloat(bits)
-        let qs = (blk + 2).assumingMemoryBound(to: UInt8.self)
-        for j in 0..<16 {
-          let q = qs[j]
-          f[j] = Float(q & 15) - 8
-          f[j &+ 16] = Float(q >> 4) - 8
-        }
-        let o = b &* 128
-        // Products and sums written out (no addProduct: at the baseline
-        // level it is a libm fmaf call per lane).
-        var s = fr.loadUnaligned(as: SIMD8<Float>.self) * xr.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self)
-        s += fr.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self) * xr.loadUnaligned(fromByteOffset: o &+ 32, as: SIMD8<Float>.self)
-        s += fr.loadUnaligned(fromByteOffset: 64, as: SIMD8<Float>.self) * xr.loadUnaligned(fromByteOffset: o &+ 64, as: SIMD8<Float>.self)
-        s += fr.loadUnaligned(fromByteOffset: 96, as: SIMD8<Float>.self) * xr.loadUnaligned(fromByteOffset: o &+ 96, as: SIMD8<Float>.self)
-        total += SIMD8<Float>(repeating: d) * s
-      }
-      return total.sum()
-    }
-  }
-
   static func bindQ4(_ ctx: KernelContext, _ act: Activation) throws(TinfError) -> KernelFn {
     let x = ctx.floatIn(0)
     let w = UnsafeRawPointer(ctx.inputData[1]!)
@@ -344,13 +313,16 @@ enum HybridFullyConnected {
     let scratch = try Scratch<Float>(count: padded ? m * kp : 0)
     let pool = ctx.pool
     let work = m &* n &* k
+    // The row dot product is the level's C kernel (ti_f32_kernels.dot_q4).
+    let dotQ4 = PackedGemm.kernels.dot_q4
+    let wb = w.assumingMemoryBound(to: UInt8.self)
 
     func rowsCols(_ rows: Range<Int>, _ cols: Range<Int>) {
       for r in rows {
         let xr: UnsafePointer<Float> = padded ? UnsafePointer(scratch.base + r &* kp) : x + r &* k
         let yr = y + r &* n
         for c in cols {
-          var v = dotQ4(xr, w + c &* rowBytes, nb)
+          var v = dotQ4(xr, wb + c &* rowBytes, nb)
           if let bias { v += bias[c] }
           yr[c] = v
         }
