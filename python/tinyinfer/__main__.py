@@ -7,6 +7,7 @@
   info                                      library version, file, and the CPU level its kernels run at
   quantize SRC.tinf -o DST.tinf --mode fp16|int8-dynamic|int8-static|int4 [--calib FILE.npy|.npz|DIR]
            [--method minmax|percentile|mse|entropy] [--report] [--max-accuracy-drop X] [--min-sqnr DB]
+  cache ls|clear                            the conversion cache of tinyinfer.load (docs/migrating.md)
 """
 
 from __future__ import annotations
@@ -237,6 +238,8 @@ def main(argv=None) -> int:
     qz.add_argument("--keep-float", action="append", help="a layer name to keep in float32 (repeatable)")
     qz.add_argument("--no-progress", action="store_true")
     qz.set_defaults(fn=cmd_quantize)
+    from ._cache_cli import add_parser as add_cache_parser
+    add_cache_parser(sub)
     args = p.parse_args(argv)
     import tinyinfer
     try:

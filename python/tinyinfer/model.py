@@ -457,9 +457,16 @@ class Session:
         return view
 
 
-def load(source, threads: int = 1, optimize: bool = True, shape_sessions: int = DEFAULT_SHAPE_SESSIONS) -> Model:
-    """Loads a .tinf model from a path or from bytes. `optimize=False` skips
-    the graph optimization passes (constant folding still runs).
-    `shape_sessions`: how many sessions for other input shapes (batch sizes)
-    `Model.run` keeps, least recently used closed first."""
+def load(source, threads: int = 1, optimize: bool = True, shape_sessions: int = DEFAULT_SHAPE_SESSIONS, *,
+         cache: bool = True, **convert_options) -> Model:
+    """Loads a model from a path or from bytes: a .tinf, or a .tflite, .onnx,
+    torch.save or safetensors model (told apart by content), converted in
+    memory with `convert_options` (tinyinfer.convert's: input_shapes,
+    check_opset, architecture, ...) and the result kept in the conversion
+    cache (tinyinfer.cache; `cache=False` converts every time).
+    `optimize=False` skips the graph optimization passes (constant folding
+    still runs). `shape_sessions`: how many sessions for other input shapes
+    (batch sizes) `Model.run` keeps, least recently used closed first."""
+    from ._load_any import resolve
+    source = resolve(source, cache=cache, **convert_options)
     return Model(source, threads=threads, optimize=optimize, shape_sessions=shape_sessions)

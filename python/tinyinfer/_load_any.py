@@ -1,0 +1,110 @@
+"""What `tinyinfer.load` reads: a .tinf as it is, or a .tflite / .onnx /
+torch.save / safetensors model converted in memory, the result kept in the
+conversion cache (tinyinfer.cache) under the sha256 of the source's bytes,
+the converter options and the versions of the library and the converters."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+
+from . import cache as _cache
+from ._errors import InvalidArgumentError, ModelFormatError, TinyInferError
+
+TINF_MAGIC = b"TINF"
+
+
+def _head(source, n: int = 8) -> bytes:
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return bytes(source[:n])
+    try:
+        with open(source, "rb") as f:
+            return f.read(n)
+    except OSError:
+        return b""  # the loader reports the missing or unreadable file
+
+
+def is_tinf(source) -> bool:
+    """Whether the source (a path or bytes) starts with the .tinf magic."""
+    return _head(source, 4) == TINF_MAGIC
+
+
+@functools.lru_cache(maxsize=1)
+def converter_version() -> str:
+    """The library version and a digest of the converters' sources: a cached
+    conversion is reused only by the same library and converters."""
+    from . import __version__
+    h = hashlib.sha256(__version__.encode())
+    root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "convert")
+    for folder, dirs, files in sorted(os.walk(root)):
+        dirs.sort()
+        for name in sorted(files):
+            if name.endswith(".py"):
+                with open(os.path.join(folder, name), "rb") as f:
+                    h.update(name.encode() + b"\0" + f.read())
+    return h.hexdigest()
+
+
+def _options_text(fmt: str, options: dict):
+    """The options as canonical JSON, or None when they are not plain data
+    (a torch architecture object): such conversions are not cached."""
+    def plain(v):
+        if v is None or isinstance(v, (bool, int, float, str)):
+            return True
+        if isinstance(v, (list, tuple)):
+            return all(plain(x) for x in v)
+        if isinstance(v, dict):
+            return all(isinstance(k, str) and plain(x) for k, x in v.items())
+        return False
+    if not plain(options):
+        return None
+    return json.dumps({"format": fmt, "options": options}, sort_keys=True)
+
+
+def convert_cached(source, fmt: str, *, cache: bool = True, **options) -> bytes:
+    """The .tinf bytes of a model of format `fmt` (a path or bytes), converted
+    with `options` (tinyinfer.convert's), from the cache when it holds them."""
+    from .convert import convert
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+    else:
+        with open(source, "rb") as f:
+            data = f.read()
+    text = _options_text(fmt, options) if cache else None
+    k = _cache.key(data, text, converter_version()) if text is not None else None
+    if k is not None:
+        hit = _cache.get(k)
+        if hit is not None:
+            return hit
+    try:
+        report = convert(source, format=fmt, **options)
+    except TinyInferError:
+        raise
+    except Exception as e:  # a parser's own error on a damaged file
+        raise ModelFormatError(f"cannot read the model as {fmt}: {type(e).__name__}: {e}") from e
+    if k is not None:
+        _cache.put(k, report.data)
+    return report.data
+
+
+def resolve(source, *, cache: bool = True, **options):
+    """The source for Model: a .tinf path or bytes unchanged, a model of
+    another format converted (through the cache). Bytes of no known format
+    go to the loader unchanged, which says what is wrong with them."""
+    from .convert import detect_format
+    if not isinstance(source, (str, os.PathLike, bytes, bytearray, memoryview)):
+        raise InvalidArgumentError(f"load takes a path or bytes, got {type(source).__name__}")
+    if is_tinf(source):
+        if options:
+            raise InvalidArgumentError(f"conversion option(s) {sorted(options)} given for a .tinf model")
+        return source
+    try:
+        fmt = options.pop("format", None) or detect_format(source)
+    except (ModelFormatError, OSError):
+        if options:
+            raise InvalidArgumentError(f"conversion option(s) {sorted(options)} given for a model "
+                                       "that is neither .tinf nor a format the converters read") from None
+        return source
+    return convert_cached(source, fmt, cache=cache, **options)

@@ -1,0 +1,217 @@
+"""The on-disk cache of tinyinfer (converted models, and anything else keyed by content).
+
+    from tinyinfer import cache
+    k = cache.key(source_bytes, b"options", b"version")   # sha256 hex of the parts
+    data = cache.get(k)                                    # bytes, or None (absent or corrupt)
+    if data is None:
+        data = make()
+        cache.put(k, data)
+
+Rules (docs/migrating.md, "The conversion cache"):
+
+- Folder: `TINYINFER_CACHE_DIR`, else `$XDG_CACHE_HOME/tinyinfer`, else
+  `~/.cache/tinyinfer` (`cache_dir()`).
+- One file per entry, `<key>.bin`: a 48-byte header (magic `TINFCACH`, the
+  payload's size as u64 little-endian, its sha256) then the payload. `get`
+  checks all three and ignores (and removes) an entry that fails: a truncated
+  or corrupt entry is a miss, never an error.
+- Writes are atomic: a temporary file in the same folder, written, fsynced,
+  then renamed over the entry (`os.replace`). Concurrent writers of one key
+  each write their own temporary file; the last rename wins and both wrote the
+  same bytes. Readers see the old or the new file, never a partial one.
+- Bounded: after each `put`, the least recently used entries (by mtime; `get`
+  touches the entry it returns) are removed until the total is at most
+  `max_bytes()`: `TINYINFER_CACHE_MAX_BYTES`, default 1 GiB (DEFAULT_MAX_BYTES).
+- Failures to write (read-only folder, full disk) are ignored: the cache is an
+  optimization, the caller goes on with its data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import struct
+import tempfile
+import time
+from dataclasses import dataclass
+from typing import List, Optional
+
+__all__ = ["cache_dir", "max_bytes", "key", "get", "put", "clear", "entries", "Entry", "DEFAULT_MAX_BYTES"]
+
+DEFAULT_MAX_BYTES = 1 << 30  # 1 GiB
+MAGIC = b"TINFCACH"
+_HEADER = struct.Struct("<8sQ32s")  # magic, payload size, sha256 of the payload
+_SUFFIX = ".bin"
+_TMP_PREFIX = ".tmp-"
+_STALE_TMP_SECONDS = 3600  # a temporary file this old is a crashed writer's
+_KEY = re.compile(r"^[0-9a-zA-Z_-]{1,128}$")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One cache entry: its key, file, size in bytes (with the header) and last use (mtime, seconds)."""
+    key: str
+    path: str
+    size: int
+    mtime: float
+
+
+def cache_dir() -> str:
+    """The cache folder (not created until something is written)."""
+    d = os.environ.get("TINYINFER_CACHE_DIR")
+    if d:
+        return os.path.abspath(os.path.expanduser(d))
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "tinyinfer")
+
+
+def max_bytes() -> int:
+    """The size bound: TINYINFER_CACHE_MAX_BYTES, else DEFAULT_MAX_BYTES."""
+    v = os.environ.get("TINYINFER_CACHE_MAX_BYTES")
+    if v:
+        try:
+            n = int(v)
+        except ValueError:
+            n = -1
+        if n >= 0:
+            return n
+    return DEFAULT_MAX_BYTES
+
+
+def key(*parts) -> str:
+    """A key from the parts (bytes or str): the sha256 hex digest of them, length-prefixed."""
+    h = hashlib.sha256()
+    for p in parts:
+        b = p.encode("utf-8") if isinstance(p, str) else bytes(p)
+        h.update(struct.pack("<Q", len(b)))
+        h.update(b)
+    return h.hexdigest()
+
+
+def _path(k: str) -> str:
+    if not isinstance(k, str) or not _KEY.match(k):
+        raise ValueError(f"bad cache key {k!r}: 1 to 128 characters of [0-9a-zA-Z_-]")
+    return os.path.join(cache_dir(), k + _SUFFIX)
+
+
+def _remove(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def get(k: str) -> Optional[bytes]:
+    """The payload stored under key `k`, or None when absent or corrupt (a
+    corrupt entry is removed). A hit marks the entry as recently used."""
+    path = _path(k)
+    try:
+        with open(path, "rb") as f:
+            blob = f.read()
+    except OSError:
+        return None
+    if len(blob) < _HEADER.size:
+        _remove(path)
+        return None
+    magic, size, digest = _HEADER.unpack_from(blob)
+    payload = blob[_HEADER.size:]
+    if magic != MAGIC or size != len(payload) or hashlib.sha256(payload).digest() != digest:
+        _remove(path)
+        return None
+    try:
+        os.utime(path)
+    except OSError:
+        pass
+    return payload
+
+
+def put(k: str, data: bytes) -> bool:
+    """Stores `data` under key `k` atomically, then trims the cache to
+    max_bytes(). Returns whether it was written (False when the folder is not
+    writable or the entry alone exceeds the bound)."""
+    path = _path(k)
+    data = bytes(data)
+    if _HEADER.size + len(data) > max_bytes():
+        return False
+    folder = os.path.dirname(path)
+    tmp = None
+    try:
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, suffix=_SUFFIX, dir=folder)
+        with os.fdopen(fd, "wb") as f:
+            f.write(_HEADER.pack(MAGIC, len(data), hashlib.sha256(data).digest()))
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        tmp = None
+        try:
+            dfd = os.open(folder, os.O_RDONLY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+        except OSError:
+            pass
+    except OSError:
+        if tmp is not None:
+            _remove(tmp)
+        return False
+    _trim(keep=path)
+    return True
+
+
+def _scan():
+    """(entries, temporary files) of the folder."""
+    folder = cache_dir()
+    out, tmps = [], []
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return out, tmps
+    for name in names:
+        p = os.path.join(folder, name)
+        try:
+            st = os.stat(p)
+        except OSError:
+            continue  # removed meanwhile by another process
+        if name.startswith(_TMP_PREFIX):
+            tmps.append((p, st.st_mtime))
+        elif name.endswith(_SUFFIX) and _KEY.match(name[:-len(_SUFFIX)]):
+            out.append(Entry(name[:-len(_SUFFIX)], p, st.st_size, st.st_mtime))
+    return out, tmps
+
+
+def _trim(keep: Optional[str] = None) -> None:
+    """Removes least recently used entries until the total fits max_bytes(),
+    and temporary files left by crashed writers."""
+    items, tmps = _scan()
+    now = time.time()
+    for p, mtime in tmps:
+        if now - mtime > _STALE_TMP_SECONDS:
+            _remove(p)
+    limit = max_bytes()
+    total = sum(e.size for e in items)
+    for e in sorted(items, key=lambda e: e.mtime):
+        if total <= limit:
+            break
+        if e.path == keep:
+            continue
+        _remove(e.path)
+        total -= e.size
+
+
+def entries() -> List[Entry]:
+    """Every entry, most recently used first."""
+    return sorted(_scan()[0], key=lambda e: e.mtime, reverse=True)
+
+
+def clear() -> int:
+    """Removes every entry (and temporary file); returns how many entries were removed."""
+    items, tmps = _scan()
+    for p, _ in tmps:
+        _remove(p)
+    for e in items:
+        _remove(e.path)
+    return len(items)
