@@ -82,6 +82,8 @@ def convert_cached(source, fmt: str, *, cache: bool = True, **options) -> bytes:
         report = convert(source, format=fmt, **options)
     except TinyInferError:
         raise
+    except TypeError as e:  # an importer's "unknown option(s)"
+        raise InvalidArgumentError(str(e)) from e
     except Exception as e:  # a parser's own error on a damaged file
         raise ModelFormatError(f"cannot read the model as {fmt}: {type(e).__name__}: {e}") from e
     if k is not None:

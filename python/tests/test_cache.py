@@ -1,0 +1,175 @@
+"""tinyinfer.cache: round trips, corrupt entries ignored, LRU bound, atomic
+and concurrent writes, the folder rules, and `python -m tinyinfer cache`."""
+
+import hashlib
+import multiprocessing
+import os
+import struct
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tinyinfer import cache
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+@pytest.fixture(autouse=True)
+def folder(tmp_path, monkeypatch):
+    d = tmp_path / "cache"
+    monkeypatch.setenv("TINYINFER_CACHE_DIR", str(d))
+    monkeypatch.delenv("TINYINFER_CACHE_MAX_BYTES", raising=False)
+    return d
+
+
+def test_folder_rules(tmp_path, monkeypatch, folder):
+    assert cache.cache_dir() == str(folder)
+    monkeypatch.delenv("TINYINFER_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache.cache_dir() == str(tmp_path / "xdg" / "tinyinfer")
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert cache.cache_dir() == str(tmp_path / "home" / ".cache" / "tinyinfer")
+    assert cache.max_bytes() == cache.DEFAULT_MAX_BYTES == 1 << 30
+    monkeypatch.setenv("TINYINFER_CACHE_MAX_BYTES", "12345")
+    assert cache.max_bytes() == 12345
+
+
+def test_round_trip_and_file_layout(folder):
+    k = cache.key(b"source", "options", b"v1")
+    assert k == cache.key(b"source", "options", b"v1") and len(k) == 64
+    assert k != cache.key(b"sourceoptions", b"", b"v1")  # parts are length-prefixed
+    assert cache.get(k) is None
+    assert not folder.exists()  # nothing is made by a miss
+    payload = os.urandom(1000)
+    assert cache.put(k, payload)
+    assert cache.get(k) == payload
+    raw = (folder / (k + ".bin")).read_bytes()
+    magic, size, digest = struct.unpack_from("<8sQ32s", raw)
+    assert magic == b"TINFCACH" and size == 1000 and digest == hashlib.sha256(payload).digest()
+    assert raw[48:] == payload
+    assert [e.key for e in cache.entries()] == [k] and cache.entries()[0].size == 1048
+    assert sorted(os.listdir(folder)) == [k + ".bin"]  # no temporary file left
+
+
+@pytest.mark.parametrize("damage", ["truncate_header", "truncate_payload", "flip_payload", "flip_digest",
+                                    "bad_magic", "bad_size", "empty", "extra_byte"])
+def test_corrupt_entries_are_ignored_and_removed(folder, damage):
+    k = cache.key(b"x")
+    payload = bytes(range(256)) * 4
+    cache.put(k, payload)
+    p = folder / (k + ".bin")
+    raw = bytearray(p.read_bytes())
+    if damage == "truncate_header":
+        raw = raw[:20]
+    elif damage == "truncate_payload":
+        raw = raw[:-1]
+    elif damage == "flip_payload":
+        raw[100] ^= 1
+    elif damage == "flip_digest":
+        raw[20] ^= 1
+    elif damage == "bad_magic":
+        raw[0:8] = b"TINFCACX"
+    elif damage == "bad_size":
+        struct.pack_into("<Q", raw, 8, len(payload) + 1)
+    elif damage == "empty":
+        raw = b""
+    elif damage == "extra_byte":
+        raw += b"\0"
+    p.write_bytes(bytes(raw))
+    assert cache.get(k) is None
+    assert not p.exists()
+    assert cache.put(k, payload) and cache.get(k) == payload
+
+
+def test_bad_keys_refused():
+    for k in ["", "../escape", "a/b", "x" * 129, "sp ace", None]:
+        with pytest.raises(ValueError):
+            cache.get(k)
+
+
+def test_lru_bound_by_mtime(folder, monkeypatch):
+    monkeypatch.setenv("TINYINFER_CACHE_MAX_BYTES", str(3 * (48 + 100)))
+    keys = [cache.key(str(i)) for i in range(5)]
+    now = time.time()
+    for i, k in enumerate(keys[:3]):
+        assert cache.put(k, bytes([i]) * 100)
+        os.utime(folder / (k + ".bin"), (now - 100 + i, now - 100 + i))  # k0 oldest
+    assert cache.get(keys[0]) == bytes([0]) * 100  # a hit makes k0 the most recently used
+    assert cache.put(keys[3], b"3" * 100)  # over the bound: the least recently used (k1) goes
+    present = {e.key for e in cache.entries()}
+    assert present == {keys[0], keys[2], keys[3]}
+    assert sum(e.size for e in cache.entries()) <= cache.max_bytes()
+    assert cache.entries()[0].key in (keys[0], keys[3])
+    # an entry larger than the whole bound is not written
+    assert not cache.put(keys[4], b"x" * 1000)
+    assert cache.get(keys[4]) is None
+
+
+def test_clear_and_stale_temporary_files(folder):
+    for i in range(3):
+        cache.put(cache.key(str(i)), b"abc")
+    stale = folder / ".tmp-crashed.bin"
+    stale.write_bytes(b"partial")
+    old = time.time() - 7200
+    os.utime(stale, (old, old))
+    fresh = folder / ".tmp-writing.bin"
+    fresh.write_bytes(b"partial")
+    cache.put(cache.key("3"), b"abc")  # trimming removes a crashed writer's old temporary file only
+    assert not stale.exists() and fresh.exists()
+    assert len(cache.entries()) == 4
+    assert cache.clear() == 4
+    assert cache.entries() == [] and os.listdir(folder) == []
+
+
+def test_unwritable_folder_is_not_an_error(tmp_path, monkeypatch):
+    blocker = tmp_path / "file"
+    blocker.write_bytes(b"")
+    monkeypatch.setenv("TINYINFER_CACHE_DIR", str(blocker / "sub"))  # a folder under a file
+    assert cache.put(cache.key("k"), b"data") is False
+    assert cache.get(cache.key("k")) is None
+    assert cache.entries() == [] and cache.clear() == 0
+
+
+def _writer(args):
+    folder, seed = args
+    os.environ["TINYINFER_CACHE_DIR"] = folder
+    from tinyinfer import cache as c
+    shared = c.key("shared")
+    bad = 0
+    for i in range(40):
+        c.put(shared, b"S" * 5000)
+        c.put(c.key(f"own-{seed}-{i % 5}"), bytes([seed]) * (1000 + i))
+        got = c.get(shared)
+        if got is not None and got != b"S" * 5000:
+            bad += 1
+    return bad
+
+
+def test_concurrent_writers(folder):
+    """Processes writing one key and their own keys at once: every read is
+    whole, every entry valid afterwards, no temporary file left."""
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(4) as pool:
+        bad = pool.map(_writer, [(str(folder), s) for s in range(4)])
+    assert bad == [0, 0, 0, 0]
+    assert cache.get(cache.key("shared")) == b"S" * 5000
+    names = os.listdir(folder)
+    assert not [n for n in names if n.startswith(".tmp-")]
+    for e in cache.entries():
+        assert cache.get(e.key) is not None
+    assert len(cache.entries()) == 1 + 4 * 5
+
+
+def test_cli_ls_and_clear(folder):
+    cache.put(cache.key("a"), b"12345")
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(HERE))
+    out = subprocess.run([sys.executable, "-m", "tinyinfer", "cache", "ls"], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert str(folder) in out.stdout and cache.key("a") in out.stdout and "1 entry" in out.stdout
+    out = subprocess.run([sys.executable, "-m", "tinyinfer", "cache", "clear"], env=env, capture_output=True,
+                         text=True)
+    assert out.returncode == 0 and "removed 1 entry" in out.stdout
+    assert cache.entries() == []
