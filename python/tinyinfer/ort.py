@@ -268,6 +268,12 @@ class InferenceSession:
         if all(p.dims is not None and all(isinstance(d, int) for d in p.dims[1:]) for p in self._ins):
             self._default = self._model_for(None)
             self._default_shapes = tuple(tuple(t.shape) for t in self._default.inputs)
+            if all(isinstance(d, int) for p in self._ins for d in p.dims):
+                # Static inputs: like onnxruntime's shape inference, an output dim the file leaves
+                # symbolic is the one the graph computes.
+                for p, info in zip(self._outs, self._default.outputs):
+                    if p.dims is not None and len(p.dims) == len(info.shape):
+                        p.dims = [d if isinstance(d, int) else int(n) for d, n in zip(p.dims, info.shape)]
 
     @staticmethod
     def _check_providers(providers, provider_options):
