@@ -25,6 +25,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
+from . import _lib
 from ._errors import (InvalidArgumentError, InvalidStateError, ModelFormatError, Status, TinyInferError,
                       TinyInferRuntimeError)
 
@@ -60,6 +61,20 @@ _TYPE_NAMES = {np.dtype(np.float32): "FLOAT32", np.dtype(np.float16): "FLOAT16",
 def _type_name(dt) -> str:
     dt = np.dtype(dt)
     return _TYPE_NAMES.get(dt, dt.name.upper())
+
+
+def _direct_buffers(session):
+    """The session's own input buffers (writable) and output buffers
+    (read-only views), fixed for its lifetime, when this Session keeps them
+    (Session._in_views / _out_views); None makes the interpreter copy
+    through Session.run instead (slower, same results). test_compat_litert
+    checks that the direct path is in use."""
+    ins, outs = getattr(session, "_in_views", None), getattr(session, "_out_views", None)
+    if (isinstance(ins, list) and isinstance(outs, list) and len(ins) == len(session.inputs)
+            and len(outs) == len(session.outputs) and hasattr(session, "_lock") and hasattr(session, "_handle")
+            and all(isinstance(a, np.ndarray) and a.flags.writeable for a in ins)):
+        return list(ins), list(outs)
+    return None
 
 
 class _Tensor:
@@ -223,6 +238,7 @@ class Interpreter:
                 raise TinyInferError(f"input '{info.name}': the converted model takes {info.dtype}, the .tflite {dt}")
         self._inputs: Optional[List[np.ndarray]] = None   # buffers of set_tensor / tensor(), once allocated
         self._outputs: Optional[List[np.ndarray]] = None
+        self._direct = False
         self._constants: Dict[int, np.ndarray] = {}
 
     def __del__(self):
@@ -303,15 +319,30 @@ class Interpreter:
         if self._session is not None:
             self._session.close()
         self._session = session
-        self._inputs = [np.zeros(s, dt) for s, dt in zip(self._in_shapes, self._in_dtypes)]
         self._out_shapes = [tuple(o.shape) for o in session.outputs]
-        self._outputs = [np.zeros(o.shape, o.dtype) for o in session.outputs]
+        direct = _direct_buffers(session)
+        if direct is not None:
+            # set_tensor writes into the session's input buffers and invoke runs it: no copy
+            # on top of LiteRT's own (its set_tensor copies too)
+            self._inputs, self._outputs = direct
+            for a in self._inputs:
+                a.fill(0)
+        else:
+            self._inputs = [np.zeros(s, dt) for s, dt in zip(self._in_shapes, self._in_dtypes)]
+            self._outputs = [np.zeros(o.shape, o.dtype) for o in session.outputs]
+        self._direct = direct is not None
 
     def invoke(self) -> None:
         session = self._session
         if session is None:
             raise InvalidStateError("Invoke called on model that is not ready: call allocate_tensors() first")
-        self._outputs = session.run(self._inputs, copy=False)
+        if self._direct:
+            with session._lock:
+                if session._handle is None:
+                    raise InvalidStateError("the interpreter is closed")
+                _lib.lib.tinf_session_run(session._handle)
+        else:
+            self._outputs = session.run(self._inputs, copy=False)
 
     def set_tensor(self, tensor_index, value) -> None:
         k = self._in_pos.get(tensor_index)

@@ -264,10 +264,13 @@ class InferenceSession:
         # The model as the file's shapes give it (dynamic batch dims as 1), converted now so that
         # an unsupported op fails here, as an onnxruntime session fails at creation.
         # (A model with dynamic dims past the first is converted at the first run, for its shapes.)
-        self._default = self._default_shapes = None
+        self._default = self._default_shapes = self._default_session = self._fast = None
         if all(p.dims is not None and all(isinstance(d, int) for d in p.dims[1:]) for p in self._ins):
             self._default = self._model_for(None)
             self._default_shapes = tuple(tuple(t.shape) for t in self._default.inputs)
+            self._default_session = self._default.session()  # thread-safe: Session.run holds its lock
+            if all(p.dtype is not None for p in self._ins):
+                self._fast = [(p.name, np.dtype(p.dtype), shape) for p, shape in zip(self._ins, self._default_shapes)]
             if all(isinstance(d, int) for p in self._ins for d in p.dims):
                 # Static inputs: like onnxruntime's shape inference, an output dim the file leaves
                 # symbolic is the one the graph computes.
@@ -353,6 +356,19 @@ class InferenceSession:
 
     # -- running ----------------------------------------------------------------
     def run(self, output_names, input_feed, run_options: Optional[RunOptions] = None) -> List[np.ndarray]:
+        # Fast path (kept short: its cost is the layer's overhead on a small model): every input
+        # given as an array of exactly the file's dtype and of the shapes the default model runs.
+        fast = self._fast
+        if fast is not None and not output_names and run_options is None and type(input_feed) is dict \
+                and len(input_feed) == len(fast):
+            arrays = []
+            for name, dtype, shape in fast:
+                a = input_feed.get(name)
+                if type(a) is not np.ndarray or a.dtype != dtype or a.shape != shape:
+                    break
+                arrays.append(a)
+            else:
+                return self._default_session.run(arrays)
         if run_options is not None and getattr(run_options, "terminate", False):
             raise Fail("Exiting due to terminate flag being set to true.")
         if not isinstance(input_feed, dict):
@@ -374,9 +390,12 @@ class InferenceSession:
         else:
             picks = None
         shapes = tuple(a.shape for a in arrays)
-        with self._lock:
-            model = self._default if shapes == self._default_shapes else self._model_for(shapes)
-            outs = model.run(arrays)
+        if shapes == self._default_shapes:
+            outs = self._default_session.run(arrays)
+        else:
+            with self._lock:
+                model = self._model_for(shapes)
+                outs = model.run(arrays)
         if picks is None:
             return outs
         return [outs[k] for k in picks]
@@ -425,6 +444,8 @@ class InferenceSession:
             for m in self._models.values():
                 m.close()
             self._models.clear()
+            if getattr(self, "_default_session", None) is not None:
+                self._default_session.close()
             if getattr(self, "_default", None) is not None:
                 self._default.close()
 
