@@ -401,3 +401,16 @@ def test_intermediate_tensors_refuse_clearly(tmp_path, monkeypatch):
 def test_unsupported_model_names_the_ops():
     with pytest.raises(tinyinfer.UnsupportedOpError):
         tinyinfer.lite.Interpreter(model_path=os.path.join(FIXTURES, "unsupported_ops.tflite"))
+
+
+def test_set_tensor_writes_the_sessions_buffer(tmp_path, monkeypatch):
+    """tinyinfer.lite copies an input once (into the session's own buffer) and
+    runs the session directly: the figure of bench/compat_overhead.py rests
+    on it. If Session changes how it keeps its buffers, this fails (the
+    interpreter still works, through Session.run, with one more copy)."""
+    monkeypatch.setenv("TINYINFER_CACHE_DIR", str(tmp_path))
+    it = tinyinfer.lite.Interpreter(model_path=MLP)
+    it.allocate_tensors()
+    assert it._direct
+    view = it.tensor(it.get_input_details()[0]["index"])()
+    assert view.base is not None and not view.flags.owndata  # a view of the session's memory
