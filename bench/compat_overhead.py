@@ -31,6 +31,15 @@ import tinyinfer.lite  # noqa: E402
 import tinyinfer.ort  # noqa: E402
 
 
+def _timed_pair(first, second):
+    pc = time.perf_counter
+    t0 = pc()
+    first()
+    t1 = pc()
+    second()
+    return t1 - t0, pc() - t1
+
+
 def compare(native, layer, seconds):
     """Per-call times, the two sides called alternately (which goes first
     alternates too) so that both see the same machine: (median native
@@ -47,19 +56,9 @@ def compare(native, layer, seconds):
     tn, tl = np.empty(n), np.empty(n)
     for i in range(n):
         if i & 1:
-            t0 = pc()
-            native()
-            t1 = pc()
-            layer()
-            t2 = pc()
-            tn[i], tl[i] = t1 - t0, t2 - t1
+            tn[i], tl[i] = _timed_pair(native, layer)
         else:
-            t0 = pc()
-            layer()
-            t1 = pc()
-            native()
-            t2 = pc()
-            tl[i], tn[i] = t1 - t0, t2 - t1
+            tl[i], tn[i] = _timed_pair(layer, native)
     return float(np.median(tn)), float(np.median(tl)), float(np.median(tl - tn))
 
 

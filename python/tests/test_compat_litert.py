@@ -140,19 +140,13 @@ def test_snippet_gives_litert_outputs(lite, path):
     kw = {"experimental_op_resolver_type": lite.OpResolverType.BUILTIN_REF} if MODELS[path] == "int8" else {}
     interpreter = lite.Interpreter(model_content=content, **kw)
     interpreter.allocate_tensors()
-    feeds = feeds_for(interpreter.get_input_details(), seed=1)
-    for d, x in zip(interpreter.get_input_details(), feeds):
-        interpreter.set_tensor(d["index"], x)
-    interpreter.invoke()
-    outs = [interpreter.get_tensor(d["index"]) for d in interpreter.get_output_details()]
-    assert_same(outs, reference(path, feeds, MODELS[path]), MODELS[path])
-    # again, with other inputs, on the same interpreter
-    feeds = feeds_for(interpreter.get_input_details(), seed=2)
-    for d, x in zip(interpreter.get_input_details(), feeds):
-        interpreter.set_tensor(d["index"], x)
-    interpreter.invoke()
-    outs = [interpreter.get_tensor(d["index"]) for d in interpreter.get_output_details()]
-    assert_same(outs, reference(path, feeds, MODELS[path]), MODELS[path])
+    for seed in (1, 2):  # twice on the same interpreter
+        feeds = feeds_for(interpreter.get_input_details(), seed=seed)
+        for d, x in zip(interpreter.get_input_details(), feeds):
+            interpreter.set_tensor(d["index"], x)
+        interpreter.invoke()
+        outs = [interpreter.get_tensor(d["index"]) for d in interpreter.get_output_details()]
+        assert_same(outs, reference(path, feeds, MODELS[path]), MODELS[path])
 
 
 INT8 = [p for p in PATHS if MODELS[p] == "int8"]
