@@ -247,3 +247,26 @@ def test_unsupported_things_name_themselves(tmp_path, monkeypatch):
     # every tinyinfer.ort error is a tinyinfer error too
     assert issubclass(tinyinfer.ort.InvalidArgument, tinyinfer.TinyInferError)
     assert issubclass(tinyinfer.ort.NoSuchFile, tinyinfer.TinyInferError)
+
+
+def test_concurrent_runs(rt):
+    """One session, runs from several threads at once (onnxruntime allows it)."""
+    import threading
+    key = os.path.join(FIXTURES, "cnn_bn_op17.onnx")
+    sess = rt.InferenceSession(key, providers=CPU)
+    feeds = [feed_for(sess, seed) for seed in range(4)]
+    refs = [reference(key, f) for f in feeds]
+    failures = []
+
+    def work(k):
+        try:
+            for _ in range(20):
+                assert_same(sess.run(None, feeds[k]), refs[k], "f32")
+        except AssertionError as e:
+            failures.append(e)
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not failures, failures[0]
