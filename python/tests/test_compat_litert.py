@@ -408,3 +408,15 @@ def test_set_tensor_writes_the_sessions_buffer(tmp_path, monkeypatch):
     assert it._direct
     view = it.tensor(it.get_input_details()[0]["index"])()
     assert view.base is not None and not view.flags.owndata  # a view of the session's memory
+
+
+def test_resize_the_model_cannot_take(lite):
+    """Not strict, any shape is accepted; allocate_tensors refuses one the graph cannot run."""
+    path = os.path.join(ROOT, "models", "digits_mlp.tflite")  # FullyConnected on 784 features
+    it = lite.Interpreter(model_path=path)
+    it.resize_tensor_input(0, [2, 785])
+    assert it.get_input_details()[0]["shape"].tolist() == [2, 785]
+    with pytest.raises(RuntimeError):
+        it.allocate_tensors()
+    with pytest.raises(ValueError):  # a tensor_size that is not a list of dims
+        it.resize_tensor_input(0, [[2, 784]])
