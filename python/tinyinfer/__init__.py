@@ -56,3 +56,8 @@ from . import quantize as _quantize_mod  # noqa: E402
 
 quantize = _quantize_mod.quantize
 __all__.append("quantize")
+
+# Monitoring (docs/monitoring.md): tinyinfer.Monitor and tinyinfer.compare.
+from .monitor import Monitor, Unavailable  # noqa: E402
+
+__all__ += ["Monitor", "Unavailable"]

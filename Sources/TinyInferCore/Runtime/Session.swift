@@ -38,6 +38,12 @@ public final class Session {
 
   /// Per-op run times of the last `run(profile: true)`, in nanoseconds.
   public private(set) var opNanoseconds: [UInt64]
+  /// Run-time log (tinf_session_set_run_log, for monitors): when set, each
+  /// successful `run()` writes its nanoseconds to
+  /// runLog[1 + runLog[0] % runLogCapacity] and increments runLog[0].
+  /// Owned by the caller; nil (the default) costs one branch per run.
+  public var runLog: UnsafeMutablePointer<UInt64>? = nil
+  public var runLogCapacity: Int = 1
 
   /// Plans the arena, allocates it and binds every kernel. (A factory rather
   /// than a throwing initializer: Embedded Swift leaks a partially
@@ -121,9 +127,19 @@ public final class Session {
   /// Runs every op once on the current inputs.
   public func run(profile: Bool = false) throws(TinfError) {
     if !profile {
+      guard let log = runLog else {
+        for k in kernels.indices {
+          try kernels[k]()
+        }
+        return
+      }
+      let t0 = ti_shim_now_ns()
       for k in kernels.indices {
         try kernels[k]()
       }
+      let n = log[0]
+      log[1 + Int(n % UInt64(runLogCapacity))] = ti_shim_now_ns() &- t0
+      log[0] = n &+ 1
       return
     }
     for k in kernels.indices {
