@@ -641,12 +641,19 @@ class Monitor:
 
 def library_memory() -> dict:
     """Bytes the library holds now, over every open model and session of this
-    process: the model files (mapped or copied), the weights the graphs use,
-    constants folded at load, weights repacked for the kernels, and the
-    sessions' arenas."""
+    process (see library_memory_of)."""
+    return library_memory_of(list(_model._live_models), list(_model._live_sessions))
+
+
+def library_memory_of(models, sessions) -> dict:
+    """Bytes these models and sessions hold in the library: the model files
+    (mapped or copied), the weights the graphs use, constants folded at load,
+    weights repacked for the kernels, and the sessions' arenas."""
+    if not isinstance(models, (list, tuple)):
+        models = [models]
     out = {"files": 0, "weights": 0, "folded": 0, "packed": 0, "arena": 0}
     f, w, fo, p = ctypes.c_size_t(), ctypes.c_size_t(), ctypes.c_size_t(), ctypes.c_size_t()
-    for m in list(_model._live_models):
+    for m in models:
         if m._handle is None:
             continue
         L.tinf_model_memory(m._handle, ctypes.byref(f), ctypes.byref(w), ctypes.byref(fo), ctypes.byref(p))
@@ -654,7 +661,7 @@ def library_memory() -> dict:
         out["weights"] += w.value
         out["folded"] += fo.value
         out["packed"] += p.value
-    for s in list(_model._live_sessions):
+    for s in sessions:
         if s._handle is not None:
             out["arena"] += s.arena_bytes
     out["kernel_scratch"] = Unavailable("not counted by the library: the per-op scratch buffers allocated when a "
