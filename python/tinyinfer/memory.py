@@ -65,8 +65,9 @@ class ArenaTimeline:
 
     def peak_by_op(self) -> List[Tuple[int, int]]:
         """The peak's bytes by the op that produced them: [(op index or -1
-        for graph inputs, bytes)], largest first (a shared in-place buffer
-        counts for the op that produced it first)."""
+        for graph inputs, bytes)], largest first (a buffer shared in place
+        counts once, for the op that wrote the tensor alive in it at the
+        peak; if two of its tensors are alive then, the earlier one's)."""
         seen, by = set(), {}
         for t in sorted(self.alive(self.peak_op), key=lambda t: t.first_op):
             if t.buffer in seen:

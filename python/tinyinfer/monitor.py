@@ -189,8 +189,11 @@ class ProcSource:
     def reset_hwm(self) -> Optional[str]:
         """Resets VmHWM to the current RSS (Linux >= 4.0); None, or why not."""
         try:
-            with open(os.path.join(self.root, "self", "clear_refs"), "w") as f:
-                f.write("5")
+            fd = os.open(os.path.join(self.root, "self", "clear_refs"), os.O_WRONLY)   # never creates it
+            try:
+                os.write(fd, b"5")
+            finally:
+                os.close(fd)
             return None
         except OSError as e:
             return f"cannot reset the peak RSS mark ({self.root}/self/clear_refs: {e})"
