@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """Compares two `--json` result files of tinyinfer (bench, compare, inspect
 --memory; schema in docs/monitoring.md) and flags regressions beyond a
-threshold: latency, memory, energy or size up, or accuracy, agreement or
-throughput down by more than THRESHOLD percent (accuracy and agreement: by
-more than THRESHOLD percentage points / 100, i.e. 0.5 points at 5).
+threshold: latency, memory, energy or size up, or throughput down, by more
+than THRESHOLD percent; accuracy or agreement down by more than ACCURACY_DROP
+percentage points.
 
-    python scripts/compare_json.py OLD.json NEW.json [--threshold 5] [--all]
+    python scripts/compare_json.py OLD.json NEW.json [--threshold 5] [--accuracy-drop 0.5] [--all]
 
 Records are matched by variant name (compare) or model file name (bench).
 Exit status: 0 no regression, 1 regressions, 2 unusable input. A note says
@@ -64,7 +64,7 @@ def _ignored(metric: str) -> bool:
     return last in IGNORED or any(part in IGNORED for part in metric.split("."))
 
 
-def compare_docs(old: dict, new: dict, threshold: float):
+def compare_docs(old: dict, new: dict, threshold: float, accuracy_drop: float = 0.5):
     """[(record, metric, old, new, change, regression)] for every metric in both."""
     rows = []
     a, b = _records(old), _records(new)
@@ -78,7 +78,7 @@ def compare_docs(old: dict, new: dict, threshold: float):
             higher = any(h in metric for h in HIGHER_IS_BETTER)
             if any(p in metric for p in POINTS):
                 change = vb - va
-                worse = (va - vb) > threshold / 100.0 / 10.0
+                worse = (va - vb) * 100.0 > accuracy_drop
             else:
                 change = (vb - va) / abs(va) * 100.0 if va else (0.0 if vb == va else float("inf"))
                 worse = (-change if higher else change) > threshold
@@ -91,6 +91,8 @@ def main(argv=None) -> int:
     ap.add_argument("old")
     ap.add_argument("new")
     ap.add_argument("--threshold", type=float, default=5.0, help="percent (default 5)")
+    ap.add_argument("--accuracy-drop", type=float, default=0.5,
+                    help="percentage points of accuracy or agreement (default 0.5)")
     ap.add_argument("--all", action="store_true", help="print every metric, not only the regressions")
     a = ap.parse_args(argv)
     docs = []
@@ -119,7 +121,7 @@ def main(argv=None) -> int:
                         if old.get(what, {}).get(k) != new.get(what, {}).get(k)}
                 if diff:
                     print(f"note: {what} differs: " + ", ".join(f"{k} {x} -> {y}" for k, (x, y) in diff.items()))
-    rows = compare_docs(old, new, a.threshold)
+    rows = compare_docs(old, new, a.threshold, a.accuracy_drop)
     if not rows:
         print("compare_json: no record and metric in common", file=sys.stderr)
         return 2
@@ -128,7 +130,8 @@ def main(argv=None) -> int:
         unit = " points" if any(p in metric for p in POINTS) else "%"
         ch = change * 100 if unit == " points" else change
         print(f"{'REGRESSION' if worse else 'ok':10} {key:28} {metric:34} {va:>14.6g} -> {vb:<14.6g} {ch:+.2f}{unit}")
-    print(f"{len(bad)} regression(s) beyond {a.threshold:g}% in {len(rows)} metrics")
+    print(f"{len(bad)} regression(s) beyond {a.threshold:g}% (accuracy: {a.accuracy_drop:g} points) "
+          f"in {len(rows)} metrics")
     return 1 if bad else 0
 
 
