@@ -328,26 +328,32 @@ class BatterySource:
                 "full_wh": None if full is None else full * 1e-6, "power_w": None if p is None else p * 1e-6}
 
 
+_gpu_absent: Optional[str] = None    # why NVML is unusable in this process, once found out
+
+
 class GpuSource:
     """NVIDIA GPUs through pynvml (optional): utilization, memory, power."""
 
     def __init__(self):
-        self.problem: Optional[str] = None
+        global _gpu_absent
+        self.problem: Optional[str] = _gpu_absent
         self.handles = []
+        if self.problem is not None:
+            return
         try:
             import warnings
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 import pynvml
         except ImportError:
-            self.problem = "pynvml is not installed (pip install nvidia-ml-py)"
+            self.problem = _gpu_absent = "pynvml is not installed (pip install nvidia-ml-py)"
             return
         self.nvml = pynvml
         try:
             pynvml.nvmlInit()
             self.handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(pynvml.nvmlDeviceGetCount())]
         except Exception as e:
-            self.problem = f"no NVIDIA GPU or driver ({e})"
+            self.problem = _gpu_absent = f"no NVIDIA GPU or driver ({e})"
             return
         if not self.handles:
             self.problem = "NVML found no GPU"
@@ -453,6 +459,10 @@ def format_report(r: dict) -> str:
     else:
         lines.append(f"battery: {b}")
     g = r["gpu"]
+    mo = r.get("monitor")
+    if mo:
+        lines.append(f"monitor: {mo['samples']} samples every {mo['interval_s']} s, sampler CPU "
+                     f"{mo['sampler_cpu_s'] * 1e3:.2f} ms")
     lines.append(f"GPU: {g}" if isinstance(g, Unavailable) else
                  "GPU: " + "; ".join(f"#{i} " + ", ".join(f"{k} {v:.1f}" for k, v in d.items()) for i, d in enumerate(g)))
     return "\n".join(lines)
@@ -502,8 +512,11 @@ class Monitor:
             self._gpu_samples.append(self.gpu.sample())
 
     def _loop(self) -> None:
+        c0 = time.thread_time()
         while not self._stop.wait(self.interval):
             self._sample()
+            self._samples += 1
+        self._sampler_cpu = time.thread_time() - c0
 
     def __enter__(self) -> "Monitor":
         self.start()
@@ -521,6 +534,7 @@ class Monitor:
         self.battery = BatterySource(self.roots["power_supply_root"])
         self.gpu = GpuSource() if self.use_gpu else None
         self._bat_samples, self._gpu_samples = [], []
+        self._samples, self._sampler_cpu = 0, 0.0
         rss = self.proc.rss()
         self._rss_max = rss if isinstance(rss, int) else 0
         with _registry.lock:
@@ -603,6 +617,7 @@ class Monitor:
         r["energy_estimate"] = {"joules": est, "j_per_inference": per_inf(est), "watts_per_core": self.watts_per_core,
                                 "estimate": True}
         r["battery"] = self._battery(wall, samples, r)
+        r["monitor"] = {"interval_s": self.interval, "samples": self._samples, "sampler_cpu_s": self._sampler_cpu}
         if self.gpu is None:
             r["gpu"] = Unavailable("gpu=False")
         elif self.gpu.problem is not None:
