@@ -59,12 +59,57 @@ def measure(path, rounds, seconds):
             "wall_overhead_percent": wall, "cpu_overhead_percent": cpu}
 
 
+def components(path, pairs=300, k=200):
+    """The monitor's costs one by one, each measured where noise cancels:
+    the library's run log (ns per run: paired blocks of k runs with the log
+    attached and detached, called straight through ctypes), the sampler
+    thread (its CPU time per second of monitoring) and a monitor's start and
+    stop (ms)."""
+    import ctypes
+    from tinyinfer import _lib
+    L = _lib.lib
+    with tinyinfer.load(path) as m:
+        s = m.session()
+        h = s._handle
+        buf = np.zeros(1026, np.uint64)
+        ptr = buf.ctypes.data_as(ctypes.POINTER(ctypes.c_uint64))
+        run, pc = L.tinf_session_run, time.perf_counter_ns
+        out = {}
+        for label, flags in (("run_log_ns", 0), ("run_log_every_run_ns", _lib.RUN_LOG_EVERY_RUN)):
+            diffs, base = [], []
+            for i in range(pairs):
+                t = {}
+                for attached in ((False, True) if i % 2 == 0 else (True, False)):
+                    L.tinf_session_set_run_log(h, ptr if attached else None, 1024, flags)
+                    t0 = pc()
+                    for _ in range(k):
+                        run(h)
+                    t[attached] = (pc() - t0) / k
+                diffs.append(t[True] - t[False])
+                base.append(t[False])
+            out[label] = float(np.median(diffs))
+            out["run_ns"] = float(np.median(base))
+        L.tinf_session_set_run_log(h, None, 0, 0)
+        s.close()
+    with tinyinfer.Monitor() as mo:
+        time.sleep(2.0)
+    sampler = mo.report["monitor"]["sampler_cpu_s"] / mo.report["wall_s"]
+    t0 = time.perf_counter()
+    for _ in range(50):
+        with tinyinfer.Monitor():
+            pass
+    startstop = (time.perf_counter() - t0) / 50
+    return {"model": os.path.basename(path), **out, "sampler_cpu_fraction": sampler,
+            "start_stop_ms": startstop * 1e3}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("models", nargs="*")
     ap.add_argument("--rounds", type=int, default=41)
     ap.add_argument("--seconds", type=float, default=0.1, help="length of one round")
     ap.add_argument("--json")
+    ap.add_argument("--components", help="a model whose run-log cost to measure (default: the bench MLP int8)")
     a = ap.parse_args()
     paths = a.models or sorted(glob.glob(os.path.join(ROOT, "bench", "models", "*.tinf")))
     rows = []
@@ -74,9 +119,18 @@ def main():
         rows.append(r)
         print(f"{r['model']:32} {r['runs_per_round']:>7} {r['off_us']:>9.2f} {r['on_us']:>9.2f} "
               f"{r['wall_overhead_percent']:>7.2f}% {r['cpu_overhead_percent']:>7.2f}%", flush=True)
+    comp_model = a.components or os.path.join(ROOT, "bench", "models", "mlp.int8-static.tinf")
+    comp = None
+    if os.path.exists(comp_model):
+        comp = components(comp_model)
+        print(f"components ({comp['model']}, one run through ctypes {comp['run_ns'] / 1e3:.2f} us): the run log "
+              f"{comp['run_log_ns']:.1f} ns per run ({comp['run_log_ns'] / comp['run_ns'] * 100:.2f}%), timing every "
+              f"run {comp['run_log_every_run_ns']:.1f} ns ({comp['run_log_every_run_ns'] / comp['run_ns'] * 100:.2f}%); "
+              f"the sampler {comp['sampler_cpu_fraction'] * 100:.3f}% of a core; "
+              f"start + stop {comp['start_stop_ms']:.2f} ms")
     if a.json:
         with open(a.json, "w") as f:
-            json.dump(rows, f, indent=1)
+            json.dump({"models": rows, "components": comp}, f, indent=1)
 
 
 if __name__ == "__main__":

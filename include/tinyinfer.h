@@ -443,16 +443,20 @@ typedef struct tinf_plan_entry {
  * tensor index out of range. */
 tinf_status tinf_session_plan_entry(const tinf_session *session, int32_t tensor, tinf_plan_entry *out_entry);
 
-/* Run-time log for monitors: with log set (capacity + 1 uint64 values,
+/* Run-time log for monitors: with log set (capacity + 2 uint64 values,
  * borrowed: the caller keeps it alive and unchanged until it detaches it or
- * frees the session), each successful tinf_session_run writes its
- * nanoseconds to log[1 + log[0] % capacity] and then increments log[0]
- * (runs counted since the caller zeroed it). log NULL (capacity ignored)
- * detaches. Costs one branch per run when detached, two clock reads when
- * attached. Not synchronized: set it while no run of the session is under way.
- * Statuses: TINF_OK; TINF_ERR_INVALID_ARGUMENT for a NULL session or a
- * capacity < 1 (or one whose log would not fit in memory) with a log. */
-tinf_status tinf_session_set_run_log(tinf_session *session, uint64_t *log, int64_t capacity);
+ * frees the session), each successful tinf_session_run increments log[0]
+ * (runs since the caller zeroed it); a timed run also writes its nanoseconds
+ * to log[2 + log[1] % capacity] and increments log[1]. Every run is timed
+ * while runs take 16 us or more; after a shorter one the next 15 are not
+ * (two clock reads, ~50 ns, would be a few percent of such runs), unless
+ * flags has TINF_RUN_LOG_EVERY_RUN. log NULL (capacity and flags ignored)
+ * detaches. Costs one branch per run when detached. Not synchronized: set
+ * it while no run of the session is under way.
+ * Statuses: TINF_OK; TINF_ERR_INVALID_ARGUMENT for a NULL session, unknown
+ * flags, or a capacity < 1 (or one whose log would not fit in memory) with a log. */
+typedef enum tinf_run_log_flag { TINF_RUN_LOG_EVERY_RUN = 1 } tinf_run_log_flag;
+tinf_status tinf_session_set_run_log(tinf_session *session, uint64_t *log, int64_t capacity, uint32_t flags);
 
 #ifdef __cplusplus
 }

@@ -48,18 +48,23 @@ public func tinf_session_plan_entry(
 
 @c @implementation
 public func tinf_session_set_run_log(
-  _ session: OpaquePointer?, _ log: UnsafeMutablePointer<UInt64>?, _ capacity: Int64
+  _ session: OpaquePointer?, _ log: UnsafeMutablePointer<UInt64>?, _ capacity: Int64, _ flags: UInt32
 ) -> tinf_status {
   guard let s = sessionHandle(session) else { return nullArg("tinf_session_set_run_log") }
+  s.session.runLogSkip = 0
   guard let log else {
     s.session.runLog = nil
     s.session.runLogCapacity = 1
     return ok()
   }
-  guard capacity >= 1 && capacity < Int64(Int.max / 8) else {
+  guard capacity >= 1 && capacity < Int64(Int.max / 8) - 2 else {
     return fail(.invalidArgument, "tinf_session_set_run_log: capacity must be >= 1 and fit in memory, got \(capacity)")
   }
+  guard flags & ~UInt32(TINF_RUN_LOG_EVERY_RUN.rawValue) == 0 else {
+    return fail(.invalidArgument, "tinf_session_set_run_log: unknown flags \(flags)")
+  }
   s.session.runLogCapacity = Int(capacity)
+  s.session.runLogEveryRun = flags & UInt32(TINF_RUN_LOG_EVERY_RUN.rawValue) != 0
   s.session.runLog = log
   return ok()
 }

@@ -48,13 +48,13 @@ def test_every_run_is_logged_and_each_time_is_within_the_call_around_it(tmp_path
         x = np.ones((1, 32), np.float32)
         s.run(x)
         outer = []
-        with Monitor(**no_fake_sources(tmp_path)) as mo:
+        with Monitor(time_every_run=True, **no_fake_sources(tmp_path)) as mo:
             for _ in range(300):
                 t0 = time.perf_counter_ns()
                 s.run(x)
                 outer.append(time.perf_counter_ns() - t0)
         r = mo.report
-        assert r["runs"] == 300 and r["samples"] == 300
+        assert r["runs"] == 300 and r["samples"] == 300 and r["timed_runs"] == 300
         logged = r.latencies_ns.astype(np.int64)
         assert logged.size == 300
         # The library's time of each run lies inside the Python call around it.
@@ -65,6 +65,34 @@ def test_every_run_is_logged_and_each_time_is_within_the_call_around_it(tmp_path
         assert lat["min"] <= lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["max"]
         assert r["throughput_per_s"] == pytest.approx(300 / r["wall_s"])
         s.close()
+
+
+def big_fc_file(tmp_path):
+    b = tinyinfer.GraphBuilder("big")
+    w = np.random.default_rng(1).standard_normal((2048, 2048)).astype(np.float32)
+    b.output(b.op("FullyConnected", b.input("x", (1, 2048)), b.const("w", w)))
+    path = str(tmp_path / "big.tinf")
+    b.save(path)
+    return path
+
+
+def test_default_sampling_times_long_runs_all_and_short_ones_one_in_16(tmp_path):
+    small, _ = mlp_file(tmp_path)
+    with tinyinfer.load(small) as m, tinyinfer.load(big_fc_file(tmp_path)) as big:
+        x, xb = np.ones((1, 32), np.float32), np.ones((1, 2048), np.float32)
+        m.run(x)
+        big.run(xb)
+        with Monitor(**no_fake_sources(tmp_path)) as short:
+            for _ in range(320):
+                m.run(x)
+        with Monitor(**no_fake_sources(tmp_path)) as long:
+            for _ in range(30):
+                big.run(xb)         # 4M multiply-adds: well over 16 us a run
+    assert short.report["runs"] == 320
+    # One in 16 (20) unless the machine stretched some runs past 16 us.
+    assert 20 <= short.report["timed_runs"] < 320
+    assert long.report["runs"] == long.report["timed_runs"] == 30
+    assert long.report["latency_us"]["min"] >= 16
 
 
 def test_no_monitor_no_logging_and_no_sampler_thread(tmp_path):
@@ -106,7 +134,7 @@ def test_nested_monitors_and_a_small_log(tmp_path):
     path, _ = mlp_file(tmp_path)
     with tinyinfer.load(path) as m:
         x = np.ones((1, 32), np.float32)
-        with Monitor(log_capacity=10, **no_fake_sources(tmp_path)) as outer:
+        with Monitor(log_capacity=10, time_every_run=True, **no_fake_sources(tmp_path)) as outer:
             for _ in range(5):
                 m.run(x)
             with Monitor(**no_fake_sources(tmp_path)) as inner:
@@ -137,9 +165,9 @@ def test_c_run_log_and_plan_entry_check_their_arguments(tmp_path):
     with tinyinfer.load(path) as m:
         s = m.session()
         with pytest.raises(InvalidArgumentError):
-            _lib.lib.tinf_session_set_run_log(s._handle, (ctypes.c_uint64 * 2)(), 0)
+            _lib.lib.tinf_session_set_run_log(s._handle, (ctypes.c_uint64 * 2)(), 0, 0)
         with pytest.raises(InvalidArgumentError):
-            _lib.lib.tinf_session_set_run_log(None, None, 0)
+            _lib.lib.tinf_session_set_run_log(None, None, 0, 0)
         e = _lib.PlanEntry()
         with pytest.raises(InvalidArgumentError):
             _lib.lib.tinf_session_plan_entry(s._handle, m.num_tensors, ctypes.byref(e))
@@ -149,14 +177,23 @@ def test_c_run_log_and_plan_entry_check_their_arguments(tmp_path):
             _lib.lib.tinf_session_plan_entry(s._handle, 0, None)
         with pytest.raises(InvalidArgumentError):
             _lib.lib.tinf_model_memory(None, None, None, None, None)
-        # A log the C code writes directly: a ring of 3.
-        buf = (ctypes.c_uint64 * 4)()
-        _lib.lib.tinf_session_set_run_log(s._handle, buf, 3)
+        with pytest.raises(InvalidArgumentError):
+            _lib.lib.tinf_session_set_run_log(s._handle, (ctypes.c_uint64 * 4)(), 2, 2)     # unknown flag
+        # A log the C code writes directly: a ring of 3, every run timed.
+        buf = (ctypes.c_uint64 * 5)()
+        _lib.lib.tinf_session_set_run_log(s._handle, buf, 3, _lib.RUN_LOG_EVERY_RUN)
         for _ in range(5):
             _lib.lib.tinf_session_run(s._handle)
-        _lib.lib.tinf_session_set_run_log(s._handle, None, 0)
+        _lib.lib.tinf_session_set_run_log(s._handle, None, 0, 0)
         _lib.lib.tinf_session_run(s._handle)
-        assert buf[0] == 5 and all(buf[i] > 0 for i in (1, 2, 3))
+        assert buf[0] == 5 and buf[1] == 5 and all(buf[i] > 0 for i in (2, 3, 4))
+        # Adaptive: after a short run (this model runs in about a microsecond) the next 15 are not timed.
+        buf = (ctypes.c_uint64 * 5)()
+        _lib.lib.tinf_session_set_run_log(s._handle, buf, 3, 0)
+        for _ in range(5):
+            _lib.lib.tinf_session_run(s._handle)
+        _lib.lib.tinf_session_set_run_log(s._handle, None, 0, 0)
+        assert buf[0] == 5 and 1 <= buf[1] <= 5 and buf[2] > 0
         s.close()
 
 

@@ -335,5 +335,7 @@ class PlanEntry(Structure):
 _fn("tinf_model_memory", [ModelHandle, POINTER(c_size_t), POINTER(c_size_t), POINTER(c_size_t), POINTER(c_size_t)])
 # tinf_status tinf_session_plan_entry(const tinf_session *session, int32_t tensor, tinf_plan_entry *out_entry);
 _fn("tinf_session_plan_entry", [SessionHandle, c_int32, POINTER(PlanEntry)])
-# tinf_status tinf_session_set_run_log(tinf_session *session, uint64_t *log, int64_t capacity);
-_fn("tinf_session_set_run_log", [SessionHandle, POINTER(c_uint64), c_int64])
+# typedef enum tinf_run_log_flag { TINF_RUN_LOG_EVERY_RUN = 1 } tinf_run_log_flag;
+RUN_LOG_EVERY_RUN = 1
+# tinf_status tinf_session_set_run_log(tinf_session *session, uint64_t *log, int64_t capacity, uint32_t flags);
+_fn("tinf_session_set_run_log", [SessionHandle, POINTER(c_uint64), c_int64, c_uint32])

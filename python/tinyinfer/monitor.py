@@ -7,7 +7,9 @@ CPU, energy, battery and GPU (docs/monitoring.md explains every figure).
     print(mon.report)            # a table; mon.report.to_dict() for JSON
 
 While a monitor is active, every session of the library logs the time of
-each run in C (tinf_session_set_run_log: two clock reads per run); a
+its runs in C (tinf_session_set_run_log: two clock reads per timed run;
+every run is timed while runs take 16 us or more, one in 16 of shorter
+ones unless time_every_run=True); a
 background thread samples RSS, the RAPL energy counters (so they cannot wrap
 unseen), the battery's power draw and the GPU every `interval` seconds. With
 no monitor active nothing is logged or sampled.
@@ -79,7 +81,7 @@ class _RunLog:
     def __init__(self, session, capacity: int):
         self.session = weakref.ref(session)
         self.capacity = capacity
-        self.buf = np.zeros(capacity + 1, np.uint64)   # buf[0]: runs since attached
+        self.buf = np.zeros(capacity + 2, np.uint64)   # [runs, timed runs, ring of timed runs' ns]
         shape = session.inputs[0].shape if session.inputs else ()
         self.batch = int(shape[0]) if shape else 1
 
@@ -87,13 +89,17 @@ class _RunLog:
     def count(self) -> int:
         return int(self.buf[0])
 
+    @property
+    def timed(self) -> int:
+        return int(self.buf[1])
+
     def since(self, start: int) -> np.ndarray:
-        """Nanoseconds of the runs after run `start` (the last `capacity` of them)."""
-        n = self.count
+        """Nanoseconds of the timed runs after timed run `start` (the last `capacity` of them)."""
+        n = self.timed
         k = min(n - start, self.capacity)
         if k <= 0:
             return np.zeros(0, np.uint64)
-        idx = (np.arange(n - k, n) % self.capacity) + 1
+        idx = (np.arange(n - k, n) % self.capacity) + 2
         return self.buf[idx].copy()
 
 
@@ -107,6 +113,7 @@ class _Registry:
         self.active = 0
         self.logs: Dict[int, _RunLog] = {}
         self.capacity = DEFAULT_LOG_CAPACITY
+        self.every_run = False
         self.serial = 0
 
     def _attach(self, session) -> None:
@@ -118,28 +125,29 @@ class _Registry:
                 if session._handle is None:
                     return
                 L.tinf_session_set_run_log(session._handle, log.buf.ctypes.data_as(ctypes.POINTER(ctypes.c_uint64)),
-                                           log.capacity)
+                                           log.capacity, _lib.RUN_LOG_EVERY_RUN if self.every_run else 0)
             self.serial += 1
             session._run_log_key = self.serial
             self.logs[self.serial] = log
 
-    def start(self, capacity: int) -> Dict[int, int]:
-        """Marks: {log key: runs so far} for a new monitor."""
+    def start(self, capacity: int, every_run: bool) -> Dict[int, tuple]:
+        """Marks: {log key: (runs, timed runs) so far} for a new monitor."""
         with self.lock:
             if self.active == 0:
-                self.capacity = capacity
+                self.capacity, self.every_run = capacity, every_run
             self.active += 1
             if self.active == 1:
                 _model._session_hook = self._attach
                 for s in list(_model._live_sessions):
                     self._attach(s)
-            return {k: log.count for k, log in self.logs.items()}
+            return {k: (log.count, log.timed) for k, log in self.logs.items()}
 
-    def stop(self, marks: Dict[int, int]):
+    def stop(self, marks: Dict[int, tuple]):
         """[(log, runs since the mark, their times)] for a stopping monitor;
         detaches everything when it was the last one."""
         with self.lock:
-            out = [(log, log.count - marks.get(k, 0), log.since(marks.get(k, 0))) for k, log in self.logs.items()]
+            out = [(log, log.count - marks.get(k, (0, 0))[0], log.since(marks.get(k, (0, 0))[1]))
+                   for k, log in self.logs.items()]
             self.active -= 1
             if self.active == 0:
                 _model._session_hook = None
@@ -148,7 +156,7 @@ class _Registry:
                     if s is not None:
                         with s._lock:
                             if s._handle is not None:
-                                L.tinf_session_set_run_log(s._handle, None, 0)
+                                L.tinf_session_set_run_log(s._handle, None, 0, 0)
                 self.logs.clear()
             return out
 
@@ -420,7 +428,7 @@ def _fmt_mb(b) -> str:
 
 
 def format_report(r: dict) -> str:
-    lines = [f"wall {r['wall_s']:.3f} s, {r['runs']} runs ({r['samples']} samples)"]
+    lines = [f"wall {r['wall_s']:.3f} s, {r['runs']} runs ({r['samples']} samples), {r['timed_runs']} timed"]
     lat = r["latency_us"]
     if isinstance(lat, dict):
         lines.append(f"latency us (library run time): p50 {lat['p50']:.1f}  p90 {lat['p90']:.1f}  "
@@ -475,7 +483,8 @@ class Monitor:
     After the block, `report` holds the figures (a `Report`)."""
 
     def __init__(self, interval: float = DEFAULT_INTERVAL, watts_per_core: Optional[float] = None,
-                 log_capacity: int = DEFAULT_LOG_CAPACITY, reset_peak: bool = True, gpu: bool = True,
+                 log_capacity: int = DEFAULT_LOG_CAPACITY, time_every_run: bool = False, reset_peak: bool = True,
+                 gpu: bool = True,
                  proc_root: str = "/proc", powercap_root: str = "/sys/class/powercap",
                  hwmon_root: str = "/sys/class/hwmon", power_supply_root: str = "/sys/class/power_supply"):
         if not interval > 0:
@@ -487,7 +496,7 @@ class Monitor:
         if not watts_per_core >= 0:
             raise ValueError(f"watts_per_core must be >= 0, got {watts_per_core!r}")
         self.interval, self.watts_per_core, self.log_capacity = interval, float(watts_per_core), log_capacity
-        self.reset_peak, self.use_gpu = reset_peak, gpu
+        self.reset_peak, self.use_gpu, self.time_every_run = reset_peak, gpu, bool(time_every_run)
         self.roots = dict(proc_root=proc_root, powercap_root=powercap_root, hwmon_root=hwmon_root,
                           power_supply_root=power_supply_root)
         self.report: Optional[Report] = None
@@ -541,7 +550,7 @@ class Monitor:
             first = _registry.active == 0
             self._peak_problem = (self.proc.reset_hwm() if self.reset_peak and first else
                                   "another monitor was active" if self.reset_peak else "reset_peak=False")
-            self._marks = _registry.start(self.log_capacity)
+            self._marks = _registry.start(self.log_capacity, self.time_every_run)
         if self.rapl.problem is None:
             self.rapl.start()
         self._cpu0 = self.proc.cpu_ticks()
@@ -585,6 +594,7 @@ class Monitor:
         r["samples"] = samples
         r["latency_us"] = (_percentiles_us(lat) if lat.size else
                            Unavailable("no tinyinfer run in the block"))
+        r["timed_runs"] = int(lat.size)
         r["throughput_per_s"] = runs / wall if wall > 0 else 0.0
         r["samples_per_s"] = samples / wall if wall > 0 else 0.0
         user, system = ru.ru_utime - ru0.ru_utime, ru.ru_stime - ru0.ru_stime
