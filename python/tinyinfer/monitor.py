@@ -452,8 +452,9 @@ def format_report(r: dict) -> str:
                  f"{r['context_switches']['involuntary']} involuntary")
     e = r["energy"]
     if isinstance(e, dict):
-        lines.append(f"energy (RAPL): {e['joules']:.3f} J, {e['watts']:.2f} W, "
-                     + (f"{e['j_per_inference'] * 1e3:.4f} mJ/inference" if e["j_per_inference"] is not None else ""))
+        lines.append(f"energy (RAPL): {e['joules']:.3f} J, {e['watts']:.2f} W"
+                     + (f", {e['j_per_inference'] * 1e3:.4f} mJ/inference" if e["j_per_inference"] is not None else "")
+                     + " (" + ", ".join(f"{k} {v:.3f} J" for k, v in e["domains"].items()) + ")")
     else:
         lines.append(f"energy: {e}")
     est = r["energy_estimate"]
