@@ -300,6 +300,7 @@ def test_rapl_package_and_dram_from_a_fake_powercap_tree(tmp_path):
     assert e["joules"] == pytest.approx(3.75)
     assert e["j_per_inference"] == pytest.approx(3.75 / 50)
     assert e["watts"] == pytest.approx(3.75 / mo.report["wall_s"])
+    assert "energy (RAPL): 3.750 J" in str(mo.report) and "package-0 3.500 J" in str(mo.report)
 
 
 def test_rapl_counter_wrap(tmp_path):
@@ -433,3 +434,41 @@ def test_real_sources_give_figures_or_reasons():
     text = str(r)
     assert "latency: unavailable (no tinyinfer run in the block)" in text
     assert x.size == 32
+
+
+def test_gpu_figures_through_a_stand_in_nvml(tmp_path, monkeypatch):
+    """The NVML calls pynvml makes, answered by a stand-in module: the report
+    averages what the samples read."""
+    import types
+    readings = iter([(50, 20, 25000), (70, 30, 35000)] * 1000)
+    fake = types.ModuleType("pynvml")
+    fake.nvmlInit = lambda: None
+    fake.nvmlDeviceGetCount = lambda: 1
+    fake.nvmlDeviceGetHandleByIndex = lambda i: ("gpu", i)
+    state = {}
+
+    def util(h):
+        state["now"] = next(readings)
+        return types.SimpleNamespace(gpu=state["now"][0], memory=state["now"][1])
+    fake.nvmlDeviceGetUtilizationRates = util
+    fake.nvmlDeviceGetMemoryInfo = lambda h: types.SimpleNamespace(used=1 << 30)
+    fake.nvmlDeviceGetPowerUsage = lambda h: state["now"][2]
+    monkeypatch.setitem(__import__("sys").modules, "pynvml", fake)
+    monkeypatch.setattr(mon, "_gpu_absent", None)
+    roots = no_fake_sources(tmp_path)
+    roots["gpu"] = True
+    with Monitor(interval=0.01, **roots) as mo:
+        time.sleep(0.1)
+    (g,) = mo.report["gpu"]
+    n = len(mo._gpu_samples)
+    assert n >= 2
+    utils = [50, 70] * n
+    assert g["util_percent_mean"] == pytest.approx(np.mean(utils[:n]))
+    assert g["power_w_mean"] == pytest.approx(np.mean(([25.0, 35.0] * n)[:n]))
+    assert g["memory_used_bytes_mean"] == 1 << 30
+    assert "GPU: #0 util_percent_mean" in str(mo.report)
+    monkeypatch.setitem(__import__("sys").modules, "pynvml", None)        # not installed
+    monkeypatch.setattr(mon, "_gpu_absent", None)
+    with Monitor(**roots) as mo:
+        pass
+    assert isinstance(mo.report["gpu"], Unavailable) and "pynvml is not installed" in mo.report["gpu"].reason
