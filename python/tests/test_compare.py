@@ -207,3 +207,15 @@ def test_plots_png_and_html(variants, tmp_path):
     r = run_cli("bench", v["a"], "--runs", "30", "--profile", "--plot", str(tmp_path / "bench.html"))
     assert r.returncode == 0, r.stderr
     assert "data:image/png;base64," in (tmp_path / "bench.html").read_text()
+
+
+def test_compare_against_onnxruntime():
+    pytest.importorskip("onnxruntime")
+    onnx_path = os.path.join(ROOT, "bench", "models", "mlp.float32.onnx")
+    tinf_path = os.path.join(ROOT, "bench", "models", "mlp.float32.tinf")
+    if not (os.path.exists(onnx_path) and os.path.exists(tinf_path)):
+        pytest.skip("no bench models (bench/make_models.py)")
+    recs = tinyinfer.compare([tinf_path, onnx_path], rounds=1, seconds=0.05)
+    assert [r["runtime"] for r in recs] == ["tinyinfer", "onnxruntime"]
+    # the same float model: the same top-1 classes on the random inputs, outputs equal to float rounding
+    assert recs[1]["agreement"] == 1.0 and recs[1]["output_rel_error"] < 1e-5

@@ -66,7 +66,9 @@ class _LiteRT:
             try:
                 from tflite_runtime.interpreter import Interpreter
             except ImportError:
-                raise ImportError(f"{path}: comparing a .tflite file needs ai-edge-litert (pip install ai-edge-litert)")
+                from ._errors import InvalidArgumentError
+                raise InvalidArgumentError(f"{path}: comparing a .tflite file needs ai-edge-litert "
+                                           "(pip install ai-edge-litert)") from None
         self.it = Interpreter(model_path=path, num_threads=threads)
         self.it.allocate_tensors()
         self.ins = self.it.get_input_details()
@@ -103,7 +105,9 @@ class _Onnx:
         try:
             import onnxruntime as ort
         except ImportError:
-            raise ImportError(f"{path}: comparing a .onnx file needs onnxruntime (pip install onnxruntime)")
+            from ._errors import InvalidArgumentError
+            raise InvalidArgumentError(f"{path}: comparing a .onnx file needs onnxruntime (pip install onnxruntime)") \
+                from None
         o = ort.SessionOptions()
         o.intra_op_num_threads = threads
         o.inter_op_num_threads = 1
@@ -369,7 +373,7 @@ def add_parser(sub) -> None:
                    help=".tinf (also .tflite via LiteRT, .onnx via onnxruntime); NAME=PATH names a variant")
     c.add_argument("--data", help=".npy of inputs (N samples; the layout may differ, 784 vs 28x28x1)")
     c.add_argument("--labels", help=".npy of N class indices (for accuracy)")
-    c.add_argument("--threads", type=int, default=1)
+    c.add_argument("--threads", type=int, default=1, help="threads per variant (default 1)")
     c.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds (default 5)")
     c.add_argument("--seconds", type=float, default=1.0, help="timing per variant over all rounds (default 1)")
     c.add_argument("--watts-per-core", type=float, help="power of a busy core for the energy estimate "
