@@ -414,6 +414,50 @@ tinf_status tinf_quantizer_layer_error(const tinf_quantizer *quantizer, int32_t 
 tinf_status tinf_quantizer_output_error(const tinf_quantizer *quantizer, int32_t output, double *out_signal,
                                         double *out_noise);
 
+/* ---- monitoring and memory analysis (issue 19: tinyinfer.Monitor, inspect --memory) ---- */
+
+/* Memory the model holds, in bytes: the whole file (mapped read-only when
+ * loaded from a path, an owned copy when loaded from a buffer), the constant
+ * data (weights) the graph uses as loaded, the constants folded at load
+ * (owned), and the weights repacked at load for the kernels (owned, shared
+ * by every session of the model). Any out pointer may be NULL.
+ * Statuses: TINF_OK; TINF_ERR_INVALID_ARGUMENT when model is NULL. */
+tinf_status tinf_model_memory(const tinf_model *model, size_t *out_file, size_t *out_weights, size_t *out_folded,
+                              size_t *out_packed);
+
+/* One tensor's place in a session's arena, as the memory planner chose it. */
+typedef struct tinf_plan_entry {
+  int32_t buffer;                /* arena buffer index; -1: not in the arena (constant, unused) and nothing below is set */
+  int32_t first_op;              /* first op the tensor is alive at (graph inputs: 0) */
+  int32_t last_op;               /* last op that reads it; graph inputs and outputs: the op count (alive to the end) */
+  size_t offset;                 /* bytes from the start of the arena */
+  size_t nbytes;                 /* the tensor's bytes */
+  size_t buffer_bytes;           /* the buffer's bytes (64-byte aligned); tensors an op computes in place share their
+                                    input's buffer (same index and offset) */
+} tinf_plan_entry;
+
+/* Entry for tensor `tensor` (0 .. tinf_model_tensor_count - 1) of the
+ * session's plan: together the entries give the arena timeline (which
+ * tensors are alive at each op, bytes over the op sequence).
+ * Statuses: TINF_OK; TINF_ERR_INVALID_ARGUMENT for a NULL pointer or a
+ * tensor index out of range. */
+tinf_status tinf_session_plan_entry(const tinf_session *session, int32_t tensor, tinf_plan_entry *out_entry);
+
+/* Run-time log for monitors: with log set (capacity + 2 uint64 values,
+ * borrowed: the caller keeps it alive and unchanged until it detaches it or
+ * frees the session), each successful tinf_session_run increments log[0]
+ * (runs since the caller zeroed it); a timed run also writes its nanoseconds
+ * to log[2 + log[1] % capacity] and increments log[1]. Every run is timed
+ * while runs take 16 us or more; after a shorter one the next 15 are not
+ * (two clock reads, ~50 ns, would be a few percent of such runs), unless
+ * flags has TINF_RUN_LOG_EVERY_RUN. log NULL (capacity and flags ignored)
+ * detaches. Costs one branch per run when detached. Not synchronized: set
+ * it while no run of the session is under way.
+ * Statuses: TINF_OK; TINF_ERR_INVALID_ARGUMENT for a NULL session, unknown
+ * flags, or a capacity < 1 (or one whose log would not fit in memory) with a log. */
+typedef enum tinf_run_log_flag { TINF_RUN_LOG_EVERY_RUN = 1 } tinf_run_log_flag;
+tinf_status tinf_session_set_run_log(tinf_session *session, uint64_t *log, int64_t capacity, uint32_t flags);
+
 #ifdef __cplusplus
 }
 #endif

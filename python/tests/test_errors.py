@@ -125,7 +125,7 @@ HANDLES = {"tinf_model": _lib.ModelHandle, "tinf_session": _lib.SessionHandle, "
 SCALARS = {"int32_t": ctypes.c_int32, "uint32_t": ctypes.c_uint32, "int64_t": ctypes.c_int64,
            "uint64_t": ctypes.c_uint64, "size_t": ctypes.c_size_t, "float": ctypes.c_float,
            "double": ctypes.c_double, "tinf_status": ctypes.c_int32, "tinf_tensor_info": _lib.TensorInfo,
-           "tinf_tensor_detail": _lib.TensorDetail}
+           "tinf_tensor_detail": _lib.TensorDetail, "tinf_plan_entry": _lib.PlanEntry}
 
 
 def ctype_of(c_type):

@@ -56,3 +56,16 @@ from . import quantize as _quantize_mod  # noqa: E402
 
 quantize = _quantize_mod.quantize
 __all__.append("quantize")
+
+# Monitoring (docs/monitoring.md): tinyinfer.Monitor and tinyinfer.compare.
+from .monitor import Monitor, Unavailable  # noqa: E402
+
+__all__ += ["Monitor", "Unavailable"]
+
+# `tinyinfer.compare(models, ...)` is the function (like convert and quantize);
+# the module stays importable as tinyinfer.compare's home, tinyinfer._compare_mod.
+from . import compare as _compare_mod  # noqa: E402
+
+compare = _compare_mod.compare
+compare_table = _compare_mod.compare_table
+__all__ += ["compare", "compare_table"]

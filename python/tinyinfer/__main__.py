@@ -1,9 +1,12 @@
 """Command line: python -m tinyinfer COMMAND ...
 
   convert SRC -o DST.tinf [--arch MODULE:NAME --input-shape 1,3,32,32]   TFLite / ONNX / PyTorch -> .tinf
-  inspect MODEL.tinf                        every tensor's dtype, shape, quantization; size by part
+  inspect MODEL.tinf [--memory]             every tensor's dtype, shape, quantization; size by part
+                                            (--memory: the arena timeline, bytes alive per op, the peak)
   run MODEL.tinf [--input x.npy ...]        run once and print the outputs
-  bench MODEL.tinf [--threads N] [--runs N] [--profile]   latency percentiles, arena, per-op table
+  bench MODEL.tinf [--threads N] [--runs N] [--profile] [--json OUT]   latency percentiles, arena, per-op table
+  compare A.tinf B.tinf ... [--data X.npy --labels Y.npy] [--json OUT] [--plot OUT.png|.html]
+                                            variants side by side: size, accuracy, latency, memory, CPU, energy
   info                                      library version, file, and the CPU level its kernels run at
   quantize SRC.tinf -o DST.tinf --mode fp16|int8-dynamic|int8-static|int4 [--calib FILE.npy|.npz|DIR]
            [--method minmax|percentile|mse|entropy] [--report] [--max-accuracy-drop X] [--min-sqnr DB]
@@ -50,6 +53,8 @@ def _fmt_bytes(n: int) -> str:
 
 def cmd_inspect(args) -> int:
     import tinyinfer
+    if args.memory:
+        return _inspect_memory(args)
     with tinyinfer.load(args.model, optimize=not args.no_optimize) as m:
         print(f"{args.model}: {os.path.getsize(args.model)} bytes, {m.num_ops} ops, {m.num_tensors} tensors")
         for k, v in m.metadata.items():
@@ -82,6 +87,25 @@ def cmd_inspect(args) -> int:
         print(f"load-time passes ({len(passes)}):" if passes else "load-time passes: nothing to do")
         for line in passes:
             print(f"  {line}")
+    return 0
+
+
+def _inspect_memory(args) -> int:
+    """inspect --memory: the arena timeline (tinyinfer.memory), --json / --plot."""
+    import tinyinfer
+    from tinyinfer import memory
+    with tinyinfer.load(args.model, optimize=not args.no_optimize) as m:
+        tl = memory.arena_timeline(m)
+    print(f"{args.model}:")
+    print(tl)
+    if args.json:
+        from tinyinfer.results import write_json
+        write_json(args.json, "inspect-memory", {"model": args.model, "timeline": tl.to_dict()})
+        print(f"JSON written to {args.json}")
+    if args.plot:
+        from tinyinfer import plots
+        plots.arena_timeline(tl, args.plot, title=os.path.basename(args.model))
+        print(f"plot written to {args.plot}")
     return 0
 
 
@@ -148,12 +172,31 @@ def cmd_bench(args) -> int:
         if args.trace:
             _write_trace(args.trace, m, s.profile(x, runs=1), first)
             print(f"  trace written to {args.trace} (open in https://ui.perfetto.dev or chrome://tracing)")
+        prof = None
         if args.profile:
             prof = s.profile(x, runs=min(args.runs, 200))
             total = sum(p for _, p in prof) or 1.0
             print(f"  {'#':>3} {'op':16} {'us':>9} {'share':>6}")
             for i, (op, sec) in enumerate(prof):
                 print(f"  {i:>3} {op:16} {sec * 1e6:>9.2f} {sec / total * 100:>5.1f}%")
+        if args.json:
+            from tinyinfer.results import write_json
+            result = {"model": args.model, "file_bytes": os.path.getsize(args.model), "ops": m.num_ops,
+                      "batch": batch, "runs": args.runs,
+                      "latency_us": {"p50": float(np.percentile(t, 50)), "p90": float(np.percentile(t, 90)),
+                                     "p99": float(np.percentile(t, 99)), "min": float(t.min()),
+                                     "mean": float(t.mean())},
+                      "throughput_per_s": args.runs * batch / wall, "load_ms": load_s * 1e3,
+                      "first_run_us": first * 1e6, "arena_bytes": s.arena_bytes, "unplanned_bytes": s.unplanned_bytes,
+                      "peak_rss_bytes": _peak_rss_bytes(), "cpu_us_per_inference": cpu / args.runs * 1e6,
+                      "profile": None if prof is None else [{"index": i, "op": op, "us": sec * 1e6}
+                                                            for i, (op, sec) in enumerate(prof)]}
+            write_json(args.json, "bench", [result], threads=s.threads)
+            print(f"  JSON written to {args.json}")
+        if args.plot:
+            from tinyinfer import plots
+            plots.bench_report(args.model, t, prof, args.plot)
+            print(f"  plot written to {args.plot}")
         s.close()
     return 0
 
@@ -208,6 +251,10 @@ def main(argv=None) -> int:
     i = sub.add_parser("inspect", help="show every tensor's dtype, shape and quantization, and sizes")
     i.add_argument("model")
     i.add_argument("--no-optimize", action="store_true", help="load without the graph optimization passes")
+    i.add_argument("--memory", action="store_true",
+                   help="the arena timeline: bytes alive at each op and what the peak is made of")
+    i.add_argument("--json", help="with --memory: write the timeline as JSON")
+    i.add_argument("--plot", help="with --memory: draw the timeline (.png or .html; needs matplotlib)")
     i.set_defaults(fn=cmd_inspect)
     r = sub.add_parser("run", help="run a model once and print its outputs")
     r.add_argument("model")
@@ -221,6 +268,8 @@ def main(argv=None) -> int:
     b.add_argument("--runs", type=int, default=200)
     b.add_argument("--profile", action="store_true")
     b.add_argument("--trace", help="write a Perfetto / chrome://tracing JSON trace of one run")
+    b.add_argument("--json", help="write the figures as JSON (docs/monitoring.md schema)")
+    b.add_argument("--plot", help="write a latency histogram (and per-op bars with --profile): .png or .html")
     b.set_defaults(fn=cmd_bench)
     sub.add_parser("info", help="library version and file, and the CPU level its kernels run at").set_defaults(
         fn=cmd_info)
@@ -240,6 +289,8 @@ def main(argv=None) -> int:
     qz.set_defaults(fn=cmd_quantize)
     from ._cache_cli import add_parser as add_cache_parser
     add_cache_parser(sub)
+    from tinyinfer import _compare_mod  # the compare subcommand (tinyinfer/compare.py)
+    _compare_mod.add_parser(sub)
     args = p.parse_args(argv)
     import tinyinfer
     try:

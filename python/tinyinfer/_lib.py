@@ -320,3 +320,22 @@ def op_flags(op: str) -> int:
 
 # Ops whose float32 kernel applies a fused activation (a Relu / Relu6 after one fuses into it).
 OPS_TAKING_ACTIVATION = frozenset(op for op in OP_IDS if op_flags(op) & OP_FUSED_ACTIVATION)
+
+
+# ---- monitoring and memory analysis (issue 19: tinyinfer.Monitor, inspect --memory) ----
+
+class PlanEntry(Structure):
+    """tinf_plan_entry"""
+    _fields_ = [("buffer", c_int32), ("first_op", c_int32), ("last_op", c_int32), ("offset", c_size_t),
+                ("nbytes", c_size_t), ("buffer_bytes", c_size_t)]
+
+
+# tinf_status tinf_model_memory(const tinf_model *model, size_t *out_file, size_t *out_weights, size_t *out_folded,
+#                               size_t *out_packed);
+_fn("tinf_model_memory", [ModelHandle, POINTER(c_size_t), POINTER(c_size_t), POINTER(c_size_t), POINTER(c_size_t)])
+# tinf_status tinf_session_plan_entry(const tinf_session *session, int32_t tensor, tinf_plan_entry *out_entry);
+_fn("tinf_session_plan_entry", [SessionHandle, c_int32, POINTER(PlanEntry)])
+# typedef enum tinf_run_log_flag { TINF_RUN_LOG_EVERY_RUN = 1 } tinf_run_log_flag;
+RUN_LOG_EVERY_RUN = 1
+# tinf_status tinf_session_set_run_log(tinf_session *session, uint64_t *log, int64_t capacity, uint32_t flags);
+_fn("tinf_session_set_run_log", [SessionHandle, POINTER(c_uint64), c_int64, c_uint32])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import os
 import threading
+import weakref
 from collections import OrderedDict
 from ctypes import byref, c_char_p, c_int32, c_int64, c_size_t, c_void_p
 from dataclasses import dataclass
@@ -66,6 +67,13 @@ def _info(raw: _lib.TensorInfo) -> TensorInfo:
 
 DEFAULT_SHAPE_SESSIONS = 4
 
+# For tinyinfer.Monitor (monitor.py): the open models and sessions, and the
+# function a new session is handed to while a monitor is active (None
+# otherwise, so no monitoring costs nothing).
+_live_models: "weakref.WeakSet[Model]" = weakref.WeakSet()
+_live_sessions: "weakref.WeakSet[Session]" = weakref.WeakSet()
+_session_hook = None
+
 
 class Model:
     """A loaded .tinf model. Use `tinyinfer.load`.
@@ -126,6 +134,7 @@ class Model:
         ops, tensors, weights = c_int32(), c_int32(), c_size_t()
         L.tinf_model_stats(handle, byref(ops), byref(tensors), byref(weights))
         self.num_ops, self.num_tensors, self.weight_bytes = ops.value, tensors.value, weights.value
+        _live_models.add(self)
 
     # -- inspection ---------------------------------------------------------
     def tensors(self) -> List[TensorDetail]:
@@ -343,6 +352,9 @@ class Session:
         self._lock = threading.Lock()
         self._single = ((self.inputs[0].shape, np.dtype(self.inputs[0].dtype))
                         if len(self.inputs) == 1 else None)
+        _live_sessions.add(self)
+        if _session_hook is not None:
+            _session_hook(self)
 
     def close(self) -> None:
         if self._handle is not None:

@@ -17,10 +17,16 @@ public struct MemoryPlan: Sendable {
   /// For each tensor, its buffer's lifetime [first, last] in op indices, for
   /// checks (nil where no offset).
   public var lifetimes: [ClosedRange<Int>?]
+  /// Memory analysis (tinf_session_plan_entry): for each tensor, the index
+  /// of its buffer (-1 where no offset; a tensor an op computes in place
+  /// shares its input's buffer), and its own lifetime [first, last] in op
+  /// indices (graph inputs from 0, graph inputs and outputs to the op count).
+  public var buffers: [Int] = []
+  public var tensorLifetimes: [ClosedRange<Int>?] = []
 }
 
 public enum MemoryPlanner {
-  static let alignment = 64
+  public static let alignment = 64
 
   public static func plan(_ g: Graph) throws(TinfError) -> MemoryPlan {
     let n = g.tensors.count
@@ -106,6 +112,9 @@ public enum MemoryPlanner {
       offsets[t] = offset[b]
       lifetimes[t] = bufFirst[b]...bufLast[b]
     }
-    return MemoryPlan(offsets: offsets, size: total, unplannedSize: unplanned, lifetimes: lifetimes)
+    var result = MemoryPlan(offsets: offsets, size: total, unplannedSize: unplanned, lifetimes: lifetimes)
+    result.buffers = bufferOf
+    result.tensorLifetimes = (0..<n).map { t in bufferOf[t] >= 0 ? first[t]...max(first[t], last[t]) : nil }
+    return result
   }
 }

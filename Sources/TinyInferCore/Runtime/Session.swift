@@ -38,6 +38,19 @@ public final class Session {
 
   /// Per-op run times of the last `run(profile: true)`, in nanoseconds.
   public private(set) var opNanoseconds: [UInt64]
+  /// Run-time log (tinf_session_set_run_log, for monitors): when set, each
+  /// successful `run()` increments runLog[0]; timed runs also write their
+  /// nanoseconds to runLog[2 + runLog[1] % runLogCapacity] and increment
+  /// runLog[1]. Every run is timed while runs take runLogShortRunNs or more
+  /// (or with runLogEveryRun); after a shorter one, the next runLogStride - 1
+  /// runs are not (two clock reads would cost a few percent of them).
+  /// Owned by the caller; nil (the default) costs one branch per run.
+  public var runLog: UnsafeMutablePointer<UInt64>? = nil
+  public var runLogCapacity: Int = 1
+  public var runLogEveryRun = false
+  public var runLogSkip = 0
+  public static let runLogShortRunNs: UInt64 = 16_000
+  public static let runLogStride = 16
 
   /// Plans the arena, allocates it and binds every kernel. (A factory rather
   /// than a throwing initializer: Embedded Swift leaks a partially
@@ -121,9 +134,30 @@ public final class Session {
   /// Runs every op once on the current inputs.
   public func run(profile: Bool = false) throws(TinfError) {
     if !profile {
+      guard let log = runLog else {
+        for k in kernels.indices {
+          try kernels[k]()
+        }
+        return
+      }
+      if runLogSkip > 0 {
+        runLogSkip -= 1
+        for k in kernels.indices {
+          try kernels[k]()
+        }
+        log[0] &+= 1
+        return
+      }
+      let t0 = ti_shim_now_ns()
       for k in kernels.indices {
         try kernels[k]()
       }
+      let dt = ti_shim_now_ns() &- t0
+      let n = log[1]
+      log[2 + Int(n % UInt64(runLogCapacity))] = dt
+      log[1] = n &+ 1
+      log[0] &+= 1
+      runLogSkip = runLogEveryRun || dt >= Session.runLogShortRunNs ? 0 : Session.runLogStride - 1
       return
     }
     for k in kernels.indices {
