@@ -373,7 +373,7 @@ def _release(arr: np.ndarray, start: int, stop: int) -> None:
     lo = (lo + page - 1) // page * page  # whole pages only: neighbours may still be in use
     hi = hi // page * page
     if hi > lo:
-        madvise(ctypes.c_void_p(lo), ctypes.c_size_t(hi - lo), 4)  # MADV_DONTNEED
+        madvise(ctypes.c_void_p(lo), ctypes.c_size_t(hi - lo), ctypes.c_int(4))  # MADV_DONTNEED
 
 
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
@@ -386,9 +386,7 @@ def _madvise():
         _MADVISE = None
         if sys.platform.startswith("linux"):
             try:
-                f = ctypes.CDLL(None, use_errno=True).madvise
-                f.argtypes, f.restype = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int], ctypes.c_int
-                _MADVISE = f
+                _MADVISE = ctypes.CDLL(None, use_errno=True).madvise  # called with explicit ctypes values
             except (OSError, AttributeError):
                 pass
     return _MADVISE
