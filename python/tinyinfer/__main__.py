@@ -3,6 +3,7 @@
   convert SRC -o DST.tinf [--arch MODULE:NAME --input-shape 1,3,32,32]   TFLite / ONNX / PyTorch -> .tinf
   inspect MODEL.tinf                        every tensor's dtype, shape, quantization; size by part
   run MODEL.tinf [--input x.npy ...]        run once and print the outputs
+  run MODEL.tinf --input DIR_OR_FILE --output FILE [--memory-budget 256MB]   stream a data set in batches
   bench MODEL.tinf [--threads N] [--runs N] [--profile]   latency percentiles, arena, per-op table
   info                                      library version, file, and the CPU level its kernels run at
   quantize SRC.tinf -o DST.tinf --mode fp16|int8-dynamic|int8-static|int4 [--calib FILE.npy|.npz|DIR]
@@ -100,6 +101,9 @@ def _inputs(model, paths):
 
 def cmd_run(args) -> int:
     import tinyinfer
+    from tinyinfer import batching
+    if batching.cli_streams(args):  # --output / --memory-budget / a folder: stream in batches (docs/batching.md)
+        return batching.cli_run(args)
     with tinyinfer.load(args.model, threads=args.threads) as m:
         outs = m.run(_inputs(m, args.input))
         for spec, y in zip(m.outputs, outs):
@@ -212,6 +216,7 @@ def main(argv=None) -> int:
     r.add_argument("model")
     r.add_argument("--input", action="append", help=".npy file per input, in order (default: random)")
     r.add_argument("--threads", type=int, default=1)
+    __import__("tinyinfer.batching").batching.add_cli_arguments(r)
     r.set_defaults(fn=cmd_run)
     b = sub.add_parser("bench", help="latency percentiles, throughput, memory; --profile for a per-op table")
     b.add_argument("model")

@@ -1300,3 +1300,55 @@ class Batcher:
     def __repr__(self) -> str:
         return (f"<tinyinfer.Batcher max_batch={self.max_batch} max_delay_ms={self.max_delay * 1e3:g} "
                 f"workers={len(self._workers)} threads={self.threads}{' closed' if self._closed else ''}>")
+
+
+# -- command line: python -m tinyinfer run MODEL --input DIR_OR_FILE --output FILE ------------
+
+def add_cli_arguments(parser) -> None:
+    """The streaming options of `python -m tinyinfer run`."""
+    parser.add_argument("--output", help="stream over --input (a .npy, .npz or folder of them, items along axis 0) "
+                                         "and write the outputs to this .npy (a folder for several outputs)")
+    parser.add_argument("--memory-budget", help="bytes the run may use, e.g. 256MB (default 256MB when streaming)")
+    parser.add_argument("--batch-size", default=None, help="'auto' (default: batch_plan under the budget) or an int")
+    parser.add_argument("--on-error", choices=["raise", "skip"], default="raise",
+                        help="a bad item (wrong shape, unreadable file): stop (default) or skip it (NaN rows)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def cli_streams(args) -> bool:
+    """Whether `run` streams: --output, --memory-budget or --batch-size given,
+    or one --input that is a folder or an .npz."""
+    one = args.input[0] if args.input and len(args.input) == 1 else None
+    return bool(args.output or args.memory_budget or args.batch_size or
+                (one is not None and (os.path.isdir(one) or one.endswith(".npz"))))
+
+
+def cli_run(args) -> int:
+    """`python -m tinyinfer run MODEL --input X --output Y [--memory-budget B]`."""
+    import tinyinfer
+    if not args.input or len(args.input) != 1:
+        raise InvalidArgumentError("streaming takes one --input: a .npy, an .npz or a folder of them")
+    budget = args.memory_budget or DEFAULT_BUDGET
+    bs = args.batch_size or "auto"
+    bs = bs if bs == "auto" else int(bs)
+    t0 = time.perf_counter()
+    with tinyinfer.load(args.model, threads=args.threads) as m:
+        stream = MapStream(m, args.input[0], bs, budget, not args.no_progress, args.output or None,
+                           args.on_error, None, DEFAULT_MEASURE_MS)
+        if args.output:
+            try:
+                stream.drain()
+            finally:
+                if stream._sink is not None and stream.out is not None:
+                    print(f"wrote {stream._sink.rows} rows to {stream.out} ({len(stream.skipped)} skipped)", file=sys.stderr)
+        else:
+            for i, y in enumerate(stream):
+                ys = y if isinstance(y, tuple) else (y,)
+                print(i, " ".join(np.array2string(v.reshape(-1)[:8], precision=5) for v in ys))
+    dt = time.perf_counter() - t0
+    plan = f" (batch_plan: {stream.plan.source})" if stream.plan is not None else ""
+    print(f"{stream.count} items in {dt:.2f} s ({stream.count / max(dt, 1e-9):.1f} items/s), batch {stream.batch_size}"
+          f"{plan}, memory budget {budget}", file=sys.stderr)
+    for s in stream.skipped:
+        print(f"skipped item {s.index}{f' ({s.name})' if s.name else ''}: {s.reason}", file=sys.stderr)
+    return 0
