@@ -1156,7 +1156,7 @@ class Batcher:
         for a, (name, shape, dtype) in zip(arrays, self._specs):
             a = np.asarray(a)
             if a.ndim != len(shape) + 1 or tuple(a.shape[1:]) != shape:
-                raise InvalidArgumentError(f"input '{name}' takes (rows, {', '.join(map(str, shape))}), "
+                raise InvalidArgumentError(f"input '{name}' takes (rows, {', '.join(str(d) for d in shape)}), "
                                            f"got {list(a.shape)}")
             if not np.can_cast(a.dtype, dtype, casting="same_kind"):
                 raise InvalidArgumentError(f"input '{name}' takes {dtype}, got {a.dtype}")
