@@ -370,7 +370,10 @@ def _release(arr: np.ndarray, start: int, stop: int) -> None:
     page = _PAGE
     lo = arr.ctypes.data + start * row
     hi = arr.ctypes.data + stop * row
-    lo = (lo + page - 1) // page * page  # whole pages only: neighbours may still be in use
+    # rows run in order, so the page holding `start` (and earlier rows) is done;
+    # the page holding `stop` may still have rows to come. (Dropping a page of
+    # a shared map loses nothing: it is read again from the file if needed.)
+    lo = lo // page * page
     hi = hi // page * page
     if hi > lo:
         madvise(ctypes.c_void_p(lo), ctypes.c_size_t(hi - lo), ctypes.c_int(4))  # MADV_DONTNEED
