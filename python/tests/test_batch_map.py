@@ -240,7 +240,6 @@ BOUNDED = textwrap.dedent("""
         figures += [base, status("VmHWM"), res.count]
         del src, res
     print(*figures)
-    print(*figures, file=sys.stderr)
 """)
 
 
