@@ -153,7 +153,8 @@ def _run_block(block: np.ndarray, ref: ModelRef, options: dict, output: int) -> 
 
 
 def _options(memory_budget, batch_size, measure_ms, on_error) -> dict:
-    batching.parse_bytes(memory_budget)
+    if memory_budget is not None:
+        batching.parse_bytes(memory_budget)  # a bad size fails here, not on the workers
     return {"memory_budget": memory_budget, "batch_size": batch_size, "measure_ms": measure_ms,
             "on_error": on_error}
 
