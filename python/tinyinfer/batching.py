@@ -1054,10 +1054,17 @@ class BatcherClosedError(InvalidStateError):
 
 
 class _Request:
-    __slots__ = ("arrays", "rows", "future", "t")
+    __slots__ = ("arrays", "rows", "t", "lock", "future", "result", "error", "done", "lead")
 
-    def __init__(self, arrays, rows, future, t):
-        self.arrays, self.rows, self.future, self.t = arrays, rows, future, t
+    def __init__(self, arrays, rows, future):
+        self.arrays, self.rows, self.future = arrays, rows, future
+        self.t = time.perf_counter()
+        self.lock = None
+        if future is None:  # a blocking caller waits on this lock (released when done or made leader)
+            self.lock = threading.Lock()
+            self.lock.acquire()
+        self.result = self.error = None
+        self.done = self.lead = False
 
 
 class Batcher:
@@ -1070,17 +1077,24 @@ class Batcher:
             (y,) = await b.arun(x)     # from asyncio
 
     A request is what `Model.run` takes (its rows along the first dimension,
-    at most max_batch); the result is what it returns. A worker takes the
-    queued requests, up to max_batch rows, and waits for more (at most
-    max_delay_ms after the oldest arrived) only while fewer are queued than
-    were in flight at once recently, so a lone caller never waits. Batches run
-    on sessions for power-of-two sizes (rows padded up). A request is checked
-    when submitted (shape, dtype) and fails alone; when a batch run fails, its
-    requests run one by one so only the failing ones get the error.
-    `close()` (or leaving the `with` block) refuses new requests, completes
-    the pending ones (cancel=True fails them with BatcherClosedError) and
-    joins the workers. `threads`: each session's threads (default the
-    model's); `workers`: sessions running batches at the same time."""
+    at most max_batch); the result is what it returns. There is no dispatcher
+    thread in the way of blocking callers: a caller of `run` that finds fewer
+    than `workers` batches running leads, that is runs the queued requests
+    (its own among them) as one batch on its own thread, hands the others
+    their rows and, when its own request is done, passes the lead to the
+    next queued caller. So a lone caller runs its request at once, as
+    `Model.run` would. A leader takes the queued requests, up to max_batch
+    rows, and waits for more (at most max_delay_ms after the oldest arrived)
+    only while fewer are queued than were in flight at once recently. `submit`
+    and `arun` requests are led by a background thread. Batches run on
+    sessions for power-of-two sizes (rows padded up), one set per leader.
+    A request is checked when submitted (shape, dtype) and fails alone; when
+    a batch run fails, its requests run one by one so only the failing ones
+    get the error. `close()` (or leaving the `with` block) refuses new
+    requests, completes the pending ones (cancel=True fails them with
+    BatcherClosedError) and joins the background thread. `threads`: each
+    session's threads (default the model's); `workers`: batches running at
+    the same time (each on its own sessions)."""
 
     def __init__(self, model, max_batch: int = 32, max_delay_ms: float = 2.0, threads: Optional[int] = None,
                  workers: int = 1):
@@ -1093,16 +1107,21 @@ class Batcher:
         self.model = model
         self.max_batch, self.max_delay = int(max_batch), float(max_delay_ms) / 1e3
         self.threads = model.threads if threads is None else int(threads)
+        self.workers = int(workers)
         self._specs = _item_specs(model)
         self._names = [s[0] for s in self._specs]
-        self._cv = threading.Condition()
+        self._cv = threading.Condition()                 # leaders wait on it for more requests
+        self._bg = threading.Condition(self._cv._lock)   # the background thread waits on it (same lock)
         self._queue: deque = deque()
         self._queued_rows = 0
+        self._leaders = 0           # batches being gathered or run
         self._inflight = 0          # requests submitted and not yet answered
-        self._running = 0           # requests taken by a worker, not yet answered
-        self._peak = 0              # most requests in flight at once since the last dispatch
+        self._running = 0           # requests taken into a batch, not yet answered
+        self._peak = 0              # most requests in flight at once since the last batch was taken
         self._peaks: deque = deque(maxlen=8)
         self._closed = False
+        self._pool: List[Dict[int, Any]] = []   # sessions by size, one dict per leader
+        self._all_sessions: List[Dict[int, Any]] = []
         self.batches = 0            # batched runs so far
         self.rows_run = 0
         sizes, p = [], 1
@@ -1111,19 +1130,13 @@ class Batcher:
             p *= 2
         sizes.append(self.max_batch)
         self._sizes = sizes
-        self._workers = [threading.Thread(target=self._loop, name=f"tinyinfer-batcher-{i}", daemon=True)
-                         for i in range(int(workers))]
-        for w in self._workers:
-            w.start()
+        self._thread = threading.Thread(target=self._background, name="tinyinfer-batcher", daemon=True)
+        self._thread.start()
 
     # -- callers ---------------------------------------------------------------
-    def submit(self, inputs) -> concurrent.futures.Future:
-        """Queues a request; the Future's result is the list of output arrays
-        (its rows). The inputs are read when the batch runs: do not change
-        them before the Future is done."""
+    def _enqueue(self, inputs, future) -> _Request:
         arrays = self._check(inputs)
-        fut: concurrent.futures.Future = concurrent.futures.Future()
-        req = _Request(arrays, arrays[0].shape[0], fut, time.perf_counter())
+        req = _Request(arrays, arrays[0].shape[0], future)
         with self._cv:
             if self._closed:
                 raise BatcherClosedError("the batcher is closed")
@@ -1131,12 +1144,43 @@ class Batcher:
             self._queued_rows += req.rows
             self._inflight += 1
             self._peak = max(self._peak, self._inflight)
-            self._cv.notify()
-        return fut
+            self._cv.notify_all()
+            if future is not None:
+                self._bg.notify()
+        return req
 
     def run(self, inputs, timeout: Optional[float] = None) -> List[np.ndarray]:
-        """Runs one request (blocking) and returns its outputs."""
-        return self.submit(inputs).result(timeout)
+        """Runs one request (blocking) and returns its outputs (a list of
+        arrays with the request's rows)."""
+        req = self._enqueue(inputs, None)
+        with self._cv:
+            lead = self._leaders < self.workers
+            if lead:
+                self._leaders += 1
+        if lead:
+            self._lead(req)
+        else:
+            if not req.lock.acquire(timeout=-1 if timeout is None else timeout):
+                with self._cv:
+                    if req in self._queue:  # not taken yet: withdraw it
+                        self._queue.remove(req)
+                        self._queued_rows -= req.rows
+                        self._inflight -= 1
+                        raise TimeoutError(f"the request did not run within {timeout} s")
+                req.lock.acquire()  # it is running: wait for it
+            if req.lead:  # made leader (counted in self._leaders): lead, even if already done
+                self._lead(req)
+        if req.error is not None:
+            raise req.error
+        return req.result
+
+    def submit(self, inputs) -> concurrent.futures.Future:
+        """Queues a request; the Future's result is the list of output arrays
+        (its rows). The inputs are read when the batch runs: do not change
+        them before the Future is done."""
+        fut: concurrent.futures.Future = concurrent.futures.Future()
+        self._enqueue(inputs, fut)
+        return fut
 
     async def arun(self, inputs) -> List[np.ndarray]:
         """`run` for asyncio: awaits the batched run without blocking the loop."""
@@ -1171,14 +1215,59 @@ class Batcher:
             raise InvalidArgumentError(f"a request has 1..max_batch ({self.max_batch}) rows, got {rows}")
         return out
 
-    # -- workers ---------------------------------------------------------------
-    def _take(self) -> Optional[List[_Request]]:
-        """The next batch of requests (None: closed and drained)."""
+    # -- leading -----------------------------------------------------------------
+    def _lead(self, own: Optional[_Request]) -> None:
+        """Runs batches until `own` is done (the background thread: until the
+        queue is empty), then passes the lead on. The caller counted itself
+        in self._leaders."""
         with self._cv:
-            while not self._queue:
-                if self._closed:
-                    return None
-                self._cv.wait()
+            sessions = self._pool.pop() if self._pool else None
+        if sessions is None:
+            sessions = {}
+            self._all_sessions.append(sessions)
+        try:
+            while True:
+                batch = self._take(own)
+                if batch:
+                    try:
+                        self._run(batch, sessions)
+                    finally:
+                        with self._cv:
+                            self._running -= len(batch)
+                            self._inflight -= len(batch)
+                        for r in batch:
+                            self._finish(r)
+                with self._cv:
+                    if batch:
+                        self._cv.notify_all()  # leaders waiting for their own request
+                    if (own is not None and own.done) or (own is None and not self._queue):
+                        break
+                    if not self._queue and own is not None:
+                        self._cv.wait(0.05)  # own is in another leader's batch
+        finally:
+            with self._cv:
+                self._pool.append(sessions)
+                self._leaders -= 1
+                self._hand_over()
+
+    def _hand_over(self) -> None:
+        """(Holding the lock.) Gives the lead to the first queued blocking
+        caller, or wakes the background thread for queued futures."""
+        if not self._queue or self._leaders >= self.workers:
+            return
+        for r in self._queue:
+            if r.lock is not None and not r.lead:
+                r.lead = True
+                self._leaders += 1
+                r.lock.release()
+                return
+        self._bg.notify()
+
+    def _take(self, own) -> List[_Request]:
+        """The next batch of queued requests (maybe none)."""
+        with self._cv:
+            if not self._queue:
+                return []
             deadline = self._queue[0].t + self.max_delay
             while not self._closed and self._queued_rows < self.max_batch:
                 expected = max(max(self._peaks, default=0), self._peak) - self._running
@@ -1199,25 +1288,26 @@ class Batcher:
             self._peak = self._inflight
             return batch
 
-    def _done(self, n: int) -> None:
-        with self._cv:
-            self._running -= n
-            self._inflight -= n
+    def _finish(self, r: _Request) -> None:
+        r.done = True
+        if r.future is not None:
+            if r.error is not None:
+                r.future.set_exception(r.error)
+            else:
+                r.future.set_result(r.result)
+        elif not r.lead:  # a leader's own request: it is not waiting on its lock
+            r.lock.release()
 
-    def _loop(self) -> None:
-        sessions: Dict[int, Any] = {}
-        try:
-            while True:
-                batch = self._take()
-                if batch is None:
-                    return
-                try:
-                    self._run(batch, sessions)
-                finally:
-                    self._done(len(batch))
-        finally:
-            for s in sessions.values():
-                s.close()
+    def _background(self) -> None:
+        """Leads for `submit`/`arun` requests when no caller of `run` does."""
+        while True:
+            with self._cv:
+                while not (self._queue and self._leaders < self.workers):
+                    if self._closed and not self._queue and self._leaders == 0:
+                        return
+                    self._bg.wait(0.05 if self._closed else None)
+                self._leaders += 1
+            self._lead(None)
 
     def _session(self, sessions, rows):
         size = next(s for s in self._sizes if s >= rows)
@@ -1228,14 +1318,17 @@ class Batcher:
         return s, size
 
     def _run(self, batch: List[_Request], sessions) -> None:
-        batch = [r for r in batch if r.future.set_running_or_notify_cancel()]
-        if not batch:
+        live = [r for r in batch if r.future is None or r.future.set_running_or_notify_cancel()]
+        for r in batch:
+            if r not in live:
+                r.error = concurrent.futures.CancelledError()
+        if not live:
             return
-        rows = sum(r.rows for r in batch)
+        rows = sum(r.rows for r in live)
         try:
             s, size = self._session(sessions, rows)
             at = 0
-            for r in batch:
+            for r in live:
                 for view, a in zip(s._in_views, r.arrays):
                     np.copyto(view[at:at + r.rows], a, casting="same_kind")
                 at += r.rows
@@ -1243,23 +1336,18 @@ class Batcher:
                 if at < size:
                     view[at:] = 0
             L.tinf_session_run(s._handle)
-            outs = s._out_views
             at = 0
-            results = []
-            for r in batch:
-                results.append([o[at:at + r.rows].copy() for o in outs])
+            for r in live:
+                r.result = [o[at:at + r.rows].copy() for o in s._out_views]
                 at += r.rows
             self.batches += 1
             self.rows_run += rows
         except BaseException as e:
-            if len(batch) == 1:
-                batch[0].future.set_exception(e)
+            if len(live) == 1:
+                live[0].error = e
                 return
-            for r in batch:  # isolate: each request alone, so only the failing ones fail
+            for r in live:  # isolate: each request alone, so only the failing ones fail
                 self._run_alone(r, sessions)
-            return
-        for r, res in zip(batch, results):
-            r.future.set_result(res)
 
     def _run_alone(self, r: _Request, sessions) -> None:
         try:
@@ -1268,14 +1356,15 @@ class Batcher:
                 np.copyto(view[:r.rows], a, casting="same_kind")
                 view[r.rows:] = 0
             L.tinf_session_run(s._handle)
-            r.future.set_result([o[:r.rows].copy() for o in s._out_views])
+            r.result = [o[:r.rows].copy() for o in s._out_views]
         except BaseException as e:
-            r.future.set_exception(e)
+            r.error = e
 
     # -- lifetime --------------------------------------------------------------
     def close(self, cancel: bool = False, timeout: Optional[float] = None) -> None:
         """Refuses new requests; completes the pending ones (cancel=True fails
-        them with BatcherClosedError instead) and joins the workers. Idempotent."""
+        them with BatcherClosedError instead), joins the background thread and
+        frees the sessions. Idempotent."""
         with self._cv:
             self._closed = True
             if cancel:
@@ -1283,12 +1372,20 @@ class Batcher:
                     r = self._queue.popleft()
                     self._queued_rows -= r.rows
                     self._inflight -= 1
-                    if r.future.set_running_or_notify_cancel():
-                        r.future.set_exception(BatcherClosedError("the batcher was closed before this request ran"))
+                    r.error = BatcherClosedError("the batcher was closed before this request ran")
+                    if r.future is not None and not r.future.set_running_or_notify_cancel():
+                        r.done = True
+                        continue
+                    self._finish(r)
             self._cv.notify_all()
-        for w in self._workers:
-            if w is not threading.current_thread():
-                w.join(timeout)
+            self._bg.notify_all()
+        if self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+        if not self._thread.is_alive():
+            for sessions in self._all_sessions:
+                for s in sessions.values():
+                    s.close()
+                sessions.clear()
 
     @property
     def closed(self) -> bool:
@@ -1302,7 +1399,7 @@ class Batcher:
 
     def __repr__(self) -> str:
         return (f"<tinyinfer.Batcher max_batch={self.max_batch} max_delay_ms={self.max_delay * 1e3:g} "
-                f"workers={len(self._workers)} threads={self.threads}{' closed' if self._closed else ''}>")
+                f"workers={self.workers} threads={self.threads}{' closed' if self._closed else ''}>")
 
 
 # -- command line: python -m tinyinfer run MODEL --input DIR_OR_FILE --output FILE ------------
