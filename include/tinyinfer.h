@@ -441,7 +441,9 @@ tinf_status tinf_model_batch_bytes(const tinf_model *model, const tinf_options *
  * as above) and out_items_per_second get one entry each, ascending, and
  * *out_count their number. With measure_ms > 0, a session with the options'
  * threads runs each candidate for about measure_ms / count milliseconds
- * (after one warm-up run; the figure is the best run's items per second) and
+ * (after one warm-up run; the figure is the best run's items per second,
+ * counting overhead_ns more per run: what the caller spends on each batch
+ * besides the run, e.g. a Python call and its copies; may be 0) and
  * *out_best is the index of the smallest candidate within 5% of the highest
  * throughput; with measure_ms = 0 nothing runs, the rates are 0 and
  * *out_best is the largest. Measuring takes about measure_ms plus one run
@@ -456,9 +458,9 @@ tinf_status tinf_model_batch_bytes(const tinf_model *model, const tinf_options *
  * tinf_session_create and tinf_session_run while measuring.
  * Any thread, concurrently with other calls on the model (it is only read). */
 tinf_status tinf_model_batch_plan(tinf_model *model, const tinf_options *options, size_t budget_bytes,
-                                  size_t item_bytes, int64_t batch_limit, uint32_t measure_ms, int32_t capacity,
-                                  int64_t *out_batches, size_t *out_bytes, double *out_items_per_second,
-                                  int32_t *out_count, int32_t *out_best);
+                                  size_t item_bytes, int64_t batch_limit, uint32_t measure_ms, uint32_t overhead_ns,
+                                  int32_t capacity, int64_t *out_batches, size_t *out_bytes,
+                                  double *out_items_per_second, int32_t *out_count, int32_t *out_best);
 
 #ifdef __cplusplus
 }

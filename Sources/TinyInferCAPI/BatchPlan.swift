@@ -77,7 +77,7 @@ public func tinf_model_batch_bytes(
 @c @implementation
 public func tinf_model_batch_plan(
   _ model: OpaquePointer?, _ options: OpaquePointer?, _ budget: Int, _ itemBytes: Int, _ batchLimit: Int64,
-  _ measureMs: UInt32, _ capacity: Int32, _ outBatches: UnsafeMutablePointer<Int64>?,
+  _ measureMs: UInt32, _ overheadNs: UInt32, _ capacity: Int32, _ outBatches: UnsafeMutablePointer<Int64>?,
   _ outBytes: UnsafeMutablePointer<Int>?, _ outItemsPerSecond: UnsafeMutablePointer<Double>?,
   _ outCount: UnsafeMutablePointer<Int32>?, _ outBest: UnsafeMutablePointer<Int32>?
 ) -> tinf_status {
@@ -138,7 +138,11 @@ public func tinf_model_batch_plan(
     var rates = [Double](repeating: 0, count: sizes.count)
     if measureMs > 0 {
       let share = max(UInt64(measureMs) / UInt64(sizes.count), 1)
-      for (i, b) in sizes.enumerated() { rates[i] = try measure(m.model, opts, b, share) }
+      for (i, b) in sizes.enumerated() {
+        // items per second counting the caller's per-batch cost with each run
+        let r = try measure(m.model, opts, b, share)
+        rates[i] = Double(b) / (Double(b) / r + Double(overheadNs) * 1e-9)
+      }
     }
     // Best: the highest rate; the smallest batch within 5% of it (less memory
     // and latency for a difference within the noise). Unmeasured: the largest.

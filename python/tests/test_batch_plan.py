@@ -145,17 +145,17 @@ def test_c_function_checks_its_arguments(model):
     batches, sizes, rates = (ctypes.c_int64 * n)(), (ctypes.c_size_t * n)(), (ctypes.c_double * n)()
     count, best = ctypes.c_int32(), ctypes.c_int32()
     with pytest.raises(tinyinfer.InvalidArgumentError):
-        L.tinf_model_batch_plan(model.handle, None, 1 << 30, 0, 0, 0, n, None, sizes, rates, ctypes.byref(count),
+        L.tinf_model_batch_plan(model.handle, None, 1 << 30, 0, 0, 0, 0, n, None, sizes, rates, ctypes.byref(count),
                                 ctypes.byref(best))
     with pytest.raises(tinyinfer.InvalidArgumentError):
-        L.tinf_model_batch_plan(None, None, 1 << 30, 0, 0, 0, n, batches, sizes, rates, ctypes.byref(count),
+        L.tinf_model_batch_plan(None, None, 1 << 30, 0, 0, 0, 0, n, batches, sizes, rates, ctypes.byref(count),
                                 ctypes.byref(best))
     with pytest.raises(tinyinfer.InvalidArgumentError):
-        L.tinf_model_batch_plan(model.handle, None, 1 << 30, 0, 0, 0, 0, batches, sizes, rates,
+        L.tinf_model_batch_plan(model.handle, None, 1 << 30, 0, 0, 0, 0, 0, batches, sizes, rates,
                                 ctypes.byref(count), ctypes.byref(best))
     with pytest.raises(tinyinfer.InvalidArgumentError):
         L.tinf_model_batch_bytes(model.handle, None, 0, None, None)
     # a short capacity keeps the largest candidates
-    L.tinf_model_batch_plan(model.handle, None, 1 << 30, 0, 1000, 0, 3, batches, sizes, rates, ctypes.byref(count),
+    L.tinf_model_batch_plan(model.handle, None, 1 << 30, 0, 1000, 0, 0, 3, batches, sizes, rates, ctypes.byref(count),
                             ctypes.byref(best))
     assert count.value == 3 and list(batches[:3]) == [256, 512, 1000] and best.value == 2

@@ -34,6 +34,11 @@ L = _lib.lib
 DEFAULT_BUDGET = "256MB"
 DEFAULT_MAX_BATCH = 4096  # the largest batch batch_plan considers unless told
 DEFAULT_MEASURE_MS = 600
+# What a caller spends per batch besides the run, counted when batch sizes are
+# compared: a Python call (Model.run, Session.run) is about 10-20 us; Model.map
+# also hands the batch between its threads and copies in and out.
+DEFAULT_OVERHEAD_US = 20
+MAP_OVERHEAD_US = 60
 _CAPACITY = 32  # candidates tinf_model_batch_plan can return (powers of two up to 2^30, and the largest)
 
 
@@ -84,6 +89,7 @@ class BatchPlan:
     model_bytes: int         # what the model holds whatever the batch (constants, folded, packed weights)
     item_bytes: int          # per-item bytes the caller keeps besides the session (counted in the budget)
     threads: int
+    overhead_us: float       # the caller's per-batch cost counted with each measured run
     max_batch_limit: int
     candidates: Tuple[BatchCandidate, ...]
     measured: bool
@@ -192,12 +198,16 @@ _PLANS_LOCK = threading.Lock()
 
 
 def batch_plan(model, memory_budget=DEFAULT_BUDGET, threads: Optional[int] = None, *, item_bytes: int = 0,
-               max_batch: int = DEFAULT_MAX_BATCH, measure_ms: int = DEFAULT_MEASURE_MS, cache=True) -> BatchPlan:
+               max_batch: int = DEFAULT_MAX_BATCH, measure_ms: int = DEFAULT_MEASURE_MS,
+               overhead_us: float = DEFAULT_OVERHEAD_US, cache=True) -> BatchPlan:
     """The batch size to run `model` at under `memory_budget` (bytes or
     "256MB"): the largest batch whose arena + model bytes (+ item_bytes per
     item) fit, from the planner without running, then the best measured
     throughput among the powers of two up to it (about measure_ms in all;
-    0: no measurement, the largest). `threads`: the session's threads
+    0: no measurement, the largest), each run's time counted with
+    overhead_us, the caller's own cost per batch (a Python call and its
+    copies), so that small batches are not favoured by a measure that
+    leaves it out. `threads`: the session's threads
     (default: the model's); the measurement runs with them, so the choice
     follows them. Measured plans are cached per model content, machine,
     threads and arguments: in memory, and with cache=True also on disk
@@ -213,10 +223,12 @@ def batch_plan(model, memory_budget=DEFAULT_BUDGET, threads: Optional[int] = Non
         raise InvalidArgumentError(f"max_batch must be 1...2^30, got {max_batch!r}")
     if not isinstance(measure_ms, (int, np.integer)) or not 0 <= measure_ms <= 600_000:
         raise InvalidArgumentError(f"measure_ms must be 0...600000, got {measure_ms!r}")
+    if not 0 <= overhead_us <= 1e6:
+        raise InvalidArgumentError(f"overhead_us must be 0...1e6, got {overhead_us!r}")
     if cache not in (True, False, "memory"):
         raise InvalidArgumentError(f"cache must be True, False or 'memory', got {cache!r}")
     key = json.dumps([content_hash(model), getattr(model, "optimize", True), machine_id(), threads, budget,
-                      item_bytes, int(max_batch), int(measure_ms)])
+                      item_bytes, int(max_batch), int(measure_ms), float(overhead_us)])
     digest = hashlib.sha256(key.encode()).hexdigest()[:40]
     path = os.path.join(cache_dir(), "batch-plans", digest + ".json")
     if cache:
@@ -235,7 +247,7 @@ def batch_plan(model, memory_budget=DEFAULT_BUDGET, threads: Optional[int] = Non
                     return plan
             except (OSError, ValueError, KeyError, TypeError):
                 pass  # absent or unreadable: measure again and rewrite it
-    plan = _plan_now(model, budget, threads, item_bytes, int(max_batch), int(measure_ms))
+    plan = _plan_now(model, budget, threads, item_bytes, int(max_batch), int(measure_ms), float(overhead_us))
     if cache:
         with _PLANS_LOCK:
             _PLANS[key] = plan
@@ -247,12 +259,13 @@ def batch_plan(model, memory_budget=DEFAULT_BUDGET, threads: Optional[int] = Non
     return plan
 
 
-def _plan_now(model, budget, threads, item_bytes, max_batch, measure_ms) -> BatchPlan:
+def _plan_now(model, budget, threads, item_bytes, max_batch, measure_ms, overhead_us) -> BatchPlan:
     batches, sizes, rates = (c_int64 * _CAPACITY)(), (c_size_t * _CAPACITY)(), (c_double * _CAPACITY)()
     count, best = c_int32(), c_int32()
     opts = _options(threads)
     try:
-        L.tinf_model_batch_plan(model.handle, opts, budget, item_bytes, max_batch, measure_ms, _CAPACITY,
+        L.tinf_model_batch_plan(model.handle, opts, budget, item_bytes, max_batch, measure_ms,
+                                int(overhead_us * 1000), _CAPACITY,
                                 batches, sizes, rates, byref(count), byref(best))
     except OutOfMemoryError as e:
         e.needed_bytes = int(sizes[0])
@@ -263,7 +276,8 @@ def _plan_now(model, budget, threads, item_bytes, max_batch, measure_ms) -> Batc
     L.tinf_model_batch_bytes(model.handle, None, 1, None, byref(model_bytes))
     cands = tuple(BatchCandidate(int(batches[i]), int(sizes[i]), float(rates[i])) for i in range(count.value))
     return BatchPlan(batch_size=cands[best.value].batch_size, max_batch=cands[-1].batch_size, memory_budget=budget,
-                     model_bytes=model_bytes.value, item_bytes=item_bytes, threads=threads, max_batch_limit=max_batch,
+                     model_bytes=model_bytes.value, item_bytes=item_bytes, threads=threads, overhead_us=overhead_us,
+                     max_batch_limit=max_batch,
                      candidates=cands, measured=measure_ms > 0, source="measured" if measure_ms > 0 else "planned")
 
 
@@ -844,7 +858,8 @@ class MapStream:
         # the other is copied in) and, when yielding, one batch of outputs
         item_bytes = 2 * in_item + (out_item if out is None else 0)
         if batch_size == "auto":
-            self.plan = batch_plan(model, memory_budget, threads, item_bytes=item_bytes, measure_ms=measure_ms)
+            self.plan = batch_plan(model, memory_budget, threads, item_bytes=item_bytes, measure_ms=measure_ms,
+                                   overhead_us=MAP_OVERHEAD_US)
             bs = self.plan.batch_size
         else:
             if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
