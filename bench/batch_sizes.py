@@ -10,47 +10,25 @@ batch_plan's choice for 1 and 2 threads and a markdown table.
 import argparse
 import os
 import sys
-import threading
-import time
-
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
 import tinyinfer  # noqa: E402
 from tinyinfer import batching  # noqa: E402
-
-HERE = os.path.dirname(os.path.abspath(__file__))
+from batcher import BENCH_MODELS, load_loop  # noqa: E402  (bench/batcher.py: threads calling in a loop)
 
 
 def rate(sessions, x, seconds):
     """Items per second of len(sessions) sessions each running x in its own thread."""
-    counts = [0] * len(sessions)
-    stop = [0.0]
-    go = threading.Barrier(len(sessions) + 1)
-
-    def work(i):
-        s = sessions[i]
-        s.run(x)
-        go.wait()
-        while time.perf_counter() < stop[0]:
-            s.run(x)
-            counts[i] += 1
-
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(sessions))]
-    for t in threads:
-        t.start()
-    stop[0] = time.perf_counter() + seconds
-    t0 = time.perf_counter()
-    go.wait()
-    for t in threads:
-        t.join()
-    return sum(counts) * x.shape[0] / (time.perf_counter() - t0)
+    for s in sessions:
+        s.run(x)  # warm
+    per_second, _ = load_loop(len(sessions), seconds, lambda i: sessions[i].run(x))
+    return per_second * x.shape[0]
 
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("models", nargs="*", default=[os.path.join(HERE, "models", "mlp.float32.tinf"),
-                                                  os.path.join(HERE, "models", "mobilenetv2.float32.tinf")])
+    ap.add_argument("models", nargs="*", default=BENCH_MODELS)
     ap.add_argument("--budget", default="256MB")
     ap.add_argument("--seconds", type=float, default=1.0)
     args = ap.parse_args()

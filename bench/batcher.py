@@ -20,6 +20,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import tinyinfer  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+# the models the batch-processing benches run by default (made by bench/make_models.py)
+BENCH_MODELS = [os.path.join(HERE, "models", "mlp.float32.tinf"), os.path.join(HERE, "models", "mobilenetv2.float32.tinf")]
 
 
 def load_loop(n, seconds, call):
@@ -95,8 +97,7 @@ def bench_model(path, callers, seconds, max_batch, delay_ms, threads, workers):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--models", nargs="*", default=[os.path.join(HERE, "models", "mlp.float32.tinf"),
-                                                    os.path.join(HERE, "models", "mobilenetv2.float32.tinf")])
+    ap.add_argument("--models", nargs="*", default=BENCH_MODELS)
     ap.add_argument("--callers", default="1,2,4,8,16")
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--max-batch", type=int, default=16)
