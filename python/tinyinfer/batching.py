@@ -1149,8 +1149,7 @@ class Batcher:
         self._thread.start()
 
     # -- callers ---------------------------------------------------------------
-    def _enqueue(self, inputs, future) -> _Request:
-        arrays = self._check(inputs)
+    def _enqueue(self, arrays, future) -> _Request:
         req = _Request(arrays, arrays[0].shape[0], future)
         with self._cv:
             if self._closed:
@@ -1167,11 +1166,25 @@ class Batcher:
     def run(self, inputs, timeout: Optional[float] = None) -> List[np.ndarray]:
         """Runs one request (blocking) and returns its outputs (a list of
         arrays with the request's rows)."""
-        req = self._enqueue(inputs, None)
+        arrays = self._check(inputs)
         with self._cv:
-            lead = self._leaders < self.workers
-            if lead:
+            # nothing queued and a free slot: run it now, as Model.run would
+            solo = not self._queue and self._leaders < self.workers and not self._closed
+            if solo:
                 self._leaders += 1
+                self._inflight += 1
+                self._peak = max(self._peak, self._inflight)
+                sessions = self._pool.pop() if self._pool else None
+        if solo:
+            return self._run_solo(arrays, sessions)
+        req = self._enqueue(arrays, None)
+        with self._cv:
+            # req.lead: this caller leads (counted once in self._leaders), set
+            # here or by _hand_over, which may have promoted it already
+            if not req.lead and not req.done and self._leaders < self.workers:
+                req.lead = True
+                self._leaders += 1
+            lead = req.lead
         if lead:
             self._lead(req)
         else:
@@ -1193,8 +1206,9 @@ class Batcher:
         """Queues a request; the Future's result is the list of output arrays
         (its rows). The inputs are read when the batch runs: do not change
         them before the Future is done."""
+        arrays = self._check(inputs)
         fut: concurrent.futures.Future = concurrent.futures.Future()
-        self._enqueue(inputs, fut)
+        self._enqueue(arrays, fut)
         return fut
 
     async def arun(self, inputs) -> List[np.ndarray]:
@@ -1239,7 +1253,8 @@ class Batcher:
             sessions = self._pool.pop() if self._pool else None
         if sessions is None:
             sessions = {}
-            self._all_sessions.append(sessions)
+            with self._cv:
+                self._all_sessions.append(sessions)
         try:
             while True:
                 batch = self._take(own)
@@ -1261,6 +1276,21 @@ class Batcher:
                         self._cv.wait(0.05)  # own is in another leader's batch
         finally:
             with self._cv:
+                self._pool.append(sessions)
+                self._leaders -= 1
+                self._hand_over()
+
+    def _run_solo(self, arrays, sessions) -> List[np.ndarray]:
+        """Runs one request at once on the caller's thread (counted as a leader)."""
+        if sessions is None:
+            sessions = {}
+            with self._cv:
+                self._all_sessions.append(sessions)
+        try:
+            return self._run_rows(arrays, sessions)
+        finally:
+            with self._cv:
+                self._inflight -= 1
                 self._pool.append(sessions)
                 self._leaders -= 1
                 self._hand_over()
@@ -1364,14 +1394,22 @@ class Batcher:
             for r in live:  # isolate: each request alone, so only the failing ones fail
                 self._run_alone(r, sessions)
 
+    def _run_rows(self, arrays, sessions) -> List[np.ndarray]:
+        """Runs one request's rows on the session of their size; its outputs."""
+        rows = arrays[0].shape[0]
+        s, size = self._session(sessions, rows)
+        for view, a in zip(s._in_views, arrays):
+            np.copyto(view[:rows], a, casting="same_kind")
+            if rows < size:
+                view[rows:] = 0
+        L.tinf_session_run(s._handle)
+        self.batches += 1
+        self.rows_run += rows
+        return [o[:rows].copy() for o in s._out_views]
+
     def _run_alone(self, r: _Request, sessions) -> None:
         try:
-            s, size = self._session(sessions, r.rows)
-            for view, a in zip(s._in_views, r.arrays):
-                np.copyto(view[:r.rows], a, casting="same_kind")
-                view[r.rows:] = 0
-            L.tinf_session_run(s._handle)
-            r.result = [o[:r.rows].copy() for o in s._out_views]
+            r.result = self._run_rows(r.arrays, sessions)
         except BaseException as e:
             r.error = e
 
