@@ -315,3 +315,26 @@ def test_cli_run_streams_a_folder_into_a_file(net, tmp_path):
     np.save(tmp_path / "one.npy", x[:1])
     r = cli("run", str(model), "--input", str(tmp_path / "one.npy"))
     assert r.returncode == 0 and "float32 [1, 10]" in r.stdout
+
+
+def test_memmap_pages_released_after_writing_keep_their_rows(net, tmp_path):
+    m, ref = net
+    x = data(20_000)  # 800 KB of outputs: many pages written, then dropped from memory
+    mm = np.lib.format.open_memmap(tmp_path / "y.npy", mode="w+", dtype=np.float32, shape=(20_000, 10))
+    np.save(tmp_path / "x.npy", x)
+    xin = np.load(tmp_path / "x.npy", mmap_mode="r")
+    m.map(xin, batch_size=256, memory_budget=None, progress=False, out=mm)
+    close(np.asarray(mm), ref(x))
+    del mm
+    close(np.load(tmp_path / "y.npy"), ref(x))
+
+
+def test_stopping_early_ends_the_reader(net, tmp_path):
+    m, ref = net
+    x = data(1000)
+    np.save(tmp_path / "x.npy", x)
+    with m.map(tmp_path / "x.npy", batch_size=10, memory_budget=None, progress=False) as stream:
+        first = [next(stream) for _ in range(15)]
+    close(np.stack(first), ref(x[:15]))
+    assert not stream._producer.is_alive()
+    assert all(f.closed for f in stream._source.files)

@@ -1033,8 +1033,15 @@ class MapStream:
         return next(self._gen)
 
     def close(self) -> None:
-        """Stops early (the reader thread ends, files are closed)."""
+        """Stops early (the reader thread ends, files are closed, what was
+        written is kept)."""
         self._gen.close()
+
+    def __enter__(self) -> "MapStream":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def drain(self) -> "MapStream":
         for _ in self._gen:
