@@ -6,6 +6,7 @@ goal is measured against (p99 <= max_delay_ms + one max_batch run).
 
     python3 bench/batcher.py                                   # MLP and MobileNetV2 from bench/models
     python3 bench/batcher.py --models bench/models/mlp.float32.tinf --callers 1,16 --seconds 2
+    python3 bench/batcher.py --asyncio      # also callers as asyncio tasks: run_in_executor vs Batcher.arun
 """
 
 import argparse
@@ -51,6 +52,60 @@ def load_loop(n, seconds, call):
     wall = time.perf_counter() - t0
     allat = np.concatenate([np.array(x) for x in lat])
     return len(allat) / wall, allat
+
+
+def async_loop(n, seconds, call):
+    """n asyncio tasks awaiting call(i) until the time is up: (requests/s, latencies in s)."""
+    import asyncio
+    lat = []
+
+    async def caller(i, stop):
+        while True:
+            t0 = time.perf_counter()
+            if t0 >= stop:
+                return
+            await call(i)
+            lat.append(time.perf_counter() - t0)
+
+    async def main():
+        stop = time.perf_counter() + seconds
+        t0 = time.perf_counter()
+        await asyncio.gather(*(caller(i, stop) for i in range(n)))
+        return time.perf_counter() - t0
+
+    wall = asyncio.run(main())
+    return len(lat) / wall, np.array(lat)
+
+
+def bench_async(path, callers, seconds, max_batch, delay_ms, threads, workers):
+    """Callers as asyncio tasks: each awaiting its own batch-1 session in a
+    thread pool (run_in_executor), or Batcher.arun."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+    name = os.path.basename(path)
+    with tinyinfer.load(path) as m:
+        item = tuple(m.inputs[0].shape[1:])
+        xs = [np.random.default_rng(i).standard_normal((1,) + item).astype(np.float32) for i in range(max(callers))]
+        print(f"\n### {name}, asyncio tasks: run_in_executor on a session each vs Batcher.arun")
+        print("\n| tasks | unbatched req/s | p50 ms | p99 ms | Batcher req/s | p50 ms | p99 ms | rows/batch | speedup |")
+        print("|---|---|---|---|---|---|---|---|---|")
+        for n in callers:
+            sessions = [m.session(threads=1) for _ in range(n)]
+            with ThreadPoolExecutor(n) as pool:
+                async def unbatched(i):
+                    return await asyncio.get_running_loop().run_in_executor(pool, sessions[i].run, xs[i])
+                base, blat = async_loop(n, seconds, unbatched)
+            for s in sessions:
+                s.close()
+            with tinyinfer.Batcher(m, max_batch=max_batch, max_delay_ms=delay_ms, threads=threads,
+                                   workers=workers) as b:
+                b.run(xs[0])
+                r0, b0 = b.rows_run, b.batches
+                got, glat = async_loop(n, seconds, lambda i: b.arun(xs[i]))
+                per = (b.rows_run - r0) / max(b.batches - b0, 1)
+            p = lambda a, q: np.percentile(a, q) * 1e3  # noqa: E731
+            print(f"| {n} | {base:.0f} | {p(blat, 50):.3f} | {p(blat, 99):.3f} | {got:.0f} | {p(glat, 50):.3f} | "
+                  f"{p(glat, 99):.3f} | {per:.1f} | {got / base:.2f}x |", flush=True)
 
 
 def batch_run_seconds(model, batch, threads, runs=20):
@@ -104,11 +159,14 @@ def main():
     ap.add_argument("--max-delay-ms", type=float, default=2.0)
     ap.add_argument("--threads", type=int, default=1, help="threads of each Batcher session")
     ap.add_argument("--workers", type=int, default=2, help="Batcher sessions running batches at once")
+    ap.add_argument("--asyncio", action="store_true", help="also callers as asyncio tasks (Batcher.arun)")
     args = ap.parse_args()
     callers = [int(c) for c in args.callers.split(",")]
     print(f"CPU: {tinyinfer.batching.machine_id()}; {args.seconds:g} s per cell")
     for path in args.models:
         bench_model(path, callers, args.seconds, args.max_batch, args.max_delay_ms, args.threads, args.workers)
+        if args.asyncio:
+            bench_async(path, callers, args.seconds, args.max_batch, args.max_delay_ms, args.threads, args.workers)
 
 
 if __name__ == "__main__":

@@ -196,3 +196,20 @@ def test_many_callers_hand_the_lead_over_without_losing_a_leader(net, workers):
         close(y, ref(x))
     b.close(timeout=10)
     assert not b._thread.is_alive() and b._leaders == 0 and b._inflight == 0
+
+
+def test_a_cancelled_asyncio_request_does_not_disturb_the_others(net):
+    m, ref = net
+    xs = [rows(i) for i in range(40)]
+
+    async def main(b):
+        tasks = [asyncio.ensure_future(b.arun(x)) for x in xs]
+        tasks[3].cancel()
+        return await asyncio.gather(*tasks, return_exceptions=True)
+
+    with tinyinfer.Batcher(m, max_batch=8, max_delay_ms=5) as b:
+        outs = asyncio.run(main(b))
+    assert isinstance(outs[3], asyncio.CancelledError)
+    for i, (x, o) in enumerate(zip(xs, outs)):
+        if i != 3:
+            close(o[0], ref(x))

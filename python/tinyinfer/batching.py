@@ -1076,10 +1076,12 @@ class BatcherClosedError(InvalidStateError):
 
 
 class _Request:
-    __slots__ = ("arrays", "rows", "t", "lock", "future", "result", "error", "done", "lead")
+    __slots__ = ("arrays", "rows", "t", "lock", "future", "loop", "result", "error", "done", "lead")
 
-    def __init__(self, arrays, rows, future):
-        self.arrays, self.rows, self.future = arrays, rows, future
+    def __init__(self, arrays, rows, future, loop=None):
+        # future: a concurrent.futures.Future (submit), or an asyncio future
+        # of `loop` (arun), set on the loop's thread
+        self.arrays, self.rows, self.future, self.loop = arrays, rows, future, loop
         self.t = time.perf_counter()
         self.lock = None
         if future is None:  # a blocking caller waits on this lock (released when done or made leader)
@@ -1156,8 +1158,8 @@ class Batcher:
         self._thread.start()
 
     # -- callers ---------------------------------------------------------------
-    def _enqueue(self, arrays, future) -> _Request:
-        req = _Request(arrays, arrays[0].shape[0], future)
+    def _enqueue(self, arrays, future, loop=None) -> _Request:
+        req = _Request(arrays, arrays[0].shape[0], future, loop)
         with self._cv:
             if self._closed:
                 raise BatcherClosedError("the batcher is closed")
@@ -1219,8 +1221,13 @@ class Batcher:
         return fut
 
     async def arun(self, inputs) -> List[np.ndarray]:
-        """`run` for asyncio: awaits the batched run without blocking the loop."""
-        return await asyncio.wrap_future(self.submit(inputs))
+        """`run` for asyncio: awaits the batched run without blocking the loop
+        (the results of one batch reach each loop in one call)."""
+        arrays = self._check(inputs)
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        self._enqueue(arrays, fut, loop)
+        return await fut
 
     def _check(self, inputs) -> List[np.ndarray]:
         if isinstance(inputs, dict):
@@ -1272,8 +1279,7 @@ class Batcher:
                         with self._cv:
                             self._running -= len(batch)
                             self._inflight -= len(batch)
-                        for r in batch:
-                            self._finish(r)
+                        self._finish_all(batch)
                 with self._cv:
                     if batch:
                         self._cv.notify_all()  # leaders waiting for their own request
@@ -1340,6 +1346,20 @@ class Batcher:
             self._peak = self._inflight
             return batch
 
+    def _finish_all(self, reqs: List[_Request]) -> None:
+        by_loop: Dict[Any, List[_Request]] = {}
+        for r in reqs:
+            if r.loop is not None:
+                r.done = True
+                by_loop.setdefault(r.loop, []).append(r)
+            else:
+                self._finish(r)
+        for loop, rs in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_deliver, rs)
+            except RuntimeError:
+                pass  # the loop is closed: nobody awaits these
+
     def _finish(self, r: _Request) -> None:
         r.done = True
         if r.future is not None:
@@ -1370,7 +1390,7 @@ class Batcher:
         return s, size
 
     def _run(self, batch: List[_Request], sessions) -> None:
-        live = [r for r in batch if r.future is None or r.future.set_running_or_notify_cancel()]
+        live = [r for r in batch if _still_wanted(r)]
         for r in batch:
             if r not in live:
                 r.error = concurrent.futures.CancelledError()
@@ -1428,15 +1448,17 @@ class Batcher:
         with self._cv:
             self._closed = True
             if cancel:
+                failed = []
                 while self._queue:
                     r = self._queue.popleft()
                     self._queued_rows -= r.rows
                     self._inflight -= 1
                     r.error = BatcherClosedError("the batcher was closed before this request ran")
-                    if r.future is not None and not r.future.set_running_or_notify_cancel():
+                    if r.future is not None and r.loop is None and not r.future.set_running_or_notify_cancel():
                         r.done = True
                         continue
-                    self._finish(r)
+                    failed.append(r)
+                self._finish_all(failed)
             self._cv.notify_all()
             self._bg.notify_all()
         if self._thread is not threading.current_thread():
@@ -1460,6 +1482,25 @@ class Batcher:
     def __repr__(self) -> str:
         return (f"<tinyinfer.Batcher max_batch={self.max_batch} max_delay_ms={self.max_delay * 1e3:g} "
                 f"workers={self.workers} threads={self.threads}{' closed' if self._closed else ''}>")
+
+
+def _still_wanted(r: _Request) -> bool:
+    """False for a request whose future was cancelled before its batch ran."""
+    if r.future is None:
+        return True
+    if r.loop is not None:  # an asyncio future: only read here, set on its loop
+        return not r.future.cancelled()
+    return r.future.set_running_or_notify_cancel()
+
+
+def _deliver(reqs: List[_Request]) -> None:
+    """On an event loop's thread: sets its requests' asyncio futures."""
+    for r in reqs:
+        if not r.future.done():
+            if r.error is not None:
+                r.future.set_exception(r.error)
+            else:
+                r.future.set_result(r.result)
 
 
 # -- command line: python -m tinyinfer run MODEL --input DIR_OR_FILE --output FILE ------------
