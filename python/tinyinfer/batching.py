@@ -1102,15 +1102,16 @@ class Batcher:
 
     A request is what `Model.run` takes (its rows along the first dimension,
     at most max_batch); the result is what it returns. There is no dispatcher
-    thread in the way of blocking callers: a caller of `run` that finds fewer
-    than `workers` batches running leads, that is runs the queued requests
-    (its own among them) as one batch on its own thread, hands the others
-    their rows and, when its own request is done, passes the lead to the
-    next queued caller. So a lone caller runs its request at once, as
-    `Model.run` would. A leader takes the queued requests, up to max_batch
+    thread in the way of blocking callers: a caller of `run` that finds
+    nothing queued and fewer than `workers` batches running runs its request
+    at once, as `Model.run` would; one that finds requests queued and a free
+    slot leads, that is runs them (its own among them) as one batch on its
+    own thread, hands the others their rows and, when its own request is
+    done, passes the lead to the next queued caller. A leader takes the queued requests, up to max_batch
     rows, and waits for more (at most max_delay_ms after the oldest arrived)
     only while fewer are queued than were in flight at once recently. `submit`
-    and `arun` requests are led by a background thread. Batches run on
+    and `arun` requests are led by a background thread (`arun` results reach
+    their event loop in one call per batch). Batches run on
     sessions for power-of-two sizes (rows padded up), one set per leader.
     A request is checked when submitted (shape, dtype) and fails alone; when
     a batch run fails, its requests run one by one so only the failing ones
@@ -1154,6 +1155,7 @@ class Batcher:
             p *= 2
         sizes.append(self.max_batch)
         self._sizes = sizes
+        self._size_for = [0] + [next(s for s in sizes if s >= r) for r in range(1, self.max_batch + 1)]
         self._thread = threading.Thread(target=self._background, name="tinyinfer-batcher", daemon=True)
         self._thread.start()
 
@@ -1230,6 +1232,11 @@ class Batcher:
         return await fut
 
     def _check(self, inputs) -> List[np.ndarray]:
+        if len(self._specs) == 1 and type(inputs) is np.ndarray:  # the common call, kept short
+            _, shape, dtype = self._specs[0]
+            if inputs.dtype == dtype and inputs.shape[1:] == shape and inputs.ndim == len(shape) + 1 \
+                    and 1 <= inputs.shape[0] <= self.max_batch:
+                return [inputs]
         if isinstance(inputs, dict):
             unknown = set(inputs) - set(self._names)
             missing = [n for n in self._names if n not in inputs]
@@ -1382,7 +1389,7 @@ class Batcher:
             self._lead(None)
 
     def _session(self, sessions, rows):
-        size = next(s for s in self._sizes if s >= rows)
+        size = self._size_for[rows]
         s = sessions.get(size)
         if s is None:
             s = sessions[size] = self.model.session(
