@@ -54,6 +54,18 @@ def load_loop(n, seconds, call):
     return len(allat) / wall, allat
 
 
+def batcher_row(m, n, base, blat, loop, call, max_batch, delay_ms, threads, workers):
+    """Runs the Batcher side (loop(n, seconds, call(b, i))) and prints a table row against the unbatched one."""
+    with tinyinfer.Batcher(m, max_batch=max_batch, max_delay_ms=delay_ms, threads=threads, workers=workers) as b:
+        b.run(np.zeros((1,) + tuple(m.inputs[0].shape[1:]), np.float32))
+        r0, b0 = b.rows_run, b.batches
+        got, glat = loop(lambda i: call(b, i))
+        per = (b.rows_run - r0) / max(b.batches - b0, 1)
+    p = lambda a, q: np.percentile(a, q) * 1e3  # noqa: E731
+    print(f"| {n} | {base:.0f} | {p(blat, 50):.3f} | {p(blat, 99):.3f} | {got:.0f} | {p(glat, 50):.3f} | "
+          f"{p(glat, 99):.3f} | {per:.1f} | {got / base:.2f}x |", flush=True)
+
+
 def async_loop(n, seconds, call):
     """n asyncio tasks awaiting call(i) until the time is up: (requests/s, latencies in s)."""
     import asyncio
@@ -97,15 +109,8 @@ def bench_async(path, callers, seconds, max_batch, delay_ms, threads, workers):
                 base, blat = async_loop(n, seconds, unbatched)
             for s in sessions:
                 s.close()
-            with tinyinfer.Batcher(m, max_batch=max_batch, max_delay_ms=delay_ms, threads=threads,
-                                   workers=workers) as b:
-                b.run(xs[0])
-                r0, b0 = b.rows_run, b.batches
-                got, glat = async_loop(n, seconds, lambda i: b.arun(xs[i]))
-                per = (b.rows_run - r0) / max(b.batches - b0, 1)
-            p = lambda a, q: np.percentile(a, q) * 1e3  # noqa: E731
-            print(f"| {n} | {base:.0f} | {p(blat, 50):.3f} | {p(blat, 99):.3f} | {got:.0f} | {p(glat, 50):.3f} | "
-                  f"{p(glat, 99):.3f} | {per:.1f} | {got / base:.2f}x |", flush=True)
+            batcher_row(m, n, base, blat, lambda f: async_loop(n, seconds, f), lambda b, i: b.arun(xs[i]), max_batch,
+                        delay_ms, threads, workers)
 
 
 def batch_run_seconds(model, batch, threads, runs=20):
@@ -131,23 +136,14 @@ def bench_model(path, callers, seconds, max_batch, delay_ms, threads, workers):
               f"one batch-{max_batch} run {run_s * 1e3:.2f} ms, so the p99 goal is <= {delay_ms + run_s * 1e3:.2f} ms")
         print("\n| callers | unbatched req/s | p50 ms | p99 ms | Batcher req/s | p50 ms | p99 ms | rows/batch | speedup |")
         print("|---|---|---|---|---|---|---|---|---|")
-        rows = []
         for n in callers:
             sessions = [m.session(threads=1) for _ in range(n)]
             base, blat = load_loop(n, seconds, lambda i: sessions[i].run(xs[i]))
             for s in sessions:
                 s.close()
-            with tinyinfer.Batcher(m, max_batch=max_batch, max_delay_ms=delay_ms, threads=threads,
-                                   workers=workers) as b:
-                b.run(xs[0])
-                r0, b0 = b.rows_run, b.batches
-                got, glat = load_loop(n, seconds, lambda i: b.run(xs[i]))
-                per = (b.rows_run - r0) / max(b.batches - b0, 1)
-            p = lambda a, q: np.percentile(a, q) * 1e3  # noqa: E731
-            print(f"| {n} | {base:.0f} | {p(blat, 50):.3f} | {p(blat, 99):.3f} | {got:.0f} | {p(glat, 50):.3f} | "
-                  f"{p(glat, 99):.3f} | {per:.1f} | {got / base:.2f}x |", flush=True)
-            rows.append((n, base, got, p(glat, 99)))
-        return rows, run_s
+            batcher_row(m, n, base, blat, lambda f: load_loop(n, seconds, f), lambda b, i: b.run(xs[i]), max_batch,
+                        delay_ms, threads, workers)
+        return run_s
 
 
 def main():
