@@ -159,3 +159,13 @@ def test_c_function_checks_its_arguments(model):
     L.tinf_model_batch_plan(model.handle, None, 1 << 30, 0, 1000, 0, 0, 3, batches, sizes, rates, ctypes.byref(count),
                             ctypes.byref(best))
     assert count.value == 3 and list(batches[:3]) == [256, 512, 1000] and best.value == 2
+
+
+def test_caller_overhead_is_counted_with_each_run(model):
+    # 100 ms of caller cost per batch dwarfs the runs: items/s grow with the batch, the largest wins
+    plan = model.batch_plan("8MB", measure_ms=60, max_batch=64, overhead_us=100_000, cache=False)
+    rates = [c.items_per_second for c in plan.candidates]
+    assert plan.batch_size == 64 and plan.overhead_us == 100_000
+    for c in plan.candidates:  # at most batch / 0.1 s
+        assert c.items_per_second <= c.batch_size / 0.1 * 1.0001
+    assert rates == sorted(rates)
