@@ -48,7 +48,7 @@ def test_auto_batch_size_follows_the_plan(net):
     x = data(300)
     stream = m.map(x, memory_budget="4MB", progress=False, measure_ms=50)
     close(np.stack(list(stream)), ref(x))
-    assert stream.plan is not None and stream.batch_size == stream.plan.batch_size
+    assert stream.plan is not None and stream.batch_size == min(stream.plan.batch_size, 300)  # never over the data
     assert stream.plan.bytes_needed <= 4 << 20
     # the staging batches are counted per item
     assert stream.plan.item_bytes == 2 * 32 * 4 + 10 * 4

@@ -871,8 +871,10 @@ class MapStream:
                 if need > parse_bytes(memory_budget):
                     raise OutOfMemoryError(f"batch_size {bs} needs {need} bytes, over the memory budget of "
                                            f"{parse_bytes(memory_budget)} bytes")
-        self.batch_size = bs
         self._source = _source(inputs, specs)
+        if self._source.total is not None:
+            bs = max(1, min(bs, self._source.total))  # no session larger than the data
+        self.batch_size = bs
         self._sink = _Sink(out, out_specs, self._source.total) if out is not None else None
         self._session = model.session(threads=threads, input_shapes=[(bs,) + s for _, s, _ in specs])
         self._single_session = None  # batch 1, for isolating a failing batch's items (on_error="skip")
