@@ -25,6 +25,27 @@ def memory():
     return info.rss, info.uss
 
 
+def _spin(_):
+    t0 = time.perf_counter()
+    x = 0
+    for i in range(6_000_000):
+        x += i
+    return time.perf_counter() - t0
+
+
+def machine_parallelism() -> float:
+    """How much faster two CPU-bound processes finish two loops than one does
+    them one after the other: about 2 on two free cores, about 1 when other
+    jobs take the cores (a control for the workers' speedup)."""
+    import multiprocessing as mp
+    one = _spin(0)
+    with mp.Pool(2) as pool:
+        t0 = time.perf_counter()
+        pool.map(_spin, [0, 1])
+        two = time.perf_counter() - t0
+    return 2 * one / two
+
+
 def make_block(block_id, shape):
     rng = np.random.default_rng(block_id)
     return rng.standard_normal(shape).astype(np.float32)
@@ -55,7 +76,9 @@ def main():
                 pass
         single = time.perf_counter() - t0
     print(f"model {os.path.basename(model)}, {args.items} items in blocks of {args.chunk}, budget {args.budget}")
-    print(f"single process Model.map: {single:.2f} s ({args.items / single:.0f} items/s)\n")
+    print(f"single process Model.map: {single:.2f} s ({args.items / single:.0f} items/s)")
+    print(f"control: two plain Python loops in two processes ran {machine_parallelism():.2f}x faster than in one "
+          f"(2x on two free cores)\n")
     print("| workers | wall s | items/s | speedup vs 1 worker | per-worker RSS MB | per-worker USS MB | model loads |")
     print("|---|---|---|---|---|---|---|")
     base = None
