@@ -457,6 +457,53 @@ tinf_status tinf_session_plan_entry(const tinf_session *session, int32_t tensor,
  * flags, or a capacity < 1 (or one whose log would not fit in memory) with a log. */
 typedef enum tinf_run_log_flag { TINF_RUN_LOG_EVERY_RUN = 1 } tinf_run_log_flag;
 tinf_status tinf_session_set_run_log(tinf_session *session, uint64_t *log, int64_t capacity, uint32_t flags);
+/* ---- batch planning (issue 17: batch sizes under a memory budget) ---------- */
+
+/* Bytes a session running `batch` items at once needs, from the memory
+ * planner, without allocating or running anything: *out_arena is the arena
+ * when the first dimension of every input is `batch` (the other dimensions as
+ * set by tinf_options_set_input_shape, else the file's); *out_model_bytes is
+ * what the model itself holds in memory whatever the batch (its constants,
+ * the tensors folded at load and the packed weights), shared by every
+ * session of the model. Kernel scratch memory (the int8 kernels' row
+ * buffers, a few per thread) is not counted. options: borrowed, may be NULL.
+ * Either out pointer may be NULL.
+ * Statuses: TINF_ERR_INVALID_ARGUMENT (NULL model, batch outside 1..2^30),
+ * TINF_ERR_SHAPE or TINF_ERR_UNSUPPORTED_OP (an input without a first
+ * dimension, or an op that cannot take that batch, with its reason).
+ * Any thread; no allocation beyond the planning itself. */
+tinf_status tinf_model_batch_bytes(const tinf_model *model, const tinf_options *options, int64_t batch,
+                                   size_t *out_arena, size_t *out_model_bytes);
+
+/* Chooses a batch size under a memory budget. The largest batch B (at most
+ * batch_limit; 0 means 2^30) whose arena + model bytes + B * item_bytes fits
+ * in budget_bytes is found with the planner alone (item_bytes: what the
+ * caller keeps per item besides the session, e.g. staging buffers; may be 0).
+ * The candidates are the powers of two below B and B itself (the `capacity`
+ * largest of them; 32 always suffice): out_batches, out_bytes (their bytes,
+ * as above) and out_items_per_second get one entry each, ascending, and
+ * *out_count their number. With measure_ms > 0, a session with the options'
+ * threads runs each candidate for about measure_ms / count milliseconds
+ * (after one warm-up run; the figure is the best run's items per second,
+ * counting overhead_ns more per run: what the caller spends on each batch
+ * besides the run, e.g. a Python call and its copies; may be 0) and
+ * *out_best is the index of the smallest candidate within 5% of the highest
+ * throughput; with measure_ms = 0 nothing runs, the rates are 0 and
+ * *out_best is the largest. Measuring takes about measure_ms plus one run
+ * per candidate, allocates one candidate's session at a time and frees it.
+ * A batch the graph cannot take (a Reshape to a fixed batch) counts as not
+ * fitting. Arrays: caller-owned, `capacity` entries each.
+ * Statuses: TINF_ERR_INVALID_ARGUMENT (NULL pointer, capacity < 1, bad
+ * limits or threads); TINF_ERR_OUT_OF_MEMORY when batch 1 does not fit: then
+ * out_batches[0] = 1, out_bytes[0] = the bytes batch 1 needs, *out_count = 0,
+ * and tinf_last_error() says both figures; TINF_ERR_SHAPE /
+ * TINF_ERR_UNSUPPORTED_OP when batch 1 cannot be planned; the statuses of
+ * tinf_session_create and tinf_session_run while measuring.
+ * Any thread, concurrently with other calls on the model (it is only read). */
+tinf_status tinf_model_batch_plan(tinf_model *model, const tinf_options *options, size_t budget_bytes,
+                                  size_t item_bytes, int64_t batch_limit, uint32_t measure_ms, uint32_t overhead_ns,
+                                  int32_t capacity, int64_t *out_batches, size_t *out_bytes,
+                                  double *out_items_per_second, int32_t *out_count, int32_t *out_best);
 
 #ifdef __cplusplus
 }

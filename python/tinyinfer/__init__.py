@@ -13,6 +13,7 @@ from ._lib import ABI_VERSION
 from ._lib import lib as _clib
 from .builder import GraphBuilder, Tensor
 from .model import Model, OpDetail, Session, TensorDetail, TensorInfo, load
+from .batching import BadItemError, Batcher, BatcherClosedError, BatchPlan, parse_bytes
 
 __version__ = _clib.tinf_version_string().decode()
 OPS = sorted(_lib.OP_IDS)
@@ -41,6 +42,7 @@ __all__ = [
     "Status", "TinyInferError", "InvalidArgumentError", "TinyInferIOError", "ModelFormatError", "VersionError",
     "UnsupportedOpError", "UnsupportedDtypeError", "ShapeError", "OutOfMemoryError", "InvalidStateError", "TinyInferRuntimeError",
 ]
+__all__ += ["Batcher", "BatchPlan", "BadItemError", "BatcherClosedError", "parse_bytes"]  # batch processing (docs/batching.md)
 
 # `tinyinfer.convert(src, dst, **options)` is the function; the importers live
 # in the subpackage tinyinfer.convert (imported here first, then the name is

@@ -7,6 +7,7 @@
   bench MODEL.tinf [--threads N] [--runs N] [--profile] [--json OUT]   latency percentiles, arena, per-op table
   compare A.tinf B.tinf ... [--data X.npy --labels Y.npy] [--json OUT] [--plot OUT.png|.html]
                                             variants side by side: size, accuracy, latency, memory, CPU, energy
+  run MODEL.tinf --input DIR_OR_FILE --output FILE [--memory-budget 256MB]   stream a data set in batches
   info                                      library version, file, and the CPU level its kernels run at
   quantize SRC.tinf -o DST.tinf --mode fp16|int8-dynamic|int8-static|int4 [--calib FILE.npy|.npz|DIR]
            [--method minmax|percentile|mse|entropy] [--report] [--max-accuracy-drop X] [--min-sqnr DB]
@@ -125,6 +126,9 @@ def _inputs(model, paths):
 
 def cmd_run(args) -> int:
     import tinyinfer
+    from tinyinfer import batching
+    if batching.cli_streams(args):  # --output / --memory-budget / a folder: stream in batches (docs/batching.md)
+        return batching.cli_run(args)
     with tinyinfer.load(args.model, threads=args.threads) as m:
         outs = m.run(_inputs(m, args.input))
         for spec, y in zip(m.outputs, outs):
@@ -260,6 +264,7 @@ def main(argv=None) -> int:
     r.add_argument("model")
     r.add_argument("--input", action="append", help=".npy file per input, in order (default: random)")
     r.add_argument("--threads", type=int, default=1)
+    __import__("tinyinfer.batching").batching.add_cli_arguments(r)
     r.set_defaults(fn=cmd_run)
     b = sub.add_parser("bench", help="latency percentiles, throughput, memory; --profile for a per-op table")
     b.add_argument("model")

@@ -339,3 +339,15 @@ _fn("tinf_session_plan_entry", [SessionHandle, c_int32, POINTER(PlanEntry)])
 RUN_LOG_EVERY_RUN = 1
 # tinf_status tinf_session_set_run_log(tinf_session *session, uint64_t *log, int64_t capacity, uint32_t flags);
 _fn("tinf_session_set_run_log", [SessionHandle, POINTER(c_uint64), c_int64, c_uint32])
+# ---- batch planning (issue 17: batch sizes under a memory budget) ----
+
+# tinf_status tinf_model_batch_bytes(const tinf_model *model, const tinf_options *options, int64_t batch,
+#                                    size_t *out_arena, size_t *out_model_bytes);
+_fn("tinf_model_batch_bytes", [ModelHandle, OptionsHandle, c_int64, POINTER(c_size_t), POINTER(c_size_t)])
+# tinf_status tinf_model_batch_plan(tinf_model *model, const tinf_options *options, size_t budget_bytes,
+#                                   size_t item_bytes, int64_t batch_limit, uint32_t measure_ms, uint32_t overhead_ns,
+#                                   int32_t capacity, int64_t *out_batches, size_t *out_bytes,
+#                                   double *out_items_per_second, int32_t *out_count, int32_t *out_best);
+_fn("tinf_model_batch_plan", [ModelHandle, OptionsHandle, c_size_t, c_size_t, c_int64, c_uint32, c_uint32, c_int32,
+                              POINTER(c_int64), POINTER(c_size_t), POINTER(c_double), POINTER(c_int32),
+                              POINTER(c_int32)])

@@ -110,6 +110,9 @@ class Model:
             L.tinf_model_load_file_flags(os.fsencode(os.fspath(source)), flags, byref(handle))
         self._handle = handle
         self.threads = threads
+        # where the model came from (batch plans and tinyinfer.dask key on it)
+        self.path: Optional[str] = None if self._buffer is not None else os.path.abspath(os.fspath(source))
+        self.optimize = optimize
         n = c_int32()
         L.tinf_model_input_count(handle, byref(n))
         raw = _lib.TensorInfo()
@@ -283,6 +286,26 @@ class Model:
             if self._session is None:
                 self._session = Session(self, self.threads)
             return self._session.arena_bytes
+
+    # -- batch processing (tinyinfer.batching, docs/batching.md) -------------
+    def batch_plan(self, memory_budget="256MB", threads: int | None = None, **options):
+        """The batch size to run at under `memory_budget`: the largest whose
+        arena + weights fit (from the planner) and the best measured
+        throughput up to it; see tinyinfer.batching.batch_plan."""
+        from . import batching
+        return batching.batch_plan(self, memory_budget, threads, **options)
+
+    def map(self, inputs, batch_size="auto", memory_budget="256MB", progress: bool = True, out=None,
+            on_error: str = "raise", **options):
+        """Runs the model over `inputs` in batches: an iterable of items, an
+        array or memmap (items along axis 0), a .npy / .npz file or a folder of
+        them. Yields each item's outputs in order, or with `out` (an array, a
+        list of arrays, a .npy path or a folder) writes them there and returns
+        when done. Memory stays within `memory_budget` whatever the data size;
+        a bad item raises BadItemError (on_error="raise") or is skipped and
+        listed in `.skipped`. See tinyinfer.batching.map."""
+        from . import batching
+        return batching.map(self, inputs, batch_size, memory_budget, progress, out, on_error, **options)
 
     def __repr__(self) -> str:
         ins = ", ".join(f"{t.name}:{t.dtype}{list(t.shape)}" for t in self.inputs)

@@ -1,0 +1,1564 @@
+"""Batch processing (docs/batching.md): the batch size to use under a memory
+budget (`batch_plan`), streaming a model over data sets larger than memory
+(`map`), and a micro-batcher gathering concurrent callers' requests into
+batched runs (`Batcher`)."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import ctypes
+import hashlib
+import json
+import os
+import platform
+import queue
+import re
+import sys
+import tempfile
+import threading
+import time
+import zipfile
+from collections import deque
+from ctypes import byref, c_double, c_int32, c_int64, c_size_t
+from dataclasses import asdict, dataclass
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from . import _lib
+from ._errors import InvalidArgumentError, InvalidStateError, OutOfMemoryError, TinyInferError
+
+L = _lib.lib
+
+DEFAULT_BUDGET = "256MB"
+DEFAULT_MAX_BATCH = 4096  # the largest batch batch_plan considers unless told
+DEFAULT_MEASURE_MS = 600
+# What a caller spends per batch besides the run, counted when batch sizes are
+# compared: a Python call (Model.run, Session.run) is about 10-20 us; Model.map
+# also hands the batch between its threads and copies in and out.
+DEFAULT_OVERHEAD_US = 20
+MAP_OVERHEAD_US = 60
+_CAPACITY = 32  # candidates tinf_model_batch_plan can return (powers of two up to 2^30, and the largest)
+
+
+# -- sizes ----------------------------------------------------------------------
+
+_UNITS = {"": 1, "B": 1, "K": 1 << 10, "KB": 1 << 10, "KIB": 1 << 10, "M": 1 << 20, "MB": 1 << 20, "MIB": 1 << 20,
+          "G": 1 << 30, "GB": 1 << 30, "GIB": 1 << 30, "T": 1 << 40, "TB": 1 << 40, "TIB": 1 << 40}
+
+
+def parse_bytes(size) -> int:
+    """Bytes from an int or a string such as "256MB", "1.5 GiB", "64k"
+    (K, M, G and T are powers of 1024, with or without B / iB)."""
+    if isinstance(size, (int, np.integer)) and not isinstance(size, bool):
+        if size < 0:
+            raise InvalidArgumentError(f"a size must be >= 0 bytes, got {size}")
+        return int(size)
+    if isinstance(size, str):
+        m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([A-Za-z]*)\s*", size)
+        if m and m.group(2).upper() in _UNITS:
+            return int(float(m.group(1)) * _UNITS[m.group(2).upper()])
+    raise InvalidArgumentError(f"not a size: {size!r} (an int of bytes or a string like '256MB')")
+
+
+def format_bytes(n: int) -> str:
+    for unit, scale in (("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} B"
+
+
+# -- batch_plan -------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class BatchCandidate:
+    """One batch size batch_plan looked at: its bytes (arena + model +
+    per-item bytes) and its measured items per second (0 when not measured)."""
+    batch_size: int
+    bytes: int
+    items_per_second: float
+
+
+@dataclass(frozen=True)
+class BatchPlan:
+    """What `Model.batch_plan` chose and the figures behind the choice."""
+    batch_size: int          # the batch to use: the best measured throughput (smallest within 5% of the best)
+    max_batch: int           # the largest batch whose bytes fit the budget (at most max_batch_limit)
+    memory_budget: int       # bytes
+    model_bytes: int         # what the model holds whatever the batch (constants, folded, packed weights)
+    item_bytes: int          # per-item bytes the caller keeps besides the session (counted in the budget)
+    threads: int
+    overhead_us: float       # the caller's per-batch cost counted with each measured run
+    max_batch_limit: int
+    candidates: Tuple[BatchCandidate, ...]
+    measured: bool
+    source: str = "measured"  # "measured", "planned" (measure_ms=0), "memory" or "disk" (a cached plan)
+
+    @property
+    def bytes_needed(self) -> int:
+        """Bytes at the chosen batch size."""
+        return next(c.bytes for c in self.candidates if c.batch_size == self.batch_size)
+
+    @property
+    def items_per_second(self) -> float:
+        return next(c.items_per_second for c in self.candidates if c.batch_size == self.batch_size)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["candidates"] = [asdict(c) for c in self.candidates]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict, source: str) -> "BatchPlan":
+        d = dict(d)
+        d["candidates"] = tuple(BatchCandidate(**c) for c in d["candidates"])
+        d["source"] = source
+        return cls(**d)
+
+    def __str__(self) -> str:
+        lines = [f"batch {self.batch_size} (largest fitting {self.max_batch}) under {format_bytes(self.memory_budget)}, "
+                 f"{self.threads} thread(s), model {format_bytes(self.model_bytes)} [{self.source}]",
+                 f"{'batch':>7} {'bytes':>10} {'items/s':>11}"]
+        for c in self.candidates:
+            mark = " <" if c.batch_size == self.batch_size else ""
+            rate = f"{c.items_per_second:>11.1f}" if self.measured else f"{'-':>11}"
+            lines.append(f"{c.batch_size:>7} {format_bytes(c.bytes):>10} {rate}{mark}")
+        return "\n".join(lines)
+
+
+def content_hash(model) -> str:
+    """sha256 of the model's file (or bytes), computed once per Model."""
+    h = getattr(model, "_batching_hash", None)
+    if h is None:
+        digest = hashlib.sha256()
+        if model.path is not None:
+            with open(model.path, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(block)
+        else:
+            digest.update(memoryview(model._buffer))
+        h = digest.hexdigest()
+        model._batching_hash = h
+    return h
+
+
+_MACHINE = None
+
+
+def machine_id() -> str:
+    """What a measured plan depends on besides the model: CPU model, cores,
+    the kernels' CPU level, and the library's version."""
+    global _MACHINE
+    if _MACHINE is None:
+        cpu = platform.processor() or ""
+        try:
+            with open("/proc/cpuinfo") as f:
+                for line in f:
+                    if line.startswith("model name"):
+                        cpu = line.split(":", 1)[1].strip()
+                        break
+        except OSError:
+            pass
+        _MACHINE = (f"{platform.machine()}|{cpu}|{os.cpu_count()}|{L.tinf_cpu_isa().decode()}|"
+                    f"{L.tinf_version_string().decode()}")
+    return _MACHINE
+
+
+def cache_dir() -> str:
+    """$TINYINFER_CACHE_DIR, else $XDG_CACHE_HOME/tinyinfer, else ~/.cache/tinyinfer."""
+    d = os.environ.get("TINYINFER_CACHE_DIR")
+    if d:
+        return d
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "tinyinfer")
+
+
+def atomic_write(path: str, data: bytes) -> None:
+    """Writes a file so that readers see the old or the new content, never a part."""
+    d = os.path.dirname(path) or "."
+    os.makedirs(d, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+_PLANS: Dict[str, BatchPlan] = {}
+_PLANS_LOCK = threading.Lock()
+
+
+def batch_plan(model, memory_budget=DEFAULT_BUDGET, threads: Optional[int] = None, *, item_bytes: int = 0,
+               max_batch: int = DEFAULT_MAX_BATCH, measure_ms: int = DEFAULT_MEASURE_MS,
+               overhead_us: float = DEFAULT_OVERHEAD_US, cache=True) -> BatchPlan:
+    """The batch size to run `model` at under `memory_budget` (bytes or
+    "256MB"): the largest batch whose arena + model bytes (+ item_bytes per
+    item) fit, from the planner without running, then the best measured
+    throughput among the powers of two up to it (about measure_ms in all;
+    0: no measurement, the largest), each run's time counted with
+    overhead_us, the caller's own cost per batch (a Python call and its
+    copies), so that small batches are not favoured by a measure that
+    leaves it out. `threads`: the session's threads
+    (default: the model's); the measurement runs with them, so the choice
+    follows them. Measured plans are cached per model content, machine,
+    threads and arguments: in memory, and with cache=True also on disk
+    (cache_dir()/batch-plans, written atomically); cache="memory" keeps them
+    in memory only, cache=False measures again.
+
+    A budget below what batch 1 needs raises OutOfMemoryError, whose message
+    (and `.needed_bytes`) gives the bytes needed."""
+    budget = parse_bytes(memory_budget)
+    item_bytes = parse_bytes(item_bytes)
+    threads = model.threads if threads is None else int(threads)
+    if not isinstance(max_batch, (int, np.integer)) or not 1 <= max_batch <= 1 << 30:
+        raise InvalidArgumentError(f"max_batch must be 1...2^30, got {max_batch!r}")
+    if not isinstance(measure_ms, (int, np.integer)) or not 0 <= measure_ms <= 600_000:
+        raise InvalidArgumentError(f"measure_ms must be 0...600000, got {measure_ms!r}")
+    if not 0 <= overhead_us <= 1e6:
+        raise InvalidArgumentError(f"overhead_us must be 0...1e6, got {overhead_us!r}")
+    if cache not in (True, False, "memory"):
+        raise InvalidArgumentError(f"cache must be True, False or 'memory', got {cache!r}")
+    key = json.dumps([content_hash(model), getattr(model, "optimize", True), machine_id(), threads, budget,
+                      item_bytes, int(max_batch), int(measure_ms), float(overhead_us)])
+    digest = hashlib.sha256(key.encode()).hexdigest()[:40]
+    path = os.path.join(cache_dir(), "batch-plans", digest + ".json")
+    if cache:
+        with _PLANS_LOCK:
+            hit = _PLANS.get(key)
+        if hit is not None:
+            return BatchPlan.from_dict(hit.to_dict(), "memory")
+        if cache is True and measure_ms > 0:
+            try:
+                with open(path) as f:
+                    stored = json.load(f)
+                if stored.get("key") == key:
+                    plan = BatchPlan.from_dict(stored["plan"], "disk")
+                    with _PLANS_LOCK:
+                        _PLANS[key] = plan
+                    return plan
+            except (OSError, ValueError, KeyError, TypeError):
+                pass  # absent or unreadable: measure again and rewrite it
+    plan = _plan_now(model, budget, threads, item_bytes, int(max_batch), int(measure_ms), float(overhead_us))
+    if cache:
+        with _PLANS_LOCK:
+            _PLANS[key] = plan
+        if cache is True and measure_ms > 0:
+            try:
+                atomic_write(path, json.dumps({"key": key, "plan": plan.to_dict()}, indent=1).encode())
+            except OSError:
+                pass  # a read-only home: the plan stays cached in memory
+    return plan
+
+
+def _plan_now(model, budget, threads, item_bytes, max_batch, measure_ms, overhead_us) -> BatchPlan:
+    batches, sizes, rates = (c_int64 * _CAPACITY)(), (c_size_t * _CAPACITY)(), (c_double * _CAPACITY)()
+    count, best = c_int32(), c_int32()
+    opts = _options(threads)
+    try:
+        L.tinf_model_batch_plan(model.handle, opts, budget, item_bytes, max_batch, measure_ms,
+                                int(overhead_us * 1000), _CAPACITY,
+                                batches, sizes, rates, byref(count), byref(best))
+    except OutOfMemoryError as e:
+        e.needed_bytes = int(sizes[0])
+        raise
+    finally:
+        L.tinf_options_free(opts)
+    model_bytes = c_size_t()
+    L.tinf_model_batch_bytes(model.handle, None, 1, None, byref(model_bytes))
+    cands = tuple(BatchCandidate(int(batches[i]), int(sizes[i]), float(rates[i])) for i in range(count.value))
+    return BatchPlan(batch_size=cands[best.value].batch_size, max_batch=cands[-1].batch_size, memory_budget=budget,
+                     model_bytes=model_bytes.value, item_bytes=item_bytes, threads=threads, overhead_us=overhead_us,
+                     max_batch_limit=max_batch,
+                     candidates=cands, measured=measure_ms > 0, source="measured" if measure_ms > 0 else "planned")
+
+
+def _options(threads: int) -> _lib.OptionsHandle:
+    opts = _lib.OptionsHandle()
+    L.tinf_options_create(byref(opts))
+    try:
+        L.tinf_options_set_threads(opts, int(threads))
+    except TinyInferError:
+        L.tinf_options_free(opts)
+        raise
+    return opts
+
+
+def batch_bytes(model, batch: int) -> Tuple[int, int]:
+    """(arena bytes, model bytes) of a session at `batch`, from the planner."""
+    arena, resident = c_size_t(), c_size_t()
+    L.tinf_model_batch_bytes(model.handle, None, int(batch), byref(arena), byref(resident))
+    return arena.value, resident.value
+
+
+def clear_plan_cache() -> None:
+    """Forgets the plans cached in memory (the disk cache stays)."""
+    with _PLANS_LOCK:
+        _PLANS.clear()
+
+
+# -- map: streaming a model over data -----------------------------------------------
+
+class BadItemError(InvalidArgumentError):
+    """An input item map() cannot run: wrong shape or dtype, an unreadable
+    file. `.index` is the item's position, `.name` its file (or None)."""
+
+    def __init__(self, index: int, name: Optional[str], reason: str):
+        where = f"item {index}" + (f" ({name})" if name else "")
+        super().__init__(f"{where}: {reason}")
+        self.index, self.name, self.reason = index, name, reason
+
+
+@dataclass(frozen=True)
+class SkippedItem:
+    index: int
+    name: Optional[str]
+    reason: str
+
+
+def _item_specs(model):
+    specs = []
+    for t in model.inputs:
+        if not t.shape:
+            raise InvalidArgumentError(f"input '{t.name}' is a scalar: map needs a batch (first) dimension")
+        specs.append((t.name, tuple(t.shape[1:]), np.dtype(t.dtype)))
+    return specs
+
+
+class _Batch:
+    __slots__ = ("indices", "count", "bufs", "names")
+
+    def __init__(self, bufs):
+        self.bufs = bufs
+        self.indices: List[int] = []
+        self.count = 0
+
+
+class _Stop(Exception):
+    pass
+
+
+class _Source:
+    """Input items in order. `fill(batch, bs, bad)` puts up to bs items into
+    batch.bufs and returns False when the input is exhausted."""
+    total: Optional[int] = None
+
+    def close(self) -> None:
+        pass
+
+
+def _cast_into(dst: np.ndarray, src, spec_name: str) -> Optional[str]:
+    """Copies src into dst (same shape, same-kind casting); a reason on failure."""
+    try:
+        a = np.asarray(src)
+    except Exception as e:  # an object numpy cannot make an array of
+        return f"not an array ({type(e).__name__}: {e})"
+    if a.shape != dst.shape:
+        return f"input '{spec_name}' has shape {list(a.shape)}, the model takes items of {list(dst.shape)}"
+    if not np.can_cast(a.dtype, dst.dtype, casting="same_kind"):
+        return f"input '{spec_name}' is {a.dtype}, the model takes {dst.dtype}"
+    np.copyto(dst, a, casting="same_kind")
+    return None
+
+
+def _release(arr: np.ndarray, start: int, stop: int) -> None:
+    """Drops rows [start, stop) of a shared (read-only or r+) np.memmap from
+    this process's resident pages: they stay in the page cache (and in the
+    file) but stop counting in our RSS. Private (copy-on-write) maps are left."""
+    if not isinstance(arr, np.memmap) or getattr(arr, "mode", "c") not in ("r", "r+", "w+") or stop <= start:
+        return
+    madvise = _madvise()
+    if madvise is None:
+        return
+    row = arr.strides[0] if arr.ndim else arr.itemsize
+    if row <= 0 or not arr.flags.c_contiguous:
+        return
+    page = _PAGE
+    lo = arr.ctypes.data + start * row
+    hi = arr.ctypes.data + stop * row
+    # rows run in order, so the page holding `start` (and earlier rows) is done;
+    # the page holding `stop` may still have rows to come. (Dropping a page of
+    # a shared map loses nothing: it is read again from the file if needed.)
+    lo = lo // page * page
+    hi = hi // page * page
+    if hi > lo:
+        madvise(ctypes.c_void_p(lo), ctypes.c_size_t(hi - lo), ctypes.c_int(4))  # MADV_DONTNEED
+
+
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+_MADVISE: Any = False
+
+
+def _madvise():
+    global _MADVISE
+    if _MADVISE is False:
+        _MADVISE = None
+        if sys.platform.startswith("linux"):
+            try:
+                _MADVISE = ctypes.CDLL(None, use_errno=True).madvise  # called with explicit ctypes values
+            except (OSError, AttributeError):
+                pass
+    return _MADVISE
+
+
+class _ArraySource(_Source):
+    """Arrays (or memmaps) with items along axis 0, one per input."""
+
+    def __init__(self, arrays, specs):
+        self.arrays = arrays
+        n = {a.shape[0] for a in arrays}
+        if len(n) != 1:
+            raise InvalidArgumentError(f"the inputs have different item counts {sorted(n)}")
+        for a, (name, shape, dtype) in zip(arrays, specs):
+            if a.shape[1:] != shape:
+                raise InvalidArgumentError(
+                    f"input '{name}' has items of shape {list(a.shape[1:])}, the model takes {list(shape)}")
+            if not np.can_cast(a.dtype, dtype, casting="same_kind"):
+                raise InvalidArgumentError(f"input '{name}' is {a.dtype}, the model takes {dtype}")
+        self.total = n.pop()
+        self.pos = 0
+
+    def fill(self, batch, bs, bad) -> bool:
+        k = min(bs, self.total - self.pos)
+        for a, buf in zip(self.arrays, batch.bufs):
+            np.copyto(buf[:k], a[self.pos:self.pos + k], casting="same_kind")
+            _release(a, self.pos, self.pos + k)
+        batch.indices.extend(range(self.pos, self.pos + k))
+        batch.count = k
+        self.pos += k
+        return self.pos < self.total
+
+
+class _NpyStream:
+    """Reads a .npy file (or an .npz member) item by item with plain reads,
+    never mapping it, so the bytes read do not stay in our resident memory."""
+
+    def __init__(self, f, label: str):
+        self.f = f
+        try:
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+            else:
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+        except ValueError as e:
+            raise InvalidArgumentError(f"{label}: not a .npy array ({e})") from None
+        if fortran and len(shape) > 1:
+            raise InvalidArgumentError(f"{label}: a Fortran-ordered array; save it C-ordered to stream it")
+        if dtype.hasobject:
+            raise InvalidArgumentError(f"{label}: an object array cannot be streamed")
+        if not shape:
+            raise InvalidArgumentError(f"{label}: a scalar, not a stack of items")
+        self.shape, self.dtype = tuple(shape), dtype
+        self.item_bytes = int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize
+
+    def read_into(self, dst: np.ndarray, k: int, label: str) -> None:
+        """Reads k items into dst[:k] (casting when the dtypes differ)."""
+        if self.dtype == dst.dtype:
+            view = memoryview(dst[:k].reshape(-1).view(np.uint8))
+            got = 0
+            while got < len(view):
+                n = self.f.readinto(view[got:]) if hasattr(self.f, "readinto") else None
+                if n is None:
+                    chunk = self.f.read(len(view) - got)
+                    n = len(chunk)
+                    view[got:got + n] = chunk
+                if not n:
+                    raise InvalidArgumentError(f"{label}: the file ends early (truncated)")
+                got += n
+        else:
+            data = self.f.read(k * self.item_bytes)
+            if len(data) != k * self.item_bytes:
+                raise InvalidArgumentError(f"{label}: the file ends early (truncated)")
+            np.copyto(dst[:k], np.frombuffer(data, self.dtype).reshape((k,) + self.shape[1:]), casting="same_kind")
+
+
+class _FileSource(_Source):
+    """A .npy file (one input) or an .npz file (arrays named after the inputs,
+    'x', or its only array), streamed."""
+
+    def __init__(self, path: str, specs):
+        self.path = path
+        self.files, self.streams = [], []
+        try:
+            if path.endswith(".npz"):
+                self.zip = zipfile.ZipFile(path)
+                members = {n[:-4] if n.endswith(".npy") else n: n for n in self.zip.namelist()}
+                names = [s[0] for s in specs]
+                if all(n in members for n in names):
+                    keys = names
+                elif len(specs) == 1 and "x" in members:
+                    keys = ["x"]
+                elif len(specs) == 1 and len(members) == 1:
+                    keys = list(members)
+                else:
+                    raise InvalidArgumentError(f"{path}: needs arrays named {names} (or 'x'); it has {sorted(members)}")
+                for k in keys:
+                    f = self.zip.open(members[k])
+                    self.files.append(f)
+                    self.streams.append(_NpyStream(f, f"{path}[{k}]"))
+            else:
+                if len(specs) != 1:
+                    raise InvalidArgumentError(
+                        f"the model takes {len(specs)} inputs: give an .npz with arrays named after them")
+                f = open(path, "rb")
+                self.files.append(f)
+                self.streams.append(_NpyStream(f, path))
+        except (OSError, zipfile.BadZipFile) as e:
+            self.close()
+            raise InvalidArgumentError(f"cannot read {path}: {e}") from None
+        except BaseException:
+            self.close()
+            raise
+        counts = {s.shape[0] for s in self.streams}
+        if len(counts) != 1:
+            self.close()
+            raise InvalidArgumentError(f"{path}: the arrays have different item counts {sorted(counts)}")
+        for s, (name, shape, dtype) in zip(self.streams, specs):
+            if s.shape[1:] != shape or not np.can_cast(s.dtype, dtype, casting="same_kind"):
+                self.close()
+                raise InvalidArgumentError(f"{path}: input '{name}' holds {s.dtype} items of shape {list(s.shape[1:])}, "
+                                           f"the model takes {dtype} items of {list(shape)}")
+        self.total = counts.pop()
+        self.pos = 0
+
+    def fill(self, batch, bs, bad) -> bool:
+        k = min(bs, self.total - self.pos)
+        for s, buf in zip(self.streams, batch.bufs):
+            s.read_into(buf, k, self.path)
+        batch.indices.extend(range(self.pos, self.pos + k))
+        batch.count = k
+        self.pos += k
+        return self.pos < self.total
+
+    def close(self) -> None:
+        for f in self.files:
+            f.close()
+        if getattr(self, "zip", None) is not None:
+            self.zip.close()
+
+
+class _ItemSource(_Source):
+    """Items one at a time: from an iterable (arrays, or tuples / lists /
+    dicts of arrays for several inputs) or from a folder's files (each an
+    item, or a stack of items along axis 0)."""
+
+    def __init__(self, items, specs, total=None):
+        self.it = iter(items)
+        self.specs = specs
+        self.total = total
+        self.index = 0
+        self.pending: deque = deque()  # (name, [arrays]) items of a file not yet placed
+
+    def _next(self, bad):
+        """(index, name, [per-input arrays]) or None at the end; bad items go to bad()."""
+        while True:
+            if self.pending:
+                name, arrays = self.pending.popleft()
+                i = self.index
+                self.index += 1
+                return i, name, arrays
+            try:
+                item = next(self.it)
+            except StopIteration:
+                return None
+            if isinstance(item, _FileItem):
+                try:
+                    self.pending.extend(item.load(self.specs))
+                except BadItemFile as e:
+                    i = self.index
+                    self.index += 1
+                    bad(i, item.name, str(e))
+                continue
+            i = self.index
+            self.index += 1
+            if isinstance(item, dict):
+                missing = [n for n, _, _ in self.specs if n not in item]
+                if missing:
+                    bad(i, None, f"missing input(s) {missing}")
+                    continue
+                arrays = [item[n] for n, _, _ in self.specs]
+            elif len(self.specs) > 1:
+                if not isinstance(item, (list, tuple)) or len(item) != len(self.specs):
+                    bad(i, None, f"the model takes {len(self.specs)} inputs: give a tuple or dict per item")
+                    continue
+                arrays = list(item)
+            else:
+                arrays = [item[0] if isinstance(item, (list, tuple)) and len(item) == 1 else item]
+            return i, None, arrays
+
+    def fill(self, batch, bs, bad) -> bool:
+        while batch.count < bs:
+            nxt = self._next(bad)
+            if nxt is None:
+                return False
+            i, name, arrays = nxt
+            row = batch.count
+            reason = None
+            for a, buf, (sname, _, _) in zip(arrays, batch.bufs, self.specs):
+                reason = _cast_into(buf[row], a, sname)
+                if reason:
+                    break
+            if reason:
+                bad(i, name, reason)
+                continue
+            batch.indices.append(i)
+            batch.count += 1
+        return True
+
+
+class BadItemFile(Exception):
+    pass
+
+
+class _FileItem:
+    """A file of a folder: one item, or a stack of items along axis 0."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.name = os.path.basename(path)
+
+    def load(self, specs):
+        try:
+            data = np.load(self.path, mmap_mode="r", allow_pickle=False)
+        except Exception as e:
+            raise BadItemFile(f"unreadable ({type(e).__name__}: {e})") from None
+        try:
+            if isinstance(data, np.lib.npyio.NpzFile):
+                names = [s[0] for s in specs]
+                if all(n in data.files for n in names):
+                    arrays = [data[n] for n in names]
+                elif len(specs) == 1 and len(data.files) == 1:
+                    arrays = [data[data.files[0]]]
+                elif len(specs) == 1 and "x" in data.files:
+                    arrays = [data["x"]]
+                else:
+                    raise BadItemFile(f"needs arrays named {names}; it has {data.files}")
+            else:
+                if len(specs) != 1:
+                    raise BadItemFile(f"the model takes {len(specs)} inputs: use .npz files with their names")
+                arrays = [data]
+        except BadItemFile:
+            raise
+        except Exception as e:
+            raise BadItemFile(f"unreadable ({type(e).__name__}: {e})") from None
+        # One item of the item shape, or a stack of them.
+        stacked = [a.ndim == len(s[1]) + 1 and tuple(a.shape[1:]) == s[1] for a, s in zip(arrays, specs)]
+        single = [tuple(a.shape) == s[1] for a, s in zip(arrays, specs)]
+        if all(single):
+            return [(self.name, [np.array(a) for a in arrays])]
+        if all(stacked) and len({a.shape[0] for a in arrays}) == 1:
+            n = arrays[0].shape[0]
+            return [(f"{self.name}[{j}]", [np.array(a[j]) for a in arrays]) for j in range(n)]
+        shapes = [list(a.shape) for a in arrays]
+        want = [list(s[1]) for s in specs]
+        raise BadItemFile(f"holds arrays of shape {shapes}; the model takes items of {want} (or stacks of them)")
+
+
+def _folder_items(path: str):
+    names = sorted(n for n in os.listdir(path) if n.endswith((".npy", ".npz")))
+    if not names:
+        raise InvalidArgumentError(f"no .npy or .npz files in {path}")
+    return [_FileItem(os.path.join(path, n)) for n in names]
+
+
+def _source(inputs, specs) -> _Source:
+    if isinstance(inputs, (str, os.PathLike)):
+        path = os.fspath(inputs)
+        if os.path.isdir(path):
+            items = _folder_items(path)
+            return _ItemSource(items, specs)
+        if not os.path.exists(path):
+            raise InvalidArgumentError(f"{path}: no such file or folder")
+        if path.endswith((".npy", ".npz")):
+            return _FileSource(path, specs)
+        raise InvalidArgumentError(f"{path}: inputs must be .npy, .npz or a folder of them")
+    if isinstance(inputs, np.ndarray):
+        if len(specs) != 1:
+            raise InvalidArgumentError(f"the model takes {len(specs)} inputs: give a list or dict of arrays")
+        return _ArraySource([inputs], specs)
+    if isinstance(inputs, dict) and all(isinstance(v, np.ndarray) for v in inputs.values()) and \
+            set(inputs) == {s[0] for s in specs}:
+        return _ArraySource([inputs[s[0]] for s in specs], specs)
+    if isinstance(inputs, (list, tuple)) and len(specs) > 1 and len(inputs) == len(specs) and \
+            all(isinstance(a, np.ndarray) and a.ndim == len(s[1]) + 1 for a, s in zip(inputs, specs)):
+        return _ArraySource(list(inputs), specs)
+    total = len(inputs) if hasattr(inputs, "__len__") else None
+    return _ItemSource(inputs, specs, total)
+
+
+class _NpyWriter:
+    """Writes a .npy file row by row, its length unknown until the end: the
+    header has room for any length and is rewritten on close (also after an
+    error, so the rows written stay readable)."""
+
+    _HEADER = 128  # bytes: fits any shape of rank <= 8 with 20-digit dims
+
+    def __init__(self, path: str, item_shape, dtype):
+        self.path, self.item_shape, self.dtype = path, tuple(item_shape), np.dtype(dtype)
+        d = os.path.dirname(path)
+        if d:
+            os.makedirs(d, exist_ok=True)
+        self.f = open(path, "wb")
+        self.rows = 0
+        self._header()
+
+    def _header(self) -> None:
+        shape = (self.rows,) + self.item_shape
+        text = "{'descr': %r, 'fortran_order': False, 'shape': %r, }" % (
+            np.lib.format.dtype_to_descr(self.dtype), shape)
+        head = b"\x93NUMPY\x01\x00"
+        body = text.encode("latin1")
+        pad = self._HEADER - len(head) - 2 - len(body) - 1
+        assert pad >= 0
+        self.f.seek(0)
+        self.f.write(head + (self._HEADER - len(head) - 2).to_bytes(2, "little") + body + b" " * pad + b"\n")
+        self.f.seek(0, 2)
+
+    def write(self, rows: np.ndarray) -> None:
+        self.f.write(memoryview(np.ascontiguousarray(rows, dtype=self.dtype)).cast("B"))
+        self.rows += rows.shape[0]
+
+    def close(self) -> None:
+        if self.f is not None and not self.f.closed:
+            self._header()
+            self.f.close()
+
+
+def _fill_value(dtype):
+    return np.nan if np.issubdtype(dtype, np.floating) else 0
+
+
+class _Sink:
+    """Where outputs go: arrays given by the caller (rows by item index), or
+    .npy files written in order; skipped rows get NaN (0 for integers)."""
+
+    def __init__(self, out, out_specs, total):
+        self.writers: Optional[List[_NpyWriter]] = None
+        self.arrays: Optional[List[np.ndarray]] = None
+        self.paths: List[str] = []
+        if isinstance(out, (str, os.PathLike)):
+            path = os.fspath(out)
+            if path.endswith(".npy"):
+                if len(out_specs) != 1:
+                    raise InvalidArgumentError(f"the model has {len(out_specs)} outputs: give a folder for out")
+                self.paths = [path]
+            else:
+                self.paths = [os.path.join(path, re.sub(r"[^A-Za-z0-9_.-]", "_", name) + ".npy")
+                              for name, _, _ in out_specs]
+            self.writers = [_NpyWriter(p, shape, dtype) for p, (_, shape, dtype) in zip(self.paths, out_specs)]
+        else:
+            if isinstance(out, np.ndarray):
+                arrays = [out]
+            elif isinstance(out, dict):
+                arrays = [out[name] for name, _, _ in out_specs]
+            else:
+                arrays = list(out)
+            if len(arrays) != len(out_specs):
+                raise InvalidArgumentError(f"the model has {len(out_specs)} outputs, out gives {len(arrays)}")
+            for a, (name, shape, dtype) in zip(arrays, out_specs):
+                if not isinstance(a, np.ndarray) or tuple(a.shape[1:]) != shape:
+                    raise InvalidArgumentError(f"out for '{name}' must be an array of items of shape {list(shape)}")
+                if total is not None and a.shape[0] < total:
+                    raise InvalidArgumentError(f"out for '{name}' has {a.shape[0]} rows for {total} items")
+            self.arrays = arrays
+        self.rows = 0  # rows written (items 0..rows-1 are complete)
+
+    def write(self, indices: List[int], outs: List[np.ndarray], count: int) -> None:
+        if self.arrays is not None:
+            first, last = indices[0], indices[count - 1]
+            contiguous = last - first + 1 == count
+            for a, o in zip(self.arrays, outs):
+                if first >= a.shape[0] or last >= a.shape[0]:
+                    raise InvalidArgumentError(f"out has {a.shape[0]} rows; item {last} does not fit")
+                if contiguous:
+                    a[first:last + 1] = o[:count]
+                    _release(a, first, last + 1)
+                else:
+                    a[np.asarray(indices[:count])] = o[:count]
+            self.rows = last + 1
+            return
+        # .npy files: rows in index order, filling the gaps of skipped items
+        j = 0
+        while j < count:
+            self._gap(indices[j])
+            k = j
+            while k + 1 < count and indices[k + 1] == indices[k] + 1:
+                k += 1
+            for w, o in zip(self.writers, outs):
+                w.write(o[j:k + 1])
+            self.rows = indices[k] + 1
+            j = k + 1
+
+    def _gap(self, upto: int) -> None:
+        if upto > self.rows and self.writers is not None:
+            for w in self.writers:
+                w.write(np.full((upto - self.rows,) + w.item_shape, _fill_value(w.dtype), w.dtype))
+            self.rows = upto
+
+    def finish(self, skipped: List[SkippedItem], seen: int) -> None:
+        if self.arrays is not None:
+            for s in skipped:
+                for a in self.arrays:
+                    if s.index < a.shape[0]:
+                        a[s.index] = _fill_value(a.dtype)
+        else:
+            self._gap(seen)
+
+    def close(self) -> None:
+        for w in self.writers or []:
+            w.close()
+        for a in self.arrays or []:
+            if isinstance(a, np.memmap):
+                a.flush()
+
+    @property
+    def result(self):
+        if self.arrays is not None:
+            return self.arrays[0] if len(self.arrays) == 1 else self.arrays
+        return self.paths[0] if len(self.paths) == 1 else self.paths
+
+
+class MapStream:
+    """The iterator `Model.map` returns: yields each item's outputs in input
+    order (an array for a one-output model, else a tuple), skipping bad items
+    with on_error="skip" (listed in `.skipped`). With out=..., `Model.map` has
+    already run to the end and `.out` holds the arrays or file paths written.
+    `.plan` is the BatchPlan used (None for a fixed batch_size), `.count` the
+    items run so far."""
+
+    def __init__(self, model, inputs, batch_size, memory_budget, progress, out, on_error, threads, measure_ms):
+        if on_error not in ("raise", "skip"):
+            raise InvalidArgumentError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+        self.model = model
+        self.on_error = on_error
+        self.skipped: List[SkippedItem] = []
+        self.count = 0
+        self.plan: Optional[BatchPlan] = None
+        self.out = None
+        specs = _item_specs(model)
+        out_specs = []
+        for t in model.outputs:
+            if not t.shape:
+                raise InvalidArgumentError(f"output '{t.name}' is a scalar: map needs a batch (first) dimension")
+            out_specs.append((t.name, tuple(t.shape[1:]), np.dtype(t.dtype)))
+        self._specs, self._out_specs = specs, out_specs
+        threads = model.threads if threads is None else int(threads)
+        in_item = sum(int(np.prod(s, dtype=np.int64)) * d.itemsize for _, s, d in specs)
+        out_item = sum(int(np.prod(s, dtype=np.int64)) * d.itemsize for _, s, d in out_specs)
+        # besides the session: two staging batches of inputs (one filled while
+        # the other is copied in) and, when yielding, one batch of outputs
+        item_bytes = 2 * in_item + (out_item if out is None else 0)
+        if batch_size == "auto":
+            self.plan = batch_plan(model, memory_budget, threads, item_bytes=item_bytes, measure_ms=measure_ms,
+                                   overhead_us=MAP_OVERHEAD_US)
+            bs = self.plan.batch_size
+        else:
+            if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+                raise InvalidArgumentError(f"batch_size must be 'auto' or an int >= 1, got {batch_size!r}")
+            bs = int(batch_size)
+            if memory_budget is not None:
+                arena, resident = batch_bytes(model, bs)
+                need = arena + resident + bs * item_bytes
+                if need > parse_bytes(memory_budget):
+                    raise OutOfMemoryError(f"batch_size {bs} needs {need} bytes, over the memory budget of "
+                                           f"{parse_bytes(memory_budget)} bytes")
+        self._source = _source(inputs, specs)
+        if self._source.total is not None:
+            bs = max(1, min(bs, self._source.total))  # no session larger than the data
+        self.batch_size = bs
+        self._sink = _Sink(out, out_specs, self._source.total) if out is not None else None
+        self._session = model.session(threads=threads, input_shapes=[(bs,) + s for _, s, _ in specs])
+        self._single_session = None  # batch 1, for isolating a failing batch's items (on_error="skip")
+        self._progress = _progress_bar(progress, self._source.total)
+        self._ready: "queue.Queue" = queue.Queue(maxsize=1)
+        self._free: "queue.Queue" = queue.Queue()
+        for _ in range(2):
+            self._free.put([np.zeros((bs,) + s, d) for _, s, d in specs])
+        self._stop = threading.Event()
+        self._producer = threading.Thread(target=self._produce, name="tinyinfer-map-reader", daemon=True)
+        self._producer.start()
+        self._gen = self._run()
+
+    # the reader thread: fills staging batches while the session runs
+    def _produce(self) -> None:
+        def bad(index, name, reason):
+            err = BadItemError(index, name, reason)
+            if self.on_error == "raise":
+                raise err
+            self.skipped.append(SkippedItem(index, name, reason))
+
+        try:
+            more = True
+            while more and not self._stop.is_set():
+                bufs = self._free.get()
+                if bufs is None:
+                    return
+                batch = _Batch(bufs)
+                try:
+                    more = self._source.fill(batch, self.batch_size, bad)
+                except BadItemError as e:
+                    if batch.count:
+                        self._put(batch)  # the items before the bad one still run
+                    self._put(e)
+                    return
+                if batch.count:
+                    self._put(batch)
+                else:
+                    self._free.put(bufs)
+            self._put(None)
+        except _Stop:
+            pass
+        except BaseException as e:  # unreadable data and the like: the consumer raises it
+            try:
+                self._put(e)
+            except _Stop:
+                pass
+
+    def _put(self, item) -> None:
+        while True:
+            if self._stop.is_set():
+                raise _Stop
+            try:
+                self._ready.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def _run(self):
+        session = self._session
+        ins = session._in_views
+        seen = 0
+        try:
+            while True:
+                item = self._ready.get()
+                if item is None:
+                    break
+                if isinstance(item, BaseException):
+                    raise item
+                batch = item
+                k = batch.count
+                for view, buf in zip(ins, batch.bufs):
+                    if k < self.batch_size:
+                        buf[k:] = 0  # the ragged last batch: zeros after its items
+                    view[...] = buf
+                indices = batch.indices
+                self._free.put(batch.bufs)  # copied in: the reader may refill it while we run
+                outs = self._run_batch(indices, k)
+                if outs is None:
+                    continue
+                seen = max(seen, indices[-1] + 1) if indices else seen
+                self.count += len(indices)
+                if self._progress is not None:
+                    self._progress.update(len(indices))
+                if self._sink is not None:
+                    self._sink.write(indices, outs, len(indices))
+                else:
+                    rows = [o[:len(indices)].copy() for o in outs]
+                    for j in range(len(indices)):
+                        yield rows[0][j] if len(rows) == 1 else tuple(r[j] for r in rows)
+            if self._sink is not None:
+                self._sink.finish(self.skipped, max(seen, self._source_seen()))
+        except BadItemError as e:
+            if self._sink is not None:
+                self._sink.finish(self.skipped, e.index)
+                raise BadItemError(e.index, e.name, e.reason + f"; the {self._sink.rows} items before it are "
+                                   f"written to {self._sink_label()}") from None
+            raise
+        finally:
+            self._shutdown()
+
+    def _source_seen(self) -> int:
+        s = self._source
+        return getattr(s, "index", getattr(s, "pos", 0))
+
+    def _sink_label(self) -> str:
+        r = self._sink.result
+        return r if isinstance(r, str) else ("out" if not isinstance(r, list) or not r or
+                                             not isinstance(r[0], str) else ", ".join(r))
+
+    def _run_batch(self, indices, k):
+        """Runs the staged batch; the outputs (views valid until the next run),
+        or None when every item failed and was skipped."""
+        try:
+            L.tinf_session_run(self._session._handle)
+            return self._session._out_views
+        except TinyInferError as e:
+            if self.on_error == "raise":
+                raise type(e)(f"items {indices[0]}..{indices[k - 1]}: {e}") from None
+        # on_error="skip": run the items one by one to find the bad ones
+        if self._single_session is None:
+            self._single_session = self.model.session(
+                threads=self._session.threads, input_shapes=[(1,) + s for _, s, _ in self._specs])
+        staged = [v[:k].copy() for v in self._session._in_views]
+        good, rows = [], [[] for _ in self._out_specs]
+        for j in range(k):
+            try:
+                outs = self._single_session.run([a[j:j + 1] for a in staged])
+            except TinyInferError as e:
+                self.skipped.append(SkippedItem(indices[j], None, str(e)))
+                continue
+            good.append(indices[j])
+            for r, o in zip(rows, outs):
+                r.append(o[0])
+        if not good:
+            return None
+        indices[:] = good
+        return [np.stack(r) for r in rows]
+
+    def _shutdown(self) -> None:
+        self._stop.set()
+        self._free.put(None)
+        self._producer.join()
+        self._source.close()
+        if self._sink is not None:
+            self._sink.close()
+            self.out = self._sink.result
+        if self._progress is not None:
+            self._progress.close()
+        self._session.close()
+        if self._single_session is not None:
+            self._single_session.close()
+
+    def __iter__(self) -> Iterator:
+        return self
+
+    def __next__(self):
+        return next(self._gen)
+
+    def close(self) -> None:
+        """Stops early (the reader thread ends, files are closed, what was
+        written is kept)."""
+        self._gen.close()
+
+    def __enter__(self) -> "MapStream":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def drain(self) -> "MapStream":
+        for _ in self._gen:
+            pass
+        return self
+
+
+def _progress_bar(progress, total):
+    if not progress:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return None  # tqdm is optional: no bar
+    return tqdm(total=total, unit="item", unit_scale=True, desc="tinyinfer map", file=sys.stderr,
+                dynamic_ncols=True)
+
+
+def map(model, inputs, batch_size="auto", memory_budget=DEFAULT_BUDGET, progress=True, out=None,
+        on_error: str = "raise", threads: Optional[int] = None, measure_ms: int = DEFAULT_MEASURE_MS) -> MapStream:
+    """See Model.map."""
+    stream = MapStream(model, inputs, batch_size, memory_budget, progress, out, on_error, threads, measure_ms)
+    if out is not None:
+        stream.drain()
+    return stream
+
+
+# -- Batcher: micro-batching concurrent callers ----------------------------------------
+
+class BatcherClosedError(InvalidStateError):
+    """A request the Batcher could not run because it was closed."""
+
+
+class _Request:
+    __slots__ = ("arrays", "rows", "t", "lock", "future", "loop", "result", "error", "done", "lead")
+
+    def __init__(self, arrays, rows, future, loop=None):
+        # future: a concurrent.futures.Future (submit), or an asyncio future
+        # of `loop` (arun), set on the loop's thread
+        self.arrays, self.rows, self.future, self.loop = arrays, rows, future, loop
+        self.t = time.perf_counter()
+        self.lock = None
+        if future is None:  # a blocking caller waits on this lock (released when done or made leader)
+            self.lock = threading.Lock()
+            self.lock.acquire()
+        self.result = self.error = None
+        self.done = self.lead = False
+
+
+class Batcher:
+    """Gathers requests from many threads (or asyncio tasks) into batched runs
+    of `model` and hands each caller its own rows, like Triton's dynamic
+    batching.
+
+        with tinyinfer.Batcher(model, max_batch=32, max_delay_ms=2) as b:
+            (y,) = b.run(x)            # from any thread; x has a batch (first) dimension
+            (y,) = await b.arun(x)     # from asyncio
+
+    A request is what `Model.run` takes (its rows along the first dimension,
+    at most max_batch); the result is what it returns. There is no dispatcher
+    thread in the way of blocking callers: a caller of `run` that finds
+    nothing queued and fewer than `workers` batches running runs its request
+    at once, as `Model.run` would; one that finds requests queued and a free
+    slot leads, that is runs them (its own among them) as one batch on its
+    own thread, hands the others their rows and, when its own request is
+    done, passes the lead to the next queued caller. A leader takes the queued requests, up to max_batch
+    rows, and waits for more (at most max_delay_ms after the oldest arrived)
+    only while fewer are queued than were in flight at once recently. `submit`
+    and `arun` requests are led by a background thread (`arun` results reach
+    their event loop in one call per batch). Batches run on
+    sessions for power-of-two sizes (rows padded up), one set per leader.
+    A request is checked when submitted (shape, dtype) and fails alone; when
+    a batch run fails, its requests run one by one so only the failing ones
+    get the error. `close()` (or leaving the `with` block) refuses new
+    requests, completes the pending ones (cancel=True fails them with
+    BatcherClosedError) and joins the background thread. `threads`: each
+    session's threads (default the model's); `workers`: batches running at
+    the same time (each on its own sessions)."""
+
+    def __init__(self, model, max_batch: int = 32, max_delay_ms: float = 2.0, threads: Optional[int] = None,
+                 workers: int = 1):
+        if not isinstance(max_batch, (int, np.integer)) or max_batch < 1:
+            raise InvalidArgumentError(f"max_batch must be an int >= 1, got {max_batch!r}")
+        if not max_delay_ms >= 0:
+            raise InvalidArgumentError(f"max_delay_ms must be >= 0, got {max_delay_ms!r}")
+        if not isinstance(workers, (int, np.integer)) or workers < 1:
+            raise InvalidArgumentError(f"workers must be an int >= 1, got {workers!r}")
+        self.model = model
+        self.max_batch, self.max_delay = int(max_batch), float(max_delay_ms) / 1e3
+        self.threads = model.threads if threads is None else int(threads)
+        self.workers = int(workers)
+        self._specs = _item_specs(model)
+        self._names = [s[0] for s in self._specs]
+        self._cv = threading.Condition()                 # leaders wait on it for more requests
+        self._bg = threading.Condition(self._cv._lock)   # the background thread waits on it (same lock)
+        self._queue: deque = deque()
+        self._queued_rows = 0
+        self._leaders = 0           # batches being gathered or run
+        self._inflight = 0          # requests submitted and not yet answered
+        self._running = 0           # requests taken into a batch, not yet answered
+        self._peak = 0              # most requests in flight at once since the last batch was taken
+        self._peaks: deque = deque(maxlen=8)
+        self._closed = False
+        self._pool: List[Dict[int, Any]] = []   # sessions by size, one dict per leader
+        self._all_sessions: List[Dict[int, Any]] = []
+        self.batches = 0            # batched runs so far
+        self.rows_run = 0
+        sizes, p = [], 1
+        while p < self.max_batch:
+            sizes.append(p)
+            p *= 2
+        sizes.append(self.max_batch)
+        self._sizes = sizes
+        self._size_for = [0] + [next(s for s in sizes if s >= r) for r in range(1, self.max_batch + 1)]
+        self._thread = threading.Thread(target=self._background, name="tinyinfer-batcher", daemon=True)
+        self._thread.start()
+
+    # -- callers ---------------------------------------------------------------
+    def _enqueue(self, arrays, future, loop=None) -> _Request:
+        req = _Request(arrays, arrays[0].shape[0], future, loop)
+        with self._cv:
+            if self._closed:
+                raise BatcherClosedError("the batcher is closed")
+            self._queue.append(req)
+            self._queued_rows += req.rows
+            self._inflight += 1
+            self._peak = max(self._peak, self._inflight)
+            self._cv.notify_all()
+            if future is not None:
+                self._bg.notify()
+        return req
+
+    def run(self, inputs, timeout: Optional[float] = None) -> List[np.ndarray]:
+        """Runs one request (blocking) and returns its outputs (a list of
+        arrays with the request's rows)."""
+        arrays = self._check(inputs)
+        with self._cv:
+            # nothing queued and a free slot: run it now, as Model.run would
+            solo = not self._queue and self._leaders < self.workers and not self._closed
+            if solo:
+                self._leaders += 1
+                self._inflight += 1
+                self._peak = max(self._peak, self._inflight)
+                sessions = self._pool.pop() if self._pool else None
+        if solo:
+            return self._run_solo(arrays, sessions)
+        req = self._enqueue(arrays, None)
+        with self._cv:
+            # req.lead: this caller leads (counted once in self._leaders), set
+            # here or by _hand_over, which may have promoted it already
+            if not req.lead and not req.done and self._leaders < self.workers:
+                req.lead = True
+                self._leaders += 1
+            lead = req.lead
+        if lead:
+            self._lead(req)
+        else:
+            if not req.lock.acquire(timeout=-1 if timeout is None else timeout):
+                with self._cv:
+                    if req in self._queue:  # not taken yet: withdraw it
+                        self._queue.remove(req)
+                        self._queued_rows -= req.rows
+                        self._inflight -= 1
+                        raise TimeoutError(f"the request did not run within {timeout} s")
+                req.lock.acquire()  # it is running: wait for it
+            if req.lead:  # made leader (counted in self._leaders): lead, even if already done
+                self._lead(req)
+        if req.error is not None:
+            raise req.error
+        return req.result
+
+    def submit(self, inputs) -> concurrent.futures.Future:
+        """Queues a request; the Future's result is the list of output arrays
+        (its rows). The inputs are read when the batch runs: do not change
+        them before the Future is done."""
+        arrays = self._check(inputs)
+        fut: concurrent.futures.Future = concurrent.futures.Future()
+        self._enqueue(arrays, fut)
+        return fut
+
+    async def arun(self, inputs) -> List[np.ndarray]:
+        """`run` for asyncio: awaits the batched run without blocking the loop
+        (the results of one batch reach each loop in one call)."""
+        arrays = self._check(inputs)
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        self._enqueue(arrays, fut, loop)
+        return await fut
+
+    def _check(self, inputs) -> List[np.ndarray]:
+        if len(self._specs) == 1 and type(inputs) is np.ndarray:  # the common call, kept short
+            _, shape, dtype = self._specs[0]
+            if inputs.dtype == dtype and inputs.shape[1:] == shape and inputs.ndim == len(shape) + 1 \
+                    and 1 <= inputs.shape[0] <= self.max_batch:
+                return [inputs]
+        if isinstance(inputs, dict):
+            unknown = set(inputs) - set(self._names)
+            missing = [n for n in self._names if n not in inputs]
+            if unknown or missing:
+                raise InvalidArgumentError(f"the model takes inputs {self._names}; got {sorted(inputs)}")
+            arrays = [inputs[n] for n in self._names]
+        elif isinstance(inputs, (list, tuple)):
+            arrays = list(inputs)
+        else:
+            arrays = [inputs]
+        if len(arrays) != len(self._specs):
+            raise InvalidArgumentError(f"the model takes {len(self._specs)} input(s), got {len(arrays)}")
+        out, rows = [], None
+        for a, (name, shape, dtype) in zip(arrays, self._specs):
+            a = np.asarray(a)
+            if a.ndim != len(shape) + 1 or tuple(a.shape[1:]) != shape:
+                raise InvalidArgumentError(f"input '{name}' takes (rows, {', '.join(str(d) for d in shape)}), "
+                                           f"got {list(a.shape)}")
+            if not np.can_cast(a.dtype, dtype, casting="same_kind"):
+                raise InvalidArgumentError(f"input '{name}' takes {dtype}, got {a.dtype}")
+            if rows is not None and a.shape[0] != rows:
+                raise InvalidArgumentError(f"the inputs have different row counts {rows} and {a.shape[0]}")
+            rows = a.shape[0]
+            out.append(a)
+        if not 1 <= rows <= self.max_batch:
+            raise InvalidArgumentError(f"a request has 1..max_batch ({self.max_batch}) rows, got {rows}")
+        return out
+
+    # -- leading -----------------------------------------------------------------
+    def _lead(self, own: Optional[_Request]) -> None:
+        """Runs batches until `own` is done (the background thread: until the
+        queue is empty), then passes the lead on. The caller counted itself
+        in self._leaders."""
+        with self._cv:
+            sessions = self._pool.pop() if self._pool else None
+        if sessions is None:
+            sessions = {}
+            with self._cv:
+                self._all_sessions.append(sessions)
+        try:
+            while True:
+                batch = self._take(own)
+                if batch:
+                    try:
+                        self._run(batch, sessions)
+                    finally:
+                        with self._cv:
+                            self._running -= len(batch)
+                            self._inflight -= len(batch)
+                        self._finish_all(batch)
+                with self._cv:
+                    if batch:
+                        self._cv.notify_all()  # leaders waiting for their own request
+                    if (own is not None and own.done) or (own is None and not self._queue):
+                        break
+                    if not self._queue and own is not None:
+                        self._cv.wait(0.05)  # own is in another leader's batch
+        finally:
+            with self._cv:
+                self._pool.append(sessions)
+                self._leaders -= 1
+                self._hand_over()
+
+    def _run_solo(self, arrays, sessions) -> List[np.ndarray]:
+        """Runs one request at once on the caller's thread (counted as a leader)."""
+        if sessions is None:
+            sessions = {}
+            with self._cv:
+                self._all_sessions.append(sessions)
+        try:
+            return self._run_rows(arrays, sessions)
+        finally:
+            with self._cv:
+                self._inflight -= 1
+                self._pool.append(sessions)
+                self._leaders -= 1
+                self._hand_over()
+
+    def _hand_over(self) -> None:
+        """(Holding the lock.) Gives the lead to the first queued blocking
+        caller, or wakes the background thread for queued futures."""
+        if not self._queue or self._leaders >= self.workers:
+            return
+        for r in self._queue:
+            if r.lock is not None and not r.lead:
+                r.lead = True
+                self._leaders += 1
+                r.lock.release()
+                return
+        self._bg.notify()
+
+    def _take(self, own) -> List[_Request]:
+        """The next batch of queued requests (maybe none)."""
+        with self._cv:
+            if not self._queue:
+                return []
+            deadline = self._queue[0].t + self.max_delay
+            while not self._closed and self._queued_rows < self.max_batch:
+                expected = max(max(self._peaks, default=0), self._peak) - self._running
+                if len(self._queue) >= expected:
+                    break
+                left = deadline - time.perf_counter()
+                if left <= 0:
+                    break
+                self._cv.wait(left)
+            batch, rows = [], 0
+            while self._queue and rows + self._queue[0].rows <= self.max_batch:
+                r = self._queue.popleft()
+                batch.append(r)
+                rows += r.rows
+            self._queued_rows -= rows
+            self._running += len(batch)
+            self._peaks.append(self._peak)
+            self._peak = self._inflight
+            return batch
+
+    def _finish_all(self, reqs: List[_Request]) -> None:
+        by_loop: Dict[Any, List[_Request]] = {}
+        for r in reqs:
+            if r.loop is not None:
+                r.done = True
+                by_loop.setdefault(r.loop, []).append(r)
+            else:
+                self._finish(r)
+        for loop, rs in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_deliver, rs)
+            except RuntimeError:
+                pass  # the loop is closed: nobody awaits these
+
+    def _finish(self, r: _Request) -> None:
+        r.done = True
+        if r.future is not None:
+            if r.error is not None:
+                r.future.set_exception(r.error)
+            else:
+                r.future.set_result(r.result)
+        elif not r.lead:  # a leader's own request: it is not waiting on its lock
+            r.lock.release()
+
+    def _background(self) -> None:
+        """Leads for `submit`/`arun` requests when no caller of `run` does."""
+        while True:
+            with self._cv:
+                while not (self._queue and self._leaders < self.workers):
+                    if self._closed and not self._queue and self._leaders == 0:
+                        return
+                    self._bg.wait(0.05 if self._closed else None)
+                self._leaders += 1
+            self._lead(None)
+
+    def _session(self, sessions, rows):
+        size = self._size_for[rows]
+        s = sessions.get(size)
+        if s is None:
+            s = sessions[size] = self.model.session(
+                threads=self.threads, input_shapes=[(size,) + shape for _, shape, _ in self._specs])
+        return s, size
+
+    def _run(self, batch: List[_Request], sessions) -> None:
+        live = [r for r in batch if _still_wanted(r)]
+        for r in batch:
+            if r not in live:
+                r.error = concurrent.futures.CancelledError()
+        if not live:
+            return
+        rows = sum(r.rows for r in live)
+        try:
+            s, size = self._session(sessions, rows)
+            at = 0
+            for r in live:
+                for view, a in zip(s._in_views, r.arrays):
+                    np.copyto(view[at:at + r.rows], a, casting="same_kind")
+                at += r.rows
+            for view in s._in_views:
+                if at < size:
+                    view[at:] = 0
+            L.tinf_session_run(s._handle)
+            at = 0
+            for r in live:
+                r.result = [o[at:at + r.rows].copy() for o in s._out_views]
+                at += r.rows
+            self.batches += 1
+            self.rows_run += rows
+        except BaseException as e:
+            if len(live) == 1:
+                live[0].error = e
+                return
+            for r in live:  # isolate: each request alone, so only the failing ones fail
+                self._run_alone(r, sessions)
+
+    def _run_rows(self, arrays, sessions) -> List[np.ndarray]:
+        """Runs one request's rows on the session of their size; its outputs."""
+        rows = arrays[0].shape[0]
+        s, size = self._session(sessions, rows)
+        for view, a in zip(s._in_views, arrays):
+            np.copyto(view[:rows], a, casting="same_kind")
+            if rows < size:
+                view[rows:] = 0
+        L.tinf_session_run(s._handle)
+        self.batches += 1
+        self.rows_run += rows
+        return [o[:rows].copy() for o in s._out_views]
+
+    def _run_alone(self, r: _Request, sessions) -> None:
+        try:
+            r.result = self._run_rows(r.arrays, sessions)
+        except BaseException as e:
+            r.error = e
+
+    # -- lifetime --------------------------------------------------------------
+    def close(self, cancel: bool = False, timeout: Optional[float] = None) -> None:
+        """Refuses new requests; completes the pending ones (cancel=True fails
+        them with BatcherClosedError instead), joins the background thread and
+        frees the sessions. Idempotent."""
+        with self._cv:
+            self._closed = True
+            if cancel:
+                failed = []
+                while self._queue:
+                    r = self._queue.popleft()
+                    self._queued_rows -= r.rows
+                    self._inflight -= 1
+                    r.error = BatcherClosedError("the batcher was closed before this request ran")
+                    if r.future is not None and r.loop is None and not r.future.set_running_or_notify_cancel():
+                        r.done = True
+                        continue
+                    failed.append(r)
+                self._finish_all(failed)
+            self._cv.notify_all()
+            self._bg.notify_all()
+        if self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+        if not self._thread.is_alive():
+            for sessions in self._all_sessions:
+                for s in sessions.values():
+                    s.close()
+                sessions.clear()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __enter__(self) -> "Batcher":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (f"<tinyinfer.Batcher max_batch={self.max_batch} max_delay_ms={self.max_delay * 1e3:g} "
+                f"workers={self.workers} threads={self.threads}{' closed' if self._closed else ''}>")
+
+
+def _still_wanted(r: _Request) -> bool:
+    """False for a request whose future was cancelled before its batch ran."""
+    if r.future is None:
+        return True
+    if r.loop is not None:  # an asyncio future: only read here, set on its loop
+        return not r.future.cancelled()
+    return r.future.set_running_or_notify_cancel()
+
+
+def _deliver(reqs: List[_Request]) -> None:
+    """On an event loop's thread: sets its requests' asyncio futures."""
+    for r in reqs:
+        if not r.future.done():
+            if r.error is not None:
+                r.future.set_exception(r.error)
+            else:
+                r.future.set_result(r.result)
+
+
+# -- command line: python -m tinyinfer run MODEL --input DIR_OR_FILE --output FILE ------------
+
+def add_cli_arguments(parser) -> None:
+    """The streaming options of `python -m tinyinfer run`."""
+    parser.add_argument("--output", help="stream over --input (a .npy, .npz or folder of them, items along axis 0) "
+                                         "and write the outputs to this .npy (a folder for several outputs)")
+    parser.add_argument("--memory-budget", help="bytes the run may use, e.g. 256MB (default 256MB when streaming)")
+    parser.add_argument("--batch-size", default=None, help="'auto' (default: batch_plan under the budget) or an int")
+    parser.add_argument("--on-error", choices=["raise", "skip"], default="raise",
+                        help="a bad item (wrong shape, unreadable file): stop (default) or skip it (NaN rows)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def cli_streams(args) -> bool:
+    """Whether `run` streams: --output, --memory-budget or --batch-size given,
+    or one --input that is a folder or an .npz."""
+    one = args.input[0] if args.input and len(args.input) == 1 else None
+    return bool(args.output or args.memory_budget or args.batch_size or
+                (one is not None and (os.path.isdir(one) or one.endswith(".npz"))))
+
+
+def cli_run(args) -> int:
+    """`python -m tinyinfer run MODEL --input X --output Y [--memory-budget B]`."""
+    import tinyinfer
+    if not args.input or len(args.input) != 1:
+        raise InvalidArgumentError("streaming takes one --input: a .npy, an .npz or a folder of them")
+    budget = args.memory_budget or DEFAULT_BUDGET
+    bs = args.batch_size or "auto"
+    bs = bs if bs == "auto" else int(bs)
+    t0 = time.perf_counter()
+    with tinyinfer.load(args.model, threads=args.threads) as m:
+        stream = MapStream(m, args.input[0], bs, budget, not args.no_progress, args.output or None,
+                           args.on_error, None, DEFAULT_MEASURE_MS)
+        if args.output:
+            try:
+                stream.drain()
+            finally:
+                if stream._sink is not None and stream.out is not None:
+                    print(f"wrote {stream._sink.rows} rows to {stream.out} ({len(stream.skipped)} skipped)", file=sys.stderr)
+        else:
+            for i, y in enumerate(stream):
+                ys = y if isinstance(y, tuple) else (y,)
+                print(i, " ".join(np.array2string(v.reshape(-1)[:8], precision=5) for v in ys))
+    dt = time.perf_counter() - t0
+    plan = f" (batch_plan: {stream.plan.source})" if stream.plan is not None else ""
+    print(f"{stream.count} items in {dt:.2f} s ({stream.count / max(dt, 1e-9):.1f} items/s), batch {stream.batch_size}"
+          f"{plan}, memory budget {budget}", file=sys.stderr)
+    for s in stream.skipped:
+        print(f"skipped item {s.index}{f' ({s.name})' if s.name else ''}: {s.reason}", file=sys.stderr)
+    return 0
