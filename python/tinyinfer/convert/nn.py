@@ -42,14 +42,14 @@ import numpy as np
 
 from .._errors import InvalidArgumentError, InvalidStateError, ShapeError, UnsupportedOpError
 from ..builder import GraphBuilder
-from .torch_weights import load_state_dict as _load_state_dict, load_state_dict_with_info
+from .torch_weights import QuantizedTensor, load_state_dict as _load_state_dict, load_state_dict_with_info
 
 __all__ = [
     "Module", "Parameter", "Value", "Sequential", "ModuleList", "ModuleDict", "Linear", "Conv2d", "ConvTranspose2d",
     "BatchNorm1d", "BatchNorm2d", "LayerNorm", "Embedding", "ReLU", "ReLU6", "LeakyReLU", "PReLU", "GELU", "SiLU",
     "Sigmoid", "Tanh", "Hardswish", "Softmax", "LogSoftmax", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d",
     "AdaptiveMaxPool2d", "Flatten", "Dropout", "Dropout2d", "Identity", "functional", "cat", "from_torch",
-    "StateDictError", "IncompatibleKeys",
+    "StateDictError", "IncompatibleKeys", "matmul", "clamp", "maximum", "minimum", "reduce_sum", "QuantizedTensor",
 ]
 
 
@@ -58,6 +58,16 @@ class StateDictError(InvalidArgumentError, RuntimeError):
 
 
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
+
+
+def _torch_qtensor(t) -> QuantizedTensor:
+    """A live torch quantized tensor (from a torch.ao module's state_dict) as a QuantizedTensor."""
+    qs = str(t.qscheme()).replace("torch.", "")
+    values = t.int_repr().numpy()
+    if qs in ("per_tensor_affine", "per_tensor_symmetric"):
+        return QuantizedTensor(values, t.q_scale(), t.q_zero_point(), None, qs)
+    return QuantizedTensor(values, t.q_per_channel_scales().numpy(), t.q_per_channel_zero_points().numpy(),
+                           int(t.q_per_channel_axis()), qs)
 
 
 def _to_numpy(v) -> np.ndarray:
@@ -76,7 +86,13 @@ class Parameter:
     `Parameter((4, 8))` declares one to be loaded; `Parameter(array)` gives it a value now."""
 
     def __init__(self, shape_or_data, dtype="float32"):
-        if isinstance(shape_or_data, (tuple, list)) and all(isinstance(d, (int, np.integer)) for d in shape_or_data):
+        self.quant: Optional[QuantizedTensor] = None
+        if isinstance(shape_or_data, QuantizedTensor):
+            self.quant = shape_or_data
+            self.dtype = np.dtype(dtype)
+            self.data = shape_or_data.dequantize()
+            self.shape = self.data.shape
+        elif isinstance(shape_or_data, (tuple, list)) and all(isinstance(d, (int, np.integer)) for d in shape_or_data):
             self.shape = tuple(int(d) for d in shape_or_data)
             self.dtype = np.dtype(dtype)
             self.data: Optional[np.ndarray] = None
@@ -103,10 +119,11 @@ class _Sym:
 
 
 class _Const:
-    __slots__ = ("array", "name")
+    __slots__ = ("array", "name", "quant")
 
-    def __init__(self, array: np.ndarray, name: str):
-        self.array, self.name = array, name
+    def __init__(self, array: np.ndarray, name: str, quant=None):
+        # quant: (scales, zero_points, axis) of an integer constant (int8 weights), or None
+        self.array, self.name, self.quant = array, name, quant
 
 
 class _Node:
@@ -136,6 +153,7 @@ class _Tracer:
         self.layout: Dict[str, List[str]] = OrderedDict()
         self.cache: Dict[Tuple[int, Tuple[int, ...]], _Sym] = {}
         self._keep = []  # keeps cached syms alive so their ids stay unique
+        self.quantized: List[str] = []  # layers that kept torch's int8 weights
 
     # -- bookkeeping --------------------------------------------------------------------------
     @property
@@ -230,6 +248,8 @@ class _Tracer:
             self.folded.append(f"{n.layer} into {p.layer} (its {p.op} weights and bias)")
 
         b = GraphBuilder(name, producer="tinyinfer.convert.nn")
+        if self.quantized:
+            b.metadata("quantization", "int8-dynamic")
         tensors: Dict[int, object] = {}
         used_names = set()
         out_syms = [res(s) for s in out_syms]
@@ -269,6 +289,8 @@ class _Tracer:
                 elif isinstance(i, _Const):
                     if id(i) not in const_tensors:
                         const_tensors[id(i)] = b.const(unique(i.name), i.array)
+                        if i.quant is not None:
+                            b.quantization(const_tensors[id(i)], *i.quant)
                     ins.append(const_tensors[id(i)])
                 else:
                     ins.append(tensors[id(res(i))])
@@ -289,6 +311,7 @@ class _Tracer:
             report.ops_in.update(self.layers_in)
             report.ops_out.update(ops_out)
             report.folded.extend(self.folded)
+            report.kept_precision.extend(f"{q} (torch's int8 weights and scales)" for q in self.quantized)
             report.dropped.extend(self.dropped)
             for what, where in self.layout.items():
                 shown = ", ".join(where[:4]) + (" ..." if len(where) > 4 else "")
@@ -336,6 +359,10 @@ class Value:
     def __truediv__(self, o): return _binary("Div", self, o)
     def __rtruediv__(self, o): return _binary("Div", self, o, reverse=True)
     def __neg__(self): return _binary("Mul", self, -1.0)
+    def __matmul__(self, o): return matmul(self, o)
+    def __rmatmul__(self, o): return matmul(o, self)
+    def clamp(self, min=None, max=None): return clamp(self, min, max)
+    def sum(self, dim=None, keepdim=False): return reduce_sum(self, dim, keepdim)
 
     def relu(self): return _unary(self, "Relu")
     def sigmoid(self): return _unary(self, "Logistic")
@@ -591,6 +618,85 @@ def cat(values: Sequence[Value], dim: int = 0) -> Value:
     return Value(t, sym, tuple(shape), perm)
 
 
+def matmul(a, b) -> Value:
+    """torch.matmul / `a @ b`: Value @ Value (MatMul, batch dims broadcast), or a Value times a constant
+    matrix (FullyConnected with its transpose)."""
+    if not isinstance(a, Value):
+        raise UnsupportedOpError("matmul: a constant on the left of a Value is not supported (transpose it)")
+    t = a._t
+    if a.ndim < (2 if isinstance(b, Value) else 1):
+        raise ShapeError(f"matmul: rank-1 operands are not supported (shape {a.shape}); unsqueeze first")
+    if not isinstance(b, Value):
+        w = np.asarray(b.data if isinstance(b, Parameter) else _to_numpy(b), dtype=np.float32)
+        if w.ndim != 2 or w.shape[0] != a.shape[-1]:
+            raise ShapeError(f"matmul: {a.shape} @ constant {w.shape}: expected a [{a.shape[-1]}, N] matrix")
+        a = plain(a, "before MatMul")
+        shape = a.shape[:-1] + (w.shape[1],)
+        return Value(t, t.emit("FullyConnected", [a.sym, t.const(np.ascontiguousarray(w.T), "matmul_weight")],
+                               shape), shape)
+    if b.ndim < 2:
+        raise ShapeError(f"matmul: rank-1 operands are not supported (shape {b.shape}); unsqueeze first")
+    if a.shape[-1] != b.shape[-2]:
+        raise ShapeError(f"matmul: {a.shape} @ {b.shape}: inner dimensions differ")
+    try:
+        batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    except ValueError:
+        raise ShapeError(f"matmul: batch dimensions of {a.shape} and {b.shape} do not broadcast") from None
+    # b read transposed when its last two axes are swapped in the runtime's layout: no data moves
+    nb = b.ndim
+    swapped = tuple(range(nb - 2)) + (nb - 1, nb - 2)
+    tb = b.fperm is None and b.perm == swapped
+    sb = b.sym if tb else _in_layout(b, tuple(range(nb)), "Transpose before MatMul")
+    sa = _in_layout(a, tuple(range(a.ndim)), "Transpose before MatMul")
+    shape = tuple(batch) + (a.shape[-2], b.shape[-1])
+    attrs = {"transpose_b": 1} if tb else {}
+    return Value(t, t.emit("MatMul", [sa, sb], shape, **attrs), shape)
+
+
+def _elementwise2(op: str, a, b) -> Value:
+    if isinstance(a, Value):
+        return _binary(op, a, b)
+    if isinstance(b, Value):
+        return _binary(op, b, a)  # Maximum / Minimum commute
+    raise InvalidArgumentError(f"{op}: needs a Value")
+
+
+def maximum(a, b) -> Value:
+    """torch.maximum (elementwise, broadcasting)."""
+    return _elementwise2("Maximum", a, b)
+
+
+def minimum(a, b) -> Value:
+    """torch.minimum (elementwise, broadcasting)."""
+    return _elementwise2("Minimum", a, b)
+
+
+def clamp(v: Value, min=None, max=None) -> Value:
+    """torch.clamp with scalar bounds: Relu / Relu6 when they fit, else Maximum and Minimum."""
+    v = _need_value(v, "clamp")
+    if min is None and max is None:
+        raise InvalidArgumentError("clamp: at least one of min and max is needed")
+    if min is not None and max is not None and float(min) == 0.0 and float(max) == 6.0:
+        return _unary(v, "Relu6")
+    if min is not None and float(min) == 0.0 and max is None:
+        return _unary(v, "Relu")
+    out = v
+    if min is not None:
+        out = _binary("Maximum", out, float(min))
+    if max is not None:
+        out = _binary("Minimum", out, float(max))
+    return out
+
+
+def reduce_sum(v: Value, dim=None, keepdim: bool = False) -> Value:
+    """torch.sum over `dim` (all dimensions when None): a Mean times the count."""
+    v = _need_value(v, "sum")
+    dims = list(range(v.ndim)) if dim is None else [_axis(d, v.ndim) for d in
+                                                     ((dim,) if isinstance(dim, (int, np.integer)) else dim)]
+    count = int(np.prod([v.shape[d] for d in dims])) if dims else 1
+    return _binary("Mul", mean(v, dims, keepdim), float(count))
+
+
 # ---------------------------------------------------------------------------------------------
 # Module
 # ---------------------------------------------------------------------------------------------
@@ -709,7 +815,17 @@ class Module:
         for k, p in entries.items():
             if k not in state_dict:
                 continue
-            a = _to_numpy(state_dict[k])
+            v = state_dict[k]
+            if hasattr(v, "is_quantized") and getattr(v, "is_quantized", False) and hasattr(v, "int_repr"):
+                v = _torch_qtensor(v)  # a live torch quantized tensor
+            if isinstance(v, QuantizedTensor):
+                if tuple(v.shape) != p.shape:
+                    errors.append(f"size mismatch for {k}: copying a param with shape {tuple(v.shape)} from "
+                                  f"checkpoint, the shape in current model is {p.shape}.")
+                    continue
+                values[k] = v
+                continue
+            a = _to_numpy(v)
             if len(p.shape) == 0 and a.shape == (1,):
                 a = a.reshape(())  # torch's rule for 0-d parameters saved as 1-d
             if tuple(a.shape) != p.shape:
@@ -737,7 +853,10 @@ class Module:
             raise StateDictError("Error(s) in loading state_dict for {}:\n\t{}".format(
                 type(self).__name__, "\n\t".join(errors)))
         for k, a in values.items():
-            entries[k].data = np.ascontiguousarray(a)
+            if isinstance(a, QuantizedTensor):
+                entries[k].quant, entries[k].data = a, a.dequantize()
+            else:
+                entries[k].quant, entries[k].data = None, np.ascontiguousarray(a)
         return IncompatibleKeys(missing, unexpected)
 
     def _check_loaded(self) -> None:
@@ -949,15 +1068,31 @@ class Linear(Module):
             raise UnsupportedOpError(f"Linear {t.scope}: takes float32 input, got {x.dtype}")
         if x.perm != tuple(range(x.ndim)):
             x = plain(x, "before Linear")
-        w = self.weight.data
-        if x.fperm is not None:
-            w = w[:, x.fperm]
-            t.note_layout("Linear weight columns permuted to the NHWC flatten order")
-        ins = [x.sym, t.const(w, "weight")]
+        ins = [x.sym, linear_weight(t, self.weight, x.fperm)]
         if self.bias is not None:
             ins.append(t.const(self.bias.data, "bias"))
         shape = x.shape[:-1] + (self.out_features,)
         return Value(t, t.emit("FullyConnected", ins, shape), shape)
+
+
+def linear_weight(t: "_Tracer", weight: Parameter, fperm=None) -> _Const:
+    """The FullyConnected weight constant of a Linear: float32, or, for a quantized weight whose values fit
+    int8 with zero point 0 (torch's qint8 weights, per tensor or per output channel), torch's own int8
+    values with their scales (the runtime's int8-dynamic FullyConnected), never re-quantized."""
+    q = weight.quant.symmetric_int8() if weight.quant is not None else None
+    if weight.quant is not None and (q is None or q[2] not in (None, 0)):
+        t.note_layout("a quantized Linear weight that is not int8 with zero point 0 along the output axis "
+                      "runs dequantized (float32, the same values)")
+        q = None
+    w = q[0] if q is not None else weight.data
+    if fperm is not None:
+        w = w[:, fperm]
+        t.note_layout("Linear weight columns permuted to the NHWC flatten order")
+    c = t.const(w, "weight")
+    if q is not None:
+        c.quant = (q[1], np.zeros(q[1].size, np.int32), q[2])
+        t.quantized.append(t.scope or "<root>")
+    return c
 
 
 def _conv_out(n: int, k: int, s: int, d: int, before: int, after: int) -> int:
@@ -1578,6 +1713,12 @@ class _Functional:
     def flatten(x, start_dim=0, end_dim=-1): return flatten(x, start_dim, end_dim)
     @staticmethod
     def cat(values, dim=0): return cat(values, dim)
+    @staticmethod
+    def clamp(x, min=None, max=None): return clamp(x, min, max)
+    @staticmethod
+    def matmul(a, b): return matmul(a, b)
+    @staticmethod
+    def sum(x, dim=None, keepdim=False): return reduce_sum(x, dim, keepdim)
     @staticmethod
     def adaptive_avg_pool2d(x, output_size): return AdaptiveAvgPool2d(output_size).forward(x)
     @staticmethod
