@@ -666,6 +666,20 @@ def _unpack_quantized(refs: Dict[str, Any]) -> Tuple[Dict[str, Any], List[str]]:
             if key in out and isinstance(out[key], _TensorRef):
                 del out[key]
                 dropped += 1
+    # A QuantStub converted by torch.ao (its module holds nothing but the input's scale and zero point): the
+    # quantization of the model's input, which a float32 tinyinfer input does not need.
+    stubs = []
+    if qprefixes:
+        by_prefix: Dict[str, List[str]] = {}
+        for k in out:
+            by_prefix.setdefault(k.rsplit(".", 1)[0] if "." in k else "", []).append(k.rsplit(".", 1)[-1])
+        for pre, names in by_prefix.items():
+            if sorted(names) == ["scale", "zero_point"] and pre and pre not in qprefixes:
+                del out[f"{pre}.scale"], out[f"{pre}.zero_point"]
+                stubs.append(pre)
+        if stubs:
+            notes.append(f"input quantization of {', '.join(sorted(stubs)[:6])} (QuantStub scale/zero_point) dropped: "
+                         f"tinyinfer takes float32 inputs")
     if qprefixes:
         notes.append(f"{len(qprefixes)} quantized module(s) ({', '.join(sorted(qprefixes)[:6])}): weights kept as "
                      f"quantized tensors" + (f", {dropped // 2} output scale/zero_point pair(s) dropped "

@@ -532,6 +532,8 @@ class Interpreter:
                 return self.arc.constants[int(a[1:])]
             return _QN(f"{base.path}.{a}")
         if isinstance(base, ScriptObject):
+            if a == "training":
+                return False  # inference: whatever mode the module was saved in
             st = base.state
             if isinstance(st, dict) and a in st:
                 return st[a]
@@ -751,6 +753,11 @@ def _prim_device(ip, x):
     return _DEVICE
 
 
+@_op("ops.prim.type")
+def _prim_type(ip, device):
+    return str(device)
+
+
 @_op("ops.prim.unchecked_unwrap_optional")
 def _unwrap(ip, x):
     return x
@@ -784,6 +791,13 @@ def _warn(ip, *a, **k):
     return None
 
 
+@_op("torch.__contains__")
+def _contains(ip, container, item):
+    if _is_v(container):
+        raise ip.unsupported("`in` on a run-time tensor")
+    return item in container
+
+
 @_op("torch.__is__")
 def _is(ip, a, b):
     return a is b or (a is None and b is None)
@@ -803,6 +817,36 @@ def _not(ip, a):
      "torch.jit.is_scripting", "torch._C._get_tracing_state", "torch.jit.is_tracing")
 def _false(ip, *a):
     return False
+
+
+@_op("ops.prim.is_nested", "ops.prim.is_cuda", "ops.prim.is_sparse", "ops.prim.is_mkldnn", "ops.prim.is_meta",
+     "ops.prim.is_quantized", "ops.prim.requires_grad", "torch.is_floating_point_or_complex")
+def _false_of_tensor(ip, x, *a):
+    return False
+
+
+@_op("ops.prim.is_cpu")
+def _true_of_tensor(ip, x, *a):
+    return True
+
+
+@_op("torch.is_floating_point")
+def _is_float(ip, x):
+    return np.dtype(x.dtype).kind == "f"
+
+
+@_op("torch.any")
+def _any(ip, x, *a):
+    if _is_v(x):
+        raise ip.unsupported("torch.any on a run-time tensor")
+    return bool(np.any(np.asarray(x))) if isinstance(x, np.ndarray) else any(x)
+
+
+@_op("torch.all")
+def _all(ip, x, *a):
+    if _is_v(x):
+        raise ip.unsupported("torch.all on a run-time tensor")
+    return bool(np.all(np.asarray(x))) if isinstance(x, np.ndarray) else all(x)
 
 
 @_op("torch.is_scripting")
