@@ -291,7 +291,9 @@ class Interpreter:
         return "code"
 
     def unsupported(self, what: str) -> UnsupportedOpError:
-        return UnsupportedOpError(f"TorchScript: {what}, at {self.where()}")
+        e = UnsupportedOpError(f"TorchScript: {what}, at {self.where()}")
+        e._located = True
+        return e
 
     # -- running ------------------------------------------------------------------------------
     def call_method(self, obj: ScriptObject, name: str, args, kwargs):
@@ -722,7 +724,9 @@ def _minmax_builtin(ip, *a):
 
 @_op("getattr")
 def _getattr(ip, obj, name, *default):
-    raise ip.unsupported("getattr()")
+    if isinstance(obj, ScriptObject) and isinstance(obj.state, dict) and isinstance(name, str) and name in obj.state:
+        return obj.state[name]  # Sequential / ModuleList children: getattr(self, "0")
+    raise ip.unsupported(f"getattr({type(obj).__name__}, {name!r})")
 
 
 @_op("list", "tuple")
