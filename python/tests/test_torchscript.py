@@ -285,3 +285,36 @@ def test_static_quantized_state_dict(files, case):
     # tinyinfer keeps activations in float32 (weights exactly torch's): closer to the float model than torch's
     # full-int8 run is, and within the int8-dynamic rounding of the Linear
     assert float(np.abs(y - flt).max()) <= max(float(np.abs(tq - flt).max()), 0.02 * float(np.abs(flt).max()))
+
+
+# ---------------------------------------------------------------------------------------------
+# tinyinfer.from_torch: live modules
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", ["float", "script", "trace", "dyn"])
+def test_from_torch(kind):
+    m = tm._seeded(tm.MLP)
+    x = torch.randn(4, 64, generator=torch.Generator().manual_seed(3))
+    if kind == "float":
+        pytest.importorskip("onnx")
+        mod = m
+    elif kind == "script":
+        mod = torch.jit.script(m)
+    elif kind == "trace":
+        mod = torch.jit.trace(m, x)
+    else:
+        mod = torch.ao.quantization.quantize_dynamic(m, {torch.nn.Linear}, dtype=torch.qint8)
+    model = tinyinfer.from_torch(mod, x)
+    try:
+        with torch.no_grad():
+            ref, flt = mod(x).numpy(), m(x).numpy()
+        y = model.run(x.numpy())[0]
+        if kind == "dyn":
+            assert model.metadata.get("quantization") == "int8-dynamic"
+            assert model.report.notes[0].endswith("torch.jit.trace + torch.jit.save")
+            assert float(np.abs(y - ref).max()) <= 2 * float(np.abs(ref - flt).max())
+        else:
+            assert model.metadata.get("quantization") is None
+            assert_close(y, ref, rtol=1e-5, atol=1e-5)
+    finally:
+        model.close()

@@ -56,3 +56,18 @@ from . import quantize as _quantize_mod  # noqa: E402
 
 quantize = _quantize_mod.quantize
 __all__.append("quantize")
+
+
+def from_torch(module, example_inputs, dst=None, **options):
+    """Converts a live torch.nn.Module (float, quantize_dynamic'd, scripted or
+    traced) at the shapes of `example_inputs`; returns a loaded Model (its
+    Report at `.report`), or writes `dst` and returns the Report. Float
+    modules go through torch.onnx.export and the ONNX importer; ScriptModules
+    and modules with torch.ao quantized layers through torch.jit.save and the
+    TorchScript importer (int8 weights kept). Needs torch (and onnx for the
+    first path): docs/converting.md, "PyTorch"."""
+    from .convert.torch_live import from_torch as _from_torch
+    return _from_torch(module, example_inputs, dst, **options)
+
+
+__all__.append("from_torch")
