@@ -415,7 +415,7 @@ class Interpreter:
 
     def truth(self, c, what: str) -> bool:
         if isinstance(c, nn.Value):
-            raise self.unsupported(f"data-dependent control flow (`{what}` on a tensor's values)")
+            raise self.unsupported(f"data-dependent control flow (an {what} on a tensor's values)")
         if isinstance(c, np.ndarray):
             if c.size != 1:
                 raise self.unsupported(f"`{what}` on a tensor of {c.size} elements")
