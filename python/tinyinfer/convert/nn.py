@@ -49,7 +49,8 @@ __all__ = [
     "BatchNorm1d", "BatchNorm2d", "LayerNorm", "Embedding", "ReLU", "ReLU6", "LeakyReLU", "PReLU", "GELU", "SiLU",
     "Sigmoid", "Tanh", "Hardswish", "Softmax", "LogSoftmax", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d",
     "AdaptiveMaxPool2d", "Flatten", "Dropout", "Dropout2d", "Identity", "functional", "cat", "from_torch",
-    "StateDictError", "IncompatibleKeys", "matmul", "clamp", "maximum", "minimum", "reduce_sum", "QuantizedTensor",
+    "StateDictError", "IncompatibleKeys", "matmul", "clamp", "maximum", "minimum", "reduce_sum", "QuantizedTensor", "pad", "ZeroPad2d",
+    "scaled_dot_product_attention",
 ]
 
 
@@ -519,14 +520,24 @@ def flatten(v: Value, start_dim: int = 0, end_dim: int = -1) -> Value:
         # Reshape the runtime's layout as it is; remember how the features are ordered.
         order = [a - s for a in v.perm[s:]]
         p = np.arange(new_shape[-1]).reshape(v.shape[s:]).transpose(order).reshape(-1)
-        sym = t.emit("Reshape", [v.sym], new_shape, dtype=v.dtype, shape=list(new_shape))
+        sym = t.emit("Reshape", [v.sym], new_shape, dtype=v.dtype, shape=_reshape_attr(v.shape, new_shape))
         if np.array_equal(p, np.arange(p.size)):
             return Value(t, sym, new_shape)
         t.note_layout("Flatten keeps the runtime's channels-last order "
                       "(the next Linear's columns are permuted to match)")
         return Value(t, sym, new_shape, None, p)
     v = plain(v, "before a reshape")
-    return Value(t, t.emit("Reshape", [v.sym], new_shape, dtype=v.dtype, shape=list(new_shape)), new_shape)
+    return Value(t, t.emit("Reshape", [v.sym], new_shape, dtype=v.dtype, shape=_reshape_attr(v.shape, new_shape)),
+                 new_shape)
+
+
+def _reshape_attr(old, new) -> List[int]:
+    """The Reshape op's shape attribute: a reshape that keeps the first (batch) dimension and rearranges the
+    rest per row writes -1 there, so the file runs at other batch sizes (`view(x.size(0), -1)`)."""
+    new = [int(d) for d in new]
+    if len(old) >= 1 and len(new) >= 2 and new[0] == old[0]:
+        new[0] = -1
+    return new
 
 
 def reshape(v: Value, *shape) -> Value:
@@ -551,7 +562,8 @@ def reshape(v: Value, *shape) -> Value:
         if shape == v.shape[:k] + (int(np.prod(v.shape[k:])),):
             return flatten(v, k, -1)
     v = plain(v, "before a reshape")
-    return Value(v._t, v._t.emit("Reshape", [v.sym], shape, dtype=v.dtype, shape=list(shape)), shape)
+    return Value(v._t, v._t.emit("Reshape", [v.sym], shape, dtype=v.dtype, shape=_reshape_attr(v.shape, shape)),
+                 shape)
 
 
 def permute(v: Value, *dims) -> Value:
@@ -616,6 +628,57 @@ def cat(values: Sequence[Value], dim: int = 0) -> Value:
     pshape = tuple(shape[p] for p in perm)
     sym = t.emit("Concat", syms, pshape, dtype=values[0].dtype, axis=perm.index(d))
     return Value(t, sym, tuple(shape), perm)
+
+
+def pad(v: Value, pad: Sequence[int], mode: str = "constant", value: float = 0.0) -> Value:
+    """torch.nn.functional.pad: `pad` pairs (before, after) from the last dimension backwards, torch's order
+    ((left, right, top, bottom) for an image); constant (any value), reflect or replicate-free modes. A zero
+    Pad before a convolution is fused into it by the core at load (TF-SAME's asymmetric (0, 1) included)."""
+    v = _need_value(v, "pad")
+    p = [int(x) for x in pad]
+    if len(p) % 2 or len(p) // 2 > v.ndim:
+        raise InvalidArgumentError(f"pad: {list(pad)} must hold (before, after) pairs for at most {v.ndim} dims")
+    if any(x < 0 for x in p):
+        raise UnsupportedOpError(f"pad: negative padding {list(pad)} (cropping) is not supported")
+    modes = {"constant": 0, "reflect": 1}
+    if mode not in modes:
+        raise UnsupportedOpError(f"pad: mode {mode!r} is not supported (constant, reflect)")
+    before, after = [0] * v.ndim, [0] * v.ndim
+    for i in range(len(p) // 2):
+        before[v.ndim - 1 - i], after[v.ndim - 1 - i] = p[2 * i], p[2 * i + 1]
+    if v.fperm is not None:
+        v = plain(v)
+    t = v._t
+    shape = tuple(d + b + a for d, b, a in zip(v.shape, before, after))
+    pads = []
+    for logical in v.perm:  # physical axis i holds logical axis perm[i]
+        pads += [before[logical], after[logical]]
+    attrs = dict(pads=pads, mode=modes[mode])
+    if mode == "constant" and float(value) != 0.0:
+        attrs["value"] = float(value)
+    sym = t.emit("Pad", [v.sym], tuple(shape[a] for a in v.perm), dtype=v.dtype, **attrs)
+    return Value(t, sym, shape, v.perm)
+
+
+def scaled_dot_product_attention(q: Value, k: Value, v: Value, attn_mask=None, dropout_p: float = 0.0,
+                                 is_causal: bool = False, scale=None) -> Value:
+    """torch.nn.functional.scaled_dot_product_attention: softmax(q k^T * scale + mask) v over the last two
+    dimensions (scale defaults to 1/sqrt(q.size(-1))); the mask is a float additive mask (a constant or a
+    Value: turn a 0/1 padding mask into 0 / -1e4 with arithmetic before). is_causal is not supported."""
+    if is_causal:
+        raise UnsupportedOpError("scaled_dot_product_attention: is_causal=True is not supported (pass a float "
+                                 "mask with -inf above the diagonal)")
+    q, k, v = (_need_value(x, "scaled_dot_product_attention") for x in (q, k, v))
+    sc = (1.0 / float(np.sqrt(q.shape[-1]))) if scale is None else float(scale)
+    s = matmul(q * sc, k.transpose(-1, -2))
+    if attn_mask is not None:
+        m = attn_mask
+        dt = m.dtype if isinstance(m, Value) else np.asarray(_to_numpy(m)).dtype
+        if np.dtype(dt) == np.bool_:
+            raise UnsupportedOpError("scaled_dot_product_attention: a boolean mask is not supported (the runtime "
+                                     "has no Where op yet); pass a float additive mask")
+        s = s + m
+    return _softmax(s, -1, "Softmax") @ v
 
 
 def matmul(a, b) -> Value:
@@ -797,16 +860,22 @@ class Module:
         return self
 
     # -- weights -----------------------------------------------------------------------------
-    def load_state_dict(self, state_dict, strict: bool = True) -> IncompatibleKeys:
+    def load_state_dict(self, state_dict, strict: bool = True, skip: Sequence[str] = ()) -> IncompatibleKeys:
         """Loads torch weights (a mapping of key -> array or torch tensor, or a
         path to a .pt/.pth/.safetensors file). Like torch: with strict, missing
         or unexpected keys raise StateDictError ("Missing key(s) in
         state_dict: ..."); shape mismatches always raise; returns
-        IncompatibleKeys(missing_keys, unexpected_keys)."""
+        IncompatibleKeys(missing_keys, unexpected_keys). `skip`: key prefixes
+        (module names) of the checkpoint to leave out, for modules the
+        forward pass does not use and the description does not declare
+        (skip=("pooler",))."""
         if isinstance(state_dict, (str, os.PathLike, bytes)):
             state_dict = _load_state_dict(state_dict)
         if not hasattr(state_dict, "keys"):
             raise InvalidArgumentError(f"load_state_dict expects a mapping, got {type(state_dict).__name__}")
+        if skip:  # checkpoint modules the forward pass does not use (a pooler, a head): not declared, not loaded
+            pre = tuple(str(p).rstrip(".") + "." for p in ([skip] if isinstance(skip, str) else skip))
+            state_dict = OrderedDict((k, v) for k, v in state_dict.items() if not k.startswith(pre))
         entries = self._state_entries()
         missing = [k for k in entries if k not in state_dict]
         unexpected = [k for k in state_dict.keys() if k not in entries]
@@ -1130,7 +1199,8 @@ class Conv2d(Module):
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
                 f"padding={self.padding}, groups={self.groups}")
 
-    def _pads(self) -> Tuple[int, int, int, int]:
+    def pads(self) -> Tuple[int, int, int, int]:
+        """The explicit (top, bottom, left, right) padding this convolution applies ('same' resolved)."""
         (kh, kw), (dh, dw) = self.kernel_size, self.dilation
         if self.padding == "valid":
             return 0, 0, 0, 0
@@ -1148,7 +1218,7 @@ class Conv2d(Module):
         n, c, h, w = x.shape
         if c != self.in_channels:
             raise ShapeError(f"{who}: expected {self.in_channels} input channels, got {c} (input {x.shape})")
-        pt, pb, pl, pr = self._pads()
+        pt, pb, pl, pr = self.pads()
         if self.padding_mode != "zeros" and (pt or pb or pl or pr):
             if self.padding_mode != "reflect":
                 raise UnsupportedOpError(f"{who}: padding_mode {self.padding_mode!r} is not supported "
@@ -1658,6 +1728,22 @@ class Flatten(Module):
         return flatten(_need_value(x, "Flatten"), self.start_dim, self.end_dim)
 
 
+class ZeroPad2d(Module):
+    """torch.nn.ZeroPad2d: padding an int or (left, right, top, bottom)."""
+
+    def __init__(self, padding):
+        super().__init__()
+        self.padding = (int(padding),) * 4 if isinstance(padding, (int, np.integer)) else tuple(int(p) for p in padding)
+        if len(self.padding) != 4:
+            raise InvalidArgumentError(f"ZeroPad2d: padding must be an int or 4 ints, got {padding!r}")
+
+    def extra_repr(self):
+        return f"{self.padding}"
+
+    def forward(self, x):
+        return pad(_need_value(x, "ZeroPad2d"), self.padding)
+
+
 class Identity(Module):
     def __init__(self, *args, **kwargs):
         super().__init__()
@@ -1718,6 +1804,15 @@ class _Functional:
     @staticmethod
     def matmul(a, b): return matmul(a, b)
     @staticmethod
+    def maximum(a, b): return maximum(a, b)
+    @staticmethod
+    def minimum(a, b): return minimum(a, b)
+    @staticmethod
+    def pad(x, pad_, mode="constant", value=0.0): return pad(x, pad_, mode, value)
+    @staticmethod
+    def scaled_dot_product_attention(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None):
+        return scaled_dot_product_attention(q, k, v, attn_mask, dropout_p, is_causal, scale)
+    @staticmethod
     def sum(x, dim=None, keepdim=False): return reduce_sum(x, dim, keepdim)
     @staticmethod
     def adaptive_avg_pool2d(x, output_size): return AdaptiveAvgPool2d(output_size).forward(x)
@@ -1763,6 +1858,7 @@ _FROM_TORCH = {
     "AdaptiveMaxPool2d": lambda m: AdaptiveMaxPool2d(m.output_size, m.return_indices),
     "Flatten": lambda m: Flatten(m.start_dim, m.end_dim),
     "Dropout": lambda m: Dropout(m.p), "Dropout2d": lambda m: Dropout2d(m.p), "Identity": lambda m: Identity(),
+    "ZeroPad2d": lambda m: ZeroPad2d(m.padding),
 }
 
 
@@ -1820,6 +1916,7 @@ SUPPORTED_OPS: Dict[str, str] = {
     "Dropout": "removed (identity at inference)",
     "Dropout2d": "removed (identity at inference)",
     "Identity": "removed",
+    "ZeroPad2d": "Pad (zeros; fused into a following convolution by the core at load)",
 }
 
 

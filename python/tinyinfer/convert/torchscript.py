@@ -1379,17 +1379,14 @@ def _encoder_layer(ip, src, embed_dim, num_heads, qkv_w, qkv_b, proj_w, proj_b, 
 
 @_op("torch.scaled_dot_product_attention")
 def _sdpa(ip, q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, enable_gqa=False):
-    if is_causal:
-        raise ip.unsupported("scaled_dot_product_attention(is_causal=True)")
-    q, k, v = (_need_v(ip, t, "scaled_dot_product_attention") for t in (q, k, v))
-    sc = (1.0 / math.sqrt(q.shape[-1])) if scale is None else float(scale)
-    s = nn.matmul(q * sc, k.transpose(-1, -2))
-    if attn_mask is not None:
-        m = attn_mask
-        if _is_v(m) and m.dtype != np.float32 or (isinstance(m, np.ndarray) and m.dtype == np.bool_):
-            raise ip.unsupported("a boolean attention mask (use a float additive mask)")
-        s = s + _arr(m)
-    return nn.matmul(nn.functional.softmax(s, -1), v)
+    if enable_gqa:
+        raise ip.unsupported("scaled_dot_product_attention(enable_gqa=True)")
+    return nn.scaled_dot_product_attention(q, k, v, _arr(attn_mask), dropout_p, is_causal, scale)
+
+
+@_op("torch.constant_pad_nd", "torch.pad")
+def _pad(ip, x, pad, mode="constant", value=None):
+    return nn.pad(_need_v(ip, x, "pad"), pad, mode, 0.0 if value is None else value)
 
 
 # ---------------------------------------------------------------------------------------------
