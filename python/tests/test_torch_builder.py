@@ -136,3 +136,91 @@ def test_boolean_mask_is_refused():
     q = nn._Tracer(nn.Module()).input("q", (1, 2, 3, 4), "float32")
     with pytest.raises(tinyinfer.UnsupportedOpError, match="boolean mask"):
         nn.functional.scaled_dot_product_attention(q, q, q, attn_mask=np.ones((1, 1, 3, 3), bool))
+
+
+# ---------------------------------------------------------------------------------------------
+# examples/python: a torchvision-style ResNet and a BERT encoder from plain state_dict files
+# ---------------------------------------------------------------------------------------------
+
+import os  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _run_example(name, *args):
+    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "python") + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    subprocess.run([sys.executable, os.path.join(ROOT, "examples", "python", name), *map(str, args)], check=True,
+                   env=env, timeout=300, stdout=subprocess.DEVNULL)
+
+
+class TBlock(torch.nn.Module):  # torchvision's BasicBlock
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.conv1 = torch.nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = torch.nn.BatchNorm2d(cout)
+        self.conv2 = torch.nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = torch.nn.BatchNorm2d(cout)
+        self.downsample = torch.nn.Sequential(torch.nn.Conv2d(cin, cout, 1, stride, bias=False),
+                                              torch.nn.BatchNorm2d(cout)) if stride != 1 or cin != cout else None
+
+    def forward(self, x):
+        y = self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x)))))
+        return torch.relu(y + (self.downsample(x) if self.downsample is not None else x))
+
+
+class TResNet(torch.nn.Module):  # torchvision's ResNet layout, small widths
+    def __init__(self, widths=(8, 16, 32, 64), blocks=(2, 1, 1, 2), classes=7):
+        super().__init__()
+        self.conv1 = torch.nn.Conv2d(3, widths[0], 7, 2, 3, bias=False)
+        self.bn1 = torch.nn.BatchNorm2d(widths[0])
+        self.maxpool = torch.nn.MaxPool2d(3, 2, 1)
+        c = widths[0]
+        for i, (w, n) in enumerate(zip(widths, blocks)):
+            setattr(self, f"layer{i + 1}", torch.nn.Sequential(
+                *[TBlock(c if j == 0 else w, w, 2 if i and not j else 1) for j in range(n)]))
+            c = w
+        self.avgpool = torch.nn.AdaptiveAvgPool2d(1)
+        self.fc = torch.nn.Linear(c, classes)
+
+    def forward(self, x):
+        x = self.maxpool(torch.relu(self.bn1(self.conv1(x))))
+        for i in range(1, 5):
+            x = getattr(self, f"layer{i}")(x)
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
+def test_example_torchvision_resnet(tmp_path):
+    torch.manual_seed(0)
+    net = TResNet().eval()
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 1.5)
+    torch.save(net.state_dict(), tmp_path / "resnet.pt")
+    _run_example("torchvision_cnn.py", tmp_path / "resnet.pt", tmp_path / "resnet.tinf", 64, 64)
+    with tinyinfer.load(str(tmp_path / "resnet.tinf")) as m:
+        for batch in (1, 3):
+            x = torch.randn(batch, 3, 64, 64)
+            with torch.no_grad():
+                ref = net(x).numpy()
+            assert_close(m.run(x.numpy())[0], ref, rtol=1e-4, atol=1e-5)
+
+
+def test_example_bert_encoder(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    cfg = transformers.BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                  intermediate_size=64, max_position_embeddings=16)
+    bert = transformers.BertModel(cfg).eval()
+    torch.save(bert.state_dict(), tmp_path / "bert.pt")
+    _run_example("bert_encoder.py", tmp_path / "bert.pt", tmp_path / "bert.tinf", 4, 8)
+    ids = torch.randint(0, 50, (1, 8))
+    mask = torch.ones(1, 8)
+    mask[0, 6:] = 0
+    with torch.no_grad():
+        ref = bert(input_ids=ids, attention_mask=mask.long()).last_hidden_state.numpy()
+    with tinyinfer.load(str(tmp_path / "bert.tinf")) as m:
+        y = m.run({"input_ids": ids.numpy(), "attention_mask": mask.numpy()})[0]
+    assert_close(y, ref, rtol=1e-4, atol=1e-5)
