@@ -1,6 +1,5 @@
-"""A BERT-style encoder (Hugging Face BertModel's state_dict keys) rebuilt without torch from a plain
-state_dict file: python examples/python/bert_encoder.py bert.pt bert.tinf HEADS [SEQ]. Inputs input_ids
-int64 [1, SEQ] and attention_mask float32 (1 token, 0 padding); output the last hidden state."""
+"""BertModel's encoder from a plain state_dict, without torch: bert_encoder.py bert.pt bert.tinf HEADS [SEQ].
+Inputs input_ids int64 [1, SEQ], attention_mask float32 (1 token, 0 padding); output: the last hidden state."""
 import sys
 import numpy as np
 from tinyinfer.convert import nn
