@@ -247,17 +247,9 @@ class _QTensorRef(_Sealed):
         return f"<quantized tensor {self.ref.dtype}{list(self.ref.size)} {self.qscheme}>"
 
 
-class _QScheme(_Sealed):
-    __slots__ = ("name",)
-
-    def __init__(self, name: str):
-        self.name = name
-
-    def __call__(self, *args):
-        raise _err(f"pickle called torch.{self.name}(...): not a tensor file")
-
-    def __repr__(self):
-        return f"torch.{self.name}"
+class _QScheme(_DType):
+    """torch.per_tensor_affine and the other quantization schemes (inert names, like dtypes)."""
+    __slots__ = ()
 
 
 class ScriptObject:
@@ -757,28 +749,42 @@ def _load_zip(fileobj, total: int, where: str):
             raise _err(f"{where}: a TorchScript archive (torch.jit.save), not a state_dict: convert it whole with "
                        f"tinyinfer.convert(path, dst, input_shape=...) (its code is the graph; "
                        f"tinyinfer.convert.torchscript.read_archive reads its weights)")
-        bo = by_name.get(prefix + "byteorder")
-        if bo is not None:
-            order = _read_entry(zf, bo, total, where).decode("ascii", "replace").strip()
-            if order == "big":
-                raise _err(f"{where}: saved on a big-endian machine (byteorder 'big'): refused; re-save it on a "
-                           f"little-endian machine")
-            if order != "little":
-                raise _err(f"{where}: unknown byteorder record {order!r:.20}")
-        info = by_name[pkls[0]]
-        if info.file_size > _MAX_PICKLE_BYTES:
-            raise _err(f"{where}: data.pkl of {info.file_size} bytes is too large")
-        table = _StorageTable(legacy=False)
-        obj = _unpickle(_read_entry(zf, info, total, where), table, f"{where} (data.pkl)")
-        for key, st in table.by_key.items():
-            entry = by_name.get(f"{prefix}data/{key}")
-            if entry is None:
-                raise _err(f"{where}: storage {key} is missing (no {prefix}data/{key} in the archive)")
-            if entry.file_size != st.nbytes:
-                raise _err(f"{where}: storage {key} is described as {st.numel} {st.dtype} elements "
-                           f"({st.nbytes} bytes) but {entry.filename} holds {entry.file_size} bytes: the sizes lie")
-            st.data = _read_entry(zf, entry, total, where)
+        check_zip_byteorder(zf, by_name, prefix, total, where)
+        obj = load_zip_pickle(zf, by_name, prefix, "data.pkl", "data", total, where)
     return obj, f"torch.save zip (archive '{prefix.rstrip('/')}')"
+
+
+def check_zip_byteorder(zf: zipfile.ZipFile, by_name, prefix: str, total: int, where: str) -> None:
+    """Refuses an archive whose `byteorder` record is not 'little' (absent means little)."""
+    bo = by_name.get(prefix + "byteorder")
+    if bo is not None:
+        order = _read_entry(zf, bo, total, where).decode("ascii", "replace").strip()
+        if order == "big":
+            raise _err(f"{where}: saved on a big-endian machine (byteorder 'big'): refused; re-save it on a "
+                       f"little-endian machine")
+        if order != "little":
+            raise _err(f"{where}: unknown byteorder record {order!r:.20}")
+
+
+def load_zip_pickle(zf: zipfile.ZipFile, by_name, prefix: str, pkl: str, storage_dir: str, total: int, where: str,
+                    script_objects: bool = False):
+    """Unpickles `<prefix><pkl>` of a torch zip archive with the restricted unpickler (TorchScript objects as
+    inert stand-ins when script_objects) and reads the storages it names from `<prefix><storage_dir>/<key>`,
+    every size checked."""
+    info = by_name[prefix + pkl]
+    if info.file_size > _MAX_PICKLE_BYTES:
+        raise _err(f"{where}: {pkl} of {info.file_size} bytes is too large")
+    table = _StorageTable(legacy=False)
+    obj = _unpickle(_read_entry(zf, info, total, where), table, f"{where} ({pkl})", script_objects)
+    for key, st in table.by_key.items():
+        entry = by_name.get(f"{prefix}{storage_dir}/{key}")
+        if entry is None:
+            raise _err(f"{where}: storage {key} is missing (no {prefix}{storage_dir}/{key} in the archive)")
+        if entry.file_size != st.nbytes:
+            raise _err(f"{where}: storage {key} is described as {st.numel} {st.dtype} elements "
+                       f"({st.nbytes} bytes) but {entry.filename} holds {entry.file_size} bytes: the sizes lie")
+        st.data = _read_entry(zf, entry, total, where)
+    return obj
 
 
 # ---------------------------------------------------------------------------------------------

@@ -39,8 +39,8 @@ import numpy as np
 
 from .._errors import InvalidArgumentError, ModelFormatError, ShapeError, TinyInferError, UnsupportedOpError
 from . import nn
-from .torch_weights import (QuantizedTensor, ScriptObject, _DType, _MmapReader, _open, _QScheme, _QTensorRef,
-                            _read_entry, _StorageTable, _TensorRef, _materialize, _unpickle)
+from .torch_weights import (QuantizedTensor, ScriptObject, _MmapReader, _open, _QTensorRef, _read_entry, _TensorRef,
+                            _materialize, check_zip_byteorder, load_zip_pickle)
 
 __all__ = ["is_torchscript", "read_archive", "import_model", "SUPPORTED_OPS"]
 
@@ -167,25 +167,12 @@ def read_archive(source) -> Archive:
             if len(pkls) != 1:
                 raise _err(f"{where}: a TorchScript archive has one <name>/data.pkl; found {len(pkls)}")
             prefix = pkls[0][:-len("data.pkl")]
-            bo = by_name.get(prefix + "byteorder")
-            if bo is not None and _read_entry(zf, bo, total, where).decode("ascii", "replace").strip() != "little":
-                raise _err(f"{where}: saved on a big-endian machine: refused")
+            check_zip_byteorder(zf, by_name, prefix, total, where)
 
             def load_pickle(name: str, storage_dir: str):
-                info = by_name.get(prefix + name)
-                if info is None:
+                if prefix + name not in by_name:
                     return None
-                table = _StorageTable(legacy=False)
-                obj = _unpickle(_read_entry(zf, info, total, where), table, f"{where} ({name})", script_objects=True)
-                for key, st in table.by_key.items():
-                    entry = by_name.get(f"{prefix}{storage_dir}/{key}")
-                    if entry is None:
-                        raise _err(f"{where}: storage {key} is missing (no {prefix}{storage_dir}/{key})")
-                    if entry.file_size != st.nbytes:
-                        raise _err(f"{where}: storage {key} is described as {st.nbytes} bytes but "
-                                   f"{entry.filename} holds {entry.file_size}: the sizes lie")
-                    st.data = _read_entry(zf, entry, total, where)
-                return obj
+                return load_zip_pickle(zf, by_name, prefix, name, storage_dir, total, where, script_objects=True)
 
             root = load_pickle("data.pkl", "data")
             consts = load_pickle("constants.pkl", "constants")
@@ -247,10 +234,6 @@ class _Bound:
 class _Return(Exception):
     def __init__(self, value):
         self.value = value
-
-
-class _Located(Exception):
-    pass
 
 
 _DEVICE = "cpu"
@@ -596,7 +579,7 @@ class Interpreter:
         h = _OPS.get(path)
         if h is None:
             raise self.unsupported(f"the op {path} has no tinyinfer mapping")
-        if any(isinstance(a, nn.Value) for a in list(args) + list(kwargs.values())) or path in _COUNTED:
+        if any(isinstance(a, nn.Value) for a in list(args) + list(kwargs.values())):
             self.ops_in[path] += 1
         try:
             return h(self, *args, **kwargs)
@@ -613,7 +596,6 @@ class Interpreter:
 
 _BUILTINS = {"int", "float", "bool", "len", "range", "annotate", "unchecked_cast", "uninitialized", "isinstance",
              "str", "min", "max", "abs", "getattr", "list", "tuple"}
-_COUNTED: set = set()
 
 
 def _dtype_code(x) -> int:
