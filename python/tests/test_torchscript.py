@@ -28,7 +28,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "fixtures"))
 import torch_models as tm  # noqa: E402
 
-FLOAT_JIT = ["mlp_script", "mlp_trace", "mlp_recipe", "cnn_script", "cnn_trace", "encoder_script", "encoder_trace"]
+FLOAT_JIT = ["mlp_script", "mlp_trace", "mlp_recipe", "cnn_script", "cnn_trace", "encoder_script", "encoder_trace",
+             "encoder_seqfirst_script", "encoder_gelu_normfirst_trace", "slices_script"]
 DYN_JIT = ["mlp_dyn_script", "mlp_dyn_trace", "mlp_dyn_pc_script", "cnn_dyn_script"]
 
 

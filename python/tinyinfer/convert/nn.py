@@ -49,7 +49,7 @@ __all__ = [
     "BatchNorm1d", "BatchNorm2d", "LayerNorm", "Embedding", "ReLU", "ReLU6", "LeakyReLU", "PReLU", "GELU", "SiLU",
     "Sigmoid", "Tanh", "Hardswish", "Softmax", "LogSoftmax", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d",
     "AdaptiveMaxPool2d", "Flatten", "Dropout", "Dropout2d", "Identity", "functional", "cat", "from_torch",
-    "StateDictError", "IncompatibleKeys", "matmul", "clamp", "maximum", "minimum", "reduce_sum", "QuantizedTensor", "pad", "ZeroPad2d",
+    "StateDictError", "IncompatibleKeys", "matmul", "clamp", "maximum", "minimum", "reduce_sum", "QuantizedTensor", "pad", "ZeroPad2d", "narrow",
     "scaled_dot_product_attention",
 ]
 
@@ -679,6 +679,37 @@ def scaled_dot_product_attention(q: Value, k: Value, v: Value, attn_mask=None, d
                                      "has no Where op yet); pass a float additive mask")
         s = s + m
     return _softmax(s, -1, "Softmax") @ v
+
+
+def narrow(v: Value, dim: int, start: int, length: int) -> Value:
+    """torch.narrow (x[..., start:start+length, ...] along dim): a Slice in the runtime's layout."""
+    v = _need_value(v, "narrow")
+    d = _axis(dim, v.ndim)
+    if not (0 <= start and length >= 1 and start + length <= v.shape[d]):
+        raise ShapeError(f"narrow: [{start}, {start + length}) is outside dimension {dim} of size {v.shape[d]}")
+    if length == v.shape[d]:
+        return v
+    if v.fperm is not None:
+        v = plain(v)
+    t = v._t
+    p = v.perm.index(d)
+    begin = [0] * v.ndim
+    size = [-1] * v.ndim
+    begin[p], size[p] = start, length
+    pshape = list(v.sym.shape)
+    pshape[p] = length
+    shape = list(v.shape)
+    shape[d] = length
+    return Value(t, t.emit("Slice", [v.sym], tuple(pshape), dtype=v.dtype, begin=begin, size=size), tuple(shape),
+                 v.perm)
+
+
+def squeeze_dim(v: Value, dim: int) -> Value:
+    """v without dimension `dim` (of size 1)."""
+    d = _axis(dim, v.ndim)
+    if v.shape[d] != 1:
+        raise ShapeError(f"squeeze: dimension {dim} of {v.shape} is not 1")
+    return v.squeeze(d)
 
 
 def matmul(a, b) -> Value:

@@ -722,11 +722,9 @@ def _raise(ip, msg="", cls=None, *rest):
                          f"path torch would take at this shape fails")
 
 
-@_op("ops.prim.NumToTensor")
-def _num_to_tensor(ip, x):
-    if _is_v(x):
-        return x
-    return x  # a known number stays a number (int() of it gives it back)
+@_op("ops.prim.NumToTensor", "ops.prim.unchecked_unwrap_optional")
+def _passthrough(ip, x):
+    return x  # NumToTensor: a known number stays a number (int() of it gives it back)
 
 
 @_op("ops.prim.dtype")
@@ -742,11 +740,6 @@ def _prim_device(ip, x):
 @_op("ops.prim.type")
 def _prim_type(ip, device):
     return str(device)
-
-
-@_op("ops.prim.unchecked_unwrap_optional")
-def _unwrap(ip, x):
-    return x
 
 
 @_op("torch.tensor")
@@ -1072,6 +1065,51 @@ def _view(ip, x, shape):
     return nn.reshape(_need_v(ip, x, "view"), *shape)
 
 
+@_op("torch.unflatten")
+def _unflatten(ip, x, dim, sizes):
+    v = _need_v(ip, x, "unflatten")
+    d = dim % v.ndim
+    return nn.reshape(v, *(v.shape[:d] + tuple(sizes) + v.shape[d + 1:]))
+
+
+@_op("torch.select")
+def _select(ip, x, dim, index):
+    if isinstance(x, (list, tuple)):
+        return x[index]
+    if isinstance(x, np.ndarray):
+        return np.take(x, index, axis=dim)
+    v = _need_v(ip, x, "select")
+    d = dim % v.ndim
+    return nn.squeeze_dim(nn.narrow(v, d, index, 1), d)
+
+
+@_op("torch.slice")
+def _slice(ip, x, dim=0, start=None, end=None, step=1):
+    if isinstance(x, (list, tuple)):
+        return x[start:end:step]
+    if isinstance(x, np.ndarray):
+        idx = [slice(None)] * x.ndim
+        idx[dim] = slice(start, end, step)
+        return x[tuple(idx)]
+    v = _need_v(ip, x, "slice")
+    d = dim % v.ndim
+    n = v.shape[d]
+    lo, hi, st = slice(start, end, step).indices(n)
+    if st != 1:
+        raise ip.unsupported(f"slicing with step {st}")
+    if lo == 0 and hi >= n:
+        return v
+    return nn.narrow(v, d, lo, max(hi - lo, 0))
+
+
+@_op("torch.chunk")
+def _chunk(ip, x, chunks, dim=0):
+    v = _need_v(ip, x, "chunk")
+    d = dim % v.ndim
+    size = -(-v.shape[d] // chunks)
+    return [nn.narrow(v, d, i, min(size, v.shape[d] - i)) for i in range(0, v.shape[d], size)]
+
+
 @_op("torch.flatten")
 def _flatten(ip, x, start_dim=0, end_dim=-1):
     return nn.flatten(_need_v(ip, x, "flatten"), start_dim, end_dim)
@@ -1386,8 +1424,12 @@ SUPPORTED_OPS: Dict[str, str] = {
     "torch.softmax / log_softmax": "Softmax / LogSoftmax",
     "torch.max_pool2d / avg_pool2d / adaptive_avg_pool2d / adaptive_max_pool2d": "MaxPool2D / AveragePool2D / Mean",
     "torch.add / sub / mul / div / pow(2) / sqrt / rsqrt / exp / log / maximum / minimum": "elementwise ops",
-    "torch.view / reshape / flatten / permute / transpose / unsqueeze / squeeze / cat / mean / sum":
+    "torch.view / reshape / flatten / unflatten / permute / transpose / unsqueeze / squeeze / cat / mean / sum":
         "Reshape / Transpose (only when needed) / Concat / Mean",
+    "torch.slice / select / chunk (x[:, a:b], x[:, i], x.chunk(n))": "Slice (step 1), Reshape",
+    "F.multi_head_attention_forward (nn.MultiheadAttention, unfused)": "interpreted from its TorchScript code: "
+                                                                       "FullyConnected, Slice, MatMul, Softmax",
+    "torch.pad / constant_pad_nd": "Pad",
     "torch._transformer_encoder_layer_fwd": "nn.TransformerEncoderLayer's fused path: attention and feed-forward "
                                             "as FullyConnected, MatMul, Softmax, LayerNorm",
     "torch.scaled_dot_product_attention": "MatMul, Softmax, MatMul (float additive masks)",
