@@ -35,9 +35,9 @@ class Layer(nn.Module):
 class Bert(nn.Module):
     def __init__(self, sd, heads):
         super().__init__()
-        (v, h), (p, _), (t, _) = (sd[f"embeddings.{n}_embeddings.weight"].shape for n in ("word", "position", "token_type"))
-        self.embeddings = Sub(word_embeddings=nn.Embedding(v, h), position_embeddings=nn.Embedding(p, h),
-                              token_type_embeddings=nn.Embedding(t, h), LayerNorm=nn.LayerNorm(h, eps=1e-12))
+        h = sd["embeddings.word_embeddings.weight"].shape[1]
+        self.embeddings = Sub(LayerNorm=nn.LayerNorm(h, eps=1e-12), **{f"{n}_embeddings": nn.Embedding(
+            *sd[f"embeddings.{n}_embeddings.weight"].shape) for n in ("word", "position", "token_type")})
         n, inter = len({k.split(".")[2] for k in sd if k.startswith("encoder.")}), \
             sd["encoder.layer.0.intermediate.dense.weight"].shape[0]
         self.encoder = Sub(layer=nn.ModuleList([Layer(h, inter, heads) for _ in range(n)]))

@@ -49,7 +49,8 @@ __all__ = [
     "BatchNorm1d", "BatchNorm2d", "LayerNorm", "Embedding", "ReLU", "ReLU6", "LeakyReLU", "PReLU", "GELU", "SiLU",
     "Sigmoid", "Tanh", "Hardswish", "Softmax", "LogSoftmax", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d",
     "AdaptiveMaxPool2d", "Flatten", "Dropout", "Dropout2d", "Identity", "functional", "cat", "from_torch",
-    "StateDictError", "IncompatibleKeys", "matmul", "clamp", "maximum", "minimum", "reduce_sum", "QuantizedTensor", "pad", "ZeroPad2d", "narrow",
+    "StateDictError", "IncompatibleKeys", "matmul", "clamp", "maximum", "minimum", "reduce_sum", "QuantizedTensor",
+    "pad", "ZeroPad2d", "narrow",
     "scaled_dot_product_attention",
 ]
 

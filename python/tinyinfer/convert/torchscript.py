@@ -579,7 +579,8 @@ class Interpreter:
         h = _OPS.get(path)
         if h is None:
             raise self.unsupported(f"the op {path} has no tinyinfer mapping")
-        if any(isinstance(a, nn.Value) for a in list(args) + list(kwargs.values())):
+        values = list(args) + list(kwargs.values())
+        if not path.startswith("ops.prim.") and any(isinstance(a, nn.Value) for a in values):
             self.ops_in[path] += 1
         try:
             return h(self, *args, **kwargs)
