@@ -319,3 +319,58 @@ def test_from_torch(kind):
             assert_close(y, ref, rtol=1e-5, atol=1e-5)
     finally:
         model.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# hostile or broken archives: a tinyinfer error, never a crash or a hang
+# ---------------------------------------------------------------------------------------------
+
+def _with_code(src_path, dst_path, edit):
+    """A copy of an archive whose code files pass through edit(name, text) -> text."""
+    with zipfile.ZipFile(src_path) as zin, zipfile.ZipFile(dst_path, "w") as zout:
+        for info in zin.infolist():
+            data = zin.read(info)
+            if "/code/" in info.filename and info.filename.endswith(".py"):
+                data = edit(info.filename, data.decode()).encode()
+            zout.writestr(info.filename, data)
+    return dst_path
+
+
+@pytest.mark.parametrize("body, match", [
+    ("    __import__('os').system('echo pwned')\n", "not defined"),
+    ("    _z = torch.mul([0], 1099511627776)\n", "items"),
+    ("    _z = torch.pow(10, 100000)\n", "power|256 bits"),
+    ("    _z = torch.neg([1, 2])\n", "fails|neg"),
+    ("    _z = [1][5]\n", "indexing"),
+    ("    while True:\n      pass\n", "While"),
+    ("    _z = " + "(" * 400 + "1" + ")" * 400 + "\n", "."),
+])
+def test_hostile_code_is_refused(files, tmp_path, body, match):
+    def edit(name, text):
+        if "class MLP(" in text:
+            i = text.index("    fc2 = ")
+            return text[:i] + body + text[i:]
+        return text
+    p = _with_code(files["mlp_script"], str(tmp_path / "h.pt"), edit)
+    with pytest.raises(tinyinfer.TinyInferError, match=match):
+        tinyinfer.convert(p, input_shape=(1, 64))
+
+
+def test_recursive_code_is_refused(files, tmp_path):
+    def edit(name, text):
+        if "class MLP(" in text:
+            return text.replace("    fc2 = self.fc2\n", "    fc2 = self.fc2\n    _r = (self).forward(x, )\n")
+        return text
+    p = _with_code(files["mlp_script"], str(tmp_path / "r.pt"), edit)
+    with pytest.raises(tinyinfer.UnsupportedOpError, match="nest too deeply"):
+        tinyinfer.convert(p, input_shape=(1, 64))
+
+
+def test_truncated_and_garbled_archives_are_refused(files, tmp_path):
+    data = open(files["mlp_dyn_script"], "rb").read()
+    for cut in (len(data) // 3, len(data) - 30):
+        with pytest.raises(tinyinfer.TinyInferError):
+            tinyinfer.convert(data[:cut], format="torchscript", input_shape=(1, 64))
+    p = _with_code(files["mlp_script"], str(tmp_path / "s.pt"), lambda n, t: t + "\n  def broken(:\n")
+    with pytest.raises(tinyinfer.ModelFormatError, match="not valid TorchScript source"):
+        tinyinfer.convert(p, input_shape=(1, 64))

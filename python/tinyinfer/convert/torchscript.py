@@ -47,6 +47,8 @@ __all__ = ["is_torchscript", "read_archive", "import_model", "SUPPORTED_OPS"]
 _MAX_CODE_BYTES = 64 << 20
 _MAX_CALL_DEPTH = 200
 _MAX_STEPS = 2_000_000
+_MAX_PY_ITEMS = 1 << 20     # a list or string the code builds
+_MAX_INT_BITS = 256
 
 # torch ScalarType codes as TorchScript writes them
 _SCALAR_TYPES = {0: "uint8", 1: "int8", 2: "int16", 3: "int32", 4: "int64", 5: "float16", 6: "float32",
@@ -335,6 +337,15 @@ class Interpreter:
             self.exec(st)
 
     def exec(self, st):
+        try:
+            self._exec(st)
+        except (_Return, TinyInferError):
+            raise
+        except (TypeError, ValueError, IndexError, KeyError, AttributeError, ZeroDivisionError, OverflowError) as e:
+            raise self.unsupported(f"the code fails on its own values ({type(e).__name__}: {str(e)[:200]})") \
+                from None
+
+    def _exec(self, st):
         f = self.frames[-1]
         f.node = st
         self.steps += 1
@@ -714,6 +725,8 @@ def _getattr(ip, obj, name, *default):
 
 @_op("list", "tuple")
 def _listfn(ip, x=()):
+    if isinstance(x, range):
+        _bounded(ip, x)
     return list(x)
 
 
@@ -761,8 +774,9 @@ def _device(ip, name="cpu", index=None):
 @_op("torch.format")
 def _format(ip, fmt, *a):
     try:
-        return str(fmt).format(*a)
-    except Exception:
+        return _bounded(ip, str(fmt).format(*[x if isinstance(x, (int, float, str, bool)) else type(x).__name__
+                                               for x in a]))
+    except (ValueError, IndexError, KeyError, TypeError):
         return str(fmt)
 
 
@@ -838,6 +852,7 @@ def _true(ip, *a):
 def _append(ip, lst, v):
     if not isinstance(lst, list):
         raise ip.unsupported("append to a non-list")
+    _bounded(ip, range(len(lst) + 1))
     lst.append(v)
     return lst
 
@@ -851,6 +866,15 @@ def _getitem(ip, lst, i):
 
 # concrete / tensor arithmetic -------------------------------------------------------------------
 
+def _bounded(ip, v):
+    """Refuses Python values the serialized code could blow up (a list doubled in a loop, 10 ** 10 ** 10)."""
+    if isinstance(v, (list, tuple, str, range)) and len(v) > _MAX_PY_ITEMS:
+        raise ip.unsupported(f"a Python {type(v).__name__} of {len(v)} items")
+    if isinstance(v, int) and not isinstance(v, bool) and v.bit_length() > _MAX_INT_BITS:
+        raise ip.unsupported("an integer beyond 256 bits")
+    return v
+
+
 def _concrete_or(ip, name, a, b, fn, tensor_op: Optional[str]):
     if _is_v(a) or _is_v(b):
         if tensor_op is None:
@@ -861,15 +885,22 @@ def _concrete_or(ip, name, a, b, fn, tensor_op: Optional[str]):
         return nn._binary(tensor_op, a, _arr(b))
     if isinstance(a, QuantizedTensor) or isinstance(b, QuantizedTensor):
         a, b = _arr(a), _arr(b)
-    return fn(a, b)
+    if name == "pow" and isinstance(b, int) and abs(b) > _MAX_INT_BITS:
+        raise ip.unsupported(f"a power with exponent {b}")
+    for v in (a, b):
+        _bounded(ip, v)
+    if isinstance(a, (list, tuple, str)) and isinstance(b, int) and name == "mul":
+        _bounded(ip, range(len(a) * max(b, 0)))
+    try:
+        return _bounded(ip, fn(a, b))
+    except (ZeroDivisionError, OverflowError, ValueError, TypeError) as e:
+        raise ip.unsupported(f"torch.{name}({type(a).__name__}, {type(b).__name__}) fails: {e}") from None
 
 
 @_op("torch.add", "torch.add_")
 def _add(ip, a, b, alpha=1):
-    if isinstance(a, list) and isinstance(b, list):
-        return a + b
-    if isinstance(a, str) and isinstance(b, str):
-        return a + b
+    if (isinstance(a, list) and isinstance(b, list)) or (isinstance(a, str) and isinstance(b, str)):
+        return _bounded(ip, range(len(a) + len(b))) and a + b
     if alpha != 1:
         b = _mul(ip, b, alpha)
     return _concrete_or(ip, "add", a, b, lambda x, y: x + y, "Add")
@@ -884,8 +915,6 @@ def _sub(ip, a, b, alpha=1):
 
 @_op("torch.mul", "torch.mul_")
 def _mul(ip, a, b):
-    if isinstance(a, list) and isinstance(b, int):
-        return a * b
     return _concrete_or(ip, "mul", a, b, lambda x, y: x * y, "Mul")
 
 
@@ -1473,7 +1502,12 @@ def import_model(source, report, input_shape=None, input_dtype=None, name: Optio
     tracer = nn._Tracer(nn.Module())
     ins = [tracer.input(n, s, d) for n, s, d in zip(params, shapes, dtypes)]
     ip = Interpreter(arc, tracer)
-    out = ip.run(fdef, found[1], found[2], [root] + ins, {})
+    try:
+        out = ip.run(fdef, found[1], found[2], [root] + ins, {})
+    except RecursionError:
+        raise ip.unsupported("expressions or calls nest too deeply") from None
+    except MemoryError:
+        raise ip.unsupported("the code asks for more memory than is available") from None
     outs = list(out) if isinstance(out, (list, tuple)) else [out]
     for o in outs:
         if not isinstance(o, nn.Value):
