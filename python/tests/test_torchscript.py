@@ -108,6 +108,22 @@ def test_dynamic_archive_keeps_torch_int8_weights(files, case):
     assert max(between) <= 2 * max(theirs)
 
 
+@pytest.mark.parametrize("case", ["static_script", "static_pc_trace"])
+def test_static_quantized_archive_matches_torch(files, case):
+    """torch.ao static quantization: activations quantized with torch's parameters (Quantize, round half to
+    even), each quantized layer as Dequantize, the float op on the dequantized weights, Quantize to its output
+    parameters: torch's own results, to the output quantization step."""
+    report = tinyinfer.convert(files[case], input_shape=tm.CASES[case][2])
+    loaded = torch.jit.load(files[case])
+    step = tm.saved_module(case).fc.scale
+    with tinyinfer.Model(report.data) as m, torch.no_grad():
+        q = [t for t in m.tensors() if t.dtype == np.uint8 and t.scales is not None]
+        assert q, "the activations are quantized"
+        for x in _inputs(case, 16):
+            y, ref = m.run(x.numpy())[0], loaded(x).numpy()
+            assert float(np.abs(y - ref).max()) <= step * 1.001
+
+
 def test_archive_reader_keeps_quantized_values(files):
     arc = ts.read_archive(files["mlp_dyn_pc_script"])
     packed = arc.root.state["fc1"].state["_packed_params"].state["_packed_params"]
@@ -296,6 +312,13 @@ def test_static_quantized_state_dict(files, case):
 # ---------------------------------------------------------------------------------------------
 # tinyinfer.from_torch: live modules
 # ---------------------------------------------------------------------------------------------
+
+def test_from_torch_static_quantized():
+    q = tm.saved_module("static_pc_sd")
+    x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(4))
+    with tinyinfer.from_torch(q, x) as m, torch.no_grad():
+        assert float(np.abs(m.run(x.numpy())[0] - q(x).numpy()).max()) <= q.fc.scale * 1.001
+
 
 @pytest.mark.parametrize("kind", ["float", "script", "trace", "dyn"])
 def test_from_torch(kind):

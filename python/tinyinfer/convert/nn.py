@@ -50,7 +50,7 @@ __all__ = [
     "Sigmoid", "Tanh", "Hardswish", "Softmax", "LogSoftmax", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d",
     "AdaptiveMaxPool2d", "Flatten", "Dropout", "Dropout2d", "Identity", "functional", "cat", "from_torch",
     "StateDictError", "IncompatibleKeys", "matmul", "clamp", "maximum", "minimum", "reduce_sum", "QuantizedTensor",
-    "pad", "ZeroPad2d", "narrow",
+    "pad", "ZeroPad2d", "narrow", "quantize", "dequantize",
     "scaled_dot_product_attention",
 ]
 
@@ -114,10 +114,11 @@ class Parameter:
 
 class _Sym:
     """A tensor of the graph being built, in its physical (runtime) layout."""
-    __slots__ = ("shape", "dtype", "producer", "name", "__weakref__")
+    __slots__ = ("shape", "dtype", "producer", "name", "quant", "__weakref__")
 
     def __init__(self, shape, dtype, producer, name):
         self.shape, self.dtype, self.producer, self.name = tuple(int(d) for d in shape), np.dtype(dtype), producer, name
+        self.quant = None  # (scales, zero_points, axis) of a quantized (int8 / uint8) tensor
 
 
 class _Const:
@@ -137,6 +138,9 @@ class _Node:
         self.dead = False
 
 
+
+
+_MOVES = ("Reshape", "Transpose", "Squeeze", "ExpandDims", "Slice", "StridedSlice")
 
 
 class _Tracer:
@@ -177,6 +181,10 @@ class _Tracer:
         shapes_list = shapes if n_out > 1 else [shapes]
         for i, s in enumerate(shapes_list):
             node.outputs.append(_Sym(s, dtype, node, None))
+        src = inputs[0] if inputs else None
+        if op in _MOVES and isinstance(src, _Sym) and src.quant is not None:
+            for o in node.outputs:  # data movement keeps the quantization parameters
+                o.quant = src.quant
         self.nodes.append(node)
         return node.outputs if n_out > 1 else node.outputs[0]
 
@@ -307,6 +315,8 @@ class _Tracer:
             r = b.op(n.op, *ins, outputs=names, **attrs)
             for o, t in zip(n.outputs, r):
                 tensors[id(o)] = t
+                if o.quant is not None:
+                    b.quantization(t, *o.quant)
             ops_out[n.op] += 1
         b.output(*[tensors[id(s)] for s in out_syms])
         if report is not None:
@@ -711,6 +721,27 @@ def squeeze_dim(v: Value, dim: int) -> Value:
     if v.shape[d] != 1:
         raise ShapeError(f"squeeze: dimension {dim} of {v.shape} is not 1")
     return v.squeeze(d)
+
+
+def quantize(v: Value, scale: float, zero_point: int, dtype: str = "uint8") -> Value:
+    """torch.quantize_per_tensor: a Quantize op (round half to even) to int8 / uint8 with these parameters."""
+    v = _need_value(v, "quantize")
+    codes = {"int8": 3, "uint8": 4}
+    if dtype not in codes:
+        raise UnsupportedOpError(f"quantize: dtype {dtype!r} (int8 and uint8 are supported)")
+    t = v._t
+    sym = t.emit("Quantize", [v.sym], v.sym.shape, dtype=dtype, mode=1)
+    sym.producer.attrs["dtype"] = codes[dtype]
+    sym.quant = ([float(scale)], [int(zero_point)], None)
+    return Value(t, sym, v.shape, v.perm, v.fperm)
+
+
+def dequantize(v: Value) -> Value:
+    """torch.dequantize of a quantized Value: float32 (q - zero_point) * scale."""
+    v = _need_value(v, "dequantize")
+    if v.sym.quant is None:
+        return v
+    return Value(v._t, v._t.emit("Dequantize", [v.sym], v.sym.shape), v.shape, v.perm, v.fperm)
 
 
 def matmul(a, b) -> Value:

@@ -254,8 +254,32 @@ class Interpreter:
         self.frames: List[_Frame] = []
         self.ops_in: Counter = Counter()
         self.steps = 0
+        self.current_op = ""
         self.paths: Dict[int, str] = {}
         self._walk(arc.root, "")
+        self.setattr_ok: set = set()
+
+    def restore(self, obj, seen=None):
+        """Runs the `__setstate__` of objects the archive pickled as a tuple (torch.ao's static quantized
+        Conv2d keeps its geometry and weights that way), children first, as torch.jit.load does."""
+        seen = set() if seen is None else seen
+        if id(obj) in seen:
+            return
+        seen.add(id(obj))
+        st = obj.state
+        for v in (st.values() if isinstance(st, dict) else st if isinstance(st, tuple) else ()):
+            if isinstance(v, ScriptObject):
+                self.restore(v, seen)
+        if isinstance(st, tuple):
+            found = self.arc.find(obj.qualname)
+            if found is not None and isinstance(found[0], ast.ClassDef) and any(
+                    isinstance(f, ast.FunctionDef) and f.name == "__setstate__" for f in found[0].body):
+                obj.state = {}
+                self.setattr_ok.add(id(obj))
+                try:
+                    self.call_method(obj, "__setstate__", [st], {})
+                finally:
+                    self.setattr_ok.discard(id(obj))
 
     def _walk(self, obj, path):
         if id(obj) in self.paths:
@@ -402,6 +426,9 @@ class Interpreter:
             obj = self.eval(tgt.value)
             if not isinstance(obj, ScriptObject) or not isinstance(obj.state, dict):
                 raise self.unsupported(f"assigning an attribute of {type(obj).__name__}")
+            if id(obj) in self.setattr_ok:  # inside its __setstate__
+                obj.state[tgt.attr] = v
+                return
             raise self.unsupported(f"the forward pass assigns {obj.qualname}.{tgt.attr} (module state changes at "
                                    f"run time)")
         else:
@@ -588,6 +615,7 @@ class Interpreter:
                 raise self.unsupported(f"constructing a {path} object at run time")
             return self.run(node, fpath, lines, args, kwargs)
         h = _OPS.get(path)
+        self.current_op = path
         if h is None:
             raise self.unsupported(f"the op {path} has no tinyinfer mapping")
         values = list(args) + list(kwargs.values())
@@ -1013,7 +1041,13 @@ def _hardtanh(ip, x, min_val=-1.0, max_val=1.0):
 
 def _unary_op(op):
     def h(ip, x, *rest, **kw):
-        return nn._unary(_need_v(ip, x, op), op)
+        v = _need_v(ip, x, op)
+        if v.sym.quant is not None:
+            if op != "Relu":
+                raise ip.unsupported(f"{op} on a quantized tensor")
+            (s,), (z,), _ = v.sym.quant
+            return nn.quantize(nn.functional.relu(nn.dequantize(v)), s, z, v.dtype.name)
+        return nn._unary(v, op)
     return h
 
 
@@ -1261,6 +1295,71 @@ def _linear_dynamic_fp16(ip, x, packed):
     return _linear_layer(w.astype(np.float16).astype(np.float32), b).forward(_need_v(ip, x, "linear_dynamic_fp16"))
 
 
+def _is_q(x) -> bool:
+    return _is_v(x) and x.sym.quant is not None
+
+
+@_op("torch.quantize_per_tensor")
+def _quantize_per_tensor(ip, x, scale, zero_point, dtype):
+    name = _SCALAR_TYPES.get(dtype)
+    if name not in ("qint8", "quint8"):
+        raise ip.unsupported(f"quantize_per_tensor to dtype code {dtype}")
+    if _is_v(scale) or _is_v(zero_point):
+        raise ip.unsupported("quantize_per_tensor with run-time scale / zero point")
+    return nn.quantize(_need_v(ip, x, "quantize_per_tensor"), float(np.asarray(scale).reshape(-1)[0]),
+                       int(np.asarray(zero_point).reshape(-1)[0]), name[1:])
+
+
+@_op("torch.dequantize")
+def _dequantize(ip, x):
+    if isinstance(x, QuantizedTensor):
+        return x.dequantize()
+    return nn.dequantize(_need_v(ip, x, "dequantize"))
+
+
+class _ConvPacked:
+    """ops.quantized.conv2d_prepack's result: the weights and geometry of a static quantized convolution."""
+    __slots__ = ("w", "b", "stride", "padding", "dilation", "groups")
+
+    def __init__(self, w, b, stride, padding, dilation, groups):
+        self.w, self.b, self.stride, self.padding, self.dilation, self.groups = w, b, stride, padding, dilation, groups
+
+
+@_op("ops.quantized.conv2d_prepack", "ops.quantized.conv1d_prepack")
+def _conv_prepack(ip, w, b, stride, padding, dilation, groups):
+    return _ConvPacked(w, b, list(stride), list(padding), list(dilation), int(groups))
+
+
+@_op("ops.quantized.linear_prepack")
+def _linear_prepack(ip, w, b=None):
+    o = ScriptObject("__torch__.torch.classes.quantized.LinearPackedParamsBase")
+    o.state = (w, b)
+    return o
+
+
+def _requantize(ip, y, scale, zero_point, relu=False):
+    if relu:
+        y = nn.functional.relu(y)
+    return nn.quantize(y, float(scale), int(zero_point), "uint8")
+
+
+@_op("ops.quantized.conv2d", "ops.quantized.conv2d_relu", "ops.quantized.conv1d", "ops.quantized.conv1d_relu")
+def _qconv(ip, x, packed, scale, zero_point):
+    if not isinstance(packed, _ConvPacked):
+        raise ip.unsupported(f"quantized conv with packed parameters of an unknown form ({type(packed).__name__})")
+    y = _conv(ip, nn.dequantize(_need_v(ip, x, "quantized.conv2d")), packed.w, packed.b, packed.stride,
+              packed.padding, packed.dilation, packed.groups)
+    return _requantize(ip, y, scale, zero_point, relu=ip.current_op.endswith("_relu"))
+
+
+@_op("ops.quantized.linear", "ops.quantized.linear_relu")
+def _qlinear(ip, x, packed, scale, zero_point):
+    w, b = _packed_linear(ip, packed)
+    w = w.dequantize() if isinstance(w, QuantizedTensor) else w
+    y = _linear_layer(np.asarray(w, np.float32), b).forward(nn.dequantize(_need_v(ip, x, "quantized.linear")))
+    return _requantize(ip, y, scale, zero_point, relu=ip.current_op.endswith("_relu"))
+
+
 @_op("ops.quantized.linear_unpack")
 def _linear_unpack(ip, packed):
     return _packed_linear(ip, packed)
@@ -1460,6 +1559,10 @@ SUPPORTED_OPS: Dict[str, str] = {
     "F.multi_head_attention_forward (nn.MultiheadAttention, unfused)": "interpreted from its TorchScript code: "
                                                                        "FullyConnected, Slice, MatMul, Softmax",
     "torch.pad / constant_pad_nd": "Pad",
+    "torch.quantize_per_tensor / dequantize": "Quantize (round half to even, torch's scale and zero point) / "
+                                              "Dequantize",
+    "ops.quantized.conv2d / conv2d_relu / linear / linear_relu (torch.ao static)":
+        "Dequantize, the float op on the dequantized weights, Quantize to the layer's output parameters",
     "torch._transformer_encoder_layer_fwd": "nn.TransformerEncoderLayer's fused path: attention and feed-forward "
                                             "as FullyConnected, MatMul, Softmax, LayerNorm",
     "torch.scaled_dot_product_attention": "MatMul, Softmax, MatMul (float additive masks)",
@@ -1503,6 +1606,7 @@ def import_model(source, report, input_shape=None, input_dtype=None, name: Optio
     ins = [tracer.input(n, s, d) for n, s, d in zip(params, shapes, dtypes)]
     ip = Interpreter(arc, tracer)
     try:
+        ip.restore(root)
         out = ip.run(fdef, found[1], found[2], [root] + ins, {})
     except RecursionError:
         raise ip.unsupported("expressions or calls nest too deeply") from None
