@@ -1129,6 +1129,29 @@ def _view(ip, x, shape):
     return nn.reshape(_need_v(ip, x, "view"), *shape)
 
 
+@_op("torch.expand")
+def _expand(ip, x, size, implicit=False):
+    if isinstance(x, np.ndarray):
+        lead = len(size) - x.ndim
+        shape = [s if s != -1 else x.shape[i - lead] for i, s in enumerate(size)]
+        _bounded(ip, range(int(np.prod(shape))))
+        return np.broadcast_to(x, shape).copy()
+    v = _need_v(ip, x, "expand")
+    if tuple(d if s == -1 else s for s, d in zip(size[-v.ndim:], v.shape)) == v.shape and len(size) == v.ndim:
+        return v
+    raise ip.unsupported("expand of a run-time tensor to a larger shape (the runtime has no Expand op yet)")
+
+
+@_op("torch.gather")
+def _gather(ip, x, dim, index, sparse_grad=False):
+    if isinstance(x, np.ndarray) and isinstance(index, np.ndarray):
+        try:
+            return np.take_along_axis(x, index.astype(np.int64), dim)
+        except (IndexError, ValueError) as e:
+            raise ip.unsupported(f"gather of constants fails: {e}") from None
+    raise ip.unsupported("torch.gather on run-time tensors")
+
+
 @_op("torch.unflatten")
 def _unflatten(ip, x, dim, sizes):
     v = _need_v(ip, x, "unflatten")
@@ -1445,6 +1468,11 @@ def _layer_norm(ip, x, normalized_shape, weight=None, bias=None, eps=1e-5, cudnn
 @_op("torch.embedding")
 def _embedding(ip, weight, indices, padding_idx=-1, scale_grad_by_freq=False, sparse=False):
     w = np.asarray(_arr(weight), np.float32)
+    if isinstance(indices, np.ndarray):  # constant indices (position ids, token types): a constant
+        if indices.dtype.kind not in "iu" or (indices.size and (indices.min() < -w.shape[0]
+                                                                or indices.max() >= w.shape[0])):
+            raise ip.unsupported("embedding with constant indices out of range")
+        return w[indices]
     m = nn.Embedding(w.shape[0], w.shape[1])
     m.weight = nn.Parameter(w)
     return m.forward(_need_v(ip, indices, "embedding"))
