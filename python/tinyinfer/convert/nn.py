@@ -374,6 +374,10 @@ class Value:
     def __matmul__(self, o): return matmul(self, o)
     def __rmatmul__(self, o): return matmul(o, self)
     def clamp(self, min=None, max=None): return clamp(self, min, max)
+    def float(self): return to(self, "float32")
+    def to(self, *args, **kwargs):
+        dt = kwargs.get("dtype", next((a for a in args if not isinstance(a, str) or a not in ("cpu",)), None))
+        return self if dt is None else to(self, dt)
     def sum(self, dim=None, keepdim=False): return reduce_sum(self, dim, keepdim)
 
     def relu(self): return _unary(self, "Relu")
@@ -721,6 +725,17 @@ def squeeze_dim(v: Value, dim: int) -> Value:
     if v.shape[d] != 1:
         raise ShapeError(f"squeeze: dimension {dim} of {v.shape} is not 1")
     return v.squeeze(d)
+
+
+def to(v: Value, dtype) -> Value:
+    """Value.to(dtype) / .float(): float32 stays as it is; any other cast is refused (the runtime has no Cast op
+    yet: give the graph a float32 input instead, e.g. a float attention mask)."""
+    name = str(dtype).replace("torch.", "")
+    name = {"float": "float32", "half": "float16", "double": "float64", "long": "int64", "int": "int32"}.get(name, name)
+    if name == v.dtype.name:
+        return v
+    raise UnsupportedOpError(f"a cast of a {v.dtype.name} tensor to {name}: the runtime has no Cast op yet (make "
+                             f"the input {name} instead, e.g. a float32 attention mask)")
 
 
 def quantize(v: Value, scale: float, zero_point: int, dtype: str = "uint8") -> Value:
