@@ -29,6 +29,7 @@ the serialized code; nothing is guessed.
 from __future__ import annotations
 
 import ast
+import contextlib
 import io
 import math
 import zipfile
@@ -113,21 +114,32 @@ def _lookup(body, names):
     return None
 
 
-def is_torchscript(source) -> bool:
-    """True when `source` (a path or bytes) is a zip with data.pkl and code/ or constants.pkl."""
+@contextlib.contextmanager
+def _zip(source):
+    """(ZipFile or None when `source` is not a readable zip, total size, description) of a path or bytes."""
     buf, total, where, closer = _open(source)
     try:
         stream = _MmapReader(buf) if not isinstance(buf, bytes) else io.BytesIO(buf)
         try:
-            with zipfile.ZipFile(stream) as zf:
-                names = zf.namelist()
+            zf = zipfile.ZipFile(stream)
         except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, ValueError):
-            return False
-        return any(n.endswith("/constants.pkl") or "/code/" in n for n in names) and \
-            any(n.endswith("data.pkl") for n in names)
+            zf = None
+        try:
+            yield zf, total, where
+        finally:
+            if zf is not None:
+                zf.close()
     finally:
         if closer is not None:
             closer.close()
+
+
+def is_torchscript(source) -> bool:
+    """True when `source` (a path or bytes) is a zip with data.pkl and code/ or constants.pkl."""
+    with _zip(source) as (zf, _total, _where):
+        names = zf.namelist() if zf is not None else []
+    return any(n.endswith("/constants.pkl") or "/code/" in n for n in names) and \
+        any(n.endswith("data.pkl") for n in names)
 
 
 def _resolve(obj, depth: int = 0):
@@ -154,41 +166,36 @@ def _resolve(obj, depth: int = 0):
 
 def read_archive(source) -> Archive:
     """Reads a TorchScript archive (path or bytes) without torch."""
-    buf, total, where, closer = _open(source)
-    try:
-        stream = _MmapReader(buf) if not isinstance(buf, bytes) else io.BytesIO(buf)
+    with _zip(source) as (zf, total, where):
+        if zf is None:
+            raise _err(f"{where}: not a readable zip archive (truncated or corrupt?)")
         try:
-            zf = zipfile.ZipFile(stream)
             infos = zf.infolist()
-        except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, ValueError) as e:
-            raise _err(f"{where}: not a readable zip archive (truncated or corrupt?): {e}") from None
-        with zf:
-            by_name = {i.filename: i for i in infos}
-            pkls = [n for n in by_name if n.endswith("/data.pkl") and n.count("/") == 1] or \
-                [n for n in by_name if n == "data.pkl"]
-            if len(pkls) != 1:
-                raise _err(f"{where}: a TorchScript archive has one <name>/data.pkl; found {len(pkls)}")
-            prefix = pkls[0][:-len("data.pkl")]
-            check_zip_byteorder(zf, by_name, prefix, total, where)
+        except (zipfile.BadZipFile, EOFError, OSError, ValueError) as e:
+            raise _err(f"{where}: not a readable zip archive: {e}") from None
+        by_name = {i.filename: i for i in infos}
+        pkls = [n for n in by_name if n.endswith("/data.pkl") and n.count("/") == 1] or \
+            [n for n in by_name if n == "data.pkl"]
+        if len(pkls) != 1:
+            raise _err(f"{where}: a TorchScript archive has one <name>/data.pkl; found {len(pkls)}")
+        prefix = pkls[0][:-len("data.pkl")]
+        check_zip_byteorder(zf, by_name, prefix, total, where)
 
-            def load_pickle(name: str, storage_dir: str):
-                if prefix + name not in by_name:
-                    return None
-                return load_zip_pickle(zf, by_name, prefix, name, storage_dir, total, where, script_objects=True)
+        def load_pickle(name: str, storage_dir: str):
+            if prefix + name not in by_name:
+                return None
+            return load_zip_pickle(zf, by_name, prefix, name, storage_dir, total, where, script_objects=True)
 
-            root = load_pickle("data.pkl", "data")
-            consts = load_pickle("constants.pkl", "constants")
-            code: Dict[str, bytes] = {}
-            size = 0
-            for n, info in by_name.items():
-                if n.startswith(prefix + "code/") and n.endswith(".py"):
-                    size += info.file_size
-                    if size > _MAX_CODE_BYTES:
-                        raise _err(f"{where}: more than {_MAX_CODE_BYTES} bytes of code")
-                    code[n[len(prefix + "code/"):]] = _read_entry(zf, info, total, where)
-    finally:
-        if closer is not None:
-            closer.close()
+        root = load_pickle("data.pkl", "data")
+        consts = load_pickle("constants.pkl", "constants")
+        code: Dict[str, bytes] = {}
+        size = 0
+        for n, info in by_name.items():
+            if n.startswith(prefix + "code/") and n.endswith(".py"):
+                size += info.file_size
+                if size > _MAX_CODE_BYTES:
+                    raise _err(f"{where}: more than {_MAX_CODE_BYTES} bytes of code")
+                code[n[len(prefix + "code/"):]] = _read_entry(zf, info, total, where)
     if not isinstance(root, ScriptObject) or not isinstance(root.state, dict):
         raise _err(f"{where}: data.pkl does not hold a TorchScript module (got {type(root).__name__})")
     if consts is None:
