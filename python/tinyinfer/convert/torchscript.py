@@ -1267,8 +1267,9 @@ def _sum(ip, x, dim=None, keepdim=False, dtype=None):
 @_op("torch.to", "torch.type_as", "torch.float")
 def _to(ip, x, *a, **k):
     # torch.to(x, dtype) / (x, device, dtype, ...) / (x, other): a no-op for float32 tensors; casts otherwise
-    dtypes = [v for v in list(a) + list(k.values()) if isinstance(v, int) and not isinstance(v, bool)
-              and v in _SCALAR_TYPES]
+    # the dtype is the dtype= keyword, else the first integer argument (torch.to(x, 6) / (x, device, 6, ...))
+    cand = [k["dtype"]] if "dtype" in k else [v for v in a if isinstance(v, int) and not isinstance(v, bool)][:1]
+    dtypes = [v for v in cand if isinstance(v, int) and v in _SCALAR_TYPES]
     if isinstance(x, np.ndarray):
         return x.astype(_SCALAR_TYPES[dtypes[0]]) if dtypes and _SCALAR_TYPES[dtypes[0]] in (
             "float32", "float64", "int64", "int32") else x
