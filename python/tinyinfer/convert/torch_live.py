@@ -105,6 +105,8 @@ def export_onnx(module, example_inputs, opset: int = 17, input_names: Optional[S
 
 def _quantized_modules(module) -> list:
     """The torch.ao quantized submodules of `module` (quantize_dynamic's Linear, static quantized layers)."""
+    if not hasattr(module, "named_modules"):
+        return []
     return [n for n, m in module.named_modules() if type(m).__module__.startswith(("torch.ao.nn.quantized",
                                                                                   "torch.nn.quantized"))]
 
