@@ -16,10 +16,11 @@ END = "<!-- ops:end -->"
 
 
 def tables() -> str:
-    from tinyinfer.convert import nn, onnx, tflite
+    from tinyinfer.convert import nn, onnx, tflite, torchscript
     out = [BEGIN, ""]
     for title, mod, head in [("TFLite builtin ops", tflite, "TFLite op"), ("ONNX ops", onnx, "ONNX op"),
-                             ("PyTorch layers (state_dict + tinyinfer.convert.nn)", nn, "layer")]:
+                             ("PyTorch layers (state_dict + tinyinfer.convert.nn)", nn, "layer"),
+                             ("TorchScript ops (torch.jit.save archives)", torchscript, "TorchScript op")]:
         ops = mod.SUPPORTED_OPS
         out += [f"### {title} ({len(ops)})", "", f"| {head} | becomes |", "|---|---|"]
         for name in sorted(ops):

@@ -71,3 +71,17 @@ from . import compare as _compare_mod  # noqa: E402
 compare = _compare_mod.compare
 compare_table = _compare_mod.compare_table
 __all__ += ["compare", "compare_table"]
+
+def from_torch(module, example_inputs, dst=None, **options):
+    """Converts a live torch.nn.Module (float, quantize_dynamic'd, scripted or
+    traced) at the shapes of `example_inputs`; returns a loaded Model (its
+    Report at `.report`), or writes `dst` and returns the Report. Float
+    modules go through torch.onnx.export and the ONNX importer; ScriptModules
+    and modules with torch.ao quantized layers through torch.jit.save and the
+    TorchScript importer (int8 weights kept). Needs torch (and onnx for the
+    first path): docs/converting.md, "PyTorch"."""
+    from .convert.torch_live import from_torch as _from_torch
+    return _from_torch(module, example_inputs, dst, **options)
+
+
+__all__.append("from_torch")

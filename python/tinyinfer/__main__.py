@@ -250,7 +250,7 @@ def main(argv=None) -> int:
     c.add_argument("src")
     c.add_argument("-o", "--output")
     c.add_argument("--arch", help="for a PyTorch state_dict: MODULE:NAME of a tinyinfer.nn architecture")
-    c.add_argument("--input-shape", help="for a PyTorch state_dict: e.g. 1,3,32,32")
+    c.add_argument("--input-shape", help="for a PyTorch state_dict or TorchScript archive: e.g. 1,3,32,32")
     c.set_defaults(fn=cmd_convert)
     i = sub.add_parser("inspect", help="show every tensor's dtype, shape and quantization, and sizes")
     i.add_argument("model")

@@ -148,11 +148,17 @@ def convert(src, dst: Optional[Union[str, os.PathLike]] = None, *, format: Optio
     `python -m tinyinfer convert` does). Options go to the importer (see
     docs/converting.md)."""
     fmt = format or detect_format(src)
+    if fmt == "torch":
+        from .torchscript import is_torchscript
+        if is_torchscript(src):
+            fmt = "torchscript"  # torch.jit.save: code and weights, converted without torch
     report = Report(source=str(src) if not isinstance(src, (bytes, bytearray)) else "<bytes>", importer=fmt)
     if fmt == "tflite":
         from . import tflite as importer
     elif fmt == "onnx":
         from . import onnx as importer
+    elif fmt == "torchscript":
+        from . import torchscript as importer
     elif fmt in ("torch", "safetensors"):
         from . import nn as importer
     else:

@@ -42,14 +42,16 @@ import numpy as np
 
 from .._errors import InvalidArgumentError, InvalidStateError, ShapeError, UnsupportedOpError
 from ..builder import GraphBuilder
-from .torch_weights import load_state_dict as _load_state_dict, load_state_dict_with_info
+from .torch_weights import QuantizedTensor, load_state_dict as _load_state_dict, load_state_dict_with_info
 
 __all__ = [
     "Module", "Parameter", "Value", "Sequential", "ModuleList", "ModuleDict", "Linear", "Conv2d", "ConvTranspose2d",
     "BatchNorm1d", "BatchNorm2d", "LayerNorm", "Embedding", "ReLU", "ReLU6", "LeakyReLU", "PReLU", "GELU", "SiLU",
     "Sigmoid", "Tanh", "Hardswish", "Softmax", "LogSoftmax", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d",
     "AdaptiveMaxPool2d", "Flatten", "Dropout", "Dropout2d", "Identity", "functional", "cat", "from_torch",
-    "StateDictError", "IncompatibleKeys",
+    "StateDictError", "IncompatibleKeys", "matmul", "clamp", "maximum", "minimum", "reduce_sum", "QuantizedTensor",
+    "pad", "ZeroPad2d", "narrow", "quantize", "dequantize",
+    "scaled_dot_product_attention",
 ]
 
 
@@ -58,6 +60,16 @@ class StateDictError(InvalidArgumentError, RuntimeError):
 
 
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
+
+
+def _torch_qtensor(t) -> QuantizedTensor:
+    """A live torch quantized tensor (from a torch.ao module's state_dict) as a QuantizedTensor."""
+    qs = str(t.qscheme()).replace("torch.", "")
+    values = t.int_repr().numpy()
+    if qs in ("per_tensor_affine", "per_tensor_symmetric"):
+        return QuantizedTensor(values, t.q_scale(), t.q_zero_point(), None, qs)
+    return QuantizedTensor(values, t.q_per_channel_scales().numpy(), t.q_per_channel_zero_points().numpy(),
+                           int(t.q_per_channel_axis()), qs)
 
 
 def _to_numpy(v) -> np.ndarray:
@@ -76,7 +88,13 @@ class Parameter:
     `Parameter((4, 8))` declares one to be loaded; `Parameter(array)` gives it a value now."""
 
     def __init__(self, shape_or_data, dtype="float32"):
-        if isinstance(shape_or_data, (tuple, list)) and all(isinstance(d, (int, np.integer)) for d in shape_or_data):
+        self.quant: Optional[QuantizedTensor] = None
+        if isinstance(shape_or_data, QuantizedTensor):
+            self.quant = shape_or_data
+            self.dtype = np.dtype(dtype)
+            self.data = shape_or_data.dequantize()
+            self.shape = self.data.shape
+        elif isinstance(shape_or_data, (tuple, list)) and all(isinstance(d, (int, np.integer)) for d in shape_or_data):
             self.shape = tuple(int(d) for d in shape_or_data)
             self.dtype = np.dtype(dtype)
             self.data: Optional[np.ndarray] = None
@@ -96,17 +114,19 @@ class Parameter:
 
 class _Sym:
     """A tensor of the graph being built, in its physical (runtime) layout."""
-    __slots__ = ("shape", "dtype", "producer", "name", "__weakref__")
+    __slots__ = ("shape", "dtype", "producer", "name", "quant", "__weakref__")
 
     def __init__(self, shape, dtype, producer, name):
         self.shape, self.dtype, self.producer, self.name = tuple(int(d) for d in shape), np.dtype(dtype), producer, name
+        self.quant = None  # (scales, zero_points, axis) of a quantized (int8 / uint8) tensor
 
 
 class _Const:
-    __slots__ = ("array", "name")
+    __slots__ = ("array", "name", "quant")
 
-    def __init__(self, array: np.ndarray, name: str):
-        self.array, self.name = array, name
+    def __init__(self, array: np.ndarray, name: str, quant=None):
+        # quant: (scales, zero_points, axis) of an integer constant (int8 weights), or None
+        self.array, self.name, self.quant = array, name, quant
 
 
 class _Node:
@@ -118,6 +138,9 @@ class _Node:
         self.dead = False
 
 
+
+
+_MOVES = ("Reshape", "Transpose", "Squeeze", "ExpandDims", "Slice", "StridedSlice")
 
 
 class _Tracer:
@@ -136,6 +159,7 @@ class _Tracer:
         self.layout: Dict[str, List[str]] = OrderedDict()
         self.cache: Dict[Tuple[int, Tuple[int, ...]], _Sym] = {}
         self._keep = []  # keeps cached syms alive so their ids stay unique
+        self.quantized: List[str] = []  # layers that kept torch's int8 weights
 
     # -- bookkeeping --------------------------------------------------------------------------
     @property
@@ -157,6 +181,10 @@ class _Tracer:
         shapes_list = shapes if n_out > 1 else [shapes]
         for i, s in enumerate(shapes_list):
             node.outputs.append(_Sym(s, dtype, node, None))
+        src = inputs[0] if inputs else None
+        if op in _MOVES and isinstance(src, _Sym) and src.quant is not None:
+            for o in node.outputs:  # data movement keeps the quantization parameters
+                o.quant = src.quant
         self.nodes.append(node)
         return node.outputs if n_out > 1 else node.outputs[0]
 
@@ -230,6 +258,8 @@ class _Tracer:
             self.folded.append(f"{n.layer} into {p.layer} (its {p.op} weights and bias)")
 
         b = GraphBuilder(name, producer="tinyinfer.convert.nn")
+        if self.quantized:
+            b.metadata("quantization", "int8-dynamic")
         tensors: Dict[int, object] = {}
         used_names = set()
         out_syms = [res(s) for s in out_syms]
@@ -269,6 +299,8 @@ class _Tracer:
                 elif isinstance(i, _Const):
                     if id(i) not in const_tensors:
                         const_tensors[id(i)] = b.const(unique(i.name), i.array)
+                        if i.quant is not None:
+                            b.quantization(const_tensors[id(i)], *i.quant)
                     ins.append(const_tensors[id(i)])
                 else:
                     ins.append(tensors[id(res(i))])
@@ -283,12 +315,15 @@ class _Tracer:
             r = b.op(n.op, *ins, outputs=names, **attrs)
             for o, t in zip(n.outputs, r):
                 tensors[id(o)] = t
+                if o.quant is not None:
+                    b.quantization(t, *o.quant)
             ops_out[n.op] += 1
         b.output(*[tensors[id(s)] for s in out_syms])
         if report is not None:
             report.ops_in.update(self.layers_in)
             report.ops_out.update(ops_out)
             report.folded.extend(self.folded)
+            report.kept_precision.extend(f"{q} (torch's int8 weights and scales)" for q in self.quantized)
             report.dropped.extend(self.dropped)
             for what, where in self.layout.items():
                 shown = ", ".join(where[:4]) + (" ..." if len(where) > 4 else "")
@@ -336,6 +371,14 @@ class Value:
     def __truediv__(self, o): return _binary("Div", self, o)
     def __rtruediv__(self, o): return _binary("Div", self, o, reverse=True)
     def __neg__(self): return _binary("Mul", self, -1.0)
+    def __matmul__(self, o): return matmul(self, o)
+    def __rmatmul__(self, o): return matmul(o, self)
+    def clamp(self, min=None, max=None): return clamp(self, min, max)
+    def float(self): return to(self, "float32")
+    def to(self, *args, **kwargs):
+        dt = kwargs.get("dtype", next((a for a in args if not isinstance(a, str) or a not in ("cpu",)), None))
+        return self if dt is None else to(self, dt)
+    def sum(self, dim=None, keepdim=False): return reduce_sum(self, dim, keepdim)
 
     def relu(self): return _unary(self, "Relu")
     def sigmoid(self): return _unary(self, "Logistic")
@@ -492,14 +535,24 @@ def flatten(v: Value, start_dim: int = 0, end_dim: int = -1) -> Value:
         # Reshape the runtime's layout as it is; remember how the features are ordered.
         order = [a - s for a in v.perm[s:]]
         p = np.arange(new_shape[-1]).reshape(v.shape[s:]).transpose(order).reshape(-1)
-        sym = t.emit("Reshape", [v.sym], new_shape, dtype=v.dtype, shape=list(new_shape))
+        sym = t.emit("Reshape", [v.sym], new_shape, dtype=v.dtype, shape=_reshape_attr(v.shape, new_shape))
         if np.array_equal(p, np.arange(p.size)):
             return Value(t, sym, new_shape)
         t.note_layout("Flatten keeps the runtime's channels-last order "
                       "(the next Linear's columns are permuted to match)")
         return Value(t, sym, new_shape, None, p)
     v = plain(v, "before a reshape")
-    return Value(t, t.emit("Reshape", [v.sym], new_shape, dtype=v.dtype, shape=list(new_shape)), new_shape)
+    return Value(t, t.emit("Reshape", [v.sym], new_shape, dtype=v.dtype, shape=_reshape_attr(v.shape, new_shape)),
+                 new_shape)
+
+
+def _reshape_attr(old, new) -> List[int]:
+    """The Reshape op's shape attribute: a reshape that keeps the first (batch) dimension and rearranges the
+    rest per row writes -1 there, so the file runs at other batch sizes (`view(x.size(0), -1)`)."""
+    new = [int(d) for d in new]
+    if len(old) >= 1 and len(new) >= 2 and new[0] == old[0]:
+        new[0] = -1
+    return new
 
 
 def reshape(v: Value, *shape) -> Value:
@@ -524,7 +577,8 @@ def reshape(v: Value, *shape) -> Value:
         if shape == v.shape[:k] + (int(np.prod(v.shape[k:])),):
             return flatten(v, k, -1)
     v = plain(v, "before a reshape")
-    return Value(v._t, v._t.emit("Reshape", [v.sym], shape, dtype=v.dtype, shape=list(shape)), shape)
+    return Value(v._t, v._t.emit("Reshape", [v.sym], shape, dtype=v.dtype, shape=_reshape_attr(v.shape, shape)),
+                 shape)
 
 
 def permute(v: Value, *dims) -> Value:
@@ -589,6 +643,199 @@ def cat(values: Sequence[Value], dim: int = 0) -> Value:
     pshape = tuple(shape[p] for p in perm)
     sym = t.emit("Concat", syms, pshape, dtype=values[0].dtype, axis=perm.index(d))
     return Value(t, sym, tuple(shape), perm)
+
+
+def pad(v: Value, pad: Sequence[int], mode: str = "constant", value: float = 0.0) -> Value:
+    """torch.nn.functional.pad: `pad` pairs (before, after) from the last dimension backwards, torch's order
+    ((left, right, top, bottom) for an image); constant (any value), reflect or replicate-free modes. A zero
+    Pad before a convolution is fused into it by the core at load (TF-SAME's asymmetric (0, 1) included)."""
+    v = _need_value(v, "pad")
+    p = [int(x) for x in pad]
+    if len(p) % 2 or len(p) // 2 > v.ndim:
+        raise InvalidArgumentError(f"pad: {list(pad)} must hold (before, after) pairs for at most {v.ndim} dims")
+    if any(x < 0 for x in p):
+        raise UnsupportedOpError(f"pad: negative padding {list(pad)} (cropping) is not supported")
+    modes = {"constant": 0, "reflect": 1}
+    if mode not in modes:
+        raise UnsupportedOpError(f"pad: mode {mode!r} is not supported (constant, reflect)")
+    before, after = [0] * v.ndim, [0] * v.ndim
+    for i in range(len(p) // 2):
+        before[v.ndim - 1 - i], after[v.ndim - 1 - i] = p[2 * i], p[2 * i + 1]
+    if v.fperm is not None:
+        v = plain(v)
+    t = v._t
+    shape = tuple(d + b + a for d, b, a in zip(v.shape, before, after))
+    pads = []
+    for logical in v.perm:  # physical axis i holds logical axis perm[i]
+        pads += [before[logical], after[logical]]
+    attrs = dict(pads=pads, mode=modes[mode])
+    if mode == "constant" and float(value) != 0.0:
+        attrs["value"] = float(value)
+    sym = t.emit("Pad", [v.sym], tuple(shape[a] for a in v.perm), dtype=v.dtype, **attrs)
+    return Value(t, sym, shape, v.perm)
+
+
+def scaled_dot_product_attention(q: Value, k: Value, v: Value, attn_mask=None, dropout_p: float = 0.0,
+                                 is_causal: bool = False, scale=None) -> Value:
+    """torch.nn.functional.scaled_dot_product_attention: softmax(q k^T * scale + mask) v over the last two
+    dimensions (scale defaults to 1/sqrt(q.size(-1))); the mask is a float additive mask (a constant or a
+    Value: turn a 0/1 padding mask into 0 / -1e4 with arithmetic before). is_causal is not supported."""
+    if is_causal:
+        raise UnsupportedOpError("scaled_dot_product_attention: is_causal=True is not supported (pass a float "
+                                 "mask with -inf above the diagonal)")
+    q, k, v = (_need_value(x, "scaled_dot_product_attention") for x in (q, k, v))
+    sc = (1.0 / float(np.sqrt(q.shape[-1]))) if scale is None else float(scale)
+    s = matmul(q * sc, k.transpose(-1, -2))
+    if attn_mask is not None:
+        m = attn_mask
+        dt = m.dtype if isinstance(m, Value) else np.asarray(_to_numpy(m)).dtype
+        if np.dtype(dt) == np.bool_:
+            raise UnsupportedOpError("scaled_dot_product_attention: a boolean mask is not supported (the runtime "
+                                     "has no Where op yet); pass a float additive mask")
+        s = s + m
+    return _softmax(s, -1, "Softmax") @ v
+
+
+def narrow(v: Value, dim: int, start: int, length: int) -> Value:
+    """torch.narrow (x[..., start:start+length, ...] along dim): a Slice in the runtime's layout."""
+    v = _need_value(v, "narrow")
+    d = _axis(dim, v.ndim)
+    if not (0 <= start and length >= 1 and start + length <= v.shape[d]):
+        raise ShapeError(f"narrow: [{start}, {start + length}) is outside dimension {dim} of size {v.shape[d]}")
+    if length == v.shape[d]:
+        return v
+    if v.fperm is not None:
+        v = plain(v)
+    t = v._t
+    p = v.perm.index(d)
+    begin = [0] * v.ndim
+    size = [-1] * v.ndim
+    begin[p], size[p] = start, length
+    pshape = list(v.sym.shape)
+    pshape[p] = length
+    shape = list(v.shape)
+    shape[d] = length
+    return Value(t, t.emit("Slice", [v.sym], tuple(pshape), dtype=v.dtype, begin=begin, size=size), tuple(shape),
+                 v.perm)
+
+
+def squeeze_dim(v: Value, dim: int) -> Value:
+    """v without dimension `dim` (of size 1)."""
+    d = _axis(dim, v.ndim)
+    if v.shape[d] != 1:
+        raise ShapeError(f"squeeze: dimension {dim} of {v.shape} is not 1")
+    return v.squeeze(d)
+
+
+def to(v: Value, dtype) -> Value:
+    """Value.to(dtype) / .float(): float32 stays as it is; any other cast is refused (the runtime has no Cast op
+    yet: give the graph a float32 input instead, e.g. a float attention mask)."""
+    name = str(dtype).replace("torch.", "")
+    name = {"float": "float32", "half": "float16", "double": "float64", "long": "int64", "int": "int32"}.get(name, name)
+    if name == v.dtype.name:
+        return v
+    raise UnsupportedOpError(f"a cast of a {v.dtype.name} tensor to {name}: the runtime has no Cast op yet (make "
+                             f"the input {name} instead, e.g. a float32 attention mask)")
+
+
+def quantize(v: Value, scale: float, zero_point: int, dtype: str = "uint8") -> Value:
+    """torch.quantize_per_tensor: a Quantize op (round half to even) to int8 / uint8 with these parameters."""
+    v = _need_value(v, "quantize")
+    codes = {"int8": 3, "uint8": 4}
+    if dtype not in codes:
+        raise UnsupportedOpError(f"quantize: dtype {dtype!r} (int8 and uint8 are supported)")
+    t = v._t
+    sym = t.emit("Quantize", [v.sym], v.sym.shape, dtype=dtype, mode=1)
+    sym.producer.attrs["dtype"] = codes[dtype]
+    sym.quant = ([float(scale)], [int(zero_point)], None)
+    return Value(t, sym, v.shape, v.perm, v.fperm)
+
+
+def dequantize(v: Value) -> Value:
+    """torch.dequantize of a quantized Value: float32 (q - zero_point) * scale."""
+    v = _need_value(v, "dequantize")
+    if v.sym.quant is None:
+        return v
+    return Value(v._t, v._t.emit("Dequantize", [v.sym], v.sym.shape), v.shape, v.perm, v.fperm)
+
+
+def matmul(a, b) -> Value:
+    """torch.matmul / `a @ b`: Value @ Value (MatMul, batch dims broadcast), or a Value times a constant
+    matrix (FullyConnected with its transpose)."""
+    if not isinstance(a, Value):
+        raise UnsupportedOpError("matmul: a constant on the left of a Value is not supported (transpose it)")
+    t = a._t
+    if a.ndim < (2 if isinstance(b, Value) else 1):
+        raise ShapeError(f"matmul: rank-1 operands are not supported (shape {a.shape}); unsqueeze first")
+    if not isinstance(b, Value):
+        w = np.asarray(b.data if isinstance(b, Parameter) else _to_numpy(b), dtype=np.float32)
+        if w.ndim != 2 or w.shape[0] != a.shape[-1]:
+            raise ShapeError(f"matmul: {a.shape} @ constant {w.shape}: expected a [{a.shape[-1]}, N] matrix")
+        a = plain(a, "before MatMul")
+        shape = a.shape[:-1] + (w.shape[1],)
+        return Value(t, t.emit("FullyConnected", [a.sym, t.const(np.ascontiguousarray(w.T), "matmul_weight")],
+                               shape), shape)
+    if b.ndim < 2:
+        raise ShapeError(f"matmul: rank-1 operands are not supported (shape {b.shape}); unsqueeze first")
+    if a.shape[-1] != b.shape[-2]:
+        raise ShapeError(f"matmul: {a.shape} @ {b.shape}: inner dimensions differ")
+    try:
+        batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    except ValueError:
+        raise ShapeError(f"matmul: batch dimensions of {a.shape} and {b.shape} do not broadcast") from None
+    # b read transposed when its last two axes are swapped in the runtime's layout: no data moves
+    nb = b.ndim
+    swapped = tuple(range(nb - 2)) + (nb - 1, nb - 2)
+    tb = b.fperm is None and b.perm == swapped
+    sb = b.sym if tb else _in_layout(b, tuple(range(nb)), "Transpose before MatMul")
+    sa = _in_layout(a, tuple(range(a.ndim)), "Transpose before MatMul")
+    shape = tuple(batch) + (a.shape[-2], b.shape[-1])
+    attrs = {"transpose_b": 1} if tb else {}
+    return Value(t, t.emit("MatMul", [sa, sb], shape, **attrs), shape)
+
+
+def _elementwise2(op: str, a, b) -> Value:
+    if isinstance(a, Value):
+        return _binary(op, a, b)
+    if isinstance(b, Value):
+        return _binary(op, b, a)  # Maximum / Minimum commute
+    raise InvalidArgumentError(f"{op}: needs a Value")
+
+
+def maximum(a, b) -> Value:
+    """torch.maximum (elementwise, broadcasting)."""
+    return _elementwise2("Maximum", a, b)
+
+
+def minimum(a, b) -> Value:
+    """torch.minimum (elementwise, broadcasting)."""
+    return _elementwise2("Minimum", a, b)
+
+
+def clamp(v: Value, min=None, max=None) -> Value:
+    """torch.clamp with scalar bounds: Relu / Relu6 when they fit, else Maximum and Minimum."""
+    v = _need_value(v, "clamp")
+    if min is None and max is None:
+        raise InvalidArgumentError("clamp: at least one of min and max is needed")
+    if min is not None and max is not None and float(min) == 0.0 and float(max) == 6.0:
+        return _unary(v, "Relu6")
+    if min is not None and float(min) == 0.0 and max is None:
+        return _unary(v, "Relu")
+    out = v
+    if min is not None:
+        out = _binary("Maximum", out, float(min))
+    if max is not None:
+        out = _binary("Minimum", out, float(max))
+    return out
+
+
+def reduce_sum(v: Value, dim=None, keepdim: bool = False) -> Value:
+    """torch.sum over `dim` (all dimensions when None): a Mean times the count."""
+    v = _need_value(v, "sum")
+    dims = list(range(v.ndim)) if dim is None else [_axis(d, v.ndim) for d in
+                                                     ((dim,) if isinstance(dim, (int, np.integer)) else dim)]
+    count = int(np.prod([v.shape[d] for d in dims])) if dims else 1
+    return _binary("Mul", mean(v, dims, keepdim), float(count))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -691,16 +938,22 @@ class Module:
         return self
 
     # -- weights -----------------------------------------------------------------------------
-    def load_state_dict(self, state_dict, strict: bool = True) -> IncompatibleKeys:
+    def load_state_dict(self, state_dict, strict: bool = True, skip: Sequence[str] = ()) -> IncompatibleKeys:
         """Loads torch weights (a mapping of key -> array or torch tensor, or a
         path to a .pt/.pth/.safetensors file). Like torch: with strict, missing
         or unexpected keys raise StateDictError ("Missing key(s) in
         state_dict: ..."); shape mismatches always raise; returns
-        IncompatibleKeys(missing_keys, unexpected_keys)."""
+        IncompatibleKeys(missing_keys, unexpected_keys). `skip`: key prefixes
+        (module names) of the checkpoint to leave out, for modules the
+        forward pass does not use and the description does not declare
+        (skip=("pooler",))."""
         if isinstance(state_dict, (str, os.PathLike, bytes)):
             state_dict = _load_state_dict(state_dict)
         if not hasattr(state_dict, "keys"):
             raise InvalidArgumentError(f"load_state_dict expects a mapping, got {type(state_dict).__name__}")
+        if skip:  # checkpoint modules the forward pass does not use (a pooler, a head): not declared, not loaded
+            pre = tuple(str(p).rstrip(".") + "." for p in ([skip] if isinstance(skip, str) else skip))
+            state_dict = OrderedDict((k, v) for k, v in state_dict.items() if not k.startswith(pre))
         entries = self._state_entries()
         missing = [k for k in entries if k not in state_dict]
         unexpected = [k for k in state_dict.keys() if k not in entries]
@@ -709,7 +962,17 @@ class Module:
         for k, p in entries.items():
             if k not in state_dict:
                 continue
-            a = _to_numpy(state_dict[k])
+            v = state_dict[k]
+            if hasattr(v, "is_quantized") and getattr(v, "is_quantized", False) and hasattr(v, "int_repr"):
+                v = _torch_qtensor(v)  # a live torch quantized tensor
+            if isinstance(v, QuantizedTensor):
+                if tuple(v.shape) != p.shape:
+                    errors.append(f"size mismatch for {k}: copying a param with shape {tuple(v.shape)} from "
+                                  f"checkpoint, the shape in current model is {p.shape}.")
+                    continue
+                values[k] = v
+                continue
+            a = _to_numpy(v)
             if len(p.shape) == 0 and a.shape == (1,):
                 a = a.reshape(())  # torch's rule for 0-d parameters saved as 1-d
             if tuple(a.shape) != p.shape:
@@ -737,7 +1000,10 @@ class Module:
             raise StateDictError("Error(s) in loading state_dict for {}:\n\t{}".format(
                 type(self).__name__, "\n\t".join(errors)))
         for k, a in values.items():
-            entries[k].data = np.ascontiguousarray(a)
+            if isinstance(a, QuantizedTensor):
+                entries[k].quant, entries[k].data = a, a.dequantize()
+            else:
+                entries[k].quant, entries[k].data = None, np.ascontiguousarray(a)
         return IncompatibleKeys(missing, unexpected)
 
     def _check_loaded(self) -> None:
@@ -949,15 +1215,31 @@ class Linear(Module):
             raise UnsupportedOpError(f"Linear {t.scope}: takes float32 input, got {x.dtype}")
         if x.perm != tuple(range(x.ndim)):
             x = plain(x, "before Linear")
-        w = self.weight.data
-        if x.fperm is not None:
-            w = w[:, x.fperm]
-            t.note_layout("Linear weight columns permuted to the NHWC flatten order")
-        ins = [x.sym, t.const(w, "weight")]
+        ins = [x.sym, linear_weight(t, self.weight, x.fperm)]
         if self.bias is not None:
             ins.append(t.const(self.bias.data, "bias"))
         shape = x.shape[:-1] + (self.out_features,)
         return Value(t, t.emit("FullyConnected", ins, shape), shape)
+
+
+def linear_weight(t: "_Tracer", weight: Parameter, fperm=None) -> _Const:
+    """The FullyConnected weight constant of a Linear: float32, or, for a quantized weight whose values fit
+    int8 with zero point 0 (torch's qint8 weights, per tensor or per output channel), torch's own int8
+    values with their scales (the runtime's int8-dynamic FullyConnected), never re-quantized."""
+    q = weight.quant.symmetric_int8() if weight.quant is not None else None
+    if weight.quant is not None and (q is None or q[2] not in (None, 0)):
+        t.note_layout("a quantized Linear weight that is not int8 with zero point 0 along the output axis "
+                      "runs dequantized (float32, the same values)")
+        q = None
+    w = q[0] if q is not None else weight.data
+    if fperm is not None:
+        w = w[:, fperm]
+        t.note_layout("Linear weight columns permuted to the NHWC flatten order")
+    c = t.const(w, "weight")
+    if q is not None:
+        c.quant = (q[1], np.zeros(q[1].size, np.int32), q[2])
+        t.quantized.append(t.scope or "<root>")
+    return c
 
 
 def _conv_out(n: int, k: int, s: int, d: int, before: int, after: int) -> int:
@@ -995,7 +1277,8 @@ class Conv2d(Module):
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
                 f"padding={self.padding}, groups={self.groups}")
 
-    def _pads(self) -> Tuple[int, int, int, int]:
+    def pads(self) -> Tuple[int, int, int, int]:
+        """The explicit (top, bottom, left, right) padding this convolution applies ('same' resolved)."""
         (kh, kw), (dh, dw) = self.kernel_size, self.dilation
         if self.padding == "valid":
             return 0, 0, 0, 0
@@ -1013,7 +1296,7 @@ class Conv2d(Module):
         n, c, h, w = x.shape
         if c != self.in_channels:
             raise ShapeError(f"{who}: expected {self.in_channels} input channels, got {c} (input {x.shape})")
-        pt, pb, pl, pr = self._pads()
+        pt, pb, pl, pr = self.pads()
         if self.padding_mode != "zeros" and (pt or pb or pl or pr):
             if self.padding_mode != "reflect":
                 raise UnsupportedOpError(f"{who}: padding_mode {self.padding_mode!r} is not supported "
@@ -1523,6 +1806,22 @@ class Flatten(Module):
         return flatten(_need_value(x, "Flatten"), self.start_dim, self.end_dim)
 
 
+class ZeroPad2d(Module):
+    """torch.nn.ZeroPad2d: padding an int or (left, right, top, bottom)."""
+
+    def __init__(self, padding):
+        super().__init__()
+        self.padding = (int(padding),) * 4 if isinstance(padding, (int, np.integer)) else tuple(int(p) for p in padding)
+        if len(self.padding) != 4:
+            raise InvalidArgumentError(f"ZeroPad2d: padding must be an int or 4 ints, got {padding!r}")
+
+    def extra_repr(self):
+        return f"{self.padding}"
+
+    def forward(self, x):
+        return pad(_need_value(x, "ZeroPad2d"), self.padding)
+
+
 class Identity(Module):
     def __init__(self, *args, **kwargs):
         super().__init__()
@@ -1579,6 +1878,21 @@ class _Functional:
     @staticmethod
     def cat(values, dim=0): return cat(values, dim)
     @staticmethod
+    def clamp(x, min=None, max=None): return clamp(x, min, max)
+    @staticmethod
+    def matmul(a, b): return matmul(a, b)
+    @staticmethod
+    def maximum(a, b): return maximum(a, b)
+    @staticmethod
+    def minimum(a, b): return minimum(a, b)
+    @staticmethod
+    def pad(x, pad_, mode="constant", value=0.0): return pad(x, pad_, mode, value)
+    @staticmethod
+    def scaled_dot_product_attention(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None):
+        return scaled_dot_product_attention(q, k, v, attn_mask, dropout_p, is_causal, scale)
+    @staticmethod
+    def sum(x, dim=None, keepdim=False): return reduce_sum(x, dim, keepdim)
+    @staticmethod
     def adaptive_avg_pool2d(x, output_size): return AdaptiveAvgPool2d(output_size).forward(x)
     @staticmethod
     def max_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False):
@@ -1622,6 +1936,7 @@ _FROM_TORCH = {
     "AdaptiveMaxPool2d": lambda m: AdaptiveMaxPool2d(m.output_size, m.return_indices),
     "Flatten": lambda m: Flatten(m.start_dim, m.end_dim),
     "Dropout": lambda m: Dropout(m.p), "Dropout2d": lambda m: Dropout2d(m.p), "Identity": lambda m: Identity(),
+    "ZeroPad2d": lambda m: ZeroPad2d(m.padding),
 }
 
 
@@ -1679,6 +1994,7 @@ SUPPORTED_OPS: Dict[str, str] = {
     "Dropout": "removed (identity at inference)",
     "Dropout2d": "removed (identity at inference)",
     "Identity": "removed",
+    "ZeroPad2d": "Pad (zeros; fused into a following convolution by the core at load)",
 }
 
 

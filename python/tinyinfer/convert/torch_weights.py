@@ -52,7 +52,7 @@ import numpy as np
 
 from .._errors import InvalidArgumentError, ModelFormatError
 
-__all__ = ["load_state_dict", "load_state_dict_with_info", "detect_weights_format"]
+__all__ = ["load_state_dict", "load_state_dict_with_info", "detect_weights_format", "QuantizedTensor"]
 
 _MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
 _PROTOCOL_VERSION = 1001
@@ -63,6 +63,8 @@ _STORAGE_TYPES = {
     "BFloat16Storage": "bfloat16", "LongStorage": "int64", "IntStorage": "int32", "ShortStorage": "int16",
     "CharStorage": "int8", "ByteStorage": "uint8", "BoolStorage": "bool",
     "UntypedStorage": "uint8",
+    # quantized tensors' storages (the integer values; scales and zero points come with _rebuild_qtensor)
+    "QInt8Storage": "int8", "QUInt8Storage": "uint8", "QInt32Storage": "int32",
 }
 # torch dtype attribute names -> dtype names
 _TORCH_DTYPES = {
@@ -71,7 +73,10 @@ _TORCH_DTYPES = {
     "int64": "int64", "long": "int64", "int32": "int32", "int": "int32", "int16": "int16", "short": "int16",
     "int8": "int8", "uint8": "uint8", "bool": "bool",
     "uint16": "uint16", "uint32": "uint32", "uint64": "uint64",
+    "qint8": "qint8", "quint8": "quint8", "qint32": "qint32",
 }
+_QSCHEMES = ("per_tensor_affine", "per_channel_affine", "per_tensor_symmetric", "per_channel_symmetric",
+             "per_channel_affine_float_qparams")
 # dtype name -> numpy dtype of the stored elements (bfloat16 is read as uint16, then widened)
 _NUMPY_OF = {
     "float32": np.dtype("<f4"), "float64": np.dtype("<f8"), "float16": np.dtype("<f2"),
@@ -187,6 +192,113 @@ class _TensorRef(_Sealed):
         return f"<tensor {self.dtype}{list(self.size)}>"
 
 
+class QuantizedTensor:
+    """A quantized torch tensor read from a file (torch.qint8 / quint8 / qint32),
+    kept as torch stored it: `values` (the integers, int8 / uint8 / int32),
+    `scales` and `zero_points` (one each per tensor, or one per slice along
+    `axis`). `dequantize()` gives (values - zero_point) * scale in float32."""
+    __slots__ = ("values", "scales", "zero_points", "axis", "qscheme")
+
+    def __init__(self, values: np.ndarray, scales, zero_points, axis: Optional[int], qscheme: str):
+        self.values = values
+        self.scales = np.atleast_1d(np.asarray(scales, dtype=np.float64))
+        self.zero_points = np.atleast_1d(np.asarray(zero_points)).astype(np.int64)
+        self.axis, self.qscheme = axis, qscheme
+
+    @property
+    def shape(self) -> Tuple[int, ...]:
+        return self.values.shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.values.dtype
+
+    def _bcast(self, a: np.ndarray) -> np.ndarray:
+        if self.axis is None:
+            return a.reshape(())
+        shape = [1] * self.values.ndim
+        shape[self.axis] = -1
+        return a.reshape(shape)
+
+    def dequantize(self) -> np.ndarray:
+        v = self.values.astype(np.float64) - self._bcast(self.zero_points.astype(np.float64))
+        return (v * self._bcast(self.scales)).astype(np.float32)
+
+    def symmetric_int8(self):
+        """(int8 values, float32 scales, axis) with zero point 0 holding exactly the same real values (the
+        integers shifted by their zero point), or None when they do not fit int8."""
+        v = self.values.astype(np.int64) - self._bcast(self.zero_points)
+        if v.size and (v.min() < -128 or v.max() > 127):
+            return None
+        return v.astype(np.int8), self.scales.astype(np.float32), self.axis
+
+    def __repr__(self):
+        return f"QuantizedTensor({self.values.dtype}{list(self.values.shape)}, {self.qscheme})"
+
+
+class _QTensorRef(_Sealed):
+    """A quantized tensor described by the pickle (materialized like _TensorRef)."""
+    __slots__ = ("ref", "qscheme", "scales", "zero_points", "axis")
+
+    def __init__(self, ref, qscheme, scales, zero_points, axis):
+        self.ref, self.qscheme, self.scales, self.zero_points, self.axis = ref, qscheme, scales, zero_points, axis
+
+    def __repr__(self):
+        return f"<quantized tensor {self.ref.dtype}{list(self.ref.size)} {self.qscheme}>"
+
+
+class _QScheme(_DType):
+    """torch.per_tensor_affine and the other quantization schemes (inert names, like dtypes)."""
+    __slots__ = ()
+
+
+class ScriptObject:
+    """An object of a TorchScript archive's data.pkl (a scripted module, or a
+    torch.classes object such as packed quantized weights): its qualified
+    class name and the state pickle's BUILD gave it (a dict of attributes for
+    modules, a tuple for torch.classes objects). Inert: nothing is called."""
+    __slots__ = ("qualname", "state")
+
+    def __init__(self, qualname: str):
+        self.qualname, self.state = qualname, None
+
+    def __setstate__(self, state):
+        if self.state is not None:
+            raise _err(f"pickle set the state of {self.qualname} twice")
+        if not isinstance(state, (dict, tuple)):
+            raise _err(f"{self.qualname}: object state must be a dict or a tuple, got {type(state).__name__}")
+        self.state = state
+
+    def __reduce__(self):
+        raise TypeError("ScriptObject cannot be pickled")
+
+    def __repr__(self):
+        return f"<{self.qualname}>"
+
+
+_SCRIPT_CLASSES: Dict[str, type] = {}
+_SAFE_QUALNAME = re.compile(r"^__torch__(\.[A-Za-z_][A-Za-z0-9_]*){0,32}$")
+
+
+def _script_class(module: str, name: str) -> type:
+    """The stand-in class for a TorchScript class `module.name` (a subclass of ScriptObject per name, made once:
+    pickle's NEWOBJ needs a class)."""
+    qual = f"{module}.{name}"
+    if not _SAFE_QUALNAME.match(qual) or len(qual) > 400:
+        raise _err(f"refusing TorchScript class name {qual!r:.80}")
+    cls = _SCRIPT_CLASSES.get(qual)
+    if cls is None:
+        def new(c, *args):
+            if args:
+                raise _err(f"pickle constructed {qual} with arguments")
+            o = object.__new__(c)
+            ScriptObject.__init__(o, qual)
+            return o
+        cls = type(name, (ScriptObject,), {"__slots__": (), "__new__": new, "_qualname": qual})
+        _SCRIPT_CLASSES[qual] = cls
+    return cls
+
+
 def _is_int(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
@@ -242,10 +354,42 @@ def _rebuild_tensor_v3(storage, storage_offset, size, stride, requires_grad=Fals
     return _tensor_ref(storage, storage_offset, size, stride, dtype.name)
 
 
+def _rebuild_qtensor(storage, storage_offset, size, stride, quantizer_params, requires_grad=False,
+                     backward_hooks=None, *rest):
+    if len(rest) > 1:
+        raise _err("_rebuild_qtensor called with too many arguments")
+    ref = _tensor_ref(storage, storage_offset, size, stride, None)
+    if ref.dtype not in ("int8", "uint8", "int32"):
+        raise _err(f"_rebuild_qtensor: storage of {ref.dtype} is not a quantized storage")
+    if not isinstance(quantizer_params, tuple) or not quantizer_params or not isinstance(quantizer_params[0],
+                                                                                       _QScheme):
+        raise _err(f"_rebuild_qtensor: quantizer parameters {quantizer_params!r:.80} do not start with a qscheme")
+    qs = quantizer_params[0].name
+    if qs in ("per_tensor_affine", "per_tensor_symmetric"):
+        if len(quantizer_params) != 3 or not isinstance(quantizer_params[1], float) \
+                or not _is_int(quantizer_params[2]):
+            raise _err(f"_rebuild_qtensor: {qs} needs (scale, zero_point), got {quantizer_params[1:]!r:.80}")
+        return _QTensorRef(ref, qs, quantizer_params[1], quantizer_params[2], None)
+    if qs in ("per_channel_affine", "per_channel_symmetric"):
+        if len(quantizer_params) != 4 or not isinstance(quantizer_params[1], _TensorRef) \
+                or not isinstance(quantizer_params[2], _TensorRef) or not _is_int(quantizer_params[3]):
+            raise _err(f"_rebuild_qtensor: {qs} needs (scales, zero_points, axis), got "
+                       f"{quantizer_params[1:]!r:.80}")
+        axis = quantizer_params[3]
+        if not 0 <= axis < max(len(ref.size), 1):
+            raise _err(f"_rebuild_qtensor: axis {axis} out of range for size {list(ref.size)}")
+        n = ref.size[axis] if ref.size else 1
+        for what, t in (("scales", quantizer_params[1]), ("zero points", quantizer_params[2])):
+            if len(t.size) != 1 or t.size[0] != n:
+                raise _err(f"_rebuild_qtensor: {n} channels along axis {axis} but {what} of size {list(t.size)}")
+        return _QTensorRef(ref, qs, quantizer_params[1], quantizer_params[2], axis)
+    raise _err(f"_rebuild_qtensor: quantization scheme torch.{qs} is not supported")
+
+
 def _rebuild_parameter(data, requires_grad=False, backward_hooks=None, *rest):
     if len(rest) > 1:
         raise _err("_rebuild_parameter called with too many arguments")
-    if not isinstance(data, _TensorRef):
+    if not isinstance(data, (_TensorRef, _QTensorRef)):
         raise _err(f"_rebuild_parameter expects a tensor, got {type(data).__name__}")
     return data
 
@@ -263,6 +407,12 @@ def _ordered_dict(*args):
     raise _err("collections.OrderedDict called with unexpected arguments")
 
 
+def _typed_list(items):
+    if not isinstance(items, list):
+        raise _err(f"torch.jit._pickle.build_*list expects a list, got {type(items).__name__}")
+    return items
+
+
 def _allowed_globals() -> Dict[Tuple[str, str], Any]:
     g: Dict[Tuple[str, str], Any] = {
         ("torch._utils", "_rebuild_tensor_v2"): _Function("torch._utils._rebuild_tensor_v2", _rebuild_tensor_v2),
@@ -271,7 +421,16 @@ def _allowed_globals() -> Dict[Tuple[str, str], Any]:
         ("torch._utils", "_rebuild_parameter_with_state"):
             _Function("torch._utils._rebuild_parameter_with_state", _rebuild_parameter_with_state),
         ("collections", "OrderedDict"): _Function("collections.OrderedDict", _ordered_dict),
+        ("torch._utils", "_rebuild_qtensor"): _Function("torch._utils._rebuild_qtensor", _rebuild_qtensor),
     }
+    # TorchScript's typed lists (data.pkl of torch.jit.save): the list itself
+    for name in ("build_intlist", "build_floatlist", "build_doublelist", "build_boollist", "build_tensorlist",
+                 "build_genericlist"):
+        g[("torch.jit._pickle", name)] = _Function(f"torch.jit._pickle.{name}", _typed_list)
+    g[("torch.jit._pickle", "restore_type_tag")] = _Function("torch.jit._pickle.restore_type_tag",
+                                                             lambda value, type_str=None: value)
+    for name in _QSCHEMES:
+        g[("torch", name)] = _QScheme(name)
     for name, dt in _STORAGE_TYPES.items():
         g[("torch", name)] = _StorageType(name, dt)
     g[("torch.storage", "UntypedStorage")] = g[("torch", "UntypedStorage")]
@@ -296,9 +455,10 @@ def _refusal(module: str, name: str) -> ModelFormatError:
 class _RestrictedUnpickler(pickle.Unpickler):
     """Unpickles only plain containers, numbers, strings and tensors."""
 
-    def __init__(self, data: bytes, storages: "_StorageTable"):
+    def __init__(self, data: bytes, storages: "_StorageTable", script_objects: bool = False):
         super().__init__(io.BytesIO(data), encoding="utf-8")
         self._storages = storages
+        self._script_objects = script_objects
 
     def find_class(self, module, name):
         if not isinstance(module, str) or not isinstance(name, str):
@@ -309,6 +469,8 @@ class _RestrictedUnpickler(pickle.Unpickler):
         elif module in _compat_pickle.IMPORT_MAPPING:
             module = _compat_pickle.IMPORT_MAPPING[module]
         obj = _ALLOWED.get((module, name))
+        if obj is None and self._script_objects and (module == "__torch__" or module.startswith("__torch__.")):
+            return _script_class(module, name)  # TorchScript archives only: inert stand-ins
         if obj is None:
             raise _refusal(module, name)
         return obj
@@ -391,10 +553,10 @@ def _prescan(data: bytes, what: str) -> None:
         raise _err(f"{what}: corrupt pickle: {e}") from None
 
 
-def _unpickle(data: bytes, storages: _StorageTable, what: str):
+def _unpickle(data: bytes, storages: _StorageTable, what: str, script_objects: bool = False):
     _prescan(data, what)
     try:
-        return _RestrictedUnpickler(data, storages).load()
+        return _RestrictedUnpickler(data, storages, script_objects).load()
     except ModelFormatError as e:
         raise _err(f"{what}: {e.message}") from None
     except RecursionError:
@@ -424,7 +586,19 @@ def _pickle_span(f, what: str) -> bytes:
     return data
 
 
-def _materialize(ref: _TensorRef) -> np.ndarray:
+def _materialize(ref):
+    """A numpy array for a _TensorRef, a QuantizedTensor for a _QTensorRef."""
+    if isinstance(ref, _QTensorRef):
+        values = _materialize_plain(ref.ref)
+        if ref.axis is None:
+            scales, zps = ref.scales, ref.zero_points
+        else:
+            scales, zps = _materialize_plain(ref.scales), _materialize_plain(ref.zero_points)
+        return QuantizedTensor(values, scales, zps, ref.axis, ref.qscheme)
+    return _materialize_plain(ref)
+
+
+def _materialize_plain(ref: _TensorRef) -> np.ndarray:
     dt = _NUMPY_OF[ref.dtype]
     raw = ref.storage.raw()
     avail = len(raw) // dt.itemsize
@@ -441,6 +615,70 @@ def _materialize(ref: _TensorRef) -> np.ndarray:
     return out.astype(dt.newbyteorder("="), copy=False)
 
 
+def _is_state_value(key: str, v) -> bool:
+    """A tensor, or what torch.ao's quantized modules put in a state_dict: the packed (weight, bias) pair of a
+    quantized Linear and its dtype."""
+    if isinstance(v, (_TensorRef, _QTensorRef)):
+        return True
+    if key.endswith("._packed_params._packed_params") or key == "_packed_params._packed_params":
+        return isinstance(v, tuple) and len(v) == 2 and isinstance(v[0], _QTensorRef) and (
+            v[1] is None or isinstance(v[1], _TensorRef))
+    if key.endswith("_packed_params.dtype"):
+        return isinstance(v, _DType)
+    return False
+
+
+def _unpack_quantized(refs: Dict[str, Any]) -> Tuple[Dict[str, Any], List[str]]:
+    """The state_dict of torch.ao quantized modules in plain keys: `X._packed_params._packed_params`
+    (weight, bias) becomes `X.weight` / `X.bias`, `X._packed_params.dtype` goes, and so do the output
+    quantization parameters `X.scale` / `X.zero_point` of a module with a quantized weight (tinyinfer's
+    activations between layers stay float32). Returns the dict and notes on what changed."""
+    out: Dict[str, Any] = OrderedDict()
+    notes: List[str] = []
+    qprefixes = set()
+    for k, v in refs.items():
+        if k.endswith("_packed_params._packed_params"):
+            pre = k[:-len("_packed_params._packed_params")]
+            pre = pre[:-1] if pre.endswith(".") else pre
+            dot = pre + "." if pre else ""
+            out[dot + "weight"] = v[0]
+            if v[1] is not None:
+                out[dot + "bias"] = v[1]
+            qprefixes.add(pre)
+        elif k.endswith("_packed_params.dtype"):
+            continue
+        else:
+            out[k] = v
+            if isinstance(v, _QTensorRef) and k.endswith("weight"):
+                qprefixes.add(k[:-len("weight")].rstrip("."))
+    dropped = 0
+    for pre in qprefixes:
+        for suffix in ("scale", "zero_point"):
+            key = f"{pre}.{suffix}" if pre else suffix
+            if key in out and isinstance(out[key], _TensorRef):
+                del out[key]
+                dropped += 1
+    # A QuantStub converted by torch.ao (its module holds nothing but the input's scale and zero point): the
+    # quantization of the model's input, which a float32 tinyinfer input does not need.
+    stubs = []
+    if qprefixes:
+        by_prefix: Dict[str, List[str]] = {}
+        for k in out:
+            by_prefix.setdefault(k.rsplit(".", 1)[0] if "." in k else "", []).append(k.rsplit(".", 1)[-1])
+        for pre, names in by_prefix.items():
+            if sorted(names) == ["scale", "zero_point"] and pre and pre not in qprefixes:
+                del out[f"{pre}.scale"], out[f"{pre}.zero_point"]
+                stubs.append(pre)
+        if stubs:
+            notes.append(f"input quantization of {', '.join(sorted(stubs)[:6])} (QuantStub scale/zero_point) dropped: "
+                         f"tinyinfer takes float32 inputs")
+    if qprefixes:
+        notes.append(f"{len(qprefixes)} quantized module(s) ({', '.join(sorted(qprefixes)[:6])}): weights kept as "
+                     f"quantized tensors" + (f", {dropped // 2} output scale/zero_point pair(s) dropped "
+                                             f"(activations stay float32)" if dropped else ""))
+    return out, notes
+
+
 _NESTED_KEYS = ("state_dict", "model_state_dict", "model", "module", "net", "network", "weights", "params")
 
 
@@ -449,7 +687,7 @@ def _state_dict_of(obj, where: str) -> Tuple[Dict[str, np.ndarray], Optional[str
     checkpoint dict holding one under a usual key)."""
     def tensors_only(d):
         return isinstance(d, dict) and len(d) > 0 and all(
-            isinstance(k, str) and isinstance(v, _TensorRef) for k, v in d.items())
+            isinstance(k, str) and _is_state_value(k, v) for k, v in d.items())
 
     if tensors_only(obj):
         return obj, None
@@ -459,7 +697,7 @@ def _state_dict_of(obj, where: str) -> Tuple[Dict[str, np.ndarray], Optional[str
                 return obj[k], k
         if len(obj) == 0:
             raise _err(f"{where} holds an empty dict: no tensors")
-        bad = [f"{k!r}: {type(v).__name__.lstrip('_')}" for k, v in obj.items() if not isinstance(v, _TensorRef)]
+        bad = [f"{k!r}: {type(v).__name__.lstrip('_')}" for k, v in obj.items() if not _is_state_value(k, v)]
         raise _err(f"{where} is not a state_dict (a dict of name -> tensor): entries {', '.join(bad[:6])}"
                    f"{' ...' if len(bad) > 6 else ''} are not tensors, and none of the keys "
                    f"{list(_NESTED_KEYS)} holds one")
@@ -508,30 +746,45 @@ def _load_zip(fileobj, total: int, where: str):
             raise _err(f"{where}: a zip archive with several data.pkl ({', '.join(pkls[:4])})")
         prefix = pkls[0][:-len("data.pkl")]
         if prefix + "constants.pkl" in by_name or any(n.startswith(prefix + "code/") for n in by_name):
-            raise _err(f"{where}: a TorchScript archive (torch.jit.save): it holds code, not a state_dict; "
-                       f"save model.state_dict() with torch.save instead")
-        bo = by_name.get(prefix + "byteorder")
-        if bo is not None:
-            order = _read_entry(zf, bo, total, where).decode("ascii", "replace").strip()
-            if order == "big":
-                raise _err(f"{where}: saved on a big-endian machine (byteorder 'big'): refused; re-save it on a "
-                           f"little-endian machine")
-            if order != "little":
-                raise _err(f"{where}: unknown byteorder record {order!r:.20}")
-        info = by_name[pkls[0]]
-        if info.file_size > _MAX_PICKLE_BYTES:
-            raise _err(f"{where}: data.pkl of {info.file_size} bytes is too large")
-        table = _StorageTable(legacy=False)
-        obj = _unpickle(_read_entry(zf, info, total, where), table, f"{where} (data.pkl)")
-        for key, st in table.by_key.items():
-            entry = by_name.get(f"{prefix}data/{key}")
-            if entry is None:
-                raise _err(f"{where}: storage {key} is missing (no {prefix}data/{key} in the archive)")
-            if entry.file_size != st.nbytes:
-                raise _err(f"{where}: storage {key} is described as {st.numel} {st.dtype} elements "
-                           f"({st.nbytes} bytes) but {entry.filename} holds {entry.file_size} bytes: the sizes lie")
-            st.data = _read_entry(zf, entry, total, where)
+            raise _err(f"{where}: a TorchScript archive (torch.jit.save), not a state_dict: convert it whole with "
+                       f"tinyinfer.convert(path, dst, input_shape=...) (its code is the graph; "
+                       f"tinyinfer.convert.torchscript.read_archive reads its weights)")
+        check_zip_byteorder(zf, by_name, prefix, total, where)
+        obj = load_zip_pickle(zf, by_name, prefix, "data.pkl", "data", total, where)
     return obj, f"torch.save zip (archive '{prefix.rstrip('/')}')"
+
+
+def check_zip_byteorder(zf: zipfile.ZipFile, by_name, prefix: str, total: int, where: str) -> None:
+    """Refuses an archive whose `byteorder` record is not 'little' (absent means little)."""
+    bo = by_name.get(prefix + "byteorder")
+    if bo is not None:
+        order = _read_entry(zf, bo, total, where).decode("ascii", "replace").strip()
+        if order == "big":
+            raise _err(f"{where}: saved on a big-endian machine (byteorder 'big'): refused; re-save it on a "
+                       f"little-endian machine")
+        if order != "little":
+            raise _err(f"{where}: unknown byteorder record {order!r:.20}")
+
+
+def load_zip_pickle(zf: zipfile.ZipFile, by_name, prefix: str, pkl: str, storage_dir: str, total: int, where: str,
+                    script_objects: bool = False):
+    """Unpickles `<prefix><pkl>` of a torch zip archive with the restricted unpickler (TorchScript objects as
+    inert stand-ins when script_objects) and reads the storages it names from `<prefix><storage_dir>/<key>`,
+    every size checked."""
+    info = by_name[prefix + pkl]
+    if info.file_size > _MAX_PICKLE_BYTES:
+        raise _err(f"{where}: {pkl} of {info.file_size} bytes is too large")
+    table = _StorageTable(legacy=False)
+    obj = _unpickle(_read_entry(zf, info, total, where), table, f"{where} ({pkl})", script_objects)
+    for key, st in table.by_key.items():
+        entry = by_name.get(f"{prefix}{storage_dir}/{key}")
+        if entry is None:
+            raise _err(f"{where}: storage {key} is missing (no {prefix}{storage_dir}/{key} in the archive)")
+        if entry.file_size != st.nbytes:
+            raise _err(f"{where}: storage {key} is described as {st.numel} {st.dtype} elements "
+                       f"({st.nbytes} bytes) but {entry.filename} holds {entry.file_size} bytes: the sizes lie")
+        st.data = _read_entry(zf, entry, total, where)
+    return obj
 
 
 # ---------------------------------------------------------------------------------------------
@@ -746,9 +999,12 @@ def load_state_dict_with_info(source) -> Tuple[Dict[str, np.ndarray], str]:
         else:
             obj, desc = _load_legacy(stream, total, where)
         refs, nested = _state_dict_of(obj, where)
+        refs, qnotes = _unpack_quantized(refs)
         sd = {k: _materialize(v) for k, v in refs.items()}
         if nested:
             desc += f", the state_dict under key {nested!r}"
+        for n in qnotes:
+            desc += f"; {n}"
         return sd, f"{desc} ({len(sd)} tensors)"
     finally:
         if closer is not None:
