@@ -56,3 +56,10 @@ from . import quantize as _quantize_mod  # noqa: E402
 
 quantize = _quantize_mod.quantize
 __all__.append("quantize")
+
+# `tinyinfer.prune(src, dst, method=..., sparsity=...)` is the function (docs/pruning.md);
+# the module is tinyinfer.prune too (`from tinyinfer.prune import Pruner`).
+from . import prune as _prune_mod  # noqa: E402
+
+prune = _prune_mod.prune
+__all__.append("prune")

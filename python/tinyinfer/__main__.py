@@ -7,6 +7,7 @@
   info                                      library version, file, and the CPU level its kernels run at
   quantize SRC.tinf -o DST.tinf --mode fp16|int8-dynamic|int8-static|int4 [--calib FILE.npy|.npz|DIR]
            [--method minmax|percentile|mse|entropy] [--report] [--max-accuracy-drop X] [--min-sqnr DB]
+  prune SRC.tinf -o DST.tinf --method magnitude|wanda|nm [--sparsity 0.8] [--pattern 2:4] [--calib FILE]
 """
 
 from __future__ import annotations
@@ -237,6 +238,8 @@ def main(argv=None) -> int:
     qz.add_argument("--keep-float", action="append", help="a layer name to keep in float32 (repeatable)")
     qz.add_argument("--no-progress", action="store_true")
     qz.set_defaults(fn=cmd_quantize)
+    from . import _cli_prune
+    _cli_prune.add_parser(sub)
     args = p.parse_args(argv)
     import tinyinfer
     try:

@@ -1,0 +1,190 @@
+// The C API of the pruner (include/tinyinfer.h, section "pruning"): a thin
+// shell over TinyInferCore's Pruner.
+
+import CTinyInfer
+import TinyInferCore
+import TinyInferShims
+
+final class PrunerHandle {
+  let pruner: Pruner
+  let layerNames: [UnsafeMutablePointer<CChar>]
+  /// The file of the last finish (stable for tinf_pruner_data).
+  private(set) var data: UnsafeMutableRawPointer? = nil
+  private(set) var count = 0
+
+  init(_ p: Pruner) {
+    pruner = p
+    let g = p.model.graph
+    layerNames = p.layers.map { makeCString(g.tensors[g.nodes[$0].outputs[0]].name) }
+  }
+
+  func setBytes(_ bytes: [UInt8]) -> Bool {
+    ti_shim_free(data)
+    count = 0
+    data = ti_shim_alloc(max(bytes.count, 1))
+    guard let data else { return false }
+    bytes.withUnsafeBytes { if let b = $0.baseAddress { data.copyMemory(from: b, byteCount: bytes.count) } }
+    count = bytes.count
+    return true
+  }
+
+  deinit {
+    for p in layerNames { p.deallocate() }
+    ti_shim_free(data)
+  }
+}
+
+func prunerHandle(_ p: OpaquePointer?) -> PrunerHandle? {
+  guard let p else { return nil }
+  return Unmanaged<PrunerHandle>.fromOpaque(UnsafeRawPointer(p)).takeUnretainedValue()
+}
+
+private func checkLayer(_ p: Pruner, _ layer: Int32) -> tinf_status? {
+  guard layer >= 0 && Int(layer) < p.layers.count else {
+    return fail(.invalidArgument, "layer \(layer) out of range (the model has \(p.layers.count) prunable layers)")
+  }
+  return nil
+}
+
+@c @implementation
+public func tinf_pruner_create(_ model: OpaquePointer?, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> tinf_status {
+  guard let m = modelHandle(model), let out else { return nullArg("tinf_pruner_create") }
+  do throws(TinfError) {
+    out.pointee = retain(PrunerHandle(try Pruner(model: m.model)))
+    return ok()
+  } catch {
+    return fail(error)
+  }
+}
+
+@c @implementation
+public func tinf_pruner_free(_ pruner: OpaquePointer?) {
+  guard let pruner else { return }
+  Unmanaged<PrunerHandle>.fromOpaque(UnsafeRawPointer(pruner)).release()
+}
+
+@c @implementation
+public func tinf_pruner_layer_count(_ pruner: OpaquePointer?, _ out: UnsafeMutablePointer<Int32>?) -> tinf_status {
+  guard let h = prunerHandle(pruner), let out else { return nullArg("tinf_pruner_layer_count") }
+  out.pointee = Int32(h.pruner.layers.count)
+  return ok()
+}
+
+@c @implementation
+public func tinf_pruner_layer(
+  _ pruner: OpaquePointer?, _ layer: Int32, _ opIndex: UnsafeMutablePointer<Int32>?, _ n: UnsafeMutablePointer<Int64>?,
+  _ k: UnsafeMutablePointer<Int64>?, _ run: UnsafeMutablePointer<Int64>?, _ channels: UnsafeMutablePointer<Int64>?,
+  _ name: UnsafeMutablePointer<UnsafePointer<CChar>?>?
+) -> tinf_status {
+  guard let h = prunerHandle(pruner) else { return nullArg("tinf_pruner_layer") }
+  let p = h.pruner
+  if let e = checkLayer(p, layer) { return e }
+  let l = Int(layer)
+  let s = p.shapes[l]
+  opIndex?.pointee = Int32(p.layers[l])
+  n?.pointee = Int64(s.n)
+  k?.pointee = Int64(s.k)
+  run?.pointee = Int64(s.run)
+  channels?.pointee = Int64(s.inputChannels)
+  name?.pointee = UnsafePointer(h.layerNames[l])
+  return ok()
+}
+
+@c @implementation
+public func tinf_pruner_get_weights(_ pruner: OpaquePointer?, _ layer: Int32, _ dst: UnsafeMutablePointer<Float>?, _ count: Int)
+  -> tinf_status
+{
+  guard let h = prunerHandle(pruner), let dst else { return nullArg("tinf_pruner_get_weights") }
+  let p = h.pruner
+  if let e = checkLayer(p, layer) { return e }
+  let w = p.weights[Int(layer)]
+  guard count == w.count else { return fail(.invalidArgument, "layer \(layer) has \(w.count) weights, count is \(count)") }
+  for i in 0..<w.count { dst[i] = w[i] }
+  return ok()
+}
+
+@c @implementation
+public func tinf_pruner_set_weights(_ pruner: OpaquePointer?, _ layer: Int32, _ src: UnsafePointer<Float>?, _ count: Int)
+  -> tinf_status
+{
+  guard let h = prunerHandle(pruner), let src, count >= 0 else { return nullArg("tinf_pruner_set_weights") }
+  return status { () throws(TinfError) in
+    try h.pruner.setWeights(layer: Int(layer), UnsafeBufferPointer(start: src, count: count))
+  }
+}
+
+@c @implementation
+public func tinf_pruner_magnitude(_ pruner: OpaquePointer?, _ layer: Int32, _ sparsity: Double) -> tinf_status {
+  guard let h = prunerHandle(pruner) else { return nullArg("tinf_pruner_magnitude") }
+  guard layer >= -1 else { return fail(.invalidArgument, "layer \(layer): a layer index or -1 (all layers)") }
+  return status { () throws(TinfError) in
+    try h.pruner.magnitude(layer: layer < 0 ? nil : Int(layer), sparsity: sparsity)
+  }
+}
+
+@c @implementation
+public func tinf_pruner_nm(
+  _ pruner: OpaquePointer?, _ layer: Int32, _ n: Int32, _ m: Int32, _ skipped: UnsafeMutablePointer<Int32>?
+) -> tinf_status {
+  guard let h = prunerHandle(pruner) else { return nullArg("tinf_pruner_nm") }
+  guard layer >= -1 else { return fail(.invalidArgument, "layer \(layer): a layer index or -1 (all layers)") }
+  return status { () throws(TinfError) in
+    let s = try h.pruner.nm(layer: layer < 0 ? nil : Int(layer), n: Int(n), m: Int(m))
+    skipped?.pointee = Int32(s.count)
+  }
+}
+
+@c @implementation
+public func tinf_pruner_observe(
+  _ pruner: OpaquePointer?, _ n: Int32, _ inputs: UnsafePointer<UnsafeRawPointer?>?, _ nbytes: UnsafePointer<Int>?
+) -> tinf_status {
+  guard let h = prunerHandle(pruner), n >= 0 && n <= 1 << 16, n == 0 || (inputs != nil && nbytes != nil) else {
+    return nullArg("tinf_pruner_observe")
+  }
+  var bufs: [UnsafeRawBufferPointer] = []
+  for i in 0..<Int(n) {
+    guard let p = inputs![i], nbytes![i] >= 0 else { return nullArg("tinf_pruner_observe") }
+    bufs.append(UnsafeRawBufferPointer(start: p, count: nbytes![i]))
+  }
+  return status { () throws(TinfError) in try h.pruner.observe(bufs) }
+}
+
+@c @implementation
+public func tinf_pruner_input_squares(
+  _ pruner: OpaquePointer?, _ layer: Int32, _ dst: UnsafeMutablePointer<Double>?, _ count: Int,
+  _ positions: UnsafeMutablePointer<Int64>?
+) -> tinf_status {
+  guard let h = prunerHandle(pruner), let dst else { return nullArg("tinf_pruner_input_squares") }
+  let p = h.pruner
+  if let e = checkLayer(p, layer) { return e }
+  let s = p.inputSquares[Int(layer)]
+  guard count == s.count else {
+    return fail(.invalidArgument, "layer \(layer) has \(s.count) input channels, count is \(count)")
+  }
+  for i in 0..<s.count { dst[i] = s[i] }
+  positions?.pointee = Int64(p.positions[Int(layer)])
+  return ok()
+}
+
+@c @implementation
+public func tinf_pruner_finish(_ pruner: OpaquePointer?) -> tinf_status {
+  guard let h = prunerHandle(pruner) else { return nullArg("tinf_pruner_finish") }
+  do throws(TinfError) {
+    let bytes = try h.pruner.finish()
+    guard h.setBytes(bytes) else { return fail(.outOfMemory, "cannot allocate \(bytes.count) bytes for the file") }
+    return ok()
+  } catch {
+    return fail(error)
+  }
+}
+
+@c @implementation
+public func tinf_pruner_data(
+  _ pruner: OpaquePointer?, _ out: UnsafeMutablePointer<UnsafeRawPointer?>?, _ nbytes: UnsafeMutablePointer<Int>?
+) -> tinf_status {
+  guard let h = prunerHandle(pruner), let out, let nbytes else { return nullArg("tinf_pruner_data") }
+  guard let d = h.data, h.count > 0 else { return fail(.invalidState, "tinf_pruner_data: call tinf_pruner_finish first") }
+  out.pointee = UnsafeRawPointer(d)
+  nbytes.pointee = h.count
+  return ok()
+}
