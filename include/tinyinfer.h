@@ -88,8 +88,9 @@ const char *tinf_last_error(void);
 const char *tinf_version_string(void);
 /* TINF_ABI_VERSION of the library as built. */
 int32_t tinf_abi_version(void);
-/* The .tinf format version this library writes; it reads every minor version
- * of the same major (see docs/format.md). */
+/* The newest .tinf format version this library writes (a file gets the
+ * oldest minor that holds it: 1.0 unless it stores a constant sparse); it
+ * reads every minor version of the same major (see docs/format.md). */
 int32_t tinf_format_version_major(void);
 int32_t tinf_format_version_minor(void);
 
@@ -474,6 +475,14 @@ tinf_status tinf_pruner_finish(tinf_pruner *pruner);
 /* The file of the last finish: owned by the pruner, valid until the next
  * finish or free. */
 tinf_status tinf_pruner_data(const tinf_pruner *pruner, const void **out_data, size_t *out_nbytes);
+/* How tensor `index` (tinf_model_tensor_detail) of a loaded model was stored
+ * and how sparse it is: out_sparse 1 when the file stored it in the sparse
+ * encoding (docs/format.md), out_stored_bytes its bytes in the file (0 for a
+ * computed tensor), out_zeros the fraction of its elements that are zero
+ * (constants; 0 for others). Any out-pointer may be NULL.
+ * TINF_ERR_INVALID_ARGUMENT for a NULL model or an index out of range. */
+tinf_status tinf_model_tensor_storage(const tinf_model *model, int32_t index, int32_t *out_sparse,
+                                      size_t *out_stored_bytes, double *out_zeros);
 
 #ifdef __cplusplus
 }

@@ -188,3 +188,35 @@ public func tinf_pruner_data(
   nbytes.pointee = h.count
   return ok()
 }
+
+@c @implementation
+public func tinf_model_tensor_storage(
+  _ model: OpaquePointer?, _ index: Int32, _ sparse: UnsafeMutablePointer<Int32>?, _ stored: UnsafeMutablePointer<Int>?,
+  _ zeros: UnsafeMutablePointer<Double>?
+) -> tinf_status {
+  guard let h = modelHandle(model) else { return nullArg("tinf_model_tensor_storage") }
+  let m = h.model
+  let g = m.graph
+  guard index >= 0 && Int(index) < g.tensors.count else {
+    return fail(.invalidArgument, "tensor \(index) out of range (\(g.tensors.count) tensors)")
+  }
+  let t = Int(index)
+  let d = g.tensors[t]
+  let enc = t < m.encodedBytes.count ? m.encodedBytes[t] : -1
+  sparse?.pointee = enc >= 0 ? 1 : 0
+  stored?.pointee = enc >= 0 ? enc : (d.constant != nil ? d.nbytes : 0)
+  var fraction = 0.0
+  if d.isConstant, let p = m.constantData(t), d.dtype.size > 0, d.count > 0 {
+    let es = d.dtype.size
+    let bytes = UnsafeRawPointer(p)
+    var z = 0
+    for e in 0..<d.count {
+      var all = true
+      for b in 0..<es where bytes.load(fromByteOffset: e &* es &+ b, as: UInt8.self) != 0 { all = false }
+      if all { z &+= 1 }
+    }
+    fraction = Double(z) / Double(d.count)
+  }
+  zeros?.pointee = fraction
+  return ok()
+}

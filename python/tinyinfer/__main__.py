@@ -71,6 +71,12 @@ def cmd_inspect(args) -> int:
                 else:
                     q = (f"axis {t.quant_axis}: {t.scales.size} scales {t.scales.min():.4g}..{t.scales.max():.4g}, "
                          f"zero points {t.zero_points.min()}..{t.zero_points.max()}")
+            if t.kind == "constant":
+                from .prune import tensor_storage
+                sparse, stored, zeros = tensor_storage(m, t.index)
+                if sparse or zeros >= 0.05:
+                    q = (q + "; " if q else "") + f"{zeros:.1%} zeros" + (
+                        f", stored sparse ({stored} B, {stored / max(t.nbytes, 1):.0%})" if sparse else "")
             print(f"{t.index:>4} {t.name[:40]:40} {t.kind:9} {str(t.dtype):8} {str(list(t.shape)):20} {t.nbytes:>10}  {q}")
         print("ops:")
         names = {t.index: t.name for t in m.tensors()}

@@ -354,3 +354,6 @@ _fn("tinf_pruner_input_squares", [PrunerHandle, c_int32, POINTER(c_double), c_si
 _fn("tinf_pruner_finish", [PrunerHandle])
 # tinf_status tinf_pruner_data(const tinf_pruner *pruner, const void **out_data, size_t *out_nbytes);
 _fn("tinf_pruner_data", [PrunerHandle, POINTER(c_void_p), POINTER(c_size_t)])
+# tinf_status tinf_model_tensor_storage(const tinf_model *model, int32_t index, int32_t *out_sparse,
+#                                       size_t *out_stored_bytes, double *out_zeros);
+_fn("tinf_model_tensor_storage", [ModelHandle, c_int32, POINTER(c_int32), POINTER(c_size_t), POINTER(c_double)])

@@ -131,6 +131,14 @@ class Pruner:
         return ctypes.string_at(p.value, n.value)
 
 
+def tensor_storage(model: Model, index: int) -> tuple:
+    """(stored sparse in the file, bytes in the file, fraction of zero
+    elements) of tensor `index` of a loaded model (tinf_model_tensor_storage)."""
+    sparse, stored, zeros = c_int32(), c_size_t(), c_double()
+    L.tinf_model_tensor_storage(model.handle, int(index), byref(sparse), byref(stored), byref(zeros))
+    return bool(sparse.value), stored.value, zeros.value
+
+
 def parse_pattern(pattern) -> tuple:
     """'2:4' -> (2, 4), checked."""
     if isinstance(pattern, (tuple, list)) and len(pattern) == 2:

@@ -105,17 +105,19 @@ enum SparseGemm {
       k = w.shape[1]
     } else if node.op == .conv2D {
       // 1x1, stride 1, one group, no explicit padding (SAME adds none to a 1x1 window).
+      let a = node.attrs
+      let strides = (try? a.ints(.strides, count: 2, default: [1, 1], in: 1...(1 << 20))) ?? [0, 0]
+      let padding = (try? a.int(.padding, default: 0, in: 0...2)) ?? -1
+      let pads = padding == 2 ? ((try? a.ints(.pads, count: 4, default: [0, 0, 0, 0], in: 0...(1 << 20))) ?? [1]) : [0]
       guard w.shape.count == 4, w.shape[1] == 1, w.shape[2] == 1, x.shape.count == 4,
-        (try? node.attrs.int(.groups, default: 1)) == 1,
-        let strides = try? node.attrs.ints(.strides), (strides ?? [1, 1]).allSatisfy({ $0 == 1 }),
-        let pads = try? node.attrs.ints(.pads), (pads ?? []).allSatisfy({ $0 == 0 })
+        (try? a.int(.groups, default: 1)) == 1, strides == [1, 1], padding >= 0, pads.allSatisfy({ $0 == 0 })
       else { return nil }
       n = w.shape[0]
       k = w.shape[3]
     } else {
       return nil
     }
-    guard n >= 1, k >= 1, n &* k >= 256, x.shape.count >= 1, x.shape[x.shape.count - 1] == k else { return nil }
+    guard n >= 1, k >= 1, choice == .always || n &* k >= 256, x.shape.count >= 1, x.shape[x.shape.count - 1] == k else { return nil }
     let rows = x.count / k
     let int8 = x.dtype == .int8 && w.dtype == .int8
     guard int8 || (x.dtype == .float32 && w.dtype == .float32) else { return nil }

@@ -23,6 +23,12 @@ public final class Model {
   }
   private let storage: Storage
   private let dataBase: UnsafeRawPointer?
+  /// The dense copy of the constants of a file with sparse constants (owned), else nil.
+  private let expanded: UnsafeMutableRawPointer?
+  /// Per tensor of the file: the bytes of its sparse encoding, -1 when
+  /// stored dense (empty: the file has no sparse constant). The graph
+  /// passes append tensors only, so file indices stay valid.
+  public let encodedBytes: [Int]
   /// Buffers of tensors folded at load (owned; freed with the model).
   private let foldedData: [UnsafeMutableRawPointer?]
   /// What the load-time passes did, in order: constant folding
@@ -89,11 +95,22 @@ public final class Model {
     throws(TinfError) -> Model
   {
     let file = UnsafeRawBufferPointer(start: base, count: size)
+    var expanded: UnsafeMutableRawPointer? = nil
     do throws(TinfError) {
       let layout = try ModelFile.readHeader(file)
-      let def = try ModelFile.readBody(UnsafeRawBufferPointer(rebasing: file[layout.body]), minor: layout.minor)
-      let validated = try Graph(validating: def, dataSize: layout.data.count)
-      let dataBase: UnsafeRawPointer? = layout.data.isEmpty ? nil : base + layout.data.lowerBound
+      var def = try ModelFile.readBody(UnsafeRawBufferPointer(rebasing: file[layout.body]), minor: layout.minor)
+      // Sparse constants (format 1.1): checked and expanded into one dense buffer.
+      var dataBase: UnsafeRawPointer? = layout.data.isEmpty ? nil : base + layout.data.lowerBound
+      var dataCount = layout.data.count
+      var encoded: [Int] = []
+      if def.tensors.contains(where: { $0.sparseEntries != nil }) {
+        encoded = def.tensors.map { $0.sparseEntries != nil ? ($0.constant?.count ?? 0) : -1 }
+        let e = try SparseEncoding.expand(&def, data: UnsafeRawBufferPointer(rebasing: file[layout.data]))
+        expanded = e.buffer
+        dataBase = UnsafeRawPointer(e.buffer)
+        dataCount = e.size
+      }
+      let validated = try Graph(validating: def, dataSize: dataCount)
       func fileData(_ t: Int) -> UnsafeMutableRawPointer? {
         guard t < validated.tensors.count, let r = validated.tensors[t].constant, let dataBase else { return nil }
         return UnsafeMutableRawPointer(mutating: dataBase + r.lowerBound)
@@ -107,8 +124,10 @@ public final class Model {
       }
       return Model(
         size: size, storage: storage, dataBase: dataBase, folding: folding,
-        parts: (layout.body.lowerBound, layout.body.count, layout.data.count), sparse: sparse, t0: t0)
+        parts: (layout.body.lowerBound, layout.body.count, layout.data.count), sparse: sparse, expanded: expanded,
+        encoded: encoded, t0: t0)
     } catch {
+      ti_shim_free(expanded)
       switch storage {
       case .mapped(let p, let n): ti_shim_unmap(p, n)
       case .owned(let p): ti_shim_free(p)
@@ -120,8 +139,11 @@ public final class Model {
 
   private init(
     size: Int, storage: Storage, dataBase: UnsafeRawPointer?, folding: ConstantFolding.Result,
-    parts: (header: Int, graph: Int, data: Int), sparse choice: SparseChoice, t0: UInt64
+    parts: (header: Int, graph: Int, data: Int), sparse choice: SparseChoice, expanded: UnsafeMutableRawPointer?,
+    encoded: [Int], t0: UInt64
   ) {
+    self.expanded = expanded
+    self.encodedBytes = encoded
     self.partSizes = parts
     var f = 0
     for (i, t) in folding.graph.tensors.enumerated() where folding.buffers[i] != nil { f += t.nbytes }
@@ -170,6 +192,7 @@ public final class Model {
 
   deinit {
     for b in foldedData { ti_shim_free(b) }
+    ti_shim_free(expanded)
     switch storage {
     case .mapped(let p, let n): ti_shim_unmap(p, n)
     case .owned(let p): ti_shim_free(p)
@@ -178,7 +201,7 @@ public final class Model {
   }
 
   /// Address of a constant tensor's data (read-only: kernels never write it).
-  func constantData(_ t: Int) -> UnsafeMutableRawPointer? {
+  public func constantData(_ t: Int) -> UnsafeMutableRawPointer? {
     if let f = foldedData[t] { return f }
     guard let r = graph.tensors[t].constant, let dataBase else { return nil }
     return UnsafeMutableRawPointer(mutating: dataBase + r.lowerBound)
