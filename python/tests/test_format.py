@@ -242,7 +242,7 @@ def test_newer_minor_may_append_body_fields(mlp):
         pytest.skip("no padding between the sections")
     grown = patched(mlp, OFF_BODY_SIZE, "<Q", body_size + 1)
     assert_refused(grown)  # same minor: trailing bytes are an error
-    newer = patched(grown, OFF_MINOR, "<H", minor + 1)
+    newer = patched(grown, OFF_MINOR, "<H", tinyinfer._clib.tinf_format_version_minor() + 1)
     with tinyinfer.load(newer) as m:
         m.run(np.zeros((2, 8), np.float32))
 

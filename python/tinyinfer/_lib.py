@@ -327,6 +327,7 @@ OPS_TAKING_ACTIVATION = frozenset(op for op in OP_IDS if op_flags(op) & OP_FUSED
 
 
 # ---- pruning (docs/pruning.md) ----
+
 # tinf_status tinf_pruner_create(tinf_model *model, tinf_pruner **out_pruner);
 _fn("tinf_pruner_create", [ModelHandle, POINTER(PrunerHandle)])
 # void tinf_pruner_free(tinf_pruner *pruner);

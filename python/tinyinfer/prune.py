@@ -384,9 +384,9 @@ def prune(src, dst=None, method: str = "magnitude", sparsity: Optional[float] = 
         if pattern is not None:
             raise InvalidArgumentError("pattern is for method nm")
         if sparsity is None:
-            raise InvalidArgumentError(f"method {method} needs a sparsity in [0, 1)")
+            raise InvalidArgumentError(f"method {method} needs a sparsity (>= 0 and < 1)")
         if not isinstance(sparsity, (int, float)) or not (0 <= float(sparsity) < 1):
-            raise InvalidArgumentError(f"sparsity must be in [0, 1), got {sparsity!r}")
+            raise InvalidArgumentError(f"sparsity must be >= 0 and < 1, got {sparsity!r}")
     if method == "wanda" and calib is None:
         raise InvalidArgumentError("method wanda needs calibration data (calib)")
 
