@@ -5,32 +5,12 @@ import CTinyInfer
 import TinyInferCore
 import TinyInferShims
 
-final class PrunerHandle {
+final class PrunerHandle: FileMakerHandle {
   let pruner: Pruner
-  let layerNames: [UnsafeMutablePointer<CChar>]
-  /// The file of the last finish (stable for tinf_pruner_data).
-  private(set) var data: UnsafeMutableRawPointer? = nil
-  private(set) var count = 0
 
   init(_ p: Pruner) {
     pruner = p
-    let g = p.model.graph
-    layerNames = p.layers.map { makeCString(g.tensors[g.nodes[$0].outputs[0]].name) }
-  }
-
-  func setBytes(_ bytes: [UInt8]) -> Bool {
-    ti_shim_free(data)
-    count = 0
-    data = ti_shim_alloc(max(bytes.count, 1))
-    guard let data else { return false }
-    bytes.withUnsafeBytes { if let b = $0.baseAddress { data.copyMemory(from: b, byteCount: bytes.count) } }
-    count = bytes.count
-    return true
-  }
-
-  deinit {
-    for p in layerNames { p.deallocate() }
-    ti_shim_free(data)
+    super.init(graph: p.model.graph, layers: p.layers)
   }
 }
 

@@ -216,3 +216,22 @@ def test_command_line(rng, tmp_path):
     assert r.returncode == 1 and "sparsity must be >= 0 and < 1" in r.stderr
     r = run("-o", str(dst), "--method", "nm", "--pattern", "2:4")
     assert r.returncode == 0 and "2:4" in r.stdout
+
+
+def test_profile_names_the_ops_on_sparse_kernels(rng, tmp_path):
+    g = tinyinfer.GraphBuilder("pw")
+    x = g.input("x", (1, 8, 8, 64))
+    w = rng.standard_normal((32, 1, 1, 64)).astype(np.float32)
+    h = g.op("Conv2D", x, g.const("w", w), None, activation=1)
+    g.output(g.op("Conv2D", h, g.const("w2", rng.standard_normal((16, 1, 1, 32)).astype(np.float32)), None))
+    src, dst = tmp_path / "m.tinf", tmp_path / "p.tinf"
+    src.write_bytes(g.to_bytes())
+    tinyinfer.prune(str(src), str(dst), method="magnitude", sparsity=0.9, scope="layer")
+    with tinyinfer.load(str(dst)) as m:
+        from tinyinfer.prune import sparse_ops
+        assert sparse_ops(m) == {0, 1}
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(HERE))
+    r = subprocess.run([sys.executable, "-m", "tinyinfer", "bench", str(dst), "--profile", "--runs", "5"], env=env,
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.count("sparse kernel") == 2

@@ -157,9 +157,12 @@ def cmd_bench(args) -> int:
         if args.profile:
             prof = s.profile(x, runs=min(args.runs, 200))
             total = sum(p for _, p in prof) or 1.0
+            from .prune import sparse_ops
+            sparse = sparse_ops(m)
             print(f"  {'#':>3} {'op':16} {'us':>9} {'share':>6}")
             for i, (op, sec) in enumerate(prof):
-                print(f"  {i:>3} {op:16} {sec * 1e6:>9.2f} {sec / total * 100:>5.1f}%")
+                kernel = "  sparse kernel" if i in sparse else ""
+                print(f"  {i:>3} {op:16} {sec * 1e6:>9.2f} {sec / total * 100:>5.1f}%{kernel}")
         s.close()
     return 0
 

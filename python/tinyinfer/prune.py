@@ -139,6 +139,15 @@ def tensor_storage(model: Model, index: int) -> tuple:
     return bool(sparse.value), stored.value, zeros.value
 
 
+def sparse_ops(model: Model) -> set:
+    """Indices of the ops that run on a sparse kernel (the load report's
+    "sparse kernel: Op 'output name' ..." lines, matched to the ops by
+    their first output)."""
+    names = {line.split("'")[1] for line in model.passes if line.startswith("sparse kernel:") and "'" in line}
+    tensors = {t.index: t.name for t in model.tensors()}
+    return {op.index for op in model.ops() if op.outputs and tensors.get(op.outputs[0]) in names}
+
+
 def parse_pattern(pattern) -> tuple:
     """'2:4' -> (2, 4), checked."""
     if isinstance(pattern, (tuple, list)) and len(pattern) == 2:

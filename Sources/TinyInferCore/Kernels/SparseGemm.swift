@@ -80,15 +80,26 @@ public enum SparseChoice: Sendable {
 }
 
 enum SparseGemm {
-  /// The largest density at which the sparse kernels replace the dense
-  /// ones, measured on x86-64 (bench/sparse.py): the tiled kernel of many
-  /// rows (1x1 convolutions, batches) is about even at 50% zeros and 2x
-  /// faster at 80%; the one-row kernel (a batch-1 FullyConnected, a GEMV)
-  /// gathers one input per nonzero and overtakes the dense GEMV only near
-  /// 90% zeros (on weights that fit in the caches).
-  static let maxDensityTiled = 0.40
+  /// When the sparse kernels replace the dense ones, measured with
+  /// bench/sparse.py on x86-64 (AVX-512 and AVX2): the tiled float32 kernel
+  /// of many rows (1x1 convolutions, batches) wins from about 70% zeros
+  /// (1.0 to 1.3x there, 1.4 to 3x at 90%); the one-row float32 kernel (a
+  /// batch-1 FullyConnected, a GEMV) gathers one input per nonzero and wins
+  /// only at 90% zeros on weights too large for the L2 cache (about 1.2x),
+  /// losing to the dense GEMV on weights that stay in cache. The int8
+  /// kernels (exact int32 products, the same outputs as the dense ones) do
+  /// not beat the dense int8 GEMM on its dot-product instructions at any
+  /// density measured: int8 runs sparse only when asked (`.always`).
+  static let maxDensityTiled = 0.30
   static let maxDensityRow = 0.10
-  static let maxDensityRowInt8 = 0.06
+  static let minRowWeightBytes = 1 << 20
+
+  /// Whether the sparse kernel is expected to be faster (`.auto`).
+  static func pays(density: Double, rows: Int, int8: Bool, weightBytes: Int) -> Bool {
+    if int8 { return false }
+    if rows >= 2 { return density <= maxDensityTiled }
+    return density <= maxDensityRow && weightBytes >= minRowWeightBytes
+  }
 
   static var kernels: ti_sparse_kernels { ti_sparse_kernels_get().pointee }
 
@@ -134,8 +145,9 @@ enum SparseGemm {
       for i in 0..<(n &* k) where p[i] != 0 { nnz &+= 1 }
     }
     let density = Double(nnz) / Double(n &* k)
-    let limit = rows >= 2 ? maxDensityTiled : (int8 ? maxDensityRowInt8 : maxDensityRow)
-    guard choice == .always ? density < 1 : density <= limit else { return nil }
+    let wanted = choice == .always
+      ? density < 1 : pays(density: density, rows: rows, int8: int8, weightBytes: n &* k &* (int8 ? 1 : 4))
+    guard wanted else { return nil }
     if int8 {
       return try? SparseWeights(
         n: n, k: k, nnz: nnz, floats: nil, int8s: UnsafePointer(wp.assumingMemoryBound(to: Int8.self)))
