@@ -90,7 +90,7 @@ class Pruner:
         return w
 
     def set_weights(self, layer: int, w: np.ndarray) -> None:
-        w = np.ascontiguousarray(w, np.float32)
+        w = np.ascontiguousarray(w, np.float32) + np.float32(0)   # -0.0 (a masked negative weight) -> 0.0
         L.tinf_pruner_set_weights(self._h, int(layer), w.ctypes.data_as(ctypes.POINTER(c_float)), w.size)
 
     def magnitude(self, sparsity: float, layer: int = -1) -> None:
