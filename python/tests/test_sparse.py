@@ -254,3 +254,29 @@ def test_random_corruption_of_sparse_files_never_crashes():
                 m.run([])
         except tinyinfer.TinyInferError:
             pass
+
+
+INT8_CHOICE_SCRIPT = r"""
+import sys, numpy as np, tinyinfer
+sys.path.insert(0, sys.argv[1])
+import test_sparse as t
+rng = np.random.default_rng(3)
+w = t.sparse_weights(rng, (64, 64), 0.9)
+shape = (1, 8, 8, 64)
+x = rng.standard_normal(shape).astype(np.float32)
+q = tinyinfer.quantize(t.conv1x1_model(w, None, shape), mode="int8-static", calib=[x]).data
+with tinyinfer.load(q) as m, tinyinfer.load(q, sparse=False) as d:
+    np.testing.assert_array_equal(m.run(x)[0], d.run(x)[0])
+    print(tinyinfer.info()["isa"], len(t.sparse_ops(m)))
+"""
+
+
+@pytest.mark.parametrize("level,expect", [("avx2", 1), ("avx512", 0)])
+def test_int8_runs_sparse_by_itself_only_where_it_pays(level, expect):
+    env = dict(os.environ, TINYINFER_ISA=level, PYTHONPATH=os.pathsep.join([os.path.dirname(HERE), HERE]))
+    r = subprocess.run([sys.executable, "-c", INT8_CHOICE_SCRIPT, HERE], env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    isa, chosen = r.stdout.split()
+    if isa != level or (level == "avx512" and "avx512vnni" not in tinyinfer.info()["cpu_features"]):
+        pytest.skip(f"this CPU runs {isa}")
+    assert int(chosen) == expect
