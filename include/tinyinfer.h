@@ -88,8 +88,9 @@ const char *tinf_last_error(void);
 const char *tinf_version_string(void);
 /* TINF_ABI_VERSION of the library as built. */
 int32_t tinf_abi_version(void);
-/* The .tinf format version this library writes; it reads every minor version
- * of the same major (see docs/format.md). */
+/* The newest .tinf format version this library writes (a file gets the
+ * oldest minor that holds it: 1.0 unless it stores a constant sparse); it
+ * reads every minor version of the same major (see docs/format.md). */
 int32_t tinf_format_version_major(void);
 int32_t tinf_format_version_minor(void);
 
@@ -156,7 +157,10 @@ tinf_status tinf_model_load_buffer(const void *data, size_t size, tinf_model **o
 /* Flags of tinf_model_load_file_flags and tinf_model_load_buffer_flags (a bit
  * set). Append-only. */
 typedef enum tinf_load_flag {
-  TINF_LOAD_NO_GRAPH_PASSES = 1 /* skip the graph optimization passes (constant folding still runs) */
+  TINF_LOAD_NO_GRAPH_PASSES = 1, /* skip the graph optimization passes (constant folding still runs) */
+  TINF_LOAD_DENSE = 2,           /* keep every op on the dense kernels (no sparse kernel is chosen; docs/pruning.md) */
+  TINF_LOAD_SPARSE_ALWAYS = 4    /* the sparse kernel for every op that has one and any zero weight (benchmarks);
+                                    TINF_LOAD_DENSE wins when both are set */
 } tinf_load_flag;
 
 /* tinf_model_load_file and tinf_model_load_buffer with flags (0: the same as
@@ -504,6 +508,71 @@ tinf_status tinf_model_batch_plan(tinf_model *model, const tinf_options *options
                                   size_t item_bytes, int64_t batch_limit, uint32_t measure_ms, uint32_t overhead_ns,
                                   int32_t capacity, int64_t *out_batches, size_t *out_bytes,
                                   double *out_items_per_second, int32_t *out_count, int32_t *out_best);
+/* ---- pruning (docs/pruning.md) ---------------------------------------------- */
+
+/* A pruner sets weights of a loaded float32 model to zero and writes the
+ * pruned model as a new .tinf file. Layers are the FullyConnected and
+ * Conv2D ops with constant float32 weights: rows of k values per output
+ * channel ([N, K]; a Conv2D's [Cout, KH, KW, Cin / groups] flattened), the
+ * innermost `run` values of a row (K, or Cin / groups) holding N:M groups.
+ * Typical use:
+ *
+ *     tinf_pruner *p = NULL;
+ *     tinf_pruner_create(model, &p);
+ *     tinf_pruner_magnitude(p, -1, 0.8f);        one threshold over all layers
+ *     tinf_pruner_finish(p);
+ *     tinf_pruner_data(p, &data, &size);          write data to a file
+ *     tinf_pruner_free(p);
+ *
+ * The pruner keeps its own reference to the model. One thread at a time.
+ * Statuses: TINF_ERR_INVALID_ARGUMENT for a NULL handle or pointer, a layer
+ * out of range, a sparsity outside [0, 1), an N:M pattern a layer cannot
+ * hold, a count that differs from the layer's; TINF_ERR_INVALID_STATE for
+ * tinf_pruner_data before a finish; TINF_ERR_OUT_OF_MEMORY. */
+typedef struct tinf_pruner tinf_pruner;
+
+tinf_status tinf_pruner_create(tinf_model *model, tinf_pruner **out_pruner);
+void tinf_pruner_free(tinf_pruner *pruner);
+tinf_status tinf_pruner_layer_count(const tinf_pruner *pruner, int32_t *out_count);
+/* Layer `layer`: its op index (tinf_model_op), output channels n, values per
+ * output channel k, innermost run, input channels of its input tensor (the
+ * last dim), and name (its first output's, owned by the pruner). Any
+ * out-pointer may be NULL. */
+tinf_status tinf_pruner_layer(const tinf_pruner *pruner, int32_t layer, int32_t *out_op_index, int64_t *out_n,
+                              int64_t *out_k, int64_t *out_run, int64_t *out_input_channels, const char **out_name);
+/* Copies the layer's current n * k weights into dst (count must be n * k). */
+tinf_status tinf_pruner_get_weights(const tinf_pruner *pruner, int32_t layer, float *dst, size_t count);
+/* Replaces them (count n * k finite values). */
+tinf_status tinf_pruner_set_weights(tinf_pruner *pruner, int32_t layer, const float *src, size_t count);
+/* Zeros the fraction `sparsity` (in [0, 1)) of weights of smallest magnitude,
+ * of one layer or (layer -1) of all layers under one threshold. */
+tinf_status tinf_pruner_magnitude(tinf_pruner *pruner, int32_t layer, double sparsity);
+/* Keeps the n largest of every m consecutive weights of each row's
+ * innermost run (1 <= n < m <= 64): one layer (its run a multiple of m, else
+ * TINF_ERR_INVALID_ARGUMENT), or (layer -1) every layer that can hold it;
+ * out_skipped (may be NULL) gets how many layers could not. */
+tinf_status tinf_pruner_nm(tinf_pruner *pruner, int32_t layer, int32_t n, int32_t m, int32_t *out_skipped);
+/* Runs the model on one set of inputs (as tinf_quantizer_observe) and adds
+ * each layer's input x^2 per input channel (activation statistics for
+ * activation-aware pruning). */
+tinf_status tinf_pruner_observe(tinf_pruner *pruner, int32_t n_inputs, const void *const *inputs, const size_t *nbytes);
+/* The layer's per-input-channel sums of x^2 (count = its input channels) and
+ * how many positions were summed (out_positions may be NULL). */
+tinf_status tinf_pruner_input_squares(const tinf_pruner *pruner, int32_t layer, double *dst, size_t count,
+                                      int64_t *out_positions);
+/* Serializes the model with the current weights. */
+tinf_status tinf_pruner_finish(tinf_pruner *pruner);
+/* The file of the last finish: owned by the pruner, valid until the next
+ * finish or free. */
+tinf_status tinf_pruner_data(const tinf_pruner *pruner, const void **out_data, size_t *out_nbytes);
+/* How tensor `index` (tinf_model_tensor_detail) of a loaded model was stored
+ * and how sparse it is: out_sparse 1 when the file stored it in the sparse
+ * encoding (docs/format.md), out_stored_bytes its bytes in the file (0 for a
+ * computed tensor), out_zeros the fraction of its elements that are zero
+ * (constants; 0 for others). Any out-pointer may be NULL.
+ * TINF_ERR_INVALID_ARGUMENT for a NULL model or an index out of range. */
+tinf_status tinf_model_tensor_storage(const tinf_model *model, int32_t index, int32_t *out_sparse,
+                                      size_t *out_stored_bytes, double *out_zeros);
 
 #ifdef __cplusplus
 }

@@ -100,7 +100,8 @@ public func tinf_model_load_file_flags(
   }
   guard flags & ~loadFlagsKnown == 0 else { return fail(.invalidArgument, "unknown load flags \(flags)") }
   do throws(TinfError) {
-    let m = try Model.load(path: String(cString: path), optimize: flags & loadNoGraphPasses == 0)
+    let m = try Model.load(
+      path: String(cString: path), optimize: flags & loadNoGraphPasses == 0, sparse: sparseChoice(flags))
     out.pointee = retain(ModelHandle(m))
     return ok()
   } catch {
@@ -117,7 +118,9 @@ public func tinf_model_load_buffer_flags(
   }
   guard flags & ~loadFlagsKnown == 0 else { return fail(.invalidArgument, "unknown load flags \(flags)") }
   do throws(TinfError) {
-    let m = try Model.load(buffer: UnsafeRawBufferPointer(start: data, count: size), optimize: flags & loadNoGraphPasses == 0)
+    let m = try Model.load(
+      buffer: UnsafeRawBufferPointer(start: data, count: size), optimize: flags & loadNoGraphPasses == 0,
+      sparse: sparseChoice(flags))
     out.pointee = retain(ModelHandle(m))
     return ok()
   } catch {
@@ -125,9 +128,15 @@ public func tinf_model_load_buffer_flags(
   }
 }
 
-/// TINF_LOAD_NO_GRAPH_PASSES, and every flag this library knows.
+/// TINF_LOAD_NO_GRAPH_PASSES, TINF_LOAD_DENSE, TINF_LOAD_SPARSE_ALWAYS, and every flag this library knows.
 private let loadNoGraphPasses: UInt32 = 1
-private let loadFlagsKnown: UInt32 = 1
+private let loadDense: UInt32 = 2
+private let loadSparseAlways: UInt32 = 4
+private let loadFlagsKnown: UInt32 = 7
+
+private func sparseChoice(_ flags: UInt32) -> SparseChoice {
+  flags & loadDense != 0 ? .never : (flags & loadSparseAlways != 0 ? .always : .auto)
+}
 
 @c @implementation
 public func tinf_model_free(_ model: OpaquePointer?) {

@@ -200,3 +200,31 @@ func fillInfo(_ out: UnsafeMutablePointer<tinf_tensor_info>, _ t: TensorDesc, _ 
   info.nbytes = t.nbytes
   out.pointee = info
 }
+
+/// What the quantizer's and the pruner's handles share: their layers' names
+/// (each layer's first output, owned for the C caller) and the file of the
+/// last finish (stable for tinf_*_data until the next finish or free).
+class FileMakerHandle {
+  let layerNames: [UnsafeMutablePointer<CChar>]
+  private(set) var data: UnsafeMutableRawPointer? = nil
+  private(set) var count = 0
+
+  init(graph g: Graph, layers: [Int]) {
+    layerNames = layers.map { makeCString(g.tensors[g.nodes[$0].outputs[0]].name) }
+  }
+
+  func setBytes(_ bytes: [UInt8]) -> Bool {
+    ti_shim_free(data)
+    count = 0
+    data = ti_shim_alloc(max(bytes.count, 1))
+    guard let data else { return false }
+    bytes.withUnsafeBytes { if let b = $0.baseAddress { data.copyMemory(from: b, byteCount: bytes.count) } }
+    count = bytes.count
+    return true
+  }
+
+  deinit {
+    for p in layerNames { p.deallocate() }
+    ti_shim_free(data)
+  }
+}

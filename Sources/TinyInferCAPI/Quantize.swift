@@ -5,32 +5,12 @@ import CTinyInfer
 import TinyInferCore
 import TinyInferShims
 
-final class QuantizerHandle {
+final class QuantizerHandle: FileMakerHandle {
   let quantizer: Quantizer
-  let layerNames: [UnsafeMutablePointer<CChar>]
-  /// The file of the last finish (stable for tinf_quantizer_data).
-  private(set) var data: UnsafeMutableRawPointer? = nil
-  private(set) var count = 0
 
   init(_ q: Quantizer) {
     quantizer = q
-    let g = q.model.graph
-    layerNames = q.layers.map { makeCString(g.tensors[g.nodes[$0].outputs[0]].name) }
-  }
-
-  func setBytes(_ bytes: [UInt8]) -> Bool {
-    ti_shim_free(data)
-    count = 0
-    data = ti_shim_alloc(max(bytes.count, 1))
-    guard let data else { return false }
-    bytes.withUnsafeBytes { if let b = $0.baseAddress { data.copyMemory(from: b, byteCount: bytes.count) } }
-    count = bytes.count
-    return true
-  }
-
-  deinit {
-    for p in layerNames { p.deallocate() }
-    ti_shim_free(data)
+    super.init(graph: q.model.graph, layers: q.layers)
   }
 }
 

@@ -478,7 +478,7 @@ def test_versions():
     assert major >= 1 and minor >= 0
     data = two_input_model()
     assert int.from_bytes(data[4:6], "little") == major
-    assert int.from_bytes(data[6:8], "little") == minor
+    assert int.from_bytes(data[6:8], "little") == 0 < minor  # 1.0: no sparse constant (docs/format.md)
 
 
 def test_op_names():

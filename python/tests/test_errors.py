@@ -13,7 +13,7 @@ import pytest
 
 import tinyinfer
 from tinyinfer import _dtypes, _errors, _lib
-from tinyinfer.model import LOAD_NO_GRAPH_PASSES
+from tinyinfer.model import LOAD_DENSE, LOAD_NO_GRAPH_PASSES, LOAD_SPARSE_ALWAYS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 HEADER_TEXT = open(os.path.join(ROOT, "include", "tinyinfer.h")).read()
@@ -115,13 +115,15 @@ def test_quant_modes_and_calibration_methods_are_the_headers():
     assert quantize_mod.MODES == {k[len("TINF_QUANT_"):].lower().replace("_", "-"): v for k, v in modes.items()}
     methods = header_enum("tinf_calib_method")
     assert quantize_mod.METHODS == {k[len("TINF_CALIB_"):].lower(): v for k, v in methods.items()}
-    assert header_enum("tinf_load_flag") == {"TINF_LOAD_NO_GRAPH_PASSES": LOAD_NO_GRAPH_PASSES}
+    assert header_enum("tinf_load_flag") == {"TINF_LOAD_NO_GRAPH_PASSES": LOAD_NO_GRAPH_PASSES,
+                                             "TINF_LOAD_DENSE": LOAD_DENSE, "TINF_LOAD_SPARSE_ALWAYS": LOAD_SPARSE_ALWAYS}
 
 
 # -- ctypes prototypes -------------------------------------------------------------
 
 HANDLES = {"tinf_model": _lib.ModelHandle, "tinf_session": _lib.SessionHandle, "tinf_options": _lib.OptionsHandle,
-           "tinf_builder": _lib.BuilderHandle, "tinf_quantizer": _lib.QuantizerHandle}
+           "tinf_builder": _lib.BuilderHandle, "tinf_quantizer": _lib.QuantizerHandle,
+           "tinf_pruner": _lib.PrunerHandle}
 SCALARS = {"int32_t": ctypes.c_int32, "uint32_t": ctypes.c_uint32, "int64_t": ctypes.c_int64,
            "uint64_t": ctypes.c_uint64, "size_t": ctypes.c_size_t, "float": ctypes.c_float,
            "double": ctypes.c_double, "tinf_status": ctypes.c_int32, "tinf_tensor_info": _lib.TensorInfo,

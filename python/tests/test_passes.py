@@ -429,7 +429,7 @@ def test_c_api_pass_report_and_flags():
     L = _lib.lib
     h = _lib.ModelHandle()
     with pytest.raises(InvalidArgumentError):
-        L.tinf_model_load_buffer_flags(buf, len(data), 2, byref(h))
+        L.tinf_model_load_buffer_flags(buf, len(data), 8, byref(h))  # 2 and 4: TINF_LOAD_DENSE, _SPARSE_ALWAYS
     for flags, want in [(0, ["fuse Relu 'r' into FullyConnected 'fc'"]), (1, [])]:
         h = _lib.ModelHandle()
         L.tinf_model_load_buffer_flags(buf, len(data), flags, byref(h))

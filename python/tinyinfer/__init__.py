@@ -85,3 +85,9 @@ def from_torch(module, example_inputs, dst=None, **options):
 
 
 __all__.append("from_torch")
+# `tinyinfer.prune(src, dst, method=..., sparsity=...)` is the function (docs/pruning.md);
+# the module is tinyinfer.prune too (`from tinyinfer.prune import Pruner`).
+from . import prune as _prune_mod  # noqa: E402
+
+prune = _prune_mod.prune
+__all__.append("prune")

@@ -12,6 +12,7 @@
   quantize SRC.tinf -o DST.tinf --mode fp16|int8-dynamic|int8-static|int4 [--calib FILE.npy|.npz|DIR]
            [--method minmax|percentile|mse|entropy] [--report] [--max-accuracy-drop X] [--min-sqnr DB]
   cache ls|clear                            the conversion cache of tinyinfer.load (docs/migrating.md)
+  prune SRC.tinf -o DST.tinf --method magnitude|wanda|nm [--sparsity 0.8] [--pattern 2:4] [--calib FILE]
 """
 
 from __future__ import annotations
@@ -77,6 +78,12 @@ def cmd_inspect(args) -> int:
                 else:
                     q = (f"axis {t.quant_axis}: {t.scales.size} scales {t.scales.min():.4g}..{t.scales.max():.4g}, "
                          f"zero points {t.zero_points.min()}..{t.zero_points.max()}")
+            if t.kind == "constant":
+                from .prune import tensor_storage
+                sparse, stored, zeros = tensor_storage(m, t.index)
+                if sparse or zeros >= 0.05:
+                    q = (q + "; " if q else "") + f"{zeros:.1%} zeros" + (
+                        f", stored sparse ({stored} B, {stored / max(t.nbytes, 1):.0%})" if sparse else "")
             print(f"{t.index:>4} {t.name[:40]:40} {t.kind:9} {str(t.dtype):8} {str(list(t.shape)):20} {t.nbytes:>10}  {q}")
         print("ops:")
         names = {t.index: t.name for t in m.tensors()}
@@ -180,9 +187,12 @@ def cmd_bench(args) -> int:
         if args.profile:
             prof = s.profile(x, runs=min(args.runs, 200))
             total = sum(p for _, p in prof) or 1.0
+            from .prune import sparse_ops
+            sparse = sparse_ops(m)
             print(f"  {'#':>3} {'op':16} {'us':>9} {'share':>6}")
             for i, (op, sec) in enumerate(prof):
-                print(f"  {i:>3} {op:16} {sec * 1e6:>9.2f} {sec / total * 100:>5.1f}%")
+                kernel = "  sparse kernel" if i in sparse else ""
+                print(f"  {i:>3} {op:16} {sec * 1e6:>9.2f} {sec / total * 100:>5.1f}%{kernel}")
         if args.json:
             from tinyinfer.results import write_json
             result = {"model": args.model, "file_bytes": os.path.getsize(args.model), "ops": m.num_ops,
@@ -296,6 +306,8 @@ def main(argv=None) -> int:
     add_cache_parser(sub)
     from tinyinfer import _compare_mod  # the compare subcommand (tinyinfer/compare.py)
     _compare_mod.add_parser(sub)
+    from . import _cli_prune
+    _cli_prune.add_parser(sub)
     args = p.parse_args(argv)
     import tinyinfer
     try:

@@ -42,6 +42,10 @@ class QuantizerHandle(c_void_p):
     """tinf_quantizer *"""
 
 
+class PrunerHandle(c_void_p):
+    """tinf_pruner *"""
+
+
 class TensorInfo(Structure):
     """tinf_tensor_info"""
     _fields_ = [("name", c_char_p), ("dtype", c_int32), ("rank", c_int32),
@@ -351,3 +355,35 @@ _fn("tinf_model_batch_bytes", [ModelHandle, OptionsHandle, c_int64, POINTER(c_si
 _fn("tinf_model_batch_plan", [ModelHandle, OptionsHandle, c_size_t, c_size_t, c_int64, c_uint32, c_uint32, c_int32,
                               POINTER(c_int64), POINTER(c_size_t), POINTER(c_double), POINTER(c_int32),
                               POINTER(c_int32)])
+# ---- pruning (docs/pruning.md) ----
+
+# tinf_status tinf_pruner_create(tinf_model *model, tinf_pruner **out_pruner);
+_fn("tinf_pruner_create", [ModelHandle, POINTER(PrunerHandle)])
+# void tinf_pruner_free(tinf_pruner *pruner);
+_fn("tinf_pruner_free", [PrunerHandle], None)
+# tinf_status tinf_pruner_layer_count(const tinf_pruner *pruner, int32_t *out_count);
+_fn("tinf_pruner_layer_count", [PrunerHandle, POINTER(c_int32)])
+# tinf_status tinf_pruner_layer(const tinf_pruner *pruner, int32_t layer, int32_t *out_op_index, int64_t *out_n,
+#                               int64_t *out_k, int64_t *out_run, int64_t *out_input_channels, const char **out_name);
+_fn("tinf_pruner_layer", [PrunerHandle, c_int32, POINTER(c_int32), POINTER(c_int64), POINTER(c_int64),
+                          POINTER(c_int64), POINTER(c_int64), POINTER(c_char_p)])
+# tinf_status tinf_pruner_get_weights(const tinf_pruner *pruner, int32_t layer, float *dst, size_t count);
+_fn("tinf_pruner_get_weights", [PrunerHandle, c_int32, POINTER(c_float), c_size_t])
+# tinf_status tinf_pruner_set_weights(tinf_pruner *pruner, int32_t layer, const float *src, size_t count);
+_fn("tinf_pruner_set_weights", [PrunerHandle, c_int32, POINTER(c_float), c_size_t])
+# tinf_status tinf_pruner_magnitude(tinf_pruner *pruner, int32_t layer, double sparsity);
+_fn("tinf_pruner_magnitude", [PrunerHandle, c_int32, c_double])
+# tinf_status tinf_pruner_nm(tinf_pruner *pruner, int32_t layer, int32_t n, int32_t m, int32_t *out_skipped);
+_fn("tinf_pruner_nm", [PrunerHandle, c_int32, c_int32, c_int32, POINTER(c_int32)])
+# tinf_status tinf_pruner_observe(tinf_pruner *pruner, int32_t n_inputs, const void *const *inputs, const size_t *nbytes);
+_fn("tinf_pruner_observe", [PrunerHandle, c_int32, POINTER(c_void_p), POINTER(c_size_t)])
+# tinf_status tinf_pruner_input_squares(const tinf_pruner *pruner, int32_t layer, double *dst, size_t count,
+#                                       int64_t *out_positions);
+_fn("tinf_pruner_input_squares", [PrunerHandle, c_int32, POINTER(c_double), c_size_t, POINTER(c_int64)])
+# tinf_status tinf_pruner_finish(tinf_pruner *pruner);
+_fn("tinf_pruner_finish", [PrunerHandle])
+# tinf_status tinf_pruner_data(const tinf_pruner *pruner, const void **out_data, size_t *out_nbytes);
+_fn("tinf_pruner_data", [PrunerHandle, POINTER(c_void_p), POINTER(c_size_t)])
+# tinf_status tinf_model_tensor_storage(const tinf_model *model, int32_t index, int32_t *out_sparse,
+#                                       size_t *out_stored_bytes, double *out_zeros);
+_fn("tinf_model_tensor_storage", [ModelHandle, c_int32, POINTER(c_int32), POINTER(c_size_t), POINTER(c_double)])

@@ -44,6 +44,8 @@ class OpDetail:
 
 
 LOAD_NO_GRAPH_PASSES = 1  # TINF_LOAD_NO_GRAPH_PASSES
+LOAD_DENSE = 2  # TINF_LOAD_DENSE
+LOAD_SPARSE_ALWAYS = 4  # TINF_LOAD_SPARSE_ALWAYS
 
 _KINDS = {0: "computed", 1: "constant", 2: "folded", 3: "input"}
 
@@ -86,7 +88,7 @@ class Model:
     """
 
     def __init__(self, source: Union[str, os.PathLike, bytes, bytearray, memoryview], threads: int = 1,
-                 optimize: bool = True, shape_sessions: int = DEFAULT_SHAPE_SESSIONS):
+                 optimize: bool = True, shape_sessions: int = DEFAULT_SHAPE_SESSIONS, sparse: bool = True):
         self._handle = None
         self._buffer = None
         self._lock = threading.Lock()
@@ -97,7 +99,10 @@ class Model:
             raise InvalidArgumentError(f"shape_sessions must be an int >= 1, got {shape_sessions!r}")
         self.shape_sessions = shape_sessions
         handle = _lib.ModelHandle()
-        flags = 0 if optimize else LOAD_NO_GRAPH_PASSES
+        if sparse not in (True, False, "always"):
+            raise InvalidArgumentError(f"sparse must be True, False or 'always', got {sparse!r}")
+        flags = ((0 if optimize else LOAD_NO_GRAPH_PASSES) | (0 if sparse else LOAD_DENSE)
+                 | (LOAD_SPARSE_ALWAYS if sparse == "always" else 0))
         if isinstance(source, (bytes, bytearray, memoryview)):
             # The library borrows an aligned buffer: keep a copy alive with the model.
             buf = np.frombuffer(bytes(source), dtype=np.uint8)
@@ -492,16 +497,19 @@ class Session:
         return view
 
 
-def load(source, threads: int = 1, optimize: bool = True, shape_sessions: int = DEFAULT_SHAPE_SESSIONS, *,
-         cache: bool = True, **convert_options) -> Model:
+def load(source, threads: int = 1, optimize: bool = True, shape_sessions: int = DEFAULT_SHAPE_SESSIONS,
+         sparse: bool = True, *, cache: bool = True, **convert_options) -> Model:
     """Loads a model from a path or from bytes: a .tinf, or a .tflite, .onnx,
     torch.save or safetensors model (told apart by content), converted in
     memory with `convert_options` (tinyinfer.convert's: input_shapes,
     check_opset, architecture, ...) and the result kept in the conversion
     cache (tinyinfer.cache; `cache=False` converts every time).
     `optimize=False` skips the graph optimization passes (constant folding
-    still runs). `shape_sessions`: how many sessions for other input shapes
+    still runs). `sparse=False` keeps every op on the dense kernels (by
+    default ops whose constant weights are mostly zeros run on sparse kernels,
+    docs/pruning.md; `sparse="always"` runs every op that has a sparse kernel
+    on it, for benchmarks). `shape_sessions`: how many sessions for other input shapes
     (batch sizes) `Model.run` keeps, least recently used closed first."""
     from ._load_any import resolve
     source = resolve(source, cache=cache, **convert_options)
-    return Model(source, threads=threads, optimize=optimize, shape_sessions=shape_sessions)
+    return Model(source, threads=threads, optimize=optimize, shape_sessions=shape_sessions, sparse=sparse)

@@ -3,7 +3,9 @@
 public enum ModelFile {
   public static let magic: [UInt8] = [0x54, 0x49, 0x4E, 0x46]  // "TINF"
   public static let versionMajor: UInt16 = 1
-  public static let versionMinor: UInt16 = 0
+  /// The newest minor version this library reads and writes (1: sparse
+  /// constants); a file is written with the oldest minor that holds it.
+  public static let versionMinor: UInt16 = 1
   public static let headerSize = 64
   public static let alignment = 64
 
@@ -92,7 +94,10 @@ public enum ModelFile {
         dtype = d
       }
       let flags = try r.u8()
-      guard flags & ~UInt8(3) == 0 else { throw TinfError.format("tensor \(i) '\(name)' has unknown flags \(flags)") }
+      guard flags & ~UInt8(7) == 0 else { throw TinfError.format("tensor \(i) '\(name)' has unknown flags \(flags)") }
+      guard flags & 4 == 0 || flags & 1 != 0 else {
+        throw TinfError.format("tensor \(i) '\(name)' is marked sparse but is not a constant")
+      }
       let rank = Int(try r.u8())
       _ = try r.u8()
       var shape: [Int]? = nil
@@ -135,7 +140,21 @@ public enum ModelFile {
         }
         constant = Int(off)..<(Int(off) + Int(size))
       }
-      def.tensors.append(TensorSpec(name: name, dtype: dtype, shape: shape, quant: quant, constant: constant))
+      var sparseEntries: Int? = nil
+      if flags & 4 != 0 {
+        let encoding = try r.u8()
+        guard encoding == SparseEncoding.code else {
+          throw TinfError.format("tensor \(i) '\(name)' has unknown sparse encoding \(encoding)")
+        }
+        _ = try r.u8()
+        _ = try r.u16()
+        let entries = try r.u64()
+        guard entries <= UInt64(maxTensorBytes) else { throw TinfError.format("tensor \(i) '\(name)' has \(entries) entries") }
+        sparseEntries = Int(entries)
+      }
+      var spec = TensorSpec(name: name, dtype: dtype, shape: shape, quant: quant, constant: constant)
+      spec.sparseEntries = sparseEntries
+      def.tensors.append(spec)
     }
 
     r.context = "graph"
@@ -204,17 +223,25 @@ public enum ModelFile {
   /// recomputed: each constant lands on a 64-byte boundary.
   public static func write(_ def: GraphDef, constants: [[UInt8]?]) -> [UInt8] {
     // Lay out the data section first.
+    // Constants that the sparse encoding at least halves are stored encoded.
     var ranges: [Range<Int>?] = []
+    var encoded: [(data: [UInt8], entries: Int)?] = []
     var dataSize = 0
     for i in def.tensors.indices {
       if i < constants.count, let c = constants[i] {
+        let t = def.tensors[i]
+        let e = t.dtype.flatMap { d in t.shape.flatMap { SparseEncoding.encode(c, shape: $0, elemSize: d.size) } }
+        encoded.append(e)
+        let n = e?.data.count ?? c.count
         let start = (dataSize + alignment - 1) / alignment * alignment
-        ranges.append(start..<(start + c.count))
-        dataSize = start + c.count
+        ranges.append(start..<(start + n))
+        dataSize = start + n
       } else {
         ranges.append(nil)
+        encoded.append(nil)
       }
     }
+    let anySparse = encoded.contains { $0 != nil }
 
     var b = ByteWriter()
     b.u32(UInt32(def.metadata.count))
@@ -227,7 +254,7 @@ public enum ModelFile {
       b.string(t.name)
       b.u8(t.dtype?.rawValue ?? 0)
       let isConst = ranges[i] != nil
-      b.u8((isConst ? 1 : 0) | (t.shape != nil ? 2 : 0))
+      b.u8((isConst ? 1 : 0) | (t.shape != nil ? 2 : 0) | (encoded[i] != nil ? 4 : 0))
       b.u8(UInt8(truncatingIfNeeded: t.shape?.count ?? 0))
       b.u8(0)
       for d in t.shape ?? [] { b.i64(Int64(d)) }
@@ -243,6 +270,12 @@ public enum ModelFile {
       if let r = ranges[i] {
         b.u64(UInt64(r.lowerBound))
         b.u64(UInt64(r.count))
+      }
+      if let e = encoded[i] {
+        b.u8(SparseEncoding.code)
+        b.u8(0)
+        b.u16(0)
+        b.u64(UInt64(e.entries))
       }
     }
     b.u32(UInt32(def.inputs.count))
@@ -280,7 +313,7 @@ public enum ModelFile {
     out.bytes.reserveCapacity(headerSize + body.count + dataSize + alignment)
     out.bytes.append(contentsOf: magic)
     out.u16(versionMajor)
-    out.u16(versionMinor)
+    out.u16(anySparse ? 1 : 0)
     out.u32(UInt32(headerSize))
     out.u32(0)
     let bodyOff = headerSize
@@ -296,7 +329,7 @@ public enum ModelFile {
     for i in def.tensors.indices {
       guard let r = ranges[i], let c = constants[i] else { continue }
       while out.bytes.count < dataOff + r.lowerBound { out.bytes.append(0) }
-      out.bytes.append(contentsOf: c)
+      out.bytes.append(contentsOf: encoded[i]?.data ?? c)
     }
     return out.bytes
   }

@@ -9,6 +9,9 @@ public struct TensorSpec: Sendable {
   public var quant: Quantization?
   /// Byte range of a constant's data, relative to the data section.
   public var constant: Range<Int>?
+  /// A constant stored in the sparse encoding (Format/SparseEncoding.swift):
+  /// its entries. The loader expands it before validation.
+  public var sparseEntries: Int? = nil
 
   public init(name: String, dtype: DType?, shape: [Int]?, quant: Quantization? = nil, constant: Range<Int>? = nil) {
     self.name = name

@@ -41,6 +41,13 @@ enum Conv2DKernel {
     let d = try ConvDims(ctx, depthwise: false)
     let groups = try ctx.attrs.int(.groups, default: 1, in: 1...(1 << 20))
     let (lo, hi) = try Activation.from(ctx.attrs).range
+    // Sparse weights (chosen at load for 1x1, stride 1, one group): each
+    // output pixel is its input pixel's row.
+    if let s = ctx.sparse, groups == 1, d.direct, d.sh == 1, d.sw == 1, d.oh == d.h, d.ow == d.w {
+      return try SparseGemm.bindFloat(
+        s, x: ctx.floatIn(0), m: d.pixels, bias: ctx.optionalFloatIn(2), y: ctx.floatOut(0), lo: lo, hi: hi,
+        pool: ctx.pool)
+    }
     if let packed = ctx.packed, groups == 1 {
       return try bindPacked(ctx, packed, d, lo: lo, hi: hi)
     }

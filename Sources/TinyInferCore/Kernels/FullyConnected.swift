@@ -50,6 +50,10 @@ enum FullyConnectedKernel {
     let m = ctx.inputs[0]!.count / k
     let act = try Activation.from(ctx.attrs)
     let pool = ctx.pool
+    if let s = ctx.sparse {
+      let (lo, hi) = act.range
+      return try SparseGemm.bindFloat(s, x: x, m: m, bias: bias, y: y, lo: lo, hi: hi, pool: pool)
+    }
     if let packed = ctx.packed {
       // The packed micro-kernels (1x16 for a single row) on weights packed at
       // load; rows split over threads, or column panels for a GEMV.

@@ -19,6 +19,8 @@ public struct KernelContext {
   public let pool: ThreadPool
   /// The op's weights packed at model load (`Registry.prepack`), if any.
   public var packed: PackedWeights? = nil
+  /// The op's weights in sparse form, when its sparse kernel was chosen at load (SparseGemm.swift).
+  public var sparse: SparseWeights? = nil
 
   var attrs: Attributes { node.attrs }
 

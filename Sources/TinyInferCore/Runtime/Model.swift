@@ -23,6 +23,12 @@ public final class Model {
   }
   private let storage: Storage
   private let dataBase: UnsafeRawPointer?
+  /// The dense copy of the constants of a file with sparse constants (owned), else nil.
+  private let expanded: UnsafeMutableRawPointer?
+  /// Per tensor of the file: the bytes of its sparse encoding, -1 when
+  /// stored dense (empty: the file has no sparse constant). The graph
+  /// passes append tensors only, so file indices stay valid.
+  public let encodedBytes: [Int]
   /// Buffers of tensors folded at load (owned; freed with the model).
   private let foldedData: [UnsafeMutableRawPointer?]
   /// What the load-time passes did, in order: constant folding
@@ -33,10 +39,16 @@ public final class Model {
   let packed: [PackedWeights?]
   /// Bytes of packed weights.
   public let packedBytes: Int
+  /// Weights of ops that run on the sparse kernels (by op index;
+  /// Kernels/SparseGemm.swift), chosen at load.
+  let sparse: [SparseWeights?]
 
   /// Memory-maps and loads a file. `optimize: false` skips the graph
   /// passes (Passes/Optimizer.swift; constant folding still runs).
-  public static func load(path: String, optimize: Bool = true) throws(TinfError) -> Model {
+  /// `sparse`: whether ops with mostly-zero weights run sparse kernels (SparseGemm.swift).
+  public static func load(path: String, optimize: Bool = true, sparse: SparseChoice = .auto) throws(TinfError)
+    -> Model
+  {
     let t0 = ti_shim_now_ns()
     var size = 0
     var err: Int32 = 0
@@ -51,37 +63,54 @@ public final class Model {
       let reason = String(cString: ti_shim_strerror(err))
       throw TinfError(.io, "cannot open '\(path)': \(reason)")
     }
-    return try Model.make(base: UnsafeRawPointer(p), size: size, storage: .mapped(p, size), optimize: optimize, t0: t0)
+    return try Model.make(
+      base: UnsafeRawPointer(p), size: size, storage: .mapped(p, size), optimize: optimize, sparse: sparse, t0: t0)
   }
 
   /// Loads from a buffer: borrowed if 64-byte aligned (it must then outlive
   /// the model), copied otherwise.
-  public static func load(buffer: UnsafeRawBufferPointer, optimize: Bool = true) throws(TinfError) -> Model {
+  public static func load(buffer: UnsafeRawBufferPointer, optimize: Bool = true, sparse: SparseChoice = .auto)
+    throws(TinfError) -> Model
+  {
     let t0 = ti_shim_now_ns()
     guard let base = buffer.baseAddress, buffer.count > 0 else { throw .format("the buffer is empty") }
     if UInt(bitPattern: base) % UInt(ModelFile.alignment) == 0 {
-      return try Model.make(base: base, size: buffer.count, storage: .borrowed, optimize: optimize, t0: t0)
+      return try Model.make(
+        base: base, size: buffer.count, storage: .borrowed, optimize: optimize, sparse: sparse, t0: t0)
     }
     guard let copy = ti_shim_alloc(buffer.count) else {
       throw TinfError(.outOfMemory, "cannot allocate \(buffer.count) bytes for a copy of the model")
     }
     copy.copyMemory(from: base, byteCount: buffer.count)
     return try Model.make(
-      base: UnsafeRawPointer(copy), size: buffer.count, storage: .owned(copy), optimize: optimize, t0: t0)
+      base: UnsafeRawPointer(copy), size: buffer.count, storage: .owned(copy), optimize: optimize, sparse: sparse,
+      t0: t0)
   }
 
   /// Parses, validates, folds and optimizes; on failure releases the
   /// storage. The object is created only once everything succeeded (a
   /// throwing class initializer would leak the partial object in Embedded Swift).
-  private static func make(base: UnsafeRawPointer, size: Int, storage: Storage, optimize: Bool, t0: UInt64)
+  private static func make(
+    base: UnsafeRawPointer, size: Int, storage: Storage, optimize: Bool, sparse: SparseChoice, t0: UInt64)
     throws(TinfError) -> Model
   {
     let file = UnsafeRawBufferPointer(start: base, count: size)
+    var expanded: UnsafeMutableRawPointer? = nil
     do throws(TinfError) {
       let layout = try ModelFile.readHeader(file)
-      let def = try ModelFile.readBody(UnsafeRawBufferPointer(rebasing: file[layout.body]), minor: layout.minor)
-      let validated = try Graph(validating: def, dataSize: layout.data.count)
-      let dataBase: UnsafeRawPointer? = layout.data.isEmpty ? nil : base + layout.data.lowerBound
+      var def = try ModelFile.readBody(UnsafeRawBufferPointer(rebasing: file[layout.body]), minor: layout.minor)
+      // Sparse constants (format 1.1): checked and expanded into one dense buffer.
+      var dataBase: UnsafeRawPointer? = layout.data.isEmpty ? nil : base + layout.data.lowerBound
+      var dataCount = layout.data.count
+      var encoded: [Int] = []
+      if def.tensors.contains(where: { $0.sparseEntries != nil }) {
+        encoded = def.tensors.map { $0.sparseEntries != nil ? ($0.constant?.count ?? 0) : -1 }
+        let e = try SparseEncoding.expand(&def, data: UnsafeRawBufferPointer(rebasing: file[layout.data]))
+        expanded = e.buffer
+        dataBase = UnsafeRawPointer(e.buffer)
+        dataCount = e.size
+      }
+      let validated = try Graph(validating: def, dataSize: dataCount)
       func fileData(_ t: Int) -> UnsafeMutableRawPointer? {
         guard t < validated.tensors.count, let r = validated.tensors[t].constant, let dataBase else { return nil }
         return UnsafeMutableRawPointer(mutating: dataBase + r.lowerBound)
@@ -95,8 +124,10 @@ public final class Model {
       }
       return Model(
         size: size, storage: storage, dataBase: dataBase, folding: folding,
-        parts: (layout.body.lowerBound, layout.body.count, layout.data.count), t0: t0)
+        parts: (layout.body.lowerBound, layout.body.count, layout.data.count), sparse: sparse, expanded: expanded,
+        encoded: encoded, t0: t0)
     } catch {
+      ti_shim_free(expanded)
       switch storage {
       case .mapped(let p, let n): ti_shim_unmap(p, n)
       case .owned(let p): ti_shim_free(p)
@@ -108,8 +139,11 @@ public final class Model {
 
   private init(
     size: Int, storage: Storage, dataBase: UnsafeRawPointer?, folding: ConstantFolding.Result,
-    parts: (header: Int, graph: Int, data: Int), t0: UInt64
+    parts: (header: Int, graph: Int, data: Int), sparse choice: SparseChoice, expanded: UnsafeMutableRawPointer?,
+    encoded: [Int], t0: UInt64
   ) {
+    self.expanded = expanded
+    self.encodedBytes = encoded
     self.partSizes = parts
     var f = 0
     for (i, t) in folding.graph.tensors.enumerated() where folding.buffers[i] != nil { f += t.nbytes }
@@ -119,11 +153,13 @@ public final class Model {
     self.storage = storage
     self.dataBase = dataBase
     self.foldedData = folding.buffers
-    self.passReport = folding.report
+    var report = folding.report
     let g = folding.graph
     var packed: [PackedWeights?] = []
+    var sparse: [SparseWeights?] = []
     var pb = 0
     packed.reserveCapacity(g.nodes.count)
+    sparse.reserveCapacity(g.nodes.count)
     for node in g.nodes {
       let data = node.inputs.map { (t: Int) -> UnsafeMutableRawPointer? in
         guard t >= 0 else { return nil }
@@ -131,11 +167,22 @@ public final class Model {
         guard let r = g.tensors[t].constant, let dataBase else { return nil }
         return UnsafeMutableRawPointer(mutating: dataBase + r.lowerBound)
       }
-      let p = Registry.prepack(node, node.inputs.map { $0 >= 0 ? g.tensors[$0] : nil }, data)
+      let descs = node.inputs.map { $0 >= 0 ? g.tensors[$0] : nil }
+      let s = SparseGemm.prepare(node, descs, data, choice)
+      if let s {
+        let name = node.outputs.first.map { g.tensors[$0].name } ?? ""
+        let pct = (s.sparsity * 1000).rounded() / 10
+        report.append("sparse kernel: \(node.op.name) '\(name)' (\(pct)% zeros, \(s.nnz) nonzeros)")
+      }
+      let p = s == nil ? Registry.prepack(node, descs, data) : nil
       pb += p?.bytes ?? 0
+      pb += s?.bytes ?? 0
       packed.append(p)
+      sparse.append(s)
     }
     self.packed = packed
+    self.sparse = sparse
+    self.passReport = report
     self.packedBytes = pb
     var w = 0
     for t in folding.graph.tensors where t.constant != nil { w += t.nbytes }
@@ -145,6 +192,7 @@ public final class Model {
 
   deinit {
     for b in foldedData { ti_shim_free(b) }
+    ti_shim_free(expanded)
     switch storage {
     case .mapped(let p, let n): ti_shim_unmap(p, n)
     case .owned(let p): ti_shim_free(p)
@@ -153,7 +201,7 @@ public final class Model {
   }
 
   /// Address of a constant tensor's data (read-only: kernels never write it).
-  func constantData(_ t: Int) -> UnsafeMutableRawPointer? {
+  public func constantData(_ t: Int) -> UnsafeMutableRawPointer? {
     if let f = foldedData[t] { return f }
     guard let r = graph.tensors[t].constant, let dataBase else { return nil }
     return UnsafeMutableRawPointer(mutating: dataBase + r.lowerBound)

@@ -102,7 +102,7 @@ public final class Session {
         inputData: node.inputs.map { $0 >= 0 ? ptrs[$0] : nil },
         outputData: node.outputs.map { ptrs[$0]! },
         pool: pool,
-        packed: model.packed[k])
+        packed: model.packed[k], sparse: model.sparse[k])
       do throws(TinfError) {
         kernels.append(try Registry.bind(ctx))
       } catch {

@@ -59,6 +59,12 @@ enum QConv2DKernel {
     let wd = ctx.inputs[1]!
     let groups = try ctx.attrs.int(.groups, default: 1, in: 1...(1 << 20))
     let cout = d.cout
+    // Sparse weights (chosen at load for 1x1, stride 1, one group, symmetric weights).
+    if let s = ctx.sparse, groups == 1, d.direct, d.sh == 1, d.sw == 1, d.oh == d.h, d.ow == d.w {
+      return try SparseGemm.bindInt8(
+        s, x: o.x, m: d.pixels, bias: o.bias, xZeroPoint: o.xz, y: o.y, table: o.table, yz: o.yz, lo: o.lo, hi: o.hi,
+        pool: ctx.pool)
+    }
     if groups == 1 && wd.isConstant && !d.direct && d.dw == 1 {
       return try bindIndirect(ctx, d, o)
     }

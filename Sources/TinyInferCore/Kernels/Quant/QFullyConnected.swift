@@ -88,6 +88,11 @@ enum QFullyConnectedKernel {
       }
     }
     let total = m &* n &* k
+    // Sparse weights chosen at load (symmetric int8 weights: wOffset is 0).
+    if constantWeights, wOffset == 0, let s = ctx.sparse {
+      return try SparseGemm.bindInt8(
+        s, x: x, m: m, bias: bias, xZeroPoint: -xOffset, y: y, table: table, yz: yz, lo: lo, hi: hi, pool: pool)
+    }
     if constantWeights {
       return try bindPacked(
         x: x, w: w, bias: bias, y: y, m: m, n: n, k: k, xOffset: xOffset, wOffset: wOffset, yz: yz, lo: lo,

@@ -1,0 +1,259 @@
+import TinyInferShims
+
+/// Sparse weights: FullyConnected and 1x1 Conv2D (stride 1, no padding, one
+/// group) whose constant weights are mostly zeros run on the C kernels of
+/// `tinyinfer_kernels_sparse.h` instead of the dense GEMM. The choice is made
+/// once per op at model load (`SparseGemm.prepare`, called by `Model`) from
+/// the weights' density and the op's row count in the file (a batch-1
+/// FullyConnected is a GEMV, which pays only at a lower density than the
+/// tiled kernel of many rows); `Model.passReport` says which ops run
+/// sparse. `TINF_LOAD_DENSE` (`tinyinfer.load(..., sparse=False)`) keeps every op
+/// dense, for comparisons.
+///
+/// float32 sums come in another order than the dense kernel's (float
+/// rounding differs); int8 sums are exact int32, so the int8 output equals
+/// the dense int8 kernel's bit for bit.
+public final class SparseWeights {
+  let n: Int
+  let k: Int
+  /// Nonzeros.
+  let nnz: Int
+  /// Output channel c's nonzeros are start[c] ..< start[c + 1] (n + 1 entries).
+  let start: Scratch<Int32>
+  /// Their input channels (increasing within a channel).
+  let idx: Scratch<Int32>
+  let floats: Scratch<Float>?
+  let int8s: Scratch<Int8>?
+  /// Sums of each output channel's int8 weights (the zero-point term).
+  let sums: Scratch<Int32>?
+
+  init(n: Int, k: Int, nnz: Int, floats: UnsafePointer<Float>?, int8s: UnsafePointer<Int8>?) throws(TinfError) {
+    self.n = n
+    self.k = k
+    self.nnz = nnz
+    start = try Scratch<Int32>(count: n &+ 1)
+    idx = try Scratch<Int32>(count: nnz)
+    self.floats = floats == nil ? nil : try Scratch<Float>(count: nnz)
+    self.int8s = int8s == nil ? nil : try Scratch<Int8>(count: nnz)
+    sums = int8s == nil ? nil : try Scratch<Int32>(count: n)
+    var q = 0
+    for c in 0..<n {
+      start.base[c] = Int32(truncatingIfNeeded: q)
+      var s: Int32 = 0
+      for i in 0..<k {
+        if let f = floats {
+          let v = f[c &* k &+ i]
+          if v != 0 {
+            idx.base[q] = Int32(truncatingIfNeeded: i)
+            self.floats!.base[q] = v
+            q &+= 1
+          }
+        } else if let b = int8s {
+          let v = b[c &* k &+ i]
+          if v != 0 {
+            idx.base[q] = Int32(truncatingIfNeeded: i)
+            self.int8s!.base[q] = v
+            s &+= Int32(v)
+            q &+= 1
+          }
+        }
+      }
+      sums?.base[c] = s
+    }
+    start.base[n] = Int32(truncatingIfNeeded: q)
+  }
+
+  /// Bytes held (indices, values, row starts).
+  public var bytes: Int { (n &+ 1) &* 4 &+ nnz &* (floats != nil ? 8 : 5) }
+  /// Fraction of weights that are zero.
+  public var sparsity: Double { n &* k == 0 ? 0 : 1 - Double(nnz) / Double(n &* k) }
+}
+
+/// Whether a model's ops may run on the sparse kernels (`Model.load`).
+public enum SparseChoice: Sendable {
+  /// When the weights' density makes them faster (SparseGemm's thresholds).
+  case auto
+  /// Never (TINF_LOAD_DENSE).
+  case never
+  /// Whenever any weight is zero (TINF_LOAD_SPARSE_ALWAYS; for benchmarks).
+  case always
+}
+
+enum SparseGemm {
+  /// When the sparse kernels replace the dense ones, measured with
+  /// bench/sparse.py on x86-64 (AVX-512 and AVX2): the tiled float32 kernel
+  /// of many rows (1x1 convolutions, batches) wins from about 70% zeros
+  /// (1.0 to 1.3x there, 1.4 to 3x at 90%); the one-row float32 kernel (a
+  /// batch-1 FullyConnected, a GEMV) gathers one input per nonzero and wins
+  /// only at 90% zeros on weights too large for the L2 cache (about 1.2x),
+  /// losing to the dense GEMV on weights that stay in cache. The int8
+  /// kernels (exact int32 products, the same outputs as the dense ones) do
+  /// not beat the dense int8 GEMM on its dot-product instructions (AVX-512
+  /// VNNI) at any density measured; against the AVX2 int8 GEMM (pmaddwd)
+  /// the tiled one wins from about 80% zeros. Elsewhere (SSE2, NEON, SDOT:
+  /// not measured) int8 runs sparse only when asked (`.always`).
+  static let maxDensityTiled = 0.30
+  static let maxDensityTiledInt8 = 0.20
+  static let maxDensityRow = 0.10
+  static let minRowWeightBytes = 1 << 20
+
+  /// Whether the sparse kernel is expected to be faster (`.auto`).
+  static func pays(density: Double, rows: Int, int8: Bool, weightBytes: Int) -> Bool {
+    if int8 {
+      let level = String(cString: ti_q8_kernels_get().pointee.name)
+      return rows >= 2 && density <= maxDensityTiledInt8 && level == "avx2"
+    }
+    if rows >= 2 { return density <= maxDensityTiled }
+    return density <= maxDensityRow && weightBytes >= minRowWeightBytes
+  }
+
+  static var kernels: ti_sparse_kernels { ti_sparse_kernels_get().pointee }
+
+  /// The sparse form of this op's constant weights when the sparse kernel
+  /// would be faster, else nil. `data` are the inputs' addresses (constants).
+  static func prepare(
+    _ node: Node, _ inputs: [TensorDesc?], _ data: [UnsafeMutableRawPointer?], _ choice: SparseChoice
+  ) -> SparseWeights? {
+    guard choice != .never, inputs.count >= 2, let x = inputs[0], let w = inputs[1], w.isConstant, let wp = data[1] else { return nil }
+    let n: Int, k: Int
+    if node.op == .fullyConnected {
+      guard w.shape.count == 2, (try? node.attrs.int(.weightFormat, default: 0)) == 0 else { return nil }
+      n = w.shape[0]
+      k = w.shape[1]
+    } else if node.op == .conv2D {
+      // 1x1, stride 1, one group, no explicit padding (SAME adds none to a 1x1 window).
+      let a = node.attrs
+      let strides = (try? a.ints(.strides, count: 2, default: [1, 1], in: 1...(1 << 20))) ?? [0, 0]
+      let padding = (try? a.int(.padding, default: 0, in: 0...2)) ?? -1
+      let pads = padding == 2 ? ((try? a.ints(.pads, count: 4, default: [0, 0, 0, 0], in: 0...(1 << 20))) ?? [1]) : [0]
+      guard w.shape.count == 4, w.shape[1] == 1, w.shape[2] == 1, x.shape.count == 4,
+        (try? a.int(.groups, default: 1)) == 1, strides == [1, 1], padding >= 0, pads.allSatisfy({ $0 == 0 })
+      else { return nil }
+      n = w.shape[0]
+      k = w.shape[3]
+    } else {
+      return nil
+    }
+    guard n >= 1, k >= 1, choice == .always || n &* k >= 256, x.shape.count >= 1, x.shape[x.shape.count - 1] == k else { return nil }
+    let rows = x.count / k
+    let int8 = x.dtype == .int8 && w.dtype == .int8
+    guard int8 || (x.dtype == .float32 && w.dtype == .float32) else { return nil }
+    // int8: the sparse kernel reads weight zeros as zeros: symmetric weights only.
+    if int8 {
+      guard let q = w.quant, q.zeroPoints.allSatisfy({ $0 == 0 }) else { return nil }
+    }
+    var nnz = 0
+    if int8 {
+      let p = UnsafePointer(wp.assumingMemoryBound(to: Int8.self))
+      for i in 0..<(n &* k) where p[i] != 0 { nnz &+= 1 }
+    } else {
+      let p = UnsafePointer(wp.assumingMemoryBound(to: Float.self))
+      for i in 0..<(n &* k) where p[i] != 0 { nnz &+= 1 }
+    }
+    let density = Double(nnz) / Double(n &* k)
+    let wanted = choice == .always
+      ? density < 1 : pays(density: density, rows: rows, int8: int8, weightBytes: n &* k &* (int8 ? 1 : 4))
+    guard wanted else { return nil }
+    if int8 {
+      return try? SparseWeights(
+        n: n, k: k, nnz: nnz, floats: nil, int8s: UnsafePointer(wp.assumingMemoryBound(to: Int8.self)))
+    }
+    return try? SparseWeights(
+      n: n, k: k, nnz: nnz, floats: UnsafePointer(wp.assumingMemoryBound(to: Float.self)), int8s: nil)
+  }
+
+  /// float32: rows of x (m rows of k floats, contiguous) times the sparse
+  /// weights, plus bias, clamped to [lo, hi], into y (m rows of n).
+  static func bindFloat(
+    _ s: SparseWeights, x: UnsafePointer<Float>, m: Int, bias: UnsafePointer<Float>?, y: UnsafeMutablePointer<Float>,
+    lo: Float, hi: Float, pool: ThreadPool
+  ) throws(TinfError) -> KernelFn {
+    let kern = kernels
+    let (n, k) = (s.n, s.k)
+    let tile = kern.tile
+    let start = UnsafePointer(s.start.base)
+    let idx = UnsafePointer(s.idx.base)
+    guard let vals = s.floats else { throw TinfError(.internal, "sparse weights are not float32") }
+    let val = UnsafePointer(vals.base)
+    if m == 1 {
+      let minChannels = max(16, minChunkFor(perItem: max(1, s.nnz / n), grain: 1 << 15))
+      return { () throws(TinfError) in
+        withExtendedLifetime(s) {}
+        pool.parallelRanges(n, minChunk: minChannels) { cs in
+          kern.f32_row(x, start, idx, val, bias, cs.lowerBound, cs.upperBound, lo, hi, y)
+        }
+      }
+    }
+    let threads = pool.threads
+    let scratch = try Scratch<Float>(count: threads &* k &* tile &+ 16)
+    let pointers = try Scratch<UnsafePointer<Float>?>(count: threads &* tile)
+    let minRows = max(tile, minChunkFor(perItem: max(1, s.nnz), grain: 1 << 15))
+    return { () throws(TinfError) in
+      withExtendedLifetime((s, scratch, pointers)) {}
+      forEachChunk(pool, m, minChunk: minRows) { chunk, range in
+        let ptrs = UnsafeMutableRawPointer(pointers.base + chunk &* tile).assumingMemoryBound(to: UnsafePointer<Float>.self)
+        let buf = scratch.base + chunk &* k &* tile
+        var r = range.lowerBound
+        while r < range.upperBound {
+          let count = min(tile, range.upperBound &- r)
+          for i in 0..<count { ptrs[i] = x + (r &+ i) &* k }
+          kern.f32_tile(UnsafePointer(ptrs), count, k, start, idx, val, bias, 0, n, lo, hi, y + r &* n, n, buf)
+          r &+= count
+        }
+      }
+    }
+  }
+
+  /// int8: acc = bias + sum w (x - zp_x) over the nonzeros (exact int32), then
+  /// the dense kernels' output stage (`table`), rows of m x k int8 into m x n.
+  static func bindInt8(
+    _ s: SparseWeights, x: UnsafePointer<Int8>, m: Int, bias: UnsafePointer<Int32>?, xZeroPoint: Int32,
+    y: UnsafeMutablePointer<Int8>, table: QRequantTable, yz: Int32, lo: Int32, hi: Int32, pool: ThreadPool
+  ) throws(TinfError) -> KernelFn {
+    let kern = kernels
+    let (n, k) = (s.n, s.k)
+    let tile = kern.tile
+    let start = UnsafePointer(s.start.base)
+    let idx = UnsafePointer(s.idx.base)
+    guard let vals = s.int8s, let sums = s.sums else { throw TinfError(.internal, "sparse weights are not int8") }
+    let val = UnsafePointer(vals.base)
+    let initial = try Scratch<Int32>(count: n)
+    for c in 0..<n { initial.base[c] = (bias?[c] ?? 0) &- xZeroPoint &* sums.base[c] }
+    let ini = UnsafePointer(initial.base)
+    let threads = pool.threads
+    if m == 1 {
+      let acc = try Scratch<Int32>(count: n)
+      let minChannels = max(16, minChunkFor(perItem: max(1, s.nnz / n), grain: 1 << 15))
+      return { () throws(TinfError) in
+        withExtendedLifetime((s, initial, acc)) {}
+        pool.parallelRanges(n, minChunk: minChannels) { cs in
+          kern.q8_row(x, start, idx, val, ini, cs.lowerBound, cs.upperBound, acc.base)
+          table.requantize(
+            acc.base + cs.lowerBound, from: cs.lowerBound, zp: yz, lo: lo, hi: hi, y + cs.lowerBound, cs.count)
+        }
+      }
+    }
+    let scratch = try Scratch<Int32>(count: threads &* k &* tile &+ 16)
+    let accs = try Scratch<Int32>(count: threads &* tile &* n)
+    let pointers = try Scratch<UnsafePointer<Int8>?>(count: threads &* tile)
+    let minRows = max(tile, minChunkFor(perItem: max(1, s.nnz), grain: 1 << 15))
+    return { () throws(TinfError) in
+      withExtendedLifetime((s, scratch, pointers, initial, accs)) {}
+      forEachChunk(pool, m, minChunk: minRows) { chunk, range in
+        let ptrs = UnsafeMutableRawPointer(pointers.base + chunk &* tile).assumingMemoryBound(to: UnsafePointer<Int8>.self)
+        let buf = scratch.base + chunk &* k &* tile
+        let acc = accs.base + chunk &* tile &* n
+        var r = range.lowerBound
+        while r < range.upperBound {
+          let count = min(tile, range.upperBound &- r)
+          for i in 0..<count { ptrs[i] = x + (r &+ i) &* k }
+          kern.q8_tile(UnsafePointer(ptrs), count, k, start, idx, val, ini, 0, n, acc, n, buf)
+          for i in 0..<count {
+            table.requantize(acc + i &* n, from: 0, zp: yz, lo: lo, hi: hi, y + (r &+ i) &* n, n)
+          }
+          r &+= count
+        }
+      }
+    }
+  }
+}

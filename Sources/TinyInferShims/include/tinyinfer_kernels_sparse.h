@@ -1,0 +1,53 @@
+/* Sparse weight kernels (FullyConnected and 1x1 Conv2D with constant
+ * weights mostly zero), one variant per CPU level (kernels/levels.h),
+ * chosen once by ti_sparse_kernels_get(). Written once in
+ * kernels/sparse_kernels.inc, compiled by kernels/kernels_sparse_<level>.c.
+ *
+ * Weights [n, k] are stored row-compressed (SparseGemm.swift): output
+ * channel c has the nonzeros start[c] ..< start[c + 1] of `idx` (input
+ * channel, 0 <= idx < k, increasing) and `val`.
+ *
+ * Several rows (pixels of a 1x1 convolution, a batch) go through tiles of
+ * `tile` rows: the tile's inputs are transposed into scratch (k x tile), so
+ * each nonzero is one broadcast and tile / lanes multiply-adds on
+ * contiguous vectors (the layout of XNNPACK's sparse kernels, reached from
+ * NHWC by the transposition). A single row is a row-compressed dot product
+ * per output channel.
+ *
+ * The int8 kernels compute exact int32 sums (wrapping), so they equal the
+ * dense int8 kernels bit for bit: acc[c] = initial[c] + sum x[k] * w[c, k]
+ * over the nonzeros, x and w int8. */
+#ifndef TINYINFER_KERNELS_SPARSE_H
+#define TINYINFER_KERNELS_SPARSE_H
+#include <stdint.h>
+
+#pragma clang assume_nonnull begin
+
+typedef struct ti_sparse_kernels {
+  /* Rows per tile of the multi-row kernels at this level. */
+  long tile;
+  /* Rows (count <= tile) at rows[0 ..< count] (k floats each) times the
+   * sparse weights, output channels c0 ..< c1: y[r * ldy + c] =
+   * clamp(bias[c] + sum, lo, hi). scratch: k * tile floats, 64-byte aligned. */
+  void (*_Nonnull f32_tile)(const float *_Nonnull const *_Nonnull rows, long count, long k, const int32_t *start,
+                            const int32_t *idx, const float *val, const float *_Nullable bias, long c0, long c1,
+                            float lo, float hi, float *y, long ldy, float *scratch);
+  /* One row x (k floats): y[c] = clamp(bias[c] + sum, lo, hi) for c0 ..< c1. */
+  void (*_Nonnull f32_row)(const float *x, const int32_t *start, const int32_t *idx, const float *val,
+                           const float *_Nullable bias, long c0, long c1, float lo, float hi, float *y);
+  /* int8: acc[r * ldo + c] = initial[c] + sum over the nonzeros of
+   * rows[r][idx] * val (int32, wrapping) for r < count, c0 <= c < c1.
+   * scratch: k * tile int32, 64-byte aligned. */
+  void (*_Nonnull q8_tile)(const int8_t *_Nonnull const *_Nonnull rows, long count, long k, const int32_t *start,
+                           const int32_t *idx, const int8_t *val, const int32_t *initial, long c0, long c1,
+                           int32_t *acc, long ldo, int32_t *scratch);
+  /* int8, one row: acc[c] = initial[c] + sum for c0 ..< c1. */
+  void (*_Nonnull q8_row)(const int8_t *x, const int32_t *start, const int32_t *idx, const int8_t *val,
+                          const int32_t *initial, long c0, long c1, int32_t *acc);
+  const char *name;
+} ti_sparse_kernels;
+
+const ti_sparse_kernels *ti_sparse_kernels_get(void);
+
+#pragma clang assume_nonnull end
+#endif

@@ -1,0 +1,165 @@
+"""Sparse kernels against our dense kernels, same run, one thread, batch 1
+(docs/pruning.md):
+
+  kernels   one FullyConnected or 1x1 Conv2D per shape (MobileNetV2's
+            pointwise convolutions, the digits MLP's layers, a classifier),
+            float32 and int8, at 50/70/80/90% unstructured and 2:4
+            sparsity: the op's time on the dense kernel (TINF_LOAD_DENSE)
+            over its time on the sparse kernel (TINF_LOAD_SPARSE_ALWAYS),
+            and what the automatic choice does (default load);
+  models    the digits MLP and MobileNetV2 (bench/models) magnitude-pruned
+            at each sparsity, default load against the dense load.
+
+Times are medians of each op's profiled time, dense and sparse measured in
+alternating rounds and the best round kept (the machine is shared).
+
+    python bench/sparse.py [--quick] [--json out.json]
+"""
+
+import argparse
+import json
+import os
+import sys
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "python"))
+import tinyinfer  # noqa: E402
+
+SPARSITIES = [0.5, 0.7, 0.8, 0.9, "2:4"]
+# (name, kind, pixels or batch rows, cout, cin)
+SHAPES = [
+    ("pw 56x56 24->144", "conv", (56, 56), 144, 24),
+    ("pw 28x28 32->192", "conv", (28, 28), 192, 32),
+    ("pw 14x14 64->384", "conv", (14, 14), 384, 64),
+    ("pw 14x14 384->96", "conv", (14, 14), 96, 384),
+    ("pw 7x7 960->320", "conv", (7, 7), 320, 960),
+    ("fc 1x784->256", "fc", 1, 256, 784),
+    ("fc 1x1280->1000", "fc", 1, 1000, 1280),
+]
+
+
+def prune_weights(rng, w, sparsity):
+    """Unstructured: the smallest |w| to the fraction; "2:4": the 2 largest of every 4 input channels."""
+    w = w.copy()
+    if sparsity == "2:4":
+        g = w.reshape(-1, 4)
+        drop = np.argsort(np.abs(g), axis=1)[:, :2]
+        np.put_along_axis(g, drop, 0, 1)
+        return g.reshape(w.shape)
+    flat = np.abs(w).ravel()
+    k = int(sparsity * flat.size)
+    w.ravel()[np.argsort(flat)[:k]] = 0
+    return w
+
+
+def model_bytes(kind, shape, cout, cin, w, b):
+    g = tinyinfer.GraphBuilder("k")
+    if kind == "conv":
+        x = g.input("x", (1, shape[0], shape[1], cin))
+        y = g.op("Conv2D", x, g.const("w", w.reshape(cout, 1, 1, cin)), g.const("b", b), activation=1)
+    else:
+        x = g.input("x", (shape, cin))
+        y = g.op("FullyConnected", x, g.const("w", w), g.const("b", b), activation=1)
+    g.output(y)
+    return g.to_bytes()
+
+
+def op_time(model, x, runs):
+    """Median time of the model's compute op (the largest), one thread."""
+    with model.session(threads=1) as s:
+        s.run(x)
+        prof = s.profile(x, runs=runs)
+    return max(t for _, t in prof)
+
+
+def compare(data, x, runs, rounds):
+    """(dense s, sparse-always s, auto s, auto ran sparse) for one model's bytes."""
+    with tinyinfer.load(data, sparse=False) as d, tinyinfer.load(data, sparse="always") as s, \
+            tinyinfer.load(data) as a:
+        td, ts, ta = [], [], []
+        for _ in range(rounds):
+            td.append(op_time(d, x, runs))
+            ts.append(op_time(s, x, runs))
+            ta.append(op_time(a, x, runs))
+        chosen = any(p.startswith("sparse kernel") for p in a.passes)
+    return min(td), min(ts), min(ta), chosen
+
+
+def quantized_bytes(data, x):
+    calib = [x * s for s in (0.5, 1.0, 1.5, 2.0)]
+    return tinyinfer.quantize(data, mode="int8-static", calib=calib).data
+
+
+def kernels(quick):
+    rng = np.random.default_rng(0)
+    rows = []
+    shapes = SHAPES[:3] + SHAPES[5:6] if quick else SHAPES
+    for name, kind, shape, cout, cin in shapes:
+        dense_w = rng.standard_normal((cout, cin)).astype(np.float32) / np.sqrt(cin)
+        b = (rng.standard_normal(cout) * 0.1).astype(np.float32)
+        x = rng.standard_normal((1, shape[0], shape[1], cin) if kind == "conv" else (shape, cin)).astype(np.float32)
+        macs = cout * cin * (shape[0] * shape[1] if kind == "conv" else shape)
+        runs, rounds = (30, 3) if macs > 2e6 else (200, 5)
+        for sp in SPARSITIES:
+            w = prune_weights(rng, dense_w, sp)
+            data = model_bytes(kind, shape, cout, cin, w, b)
+            for dtype in ("float32", "int8"):
+                d = data if dtype == "float32" else quantized_bytes(data, x)
+                td, ts, ta, chosen = compare(d, x, runs, rounds)
+                rows.append(dict(shape=name, dtype=dtype, sparsity=sp, dense_us=td * 1e6, sparse_us=ts * 1e6,
+                                 auto_us=ta * 1e6, ratio=td / ts, auto_ratio=td / ta, chosen=chosen))
+                print(f"{name:18} {dtype:8} {str(sp):>4}  dense {td * 1e6:9.1f} us  sparse {ts * 1e6:9.1f} us  "
+                      f"x{td / ts:5.2f}  auto x{td / ta:5.2f} ({'sparse' if chosen else 'dense'})", flush=True)
+    return rows
+
+
+def end_to_end(quick):
+    rows = []
+    models = [("digits MLP", os.path.join(ROOT, "bench", "models", "mlp.float32.tinf"), 300),
+              ("MobileNetV2", os.path.join(ROOT, "bench", "models", "mobilenetv2.float32.tinf"), 10)]
+    rng = np.random.default_rng(1)
+    for name, path, runs in models:
+        if not os.path.exists(path):
+            print(f"{name}: {path} missing (python bench/make_models.py)")
+            continue
+        with tinyinfer.load(path) as m:
+            x = rng.standard_normal(m.inputs[0].shape).astype(np.float32)
+        for sp in ([0.9] if quick else [0.5, 0.7, 0.8, 0.9]):
+            pruned = tinyinfer.prune(path, method="magnitude", sparsity=sp, scope="layer", validate=False).data
+            times = {}
+            for label, kw in (("dense", dict(sparse=False)), ("auto", {})):
+                best = []
+                with tinyinfer.load(pruned, **kw) as m, m.session(threads=1) as s:
+                    s.run(x)
+                    for _ in range(3):
+                        best.append(sum(t for _, t in s.profile(x, runs=runs)))
+                    chosen = sum(p.startswith("sparse kernel") for p in m.passes)
+                times[label] = (min(best), chosen)
+            (td, _), (ta, n) = times["dense"], times["auto"]
+            rows.append(dict(model=name, sparsity=sp, dense_ms=td * 1e3, sparse_ms=ta * 1e3, speedup=td / ta,
+                             sparse_ops=n, file=len(pruned)))
+            print(f"{name:12} {sp:.0%}: dense {td * 1e3:8.3f} ms, pruned with sparse kernels {ta * 1e3:8.3f} ms "
+                  f"(x{td / ta:.2f}, {n} ops sparse), file {len(pruned):,} B", flush=True)
+    return rows
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--json")
+    ap.add_argument("--skip-kernels", action="store_true")
+    a = ap.parse_args()
+    print(f"tinyinfer {tinyinfer.__version__}, CPU level {tinyinfer.info()['isa']}")
+    out = {"isa": tinyinfer.info()["isa"]}
+    if not a.skip_kernels:
+        out["kernels"] = kernels(a.quick)
+    out["models"] = end_to_end(a.quick)
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(out, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
