@@ -428,8 +428,6 @@ class _Importer:
         arr = np.ascontiguousarray(arr)
         if arr.dtype == np.float64:
             arr = arr.astype(np.float32)
-        if arr.dtype == np.bool_:
-            raise UnsupportedOpError("onnx: boolean tensors are not supported by the runtime")
         return self.b.const(self._fresh(name), arr)
 
     def val(self, name: str) -> Val:
