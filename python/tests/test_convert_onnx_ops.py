@@ -245,3 +245,58 @@ def test_run_time_cast_to_unsupported_dtype_refused():
     data = model([helper.make_node("Cast", ["x"], ["y"], to=TensorProto.DOUBLE)], {"x": x}, ["y"])
     with pytest.raises(tinyinfer.UnsupportedOpError, match="Cast"):
         tinyinfer.convert(data, None, verbose=False)
+
+
+# -- command line: --input-shape per input, --opset-check ---------------------------------------------
+def _two_input_model(path, opset=13):
+    """a [batch, seq, 4] and b [batch, 1, 4]: seq is dynamic, so a shape must be given for a."""
+    g = helper.make_graph([helper.make_node("Add", ["a", "b"], ["y"])], "two",
+                          [helper.make_tensor_value_info("a", TensorProto.FLOAT, ["n", "seq", 4]),
+                           helper.make_tensor_value_info("b", TensorProto.FLOAT, ["n", 1, 4])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+    m.ir_version = 7
+    path.write_bytes(m.SerializeToString())
+    return str(path)
+
+
+def test_cli_input_shape_per_input(tmp_path):
+    from tinyinfer.__main__ import main
+    src, dst = _two_input_model(tmp_path / "two.onnx"), str(tmp_path / "two.tinf")
+    assert main(["convert", src, "-o", dst, "--input-shape", "a=2,3,4", "--input-shape", "b=2,1,4"]) == 0
+    with tinyinfer.load(dst) as m:
+        assert [tuple(t.shape) for t in m.inputs] == [(2, 3, 4), (2, 1, 4)]
+        a, b = rnd((2, 3, 4), 1), rnd((2, 1, 4), 2)
+        np.testing.assert_array_equal(m.run([a, b])[0], a + b)
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--input-shape", "1,3,4"], "one input"),                      # plain shape, two inputs
+    (["--input-shape", "a=1,3,4", "--input-shape", "2,1,4"], "name each input"),
+    (["--input-shape", "a=1,3,4", "--input-shape", "a=1,5,4"], "twice"),
+    (["--input-shape", "c=1,3,4"], "not inputs"),
+    (["--input-shape", "a=1,3,5"], "does not fit"),
+    (["--input-shape", "a=1,?,4"], "integers"),
+])
+def test_cli_bad_input_shape_is_one_line(tmp_path, capsys, flags, message):
+    from tinyinfer.__main__ import main
+    src = _two_input_model(tmp_path / "two.onnx")
+    assert main(["convert", src, "-o", str(tmp_path / "x.tinf")] + flags) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "x.tinf").exists()
+
+
+def test_cli_opset_check_flags(tmp_path, capsys):
+    from tinyinfer.__main__ import main
+    g = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "old",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 10)])
+    m.ir_version = 7
+    src = tmp_path / "old.onnx"
+    src.write_bytes(m.SerializeToString())
+    assert main(["convert", str(src), "-o", str(tmp_path / "a.tinf"), "--opset-check"]) == 1
+    assert "opset 10" in capsys.readouterr().err and not (tmp_path / "a.tinf").exists()
+    assert main(["convert", str(src), "-o", str(tmp_path / "b.tinf"), "--no-opset-check"]) == 0
+    assert (tmp_path / "b.tinf").exists()
