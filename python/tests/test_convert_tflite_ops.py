@@ -169,3 +169,30 @@ def test_quantized_comparison_refused():
     m.outputs = [y]
     with pytest.raises(tinyinfer.UnsupportedOpError, match="quantized input"):
         tinyinfer.convert(m.to_bytes(), None, verbose=False)
+
+
+@pytest.mark.parametrize("slope_shape", [(8,), (1, 1, 8), (5, 5, 8)])
+@pytest.mark.parametrize("seed", range(3))
+def test_int8_prelu_bit_exact_with_litert_reference(slope_shape, seed):
+    """A full-integer PRELU (constant int8 slope, per-tensor parameters) against LiteRT's reference kernels
+    (BUILTIN_REF), bit for bit."""
+    from ai_edge_litert.interpreter import OpResolverType
+    g = np.random.default_rng(seed)
+    xq = ([float(10 ** g.uniform(-2, 0))], [int(g.integers(-128, 128))], 0)
+    aq = ([float(10 ** g.uniform(-3, -1))], [int(g.integers(-128, 128))], 0)
+    yq = ([float(xq[0][0] * g.uniform(0.3, 1.5))], [int(g.integers(-100, 100))], 0)
+    m = Model()
+    x = m.tensor("x", (1, 5, 5, 8), np.int8, quant=xq)
+    m.inputs.append(x)
+    slope = g.integers(-128, 128, slope_shape).astype(np.int8)
+    a = m.tensor("alpha", slope_shape, np.int8, data=slope, quant=aq)
+    y = m.tensor("y", (1, 5, 5, 8), np.int8, quant=yq)
+    m.op("PRELU", [x, a], [y])
+    m.outputs = [y]
+    data = m.to_bytes()
+    feed = g.integers(-128, 128, (1, 5, 5, 8)).astype(np.int8)
+    (want,), _ = litert(data, [feed], resolver=OpResolverType.BUILTIN_REF)
+    report = tinyinfer.convert(data, None, verbose=False)
+    with tinyinfer.Model(report.data) as model:
+        assert [op.op for op in model.ops()] == ["PRelu"]
+        np.testing.assert_array_equal(model.run([feed])[0], want)

@@ -140,7 +140,7 @@ extension OpKind {
     case .maximum, .minimum:
       return OpTraits(inputs: 2...2, inPlace: true)
     case .prelu:
-      return OpTraits(inputs: 2...2, weightSlots: .slots(1), inPlace: true)
+      return OpTraits(inputs: 2...2, weightSlots: .slots(1), inPlace: true, int8: .always, staticInt8: .calibrated)
     case .relu:
       return OpTraits(inputs: 1...1, inPlace: true, asFusedActivation: .relu, int8: .always, staticInt8: .calibrated)
     case .relu6:

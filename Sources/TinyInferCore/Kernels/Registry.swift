@@ -18,8 +18,9 @@ public enum Registry {
     case .transposeConv2D: return try TransposeConv2DKernel.infer(node, inputs)
     case .maxPool2D, .averagePool2D: return q ? try QPoolKernel.infer(node, inputs) : try PoolKernel.infer(node, inputs)
     case .mean, .reduceMax: return q ? try QReduceKernel.infer(node, inputs) : try ReduceKernel.infer(node, inputs)
-    case .add, .sub, .mul, .div, .maximum, .minimum, .prelu:
+    case .add, .sub, .mul, .div, .maximum, .minimum:
       return q ? try QBinaryKernel.infer(node, inputs) : try BinaryKernel.infer(node, inputs)
+    case .prelu: return q ? try QPReluKernel.infer(node, inputs) : try BinaryKernel.infer(node, inputs)
     case .relu, .relu6, .leakyRelu, .hardSwish, .logistic, .tanh, .gelu, .exp, .log, .sqrt, .rsqrt:
       return q ? try QActivationKernel.infer(node, inputs) : try UnaryKernel.infer(node, inputs)
     case .softmax, .logSoftmax: return q ? try QSoftmaxKernel.infer(node, inputs) : try SoftmaxKernel.infer(node, inputs)
@@ -60,8 +61,9 @@ public enum Registry {
     case .transposeConv2D: return try TransposeConv2DKernel.bind(ctx)
     case .maxPool2D, .averagePool2D: return q ? try QPoolKernel.bind(ctx) : try PoolKernel.bind(ctx)
     case .mean, .reduceMax: return q ? try QReduceKernel.bind(ctx) : try ReduceKernel.bind(ctx)
-    case .add, .sub, .mul, .div, .maximum, .minimum, .prelu:
+    case .add, .sub, .mul, .div, .maximum, .minimum:
       return q ? try QBinaryKernel.bind(ctx) : try BinaryKernel.bind(ctx)
+    case .prelu: return q ? try QPReluKernel.bind(ctx) : try BinaryKernel.bind(ctx)
     case .relu, .relu6, .leakyRelu, .hardSwish, .logistic, .tanh, .gelu, .exp, .log, .sqrt, .rsqrt:
       return q ? try QActivationKernel.bind(ctx) : try UnaryKernel.bind(ctx)
     case .softmax, .logSoftmax: return q ? try QSoftmaxKernel.bind(ctx) : try SoftmaxKernel.bind(ctx)
