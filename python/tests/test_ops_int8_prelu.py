@@ -12,7 +12,8 @@ import tinyinfer as ti
 from test_ops_int8 import Q, close_to_float, deq, fit_q, rand_i8, rand_q, same
 
 SHAPES = [((1, 4, 4, 8), (8,)), ((2, 3, 5, 16), (1, 1, 16)), ((3, 7), (1,)), ((2, 3, 4), (2, 3, 4)),
-          ((1, 5, 5, 3), (5, 1, 3)), ((40,), (40,))]
+          ((1, 5, 5, 3), (5, 1, 3)), ((40,), (40,)), ((1, 6, 6, 32), (32,)), ((1, 3, 3, 24), (24,)),
+          ((2, 9, 4), (9, 1))]
 
 
 @pytest.mark.parametrize("case", range(len(SHAPES)))

@@ -1,13 +1,14 @@
+import TinyInferShims
+
 /// int8 PRelu (TFLite's reference_ops::BroadcastPrelu4DSlow, prelu.cc):
 /// with `x' = x - zp_x` and `a' = alpha - zp_alpha`,
 /// `y = clamp(zp_y + (x' >= 0 ? MBQM(x', s_x / s_y) : MBQM(x' a', s_x s_alpha / s_y)), -128, 127)`,
 /// the two multipliers computed in float from the float scales, as prelu.cc
 /// does. The slope broadcasts to x (numpy rules; the output is x's shape).
 ///
-/// Each output depends only on the pair (x, alpha), so bind tabulates it: a
-/// row of 256 outputs per alpha value, for the values a constant slope
-/// holds (a row offset per slope element), or for all 256 when the slope
-/// is computed at run time. A run is one table lookup per element.
+/// Rows run a vector at a time in the level's C kernel (ti_q8_kernels
+/// prelu_row, q8_prelu.inc: both branches computed, one chosen per lane);
+/// the tails element by element with the same arithmetic.
 enum QPReluKernel {
   static func infer(_ node: Node, _ inputs: [TensorDesc?]) throws(TinfError) -> [TensorType] {
     try arity(inputs, 2...2)
@@ -45,47 +46,36 @@ enum QPReluKernel {
     let a = UnsafePointer(ap.assumingMemoryBound(to: Int8.self))
     let y = ctx.outputData[0].assumingMemoryBound(to: Int8.self)
 
-    // Rows of the table: the slope values to tabulate, and each slope element's row offset.
-    var rowOf = [Int32](repeating: -1, count: 256)
-    var values: [Int32] = []
-    let constant = ad.isConstant
-    if constant {
-      for k in 0..<ad.count where rowOf[Int(a[k]) &+ 128] < 0 {
-        rowOf[Int(a[k]) &+ 128] = Int32(values.count &* 256)
-        values.append(Int32(a[k]))
-      }
-    } else {
-      for v in -128...127 {
-        rowOf[v &+ 128] = Int32(values.count &* 256)
-        values.append(Int32(v))
-      }
-    }
-    var table = [Int8](repeating: 0, count: values.count &* 256)
-    for (r, av) in values.enumerated() {
-      for xv in -128...127 { table[r &* 256 &+ xv &+ 128] = value(Int32(xv), av, xq, aq, yq, m1, m2) }
-    }
-    let lut = try QBuffer(int8: table)
-    // A constant slope's elements index their rows directly.
-    var offsets = [Int32](repeating: 0, count: constant ? ad.count : 1)
-    if constant { for k in 0..<ad.count { offsets[k] = rowOf[Int(a[k]) &+ 128] } }
-    let offs = try QBuffer(int32: offsets)
+    let params = ti_q8_prelu(
+      zx: xq.zeroPoint, za: aq.zeroPoint, m1: m1.multiplier, s1: m1.shift, m2: m2.multiplier, s2: m2.shift,
+      zy: yq.zeroPoint)
+    let row = ti_q8_kernels_get().pointee.prelu_row
+    // A slope that varies along the last (merged) dim only (per channel): the whole tensor is one run
+    // whose slope repeats with that period.
+    let d = plan.dims
+    let periodic = d.count == 2 && plan.sb == [0, 1] && plan.sa == [d[1], 1]
+    let total = plan.total
     return { () throws(TinfError) in
-      let t = UnsafePointer(lut.int8) + 128
-      let o = UnsafePointer(offs.int32)
-      plan.forEachRow { offX, ix, offA, ia, out, n in
-        let xr = x + offX
-        let yr = y + out
-        if constant {
-          if ia == 0 {
-            let row = t + Int(o[offA])
-            for i in 0..<n { yr[i] = row[Int(xr[i &* ix])] }
-          } else {
-            let orow = o + offA
-            for i in 0..<n { yr[i] = t[Int(orow[i]) &+ Int(xr[i &* ix])] }
+      withUnsafePointer(to: params) { p in
+        if periodic {
+          let period = d[1]
+          var i = row(x, a, period, y, total, p)
+          while i < total {
+            y[i] = value(Int32(x[i]), Int32(a[i % period]), xq, aq, yq, m1, m2)
+            i &+= 1
           }
-        } else {
+          return
+        }
+        plan.forEachRow { offX, _, offA, ia, out, n in
+          // x has the output's shape: its rows are contiguous; the slope's stride is 0 or 1.
+          let xr = x + offX
           let ar = a + offA
-          for i in 0..<n { yr[i] = t[(Int(ar[i &* ia]) &+ 128) &* 256 &+ Int(xr[i &* ix])] }
+          let yr = y + out
+          var i = row(xr, ar, ia == 0 ? 1 : n, yr, n, p)
+          while i < n {
+            yr[i] = value(Int32(xr[i]), Int32(ar[i &* ia]), xq, aq, yq, m1, m2)
+            i &+= 1
+          }
         }
       }
     }
