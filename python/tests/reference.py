@@ -602,6 +602,168 @@ def space_to_depth(x, block_size, mode=0):
                 y[:, :, :, _d2s_channel(bh, bw, c, b, C, mode)] = x[:, bh::b, bw::b, c]
     return y
 
+# ----------------------------------------------------------------------------
+# Ops on run-time data: comparisons, logic, Where, rounding, Cast, Shape,
+# more reductions, Expand, Tile, Range
+
+def _cmp(f, a, b):
+    with np.errstate(invalid="ignore"):
+        return np.asarray(f(np.asarray(a), np.asarray(b)), dtype=np.bool_)
+
+
+def equal(a, b):
+    """a == b with numpy broadcasting (NaN is unequal to everything); bool."""
+    return _cmp(np.equal, a, b)
+
+
+def not_equal(a, b):
+    """a != b (True where either is NaN); bool."""
+    return _cmp(np.not_equal, a, b)
+
+
+def less(a, b):
+    """a < b (False with NaN); bool."""
+    return _cmp(np.less, a, b)
+
+
+def less_equal(a, b):
+    """a <= b; bool."""
+    return _cmp(np.less_equal, a, b)
+
+
+def greater(a, b):
+    """a > b; bool."""
+    return _cmp(np.greater, a, b)
+
+
+def greater_equal(a, b):
+    """a >= b; bool."""
+    return _cmp(np.greater_equal, a, b)
+
+
+def logical_and(a, b):
+    """Elementwise and of two bool arrays, broadcast."""
+    return np.logical_and(np.asarray(a, bool), np.asarray(b, bool))
+
+
+def logical_or(a, b):
+    """Elementwise or."""
+    return np.logical_or(np.asarray(a, bool), np.asarray(b, bool))
+
+
+def logical_xor(a, b):
+    """Elementwise exclusive or."""
+    return np.asarray(a, bool) != np.asarray(b, bool)
+
+
+def logical_not(a):
+    """Elementwise not."""
+    return ~np.asarray(a, bool)
+
+
+def where(cond, x, y):
+    """cond ? x : y, the three broadcast together (x's dtype)."""
+    return np.where(np.asarray(cond, bool), x, y).astype(np.asarray(x).dtype)
+
+
+def floor(x):
+    """Largest integer value <= x (NaN, inf, -0 pass through)."""
+    return _unary(x, np.floor)
+
+
+def ceil(x):
+    """Smallest integer value >= x."""
+    return _unary(x, np.ceil)
+
+
+def round_(x):
+    """Nearest integer value, ties to even (numpy's rint)."""
+    return _unary(x, np.rint)
+
+
+def erf(x):
+    """The error function, from math.erf in float64."""
+    return _unary(x, _erf)
+
+
+_INT_RANGE = {np.dtype(t): (np.iinfo(t).min, np.iinfo(t).max) for t in (np.int8, np.uint8, np.int16, np.int32, np.int64)}
+
+
+def cast(x, dtype):
+    """Value conversion: float to integer truncates toward zero and saturates
+    (NaN gives 0); integers wrap; anything to bool is x != 0."""
+    x = np.asarray(x)
+    dt = np.dtype(dtype)
+    if dt == np.bool_:
+        return x != 0
+    if x.dtype == np.float32 and dt in _INT_RANGE:
+        lo, hi = _INT_RANGE[dt]
+        v = np.trunc(np.nan_to_num(x.astype(np.float64), nan=0.0))
+        # Clamp in float64, then the bounds exactly (float64 cannot hold int64's).
+        out = np.clip(v, max(lo, -2.0 ** 63), min(hi, 2.0 ** 63 - 1024)).astype(dt)
+        out[v >= hi] = hi
+        out[v <= lo] = lo
+        return out
+    if dt in _INT_RANGE:
+        return x.astype(np.int64).astype(dt)  # two's complement wrap
+    return x.astype(dt)
+
+
+def shape(x, dtype=np.int64):
+    """The dims of x as a 1-D array (a scalar's shape is [1])."""
+    return np.array(np.shape(x) or (1,), dtype=dtype)
+
+
+def _reduce(f, x, axes, keep_dims, dtype):
+    x = np.asarray(x)
+    ax = [_axis(a, x.ndim) for a in axes]
+    if len(set(ax)) != len(ax):
+        raise ValueError("duplicate axes")
+    if not ax:
+        return x.astype(np.float32)
+    return np.asarray(f(x.astype(dtype), axis=tuple(ax), keepdims=bool(keep_dims)), dtype=np.float32)
+
+
+def reduce_min(x, axes=(), keep_dims=0):
+    """Smallest element over axes (NaN propagates)."""
+    return _reduce(np.min, x, axes, keep_dims, np.float32)
+
+
+def reduce_sum(x, axes=(), keep_dims=0):
+    """Sum over axes, in float64."""
+    return _reduce(np.sum, x, axes, keep_dims, np.float64)
+
+
+def reduce_prod(x, axes=(), keep_dims=0):
+    """Product over axes, in float64."""
+    return _reduce(np.prod, x, axes, keep_dims, np.float64)
+
+
+def expand(x, shape):
+    """x broadcast with `shape` both ways (ONNX Expand): numpy broadcasting of x.shape and shape."""
+    out = np.broadcast_shapes(np.shape(x), tuple(shape))
+    return np.broadcast_to(x, out).copy()
+
+
+def tile(x, sizes):
+    """x repeated sizes[i] times along dim i (numpy tile with len(sizes) == rank)."""
+    if len(sizes) != np.ndim(x) or min(sizes, default=1) < 1:
+        raise ValueError("one repeat >= 1 per dim")
+    return np.tile(x, sizes)
+
+
+def range_(start, limit, delta, dtype=None):
+    """start + i * delta for i < ceil((limit - start) / delta): ints exactly,
+    floats in float64 then rounded to float32."""
+    if delta == 0:
+        raise ValueError("delta 0")
+    n = int(np.ceil((limit - start) / delta)) if isinstance(start, float) else -((start - limit) // delta)
+    if n < 1:
+        raise ValueError("empty range")
+    if isinstance(start, float):
+        return (start + np.arange(n, dtype=np.float64) * delta).astype(np.float32)
+    return (start + np.arange(n, dtype=np.int64) * delta).astype(dtype or np.int64)
+
 
 REFERENCE = {
     "FullyConnected": fully_connected, "MatMul": matmul,
@@ -617,6 +779,11 @@ REFERENCE = {
     "Concat": concat, "Split": split, "Slice": slice_, "StridedSlice": strided_slice,
     "Pad": pad, "Gather": gather, "ResizeBilinear": resize_bilinear,
     "ResizeNearest": resize_nearest, "DepthToSpace": depth_to_space, "SpaceToDepth": space_to_depth,
+    "Equal": equal, "NotEqual": not_equal, "Less": less, "LessEqual": less_equal, "Greater": greater,
+    "GreaterEqual": greater_equal, "LogicalAnd": logical_and, "LogicalOr": logical_or, "LogicalXor": logical_xor,
+    "LogicalNot": logical_not, "Where": where, "Floor": floor, "Ceil": ceil, "Round": round_, "Erf": erf,
+    "Cast": cast, "Shape": shape, "ReduceMin": reduce_min, "ReduceSum": reduce_sum, "ReduceProd": reduce_prod,
+    "Expand": expand, "Tile": tile, "Range": range_,
 }
 
 
@@ -782,6 +949,17 @@ def self_test():
     assert (depth_to_space(x, 2) == dcr).all() and (depth_to_space(x, 2, mode=1) == crd).all()
     for m in (0, 1):
         assert (space_to_depth(depth_to_space(x, 2, m), 2, m) == x).all()
+    # Ops on run-time data.
+    assert list(round_(np.array([0.5, 1.5, 2.5, -0.5, -1.5], np.float32))) == [0, 2, 2, -0.0, -2]
+    assert list(cast(np.array([2.9, -2.9, 300.0, np.nan], np.float32), np.int8)) == [2, -2, 127, 0]
+    assert list(cast(np.array([257, -1], np.int32), np.uint8)) == [1, 255]
+    assert list(range_(1, 10, 4)) == [1, 5, 9] and list(range_(5, 0, -2)) == [5, 3, 1]
+    close(range_(0.0, 1.0, 0.25), [0, 0.25, 0.5, 0.75])
+    raises(range_, 3, 3, 1), raises(range_, 0, 1, 0)
+    assert tile(np.arange(2), [3]).tolist() == [0, 1, 0, 1, 0, 1]
+    assert expand(np.arange(3).reshape(3, 1), (2, 1, 4)).shape == (2, 3, 4)
+    assert list(not_equal(np.array([np.nan, 1.0]), 1.0)) == [True, False]
+    close(reduce_prod(np.array([[1, 2], [3, 4]], np.float32), axes=[1]), [2, 12])
     assert all(callable(f) for f in REFERENCE.values())
 
 

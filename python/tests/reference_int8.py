@@ -364,6 +364,18 @@ def mul(a, a_q, b, b_q, y_q, activation=0):
     return _clamp(mbqm((a - a_q[1]) * (b - b_q[1]), m, s) + y_q[1], lo, hi).astype(np.int8)
 
 
+def prelu(x, x_q, alpha, alpha_q, y_q):
+    """TFLite int8 PRelu (prelu.cc, reference_ops::BroadcastPrelu4DSlow): with x' = x - zp_x and
+    a' = alpha - zp_alpha, zp_y + MBQM(x', s_x / s_y) for x' >= 0, else zp_y + MBQM(x' a', s_x s_a / s_y),
+    clamped to int8; the multipliers from float arithmetic on the float scales. alpha broadcasts to x."""
+    m1, s1 = quantize_multiplier(float(F32(F32(x_q[0]) / F32(y_q[0]))))
+    m2, s2 = quantize_multiplier(float(F32(F32(F32(x_q[0]) * F32(alpha_q[0])) / F32(y_q[0]))))
+    xv = _i64(x) - x_q[1]
+    av = np.broadcast_to(_i64(alpha) - alpha_q[1], xv.shape)
+    v = np.where(xv >= 0, mbqm(xv, m1, s1), mbqm(xv * av, m2, s2))
+    return _clamp(v + y_q[1], -128, 127).astype(np.int8)
+
+
 # ----------------------------------------------------------------------------
 # Pooling and Mean
 
@@ -651,5 +663,5 @@ REFERENCE_INT8 = {
     "FullyConnected": fully_connected, "Conv2D": conv2d, "DepthwiseConv2D": depthwise_conv2d,
     "Add": add, "Sub": sub, "Mul": mul, "AveragePool2D": average_pool2d, "MaxPool2D": max_pool2d, "Mean": mean,
     "Softmax": softmax, "Relu": relu, "Relu6": relu6, "LeakyRelu": leaky_relu, "Logistic": logistic, "Tanh": tanh,
-    "HardSwish": hard_swish, "Concat": concat, "ReduceMax": reduce_max,
+    "HardSwish": hard_swish, "Concat": concat, "ReduceMax": reduce_max, "PRelu": prelu,
 }

@@ -183,6 +183,10 @@ def test_float32_covers_every_supported_op():
             oc = m.OperatorCodes(g.Operators(i).OpcodeIndex())
             seen.add(BUILTIN_OPCODE2NAME[max(oc.BuiltinCode(), oc.DeprecatedBuiltinCode())])
     hand_built = {"SQUEEZE", "EXPAND_DIMS", "RELU_N1_TO_1"}
+    # Ops on run-time data: hand-built models in test_convert_tflite_ops.py.
+    hand_built |= {"EQUAL", "NOT_EQUAL", "LESS", "LESS_EQUAL", "GREATER", "GREATER_EQUAL", "LOGICAL_AND",
+                   "LOGICAL_OR", "LOGICAL_NOT", "SELECT", "SELECT_V2", "FLOOR", "CEIL", "ROUND", "CAST", "SHAPE",
+                   "TILE", "BROADCAST_TO", "RANGE", "REDUCE_PROD", "SUM", "REDUCE_MIN"}
     assert set(SUPPORTED_OPS) - seen - hand_built == set()
 
 
@@ -480,7 +484,8 @@ T = tflite.TensorType
 BO = tflite.BuiltinOptions
 OPS = {v: k for k, v in BUILTIN_OPCODE2NAME.items()}
 _NP = {np.dtype(np.float32): T.FLOAT32, np.dtype(np.int32): T.INT32, np.dtype(np.int8): T.INT8,
-       np.dtype(np.float16): T.FLOAT16, np.dtype(np.int64): T.INT64}
+       np.dtype(np.float16): T.FLOAT16, np.dtype(np.int64): T.INT64, np.dtype(np.bool_): T.BOOL,
+       np.dtype(np.uint8): T.UINT8}
 
 
 class Model:

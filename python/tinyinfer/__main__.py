@@ -1,6 +1,7 @@
 """Command line: python -m tinyinfer COMMAND ...
 
-  convert SRC -o DST.tinf [--arch MODULE:NAME --input-shape 1,3,32,32]   TFLite / ONNX / PyTorch -> .tinf
+  convert SRC -o DST.tinf [--arch MODULE:NAME] [--input-shape [NAME=]1,3,32,32 ...] [--no-opset-check]
+                                            TFLite / ONNX / PyTorch -> .tinf
   inspect MODEL.tinf [--memory]             every tensor's dtype, shape, quantization; size by part
                                             (--memory: the arena timeline, bytes alive per op, the peak)
   run MODEL.tinf [--input x.npy ...]        run once and print the outputs
@@ -30,6 +31,32 @@ def _shape(text: str):
     return tuple(int(x) for x in text.replace("x", ",").split(",") if x)
 
 
+def _input_shapes(values):
+    """--input-shape values: NAME=1,3,224,224 (repeatable, one per input) or one plain shape (a model with
+    one input). Returns the convert options, or raises ValueError with the reason."""
+    named, plain = {}, []
+    for v in values or []:
+        name, eq, dims = v.rpartition("=")
+        try:
+            shape = _shape(dims)
+        except ValueError:
+            raise ValueError(f"--input-shape {v!r}: dims must be integers, e.g. input=1,3,224,224") from None
+        if not shape:
+            raise ValueError(f"--input-shape {v!r} has no dims")
+        if eq and not name:
+            raise ValueError(f"--input-shape {v!r}: the input name before '=' is empty")
+        if not eq:
+            plain.append(shape)
+        elif name in named:
+            raise ValueError(f"--input-shape gives input '{name}' twice")
+        else:
+            named[name] = shape
+    if plain and (named or len(plain) > 1):
+        raise ValueError("--input-shape without a name is for a model with one input; name each input "
+                         "(--input-shape NAME=1,3,224,224, repeated)")
+    return {"input_shapes": named} if named else {"input_shape": plain[0]} if plain else {}
+
+
 def cmd_convert(args) -> int:
     import tinyinfer
     options = {}
@@ -38,10 +65,19 @@ def cmd_convert(args) -> int:
         sys.path.insert(0, os.getcwd())
         arch = getattr(importlib.import_module(mod), name)
         options["architecture"] = arch() if callable(arch) and not hasattr(arch, "load_state_dict") else arch
-    if args.input_shape:
-        options["input_shape"] = _shape(args.input_shape)
+    try:
+        options.update(_input_shapes(args.input_shape))
+    except ValueError as e:
+        print(f"python -m tinyinfer convert: error: {e}", file=sys.stderr)
+        return 2
+    if args.opset_check is not None:
+        options["check_opset"] = args.opset_check
     dst = args.output or os.path.splitext(args.src)[0] + ".tinf"
-    tinyinfer.convert(args.src, dst, verbose=True, **options)
+    try:
+        tinyinfer.convert(args.src, dst, verbose=True, **options)
+    except TypeError as e:  # an option this importer does not take, or a shape that fits no input
+        print(f"python -m tinyinfer convert: error: {e}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -260,7 +296,11 @@ def main(argv=None) -> int:
     c.add_argument("src")
     c.add_argument("-o", "--output")
     c.add_argument("--arch", help="for a PyTorch state_dict: MODULE:NAME of a tinyinfer.nn architecture")
-    c.add_argument("--input-shape", help="for a PyTorch state_dict or TorchScript archive: e.g. 1,3,32,32")
+    c.add_argument("--input-shape", action="append",
+                   help="NAME=1,3,224,224 for an ONNX input with dynamic dims (repeat per input), or one plain "
+                        "shape for a one-input model or a PyTorch state_dict or TorchScript archive: e.g. 1,3,32,32")
+    c.add_argument("--opset-check", action=argparse.BooleanOptionalAction, default=None,
+                   help="ONNX: refuse opsets outside 11..20 (default); --no-opset-check tries anyway")
     c.set_defaults(fn=cmd_convert)
     i = sub.add_parser("inspect", help="show every tensor's dtype, shape and quantization, and sizes")
     i.add_argument("model")

@@ -50,6 +50,29 @@ public enum OpKind: UInt16, Sendable, CaseIterable {
   case quantize = 45
   case dequantize = 46
   case reduceMax = 47
+  case equal = 48
+  case notEqual = 49
+  case less = 50
+  case lessEqual = 51
+  case greater = 52
+  case greaterEqual = 53
+  case logicalAnd = 54
+  case logicalOr = 55
+  case logicalXor = 56
+  case logicalNot = 57
+  case select = 58
+  case floor = 59
+  case ceil = 60
+  case round = 61
+  case cast = 62
+  case shape = 63
+  case reduceMin = 64
+  case reduceProd = 65
+  case reduceSum = 66
+  case expand = 67
+  case tile = 68
+  case range = 69
+  case erf = 70
 
   /// The op's name (FileCode).
   public var staticName: StaticString {
@@ -101,6 +124,29 @@ public enum OpKind: UInt16, Sendable, CaseIterable {
     case .quantize: return "Quantize"
     case .dequantize: return "Dequantize"
     case .reduceMax: return "ReduceMax"
+    case .equal: return "Equal"
+    case .notEqual: return "NotEqual"
+    case .less: return "Less"
+    case .lessEqual: return "LessEqual"
+    case .greater: return "Greater"
+    case .greaterEqual: return "GreaterEqual"
+    case .logicalAnd: return "LogicalAnd"
+    case .logicalOr: return "LogicalOr"
+    case .logicalXor: return "LogicalXor"
+    case .logicalNot: return "LogicalNot"
+    case .select: return "Where"
+    case .floor: return "Floor"
+    case .ceil: return "Ceil"
+    case .round: return "Round"
+    case .cast: return "Cast"
+    case .shape: return "Shape"
+    case .reduceMin: return "ReduceMin"
+    case .reduceProd: return "ReduceProd"
+    case .reduceSum: return "ReduceSum"
+    case .expand: return "Expand"
+    case .tile: return "Tile"
+    case .range: return "Range"
+    case .erf: return "Erf"
     }
   }
 

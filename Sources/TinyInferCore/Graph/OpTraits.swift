@@ -140,7 +140,7 @@ extension OpKind {
     case .maximum, .minimum:
       return OpTraits(inputs: 2...2, inPlace: true)
     case .prelu:
-      return OpTraits(inputs: 2...2, weightSlots: .slots(1), inPlace: true)
+      return OpTraits(inputs: 2...2, weightSlots: .slots(1), inPlace: true, int8: .always, staticInt8: .calibrated)
     case .relu:
       return OpTraits(inputs: 1...1, inPlace: true, asFusedActivation: .relu, int8: .always, staticInt8: .calibrated)
     case .relu6:
@@ -181,6 +181,18 @@ extension OpKind {
       return OpTraits(inputs: 1...1, int8: .quantize)
     case .dequantize:
       return OpTraits(inputs: 1...1)
+    case .equal, .notEqual, .less, .lessEqual, .greater, .greaterEqual, .logicalAnd, .logicalOr, .logicalXor:
+      return OpTraits(inputs: 2...2)
+    case .logicalNot, .floor, .ceil, .round, .erf:
+      return OpTraits(inputs: 1...1, inPlace: true)
+    case .select:
+      return OpTraits(inputs: 3...3)
+    case .cast, .shape, .reduceMin, .reduceProd, .reduceSum:
+      return OpTraits(inputs: 1...1)
+    case .expand, .tile:
+      return OpTraits(inputs: 1...1, staticInt8: .sameParams, movesData: true)
+    case .range:
+      return OpTraits(inputs: 0...0)
     }
   }
 }

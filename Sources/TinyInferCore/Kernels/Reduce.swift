@@ -1,8 +1,8 @@
 import TinyInferShims
 
-/// Mean and ReduceMax (docs/ops.md) over `axes` (negative counts from the
+/// Mean, ReduceMax, ReduceMin, ReduceSum and ReduceProd (docs/ops.md) over `axes` (negative counts from the
 /// end, duplicates refused; none given: nothing is reduced), `keep_dims`
-/// 0/1, float32 here and int8 in Quant/QReduce.swift. Every variant runs one
+/// 0/1, float32 here and int8 (Mean, ReduceMax) in Quant/QReduce.swift. Every variant runs one
 /// driver, `ReductionPlan.run`, with its step (`ReduceStep`: how elements
 /// join an accumulator) and its own epilogue (accumulators to outputs).
 ///
@@ -11,6 +11,9 @@ import TinyInferShims
 /// runs of the innermost merged dim: a reduced run folds into one
 /// accumulator (`foldRun`), a kept run folds element by element into a row
 /// of accumulators (`fold`).
+/// The reductions (Registry.variant maps ops to them).
+enum ReduceOp { case mean, max, min, sum, prod }
+
 enum ReduceKernel {
   /// Which dims of `x` are reduced.
   static func reducedDims(_ node: Node, _ x: TensorDesc) throws(TinfError) -> [Bool] {
@@ -56,15 +59,19 @@ enum ReduceKernel {
     let x = ctx.floatIn(0)
     let y = ctx.floatOut(0)
     let outCount = plan.outCount
-    if ctx.node.op == .reduceMax {
-      return { () throws(TinfError) in plan.run(MaxFloat.self, x, y) }
+    switch try Registry.reduceOp(ctx.node) {
+    case .max: return { () throws(TinfError) in plan.run(MaxFloat.self, x, y) }
+    case .min: return { () throws(TinfError) in plan.run(MinFloat.self, x, y) }
+    case .mean, .sum, .prod:
+      break
     }
-    // Mean: sums in Double, divided at the end.
-    let sums = try Scratch<Double>(count: outCount)
-    let divisor = Double(plan.reduceCount)
+    // Mean, ReduceSum and ReduceProd accumulate in Double, rounded once at the end.
+    let acc = try Scratch<Double>(count: outCount)
+    let prod = ctx.node.op == .reduceProd
+    let divisor = ctx.node.op == .mean ? Double(plan.reduceCount) : 1
     return { () throws(TinfError) in
-      let s = sums.base
-      plan.run(SumFloat.self, x, s)
+      let s = acc.base
+      if prod { plan.run(ProdFloat.self, x, s) } else { plan.run(SumFloat.self, x, s) }
       for i in 0..<outCount {
         y[i] = Float(s[i] / divisor)
       }
@@ -130,6 +137,28 @@ enum MaxFloat: ReduceStep {
     var any: UInt32 = 0
     for i in 0..<n { any |= x[i] != x[i] ? 1 : 0 }
     return any != 0
+  }
+}
+
+/// float32 minimum; a NaN anywhere gives NaN (as numpy's min).
+enum MinFloat: ReduceStep {
+  static var identity: Float { .infinity }
+  @inline(__always) static func fold(_ a: Float, _ x: Float) -> Float { a != a ? a : (x < a || x != x ? x : a) }
+  @inline(__always) static func foldRun(_ a: Float, _ x: UnsafePointer<Float>, _ n: Int) -> Float {
+    var m = a
+    for i in 0..<n { m = fold(m, x[i]) }
+    return m
+  }
+}
+
+/// float32 product in Double (ReduceProd).
+enum ProdFloat: ReduceStep {
+  static var identity: Double { 1 }
+  @inline(__always) static func fold(_ a: Double, _ x: Float) -> Double { a * Double(x) }
+  @inline(__always) static func foldRun(_ a: Double, _ x: UnsafePointer<Float>, _ n: Int) -> Double {
+    var p = a
+    for i in 0..<n { p *= Double(x[i]) }
+    return p
   }
 }
 

@@ -18,8 +18,9 @@ public enum Registry {
     case .transposeConv2D: return try TransposeConv2DKernel.infer(node, inputs)
     case .maxPool2D, .averagePool2D: return q ? try QPoolKernel.infer(node, inputs) : try PoolKernel.infer(node, inputs)
     case .mean, .reduceMax: return q ? try QReduceKernel.infer(node, inputs) : try ReduceKernel.infer(node, inputs)
-    case .add, .sub, .mul, .div, .maximum, .minimum, .prelu:
+    case .add, .sub, .mul, .div, .maximum, .minimum:
       return q ? try QBinaryKernel.infer(node, inputs) : try BinaryKernel.infer(node, inputs)
+    case .prelu: return q ? try QPReluKernel.infer(node, inputs) : try BinaryKernel.infer(node, inputs)
     case .relu, .relu6, .leakyRelu, .hardSwish, .logistic, .tanh, .gelu, .exp, .log, .sqrt, .rsqrt:
       return q ? try QActivationKernel.infer(node, inputs) : try UnaryKernel.infer(node, inputs)
     case .softmax, .logSoftmax: return q ? try QSoftmaxKernel.infer(node, inputs) : try SoftmaxKernel.infer(node, inputs)
@@ -36,6 +37,15 @@ public enum Registry {
     case .resizeBilinear, .resizeNearest: return try ResizeKernel.infer(node, inputs)
     case .depthToSpace, .spaceToDepth: return try SpaceDepthKernel.infer(node, inputs)
     case .quantize, .dequantize: return try QuantizeKernel.infer(node, inputs)
+    case .equal, .notEqual, .less, .lessEqual, .greater, .greaterEqual: return try CompareKernel.infer(node, inputs)
+    case .logicalAnd, .logicalOr, .logicalXor, .logicalNot: return try LogicKernel.infer(node, inputs)
+    case .select: return try SelectKernel.infer(node, inputs)
+    case .floor, .ceil, .round, .erf: return try UnaryKernel.infer(node, inputs)
+    case .cast: return try CastKernel.infer(node, inputs)
+    case .shape: return try ShapeKernel.infer(node, inputs)
+    case .reduceMin, .reduceProd, .reduceSum: return try ReduceKernel.infer(node, inputs)
+    case .expand, .tile: return try ExpandKernel.infer(node, inputs)
+    case .range: return try RangeKernel.infer(node, inputs)
     }
   }
 
@@ -51,8 +61,9 @@ public enum Registry {
     case .transposeConv2D: return try TransposeConv2DKernel.bind(ctx)
     case .maxPool2D, .averagePool2D: return q ? try QPoolKernel.bind(ctx) : try PoolKernel.bind(ctx)
     case .mean, .reduceMax: return q ? try QReduceKernel.bind(ctx) : try ReduceKernel.bind(ctx)
-    case .add, .sub, .mul, .div, .maximum, .minimum, .prelu:
+    case .add, .sub, .mul, .div, .maximum, .minimum:
       return q ? try QBinaryKernel.bind(ctx) : try BinaryKernel.bind(ctx)
+    case .prelu: return q ? try QPReluKernel.bind(ctx) : try BinaryKernel.bind(ctx)
     case .relu, .relu6, .leakyRelu, .hardSwish, .logistic, .tanh, .gelu, .exp, .log, .sqrt, .rsqrt:
       return q ? try QActivationKernel.bind(ctx) : try UnaryKernel.bind(ctx)
     case .softmax, .logSoftmax: return q ? try QSoftmaxKernel.bind(ctx) : try SoftmaxKernel.bind(ctx)
@@ -68,6 +79,15 @@ public enum Registry {
     case .resizeBilinear, .resizeNearest: return try ResizeKernel.bind(ctx)
     case .depthToSpace, .spaceToDepth: return try SpaceDepthKernel.bind(ctx)
     case .quantize, .dequantize: return try QuantizeKernel.bind(ctx)
+    case .equal, .notEqual, .less, .lessEqual, .greater, .greaterEqual: return try CompareKernel.bind(ctx)
+    case .logicalAnd, .logicalOr, .logicalXor, .logicalNot: return try LogicKernel.bind(ctx)
+    case .select: return try SelectKernel.bind(ctx)
+    case .floor, .ceil, .round, .erf: return try UnaryKernel.bind(ctx)
+    case .cast: return try CastKernel.bind(ctx)
+    case .shape: return try ShapeKernel.bind(ctx)
+    case .reduceMin, .reduceProd, .reduceSum: return try ReduceKernel.bind(ctx)
+    case .expand, .tile: return try ExpandKernel.bind(ctx)
+    case .range: return try RangeKernel.bind(ctx)
     }
   }
 
@@ -79,6 +99,9 @@ public enum Registry {
     case binary(BinaryOp)
     case reshape(ReshapeOp)
     case slice(SliceOp)
+    case compare(CompareOp)
+    case logic(LogicOp)
+    case reduce(ReduceOp)
     /// The op has a kernel of its own (or its family needs no variant).
     case own
   }
@@ -96,6 +119,25 @@ public enum Registry {
     case .log: return .unary(.log)
     case .sqrt: return .unary(.sqrt)
     case .rsqrt: return .unary(.rsqrt)
+    case .floor: return .unary(.floor)
+    case .ceil: return .unary(.ceil)
+    case .round: return .unary(.round)
+    case .erf: return .unary(.erf)
+    case .equal: return .compare(.equal)
+    case .notEqual: return .compare(.notEqual)
+    case .less: return .compare(.less)
+    case .lessEqual: return .compare(.lessEqual)
+    case .greater: return .compare(.greater)
+    case .greaterEqual: return .compare(.greaterEqual)
+    case .logicalAnd: return .logic(.and)
+    case .logicalOr: return .logic(.or)
+    case .logicalXor: return .logic(.xor)
+    case .logicalNot: return .logic(.not)
+    case .mean: return .reduce(.mean)
+    case .reduceMax: return .reduce(.max)
+    case .reduceMin: return .reduce(.min)
+    case .reduceSum: return .reduce(.sum)
+    case .reduceProd: return .reduce(.prod)
     case .add: return .binary(.add)
     case .sub: return .binary(.sub)
     case .mul: return .binary(.mul)
@@ -108,15 +150,30 @@ public enum Registry {
     case .expandDims: return .reshape(.expandDims)
     case .slice: return .slice(.slice)
     case .stridedSlice: return .slice(.stridedSlice)
-    case .fullyConnected, .matMul, .conv2D, .depthwiseConv2D, .transposeConv2D, .maxPool2D, .averagePool2D, .mean,
-      .reduceMax, .softmax, .logSoftmax, .layerNorm, .batchNorm, .transpose, .concat, .split, .pad, .gather,
-      .resizeBilinear, .resizeNearest, .depthToSpace, .spaceToDepth, .quantize, .dequantize:
+    case .fullyConnected, .matMul, .conv2D, .depthwiseConv2D, .transposeConv2D, .maxPool2D, .averagePool2D, .softmax, .logSoftmax, .layerNorm, .batchNorm, .transpose, .concat, .split, .pad, .gather,
+      .resizeBilinear, .resizeNearest, .depthToSpace, .spaceToDepth, .quantize, .dequantize, .select, .cast, .shape,
+      .expand, .tile, .range:
       return .own
     }
   }
 
   static func unaryOp(_ node: Node) throws(TinfError) -> UnaryOp {
     guard case .unary(let f) = variant(node.op) else { throw TinfError(.internal, "\(node.op.name) is not unary") }
+    return f
+  }
+
+  static func compareOp(_ node: Node) throws(TinfError) -> CompareOp {
+    guard case .compare(let f) = variant(node.op) else { throw TinfError(.internal, "\(node.op.name) is not a comparison") }
+    return f
+  }
+
+  static func logicOp(_ node: Node) throws(TinfError) -> LogicOp {
+    guard case .logic(let f) = variant(node.op) else { throw TinfError(.internal, "\(node.op.name) is not logical") }
+    return f
+  }
+
+  static func reduceOp(_ node: Node) throws(TinfError) -> ReduceOp {
+    guard case .reduce(let f) = variant(node.op) else { throw TinfError(.internal, "\(node.op.name) is not a reduction") }
     return f
   }
 

@@ -1,10 +1,12 @@
 import TinyInferShims
 
 /// The elementwise unary functions (Registry.variant maps ops to them).
-enum UnaryOp { case relu, relu6, leakyRelu, hardSwish, logistic, tanh, gelu, exp, log, sqrt, rsqrt }
+enum UnaryOp { case relu, relu6, leakyRelu, hardSwish, logistic, tanh, gelu, exp, log, sqrt, rsqrt, floor, ceil, round, erf }
 
 /// Elementwise unary ops: Relu, Relu6, LeakyRelu, HardSwish, Logistic, Tanh,
-/// Gelu (exact and tanh), Exp, Log, Sqrt, Rsqrt. All may run in place.
+/// Gelu (exact and tanh), Exp, Log, Sqrt, Rsqrt, Erf, Floor, Ceil, Round
+/// (ties to even). All may run in place. The transcendental ones are C
+/// kernels per CPU level (tinyinfer_kernels_f32.h, tinyinfer_kernels_math.h).
 enum UnaryKernel {
   static func infer(_ node: Node, _ inputs: [TensorDesc?]) throws(TinfError) -> [TensorType] {
     try arity(inputs, 1...1)
@@ -13,7 +15,7 @@ enum UnaryKernel {
     switch try Registry.unaryOp(node) {
     case .leakyRelu: _ = try node.attrs.float(.alpha, default: 0.2)
     case .gelu: _ = try node.attrs.int(.approximate, default: 0, in: 0...1)
-    case .relu, .relu6, .hardSwish, .logistic, .tanh, .exp, .log, .sqrt, .rsqrt: break
+    case .relu, .relu6, .hardSwish, .logistic, .tanh, .exp, .log, .sqrt, .rsqrt, .floor, .ceil, .round, .erf: break
     }
     return [TensorType(.float32, x.shape)]
   }
@@ -24,6 +26,15 @@ enum UnaryKernel {
     let n = ctx.outputs[0].count
     let pool = ctx.pool
     let kern = PackedGemm.kernels
+    let math = ti_math_kernels_get().pointee
+    /// A math-table kernel over the tensor, split over threads when large.
+    func mapped(_ f: @escaping @convention(c) (UnsafePointer<Float>, UnsafeMutablePointer<Float>, Int) -> Void)
+      -> KernelFn
+    {
+      return { () throws(TinfError) in
+        pool.parallelRanges(n, minChunk: chunk) { r in f(x + r.lowerBound, y + r.lowerBound, r.count) }
+      }
+    }
     // Transcendental ops are worth splitting over threads on large tensors.
     let chunk = 16384
     switch try Registry.unaryOp(ctx.node) {
@@ -59,20 +70,10 @@ enum UnaryKernel {
         }
       }
     case .tanh:
-      return { () throws(TinfError) in
-        pool.parallelRanges(n, minChunk: chunk) { r in for i in r { y[i] = ftanh(x[i]) } }
-      }
+      return mapped(math.tanh)
     case .gelu:
       if try ctx.attrs.int(.approximate, default: 0, in: 0...1) == 1 {
-        let c: Float = 0.7978845608028654  // sqrt(2/pi)
-        return { () throws(TinfError) in
-          pool.parallelRanges(n, minChunk: chunk) { r in
-            for i in r {
-              let v = x[i]
-              y[i] = 0.5 * v * (1 + ftanh(c * (v + 0.044715 * v * v * v)))
-            }
-          }
-        }
+        return mapped(math.gelu_tanh)
       }
       return { () throws(TinfError) in
         pool.parallelRanges(n, minChunk: chunk) { r in
@@ -84,9 +85,15 @@ enum UnaryKernel {
         pool.parallelRanges(n, minChunk: chunk) { r in kern.exp(x + r.lowerBound, y + r.lowerBound, r.count) }
       }
     case .log:
-      return { () throws(TinfError) in
-        pool.parallelRanges(n, minChunk: chunk) { r in for i in r { y[i] = flog(x[i]) } }
-      }
+      return mapped(math.log)
+    case .erf:
+      return mapped(math.erf)
+    case .floor:
+      return mapped(math.floor)
+    case .ceil:
+      return mapped(math.ceil)
+    case .round:
+      return mapped(math.round)
     case .sqrt:
       return { () throws(TinfError) in mapSIMD(x, y, n) { v in v.squareRoot() } }
     case .rsqrt:

@@ -20,6 +20,13 @@ typedef struct ti_q8_binary {
   int32_t za, zb, a_mult, a_shift, b_mult, b_shift, out_mult, out_shift, zp, lo, hi, negate;
 } ti_q8_binary;
 
+/* The constants of int8 PRelu (prelu.cc): zero points of x, the slope and
+ * y; MultiplyByQuantizedMultiplier of s_x / s_y (m1, s1) and of
+ * s_x s_a / s_y (m2, s2). */
+typedef struct ti_q8_prelu {
+  int32_t zx, za, m1, s1, m2, s2, zy;
+} ti_q8_prelu;
+
 typedef struct ti_q8_kernels {
   /* 8 rows x 16 columns of one panel: out[r * ldo + j] = initial[j] +
    * sum over the depth of a_r * w (for r < rows, j < valid). The depth is
@@ -75,6 +82,11 @@ typedef struct ti_q8_kernels {
   intptr_t (*_Nonnull accumulate)(int32_t *acc, const int8_t *x, intptr_t n);
   /* The level's name ("baseline", "avx2", "avx512-vnni", "dotprod"). */
   const char *name;
+  /* int8 PRelu: y[i] = clamp(zy + (x' >= 0 ? MBQM(x', m1, s1) : MBQM(x' a', m2, s2)), -128, 127) with
+   * x' = x[i] - zx, a' = alpha[i % period] - za (y may be x), for the first elements of n, a whole
+   * number of vectors; returns how many (0 unless period is 1, a multiple of the vector or >= n). */
+  intptr_t (*_Nonnull prelu_row)(const int8_t *x, const int8_t *alpha, intptr_t period, int8_t *y, intptr_t n,
+                                 const ti_q8_prelu *p);
 } ti_q8_kernels;
 
 /* The table of the level ti_cpu_level() chose (with VNNI: ti_cpu_vnni()). */

@@ -76,9 +76,10 @@ SUPPORTED_OPS: Dict[str, str] = {
     "MAX_POOL_2D": f"MaxPool2D ({_ACT})",
     "AVERAGE_POOL_2D": f"AveragePool2D (padding excluded from the count, {_ACT})",
     "MEAN": "Mean (constant axes, keep_dims)",
-    "SUM": "Mean then Mul by the reduced element count (float only)",
+    "SUM": "ReduceSum (constant axes, keep_dims; float only)",
+    "REDUCE_PROD": "ReduceProd (constant axes, keep_dims; float only; integer constants are folded)",
     "REDUCE_MAX": "ReduceMax (constant axes, keep_dims; int8 with the tensors' quantization)",
-    "REDUCE_MIN": "-ReduceMax(-x) with Mul by -1 (constant axes, keep_dims; float only)",
+    "REDUCE_MIN": "ReduceMin (constant axes, keep_dims; float only)",
     "RESHAPE": "Reshape (constant shape input, else the new_shape option, else the output's shape)",
     "SQUEEZE": "Squeeze (squeeze_dims)",
     "EXPAND_DIMS": "ExpandDims (constant axis)",
@@ -98,6 +99,25 @@ SUPPORTED_OPS: Dict[str, str] = {
     "SPACE_TO_DEPTH": "SpaceToDepth (block_size)",
     "QUANTIZE": "Quantize (dtype of the output, mode 0; output quantization copied)",
     "DEQUANTIZE": "Dequantize (int8/uint8/int16/float16 -> float32; constant inputs stay in their precision)",
+    "EQUAL": "Equal (bool output; float32, int32, int64, int8/uint8 unquantized, bool)",
+    "NOT_EQUAL": "NotEqual (as EQUAL)",
+    "LESS": "Less (as EQUAL, no bool)",
+    "LESS_EQUAL": "LessEqual (as LESS)",
+    "GREATER": "Greater (as LESS)",
+    "GREATER_EQUAL": "GreaterEqual (as LESS)",
+    "LOGICAL_AND": "LogicalAnd",
+    "LOGICAL_OR": "LogicalOr",
+    "LOGICAL_NOT": "LogicalNot",
+    "SELECT": "Where (a rank-1 condition over the first dim is reshaped to broadcast)",
+    "SELECT_V2": "Where",
+    "FLOOR": "Floor",
+    "CEIL": "Ceil",
+    "ROUND": "Round (ties to even)",
+    "CAST": "Cast (to the output's dtype; constants are folded)",
+    "SHAPE": "folded to a constant from the static shape (else Shape)",
+    "TILE": "Tile (constant multiples)",
+    "BROADCAST_TO": "Expand (constant shape)",
+    "RANGE": "folded to a constant (constant start, limit, delta)",
 }
 
 _CONTROL_FLOW = {"WHILE", "IF", "CALL", "CALL_ONCE", "STABLEHLO_WHILE", "STABLEHLO_COMPOSITE"}
@@ -637,37 +657,13 @@ def _reducer(kind):
     return h
 
 
-def _reduce_min(im, op, name):
-    """min(x) = -max(-x): negation is exact in float, so this is exact too. int8 is refused (negating a
-    quantized tensor moves its zero point, and -(-128) does not fit)."""
-    if not im.is_float(im.info_out(op)):
-        raise _Refuse("quantized REDUCE_MIN")
-    out = im.info_out(op)
-    minus = im.b.const(im.unique(out.name + "/minus_one"), np.float32([-1]))
-    neg = im.emit("Mul", im.tensor(op, 0), minus, name=out.name + "/neg")
-    m = im.emit("ReduceMax", neg, name=out.name + "/max_of_neg", **_reducer_attrs(im, op, name))
-    im.folded["REDUCE_MIN -> -ReduceMax(-x)"] += 1
-    return _scaled(im, m, minus, out)
-
-
-def _scaled(im, t, factor, out):
-    """t * factor (a [1] constant) as the op's output `out`; a scalar output is reshaped back from the [1]
-    the broadcast with the constant makes."""
-    if len(out.shape):
-        return im.emit("Mul", t, factor, name=out.name)
-    return im.emit("Reshape", im.emit("Mul", t, factor, name=out.name + "/scaled"), name=out.name, shape=[])
-
-
-def _sum(im, op, name):
-    if not im.is_float(im.info_out(op)):
-        raise _Refuse("quantized SUM")
-    attrs = _reducer_attrs(im, op, name)
-    shape = im.info_in(op, 0).shape
-    count = int(np.prod([shape[a] for a in attrs["axes"]], dtype=np.int64)) if attrs["axes"] else 1
-    out = im.info_out(op)
-    m = im.emit("Mean", im.tensor(op, 0), name=out.name + "/mean", **attrs)
-    im.folded["SUM -> Mean times the reduced element count"] += 1
-    return _scaled(im, m, im.b.const(im.unique(out.name + "/count"), np.float32([count])), out)
+def _float_reducer(kind):
+    """SUM -> ReduceSum, REDUCE_MIN -> ReduceMin, REDUCE_PROD -> ReduceProd (float32; quantized refused)."""
+    def h(im, op, name):
+        if not im.is_float(im.info_out(op)):
+            raise _Refuse(f"quantized {name}")
+        return im.emit(kind, im.tensor(op, 0), name=im.info_out(op).name, **_reducer_attrs(im, op, name))
+    return h
 
 
 def _binary(kind, options_cls=None):
@@ -687,6 +683,55 @@ def _unary(kind):
     def h(im, op, name):
         return im.emit(kind, im.tensor(op, 0), name=im.info_out(op).name)
     return h
+
+
+def _plain(im, op, k):
+    """Input k of an op on raw numbers (comparisons, Cast): quantized tensors are refused."""
+    info = im.info_in(op, k)
+    if info is not None and info.quant is not None and info.dtype in _QUANTIZED:
+        raise _Refuse(f"quantized input '{info.name}'")
+    return im.tensor(op, k)
+
+
+def _compare(kind):
+    def h(im, op, name):
+        return im.emit(kind, _plain(im, op, 0), _plain(im, op, 1), name=im.info_out(op).name)
+    return h
+
+
+def _select(im, op, name):
+    cond, x, out = im.tensor(op, 0), im.tensor(op, 1), im.info_out(op)
+    c_shape, x_shape = im.info_in(op, 0).shape, im.info_in(op, 1).shape
+    if name == "SELECT" and len(c_shape) == 1 and len(x_shape) > 1 and c_shape[0] == x_shape[0] != 1:
+        # SELECT (v1): a rank-1 condition picks whole rows of x and y.
+        cond = im.emit("Reshape", cond, name=out.name + "/condition", shape=[c_shape[0]] + [1] * (len(x_shape) - 1))
+    return im.emit("Where", cond, x, im.tensor(op, 2), name=out.name)
+
+
+def _cast(im, op, name):
+    out = im.info_out(op)
+    if out.dtype is None or out.dtype == np.float16:
+        raise _Refuse(f"cast to {out.type_name}")
+    return im.emit("Cast", _plain(im, op, 0), name=out.name, dtype=code_of(out.dtype))
+
+
+def _shape(im, op, name):
+    out = im.info_out(op)
+    return im.emit("Shape", im.tensor(op, 0), name=out.name, dtype=code_of(out.dtype))
+
+
+def _tile(im, op, name):
+    return im.emit("Tile", im.tensor(op, 0), name=im.info_out(op).name, sizes=im.ints(op, 1, "multiples"))
+
+
+def _broadcast_to(im, op, name):
+    shape = im.ints(op, 1, "shape")
+    out = im.emit("Expand", im.tensor(op, 0), name=im.info_out(op).name, shape=shape)
+    return out
+
+
+def _range(im, op, name):
+    raise _Refuse("start, limit and delta must be constants (the output's size depends on them)")
 
 
 def _relu_n1_to_1(im, op, name):
@@ -1014,6 +1059,11 @@ def _fold_reduce_prod(im, op, vals):
     return [np.prod(vals[0], axis=axes, keepdims=bool(_opt(o, "KeepDims", False)))]
 
 
+def _fold_range(im, op, vals):
+    start, limit, delta = (v.reshape(-1)[0] for v in vals[:3])
+    return [np.arange(start, limit, delta)]
+
+
 def _fold_fill(im, op, vals):
     return [np.full([int(d) for d in vals[0].reshape(-1)], vals[1].reshape(-1)[0])]
 
@@ -1037,6 +1087,7 @@ _FOLDERS = {
     "FLOOR_DIV": _fold_int_binary(np.floor_divide, None),
     "REDUCE_PROD": _fold_reduce_prod,
     "FILL": _fold_fill,
+    "RANGE": _fold_range,
 }
 
 
@@ -1070,9 +1121,10 @@ _HANDLERS = {
     "MAX_POOL_2D": _pool("MaxPool2D"),
     "AVERAGE_POOL_2D": _pool("AveragePool2D"),
     "MEAN": _reducer("Mean"),
-    "SUM": _sum,
+    "SUM": _float_reducer("ReduceSum"),
+    "REDUCE_PROD": _float_reducer("ReduceProd"),
     "REDUCE_MAX": _reducer("ReduceMax"),
-    "REDUCE_MIN": _reduce_min,
+    "REDUCE_MIN": _float_reducer("ReduceMin"),
     "RESHAPE": _reshape,
     "SQUEEZE": _squeeze,
     "EXPAND_DIMS": _expand_dims,
@@ -1092,6 +1144,25 @@ _HANDLERS = {
     "SPACE_TO_DEPTH": _space_depth("SpaceToDepth", "SpaceToDepthOptions"),
     "QUANTIZE": _quantize,
     "DEQUANTIZE": _dequantize,
+    "EQUAL": _compare("Equal"),
+    "NOT_EQUAL": _compare("NotEqual"),
+    "LESS": _compare("Less"),
+    "LESS_EQUAL": _compare("LessEqual"),
+    "GREATER": _compare("Greater"),
+    "GREATER_EQUAL": _compare("GreaterEqual"),
+    "LOGICAL_AND": _binary("LogicalAnd"),
+    "LOGICAL_OR": _binary("LogicalOr"),
+    "LOGICAL_NOT": _unary("LogicalNot"),
+    "SELECT": _select,
+    "SELECT_V2": _select,
+    "FLOOR": _unary("Floor"),
+    "CEIL": _unary("Ceil"),
+    "ROUND": _unary("Round"),
+    "CAST": _cast,
+    "SHAPE": _shape,
+    "TILE": _tile,
+    "BROADCAST_TO": _broadcast_to,
+    "RANGE": _range,
 }
 assert set(_HANDLERS) == set(SUPPORTED_OPS)
 

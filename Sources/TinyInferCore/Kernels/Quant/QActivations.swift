@@ -43,7 +43,7 @@ enum QActivationKernel {
     case .hardSwish: table = try hardSwishTable(xq, yq)
     case .logistic: table = floatTable(xq, yq) { v in 1 / (1 + fexp(-v)) }
     case .tanh: table = floatTable(xq, yq) { v in ti_shim_tanhf(v) }
-    case .gelu, .exp, .log, .sqrt, .rsqrt:
+    case .gelu, .exp, .log, .sqrt, .rsqrt, .floor, .ceil, .round, .erf:
       throw TinfError(.unsupportedDType, "\(ctx.node.op.name) has no int8 kernel")
     }
     let lut = try QBuffer(int8: table)

@@ -1,7 +1,7 @@
 import TinyInferShims
 
 /// int8 Add, Sub and Mul with numpy broadcasting (TFLite's reference integer
-/// Add / Sub / Mul). Div, Maximum, Minimum and PRelu have no int8 kernel.
+/// Add / Sub / Mul). Div, Maximum and Minimum have no int8 kernel; PRelu's is QPRelu.swift.
 ///
 /// Add and Sub (TFLite's left_shift = 20 scheme): each input is rescaled to
 /// `(q - zp) * 2^20 * s / (2 max(s_a, s_b))` with its own multiplier, the two

@@ -1,5 +1,5 @@
-"""ONNX importer: ONNX graphs (opsets 13 to 20, the form torch.onnx.export
-writes) to tinyinfer graphs.
+"""ONNX importer: ONNX graphs (opsets 11 to 20; torch.onnx.export writes 13 to
+20) to tinyinfer graphs.
 
     tinyinfer.convert("model.onnx", "model.tinf")
     tinyinfer.convert("model.onnx", "model.tinf", batch=4)        # fix a dynamic batch dim
@@ -14,7 +14,7 @@ Options (keyword arguments of tinyinfer.convert):
 - ``keep_int8_weights`` (default True): a DequantizeLinear of a constant
   int8/uint8 weight becomes an int8 constant plus a Dequantize op (the file
   keeps 8-bit weights); False dequantizes it at conversion (float32 weights).
-- ``check_opset`` (default True): refuse opsets outside 13..20.
+- ``check_opset`` (default True): refuse opsets outside 11..20.
 
 How the graph is converted
 --------------------------
@@ -68,13 +68,12 @@ half_pixel_centers / asymmetric rule only after checking that every output
 row and column reads the same source coordinates as onnxruntime would.
 
 Refused (UnsupportedOpError, nothing written): every op not in SUPPORTED_OPS
-(listed with counts, e.g. TopK, NonMaxSuppression, LSTM/GRU, Where/Equal on
-run-time tensors, Erf outside Gelu, contrib-domain ops such as
-com.microsoft.QGemm), dynamic dims other than the batch, Resize cubic /
+(listed with counts, e.g. TopK, NonMaxSuppression, LSTM/GRU, If/Loop,
+contrib-domain ops such as com.microsoft.DynamicQuantizeLSTM), dynamic dims other than the batch, Resize cubic /
 tf_crop_and_resize / modes that do not map, ConvTranspose with groups, pooling
 with dilations, per-axis quantization of activations, quantization to types
-other than int8/uint8, Cast of run-time tensors between types, and opsets
-outside 13..20 (check_opset=False tries anyway). The converted graph is static:
+other than int8/uint8, Cast to float16/float64/strings, and opsets
+outside 11..20 (check_opset=False tries anyway). The converted graph is static:
 shapes (including Reshape targets) carry the batch size it was converted with;
 convert again with batch=N for another batch size.
 
@@ -113,7 +112,7 @@ from typing import Dict
 
 from ...builder import GraphBuilder
 from .. import Report
-from . import conv, elementwise, matmul, quant, shape
+from . import conv, elementwise, logic, matmul, quant, shape
 from ._core import Handler, _Importer
 from ._graph import MAX_OPSET, MIN_OPSET
 
@@ -140,9 +139,10 @@ SUPPORTED_OPS: Dict[str, str] = {
     "Sigmoid": "Logistic", "Tanh": "Tanh", "Exp": "Exp", "Log": "Log", "Sqrt": "Sqrt",
     "Reciprocal": "Rsqrt when of a Sqrt, else Div(1, x)",
     "Gelu": "Gelu (opset 20; approximate none/tanh)",
-    "Erf": "only inside the erf form of Gelu (x * 0.5 * (1 + erf(x / sqrt 2))) -> Gelu",
-    "Softmax": "Softmax (opset 13 single-axis semantics, axis remapped)",
-    "LogSoftmax": "LogSoftmax (axis remapped)",
+    "Erf": "Erf; the erf form of Gelu (x * 0.5 * (1 + erf(x / sqrt 2))) becomes Gelu",
+    "Softmax": "Softmax (axis remapped; opsets 11/12: over the dims from axis on, as Reshape to 2-D, Softmax, "
+               "Reshape back when axis is not the last)",
+    "LogSoftmax": "LogSoftmax (as Softmax)",
     "LayerNormalization": "LayerNorm (and the ReduceMean/Sub/Pow/ReduceMean/Add/Sqrt/Div form torch "
                           "writes below opset 17)",
     "BatchNormalization": "BatchNorm on the channels-last tensor (inference mode only; folded into a preceding "
@@ -150,9 +150,9 @@ SUPPORTED_OPS: Dict[str, str] = {
     "MaxPool": "MaxPool2D (ceil_mode as extra bottom/right padding; no dilations, no indices output)",
     "AveragePool": "AveragePool2D (count_include_pad; ceil_mode 1 through a constant divisor correction)",
     "GlobalAveragePool": "Mean over [1, 2] keep_dims on NHWC", "GlobalMaxPool": "MaxPool2D over H x W",
-    "ReduceMean": "Mean (axes attribute or input, remapped)", "ReduceSum": "Mean then Mul by the count",
+    "ReduceMean": "Mean (axes attribute or input, remapped)", "ReduceSum": "ReduceSum (axes as ReduceMean)",
     "ReduceMax": "ReduceMax (axes attribute or input, remapped; none = all unless noop_with_empty_axes)",
-    "ReduceMin": "-ReduceMax(-x) with Mul by -1 (exact in float)",
+    "ReduceMin": "ReduceMin (axes as ReduceMean)",
     "Reshape": "Reshape (0 copies a dim; shapes from constants or folded Shape chains)",
     "Flatten": "Reshape (after an NHWC tensor feeding Gemm/MatMul: the weight columns are permuted)",
     "Squeeze": "Reshape", "Unsqueeze": "Reshape",
@@ -167,12 +167,17 @@ SUPPORTED_OPS: Dict[str, str] = {
     "DepthToSpace": "DepthToSpace (DCR / CRD)", "SpaceToDepth": "SpaceToDepth",
     "Identity": "removed", "Dropout": "removed (inference)",
     "Constant": "folded", "Shape": "folded (static shapes)", "Size": "folded (static shapes)",
-    "ConstantOfShape": "folded", "Cast": "folded when constant; float32 -> float32 removed; int -> float on "
-                                        "integer-valued tensors (MatMulInteger/ConvInteger outputs) removed",
-    "Range": "folded", "Expand": "Add of a zeros constant (broadcasting); folded when constant",
-    "Equal": "folded", "Where": "folded",
-    "Floor": "folded", "Ceil": "folded", "Tile": "folded", "Not": "folded", "And": "folded", "Or": "folded",
-    "Less": "folded", "Greater": "folded", "ReduceProd": "folded",
+    "ConstantOfShape": "folded", "Cast": "Cast between float32, int8, uint8, int32, int64, bool (float to int "
+                                        "truncates, saturating); folded when constant; float32 -> float32 "
+                                        "removed; int -> float on integer-valued tensors (MatMulInteger/"
+                                        "ConvInteger outputs) removed",
+    "Range": "folded (constant start, limit, delta)",
+    "Expand": "Expand (any dtype, in the input's layout); folded when constant",
+    "Equal": "Equal (bool output; float32, int32, int64, int8/uint8, bool; constants take the run-time operand's "
+             "dtype)", "Less": "Less", "Greater": "Greater", "LessOrEqual": "LessEqual",
+    "GreaterOrEqual": "GreaterEqual", "Not": "LogicalNot", "And": "LogicalAnd", "Or": "LogicalOr",
+    "Xor": "LogicalXor", "Where": "Where (any dtype for X and Y)", "Floor": "Floor", "Ceil": "Ceil",
+    "Round": "Round (ties to even)", "Tile": "Tile (constant repeats)", "ReduceProd": "ReduceProd",
     "QuantizeLinear": "Quantize + Dequantize (per-tensor int8/uint8, round half to even); folded on constants",
     "DequantizeLinear": "int8 constant + Dequantize for weights; removed after QuantizeLinear (params "
                         "checked); Dequantize for integer inputs",
@@ -207,11 +212,18 @@ HANDLERS: Dict[str, Handler] = {
     "Gelu": elementwise.op_Gelu, "Identity": elementwise.op_Identity, "Dropout": elementwise.op_Dropout,
     "Neg": elementwise.op_Neg, "Abs": elementwise.op_Abs, "Reciprocal": elementwise.op_Reciprocal,
     "Pow": elementwise.op_Pow, "Clip": elementwise.op_Clip, "HardSigmoid": elementwise.op_HardSigmoid,
-    "Cast": elementwise.op_Cast, "Softmax": elementwise.op_Softmax, "LogSoftmax": elementwise.op_LogSoftmax,
+    "Softmax": elementwise.op_Softmax, "LogSoftmax": elementwise.op_LogSoftmax,
     "LayerNormalization": elementwise.op_LayerNormalization,
     "BatchNormalization": elementwise.op_BatchNormalization, "ReduceMean": elementwise.op_ReduceMean,
     "ReduceSum": elementwise.op_ReduceSum, "ReduceMax": elementwise.op_ReduceMax,
-    "ReduceMin": elementwise.op_ReduceMin,
+    "ReduceMin": elementwise.op_ReduceMin, "ReduceProd": elementwise.op_ReduceProd,
+    # logic.py
+    "Equal": logic.compare("Equal"), "Less": logic.compare("Less"), "Greater": logic.compare("Greater"),
+    "LessOrEqual": logic.compare("LessEqual"), "GreaterOrEqual": logic.compare("GreaterEqual"),
+    "Not": logic.logical("LogicalNot"), "And": logic.logical("LogicalAnd"), "Or": logic.logical("LogicalOr"),
+    "Xor": logic.logical("LogicalXor"), "Where": logic.op_Where, "Cast": logic.op_Cast, "Tile": logic.op_Tile,
+    "Floor": logic.rounding("Floor"), "Ceil": logic.rounding("Ceil"), "Round": logic.rounding("Round"),
+    "Erf": logic.rounding("Erf"),
     # conv.py
     "Conv": conv.op_Conv, "ConvTranspose": conv.op_ConvTranspose, "MaxPool": conv.op_MaxPool,
     "AveragePool": conv.op_AveragePool, "GlobalAveragePool": conv.op_GlobalAveragePool,

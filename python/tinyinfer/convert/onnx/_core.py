@@ -114,6 +114,10 @@ class _Importer:
     def _fix_inputs(self):
         """Static input shapes: a dynamic first dim becomes `batch`; other dynamic dims are refused."""
         self.in_types: Dict[str, Tuple[np.dtype, Tuple[int, ...]]] = {}
+        unknown = sorted(set(self.input_shapes) - {vi.name for vi in self.inputs})
+        if unknown:
+            raise TypeError(f"onnx importer: input_shapes names {unknown}, which are not inputs of the model "
+                            f"(its inputs: {[vi.name for vi in self.inputs]})")
         for vi in self.inputs:
             tt = vi.type.tensor_type
             if not vi.type.HasField("tensor_type"):
@@ -121,6 +125,14 @@ class _Importer:
             dtype = _np_dtype(tt.elem_type)
             if vi.name in self.input_shapes:
                 shape = tuple(int(d) for d in self.input_shapes[vi.name])
+                declared = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None
+                            for d in tt.shape.dim] if tt.HasField("shape") else None
+                if declared is not None and (len(declared) != len(shape) or any(
+                        d is not None and d != s for d, s in zip(declared, shape))):
+                    raise TypeError(f"onnx importer: shape {list(shape)} given for input '{vi.name}' does not fit "
+                                    f"its declared shape {['?' if d is None else d for d in declared]}")
+                if any(d < 1 for d in shape):
+                    raise TypeError(f"onnx importer: shape {list(shape)} for input '{vi.name}' has a dim below 1")
             else:
                 if not tt.HasField("shape"):
                     raise UnsupportedOpError(f"onnx: input '{vi.name}' has no shape; give input_shapes=")
@@ -428,8 +440,6 @@ class _Importer:
         arr = np.ascontiguousarray(arr)
         if arr.dtype == np.float64:
             arr = arr.astype(np.float32)
-        if arr.dtype == np.bool_:
-            raise UnsupportedOpError("onnx: boolean tensors are not supported by the runtime")
         return self.b.const(self._fresh(name), arr)
 
     def val(self, name: str) -> Val:

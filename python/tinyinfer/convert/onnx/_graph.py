@@ -12,7 +12,7 @@ from ..._errors import UnsupportedOpError
 from ...builder import GraphBuilder
 from .. import Report
 
-MIN_OPSET, MAX_OPSET = 13, 20
+MIN_OPSET, MAX_OPSET = 11, 20
 
 _POOL_ATTRS = ["auto_pad", "ceil_mode", "count_include_pad", "kernel_shape", "pads", "strides"]
 _CONTRIB = {

@@ -206,20 +206,19 @@ def op_HardSigmoid(im, n):
     im.set(n.outputs[0], Val(t, x.shape, np.float32, perm, flat=flat))
 
 
-def op_Cast(im, n):
-    v = im.val(n.inputs[0])
-    to = _np_dtype(n.attrs["to"])
-    if v.kind == "intf" and to == np.float32:
-        im.set(n.outputs[0], Val(v.t, v.shape, np.float32, v.perm, flat=v.flat))
-        return
-    if v.kind == "real" and v.dtype == to:
-        im.set(n.outputs[0], v)
-        return
-    raise UnsupportedOpError(f"onnx: Cast from {v.dtype} to {to} of a run-time tensor (the runtime has no Cast)")
-
-
 def _axis_op(im, n, op, **attrs):
     x = im.fval(n.inputs[0])
+    if im.opset < 13 and x.rank > 1:
+        # Opsets 11 and 12: the input is seen as 2-D [prod(dims before axis), prod(dims from axis)] (axis
+        # default 1) and normalized over the second; the same as opset 13 only when axis is the last dim.
+        axis = int(n.attrs.get("axis", 1)) % x.rank
+        if axis != x.rank - 1:
+            inner = int(np.prod(x.shape[axis:]))
+            flat = im.emit("Reshape", im.get(x, None), name="softmax_2d", shape=[int(np.prod(x.shape[:axis])), inner])
+            y = im.emit(op, flat, name="softmax_rows", axis=1, **attrs)
+            t = im.emit("Reshape", y, name=im.out_name(n.outputs[0], True), shape=list(x.shape))
+            im.set(n.outputs[0], Val(t, x.shape, np.float32))
+            return
     axis = n.attrs.get("axis", -1) % max(x.rank, 1)
     perm = x.perm if x.flat is None else None
     rax = (perm.index(axis) if perm else axis)
@@ -270,9 +269,8 @@ def op_BatchNormalization(im, n):
 
 
 def _reduce(im, n, mode: str):
-    """ReduceMean (Mean), ReduceSum (Mean * count), ReduceMax (ReduceMax), ReduceMin (-ReduceMax(-x), exact
-    in float), over any axes remapped to the runtime layout. Axes from the attribute (opset < 18 for
-    Mean/Max/Min) or the constant second input; none means every axis, or no reduction at all with
+    """ReduceMean (Mean), ReduceSum, ReduceMax, ReduceMin, ReduceProd over any axes remapped to the runtime
+    layout. Axes from the attribute (opsets before 18, before 13 for ReduceSum) or the constant second input; none means every axis, or no reduction at all with
     noop_with_empty_axes=1."""
     x = im.fval(n.inputs[0])
     axes = im._axes_of(n)
@@ -300,19 +298,8 @@ def _reduce(im, n, mode: str):
     if not out_shape:
         out_perm = None
     final = im.out_name(n.outputs[0], out_perm is None)
-    xt = im.get(x, perm)
-    minus_one = im.const(np.array([-1], np.float32), "minus_one") if mode == "min" else None
-    if mode == "min":
-        xt = im.emit("Mul", xt, minus_one, name="neg")
-    kind = "Mean" if mode in ("mean", "sum") else "ReduceMax"
-    t = im.emit(kind, xt, name=final if mode in ("mean", "max") else f"{mode}_{kind}", axes=rax, keep_dims=keep)
-    if mode in ("sum", "min"):
-        # The scale (the count, or -1) is a [1] constant: a scalar result would come out [1], so reshaped back.
-        scale = im.const(np.array([np.prod([x.shape[a] for a in axes])], np.float32), "count") \
-            if mode == "sum" else minus_one
-        t = im.emit("Mul", t, scale, name=final if out_shape else f"{mode}_scaled")
-        if not out_shape:
-            t = im.emit("Reshape", t, name=final, shape=[])
+    kind = {"mean": "Mean", "sum": "ReduceSum", "max": "ReduceMax", "min": "ReduceMin", "prod": "ReduceProd"}[mode]
+    t = im.emit(kind, im.get(x, perm), name=final, axes=rax, keep_dims=keep)
     im.set(n.outputs[0], Val(t, out_shape, np.float32, out_perm))
 
 
@@ -330,3 +317,7 @@ def op_ReduceMax(im, n):
 
 def op_ReduceMin(im, n):
     _reduce(im, n, "min")
+
+
+def op_ReduceProd(im, n):
+    _reduce(im, n, "prod")

@@ -63,20 +63,20 @@ def _reshape_perm(s, p, t):
 
 
 def op_Expand(im, n):
-    x = im.fval(n.inputs[0])
+    """Expand (bidirectional broadcast, any dtype): the runtime Expand in the input's layout."""
+    x = im.val(n.inputs[0])
+    if x.kind == "deq":
+        raise UnsupportedOpError("onnx: Expand of a quantized tensor")
     out_shape = im._out_shape(n)
     r = len(out_shape)
     xs = (1,) * (r - x.rank) + x.shape
-    zshape = tuple(o if xd == 1 else 1 for o, xd in zip(out_shape, xs))
-    if all(z == 1 for z in zshape):
+    if all(o == d for o, d in zip(out_shape, xs)):
         im.set(n.outputs[0], _reshape_to(im, x, out_shape, n.outputs[0]))
         return
     perm = x.perm if x.rank == r and x.flat is None else None
-    zeros = Val(None, zshape, np.float32, const=np.zeros(zshape, np.float32))
-    t = im.emit("Add", im.operand(x, perm, r), im.operand(zeros, perm, r),
-                  name=im.out_name(n.outputs[0], perm is None))
-    im.set(n.outputs[0], Val(t, out_shape, np.float32, perm))
-    im.report.notes.append(f"{n.label()}: Expand as Add of zeros (broadcast)")
+    target = [out_shape[a] for a in perm] if perm else list(out_shape)
+    t = im.emit("Expand", im.get(x, perm), name=im.out_name(n.outputs[0], perm is None), shape=target)
+    im.set(n.outputs[0], Val(t, out_shape, x.dtype, perm, kind=x.kind))
 
 
 def _reshape_to(im, v: Val, target: Tuple[int, ...], out: str) -> Val:

@@ -1,0 +1,83 @@
+import TinyInferShims
+
+/// int8 PRelu (TFLite's reference_ops::BroadcastPrelu4DSlow, prelu.cc):
+/// with `x' = x - zp_x` and `a' = alpha - zp_alpha`,
+/// `y = clamp(zp_y + (x' >= 0 ? MBQM(x', s_x / s_y) : MBQM(x' a', s_x s_alpha / s_y)), -128, 127)`,
+/// the two multipliers computed in float from the float scales, as prelu.cc
+/// does. The slope broadcasts to x (numpy rules; the output is x's shape).
+///
+/// Rows run a vector at a time in the level's C kernel (ti_q8_kernels
+/// prelu_row, q8_prelu.inc: both branches computed, one chosen per lane);
+/// the tails element by element with the same arithmetic.
+enum QPReluKernel {
+  static func infer(_ node: Node, _ inputs: [TensorDesc?]) throws(TinfError) -> [TensorType] {
+    try arity(inputs, 2...2)
+    let x = try required(inputs, 0, "x")
+    let a = try required(inputs, 1, "slope")
+    try QCheck.requireInt8(x, "input")
+    try QCheck.requireInt8(a, "slope")
+    _ = try QCheck.perTensor(x, "input")
+    _ = try QCheck.perTensor(a, "slope")
+    guard try broadcastShapes(x.shape, a.shape) == x.shape else {
+      throw .shape("slope \(describe(a.shape)) does not broadcast to the input \(describe(x.shape))")
+    }
+    return [TensorType(.int8, x.shape)]
+  }
+
+  /// The output for input value x and slope value a (both raw int8).
+  static func value(_ x: Int32, _ a: Int32, _ xq: QParams, _ aq: QParams, _ yq: QParams,
+                    _ m1: FixedPoint.Multiplier, _ m2: FixedPoint.Multiplier) -> Int8 {
+    let xv = x &- xq.zeroPoint
+    let v = xv >= 0 ? FixedPoint.mul(xv, m1) : FixedPoint.mul(xv &* (a &- aq.zeroPoint), m2)
+    return Int8(max(-128, min(127, v &+ yq.zeroPoint)))
+  }
+
+  static func bind(_ ctx: KernelContext) throws(TinfError) -> KernelFn {
+    guard let xd = ctx.inputs[0], let ad = ctx.inputs[1] else { throw .format("missing input") }
+    let xq = try QCheck.perTensor(xd, "input")
+    let aq = try QCheck.perTensor(ad, "slope")
+    let yq = try QCheck.output(ctx)
+    // prelu.cc: float products and quotients of the float scales, then QuantizeMultiplier.
+    let m1 = try FixedPoint.requantization(Double(xq.scale / yq.scale), "PRelu")
+    let m2 = try FixedPoint.requantization(Double(xq.scale * aq.scale / yq.scale), "PRelu")
+    let plan = BroadcastPlan(xd.shape, ad.shape, ctx.outputs[0].shape)
+    guard let xp = ctx.inputData[0], let ap = ctx.inputData[1] else { throw TinfError(.internal, "missing data") }
+    let x = UnsafePointer(xp.assumingMemoryBound(to: Int8.self))
+    let a = UnsafePointer(ap.assumingMemoryBound(to: Int8.self))
+    let y = ctx.outputData[0].assumingMemoryBound(to: Int8.self)
+
+    let params = ti_q8_prelu(
+      zx: xq.zeroPoint, za: aq.zeroPoint, m1: m1.multiplier, s1: m1.shift, m2: m2.multiplier, s2: m2.shift,
+      zy: yq.zeroPoint)
+    let row = ti_q8_kernels_get().pointee.prelu_row
+    // A slope that varies along the last (merged) dim only (per channel): the whole tensor is one run
+    // whose slope repeats with that period.
+    let d = plan.dims
+    let periodic = d.count == 2 && plan.sb == [0, 1] && plan.sa == [d[1], 1]
+    let total = plan.total
+    return { () throws(TinfError) in
+      withUnsafePointer(to: params) { p in
+        if periodic {
+          let period = d[1]
+          var i = row(x, a, period, y, total, p)
+          while i < total {
+            y[i] = value(Int32(x[i]), Int32(a[i % period]), xq, aq, yq, m1, m2)
+            i &+= 1
+          }
+          return
+        }
+        plan.forEachRow { offX, _, offA, ia, out, n in
+          // x has the output's shape: its rows are contiguous; the slope's stride is 0 or 1.
+          let xr = x + offX
+          let ar = a + offA
+          let yr = y + out
+          var i = row(xr, ar, ia == 0 ? 1 : n, yr, n, p)
+          while i < n {
+            yr[i] = value(Int32(xr[i]), Int32(ar[i &* ia]), xq, aq, yq, m1, m2)
+            i &+= 1
+          }
+        }
+      }
+    }
+  }
+}
