@@ -5,7 +5,8 @@
 #
 # 1. Builds the wheel from build-aarch64/libtinyinfer.so (scripts/build-aarch64.sh
 #    when missing; scripts/build-wheel.sh tags it manylinux with auditwheel,
-#    which reads the architecture from the library, and checks it).
+#    which reads the architecture from the library, and checks it; it runs
+#    in the project environment of scripts/setup.sh, made when missing).
 # 2. Makes an arm64 sysroot from Debian bookworm's packages (python3.11 and
 #    the libraries it and numpy load; `apt-get download` after
 #    `dpkg --add-architecture arm64`, unpacked with dpkg-deb, nothing
