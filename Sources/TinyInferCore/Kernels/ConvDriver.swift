@@ -140,12 +140,14 @@ struct ConvDims {
           let d = UnsafeMutableRawPointer(dst + tap)
           if inside { copyBytes(d, source(iy, ix), cin &* es) } else { fillBytes(d, pad, cin &* es) }
         } else {
+          // Inline copies: a memmove call per group's few channels (8
+          // floats in a groups=4 layer) cost more than the copy.
           for g in 0..<groups {
             let d = UnsafeMutableRawPointer(dst + (g &* k &+ tap))
             if inside {
-              d.copyMemory(from: source(iy, ix) + g &* cg &* es, byteCount: cg &* es)
+              copyBytes(d, source(iy, ix) + g &* cg &* es, cg &* es)
             } else {
-              d.initializeMemory(as: UInt8.self, repeating: pad, count: cg &* es)
+              fillBytes(d, pad, cg &* es)
             }
           }
         }

@@ -48,16 +48,27 @@ typedef struct ti_q8_kernels {
    * t = first + i, or i % period when period > 0 (then first is 0). */
   void (*_Nonnull requantize)(const int32_t *acc, const int32_t *table, intptr_t stride, intptr_t first,
                               intptr_t period, int32_t zp, int32_t lo, int32_t hi, int8_t *y, intptr_t n);
-  /* Depthwise 3x3 (dilation 1), 16 channels, `pixels` output pixels of a
-   * row whose window lies inside the image horizontally: x0..x2 point at the
-   * window rows' first tap (channel cb) of the first pixel, advancing `step`
-   * bytes per pixel; taps are `c` bytes apart, as the nine weight rows at w;
-   * y at the first output (advancing c per pixel); bias: 16 int32; xz the
-   * input zero point; table/stride: the requantization entries of channel
-   * cb (as in `requantize`). */
-  void (*_Nonnull dw3x3)(const int8_t *x0, const int8_t *x1, const int8_t *x2, int8_t *y, const int8_t *w,
-                         intptr_t c, intptr_t step, intptr_t pixels, const int32_t *bias, int32_t xz,
-                         const int32_t *table, intptr_t stride, int32_t zp, int32_t lo, int32_t hi);
+  /* Depthwise 3x3 (dilation 1) with depth multiplier 1 and c >= 16 (c
+   * channels; 16 at a time, the last block overlapping the one before):
+   * one output row of ow pixels at y. x0..x2: the window rows' input rows
+   * (channel 0 of column 0; a row of in_w zero points where the window row
+   * is outside the image); output column ox reads input columns
+   * ox * sw - pad_l + 0...2, those outside the image counting as the zero
+   * point (contributing nothing). w: the nine taps' weights, c apart
+   * ([3, 3, c]); bias: c int32 or NULL; xz the input zero point;
+   * table/stride: the requantization entries of every channel (as in
+   * `requantize`). */
+  void (*_Nonnull dw3x3_row)(const int8_t *x0, const int8_t *x1, const int8_t *x2, int8_t *y, const int8_t *w,
+                             intptr_t c, intptr_t sw, intptr_t pad_l, intptr_t in_w, intptr_t ow,
+                             const int32_t *_Nullable bias, int32_t xz, const int32_t *table, intptr_t stride,
+                             int32_t zp, int32_t lo, int32_t hi);
+  /* The same for any kh x kw window with dilation dw along W: rows holds
+   * the kh window rows' input rows (zero-point rows outside the image),
+   * input column of tap j: ox * sw - pad_l + j * dw; w: [kh, kw, c]. */
+  void (*_Nonnull dw_row)(const int8_t *_Nonnull const *_Nonnull rows, intptr_t kh, intptr_t kw, int8_t *y,
+                          const int8_t *w, intptr_t c, intptr_t sw, intptr_t dw, intptr_t pad_l, intptr_t in_w,
+                          intptr_t ow, const int32_t *_Nullable bias, int32_t xz, const int32_t *table,
+                          intptr_t stride, int32_t zp, int32_t lo, int32_t hi);
   /* y[i] = Add/Sub(a[i], b[i]) (TFLite's integer Add) for the first
    * elements of n, a whole number of vectors; returns how many were done. */
   intptr_t (*_Nonnull add_row)(const int8_t *a, const int8_t *b, int8_t *y, intptr_t n, const ti_q8_binary *p);
@@ -80,6 +91,16 @@ typedef struct ti_q8_kernels {
   intptr_t (*_Nonnull dequantize)(const int8_t *x, float *y, intptr_t n, double scale, int32_t zp);
   /* acc[i] += x[i] (int8 into wrapping int32) likewise; returns how many. */
   intptr_t (*_Nonnull accumulate)(int32_t *acc, const int8_t *x, intptr_t n);
+  /* The hybrid FullyConnected's row quantization: q[i] (i < k) = x[i]
+   * quantized to uint8 with the row's own range (widened to contain 0):
+   * scale = (max - min) / 255, zero point round(-min / scale), q =
+   * clamp(round_half_even(x / scale) + zp, 0, 255); a row without range
+   * gives zeros, scale 1, zero point 0. */
+  void (*_Nonnull hybrid_quantize_row)(const float *x, intptr_t k, uint8_t *q, float *scale, int32_t *zp);
+  /* Its output: y[i] = float(acc[i] - zp col_sums[i]) * (xs * w_scale[i])
+   * (+ bias[i]) for i < n. */
+  void (*_Nonnull hybrid_output_row)(const int32_t *acc, const int32_t *col_sums, int32_t zp, float xs,
+                                     const float *w_scale, const float *_Nullable bias, float *y, intptr_t n);
   /* The level's name ("baseline", "avx2", "avx512-vnni", "dotprod"). */
   const char *name;
   /* int8 PRelu: y[i] = clamp(zy + (x' >= 0 ? MBQM(x', m1, s1) : MBQM(x' a', m2, s2)), -128, 127) with

@@ -41,62 +41,16 @@ enum HybridFullyConnected {
 
   /// Quantizes one row of `k` floats to uint8 with its own range (widened
   /// to contain 0): scale = (max - min) / 255, zero point = round(-min /
-  /// scale), q = clamp(round_half_even(x / scale) + zp, 0, 255).
+  /// scale), q = clamp(round_half_even(x / scale) + zp, 0, 255); the
+  /// level's C kernel (`hybrid_quantize_row` of ti_q8_kernels).
   @inline(__always)
-  static func quantizeRow(_ x: UnsafePointer<Float>, _ k: Int, _ q: UnsafeMutablePointer<UInt8>) -> (Float, Int32) {
-    let (lo, hi) = range(x, k)
-    let scale = (hi - lo) / 255
-    guard scale > 0 && scale.isFinite else {
-      q.initialize(repeating: 0, count: k)
-      return (1, 0)
-    }
-    let inv = 1 / scale
-    // 1.5 * 2^23: adding it rounds to an integer, half to even, in the
-    // low mantissa bits (exact for |v| < 2^22; v is clamped to 0...255).
-    let magic: Float = 12_582_912
-    let zpf = (-lo * inv + magic) - magic
-    for i in 0..<k {
-      var v = x[i] * inv + zpf
-      v = v < 0 ? 0 : (v > 255 ? 255 : v)
-      q[i] = UInt8(truncatingIfNeeded: (v + magic).bitPattern)
-    }
-    return (scale, Int32(zpf))
-  }
-
-  /// min(0, x...) and max(0, x...) (NaN ignored), over 16 running lanes
-  /// that LLVM vectorizes (the order does not change a min or a max).
-  @inline(never)
-  static func range(_ x: UnsafePointer<Float>, _ k: Int) -> (Float, Float) {
-    withUnsafeTemporaryAllocation(of: Float.self, capacity: 32) { buf in
-      let l = buf.baseAddress!
-      let h = l + 16
-      for j in 0..<16 {
-        l[j] = 0
-        h[j] = 0
-      }
-      var i = 0
-      while i &+ 16 <= k {
-        for j in 0..<16 {
-          let v = x[i &+ j]
-          l[j] = v < l[j] ? v : l[j]
-          h[j] = v > h[j] ? v : h[j]
-        }
-        i &+= 16
-      }
-      var lo: Float = 0
-      var hi: Float = 0
-      while i < k {
-        let v = x[i]
-        lo = v < lo ? v : lo
-        hi = v > hi ? v : hi
-        i &+= 1
-      }
-      for j in 0..<16 {
-        lo = l[j] < lo ? l[j] : lo
-        hi = h[j] > hi ? h[j] : hi
-      }
-      return (lo, hi)
-    }
+  static func quantizeRow(
+    _ kernels: ti_q8_kernels, _ x: UnsafePointer<Float>, _ k: Int, _ q: UnsafeMutablePointer<UInt8>
+  ) -> (Float, Int32) {
+    var scale: Float = 1
+    var zp: Int32 = 0
+    kernels.hybrid_quantize_row(x, k, q, &scale, &zp)
+    return (scale, zp)
   }
 
   /// Four int32 dot products of a uint8 row with four int8 rows. Written
@@ -161,6 +115,7 @@ enum HybridFullyConnected {
     let wSum = (base + qBytes + 8 * m + 4 * n).assumingMemoryBound(to: Int32.self)
     for c in 0..<n { wScale[c] = q.scales.count == 1 ? q.scales[0] : q.scales[c] }
     let constantW = wd.isConstant
+    let kernels = ti_q8_kernels_get().pointee
     func sums() {
       for c in 0..<n {
         var s: Int32 = 0
@@ -230,7 +185,7 @@ enum HybridFullyConnected {
       withExtendedLifetime(scratch) {}
       if !constantW { sums() }
       for r in 0..<m {
-        let (s, z) = quantizeRow(x + r &* k, k, xq + r &* k)
+        let (s, z) = quantizeRow(kernels, x + r &* k, k, xq + r &* k)
         rowScale[r] = s
         rowZp[r] = z
       }
@@ -259,17 +214,19 @@ enum HybridFullyConnected {
     let sums = try Scratch<Int32>(count: m &* n)
     let params = try Scratch<Float>(count: 2 &* m)
     let total = m &* n &* k
+    let kernels = weights.kernels
     return { () throws(TinfError) in
       let rowScale = params.base
-      let rowZp = params.base + m
+      let rowZp = UnsafeMutableRawPointer(params.base + m).assumingMemoryBound(to: Int32.self)
       for r in 0..<m {
-        let (s, z) = quantizeRow(x + r &* k, k, rows.base + r &* k4)
+        let (s, z) = quantizeRow(kernels, x + r &* k, k, rows.base + r &* k4)
         rowScale[r] = s
-        rowZp[r] = Float(z)
+        rowZp[r] = z
       }
       let a = UnsafePointer(rows.base)
       let acc = sums.base
-      let ws = weights.colSums.base
+      let ws = UnsafePointer(weights.colSums.base)
+      let scales = UnsafePointer(wScale)
       func work(_ rr: Range<Int>, _ pr: Range<Int>) {
         guard !rr.isEmpty, !pr.isEmpty else { return }
         QPackedGemm.run(
@@ -278,15 +235,9 @@ enum HybridFullyConnected {
         let c0 = pr.lowerBound &* QPackedGemm.nr
         let c1 = min(n, pr.upperBound &* QPackedGemm.nr)
         for r in rr {
-          let ar = acc + r &* n
-          let yr = y + r &* n
-          let xs = rowScale[r]
-          let zp = Int32(rowZp[r])
-          for c in c0..<c1 {
-            var v = Float(ar[c] &- zp &* ws[c]) * (xs * wScale[c])
-            if let bias { v += bias[c] }
-            yr[c] = v
-          }
+          kernels.hybrid_output_row(
+            acc + (r &* n &+ c0), ws + c0, rowZp[r], rowScale[r], scales + c0, bias.map { $0 + c0 }, y + (r &* n &+ c0),
+            c1 &- c0)
         }
       }
       splitRowsOrColumns(pool, rows: m, cols: panels, minCols: 1, macs: total, work)

@@ -1,3 +1,5 @@
+import TinyInferShims
+
 /// int8 Mean and ReduceMax, on the reduction driver of Kernels/Reduce.swift
 /// (same axes, keep_dims and output shape as the float32 kernels).
 ///
@@ -29,7 +31,8 @@ enum QReduceKernel {
     guard let xd = ctx.inputs[0] else { throw .format("\(ctx.node.op.name): missing input") }
     let xq = try QCheck.perTensor(xd, "input")
     let yq = try QCheck.output(ctx)
-    let plan = ReductionPlan(shape: xd.shape, reduced: try ReduceKernel.reducedDims(ctx.node, xd))
+    let reduced = try ReduceKernel.reducedDims(ctx.node, xd)
+    let plan = ReductionPlan(shape: xd.shape, reduced: reduced)
     let outCount = plan.outCount
     guard let xp = ctx.inputData[0] else { throw TinfError(.internal, "missing data") }
     let x = UnsafePointer(xp.assumingMemoryBound(to: Int8.self))
@@ -60,11 +63,55 @@ enum QReduceKernel {
     let shift = base.shift &- b
     let offset = xq.zeroPoint &* Int32(truncatingIfNeeded: n)
     let sums = try QBuffer(bytes: outCount &* 4)
+    if let (outer, count, inner) = rowsOfRows(xd.shape, reduced) {
+      // Rows of `inner` values summed with the level's C kernel (as the
+      // spatial Mean of an NHWC tensor: H * W rows of C channels).
+      let accumulate = ti_q8_kernels_get().pointee.accumulate
+      return { () throws(TinfError) in
+        let s = sums.int32
+        for o in 0..<outer {
+          let so = s + o &* inner
+          so.update(repeating: 0, count: inner)
+          for r in 0..<count {
+            let xr = x + (o &* count &+ r) &* inner
+            var i = accumulate(so, xr, inner)
+            while i < inner {
+              so[i] &+= Int32(xr[i])
+              i &+= 1
+            }
+          }
+        }
+        QReduceKernel.requantizeSums(s, offset, mult, shift, yz, y, outCount)
+      }
+    }
     return { () throws(TinfError) in
       let s = sums.int32
       plan.run(SumInt8.self, x, s)
       QReduceKernel.requantizeSums(s, offset, mult, shift, yz, y, outCount)
     }
+  }
+
+  /// A reduction over one block of consecutive dims (dims of size 1
+  /// aside) that leaves an inner block of at least 16 values: the input as
+  /// [outer, count, inner], reduced along `count`; nil otherwise.
+  static func rowsOfRows(_ shape: [Int], _ reduced: [Bool]) -> (Int, Int, Int)? {
+    var outer = 1
+    var count = 1
+    var inner = 1
+    var stage = 0  // 0: before the reduced block, 1: in it, 2: after it
+    for (i, d) in shape.enumerated() where d > 1 {
+      if reduced[i] {
+        if stage == 2 { return nil }
+        stage = 1
+        count &*= d
+      } else if stage == 0 {
+        outer &*= d
+      } else {
+        stage = 2
+        inner &*= d
+      }
+    }
+    return stage == 2 && inner >= 16 ? (outer, count, inner) : nil
   }
 
   /// y[i] = clamp(MultiplyByQuantizedMultiplier(s[i] - offset, mult, shift) + yz), 16 at a time.
