@@ -414,6 +414,20 @@ tinf_status tinf_quantizer_layer_error(const tinf_quantizer *quantizer, int32_t 
 tinf_status tinf_quantizer_output_error(const tinf_quantizer *quantizer, int32_t output, double *out_signal,
                                         double *out_noise);
 
+/* ---- reliability: the work limit (issue 12) ---------------------------------- */
+
+/* The most work one run of a session made with these options may take, in
+ * multiply-adds (Conv2D, DepthwiseConv2D, TransposeConv2D, FullyConnected,
+ * MatMul), window visits (pooling) or element visits (every other op: its
+ * input plus output elements), summed over the ops (docs/format.md, Limits).
+ * tinf_session_create refuses a model over it with TINF_ERR_INVALID_ARGUMENT.
+ * Default 2^35. Statuses: TINF_OK; TINF_ERR_INVALID_ARGUMENT (options NULL,
+ * max_work 0). */
+tinf_status tinf_options_set_max_work(tinf_options *options, uint64_t max_work);
+/* The work of one run of this session (the figure checked against the
+ * limit). Statuses: TINF_OK; TINF_ERR_INVALID_ARGUMENT (session or out_work NULL). */
+tinf_status tinf_session_work(const tinf_session *session, uint64_t *out_work);
+
 #ifdef __cplusplus
 }
 #endif

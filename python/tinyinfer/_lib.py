@@ -320,3 +320,11 @@ def op_flags(op: str) -> int:
 
 # Ops whose float32 kernel applies a fused activation (a Relu / Relu6 after one fuses into it).
 OPS_TAKING_ACTIVATION = frozenset(op for op in OP_IDS if op_flags(op) & OP_FUSED_ACTIVATION)
+
+
+# ---- reliability: the work limit (issue 12) ----
+
+# tinf_status tinf_options_set_max_work(tinf_options *options, uint64_t max_work);
+_fn("tinf_options_set_max_work", [OptionsHandle, c_uint64])
+# tinf_status tinf_session_work(const tinf_session *session, uint64_t *out_work);
+_fn("tinf_session_work", [SessionHandle, POINTER(c_uint64)])
