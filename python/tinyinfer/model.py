@@ -555,5 +555,5 @@ def load(source, threads: int = 1, optimize: bool = True, shape_sessions: int = 
     `shape_sessions`: how many sessions for other input shapes (batch sizes)
     `Model.run` keeps, least recently used closed first. `max_work`: the most
     multiply-adds or element visits one run may take (docs/format.md,
-    Limits; default 2^35): a session over it is refused."""
+    Limits; default 2^33): a session over it is refused."""
     return Model(source, threads=threads, optimize=optimize, shape_sessions=shape_sessions, max_work=max_work)
