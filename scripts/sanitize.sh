@@ -4,6 +4,7 @@
 #   scripts/sanitize.sh asan  [PYTEST ARGS...]   AddressSanitizer + UndefinedBehaviorSanitizer (C shims and kernels)
 #   scripts/sanitize.sh tsan  [PYTEST ARGS...]   ThreadSanitizer
 #   scripts/sanitize.sh all                      both (the default)
+#   scripts/sanitize.sh asan --build-only        build only; prints the library's path
 #
 # Each build is a normal-mode (not Embedded) release build of the library
 # product into .build-<kind>/ (Swift with -sanitize=address or thread, the C
@@ -30,13 +31,14 @@ case "$kind" in
   tsan) swift_san=thread; c_san=thread; rt=tsan ;;
   *) echo "usage: $0 [asan|tsan|all] [pytest args]" >&2; exit 2 ;;
 esac
-if [ -z "${TINF_SANITIZE_NO_VENV:-}" ]; then . scripts/venv.sh; fi
+if [ -z "${TINF_SANITIZE_NO_VENV:-}" ] && [ "${1:-}" != --build-only ]; then . scripts/venv.sh; fi
 scratch=.build-$kind
 echo "== build the library with -sanitize=$swift_san (C: -fsanitize=$c_san) in $scratch ==" >&2
 swift build -c release --scratch-path "$scratch" --product tinyinfer \
   -Xswiftc -sanitize="$swift_san" -Xcc -fsanitize="$c_san" -Xcc -fno-sanitize-recover=all \
   -Xcc -fno-omit-frame-pointer -Xlinker -fsanitize="$c_san" >&2
 lib=$(readlink -f "$scratch/release/libtinyinfer.so")
+if [ "${1:-}" = --build-only ]; then echo "$lib"; exit 0; fi  # (scripts/fuzz.sh)
 # The sanitizer runtime the library was linked with, preloaded into Python (not instrumented itself).
 runtime=$(ldd "$lib" | awk "/libclang_rt.$rt/ {print \$3}")
 if [ -z "$runtime" ]; then
