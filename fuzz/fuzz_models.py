@@ -39,7 +39,7 @@ def calib_model() -> bytes:
     v = b.input("v", (1, 5))
     c = b.op("Conv2D", x, b.const("w", rng.standard_normal((3, 3, 3, 2)).astype(np.float32)),
              b.const("b", np.zeros(3, np.float32)), padding=1, activation=1)
-    m = b.op("Mean", c, b.const("axes", np.array([1, 2], np.int32)))
+    m = b.op("Mean", c, axes=[1, 2])
     f = b.op("FullyConnected", v, b.const("fw", rng.standard_normal((3, 5)).astype(np.float32)))
     b.output(b.op("Add", m, f))
     return b.to_bytes()
@@ -76,8 +76,7 @@ def tinf_models():
     add("gather", lambda b: b.output(b.op("Gather", b.const("table", f32(10, 4)), b.input("i", (3,), "int32"))))
     add("matmul", lambda b: b.output(b.op("MatMul", b.input("a", (2, 3, 4)), b.input("b", (2, 4, 5)))))
     add("resize_pad", lambda b: b.output(b.op("ResizeBilinear", b.op(
-        "Pad", b.input("x", (1, 4, 4, 1)), b.const("p", np.array([[0, 0], [1, 1], [1, 1], [0, 0]], np.int32))),
-        size=[8, 8])))
+        "Pad", b.input("x", (1, 4, 4, 1)), pads=[0, 0, 1, 1, 1, 1, 0, 0]), size=[8, 8])))
     add("layernorm", lambda b: b.output(b.op("LayerNorm", b.input("x", (2, 6)), b.const("g", f32(6)),
                                              b.const("be", f32(6)), axis=-1)))
     return out

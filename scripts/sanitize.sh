@@ -26,17 +26,21 @@ if [ "$kind" = all ]; then
   "$0" tsan "$@"
   exit 0
 fi
+extra=()
 case "$kind" in
   asan) swift_san=address; c_san=address,undefined; rt=asan ;;
   tsan) swift_san=thread; c_san=thread; rt=tsan ;;
-  *) echo "usage: $0 [asan|tsan|all] [pytest args]" >&2; exit 2 ;;
+  fuzz) # (scripts/fuzz.sh) ASan + UBSan with libFuzzer's coverage instrumentation
+    swift_san=address; c_san=address,undefined; rt=asan
+    extra=(-Xswiftc -sanitize-coverage=edge,trace-cmp -Xcc -fsanitize=fuzzer-no-link) ;;
+  *) echo "usage: $0 [asan|tsan|all|fuzz] [pytest args]" >&2; exit 2 ;;
 esac
 if [ -z "${TINF_SANITIZE_NO_VENV:-}" ] && [ "${1:-}" != --build-only ]; then . scripts/venv.sh; fi
 scratch=.build-$kind
 echo "== build the library with -sanitize=$swift_san (C: -fsanitize=$c_san) in $scratch ==" >&2
 swift build -c release --scratch-path "$scratch" --product tinyinfer \
   -Xswiftc -sanitize="$swift_san" -Xcc -fsanitize="$c_san" -Xcc -fno-sanitize-recover=all \
-  -Xcc -fno-omit-frame-pointer -Xlinker -fsanitize="$c_san" >&2
+  -Xcc -fno-omit-frame-pointer -Xlinker -fsanitize="$c_san" ${extra[@]+"${extra[@]}"} >&2
 lib=$(readlink -f "$scratch/release/libtinyinfer.so")
 if [ "${1:-}" = --build-only ]; then echo "$lib"; exit 0; fi  # (scripts/fuzz.sh)
 # The sanitizer runtime the library was linked with, preloaded into Python (not instrumented itself).

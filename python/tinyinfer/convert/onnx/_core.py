@@ -208,7 +208,14 @@ class _Importer:
 
     def _infer(self):
         m = self._as_model()
-        types = bounded_call(lambda: _inferred_types(m), "onnx: shape inference")
+        # The file as given runs within the budget (bounded_call: a forked
+        # child, about 50 ms); once it passed, the rounds after constant
+        # folding (whose new constants are within MAX_FOLD_ELEMENTS) run here.
+        if getattr(self, "_inferred_once", False):
+            types = _inferred_types(m)
+        else:
+            types = bounded_call(lambda: _inferred_types(m), "onnx: shape inference")
+            self._inferred_once = True
         for nm, (dt, sh) in self.in_types.items():
             types[nm] = (dt, sh)
         self.types = types
