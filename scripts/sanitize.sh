@@ -32,7 +32,7 @@ case "$kind" in
   tsan) swift_san=thread; c_san=thread; rt=tsan ;;
   fuzz) # (scripts/fuzz.sh) ASan + UBSan with libFuzzer's coverage instrumentation
     swift_san=address; c_san=address,undefined; rt=asan
-    extra=(-Xswiftc -sanitize-coverage=edge,trace-cmp -Xcc -fsanitize=fuzzer-no-link) ;;
+    extra=(-Xswiftc -sanitize-coverage=edge,inline-8bit-counters,pc-table,trace-cmp -Xcc -fsanitize=fuzzer-no-link) ;;
   *) echo "usage: $0 [asan|tsan|all|fuzz] [pytest args]" >&2; exit 2 ;;
 esac
 if [ -z "${TINF_SANITIZE_NO_VENV:-}" ] && [ "${1:-}" != --build-only ]; then . scripts/venv.sh; fi
