@@ -46,7 +46,7 @@ __all__ = [
 # in the subpackage tinyinfer.convert (imported here first, then the name is
 # rebound to the function; `import tinyinfer.convert.tflite` still works).
 from . import convert as _convert_pkg  # noqa: E402
-from .convert import Report  # noqa: E402
+from .convert import ConvertError, Report  # noqa: E402
 
 convert = _convert_pkg.convert
 
@@ -56,3 +56,4 @@ from . import quantize as _quantize_mod  # noqa: E402
 
 quantize = _quantize_mod.quantize
 __all__.append("quantize")
+__all__.append("ConvertError")
