@@ -49,6 +49,13 @@ if [ -z "$runtime" ]; then
   runtime=$(find "$(clang -print-resource-dir)/lib" -name "libclang_rt.$rt-$(uname -m).so" | head -n 1)
 fi
 [ -f "$runtime" ] || { echo "no $rt runtime found for $lib" >&2; exit 1; }
+# The C programs the tests compile (test_c_programs.py takes $CC) link the
+# sanitized library, so they are built with the same sanitizers (clang: the
+# runtime the library was built against).
+cc_wrapper="$PWD/$scratch/cc-$kind"
+printf '#!/bin/sh\nexec clang -fsanitize=%s -shared-libsan "$@"\n' "$c_san" > "$cc_wrapper"
+chmod +x "$cc_wrapper"
+export CC="$cc_wrapper"
 export TINYINFER_LIB="$lib" LD_PRELOAD="$runtime"
 export ASAN_OPTIONS="detect_leaks=0:halt_on_error=1:abort_on_error=0:allocator_may_return_null=1:detect_odr_violation=0${ASAN_OPTIONS:+:$ASAN_OPTIONS}"
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}"
@@ -67,8 +74,9 @@ if [ $# -eq 0 ]; then
 fi
 # Deselected: tests that measure RSS growth (the sanitizers' quarantine and
 # shadow memory grow it by design; leaks are the fuzz harness's LeakSanitizer
-# job), valgrind (which cannot run a sanitized program) and test_format.py's
+# job), valgrind (which cannot run a sanitized program), the export checks
+# (of the shipped Embedded build, not this one) and test_format.py's
 # fuzz_in_subprocess (it limits the address space, where ASan's shadow memory
 # cannot live; the libFuzzer harness covers the same ground under ASan).
 echo "== pytest under $kind: $* ==" >&2
-python3 -m pytest -q -p no:cacheprovider -x -k "not does_not_leak and not do_not_leak and not valgrind and not fuzz_in_subprocess" "$@"
+python3 -m pytest -q -p no:cacheprovider -x -k "not does_not_leak and not do_not_leak and not valgrind and not fuzz_in_subprocess and not check_exports" "$@"
