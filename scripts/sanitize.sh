@@ -49,6 +49,12 @@ if [ -z "$runtime" ]; then
   runtime=$(find "$(clang -print-resource-dir)/lib" -name "libclang_rt.$rt-$(uname -m).so" | head -n 1)
 fi
 [ -f "$runtime" ] || { echo "no $rt runtime found for $lib" >&2; exit 1; }
+preload=$runtime
+if [ "$kind" = tsan ]; then
+  # The toolchain's TSan runtime refers to libdispatch (Swift's build of it); preload it too.
+  dispatch=$(ldd "$lib" | awk '/libdispatch/ {print $3}')
+  [ -z "$dispatch" ] || preload="$runtime $dispatch"
+fi
 # The C programs the tests compile (test_c_programs.py takes $CC) link the
 # sanitized library, so they are built with the same sanitizers (clang: the
 # runtime the library was built against).
@@ -56,7 +62,7 @@ cc_wrapper="$PWD/$scratch/cc-$kind"
 printf '#!/bin/sh\nexec clang -fsanitize=%s -shared-libsan "$@"\n' "$c_san" > "$cc_wrapper"
 chmod +x "$cc_wrapper"
 export CC="$cc_wrapper"
-export TINYINFER_LIB="$lib" LD_PRELOAD="$runtime"
+export TINYINFER_LIB="$lib" LD_PRELOAD="$preload"
 export ASAN_OPTIONS="detect_leaks=0:halt_on_error=1:abort_on_error=0:allocator_may_return_null=1:detect_odr_violation=0${ASAN_OPTIONS:+:$ASAN_OPTIONS}"
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}"
 export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:report_signal_unsafe=0${TSAN_OPTIONS:+:$TSAN_OPTIONS}"
