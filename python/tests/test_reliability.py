@@ -316,11 +316,13 @@ def test_pads_out_of_proportion_are_refused():
     # (the builder validates by loading, so the file cannot even be written)
     with pytest.raises(ShapeError, match="out of proportion"):
         tinyinfer.load(conv_model(2, 2, 1, 1, 1, pads=(2000, 2000, 2000, 2000)))
-    # pads below input + window are fine (8x8 input, 3x3 window, pad 10)
-    with tinyinfer.load(conv_model(8, 8, 1, 1, 3, pads=(10, 10, 10, 10))) as m:
+    with pytest.raises(ShapeError, match="out of proportion"):
+        tinyinfer.load(conv_model(8, 8, 1, 1, 3, pads=(0, 76, 0, 0)))  # over 8 + 3 + 64
+    # up to input + window + 64 is fine (8x8 input, 3x3 window, pad 75)
+    with tinyinfer.load(conv_model(8, 8, 1, 1, 3, pads=(75, 75, 1, 1))) as m:
         (y,) = m.run(np.ones((1, 8, 8, 1), np.float32))
-        assert y.shape == (1, 26, 26, 1)
-        assert y[0, 10, 10, 0] == 9 and y[0, 0, 0, 0] == 0
+        assert y.shape == (1, 156, 8, 1)
+        assert y[0, 76, 1, 0] == 9 and y[0, 0, 0, 0] == 0
 
 
 # -- check_finite (defect 8, inference side) ------------------------------------
