@@ -26,14 +26,18 @@
  *   unless said otherwise, and tinf_last_error() describes the failure.
  * - Byte counts are size_t, indices and counts int32_t.
  * - No call aborts the process: NULL handles, bad indices and wrong sizes return
- *   TINF_ERR_INVALID_ARGUMENT.
+ *   TINF_ERR_INVALID_ARGUMENT. Every pointer argument is required unless its
+ *   function says it may be NULL; the message names the NULL argument.
+ * - Each function lists the statuses it can return ("Statuses:").
  * - *_free(NULL) is a no-op.
  *
  * Threads
  * - A tinf_model is immutable once loaded: any number of threads may use it
  *   and create sessions from it at the same time.
  * - A tinf_session is used by one thread at a time (calls on one session must
- *   not overlap). Separate sessions run concurrently.
+ *   not overlap; runs are serialized by the session's lock, and
+ *   tinf_session_free waits for a run in progress). Separate sessions run
+ *   concurrently.
  * - tinf_builder, tinf_options: one thread at a time.
  * - The last-error message is per thread.
  */
@@ -146,12 +150,19 @@ typedef struct tinf_model tinf_model;
  * The file is validated completely (offsets, sizes, shapes, attributes) before
  * this returns. path: borrowed, NUL-terminated. On success *out_model owns a new
  * model that the caller frees with tinf_model_free. */
+/* Statuses: TINF_OK; TINF_ERR_INVALID_ARGUMENT (NULL argument, unknown flags);
+ * TINF_ERR_IO (missing, unreadable, or not a regular file: FIFO, device, socket, directory);
+ * TINF_ERR_BAD_FORMAT; TINF_ERR_VERSION; TINF_ERR_UNSUPPORTED_OP; TINF_ERR_UNSUPPORTED_DTYPE; TINF_ERR_SHAPE;
+ * TINF_ERR_OUT_OF_MEMORY */
 tinf_status tinf_model_load_file(const char *path, tinf_model **out_model);
 
 /* Loads a model from a caller's buffer. If data is 64-byte aligned the buffer is
  * borrowed, used in place, and must stay valid and unchanged until the model
  * (and every session made from it) is freed; otherwise the library copies it
  * into an aligned buffer of its own and the caller may free data on return. */
+/* Statuses: TINF_OK; TINF_ERR_INVALID_ARGUMENT (NULL argument, unknown flags); TINF_ERR_BAD_FORMAT (also an
+ * empty buffer); TINF_ERR_VERSION; TINF_ERR_UNSUPPORTED_OP; TINF_ERR_UNSUPPORTED_DTYPE; TINF_ERR_SHAPE;
+ * TINF_ERR_OUT_OF_MEMORY */
 tinf_status tinf_model_load_buffer(const void *data, size_t size, tinf_model **out_model);
 
 /* Flags of tinf_model_load_file_flags and tinf_model_load_buffer_flags (a bit
@@ -165,7 +176,14 @@ typedef enum tinf_load_flag {
 
 /* tinf_model_load_file and tinf_model_load_buffer with flags (0: the same as
  * without). Unknown bits give TINF_ERR_INVALID_ARGUMENT. */
+/* Statuses: TINF_OK; TINF_ERR_INVALID_ARGUMENT (NULL argument, unknown flags);
+ * TINF_ERR_IO (missing, unreadable, or not a regular file: FIFO, device, socket, directory);
+ * TINF_ERR_BAD_FORMAT; TINF_ERR_VERSION; TINF_ERR_UNSUPPORTED_OP; TINF_ERR_UNSUPPORTED_DTYPE; TINF_ERR_SHAPE;
+ * TINF_ERR_OUT_OF_MEMORY */
 tinf_status tinf_model_load_file_flags(const char *path, uint32_t flags, tinf_model **out_model);
+/* Statuses: TINF_OK; TINF_ERR_INVALID_ARGUMENT (NULL argument, unknown flags); TINF_ERR_BAD_FORMAT (also an
+ * empty buffer); TINF_ERR_VERSION; TINF_ERR_UNSUPPORTED_OP; TINF_ERR_UNSUPPORTED_DTYPE; TINF_ERR_SHAPE;
+ * TINF_ERR_OUT_OF_MEMORY */
 tinf_status tinf_model_load_buffer_flags(const void *data, size_t size, uint32_t flags, tinf_model **out_model);
 
 /* Releases the caller's reference. Sessions keep their model alive, so models
@@ -173,21 +191,30 @@ tinf_status tinf_model_load_buffer_flags(const void *data, size_t size, uint32_t
 void tinf_model_free(tinf_model *model);
 
 /* Number of graph inputs / outputs. */
+/* Statuses: TINF_OK; TINF_ERR_INVALID_ARGUMENT (a NULL argument) */
 tinf_status tinf_model_input_count(const tinf_model *model, int32_t *out_count);
+/* Statuses: TINF_OK; TINF_ERR_INVALID_ARGUMENT (a NULL argument) */
 tinf_status tinf_model_output_count(const tinf_model *model, int32_t *out_count);
 /* Describes input / output `index` (0-based). The name inside *out_info is
  * owned by the model. */
+/* Statuses: TINF_OK; TINF_ERR_INVALID_ARGUMENT (a NULL argument, index out of range) */
 tinf_status tinf_model_input_info(const tinf_model *model, int32_t index, tinf_tensor_info *out_info);
+/* Statuses: TINF_OK; TINF_ERR_INVALID_ARGUMENT (a NULL argument, index out of range) */
 tinf_status tinf_model_output_info(const tinf_model *model, int32_t index, tinf_tensor_info *out_info);
 /* Index of the input / output with this name; TINF_ERR_INVALID_ARGUMENT if none. */
+/* Statuses: TINF_OK; TINF_ERR_INVALID_ARGUMENT (a NULL argument, no input of that name) */
 tinf_status tinf_model_find_input(const tinf_model *model, const char *name, int32_t *out_index);
+/* Statuses: TINF_OK; TINF_ERR_INVALID_ARGUMENT (a NULL argument, no output of that name) */
 tinf_status tinf_model_find_output(const tinf_model *model, const char *name, int32_t *out_index);
 
 /* Metadata key/value pairs (model name, producer, free entries). The strings
  * are NUL-terminated and owned by the model. */
+/* Statuses: TINF_OK; TINF_ERR_INVALID_ARGUMENT (a NULL argument) */
 tinf_status tinf_model_metadata_count(const tinf_model *model, int32_t *out_count);
+/* Statuses: TINF_OK; TINF_ERR_INVALID_ARGUMENT (a NULL argument, index out of range) */
 tinf_status tinf_model_metadata(const tinf_model *model, int32_t index, const char **out_key, const char **out_value);
 /* Counts of the graph: ops, tensors, and bytes of constant data. */
+/* Statuses: TINF_OK; TINF_ERR_INVALID_ARGUMENT (a NULL argument) */
 tinf_status tinf_model_stats(const tinf_model *model, int32_t *out_ops, int32_t *out_tensors, size_t *out_weight_bytes);
 
 /* Every tensor of the loaded graph (after constant folding), for tools. */
@@ -204,24 +231,31 @@ typedef struct tinf_tensor_detail {
   const int32_t *zero_points;    /* quant_count values, owned by the model */
 } tinf_tensor_detail;
 
+/* Statuses: TINF_OK; TINF_ERR_INVALID_ARGUMENT (a NULL argument) */
 tinf_status tinf_model_tensor_count(const tinf_model *model, int32_t *out_count);
+/* Statuses: TINF_OK; TINF_ERR_INVALID_ARGUMENT (a NULL argument, index out of range) */
 tinf_status tinf_model_tensor_detail(const tinf_model *model, int32_t index, tinf_tensor_detail *out_detail);
 /* Op `index` of the graph as it runs (after folding): its op id and tensor
  * indices (-1: absent optional input). The arrays are owned by the model. */
+/* Statuses: TINF_OK; TINF_ERR_INVALID_ARGUMENT (a NULL argument, index out of range) */
 tinf_status tinf_model_op(const tinf_model *model, int32_t index, int32_t *out_op, int32_t *out_n_inputs,
                           const int32_t **out_inputs, int32_t *out_n_outputs, const int32_t **out_outputs);
 /* Bytes of the file's parts: header, graph section, data section, and the
  * bytes that constant folding added in memory at load. */
+/* Statuses: TINF_OK; TINF_ERR_INVALID_ARGUMENT (a NULL argument) */
 tinf_status tinf_model_sizes(const tinf_model *model, size_t *out_header, size_t *out_graph, size_t *out_data,
                              size_t *out_folded);
 /* Nanoseconds that loading took (map, parse, validate, fold). */
+/* Statuses: TINF_OK; TINF_ERR_INVALID_ARGUMENT (a NULL argument) */
 tinf_status tinf_model_load_ns(const tinf_model *model, uint64_t *out_ns);
 /* What the load-time passes did, one line each in order: constant folding
  * ("fold constant Dequantize -> w1"), then the graph passes ("fold BatchNorm
  * 'bn1' into Conv2D 'conv1'", "fuse Relu 'r1' into Conv2D 'bn1'",
  * "reorder: arena 53440 -> 34496 B", ...; docs/architecture.md). The
  * strings are NUL-terminated and owned by the model. */
+/* Statuses: TINF_OK; TINF_ERR_INVALID_ARGUMENT (a NULL argument) */
 tinf_status tinf_model_pass_count(const tinf_model *model, int32_t *out_count);
+/* Statuses: TINF_OK; TINF_ERR_INVALID_ARGUMENT (a NULL argument, index out of range) */
 tinf_status tinf_model_pass(const tinf_model *model, int32_t index, const char **out_text);
 
 /* ---- session options ------------------------------------------------------ */
@@ -230,15 +264,19 @@ typedef struct tinf_options tinf_options;
 
 /* Default options: 1 thread. The caller frees them with tinf_options_free;
  * sessions copy what they need, so options may be freed right after use. */
+/* Statuses: TINF_OK; TINF_ERR_INVALID_ARGUMENT (a NULL argument) */
 tinf_status tinf_options_create(tinf_options **out_options);
 void tinf_options_free(tinf_options *options);
 /* Threads a session may use, 1..256 (0 means the number of online CPUs). */
+/* Statuses: TINF_OK; TINF_ERR_INVALID_ARGUMENT (NULL options, threads outside 0...256) */
 tinf_status tinf_options_set_threads(tinf_options *options, int32_t threads);
 
 /* Replaces the shape of input `index` for sessions made with these options
  * (for example a batch of 32 instead of the file's 1). Shapes are inferred
  * again when the session is created; an op that cannot take the new shape
  * makes tinf_session_create fail with its reason. dims: borrowed. */
+/* Statuses: TINF_OK; TINF_ERR_INVALID_ARGUMENT (NULL options, index out of range, rank outside 0...8, NULL
+ * dims with rank > 0, a dims[i] outside 1...2^30) */
 tinf_status tinf_options_set_input_shape(tinf_options *options, int32_t index, int32_t rank, const int64_t *dims);
 
 /* ---- sessions ------------------------------------------------------------- */
@@ -249,34 +287,54 @@ typedef struct tinf_session tinf_session;
  * model: borrowed; the session keeps its own reference to it.
  * options: borrowed, may be NULL for defaults.
  * On success *out_session is owned by the caller (tinf_session_free). */
+/* Statuses: TINF_OK; TINF_ERR_INVALID_ARGUMENT (a NULL argument, an input shape the model cannot take, work
+ * over the limit: tinf_options_set_max_work); TINF_ERR_SHAPE; TINF_ERR_UNSUPPORTED_OP;
+ * TINF_ERR_UNSUPPORTED_DTYPE; TINF_ERR_OUT_OF_MEMORY (the arena over its limit or not allocated) */
 tinf_status tinf_session_create(tinf_model *model, const tinf_options *options, tinf_session **out_session);
+/* Frees a session. A run of it in progress on another thread is waited for
+ * (its memory is never freed under it); the handle must not be used after
+ * the call returns. NULL is a no-op. */
 void tinf_session_free(tinf_session *session);
 
 /* Copies nbytes from data into input `index`; nbytes must equal the input's size. */
+/* Statuses: TINF_OK; TINF_ERR_INVALID_ARGUMENT (a NULL argument, index out of range, nbytes not the tensor's
+ * size) */
 tinf_status tinf_session_set_input(tinf_session *session, int32_t index, const void *data, size_t nbytes);
 /* Zero-copy input: the session's own buffer for input `index`, to be written by
  * the caller before tinf_session_run. Owned by the session; valid until the
  * session is freed. Inputs are never overwritten by a run. */
+/* Statuses: TINF_OK; TINF_ERR_INVALID_ARGUMENT (a NULL argument, index out of range) */
 tinf_status tinf_session_input_data(tinf_session *session, int32_t index, void **out_data, size_t *out_nbytes);
 /* Input / output descriptions as this session runs them (they differ from the
  * model's when tinf_options_set_input_shape was used). Names owned by the model. */
+/* Statuses: TINF_OK; TINF_ERR_INVALID_ARGUMENT (a NULL argument, index out of range) */
 tinf_status tinf_session_input_info(const tinf_session *session, int32_t index, tinf_tensor_info *out_info);
+/* Statuses: TINF_OK; TINF_ERR_INVALID_ARGUMENT (a NULL argument, index out of range) */
 tinf_status tinf_session_output_info(const tinf_session *session, int32_t index, tinf_tensor_info *out_info);
 /* Runs the graph once on the current inputs. */
+/* Statuses: TINF_OK; TINF_ERR_INVALID_ARGUMENT (NULL session); TINF_ERR_INVALID_STATE (the session is being
+ * freed by another thread); TINF_ERR_RUNTIME (a run failed on its data, e.g. a Gather index out of range) */
 tinf_status tinf_session_run(tinf_session *session);
 /* Copies output `index` into dst; nbytes must equal the output's size. */
+/* Statuses: TINF_OK; TINF_ERR_INVALID_ARGUMENT (a NULL argument, index out of range, nbytes not the tensor's
+ * size) */
 tinf_status tinf_session_get_output(tinf_session *session, int32_t index, void *dst, size_t nbytes);
 /* Zero-copy output: a read-only pointer to output `index`, owned by the
  * session, valid until the next tinf_session_run or tinf_session_free. */
+/* Statuses: TINF_OK; TINF_ERR_INVALID_ARGUMENT (a NULL argument, index out of range) */
 tinf_status tinf_session_output_data(tinf_session *session, int32_t index, const void **out_data, size_t *out_nbytes);
 /* Bytes of the session's arena (all intermediate tensors, inputs and outputs),
  * and the sum of their sizes without reuse, for comparison. */
+/* Statuses: TINF_OK; TINF_ERR_INVALID_ARGUMENT (a NULL argument) */
 tinf_status tinf_session_arena_bytes(const tinf_session *session, size_t *out_arena, size_t *out_unplanned);
 /* Runs once like tinf_session_run and records each op's time; then
  * *out_ns points to tinf_model_op count values (nanoseconds, owned by the
  * session, valid until the next run or free). */
+/* Statuses: TINF_OK; TINF_ERR_INVALID_ARGUMENT (a NULL argument); TINF_ERR_INVALID_STATE; TINF_ERR_RUNTIME
+ * (as tinf_session_run) */
 tinf_status tinf_session_run_profiled(tinf_session *session, const uint64_t **out_ns, int32_t *out_count);
 /* Threads the session actually uses. */
+/* Statuses: TINF_OK; TINF_ERR_INVALID_ARGUMENT (a NULL argument) */
 tinf_status tinf_session_threads(const tinf_session *session, int32_t *out_threads);
 
 /* ---- op and attribute names ------------------------------------------------ */
@@ -300,6 +358,7 @@ typedef enum tinf_op_flag {
  * makes (it makes at least 1), tinf_op_flag bits, and the input slots that
  * hold weights (bit i: input i). Every out pointer may be NULL. Unknown id:
  * TINF_ERR_UNSUPPORTED_OP. No allocation, any thread. */
+/* Statuses: TINF_OK; TINF_ERR_UNSUPPORTED_OP (unknown op id); every out pointer may be NULL */
 tinf_status tinf_op_traits(int32_t op, int32_t *out_min_inputs, int32_t *out_max_inputs, int32_t *out_max_outputs,
                            uint32_t *out_flags, uint32_t *out_weight_slots);
 /* Name of attribute key `key` ("strides", ...) or NULL if unknown; keys 1..tinf_attr_count(). */
@@ -313,35 +372,62 @@ typedef struct tinf_builder tinf_builder;
 /* A builder assembles a graph and serializes it as a .tinf file. Every
  * pointer argument is borrowed for the duration of the call only (data is
  * copied). Owned by the caller: tinf_builder_free. */
+/* Statuses: TINF_OK; TINF_ERR_INVALID_ARGUMENT (a NULL argument) */
 tinf_status tinf_builder_create(tinf_builder **out_builder);
 void tinf_builder_free(tinf_builder *builder);
+/* Statuses: TINF_OK; TINF_ERR_INVALID_ARGUMENT (a NULL argument, a key or value over the format's limits) */
 tinf_status tinf_builder_set_metadata(tinf_builder *builder, const char *key, const char *value);
 /* Adds a tensor. rank -1 leaves the shape to inference (intermediates only).
  * data/nbytes: the constant's contents (nbytes must match), or NULL/0 for a
  * tensor computed at run time. dtype 0 leaves the dtype to inference. */
+/* Statuses: TINF_OK; TINF_ERR_INVALID_ARGUMENT (a NULL builder, name or out_index; TINF_ERR_NULL data with
+ * nbytes > 0 or data with nbytes 0; TINF_ERR_nbytes not the constant's size; TINF_ERR_a bad rank or dims[i]);
+ * TINF_ERR_UNSUPPORTED_DTYPE */
 tinf_status tinf_builder_add_tensor(tinf_builder *builder, const char *name, int32_t dtype, int32_t rank,
                                     const int64_t *dims, const void *data, size_t nbytes, int32_t *out_index);
 /* Quantization parameters: axis -1 for per-tensor (count 1), else per-axis. */
+/* Statuses: TINF_OK; TINF_ERR_INVALID_ARGUMENT (a NULL argument, a bad index, count or value);
+ * TINF_ERR_UNSUPPORTED_OP; TINF_ERR_UNSUPPORTED_DTYPE */
 tinf_status tinf_builder_set_quant(tinf_builder *builder, int32_t tensor, int32_t axis, int32_t count,
                                    const float *scales, const int32_t *zero_points);
 /* Appends an op (execution order is the order of calls). An input of -1 is an
  * absent optional input. */
+/* Statuses: TINF_OK; TINF_ERR_INVALID_ARGUMENT (a NULL argument, a bad index, count or value);
+ * TINF_ERR_UNSUPPORTED_OP; TINF_ERR_UNSUPPORTED_DTYPE */
 tinf_status tinf_builder_add_op(tinf_builder *builder, int32_t op, int32_t n_inputs, const int32_t *inputs,
                                 int32_t n_outputs, const int32_t *outputs, int32_t *out_index);
+/* Statuses: TINF_OK; TINF_ERR_INVALID_ARGUMENT (a NULL argument, a bad index, count or value);
+ * TINF_ERR_UNSUPPORTED_OP; TINF_ERR_UNSUPPORTED_DTYPE */
 tinf_status tinf_builder_set_attr_int(tinf_builder *builder, int32_t op_index, int32_t key, int64_t value);
+/* Statuses: TINF_OK; TINF_ERR_INVALID_ARGUMENT (a NULL argument, a bad index, count or value);
+ * TINF_ERR_UNSUPPORTED_OP; TINF_ERR_UNSUPPORTED_DTYPE */
 tinf_status tinf_builder_set_attr_float(tinf_builder *builder, int32_t op_index, int32_t key, float value);
+/* Statuses: TINF_OK; TINF_ERR_INVALID_ARGUMENT (a NULL argument, a bad index, count or value);
+ * TINF_ERR_UNSUPPORTED_OP; TINF_ERR_UNSUPPORTED_DTYPE */
 tinf_status tinf_builder_set_attr_ints(tinf_builder *builder, int32_t op_index, int32_t key, int32_t count,
                                        const int64_t *values);
+/* Statuses: TINF_OK; TINF_ERR_INVALID_ARGUMENT (a NULL argument, a bad index, count or value);
+ * TINF_ERR_UNSUPPORTED_OP; TINF_ERR_UNSUPPORTED_DTYPE */
 tinf_status tinf_builder_set_attr_floats(tinf_builder *builder, int32_t op_index, int32_t key, int32_t count,
                                          const float *values);
+/* Statuses: TINF_OK; TINF_ERR_INVALID_ARGUMENT (a NULL argument, a bad index, count or value);
+ * TINF_ERR_UNSUPPORTED_OP; TINF_ERR_UNSUPPORTED_DTYPE */
 tinf_status tinf_builder_set_attr_string(tinf_builder *builder, int32_t op_index, int32_t key, const char *value);
+/* Statuses: TINF_OK; TINF_ERR_INVALID_ARGUMENT (a NULL argument, a bad index, count or value);
+ * TINF_ERR_UNSUPPORTED_OP; TINF_ERR_UNSUPPORTED_DTYPE */
 tinf_status tinf_builder_set_graph_inputs(tinf_builder *builder, int32_t count, const int32_t *tensors);
+/* Statuses: TINF_OK; TINF_ERR_INVALID_ARGUMENT (a NULL argument, a bad index, count or value);
+ * TINF_ERR_UNSUPPORTED_OP; TINF_ERR_UNSUPPORTED_DTYPE */
 tinf_status tinf_builder_set_graph_outputs(tinf_builder *builder, int32_t count, const int32_t *tensors);
 /* Serializes the graph and validates it by loading it (shape inference
  * included), so a builder never writes a file the library refuses.
  * Afterwards tinf_builder_data gives the bytes: owned by the builder, valid
  * until the builder is changed or freed. */
+/* Statuses: TINF_OK; TINF_ERR_INVALID_ARGUMENT (NULL builder); TINF_ERR_any status of tinf_model_load_buffer
+ * (the bytes are validated by loading them) */
 tinf_status tinf_builder_finish(tinf_builder *builder);
+/* Statuses: TINF_OK; TINF_ERR_INVALID_ARGUMENT (a NULL argument); TINF_ERR_INVALID_STATE (no successful
+ * finish since the last change) */
 tinf_status tinf_builder_data(const tinf_builder *builder, const void **out_data, size_t *out_nbytes);
 
 /* ---- quantization ----------------------------------------------------------- */
@@ -377,44 +463,62 @@ typedef enum tinf_calib_method {
 typedef struct tinf_quantizer tinf_quantizer;
 
 /* Creates a quantizer for `model` (borrowed; the quantizer keeps a reference). */
+/* Statuses: TINF_OK; TINF_ERR_INVALID_ARGUMENT (a NULL argument, unknown mode); TINF_ERR_UNSUPPORTED_OP;
+ * TINF_ERR_OUT_OF_MEMORY */
 tinf_status tinf_quantizer_create(tinf_model *model, int32_t mode, tinf_quantizer **out_quantizer);
 void tinf_quantizer_free(tinf_quantizer *quantizer);
 /* A tinf_calib_method; percentile is used by TINF_CALIB_PERCENTILE (50..100;
  * 0 keeps the current value). May be changed between finishes. */
+/* Statuses: TINF_OK; TINF_ERR_INVALID_ARGUMENT (NULL quantizer, unknown method or bad percentile) */
 tinf_status tinf_quantizer_set_method(tinf_quantizer *quantizer, int32_t method, float percentile);
 /* Runs the float32 model once on one set of inputs (n_inputs buffers in
  * input order, nbytes[i] each, exactly the input's size; copied) and records
  * the range and histogram of every float32 tensor. */
+/* Statuses: TINF_OK; TINF_ERR_INVALID_ARGUMENT (a NULL argument, wrong input count or byte sizes);
+ * TINF_ERR_INVALID_STATE (a mode without calibration); TINF_ERR_RUNTIME */
 tinf_status tinf_quantizer_observe(tinf_quantizer *quantizer, int32_t n_inputs, const void *const *inputs,
                                    const size_t *nbytes);
 /* Number of observe calls so far. */
+/* Statuses: TINF_OK; TINF_ERR_INVALID_ARGUMENT (a NULL argument) */
 tinf_status tinf_quantizer_sample_count(const tinf_quantizer *quantizer, int64_t *out_count);
 /* For tensor `tensor` of the model (tinf_model_tensor_detail index): the
  * range the current method chooses and the observed min and max. Any
  * out-pointer may be NULL. TINF_ERR_INVALID_STATE without calibration data. */
+/* Statuses: TINF_OK; TINF_ERR_INVALID_ARGUMENT (NULL quantizer, index out of range); TINF_ERR_INVALID_STATE
+ * (no calibration data) */
 tinf_status tinf_quantizer_tensor_range(const tinf_quantizer *quantizer, int32_t tensor, float *out_lo, float *out_hi,
                                         float *out_min, float *out_max);
 /* Layers: the ops of the model this mode quantizes. For layer `layer`: its op
  * index (tinf_model_op), op id, name (its first output's name, owned by the
  * quantizer) and whether the last finish quantized it (0 before any). */
+/* Statuses: TINF_OK; TINF_ERR_INVALID_ARGUMENT (a NULL argument) */
 tinf_status tinf_quantizer_layer_count(const tinf_quantizer *quantizer, int32_t *out_count);
+/* Statuses: TINF_OK; TINF_ERR_INVALID_ARGUMENT (a NULL argument, index out of range) */
 tinf_status tinf_quantizer_layer(const tinf_quantizer *quantizer, int32_t layer, int32_t *out_op_index,
                                  int32_t *out_op, const char **out_name, int32_t *out_quantized);
 /* Keeps layer `layer` in float32 (keep != 0) or not, for the next finish. */
+/* Statuses: TINF_OK; TINF_ERR_INVALID_ARGUMENT (a NULL argument, index out of range) */
 tinf_status tinf_quantizer_keep_float(tinf_quantizer *quantizer, int32_t layer, int32_t keep);
 /* Rewrites and serializes. May be called again (after keep_float or
  * set_method); each call resets the comparison sums. */
+/* Statuses: TINF_OK; TINF_ERR_INVALID_ARGUMENT (NULL quantizer); TINF_ERR_INVALID_STATE (int8-static without
+ * calibration data); TINF_ERR_UNSUPPORTED_OP; TINF_ERR_OUT_OF_MEMORY */
 tinf_status tinf_quantizer_finish(tinf_quantizer *quantizer);
 /* The file of the last finish: owned by the quantizer, valid until the next
  * finish or free. */
+/* Statuses: TINF_OK; TINF_ERR_INVALID_ARGUMENT (a NULL argument); TINF_ERR_INVALID_STATE (no finish yet) */
 tinf_status tinf_quantizer_data(const tinf_quantizer *quantizer, const void **out_data, size_t *out_nbytes);
 /* Runs the float32 and the quantized model on the same inputs and adds, per
  * layer output and per graph output, sum(x^2) and sum((x - x_quantized)^2)
  * (int8 tensors dequantized). SQNR in dB = 10 log10(signal / noise). */
+/* Statuses: TINF_OK; TINF_ERR_INVALID_ARGUMENT (a NULL argument, wrong input count or byte sizes);
+ * TINF_ERR_INVALID_STATE (no finish yet); TINF_ERR_RUNTIME */
 tinf_status tinf_quantizer_compare(tinf_quantizer *quantizer, int32_t n_inputs, const void *const *inputs,
                                    const size_t *nbytes);
+/* Statuses: TINF_OK; TINF_ERR_INVALID_ARGUMENT (a NULL argument, index out of range) */
 tinf_status tinf_quantizer_layer_error(const tinf_quantizer *quantizer, int32_t layer, double *out_signal,
                                        double *out_noise);
+/* Statuses: TINF_OK; TINF_ERR_INVALID_ARGUMENT (a NULL argument, index out of range) */
 tinf_status tinf_quantizer_output_error(const tinf_quantizer *quantizer, int32_t output, double *out_signal,
                                         double *out_noise);
 
@@ -573,6 +677,19 @@ tinf_status tinf_pruner_data(const tinf_pruner *pruner, const void **out_data, s
  * TINF_ERR_INVALID_ARGUMENT for a NULL model or an index out of range. */
 tinf_status tinf_model_tensor_storage(const tinf_model *model, int32_t index, int32_t *out_sparse,
                                       size_t *out_stored_bytes, double *out_zeros);
+/* ---- reliability: the work limit (issue 12) ---------------------------------- */
+
+/* The most work one run of a session made with these options may take, in
+ * multiply-adds (Conv2D, DepthwiseConv2D, TransposeConv2D, FullyConnected,
+ * MatMul), window visits (pooling) or element visits (every other op: its
+ * input plus output elements), summed over the ops (docs/format.md, Limits).
+ * tinf_session_create refuses a model over it with TINF_ERR_INVALID_ARGUMENT.
+ * Default 2^33 (about 8.6e9). Statuses: TINF_OK; TINF_ERR_INVALID_ARGUMENT (options NULL,
+ * max_work 0). */
+tinf_status tinf_options_set_max_work(tinf_options *options, uint64_t max_work);
+/* The work of one run of this session (the figure checked against the
+ * limit). Statuses: TINF_OK; TINF_ERR_INVALID_ARGUMENT (session or out_work NULL). */
+tinf_status tinf_session_work(const tinf_session *session, uint64_t *out_work);
 
 #ifdef __cplusplus
 }

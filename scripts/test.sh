@@ -7,7 +7,8 @@
 # the C install with pkg-config, concurrency), a Swift package depending on
 # this one by version, and under qemu: the library on older x86-64 CPUs
 # (scripts/test-qemu-x86.sh) and the aarch64 and armv7 builds
-# (scripts/test-aarch64.sh).
+# (scripts/test-aarch64.sh), then a short fuzz run of every harness
+# (scripts/fuzz.sh 12, about 90 s plus the instrumented build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/venv.sh
@@ -48,3 +49,5 @@ if [ "$(uname -m)" = x86_64 ]; then
 fi
 echo "== pytest =="
 python3 -m pytest python/tests -q -p no:cacheprovider
+echo "== fuzz every harness for 12 s (scripts/fuzz.sh: loader under ASan+UBSan, converters, calibration) =="
+TINF_FUZZ_NO_VENV=1 scripts/fuzz.sh 12

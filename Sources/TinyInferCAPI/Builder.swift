@@ -33,7 +33,16 @@ public func tinf_builder_add_tensor(
   _ builder: OpaquePointer?, _ name: UnsafePointer<CChar>?, _ dtype: Int32, _ rank: Int32,
   _ dims: UnsafePointer<Int64>?, _ data: UnsafeRawPointer?, _ nbytes: Int, _ out: UnsafeMutablePointer<Int32>?
 ) -> tinf_status {
+  if let bad = firstNull("tinf_builder_add_tensor", ("builder", builder == nil), ("name", name == nil),
+    ("out_index", out == nil)) { return bad }
   guard let b = builderHandle(builder), let name else { return nullArg("tinf_builder_add_tensor") }
+  guard (data == nil) == (nbytes == 0) else {
+    return fail(
+      .invalidArgument,
+      data == nil
+        ? "tinf_builder_add_tensor: data is NULL with nbytes \(nbytes) (a computed tensor has NULL data and nbytes 0)"
+        : "tinf_builder_add_tensor: nbytes is 0 with non-NULL data (a constant has at least one element)")
+  }
   return build(b) { (g: inout GraphAssembler) throws(TinfError) in
     let bytes = data.map { UnsafeRawBufferPointer(start: $0, count: nbytes) }
     let t = try g.addTensor(name: String(cString: name), dtype: Int(dtype), rank: Int(rank), dims: dims, data: bytes)
@@ -57,6 +66,7 @@ public func tinf_builder_add_op(
   _ builder: OpaquePointer?, _ op: Int32, _ nIn: Int32, _ inputs: UnsafePointer<Int32>?, _ nOut: Int32,
   _ outputs: UnsafePointer<Int32>?, _ out: UnsafeMutablePointer<Int32>?
 ) -> tinf_status {
+  if let bad = firstNull("tinf_builder_add_op", ("builder", builder == nil), ("out_index", out == nil)) { return bad }
   guard let b = builderHandle(builder) else { return nullArg("tinf_builder_add_op") }
   return build(b) { (g: inout GraphAssembler) throws(TinfError) in
     let k = try g.addOp(code: Int(op), inputs: inputs, count: Int(nIn), outputs: outputs, count: Int(nOut))

@@ -237,10 +237,13 @@ public func tinf_model_stats(
   _ model: OpaquePointer?, _ ops: UnsafeMutablePointer<Int32>?, _ tensors: UnsafeMutablePointer<Int32>?,
   _ weights: UnsafeMutablePointer<Int>?
 ) -> tinf_status {
-  guard let m = modelHandle(model) else { return nullArg("tinf_model_stats") }
-  ops?.pointee = Int32(m.model.graph.nodes.count)
-  tensors?.pointee = Int32(m.model.graph.tensors.count)
-  weights?.pointee = m.model.weightBytes
+  let fn: StaticString = "tinf_model_stats"
+  if let bad = firstNull(fn, ("model", model == nil), ("out_ops", ops == nil), ("out_tensors", tensors == nil),
+    ("out_weight_bytes", weights == nil)) { return bad }
+  guard let m = modelHandle(model), let ops, let tensors, let weights else { return nullArg(fn) }
+  ops.pointee = Int32(m.model.graph.nodes.count)
+  tensors.pointee = Int32(m.model.graph.tensors.count)
+  weights.pointee = m.model.weightBytes
   return ok()
 }
 
@@ -287,6 +290,10 @@ public func tinf_session_create(
 @c @implementation
 public func tinf_session_free(_ session: OpaquePointer?) {
   guard let session else { return }
+  // Waits for a run in progress on another thread (never frees its arena
+  // under it); a run that starts later fails with TINF_ERR_INVALID_STATE
+  // while the handle lives.
+  sessionHandle(session)?.session.close()
   Unmanaged<SessionHandle>.fromOpaque(UnsafeRawPointer(session)).release()
 }
 
@@ -302,6 +309,8 @@ public func tinf_session_input_data(
   _ session: OpaquePointer?, _ index: Int32, _ out: UnsafeMutablePointer<UnsafeMutableRawPointer?>?,
   _ nbytes: UnsafeMutablePointer<Int>?
 ) -> tinf_status {
+  if let bad = firstNull("tinf_session_input_data", ("session", session == nil), ("out_data", out == nil),
+    ("out_nbytes", nbytes == nil)) { return bad }
   guard let out else { return nullArg("tinf_session_input_data") }
   return address(session, .input, index, nbytes, "tinf_session_input_data") { out.pointee = $0 }
 }
@@ -324,6 +333,8 @@ public func tinf_session_output_data(
   _ session: OpaquePointer?, _ index: Int32, _ out: UnsafeMutablePointer<UnsafeRawPointer?>?,
   _ nbytes: UnsafeMutablePointer<Int>?
 ) -> tinf_status {
+  if let bad = firstNull("tinf_session_output_data", ("session", session == nil), ("out_data", out == nil),
+    ("out_nbytes", nbytes == nil)) { return bad }
   guard let out else { return nullArg("tinf_session_output_data") }
   return address(session, .output, index, nbytes, "tinf_session_output_data") { out.pointee = UnsafeRawPointer($0) }
 }
@@ -374,9 +385,11 @@ private func withBuffer(
 public func tinf_session_arena_bytes(
   _ session: OpaquePointer?, _ arena: UnsafeMutablePointer<Int>?, _ unplanned: UnsafeMutablePointer<Int>?
 ) -> tinf_status {
-  guard let s = sessionHandle(session) else { return nullArg("tinf_session_arena_bytes") }
-  arena?.pointee = s.session.plan.size
-  unplanned?.pointee = s.session.plan.unplannedSize
+  if let bad = firstNull("tinf_session_arena_bytes", ("session", session == nil), ("out_arena", arena == nil),
+    ("out_unplanned", unplanned == nil)) { return bad }
+  guard let s = sessionHandle(session), let arena, let unplanned else { return nullArg("tinf_session_arena_bytes") }
+  arena.pointee = s.session.plan.size
+  unplanned.pointee = s.session.plan.unplannedSize
   return ok()
 }
 
@@ -463,17 +476,21 @@ public func tinf_model_op(
   _ inputs: UnsafeMutablePointer<UnsafePointer<Int32>?>?, _ nOut: UnsafeMutablePointer<Int32>?,
   _ outputs: UnsafeMutablePointer<UnsafePointer<Int32>?>?
 ) -> tinf_status {
-  guard let m = modelHandle(model) else { return nullArg("tinf_model_op") }
+  if let bad = firstNull("tinf_model_op", ("model", model == nil), ("out_op", op == nil), ("out_n_inputs", nIn == nil),
+    ("out_inputs", inputs == nil), ("out_n_outputs", nOut == nil), ("out_outputs", outputs == nil)) { return bad }
+  guard let m = modelHandle(model), let op, let nIn, let inputs, let nOut, let outputs else {
+    return nullArg("tinf_model_op")
+  }
   let g = m.model.graph
   guard index >= 0 && Int(index) < g.nodes.count else {
     return fail(.invalidArgument, "op index \(index) out of range (\(g.nodes.count) ops)")
   }
   let n = g.nodes[Int(index)]
-  op?.pointee = Int32(n.op.rawValue)
-  nIn?.pointee = Int32(n.inputs.count)
-  inputs?.pointee = UnsafePointer(m.opInputs[Int(index)])
-  nOut?.pointee = Int32(n.outputs.count)
-  outputs?.pointee = UnsafePointer(m.opOutputs[Int(index)])
+  op.pointee = Int32(n.op.rawValue)
+  nIn.pointee = Int32(n.inputs.count)
+  inputs.pointee = UnsafePointer(m.opInputs[Int(index)])
+  nOut.pointee = Int32(n.outputs.count)
+  outputs.pointee = UnsafePointer(m.opOutputs[Int(index)])
   return ok()
 }
 
@@ -482,11 +499,13 @@ public func tinf_model_sizes(
   _ model: OpaquePointer?, _ header: UnsafeMutablePointer<Int>?, _ graph: UnsafeMutablePointer<Int>?,
   _ data: UnsafeMutablePointer<Int>?, _ folded: UnsafeMutablePointer<Int>?
 ) -> tinf_status {
-  guard let m = modelHandle(model) else { return nullArg("tinf_model_sizes") }
-  header?.pointee = m.model.partSizes.header
-  graph?.pointee = m.model.partSizes.graph
-  data?.pointee = m.model.partSizes.data
-  folded?.pointee = m.model.foldedBytes
+  if let bad = firstNull("tinf_model_sizes", ("model", model == nil), ("out_header", header == nil),
+    ("out_graph", graph == nil), ("out_data", data == nil), ("out_folded", folded == nil)) { return bad }
+  guard let m = modelHandle(model), let header, let graph, let data, let folded else { return nullArg("tinf_model_sizes") }
+  header.pointee = m.model.partSizes.header
+  graph.pointee = m.model.partSizes.graph
+  data.pointee = m.model.partSizes.data
+  folded.pointee = m.model.foldedBytes
   return ok()
 }
 
@@ -520,7 +539,9 @@ public func tinf_model_pass(
 public func tinf_session_run_profiled(
   _ session: OpaquePointer?, _ out: UnsafeMutablePointer<UnsafePointer<UInt64>?>?, _ count: UnsafeMutablePointer<Int32>?
 ) -> tinf_status {
-  guard let s = sessionHandle(session) else { return nullArg("tinf_session_run_profiled") }
+  if let bad = firstNull("tinf_session_run_profiled", ("session", session == nil), ("out_ns", out == nil),
+    ("out_count", count == nil)) { return bad }
+  guard let s = sessionHandle(session), let out, let count else { return nullArg("tinf_session_run_profiled") }
   do throws(TinfError) {
     try s.session.run(profile: true)
   } catch {
@@ -528,8 +549,8 @@ public func tinf_session_run_profiled(
   }
   let times = s.session.opNanoseconds
   for (i, t) in times.enumerated() { s.opTimes[i] = t }
-  out?.pointee = UnsafePointer(s.opTimes)
-  count?.pointee = Int32(times.count)
+  out.pointee = UnsafePointer(s.opTimes)
+  count.pointee = Int32(times.count)
   return ok()
 }
 
@@ -581,4 +602,22 @@ private enum GraphSide {
     fillInfo(out, g.tensors[self == .input ? g.inputs[Int(index)] : g.outputs[Int(index)]], names[Int(index)])
     return ok()
   }
+}
+
+// MARK: - Reliability: the work limit (issue 12)
+
+@c @implementation
+public func tinf_options_set_max_work(_ options: OpaquePointer?, _ maxWork: UInt64) -> tinf_status {
+  guard let o = optionsHandle(options) else { return nullArg("tinf_options_set_max_work", "options") }
+  guard maxWork > 0 else { return fail(.invalidArgument, "tinf_options_set_max_work: max_work must be at least 1") }
+  o.options.maxWork = maxWork
+  return ok()
+}
+
+@c @implementation
+public func tinf_session_work(_ session: OpaquePointer?, _ out: UnsafeMutablePointer<UInt64>?) -> tinf_status {
+  if let bad = firstNull("tinf_session_work", ("session", session == nil), ("out_work", out == nil)) { return bad }
+  guard let s = sessionHandle(session), let out else { return nullArg("tinf_session_work") }
+  out.pointee = s.session.work
+  return ok()
 }

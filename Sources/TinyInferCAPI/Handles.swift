@@ -175,7 +175,23 @@ func status(_ body: () throws(TinfError) -> Void) -> tinf_status {
 }
 
 func nullArg(_ function: StaticString) -> tinf_status {
-  fail(.invalidArgument, String(decoding: UnsafeBufferPointer(start: function.utf8Start, count: function.utf8CodeUnitCount), as: UTF8.self) + ": a required pointer argument is NULL")
+  fail(.invalidArgument, string(function) + ": a required pointer argument is NULL")
+}
+
+/// TINF_ERR_INVALID_ARGUMENT naming the NULL argument: "tinf_model_stats: out_ops is NULL".
+func nullArg(_ function: StaticString, _ argument: StaticString) -> tinf_status {
+  fail(.invalidArgument, string(function) + ": " + string(argument) + " is NULL")
+}
+
+/// The first of `args` (name, is it NULL) that is NULL, as a failure naming
+/// it; nil when none is.
+func firstNull(_ function: StaticString, _ args: (StaticString, Bool)...) -> tinf_status? {
+  for (name, isNull) in args where isNull { return nullArg(function, name) }
+  return nil
+}
+
+func string(_ s: StaticString) -> String {
+  String(decoding: UnsafeBufferPointer(start: s.utf8Start, count: s.utf8CodeUnitCount), as: UTF8.self)
 }
 
 func dtypeFrom(_ code: Int32) -> DType? {

@@ -24,11 +24,16 @@ const char *ti_shim_error(void) { return ti_error_buf; }
 void *ti_shim_map_file(const char *path, size_t *size_out, int *errno_out) {
   *size_out = 0;
   *errno_out = 0;
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) { *errno_out = errno; return NULL; }
+  /* The file type is checked before opening (open() on a FIFO with no
+   * writer blocks for ever), and the open is non-blocking in case the path
+   * changes between the two calls; fstat checks the opened file again. */
   struct stat st;
+  if (stat(path, &st) != 0) { *errno_out = errno; return NULL; }
+  if (!S_ISREG(st.st_mode)) { *errno_out = ti_shim_not_regular(st.st_mode); return NULL; }
+  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+  if (fd < 0) { *errno_out = errno; return NULL; }
   if (fstat(fd, &st) != 0) { *errno_out = errno; close(fd); return NULL; }
-  if (!S_ISREG(st.st_mode)) { *errno_out = EISDIR; close(fd); return NULL; }
+  if (!S_ISREG(st.st_mode)) { *errno_out = ti_shim_not_regular(st.st_mode); close(fd); return NULL; }
   if (st.st_size == 0) { close(fd); return NULL; }
   void *p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
   int e = errno;
@@ -36,6 +41,43 @@ void *ti_shim_map_file(const char *path, size_t *size_out, int *errno_out) {
   if (p == MAP_FAILED) { *errno_out = e; return NULL; }
   *size_out = (size_t)st.st_size;
   return p;
+}
+
+int ti_shim_not_regular(unsigned mode) {
+  if (S_ISDIR(mode)) return TI_NOT_REGULAR_DIR;
+  if (S_ISFIFO(mode)) return TI_NOT_REGULAR_FIFO;
+  if (S_ISCHR(mode)) return TI_NOT_REGULAR_CHAR;
+  if (S_ISBLK(mode)) return TI_NOT_REGULAR_BLOCK;
+  if (S_ISSOCK(mode)) return TI_NOT_REGULAR_SOCKET;
+  return TI_NOT_REGULAR_OTHER;
+}
+
+const char *ti_shim_file_error(int err) {
+  switch (err) {
+  case TI_NOT_REGULAR_DIR: return "is a directory, not a model file";
+  case TI_NOT_REGULAR_FIFO: return "is a FIFO (named pipe), not a regular file";
+  case TI_NOT_REGULAR_CHAR: return "is a character device, not a regular file";
+  case TI_NOT_REGULAR_BLOCK: return "is a block device, not a regular file";
+  case TI_NOT_REGULAR_SOCKET: return "is a socket, not a regular file";
+  case TI_NOT_REGULAR_OTHER: return "is not a regular file";
+  default: return strerror(err);
+  }
+}
+
+struct ti_mutex { pthread_mutex_t mu; };
+
+ti_mutex *ti_shim_mutex_create(void) {
+  ti_mutex *m = malloc(sizeof *m);
+  if (m && pthread_mutex_init(&m->mu, NULL) != 0) { free(m); return NULL; }
+  return m;
+}
+
+void ti_shim_mutex_lock(ti_mutex *m) { if (m) pthread_mutex_lock(&m->mu); }
+void ti_shim_mutex_unlock(ti_mutex *m) { if (m) pthread_mutex_unlock(&m->mu); }
+void ti_shim_mutex_destroy(ti_mutex *m) {
+  if (!m) return;
+  pthread_mutex_destroy(&m->mu);
+  free(m);
 }
 
 void ti_shim_unmap(void *addr, size_t size) { if (addr) munmap(addr, size); }

@@ -189,16 +189,19 @@ def test_null_session_handles(raw, session):
     expect(S.INVALID_ARGUMENT, L.tinf_session_threads, session, None)
 
 
-def test_optional_out_pointers(raw, session):
-    # The secondary out-pointers are optional in the implementation (NULL is
-    # skipped): stats' three counts, the nbytes of input_data/output_data and
-    # both arena sizes. They must never crash.
-    expect(S.OK, L.tinf_model_stats, raw.model, None, None, None)
-    p = c_void_p()
-    expect(S.OK, L.tinf_session_input_data, session, 0, byref(p), None)
-    assert p.value
-    expect(S.OK, L.tinf_session_output_data, session, 0, byref(p), None)
-    expect(S.OK, L.tinf_session_arena_bytes, session, None, None)
+def test_null_out_pointers_are_refused(raw, session):
+    # Every out-pointer is required (issue 12: NULL used to be skipped and
+    # the call returned OK); the message names the argument.
+    p, n = c_void_p(), c_size_t()
+    for fn, args, name in [
+            (L.tinf_model_stats, (raw.model, None, byref(c_int32()), byref(n)), "out_ops"),
+            (L.tinf_model_stats, (raw.model, byref(c_int32()), byref(c_int32()), None), "out_weight_bytes"),
+            (L.tinf_session_input_data, (session, 0, byref(p), None), "out_nbytes"),
+            (L.tinf_session_output_data, (session, 0, byref(p), None), "out_nbytes"),
+            (L.tinf_session_arena_bytes, (session, None, byref(n)), "out_arena"),
+            (L.tinf_session_arena_bytes, (session, byref(n), None), "out_unplanned")]:
+        expect(S.INVALID_ARGUMENT, fn, *args)
+        assert name in last_error(), (fn.__name__, last_error())
 
 
 def test_null_options_and_builder_handles(builder):
@@ -1081,8 +1084,8 @@ def test_inspection_null_and_ranges(raw, session):
     count = n.value
     for i in (-1, count, count + 1, 2 ** 31 - 1):
         expect(S.INVALID_ARGUMENT, L.tinf_model_tensor_detail, raw.model, i, byref(d))
-    ops = c_int32()
-    L.tinf_model_stats(raw.model, byref(ops), None, None)
+    ops, tens, wb = c_int32(), c_int32(), c_size_t()
+    L.tinf_model_stats(raw.model, byref(ops), byref(tens), byref(wb))
     for i in (-1, ops.value, 2 ** 31 - 1):
         expect(S.INVALID_ARGUMENT, L.tinf_model_op, raw.model, i, byref(op), byref(ni), byref(ins), byref(no), byref(outs))
     # every op refers to existing tensors and a known op id

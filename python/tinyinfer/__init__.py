@@ -48,7 +48,7 @@ __all__ += ["Batcher", "BatchPlan", "BadItemError", "BatcherClosedError", "parse
 # in the subpackage tinyinfer.convert (imported here first, then the name is
 # rebound to the function; `import tinyinfer.convert.tflite` still works).
 from . import convert as _convert_pkg  # noqa: E402
-from .convert import Report  # noqa: E402
+from .convert import ConvertError, Report  # noqa: E402
 
 convert = _convert_pkg.convert
 
@@ -91,3 +91,4 @@ from . import prune as _prune_mod  # noqa: E402
 
 prune = _prune_mod.prune
 __all__.append("prune")
+__all__.append("ConvertError")

@@ -1,4 +1,7 @@
-"""Command line: python -m tinyinfer COMMAND ...
+"""Command line: python -m tinyinfer [--debug] COMMAND ...
+
+An error prints one line ("error: ...") and exits with status 1 (2 for bad
+arguments); --debug shows the Python traceback instead.
 
   convert SRC -o DST.tinf [--arch MODULE:NAME] [--input-shape [NAME=]1,3,32,32 ...] [--no-opset-check]
                                             TFLite / ONNX / PyTorch -> .tinf
@@ -291,6 +294,7 @@ def cmd_info(args) -> int:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m tinyinfer", description="tinyinfer command line")
+    p.add_argument("--debug", action="store_true", help="show the Python traceback of an error")
     sub = p.add_subparsers(dest="cmd", required=True)
     c = sub.add_parser("convert", help="convert a TFLite, ONNX or PyTorch model to .tinf")
     c.add_argument("src")
@@ -349,11 +353,37 @@ def main(argv=None) -> int:
     from . import _cli_prune
     _cli_prune.add_parser(sub)
     args = p.parse_args(argv)
-    import tinyinfer
+    return _run(args.fn, args, args.debug)
+
+
+def _run(fn, args, debug: bool) -> int:
+    """Runs a command: an error is one line on stderr and exit status 1
+    (2 for bad arguments, 130 for Ctrl-C), the traceback only with --debug."""
+    from ._errors import TinyInferError
     try:
-        return args.fn(args)
-    except tinyinfer.TinyInferError as e:
-        print(f"error: {e}", file=sys.stderr)
+        return fn(args)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (TinyInferError, OSError, ValueError, TypeError, KeyError, ImportError, MemoryError) as e:
+        # the library's own errors, and files, arguments or modules the user named (--arch, --calib)
+        if debug:
+            raise
+        if isinstance(e, TinyInferError):
+            msg = str(e)
+        elif isinstance(e, OSError) and e.filename is not None:
+            msg = f"{e.filename}: {e.strerror or e}"
+        else:
+            msg = f"{type(e).__name__}: {e}"
+        print(f"error: {msg}", file=sys.stderr)
+        return 1
+    except Exception as e:  # a bug: still one line, with how to see more
+        if debug:
+            raise
+        print(f"error: internal error ({type(e).__name__}: {e}); run with --debug for the traceback",
+              file=sys.stderr)
         return 1
 
 

@@ -387,3 +387,9 @@ _fn("tinf_pruner_data", [PrunerHandle, POINTER(c_void_p), POINTER(c_size_t)])
 # tinf_status tinf_model_tensor_storage(const tinf_model *model, int32_t index, int32_t *out_sparse,
 #                                       size_t *out_stored_bytes, double *out_zeros);
 _fn("tinf_model_tensor_storage", [ModelHandle, c_int32, POINTER(c_int32), POINTER(c_size_t), POINTER(c_double)])
+# ---- reliability: the work limit (issue 12) ----
+
+# tinf_status tinf_options_set_max_work(tinf_options *options, uint64_t max_work);
+_fn("tinf_options_set_max_work", [OptionsHandle, c_uint64])
+# tinf_status tinf_session_work(const tinf_session *session, uint64_t *out_work);
+_fn("tinf_session_work", [SessionHandle, POINTER(c_uint64)])

@@ -203,10 +203,10 @@ class GraphBuilder:
         return ctypes.string_at(p.value, n.value)
 
     def save(self, path: Union[str, os.PathLike]) -> int:
-        """Writes the .tinf file; returns its size in bytes."""
+        """Writes the .tinf file atomically (tinyinfer._atomic); returns its size in bytes."""
+        from ._atomic import write_atomic
         data = self.to_bytes()
-        with open(path, "wb") as f:
-            f.write(data)
+        write_atomic(path, data)
         return len(data)
 
     def load(self, threads: int = 1):

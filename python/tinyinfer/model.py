@@ -15,7 +15,7 @@ import numpy as np
 
 from . import _lib
 from ._dtypes import TO_NUMPY
-from ._errors import InvalidArgumentError, InvalidStateError
+from ._errors import InvalidArgumentError, InvalidStateError, TinyInferRuntimeError
 
 L = _lib.lib
 
@@ -88,8 +88,10 @@ class Model:
     """
 
     def __init__(self, source: Union[str, os.PathLike, bytes, bytearray, memoryview], threads: int = 1,
-                 optimize: bool = True, shape_sessions: int = DEFAULT_SHAPE_SESSIONS, sparse: bool = True):
+                 optimize: bool = True, shape_sessions: int = DEFAULT_SHAPE_SESSIONS, sparse: bool = True,
+                 max_work: Optional[int] = None):
         self._handle = None
+        self.max_work = _check_max_work(max_work)
         self._buffer = None
         self._lock = threading.Lock()
         self._session = None
@@ -112,7 +114,7 @@ class Model:
             self._buffer[:] = buf
             L.tinf_model_load_buffer_flags(self._buffer.ctypes.data, self._buffer.size, flags, byref(handle))
         else:
-            L.tinf_model_load_file_flags(os.fsencode(os.fspath(source)), flags, byref(handle))
+            L.tinf_model_load_file_flags(_fs_path(source), flags, byref(handle))
         self._handle = handle
         self.threads = threads
         # where the model came from (batch plans and tinyinfer.dask key on it)
@@ -206,13 +208,14 @@ class Model:
     def profile(self, inputs, runs: int = 20) -> List[Tuple[str, float]]:
         """Per-op median times in seconds over `runs` runs: [(op name, seconds)]."""
         with self._lock:
-            if self._session is None:
-                self._session = Session(self, self.threads)
-            return self._session.profile(inputs, runs)
+            return self._main_session().profile(inputs, runs)
 
     # -- lifetime -----------------------------------------------------------
     def close(self) -> None:
-        """Frees the model (sessions made from it stay valid). Idempotent."""
+        """Frees the model (sessions made from it stay valid). Idempotent.
+        Waits for a `run` in progress on another thread; a later `run`
+        raises InvalidStateError. Arrays returned with copy=False keep their
+        session's memory alive (and valid) until they are dropped."""
         with self._lock:
             if self._session is not None:
                 self._session.close()
@@ -243,31 +246,43 @@ class Model:
         return self._handle
 
     # -- running ------------------------------------------------------------
-    def session(self, threads: int | None = None, input_shapes=None) -> "Session":
+    def session(self, threads: int | None = None, input_shapes=None, max_work: Optional[int] = None) -> "Session":
         """A new session (its own arena); use one per thread to run in parallel.
         `input_shapes` (a list in input order, None entries keep the file's)
-        runs the model on other shapes, for example another batch size."""
-        return Session(self, self.threads if threads is None else threads, input_shapes)
+        runs the model on other shapes, for example another batch size.
+        `max_work`: the session's work limit (default: the model's)."""
+        return Session(self, self.threads if threads is None else threads, input_shapes,
+                       self.max_work if max_work is None else max_work)
 
-    def run(self, inputs, copy: bool = True) -> List[np.ndarray]:
+    def _main_session(self) -> "Session":
+        """The session of the file's shapes (the caller holds the lock)."""
+        if self._handle is None:
+            raise InvalidStateError("the model is closed")
+        if self._session is None:
+            self._session = Session(self, self.threads, max_work=self.max_work)
+        return self._session
+
+    def run(self, inputs, copy: bool = True, check_finite: bool = False) -> List[np.ndarray]:
         """Runs the model. `inputs`: an array, a list of arrays (in input order)
         or a dict of input name to array. Returns a list of numpy arrays
-        (with copy=False, read-only views valid until the next `run` of this
-        model or its close).
+        (with copy=False, read-only views whose contents change with the next
+        `run`; they keep the session's memory alive, so they stay readable
+        after close). `check_finite=True` raises InvalidArgumentError for a
+        float input with NaN or infinite values and TinyInferRuntimeError for
+        such an output, naming it.
 
         Inputs whose batch (first) dimension differs from the file's run on a
         session made for those shapes. The model keeps the `shape_sessions`
         (4 by default) most recently used of them for the next calls and
         closes the least recently used one when another shape comes."""
         with self._lock:
-            if self._session is None:
-                self._session = Session(self, self.threads)
+            session = self._main_session()
             if isinstance(inputs, np.ndarray) and len(self.inputs) == 1 and inputs.shape == self.inputs[0].shape:
-                return self._session.run(inputs, copy=copy)
+                return session.run(inputs, copy=copy, check_finite=check_finite)
             shapes = _batch_shapes(self.inputs, inputs)
             if shapes is None:
-                return self._session.run(inputs, copy=copy)
-            return self._shape_session(shapes).run(inputs, copy=copy)
+                return session.run(inputs, copy=copy, check_finite=check_finite)
+            return self._shape_session(shapes).run(inputs, copy=copy, check_finite=check_finite)
 
     def _shape_session(self, shapes) -> "Session":
         """The session for these input shapes, from the LRU cache or new (the
@@ -277,7 +292,7 @@ class Model:
         if s is not None:
             cache.move_to_end(shapes)
             return s
-        s = Session(self, self.threads, list(shapes))
+        s = Session(self, self.threads, list(shapes), self.max_work)
         cache[shapes] = s
         while len(cache) > self.shape_sessions:
             _, old = cache.popitem(last=False)
@@ -288,9 +303,7 @@ class Model:
     def arena_bytes(self) -> int:
         """Bytes of a session's arena."""
         with self._lock:
-            if self._session is None:
-                self._session = Session(self, self.threads)
-            return self._session.arena_bytes
+            return self._main_session().arena_bytes
 
     # -- batch processing (tinyinfer.batching, docs/batching.md) -------------
     def batch_plan(self, memory_budget="256MB", threads: int | None = None, **options):
@@ -340,16 +353,68 @@ def _batch_shapes(specs, inputs):
     return tuple(shapes) if differs else None
 
 
-class Session:
-    """One execution context of a model: used by one thread at a time."""
+def _fs_path(source) -> bytes:
+    """A path for the C library: refused when it holds a NUL byte (C would
+    read it only up to the NUL, so another file would be opened)."""
+    try:
+        path = os.fsencode(os.fspath(source))
+    except TypeError as e:
+        raise InvalidArgumentError(f"a model is a path or bytes, got {type(source).__name__}") from e
+    if b"\0" in path:
+        raise InvalidArgumentError(f"the model path {os.fsdecode(path)!r} contains a NUL byte")
+    return path
 
-    def __init__(self, model: Model, threads: int = 1, input_shapes=None):
+
+def _check_max_work(max_work):
+    if max_work is None:
+        return None
+    if isinstance(max_work, bool) or not isinstance(max_work, (int, np.integer)) or not 1 <= max_work < 2 ** 64:
+        raise InvalidArgumentError(f"max_work must be an int in 1...2^64-1, got {max_work!r}")
+    return int(max_work)
+
+
+def _check_finite(arrays, specs, what: str) -> None:
+    """Raises for the first float array with NaN or infinite values (check_finite=True)."""
+    for a, spec in zip(arrays, specs):
+        a = np.asarray(a)
+        if a.dtype.kind == "f" and not np.isfinite(a).all():
+            bad = a.size - int(np.isfinite(a).sum())
+            msg = f"{what} '{spec.name}' has {bad} non-finite value(s) (NaN or infinite)"
+            if what == "input":
+                raise InvalidArgumentError(msg)
+            raise TinyInferRuntimeError(msg)
+
+
+class _SessionMemory:
+    """Owns a C session handle: frees it when the last reference goes. The
+    Session holds one reference and each numpy view of its buffers another
+    (through the ctypes buffer under the view), so an output returned with
+    copy=False stays readable after the Session is closed."""
+
+    def __init__(self, handle):
+        self.handle = handle
+
+    def __del__(self):
+        if self.handle is not None and L is not None:
+            L.tinf_session_free(self.handle)
+            self.handle = None
+
+
+class Session:
+    """One execution context of a model: used by one thread at a time
+    (calls from several threads are serialized by its lock)."""
+
+    def __init__(self, model: Model, threads: int = 1, input_shapes=None, max_work: Optional[int] = None):
         self._handle = None
+        self._memory = None
         self.model = model
+        max_work = _check_max_work(max_work)
         opts = _lib.OptionsHandle()
         L.tinf_options_create(byref(opts))
         try:
             L.tinf_options_set_threads(opts, int(threads))
+            if max_work is not None:
+                L.tinf_options_set_max_work(opts, max_work)
             for i, shape in enumerate(input_shapes or []):
                 if shape is not None:
                     dims = (c_int64 * max(len(shape), 1))(*shape)
@@ -359,6 +424,7 @@ class Session:
         finally:
             L.tinf_options_free(opts)
         self._handle = h
+        self._memory = _SessionMemory(h)
         raw = _lib.TensorInfo()
         self.inputs, self.outputs = [], []
         for i in range(len(model.inputs)):
@@ -377,6 +443,9 @@ class Session:
         t = c_int32()
         L.tinf_session_threads(h, byref(t))
         self.threads = t.value
+        work = ctypes.c_uint64()
+        L.tinf_session_work(h, byref(work))
+        self.work = work.value  # multiply-adds or element visits per run (docs/format.md, Limits)
         self._lock = threading.Lock()
         self._single = ((self.inputs[0].shape, np.dtype(self.inputs[0].dtype))
                         if len(self.inputs) == 1 else None)
@@ -385,9 +454,18 @@ class Session:
             _session_hook(self)
 
     def close(self) -> None:
-        if self._handle is not None:
-            L.tinf_session_free(self._handle)
+        """Closes the session: waits for a run in progress on another thread;
+        later runs raise InvalidStateError. The C session is freed once no
+        array returned with copy=False refers to its memory. Idempotent."""
+        lock = getattr(self, "_lock", None)
+        if lock is None:  # __init__ failed before the lock existed
             self._handle = None
+            self._memory = None
+            return
+        with lock:
+            self._handle = None
+            self._in_views = self._out_views = []
+            self._memory = None
 
     def __enter__(self) -> "Session":
         return self
@@ -439,10 +517,18 @@ class Session:
             except TypeError:
                 raise InvalidArgumentError(f"input '{spec.name}' takes {spec.dtype}, got {a.dtype}") from None
 
-    def run(self, inputs, copy: bool = True) -> List[np.ndarray]:
+    def run(self, inputs, copy: bool = True, check_finite: bool = False) -> List[np.ndarray]:
         """Sets the inputs, runs, and returns the outputs (copies; with
-        copy=False, read-only views of the session's buffers, valid until the
-        next run or close)."""
+        copy=False, read-only views of the session's buffers whose contents
+        change with the next run; they keep the buffers alive after close).
+        `check_finite=True`: InvalidArgumentError for a float input with NaN
+        or infinite values, TinyInferRuntimeError for such an output."""
+        if check_finite:
+            arrays = self._arrays(inputs)
+            _check_finite(arrays, self.inputs, "input")
+            outs = self.run(arrays, copy=copy)
+            _check_finite(outs, self.outputs, "output")
+            return outs
         # Fast path (the common call, kept short: Python's per-call cost is
         # a large part of a small model's latency): one input, given as an
         # array or a list of one array, of exactly the input's shape and dtype.
@@ -461,6 +547,8 @@ class Session:
             raise InvalidStateError("the session is closed")
         arrays = self._arrays(inputs)
         with self._lock:
+            if self._handle is None:
+                raise InvalidStateError("the session is closed")
             self._set_inputs(arrays)
             L.tinf_session_run(self._handle)
             if copy:
@@ -476,6 +564,8 @@ class Session:
         ops = self.model.ops()
         samples = np.zeros((runs, len(ops)))
         with self._lock:
+            if self._handle is None:
+                raise InvalidStateError("the session is closed")
             self._set_inputs(arrays)
             ptr, n = ctypes.POINTER(ctypes.c_uint64)(), c_int32()
             for r in range(runs):
@@ -491,6 +581,7 @@ class Session:
         else:
             L.tinf_session_input_data(self._handle, i, byref(ptr), byref(n))
         buf = (ctypes.c_uint8 * n.value).from_address(ptr.value)
+        buf._owner = self._memory  # the view keeps the C session (its arena) alive
         view = np.frombuffer(buf, dtype=spec.dtype).reshape(spec.shape)
         if output:
             view.flags.writeable = False
@@ -498,7 +589,7 @@ class Session:
 
 
 def load(source, threads: int = 1, optimize: bool = True, shape_sessions: int = DEFAULT_SHAPE_SESSIONS,
-         sparse: bool = True, *, cache: bool = True, **convert_options) -> Model:
+         sparse: bool = True, max_work: Optional[int] = None, *, cache: bool = True, **convert_options) -> Model:
     """Loads a model from a path or from bytes: a .tinf, or a .tflite, .onnx,
     torch.save or safetensors model (told apart by content), converted in
     memory with `convert_options` (tinyinfer.convert's: input_shapes,
@@ -509,7 +600,10 @@ def load(source, threads: int = 1, optimize: bool = True, shape_sessions: int = 
     default ops whose constant weights are mostly zeros run on sparse kernels,
     docs/pruning.md; `sparse="always"` runs every op that has a sparse kernel
     on it, for benchmarks). `shape_sessions`: how many sessions for other input shapes
-    (batch sizes) `Model.run` keeps, least recently used closed first."""
+    (batch sizes) `Model.run` keeps, least recently used closed first. `max_work`: the most
+    multiply-adds or element visits one run may take (docs/format.md,
+    Limits; default 2^33): a session over it is refused."""
     from ._load_any import resolve
     source = resolve(source, cache=cache, **convert_options)
-    return Model(source, threads=threads, optimize=optimize, shape_sessions=shape_sessions, sparse=sparse)
+    return Model(source, threads=threads, optimize=optimize, shape_sessions=shape_sessions, sparse=sparse,
+                 max_work=max_work)

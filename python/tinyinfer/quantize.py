@@ -26,7 +26,8 @@ from typing import Iterable, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from . import _lib
-from ._errors import InvalidArgumentError
+from ._atomic import write_atomic
+from ._errors import InvalidArgumentError, TinyInferError, TinyInferIOError
 from .model import Model
 
 L = _lib.lib
@@ -216,7 +217,50 @@ def calibration_sets(calib, specs) -> Tuple[List[List[np.ndarray]], Optional[Lis
     Accepted: an array (one input), a path to .npy / .npz / a directory of
     .npy files, a dict {input name: array} (an .npz with keys 'x' and 'y'
     gives inputs and labels), a tuple (x, y) with labels y, or any iterable
-    of arrays (or of lists/tuples/dicts of arrays for several inputs)."""
+    of arrays (or of lists/tuples/dicts of arrays for several inputs).
+
+    Everything is checked before any calibration work: every sample's shape
+    and dtype against the model's inputs, and every float sample for NaN or
+    infinite values (refused, naming the sample and the input). Bad data
+    raises InvalidArgumentError (TinyInferIOError for a file that cannot be
+    read), never another exception."""
+    try:
+        sets, label_sets = _calibration_sets(calib, specs)
+    except TinyInferError:
+        raise
+    except OSError as e:
+        raise TinyInferIOError(f"cannot read the calibration data: {e.strerror or e}") from e
+    except MemoryError as e:
+        raise InvalidArgumentError("the calibration data does not fit in memory") from e
+    except Exception as e:
+        raise InvalidArgumentError(f"bad calibration data ({type(e).__name__}: {e})") from e
+    _check_sets(sets, specs)
+    return sets, label_sets
+
+
+def _check_sets(sets, specs) -> None:
+    """Shapes, dtypes and finiteness of every calibration sample (before any work)."""
+    for k, xs in enumerate(sets):
+        if len(xs) != len(specs):
+            raise InvalidArgumentError(f"calibration sample {k} has {len(xs)} input(s); the model takes {len(specs)}")
+        for i, (a, spec) in enumerate(zip(xs, specs)):
+            a = xs[i] = np.asarray(a)
+            if a.dtype.kind not in "biuf":
+                raise InvalidArgumentError(f"calibration sample {k}, input '{spec.name}': dtype {a.dtype} is not "
+                                           f"numeric (the input takes {spec.dtype})")
+            if not np.can_cast(a.dtype, spec.dtype, casting="same_kind"):
+                raise InvalidArgumentError(f"calibration sample {k}, input '{spec.name}': dtype {a.dtype} does not "
+                                           f"convert to the input's {spec.dtype}")
+            if tuple(a.shape) != tuple(spec.shape):
+                raise InvalidArgumentError(f"calibration sample {k}, input '{spec.name}': shape {list(a.shape)}, "
+                                           f"the input takes {list(spec.shape)}")
+            if a.dtype.kind == "f" and not np.isfinite(a).all():
+                bad = a.size - int(np.isfinite(a).sum())
+                raise InvalidArgumentError(f"calibration sample {k}, input '{spec.name}': {bad} non-finite "
+                                           f"value(s) (NaN or infinite); calibration needs finite data")
+
+
+def _calibration_sets(calib, specs):
     names = [s.name for s in specs]
     shapes = [s.shape for s in specs]
     labels = None
@@ -529,8 +573,7 @@ def quantize(src, dst=None, mode: str = "int8-dynamic", calib=None, method: str 
         if own_model:
             model.close()
     if dst is not None:
-        with open(dst, "wb") as f:
-            f.write(result.data)
+        write_atomic(dst, result.data)
         result.dst = os.fspath(dst)
     if report or verbose:
         print(result)

@@ -148,6 +148,14 @@ func windowDim(input: Int, kernel: Int, stride: Int, dilation: Int, padding: Int
     let total = max((out - 1) * stride + eff - input, 0)
     return WindowDim(out: out, padBefore: total / 2)
   default:
+    // A pad larger than the input and the window together only adds
+    // outputs that read nothing but padding (a tiny file could ask for a
+    // huge output that way): out of proportion, refused (64 of slack).
+    let maxPad = input + eff + 64
+    guard explicit.0 <= maxPad && explicit.1 <= maxPad else {
+      throw .shape(
+        "explicit pads (\(explicit.0), \(explicit.1)) are out of proportion: each must be at most the input (\(input)) plus the window (\(eff)) plus 64")
+    }
     let padded = input + explicit.0 + explicit.1
     guard padded >= eff else { throw .shape("window of effective size \(eff) is larger than the padded input (\(padded))") }
     return WindowDim(out: (padded - eff) / stride + 1, padBefore: explicit.0)

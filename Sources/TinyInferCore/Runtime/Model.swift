@@ -53,6 +53,9 @@ public final class Model {
     var size = 0
     var err: Int32 = 0
     var path = path
+    // A C path ends at its first NUL: a Swift string with one inside would
+    // name another file.
+    guard !path.utf8.contains(0) else { throw .arg("the model path contains a NUL byte") }
     let p = path.withUTF8 { buf -> UnsafeMutableRawPointer? in
       var cpath = [CChar](repeating: 0, count: buf.count + 1)
       for i in 0..<buf.count { cpath[i] = CChar(bitPattern: buf[i]) }
@@ -60,8 +63,8 @@ public final class Model {
     }
     guard let p else {
       if err == 0 { throw .format("'\(path)' is empty") }
-      let reason = String(cString: ti_shim_strerror(err))
-      throw TinfError(.io, "cannot open '\(path)': \(reason)")
+      let reason = String(cString: ti_shim_file_error(err))
+      throw TinfError(.io, err < 0 ? "cannot load '\(path)': it \(reason)" : "cannot open '\(path)': \(reason)")
     }
     return try Model.make(
       base: UnsafeRawPointer(p), size: size, storage: .mapped(p, size), optimize: optimize, sparse: sparse, t0: t0)

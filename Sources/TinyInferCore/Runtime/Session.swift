@@ -9,6 +9,9 @@ public struct SessionOptions: Sendable {
   /// Shapes for the graph inputs (by input index) that replace the file's,
   /// for example another batch size; shapes are inferred again for the session.
   public var inputShapes: [Int: [Int]] = [:]
+  /// The most work one run may take (multiply-adds or element visits,
+  /// `WorkCost`); a model over it is refused when the session is made.
+  public var maxWork: UInt64 = WorkCost.defaultLimit
   public init(threads: Int = 1, maxArenaBytes: Int = defaultMaxArenaBytes) {
     self.threads = threads
     self.maxArenaBytes = maxArenaBytes
@@ -68,14 +71,22 @@ public final class Session {
       }
       g = try g.withInputShapes(shapes)
     }
+    let work = WorkCost.of(g)
+    guard work <= options.maxWork else {
+      throw .arg(
+        "the model needs \(work) multiply-adds or element visits per run, over the work limit of \(options.maxWork) "
+          + "(raise it with tinf_options_set_max_work, Python max_work=)")
+    }
     let plan = try MemoryPlanner.plan(g)
     guard plan.size <= options.maxArenaBytes else {
       throw TinfError(.outOfMemory, "the arena would need \(plan.size) bytes, over the limit of \(options.maxArenaBytes)")
     }
     let pool = ThreadPool(threads: options.threads == 0 ? Int(ti_shim_cpu_count()) : options.threads)
+    guard let mutex = ti_shim_mutex_create() else { throw TinfError(.outOfMemory, "cannot allocate a mutex") }
     var arena: UnsafeMutableRawPointer? = nil
     if plan.size > 0 {
       guard let a = ti_shim_alloc(plan.size) else {
+        ti_shim_mutex_destroy(mutex)
         throw TinfError(.outOfMemory, "cannot allocate an arena of \(plan.size) bytes")
       }
       // Inputs start as zeros rather than leftover memory.
@@ -107,16 +118,21 @@ public final class Session {
         kernels.append(try Registry.bind(ctx))
       } catch {
         ti_shim_free(arena)
+        ti_shim_mutex_destroy(mutex)
         throw error.prefixed("op \(k) (\(node.op.name))")
       }
     }
-    return Session(model: model, graph: g, plan: plan, pool: pool, arena: arena, pointers: ptrs, kernels: kernels)
+    return Session(
+      model: model, graph: g, plan: plan, pool: pool, arena: arena, pointers: ptrs, kernels: kernels, work: work,
+      mutex: mutex)
   }
 
   private init(
     model: Model, graph: Graph, plan: MemoryPlan, pool: ThreadPool, arena: UnsafeMutableRawPointer?,
-    pointers: [UnsafeMutableRawPointer?], kernels: [KernelFn]
+    pointers: [UnsafeMutableRawPointer?], kernels: [KernelFn], work: UInt64, mutex: OpaquePointer
   ) {
+    self.work = work
+    self.mutex = mutex
     self.model = model
     self.graph = graph
     self.plan = plan
@@ -129,10 +145,39 @@ public final class Session {
 
   deinit {
     if let arena { ti_shim_free(arena) }
+    ti_shim_mutex_destroy(mutex)
+  }
+
+  /// The work of one run (`WorkCost`), checked against
+  /// `SessionOptions.maxWork` when the session was made.
+  public let work: UInt64
+  /// Held by every run and by `close`: a run and a close exclude each other.
+  private let mutex: OpaquePointer
+  private var closed = false
+
+  /// Marks the session closed, waiting for a run in progress on another
+  /// thread to end; later runs fail with `.invalidState`. The C API's
+  /// tinf_session_free calls it before releasing the session, so a free
+  /// racing a run never frees memory the run is using.
+  public func close() {
+    ti_shim_mutex_lock(mutex)
+    closed = true
+    ti_shim_mutex_unlock(mutex)
+  }
+
+  /// Takes the run lock, failing when the session is closed.
+  private func lockForRun() throws(TinfError) {
+    ti_shim_mutex_lock(mutex)
+    if closed {
+      ti_shim_mutex_unlock(mutex)
+      throw TinfError(.invalidState, "the session is closed")
+    }
   }
 
   /// Runs every op once on the current inputs.
   public func run(profile: Bool = false) throws(TinfError) {
+    try lockForRun()
+    defer { ti_shim_mutex_unlock(mutex) }
     if !profile {
       guard let log = runLog else {
         for k in kernels.indices {
@@ -172,6 +217,8 @@ public final class Session {
   /// Graph inputs are not reported (read them with `inputBuffer`). Used by
   /// calibration and by the quantization report; not for hot loops.
   public func run(observe: (Int, UnsafeRawBufferPointer) -> Void) throws(TinfError) {
+    try lockForRun()
+    defer { ti_shim_mutex_unlock(mutex) }
     let g = model.graph
     for k in kernels.indices {
       try kernels[k]()

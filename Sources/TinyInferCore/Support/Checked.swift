@@ -80,7 +80,7 @@ public func readShape(rank: Int, dims: UnsafePointer<Int64>?, maxDim: Int64 = In
   var shape: [Int] = []
   for i in 0..<rank {
     let d = dims![i]
-    guard d >= 1 && d <= limit else { throw .arg("dimension \(d) must be in 1...\(limit)") }
+    guard d >= 1 && d <= limit else { throw .arg("dims[\(i)] is \(d): each dimension must be in 1...\(limit)") }
     shape.append(Int(d))
   }
   return shape

@@ -16,6 +16,22 @@ void *ti_shim_map_file(const char *path, size_t *size_out, int *errno_out);
 void ti_shim_unmap(void *addr, size_t size);
 /* strerror text for an errno value (static storage). */
 const char *ti_shim_strerror(int err);
+/* Codes ti_shim_map_file gives (in *errno_out) for a path that exists but
+ * is not a regular file (checked before opening: a FIFO would block), and
+ * the text of any code it gives: "is a FIFO (named pipe), not a regular
+ * file", or strerror's for an errno value. */
+enum { TI_NOT_REGULAR_DIR = -1, TI_NOT_REGULAR_FIFO = -2, TI_NOT_REGULAR_CHAR = -3, TI_NOT_REGULAR_BLOCK = -4,
+       TI_NOT_REGULAR_SOCKET = -5, TI_NOT_REGULAR_OTHER = -6 };
+int ti_shim_not_regular(unsigned mode);
+const char *ti_shim_file_error(int err);
+
+/* A plain mutex (a session's: run and free exclude each other). create
+ * returns NULL when out of memory; lock/unlock/destroy accept NULL. */
+typedef struct ti_mutex ti_mutex;
+ti_mutex *ti_shim_mutex_create(void);
+void ti_shim_mutex_lock(ti_mutex *m);
+void ti_shim_mutex_unlock(ti_mutex *m);
+void ti_shim_mutex_destroy(ti_mutex *m);
 
 /* 64-byte aligned allocation; NULL on failure or size 0. Blocks of 1 MB
  * and more are mapped with their pages populated at once (packed weights,

@@ -32,9 +32,42 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Union
 
-from .._errors import ModelFormatError, TinyInferError, UnsupportedOpError
+from .._atomic import write_atomic
+from .._errors import ModelFormatError, OutOfMemoryError, TinyInferError, TinyInferIOError, UnsupportedOpError
 
-__all__ = ["convert", "detect_format", "Report", "unsupported", "MissingDependencyError", "require"]
+__all__ = ["convert", "detect_format", "Report", "unsupported", "MissingDependencyError", "require", "ConvertError",
+           "MAX_ELEMENTS", "check_elements"]
+
+
+class ConvertError(ModelFormatError):
+    """A source model a converter cannot read: malformed, truncated,
+    inconsistent or out of the limits. The message names the file and the
+    problem; the exception that found it is chained (`__cause__`). A
+    converter raises only tinyinfer's error classes: ConvertError,
+    UnsupportedOpError, MissingDependencyError, TinyInferIOError and
+    OutOfMemoryError (convert() wraps anything else at its boundary)."""
+
+
+# The loader's limit on one tensor (docs/format.md, Limits): 2^32 elements,
+# and 2^32 bytes. Converters check every array they are asked to make
+# (a Resize's output size, a folded Fill / ConstantOfShape / Range) against
+# it before allocating.
+MAX_ELEMENTS = 1 << 32
+MAX_BYTES = 1 << 32
+
+
+def check_elements(shape, itemsize: int, what: str) -> None:
+    """Raises ConvertError when an array of `shape` (of `itemsize`-byte
+    elements) would be over the loader's limits (or has a negative dim)."""
+    n = 1
+    for d in shape:
+        d = int(d)
+        if d < 0:
+            raise ConvertError(f"{what}: negative dimension {d} in shape {list(shape)}")
+        n *= d
+    if n > MAX_ELEMENTS or n * itemsize > MAX_BYTES:
+        raise ConvertError(f"{what}: shape {[int(d) for d in shape]} ({n} elements) is over the limit of "
+                           f"2^32 elements or bytes of one tensor")
 
 
 class MissingDependencyError(TinyInferError, ImportError):
@@ -119,6 +152,7 @@ def detect_format(source: Union[str, os.PathLike, bytes]) -> str:
         head = bytes(source[:64])
         is_zip = head[:4] == b"PK\x03\x04"
     else:
+        _check_regular_file(source)
         with open(source, "rb") as f:
             head = f.read(64)
         is_zip = zipfile.is_zipfile(source)
@@ -141,35 +175,93 @@ def detect_format(source: Union[str, os.PathLike, bytes]) -> str:
     raise ModelFormatError(f"cannot tell the format of {source!r}: not TFLite, ONNX, torch.save or safetensors")
 
 
+def _check_regular_file(path) -> None:
+    """Refuses a source that is not a regular file before opening it (a FIFO
+    would block the open for ever, a device give endless bytes)."""
+    import stat
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError) as e:
+        raise TinyInferIOError(f"cannot read '{os.fsdecode(os.fspath(path))}': "
+                               f"{getattr(e, 'strerror', None) or e}") from e
+    if not stat.S_ISREG(st.st_mode):
+        kind = ("a directory" if stat.S_ISDIR(st.st_mode) else "a FIFO (named pipe)" if stat.S_ISFIFO(st.st_mode)
+                else "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else "not a regular file")
+        raise TinyInferIOError(f"cannot read '{os.fsdecode(os.fspath(path))}': it is {kind}")
+
+
+def _source_name(src) -> str:
+    if isinstance(src, (bytes, bytearray, memoryview)):
+        return "<bytes>"
+    try:
+        return os.fsdecode(os.fspath(src))
+    except TypeError:
+        return repr(src)
+
+
+def _at_boundary(e: BaseException, name: str, fmt: Optional[str]) -> TinyInferError:
+    """The tinyinfer error for an exception that left an importer: a
+    TinyInferError of the same class with the file named, OSError as
+    TinyInferIOError, MemoryError as OutOfMemoryError, anything else (a
+    malformed file that tripped a peer package or the importer) as
+    ConvertError. The caller chains the original."""
+    what = f"{fmt} model" if fmt else "model"
+    if isinstance(e, TinyInferError):
+        if name in e.message:
+            return e
+        try:
+            return type(e)(f"{name}: {e.message}", e.status)
+        except Exception:
+            return e
+    if isinstance(e, MemoryError):
+        return OutOfMemoryError(f"{name}: out of memory reading the {what} (a size in the file is too large)")
+    if isinstance(e, OSError) and not isinstance(e, (EOFError,)) and e.errno is not None:
+        return TinyInferIOError(f"cannot read '{name}': {e.strerror or e}")
+    detail = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
+    return ConvertError(f"{name}: malformed or unsupported {what}: {type(e).__name__}"
+                        + (f": {detail}" if detail else ""))
+
+
 def convert(src, dst: Optional[Union[str, os.PathLike]] = None, *, format: Optional[str] = None,
             verbose: bool = False, **options) -> Report:
     """Converts `src` (a path or bytes) to a .tinf at `dst`. Returns the Report
     (`print(report)` shows it; verbose=True prints it here, as
     `python -m tinyinfer convert` does). Options go to the importer (see
-    docs/converting.md)."""
-    fmt = format or detect_format(src)
-    if fmt == "torch":
-        from .torchscript import is_torchscript
-        if is_torchscript(src):
-            fmt = "torchscript"  # torch.jit.save: code and weights, converted without torch
-    report = Report(source=str(src) if not isinstance(src, (bytes, bytearray)) else "<bytes>", importer=fmt)
-    if fmt == "tflite":
-        from . import tflite as importer
-    elif fmt == "onnx":
-        from . import onnx as importer
-    elif fmt == "torchscript":
-        from . import torchscript as importer
-    elif fmt in ("torch", "safetensors"):
-        from . import nn as importer
-    else:
-        raise ModelFormatError(f"unknown format {fmt!r}")
-    builder = importer.import_model(src, report, **options)
-    data = builder.to_bytes()
+    docs/converting.md).
+
+    Raises only tinyinfer's errors (ConvertError for a malformed source,
+    naming the file and the problem, with the original exception chained).
+    The file at `dst` is written atomically: a failure leaves an old file as
+    it was."""
+    name = _source_name(src)
+    fmt = format
+    try:
+        if not isinstance(src, (bytes, bytearray, memoryview)):
+            _check_regular_file(src)
+        fmt = format or detect_format(src)
+        if fmt == "torch":
+            from .torchscript import is_torchscript
+            if is_torchscript(src):
+                fmt = "torchscript"  # torch.jit.save: code and weights, converted without torch
+        report = Report(source=name, importer=fmt)
+        if fmt == "tflite":
+            from . import tflite as importer
+        elif fmt == "onnx":
+            from . import onnx as importer
+        elif fmt == "torchscript":
+            from . import torchscript as importer
+        elif fmt in ("torch", "safetensors"):
+            from . import nn as importer
+        else:
+            raise ModelFormatError(f"unknown format {fmt!r}")
+        builder = importer.import_model(src, report, **options)
+        data = builder.to_bytes()
+    except (Exception, RecursionError) as e:
+        raise _at_boundary(e, name, fmt) from e
     report.output_bytes = len(data)
     report.data = data
     if dst is not None:
-        with open(dst, "wb") as f:
-            f.write(data)
+        write_atomic(dst, data)
     if verbose:
         print(report)
     return report

@@ -30,6 +30,7 @@ UnsupportedOpError listing every one with its count, and writes nothing.
 
 from __future__ import annotations
 
+import math
 import os
 import struct
 from collections import Counter
@@ -40,7 +41,7 @@ import numpy as np
 from .._dtypes import code_of
 from .._errors import InvalidArgumentError, ModelFormatError
 from ..builder import GraphBuilder, Tensor
-from . import Report, require, unsupported
+from . import ConvertError, Report, require, unsupported
 
 __all__ = ["SUPPORTED_OPS", "import_model"]
 
@@ -464,6 +465,10 @@ class _Importer:
             return False
         if any(t.dtype is None or t.quant is not None for t in outs):
             return False
+        for t in outs:  # before anything is computed: the declared output sizes within the limits
+            if any(d < 0 for d in t.shape) or math.prod(t.shape) > _MAX_FOLD_ELEMENTS:
+                raise ConvertError(f"tflite: {name} would fold '{t.name}' to shape {list(t.shape)}, over the "
+                                   f"converter's limit of 2^28 elements (a size in the file is too large)")
         try:
             values = fold(self, op, [None if i < 0 else self.tensors[i].data for i in ins])
         except (_Refuse, ValueError, IndexError, TypeError):
@@ -1065,7 +1070,15 @@ def _fold_range(im, op, vals):
 
 
 def _fold_fill(im, op, vals):
-    return [np.full([int(d) for d in vals[0].reshape(-1)], vals[1].reshape(-1)[0])]
+    dims = [int(d) for d in vals[0].reshape(-1)]
+    if any(d < 0 for d in dims) or math.prod(dims) > _MAX_FOLD_ELEMENTS:
+        raise _Refuse("not folded")  # (the declared output shape is checked by the caller)
+    return [np.full(dims, vals[1].reshape(-1)[0])]
+
+
+# The most elements a constant folded by the importer may hold (as the ONNX
+# importer's MAX_FOLD_ELEMENTS): 2^28.
+_MAX_FOLD_ELEMENTS = 1 << 28
 
 
 _FOLDERS = {

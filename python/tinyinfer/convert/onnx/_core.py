@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import math
 import os
+import pickle
 import re
+import select
+import signal
+import time
 from collections import Counter, defaultdict
 from typing import Callable, Dict, List, Optional, Tuple
 
@@ -16,7 +20,7 @@ import numpy as np
 
 from ..._errors import ModelFormatError, UnsupportedOpError
 from ...builder import GraphBuilder
-from .. import Report, require, unsupported
+from .. import Report, check_elements, require, unsupported
 from . import rewrites
 from ._graph import (MAX_OPSET, MIN_OPSET, NHWC, Node, Val, WeightSrc, _CONTRIB, _FOLD_EXCLUDE, _Graph, _T,
                      _attr_value, _dequant, _ident, _inv, _norm, _np_dtype)
@@ -215,30 +219,15 @@ class _Importer:
         return nodes
 
     def _infer(self):
-        import onnx
         m = self._as_model()
-        try:
-            inferred = onnx.shape_inference.infer_shapes(m, check_type=False, strict_mode=False, data_prop=True)
-        except Exception as e:
-            raise ModelFormatError(f"onnx: shape inference failed: {e}") from e
-        types = {}
-        for vi in list(inferred.graph.value_info) + list(inferred.graph.output) + list(inferred.graph.input):
-            if not vi.type.HasField("tensor_type"):
-                continue
-            tt = vi.type.tensor_type
-            if tt.elem_type == 0:
-                continue
-            shape = None
-            if tt.HasField("shape"):
-                dims = []
-                for d in tt.shape.dim:
-                    if d.HasField("dim_value") and d.dim_value >= 0:
-                        dims.append(int(d.dim_value))
-                    else:
-                        dims = None
-                        break
-                shape = tuple(dims) if dims is not None else None
-            types[vi.name] = (_np_dtype(tt.elem_type), shape)
+        # The file as given runs within the budget (bounded_call: a forked
+        # child, about 50 ms); once it passed, the rounds after constant
+        # folding (whose new constants are within MAX_FOLD_ELEMENTS) run here.
+        if getattr(self, "_inferred_once", False):
+            types = _inferred_types(m)
+        else:
+            types = bounded_call(lambda: _inferred_types(m), "onnx: shape inference")
+            self._inferred_once = True
         for nm, (dt, sh) in self.in_types.items():
             types[nm] = (dt, sh)
         self.types = types
@@ -281,8 +270,10 @@ class _Importer:
                     out = shape[start:end]
                 self.consts[n.outputs[0]] = out
             elif real and all(i in self.consts for i in real):
+                values = [self.consts[i] if i else None for i in n.inputs]
+                _check_fold_size(n, values, self.types)
                 try:
-                    res = self._eval(n, [self.consts[i] if i else None for i in n.inputs])
+                    res = self._eval(n, values)
                 except Exception as e:
                     raise UnsupportedOpError(f"onnx: cannot evaluate constant {n.label()}: {e}") from e
                 for nm, r in zip(n.outputs, res):
@@ -343,6 +334,7 @@ class _Importer:
         if t is None or t[1] is None:
             raise UnsupportedOpError(f"onnx: tensor '{name}' has no static shape (dynamic shapes are not "
                                      f"supported); nothing was written")
+        check_elements(t[1], np.dtype(t[0]).itemsize, f"onnx: tensor '{name}'")
         return t[1]
 
     def _dtype(self, name) -> np.dtype:
@@ -690,3 +682,162 @@ class _Importer:
 
     def _out_shape(self, n: Node, i: int = 0) -> Tuple[int, ...]:
         return self._shape(n.outputs[i])
+
+
+def _inferred_types(m) -> Dict[str, tuple]:
+    """ONNX shape inference of model `m`: value name -> (numpy dtype, shape or None)."""
+    import onnx
+    try:
+        inferred = onnx.shape_inference.infer_shapes(m, check_type=False, strict_mode=False, data_prop=True)
+    except Exception as e:
+        raise ModelFormatError(f"onnx: shape inference failed: {e}") from e
+    types = {}
+    for vi in list(inferred.graph.value_info) + list(inferred.graph.output) + list(inferred.graph.input):
+        if not vi.type.HasField("tensor_type"):
+            continue
+        tt = vi.type.tensor_type
+        if tt.elem_type == 0:
+            continue
+        shape = None
+        if tt.HasField("shape"):
+            dims = []
+            for d in tt.shape.dim:
+                if d.HasField("dim_value") and d.dim_value >= 0:
+                    dims.append(int(d.dim_value))
+                else:
+                    dims = None
+                    break
+            shape = tuple(dims) if dims is not None else None
+        types[vi.name] = (_np_dtype(tt.elem_type), shape)
+    return types
+
+
+# The budget of a call into ONNX's own C++ code (shape inference), which a
+# small hostile file can make run for minutes and allocate gigabytes: it
+# runs in a forked child with this much more address space than the parent
+# and this many seconds (TINYINFER_ONNX_BUDGET="SECONDS,MIB" overrides).
+BUDGET_SECONDS = 30.0
+BUDGET_BYTES = 2 << 30
+
+
+def _budget():
+    env = os.environ.get("TINYINFER_ONNX_BUDGET")
+    if env:
+        try:
+            sec, mib = env.split(",")
+            return float(sec), int(mib) << 20
+        except ValueError:
+            pass
+    return BUDGET_SECONDS, BUDGET_BYTES
+
+
+def bounded_call(fn, what: str):
+    """fn() run in a forked child within the time and memory budget; its
+    result comes back pickled. An error raised in the child is raised here
+    (a ModelFormatError of the same message); over the budget raises
+    ConvertError. Where fork is missing, fn() runs here."""
+    from .. import ConvertError
+    if not hasattr(os, "fork"):
+        return fn()
+    seconds, extra = _budget()
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into the caller's code
+        code = 0
+        try:
+            os.close(r)
+            try:
+                import resource
+                with open("/proc/self/statm") as f:
+                    vsize = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+                resource.setrlimit(resource.RLIMIT_AS, (vsize + extra, vsize + extra))
+            except (ImportError, OSError, ValueError):
+                pass
+            try:
+                payload = pickle.dumps(("ok", fn()))
+            except MemoryError:
+                payload, code = pickle.dumps(("memory", "")), 3
+            except BaseException as e:  # noqa: BLE001 - sent to the parent
+                payload = pickle.dumps(("error", f"{type(e).__name__}: {e}" if not isinstance(e, ModelFormatError)
+                                        else str(e)))
+            view = memoryview(payload)
+            while view:
+                n = os.write(w, view)
+                view = view[n:]
+        finally:
+            os._exit(code)
+    os.close(w)
+    chunks, deadline = [], time.monotonic() + seconds
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                os.kill(pid, signal.SIGKILL)
+                raise ConvertError(f"{what} took over its budget of {seconds:.0f} s (a file asking for too much)")
+            ready, _, _ = select.select([r], [], [], left)
+            if ready:
+                chunk = os.read(r, 1 << 20)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+    finally:
+        os.close(r)
+        _, status = os.waitpid(pid, 0)
+    if not chunks:
+        raise ConvertError(f"{what} ran out of its memory budget of {extra >> 20} MiB or failed "
+                           f"(exit status {status})")
+    kind, value = pickle.loads(b"".join(chunks))
+    if kind == "memory":
+        raise ConvertError(f"{what} ran out of its memory budget of {extra >> 20} MiB (a file asking for too much)")
+    if kind == "error":
+        raise ModelFormatError(value)
+    return value
+
+
+# The most a constant folded by the importer may hold: 2^28 elements
+# (1 GiB of float32), far over any real model's folded shapes and masks,
+# under the loader's 2^32 (the converter holds every folded constant in
+# memory at once).
+MAX_FOLD_ELEMENTS = 1 << 28
+
+
+def _check_fold_size(n: Node, values, types) -> None:
+    """Refuses to fold an op whose output would be over MAX_FOLD_ELEMENTS,
+    from the inferred output shape or, for the ops whose output size is in
+    their input values (ConstantOfShape, Expand, Tile, Range), from those
+    values; before the reference evaluator allocates anything."""
+    from .. import ConvertError
+
+    def refuse(count):
+        raise ConvertError(f"onnx: {n.label()} would fold to {count} elements, over the converter's limit of "
+                           f"2^28 (a size in the file is too large)")
+
+    for nm in n.outputs:
+        t = types.get(nm) if nm else None
+        if t is not None and t[1] is not None:
+            count = math.prod(int(d) for d in t[1])
+            if count > MAX_FOLD_ELEMENTS:
+                refuse(count)
+    try:
+        if n.op == "ConstantOfShape" and values and values[0] is not None:
+            count = math.prod(int(d) for d in np.asarray(values[0]).reshape(-1))
+        elif n.op == "Expand" and len(values) > 1 and values[1] is not None:
+            shape = [int(d) for d in np.asarray(values[1]).reshape(-1)]
+            x = np.asarray(values[0]).shape
+            r = max(len(x), len(shape))
+            xs, ss = (1,) * (r - len(x)) + tuple(x), (1,) * (r - len(shape)) + tuple(shape)
+            count = math.prod(max(abs(a), abs(b)) for a, b in zip(xs, ss))
+        elif n.op == "Tile" and len(values) > 1 and values[1] is not None:
+            count = np.asarray(values[0]).size * math.prod(abs(int(d)) for d in np.asarray(values[1]).reshape(-1))
+        elif n.op == "Range" and len(values) == 3 and all(v is not None for v in values):
+            start, limit, delta = (float(np.asarray(v).reshape(-1)[0]) for v in values)
+            count = 0 if delta == 0 or not math.isfinite(start + limit + delta) else math.ceil(
+                max(0.0, (limit - start) / delta))
+            if delta == 0 or not math.isfinite(start + limit + delta):
+                raise ConvertError(f"onnx: {n.label()} has a zero or non-finite delta/limit")
+        else:
+            return
+    except (TypeError, ValueError, OverflowError, IndexError) as e:
+        raise ConvertError(f"onnx: {n.label()}: bad constant inputs ({e})") from e
+    if count > MAX_FOLD_ELEMENTS:
+        refuse(count)
