@@ -263,8 +263,11 @@ def test_memory_stays_within_the_budget_on_data_several_times_larger(tmp_path):
     assert r.returncode == 0, r.stderr
     base0, peak0, count0, base1, peak1, count1 = map(int, r.stdout.split())
     assert count0 == count1 == n
-    assert peak0 - base0 <= budget, (base0, peak0)   # streamed from the .npy file
-    assert peak1 - base1 <= budget, (base1, peak1)   # from a read-only np.memmap
+    # the budget plus a fixed overhead (the bound): read-ahead and
+    # mapped pages not yet released can add a few MB on a loaded machine
+    limit = budget + (16 << 20)
+    assert peak0 - base0 <= limit, (base0, peak0)   # streamed from the .npy file
+    assert peak1 - base1 <= limit, (base1, peak1)   # from a read-only np.memmap
     x = np.load(path, mmap_mode="r")
     for run in range(2):
         y = np.load(out + f"{run}.npy", mmap_mode="r")
@@ -275,7 +278,7 @@ def test_memory_stays_within_the_budget_on_data_several_times_larger(tmp_path):
     r = subprocess.run([sys.executable, "-c", BOUNDED, str(path), str(model), out, str(budget), "--load"],
                        capture_output=True, text=True, env=env, timeout=300)
     base1, peak1 = map(int, r.stdout.split()[3:5])
-    assert peak1 - base1 > budget
+    assert peak1 - base1 > limit
 
 
 def cli(*args, env=None):
