@@ -20,7 +20,13 @@ let embedded = env["TINF_EMBEDDED"] == "1"
 // targets carry any (scripts/test-swift-consumer.sh checks it).
 var coreSettings: [SwiftSetting] = []
 if embedded {
-  coreSettings += [.enableExperimentalFeature("Embedded"), .unsafeFlags(["-wmo"])]
+  // Each function in its own section, so the linker's --gc-sections drops
+  // the code no exported function reaches (about 1 MB of the library).
+  coreSettings += [.enableExperimentalFeature("Embedded"), .unsafeFlags(["-wmo", "-Xfrontend", "-function-sections"])]
+}
+var shimSettings: [CSetting] = []
+if embedded {
+  shimSettings = [.unsafeFlags(["-ffunction-sections", "-fdata-sections"])]
 }
 
 var capiLinker: [LinkerSetting] = []
@@ -31,6 +37,7 @@ if embedded {
     .unsafeFlags([
       "-Xlinker", "--version-script=\(Context.packageDirectory)/scripts/exports.map",
       "-Xlinker", "-soname=libtinyinfer.so.0",
+      "-Xlinker", "--gc-sections",
     ])
   ]
 }
@@ -49,7 +56,7 @@ let package = Package(
     /// The header, as a C module: the compiler checks the Swift C API against it.
     .target(name: "CTinyInfer", path: "include", publicHeadersPath: "."),
     /// The operating-system calls the core uses (mmap, threads, clock, libm).
-    .target(name: "TinyInferShims", path: "Sources/TinyInferShims", linkerSettings: [.linkedLibrary("m"), .linkedLibrary("pthread")]),
+    .target(name: "TinyInferShims", path: "Sources/TinyInferShims", cSettings: shimSettings, linkerSettings: [.linkedLibrary("m"), .linkedLibrary("pthread")]),
     /// Format, graph, planner, kernels and runtime. Embedded Swift subset.
     .target(name: "TinyInferCore", dependencies: ["TinyInferShims"], swiftSettings: coreSettings),
     /// The C API: a thin shell of @c @implementation functions.
