@@ -7,7 +7,8 @@
 # the C install with pkg-config, concurrency), a Swift package depending on
 # this one by version, and under qemu: the library on older x86-64 CPUs
 # (scripts/test-qemu-x86.sh) and the aarch64 and armv7 builds
-# (scripts/test-aarch64.sh), then a short fuzz run of every harness
+# (scripts/test-aarch64.sh) and the aarch64 wheel with arm64 Python
+# (scripts/test-aarch64-wheel.sh), then a short fuzz run of every harness
 # (scripts/fuzz.sh 12, about 90 s plus the instrumented build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -46,6 +47,13 @@ if [ "$(uname -m)" = x86_64 ]; then
   echo "== the aarch64 and armv7 Linux builds under qemu, against this machine's outputs =="
   scripts/test-aarch64.sh | tail -n 1
   scripts/test-aarch64.sh armv7 | tail -n 1
+  echo "== the aarch64 wheel installed and run by Debian's arm64 Python under qemu (digits models, every precision) =="
+  wmodels=$(mktemp -d)
+  for m in models/digits_*.tflite; do
+    PYTHONPATH=python python3 -m tinyinfer convert "$m" -o "$wmodels/$(basename "$m" .tflite).tinf" >/dev/null
+  done
+  scripts/test-aarch64-wheel.sh "$wmodels"/*.tinf 2>&1 | tail -n 1
+  rm -rf "$wmodels"
 fi
 echo "== pytest =="
 python3 -m pytest python/tests -q -p no:cacheprovider
