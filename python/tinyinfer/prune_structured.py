@@ -455,16 +455,27 @@ def _weight_scores(S, r, tensors, criterion) -> np.ndarray:
     return total
 
 
-def _activation_scores(S, r, readers, norms_of) -> Optional[np.ndarray]:
-    """sqrt(sum x_c^2) of the space's channels over the calibration data, from
-    a layer that reads them (directly, or through a flatten)."""
-    for layer, how in readers.get(r, []):
-        sq = norms_of(layer) ** 2
-        if how is None and sq.size == S.size[r]:
-            return np.sqrt(sq)
-        if how is not None and sq.size == how * S.size[r]:
-            return np.sqrt(sq.reshape(how, S.size[r]).sum(0))
-    return None
+def _activation_scores(S, r, readers, norms_of, tensors) -> Optional[np.ndarray]:
+    """Each channel's contribution to the layers that read it, over the
+    calibration data: ||x_c|| (its activation norm) times ||W[:, c]|| (the
+    reader's weights on it), summed over the readers (and over the positions
+    of a flattened input)."""
+    total = np.zeros(S.size[r])
+    found = False
+    for layer, how, w in readers.get(r, []):
+        x = norms_of(layer)
+        wt = tensors[w].data
+        col = np.sqrt((wt.astype(np.float64).reshape(-1, wt.shape[-1]) ** 2).sum(0))
+        if x.size != col.size:
+            continue
+        if how is None and x.size == S.size[r]:
+            total += x * col
+        elif how is not None and x.size == how * S.size[r]:
+            total += (x * col).reshape(how, S.size[r]).sum(0)
+        else:
+            continue
+        found = True
+    return total if found else None
 
 
 def prune_structured(parent, sets, labels, sparsity: float, criterion: str, use_activations: bool,
@@ -495,9 +506,9 @@ def prune_structured(parent, sets, labels, sparsity: float, criterion: str, use_
                 r = S.find(space[o.inputs[0]])
                 d = S.derived[r]
                 if d is None:
-                    readers.setdefault(r, []).append((layer_of_op[k], None))
+                    readers.setdefault(r, []).append((layer_of_op[k], None, o.inputs[1]))
                 elif d[0] == "tile":
-                    readers.setdefault(S.find(d[1]), []).append((layer_of_op[k], d[2]))
+                    readers.setdefault(S.find(d[1]), []).append((layer_of_op[k], d[2], o.inputs[1]))
 
         keep: Dict[int, np.ndarray] = {}
         layers: List[ChannelLayer] = []
@@ -512,7 +523,7 @@ def prune_structured(parent, sets, labels, sparsity: float, criterion: str, use_
                 continue
             c = S.size[r]
             drop = min(int(np.floor(c * sparsity)), c - 1)
-            score = _activation_scores(S, r, readers, norms_of) if use_activations else None
+            score = _activation_scores(S, r, readers, norms_of, tensors) if use_activations else None
             if score is None:
                 score = _weight_scores(S, r, tensors, criterion)
             m = np.ones(c, bool)
