@@ -245,3 +245,27 @@ def test_cli(tmp_path, rng):
     p = subprocess.run([sys.executable, "-m", "tinyinfer", "prune", str(src), "-o", str(dst), "--method",
                         "structured", "--sparsity", "1.5"], capture_output=True, text=True, env=env)
     assert p.returncode == 1 and "sparsity" in p.stderr
+
+
+def test_sparse_stored_parent(rng):
+    """A parent whose weights are stored sparse in the file (90% zeros, 32 KB)
+    is read back exactly: the pruned model matches numpy on the parent's weights."""
+    keep = weak(rng, 128, 64)
+    w1 = filters(rng, (128, 64), keep)
+    w1[rng.random(w1.shape) < 0.9] = 0
+    w1[~keep] *= 0.01
+    w1[:, :3] = rng.standard_normal((128, 3)) * np.where(keep, 1.0, 1e-4)[:, None]   # no all-zero row
+    w2 = rng.standard_normal((4, 128)).astype(np.float32)
+    g = tinyinfer.GraphBuilder("sp")
+    x = g.input("x", (1, 64))
+    h = g.op("FullyConnected", x, g.const("w1", w1.astype(np.float32)), None, activation=1)
+    g.output(g.op("FullyConnected", h, g.const("w2", w2), None))
+    data = g.to_bytes()
+    with Model(data) as m:
+        from tinyinfer.prune import tensor_storage
+        assert tensor_storage(m, [t.index for t in m.tensors() if t.name == "w1"][0])[0]   # stored sparse
+    r = tinyinfer.prune(data, method="structured", sparsity=0.5)
+    xs = rng.standard_normal((1, 64)).astype(np.float32)
+    want = ref.fully_connected(ref.fully_connected(xs, w1[keep], activation=1), w2[:, keep])
+    with Model(r.data) as m:
+        np.testing.assert_allclose(m.run([xs])[0], want, rtol=1e-4, atol=1e-5)
