@@ -306,17 +306,22 @@ class PruneResult:
                 lines.append(f"  {l.name[-w:]:{w}} {l.weights:>9} {l.sparsity:>7.1%}")
         if self.skipped:
             lines.append(f"  skipped ({len(self.skipped)}): " + ", ".join(self.skipped))
-        c = self.check
-        if c is not None:
-            t = f"  check vs the dense parent on {c.inputs} input set(s): max relative output error {c.max_rel_error:.3g}"
-            if c.top1_agreement is not None:
-                t += f", top-1 agreement {c.top1_agreement:.1%}"
-            lines.append(t)
-            if c.accuracy is not None:
-                lines.append(f"  accuracy on the labels: parent {c.parent_accuracy:.4f}, pruned {c.accuracy:.4f}")
-        if self.dst:
-            lines.append(f"  wrote {self.dst}")
-        return "\n".join(lines)
+        return "\n".join(lines + report_tail(self.check, self.dst))
+
+
+def report_tail(c: Optional[Check], dst: Optional[str]) -> List[str]:
+    """The last lines of a pruning report: the check against the parent, the file written."""
+    lines = []
+    if c is not None:
+        t = f"  check vs the dense parent on {c.inputs} input set(s): max relative output error {c.max_rel_error:.3g}"
+        if c.top1_agreement is not None:
+            t += f", top-1 agreement {c.top1_agreement:.1%}"
+        lines.append(t)
+        if c.accuracy is not None:
+            lines.append(f"  accuracy on the labels: parent {c.parent_accuracy:.4f}, pruned {c.accuracy:.4f}")
+    if dst:
+        lines.append(f"  wrote {dst}")
+    return lines
 
 
 def _sensitivity_allocation(p: Pruner, parent: Model, infos, sets, target: float,

@@ -430,18 +430,8 @@ class StructuredResult:
         if self.skipped:
             lines.append(f"  skipped ({len(self.skipped)}):")
             lines += [f"    {s}" for s in self.skipped]
-        c = self.check
-        if c is not None:
-            t = (f"  check vs the parent on {c.inputs} input set(s): max relative output error "
-                 f"{c.max_rel_error:.3g}")
-            if c.top1_agreement is not None:
-                t += f", top-1 agreement {c.top1_agreement:.1%}"
-            lines.append(t)
-            if c.accuracy is not None:
-                lines.append(f"  accuracy on the labels: parent {c.parent_accuracy:.4f}, pruned {c.accuracy:.4f}")
-        if self.dst:
-            lines.append(f"  wrote {self.dst}")
-        return "\n".join(lines)
+        from .prune import report_tail
+        return "\n".join(lines + report_tail(self.check, self.dst))
 
 
 # -- scores and the rewrite -----------------------------------------------------------
