@@ -269,3 +269,15 @@ def test_sparse_stored_parent(rng):
     want = ref.fully_connected(ref.fully_connected(xs, w1[keep], activation=1), w2[:, keep])
     with Model(r.data) as m:
         np.testing.assert_allclose(m.run([xs])[0], want, rtol=1e-4, atol=1e-5)
+
+
+def test_then_quantize(rng):
+    data, p, kr, k3 = cnn_model(rng)
+    r = tinyinfer.prune(data, method="structured", sparsity=0.5)
+    q = tinyinfer.quantize(r.data, mode="int8-dynamic")
+    x = rng.standard_normal((1, 8, 8, 3)).astype(np.float32)
+    want = cnn_reference(x, p, kr, k3)
+    with Model(q.data) as m:
+        got = m.run([x])[0]
+    assert got.shape == want.shape
+    assert np.linalg.norm(got - want) <= 0.05 * np.linalg.norm(want)

@@ -342,14 +342,14 @@ def _analyse(tensors, g_in, g_out, ops):
                     elif sh and sh[-1] != 1:
                         S.block(s_out, f"{name}: constant operand does not broadcast per channel")
             space[y] = s_out
-        elif o.op in _REDUCE and acts:
+        elif o.op in _REDUCE and acts and tensors[o.inputs[0]].shape:
             rank = len(tensors[o.inputs[0]].shape)
             axes = [a % rank for a in o.attrs.get("axes", (3, []))[1]]
             if rank - 1 in axes:
                 block_all(f"{name}: reduces the channel axis")
             else:
                 space[o.outputs[0]] = sp(o.inputs[0])
-        elif o.op == "Concat" and len(acts) == len(o.inputs):
+        elif o.op == "Concat" and acts and len(acts) == len(o.inputs) and tensors[o.outputs[0]].shape:
             rank = len(tensors[o.outputs[0]].shape)
             axis = o.attrs.get("axis", (1, 0))[1] % rank
             if axis == rank - 1:
@@ -362,8 +362,10 @@ def _analyse(tensors, g_in, g_out, ops):
                 space[o.outputs[0]] = s
         elif o.op == "Reshape" and acts:
             x, y = o.inputs[0], o.outputs[0]
-            xs, ys = tensors[x].shape, tensors[y].shape
-            if xs[-1] == ys[-1] and int(np.prod(xs[:-1])) == int(np.prod(ys[:-1])):
+            xs, ys = tensors[x].shape or (), tensors[y].shape or ()
+            if not xs or not ys:
+                block_all(f"{name}: reshapes a scalar")
+            elif xs[-1] == ys[-1] and int(np.prod(xs[:-1])) == int(np.prod(ys[:-1])):
                 space[y] = sp(x)
             elif len(ys) == 2 and len(xs) >= 2 and ys[0] == xs[0] and ys[1] == int(np.prod(xs[1:])):
                 space[y] = S.new(ys[1], derived=("tile", sp(x), int(np.prod(xs[1:-1]))))
