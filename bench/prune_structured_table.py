@@ -3,7 +3,9 @@
 method="structured"), ranked by the filters' L2 norm or, with calibration
 data, by the channels' activation norms; one shot, no retraining. Accuracy
 on the held-out test split, latency (batch 1, one thread) and size, measured
-as bench/prune_table.py does (its helpers).
+as bench/prune_table.py does (its helpers). MobileNetV2 of bench/models
+(random weights, when present): the relative output error against the
+dense model on 16 random inputs instead of an accuracy, L2 ranking only.
 
     python bench/prune_structured_table.py
 """
@@ -11,6 +13,8 @@ as bench/prune_table.py does (its helpers).
 import os
 import sys
 import tempfile
+
+import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "python"))
@@ -42,6 +46,23 @@ def main():
                 lat = latency_ms(r.data, xt)
                 print(f"| {name} | {label} | {sp:.0%} | {score(r.data, xt, yt):.4f} | {lat:.4f} | "
                       f"{base_lat / lat:.2f}x | {r.params_after:,} | {len(r.data):,} |", flush=True)
+    path = os.path.join(ROOT, "bench", "models", "mobilenetv2.float32.tinf")
+    if os.path.exists(path):
+        src = open(path, "rb").read()
+        with tinyinfer.load(src) as m:
+            shape = m.inputs[0].shape
+        xt = np.random.default_rng(0).standard_normal((16,) + tuple(shape[1:])).astype(np.float32)
+        with tinyinfer.load(src) as m:
+            parent = np.stack([m.run(xt[i:i + 1])[0].reshape(-1) for i in range(len(xt))]).astype(np.float64)
+        base_lat = latency_ms(src, xt)
+        base = tinyinfer.prune(src, method="structured", sparsity=0.0, validate=False)
+        print(f"| mobilenetv2 | dense | 0% | rel. error 0.000 | {base_lat:.4f} | 1.00x | "
+              f"{base.params_before:,} | {len(src):,} |", flush=True)
+        for sp in SPARSITIES:
+            r = tinyinfer.prune(src, method="structured", sparsity=sp)
+            lat = latency_ms(r.data, xt)
+            print(f"| mobilenetv2 | structured L2 | {sp:.0%} | rel. error {score(r.data, xt, None, parent):.3f} | "
+                  f"{lat:.4f} | {base_lat / lat:.2f}x | {r.params_after:,} | {len(r.data):,} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -152,7 +152,7 @@ def cnn_reference(x, p, kr, k3):
 
 def test_cnn_residual_depthwise_against_numpy(rng):
     data, p, kr, k3 = cnn_model(rng)
-    r = tinyinfer.prune(data, method="structured", sparsity=0.5)
+    r = tinyinfer.prune(data, method="structured", sparsity=0.5, channel_multiple=1)
     x = rng.standard_normal((1, 8, 8, 3)).astype(np.float32)
     with Model(data) as parent, Model(r.data) as pruned:
         got = pruned.run([x])[0]
@@ -164,6 +164,25 @@ def test_cnn_residual_depthwise_against_numpy(rng):
     assert c["w2"] == (4, 1, 1, 4) and c["w3"] == (3, 1, 1, 4) and c["w4"] == (4, 3)
     # both branches of the Add were pruned identically: one group of 8 channels, reported once per producer
     assert sorted((l.channels, l.kept) for l in r.layers) == [(6, 3), (8, 4), (8, 4)]
+
+
+def test_channel_multiple(rng):
+    from tinyinfer.prune_structured import kept_channels
+    assert kept_channels(48, 0.25) == 36
+    assert kept_channels(48, 0.25, 8) == 40        # 36 rounds to the nearest multiple of 8
+    assert kept_channels(48, 0.5, 8) == 24
+    assert kept_channels(8, 0.75, 8) == 8          # at least one multiple
+    assert kept_channels(10, 0.5, 8) == 5          # 10 is not a multiple of 8: exact
+    assert kept_channels(4, 0.99) == 1
+    # by default the group a depthwise convolution reads keeps a multiple of 8 (all 8 here); the others are exact
+    data, p, kr, k3 = cnn_model(rng)
+    r = tinyinfer.prune(data, method="structured", sparsity=0.5)
+    assert sorted((l.channels, l.kept) for l in r.layers) == [(6, 3), (8, 8), (8, 8)]
+    r = tinyinfer.prune(data, method="structured", sparsity=0.5, channel_multiple=4)
+    assert sorted((l.channels, l.kept) for l in r.layers) == [(6, 3), (8, 4), (8, 4)]
+    for bad in (0, -8, 2.5, True):
+        with pytest.raises(tinyinfer.InvalidArgumentError, match="channel_multiple"):
+            tinyinfer.prune(data, method="structured", sparsity=0.5, channel_multiple=bad)
 
 
 def test_channel_concat(rng):
@@ -273,7 +292,7 @@ def test_sparse_stored_parent(rng):
 
 def test_then_quantize(rng):
     data, p, kr, k3 = cnn_model(rng)
-    r = tinyinfer.prune(data, method="structured", sparsity=0.5)
+    r = tinyinfer.prune(data, method="structured", sparsity=0.5, channel_multiple=1)
     q = tinyinfer.quantize(r.data, mode="int8-dynamic")
     x = rng.standard_normal((1, 8, 8, 3)).astype(np.float32)
     want = cnn_reference(x, p, kr, k3)

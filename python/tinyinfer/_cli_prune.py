@@ -18,6 +18,9 @@ def add_parser(sub) -> None:
                    help="magnitude: one threshold, the same sparsity per layer, or per-layer by sensitivity")
     p.add_argument("--criterion", default="l2", choices=["l2", "l1"],
                    help="structured without --calib: rank channels by the L2 or L1 norm of their filters")
+    p.add_argument("--channel-multiple", type=int,
+                   help="structured: keep a multiple of N channels per group (default 8 where a depthwise "
+                        "convolution reads them, else 1)")
     p.add_argument("--calib", help="representative inputs: .npy, .npz (input names, or x and y) or a directory of .npy")
     p.add_argument("--labels", help=".npy of labels for --calib (reports accuracy)")
     p.set_defaults(fn=run)
@@ -32,5 +35,6 @@ def run(args) -> int:
     tag += args.pattern.replace(":", "of") if args.pattern else f"{int(round((args.sparsity or 0) * 100))}"
     dst = args.output or os.path.splitext(args.src)[0] + f"_pruned{tag}.tinf"
     tinyinfer.prune(args.src, dst, method=args.method, sparsity=args.sparsity, pattern=args.pattern, calib=calib,
-                    scope=args.scope, criterion=args.criterion, verbose=True)
+                    scope=args.scope, criterion=args.criterion,
+                    channel_multiple=args.channel_multiple, verbose=True)
     return 0

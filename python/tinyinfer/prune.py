@@ -365,7 +365,8 @@ def _sensitivity_allocation(p: Pruner, parent: Model, infos, sets, target: float
 
 
 def prune(src, dst=None, method: str = "magnitude", sparsity: Optional[float] = None, pattern=None, calib=None,
-          scope: str = "global", validate: bool = True, verbose: bool = False, criterion: str = "l2"):
+          scope: str = "global", validate: bool = True, verbose: bool = False, criterion: str = "l2",
+          channel_multiple: Optional[int] = None):
     """Prunes a float32 .tinf model (a path, bytes or a loaded Model) and
     writes `dst` when given. Returns a PruneResult (str() is a report).
 
@@ -374,6 +375,9 @@ def prune(src, dst=None, method: str = "magnitude", sparsity: Optional[float] = 
     sparsity: the fraction of weights to zero, in [0, 1) (magnitude, wanda);
         for structured, the fraction of each prunable layer's output channels to remove.
     criterion: structured without `calib`: rank channels by the "l2" or "l1" norm of their filters.
+    channel_multiple: structured: keep a multiple of this many channels in each group
+        whose size is one (default: 8 for groups that pass a depthwise convolution,
+        whose fast kernel needs it, else 1: the exact fraction).
     pattern: "2:4", "1:4", ... for method "nm" (with `calib`, chosen by Wanda's score).
     scope: for magnitude: "global" (one threshold), "layer" (the same
         sparsity per layer) or "sensitivity" (per-layer sparsities from
@@ -411,6 +415,10 @@ def prune(src, dst=None, method: str = "magnitude", sparsity: Optional[float] = 
         from .prune_structured import CRITERIA
         if criterion not in CRITERIA:
             raise InvalidArgumentError(f"criterion must be one of {', '.join(CRITERIA)}, got {criterion!r}")
+        if channel_multiple is not None and (isinstance(channel_multiple, bool)
+                                             or not isinstance(channel_multiple, (int, np.integer))
+                                             or channel_multiple < 1):
+            raise InvalidArgumentError(f"channel_multiple must be an int >= 1, got {channel_multiple!r}")
     if method == "wanda" and calib is None:
         raise InvalidArgumentError("method wanda needs calibration data (calib)")
 
@@ -431,7 +439,7 @@ def prune(src, dst=None, method: str = "magnitude", sparsity: Optional[float] = 
         if method == "structured":
             from .prune_structured import prune_structured
             result = prune_structured(parent, sets, labels, float(sparsity), criterion, calib is not None,
-                                      src_bytes, validate)
+                                      src_bytes, validate, channel_multiple)
             if not result.layers:
                 raise InvalidArgumentError("structured pruning found no layer it can shrink:\n  "
                                            + "\n  ".join(result.skipped or ["no FullyConnected or Conv2D layer"]))

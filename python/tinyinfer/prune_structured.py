@@ -187,6 +187,7 @@ class _Spaces:
         self.slices: List[list] = []
         self.blocked: List[list] = []
         self.derived: List[Optional[tuple]] = []
+        self.depthwise: List[bool] = []
 
     def new(self, size: int, why: Optional[str] = None, derived=None) -> int:
         i = len(self.parent)
@@ -196,6 +197,7 @@ class _Spaces:
         self.slices.append([])
         self.blocked.append([why] if why else [])
         self.derived.append(derived)
+        self.depthwise.append(False)
         return i
 
     def find(self, i: int) -> int:
@@ -230,6 +232,7 @@ class _Spaces:
         self.blocked[a] += [w for w in self.blocked[b] if w not in self.blocked[a]]
         if self.derived[a] is None:
             self.derived[a] = self.derived[b]
+        self.depthwise[a] = self.depthwise[a] or self.depthwise[b]
         return a
 
 
@@ -303,6 +306,7 @@ def _analyse(tensors, g_in, g_out, ops):
                 block_all(f"{name}: depth multiplier > 1 or weights not constant")
                 continue
             s = sp(x)
+            S.depthwise[S.find(s)] = True
             slicer(w, -1, s, name)
             if const(b):
                 slicer(b, 0, s, name)
@@ -470,8 +474,18 @@ def _activation_scores(S, r, readers, norms_of, tensors) -> Optional[np.ndarray]
     return total if found else None
 
 
+def kept_channels(c: int, sparsity: float, multiple: int = 1) -> int:
+    """Channels a group of c keeps: c - floor(c * sparsity), at least 1; with
+    multiple > 1 and c a multiple of it, rounded to the nearest multiple (at least one)."""
+    keep = c - min(int(np.floor(c * sparsity)), c - 1)
+    if multiple > 1 and c % multiple == 0:
+        keep = max(multiple, int(np.floor(keep / multiple + 0.5)) * multiple)
+    return keep
+
+
 def prune_structured(parent, sets, labels, sparsity: float, criterion: str, use_activations: bool,
-                     src_bytes: int, validate: bool = True) -> StructuredResult:
+                     src_bytes: int, validate: bool = True, channel_multiple: Optional[int] = None
+                     ) -> StructuredResult:
     from .builder import GraphBuilder
     from .prune import Pruner, _check_against_parent
 
@@ -514,7 +528,8 @@ def prune_structured(parent, sets, labels, sparsity: float, criterion: str, use_
                 skipped += [f"{n}: {'; '.join(S.blocked[r])}" for n in names]
                 continue
             c = S.size[r]
-            drop = min(int(np.floor(c * sparsity)), c - 1)
+            multiple = channel_multiple if channel_multiple is not None else (8 if S.depthwise[r] else 1)
+            drop = c - kept_channels(c, sparsity, multiple)
             score = _activation_scores(S, r, readers, norms_of, tensors) if use_activations else None
             if score is None:
                 score = _weight_scores(S, r, tensors, criterion)
