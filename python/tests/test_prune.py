@@ -181,7 +181,7 @@ def test_c_function_rejects_bad_arguments(rng):
     (dict(method="nm", pattern="2:4", sparsity=0.7), "50%"),
     (dict(method="wanda", sparsity=0.5), "calibration"),
     (dict(method="wanda", sparsity=0.5, calib=np.zeros((4, 17), np.float32)), "calibration"),
-    (dict(method="structured", sparsity=0.5), "method"),
+    (dict(method="channels", sparsity=0.5), "method"),
     (dict(method="magnitude", sparsity=0.5, scope="row"), "scope"),
 ])
 def test_bad_input_gives_a_clear_error(rng, kwargs, match):

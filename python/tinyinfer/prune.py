@@ -19,6 +19,10 @@ Methods:
   nm         N:M semi-structured (`pattern="2:4"`): the N largest |w| of every M
              consecutive weights along the input channels (with calibration data:
              by Wanda's score instead).
+  structured removes whole output channels (ranked by the filters' L2 or L1 norm,
+             `criterion=`, or with `calib` by the channels' activation norms) and
+             the consumers' matching input channels: a smaller dense model
+             (prune_structured.py).
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from ._errors import InvalidArgumentError
 from ._lib import lib as L
 from .model import Model
 
-METHODS = ("magnitude", "wanda", "nm")
+METHODS = ("magnitude", "wanda", "nm", "structured")
 SCOPES = ("global", "layer", "sensitivity")
 
 
@@ -302,17 +306,22 @@ class PruneResult:
                 lines.append(f"  {l.name[-w:]:{w}} {l.weights:>9} {l.sparsity:>7.1%}")
         if self.skipped:
             lines.append(f"  skipped ({len(self.skipped)}): " + ", ".join(self.skipped))
-        c = self.check
-        if c is not None:
-            t = f"  check vs the dense parent on {c.inputs} input set(s): max relative output error {c.max_rel_error:.3g}"
-            if c.top1_agreement is not None:
-                t += f", top-1 agreement {c.top1_agreement:.1%}"
-            lines.append(t)
-            if c.accuracy is not None:
-                lines.append(f"  accuracy on the labels: parent {c.parent_accuracy:.4f}, pruned {c.accuracy:.4f}")
-        if self.dst:
-            lines.append(f"  wrote {self.dst}")
-        return "\n".join(lines)
+        return "\n".join(lines + report_tail(self.check, self.dst))
+
+
+def report_tail(c: Optional[Check], dst: Optional[str]) -> List[str]:
+    """The last lines of a pruning report: the check against the parent, the file written."""
+    lines = []
+    if c is not None:
+        t = f"  check vs the dense parent on {c.inputs} input set(s): max relative output error {c.max_rel_error:.3g}"
+        if c.top1_agreement is not None:
+            t += f", top-1 agreement {c.top1_agreement:.1%}"
+        lines.append(t)
+        if c.accuracy is not None:
+            lines.append(f"  accuracy on the labels: parent {c.parent_accuracy:.4f}, pruned {c.accuracy:.4f}")
+    if dst:
+        lines.append(f"  wrote {dst}")
+    return lines
 
 
 def _sensitivity_allocation(p: Pruner, parent: Model, infos, sets, target: float,
@@ -356,12 +365,19 @@ def _sensitivity_allocation(p: Pruner, parent: Model, infos, sets, target: float
 
 
 def prune(src, dst=None, method: str = "magnitude", sparsity: Optional[float] = None, pattern=None, calib=None,
-          scope: str = "global", validate: bool = True, verbose: bool = False) -> PruneResult:
+          scope: str = "global", validate: bool = True, verbose: bool = False, criterion: str = "l2",
+          channel_multiple: Optional[int] = None):
     """Prunes a float32 .tinf model (a path, bytes or a loaded Model) and
     writes `dst` when given. Returns a PruneResult (str() is a report).
 
-    method: "magnitude", "wanda" (needs `calib`) or "nm" (needs `pattern`).
-    sparsity: the fraction of weights to zero, in [0, 1) (magnitude, wanda).
+    method: "magnitude", "wanda" (needs `calib`), "nm" (needs `pattern`) or
+        "structured" (returns a StructuredResult).
+    sparsity: the fraction of weights to zero, in [0, 1) (magnitude, wanda);
+        for structured, the fraction of each prunable layer's output channels to remove.
+    criterion: structured without `calib`: rank channels by the "l2" or "l1" norm of their filters.
+    channel_multiple: structured: keep a multiple of this many channels in each group
+        whose size is one (default: 8 for groups that pass a depthwise convolution,
+        whose fast kernel needs it, else 1: the exact fraction).
     pattern: "2:4", "1:4", ... for method "nm" (with `calib`, chosen by Wanda's score).
     scope: for magnitude: "global" (one threshold), "layer" (the same
         sparsity per layer) or "sensitivity" (per-layer sparsities from
@@ -377,8 +393,7 @@ def prune(src, dst=None, method: str = "magnitude", sparsity: Optional[float] = 
 
     method = str(method).lower()
     if method not in METHODS:
-        raise InvalidArgumentError(f"method must be one of {', '.join(METHODS)} (structured pruning is not "
-                                   f"implemented yet), got {method!r}")
+        raise InvalidArgumentError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     if scope not in SCOPES:
         raise InvalidArgumentError(f"scope must be one of {', '.join(SCOPES)}, got {scope!r}")
     nm = None
@@ -396,6 +411,14 @@ def prune(src, dst=None, method: str = "magnitude", sparsity: Optional[float] = 
             raise InvalidArgumentError(f"method {method} needs a sparsity (>= 0 and < 1)")
         if not isinstance(sparsity, (int, float)) or not (0 <= float(sparsity) < 1):
             raise InvalidArgumentError(f"sparsity must be >= 0 and < 1, got {sparsity!r}")
+    if method == "structured":
+        from .prune_structured import CRITERIA
+        if criterion not in CRITERIA:
+            raise InvalidArgumentError(f"criterion must be one of {', '.join(CRITERIA)}, got {criterion!r}")
+        if channel_multiple is not None and (isinstance(channel_multiple, bool)
+                                             or not isinstance(channel_multiple, (int, np.integer))
+                                             or channel_multiple < 1):
+            raise InvalidArgumentError(f"channel_multiple must be an int >= 1, got {channel_multiple!r}")
     if method == "wanda" and calib is None:
         raise InvalidArgumentError("method wanda needs calibration data (calib)")
 
@@ -413,52 +436,18 @@ def prune(src, dst=None, method: str = "magnitude", sparsity: Optional[float] = 
             sets, labels = calibration_sets(calib, parent.inputs)
         else:
             sets = _random_sets(parent.inputs)
-        with Pruner(parent) as p:
-            infos = p.layers()
-            if not infos:
-                raise InvalidArgumentError("the model has no prunable layer (FullyConnected or Conv2D with "
-                                           "constant float32 weights)")
-            skipped: List[str] = []
-            if method == "wanda" or (method == "nm" and calib is not None):
-                for xs in sets:
-                    p.observe(xs)
-            if method == "magnitude":
-                if scope == "global":
-                    p.magnitude(sparsity)
-                elif scope == "layer":
-                    for i in range(len(infos)):
-                        p.magnitude(sparsity, layer=i)
-                else:
-                    alloc = _sensitivity_allocation(p, parent, infos, sets[:8], float(sparsity))
-                    for i, s in enumerate(alloc):
-                        p.magnitude(s, layer=i)
-            elif method == "wanda":
-                for i, info in enumerate(infos):
-                    w = p.weights(i)
-                    p.set_weights(i, _prune_rows_by_score(w, _wanda_scores(p, i, info), float(sparsity)))
-            else:
-                n, m = nm
-                if calib is None:
-                    p.nm(n, m)
-                    skipped = [info["name"] for info in infos if info["run"] % m]
-                else:
-                    for i, info in enumerate(infos):
-                        if info["run"] % m:
-                            skipped.append(info["name"])
-                            continue
-                        p.set_weights(i, _nm_by_score(p.weights(i), _wanda_scores(p, i, info), info["run"], n, m))
-            data = p.finish()
-            layers = []
-            for i, info in enumerate(infos):
-                w = p.weights(i)
-                layers.append(LayerResult(info["name"], int(w.size), float((w == 0).mean())))
-        check = _check_against_parent(parent, data, sets, labels) if validate else None
-        result = PruneResult(method, scope if method == "magnitude" else None,
-                             None if sparsity is None else float(sparsity),
-                             f"{nm[0]}:{nm[1]}" if nm else None, src_bytes, len(data), layers, skipped, check, data)
+        if method == "structured":
+            from .prune_structured import prune_structured
+            result = prune_structured(parent, sets, labels, float(sparsity), criterion, calib is not None,
+                                      src_bytes, validate, channel_multiple)
+            if not result.layers:
+                raise InvalidArgumentError("structured pruning found no layer it can shrink:\n  "
+                                           + "\n  ".join(result.skipped or ["no FullyConnected or Conv2D layer"]))
+        else:
+            result = _prune_weights(parent, sets, labels, method, sparsity, nm, scope, calib, src_bytes, validate)
         if dst is not None:
             with open(dst, "wb") as f:
-                f.write(data)
+                f.write(result.data)
             result.dst = os.fspath(dst)
         if verbose:
             print(result)
@@ -466,3 +455,49 @@ def prune(src, dst=None, method: str = "magnitude", sparsity: Optional[float] = 
     finally:
         if own:
             parent.close()
+
+
+def _prune_weights(parent, sets, labels, method, sparsity, nm, scope, calib, src_bytes, validate) -> PruneResult:
+    with Pruner(parent) as p:
+        infos = p.layers()
+        if not infos:
+            raise InvalidArgumentError("the model has no prunable layer (FullyConnected or Conv2D with "
+                                       "constant float32 weights)")
+        skipped: List[str] = []
+        if method == "wanda" or (method == "nm" and calib is not None):
+            for xs in sets:
+                p.observe(xs)
+        if method == "magnitude":
+            if scope == "global":
+                p.magnitude(sparsity)
+            elif scope == "layer":
+                for i in range(len(infos)):
+                    p.magnitude(sparsity, layer=i)
+            else:
+                alloc = _sensitivity_allocation(p, parent, infos, sets[:8], float(sparsity))
+                for i, s in enumerate(alloc):
+                    p.magnitude(s, layer=i)
+        elif method == "wanda":
+            for i, info in enumerate(infos):
+                w = p.weights(i)
+                p.set_weights(i, _prune_rows_by_score(w, _wanda_scores(p, i, info), float(sparsity)))
+        else:
+            n, m = nm
+            if calib is None:
+                p.nm(n, m)
+                skipped = [info["name"] for info in infos if info["run"] % m]
+            else:
+                for i, info in enumerate(infos):
+                    if info["run"] % m:
+                        skipped.append(info["name"])
+                        continue
+                    p.set_weights(i, _nm_by_score(p.weights(i), _wanda_scores(p, i, info), info["run"], n, m))
+        data = p.finish()
+        layers = []
+        for i, info in enumerate(infos):
+            w = p.weights(i)
+            layers.append(LayerResult(info["name"], int(w.size), float((w == 0).mean())))
+    check = _check_against_parent(parent, data, sets, labels) if validate else None
+    return PruneResult(method, scope if method == "magnitude" else None,
+                       None if sparsity is None else float(sparsity),
+                       f"{nm[0]}:{nm[1]}" if nm else None, src_bytes, len(data), layers, skipped, check, data)
