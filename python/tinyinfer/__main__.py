@@ -78,7 +78,7 @@ def cmd_convert(args) -> int:
     dst = args.output or os.path.splitext(args.src)[0] + ".tinf"
     try:
         tinyinfer.convert(args.src, dst, verbose=True, **options)
-    except TypeError as e:  # an option this importer does not take, or a shape that fits no input
+    except (TypeError, tinyinfer.InvalidArgumentError) as e:  # an option the importer does not take, a shape that fits no input
         print(f"python -m tinyinfer convert: error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -113,6 +113,7 @@ from typing import Dict
 from ...builder import GraphBuilder
 from .. import Report
 from . import conv, elementwise, logic, matmul, quant, shape
+from ..._errors import InvalidArgumentError
 from ._core import Handler, _Importer
 from ._graph import MAX_OPSET, MIN_OPSET
 
@@ -257,7 +258,7 @@ def import_model(source, report: Report, **options) -> GraphBuilder:
     known = {"batch", "input_shapes", "input_shape", "keep_int8_weights", "check_opset", "name"}
     bad = set(options) - known
     if bad:
-        raise TypeError(f"onnx importer: unknown option(s) {sorted(bad)}; known: {sorted(known)}")
+        raise InvalidArgumentError(f"onnx importer: unknown option(s) {sorted(bad)}; known: {sorted(known)}")
     report.importer = "onnx"
     single = options.pop("input_shape", None)
     imp = _Importer(source, report, HANDLERS, **options)
@@ -265,7 +266,7 @@ def import_model(source, report: Report, **options) -> GraphBuilder:
         inits = {i.name for i in imp.model.graph.initializer}
         names = [vi.name for vi in imp.model.graph.input if vi.name not in inits]
         if len(names) != 1:
-            raise TypeError(f"onnx importer: input_shape needs a model with one input (this one has {names}); "
+            raise InvalidArgumentError(f"onnx importer: input_shape needs a model with one input (this one has {names}); "
                             f"use input_shapes={{name: shape}}")
         imp.input_shapes.setdefault(names[0], tuple(int(d) for d in single))
     return imp.run()

@@ -18,7 +18,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from ..._errors import ModelFormatError, UnsupportedOpError
+from ..._errors import InvalidArgumentError, ModelFormatError, UnsupportedOpError
 from ...builder import GraphBuilder
 from .. import Report, check_elements, require, unsupported
 from . import rewrites
@@ -120,7 +120,7 @@ class _Importer:
         self.in_types: Dict[str, Tuple[np.dtype, Tuple[int, ...]]] = {}
         unknown = sorted(set(self.input_shapes) - {vi.name for vi in self.inputs})
         if unknown:
-            raise TypeError(f"onnx importer: input_shapes names {unknown}, which are not inputs of the model "
+            raise InvalidArgumentError(f"onnx importer: input_shapes names {unknown}, which are not inputs of the model "
                             f"(its inputs: {[vi.name for vi in self.inputs]})")
         for vi in self.inputs:
             tt = vi.type.tensor_type
@@ -133,10 +133,10 @@ class _Importer:
                             for d in tt.shape.dim] if tt.HasField("shape") else None
                 if declared is not None and (len(declared) != len(shape) or any(
                         d is not None and d != s for d, s in zip(declared, shape))):
-                    raise TypeError(f"onnx importer: shape {list(shape)} given for input '{vi.name}' does not fit "
+                    raise InvalidArgumentError(f"onnx importer: shape {list(shape)} given for input '{vi.name}' does not fit "
                                     f"its declared shape {['?' if d is None else d for d in declared]}")
                 if any(d < 1 for d in shape):
-                    raise TypeError(f"onnx importer: shape {list(shape)} for input '{vi.name}' has a dim below 1")
+                    raise InvalidArgumentError(f"onnx importer: shape {list(shape)} for input '{vi.name}' has a dim below 1")
             else:
                 if not tt.HasField("shape"):
                     raise UnsupportedOpError(f"onnx: input '{vi.name}' has no shape; give input_shapes=")
