@@ -35,15 +35,17 @@ def _masks():
     return a, b
 
 
+@pytest.mark.parametrize("via", ["onnx", "torchscript"])
 @pytest.mark.parametrize("attn", ["eager", "sdpa"])
 @pytest.mark.parametrize("make", [_bert, _distilbert], ids=["BertModel", "DistilBertModel"])
-def test_hf_encoder_with_attention_mask(make, attn):
+def test_hf_encoder_with_attention_mask(make, attn, via):
     torch.manual_seed(0)
     model = make(attn)
     ids = torch.randint(0, VOCAB, (2, SEQ))
     mask_a, mask_b = _masks()
-    m = tinyinfer.from_torch(model, (ids, torch.from_numpy(mask_a)))
+    m = tinyinfer.from_torch(model, (ids, torch.from_numpy(mask_a)), via=via)
     assert m.report.notes[0].startswith("exported from a live")
+    assert ("torch.onnx.export" in m.report.notes[0]) == (via == "onnx")
     # The mask is a run-time input: a second mask (not the example's) gives torch's output for that mask.
     for mask in (mask_a, mask_b):
         with torch.no_grad():
@@ -61,4 +63,61 @@ def test_hf_encoder_with_attention_mask(make, attn):
     y1 = m.run([other.numpy(), mask_a])[0]
     np.testing.assert_allclose(y0[1, :4], y1[1, :4], rtol=1e-5, atol=1e-6)
     assert not np.allclose(y0[1, 4:], y1[1, 4:])
+    m.close()
+
+
+@pytest.mark.parametrize("make", [_bert, _distilbert], ids=["BertModel", "DistilBertModel"])
+def test_hf_encoder_quantize_dynamic_keeps_int8(make):
+    """quantize_dynamic'd encoders take the TorchScript path and keep torch's int8 weights: the result is as
+    close to torch's quantized model as torch's quantized model is to the float one."""
+    torch.manual_seed(0)
+    model = make("eager")
+    q = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+    ids = torch.randint(0, VOCAB, (2, SEQ))
+    mask = _masks()[0]
+    m = tinyinfer.from_torch(q, (ids, torch.from_numpy(mask)))
+    assert m.metadata["quantization"] == "int8-dynamic"
+    assert "torch.jit.trace" in m.report.notes[0]
+    with torch.no_grad():
+        ref_q = q(input_ids=ids, attention_mask=torch.from_numpy(mask))[0].numpy()
+        ref_f = model(input_ids=ids, attention_mask=torch.from_numpy(mask))[0].numpy()
+    y = m.run([ids.numpy(), mask])[0]
+    torch_err = np.abs(ref_q - ref_f).max()
+    assert 0 < torch_err < 0.05
+    assert np.abs(y - ref_q).max() <= 2 * torch_err
+    assert np.abs(y - ref_f).max() <= 2 * torch_err
+    m.close()
+
+
+class _MaskOps(torch.nn.Module):
+    """The run-time mask ops HF encoders use, in one scripted module."""
+
+    def forward(self, x, mask):
+        keep = mask.to(torch.bool) & (torch.arange(x.size(1)) >= 1)[None, :]
+        either = keep | mask.eq(0)
+        idx_b = torch.arange(x.size(0))[:, None]
+        idx_t = (x.size(1) - 1 - torch.arange(x.size(1)))[None, :]
+        rev = x[idx_b, idx_t]
+        big = keep[:, None, :].expand(x.size(0), 3, x.size(1))
+        y = torch.where(big, rev[:, None, :], torch.zeros(1))
+        z = rev.masked_fill(~either, -1.0) + (x > 0.5).float() + (x.lt(-0.5) ^ keep).to(torch.float32)
+        return y, z, mask.to(torch.int32)
+
+
+@pytest.mark.parametrize("script", [True, False], ids=["scripted", "traced"])
+def test_torchscript_run_time_mask_ops(script):
+    torch.manual_seed(0)
+    x = torch.randn(3, 6)
+    mask = torch.tensor([[1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 1, 1], [1, 0, 0, 0, 0, 0]])
+    mod = _MaskOps().eval()
+    if script:
+        mod = torch.jit.script(mod)
+    m = tinyinfer.from_torch(mod, (x, mask), via="torchscript")
+    for xs in (x, torch.randn(3, 6)):
+        with torch.no_grad():
+            ref = mod(xs, mask)
+        out = m.run([xs.numpy(), mask.numpy()])
+        for o, r in zip(out, ref):
+            assert o.dtype == r.numpy().dtype and o.shape == tuple(r.shape)
+            np.testing.assert_array_equal(o, r.numpy())
     m.close()
