@@ -1822,8 +1822,20 @@ SUPPORTED_OPS: Dict[str, str] = {
         "Dequantize, the float op on the dequantized weights, Quantize to the layer's output parameters",
     "torch._transformer_encoder_layer_fwd": "nn.TransformerEncoderLayer's fused path: attention and feed-forward "
                                             "as FullyConnected, MatMul, Softmax, LayerNorm",
-    "torch.scaled_dot_product_attention": "MatMul, Softmax, MatMul (float additive masks)",
+    "torch.scaled_dot_product_attention": "MatMul, Softmax, MatMul (float additive masks; a bool mask becomes "
+                                          "Where(mask, 0, -inf))",
     "torch.dropout": "removed (inference)",
+    "torch.eq / ne / lt / le / gt / ge on tensors": "Equal / NotEqual / Less / LessEqual / Greater / GreaterEqual "
+                                                   "(bool output)",
+    "torch.__and__ / __or__ / __xor__ / logical_* / bitwise_* / bitwise_not on bool tensors":
+        "LogicalAnd / LogicalOr / LogicalXor / LogicalNot",
+    "torch.where(cond, x, y) / masked_fill": "Where",
+    "torch.to (a dtype) / float": "Cast between float32, int32, int64, int8, uint8 and bool (float32 -> float32 "
+                                  "removed)",
+    "torch.expand": "Expand (removed when the shape does not change)",
+    "torch.index (x[i, j] with constant integer index tensors)": "one Gather on the indexed dimensions "
+                                                                 "flattened",
+    "torch.arange / ones / zeros / full / new_ones / new_zeros / new_full": "constants (known sizes)",
 }
 
 
