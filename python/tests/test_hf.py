@@ -121,3 +121,14 @@ def test_torchscript_run_time_mask_ops(script):
             assert o.dtype == r.numpy().dtype and o.shape == tuple(r.shape)
             np.testing.assert_array_equal(o, r.numpy())
     m.close()
+
+
+class _RunTimeIndex(torch.nn.Module):
+    def forward(self, x, idx):
+        return x[torch.arange(x.size(0)), idx]
+
+
+def test_torchscript_indexing_with_run_time_indices_is_refused_with_its_line():
+    x, idx = torch.randn(2, 5), torch.tensor([1, 4])
+    with pytest.raises(tinyinfer.UnsupportedOpError, match=r"run-time or omitted \(None\) index tensors, at code/"):
+        tinyinfer.from_torch(_RunTimeIndex(), (x, idx), via="torchscript")
