@@ -801,6 +801,58 @@ def _tensor(ip, data, dtype=None, device=None, requires_grad=False):
     return a.astype(np.float32) if a.dtype.kind == "f" else a.astype(np.int64) if a.dtype.kind in "iu" else a
 
 
+def _np_dtype_of(dtype, default):
+    if dtype is None:
+        return np.dtype(default)
+    if dtype not in _SCALAR_TYPES:
+        raise ModelFormatError(f"TorchScript: unknown dtype code {dtype!r}")
+    return np.dtype(_SCALAR_TYPES[dtype])
+
+
+@_op("torch.arange")
+def _arange(ip, *a, dtype=None, layout=None, device=None, pin_memory=False):
+    """torch.arange(end) / (start, end) / (start, end, step) of known numbers: a constant."""
+    nums = [_arr(x) for x in a if not isinstance(x, (str, type(None)))]
+    if any(_is_v(x) for x in nums) or not 1 <= len(nums) <= 3:
+        raise ip.unsupported("torch.arange of run-time values")
+    nums = [np.asarray(x).reshape(-1)[0].item() if isinstance(x, np.ndarray) else x for x in nums]
+    start, end, step = (0, nums[0], 1) if len(nums) == 1 else (nums[0], nums[1], nums[2] if len(nums) == 3 else 1)
+    if step == 0:
+        raise ip.unsupported("torch.arange with step 0")
+    _bounded(ip, range(max(0, int(math.ceil((end - start) / step)))))
+    default = np.int64 if all(isinstance(x, (int, np.integer)) for x in (start, end, step)) else np.float32
+    return np.arange(start, end, step).astype(_np_dtype_of(dtype, default))
+
+
+def _filled(ip, size, value, dtype, default):
+    size = [int(_arr(d)) for d in (size if isinstance(size, (list, tuple)) else [size])]
+    if any(_is_v(d) or d < 0 for d in size):
+        raise ip.unsupported("a tensor of a run-time or negative size")
+    _bounded(ip, range(int(np.prod(size)) if size else 1))
+    return np.full(size, value, dtype=_np_dtype_of(dtype, default))
+
+
+def _factory(kind):
+    def h(ip, *a, dtype=None, layout=None, device=None, pin_memory=False, requires_grad=False, names=None):
+        a = list(a)
+        like = a.pop(0) if kind.startswith("new_") else None
+        value = 1 if kind.endswith("ones") else 0 if kind.endswith("zeros") else None
+        if value is None:
+            if len(a) < 2:
+                raise ip.unsupported(f"torch.{kind} without a fill value")
+            value = _arr(a[1])
+            if _is_v(value):
+                raise ip.unsupported(f"torch.{kind} with a run-time fill value")
+        default = like.dtype if like is not None else (np.float32 if not isinstance(value, (int, bool)) or
+                                                        kind.endswith(("ones", "zeros")) else np.int64)
+        return _filled(ip, a[0], value, dtype, default)
+    return h
+
+
+for _k in ("ones", "zeros", "full", "new_ones", "new_zeros", "new_full"):
+    _OPS[f"torch.{_k}"] = _factory(_k)
+
+
 @_op("torch.device")
 def _device(ip, name="cpu", index=None):
     return str(name)
@@ -989,12 +1041,166 @@ def _neg(ip, a):
     return -a
 
 
+# run-time comparisons, logical ops, Where, Cast, Expand, indexing ------------------------------------
+
+_CMP_OPS = {"eq": "Equal", "ne": "NotEqual", "lt": "Less", "le": "LessEqual", "gt": "Greater", "ge": "GreaterEqual"}
+_LOGIC_OPS = {"and": "LogicalAnd", "or": "LogicalOr", "xor": "LogicalXor"}
+
+
+def _rt(ip, op, args, dtype=None, out_dtype=None, **attrs):
+    """Emits runtime op `op` on `args` (Values in torch's layout, or constants cast to `dtype`, the first
+    Value's dtype by default), numpy-broadcast; the output has `out_dtype` (default: that dtype)."""
+    vals = [a for a in args if _is_v(a)]
+    t = vals[0]._t
+    dt = np.dtype(dtype) if dtype is not None else vals[0].dtype
+    syms, shapes = [], []
+    for a in args:
+        if _is_v(a):
+            a = nn.plain(a, f"{op} in torch's layout")
+            syms.append(a.sym)
+            shapes.append(a.shape)
+        else:
+            arr = np.asarray(_arr(a))
+            arr = arr.astype(dt)
+            syms.append(t.const(arr, op.lower()))
+            shapes.append(arr.shape)
+    try:
+        shape = tuple(int(d) for d in np.broadcast_shapes(*shapes))
+    except ValueError:
+        raise ip.unsupported(f"{op} of shapes {shapes}, which do not broadcast") from None
+    odt = np.dtype(out_dtype) if out_dtype is not None else dt
+    if op == "Cast":
+        from .._dtypes import code_of
+        sym = t.emit(op, syms, shape, dtype=odt)
+        sym.producer.attrs["dtype"] = code_of(odt)
+    else:
+        sym = t.emit(op, syms, shape, dtype=odt, **attrs)
+    return nn.Value(t, sym, shape)
+
+
 for _name, _fn in [("eq", lambda x, y: x == y), ("ne", lambda x, y: x != y), ("lt", lambda x, y: x < y),
                    ("le", lambda x, y: x <= y), ("gt", lambda x, y: x > y), ("ge", lambda x, y: x >= y)]:
     def _cmp(ip, a, b, _n=_name, _f=_fn):
+        if _is_v(a) or _is_v(b):
+            dt = (a if _is_v(a) else b).dtype
+            if dt == np.bool_ and _n not in ("eq", "ne"):
+                raise ip.unsupported(f"torch.{_n} on bool tensors")
+            return _rt(ip, _CMP_OPS[_n], [a, b], out_dtype=np.bool_)
         r = _concrete_or(ip, _n, a, b, _f, None)
         return bool(r) if not isinstance(r, np.ndarray) else r
     _OPS[f"torch.{_name}"] = _cmp
+
+
+def _logic(name):
+    def h(ip, a, b):
+        if _is_v(a) or _is_v(b):
+            for v in (a, b):
+                dt = v.dtype if _is_v(v) else np.asarray(_arr(v)).dtype
+                if np.dtype(dt) != np.bool_:
+                    raise ip.unsupported(f"torch.__{name}__ on a {np.dtype(dt)} tensor (bitwise ops on integers)")
+            return _rt(ip, _LOGIC_OPS[name], [a, b], dtype=np.bool_)
+        fn = {"and": lambda x, y: x & y, "or": lambda x, y: x | y, "xor": lambda x, y: x ^ y}[name]
+        return _concrete_or(ip, name, a, b, fn, None)
+    return h
+
+
+for _name in _LOGIC_OPS:
+    _OPS[f"torch.__{_name}__"] = _OPS[f"torch.__i{_name}__"] = _OPS[f"torch.logical_{_name}"] = _logic(_name)
+    _OPS[f"torch.bitwise_{_name}"] = _logic(_name)
+
+
+@_op("torch.logical_not", "torch.bitwise_not")
+def _logical_not(ip, a):
+    if _is_v(a):
+        if a.dtype != np.bool_:
+            raise ip.unsupported(f"torch.logical_not / bitwise_not on a {a.dtype} tensor")
+        return _rt(ip, "LogicalNot", [a])
+    arr = np.asarray(_arr(a))
+    return ~arr if arr.dtype == np.bool_ else np.logical_not(arr)
+
+
+def _where_vals(ip, cond, x, y):
+    if not (_is_v(cond) or _is_v(x) or _is_v(y)):
+        return np.where(np.asarray(_arr(cond)).astype(bool), _arr(x), _arr(y))
+    if _is_v(cond) and cond.dtype != np.bool_:
+        raise ip.unsupported(f"torch.where with a {cond.dtype} condition")
+    dt = next((v.dtype for v in (x, y) if _is_v(v)), None)
+    if dt is None:
+        dt = np.result_type(np.asarray(_arr(x)), np.asarray(_arr(y)))
+        dt = np.float32 if dt.kind == "f" else dt
+    for v in (x, y):
+        if _is_v(v) and v.dtype != dt:
+            raise ip.unsupported(f"torch.where of {x.dtype} and {y.dtype} tensors")
+    c = cond if _is_v(cond) else np.asarray(_arr(cond)).astype(bool)
+    args = [c, x, y]
+    vals = [a for a in args if _is_v(a)]
+    t = vals[0]._t
+    syms, shapes = [], []
+    for i, a in enumerate(args):
+        if _is_v(a):
+            a = nn.plain(a, "Where in torch's layout")
+            syms.append(a.sym)
+            shapes.append(a.shape)
+        else:
+            arr = np.asarray(_arr(a)).astype(np.bool_ if i == 0 else dt)
+            syms.append(t.const(arr, "where"))
+            shapes.append(arr.shape)
+    shape = tuple(int(d) for d in np.broadcast_shapes(*shapes))
+    return nn.Value(t, t.emit("Where", syms, shape, dtype=dt), shape)
+
+
+@_op("torch.where")
+def _where(ip, cond, x=None, y=None):
+    if x is None or y is None:
+        raise ip.unsupported("torch.where(cond) (the indices of the true elements: a data-dependent shape)")
+    return _where_vals(ip, cond, x, y)
+
+
+@_op("torch.masked_fill", "torch.masked_fill_")
+def _masked_fill(ip, x, mask, value):
+    if _is_v(value):
+        raise ip.unsupported("masked_fill with a tensor value")
+    v = float(_arr(value)) if not isinstance(value, bool) else value
+    if _is_v(x):
+        v = np.asarray(v).astype(x.dtype)
+    return _where_vals(ip, mask, v, x)
+
+
+@_op("torch.index")
+def _index(ip, x, indices):
+    """x[i0, i1, ...] with integer index tensors (advanced indexing): constant indices on a run-time tensor
+    become one Gather on the flattened leading dimensions."""
+    idx = list(indices)
+    if isinstance(x, np.ndarray):
+        if any(_is_v(i) for i in idx):
+            raise ip.unsupported("indexing a constant with run-time indices")
+        return x[tuple(slice(None) if i is None else np.asarray(_arr(i)) for i in idx)]
+    v = _need_v(ip, x, "index")
+    if not idx or len(idx) > v.ndim or any(i is None or _is_v(i) for i in idx):
+        raise ip.unsupported("indexing with run-time or omitted (None) index tensors")
+    arrs = [np.asarray(_arr(i)) for i in idx]
+    if any(a.dtype == np.bool_ or a.dtype.kind not in "iu" for a in arrs):
+        raise ip.unsupported("indexing with boolean or float index tensors")
+    lead = v.shape[:len(arrs)]
+    try:
+        b = np.broadcast_arrays(*[a.astype(np.int64) for a in arrs])
+    except ValueError:
+        raise ip.unsupported("index tensors whose shapes do not broadcast") from None
+    for a, n in zip(b, lead):
+        if a.size and (a.min() < -n or a.max() >= n):
+            raise ip.unsupported(f"an index out of range for a dimension of size {n}")
+    flat = np.ravel_multi_index(tuple(np.where(a < 0, a + n, a) for a, n in zip(b, lead)), lead) if b[0].size \
+        else np.zeros(b[0].shape, np.int64)
+    rest = v.shape[len(arrs):]
+    t = v._t
+    pv = nn.plain(v, "indexing in torch's layout")
+    src = pv.sym
+    n_lead = int(np.prod(lead))
+    if len(lead) != 1:
+        src = t.emit("Reshape", [src], (n_lead,) + rest, dtype=v.dtype, shape=[n_lead, *rest])
+    shape = tuple(flat.shape) + rest
+    out = t.emit("Gather", [src, t.const(flat.astype(np.int32), "index")], shape, dtype=v.dtype, axis=0)
+    return nn.Value(t, out, shape)
 
 
 @_op("torch.abs")
@@ -1146,7 +1352,13 @@ def _expand(ip, x, size, implicit=False):
     v = _need_v(ip, x, "expand")
     if tuple(d if s == -1 else s for s, d in zip(size[-v.ndim:], v.shape)) == v.shape and len(size) == v.ndim:
         return v
-    raise ip.unsupported("expand of a run-time tensor to a larger shape (the runtime has no Expand op yet)")
+    lead = len(size) - v.ndim
+    if lead < 0:
+        raise ip.unsupported(f"expand of a {v.ndim}-d tensor to {len(size)} dimensions")
+    shape = [int(s) if s != -1 else (v.shape[i - lead] if i >= lead else -1) for i, s in enumerate(size)]
+    if any(d < 0 for d in shape) or any(d != 1 and d != shape[i + lead] for i, d in enumerate(v.shape)):
+        raise ip.unsupported(f"expand of {v.shape} to {list(size)}")
+    return _rt(ip, "Expand", [v], shape=shape)
 
 
 @_op("torch.gather")
@@ -1277,7 +1489,11 @@ def _to(ip, x, *a, **k):
         want = _SCALAR_TYPES.get(dtypes[0]) if dtypes else None
         if want is None or want == x.dtype.name:
             return x
-        raise ip.unsupported(f"a cast of a {x.dtype.name} tensor to {want} (the runtime has no Cast op yet)")
+        if want not in ("float32", "int32", "int64", "int8", "uint8", "bool") or \
+                x.dtype.name not in ("float32", "int32", "int64", "int8", "uint8", "bool"):
+            raise ip.unsupported(f"a cast of a {x.dtype.name} tensor to {want} (the runtime's Cast takes float32, "
+                                 f"int32, int64, int8, uint8 and bool)")
+        return _rt(ip, "Cast", [x], out_dtype=want)
     return x
 
 
@@ -1566,7 +1782,12 @@ def _encoder_layer(ip, src, embed_dim, num_heads, qkv_w, qkv_b, proj_w, proj_b, 
 def _sdpa(ip, q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, enable_gqa=False):
     if enable_gqa:
         raise ip.unsupported("scaled_dot_product_attention(enable_gqa=True)")
-    return nn.scaled_dot_product_attention(q, k, v, _arr(attn_mask), dropout_p, is_causal, scale)
+    m = _arr(attn_mask)
+    if _is_v(m) and m.dtype == np.bool_:   # True takes part: an additive 0 / -inf mask, as torch does
+        m = _where_vals(ip, m, np.float32(0.0), np.float32(-np.inf))
+    elif isinstance(m, np.ndarray) and m.dtype == np.bool_:
+        m = np.where(m, 0.0, -np.inf).astype(np.float32)
+    return nn.scaled_dot_product_attention(q, k, v, m, dropout_p, is_causal, scale)
 
 
 @_op("torch.constant_pad_nd", "torch.pad")
@@ -1601,8 +1822,20 @@ SUPPORTED_OPS: Dict[str, str] = {
         "Dequantize, the float op on the dequantized weights, Quantize to the layer's output parameters",
     "torch._transformer_encoder_layer_fwd": "nn.TransformerEncoderLayer's fused path: attention and feed-forward "
                                             "as FullyConnected, MatMul, Softmax, LayerNorm",
-    "torch.scaled_dot_product_attention": "MatMul, Softmax, MatMul (float additive masks)",
+    "torch.scaled_dot_product_attention": "MatMul, Softmax, MatMul (float additive masks; a bool mask becomes "
+                                          "Where(mask, 0, -inf))",
     "torch.dropout": "removed (inference)",
+    "torch.eq / ne / lt / le / gt / ge on tensors": "Equal / NotEqual / Less / LessEqual / Greater / GreaterEqual "
+                                                   "(bool output)",
+    "torch.__and__ / __or__ / __xor__ / logical_* / bitwise_* / bitwise_not on bool tensors":
+        "LogicalAnd / LogicalOr / LogicalXor / LogicalNot",
+    "torch.where(cond, x, y) / masked_fill": "Where",
+    "torch.to (a dtype) / float": "Cast between float32, int32, int64, int8, uint8 and bool (float32 -> float32 "
+                                  "removed)",
+    "torch.expand": "Expand (removed when the shape does not change)",
+    "torch.index (x[i, j] with constant integer index tensors)": "one Gather on the indexed dimensions "
+                                                                 "flattened",
+    "torch.arange / ones / zeros / full / new_ones / new_zeros / new_full": "constants (known sizes)",
 }
 
 
@@ -1648,12 +1881,17 @@ def import_model(source, report, input_shape=None, input_dtype=None, name: Optio
         raise ip.unsupported("expressions or calls nest too deeply") from None
     except MemoryError:
         raise ip.unsupported("the code asks for more memory than is available") from None
+    keys = None
+    if isinstance(out, dict):  # a trace with strict=False (Hugging Face ModelOutput): outputs named by key
+        if not all(isinstance(k, str) for k in out):
+            raise UnsupportedOpError(f"TorchScript: {method} returns a dict with non-string keys")
+        keys, out = list(out), list(out.values())
     outs = list(out) if isinstance(out, (list, tuple)) else [out]
     for o in outs:
         if not isinstance(o, nn.Value):
             raise UnsupportedOpError(f"TorchScript: {method} returns a {type(o).__name__}, not a tensor computed "
                                      f"from the inputs")
-    names = ["output"] if len(outs) == 1 else [f"output_{i}" for i in range(len(outs))]
+    names = keys or (["output"] if len(outs) == 1 else [f"output_{i}" for i in range(len(outs))])
     report.ops_in.update(ip.ops_in)
     b = tracer.finish(outs, name or root.qualname.rsplit(".", 1)[-1], names, report)
     report.notes.insert(0, f"read a TorchScript archive ({root.qualname}, {len(arc._code_src)} code files), "

@@ -177,7 +177,7 @@ SUPPORTED_OPS: Dict[str, str] = {
     "Equal": "Equal (bool output; float32, int32, int64, int8/uint8, bool; constants take the run-time operand's "
              "dtype)", "Less": "Less", "Greater": "Greater", "LessOrEqual": "LessEqual",
     "GreaterOrEqual": "GreaterEqual", "Not": "LogicalNot", "And": "LogicalAnd", "Or": "LogicalOr",
-    "Xor": "LogicalXor", "Where": "Where (any dtype for X and Y)", "Floor": "Floor", "Ceil": "Ceil",
+    "Xor": "LogicalXor", "IsNaN": "NotEqual(x, x) (float32)", "Where": "Where (any dtype for X and Y)", "Floor": "Floor", "Ceil": "Ceil",
     "Round": "Round (ties to even)", "Tile": "Tile (constant repeats)", "ReduceProd": "ReduceProd",
     "QuantizeLinear": "Quantize + Dequantize (per-tensor int8/uint8, round half to even); folded on constants",
     "DequantizeLinear": "int8 constant + Dequantize for weights; removed after QuantizeLinear (params "
@@ -222,7 +222,7 @@ HANDLERS: Dict[str, Handler] = {
     "Equal": logic.compare("Equal"), "Less": logic.compare("Less"), "Greater": logic.compare("Greater"),
     "LessOrEqual": logic.compare("LessEqual"), "GreaterOrEqual": logic.compare("GreaterEqual"),
     "Not": logic.logical("LogicalNot"), "And": logic.logical("LogicalAnd"), "Or": logic.logical("LogicalOr"),
-    "Xor": logic.logical("LogicalXor"), "Where": logic.op_Where, "Cast": logic.op_Cast, "Tile": logic.op_Tile,
+    "Xor": logic.logical("LogicalXor"), "IsNaN": logic.op_IsNaN, "Where": logic.op_Where, "Cast": logic.op_Cast, "Tile": logic.op_Tile,
     "Floor": logic.rounding("Floor"), "Ceil": logic.rounding("Ceil"), "Round": logic.rounding("Round"),
     "Erf": logic.rounding("Erf"),
     # conv.py

@@ -236,6 +236,18 @@ class _Importer:
         import onnx
         from onnx import helper
         from onnx.reference import ReferenceEvaluator
+        if n.op == "GatherElements" and not n.domain:
+            # onnx.reference's GatherElements fails when indices are smaller than the data on the gather
+            # axis (onnx 1.23: "cannot reshape array"); np.take_along_axis is the same op.
+            data, idx = values[0], np.asarray(values[1]).astype(np.int64)
+            axis = int(n.attrs.get("axis", 0)) % max(data.ndim, 1)
+            idx = np.where(idx < 0, idx + data.shape[axis], idx)
+            if idx.ndim != data.ndim or any(a > b for d, (a, b) in enumerate(zip(idx.shape, data.shape))
+                                            if d != axis) or np.any(idx < 0) or np.any(idx >= data.shape[axis]):
+                raise ValueError("indices out of range or of another rank than the data")
+            sl = tuple(slice(0, s) for s in idx.shape[:axis]) + (slice(None),) + \
+                tuple(slice(0, s) for s in idx.shape[axis + 1:])
+            return [np.take_along_axis(data[sl], idx, axis=axis)]
         ins = [f"i{k}" if nm else "" for k, nm in enumerate(n.inputs)]
         outs = [f"o{k}" if nm else "" for k, nm in enumerate(n.outputs)]
         p = onnx.NodeProto()

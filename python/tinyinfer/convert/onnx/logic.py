@@ -1,4 +1,4 @@
-"""Ops on run-time data of any dtype: comparisons, logical ops, Where, Cast,
+"""Ops on run-time data of any dtype: comparisons, IsNaN, logical ops, Where, Cast,
 Floor/Ceil/Round/Erf, Shape, Expand, Tile, Range. (Nodes whose inputs are all
 constant are folded at conversion before these handlers see them.)"""
 
@@ -64,6 +64,14 @@ def compare(op: str):
 def logical(op: str):
     """And, Or, Xor -> LogicalAnd/Or/Xor; Not -> LogicalNot."""
     return lambda im, n: _broadcast_op(im, n, op, n.inputs[:2 if op != "LogicalNot" else 1], out_dtype=np.bool_)
+
+
+def op_IsNaN(im, n):
+    """IsNaN(x) -> NotEqual(x, x) (float32 follows IEEE: only a NaN is unequal to itself)."""
+    v = im.val(n.inputs[0])
+    if v.kind == "deq" or v.dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise UnsupportedOpError(f"onnx: IsNaN of {n.inputs[0]} ({v.dtype}, {v.kind}); the runtime takes float32")
+    _broadcast_op(im, n, "NotEqual", [n.inputs[0], n.inputs[0]], out_dtype=np.bool_)
 
 
 def op_Where(im, n):
