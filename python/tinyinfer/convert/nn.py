@@ -690,8 +690,8 @@ def scaled_dot_product_attention(q: Value, k: Value, v: Value, attn_mask=None, d
         m = attn_mask
         dt = m.dtype if isinstance(m, Value) else np.asarray(_to_numpy(m)).dtype
         if np.dtype(dt) == np.bool_:
-            raise UnsupportedOpError("scaled_dot_product_attention: a boolean mask is not supported (the runtime "
-                                     "has no Where op yet); pass a float additive mask")
+            raise UnsupportedOpError("scaled_dot_product_attention: a boolean mask is not supported here; pass a "
+                                     "float additive mask (0 where attended, -inf or -1e4 elsewhere)")
         s = s + m
     return _softmax(s, -1, "Softmax") @ v
 
@@ -728,14 +728,21 @@ def squeeze_dim(v: Value, dim: int) -> Value:
 
 
 def to(v: Value, dtype) -> Value:
-    """Value.to(dtype) / .float(): float32 stays as it is; any other cast is refused (the runtime has no Cast op
-    yet: give the graph a float32 input instead, e.g. a float attention mask)."""
+    """Value.to(dtype) / .float() / .long() ...: a Cast op (float32, int8, uint8, int32, int64, bool; float to
+    an integer truncates toward zero and saturates, docs/ops.md); the same dtype returns `v`."""
     name = str(dtype).replace("torch.", "")
     name = {"float": "float32", "half": "float16", "double": "float64", "long": "int64", "int": "int32"}.get(name, name)
     if name == v.dtype.name:
         return v
-    raise UnsupportedOpError(f"a cast of a {v.dtype.name} tensor to {name}: the runtime has no Cast op yet (make "
-                             f"the input {name} instead, e.g. a float32 attention mask)")
+    ok = ("float32", "int32", "int64", "int8", "uint8", "bool")
+    if name not in ok or v.dtype.name not in ok:
+        raise UnsupportedOpError(f"a cast of a {v.dtype.name} tensor to {name}: the runtime's Cast takes "
+                                 f"{', '.join(ok)}")
+    from .._dtypes import code_of
+    v = plain(v, "Cast") if v.fperm is not None else v
+    sym = v._t.emit("Cast", [v.sym], tuple(v.sym.shape), dtype=np.dtype(name))
+    sym.producer.attrs["dtype"] = code_of(np.dtype(name))
+    return Value(v._t, sym, v.shape, v.perm)
 
 
 def quantize(v: Value, scale: float, zero_point: int, dtype: str = "uint8") -> Value:
