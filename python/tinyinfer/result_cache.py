@@ -32,7 +32,6 @@ from ._errors import InvalidArgumentError
 __all__ = ["ResultCache", "DEFAULT_MAX_BYTES"]
 
 DEFAULT_MAX_BYTES = 64 << 20  # 64 MiB
-_DIMS = struct.Struct("<Q")
 
 
 class ResultCache:
@@ -55,11 +54,9 @@ class ResultCache:
         sha256 of the model's identity and each input's dtype, shape and bytes."""
         h = hashlib.sha256(model_id)
         for a in arrays:
-            h.update(a.dtype.str.encode())
-            h.update(_DIMS.pack(a.ndim))
-            for d in a.shape:
-                h.update(_DIMS.pack(d))
-            h.update(a.data if a.flags.c_contiguous else np.ascontiguousarray(a).data)
+            d = a.dtype.str.encode()
+            h.update(struct.pack(f"<B{len(d)}sQ{a.ndim}Q", len(d), d, a.ndim, *a.shape))
+            h.update(a if a.flags.c_contiguous else np.ascontiguousarray(a))
         return h.digest()
 
     # -- table ----------------------------------------------------------------
@@ -129,7 +126,7 @@ class ResultCache:
 
 def model_identity(source, flags: int) -> bytes:
     """sha256 of the model's bytes (a path, or bytes / a uint8 array) and the load flags that change results."""
-    h = hashlib.sha256(b"tinyinfer-model\0" + _DIMS.pack(flags))
+    h = hashlib.sha256(b"tinyinfer-model\0" + struct.pack("<Q", flags))
     if isinstance(source, (bytes, bytearray, memoryview, np.ndarray)):
         h.update(source)
     else:
