@@ -299,7 +299,8 @@ class Model:
     def _set_result_cache(self, result_cache, source, flags: int) -> None:
         from .result_cache import ResultCache, model_identity
         if result_cache is not None and not isinstance(result_cache, ResultCache):
-            raise InvalidArgumentError(f"result_cache must be a tinyinfer.ResultCache, got {type(result_cache).__name__}")
+            raise InvalidArgumentError(
+                f"result_cache must be a tinyinfer.ResultCache, got {type(result_cache).__name__}")
         self.result_cache = result_cache
         self._model_id = model_identity(source, flags) if result_cache is not None else None
 
@@ -367,15 +368,19 @@ class Model:
         return f"<tinyinfer.Model {self.num_ops} ops ({ins}) -> ({outs})>"
 
 
+def _input_list(specs, inputs) -> list:
+    """The inputs as a list in input order (None for a name a dict lacks)."""
+    if isinstance(inputs, dict):
+        return [inputs.get(t.name) for t in specs]
+    if isinstance(inputs, (list, tuple)):
+        return list(inputs)
+    return [inputs]
+
+
 def _batch_shapes(specs, inputs):
     """The input shapes when they differ from the file's only in the first
     dimension (a batch), else None."""
-    if isinstance(inputs, dict):
-        arrays = [inputs.get(t.name) for t in specs]
-    elif isinstance(inputs, (list, tuple)):
-        arrays = list(inputs)
-    else:
-        arrays = [inputs]
+    arrays = _input_list(specs, inputs)
     if len(arrays) != len(specs):
         return None
     shapes, differs = [], False

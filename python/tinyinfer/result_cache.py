@@ -139,21 +139,12 @@ def model_identity(source, flags: int) -> bytes:
 def input_arrays(specs, inputs) -> Optional[List[np.ndarray]]:
     """The inputs in input order as arrays, or None when they are not a
     well-formed set (the run itself then raises the error)."""
-    if isinstance(inputs, np.ndarray):
-        arrays = [inputs]
-    elif isinstance(inputs, dict):
-        if len(inputs) != len(specs):
-            return None
-        try:
-            arrays = [inputs[t.name] for t in specs]
-        except KeyError:
-            return None
-    elif isinstance(inputs, (list, tuple)):
-        arrays = list(inputs)
-    else:
-        arrays = [inputs]
+    from .model import _input_list
+    arrays = _input_list(specs, inputs)
     if len(arrays) != len(specs):
         return None
+    if isinstance(inputs, dict) and (len(inputs) != len(specs) or any(a is None for a in arrays)):
+        return None  # unknown or missing names
     arrays = [a if type(a) is np.ndarray else np.asarray(a) for a in arrays]
     if any(a.dtype.hasobject for a in arrays):
         return None  # not numbers: the run refuses them
