@@ -152,3 +152,21 @@ def test_with_other_input_shapes():
         xv = rand(5, 8)
         (z,) = m.run(xv)
         np.testing.assert_array_equal(z, np.zeros((5, 8), np.float32))
+
+
+def test_duplicate_of_a_graph_output_reads_it():
+    """The later duplicate (not an output) goes; its reader reads the earlier op's output, a graph output."""
+    b = ti.GraphBuilder()
+    x = b.input("x", (2, 4))
+    r1 = b.op("Relu", x, name="r1")
+    r2 = b.op("Relu", x, name="r2")
+    y = b.op("Add", r2, b.const("c", np.full(4, 1.5, np.float32)), name="y")
+    b.output(r1, y)
+    on, off = load_both(b)
+    with on, off:
+        assert on.num_ops == 2 and off.num_ops == 3
+        assert cse_lines(on)[0] == "merge Relu 'r2' into Relu 'r1' (same op, attributes and inputs)"
+        xv = rand(2, 4)
+        r, yv = on.run(xv)
+        np.testing.assert_array_equal(r, np.maximum(xv, 0))
+        np.testing.assert_array_equal(yv, np.maximum(xv, 0) + np.float32(1.5))
