@@ -92,3 +92,8 @@ from . import prune as _prune_mod  # noqa: E402
 prune = _prune_mod.prune
 __all__.append("prune")
 __all__.append("ConvertError")
+
+# The result cache of Model.run (docs/caching.md).
+from .result_cache import ResultCache  # noqa: E402
+
+__all__.append("ResultCache")

@@ -89,7 +89,7 @@ class Model:
 
     def __init__(self, source: Union[str, os.PathLike, bytes, bytearray, memoryview], threads: int = 1,
                  optimize: bool = True, shape_sessions: int = DEFAULT_SHAPE_SESSIONS, sparse: bool = True,
-                 max_work: Optional[int] = None):
+                 max_work: Optional[int] = None, result_cache=None):
         self._handle = None
         self.max_work = _check_max_work(max_work)
         self._buffer = None
@@ -144,6 +144,7 @@ class Model:
         ops, tensors, weights = c_int32(), c_int32(), c_size_t()
         L.tinf_model_stats(handle, byref(ops), byref(tensors), byref(weights))
         self.num_ops, self.num_tensors, self.weight_bytes = ops.value, tensors.value, weights.value
+        self._set_result_cache(result_cache, self._buffer if self._buffer is not None else self.path, flags)
         _live_models.add(self)
 
     # -- inspection ---------------------------------------------------------
@@ -263,6 +264,11 @@ class Model:
         return self._session
 
     def run(self, inputs, copy: bool = True, check_finite: bool = False) -> List[np.ndarray]:
+        if self.result_cache is not None:
+            return self._run_cached(inputs, copy, check_finite)
+        return self._run(inputs, copy, check_finite)
+
+    def _run(self, inputs, copy: bool = True, check_finite: bool = False) -> List[np.ndarray]:
         """Runs the model. `inputs`: an array, a list of arrays (in input order)
         or a dict of input name to array. Returns a list of numpy arrays
         (with copy=False, read-only views whose contents change with the next
@@ -283,6 +289,37 @@ class Model:
             if shapes is None:
                 return session.run(inputs, copy=copy, check_finite=check_finite)
             return self._shape_session(shapes).run(inputs, copy=copy, check_finite=check_finite)
+
+    run.__doc__ = _run.__doc__ + """
+        With a `result_cache` (tinyinfer.ResultCache), inputs seen before
+        (same bytes, shapes and dtypes) are answered from the cache: copies,
+        or with copy=False read-only views of the cached arrays."""
+
+    # -- the result cache (tinyinfer.ResultCache, docs/caching.md) ----------
+    def _set_result_cache(self, result_cache, source, flags: int) -> None:
+        from .result_cache import ResultCache, model_identity
+        if result_cache is not None and not isinstance(result_cache, ResultCache):
+            raise InvalidArgumentError(
+                f"result_cache must be a tinyinfer.ResultCache, got {type(result_cache).__name__}")
+        self.result_cache = result_cache
+        self._model_id = model_identity(source, flags) if result_cache is not None else None
+
+    def _run_cached(self, inputs, copy: bool, check_finite: bool) -> List[np.ndarray]:
+        from .result_cache import ResultCache, input_arrays
+        cache = self.result_cache
+        arrays = input_arrays(self.inputs, inputs)
+        if arrays is None:
+            return self._run(inputs, copy, check_finite)  # raises the input error
+        key = ResultCache.key(self._model_id, arrays)
+        hit = cache.get(key)
+        if hit is None:
+            outs = self._run(arrays, copy, check_finite)
+            cache.put(key, outs)
+            return outs
+        if check_finite:
+            _check_finite(arrays, self.inputs, "input")
+            _check_finite(hit, self.outputs, "output")
+        return [o.copy() for o in hit] if copy else [o.view() for o in hit]
 
     def _shape_session(self, shapes) -> "Session":
         """The session for these input shapes, from the LRU cache or new (the
@@ -331,15 +368,19 @@ class Model:
         return f"<tinyinfer.Model {self.num_ops} ops ({ins}) -> ({outs})>"
 
 
+def _input_list(specs, inputs) -> list:
+    """The inputs as a list in input order (None for a name a dict lacks)."""
+    if isinstance(inputs, dict):
+        return [inputs.get(t.name) for t in specs]
+    if isinstance(inputs, (list, tuple)):
+        return list(inputs)
+    return [inputs]
+
+
 def _batch_shapes(specs, inputs):
     """The input shapes when they differ from the file's only in the first
     dimension (a batch), else None."""
-    if isinstance(inputs, dict):
-        arrays = [inputs.get(t.name) for t in specs]
-    elif isinstance(inputs, (list, tuple)):
-        arrays = list(inputs)
-    else:
-        arrays = [inputs]
+    arrays = _input_list(specs, inputs)
     if len(arrays) != len(specs):
         return None
     shapes, differs = [], False
@@ -589,7 +630,8 @@ class Session:
 
 
 def load(source, threads: int = 1, optimize: bool = True, shape_sessions: int = DEFAULT_SHAPE_SESSIONS,
-         sparse: bool = True, max_work: Optional[int] = None, *, cache: bool = True, **convert_options) -> Model:
+         sparse: bool = True, max_work: Optional[int] = None, *, cache: bool = True, result_cache=None,
+         **convert_options) -> Model:
     """Loads a model from a path or from bytes: a .tinf, or a .tflite, .onnx,
     torch.save or safetensors model (told apart by content), converted in
     memory with `convert_options` (tinyinfer.convert's: input_shapes,
@@ -602,8 +644,10 @@ def load(source, threads: int = 1, optimize: bool = True, shape_sessions: int = 
     on it, for benchmarks). `shape_sessions`: how many sessions for other input shapes
     (batch sizes) `Model.run` keeps, least recently used closed first. `max_work`: the most
     multiply-adds or element visits one run may take (docs/format.md,
-    Limits; default 2^33): a session over it is refused."""
+    Limits; default 2^33): a session over it is refused. `result_cache`: a
+    tinyinfer.ResultCache that answers `Model.run` for inputs seen before
+    (docs/caching.md)."""
     from ._load_any import resolve
     source = resolve(source, cache=cache, **convert_options)
     return Model(source, threads=threads, optimize=optimize, shape_sessions=shape_sessions, sparse=sparse,
-                 max_work=max_work)
+                 max_work=max_work, result_cache=result_cache)

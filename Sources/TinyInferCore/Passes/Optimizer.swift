@@ -13,6 +13,7 @@ enum Optimizer {
   {
     var p = PassGraph(g, buffers: buffers, constantData: constantData)
     IdentityRemoval.run(&p)
+    CommonSubexpression.run(&p)
     do throws(TinfError) {
       try BatchNormFolding.run(&p)
     } catch {

@@ -1,0 +1,143 @@
+"""What tinyinfer.ResultCache gains and costs, per bench model, through `Model.run`:
+
+- no-repeat workload (every call a miss: the key's sha256 of the input, the
+  lookup, a private copy of the outputs, evictions): `model.run` with and
+  without a cache, in short alternating rounds; the overhead is the median
+  over adjacent pairs of rounds of the ratio of wall time. Every call's input
+  differs (one element is bumped before each call, in both arms).
+  It also times the cache's own work alone (key + miss + put, without the
+  run), which noise on a shared machine moves far less, as a share of the
+  run without cache. Both arms use one model and session (the cache is
+  attached and detached between rounds).
+- repeated-input workload: `--distinct` inputs (default 8) called in turn,
+  so after the first pass every call is a hit; per-call time with and without
+  the cache.
+
+    python bench/result_cache.py [MODEL.tinf ...] [--rounds 21] [--seconds 0.1] [--json OUT]
+
+Without models it takes every bench/models/*.tinf (made by bench/make_models.py).
+"""
+
+import argparse
+import glob
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "python"))
+import tinyinfer  # noqa: E402
+from tinyinfer.result_cache import ResultCache, input_arrays  # noqa: E402
+
+
+def inputs_of(m, seed):
+    r = np.random.default_rng(seed)
+    out = []
+    for t in m.inputs:
+        if t.dtype.kind == "f":
+            out.append(r.standard_normal(t.shape).astype(t.dtype))
+        else:
+            out.append(r.integers(0, 8, t.shape).astype(t.dtype))
+    return out
+
+
+def no_repeat_loop(m, x, n):
+    """Seconds per call of n calls, each on an input never seen before."""
+    a = x[0].reshape(-1)
+    t0 = time.perf_counter()
+    for _ in range(n):
+        a[0] += 1  # a new input every call (the same cost in both arms)
+        m.run(x)
+    return (time.perf_counter() - t0) / n
+
+
+def repeat_loop(m, pool, n):
+    t0 = time.perf_counter()
+    for i in range(n):
+        m.run(pool[i % len(pool)])
+    return (time.perf_counter() - t0) / n
+
+
+def cache_work(m, x, n):
+    """Seconds per call of the cache's own work on a miss (key, lookup, put), without the run."""
+    cache = ResultCache(max_bytes="16MB")
+    m.result_cache = None
+    outs = m.run(x)
+    a = x[0].reshape(-1)
+    ident = b"\0" * 32
+    t0 = time.perf_counter()
+    for _ in range(n):
+        a[0] += 1
+        arrays = input_arrays(m.inputs, x)
+        k = ResultCache.key(ident, arrays)
+        if cache.get(k) is None:
+            cache.put(k, outs)
+    return (time.perf_counter() - t0) / n
+
+
+def measure(path, rounds, seconds, distinct):
+    """One model, its result cache attached (`model.result_cache = cache`) or
+    detached (None) between rounds, so both arms run the same session."""
+    cache = ResultCache(max_bytes="16MB")
+    with tinyinfer.load(path, result_cache=cache) as m:
+        x = inputs_of(m, 0)
+
+        def arm(use, fn, *args):
+            m.result_cache = cache if use else None
+            return fn(m, *args)
+        arm(False, no_repeat_loop, x, 5)
+        arm(True, no_repeat_loop, x, 5)
+        n = max(5, int(seconds / arm(False, no_repeat_loop, x, 5)))
+        off, on = [], []
+        for r in range(rounds):
+            for use in ((False, True) if r % 2 == 0 else (True, False)):
+                (on if use else off).append(arm(use, no_repeat_loop, x, n))
+        off, on = np.array(off), np.array(on)
+        s = cache.stats()
+        assert s["hits"] == 0, s  # the no-repeat workload never hits
+        work = float(np.median([cache_work(m, x, n) for _ in range(5)]))
+        pool = [inputs_of(m, 100 + i) for i in range(distinct)]
+        reps = max(distinct, n)
+        rep_off, rep_on = [], []
+        for r in range(max(3, rounds // 4)):
+            rep_off.append(arm(False, repeat_loop, pool, reps))
+            rep_on.append(arm(True, repeat_loop, pool, reps))
+        s = cache.stats()
+    run_s = float(np.median(off))
+    return {"model": os.path.basename(path), "calls_per_round": n, "rounds": rounds,
+            "run_us": run_s * 1e6, "run_cached_miss_us": float(np.median(on)) * 1e6,
+            "no_repeat_overhead_percent": float(np.median(on / off) - 1) * 100,
+            "cache_work_us": work * 1e6, "cache_work_percent": work / run_s * 100,
+            "repeat_run_us": float(np.median(rep_off)) * 1e6, "repeat_hit_us": float(np.median(rep_on)) * 1e6,
+            "repeat_speedup": float(np.median(rep_off) / np.median(rep_on)),
+            "stats": s}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("models", nargs="*")
+    ap.add_argument("--rounds", type=int, default=21)
+    ap.add_argument("--seconds", type=float, default=0.1, help="length of one round")
+    ap.add_argument("--distinct", type=int, default=8, help="distinct inputs of the repeated workload")
+    ap.add_argument("--json")
+    a = ap.parse_args()
+    paths = a.models or sorted(glob.glob(os.path.join(ROOT, "bench", "models", "*.tinf")))
+    rows = []
+    print(f"{'model':30} {'run us':>9} {'miss us':>9} {'no-repeat +%':>12} {'cache work us':>13} {'work %':>7} "
+          f"{'hit us':>8} {'repeat speedup':>14}")
+    for p in paths:
+        r = measure(p, a.rounds, a.seconds, a.distinct)
+        rows.append(r)
+        print(f"{r['model']:30} {r['run_us']:>9.1f} {r['run_cached_miss_us']:>9.1f} "
+              f"{r['no_repeat_overhead_percent']:>11.2f}% {r['cache_work_us']:>13.2f} {r['cache_work_percent']:>6.2f}% "
+              f"{r['repeat_hit_us']:>8.2f} {r['repeat_speedup']:>13.1f}x", flush=True)
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(rows, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
