@@ -92,3 +92,4 @@ from . import prune as _prune_mod  # noqa: E402
 prune = _prune_mod.prune
 __all__.append("prune")
 __all__.append("ConvertError")
+from . import distill  # noqa: E402,F401  tinyinfer.distill: knowledge distillation (docs/distillation.md)
