@@ -473,13 +473,10 @@ def mlp_student(in_features: int, hidden: Sequence[int], classes: int):
 
 
 def _ends_in_softmax(model, out_index: int) -> bool:
-    tid = None
-    details = model.tensors()
+    """Whether the model's output `out_index` is produced by a Softmax op (probabilities, not logits)."""
     name = model.outputs[out_index].name
-    for d in details:
-        if d.name == name:
-            tid = d.index
-    return any(op.name == "Softmax" and tid in op.outputs for op in model.ops())
+    ids = {d.index for d in model.tensors() if d.name == name}
+    return any(op.op == "Softmax" and ids.intersection(op.outputs) for op in model.ops())
 
 
 def distill(teacher, student, data, labels=None, dst=None, quantize: Optional[str] = None, epochs: int = 30,
