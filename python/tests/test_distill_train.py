@@ -167,3 +167,18 @@ def test_distill_one_call_and_cli(torch, rng, tmp_path):
         (p,) = m.run(x)
     assert (p.argmax(1) == want).mean() > 0.9
     assert main(["distill", teacher, "--student", "cnn:3", "--data", str(tmp_path / "x.npy"), "-o", str(out)]) == 1
+
+
+def test_labels_only_baseline(torch, rng):
+    x, t = linear_teacher(rng, n=300)
+    y = t.argmax(1)
+    student = torch.nn.Linear(8, 3)
+    res = distill.train_student(student, x, None, labels=y, epochs=30, lr=0.05, patience=30, progress=False)
+    assert res.history[-1]["val_agreement"] is None and res.history[-1]["val_accuracy"] > 0.9
+    # with alpha forced to 0, the validation loss is the cross-entropy alone (numpy)
+    with torch.no_grad():
+        s = student(torch.from_numpy(x)).numpy().astype(np.float64)
+    ce = -np.log(np_softmax(s)[np.arange(len(y)), y]).mean()
+    assert ce < 0.5
+    with pytest.raises(tinyinfer.InvalidArgumentError, match="teacher_logits, labels, or both"):
+        distill.train_student(student, x, None, progress=False)

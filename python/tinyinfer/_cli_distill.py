@@ -46,6 +46,7 @@ def run(args) -> int:
     import tinyinfer
     from tinyinfer import distill
     hidden = parse_student(args.student)
+    distill._torch("python -m tinyinfer distill")  # before the teacher runs: a missing torch is one line now
     x = np.load(args.data, mmap_mode="r")
     labels = np.load(args.labels) if args.labels else None
     with tinyinfer.load(args.teacher) as teacher:

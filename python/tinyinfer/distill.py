@@ -307,7 +307,7 @@ def _torch(what: str):
 @dataclass
 class TrainResult:
     """What train_student did: one dict per epoch (epoch, train_loss, val_loss, val_accuracy when there are
-    labels, val_agreement with the teacher's argmax, seconds), the best epoch (whose weights the student
+    labels, val_agreement with the teacher's argmax when there is a teacher, seconds), the best epoch (whose weights the student
     holds) and whether early stopping ended the run."""
     history: List[dict] = field(default_factory=list)
     best_epoch: int = 0
@@ -318,12 +318,17 @@ class TrainResult:
     def __str__(self) -> str:
         lines = []
         for h in self.history:
-            extra = f"  val acc {h['val_accuracy']:.4f}" if h.get("val_accuracy") is not None else ""
-            lines.append(f"epoch {h['epoch']:3d}  train loss {h['train_loss']:.4f}  val loss {h['val_loss']:.4f}"
-                         f"{extra}  agree {h['val_agreement']:.4f}  {h['seconds']:.2f}s")
+            lines.append(_epoch_line(h))
         lines.append(f"best epoch {self.best_epoch} (val loss {self.best_val_loss:.4f})"
                      f"{', stopped early' if self.stopped_early else ''}, {self.seconds:.1f}s")
         return "\n".join(lines)
+
+
+def _epoch_line(h: dict) -> str:
+    acc = "" if h.get("val_accuracy") is None else f"  val acc {h['val_accuracy']:.4f}"
+    agree = "" if h.get("val_agreement") is None else f"  agree {h['val_agreement']:.4f}"
+    return (f"epoch {h['epoch']:3d}  train loss {h['train_loss']:.4f}  val loss {h['val_loss']:.4f}{acc}{agree}  "
+            f"{h['seconds']:.2f}s")
 
 
 def _loss(torch, s, t, y, temperature, alpha):
@@ -342,7 +347,8 @@ def train_student(student, data, teacher_logits, labels=None, temperature: float
     """Trains `student` (a torch.nn.Module mapping a batch of `data` items to logits) to match
     `teacher_logits` ([items, classes]): Hinton's soft-target loss, the KL divergence between the teacher's
     and the student's softmax at `temperature`, times temperature^2, mixed with the cross-entropy on
-    `labels` as alpha * soft + (1 - alpha) * hard (no labels: soft only). Adam at `lr`; a `val_split`
+    `labels` as alpha * soft + (1 - alpha) * hard (no labels: soft only; teacher_logits=None: labels only,
+    the baseline a distilled student is compared with). Adam at `lr`; a `val_split`
     fraction of the items (seeded) is held out and training stops when its loss has not improved for
     `patience` epochs; the student ends with the weights of the best epoch. `seed` fixes the split, the
     initial shuffle order and torch's RNG. Each epoch is printed (progress=True) or passed to `log` (a
@@ -352,8 +358,15 @@ def train_student(student, data, teacher_logits, labels=None, temperature: float
     if not isinstance(student, torch.nn.Module):
         raise InvalidArgumentError(f"student must be a torch.nn.Module, got {type(student).__name__}")
     x = np.asarray(data) if not isinstance(data, np.ndarray) else data
-    t = np.asarray(teacher_logits, dtype=np.float32)
     n = len(x)
+    has_teacher = teacher_logits is not None
+    if teacher_logits is None:  # the baseline: the student from labels only
+        if labels is None:
+            raise InvalidArgumentError("train_student needs teacher_logits, labels, or both")
+        with torch.no_grad():
+            k = int(student(torch.from_numpy(np.ascontiguousarray(x[:1], dtype=np.float32))).shape[-1])
+        teacher_logits, alpha = np.zeros((n, k), np.float32), 0.0
+    t = np.asarray(teacher_logits, dtype=np.float32)
     if t.ndim != 2:
         raise InvalidArgumentError(f"teacher_logits must be [items, classes], got shape {list(t.shape)}")
     if len(t) != n:
@@ -428,7 +441,7 @@ def train_student(student, data, teacher_logits, labels=None, temperature: float
                 sv = student(xv)
                 val_loss = _loss(torch, sv, tv, yv, temperature, alpha).item()
                 pred = sv.argmax(1)
-                agree = (pred == tv.argmax(1)).float().mean().item()
+                agree = (pred == tv.argmax(1)).float().mean().item() if has_teacher else None
                 acc = None if yv is None else (pred == yv).float().mean().item()
             if not math.isfinite(val_loss):
                 student.load_state_dict(best)
@@ -445,9 +458,7 @@ def train_student(student, data, teacher_logits, labels=None, temperature: float
             if log is not None:
                 log(rec)
             elif progress:
-                acc_s = "" if acc is None else f"  val acc {acc:.4f}"
-                print(f"epoch {epoch:3d}  train loss {rec['train_loss']:.4f}  val loss {val_loss:.4f}{acc_s}  "
-                      f"agree {agree:.4f}  {rec['seconds']:.2f}s", file=sys.stderr)
+                print(_epoch_line(rec), file=sys.stderr)
             if bad_epochs >= patience:
                 result.stopped_early = True
                 break
