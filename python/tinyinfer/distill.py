@@ -470,10 +470,17 @@ def train_student(student, data, teacher_logits, labels=None, temperature: float
 
 
 def mlp_student(in_features: int, hidden: Sequence[int], classes: int):
-    """A torch MLP: Flatten, then Linear + ReLU per hidden width, then Linear to `classes` logits."""
+    """A torch MLP: items flattened to `in_features`, then Linear + ReLU per hidden width, then Linear to
+    `classes` logits. The flattening is a reshape to [-1, in_features], so the exported .tinf runs any
+    batch size (nn.Flatten exports a reshape to the example's batch)."""
     torch = _torch("tinyinfer.distill.mlp_student")
     nn = torch.nn
-    layers, prev = [nn.Flatten()], in_features
+
+    class Flat(nn.Module):
+        def forward(self, v):
+            return v.reshape(-1, in_features)
+
+    layers, prev = [Flat()], in_features
     for h in hidden:
         if not isinstance(h, int) or h < 1:
             raise InvalidArgumentError(f"hidden widths must be ints >= 1, got {list(hidden)}")
