@@ -182,3 +182,12 @@ def test_labels_only_baseline(torch, rng):
     assert ce < 0.5
     with pytest.raises(tinyinfer.InvalidArgumentError, match="teacher_logits, labels, or both"):
         distill.train_student(student, x, None, progress=False)
+
+
+def test_student_with_batchnorm(torch, rng):
+    # the output-shape probe runs one item in eval mode (BatchNorm1d in training mode refuses a batch of one)
+    x, t = linear_teacher(rng, n=130)
+    student = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.BatchNorm1d(16), torch.nn.ReLU(),
+                                  torch.nn.Linear(16, 3))
+    res = distill.train_student(student, x, t, epochs=2, batch_size=50, progress=False)
+    assert len(res.history) == 2 and student.training  # the caller's mode is restored

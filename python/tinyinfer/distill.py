@@ -29,7 +29,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -363,8 +363,11 @@ def train_student(student, data, teacher_logits, labels=None, temperature: float
     if teacher_logits is None:  # the baseline: the student from labels only
         if labels is None:
             raise InvalidArgumentError("train_student needs teacher_logits, labels, or both")
+        was_training = student.training
+        student.eval()
         with torch.no_grad():
             k = int(student(torch.from_numpy(np.ascontiguousarray(x[:1], dtype=np.float32))).shape[-1])
+        student.train(was_training)
         teacher_logits, alpha = np.zeros((n, k), np.float32), 0.0
     t = np.asarray(teacher_logits, dtype=np.float32)
     if t.ndim != 2:
@@ -401,9 +404,12 @@ def train_student(student, data, teacher_logits, labels=None, temperature: float
         yb = None if y is None else torch.from_numpy(y[idx])
         return xb, tb, yb
 
+    was_training = student.training
+    student.eval()  # the probe: eval mode (a BatchNorm in training mode refuses a batch of one)
     with torch.no_grad():
         xv, tv, yv = tensors(val_idx)
         probe = student(xv[:1])
+    student.train(was_training)
     if probe.ndim != 2 or probe.shape[1] != t.shape[1]:
         raise InvalidArgumentError(f"the student gives outputs of shape {list(probe.shape)} for one item; the "
                                    f"teacher gives {t.shape[1]} classes")
@@ -416,7 +422,6 @@ def train_student(student, data, teacher_logits, labels=None, temperature: float
     best = snapshot()
     bad_epochs = 0
     start = time.perf_counter()
-    was_training = student.training
     try:
         for epoch in range(1, epochs + 1):
             t0 = time.perf_counter()
