@@ -191,3 +191,23 @@ def test_student_with_batchnorm(torch, rng):
                                   torch.nn.Linear(16, 3))
     res = distill.train_student(student, x, t, epochs=2, batch_size=50, progress=False)
     assert len(res.history) == 2 and student.training  # the caller's mode is restored
+
+
+def test_cli_student_of_images_runs_any_batch(torch, rng, tmp_path):
+    # image-shaped data: the command's MLP flattens with reshape(-1, n), exported batch-dynamic (TorchScript)
+    w = rng.standard_normal((3, 12))
+    teacher = tmp_path / "t.tinf"
+    g = tinyinfer.GraphBuilder("img")
+    xin = g.input("x", (1, 2, 3, 2))
+    flat = g.op("Reshape", xin, shape=[-1, 12])
+    g.output(g.op("FullyConnected", flat, g.const("w", w.astype(np.float32)), g.const("b", np.zeros(3, np.float32))))
+    g.save(str(teacher))
+    x = rng.standard_normal((200, 2, 3, 2)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    from tinyinfer.__main__ import main
+    out = tmp_path / "s.tinf"
+    assert main(["distill", str(teacher), "--student", "mlp:8", "--data", str(tmp_path / "x.npy"), "-o", str(out),
+                 "--epochs", "3", "--cache-dir", str(tmp_path / "cache"), "--no-progress"]) == 0
+    with tinyinfer.load(str(out)) as m:
+        (p,) = m.run(x[:50])
+    assert p.shape == (50, 3)

@@ -57,7 +57,8 @@ def run(args) -> int:
         result, model = distill.distill(teacher, student, x, labels=labels, dst=args.output, quantize=args.quantize,
                                         epochs=args.epochs, temperature=args.temperature, alpha=args.alpha,
                                         lr=args.lr, patience=args.patience, seed=args.seed,
-                                        cache_dir=args.cache_dir, progress=not args.no_progress)
+                                        cache_dir=args.cache_dir, progress=not args.no_progress,
+                                        via="torchscript")  # the MLP's reshape(-1, n) stays batch-dynamic
         model.close()
     print(f"{args.output}: {os.path.getsize(args.output)} bytes; best epoch {result.best_epoch} of "
           f"{len(result.history)} (val loss {result.best_val_loss:.4f}), {result.seconds:.1f}s training",

@@ -505,13 +505,15 @@ def _ends_in_softmax(model, out_index: int) -> bool:
 def distill(teacher, student, data, labels=None, dst=None, quantize: Optional[str] = None, epochs: int = 30,
             temperature: float = 4.0, alpha: float = 0.7, batch_size: int = 64, lr: float = 1e-3,
             val_split: float = 0.1, patience: int = 5, seed: int = 0, cache_dir=None, progress: bool = True,
-            calib_items: int = 500):
+            calib_items: int = 500, via: Optional[str] = None):
     """The whole path in one call: the teacher's outputs (teacher_outputs, cached; a softmax output is turned
     into logits with probs_to_logits), train_student, then the student exported with tinyinfer.from_torch
     (float32; with a Softmax appended when the teacher's output is a softmax, so the two give the same kind
     of output) and, with quantize="int8-static" (or another tinyinfer.quantize mode), quantized, calibrated
-    on the first `calib_items` items of `data`. Writes `dst` when given. Returns (TrainResult, the loaded
-    student Model)."""
+    on the first `calib_items` items of `data`. `via`: from_torch's export path (None: its default, ONNX
+    for float modules, which writes the example's batch of 1 into reshapes; "torchscript" keeps a
+    reshape(-1, n) dynamic, so the student runs any batch size). Writes `dst` when given. Returns
+    (TrainResult, the loaded student Model)."""
     torch = _torch("tinyinfer.distill.distill")
     from .model import Model, load
     from . import from_torch
@@ -536,7 +538,7 @@ def distill(teacher, student, data, labels=None, dst=None, quantize: Optional[st
                            progress=progress)
     export = torch.nn.Sequential(student, torch.nn.Softmax(dim=1)) if softmax else student
     example = torch.from_numpy(np.ascontiguousarray(x[:1], dtype=np.float32))
-    float_model = from_torch(export, example)
+    float_model = from_torch(export, example) if via is None else from_torch(export, example, via=via)
     data_bytes = float_model.report.data
     if quantize:
         calib = np.ascontiguousarray(x[:calib_items], dtype=np.float32)
