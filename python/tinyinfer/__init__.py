@@ -97,3 +97,4 @@ __all__.append("ConvertError")
 from .result_cache import ResultCache  # noqa: E402
 
 __all__.append("ResultCache")
+from . import distill  # noqa: E402,F401  tinyinfer.distill: knowledge distillation (docs/distillation.md)

@@ -17,6 +17,8 @@ arguments); --debug shows the Python traceback instead.
            [--method minmax|percentile|mse|entropy] [--report] [--max-accuracy-drop X] [--min-sqnr DB]
   cache ls|clear                            the conversion cache of tinyinfer.load (docs/migrating.md)
   prune SRC.tinf -o DST.tinf --method magnitude|wanda|nm [--sparsity 0.8] [--pattern 2:4] [--calib FILE]
+  distill TEACHER --student mlp:HIDDEN[,HIDDEN] --data X.npy [--labels Y.npy] -o STUDENT.tinf
+          [--quantize int8-static] [--epochs N]  train a small student from the teacher (tinyinfer[train])
 """
 
 from __future__ import annotations
@@ -352,6 +354,8 @@ def main(argv=None) -> int:
     _compare_mod.add_parser(sub)
     from . import _cli_prune
     _cli_prune.add_parser(sub)
+    from . import _cli_distill  # knowledge distillation (tinyinfer/distill.py)
+    _cli_distill.add_parser(sub)
     args = p.parse_args(argv)
     return _run(args.fn, args, args.debug)
 
