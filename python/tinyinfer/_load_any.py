@@ -9,6 +9,7 @@ import functools
 import hashlib
 import json
 import os
+import stat
 
 from . import cache as _cache
 from ._errors import InvalidArgumentError, ModelFormatError, TinyInferError
@@ -98,6 +99,18 @@ def resolve(source, *, cache: bool = True, **options):
     from .convert import detect_format
     if not isinstance(source, (str, os.PathLike, bytes, bytearray, memoryview)):
         raise InvalidArgumentError(f"load takes a path or bytes, got {type(source).__name__}")
+    if not isinstance(source, (bytes, bytearray, memoryview)):
+        # Before anything opens it: a NUL byte is refused, and a missing or
+        # non-regular file (a FIFO would block a read) goes to the loader,
+        # which checks the file type first and names the problem.
+        from .model import _fs_path
+        _fs_path(source)
+        try:
+            regular = stat.S_ISREG(os.stat(source).st_mode)
+        except OSError:
+            regular = False
+        if not regular:
+            return source
     if is_tinf(source):
         if options:
             raise InvalidArgumentError(f"conversion option(s) {sorted(options)} given for a .tinf model")
