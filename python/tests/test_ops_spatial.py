@@ -403,6 +403,30 @@ def test_conv2d_indirect_rows(case, threads):
     close(got, want)
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("case", [
+    # op, (N, H, W, C), weights shape, strides: the layer kinds of MobileNetV2
+    ("DepthwiseConv2D", (5, 13, 11, 16), (1, 3, 3, 16), (1, 1)),   # 3x3 interior kernel and borders
+    ("DepthwiseConv2D", (5, 14, 12, 48), (1, 3, 3, 48), (2, 2)),   # strided, blocks of 16
+    ("DepthwiseConv2D", (4, 9, 7, 12), (1, 5, 5, 12), (1, 1)),     # general row kernel (C % 8 != 0)
+    ("Conv2D", (5, 9, 10, 8), (48, 1, 1, 8), (1, 1)),              # 1x1: a GEMM over pixels of all items
+    ("Conv2D", (5, 17, 15, 3), (16, 3, 3, 3), (2, 2)),             # a first layer, indirect rows
+])
+def test_conv_batch_items_independent(case, threads):
+    """A batch of N images: every item equals the numpy reference and the
+    same op run on that item alone (threads split the batch's output rows
+    anywhere, across image boundaries)."""
+    op, xs, ws, strides = case
+    rng = np.random.default_rng(sum(xs) + sum(ws))
+    x, wt, b = rnd(rng, *xs), rnd(rng, *ws), rnd(rng, ws[0] if op == "Conv2D" else ws[3])
+    f = ref.conv2d if op == "Conv2D" else ref.depthwise_conv2d
+    got = run(op, x, wt, b, threads=threads, strides=list(strides), padding=1, activation=3)
+    close(got, f(x, wt, b, strides=strides, padding=1, activation=3))
+    for i in range(xs[0]):
+        alone = run(op, x[i:i + 1], wt, b, threads=threads, strides=list(strides), padding=1, activation=3)
+        np.testing.assert_allclose(got[i:i + 1], alone, rtol=1e-6, atol=1e-6)
+
+
 @pytest.mark.parametrize("act", [1, 2, 3])
 @pytest.mark.parametrize("pixels", [1, 9])
 def test_fused_activation_keeps_nan(act, pixels):
