@@ -751,3 +751,35 @@ def test_depthwise_3x3_fast_path(c, stride, padding):
         (y,) = m.run(x)
     want = ref.depthwise_conv2d(x, w, b, **attrs)
     np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_large_batch_runs_by_sub_batches_with_the_same_results(threads):
+    """A batch whose first activations outgrow the cache (8 x 64x64x48
+    floats: 6 MB a tensor) runs its first ops a few images at a time
+    (Runtime/SubBatch.swift): the outputs, one made by those ops and one by
+    a Mean run after them over the whole batch, equal the numpy reference
+    and each image run alone."""
+    rng = np.random.default_rng(17)
+    x = rnd(rng, 8, 64, 64, 48)
+    w1, b1 = rnd(rng, 48, 1, 1, 48) * 0.2, rnd(rng, 48)
+    w2, b2 = rnd(rng, 1, 3, 3, 48), rnd(rng, 48)
+    g = ti.GraphBuilder("subbatch")
+    xi = g.input("x", (8, 64, 64, 48))
+    c = g.op("Conv2D", xi, g.const("w1", w1), g.const("b1", b1), activation=3)
+    d = g.op("DepthwiseConv2D", c, g.const("w2", w2), g.const("b2", b2), padding=1)
+    s = g.op("Add", c, d)
+    m = g.op("Mean", s, axes=[1, 2])
+    g.output(s)
+    g.output(m)
+    cw = ref.conv2d(x, w1, b1, activation=3)
+    want = cw + ref.depthwise_conv2d(cw, w2, b2, padding=1)
+    with g.load(threads=threads) as model:
+        got, mean = model.run([x])
+        close(got, want)
+        close(mean, want.mean(axis=(1, 2)))
+        one = model.session(input_shapes=[(1, 64, 64, 48)])
+        for i in (0, 5, 7):
+            a, am = one.run([x[i:i + 1]])
+            np.testing.assert_array_equal(got[i:i + 1], a)
+            np.testing.assert_array_equal(mean[i:i + 1], am)
