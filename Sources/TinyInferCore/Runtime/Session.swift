@@ -106,9 +106,34 @@ public final class Session {
         ptrs[t] = arena + off
       }
     }
+    let kernels: [KernelFn]
+    do throws(TinfError) {
+      kernels = try bindKernels(model, g, 0..<g.nodes.count, ptrs, pool)
+    } catch {
+      ti_shim_free(arena)
+      ti_shim_mutex_destroy(mutex)
+      throw error
+    }
+    var prefix: SubBatchPrefix? = nil
+    do throws(TinfError) {
+      prefix = try SubBatchPrefix.make(model: model, graph: g, pointers: ptrs, pool: pool)
+    } catch {
+      prefix = nil  // the whole batch op by op, as without it
+    }
+    return Session(
+      model: model, graph: g, plan: plan, pool: pool, arena: arena, pointers: ptrs, kernels: kernels, prefix: prefix,
+      work: work, mutex: mutex)
+  }
+
+  /// Binds the kernels of ops `ops` of graph `g` (the model's graph or the
+  /// same with other shapes) on tensor data `ptrs`.
+  static func bindKernels(
+    _ model: Model, _ g: Graph, _ ops: Range<Int>, _ ptrs: [UnsafeMutableRawPointer?], _ pool: ThreadPool
+  ) throws(TinfError) -> [KernelFn] {
     var kernels: [KernelFn] = []
-    kernels.reserveCapacity(g.nodes.count)
-    for (k, node) in g.nodes.enumerated() {
+    kernels.reserveCapacity(ops.count)
+    for k in ops {
+      let node = g.nodes[k]
       let ctx = KernelContext(
         node: node,
         inputs: node.inputs.map { $0 >= 0 ? g.tensors[$0] : nil },
@@ -120,20 +145,10 @@ public final class Session {
       do throws(TinfError) {
         kernels.append(try Registry.bind(ctx))
       } catch {
-        ti_shim_free(arena)
-        ti_shim_mutex_destroy(mutex)
         throw error.prefixed("op \(k) (\(node.op.name))")
       }
     }
-    var prefix: SubBatchPrefix? = nil
-    do throws(TinfError) {
-      prefix = try SubBatchPrefix.make(model: model, graph: g, pointers: ptrs, pool: pool)
-    } catch {
-      prefix = nil  // the whole batch op by op, as without it
-    }
-    return Session(
-      model: model, graph: g, plan: plan, pool: pool, arena: arena, pointers: ptrs, kernels: kernels, prefix: prefix,
-      work: work, mutex: mutex)
+    return kernels
   }
 
   private init(

@@ -34,7 +34,7 @@ final class SubBatchPrefix {
 
   /// Activations of one op (input plus output, whole batch) from which the
   /// batch is split, and the bytes a sub-batch's largest op may touch.
-  static let splitFrom = 8 << 20
+  static let splitFrom = 4 << 20
   static let subBatchBytes = 2 << 20
 
   private init(
@@ -128,23 +128,12 @@ final class SubBatchPrefix {
         ptrs[t] = arena + off
       }
     }
-    var kernels: [KernelFn] = []
-    for k in 0..<count {
-      let node = sub.nodes[k]
-      let ctx = KernelContext(
-        node: node,
-        inputs: node.inputs.map { $0 >= 0 ? sub.tensors[$0] : nil },
-        outputs: node.outputs.map { sub.tensors[$0] },
-        inputData: node.inputs.map { $0 >= 0 ? ptrs[$0] : nil },
-        outputData: node.outputs.map { ptrs[$0]! },
-        pool: pool,
-        packed: model.packed[k], sparse: model.sparse[k])
-      do throws(TinfError) {
-        kernels.append(try Registry.bind(ctx))
-      } catch {
-        ti_shim_free(arena)
-        throw error.prefixed("op \(k) (\(node.op.name)), sub-batch of \(items)")
-      }
+    let kernels: [KernelFn]
+    do throws(TinfError) {
+      kernels = try Session.bindKernels(model, sub, 0..<count, ptrs, pool)
+    } catch {
+      ti_shim_free(arena)
+      throw error
     }
     var copyIn: [(UnsafeMutableRawPointer, UnsafeMutableRawPointer, Int)] = []
     for t in g.inputs {
