@@ -403,6 +403,30 @@ def test_conv2d_indirect_rows(case, threads):
     close(got, want)
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("case", [
+    # op, (N, H, W, C), weights shape, strides: the layer kinds of MobileNetV2
+    ("DepthwiseConv2D", (5, 13, 11, 16), (1, 3, 3, 16), (1, 1)),   # 3x3 interior kernel and borders
+    ("DepthwiseConv2D", (5, 14, 12, 48), (1, 3, 3, 48), (2, 2)),   # strided, blocks of 16
+    ("DepthwiseConv2D", (4, 9, 7, 12), (1, 5, 5, 12), (1, 1)),     # general row kernel (C % 8 != 0)
+    ("Conv2D", (5, 9, 10, 8), (48, 1, 1, 8), (1, 1)),              # 1x1: a GEMM over pixels of all items
+    ("Conv2D", (5, 17, 15, 3), (16, 3, 3, 3), (2, 2)),             # a first layer, indirect rows
+])
+def test_conv_batch_items_independent(case, threads):
+    """A batch of N images: every item equals the numpy reference and the
+    same op run on that item alone (threads split the batch's output rows
+    anywhere, across image boundaries)."""
+    op, xs, ws, strides = case
+    rng = np.random.default_rng(sum(xs) + sum(ws))
+    x, wt, b = rnd(rng, *xs), rnd(rng, *ws), rnd(rng, ws[0] if op == "Conv2D" else ws[3])
+    f = ref.conv2d if op == "Conv2D" else ref.depthwise_conv2d
+    got = run(op, x, wt, b, threads=threads, strides=list(strides), padding=1, activation=3)
+    close(got, f(x, wt, b, strides=strides, padding=1, activation=3))
+    for i in range(xs[0]):
+        alone = run(op, x[i:i + 1], wt, b, threads=threads, strides=list(strides), padding=1, activation=3)
+        np.testing.assert_allclose(got[i:i + 1], alone, rtol=1e-6, atol=1e-6)
+
+
 @pytest.mark.parametrize("act", [1, 2, 3])
 @pytest.mark.parametrize("pixels", [1, 9])
 def test_fused_activation_keeps_nan(act, pixels):
@@ -727,3 +751,35 @@ def test_depthwise_3x3_fast_path(c, stride, padding):
         (y,) = m.run(x)
     want = ref.depthwise_conv2d(x, w, b, **attrs)
     np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_large_batch_runs_by_sub_batches_with_the_same_results(threads):
+    """A batch whose first activations outgrow the cache (8 x 64x64x48
+    floats: 6 MB a tensor) runs its first ops a few images at a time
+    (Runtime/SubBatch.swift): the outputs, one made by those ops and one by
+    a Mean run after them over the whole batch, equal the numpy reference
+    and each image run alone."""
+    rng = np.random.default_rng(17)
+    x = rnd(rng, 8, 64, 64, 48)
+    w1, b1 = rnd(rng, 48, 1, 1, 48) * 0.2, rnd(rng, 48)
+    w2, b2 = rnd(rng, 1, 3, 3, 48), rnd(rng, 48)
+    g = ti.GraphBuilder("subbatch")
+    xi = g.input("x", (8, 64, 64, 48))
+    c = g.op("Conv2D", xi, g.const("w1", w1), g.const("b1", b1), activation=3)
+    d = g.op("DepthwiseConv2D", c, g.const("w2", w2), g.const("b2", b2), padding=1)
+    s = g.op("Add", c, d)
+    m = g.op("Mean", s, axes=[1, 2])
+    g.output(s)
+    g.output(m)
+    cw = ref.conv2d(x, w1, b1, activation=3)
+    want = cw + ref.depthwise_conv2d(cw, w2, b2, padding=1)
+    with g.load(threads=threads) as model:
+        got, mean = model.run([x])
+        close(got, want)
+        close(mean, want.mean(axis=(1, 2)))
+        one = model.session(input_shapes=[(1, 64, 64, 48)])
+        for i in (0, 5, 7):
+            a, am = one.run([x[i:i + 1]])
+            np.testing.assert_array_equal(got[i:i + 1], a)
+            np.testing.assert_array_equal(mean[i:i + 1], am)

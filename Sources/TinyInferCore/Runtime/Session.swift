@@ -38,6 +38,9 @@ public final class Session {
   private let arena: UnsafeMutableRawPointer?
   private let pointers: [UnsafeMutableRawPointer?]
   private let kernels: [KernelFn]
+  /// The first ops run by sub-batches, when the batch's activations
+  /// outgrow the cache (SubBatch.swift); nil: every op over the whole batch.
+  private let prefix: SubBatchPrefix?
 
   /// Per-op run times of the last `run(profile: true)`, in nanoseconds.
   public private(set) var opNanoseconds: [UInt64]
@@ -103,9 +106,34 @@ public final class Session {
         ptrs[t] = arena + off
       }
     }
+    let kernels: [KernelFn]
+    do throws(TinfError) {
+      kernels = try bindKernels(model, g, 0..<g.nodes.count, ptrs, pool)
+    } catch {
+      ti_shim_free(arena)
+      ti_shim_mutex_destroy(mutex)
+      throw error
+    }
+    var prefix: SubBatchPrefix? = nil
+    do throws(TinfError) {
+      prefix = try SubBatchPrefix.make(model: model, graph: g, pointers: ptrs, pool: pool)
+    } catch {
+      prefix = nil  // the whole batch op by op, as without it
+    }
+    return Session(
+      model: model, graph: g, plan: plan, pool: pool, arena: arena, pointers: ptrs, kernels: kernels, prefix: prefix,
+      work: work, mutex: mutex)
+  }
+
+  /// Binds the kernels of ops `ops` of graph `g` (the model's graph or the
+  /// same with other shapes) on tensor data `ptrs`.
+  static func bindKernels(
+    _ model: Model, _ g: Graph, _ ops: Range<Int>, _ ptrs: [UnsafeMutableRawPointer?], _ pool: ThreadPool
+  ) throws(TinfError) -> [KernelFn] {
     var kernels: [KernelFn] = []
-    kernels.reserveCapacity(g.nodes.count)
-    for (k, node) in g.nodes.enumerated() {
+    kernels.reserveCapacity(ops.count)
+    for k in ops {
+      let node = g.nodes[k]
       let ctx = KernelContext(
         node: node,
         inputs: node.inputs.map { $0 >= 0 ? g.tensors[$0] : nil },
@@ -117,20 +145,18 @@ public final class Session {
       do throws(TinfError) {
         kernels.append(try Registry.bind(ctx))
       } catch {
-        ti_shim_free(arena)
-        ti_shim_mutex_destroy(mutex)
         throw error.prefixed("op \(k) (\(node.op.name))")
       }
     }
-    return Session(
-      model: model, graph: g, plan: plan, pool: pool, arena: arena, pointers: ptrs, kernels: kernels, work: work,
-      mutex: mutex)
+    return kernels
   }
 
   private init(
     model: Model, graph: Graph, plan: MemoryPlan, pool: ThreadPool, arena: UnsafeMutableRawPointer?,
-    pointers: [UnsafeMutableRawPointer?], kernels: [KernelFn], work: UInt64, mutex: OpaquePointer
+    pointers: [UnsafeMutableRawPointer?], kernels: [KernelFn], prefix: SubBatchPrefix?, work: UInt64,
+    mutex: OpaquePointer
   ) {
+    self.prefix = prefix
     self.work = work
     self.mutex = mutex
     self.model = model
@@ -180,23 +206,17 @@ public final class Session {
     defer { ti_shim_mutex_unlock(mutex) }
     if !profile {
       guard let log = runLog else {
-        for k in kernels.indices {
-          try kernels[k]()
-        }
+        try runAll()
         return
       }
       if runLogSkip > 0 {
         runLogSkip -= 1
-        for k in kernels.indices {
-          try kernels[k]()
-        }
+        try runAll()
         log[0] &+= 1
         return
       }
       let t0 = ti_shim_now_ns()
-      for k in kernels.indices {
-        try kernels[k]()
-      }
+      try runAll()
       let dt = ti_shim_now_ns() &- t0
       let n = log[1]
       log[2 + Int(n % UInt64(runLogCapacity))] = dt
@@ -205,10 +225,31 @@ public final class Session {
       runLogSkip = runLogEveryRun || dt >= Session.runLogShortRunNs ? 0 : Session.runLogStride - 1
       return
     }
-    for k in kernels.indices {
+    var start = 0
+    if let p = prefix {
+      try p.run(profile: true)
+      for k in 0..<p.count { opNanoseconds[k] = p.opNanoseconds[k] }
+      start = p.count
+    }
+    for k in start..<kernels.count {
       let t0 = ti_shim_now_ns()
       try kernels[k]()
       opNanoseconds[k] = ti_shim_now_ns() &- t0
+    }
+  }
+
+  /// Every op once: the sub-batched prefix (if any), then the rest over
+  /// the whole batch.
+  @inline(__always)
+  private func runAll() throws(TinfError) {
+    var k = 0
+    if let p = prefix {
+      try p.run(profile: false)
+      k = p.count
+    }
+    while k < kernels.count {
+      try kernels[k]()
+      k &+= 1
     }
   }
 
