@@ -15,7 +15,6 @@ import platform
 import queue
 import re
 import sys
-import tempfile
 import threading
 import time
 import zipfile
@@ -166,31 +165,17 @@ def machine_id() -> str:
 
 
 def cache_dir() -> str:
-    """$TINYINFER_CACHE_DIR, else $XDG_CACHE_HOME/tinyinfer, else ~/.cache/tinyinfer."""
-    d = os.environ.get("TINYINFER_CACHE_DIR")
-    if d:
-        return d
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "tinyinfer")
+    """The tinyinfer cache folder (tinyinfer.cache.cache_dir)."""
+    from .cache import cache_dir as _cache_dir
+    return _cache_dir()
 
 
 def atomic_write(path: str, data: bytes) -> None:
-    """Writes a file so that readers see the old or the new content, never a part."""
-    d = os.path.dirname(path) or "."
-    os.makedirs(d, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    """Writes a file so that readers see the old or the new content, never a
+    part (tinyinfer._atomic), making its folder first."""
+    from ._atomic import write_atomic
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    write_atomic(path, data)
 
 
 _PLANS: Dict[str, BatchPlan] = {}

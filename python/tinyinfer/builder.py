@@ -22,6 +22,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from ._handle import OwnedHandle
 from . import _lib
 from ._dtypes import code_of
 from ._errors import InvalidArgumentError, UnsupportedOpError
@@ -41,8 +42,9 @@ class Tensor:
         return f"Tensor({self.name!r})"
 
 
-class GraphBuilder:
+class GraphBuilder(OwnedHandle):
     """Assembles a graph op by op (in execution order) and serializes it."""
+    _FREE = "tinf_builder_free"
 
     def __init__(self, name: str = "model", producer: str = "tinyinfer.GraphBuilder"):
         h = _lib.BuilderHandle()
@@ -54,23 +56,6 @@ class GraphBuilder:
         self._counter = 0
         self.metadata("name", name)
         self.metadata("producer", producer)
-
-    def close(self) -> None:
-        if getattr(self, "_h", None) is not None:
-            L.tinf_builder_free(self._h)
-            self._h = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
 
     # -- tensors ------------------------------------------------------------
     def metadata(self, key: str, value: str) -> None:

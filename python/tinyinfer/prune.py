@@ -35,6 +35,7 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 
+from ._handle import OwnedHandle
 from . import _lib
 from ._errors import InvalidArgumentError
 from ._lib import lib as L
@@ -44,8 +45,9 @@ METHODS = ("magnitude", "wanda", "nm", "structured")
 SCOPES = ("global", "layer", "sensitivity")
 
 
-class Pruner:
+class Pruner(OwnedHandle):
     """The library's pruner over a loaded float32 model (tinf_pruner_*)."""
+    _FREE = "tinf_pruner_free"
 
     def __init__(self, model: Model):
         self.model = model
@@ -53,23 +55,6 @@ class Pruner:
         L.tinf_pruner_create(model.handle, byref(h))
         self._h = h
         self._specs = model.inputs
-
-    def close(self) -> None:
-        if getattr(self, "_h", None) is not None:
-            L.tinf_pruner_free(self._h)
-            self._h = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
 
     def layers(self) -> List[dict]:
         """Each prunable layer: op index, name, n (output channels), k (weights

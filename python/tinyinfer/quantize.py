@@ -25,6 +25,7 @@ from typing import Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from ._handle import OwnedHandle
 from . import _lib
 from ._atomic import write_atomic
 from ._errors import InvalidArgumentError, TinyInferError, TinyInferIOError
@@ -59,9 +60,10 @@ def _method_code(method: str) -> int:
     return METHODS[key]
 
 
-class Quantizer:
+class Quantizer(OwnedHandle):
     """The library's quantizer over a loaded model (a thin wrapper of
     tinf_quantizer_*). Most users call `tinyinfer.quantize` instead."""
+    _FREE = "tinf_quantizer_free"
 
     def __init__(self, model: Model, mode: str):
         self.model = model
@@ -70,23 +72,6 @@ class Quantizer:
         L.tinf_quantizer_create(model.handle, _mode_code(mode), byref(h))
         self._h = h
         self._specs = model.inputs
-
-    def close(self) -> None:
-        if getattr(self, "_h", None) is not None:
-            L.tinf_quantizer_free(self._h)
-            self._h = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
 
     def set_method(self, method: str = "minmax", percentile: float = 99.99) -> None:
         L.tinf_quantizer_set_method(self._h, _method_code(method), float(percentile))
