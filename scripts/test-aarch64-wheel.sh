@@ -29,7 +29,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 work=build-aarch64/wheel-test
-sysroot=${TINF_ARM_SYSROOT:-build-aarch64/sysroot}
+sysroot=$(realpath -m "${TINF_ARM_SYSROOT:-build-aarch64/sysroot}")  # absolute: the run is in $work
 mkdir -p "$work"
 
 if ! command -v qemu-aarch64 >/dev/null; then
@@ -97,7 +97,9 @@ done
 
 echo "== run under qemu-aarch64: import, info(), the models ==" >&2
 start=$(date +%s)
-(cd "$work" && env -i HOME="$root/$work" PATH=/usr/bin:/bin "${py[@]}" -I -S - "$site" "$ref" "${models[@]/#/$root/}" <<'EOF'
+abs=()  # the models' absolute paths (the run is in $work)
+for m in "${models[@]}"; do case $m in /*) abs+=("$m") ;; *) abs+=("$root/$m") ;; esac; done
+(cd "$work" && env -i HOME="$root/$work" PATH=/usr/bin:/bin "${py[@]}" -I -S - "$site" "$ref" "${abs[@]}" <<'EOF'
 import sys, platform
 sys.path.insert(0, sys.argv[1])
 import numpy as np, tinyinfer
