@@ -2,6 +2,11 @@
 load time, first run, latency percentiles, peak RSS. Used by run_suite.py.
 
     python bench/_worker.py RUNTIME PATH --batch B --threads T --runs N [--torch-arch mlp|encoder] [--quantize-dynamic]
+                            [--inputs FILE.npz]
+
+--inputs runs on given arrays (arr_0, arr_1, ... in the model's input order,
+shapes and dtypes as the model takes them; bench/real_models.py) instead of
+random ones of the model's shapes.
 """
 
 import argparse
@@ -36,32 +41,34 @@ def make_input(shape, dtype, rng):
     return rng.integers(info.min, info.max + 1, size=shape).astype(dtype)
 
 
-def setup_tinyinfer(path, batch, threads):
+def setup_tinyinfer(path, batch, threads, given=None):
     sys.path.insert(0, os.path.join(ROOT, "python"))
     import tinyinfer
     t0 = time.perf_counter()
     m = tinyinfer.load(path, threads=threads)
-    shapes = [(batch,) + t.shape[1:] for t in m.inputs]
+    shapes = [x.shape for x in given] if given else [(batch,) + t.shape[1:] for t in m.inputs]
     s = m.session(threads=threads, input_shapes=shapes)
     load = time.perf_counter() - t0
     rng = np.random.default_rng(0)
-    xs = [make_input(t.shape, t.dtype, rng) for t in s.inputs]
+    xs = given or [make_input(t.shape, t.dtype, rng) for t in s.inputs]
     return load, (lambda: s.run(xs)), (m, s)
 
 
-def setup_litert(path, batch, threads):
+def setup_litert(path, batch, threads, given=None):
     from ai_edge_litert.interpreter import Interpreter
     t0 = time.perf_counter()
     it = Interpreter(model_path=path, num_threads=threads)
     d = it.get_input_details()
-    if batch != d[0]["shape"][0]:
-        for inp in d:
-            it.resize_tensor_input(inp["index"], [batch] + list(inp["shape"][1:]))
+    for k, inp in enumerate(d):
+        shape = list(given[k].shape) if given else [batch] + list(inp["shape"][1:])
+        if shape != list(inp["shape"]):
+            it.resize_tensor_input(inp["index"], shape)
     it.allocate_tensors()
     load = time.perf_counter() - t0
     rng = np.random.default_rng(0)
     d = it.get_input_details()
-    xs = [(inp["index"], make_input(tuple(inp["shape"]), inp["dtype"], rng)) for inp in d]
+    xs = [(inp["index"], given[k] if given else make_input(tuple(inp["shape"]), inp["dtype"], rng))
+          for k, inp in enumerate(d)]
     outs = [o["index"] for o in it.get_output_details()]
 
     def run():
@@ -72,7 +79,7 @@ def setup_litert(path, batch, threads):
     return load, run, it
 
 
-def setup_onnxruntime(path, batch, threads):
+def setup_onnxruntime(path, batch, threads, given=None):
     import onnxruntime as ort
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
@@ -80,6 +87,9 @@ def setup_onnxruntime(path, batch, threads):
     t0 = time.perf_counter()
     sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
     load = time.perf_counter() - t0
+    if given:
+        feeds = {i.name: x for i, x in zip(sess.get_inputs(), given)}
+        return load, (lambda: sess.run(None, feeds)), sess
     rng = np.random.default_rng(0)
     feeds = {}
     for i in sess.get_inputs():
@@ -126,14 +136,19 @@ def main():
     p.add_argument("--runs", type=int, default=200)
     p.add_argument("--torch-arch")
     p.add_argument("--quantize-dynamic", action="store_true")
+    p.add_argument("--inputs", help=".npz of the input arrays, in the model's input order")
     a = p.parse_args()
+    given = None
+    if a.inputs:
+        with np.load(a.inputs) as z:
+            given = [z[f"arr_{k}"] for k in range(len(z.files))]
     rss0 = rss_mb()
     if a.runtime == "tinyinfer":
-        load, run, keep = setup_tinyinfer(a.path, a.batch, a.threads)
+        load, run, keep = setup_tinyinfer(a.path, a.batch, a.threads, given)
     elif a.runtime == "litert":
-        load, run, keep = setup_litert(a.path, a.batch, a.threads)
+        load, run, keep = setup_litert(a.path, a.batch, a.threads, given)
     elif a.runtime == "onnxruntime":
-        load, run, keep = setup_onnxruntime(a.path, a.batch, a.threads)
+        load, run, keep = setup_onnxruntime(a.path, a.batch, a.threads, given)
     else:
         load, run, keep = setup_torch(a.path, a.batch, a.threads, a.torch_arch, a.quantize_dynamic)
     t0 = time.perf_counter()

@@ -6,6 +6,12 @@ than THRESHOLD percent; accuracy or agreement down by more than ACCURACY_DROP
 percentage points.
 
     python scripts/compare_json.py OLD.json NEW.json [--threshold 5] [--accuracy-drop 0.5] [--all]
+                                   [--metric NAME ...]
+
+--metric (repeatable) compares only the metrics whose name contains one of
+the given strings: `--metric ratio_vs_peer` compares bench/guard.py runs by
+their ratio to the peer runtime alone (the peer ran in the same rounds, so
+the ratio cancels most of a shared machine's drift; docs/monitoring.md).
 
 Records are matched by variant name (compare) or model file name (bench).
 Exit status: 0 no regression, 1 regressions, 2 unusable input. A note says
@@ -64,8 +70,9 @@ def _ignored(metric: str) -> bool:
     return last in IGNORED or any(part in IGNORED for part in metric.split("."))
 
 
-def compare_docs(old: dict, new: dict, threshold: float, accuracy_drop: float = 0.5):
-    """[(record, metric, old, new, change, regression)] for every metric in both."""
+def compare_docs(old: dict, new: dict, threshold: float, accuracy_drop: float = 0.5, metrics=None):
+    """[(record, metric, old, new, change, regression)] for every metric in
+    both (only those containing one of `metrics` when it is given)."""
     rows = []
     a, b = _records(old), _records(new)
     for key in a:
@@ -73,6 +80,8 @@ def compare_docs(old: dict, new: dict, threshold: float, accuracy_drop: float = 
             continue
         for metric, va in a[key].items():
             if metric not in b[key] or _ignored(metric):
+                continue
+            if metrics and not any(m in metric for m in metrics):
                 continue
             vb = b[key][metric]
             higher = any(h in metric for h in HIGHER_IS_BETTER)
@@ -94,6 +103,7 @@ def main(argv=None) -> int:
     ap.add_argument("--accuracy-drop", type=float, default=0.5,
                     help="percentage points of accuracy or agreement (default 0.5)")
     ap.add_argument("--all", action="store_true", help="print every metric, not only the regressions")
+    ap.add_argument("--metric", action="append", help="compare only metrics whose name contains this (repeatable)")
     a = ap.parse_args(argv)
     docs = []
     for p in (a.old, a.new):
@@ -121,7 +131,7 @@ def main(argv=None) -> int:
                         if old.get(what, {}).get(k) != new.get(what, {}).get(k)}
                 if diff:
                     print(f"note: {what} differs: " + ", ".join(f"{k} {x} -> {y}" for k, (x, y) in diff.items()))
-    rows = compare_docs(old, new, a.threshold, a.accuracy_drop)
+    rows = compare_docs(old, new, a.threshold, a.accuracy_drop, a.metric)
     if not rows:
         print("compare_json: no record and metric in common", file=sys.stderr)
         return 2

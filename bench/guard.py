@@ -1,0 +1,167 @@
+"""The regression guard (issue 20, item 6): a compact suite, the bench models
+and three real models, timed against their peer (LiteRT; onnxruntime for the
+ONNX-only encoder) in one run at each dispatch level the CPU has
+(`TINYINFER_ISA=baseline|avx2|avx512`, docs/platforms.md), with a JSON file
+that scripts/compare_json.py compares with an earlier run.
+
+Requirements (a bench, not in requirements-dev.txt): ai-edge-litert,
+onnxruntime, numpy; the bench models (`python bench/make_models.py`, then
+`python bench/run_suite.py --quick` for the int8-static .tinf) and the real
+ones (`python bench/real_models.py fetch`).
+
+    python bench/guard.py [--rounds 3] [--levels baseline,avx2,avx512] [-o bench/guard.json]
+    python bench/guard.py -o new.json --compare old.json     # exit 1 when a model got >5% slower
+
+One fresh process per configuration (bench/_worker.py, one thread, batch 1),
+the configurations alternating in rounds; each figure is the median over
+the rounds of a process's p50. Records: "MODEL MODE @LEVEL" with
+latency_us.p50 and ratio_vs_peer (tinyinfer p50 / the peer's p50 of the
+same round), and "MODEL PEER" for the peer itself. The comparison flags a
+ratio (and, with --metric latency, a latency) worse by more than the
+threshold; the ratio cancels most of a shared machine's drift, since the
+peer runs in the same rounds.
+"""
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+MODELS = os.path.join(HERE, "models")
+REAL = os.path.join(MODELS, "real", "files")
+sys.path.insert(0, os.path.join(ROOT, "scripts"))
+sys.path.insert(0, HERE)
+
+# (name, mode, tinyinfer's model, peer, peer's model)
+SUITE = [
+    ("mlp", "float32", os.path.join(MODELS, "mlp.float32.tflite"), "litert", os.path.join(MODELS, "mlp.float32.tflite")),
+    ("mlp", "int8-static", os.path.join(MODELS, "mlp.int8-static.tinf"), "litert",
+     os.path.join(MODELS, "mlp.float32.tflite")),
+    ("mobilenetv2", "float32", os.path.join(MODELS, "mobilenetv2.float32.tflite"), "litert",
+     os.path.join(MODELS, "mobilenetv2.float32.tflite")),
+    ("mobilenetv2", "int8-static", os.path.join(MODELS, "mobilenetv2.int8-static.tinf"), "litert",
+     os.path.join(MODELS, "mobilenetv2.float32.tflite")),
+    ("encoder", "float32", os.path.join(MODELS, "encoder.float32.onnx"), "onnxruntime",
+     os.path.join(MODELS, "encoder.float32.onnx")),
+    ("face_landmark", "float32", os.path.join(REAL, "face_landmark.tflite"), "litert",
+     os.path.join(REAL, "face_landmark.tflite")),
+    ("face_detection_short_range", "fp16 weights", os.path.join(REAL, "face_detection_short_range.tflite"), "litert",
+     os.path.join(REAL, "face_detection_short_range.tflite")),
+    ("palm_detection_lite", "fp16 weights", os.path.join(REAL, "palm_detection_lite.tflite"), "litert",
+     os.path.join(REAL, "palm_detection_lite.tflite")),
+]
+X86_LEVELS = ["baseline", "avx2", "avx512"]
+
+
+def levels_here():
+    sys.path.insert(0, os.path.join(ROOT, "python"))
+    import tinyinfer
+    info = tinyinfer.info()
+    detected = info.get("isa_detected") or info.get("isa")
+    if detected in X86_LEVELS:
+        return X86_LEVELS[:X86_LEVELS.index(detected) + 1], info
+    return (["baseline", detected] if detected != "baseline" else ["baseline"]), info
+
+
+def timed(runtime, path, level, runs):
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", TF_CPP_MIN_LOG_LEVEL="3")
+    env.pop("TINYINFER_ISA", None)
+    if level:
+        env["TINYINFER_ISA"] = level
+    cmd = [sys.executable, os.path.join(HERE, "_worker.py"), runtime, path, "--threads", "1", "--runs", str(runs)]
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    except subprocess.TimeoutExpired:
+        return None
+    for line in reversed(p.stdout.strip().splitlines()):
+        if line.startswith("{"):
+            return json.loads(line).get("p50_us")
+    return None
+
+
+def runs_for(name):
+    return {"mlp": 500, "encoder": 300}.get(name, 100)
+
+
+def cpu_name():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--levels", help="comma-separated; default: every level this CPU has")
+    ap.add_argument("-o", "--output", default=os.path.join(HERE, "guard.json"))
+    ap.add_argument("--compare", metavar="OLD.json", help="compare with an earlier run (scripts/compare_json.py)")
+    ap.add_argument("--threshold", type=float, default=5.0)
+    a = ap.parse_args(argv)
+    levels, info = levels_here()
+    if a.levels:
+        levels = [x for x in a.levels.split(",") if x]
+    suite = [s for s in SUITE if os.path.exists(s[2]) and os.path.exists(s[4])]
+    for s in SUITE:
+        if s not in suite:
+            print(f"skipped {s[0]} {s[1]}: missing {s[2] if not os.path.exists(s[2]) else s[4]}", file=sys.stderr)
+    load0 = os.getloadavg()
+    peers = sorted({(s[0], s[3], s[4]) for s in suite})
+    ours = {}   # (name, mode, level) -> [p50 per round]
+    theirs = {}  # (name, peer) -> [p50 per round]
+    ratios = {}  # (name, mode, level) -> [ratio per round]
+    for r in range(a.rounds):
+        for name, peer, ppath in peers:
+            theirs.setdefault((name, peer), []).append(timed(peer, ppath, None, runs_for(name)))
+        for name, mode, path, peer, _ in suite:
+            base = theirs[(name, peer)][-1]
+            for level in levels:
+                t = timed("tinyinfer", path, level, runs_for(name))
+                ours.setdefault((name, mode, level), []).append(t)
+                if t and base:
+                    ratios.setdefault((name, mode, level), []).append(t / base)
+        print(f"round {r + 1}/{a.rounds}", file=sys.stderr, flush=True)
+    med = lambda xs: float(np.median([x for x in xs if x])) if any(xs) else None  # noqa: E731
+    results = []
+    for (name, peer), ts in theirs.items():
+        results.append({"name": f"{name} {peer}", "latency_us": {"p50": med(ts)}})
+    print(f"{'model':28} {'mode':13} " + " ".join(f"{lv:>17}" for lv in levels) + "   (ratio to peer, p50 us)")
+    for name, mode, path, peer, _ in suite:
+        cells = []
+        for level in levels:
+            t, q = med(ours[(name, mode, level)]), med(ratios.get((name, mode, level), []))
+            rec = {"name": f"{name} {mode} @{level}", "peer": peer, "latency_us": {"p50": t}}
+            if q is not None:
+                rec["ratio_vs_peer"] = q
+            results.append(rec)
+            cells.append(f"{q:5.2f} ({t:8.1f})" if q is not None else f"{'n/a':>17}")
+        print(f"{name:28} {mode:13} " + " ".join(cells) + f"   vs {peer}")
+    doc = {"schema": "tinyinfer-results/1", "kind": "guard",
+           "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+           "tinyinfer": {k: info.get(k) for k in ("version", "isa_detected")},
+           "machine": {"system": platform.system(), "machine": platform.machine(), "cpu_model": cpu_name(),
+                       "cores": os.cpu_count()},
+           "threads": 1, "levels": levels, "rounds": a.rounds,
+           "load_average": {"start": list(load0), "end": list(os.getloadavg())}, "results": results}
+    with open(a.output, "w") as f:
+        json.dump(doc, f, indent=1)
+    print(f"wrote {a.output}; load average {load0[0]:.2f} -> {os.getloadavg()[0]:.2f}")
+    if a.compare:
+        import compare_json
+        return compare_json.main([a.compare, a.output, "--threshold", str(a.threshold), "--metric", "ratio_vs_peer"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
