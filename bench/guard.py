@@ -9,14 +9,16 @@ onnxruntime, numpy; the bench models (`python bench/make_models.py`, then
 `python bench/run_suite.py --quick` for the int8-static .tinf) and the real
 ones (`python bench/real_models.py fetch`).
 
-    python bench/guard.py [--rounds 3] [--levels baseline,avx2,avx512] [-o bench/guard.json]
+    python bench/guard.py [--rounds 3] [--levels baseline,avx2,avx512] [--models mlp,...] [-o bench/guard.json]
     python bench/guard.py -o new.json --compare old.json     # exit 1 when a model got >5% slower
 
 One fresh process per configuration (bench/_worker.py, one thread, batch 1),
 the configurations alternating in rounds; each figure is the median over
 the rounds of a process's p50. Records: "MODEL MODE @LEVEL" with
 latency_us.p50 and ratio_vs_peer (tinyinfer p50 / the peer's p50 of the
-same round), and "MODEL PEER" for the peer itself. The comparison flags a
+same round), and "PEER FILE" for the peer itself. The peer of an int8 model
+is LiteRT float32 (MobileNetV2, as issue 20's target) or LiteRT dynamic int8
+(the MLP). The comparison flags a
 ratio (and, with --metric latency, a latency) worse by more than the
 threshold; the ratio cancels most of a shared machine's drift, since the
 peer runs in the same rounds.
@@ -43,7 +45,7 @@ sys.path.insert(0, HERE)
 SUITE = [
     ("mlp", "float32", os.path.join(MODELS, "mlp.float32.tflite"), "litert", os.path.join(MODELS, "mlp.float32.tflite")),
     ("mlp", "int8-static", os.path.join(MODELS, "mlp.int8-static.tinf"), "litert",
-     os.path.join(MODELS, "mlp.float32.tflite")),
+     os.path.join(MODELS, "mlp.dynamic.tflite")),
     ("mobilenetv2", "float32", os.path.join(MODELS, "mobilenetv2.float32.tflite"), "litert",
      os.path.join(MODELS, "mobilenetv2.float32.tflite")),
     ("mobilenetv2", "int8-static", os.path.join(MODELS, "mobilenetv2.int8-static.tinf"), "litert",
@@ -105,6 +107,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--levels", help="comma-separated; default: every level this CPU has")
+    ap.add_argument("--models", help="comma-separated names (default: all of the suite)")
     ap.add_argument("-o", "--output", default=os.path.join(HERE, "guard.json"))
     ap.add_argument("--compare", metavar="OLD.json", help="compare with an earlier run (scripts/compare_json.py)")
     ap.add_argument("--threshold", type=float, default=5.0)
@@ -112,20 +115,21 @@ def main(argv=None):
     levels, info = levels_here()
     if a.levels:
         levels = [x for x in a.levels.split(",") if x]
-    suite = [s for s in SUITE if os.path.exists(s[2]) and os.path.exists(s[4])]
-    for s in SUITE:
+    chosen = [s for s in SUITE if not a.models or s[0] in a.models.split(",")]
+    suite = [s for s in chosen if os.path.exists(s[2]) and os.path.exists(s[4])]
+    for s in chosen:
         if s not in suite:
             print(f"skipped {s[0]} {s[1]}: missing {s[2] if not os.path.exists(s[2]) else s[4]}", file=sys.stderr)
     load0 = os.getloadavg()
     peers = sorted({(s[0], s[3], s[4]) for s in suite})
     ours = {}   # (name, mode, level) -> [p50 per round]
-    theirs = {}  # (name, peer) -> [p50 per round]
+    theirs = {}  # peer's model -> [p50 per round]
     ratios = {}  # (name, mode, level) -> [ratio per round]
     for r in range(a.rounds):
         for name, peer, ppath in peers:
-            theirs.setdefault((name, peer), []).append(timed(peer, ppath, None, runs_for(name)))
-        for name, mode, path, peer, _ in suite:
-            base = theirs[(name, peer)][-1]
+            theirs.setdefault(ppath, []).append(timed(peer, ppath, None, runs_for(name)))
+        for name, mode, path, peer, ppath in suite:
+            base = theirs[ppath][-1]
             for level in levels:
                 t = timed("tinyinfer", path, level, runs_for(name))
                 ours.setdefault((name, mode, level), []).append(t)
@@ -134,19 +138,20 @@ def main(argv=None):
         print(f"round {r + 1}/{a.rounds}", file=sys.stderr, flush=True)
     med = lambda xs: float(np.median([x for x in xs if x])) if any(xs) else None  # noqa: E731
     results = []
-    for (name, peer), ts in theirs.items():
-        results.append({"name": f"{name} {peer}", "latency_us": {"p50": med(ts)}})
+    for name, peer, ppath in peers:
+        results.append({"name": f"{peer} {os.path.basename(ppath)}", "latency_us": {"p50": med(theirs[ppath])}})
     print(f"{'model':28} {'mode':13} " + " ".join(f"{lv:>17}" for lv in levels) + "   (ratio to peer, p50 us)")
-    for name, mode, path, peer, _ in suite:
+    for name, mode, path, peer, ppath in suite:
         cells = []
         for level in levels:
             t, q = med(ours[(name, mode, level)]), med(ratios.get((name, mode, level), []))
-            rec = {"name": f"{name} {mode} @{level}", "peer": peer, "latency_us": {"p50": t}}
+            rec = {"name": f"{name} {mode} @{level}", "peer": f"{peer} {os.path.basename(ppath)}",
+                   "latency_us": {"p50": t}}
             if q is not None:
                 rec["ratio_vs_peer"] = q
             results.append(rec)
             cells.append(f"{q:5.2f} ({t:8.1f})" if q is not None else f"{'n/a':>17}")
-        print(f"{name:28} {mode:13} " + " ".join(cells) + f"   vs {peer}")
+        print(f"{name:28} {mode:13} " + " ".join(cells) + f"   vs {peer} {os.path.basename(ppath)}")
     doc = {"schema": "tinyinfer-results/1", "kind": "guard",
            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
            "tinyinfer": {k: info.get(k) for k in ("version", "isa_detected")},

@@ -5,7 +5,8 @@ LiteRT's Python interpreter has no per-op profiler, so every op of a float
 tensors, its other inputs as the model's inputs; written with tensorflow's
 flatbuffer_utils) and each of those is timed on both runtimes, one thread:
 LiteRT (XNNPACK delegate, as the Interpreter applies it by default): the
-median of `invoke()` alone; tinyinfer: the op's median time from its
+median of `invoke()` alone, less that of a one-element Add model (its call
+overhead); tinyinfer: the op's median time from its
 per-op profile (`Session.profile`, the kernel alone, as `bench --profile`
 gives it) on the same single-op model. Each runtime runs in a fresh process
 per model, the two alternating in rounds; the figure is the median over
@@ -126,11 +127,25 @@ def _np_type(code):
 
 # ---------------------------------------------------------------- workers (one fresh process per runtime and model)
 
+def trivial_model(path):
+    """A one-element Add: what an invoke() costs LiteRT besides its op."""
+    if os.path.exists(path):
+        return
+    import tensorflow as tf
+
+    @tf.function(input_signature=[tf.TensorSpec([1, 1], tf.float32)])
+    def f(x):
+        return x + 1.0
+    conv = tf.lite.TFLiteConverter.from_concrete_functions([f.get_concrete_function()], f)
+    with open(path, "wb") as fh:
+        fh.write(conv.convert())
+
+
 def time_litert(files, runs):
     from ai_edge_litert.interpreter import Interpreter
     rng = np.random.default_rng(0)
     out = {}
-    for f in files:
+    for f in files + [os.path.join(OPS_DIR, "trivial.tflite")]:
         try:
             it = Interpreter(model_path=f, num_threads=1)
             it.allocate_tensors()
@@ -212,8 +227,12 @@ def measure(path, rounds, runs):
     with open(lists, "w") as fh:
         json.dump(files, fh)
     ours, theirs, whole, whole_run, lite_whole = [], [], [], [], []
+    trivial = os.path.join(OPS_DIR, "trivial.tflite")
+    trivial_model(trivial)
+    overhead = []
     for r in range(rounds):
         theirs.append(worker(["_litert", lists, "--runs", str(runs), "--whole", path]))
+        overhead.append(theirs[-1].pop(trivial))
         ours.append(worker(["_tinyinfer", lists, "--runs", str(runs), "--whole", path]))
         whole.append(ours[-1].pop("__whole__"))
         whole_run.append(ours[-1].pop("__whole_run_us__"))
@@ -222,7 +241,7 @@ def measure(path, rounds, runs):
     rows = []
     for f, key, shapes in ops:
         a = [o[f] for o in ours if isinstance(o.get(f), float)]
-        b = [t[f] for t in theirs if isinstance(t.get(f), float)]
+        b = [max(0.0, t[f] - o) for t, o in zip(theirs, overhead) if isinstance(t.get(f), float)]
         err = next((o[f] for o in ours + theirs if isinstance(o.get(f), str)), None)
         rows.append({"op": os.path.basename(f)[:-7], "type": key, "shapes": shapes,
                      "ours_us": float(np.median(a)) if a else None, "litert_us": float(np.median(b)) if b else None,
@@ -232,6 +251,7 @@ def measure(path, rounds, runs):
         op = whole[0][k][0]
         prof.setdefault(op, []).append(float(np.median([w[k][1] for w in whole])))
     return {"model": name, "path": os.path.relpath(path, ROOT), "ops": rows,
+            "litert_invoke_overhead_us": float(np.median(overhead)),
             "ours_whole_profile": {op: [len(v), sum(v)] for op, v in prof.items()},
             "ours_whole_run_us": float(np.median(whole_run)), "litert_whole_us": float(np.median(lite_whole))}
 
@@ -253,8 +273,9 @@ def write_markdown(doc):
              f"Command: `{doc['command']}`", "",
              f"CPU: {doc['cpu']} (tinyinfer level {doc['isa']}); load average {la['start'][0]:.2f} at the start, "
              f"{la['end'][0]:.2f} at the end (shared machine). One thread. Each op of the model cut out into a "
-             "single-op .tflite and timed on both runtimes: LiteRT the median `invoke()` (XNNPACK; includes "
-             "LiteRT's own invoke overhead, under a microsecond), tinyinfer the op's median in its per-op "
+             "single-op .tflite and timed on both runtimes: LiteRT the median `invoke()` (XNNPACK) less "
+             "the median `invoke()` of a one-element Add model (LiteRT's own call overhead, "
+             f"{np.median([m['litert_invoke_overhead_us'] for m in doc['models']]):.2f} us here), tinyinfer the op's median in its per-op "
              f"profile of the same single-op model; the median over {doc['rounds']} alternating rounds of fresh "
              "processes. Rows: sums over the ops of that type and window; ratio = tinyinfer / LiteRT (lower is "
              "better). Single-op times miss what a whole model does between ops (fusion, cache reuse): the "

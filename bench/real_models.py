@@ -18,8 +18,8 @@ the transformer). `run` does, for each model, in a fresh process each:
 
 1. convert with tinyinfer (the error is recorded when it fails; an opset
    refusal is retried with check_opset=False and the row says so);
-2. run the peer and tinyinfer on the same inputs (photo crops, a synthetic
-   voiced signal, or random features; streaming models chunk by chunk, the
+2. run the peer and tinyinfer on the same inputs (photo crops, rendered
+   text for the OCR models, a synthetic voiced signal, or random features; streaming models chunk by chunk, the
    state fed back for ONNX, kept inside the interpreter for LiteRT's
    resource variables) and compare every output: max abs error, and
    relative = max abs error / max |peer output|;
@@ -78,6 +78,26 @@ def photo(h, w, lo, hi, seed, layout="nhwc"):
     crop = im[y:y + h, x:x + w].astype(np.float32) / 255.0 * (hi - lo) + lo
     crop = crop[None]
     return np.ascontiguousarray(crop.transpose(0, 3, 1, 2) if layout == "nchw" else crop)
+
+
+def text(h, w, seed, layout="nchw"):
+    """Black words on a light background (Pillow's bundled font), in [-1, 1]
+    as PaddleOCR feeds its models: the OCR models see text to find."""
+    from PIL import Image, ImageDraw, ImageFont
+    rng = np.random.default_rng(seed)
+    words = ["tinyinfer", "model", "suite", "2026", "Invoice", "TOTAL", "runtime", "kernel", "depthwise", "int8"]
+    im = Image.new("L", (w, h), int(rng.integers(200, 256)))
+    draw = ImageDraw.Draw(im)
+    size = max(10, int(h * 0.6)) if h < 100 else 28
+    font = ImageFont.load_default(size=size)
+    y = 2 if h < 100 else 10
+    while y < h - size // 2:
+        line = " ".join(rng.choice(words, 3))
+        draw.text((int(rng.integers(2, 20)), y), line, fill=int(rng.integers(0, 60)), font=font)
+        y += int(size * 1.6)
+    a = np.asarray(im, np.float32) / 127.5 - 1.0
+    a = np.repeat(a[None, None], 3, axis=1)
+    return np.ascontiguousarray(a if layout == "nchw" else a.transpose(0, 2, 3, 1))
 
 
 def voice(n, seed):
@@ -167,21 +187,21 @@ MODELS = {
                            inputs=lambda s: [normal((1, 16, 96), s)]),
     "ocr_det": dict(src=("rapidocr-onnxruntime==1.4.4", "rapidocr_onnxruntime/models/ch_PP-OCRv4_det_infer.onnx"),
                     kind="onnx float32", tags="PP-OCRv4 det, depthwise, HardSigmoid, Resize, opset 12",
-                    inputs=lambda s: [photo(320, 320, -1, 1, s, "nchw")]),
+                    inputs=lambda s: [text(320, 320, s)]),
     "ocr_rec": dict(src=("rapidocr-onnxruntime==1.4.4", "rapidocr_onnxruntime/models/ch_PP-OCRv4_rec_infer.onnx"),
                     kind="onnx float32", tags="SVTR transformer encoder (attention), opset 12",
-                    inputs=lambda s: [photo(48, 320, -1, 1, s, "nchw")]),
+                    inputs=lambda s: [text(48, 320, s)]),
     "ocr_cls": dict(src=("rapidocr-onnxruntime==1.4.4", "rapidocr_onnxruntime/models/ch_ppocr_mobile_v2.0_cls_infer.onnx"),
                     kind="onnx float32", tags="MobileNetV3 small, opset 11",
-                    inputs=lambda s: [photo(48, 192, -1, 1, s, "nchw")]),
+                    inputs=lambda s: [text(48, 192, s)]),
     # int8 ONNX files derived by `fetch` with onnxruntime's quantization tool
     "oww_embedding_qdq": dict(derived=("oww_embedding", "qdq"), kind="onnx int8 (QDQ, derived)",
                               tags="QDQ conv", inputs=lambda s: [normal((1, 76, 32, 1), s, 2.0, 1.0)]),
     "ocr_cls_qdq": dict(derived=("ocr_cls", "qdq"), kind="onnx int8 (QDQ, derived)",
-                        tags="QDQ MobileNetV3", inputs=lambda s: [photo(48, 192, -1, 1, s, "nchw")]),
+                        tags="QDQ MobileNetV3", inputs=lambda s: [text(48, 192, s)]),
     "ocr_rec_dynamic": dict(derived=("ocr_rec", "dynamic"), kind="onnx int8 (dynamic, derived)",
                             tags="MatMulInteger / DynamicQuantizeLinear transformer",
-                            inputs=lambda s: [photo(48, 320, -1, 1, s, "nchw")]),
+                            inputs=lambda s: [text(48, 320, s)]),
 }
 
 
@@ -235,7 +255,16 @@ def derive(name, e):
     base, how = e["derived"]
     src, dst = model_path(base), model_path(name)
     pre = os.path.join(FILES, f"{base}.pre.onnx")
+    import onnx
+    m = onnx.load(src)
+    if how == "qdq" and max(o.version for o in m.opset_import if o.domain in ("", "ai.onnx")) < 13:
+        # per-channel QDQ needs DequantizeLinear's axis (opset 13)
+        from onnx import version_converter
+        src = os.path.join(FILES, f"{base}.op13.onnx")
+        onnx.save(version_converter.convert_version(m, 13), src)
     quant_pre_process(src, pre, skip_symbolic_shape=True)  # folds Constant nodes into initializers
+    if src.endswith(".op13.onnx"):
+        os.remove(src)
     if how == "dynamic":
         quantize_dynamic(pre, dst, weight_type=QuantType.QInt8)
         os.remove(pre)
