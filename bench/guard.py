@@ -10,6 +10,7 @@ onnxruntime, numpy; the bench models (`python bench/make_models.py`, then
 ones (`python bench/real_models.py fetch`).
 
     python bench/guard.py [--rounds 3] [--levels baseline,avx2,avx512] [--models mlp,...] [-o bench/guard.json]
+                          [--markdown]
     python bench/guard.py -o new.json --compare old.json     # exit 1 when a model got >5% slower
 
 One fresh process per configuration (bench/_worker.py, one thread, batch 1),
@@ -103,6 +104,48 @@ def cpu_name():
     return platform.processor() or platform.machine()
 
 
+BEGIN = "<!-- guard:begin -->"
+END = "<!-- guard:end -->"
+
+
+def write_markdown(doc, suite, args):
+    levels = doc["levels"]
+    recs = {r["name"]: r for r in doc["results"]}
+    la = doc["load_average"]
+    lines = [BEGIN, "", "## Regression guard: ratios to the peer at each CPU level (issue 20)", "",
+             f"Command: `python bench/guard.py {args}`; compare two runs with "
+             "`python bench/guard.py -o new.json --compare old.json` or "
+             "`python scripts/compare_json.py old.json new.json --metric ratio_vs_peer` "
+             "(exit status 1 and a REGRESSION line for each model whose ratio grew by more than 5%).", "",
+             f"CPU: {doc['machine']['cpu_model']} ({doc['machine']['cores']} cores, detected level "
+             f"{doc['tinyinfer']['isa_detected']}); load average {la['start'][0]:.2f} at the start, "
+             f"{la['end'][0]:.2f} at the end (shared machine). One thread, batch 1; each cell: tinyinfer p50 / "
+             f"the peer's p50, the median over {doc['rounds']} alternating rounds of fresh processes "
+             "(tinyinfer's p50 in us in brackets); `TINYINFER_ISA` forces each level.", "",
+             "| model | mode | peer | peer us | " + " | ".join(levels) + " |",
+             "|---|---|---|---|" + "---|" * len(levels)]
+    for name, mode, path, peer, ppath in suite:
+        pk = f"{peer} {os.path.basename(ppath)}"
+        pus = recs.get(pk, {}).get("latency_us", {}).get("p50")
+        cells = []
+        for lv in levels:
+            r = recs.get(f"{name} {mode} @{lv}", {})
+            q, t = r.get("ratio_vs_peer"), r.get("latency_us", {}).get("p50")
+            cells.append(f"{q:.2f} ({t:.1f})" if q is not None and t is not None else "n/a")
+        lines.append(f"| {name} | {mode} | {pk} | {pus:.1f} | " if pus else f"| {name} | {mode} | {pk} | n/a | ")
+        lines[-1] += " | ".join(cells) + " |"
+    lines += ["", END]
+    path = os.path.join(ROOT, "BENCHMARKS.md")
+    text = open(path).read()
+    block = "\n".join(lines)
+    if BEGIN in text and END in text:
+        text = text[:text.index(BEGIN)] + block + text[text.index(END) + len(END):]
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    with open(path, "w") as f:
+        f.write(text)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=3)
@@ -111,6 +154,7 @@ def main(argv=None):
     ap.add_argument("-o", "--output", default=os.path.join(HERE, "guard.json"))
     ap.add_argument("--compare", metavar="OLD.json", help="compare with an earlier run (scripts/compare_json.py)")
     ap.add_argument("--threshold", type=float, default=5.0)
+    ap.add_argument("--markdown", action="store_true", help="write the table into BENCHMARKS.md (between its markers)")
     a = ap.parse_args(argv)
     levels, info = levels_here()
     if a.levels:
@@ -161,6 +205,8 @@ def main(argv=None):
            "load_average": {"start": list(load0), "end": list(os.getloadavg())}, "results": results}
     with open(a.output, "w") as f:
         json.dump(doc, f, indent=1)
+    if a.markdown:
+        write_markdown(doc, suite, " ".join(argv if argv is not None else sys.argv[1:]))
     print(f"wrote {a.output}; load average {load0[0]:.2f} -> {os.getloadavg()[0]:.2f}")
     if a.compare:
         import compare_json

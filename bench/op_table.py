@@ -349,7 +349,7 @@ def main():
         doc["models"].append(measure(p, a.rounds, a.runs))
     doc["load_average"] = {"start": list(load0), "end": list(os.getloadavg())}
     with open(RESULTS, "w") as f:
-        json.dump(doc, f, indent=1)
+        json.dump(doc, f)
     if not a.no_markdown:
         write_markdown(doc)
     for m in doc["models"]:
