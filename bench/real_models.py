@@ -38,6 +38,7 @@ import glob
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import time
@@ -561,6 +562,23 @@ def status(r):
     return "converts" + (" (opset check off)" if r.get("converted_without_opset_check") else "")
 
 
+def failure_causes(recs):
+    """[(cause, [models])]: each unsupported op name of a refusal, or the
+    error's message without the file name, most models first."""
+    by = {}
+    for r in recs:
+        err = r.get("convert_error") or r.get("run_error") or r.get("check_error")
+        if not err:
+            continue
+        m = re.search(r"unsupported op\(s\): (.*?); nothing was written", err)
+        if m:
+            for part in re.split(r", (?=[A-Za-z_.]+(?: \(x\d+\)| \[))", m.group(1)):
+                by.setdefault("unsupported " + re.sub(r" \(x\d+\)", "", part).strip(), []).append(r["model"])
+        else:
+            by.setdefault(re.sub(r"\S*/" + re.escape(r["model"]) + r"\.\w+: ", "", err)[:160], []).append(r["model"])
+    return sorted(by.items(), key=lambda kv: (-len(kv[1]), kv[0]))
+
+
 def write_markdown(doc):
     recs = doc["results"]
     la = doc["load_average"]
@@ -592,6 +610,10 @@ def write_markdown(doc):
         lines.append(f"| {r['model']} | {r['package']} ({lic}) | {r['kind']} | {r['tags']} | {status(r)} | {mabs} "
                      f"| {rel} | {r.get('peer', '')} | {fmt_us(peer)} | {fmt_us(ours)} | {ratio} | {fmt_us(q)} | "
                      f"{qr} | {sq} |")
+    causes = failure_causes(recs)
+    if causes:
+        lines += ["", "What stops the models that do not convert or run, by cause (each model once per cause):", ""]
+        lines += [f"- {cause}: {', '.join(models)}" for cause, models in causes]
     int8_errors = [(r["model"], r["int8_error"]) for r in recs if "int8_error" in r]
     if int8_errors:
         lines += ["", "int8-static failures: " + "; ".join(f"{m}: {e[:160]}" for m, e in int8_errors) + "."]
