@@ -41,24 +41,22 @@ MODELS = os.path.join(HERE, "models")
 REAL = os.path.join(MODELS, "real", "files")
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
 sys.path.insert(0, HERE)
+from _report import cpu_name, write_section  # noqa: E402
 
-# (name, mode, tinyinfer's model, peer, peer's model)
+# (name, mode, tinyinfer's model, peer, peer's model): a .tflite or .onnx
+# is converted by tinyinfer.load (its conversion cache) and run by the peer too.
+_B = lambda f: os.path.join(MODELS, f)  # noqa: E731
+_R = lambda f: os.path.join(REAL, f)  # noqa: E731
 SUITE = [
-    ("mlp", "float32", os.path.join(MODELS, "mlp.float32.tflite"), "litert", os.path.join(MODELS, "mlp.float32.tflite")),
-    ("mlp", "int8-static", os.path.join(MODELS, "mlp.int8-static.tinf"), "litert",
-     os.path.join(MODELS, "mlp.dynamic.tflite")),
-    ("mobilenetv2", "float32", os.path.join(MODELS, "mobilenetv2.float32.tflite"), "litert",
-     os.path.join(MODELS, "mobilenetv2.float32.tflite")),
-    ("mobilenetv2", "int8-static", os.path.join(MODELS, "mobilenetv2.int8-static.tinf"), "litert",
-     os.path.join(MODELS, "mobilenetv2.float32.tflite")),
-    ("encoder", "float32", os.path.join(MODELS, "encoder.float32.onnx"), "onnxruntime",
-     os.path.join(MODELS, "encoder.float32.onnx")),
-    ("face_landmark", "float32", os.path.join(REAL, "face_landmark.tflite"), "litert",
-     os.path.join(REAL, "face_landmark.tflite")),
-    ("face_detection_short_range", "fp16 weights", os.path.join(REAL, "face_detection_short_range.tflite"), "litert",
-     os.path.join(REAL, "face_detection_short_range.tflite")),
-    ("palm_detection_lite", "fp16 weights", os.path.join(REAL, "palm_detection_lite.tflite"), "litert",
-     os.path.join(REAL, "palm_detection_lite.tflite")),
+    ("mlp", "float32", _B("mlp.float32.tflite"), "litert", _B("mlp.float32.tflite")),
+    ("mlp", "int8-static", _B("mlp.int8-static.tinf"), "litert", _B("mlp.dynamic.tflite")),
+    ("mobilenetv2", "float32", _B("mobilenetv2.float32.tflite"), "litert", _B("mobilenetv2.float32.tflite")),
+    ("mobilenetv2", "int8-static", _B("mobilenetv2.int8-static.tinf"), "litert", _B("mobilenetv2.float32.tflite")),
+    ("encoder", "float32", _B("encoder.float32.onnx"), "onnxruntime", _B("encoder.float32.onnx")),
+    ("face_landmark", "float32", _R("face_landmark.tflite"), "litert", _R("face_landmark.tflite")),
+    ("face_detection_short_range", "fp16 weights", _R("face_detection_short_range.tflite"), "litert",
+     _R("face_detection_short_range.tflite")),
+    ("palm_detection_lite", "fp16 weights", _R("palm_detection_lite.tflite"), "litert", _R("palm_detection_lite.tflite")),
 ]
 X86_LEVELS = ["baseline", "avx2", "avx512"]
 
@@ -93,17 +91,6 @@ def runs_for(name):
     return {"mlp": 500, "encoder": 300}.get(name, 100)
 
 
-def cpu_name():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 BEGIN = "<!-- guard:begin -->"
 END = "<!-- guard:end -->"
 
@@ -135,15 +122,7 @@ def write_markdown(doc, suite, args):
         lines.append(f"| {name} | {mode} | {pk} | {pus:.1f} | " if pus else f"| {name} | {mode} | {pk} | n/a | ")
         lines[-1] += " | ".join(cells) + " |"
     lines += ["", END]
-    path = os.path.join(ROOT, "BENCHMARKS.md")
-    text = open(path).read()
-    block = "\n".join(lines)
-    if BEGIN in text and END in text:
-        text = text[:text.index(BEGIN)] + block + text[text.index(END) + len(END):]
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    with open(path, "w") as f:
-        f.write(text)
+    write_section(BEGIN, END, "\n".join(lines))
 
 
 def main(argv=None):

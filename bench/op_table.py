@@ -28,12 +28,13 @@ import argparse
 import copy
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
 
 import numpy as np
+
+from _report import cpu_name, write_section
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -142,23 +143,11 @@ def trivial_model(path):
 
 
 def time_litert(files, runs):
-    from ai_edge_litert.interpreter import Interpreter
     rng = np.random.default_rng(0)
     out = {}
     for f in files + [os.path.join(OPS_DIR, "trivial.tflite")]:
         try:
-            it = Interpreter(model_path=f, num_threads=1)
-            it.allocate_tensors()
-            for d in it.get_input_details():
-                it.set_tensor(d["index"], rng.standard_normal(d["shape"]).astype(np.float32))
-            for _ in range(5):
-                it.invoke()
-            ts = []
-            for _ in range(runs):
-                t0 = time.perf_counter()
-                it.invoke()
-                ts.append(time.perf_counter() - t0)
-            out[f] = float(np.median(ts)) * 1e6
+            out[f] = median_invoke(f, runs, 5, rng)
         except Exception as e:
             out[f] = f"{type(e).__name__}: {e}"[:200]
     return out
@@ -202,14 +191,14 @@ def worker(args):
     raise RuntimeError(f"worker {args[:2]} failed: {(p.stderr.strip().splitlines() or ['?'])[-1]}")
 
 
-def litert_whole(path, runs=100):
+def median_invoke(path, runs, warm, rng):
+    """LiteRT (one thread, XNNPACK): the median microseconds of `invoke()` alone on random inputs."""
     from ai_edge_litert.interpreter import Interpreter
     it = Interpreter(model_path=path, num_threads=1)
     it.allocate_tensors()
-    rng = np.random.default_rng(0)
     for d in it.get_input_details():
         it.set_tensor(d["index"], rng.standard_normal(d["shape"]).astype(np.float32))
-    for _ in range(10):
+    for _ in range(warm):
         it.invoke()
     ts = []
     for _ in range(runs):
@@ -256,17 +245,6 @@ def measure(path, rounds, runs):
             "ours_whole_run_us": float(np.median(whole_run)), "litert_whole_us": float(np.median(lite_whole))}
 
 
-def cpu_name():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def write_markdown(doc):
     la = doc["load_average"]
     lines = [BEGIN, "", "## Per op type against LiteRT with XNNPACK (issue 20)", "",
@@ -307,15 +285,7 @@ def write_markdown(doc):
                   ", ".join(f"{op} x{n} {us:.1f} us" for op, (n, us) in
                             sorted(m["ours_whole_profile"].items(), key=lambda kv: -kv[1][1])) + ".", ""]
     lines.append(END)
-    path = os.path.join(ROOT, "BENCHMARKS.md")
-    text = open(path).read()
-    block = "\n".join(lines)
-    if BEGIN in text and END in text:
-        text = text[:text.index(BEGIN)] + block + text[text.index(END) + len(END):]
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    with open(path, "w") as f:
-        f.write(text)
+    write_section(BEGIN, END, "\n".join(lines))
 
 
 def main():
@@ -331,7 +301,7 @@ def main():
             files = json.load(fh)
         if a.models[0] == "_litert":
             out = time_litert(files, a.runs)
-            out["__whole__"] = litert_whole(a.whole) if a.whole else None
+            out["__whole__"] = median_invoke(a.whole, 100, 10, np.random.default_rng(0)) if a.whole else None
         else:
             out = time_tinyinfer(files, a.runs, a.whole)
         print(json.dumps(out))

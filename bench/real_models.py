@@ -46,6 +46,8 @@ import zipfile
 
 import numpy as np
 
+from _report import cpu_name, write_section
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 CACHE = os.path.join(HERE, "models", "real")
@@ -460,17 +462,6 @@ def worker(args, timeout=600):
     return {"error": f"exit status {p.returncode}: {tail[:250]}"}
 
 
-def cpu_name():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def isa():
     sys.path.insert(0, os.path.join(ROOT, "python"))
     try:
@@ -618,15 +609,7 @@ def write_markdown(doc):
     if int8_errors:
         lines += ["", "int8-static failures: " + "; ".join(f"{m}: {e[:160]}" for m, e in int8_errors) + "."]
     lines += ["", END]
-    path = os.path.join(ROOT, "BENCHMARKS.md")
-    text = open(path).read()
-    block = "\n".join(lines)
-    if BEGIN in text and END in text:
-        text = text[:text.index(BEGIN)] + block + text[text.index(END) + len(END):]
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    with open(path, "w") as f:
-        f.write(text)
+    write_section(BEGIN, END, "\n".join(lines))
 
 
 def main():

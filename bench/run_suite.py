@@ -22,6 +22,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 MODELS = os.path.join(HERE, "models")
 sys.path.insert(0, os.path.join(ROOT, "python"))
+sys.path.insert(0, HERE)
+from _report import write_section  # noqa: E402
 
 BEGIN = "<!-- suite:begin -->"
 END = "<!-- suite:end -->"
@@ -172,15 +174,7 @@ def write_markdown(results, args, seconds):
                          f"{r['first_us']:.0f} | {r['rss_mb']:.0f} |")
         lines.append("")
     lines.append(END)
-    path = os.path.join(ROOT, "BENCHMARKS.md")
-    text = open(path).read() if os.path.exists(path) else "# Benchmarks\n"
-    block = "\n".join(lines)
-    if BEGIN in text and END in text:
-        text = text[:text.index(BEGIN)] + block + text[text.index(END) + len(END):]
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    with open(path, "w") as f:
-        f.write(text)
+    write_section(BEGIN, END, "\n".join(lines))
 
 
 def chart(results):

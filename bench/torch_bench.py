@@ -15,7 +15,6 @@ already in memory). Needs torch.
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -29,17 +28,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 import torch  # noqa: E402
 import tinyinfer  # noqa: E402
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+from _report import cpu_name  # noqa: E402
 
 
 def median_us(fn, repeat: int) -> float:
