@@ -544,12 +544,20 @@ def fmt_us(v):
     return "" if v is None else (f"{v:.0f}" if v >= 100 else f"{v:.1f}")
 
 
+def brief(err, model):
+    """An error without the file's path; a refusal as the list of op names."""
+    m = re.search(r"unsupported op\(s\): (.*?); nothing was written", err)
+    if m:
+        return "unsupported " + re.sub(r" \[[^]]*\]", "", m.group(1))
+    return re.sub(r"\S*/" + re.escape(model) + r"[.\w-]*: ", "", err)
+
+
 def status(r):
     for k, what in (("check_error", "check failed"), ("convert_error", "convert fails"), ("run_error", "run fails")):
         if k in r:
-            return f"{what}: {r[k][:160]}"
+            return f"{what}: {brief(r[k], r['model'])[:140]}"
     if "peer_error" in r:
-        return f"converts, runs; peer fails: {r['peer_error'][:120]}"
+        return f"converts, runs; peer fails: {brief(r['peer_error'], r['model'])[:100]}"
     return "converts" + (" (opset check off)" if r.get("converted_without_opset_check") else "")
 
 
@@ -566,7 +574,7 @@ def failure_causes(recs):
             for part in re.split(r", (?=[A-Za-z_.]+(?: \(x\d+\)| \[))", m.group(1)):
                 by.setdefault("unsupported " + re.sub(r" \(x\d+\)", "", part).strip(), []).append(r["model"])
         else:
-            by.setdefault(re.sub(r"\S*/" + re.escape(r["model"]) + r"\.\w+: ", "", err)[:160], []).append(r["model"])
+            by.setdefault(brief(err, r["model"])[:160], []).append(r["model"])
     return sorted(by.items(), key=lambda kv: (-len(kv[1]), kv[0]))
 
 
@@ -583,7 +591,10 @@ def write_markdown(doc):
              f"the median over {doc['rounds']} alternating rounds of a fresh process's p50 (bench/_worker.py on "
              "the same inputs). rel = max abs error / max |peer output| over every output (streaming models: "
              "every chunk). int8 SQNR: tinyinfer `int8-static` (16 calibration inputs of the same kind) against "
-             "the peer's float output. ratio = tinyinfer / peer p50 (lower is better).", "",
+             "the peer's float output. ratio = tinyinfer / peer p50 (lower is better). An int8 model's outputs "
+             "may differ by one quantization step (rel about 1/255 of the range). The fp16 .tflite files keep "
+             "their float16 weights in tinyinfer (DEQUANTIZE folded): the quantizer refuses them as already "
+             "quantized.", "",
              f"{conv} of {len(recs)} convert; {match} match the peer within 1e-4 relative.", "",
              "| model | package (licence) | kind | exercises | status | max abs | rel | peer | peer us | "
              "tinyinfer us | ratio | int8-static us | int8/float | int8 SQNR dB |",
@@ -607,14 +618,15 @@ def write_markdown(doc):
         lines += [f"- {cause}: {', '.join(models)}" for cause, models in causes]
     int8_errors = [(r["model"], r["int8_error"]) for r in recs if "int8_error" in r]
     if int8_errors:
-        lines += ["", "int8-static failures: " + "; ".join(f"{m}: {e[:160]}" for m, e in int8_errors) + "."]
+        lines += ["", "int8-static failures: " + "; ".join(f"{m}: {brief(e, m)[:160]}" for m, e in int8_errors) + "."]
     lines += ["", END]
     write_section(BEGIN, END, "\n".join(lines))
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("command", choices=["fetch", "run", "list", "_check"])
+    ap.add_argument("command", choices=["fetch", "run", "list", "markdown", "_check"],
+                    help="markdown: write BENCHMARKS.md's section again from bench/real_models.json")
     ap.add_argument("name", nargs="?")
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--rounds", type=int, default=3)
@@ -627,6 +639,9 @@ def main():
             print(f"{n:34} {package_of(n):30} {MODELS[n]['kind']:28} {MODELS[n]['tags']}")
     elif a.command == "_check":
         check(a.name)
+    elif a.command == "markdown":
+        with open(RESULTS) as f:
+            write_markdown(json.load(f))
     else:
         names = [n for n in a.models.split(",") if n]
         unknown = [n for n in names if n not in MODELS]
