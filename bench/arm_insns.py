@@ -13,9 +13,9 @@ The count covers the whole process: the loader, loading the model (packing
 weights), preparing the session and one run (tests/c/run_outputs.c).
 
 Requirements: qemu-user, the aarch64 cross toolchain (binutils for nm),
-scripts/build-aarch64.sh's build (build-aarch64/: libtinyinfer.unstripped.so
-and run_outputs, made by scripts/test-aarch64.sh), valgrind and cc for the
-x86 column.
+scripts/build-aarch64.sh's build (build-aarch64/libtinyinfer.unstripped.so;
+run_outputs is cross-compiled next to it when missing, as
+scripts/test-aarch64.sh does), valgrind and cc for the x86 column.
 
     python bench/arm_insns.py [MODEL.tinf ...] [--build build-aarch64] [--cpu max] [--top 8]
 """
@@ -82,11 +82,16 @@ def count_arm(model, build, cpu, work):
     libdir = os.path.join(work, "lib")
     os.makedirs(libdir, exist_ok=True)
     shutil.copy(lib, os.path.join(libdir, "libtinyinfer.so.0"))
+    runner = os.path.join(build, "run_outputs")
+    if not os.path.exists(runner):  # as scripts/test-aarch64.sh builds it
+        subprocess.run(["aarch64-linux-gnu-gcc", "-std=c99", "-O2", "-I", os.path.join(ROOT, "include"),
+                        os.path.join(ROOT, "tests", "c", "run_outputs.c"), "-L", build, "-ltinyinfer",
+                        "-Wl,-rpath,$ORIGIN", "-o", runner], check=True)
     ins = inputs_for(model, work)
     log = os.path.join(work, "qemu.log")
     env = dict(os.environ, LD_LIBRARY_PATH=libdir, LD_DEBUG="files")
     p = subprocess.run(["qemu-aarch64", "-cpu", cpu, "-L", "/usr/aarch64-linux-gnu", "-d", "in_asm,exec,nochain",
-                        "-D", log, os.path.join(build, "run_outputs"), model, os.path.join(work, "out")] + ins,
+                        "-D", log, runner, model, os.path.join(work, "out")] + ins,
                        capture_output=True, text=True, env=env, timeout=1800)
     if p.returncode != 0:
         raise RuntimeError(f"run_outputs failed under qemu: {p.stderr.strip().splitlines()[-1:]}")
