@@ -15,14 +15,16 @@ ones (`python bench/real_models.py fetch`).
 
 One fresh process per configuration (bench/_worker.py, one thread, batch 1),
 the configurations alternating in rounds; each figure is the median over
-the rounds of a process's p50. Records: "MODEL MODE @LEVEL" with
-latency_us.p50 and ratio_vs_peer (tinyinfer p50 / the peer's p50 of the
+the rounds of a process's median CPU time per run (cpu_p50_us: on a shared
+machine a run preempted by another process costs wall time, not CPU time,
+and a one-thread run's CPU time is its work). Records: "MODEL MODE @LEVEL" with
+cpu_us.p50 and ratio_vs_peer (tinyinfer / the peer, CPU time per run, of the
 same round), and "PEER FILE" for the peer itself. The peer of an int8 model
 is LiteRT float32 (MobileNetV2, as issue 20's target) or LiteRT dynamic int8
-(the MLP). The comparison flags a
-ratio (and, with --metric latency, a latency) worse by more than the
-threshold; the ratio cancels most of a shared machine's drift, since the
-peer runs in the same rounds.
+(the MLP). --compare flags each ratio worse by more than the threshold
+(scripts/compare_json.py without --metric flags the CPU times too); the
+ratio cancels most of a shared machine's drift, since the peer runs in the
+same rounds.
 """
 
 import argparse
@@ -83,7 +85,7 @@ def timed(runtime, path, level, runs):
         return None
     for line in reversed(p.stdout.strip().splitlines()):
         if line.startswith("{"):
-            return json.loads(line).get("p50_us")
+            return json.loads(line).get("cpu_p50_us")
     return None
 
 
@@ -106,18 +108,18 @@ def write_markdown(doc, suite, args):
              "(exit status 1 and a REGRESSION line for each model whose ratio grew by more than 5%).", "",
              f"CPU: {doc['machine']['cpu_model']} ({doc['machine']['cores']} cores, detected level "
              f"{doc['tinyinfer']['isa_detected']}); load average {la['start'][0]:.2f} at the start, "
-             f"{la['end'][0]:.2f} at the end (shared machine). One thread, batch 1; each cell: tinyinfer p50 / "
-             f"the peer's p50, the median over {doc['rounds']} alternating rounds of fresh processes "
-             "(tinyinfer's p50 in us in brackets); `TINYINFER_ISA` forces each level.", "",
+             f"{la['end'][0]:.2f} at the end (shared machine). One thread, batch 1; each cell: tinyinfer / "
+             "the peer, CPU time per run (the median per process: robust to preemption), the median over "
+             f"{doc['rounds']} alternating rounds of fresh processes (tinyinfer's figure in us in brackets); `TINYINFER_ISA` forces each level.", "",
              "| model | mode | peer | peer us | " + " | ".join(levels) + " |",
              "|---|---|---|---|" + "---|" * len(levels)]
     for name, mode, path, peer, ppath in suite:
         pk = f"{peer} {os.path.basename(ppath)}"
-        pus = recs.get(pk, {}).get("latency_us", {}).get("p50")
+        pus = recs.get(pk, {}).get("cpu_us", {}).get("p50")
         cells = []
         for lv in levels:
             r = recs.get(f"{name} {mode} @{lv}", {})
-            q, t = r.get("ratio_vs_peer"), r.get("latency_us", {}).get("p50")
+            q, t = r.get("ratio_vs_peer"), r.get("cpu_us", {}).get("p50")
             cells.append(f"{q:.2f} ({t:.1f})" if q is not None and t is not None else "n/a")
         lines.append(f"| {name} | {mode} | {pk} | {pus:.1f} | " if pus else f"| {name} | {mode} | {pk} | n/a | ")
         lines[-1] += " | ".join(cells) + " |"
@@ -145,8 +147,8 @@ def main(argv=None):
             print(f"skipped {s[0]} {s[1]}: missing {s[2] if not os.path.exists(s[2]) else s[4]}", file=sys.stderr)
     load0 = os.getloadavg()
     peers = sorted({(s[0], s[3], s[4]) for s in suite})
-    ours = {}   # (name, mode, level) -> [p50 per round]
-    theirs = {}  # peer's model -> [p50 per round]
+    ours = {}   # (name, mode, level) -> [CPU us per round]
+    theirs = {}  # peer's model -> [CPU us per round]
     ratios = {}  # (name, mode, level) -> [ratio per round]
     for r in range(a.rounds):
         for name, peer, ppath in peers:
@@ -162,14 +164,14 @@ def main(argv=None):
     med = lambda xs: float(np.median([x for x in xs if x])) if any(xs) else None  # noqa: E731
     results = []
     for name, peer, ppath in peers:
-        results.append({"name": f"{peer} {os.path.basename(ppath)}", "latency_us": {"p50": med(theirs[ppath])}})
-    print(f"{'model':28} {'mode':13} " + " ".join(f"{lv:>17}" for lv in levels) + "   (ratio to peer, p50 us)")
+        results.append({"name": f"{peer} {os.path.basename(ppath)}", "cpu_us": {"p50": med(theirs[ppath])}})
+    print(f"{'model':28} {'mode':13} " + " ".join(f"{lv:>17}" for lv in levels) + "   (ratio to peer; CPU us per run)")
     for name, mode, path, peer, ppath in suite:
         cells = []
         for level in levels:
             t, q = med(ours[(name, mode, level)]), med(ratios.get((name, mode, level), []))
             rec = {"name": f"{name} {mode} @{level}", "peer": f"{peer} {os.path.basename(ppath)}",
-                   "latency_us": {"p50": t}}
+                   "cpu_us": {"p50": t}}
             if q is not None:
                 rec["ratio_vs_peer"] = q
             results.append(rec)

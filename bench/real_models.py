@@ -27,7 +27,8 @@ the transformer). `run` does, for each model, in a fresh process each:
    same kind) and report its SQNR against the peer's float output;
 4. time the peer, tinyinfer float32 and tinyinfer int8-static with
    bench/_worker.py (one thread, batch 1), alternating them in rounds, and
-   keep the median of each process's p50.
+   keep the median of each process's median CPU time per run (cpu_p50_us:
+   robust to preemption on a shared machine; the wall p50 is kept too).
 
 Writes bench/real_models.json and the section of BENCHMARKS.md between the
 markers, with the CPU and the load average.
@@ -519,10 +520,11 @@ def run(names, rounds, markdown):
             ts = timings.get((r["model"], label))
             if not ts:
                 continue
-            ok = [t["p50_us"] for t in ts if "p50_us" in t]
+            ok = [t["cpu_p50_us"] for t in ts if "cpu_p50_us" in t]
             if ok:
                 r[f"{key}_p50_us"] = float(np.median(ok))
                 r[f"{key}_p50_all"] = ok
+                r[f"{key}_wall_p50_us"] = float(np.median([t["p50_us"] for t in ts if "p50_us" in t]))
             else:
                 r[f"{key}_time_error"] = ts[-1].get("error")
             if key == "peer":
@@ -588,8 +590,9 @@ def write_markdown(doc):
              f"CPU: {doc['machine']['cpu_model']} ({doc['machine']['cores']} cores, tinyinfer level "
              f"{doc['tinyinfer']['isa']}); load average {la['start'][0]:.2f} at the start, {la['end'][0]:.2f} at "
              f"the end (shared machine); run took {doc['minutes']:.1f} min. One thread, batch 1; each latency is "
-             f"the median over {doc['rounds']} alternating rounds of a fresh process's p50 (bench/_worker.py on "
-             "the same inputs). rel = max abs error / max |peer output| over every output (streaming models: "
+             f"the median over {doc['rounds']} alternating rounds of a fresh process's median CPU time per run "
+             "(bench/_worker.py's cpu_p50_us, on the same inputs: on this loaded machine a run preempted by "
+             "another process costs wall time, not CPU time; the JSON has the wall-clock p50 too). rel = max abs error / max |peer output| over every output (streaming models: "
              "every chunk). int8 SQNR: tinyinfer `int8-static` (16 calibration inputs of the same kind) against "
              "the peer's float output. ratio = tinyinfer / peer p50 (lower is better). An int8 model's outputs "
              "may differ by one quantization step (rel about 1/255 of the range). The fp16 .tflite files keep "
