@@ -189,5 +189,5 @@ def test_quantized_graph_is_refused(rng, tmp_path):
 def test_bad_source():
     with pytest.raises(tinyinfer.InvalidArgumentError):
         tinyinfer.to_torch(3)
-    with pytest.raises(tinyinfer.InvalidArgumentError, match="convert"):
-        tinyinfer.to_torch("model.onnx")
+    with pytest.raises(tinyinfer.TinyInferError):
+        tinyinfer.to_torch("absent.onnx")

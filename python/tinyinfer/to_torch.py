@@ -48,21 +48,26 @@ def _torch():
     return require("torch", "train", "tinyinfer.to_torch")
 
 
-def _read(model) -> bytes:
-    from .model import Model
+def tinf_bytes(model) -> bytes:
+    """The .tinf bytes of `model`: a loaded Model, .tinf bytes, a .tinf path, or anything tinyinfer.load
+    converts (.tflite, .onnx, a checkpoint: converted in memory, cached as load caches)."""
+    from .model import Model, load
     if isinstance(model, Model):
         if model._buffer is not None:
             return bytes(model._buffer)
-        model = model.path
+        with open(model.path, "rb") as f:
+            return f.read()
     if isinstance(model, (bytes, bytearray, memoryview)):
         return bytes(model)
     if isinstance(model, (str, os.PathLike)):
         path = os.fspath(model)
-        if not path.endswith(".tinf"):
-            raise InvalidArgumentError(f"{path}: to_torch reads a .tinf (convert it first: tinyinfer.convert)")
-        with open(path, "rb") as f:
-            return f.read()
-    raise InvalidArgumentError(f"to_torch takes a .tinf path, its bytes or a loaded Model, got {type(model).__name__}")
+        if path.endswith(".tinf"):
+            with open(path, "rb") as f:
+                return f.read()
+        with load(path) as m:
+            return tinf_bytes(m)
+    raise InvalidArgumentError(f"to_torch takes a model path, .tinf bytes or a loaded Model, got "
+                               f"{type(model).__name__}")
 
 
 def _dequantize(t) -> np.ndarray:
@@ -80,20 +85,24 @@ def _dequantize(t) -> np.ndarray:
     return ((a.astype(np.float32) - zps.astype(np.float32)) * scales.astype(np.float32)).astype(np.float32)
 
 
-def to_torch(model, keep_zeros: bool = False, trainable: bool = True):
-    """A torch.nn.Module (TinfModule) computing the float .tinf graph `model` (a path, its bytes or a loaded
-    Model), its float32 constants as trainable parameters (see the module's docstring).
+def to_torch(model, keep_zeros: bool = False, trainable: bool = True, logits: bool = False):
+    """A torch.nn.Module (TinfModule) computing the float graph `model` (a .tinf path or bytes, a loaded
+    Model, or a .tflite / .onnx / checkpoint that tinyinfer.load converts), its float32 constants as trainable parameters (see the module's docstring).
 
     keep_zeros=True: every parameter with zeros (a pruned model) gets a fixed mask; the forward pass uses
     `parameter * mask`, so the zeros stay zero whatever the optimizer does, and to_tinf writes them as zeros.
     trainable=False: the constants are buffers instead (a frozen teacher).
+    logits=True: a Softmax that gives a graph output is skipped (the module returns its input, the logits, as
+    a distillation loss wants); to_tinf still writes it. The attribute `logits` can be changed later.
     The module takes the graph's inputs (NHWC for images, float32 tensors, any batch size) and returns its
     output, or a tuple when the graph has several. `module.to_tinf(dst=None)` writes the graph back with the
     current weights (bytes, or written to dst)."""
     torch = _torch()
     from .prune_structured import _read_tinf
-    meta, tensors, g_in, g_out, ops = _read_tinf(_read(model))
-    return _make_module(torch)(meta, tensors, g_in, g_out, ops, keep_zeros, trainable)
+    meta, tensors, g_in, g_out, ops = _read_tinf(tinf_bytes(model))
+    net = _make_module(torch)(meta, tensors, g_in, g_out, ops, keep_zeros, trainable)
+    net.logits = logits
+    return net
 
 
 _MODULE_CLASS = None
@@ -153,6 +162,8 @@ def _define(torch):
             self.output_names = [tensors[i].name for i in g_out]
             self._batch = [tensors[i].shape[0] if tensors[i].shape else None for i in g_in]
             self.capture, self.captured = set(), {}
+            self.logits = False
+            self._final_softmax = {k for k, o in enumerate(ops) if o.op == "Softmax" and o.outputs[0] in g_out}
             self.keep_zeros = keep_zeros
             self._key: Dict[int, str] = {}        # constant tensor index -> parameter / buffer name
             self._folded: Dict[int, int] = {}     # a constant Dequantize's output -> its input constant
@@ -206,11 +217,11 @@ def _define(torch):
                 env[i] = x
             capture = self.capture
             self.captured = {}
-            for o in self._ops:
+            for k, o in enumerate(self._ops):
                 if o.op == "Dequantize" and o.outputs[0] in self._key:
                     continue
                 xs = [None if i < 0 else (env[i] if i in env else self._const(i)) for i in o.inputs]
-                ys = self._run(o, xs)
+                ys = [xs[0]] if self.logits and k in self._final_softmax else self._run(o, xs)
                 for i, y in zip(o.outputs, ys):
                     env[i] = y
                     if capture and self._tensors[i].name in capture:
