@@ -1,4 +1,4 @@
-"""The distillation table of docs/distillation.md, on scikit-learn's digits (tinyinfer.datasets, 28x28), with
+"""The distillation tables of docs/distillation.md. `--dataset digits` (default): on scikit-learn's digits (tinyinfer.datasets, 28x28), with
 the split of models/digits_split.npz (train 1147 / calib 200 / test 450, from scripts/train_digits.py).
 
 Teacher: models/digits_cnn.tflite (or --teacher), run by tinyinfer. Student: an MLP (--hidden, default 16)
@@ -13,6 +13,17 @@ scripts/train_digits.py, not timed here; its outputs over the train split are co
 Needs torch, onnx and scikit-learn:
 
     PYTHONPATH=python python scripts/distill_table.py
+
+`--dataset mnist1d`: MNIST-1D (the `mnist1d` package, Apache-2.0, `pip install mnist1d`: 40-sample 1-D
+signals of 10 digit templates, generated locally by mnist1d.data.make_dataset, no download), 20000 items
+(16000 train, 4000 test). The teacher is a 1-D CNN trained here on all 16000 training labels; the students
+are MLPs (--hidden) given 10% of the labels (1600), from labels only, and distilled from the teacher's
+outputs on all 16000 training items without their labels (soft targets only); a row with all the labels is
+the reference. Then the teacher pruned 80% (magnitude, one shot) and recovered: tinyinfer.to_torch(pruned,
+keep_zeros=True) fine-tuned on the teacher's outputs and the labels, written back with to_tinf. And the
+teacher shrunk (distill.shrink, --shrink of its channels) and distilled the same way.
+
+    PYTHONPATH=python python scripts/distill_table.py --dataset mnist1d --hidden 256,256
 """
 
 import argparse
@@ -33,6 +44,11 @@ from tinyinfer.datasets import load_digits_28x28  # noqa: E402
 
 def main():
     ap = argparse.ArgumentParser()
+    ap.add_argument("--dataset", choices=["digits", "mnist1d"], default="digits")
+    ap.add_argument("--labeled", type=float, default=0.1, help="mnist1d: the fraction of training labels the "
+                                                                   "students get")
+    ap.add_argument("--shrink", type=float, default=0.25, help="mnist1d: the shrunk teacher's width")
+    ap.add_argument("--teacher-epochs", type=int, default=40)
     ap.add_argument("--teacher", default=os.path.join(ROOT, "models", "digits_cnn.tflite"))
     ap.add_argument("--hidden", default="16")
     ap.add_argument("--seeds", type=int, default=3)
@@ -48,6 +64,8 @@ def main():
     args = ap.parse_args()
     import torch
     torch.set_num_threads(1)
+    if args.dataset == "mnist1d":
+        return mnist1d_table(args, torch)
     hidden = [int(h) for h in args.hidden.split(",")]
 
     x, y = load_digits_28x28()
@@ -131,6 +149,152 @@ def main():
           f"{gap * 100:.2f}-point gap" if gap > 0 else "\nthe labels-only student is not below the teacher")
     lat = [np.median([r["p50_us"] for r in rs]) for _, rs, _ in rows]
     print(f"distilled student latency / teacher latency: {lat[2] / lat[0]:.2f}")
+
+
+def mnist1d_data(n=20000, seed=0):
+    """MNIST-1D (mnist1d package): n items, 80% train / 20% test, float32 [n, 40], labels int64."""
+    from mnist1d.data import get_dataset_args, make_dataset
+    a = get_dataset_args()
+    a.num_samples, a.train_split, a.seed = n, 0.8, seed
+    d = make_dataset(a)
+    return (d["x"].astype(np.float32), d["y"].astype(np.int64), d["x_test"].astype(np.float32),
+            d["y_test"].astype(np.int64))
+
+
+def cnn1d(torch, channels=32, length=40, classes=10):
+    """The teacher: three 1-D convolutions (kernel 5, 3, 3, ReLU) as Conv2d over [N, 1, 1, length], then a
+    dense layer over the flattened features; reshape(-1, ...) keeps the exported graph batch-dynamic."""
+    nn = torch.nn
+
+    class CNN1D(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c1 = nn.Conv2d(1, channels, (1, 5), padding=(0, 2))
+            self.c2 = nn.Conv2d(channels, channels, (1, 3), padding=(0, 1))
+            self.c3 = nn.Conv2d(channels, channels, (1, 3), padding=(0, 1))
+            self.fc = nn.Linear(channels * length, classes)
+
+        def forward(self, x):
+            h = x.reshape(-1, 1, 1, length)
+            h = torch.relu(self.c3(torch.relu(self.c2(torch.relu(self.c1(h))))))
+            return self.fc(h.reshape(-1, channels * length))
+
+    return CNN1D()
+
+
+def mnist1d_table(args, torch):
+    hidden = [int(h) for h in args.hidden.split(",")]
+    t0 = time.perf_counter()
+    xtr, ytr, xte, yte = mnist1d_data()
+    print(f"MNIST-1D: {len(xtr)} train, {len(xte)} test items, made in {time.perf_counter() - t0:.1f}s",
+          file=sys.stderr)
+    tmp = tempfile.mkdtemp(prefix="distill-mnist1d-")
+    fit = dict(epochs=args.epochs, lr=args.lr, patience=args.patience, progress=False)
+    paths, secs = {}, {}
+
+    # the teacher: trained from all training labels
+    torch.manual_seed(0)
+    tnet = cnn1d(torch)
+    res = distill.train_student(tnet, xtr, None, labels=ytr, seed=0, **dict(fit, epochs=args.teacher_epochs))
+    secs["teacher"] = res.seconds
+    paths["teacher"] = os.path.join(tmp, "teacher.tinf")
+    tinyinfer.from_torch(tnet, torch.from_numpy(xtr[:1]), paths["teacher"], via="torchscript")
+    print(f"teacher: {len(res.history)} epochs, {res.seconds:.1f}s", file=sys.stderr)
+    logits = np.array(distill.teacher_outputs(paths["teacher"], xtr, progress=False,
+                                              cache_dir=os.path.join(tmp, "cache")))
+
+    def export_mlp(net, name, quantize=False):
+        path = os.path.join(tmp, name + ".tinf")
+        tinyinfer.from_torch(net, torch.from_numpy(xtr[:1]), path, via="torchscript")
+        if quantize:
+            q = os.path.join(tmp, name + "-int8.tinf")
+            tinyinfer.quantize(path, q, mode="int8-static", calib=[c[None] for c in xtr[:500]], progress=False)
+            return q
+        return path
+
+    n_lab = int(round(len(xtr) * args.labeled))
+    rows = {k: [] for k in ("labels", "all_labels", "distilled", "distilled+int8")}
+    times = {k: [] for k in rows}
+    for seed in range(args.seeds):
+        for kind in ("labels", "all_labels", "distilled"):
+            torch.manual_seed(seed)
+            net = distill.mlp_student(40, hidden, 10)
+            if kind == "labels":
+                r = distill.train_student(net, xtr[:n_lab], None, labels=ytr[:n_lab], seed=seed, **fit)
+            elif kind == "all_labels":
+                r = distill.train_student(net, xtr, None, labels=ytr, seed=seed, **fit)
+            else:
+                r = distill.train_student(net, xtr, logits, temperature=args.temperature, seed=seed, **fit)
+            rows[kind].append(export_mlp(net, f"{kind}-{seed}"))
+            times[kind].append(r.seconds)
+            if kind == "distilled":
+                rows["distilled+int8"].append(export_mlp(net, f"{kind}-{seed}", quantize=True))
+                times["distilled+int8"].append(r.seconds)
+            print(f"seed {seed} {kind}: {len(r.history)} epochs, {r.seconds:.1f}s", file=sys.stderr)
+
+    # 80% pruned teacher, one shot, then recovered by distillation with its zeros held
+    paths["pruned"] = os.path.join(tmp, "pruned.tinf")
+    tinyinfer.prune(paths["teacher"], paths["pruned"], method="magnitude", sparsity=0.8)
+    torch.manual_seed(0)
+    pnet = tinyinfer.to_torch(paths["pruned"], keep_zeros=True)
+    r = distill.train_student(pnet, xtr, logits, labels=ytr, temperature=args.temperature, alpha=args.alpha,
+                              seed=0, **dict(fit, lr=args.lr / 4))
+    secs["recovered"] = r.seconds
+    paths["recovered"] = os.path.join(tmp, "recovered.tinf")
+    pnet.to_tinf(paths["recovered"])
+    zeros = np.mean([(w == 0).mean() for k, w in pnet.weights().items() if w.ndim > 1])
+    print(f"recovered: {len(r.history)} epochs, {r.seconds:.1f}s, weight matrices {zeros:.0%} zero",
+          file=sys.stderr)
+
+    # the teacher shrunk (structured pruning to --shrink of its channels), distilled without labels
+    torch.manual_seed(0)
+    snet = distill.shrink(paths["teacher"], width=args.shrink)
+    r = distill.train_student(snet, xtr, logits, temperature=args.temperature, seed=0, **fit)
+    secs["shrunk"] = r.seconds
+    paths["shrunk"] = os.path.join(tmp, "shrunk.tinf")
+    snet.to_tinf(paths["shrunk"])
+    print(f"shrunk: {len(r.history)} epochs, {r.seconds:.1f}s", file=sys.stderr)
+
+    allp = list(paths.values()) + [f for v in rows.values() for f in v]
+    recs = {r["path"]: r for r in tinyinfer.compare(allp, data=xte, labels=yte, threads=1, seconds=args.seconds)}
+
+    def rec(p):
+        return recs[os.path.abspath(p)]
+
+    table = [(f"teacher: 1-D CNN (3 conv, 32 channels), all {len(xtr)} labels", [rec(paths["teacher"])],
+              secs["teacher"]),
+             (f"student MLP from {args.labeled:.0%} of the labels ({n_lab})", [rec(p) for p in rows["labels"]],
+              np.mean(times["labels"])),
+             (f"student distilled, all {len(xtr)} items unlabeled", [rec(p) for p in rows["distilled"]],
+              np.mean(times["distilled"])),
+             ("student distilled + int8-static", [rec(p) for p in rows["distilled+int8"]],
+              np.mean(times["distilled+int8"])),
+             (f"(reference) student MLP from all {len(xtr)} labels", [rec(p) for p in rows["all_labels"]],
+              np.mean(times["all_labels"])),
+             ("teacher 80% pruned (magnitude), one shot", [rec(paths["pruned"])], None),
+             ("pruned + distillation recovery (keep_zeros)", [rec(paths["recovered"])], secs["recovered"]),
+             (f"teacher shrunk to {args.shrink:g} width, distilled unlabeled", [rec(paths["shrunk"])],
+              secs["shrunk"])]
+    print(f"\nMNIST-1D, student MLP 40-{'-'.join(map(str, hidden))}-10, T={args.temperature}, "
+          f"{args.seeds} seeds for the MLP rows, test {len(xte)} items\n")
+    print("| model | test accuracy | size | latency, 1 thread, batch 1 (p50) | training time |")
+    print("|---|---|---|---|---|")
+    means = []
+    for title, rs, t in table:
+        accs = [r["accuracy"] for r in rs]
+        means.append(float(np.mean(accs)))
+        acc = f"{np.mean(accs) * 100:.2f}%" + (f" ({min(accs) * 100:.2f}..{max(accs) * 100:.2f})"
+                                               if len(accs) > 1 else "")
+        lat = np.median([r["p50_us"] for r in rs])
+        tt = "-" if t is None else f"{t:.1f} s"
+        print(f"| {title} | {acc} | {rs[0]['file_bytes'] / 1024:.1f} KiB | {lat:.1f} us | {tt} |")
+    gap = means[0] - means[1]
+    if gap > 0:
+        print(f"\ngap recovered by distillation: {(means[2] - means[1]) / gap * 100:.0f}% of the "
+              f"{gap * 100:.2f}-point gap")
+    lat = [np.median([r["p50_us"] for r in rs]) for _, rs, _ in table]
+    print(f"distilled student latency / teacher latency: {lat[2] / lat[0]:.2f}")
+    print(f"pruned-recovered vs teacher: {(means[6] - means[0]) * 100:+.2f} points")
 
 
 if __name__ == "__main__":
