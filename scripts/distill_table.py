@@ -23,7 +23,7 @@ the reference. Then the teacher pruned 80% (magnitude, one shot) and recovered: 
 keep_zeros=True) fine-tuned on the teacher's outputs and the labels, written back with to_tinf. And the
 teacher shrunk (distill.shrink, --shrink of its channels) and distilled the same way.
 
-    PYTHONPATH=python python scripts/distill_table.py --dataset mnist1d --hidden 256,256
+    PYTHONPATH=python python scripts/distill_table.py --dataset mnist1d --hidden 128,128 --epochs 100 --seeds 2
 """
 
 import argparse
@@ -42,6 +42,28 @@ from tinyinfer import distill  # noqa: E402
 from tinyinfer.datasets import load_digits_28x28  # noqa: E402
 
 
+def print_table(rows, recovered: int) -> None:
+    """rows: (title, compare records, training time text); row 0 the teacher, 1 the labels-only student,
+    2 the distilled one, `recovered` the pruned-and-recovered teacher. Prints the markdown table and the
+    goals' figures."""
+    print("| model | test accuracy (mean, min..max over seeds) | size | latency, 1 thread, batch 1 (p50) | "
+          "training time |")
+    print("|---|---|---|---|---|")
+    means, lat = [], []
+    for title, rs, t in rows:
+        accs = [r["accuracy"] for r in rs]
+        means.append(float(np.mean(accs)))
+        lat.append(float(np.median([r["p50_us"] for r in rs])))
+        acc = f"{np.mean(accs) * 100:.2f}%" + (f" ({min(accs) * 100:.2f}..{max(accs) * 100:.2f})"
+                                               if len(accs) > 1 else "")
+        print(f"| {title} | {acc} | {rs[0]['file_bytes'] / 1024:.1f} KiB | {lat[-1]:.1f} us | {t} |")
+    gap = means[0] - means[1]
+    print(f"\ngap recovered by distillation: {(means[2] - means[1]) / gap * 100:.0f}% of the "
+          f"{gap * 100:.2f}-point gap" if gap > 0 else "\nthe labels-only student is not below the teacher")
+    print(f"distilled student latency / teacher latency: {lat[2] / lat[0]:.2f}")
+    print(f"pruned-recovered vs teacher: {(means[recovered] - means[0]) * 100:+.2f} points")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--dataset", choices=["digits", "mnist1d"], default="digits")
@@ -49,6 +71,9 @@ def main():
                                                                    "students get")
     ap.add_argument("--shrink", type=float, default=0.25, help="mnist1d: the shrunk teacher's width")
     ap.add_argument("--teacher-epochs", type=int, default=40)
+    ap.add_argument("--teacher-channels", type=int, default=64, help="mnist1d: the teacher CNN's channels")
+    ap.add_argument("--recovery-epochs", type=int, default=15,
+                    help="mnist1d: epochs of the pruned teacher's recovery and of the shrunk teacher's training")
     ap.add_argument("--teacher", default=os.path.join(ROOT, "models", "digits_cnn.tflite"))
     ap.add_argument("--hidden", default="16")
     ap.add_argument("--seeds", type=int, default=3)
@@ -120,35 +145,33 @@ def main():
             print(f"seed {seed} {kind}: {len(res.history)} epochs, {res.seconds:.1f}s", file=sys.stderr)
     teacher.close()
 
+    # the teacher 80% pruned (magnitude, one shot), then recovered: its zeros held, the dense teacher teaching
+    pruned_file, recovered_file = os.path.join(tmp, "pruned.tinf"), os.path.join(tmp, "recovered.tinf")
+    tinyinfer.prune(teacher_file, pruned_file, method="magnitude", sparsity=0.8)
+    torch.manual_seed(0)
+    pnet = tinyinfer.to_torch(pruned_file, keep_zeros=True, logits=True)
+    rec_res = distill.train_student(pnet, xtr, logits, labels=ytr, temperature=args.temperature, alpha=args.alpha,
+                                    epochs=args.recovery_epochs, lr=args.lr / 4, patience=args.patience, seed=0,
+                                    progress=False)
+    pnet.to_tinf(recovered_file)
+    print(f"recovered: {len(rec_res.history)} epochs, {rec_res.seconds:.1f}s", file=sys.stderr)
+
     # accuracy on the test split, file size and one-thread batch-1 latency (p50, interleaved rounds): compare
-    paths = [teacher_file] + [f for k in kinds for f in files[k]]
+    paths = [teacher_file, pruned_file, recovered_file] + [f for k in kinds for f in files[k]]
     recs = {r["path"]: r for r in tinyinfer.compare(paths, data=xte, labels=yte, threads=1, seconds=args.seconds)}
-    rows = [("teacher " + os.path.basename(args.teacher), [recs[os.path.abspath(teacher_file)]], None)]
+    rows = [("teacher " + os.path.basename(args.teacher), [recs[os.path.abspath(teacher_file)]],
+             "trained by scripts/train_digits.py")]
     for label, title in [("labels", "student from labels only"), ("distilled", "student distilled"),
                          ("distilled+int8", "student distilled + int8-static")]:
-        rows.append((title, [recs[os.path.abspath(f)] for f in files[label]], float(np.mean(train_s[label]))))
-
+        rows.append((title, [recs[os.path.abspath(f)] for f in files[label]], f"{np.mean(train_s[label]):.1f} s"))
+    rows.append(("teacher 80% pruned (magnitude), one shot", [recs[os.path.abspath(pruned_file)]], "-"))
+    rows.append(("pruned + distillation recovery (keep_zeros)", [recs[os.path.abspath(recovered_file)]],
+                 f"{rec_res.seconds:.1f} s"))
     print(f"\nteacher {os.path.relpath(args.teacher, ROOT)}, student MLP {int(np.prod(shape))}-"
           f"{'-'.join(map(str, hidden))}-{logits.shape[1]}, T={args.temperature}, alpha={args.alpha}, "
           f"{args.seeds} seeds, {len(xtr)} training images ({args.augment} shifted copies each), "
           f"test split {len(test)} images\n")
-    print("| model | test accuracy (mean, min..max over seeds) | size | latency, 1 thread, batch 1 (p50) | "
-          "training time |")
-    print("|---|---|---|---|---|")
-    means = []
-    for title, rs, secs in rows:
-        accs = [r["accuracy"] for r in rs]
-        means.append(float(np.mean(accs)))
-        acc = f"{np.mean(accs) * 100:.2f}%" + (f" ({min(accs) * 100:.2f}..{max(accs) * 100:.2f})"
-                                               if len(accs) > 1 else "")
-        lat = np.median([r["p50_us"] for r in rs])
-        t = "trained by scripts/train_digits.py" if secs is None else f"{secs:.1f} s"
-        print(f"| {title} | {acc} | {rs[0]['file_bytes'] / 1024:.1f} KiB | {lat:.1f} us | {t} |")
-    gap = means[0] - means[1]
-    print(f"\ngap recovered by distillation: {(means[2] - means[1]) / gap * 100:.0f}% of the "
-          f"{gap * 100:.2f}-point gap" if gap > 0 else "\nthe labels-only student is not below the teacher")
-    lat = [np.median([r["p50_us"] for r in rs]) for _, rs, _ in rows]
-    print(f"distilled student latency / teacher latency: {lat[2] / lat[0]:.2f}")
+    print_table(rows, recovered=5)
 
 
 def mnist1d_data(n=20000, seed=0):
@@ -194,7 +217,7 @@ def mnist1d_table(args, torch):
 
     # the teacher: trained from all training labels
     torch.manual_seed(0)
-    tnet = cnn1d(torch)
+    tnet = cnn1d(torch, channels=args.teacher_channels)
     res = distill.train_student(tnet, xtr, None, labels=ytr, seed=0, **dict(fit, epochs=args.teacher_epochs))
     secs["teacher"] = res.seconds
     paths["teacher"] = os.path.join(tmp, "teacher.tinf")
@@ -238,7 +261,7 @@ def mnist1d_table(args, torch):
     torch.manual_seed(0)
     pnet = tinyinfer.to_torch(paths["pruned"], keep_zeros=True)
     r = distill.train_student(pnet, xtr, logits, labels=ytr, temperature=args.temperature, alpha=args.alpha,
-                              seed=0, **dict(fit, lr=args.lr / 4))
+                              seed=0, **dict(fit, lr=args.lr / 4, epochs=args.recovery_epochs))
     secs["recovered"] = r.seconds
     paths["recovered"] = os.path.join(tmp, "recovered.tinf")
     pnet.to_tinf(paths["recovered"])
@@ -249,7 +272,8 @@ def mnist1d_table(args, torch):
     # the teacher shrunk (structured pruning to --shrink of its channels), distilled without labels
     torch.manual_seed(0)
     snet = distill.shrink(paths["teacher"], width=args.shrink)
-    r = distill.train_student(snet, xtr, logits, temperature=args.temperature, seed=0, **fit)
+    r = distill.train_student(snet, xtr, logits, temperature=args.temperature, seed=0,
+                              **dict(fit, epochs=args.recovery_epochs))
     secs["shrunk"] = r.seconds
     paths["shrunk"] = os.path.join(tmp, "shrunk.tinf")
     snet.to_tinf(paths["shrunk"])
@@ -261,40 +285,26 @@ def mnist1d_table(args, torch):
     def rec(p):
         return recs[os.path.abspath(p)]
 
-    table = [(f"teacher: 1-D CNN (3 conv, 32 channels), all {len(xtr)} labels", [rec(paths["teacher"])],
-              secs["teacher"]),
+    def t(v):
+        return f"{np.mean(v):.1f} s"
+
+    table = [(f"teacher: 1-D CNN (3 conv, {args.teacher_channels} channels), all {len(xtr)} labels",
+              [rec(paths["teacher"])], t(secs["teacher"])),
              (f"student MLP from {args.labeled:.0%} of the labels ({n_lab})", [rec(p) for p in rows["labels"]],
-              np.mean(times["labels"])),
+              t(times["labels"])),
              (f"student distilled, all {len(xtr)} items unlabeled", [rec(p) for p in rows["distilled"]],
-              np.mean(times["distilled"])),
+              t(times["distilled"])),
              ("student distilled + int8-static", [rec(p) for p in rows["distilled+int8"]],
-              np.mean(times["distilled+int8"])),
+              t(times["distilled+int8"])),
+             ("teacher 80% pruned (magnitude), one shot", [rec(paths["pruned"])], "-"),
+             ("pruned + distillation recovery (keep_zeros)", [rec(paths["recovered"])], t(secs["recovered"])),
              (f"(reference) student MLP from all {len(xtr)} labels", [rec(p) for p in rows["all_labels"]],
-              np.mean(times["all_labels"])),
-             ("teacher 80% pruned (magnitude), one shot", [rec(paths["pruned"])], None),
-             ("pruned + distillation recovery (keep_zeros)", [rec(paths["recovered"])], secs["recovered"]),
+              t(times["all_labels"])),
              (f"teacher shrunk to {args.shrink:g} width, distilled unlabeled", [rec(paths["shrunk"])],
-              secs["shrunk"])]
+              t(secs["shrunk"]))]
     print(f"\nMNIST-1D, student MLP 40-{'-'.join(map(str, hidden))}-10, T={args.temperature}, "
           f"{args.seeds} seeds for the MLP rows, test {len(xte)} items\n")
-    print("| model | test accuracy | size | latency, 1 thread, batch 1 (p50) | training time |")
-    print("|---|---|---|---|---|")
-    means = []
-    for title, rs, t in table:
-        accs = [r["accuracy"] for r in rs]
-        means.append(float(np.mean(accs)))
-        acc = f"{np.mean(accs) * 100:.2f}%" + (f" ({min(accs) * 100:.2f}..{max(accs) * 100:.2f})"
-                                               if len(accs) > 1 else "")
-        lat = np.median([r["p50_us"] for r in rs])
-        tt = "-" if t is None else f"{t:.1f} s"
-        print(f"| {title} | {acc} | {rs[0]['file_bytes'] / 1024:.1f} KiB | {lat:.1f} us | {tt} |")
-    gap = means[0] - means[1]
-    if gap > 0:
-        print(f"\ngap recovered by distillation: {(means[2] - means[1]) / gap * 100:.0f}% of the "
-              f"{gap * 100:.2f}-point gap")
-    lat = [np.median([r["p50_us"] for r in rs]) for _, rs, _ in table]
-    print(f"distilled student latency / teacher latency: {lat[2] / lat[0]:.2f}")
-    print(f"pruned-recovered vs teacher: {(means[6] - means[0]) * 100:+.2f} points")
+    print_table(table, recovered=5)
 
 
 if __name__ == "__main__":

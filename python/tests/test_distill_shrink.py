@@ -140,3 +140,17 @@ def test_distill_with_a_shrunk_student_writes_the_teachers_graph(rng, tmp_path):
         student.logits = False
         with torch.no_grad():
             np.testing.assert_allclose(y, student(torch.from_numpy(x[:1])).numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_cli_shrink_student(rng, tmp_path):
+    from tinyinfer.__main__ import main
+    (tmp_path / "t.tinf").write_bytes(teacher_graph(rng))
+    np.save(tmp_path / "x.npy", rng.standard_normal((40, 6, 6, 2)).astype(np.float32))
+    out = tmp_path / "s.tinf"
+    assert main(["distill", str(tmp_path / "t.tinf"), "--student", "shrink:0.5", "--data", str(tmp_path / "x.npy"),
+                 "-o", str(out), "--epochs", "1", "--no-progress", "--cache-dir", str(tmp_path / "c")]) == 0
+    with Model(str(out)) as m:
+        convs = [d for d in m.tensors() if d.kind == "constant" and len(d.shape) == 4]
+        assert sorted(d.shape[0] for d in convs) == [3, 4]  # 8 -> 4 and 6 -> 3 filters
+    assert main(["distill", str(tmp_path / "t.tinf"), "--student", "shrink:2", "--data", str(tmp_path / "x.npy"),
+                 "-o", str(out)]) == 1
