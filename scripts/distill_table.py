@@ -265,8 +265,9 @@ def mnist1d_table(args, torch):
     secs["recovered"] = r.seconds
     paths["recovered"] = os.path.join(tmp, "recovered.tinf")
     pnet.to_tinf(paths["recovered"])
-    zeros = np.mean([(w == 0).mean() for k, w in pnet.weights().items() if w.ndim > 1])
-    print(f"recovered: {len(r.history)} epochs, {r.seconds:.1f}s, weight matrices {zeros:.0%} zero",
+    mats = [w for w in pnet.weights().values() if w.ndim > 1]
+    zeros = sum(int((w == 0).sum()) for w in mats) / sum(w.size for w in mats)
+    print(f"recovered: {len(r.history)} epochs, {r.seconds:.1f}s, {zeros:.1%} of the weights zero",
           file=sys.stderr)
 
     # the teacher shrunk (structured pruning to --shrink of its channels), distilled without labels
