@@ -129,6 +129,10 @@ def test_missing_torch_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "torch", None)
     with pytest.raises(ImportError, match=r"pip install tinyinfer\[train\]"):
         distill.train_student(object(), np.zeros((4, 2)), np.zeros((4, 2)))
+    with pytest.raises(ImportError, match=r"pip install tinyinfer\[train\]"):
+        tinyinfer.to_torch(b"not read")
+    with pytest.raises(ImportError, match=r"pip install tinyinfer\[train\]"):
+        distill.shrink(b"not read")
 
 
 def softmax_teacher(path, w):

@@ -98,3 +98,4 @@ from .result_cache import ResultCache  # noqa: E402
 
 __all__.append("ResultCache")
 from . import distill  # noqa: E402,F401  tinyinfer.distill: knowledge distillation (docs/distillation.md)
+from .to_torch import to_torch  # noqa: E402  a .tinf graph as a trainable torch module (docs/distillation.md)

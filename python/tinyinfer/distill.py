@@ -35,7 +35,7 @@ import numpy as np
 
 from ._errors import InvalidArgumentError, TinyInferRuntimeError
 
-__all__ = ["teacher_outputs", "train_student", "distill", "mlp_student", "TrainResult", "DistillError",
+__all__ = ["teacher_outputs", "train_student", "distill", "mlp_student", "shrink", "TrainResult", "DistillError",
            "probs_to_logits"]
 
 _INDEX_VERSION = 1
@@ -154,7 +154,8 @@ def _progress_bar(total, show: bool):
     return tqdm(total=total, unit="item", desc="teacher outputs", file=sys.stderr, leave=False)
 
 
-def teacher_outputs(model, dataset, batch_size: int = 256, outputs=None, cache_dir=None, progress: bool = True):
+def teacher_outputs(model, dataset, batch_size: int = 256, outputs=None, cache_dir=None, progress: bool = True,
+                    intermediates=None):
     """Runs `model` (a loaded tinyinfer.Model, or anything tinyinfer.load takes) over `dataset` in batches and
     returns its outputs, cached on disk (see the module's docstring).
 
@@ -163,6 +164,8 @@ def teacher_outputs(model, dataset, batch_size: int = 256, outputs=None, cache_d
         teacher; a one-shot iterator is hashed while the teacher runs over it (the result is still cached, and
         a later call with the same data as an array or re-iterable finds it).
     outputs: the model outputs to keep, by name or index (default: all).
+    intermediates: names of other tensors of the graph to keep too (for feature / hint losses): the model is
+        run with them as extra outputs (the graph as written in the file; `tinyinfer inspect` lists the names).
     Returns a read-only memmap of shape [items, ...] when one output is selected, else a dict name -> memmap.
     The model must have one input; each batch must match its item shape (dims after the first)."""
     from .model import Model, load
@@ -171,10 +174,32 @@ def teacher_outputs(model, dataset, batch_size: int = 256, outputs=None, cache_d
     own = not isinstance(model, Model)
     m = load(model) if own else model
     try:
+        if intermediates:
+            if isinstance(intermediates, str):
+                intermediates = [intermediates]
+            names = [m.outputs[i].name for i in _select(m, outputs)]
+            with Model(_with_outputs(m, list(intermediates))) as wide:
+                return _teacher_outputs(wide, dataset, batch_size, names + list(intermediates), cache_dir,
+                                        progress)
         return _teacher_outputs(m, dataset, batch_size, outputs, cache_dir, progress)
     finally:
         if own:
             m.close()
+
+
+def _with_outputs(model, names) -> bytes:
+    """The model's graph (as in its file) with the tensors `names` as extra outputs."""
+    from .prune_structured import _read_tinf, write_graph
+    from .to_torch import tinf_bytes
+    meta, tensors, g_in, g_out, ops = _read_tinf(tinf_bytes(model))
+    index = {t.name: i for i, t in enumerate(tensors)}
+    extra = []
+    for n in names:
+        if n not in index:
+            raise InvalidArgumentError(f"intermediates: the graph has no tensor {n!r}")
+        if index[n] not in g_out and index[n] not in extra:
+            extra.append(index[n])
+    return write_graph(meta, tensors, g_in, g_out + extra, ops, {})
 
 
 def _select(model, outputs) -> List[int]:
@@ -343,7 +368,7 @@ def _loss(torch, s, t, y, temperature, alpha):
 def train_student(student, data, teacher_logits, labels=None, temperature: float = 4.0, alpha: float = 0.7,
                   epochs: int = 30, batch_size: int = 64, lr: float = 1e-3, weight_decay: float = 0.0,
                   val_split: float = 0.1, patience: int = 5, seed: int = 0, progress: bool = True,
-                  log=None) -> TrainResult:
+                  log=None, hints=None, hint_weight: float = 1.0) -> TrainResult:
     """Trains `student` (a torch.nn.Module mapping a batch of `data` items to logits) to match
     `teacher_logits` ([items, classes]): Hinton's soft-target loss, the KL divergence between the teacher's
     and the student's softmax at `temperature`, times temperature^2, mixed with the cross-entropy on
@@ -353,7 +378,14 @@ def train_student(student, data, teacher_logits, labels=None, temperature: float
     `patience` epochs; the student ends with the weights of the best epoch. `seed` fixes the split, the
     initial shuffle order and torch's RNG. Each epoch is printed (progress=True) or passed to `log` (a
     callable taking the epoch dict). A NaN or infinite loss raises DistillError; the student keeps the
-    weights of its last good epoch. Needs torch (pip install tinyinfer[train])."""
+    weights of its last good epoch.
+    hints: the intermediate-feature (FitNets hint) loss, {student point: teacher features}: a student point is
+        a tensor name of a tinyinfer.to_torch student or the name of a submodule (its output), the teacher
+        features an array [items, ..., C] (teacher_outputs(..., intermediates=[...])). The student's tensor
+        must have the teacher's shape but for the last (channel) axis; when the widths differ, a learnable
+        linear projection over that axis (student width -> teacher width, trained with the student, then
+        dropped) maps it. hint_weight * the mean squared error is added to the training loss (the validation
+        loss, which early stopping watches, stays the output loss). Needs torch (pip install tinyinfer[train])."""
     torch = _torch("tinyinfer.distill.train_student")
     if not isinstance(student, torch.nn.Module):
         raise InvalidArgumentError(f"student must be a torch.nn.Module, got {type(student).__name__}")
@@ -413,7 +445,9 @@ def train_student(student, data, teacher_logits, labels=None, temperature: float
     if probe.ndim != 2 or probe.shape[1] != t.shape[1]:
         raise InvalidArgumentError(f"the student gives outputs of shape {list(probe.shape)} for one item; the "
                                    f"teacher gives {t.shape[1]} classes")
-    opt = torch.optim.Adam(student.parameters(), lr=lr, weight_decay=weight_decay)
+    hint = _Hints(torch, student, hints, n, xv[:1]) if hints else None
+    params = list(student.parameters()) + ([] if hint is None else list(hint.projections.parameters()))
+    opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
     result = TrainResult()
 
     def snapshot():
@@ -429,8 +463,11 @@ def train_student(student, data, teacher_logits, labels=None, temperature: float
             order = train_idx[rng.permutation(len(train_idx))]
             total, seen = 0.0, 0
             for i in range(0, len(order), batch_size):
-                xb, tb, yb = tensors(order[i:i + batch_size])
+                idx = np.sort(order[i:i + batch_size])
+                xb, tb, yb = tensors(idx)
                 loss = _loss(torch, student(xb), tb, yb, temperature, alpha)
+                if hint is not None:
+                    loss = loss + hint_weight * hint.loss(idx)
                 if not torch.isfinite(loss):
                     student.load_state_dict(best)
                     raise DistillError(f"the loss became {loss.item()} at epoch {epoch} (batch {i // batch_size}); "
@@ -469,9 +506,86 @@ def train_student(student, data, teacher_logits, labels=None, temperature: float
                 break
         student.load_state_dict(best)
     finally:
+        if hint is not None:
+            hint.close()
         student.train(was_training)
         result.seconds = time.perf_counter() - start
     return result
+
+
+class _Hints:
+    """The feature loss of train_student: captures the student's tensors at the hint points (a to_torch
+    module's named tensors, or forward hooks on submodules), projects them when widths differ."""
+
+    def __init__(self, torch, student, hints, n, probe_x):
+        self.torch = torch
+        self.points = list(hints)
+        self.feats = {}
+        for p, f in hints.items():
+            if f is None or len(f) != n:
+                raise InvalidArgumentError(f"hints[{p!r}]: teacher features have {0 if f is None else len(f)} rows "
+                                           f"but the data has {n} items")
+            self.feats[p] = f
+        self.student, self.hooks, self.got = student, [], {}
+        tensor_names = set(getattr(student, "tensor_names", ()))
+        modules = dict(student.named_modules())
+        self.captured_by_module = False
+        for p in self.points:
+            if p in tensor_names:
+                student.capture = set(student.capture) | {p}
+            elif p in modules and p != "":
+                self.hooks.append(modules[p].register_forward_hook(self._hook(p)))
+            else:
+                raise InvalidArgumentError(f"hints: {p!r} is neither a tensor of the student graph nor a submodule "
+                                           f"of the student")
+        was = student.training
+        student.eval()
+        with torch.no_grad():
+            student(probe_x)
+        student.train(was)
+        self.projections = torch.nn.ModuleDict()
+        self._names = {}
+        for k, p in enumerate(self.points):
+            s = self._value(p)
+            t = self.feats[p]
+            if s.dim() != t.ndim or tuple(s.shape[1:-1]) != tuple(t.shape[1:-1]):
+                raise InvalidArgumentError(f"hints[{p!r}]: the student's tensor is {list(s.shape[1:])} per item, "
+                                           f"the teacher's {list(t.shape[1:])}: they must agree but for the last "
+                                           f"(channel) axis")
+            if s.shape[-1] != t.shape[-1]:
+                self._names[p] = f"p{k}"
+                self.projections[f"p{k}"] = torch.nn.Linear(int(s.shape[-1]), int(t.shape[-1]), bias=False)
+
+    def _hook(self, p):
+        def hook(_module, _inputs, output):
+            self.got[p] = output
+        return hook
+
+    def _value(self, p):
+        if p in self.got:
+            return self.got[p]
+        captured = getattr(self.student, "captured", {})
+        if p not in captured:
+            raise InvalidArgumentError(f"hints: the student's forward pass did not compute {p!r}")
+        return captured[p]
+
+    def loss(self, idx):
+        torch = self.torch
+        total = 0.0
+        for p in self.points:
+            s = self._value(p)
+            if p in self._names:
+                s = self.projections[self._names[p]](s)
+            t = torch.from_numpy(np.ascontiguousarray(self.feats[p][idx], dtype=np.float32))
+            total = total + torch.nn.functional.mse_loss(s, t)
+        self.got = {}
+        return total
+
+    def close(self):
+        for h in self.hooks:
+            h.remove()
+        if hasattr(self.student, "capture"):
+            self.student.capture = set(self.student.capture) - set(self.points)
 
 
 def mlp_student(in_features: int, hidden: Sequence[int], classes: int):
@@ -495,6 +609,28 @@ def mlp_student(in_features: int, hidden: Sequence[int], classes: int):
     return nn.Sequential(*layers)
 
 
+def shrink(teacher, width: float = 0.5, calib=None, criterion: str = "l2", channel_multiple: Optional[int] = None,
+           keep_zeros: bool = False):
+    """A narrower copy of the teacher as a trainable torch module: structured (channel) pruning
+    (tinyinfer.prune(method="structured", sparsity=1 - width), docs/pruning.md) keeps `width` of each prunable
+    layer's output channels (FullyConnected neurons, Conv2D filters; those a residual or depthwise layer
+    shares are kept alike; layers feeding an output or a channel-mixing op keep all), chosen by filter norm
+    (`criterion`) or, with `calib` inputs, by activations; the result is loaded with tinyinfer.to_torch
+    (logits=True: a final Softmax is skipped while it trains), so it starts from the teacher's kept weights. `module.to_tinf()` gives the student .tinf after training;
+    `module.shrink_report` is the pruning's report (channels per layer). Needs torch."""
+    _torch("tinyinfer.distill.shrink")
+    from .prune import prune
+    from .to_torch import to_torch, tinf_bytes
+    if not isinstance(width, (int, float)) or isinstance(width, bool) or not 0.0 < float(width) <= 1.0:
+        raise InvalidArgumentError(f"width must be in (0, 1], got {width!r}")
+    src = tinf_bytes(teacher)
+    r = prune(src, method="structured", sparsity=1.0 - float(width), calib=calib, criterion=criterion,
+              channel_multiple=channel_multiple, validate=False)
+    net = to_torch(r.data, keep_zeros=keep_zeros, logits=True)
+    net.shrink_report = r
+    return net
+
+
 def _ends_in_softmax(model, out_index: int) -> bool:
     """Whether the model's output `out_index` is produced by a Softmax op (probabilities, not logits)."""
     name = model.outputs[out_index].name
@@ -509,7 +645,8 @@ def distill(teacher, student, data, labels=None, dst=None, quantize: Optional[st
     """The whole path in one call: the teacher's outputs (teacher_outputs, cached; a softmax output is turned
     into logits with probs_to_logits), train_student, then the student exported with tinyinfer.from_torch
     (float32; with a Softmax appended when the teacher's output is a softmax, so the two give the same kind
-    of output) and, with quantize="int8-static" (or another tinyinfer.quantize mode), quantized, calibrated
+    of output; a tinyinfer.to_torch or shrink student is written back as its own graph with to_tinf, its
+    final Softmax skipped while it trains) and, with quantize="int8-static" (or another tinyinfer.quantize mode), quantized, calibrated
     on the first `calib_items` items of `data`. `via`: from_torch's export path (None: its default, ONNX
     for float modules, which writes the example's batch of 1 into reshapes; "torchscript" keeps a
     reshape(-1, n) dynamic, so the student runs any batch size). Writes `dst` when given. Returns
@@ -533,13 +670,19 @@ def distill(teacher, student, data, labels=None, dst=None, quantize: Optional[st
     finally:
         if own:
             tm.close()
+    if hasattr(student, "to_tinf"):
+        student.logits = True
     result = train_student(student, x, logits, labels=labels, temperature=temperature, alpha=alpha, epochs=epochs,
                            batch_size=batch_size, lr=lr, val_split=val_split, patience=patience, seed=seed,
                            progress=progress)
-    export = torch.nn.Sequential(student, torch.nn.Softmax(dim=1)) if softmax else student
-    example = torch.from_numpy(np.ascontiguousarray(x[:1], dtype=np.float32))
-    float_model = from_torch(export, example) if via is None else from_torch(export, example, via=via)
-    data_bytes = float_model.report.data
+    if hasattr(student, "to_tinf"):  # a tinyinfer.to_torch / shrink student: its own graph, the new weights
+        data_bytes = student.to_tinf()
+        float_model = Model(data_bytes)
+    else:
+        export = torch.nn.Sequential(student, torch.nn.Softmax(dim=1)) if softmax else student
+        example = torch.from_numpy(np.ascontiguousarray(x[:1], dtype=np.float32))
+        float_model = from_torch(export, example) if via is None else from_torch(export, example, via=via)
+        data_bytes = float_model.report.data
     if quantize:
         calib = np.ascontiguousarray(x[:calib_items], dtype=np.float32)
         try:

@@ -486,7 +486,6 @@ def kept_channels(c: int, sparsity: float, multiple: int = 1) -> int:
 def prune_structured(parent, sets, labels, sparsity: float, criterion: str, use_activations: bool,
                      src_bytes: int, validate: bool = True, channel_multiple: Optional[int] = None
                      ) -> StructuredResult:
-    from .builder import GraphBuilder
     from .prune import Pruner, _check_against_parent
 
     with Pruner(parent) as p:
@@ -552,12 +551,34 @@ def prune_structured(parent, sets, labels, sparsity: float, criterion: str, use_
     params_after = sum(int(new_data[w].size) for r in roots for _, w, _ in S.producers[r])
 
     # rewrite the graph
+    def shrink_reshape(k, o, attrs):
+        if o.op == "Reshape" and "shape" in attrs and o.outputs[0] in space:
+            shp = attrs["shape"].copy()
+            if shp.size and shp[-1] != -1:
+                shp[-1] = int(_mask(S, space[o.outputs[0]], keep).sum())
+            attrs["shape"] = shp
+
+    data = write_graph(meta, tensors, g_in, g_out, ops, new_data,
+                       {"pruned": f"structured {sparsity:g} ({criterion})"}, shrink_reshape)
+
+    check = _check_against_parent(parent, data, sets, labels) if validate else None
+    return StructuredResult(float(sparsity), "activations" if use_activations else criterion, src_bytes, len(data),
+                            params_before, params_after, layers, skipped, check, data)
+
+
+def write_graph(meta, tensors, g_in, g_out, ops, data, metadata=None, fix_attrs=None) -> bytes:
+    """A .tinf of the graph read by _read_tinf (meta, tensors, g_in, g_out, ops), with the constants of `data`
+    (tensor index -> array; a constant absent from it keeps its own) and `metadata` added; `fix_attrs(k, op,
+    attrs)` may change an op's attributes (numpy arrays) in place. Written by GraphBuilder (the library's
+    writer). Also used by tinyinfer.to_torch's TinfModule.to_tinf."""
+    from .builder import GraphBuilder
     b = GraphBuilder(meta.get("name", "model"), producer=meta.get("producer", "tinyinfer"))
     try:
         for k, v in meta.items():
             if k not in ("name", "producer"):
                 b.metadata(k, v)
-        b.metadata("pruned", f"structured {sparsity:g} ({criterion})")
+        for k, v in (metadata or {}).items():
+            b.metadata(k, v)
         used = set()
 
         def unique(name):
@@ -577,7 +598,7 @@ def prune_structured(parent, sets, labels, sparsity: float, criterion: str, use_
                 return None
             if t not in handle:
                 ti = tensors[t]
-                handle[t] = b.const(unique(ti.name), new_data[t])
+                handle[t] = b.const(unique(ti.name), data[t] if t in data else ti.data)
                 if ti.quant is not None:
                     axis, sc, zp = ti.quant
                     b.quantization(handle[t], sc, zp, None if axis < 0 else axis)
@@ -592,11 +613,8 @@ def prune_structured(parent, sets, labels, sparsity: float, criterion: str, use_
                 elif typ == 4:
                     v = np.asarray(v, np.float32)
                 attrs[key] = v
-            if o.op == "Reshape" and "shape" in attrs and o.outputs[0] in space:
-                shp = attrs["shape"].copy()
-                if shp.size and shp[-1] != -1:
-                    shp[-1] = int(_mask(S, space[o.outputs[0]], keep).sum())
-                attrs["shape"] = shp
+            if fix_attrs is not None:
+                fix_attrs(k, o, attrs)
             floats_empty = {key: v for key, v in attrs.items() if isinstance(v, np.ndarray) and v.size == 0
                             and v.dtype == np.float32}
             for key in floats_empty:
@@ -607,10 +625,6 @@ def prune_structured(parent, sets, labels, sparsity: float, criterion: str, use_
             for t, h in zip(o.outputs, outs):
                 handle[t] = h
         b.output(*[tensor(t) for t in g_out])
-        data = b.to_bytes()
+        return b.to_bytes()
     finally:
         b.close()
-
-    check = _check_against_parent(parent, data, sets, labels) if validate else None
-    return StructuredResult(float(sparsity), "activations" if use_activations else criterion, src_bytes, len(data),
-                            params_before, params_after, layers, skipped, check, data)
