@@ -110,7 +110,11 @@ def write_markdown(doc, suite, args):
              f"{doc['tinyinfer']['isa_detected']}); load average {la['start'][0]:.2f} at the start, "
              f"{la['end'][0]:.2f} at the end (shared machine). One thread, batch 1; each cell: tinyinfer / "
              "the peer, CPU time per run (the median per process: robust to preemption), the median over "
-             f"{doc['rounds']} alternating rounds of fresh processes (tinyinfer's figure in us in brackets); `TINYINFER_ISA` forces each level.", "",
+             f"{doc['rounds']} alternating rounds of fresh processes (tinyinfer's figure in us in brackets); `TINYINFER_ISA` forces each level of tinyinfer; the peer runs at "
+             "its own best level (XNNPACK and onnxruntime pick theirs; they have no switch to force one), so the "
+             "baseline and avx2 columns compare our lower levels with the peer's best. On this shared machine one "
+             "process's figure moves by 10-30% between rounds: the 5% threshold needs a quiet machine (or more "
+             "rounds) to be meaningful.", "",
              "| model | mode | peer | peer us | " + " | ".join(levels) + " |",
              "|---|---|---|---|" + "---|" * len(levels)]
     for name, mode, path, peer, ppath in suite:
