@@ -1,5 +1,5 @@
-"""The distillation tables of docs/distillation.md. `--dataset digits` (default): on scikit-learn's digits (tinyinfer.datasets, 28x28), with
-the split of models/digits_split.npz (train 1147 / calib 200 / test 450, from scripts/train_digits.py).
+"""The distillation tables of docs/distillation.md. `--dataset digits` (default): on scikit-learn's digits
+(tinyinfer.datasets, 28x28), with the split of models/digits_split.npz (train 1147 / calib 200 / test 450, from scripts/train_digits.py).
 
 Teacher: models/digits_cnn.tflite (or --teacher), run by tinyinfer. Student: an MLP (--hidden, default 16)
 trained on the train split (a 10% validation split of it for early stopping), from labels only, and

@@ -64,12 +64,33 @@ def mlp_graph(rng) -> bytes:
         g.close()
 
 
+def misc_graph(rng) -> bytes:
+    """The data-movement and reduction ops: Split, Slice, Pad, Gather, Squeeze, ExpandDims, ReduceMax,
+    ReduceSum, MatMul with transpose_b, PRelu, Gelu, LogSoftmax, Maximum, Div."""
+    g = GraphBuilder("misc")
+    x = g.input("x", (1, 6, 8))
+    a, b = g.op("Split", x, axis=2, sizes=[3, 5], outputs=2)                    # [1,6,3], [1,6,5]
+    s = g.op("Slice", b, begin=[0, 1, 0], size=[-1, 4, -1])                      # [1,4,5]
+    p = g.op("Pad", s, pads=[0, 0, 1, 1, 0, 0], value=0.5)                       # [1,6,5]
+    gth = g.op("Gather", p, g.const("idx", np.array([4, 0, -1], np.int32)), axis=2)  # [1,6,3]
+    m = g.op("Maximum", a, g.op("PRelu", gth, g.const("slope", _w(rng, 3))))
+    mm = g.op("MatMul", m, g.const("k", _w(rng, 7, 3)), transpose_b=1)          # [1,6,7]
+    e = g.op("ExpandDims", g.op("ReduceMax", mm, axes=[1]), axis=1)              # [1,1,7]; total [1,1,1]
+    total = g.op("Squeeze", g.op("ExpandDims", g.op("ReduceSum", e, axes=[2], keep_dims=1), axis=3), axes=[3])
+    sq = g.op("Div", g.op("Gelu", mm), total)
+    g.output(g.op("LogSoftmax", sq, axis=-1))
+    try:
+        return g.to_bytes()
+    finally:
+        g.close()
+
+
 def _runtime(data, x):
     with Model(data) as m:
         return np.concatenate([m.run(x[i:i + 1])[0] for i in range(len(x))])
 
 
-@pytest.mark.parametrize("make", [mlp_graph, cnn_graph])
+@pytest.mark.parametrize("make", [mlp_graph, cnn_graph, misc_graph])
 def test_module_matches_runtime_at_any_batch(make, rng):
     data = make(rng)
     net = tinyinfer.to_torch(data)
@@ -96,7 +117,7 @@ def test_round_trip_through_from_torch_and_to_tinf(make, rng, tmp_path):
         np.testing.assert_array_equal(same.run(x)[0], want)  # the same graph and weights: bitwise
 
 
-@pytest.mark.parametrize("name", ["mlp.float32.tinf", "digits_cnn", "mobilenetv2.float32.tinf"])
+@pytest.mark.parametrize("name", ["mlp.float32.tinf", "digits_cnn", "mobilenetv2.float32.tinf", "encoder.float32.tinf"])
 def test_bench_models_round_trip(name, rng, tmp_path):
     if name == "digits_cnn":
         src = os.path.join(ROOT, "models", "digits_cnn.tflite")

@@ -4,6 +4,9 @@
     t = distill.teacher_outputs("teacher.tinf", x)           # logits, computed once, cached on disk (memmap)
     log = distill.train_student(net, x, t, labels=y)          # Hinton's soft targets (+ hard labels), needs torch
     distill.distill("teacher.tinf", net, x, labels=y, dst="student.tinf", quantize="int8-static")
+    net = distill.shrink("teacher.tinf", width=0.5)          # the teacher's architecture, half its channels
+    f = distill.teacher_outputs("teacher.tinf", x, intermediates=["conv3"])   # + chosen tensors, for hints
+    distill.train_student(net, x, f["logits"], hints={"conv3": f["conv3"]})   # + a feature (hint) loss
 
 teacher_outputs runs the model over a data set in batches and stores each
 selected output in a .npy file (read back memory-mapped, so data sets larger
@@ -616,7 +619,8 @@ def shrink(teacher, width: float = 0.5, calib=None, criterion: str = "l2", chann
     layer's output channels (FullyConnected neurons, Conv2D filters; those a residual or depthwise layer
     shares are kept alike; layers feeding an output or a channel-mixing op keep all), chosen by filter norm
     (`criterion`) or, with `calib` inputs, by activations; the result is loaded with tinyinfer.to_torch
-    (logits=True: a final Softmax is skipped while it trains), so it starts from the teacher's kept weights. `module.to_tinf()` gives the student .tinf after training;
+    (logits=True: a final Softmax is skipped while it trains), so it starts from the teacher's kept weights.
+    `module.to_tinf()` gives the student .tinf after training;
     `module.shrink_report` is the pruning's report (channels per layer). Needs torch."""
     _torch("tinyinfer.distill.shrink")
     from .prune import prune

@@ -87,7 +87,8 @@ def _dequantize(t) -> np.ndarray:
 
 def to_torch(model, keep_zeros: bool = False, trainable: bool = True, logits: bool = False):
     """A torch.nn.Module (TinfModule) computing the float graph `model` (a .tinf path or bytes, a loaded
-    Model, or a .tflite / .onnx / checkpoint that tinyinfer.load converts), its float32 constants as trainable parameters (see the module's docstring).
+    Model, or a .tflite / .onnx / checkpoint that tinyinfer.load converts), its float32 constants as trainable
+    parameters (see the module's docstring).
 
     keep_zeros=True: every parameter with zeros (a pruned model) gets a fixed mask; the forward pass uses
     `parameter * mask`, so the zeros stay zero whatever the optimizer does, and to_tinf writes them as zeros.
