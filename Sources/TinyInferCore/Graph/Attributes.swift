@@ -38,6 +38,10 @@ public enum AttrKey: UInt16, Sendable, CaseIterable {
   case blockSize = 35
   case dtype = 36
   case weightFormat = 37
+  // Recurrent ops (LSTM, GRU); codes from 71 (the recurrent ops' own range).
+  case inputForget = 71
+  case linearBeforeReset = 72
+  case clip = 73
 
   /// The key's name (FileCode).
   public var staticName: StaticString {
@@ -79,6 +83,9 @@ public enum AttrKey: UInt16, Sendable, CaseIterable {
     case .blockSize: return "block_size"
     case .dtype: return "dtype"
     case .weightFormat: return "weight_format"
+    case .inputForget: return "input_forget"
+    case .linearBeforeReset: return "linear_before_reset"
+    case .clip: return "clip"
     }
   }
 
