@@ -242,3 +242,224 @@ def test_bad_shapes_and_attributes():
     _expect_error(lambda: _run_builder("GRU", x, [_rand(rng, 1, 12, 4), _rand(rng, 1, 12, 4)], 1,
                                        input_forget=1), "LSTM")
     _expect_error(lambda: _run_builder("LSTM", x.astype(np.float64).astype(np.int32), [w, r], 1), "float32")
+
+
+# ---------------------------------------------------------------- ONNX vs onnxruntime
+
+def _onnx_model(node, inputs, outputs, inits, opset=14, ir=7, domains=()):
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+    g = helper.make_graph(
+        [node], "rnn", [helper.make_tensor_value_info(k, TensorProto.FLOAT, v.shape) for k, v in inputs.items()],
+        [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in outputs],
+        [numpy_helper.from_array(np.asarray(a), name=k) for k, a in inits.items()])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)] +
+                          [helper.make_opsetid(d, 1) for d in domains])
+    m.ir_version = ir
+    return m.SerializeToString()
+
+
+def _vs_ort(data, feeds, atol=2e-5, rtol=1e-4, peer=None):
+    """Converts and runs `data`; compares every output with onnxruntime's outputs on it (or with `peer`'s,
+    a list of arrays); returns the largest abs error."""
+    if peer is None:
+        ort = pytest.importorskip("onnxruntime")
+        peer = ort.InferenceSession(data, providers=["CPUExecutionProvider"]).run(None, feeds)
+    report = tinyinfer.convert(data, None, verbose=False)
+    with tinyinfer.Model(report.data) as m:
+        outs = m.run(feeds)
+    assert len(outs) == len(peer)
+    worst = 0.0
+    for got, ref in zip(outs, peer):
+        assert got.shape == ref.shape, (got.shape, ref.shape)
+        np.testing.assert_allclose(got, ref, atol=atol, rtol=rtol)
+        worst = max(worst, float(np.abs(got - ref).max()))
+    return worst
+
+
+def _layout1_peer(kind, names, attrs, inits, feeds, outputs):
+    """onnxruntime refuses layout 1: its outputs for the same op with layout 0 on the transposed inputs,
+    transposed back (onnx's reference evaluator, the other peer, ignores clip and input_forget)."""
+    from onnx import helper
+    ort = pytest.importorskip("onnxruntime")
+    a0 = {k: v for k, v in attrs.items() if k != "layout"}
+    f0 = {k: np.ascontiguousarray(v.transpose(1, 0, 2)) for k, v in feeds.items()}
+    data = _onnx_model(helper.make_node(kind, names, outputs, **a0), f0, outputs, inits)
+    outs = ort.InferenceSession(data, providers=["CPUExecutionProvider"]).run(None, f0)
+    return [o.transpose(2, 0, 1, 3) if o.ndim == 4 else o.transpose(1, 0, 2) for o in outs]
+
+
+def _onnx_lstm_case(kind, direction, layout, variant, rng, T=4, B=3, I=6, H=5):
+    D = 2 if direction == "bidirectional" else 1
+    G = 4 if kind == "LSTM" else 3
+    inits = {"W": _rand(rng, D, G * H, I), "R": _rand(rng, D, G * H, H)}
+    names = ["X", "W", "R"]
+    attrs = dict(hidden_size=H, direction=direction)
+    if layout:
+        attrs["layout"] = 1
+    if variant != "nobias":
+        inits["B"] = _rand(rng, D, 2 * G * H)
+    names.append("B" if variant != "nobias" else "")
+    st = (D, B, H) if layout == 0 else (B, D, H)
+    if variant == "seqlens":
+        inits["L"] = np.full(B, T, np.int32)
+    names.append("L" if variant == "seqlens" else "")
+    feeds = {"X": _rand(rng, *((T, B, I) if layout == 0 else (B, T, I)), scale=1.0)}
+    if variant in ("init", "peephole"):
+        feeds["h0"] = _rand(rng, *st)
+        names.append("h0")
+        if kind == "LSTM":
+            feeds["c0"] = _rand(rng, *st)
+            names.append("c0")
+    if variant == "peephole":
+        inits["P"] = _rand(rng, D, 3 * H)
+        names.append("P")
+    if variant == "clip":
+        attrs["clip"] = 0.5
+    if variant == "input_forget":
+        attrs["input_forget"] = 1
+    if variant == "lbr":
+        attrs["linear_before_reset"] = 1
+    if variant == "acts":
+        attrs["activations"] = (["Sigmoid", "Tanh", "Tanh"] if kind == "LSTM" else ["Sigmoid", "Tanh"]) * D
+    while names and not names[-1]:
+        names.pop()
+    return names, attrs, inits, feeds
+
+
+@pytest.mark.parametrize("direction", ["forward", "reverse", "bidirectional"])
+@pytest.mark.parametrize("layout", [0, 1])
+@pytest.mark.parametrize("variant", ["plain", "nobias", "init", "peephole", "clip", "input_forget", "seqlens",
+                                     "acts"])
+def test_onnx_lstm_vs_ort(direction, layout, variant):
+    from onnx import helper
+    rng = np.random.default_rng(hash(("onnx-lstm", direction, layout, variant)) % 2**32)
+    names, attrs, inits, feeds = _onnx_lstm_case("LSTM", direction, layout, variant, rng)
+    outs = ["Y", "Y_h", "Y_c"]
+    peer = _layout1_peer("LSTM", names, attrs, inits, feeds, outs) if layout else None
+    _vs_ort(_onnx_model(helper.make_node("LSTM", names, outs, **attrs), feeds, outs, inits), feeds, peer=peer)
+
+
+@pytest.mark.parametrize("direction", ["forward", "reverse", "bidirectional"])
+@pytest.mark.parametrize("layout", [0, 1])
+@pytest.mark.parametrize("variant", ["plain", "nobias", "init", "clip", "lbr", "seqlens", "acts"])
+def test_onnx_gru_vs_ort(direction, layout, variant):
+    from onnx import helper
+    rng = np.random.default_rng(hash(("onnx-gru", direction, layout, variant)) % 2**32)
+    names, attrs, inits, feeds = _onnx_lstm_case("GRU", direction, layout, variant, rng)
+    outs = ["Y", "Y_h"]
+    peer = _layout1_peer("GRU", names, attrs, inits, feeds, outs) if layout else None
+    _vs_ort(_onnx_model(helper.make_node("GRU", names, outs, **attrs), feeds, outs, inits), feeds, peer=peer)
+
+
+@pytest.mark.parametrize("opset", [11, 13, 20])
+@pytest.mark.parametrize("outputs", [["Y"], ["", "Y_h"], ["", "", "Y_c"], ["Y", "", "Y_c"]])
+def test_onnx_lstm_outputs_and_opsets(opset, outputs):
+    """Whichever outputs are used; layout is an opset-14 attribute, so opset 11/13 models have none."""
+    from onnx import helper
+    rng = np.random.default_rng(11)
+    names, attrs, inits, feeds = _onnx_lstm_case("LSTM", "bidirectional", 0, "init", rng)
+    node = helper.make_node("LSTM", names, outputs, **attrs)
+    _vs_ort(_onnx_model(node, feeds, [o for o in outputs if o], inits, opset=opset), feeds)
+
+
+def test_onnx_lstm_weights_as_inputs():
+    """W, R and B given at run time (not constants)."""
+    from onnx import helper
+    rng = np.random.default_rng(12)
+    names, attrs, inits, feeds = _onnx_lstm_case("LSTM", "forward", 0, "plain", rng)
+    feeds.update(inits)
+    node = helper.make_node("LSTM", names, ["Y", "Y_h", "Y_c"], **attrs)
+    _vs_ort(_onnx_model(node, feeds, ["Y", "Y_h", "Y_c"], {}), feeds)
+
+
+def _refused(data, *words):
+    with pytest.raises(tinyinfer.TinyInferError) as e:
+        tinyinfer.convert(data, None, verbose=False)
+    for wd in words:
+        assert wd in str(e.value), str(e.value)
+
+
+def test_onnx_refusals():
+    from onnx import helper
+    rng = np.random.default_rng(13)
+    names, attrs, inits, feeds = _onnx_lstm_case("LSTM", "forward", 0, "plain", rng)
+    bad = dict(attrs, activations=["Sigmoid", "Relu", "Tanh"])
+    _refused(_onnx_model(helper.make_node("LSTM", names, ["Y"], **bad), feeds, ["Y"], inits), "activations")
+    names2 = ["X", "W", "R", "B", "L"]
+    inits2 = dict(inits, L=np.array([4, 2, 4], np.int32))
+    _refused(_onnx_model(helper.make_node("LSTM", names2, ["Y"], **attrs), feeds, ["Y"], inits2), "sequence_lens")
+    feeds3 = dict(feeds, L=np.array([4, 4, 4], np.float32))  # run-time lengths (float only to fit the helper)
+    _refused(_onnx_model(helper.make_node("LSTM", names2, ["Y"], **attrs), feeds3, ["Y"], inits), "sequence_lens")
+    gnames, gattrs, ginits, gfeeds = _onnx_lstm_case("GRU", "forward", 0, "plain", rng)
+    bad = dict(gattrs, activations=["HardSigmoid", "Tanh"])
+    _refused(_onnx_model(helper.make_node("GRU", gnames, ["Y"], **bad), gfeeds, ["Y"], ginits), "activations")
+
+
+# ---------------------------------------------------------------- DynamicQuantizeLSTM (onnxruntime quantize_dynamic)
+
+def _dequantized(qm, name, scale, zp):
+    """The float weights [D, 4H, K] of an 8-bit DynamicQuantizeLSTM weight [D, K, 4H] (numpy, written here)."""
+    from onnx import numpy_helper
+    inits = {i.name: numpy_helper.to_array(i) for i in qm.graph.initializer}
+    q = inits[name].astype(np.float32)
+    D, K, G = q.shape
+    s = inits[scale].astype(np.float32).reshape(D, 1, -1)
+    z = inits[zp].astype(np.float32).reshape(D, 1, -1)
+    return ((q - z) * s).transpose(0, 2, 1)
+
+
+@pytest.mark.parametrize("direction", ["forward", "bidirectional"])
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_dynamic_quantize_lstm_vs_ort(tmp_path, direction, per_channel):
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from onnx import helper
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    rng = np.random.default_rng(21)
+    T, B, I, H = 6, 2, 24, 32
+    names, attrs, inits, feeds = _onnx_lstm_case("LSTM", direction, 0, "plain", rng, T=T, B=B, I=I, H=H)
+    src = tmp_path / "lstm.onnx"
+    src.write_bytes(_onnx_model(helper.make_node("LSTM", names, ["Y", "Y_h", "Y_c"], **attrs), feeds,
+                                ["Y", "Y_h", "Y_c"], inits))
+    dst = tmp_path / "lstm_q.onnx"
+    quantize_dynamic(str(src), str(dst), per_channel=per_channel, weight_type=QuantType.QInt8)
+    qm = onnx.load(str(dst))
+    assert [n.op_type for n in qm.graph.node] == ["DynamicQuantizeLSTM"]
+    data = dst.read_bytes()
+    report = tinyinfer.convert(data, None, verbose=False)
+    assert any("W_quantized" in k for k in report.kept_precision), report.kept_precision  # 8-bit in the file
+    with tinyinfer.Model(report.data) as m:
+        got = m.run(feeds)
+    # The float LSTM on the dequantized weights (numpy reference): float rounding only.
+    w = _dequantized(qm, "W_quantized", "W_scale", "W_zero_point")
+    r = _dequantized(qm, "R_quantized", "R_scale", "R_zero_point")
+    want = ref_lstm(feeds["X"], w, r, inits["B"], direction=direction)
+    for g_, w_ in zip(got, want):
+        np.testing.assert_allclose(g_, w_, atol=3e-5, rtol=1e-4)
+    # onnxruntime also quantizes X and h to uint8 at every step: within its own int8 error of the float LSTM.
+    import onnxruntime as ort
+    refs = ort.InferenceSession(data, providers=["CPUExecutionProvider"]).run(None, feeds)
+    floats = ref_lstm(feeds["X"], inits["W"], inits["R"], inits["B"], direction=direction)
+    for g_, o_, f_ in zip(got, refs, floats):
+        ort_err = float(np.abs(o_ - f_).max())
+        assert float(np.abs(g_ - o_).max()) <= max(2 * ort_err, 0.02), (np.abs(g_ - o_).max(), ort_err)
+
+
+def test_dynamic_quantize_lstm_float_weights_option(tmp_path):
+    """keep_int8_weights=False dequantizes at conversion: same outputs, float32 weights in the file."""
+    pytest.importorskip("onnxruntime")
+    from onnx import helper
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    rng = np.random.default_rng(22)
+    names, attrs, inits, feeds = _onnx_lstm_case("LSTM", "forward", 0, "init", rng, I=8, H=16)
+    src = tmp_path / "lstm.onnx"
+    src.write_bytes(_onnx_model(helper.make_node("LSTM", names, ["Y"], **attrs), feeds, ["Y"], inits))
+    dst = tmp_path / "lstm_q.onnx"
+    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
+    outs = []
+    for keep in (True, False):
+        report = tinyinfer.convert(dst.read_bytes(), None, verbose=False, keep_int8_weights=keep)
+        with tinyinfer.Model(report.data) as m:
+            outs.append(m.run(feeds)[0])
+    np.testing.assert_allclose(outs[0], outs[1], atol=1e-6)
