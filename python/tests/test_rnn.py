@@ -463,3 +463,142 @@ def test_dynamic_quantize_lstm_float_weights_option(tmp_path):
         with tinyinfer.Model(report.data) as m:
             outs.append(m.run(feeds)[0])
     np.testing.assert_allclose(outs[0], outs[1], atol=1e-6)
+
+
+# ---------------------------------------------------------------- torch nn.LSTM / nn.GRU (ONNX export path)
+
+@pytest.mark.parametrize("kind", ["LSTM", "GRU"])
+@pytest.mark.parametrize("cfg", [dict(), dict(num_layers=2), dict(bidirectional=True),
+                                 dict(num_layers=2, bidirectional=True, batch_first=True),
+                                 dict(batch_first=True, bias=False)])
+@pytest.mark.parametrize("with_state", [False, True])
+def test_torch_rnn_vs_torch(kind, cfg, with_state):
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("onnx")
+    torch.manual_seed(7)
+    rnn = getattr(torch.nn, kind)(input_size=10, hidden_size=12, **cfg).eval()
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.rnn = rnn
+
+        def forward(self, x, *state):
+            st = None
+            if state:
+                st = tuple(state) if kind == "LSTM" else state[0]
+            y, s = self.rnn(x, st)
+            return (y,) + (s if isinstance(s, tuple) else (s,))
+
+    L = cfg.get("num_layers", 1) * (2 if cfg.get("bidirectional") else 1)
+    x = torch.randn(3, 7, 10)
+    args = (x,)
+    if with_state:
+        args += (torch.randn(L, 7 if not cfg.get("batch_first") else 3, 12),)
+        if kind == "LSTM":
+            args += (torch.randn(*args[1].shape),)
+    with torch.no_grad():
+        refs = [t.numpy() for t in Net()(*args)]
+    model = tinyinfer.from_torch(Net(), args)
+    try:
+        assert model.report.ops_out[kind] == cfg.get("num_layers", 1)
+        outs = model.run([a.numpy() for a in args])
+    finally:
+        model.close()
+    for g_, r_ in zip(outs, refs):
+        assert g_.shape == r_.shape
+        np.testing.assert_allclose(g_, r_, atol=2e-5, rtol=1e-4)
+
+
+# ---------------------------------------------------------------- TFLite UNIDIRECTIONAL_SEQUENCE_LSTM vs LiteRT
+
+def _tflite_lstm(rng, T, B, I, H, time_major, peephole=False, int8=False, cifg=False, projection=False,
+                 layer_norm=False, cell_clip=0.0, activation=4):
+    """A hand-built .tflite with one UNIDIRECTIONAL_SEQUENCE_LSTM (the writer of test_convert_tflite.py).
+    Returns (bytes, the gate parameters in TFLite order) ; LiteRT is the peer."""
+    tc = pytest.importorskip("test_convert_tflite")
+    m = tc.Model()
+    x = m.input("x", (T, B, I) if time_major else (B, T, I))
+    prm = {}
+
+    def weight(name, shape):
+        a = _rand(rng, *shape)
+        prm[name] = a
+        if int8 and name[:2] in ("w_", "r_", "p_"):  # LiteRT's hybrid kernel: int8 weights, float biases
+            s = float(np.abs(a).max()) / 127
+            q = np.clip(np.round(a / s), -127, 127).astype(np.int8)
+            prm[name] = q.astype(np.float32) * s
+            return m.tensor(name, shape, np.int8, q, quant=([s], [0], 0))
+        return m.const(name, a)
+
+    ins = [x]
+    for g in "ifco":
+        ins.append(-1 if cifg and g == "i" else weight(f"w_{g}", (H, I)))
+    for g in "ifco":
+        ins.append(-1 if cifg and g == "i" else weight(f"r_{g}", (H, H)))
+    for g in "ifo":
+        ins.append(weight(f"p_{g}", (H,)) if peephole else -1)
+    for g in "ifco":
+        ins.append(-1 if cifg and g == "i" else weight(f"b_{g}", (H,)))
+    ins += [weight("proj", (H, H)), -1] if projection else [-1, -1]
+    ins.append(m.tensor("h_state", (B, H), variable=True))
+    ins.append(m.tensor("c_state", (B, H), variable=True))
+    ins += [weight(f"ln_{g}", (H,)) if layer_norm else -1 for g in "ifco"]
+    y = m.tensor("y", (T, B, H) if time_major else (B, T, H))
+    m.outputs.append(y)
+    m.op("UNIDIRECTIONAL_SEQUENCE_LSTM", ins, [y], tc._opts(
+        "UnidirectionalSequenceLSTMOptions", FusedActivationFunction=activation, CellClip=cell_clip,
+        TimeMajor=time_major))
+    return m.to_bytes(), prm
+
+
+def _tflite_ref(prm, x, time_major, peephole):
+    """The TFLite LSTM through the ONNX-order numpy reference (gates i, o, f, c)."""
+    H = prm["w_i"].shape[0]
+    w = np.concatenate([prm[f"w_{g}"] for g in "iofc"])[None]
+    r = np.concatenate([prm[f"r_{g}"] for g in "iofc"])[None]
+    b = np.concatenate([prm[f"b_{g}"] for g in "iofc"] + [np.zeros(4 * H, np.float32)])[None]
+    p = np.concatenate([prm[f"p_{g}"] for g in "iof"])[None] if peephole else None
+    y = ref_lstm(x, w, r, b, p=p, layout=0 if time_major else 1)[0]
+    return y[:, 0] if time_major else y[:, :, 0]
+
+
+@pytest.mark.parametrize("time_major", [False, True])
+@pytest.mark.parametrize("peephole", [False, True])
+@pytest.mark.parametrize("int8", [False, True])
+def test_tflite_unidirectional_lstm_vs_litert(time_major, peephole, int8):
+    pytest.importorskip("ai_edge_litert")
+    from ai_edge_litert.interpreter import Interpreter
+    rng = np.random.default_rng(31)
+    T, B, I, H = 6, 2, 5, 7
+    data, prm = _tflite_lstm(rng, T, B, I, H, time_major, peephole=peephole, int8=int8)
+    x = _rand(rng, *((T, B, I) if time_major else (B, T, I)), scale=1.0)
+    it = Interpreter(model_content=data)
+    it.allocate_tensors()
+    it.set_tensor(it.get_input_details()[0]["index"], x)
+    it.invoke()
+    ref = it.get_tensor(it.get_output_details()[0]["index"])
+    report = tinyinfer.convert(data, None, verbose=False)
+    with tinyinfer.Model(report.data) as m:
+        (got,) = m.run(x)
+        again = m.run(x)[0]
+    np.testing.assert_array_equal(got, again)  # no state carried between runs
+    assert got.shape == ref.shape
+    # The numpy reference on the (dequantized) weights: float rounding only.
+    np.testing.assert_allclose(got, _tflite_ref(prm, x, time_major, peephole), atol=2e-5, rtol=1e-4)
+    if int8:
+        # LiteRT's hybrid kernel quantizes x and h to int8 at every step.
+        assert float(np.abs(got - ref).max()) < 0.05
+    else:
+        np.testing.assert_allclose(got, ref, atol=2e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("what,words", [
+    (dict(cifg=True), "CIFG"), (dict(projection=True), "projection"), (dict(layer_norm=True), "layer norm"),
+    (dict(cell_clip=3.0), "cell_clip"), (dict(activation=1), "RELU")])
+def test_tflite_lstm_refusals(what, words):
+    rng = np.random.default_rng(32)
+    data, _ = _tflite_lstm(rng, 3, 1, 4, 4, False, **what)
+    with pytest.raises(tinyinfer.TinyInferError) as e:
+        tinyinfer.convert(data, None, verbose=False)
+    assert "UNIDIRECTIONAL_SEQUENCE_LSTM" in str(e.value) and words in str(e.value), str(e.value)

@@ -119,6 +119,9 @@ SUPPORTED_OPS: Dict[str, str] = {
     "TILE": "Tile (constant multiples)",
     "BROADCAST_TO": "Expand (constant shape)",
     "RANGE": "folded to a constant (constant start, limit, delta)",
+    "UNIDIRECTIONAL_SEQUENCE_LSTM": "LSTM (float32 or dynamic-range int8 weights; time_major both ways; peepholes; "
+                                    "tanh activation; the state starts at zero or at a constant on every run); "
+                                    "CIFG, projection, layer norm and cell_clip refused",
 }
 
 _CONTROL_FLOW = {"WHILE", "IF", "CALL", "CALL_ONCE", "STABLEHLO_WHILE", "STABLEHLO_COMPOSITE"}
@@ -1081,6 +1084,91 @@ def _fold_fill(im, op, vals):
 _MAX_FOLD_ELEMENTS = 1 << 28
 
 
+# -- recurrent ---------------------------------------------------------------------
+
+def _unidirectional_sequence_lstm(im, op, name):
+    """UNIDIRECTIONAL_SEQUENCE_LSTM -> the runtime's LSTM (ONNX gate order i, o, f, c; the four gate weights,
+    recurrent weights and biases are concatenated in that order, folded at load) and a Reshape of Y
+    [T, 1, B, H] / [B, T, 1, H] to the TFLite output. The state inputs (variable tensors) give the initial
+    state when they hold constant data, else it is zero: each run starts afresh, as LiteRT after
+    reset_all_variables (LiteRT itself carries the state from one invoke to the next)."""
+    o = im.options(op, im.tfl.UnidirectionalSequenceLSTMOptions)
+    ins = [int(i) for i in _np(op.InputsAsNumpy())]
+    present = [k < len(ins) and ins[k] >= 0 for k in range(24)]
+    if len(ins) not in (20, 24):
+        raise _Refuse(f"{len(ins)} inputs (20 or 24 expected)")
+    if not present[1] or not present[5]:
+        raise _Refuse("CIFG (coupled input and forget gates, no input gate weights)")
+    if present[16] or present[17]:
+        raise _Refuse("projection layer")
+    if any(present[20:24]):
+        raise _Refuse("layer normalization")
+    if any(present[9:12]) and not all(present[9:12]):
+        raise _Refuse("peepholes on only some gates")
+    act = _opt(o, "FusedActivationFunction", 4)
+    if act != 4:
+        raise _Refuse(f"activation {_ACT_NAMES.get(act, act)} (only TANH)")
+    if _opt(o, "CellClip", 0.0):
+        raise _Refuse("cell_clip (TFLite clips the cell state)")
+    if _opt(o, "DiagonalRecurrentTensors", False):
+        raise _Refuse("diagonal recurrent weights")
+    x_info, out = im.info_in(op, 0), im.info_out(op)
+    if not im.is_float(x_info) or len(x_info.shape) != 3:
+        raise _Refuse(f"input '{x_info.name}' must be float32 of rank 3")
+    time_major = bool(_opt(o, "TimeMajor", False))
+    T, B = (x_info.shape[0], x_info.shape[1]) if time_major else (x_info.shape[1], x_info.shape[0])
+    w_info = im.info_in(op, 2)
+    if len(w_info.shape) != 2:
+        raise _Refuse("gate weights must be 2-D")
+    H, I = w_info.shape
+    for k in range(1, 16):
+        if not present[k]:
+            continue
+        info = im.info_in(op, k)
+        want = (H, I) if k <= 4 else (H, H) if k <= 8 else (H,)
+        if tuple(info.shape) != want:
+            raise _Refuse(f"input {k} '{info.name}' has shape {list(info.shape)}, not {list(want)}")
+
+    def stacked(slots, label, extra=None):
+        parts = [im.tensor(op, k, True) for k in slots]
+        if extra is not None:
+            parts.append(extra)
+        t = im.emit("Concat", *parts, name=f"{out.name}/{label}_stacked", axis=0)
+        return t
+
+    order = (0, 3, 1, 2)  # TFLite i, f, c, o -> ONNX i, o, f, c (offsets within each group of four)
+    w = stacked([1 + j for j in order], "W")
+    w = im.emit("Reshape", w, name=f"{out.name}/W", shape=[1, 4 * H, I])
+    r = stacked([5 + j for j in order], "R")
+    r = im.emit("Reshape", r, name=f"{out.name}/R", shape=[1, 4 * H, H])
+    zeros = im.b.const(im.unique(f"{out.name}/Rb"), np.zeros(4 * H, np.float32))
+    bias = stacked([12 + j for j in order], "B", zeros)
+    bias = im.emit("Reshape", bias, name=f"{out.name}/B", shape=[1, 8 * H])
+    p = None
+    if present[9]:
+        p = stacked([9, 11, 10], "P")  # i, o, f
+        p = im.emit("Reshape", p, name=f"{out.name}/P", shape=[1, 3 * H])
+    states = []
+    for k in (18, 19):
+        info = im.info_in(op, k)
+        if info is None or tuple(info.shape) != (B, H):
+            raise _Refuse(f"state input {k} must be [{B}, {H}]")
+        if isinstance(info.data, np.ndarray):
+            data = np.asarray(info.data, np.float32).reshape((1, B, H) if time_major else (B, 1, H))
+            states.append(im.b.const(im.unique(f"{info.name}/initial"), data))
+        else:
+            states.append(None)
+    x = im.tensor(op, 0)
+    ins_core = [x, w, r, bias, states[0], states[1], p]
+    while ins_core[-1] is None:
+        ins_core.pop()
+    y = im.emit("LSTM", *ins_core, name=f"{out.name}/lstm", axis=0 if time_major else 1)
+    if im.hybrid:
+        im.report.notes.append("UNIDIRECTIONAL_SEQUENCE_LSTM with int8 weights: computed in float32 on the "
+                               "dequantized weights (LiteRT's hybrid kernel also quantizes the activations)")
+    return im.emit("Reshape", y, name=out.name, shape=list(out.shape))
+
+
 _FOLDERS = {
     "SHAPE": _fold_shape,
     "PACK": _fold_pack,
@@ -1176,6 +1264,7 @@ _HANDLERS = {
     "TILE": _tile,
     "BROADCAST_TO": _broadcast_to,
     "RANGE": _range,
+    "UNIDIRECTIONAL_SEQUENCE_LSTM": _unidirectional_sequence_lstm,
 }
 assert set(_HANDLERS) == set(SUPPORTED_OPS)
 
