@@ -602,3 +602,78 @@ def test_tflite_lstm_refusals(what, words):
     with pytest.raises(tinyinfer.TinyInferError) as e:
         tinyinfer.convert(data, None, verbose=False)
     assert "UNIDIRECTIONAL_SEQUENCE_LSTM" in str(e.value) and words in str(e.value), str(e.value)
+
+
+# ---------------------------------------------------------------- quantizer, work limit
+
+def _lstm_gru_model(rng, T=6, B=1, I=8, H=16):
+    """x -> FullyConnected -> LSTM (bidirectional) -> GRU -> FullyConnected: float32 weights."""
+    g = GraphBuilder("rnn")
+    x = g.input("x", (T, B, I))
+    fc = g.op("FullyConnected", x, g.const("fc_w", _rand(rng, I, I)), g.const("fc_b", _rand(rng, I)))
+    w, r, b, *_ = _lstm_params(rng, 2, H, I, B, 0, init=False)
+    y, _ = g.op("LSTM", fc, g.const("lw", w), g.const("lr", r), g.const("lb", b), outputs=2, mode=2)
+    y = g.op("Reshape", y, shape=[T, B, 2 * H])
+    gw, gr, gb = _rand(rng, 1, 3 * H, 2 * H), _rand(rng, 1, 3 * H, H), _rand(rng, 1, 6 * H)
+    gy = g.op("GRU", y, g.const("gw", gw), g.const("gr", gr), g.const("gb", gb), linear_before_reset=1)
+    gy = g.op("Reshape", gy, shape=[T * B, H])
+    out = g.op("FullyConnected", gy, g.const("out_w", _rand(rng, 4, H)), g.const("out_b", _rand(rng, 4)))
+    g.output(out)
+    return g.to_bytes()
+
+
+def _op_dtypes(model, op):
+    tensors = model.tensors()
+    return [tuple(tensors[i].dtype for i in d.inputs if i >= 0) for d in model.ops() if d.op == op]
+
+
+def test_int8_static_keeps_lstm_and_gru_float():
+    rng = np.random.default_rng(41)
+    data = _lstm_gru_model(rng)
+    calib = [_rand(rng, 6, 1, 8, scale=1.0) for _ in range(16)]
+    res = tinyinfer.quantize(data, mode="int8-static", calib=calib)
+    with tinyinfer.Model(data) as f, tinyinfer.Model(res.data) as q:
+        ops = [d.op for d in q.ops()]
+        assert "Quantize" in ops  # the FullyConnected layers went int8
+        for op in ("LSTM", "GRU"):
+            (dtypes,) = _op_dtypes(q, op)
+            assert all(dt == np.float32 for dt in dtypes), (op, dtypes)
+        x = calib[0]
+        ref, got = f.run(x)[0], q.run(x)[0]
+    sqnr = 10 * np.log10(np.sum(ref ** 2) / np.sum((ref - got) ** 2))
+    assert sqnr > 25, sqnr
+
+
+def test_fp16_and_int8_dynamic_of_recurrent_model():
+    """fp16 stores W and R as float16 (Dequantize folded at load); int8-dynamic leaves the recurrent ops float."""
+    rng = np.random.default_rng(42)
+    data = _lstm_gru_model(rng)
+    x = _rand(rng, 6, 1, 8, scale=1.0)
+    with tinyinfer.Model(data) as f:
+        ref = f.run(x)[0]
+    half = tinyinfer.quantize(data, mode="fp16")
+    assert half.dst_bytes < 0.6 * half.src_bytes
+    with tinyinfer.Model(half.data) as m:
+        np.testing.assert_allclose(m.run(x)[0], ref, atol=5e-3 * max(1, np.abs(ref).max()))
+    dyn = tinyinfer.quantize(data, mode="int8-dynamic")
+    with tinyinfer.Model(dyn.data) as m:
+        for op in ("LSTM", "GRU"):
+            (dtypes,) = _op_dtypes(m, op)
+            assert all(dt == np.float32 for dt in dtypes)
+        got = m.run(x)[0]
+    assert np.abs(got - ref).max() < 0.05 * max(1, np.abs(ref).max())
+
+
+def test_work_limit_counts_recurrent_steps():
+    rng = np.random.default_rng(43)
+    T, B, I, H = 50, 3, 20, 30
+    w, r, b, *_ = _lstm_params(rng, 2, H, I, B, 0, init=False)
+    g = GraphBuilder("lstm")
+    x = g.input("x", (T, B, I))
+    g.output(g.op("LSTM", x, g.const("w", w), g.const("r", r), g.const("b", b), mode=2))
+    data = g.to_bytes()
+    work = T * B * (w.size + r.size)  # multiply-adds: steps x batch x directions x 4H x (I + H)
+    with tinyinfer.load(data, max_work=work) as m:
+        m.run(_rand(rng, T, B, I))
+        with pytest.raises(tinyinfer.TinyInferError, match="work limit"):
+            m.session(max_work=work - 1)
