@@ -773,23 +773,23 @@ def _rnn_clip(x, clip):
     return np.clip(x, -clip, clip) if clip else x
 
 
+def _rnn_setup(x, w, gates, layout, *states):
+    """x and the initial states in time-major form (float64), the sizes (T, B, D, H) and zeroed Y [T, D, B, H]
+    and one [D, B, H] per state."""
+    x = np.asarray(x, np.float64)
+    if layout == 1:
+        x = x.transpose(1, 0, 2)
+    T, B, _ = x.shape
+    D, H = w.shape[0], w.shape[1] // gates
+    states = tuple(None if s is None else (s.transpose(1, 0, 2) if layout == 1 else s) for s in states)
+    return x, states, (T, B, D, H), (np.zeros((T, D, B, H)),) + tuple(np.zeros((D, B, H)) for _ in states)
+
+
 def lstm(x, w, r, b=None, h0=None, c0=None, p=None, direction="forward", layout=0, clip=0.0, input_forget=False):
     """ONNX LSTM, plain loops over directions, batch entries and steps in float64 (gate order i, o, f, c;
     W [D, 4H, I], R [D, 4H, H], B [D, 8H], P [D, 3H] i, o, f; layout 1: X [B, T, I] and batch-first
     states). Returns (Y, Y_h, Y_c)."""
-    x = x.astype(np.float64)
-    if layout == 1:
-        x = x.transpose(1, 0, 2)
-    T, B, _ = x.shape
-    D, G, _ = w.shape
-    H = G // 4
-    Y = np.zeros((T, D, B, H))
-    Yh = np.zeros((D, B, H))
-    Yc = np.zeros((D, B, H))
-    if h0 is not None and layout == 1:
-        h0 = h0.transpose(1, 0, 2)
-    if c0 is not None and layout == 1:
-        c0 = c0.transpose(1, 0, 2)
+    x, (h0, c0), (T, B, D, H), (Y, Yh, Yc) = _rnn_setup(x, w, 4, layout, h0, c0)
     for d in range(D):
         W, R = w[d].astype(np.float64), r[d].astype(np.float64)
         bias = np.zeros(8 * H) if b is None else b[d].astype(np.float64)
@@ -819,16 +819,7 @@ def lstm(x, w, r, b=None, h0=None, c0=None, p=None, direction="forward", layout=
 def gru(x, w, r, b=None, h0=None, direction="forward", layout=0, clip=0.0, linear_before_reset=0):
     """ONNX GRU, plain loops in float64 (gate order z, r, h; W [D, 3H, I], R [D, 3H, H], B [D, 6H]).
     Returns (Y, Y_h)."""
-    x = x.astype(np.float64)
-    if layout == 1:
-        x = x.transpose(1, 0, 2)
-    T, B, _ = x.shape
-    D, G, _ = w.shape
-    H = G // 3
-    Y = np.zeros((T, D, B, H))
-    Yh = np.zeros((D, B, H))
-    if h0 is not None and layout == 1:
-        h0 = h0.transpose(1, 0, 2)
+    x, (h0,), (T, B, D, H), (Y, Yh) = _rnn_setup(x, w, 3, layout, h0)
     for d in range(D):
         W, R = w[d].astype(np.float64), r[d].astype(np.float64)
         bias = np.zeros(6 * H) if b is None else b[d].astype(np.float64)

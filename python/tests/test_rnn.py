@@ -379,6 +379,23 @@ def test_dynamic_quantize_lstm_float_weights_option(tmp_path):
 
 # ---------------------------------------------------------------- torch nn.LSTM / nn.GRU (ONNX export path)
 
+def _rnn_net(lib, kind, *args, **cfg):
+    """A module of `lib` (torch.nn or tinyinfer's nn) around one lib.LSTM / lib.GRU: forward(x, *state) with the
+    initial states as separate inputs, the output and final states as a flat tuple."""
+    class Net(lib.Module):
+        def __init__(self):
+            super().__init__()
+            self.rnn = getattr(lib, kind)(*args, **cfg)
+
+        def forward(self, x, *state):
+            st = None
+            if state:
+                st = tuple(state) if kind == "LSTM" else state[0]
+            y, s = self.rnn(x, st)
+            return (y,) + (s if isinstance(s, tuple) else (s,))
+    return Net()
+
+
 @pytest.mark.parametrize("kind", ["LSTM", "GRU"])
 @pytest.mark.parametrize("cfg", [dict(), dict(num_layers=2), dict(bidirectional=True),
                                  dict(num_layers=2, bidirectional=True, batch_first=True),
@@ -388,19 +405,7 @@ def test_torch_rnn_vs_torch(kind, cfg, with_state):
     torch = pytest.importorskip("torch")
     pytest.importorskip("onnx")
     torch.manual_seed(7)
-    rnn = getattr(torch.nn, kind)(input_size=10, hidden_size=12, **cfg).eval()
-
-    class Net(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.rnn = rnn
-
-        def forward(self, x, *state):
-            st = None
-            if state:
-                st = tuple(state) if kind == "LSTM" else state[0]
-            y, s = self.rnn(x, st)
-            return (y,) + (s if isinstance(s, tuple) else (s,))
+    net = _rnn_net(torch.nn, kind, 10, 12, **cfg).eval()
 
     L = cfg.get("num_layers", 1) * (2 if cfg.get("bidirectional") else 1)
     x = torch.randn(3, 7, 10)
@@ -410,8 +415,8 @@ def test_torch_rnn_vs_torch(kind, cfg, with_state):
         if kind == "LSTM":
             args += (torch.randn(*args[1].shape),)
     with torch.no_grad():
-        refs = [t.numpy() for t in Net()(*args)]
-    model = tinyinfer.from_torch(Net(), args)
+        refs = [t.numpy() for t in net(*args)]
+    model = tinyinfer.from_torch(net, args)
     try:
         assert model.report.ops_out[kind] == cfg.get("num_layers", 1)
         outs = model.run([a.numpy() for a in args])
@@ -475,21 +480,26 @@ def _tflite_ref(prm, x, time_major, peephole):
     return y[:, 0] if time_major else y[:, :, 0]
 
 
-@pytest.mark.parametrize("time_major", [False, True])
-@pytest.mark.parametrize("peephole", [False, True])
-@pytest.mark.parametrize("int8", [False, True])
-def test_tflite_unidirectional_lstm_vs_litert(time_major, peephole, int8):
+def _litert(data, x):
+    """LiteRT's outputs of the .tflite `data` on input x (a fresh interpreter: the LSTM state starts at zero)."""
     pytest.importorskip("ai_edge_litert")
     from ai_edge_litert.interpreter import Interpreter
-    rng = np.random.default_rng(31)
-    T, B, I, H = 6, 2, 5, 7
-    data, prm = _tflite_lstm(rng, T, B, I, H, time_major, peephole=peephole, int8=int8)
-    x = _rand(rng, *((T, B, I) if time_major else (B, T, I)), scale=1.0)
     it = Interpreter(model_content=data)
     it.allocate_tensors()
     it.set_tensor(it.get_input_details()[0]["index"], x)
     it.invoke()
-    ref = it.get_tensor(it.get_output_details()[0]["index"])
+    return [it.get_tensor(d["index"]) for d in it.get_output_details()]
+
+
+@pytest.mark.parametrize("time_major", [False, True])
+@pytest.mark.parametrize("peephole", [False, True])
+@pytest.mark.parametrize("int8", [False, True])
+def test_tflite_unidirectional_lstm_vs_litert(time_major, peephole, int8):
+    rng = np.random.default_rng(31)
+    T, B, I, H = 6, 2, 5, 7
+    data, prm = _tflite_lstm(rng, T, B, I, H, time_major, peephole=peephole, int8=int8)
+    x = _rand(rng, *((T, B, I) if time_major else (B, T, I)), scale=1.0)
+    (ref,) = _litert(data, x)
     report = tinyinfer.convert(data, None, verbose=False)
     with tinyinfer.Model(report.data) as m:
         (got,) = m.run(x)
@@ -604,28 +614,14 @@ def test_nn_builder_rnn_vs_torch(kind, cfg, with_state):
     L = cfg.get("num_layers", 1) * (2 if cfg.get("bidirectional") else 1)
     T, B = 5, 3
 
-    def net(lib):
-        class Net(lib.Module):
-            def __init__(self):
-                super().__init__()
-                self.rnn = getattr(lib, kind)(6, 8, **cfg)
-
-            def forward(self, x, *state):
-                st = None
-                if state:
-                    st = tuple(state) if kind == "LSTM" else state[0]
-                y, s = self.rnn(x, st)
-                return (y,) + (s if isinstance(s, tuple) else (s,))
-        return Net()
-
-    ref_net = net(torch.nn).eval()
+    ref_net = _rnn_net(torch.nn, kind, 6, 8, **cfg).eval()
     x = torch.randn(*((B, T, 6) if cfg.get("batch_first") else (T, B, 6)))
     args = [x]
     if with_state:
         args += [torch.randn(L, B, 8) for _ in range(2 if kind == "LSTM" else 1)]
     with torch.no_grad():
         refs = [t.numpy() for t in ref_net(*args)]
-    ours = net(tnn)
+    ours = _rnn_net(tnn, kind, 6, 8, **cfg)
     ours.load_state_dict(ref_net.state_dict())
     b = ours.to_builder([tuple(a.shape) for a in args])
     with tinyinfer.load(b.to_bytes()) as m:
@@ -696,17 +692,11 @@ def _tflite_bilstm(rng, T, B, I, H, time_major, merge, peephole=False):
 @pytest.mark.parametrize("merge", [False, True])
 @pytest.mark.parametrize("peephole", [False, True])
 def test_tflite_bidirectional_lstm_vs_litert(time_major, merge, peephole):
-    pytest.importorskip("ai_edge_litert")
-    from ai_edge_litert.interpreter import Interpreter
     rng = np.random.default_rng(33)
     T, B, I, H = 5, 2, 4, 6
     data, prm = _tflite_bilstm(rng, T, B, I, H, time_major, merge, peephole)
     x = _rand(rng, *((T, B, I) if time_major else (B, T, I)), scale=1.0)
-    it = Interpreter(model_content=data)
-    it.allocate_tensors()
-    it.set_tensor(it.get_input_details()[0]["index"], x)
-    it.invoke()
-    refs = [it.get_tensor(d["index"]) for d in it.get_output_details()]
+    refs = _litert(data, x)
     report = tinyinfer.convert(data, None, verbose=False)
     with tinyinfer.Model(report.data) as m:
         got = m.run(x)
