@@ -38,10 +38,9 @@ public enum AttrKey: UInt16, Sendable, CaseIterable {
   case blockSize = 35
   case dtype = 36
   case weightFormat = 37
-  // Recurrent ops (LSTM, GRU); codes from 71 (the recurrent ops' own range).
-  case inputForget = 71
-  case linearBeforeReset = 72
-  case clip = 73
+  case inputForget = 38
+  case linearBeforeReset = 39
+  case clip = 40
 
   /// The key's name (FileCode).
   public var staticName: StaticString {

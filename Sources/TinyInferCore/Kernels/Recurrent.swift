@@ -19,7 +19,10 @@ import TinyInferShims
 /// GEMM (X [T*B, I] x W [D*G*H, I]^T plus the biases that add to it); then,
 /// per direction (the two directions in parallel when the pool has threads),
 /// per step, the recurrent GEMM of the B hidden rows with R and the gate
-/// math on the vectorized sigmoid and tanh kernels.
+/// math on the vectorized sigmoid and tanh kernels. W and R are packed into
+/// PackedGemm's panels once at bind when they are constants (else at the
+/// start of each run), so both GEMMs run on the packed micro-kernels (the
+/// one-row GEMV kernel when B is 1).
 enum RecurrentKernel {
   enum Cell { case lstm, gru }
 
@@ -131,6 +134,32 @@ enum RecurrentKernel {
     let perDir = 4 &* b &* h &+ b &* gh
     let state = try Scratch<Float>(count: d &* perDir)
     let kern = PackedGemm.kernels
+    // Packed weights: W [D*G*H, I] as one matrix; R per direction in one or
+    // two segments of gate rows (GRU without linear_before_reset multiplies
+    // its h gate's rows by r * h, after the other two gates).
+    let split = m.cell == .gru && !m.linearBeforeReset ? 2 &* h : gh
+    let segCount0 = PackedGemm.packedCount(n: split, k: h)
+    let segCount1 = split < gh ? PackedGemm.packedCount(n: gh &- split, k: h) : 0
+    let perDirPacked = segCount0 &+ segCount1
+    let wPacked = try Scratch<Float>(count: PackedGemm.packedCount(n: dgh, k: i))
+    let rPacked = try Scratch<Float>(count: d &* perDirPacked)
+    let wPanels = (dgh &+ PackedGemm.nr &- 1) / PackedGemm.nr
+    let panels0 = (split &+ PackedGemm.nr &- 1) / PackedGemm.nr
+    let panels1 = (gh &- split &+ PackedGemm.nr &- 1) / PackedGemm.nr
+    let (lo, hi) = Activation.none.range
+    let wConst = ctx.inputs[1]?.isConstant ?? false
+    let rConst = ctx.inputs[2]?.isConstant ?? false
+    func packW() { PackedGemm.pack(w, n: dgh, k: i, into: wPacked.base) }
+    func packR() {
+      for dir in 0..<d {
+        let src = r + dir &* gh &* h
+        let dst = rPacked.base + dir &* perDirPacked
+        PackedGemm.pack(src, n: split, k: h, into: dst)
+        if split < gh { PackedGemm.pack(src + split &* h, n: gh &- split, k: h, into: dst + segCount0) }
+      }
+    }
+    if wConst { packW() }
+    if rConst { packR() }
     let math = ti_math_kernels_get().pointee
     let pool = ctx.pool
     let layout1 = m.timeAxis == 1
@@ -164,7 +193,9 @@ enum RecurrentKernel {
       let tmp = base + 2 &* b &* h
       let tmp2 = base + 3 &* b &* h
       let g = base + 4 &* b &* h
-      let rd = r + dir &* gh &* h
+      let rp0 = UnsafePointer(rPacked.base + dir &* perDirPacked)
+      let rp1 = rp0 + segCount0
+      let hsRow = { (n: Int) -> UnsafePointer<Float> in UnsafePointer(hs + n &* h) }
       let pd = peep.map { $0 + dir &* 3 &* h }
       let rbh = bias.map { $0 + dir &* 2 &* gh + gh + 2 &* h }  // GRU's Rb of the h gate
       for n in 0..<b {
@@ -180,7 +211,9 @@ enum RecurrentKernel {
         switch cell {
         case .lstm:
           // Recurrent products of all four gates.
-          kern.gemm_abt(hs, h, rd, h, nil, g, gh, 0, b, 0, gh, h)
+          PackedGemm.run(
+            kern, rows: 0..<b, panels: 0..<panels0, k: h, n: gh, packed: rp0, bias: nil, lo: lo, hi: hi, y: g, ldy: gh,
+            row: hsRow)
           for n in 0..<b {
             let p = g + n &* gh
             let xr = xw.base + xrow(s, n) &* dgh + dir &* gh
@@ -223,12 +256,10 @@ enum RecurrentKernel {
             }
           }
         case .gru:
-          if lbr {
-            // z, r and the h gate's R h_{t-1} (+ Rb_h inside the reset).
-            kern.gemm_abt(hs, h, rd, h, nil, g, gh, 0, b, 0, gh, h)
-          } else {
-            kern.gemm_abt(hs, h, rd, h, nil, g, gh, 0, b, 0, 2 &* h, h)
-          }
+          // z, r (and with linear_before_reset the h gate's R h_{t-1}; Rb_h is added inside the reset).
+          PackedGemm.run(
+            kern, rows: 0..<b, panels: 0..<panels0, k: h, n: split, packed: rp0, bias: nil, lo: lo, hi: hi, y: g,
+            ldy: gh, row: hsRow)
           for n in 0..<b {
             let p = g + n &* gh
             let xr = xw.base + xrow(s, n) &* dgh + dir &* gh
@@ -256,7 +287,10 @@ enum RecurrentKernel {
               let q = tmp + n &* h
               for j in 0..<h { q[j] = rg[j] * hr[j] }
             }
-            kern.gemm_abt(tmp, h, rd + 2 &* h &* h, h, nil, tmp2, h, 0, b, 0, h, h)
+            PackedGemm.run(
+              kern, rows: 0..<b, panels: 0..<panels1, k: h, n: h, packed: rp1, bias: nil, lo: lo, hi: hi, y: tmp2,
+              ldy: h
+            ) { n in UnsafePointer(tmp + n &* h) }
             for n in 0..<b {
               let p = ph + n &* gh
               let q = tmp2 + n &* h
@@ -298,11 +332,16 @@ enum RecurrentKernel {
           for j in 0..<gh { dst[j] = j < summed ? wb[j] + rb[j] : wb[j] }
         }
       }
+      if !wConst { packW() }
+      if !rConst { packR() }
       let rows = t &* b
+      let pb: UnsafePointer<Float>? = bias == nil ? nil : UnsafePointer(inBias.base)
+      let wp = UnsafePointer(wPacked.base)
       pool.parallelRanges(rows, minChunk: max(1, 32768 / max(1, i &* dgh))) { range in
-        kern.gemm_abt(
-          x, i, w, i, bias == nil ? nil : UnsafePointer(inBias.base), xw.base, dgh, range.lowerBound, range.upperBound,
-          0, dgh, i)
+        PackedGemm.run(
+          kern, rows: range, panels: 0..<wPanels, k: i, n: dgh, packed: wp, bias: pb, lo: lo, hi: hi, y: xw.base,
+          ldy: dgh
+        ) { row in x + row &* i }
       }
       if d == 2 {
         pool.parallelRanges(2, minChunk: 1) { range in
