@@ -718,3 +718,38 @@ def test_tflite_bidirectional_lstm_vs_litert(time_major, merge, peephole):
         want = [np.concatenate(want, axis=-1)]
     for g_, w_ in zip(got, want):
         np.testing.assert_allclose(g_, w_, atol=2e-5, rtol=1e-4)
+
+
+def test_quantize_dynamic_of_torch_lstm_model(tmp_path):
+    """onnxruntime's quantize_dynamic of a torch-exported 2-layer bidirectional LSTM + Linear: DynamicQuantizeLSTM
+    nodes whose outputs feed Transpose/Reshape and an 8-bit MatMulInteger (shape inference goes through them)."""
+    torch = pytest.importorskip("torch")
+    onnx = pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    torch.manual_seed(0)
+
+    class M(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.rnn = torch.nn.LSTM(16, 32, num_layers=2, bidirectional=True)
+            self.fc = torch.nn.Linear(64, 5)
+
+        def forward(self, x):
+            return self.fc(self.rnn(x)[0])
+
+    m, x = M().eval(), torch.randn(10, 2, 16)
+    src, dst = tmp_path / "f.onnx", tmp_path / "q.onnx"
+    torch.onnx.export(m, (x,), str(src), opset_version=13, dynamo=False)
+    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
+    assert [n.op_type for n in onnx.load(str(dst)).graph.node].count("DynamicQuantizeLSTM") == 2
+    feeds = {onnx.load(str(dst)).graph.input[0].name: x.numpy()}
+    ref = ort.InferenceSession(str(dst), providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+    with torch.no_grad():
+        fl = m(x).numpy()
+    report = tinyinfer.convert(str(dst), None, verbose=False)
+    assert report.ops_out["LSTM"] == 2
+    with tinyinfer.Model(report.data) as mm:
+        got = mm.run(x.numpy())[0]
+    ort_err = float(np.abs(ref - fl).max())  # onnxruntime's own int8 error against float
+    assert float(np.abs(got - ref).max()) <= max(1.5 * ort_err, 1e-3)
