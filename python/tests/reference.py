@@ -765,6 +765,86 @@ def range_(start, limit, delta, dtype=None):
     return (start + np.arange(n, dtype=np.int64) * delta).astype(dtype or np.int64)
 
 
+def _sigmoid64(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def _rnn_clip(x, clip):
+    return np.clip(x, -clip, clip) if clip else x
+
+
+def _rnn_setup(x, w, gates, layout, *states):
+    """x and the initial states in time-major form (float64), the sizes (T, B, D, H) and zeroed Y [T, D, B, H]
+    and one [D, B, H] per state."""
+    x = np.asarray(x, np.float64)
+    if layout == 1:
+        x = x.transpose(1, 0, 2)
+    T, B, _ = x.shape
+    D, H = w.shape[0], w.shape[1] // gates
+    states = tuple(None if s is None else (s.transpose(1, 0, 2) if layout == 1 else s) for s in states)
+    return x, states, (T, B, D, H), (np.zeros((T, D, B, H)),) + tuple(np.zeros((D, B, H)) for _ in states)
+
+
+def lstm(x, w, r, b=None, h0=None, c0=None, p=None, direction="forward", layout=0, clip=0.0, input_forget=False):
+    """ONNX LSTM, plain loops over directions, batch entries and steps in float64 (gate order i, o, f, c;
+    W [D, 4H, I], R [D, 4H, H], B [D, 8H], P [D, 3H] i, o, f; layout 1: X [B, T, I] and batch-first
+    states). Returns (Y, Y_h, Y_c)."""
+    x, (h0, c0), (T, B, D, H), (Y, Yh, Yc) = _rnn_setup(x, w, 4, layout, h0, c0)
+    for d in range(D):
+        W, R = w[d].astype(np.float64), r[d].astype(np.float64)
+        bias = np.zeros(8 * H) if b is None else b[d].astype(np.float64)
+        P = np.zeros(3 * H) if p is None else p[d].astype(np.float64)
+        reverse = direction == "reverse" or d == 1
+        for n in range(B):
+            h = np.zeros(H) if h0 is None else h0[d, n].astype(np.float64)
+            c = np.zeros(H) if c0 is None else c0[d, n].astype(np.float64)
+            steps = range(T - 1, -1, -1) if reverse else range(T)
+            for t in steps:
+                g = W @ x[t, n] + R @ h + bias[:4 * H] + bias[4 * H:]
+                gi, go, gf, gc = g[:H], g[H:2 * H], g[2 * H:3 * H], g[3 * H:]
+                i = _sigmoid64(_rnn_clip(gi + P[:H] * c, clip))
+                f = 1 - i if input_forget else _sigmoid64(_rnn_clip(gf + P[2 * H:] * c, clip))
+                cand = np.tanh(_rnn_clip(gc, clip))
+                c = f * c + i * cand
+                o = _sigmoid64(_rnn_clip(go + P[H:2 * H] * c, clip))
+                h = o * np.tanh(c)
+                Y[t, d, n] = h
+            Yh[d, n] = h
+            Yc[d, n] = c
+    if layout == 1:
+        return Y.transpose(2, 0, 1, 3), Yh.transpose(1, 0, 2), Yc.transpose(1, 0, 2)
+    return Y, Yh, Yc
+
+
+def gru(x, w, r, b=None, h0=None, direction="forward", layout=0, clip=0.0, linear_before_reset=0):
+    """ONNX GRU, plain loops in float64 (gate order z, r, h; W [D, 3H, I], R [D, 3H, H], B [D, 6H]).
+    Returns (Y, Y_h)."""
+    x, (h0,), (T, B, D, H), (Y, Yh) = _rnn_setup(x, w, 3, layout, h0)
+    for d in range(D):
+        W, R = w[d].astype(np.float64), r[d].astype(np.float64)
+        bias = np.zeros(6 * H) if b is None else b[d].astype(np.float64)
+        Wb, Rb = bias[:3 * H], bias[3 * H:]
+        reverse = direction == "reverse" or d == 1
+        for n in range(B):
+            h = np.zeros(H) if h0 is None else h0[d, n].astype(np.float64)
+            steps = range(T - 1, -1, -1) if reverse else range(T)
+            for t in steps:
+                xt = x[t, n]
+                z = _sigmoid64(_rnn_clip(W[:H] @ xt + R[:H] @ h + Wb[:H] + Rb[:H], clip))
+                rr = _sigmoid64(_rnn_clip(W[H:2 * H] @ xt + R[H:2 * H] @ h + Wb[H:2 * H] + Rb[H:2 * H], clip))
+                if linear_before_reset:
+                    pre = W[2 * H:] @ xt + rr * (R[2 * H:] @ h + Rb[2 * H:]) + Wb[2 * H:]
+                else:
+                    pre = W[2 * H:] @ xt + R[2 * H:] @ (rr * h) + Rb[2 * H:] + Wb[2 * H:]
+                hh = np.tanh(_rnn_clip(pre, clip))
+                h = (1 - z) * hh + z * h
+                Y[t, d, n] = h
+            Yh[d, n] = h
+    if layout == 1:
+        return Y.transpose(2, 0, 1, 3), Yh.transpose(1, 0, 2)
+    return Y, Yh
+
+
 REFERENCE = {
     "FullyConnected": fully_connected, "MatMul": matmul,
     "Conv2D": conv2d, "DepthwiseConv2D": depthwise_conv2d, "TransposeConv2D": transpose_conv2d,
@@ -783,7 +863,7 @@ REFERENCE = {
     "GreaterEqual": greater_equal, "LogicalAnd": logical_and, "LogicalOr": logical_or, "LogicalXor": logical_xor,
     "LogicalNot": logical_not, "Where": where, "Floor": floor, "Ceil": ceil, "Round": round_, "Erf": erf,
     "Cast": cast, "Shape": shape, "ReduceMin": reduce_min, "ReduceSum": reduce_sum, "ReduceProd": reduce_prod,
-    "Expand": expand, "Tile": tile, "Range": range_,
+    "Expand": expand, "Tile": tile, "Range": range_, "LSTM": lstm, "GRU": gru,
 }
 
 
@@ -960,6 +1040,30 @@ def self_test():
     assert expand(np.arange(3).reshape(3, 1), (2, 1, 4)).shape == (2, 3, 4)
     assert list(not_equal(np.array([np.nan, 1.0]), 1.0)) == [True, False]
     close(reduce_prod(np.array([[1, 2], [3, 4]], np.float32), axes=[1]), [2, 12])
+    # Recurrent: one unit, one input, by hand. LSTM with W = [1, 0, 0, 2] (i, o, f, c), R = 0, x = 1:
+    # i = s(1), o = f = 1/2, c = i tanh(2), h = tanh(c) / 2; a second step with x = 0 keeps c * f.
+    s1, t2 = 1 / (1 + math.exp(-1)), math.tanh(2)
+    y, yh, yc = lstm(np.array([[[1.0]], [[0.0]]]), np.array([[[1.0], [0], [0], [2]]]), np.zeros((1, 4, 1)))
+    c1 = s1 * t2
+    close(y[0, 0, 0], [math.tanh(c1) / 2])
+    close(yc[0], [[c1 / 2 + 0.5 * math.tanh(0)]])
+    close(yh[0], [[math.tanh(c1 / 2) / 2]])
+    # reverse runs the last step first: its first output (step 1) sees x = 0 from a zero state.
+    y, yh, _ = lstm(np.array([[[1.0]], [[0.0]]]), np.array([[[1.0], [0], [0], [2]]]), np.zeros((1, 4, 1)),
+                    direction="reverse")
+    close(y[1, 0, 0], [0.0])
+    close(yh[0], y[0, 0])
+    # GRU with W = [0, 0, 1] (z, r, h), R = 0, h0 = 1, x = 2: z = r = 1/2, n = tanh(2), h = n / 2 + 1 / 2.
+    y, yh = gru(np.array([[[2.0]]]), np.array([[[0.0], [0], [1]]]), np.zeros((1, 3, 1)), h0=np.ones((1, 1, 1)))
+    close(yh[0], [[t2 / 2 + 0.5]])
+    # linear_before_reset with R_h = 1, Rb_h = 1, h0 = 1: 0 gives n = tanh(2 + r h + 1), 1 tanh(2 + r (h + 1)).
+    b = np.zeros((1, 6))
+    b[0, 5] = 1.0
+    rr = np.array([[[0.0], [0], [1]]])
+    y0 = gru(np.array([[[2.0]]]), np.array([[[0.0], [0], [1]]]), rr, b, np.ones((1, 1, 1)))[1]
+    y1 = gru(np.array([[[2.0]]]), np.array([[[0.0], [0], [1]]]), rr, b, np.ones((1, 1, 1)), linear_before_reset=1)[1]
+    close(y0[0], [[math.tanh(2 + 0.5 + 1) / 2 + 0.5]])
+    close(y1[0], [[math.tanh(2 + 0.5 * 2) / 2 + 0.5]])
     assert all(callable(f) for f in REFERENCE.values())
 
 

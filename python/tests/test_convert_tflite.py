@@ -187,6 +187,8 @@ def test_float32_covers_every_supported_op():
     hand_built |= {"EQUAL", "NOT_EQUAL", "LESS", "LESS_EQUAL", "GREATER", "GREATER_EQUAL", "LOGICAL_AND",
                    "LOGICAL_OR", "LOGICAL_NOT", "SELECT", "SELECT_V2", "FLOOR", "CEIL", "ROUND", "CAST", "SHAPE",
                    "TILE", "BROADCAST_TO", "RANGE", "REDUCE_PROD", "SUM", "REDUCE_MIN"}
+    # Sequence LSTMs: hand-built models in test_rnn.py.
+    hand_built |= {"UNIDIRECTIONAL_SEQUENCE_LSTM", "BIDIRECTIONAL_SEQUENCE_LSTM"}
     assert set(SUPPORTED_OPS) - seen - hand_built == set()
 
 
@@ -494,12 +496,15 @@ class Model:
 
     def __init__(self):
         self.tensors, self.ops, self.inputs, self.outputs, self.quant = [], [], [], [], {}
+        self.variables = set()
 
-    def tensor(self, name, shape, dtype=np.float32, data=None, quant=None):
-        """quant: (scales, zero_points, quantized_dimension)."""
+    def tensor(self, name, shape, dtype=np.float32, data=None, quant=None, variable=False):
+        """quant: (scales, zero_points, quantized_dimension); variable: a variable tensor (an LSTM's state)."""
         self.tensors.append((name, tuple(shape), np.dtype(dtype), None if data is None else
                              np.ascontiguousarray(np.asarray(data, dtype))))
         self.quant[len(self.tensors) - 1] = quant
+        if variable:
+            self.variables.add(len(self.tensors) - 1)
         return len(self.tensors) - 1
 
     def input(self, name, shape, dtype=np.float32):
@@ -580,6 +585,8 @@ class Model:
             tflite.TensorAddType(b, _NP[dtype])
             tflite.TensorAddBuffer(b, bi)
             tflite.TensorAddName(b, nm)
+            if k in self.variables:
+                tflite.TensorAddIsVariable(b, True)
             tensor_offsets.append(tflite.TensorEnd(b))
         codes, code_offsets, op_offsets = [], [], []
         for name, ins, outs, options, fields in self.ops:

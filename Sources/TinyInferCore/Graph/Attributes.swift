@@ -38,6 +38,9 @@ public enum AttrKey: UInt16, Sendable, CaseIterable {
   case blockSize = 35
   case dtype = 36
   case weightFormat = 37
+  case inputForget = 38
+  case linearBeforeReset = 39
+  case clip = 40
 
   /// The key's name (FileCode).
   public var staticName: StaticString {
@@ -79,6 +82,9 @@ public enum AttrKey: UInt16, Sendable, CaseIterable {
     case .blockSize: return "block_size"
     case .dtype: return "dtype"
     case .weightFormat: return "weight_format"
+    case .inputForget: return "input_forget"
+    case .linearBeforeReset: return "linear_before_reset"
+    case .clip: return "clip"
     }
   }
 

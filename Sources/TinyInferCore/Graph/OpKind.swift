@@ -73,6 +73,8 @@ public enum OpKind: UInt16, Sendable, CaseIterable {
   case tile = 68
   case range = 69
   case erf = 70
+  case lstm = 71
+  case gru = 72
 
   /// The op's name (FileCode).
   public var staticName: StaticString {
@@ -147,6 +149,8 @@ public enum OpKind: UInt16, Sendable, CaseIterable {
     case .tile: return "Tile"
     case .range: return "Range"
     case .erf: return "Erf"
+    case .lstm: return "LSTM"
+    case .gru: return "GRU"
     }
   }
 

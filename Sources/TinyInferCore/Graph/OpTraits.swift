@@ -193,6 +193,11 @@ extension OpKind {
       return OpTraits(inputs: 1...1, staticInt8: .sameParams, movesData: true)
     case .range:
       return OpTraits(inputs: 0...0)
+    case .lstm:
+      // Stays float32 in int8-static (the recurrent state is float-sensitive).
+      return OpTraits(inputs: 3...7, outputs: 1...3, weightSlots: .slots(1, 2, 3, 6), fp16Slots: .slots(1, 2))
+    case .gru:
+      return OpTraits(inputs: 3...5, outputs: 1...2, weightSlots: .slots(1, 2, 3), fp16Slots: .slots(1, 2))
     }
   }
 }

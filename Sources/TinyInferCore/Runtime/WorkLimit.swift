@@ -39,6 +39,9 @@ public enum WorkCost {
       let k = ta == 1 ? x.shape[x.shape.count - 2] : x.shape[x.shape.count - 1]
       return mul(outCount, UInt64(k))
     }
+    if op == .lstm || op == .gru, let c = RecurrentKernel.work(inputs) {
+      return c  // steps x directions x gates x hidden x (input + hidden)
+    }
     if op == .maxPool2D || op == .averagePool2D {
       let f = (try? node.attrs.ints(.filter, count: 2, default: [1, 1], in: 1...(1 << 20))) ?? [1, 1]
       return mul(outCount, mul(UInt64(f[0]), UInt64(f[1])))

@@ -51,7 +51,7 @@ __all__ = [
     "AdaptiveMaxPool2d", "Flatten", "Dropout", "Dropout2d", "Identity", "functional", "cat", "from_torch",
     "StateDictError", "IncompatibleKeys", "matmul", "clamp", "maximum", "minimum", "reduce_sum", "QuantizedTensor",
     "pad", "ZeroPad2d", "narrow", "quantize", "dequantize",
-    "scaled_dot_product_attention",
+    "scaled_dot_product_attention", "LSTM", "GRU",
 ]
 
 
@@ -1069,7 +1069,10 @@ class Module:
         t = _Tracer(self)
         ins = [t.input(n, s, d) for n, s, d in zip(input_names, shapes, dtypes)]
         out = self(*ins)
-        outs = list(out) if isinstance(out, (list, tuple)) else [out]
+
+        def flat(o):  # nested tuples (an LSTM's (output, (h_n, c_n))) become graph outputs in order
+            return [v for e in o for v in flat(e)] if isinstance(o, (list, tuple)) else [o]
+        outs = flat(out)
         for o in outs:
             _need_value(o, f"{type(self).__name__}.forward result")
         if output_names is None:
@@ -1492,6 +1495,102 @@ class LayerNorm(Module):
         ins = [x.sym, t.const(gamma, "weight"), t.const(beta, "bias") if beta is not None else None]
         out = t.emit("LayerNorm", ins, x.sym.shape, axis=-k, epsilon=self.eps)
         return Value(t, out, x.shape, x.perm, x.fperm)
+
+
+class _RNNBase(Module):
+    """torch.nn.LSTM / torch.nn.GRU: each layer is one runtime LSTM / GRU op over every step and both
+    directions (ONNX semantics: torch's gate order i, f, g, o becomes i, o, f, c; r, z, n becomes z, r, h with
+    linear_before_reset = 1). forward(x, hx=None) returns (output, (h_n, c_n)) for LSTM and (output, h_n) for
+    GRU, in torch's layouts; dropout between layers is an identity (inference). proj_size is refused."""
+    _kind, _gates, _order = "LSTM", 4, (0, 3, 1, 2)
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
+                 batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False, proj_size: int = 0,
+                 device=None, dtype=None):
+        super().__init__()
+        if proj_size:
+            raise UnsupportedOpError(f"{self._kind}: proj_size={proj_size} (projections) is not supported")
+        if int(num_layers) < 1 or int(hidden_size) < 1 or int(input_size) < 1:
+            raise InvalidArgumentError(f"{self._kind}: input_size, hidden_size and num_layers must be >= 1")
+        self.input_size, self.hidden_size, self.num_layers = int(input_size), int(hidden_size), int(num_layers)
+        self.bias, self.batch_first, self.bidirectional = bool(bias), bool(batch_first), bool(bidirectional)
+        self.dropout = float(dropout)
+        d, gh = (2 if self.bidirectional else 1), self._gates * self.hidden_size
+        for k in range(self.num_layers):
+            width = self.input_size if k == 0 else self.hidden_size * d
+            for sfx in ("", "_reverse")[:d]:
+                setattr(self, f"weight_ih_l{k}{sfx}", Parameter((gh, width)))
+                setattr(self, f"weight_hh_l{k}{sfx}", Parameter((gh, self.hidden_size)))
+                if self.bias:
+                    setattr(self, f"bias_ih_l{k}{sfx}", Parameter((gh,)))
+                    setattr(self, f"bias_hh_l{k}{sfx}", Parameter((gh,)))
+
+    def extra_repr(self):
+        return (f"{self.input_size}, {self.hidden_size}, num_layers={self.num_layers}, bias={self.bias}, "
+                f"batch_first={self.batch_first}, bidirectional={self.bidirectional}")
+
+    def _gate_rows(self, a: np.ndarray) -> np.ndarray:
+        """torch's gate blocks in the runtime's (ONNX) order."""
+        h = self.hidden_size
+        return np.concatenate([a[j * h:(j + 1) * h] for j in self._order])
+
+    def forward(self, x, hx=None):
+        x = plain(_need_value(x, self._kind), f"before {self._kind}")
+        t = x._t
+        if x.ndim != 3 or x.shape[2] != self.input_size or x.dtype != np.float32:
+            raise ShapeError(f"{self._kind} {t.scope}: input {x.shape} {x.dtype} must be float32 [seq, batch, "
+                             f"{self.input_size}] ({'batch first' if self.batch_first else 'sequence first'})")
+        d, h = (2 if self.bidirectional else 1), self.hidden_size
+        T, B = (x.shape[1], x.shape[0]) if self.batch_first else (x.shape[0], x.shape[1])
+        states = [] if hx is None else ([hx] if self._kind == "GRU" else list(hx))
+        for s in states:
+            s = _need_value(s, self._kind)
+            if s.shape != (self.num_layers * d, B, h):
+                raise ShapeError(f"{self._kind} {t.scope}: state {s.shape}, expected {(self.num_layers * d, B, h)}")
+        axis = 1 if self.batch_first else 0
+        hs, cs = [], []
+        for k in range(self.num_layers):
+            sfxs = ("", "_reverse")[:d]
+            w = np.stack([self._gate_rows(getattr(self, f"weight_ih_l{k}{s}").data) for s in sfxs])
+            r = np.stack([self._gate_rows(getattr(self, f"weight_hh_l{k}{s}").data) for s in sfxs])
+            ins = [x.sym, t.const(w.astype(np.float32), f"W_l{k}"), t.const(r.astype(np.float32), f"R_l{k}")]
+            if self.bias:
+                b = np.stack([np.concatenate([self._gate_rows(getattr(self, f"bias_ih_l{k}{s}").data),
+                                              self._gate_rows(getattr(self, f"bias_hh_l{k}{s}").data)])
+                              for s in sfxs])
+                ins.append(t.const(b.astype(np.float32), f"B_l{k}"))
+            for s in states:  # this layer's [D, B, H] slice, in the op's state layout
+                part = plain(narrow(s, 0, k * d, d))
+                if self.batch_first:
+                    part = plain(part.permute(1, 0, 2), f"{self._kind} state to batch-first")
+                while len(ins) < 4:
+                    ins.append(None)
+                ins.append(part.sym)
+            n_out = 3 if self._kind == "LSTM" else 2
+            y_shape = (B, T, d, h) if self.batch_first else (T, d, B, h)
+            s_shape = (B, d, h) if self.batch_first else (d, B, h)
+            attrs = dict(mode=2 if d == 2 else 0, axis=axis)
+            if self._kind == "GRU":
+                attrs["linear_before_reset"] = 1
+            outs = t.emit(self._kind, ins, [y_shape] + [s_shape] * (n_out - 1), n_out=n_out, **attrs)
+            y = Value(t, outs[0], y_shape)
+            x = reshape(y, B, T, d * h) if self.batch_first else reshape(y.permute(0, 2, 1, 3), T, B, d * h)
+            x = plain(x, f"after {self._kind}")
+            for lst, o in zip((hs, cs), outs[1:]):
+                v = Value(t, o, s_shape)
+                lst.append(v.permute(1, 0, 2) if self.batch_first else v)
+        h_n = cat(hs, 0) if len(hs) > 1 else hs[0]
+        if self._kind == "GRU":
+            return x, h_n
+        return x, (h_n, cat(cs, 0) if len(cs) > 1 else cs[0])
+
+
+class LSTM(_RNNBase):
+    _kind, _gates, _order = "LSTM", 4, (0, 3, 1, 2)
+
+
+class GRU(_RNNBase):
+    _kind, _gates, _order = "GRU", 3, (1, 0, 2)
 
 
 class Embedding(Module):
@@ -1922,6 +2021,10 @@ def _t_bias(m) -> bool:
 
 _FROM_TORCH = {
     "Linear": lambda m: Linear(m.in_features, m.out_features, _t_bias(m)),
+    "LSTM": lambda m: LSTM(m.input_size, m.hidden_size, m.num_layers, m.bias, m.batch_first, m.dropout,
+                           m.bidirectional, m.proj_size),
+    "GRU": lambda m: GRU(m.input_size, m.hidden_size, m.num_layers, m.bias, m.batch_first, m.dropout,
+                         m.bidirectional),
     "Conv2d": lambda m: Conv2d(m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding, m.dilation,
                                m.groups, _t_bias(m), m.padding_mode),
     "ConvTranspose2d": lambda m: ConvTranspose2d(m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding,
@@ -1980,6 +2083,9 @@ SUPPORTED_OPS: Dict[str, str] = {
     "BatchNorm1d": "BatchNorm (folded into a preceding FullyConnected by the core at load)",
     "LayerNorm": "LayerNorm",
     "Embedding": "Gather (axis 0)",
+    "LSTM": "LSTM per layer (gates reordered to ONNX's i, o, f, c; both directions in one op; batch_first as the "
+            "op's time axis; initial states; proj_size refused)",
+    "GRU": "GRU per layer (gates reordered to z, r, h; linear_before_reset = 1, torch's form)",
     "ReLU": "Relu (fused into its producer by the core at load)",
     "ReLU6": "Relu6 (fused into its producer by the core at load)",
     "LeakyReLU": "LeakyRelu",

@@ -119,6 +119,11 @@ SUPPORTED_OPS: Dict[str, str] = {
     "TILE": "Tile (constant multiples)",
     "BROADCAST_TO": "Expand (constant shape)",
     "RANGE": "folded to a constant (constant start, limit, delta)",
+    "UNIDIRECTIONAL_SEQUENCE_LSTM": "LSTM (float32 or dynamic-range int8 weights; time_major both ways; peepholes; "
+                                    "tanh activation; the state starts at zero or at a constant on every run); "
+                                    "CIFG, projection, layer norm and cell_clip refused",
+    "BIDIRECTIONAL_SEQUENCE_LSTM": "LSTM with both directions (as UNIDIRECTIONAL_SEQUENCE_LSTM; merged outputs as "
+                                   "a Reshape, else a Split; auxiliary inputs refused)",
 }
 
 _CONTROL_FLOW = {"WHILE", "IF", "CALL", "CALL_ONCE", "STABLEHLO_WHILE", "STABLEHLO_COMPOSITE"}
@@ -1081,6 +1086,154 @@ def _fold_fill(im, op, vals):
 _MAX_FOLD_ELEMENTS = 1 << 28
 
 
+# -- recurrent ---------------------------------------------------------------------
+
+def _lstm_checks(im, op, o, present, groups):
+    """The settings of a TFLite sequence LSTM the runtime's LSTM does not have, refused."""
+    for base in groups:  # the 17 inputs of one direction's weights, from `base`
+        if not present[base] or not present[base + 4]:
+            raise _Refuse("CIFG (coupled input and forget gates, no input gate weights)")
+        if present[base + 15] or present[base + 16]:
+            raise _Refuse("projection layer")
+        if any(present[base + 8:base + 11]) and not all(present[base + 8:base + 11]):
+            raise _Refuse("peepholes on only some gates")
+    act = _opt(o, "FusedActivationFunction", 4)
+    if act != 4:
+        raise _Refuse(f"activation {_ACT_NAMES.get(act, act)} (only TANH)")
+    if _opt(o, "CellClip", 0.0):
+        raise _Refuse("cell_clip (TFLite clips the cell state)")
+    x_info = im.info_in(op, 0)
+    if not im.is_float(x_info) or len(x_info.shape) != 3:
+        raise _Refuse(f"input '{x_info.name}' must be float32 of rank 3")
+
+
+def _lstm_weights(im, op, present, groups, H, I, label):
+    """W [D, 4H, I], R [D, 4H, H], B [D, 8H] and P [D, 3H] (or None) of the runtime's LSTM from the TFLite
+    gate tensors of each direction (17 inputs from each of `groups`): ONNX's gate order i, o, f, c from
+    TFLite's i, f, c, o, concatenated at load (constant folding; int8 weights stay int8 in the file)."""
+    D = len(groups)
+    for base in groups:
+        for k in range(base, base + 15):
+            if not present[k]:
+                continue
+            info = im.info_in(op, k)
+            off = k - base
+            want = (H, I) if off < 4 else (H, H) if off < 8 else (H,)
+            if tuple(info.shape) != want:
+                raise _Refuse(f"input {k} '{info.name}' has shape {list(info.shape)}, not {list(want)}")
+    order = (0, 3, 1, 2)  # TFLite i, f, c, o -> ONNX i, o, f, c
+
+    def stacked(offsets, what, shape, extra=None):
+        parts = []
+        for base in groups:
+            parts += [im.tensor(op, base + j, True) for j in offsets]
+            if extra is not None:
+                parts.append(extra)
+        t = im.emit("Concat", *parts, name=f"{label}/{what}_stacked", axis=0)
+        return im.emit("Reshape", t, name=f"{label}/{what}", shape=[D] + shape)
+
+    w = stacked(order, "W", [4 * H, I])
+    r = stacked([4 + j for j in order], "R", [4 * H, H])
+    zeros = im.b.const(im.unique(f"{label}/Rb"), np.zeros(4 * H, np.float32))
+    bias = stacked([11 + j for j in order], "B", [8 * H], zeros)
+    p = stacked([8, 10, 9], "P", [3 * H]) if present[groups[0] + 8] else None  # i, o, f
+    if im.hybrid:
+        im.report.notes.append("sequence LSTM with int8 weights: computed in float32 on the dequantized weights "
+                               "(LiteRT's hybrid kernel also quantizes the activations)")
+    return w, r, bias, p
+
+
+def _lstm_states(im, op, slots, B, H, time_major):
+    """initial_h and initial_c [D, B, H] / [B, D, H] from the TFLite state inputs (variable tensors, zero;
+    constant data when they hold some) of each direction."""
+    out = []
+    for kind in (0, 1):
+        datas = []
+        for pair in slots:
+            info = im.info_in(op, pair[kind])
+            if info is None or tuple(info.shape) != (B, H):
+                raise _Refuse(f"state input {pair[kind]} must be [{B}, {H}]")
+            datas.append(np.asarray(info.data, np.float32) if isinstance(info.data, np.ndarray) else None)
+        if all(d is None for d in datas):
+            out.append(None)
+            continue
+        arr = np.stack([np.zeros((B, H), np.float32) if d is None else d for d in datas], axis=0 if time_major else 1)
+        out.append(im.b.const(im.unique(f"{im.info_in(op, slots[0][kind]).name}/initial"), arr))
+    return out
+
+
+def _sequence_lstm_dims(im, op, time_major):
+    x_info = im.info_in(op, 0)
+    T, B = (x_info.shape[0], x_info.shape[1]) if time_major else (x_info.shape[1], x_info.shape[0])
+    w_info = im.info_in(op, 2)
+    if len(w_info.shape) != 2:
+        raise _Refuse("gate weights must be 2-D")
+    return T, B, w_info.shape[0], w_info.shape[1]
+
+
+def _unidirectional_sequence_lstm(im, op, name):
+    """UNIDIRECTIONAL_SEQUENCE_LSTM -> the runtime's LSTM and a Reshape of Y [T, 1, B, H] / [B, T, 1, H] to the
+    TFLite output. The state inputs (variable tensors) give the initial state when they hold constant data,
+    else it is zero: each run starts afresh, as LiteRT after reset_all_variables (LiteRT itself carries the
+    state from one invoke to the next)."""
+    o = im.options(op, im.tfl.UnidirectionalSequenceLSTMOptions)
+    ins = [int(i) for i in _np(op.InputsAsNumpy())]
+    if len(ins) not in (20, 24):
+        raise _Refuse(f"{len(ins)} inputs (20 or 24 expected)")
+    present = [k < len(ins) and ins[k] >= 0 for k in range(24)]
+    _lstm_checks(im, op, o, present, [1])
+    if any(present[20:24]):
+        raise _Refuse("layer normalization")
+    if _opt(o, "DiagonalRecurrentTensors", False):
+        raise _Refuse("diagonal recurrent weights")
+    time_major = bool(_opt(o, "TimeMajor", False))
+    T, B, H, I = _sequence_lstm_dims(im, op, time_major)
+    out = im.info_out(op)
+    w, r, bias, p = _lstm_weights(im, op, present, [1], H, I, out.name)
+    h0, c0 = _lstm_states(im, op, [(18, 19)], B, H, time_major)
+    core = [im.tensor(op, 0), w, r, bias, h0, c0, p]
+    while core[-1] is None:
+        core.pop()
+    y = im.emit("LSTM", *core, name=f"{out.name}/lstm", axis=0 if time_major else 1)
+    return im.emit("Reshape", y, name=out.name, shape=list(out.shape))
+
+
+def _bidirectional_sequence_lstm(im, op, name):
+    """BIDIRECTIONAL_SEQUENCE_LSTM -> one LSTM with both directions (mode 2); Y [T, 2, B, H] / [B, T, 2, H]
+    becomes the merged output [.., 2H] (a Transpose when time major) or the forward and backward outputs
+    (a Split). States as UNIDIRECTIONAL_SEQUENCE_LSTM. Auxiliary inputs are refused."""
+    o = im.options(op, im.tfl.BidirectionalSequenceLSTMOptions)
+    ins = [int(i) for i in _np(op.InputsAsNumpy())]
+    if len(ins) != 48:
+        raise _Refuse(f"{len(ins)} inputs (48 expected)")
+    present = [ins[k] >= 0 for k in range(48)]
+    _lstm_checks(im, op, o, present, [1, 18])
+    if any(present[39:48]):
+        raise _Refuse("auxiliary input")
+    if present[9] != present[26]:
+        raise _Refuse("peepholes in one direction only")
+    time_major = bool(_opt(o, "TimeMajor", True))
+    merge = bool(_opt(o, "MergeOutputs", False))
+    T, B, H, I = _sequence_lstm_dims(im, op, time_major)
+    if tuple(im.info_in(op, 19).shape) != (H, I):
+        raise _Refuse("the two directions have different sizes")
+    out = im.info_out(op)
+    w, r, bias, p = _lstm_weights(im, op, present, [1, 18], H, I, out.name)
+    h0, c0 = _lstm_states(im, op, [(35, 36), (37, 38)], B, H, time_major)
+    core = [im.tensor(op, 0), w, r, bias, h0, c0, p]
+    while core[-1] is None:
+        core.pop()
+    y = im.emit("LSTM", *core, name=f"{out.name}/lstm", axis=0 if time_major else 1, mode=2)
+    lead = [T, B] if time_major else [B, T]
+    if time_major:  # [T, 2, B, H] -> [T, B, 2, H]
+        y = im.emit("Transpose", y, name=f"{out.name}/directions_last", perm=[0, 2, 1, 3])
+    if merge:
+        return im.emit("Reshape", y, name=out.name, shape=list(out.shape))
+    fw, bw = im.emit("Split", y, outputs=[f"{out.name}/fw", f"{out.name}/bw"], axis=2)
+    bw_info = im.info_out(op, 1)
+    return [im.emit("Reshape", fw, name=out.name, shape=lead + [H]),
+            im.emit("Reshape", bw, name=bw_info.name, shape=lead + [H])]
+
 _FOLDERS = {
     "SHAPE": _fold_shape,
     "PACK": _fold_pack,
@@ -1176,6 +1329,8 @@ _HANDLERS = {
     "TILE": _tile,
     "BROADCAST_TO": _broadcast_to,
     "RANGE": _range,
+    "UNIDIRECTIONAL_SEQUENCE_LSTM": _unidirectional_sequence_lstm,
+    "BIDIRECTIONAL_SEQUENCE_LSTM": _bidirectional_sequence_lstm,
 }
 assert set(_HANDLERS) == set(SUPPORTED_OPS)
 

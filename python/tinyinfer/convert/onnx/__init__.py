@@ -68,8 +68,8 @@ half_pixel_centers / asymmetric rule only after checking that every output
 row and column reads the same source coordinates as onnxruntime would.
 
 Refused (UnsupportedOpError, nothing written): every op not in SUPPORTED_OPS
-(listed with counts, e.g. TopK, NonMaxSuppression, LSTM/GRU, If/Loop,
-contrib-domain ops such as com.microsoft.DynamicQuantizeLSTM), dynamic dims other than the batch, Resize cubic /
+(listed with counts, e.g. TopK, NonMaxSuppression, If/Loop, RNN,
+contrib-domain ops such as com.microsoft.Attention), dynamic dims other than the batch, Resize cubic /
 tf_crop_and_resize / modes that do not map, ConvTranspose with groups, pooling
 with dilations, per-axis quantization of activations, quantization to types
 other than int8/uint8, Cast to float16/float64/strings, and opsets
@@ -100,7 +100,7 @@ report's notes):
 The package: `_core.py` (the importer: loading, shape inference and constant
 folding, emission helpers, the main loop), `_graph.py` (the data it works
 on), `rewrites.py` (ONNX-level rewrites), one module per op family
-(`elementwise.py`, `conv.py`, `matmul.py`, `shape.py`, `quant.py`) and the
+(`elementwise.py`, `conv.py`, `matmul.py`, `shape.py`, `quant.py`, `logic.py`, `recurrent.py`) and the
 handler table HANDLERS below (op type, or "domain.op" outside the default
 domain -> handler(importer, node)). Adding an op: a handler in its family's
 module, a row in HANDLERS and one in SUPPORTED_OPS.
@@ -112,7 +112,7 @@ from typing import Dict
 
 from ...builder import GraphBuilder
 from .. import Report
-from . import conv, elementwise, logic, matmul, quant, shape
+from . import conv, elementwise, logic, matmul, quant, recurrent, shape
 from ..._errors import InvalidArgumentError
 from ._core import Handler, _Importer
 from ._graph import MAX_OPSET, MIN_OPSET
@@ -197,6 +197,11 @@ SUPPORTED_OPS: Dict[str, str] = {
     "com.microsoft.QLinearConcat": "Concat in float, then Quantize + Dequantize",
     "DynamicQuantizeLinear": "run-time scale and zero point (global max/min with MaxPool2D) and Quantize "
                              "(round half to even) as ONNX specifies",
+    "LSTM": "LSTM (directions, layout 0/1, B, initial_h/c, peepholes, clip, input_forget; default activations "
+            "only; sequence_lens only as a constant equal to the sequence length)",
+    "GRU": "GRU (as LSTM; linear_before_reset 0 and 1)",
+    "com.microsoft.DynamicQuantizeLSTM": "LSTM on the 8-bit W and R (int8 constants + Dequantize, folded at load; "
+                                         "per-direction or per-column scales)",
 }
 
 
@@ -248,6 +253,9 @@ HANDLERS: Dict[str, Handler] = {
     "com.microsoft.QLinearConcat": quant.op_ms_QLinearConcat, "com.microsoft.QGemm": quant.op_ms_QGemm,
     "MatMulInteger": quant.op_MatMulInteger, "ConvInteger": quant.op_ConvInteger,
     "DynamicQuantizeLinear": quant.op_DynamicQuantizeLinear,
+    # recurrent.py
+    "LSTM": recurrent.op_LSTM, "GRU": recurrent.op_GRU,
+    "com.microsoft.DynamicQuantizeLSTM": recurrent.op_ms_DynamicQuantizeLSTM,
 }
 
 

@@ -21,7 +21,7 @@ import numpy as np
 from ..._errors import InvalidArgumentError, ModelFormatError, UnsupportedOpError
 from ...builder import GraphBuilder
 from .. import Report, check_elements, require, unsupported
-from . import rewrites
+from . import recurrent, rewrites
 from ._graph import (MAX_OPSET, MIN_OPSET, NHWC, Node, Val, WeightSrc, _CONTRIB, _FOLD_EXCLUDE, _Graph, _T,
                      _attr_value, _dequant, _ident, _inv, _norm, _np_dtype)
 
@@ -164,6 +164,9 @@ class _Importer:
                 continue
             if n.domain == "com.microsoft" and n.op in _CONTRIB:
                 nodes.extend(self._proxy(n))
+                continue
+            if n.domain == "com.microsoft" and n.op == "DynamicQuantizeLSTM":
+                nodes.extend(recurrent.dynamic_quantize_lstm_proxy(n))
                 continue
             p = onnx.NodeProto()
             if n.proto is None:
