@@ -312,3 +312,27 @@ def test_full_integer_bit_exact_with_litert_reference(path):
                 differ += int(np.count_nonzero(got != want))
                 total += want.size
     assert differ == 0, f"{differ} of {total} outputs differ from LiteRT's reference kernels"
+
+
+def test_cli_reports_and_forces(tmp_path):
+    import subprocess
+    import sys
+    rng = np.random.default_rng(7)
+    src, calib, _ = _torch_model(tmp_path, "logmel", _logmel,
+                                 lambda: (rng.normal(size=(1, 2048)) * rng.uniform(0.01, 1)).astype(np.float32),
+                                 n_calib=16, n_held=4)
+    np.save(tmp_path / "calib.npy", np.stack(calib))
+    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "python"))
+
+    def cli(*extra):
+        p = subprocess.run([sys.executable, "-m", "tinyinfer", "quantize", src, "-o", str(tmp_path / "q.tinf"),
+                            "--mode", "int8-static", "--calib", str(tmp_path / "calib.npy"), *extra],
+                           capture_output=True, text=True, env=env, timeout=300)
+        assert p.returncode == 0, p.stderr
+        return p.stdout
+    out = cli()
+    assert "float-sensitive, kept in float32 by default (7;" in out and "feeds Log" in out
+    assert int8_ops(str(tmp_path / "q.tinf"))["FullyConnected"] == 1
+    out = cli("--force-int8")
+    assert "float-sensitive" not in out
+    assert int8_ops(str(tmp_path / "q.tinf"))["FullyConnected"] == 4
