@@ -395,6 +395,7 @@ _fn("tinf_options_set_max_work", [OptionsHandle, c_uint64])
 _fn("tinf_session_work", [SessionHandle, POINTER(c_uint64)])
 
 # ---- quantization: float-sensitive ops kept in float32 (issue 14) ----
+
 # tinf_status tinf_quantizer_set_auto_float(tinf_quantizer *quantizer, int32_t enabled);
 _fn("tinf_quantizer_set_auto_float", [QuantizerHandle, c_int32])
 # tinf_status tinf_quantizer_float_reason(const tinf_quantizer *quantizer, int32_t layer, const char **out_reason);
