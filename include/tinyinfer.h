@@ -691,6 +691,21 @@ tinf_status tinf_options_set_max_work(tinf_options *options, uint64_t max_work);
  * limit). Statuses: TINF_OK; TINF_ERR_INVALID_ARGUMENT (session or out_work NULL). */
 tinf_status tinf_session_work(const tinf_session *session, uint64_t *out_work);
 
+/* ---- quantization: float-sensitive ops kept in float32 (issue 14) -------------- */
+
+/* int8-static keeps the ops int8 would destroy a model through in float32 by
+ * default (attention-mask arithmetic and the Softmax it feeds, log /
+ * spectrogram paths; docs/quantization.md, "Kept in float32"). enabled = 0
+ * quantizes every op it can instead (force int8), for the next finish. */
+/* Statuses: TINF_OK; TINF_ERR_INVALID_ARGUMENT (NULL quantizer) */
+tinf_status tinf_quantizer_set_auto_float(tinf_quantizer *quantizer, int32_t enabled);
+/* Why the last finish kept layer `layer` in float32 as float-sensitive (a
+ * sentence naming the tensor or op concerned), or NULL when it did not (it
+ * was quantized, kept by tinf_quantizer_keep_float, or has no int8 form).
+ * The string is owned by the quantizer, valid until the next finish or free. */
+/* Statuses: TINF_OK; TINF_ERR_INVALID_ARGUMENT (a NULL argument, index out of range) */
+tinf_status tinf_quantizer_float_reason(const tinf_quantizer *quantizer, int32_t layer, const char **out_reason);
+
 #ifdef __cplusplus
 }
 #endif

@@ -7,11 +7,16 @@ import TinyInferShims
 
 final class QuantizerHandle: FileMakerHandle {
   let quantizer: Quantizer
+  /// C copies of `quantizer.floatReason` (QuantizeSensitivity.swift).
+  var reasons: [(text: String, c: UnsafeMutablePointer<CChar>)?]
 
   init(_ q: Quantizer) {
     quantizer = q
+    reasons = [(text: String, c: UnsafeMutablePointer<CChar>)?](repeating: nil, count: q.layers.count)
     super.init(graph: q.model.graph, layers: q.layers)
   }
+
+  deinit { for r in reasons { r?.c.deallocate() } }
 }
 
 func quantizerHandle(_ p: OpaquePointer?) -> QuantizerHandle? {

@@ -228,14 +228,16 @@ def _requant(acc, mults, shifts, y_q, lo, hi):
     return _clamp(mbqm(acc, mults, shifts) + _z(y_q), lo, hi).astype(np.int8)
 
 
-def fully_connected(x, x_q, w, w_q, bias, y_q, activation=0, requant="multiplier"):
+def fully_connected(x, x_q, w, w_q, bias, y_q, activation=0, requant="float"):
     """x int8 [..., K], w int8 [N, K] (per tensor, any zero point; or per
     channel along dim 0, zero points 0), bias int32 [N] or None.
-    requant "multiplier": QuantizeMultiplier + MultiplyByQuantizedMultiplier
-    with double rounding (TFLite's FullyConnected reference kernel with
-    multipliers, as its Conv2D and DepthwiseConv2D reference kernels do; what
-    tinyinfer does); "float": round(acc * in_s * w_s / out_s) in double, which
-    LiteRT's BUILTIN_REF resolver does for FullyConnected since April 2025."""
+    requant "float" (default): round(acc * (in_s * w_s / out_s)) in double,
+    half away from zero, which LiteRT's BUILTIN_REF resolver does for
+    FullyConnected since April 2025 (ai-edge-litert 2.3, the pinned peer) and
+    tinyinfer does; "multiplier": QuantizeMultiplier +
+    MultiplyByQuantizedMultiplier with double rounding (older TFLite's
+    FullyConnected reference kernel, as its Conv2D and DepthwiseConv2D
+    reference kernels still do)."""
     K = x.shape[-1]
     N = w.shape[0]
     xs, xz = x_q

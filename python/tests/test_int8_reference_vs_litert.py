@@ -4,17 +4,16 @@ models made by TensorFlow's converter, run by LiteRT's reference kernels
 ruy and XNNPACK round their requantization differently.)
 
 FullyConnected: LiteRT's reference kernel requantizes in double
-(round(acc * s_in * s_w / s_out)) since April 2025, so the reference's
-requant="float" variant is checked here; the QuantizeMultiplier / double
-rounding arithmetic that tinyinfer uses for FullyConnected is the one the
-Conv2D and DepthwiseConv2D reference kernels use, checked here too.
+(round(acc * s_in * s_w / s_out)) since April 2025, and so do the
+reference's default (requant="float") and tinyinfer; the QuantizeMultiplier /
+double rounding arithmetic is the one the Conv2D and DepthwiseConv2D
+reference kernels use, checked here too.
 
 For every op of every model, the reference is fed the op's actual input
 tensors and quantization parameters as the interpreter holds them, and its
 result must equal the interpreter's output tensor bit for bit. The same op
 is also built as a one-op tinyinfer graph with those tensors and parameters,
-and its output must equal LiteRT's too (FullyConnected: the reference's
-QuantizeMultiplier result, see below).
+and its output must equal LiteRT's too.
 
 Skipped when tensorflow, ai_edge_litert or tflite (the flatbuffer schema
 package, for the ops' options) is not importable (CI has none of them).
@@ -139,8 +138,7 @@ def reference_op(code, op, ins, it, details):
         w = t(ins[1])
         bias = t(ins[2]) if len(ins) > 2 else None
         y = R.fully_connected(x.reshape(-1, w.shape[1]), xq, w, q(ins[1]), bias, yq,
-                              ACT[o.FusedActivationFunction()],
-                              requant="float")
+                              ACT[o.FusedActivationFunction()])
         return y.reshape(details[out]["shape"])
     if code == B.CONV_2D:
         o = _options(op, tflite.Conv2DOptions)
@@ -341,13 +339,6 @@ def check_model(content, input_shapes, trials=6, seed=1, expect=None, float_inpu
             np.testing.assert_array_equal(got, want, err_msg=f"builtin op {code}, trial {trial}")
             mine = tinyinfer_op(code, op, ins, it, details)
             if mine is not None:
-                if code == tflite.BuiltinOperator.FULLY_CONNECTED:
-                    x, w = it.get_tensor(ins[0]), it.get_tensor(ins[1])
-                    want = R.fully_connected(
-                        x.reshape(-1, w.shape[1]), _qp(details[ins[0]]), w, _qp(details[ins[1]]),
-                        it.get_tensor(ins[2]) if len(ins) > 2 and ins[2] >= 0 else None, _qp(details[outs[0]]),
-                        ACT[_options(op, tflite.FullyConnectedOptions).FusedActivationFunction()],
-                    ).reshape(want.shape)
                 np.testing.assert_array_equal(mine, want, err_msg=f"tinyinfer, builtin op {code}, trial {trial}")
             checked += 1
     return checked

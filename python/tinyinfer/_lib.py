@@ -393,3 +393,10 @@ _fn("tinf_model_tensor_storage", [ModelHandle, c_int32, POINTER(c_int32), POINTE
 _fn("tinf_options_set_max_work", [OptionsHandle, c_uint64])
 # tinf_status tinf_session_work(const tinf_session *session, uint64_t *out_work);
 _fn("tinf_session_work", [SessionHandle, POINTER(c_uint64)])
+
+# ---- quantization: float-sensitive ops kept in float32 (issue 14) ----
+
+# tinf_status tinf_quantizer_set_auto_float(tinf_quantizer *quantizer, int32_t enabled);
+_fn("tinf_quantizer_set_auto_float", [QuantizerHandle, c_int32])
+# tinf_status tinf_quantizer_float_reason(const tinf_quantizer *quantizer, int32_t layer, const char **out_reason);
+_fn("tinf_quantizer_float_reason", [QuantizerHandle, c_int32, POINTER(c_char_p)])

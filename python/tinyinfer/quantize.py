@@ -128,6 +128,16 @@ class Quantizer(OwnedHandle):
     def keep_float(self, layer: int, keep: bool = True) -> None:
         L.tinf_quantizer_keep_float(self._h, int(layer), int(bool(keep)))
 
+    def set_auto_float(self, enabled: bool = True) -> None:
+        """int8-static: keep float-sensitive ops in float32 (the default) or not (force int8)."""
+        L.tinf_quantizer_set_auto_float(self._h, int(bool(enabled)))
+
+    def float_reason(self, layer: int) -> Optional[str]:
+        """Why the last finish kept `layer` in float32 as float-sensitive, or None."""
+        r = c_char_p()
+        L.tinf_quantizer_float_reason(self._h, int(layer), byref(r))
+        return None if r.value is None else r.value.decode("utf-8", "replace")
+
     def finish(self) -> bytes:
         """Rewrites and serializes; returns the file's bytes."""
         L.tinf_quantizer_finish(self._h)
@@ -344,6 +354,7 @@ class LayerReport:
     quantized: bool
     sqnr_db: Optional[float] = None
     sensitivity_db: Optional[float] = None   # output SQNR when only this layer is quantized
+    float_reason: Optional[str] = None       # why int8-static kept it in float32 as float-sensitive
 
 
 @dataclass
@@ -358,6 +369,8 @@ class QuantizeResult:
     layers: List[LayerReport] = field(default_factory=list)
     output_sqnr_db: List[float] = field(default_factory=list)
     kept_float: List[str] = field(default_factory=list)
+    # Layers int8-static kept in float32 by default as float-sensitive: {"name", "op", "reason"}.
+    float_sensitive: List[dict] = field(default_factory=list)
     float_accuracy: Optional[float] = None
     accuracy: Optional[float] = None
     budget_met: Optional[bool] = None       # None: no max_accuracy_drop / min_sqnr asked
@@ -385,6 +398,11 @@ class QuantizeResult:
                          f"quantized {self.accuracy:.4f}")
         if self.kept_float:
             lines.append(f"  kept in float32 ({len(self.kept_float)}): " + ", ".join(self.kept_float))
+        if self.float_sensitive:
+            lines.append(f"  float-sensitive, kept in float32 by default ({len(self.float_sensitive)}; "
+                         f"force_int8=True / --force-int8 quantizes them):")
+            for f in self.float_sensitive:
+                lines.append(f"    {f['name']} ({f['op']}): {f['reason']}")
         if self.budget_met is False:
             lines.append("  the accuracy / SQNR budget is not met even with every layer in float32")
         if self.dst:
@@ -426,7 +444,7 @@ def already_quantized(model: Model) -> Optional[str]:
 def quantize(src, dst=None, mode: str = "int8-dynamic", calib=None, method: str = "minmax",
              percentile: float = 99.99, report: bool = False, max_accuracy_drop: Optional[float] = None,
              min_sqnr: Optional[float] = None, keep_float: Iterable[str] = (), progress: Optional[bool] = None,
-             verbose: bool = False) -> QuantizeResult:
+             verbose: bool = False, force_int8: bool = False) -> QuantizeResult:
     """Quantizes a float32 .tinf model (path, bytes or a loaded Model) and
     writes `dst` (when given). Returns a QuantizeResult (str() is a report).
     A model that is already quantized (see `already_quantized`) is refused
@@ -444,6 +462,10 @@ def quantize(src, dst=None, mode: str = "int8-dynamic", calib=None, method: str 
         much (a fraction, 0.01 = one point) / the model output's SQNR is at
         least min_sqnr dB.
     keep_float: layer names (or op indices) to keep in float32 from the start.
+    force_int8: int8-static keeps float-sensitive ops (attention-mask
+        arithmetic and the Softmax it feeds, log / spectrogram paths) in
+        float32 by default and names them with the reason in the result's
+        `float_sensitive` (and the report); True quantizes them too.
     progress: show progress on stderr (on a terminal tqdm if installed, else
         a counter; otherwise one plain line per stage, no carriage returns);
         default: when there are 100 calibration input sets or more.
@@ -478,6 +500,7 @@ def quantize(src, dst=None, mode: str = "int8-dynamic", calib=None, method: str 
         q = Quantizer(model, mode)
         try:
             q.set_method(method, percentile)
+            q.set_auto_float(not force_int8)
             if mode == "int8-static":
                 for xs in _progress(sets, "calibrating", show):
                     q.observe(xs)
@@ -486,6 +509,7 @@ def quantize(src, dst=None, mode: str = "int8-dynamic", calib=None, method: str 
                 if l["name"] in keep_float or l["op_index"] in keep_float:
                     q.keep_float(i)
             data = q.finish()
+            auto = {i for i in range(len(layers)) if q.float_reason(i) is not None}
             result = QuantizeResult(mode=mode, method=method if mode == "int8-static" else None,
                                     src_bytes=src_bytes, dst_bytes=len(data), samples=q.samples)
 
@@ -515,7 +539,7 @@ def quantize(src, dst=None, mode: str = "int8-dynamic", calib=None, method: str 
                 if not ok:
                     # Sensitivity of each layer alone: the output SQNR when it
                     # is the only quantized layer. Least robust first.
-                    candidates = [i for i in range(len(layers)) if i not in kept]
+                    candidates = [i for i in range(len(layers)) if i not in kept and i not in auto]
                     for i in candidates:
                         for j in range(len(layers)):
                             q.keep_float(j, j != i)
@@ -542,11 +566,15 @@ def quantize(src, dst=None, mode: str = "int8-dynamic", calib=None, method: str 
                 result.output_sqnr_db = measure("comparing")
             layers = q.layers()
             for i, l in enumerate(layers):
-                lr = LayerReport(l["name"], l["op"], l["quantized"], sensitivity_db=sensitivity.get(i))
+                lr = LayerReport(l["name"], l["op"], l["quantized"], sensitivity_db=sensitivity.get(i),
+                                 float_reason=q.float_reason(i))
                 if result.output_sqnr_db and l["quantized"]:
                     lr.sqnr_db = sqnr_db(*q.layer_error(i))
                 result.layers.append(lr)
-            result.kept_float = [layers[i]["name"] for i in sorted(kept)]
+                if lr.float_reason is not None:
+                    result.float_sensitive.append({"name": l["name"], "op": l["op"], "reason": lr.float_reason})
+            auto = {i for i, lr in enumerate(result.layers) if lr.float_reason is not None}
+            result.kept_float = [layers[i]["name"] for i in sorted(kept | auto)]
             result.data = data
             result.dst_bytes = len(data)
             if label_sets is not None:

@@ -39,6 +39,28 @@ public struct OpTraits: Sendable {
   public var movesData = false
   /// What the load-time passes may rewrite around it.
   public var family: OpFamily = .compute
+  /// Why int8-static may destroy a model through it: the quantizer keeps the
+  /// ops concerned in float32 by default (Quantization/Sensitivity.swift).
+  public var int8Risk: Int8Risk = .none
+}
+
+/// The float-sensitive facts of an op (docs/quantization.md, "Kept in float32").
+public enum Int8Risk: Sendable, Equatable {
+  case none
+  /// Attention-mask arithmetic flows through it (Add, Sub, Mul, Softmax, ...):
+  /// it stays float32 when a tensor it reads or makes has a range set by a
+  /// mask or padding constant (-1e4, -1e9) while its other values lie within
+  /// an int8 step of zero.
+  case maskedRange
+  /// Its constant weights may be applied again to a value they produced (an
+  /// unrolled recurrence: FullyConnected, MatMul, Conv2D): then the ops from
+  /// one use to the next (the recurrent state's update) stay float32, as int8
+  /// error compounds step after step.
+  case sharedWeights
+  /// It magnifies small values (Log): every op upstream of its input stays
+  /// float32, back to the graph inputs or to an op of fixed output range
+  /// (Softmax, Logistic, Tanh; kept in float32 too, its input not followed).
+  case smallValues
 }
 
 /// A set of input slots (0...31), bit i for slot i.
@@ -114,13 +136,14 @@ extension OpKind {
     case .fullyConnected:
       return OpTraits(
         inputs: 2...3, weightSlots: .slots(1, 2), fusedActivation: true, int8: .always, hybrid: true,
-        fp16Slots: .slots(1), prepack: .fullyConnected, staticInt8: .weighted, family: .linear(channelLast: false, pads: false))
+        fp16Slots: .slots(1), prepack: .fullyConnected, staticInt8: .weighted, family: .linear(channelLast: false, pads: false),
+        int8Risk: .sharedWeights)
     case .matMul:
-      return OpTraits(inputs: 2...2, hybrid: true, fp16Slots: .slots(0, 1), staticInt8: .weighted)
+      return OpTraits(inputs: 2...2, hybrid: true, fp16Slots: .slots(0, 1), staticInt8: .weighted, int8Risk: .sharedWeights)
     case .conv2D:
       return OpTraits(
         inputs: 2...3, weightSlots: .slots(1, 2), fusedActivation: true, int8: .always, fp16Slots: .slots(1),
-        prepack: .conv2D, staticInt8: .weighted, family: .linear(channelLast: false, pads: true))
+        prepack: .conv2D, staticInt8: .weighted, family: .linear(channelLast: false, pads: true), int8Risk: .sharedWeights)
     case .depthwiseConv2D:
       return OpTraits(
         inputs: 2...3, weightSlots: .slots(1, 2), fusedActivation: true, int8: .always, fp16Slots: .slots(1),
@@ -130,11 +153,12 @@ extension OpKind {
     case .maxPool2D, .averagePool2D:
       return OpTraits(inputs: 1...1, fusedActivation: true, int8: .always, staticInt8: .sameParams)
     case .mean:
-      return OpTraits(inputs: 1...1, int8: .always, staticInt8: .calibrated)
+      return OpTraits(inputs: 1...1, int8: .always, staticInt8: .calibrated, int8Risk: .maskedRange)
     case .reduceMax:
       return OpTraits(inputs: 1...1, int8: .always, staticInt8: .sameParams)
     case .add, .sub, .mul:
-      return OpTraits(inputs: 2...2, inPlace: true, fusedActivation: true, int8: .always, staticInt8: .calibrated)
+      return OpTraits(
+        inputs: 2...2, inPlace: true, fusedActivation: true, int8: .always, staticInt8: .calibrated, int8Risk: .maskedRange)
     case .div:
       return OpTraits(inputs: 2...2, inPlace: true, fusedActivation: true)
     case .maximum, .minimum:
@@ -151,10 +175,13 @@ extension OpKind {
       return OpTraits(inputs: 1...1, inPlace: true, int8: .always, staticInt8: .fixed(scale: 1.0 / 256, zeroPoint: -128))
     case .tanh:
       return OpTraits(inputs: 1...1, inPlace: true, int8: .always, staticInt8: .fixed(scale: 1.0 / 128, zeroPoint: 0))
-    case .gelu, .exp, .log, .sqrt, .rsqrt:
+    case .log:
+      return OpTraits(inputs: 1...1, inPlace: true, int8Risk: .smallValues)
+    case .gelu, .exp, .sqrt, .rsqrt:
       return OpTraits(inputs: 1...1, inPlace: true)
     case .softmax:
-      return OpTraits(inputs: 1...1, int8: .always, staticInt8: .fixed(scale: 1.0 / 256, zeroPoint: -128))
+      return OpTraits(
+        inputs: 1...1, int8: .always, staticInt8: .fixed(scale: 1.0 / 256, zeroPoint: -128), int8Risk: .maskedRange)
     case .logSoftmax:
       return OpTraits(inputs: 1...1)
     case .layerNorm:
@@ -166,7 +193,7 @@ extension OpKind {
     case .transpose:
       return OpTraits(inputs: 1...1, staticInt8: .sameParams, movesData: true, family: .transpose)
     case .concat:
-      return OpTraits(inputs: 1...(1 << 16), int8: .withParams, staticInt8: .concat)
+      return OpTraits(inputs: 1...(1 << 16), int8: .withParams, staticInt8: .concat, int8Risk: .maskedRange)
     case .split:
       return OpTraits(inputs: 1...1, outputs: 1...(1 << 16), staticInt8: .sameParams, movesData: true)
     case .slice, .stridedSlice, .pad, .depthToSpace, .spaceToDepth:

@@ -21,6 +21,10 @@ struct TensorStats {
   static let bins = 8192
 
   var count = 0
+  /// Values exactly 0.
+  var zeros = 0
+  /// Infinite or NaN values (left out of every other statistic).
+  var nonFinite = 0
   var lo = Float.infinity
   var hi = -Float.infinity
   /// Half-width of the histogram; 0 until a non-zero value was seen.
@@ -33,9 +37,13 @@ struct TensorStats {
     var bh = -Float.infinity
     for i in 0..<n {
       let v = p[i]
-      guard v.isFinite else { continue }
+      guard v.isFinite else {
+        nonFinite += 1
+        continue
+      }
       if v < bl { bl = v }
       if v > bh { bh = v }
+      if v == 0 { zeros += 1 }
     }
     guard bl <= bh else { return }
     count += n
@@ -68,6 +76,29 @@ struct TensorStats {
     for j in 0..<nb { h[nb / 4 + j / 2] += hist[j] }
     hist = h
     range *= 2
+  }
+
+  /// The share of the values that a mask or padding constant makes
+  /// worthless in int8, or nil when none: with the observed range, the values
+  /// are either within one int8 step of zero (nonzero ones: at least 5% of
+  /// all), or in the outer half of the range, and at most 1% in between (a
+  /// few extreme values set the range; int8 rounds the others to zero).
+  func maskDominated() -> Double? {
+    guard count > 0, range > 0, lo < hi else { return nil }
+    let step = QuantNumerics.int8Params(lo: lo, hi: hi).scale
+    // The histogram stops growing near the float32 limit (a finfo.min mask).
+    let amax = min(max(-lo, hi), range)
+    var near = 0.0
+    var far = 0.0
+    var total = 0.0
+    for b in 0..<hist.count where hist[b] > 0 {
+      let a = abs(binCenter(b))
+      total += hist[b]
+      if a <= step { near += hist[b] } else if a >= amax / 2 { far += hist[b] }
+    }
+    let lost = near - Double(zeros)
+    guard total > 0, far > 0, lost >= 0.05 * total, total - near - far <= 0.01 * total else { return nil }
+    return lost / total
   }
 
   var binWidth: Float { 2 * range / Float(TensorStats.bins) }

@@ -24,6 +24,13 @@ public final class Quantizer {
   public private(set) var layerQuantized: [Bool]
   /// The file written by the last `finish`.
   public private(set) var output: [UInt8] = []
+  /// int8-static: keep the ops that int8 would destroy the model through in
+  /// float32 (Sensitivity, the ops' `int8Risk`); false quantizes every op it
+  /// can (the user's "force int8").
+  public var autoFloat = true
+  /// Per layer, after `finish`: why it was kept in float32 as
+  /// float-sensitive, or nil.
+  public private(set) var floatReason: [String?]
 
   let calibrator: Calibrator
   private var outputTensor: [Int] = []
@@ -55,6 +62,7 @@ public final class Quantizer {
     layers = ls
     keepFloat = [Bool](repeating: false, count: ls.count)
     layerQuantized = [Bool](repeating: false, count: ls.count)
+    floatReason = [String?](repeating: nil, count: ls.count)
     signal = [Double](repeating: 0, count: ls.count)
     noise = signal
     outputSignal = [Double](repeating: 0, count: g.outputs.count)
@@ -98,10 +106,18 @@ public final class Quantizer {
     let g = model.graph
     var keepNode = [Bool](repeating: false, count: g.nodes.count)
     for (i, k) in layers.enumerated() where keepFloat[i] { keepNode[k] = true }
+    for i in floatReason.indices { floatReason[i] = nil }
     let r: RewriteResult
     if mode == .int8Static {
       guard calibrator.samples > 0 else {
         throw TinfError(.invalidState, "int8-static needs calibration: observe representative inputs before finishing")
+      }
+      if autoFloat {
+        let why = Sensitivity.floatReasons(model, calibrator.stats)
+        for (i, k) in layers.enumerated() where why[k] != nil && !keepFloat[i] {
+          keepNode[k] = true
+          floatReason[i] = why[k]
+        }
       }
       // Ranges are computed once per tensor (histogram methods are not free).
       var cache = [(lo: Float, hi: Float)?](repeating: nil, count: g.tensors.count)

@@ -108,6 +108,11 @@ typedef struct ti_q8_kernels {
    * number of vectors; returns how many (0 unless period is 1, a multiple of the vector or >= n). */
   intptr_t (*_Nonnull prelu_row)(const int8_t *x, const int8_t *alpha, intptr_t period, int8_t *y, intptr_t n,
                                  const ti_q8_prelu *p);
+  /* FullyConnected's requantization (LiteRT 2.3's reference kernel): y[i] =
+   * clamp(round_half_away(double(acc[i]) * scale[i]) + zp, lo, hi) for i < n
+   * (any n), the product clamped to +-2^30 first. */
+  void (*_Nonnull requantize_f64)(const int32_t *acc, const double *scale, int32_t zp, int32_t lo, int32_t hi,
+                                  int8_t *y, intptr_t n);
 } ti_q8_kernels;
 
 /* The table of the level ti_cpu_level() chose (with VNNI: ti_cpu_vnni()). */

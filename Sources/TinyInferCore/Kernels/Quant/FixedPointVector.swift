@@ -149,6 +149,10 @@ struct QRequantTable {
   let kernel: @convention(c) (
     UnsafePointer<Int32>, UnsafePointer<Int32>, Int, Int, Int, Int32, Int32, Int32, UnsafeMutablePointer<Int8>, Int
   ) -> Void
+  /// FullyConnected's table (`init(doubleScales:)`): one real scale per
+  /// channel, requantized in double as LiteRT 2.3's reference kernel does
+  /// (`round(acc * scale)`, half away from zero), not by multipliers.
+  let scales: UnsafePointer<Double>?
 
   /// Largest period built: beyond it `requantizeFlat` is not offered.
   static let maxPeriod = 4096
@@ -164,6 +168,7 @@ struct QRequantTable {
     stride = period > 0 ? period &+ 16 : (count &+ 15) & ~15
     self.count = count
     kernel = ti_q8_kernels_get().pointee.requantize
+    scales = nil
     buffer = try QBuffer(bytes: 4 &* stride &* 4)
     let p = buffer.int32
     base = UnsafePointer(p)
@@ -180,24 +185,42 @@ struct QRequantTable {
   }
 
   /// The table of `M_c = s_x s_w[c] / s_y` for each weight scale, computed
-  /// in double (TFLite's per-channel kernels); with `productInFloat`,
-  /// `s_x s_w[c]` is rounded to float first (TFLite's per-tensor
-  /// GetQuantizedConvolutionMultipler).
-  init(
-    inScale: Float, weightScales: [Float], outScale: Float, productInFloat: Bool = false, periodic: Bool = false,
-    _ what: String
-  ) throws(TinfError) {
+  /// in double (TFLite's per-channel convolution kernels).
+  init(inScale: Float, weightScales: [Float], outScale: Float, periodic: Bool = false, _ what: String)
+    throws(TinfError)
+  {
     var m: [Int32] = []
     var s: [Int32] = []
     for ws in weightScales {
-      let real =
-        productInFloat
-        ? Double(inScale * ws) / Double(outScale) : Double(inScale) * Double(ws) / Double(outScale)
+      let real = Double(inScale) * Double(ws) / Double(outScale)
       let q = try FixedPoint.requantization(real, what)
       m.append(q.multiplier)
       s.append(q.shift)
     }
     try self.init(multipliers: m, shifts: s, count: m.count, periodic: periodic)
+  }
+
+  /// FullyConnected's output stage: `M_n = s_x s_w[n] / s_y` in double (the
+  /// product first, then the quotient), applied in double with one rounding,
+  /// half away from zero: `clamp(round(acc M_n) + zp)`. This is what LiteRT
+  /// 2.3's reference FullyConnected (BUILTIN_REF) computes, per channel and
+  /// per tensor alike; TFLite's multiplier path (QuantizeMultiplier, double
+  /// rounding) differs from it by one step on rare near-ties. Scales whose
+  /// multiplier would not fit the fixed-point path are refused as there.
+  init(doubleScales inScale: Float, weightScales: [Float], outScale: Float, _ what: String) throws(TinfError) {
+    count = weightScales.count
+    stride = (count &+ 15) & ~15
+    period = 0
+    kernel = ti_q8_kernels_get().pointee.requantize
+    buffer = try QBuffer(bytes: stride &* 8)
+    base = UnsafePointer(buffer.int32)
+    let d = buffer.raw.assumingMemoryBound(to: Double.self)
+    for (c, ws) in weightScales.enumerated() {
+      let real = Double(inScale) * Double(ws) / Double(outScale)
+      _ = try FixedPoint.requantization(real, what)
+      d[c] = real
+    }
+    scales = UnsafePointer(d)
   }
 
   /// Whether `requantizeFlat` may be used.
@@ -206,7 +229,8 @@ struct QRequantTable {
   /// The scalar output stage for entry t.
   @inline(__always)
   func requantizeOne(_ acc: Int32, _ t: Int, _ zp: Int32, _ lo: Int32, _ hi: Int32) -> Int8 {
-    tinyInferRequantize(acc, base[stride &+ t], base[t] &- base[2 &* stride &+ t], zp, lo, hi)
+    if let scales { return requantizeDouble(acc, scales[t], zp, lo, hi) }
+    return tinyInferRequantize(acc, base[stride &+ t], base[t] &- base[2 &* stride &+ t], zp, lo, hi)
   }
 
   /// The outputs of `pixels` consecutive pixels of `count` channels each
@@ -266,12 +290,26 @@ extension QRequantTable {
     _ acc: UnsafePointer<Int32>, from c0: Int, zp: Int32, lo: Int32, hi: Int32, _ y: UnsafeMutablePointer<Int8>,
     _ n: Int
   ) {
+    if let scales {
+      ti_q8_kernels_get().pointee.requantize_f64(acc, scales + c0, zp, lo, hi, y, n)
+      return
+    }
     if n < 16 {
       for j in 0..<n { y[j] = requantizeOne(acc[j], c0 &+ j, zp, lo, hi) }
       return
     }
     kernel(acc, base, stride, c0, 0, zp, lo, hi, y, n)
   }
+}
+
+/// The scalar form of the C kernel `requantize_f64` (q8_requant.inc):
+/// `clamp(round(acc * scale) + zp, lo, hi)` in double, half away from zero,
+/// the product clamped to +-2^30 first.
+@inline(__always)
+func requantizeDouble(_ acc: Int32, _ scale: Double, _ zp: Int32, _ lo: Int32, _ hi: Int32) -> Int8 {
+  let v = min(max(Double(acc) * scale, -1_073_741_824), 1_073_741_824)
+  let r = Int32(v.rounded(.toNearestOrAwayFromZero)) &+ zp
+  return Int8(truncatingIfNeeded: min(max(r, lo), hi))
 }
 
 /// `requantize` under a name that the extension above can call unambiguously.

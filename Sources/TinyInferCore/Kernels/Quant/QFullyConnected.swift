@@ -5,9 +5,8 @@ import TinyInferShims
 /// (any zero point) or per channel along dim 0 (zero points 0), optional
 /// int32 bias [N];
 /// `acc = sum (w - zp_w) (x - zp_x) + bias`, then
-/// `clamp(MultiplyByQuantizedMultiplier(acc, M_n) + zp_y)` with
-/// `M_n = s_x s_w[n] / s_y` (per tensor: the product s_x s_w in float, as
-/// TFLite's GetQuantizedConvolutionMultipler).
+/// `clamp(round(acc M_n) + zp_y)` in double with `M_n = s_x s_w[n] / s_y`,
+/// as LiteRT 2.3's reference kernel (`QRequantTable(doubleScales:)`).
 ///
 /// The sum is computed as `sum w x - zp_x sum w - zp_w sum x + K zp_x zp_w`
 /// (exact in wrapping int32 arithmetic): the row sums of constant weights are
@@ -38,9 +37,7 @@ enum QFullyConnectedKernel {
     let k = wd.shape[1]
     let m = xd.count / k
     let (scales, wZeroPoint) = try QCheck.weights(wd, channels: n, axis: 0, allowZeroPoint: true, "FullyConnected")
-    let perChannel = (wd.quant?.scales.count ?? 1) > 1
-    let table = try QRequantTable(
-      inScale: xq.scale, weightScales: scales, outScale: yq.scale, productInFloat: !perChannel, "FullyConnected")
+    let table = try QRequantTable(doubleScales: xq.scale, weightScales: scales, outScale: yq.scale, "FullyConnected")
     let (lo, hi) = try QCheck.activationRange(try Activation.from(ctx.attrs), yq)
 
     guard let xp = ctx.inputData[0], let wpRaw = ctx.inputData[1] else { throw TinfError(.internal, "missing data") }
