@@ -42,6 +42,7 @@ from .._dtypes import code_of
 from .._errors import InvalidArgumentError, ModelFormatError
 from ..builder import GraphBuilder, Tensor
 from . import ConvertError, Report, require, unsupported
+from .tflite_sparse import densify_tensor as _densify
 
 __all__ = ["SUPPORTED_OPS", "import_model"]
 
@@ -253,8 +254,11 @@ class _Importer:
         raw = self._buffer(t.Buffer())
         sparse = t.Sparsity() is not None
         data = None
-        if raw is not None and sparse:
-            data = raw  # compressed: refused where used
+        if raw is not None and sparse and dtype is not None:  # densified here: DENSIFY then folds
+            data = _densify(self.tfl, t.Sparsity(), raw, dtype, shape, name)
+            sparse = False
+        elif raw is not None and sparse:
+            data = raw  # compressed, of a dtype the runtime lacks: refused where used
         elif raw is not None and dtype is not None:
             n = int(np.prod(shape, dtype=np.int64))
             size = np.dtype(dtype).itemsize * n
@@ -1101,6 +1105,7 @@ _FOLDERS = {
     "REDUCE_PROD": _fold_reduce_prod,
     "FILL": _fold_fill,
     "RANGE": _fold_range,
+    "DENSIFY": lambda im, op, vals: [vals[0]],  # sparse constants are densified when read
 }
 
 
