@@ -148,3 +148,115 @@ def test_real_sparse_models_match_litert(name, tmp_path):
         feeds = [rng.random(shape, np.float32) for shape in (i.shape for i in m.inputs)]
         ours = m.run(feeds)
     assert_rel(ours, litert_run(path, feeds), 1e-5)
+
+
+# -- ONNX ConstantOfShape and Clip ----------------------------------------------------------
+def _onnx_check(model, feeds, tmp_path, rel=1e-6, **options):
+    """Converts the onnx.ModelProto, runs it and onnxruntime on `feeds`; returns the report."""
+    onnx = pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    onnx.checker.check_model(model)
+    src = tmp_path / "m.onnx"
+    onnx.save(model, str(src))
+    sess = ort.InferenceSession(str(src), providers=["CPUExecutionProvider"])
+    refs = sess.run(None, dict(feeds))
+    dst = tmp_path / "m.tinf"
+    report = tinyinfer.convert(str(src), dst, verbose=False, **options)
+    with tinyinfer.load(str(dst), threads=1) as m:
+        ours = m.run([x for _, x in feeds])
+    assert_rel(ours, refs, rel)
+    return report
+
+
+def _model(nodes, inputs, outputs, inits=(), opset=13):
+    from onnx import helper
+    g = helper.make_graph(nodes, "g", inputs, outputs, initializer=list(inits))
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+
+
+def test_clip_bounds_computed_at_run_time(tmp_path):
+    """openwakeword's melspectrogram: Clip(x, min=Cast(ReduceMax(x) - 80), max=initializer)."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto as TP, helper, numpy_helper
+    nodes = [
+        helper.make_node("ReduceMax", ["x"], ["mx"], keepdims=0),
+        helper.make_node("Sub", ["mx", "db"], ["lo64"]),
+        helper.make_node("Cast", ["lo64"], ["lo"], to=TP.FLOAT),
+        helper.make_node("Clip", ["x", "lo", "hi"], ["y"]),
+        helper.make_node("Clip", ["x", "lo"], ["z"]),        # min only
+        helper.make_node("Clip", ["x", "", "mx"], ["w"]),   # max only, run time
+    ]
+    inits = [numpy_helper.from_array(np.array(2.5, np.float32), "db"),
+             numpy_helper.from_array(np.array(3.0, np.float32), "hi")]
+    m = _model(nodes, [helper.make_tensor_value_info("x", TP.FLOAT, [1, 3, 5, 4])],
+               [helper.make_tensor_value_info(k, TP.FLOAT, [1, 3, 5, 4]) for k in "yzw"], inits)
+    rng = np.random.default_rng(5)
+    x = (rng.standard_normal((1, 3, 5, 4)) * 3).astype(np.float32)
+    _onnx_check(m, [("x", x)], tmp_path)
+    # min > max gives max everywhere (ONNX's definition)
+    x2 = np.full((1, 3, 5, 4), 10.0, np.float32)
+    x2[0, 0, 0, 0] = 20.0
+    _onnx_check(m, [("x", x2)], tmp_path)
+
+
+def test_clip_run_time_integer_bound_refused(tmp_path):
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto as TP, helper
+    m = _model([helper.make_node("Clip", ["x", "lo"], ["y"])],
+               [helper.make_tensor_value_info("x", TP.INT32, [4]), helper.make_tensor_value_info("lo", TP.INT32, [])],
+               [helper.make_tensor_value_info("y", TP.INT32, [4])])
+    src = tmp_path / "m.onnx"
+    onnx.save(m, str(src))
+    with pytest.raises(tinyinfer.UnsupportedOpError, match="Clip"):
+        tinyinfer.convert(str(src), tmp_path / "m.tinf", verbose=False)
+
+
+def test_constant_of_shape_from_shape_arithmetic(tmp_path):
+    """silero-vad's padding: ConstantOfShape(Shape(x)[k] * a - b) concatenated to x."""
+    pytest.importorskip("onnx")
+    from onnx import TensorProto as TP, helper, numpy_helper
+    nodes = [
+        helper.make_node("Shape", ["x"], ["s"]),
+        helper.make_node("Gather", ["s", "one"], ["n"], axis=0),
+        helper.make_node("Mul", ["n", "two"], ["n2"]),
+        helper.make_node("Sub", ["n2", "three"], ["k"]),
+        helper.make_node("Concat", ["batch", "k"], ["shape"], axis=0),
+        helper.make_node("ConstantOfShape", ["shape"], ["pad"],
+                         value=helper.make_tensor("v", TP.FLOAT, [1], [0.25])),
+        helper.make_node("Concat", ["x", "pad"], ["y"], axis=1),
+        helper.make_node("ConstantOfShape", ["s"], ["zeros"]),  # default value: float 0
+        helper.make_node("Add", ["x", "zeros"], ["z"]),
+    ]
+    inits = [numpy_helper.from_array(np.array(1, np.int64), "one"),
+             numpy_helper.from_array(np.array([2], np.int64), "two"),
+             numpy_helper.from_array(np.array([3], np.int64), "three"),
+             numpy_helper.from_array(np.array([2], np.int64), "batch")]
+    m = _model(nodes, [helper.make_tensor_value_info("x", TP.FLOAT, [2, 6])],
+               [helper.make_tensor_value_info("y", TP.FLOAT, [2, 15]),
+                helper.make_tensor_value_info("z", TP.FLOAT, [2, 6])], inits)
+    x = np.random.default_rng(2).standard_normal((2, 6)).astype(np.float32)
+    _onnx_check(m, [("x", x)], tmp_path)
+
+
+def test_constant_of_shape_run_time_shape_refused_clearly(tmp_path):
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto as TP, helper
+    m = _model([helper.make_node("ConstantOfShape", ["shape"], ["y"])],
+               [helper.make_tensor_value_info("shape", TP.INT64, [2])],
+               [helper.make_tensor_value_info("y", TP.FLOAT, None)])
+    src = tmp_path / "m.onnx"
+    onnx.save(m, str(src))
+    with pytest.raises(tinyinfer.UnsupportedOpError, match="ConstantOfShape.*run time"):
+        tinyinfer.convert(str(src), tmp_path / "m.tinf", verbose=False)
+
+
+def test_real_melspectrogram_matches_onnxruntime(tmp_path):
+    path = real_model("oww_melspectrogram.onnx")
+    ort = pytest.importorskip("onnxruntime")
+    x = np.sin(np.arange(1280, dtype=np.float32) * 0.05)[None] * 3000 + \
+        np.random.default_rng(0).standard_normal((1, 1280)).astype(np.float32) * 300
+    refs = ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(None, {"input": x})
+    dst = tmp_path / "m.tinf"
+    tinyinfer.convert(path, dst, verbose=False, input_shapes={"input": x.shape})
+    with tinyinfer.load(str(dst), threads=1) as m:
+        assert_rel(m.run(x), refs, 1e-5)
