@@ -260,3 +260,148 @@ def test_real_melspectrogram_matches_onnxruntime(tmp_path):
     tinyinfer.convert(path, dst, verbose=False, input_shapes={"input": x.shape})
     with tinyinfer.load(str(dst), threads=1) as m:
         assert_rel(m.run(x), refs, 1e-5)
+
+
+# -- TFLite CUSTOM Convolution2DTransposeBias ------------------------------------------------
+def _custom_tconv_model(x_shape, w, bias, padding, sw, sh, out_shape, options_len=12):
+    """A one-op .tflite: CUSTOM 'Convolution2DTransposeBias'(x, w, bias) with
+    MediaPipe's raw custom_options (int32 padding, stride_w, stride_h)."""
+    tfl = pytest.importorskip("tflite")
+    import flatbuffers
+    b = flatbuffers.Builder(1024)
+    tensors = [("x", x_shape, None), ("w", w.shape, w), ("bias", bias.shape, bias), ("y", out_shape, None)]
+    bufs = [None] + [d for _, _, d in tensors if d is not None]
+    buf_offs = []
+    for d in bufs:
+        vec = None
+        if d is not None:
+            raw = np.ascontiguousarray(d, np.float32).tobytes()
+            vec = b.CreateByteVector(raw)
+        tfl.BufferStart(b)
+        if vec is not None:
+            tfl.BufferAddData(b, vec)
+        buf_offs.append(tfl.BufferEnd(b))
+    t_offs, k = [], 0
+    for name, shape, d in tensors:
+        nm, shp = b.CreateString(name), b.CreateNumpyVector(np.asarray(shape, np.int32))
+        tfl.TensorStart(b)
+        tfl.TensorAddShape(b, shp)
+        tfl.TensorAddType(b, 0)
+        if d is not None:
+            k += 1
+            tfl.TensorAddBuffer(b, k)
+        tfl.TensorAddName(b, nm)
+        t_offs.append(tfl.TensorEnd(b))
+    cc = b.CreateString("Convolution2DTransposeBias")
+    tfl.OperatorCodeStart(b)
+    tfl.OperatorCodeAddDeprecatedBuiltinCode(b, 32)
+    tfl.OperatorCodeAddBuiltinCode(b, 32)
+    tfl.OperatorCodeAddCustomCode(b, cc)
+    tfl.OperatorCodeAddVersion(b, 1)
+    code = tfl.OperatorCodeEnd(b)
+    opts = b.CreateByteVector(np.asarray([padding, sw, sh], "<i4").tobytes()[:options_len])
+    iv, ov = b.CreateNumpyVector(np.int32([0, 1, 2])), b.CreateNumpyVector(np.int32([3]))
+    tfl.OperatorStart(b)
+    tfl.OperatorAddOpcodeIndex(b, 0)
+    tfl.OperatorAddInputs(b, iv)
+    tfl.OperatorAddOutputs(b, ov)
+    tfl.OperatorAddCustomOptions(b, opts)
+    op = tfl.OperatorEnd(b)
+
+    def vec(start, items):
+        start(b, len(items))
+        for o in reversed(items):
+            b.PrependUOffsetTRelative(o)
+        return b.EndVector()
+    tv, opv = vec(tfl.SubGraphStartTensorsVector, t_offs), vec(tfl.SubGraphStartOperatorsVector, [op])
+    inv, outv = b.CreateNumpyVector(np.int32([0])), b.CreateNumpyVector(np.int32([3]))
+    tfl.SubGraphStart(b)
+    tfl.SubGraphAddTensors(b, tv)
+    tfl.SubGraphAddInputs(b, inv)
+    tfl.SubGraphAddOutputs(b, outv)
+    tfl.SubGraphAddOperators(b, opv)
+    sg = tfl.SubGraphEnd(b)
+    sgv, cv = vec(tfl.ModelStartSubgraphsVector, [sg]), vec(tfl.ModelStartOperatorCodesVector, [code])
+    bv = vec(tfl.ModelStartBuffersVector, buf_offs)
+    tfl.ModelStart(b)
+    tfl.ModelAddVersion(b, 3)
+    tfl.ModelAddOperatorCodes(b, cv)
+    tfl.ModelAddSubgraphs(b, sgv)
+    tfl.ModelAddBuffers(b, bv)
+    b.Finish(tfl.ModelEnd(b), file_identifier=b"TFL3")
+    return bytes(b.Output())
+
+
+def _tconv_bias_reference(x, w, bias, same, sh, sw):
+    """MediaPipe's kernel, written from its definition: every input pixel
+    scatters w[:, fy, fx, :] @ x into output (iy*s - pad + fy, ix*s - pad + fx),
+    pad = P // 2 with P = max(0, K - (in - 1) % S - 1) under SAME; output size
+    S * (in - 1) + K - P."""
+    n, h, wd, _ = x.shape
+    co, kh, kw, _ = w.shape
+    ph = max(0, kh - (h - 1) % sh - 1) if same else 0
+    pw = max(0, kw - (wd - 1) % sw - 1) if same else 0
+    oh, ow = sh * (h - 1) + kh - ph, sw * (wd - 1) + kw - pw
+    out = np.tile(bias.astype(np.float64), (n, oh, ow, 1))
+    for iy in range(h):
+        for ix in range(wd):
+            for fy in range(kh):
+                for fx in range(kw):
+                    oy, ox = iy * sh - ph // 2 + fy, ix * sw - pw // 2 + fx
+                    if 0 <= oy < oh and 0 <= ox < ow:
+                        out[:, oy, ox, :] += x[:, iy, ix, :].astype(np.float64) @ w[:, fy, fx, :].T.astype(np.float64)
+    return out
+
+
+@pytest.mark.parametrize("h,wd,kh,kw,sh,sw,padding", [
+    (4, 5, 2, 2, 2, 2, 1),   # selfie_segmentation's case (SAME, 2x2 stride 2)
+    (4, 5, 3, 3, 2, 2, 1),   # odd kernel: P = 2, split 1 / 1
+    (5, 4, 4, 3, 2, 3, 1),   # uneven P, different strides
+    (3, 3, 3, 3, 1, 1, 1),
+    (4, 5, 3, 2, 2, 2, 2),   # VALID
+])
+def test_custom_transpose_conv_bias_matches_reference(h, wd, kh, kw, sh, sw, padding, tmp_path):
+    rng = np.random.default_rng(11)
+    cin, cout = 3, 4
+    x = rng.standard_normal((1, h, wd, cin)).astype(np.float32)
+    w = rng.standard_normal((cout, kh, kw, cin)).astype(np.float32)
+    bias = rng.standard_normal(cout).astype(np.float32)
+    ref = _tconv_bias_reference(x, w, bias, padding == 1, sh, sw)
+    data = _custom_tconv_model(x.shape, w, bias, padding, sw, sh, ref.shape)
+    dst = tmp_path / "m.tinf"
+    report = tinyinfer.convert(data, dst, verbose=False)
+    assert report.ops_out["TransposeConv2D"] == 1
+    with tinyinfer.load(str(dst), threads=1) as m:
+        (y,) = m.run(x)
+    assert_rel([y], [ref], 1e-5)
+
+
+@pytest.mark.parametrize("bad", ["short_options", "padding", "out_shape"])
+def test_custom_transpose_conv_bias_refusals(bad, tmp_path):
+    x_shape, w, bias = (1, 4, 4, 3), np.ones((2, 2, 2, 3), np.float32), np.zeros(2, np.float32)
+    kwargs = dict(padding=1, sw=2, sh=2, out_shape=(1, 8, 8, 2))
+    if bad == "short_options":
+        kwargs["options_len"] = 8
+    elif bad == "padding":
+        kwargs["padding"] = 7
+    else:
+        kwargs["out_shape"] = (1, 9, 8, 2)
+    data = _custom_tconv_model(x_shape, w, bias, **kwargs)
+    with pytest.raises(tinyinfer.UnsupportedOpError, match="Convolution2DTransposeBias"):
+        tinyinfer.convert(data, tmp_path / "m.tinf", verbose=False)
+
+
+def test_real_selfie_segmentation_converts(tmp_path):
+    """LiteRT cannot run the model (the custom op is MediaPipe's, not registered
+    in ai-edge-litert): the converted model must run and give a mask of the
+    model's declared output shape in [0, 1] (its sigmoid)."""
+    path = real_model("selfie_segmentation.tflite")
+    pytest.importorskip("tflite")
+    dst = tmp_path / "m.tinf"
+    report = tinyinfer.convert(path, dst, verbose=False)
+    assert report.ops_in["CUSTOM:Convolution2DTransposeBias"] == 1
+    with tinyinfer.load(str(dst), threads=1) as m:
+        x = np.random.default_rng(0).random(m.inputs[0].shape, np.float32)
+        (mask,) = m.run(x)
+    assert mask.shape == (1, 256, 256, 1)
+    assert np.all((mask >= 0) & (mask <= 1)) and mask.std() > 0

@@ -43,6 +43,7 @@ from .._errors import InvalidArgumentError, ModelFormatError
 from ..builder import GraphBuilder, Tensor
 from . import ConvertError, Report, require, unsupported
 from .tflite_sparse import densify_tensor as _densify
+from .tflite_custom import CUSTOM_HANDLERS
 
 __all__ = ["SUPPORTED_OPS", "import_model"]
 
@@ -418,7 +419,7 @@ class _Importer:
             try:
                 if name in _CONTROL_FLOW:
                     raise _Refuse("control flow; only subgraph 0 is converted, without calls into others")
-                handler = _HANDLERS.get(name)
+                handler = _HANDLERS.get(name) or CUSTOM_HANDLERS.get(name)
                 if handler is None:
                     raise _Refuse("")
                 outs = handler(self, op, name)
