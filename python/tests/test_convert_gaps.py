@@ -405,3 +405,53 @@ def test_real_selfie_segmentation_converts(tmp_path):
         (mask,) = m.run(x)
     assert mask.shape == (1, 256, 256, 1)
     assert np.all((mask >= 0) & (mask <= 1)) and mask.std() > 0
+
+
+# -- int8-static of float16-weight models -------------------------------------------------------
+FIXTURES = os.path.join(HERE, "fixtures", "tflite")
+
+
+@pytest.mark.parametrize("name", ["cnn_f16", "mlp_f16"])
+@pytest.mark.parametrize("mode", ["int8-static", "int8-dynamic"])
+def test_float16_weight_model_quantizes(name, mode, tmp_path):
+    """A converted float16 .tflite (float16 constants behind Dequantize) is a
+    float model to the quantizer: it quantizes, keeps no float16 tensor, and
+    stays close to LiteRT's output on the .tflite."""
+    pytest.importorskip("tflite")
+    from tinyinfer.quantize import already_quantized, sqnr_db
+    src = os.path.join(FIXTURES, f"{name}.tflite")
+    f32 = tmp_path / "f.tinf"
+    tinyinfer.convert(src, f32, verbose=False)
+    with tinyinfer.load(str(f32)) as m:
+        assert any(t.dtype == np.float16 for t in m.tensors())  # the fp16 weights are in the file
+        assert already_quantized(m) is None
+        shape = m.inputs[0].shape
+    rng = np.random.default_rng(0)
+    calib = rng.random((32,) + tuple(shape[1:]), np.float32)
+    dst = tmp_path / "q.tinf"
+    tinyinfer.quantize(str(f32), dst, mode=mode, calib=calib if mode == "int8-static" else None)
+    x = rng.random(shape, np.float32)
+    (ref,) = litert_run(src, [x])
+    with tinyinfer.load(str(dst)) as q:
+        assert not any(t.dtype == np.float16 for t in q.tensors())
+        assert any(t.dtype == np.int8 and t.kind == "constant" for t in q.tensors())
+        (y,) = q.run(x)
+    assert sqnr_db(float((ref.astype(np.float64) ** 2).sum()), float(((ref - y) ** 2).sum())) > 25
+
+
+def test_real_fp16_model_int8_static(tmp_path):
+    path = real_model("face_detection_short_range.tflite")
+    pytest.importorskip("tflite")
+    from tinyinfer.quantize import sqnr_db
+    f32 = tmp_path / "f.tinf"
+    tinyinfer.convert(path, f32, verbose=False)
+    rng = np.random.default_rng(1)
+    base = rng.random((1, 128, 128, 3), np.float32) * 2 - 1
+    calib = np.concatenate([np.clip(base + rng.normal(0, 0.05, base.shape), -1, 1) for _ in range(8)]).astype(np.float32)
+    dst = tmp_path / "q.tinf"
+    tinyinfer.quantize(str(f32), dst, mode="int8-static", calib=calib)
+    refs = litert_run(path, [base])
+    with tinyinfer.load(str(dst)) as q:
+        ours = q.run(base)
+    # the regressors' output (box coordinates) keeps most of its signal in int8
+    assert sqnr_db(float((refs[0].astype(np.float64) ** 2).sum()), float(((refs[0] - ours[0]) ** 2).sum())) > 12

@@ -411,14 +411,17 @@ def _accuracy(model_bytes_or_model, sets, label_sets) -> float:
 
 def already_quantized(model: Model) -> Optional[str]:
     """Why `model` is already quantized (the quantizer's metadata entry, a
-    tensor with quantization parameters, a float16 constant), or None for a
-    float32 model."""
+    tensor with quantization parameters, a float16 constant that an op reads),
+    or None for a float32 model. float16 weights behind a Dequantize (the
+    float16 .tflite models) count as float: the load folds each such
+    Dequantize into a float32 constant, and the quantizer works on that."""
     if model.metadata.get("quantization"):
         return f"its metadata says quantization: {model.metadata['quantization']}"
+    read = {i for op in model.ops() for i in op.inputs}
     for t in model.tensors():
         if t.scales is not None:
             return f"tensor '{t.name}' is {t.dtype} with quantization parameters"
-        if t.kind == "constant" and t.dtype == np.float16:
+        if t.kind == "constant" and t.dtype == np.float16 and t.index in read:
             return f"constant '{t.name}' is float16"
     return None
 
