@@ -5,7 +5,8 @@
   independently (CSR and block-CSR, permuted traversal orders), and the
   mediapipe sparse models against LiteRT when they are on disk;
 - ONNX ConstantOfShape and Clip with computed bounds, against onnxruntime;
-- the TFLite custom op Convolution2DTransposeBias, against a numpy reference;
+- the TFLite custom op Convolution2DTransposeBias, against a numpy reference of
+  MediaPipe's kernel and LiteRT (its XNNPACK delegate runs the op);
 - int8-static quantization of float16-weight models.
 
 The real models live in bench/models/real/files (python bench/real_models.py
@@ -379,6 +380,13 @@ def test_custom_transpose_conv_bias_matches_reference(h, wd, kh, kw, sh, sw, pad
     with tinyinfer.load(str(dst), threads=1) as m:
         (y,) = m.run(x)
     assert_rel([y], [ref], 1e-5)
+    # ai-edge-litert runs MediaPipe's op too (XNNPACK delegate)
+    interp = pytest.importorskip("ai_edge_litert.interpreter")
+    it = interp.Interpreter(model_content=data)
+    it.allocate_tensors()
+    it.set_tensor(it.get_input_details()[0]["index"], x)
+    it.invoke()
+    assert_rel([y], [it.get_tensor(it.get_output_details()[0]["index"])], 1e-5)
 
 
 @pytest.mark.parametrize("bad", ["short_options", "padding", "out_shape"])
@@ -396,57 +404,26 @@ def test_custom_transpose_conv_bias_refusals(bad, tmp_path):
         tinyinfer.convert(data, tmp_path / "m.tinf", verbose=False)
 
 
-def _selfie_variants(data):
-    """The selfie model with the custom op's output ('segment', the mask's
-    logits: the sigmoid after it saturates on most inputs) as a second graph
-    output, and its twin where the custom op is LiteRT's builtin TRANSPOSE_CONV
-    (output_shape given; bias input) so that LiteRT can run it. Equivalent for
-    this model's 2x2 stride-2 SAME case: no padding either way."""
+def _with_output(data, name):
+    """The .tflite with tensor `name` added to the graph outputs."""
     pytest.importorskip("tensorflow")
     import flatbuffers
-    import struct
     from tensorflow.lite.python import schema_py_generated as S
-
-    def pack(m):
-        b = flatbuffers.Builder(1 << 20)
-        b.Finish(m.Pack(b), file_identifier=b"TFL3")
-        return bytes(b.Output())
-
     m = S.ModelT.InitFromObj(S.Model.GetRootAsModel(data, 0))
     g = m.subgraphs[0]
-    g.outputs = list(g.outputs) + [[t.name for t in g.tensors].index(b"segment")]
-    with_logits = pack(m)
-    custom = [i for i, c in enumerate(m.operatorCodes) if c.customCode == b"Convolution2DTransposeBias"]
-    oc = S.OperatorCodeT()
-    oc.builtinCode = oc.deprecatedBuiltinCode = S.BuiltinOperator.TRANSPOSE_CONV
-    oc.version = 3
-    m.operatorCodes.append(oc)
-    for op in g.operators:
-        if op.opcodeIndex not in custom:
-            continue
-        padding, sw, sh = struct.unpack("<iii", bytes(op.customOptions[:12]))
-        assert (padding, sw, sh) == (1, 2, 2)
-        buf = S.BufferT()
-        buf.data = np.asarray(g.tensors[op.outputs[0]].shape, np.int32).tobytes()
-        m.buffers.append(buf)
-        t = S.TensorT()
-        t.shape, t.type, t.buffer, t.name = [4], S.TensorType.INT32, len(m.buffers) - 1, b"output_shape"
-        g.tensors.append(t)
-        x, w, bias = op.inputs
-        op.inputs, op.opcodeIndex = [len(g.tensors) - 1, w, x, bias], len(m.operatorCodes) - 1
-        o = S.TransposeConvOptionsT()
-        o.padding, o.strideW, o.strideH = S.Padding.SAME, sw, sh
-        op.builtinOptionsType, op.builtinOptions, op.customOptions = S.BuiltinOptions.TransposeConvOptions, o, None
-    return with_logits, pack(m)
+    g.outputs = list(g.outputs) + [[t.name for t in g.tensors].index(name.encode())]
+    b = flatbuffers.Builder(1 << 20)
+    b.Finish(m.Pack(b), file_identifier=b"TFL3")
+    return bytes(b.Output())
 
 
-def test_real_selfie_segmentation_matches_litert_builtin_twin(tmp_path):
-    """LiteRT cannot run the model (the custom op is MediaPipe's, not
-    registered in ai-edge-litert): compare with LiteRT on its builtin twin,
-    the mask and its logits."""
+def test_real_selfie_segmentation_matches_litert(tmp_path):
+    """ai-edge-litert runs MediaPipe's custom op (its XNNPACK delegate has it).
+    The custom op's output ('segment', the mask's logits) is made a second
+    output: the mask, their sigmoid, is saturated near 0 or 1 almost everywhere."""
     path = real_model("selfie_segmentation.tflite")
     pytest.importorskip("tflite")
-    with_logits, twin = _selfie_variants(open(path, "rb").read())
+    with_logits = _with_output(open(path, "rb").read(), "segment")
     dst = tmp_path / "m.tinf"
     report = tinyinfer.convert(with_logits, dst, verbose=False)
     assert report.ops_in["CUSTOM:Convolution2DTransposeBias"] == 1
@@ -454,7 +431,7 @@ def test_real_selfie_segmentation_matches_litert_builtin_twin(tmp_path):
     x = np.clip(rng.random((1, 256, 256, 3)) * 0.3 + np.linspace(0, 0.7, 256)[None, :, None, None], 0, 1)
     x = x.astype(np.float32)
     interp = pytest.importorskip("ai_edge_litert.interpreter")
-    it = interp.Interpreter(model_content=twin)
+    it = interp.Interpreter(model_content=with_logits)
     it.allocate_tensors()
     it.set_tensor(it.get_input_details()[0]["index"], x)
     it.invoke()
@@ -463,24 +440,7 @@ def test_real_selfie_segmentation_matches_litert_builtin_twin(tmp_path):
         ours = m.run(x)
     assert refs[1].std() > 1  # the logits carry signal
     assert_rel(ours[1:], refs[1:], 1e-5)
-    # the mask is their sigmoid, saturated near 0 or 1 almost everywhere: an absolute bound
     assert float(np.abs(ours[0] - refs[0]).max()) <= 1e-6
-
-
-def test_real_selfie_segmentation_converts(tmp_path):
-    """LiteRT cannot run the model (the custom op is MediaPipe's, not registered
-    in ai-edge-litert): the converted model must run and give a mask of the
-    model's declared output shape in [0, 1] (its sigmoid)."""
-    path = real_model("selfie_segmentation.tflite")
-    pytest.importorskip("tflite")
-    dst = tmp_path / "m.tinf"
-    report = tinyinfer.convert(path, dst, verbose=False)
-    assert report.ops_in["CUSTOM:Convolution2DTransposeBias"] == 1
-    with tinyinfer.load(str(dst), threads=1) as m:
-        x = np.random.default_rng(0).random(m.inputs[0].shape, np.float32)
-        (mask,) = m.run(x)
-    assert mask.shape == (1, 256, 256, 1)
-    assert np.all((mask >= 0) & (mask <= 1)) and mask.std() > 0
 
 
 # -- int8-static of float16-weight models -------------------------------------------------------
