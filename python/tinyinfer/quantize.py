@@ -430,7 +430,8 @@ def _accuracy(model_bytes_or_model, sets, label_sets) -> float:
 def already_quantized(model: Model) -> Optional[str]:
     """Why `model` is already quantized (the quantizer's metadata entry, a
     tensor with quantization parameters, a float16 constant), or None for a
-    float32 model."""
+    float32 model. quantize() first widens float16 weights behind Dequantize
+    ops (float16 .tflite models) to float32, so those are quantized."""
     if model.metadata.get("quantization"):
         return f"its metadata says quantization: {model.metadata['quantization']}"
     for t in model.tensors():
@@ -439,6 +440,45 @@ def already_quantized(model: Model) -> Optional[str]:
         if t.kind == "constant" and t.dtype == np.float16:
             return f"constant '{t.name}' is float16"
     return None
+
+
+def _float16_weights_widened(model: Model, src) -> Optional[bytes]:
+    """For a float model whose weights are float16 constants behind Dequantize
+    ops (a converted float16 .tflite): the same .tinf with each such constant
+    stored as float32 and its Dequantize removed, so the quantizer sees a
+    float32 model. None when there is nothing to widen (or the model is
+    quantized otherwise: already_quantized then says why)."""
+    if model.metadata.get("quantization") or not any(
+            t.kind == "constant" and t.dtype == np.float16 for t in model.tensors()):
+        return None
+    if any(t.scales is not None for t in model.tensors()):
+        return None
+    if isinstance(src, (bytes, bytearray, memoryview)):
+        raw = bytes(src)
+    elif isinstance(src, Model):
+        if src._buffer is not None:
+            raw = bytes(src._buffer)
+        else:
+            with open(src.path, "rb") as f:
+                raw = f.read()
+    else:
+        with open(src, "rb") as f:
+            raw = f.read()
+    from .prune_structured import _read_tinf, write_graph
+    meta, tensors, g_in, g_out, ops = _read_tinf(raw)
+    alias, widened, kept = {}, {}, []
+    for o in ops:
+        t = o.inputs[0] if o.op == "Dequantize" and len(o.inputs) == 1 else -1
+        if t >= 0 and tensors[t].data is not None and tensors[t].data.dtype == np.float16 and tensors[t].quant is None:
+            widened[t] = tensors[t].data.astype(np.float32)
+            alias[o.outputs[0]] = t
+        else:
+            kept.append(o)
+    if not widened:
+        return None
+    for o in kept:
+        o.inputs = [alias.get(t, t) for t in o.inputs]
+    return write_graph(meta, tensors, g_in, [alias.get(t, t) for t in g_out], kept, widened)
 
 
 def quantize(src, dst=None, mode: str = "int8-dynamic", calib=None, method: str = "minmax",
@@ -475,6 +515,11 @@ def quantize(src, dst=None, mode: str = "int8-dynamic", calib=None, method: str 
     own_model = not isinstance(src, Model)
     model = Model(src) if own_model else src
     try:
+        widened = _float16_weights_widened(model, src)
+        if widened is not None:  # float16 weights behind Dequantize: quantize their float32 values
+            if own_model:
+                model.close()
+            model, own_model = Model(widened), True
         why = already_quantized(model)
         if why is not None:
             name = os.fspath(src) if isinstance(src, (str, os.PathLike)) else "the model"

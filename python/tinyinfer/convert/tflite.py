@@ -42,6 +42,8 @@ from .._dtypes import code_of
 from .._errors import InvalidArgumentError, ModelFormatError
 from ..builder import GraphBuilder, Tensor
 from . import ConvertError, Report, require, unsupported
+from .tflite_sparse import densify_tensor as _densify
+from .tflite_custom import CUSTOM_HANDLERS
 
 __all__ = ["SUPPORTED_OPS", "import_model"]
 
@@ -258,8 +260,11 @@ class _Importer:
         raw = self._buffer(t.Buffer())
         sparse = t.Sparsity() is not None
         data = None
-        if raw is not None and sparse:
-            data = raw  # compressed: refused where used
+        if raw is not None and sparse and dtype is not None:  # densified here: DENSIFY then folds
+            data = _densify(self.tfl, t.Sparsity(), raw, dtype, shape, name)
+            sparse = False
+        elif raw is not None and sparse:
+            data = raw  # compressed, of a dtype the runtime lacks: refused where used
         elif raw is not None and dtype is not None:
             n = int(np.prod(shape, dtype=np.int64))
             size = np.dtype(dtype).itemsize * n
@@ -419,7 +424,7 @@ class _Importer:
             try:
                 if name in _CONTROL_FLOW:
                     raise _Refuse("control flow; only subgraph 0 is converted, without calls into others")
-                handler = _HANDLERS.get(name)
+                handler = _HANDLERS.get(name) or CUSTOM_HANDLERS.get(name)
                 if handler is None:
                     raise _Refuse("")
                 outs = handler(self, op, name)
@@ -1254,6 +1259,7 @@ _FOLDERS = {
     "REDUCE_PROD": _fold_reduce_prod,
     "FILL": _fold_fill,
     "RANGE": _fold_range,
+    "DENSIFY": lambda im, op, vals: [vals[0]],  # sparse constants are densified when read
 }
 
 

@@ -133,7 +133,7 @@ SUPPORTED_OPS: Dict[str, str] = {
     "Neg": "Mul by -1", "Abs": "Maximum(x, -x)",
     "Relu": "Relu (fused into its producer at load by the core; by the importer after a 1-D Conv/pool)",
     "Clip": "Relu6 / Relu for (0,6) / (0,inf); the producer's fused activation for (-1,1); else Maximum + "
-            "Minimum (constant bounds)",
+            "Minimum (constant bounds, or float bounds computed at run time)",
     "LeakyRelu": "LeakyRelu", "PRelu": "PRelu (slope permuted to the input's layout)",
     "HardSwish": "HardSwish", "HardSigmoid": "HardSwish when HardSigmoid(1/6, 1/2) * x; else Mul + Add + "
                                              "Relu + Minimum",
@@ -168,7 +168,7 @@ SUPPORTED_OPS: Dict[str, str] = {
     "DepthToSpace": "DepthToSpace (DCR / CRD)", "SpaceToDepth": "SpaceToDepth",
     "Identity": "removed", "Dropout": "removed (inference)",
     "Constant": "folded", "Shape": "folded (static shapes)", "Size": "folded (static shapes)",
-    "ConstantOfShape": "folded", "Cast": "Cast between float32, int8, uint8, int32, int64, bool (float to int "
+    "ConstantOfShape": "folded (a shape input computed at run time is refused)", "Cast": "Cast between float32, int8, uint8, int32, int64, bool (float to int "
                                         "truncates, saturating); folded when constant; float32 -> float32 "
                                         "removed; int -> float on integer-valued tensors (MatMulInteger/"
                                         "ConvInteger outputs) removed",
@@ -241,7 +241,7 @@ HANDLERS: Dict[str, Handler] = {
     "Squeeze": shape.op_Squeeze, "Unsqueeze": shape.op_Unsqueeze, "Transpose": shape.op_Transpose,
     "Concat": shape.op_Concat, "Split": shape.op_Split, "Slice": shape.op_Slice, "Pad": shape.op_Pad,
     "Gather": shape.op_Gather, "DepthToSpace": shape.op_DepthToSpace, "SpaceToDepth": shape.op_SpaceToDepth,
-    "Resize": shape.op_Resize,
+    "Resize": shape.op_Resize, "ConstantOfShape": shape.op_ConstantOfShape,
     # quant.py
     "QuantizeLinear": quant.op_QuantizeLinear, "DequantizeLinear": quant.op_DequantizeLinear,
     "QLinearConv": quant.op_QLinearConv, "QLinearMatMul": quant.op_QLinearMatMul,

@@ -172,8 +172,9 @@ def op_Pow(im, n):
 def op_Clip(im, n):
     lo = im._scalar(n.inp(1)) if n.inp(1) else -math.inf
     hi = im._scalar(n.inp(2)) if n.inp(2) else math.inf
-    if lo is None or hi is None:
-        raise UnsupportedOpError("onnx: Clip needs constant bounds")
+    if lo is None or hi is None:  # a bound computed at run time (e.g. max(x) - 80 dB): Maximum then Minimum
+        _clip_tensor_bounds(im, n)
+        return
     x = im.fval(n.inputs[0])
     tx0, perm, flat = _ew_in(im, x)
     tx = tx0
@@ -193,6 +194,25 @@ def op_Clip(im, n):
             im.set(n.outputs[0], x)
             return
     im.set(n.outputs[0], Val(t, x.shape, np.float32, perm, flat=flat))
+
+
+def _clip_tensor_bounds(im, n):
+    """Clip whose min or max is a run-time tensor: Maximum(x, min), then
+    Minimum(., max) (so min > max gives max, as ONNX defines)."""
+    for k in (1, 2):
+        if n.inp(k) and im._dtype(n.inp(k)).kind != "f":
+            raise UnsupportedOpError(f"onnx: Clip with a run-time {('min', 'max')[k - 1]} of dtype "
+                                     f"{im._dtype(n.inp(k)).name} (float only)")
+    cur, lo, hi = n.inputs[0], n.inp(1), n.inp(2)
+    if lo:
+        out = n.outputs[0]
+        if hi:
+            out = im._fresh(n.outputs[0] + "_min")
+            im.types[out] = (np.dtype(np.float32), tuple(np.broadcast_shapes(im.fval(cur).shape,
+                                                                             im.fval(lo).shape)))
+        cur = _binary(im, n, "Maximum", cur, lo, out, act_ok=False)
+    if hi:
+        _binary(im, n, "Minimum", cur, hi, n.outputs[0], act_ok=False)
 
 
 def op_HardSigmoid(im, n):

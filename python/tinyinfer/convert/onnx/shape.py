@@ -426,3 +426,13 @@ def _rt_coords(mode, ac, hp, inp, out):
         return np.clip(i, 0, inp - 1).astype(np.int64)
     v = ((o + f(0.5)) * s - f(0.5)) if hp else o * s
     return np.clip(v, 0, inp - 1)
+
+
+
+def op_ConstantOfShape(im, n):
+    """A ConstantOfShape that the fold pass left: its shape input is a run-time
+    value (a constant or convert-time-computable shape is folded before any
+    handler runs). Refused, since the runtime's shapes are static."""
+    raise UnsupportedOpError(
+        f"onnx: ConstantOfShape's shape input '{n.inputs[0]}' is a value computed at run time (only a shape "
+        f"known at conversion can be folded: give the inputs' shapes with input_shapes=)")
