@@ -6,15 +6,19 @@
     model.run(x.copy())   # same bytes, shapes and dtypes: answered from the cache
     cache.stats()         # {"hits": 1, "misses": 1, "evicted": 0, ...}
 
-The key is the sha256 of the model's identity (the sha256 of its .tinf bytes
-and the load options that change results) and of every input's dtype, shape
-and bytes, in input order. Entries are dropped least recently used first so
-that the outputs held stay within `max_bytes` (a result larger than the bound
-is not stored). One lock guards the table, so a cache can be shared by threads
-and by models (keys of different models differ). The stored arrays are
-private and read-only: `Model.run` returns copies of them (or, with
-copy=False, read-only views), so a caller cannot change a cached result.
-docs/caching.md lists every cache of tinyinfer.
+The key is the model's identity (the sha256 of its .tinf bytes and the load
+options that change results, computed once at load), every input's dtype and
+shape, and a fast 64-bit hash of the inputs' bytes (the library's
+tinf_hash64, several GB/s). An entry also keeps a copy of its inputs' bytes,
+compared with the caller's on every match, so two inputs whose hashes collide
+can never be answered with each other's outputs. Entries are dropped least
+recently used first so that the bytes held (outputs and inputs) stay within
+`max_bytes` (an entry larger than the bound is not stored). One lock guards
+the table, so a cache can be shared by threads and by models (keys of
+different models differ). The stored arrays are private and read-only:
+`Model.run` returns copies of them (or, with copy=False, read-only views), so
+a caller cannot change a cached result. docs/caching.md lists every cache of
+tinyinfer.
 """
 
 from __future__ import annotations
@@ -23,60 +27,77 @@ import hashlib
 import struct
 import threading
 from collections import OrderedDict
-from typing import Dict, List, Optional, Sequence
+from ctypes import byref, c_uint64
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ._errors import InvalidArgumentError
+from . import _lib
 
-__all__ = ["ResultCache", "DEFAULT_MAX_BYTES"]
+__all__ = ["ResultCache", "DEFAULT_MAX_BYTES", "input_bytes"]
 
 DEFAULT_MAX_BYTES = 64 << 20  # 64 MiB
+
+_hash64 = _lib.lib.tinf_hash64
+
+
+def input_bytes(arrays: Sequence[np.ndarray]) -> Tuple[bytes, ...]:
+    """Each input's bytes in C order (what an entry stores and compares)."""
+    return tuple(a.tobytes() for a in arrays)
 
 
 class ResultCache:
     """A least-recently-used cache of outputs bounded by `max_bytes` (an int
-    or a string such as "64MB"). Thread-safe; pass it to `tinyinfer.load` or
-    `Model` as `result_cache=`. `stats()` gives the counts, `clear()` empties it."""
+    or a string such as "64MB") of stored outputs and inputs. Thread-safe;
+    pass it to `tinyinfer.load` or `Model` as `result_cache=`. `stats()`
+    gives the counts, `clear()` empties it."""
 
     def __init__(self, max_bytes=DEFAULT_MAX_BYTES):
         from .batching import parse_bytes  # an int, or "64MB", "1GiB"; InvalidArgumentError otherwise
         self.max_bytes = parse_bytes(max_bytes)
         self._lock = threading.Lock()
-        self._entries: "OrderedDict[bytes, tuple]" = OrderedDict()  # key -> (outputs, nbytes), LRU first
+        # key -> (input bytes, outputs, nbytes), least recently used first
+        self._entries: "OrderedDict[tuple, tuple]" = OrderedDict()
         self._bytes = 0
-        self._hits = self._misses = self._evicted = self._too_large = 0
+        self._hits = self._misses = self._evicted = self._too_large = self._collisions = 0
 
     # -- keys -----------------------------------------------------------------
     @staticmethod
-    def key(model_id: bytes, arrays: Sequence[np.ndarray]) -> bytes:
+    def key(model_id: bytes, arrays: Sequence[np.ndarray], data: Optional[Sequence[bytes]] = None) -> tuple:
         """The key of these inputs (in input order) for the model `model_id`:
-        sha256 of the model's identity and each input's dtype, shape and bytes."""
-        h = hashlib.sha256(model_id)
-        for a in arrays:
-            d = a.dtype.str.encode()
-            h.update(struct.pack(f"<B{len(d)}sQ{a.ndim}Q", len(d), d, a.ndim, *a.shape))
-            h.update(a if a.flags.c_contiguous else np.ascontiguousarray(a))
-        return h.digest()
+        the identity, each input's dtype and shape, and the 64-bit hash of
+        their bytes (`data`: their `input_bytes`, when already made)."""
+        if data is None:
+            data = input_bytes(arrays)
+        h = c_uint64(0)
+        for b in data:
+            _hash64(b, len(b), h.value, byref(h))
+        return (model_id, h.value, tuple((a.dtype.str, a.shape) for a in arrays))
 
     # -- table ----------------------------------------------------------------
-    def get(self, key: bytes) -> Optional[List[np.ndarray]]:
-        """The stored outputs (read-only arrays, never to be written), or None.
-        Counts a hit or a miss."""
+    def get(self, key: tuple, data: Sequence[bytes]) -> Optional[List[np.ndarray]]:
+        """The stored outputs for inputs of bytes `data` (read-only arrays,
+        never to be written), or None. An entry under `key` whose stored
+        inputs differ from `data` (a hash collision) is a miss. Counts a hit
+        or a miss."""
         with self._lock:
             e = self._entries.get(key)
-            if e is None:
+            if e is None or e[0] != tuple(data):
                 self._misses += 1
+                if e is not None:
+                    self._collisions += 1
                 return None
             self._entries.move_to_end(key)
             self._hits += 1
-            return e[0]
+            return e[1]
 
-    def put(self, key: bytes, outputs: Sequence[np.ndarray]) -> bool:
-        """Stores private read-only copies of `outputs` under `key` and evicts
-        least recently used entries down to max_bytes. Returns whether stored
-        (False when the outputs alone exceed the bound)."""
-        nbytes = sum(int(o.nbytes) for o in outputs)
+    def put(self, key: tuple, data: Sequence[bytes], outputs: Sequence[np.ndarray]) -> bool:
+        """Stores private read-only copies of `outputs` and the input bytes
+        `data` under `key` and evicts least recently used entries down to
+        max_bytes. Returns whether stored (False when the entry alone exceeds
+        the bound)."""
+        data = tuple(data)
+        nbytes = sum(int(o.nbytes) for o in outputs) + sum(len(b) for b in data)
         if nbytes > self.max_bytes:
             with self._lock:
                 self._too_large += 1
@@ -89,11 +110,11 @@ class ResultCache:
         with self._lock:
             old = self._entries.pop(key, None)
             if old is not None:
-                self._bytes -= old[1]
-            self._entries[key] = (stored, nbytes)
+                self._bytes -= old[2]
+            self._entries[key] = (data, stored, nbytes)
             self._bytes += nbytes
             while self._bytes > self.max_bytes:
-                _, (_, n) = self._entries.popitem(last=False)
+                _, (_, _, n) = self._entries.popitem(last=False)
                 self._bytes -= n
                 self._evicted += 1
         return True
@@ -107,12 +128,14 @@ class ResultCache:
             return n
 
     def stats(self) -> Dict[str, int]:
-        """hits, misses, evicted (entries dropped for room), too_large (results
-        over max_bytes, not stored), entries, bytes (outputs held), max_bytes."""
+        """hits, misses, evicted (entries dropped for room), too_large (entries
+        over max_bytes, not stored), collisions (misses on an entry of the
+        same hash but other input bytes), entries, bytes (outputs and inputs
+        held), max_bytes."""
         with self._lock:
             return {"hits": self._hits, "misses": self._misses, "evicted": self._evicted,
-                    "too_large": self._too_large, "entries": len(self._entries), "bytes": self._bytes,
-                    "max_bytes": self.max_bytes}
+                    "too_large": self._too_large, "collisions": self._collisions, "entries": len(self._entries),
+                    "bytes": self._bytes, "max_bytes": self.max_bytes}
 
     def __len__(self) -> int:
         with self._lock:
