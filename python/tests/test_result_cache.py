@@ -35,7 +35,7 @@ def xs(n, batch=1):
 
 
 def test_hits_return_the_first_results():
-    cache = ResultCache(max_bytes=1 << 20)
+    cache = ResultCache(admit="always", max_bytes=1 << 20)
     with ti.load(model_bytes(), result_cache=cache) as m:
         x = xs(1)[0]
         (y1,) = m.run(x)
@@ -54,7 +54,7 @@ def test_hits_return_the_first_results():
 
 
 def test_key_covers_dtype_shape_and_model():
-    cache = ResultCache(max_bytes=1 << 20)
+    cache = ResultCache(admit="always", max_bytes=1 << 20)
     x = xs(1)[0]
     with ti.load(model_bytes(), result_cache=cache) as m1, ti.load(model_bytes(2 * W), result_cache=cache) as m2:
         (a,) = m1.run(x)
@@ -77,7 +77,7 @@ def test_key_covers_dtype_shape_and_model():
 
 
 def test_batch_shapes_are_cached_too():
-    cache = ResultCache(max_bytes=1 << 20)
+    cache = ResultCache(admit="always", max_bytes=1 << 20)
     with ti.load(model_bytes(), result_cache=cache) as m:
         (x,) = xs(1, batch=5)
         (y,) = m.run(x)
@@ -87,7 +87,7 @@ def test_batch_shapes_are_cached_too():
 
 
 def test_eviction_by_bytes_least_recently_used():
-    cache = ResultCache(max_bytes=3 * ENTRY_BYTES)
+    cache = ResultCache(admit="always", max_bytes=3 * ENTRY_BYTES)
     with ti.load(model_bytes(), result_cache=cache) as m:
         a, b, c, d = xs(4)
         for x in (a, b, c):
@@ -108,7 +108,7 @@ def test_eviction_by_bytes_least_recently_used():
 
 
 def test_too_large_and_clear():
-    cache = ResultCache(max_bytes=16)     # one entry is 96 bytes
+    cache = ResultCache(admit="always", max_bytes=16)     # one entry is 96 bytes
     with ti.load(model_bytes(), result_cache=cache) as m:
         x = xs(1)[0]
         (y,) = m.run(x)
@@ -116,7 +116,7 @@ def test_too_large_and_clear():
         s = cache.stats()
         assert (s["entries"], s["too_large"], s["hits"]) == (0, 2, 0)
         np.testing.assert_allclose(y2, ref(x), rtol=1e-5, atol=1e-5)
-    cache = ResultCache("1KB")
+    cache = ResultCache("1KB", admit="always")
     assert cache.max_bytes == 1024
     with ti.load(model_bytes(), result_cache=cache) as m:
         m.run(xs(1)[0])
@@ -124,7 +124,7 @@ def test_too_large_and_clear():
 
 
 def test_callers_cannot_corrupt_cached_results():
-    cache = ResultCache(max_bytes=1 << 20)
+    cache = ResultCache(admit="always", max_bytes=1 << 20)
     with ti.load(model_bytes(), result_cache=cache) as m:
         x = xs(1)[0]
         expected = ref(x)
@@ -155,7 +155,7 @@ def test_callers_cannot_corrupt_cached_results():
 
 
 def test_check_finite_on_hits():
-    cache = ResultCache(max_bytes=1 << 20)
+    cache = ResultCache(admit="always", max_bytes=1 << 20)
     with ti.load(model_bytes(), result_cache=cache) as m:
         x = xs(1)[0]
         x[0, 3] = np.nan
@@ -165,7 +165,7 @@ def test_check_finite_on_hits():
 
 
 def test_bad_inputs_still_raise():
-    cache = ResultCache(max_bytes=1 << 20)
+    cache = ResultCache(admit="always", max_bytes=1 << 20)
     with ti.load(model_bytes(), result_cache=cache) as m:
         with pytest.raises(InvalidArgumentError):
             m.run({"nope": xs(1)[0]})
@@ -177,14 +177,14 @@ def test_bad_inputs_still_raise():
     with pytest.raises(InvalidArgumentError):
         ti.load(model_bytes(), result_cache={"max_bytes": 10})
     with pytest.raises(InvalidArgumentError):
-        ResultCache(max_bytes=-1)
+        ResultCache(admit="always", max_bytes=-1)
     with pytest.raises(InvalidArgumentError):
-        ResultCache(max_bytes="lots")
+        ResultCache(admit="always", max_bytes="lots")
 
 
 def test_thread_safety_shared_cache():
     # small bound: entries are evicted and re-added while 4 threads hit and miss
-    cache = ResultCache(max_bytes=6 * ENTRY_BYTES)
+    cache = ResultCache(admit="always", max_bytes=6 * ENTRY_BYTES)
     inputs = xs(10)
     expected = [ref(x) for x in inputs]
     errors = []
@@ -230,7 +230,7 @@ def test_hash_collisions_never_return_another_inputs_result(monkeypatch):
         return 0
 
     monkeypatch.setattr(rc, "_hash64", colliding_hash)
-    cache = ResultCache(max_bytes=1 << 20)
+    cache = ResultCache(admit="always", max_bytes=1 << 20)
     with ti.load(model_bytes(), result_cache=cache) as m:
         a, b = xs(2)
         assert ResultCache.key(b"m", [a]) == ResultCache.key(b"m", [b])
@@ -254,3 +254,32 @@ def test_key_hash_is_the_librarys():
     # a non-contiguous input hashes its C-order bytes
     t = np.asfortranarray(RNG.standard_normal((4, 4)).astype(np.float32))
     assert ResultCache.key(b"m", [t]) == ResultCache.key(b"m", [np.ascontiguousarray(t)])
+
+
+def test_admit_repeat_stores_on_the_second_time():
+    cache = ResultCache(max_bytes=1 << 20, max_seen=4)    # the default admission
+    assert cache.admit == "repeat"
+    with ti.load(model_bytes(), result_cache=cache) as m:
+        x = xs(1)[0]
+        for i in range(4):
+            (y,) = m.run(x)
+            np.testing.assert_allclose(y, ref(x), rtol=1e-5, atol=1e-5)
+        s = cache.stats()
+        # 1st: remembered only; 2nd: stored; 3rd and 4th: hits
+        assert (s["misses"], s["deferred"], s["entries"], s["hits"]) == (2, 1, 1, 2)
+        # inputs that never repeat: nothing stored, the remembered keys bounded by max_seen
+        for z in xs(10):
+            m.run(z)
+        s = cache.stats()
+        assert (s["entries"], s["deferred"], s["bytes"]) == (1, 11, ENTRY_BYTES)
+        assert len(cache._seen) == 4
+        a = xs(1)[0]
+        m.run(a)
+        for z in xs(4):                                   # pushes a out of the remembered keys
+            m.run(z)
+        m.run(a)
+        assert cache.stats()["entries"] == 1              # a came back too late: remembered again, not stored
+    with pytest.raises(InvalidArgumentError):
+        ResultCache(admit="sometimes")
+    with pytest.raises(InvalidArgumentError):
+        ResultCache(max_seen=0)

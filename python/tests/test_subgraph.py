@@ -295,3 +295,10 @@ def test_hash64():
         L.tinf_hash64(None, 5, 0, ctypes.byref(h))
     with pytest.raises(InvalidArgumentError, match="out_hash is NULL"):
         L.tinf_hash64(data, 5, 0, None)
+
+
+def test_flag_is_the_headers():
+    import re
+    header = open(os.path.join(ROOT, "include", "tinyinfer.h")).read()
+    m = re.search(r"typedef enum tinf_subgraph_flag \{\s*TINF_SUBGRAPH_ADD_GRAPH_INPUTS = (\d+)\s*\}", header)
+    assert m and int(m.group(1)) == _lib.SUBGRAPH_ADD_GRAPH_INPUTS

@@ -14,6 +14,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from . import _lib
+from . import result_cache as _result_cache
 from ._dtypes import TO_NUMPY
 from ._errors import InvalidArgumentError, InvalidStateError, TinyInferRuntimeError
 
@@ -335,13 +336,12 @@ class Model:
         self._model_id = model_identity(source, flags) if result_cache is not None else None
 
     def _run_cached(self, inputs, copy: bool, check_finite: bool) -> List[np.ndarray]:
-        from .result_cache import ResultCache, input_arrays, input_bytes
         cache = self.result_cache
-        arrays = input_arrays(self.inputs, inputs)
+        arrays = _result_cache.input_arrays(self.inputs, inputs)
         if arrays is None:
             return self._run(inputs, copy, check_finite)  # raises the input error
-        data = input_bytes(arrays)
-        key = ResultCache.key(self._model_id, arrays, data)
+        data = _result_cache.input_bytes(arrays)
+        key = cache.key(self._model_id, arrays, data)
         hit = cache.get(key, data)
         if hit is None:
             outs = self._run(arrays, copy, check_finite)

@@ -11,7 +11,10 @@ options that change results, computed once at load), every input's dtype and
 shape, and a fast 64-bit hash of the inputs' bytes (the library's
 tinf_hash64, several GB/s). An entry also keeps a copy of its inputs' bytes,
 compared with the caller's on every match, so two inputs whose hashes collide
-can never be answered with each other's outputs. Entries are dropped least
+can never be answered with each other's outputs. By default a result is
+stored the second time its input comes (admit="repeat": the first time only
+its key is remembered), so a stream of inputs that never repeat costs no
+copies; admit="always" stores every result. Entries are dropped least
 recently used first so that the bytes held (outputs and inputs) stay within
 `max_bytes` (an entry larger than the bound is not stored). One lock guards
 the table, so a cache can be shared by threads and by models (keys of
@@ -33,6 +36,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from . import _lib
+from ._errors import InvalidArgumentError
 
 __all__ = ["ResultCache", "DEFAULT_MAX_BYTES", "input_bytes"]
 
@@ -43,23 +47,41 @@ _hash64 = _lib.lib.tinf_hash64
 
 def input_bytes(arrays: Sequence[np.ndarray]) -> Tuple[bytes, ...]:
     """Each input's bytes in C order (what an entry stores and compares)."""
+    if len(arrays) == 1:
+        return (arrays[0].tobytes(),)
     return tuple(a.tobytes() for a in arrays)
+
+
+ADMIT = ("repeat", "always")
+DEFAULT_MAX_SEEN = 16384
 
 
 class ResultCache:
     """A least-recently-used cache of outputs bounded by `max_bytes` (an int
     or a string such as "64MB") of stored outputs and inputs. Thread-safe;
     pass it to `tinyinfer.load` or `Model` as `result_cache=`. `stats()`
-    gives the counts, `clear()` empties it."""
+    gives the counts, `clear()` empties it.
 
-    def __init__(self, max_bytes=DEFAULT_MAX_BYTES):
+    `admit`: "repeat" (the default) stores a result the second time its
+    input comes (the first time only the key is remembered, among the
+    `max_seen` most recent), so inputs that never repeat cost a hash and two
+    lookups and no copies; "always" stores every result."""
+
+    def __init__(self, max_bytes=DEFAULT_MAX_BYTES, admit: str = "repeat", max_seen: int = DEFAULT_MAX_SEEN):
         from .batching import parse_bytes  # an int, or "64MB", "1GiB"; InvalidArgumentError otherwise
         self.max_bytes = parse_bytes(max_bytes)
+        if admit not in ADMIT:
+            raise InvalidArgumentError(f"admit must be one of {ADMIT}, got {admit!r}")
+        if isinstance(max_seen, bool) or not isinstance(max_seen, int) or max_seen < 1:
+            raise InvalidArgumentError(f"max_seen must be an int >= 1, got {max_seen!r}")
+        self.admit, self.max_seen = admit, max_seen
         self._lock = threading.Lock()
         # key -> (input bytes, outputs, nbytes), least recently used first
         self._entries: "OrderedDict[tuple, tuple]" = OrderedDict()
+        # admit="repeat": keys seen once and not stored, least recently seen first
+        self._seen: "OrderedDict[tuple, None]" = OrderedDict()
         self._bytes = 0
-        self._hits = self._misses = self._evicted = self._too_large = self._collisions = 0
+        self._hits = self._misses = self._evicted = self._too_large = self._collisions = self._deferred = 0
 
     # -- keys -----------------------------------------------------------------
     @staticmethod
@@ -72,17 +94,20 @@ class ResultCache:
         h = c_uint64(0)
         for b in data:
             _hash64(b, len(b), h.value, byref(h))
-        return (model_id, h.value, tuple((a.dtype.str, a.shape) for a in arrays))
+        if len(arrays) == 1:
+            a = arrays[0]
+            return (model_id, h.value, a.dtype, a.shape)
+        return (model_id, h.value) + tuple((a.dtype, a.shape) for a in arrays)
 
     # -- table ----------------------------------------------------------------
-    def get(self, key: tuple, data: Sequence[bytes]) -> Optional[List[np.ndarray]]:
-        """The stored outputs for inputs of bytes `data` (read-only arrays,
+    def get(self, key: tuple, data: Tuple[bytes, ...]) -> Optional[List[np.ndarray]]:
+        """The stored outputs for inputs of bytes `data` (their `input_bytes`; read-only arrays,
         never to be written), or None. An entry under `key` whose stored
         inputs differ from `data` (a hash collision) is a miss. Counts a hit
         or a miss."""
         with self._lock:
             e = self._entries.get(key)
-            if e is None or e[0] != tuple(data):
+            if e is None or e[0] != data:
                 self._misses += 1
                 if e is not None:
                     self._collisions += 1
@@ -91,20 +116,30 @@ class ResultCache:
             self._hits += 1
             return e[1]
 
-    def put(self, key: tuple, data: Sequence[bytes], outputs: Sequence[np.ndarray]) -> bool:
+    def put(self, key: tuple, data: Tuple[bytes, ...], outputs: Sequence[np.ndarray]) -> bool:
         """Stores private read-only copies of `outputs` and the input bytes
         `data` under `key` and evicts least recently used entries down to
-        max_bytes. Returns whether stored (False when the entry alone exceeds
-        the bound)."""
-        data = tuple(data)
-        nbytes = sum(int(o.nbytes) for o in outputs) + sum(len(b) for b in data)
+        max_bytes. Returns whether stored: False when the entry alone exceeds
+        the bound, or with admit="repeat" when the key comes for the first
+        time (it is then remembered, `deferred`)."""
+        if self.admit == "repeat":
+            with self._lock:
+                if key in self._seen:  # the second time: stored below
+                    del self._seen[key]
+                elif key not in self._entries:  # (a key already stored is a collision: replaced at once)
+                    self._seen[key] = None
+                    if len(self._seen) > self.max_seen:
+                        self._seen.popitem(last=False)
+                    self._deferred += 1
+                    return False
+        nbytes = sum([o.nbytes for o in outputs]) + sum([len(b) for b in data])
         if nbytes > self.max_bytes:
             with self._lock:
                 self._too_large += 1
             return False
         stored = []
         for o in outputs:
-            c = np.array(o, copy=True, order="C")
+            c = o.copy()
             c.flags.writeable = False
             stored.append(c)
         with self._lock:
@@ -124,18 +159,20 @@ class ResultCache:
         with self._lock:
             n = len(self._entries)
             self._entries.clear()
+            self._seen.clear()
             self._bytes = 0
             return n
 
     def stats(self) -> Dict[str, int]:
         """hits, misses, evicted (entries dropped for room), too_large (entries
         over max_bytes, not stored), collisions (misses on an entry of the
-        same hash but other input bytes), entries, bytes (outputs and inputs
-        held), max_bytes."""
+        same hash but other input bytes), deferred (admit="repeat": results
+        not stored because their input came for the first time), entries,
+        bytes (outputs and inputs held), max_bytes."""
         with self._lock:
             return {"hits": self._hits, "misses": self._misses, "evicted": self._evicted,
-                    "too_large": self._too_large, "collisions": self._collisions, "entries": len(self._entries),
-                    "bytes": self._bytes, "max_bytes": self.max_bytes}
+                    "too_large": self._too_large, "collisions": self._collisions, "deferred": self._deferred,
+                    "entries": len(self._entries), "bytes": self._bytes, "max_bytes": self.max_bytes}
 
     def __len__(self) -> int:
         with self._lock:
@@ -162,6 +199,10 @@ def model_identity(source, flags: int) -> bytes:
 def input_arrays(specs, inputs) -> Optional[List[np.ndarray]]:
     """The inputs in input order as arrays, or None when they are not a
     well-formed set (the run itself then raises the error)."""
+    if len(specs) == 1:  # the common calls, kept short: one array, or a list of one
+        a = inputs[0] if type(inputs) is list and len(inputs) == 1 else inputs
+        if type(a) is np.ndarray and not a.dtype.hasobject:
+            return [a]
     from .model import _input_list
     arrays = _input_list(specs, inputs)
     if len(arrays) != len(specs):
