@@ -254,6 +254,33 @@ def test_key_hash_is_the_librarys():
     # a non-contiguous input hashes its C-order bytes
     t = np.asfortranarray(RNG.standard_normal((4, 4)).astype(np.float32))
     assert ResultCache.key(b"m", [t]) == ResultCache.key(b"m", [np.ascontiguousarray(t)])
+    # a large contiguous input is hashed in place, a non-contiguous one from its C-order copy: the same key
+    big = RNG.standard_normal((300, 100)).astype(np.float32)       # 120 KB
+    assert ResultCache.key(b"m", [big]) == ResultCache.key(b"m", [np.asfortranarray(big)])
+    changed = big.copy()
+    changed[299, 99] = np.nextafter(changed[299, 99], np.float32(np.inf))   # the last element, one ulp
+    assert ResultCache.key(b"m", [changed]) != ResultCache.key(b"m", [big])
+    # two inputs: the hash covers both, in order
+    assert ResultCache.key(b"m", [x, big]) != ResultCache.key(b"m", [x, changed])
+    assert ResultCache.key(b"m", [x, x]) != ResultCache.key(b"m", [x, y])
+
+
+def test_large_inputs_hit_and_miss():
+    b = ti.GraphBuilder()
+    v = b.input("v", (1, 40000))                                   # 160 KB: hashed in place
+    b.output(b.op("Tanh", v))
+    cache = ResultCache(max_bytes="4MB", admit="always")
+    with ti.load(b.to_bytes(), result_cache=cache) as m:
+        a = RNG.standard_normal((1, 40000)).astype(np.float32)
+        (y1,) = m.run(a)
+        a2 = a.copy()
+        a2[0, -1] += 1
+        (y2,) = m.run(a2)
+        (y3,) = m.run(a.copy())
+        s = cache.stats()
+        assert (s["hits"], s["misses"], s["entries"]) == (1, 2, 2)
+        np.testing.assert_allclose(y3, np.tanh(a), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(y2, np.tanh(a2), rtol=1e-5, atol=1e-6)
 
 
 def test_admit_repeat_stores_on_the_second_time():

@@ -340,12 +340,11 @@ class Model:
         arrays = _result_cache.input_arrays(self.inputs, inputs)
         if arrays is None:
             return self._run(inputs, copy, check_finite)  # raises the input error
-        data = _result_cache.input_bytes(arrays)
-        key = cache.key(self._model_id, arrays, data)
-        hit = cache.get(key, data)
+        key = cache.key(self._model_id, arrays)
+        hit = cache.get(key, arrays)
         if hit is None:
             outs = self._run(arrays, copy, check_finite)
-            cache.put(key, data, outs)
+            cache.put(key, arrays, outs)
             return outs
         if check_finite:
             _check_finite(arrays, self.inputs, "input")

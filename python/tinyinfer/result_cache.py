@@ -43,6 +43,9 @@ __all__ = ["ResultCache", "DEFAULT_MAX_BYTES", "input_bytes"]
 DEFAULT_MAX_BYTES = 64 << 20  # 64 MiB
 
 _hash64 = _lib.lib.tinf_hash64
+# Inputs up to this size are hashed from a copy (a copy of a few KB is
+# quicker than numpy's address lookup); larger ones in place.
+_COPY_TO_HASH = 64 << 10
 
 
 def input_bytes(arrays: Sequence[np.ndarray]) -> Tuple[bytes, ...]:
@@ -85,40 +88,49 @@ class ResultCache:
 
     # -- keys -----------------------------------------------------------------
     @staticmethod
-    def key(model_id: bytes, arrays: Sequence[np.ndarray], data: Optional[Sequence[bytes]] = None) -> tuple:
+    def key(model_id: bytes, arrays: Sequence[np.ndarray]) -> tuple:
         """The key of these inputs (in input order) for the model `model_id`:
         the identity, each input's dtype and shape, and the 64-bit hash of
-        their bytes (`data`: their `input_bytes`, when already made)."""
-        if data is None:
-            data = input_bytes(arrays)
+        their bytes in C order (read in place when an input is contiguous and
+        large; a small one is hashed from a short-lived copy, which is
+        quicker than asking numpy for its address)."""
         h = c_uint64(0)
-        for b in data:
-            _hash64(b, len(b), h.value, byref(h))
+        for a in arrays:
+            if a.nbytes <= _COPY_TO_HASH or not a.flags.c_contiguous:
+                b = a.tobytes()
+                _hash64(b, len(b), h.value, byref(h))
+            else:
+                _hash64(a.__array_interface__["data"][0], a.nbytes, h.value, byref(h))
         if len(arrays) == 1:
             a = arrays[0]
             return (model_id, h.value, a.dtype, a.shape)
         return (model_id, h.value) + tuple((a.dtype, a.shape) for a in arrays)
 
     # -- table ----------------------------------------------------------------
-    def get(self, key: tuple, data: Tuple[bytes, ...]) -> Optional[List[np.ndarray]]:
-        """The stored outputs for inputs of bytes `data` (their `input_bytes`; read-only arrays,
-        never to be written), or None. An entry under `key` whose stored
-        inputs differ from `data` (a hash collision) is a miss. Counts a hit
-        or a miss."""
+    def get(self, key: tuple, arrays: Sequence[np.ndarray]) -> Optional[List[np.ndarray]]:
+        """The stored outputs for the inputs `arrays` (read-only arrays, never
+        to be written), or None. An entry under `key` whose stored input
+        bytes differ from the arrays' (a hash collision) is a miss. Counts a
+        hit or a miss."""
         with self._lock:
             e = self._entries.get(key)
-            if e is None or e[0] != data:
+            if e is None:
                 self._misses += 1
-                if e is not None:
-                    self._collisions += 1
                 return None
-            self._entries.move_to_end(key)
+        same = e[0] == input_bytes(arrays)  # outside the lock: the stored bytes never change
+        with self._lock:
+            if not same:
+                self._misses += 1
+                self._collisions += 1
+                return None
+            if key in self._entries:
+                self._entries.move_to_end(key)
             self._hits += 1
             return e[1]
 
-    def put(self, key: tuple, data: Tuple[bytes, ...], outputs: Sequence[np.ndarray]) -> bool:
-        """Stores private read-only copies of `outputs` and the input bytes
-        `data` under `key` and evicts least recently used entries down to
+    def put(self, key: tuple, arrays: Sequence[np.ndarray], outputs: Sequence[np.ndarray]) -> bool:
+        """Stores private read-only copies of `outputs` and of the bytes of the
+        inputs `arrays` under `key` and evicts least recently used entries down to
         max_bytes. Returns whether stored: False when the entry alone exceeds
         the bound, or with admit="repeat" when the key comes for the first
         time (it is then remembered, `deferred`)."""
@@ -132,11 +144,12 @@ class ResultCache:
                         self._seen.popitem(last=False)
                     self._deferred += 1
                     return False
-        nbytes = sum([o.nbytes for o in outputs]) + sum([len(b) for b in data])
+        nbytes = sum([o.nbytes for o in outputs]) + sum([a.nbytes for a in arrays])
         if nbytes > self.max_bytes:
             with self._lock:
                 self._too_large += 1
             return False
+        data = input_bytes(arrays)
         stored = []
         for o in outputs:
             c = o.copy()
