@@ -302,3 +302,51 @@ def test_flag_is_the_headers():
     header = open(os.path.join(ROOT, "include", "tinyinfer.h")).read()
     m = re.search(r"typedef enum tinf_subgraph_flag \{\s*TINF_SUBGRAPH_ADD_GRAPH_INPUTS = (\d+)\s*\}", header)
     assert m and int(m.group(1)) == _lib.SUBGRAPH_ADD_GRAPH_INPUTS
+
+
+def test_partial_sessions_are_bounded_and_shared_by_threads():
+    import threading
+    from tinyinfer.subgraph import MAX_PARTIAL_SESSIONS
+    # a chain of 12 Tanh/Exp ops: each intermediate a possible output
+    b = ti.GraphBuilder()
+    h = b.input("x", (2, 6))
+    names = []
+    for i in range(12):
+        h = b.op("Tanh" if i % 2 == 0 else "Exp", h, name=f"t{i}")
+        names.append(f"t{i}")
+    b.output(h)
+    x = RNG.standard_normal((2, 6)).astype(np.float32)
+    ref, v = {}, x.astype(np.float64)
+    for i, n in enumerate(names):
+        v = np.tanh(v) if i % 2 == 0 else np.exp(v)
+        ref[n] = v
+    with ti.load(b.to_bytes()) as m:
+        s = m.session()
+        first = None
+        for n in names:
+            (y,) = s.run(x, outputs=[n])
+            np.testing.assert_allclose(y, ref[n], rtol=1e-5, atol=1e-6)
+            if first is None:
+                first = next(iter(s._partials.values()))
+        assert len(s._partials) == MAX_PARTIAL_SESSIONS
+        assert first._handle is None                       # the least recently used was closed
+        errors = []
+
+        def work(k):
+            r = np.random.default_rng(k)
+            try:
+                for _ in range(40):
+                    n = names[int(r.integers(len(names)))]
+                    (y,) = m.run(x, outputs=[n])
+                    if not np.allclose(y, ref[n], rtol=1e-5, atol=1e-6):
+                        errors.append(n)
+            except Exception as e:  # reported below: the test fails
+                errors.append(e)
+
+        threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        s.close()

@@ -133,24 +133,27 @@ def run_partial(session, inputs, outputs, from_tensors, copy: bool, check_finite
             raise InvalidArgumentError(f"'{n}' is given both in inputs and in from_tensors")
     arrays = {n: a if isinstance(a, np.ndarray) else np.asarray(a) for n, a in {**feeds, **given}.items()}
     key = (tuple(outs), tuple(from_names), tuple((n, arrays[n].shape) for n in from_names))
-    partials = session.__dict__.setdefault("_partials", OrderedDict())
-    sub = partials.get(key)
-    if sub is None:
-        sub = _partial_session(session, from_names, outs, arrays)
-        partials[key] = sub
-        while len(partials) > MAX_PARTIAL_SESSIONS:
-            partials.popitem(last=False)[1].close()
-    else:
-        partials.move_to_end(key)
-    feed = []
-    for t in sub.inputs:
-        a = arrays.get(t.name)
-        if a is None:
-            raise InvalidArgumentError(
-                f"the outputs {outs} need the model input '{t.name}', which is not given"
-                + (f": from_tensors {from_names} do not cut the graph before it" if from_names else ""))
-        feed.append(a)
-    return sub.run(feed, copy=copy, check_finite=check_finite)
+    with session._lock:  # one caller at a time, as Session.run; Session.close closes the partial sessions
+        if session._handle is None:
+            raise InvalidStateError("the session is closed")
+        partials = session.__dict__.setdefault("_partials", OrderedDict())
+        sub = partials.get(key)
+        if sub is None:
+            sub = _partial_session(session, from_names, outs, arrays)
+            partials[key] = sub
+            while len(partials) > MAX_PARTIAL_SESSIONS:
+                partials.popitem(last=False)[1].close()
+        else:
+            partials.move_to_end(key)
+        feed = []
+        for t in sub.inputs:
+            a = arrays.get(t.name)
+            if a is None:
+                raise InvalidArgumentError(
+                    f"the outputs {outs} need the model input '{t.name}', which is not given"
+                    + (f": from_tensors {from_names} do not cut the graph before it" if from_names else ""))
+            feed.append(a)
+        return sub.run(feed, copy=copy, check_finite=check_finite)
 
 
 def _partial_session(session, from_names, outs, arrays):
