@@ -81,8 +81,9 @@ class ResultCache:
         self._lock = threading.Lock()
         # key -> (input bytes, outputs, nbytes), least recently used first
         self._entries: "OrderedDict[tuple, tuple]" = OrderedDict()
-        # admit="repeat": keys seen once and not stored, least recently seen first
-        self._seen: "OrderedDict[tuple, None]" = OrderedDict()
+        # admit="repeat": hash() of the keys seen once and not stored, least recently seen first
+        # (two keys with one hash() only share their admission)
+        self._seen: "OrderedDict[int, None]" = OrderedDict()
         self._bytes = 0
         self._hits = self._misses = self._evicted = self._too_large = self._collisions = self._deferred = 0
 
@@ -136,10 +137,11 @@ class ResultCache:
         time (it is then remembered, `deferred`)."""
         if self.admit == "repeat":
             with self._lock:
-                if key in self._seen:  # the second time: stored below
-                    del self._seen[key]
+                seen = hash(key)  # an int: the remembered keys hold no objects for the garbage collector to walk
+                if seen in self._seen:  # the second time: stored below
+                    del self._seen[seen]
                 elif key not in self._entries:  # (a key already stored is a collision: replaced at once)
-                    self._seen[key] = None
+                    self._seen[seen] = None
                     if len(self._seen) > self.max_seen:
                         self._seen.popitem(last=False)
                     self._deferred += 1
