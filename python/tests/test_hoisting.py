@@ -92,3 +92,13 @@ def test_hoisted_ops_do_not_run_per_run():
         prof = dict(m.profile(xv, runs=15))
         # the Add visits 600000 elements; the hoisted Range is an empty call
         assert prof["Range"] < prof["Add"] / 20, prof
+
+
+def test_batch_plan_counts_the_pinned_buffers():
+    # the arena a batch plan predicts is the arena a session of that batch allocates, hoisted buffers included
+    from tinyinfer.batching import batch_bytes
+    with ti.load(shape_model()) as m:
+        for batch in (3, 5):
+            arena, _ = batch_bytes(m, batch)
+            with m.session(input_shapes=[(batch, 4, 5)]) as s:
+                assert arena == s.arena_bytes

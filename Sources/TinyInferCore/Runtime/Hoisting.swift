@@ -10,7 +10,7 @@
 /// - ops on constants whose outputs folding would not keep at load (over its
 ///   growth limit or budget): hoisted per session when small.
 /// Their outputs are pinned in the arena for the whole run
-/// (`MemoryPlanner.plan(_:pinned:)`), computed with their own kernels right
+/// (`MemoryPlanner.planSession`), computed with their own kernels right
 /// after binding, and their kernels replaced by nothing. A kernel that fails
 /// then (a Gather index out of range) leaves every op to the runs, where the
 /// failure is reported as before.
@@ -75,5 +75,15 @@ enum Hoisting {
       "hoist: \(names.count) op\(names.count == 1 ? "" : "s") not depending on input values computed once per "
         + "session instead of every run (\(names.joined(separator: ", ")))"
     ]
+  }
+}
+
+extension MemoryPlanner {
+  /// The arena plan of a session of graph `g`: the outputs of the ops the
+  /// session hoists (`Hoisting.ops`) stay for the whole run. Used by
+  /// Session.create and by tinf_model_batch_bytes, so the size a batch plan
+  /// predicts is the size a session allocates.
+  public static func planSession(_ g: Graph) throws(TinfError) -> MemoryPlan {
+    try plan(g, pinned: Hoisting.outputs(g, Hoisting.ops(g)))
   }
 }

@@ -81,7 +81,7 @@ public final class Session {
           + "(raise it with tinf_options_set_max_work, Python max_work=)")
     }
     let hoist = Hoisting.ops(g)  // computed once below, not per run (Hoisting.swift)
-    let plan = try MemoryPlanner.plan(g, pinned: Hoisting.outputs(g, hoist))
+    let plan = try MemoryPlanner.planSession(g)
     guard plan.size <= options.maxArenaBytes else {
       throw TinfError(.outOfMemory, "the arena would need \(plan.size) bytes, over the limit of \(options.maxArenaBytes)")
     }
