@@ -1,7 +1,9 @@
 """What tinyinfer.ResultCache gains and costs, per bench model, through `Model.run`:
 
-- no-repeat workload (every call a miss: the key's sha256 of the input, the
-  lookup, a private copy of the outputs, evictions): `model.run` with and
+- no-repeat workload (every call a miss: the 64-bit hash of the input's
+  bytes (tinf_hash64), the lookup; with --admit always also the stored copies
+  of the input and outputs and evictions; with the default admit="repeat"
+  the key is only remembered): `model.run` with and
   without a cache, in short alternating rounds; the overhead is the median
   over adjacent pairs of rounds of the ratio of wall time. Every call's input
   differs (one element is bumped before each call, in both arms).
@@ -13,7 +15,7 @@
   so after the first pass every call is a hit; per-call time with and without
   the cache.
 
-    python bench/result_cache.py [MODEL.tinf ...] [--rounds 21] [--seconds 0.1] [--json OUT]
+    python bench/result_cache.py [MODEL.tinf ...] [--rounds 21] [--seconds 0.1] [--admit repeat|always] [--json OUT]
 
 Without models it takes every bench/models/*.tinf (made by bench/make_models.py).
 """
@@ -61,9 +63,9 @@ def repeat_loop(m, pool, n):
     return (time.perf_counter() - t0) / n
 
 
-def cache_work(m, x, n):
-    """Seconds per call of the cache's own work on a miss (key, lookup, put), without the run."""
-    cache = ResultCache(max_bytes="16MB")
+def cache_work(m, x, n, admit):
+    """Seconds per call of the cache's own work on a miss (input bytes, key, lookup, put), without the run."""
+    cache = ResultCache(max_bytes="16MB", admit=admit)
     m.result_cache = None
     outs = m.run(x)
     a = x[0].reshape(-1)
@@ -73,15 +75,15 @@ def cache_work(m, x, n):
         a[0] += 1
         arrays = input_arrays(m.inputs, x)
         k = ResultCache.key(ident, arrays)
-        if cache.get(k) is None:
-            cache.put(k, outs)
+        if cache.get(k, arrays) is None:
+            cache.put(k, arrays, outs)
     return (time.perf_counter() - t0) / n
 
 
-def measure(path, rounds, seconds, distinct):
+def measure(path, rounds, seconds, distinct, admit):
     """One model, its result cache attached (`model.result_cache = cache`) or
     detached (None) between rounds, so both arms run the same session."""
-    cache = ResultCache(max_bytes="16MB")
+    cache = ResultCache(max_bytes="16MB", admit=admit)
     with tinyinfer.load(path, result_cache=cache) as m:
         x = inputs_of(m, 0)
 
@@ -98,7 +100,7 @@ def measure(path, rounds, seconds, distinct):
         off, on = np.array(off), np.array(on)
         s = cache.stats()
         assert s["hits"] == 0, s  # the no-repeat workload never hits
-        work = float(np.median([cache_work(m, x, n) for _ in range(5)]))
+        work = float(np.median([cache_work(m, x, n, admit) for _ in range(5)]))
         pool = [inputs_of(m, 100 + i) for i in range(distinct)]
         reps = max(distinct, n)
         rep_off, rep_on = [], []
@@ -107,7 +109,7 @@ def measure(path, rounds, seconds, distinct):
             rep_on.append(arm(True, repeat_loop, pool, reps))
         s = cache.stats()
     run_s = float(np.median(off))
-    return {"model": os.path.basename(path), "calls_per_round": n, "rounds": rounds,
+    return {"model": os.path.basename(path), "admit": admit, "calls_per_round": n, "rounds": rounds,
             "run_us": run_s * 1e6, "run_cached_miss_us": float(np.median(on)) * 1e6,
             "no_repeat_overhead_percent": float(np.median(on / off) - 1) * 100,
             "cache_work_us": work * 1e6, "cache_work_percent": work / run_s * 100,
@@ -122,6 +124,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=21)
     ap.add_argument("--seconds", type=float, default=0.1, help="length of one round")
     ap.add_argument("--distinct", type=int, default=8, help="distinct inputs of the repeated workload")
+    ap.add_argument("--admit", default="repeat", choices=["repeat", "always"])
     ap.add_argument("--json")
     a = ap.parse_args()
     paths = a.models or sorted(glob.glob(os.path.join(ROOT, "bench", "models", "*.tinf")))
@@ -129,7 +132,7 @@ def main():
     print(f"{'model':30} {'run us':>9} {'miss us':>9} {'no-repeat +%':>12} {'cache work us':>13} {'work %':>7} "
           f"{'hit us':>8} {'repeat speedup':>14}")
     for p in paths:
-        r = measure(p, a.rounds, a.seconds, a.distinct)
+        r = measure(p, a.rounds, a.seconds, a.distinct, a.admit)
         rows.append(r)
         print(f"{r['model']:30} {r['run_us']:>9.1f} {r['run_cached_miss_us']:>9.1f} "
               f"{r['no_repeat_overhead_percent']:>11.2f}% {r['cache_work_us']:>13.2f} {r['cache_work_percent']:>6.2f}% "

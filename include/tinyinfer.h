@@ -705,6 +705,42 @@ tinf_status tinf_quantizer_set_auto_float(tinf_quantizer *quantizer, int32_t ena
  * The string is owned by the quantizer, valid until the next finish or free. */
 /* Statuses: TINF_OK; TINF_ERR_INVALID_ARGUMENT (a NULL argument, index out of range) */
 tinf_status tinf_quantizer_float_reason(const tinf_quantizer *quantizer, int32_t layer, const char **out_reason);
+/* ---- caching: intermediate tensors, shared backbones, the result cache's hash (issue 18) ---- */
+
+/* tinf_model_subgraph flag: graph inputs of `model` that the outputs still
+ * need are appended to the new model's inputs (after the named ones, in
+ * `model`'s input order) instead of being an error. */
+typedef enum tinf_subgraph_flag {
+  TINF_SUBGRAPH_ADD_GRAPH_INPUTS = 1
+} tinf_subgraph_flag;
+/* A model from the tensors named by input_names (graph inputs or tensors a
+ * run computes, in this order: the new model's inputs) to those named by
+ * output_names (any tensor a run takes or computes: the new model's outputs),
+ * running only the ops the outputs need from those inputs; everything
+ * upstream of the inputs and everything no output needs is left out. Names
+ * are those of tinf_model_tensor_detail (after the load-time passes). The new
+ * model is a view of `model`: it shares its constants and packed weights
+ * (same kernels, so its outputs are bit for bit those of a full run), keeps
+ * `model` alive (either may be freed first) and is freed with
+ * tinf_model_free; make sessions of it as of any model (the requested
+ * outputs are graph outputs of its sessions, so they live to the end of a
+ * run). n_inputs may be 0 (with TINF_SUBGRAPH_ADD_GRAPH_INPUTS: the graph
+ * inputs the outputs need); input_names may then be NULL.
+ * Statuses: TINF_OK; TINF_ERR_INVALID_ARGUMENT (model, a names array with a
+ * count > 0, a name or out_model NULL; a count out of range, n_outputs < 1;
+ * unknown flags; a name no tensor has; a constant; a tensor the load-time
+ * passes removed; a name given twice; a graph input the outputs need that is
+ * not given, without the flag; a given input that an op the outputs need also
+ * computes); TINF_ERR_OUT_OF_MEMORY. */
+tinf_status tinf_model_subgraph(const tinf_model *model, const char *const *input_names, int32_t n_inputs,
+                                const char *const *output_names, int32_t n_outputs, uint32_t flags,
+                                tinf_model **out_model);
+/* A fast non-cryptographic 64-bit hash of `size` bytes at `data` under
+ * `seed` (data may be NULL when size is 0), the same on every CPU and
+ * architecture. For lookups only: two equal hashes do not prove two byte
+ * ranges equal (tinyinfer.ResultCache compares the bytes on a match).
+ * Statuses: TINF_OK; TINF_ERR_INVALID_ARGUMENT (out_hash NULL, data NULL with size > 0). */
+tinf_status tinf_hash64(const void *data, size_t size, uint64_t seed, uint64_t *out_hash);
 
 #ifdef __cplusplus
 }

@@ -30,7 +30,7 @@ private func modelBytes(_ model: Model) -> Int {
 /// The arena a session at `batch` needs, planned on the re-inferred graph.
 private func arenaBytes(_ model: Model, _ options: SessionOptions, _ batch: Int) throws(TinfError) -> Int {
   let g = try model.graph.withInputShapes(try batchShapes(model, options, batch))
-  return try MemoryPlanner.plan(g).size
+  return try MemoryPlanner.planSession(g).size
 }
 
 /// arena + model + batch * item, or nil on overflow.

@@ -400,3 +400,13 @@ _fn("tinf_session_work", [SessionHandle, POINTER(c_uint64)])
 _fn("tinf_quantizer_set_auto_float", [QuantizerHandle, c_int32])
 # tinf_status tinf_quantizer_float_reason(const tinf_quantizer *quantizer, int32_t layer, const char **out_reason);
 _fn("tinf_quantizer_float_reason", [QuantizerHandle, c_int32, POINTER(c_char_p)])
+# ---- caching: intermediate tensors, shared backbones, the result cache's hash (issue 18) ----
+
+SUBGRAPH_ADD_GRAPH_INPUTS = 1  # TINF_SUBGRAPH_ADD_GRAPH_INPUTS (tinf_subgraph_flag)
+# tinf_status tinf_model_subgraph(const tinf_model *model, const char *const *input_names, int32_t n_inputs,
+#                                 const char *const *output_names, int32_t n_outputs, uint32_t flags,
+#                                 tinf_model **out_model);
+_fn("tinf_model_subgraph", [ModelHandle, POINTER(c_char_p), c_int32, POINTER(c_char_p), c_int32, c_uint32,
+                            POINTER(ModelHandle)])
+# tinf_status tinf_hash64(const void *data, size_t size, uint64_t seed, uint64_t *out_hash);
+_fn("tinf_hash64", [c_void_p, c_size_t, c_uint64, POINTER(c_uint64)])

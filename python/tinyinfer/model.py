@@ -14,6 +14,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from . import _lib
+from . import result_cache as _result_cache
 from ._dtypes import TO_NUMPY
 from ._errors import InvalidArgumentError, InvalidStateError, TinyInferRuntimeError
 
@@ -105,7 +106,10 @@ class Model:
             raise InvalidArgumentError(f"sparse must be True, False or 'always', got {sparse!r}")
         flags = ((0 if optimize else LOAD_NO_GRAPH_PASSES) | (0 if sparse else LOAD_DENSE)
                  | (LOAD_SPARSE_ALWAYS if sparse == "always" else 0))
-        if isinstance(source, (bytes, bytearray, memoryview)):
+        if isinstance(source, _lib.ModelHandle):
+            handle = source  # a C model made by the library (tinyinfer.subgraph's views): adopted
+            self._buffer = b""
+        elif isinstance(source, (bytes, bytearray, memoryview)):
             # The library borrows an aligned buffer: keep a copy alive with the model.
             buf = np.frombuffer(bytes(source), dtype=np.uint8)
             aligned = np.empty(buf.size + 64, dtype=np.uint8)
@@ -115,10 +119,11 @@ class Model:
             L.tinf_model_load_buffer_flags(self._buffer.ctypes.data, self._buffer.size, flags, byref(handle))
         else:
             L.tinf_model_load_file_flags(_fs_path(source), flags, byref(handle))
-        self._handle = handle
-        self.threads = threads
         # where the model came from (batch plans and tinyinfer.dask key on it)
         self.path: Optional[str] = None if self._buffer is not None else os.path.abspath(os.fspath(source))
+        self._handle = handle
+        self.parent: Optional[Model] = None  # the model a view (Model.subgraph, split) was made from
+        self.threads = threads
         self.optimize = optimize
         n = c_int32()
         L.tinf_model_input_count(handle, byref(n))
@@ -263,7 +268,11 @@ class Model:
             self._session = Session(self, self.threads, max_work=self.max_work)
         return self._session
 
-    def run(self, inputs, copy: bool = True, check_finite: bool = False) -> List[np.ndarray]:
+    def run(self, inputs=None, copy: bool = True, check_finite: bool = False, *, outputs=None,
+            from_tensors=None) -> List[np.ndarray]:
+        if outputs is not None or from_tensors is not None:
+            from .subgraph import run_partial_model
+            return run_partial_model(self, inputs, outputs, from_tensors, copy, check_finite)
         if self.result_cache is not None:
             return self._run_cached(inputs, copy, check_finite)
         return self._run(inputs, copy, check_finite)
@@ -293,7 +302,29 @@ class Model:
     run.__doc__ = _run.__doc__ + """
         With a `result_cache` (tinyinfer.ResultCache), inputs seen before
         (same bytes, shapes and dtypes) are answered from the cache: copies,
-        or with copy=False read-only views of the cached arrays."""
+        or with copy=False read-only views of the cached arrays.
+
+        `outputs=["name", ...]` returns those tensors (graph outputs or
+        intermediate tensors, by name) and runs only the ops they need;
+        `from_tensors={"name": array}` starts from given values of
+        intermediate tensors and skips what is upstream of them (`inputs`
+        then holds only the graph inputs still needed, as a dict, or None).
+        See Session.run; the result cache is not used for these runs."""
+
+    def subgraph(self, inputs=(), outputs=None, add_graph_inputs: bool = False) -> "Model":
+        """A model from the tensors named `inputs` to those named `outputs`
+        (default: this model's outputs) that runs only the ops between them,
+        sharing this model's weights (bit-identical results); see
+        tinyinfer.subgraph."""
+        from .subgraph import subgraph
+        return subgraph(self, inputs, outputs, add_graph_inputs)
+
+    def split(self, at) -> Tuple["Model", "Model"]:
+        """(backbone, head): the backbone from this model's inputs to the
+        tensors named `at`, the head from those tensors to this model's
+        outputs; see tinyinfer.subgraph.split."""
+        from .subgraph import split
+        return split(self, at)
 
     # -- the result cache (tinyinfer.ResultCache, docs/caching.md) ----------
     def _set_result_cache(self, result_cache, source, flags: int) -> None:
@@ -305,16 +336,15 @@ class Model:
         self._model_id = model_identity(source, flags) if result_cache is not None else None
 
     def _run_cached(self, inputs, copy: bool, check_finite: bool) -> List[np.ndarray]:
-        from .result_cache import ResultCache, input_arrays
         cache = self.result_cache
-        arrays = input_arrays(self.inputs, inputs)
+        arrays = _result_cache.input_arrays(self.inputs, inputs)
         if arrays is None:
             return self._run(inputs, copy, check_finite)  # raises the input error
-        key = ResultCache.key(self._model_id, arrays)
-        hit = cache.get(key)
+        key = cache.key(self._model_id, arrays)
+        hit = cache.get(key, arrays)
         if hit is None:
             outs = self._run(arrays, copy, check_finite)
-            cache.put(key, outs)
+            cache.put(key, arrays, outs)
             return outs
         if check_finite:
             _check_finite(arrays, self.inputs, "input")
@@ -507,6 +537,8 @@ class Session:
             self._handle = None
             self._in_views = self._out_views = []
             self._memory = None
+            for s in getattr(self, "_partials", {}).values():  # tinyinfer.subgraph's sessions of this one
+                s.close()
 
     def __enter__(self) -> "Session":
         return self
@@ -558,12 +590,25 @@ class Session:
             except TypeError:
                 raise InvalidArgumentError(f"input '{spec.name}' takes {spec.dtype}, got {a.dtype}") from None
 
-    def run(self, inputs, copy: bool = True, check_finite: bool = False) -> List[np.ndarray]:
+    def run(self, inputs=None, copy: bool = True, check_finite: bool = False, *, outputs=None,
+            from_tensors=None) -> List[np.ndarray]:
         """Sets the inputs, runs, and returns the outputs (copies; with
         copy=False, read-only views of the session's buffers whose contents
         change with the next run; they keep the buffers alive after close).
         `check_finite=True`: InvalidArgumentError for a float input with NaN
-        or infinite values, TinyInferRuntimeError for such an output."""
+        or infinite values, TinyInferRuntimeError for such an output.
+
+        `outputs=["name", ...]`: returns those tensors instead (graph outputs
+        or intermediate tensors, by name, in this order) and runs only the
+        ops they need. `from_tensors={"name": array}`: takes those tensors'
+        values as given and skips the ops upstream of them; `inputs` then
+        gives the graph inputs still needed (a dict by name, or all inputs as
+        usual), or None. Each combination runs on a session of a
+        tinyinfer.subgraph view, made on first use and kept (the 8 most
+        recently used) with this session."""
+        if outputs is not None or from_tensors is not None:
+            from .subgraph import run_partial
+            return run_partial(self, inputs, outputs, from_tensors, copy, check_finite)
         if check_finite:
             arrays = self._arrays(inputs)
             _check_finite(arrays, self.inputs, "input")

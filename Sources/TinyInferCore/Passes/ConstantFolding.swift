@@ -33,7 +33,8 @@ enum ConstantFolding {
 
     for (k, node) in g.nodes.enumerated() {
       let present = node.inputs.filter { $0 >= 0 }
-      let allConst = !present.isEmpty && present.allSatisfy { tensors[$0].isConstant }
+      // Range takes no inputs: its output is a constant too.
+      let allConst = present.isEmpty ? node.op == .range : present.allSatisfy { tensors[$0].isConstant }
       var inBytes = 0
       for t in present { inBytes += tensors[t].nbytes }
       var outBytes = 0
@@ -80,6 +81,14 @@ enum ConstantFolding {
     for t in tensors.indices where buffers[t] != nil && !used[t] {
       ti_shim_free(buffers[t])
       buffers[t] = nil
+    }
+    if !report.isEmpty {
+      var keptBytes = 0
+      for t in tensors.indices where buffers[t] != nil { keptBytes &+= tensors[t].nbytes }
+      let ops = report.count
+      report.append(
+        "fold constants: \(ops) op\(ops == 1 ? "" : "s") computed once at load instead of every run "
+          + "(\(keptBytes) bytes kept)")
     }
     return Result(graph: Graph(rewriting: g, tensors: tensors, nodes: kept), buffers: buffers, report: report)
   }

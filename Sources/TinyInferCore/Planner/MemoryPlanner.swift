@@ -28,7 +28,9 @@ public struct MemoryPlan: Sendable {
 public enum MemoryPlanner {
   public static let alignment = 64
 
-  public static func plan(_ g: Graph) throws(TinfError) -> MemoryPlan {
+  /// `pinned`: tensors that live for the whole run like graph inputs (the
+  /// outputs of ops a session hoists, Runtime/Hoisting.swift).
+  public static func plan(_ g: Graph, pinned: [Int] = []) throws(TinfError) -> MemoryPlan {
     let n = g.tensors.count
     let end = g.nodes.count
     var first = [Int](repeating: Int.max, count: n)
@@ -49,6 +51,10 @@ public enum MemoryPlanner {
       }
     }
     for t in g.outputs where !g.tensors[t].isConstant { last[t] = end }
+    for t in pinned where t >= 0 && t < n && first[t] != Int.max {
+      first[t] = 0
+      last[t] = end
+    }
 
     // Buffers: one per arena tensor, merged for in-place ops.
     var bufferOf = [Int](repeating: -1, count: n)

@@ -125,6 +125,7 @@ public final class Model {
         folding.buffers = o.buffers
         folding.report += o.report
       }
+      folding.report += Hoisting.report(folding.graph)
       return Model(
         size: size, storage: storage, dataBase: dataBase, folding: folding,
         parts: (layout.body.lowerBound, layout.body.count, layout.data.count), sparse: sparse, expanded: expanded,
@@ -194,6 +195,7 @@ public final class Model {
   }
 
   deinit {
+    guard parent == nil else { return }  // a view (subgraph) frees nothing: its parent owns the memory
     for b in foldedData { ti_shim_free(b) }
     ti_shim_free(expanded)
     switch storage {
@@ -208,6 +210,45 @@ public final class Model {
     if let f = foldedData[t] { return f }
     guard let r = graph.tensors[t].constant, let dataBase else { return nil }
     return UnsafeMutableRawPointer(mutating: dataBase + r.lowerBound)
+  }
+
+  // MARK: subgraph views (issue 18; Runtime/Subgraph.swift makes them)
+
+  /// The model this one is a view of (`Model.subgraph`), kept alive by it;
+  /// nil for a loaded model.
+  public private(set) var parent: Model? = nil
+
+  /// A view of `parent` running `graph` (the parent's tensors, ops
+  /// `ops` of the parent's in order, other inputs and outputs): it shares
+  /// the parent's constants, folded data and packed weights, so its kernels
+  /// are the parent's and its results bit for bit the same.
+  init(view parent: Model, graph: Graph, ops: [Int], report: [String], t0: UInt64) {
+    self.parent = parent
+    self.graph = graph
+    self.fileSize = parent.fileSize
+    self.partSizes = parent.partSizes
+    self.foldedBytes = 0
+    self.storage = .borrowed
+    self.dataBase = parent.dataBase
+    self.expanded = nil
+    self.encodedBytes = parent.encodedBytes
+    self.foldedData = parent.foldedData
+    self.passReport = report
+    self.packed = ops.map { parent.packed[$0] }
+    self.sparse = ops.map { parent.sparse[$0] }
+    var pb = 0
+    for k in ops { pb += (parent.packed[k]?.bytes ?? 0) + (parent.sparse[k]?.bytes ?? 0) }
+    self.packedBytes = pb
+    var seen = [Bool](repeating: false, count: graph.tensors.count)
+    var w = 0
+    for node in graph.nodes {
+      for t in node.inputs where t >= 0 && graph.tensors[t].isConstant && !seen[t] {
+        seen[t] = true
+        w += graph.tensors[t].nbytes
+      }
+    }
+    self.weightBytes = w
+    self.loadNanoseconds = ti_shim_now_ns() &- t0
   }
 
   public var metadata: [(key: String, value: String)] { graph.metadata }

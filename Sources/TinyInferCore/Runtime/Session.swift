@@ -80,7 +80,8 @@ public final class Session {
         "the model needs \(work) multiply-adds or element visits per run, over the work limit of \(options.maxWork) "
           + "(raise it with tinf_options_set_max_work, Python max_work=)")
     }
-    let plan = try MemoryPlanner.plan(g)
+    let hoist = Hoisting.ops(g)  // computed once below, not per run (Hoisting.swift)
+    let plan = try MemoryPlanner.planSession(g)
     guard plan.size <= options.maxArenaBytes else {
       throw TinfError(.outOfMemory, "the arena would need \(plan.size) bytes, over the limit of \(options.maxArenaBytes)")
     }
@@ -106,7 +107,7 @@ public final class Session {
         ptrs[t] = arena + off
       }
     }
-    let kernels: [KernelFn]
+    var kernels: [KernelFn]
     do throws(TinfError) {
       kernels = try bindKernels(model, g, 0..<g.nodes.count, ptrs, pool)
     } catch {
@@ -114,6 +115,7 @@ public final class Session {
       ti_shim_mutex_destroy(mutex)
       throw error
     }
+    _ = Hoisting.run(&kernels, hoist)
     var prefix: SubBatchPrefix? = nil
     do throws(TinfError) {
       prefix = try SubBatchPrefix.make(model: model, graph: g, pointers: ptrs, pool: pool)

@@ -1,0 +1,352 @@
+"""Running to and from intermediate tensors (tinyinfer.subgraph, issue 18):
+`run(outputs=...)` returns intermediates by name and runs only the ops they
+need, `run(from_tensors=...)` starts from given values, `Model.split` makes a
+backbone and a head whose chained results are a full run's bit for bit.
+References: plain numpy written here for built models; for the converted
+digits models, LiteRT's own intermediate tensors (preserve_all_tensors) and
+the full run of the same model; errors name the problem."""
+import ctypes
+import os
+
+import numpy as np
+import pytest
+
+import tinyinfer as ti
+from tinyinfer import InvalidArgumentError, _lib
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+RNG = np.random.default_rng(1818)
+W1 = RNG.standard_normal((16, 12)).astype(np.float32)
+B1 = RNG.standard_normal(12).astype(np.float32)
+W2 = RNG.standard_normal((12, 6)).astype(np.float32)
+B2 = RNG.standard_normal(6).astype(np.float32)
+W3 = RNG.standard_normal((12, 3)).astype(np.float32)
+
+
+def mlp_bytes():
+    """x -> hidden = relu(x W1 + b1) -> logits = hidden W2 + b2 -> probs = softmax;
+    embed = tanh(hidden W3) (a second head on the same hidden layer)."""
+    b = ti.GraphBuilder()
+    x = b.input("x", (1, 16))
+    h = b.op("FullyConnected", x, b.const("w1", np.ascontiguousarray(W1.T)), b.const("b1", B1), name="hidden")
+    h = b.op("Relu", h, name="hidden_relu")
+    logits = b.op("FullyConnected", h, b.const("w2", np.ascontiguousarray(W2.T)), b.const("b2", B2), name="logits")
+    probs = b.op("Softmax", logits, name="probs")
+    e = b.op("FullyConnected", h, b.const("w3", np.ascontiguousarray(W3.T)), None, name="embed_pre")
+    embed = b.op("Tanh", e, name="embed")
+    b.output(probs, embed)
+    return b.to_bytes()
+
+
+def np_hidden(x):
+    return np.maximum(x @ W1 + B1, 0)
+
+
+def np_softmax(z):
+    e = np.exp(z - z.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+def np_logits(h):
+    return h @ W2 + B2
+
+
+def exact(a, b):
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        assert x.shape == y.shape and x.dtype == y.dtype and np.array_equal(x, y)
+
+
+@pytest.fixture
+def mlp():
+    with ti.load(mlp_bytes(), optimize=False) as m:
+        yield m
+
+
+def test_outputs_by_name_match_numpy_and_the_full_run(mlp):
+    x = RNG.standard_normal((1, 16)).astype(np.float32)
+    probs, embed = mlp.run(x)
+    hid, logits = mlp.run(x, outputs=["hidden_relu", "logits"])
+    np.testing.assert_allclose(hid, np_hidden(x), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(logits, np_logits(np_hidden(x)), rtol=1e-5, atol=1e-4)
+    exact(mlp.run(x, outputs=["probs", "embed"]), [probs, embed])   # the graph outputs by name: the same bits
+    exact(mlp.run(x, outputs=["embed", "probs"]), [embed, probs])   # in the order asked
+    # a graph input as an output
+    exact(mlp.run(x, outputs=["x"]), [x])
+    # only the ops needed run: the view of "hidden_relu" has 2 ops of 6
+    v = mlp.subgraph(["x"], ["hidden_relu"])
+    assert [o.op for o in v.ops()] == ["FullyConnected", "Relu"]
+    assert v.passes[-1].startswith("subgraph: 2 of 6 ops")
+
+
+def test_from_tensors_skips_upstream_and_matches_bit_for_bit(mlp):
+    x = RNG.standard_normal((1, 16)).astype(np.float32)
+    probs, embed = mlp.run(x)
+    (hid,) = mlp.run(x, outputs=["hidden_relu"])
+    exact(mlp.run(from_tensors={"hidden_relu": hid}), [probs, embed])
+    exact(mlp.run(from_tensors={"hidden_relu": hid}, outputs=["probs"]), [probs])
+    # a value of our own: numpy's softmax of numpy's logits
+    h = np.abs(RNG.standard_normal((1, 12))).astype(np.float32)
+    (p,) = mlp.run(from_tensors={"hidden_relu": h}, outputs=["probs"])
+    np.testing.assert_allclose(p, np_softmax(np_logits(h)), rtol=1e-5, atol=1e-6)
+    # the same through a session (its partial sessions are kept, then closed with it)
+    with mlp.session() as s:
+        for _ in range(3):
+            exact(s.run(None, from_tensors={"hidden_relu": hid}), [probs, embed])
+        assert len(s._partials) == 1
+        partial = next(iter(s._partials.values()))
+    assert partial._handle is None
+
+
+def test_split_backbone_and_heads(mlp):
+    x = RNG.standard_normal((1, 16)).astype(np.float32)
+    full = mlp.run(x)
+    backbone, head = mlp.split(at=["hidden_relu"])
+    assert [t.name for t in backbone.inputs] == ["x"] and [t.name for t in backbone.outputs] == ["hidden_relu"]
+    assert [t.name for t in head.inputs] == ["hidden_relu"] and [t.name for t in head.outputs] == ["probs", "embed"]
+    assert backbone.num_ops + head.num_ops == mlp.num_ops
+    (feats,) = backbone.run(x)
+    exact(head.run(feats), full)
+    # two heads on one backbone run
+    cls = mlp.subgraph(["hidden_relu"], ["probs"])
+    emb = mlp.subgraph(["hidden_relu"], ["embed"])
+    exact(cls.run(feats) + emb.run(feats), full)
+    # views outlive the model they were made from
+    mlp.close()
+    exact(head.run(backbone.run(x)), full)
+    # a batch of 4 on the views (shape sessions)
+    xb = RNG.standard_normal((4, 16)).astype(np.float32)
+    (fb,) = backbone.run(xb)
+    np.testing.assert_allclose(fb, np_hidden(xb), rtol=1e-5, atol=1e-5)
+    assert head.run(fb)[0].shape == (4, 6)
+
+
+def test_batch_runs_with_outputs():
+    with ti.load(mlp_bytes(), optimize=False) as m:
+        xb = RNG.standard_normal((3, 16)).astype(np.float32)
+        (h,) = m.run(xb, outputs=["hidden_relu"])
+        np.testing.assert_allclose(h, np_hidden(xb), rtol=1e-5, atol=1e-5)
+        exact(m.run(from_tensors={"hidden_relu": h}), m.run(xb))
+
+
+def test_errors_name_the_problem(mlp):
+    x = np.zeros((1, 16), np.float32)
+    with pytest.raises(InvalidArgumentError, match="no tensor of that name"):
+        mlp.run(x, outputs=["nope"])
+    with pytest.raises(InvalidArgumentError, match="no tensor of that name"):
+        mlp.run(from_tensors={"nope": x})
+    with pytest.raises(InvalidArgumentError, match="is a constant"):
+        mlp.run(x, outputs=["w1"])
+    with pytest.raises(InvalidArgumentError, match="asked twice"):
+        mlp.run(x, outputs=["probs", "probs"])
+    with pytest.raises(InvalidArgumentError, match="shape"):
+        mlp.run(from_tensors={"hidden_relu": np.zeros((1, 11), np.float32)})
+    with pytest.raises(InvalidArgumentError, match="takes float32, got complex64"):
+        mlp.run(from_tensors={"hidden_relu": np.zeros((1, 12), np.complex64)})
+    with pytest.raises(InvalidArgumentError, match="from_tensors must be a dict"):
+        mlp.run(from_tensors=[("hidden_relu", x)])
+    with pytest.raises(InvalidArgumentError, match="a tensor name is a str"):
+        mlp.run(x, outputs=[3])
+    with pytest.raises(InvalidArgumentError, match="unknown input name"):
+        mlp.run({"hidden_relu": x}, outputs=["probs"])
+    with pytest.raises(InvalidArgumentError, match="not among the given inputs"):
+        mlp.subgraph(["hidden_relu"], ["probs", "x"])     # x is needed (as an output) but not given
+    with pytest.raises(InvalidArgumentError, match="at least one"):
+        mlp.split(at=[])
+
+
+def test_from_tensors_that_do_not_cut_the_graph():
+    # y = tanh(a) + x with a = relu(x): from {a} alone the Add still needs x
+    b = ti.GraphBuilder()
+    x = b.input("x", (2, 5))
+    a = b.op("Relu", x, name="a")
+    t = b.op("Tanh", a, name="t")
+    b.output(b.op("Add", t, x, name="y"))
+    with ti.load(b.to_bytes()) as m:
+        xv = RNG.standard_normal((2, 5)).astype(np.float32)
+        av = np.abs(RNG.standard_normal((2, 5))).astype(np.float32)
+        with pytest.raises(InvalidArgumentError, match="need the model input 'x'.*do not cut the graph"):
+            m.run(from_tensors={"a": av})
+        (y,) = m.run({"x": xv}, from_tensors={"a": av})   # with x given too: tanh(a) + x
+        np.testing.assert_allclose(y, np.tanh(av) + xv, rtol=1e-5, atol=1e-6)
+        # the split's head takes x too (a skip connection over the cut)
+        backbone, head = m.split(at=["a"])
+        assert [t.name for t in head.inputs] == ["a", "x"]
+        exact(head.run([backbone.run(xv)[0], xv]), m.run(xv))
+        with pytest.raises(InvalidArgumentError, match="unknown input name.*go in from_tensors"):
+            m.run({"x": xv, "a": av}, outputs=["y"])
+        with pytest.raises(InvalidArgumentError, match="'x' is given both in inputs and in from_tensors"):
+            m.run({"x": xv}, from_tensors={"x": xv})
+
+
+def test_a_tensor_the_passes_removed():
+    # the Relu is fused into the FullyConnected: 'hidden' no longer exists as loaded
+    with ti.load(mlp_bytes()) as m:
+        assert any(p.startswith("fuse Relu") for p in m.passes)
+        with pytest.raises(InvalidArgumentError, match="optimize=False"):
+            m.run(np.zeros((1, 16), np.float32), outputs=["hidden"])
+    with ti.load(mlp_bytes(), optimize=False) as m:
+        x = RNG.standard_normal((1, 16)).astype(np.float32)
+        (h,) = m.run(x, outputs=["hidden"])
+        np.testing.assert_allclose(h, x @ W1 + B1, rtol=1e-5, atol=1e-5)
+
+
+def litert_tensors(path, x):
+    """{name: value} of every tensor LiteRT computes for input x."""
+    lite = pytest.importorskip("ai_edge_litert.interpreter")
+    it = lite.Interpreter(model_path=path, experimental_preserve_all_tensors=True)
+    it.allocate_tensors()
+    it.set_tensor(it.get_input_details()[0]["index"], x)
+    it.invoke()
+    out = {}
+    for d in it.get_tensor_details():
+        try:
+            out[d["name"]] = it.get_tensor(d["index"])
+        except ValueError:
+            pass
+    return out
+
+
+@pytest.mark.parametrize("name", ["digits_mlp.tflite", "digits_cnn.tflite"])
+def test_converted_models_intermediates(name):
+    path = os.path.join(ROOT, "models", name)
+    with ti.load(path, cache=False) as m:
+        spec = m.inputs[0]
+        x = RNG.random(spec.shape).astype(np.float32)
+        full = m.run(x)
+        outs = {t.name for t in m.outputs}
+        ops = m.ops()
+        tensors = m.tensors()
+        inter = [tensors[o.outputs[0]].name for o in ops if tensors[o.outputs[0]].name not in outs]
+        assert len(inter) >= 2, inter
+        values = m.run(x, outputs=inter)
+        peer = litert_tensors(path, x)
+        compared = 0
+        for n, v in zip(inter, values):
+            # every intermediate restarts the run: the rest of the graph from it gives the full run's bits
+            exact(m.run(from_tensors={n: v}), full)
+            if n in peer and peer[n].shape == v.shape:
+                np.testing.assert_allclose(v, peer[n], rtol=1e-4, atol=1e-4)
+                compared += 1
+        backbone, head = m.split(at=[inter[len(inter) // 2]])
+        exact(head.run(backbone.run(x)), full)
+        assert compared >= 2, (name, compared, inter)   # the converters keep the source names
+
+
+def test_int8_intermediate_dtype_is_checked():
+    path = os.path.join(ROOT, "models", "digits_cnn.int8.tflite")
+    with ti.load(path, cache=False) as m:
+        tensors = m.tensors()
+        ints = [tensors[o.outputs[0]] for o in m.ops() if tensors[o.outputs[0]].dtype == np.int8]
+        assert ints
+        t = ints[0]
+        with pytest.raises(InvalidArgumentError, match="takes int8, got float32"):
+            m.run(from_tensors={t.name: np.zeros(t.shape, np.float32)})
+        x = RNG.integers(-128, 127, m.inputs[0].shape).astype(m.inputs[0].dtype) if m.inputs[0].dtype.kind == "i" \
+            else RNG.random(m.inputs[0].shape).astype(m.inputs[0].dtype)
+        (v,) = m.run(x, outputs=[t.name])
+        assert v.dtype == np.int8
+        exact(m.run(from_tensors={t.name: v}), m.run(x))
+
+
+def test_c_api_checks_its_arguments(mlp):
+    L = _lib.lib
+    names = (ctypes.c_char_p * 1)(b"probs")
+    out = _lib.ModelHandle()
+    with pytest.raises(InvalidArgumentError, match="out_model is NULL"):
+        L.tinf_model_subgraph(mlp.handle, None, 0, names, 1, 1, None)
+    with pytest.raises(InvalidArgumentError, match="unknown flags"):
+        L.tinf_model_subgraph(mlp.handle, None, 0, names, 1, 6, ctypes.byref(out))
+    with pytest.raises(InvalidArgumentError, match="n_outputs"):
+        L.tinf_model_subgraph(mlp.handle, None, 0, names, 0, 1, ctypes.byref(out))
+    with pytest.raises(InvalidArgumentError, match="input names are NULL"):
+        L.tinf_model_subgraph(mlp.handle, None, 1, names, 1, 1, ctypes.byref(out))
+    with pytest.raises(InvalidArgumentError, match="output name 0 is NULL"):
+        L.tinf_model_subgraph(mlp.handle, None, 0, (ctypes.c_char_p * 1)(None), 1, 1, ctypes.byref(out))
+    with pytest.raises(InvalidArgumentError, match="count -1 out of range"):
+        L.tinf_model_subgraph(mlp.handle, names, -1, names, 1, 1, ctypes.byref(out))
+    with pytest.raises(InvalidArgumentError, match="model is NULL"):
+        L.tinf_model_subgraph(None, None, 0, names, 1, 1, ctypes.byref(out))
+    L.tinf_model_subgraph(mlp.handle, None, 0, names, 1, 1, ctypes.byref(out))
+    L.tinf_model_free(out)
+
+
+def test_hash64():
+    L = _lib.lib
+    h = ctypes.c_uint64()
+
+    def hash_of(b, seed=0):
+        L.tinf_hash64(b, len(b), seed, ctypes.byref(h))
+        return h.value
+
+    data = RNG.integers(0, 256, 100_003).astype(np.uint8).tobytes()
+    assert hash_of(data) == hash_of(bytes(data))
+    assert hash_of(data) != hash_of(data, seed=1)
+    seen = {hash_of(b"")}
+    for i in range(0, len(data), 997):           # one bit flipped anywhere, lengths around every tail size
+        flipped = bytearray(data)
+        flipped[i] ^= 1
+        seen.add(hash_of(bytes(flipped)))
+        seen.add(hash_of(data[:i + 1]))
+    assert len(seen) == 1 + 2 * len(range(0, len(data), 997))
+    assert hash_of(data[:64] + b"\0") != hash_of(data[:64])   # zero padding does not hide the length
+    L.tinf_hash64(None, 0, 0, ctypes.byref(h))
+    with pytest.raises(InvalidArgumentError, match="data is NULL"):
+        L.tinf_hash64(None, 5, 0, ctypes.byref(h))
+    with pytest.raises(InvalidArgumentError, match="out_hash is NULL"):
+        L.tinf_hash64(data, 5, 0, None)
+
+
+def test_flag_is_the_headers():
+    import re
+    header = open(os.path.join(ROOT, "include", "tinyinfer.h")).read()
+    m = re.search(r"typedef enum tinf_subgraph_flag \{\s*TINF_SUBGRAPH_ADD_GRAPH_INPUTS = (\d+)\s*\}", header)
+    assert m and int(m.group(1)) == _lib.SUBGRAPH_ADD_GRAPH_INPUTS
+
+
+def test_partial_sessions_are_bounded_and_shared_by_threads():
+    import threading
+    from tinyinfer.subgraph import MAX_PARTIAL_SESSIONS
+    # a chain of 12 Tanh/Exp ops: each intermediate a possible output
+    b = ti.GraphBuilder()
+    h = b.input("x", (2, 6))
+    names = []
+    for i in range(12):
+        h = b.op("Tanh" if i % 2 == 0 else "Exp", h, name=f"t{i}")
+        names.append(f"t{i}")
+    b.output(h)
+    x = RNG.standard_normal((2, 6)).astype(np.float32)
+    ref, v = {}, x.astype(np.float64)
+    for i, n in enumerate(names):
+        v = np.tanh(v) if i % 2 == 0 else np.exp(v)
+        ref[n] = v
+    with ti.load(b.to_bytes()) as m:
+        s = m.session()
+        first = None
+        for n in names:
+            (y,) = s.run(x, outputs=[n])
+            np.testing.assert_allclose(y, ref[n], rtol=1e-5, atol=1e-6)
+            if first is None:
+                first = next(iter(s._partials.values()))
+        assert len(s._partials) == MAX_PARTIAL_SESSIONS
+        assert first._handle is None                       # the least recently used was closed
+        errors = []
+
+        def work(k):
+            r = np.random.default_rng(k)
+            try:
+                for _ in range(40):
+                    n = names[int(r.integers(len(names)))]
+                    (y,) = m.run(x, outputs=[n])
+                    if not np.allclose(y, ref[n], rtol=1e-5, atol=1e-6):
+                        errors.append(n)
+            except Exception as e:  # reported below: the test fails
+                errors.append(e)
+
+        threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        s.close()
