@@ -690,6 +690,19 @@ tinf_status tinf_options_set_max_work(tinf_options *options, uint64_t max_work);
 /* The work of one run of this session (the figure checked against the
  * limit). Statuses: TINF_OK; TINF_ERR_INVALID_ARGUMENT (session or out_work NULL). */
 tinf_status tinf_session_work(const tinf_session *session, uint64_t *out_work);
+/* ---- state: resource variables (issue 14) ------------------------------------- */
+
+/* A model with variables (ReadVariable / AssignVariable, docs/ops.md "State":
+ * TFLite resource variables) keeps their values in each session, across
+ * tinf_session_run calls; a new session starts from the initial values.
+ * tinf_session_reset_state sets every variable of the session back to its
+ * initial value (a new stream). It waits for a run in progress on another
+ * thread. Nothing to do (TINF_OK) for a model without variables.
+ * Statuses: TINF_OK; TINF_ERR_INVALID_ARGUMENT (session NULL). */
+tinf_status tinf_session_reset_state(tinf_session *session);
+/* The number of variables of the session (0 for a model without).
+ * Statuses: TINF_OK; TINF_ERR_INVALID_ARGUMENT (session or out_count NULL). */
+tinf_status tinf_session_state_count(const tinf_session *session, int32_t *out_count);
 
 #ifdef __cplusplus
 }

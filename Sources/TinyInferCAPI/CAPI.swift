@@ -621,3 +621,21 @@ public func tinf_session_work(_ session: OpaquePointer?, _ out: UnsafeMutablePoi
   out.pointee = s.session.work
   return ok()
 }
+
+// MARK: - State: resource variables (issue 14)
+
+@c @implementation
+public func tinf_session_reset_state(_ session: OpaquePointer?) -> tinf_status {
+  guard let s = sessionHandle(session) else { return nullArg("tinf_session_reset_state", "session") }
+  return status { () throws(TinfError) in try s.session.resetState() }
+}
+
+@c @implementation
+public func tinf_session_state_count(_ session: OpaquePointer?, _ out: UnsafeMutablePointer<Int32>?) -> tinf_status {
+  if let bad = firstNull("tinf_session_state_count", ("session", session == nil), ("out_count", out == nil)) {
+    return bad
+  }
+  guard let s = sessionHandle(session), let out else { return nullArg("tinf_session_state_count") }
+  out.pointee = Int32(truncatingIfNeeded: s.session.variables?.count ?? 0)
+  return ok()
+}

@@ -393,3 +393,9 @@ _fn("tinf_model_tensor_storage", [ModelHandle, c_int32, POINTER(c_int32), POINTE
 _fn("tinf_options_set_max_work", [OptionsHandle, c_uint64])
 # tinf_status tinf_session_work(const tinf_session *session, uint64_t *out_work);
 _fn("tinf_session_work", [SessionHandle, POINTER(c_uint64)])
+# ---- state: resource variables (issue 14) ----
+
+# tinf_status tinf_session_reset_state(tinf_session *session);
+_fn("tinf_session_reset_state", [SessionHandle])
+# tinf_status tinf_session_state_count(const tinf_session *session, int32_t *out_count);
+_fn("tinf_session_state_count", [SessionHandle, POINTER(c_int32)])

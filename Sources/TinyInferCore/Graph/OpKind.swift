@@ -73,6 +73,9 @@ public enum OpKind: UInt16, Sendable, CaseIterable {
   case tile = 68
   case range = 69
   case erf = 70
+  // Resource variables (session state; Runtime/Variables.swift): 76-77.
+  case readVariable = 76
+  case assignVariable = 77
 
   /// The op's name (FileCode).
   public var staticName: StaticString {
@@ -147,6 +150,8 @@ public enum OpKind: UInt16, Sendable, CaseIterable {
     case .tile: return "Tile"
     case .range: return "Range"
     case .erf: return "Erf"
+    case .readVariable: return "ReadVariable"
+    case .assignVariable: return "AssignVariable"
     }
   }
 

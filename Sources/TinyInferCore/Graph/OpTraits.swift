@@ -39,6 +39,18 @@ public struct OpTraits: Sendable {
   public var movesData = false
   /// What the load-time passes may rewrite around it.
   public var family: OpFamily = .compute
+  /// Whether it reads or writes the session's variables (Runtime/Variables.swift):
+  /// never folded at load nor merged with another op; a writer is never removed.
+  public var state: StateAccess = .none
+}
+
+/// An op's access to the session's variables.
+public enum StateAccess: Sendable, Equatable {
+  case none
+  /// Reads a variable (ReadVariable).
+  case reads
+  /// Writes a variable (AssignVariable): kept even when nothing reads its output.
+  case writes
 }
 
 /// A set of input slots (0...31), bit i for slot i.
@@ -193,6 +205,10 @@ extension OpKind {
       return OpTraits(inputs: 1...1, staticInt8: .sameParams, movesData: true)
     case .range:
       return OpTraits(inputs: 0...0)
+    case .readVariable:
+      return OpTraits(inputs: 1...1, state: .reads)
+    case .assignVariable:
+      return OpTraits(inputs: 2...2, state: .writes)
     }
   }
 }

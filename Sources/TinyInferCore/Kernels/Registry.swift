@@ -46,6 +46,7 @@ public enum Registry {
     case .reduceMin, .reduceProd, .reduceSum: return try ReduceKernel.infer(node, inputs)
     case .expand, .tile: return try ExpandKernel.infer(node, inputs)
     case .range: return try RangeKernel.infer(node, inputs)
+    case .readVariable, .assignVariable: return try VariableKernel.infer(node, inputs)
     }
   }
 
@@ -88,6 +89,7 @@ public enum Registry {
     case .reduceMin, .reduceProd, .reduceSum: return try ReduceKernel.bind(ctx)
     case .expand, .tile: return try ExpandKernel.bind(ctx)
     case .range: return try RangeKernel.bind(ctx)
+    case .readVariable, .assignVariable: return try VariableKernel.bind(ctx)
     }
   }
 
@@ -152,7 +154,7 @@ public enum Registry {
     case .stridedSlice: return .slice(.stridedSlice)
     case .fullyConnected, .matMul, .conv2D, .depthwiseConv2D, .transposeConv2D, .maxPool2D, .averagePool2D, .softmax, .logSoftmax, .layerNorm, .batchNorm, .transpose, .concat, .split, .pad, .gather,
       .resizeBilinear, .resizeNearest, .depthToSpace, .spaceToDepth, .quantize, .dequantize, .select, .cast, .shape,
-      .expand, .tile, .range:
+      .expand, .tile, .range, .readVariable, .assignVariable:
       return .own
     }
   }

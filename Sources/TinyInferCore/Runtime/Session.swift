@@ -107,8 +107,10 @@ public final class Session {
       }
     }
     let kernels: [KernelFn]
+    let variables: VariableStore?
     do throws(TinfError) {
-      kernels = try bindKernels(model, g, 0..<g.nodes.count, ptrs, pool)
+      variables = try VariableStore.make(g) { model.constantData($0) }
+      kernels = try bindKernels(model, g, 0..<g.nodes.count, ptrs, pool, variables: variables)
     } catch {
       ti_shim_free(arena)
       ti_shim_mutex_destroy(mutex)
@@ -122,13 +124,14 @@ public final class Session {
     }
     return Session(
       model: model, graph: g, plan: plan, pool: pool, arena: arena, pointers: ptrs, kernels: kernels, prefix: prefix,
-      work: work, mutex: mutex)
+      work: work, mutex: mutex, variables: variables)
   }
 
   /// Binds the kernels of ops `ops` of graph `g` (the model's graph or the
   /// same with other shapes) on tensor data `ptrs`.
   static func bindKernels(
-    _ model: Model, _ g: Graph, _ ops: Range<Int>, _ ptrs: [UnsafeMutableRawPointer?], _ pool: ThreadPool
+    _ model: Model, _ g: Graph, _ ops: Range<Int>, _ ptrs: [UnsafeMutableRawPointer?], _ pool: ThreadPool,
+    variables: VariableStore? = nil
   ) throws(TinfError) -> [KernelFn] {
     var kernels: [KernelFn] = []
     kernels.reserveCapacity(ops.count)
@@ -141,7 +144,7 @@ public final class Session {
         inputData: node.inputs.map { $0 >= 0 ? ptrs[$0] : nil },
         outputData: node.outputs.map { ptrs[$0]! },
         pool: pool,
-        packed: model.packed[k], sparse: model.sparse[k])
+        packed: model.packed[k], sparse: model.sparse[k], variables: variables)
       do throws(TinfError) {
         kernels.append(try Registry.bind(ctx))
       } catch {
@@ -154,8 +157,9 @@ public final class Session {
   private init(
     model: Model, graph: Graph, plan: MemoryPlan, pool: ThreadPool, arena: UnsafeMutableRawPointer?,
     pointers: [UnsafeMutableRawPointer?], kernels: [KernelFn], prefix: SubBatchPrefix?, work: UInt64,
-    mutex: OpaquePointer
+    mutex: OpaquePointer, variables: VariableStore?
   ) {
+    self.variables = variables
     self.prefix = prefix
     self.work = work
     self.mutex = mutex
@@ -180,6 +184,18 @@ public final class Session {
   /// Held by every run and by `close`: a run and a close exclude each other.
   private let mutex: OpaquePointer
   private var closed = false
+
+  /// The session's variables (Runtime/Variables.swift); nil when the model has none.
+  public let variables: VariableStore?
+
+  /// Sets every variable back to its initial value (a new stream), waiting
+  /// for a run in progress on another thread; `.invalidState` when closed.
+  /// Nothing to do for a model without variables.
+  public func resetState() throws(TinfError) {
+    try lockForRun()
+    defer { ti_shim_mutex_unlock(mutex) }
+    variables?.reset()
+  }
 
   /// Marks the session closed, waiting for a run in progress on another
   /// thread to end; later runs fail with `.invalidState`. The C API's

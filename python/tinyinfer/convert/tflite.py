@@ -121,7 +121,7 @@ SUPPORTED_OPS: Dict[str, str] = {
     "RANGE": "folded to a constant (constant start, limit, delta)",
 }
 
-_CONTROL_FLOW = {"WHILE", "IF", "CALL", "CALL_ONCE", "STABLEHLO_WHILE", "STABLEHLO_COMPOSITE"}
+_CONTROL_FLOW = {"WHILE", "IF", "CALL", "STABLEHLO_WHILE", "STABLEHLO_COMPOSITE"}
 
 # TensorType -> numpy dtype (the ones the runtime has).
 _TYPES = {0: np.float32, 1: np.float16, 2: np.int32, 3: np.uint8, 4: np.int64, 6: np.bool_, 7: np.int16, 9: np.int8}
@@ -363,6 +363,9 @@ class _Importer:
         if k >= len(ins) or ins[k] < 0:
             return None
         return self.tensors[int(ins[k])]
+
+    def is_graph_output(self, index: int) -> bool:
+        return index in {int(i) for i in _np(self.graph.OutputsAsNumpy())}
 
     def info_out(self, op, k: int = 0) -> _TensorInfo:
         return self.tensors[int(_np(op.OutputsAsNumpy())[k])]
@@ -1177,6 +1180,10 @@ _HANDLERS = {
     "BROADCAST_TO": _broadcast_to,
     "RANGE": _range,
 }
+# Resource variables (VAR_HANDLE, READ_VARIABLE, ASSIGN_VARIABLE, CALL_ONCE): tflite_state.py.
+from . import tflite_state as _state  # noqa: E402  (it reads this module's helpers)
+_HANDLERS.update(_state.HANDLERS)
+SUPPORTED_OPS.update(_state.SUPPORTED)
 assert set(_HANDLERS) == set(SUPPORTED_OPS)
 
 
