@@ -703,6 +703,20 @@ tinf_status tinf_session_reset_state(tinf_session *session);
 /* The number of variables of the session (0 for a model without).
  * Statuses: TINF_OK; TINF_ERR_INVALID_ARGUMENT (session or out_count NULL). */
 tinf_status tinf_session_state_count(const tinf_session *session, int32_t *out_count);
+/* ---- control flow: subgraphs (issue 14) ---------------------------------------- */
+
+/* Moves the ops from index first_op to the last one added into a new
+ * subgraph (docs/format.md, version 1.2) whose inputs and outputs are these
+ * tensors (inputs: non-constant tensors with dtype and shape; outputs: at
+ * least one); *out_index is the subgraph's index, for the `subgraphs`
+ * attribute of If / While (docs/ops.md, "Control flow"). Later ops go to the
+ * main graph again, so a subgraph used inside another is added first. Arrays
+ * are copied. Statuses: TINF_OK; TINF_ERR_INVALID_ARGUMENT (NULL builder,
+ * name or out_index, NULL list with a count, an index out of range, no
+ * outputs, more than 1024 subgraphs). Whole-graph checks happen at finish. */
+tinf_status tinf_builder_add_subgraph(tinf_builder *builder, const char *name, int32_t first_op, int32_t n_inputs,
+                                      const int32_t *inputs, int32_t n_outputs, const int32_t *outputs,
+                                      int32_t *out_index);
 
 #ifdef __cplusplus
 }

@@ -8,8 +8,6 @@
 """
 
 import ctypes
-import importlib.util
-import os
 import threading
 
 import numpy as np
@@ -20,8 +18,8 @@ import tinyinfer.lite
 from tinyinfer import (GraphBuilder, InvalidArgumentError, InvalidStateError, ModelFormatError, ShapeError,
                        TinyInferError, _lib)
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(os.path.dirname(HERE))
+import tf_fixtures
+
 L = _lib.lib
 
 
@@ -194,17 +192,7 @@ def test_reset_while_runs_on_other_threads(tmp_path):
 # -- TFLite resource variables vs LiteRT --------------------------------------------
 @pytest.fixture(scope="module")
 def stateful_models(tmp_path_factory):
-    pytest.importorskip("tensorflow")
-    pytest.importorskip("ai_edge_litert")
-    pytest.importorskip("tflite")
-    spec = importlib.util.spec_from_file_location(
-        "make_stateful", os.path.join(ROOT, "scripts", "fixtures", "make_stateful.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    try:
-        made = mod.build(str(tmp_path_factory.mktemp("stateful")))
-    except Exception as e:  # TensorFlow cannot make the fixture here
-        pytest.skip(f"cannot make the stateful TFLite fixtures: {type(e).__name__}: {e}")
+    mod, made = tf_fixtures.build("make_stateful", str(tmp_path_factory.mktemp("stateful")))
     made["chunks"] = mod.chunks
     return made
 

@@ -399,3 +399,10 @@ _fn("tinf_session_work", [SessionHandle, POINTER(c_uint64)])
 _fn("tinf_session_reset_state", [SessionHandle])
 # tinf_status tinf_session_state_count(const tinf_session *session, int32_t *out_count);
 _fn("tinf_session_state_count", [SessionHandle, POINTER(c_int32)])
+# ---- control flow: subgraphs (issue 14) ----
+
+# tinf_status tinf_builder_add_subgraph(tinf_builder *builder, const char *name, int32_t first_op, int32_t n_inputs,
+#                                       const int32_t *inputs, int32_t n_outputs, const int32_t *outputs,
+#                                       int32_t *out_index);
+_fn("tinf_builder_add_subgraph", [BuilderHandle, c_char_p, c_int32, c_int32, POINTER(c_int32), c_int32,
+                                  POINTER(c_int32), POINTER(c_int32)])

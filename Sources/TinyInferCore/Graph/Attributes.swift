@@ -38,6 +38,9 @@ public enum AttrKey: UInt16, Sendable, CaseIterable {
   case blockSize = 35
   case dtype = 36
   case weightFormat = 37
+  /// Control flow (issue 14): the subgraph indices an If / While runs. A
+  /// code apart from the sequence, so that keys added in parallel do not collide.
+  case subgraphs = 76
 
   /// The key's name (FileCode).
   public var staticName: StaticString {
@@ -79,6 +82,7 @@ public enum AttrKey: UInt16, Sendable, CaseIterable {
     case .blockSize: return "block_size"
     case .dtype: return "dtype"
     case .weightFormat: return "weight_format"
+    case .subgraphs: return "subgraphs"
     }
   }
 

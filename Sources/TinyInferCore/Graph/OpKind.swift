@@ -76,6 +76,9 @@ public enum OpKind: UInt16, Sendable, CaseIterable {
   // Resource variables (session state; Runtime/Variables.swift): 76-77.
   case readVariable = 76
   case assignVariable = 77
+  // Control flow (subgraphs; Runtime/ControlFlow.swift): 78-79.
+  case ifThenElse = 78
+  case whileLoop = 79
 
   /// The op's name (FileCode).
   public var staticName: StaticString {
@@ -152,6 +155,8 @@ public enum OpKind: UInt16, Sendable, CaseIterable {
     case .erf: return "Erf"
     case .readVariable: return "ReadVariable"
     case .assignVariable: return "AssignVariable"
+    case .ifThenElse: return "If"
+    case .whileLoop: return "While"
     }
   }
 

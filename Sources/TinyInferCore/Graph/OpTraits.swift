@@ -42,6 +42,9 @@ public struct OpTraits: Sendable {
   /// Whether it reads or writes the session's variables (Runtime/Variables.swift):
   /// never folded at load nor merged with another op; a writer is never removed.
   public var state: StateAccess = .none
+  /// It runs subgraphs (If, While; Runtime/ControlFlow.swift): its output
+  /// types come from their signatures; never folded at load.
+  public var subgraphs = false
 }
 
 /// An op's access to the session's variables.
@@ -209,6 +212,10 @@ extension OpKind {
       return OpTraits(inputs: 1...1, state: .reads)
     case .assignVariable:
       return OpTraits(inputs: 2...2, state: .writes)
+    case .ifThenElse:
+      return OpTraits(inputs: 1...(1 << 16), outputs: 1...(1 << 16), subgraphs: true)
+    case .whileLoop:
+      return OpTraits(inputs: 1...(1 << 16), outputs: 1...(1 << 16), subgraphs: true)
     }
   }
 }

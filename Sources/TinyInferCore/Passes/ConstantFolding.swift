@@ -34,6 +34,7 @@ enum ConstantFolding {
     for (k, node) in g.nodes.enumerated() {
       let present = node.inputs.filter { $0 >= 0 }
       let allConst = !present.isEmpty && present.allSatisfy { tensors[$0].isConstant } && node.op.traits.state == .none
+        && !node.op.traits.subgraphs
       var inBytes = 0
       for t in present { inBytes += tensors[t].nbytes }
       var outBytes = 0

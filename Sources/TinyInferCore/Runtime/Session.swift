@@ -98,19 +98,13 @@ public final class Session {
       }
       arena = a
     }
-    var ptrs = [UnsafeMutableRawPointer?](repeating: nil, count: g.tensors.count)
-    for t in 0..<g.tensors.count {
-      if g.tensors[t].isConstant {
-        ptrs[t] = model.constantData(t)
-      } else if let off = plan.offsets[t], let arena {
-        ptrs[t] = arena + off
-      }
-    }
+    let ptrs = tensorPointers(model, g, plan, arena)
     let kernels: [KernelFn]
     let variables: VariableStore?
     do throws(TinfError) {
       variables = try VariableStore.make(g) { model.constantData($0) }
-      kernels = try bindKernels(model, g, 0..<g.nodes.count, ptrs, pool, variables: variables)
+      let meter = g.subgraphs.isEmpty ? nil : WorkMeter(limit: options.maxWork, mainWork: work, graph: g)
+      kernels = try bindKernels(model, g, 0..<g.nodes.count, ptrs, pool, variables: variables, meter: meter)
     } catch {
       ti_shim_free(arena)
       ti_shim_mutex_destroy(mutex)
@@ -127,11 +121,27 @@ public final class Session {
       work: work, mutex: mutex, variables: variables)
   }
 
+  /// Where each tensor of `g` lives: constants in the model, the rest at
+  /// their plan's offsets in `arena` (nil: unused).
+  static func tensorPointers(_ model: Model, _ g: Graph, _ plan: MemoryPlan, _ arena: UnsafeMutableRawPointer?)
+    -> [UnsafeMutableRawPointer?]
+  {
+    var ptrs = [UnsafeMutableRawPointer?](repeating: nil, count: g.tensors.count)
+    for t in 0..<g.tensors.count {
+      if g.tensors[t].isConstant {
+        ptrs[t] = model.constantData(t)
+      } else if let off = plan.offsets[t], let arena {
+        ptrs[t] = arena + off
+      }
+    }
+    return ptrs
+  }
+
   /// Binds the kernels of ops `ops` of graph `g` (the model's graph or the
   /// same with other shapes) on tensor data `ptrs`.
   static func bindKernels(
     _ model: Model, _ g: Graph, _ ops: Range<Int>, _ ptrs: [UnsafeMutableRawPointer?], _ pool: ThreadPool,
-    variables: VariableStore? = nil
+    variables: VariableStore? = nil, meter: WorkMeter? = nil, subgraph: Bool = false
   ) throws(TinfError) -> [KernelFn] {
     var kernels: [KernelFn] = []
     kernels.reserveCapacity(ops.count)
@@ -144,7 +154,8 @@ public final class Session {
         inputData: node.inputs.map { $0 >= 0 ? ptrs[$0] : nil },
         outputData: node.outputs.map { ptrs[$0]! },
         pool: pool,
-        packed: model.packed[k], sparse: model.sparse[k], variables: variables)
+        packed: subgraph ? nil : model.packed[k], sparse: subgraph ? nil : model.sparse[k], variables: variables,
+        model: model, meter: meter)
       do throws(TinfError) {
         kernels.append(try Registry.bind(ctx))
       } catch {

@@ -68,7 +68,7 @@ half_pixel_centers / asymmetric rule only after checking that every output
 row and column reads the same source coordinates as onnxruntime would.
 
 Refused (UnsupportedOpError, nothing written): every op not in SUPPORTED_OPS
-(listed with counts, e.g. TopK, NonMaxSuppression, LSTM/GRU, If/Loop,
+(listed with counts, e.g. TopK, NonMaxSuppression, LSTM/GRU, Scan, Loop with scan outputs,
 contrib-domain ops such as com.microsoft.DynamicQuantizeLSTM), dynamic dims other than the batch, Resize cubic /
 tf_crop_and_resize / modes that do not map, ConvTranspose with groups, pooling
 with dilations, per-axis quantization of activations, quantization to types
@@ -112,7 +112,7 @@ from typing import Dict
 
 from ...builder import GraphBuilder
 from .. import Report
-from . import conv, elementwise, logic, matmul, quant, shape
+from . import control, conv, elementwise, logic, matmul, quant, shape
 from ..._errors import InvalidArgumentError
 from ._core import Handler, _Importer
 from ._graph import MAX_OPSET, MIN_OPSET
@@ -197,6 +197,10 @@ SUPPORTED_OPS: Dict[str, str] = {
     "com.microsoft.QLinearConcat": "Concat in float, then Quantize + Dequantize",
     "DynamicQuantizeLinear": "run-time scale and zero point (global max/min with MaxPool2D) and Quantize "
                              "(round half to even) as ONNX specifies",
+    "If": "If over two subgraphs (each branch converted; the values it captures become its inputs; both must "
+          "give the same dtypes and static shapes)",
+    "Loop": "While over (iteration, trip count, condition, loop values, captured values): the condition "
+            "subgraph iteration < M and cond, the body the converted body (iter_num as int64); no scan outputs",
 }
 
 
@@ -248,6 +252,8 @@ HANDLERS: Dict[str, Handler] = {
     "com.microsoft.QLinearConcat": quant.op_ms_QLinearConcat, "com.microsoft.QGemm": quant.op_ms_QGemm,
     "MatMulInteger": quant.op_MatMulInteger, "ConvInteger": quant.op_ConvInteger,
     "DynamicQuantizeLinear": quant.op_DynamicQuantizeLinear,
+    # control.py
+    "If": control.op_If, "Loop": control.op_Loop,
 }
 
 
