@@ -433,3 +433,11 @@ def test_onnx_loop_matches_onnxruntime(trip_input):
             ours = {k: (v.reshape(1) if v.ndim == 0 else v) for k, v in feeds.items()}
             (got,) = t.run(ours)
             np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_quantizer_and_pruner_refuse_control_flow():
+    data = _if_model().to_bytes()
+    with pytest.raises(UnsupportedOpError, match="the quantizer does not rewrite control flow"):
+        tinyinfer.quantize(data, mode="fp16")
+    with pytest.raises(UnsupportedOpError, match="the pruner does not rewrite control flow"):
+        tinyinfer.prune(data, sparsity=0.5)

@@ -27,6 +27,15 @@ public enum ControlFlow {
   /// description of every tensor of the table).
   static let maxSubgraphCells = 1 << 20
 
+  /// Refuses a model with subgraphs for a rewriter that writes only the
+  /// main graph (the quantizer, the pruner), naming it.
+  public static func refuseSubgraphs(_ model: Model, _ who: String) throws(TinfError) {
+    guard model.graph.subgraphs.isEmpty else {
+      throw .unsupported(
+        "\(who) does not rewrite control flow yet: the model has \(model.graph.subgraphs.count) subgraphs (If / While)")
+    }
+  }
+
   // MARK: - Validation
 
   /// The file's subgraphs, validated (empty for a file without).
