@@ -224,6 +224,18 @@ def _compare(ours, theirs, tol):
             np.testing.assert_allclose(a[k], b[k], rtol=tol, atol=tol, err_msg=f"chunk {step}, output {k}")
 
 
+def _stream_and_restart(m, chunks, ref, tol):
+    """The stream through model m matches LiteRT's `ref` within tol; after reset_state the same chunks give
+    the same outputs bit for bit."""
+    first = _tinyinfer_stream(m, chunks)
+    _compare(first, ref, tol)
+    m.reset_state()
+    again = _tinyinfer_stream(m, chunks)
+    for a, b in zip(again, first):
+        for k in a:
+            np.testing.assert_array_equal(a[k], b[k])
+
+
 def test_tflite_streaming_f32_matches_litert(stateful_models):
     path = stateful_models["streaming_f32"]
     chunks = stateful_models["chunks"](12)
@@ -234,13 +246,7 @@ def test_tflite_streaming_f32_matches_litert(stateful_models):
     with tinyinfer.load(path) as m:
         ops = [o.op for o in m.ops()]
         assert "ReadVariable" in ops and "AssignVariable" in ops
-        first = _tinyinfer_stream(m, chunks)
-        _compare(first, ref, 1e-5)
-        m.reset_state()
-        again = _tinyinfer_stream(m, chunks)
-        for a, b in zip(again, first):
-            for k in a:
-                np.testing.assert_array_equal(a[k], b[k])
+        _stream_and_restart(m, chunks, ref, 1e-5)
         # the LiteRT-compatible interpreter: reset_all_variables restarts the stream too
         it = tinyinfer.lite.Interpreter(model_path=path)
         it.allocate_tensors()
@@ -261,11 +267,5 @@ def test_tflite_streaming_int8_matches_litert(stateful_models):
     ref = _litert_stream(path, chunks)
     with tinyinfer.load(path) as m:
         assert "ReadVariable" in [o.op for o in m.ops()]
-        ours = _tinyinfer_stream(m, chunks)
         # the int8 kernels follow LiteRT's arithmetic (measured bit-exact here; the variables are float32)
-        _compare(ours, ref, 1e-6)
-        m.reset_state()
-        again = _tinyinfer_stream(m, chunks)
-        for a, b in zip(again, ours):
-            for k in a:
-                np.testing.assert_array_equal(a[k], b[k])
+        _stream_and_restart(m, chunks, ref, 1e-6)
