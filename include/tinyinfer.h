@@ -690,6 +690,33 @@ tinf_status tinf_options_set_max_work(tinf_options *options, uint64_t max_work);
 /* The work of one run of this session (the figure checked against the
  * limit). Statuses: TINF_OK; TINF_ERR_INVALID_ARGUMENT (session or out_work NULL). */
 tinf_status tinf_session_work(const tinf_session *session, uint64_t *out_work);
+/* ---- state: resource variables (issue 14) ------------------------------------- */
+
+/* A model with variables (ReadVariable / AssignVariable, docs/ops.md "State":
+ * TFLite resource variables) keeps their values in each session, across
+ * tinf_session_run calls; a new session starts from the initial values.
+ * tinf_session_reset_state sets every variable of the session back to its
+ * initial value (a new stream). It waits for a run in progress on another
+ * thread. Nothing to do (TINF_OK) for a model without variables.
+ * Statuses: TINF_OK; TINF_ERR_INVALID_ARGUMENT (session NULL). */
+tinf_status tinf_session_reset_state(tinf_session *session);
+/* The number of variables of the session (0 for a model without).
+ * Statuses: TINF_OK; TINF_ERR_INVALID_ARGUMENT (session or out_count NULL). */
+tinf_status tinf_session_state_count(const tinf_session *session, int32_t *out_count);
+/* ---- control flow: subgraphs (issue 14) ---------------------------------------- */
+
+/* Moves the ops from index first_op to the last one added into a new
+ * subgraph (docs/format.md, version 1.2) whose inputs and outputs are these
+ * tensors (inputs: non-constant tensors with dtype and shape; outputs: at
+ * least one); *out_index is the subgraph's index, for the `subgraphs`
+ * attribute of If / While (docs/ops.md, "Control flow"). Later ops go to the
+ * main graph again, so a subgraph used inside another is added first. Arrays
+ * are copied. Statuses: TINF_OK; TINF_ERR_INVALID_ARGUMENT (NULL builder,
+ * name or out_index, NULL list with a count, an index out of range, no
+ * outputs, more than 1024 subgraphs). Whole-graph checks happen at finish. */
+tinf_status tinf_builder_add_subgraph(tinf_builder *builder, const char *name, int32_t first_op, int32_t n_inputs,
+                                      const int32_t *inputs, int32_t n_outputs, const int32_t *outputs,
+                                      int32_t *out_index);
 
 /* ---- quantization: float-sensitive ops kept in float32 (issue 14) -------------- */
 

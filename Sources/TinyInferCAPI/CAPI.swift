@@ -621,3 +621,39 @@ public func tinf_session_work(_ session: OpaquePointer?, _ out: UnsafeMutablePoi
   out.pointee = s.session.work
   return ok()
 }
+
+// MARK: - State: resource variables (issue 14)
+
+@c @implementation
+public func tinf_session_reset_state(_ session: OpaquePointer?) -> tinf_status {
+  guard let s = sessionHandle(session) else { return nullArg("tinf_session_reset_state", "session") }
+  return status { () throws(TinfError) in try s.session.resetState() }
+}
+
+@c @implementation
+public func tinf_session_state_count(_ session: OpaquePointer?, _ out: UnsafeMutablePointer<Int32>?) -> tinf_status {
+  if let bad = firstNull("tinf_session_state_count", ("session", session == nil), ("out_count", out == nil)) {
+    return bad
+  }
+  guard let s = sessionHandle(session), let out else { return nullArg("tinf_session_state_count") }
+  out.pointee = Int32(truncatingIfNeeded: s.session.variables?.count ?? 0)
+  return ok()
+}
+
+// MARK: - Control flow: subgraphs (issue 14)
+
+@c @implementation
+public func tinf_builder_add_subgraph(
+  _ builder: OpaquePointer?, _ name: UnsafePointer<CChar>?, _ firstOp: Int32, _ nIn: Int32,
+  _ inputs: UnsafePointer<Int32>?, _ nOut: Int32, _ outputs: UnsafePointer<Int32>?, _ out: UnsafeMutablePointer<Int32>?
+) -> tinf_status {
+  if let bad = firstNull("tinf_builder_add_subgraph", ("builder", builder == nil), ("name", name == nil),
+    ("out_index", out == nil)) { return bad }
+  guard let b = builderHandle(builder), let name, let out else { return nullArg("tinf_builder_add_subgraph") }
+  return status { () throws(TinfError) in
+    let k = try b.graph.addSubgraph(
+      name: String(cString: name), firstOp: Int(firstOp), inputs: inputs, count: Int(nIn), outputs: outputs,
+      count: Int(nOut))
+    out.pointee = Int32(k)
+  }
+}

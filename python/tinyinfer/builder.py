@@ -54,6 +54,7 @@ class GraphBuilder(OwnedHandle):
         self._inputs: List[int] = []
         self._outputs: List[int] = []
         self._counter = 0
+        self._next_op = 0  # the index the next op gets in the main graph's op list
         self.metadata("name", name)
         self.metadata("producer", producer)
 
@@ -141,6 +142,7 @@ class GraphBuilder(OwnedHandle):
         out_arr = (c_int32 * len(outs))(*[t.index for t in outs])
         k = c_int32()
         L.tinf_builder_add_op(self._h, _lib.OP_IDS[op], len(ins), in_arr, len(outs), out_arr, byref(k))
+        self._next_op = k.value + 1
         for key, value in attrs.items():
             self._set_attr(k.value, op, key, value)
         if isinstance(outputs, int) and outputs == 1:
@@ -170,6 +172,16 @@ class GraphBuilder(OwnedHandle):
             else:
                 raise InvalidArgumentError(f"{op}: attribute '{key}' has unsupported value {value!r}")
 
+    def subgraph(self, name: str, inputs: Sequence[Tuple[str, Sequence[int], object]] = ()) -> "Subgraph":
+        """A subgraph for If / While (docs/ops.md, "Control flow"), as a context
+        manager: its `inputs` ((name, shape, dtype) each) are `sub.inputs`; the
+        ops added inside the `with` block are its ops; `sub.output(...)` marks
+        its outputs; after the block `sub.index` is the number to give in the
+        `subgraphs` attribute. A subgraph reads the main graph's values only
+        through its inputs (constants are shared). Build a subgraph called
+        from another one inside that one's block."""
+        return Subgraph(self, name, inputs)
+
     def output(self, *tensors: Tensor) -> None:
         """Marks graph outputs (in the order of calls)."""
         for t in tensors:
@@ -198,3 +210,36 @@ class GraphBuilder(OwnedHandle):
         """The built model, loaded (without a file)."""
         from .model import Model
         return Model(self.to_bytes(), threads=threads)
+
+
+class Subgraph:
+    """A subgraph being built (GraphBuilder.subgraph)."""
+
+    def __init__(self, builder: GraphBuilder, name: str, inputs):
+        self.builder, self.name = builder, name
+        self.inputs = [builder._add(builder._unique(n, "input"), dt, shape, None) for n, shape, dt in inputs]
+        self._outputs: List[int] = []
+        self._first = None
+        self.index: Optional[int] = None
+
+    def output(self, *tensors: Tensor) -> None:
+        for t in tensors:
+            if t.builder is not self.builder:
+                raise InvalidArgumentError(f"{t} belongs to another builder")
+            self._outputs.append(t.index)
+
+    def __enter__(self) -> "Subgraph":
+        self._first = self.builder._next_op
+        return self
+
+    def __exit__(self, exc_type, *exc) -> None:
+        if exc_type is not None:
+            return
+        b = self.builder
+        ins = (c_int32 * max(len(self.inputs), 1))(*[t.index for t in self.inputs])
+        outs = (c_int32 * max(len(self._outputs), 1))(*self._outputs)
+        k = c_int32()
+        L.tinf_builder_add_subgraph(b._h, self.name.encode(), self._first, len(self.inputs), ins,
+                                    len(self._outputs), outs, byref(k))
+        b._next_op = self._first
+        self.index = k.value

@@ -441,7 +441,10 @@ class Interpreter:
             self._inputs = None
 
     def reset_all_variables(self) -> None:
-        """tinyinfer models have no variable tensors: nothing to reset."""
+        """Sets the model's variables (TFLite resource variables) back to their
+        initial values, as LiteRT's; nothing to do for a model without."""
+        if self._session is not None:
+            self._session.reset_state()
 
     # -- signatures -------------------------------------------------------------
     def _get_full_signature_list(self) -> Dict[str, dict]:

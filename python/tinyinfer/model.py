@@ -332,6 +332,9 @@ class Model:
         if result_cache is not None and not isinstance(result_cache, ResultCache):
             raise InvalidArgumentError(
                 f"result_cache must be a tinyinfer.ResultCache, got {type(result_cache).__name__}")
+        if result_cache is not None and any(op.op == "AssignVariable" for op in self.ops()):
+            raise InvalidArgumentError("result_cache: the model has variables (its outputs depend on earlier runs), "
+                                       "so equal inputs need not give equal outputs")
         self.result_cache = result_cache
         self._model_id = model_identity(source, flags) if result_cache is not None else None
 
@@ -365,6 +368,18 @@ class Model:
             _, old = cache.popitem(last=False)
             old.close()
         return s
+
+    def reset_state(self) -> None:
+        """Sets the variables of the model's sessions (`run`'s, one per input
+        shape) back to their initial values: a stateful model (docs/ops.md,
+        "State") starts a new stream. Sessions made with `session()` keep
+        their own state (`Session.reset_state`)."""
+        with self._lock:
+            if self._handle is None:
+                raise InvalidStateError("the model is closed")
+            for s in [self._session, *self._sessions_by_shape.values()]:
+                if s is not None:
+                    s.reset_state()
 
     @property
     def arena_bytes(self) -> int:
@@ -640,6 +655,27 @@ class Session:
             if copy:
                 return [v.copy() for v in self._out_views]
             return list(self._out_views)
+
+    # -- state: resource variables (docs/ops.md, "State") --------------------
+    @property
+    def state_count(self) -> int:
+        """The number of variables this session keeps across runs (0 for a
+        model without ReadVariable / AssignVariable)."""
+        with self._lock:
+            if self._handle is None:
+                raise InvalidStateError("the session is closed")
+            n = c_int32()
+            L.tinf_session_state_count(self._handle, byref(n))
+            return n.value
+
+    def reset_state(self) -> None:
+        """Sets the session's variables back to their initial values (a new
+        stream): the next run computes as the first run of a new session.
+        Nothing to do for a model without variables."""
+        with self._lock:
+            if self._handle is None:
+                raise InvalidStateError("the session is closed")
+            L.tinf_session_reset_state(self._handle)
 
     def profile(self, inputs, runs: int = 20) -> List[Tuple[str, float]]:
         """Runs `runs` times recording each op's time; returns [(op name,

@@ -137,6 +137,38 @@ public struct GraphAssembler {
     if inputs { def.inputs = xs } else { def.outputs = xs }
   }
 
+  /// Moves the ops from `firstOp` to the last one added into a new
+  /// subgraph (format 1.2) with these input and output tensors; returns its
+  /// index. Ops added later go to the main graph again, so a subgraph built
+  /// inside another one is added before it.
+  public mutating func addSubgraph(
+    name: String, firstOp: Int, inputs: UnsafePointer<Int32>?, count nIn: Int, outputs: UnsafePointer<Int32>?,
+    count nOut: Int
+  ) throws(TinfError) -> Int {
+    guard def.subgraphs.count < ModelFile.maxSubgraphs else { throw .arg("more than \(ModelFile.maxSubgraphs) subgraphs") }
+    guard firstOp >= 0 && firstOp <= def.nodes.count else {
+      throw .arg("first op \(firstOp) out of range (\(def.nodes.count) ops)")
+    }
+    func list(_ p: UnsafePointer<Int32>?, _ n: Int, _ what: String) throws(TinfError) -> [Int] {
+      guard n >= 0 && n <= ModelFile.maxTensors, n == 0 || p != nil else { throw .arg("bad subgraph \(what) list") }
+      var xs: [Int] = []
+      for i in 0..<n {
+        let t = Int(p![i])
+        guard t >= 0 && t < def.tensors.count else { throw .arg("subgraph \(what) tensor \(t) out of range") }
+        xs.append(t)
+      }
+      return xs
+    }
+    var sub = SubgraphDef(name: name)
+    sub.inputs = try list(inputs, nIn, "input")
+    sub.outputs = try list(outputs, nOut, "output")
+    guard !sub.outputs.isEmpty else { throw .arg("a subgraph needs at least one output") }
+    sub.nodes = Array(def.nodes[firstOp...])
+    def.nodes.removeSubrange(firstOp...)
+    def.subgraphs.append(sub)
+    return def.subgraphs.count - 1
+  }
+
   /// The .tinf file.
   public func write() -> [UInt8] { ModelFile.write(def, constants: constants) }
 }

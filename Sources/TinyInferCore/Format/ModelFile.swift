@@ -4,8 +4,8 @@ public enum ModelFile {
   public static let magic: [UInt8] = [0x54, 0x49, 0x4E, 0x46]  // "TINF"
   public static let versionMajor: UInt16 = 1
   /// The newest minor version this library reads and writes (1: sparse
-  /// constants); a file is written with the oldest minor that holds it.
-  public static let versionMinor: UInt16 = 1
+  /// constants; 2: subgraphs); a file is written with the oldest minor that holds it.
+  public static let versionMinor: UInt16 = 2
   public static let headerSize = 64
   public static let alignment = 64
 
@@ -17,6 +17,7 @@ public enum ModelFile {
   static let maxAttrElements = 1 << 20
   static let maxMetadata = 1 << 16
   static let maxNameBytes = 1 << 12
+  static let maxSubgraphs = 1 << 10
 
   /// Where the parts of a file are, after the header is checked.
   public struct Layout: Sendable {
@@ -163,19 +164,46 @@ public enum ModelFile {
     let nOut = try r.count(minBytesEach: 4, max: maxTensors, "graph outputs")
     for _ in 0..<nOut { def.outputs.append(Int(try r.u32())) }
 
-    let nOps = try r.count(minBytesEach: 12, max: maxOps, "ops")
-    def.nodes.reserveCapacity(nOps)
+    def.nodes = try readOps(&r, "")
+    if minor >= 2 && r.remaining >= 4 {
+      // 1.2: subgraphs (control flow), after the main graph's ops (a file
+      // marked newer than 1.1 that ends here has none).
+      r.context = "subgraphs"
+      let nSub = try r.count(minBytesEach: 16, max: maxSubgraphs, "subgraphs")
+      for i in 0..<nSub {
+        var sub = SubgraphDef(name: try r.string(max: maxNameBytes, "subgraph name"))
+        let nIn = try r.count(minBytesEach: 4, max: maxTensors, "inputs of subgraph \(i)")
+        for _ in 0..<nIn { sub.inputs.append(Int(try r.u32())) }
+        let nOut = try r.count(minBytesEach: 4, max: maxTensors, "outputs of subgraph \(i)")
+        for _ in 0..<nOut { sub.outputs.append(Int(try r.u32())) }
+        sub.nodes = try readOps(&r, "subgraph \(i): ")
+        def.subgraphs.append(sub)
+      }
+    }
+    // Same minor version: the section must be used exactly. A newer minor may
+    // append fields after these, which this reader skips.
+    if minor <= versionMinor && r.remaining != 0 {
+      throw .format("graph section has \(r.remaining) unexpected trailing bytes")
+    }
+    return def
+  }
+
+  /// An op list (the main graph's or a subgraph's); `ctx` prefixes errors.
+  static func readOps(_ r: inout ByteReader, _ ctx: String) throws(TinfError) -> [Node] {
+    let nOps = try r.count(minBytesEach: 12, max: maxOps, "\(ctx)ops")
+    var nodes: [Node] = []
+    nodes.reserveCapacity(nOps)
     for k in 0..<nOps {
       let code = try r.u16()
       guard let op = OpKind(rawValue: code) else {
-        throw TinfError.unsupported("op \(k) has op code \(code), which this library does not know (newer file?)")
+        throw TinfError.unsupported("\(ctx)op \(k) has op code \(code), which this library does not know (newer file?)")
       }
       let nAttr = Int(try r.u16())
-      guard nAttr <= maxAttrs else { throw TinfError.format("op \(k) (\(op.name)) has \(nAttr) attributes") }
-      let nI = try r.count(minBytesEach: 4, max: maxOpArity, "inputs of op \(k)")
+      guard nAttr <= maxAttrs else { throw TinfError.format("\(ctx)op \(k) (\(op.name)) has \(nAttr) attributes") }
+      let nI = try r.count(minBytesEach: 4, max: maxOpArity, "inputs of \(ctx)op \(k)")
       var ins: [Int] = []
       for _ in 0..<nI { ins.append(Int(try r.i32())) }
-      let nO = try r.count(minBytesEach: 4, max: maxOpArity, "outputs of op \(k)")
+      let nO = try r.count(minBytesEach: 4, max: maxOpArity, "outputs of \(ctx)op \(k)")
       var outs: [Int] = []
       for _ in 0..<nO { outs.append(Int(try r.u32())) }
       var attrs = Attributes()
@@ -184,7 +212,7 @@ public enum ModelFile {
         let type = try r.u8()
         _ = try r.u8()
         guard let key = AttrKey(rawValue: keyCode) else {
-          throw TinfError.unsupported("op \(k) (\(op.name)) has attribute key \(keyCode), unknown to this library")
+          throw TinfError.unsupported("\(ctx)op \(k) (\(op.name)) has attribute key \(keyCode), unknown to this library")
         }
         let value: AttrValue
         switch type {
@@ -203,19 +231,14 @@ public enum ModelFile {
           for _ in 0..<c { xs.append(try r.f32()) }
           value = .floats(xs)
         case 5: value = .string(try r.string("attribute \(key.name)"))
-        default: throw TinfError.format("op \(k) (\(op.name)): attribute \(key.name) has unknown type \(type)")
+        default: throw TinfError.format("\(ctx)op \(k) (\(op.name)): attribute \(key.name) has unknown type \(type)")
         }
-        guard attrs[key] == nil else { throw TinfError.format("op \(k) (\(op.name)): attribute \(key.name) given twice") }
+        guard attrs[key] == nil else { throw TinfError.format("\(ctx)op \(k) (\(op.name)): attribute \(key.name) given twice") }
         attrs[key] = value
       }
-      def.nodes.append(Node(op: op, inputs: ins, outputs: outs, attrs: attrs))
+      nodes.append(Node(op: op, inputs: ins, outputs: outs, attrs: attrs))
     }
-    // Same minor version: the section must be used exactly. A newer minor may
-    // append fields after these, which this reader skips.
-    if minor <= versionMinor && r.remaining != 0 {
-      throw .format("graph section has \(r.remaining) unexpected trailing bytes")
-    }
-    return def
+    return nodes
   }
 
   /// Serializes a graph and the constants' bytes (indexed like the tensors;
@@ -282,8 +305,48 @@ public enum ModelFile {
     for x in def.inputs { b.u32(UInt32(truncatingIfNeeded: x)) }
     b.u32(UInt32(def.outputs.count))
     for x in def.outputs { b.u32(UInt32(truncatingIfNeeded: x)) }
-    b.u32(UInt32(def.nodes.count))
-    for node in def.nodes {
+    writeOps(&b, def.nodes)
+    if !def.subgraphs.isEmpty {
+      b.u32(UInt32(def.subgraphs.count))
+      for sub in def.subgraphs {
+        b.string(sub.name)
+        b.u32(UInt32(sub.inputs.count))
+        for x in sub.inputs { b.u32(UInt32(truncatingIfNeeded: x)) }
+        b.u32(UInt32(sub.outputs.count))
+        for x in sub.outputs { b.u32(UInt32(truncatingIfNeeded: x)) }
+        writeOps(&b, sub.nodes)
+      }
+    }
+    let body = b.bytes
+
+    var out = ByteWriter()
+    out.bytes.reserveCapacity(headerSize + body.count + dataSize + alignment)
+    out.bytes.append(contentsOf: magic)
+    out.u16(versionMajor)
+    out.u16(!def.subgraphs.isEmpty ? 2 : anySparse ? 1 : 0)
+    out.u32(UInt32(headerSize))
+    out.u32(0)
+    let bodyOff = headerSize
+    let dataOff = (bodyOff + body.count + alignment - 1) / alignment * alignment
+    out.u64(UInt64(bodyOff))
+    out.u64(UInt64(body.count))
+    out.u64(UInt64(dataOff))
+    out.u64(UInt64(dataSize))
+    out.u64(UInt64(dataOff + dataSize))
+    out.u64(0)
+    out.bytes.append(contentsOf: body)
+    out.pad(to: alignment)
+    for i in def.tensors.indices {
+      guard let r = ranges[i], let c = constants[i] else { continue }
+      while out.bytes.count < dataOff + r.lowerBound { out.bytes.append(0) }
+      out.bytes.append(contentsOf: encoded[i]?.data ?? c)
+    }
+    return out.bytes
+  }
+
+  static func writeOps(_ b: inout ByteWriter, _ nodes: [Node]) {
+    b.u32(UInt32(nodes.count))
+    for node in nodes {
       b.u16(node.op.rawValue)
       b.u16(UInt16(node.attrs.entries.count))
       b.u32(UInt32(node.inputs.count))
@@ -307,30 +370,5 @@ public enum ModelFile {
         }
       }
     }
-    let body = b.bytes
-
-    var out = ByteWriter()
-    out.bytes.reserveCapacity(headerSize + body.count + dataSize + alignment)
-    out.bytes.append(contentsOf: magic)
-    out.u16(versionMajor)
-    out.u16(anySparse ? 1 : 0)
-    out.u32(UInt32(headerSize))
-    out.u32(0)
-    let bodyOff = headerSize
-    let dataOff = (bodyOff + body.count + alignment - 1) / alignment * alignment
-    out.u64(UInt64(bodyOff))
-    out.u64(UInt64(body.count))
-    out.u64(UInt64(dataOff))
-    out.u64(UInt64(dataSize))
-    out.u64(UInt64(dataOff + dataSize))
-    out.u64(0)
-    out.bytes.append(contentsOf: body)
-    out.pad(to: alignment)
-    for i in def.tensors.indices {
-      guard let r = ranges[i], let c = constants[i] else { continue }
-      while out.bytes.count < dataOff + r.lowerBound { out.bytes.append(0) }
-      out.bytes.append(contentsOf: encoded[i]?.data ?? c)
-    }
-    return out.bytes
   }
 }

@@ -41,6 +41,9 @@ public enum AttrKey: UInt16, Sendable, CaseIterable {
   case inputForget = 38
   case linearBeforeReset = 39
   case clip = 40
+  /// Control flow (issue 14): the subgraph indices an If / While runs. A
+  /// code apart from the sequence, so that keys added in parallel do not collide.
+  case subgraphs = 76
 
   /// The key's name (FileCode).
   public var staticName: StaticString {
@@ -85,6 +88,7 @@ public enum AttrKey: UInt16, Sendable, CaseIterable {
     case .inputForget: return "input_forget"
     case .linearBeforeReset: return "linear_before_reset"
     case .clip: return "clip"
+    case .subgraphs: return "subgraphs"
     }
   }
 

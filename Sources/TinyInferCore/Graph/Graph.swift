@@ -44,7 +44,18 @@ public struct GraphDef: Sendable {
   public var nodes: [Node] = []
   public var inputs: [Int] = []
   public var outputs: [Int] = []
+  /// Graphs that control-flow ops run (format 1.2), over the same tensor table.
+  public var subgraphs: [SubgraphDef] = []
   public init() {}
+}
+
+/// A subgraph: its inputs, outputs and ops, indices into the file's tensor table.
+public struct SubgraphDef: Sendable {
+  public var name: String
+  public var inputs: [Int] = []
+  public var outputs: [Int] = []
+  public var nodes: [Node] = []
+  public init(name: String) { self.name = name }
 }
 
 /// A tensor with everything known: dtype, shape, size, and where its data is.
@@ -76,10 +87,23 @@ public struct Graph: Sendable {
   /// (Passes/IdentityRemoval.swift), each reading the tensor that now holds
   /// its input: `withInputShapes` checks they are still identities.
   public let shapeGuards: [Node]
+  /// The subgraphs control-flow ops run (ControlFlow.swift), validated, in
+  /// file order (only the main graph holds them; a subgraph's list is empty).
+  public private(set) var subgraphs: [Graph]
 
   /// Validates `def` against a data section of `dataSize` bytes and infers
   /// every shape. Throws with the op index and name on the first problem.
+  /// Subgraphs are validated first, in order: a control-flow op of a
+  /// subgraph may only call subgraphs before it (the main graph's, any).
   public init(validating def: GraphDef, dataSize: Int) throws(TinfError) {
+    let subs = try ControlFlow.validateSubgraphs(def, dataSize: dataSize)
+    try self.init(validating: def, dataSize: dataSize, subgraphs: subs.map { Optional($0) }, level: -1)
+    self.subgraphs = subs
+  }
+
+  /// One graph of the file (`level` -1: the main graph, else the subgraph's
+  /// index), its control-flow ops checked against `subgraphs` (nil: not validated yet).
+  init(validating def: GraphDef, dataSize: Int, subgraphs subs: [Graph?], level: Int) throws(TinfError) {
     let n = def.tensors.count
     var known = [Bool](repeating: false, count: n)
     var descs: [TensorDesc?] = [TensorDesc?](repeating: nil, count: n)
@@ -146,7 +170,7 @@ public struct Graph: Sendable {
       }
       var outs: [TensorType]
       do throws(TinfError) {
-        outs = try Registry.infer(node, ins)
+        outs = try Graph.infer(node, ins, subs, level: level)
       } catch {
         throw error.prefixed(ctx)
       }
@@ -200,6 +224,17 @@ public struct Graph: Sendable {
     self.inputs = def.inputs
     self.outputs = def.outputs
     self.shapeGuards = []
+    self.subgraphs = []
+  }
+
+  /// An op's output types: its shape inference, or for a control-flow op
+  /// the signature of the subgraphs it calls.
+  static func infer(_ node: Node, _ ins: [TensorDesc?], _ subs: [Graph?], level: Int) throws(TinfError) -> [TensorType] {
+    if node.op.traits.subgraphs { return try ControlFlow.infer(node, ins, subs, level: level) }
+    if level >= 0 && node.op.traits.state != .none {
+      throw .unsupported("variables (\(node.op.name)) are not supported inside a subgraph")
+    }
+    return try Registry.infer(node, ins)
   }
 
   /// A graph rewritten by an optimization pass (already valid).
@@ -210,6 +245,7 @@ public struct Graph: Sendable {
     self.inputs = g.inputs
     self.outputs = g.outputs
     self.shapeGuards = shapeGuards ?? g.shapeGuards
+    self.subgraphs = g.subgraphs
   }
 
   static func checkShape(_ shape: [Int], _ what: String) throws(TinfError) {
@@ -251,11 +287,12 @@ extension Graph {
       }
       ts[t].shape = shapes[i]
     }
+    let subs = subgraphs.map { Optional($0) }
     for (k, node) in nodes.enumerated() {
       let ins = node.inputs.map { $0 >= 0 ? ts[$0] : nil }
       let outs: [TensorType]
       do throws(TinfError) {
-        outs = try Registry.infer(node, ins)
+        outs = try Graph.infer(node, ins, subs, level: -1)
       } catch {
         throw error.prefixed("op \(k) (\(node.op.name)) with the new input shapes")
       }

@@ -75,6 +75,12 @@ public enum OpKind: UInt16, Sendable, CaseIterable {
   case erf = 70
   case lstm = 71
   case gru = 72
+  // Resource variables (session state; Runtime/Variables.swift): 76-77.
+  case readVariable = 76
+  case assignVariable = 77
+  // Control flow (subgraphs; Runtime/ControlFlow.swift): 78-79.
+  case ifThenElse = 78
+  case whileLoop = 79
 
   /// The op's name (FileCode).
   public var staticName: StaticString {
@@ -151,6 +157,10 @@ public enum OpKind: UInt16, Sendable, CaseIterable {
     case .erf: return "Erf"
     case .lstm: return "LSTM"
     case .gru: return "GRU"
+    case .readVariable: return "ReadVariable"
+    case .assignVariable: return "AssignVariable"
+    case .ifThenElse: return "If"
+    case .whileLoop: return "While"
     }
   }
 

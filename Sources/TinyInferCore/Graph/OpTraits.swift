@@ -42,6 +42,12 @@ public struct OpTraits: Sendable {
   /// Why int8-static may destroy a model through it: the quantizer keeps the
   /// ops concerned in float32 by default (Quantization/Sensitivity.swift).
   public var int8Risk: Int8Risk = .none
+  /// Whether it reads or writes the session's variables (Runtime/Variables.swift):
+  /// never folded at load nor merged with another op; a writer is never removed.
+  public var state: StateAccess = .none
+  /// It runs subgraphs (If, While; Runtime/ControlFlow.swift): its output
+  /// types come from their signatures; never folded at load.
+  public var subgraphs = false
 }
 
 /// The float-sensitive facts of an op (docs/quantization.md, "Kept in float32").
@@ -61,6 +67,15 @@ public enum Int8Risk: Sendable, Equatable {
   /// float32, back to the graph inputs or to an op of fixed output range
   /// (Softmax, Logistic, Tanh; kept in float32 too, its input not followed).
   case smallValues
+}
+
+/// An op's access to the session's variables.
+public enum StateAccess: Sendable, Equatable {
+  case none
+  /// Reads a variable (ReadVariable).
+  case reads
+  /// Writes a variable (AssignVariable): kept even when nothing reads its output.
+  case writes
 }
 
 /// A set of input slots (0...31), bit i for slot i.
@@ -225,6 +240,14 @@ extension OpKind {
       return OpTraits(inputs: 3...7, outputs: 1...3, weightSlots: .slots(1, 2, 3, 6), fp16Slots: .slots(1, 2))
     case .gru:
       return OpTraits(inputs: 3...5, outputs: 1...2, weightSlots: .slots(1, 2, 3), fp16Slots: .slots(1, 2))
+    case .readVariable:
+      return OpTraits(inputs: 1...1, state: .reads)
+    case .assignVariable:
+      return OpTraits(inputs: 2...2, state: .writes)
+    case .ifThenElse:
+      return OpTraits(inputs: 1...(1 << 16), outputs: 1...(1 << 16), subgraphs: true)
+    case .whileLoop:
+      return OpTraits(inputs: 1...(1 << 16), outputs: 1...(1 << 16), subgraphs: true)
     }
   }
 }

@@ -21,6 +21,12 @@ public struct KernelContext {
   public var packed: PackedWeights? = nil
   /// The op's weights in sparse form, when its sparse kernel was chosen at load (SparseGemm.swift).
   public var sparse: SparseWeights? = nil
+  /// The session's variables, for ReadVariable and AssignVariable (Runtime/Variables.swift).
+  public var variables: VariableStore? = nil
+  /// The model (for a control-flow op: its subgraphs and constants) and the
+  /// session's work meter (Runtime/ControlFlow.swift).
+  public var model: Model? = nil
+  public var meter: WorkMeter? = nil
 
   var attrs: Attributes { node.attrs }
 

@@ -47,6 +47,8 @@ public enum Registry {
     case .expand, .tile: return try ExpandKernel.infer(node, inputs)
     case .range: return try RangeKernel.infer(node, inputs)
     case .lstm, .gru: return try RecurrentKernel.infer(node, inputs)
+    case .readVariable, .assignVariable: return try VariableKernel.infer(node, inputs)
+    case .ifThenElse, .whileLoop: return try ControlFlow.inferOutsideGraph(node, inputs)
     }
   }
 
@@ -90,6 +92,8 @@ public enum Registry {
     case .expand, .tile: return try ExpandKernel.bind(ctx)
     case .range: return try RangeKernel.bind(ctx)
     case .lstm, .gru: return try RecurrentKernel.bind(ctx)
+    case .readVariable, .assignVariable: return try VariableKernel.bind(ctx)
+    case .ifThenElse, .whileLoop: return try ControlFlow.bind(ctx)
     }
   }
 
@@ -154,7 +158,7 @@ public enum Registry {
     case .stridedSlice: return .slice(.stridedSlice)
     case .fullyConnected, .matMul, .conv2D, .depthwiseConv2D, .transposeConv2D, .maxPool2D, .averagePool2D, .softmax, .logSoftmax, .layerNorm, .batchNorm, .transpose, .concat, .split, .pad, .gather,
       .resizeBilinear, .resizeNearest, .depthToSpace, .spaceToDepth, .quantize, .dequantize, .select, .cast, .shape,
-      .expand, .tile, .range, .lstm, .gru:
+      .expand, .tile, .range, .lstm, .gru, .readVariable, .assignVariable, .ifThenElse, .whileLoop:
       return .own
     }
   }

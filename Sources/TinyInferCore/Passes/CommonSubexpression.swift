@@ -9,6 +9,7 @@
 /// of duplicates collapses op by op. An op whose output is a graph output is
 /// kept (the output tensor is named by the file). Outputs are bit for bit the
 /// same. Each merge adds a line to the report, and a last line gives the count.
+/// Ops on variables (`OpTraits.state`) are left alone.
 enum CommonSubexpression {
   static func run(_ p: inout PassGraph) {
     // Candidates by their first input (or -2 for ops without inputs): a
@@ -30,7 +31,8 @@ enum CommonSubexpression {
       return t
     }
     for k in p.nodes.indices {
-      guard let n = p.nodes[k], !n.outputs.isEmpty else { continue }
+      // Variables are named by their constant: two equal constants are two variables.
+      guard let n = p.nodes[k], !n.outputs.isEmpty, n.op.traits.state == .none else { continue }
       let key = n.inputs.first.map { representative($0) } ?? -2
       var match: Int? = nil
       if !n.outputs.contains(where: { p.isOutput($0) }) {

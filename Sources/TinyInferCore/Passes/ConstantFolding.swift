@@ -33,8 +33,10 @@ enum ConstantFolding {
 
     for (k, node) in g.nodes.enumerated() {
       let present = node.inputs.filter { $0 >= 0 }
-      // Range takes no inputs: its output is a constant too.
-      let allConst = present.isEmpty ? node.op == .range : present.allSatisfy { tensors[$0].isConstant }
+      // Range takes no inputs: its output is a constant too. Stateful and
+      // control-flow ops are never folded.
+      let allConst = (present.isEmpty ? node.op == .range : present.allSatisfy { tensors[$0].isConstant })
+        && node.op.traits.state == .none && !node.op.traits.subgraphs
       var inBytes = 0
       for t in present { inBytes += tensors[t].nbytes }
       var outBytes = 0

@@ -31,6 +31,7 @@ public final class Pruner {
   private var session: Session? = nil
 
   public init(model: Model) throws(TinfError) {
+    try ControlFlow.refuseSubgraphs(model, "the pruner")
     self.model = model
     let g = model.graph
     var ls: [Int] = []

@@ -48,6 +48,7 @@ public final class Quantizer {
   public private(set) var compared = 0
 
   public static func make(model: Model, mode: QuantMode) throws(TinfError) -> Quantizer {
+    try ControlFlow.refuseSubgraphs(model, "the quantizer")
     let c = try Calibrator.make(model: model)
     return Quantizer(model: model, mode: mode, calibrator: c)
   }

@@ -25,6 +25,8 @@ enum Hoisting {
     for (i, t) in g.tensors.enumerated() where t.isConstant { known[i] = true }
     var hoist = [Bool](repeating: false, count: g.nodes.count)
     for (k, node) in g.nodes.enumerated() {
+      // Session state and subgraph calls depend on more than their inputs.
+      guard node.op.traits.state == .none && !node.op.traits.subgraphs else { continue }
       var bytes = 0
       for t in node.outputs { bytes &+= g.tensors[t].nbytes }
       guard bytes <= maxBytes else { continue }

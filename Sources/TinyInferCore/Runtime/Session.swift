@@ -99,17 +99,13 @@ public final class Session {
       }
       arena = a
     }
-    var ptrs = [UnsafeMutableRawPointer?](repeating: nil, count: g.tensors.count)
-    for t in 0..<g.tensors.count {
-      if g.tensors[t].isConstant {
-        ptrs[t] = model.constantData(t)
-      } else if let off = plan.offsets[t], let arena {
-        ptrs[t] = arena + off
-      }
-    }
+    let ptrs = tensorPointers(model, g, plan, arena)
     var kernels: [KernelFn]
+    let variables: VariableStore?
     do throws(TinfError) {
-      kernels = try bindKernels(model, g, 0..<g.nodes.count, ptrs, pool)
+      variables = try VariableStore.make(g) { model.constantData($0) }
+      let meter = g.subgraphs.isEmpty ? nil : WorkMeter(limit: options.maxWork, mainWork: work, graph: g)
+      kernels = try bindKernels(model, g, 0..<g.nodes.count, ptrs, pool, variables: variables, meter: meter)
     } catch {
       ti_shim_free(arena)
       ti_shim_mutex_destroy(mutex)
@@ -124,13 +120,30 @@ public final class Session {
     }
     return Session(
       model: model, graph: g, plan: plan, pool: pool, arena: arena, pointers: ptrs, kernels: kernels, prefix: prefix,
-      work: work, mutex: mutex)
+      work: work, mutex: mutex, variables: variables)
+  }
+
+  /// Where each tensor of `g` lives: constants in the model, the rest at
+  /// their plan's offsets in `arena` (nil: unused).
+  static func tensorPointers(_ model: Model, _ g: Graph, _ plan: MemoryPlan, _ arena: UnsafeMutableRawPointer?)
+    -> [UnsafeMutableRawPointer?]
+  {
+    var ptrs = [UnsafeMutableRawPointer?](repeating: nil, count: g.tensors.count)
+    for t in 0..<g.tensors.count {
+      if g.tensors[t].isConstant {
+        ptrs[t] = model.constantData(t)
+      } else if let off = plan.offsets[t], let arena {
+        ptrs[t] = arena + off
+      }
+    }
+    return ptrs
   }
 
   /// Binds the kernels of ops `ops` of graph `g` (the model's graph or the
   /// same with other shapes) on tensor data `ptrs`.
   static func bindKernels(
-    _ model: Model, _ g: Graph, _ ops: Range<Int>, _ ptrs: [UnsafeMutableRawPointer?], _ pool: ThreadPool
+    _ model: Model, _ g: Graph, _ ops: Range<Int>, _ ptrs: [UnsafeMutableRawPointer?], _ pool: ThreadPool,
+    variables: VariableStore? = nil, meter: WorkMeter? = nil, subgraph: Bool = false
   ) throws(TinfError) -> [KernelFn] {
     var kernels: [KernelFn] = []
     kernels.reserveCapacity(ops.count)
@@ -143,7 +156,8 @@ public final class Session {
         inputData: node.inputs.map { $0 >= 0 ? ptrs[$0] : nil },
         outputData: node.outputs.map { ptrs[$0]! },
         pool: pool,
-        packed: model.packed[k], sparse: model.sparse[k])
+        packed: subgraph ? nil : model.packed[k], sparse: subgraph ? nil : model.sparse[k], variables: variables,
+        model: model, meter: meter)
       do throws(TinfError) {
         kernels.append(try Registry.bind(ctx))
       } catch {
@@ -156,8 +170,9 @@ public final class Session {
   private init(
     model: Model, graph: Graph, plan: MemoryPlan, pool: ThreadPool, arena: UnsafeMutableRawPointer?,
     pointers: [UnsafeMutableRawPointer?], kernels: [KernelFn], prefix: SubBatchPrefix?, work: UInt64,
-    mutex: OpaquePointer
+    mutex: OpaquePointer, variables: VariableStore?
   ) {
+    self.variables = variables
     self.prefix = prefix
     self.work = work
     self.mutex = mutex
@@ -182,6 +197,18 @@ public final class Session {
   /// Held by every run and by `close`: a run and a close exclude each other.
   private let mutex: OpaquePointer
   private var closed = false
+
+  /// The session's variables (Runtime/Variables.swift); nil when the model has none.
+  public let variables: VariableStore?
+
+  /// Sets every variable back to its initial value (a new stream), waiting
+  /// for a run in progress on another thread; `.invalidState` when closed.
+  /// Nothing to do for a model without variables.
+  public func resetState() throws(TinfError) {
+    try lockForRun()
+    defer { ti_shim_mutex_unlock(mutex) }
+    variables?.reset()
+  }
 
   /// Marks the session closed, waiting for a run in progress on another
   /// thread to end; later runs fail with `.invalidState`. The C API's

@@ -128,7 +128,7 @@ SUPPORTED_OPS: Dict[str, str] = {
                                    "a Reshape, else a Split; auxiliary inputs refused)",
 }
 
-_CONTROL_FLOW = {"WHILE", "IF", "CALL", "CALL_ONCE", "STABLEHLO_WHILE", "STABLEHLO_COMPOSITE"}
+_CONTROL_FLOW = {"CALL", "STABLEHLO_WHILE", "STABLEHLO_COMPOSITE"}
 
 # TensorType -> numpy dtype (the ones the runtime has).
 _TYPES = {0: np.float32, 1: np.float16, 2: np.int32, 3: np.uint8, 4: np.int64, 6: np.bool_, 7: np.int16, 9: np.int8}
@@ -219,7 +219,8 @@ class _Importer:
             raise ModelFormatError("the TFLite model has no subgraph")
         self.graph = self.model.Subgraphs(0)
         if nsub > 1:
-            report.notes.append(f"{nsub} subgraphs: converted the main one (subgraph 0)")
+            report.notes.append(f"{nsub} subgraphs: converted the main one (subgraph 0) and those IF, WHILE and "
+                                f"CALL_ONCE call")
         desc = self.model.Description()
         self.b = GraphBuilder(name, producer="tinyinfer.convert.tflite")
         self.b.metadata("source_format", "tflite")
@@ -374,6 +375,9 @@ class _Importer:
             return None
         return self.tensors[int(ins[k])]
 
+    def is_graph_output(self, index: int) -> bool:
+        return index in {int(i) for i in _np(self.graph.OutputsAsNumpy())}
+
     def info_out(self, op, k: int = 0) -> _TensorInfo:
         return self.tensors[int(_np(op.OutputsAsNumpy())[k])]
 
@@ -414,6 +418,30 @@ class _Importer:
             if info.dynamic:
                 self.report.notes.append(f"input '{info.name}' has dynamic dims; fixed to {list(info.shape)}")
 
+        self.convert_ops(g)
+
+        if self.problems:
+            raise unsupported("tflite", self.problems)
+
+        self.b.output(*self.outputs_of(g))
+        self._finish_report()
+        return self.b
+
+    def outputs_of(self, g, as1=None) -> list:
+        """The builder tensors of subgraph g's outputs (`as1`: applied to each computed one with its info)."""
+        outs = []
+        for i in _np(g.OutputsAsNumpy()):
+            info = self.tensors[int(i)]
+            if info.const:
+                outs.append(self.const(info))
+            elif int(i) in self.env:
+                outs.append(self.env[int(i)] if as1 is None else as1(self, self.env[int(i)], info))
+            else:
+                raise ModelFormatError(f"graph output '{info.name}' is neither an input nor produced by an op")
+        return outs
+
+    def convert_ops(self, g) -> None:
+        """Converts the ops of subgraph g (the one self.graph and self.tensors describe)."""
         for j in range(g.OperatorsLength()):
             op = g.Operators(j)
             name = self.op_name(op)
@@ -423,7 +451,7 @@ class _Importer:
                 continue
             try:
                 if name in _CONTROL_FLOW:
-                    raise _Refuse("control flow; only subgraph 0 is converted, without calls into others")
+                    raise _Refuse("control flow; only IF and WHILE call subgraphs")
                 handler = _HANDLERS.get(name) or CUSTOM_HANDLERS.get(name)
                 if handler is None:
                     raise _Refuse("")
@@ -440,22 +468,6 @@ class _Importer:
                 reason = str(r)
                 self.problems[f"{name} [{reason}]" if reason else name] += 1
                 self._stand_in(op)
-
-        if self.problems:
-            raise unsupported("tflite", self.problems)
-
-        outs = []
-        for i in _np(g.OutputsAsNumpy()):
-            info = self.tensors[int(i)]
-            if info.const:
-                outs.append(self.const(info))
-            elif int(i) in self.env:
-                outs.append(self.env[int(i)])
-            else:
-                raise ModelFormatError(f"graph output '{info.name}' is neither an input nor produced by an op")
-        self.b.output(*outs)
-        self._finish_report()
-        return self.b
 
     def _fold(self, op, name: str) -> bool:
         """Computes an op on constants here (shape arithmetic such as Keras'
@@ -1338,6 +1350,14 @@ _HANDLERS = {
     "UNIDIRECTIONAL_SEQUENCE_LSTM": _unidirectional_sequence_lstm,
     "BIDIRECTIONAL_SEQUENCE_LSTM": _bidirectional_sequence_lstm,
 }
+# Resource variables (VAR_HANDLE, READ_VARIABLE, ASSIGN_VARIABLE, CALL_ONCE): tflite_state.py.
+# IF, WHILE (subgraphs): tflite_control.py.
+from . import tflite_control as _control  # noqa: E402
+from . import tflite_state as _state  # noqa: E402  (it reads this module's helpers)
+_HANDLERS.update(_state.HANDLERS)
+SUPPORTED_OPS.update(_state.SUPPORTED)
+_HANDLERS.update(_control.HANDLERS)
+SUPPORTED_OPS.update(_control.SUPPORTED)
 assert set(_HANDLERS) == set(SUPPORTED_OPS)
 
 

@@ -68,7 +68,7 @@ half_pixel_centers / asymmetric rule only after checking that every output
 row and column reads the same source coordinates as onnxruntime would.
 
 Refused (UnsupportedOpError, nothing written): every op not in SUPPORTED_OPS
-(listed with counts, e.g. TopK, NonMaxSuppression, If/Loop, RNN,
+(listed with counts, e.g. TopK, NonMaxSuppression, RNN, Scan, Loop with scan outputs,
 contrib-domain ops such as com.microsoft.Attention), dynamic dims other than the batch, Resize cubic /
 tf_crop_and_resize / modes that do not map, ConvTranspose with groups, pooling
 with dilations, per-axis quantization of activations, quantization to types
@@ -112,7 +112,7 @@ from typing import Dict
 
 from ...builder import GraphBuilder
 from .. import Report
-from . import conv, elementwise, logic, matmul, quant, recurrent, shape
+from . import control, conv, elementwise, logic, matmul, quant, recurrent, shape
 from ..._errors import InvalidArgumentError
 from ._core import Handler, _Importer
 from ._graph import MAX_OPSET, MIN_OPSET
@@ -202,6 +202,10 @@ SUPPORTED_OPS: Dict[str, str] = {
     "GRU": "GRU (as LSTM; linear_before_reset 0 and 1)",
     "com.microsoft.DynamicQuantizeLSTM": "LSTM on the 8-bit W and R (int8 constants + Dequantize, folded at load; "
                                          "per-direction or per-column scales)",
+    "If": "If over two subgraphs (each branch converted; the values it captures become its inputs; both must "
+          "give the same dtypes and static shapes)",
+    "Loop": "While over (iteration, trip count, condition, loop values, captured values): the condition "
+            "subgraph iteration < M and cond, the body the converted body (iter_num as int64); no scan outputs",
 }
 
 
@@ -256,6 +260,8 @@ HANDLERS: Dict[str, Handler] = {
     # recurrent.py
     "LSTM": recurrent.op_LSTM, "GRU": recurrent.op_GRU,
     "com.microsoft.DynamicQuantizeLSTM": recurrent.op_ms_DynamicQuantizeLSTM,
+    # control.py
+    "If": control.op_If, "Loop": control.op_Loop,
 }
 
 

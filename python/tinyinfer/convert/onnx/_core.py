@@ -53,7 +53,8 @@ class _Importer:
         except Exception as e:  # a protobuf decode error
             raise ModelFormatError(f"cannot read the ONNX model: {e}") from e
 
-    def run(self) -> GraphBuilder:
+    def run(self, deferred: bool = False) -> GraphBuilder:
+        """The converted graph; `deferred`: the _Graph before it is written (a control-flow branch)."""
         m = self.model
         self.opset = 0
         self.domains = {}
@@ -71,7 +72,7 @@ class _Importer:
         self._fold_loop()
         self._rewrites()
         self._check_supported()
-        return self._emit_all()
+        return self._emit_all(deferred)
 
     def _read_graph(self):
         import onnx
@@ -619,7 +620,7 @@ class _Importer:
         tmp = Val(r, padded, v.dtype)
         return self.get(tmp, perm)
 
-    def _emit_all(self) -> GraphBuilder:
+    def _emit_all(self, deferred: bool = False) -> GraphBuilder:
         self.b = _Graph(self.name, producer="tinyinfer.convert.onnx")
         self.trace = [] if os.environ.get("TINF_ONNX_TRACE") else None
         self.used_names = set(self.in_types) | set(self.outputs)
@@ -660,7 +661,7 @@ class _Importer:
                 "through Quantize (round half to even) + Dequantize and ops compute in float32; int8 weights stay "
                 "int8 in the file with a Dequantize op" if self.keep_int8 else
                 "quantized ONNX ops are simulated in float32; 8-bit weights were dequantized at conversion")
-        return self.b.finish(self.report)
+        return self.b if deferred else self.b.finish(self.report)
 
     def _emit_outputs(self):
         for nm in self.outputs:

@@ -245,25 +245,44 @@ class _Graph:
         self.outputs.append(t.name)
 
     def finish(self, report: Report) -> GraphBuilder:
-        read = set(self.outputs) | {i for op in self.ops for i in op[1] if i}
         b = GraphBuilder(self.name, producer=self.producer)
         tensors = {}
         for nm, shape, dt in self.inputs:
             tensors[nm] = b.input(nm, shape, dt)
+        ops_out = Counter()
+        self.replay(b, tensors, "", ops_out)
+        for nm in self.outputs:
+            b.output(tensors[nm])
+        report.ops_out.clear()
+        report.ops_out.update(ops_out)
+        return b
+
+    def replay(self, b: GraphBuilder, tensors: Dict, prefix: str, ops_out: Counter) -> None:
+        """Writes the constants that are read, the ops and the quantization into builder b; tensor names get
+        `prefix` (a subgraph's, so that they stay unique in the file). An op whose attributes hold
+        `_subgraphs` (control flow, control.py: a function of (builder, name prefix, ops_out) that writes
+        its subgraphs and gives their indices) gets them written first."""
+        read = set(self.outputs) | {i for op in self.ops for i in op[1] if i}
         for nm, arr in self.consts.items():
             if nm in read:
-                tensors[nm] = b.const(nm, arr)
-        ops_out = Counter()
+                tensors[nm] = b.const(prefix + nm, arr)
         for op, ins, outs, attrs in self.ops:
-            res = b.op(op, *[None if i is None else tensors[i] for i in ins], outputs=outs, **attrs)
+            if "_subgraphs" in attrs:
+                attrs = dict(attrs)
+                attrs["subgraphs"] = attrs.pop("_subgraphs")(b, f"{prefix}{outs[0]}/", ops_out)
+            res = b.op(op, *[None if i is None else tensors[i] for i in ins], outputs=[prefix + o for o in outs],
+                       **attrs)
             for o, t in zip(outs, res if isinstance(res, list) else [res]):
                 tensors[o] = t
             ops_out[op] += 1
         for nm, (sc, zp, axis) in self.quant.items():
             if nm in tensors:
                 b.quantization(tensors[nm], sc, zp, axis)
-        for nm in self.outputs:
-            b.output(tensors[nm])
-        report.ops_out.clear()
-        report.ops_out.update(ops_out)
-        return b
+
+    def replay_subgraph(self, b: GraphBuilder, prefix: str, ops_out: Counter) -> int:
+        """This graph as a subgraph of builder b (its inputs the subgraph's); its index."""
+        with b.subgraph(prefix.rstrip("/"), inputs=[(prefix + nm, shape, dt) for nm, shape, dt in self.inputs]) as sg:
+            tensors = {nm: t for (nm, _, _), t in zip(self.inputs, sg.inputs)}
+            self.replay(b, tensors, prefix, ops_out)
+            sg.output(*[tensors[nm] for nm in self.outputs])
+        return sg.index
