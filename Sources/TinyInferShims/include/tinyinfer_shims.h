@@ -63,4 +63,8 @@ float ti_shim_tanhf(float x);
 float ti_shim_floorf(float x);
 float ti_shim_ceilf(float x);
 float ti_shim_roundf(float x);
+/* prepack cache (issue 18): a fast 64-bit checksum of `size` bytes (hash.c;
+ * not cryptographic: it detects corruption, it does not authenticate). */
+uint64_t ti_shim_hash64(const void *data, size_t size, uint64_t seed);
+
 #endif
