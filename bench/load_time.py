@@ -38,14 +38,16 @@ MODELS = os.path.join(ROOT, "bench", "models")
 
 
 def _mem():
-    """(RSS, PSS) of this process in bytes."""
-    out = {}
+    """(RSS, PSS, USS = private pages) of this process in bytes."""
+    out = {"Rss": 0, "Pss": 0, "Private": 0}
     with open("/proc/self/smaps_rollup") as f:
         for line in f:
             parts = line.split()
             if parts[0] in ("Rss:", "Pss:"):
                 out[parts[0][:-1]] = int(parts[1]) * 1024
-    return out["Rss"], out["Pss"]
+            elif parts[0] in ("Private_Clean:", "Private_Dirty:"):
+                out["Private"] += int(parts[1]) * 1024
+    return out["Rss"], out["Pss"], out["Private"]
 
 
 def _image_mapping():
@@ -69,13 +71,13 @@ def child(a):
         sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
         from _worker import setup_litert  # the suite's LiteRT set-up: Interpreter and allocate_tensors
         from ai_edge_litert.interpreter import Interpreter  # noqa: F401  imported before the clock starts
-        rss0, pss0 = _mem()
+        rss0, pss0, uss0 = _mem()
         load, run, keep = setup_litert(a.path, 1, 1)
     else:
         sys.path.insert(0, os.path.join(ROOT, "python"))
         import tinyinfer
         option = False if a.arm == "nocache" else True
-        rss0, pss0 = _mem()
+        rss0, pss0, uss0 = _mem()
         t0 = time.perf_counter()
         m = tinyinfer.load(a.path, prepack_cache=option)
         s = m.session()
@@ -95,9 +97,9 @@ def child(a):
         t0 = time.perf_counter()
         run()
         times.append(time.perf_counter() - t0)
-    rss1, pss1 = _mem()
+    rss1, pss1, uss1 = _mem()
     out = {"load_ms": load * 1e3, "first_us": first * 1e6, "steady_us": float(np.median(times)) * 1e6,
-           "added_rss": rss1 - rss0, "added_pss": pss1 - pss0, "image": _image_mapping()}
+           "added_rss": rss1 - rss0, "added_pss": pss1 - pss0, "added_uss": uss1 - uss0, "image": _image_mapping()}
     if a.arm != "litert":
         out["prepack"] = {k: v for k, v in keep[0].prepack.items() if k != "image"}
     print(json.dumps(out), flush=True)
@@ -194,12 +196,13 @@ def main():
         pp = arms["cached"][-1]["prepack"]
         print(f"cached arm: state {pp['state']}, ops from the image {pp['from_image']}, packed at load "
               f"{pp['packed_at_load']}; cold arm: written {arms['cold'][-1]['prepack']['written']}")
-        print("| second process, while a first holds the model | added RSS MB | added PSS MB | image Rss MB | image Pss MB |")
-        print("|---|---|---|---|---|")
+        print("| second process, while a first holds the model | added RSS MB | added PSS MB | added USS (private) MB "
+              "| image Rss MB | image Pss MB |")
+        print("|---|---|---|---|---|---|")
         for mode, r in sh.items():
             s = r["second"]
             print(f"| prepack cache {'on' if mode == 'cached' else 'off'} | {s['added_rss'] / 2**20:.2f} | "
-                  f"{s['added_pss'] / 2**20:.2f} | {s['image']['Rss'] / 2**20:.2f} | {s['image']['Pss'] / 2**20:.2f} |")
+                  f"{s['added_pss'] / 2**20:.2f} | {s['added_uss'] / 2**20:.2f} | {s['image']['Rss'] / 2**20:.2f} | {s['image']['Pss'] / 2**20:.2f} |")
         results[name] = {"arms": arms, "medians": med, "shared": sh}
     with open("/proc/loadavg") as f:
         print(f"\nload average after: {' '.join(f.read().split()[:3])}")

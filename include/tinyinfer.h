@@ -719,9 +719,9 @@ int32_t tinf_prepack_layout_version(void);
  * Statuses: those of the _flags functions; TINF_ERR_INVALID_ARGUMENT also for
  * key_size > 64 or key NULL with key_size > 0. */
 tinf_status tinf_model_load_file_prepacked(const char *path, uint32_t flags, const char *image_path,
-                                           const uint8_t *key, size_t key_size, tinf_model **out_model);
+                                           const void *key, size_t key_size, tinf_model **out_model);
 tinf_status tinf_model_load_buffer_prepacked(const void *data, size_t size, uint32_t flags, const char *image_path,
-                                             const uint8_t *key, size_t key_size, tinf_model **out_model);
+                                             const void *key, size_t key_size, tinf_model **out_model);
 
 /* Where the model's packed weights came from. */
 typedef enum tinf_prepack_state {
@@ -748,7 +748,7 @@ tinf_status tinf_model_prepack_note(const tinf_model *model, char *dst, size_t c
  * memory). Statuses: TINF_OK; TINF_ERR_INVALID_ARGUMENT (model or out_size
  * NULL, key_size > 64, key NULL with key_size > 0, dst_size not the image's
  * size); TINF_ERR_INVALID_STATE (dst given but the model packed no weights). */
-tinf_status tinf_model_prepack_image(const tinf_model *model, const uint8_t *key, size_t key_size, void *dst,
+tinf_status tinf_model_prepack_image(const tinf_model *model, const void *key, size_t key_size, void *dst,
                                      size_t dst_size, size_t *out_size);
 
 #ifdef __cplusplus

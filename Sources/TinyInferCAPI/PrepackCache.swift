@@ -13,20 +13,25 @@ import TinyInferShims
 public func tinf_prepack_layout_version() -> Int32 { Int32(PrepackImage.layoutVersion) }
 
 /// The request of a _prepacked load, or a status for bad arguments.
-private func prepackRequest(_ imagePath: UnsafePointer<CChar>?, _ key: UnsafePointer<UInt8>?, _ keySize: Int)
+private func prepackRequest(_ imagePath: UnsafePointer<CChar>?, _ key: UnsafeRawPointer?, _ keySize: Int)
   -> (PrepackRequest?, tinf_status?)
 {
   guard let imagePath else { return (nil, nil) }
   guard keySize <= 64 else { return (nil, fail(.invalidArgument, "the prepack key is \(keySize) bytes, at most 64")) }
   guard key != nil || keySize == 0 else { return (nil, fail(.invalidArgument, "the prepack key is NULL")) }
+  return (PrepackRequest(imagePath: String(cString: imagePath), key: keyBytes(key, keySize)), nil)
+}
+
+/// The caller's key bytes (key_size checked by the caller: at most 64).
+private func keyBytes(_ key: UnsafeRawPointer?, _ keySize: Int) -> [UInt8] {
   var k = [UInt8](repeating: 0, count: keySize)
-  if let key { for i in 0..<keySize { k[i] = key[i] } }
-  return (PrepackRequest(imagePath: String(cString: imagePath), key: k), nil)
+  if let key { for i in 0..<keySize { k[i] = key.load(fromByteOffset: i, as: UInt8.self) } }
+  return k
 }
 
 @c @implementation
 public func tinf_model_load_file_prepacked(
-  _ path: UnsafePointer<CChar>?, _ flags: UInt32, _ imagePath: UnsafePointer<CChar>?, _ key: UnsafePointer<UInt8>?,
+  _ path: UnsafePointer<CChar>?, _ flags: UInt32, _ imagePath: UnsafePointer<CChar>?, _ key: UnsafeRawPointer?,
   _ keySize: Int, _ out: UnsafeMutablePointer<OpaquePointer?>?
 ) -> tinf_status {
   guard let path, let out else {
@@ -49,7 +54,7 @@ public func tinf_model_load_file_prepacked(
 @c @implementation
 public func tinf_model_load_buffer_prepacked(
   _ data: UnsafeRawPointer?, _ size: Int, _ flags: UInt32, _ imagePath: UnsafePointer<CChar>?,
-  _ key: UnsafePointer<UInt8>?, _ keySize: Int, _ out: UnsafeMutablePointer<OpaquePointer?>?
+  _ key: UnsafeRawPointer?, _ keySize: Int, _ out: UnsafeMutablePointer<OpaquePointer?>?
 ) -> tinf_status {
   guard let data, let out else {
     return fail(.invalidArgument, "tinf_model_load_buffer_prepacked: data and out_model must not be NULL")
@@ -99,7 +104,7 @@ public func tinf_model_prepack_note(
 
 @c @implementation
 public func tinf_model_prepack_image(
-  _ model: OpaquePointer?, _ key: UnsafePointer<UInt8>?, _ keySize: Int, _ dst: UnsafeMutableRawPointer?,
+  _ model: OpaquePointer?, _ key: UnsafeRawPointer?, _ keySize: Int, _ dst: UnsafeMutableRawPointer?,
   _ dstSize: Int, _ outSize: UnsafeMutablePointer<Int>?
 ) -> tinf_status {
   guard let m = modelHandle(model), let outSize else { return nullArg("tinf_model_prepack_image") }
@@ -107,10 +112,9 @@ public func tinf_model_prepack_image(
   guard key != nil || keySize == 0 else { return nullArg("tinf_model_prepack_image", "key") }
   outSize.pointee = m.model.prepackImageSize
   guard let dst else { return ok() }
-  var k = [UInt8](repeating: 0, count: keySize)
-  if let key { for i in 0..<keySize { k[i] = key[i] } }
   do throws(TinfError) {
-    try m.model.writePrepackImage(key: k, into: UnsafeMutableRawBufferPointer(start: dst, count: dstSize))
+    try m.model.writePrepackImage(
+      key: keyBytes(key, keySize), into: UnsafeMutableRawBufferPointer(start: dst, count: dstSize))
     return ok()
   } catch {
     return fail(error)

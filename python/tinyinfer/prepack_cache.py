@@ -118,11 +118,14 @@ class Plan:
     def finish(self, handle) -> dict:
         """After the load: the stats, and the image written when the load packed."""
         state, from_image, packed = _counts(handle)
-        n = c_size_t()
-        L.tinf_model_prepack_note(handle, None, 0, byref(n))
-        buf = ctypes.create_string_buffer(n.value + 1)
-        L.tinf_model_prepack_note(handle, buf, len(buf), None)
-        out = {"state": STATES.get(state, "?"), "note": buf.value.decode("utf-8", "replace"),
+        note = ""
+        if state != 1:  # a hit has no note
+            n = c_size_t()
+            L.tinf_model_prepack_note(handle, None, 0, byref(n))
+            buf = ctypes.create_string_buffer(n.value + 1)
+            L.tinf_model_prepack_note(handle, buf, len(buf), None)
+            note = buf.value.decode("utf-8", "replace")
+        out = {"state": STATES.get(state, "?"), "note": note,
                "image": self.path, "from_image": from_image, "packed_at_load": packed,
                "written": False, "write_note": ""}
         if state == 1:
