@@ -37,6 +37,7 @@ import ctypes
 import hashlib
 import os
 import re
+import stat
 from ctypes import byref, c_int32, c_size_t
 from typing import Optional
 
@@ -69,6 +70,8 @@ def _file_content_hash(path: str, where: str) -> Optional[str]:
         st = os.stat(path)
     except OSError:
         return None  # the loader reports it
+    if not stat.S_ISREG(st.st_mode):
+        return None  # a device, FIFO or folder: the loader refuses it (reading it here could block or never end)
     ident = _cache.key("prepack-ref", f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}")
     ref = _cache.entry_path(ident, ".ref", where)
     try:
