@@ -117,21 +117,6 @@ def setup_torch(path, batch, threads, arch, qdynamic):
     return load, run, model
 
 
-def time_runs(run, runs):
-    """(seconds of the first run, [seconds of each of `runs` runs after a warm-up of up to 20])."""
-    t0 = time.perf_counter()
-    run()
-    first = time.perf_counter() - t0
-    for _ in range(min(20, runs)):
-        run()
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - t0)
-    return first, times
-
-
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("runtime")
@@ -151,7 +136,16 @@ def main():
         load, run, keep = setup_onnxruntime(a.path, a.batch, a.threads)
     else:
         load, run, keep = setup_torch(a.path, a.batch, a.threads, a.torch_arch, a.quantize_dynamic)
-    first, times = time_runs(run, a.runs)
+    t0 = time.perf_counter()
+    run()
+    first = time.perf_counter() - t0
+    for _ in range(min(20, a.runs)):
+        run()
+    times = []
+    for _ in range(a.runs):
+        t0 = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - t0)
     t = np.array(times) * 1e6
     print(json.dumps({"load_ms": load * 1e3, "first_us": first * 1e6, "p50_us": float(np.median(t)),
                       "p90_us": float(np.percentile(t, 90)), "rss_mb": rss_mb(), "rss_before_load_mb": rss0}))

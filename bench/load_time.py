@@ -67,9 +67,8 @@ def _image_mapping():
 def child(a):
     """One measurement in this fresh process; prints a JSON line."""
     rng = np.random.default_rng(0)
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from _worker import time_runs  # the suite's timing: first run, warm-up, timed runs
     if a.arm == "litert":
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
         from _worker import setup_litert  # the suite's LiteRT set-up: Interpreter and allocate_tensors
         from ai_edge_litert.interpreter import Interpreter  # noqa: F401  imported before the clock starts
         rss0, pss0, uss0 = _mem()
@@ -88,7 +87,16 @@ def child(a):
 
         def run():
             return s.run(xs)
-    first, times = time_runs(run, a.runs)
+    t0 = time.perf_counter()
+    run()
+    first = time.perf_counter() - t0
+    for _ in range(20):
+        run()
+    times = []
+    for _ in range(a.runs):
+        t0 = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - t0)
     rss1, pss1, uss1 = _mem()
     out = {"load_ms": load * 1e3, "first_us": first * 1e6, "steady_us": float(np.median(times)) * 1e6,
            "added_rss": rss1 - rss0, "added_pss": pss1 - pss0, "added_uss": uss1 - uss0, "image": _image_mapping()}
