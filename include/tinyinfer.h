@@ -769,6 +769,66 @@ tinf_status tinf_model_subgraph(const tinf_model *model, const char *const *inpu
  * Statuses: TINF_OK; TINF_ERR_INVALID_ARGUMENT (out_hash NULL, data NULL with size > 0). */
 tinf_status tinf_hash64(const void *data, size_t size, uint64_t seed, uint64_t *out_hash);
 
+/* ---- prepack cache (issue 18): packed weights from an image file ------------ */
+
+/* A load that packs float32 FullyConnected / Conv2D weights for the GEMM
+ * kernels can save them as a "prepack image"; a later load of the same model
+ * maps that image read-only (shared by every process that maps it) instead
+ * of packing again. The library reads and writes images; where they live,
+ * their keys, atomic writes and the size bound are the caller's (the Python
+ * package's tinyinfer.prepack_cache does all of it; docs/caching.md).
+ * An image is never trusted: before use the library checks its magic,
+ * layout version, size, key, CPU level, the model's file size and graph,
+ * every entry against the model's ops, a checksum of its bytes, and samples
+ * of the packed weights against the model's; any failure packs as usual. */
+
+/* The layout version of prepack images this library reads and writes. */
+int32_t tinf_prepack_layout_version(void);
+
+/* As tinf_model_load_file_flags / tinf_model_load_buffer_flags, taking the
+ * packed weights from the image at `image_path` when it is valid for this
+ * model and `key` (key_size bytes, at most 64; any bytes the caller chooses,
+ * for example a hash of the model, the load flags, the library version and
+ * the CPU level). A missing, unreadable or invalid image is not an error:
+ * the weights are packed and tinf_model_prepack_info says why. The model
+ * keeps the image mapped until it and its sessions are freed; writers must
+ * replace an image by renaming a new file over it, never rewrite it in place.
+ * image_path NULL: as the _flags functions. key may be NULL when key_size is 0.
+ * Statuses: those of the _flags functions; TINF_ERR_INVALID_ARGUMENT also for
+ * key_size > 64 or key NULL with key_size > 0. */
+tinf_status tinf_model_load_file_prepacked(const char *path, uint32_t flags, const char *image_path,
+                                           const void *key, size_t key_size, tinf_model **out_model);
+tinf_status tinf_model_load_buffer_prepacked(const void *data, size_t size, uint32_t flags, const char *image_path,
+                                             const void *key, size_t key_size, tinf_model **out_model);
+
+/* Where the model's packed weights came from. */
+typedef enum tinf_prepack_state {
+  TINF_PREPACK_NOT_REQUESTED = 0, /* no image asked for: packed at load */
+  TINF_PREPACK_FROM_IMAGE = 1,    /* mapped from a valid image: nothing packed */
+  TINF_PREPACK_ABSENT = 2,        /* the image file does not exist: packed at load */
+  TINF_PREPACK_REJECTED = 3       /* the image failed a check (the note says which): packed at load */
+} tinf_prepack_state;
+
+/* out_state: a tinf_prepack_state; out_from_image: ops whose packed weights
+ * were mapped from the image; out_packed: ops packed at this load. Any
+ * out-pointer may be NULL. Statuses: TINF_OK; TINF_ERR_INVALID_ARGUMENT (model NULL). */
+tinf_status tinf_model_prepack_info(const tinf_model *model, int32_t *out_state, int32_t *out_from_image,
+                                    int32_t *out_packed);
+/* Why the image was not used ("" when it was, or none was asked for), copied
+ * NUL-terminated into dst (capacity bytes, truncated to fit; dst may be NULL
+ * when capacity is 0); out_length (may be NULL) gets the full length without
+ * the NUL. Statuses: TINF_OK; TINF_ERR_INVALID_ARGUMENT (model NULL, dst NULL
+ * with capacity > 0). */
+tinf_status tinf_model_prepack_note(const tinf_model *model, char *dst, size_t capacity, size_t *out_length);
+/* The model's prepack image for `key`: *out_size gets its size (0 when the
+ * model packed no weights: nothing to save); with dst non-NULL, dst_size
+ * must equal that size and the image is written into dst (the caller's
+ * memory). Statuses: TINF_OK; TINF_ERR_INVALID_ARGUMENT (model or out_size
+ * NULL, key_size > 64, key NULL with key_size > 0, dst_size not the image's
+ * size); TINF_ERR_INVALID_STATE (dst given but the model packed no weights). */
+tinf_status tinf_model_prepack_image(const tinf_model *model, const void *key, size_t key_size, void *dst,
+                                     size_t dst_size, size_t *out_size);
+
 #ifdef __cplusplus
 }
 #endif

@@ -129,12 +129,12 @@ public func tinf_model_load_buffer_flags(
 }
 
 /// TINF_LOAD_NO_GRAPH_PASSES, TINF_LOAD_DENSE, TINF_LOAD_SPARSE_ALWAYS, and every flag this library knows.
-private let loadNoGraphPasses: UInt32 = 1
+let loadNoGraphPasses: UInt32 = 1
 private let loadDense: UInt32 = 2
 private let loadSparseAlways: UInt32 = 4
-private let loadFlagsKnown: UInt32 = 7
+let loadFlagsKnown: UInt32 = 7
 
-private func sparseChoice(_ flags: UInt32) -> SparseChoice {
+func sparseChoice(_ flags: UInt32) -> SparseChoice {
   flags & loadDense != 0 ? .never : (flags & loadSparseAlways != 0 ? .always : .auto)
 }
 

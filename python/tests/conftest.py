@@ -11,6 +11,16 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 
+# The on-disk caches (conversions, prepacked weights) of a test run go to a
+# folder of its own, never the user's ~/.cache/tinyinfer (tests that check the
+# folder rules set their own).
+if not os.environ.get("TINYINFER_CACHE_DIR"):
+    import atexit
+    import shutil
+    import tempfile
+    os.environ["TINYINFER_CACHE_DIR"] = tempfile.mkdtemp(prefix="tinyinfer-test-cache-")
+    atexit.register(shutil.rmtree, os.environ["TINYINFER_CACHE_DIR"], True)
+
 import tinyinfer  # noqa: E402
 
 

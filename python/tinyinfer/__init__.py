@@ -25,7 +25,8 @@ def info() -> dict:
     (`isa`: "baseline", "avx2" or "avx512" on x86-64, "baseline" or "dotprod"
     on AArch64), the best level the CPU supports (`isa_detected`; they differ
     when the environment variable TINYINFER_ISA asks for a lower level) and
-    the CPU features the library detected."""
+    the CPU features the library detected; `cache`: the on-disk cache folder,
+    its bound, and its conversion and prepack entries (docs/caching.md)."""
     return {
         "version": __version__,
         "abi": _clib.tinf_abi_version(),
@@ -34,7 +35,16 @@ def info() -> dict:
         "isa": _clib.tinf_cpu_isa().decode(),
         "isa_detected": _clib.tinf_cpu_isa_detected().decode(),
         "cpu_features": _clib.tinf_cpu_features().decode().split(),
+        # the on-disk caches (docs/caching.md): conversions and prepacked weights
+        "cache": _cache_info(),
     }
+
+
+def _cache_info() -> dict:
+    from . import cache, prepack_cache
+    conv = cache.entries("conversion")
+    return {"folder": cache.cache_dir(), "max_bytes": cache.max_bytes(), "conversions": len(conv),
+            "conversion_bytes": sum(e.size for e in conv), "prepack": prepack_cache.stats()}
 
 
 __all__ = [
@@ -99,3 +109,6 @@ from .result_cache import ResultCache  # noqa: E402
 __all__.append("ResultCache")
 from . import distill  # noqa: E402,F401  tinyinfer.distill: knowledge distillation (docs/distillation.md)
 from .to_torch import to_torch  # noqa: E402  a .tinf graph as a trainable torch module (docs/distillation.md)
+
+# Imported here, not at the first tinyinfer.load: a load's time is the load's (BENCHMARKS.md, "Prepack cache").
+from . import _load_any as _load_any_mod  # noqa: E402,F401

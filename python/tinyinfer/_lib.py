@@ -393,6 +393,7 @@ _fn("tinf_model_tensor_storage", [ModelHandle, c_int32, POINTER(c_int32), POINTE
 _fn("tinf_options_set_max_work", [OptionsHandle, c_uint64])
 # tinf_status tinf_session_work(const tinf_session *session, uint64_t *out_work);
 _fn("tinf_session_work", [SessionHandle, POINTER(c_uint64)])
+<<<<<<< HEAD
 
 # ---- quantization: float-sensitive ops kept in float32 (issue 14) ----
 
@@ -423,3 +424,24 @@ _fn("tinf_session_state_count", [SessionHandle, POINTER(c_int32)])
 #                                       int32_t *out_index);
 _fn("tinf_builder_add_subgraph", [BuilderHandle, c_char_p, c_int32, c_int32, POINTER(c_int32), c_int32,
                                   POINTER(c_int32), POINTER(c_int32)])
+=======
+# ---- prepack cache (issue 18) ----
+
+# int32_t tinf_prepack_layout_version(void);
+_fn("tinf_prepack_layout_version", [], c_int32)
+# tinf_status tinf_model_load_file_prepacked(const char *path, uint32_t flags, const char *image_path,
+#                                            const void *key, size_t key_size, tinf_model **out_model);
+_fn("tinf_model_load_file_prepacked", [c_char_p, c_uint32, c_char_p, c_void_p, c_size_t, POINTER(ModelHandle)])
+# tinf_status tinf_model_load_buffer_prepacked(const void *data, size_t size, uint32_t flags, const char *image_path,
+#                                              const void *key, size_t key_size, tinf_model **out_model);
+_fn("tinf_model_load_buffer_prepacked",
+    [c_void_p, c_size_t, c_uint32, c_char_p, c_void_p, c_size_t, POINTER(ModelHandle)])
+# tinf_status tinf_model_prepack_info(const tinf_model *model, int32_t *out_state, int32_t *out_from_image,
+#                                     int32_t *out_packed);
+_fn("tinf_model_prepack_info", [ModelHandle, POINTER(c_int32), POINTER(c_int32), POINTER(c_int32)])
+# tinf_status tinf_model_prepack_note(const tinf_model *model, char *dst, size_t capacity, size_t *out_length);
+_fn("tinf_model_prepack_note", [ModelHandle, c_char_p, c_size_t, POINTER(c_size_t)])
+# tinf_status tinf_model_prepack_image(const tinf_model *model, const void *key, size_t key_size, void *dst,
+#                                      size_t dst_size, size_t *out_size);
+_fn("tinf_model_prepack_image", [ModelHandle, c_void_p, c_size_t, c_void_p, c_size_t, POINTER(c_size_t)])
+>>>>>>> prepack

@@ -24,6 +24,10 @@ Rules (docs/migrating.md, "The conversion cache"):
   `max_bytes()`: `TINYINFER_CACHE_MAX_BYTES`, default 1 GiB (DEFAULT_MAX_BYTES).
 - Failures to write (read-only folder, full disk) are ignored: the cache is an
   optimization, the caller goes on with its data.
+- The prepack cache (tinyinfer.prepack_cache) keeps its files in the same
+  folder under the same bound: `<key>.pack` (packed weights, checked by the
+  library itself) and `<key>.ref` (a model file's identity -> its content
+  hash), written with `put_raw`; `entries(None)` lists every kind.
 """
 
 from __future__ import annotations
@@ -37,12 +41,15 @@ import time
 from dataclasses import dataclass
 from typing import List, Optional
 
-__all__ = ["cache_dir", "max_bytes", "key", "get", "put", "clear", "entries", "Entry", "DEFAULT_MAX_BYTES"]
+__all__ = ["cache_dir", "max_bytes", "key", "get", "put", "put_raw", "entry_path", "clear", "entries", "Entry",
+           "DEFAULT_MAX_BYTES"]
 
 DEFAULT_MAX_BYTES = 1 << 30  # 1 GiB
 MAGIC = b"TINFCACH"
 _HEADER = struct.Struct("<8sQ32s")  # magic, payload size, sha256 of the payload
 _SUFFIX = ".bin"
+# file suffix -> kind of entry (Entry.kind)
+KINDS = {_SUFFIX: "conversion", ".pack": "prepack", ".ref": "prepack-ref"}
 _TMP_PREFIX = ".tmp-"
 _STALE_TMP_SECONDS = 3600  # a temporary file this old is a crashed writer's
 _KEY = re.compile(r"^[0-9a-zA-Z_-]{1,128}$")
@@ -55,6 +62,7 @@ class Entry:
     path: str
     size: int
     mtime: float
+    kind: str = "conversion"
 
 
 def cache_dir() -> str:
@@ -89,10 +97,17 @@ def key(*parts) -> str:
     return h.hexdigest()
 
 
-def _path(k: str) -> str:
+def entry_path(k: str, suffix: str = _SUFFIX, folder: Optional[str] = None) -> str:
+    """The file of entry `k` of the kind `suffix` (a key of KINDS) in `folder` (default cache_dir())."""
     if not isinstance(k, str) or not _KEY.match(k):
         raise ValueError(f"bad cache key {k!r}: 1 to 128 characters of [0-9a-zA-Z_-]")
-    return os.path.join(cache_dir(), k + _SUFFIX)
+    if suffix not in KINDS:
+        raise ValueError(f"bad cache entry suffix {suffix!r}")
+    return os.path.join(folder or cache_dir(), k + suffix)
+
+
+def _path(k: str) -> str:
+    return entry_path(k)
 
 
 def _remove(path: str) -> None:
@@ -130,18 +145,34 @@ def put(k: str, data: bytes) -> bool:
     """Stores `data` under key `k` atomically, then trims the cache to
     max_bytes(). Returns whether it was written (False when the folder is not
     writable or the entry alone exceeds the bound)."""
-    path = _path(k)
     data = bytes(data)
-    if _HEADER.size + len(data) > max_bytes():
-        return False
+    header = _HEADER.pack(MAGIC, len(data), hashlib.sha256(data).digest())
+    return _write_entry(_path(k), (header, data)) is None
+
+
+def put_raw(k: str, data, suffix: str, folder: Optional[str] = None) -> Optional[str]:
+    """Stores `data` (bytes-like) as it is (no header: the kind checks its own
+    files) as entry `k` of kind `suffix` in `folder` (default cache_dir()),
+    atomically, then trims that folder to max_bytes(). Returns None when
+    written, else why not (the folder is not writable, the disk is full, the
+    entry alone exceeds the bound)."""
+    return _write_entry(entry_path(k, suffix, folder), (data,))
+
+
+def _write_entry(path: str, chunks) -> Optional[str]:
+    """Writes the chunks to `path` atomically (temporary file, fsync, rename)
+    and trims its folder; None when written, else the reason."""
+    size = sum(len(memoryview(c)) for c in chunks)
+    if size > max_bytes():
+        return f"{size} bytes exceed the cache bound of {max_bytes()} bytes"
     folder = os.path.dirname(path)
     tmp = None
     try:
         os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, suffix=_SUFFIX, dir=folder)
+        fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, suffix=os.path.splitext(path)[1], dir=folder)
         with os.fdopen(fd, "wb") as f:
-            f.write(_HEADER.pack(MAGIC, len(data), hashlib.sha256(data).digest()))
-            f.write(data)
+            for c in chunks:
+                f.write(c)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -154,17 +185,17 @@ def put(k: str, data: bytes) -> bool:
                 os.close(dfd)
         except OSError:
             pass
-    except OSError:
+    except OSError as e:
         if tmp is not None:
             _remove(tmp)
-        return False
-    _trim(keep=path)
-    return True
+        return f"cannot write in {folder}: {e.strerror or e}"
+    _trim(keep=path, folder=folder)
+    return None
 
 
-def _scan():
-    """(entries, temporary files) of the folder."""
-    folder = cache_dir()
+def _scan(folder: Optional[str] = None):
+    """(entries of every kind, temporary files) of the folder (default cache_dir())."""
+    folder = folder or cache_dir()
     out, tmps = [], []
     try:
         names = os.listdir(folder)
@@ -178,15 +209,17 @@ def _scan():
             continue  # removed meanwhile by another process
         if name.startswith(_TMP_PREFIX):
             tmps.append((p, st.st_mtime))
-        elif name.endswith(_SUFFIX) and _KEY.match(name[:-len(_SUFFIX)]):
-            out.append(Entry(name[:-len(_SUFFIX)], p, st.st_size, st.st_mtime))
+        else:
+            stem, suffix = os.path.splitext(name)
+            if suffix in KINDS and _KEY.match(stem):
+                out.append(Entry(stem, p, st.st_size, st.st_mtime, KINDS[suffix]))
     return out, tmps
 
 
-def _trim(keep: Optional[str] = None) -> None:
-    """Removes least recently used entries until the total fits max_bytes(),
-    and temporary files left by crashed writers."""
-    items, tmps = _scan()
+def _trim(keep: Optional[str] = None, folder: Optional[str] = None) -> None:
+    """Removes least recently used entries (of every kind) until the total
+    fits max_bytes(), and temporary files left by crashed writers."""
+    items, tmps = _scan(folder)
     now = time.time()
     for p, mtime in tmps:
         if now - mtime > _STALE_TMP_SECONDS:
@@ -202,14 +235,15 @@ def _trim(keep: Optional[str] = None) -> None:
         total -= e.size
 
 
-def entries() -> List[Entry]:
-    """Every entry, most recently used first."""
-    return sorted(_scan()[0], key=lambda e: e.mtime, reverse=True)
+def entries(kind: Optional[str] = "conversion", folder: Optional[str] = None) -> List[Entry]:
+    """The entries of one kind ("conversion", "prepack", "prepack-ref"; None:
+    every kind), most recently used first."""
+    return sorted((e for e in _scan(folder)[0] if kind is None or e.kind == kind), key=lambda e: e.mtime, reverse=True)
 
 
-def clear() -> int:
-    """Removes every entry (and temporary file); returns how many entries were removed."""
-    items, tmps = _scan()
+def clear(folder: Optional[str] = None) -> int:
+    """Removes every entry of every kind (and temporary file); returns how many entries were removed."""
+    items, tmps = _scan(folder)
     for p, _ in tmps:
         _remove(p)
     for e in items:

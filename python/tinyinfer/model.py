@@ -15,6 +15,7 @@ import numpy as np
 
 from . import _lib
 from . import result_cache as _result_cache
+from . import prepack_cache as _prepack
 from ._dtypes import TO_NUMPY
 from ._errors import InvalidArgumentError, InvalidStateError, TinyInferRuntimeError
 
@@ -86,11 +87,16 @@ class Model:
     session runs the file's input shapes; inputs with another batch size run
     on a session made for that shape, and the `shape_sessions` most recently
     used of those are kept (least recently used closed first).
+
+    `prepack`: what the prepack cache did at load (docs/caching.md): `state`
+    ("hit": packed weights mapped from the cache; "miss", "rejected" (with
+    `note`): packed at load; "off"), `from_image`, `packed_at_load`,
+    `written`, `write_note`, `image`.
     """
 
     def __init__(self, source: Union[str, os.PathLike, bytes, bytearray, memoryview], threads: int = 1,
                  optimize: bool = True, shape_sessions: int = DEFAULT_SHAPE_SESSIONS, sparse: bool = True,
-                 max_work: Optional[int] = None, result_cache=None):
+                 max_work: Optional[int] = None, result_cache=None, prepack_cache=True):
         self._handle = None
         self.max_work = _check_max_work(max_work)
         self._buffer = None
@@ -101,7 +107,6 @@ class Model:
         if not isinstance(shape_sessions, int) or shape_sessions < 1:
             raise InvalidArgumentError(f"shape_sessions must be an int >= 1, got {shape_sessions!r}")
         self.shape_sessions = shape_sessions
-        handle = _lib.ModelHandle()
         if sparse not in (True, False, "always"):
             raise InvalidArgumentError(f"sparse must be True, False or 'always', got {sparse!r}")
         flags = ((0 if optimize else LOAD_NO_GRAPH_PASSES) | (0 if sparse else LOAD_DENSE)
@@ -109,6 +114,8 @@ class Model:
         if isinstance(source, _lib.ModelHandle):
             handle = source  # a C model made by the library (tinyinfer.subgraph's views): adopted
             self._buffer = b""
+            self.prepack = {"state": "off", "note": "a view: the parent's packed weights", "image": None,
+                            "from_image": 0, "packed_at_load": 0, "written": False, "write_note": ""}
         elif isinstance(source, (bytes, bytearray, memoryview)):
             # The library borrows an aligned buffer: keep a copy alive with the model.
             buf = np.frombuffer(bytes(source), dtype=np.uint8)
@@ -116,9 +123,9 @@ class Model:
             off = (-aligned.ctypes.data) % 64
             self._buffer = aligned[off:off + buf.size]
             self._buffer[:] = buf
-            L.tinf_model_load_buffer_flags(self._buffer.ctypes.data, self._buffer.size, flags, byref(handle))
+            handle, self.prepack = _prepack.load_handle(None, flags, prepack_cache, source, self._buffer)
         else:
-            L.tinf_model_load_file_flags(_fs_path(source), flags, byref(handle))
+            handle, self.prepack = _prepack.load_handle(_fs_path(source), flags, prepack_cache, source)
         # where the model came from (batch plans and tinyinfer.dask key on it)
         self.path: Optional[str] = None if self._buffer is not None else os.path.abspath(os.fspath(source))
         self._handle = handle
@@ -712,7 +719,7 @@ class Session:
 
 def load(source, threads: int = 1, optimize: bool = True, shape_sessions: int = DEFAULT_SHAPE_SESSIONS,
          sparse: bool = True, max_work: Optional[int] = None, *, cache: bool = True, result_cache=None,
-         **convert_options) -> Model:
+         prepack_cache=True, **convert_options) -> Model:
     """Loads a model from a path or from bytes: a .tinf, or a .tflite, .onnx,
     torch.save or safetensors model (told apart by content), converted in
     memory with `convert_options` (tinyinfer.convert's: input_shapes,
@@ -727,8 +734,12 @@ def load(source, threads: int = 1, optimize: bool = True, shape_sessions: int = 
     multiply-adds or element visits one run may take (docs/format.md,
     Limits; default 2^33): a session over it is refused. `result_cache`: a
     tinyinfer.ResultCache that answers `Model.run` for inputs seen before
-    (docs/caching.md)."""
+    (docs/caching.md). `prepack_cache`: where the packed weights are kept
+    for the next load (True: the tinyinfer cache folder; a path: that
+    folder; False: not at all; the environment variable
+    TINYINFER_PREPACK_CACHE=0 turns it off too); `Model.prepack` reports
+    what this load did (docs/caching.md)."""
     from ._load_any import resolve
     source = resolve(source, cache=cache, **convert_options)
     return Model(source, threads=threads, optimize=optimize, shape_sessions=shape_sessions, sparse=sparse,
-                 max_work=max_work, result_cache=result_cache)
+                 max_work=max_work, result_cache=result_cache, prepack_cache=prepack_cache)

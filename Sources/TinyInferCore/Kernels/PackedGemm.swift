@@ -82,6 +82,8 @@ public final class PackedWeights {
   let ptr: UnsafeMutablePointer<Float>
   let n: Int
   let k: Int
+  /// false when `ptr` points into a prepack image the model maps (Runtime/PrepackImage.swift).
+  let owned: Bool
 
   init?(_ w: UnsafePointer<Float>, n: Int, k: Int) {
     let count = PackedGemm.packedCount(n: n, k: k)
@@ -89,10 +91,19 @@ public final class PackedWeights {
     ptr = raw.bindMemory(to: Float.self, capacity: count)
     self.n = n
     self.k = k
+    owned = true
     PackedGemm.pack(w, n: n, k: k, into: ptr)
   }
 
-  deinit { ti_shim_free(ptr) }
+  /// Weights already packed (read-only memory that outlives this object).
+  init(borrowing packed: UnsafePointer<Float>, n: Int, k: Int) {
+    ptr = UnsafeMutablePointer(mutating: packed)
+    self.n = n
+    self.k = k
+    owned = false
+  }
+
+  deinit { if owned { ti_shim_free(ptr) } }
 
   var bytes: Int { PackedGemm.packedCount(n: n, k: k) * 4 }
 }

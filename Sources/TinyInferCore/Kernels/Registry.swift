@@ -189,9 +189,12 @@ public enum Registry {
   }
 
   /// Weights to pack once at model load for a faster kernel, shared by every
-  /// session (`OpTraits.prepack`), as the [N, K] matrix of PackedGemm. nil
-  /// when these weights do not qualify.
-  static func prepack(_ node: Node, _ inputs: [TensorDesc?], _ data: [UnsafeMutableRawPointer?]) -> PackedWeights? {
+  /// session (`OpTraits.prepack`): the [N, K] float32 matrix PackedGemm
+  /// packs (`PackedWeights`, or the same panels mapped from a prepack image,
+  /// Runtime/PrepackImage.swift). nil when these weights do not qualify.
+  static func prepack(_ node: Node, _ inputs: [TensorDesc?], _ data: [UnsafeMutableRawPointer?])
+    -> (weights: UnsafePointer<Float>, n: Int, k: Int)?
+  {
     let kind = node.op.traits.prepack
     guard kind != .none, inputs.count >= 2, let x = inputs[0], let w = inputs[1], let wp = data[1], w.isConstant,
       x.dtype == .float32, w.dtype == .float32
@@ -203,11 +206,11 @@ public enum Registry {
     case .conv2D:
       // One group: [Cout, KH*KW*Cin].
       guard w.shape.count == 4, x.shape.count == 4, (try? node.attrs.int(.groups, default: 1)) == 1 else { return nil }
-      return PackedWeights(weights, n: w.shape[0], k: w.shape[1] &* w.shape[2] &* w.shape[3])
+      return (weights, w.shape[0], w.shape[1] &* w.shape[2] &* w.shape[3])
     case .fullyConnected:
       // For any number of rows (a session may run another batch size than the file's).
       guard w.shape.count == 2, (try? node.attrs.int(.weightFormat, default: 0)) == 0 else { return nil }
-      return PackedWeights(weights, n: w.shape[0], k: w.shape[1])
+      return (weights, w.shape[0], w.shape[1])
     }
   }
 

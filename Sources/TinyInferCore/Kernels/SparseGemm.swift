@@ -142,14 +142,26 @@ enum SparseGemm {
     if int8 {
       guard let q = w.quant, q.zeroPoints.allSatisfy({ $0 == 0 }) else { return nil }
     }
+    // The count stops once no threshold can be met (`.auto`): dense weights
+    // are read only up to the highest density that may pay, not whole (a
+    // cached load maps the packed weights and would read the file's weights
+    // only for this count; docs/caching.md).
+    let total = n &* k
+    let cap = choice == .always ? total : Int(Double(total) * max(maxDensityTiled, maxDensityTiledInt8, maxDensityRow)) &+ 1
     var nnz = 0
-    if int8 {
-      let p = UnsafePointer(wp.assumingMemoryBound(to: Int8.self))
-      for i in 0..<(n &* k) where p[i] != 0 { nnz &+= 1 }
-    } else {
-      let p = UnsafePointer(wp.assumingMemoryBound(to: Float.self))
-      for i in 0..<(n &* k) where p[i] != 0 { nnz &+= 1 }
+    var i = 0
+    while i < total && nnz <= cap {
+      let end = min(total, i &+ 4096)
+      if int8 {
+        let p = UnsafePointer(wp.assumingMemoryBound(to: Int8.self))
+        for j in i..<end where p[j] != 0 { nnz &+= 1 }
+      } else {
+        let p = UnsafePointer(wp.assumingMemoryBound(to: Float.self))
+        for j in i..<end where p[j] != 0 { nnz &+= 1 }
+      }
+      i = end
     }
+    guard nnz <= cap else { return nil }
     let density = Double(nnz) / Double(n &* k)
     let wanted = choice == .always
       ? density < 1 : pays(density: density, rows: rows, int8: int8, weightBytes: n &* k &* (int8 ? 1 : 4))

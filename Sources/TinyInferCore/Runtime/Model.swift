@@ -42,13 +42,24 @@ public final class Model {
   /// Weights of ops that run on the sparse kernels (by op index;
   /// Kernels/SparseGemm.swift), chosen at load.
   let sparse: [SparseWeights?]
+  /// Where the packed weights came from (a prepack image or packing at
+  /// load; Runtime/PrepackImage.swift), why an image was not used, and how
+  /// many ops' weights came from it or were packed at this load.
+  public let prepackState: PrepackState
+  public let prepackNote: String
+  public let prepackedFromImage: Int
+  public let packedAtLoad: Int
+  /// The mapped prepack image the packed weights point into (unmapped with the model).
+  private let prepackMapping: (UnsafeMutableRawPointer, Int)?
+  /// Checksum of the file's graph section (a prepack image must match it).
+  let graphHash: UInt64
 
   /// Memory-maps and loads a file. `optimize: false` skips the graph
   /// passes (Passes/Optimizer.swift; constant folding still runs).
   /// `sparse`: whether ops with mostly-zero weights run sparse kernels (SparseGemm.swift).
-  public static func load(path: String, optimize: Bool = true, sparse: SparseChoice = .auto) throws(TinfError)
-    -> Model
-  {
+  public static func load(
+    path: String, optimize: Bool = true, sparse: SparseChoice = .auto, prepack: PrepackRequest? = nil
+  ) throws(TinfError) -> Model {
     let t0 = ti_shim_now_ns()
     var size = 0
     var err: Int32 = 0
@@ -67,19 +78,21 @@ public final class Model {
       throw TinfError(.io, err < 0 ? "cannot load '\(path)': it \(reason)" : "cannot open '\(path)': \(reason)")
     }
     return try Model.make(
-      base: UnsafeRawPointer(p), size: size, storage: .mapped(p, size), optimize: optimize, sparse: sparse, t0: t0)
+      base: UnsafeRawPointer(p), size: size, storage: .mapped(p, size), optimize: optimize, sparse: sparse,
+      prepack: prepack, t0: t0)
   }
 
   /// Loads from a buffer: borrowed if 64-byte aligned (it must then outlive
   /// the model), copied otherwise.
-  public static func load(buffer: UnsafeRawBufferPointer, optimize: Bool = true, sparse: SparseChoice = .auto)
-    throws(TinfError) -> Model
-  {
+  public static func load(
+    buffer: UnsafeRawBufferPointer, optimize: Bool = true, sparse: SparseChoice = .auto, prepack: PrepackRequest? = nil
+  ) throws(TinfError) -> Model {
     let t0 = ti_shim_now_ns()
     guard let base = buffer.baseAddress, buffer.count > 0 else { throw .format("the buffer is empty") }
     if UInt(bitPattern: base) % UInt(ModelFile.alignment) == 0 {
       return try Model.make(
-        base: base, size: buffer.count, storage: .borrowed, optimize: optimize, sparse: sparse, t0: t0)
+        base: base, size: buffer.count, storage: .borrowed, optimize: optimize, sparse: sparse, prepack: prepack,
+        t0: t0)
     }
     guard let copy = ti_shim_alloc(buffer.count) else {
       throw TinfError(.outOfMemory, "cannot allocate \(buffer.count) bytes for a copy of the model")
@@ -87,15 +100,16 @@ public final class Model {
     copy.copyMemory(from: base, byteCount: buffer.count)
     return try Model.make(
       base: UnsafeRawPointer(copy), size: buffer.count, storage: .owned(copy), optimize: optimize, sparse: sparse,
-      t0: t0)
+      prepack: prepack, t0: t0)
   }
 
   /// Parses, validates, folds and optimizes; on failure releases the
   /// storage. The object is created only once everything succeeded (a
   /// throwing class initializer would leak the partial object in Embedded Swift).
   private static func make(
-    base: UnsafeRawPointer, size: Int, storage: Storage, optimize: Bool, sparse: SparseChoice, t0: UInt64)
-    throws(TinfError) -> Model
+    base: UnsafeRawPointer, size: Int, storage: Storage, optimize: Bool, sparse: SparseChoice,
+    prepack: PrepackRequest?, t0: UInt64
+  ) throws(TinfError) -> Model
   {
     let file = UnsafeRawBufferPointer(start: base, count: size)
     var expanded: UnsafeMutableRawPointer? = nil
@@ -129,7 +143,8 @@ public final class Model {
       return Model(
         size: size, storage: storage, dataBase: dataBase, folding: folding,
         parts: (layout.body.lowerBound, layout.body.count, layout.data.count), sparse: sparse, expanded: expanded,
-        encoded: encoded, t0: t0)
+        encoded: encoded,
+        prepack: (prepack, ti_hash64(base + layout.body.lowerBound, layout.body.count, 0)), t0: t0)
     } catch {
       ti_shim_free(expanded)
       switch storage {
@@ -144,7 +159,7 @@ public final class Model {
   private init(
     size: Int, storage: Storage, dataBase: UnsafeRawPointer?, folding: ConstantFolding.Result,
     parts: (header: Int, graph: Int, data: Int), sparse choice: SparseChoice, expanded: UnsafeMutableRawPointer?,
-    encoded: [Int], t0: UInt64
+    encoded: [Int], prepack: (request: PrepackRequest?, graphHash: UInt64), t0: UInt64
   ) {
     self.expanded = expanded
     self.encodedBytes = encoded
@@ -159,10 +174,10 @@ public final class Model {
     self.foldedData = folding.buffers
     var report = folding.report
     let g = folding.graph
-    var packed: [PackedWeights?] = []
+    var matrices: [(weights: UnsafePointer<Float>, n: Int, k: Int)?] = []
     var sparse: [SparseWeights?] = []
     var pb = 0
-    packed.reserveCapacity(g.nodes.count)
+    matrices.reserveCapacity(g.nodes.count)
     sparse.reserveCapacity(g.nodes.count)
     for node in g.nodes {
       let data = node.inputs.map { (t: Int) -> UnsafeMutableRawPointer? in
@@ -178,13 +193,20 @@ public final class Model {
         let pct = (s.sparsity * 1000).rounded() / 10
         report.append("sparse kernel: \(node.op.name) '\(name)' (\(pct)% zeros, \(s.nnz) nonzeros)")
       }
-      let p = s == nil ? Registry.prepack(node, descs, data) : nil
-      pb += p?.bytes ?? 0
+      matrices.append(s == nil ? Registry.prepack(node, descs, data) : nil)
       pb += s?.bytes ?? 0
-      packed.append(p)
       sparse.append(s)
     }
-    self.packed = packed
+    let pk = PrepackImage.adopt(
+      matrices, request: prepack.request, facts: PrepackImage.Facts(fileSize: size, graphHash: prepack.graphHash))
+    for p in pk.weights { pb += p?.bytes ?? 0 }
+    self.packed = pk.weights
+    self.prepackState = pk.state
+    self.prepackNote = pk.note
+    self.prepackedFromImage = pk.fromImage
+    self.packedAtLoad = pk.packedNow
+    self.prepackMapping = pk.mapping
+    self.graphHash = prepack.graphHash
     self.sparse = sparse
     self.passReport = report
     self.packedBytes = pb
@@ -196,6 +218,7 @@ public final class Model {
 
   deinit {
     guard parent == nil else { return }  // a view (subgraph) frees nothing: its parent owns the memory
+    if let (p, n) = prepackMapping { ti_shim_unmap(p, n) }
     for b in foldedData { ti_shim_free(b) }
     ti_shim_free(expanded)
     switch storage {
@@ -236,6 +259,13 @@ public final class Model {
     self.passReport = report
     self.packed = ops.map { parent.packed[$0] }
     self.sparse = ops.map { parent.sparse[$0] }
+    // The packed weights are the parent's (its prepack image, if any, stays the parent's).
+    self.prepackState = parent.prepackState
+    self.prepackNote = parent.prepackNote
+    self.prepackedFromImage = 0
+    self.packedAtLoad = 0
+    self.prepackMapping = nil
+    self.graphHash = parent.graphHash
     var pb = 0
     for k in ops { pb += (parent.packed[k]?.bytes ?? 0) + (parent.sparse[k]?.bytes ?? 0) }
     self.packedBytes = pb

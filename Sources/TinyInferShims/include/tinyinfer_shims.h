@@ -63,4 +63,5 @@ float ti_shim_tanhf(float x);
 float ti_shim_floorf(float x);
 float ti_shim_ceilf(float x);
 float ti_shim_roundf(float x);
+
 #endif

@@ -1,0 +1,122 @@
+// The C API of the prepack cache (include/tinyinfer.h, section "prepack
+// cache"): loads that take packed weights from an image file, and the image
+// of a loaded model. The core checks and maps images
+// (TinyInferCore/Runtime/PrepackImage.swift); where they live, their keys,
+// atomic writes and the size bound are the caller's (Python:
+// tinyinfer.prepack_cache).
+
+import CTinyInfer
+import TinyInferCore
+import TinyInferShims
+
+@c @implementation
+public func tinf_prepack_layout_version() -> Int32 { Int32(PrepackImage.layoutVersion) }
+
+/// The request of a _prepacked load, or a status for bad arguments.
+private func prepackRequest(_ imagePath: UnsafePointer<CChar>?, _ key: UnsafeRawPointer?, _ keySize: Int)
+  -> (PrepackRequest?, tinf_status?)
+{
+  guard let imagePath else { return (nil, nil) }
+  guard keySize <= 64 else { return (nil, fail(.invalidArgument, "the prepack key is \(keySize) bytes, at most 64")) }
+  guard key != nil || keySize == 0 else { return (nil, fail(.invalidArgument, "the prepack key is NULL")) }
+  return (PrepackRequest(imagePath: String(cString: imagePath), key: keyBytes(key, keySize)), nil)
+}
+
+/// The caller's key bytes (key_size checked by the caller: at most 64).
+private func keyBytes(_ key: UnsafeRawPointer?, _ keySize: Int) -> [UInt8] {
+  var k = [UInt8](repeating: 0, count: keySize)
+  if let key { for i in 0..<keySize { k[i] = key.load(fromByteOffset: i, as: UInt8.self) } }
+  return k
+}
+
+@c @implementation
+public func tinf_model_load_file_prepacked(
+  _ path: UnsafePointer<CChar>?, _ flags: UInt32, _ imagePath: UnsafePointer<CChar>?, _ key: UnsafeRawPointer?,
+  _ keySize: Int, _ out: UnsafeMutablePointer<OpaquePointer?>?
+) -> tinf_status {
+  guard let path, let out else {
+    return fail(.invalidArgument, "tinf_model_load_file_prepacked: path and out_model must not be NULL")
+  }
+  guard flags & ~loadFlagsKnown == 0 else { return fail(.invalidArgument, "unknown load flags \(flags)") }
+  let (request, bad) = prepackRequest(imagePath, key, keySize)
+  if let bad { return bad }
+  do throws(TinfError) {
+    let m = try Model.load(
+      path: String(cString: path), optimize: flags & loadNoGraphPasses == 0, sparse: sparseChoice(flags),
+      prepack: request)
+    out.pointee = retain(ModelHandle(m))
+    return ok()
+  } catch {
+    return fail(error)
+  }
+}
+
+@c @implementation
+public func tinf_model_load_buffer_prepacked(
+  _ data: UnsafeRawPointer?, _ size: Int, _ flags: UInt32, _ imagePath: UnsafePointer<CChar>?,
+  _ key: UnsafeRawPointer?, _ keySize: Int, _ out: UnsafeMutablePointer<OpaquePointer?>?
+) -> tinf_status {
+  guard let data, let out else {
+    return fail(.invalidArgument, "tinf_model_load_buffer_prepacked: data and out_model must not be NULL")
+  }
+  guard flags & ~loadFlagsKnown == 0 else { return fail(.invalidArgument, "unknown load flags \(flags)") }
+  let (request, bad) = prepackRequest(imagePath, key, keySize)
+  if let bad { return bad }
+  do throws(TinfError) {
+    let m = try Model.load(
+      buffer: UnsafeRawBufferPointer(start: data, count: size), optimize: flags & loadNoGraphPasses == 0,
+      sparse: sparseChoice(flags), prepack: request)
+    out.pointee = retain(ModelHandle(m))
+    return ok()
+  } catch {
+    return fail(error)
+  }
+}
+
+@c @implementation
+public func tinf_model_prepack_info(
+  _ model: OpaquePointer?, _ state: UnsafeMutablePointer<Int32>?, _ fromImage: UnsafeMutablePointer<Int32>?,
+  _ packed: UnsafeMutablePointer<Int32>?
+) -> tinf_status {
+  guard let m = modelHandle(model) else { return nullArg("tinf_model_prepack_info", "model") }
+  state?.pointee = m.model.prepackState.rawValue
+  fromImage?.pointee = Int32(clamping: m.model.prepackedFromImage)
+  packed?.pointee = Int32(clamping: m.model.packedAtLoad)
+  return ok()
+}
+
+@c @implementation
+public func tinf_model_prepack_note(
+  _ model: OpaquePointer?, _ dst: UnsafeMutablePointer<CChar>?, _ capacity: Int, _ length: UnsafeMutablePointer<Int>?
+) -> tinf_status {
+  guard let m = modelHandle(model) else { return nullArg("tinf_model_prepack_note", "model") }
+  guard dst != nil || capacity == 0 else { return nullArg("tinf_model_prepack_note", "dst") }
+  var note = m.model.prepackNote
+  note.withUTF8 { u in
+    length?.pointee = u.count
+    guard let dst, capacity > 0 else { return }
+    let n = min(u.count, capacity - 1)
+    for i in 0..<n { dst[i] = CChar(bitPattern: u[i]) }
+    dst[n] = 0
+  }
+  return ok()
+}
+
+@c @implementation
+public func tinf_model_prepack_image(
+  _ model: OpaquePointer?, _ key: UnsafeRawPointer?, _ keySize: Int, _ dst: UnsafeMutableRawPointer?,
+  _ dstSize: Int, _ outSize: UnsafeMutablePointer<Int>?
+) -> tinf_status {
+  guard let m = modelHandle(model), let outSize else { return nullArg("tinf_model_prepack_image") }
+  guard keySize <= 64 else { return fail(.invalidArgument, "the prepack key is \(keySize) bytes, at most 64") }
+  guard key != nil || keySize == 0 else { return nullArg("tinf_model_prepack_image", "key") }
+  outSize.pointee = m.model.prepackImageSize
+  guard let dst else { return ok() }
+  do throws(TinfError) {
+    try m.model.writePrepackImage(
+      key: keyBytes(key, keySize), into: UnsafeMutableRawBufferPointer(start: dst, count: dstSize))
+    return ok()
+  } catch {
+    return fail(error)
+  }
+}

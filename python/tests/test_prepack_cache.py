@@ -1,0 +1,398 @@
+"""The prepack cache (tinyinfer.prepack_cache, Runtime/PrepackImage.swift):
+a cached load maps the packed weights instead of packing and gives the same
+outputs bit for bit; corrupt, truncated, foreign and stale images are
+refused and replaced; concurrent writers leave a valid file; the cache can
+be turned off; an unwritable folder leaves the load working."""
+
+import ctypes
+import os
+import subprocess
+import sys
+from ctypes import byref, c_int32, c_size_t
+
+import numpy as np
+import pytest
+
+import reference as ref
+import tinyinfer
+from tinyinfer import _lib, cache, prepack_cache
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PYTHON = os.path.dirname(HERE)
+L = _lib.lib
+
+
+@pytest.fixture(autouse=True)
+def folder(tmp_path, monkeypatch):
+    d = tmp_path / "cache"
+    monkeypatch.setenv("TINYINFER_CACHE_DIR", str(d))
+    monkeypatch.delenv("TINYINFER_CACHE_MAX_BYTES", raising=False)
+    monkeypatch.delenv("TINYINFER_PREPACK_CACHE", raising=False)
+    return d
+
+
+def make_model(path, seed=0, cout=24, hidden=40):
+    """Conv2D 3x3 (packed) -> reshape -> FullyConnected (packed) -> FullyConnected (packed)."""
+    rng = np.random.default_rng(seed)
+    w1 = rng.standard_normal((cout, 3, 3, 3)).astype(np.float32)
+    b1 = rng.standard_normal(cout).astype(np.float32)
+    w2 = rng.standard_normal((hidden, 6 * 6 * cout)).astype(np.float32)
+    b2 = rng.standard_normal(hidden).astype(np.float32)
+    w3 = rng.standard_normal((10, hidden)).astype(np.float32)
+    b = tinyinfer.GraphBuilder("prepack")
+    x = b.input("x", (2, 6, 6, 3))
+    c = b.op("Conv2D", x, b.const("w1", w1), b.const("b1", b1), padding=1)
+    r = b.op("Reshape", c, shape=[2, 6 * 6 * cout])
+    f = b.op("FullyConnected", r, b.const("w2", w2), b.const("b2", b2))
+    b.output(b.op("FullyConnected", f, b.const("w3", w3)))
+    b.save(path)
+
+    def reference(xv):
+        y = ref.conv2d(xv, w1, b1, padding=1).reshape(2, -1)
+        return ref.fully_connected(ref.fully_connected(y, w2, b2), w3)
+    return reference
+
+
+@pytest.fixture
+def model(tmp_path):
+    p = tmp_path / "m.tinf"
+    reference = make_model(p)
+    x = np.random.default_rng(7).standard_normal((2, 6, 6, 3)).astype(np.float32)
+    return p, x, reference
+
+
+def packs(folder):
+    return sorted(n for n in os.listdir(folder) if n.endswith(".pack")) if os.path.isdir(folder) else []
+
+
+def run(path, x, **kw):
+    with tinyinfer.load(path, **kw) as m:
+        (y,) = m.run(x)
+        return y, dict(m.prepack)
+
+
+def test_cached_load_maps_and_gives_identical_outputs(model, folder):
+    path, x, reference = model
+    plain, st = run(path, x, prepack_cache=False)
+    assert st["state"] == "off" and st["packed_at_load"] == 3 and packs(folder) == []
+    np.testing.assert_allclose(plain, reference(x), rtol=1e-4, atol=1e-3)  # the independent reference
+    first, st1 = run(path, x)
+    assert st1["state"] == "miss" and st1["written"] and st1["packed_at_load"] == 3
+    assert len(packs(folder)) == 1 and os.path.basename(st1["image"]) == packs(folder)[0]
+    second, st2 = run(path, x)
+    # the second load packs nothing: every packed op's weights come from the image
+    assert st2["state"] == "hit" and st2["from_image"] == 3 and st2["packed_at_load"] == 0 and not st2["written"]
+    assert first.tobytes() == plain.tobytes() and second.tobytes() == plain.tobytes()
+
+
+def test_model_from_bytes_is_cached_too(model, folder):
+    path, x, _ = model
+    data = path.read_bytes()
+    want, _ = run(path, x, prepack_cache=False)
+    _, st1 = run(data, x)
+    y, st2 = run(data, x)
+    assert (st1["state"], st2["state"]) == ("miss", "hit") and st2["packed_at_load"] == 0
+    assert y.tobytes() == want.tobytes()
+
+
+def test_sessions_outlive_the_model_with_a_mapped_image(model):
+    path, x, _ = model
+    want, _ = run(path, x, prepack_cache=False)
+    run(path, x)
+    m = tinyinfer.load(path)
+    assert m.prepack["state"] == "hit"
+    s = m.session()
+    m.close()
+    del m
+    (y,) = s.run(x)
+    assert y.tobytes() == want.tobytes()
+    s.close()
+
+
+def _image(folder):
+    (name,) = packs(folder)
+    return folder / name
+
+
+@pytest.mark.parametrize("where, why", [("payload", "checksum"), ("header key", "another key"),
+                                        ("magic", "bad magic"), ("entry", "entry 0")])
+def test_corrupt_image_is_refused_and_replaced(model, folder, where, why):
+    path, x, _ = model
+    want, _ = run(path, x, prepack_cache=False)
+    run(path, x)
+    img = _image(folder)
+    blob = bytearray(img.read_bytes())
+    at = {"payload": len(blob) - 100, "header key": 45, "magic": 0, "entry": 256 + 8}[where]
+    blob[at] ^= 0x01
+    img.write_bytes(bytes(blob))
+    y, st = run(path, x)
+    assert st["state"] == "rejected" and why in st["note"], st
+    assert st["packed_at_load"] == 3 and st["written"]  # packed as usual, and a good image written over it
+    assert y.tobytes() == want.tobytes()
+    y2, st2 = run(path, x)
+    assert st2["state"] == "hit" and y2.tobytes() == want.tobytes()
+
+
+@pytest.mark.parametrize("keep", [0, 100, 300, -1])
+def test_truncated_image_is_refused_and_replaced(model, folder, keep):
+    path, x, _ = model
+    want, _ = run(path, x, prepack_cache=False)
+    run(path, x)
+    img = _image(folder)
+    blob = img.read_bytes()
+    img.write_bytes(blob[:keep] if keep >= 0 else blob[:-1])
+    y, st = run(path, x)
+    assert st["state"] == "rejected" and "truncated" in st["note"], st
+    assert y.tobytes() == want.tobytes()
+    assert run(path, x)[1]["state"] == "hit"
+
+
+def test_foreign_image_other_version_is_refused(model, folder, monkeypatch):
+    path, x, _ = model
+    want, _ = run(path, x, prepack_cache=False)
+    monkeypatch.setattr(tinyinfer, "__version__", "99.0.0")
+    _, st = run(path, x)
+    foreign = _image(folder)
+    monkeypatch.undo()
+    monkeypatch.setenv("TINYINFER_CACHE_DIR", str(folder))
+    plan = prepack_cache.Plan.make(True, path, 0)
+    assert plan.path != str(foreign)  # the version is part of the key
+    os.replace(foreign, plan.path)
+    y, st = run(path, x)
+    assert st["state"] == "rejected" and "another key" in st["note"]
+    assert y.tobytes() == want.tobytes()
+
+
+def test_foreign_image_other_cpu_level_is_refused(model, folder):
+    path, x, _ = model
+    if tinyinfer.info()["isa"] == "baseline":
+        pytest.skip("the CPU runs at the baseline level: no other level to write an image for")
+    want, _ = run(path, x, prepack_cache=False)
+    env = dict(os.environ, TINYINFER_ISA="baseline", PYTHONPATH=PYTHON)
+    code = ("import sys, tinyinfer; m = tinyinfer.load(sys.argv[1]); "
+            "assert m.prepack['written'], m.prepack; print(tinyinfer.info()['isa'])")
+    out = subprocess.run([sys.executable, "-c", code, str(path)], env=env, capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip() == "baseline", out.stderr
+    foreign = _image(folder)
+    plan = prepack_cache.Plan.make(True, path, 0)
+    assert plan.path != str(foreign)  # the level is part of the key
+    # under this level's key, but the header says baseline: refused by the key, and by the level
+    os.replace(foreign, plan.path)
+    y, st = run(path, x)
+    assert st["state"] == "rejected" and "another key" in st["note"]
+    assert y.tobytes() == want.tobytes()
+
+
+def _write_image(model_path, image_path, key):
+    h = _lib.ModelHandle()
+    L.tinf_model_load_file_flags(os.fsencode(model_path), 0, byref(h))
+    try:
+        n = c_size_t()
+        L.tinf_model_prepack_image(h, key, len(key), None, 0, byref(n))
+        buf = bytearray(n.value)
+        L.tinf_model_prepack_image(h, key, len(key), (ctypes.c_uint8 * n.value).from_buffer(buf), n.value, byref(n))
+    finally:
+        L.tinf_model_free(h)
+    with open(image_path, "wb") as f:
+        f.write(buf)
+
+
+def _load_c(model_path, image_path, key):
+    h = _lib.ModelHandle()
+    L.tinf_model_load_file_prepacked(os.fsencode(model_path), 0, os.fsencode(image_path), key, len(key), byref(h))
+    state, from_image, packed = c_int32(), c_int32(), c_int32()
+    L.tinf_model_prepack_info(h, byref(state), byref(from_image), byref(packed))
+    n = c_size_t()
+    L.tinf_model_prepack_note(h, None, 0, byref(n))
+    note = ctypes.create_string_buffer(n.value + 1)
+    L.tinf_model_prepack_note(h, note, len(note), None)
+    return h, state.value, from_image.value, packed.value, note.value.decode()
+
+
+def test_image_of_another_model_with_the_same_key_is_refused(tmp_path):
+    """Same architecture, other weights, the same key forced through the C
+    API: the checks of the model's size, graph and sampled weights refuse it."""
+    a, b = tmp_path / "a.tinf", tmp_path / "b.tinf"
+    make_model(a, seed=1)
+    ref_b = make_model(b, seed=2)
+    assert a.stat().st_size == b.stat().st_size
+    img = tmp_path / "a.pack"
+    _write_image(a, img, b"k" * 32)
+    h, state, from_image, packed, note = _load_c(a, img, b"k" * 32)
+    L.tinf_model_free(h)
+    assert (state, from_image, packed) == (1, 3, 0)
+    h, state, from_image, packed, note = _load_c(b, img, b"k" * 32)
+    try:
+        assert (state, packed) == (3, 3) and "weights" in note, note
+        with tinyinfer.load(b, prepack_cache=False) as m:
+            x = np.random.default_rng(3).standard_normal((2, 6, 6, 3)).astype(np.float32)
+            np.testing.assert_allclose(m.run(x)[0], ref_b(x), rtol=1e-4, atol=1e-3)
+    finally:
+        L.tinf_model_free(h)
+
+
+def test_stale_image_after_the_model_changed(model, folder):
+    path, x, _ = model
+    _, st1 = run(path, x)
+    old_image = st1["image"]
+    reference = make_model(path, seed=5)  # the same file rewritten with other weights
+    y, st = run(path, x)
+    assert st["state"] == "miss" and st["image"] != old_image  # another content, another key
+    np.testing.assert_allclose(y, reference(x), rtol=1e-4, atol=1e-3)
+    # the old image put where the new one goes: refused (its key), not trusted
+    os.replace(old_image, st["image"])
+    y2, st2 = run(path, x)
+    assert st2["state"] == "rejected" and "another key" in st2["note"]
+    assert y2.tobytes() == y.tobytes()
+
+
+def test_absent_image_is_a_miss_not_an_error(tmp_path):
+    path = tmp_path / "m.tinf"
+    make_model(path)
+    h, state, from_image, packed, note = _load_c(path, tmp_path / "none.pack", b"")
+    L.tinf_model_free(h)
+    assert (state, from_image, packed) == (2, 0, 3) and "No such file" in note
+
+
+def test_c_api_argument_checks(tmp_path):
+    path = tmp_path / "m.tinf"
+    make_model(path)
+    h = _lib.ModelHandle()
+    with pytest.raises(tinyinfer.InvalidArgumentError, match="at most 64"):
+        L.tinf_model_load_file_prepacked(os.fsencode(path), 0, b"/nonexistent.pack", b"k" * 65, 65, byref(h))
+    with pytest.raises(tinyinfer.InvalidArgumentError):
+        L.tinf_model_load_file_prepacked(os.fsencode(path), 0, b"/x.pack", None, 4, byref(h))
+    with pytest.raises(tinyinfer.InvalidArgumentError):
+        L.tinf_model_prepack_info(None, None, None, None)
+    L.tinf_model_load_file_flags(os.fsencode(path), 0, byref(h))
+    try:
+        n = c_size_t()
+        L.tinf_model_prepack_image(h, None, 0, None, 0, byref(n))
+        assert n.value > 256
+        small = bytearray(n.value - 1)
+        with pytest.raises(tinyinfer.InvalidArgumentError, match="exactly"):
+            L.tinf_model_prepack_image(h, None, 0, (ctypes.c_uint8 * len(small)).from_buffer(small), len(small),
+                                       byref(n))
+        with pytest.raises(tinyinfer.InvalidArgumentError):
+            L.tinf_model_prepack_image(h, None, 0, None, 0, None)
+    finally:
+        L.tinf_model_free(h)
+    assert L.tinf_prepack_layout_version() >= 1
+
+
+def test_model_without_packed_weights_writes_nothing(folder):
+    b = tinyinfer.GraphBuilder()
+    x = b.input("x", (1, 4))
+    b.output(b.op("Tanh", x))
+    with tinyinfer.load(b.to_bytes()) as m:
+        assert m.prepack["state"] == "miss" and not m.prepack["written"]
+        assert "no weights" in m.prepack["write_note"]
+        np.testing.assert_allclose(m.run(np.ones((1, 4), np.float32))[0], np.tanh(np.ones((1, 4))), rtol=1e-6)
+    assert packs(folder) == []
+
+
+def test_disabled_cache_writes_nothing(model, folder, monkeypatch):
+    path, x, _ = model
+    _, st = run(path, x, prepack_cache=False)
+    assert st["state"] == "off" and not os.path.exists(folder)
+    monkeypatch.setenv("TINYINFER_PREPACK_CACHE", "0")
+    _, st = run(path, x)
+    assert st["state"] == "off" and not os.path.exists(folder)
+    assert not prepack_cache.stats()["enabled"]
+
+
+def test_other_folder_option(model, folder, tmp_path):
+    path, x, _ = model
+    other = tmp_path / "elsewhere"
+    _, st = run(path, x, prepack_cache=other)
+    assert st["written"] and len(packs(other)) == 1 and not os.path.exists(folder)
+    _, st = run(path, x, prepack_cache=str(other))
+    assert st["state"] == "hit"
+
+
+def test_unwritable_folder_load_still_works(model, tmp_path, monkeypatch):
+    path, x, _ = model
+    want, _ = run(path, x, prepack_cache=False)
+    blocker = tmp_path / "a-file"
+    blocker.write_bytes(b"not a folder")
+    monkeypatch.setenv("TINYINFER_CACHE_DIR", str(blocker / "cache"))
+    y, st = run(path, x)
+    assert st["state"] == "miss" and not st["written"] and "cannot write" in st["write_note"]
+    assert y.tobytes() == want.tobytes()
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root writes into read-only folders")
+def test_read_only_folder_load_still_works(model, folder):
+    path, x, _ = model
+    want, _ = run(path, x, prepack_cache=False)
+    folder.mkdir()
+    folder.chmod(0o500)
+    try:
+        y, st = run(path, x)
+    finally:
+        folder.chmod(0o700)
+    assert not st["written"] and "cannot write" in st["write_note"] and y.tobytes() == want.tobytes()
+
+
+def test_full_cache_load_still_works(model, folder, monkeypatch):
+    path, x, _ = model
+    want, _ = run(path, x, prepack_cache=False)
+    monkeypatch.setenv("TINYINFER_CACHE_MAX_BYTES", "1000")  # smaller than the image
+    y, st = run(path, x)
+    assert not st["written"] and "bound" in st["write_note"] and y.tobytes() == want.tobytes()
+    assert packs(folder) == []
+
+
+def test_bound_evicts_least_recently_used(tmp_path, folder, monkeypatch):
+    a, b = tmp_path / "a.tinf", tmp_path / "b.tinf"
+    make_model(a, seed=1)
+    make_model(b, seed=2)
+    x = np.zeros((2, 6, 6, 3), np.float32)
+    _, sa = run(a, x)
+    size = os.path.getsize(sa["image"])
+    monkeypatch.setenv("TINYINFER_CACHE_MAX_BYTES", str(size + size // 2))  # room for one image (and refs)
+    os.utime(sa["image"], (1, 1))  # the oldest
+    _, sb = run(b, x)
+    assert sb["written"] and os.path.exists(sb["image"]) and not os.path.exists(sa["image"])
+    assert os.path.getsize(sb["image"]) + sum(e.size for e in cache.entries("prepack-ref")) <= size + size // 2
+
+
+def test_concurrent_writers_leave_one_valid_image(model, folder):
+    path, x, _ = model
+    want, _ = run(path, x, prepack_cache=False)
+    env = dict(os.environ, PYTHONPATH=PYTHON)
+    code = ("import sys, numpy as np, tinyinfer\n"
+            "for i in range(3):\n"
+            "    m = tinyinfer.load(sys.argv[1])\n"
+            "    y = m.run(np.load(sys.argv[2]))[0]\n"
+            "    assert y.tobytes() == np.load(sys.argv[3]).tobytes(), m.prepack\n"
+            "    assert m.prepack['state'] in ('miss', 'hit'), m.prepack\n"
+            "    m.close()\n")
+    np.save(folder.parent / "x.npy", x)
+    np.save(folder.parent / "want.npy", want)
+    for _ in range(2):
+        cache.clear()
+        procs = [subprocess.Popen([sys.executable, "-c", code, str(path), str(folder.parent / "x.npy"),
+                                   str(folder.parent / "want.npy")], env=env, stderr=subprocess.PIPE, text=True)
+                 for _ in range(6)]
+        for p in procs:
+            _, err = p.communicate(timeout=300)
+            assert p.returncode == 0, err
+        assert len(packs(folder)) == 1
+        assert not [n for n in os.listdir(folder) if n.startswith(".tmp-")]
+        y, st = run(path, x)
+        assert st["state"] == "hit" and y.tobytes() == want.tobytes()
+
+
+def test_cli_and_info_show_prepack_entries(model, folder):
+    path, x, _ = model
+    run(path, x)
+    info = tinyinfer.info()["cache"]
+    assert info["folder"] == str(folder) and info["prepack"]["images"] == 1 and info["prepack"]["refs"] == 1
+    env = dict(os.environ, PYTHONPATH=PYTHON)
+    ls = subprocess.run([sys.executable, "-m", "tinyinfer", "cache", "ls"], env=env, capture_output=True, text=True)
+    assert ls.returncode == 0 and " prepack " in ls.stdout and "prepack-ref" in ls.stdout, ls.stdout
+    clear = subprocess.run([sys.executable, "-m", "tinyinfer", "cache", "clear"], env=env, capture_output=True,
+                           text=True)
+    assert clear.returncode == 0 and "removed 2 entries" in clear.stdout
+    assert packs(folder) == [] and tinyinfer.info()["cache"]["prepack"]["images"] == 0

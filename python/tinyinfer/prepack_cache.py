@@ -1,0 +1,189 @@
+"""The prepack cache: a model's float32 weights as packed for the GEMM
+kernels, saved on disk by the first load and mapped read-only by later
+loads (shared by every process that maps them), so they are not packed
+again (docs/caching.md).
+
+    tinyinfer.load("m.tinf")                          # on: the tinyinfer cache folder
+    tinyinfer.load("m.tinf", prepack_cache=False)     # off (or TINYINFER_PREPACK_CACHE=0)
+    tinyinfer.load("m.tinf", prepack_cache="/dir")    # another folder
+    model.prepack                                     # what happened: state, note, counts
+
+Files, in the folder and under the bound of tinyinfer.cache (one bound for
+every kind, least recently used evicted first; `python -m tinyinfer cache
+ls|clear` lists and clears them):
+
+- `<key>.pack`: the image the library writes and checks
+  (`tinf_model_prepack_image`, Runtime/PrepackImage.swift). `key` is the
+  sha256 of the model's content hash, the load flags, the library version,
+  the CPU level and the image layout version; the library refuses an image
+  whose header holds another key, CPU level or layout, whose size or
+  checksum is wrong, or whose entries do not match the model, and packs as
+  usual (`model.prepack["note"]` says why); the file is then replaced.
+- `<id>.ref`: for a model file, its identity (device, inode, size,
+  modification and change times in ns) -> the sha256 of its bytes, so
+  a later load of the unchanged file does not hash it again. A file changed
+  in any way gets another identity.
+
+Writes go through tinyinfer.cache (temporary file, fsync, rename): readers
+map the old file or the new one, never a partial one; concurrent writers of
+one key write the same bytes and the last rename wins. A folder that
+cannot be written (read-only, full) leaves the load working, with the
+reason in `model.prepack["write_note"]`.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import re
+import stat
+from ctypes import byref, c_int32, c_size_t
+from typing import Optional
+
+from . import _lib
+from . import cache as _cache
+
+L = _lib.lib
+
+ENV = "TINYINFER_PREPACK_CACHE"
+STATES = {0: "off", 1: "hit", 2: "miss", 3: "rejected"}
+_HEX64 = re.compile(rb"^[0-9a-f]{64}$")
+
+
+def folder(option) -> Optional[str]:
+    """The folder images go to for the `prepack_cache` option (True: the
+    tinyinfer cache folder; a path: that folder; False: None), or None when
+    TINYINFER_PREPACK_CACHE is 0 / false / no / off."""
+    if option is False or option is None:
+        return None
+    if os.environ.get(ENV, "").strip().lower() in ("0", "false", "no", "off"):
+        return None
+    if option is True:
+        return _cache.cache_dir()
+    return os.path.abspath(os.fspath(option))
+
+
+def _file_content_hash(path: str, where: str) -> Optional[str]:
+    """The sha256 hex of a model file's bytes, through its identity's .ref entry."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None  # the loader reports it
+    if not stat.S_ISREG(st.st_mode):
+        return None  # a device, FIFO or folder: the loader refuses it (reading it here could block or never end)
+    ident = _cache.key("prepack-ref", f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}")
+    ref = _cache.entry_path(ident, ".ref", where)
+    try:
+        with open(ref, "rb") as f:
+            text = f.read(65)
+        if _HEX64.match(text):
+            return text.decode()
+    except OSError:
+        pass
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    except OSError:
+        return None
+    digest = h.hexdigest()
+    _cache.put_raw(ident, digest.encode(), ".ref", where)
+    return digest
+
+
+class Plan:
+    """One load's image: its file and key (from the model's content)."""
+
+    def __init__(self, where: str, content: str, flags: int):
+        from . import __version__
+        isa = L.tinf_cpu_isa().decode()
+        self.folder = where
+        self.hex = _cache.key("prepack", content, str(flags), __version__, isa, str(L.tinf_prepack_layout_version()))
+        self.key = bytes.fromhex(self.hex)
+        self.path = _cache.entry_path(self.hex, ".pack", where)
+
+    @classmethod
+    def make(cls, option, source, flags: int) -> Optional["Plan"]:
+        """The plan for loading `source` (a path, or the .tinf bytes), None when the cache is off."""
+        where = folder(option)
+        if where is None:
+            return None
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            content = hashlib.sha256(source).hexdigest()
+        else:
+            content = _file_content_hash(os.fspath(source), where)
+            if content is None:
+                return None
+        return cls(where, content, flags)
+
+    def finish(self, handle) -> dict:
+        """After the load: the stats, and the image written when the load packed."""
+        state, from_image, packed = _counts(handle)
+        note = ""
+        if state != 1:  # a hit has no note
+            n = c_size_t()
+            L.tinf_model_prepack_note(handle, None, 0, byref(n))
+            buf = ctypes.create_string_buffer(n.value + 1)
+            L.tinf_model_prepack_note(handle, buf, len(buf), None)
+            note = buf.value.decode("utf-8", "replace")
+        out = {"state": STATES.get(state, "?"), "note": note,
+               "image": self.path, "from_image": from_image, "packed_at_load": packed,
+               "written": False, "write_note": ""}
+        if state == 1:
+            try:
+                os.utime(self.path)  # recently used (the bound evicts the least recently used)
+            except OSError:
+                pass
+            return out
+        size = c_size_t()
+        L.tinf_model_prepack_image(handle, self.key, len(self.key), None, 0, byref(size))
+        if size.value == 0:
+            out["write_note"] = "nothing to cache: the model packs no weights"
+            return out
+        image = bytearray(size.value)
+        L.tinf_model_prepack_image(handle, self.key, len(self.key),
+                                   (ctypes.c_uint8 * size.value).from_buffer(image), size.value, byref(size))
+        why = _cache.put_raw(self.hex, image, ".pack", self.folder)
+        out["written"] = why is None
+        out["write_note"] = why or ""
+        return out
+
+
+def stats(where: Optional[str] = None) -> dict:
+    """The prepack entries of the folder (default: the tinyinfer cache folder): count and bytes."""
+    items = _cache.entries("prepack", where)
+    refs = _cache.entries("prepack-ref", where)
+    return {"folder": where or _cache.cache_dir(), "images": len(items), "image_bytes": sum(e.size for e in items),
+            "refs": len(refs), "enabled": folder(True) is not None}
+
+
+def _counts(handle):
+    state, from_image, packed = c_int32(), c_int32(), c_int32()
+    L.tinf_model_prepack_info(handle, byref(state), byref(from_image), byref(packed))
+    return state.value, from_image.value, packed.value
+
+
+def load_handle(path: Optional[bytes], flags: int, option, source, buffer=None):
+    """Loads with the prepack cache: (handle, stats dict). `path` is the
+    encoded path (None for bytes); `source` the path or the .tinf bytes;
+    `buffer` the aligned numpy copy of the bytes."""
+    handle = _lib.ModelHandle()
+    plan = Plan.make(option, source, flags)
+    image = plan.path.encode() if plan else None
+    key = plan.key if plan else None
+    n = len(key) if key else 0
+    if buffer is not None:
+        L.tinf_model_load_buffer_prepacked(buffer.ctypes.data, buffer.size, flags, image, key, n, byref(handle))
+    else:
+        L.tinf_model_load_file_prepacked(path, flags, image, key, n, byref(handle))
+    if plan is None:
+        _, _, packed = _counts(handle)
+        return handle, {"state": "off", "note": "", "image": None, "from_image": 0, "packed_at_load": packed,
+                        "written": False, "write_note": ""}
+    try:
+        return handle, plan.finish(handle)
+    except BaseException:
+        L.tinf_model_free(handle)
+        raise
