@@ -74,16 +74,15 @@ public final class Session {
       }
       g = try g.withInputShapes(shapes)
     }
-    let work = WorkCost.of(g)
-    guard work <= options.maxWork else {
-      throw .arg(
-        "the model needs \(work) multiply-adds or element visits per run, over the work limit of \(options.maxWork) "
-          + "(raise it with tinf_options_set_max_work, Python max_work=)")
-    }
+    // The work limit before planning (no planning for a refused model) and
+    // again with the arena's lower bound after it (WorkLimit.swift).
+    try WorkCost.check(WorkCost.of(g), options.maxWork)
     let plan = try MemoryPlanner.plan(g)
     guard plan.size <= options.maxArenaBytes else {
       throw TinfError(.outOfMemory, "the arena would need \(plan.size) bytes, over the limit of \(options.maxArenaBytes)")
     }
+    let work = WorkCost.of(g, arenaBytes: plan.size)
+    try WorkCost.check(work, options.maxWork)
     let pool = ThreadPool(threads: options.threads == 0 ? Int(ti_shim_cpu_count()) : options.threads)
     guard let mutex = ti_shim_mutex_create() else { throw TinfError(.outOfMemory, "cannot allocate a mutex") }
     var arena: UnsafeMutableRawPointer? = nil
