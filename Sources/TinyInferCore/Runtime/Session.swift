@@ -74,14 +74,12 @@ public final class Session {
       }
       g = try g.withInputShapes(shapes)
     }
-    // The work limit before planning (no planning for a refused model) and
-    // again with the arena's lower bound after it (WorkLimit.swift).
-    try WorkCost.check(WorkCost.of(g), options.maxWork)
     let plan = try MemoryPlanner.plan(g)
     guard plan.size <= options.maxArenaBytes else {
       throw TinfError(.outOfMemory, "the arena would need \(plan.size) bytes, over the limit of \(options.maxArenaBytes)")
     }
-    let work = WorkCost.of(g, arenaBytes: plan.size)
+    // The work limit (WorkLimit.swift), once the arena is known to fit.
+    let work = WorkCost.of(g)
     try WorkCost.check(work, options.maxWork)
     let pool = ThreadPool(threads: options.threads == 0 ? Int(ti_shim_cpu_count()) : options.threads)
     guard let mutex = ti_shim_mutex_create() else { throw TinfError(.outOfMemory, "cannot allocate a mutex") }

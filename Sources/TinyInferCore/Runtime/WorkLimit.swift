@@ -74,15 +74,6 @@ public enum WorkCost {
     return total
   }
 
-  /// The cost of a run of `g` given its arena plan: `of(g)`, and at least
-  /// one visit per 8 arena bytes (every arena byte is an input a run
-  /// copies in or an op's output it writes; 8 bytes is the widest element),
-  /// so an arena out of proportion to the ops' work is refused by the work
-  /// limit even where an op's own estimate would miss it.
-  public static func of(_ g: Graph, arenaBytes: Int) -> UInt64 {
-    max(of(g), UInt64(max(0, arenaBytes)) / 8)
-  }
-
   /// Refuses `work` over `limit`, naming both.
   static func check(_ work: UInt64, _ limit: UInt64) throws(TinfError) {
     guard work <= limit else {
