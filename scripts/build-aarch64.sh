@@ -73,15 +73,19 @@ clang_bin="$toolchain/bin/clang"
 [ -x "$clang_bin" ] || { echo "build-aarch64: no clang in the Swift toolchain ($clang_bin)" >&2; exit 1; }
 for src in Sources/TinyInferShims/*.c Sources/TinyInferShims/kernels/*.c; do
   "$clang_bin" --target=$cross --sysroot=/usr/$cross "${cc_arch[@]}" -std=gnu11 -O2 -fPIC -fno-omit-frame-pointer \
-    -Wall -Wextra -I Sources/TinyInferShims/include -c "$src" -o "$obj/c-$(basename "$src" .c).o"
+    -ffunction-sections -fdata-sections -Wall -Wextra -I Sources/TinyInferShims/include -c "$src" -o "$obj/c-$(basename "$src" .c).o"
 done
 
 # The Swift modules, whole-module, release, Embedded. The clang importer
 # sees only the shim's and the API's headers (stddef.h/stdint.h from
 # clang's own resource directory); -Xcc -fPIC for the code it emits for
 # static inline C helpers (the Swift code itself is PIC: "PIC Level" 2).
+# Each function (C: and datum) in its own section, as in the x86-64
+# Embedded build (Package.swift), so the link's --gc-sections drops the
+# code no exported function reaches.
 swift_flags=(
   -target "$target" "${swift_arch[@]}" -enable-experimental-feature Embedded -wmo -parse-as-library -O
+  -Xfrontend -function-sections
   -swift-version 6 -module-cache-path "$out/module-cache"
   -Xcc -fPIC -Xcc -fno-omit-frame-pointer
   -Xcc -fmodule-map-file="$root/Sources/TinyInferShims/include/module.modulemap"

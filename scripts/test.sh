@@ -8,8 +8,12 @@
 # this one by version, and under qemu: the library on older x86-64 CPUs
 # (scripts/test-qemu-x86.sh) and the aarch64 and armv7 builds
 # (scripts/test-aarch64.sh) and the aarch64 wheel with arm64 Python
-# (scripts/test-aarch64-wheel.sh), then a short fuzz run of every harness
-# (scripts/fuzz.sh 12, about 90 s plus the instrumented build).
+# (scripts/test-aarch64-wheel.sh), then the Python suite's loader, C API,
+# session, reliability, concurrency, kernel, quantization and C-program
+# tests on the library built with ASan + UBSan (scripts/sanitize.sh asan,
+# its default test list: about 1.5 min plus the sanitized build), and a
+# short fuzz run of every harness (scripts/fuzz.sh 12, about 90 s plus the
+# instrumented build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/venv.sh
@@ -58,5 +62,12 @@ if [ "$(uname -m)" = x86_64 ]; then
 fi
 echo "== pytest =="
 python3 -m pytest python/tests -q -p no:cacheprovider
+echo "== ASan + UBSan: loader, C API, session, reliability, kernel tests on the sanitized library (scripts/sanitize.sh asan) =="
+# Any sanitizer report fails the run (halt_on_error); the log's end is shown then.
+if ! TINF_SANITIZE_NO_VENV=1 scripts/sanitize.sh asan >"$tmp/asan.log" 2>&1; then
+  tail -n 80 "$tmp/asan.log" >&2
+  exit 1
+fi
+tail -n 1 "$tmp/asan.log"
 echo "== fuzz every harness for 12 s (scripts/fuzz.sh: loader under ASan+UBSan, converters, calibration) =="
 TINF_FUZZ_NO_VENV=1 scripts/fuzz.sh 12

@@ -254,21 +254,23 @@ def conv_model(h, w, cin, cout, k, pads=None):
 
 
 def test_work_is_the_multiply_adds_and_element_visits():
+    # Each figure: the graph input copied in and output copied out, plus
+    # each op's own count (or its input + output elements, if more).
     # Conv2D 3x3 VALID, 10x12x4 -> 8x10x5: 8*10*5 outputs x 3*3*4 taps.
     with tinyinfer.load(conv_model(10, 12, 4, 5, 3)) as m:
         s = m.session()
-        assert s.work == 8 * 10 * 5 * 3 * 3 * 4
+        assert s.work == 10 * 12 * 4 + 8 * 10 * 5 + 8 * 10 * 5 * 3 * 3 * 4
     # FullyConnected [6, 7] x [3, 7]^T: 6*7*3; then Relu: 6*3 in + 6*3 out.
     b = tinyinfer.GraphBuilder("fc")
     y = b.op("FullyConnected", b.input("x", (6, 7)), b.const("w", np.ones((3, 7), np.float32)))
     b.output(b.op("Relu", y))
     with tinyinfer.load(b.to_bytes(), optimize=False) as m:  # (the passes fuse the Relu)
-        assert m.session().work == 6 * 7 * 3 + 2 * 6 * 3
+        assert m.session().work == 6 * 7 + 6 * 3 + 6 * 7 * 3 + 2 * 6 * 3
     # MaxPool2D 4x4 window stride 2 on 1x16x16x2: 8x8x2 outputs x 16.
     b = tinyinfer.GraphBuilder("pool")
     b.output(b.op("MaxPool2D", b.input("x", (1, 16, 16, 2)), filter=[4, 4], strides=[2, 2], padding=1))
     with b.load() as m:
-        assert m.session().work == 8 * 8 * 2 * 16
+        assert m.session().work == 16 * 16 * 2 + 8 * 8 * 2 + 8 * 8 * 2 * 16
 
 
 def test_work_limit_refuses_a_tiny_file_asking_for_huge_work():
@@ -287,7 +289,7 @@ def test_work_limit_refuses_a_tiny_file_asking_for_huge_work():
 
 def test_max_work_is_settable():
     data = conv_model(10, 12, 4, 5, 3)
-    work = 8 * 10 * 5 * 3 * 3 * 4
+    work = 10 * 12 * 4 + 8 * 10 * 5 + 8 * 10 * 5 * 3 * 3 * 4
     x = np.ones((1, 10, 12, 4), np.float32)
     with tinyinfer.load(data, max_work=work) as m:
         assert np.all(m.run(x)[0] == 36)
@@ -309,6 +311,61 @@ def test_max_work_is_settable():
         L.tinf_options_free(o)
     with pytest.raises(InvalidArgumentError, match="options is NULL"):
         L.tinf_options_set_max_work(None, 5)
+
+
+def test_graph_inputs_and_outputs_count_as_work():
+    # Fuzz finding: a file of a few hundred bytes whose graph input is its
+    # graph output (no op) had work 0 and got a multi-GB arena; every run
+    # copies its inputs in and its outputs out (and the session zeroes the
+    # inputs), so their elements are work.
+    b = tinyinfer.GraphBuilder("io")
+    x = b.input("x", (4096, 4096))
+    b.output(x)
+    data = b.to_bytes()
+    assert len(data) < 512
+    with tinyinfer.load(data) as m:
+        with pytest.raises(InvalidArgumentError, match=f"needs {2 * 4096 * 4096} .* over the work limit of {1 << 24}"):
+            m.session(max_work=1 << 24)
+    b = tinyinfer.GraphBuilder("io")
+    b.output(b.input("x", (3, 5)))
+    with b.load() as m:
+        assert m.session().work == 15 + 15  # copied in, copied out
+        x = np.arange(15, dtype=np.float32).reshape(3, 5)
+        assert np.array_equal(m.run(x)[0], x)
+    # A huge input no op reads: zeroed when the session is made, copied in by every run.
+    b = tinyinfer.GraphBuilder("unused")
+    b.input("big", (4096, 4096))
+    b.output(b.op("Relu", b.input("y", (2, 3))))
+    data = b.to_bytes()
+    assert len(data) < 512
+    with tinyinfer.load(data, optimize=False) as m:
+        with pytest.raises(InvalidArgumentError, match="work limit"):
+            m.session(max_work=1 << 24)
+        s = m.session()
+        assert s.work == 4096 * 4096 + 6 + 6 + (6 + 6)  # inputs, output, Relu's in + out
+
+
+def test_no_op_costs_less_than_its_element_visits():
+    # A TransposeConv2D with a large stride writes (zeroes) an output far
+    # larger than its multiply-adds (inputs x window x Cout: 64*64), and
+    # the pooling after it reads that output with a window of 1: the work is
+    # at least every op's input plus output elements, not only its own count.
+    b = tinyinfer.GraphBuilder("stride")
+    y = b.op("TransposeConv2D", b.input("x", (1, 64, 64, 1)), b.const("w", np.ones((1, 1, 1, 1), np.float32)),
+             strides=[64, 64])
+    b.output(b.op("MaxPool2D", y, filter=[1, 1], strides=[64, 64]))
+    data = b.to_bytes()
+    assert len(data) < 1024
+    big = 4033 * 4033  # (64 - 1) * 64 + 1 rows and columns (VALID)
+    with tinyinfer.load(data, optimize=False) as m:
+        s = m.session()
+        # I/O 2*4096; TransposeConv2D: its input 4096 + w 1 + output; MaxPool2D: its input + output 4096
+        assert s.work == 2 * 4096 + (4096 + 1 + big) + (big + 4096)
+        x = np.random.default_rng(0).standard_normal((1, 64, 64, 1)).astype(np.float32)
+        (out,) = m.run(x)
+        assert np.array_equal(out, x)  # each input cell lands on (64i, 64j), where the pool picks it
+        with pytest.raises(InvalidArgumentError, match="work limit"):
+            m.session(max_work=1 << 24)
 
 
 def test_pads_out_of_proportion_are_refused():

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 import subprocess
 import sys
 import time
@@ -217,6 +218,47 @@ def test_write_atomic_keeps_the_old_file_on_failure(tmp_path, monkeypatch):
     monkeypatch.undo()
     write_atomic(p, b"new")
     assert p.read_bytes() == b"new"
+
+
+def test_write_atomic_parts_prefix_and_mode(tmp_path, monkeypatch):
+    p = tmp_path / "e.bin"
+    seen = []
+    real_replace = os.replace
+
+    def spy_replace(src, dst):
+        seen.append(os.path.basename(src))
+        seen.append(stat.S_IMODE(os.stat(src).st_mode))
+        return real_replace(src, dst)
+    monkeypatch.setattr(os, "replace", spy_replace)
+    write_atomic(p, (b"head", memoryview(b"-"), bytearray(b"tail")), tmp_prefix=".tmp-", mode=0o600)
+    assert p.read_bytes() == b"head-tail"
+    assert seen[0].startswith(".tmp-") and seen[1] == 0o600
+    assert stat.S_IMODE(p.stat().st_mode) == 0o600
+    # default: the old file's mode is kept
+    os.chmod(p, 0o640)
+    write_atomic(p, b"x")
+    assert p.read_bytes() == b"x" and stat.S_IMODE(p.stat().st_mode) == 0o640
+    assert seen[2].startswith(".e.bin.")
+
+
+def test_cache_put_is_write_atomic(tmp_path, monkeypatch):
+    # tinyinfer.cache writes through _atomic.write_atomic: its temporary file
+    # carries the cache's prefix (so _trim finds a crashed writer's) and a
+    # failed write leaves neither a partial entry nor a temporary file.
+    from tinyinfer import cache
+    monkeypatch.setenv("TINYINFER_CACHE_DIR", str(tmp_path / "c"))
+    k = cache.key("k")
+    assert cache.put(k, b"payload") and cache.get(k) == b"payload"
+    assert stat.S_IMODE(os.stat(tmp_path / "c" / (k + ".bin")).st_mode) == 0o600
+
+    def broken_fsync(fd):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(os, "fsync", broken_fsync)
+    assert cache.put(k, b"other payload") is False
+    monkeypatch.undo()
+    monkeypatch.setenv("TINYINFER_CACHE_DIR", str(tmp_path / "c"))
+    assert cache.get(k) == b"payload"
+    assert os.listdir(tmp_path / "c") == [k + ".bin"]
 
 
 def test_failed_convert_leaves_the_old_output(tmp_path):

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import stat
 import tempfile
-from typing import Union
+from typing import Optional, Sequence, Union
 
 from ._errors import TinyInferIOError
 
@@ -25,8 +25,20 @@ def _fail(path: str, e: OSError) -> TinyInferIOError:
     return TinyInferIOError(f"cannot write '{path}': {e.strerror or e}")
 
 
-def write_atomic(path: Union[str, os.PathLike], data: bytes) -> None:
-    """Writes `data` to `path` atomically (see the module's docstring)."""
+Data = Union[bytes, bytearray, memoryview]
+
+
+def write_atomic(path: Union[str, os.PathLike], data: Union[Data, Sequence[Data]], *,
+                 tmp_prefix: Optional[str] = None, mode: Optional[int] = None) -> None:
+    """Writes `data` (bytes, or a sequence of bytes-like parts written one
+    after the other) to `path` atomically (see the module's docstring).
+
+    tmp_prefix: the start of the temporary file's name (default
+    ".<name>."), for callers that find their own stale temporary files by
+    it (tinyinfer.cache). mode: the new file's permission bits (default
+    what a plain open() would give: the old file's, else 0666 minus the
+    umask)."""
+    parts = [data] if isinstance(data, (bytes, bytearray, memoryview)) else list(data)
     path = os.fspath(path)
     if isinstance(path, bytes):
         path = os.fsdecode(path)
@@ -43,23 +55,28 @@ def write_atomic(path: Union[str, os.PathLike], data: bytes) -> None:
     if st is not None and not stat.S_ISREG(st.st_mode):
         try:
             with open(path, "wb") as f:
-                f.write(data)
+                for part in parts:
+                    f.write(part)
                 f.flush()
         except OSError as e:
             raise _fail(path, e) from e
         return
     folder = os.path.dirname(os.path.abspath(path))
     try:
-        fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+        prefix = "." + os.path.basename(path) + "." if tmp_prefix is None else tmp_prefix
+        fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=folder)
     except OSError as e:
         raise _fail(path, e) from e
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            for part in parts:
+                f.write(part)
             f.flush()
             os.fsync(f.fileno())
-            # the mode a plain open() would give (or the old file's)
-            if st is not None:
+            # the mode asked for, else the one a plain open() would give (or the old file's)
+            if mode is not None:
+                os.fchmod(f.fileno(), mode)
+            elif st is not None:
                 os.fchmod(f.fileno(), stat.S_IMODE(st.st_mode))
             else:
                 umask = os.umask(0)

@@ -15,8 +15,9 @@ Rules (docs/migrating.md, "The conversion cache"):
   payload's size as u64 little-endian, its sha256) then the payload. `get`
   checks all three and ignores (and removes) an entry that fails: a truncated
   or corrupt entry is a miss, never an error.
-- Writes are atomic: a temporary file in the same folder, written, fsynced,
-  then renamed over the entry (`os.replace`). Concurrent writers of one key
+- Writes are atomic (`_atomic.write_atomic`): a temporary file (`.tmp-*`) in
+  the same folder, written, fsynced, then renamed over the entry
+  (`os.replace`); entries are private to their user (mode 0600). Concurrent writers of one key
   each write their own temporary file; the last rename wins and both wrote the
   same bytes. Readers see the old or the new file, never a partial one.
 - Bounded: after each `put`, the least recently used entries (by mtime; `get`
@@ -36,10 +37,12 @@ import hashlib
 import os
 import re
 import struct
-import tempfile
 import time
 from dataclasses import dataclass
 from typing import List, Optional
+
+from ._atomic import write_atomic
+from ._errors import TinyInferIOError
 
 __all__ = ["cache_dir", "max_bytes", "key", "get", "put", "put_raw", "entry_path", "clear", "entries", "Entry",
            "DEFAULT_MAX_BYTES"]
@@ -160,35 +163,22 @@ def put_raw(k: str, data, suffix: str, folder: Optional[str] = None) -> Optional
 
 
 def _write_entry(path: str, chunks) -> Optional[str]:
-    """Writes the chunks to `path` atomically (temporary file, fsync, rename)
-    and trims its folder; None when written, else the reason."""
+    """Writes the chunks to `path` atomically (_atomic.write_atomic:
+    temporary file, fsync, rename) and trims its folder; None when written,
+    else the reason."""
     size = sum(len(memoryview(c)) for c in chunks)
     if size > max_bytes():
         return f"{size} bytes exceed the cache bound of {max_bytes()} bytes"
     folder = os.path.dirname(path)
-    tmp = None
     try:
         os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, suffix=os.path.splitext(path)[1], dir=folder)
-        with os.fdopen(fd, "wb") as f:
-            for c in chunks:
-                f.write(c)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        tmp = None
-        try:
-            dfd = os.open(folder, os.O_RDONLY)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
-        except OSError:
-            pass
+        # _TMP_PREFIX: _trim finds a crashed writer's temporary file by it;
+        # 0600: an entry is private to its user (a converted model's bytes).
+        write_atomic(path, chunks, tmp_prefix=_TMP_PREFIX, mode=0o600)
     except OSError as e:
-        if tmp is not None:
-            _remove(tmp)
         return f"cannot write in {folder}: {e.strerror or e}"
+    except TinyInferIOError as e:
+        return str(e)
     _trim(keep=path, folder=folder)
     return None
 

@@ -26,6 +26,9 @@ public final class SparseWeights {
   let int8s: Scratch<Int8>?
   /// Sums of each output channel's int8 weights (the zero-point term).
   let sums: Scratch<Int32>?
+  /// `start` and `idx` as the C kernels take them.
+  var startPointer: UnsafePointer<Int32> { UnsafePointer(start.base) }
+  var idxPointer: UnsafePointer<Int32> { UnsafePointer(idx.base) }
 
   init(n: Int, k: Int, nnz: Int, floats: UnsafePointer<Float>?, int8s: UnsafePointer<Int8>?) throws(TinfError) {
     self.n = n
@@ -174,6 +177,46 @@ enum SparseGemm {
       n: n, k: k, nnz: nnz, floats: UnsafePointer(wp.assumingMemoryBound(to: Float.self)), int8s: nil)
   }
 
+  /// The many-rows path's buffers, per thread: `tile` row pointers and the
+  /// kernel's k x tile scratch (of `S`), for rows of `X`.
+  struct Tiles<X, S> {
+    let k: Int
+    let tile: Int
+    let minRows: Int
+    let pointers: Scratch<UnsafePointer<X>?>
+    let scratch: Scratch<S>
+
+    init(_ s: SparseWeights, tile: Int, threads: Int) throws(TinfError) {
+      k = s.k
+      self.tile = tile
+      minRows = max(tile, minChunkFor(perItem: max(1, s.nnz), grain: 1 << 15))
+      pointers = try Scratch<UnsafePointer<X>?>(count: threads &* tile)
+      scratch = try Scratch<S>(count: threads &* s.k &* tile &+ 16)
+    }
+
+    /// The m rows of x (k elements each, contiguous) in chunks over the
+    /// pool, each chunk in tiles of up to `tile` rows: `body(chunk, rows,
+    /// count, r, buf)` with rows[i] = x + (r + i) * k for i < count and buf
+    /// the chunk's scratch.
+    @inline(__always)
+    func forEach(
+      _ pool: ThreadPool, m: Int, x: UnsafePointer<X>,
+      _ body: (Int, UnsafePointer<UnsafePointer<X>>, Int, Int, UnsafeMutablePointer<S>) -> Void
+    ) {
+      forEachChunk(pool, m, minChunk: minRows) { chunk, range in
+        let ptrs = UnsafeMutableRawPointer(pointers.base + chunk &* tile).assumingMemoryBound(to: UnsafePointer<X>.self)
+        let buf = scratch.base + chunk &* k &* tile
+        var r = range.lowerBound
+        while r < range.upperBound {
+          let count = min(tile, range.upperBound &- r)
+          for i in 0..<count { ptrs[i] = x + (r &+ i) &* k }
+          body(chunk, UnsafePointer(ptrs), count, r, buf)
+          r &+= count
+        }
+      }
+    }
+  }
+
   /// float32: rows of x (m rows of k floats, contiguous) times the sparse
   /// weights, plus bias, clamped to [lo, hi], into y (m rows of n).
   static func bindFloat(
@@ -181,10 +224,7 @@ enum SparseGemm {
     lo: Float, hi: Float, pool: ThreadPool
   ) throws(TinfError) -> KernelFn {
     let kern = kernels
-    let (n, k) = (s.n, s.k)
-    let tile = kern.tile
-    let start = UnsafePointer(s.start.base)
-    let idx = UnsafePointer(s.idx.base)
+    let (n, k, start, idx) = (s.n, s.k, s.startPointer, s.idxPointer)
     guard let vals = s.floats else { throw TinfError(.internal, "sparse weights are not float32") }
     let val = UnsafePointer(vals.base)
     if m == 1 {
@@ -196,22 +236,11 @@ enum SparseGemm {
         }
       }
     }
-    let threads = pool.threads
-    let scratch = try Scratch<Float>(count: threads &* k &* tile &+ 16)
-    let pointers = try Scratch<UnsafePointer<Float>?>(count: threads &* tile)
-    let minRows = max(tile, minChunkFor(perItem: max(1, s.nnz), grain: 1 << 15))
+    let tiles = try Tiles<Float, Float>(s, tile: kern.tile, threads: pool.threads)
     return { () throws(TinfError) in
-      withExtendedLifetime((s, scratch, pointers)) {}
-      forEachChunk(pool, m, minChunk: minRows) { chunk, range in
-        let ptrs = UnsafeMutableRawPointer(pointers.base + chunk &* tile).assumingMemoryBound(to: UnsafePointer<Float>.self)
-        let buf = scratch.base + chunk &* k &* tile
-        var r = range.lowerBound
-        while r < range.upperBound {
-          let count = min(tile, range.upperBound &- r)
-          for i in 0..<count { ptrs[i] = x + (r &+ i) &* k }
-          kern.f32_tile(UnsafePointer(ptrs), count, k, start, idx, val, bias, 0, n, lo, hi, y + r &* n, n, buf)
-          r &+= count
-        }
+      withExtendedLifetime((s, tiles)) {}
+      tiles.forEach(pool, m: m, x: x) { _, rows, count, r, buf in
+        kern.f32_tile(rows, count, k, start, idx, val, bias, 0, n, lo, hi, y + r &* n, n, buf)
       }
     }
   }
@@ -223,10 +252,7 @@ enum SparseGemm {
     y: UnsafeMutablePointer<Int8>, table: QRequantTable, yz: Int32, lo: Int32, hi: Int32, pool: ThreadPool
   ) throws(TinfError) -> KernelFn {
     let kern = kernels
-    let (n, k) = (s.n, s.k)
-    let tile = kern.tile
-    let start = UnsafePointer(s.start.base)
-    let idx = UnsafePointer(s.idx.base)
+    let (n, k, start, idx) = (s.n, s.k, s.startPointer, s.idxPointer)
     guard let vals = s.int8s, let sums = s.sums else { throw TinfError(.internal, "sparse weights are not int8") }
     let val = UnsafePointer(vals.base)
     let initial = try Scratch<Int32>(count: n)
@@ -245,25 +271,15 @@ enum SparseGemm {
         }
       }
     }
-    let scratch = try Scratch<Int32>(count: threads &* k &* tile &+ 16)
-    let accs = try Scratch<Int32>(count: threads &* tile &* n)
-    let pointers = try Scratch<UnsafePointer<Int8>?>(count: threads &* tile)
-    let minRows = max(tile, minChunkFor(perItem: max(1, s.nnz), grain: 1 << 15))
+    let tiles = try Tiles<Int8, Int32>(s, tile: kern.tile, threads: threads)
+    let accs = try Scratch<Int32>(count: threads &* kern.tile &* n)
     return { () throws(TinfError) in
-      withExtendedLifetime((s, scratch, pointers, initial, accs)) {}
-      forEachChunk(pool, m, minChunk: minRows) { chunk, range in
-        let ptrs = UnsafeMutableRawPointer(pointers.base + chunk &* tile).assumingMemoryBound(to: UnsafePointer<Int8>.self)
-        let buf = scratch.base + chunk &* k &* tile
-        let acc = accs.base + chunk &* tile &* n
-        var r = range.lowerBound
-        while r < range.upperBound {
-          let count = min(tile, range.upperBound &- r)
-          for i in 0..<count { ptrs[i] = x + (r &+ i) &* k }
-          kern.q8_tile(UnsafePointer(ptrs), count, k, start, idx, val, ini, 0, n, acc, n, buf)
-          for i in 0..<count {
-            table.requantize(acc + i &* n, from: 0, zp: yz, lo: lo, hi: hi, y + (r &+ i) &* n, n)
-          }
-          r &+= count
+      withExtendedLifetime((s, tiles, initial, accs)) {}
+      tiles.forEach(pool, m: m, x: x) { chunk, rows, count, r, buf in
+        let acc = accs.base + chunk &* tiles.tile &* n
+        kern.q8_tile(rows, count, k, start, idx, val, ini, 0, n, acc, n, buf)
+        for i in 0..<count {
+          table.requantize(acc + i &* n, from: 0, zp: yz, lo: lo, hi: hi, y + (r &+ i) &* n, n)
         }
       }
     }

@@ -74,17 +74,14 @@ public final class Session {
       }
       g = try g.withInputShapes(shapes)
     }
-    let work = WorkCost.of(g)
-    guard work <= options.maxWork else {
-      throw .arg(
-        "the model needs \(work) multiply-adds or element visits per run, over the work limit of \(options.maxWork) "
-          + "(raise it with tinf_options_set_max_work, Python max_work=)")
-    }
     let hoist = Hoisting.ops(g)  // computed once below, not per run (Hoisting.swift)
     let plan = try MemoryPlanner.planSession(g)
     guard plan.size <= options.maxArenaBytes else {
       throw TinfError(.outOfMemory, "the arena would need \(plan.size) bytes, over the limit of \(options.maxArenaBytes)")
     }
+    // The work limit (WorkLimit.swift), once the arena is known to fit.
+    let work = WorkCost.of(g)
+    try WorkCost.check(work, options.maxWork)
     let pool = ThreadPool(threads: options.threads == 0 ? Int(ti_shim_cpu_count()) : options.threads)
     guard let mutex = ti_shim_mutex_create() else { throw TinfError(.outOfMemory, "cannot allocate a mutex") }
     var arena: UnsafeMutableRawPointer? = nil
