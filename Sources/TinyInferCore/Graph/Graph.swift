@@ -89,7 +89,7 @@ public struct Graph: Sendable {
   public let shapeGuards: [Node]
   /// The subgraphs control-flow ops run (ControlFlow.swift), validated, in
   /// file order (only the main graph holds them; a subgraph's list is empty).
-  public private(set) var subgraphs: [Graph]
+  public internal(set) var subgraphs: [Graph]
 
   /// Validates `def` against a data section of `dataSize` bytes and infers
   /// every shape. Throws with the op index and name on the first problem.

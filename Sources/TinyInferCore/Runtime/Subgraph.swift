@@ -21,6 +21,7 @@ extension Graph {
     self.inputs = inputs
     self.outputs = outputs
     self.shapeGuards = shapeGuards
+    self.subgraphs = g.subgraphs  // its If / While ops call the parent's subgraphs, by index
   }
 }
 
