@@ -393,7 +393,6 @@ _fn("tinf_model_tensor_storage", [ModelHandle, c_int32, POINTER(c_int32), POINTE
 _fn("tinf_options_set_max_work", [OptionsHandle, c_uint64])
 # tinf_status tinf_session_work(const tinf_session *session, uint64_t *out_work);
 _fn("tinf_session_work", [SessionHandle, POINTER(c_uint64)])
-<<<<<<< HEAD
 
 # ---- quantization: float-sensitive ops kept in float32 (issue 14) ----
 
@@ -424,7 +423,7 @@ _fn("tinf_session_state_count", [SessionHandle, POINTER(c_int32)])
 #                                       int32_t *out_index);
 _fn("tinf_builder_add_subgraph", [BuilderHandle, c_char_p, c_int32, c_int32, POINTER(c_int32), c_int32,
                                   POINTER(c_int32), POINTER(c_int32)])
-=======
+
 # ---- prepack cache (issue 18) ----
 
 # int32_t tinf_prepack_layout_version(void);
@@ -444,4 +443,3 @@ _fn("tinf_model_prepack_note", [ModelHandle, c_char_p, c_size_t, POINTER(c_size_
 # tinf_status tinf_model_prepack_image(const tinf_model *model, const void *key, size_t key_size, void *dst,
 #                                      size_t dst_size, size_t *out_size);
 _fn("tinf_model_prepack_image", [ModelHandle, c_void_p, c_size_t, c_void_p, c_size_t, POINTER(c_size_t)])
->>>>>>> prepack
