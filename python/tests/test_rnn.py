@@ -595,6 +595,7 @@ def test_work_limit_counts_recurrent_steps():
     g.output(g.op("LSTM", x, g.const("w", w), g.const("r", r), g.const("b", b), mode=2))
     data = g.to_bytes()
     work = T * B * (w.size + r.size)  # multiply-adds: steps x batch x directions x 4H x (I + H)
+    work += T * B * I + T * 2 * B * H  # the graph input and output, copied in and out (docs/format.md)
     with tinyinfer.load(data, max_work=work) as m:
         m.run(_rand(rng, T, B, I))
         with pytest.raises(tinyinfer.TinyInferError, match="work limit"):
