@@ -485,6 +485,33 @@ def test_binary_same_shape_lengths(op, n):
         same(g.run(y), f(a, aq, b, bq, yq, act))
 
 
+@pytest.mark.parametrize("op", ["Add", "Sub", "Mul"])
+@pytest.mark.parametrize("sa,sb", [((4099,), (1,)), ((1,), (4099,)), ((3, 600, 5), (3, 1, 1)),
+                                   ((1, 1, 1), (2, 700, 3)), ((511,), (1,))])
+def test_binary_long_rows_against_one_value(op, sa, sb):
+    """A long row against one broadcast value (x + 3 of HardSwish, a scalar
+    on either side, a value per outer row): the table path, every int8
+    value on the long side, extreme zero points, multipliers > 1."""
+    rng = np.random.default_rng(4700 + len(op) + sum(sa) + 3 * sum(sb))
+    f = {"Add": R.add, "Sub": R.sub, "Mul": R.mul}[op]
+    for trial in range(5):
+        a, b = rand_i8(rng, *sa), rand_i8(rng, *sb)
+        long_side = a if a.size > b.size else b
+        long_side.reshape(-1)[:256] = np.arange(-128, 128, dtype=np.int8)
+        aq, bq, yq = rand_q(rng, -3, 1), rand_q(rng, -3, 1), rand_q(rng, -3, 1)
+        if trial == 1:
+            aq, bq = (aq[0], -128), (bq[0], 127)
+        if trial == 2:
+            aq, bq = (aq[0], 127), (bq[0], -128)
+            yq = (np.float32(min(aq[0], bq[0]) * (0.001 if op != "Mul" else aq[0] * 0.001)), 0)
+        if trial == 3:
+            bq = (np.float32(aq[0] * 1e-4), bq[1])
+        act = ACTS[trial % 4]
+        g = Q()
+        y = g.op(op, g.input(a, aq), g.input(b, bq), q=yq, activation=act)
+        same(g.run(y), f(a, aq, b, bq, yq, act))
+
+
 def test_binary_same_tensor_and_in_place():
     rng = np.random.default_rng(450)
     a = rand_i8(rng, 5, 8)

@@ -15,7 +15,9 @@ import TinyInferShims
 /// Rows where both inputs are contiguous (same shapes, or the innermost
 /// merged dim of both) run a vector at a time in the level's C kernels
 /// (ti_q8_kernels: add_row, mul_row; Add and Sub compute the input stage
-/// instead of looking it up); the rest, and the tails, element by element.
+/// instead of looking it up); long rows against one broadcast value (x + 3
+/// of HardSwish, x * scalar) through a 256-entry table of the exact
+/// per-element result; the rest, and the tails, element by element.
 enum QBinaryKernel {
   static func infer(_ node: Node, _ inputs: [TensorDesc?]) throws(TinfError) -> [TensorType] {
     try arity(inputs, 2...2)
@@ -88,6 +90,12 @@ enum QBinaryKernel {
     }
   }
 
+  /// A row whose other input is one value broadcast along it (a scalar, an
+  /// addend per channel row) of at least this many elements goes through a
+  /// 256-entry table of `op.apply` over every int8 value, built per row:
+  /// the same results, a lookup per element instead of the rescale.
+  static let lutMinimum = 512
+
   /// Runs `op` over the broadcast output, a row of the innermost merged dim
   /// at a time. In place (y == a) is safe: each element is read before it
   /// is written.
@@ -103,10 +111,26 @@ enum QBinaryKernel {
         op.row(ar, br, yr, inner)
       } else if ia == 1 {
         let bv = br[0]
-        for i in 0..<inner { yr[i] = op.apply(ar[i], bv) }
+        if ib == 0 && inner >= lutMinimum {
+          withUnsafeTemporaryAllocation(of: Int8.self, capacity: 256) { t in
+            let lut = t.baseAddress!
+            for v in 0..<256 { lut[v] = op.apply(Int8(truncatingIfNeeded: v &- 128), bv) }
+            lookup256(ar, yr, UnsafePointer(lut), inner)
+          }
+        } else {
+          for i in 0..<inner { yr[i] = op.apply(ar[i], bv) }
+        }
       } else if ib == 1 {
         let av = ar[0]
-        for i in 0..<inner { yr[i] = op.apply(av, br[i]) }
+        if ia == 0 && inner >= lutMinimum {
+          withUnsafeTemporaryAllocation(of: Int8.self, capacity: 256) { t in
+            let lut = t.baseAddress!
+            for v in 0..<256 { lut[v] = op.apply(av, Int8(truncatingIfNeeded: v &- 128)) }
+            lookup256(br, yr, UnsafePointer(lut), inner)
+          }
+        } else {
+          for i in 0..<inner { yr[i] = op.apply(av, br[i]) }
+        }
       } else {
         for i in 0..<inner { yr[i] = op.apply(ar[i &* ia], br[i &* ib]) }
       }
