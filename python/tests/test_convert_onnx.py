@@ -642,3 +642,39 @@ def test_reduce_max_between_qdq_pairs():
     ref = ort.InferenceSession(data, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
     with tinyinfer.Model(report.data) as mm:
         np.testing.assert_array_equal(mm.run([x])[0], ref)
+
+
+@pytest.mark.parametrize("scale_op,hi", [("Div", 6.0), ("Mul", 6.0), ("Div", 5.0)])
+def test_hardswish_spelled_out_becomes_one_op(scale_op, hi):
+    """x * Clip(x + 3, 0, 6) / 6 (PaddlePaddle's MobileNetV3 exports; or * 1/6) is imported as one HardSwish,
+    checked against onnxruntime; with Clip(0, 5) it is not HardSwish and stays the arithmetic. int8-static
+    then runs a table lookup with no float Div between Dequantize and Quantize."""
+    from onnx import TensorProto, helper, numpy_helper
+    rng = np.random.default_rng(11)
+    c = lambda name, v: numpy_helper.from_array(np.asarray(v, np.float32), name)  # noqa: E731
+    inits = [c("w", rng.uniform(-0.5, 0.5, (8, 3, 3, 3))), c("b", rng.uniform(-0.5, 0.5, 8)),
+             c("three", [3.0]), c("zero", 0.0), c("hi", hi), c("k", 6.0 if scale_op == "Div" else 1 / 6)]
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["t"], pads=[1] * 4),
+             helper.make_node("Add", ["t", "three"], ["a"]),
+             helper.make_node("Clip", ["a", "zero", "hi"], ["r"]),
+             helper.make_node("Mul", ["t", "r"], ["m"]),
+             helper.make_node(scale_op, ["m", "k"], ["y"])]
+    graph = helper.make_graph(nodes, "hs", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 10])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    data = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]).SerializeToString()
+    report = tinyinfer.convert(data, None)
+    fused = hi == 6.0
+    assert (report.ops_out["HardSwish"] == 1) == fused
+    assert ("Div" in report.ops_out) == (not fused and scale_op == "Div")
+    x = realistic((1, 3, 8, 10), 3) * 4
+    with tinyinfer.Model(report.data) as m:
+        got = m.run([x])[0]
+    (want,) = ort.InferenceSession(data, providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    assert got.shape == want.shape
+    assert np.max(np.abs(got - want)) <= 1e-5 * np.max(np.abs(want))
+    if fused:
+        calib = [realistic((1, 3, 8, 10), s) * 4 for s in range(8)]
+        q = tinyinfer.quantize(report.data, mode="int8-static", calib=calib)
+        with tinyinfer.Model(q.data) as mq:
+            ops = loaded_ops(mq)
+        assert ops["HardSwish"] == 1 and "Div" not in ops and ops["Dequantize"] == 1  # the output only

@@ -28,10 +28,11 @@ How the graph is converted
 2. Graph rewrites at the ONNX level that no load-time pass of the core does,
    each reported: the erf form of Gelu (x * 0.5 * (1 + erf(x / sqrt 2))) to
    Gelu; the ReduceMean/Sub/Pow/Sqrt/Div form of layer normalization to
-   LayerNorm; Reciprocal(Sqrt) to Rsqrt; HardSigmoid(1/6, 1/2) * x to
-   HardSwish; BatchNormalization folded into a preceding ConvTranspose or 1-D
-   Conv and a constant Pad into the padding of the following MaxPool /
-   AveragePool (the core's passes do not cover these).
+   LayerNorm; Reciprocal(Sqrt) to Rsqrt; HardSigmoid(1/6, 1/2) * x and
+   x * Clip(x + 3, 0, 6) / 6 (or * 1/6) to HardSwish; BatchNormalization
+   folded into a preceding ConvTranspose or 1-D Conv and a constant Pad into
+   the padding of the following MaxPool / AveragePool (the core's passes do
+   not cover these).
 3. Emission, node by node, tracking the layout of every tensor: each value
    knows the permutation that takes its ONNX (NCHW) order to the order it has
    in the runtime. Ops that need NHWC (Conv, pooling, Resize, ...) ask for it
@@ -132,7 +133,8 @@ SUPPORTED_OPS: Dict[str, str] = {
     "Pow": "constant exponent 1, 2, 3 (Mul), 0.5 (Sqrt), -0.5 (Rsqrt), -1 (Div)",
     "Neg": "Mul by -1", "Abs": "Maximum(x, -x)",
     "Relu": "Relu (fused into its producer at load by the core; by the importer after a 1-D Conv/pool)",
-    "Clip": "Relu6 / Relu for (0,6) / (0,inf); the producer's fused activation for (-1,1); else Maximum + "
+    "Clip": "HardSwish as x * Clip(x + 3, 0, 6) / 6 (or * 1/6); Relu6 / Relu for (0,6) / (0,inf); the "
+            "producer's fused activation for (-1,1); else Maximum + "
             "Minimum (constant bounds, or float bounds computed at run time)",
     "LeakyRelu": "LeakyRelu", "PRelu": "PRelu (slope permuted to the input's layout)",
     "HardSwish": "HardSwish", "HardSigmoid": "HardSwish when HardSigmoid(1/6, 1/2) * x; else Mul + Add + "
