@@ -461,7 +461,6 @@ def test_binary_same_shape_lengths(op, n):
     """Same-shape inputs (the 16-lane path and its scalar tail) over every
     pair of int8 values, extreme zero points and scales, multipliers > 1."""
     rng = np.random.default_rng(4600 + n + 7 * len(op))
-    f = {"Add": R.add, "Sub": R.sub, "Mul": R.mul}[op]
     for trial in range(6):
         a, b = rand_i8(rng, n), rand_i8(rng, n)
         if n == 4099 and trial == 0:  # every pair of int8 values (65536), then a tail of 100
@@ -469,20 +468,29 @@ def test_binary_same_shape_lengths(op, n):
             b = np.repeat(np.arange(-128, 128, dtype=np.int8), 256)
             a = np.concatenate([a, rand_i8(rng, 100)])
             b = np.concatenate([b, rand_i8(rng, 100)])
-        aq, bq, yq = rand_q(rng, -3, 1), rand_q(rng, -3, 1), rand_q(rng, -3, 1)
-        if trial == 1:
-            aq, bq = (aq[0], -128), (bq[0], 127)
-        if trial == 2:
-            aq, bq = (aq[0], 127), (bq[0], -128)
-            yq = (np.float32(min(aq[0], bq[0]) * (0.001 if op != "Mul" else aq[0] * 0.001)), 0)
-        if trial == 3:
-            bq = (np.float32(aq[0] * 1e-4), bq[1])  # one input's multiplier tiny
-        if trial == 4:
-            yq = (np.float32(1e3), yq[1])  # everything rounds to the zero point
-        act = ACTS[trial % 4]
-        g = Q()
-        y = g.op(op, g.input(a, aq), g.input(b, bq), q=yq, activation=act)
-        same(g.run(y), f(a, aq, b, bq, yq, act))
+        _check_binary_trial(rng, op, trial, a, b)
+
+
+def _check_binary_trial(rng, op, trial, a, b):
+    """`op` on int8 a, b against the numpy reference with the quantization
+    of trial `trial`: random, extreme zero points, a tiny output scale
+    (multiplier > 1), one input's multiplier tiny, everything rounding to
+    the zero point; the activation cycles."""
+    aq, bq, yq = rand_q(rng, -3, 1), rand_q(rng, -3, 1), rand_q(rng, -3, 1)
+    if trial == 1:
+        aq, bq = (aq[0], -128), (bq[0], 127)
+    if trial == 2:
+        aq, bq = (aq[0], 127), (bq[0], -128)
+        yq = (np.float32(min(aq[0], bq[0]) * (0.001 if op != "Mul" else aq[0] * 0.001)), 0)
+    if trial == 3:
+        bq = (np.float32(aq[0] * 1e-4), bq[1])  # one input's multiplier tiny
+    if trial == 4:
+        yq = (np.float32(1e3), yq[1])  # everything rounds to the zero point
+    act = ACTS[trial % 4]
+    f = {"Add": R.add, "Sub": R.sub, "Mul": R.mul}[op]
+    g = Q()
+    y = g.op(op, g.input(a, aq), g.input(b, bq), q=yq, activation=act)
+    same(g.run(y), f(a, aq, b, bq, yq, act))
 
 
 @pytest.mark.parametrize("op", ["Add", "Sub", "Mul"])
@@ -493,23 +501,11 @@ def test_binary_long_rows_against_one_value(op, sa, sb):
     on either side, a value per outer row): the table path, every int8
     value on the long side, extreme zero points, multipliers > 1."""
     rng = np.random.default_rng(4700 + len(op) + sum(sa) + 3 * sum(sb))
-    f = {"Add": R.add, "Sub": R.sub, "Mul": R.mul}[op]
     for trial in range(5):
         a, b = rand_i8(rng, *sa), rand_i8(rng, *sb)
         long_side = a if a.size > b.size else b
         long_side.reshape(-1)[:256] = np.arange(-128, 128, dtype=np.int8)
-        aq, bq, yq = rand_q(rng, -3, 1), rand_q(rng, -3, 1), rand_q(rng, -3, 1)
-        if trial == 1:
-            aq, bq = (aq[0], -128), (bq[0], 127)
-        if trial == 2:
-            aq, bq = (aq[0], 127), (bq[0], -128)
-            yq = (np.float32(min(aq[0], bq[0]) * (0.001 if op != "Mul" else aq[0] * 0.001)), 0)
-        if trial == 3:
-            bq = (np.float32(aq[0] * 1e-4), bq[1])
-        act = ACTS[trial % 4]
-        g = Q()
-        y = g.op(op, g.input(a, aq), g.input(b, bq), q=yq, activation=act)
-        same(g.run(y), f(a, aq, b, bq, yq, act))
+        _check_binary_trial(rng, op, trial, a, b)
 
 
 def test_binary_same_tensor_and_in_place():
