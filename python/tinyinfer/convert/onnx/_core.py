@@ -229,7 +229,9 @@ class _Importer:
                 inputs.append(helper.make_tensor_value_info(nm, helper.np_dtype_to_tensor_dtype(arr.dtype),
                                                             list(arr.shape)))
         outputs = [helper.make_empty_tensor_value_info(o) for o in self.outputs]
-        g = helper.make_graph(nodes, self.name, inputs, outputs, initializer=inits)
+        vis = [helper.make_tensor_value_info(o, helper.np_dtype_to_tensor_dtype(dt), list(sh))
+               for o, (dt, sh) in getattr(self, "if_types", {}).items()]
+        g = helper.make_graph(nodes, self.name, inputs, outputs, initializer=inits, value_info=vis)
         m = helper.make_model(g, opset_imports=list(self.model.opset_import))
         m.ir_version = max(self.model.ir_version, 7)
         return m
@@ -270,7 +272,30 @@ class _Importer:
             self._inferred_once = True
         for nm, (dt, sh) in self.in_types.items():
             types[nm] = (dt, sh)
+        for nm, (dt, sh) in getattr(self, "if_types", {}).items():
+            if types.get(nm) is None or types[nm][1] is None:
+                types[nm] = (dt, sh)
         self.types = types
+        if self._if_types():
+            self._infer()
+
+    def _if_types(self) -> bool:
+        """Output types of run-time Ifs that ONNX inference left unknown, from their branches (control.py);
+        _as_model gives them as value infos, so that the next inference carries them on. True if some were new."""
+        from . import control
+        new = False
+        for n in self.nodes:
+            if n.dead or n.domain or n.op != "If" or n.inp(0) in self.consts:
+                continue
+            if all(not o or (self.types.get(o) is not None and self.types[o][1] is not None) for o in n.outputs):
+                continue
+            found = control.branch_output_types(self, n)
+            if found is not None:
+                for o, (dt, sh) in zip(n.outputs, found):
+                    if o:
+                        self.if_types[o] = (dt, sh)
+                new = True
+        return new
 
     def _eval(self, n: Node, values: List[Optional[np.ndarray]]) -> List[np.ndarray]:
         import onnx
@@ -382,6 +407,8 @@ class _Importer:
 
     def _fold_loop(self):
         self.fold_counts = Counter()
+        self.if_types: Dict[str, tuple] = {}
+        self.if_tried: Dict[int, tuple] = {}  # If node id -> what was known when its branches were tried
         for _ in range(50):
             self._infer()
             if not self._fold_pass() + self._inline_ifs():
