@@ -359,6 +359,11 @@ class _Importer:
                 for nm, r in zip(n.outputs, res):
                     if nm:
                         self.consts[nm] = r
+            elif n.op == "Mul" and self._int_times_zero(n):
+                # x * 0 with integer x is 0 whatever x holds (exporters keep an unused input alive this way,
+                # e.g. Silero VAD op15's `sr * 0` added to the state)
+                dt, shape = self.types[n.outputs[0]]
+                self.consts[n.outputs[0]] = np.zeros(shape, dt)
             elif n.op in ("Identity", "Dropout") and not real:
                 continue
             else:
@@ -404,6 +409,13 @@ class _Importer:
             self.fold_counts["If"] += 1
         self.nodes = nodes
         return inlined
+
+    def _int_times_zero(self, n: Node) -> bool:
+        """Mul n has an all-zero constant operand, integer operands and an output of known static shape."""
+        t = self.types.get(n.outputs[0])
+        if len(n.inputs) != 2 or t is None or t[1] is None or np.dtype(t[0]).kind not in "iu":
+            return False
+        return any(nm in self.consts and not np.any(self.consts[nm]) for nm in n.inputs)
 
     def _fold_loop(self):
         self.fold_counts = Counter()
