@@ -270,8 +270,9 @@ HANDLERS: Dict[str, Handler] = {
 def import_model(source, report: Report, **options) -> GraphBuilder:
     """Converts an ONNX model (path, bytes or onnx.ModelProto) to a GraphBuilder; fills `report`.
     Options: batch=1, input_shapes=None, input_shape=None (the shape of the only input, as the command
-    line's --input-shape gives it), keep_int8_weights=True, check_opset=True, name=None."""
-    known = {"batch", "input_shapes", "input_shape", "keep_int8_weights", "check_opset", "name"}
+    line's --input-shape gives it), keep_int8_weights=True, check_opset=True, name=None, input_values=None
+    ({input name: value}: the input becomes that constant, e.g. a sample rate that selects an If branch)."""
+    known = {"batch", "input_shapes", "input_shape", "keep_int8_weights", "check_opset", "name", "input_values"}
     bad = set(options) - known
     if bad:
         raise InvalidArgumentError(f"onnx importer: unknown option(s) {sorted(bad)}; known: {sorted(known)}")

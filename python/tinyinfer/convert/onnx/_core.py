@@ -30,12 +30,14 @@ Handler = Callable[["_Importer", Node], None]
 
 class _Importer:
     def __init__(self, source, report: Report, handlers: Dict[str, Handler], batch: int = 1, input_shapes=None,
-                 keep_int8_weights: bool = True, check_opset: bool = True, name: Optional[str] = None):
+                 keep_int8_weights: bool = True, check_opset: bool = True, name: Optional[str] = None,
+                 input_values=None):
         require("onnx", "onnx", "the ONNX importer")
         self.report = report
         self.handlers = handlers
         self.batch = int(batch)
         self.input_shapes = dict(input_shapes or {})
+        self.input_values = dict(input_values or {})
         self.keep_int8 = bool(keep_int8_weights)
         self.check_opset = check_opset
         self.model = self._load(source)
@@ -82,17 +84,8 @@ class _Importer:
             self.consts[init.name] = onnx.numpy_helper.to_array(init)
         for sp in g.sparse_initializer:
             raise UnsupportedOpError("onnx: sparse initializers are not supported; nothing was written")
-        self.nodes: List[Node] = []
-        ops_in = Counter()
-        for p in g.node:
-            ops_in[p.op_type] += 1
-            attrs = {a.name: _attr_value(a) for a in p.attribute}
-            domain = p.domain if p.domain not in ("", "ai.onnx") else ""
-            if p.op_type == "Constant" and domain == "":
-                self.consts[p.output[0]] = self._constant_value(p, attrs)
-                continue
-            self.nodes.append(Node(p.op_type, domain, p.name, p.input, p.output, attrs, p))
-        self.report.ops_in.update(ops_in)
+        self.nodes: List[Node] = self._nodes_of(g)
+        self.report.ops_in.update(p.op_type for p in g.node)
         self.outputs = [o.name for o in g.output]
         self.output_set = set(self.outputs)
         inits = set(self.consts)
@@ -101,6 +94,18 @@ class _Importer:
             if vi.name in inits:
                 continue  # an initializer listed as input (IR < 4): a constant
             self.inputs.append(vi)
+
+    def _nodes_of(self, g) -> List[Node]:
+        """The nodes of graph g; its Constant nodes go to self.consts instead."""
+        nodes = []
+        for p in g.node:
+            attrs = {a.name: _attr_value(a) for a in p.attribute}
+            domain = p.domain if p.domain not in ("", "ai.onnx") else ""
+            if p.op_type == "Constant" and domain == "":
+                self.consts[p.output[0]] = self._constant_value(p, attrs)
+                continue
+            nodes.append(Node(p.op_type, domain, p.name, p.input, p.output, attrs, p))
+        return nodes
 
     @staticmethod
     def _constant_value(p, attrs) -> np.ndarray:
@@ -119,10 +124,15 @@ class _Importer:
     def _fix_inputs(self):
         """Static input shapes: a dynamic first dim becomes `batch`; other dynamic dims are refused."""
         self.in_types: Dict[str, Tuple[np.dtype, Tuple[int, ...]]] = {}
-        unknown = sorted(set(self.input_shapes) - {vi.name for vi in self.inputs})
-        if unknown:
-            raise InvalidArgumentError(f"onnx importer: input_shapes names {unknown}, which are not inputs of the model "
-                            f"(its inputs: {[vi.name for vi in self.inputs]})")
+        for opt in ("input_shapes", "input_values"):
+            unknown = sorted(set(getattr(self, opt)) - {vi.name for vi in self.inputs})
+            if unknown:
+                raise InvalidArgumentError(f"onnx importer: {opt} names {unknown}, which are not inputs of the model "
+                                           f"(its inputs: {[vi.name for vi in self.inputs]})")
+        both = sorted(set(self.input_shapes) & set(self.input_values))
+        if both:
+            raise InvalidArgumentError(f"onnx importer: {both} given both a shape and a value")
+        self._fix_input_values()
         for vi in self.inputs:
             tt = vi.type.tensor_type
             if not vi.type.HasField("tensor_type"):
@@ -155,6 +165,32 @@ class _Importer:
                             f"dim may be dynamic (give input_shapes={{'{vi.name}': (...)}}); nothing was written", 5)
                 shape = tuple(shape)
             self.in_types[vi.name] = (dtype, shape)
+
+    def _fix_input_values(self):
+        """input_values: each named input becomes a constant of that value (in the input's dtype, of a shape that
+        fits the declared one) and is no input of the converted model; Ifs it selects fold to their branch."""
+        for vi in [vi for vi in self.inputs if vi.name in self.input_values]:
+            tt = vi.type.tensor_type
+            dtype = _np_dtype(tt.elem_type) if vi.type.HasField("tensor_type") else None
+            if dtype is None or dtype.kind not in "biuf":
+                raise InvalidArgumentError(f"onnx importer: input_values: input '{vi.name}' is not a numeric tensor")
+            try:
+                raw = np.asarray(self.input_values[vi.name])
+                arr = raw.astype(dtype)
+            except (TypeError, ValueError) as e:
+                raise InvalidArgumentError(f"onnx importer: input_values['{vi.name}']: {e}") from None
+            if raw.dtype.kind not in "biuf" or not np.array_equal(arr, raw):
+                raise InvalidArgumentError(f"onnx importer: input_values['{vi.name}'] is not exactly a {dtype} value")
+            declared = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None
+                        for d in tt.shape.dim] if tt.HasField("shape") else None
+            if declared is not None and (len(declared) != arr.ndim or any(
+                    d is not None and d != s for d, s in zip(declared, arr.shape))):
+                raise InvalidArgumentError(f"onnx importer: input_values['{vi.name}'] has shape {list(arr.shape)}; the "
+                                           f"input is declared {['?' if d is None else d for d in declared]}")
+            self.consts[vi.name] = arr
+            self.inputs.remove(vi)
+            self.report.notes.append(f"input '{vi.name}' fixed to the constant {arr.tolist()} (input_values); the "
+                                     f"converted model has no such input")
 
     def _as_model(self, with_all_consts: bool = False):
         import onnx
@@ -193,7 +229,9 @@ class _Importer:
                 inputs.append(helper.make_tensor_value_info(nm, helper.np_dtype_to_tensor_dtype(arr.dtype),
                                                             list(arr.shape)))
         outputs = [helper.make_empty_tensor_value_info(o) for o in self.outputs]
-        g = helper.make_graph(nodes, self.name, inputs, outputs, initializer=inits)
+        vis = [helper.make_tensor_value_info(o, helper.np_dtype_to_tensor_dtype(dt), list(sh))
+               for o, (dt, sh) in getattr(self, "if_types", {}).items()]
+        g = helper.make_graph(nodes, self.name, inputs, outputs, initializer=inits, value_info=vis)
         m = helper.make_model(g, opset_imports=list(self.model.opset_import))
         m.ir_version = max(self.model.ir_version, 7)
         return m
@@ -234,7 +272,30 @@ class _Importer:
             self._inferred_once = True
         for nm, (dt, sh) in self.in_types.items():
             types[nm] = (dt, sh)
+        for nm, (dt, sh) in getattr(self, "if_types", {}).items():
+            if types.get(nm) is None or types[nm][1] is None:
+                types[nm] = (dt, sh)
         self.types = types
+        if self._if_types():
+            self._infer()
+
+    def _if_types(self) -> bool:
+        """Output types of run-time Ifs that ONNX inference left unknown, from their branches (control.py);
+        _as_model gives them as value infos, so that the next inference carries them on. True if some were new."""
+        from . import control
+        new = False
+        for n in self.nodes:
+            if n.dead or n.domain or n.op != "If" or n.inp(0) in self.consts:
+                continue
+            if all(not o or (self.types.get(o) is not None and self.types[o][1] is not None) for o in n.outputs):
+                continue
+            found = control.branch_output_types(self, n)
+            if found is not None:
+                for o, (dt, sh) in zip(n.outputs, found):
+                    if o:
+                        self.if_types[o] = (dt, sh)
+                new = True
+        return new
 
     def _eval(self, n: Node, values: List[Optional[np.ndarray]]) -> List[np.ndarray]:
         import onnx
@@ -275,10 +336,13 @@ class _Importer:
                 continue
             real = [i for i in n.inputs if i]
             if n.op in ("Shape", "Size"):
-                t = self.types.get(n.inputs[0])
-                if t is None or t[1] is None:
-                    continue
-                shape = np.array(t[1], dtype=np.int64)
+                if n.inputs[0] in self.consts:
+                    shape = np.array(self.consts[n.inputs[0]].shape, dtype=np.int64)
+                else:
+                    t = self.types.get(n.inputs[0])
+                    if t is None or t[1] is None:
+                        continue
+                    shape = np.array(t[1], dtype=np.int64)
                 if n.op == "Size":
                     out = np.array(int(np.prod(shape)), dtype=np.int64)
                 else:
@@ -295,6 +359,11 @@ class _Importer:
                 for nm, r in zip(n.outputs, res):
                     if nm:
                         self.consts[nm] = r
+            elif n.op == "Mul" and self._int_times_zero(n):
+                # x * 0 with integer x is 0 whatever x holds (exporters keep an unused input alive this way,
+                # e.g. Silero VAD op15's `sr * 0` added to the state)
+                dt, shape = self.types[n.outputs[0]]
+                self.consts[n.outputs[0]] = np.zeros(shape, dt)
             elif n.op in ("Identity", "Dropout") and not real:
                 continue
             else:
@@ -304,11 +373,57 @@ class _Importer:
             self.fold_counts[n.op] += 1
         return folded
 
+    def _inline_ifs(self) -> int:
+        """Each If whose condition is a constant replaced by the nodes of the branch it takes (the branch's
+        outputs renamed to the If's through Identity), so that shape inference and folding see through it
+        (exporters guard shape-dependent code with such Ifs: `if x.dim() == 3: x = x.squeeze(0)`). An If
+        whose branch defines a name the enclosing graph also uses stays (the runtime If runs it)."""
+        from onnx import helper, numpy_helper
+        inlined, nodes = 0, []
+        outer = None
+        for n in self.nodes:
+            cond = n.inp(0)
+            if n.dead or n.domain or n.op != "If" or cond not in self.consts or self.consts[cond].size != 1:
+                nodes.append(n)
+                continue
+            g = n.attrs.get("then_branch" if bool(self.consts[cond].reshape(-1)[0]) else "else_branch")
+            if g is None or len(g.output) != len(n.outputs):
+                nodes.append(n)
+                continue
+            if outer is None:
+                outer = set(self.consts) | {nm for m in self.nodes for nm in list(m.inputs) + list(m.outputs)}
+                outer |= set(self.in_types) | self.output_set
+            defined = {i.name for i in g.initializer} | {o for p in g.node for o in p.output if o}
+            if defined & outer:
+                nodes.append(n)
+                continue
+            outer |= defined
+            for init in g.initializer:
+                self.consts[init.name] = numpy_helper.to_array(init)
+            nodes.extend(self._nodes_of(g))
+            for k, (src, dst) in enumerate(zip(g.output, n.outputs)):
+                if dst:
+                    p = helper.make_node("Identity", [src.name], [dst], name=f"{n.name or dst}/taken_{k}")
+                    nodes.append(Node("Identity", "", p.name, p.input, p.output, {}, p))
+            inlined += 1
+            self.fold_counts["If"] += 1
+        self.nodes = nodes
+        return inlined
+
+    def _int_times_zero(self, n: Node) -> bool:
+        """Mul n has an all-zero constant operand, integer operands and an output of known static shape."""
+        t = self.types.get(n.outputs[0])
+        if len(n.inputs) != 2 or t is None or t[1] is None or np.dtype(t[0]).kind not in "iu":
+            return False
+        return any(nm in self.consts and not np.any(self.consts[nm]) for nm in n.inputs)
+
     def _fold_loop(self):
         self.fold_counts = Counter()
+        self.if_types: Dict[str, tuple] = {}
+        self.if_tried: Dict[int, tuple] = {}  # If node id -> what was known when its branches were tried
         for _ in range(50):
             self._infer()
-            if not self._fold_pass():
+            if not self._fold_pass() + self._inline_ifs():
                 break
         self.nodes = [n for n in self.nodes if not n.dead]
         if self.fold_counts:

@@ -43,9 +43,49 @@ def _branch(im, g, runtime: List[str], consts: List[str]):
     return _convert(im, g, [], runtime, consts)
 
 
+def branch_output_types(im, n: Node):
+    """The (dtype, shape) of each output of If n, from its branches run through the importer's shape inference
+    and folding (ONNX inference alone loses them when a branch holds shape-dependent code, or another If);
+    None when a branch does not know them or the branches disagree (the runtime needs them equal), or when
+    the enclosing graph does not know the shapes of the values the branches capture yet (im.types)."""
+    then_g, else_g = n.attrs.get("then_branch"), n.attrs.get("else_branch")
+    if then_g is None or else_g is None:
+        return None
+    names = sorted(_captured(then_g) | _captured(else_g))
+    key = tuple((nm, nm in im.consts, im.types.get(nm)) for nm in names)
+    if im.if_tried.get(id(n)) == key:
+        return None  # tried with what is known now
+    im.if_tried[id(n)] = key
+    consts = [nm for nm in names if nm in im.consts]  # before emission: no quantized constants yet
+    runtime = [nm for nm in names if nm not in im.consts]
+    if any(im.types.get(nm) is None or im.types[nm][1] is None for nm in runtime):
+        return None
+    found = []
+    for g in (then_g, else_g):
+        sub = _importer(im, g, [], runtime, consts)
+        sub._read_graph()
+        sub._fix_inputs()
+        sub._fold_loop()
+        types = []
+        for o in g.output:
+            if o.name in sub.consts:
+                types.append((sub.consts[o.name].dtype, tuple(sub.consts[o.name].shape)))
+            elif sub.types.get(o.name) is not None and sub.types[o.name][1] is not None:
+                types.append((np.dtype(sub.types[o.name][0]), tuple(sub.types[o.name][1])))
+            else:
+                return None
+        found.append(types)
+    return found[0] if found[0] == found[1] else None
+
+
 def _convert(im, g, inputs, runtime: List[str], consts: List[str]):
     """Graph g converted (deferred) as a model whose inputs are `inputs` (value infos) and the runtime
     captured values; the constant captured values become initializers."""
+    return _importer(im, g, inputs, runtime, consts).run(deferred=True)
+
+
+def _importer(im, g, inputs, runtime: List[str], consts: List[str]):
+    """The importer of graph g as a model of its own (see _convert)."""
     from onnx import helper, numpy_helper
     from ._core import _Importer
     inputs = list(inputs) + [helper.make_tensor_value_info(
@@ -56,7 +96,9 @@ def _convert(im, g, inputs, runtime: List[str], consts: List[str]):
     model.ir_version = im.model.ir_version
     sub = _Importer(model, Report(), im.handlers, batch=im.batch, keep_int8_weights=im.keep_int8,
                     check_opset=False, name=g.name or "branch")
-    return sub.run(deferred=True)
+    sub.opset = im.opset
+    sub.domains = dict(im.domains)
+    return sub
 
 
 def op_If(im, n: Node):
