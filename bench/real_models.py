@@ -167,7 +167,7 @@ MODELS = {
                                       inputs=lambda s: [int8s((1, 3, 40), s)], chunks=4),
     "silero_vad": dict(src=("silero-vad==6.2.3", "silero_vad/data/silero_vad.onnx"), kind="onnx float32",
                        tags="If (control flow), LSTM, streaming state",
-                       inputs=lambda s: [voice(512, s), np.zeros((2, 1, 128), np.float32), SR],
+                       inputs=lambda s: [voice(256, s), np.zeros((2, 1, 128), np.float32), SR],
                        chunks=3, feedback={1: 1}),
     "silero_vad_16k_op15": dict(src=("silero-vad==6.2.3", "silero_vad/data/silero_vad_16k_op15.onnx"),
                                 kind="onnx float32", tags="If, LSTM, streaming state, opset 15",
