@@ -429,6 +429,15 @@ def _input_list(specs, inputs) -> list:
     return [inputs]
 
 
+def _one_element(shape, specs, i) -> bool:
+    """Whether `shape` and input i's shape both hold one element (a scalar
+    given for a [1] input: the converters write scalars as [1])."""
+    try:
+        return i < len(specs) and int(np.prod(tuple(shape))) == 1 and int(np.prod(specs[i].shape)) == 1
+    except (TypeError, ValueError):
+        return False
+
+
 def _batch_shapes(specs, inputs):
     """The input shapes when they differ from the file's only in the first
     dimension (a batch), else None."""
@@ -509,6 +518,8 @@ class Session:
             if max_work is not None:
                 L.tinf_options_set_max_work(opts, max_work)
             for i, shape in enumerate(input_shapes or []):
+                if shape is not None and _one_element(shape, model.inputs, i):
+                    shape = None  # a scalar for a one-element input (the converters write scalars as [1])
                 if shape is not None:
                     dims = (c_int64 * max(len(shape), 1))(*shape)
                     L.tinf_options_set_input_shape(opts, i, len(shape), dims)
@@ -598,6 +609,8 @@ class Session:
         for k, (a, spec) in enumerate(zip(arrays, specs)):
             if not isinstance(a, np.ndarray):
                 a = arrays[k] = np.asarray(a)
+            if a.shape != spec.shape and a.size == 1 and int(np.prod(spec.shape)) == 1:
+                a = arrays[k] = a.reshape(spec.shape)  # a scalar for a [1] input (the converters' scalars)
             if a.shape != spec.shape:
                 raise InvalidArgumentError(
                     f"input '{spec.name}' has shape {list(spec.shape)}, got {list(a.shape)}")
