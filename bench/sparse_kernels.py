@@ -13,7 +13,7 @@
 Times are medians of each op's profiled time, dense and sparse measured in
 alternating rounds and the best round kept (the machine is shared).
 
-    python bench/sparse.py [--quick] [--json out.json]
+    python bench/sparse_kernels.py [--quick] [--json out.json]
 """
 
 import argparse
