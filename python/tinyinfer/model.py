@@ -284,8 +284,8 @@ class Model:
         """Makes `session` the one run's fast path takes for its input shape
         (single-input models; the caller holds the lock). `lru_key`: its key
         in the shape sessions' LRU cache (None for the main session)."""
-        if len(session.inputs) == 1:
-            session._lru_key = lru_key
+        if session._fast_io is not None:
+            session._fast_io = session._fast_io[:4] + (lru_key,)
             self._fast[session.inputs[0].shape] = session
 
     def run(self, inputs=None, copy: bool = True, check_finite: bool = False, *, outputs=None,
@@ -299,16 +299,12 @@ class Model:
                 and self.result_cache is None):
             with self._lock:
                 s = self._fast.get(inputs.shape)
-                if s is not None and inputs.dtype is s._in_dtype:
-                    if s._lru_key is not None:
-                        self._sessions_by_shape.move_to_end(s._lru_key)
-                    s._in_views[0][...] = inputs
-                    status = _run_unchecked(s._handle)
-                    if status:
-                        _lib.check_status(status)
-                    if copy:
-                        return [v.copy() for v in s._out_views]
-                    return list(s._out_views)
+                if s is not None:
+                    io = s._fast_io
+                    if inputs.dtype is io[2]:
+                        if io[4] is not None:
+                            self._sessions_by_shape.move_to_end(io[4])
+                        return s._run_io(io, inputs, copy)
         if outputs is not None or from_tensors is not None:
             from .subgraph import run_partial_model
             return run_partial_model(self, inputs, outputs, from_tensors, copy, check_finite)
@@ -588,8 +584,12 @@ class Session:
         self._lock = threading.Lock()
         self._single = ((self.inputs[0].shape, np.dtype(self.inputs[0].dtype))
                         if len(self.inputs) == 1 else None)
-        self._in_dtype = self._single[1] if self._single is not None else None  # Model.run's fast path
-        self._lru_key = None
+        # The fast paths' view of a single-input session: (input buffer, C
+        # handle, input dtype, the output buffer if there is only one, the
+        # session's key in its model's LRU cache of shape sessions or None).
+        self._fast_io = ((self._in_views[0], h, self._single[1],
+                          self._out_views[0] if len(self._out_views) == 1 else None, None)
+                         if self._single is not None else None)
         _live_sessions.add(self)
         if _session_hook is not None:
             _session_hook(self)
@@ -606,6 +606,7 @@ class Session:
         with lock:
             self._handle = None
             self._in_views = self._out_views = []
+            self._fast_io = None
             self._memory = None
             for s in getattr(self, "_partials", {}).values():  # tinyinfer.subgraph's sessions of this one
                 s.close()
@@ -692,17 +693,12 @@ class Session:
         # array or a list of one array, of exactly the input's shape and dtype.
         if self._single is not None:
             a = inputs[0] if type(inputs) is list and len(inputs) == 1 else inputs
-            if type(a) is np.ndarray and a.shape == self._single[0] and a.dtype == self._single[1]:
+            if type(a) is np.ndarray and a.shape == self._single[0] and a.dtype is self._single[1]:
                 with self._lock:
-                    if self._handle is None:
+                    io = self._fast_io
+                    if io is None:
                         raise InvalidStateError("the session is closed")
-                    self._in_views[0][...] = a
-                    status = _run_unchecked(self._handle)
-                    if status:
-                        _lib.check_status(status)
-                    if copy:
-                        return [v.copy() for v in self._out_views]
-                    return list(self._out_views)
+                    return self._run_io(io, a, copy)
         if self._handle is None:
             raise InvalidStateError("the session is closed")
         arrays = self._arrays(inputs)
@@ -714,6 +710,19 @@ class Session:
             if copy:
                 return [v.copy() for v in self._out_views]
             return list(self._out_views)
+
+    def _run_io(self, io, a, copy: bool) -> List[np.ndarray]:
+        """The run of both fast paths (the caller holds the lock that guards
+        this session and checked `a`'s shape and dtype): `a` into the input
+        buffer, the C run, the outputs."""
+        view, handle, _, out, _ = io
+        view[...] = a
+        status = _run_unchecked(handle)
+        if status:
+            _lib.check_status(status)
+        if out is not None:  # one output
+            return [out.copy()] if copy else [out]
+        return [v.copy() for v in self._out_views] if copy else list(self._out_views)
 
     # -- state: resource variables (docs/ops.md, "State") --------------------
     @property
