@@ -198,6 +198,17 @@ _fn("tinf_session_input_info", [SessionHandle, c_int32, POINTER(TensorInfo)])
 _fn("tinf_session_output_info", [SessionHandle, c_int32, POINTER(TensorInfo)])
 # tinf_status tinf_session_run(tinf_session *session);
 _fn("tinf_session_run", [SessionHandle])
+# The same C function without the errcheck wrapper, for the run fast paths
+# of model.py (a Python call less per run), which test the status themselves
+# (`check_status`).
+session_run_unchecked = lib["tinf_session_run"]  # lib[name] is a function object of its own
+session_run_unchecked.argtypes = [SessionHandle]
+session_run_unchecked.restype = c_int32
+
+
+def check_status(status: int) -> None:
+    """Raises the exception for a non-zero tinf_status (as every checked call does)."""
+    _check(status, None, None)
 # tinf_status tinf_session_get_output(tinf_session *session, int32_t index, void *dst, size_t nbytes);
 _fn("tinf_session_get_output", [SessionHandle, c_int32, c_void_p, c_size_t])
 # tinf_status tinf_session_output_data(tinf_session *session, int32_t index, const void **out_data,

@@ -20,6 +20,7 @@ from ._dtypes import TO_NUMPY
 from ._errors import InvalidArgumentError, InvalidStateError, TinyInferRuntimeError
 
 L = _lib.lib
+_run_unchecked = _lib.session_run_unchecked
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,8 @@ class Model:
         self._session = None
         # input shapes -> Session, least recently used first
         self._sessions_by_shape: "OrderedDict[tuple, Session]" = OrderedDict()
+        # a single-input model's sessions by their input shape, for run's fast path
+        self._fast: Dict[tuple, Session] = {}
         if not isinstance(shape_sessions, int) or shape_sessions < 1:
             raise InvalidArgumentError(f"shape_sessions must be an int >= 1, got {shape_sessions!r}")
         self.shape_sessions = shape_sessions
@@ -236,6 +239,7 @@ class Model:
             for s in self._sessions_by_shape.values():
                 s.close()
             self._sessions_by_shape.clear()
+            self._fast.clear()
             if self._handle is not None:
                 L.tinf_model_free(self._handle)
                 self._handle = None
@@ -273,10 +277,34 @@ class Model:
             raise InvalidStateError("the model is closed")
         if self._session is None:
             self._session = Session(self, self.threads, max_work=self.max_work)
+            self._register_fast(self._session, None)
         return self._session
+
+    def _register_fast(self, session: "Session", lru_key) -> None:
+        """Makes `session` the one run's fast path takes for its input shape
+        (single-input models; the caller holds the lock). `lru_key`: its key
+        in the shape sessions' LRU cache (None for the main session)."""
+        if session._fast_io is not None:
+            session._fast_io = session._fast_io[:4] + (lru_key,)
+            self._fast[session.inputs[0].shape] = session
 
     def run(self, inputs=None, copy: bool = True, check_finite: bool = False, *, outputs=None,
             from_tensors=None) -> List[np.ndarray]:
+        # Fast path (the common call, kept short: Python's per-call cost is a
+        # large part of a small model's latency): one array whose shape a
+        # session of this model was made for and whose dtype is the input's,
+        # no options. The copy into the session's input buffer takes any
+        # strides. Everything else takes the general path, which checks it.
+        if (type(inputs) is np.ndarray and not check_finite and outputs is None and from_tensors is None
+                and self.result_cache is None):
+            with self._lock:
+                s = self._fast.get(inputs.shape)
+                if s is not None:
+                    io = s._fast_io
+                    if inputs.dtype is io[2]:
+                        if io[4] is not None:
+                            self._sessions_by_shape.move_to_end(io[4])
+                        return s._run_io(io, inputs, copy)
         if outputs is not None or from_tensors is not None:
             from .subgraph import run_partial_model
             return run_partial_model(self, inputs, outputs, from_tensors, copy, check_finite)
@@ -371,8 +399,11 @@ class Model:
             return s
         s = Session(self, self.threads, list(shapes), self.max_work)
         cache[shapes] = s
+        self._register_fast(s, shapes)
         while len(cache) > self.shape_sessions:
             _, old = cache.popitem(last=False)
+            if len(old.inputs) == 1 and self._fast.get(old.inputs[0].shape) is old:
+                del self._fast[old.inputs[0].shape]
             old.close()
         return s
 
@@ -553,6 +584,12 @@ class Session:
         self._lock = threading.Lock()
         self._single = ((self.inputs[0].shape, np.dtype(self.inputs[0].dtype))
                         if len(self.inputs) == 1 else None)
+        # The fast paths' view of a single-input session: (input buffer, C
+        # handle, input dtype, the output buffer if there is only one, the
+        # session's key in its model's LRU cache of shape sessions or None).
+        self._fast_io = ((self._in_views[0], h, self._single[1],
+                          self._out_views[0] if len(self._out_views) == 1 else None, None)
+                         if self._single is not None else None)
         _live_sessions.add(self)
         if _session_hook is not None:
             _session_hook(self)
@@ -569,6 +606,7 @@ class Session:
         with lock:
             self._handle = None
             self._in_views = self._out_views = []
+            self._fast_io = None
             self._memory = None
             for s in getattr(self, "_partials", {}).values():  # tinyinfer.subgraph's sessions of this one
                 s.close()
@@ -655,15 +693,12 @@ class Session:
         # array or a list of one array, of exactly the input's shape and dtype.
         if self._single is not None:
             a = inputs[0] if type(inputs) is list and len(inputs) == 1 else inputs
-            if type(a) is np.ndarray and a.shape == self._single[0] and a.dtype == self._single[1]:
+            if type(a) is np.ndarray and a.shape == self._single[0] and a.dtype is self._single[1]:
                 with self._lock:
-                    if self._handle is None:
+                    io = self._fast_io
+                    if io is None:
                         raise InvalidStateError("the session is closed")
-                    self._in_views[0][...] = a
-                    L.tinf_session_run(self._handle)
-                    if copy:
-                        return [v.copy() for v in self._out_views]
-                    return list(self._out_views)
+                    return self._run_io(io, a, copy)
         if self._handle is None:
             raise InvalidStateError("the session is closed")
         arrays = self._arrays(inputs)
@@ -675,6 +710,19 @@ class Session:
             if copy:
                 return [v.copy() for v in self._out_views]
             return list(self._out_views)
+
+    def _run_io(self, io, a, copy: bool) -> List[np.ndarray]:
+        """The run of both fast paths (the caller holds the lock that guards
+        this session and checked `a`'s shape and dtype): `a` into the input
+        buffer, the C run, the outputs."""
+        view, handle, _, out, _ = io
+        view[...] = a
+        status = _run_unchecked(handle)
+        if status:
+            _lib.check_status(status)
+        if out is not None:  # one output
+            return [out.copy()] if copy else [out]
+        return [v.copy() for v in self._out_views] if copy else list(self._out_views)
 
     # -- state: resource variables (docs/ops.md, "State") --------------------
     @property

@@ -97,10 +97,12 @@ typedef struct ti_q8_kernels {
    * clamp(round_half_even(x / scale) + zp, 0, 255); a row without range
    * gives zeros, scale 1, zero point 0. */
   void (*_Nonnull hybrid_quantize_row)(const float *x, intptr_t k, uint8_t *q, float *scale, int32_t *zp);
-  /* Its output: y[i] = float(acc[i] - zp col_sums[i]) * (xs * w_scale[i])
-   * (+ bias[i]) for i < n. */
+  /* Its output: y[i] = clamp(float(acc[i] - zp col_sums[i]) * (xs * w_scale[i])
+   * (+ bias[i]), lo, hi) for i < n (v < lo ? lo : v > hi ? hi : v, so NaN
+   * stays NaN; -inf and inf for no activation). */
   void (*_Nonnull hybrid_output_row)(const int32_t *acc, const int32_t *col_sums, int32_t zp, float xs,
-                                     const float *w_scale, const float *_Nullable bias, float *y, intptr_t n);
+                                     const float *w_scale, const float *_Nullable bias, float *y, intptr_t n,
+                                     float lo, float hi);
   /* The level's name ("baseline", "avx2", "avx512-vnni", "dotprod"). */
   const char *name;
   /* int8 PRelu: y[i] = clamp(zy + (x' >= 0 ? MBQM(x', m1, s1) : MBQM(x' a', m2, s2)), -128, 127) with
@@ -113,6 +115,13 @@ typedef struct ti_q8_kernels {
    * (any n), the product clamped to +-2^30 first. */
   void (*_Nonnull requantize_f64)(const int32_t *acc, const double *scale, int32_t zp, int32_t lo, int32_t hi,
                                   int8_t *y, intptr_t n);
+  /* Rows [0, rows) of a (row r at a + r * lda, `groups` groups of four
+   * bytes) times panels [p0, p1) (panel p at panel + p * panel_bytes):
+   * out[r * ldo + c] = initial[c] + sum over the depth of a_r * w_c for
+   * those panels' columns c < n (out and initial indexed by column). */
+  void (*_Nonnull gemm_rows)(const uint8_t *a, intptr_t lda, intptr_t rows, intptr_t groups, const void *panel,
+                             intptr_t panel_bytes, intptr_t p0, intptr_t p1, const int32_t *initial, int32_t *out,
+                             intptr_t ldo, intptr_t n);
 } ti_q8_kernels;
 
 /* The table of the level ti_cpu_level() chose (with VNNI: ti_cpu_vnni()). */

@@ -215,6 +215,7 @@ enum HybridFullyConnected {
     let params = try Scratch<Float>(count: 2 &* m)
     let total = m &* n &* k
     let kernels = weights.kernels
+    let (lo, hi) = act.range  // applied by the output stage
     return { () throws(TinfError) in
       let rowScale = params.base
       let rowZp = UnsafeMutableRawPointer(params.base + m).assumingMemoryBound(to: Int32.self)
@@ -237,11 +238,10 @@ enum HybridFullyConnected {
         for r in rr {
           kernels.hybrid_output_row(
             acc + (r &* n &+ c0), ws + c0, rowZp[r], rowScale[r], scales + c0, bias.map { $0 + c0 }, y + (r &* n &+ c0),
-            c1 &- c0)
+            c1 &- c0, lo, hi)
         }
       }
       splitRowsOrColumns(pool, rows: m, cols: panels, minCols: 1, macs: total, work)
-      act.apply(y, m &* n)
       withExtendedLifetime((weights, zeros, rows, sums, params, scratch)) {}
     }
   }

@@ -95,22 +95,9 @@ enum QPackedGemm {
       }
       return
     }
-    let tile8 = wt.kernels.gemm_tile8
-    withUnsafeTemporaryAllocation(of: UnsafePointer<UInt8>.self, capacity: 8) { t in
-      let ptrs = t.baseAddress!
-      var m = 0
-      while m < rows {
-        let count = min(mr, rows &- m)
-        // Rows past `count` repeat row 0 (computed, never stored).
-        for i in 0..<8 { ptrs[i] = a + (m &* lda &+ (i < count ? i &* lda : 0)) }
-        for p in all {
-          tile8(
-            UnsafePointer(ptrs), 1, groups, w + p &* panelBytes, initial + p &* nr, acc + (m &* ldo &+ p &* nr),
-            ldo, count, min(nr, n &- p &* nr))
-        }
-        m &+= mr
-      }
-    }
+    // Blocks of eight rows over the panels (the level's C kernel; with VNNI
+    // three panels per tile).
+    wt.kernels.gemm_rows(a, lda, rows, groups, w, panelBytes, all.lowerBound, panels, initial, acc, ldo, n)
   }
 
   /// Copies `count` int8 values as unsigned (`x ^ 0x80 = x + 128`), and
