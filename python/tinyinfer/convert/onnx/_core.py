@@ -31,8 +31,12 @@ Handler = Callable[["_Importer", Node], None]
 class _Importer:
     def __init__(self, source, report: Report, handlers: Dict[str, Handler], batch: int = 1, input_shapes=None,
                  keep_int8_weights: bool = True, check_opset: bool = True, name: Optional[str] = None,
-                 input_values=None):
+                 input_values=None, probe: int = 0):
         require("onnx", "onnx", "the ONNX importer")
+        # Dynamic non-batch input dims get example sizes (PROBE_SIZES[probe]); import_model converts at two
+        # probes and keeps the dims dynamic when the graphs differ only where the runtime infers (dynamic.py).
+        self.probe = probe
+        self.dynamic: List[Tuple[str, int, str]] = []  # (input, dim, symbol)
         self.report = report
         self.handlers = handlers
         self.batch = int(batch)
@@ -160,9 +164,13 @@ class _Importer:
                         self.report.notes.append(
                             f"input '{vi.name}': dynamic batch dim '{d.dim_param or '?'}' fixed to {self.batch}")
                     else:
-                        raise UnsupportedOpError(
-                            f"onnx: input '{vi.name}' has a dynamic dim {i} ('{d.dim_param or '?'}'); only the batch "
-                            f"dim may be dynamic (give input_shapes={{'{vi.name}': (...)}}); nothing was written", 5)
+                        # A sequence length: an example size here, left dynamic by import_model (dynamic.py).
+                        from .dynamic import probe_size
+                        sym = d.dim_param or f"{vi.name}:{i}"
+                        known = [s for _, _, s in self.dynamic]
+                        k = known.index(sym) if sym in known else len(set(known))
+                        self.dynamic.append((vi.name, i, sym))
+                        shape.append(probe_size(self.probe, k))
                 shape = tuple(shape)
             self.in_types[vi.name] = (dtype, shape)
 
