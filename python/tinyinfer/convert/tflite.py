@@ -234,6 +234,12 @@ class _Importer:
         self.fused: Counter = Counter()
         self.folded: Counter = Counter()
         self.quantized_consts: Counter = Counter()  # (dtype, per-axis) -> count
+        # Dynamic non-batch input dims (shape_signature -1): kept dynamic unless a value computed at conversion
+        # from their example size (a folded SHAPE) reaches an op other than a RESHAPE that keeps the dim
+        # inferred (_reshape); `tainted`: the tensors holding such values, `frozen_by`: why they were fixed.
+        self.tainted: set = set()
+        self.frozen_by: List[str] = []
+        self.reshape_follows = False
 
     # -- reading ----------------------------------------------------------------
     def _buffer(self, index: int) -> Optional[bytes]:
@@ -415,17 +421,74 @@ class _Importer:
             t = self.b.input(self.unique(info.name), info.shape, info.dtype)
             self.set_quant(t, info)
             self.env[info.index] = t
-            if info.dynamic:
-                self.report.notes.append(f"input '{info.name}' has dynamic dims; fixed to {list(info.shape)}")
-
+        if self.model.SubgraphsLength() > 1:
+            self.frozen_by.append("the model has control flow")
         self.convert_ops(g)
 
         if self.problems:
             raise unsupported("tflite", self.problems)
 
         self.b.output(*self.outputs_of(g))
+        self._dynamic_inputs(g)
         self._finish_report()
         return self.b
+
+    def probed_shapes(self, index: int):
+        """Tensor `index`'s shapes at two sizes of the dynamic non-batch input dims, from LiteRT's shape
+        propagation (resize_tensor_input, allocate_tensors, a run on zeros); None when no input has such dims, the model has
+        control flow or no LiteRT is installed (then the dims are fixed)."""
+        if not hasattr(self, "_probed"):
+            self._probed = self._probe()
+        return None if self._probed is None else (self._probed[0].get(index), self._probed[1].get(index))
+
+    def _probe(self):
+        g = self.graph
+        ins = [self.tensors[int(i)] for i in _np(g.InputsAsNumpy())]
+        if self.model.SubgraphsLength() > 1 or not any(v < 0 for t in ins for v in t.signature[1:]):
+            return None
+        try:
+            from ai_edge_litert.interpreter import Interpreter
+        except ImportError:
+            try:
+                from tensorflow.lite.python.interpreter import Interpreter
+            except ImportError:
+                self.frozen_by.append("no LiteRT (ai-edge-litert) to follow the size through the graph")
+                return None
+        probes = []
+        for size in (24, 40):
+            try:
+                it = Interpreter(model_content=self.raw)
+                for t in ins:
+                    it.resize_tensor_input(t.index, [size if v < 0 and d > 0 else s
+                                                     for d, (v, s) in enumerate(zip(t.signature, t.shape))])
+                it.allocate_tensors()
+                it.invoke()  # on zeros: shapes computed from run-time values (a RESHAPE of a PACK) are set then
+                probes.append({d["index"]: tuple(int(v) for v in d["shape"]) for d in it.get_tensor_details()})
+            except Exception as e:  # noqa: BLE001 (LiteRT refuses the size: fixed, with its reason)
+                self.frozen_by.append(f"LiteRT cannot resize the inputs to {size}: {e}")
+                return None
+        return probes
+
+    def _dynamic_inputs(self, g) -> None:
+        """Marks the inputs' dynamic non-batch dims in the metadata (tinyinfer._dynamic; the file's shape,
+        1 where the signature has -1, is their example size), or notes why they were fixed."""
+        from .._dynamic import DYNAMIC_DIMS_KEY, format_dynamic_dims
+        dyn, k = {}, 0
+        for i in _np(g.InputsAsNumpy()):
+            info = self.tensors[int(i)]
+            if info.dtype is None:
+                continue
+            dims = [d for d, v in enumerate(info.signature) if v < 0 and d > 0]
+            if dims and not self.frozen_by:
+                dyn[k] = dims
+                self.report.notes.append(f"input '{info.name}': dims {dims} (signature {list(info.signature)}) stay "
+                                         f"dynamic: given at run time")
+            elif info.dynamic:
+                why = f" ({'; '.join(self.frozen_by[:3])})" if dims else ""
+                self.report.notes.append(f"input '{info.name}' has dynamic dims; fixed to {list(info.shape)}{why}")
+            k += 1
+        if dyn:
+            self.b.metadata(DYNAMIC_DIMS_KEY, format_dynamic_dims(dyn))
 
     def outputs_of(self, g, as1=None) -> list:
         """The builder tensors of subgraph g's outputs (`as1`: applied to each computed one with its info)."""
@@ -447,8 +510,10 @@ class _Importer:
             name = self.op_name(op)
             self.report.ops_in[name] += 1
             self.hybrid = False
+            self.reshape_follows = False
             if self._fold(op, name):
                 continue
+            reads = [self.tensors[int(i)] for i in _np(op.InputsAsNumpy()) if int(i) in self.tainted]
             try:
                 if name in _CONTROL_FLOW:
                     raise _Refuse("control flow; only IF and WHILE call subgraphs")
@@ -464,6 +529,9 @@ class _Importer:
                     self.env[info.index] = t
                 if self.hybrid:
                     self.folded[f"{name}: dynamic-range (hybrid) op computed in float32 on dequantized weights"] += 1
+                if reads and not self.reshape_follows:
+                    self.frozen_by.append(f"{name} '{self.info_out(op).name}' reads '{reads[0].name}', computed "
+                                          f"at conversion from the example size")
             except _Refuse as r:
                 reason = str(r)
                 self.problems[f"{name} [{reason}]" if reason else name] += 1
@@ -503,6 +571,9 @@ class _Importer:
             results.append(np.array(v, dtype=t.dtype).reshape(t.shape))
         for t, v in zip(outs, results):
             t.data = v
+        if (name == "SHAPE" and any(d < 0 for d in infos[0].signature[1:])) or \
+                any(i in self.tainted for i in ins):
+            self.tainted.update(t.index for t in outs)
         if name == "SHAPE" and infos[0].dynamic:
             self.report.notes.append(
                 f"SHAPE of '{infos[0].name}' (signature {list(infos[0].signature)}) folded to "
@@ -813,7 +884,15 @@ def _reshape(im, op, name):
         shape = list(out.shape)
         im.folded["RESHAPE without a shape: the output tensor's shape"] += 1
     sig = out.signature
-    if sum(d < 0 for d in sig) == 1 and all(d < 0 or d == s for d, s in zip(sig, out.shape)) \
+    probed = im.probed_shapes(out.index)
+    if probed is not None and None not in probed and len(probed[0]) == len(probed[1]):
+        # Dynamic non-batch input dims: the output's shapes at two sizes (LiteRT's shape propagation) say which
+        # dim follows the size (inferred, -1); none: the target holds at every size.
+        diff = [d for d, (a, b) in enumerate(zip(*probed)) if a != b]
+        if len(diff) <= 1:
+            shape = [-1 if d in diff else s for d, s in enumerate(probed[0])]
+            im.reshape_follows = True
+    elif sum(d < 0 for d in sig) == 1 and all(d < 0 or d == s for d, s in zip(sig, out.shape)) \
             and len(shape) == len(sig):
         # A dynamic (batch) dim that SHAPE folding fixed: keep it inferred, as the signature says.
         shape = list(sig)
