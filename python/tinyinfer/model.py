@@ -158,7 +158,7 @@ class Model:
             L.tinf_model_metadata(handle, i, byref(k), byref(v))
             meta[k.value.decode("utf-8", "replace")] = v.value.decode("utf-8", "replace")
         self.metadata: Dict[str, str] = meta
-        if DYNAMIC_DIMS_KEY in meta:
+        if DYNAMIC_DIMS_KEY in meta and not isinstance(source, _lib.ModelHandle):  # a view's inputs are others
             dyn = parse_dynamic_dims(meta[DYNAMIC_DIMS_KEY], [len(t.shape) for t in ins])
             self.inputs = [dataclasses.replace(t, dynamic=d) for t, d in zip(ins, dyn)]
         ops, tensors, weights = c_int32(), c_int32(), c_size_t()

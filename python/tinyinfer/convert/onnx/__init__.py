@@ -203,7 +203,7 @@ SUPPORTED_OPS: Dict[str, str] = {
     "DynamicQuantizeLinear": "run-time scale and zero point (global max/min with MaxPool2D) and Quantize "
                              "(round half to even) as ONNX specifies",
     "LSTM": "LSTM (directions, layout 0/1, B, initial_h/c, peepholes, clip, input_forget; default activations "
-            "only; sequence_lens only as a constant equal to the sequence length)",
+            "only; sequence_lens per batch entry, a constant or an int32 input)",
     "GRU": "GRU (as LSTM; linear_before_reset 0 and 1)",
     "com.microsoft.DynamicQuantizeLSTM": "LSTM on the 8-bit W and R (int8 constants + Dequantize, folded at load; "
                                          "per-direction or per-column scales)",

@@ -137,6 +137,9 @@ class _Importer:
         if both:
             raise InvalidArgumentError(f"onnx importer: {both} given both a shape and a value")
         self._fix_input_values()
+        batch_syms = {vi.type.tensor_type.shape.dim[0].dim_param for vi in self.inputs
+                      if vi.type.HasField("tensor_type") and vi.type.tensor_type.HasField("shape")
+                      and len(vi.type.tensor_type.shape.dim) > 0 and vi.name not in self.input_shapes} - {""}
         for vi in self.inputs:
             tt = vi.type.tensor_type
             if not vi.type.HasField("tensor_type"):
@@ -159,7 +162,8 @@ class _Importer:
                 for i, d in enumerate(tt.shape.dim):
                     if d.HasField("dim_value") and d.dim_value > 0:
                         shape.append(d.dim_value)
-                    elif i == 0:
+                    elif i == 0 or (d.dim_param and d.dim_param in batch_syms):
+                        # the batch, or a dim named like an input's batch dim (Silero VAD's state [2, batch, 128])
                         shape.append(self.batch)
                         self.report.notes.append(
                             f"input '{vi.name}': dynamic batch dim '{d.dim_param or '?'}' fixed to {self.batch}")
