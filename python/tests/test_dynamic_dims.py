@@ -150,3 +150,24 @@ def test_tflite_with_a_dynamic_length_in_its_signature_matches_litert(tmp_path):
             it.invoke()
             want = it.get_tensor(it.get_output_details()[0]["index"])
             np.testing.assert_allclose(m.run(x)[0], want, rtol=1e-4, atol=2e-5)
+
+
+def test_a_dim_named_like_the_batch_takes_its_size():
+    """Silero VAD's pattern: state [2, batch, H] next to input [batch, samples]: the state's 'batch' dim takes
+    the batch size (or the size input_shapes gives the dim of that name), not an example size."""
+    from onnx import TensorProto, helper
+    g = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"]), helper.make_node("Neg", ["s"], ["t"])], "named",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4]),
+         helper.make_tensor_value_info("s", TensorProto.FLOAT, [2, "batch", 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None),
+         helper.make_tensor_value_info("t", TensorProto.FLOAT, None)])
+    data = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]).SerializeToString()
+    for opts, n in [({}, 1), ({"input_shapes": {"x": (3, 4)}}, 3)]:
+        report = tinyinfer.convert(data, None, verbose=False, **opts)
+        assert any("('batch') fixed to" in note for note in report.notes)
+        with tinyinfer.Model(report.data) as m:
+            assert [t.shape for t in m.inputs] == [(n, 4), (2, n, 3)]
+            assert all(t.dynamic == () for t in m.inputs)
+            s = np.arange(6 * n, dtype=np.float32).reshape(2, n, 3)
+            np.testing.assert_array_equal(m.run([np.ones((n, 4), np.float32), s])[1], -s)

@@ -117,7 +117,7 @@ from typing import Dict, List
 from ...builder import GraphBuilder
 from .. import Report
 from . import control, conv, elementwise, logic, matmul, quant, recurrent, shape
-from ..._errors import InvalidArgumentError, UnsupportedOpError
+from ..._errors import InvalidArgumentError, ShapeError, UnsupportedOpError
 from ._core import Handler, _Importer
 from ._graph import MAX_OPSET, MIN_OPSET
 
@@ -289,7 +289,14 @@ def import_model(source, report: Report, **options) -> GraphBuilder:
             raise InvalidArgumentError(f"onnx importer: input_shape needs a model with one input (this one has {names}); "
                             f"use input_shapes={{name: shape}}")
         imp.input_shapes.setdefault(names[0], tuple(int(d) for d in single))
-    g = imp.run(deferred=True)
+    try:
+        g = imp.run(deferred=True)
+    except (UnsupportedOpError, ShapeError) as e:
+        if not imp.dynamic:
+            raise
+        sizes = ", ".join(f"'{nm}' dim {d}" for nm, d, _ in imp.dynamic)
+        raise type(e)(f"{e.message if hasattr(e, 'message') else e} (the dynamic dims {sizes} were converted at "
+                      f"an example size; give them a size with input_shapes={{name: shape}})") from None
     if not imp.dynamic:
         return g.finish(report)
     # Dynamic non-batch dims (dynamic.py): converted again at other example sizes and compared.

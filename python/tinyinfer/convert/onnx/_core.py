@@ -137,9 +137,19 @@ class _Importer:
         if both:
             raise InvalidArgumentError(f"onnx importer: {both} given both a shape and a value")
         self._fix_input_values()
-        batch_syms = {vi.type.tensor_type.shape.dim[0].dim_param for vi in self.inputs
-                      if vi.type.HasField("tensor_type") and vi.type.tensor_type.HasField("shape")
-                      and len(vi.type.tensor_type.shape.dim) > 0 and vi.name not in self.input_shapes} - {""}
+        # Named dims whose size is known: those of inputs given a shape, and the batch (dim 0) of the others;
+        # a dim of another input with the same name takes that size (Silero VAD's state [2, batch, 128]).
+        known_syms: Dict[str, int] = {}
+        for vi in self.inputs:
+            tt = vi.type.tensor_type
+            if not vi.type.HasField("tensor_type") or not tt.HasField("shape"):
+                continue
+            given = self.input_shapes.get(vi.name)
+            for i, d in enumerate(tt.shape.dim):
+                if d.dim_param and given is not None and i < len(given):
+                    known_syms.setdefault(d.dim_param, int(given[i]))
+                elif d.dim_param and i == 0 and given is None:
+                    known_syms.setdefault(d.dim_param, self.batch)
         for vi in self.inputs:
             tt = vi.type.tensor_type
             if not vi.type.HasField("tensor_type"):
@@ -162,8 +172,12 @@ class _Importer:
                 for i, d in enumerate(tt.shape.dim):
                     if d.HasField("dim_value") and d.dim_value > 0:
                         shape.append(d.dim_value)
-                    elif i == 0 or (d.dim_param and d.dim_param in batch_syms):
-                        # the batch, or a dim named like an input's batch dim (Silero VAD's state [2, batch, 128])
+                    elif d.dim_param and d.dim_param in known_syms and (i > 0 or known_syms[d.dim_param]
+                                                                          != self.batch):
+                        shape.append(known_syms[d.dim_param])
+                        self.report.notes.append(f"input '{vi.name}': dim {i} ('{d.dim_param}') fixed to "
+                                                 f"{known_syms[d.dim_param]}, the size of the dim of that name")
+                    elif i == 0:
                         shape.append(self.batch)
                         self.report.notes.append(
                             f"input '{vi.name}': dynamic batch dim '{d.dim_param or '?'}' fixed to {self.batch}")
