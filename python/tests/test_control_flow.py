@@ -303,6 +303,70 @@ def test_tflite_while_matches_litert(control_flow_models):
     assert len(counts) >= 2  # the iteration count depends on the input
 
 
+def test_tflite_keras_while_lstm_matches_litert(control_flow_models):
+    """A tf.keras LSTM with unroll=False: a WHILE over int32 counters whose body gathers step i and writes
+    it into the output list (the lowered TensorListSetItem becomes DynamicUpdateSlice)."""
+    path = control_flow_models["keras_lstm"]
+    from ai_edge_litert.interpreter import Interpreter
+    report = tinyinfer.convert(path, None, verbose=False)
+    assert any("DynamicUpdateSlice" in f for f in report.fused)
+    rng = np.random.RandomState(4)
+    with tinyinfer.Model(report.data) as m:
+        assert "While" in [o.op for o in m.ops()]
+        it = Interpreter(model_path=path)
+        it.allocate_tensors()
+        for _ in range(4):
+            x = rng.uniform(-1, 1, (1, 6, 8)).astype(F32)
+            it.set_tensor(it.get_input_details()[0]["index"], x)
+            it.invoke()
+            ref = it.get_tensor(it.get_output_details()[0]["index"])
+            got = m.run(x)[0]
+            assert got.shape == ref.shape
+            np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_dynamic_update_slice_op_vs_numpy():
+    """DynamicUpdateSlice on its own (builder): the start a run-time input, clamped so the update fits."""
+    from tinyinfer import GraphBuilder
+    b = GraphBuilder("dus")
+    x = b.input("x", (4, 3, 5), np.float32)
+    u = b.input("u", (2, 3, 2), np.float32)
+    s = b.input("s", (3,), np.int32)
+    b.output(b.op("DynamicUpdateSlice", x, u, s, name="y"))
+    rng = np.random.RandomState(6)
+    xv, uv = rng.randn(4, 3, 5).astype(F32), rng.randn(2, 3, 2).astype(F32)
+    with tinyinfer.Model(b.to_bytes()) as m:
+        for start in ([0, 0, 0], [1, 0, 3], [3, 0, 4], [-2, 1, 9]):
+            want = xv.copy()
+            c = [min(max(v, 0), n - k) for v, n, k in zip(start, xv.shape, uv.shape)]
+            want[c[0]:c[0] + 2, c[1]:c[1] + 3, c[2]:c[2] + 2] = uv
+            np.testing.assert_array_equal(m.run([xv, uv, np.array(start, np.int32)])[0], want)
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.int64])
+def test_integer_add_sub_mul_max_min_vs_numpy(dtype):
+    """The integer arithmetic of loop counters: broadcast, wrapping on overflow as numpy's does."""
+    from tinyinfer import GraphBuilder
+    info = np.iinfo(dtype)
+    a = np.array([[1, -7, info.max, info.min], [5, 0, 3, -2]], dtype)
+    c = np.array([3, -4, 2, -1], dtype)
+    for op, ref in [("Add", np.add), ("Sub", np.subtract), ("Mul", np.multiply), ("Maximum", np.maximum),
+                    ("Minimum", np.minimum)]:
+        b = GraphBuilder("int")
+        x = b.input("x", a.shape, dtype)
+        b.output(b.op(op, x, b.const("c", c), name="y"))
+        with tinyinfer.Model(b.to_bytes()) as m:
+            got = m.run(a)[0]
+        assert got.dtype == dtype
+        with np.errstate(over="ignore"):
+            np.testing.assert_array_equal(got, ref(a, c))
+    b = GraphBuilder("int")
+    x = b.input("x", a.shape, dtype)
+    b.output(b.op("Div", x, b.const("c", c), name="y"))
+    with pytest.raises(tinyinfer.TinyInferError, match="integer Div"):
+        tinyinfer.Model(b.to_bytes())
+
+
 # -- ONNX If vs onnxruntime ---------------------------------------------------------------
 def _onnx_if_models():
     onnx = pytest.importorskip("onnx")

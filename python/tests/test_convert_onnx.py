@@ -354,15 +354,17 @@ def test_opset_range_is_checked():
     assert report.ops_out["Relu"] == 1
 
 
-def test_dynamic_dims_other_than_batch_are_refused():
+def test_dynamic_dims_other_than_batch_stay_dynamic_or_are_fixed():
     data = _tiny_model(13, ["batch", "seq", 8])
-    with pytest.raises(tinyinfer.UnsupportedOpError, match="dynamic dim 1"):
-        tinyinfer.convert(data, None, verbose=False)
+    with tinyinfer.Model(tinyinfer.convert(data, None, verbose=False).data) as m:
+        assert m.inputs[0].dynamic == (1,)   # the rest in test_dynamic_dims.py
+        x = np.linspace(-1, 1, 56, dtype=np.float32).reshape(1, 7, 8)
+        np.testing.assert_array_equal(m.run([x])[0], np.maximum(x, 0))
     report = tinyinfer.convert(data, None, verbose=False, input_shapes={"x": (3, 5, 8)})
     single = tinyinfer.convert(data, None, verbose=False, input_shape=(3, 5, 8))   # the CLI's --input-shape
     assert single.data == report.data
     with tinyinfer.Model(report.data) as m:
-        assert m.inputs[0].shape == (3, 5, 8)
+        assert m.inputs[0].shape == (3, 5, 8) and m.inputs[0].dynamic == ()
         x = np.linspace(-1, 1, 120, dtype=np.float32).reshape(3, 5, 8)
         np.testing.assert_array_equal(m.run([x])[0], np.maximum(x, 0))
 

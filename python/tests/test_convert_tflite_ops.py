@@ -196,3 +196,28 @@ def test_int8_prelu_bit_exact_with_litert_reference(slope_shape, seed):
     with tinyinfer.Model(report.data) as model:
         assert [op.op for op in model.ops()] == ["PRelu"]
         np.testing.assert_array_equal(model.run([feed])[0], want)
+
+
+@pytest.mark.parametrize("start", [[0, 0, 0], [1, 0, 3], [3, 2, 4], [-1, 0, 9]])
+def test_dynamic_update_slice(start):
+    """DYNAMIC_UPDATE_SLICE with a run-time start (LiteRT clamps it so that the update fits, as the runtime)."""
+    m = Model()
+    x, u, s = m.input("x", (4, 3, 5)), m.input("u", (2, 3, 2)), m.input("start", (3,), np.int32)
+    y = m.tensor("y", (4, 3, 5))
+    m.op("DYNAMIC_UPDATE_SLICE", [x, u, s], [y])
+    m.outputs = [y]
+    report = run_both(m, [rnd((4, 3, 5), 21), rnd((2, 3, 2), 22), np.array(start, np.int32)])
+    assert report.ops_out["DynamicUpdateSlice"] == 1
+
+
+def test_int32_arithmetic():
+    """ADD / SUB / MUL / MAXIMUM / MINIMUM on int32 (loop counters, run-time shape values), broadcast."""
+    m = Model()
+    a, b = m.input("a", (2, 3), np.int32), m.input("b", (3,), np.int32)
+    outs = []
+    for op in ("ADD", "SUB", "MUL", "MAXIMUM", "MINIMUM"):
+        t = m.tensor(op.lower(), (2, 3), np.int32)
+        m.op(op, [a, b], [t])
+        outs.append(t)
+    m.outputs = outs
+    run_both(m, [np.array([[1, -7, 2**31 - 1], [5, 0, -3]], np.int32), np.array([3, -4, 2], np.int32)])

@@ -299,9 +299,9 @@ def test_onnx_refusals():
     bad = dict(attrs, activations=["Sigmoid", "Relu", "Tanh"])
     _refused(_onnx_model(helper.make_node("LSTM", names, ["Y"], **bad), feeds, ["Y"], inits), "activations")
     names2 = ["X", "W", "R", "B", "L"]
-    inits2 = dict(inits, L=np.array([4, 2, 4], np.int32))
+    inits2 = dict(inits, L=np.array([4, 9, 4], np.int32))   # past the sequence length (4)
     _refused(_onnx_model(helper.make_node("LSTM", names2, ["Y"], **attrs), feeds, ["Y"], inits2), "sequence_lens")
-    feeds3 = dict(feeds, L=np.array([4, 4, 4], np.float32))  # run-time lengths (float only to fit the helper)
+    feeds3 = dict(feeds, L=np.array([4, 4, 4], np.float32))  # run-time lengths of another dtype than int32
     _refused(_onnx_model(helper.make_node("LSTM", names2, ["Y"], **attrs), feeds3, ["Y"], inits), "sequence_lens")
     gnames, gattrs, ginits, gfeeds = _onnx_lstm_case("GRU", "forward", 0, "plain", rng)
     bad = dict(gattrs, activations=["HardSigmoid", "Tanh"])
@@ -754,3 +754,56 @@ def test_quantize_dynamic_of_torch_lstm_model(tmp_path):
         got = mm.run(x.numpy())[0]
     ort_err = float(np.abs(ref - fl).max())  # onnxruntime's own int8 error against float
     assert float(np.abs(got - ref).max()) <= max(1.5 * ort_err, 1e-3)
+
+
+# ---------------------------------------------------------------- per-entry sequence_lens
+
+@pytest.mark.parametrize("kind", ["LSTM", "GRU"])
+@pytest.mark.parametrize("direction", ["forward", "reverse", "bidirectional"])
+@pytest.mark.parametrize("layout", [0, 1])
+@pytest.mark.parametrize("runtime", [False, True])
+def test_onnx_per_entry_sequence_lens_vs_ort(kind, direction, layout, runtime):
+    """Each batch entry stops at its own length: Y zero past it, Y_h (Y_c) from its last step; the lengths a
+    constant or a run-time int32 input (onnxruntime's outputs; layout 1 through the transposed layout-0 op)."""
+    from onnx import TensorProto, helper, numpy_helper
+    ort = pytest.importorskip("onnxruntime")
+    rng = np.random.default_rng(hash(("lens", kind, direction, layout, runtime)) % 2**32)
+    T, B = 5, 4
+    names, attrs, inits, feeds = _onnx_lstm_case(kind, direction, 0, "init", rng, T=T, B=B)
+    lens = np.array([5, 2, 0, 3], np.int32)
+    names = names[:4] + ["L"] + names[5:]
+    outs = ["Y", "Y_h", "Y_c"] if kind == "LSTM" else ["Y", "Y_h"]
+
+    def model(attrs, feeds, with_lens_input):
+        ins = [helper.make_tensor_value_info(k, TensorProto.FLOAT, v.shape) for k, v in feeds.items()]
+        consts = dict(inits)
+        if with_lens_input:
+            ins.append(helper.make_tensor_value_info("L", TensorProto.INT32, [B]))
+        else:
+            consts["L"] = lens
+        g = helper.make_graph([helper.make_node(kind, names, outs, **attrs)], "rnn", ins,
+                              [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in outs],
+                              [numpy_helper.from_array(np.asarray(a), name=k) for k, a in consts.items()])
+        m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 14)])
+        m.ir_version = 7
+        return m.SerializeToString()
+
+    run_feeds = dict(feeds, L=lens) if runtime else dict(feeds)
+    peer = ort.InferenceSession(model(attrs, feeds, runtime), providers=["CPUExecutionProvider"]).run(None, run_feeds)
+    if layout:
+        tr = {k: np.ascontiguousarray(v.transpose(1, 0, 2)) for k, v in feeds.items()}
+        data = model(dict(attrs, layout=1), tr, runtime)
+        run_feeds = dict(tr, L=lens) if runtime else tr
+        peer = [o.transpose(2, 0, 1, 3) if o.ndim == 4 else o.transpose(1, 0, 2) for o in peer]
+    else:
+        data = model(attrs, feeds, runtime)
+    with tinyinfer.Model(tinyinfer.convert(data, None, verbose=False).data) as m:
+        got = m.run(run_feeds)
+        if runtime:
+            with pytest.raises(tinyinfer.TinyInferRuntimeError, match="sequence_lens"):
+                m.run(dict(run_feeds, L=np.array([5, 6, 1, 1], np.int32)))
+    for g_, p_ in zip(got, peer):
+        np.testing.assert_allclose(g_, p_, atol=2e-5, rtol=1e-4)
+    y = got[0]
+    for n, ln in enumerate(lens):   # the zeros past each length, also checked by themselves
+        assert not np.any((y[ln:, :, n] if layout == 0 else y[n, ln:]))

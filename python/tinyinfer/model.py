@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import os
 import threading
 import weakref
@@ -17,6 +18,7 @@ from . import _lib
 from . import result_cache as _result_cache
 from . import prepack_cache as _prepack
 from ._dtypes import TO_NUMPY
+from ._dynamic import DYNAMIC_DIMS_KEY, parse_dynamic_dims
 from ._errors import InvalidArgumentError, InvalidStateError, TinyInferRuntimeError
 
 L = _lib.lib
@@ -59,6 +61,9 @@ class TensorInfo:
     name: str
     dtype: np.dtype
     shape: Tuple[int, ...]
+    # Dims besides the batch (0) that a run may give another size (a sequence length; _dynamic.py); the
+    # shape holds an example size for them.
+    dynamic: Tuple[int, ...] = ()
 
     @property
     def nbytes(self) -> int:
@@ -156,6 +161,9 @@ class Model:
             L.tinf_model_metadata(handle, i, byref(k), byref(v))
             meta[k.value.decode("utf-8", "replace")] = v.value.decode("utf-8", "replace")
         self.metadata: Dict[str, str] = meta
+        if DYNAMIC_DIMS_KEY in meta and not isinstance(source, _lib.ModelHandle):  # a view's inputs are others
+            dyn = parse_dynamic_dims(meta[DYNAMIC_DIMS_KEY], [len(t.shape) for t in ins])
+            self.inputs = [dataclasses.replace(t, dynamic=d) for t, d in zip(ins, dyn)]
         ops, tensors, weights = c_int32(), c_int32(), c_size_t()
         L.tinf_model_stats(handle, byref(ops), byref(tensors), byref(weights))
         self.num_ops, self.num_tensors, self.weight_bytes = ops.value, tensors.value, weights.value
@@ -321,8 +329,11 @@ class Model:
         float input with NaN or infinite values and TinyInferRuntimeError for
         such an output, naming it.
 
-        Inputs whose batch (first) dimension differs from the file's run on a
-        session made for those shapes. The model keeps the `shape_sessions`
+        Inputs whose batch (first) dimension or dynamic dims (`inputs[i].dynamic`,
+        a sequence length left open at conversion) differ from the file's run on
+        a session made for those shapes (shapes inferred through the graph, the
+        arena planned and shape arithmetic computed for them; a shape the graph
+        cannot take is refused naming the op). The model keeps the `shape_sessions`
         (4 by default) most recently used of them for the next calls and
         closes the least recently used one when another shape comes."""
         with self._lock:
@@ -471,7 +482,7 @@ def _one_element(shape, specs, i) -> bool:
 
 def _batch_shapes(specs, inputs):
     """The input shapes when they differ from the file's only in the first
-    dimension (a batch), else None."""
+    dimension (a batch) and the dynamic dims (TensorInfo.dynamic), else None."""
     arrays = _input_list(specs, inputs)
     if len(arrays) != len(specs):
         return None
@@ -479,7 +490,8 @@ def _batch_shapes(specs, inputs):
     for a, spec in zip(arrays, specs):
         shape = tuple(np.shape(a)) if a is not None else spec.shape
         if shape != spec.shape:
-            if len(shape) != len(spec.shape) or not shape or shape[1:] != spec.shape[1:]:
+            if len(shape) != len(spec.shape) or not shape or any(
+                    a != b for d, (a, b) in enumerate(zip(shape, spec.shape)) if d and d not in spec.dynamic):
                 return None
             differs = True
         shapes.append(shape)

@@ -81,6 +81,8 @@ public enum OpKind: UInt16, Sendable, CaseIterable {
   // Control flow (subgraphs; Runtime/ControlFlow.swift): 78-79.
   case ifThenElse = 78
   case whileLoop = 79
+  // Data movement at a run-time position (issue 14, TFLite WHILE-loop LSTMs).
+  case dynamicUpdateSlice = 80
 
   /// The op's name (FileCode).
   public var staticName: StaticString {
@@ -161,6 +163,7 @@ public enum OpKind: UInt16, Sendable, CaseIterable {
     case .assignVariable: return "AssignVariable"
     case .ifThenElse: return "If"
     case .whileLoop: return "While"
+    case .dynamicUpdateSlice: return "DynamicUpdateSlice"
     }
   }
 

@@ -237,9 +237,9 @@ extension OpKind {
       return OpTraits(inputs: 0...0)
     case .lstm:
       // Stays float32 in int8-static (the recurrent state is float-sensitive).
-      return OpTraits(inputs: 3...7, outputs: 1...3, weightSlots: .slots(1, 2, 3, 6), fp16Slots: .slots(1, 2))
+      return OpTraits(inputs: 3...8, outputs: 1...3, weightSlots: .slots(1, 2, 3, 6), fp16Slots: .slots(1, 2))
     case .gru:
-      return OpTraits(inputs: 3...5, outputs: 1...2, weightSlots: .slots(1, 2, 3), fp16Slots: .slots(1, 2))
+      return OpTraits(inputs: 3...6, outputs: 1...2, weightSlots: .slots(1, 2, 3), fp16Slots: .slots(1, 2))
     case .readVariable:
       return OpTraits(inputs: 1...1, state: .reads)
     case .assignVariable:
@@ -248,6 +248,9 @@ extension OpKind {
       return OpTraits(inputs: 1...(1 << 16), outputs: 1...(1 << 16), subgraphs: true)
     case .whileLoop:
       return OpTraits(inputs: 1...(1 << 16), outputs: 1...(1 << 16), subgraphs: true)
+    case .dynamicUpdateSlice:
+      // The output over the operand when the operand dies here: only the update's elements move.
+      return OpTraits(inputs: 3...3, indexSlots: .slots(2), inPlace: true, movesData: true)
     }
   }
 }

@@ -6,9 +6,14 @@ import TinyInferShims
 ///
 /// Inputs (absent optional inputs are -1):
 /// - LSTM: X, W [D, 4H, I], R [D, 4H, H], B [D, 8H], initial_h, initial_c,
-///   P [D, 3H] (peepholes); gate order i, o, f, c.
-/// - GRU: X, W [D, 3H, I], R [D, 3H, H], B [D, 6H], initial_h; gate order
-///   z, r, h.
+///   P [D, 3H] (peepholes), sequence_lens; gate order i, o, f, c.
+/// - GRU: X, W [D, 3H, I], R [D, 3H, H], B [D, 6H], initial_h,
+///   sequence_lens; gate order z, r, h.
+///
+/// sequence_lens (int32 [B], read at each run; each 0...T): batch entry n
+/// runs its first lens[n] steps only (the reverse direction from step
+/// lens[n] - 1 down), Y is zero past them, and Y_h / Y_c are the state after
+/// its last step (zeros when lens[n] is 0, as onnxruntime gives).
 ///
 /// `axis` is the time axis: 0 (X [T, B, I], Y [T, D, B, H], states [D, B, H])
 /// or 1 (X [B, T, I], Y [B, T, D, H], states [B, D, H]); `mode` the
@@ -77,6 +82,13 @@ enum RecurrentKernel {
       try optional(5, "initial_c", state)
       try optional(6, "P", [d, 3 * h])
     }
+    let lensSlot = cell == .lstm ? 7 : 5
+    if lensSlot < inputs.count, let lens = inputs[lensSlot] {
+      guard lens.dtype == .int32 else {
+        throw TinfError(.unsupportedDType, "sequence_lens '\(lens.name)' is \(lens.dtype.name); it must be int32")
+      }
+      guard lens.shape == [b] else { throw .shape("sequence_lens \(describe(lens.shape)) must be [\(b)] (the batch)") }
+    }
     let clip = try node.attrs.float(.clip, default: 0)
     guard clip >= 0 && clip.isFinite else { throw .unsupported("clip \(clip) must be finite and >= 0 (0: none)") }
     let inputForget = try node.attrs.int(.inputForget, default: 0, in: 0...1) == 1
@@ -123,6 +135,10 @@ enum RecurrentKernel {
     let h0 = ctx.optionalFloatIn(4)
     let c0 = m.cell == .lstm ? ctx.optionalFloatIn(5) : nil
     let peep = m.cell == .lstm ? ctx.optionalFloatIn(6) : nil
+    let lensIn = ctx.optionalInput(m.cell == .lstm ? 7 : 5, Int32.self)
+    // Each entry's length, read at the start of a run (T for all without sequence_lens).
+    let lens = try Scratch<Int>(count: b)
+    for n in 0..<b { lens.base[n] = t }
     let y = ctx.floatOut(0)
     let yh = ctx.outputs.count > 1 ? ctx.floatOut(1) : nil
     let yc = ctx.outputs.count > 2 ? ctx.floatOut(2) : nil
@@ -206,8 +222,22 @@ enum RecurrentKernel {
         }
       }
       let reverse = direction == 1 || dir == 1
+      let ln = lens.base
+      // Y's rows past an entry's length are zeros.
+      if lensIn != nil {
+        for n in 0..<b where ln[n] < t {
+          for s in ln[n]..<t {
+            let yr = y + yrow(s, dir, n)
+            for j in 0..<h { yr[j] = 0 }
+          }
+        }
+      }
+      // Step `step` of entry n: its time (the reverse direction counts down from its own last step), or -1
+      // once the entry has ended (its state then stays as it is).
+      @inline(__always) func time(_ step: Int, _ n: Int) -> Int {
+        step >= ln[n] ? -1 : (reverse ? ln[n] &- 1 &- step : step)
+      }
       for step in 0..<t {
-        let s = reverse ? t &- 1 &- step : step
         switch cell {
         case .lstm:
           // Recurrent products of all four gates.
@@ -215,6 +245,8 @@ enum RecurrentKernel {
             kern, rows: 0..<b, panels: 0..<panels0, k: h, n: gh, packed: rp0, bias: nil, lo: lo, hi: hi, y: g, ldy: gh,
             row: hsRow)
           for n in 0..<b {
+            let s = time(step, n)
+            if s < 0 { continue }
             let p = g + n &* gh
             let xr = xw.base + xrow(s, n) &* dgh + dir &* gh
             for j in 0..<gh { p[j] += xr[j] }
@@ -261,6 +293,8 @@ enum RecurrentKernel {
             kern, rows: 0..<b, panels: 0..<panels0, k: h, n: split, packed: rp0, bias: nil, lo: lo, hi: hi, y: g,
             ldy: gh, row: hsRow)
           for n in 0..<b {
+            let s = time(step, n)
+            if s < 0 { continue }
             let p = g + n &* gh
             let xr = xw.base + xrow(s, n) &* dgh + dir &* gh
             for j in 0..<(2 &* h) { p[j] += xr[j] }
@@ -270,6 +304,8 @@ enum RecurrentKernel {
           let ph = g + 2 &* h
           if lbr {
             for n in 0..<b {
+              let s = time(step, n)
+              if s < 0 { continue }
               let p = ph + n &* gh
               let rg = g + n &* gh + h
               let xr = xw.base + xrow(s, n) &* dgh + dir &* gh + 2 &* h
@@ -292,6 +328,8 @@ enum RecurrentKernel {
               ldy: h
             ) { n in UnsafePointer(tmp + n &* h) }
             for n in 0..<b {
+              let s = time(step, n)
+              if s < 0 { continue }
               let p = ph + n &* gh
               let q = tmp2 + n &* h
               let xr = xw.base + xrow(s, n) &* dgh + dir &* gh + 2 &* h
@@ -299,6 +337,8 @@ enum RecurrentKernel {
             }
           }
           for n in 0..<b {
+            let s = time(step, n)
+            if s < 0 { continue }
             let p = ph + n &* gh
             if clip > 0 { clamp(p, h) }
             math.tanh(p, p, h)
@@ -315,12 +355,22 @@ enum RecurrentKernel {
       }
       for n in 0..<b {
         let o = srow(dir, n)
-        if let yh { for j in 0..<h { yh[o &+ j] = hs[n &* h &+ j] } }
-        if let yc { for j in 0..<h { yc[o &+ j] = cs[n &* h &+ j] } }
+        let none = ln[n] == 0  // no step: zeros, as onnxruntime gives
+        if let yh { for j in 0..<h { yh[o &+ j] = none ? 0 : hs[n &* h &+ j] } }
+        if let yc { for j in 0..<h { yc[o &+ j] = none ? 0 : cs[n &* h &+ j] } }
       }
     }
 
     return { () throws(TinfError) in
+      if let lensIn {
+        for n in 0..<b {
+          let v = Int(lensIn[n])
+          guard v >= 0 && v <= t else {
+            throw TinfError(.runtime, "sequence_lens[\(n)] is \(v), outside 0...\(t) (the sequence length)")
+          }
+          lens.base[n] = v
+        }
+      }
       // The biases that add to the input projection: Wb + Rb, except GRU's
       // Rb_h with linear_before_reset (applied inside the reset product).
       if let bias {

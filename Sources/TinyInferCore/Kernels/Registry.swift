@@ -19,6 +19,7 @@ public enum Registry {
     case .maxPool2D, .averagePool2D: return q ? try QPoolKernel.infer(node, inputs) : try PoolKernel.infer(node, inputs)
     case .mean, .reduceMax: return q ? try QReduceKernel.infer(node, inputs) : try ReduceKernel.infer(node, inputs)
     case .add, .sub, .mul, .div, .maximum, .minimum:
+      if IntBinaryKernel.takes(inputs) { return try IntBinaryKernel.infer(node, inputs) }
       return q ? try QBinaryKernel.infer(node, inputs) : try BinaryKernel.infer(node, inputs)
     case .prelu: return q ? try QPReluKernel.infer(node, inputs) : try BinaryKernel.infer(node, inputs)
     case .relu, .relu6, .leakyRelu, .hardSwish, .logistic, .tanh, .gelu, .exp, .log, .sqrt, .rsqrt:
@@ -49,6 +50,7 @@ public enum Registry {
     case .lstm, .gru: return try RecurrentKernel.infer(node, inputs)
     case .readVariable, .assignVariable: return try VariableKernel.infer(node, inputs)
     case .ifThenElse, .whileLoop: return try ControlFlow.inferOutsideGraph(node, inputs)
+    case .dynamicUpdateSlice: return try DynamicUpdateSliceKernel.infer(node, inputs)
     }
   }
 
@@ -65,6 +67,7 @@ public enum Registry {
     case .maxPool2D, .averagePool2D: return q ? try QPoolKernel.bind(ctx) : try PoolKernel.bind(ctx)
     case .mean, .reduceMax: return q ? try QReduceKernel.bind(ctx) : try ReduceKernel.bind(ctx)
     case .add, .sub, .mul, .div, .maximum, .minimum:
+      if IntBinaryKernel.takes(ctx.inputs) { return try IntBinaryKernel.bind(ctx) }
       return q ? try QBinaryKernel.bind(ctx) : try BinaryKernel.bind(ctx)
     case .prelu: return q ? try QPReluKernel.bind(ctx) : try BinaryKernel.bind(ctx)
     case .relu, .relu6, .leakyRelu, .hardSwish, .logistic, .tanh, .gelu, .exp, .log, .sqrt, .rsqrt:
@@ -94,6 +97,7 @@ public enum Registry {
     case .lstm, .gru: return try RecurrentKernel.bind(ctx)
     case .readVariable, .assignVariable: return try VariableKernel.bind(ctx)
     case .ifThenElse, .whileLoop: return try ControlFlow.bind(ctx)
+    case .dynamicUpdateSlice: return try DynamicUpdateSliceKernel.bind(ctx)
     }
   }
 
@@ -158,7 +162,8 @@ public enum Registry {
     case .stridedSlice: return .slice(.stridedSlice)
     case .fullyConnected, .matMul, .conv2D, .depthwiseConv2D, .transposeConv2D, .maxPool2D, .averagePool2D, .softmax, .logSoftmax, .layerNorm, .batchNorm, .transpose, .concat, .split, .pad, .gather,
       .resizeBilinear, .resizeNearest, .depthToSpace, .spaceToDepth, .quantize, .dequantize, .select, .cast, .shape,
-      .expand, .tile, .range, .lstm, .gru, .readVariable, .assignVariable, .ifThenElse, .whileLoop:
+      .expand, .tile, .range, .lstm, .gru, .readVariable, .assignVariable, .ifThenElse, .whileLoop,
+      .dynamicUpdateSlice:
       return .own
     }
   }

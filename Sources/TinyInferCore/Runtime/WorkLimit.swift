@@ -57,7 +57,7 @@ public enum WorkCost {
       .resizeBilinear, .resizeNearest, .depthToSpace, .spaceToDepth, .quantize, .dequantize, .reduceMax,
       .equal, .notEqual, .less, .lessEqual, .greater, .greaterEqual, .logicalAnd, .logicalOr, .logicalXor,
       .logicalNot, .select, .floor, .ceil, .round, .cast, .shape, .reduceMin, .reduceProd, .reduceSum,
-      .expand, .tile, .range, .erf, .readVariable, .assignVariable:
+      .expand, .tile, .range, .erf, .readVariable, .assignVariable, .dynamicUpdateSlice:
       own = 0
     // Their subgraphs' work is charged as they run (Runtime/ControlFlow.swift, WorkMeter).
     case .ifThenElse, .whileLoop:

@@ -90,7 +90,9 @@ SUPPORTED_OPS: Dict[str, str] = {
     "CONCATENATION": "Concat (axis; no fused activation, which TFLite's kernels refuse too)",
     "SPLIT": "Split (constant axis, the first input; equal parts)",
     "SPLIT_V": "Split (constant size_splits and axis)",
-    "SLICE": "Slice (constant begin, size)",
+    "SLICE": "Slice (constant begin, size; the SLICE + item + SLICE CONCATENATION of a lowered TensorList write "
+             "(Keras LSTM WHILE loops) becomes DynamicUpdateSlice)",
+    "DYNAMIC_UPDATE_SLICE": "DynamicUpdateSlice (run-time start, clamped so the update fits)",
     "STRIDED_SLICE": "StridedSlice (constant begin/end/strides, begin/end/shrink_axis masks, offset)",
     "GATHER": "Gather (axis; batch_dims 0)",
     "PAD": "Pad (constant paddings; quantized tensors pad with their zero point)",
@@ -234,6 +236,12 @@ class _Importer:
         self.fused: Counter = Counter()
         self.folded: Counter = Counter()
         self.quantized_consts: Counter = Counter()  # (dtype, per-axis) -> count
+        # Dynamic non-batch input dims (shape_signature -1): kept dynamic unless a value computed at conversion
+        # from their example size (a folded SHAPE) reaches an op other than a RESHAPE that keeps the dim
+        # inferred (_reshape); `tainted`: the tensors holding such values, `frozen_by`: why they were fixed.
+        self.tainted: set = set()
+        self.frozen_by: List[str] = []
+        self.reshape_follows = False
 
     # -- reading ----------------------------------------------------------------
     def _buffer(self, index: int) -> Optional[bytes]:
@@ -415,17 +423,74 @@ class _Importer:
             t = self.b.input(self.unique(info.name), info.shape, info.dtype)
             self.set_quant(t, info)
             self.env[info.index] = t
-            if info.dynamic:
-                self.report.notes.append(f"input '{info.name}' has dynamic dims; fixed to {list(info.shape)}")
-
+        if self.model.SubgraphsLength() > 1:
+            self.frozen_by.append("the model has control flow")
         self.convert_ops(g)
 
         if self.problems:
             raise unsupported("tflite", self.problems)
 
         self.b.output(*self.outputs_of(g))
+        self._dynamic_inputs(g)
         self._finish_report()
         return self.b
+
+    def probed_shapes(self, index: int):
+        """Tensor `index`'s shapes at two sizes of the dynamic non-batch input dims, from LiteRT's shape
+        propagation (resize_tensor_input, allocate_tensors, a run on zeros); None when no input has such dims, the model has
+        control flow or no LiteRT is installed (then the dims are fixed)."""
+        if not hasattr(self, "_probed"):
+            self._probed = self._probe()
+        return None if self._probed is None else (self._probed[0].get(index), self._probed[1].get(index))
+
+    def _probe(self):
+        g = self.graph
+        ins = [self.tensors[int(i)] for i in _np(g.InputsAsNumpy())]
+        if self.model.SubgraphsLength() > 1 or not any(v < 0 for t in ins for v in t.signature[1:]):
+            return None
+        try:
+            from ai_edge_litert.interpreter import Interpreter
+        except ImportError:
+            try:
+                from tensorflow.lite.python.interpreter import Interpreter
+            except ImportError:
+                self.frozen_by.append("no LiteRT (ai-edge-litert) to follow the size through the graph")
+                return None
+        probes = []
+        for size in (24, 40):
+            try:
+                it = Interpreter(model_content=self.raw)
+                for t in ins:
+                    it.resize_tensor_input(t.index, [size if v < 0 and d > 0 else s
+                                                     for d, (v, s) in enumerate(zip(t.signature, t.shape))])
+                it.allocate_tensors()
+                it.invoke()  # on zeros: shapes computed from run-time values (a RESHAPE of a PACK) are set then
+                probes.append({d["index"]: tuple(int(v) for v in d["shape"]) for d in it.get_tensor_details()})
+            except Exception as e:  # noqa: BLE001 (LiteRT refuses the size: fixed, with its reason)
+                self.frozen_by.append(f"LiteRT cannot resize the inputs to {size}: {e}")
+                return None
+        return probes
+
+    def _dynamic_inputs(self, g) -> None:
+        """Marks the inputs' dynamic non-batch dims in the metadata (tinyinfer._dynamic; the file's shape,
+        1 where the signature has -1, is their example size), or notes why they were fixed."""
+        from .._dynamic import DYNAMIC_DIMS_KEY, format_dynamic_dims
+        dyn, k = {}, 0
+        for i in _np(g.InputsAsNumpy()):
+            info = self.tensors[int(i)]
+            if info.dtype is None:
+                continue
+            dims = [d for d, v in enumerate(info.signature) if v < 0 and d > 0]
+            if dims and not self.frozen_by:
+                dyn[k] = dims
+                self.report.notes.append(f"input '{info.name}': dims {dims} (signature {list(info.signature)}) stay "
+                                         f"dynamic: given at run time")
+            elif info.dynamic:
+                why = f" ({'; '.join(self.frozen_by[:3])})" if dims else ""
+                self.report.notes.append(f"input '{info.name}' has dynamic dims; fixed to {list(info.shape)}{why}")
+            k += 1
+        if dyn:
+            self.b.metadata(DYNAMIC_DIMS_KEY, format_dynamic_dims(dyn))
 
     def outputs_of(self, g, as1=None) -> list:
         """The builder tensors of subgraph g's outputs (`as1`: applied to each computed one with its info)."""
@@ -442,13 +507,21 @@ class _Importer:
 
     def convert_ops(self, g) -> None:
         """Converts the ops of subgraph g (the one self.graph and self.tensors describe)."""
+        writes, skip = _list_writes(self, g)
         for j in range(g.OperatorsLength()):
             op = g.Operators(j)
             name = self.op_name(op)
             self.report.ops_in[name] += 1
+            if j in skip:
+                continue  # a SLICE of a list write (_list_writes): the DynamicUpdateSlice replaces it
+            if j in writes:
+                self.env[self.info_out(op).index] = _emit_list_write(self, op, *writes[j])
+                continue
             self.hybrid = False
+            self.reshape_follows = False
             if self._fold(op, name):
                 continue
+            reads = [self.tensors[int(i)] for i in _np(op.InputsAsNumpy()) if int(i) in self.tainted]
             try:
                 if name in _CONTROL_FLOW:
                     raise _Refuse("control flow; only IF and WHILE call subgraphs")
@@ -464,6 +537,9 @@ class _Importer:
                     self.env[info.index] = t
                 if self.hybrid:
                     self.folded[f"{name}: dynamic-range (hybrid) op computed in float32 on dequantized weights"] += 1
+                if reads and not self.reshape_follows:
+                    self.frozen_by.append(f"{name} '{self.info_out(op).name}' reads '{reads[0].name}', computed "
+                                          f"at conversion from the example size")
             except _Refuse as r:
                 reason = str(r)
                 self.problems[f"{name} [{reason}]" if reason else name] += 1
@@ -503,6 +579,9 @@ class _Importer:
             results.append(np.array(v, dtype=t.dtype).reshape(t.shape))
         for t, v in zip(outs, results):
             t.data = v
+        if (name == "SHAPE" and any(d < 0 for d in infos[0].signature[1:])) or \
+                any(i in self.tainted for i in ins):
+            self.tainted.update(t.index for t in outs)
         if name == "SHAPE" and infos[0].dynamic:
             self.report.notes.append(
                 f"SHAPE of '{infos[0].name}' (signature {list(infos[0].signature)}) folded to "
@@ -813,7 +892,15 @@ def _reshape(im, op, name):
         shape = list(out.shape)
         im.folded["RESHAPE without a shape: the output tensor's shape"] += 1
     sig = out.signature
-    if sum(d < 0 for d in sig) == 1 and all(d < 0 or d == s for d, s in zip(sig, out.shape)) \
+    probed = im.probed_shapes(out.index)
+    if probed is not None and None not in probed and len(probed[0]) == len(probed[1]):
+        # Dynamic non-batch input dims: the output's shapes at two sizes (LiteRT's shape propagation) say which
+        # dim follows the size (inferred, -1); none: the target holds at every size.
+        diff = [d for d, (a, b) in enumerate(zip(*probed)) if a != b]
+        if len(diff) <= 1:
+            shape = [-1 if d in diff else s for d, s in enumerate(probed[0])]
+            im.reshape_follows = True
+    elif sum(d < 0 for d in sig) == 1 and all(d < 0 or d == s for d, s in zip(sig, out.shape)) \
             and len(shape) == len(sig):
         # A dynamic (batch) dim that SHAPE folding fixed: keep it inferred, as the signature says.
         shape = list(sig)
@@ -885,6 +972,86 @@ def _slice(im, op, name):
     return im.emit("Slice", im.tensor(op, 0), name=im.info_out(op).name, begin=begin, size=size)
 
 
+def _dynamic_update_slice(im, op, name):
+    return im.emit("DynamicUpdateSlice", im.tensor(op, 0), im.tensor(op, 1), im.tensor(op, 2),
+                   name=im.info_out(op).name)
+
+
+def _list_writes(im, g):
+    """The TensorList writes that TFLiteConverter lowers a Keras LSTM's WHILE body to (TensorListSetItem):
+    CONCATENATION on axis 0 of SLICE(list, 0, [i, -1, ...]), the item [1, ...], SLICE(list, [i + 1, 0, ...],
+    [-1, ...]): the list with row i replaced, i a run-time counter, so the SLICEs have run-time shapes.
+    Returns ({CONCATENATION op index: (list tensor, item tensor, i as int32 [1] tensor)}, {SLICE op indices})
+    for DynamicUpdateSlice(list, item, [i, 0, ...])."""
+    producer = {}
+    for j in range(g.OperatorsLength()):
+        for o in _np(g.Operators(j).OutputsAsNumpy()):
+            producer[int(o)] = j
+
+    def made_by(t, opname):
+        j = producer.get(int(t))
+        return (j, g.Operators(j)) if j is not None and im.op_name(g.Operators(j)) == opname else (None, None)
+
+    def const_all(t, value):
+        d = im.tensors[int(t)].data
+        return isinstance(d, np.ndarray) and d.size > 0 and bool(np.all(d == value))
+
+    def index_then(t, rest):
+        """Tensor t is CONCATENATION(RESHAPE(scalar) -> [1], constant `rest`s): the scalar's tensor."""
+        _, c = made_by(t, "CONCATENATION")
+        if c is None or len(c.InputsAsNumpy()) != 2 or not const_all(c.InputsAsNumpy()[1], rest):
+            return None, None
+        _, r = made_by(c.InputsAsNumpy()[0], "RESHAPE")
+        return (None, None) if r is None else (int(r.InputsAsNumpy()[0]), int(c.InputsAsNumpy()[0]))
+
+    writes, skip = {}, set()
+    for j in range(g.OperatorsLength()):
+        op = g.Operators(j)
+        if im.op_name(op) != "CONCATENATION" or len(op.InputsAsNumpy()) != 3:
+            continue
+        o = im.options(op, im.tfl.ConcatenationOptions)
+        a_in, item, b_in = (int(v) for v in op.InputsAsNumpy())
+        ja, sa = made_by(a_in, "SLICE")
+        jb, sb = made_by(b_in, "SLICE")
+        if sa is None or sb is None or int(_opt(o, "Axis", 0)) != 0:
+            continue
+        lst = int(sa.InputsAsNumpy()[0])
+        if int(sb.InputsAsNumpy()[0]) != lst or not const_all(sa.InputsAsNumpy()[1], 0) \
+                or not const_all(sb.InputsAsNumpy()[2], -1):
+            continue
+        i, i_vec = index_then(sa.InputsAsNumpy()[2], -1)
+        i1, _ = index_then(sb.InputsAsNumpy()[1], 0)
+        _, add = made_by(i1, "ADD") if i1 is not None else (None, None)
+        if i is None or add is None:
+            continue
+        x, y = (int(v) for v in add.InputsAsNumpy())
+        if not ((x == i and const_all(y, 1)) or (y == i and const_all(x, 1))):
+            continue
+        shape, ishape = im.tensors[lst].shape, im.tensors[item].shape
+        if im.info_out(op).shape != shape or len(ishape) != len(shape) or ishape[0] != 1 \
+                or tuple(ishape[1:]) != tuple(shape[1:]):
+            continue
+        writes[j] = (lst, item, i_vec)
+        skip.update((ja, jb))
+    # A SLICE also read elsewhere keeps its own conversion (refused there: its shape is a run-time value).
+    used = {int(t) for k in range(g.OperatorsLength()) if k not in writes for t in _np(g.Operators(k).InputsAsNumpy())}
+    skip = {k for k in skip if int(g.Operators(k).OutputsAsNumpy()[0]) not in used}
+    return writes, skip
+
+
+def _emit_list_write(im, op, lst, item, i_vec):
+    """DynamicUpdateSlice(list, item, [i, 0, ...]) for a match of _list_writes."""
+    rank = len(im.tensors[lst].shape)
+    zeros = im.b.const(im.unique(f"{im.info_out(op).name}/zeros"), np.zeros(rank - 1, np.int32))
+    i = im.env[i_vec] if i_vec in im.env else im.const(im.tensors[i_vec])
+    if im.tensors[i_vec].dtype != np.int32:
+        raise _Refuse("list write at a non-int32 index")
+    start = im.emit("Concat", i, zeros, name=im.unique(f"{im.info_out(op).name}/start"), axis=0)
+    env = lambda t: im.env[t] if t in im.env else im.const(im.tensors[t])  # noqa: E731
+    im.fused["TensorList write (SLICE + item + SLICE, CONCATENATION) -> DynamicUpdateSlice"] += 1
+    return im.emit("DynamicUpdateSlice", env(lst), env(item), start, name=im.info_out(op).name)
+
+
 def _strided_slice(im, op, name):
     o = im.options(op, im.tfl.StridedSliceOptions)
     begin, end = im.ints(op, 1, "begin"), im.ints(op, 2, "end")
@@ -910,7 +1077,13 @@ def _gather(im, op, name):
     axis = int(_opt(o, "Axis", 0))
     axis = axis + rank if axis < 0 else axis
     fl = im.is_float(im.info_out(op))
-    return im.emit("Gather", im.tensor(op, 0, fl), im.tensor(op, 1), name=im.info_out(op).name, axis=axis)
+    out = im.info_out(op)
+    if len(im.info_in(op, 1).shape) == 0:
+        # A scalar index (a WHILE body reading step i): written as [1], so the gathered dim is squeezed.
+        g = im.emit("Gather", im.tensor(op, 0, fl), im.tensor(op, 1), name=im.unique(out.name + "/gather"),
+                    axis=axis)
+        return im.emit("Squeeze", g, name=out.name, axes=[axis])
+    return im.emit("Gather", im.tensor(op, 0, fl), im.tensor(op, 1), name=out.name, axis=axis)
 
 
 def _paddings(im, op):
@@ -1317,6 +1490,7 @@ _HANDLERS = {
     "SPLIT": _split,
     "SPLIT_V": _split_v,
     "SLICE": _slice,
+    "DYNAMIC_UPDATE_SLICE": _dynamic_update_slice,
     "STRIDED_SLICE": _strided_slice,
     "GATHER": _gather,
     "PAD": _pad,

@@ -7,7 +7,10 @@
 Options (keyword arguments of tinyinfer.convert):
 
 - ``batch`` (default 1): the size given to a dynamic first dim of an input.
-  Any other dynamic dim is refused unless ``input_shapes`` names it.
+  Any other dynamic dim (a sequence length) stays dynamic: the file holds an
+  example size and a run gives the size (dynamic.py: converted at two sizes,
+  refused naming the op when the graph cannot follow the size); ``input_shapes``
+  fixes it instead.
 - ``input_shapes``: ``{input name: shape}`` overriding the declared shapes;
   ``input_shape``: the same for a model with one input (the command line's
   ``--input-shape``).
@@ -109,12 +112,12 @@ module, a row in HANDLERS and one in SUPPORTED_OPS.
 
 from __future__ import annotations
 
-from typing import Dict
+from typing import Dict, List
 
 from ...builder import GraphBuilder
 from .. import Report
 from . import control, conv, elementwise, logic, matmul, quant, recurrent, shape
-from ..._errors import InvalidArgumentError
+from ..._errors import InvalidArgumentError, ShapeError, UnsupportedOpError
 from ._core import Handler, _Importer
 from ._graph import MAX_OPSET, MIN_OPSET
 
@@ -200,7 +203,7 @@ SUPPORTED_OPS: Dict[str, str] = {
     "DynamicQuantizeLinear": "run-time scale and zero point (global max/min with MaxPool2D) and Quantize "
                              "(round half to even) as ONNX specifies",
     "LSTM": "LSTM (directions, layout 0/1, B, initial_h/c, peepholes, clip, input_forget; default activations "
-            "only; sequence_lens only as a constant equal to the sequence length)",
+            "only; sequence_lens per batch entry, a constant or an int32 input)",
     "GRU": "GRU (as LSTM; linear_before_reset 0 and 1)",
     "com.microsoft.DynamicQuantizeLSTM": "LSTM on the 8-bit W and R (int8 constants + Dequantize, folded at load; "
                                          "per-direction or per-column scales)",
@@ -286,4 +289,35 @@ def import_model(source, report: Report, **options) -> GraphBuilder:
             raise InvalidArgumentError(f"onnx importer: input_shape needs a model with one input (this one has {names}); "
                             f"use input_shapes={{name: shape}}")
         imp.input_shapes.setdefault(names[0], tuple(int(d) for d in single))
-    return imp.run()
+    try:
+        g = imp.run(deferred=True)
+    except (UnsupportedOpError, ShapeError) as e:
+        if not imp.dynamic:
+            raise
+        sizes = ", ".join(f"'{nm}' dim {d}" for nm, d, _ in imp.dynamic)
+        raise type(e)(f"{e.message if hasattr(e, 'message') else e} (the dynamic dims {sizes} were converted at "
+                      f"an example size; give them a size with input_shapes={{name: shape}})") from None
+    if not imp.dynamic:
+        return g.finish(report)
+    # Dynamic non-batch dims (dynamic.py): converted again at other example sizes and compared.
+    from ..._dynamic import DYNAMIC_DIMS_KEY, format_dynamic_dims
+    from .dynamic import generalize
+    other = _Importer(source, Report(),
+                      HANDLERS, probe=1, **options)
+    other.input_shapes = imp.input_shapes
+    try:
+        g2 = other.run(deferred=True)
+    except UnsupportedOpError as e:
+        raise UnsupportedOpError(f"onnx: dynamic input dims: the model does not convert at a second size "
+                                 f"({e}); give them a size with input_shapes={{name: shape}}") from None
+    dyn: Dict[str, List[int]] = {}
+    for nm, d, _ in imp.dynamic:
+        dyn.setdefault(nm, []).append(d)
+    report.notes.extend(generalize(g, g2, dyn))
+    b = g.finish(report)
+    index = {nm: i for i, (nm, _, _) in enumerate(g.inputs)}
+    b.metadata(DYNAMIC_DIMS_KEY, format_dynamic_dims({index[nm]: ds for nm, ds in dyn.items()}))
+    for nm, d, sym in imp.dynamic:
+        report.notes.append(f"input '{nm}': dim {d} ('{sym}') stays dynamic: given at run time (example size "
+                            f"{imp.in_types[nm][1][d]} in the file)")
+    return b

@@ -31,8 +31,12 @@ Handler = Callable[["_Importer", Node], None]
 class _Importer:
     def __init__(self, source, report: Report, handlers: Dict[str, Handler], batch: int = 1, input_shapes=None,
                  keep_int8_weights: bool = True, check_opset: bool = True, name: Optional[str] = None,
-                 input_values=None):
+                 input_values=None, probe: int = 0):
         require("onnx", "onnx", "the ONNX importer")
+        # Dynamic non-batch input dims get example sizes (PROBE_SIZES[probe]); import_model converts at two
+        # probes and keeps the dims dynamic when the graphs differ only where the runtime infers (dynamic.py).
+        self.probe = probe
+        self.dynamic: List[Tuple[str, int, str]] = []  # (input, dim, symbol)
         self.report = report
         self.handlers = handlers
         self.batch = int(batch)
@@ -133,6 +137,19 @@ class _Importer:
         if both:
             raise InvalidArgumentError(f"onnx importer: {both} given both a shape and a value")
         self._fix_input_values()
+        # Named dims whose size is known: those of inputs given a shape, and the batch (dim 0) of the others;
+        # a dim of another input with the same name takes that size (Silero VAD's state [2, batch, 128]).
+        known_syms: Dict[str, int] = {}
+        for vi in self.inputs:
+            tt = vi.type.tensor_type
+            if not vi.type.HasField("tensor_type") or not tt.HasField("shape"):
+                continue
+            given = self.input_shapes.get(vi.name)
+            for i, d in enumerate(tt.shape.dim):
+                if d.dim_param and given is not None and i < len(given):
+                    known_syms.setdefault(d.dim_param, int(given[i]))
+                elif d.dim_param and i == 0 and given is None:
+                    known_syms.setdefault(d.dim_param, self.batch)
         for vi in self.inputs:
             tt = vi.type.tensor_type
             if not vi.type.HasField("tensor_type"):
@@ -155,14 +172,23 @@ class _Importer:
                 for i, d in enumerate(tt.shape.dim):
                     if d.HasField("dim_value") and d.dim_value > 0:
                         shape.append(d.dim_value)
+                    elif d.dim_param and d.dim_param in known_syms and (i > 0 or known_syms[d.dim_param]
+                                                                          != self.batch):
+                        shape.append(known_syms[d.dim_param])
+                        self.report.notes.append(f"input '{vi.name}': dim {i} ('{d.dim_param}') fixed to "
+                                                 f"{known_syms[d.dim_param]}, the size of the dim of that name")
                     elif i == 0:
                         shape.append(self.batch)
                         self.report.notes.append(
                             f"input '{vi.name}': dynamic batch dim '{d.dim_param or '?'}' fixed to {self.batch}")
                     else:
-                        raise UnsupportedOpError(
-                            f"onnx: input '{vi.name}' has a dynamic dim {i} ('{d.dim_param or '?'}'); only the batch "
-                            f"dim may be dynamic (give input_shapes={{'{vi.name}': (...)}}); nothing was written", 5)
+                        # A sequence length: an example size here, left dynamic by import_model (dynamic.py).
+                        from .dynamic import probe_size
+                        sym = d.dim_param or f"{vi.name}:{i}"
+                        known = [s for _, _, s in self.dynamic]
+                        k = known.index(sym) if sym in known else len(set(known))
+                        self.dynamic.append((vi.name, i, sym))
+                        shape.append(probe_size(self.probe, k))
                 shape = tuple(shape)
             self.in_types[vi.name] = (dtype, shape)
 

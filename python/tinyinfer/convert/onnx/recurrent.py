@@ -3,8 +3,9 @@
 
 Kept: directions, layout 0 and 1, the optional B, initial_h, initial_c, P (peepholes), clip, input_forget,
 linear_before_reset, and whichever of the outputs Y, Y_h, Y_c are used. Refused: activation lists other than the
-default (Sigmoid, Tanh, Tanh for LSTM; Sigmoid, Tanh for GRU), sequence_lens that is not a constant equal to the
-sequence length for every batch entry (per-entry lengths are not implemented)."""
+default (Sigmoid, Tanh, Tanh for LSTM; Sigmoid, Tanh for GRU). sequence_lens (per-entry lengths, a constant or
+a run-time int32 value) goes to the runtime op, except a constant equal to the sequence length for every entry
+(the same as none)."""
 
 from __future__ import annotations
 
@@ -45,17 +46,23 @@ def _attrs(im, n: Node, kind: str):
 
 
 def _sequence_lens(im, n: Node, T: int, B: int):
-    """sequence_lens (input 4): accepted when it is a constant T for every batch entry."""
+    """sequence_lens (input 4) as the runtime op's int32 [B] input; None when absent or T for every entry."""
     name = n.inp(4)
     if not name:
-        return
-    if not im.is_const(name):
-        raise UnsupportedOpError(f"onnx: {n.label()}: sequence_lens is computed at run time; only a constant equal "
-                                 f"to the sequence length ({T}) for every batch entry is supported")
-    lens = np.asarray(im.cval(name)).reshape(-1)
-    if lens.size not in (1, B) or np.any(lens != T):
-        raise UnsupportedOpError(f"onnx: {n.label()}: sequence_lens {lens.tolist()} differ from the sequence length "
-                                 f"{T}; per-entry lengths are not supported")
+        return None
+    if im.is_const(name):
+        lens = np.asarray(im.cval(name)).reshape(-1)
+        if lens.size != B or lens.dtype.kind not in "iu" or np.any(lens < 0) or np.any(lens > T):
+            raise UnsupportedOpError(f"onnx: {n.label()}: sequence_lens {lens.tolist()} must be {B} integers in "
+                                     f"0...{T} (one per batch entry)")
+        if np.all(lens == T):
+            return None
+        return im.b.const(im._fresh(f"{name}_lens"), lens.astype(np.int32))
+    v = im.val(name)
+    if v.dtype != np.int32 or v.shape != (B,):
+        raise UnsupportedOpError(f"onnx: {n.label()}: sequence_lens is {v.dtype} {list(v.shape)}; int32 [{B}] "
+                                 f"is supported")
+    return im.get(v, None)
 
 
 def _input(im, name: str, label: str):
@@ -101,12 +108,13 @@ def _recurrent(kind: str, gates: int):
         if x.rank != 3:
             raise UnsupportedOpError(f"onnx: {n.label()}: X has rank {x.rank}, not 3")
         T, B = (x.shape[0], x.shape[1]) if layout == 0 else (x.shape[1], x.shape[0])
-        _sequence_lens(im, n, T, B)
+        lens = _sequence_lens(im, n, T, B)
         _check_hidden(n, im._shape(n.inputs[1]), gates)
         ins = [im.get(x, None), _input(im, n.inputs[1], "W"), _input(im, n.inputs[2], "R"),
                _input(im, n.inp(3), "B"), _input(im, n.inp(5), "initial_h")]
         if kind == "LSTM":
             ins += [_input(im, n.inp(6), "initial_c"), _input(im, n.inp(7), "P")]
+        ins.append(lens)
         while ins[-1] is None:
             ins.pop()
         _emit(im, n, kind, ins, core, d, layout, x.shape)
@@ -158,12 +166,12 @@ def op_ms_DynamicQuantizeLSTM(im, n: Node):
     if x.rank != 3:
         raise UnsupportedOpError(f"onnx: {n.label()}: X has rank {x.rank}, not 3")
     T, B = (x.shape[0], x.shape[1]) if layout == 0 else (x.shape[1], x.shape[0])
-    _sequence_lens(im, n, T, B)
+    lens = _sequence_lens(im, n, T, B)
     w, wshape = _dq_weight(im, n, 1, 8, 9, "W")
     r, _ = _dq_weight(im, n, 2, 10, 11, "R")
     _check_hidden(n, wshape, 4)
     ins = [im.get(x, None), w, r, _input(im, n.inp(3), "B"), _input(im, n.inp(5), "initial_h"),
-           _input(im, n.inp(6), "initial_c"), _input(im, n.inp(7), "P")]
+           _input(im, n.inp(6), "initial_c"), _input(im, n.inp(7), "P"), lens]
     while ins[-1] is None:
         ins.pop()
     _emit(im, n, "LSTM", ins, core, d, layout, x.shape)

@@ -213,7 +213,9 @@ def op_Slice(im, n):
     rb, re_, rs = [begin[a] for a in p], [end[a] for a in p], [stride[a] for a in p]
     nm = im.out_name(n.outputs[0], perm is None)
     if all(s == 1 for s in rs):
-        t = im.emit("Slice", im.get(v, perm), name=nm, begin=rb, size=[e - b for b, e in zip(rb, re_)])
+        # size -1 (to the end) where the slice reaches the end: the same here, and it follows a dynamic dim
+        size = [-1 if e == v.shape[a] else e - b for b, e, a in zip(rb, re_, p)]
+        t = im.emit("Slice", im.get(v, perm), name=nm, begin=rb, size=size)
     else:
         for i in range(r):
             if rs[i] < 0 and re_[i] == -1:
