@@ -385,3 +385,32 @@ def test_admit_repeat_stores_on_the_second_time():
         ResultCache(admit="sometimes")
     with pytest.raises(InvalidArgumentError):
         ResultCache(max_seen=0)
+
+
+def test_c_program(tmp_path):
+    """tests/c/result_cache.c (strict C99): the cache shared by two sessions,
+    counts, eviction, clear, lifetime, tinf_model_serialize; its printed
+    outputs are numpy's; valgrind (when present) finds no memory errors or leaks."""
+    import re
+    import shutil
+    import subprocess
+    from test_c_programs import CC, compile_c
+    if CC is None:
+        pytest.skip("no C compiler")
+    exe = compile_c("tests/c/result_cache.c", tmp_path / "result_cache", pedantic=True)
+    model = tmp_path / "m.tinf"
+    model.write_bytes(model_bytes())
+    p = subprocess.run([exe, str(model)], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0 and p.stdout.strip().endswith("ok"), p.stdout + p.stderr
+    x = np.array([((i % 7) - 3) * 0.25 for i in range(16)], np.float32).reshape(1, 16)
+    got = np.array([float(v) for v in p.stdout.split()[:-1]], np.float32)
+    np.testing.assert_allclose(got, ref(x).reshape(-1), rtol=1e-5, atol=1e-5)
+    valgrind = shutil.which("valgrind")
+    if valgrind:
+        import os
+        env = dict(os.environ, TINYINFER_ISA="avx2")   # valgrind cannot decode AVX-512
+        p = subprocess.run([valgrind, "-q", "--error-exitcode=99", "--leak-check=full",
+                            "--errors-for-leak-kinds=definite", exe, str(model)],
+                           capture_output=True, text=True, timeout=600, env=env)
+        assert p.returncode == 0, p.stderr[-4000:]
+        assert re.search(r"^ok$", p.stdout, re.M)
