@@ -149,9 +149,10 @@ final class ResultCacheObject {
       if binding.matches(e, s, inputBytes) {
         var off = 0
         if let src = e.outputs {
-          for i in 0..<s.graph.outputs.count {
+          for (i, t) in s.graph.outputs.enumerated() {
             let dst = s.outputBuffer(i)
-            if dst.count > 0 {
+            // An output that is a constant holds its value already (and may be read-only mapped memory).
+            if dst.count > 0 && !s.graph.tensors[t].isConstant {
               UnsafeMutableRawPointer(mutating: dst.baseAddress!).copyMemory(from: src + off, byteCount: dst.count)
             }
             off += dst.count

@@ -307,19 +307,50 @@ def test_c_api_arguments():
         s.run(xs(1)[0])
         assert cache.stats()["misses"] == 0
         s.close()
-    # the sessions keep the C cache alive after the Python object is gone
-    c2 = ResultCache(max_bytes=1 << 20, admit="always")
-    stats = c2.stats
-    with ti.load(model_bytes(), result_cache=c2) as m:
+    # a bound session keeps the C cache alive after the Python object is gone
+    with ti.load(model_bytes()) as m:
+        s = m.session()
+        c2 = ResultCache(max_bytes=1 << 20, admit="always")
+        c2.bind(s, b"k")
         x = xs(1)[0]
-        m.run(x)
-        m.result_cache = None
+        s.run(x)
         del c2
         import gc
         gc.collect()
-        (y,) = m.run(x)                      # answered by the freed handle's cache, still alive
-        np.testing.assert_allclose(y, ref(x), rtol=1e-5, atol=1e-5)
-        assert stats()["hits"] == 1
+        for _ in range(2):                   # a hit on the freed handle's cache, still alive in the session
+            (y,) = s.run(x)
+            np.testing.assert_allclose(y, ref(x), rtol=1e-5, atol=1e-5)
+        s.close()
+
+
+def test_setting_result_cache_rebinds_the_sessions():
+    x = xs(1)[0]
+    with ti.load(model_bytes(), result_cache=ResultCache(admit="always")) as m:
+        c1 = m.result_cache
+        xb = xs(1, batch=3)[0]
+        m.run(x), m.run(xb)                  # the file's shape and a batch of 3: two sessions, both bound
+        m.result_cache = None                # off for both
+        m.run(x), m.run(xb)
+        assert c1.stats()["hits"] == 0 and c1.stats()["misses"] == 2
+        c2 = ResultCache(admit="always")
+        m.result_cache = c2                  # another cache, both sessions
+        for _ in range(2):
+            (y,) = m.run(x)
+            (yb,) = m.run(xb)
+        assert (c2.stats()["hits"], c2.stats()["misses"]) == (2, 2) and c1.stats()["hits"] == 0
+        np.testing.assert_allclose(yb, ref(xb), rtol=1e-5, atol=1e-5)
+        with pytest.raises(InvalidArgumentError):
+            m.result_cache = "yes"
+    with ti.load(model_bytes()) as m:          # set after load: keyed by the model as loaded
+        c3 = ResultCache(admit="always")
+        m.result_cache = c3
+        m.run(x), m.run(x)
+        assert c3.stats()["hits"] == 1
+        with ti.load(model_bytes()) as m2:     # the same model loaded again and set after load: shares entries
+            m2.result_cache = c3
+            (y,) = m2.run(x)
+            assert c3.stats()["hits"] == 2
+            np.testing.assert_allclose(y, ref(x), rtol=1e-5, atol=1e-5)
 
 
 def test_any_changed_bit_misses_and_layouts_hit():
@@ -414,3 +445,26 @@ def test_c_program(tmp_path):
                            capture_output=True, text=True, timeout=600, env=env)
         assert p.returncode == 0, p.stderr[-4000:]
         assert re.search(r"^ok$", p.stdout, re.M)
+
+
+def test_outputs_that_are_constants(tmp_path):
+    """A graph output that is a constant of the file (mapped read-only) or a
+    folded one: a hit leaves it alone (it holds its value) and copies the rest."""
+    b = ti.GraphBuilder()
+    x = b.input("x", (1, 4))
+    c = np.arange(4, dtype=np.float32).reshape(1, 4)
+    cc = b.const("c", c)
+    b.output(b.op("Tanh", x), cc, b.op("Tanh", cc))
+    path = tmp_path / "const_out.tinf"
+    b.save(path)
+    cache = ResultCache(admit="always", max_bytes=1 << 20)
+    with ti.load(path, result_cache=cache, prepack_cache=False) as m:
+        v = RNG.standard_normal((1, 4)).astype(np.float32)
+        first = m.run(v)
+        m.run(RNG.standard_normal((1, 4)).astype(np.float32))
+        again = m.run(v)                      # a hit
+        assert cache.stats()["hits"] == 1
+        for got in (first, again):
+            np.testing.assert_allclose(got[0], np.tanh(v), rtol=1e-6, atol=1e-6)
+            np.testing.assert_array_equal(got[1], c)
+            np.testing.assert_allclose(got[2], np.tanh(c), rtol=1e-6, atol=1e-6)

@@ -363,22 +363,48 @@ class Model:
 
     # -- the result cache (tinyinfer.ResultCache, docs/caching.md) ----------
     def _set_result_cache(self, result_cache, source, flags: int) -> None:
-        from .result_cache import ResultCache, model_identity
-        if result_cache is not None and not isinstance(result_cache, ResultCache):
-            raise InvalidArgumentError(
-                f"result_cache must be a tinyinfer.ResultCache, got {type(result_cache).__name__}")
-        self.result_cache = result_cache
+        """At load: the cache, keyed by the sha256 of the model's bytes and the load flags."""
+        from .result_cache import model_identity
+        self._result_cache = None
         self._model_id = model_identity(source, flags) if result_cache is not None else None
-        if result_cache is not None:
-            with self._lock:
-                self._main_session()  # bound now: a model the cache cannot serve is refused at load
+        self.result_cache = result_cache
+
+    @property
+    def result_cache(self):
+        """The tinyinfer.ResultCache `run` answers from, or None. Setting it
+        (another cache, or None to turn it off) rebinds the sessions `run`
+        uses. A model with variables is refused (InvalidArgumentError)."""
+        return self._result_cache
+
+    @result_cache.setter
+    def result_cache(self, cache) -> None:
+        from .result_cache import ResultCache
+        if cache is not None and not isinstance(cache, ResultCache):
+            raise InvalidArgumentError(f"result_cache must be a tinyinfer.ResultCache, got {type(cache).__name__}")
+        with self._lock:
+            if cache is not None and self._model_id is None:
+                # set after load: keyed by the model as loaded (its bytes as tinf_model_serialize writes them)
+                import hashlib
+                self._model_id = hashlib.sha256(b"tinyinfer-loaded\0" + self.to_bytes()).digest()
+            old, self._result_cache = self._result_cache, cache
+            try:
+                sessions = [self._main_session(), *self._sessions_by_shape.values()] if cache is not None else \
+                    [x for x in [self._session, *self._sessions_by_shape.values()] if x is not None]
+                for sess in sessions:
+                    if cache is None:
+                        ResultCache.unbind(sess)
+                    else:
+                        cache.bind(sess, self._model_id)  # a model the cache cannot serve is refused here
+            except BaseException:
+                self._result_cache = old
+                raise
 
     def _new_session(self, shapes=None) -> "Session":
         """A session of `run` (the file's shapes, or `shapes`), bound to the result cache if any."""
         s = Session(self, self.threads, list(shapes) if shapes is not None else None, self.max_work)
-        if self.result_cache is not None:
+        if self._result_cache is not None:
             try:
-                self.result_cache.bind(s, self._model_id)
+                self._result_cache.bind(s, self._model_id)
             except BaseException:
                 s.close()
                 raise
