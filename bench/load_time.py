@@ -8,7 +8,7 @@ shapes; LiteRT's Interpreter and allocate_tensors. Arms:
 
 - litert: ai_edge_litert's Interpreter on the .tflite.
 - nocache: tinyinfer on the .tinf, prepack_cache=False (packs at load).
-- cold: tinyinfer on the .tinf, the cache folder emptied first (packs, writes the image).
+- cold: tinyinfer on the .tinf, a cache folder of its own emptied first (packs, hashes the file, writes the image).
 - cached: tinyinfer on the .tinf, the image present (maps it, packs nothing).
 - tflite-cached: tinyinfer.load on the .tflite itself, conversion and prepack caches warm.
 
@@ -128,13 +128,13 @@ def measure(name, rounds, folder):
     arms = {"litert": [], "nocache": [], "cold": [], "cached": [], "tflite-cached": []}
     spawn("cached", tflite, folder)  # fills the conversion cache and the images
     spawn("cached", tinf, folder)
+    cold = tempfile.mkdtemp(prefix="tinyinfer-loadtime-cold-")  # the cold arm's own folder: the warm one stays warm
     for _ in range(rounds):
         for arm in arms:
             if arm == "cold":
-                for e in os.listdir(folder):
-                    if e.endswith(".pack") or e.endswith(".ref"):
-                        os.unlink(os.path.join(folder, e))
-                r = spawn("cold", tinf, folder)
+                for e in os.listdir(cold):
+                    os.unlink(os.path.join(cold, e))
+                r = spawn("cold", tinf, cold)
             elif arm == "litert":
                 r = spawn("litert", tflite, folder)
             elif arm == "tflite-cached":
@@ -142,6 +142,7 @@ def measure(name, rounds, folder):
             else:
                 r = spawn(arm, tinf, folder)
             arms[arm].append(r)
+    shutil.rmtree(cold, ignore_errors=True)
     return arms
 
 

@@ -1,16 +1,13 @@
 """What tinyinfer.ResultCache gains and costs, per bench model, through `Model.run`:
 
-- no-repeat workload (every call a miss: the 64-bit hash of the input's
-  bytes (tinf_hash64), the lookup; with --admit always also the stored copies
-  of the input and outputs and evictions; with the default admit="repeat"
-  the key is only remembered): `model.run` with and
-  without a cache, in short alternating rounds; the overhead is the median
-  over adjacent pairs of rounds of the ratio of wall time. Every call's input
-  differs (one element is bumped before each call, in both arms).
-  It also times the cache's own work alone (key + miss + put, without the
-  run), which noise on a shared machine moves far less, as a share of the
-  run without cache. Both arms use one model and session (the cache is
-  attached and detached between rounds).
+- no-repeat workload (every call a miss: inside the run call, the 64-bit
+  hash of the input buffers (tinf_hash64's), the lookup; with --admit always
+  also the stored copies of the inputs and outputs and evictions; with the
+  default admit="repeat" the key is only remembered): `model.run` with the
+  session bound to a cache and unbound, in short alternating rounds on one
+  model and session; the overhead is the median over adjacent pairs of
+  rounds of the ratio of wall time. Every call's input differs (one element
+  is bumped before each call, in both arms).
 - repeated-input workload: `--distinct` inputs (default 8) called in turn,
   so after the first pass every call is a hit; per-call time with and without
   the cache.
@@ -32,7 +29,7 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "python"))
 import tinyinfer  # noqa: E402
-from tinyinfer.result_cache import ResultCache, input_arrays  # noqa: E402
+from tinyinfer.result_cache import ResultCache  # noqa: E402
 
 
 def inputs_of(m, seed):
@@ -63,32 +60,19 @@ def repeat_loop(m, pool, n):
     return (time.perf_counter() - t0) / n
 
 
-def cache_work(m, x, n, admit):
-    """Seconds per call of the cache's own work on a miss (input bytes, key, lookup, put), without the run."""
-    cache = ResultCache(max_bytes="16MB", admit=admit)
-    m.result_cache = None
-    outs = m.run(x)
-    a = x[0].reshape(-1)
-    ident = b"\0" * 32
-    t0 = time.perf_counter()
-    for _ in range(n):
-        a[0] += 1
-        arrays = input_arrays(m.inputs, x)
-        k = ResultCache.key(ident, arrays)
-        if cache.get(k, arrays) is None:
-            cache.put(k, arrays, outs)
-    return (time.perf_counter() - t0) / n
-
-
 def measure(path, rounds, seconds, distinct, admit):
-    """One model, its result cache attached (`model.result_cache = cache`) or
-    detached (None) between rounds, so both arms run the same session."""
+    """One model and its session, bound to the cache or unbound between rounds."""
     cache = ResultCache(max_bytes="16MB", admit=admit)
-    with tinyinfer.load(path, result_cache=cache) as m:
+    with tinyinfer.load(path) as m:
         x = inputs_of(m, 0)
+        with m._lock:
+            session = m._main_session()
 
         def arm(use, fn, *args):
-            m.result_cache = cache if use else None
+            if use:
+                cache.bind(session, b"bench")
+            else:
+                ResultCache.unbind(session)
             return fn(m, *args)
         arm(False, no_repeat_loop, x, 5)
         arm(True, no_repeat_loop, x, 5)
@@ -100,7 +84,6 @@ def measure(path, rounds, seconds, distinct, admit):
         off, on = np.array(off), np.array(on)
         s = cache.stats()
         assert s["hits"] == 0, s  # the no-repeat workload never hits
-        work = float(np.median([cache_work(m, x, n, admit) for _ in range(5)]))
         pool = [inputs_of(m, 100 + i) for i in range(distinct)]
         reps = max(distinct, n)
         rep_off, rep_on = [], []
@@ -109,10 +92,12 @@ def measure(path, rounds, seconds, distinct, admit):
             rep_on.append(arm(True, repeat_loop, pool, reps))
         s = cache.stats()
     run_s = float(np.median(off))
+    pairs = on / off
     return {"model": os.path.basename(path), "admit": admit, "calls_per_round": n, "rounds": rounds,
             "run_us": run_s * 1e6, "run_cached_miss_us": float(np.median(on)) * 1e6,
-            "no_repeat_overhead_percent": float(np.median(on / off) - 1) * 100,
-            "cache_work_us": work * 1e6, "cache_work_percent": work / run_s * 100,
+            "no_repeat_overhead_percent": float(np.median(pairs) - 1) * 100,
+            "overhead_iqr_percent": [float(np.percentile(pairs, 25) - 1) * 100,
+                                     float(np.percentile(pairs, 75) - 1) * 100],
             "repeat_run_us": float(np.median(rep_off)) * 1e6, "repeat_hit_us": float(np.median(rep_on)) * 1e6,
             "repeat_speedup": float(np.median(rep_off) / np.median(rep_on)),
             "stats": s}
@@ -129,13 +114,13 @@ def main():
     a = ap.parse_args()
     paths = a.models or sorted(glob.glob(os.path.join(ROOT, "bench", "models", "*.tinf")))
     rows = []
-    print(f"{'model':30} {'run us':>9} {'miss us':>9} {'no-repeat +%':>12} {'cache work us':>13} {'work %':>7} "
+    print(f"{'model':30} {'run us':>9} {'miss us':>9} {'no-repeat +%':>12} {'IQR %':>15} "
           f"{'hit us':>8} {'repeat speedup':>14}")
     for p in paths:
         r = measure(p, a.rounds, a.seconds, a.distinct, a.admit)
         rows.append(r)
         print(f"{r['model']:30} {r['run_us']:>9.1f} {r['run_cached_miss_us']:>9.1f} "
-              f"{r['no_repeat_overhead_percent']:>11.2f}% {r['cache_work_us']:>13.2f} {r['cache_work_percent']:>6.2f}% "
+              f"{r['no_repeat_overhead_percent']:>11.2f}% {r['overhead_iqr_percent'][0]:>6.2f}..{r['overhead_iqr_percent'][1]:>6.2f} "
               f"{r['repeat_hit_us']:>8.2f} {r['repeat_speedup']:>13.1f}x", flush=True)
     if a.json:
         with open(a.json, "w") as f:

@@ -311,7 +311,9 @@ tinf_status tinf_session_input_data(tinf_session *session, int32_t index, void *
 tinf_status tinf_session_input_info(const tinf_session *session, int32_t index, tinf_tensor_info *out_info);
 /* Statuses: TINF_OK; TINF_ERR_INVALID_ARGUMENT (a NULL argument, index out of range) */
 tinf_status tinf_session_output_info(const tinf_session *session, int32_t index, tinf_tensor_info *out_info);
-/* Runs the graph once on the current inputs. */
+/* Runs the graph once on the current inputs (a session bound to a result
+ * cache answers inputs stored there by copying the stored outputs into its
+ * output buffers: section "result cache"). */
 /* Statuses: TINF_OK; TINF_ERR_INVALID_ARGUMENT (NULL session); TINF_ERR_INVALID_STATE (the session is being
  * freed by another thread); TINF_ERR_RUNTIME (a run failed on its data, e.g. a Gather index out of range) */
 tinf_status tinf_session_run(tinf_session *session);
@@ -762,6 +764,16 @@ typedef enum tinf_subgraph_flag {
 tinf_status tinf_model_subgraph(const tinf_model *model, const char *const *input_names, int32_t n_inputs,
                                 const char *const *output_names, int32_t n_outputs, uint32_t flags,
                                 tinf_model **out_model);
+/* The model as a .tinf file: its graph as loaded (after the load-time
+ * passes) with the constants its ops read; for a view made by
+ * tinf_model_subgraph, the view's own inputs, ops and outputs, so a backbone
+ * or a head can be saved and loaded by itself with the same results bit for
+ * bit. *out_size gets the file's size; with dst non-NULL the file is written
+ * there (capacity bytes available; the caller's memory). Each call
+ * serializes the graph again. Statuses: TINF_OK; TINF_ERR_INVALID_ARGUMENT
+ * (model or out_size NULL, dst NULL with capacity > 0, capacity less than
+ * the size); TINF_ERR_UNSUPPORTED_OP (a graph with control-flow subgraphs). */
+tinf_status tinf_model_serialize(const tinf_model *model, void *dst, size_t capacity, size_t *out_size);
 /* A fast non-cryptographic 64-bit hash of `size` bytes at `data` under
  * `seed` (data may be NULL when size is 0), the same on every CPU and
  * architecture. For lookups only: two equal hashes do not prove two byte
@@ -828,6 +840,76 @@ tinf_status tinf_model_prepack_note(const tinf_model *model, char *dst, size_t c
  * size); TINF_ERR_INVALID_STATE (dst given but the model packed no weights). */
 tinf_status tinf_model_prepack_image(const tinf_model *model, const void *key, size_t key_size, void *dst,
                                      size_t dst_size, size_t *out_size);
+
+/* ---- result cache (issue 18): outputs answered by tinf_session_run ------- */
+
+/* A table of model outputs keyed by inputs, shared by any sessions bound to
+ * it (tinf_session_set_result_cache): tinf_session_run on a bound session
+ * hashes the session's input buffers (tinf_hash64's hash, seeded with the
+ * binding's signature: the caller's model key, every input's and output's
+ * dtype and shape), and when an entry holds the same signature and input
+ * bytes (compared byte for byte: equal hashes are never trusted) copies its
+ * outputs into the session's output buffers instead of running. Otherwise
+ * it runs and, when admitted, stores copies of the inputs and outputs (the
+ * caller's buffers are never shared with the cache, so nothing a caller
+ * writes reaches an entry). Entries are dropped least recently used first
+ * so that the bytes held (inputs and outputs) stay within max_bytes; an
+ * entry larger than max_bytes is not stored. Thread-safe: one lock guards
+ * the table; any threads may share a cache through their own sessions. */
+typedef struct tinf_result_cache tinf_result_cache;
+
+typedef enum tinf_result_cache_admit {
+  TINF_RESULT_CACHE_ADMIT_ALWAYS = 0, /* every miss is stored */
+  TINF_RESULT_CACHE_ADMIT_REPEAT = 1  /* a miss is stored the second time its key comes (the first time the key is
+                                         remembered among the max_seen most recent): inputs that never repeat cost
+                                         a hash and a lookup, no copies, and do not push out repeating ones */
+} tinf_result_cache_admit;
+
+typedef struct tinf_result_cache_counts {
+  uint64_t hits;       /* runs answered from an entry */
+  uint64_t misses;     /* runs computed (collisions included) */
+  uint64_t evicted;    /* entries dropped for room */
+  uint64_t too_large;  /* results not stored: inputs + outputs over max_bytes */
+  uint64_t collisions; /* misses on an entry of the same hash but other input bytes (it is replaced) */
+  uint64_t deferred;   /* ADMIT_REPEAT: results not stored because their key came for the first time */
+  uint64_t entries;    /* entries held */
+  uint64_t bytes;      /* bytes held (inputs and outputs) */
+  uint64_t max_bytes;  /* the bound */
+  uint64_t seen;       /* ADMIT_REPEAT: keys remembered (at most max_seen) */
+} tinf_result_cache_counts;
+
+/* A new empty cache holding at most max_bytes of inputs and outputs.
+ * admit: a tinf_result_cache_admit. max_seen: how many first-time keys
+ * ADMIT_REPEAT remembers (1...2^26). hash_bits: 64 for normal use; fewer
+ * keeps only that many low bits of each hash (0: every key of the cache
+ * collides), for tests of the exact comparison. Free with
+ * tinf_result_cache_free; sessions bound to it keep it alive.
+ * Statuses: TINF_OK; TINF_ERR_INVALID_ARGUMENT (out_cache NULL, max_bytes
+ * over 2^48, admit unknown, max_seen or hash_bits out of range);
+ * TINF_ERR_OUT_OF_MEMORY. */
+tinf_status tinf_result_cache_create(size_t max_bytes, int32_t admit, size_t max_seen, int32_t hash_bits,
+                                     tinf_result_cache **out_cache);
+/* Releases the caller's reference (sessions still bound keep the cache). NULL is a no-op. */
+void tinf_result_cache_free(tinf_result_cache *cache);
+/* Drops every entry and remembered key (the counts stay); out_dropped (may
+ * be NULL) gets how many entries. Statuses: TINF_OK; TINF_ERR_INVALID_ARGUMENT (cache NULL). */
+tinf_status tinf_result_cache_clear(tinf_result_cache *cache, size_t *out_dropped);
+/* The counts, one consistent snapshot. Statuses: TINF_OK;
+ * TINF_ERR_INVALID_ARGUMENT (cache or out_stats NULL). */
+tinf_status tinf_result_cache_stats(tinf_result_cache *cache, tinf_result_cache_counts *out_stats);
+/* Binds `session` to `cache` (NULL unbinds): its tinf_session_run answers
+ * from and stores into the cache (tinf_session_run_profiled and the
+ * observers of monitoring do not). key (key_size bytes, at most 256; may be
+ * NULL when key_size is 0) names the model for the cache: sessions bound with
+ * the same key and the same input and output dtypes and shapes share
+ * entries, so the caller gives equal keys only to models that compute the
+ * same outputs (for example a hash of the model's bytes and load flags).
+ * The session keeps the cache alive. Not to be called while the session runs
+ * on another thread. Statuses: TINF_OK; TINF_ERR_INVALID_ARGUMENT (session
+ * NULL, key_size over 256, key NULL with key_size > 0, a model with
+ * variables: its outputs depend on earlier runs); TINF_ERR_OUT_OF_MEMORY. */
+tinf_status tinf_session_set_result_cache(tinf_session *session, tinf_result_cache *cache, const void *key,
+                                          size_t key_size);
 
 #ifdef __cplusplus
 }

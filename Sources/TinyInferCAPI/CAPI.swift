@@ -318,6 +318,7 @@ public func tinf_session_input_data(
 @c @implementation
 public func tinf_session_run(_ session: OpaquePointer?) -> tinf_status {
   guard let s = sessionHandle(session) else { return nullArg("tinf_session_run") }
+  if let c = s.resultCache { return status { () throws(TinfError) in try c.run(s.session) } }
   return status { () throws(TinfError) in try s.session.run() }
 }
 

@@ -76,6 +76,8 @@ final class SessionHandle {
   let model: ModelHandle
   /// Per-op times of the last profiled run, handed out by tinf_session_run_profiled.
   let opTimes: UnsafeMutablePointer<UInt64>
+  /// The result cache tinf_session_run answers from (ResultCache.swift), if bound.
+  var resultCache: ResultCacheBinding? = nil
   init(_ session: Session, _ model: ModelHandle) {
     self.session = session
     self.model = model

@@ -59,3 +59,24 @@ public func tinf_hash64(
   out.pointee = ti_hash64(data, size, seed)
   return ok()
 }
+
+@c @implementation
+public func tinf_model_serialize(
+  _ model: OpaquePointer?, _ dst: UnsafeMutableRawPointer?, _ capacity: Int, _ outSize: UnsafeMutablePointer<Int>?
+) -> tinf_status {
+  guard let m = modelHandle(model) else { return nullArg("tinf_model_serialize", "model") }
+  guard let outSize else { return nullArg("tinf_model_serialize", "out_size") }
+  guard dst != nil || capacity == 0 else { return nullArg("tinf_model_serialize", "dst") }
+  do throws(TinfError) {
+    let bytes = try m.model.fileBytes()
+    outSize.pointee = bytes.count
+    guard let dst else { return ok() }
+    guard capacity >= bytes.count else {
+      return fail(.invalidArgument, "tinf_model_serialize: capacity \(capacity) is less than the \(bytes.count) bytes of the file")
+    }
+    bytes.withUnsafeBytes { dst.copyMemory(from: $0.baseAddress!, byteCount: bytes.count) }
+    return ok()
+  } catch {
+    return fail(error)
+  }
+}

@@ -97,3 +97,5 @@ uint64_t ti_hash64(const void *data, size_t size, uint64_t seed) {
   for (int i = 0; i < 8; i++) h = ti_mix64(h ^ acc[i]) + key[i];
   return ti_mix64(h);
 }
+
+int ti_bytes_equal(const void *a, const void *b, size_t size) { return size == 0 || memcmp(a, b, size) == 0; }

@@ -1,6 +1,7 @@
 """tinyinfer.cache: round trips, corrupt entries ignored, LRU bound, atomic
 and concurrent writes, the folder rules, and `python -m tinyinfer cache`."""
 
+import ctypes
 import hashlib
 import multiprocessing
 import os
@@ -12,6 +13,7 @@ import time
 import pytest
 
 from tinyinfer import cache
+from tinyinfer._lib import lib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -48,10 +50,59 @@ def test_round_trip_and_file_layout(folder):
     assert cache.get(k) == payload
     raw = (folder / (k + ".bin")).read_bytes()
     magic, size, digest = struct.unpack_from("<8sQ32s", raw)
-    assert magic == b"TINFCACH" and size == 1000 and digest == hashlib.sha256(payload).digest()
+    h = ctypes.c_uint64()
+    lib.tinf_hash64(payload, len(payload), 0, ctypes.byref(h))
+    assert magic == b"TINFCAC2" and size == 1000 and digest == struct.pack("<Q", h.value) + bytes(24)
     assert raw[48:] == payload
     assert [e.key for e in cache.entries()] == [k] and cache.entries()[0].size == 1048
     assert sorted(os.listdir(folder)) == [k + ".bin"]  # no temporary file left
+    # aligned=True: the same payload as a 64-byte aligned uint8 array
+    a = cache.get(k, aligned=True)
+    assert a.ctypes.data % 64 == 0 and a.tobytes() == payload
+
+
+def test_first_layout_entries_are_still_read(folder):
+    # an entry written by the first layout (sha256 checksum) is a hit; a damaged one is a miss
+    k = cache.key(b"old")
+    payload = os.urandom(300)
+    folder.mkdir()
+    p = folder / (k + ".bin")
+    p.write_bytes(struct.pack("<8sQ32s", b"TINFCACH", len(payload), hashlib.sha256(payload).digest()) + payload)
+    assert cache.get(k) == payload
+    assert cache.get(k, aligned=True).tobytes() == payload
+    raw = bytearray(p.read_bytes())
+    raw[60] ^= 1
+    p.write_bytes(bytes(raw))
+    assert cache.get(k) is None and not p.exists()
+
+
+@pytest.mark.parametrize("aligned", [False, True])
+def test_checksum_padding_must_be_zero(folder, aligned):
+    k = cache.key(b"pad")
+    cache.put(k, b"abc" * 100)
+    p = folder / (k + ".bin")
+    raw = bytearray(p.read_bytes())
+    raw[40] = 1                                     # in the 24 zero bytes after the 64-bit checksum
+    p.write_bytes(bytes(raw))
+    assert cache.get(k, aligned=aligned) is None
+
+
+def test_file_content_hash_through_the_identity(folder, tmp_path):
+    f = tmp_path / "model.bin"
+    f.write_bytes(b"x" * 5000)
+    assert cache.file_content_hash(str(f)) == hashlib.sha256(b"x" * 5000).hexdigest()
+    assert [e.kind for e in cache.entries(None)] == ["prepack-ref"]
+    # the ref answers for the unchanged file: a planted ref is believed (the file is not read again) ...
+    ref = cache.entries("prepack-ref")[0].path
+    with open(ref, "wb") as w:
+        w.write(b"0" * 64)
+    assert cache.file_content_hash(str(f)) == "0" * 64
+    # ... and a changed file has another identity: hashed again
+    time.sleep(0.01)
+    f.write_bytes(b"y" * 5000)
+    assert cache.file_content_hash(str(f)) == hashlib.sha256(b"y" * 5000).hexdigest()
+    assert cache.file_content_hash(str(tmp_path / "missing")) is None
+    assert cache.file_content_hash(str(tmp_path)) is None      # a folder
 
 
 @pytest.mark.parametrize("damage", ["truncate_header", "truncate_payload", "flip_payload", "flip_digest",

@@ -31,12 +31,15 @@ def folder(tmp_path, monkeypatch):
     return d
 
 
-def make_model(path, seed=0, cout=24, hidden=40):
-    """Conv2D 3x3 (packed) -> reshape -> FullyConnected (packed) -> FullyConnected (packed)."""
+def make_model(path, seed=0, cout=24, hidden=40, sparse_w2=False):
+    """Conv2D 3x3 (packed) -> reshape -> FullyConnected (packed) -> FullyConnected (packed).
+    sparse_w2: 90% of the middle FullyConnected's weights are zero (it runs on the sparse kernel)."""
     rng = np.random.default_rng(seed)
     w1 = rng.standard_normal((cout, 3, 3, 3)).astype(np.float32)
     b1 = rng.standard_normal(cout).astype(np.float32)
     w2 = rng.standard_normal((hidden, 6 * 6 * cout)).astype(np.float32)
+    if sparse_w2:
+        w2[np.random.default_rng(99).random(w2.shape) < 0.9] = 0
     b2 = rng.standard_normal(hidden).astype(np.float32)
     w3 = rng.standard_normal((10, hidden)).astype(np.float32)
     b = tinyinfer.GraphBuilder("prepack")
@@ -229,6 +232,37 @@ def test_image_of_another_model_with_the_same_key_is_refused(tmp_path):
             np.testing.assert_allclose(m.run(x)[0], ref_b(x), rtol=1e-4, atol=1e-3)
     finally:
         L.tinf_model_free(h)
+
+
+def test_ops_the_image_lists_skip_the_sparse_scan_unless_it_is_refused(tmp_path):
+    """A load skips the sparse-weight scan of the ops the image lists (a load
+    with the same key packed them dense); when the image is then refused,
+    those ops get the sparse form a load without the image gives them. Here
+    the image of a dense model is forced (same key) on a model whose middle
+    FullyConnected is 90% zeros: refused (the file differs: its zeros are
+    stored sparse), and that op still runs on the sparse kernel, with
+    numpy's results."""
+    a, b = tmp_path / "a.tinf", tmp_path / "b.tinf"
+    make_model(a, seed=1)
+    ref_b = make_model(b, seed=1, sparse_w2=True)
+    img = tmp_path / "a.pack"
+    _write_image(a, img, b"k" * 32)
+    with tinyinfer.load(b, prepack_cache=False) as plain:
+        sparse_lines = [p for p in plain.passes if p.startswith("sparse kernel")]
+        assert len(sparse_lines) == 1 and "FullyConnected" in sparse_lines[0]
+    h, state, from_image, packed, note = _load_c(b, img, b"k" * 32)
+    m = tinyinfer.Model(h)
+    try:
+        assert (state, packed) == (3, 2), (state, packed, note)   # refused; 2 ops packed, 1 sparse
+        assert [p for p in m.passes if p.startswith("sparse kernel")] == sparse_lines
+        x = np.random.default_rng(3).standard_normal((2, 6, 6, 3)).astype(np.float32)
+        np.testing.assert_allclose(m.run(x)[0], ref_b(x), rtol=1e-4, atol=1e-3)
+    finally:
+        m.close()
+    # the dense model's own cached load: a hit, with nothing scanned or packed
+    h, state, from_image, packed, note = _load_c(a, img, b"k" * 32)
+    L.tinf_model_free(h)
+    assert (state, from_image, packed) == (1, 3, 0)
 
 
 def test_stale_image_after_the_model_changed(model, folder):

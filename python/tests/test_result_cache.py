@@ -61,11 +61,6 @@ def test_key_covers_dtype_shape_and_model():
         (b,) = m2.run(x)                 # other weights: another model, a miss
         assert cache.stats()["misses"] == 2
         np.testing.assert_allclose(b, ref(x, 2 * W), rtol=1e-5, atol=1e-5)
-        # the same bytes read as another dtype are another key
-        assert ResultCache.key(b"m", [x]) != ResultCache.key(b"m", [x.view(np.int32)])
-        # the same bytes in another shape are another key
-        assert ResultCache.key(b"m", [x]) != ResultCache.key(b"m", [x.reshape(2, 8)])
-        assert ResultCache.key(b"m", [x]) != ResultCache.key(b"n", [x])
         # a float64 input is cast by the run and cached under its own key
         (c,) = m1.run(x.astype(np.float64))
         np.testing.assert_allclose(c, ref(x), rtol=1e-5, atol=1e-5)
@@ -133,13 +128,15 @@ def test_callers_cannot_corrupt_cached_results():
         (y2,) = m.run(x)
         np.testing.assert_allclose(y2, expected, rtol=1e-5, atol=1e-5)
         y2[...] = -1.0
-        (v,) = m.run(x, copy=False)       # a read-only view of the entry
+        (v,) = m.run(x, copy=False)       # a hit: a read-only view of the session's output buffer
         assert not v.flags.writeable
         with pytest.raises(ValueError):
             v[...] = 0
-        with pytest.raises(ValueError):
-            v.flags.writeable = True
         np.testing.assert_allclose(v, expected, rtol=1e-5, atol=1e-5)
+        v.flags.writeable = True          # a caller who insists writes the session's buffer, not the entry
+        v[...] = 7.0
+        (y4,) = m.run(x)
+        np.testing.assert_allclose(y4, expected, rtol=1e-5, atol=1e-5)
         # changing the input after the run does not change the entry
         x2 = x.copy()
         m.run(x2)
@@ -220,20 +217,12 @@ def test_thread_safety_shared_cache():
     assert s["bytes"] == s["entries"] * ENTRY_BYTES
 
 
-def test_hash_collisions_never_return_another_inputs_result(monkeypatch):
-    # every input hashes to 0: all keys of one shape and dtype collide, and
+def test_hash_collisions_never_return_another_inputs_result():
+    # hash_bits=0: every key of the cache is 0, so all inputs collide and
     # only the stored input bytes tell the entries apart
-    import tinyinfer.result_cache as rc
-
-    def colliding_hash(data, size, seed, out):
-        out._obj.value = 0
-        return 0
-
-    monkeypatch.setattr(rc, "_hash64", colliding_hash)
-    cache = ResultCache(admit="always", max_bytes=1 << 20)
+    cache = ResultCache(admit="always", max_bytes=1 << 20, hash_bits=0)
     with ti.load(model_bytes(), result_cache=cache) as m:
         a, b = xs(2)
-        assert ResultCache.key(b"m", [a]) == ResultCache.key(b"m", [b])
         for x in (a, b, a, b, a):
             (y,) = m.run(x)
             np.testing.assert_allclose(y, ref(x), rtol=1e-5, atol=1e-5)
@@ -242,27 +231,144 @@ def test_hash_collisions_never_return_another_inputs_result(monkeypatch):
         (y,) = m.run(a)                        # the entry now holds a: a true hit
         np.testing.assert_allclose(y, ref(a), rtol=1e-5, atol=1e-5)
         assert cache.stats()["hits"] == 1
+        c = a.copy()
+        c.view(np.uint32)[0, 15] ^= 1          # the last bit of the last element
+        (y,) = m.run(c)
+        np.testing.assert_allclose(y, ref(c), rtol=1e-5, atol=1e-5)
+        assert cache.stats()["collisions"] == 5
+    with pytest.raises(InvalidArgumentError):
+        ResultCache(hash_bits=65)
 
 
-def test_key_hash_is_the_librarys():
+def test_key_covers_shape_dtype_and_model_key_in_c():
+    # Sessions bound under one model key share entries only when their input
+    # and output dtypes and shapes match: the same 64 input bytes as (1, 16)
+    # float32, (2, 8) float32 and (1, 16) int32 are three keys.
+    def flat_model(shape, dtype):   # the input as 16 values: equal outputs for the three
+        b = ti.GraphBuilder()
+        v = b.input("v", shape, dtype=dtype)
+        b.output(b.op("Reshape", v, shape=[16]))
+        return b.to_bytes()
+
+    cache = ResultCache(admit="always", max_bytes=1 << 20)
     x = xs(1)[0]
-    k1 = ResultCache.key(b"m", [x])
-    assert k1 == ResultCache.key(b"m", [x.copy()])
-    y = x.copy()
-    y.view(np.uint32)[0, 5] ^= 1                 # one bit
-    assert ResultCache.key(b"m", [y]) != k1
-    # a non-contiguous input hashes its C-order bytes
-    t = np.asfortranarray(RNG.standard_normal((4, 4)).astype(np.float32))
-    assert ResultCache.key(b"m", [t]) == ResultCache.key(b"m", [np.ascontiguousarray(t)])
-    # a large contiguous input is hashed in place, a non-contiguous one from its C-order copy: the same key
-    big = RNG.standard_normal((300, 100)).astype(np.float32)       # 120 KB
-    assert ResultCache.key(b"m", [big]) == ResultCache.key(b"m", [np.asfortranarray(big)])
-    changed = big.copy()
-    changed[299, 99] = np.nextafter(changed[299, 99], np.float32(np.inf))   # the last element, one ulp
-    assert ResultCache.key(b"m", [changed]) != ResultCache.key(b"m", [big])
-    # two inputs: the hash covers both, in order
-    assert ResultCache.key(b"m", [x, big]) != ResultCache.key(b"m", [x, changed])
-    assert ResultCache.key(b"m", [x, x]) != ResultCache.key(b"m", [x, y])
+    with ti.load(flat_model((1, 16), "float32")) as m1, ti.load(flat_model((2, 8), "float32")) as m2, \
+            ti.load(flat_model((1, 16), "int32")) as m3:
+        s1, s2, s3, s1b = m1.session(), m2.session(), m3.session(), m1.session()
+        for s in (s1, s2, s3, s1b):
+            cache.bind(s, b"one key")
+        (y1,) = s1.run(x)
+        (y2,) = s2.run(x.reshape(2, 8))
+        (y3,) = s3.run(x.view(np.int32))
+        assert cache.stats()["misses"] == 3 and cache.stats()["entries"] == 3
+        np.testing.assert_array_equal(y1, x.reshape(16))
+        np.testing.assert_array_equal(y2, x.reshape(16))
+        assert y3.dtype == np.int32
+        np.testing.assert_array_equal(y3, x.view(np.int32).reshape(16))
+        (y1b,) = s1b.run(x)                  # another session, same key and shapes: a hit
+        assert cache.stats()["hits"] == 1
+        np.testing.assert_array_equal(y1b, x.reshape(16))
+        cache.bind(s1b, b"another key")     # another model key: a miss
+        s1b.run(x)
+        assert cache.stats()["hits"] == 1 and cache.stats()["misses"] == 4
+        s4 = m1.session()                    # unbound: the cache sees nothing
+        s4.run(x)
+        assert cache.stats()["misses"] == 4
+        for s in (s1, s2, s3, s1b, s4):
+            s.close()
+
+
+def test_c_api_arguments():
+    from ctypes import byref, c_size_t
+    from tinyinfer import _lib
+    L = _lib.lib
+    h = _lib.ResultCacheHandle()
+    for args in ((1 << 49, 0, 16, 64), (1024, 2, 16, 64), (1024, 0, 0, 64), (1024, 0, 16, -1)):
+        with pytest.raises(InvalidArgumentError):
+            L.tinf_result_cache_create(*args, byref(h))
+    with pytest.raises(InvalidArgumentError):
+        L.tinf_result_cache_create(1024, 0, 16, 64, None)
+    with pytest.raises(InvalidArgumentError):
+        L.tinf_result_cache_stats(None, byref(_lib.ResultCacheStats()))
+    with pytest.raises(InvalidArgumentError):
+        L.tinf_result_cache_clear(None, byref(c_size_t()))
+    L.tinf_result_cache_free(None)           # a no-op
+    cache = ResultCache(max_bytes=1 << 20)
+    with ti.load(model_bytes()) as m:
+        s = m.session()
+        with pytest.raises(InvalidArgumentError):
+            L.tinf_session_set_result_cache(None, cache._handle, b"k", 1)
+        with pytest.raises(InvalidArgumentError):
+            L.tinf_session_set_result_cache(s._handle, cache._handle, b"k" * 257, 257)
+        with pytest.raises(InvalidArgumentError):
+            L.tinf_session_set_result_cache(s._handle, cache._handle, None, 4)
+        L.tinf_session_set_result_cache(s._handle, cache._handle, None, 0)
+        L.tinf_session_set_result_cache(s._handle, None, None, 0)     # unbinds
+        s.run(xs(1)[0])
+        assert cache.stats()["misses"] == 0
+        s.close()
+    # a bound session keeps the C cache alive after the Python object is gone
+    with ti.load(model_bytes()) as m:
+        s = m.session()
+        c2 = ResultCache(max_bytes=1 << 20, admit="always")
+        c2.bind(s, b"k")
+        x = xs(1)[0]
+        s.run(x)
+        del c2
+        import gc
+        gc.collect()
+        for _ in range(2):                   # a hit on the freed handle's cache, still alive in the session
+            (y,) = s.run(x)
+            np.testing.assert_allclose(y, ref(x), rtol=1e-5, atol=1e-5)
+        s.close()
+
+
+def test_setting_result_cache_rebinds_the_sessions():
+    x = xs(1)[0]
+    with ti.load(model_bytes(), result_cache=ResultCache(admit="always")) as m:
+        c1 = m.result_cache
+        xb = xs(1, batch=3)[0]
+        m.run(x), m.run(xb)                  # the file's shape and a batch of 3: two sessions, both bound
+        m.result_cache = None                # off for both
+        m.run(x), m.run(xb)
+        assert c1.stats()["hits"] == 0 and c1.stats()["misses"] == 2
+        c2 = ResultCache(admit="always")
+        m.result_cache = c2                  # another cache, both sessions
+        for _ in range(2):
+            (y,) = m.run(x)
+            (yb,) = m.run(xb)
+        assert (c2.stats()["hits"], c2.stats()["misses"]) == (2, 2) and c1.stats()["hits"] == 0
+        np.testing.assert_allclose(yb, ref(xb), rtol=1e-5, atol=1e-5)
+        with pytest.raises(InvalidArgumentError):
+            m.result_cache = "yes"
+    with ti.load(model_bytes()) as m:          # set after load: keyed by the model as loaded
+        c3 = ResultCache(admit="always")
+        m.result_cache = c3
+        m.run(x), m.run(x)
+        assert c3.stats()["hits"] == 1
+        with ti.load(model_bytes()) as m2:     # the same model loaded again and set after load: shares entries
+            m2.result_cache = c3
+            (y,) = m2.run(x)
+            assert c3.stats()["hits"] == 2
+            np.testing.assert_allclose(y, ref(x), rtol=1e-5, atol=1e-5)
+
+
+def test_any_changed_bit_misses_and_layouts_hit():
+    cache = ResultCache(admit="always", max_bytes=1 << 20)
+    with ti.load(model_bytes(), result_cache=cache) as m:
+        x = xs(1)[0]
+        m.run(x)
+        y = x.copy()
+        y.view(np.uint32)[0, 5] ^= 1                     # one bit
+        (r,) = m.run(y)
+        assert cache.stats()["hits"] == 0
+        np.testing.assert_allclose(r, ref(y), rtol=1e-5, atol=1e-5)
+        # a non-contiguous input is its C-order bytes: the same entry
+        t = np.asfortranarray(np.tile(x, (3, 1)))[1:2]
+        assert not t.flags.c_contiguous
+        (r,) = m.run(t)
+        assert cache.stats()["hits"] == 1
+        np.testing.assert_allclose(r, ref(x), rtol=1e-5, atol=1e-5)
 
 
 def test_large_inputs_hit_and_miss():
@@ -299,7 +405,7 @@ def test_admit_repeat_stores_on_the_second_time():
             m.run(z)
         s = cache.stats()
         assert (s["entries"], s["deferred"], s["bytes"]) == (1, 11, ENTRY_BYTES)
-        assert len(cache._seen) == 4
+        assert cache.stats()["seen"] == 4
         a = xs(1)[0]
         m.run(a)
         for z in xs(4):                                   # pushes a out of the remembered keys
@@ -310,3 +416,55 @@ def test_admit_repeat_stores_on_the_second_time():
         ResultCache(admit="sometimes")
     with pytest.raises(InvalidArgumentError):
         ResultCache(max_seen=0)
+
+
+def test_c_program(tmp_path):
+    """tests/c/result_cache.c (strict C99): the cache shared by two sessions,
+    counts, eviction, clear, lifetime, tinf_model_serialize; its printed
+    outputs are numpy's; valgrind (when present) finds no memory errors or leaks."""
+    import re
+    import shutil
+    import subprocess
+    from test_c_programs import CC, compile_c
+    if CC is None:
+        pytest.skip("no C compiler")
+    exe = compile_c("tests/c/result_cache.c", tmp_path / "result_cache", pedantic=True)
+    model = tmp_path / "m.tinf"
+    model.write_bytes(model_bytes())
+    p = subprocess.run([exe, str(model)], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0 and p.stdout.strip().endswith("ok"), p.stdout + p.stderr
+    x = np.array([((i % 7) - 3) * 0.25 for i in range(16)], np.float32).reshape(1, 16)
+    got = np.array([float(v) for v in p.stdout.split()[:-1]], np.float32)
+    np.testing.assert_allclose(got, ref(x).reshape(-1), rtol=1e-5, atol=1e-5)
+    valgrind = shutil.which("valgrind")
+    if valgrind:
+        import os
+        env = dict(os.environ, TINYINFER_ISA="avx2")   # valgrind cannot decode AVX-512
+        p = subprocess.run([valgrind, "-q", "--error-exitcode=99", "--leak-check=full",
+                            "--errors-for-leak-kinds=definite", exe, str(model)],
+                           capture_output=True, text=True, timeout=600, env=env)
+        assert p.returncode == 0, p.stderr[-4000:]
+        assert re.search(r"^ok$", p.stdout, re.M)
+
+
+def test_outputs_that_are_constants(tmp_path):
+    """A graph output that is a constant of the file (mapped read-only) or a
+    folded one: a hit leaves it alone (it holds its value) and copies the rest."""
+    b = ti.GraphBuilder()
+    x = b.input("x", (1, 4))
+    c = np.arange(4, dtype=np.float32).reshape(1, 4)
+    cc = b.const("c", c)
+    b.output(b.op("Tanh", x), cc, b.op("Tanh", cc))
+    path = tmp_path / "const_out.tinf"
+    b.save(path)
+    cache = ResultCache(admit="always", max_bytes=1 << 20)
+    with ti.load(path, result_cache=cache, prepack_cache=False) as m:
+        v = RNG.standard_normal((1, 4)).astype(np.float32)
+        first = m.run(v)
+        m.run(RNG.standard_normal((1, 4)).astype(np.float32))
+        again = m.run(v)                      # a hit
+        assert cache.stats()["hits"] == 1
+        for got in (first, again):
+            np.testing.assert_allclose(got[0], np.tanh(v), rtol=1e-6, atol=1e-6)
+            np.testing.assert_array_equal(got[1], c)
+            np.testing.assert_allclose(got[2], np.tanh(c), rtol=1e-6, atol=1e-6)

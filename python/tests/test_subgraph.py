@@ -350,3 +350,61 @@ def test_partial_sessions_are_bounded_and_shared_by_threads():
             t.join()
         assert errors == []
         s.close()
+
+
+def test_split_models_save_and_load_back(tmp_path):
+    x = RNG.standard_normal((1, 16)).astype(np.float32)
+    xb = RNG.standard_normal((3, 16)).astype(np.float32)
+    for optimize in (False, True):
+        with ti.load(mlp_bytes(), optimize=optimize) as m:
+            full, fullb = m.run(x), m.run(xb)
+            backbone, head = m.split(at=["hidden_relu"])
+            n_back, n_head = backbone.save(tmp_path / "backbone.tinf"), head.save(tmp_path / "head.tinf")
+            assert n_back == os.path.getsize(tmp_path / "backbone.tinf") and n_head > 0
+            feats = backbone.run(x)
+            with ti.load(tmp_path / "backbone.tinf") as b2, ti.load(tmp_path / "head.tinf") as h2:
+                assert [t.name for t in b2.inputs] == [t.name for t in backbone.inputs]
+                assert [t.name for t in b2.outputs] == [t.name for t in backbone.outputs]
+                assert [t.name for t in h2.outputs] == ["probs", "embed"]
+                exact(b2.run(x), feats)                    # bit for bit the view's
+                exact(h2.run(b2.run(x)), full)             # and the chain the full model's
+                exact(h2.run(b2.run(xb)), fullb)           # other batch sizes too
+                # only the view's weights are in the file: the backbone holds w1 and b1 alone
+                consts = {t.name for t in b2.tensors() if t.kind == "constant"}
+                assert consts == {"w1", "b1"}, consts
+            # a whole model saves too, and a numpy check of the saved head
+            with ti.load(m.to_bytes()) as again:
+                exact(again.run(x), full)
+            (p,) = ti.load(head.to_bytes()).run(feats, outputs=["probs"])
+            np.testing.assert_allclose(p, np_softmax(np_logits(np_hidden(x))), rtol=1e-5, atol=1e-5)
+
+
+def test_save_refuses_control_flow_and_checks_arguments(tmp_path):
+    with ti.load(mlp_bytes()) as m:
+        n = ctypes.c_size_t()
+        _lib.lib.tinf_model_serialize(m.handle, None, 0, ctypes.byref(n))
+        with pytest.raises(InvalidArgumentError):
+            _lib.lib.tinf_model_serialize(m.handle, ctypes.create_string_buffer(8), 8, ctypes.byref(n))
+        with pytest.raises(InvalidArgumentError):
+            _lib.lib.tinf_model_serialize(m.handle, None, 8, ctypes.byref(n))
+        with pytest.raises(InvalidArgumentError):
+            _lib.lib.tinf_model_serialize(m.handle, None, 0, None)
+        with pytest.raises(InvalidArgumentError):
+            _lib.lib.tinf_model_serialize(None, None, 0, ctypes.byref(n))
+    from test_control_flow import _if_model
+    with _if_model().load() as m:
+        with pytest.raises(ti.UnsupportedOpError, match="control-flow"):
+            m.save(tmp_path / "if.tinf")
+        assert not os.path.exists(tmp_path / "if.tinf")
+
+
+def test_streaming_windows_example_runs():
+    """examples/python/streaming_windows.py runs as written: the reused frame
+    features give the whole model's probabilities (it asserts so itself)."""
+    import subprocess
+    import sys
+    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "python"))
+    p = subprocess.run([sys.executable, os.path.join(ROOT, "examples", "python", "streaming_windows.py"),
+                        "--seconds", "1", "--repeat", "1"], env=env, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert "the same probabilities both ways" in p.stdout and "windows/s" in p.stdout

@@ -419,6 +419,8 @@ SUBGRAPH_ADD_GRAPH_INPUTS = 1  # TINF_SUBGRAPH_ADD_GRAPH_INPUTS (tinf_subgraph_f
 #                                 tinf_model **out_model);
 _fn("tinf_model_subgraph", [ModelHandle, POINTER(c_char_p), c_int32, POINTER(c_char_p), c_int32, c_uint32,
                             POINTER(ModelHandle)])
+# tinf_status tinf_model_serialize(const tinf_model *model, void *dst, size_t capacity, size_t *out_size);
+_fn("tinf_model_serialize", [ModelHandle, c_void_p, c_size_t, POINTER(c_size_t)])
 # tinf_status tinf_hash64(const void *data, size_t size, uint64_t seed, uint64_t *out_hash);
 _fn("tinf_hash64", [c_void_p, c_size_t, c_uint64, POINTER(c_uint64)])
 # ---- state: resource variables (issue 14) ----
@@ -454,3 +456,30 @@ _fn("tinf_model_prepack_note", [ModelHandle, c_char_p, c_size_t, POINTER(c_size_
 # tinf_status tinf_model_prepack_image(const tinf_model *model, const void *key, size_t key_size, void *dst,
 #                                      size_t dst_size, size_t *out_size);
 _fn("tinf_model_prepack_image", [ModelHandle, c_void_p, c_size_t, c_void_p, c_size_t, POINTER(c_size_t)])
+
+# ---- result cache (issue 18): outputs answered by tinf_session_run ----
+
+class ResultCacheHandle(c_void_p):
+    """tinf_result_cache *"""
+
+
+class ResultCacheStats(Structure):
+    """tinf_result_cache_counts"""
+    _fields_ = [(n, c_uint64) for n in ("hits", "misses", "evicted", "too_large", "collisions", "deferred",
+                                         "entries", "bytes", "max_bytes", "seen")]
+
+
+RESULT_CACHE_ADMIT_ALWAYS, RESULT_CACHE_ADMIT_REPEAT = 0, 1  # tinf_result_cache_admit
+
+# tinf_status tinf_result_cache_create(size_t max_bytes, int32_t admit, size_t max_seen, int32_t hash_bits,
+#                                      tinf_result_cache **out_cache);
+_fn("tinf_result_cache_create", [c_size_t, c_int32, c_size_t, c_int32, POINTER(ResultCacheHandle)])
+# void tinf_result_cache_free(tinf_result_cache *cache);
+_fn("tinf_result_cache_free", [ResultCacheHandle], None)
+# tinf_status tinf_result_cache_clear(tinf_result_cache *cache, size_t *out_dropped);
+_fn("tinf_result_cache_clear", [ResultCacheHandle, POINTER(c_size_t)])
+# tinf_status tinf_result_cache_stats(tinf_result_cache *cache, tinf_result_cache_counts *out_stats);
+_fn("tinf_result_cache_stats", [ResultCacheHandle, POINTER(ResultCacheStats)])
+# tinf_status tinf_session_set_result_cache(tinf_session *session, tinf_result_cache *cache, const void *key,
+#                                           size_t key_size);
+_fn("tinf_session_set_result_cache", [SessionHandle, ResultCacheHandle, c_char_p, c_size_t])

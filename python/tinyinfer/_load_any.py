@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import stat
+from typing import NamedTuple, Optional
 
 from . import cache as _cache
 from ._errors import InvalidArgumentError, ModelFormatError, TinyInferError
@@ -34,8 +35,10 @@ def is_tinf(source) -> bool:
 
 @functools.lru_cache(maxsize=1)
 def converter_version() -> str:
-    """The library version and a digest of the converters' sources: a cached
-    conversion is reused only by the same library and converters."""
+    """The library version and a digest of the converters' sources (each
+    file's name, size and modification time: reading them all would cost
+    every process a few ms): a cached conversion is reused only by the same
+    library and converters."""
     from . import __version__
     h = hashlib.sha256(__version__.encode())
     root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "convert")
@@ -43,9 +46,19 @@ def converter_version() -> str:
         dirs.sort()
         for name in sorted(files):
             if name.endswith(".py"):
-                with open(os.path.join(folder, name), "rb") as f:
-                    h.update(name.encode() + b"\0" + f.read())
+                st = os.stat(os.path.join(folder, name))
+                h.update(f"{os.path.relpath(os.path.join(folder, name), root)}\0{st.st_size}\0{st.st_mtime_ns}\0"
+                         .encode())
     return h.hexdigest()
+
+
+class Converted(NamedTuple):
+    """A converted model for Model: its .tinf bytes (a 64-byte aligned numpy
+    uint8 array when read from the cache: loaded without a copy) and what
+    identifies them (the conversion cache key: the prepack cache keys its
+    image by it instead of hashing the bytes again)."""
+    data: object
+    content: Optional[str]
 
 
 def _options_text(fmt: str, options: dict):
@@ -64,21 +77,26 @@ def _options_text(fmt: str, options: dict):
     return json.dumps({"format": fmt, "options": options}, sort_keys=True)
 
 
-def convert_cached(source, fmt: str, *, cache: bool = True, **options) -> bytes:
+def convert_cached(source, fmt: str, *, cache: bool = True, **options) -> Converted:
     """The .tinf bytes of a model of format `fmt` (a path or bytes), converted
-    with `options` (tinyinfer.convert's), from the cache when it holds them."""
+    with `options` (tinyinfer.convert's), from the cache when it holds them.
+    The key is the source's sha256 (for a file, through its identity's .ref
+    entry: an unchanged file is not read again), the options and the
+    converters' version."""
     from .convert import convert
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        data = bytes(source)
-    else:
-        with open(source, "rb") as f:
-            data = f.read()
     text = _options_text(fmt, options) if cache else None
-    k = _cache.key(data, text, converter_version()) if text is not None else None
+    k = None
+    if text is not None:
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            content = hashlib.sha256(source).hexdigest()
+        else:
+            content = _cache.file_content_hash(os.fspath(source))
+        if content is not None:
+            k = _cache.key("source-sha256", content, text, converter_version())
     if k is not None:
-        hit = _cache.get(k)
+        hit = _cache.get(k, aligned=True)
         if hit is not None:
-            return hit
+            return Converted(hit, k)
     try:
         report = convert(source, format=fmt, **options)
     except TinyInferError:
@@ -89,7 +107,7 @@ def convert_cached(source, fmt: str, *, cache: bool = True, **options) -> bytes:
         raise ModelFormatError(f"cannot read the model as {fmt}: {type(e).__name__}: {e}") from e
     if k is not None:
         _cache.put(k, report.data)
-    return report.data
+    return Converted(report.data, k)
 
 
 def resolve(source, *, cache: bool = True, **options):

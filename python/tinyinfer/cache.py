@@ -11,10 +11,17 @@ Rules (docs/migrating.md, "The conversion cache"):
 
 - Folder: `TINYINFER_CACHE_DIR`, else `$XDG_CACHE_HOME/tinyinfer`, else
   `~/.cache/tinyinfer` (`cache_dir()`).
-- One file per entry, `<key>.bin`: a 48-byte header (magic `TINFCACH`, the
-  payload's size as u64 little-endian, its sha256) then the payload. `get`
-  checks all three and ignores (and removes) an entry that fails: a truncated
-  or corrupt entry is a miss, never an error.
+- One file per entry, `<key>.bin`: a 48-byte header (magic `TINFCAC2`, the
+  payload's size as u64 little-endian, its checksum: the library's 64-bit
+  hash `tinf_hash64`, several GB/s, then 24 zero bytes) then the payload.
+  `get` checks all of them and ignores (and removes) an entry that fails: a
+  truncated or corrupt entry is a miss, never an error. Entries of the first
+  layout (magic `TINFCACH`, a sha256 of the payload) are still read.
+- `file_content_hash(path)`: the sha256 of a file's bytes through a small
+  `<id>.ref` entry that maps the file's identity (device, inode, size,
+  modification and change times in ns) to it, so an unchanged file is not
+  read and hashed again (the conversion cache keys a source model by it,
+  the prepack cache a .tinf).
 - Writes are atomic (`_atomic.write_atomic`): a temporary file (`.tmp-*`) in
   the same folder, written, fsynced, then renamed over the entry
   (`os.replace`); entries are private to their user (mode 0600). Concurrent writers of one key
@@ -33,9 +40,11 @@ Rules (docs/migrating.md, "The conversion cache"):
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import os
 import re
+import stat
 import struct
 import time
 from dataclasses import dataclass
@@ -45,11 +54,12 @@ from ._atomic import write_atomic
 from ._errors import TinyInferIOError
 
 __all__ = ["cache_dir", "max_bytes", "key", "get", "put", "put_raw", "entry_path", "clear", "entries", "Entry",
-           "DEFAULT_MAX_BYTES"]
+           "file_content_hash", "DEFAULT_MAX_BYTES"]
 
 DEFAULT_MAX_BYTES = 1 << 30  # 1 GiB
-MAGIC = b"TINFCACH"
-_HEADER = struct.Struct("<8sQ32s")  # magic, payload size, sha256 of the payload
+MAGIC = b"TINFCAC2"          # the checksum is tinf_hash64's, then 24 zero bytes
+MAGIC_SHA256 = b"TINFCACH"   # the first layout: the checksum is the payload's sha256
+_HEADER = struct.Struct("<8sQ32s")  # magic, payload size, checksum of the payload
 _SUFFIX = ".bin"
 # file suffix -> kind of entry (Entry.kind)
 KINDS = {_SUFFIX: "conversion", ".pack": "prepack", ".ref": "prepack-ref"}
@@ -120,13 +130,34 @@ def _remove(path: str) -> None:
         pass
 
 
-def get(k: str) -> Optional[bytes]:
+def _checksum(payload) -> bytes:
+    """The checksum field of the header: tinf_hash64 of the payload, then 24 zero bytes."""
+    from ._lib import lib
+    h = ctypes.c_uint64()
+    n = len(memoryview(payload))
+    buf = payload if isinstance(payload, bytes) else (ctypes.c_char * n).from_buffer(payload)
+    lib.tinf_hash64(buf, n, 0, ctypes.byref(h))
+    return struct.pack("<Q", h.value) + bytes(24)
+
+
+def get(k: str, aligned: bool = False):
     """The payload stored under key `k`, or None when absent or corrupt (a
-    corrupt entry is removed). A hit marks the entry as recently used."""
+    corrupt entry is removed). A hit marks the entry as recently used.
+    aligned=True returns it as a 64-byte aligned numpy uint8 array (read in
+    place: what the library borrows without a copy) instead of bytes."""
     path = _path(k)
     try:
         with open(path, "rb") as f:
-            blob = f.read()
+            n = os.fstat(f.fileno()).st_size
+            if aligned and n >= _HEADER.size:
+                import numpy as np
+                raw = np.empty(n + 128, np.uint8)
+                start = (-(raw.ctypes.data + _HEADER.size)) % 64  # the payload lands on a 64-byte boundary
+                view = raw[start:start + n]
+                got = f.readinto(memoryview(view))
+                blob = view[:got]
+            else:
+                blob = f.read()
     except OSError:
         return None
     if len(blob) < _HEADER.size:
@@ -134,7 +165,11 @@ def get(k: str) -> Optional[bytes]:
         return None
     magic, size, digest = _HEADER.unpack_from(blob)
     payload = blob[_HEADER.size:]
-    if magic != MAGIC or size != len(payload) or hashlib.sha256(payload).digest() != digest:
+    if magic == MAGIC:
+        ok = size == len(payload) and _checksum(payload) == digest
+    else:
+        ok = magic == MAGIC_SHA256 and size == len(payload) and hashlib.sha256(payload).digest() == digest
+    if not ok:
         _remove(path)
         return None
     try:
@@ -149,7 +184,7 @@ def put(k: str, data: bytes) -> bool:
     max_bytes(). Returns whether it was written (False when the folder is not
     writable or the entry alone exceeds the bound)."""
     data = bytes(data)
-    header = _HEADER.pack(MAGIC, len(data), hashlib.sha256(data).digest())
+    header = _HEADER.pack(MAGIC, len(data), _checksum(data))
     return _write_entry(_path(k), (header, data)) is None
 
 
@@ -160,6 +195,42 @@ def put_raw(k: str, data, suffix: str, folder: Optional[str] = None) -> Optional
     written, else why not (the folder is not writable, the disk is full, the
     entry alone exceeds the bound)."""
     return _write_entry(entry_path(k, suffix, folder), (data,))
+
+
+_HEX64 = re.compile(rb"^[0-9a-f]{64}$")
+
+
+def file_content_hash(path: str, folder: Optional[str] = None) -> Optional[str]:
+    """The sha256 hex of a file's bytes, through its identity's `<id>.ref`
+    entry in `folder` (default cache_dir()): hashed only when the file is new
+    or changed (another device, inode, size, mtime or ctime). None when the
+    file is missing, unreadable or not a regular file (a FIFO or a device:
+    reading it could block or never end)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    ident = key("prepack-ref", f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}")
+    ref = entry_path(ident, ".ref", folder)
+    try:
+        with open(ref, "rb") as f:
+            text = f.read(65)
+        if _HEX64.match(text):
+            return text.decode()
+    except OSError:
+        pass
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    except OSError:
+        return None
+    digest = h.hexdigest()
+    put_raw(ident, digest.encode(), ".ref", folder)
+    return digest
 
 
 def _write_entry(path: str, chunks) -> Optional[str]:

@@ -15,8 +15,8 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from . import _lib
-from . import result_cache as _result_cache
 from . import prepack_cache as _prepack
+from ._load_any import Converted as _Converted
 from ._dtypes import TO_NUMPY
 from ._dynamic import DYNAMIC_DIMS_KEY, parse_dynamic_dims
 from ._errors import InvalidArgumentError, InvalidStateError, TinyInferRuntimeError
@@ -124,14 +124,22 @@ class Model:
             self._buffer = b""
             self.prepack = {"state": "off", "note": "a view: the parent's packed weights", "image": None,
                             "from_image": 0, "packed_at_load": 0, "written": False, "write_note": ""}
-        elif isinstance(source, (bytes, bytearray, memoryview)):
-            # The library borrows an aligned buffer: keep a copy alive with the model.
-            buf = np.frombuffer(bytes(source), dtype=np.uint8)
-            aligned = np.empty(buf.size + 64, dtype=np.uint8)
-            off = (-aligned.ctypes.data) % 64
-            self._buffer = aligned[off:off + buf.size]
-            self._buffer[:] = buf
-            handle, self.prepack = _prepack.load_handle(None, flags, prepack_cache, source, self._buffer)
+        elif isinstance(source, (bytes, bytearray, memoryview, _Converted)):
+            content = None
+            if isinstance(source, _Converted):  # from tinyinfer.load's conversion (cache)
+                source, content = source
+            if isinstance(source, np.ndarray) and source.dtype == np.uint8 and source.ndim == 1 \
+                    and source.flags.c_contiguous and source.ctypes.data % 64 == 0:
+                self._buffer = source  # aligned already (read from the conversion cache): borrowed as it is
+            else:
+                # The library borrows an aligned buffer: keep a copy alive with the model.
+                buf = np.frombuffer(bytes(source), dtype=np.uint8)
+                aligned = np.empty(buf.size + 64, dtype=np.uint8)
+                off = (-aligned.ctypes.data) % 64
+                self._buffer = aligned[off:off + buf.size]
+                self._buffer[:] = buf
+            handle, self.prepack = _prepack.load_handle(None, flags, prepack_cache, self._buffer, self._buffer,
+                                                        content)
         else:
             handle, self.prepack = _prepack.load_handle(_fs_path(source), flags, prepack_cache, source)
         # where the model came from (batch plans and tinyinfer.dask key on it)
@@ -284,7 +292,7 @@ class Model:
         if self._handle is None:
             raise InvalidStateError("the model is closed")
         if self._session is None:
-            self._session = Session(self, self.threads, max_work=self.max_work)
+            self._session = self._new_session()
             self._register_fast(self._session, None)
         return self._session
 
@@ -303,8 +311,9 @@ class Model:
         # session of this model was made for and whose dtype is the input's,
         # no options. The copy into the session's input buffer takes any
         # strides. Everything else takes the general path, which checks it.
-        if (type(inputs) is np.ndarray and not check_finite and outputs is None and from_tensors is None
-                and self.result_cache is None):
+        # A result cache lives in the library (bound to the session), so the
+        # fast path serves cached models too.
+        if type(inputs) is np.ndarray and not check_finite and outputs is None and from_tensors is None:
             with self._lock:
                 s = self._fast.get(inputs.shape)
                 if s is not None:
@@ -316,8 +325,6 @@ class Model:
         if outputs is not None or from_tensors is not None:
             from .subgraph import run_partial_model
             return run_partial_model(self, inputs, outputs, from_tensors, copy, check_finite)
-        if self.result_cache is not None:
-            return self._run_cached(inputs, copy, check_finite)
         return self._run(inputs, copy, check_finite)
 
     def _run(self, inputs, copy: bool = True, check_finite: bool = False) -> List[np.ndarray]:
@@ -347,8 +354,9 @@ class Model:
 
     run.__doc__ = _run.__doc__ + """
         With a `result_cache` (tinyinfer.ResultCache), inputs seen before
-        (same bytes, shapes and dtypes) are answered from the cache: copies,
-        or with copy=False read-only views of the cached arrays.
+        (same bytes, shapes and dtypes) are answered from the cache: the
+        run call copies the stored outputs into the session's output
+        buffers, and `run` returns them as after any run.
 
         `outputs=["name", ...]` returns those tensors (graph outputs or
         intermediate tensors, by name) and runs only the ops they need;
@@ -372,33 +380,75 @@ class Model:
         from .subgraph import split
         return split(self, at)
 
+    def to_bytes(self) -> bytes:
+        """The model as .tinf bytes: its graph as loaded (after the load-time
+        passes) with the constants its ops read. For a view (`subgraph`,
+        `split`) that is the view alone, so a backbone or a head saved and
+        loaded again gives the same results bit for bit
+        (tinf_model_serialize). A model with control-flow subgraphs (If /
+        While) is refused (UnsupportedOpError)."""
+        n = c_size_t()
+        L.tinf_model_serialize(self.handle, None, 0, byref(n))
+        buf = ctypes.create_string_buffer(n.value)
+        L.tinf_model_serialize(self.handle, buf, n.value, byref(n))
+        return buf.raw[:n.value]
+
+    def save(self, path: Union[str, os.PathLike]) -> int:
+        """Writes `to_bytes()` as a .tinf file atomically (tinyinfer._atomic);
+        returns its size in bytes."""
+        from ._atomic import write_atomic
+        data = self.to_bytes()
+        write_atomic(path, data)
+        return len(data)
+
     # -- the result cache (tinyinfer.ResultCache, docs/caching.md) ----------
     def _set_result_cache(self, result_cache, source, flags: int) -> None:
-        from .result_cache import ResultCache, model_identity
-        if result_cache is not None and not isinstance(result_cache, ResultCache):
-            raise InvalidArgumentError(
-                f"result_cache must be a tinyinfer.ResultCache, got {type(result_cache).__name__}")
-        if result_cache is not None and any(op.op == "AssignVariable" for op in self.ops()):
-            raise InvalidArgumentError("result_cache: the model has variables (its outputs depend on earlier runs), "
-                                       "so equal inputs need not give equal outputs")
-        self.result_cache = result_cache
+        """At load: the cache, keyed by the sha256 of the model's bytes and the load flags."""
+        from .result_cache import model_identity
+        self._result_cache = None
         self._model_id = model_identity(source, flags) if result_cache is not None else None
+        self.result_cache = result_cache
 
-    def _run_cached(self, inputs, copy: bool, check_finite: bool) -> List[np.ndarray]:
-        cache = self.result_cache
-        arrays = _result_cache.input_arrays(self.inputs, inputs)
-        if arrays is None:
-            return self._run(inputs, copy, check_finite)  # raises the input error
-        key = cache.key(self._model_id, arrays)
-        hit = cache.get(key, arrays)
-        if hit is None:
-            outs = self._run(arrays, copy, check_finite)
-            cache.put(key, arrays, outs)
-            return outs
-        if check_finite:
-            _check_finite(arrays, self.inputs, "input")
-            _check_finite(hit, self.outputs, "output")
-        return [o.copy() for o in hit] if copy else [o.view() for o in hit]
+    @property
+    def result_cache(self):
+        """The tinyinfer.ResultCache `run` answers from, or None. Setting it
+        (another cache, or None to turn it off) rebinds the sessions `run`
+        uses. A model with variables is refused (InvalidArgumentError)."""
+        return self._result_cache
+
+    @result_cache.setter
+    def result_cache(self, cache) -> None:
+        from .result_cache import ResultCache
+        if cache is not None and not isinstance(cache, ResultCache):
+            raise InvalidArgumentError(f"result_cache must be a tinyinfer.ResultCache, got {type(cache).__name__}")
+        with self._lock:
+            if cache is not None and self._model_id is None:
+                # set after load: keyed by the model as loaded (its bytes as tinf_model_serialize writes them)
+                import hashlib
+                self._model_id = hashlib.sha256(b"tinyinfer-loaded\0" + self.to_bytes()).digest()
+            old, self._result_cache = self._result_cache, cache
+            try:
+                sessions = [self._main_session(), *self._sessions_by_shape.values()] if cache is not None else \
+                    [x for x in [self._session, *self._sessions_by_shape.values()] if x is not None]
+                for sess in sessions:
+                    if cache is None:
+                        ResultCache.unbind(sess)
+                    else:
+                        cache.bind(sess, self._model_id)  # a model the cache cannot serve is refused here
+            except BaseException:
+                self._result_cache = old
+                raise
+
+    def _new_session(self, shapes=None) -> "Session":
+        """A session of `run` (the file's shapes, or `shapes`), bound to the result cache if any."""
+        s = Session(self, self.threads, list(shapes) if shapes is not None else None, self.max_work)
+        if self._result_cache is not None:
+            try:
+                self._result_cache.bind(s, self._model_id)
+            except BaseException:
+                s.close()
+                raise
+        return s
 
     def _shape_session(self, shapes) -> "Session":
         """The session for these input shapes, from the LRU cache or new (the
@@ -408,7 +458,7 @@ class Model:
         if s is not None:
             cache.move_to_end(shapes)
             return s
-        s = Session(self, self.threads, list(shapes), self.max_work)
+        s = self._new_session(shapes)
         cache[shapes] = s
         self._register_fast(s, shapes)
         while len(cache) > self.shape_sessions:

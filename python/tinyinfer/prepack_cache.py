@@ -36,10 +36,10 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import os
-import re
-import stat
 from ctypes import byref, c_int32, c_size_t
 from typing import Optional
+
+import numpy as np
 
 from . import _lib
 from . import cache as _cache
@@ -48,7 +48,6 @@ L = _lib.lib
 
 ENV = "TINYINFER_PREPACK_CACHE"
 STATES = {0: "off", 1: "hit", 2: "miss", 3: "rejected"}
-_HEX64 = re.compile(rb"^[0-9a-f]{64}$")
 
 
 def folder(option) -> Optional[str]:
@@ -64,35 +63,6 @@ def folder(option) -> Optional[str]:
     return os.path.abspath(os.fspath(option))
 
 
-def _file_content_hash(path: str, where: str) -> Optional[str]:
-    """The sha256 hex of a model file's bytes, through its identity's .ref entry."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None  # the loader reports it
-    if not stat.S_ISREG(st.st_mode):
-        return None  # a device, FIFO or folder: the loader refuses it (reading it here could block or never end)
-    ident = _cache.key("prepack-ref", f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}")
-    ref = _cache.entry_path(ident, ".ref", where)
-    try:
-        with open(ref, "rb") as f:
-            text = f.read(65)
-        if _HEX64.match(text):
-            return text.decode()
-    except OSError:
-        pass
-    h = hashlib.sha256()
-    try:
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-    except OSError:
-        return None
-    digest = h.hexdigest()
-    _cache.put_raw(ident, digest.encode(), ".ref", where)
-    return digest
-
-
 class Plan:
     """One load's image: its file and key (from the model's content)."""
 
@@ -105,17 +75,21 @@ class Plan:
         self.path = _cache.entry_path(self.hex, ".pack", where)
 
     @classmethod
-    def make(cls, option, source, flags: int) -> Optional["Plan"]:
-        """The plan for loading `source` (a path, or the .tinf bytes), None when the cache is off."""
+    def make(cls, option, source, flags: int, content: Optional[str] = None) -> Optional["Plan"]:
+        """The plan for loading `source` (a path, or the .tinf bytes), None when
+        the cache is off. `content`: what identifies the bytes when the caller
+        knows it already (a converted model: its conversion cache key), else
+        their sha256 (through the file's identity for a path)."""
         where = folder(option)
         if where is None:
             return None
-        if isinstance(source, (bytes, bytearray, memoryview)):
-            content = hashlib.sha256(source).hexdigest()
-        else:
-            content = _file_content_hash(os.fspath(source), where)
-            if content is None:
-                return None
+        if content is None:
+            if isinstance(source, (bytes, bytearray, memoryview, np.ndarray)):
+                content = hashlib.sha256(source).hexdigest()
+            else:
+                content = _cache.file_content_hash(os.fspath(source), where)
+                if content is None:
+                    return None
         return cls(where, content, flags)
 
     def finish(self, handle) -> dict:
@@ -165,12 +139,13 @@ def _counts(handle):
     return state.value, from_image.value, packed.value
 
 
-def load_handle(path: Optional[bytes], flags: int, option, source, buffer=None):
+def load_handle(path: Optional[bytes], flags: int, option, source, buffer=None, content: Optional[str] = None):
     """Loads with the prepack cache: (handle, stats dict). `path` is the
     encoded path (None for bytes); `source` the path or the .tinf bytes;
-    `buffer` the aligned numpy copy of the bytes."""
+    `buffer` the aligned numpy copy of the bytes; `content` what identifies
+    them when known (Plan.make)."""
     handle = _lib.ModelHandle()
-    plan = Plan.make(option, source, flags)
+    plan = Plan.make(option, source, flags, content)
     image = plan.path.encode() if plan else None
     key = plan.key if plan else None
     n = len(key) if key else 0

@@ -179,26 +179,48 @@ public final class Model {
     var pb = 0
     matrices.reserveCapacity(g.nodes.count)
     sparse.reserveCapacity(g.nodes.count)
-    for node in g.nodes {
+    // Ops the prepack image lists were packed dense by a load with the same
+    // key: their sparse-weight scan (which reads the weights) is skipped,
+    // and done below after all when the image is not used.
+    let listed = prepack.request.map { PrepackImage.listedOps($0, opCount: g.nodes.count) }
+    func inputs(_ node: Node) -> ([UnsafeMutableRawPointer?], [TensorDesc?]) {
       let data = node.inputs.map { (t: Int) -> UnsafeMutableRawPointer? in
         guard t >= 0 else { return nil }
         if let f = folding.buffers[t] { return f }
         guard let r = g.tensors[t].constant, let dataBase else { return nil }
         return UnsafeMutableRawPointer(mutating: dataBase + r.lowerBound)
       }
-      let descs = node.inputs.map { $0 >= 0 ? g.tensors[$0] : nil }
+      return (data, node.inputs.map { $0 >= 0 ? g.tensors[$0] : nil })
+    }
+    func sparseForm(_ node: Node, _ data: [UnsafeMutableRawPointer?], _ descs: [TensorDesc?]) -> SparseWeights? {
       let s = SparseGemm.prepare(node, descs, data, choice)
       if let s {
         let name = node.outputs.first.map { g.tensors[$0].name } ?? ""
         let pct = (s.sparsity * 1000).rounded() / 10
         report.append("sparse kernel: \(node.op.name) '\(name)' (\(pct)% zeros, \(s.nnz) nonzeros)")
       }
+      return s
+    }
+    for (k, node) in g.nodes.enumerated() {
+      let (data, descs) = inputs(node)
+      let s = listed?[k] == true ? nil : sparseForm(node, data, descs)
       matrices.append(s == nil ? Registry.prepack(node, descs, data) : nil)
       pb += s?.bytes ?? 0
       sparse.append(s)
     }
-    let pk = PrepackImage.adopt(
+    var pk = PrepackImage.adopt(
       matrices, request: prepack.request, facts: PrepackImage.Facts(fileSize: size, graphHash: prepack.graphHash))
+    if let listed, pk.state != .fromImage {
+      // The image was not used: the skipped ops get the sparse form a load without it gives them.
+      for (k, node) in g.nodes.enumerated() where listed[k] {
+        let (data, descs) = inputs(node)
+        guard let s = sparseForm(node, data, descs) else { continue }
+        if pk.weights[k] != nil { pk.packedNow -= 1 }
+        pk.weights[k] = nil
+        sparse[k] = s
+        pb += s.bytes
+      }
+    }
     for p in pk.weights { pb += p?.bytes ?? 0 }
     self.packed = pk.weights
     self.prepackState = pk.state

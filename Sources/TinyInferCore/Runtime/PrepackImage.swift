@@ -109,6 +109,45 @@ public enum PrepackImage {
     return out
   }
 
+  /// The ops the image of `request` has entries for (by op index, of
+  /// `opCount` ops), read from its entry table without checking the rest:
+  /// the load skips the sparse-weight scan of these ops (an image lists only
+  /// ops a load with the same key packed dense). Nothing is trusted here:
+  /// `adopt` checks the image before use, and a load whose image is not
+  /// used scans the skipped ops after all (`Model`). All false when there
+  /// is no readable image.
+  static func listedOps(_ r: PrepackRequest, opCount: Int) -> [Bool] {
+    var listed = [Bool](repeating: false, count: opCount)
+    guard !r.imagePath.utf8.contains(0) else { return listed }
+    let (p, size, _) = mapFile(r.imagePath)
+    guard let p else { return listed }
+    defer { ti_shim_unmap(p, size) }
+    let base = UnsafeRawPointer(p)
+    guard size >= headerSize, (0..<8).allSatisfy({ base.load(fromByteOffset: $0, as: UInt8.self) == magic[$0] }),
+      load32(base, 8) == layoutVersion
+    else { return listed }
+    let count = Int(load32(base, 32))
+    guard count <= opCount, let end = checkedAdd(headerSize, count &* entrySize), end <= size else { return listed }
+    for e in 0..<count {
+      let op = Int(load32(base, headerSize &+ e &* entrySize))
+      if op < opCount { listed[op] = true }
+    }
+    return listed
+  }
+
+  /// Maps `path` (no NUL byte) read-only: (address or nil, size, errno of a failure; 0 for an empty file).
+  private static func mapFile(_ path: String) -> (UnsafeMutableRawPointer?, Int, Int32) {
+    var path = path
+    var size = 0
+    var err: Int32 = 0
+    let p = path.withUTF8 { buf -> UnsafeMutableRawPointer? in
+      var cpath = [CChar](repeating: 0, count: buf.count + 1)
+      for i in 0..<buf.count { cpath[i] = CChar(bitPattern: buf[i]) }
+      return ti_shim_map_file(cpath, &size, &err)
+    }
+    return (p, size, err)
+  }
+
   enum Mapping {
     case mapped((UnsafeMutableRawPointer, Int))
     /// Why not; `absent`: the file does not exist.
@@ -120,15 +159,8 @@ public enum PrepackImage {
     _ r: PrepackRequest, _ matrices: [(weights: UnsafePointer<Float>, n: Int, k: Int)?], _ facts: Facts
   ) -> Mapping {
     guard r.key.count <= maxKey else { return .refused("the key is longer than \(maxKey) bytes", absent: false) }
-    var path = r.imagePath
-    guard !path.utf8.contains(0) else { return .refused("the image path contains a NUL byte", absent: false) }
-    var size = 0
-    var err: Int32 = 0
-    let p = path.withUTF8 { buf -> UnsafeMutableRawPointer? in
-      var cpath = [CChar](repeating: 0, count: buf.count + 1)
-      for i in 0..<buf.count { cpath[i] = CChar(bitPattern: buf[i]) }
-      return ti_shim_map_file(cpath, &size, &err)
-    }
+    guard !r.imagePath.utf8.contains(0) else { return .refused("the image path contains a NUL byte", absent: false) }
+    let (p, size, err) = mapFile(r.imagePath)
     guard let p else {
       if err == 0 { return .refused("the image is empty (truncated)", absent: false) }
       let reason = String(cString: ti_shim_file_error(err))

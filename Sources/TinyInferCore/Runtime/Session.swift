@@ -230,6 +230,22 @@ public final class Session {
   public func run(profile: Bool = false) throws(TinfError) {
     try lockForRun()
     defer { ti_shim_mutex_unlock(mutex) }
+    try runHoldingLock(profile: profile)
+  }
+
+  /// Calls `body` holding the run lock (the one `run` takes), failing with
+  /// `.invalidState` when the session is closed; `body` runs the ops with
+  /// `runHoldingLock()`. The C API's result cache answers a hit (a copy
+  /// into the output buffers) or runs a miss inside it, so a free never
+  /// pulls the arena from under either.
+  public func withRunLock<R>(_ body: () throws(TinfError) -> R) throws(TinfError) -> R {
+    try lockForRun()
+    defer { ti_shim_mutex_unlock(mutex) }
+    return try body()
+  }
+
+  /// `run`'s work, for a caller inside `withRunLock`.
+  public func runHoldingLock(profile: Bool = false) throws(TinfError) {
     if !profile {
       guard let log = runLog else {
         try runAll()

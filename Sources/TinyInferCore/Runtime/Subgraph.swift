@@ -133,3 +133,33 @@ extension Model {
     return Model(view: self, graph: sub, ops: ops, report: report, t0: t0)
   }
 }
+
+extension Model {
+  /// The model as a `.tinf` file: its graph as loaded (after the load-time
+  /// passes), with the constants its ops read (folded ones included). For a
+  /// view (`subgraph`, `split`) that is the view's own inputs, ops and
+  /// outputs, so a backbone or a head can be saved and loaded on its own;
+  /// loading the bytes gives the same results bit for bit (the same ops on
+  /// the same constants). The reshapes the passes removed as identities for
+  /// the file's shapes (`Graph.shapeGuards`) are written back after the ops,
+  /// so a load of the file keeps refusing input shapes for which they are
+  /// real reshapes. A graph with control-flow subgraphs is refused
+  /// (`.unsupported`).
+  public func fileBytes() throws(TinfError) -> [UInt8] {
+    let g = graph
+    guard g.subgraphs.isEmpty else {
+      throw .unsupported("saving a model with control-flow subgraphs (If / While) is not supported")
+    }
+    var w = GraphWriter(model: self)
+    let inputs = g.inputs.map { w.carry($0) }
+    for node in g.nodes + g.shapeGuards {
+      let ins = node.inputs.map { t -> Int in t < 0 ? -1 : w.carry(t) }
+      let outs = node.outputs.map { w.carry($0) }
+      w.emit(node.op, ins, outs, node.attrs)
+    }
+    let outputs = g.outputs.map { w.carry($0) }
+    w.def.inputs = inputs
+    w.def.outputs = outputs
+    return ModelFile.write(w.def, constants: w.data)
+  }
+}

@@ -9,4 +9,6 @@
 
 /* The hash of `size` bytes at `data` (data may be NULL when size is 0) under `seed`. */
 uint64_t ti_hash64(const void *data, size_t size, uint64_t seed);
+/* 1 when the `size` bytes at a and b are equal (memcmp), else 0. */
+int ti_bytes_equal(const void *a, const void *b, size_t size);
 #endif

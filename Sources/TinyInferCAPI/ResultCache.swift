@@ -1,0 +1,414 @@
+// The result cache of tinf_session_run (issue 18; include/tinyinfer.h,
+// section "result cache"): a table of outputs keyed by a session's inputs,
+// answered inside the run call so that a cached run costs the caller what an
+// uncached one does. Python's tinyinfer.ResultCache is a shell over it.
+//
+// A session bound to a cache (tinf_session_set_result_cache) hashes its
+// input buffers (ti_hash64, seeded with the hash of the binding's signature:
+// the caller's model key, every input's dtype and shape, every output's
+// size), looks the hash up and compares the stored signature and input
+// bytes with its own; a match copies the stored outputs into the session's
+// output buffers. Otherwise the session runs and, when admitted, stores
+// copies of its inputs and outputs. Entries are kept least recently used
+// first within max_bytes (inputs and outputs; the signature is not counted).
+// One ti_mutex guards the table; hashing, running and the copies of an
+// admission happen outside it, a hit's comparison and copy inside (an entry
+// is never freed while read). The session's run lock is held throughout, so
+// a tinf_session_free waits for a hit's copy as for a run.
+
+import CTinyInfer
+import TinyInferCore
+import TinyInferShims
+
+/// One stored result: `key` holds the binding's signature then every
+/// input's bytes; `outputs` every output's bytes, in order.
+final class ResultEntry {
+  let hash: UInt64
+  let key: UnsafeMutableRawPointer
+  let keyBytes: Int
+  let signatureBytes: Int
+  let outputs: UnsafeMutableRawPointer?
+  let outputBytes: Int
+  /// Bytes counted against the bound: inputs and outputs.
+  var charged: Int { keyBytes - signatureBytes + outputBytes }
+  /// The list from least to most recently used (the table owns entries).
+  unowned(unsafe) var older: ResultEntry? = nil
+  unowned(unsafe) var newer: ResultEntry? = nil
+
+  init(hash: UInt64, key: UnsafeMutableRawPointer, keyBytes: Int, signatureBytes: Int,
+       outputs: UnsafeMutableRawPointer?, outputBytes: Int) {
+    self.hash = hash
+    self.key = key
+    self.keyBytes = keyBytes
+    self.signatureBytes = signatureBytes
+    self.outputs = outputs
+    self.outputBytes = outputBytes
+  }
+
+  deinit {
+    ti_shim_free(key)
+    ti_shim_free(outputs)
+  }
+}
+
+/// What a lookup found.
+enum ResultLookup {
+  case hit
+  case missAdmit
+  case missDefer
+}
+
+/// tinf_result_cache.
+final class ResultCacheObject {
+  let maxBytes: Int
+  let admitRepeat: Bool
+  let maxSeen: Int
+  let keyMask: UInt64
+  private let mutex: OpaquePointer?
+  private var table: [UInt64: ResultEntry] = [:]
+  private unowned(unsafe) var oldest: ResultEntry? = nil
+  private unowned(unsafe) var newest: ResultEntry? = nil
+  private var bytes = 0
+  private var hits: UInt64 = 0
+  private var misses: UInt64 = 0
+  private var evicted: UInt64 = 0
+  private var tooLarge: UInt64 = 0
+  private var collisions: UInt64 = 0
+  private var deferred: UInt64 = 0
+  /// admit_repeat: the hashes seen once and not stored -> the sequence
+  /// number of their slot in `ring` (the maxSeen most recent, oldest
+  /// overwritten first; a slot whose number no longer matches is stale).
+  private var seen: [UInt64: UInt64] = [:]
+  private var ringHash: [UInt64] = []
+  private var ringSeq: [UInt64] = []
+  private var sequence: UInt64 = 0
+
+  init?(maxBytes: Int, admitRepeat: Bool, maxSeen: Int, hashBits: Int) {
+    guard let m = ti_shim_mutex_create() else { return nil }
+    mutex = m
+    self.maxBytes = maxBytes
+    self.admitRepeat = admitRepeat
+    self.maxSeen = maxSeen
+    keyMask = hashBits >= 64 ? ~0 : (UInt64(1) << UInt64(hashBits)) &- 1
+  }
+
+  deinit {
+    removeAll()
+    ti_shim_mutex_destroy(mutex)
+  }
+
+  // -- the LRU list (callers hold the mutex) ---------------------------------
+  private func unlink(_ e: ResultEntry) {
+    if let o = e.older { o.newer = e.newer } else { oldest = e.newer }
+    if let n = e.newer { n.older = e.older } else { newest = e.older }
+    e.older = nil
+    e.newer = nil
+  }
+
+  private func pushNewest(_ e: ResultEntry) {
+    e.older = newest
+    e.newer = nil
+    if let n = newest { n.newer = e } else { oldest = e }
+    newest = e
+  }
+
+  private func removeAll() {
+    table.removeAll()
+    oldest = nil
+    newest = nil
+    bytes = 0
+    seen.removeAll()
+    ringHash.removeAll()
+    ringSeq.removeAll()
+  }
+
+  /// admit_repeat: remembers `h` as seen once (callers hold the mutex).
+  private func remember(_ h: UInt64) {
+    let slot = Int(sequence % UInt64(maxSeen))
+    if slot < ringHash.count {
+      let old = ringHash[slot]
+      if seen[old] == ringSeq[slot] { seen[old] = nil }
+      ringHash[slot] = h
+      ringSeq[slot] = sequence
+    } else {
+      ringHash.append(h)
+      ringSeq.append(sequence)
+    }
+    seen[h] = sequence
+    sequence &+= 1
+  }
+
+  // -- a run ----------------------------------------------------------------
+  /// Looks `h` up for `binding`'s session `s` (its inputs hashed to `h`,
+  /// `inputBytes` in all): on a match copies the outputs into the session's
+  /// output buffers.
+  func lookup(_ h: UInt64, _ binding: ResultCacheBinding, _ s: Session, _ inputBytes: Int) -> ResultLookup {
+    ti_shim_mutex_lock(mutex)
+    defer { ti_shim_mutex_unlock(mutex) }
+    if let e = table[h] {
+      if binding.matches(e, s, inputBytes) {
+        var off = 0
+        if let src = e.outputs {
+          for (i, t) in s.graph.outputs.enumerated() {
+            let dst = s.outputBuffer(i)
+            // An output that is a constant holds its value already (and may be read-only mapped memory).
+            if dst.count > 0 && !s.graph.tensors[t].isConstant {
+              UnsafeMutableRawPointer(mutating: dst.baseAddress!).copyMemory(from: src + off, byteCount: dst.count)
+            }
+            off += dst.count
+          }
+        }
+        unlink(e)
+        pushNewest(e)
+        hits &+= 1
+        return .hit
+      }
+      misses &+= 1
+      collisions &+= 1
+      return .missAdmit  // replaces the entry of the other input
+    }
+    misses &+= 1
+    if !admitRepeat { return .missAdmit }
+    if seen.removeValue(forKey: h) != nil { return .missAdmit }
+    remember(h)
+    deferred &+= 1
+    return .missDefer
+  }
+
+  /// Stores copies of the session's inputs and outputs under `h` (after a
+  /// run), then evicts least recently used entries down to the bound.
+  func admit(_ h: UInt64, _ binding: ResultCacheBinding, _ s: Session, _ inputBytes: Int) {
+    let g = s.graph
+    var outputBytes = 0
+    for i in 0..<g.outputs.count { outputBytes += s.outputBuffer(i).count }
+    guard inputBytes + outputBytes <= maxBytes else {
+      ti_shim_mutex_lock(mutex)
+      tooLarge &+= 1
+      ti_shim_mutex_unlock(mutex)
+      return
+    }
+    let keyBytes = binding.signatureBytes + inputBytes
+    guard let key = ti_shim_alloc(keyBytes) else { return }
+    var outputs: UnsafeMutableRawPointer? = nil
+    if outputBytes > 0 {
+      outputs = ti_shim_alloc(outputBytes)
+      if outputs == nil {
+        ti_shim_free(key)
+        return
+      }
+    }
+    key.copyMemory(from: binding.signature, byteCount: binding.signatureBytes)
+    var off = binding.signatureBytes
+    for i in 0..<g.inputs.count {
+      let b = s.inputBuffer(i)
+      if b.count > 0 { (key + off).copyMemory(from: b.baseAddress!, byteCount: b.count) }
+      off += b.count
+    }
+    if let outputs {
+      off = 0
+      for i in 0..<g.outputs.count {
+        let b = s.outputBuffer(i)
+        if b.count > 0 { (outputs + off).copyMemory(from: b.baseAddress!, byteCount: b.count) }
+        off += b.count
+      }
+    }
+    let e = ResultEntry(hash: h, key: key, keyBytes: keyBytes, signatureBytes: binding.signatureBytes,
+                        outputs: outputs, outputBytes: outputBytes)
+    ti_shim_mutex_lock(mutex)
+    defer { ti_shim_mutex_unlock(mutex) }
+    if let old = table[h] {
+      unlink(old)
+      bytes -= old.charged
+    }
+    table[h] = e
+    pushNewest(e)
+    bytes += e.charged
+    while bytes > maxBytes, let victim = oldest {
+      unlink(victim)
+      bytes -= victim.charged
+      table[victim.hash] = nil
+      evicted &+= 1
+    }
+  }
+
+  /// Drops every entry and remembered key; returns how many entries.
+  func clear() -> Int {
+    ti_shim_mutex_lock(mutex)
+    defer { ti_shim_mutex_unlock(mutex) }
+    let n = table.count
+    removeAll()
+    return n
+  }
+
+  func stats(_ out: UnsafeMutablePointer<tinf_result_cache_counts>) {
+    ti_shim_mutex_lock(mutex)
+    defer { ti_shim_mutex_unlock(mutex) }
+    out.pointee.hits = hits
+    out.pointee.misses = misses
+    out.pointee.evicted = evicted
+    out.pointee.too_large = tooLarge
+    out.pointee.collisions = collisions
+    out.pointee.deferred = deferred
+    out.pointee.entries = UInt64(table.count)
+    out.pointee.bytes = UInt64(bytes)
+    out.pointee.max_bytes = UInt64(maxBytes)
+    out.pointee.seen = UInt64(seen.count)
+  }
+}
+
+/// A session's tie to a cache: the signature its keys start with.
+final class ResultCacheBinding {
+  let cache: ResultCacheObject
+  let signature: UnsafeMutableRawPointer
+  let signatureBytes: Int
+  let signatureHash: UInt64
+
+  /// nil when out of memory.
+  init?(cache: ResultCacheObject, session s: Session, key: UnsafeRawPointer?, keySize: Int) {
+    self.cache = cache
+    var sig: [UInt64] = [0x7469_6e66_2d72_6331, UInt64(keySize)]  // "tinf-rc1"
+    var words = [UInt64](repeating: 0, count: (keySize + 7) / 8)
+    if let key, keySize > 0 {
+      words.withUnsafeMutableBytes { $0.baseAddress!.copyMemory(from: key, byteCount: keySize) }
+    }
+    sig += words
+    let g = s.graph
+    for side in [g.inputs, g.outputs] {
+      sig.append(UInt64(side.count))
+      for t in side {
+        let info = g.tensors[t]
+        sig.append(UInt64(info.dtype.rawValue))
+        sig.append(UInt64(info.shape.count))
+        for d in info.shape { sig.append(UInt64(d)) }
+      }
+    }
+    let n = sig.count * 8
+    guard let p = ti_shim_alloc(n) else { return nil }
+    sig.withUnsafeBytes { p.copyMemory(from: $0.baseAddress!, byteCount: n) }
+    signatureBytes = n
+    signature = p
+    signatureHash = ti_hash64(p, n, 0)
+  }
+
+  deinit { ti_shim_free(signature) }
+
+  /// Whether entry `e` holds this signature and the session's current input bytes.
+  func matches(_ e: ResultEntry, _ s: Session, _ inputBytes: Int) -> Bool {
+    guard e.signatureBytes == signatureBytes, e.keyBytes == signatureBytes + inputBytes,
+      ti_bytes_equal(e.key, signature, signatureBytes) != 0
+    else { return false }
+    var off = signatureBytes
+    for i in 0..<s.graph.inputs.count {
+      let b = s.inputBuffer(i)
+      if b.count > 0 && ti_bytes_equal(e.key + off, b.baseAddress!, b.count) == 0 { return false }
+      off += b.count
+    }
+    return true
+  }
+
+  /// tinf_session_run on a bound session: a hit copies the stored outputs,
+  /// a miss runs (and stores when admitted).
+  func run(_ s: Session) throws(TinfError) {
+    try s.withRunLock { () throws(TinfError) in
+      var h = signatureHash
+      var inputBytes = 0
+      for i in 0..<s.graph.inputs.count {
+        let b = s.inputBuffer(i)
+        h = ti_hash64(b.baseAddress, b.count, h)
+        inputBytes += b.count
+      }
+      h &= cache.keyMask
+      switch cache.lookup(h, self, s, inputBytes) {
+      case .hit:
+        return
+      case .missDefer:
+        try s.runHoldingLock()
+      case .missAdmit:
+        try s.runHoldingLock()
+        cache.admit(h, self, s, inputBytes)
+      }
+    }
+  }
+}
+
+private func resultCache(_ p: OpaquePointer?) -> ResultCacheObject? {
+  guard let p else { return nil }
+  return Unmanaged<ResultCacheObject>.fromOpaque(UnsafeRawPointer(p)).takeUnretainedValue()
+}
+
+/// The largest bound and remembered-key count accepted (2^48 bytes; 2^26 keys).
+private let maxBound = 1 << 48
+private let maxSeenLimit = 1 << 26
+
+@c @implementation
+public func tinf_result_cache_create(
+  _ maxBytes: Int, _ admit: Int32, _ maxSeen: Int, _ hashBits: Int32, _ out: UnsafeMutablePointer<OpaquePointer?>?
+) -> tinf_status {
+  guard let out else { return nullArg("tinf_result_cache_create", "out_cache") }
+  guard maxBytes >= 0 && maxBytes <= maxBound else {
+    return fail(.invalidArgument, "tinf_result_cache_create: max_bytes \(maxBytes) out of range 0...2^48")
+  }
+  guard admit == Int32(TINF_RESULT_CACHE_ADMIT_ALWAYS.rawValue) || admit == Int32(TINF_RESULT_CACHE_ADMIT_REPEAT.rawValue)
+  else {
+    return fail(.invalidArgument, "tinf_result_cache_create: admit must be TINF_RESULT_CACHE_ADMIT_ALWAYS or _REPEAT, got \(admit)")
+  }
+  guard maxSeen >= 1 && maxSeen <= maxSeenLimit else {
+    return fail(.invalidArgument, "tinf_result_cache_create: max_seen \(maxSeen) out of range 1...2^26")
+  }
+  guard hashBits >= 0 && hashBits <= 64 else {
+    return fail(.invalidArgument, "tinf_result_cache_create: hash_bits \(hashBits) out of range 0...64")
+  }
+  guard let c = ResultCacheObject(maxBytes: maxBytes, admitRepeat: admit == Int32(TINF_RESULT_CACHE_ADMIT_REPEAT.rawValue),
+                                  maxSeen: maxSeen, hashBits: Int(hashBits))
+  else { return fail(.outOfMemory, "tinf_result_cache_create: out of memory") }
+  out.pointee = retain(c)
+  return ok()
+}
+
+@c @implementation
+public func tinf_result_cache_free(_ cache: OpaquePointer?) {
+  guard let cache else { return }
+  Unmanaged<ResultCacheObject>.fromOpaque(UnsafeRawPointer(cache)).release()
+}
+
+@c @implementation
+public func tinf_result_cache_clear(_ cache: OpaquePointer?, _ dropped: UnsafeMutablePointer<Int>?) -> tinf_status {
+  guard let c = resultCache(cache) else { return nullArg("tinf_result_cache_clear", "cache") }
+  let n = c.clear()
+  dropped?.pointee = n
+  return ok()
+}
+
+@c @implementation
+public func tinf_result_cache_stats(_ cache: OpaquePointer?, _ out: UnsafeMutablePointer<tinf_result_cache_counts>?)
+  -> tinf_status
+{
+  guard let c = resultCache(cache) else { return nullArg("tinf_result_cache_stats", "cache") }
+  guard let out else { return nullArg("tinf_result_cache_stats", "out_stats") }
+  c.stats(out)
+  return ok()
+}
+
+@c @implementation
+public func tinf_session_set_result_cache(
+  _ session: OpaquePointer?, _ cache: OpaquePointer?, _ key: UnsafeRawPointer?, _ keySize: Int
+) -> tinf_status {
+  guard let s = sessionHandle(session) else { return nullArg("tinf_session_set_result_cache", "session") }
+  guard let c = resultCache(cache) else {
+    s.resultCache = nil
+    return ok()
+  }
+  guard keySize >= 0 && keySize <= 256 else {
+    return fail(.invalidArgument, "tinf_session_set_result_cache: key_size \(keySize) out of range 0...256")
+  }
+  guard key != nil || keySize == 0 else { return nullArg("tinf_session_set_result_cache", "key") }
+  guard s.session.variables == nil else {
+    return fail(.invalidArgument, "tinf_session_set_result_cache: the model has variables (its outputs depend on "
+      + "earlier runs), so equal inputs need not give equal outputs")
+  }
+  guard let b = ResultCacheBinding(cache: c, session: s.session, key: key, keySize: keySize) else {
+    return fail(.outOfMemory, "tinf_session_set_result_cache: out of memory")
+  }
+  s.resultCache = b
+  return ok()
+}
