@@ -508,6 +508,18 @@ def test_binary_long_rows_against_one_value(op, sa, sb):
         _check_binary_trial(rng, op, trial, a, b)
 
 
+@pytest.mark.parametrize("op", ["Add", "Sub", "Mul"])
+@pytest.mark.parametrize("sa,sb", [((1, 9, 11, 24), (1, 1, 1, 24)), ((1, 1, 5), (2, 30, 31, 5)),
+                                   ((3, 7, 1), (1, 1, 1)), ((2, 40, 1000), (1000,)), ((1, 1, 1, 33), (1, 6, 7, 33))])
+def test_binary_per_channel_rows(op, sa, sb):
+    """One input of the output's shape, the other a row of C values
+    broadcast over every pixel (on either side): the repeated-row path,
+    stretches longer than its scratch row, tails, extreme quantizations."""
+    rng = np.random.default_rng(4800 + len(op) + sum(sa) + 3 * sum(sb))
+    for trial in range(5):
+        _check_binary_trial(rng, op, trial, rand_i8(rng, *sa), rand_i8(rng, *sb))
+
+
 def test_binary_same_tensor_and_in_place():
     rng = np.random.default_rng(450)
     a = rand_i8(rng, 5, 8)

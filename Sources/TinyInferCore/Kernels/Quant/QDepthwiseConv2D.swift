@@ -6,15 +6,17 @@ import TinyInferShims
 /// (padding contributes nothing), then per channel
 /// `y = clamp(MultiplyByQuantizedMultiplier(acc, M_c) + zp_y)`.
 ///
-/// Depth multiplier 1 with at least 16 channels: each output row is one
+/// Depth multiplier 1: each output row is one
 /// call of the level's C kernel (`dw3x3_row` for a 3x3 window without
 /// dilation, `dw_row` for any other; tinyinfer_kernels_q8.h), which runs
 /// the channels in blocks of 16 (the last block overlapping the one before
 /// when C is not a multiple of 16), accumulates each pixel's taps on 16
-/// int32 lanes (x w is exact in int16) with the zero point folded into the
-/// bias, and requantizes 16 lanes at a time. Window rows above or below the
-/// image read a row of zero points, as do taps left or right of it: with
-/// the folded zero point they add nothing. Otherwise each pixel's
+/// int32 lanes (x w is exact; vpdpwssd with AVX-512 VNNI) with the zero
+/// point folded into the bias, and requantizes 16 lanes at a time. Window
+/// rows above or below the image read a row of zero points, as do taps left
+/// or right of it: with the folded zero point they add nothing. Fewer than
+/// 16 channels run the same kernels on everything padded to 16 channels
+/// (`bindSmall`). Other depth multipliers: each pixel's
 /// accumulators go through a scratch row, element by element, and are
 /// requantized 16 at a time. Work is split over output rows.
 enum QDepthwiseConv2DKernel {
@@ -26,6 +28,14 @@ enum QDepthwiseConv2DKernel {
   struct Params {
     let o: QConv2DKernel.Operands
     let d: ConvDims
+    /// Channels of the kernel's rows: C, or 16 for the small-channel path
+    /// (input, weights, bias, table and output padded to 16 channels).
+    let c: Int
+    let x: UnsafePointer<Int8>
+    let w: UnsafePointer<Int8>
+    let bias: UnsafePointer<Int32>?
+    let table: QRequantTable
+    let y: UnsafeMutablePointer<Int8>
     /// A 3x3 window without dilation (the `dw3x3_row` kernel).
     let is3x3: Bool
     /// An input row (W * C values) of the input zero point: the window
@@ -40,15 +50,23 @@ enum QDepthwiseConv2DKernel {
     let o = try QConv2DKernel.Operands(ctx, depthwise: true)
     let (c, cm, kh, kw) = (d.cin, d.cout, d.kh, d.kw)
     let m = try ctx.attrs.int(.depthMultiplier, default: 1, in: 1...(1 << 20))
-    let padRow = try QBuffer(bytes: d.w &* c)
-    for i in 0..<(d.w &* c) { padRow.int8[i] = Int8(truncatingIfNeeded: o.xz) }
-    let p = Params(o: o, d: d, is3x3: kh == 3 && kw == 3 && d.dw == 1, padRow: UnsafePointer(padRow.int8))
     let pool = ctx.pool
     let minChunk = minChunkFor(perItem: d.ow &* kh &* kw &* cm, grain: 1 << 14)  // as the float kernel
-    if !(m == 1 && c >= 16) {
+    let is3x3 = kh == 3 && kw == 3 && d.dw == 1
+    if m != 1 {
+      let padRow = try QBuffer(bytes: 64)
+      let p = Params(
+        o: o, d: d, c: c, x: o.x, w: o.w, bias: o.bias, table: o.table, y: o.y, is3x3: is3x3,
+        padRow: UnsafePointer(padRow.int8))
       let accs = try QBuffer(bytes: pool.threads &* cm &* 4)
       return ConvDriver.depthwise(d, x: o.x, w: o.w, y: o.y, pool: pool, minChunk: minChunk, Taps(p: p, m: m, accs: accs))
     }
+    if c < 16 { return try bindSmall(d, o, pool: pool, minChunk: minChunk, is3x3: is3x3) }
+    let padRow = try QBuffer(bytes: d.w &* c)
+    for i in 0..<(d.w &* c) { padRow.int8[i] = Int8(truncatingIfNeeded: o.xz) }
+    let p = Params(
+      o: o, d: d, c: c, x: o.x, w: o.w, bias: o.bias, table: o.table, y: o.y, is3x3: is3x3,
+      padRow: UnsafePointer(padRow.int8))
     // Per-thread window row pointers (row16).
     let windowRows = try Scratch<UnsafePointer<Int8>?>(count: pool.threads &* kh)
     let rows = d.n &* d.oh
@@ -60,6 +78,74 @@ enum QDepthwiseConv2DKernel {
         }
       }
       withExtendedLifetime((padRow, windowRows)) {}
+    }
+  }
+
+  /// Depth multiplier 1 with fewer than 16 channels: the row kernels on
+  /// everything padded to 16 channels. Weights, bias and the output stage
+  /// are padded when bound (zero weights and bias, the last channel's
+  /// multiplier), the input is copied to 16-byte pixels once per run, and
+  /// each output row is computed into a 16-channel scratch row whose first
+  /// C bytes per pixel are then copied out (the padding lanes' values are
+  /// dropped).
+  static func bindSmall(_ d: ConvDims, _ o: QConv2DKernel.Operands, pool: ThreadPool, minChunk: Int, is3x3: Bool)
+    throws(TinfError) -> KernelFn
+  {
+    let (c, taps) = (d.cin, d.kh &* d.kw)
+    let w16 = try QBuffer(bytes: taps &* 16)
+    for t in 0..<taps { for ch in 0..<c { w16.int8[t &* 16 &+ ch] = o.w[t &* c &+ ch] } }
+    var bias16: QBuffer? = nil
+    if let bias = o.bias {
+      let b = try QBuffer(bytes: 16 &* 4)
+      for ch in 0..<c { b.int32[ch] = bias[ch] }
+      bias16 = b
+    }
+    let t = o.table
+    var mults = [Int32](repeating: 0, count: 16)
+    var shifts = [Int32](repeating: 0, count: 16)
+    for ch in 0..<16 {
+      let e = min(ch, c &- 1)
+      mults[ch] = t.base[t.stride &+ e]
+      shifts[ch] = t.base[e] &- t.base[2 &* t.stride &+ e]  // left - right
+    }
+    let table16 = try mults.withUnsafeBufferPointer { (mp) throws(TinfError) -> QRequantTable in
+      try shifts.withUnsafeBufferPointer { (sp) throws(TinfError) -> QRequantTable in
+        try QRequantTable(multipliers: mp.baseAddress!, shifts: sp.baseAddress!, count: 16)
+      }
+    }
+    let (pixelsIn, rowOut) = (d.n &* d.h &* d.w, d.ow &* 16)
+    guard let inBytes = checkedMul(pixelsIn, 16) else { throw .unsupported("DepthwiseConv2D input too large") }
+    let x16 = try QBuffer(bytes: inBytes)
+    let yRows = try QBuffer(bytes: pool.threads &* rowOut)
+    let padRow = try QBuffer(bytes: d.w &* 16)
+    for i in 0..<(d.w &* 16) { padRow.int8[i] = Int8(truncatingIfNeeded: o.xz) }
+    let p = Params(
+      o: o, d: d, c: 16, x: UnsafePointer(x16.int8), w: UnsafePointer(w16.int8),
+      bias: bias16.map { UnsafePointer($0.int32) }, table: table16, y: yRows.int8, is3x3: is3x3,
+      padRow: UnsafePointer(padRow.int8))
+    let windowRows = try Scratch<UnsafePointer<Int8>?>(count: pool.threads &* d.kh)
+    let (rows, kh, ow, x, y) = (d.n &* d.oh, d.kh, d.ow, o.x, o.y)
+    return { () throws(TinfError) in
+      let dst = x16.int8
+      for px in 0..<pixelsIn {
+        let s = x + px &* c
+        let t = dst + px &* 16
+        for ch in 0..<c { t[ch] = s[ch] }
+      }
+      forEachChunk(pool, rows, minChunk: minChunk) { chunk, range in
+        let r = UnsafeMutableRawPointer(windowRows.base + chunk &* kh).assumingMemoryBound(to: UnsafePointer<Int8>.self)
+        let scratch = yRows.int8 + chunk &* rowOut
+        for row in range {
+          QDepthwiseConv2DKernel.row16(p, row, r, into: scratch)
+          let out = y + row &* ow &* c
+          for px in 0..<ow {
+            let s = scratch + px &* 16
+            let t = out + px &* c
+            for ch in 0..<c { t[ch] = s[ch] }
+          }
+        }
+      }
+      withExtendedLifetime((w16, bias16, x16, yRows, padRow, windowRows, table16)) {}
     }
   }
 
@@ -104,16 +190,20 @@ enum QDepthwiseConv2DKernel {
   /// One output row (image b = row / OH, oy = row % OH) with M = 1, C >= 16:
   /// the window rows' input rows (the row of zero points where a window row
   /// is outside the image) into `rows`, then one call of the row kernel.
+  /// `into`: where the row goes (default: its place in `p.y`).
   @inline(never)
-  static func row16(_ p: Params, _ row: Int, _ rows: UnsafeMutablePointer<UnsafePointer<Int8>>) {
+  static func row16(
+    _ p: Params, _ row: Int, _ rows: UnsafeMutablePointer<UnsafePointer<Int8>>,
+    into: UnsafeMutablePointer<Int8>? = nil
+  ) {
     let d = p.d
-    let c = d.cin
+    let c = p.c
     let b = row / d.oh
     let oy = row &- b &* d.oh
     let iy0 = oy &* d.sh &- d.padT
     let rowStride = d.w &* c
-    let ximg = p.o.x + b &* d.h &* rowStride
-    let yrow = p.o.y + row &* d.ow &* c
+    let ximg = p.x + b &* d.h &* rowStride
+    let yrow = into ?? p.y + row &* d.ow &* c
     for i in 0..<d.kh {
       let iy = iy0 &+ i &* d.dh
       rows[i] = iy >= 0 && iy < d.h ? ximg + iy &* rowStride : p.padRow
@@ -121,11 +211,11 @@ enum QDepthwiseConv2DKernel {
     let o = p.o
     if p.is3x3 {
       p.kernels.dw3x3_row(
-        rows[0], rows[1], rows[2], yrow, o.w, c, d.sw, d.padL, d.w, d.ow, o.bias, o.xz, o.table.base, o.table.stride,
+        rows[0], rows[1], rows[2], yrow, p.w, c, d.sw, d.padL, d.w, d.ow, p.bias, o.xz, p.table.base, p.table.stride,
         o.yz, o.lo, o.hi)
     } else {
       p.kernels.dw_row(
-        rows, d.kh, d.kw, yrow, o.w, c, d.sw, d.dw, d.padL, d.w, d.ow, o.bias, o.xz, o.table.base, o.table.stride,
+        rows, d.kh, d.kw, yrow, p.w, c, d.sw, d.dw, d.padL, d.w, d.ow, p.bias, o.xz, p.table.base, p.table.stride,
         o.yz, o.lo, o.hi)
     }
   }

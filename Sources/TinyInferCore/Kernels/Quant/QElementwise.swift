@@ -17,7 +17,9 @@ import TinyInferShims
 /// (ti_q8_kernels: add_row, mul_row; Add and Sub compute the input stage
 /// instead of looking it up); long rows against one broadcast value (x + 3
 /// of HardSwish, x * scalar) through a 256-entry table of the exact
-/// per-element result; the rest, and the tails, element by element.
+/// per-element result; one input against a per-channel row (shape
+/// [..., 1, C]) as long rows against a repeated copy of it (`PerChannel`);
+/// the rest, and the tails, element by element.
 enum QBinaryKernel {
   static func infer(_ node: Node, _ inputs: [TensorDesc?]) throws(TinfError) -> [TensorType] {
     try arity(inputs, 2...2)
@@ -57,6 +59,9 @@ enum QBinaryKernel {
           za: aq.zeroPoint, zb: bq.zeroPoint, a_mult: 0, a_shift: 0, b_mult: 0, b_shift: 0, out_mult: m.multiplier,
           out_shift: m.shift, zp: yq.zeroPoint, lo: lo, hi: hi, negate: 0),
         mulRow: ti_q8_kernels_get().pointee.mul_row)
+      if let pc = try PerChannel(ad.shape, bd.shape, ctx.outputs[0].shape) {
+        return { () throws(TinfError) in pc.run(op, a, b, y) }
+      }
       return { () throws(TinfError) in QBinaryKernel.run(op, plan, a, b, y) }
     }
 
@@ -85,8 +90,68 @@ enum QBinaryKernel {
         b_shift: m2.shift, out_mult: mo.multiplier, out_shift: mo.shift, zp: yq.zeroPoint, lo: lo, hi: hi,
         negate: negate ? 1 : 0),
       addRow: ti_q8_kernels_get().pointee.add_row)
+    if let pc = try PerChannel(ad.shape, bd.shape, ctx.outputs[0].shape) {
+      return { () throws(TinfError) in
+        withExtendedLifetime(tables) { pc.run(op, a, b, y) }
+      }
+    }
     return { () throws(TinfError) in
       withExtendedLifetime(tables) { QBinaryKernel.run(op, plan, a, b, y) }
+    }
+  }
+
+  /// One input of the output's shape, the other a row of the last dim's C
+  /// values (shape [..., 1, C]) broadcast over every pixel (a squeeze-and-
+  /// excitation scale, a per-channel addend). Per pixel the row kernel
+  /// would run C elements at a time (a call and a scalar tail per pixel);
+  /// instead the row of C is repeated in a scratch row of about 1024 values
+  /// once per run, and the row kernel runs over whole stretches of pixels.
+  struct PerChannel {
+    /// Whether `a` is the broadcast row (else `b`).
+    let aIsRow: Bool
+    let c: Int
+    let total: Int
+    let tile: QBuffer
+    let reps: Int
+
+    init?(_ a: [Int], _ b: [Int], _ out: [Int]) throws(TinfError) {
+      guard let c = out.last, c > 0, c < 1024 else { return nil }
+      func isRow(_ s: [Int]) -> Bool { s.last == c && s.dropLast().allSatisfy { $0 == 1 } }
+      var total = 1
+      for d in out { total &*= d }
+      if a == out && isRow(b) {
+        aIsRow = false
+      } else if b == out && isRow(a) {
+        aIsRow = true
+      } else {
+        return nil
+      }
+      guard total > c else { return nil }
+      self.c = c
+      self.total = total
+      reps = max(1, 1024 / c)
+      tile = try QBuffer(bytes: reps &* c)
+    }
+
+    @inline(__always)
+    func run<Op: QBinaryOp>(_ op: Op, _ a: UnsafePointer<Int8>, _ b: UnsafePointer<Int8>, _ y: UnsafeMutablePointer<Int8>) {
+      let row = aIsRow ? a : b
+      let t = tile.int8
+      for r in 0..<reps {
+        for i in 0..<c { t[r &* c &+ i] = row[i] }
+      }
+      let span = reps &* c
+      let tp = UnsafePointer(t)
+      var i = 0
+      while i < total {
+        let n = min(span, total &- i)
+        if aIsRow {
+          op.row(tp, b + i, y + i, n)
+        } else {
+          op.row(a + i, tp, y + i, n)
+        }
+        i &+= n
+      }
     }
   }
 

@@ -55,13 +55,20 @@ enum QPackedGemm {
         let p = c / nr
         let j = c &- p &* nr
         let offset: Int = p &* groups &* 64 &+ j &* 4
-        let dst = data.base + offset
-        var s: Int32 = 0
-        for kk in 0..<k {
-          dst[(kk >> 2) &* 64 &+ (kk & 3)] = src[kk]
-          s &+= Int32(src[kk])
+        let dst = UnsafeMutableRawPointer(data.base + offset)
+        // Four depth values (one group) per word move; the sum in vectors.
+        let raw = UnsafeRawPointer(src)
+        var kk = 0
+        while kk &+ 4 <= k {
+          dst.storeBytes(of: raw.loadUnaligned(fromByteOffset: kk, as: UInt32.self), toByteOffset: kk &* 16, as: UInt32.self)
+          kk &+= 4
         }
-        colSums.base[c] = s
+        let d = dst.assumingMemoryBound(to: Int8.self)
+        while kk < k {
+          d[(kk >> 2) &* 64 &+ (kk & 3)] = src[kk]
+          kk &+= 1
+        }
+        colSums.base[c] = sumInt8(src, k)
       }
     }
   }
