@@ -753,6 +753,35 @@ def test_depthwise_3x3_fast_path(c, stride, padding):
     np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("c", [8, 16, 20, 32, 45])
+@pytest.mark.parametrize("k,stride,dil", [((5, 5), 1, 1), ((5, 5), 2, 1), ((3, 5), 1, 2), ((4, 2), 3, 1),
+                                          ((7, 7), 1, 1)])
+@pytest.mark.parametrize("padding", [0, 1, 2])
+def test_depthwise_general_window_four_pixel_path(c, k, stride, dil, padding):
+    """The general-window row kernel computes pixels whose window lies
+    inside the image four at a time (channels in blocks of 16 or 8, the
+    rest one pixel at a time): every split of a row (left border, groups
+    of four, leftover pixels, right border; channel tails) against numpy,
+    with a NaN reaching exactly the outputs whose window holds it."""
+    rng = np.random.default_rng(c * 100 + k[0] * 10 + stride)
+    x = rng.standard_normal((2, 12, 23, c)).astype(np.float32)
+    x[1, 6, 12, c - 1] = np.nan
+    w = rng.standard_normal((1, *k, c)).astype(np.float32)
+    b = rng.standard_normal(c).astype(np.float32)
+    attrs = dict(strides=(stride, stride), dilations=(dil, dil), padding=padding, activation=3)
+    if padding == 2:
+        attrs["pads"] = (2, 1, 3, 0)
+    bld = ti.GraphBuilder()
+    t = bld.input("x", x.shape)
+    bld.output(bld.op("DepthwiseConv2D", t, bld.const("w", w), bld.const("b", b), **attrs))
+    with bld.load() as m:
+        (y,) = m.run(x)
+    want = ref.depthwise_conv2d(x, w, b, **attrs)
+    assert y.shape == want.shape
+    assert np.array_equal(np.isnan(y), np.isnan(want)) and np.isnan(want).any()
+    np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("threads", [1, 2])
 def test_large_batch_runs_by_sub_batches_with_the_same_results(threads):
     """A batch whose first activations outgrow the cache (8 x 64x64x48
