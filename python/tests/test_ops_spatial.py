@@ -372,6 +372,23 @@ def test_pool_hand_values():
     close(run("MaxPool2D", -ones, filter=[3, 3], padding=1), -np.ones((1, 3, 3, 1)))
 
 
+@pytest.mark.parametrize("c", [20, 24, 40, 48])
+@pytest.mark.parametrize("geom", [((2, 2), (2, 2), 0), ((3, 3), (2, 2), 1), ((3, 2), (1, 2), 1)])
+@pytest.mark.parametrize("act", [0, 3])
+def test_max_pool_channel_blocks(c, geom, act):
+    """The max-pool row kernel (channels by 16, 8, then one at a time): every
+    block against numpy, NaN reaching exactly the windows that hold it."""
+    (kh, kw), s, padding = geom
+    rng = np.random.default_rng(c + kh)
+    x = rnd(rng, 2, 9, 10, c) * 3
+    x[1, 4, 5, [0, 17, c - 1]] = np.nan
+    attrs = dict(filter=[kh, kw], strides=list(s), padding=padding, activation=act)
+    got = run("MaxPool2D", x, **attrs)
+    want = ref.max_pool2d(x, filter=(kh, kw), strides=s, padding=padding, activation=act)
+    assert np.array_equal(np.isnan(got), np.isnan(want)) and np.isnan(want).any()
+    close(got, want)
+
+
 def test_max_pool_nan_propagates():
     x = np.zeros((1, 2, 2, 2), np.float32)
     x[0, 1, 1, 0] = np.nan
