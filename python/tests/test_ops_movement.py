@@ -443,6 +443,19 @@ def test_pad_large_threads():
         check(run("Pad", [x], threads=4, pads=pads, mode=mode), ref.pad(x, pads, mode))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.int32])
+@pytest.mark.parametrize("threads", [1, 4])
+@pytest.mark.parametrize("pads", [[0, 0, 0, 0, 0, 0, 0, 4], [0, 0, 0, 0, 0, 0, 3, 5], [0, 0, 2, 1, 0, 0, 0, 0],
+                                  [0, 0, 0, 0, 1, 0, 0, 0]])
+def test_pad_only_inner_dims(dtype, threads, pads):
+    """Pads of 4-byte elements where no outer dim is padded (a residual
+    branch's channel padding: a row-by-row copy of its own), with a fill
+    value."""
+    x = data((2, 30, 41, 24), dtype)
+    value = 2.5 if dtype == np.float32 else 0
+    check(run("Pad", [x], threads=threads, pads=pads, value=value), ref.pad(x, pads, 0, value))
+
+
 def test_pad_nothing():
     x = data((2, 3), np.int8)
     check(run("Pad", [x], pads=[0, 0, 0, 0], mode=1), x)

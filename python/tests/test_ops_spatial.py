@@ -372,6 +372,23 @@ def test_pool_hand_values():
     close(run("MaxPool2D", -ones, filter=[3, 3], padding=1), -np.ones((1, 3, 3, 1)))
 
 
+@pytest.mark.parametrize("c", [20, 24, 40, 48])
+@pytest.mark.parametrize("geom", [((2, 2), (2, 2), 0), ((3, 3), (2, 2), 1), ((3, 2), (1, 2), 1)])
+@pytest.mark.parametrize("act", [0, 3])
+def test_max_pool_channel_blocks(c, geom, act):
+    """The max-pool row kernel (channels by 16, 8, then one at a time): every
+    block against numpy, NaN reaching exactly the windows that hold it."""
+    (kh, kw), s, padding = geom
+    rng = np.random.default_rng(c + kh)
+    x = rnd(rng, 2, 9, 10, c) * 3
+    x[1, 4, 5, [0, 17, c - 1]] = np.nan
+    attrs = dict(filter=[kh, kw], strides=list(s), padding=padding, activation=act)
+    got = run("MaxPool2D", x, **attrs)
+    want = ref.max_pool2d(x, filter=(kh, kw), strides=s, padding=padding, activation=act)
+    assert np.array_equal(np.isnan(got), np.isnan(want)) and np.isnan(want).any()
+    close(got, want)
+
+
 def test_max_pool_nan_propagates():
     x = np.zeros((1, 2, 2, 2), np.float32)
     x[0, 1, 1, 0] = np.nan
@@ -730,6 +747,17 @@ if __name__ == "__main__":
     raise SystemExit(pytest.main([__file__, "-q"]))
 
 
+def depthwise_const_weights(x, w, b, attrs):
+    """DepthwiseConv2D with constant weights and bias (as converted models
+    have them): (tinyinfer's output, the numpy reference's)."""
+    bld = ti.GraphBuilder()
+    t = bld.input("x", x.shape)
+    bld.output(bld.op("DepthwiseConv2D", t, bld.const("w", w), bld.const("b", b), **attrs))
+    with bld.load() as m:
+        (y,) = m.run(x)
+    return y, ref.depthwise_conv2d(x, w, b, **attrs)
+
+
 @pytest.mark.parametrize("c", [8, 16, 24, 48])
 @pytest.mark.parametrize("stride", [1, 2])
 @pytest.mark.parametrize("padding", [0, 1, 2])
@@ -744,12 +772,32 @@ def test_depthwise_3x3_fast_path(c, stride, padding):
     attrs = dict(strides=(stride, stride), padding=padding, activation=2)
     if padding == 2:
         attrs["pads"] = pads
-    bld = ti.GraphBuilder()
-    t = bld.input("x", x.shape)
-    bld.output(bld.op("DepthwiseConv2D", t, bld.const("w", w), bld.const("b", b), **attrs))
-    with bld.load() as m:
-        (y,) = m.run(x)
-    want = ref.depthwise_conv2d(x, w, b, **attrs)
+    y, want = depthwise_const_weights(x, w, b, attrs)
+    np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("c", [8, 16, 20, 32, 45])
+@pytest.mark.parametrize("k,stride,dil", [((5, 5), 1, 1), ((5, 5), 2, 1), ((3, 5), 1, 2), ((4, 2), 3, 1),
+                                          ((7, 7), 1, 1)])
+@pytest.mark.parametrize("padding", [0, 1, 2])
+def test_depthwise_general_window_four_pixel_path(c, k, stride, dil, padding):
+    """The general-window row kernel computes pixels whose window lies
+    inside the image four at a time (channels in blocks of 16, or 8 at the
+    SSE2 baseline; the last channels masked at the AVX levels, else one
+    pixel at a time): every split of a row (left border, groups
+    of four, leftover pixels, right border; channel tails) against numpy,
+    with a NaN reaching exactly the outputs whose window holds it."""
+    rng = np.random.default_rng(c * 100 + k[0] * 10 + stride)
+    x = rng.standard_normal((2, 12, 23, c)).astype(np.float32)
+    x[1, 6, 12, c - 1] = np.nan
+    w = rng.standard_normal((1, *k, c)).astype(np.float32)
+    b = rng.standard_normal(c).astype(np.float32)
+    attrs = dict(strides=(stride, stride), dilations=(dil, dil), padding=padding, activation=3)
+    if padding == 2:
+        attrs["pads"] = (2, 1, 3, 0)
+    y, want = depthwise_const_weights(x, w, b, attrs)
+    assert y.shape == want.shape
+    assert np.array_equal(np.isnan(y), np.isnan(want)) and np.isnan(want).any()
     np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-5)
 
 

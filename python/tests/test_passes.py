@@ -219,6 +219,81 @@ def test_int8_activation_not_fused():
     exact(on, off)
 
 
+# -- PRelu fusion into Add -------------------------------------------------------
+
+@pytest.mark.parametrize("slope_shape", [(1, 1, 20), (20,), (1, 1, 1, 20), (1,), ()])
+@pytest.mark.parametrize("c_shape", [(1, 5, 7, 20), (2, 3, 20)])
+def test_prelu_fused_into_add(slope_shape, c_shape):
+    """Add then PRelu with a per-channel (or single) constant slope: one Add
+    that adds and applies the slope in one pass, exactly as the two ops
+    (and the numpy reference), a NaN staying NaN."""
+    c_shape = c_shape[:-1] + (20,)
+    if len(slope_shape) > len(c_shape):
+        pytest.skip("slope of higher rank than the input")
+    b = ti.GraphBuilder()
+    x = b.input("x", c_shape)
+    r = b.input("r", c_shape)
+    slope = rand(*slope_shape) if slope_shape else np.float32(RNG.standard_normal())
+    y = b.op("Add", x, r, name="p")
+    b.output(b.op("PRelu", y, b.const("s", np.asarray(slope, np.float32).reshape(slope_shape)), name="a"))
+    fx, fr = rand(*c_shape, scale=3.0), rand(*c_shape)
+    fx.reshape(-1)[7] = np.nan
+    report, ops, on, off = both(b, [fx, fr])
+    assert graph_passes(report) == ["fuse PRelu 'a' into Add 'p'"]
+    assert ops == ["Add"]
+    exact(on, off)
+    want = R.prelu(R.add(fx, fr), np.asarray(slope, np.float32).reshape(slope_shape))
+    assert np.array_equal(on[0], want, equal_nan=True) and np.isnan(on[0]).sum() == 1
+
+
+@pytest.mark.parametrize("case", ["broadcast add", "spatial slope", "slope input", "add activation",
+                                  "graph output", "read twice", "Sub"])
+def test_prelu_not_fused(case):
+    b = ti.GraphBuilder()
+    x = b.input("x", (1, 4, 4, 8))
+    slope = b.const("s", rand(1, 1, 8))
+    feeds = [rand(1, 4, 4, 8, scale=3.0)]
+    if case == "broadcast add":
+        b.output(b.op("PRelu", b.op("Add", x, b.const(None, rand(8))), slope))
+    elif case == "spatial slope":
+        b.output(b.op("PRelu", b.op("Add", x, x), b.const(None, rand(4, 4, 8))))
+    elif case == "slope input":
+        s = b.input("slope", (1, 1, 8))
+        b.output(b.op("PRelu", b.op("Add", x, x), s))
+        feeds.append(rand(1, 1, 8))
+    elif case == "add activation":
+        b.output(b.op("PRelu", b.op("Add", x, x, activation=1), slope))
+    elif case == "graph output":
+        y = b.op("Add", x, x)
+        b.output(b.op("PRelu", y, slope), y)
+    elif case == "read twice":
+        y = b.op("Add", x, x)
+        b.output(b.op("PRelu", y, slope), b.op("Tanh", y))
+    else:
+        b.output(b.op("PRelu", b.op("Sub", x, b.const(None, rand(1, 4, 4, 8))), slope))
+    report, ops, on, off = both(b, feeds)
+    assert not any(p.startswith("fuse") for p in report)
+    exact(on, off)
+
+
+@pytest.mark.parametrize("case", ["Sub", "count", "broadcast", "activation"])
+def test_prelu_slopes_attribute_checked(case):
+    """prelu_slopes (what the pass writes) in a file is checked at load:
+    Add only, one slope per channel, inputs of the output's shape, no
+    fused activation besides."""
+    b = ti.GraphBuilder()
+    x = b.input("x", (1, 3, 8))
+    other = b.const(None, rand(8)) if case == "broadcast" else x
+    kind = "Sub" if case == "Sub" else "Add"
+    slopes = list(map(float, rand(5 if case == "count" else 8)))
+    attrs = dict(prelu_slopes=slopes)
+    if case == "activation":
+        attrs["activation"] = 1
+    b.output(b.op(kind, x, other, **attrs))
+    with pytest.raises(ti.TinyInferError, match="prelu_slopes"):
+        ti.load(b.to_bytes(), optimize=False)
+
+
 # -- Pad fusion -----------------------------------------------------------------
 
 @pytest.mark.parametrize("conv,padding", [("Conv2D", 0), ("Conv2D", 2), ("DepthwiseConv2D", 0),

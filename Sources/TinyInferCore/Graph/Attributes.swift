@@ -44,6 +44,10 @@ public enum AttrKey: UInt16, Sendable, CaseIterable {
   /// Control flow (issue 14): the subgraph indices an If / While runs. A
   /// code apart from the sequence, so that keys added in parallel do not collide.
   case subgraphs = 76
+  /// Issue 20 (float32 speed): a PRelu fused into the float32 Add that
+  /// produces its input (Passes/PReluFusion.swift), one slope per channel
+  /// of the last axis.
+  case preluSlopes = 43
 
   /// The key's name (FileCode).
   public var staticName: StaticString {
@@ -89,6 +93,7 @@ public enum AttrKey: UInt16, Sendable, CaseIterable {
     case .linearBeforeReset: return "linear_before_reset"
     case .clip: return "clip"
     case .subgraphs: return "subgraphs"
+    case .preluSlopes: return "prelu_slopes"
     }
   }
 

@@ -2,14 +2,29 @@ import TinyInferShims
 
 /// Elementwise binary ops with numpy broadcasting: Add, Sub, Mul, Div,
 /// Maximum, Minimum (with a fused activation where the op has one), and PRelu
-/// (output shape is x's; the slope broadcasts to it).
+/// (output shape is x's; the slope broadcasts to it). An Add may carry a
+/// fused PRelu (`prelu_slopes`, one slope per channel of the last axis;
+/// Passes/PReluFusion.swift): inputs of the output's shape, added and
+/// PRelu'd in one pass (the C kernel add_prelu).
 enum BinaryOp { case add, sub, mul, div, maximum, minimum, prelu }
 
 enum BinaryKernel {
   static func infer(_ node: Node, _ inputs: [TensorDesc?]) throws(TinfError) -> [TensorType] {
     let (a, b) = try floatInputs(inputs, 2...2, "input", "input")
     let shape = try broadcastShapes(a.shape, b.shape)
-    switch try Registry.binaryOp(node) {
+    let op = try Registry.binaryOp(node)
+    if let slopes = try node.attrs.floats(.preluSlopes) {
+      guard op == .add else { throw .unsupported("\(node.op.name) has no fused PRelu (prelu_slopes: Add only)") }
+      guard a.shape == shape, b.shape == shape, let c = shape.last, slopes.count == c else {
+        throw .shape(
+          "Add with prelu_slopes needs both inputs of one shape and one slope per channel of the last axis (inputs \(describe(a.shape)) and \(describe(b.shape)), \(slopes.count) slopes)"
+        )
+      }
+      guard node.attrs[.activation] == nil || node.attrs[.activation] == .int(0) else {
+        throw .unsupported("Add cannot have both a fused activation and prelu_slopes")
+      }
+    }
+    switch op {
     case .prelu:
       guard shape == a.shape else {
         throw .shape("slope \(describe(b.shape)) does not broadcast to the input \(describe(a.shape))")
@@ -30,6 +45,15 @@ enum BinaryKernel {
     let op = try Registry.binaryOp(ctx.node)
     let act = op == .prelu || op == .maximum || op == .minimum ? Activation.none : try Activation.from(ctx.attrs)
     let n = ctx.outputs[0].count
+    if let s = try ctx.attrs.floats(.preluSlopes), let c = ctx.outputs[0].shape.last, c > 0 {
+      let slopes = try Scratch<Float>(count: s.count)
+      for (i, v) in s.enumerated() { slopes.base[i] = v }
+      let fused = PackedGemm.kernels.add_prelu
+      let rows = n / c
+      return { () throws(TinfError) in
+        fused(a, b, UnsafePointer(slopes.base), y, rows, c)
+      }
+    }
     switch op {
     case .add: return { () throws(TinfError) in plan.run(AddFn.self, a, b, y); act.apply(y, n) }
     case .sub: return { () throws(TinfError) in plan.run(SubFn.self, a, b, y); act.apply(y, n) }

@@ -126,6 +126,36 @@ enum PadKernel {
     let outBytes = p.shape.reduce(1, &*) &* es
     let pool = ctx.pool
 
+    // Constant padding of 4-byte elements where no dim before `k` is
+    // padded (the channel padding of a residual branch): output row r is
+    // input row r with fill around it, in plain loops per row (the general
+    // loop below divides per row to find its source and makes two calls);
+    // bits are copied as they are (float32, int32, uint32).
+    var outerPadded = false
+    for i in 0..<k where p.pads[2 * i] != 0 || p.pads[2 * i + 1] != 0 { outerPadded = true }
+    if mode == 0 && es == 4 && !outerPadded {
+      let xs = s.assumingMemoryBound(to: UInt32.self)
+      let ys = d.assumingMemoryBound(to: UInt32.self)
+      let v = UInt32(truncatingIfNeeded: fill)
+      let (nIn, nOut, nBefore, nAfter) = (inRow / 4, outRow / 4, before &* blk / 4, after &* blk / 4)
+      let rowsWork = { (range: Range<Int>) in
+        for r in range {
+          let src = xs + r &* nIn
+          let dst = ys + r &* nOut
+          for j in 0..<nBefore { dst[j] = v }
+          let mid = dst + nBefore
+          for j in 0..<nIn { mid[j] = src[j] }
+          let tail = mid + nIn
+          for j in 0..<nAfter { tail[j] = v }
+        }
+      }
+      if pool.threads > 1 && rows > 1 && outBytes >= moveParallelBytes {
+        let minChunk = max(1, rows &* moveChunkBytes / outBytes)
+        return { () throws(TinfError) in pool.parallelRanges(rows, minChunk: minChunk, rowsWork) }
+      }
+      return { () throws(TinfError) in rowsWork(0..<rows) }
+    }
+
     let work = { (range: Range<Int>) in
       for r in range {
         let out = d + r &* outRow

@@ -33,13 +33,26 @@ enum PoolKernel {
 
   static func bind(_ ctx: KernelContext) throws(TinfError) -> KernelFn {
     let g = try PoolGeometry(ctx)
-    let act = try Activation.from(ctx.node.attrs)
-    let (lo, hi) = act.range
+    let (lo, hi) = try Activation.from(ctx.node.attrs).range
     let (x, y) = (ctx.floatIn(0), ctx.floatOut(0))
     // The per-cell steps are C kernels per CPU level (tinyinfer_kernels_f32.h).
     let kern = PackedGemm.kernels
     if ctx.node.op == .maxPool2D {
-      return g.driver(x: x, y: y, pool: ctx.pool, Max(c: g.c, act: act, lo: lo, hi: hi, step: kern.pool_max))
+      // One C call per output row, the pixel kept in registers over its
+      // window (max_pool_row).
+      let rowKernel = kern.max_pool_row
+      let (h, w, c, kh, kw, oh, ow, padT, padL, sh, sw) = (g.h, g.w, g.c, g.kh, g.kw, g.oh, g.ow, g.padT, g.padL, g.sh, g.sw)
+      let pool = ctx.pool
+      let minChunk = minChunkFor(perItem: ow &* kh &* kw &* c)
+      return { () throws(TinfError) in
+        forEachChunk(pool, g.n &* oh, minChunk: minChunk) { _, range in
+          for row in range {
+            let b = row / oh
+            let oy = row &- b &* oh
+            rowKernel(y + row &* ow &* c, x + b &* h &* w &* c, c, h, w, kh, kw, oy &* sh &- padT, padL, sw, ow, lo, hi)
+          }
+        }
+      }
     }
     let window = g.countIncludePad ? g.kh &* g.kw : 0
     return g.driver(
@@ -47,27 +60,6 @@ enum PoolKernel {
       Average(c: g.c, window: window, lo: lo, hi: hi, step: kern.pool_add, divide: kern.pool_divide))
   }
 
-  /// The float32 max: NaN propagates (once the max is NaN it stays NaN).
-  struct Max: PoolWindow {
-    let c: Int
-    let act: Activation
-    let lo: Float, hi: Float
-    /// y = max(y, x) over c channels (ti_f32_kernels.pool_max).
-    let step: @convention(c) (UnsafeMutablePointer<Float>, UnsafePointer<Float>, Int) -> Void
-
-    @inline(__always) func begin(_ y: UnsafeMutablePointer<Float>, chunk: Int) {
-      y.update(repeating: -Float.infinity, count: c)
-    }
-    @inline(__always) func add(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, chunk: Int) {
-      step(y, x, c)
-    }
-    @inline(__always) func finish(_ y: UnsafeMutablePointer<Float>, cells: Int, chunk: Int) {
-      clampRange(y, c, act, lo, hi)
-    }
-  }
-
-  /// The float32 average: the sum divided by the real cells, or by `window`
-  /// (KH * KW) when it is not 0 (count_include_pad).
   struct Average: PoolWindow {
     let c: Int
     let window: Int

@@ -22,6 +22,7 @@ enum Optimizer {
     }
     PadFusion.run(&p)
     ActivationFusion.run(&p)
+    PReluFusion.run(&p)
     DeadCodeElimination.run(&p)
     p.freeUnusedBuffers()
     var out = p.graph()

@@ -79,6 +79,16 @@ typedef struct ti_f32_kernels {
    * b[i * ib]) for i < n, ia and ib 0 or 1; y may be a or b. op is a
    * TI_F32_BIN_* code. */
   void (*_Nonnull binary_row)(int op, const float *a, long ia, const float *b, long ib, float *y, long n);
+  /* Add with a PRelu fused (issue 20): rows of c channels, t = a + b,
+   * y = t >= 0 ? t : t * slope[channel] (NaN stays NaN), for rows
+   * elements of a, b and y (contiguous; y may be a or b). */
+  void (*_Nonnull add_prelu)(const float *a, const float *b, const float *slope, float *y, long rows, long c);
+  /* Max pooling (issue 20): output pixels 0..<ow of one row (yrow, c
+   * channels each) of image ximg [h, w, c], window kh x kw from input row
+   * iy0 and column ox * sw - padl, clipped to the image; the maximum with
+   * NaN propagating (pool_max's rule), from -inf, clamped to [lo, hi]. */
+  void (*_Nonnull max_pool_row)(float *yrow, const float *ximg, long c, long h, long w, long kh, long kw, long iy0,
+                                long padl, long sw, long ow, float lo, float hi);
 } ti_f32_kernels;
 
 /* Binary ops of binary_row: +, -, *, /, maximum and minimum (NaN
