@@ -195,8 +195,9 @@ def test_many_callers_steady_load_loses_nothing(net, workers):
     for x, y in zip(xs, outs):
         close(y, ref(x))
     st = b.stats()
-    assert st["requests"] == st["rows"] == 16 * 150 + 0 and st["failed"] == 0
-    assert st["batches"] < st["requests"]  # gathered
+    # (whether requests were gathered depends on timing: callers that never
+    # overlap run alone; submissions test the gathering)
+    assert st["requests"] == st["rows"] == 16 * 150 and st["failed"] == 0
     b.close(timeout=10)
     assert b.stats()["queued"] == b.stats()["running"] == 0
 
