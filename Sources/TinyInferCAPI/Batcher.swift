@@ -251,16 +251,20 @@ final class BatcherHandle {
         continue
       }
       removeIdle(w)
-      // Wait for more while fewer are queued than were in flight recently
-      // and another batch is running, at most max_delay after the oldest
-      // came. (With nothing else running, waiting would leave the cores
-      // idle while the other callers are still on their way: a caller in
-      // Python gets back to the queue only after its turn with the GIL.
-      // Taking what is queued keeps the runs and the callers overlapping,
-      // and the batches fill by themselves while a batch runs.)
+      // Wait for more while fewer are queued than were in flight recently,
+      // at most max_delay after the oldest came; for a blocking caller's
+      // request only while another batch is running. (With nothing else
+      // running, waiting would leave the cores idle while the other callers
+      // are still on their way: a caller in Python gets back to the queue
+      // only after its turn with the GIL. Taking what is queued keeps the
+      // runs and the callers overlapping, and the batches fill by themselves
+      // while a batch runs. Submissions come in bursts from threads that do
+      // not wait for them, an event loop's: waiting for the burst costs
+      // nothing there.)
       let deadline = queue[head].arrival &+ maxDelayNs
       while !closed && queuedRows < maxBatch {
-        if queuedCount >= recentPeak - running - solo || running + solo == 0 { break }
+        if queuedCount >= recentPeak - running - solo { break }
+        if running + solo == 0 && !queue[head].isAsync { break }
         if ti_shim_now_ns() >= deadline || ti_shim_cond_wait_until(work, mu, deadline) != 0 { break }
         if queuedCount == 0 { break }
       }

@@ -1126,8 +1126,9 @@ class Batcher:
         self._thread: Optional[threading.Thread] = None  # takes the submissions' results
         # the hot call without argtypes (their conversion cost several us a
         # call): every argument is passed as a prepared ctypes object
-        self._run_c = ctypes.CDLL(_lib.lib_path).tinf_batcher_run
-        self._run_c.restype = c_int32
+        raw = ctypes.CDLL(_lib.lib_path)
+        self._run_c, self._submit_c = raw.tinf_batcher_run, raw.tinf_batcher_submit
+        self._run_c.restype = self._submit_c.restype = c_int32
         self._hv = ctypes.c_void_p(h.value)
         self._cnin, self._cnout = c_int32(self._nin), c_int32(self._nout)
         one = len(self._specs) == 1
@@ -1234,7 +1235,7 @@ class Batcher:
                 self._thread.start()
         ip, inb, op, onb = self._args()
         self._fill(ip, inb, op, onb, arrays, outs, rows)
-        st = L.tinf_batcher_submit(self._handle, rows, ip, inb, self._nin, op, onb, self._nout, tag)
+        st = self._submit_c(self._hv, c_int64(rows), ip, inb, self._cnin, op, onb, self._cnout, ctypes.c_uint64(tag))
         if st:
             self._pending.pop(tag, None)
             raise self._error(st)
