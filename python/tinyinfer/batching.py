@@ -1208,13 +1208,13 @@ class Batcher:
         (its rows). The inputs are read when the batch runs: do not change
         them before the Future is done."""
         fut: concurrent.futures.Future = concurrent.futures.Future()
-        self._submit(self._prepare(inputs), fut, None)
+        self._submit(self._ready(inputs), fut, None)
         return fut
 
     async def arun(self, inputs) -> List[np.ndarray]:
         """`run` for asyncio: awaits the batched run without blocking the loop
         (the results of one group reach each loop in one call)."""
-        arrays = self._prepare(inputs)
+        arrays = self._ready(inputs)
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
         self._submit(arrays, fut, loop)
@@ -1239,6 +1239,16 @@ class Batcher:
         if st:
             self._pending.pop(tag, None)
             raise self._error(st)
+
+    def _ready(self, inputs) -> List[np.ndarray]:
+        """_prepare, with the common request (one C-ordered array of the
+        input's dtype and row shape) passed through at once."""
+        single = self._single
+        if single is not None and type(inputs) is np.ndarray and inputs.dtype == single[1] \
+                and inputs.shape[1:] == single[0] and inputs.flags.c_contiguous \
+                and 1 <= inputs.shape[0] <= self.max_batch:
+            return [inputs]
+        return self._prepare(inputs)
 
     def _prepare(self, inputs) -> List[np.ndarray]:
         """The request's arrays, checked, in the model's dtypes and C order."""
