@@ -196,8 +196,10 @@ final class BatcherHandle {
 
   // MARK: callers
 
-  /// Queues `r` (under mu), counting it in flight.
-  func enqueue(_ r: BatchRequest) {
+  /// Queues `r` (under mu), counting it in flight; true when a worker
+  /// must be woken (the caller broadcasts `work` after unlocking, so the
+  /// woken worker does not wait for the lock it holds).
+  func enqueue(_ r: BatchRequest) -> Bool {
     r.arrival = ti_shim_now_ns()
     r.queued = true
     queue.append(r)
@@ -208,9 +210,7 @@ final class BatcherHandle {
     // waits for it) and when the ones gathering have what they wait for;
     // in between, a gathering worker's wait ends at its deadline anyway.
     // (One wake-up a request cost more than the batch saved, from asyncio.)
-    if queuedCount == 1 || queuedRows >= maxBatch || queuedCount >= recentPeak - running - solo {
-      ti_shim_cond_broadcast(work)
-    }
+    return queuedCount == 1 || queuedRows >= maxBatch || queuedCount >= recentPeak - running - solo
   }
 
   /// Removes `r` from the queue if it is still there (under mu).
@@ -663,8 +663,9 @@ public func tinf_batcher_run(
     b.runSolo(w, r)
     r.done = true
   } else {
-    b.enqueue(r)
+    let wake = b.enqueue(r)
     ti_shim_mutex_unlock(b.mu)
+    if wake { ti_shim_cond_broadcast(b.work) }
   }
 
   var timedOut = false
@@ -708,15 +709,20 @@ public func tinf_batcher_submit(
   }
   guard let inputs, let outputs else { return nullArg("tinf_batcher_submit") }
   ti_shim_mutex_lock(b.mu)
-  defer { ti_shim_mutex_unlock(b.mu) }
-  guard !b.closed else { return fail(.invalidState, "tinf_batcher_submit: the batcher is closed") }
+  guard !b.closed else {
+    ti_shim_mutex_unlock(b.mu)
+    return fail(.invalidState, "tinf_batcher_submit: the batcher is closed")
+  }
   guard let r = takeRequest(b, rows, inputs, outputs) else {
+    ti_shim_mutex_unlock(b.mu)
     return fail(.outOfMemory, "tinf_batcher_submit: cannot allocate a request")
   }
   r.isAsync = true
   r.tag = tag
   b.outstandingAsync += 1
-  b.enqueue(r)
+  let wake = b.enqueue(r)
+  ti_shim_mutex_unlock(b.mu)
+  if wake { ti_shim_cond_broadcast(b.work) }
   return ok()
 }
 

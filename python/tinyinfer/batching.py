@@ -1126,8 +1126,12 @@ class Batcher:
         self._thread: Optional[threading.Thread] = None  # takes the submissions' results
         # the hot call without argtypes (their conversion cost several us a
         # call): every argument is passed as a prepared ctypes object
-        raw = ctypes.CDLL(_lib.lib_path)
-        self._run_c, self._submit_c = raw.tinf_batcher_run, raw.tinf_batcher_submit
+        self._run_c = ctypes.CDLL(_lib.lib_path).tinf_batcher_run
+        # submit does not block (a short lock in the library): called keeping
+        # the GIL (PyDLL), as letting it go and taking it back at every
+        # request made an event loop and the completion thread trade the
+        # GIL (a thread switch each) on every arun
+        self._submit_c = ctypes.PyDLL(_lib.lib_path).tinf_batcher_submit
         self._run_c.restype = self._submit_c.restype = c_int32
         self._hv = ctypes.c_void_p(h.value)
         self._cnin, self._cnout = c_int32(self._nin), c_int32(self._nout)
