@@ -225,16 +225,22 @@ final class BatcherHandle {
     return true
   }
 
+  /// Adds submission `r`'s completion and recycles it (under mu); `wake`:
+  /// wakes the completion waiters.
+  func complete(_ r: BatchRequest, wake: Bool = true) {
+    completions.append(BatchCompletion(tag: r.tag, status: r.status, message: r.message))
+    outstandingAsync -= 1
+    r.message = ""
+    free.append(r)
+    if wake { ti_shim_cond_broadcast(changed) }
+  }
+
   /// Answers `r` (its status and message set): wakes its caller or adds a
   /// completion. Called without mu held for a blocking caller's request.
   func answer(_ r: BatchRequest) {
     if r.isAsync {
       ti_shim_mutex_lock(mu)
-      completions.append(BatchCompletion(tag: r.tag, status: r.status, message: r.message))
-      outstandingAsync -= 1
-      r.message = ""
-      free.append(r)
-      ti_shim_cond_broadcast(changed)
+      complete(r)
       ti_shim_mutex_unlock(mu)
     } else {
       ti_shim_mutex_lock(r.mu)
@@ -307,11 +313,25 @@ final class BatcherHandle {
         rowsRun &+= UInt64(rows)
       }
       for r in batch where r.status != .ok { failed &+= 1 }
+      // Submissions complete under this one hold of the lock, with one
+      // wake-up of the completion waiters for the batch; blocking callers
+      // are woken after it. (Completed requests go back to the free list
+      // and may be reused at once: split the batch first.)
+      var blocking: [BatchRequest] = []
+      var submitted = false
+      for r in batch {
+        if r.isAsync {
+          complete(r, wake: false)
+          submitted = true
+        } else {
+          blocking.append(r)
+        }
+      }
+      if submitted { ti_shim_cond_broadcast(changed) }
       ti_shim_mutex_unlock(mu)
-      for r in batch { answer(r) }
+      for r in blocking { answer(r) }
       ti_shim_mutex_lock(mu)
       idle.append(w)
-      ti_shim_cond_broadcast(changed)
     }
     removeIdle(w)
     ti_shim_mutex_unlock(mu)

@@ -130,24 +130,26 @@ def test_close_completes_pending_requests(net):
     b.close()  # idempotent
 
 
-def test_close_with_cancel_fails_pending_requests_clearly(net):
-    m, ref = net
-    b = tinyinfer.Batcher(m, max_batch=1, max_delay_ms=0)
-    futures = [b.submit(rows(i, 1)) for i in range(2000)]
-    t0 = time.perf_counter()
-    b.close(cancel=True)
-    assert time.perf_counter() - t0 < 10
+def test_close_with_cancel_fails_pending_requests_clearly():
+    data, ref = mlp(d_in=1024, hidden=4096)  # about 4M multiply-adds a row: the queue cannot empty at once
+    xs = np.random.default_rng(0).standard_normal((300, 1, 1024)).astype(np.float32)
+    with tinyinfer.load(data) as m:
+        b = tinyinfer.Batcher(m, max_batch=1, max_delay_ms=0)
+        futures = [b.submit(x) for x in xs]
+        t0 = time.perf_counter()
+        b.close(cancel=True)
+        assert time.perf_counter() - t0 < 10
     done = failed = 0
-    for i, f in enumerate(futures):
+    for x, f in zip(xs, futures):
         assert f.done()
         if f.exception(timeout=0) is None:
-            close(f.result()[0], ref(rows(i, 1)))
+            close(f.result()[0], ref(x), tol=1e-3)
             done += 1
         else:
             assert isinstance(f.exception(), tinyinfer.BatcherClosedError)
             assert "closed before this request ran" in str(f.exception())
             failed += 1
-    assert failed > 0 and done + failed == 2000
+    assert failed > 0 and done + failed == 300
 
 
 def test_context_manager_and_asyncio_after_close(net):

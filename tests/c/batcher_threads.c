@@ -254,7 +254,7 @@ int main(int argc, char **argv) {
 
   /* Shutdown with pending requests: cancel fails the queued ones clearly. */
   {
-    enum { N = 400 };
+    enum { N = 4000 }; /* more than the worker runs while they are submitted */
     check(tinf_batcher_create(m, 1, 0, 1, 1, &b) == TINF_OK, "create (max_batch 1)");
     float *outs_all = malloc(N * d_out * sizeof(float));
     for (int i = 0; i < N; i++) {
