@@ -840,8 +840,8 @@ tinf_status tinf_model_prepack_image(const tinf_model *model, const void *key, s
  * max_batch rows (a request is never split), waiting for more at most
  * max_delay_us after the oldest came and only while fewer are queued than
  * were in flight at once recently, and when the oldest is a blocking
- * caller's (tinf_batcher_run) only while another batch is running; a lone
- * caller (nothing queued or in flight recently) with a worker idle runs its
+ * caller's (tinf_batcher_run) only while another batch is running; a caller
+ * of tinf_batcher_run that finds nothing queued and a worker idle runs its
  * request at once on its own thread with that worker's sessions. It copies their rows
  * into one session (zero rows pad it up to its size), runs it and copies
  * each request's rows to its outputs. When a batched run fails (a Gather
