@@ -158,11 +158,13 @@ def main():
     ap.add_argument("--asyncio", action="store_true", help="also callers as asyncio tasks (Batcher.arun)")
     args = ap.parse_args()
     callers = [int(c) for c in args.callers.split(",")]
-    print(f"CPU: {tinyinfer.batching.machine_id()}; {args.seconds:g} s per cell")
+    print(f"CPU: {tinyinfer.batching.machine_id()}; {args.seconds:g} s per cell; "
+          f"load average {os.getloadavg()[0]:.1f} at the start")
     for path in args.models:
         bench_model(path, callers, args.seconds, args.max_batch, args.max_delay_ms, args.threads, args.workers)
         if args.asyncio:
             bench_async(path, callers, args.seconds, args.max_batch, args.max_delay_ms, args.threads, args.workers)
+        print(f"\nload average {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

@@ -910,6 +910,117 @@ tinf_status tinf_result_cache_stats(tinf_result_cache *cache, tinf_result_cache_
  * variables: its outputs depend on earlier runs); TINF_ERR_OUT_OF_MEMORY. */
 tinf_status tinf_session_set_result_cache(tinf_session *session, tinf_result_cache *cache, const void *key,
                                           size_t key_size);
+/* ---- micro-batching queue (issue 17) ----
+ * A batcher gathers requests from many threads into batched runs of one
+ * model, like Triton's dynamic batching. A caller's thread waits inside
+ * tinf_batcher_run (a binding that releases its interpreter lock, as
+ * Python's ctypes does, lets other callers go on meanwhile). `workers`
+ * threads inside the library each own sessions for the power-of-two batch
+ * sizes below max_batch and max_batch (made when first needed; the
+ * max_batch one at create); a worker takes the queued requests, up to
+ * max_batch rows (a request is never split), waiting for more at most
+ * max_delay_us after the oldest came and only while fewer are queued than
+ * were in flight at once recently, and when the oldest is a blocking
+ * caller's (tinf_batcher_run) only while another batch is running; a caller
+ * of tinf_batcher_run that finds nothing queued and a worker idle runs its
+ * request at once on its own thread with that worker's sessions. It copies their rows
+ * into one session (zero rows pad it up to its size), runs it and copies
+ * each request's rows to its outputs. When a batched run fails (a Gather
+ * index out of range in one request), each of its requests runs alone, so
+ * only the failing ones fail. Every input's first dimension is the batch,
+ * and every output's must be too (checked at create). Models with
+ * variables (state between runs) are refused. All functions are safe to call
+ * from any thread; statuses come with a message (tinf_last_error) on the
+ * calling thread. */
+typedef struct tinf_batcher tinf_batcher;
+
+/* Counters of a batcher (tinf_batcher_stats). */
+typedef struct tinf_batcher_counters {
+  uint64_t requests; /* requests accepted (run and submit; refused ones not counted) */
+  uint64_t rows;     /* rows run (padding not counted) */
+  uint64_t batches;  /* successful session runs */
+  uint64_t failed;   /* requests answered with an error (a timeout is not counted) */
+  uint64_t isolated; /* batched runs that failed, whose requests then ran one by one */
+  int64_t queued;    /* requests queued now */
+  int64_t running;   /* requests in batches running now */
+  int32_t max_batch;
+  int32_t workers;
+  int32_t threads;   /* each session's threads */
+} tinf_batcher_counters;
+
+/* Makes a batcher of `model` (which it keeps alive: the model may be freed
+ * first). max_batch 1...65536 rows a batch; max_delay_us 0...10^7; workers
+ * 1...64 worker threads (batches running at once); threads 0...256 each
+ * session's intra-op threads (0: the CPU count). *out_batcher is freed with
+ * tinf_batcher_free. Statuses: TINF_OK; TINF_ERR_INVALID_ARGUMENT (NULL
+ * argument, a value out of range, a model without inputs or with
+ * variables); TINF_ERR_SHAPE (a scalar input, an output whose first
+ * dimension is not the batch); those of tinf_session_create for a session of
+ * max_batch rows (TINF_ERR_SHAPE: the graph does not take that batch;
+ * TINF_ERR_OUT_OF_MEMORY); TINF_ERR_OUT_OF_MEMORY (locks, threads). */
+tinf_status tinf_batcher_create(tinf_model *model, int32_t max_batch, int64_t max_delay_us, int32_t workers,
+                                int32_t threads, tinf_batcher **out_batcher);
+
+/* Runs one request of `rows` rows (1...max_batch) and waits for it.
+ * inputs[i] (n_inputs pointers, the model's input count) holds input i's
+ * rows, input_nbytes[i] = rows x its bytes per row; outputs[o] (n_outputs,
+ * the model's output count) receives output o's rows, output_nbytes[o] =
+ * rows x its bytes per row. Rows are the model's dtypes, C order. The
+ * library reads the inputs and writes the outputs only until this returns;
+ * all memory stays the caller's. timeout_us < 0 waits as long as it takes;
+ * otherwise a request not yet taken into a batch when it passes is withdrawn
+ * (it never runs; one already taken is waited for).
+ * Statuses: TINF_OK (the outputs are written); TINF_ERR_INVALID_ARGUMENT (a
+ * NULL pointer, rows out of range, n_inputs or n_outputs not the model's);
+ * TINF_ERR_SHAPE (an nbytes that is not rows x the row size: the request is
+ * refused alone, nothing queued); TINF_ERR_INVALID_STATE (the batcher is
+ * closed, or was closed with cancel before the request ran);
+ * TINF_ERR_RUNTIME (the run failed on this request's rows, or the timeout
+ * passed: the message starts "tinf_batcher_run: timed out"); any status of
+ * tinf_session_run and tinf_session_create (TINF_ERR_OUT_OF_MEMORY). After a
+ * failure the outputs' contents are unspecified. */
+tinf_status tinf_batcher_run(tinf_batcher *batcher, int64_t rows, const void *const *inputs,
+                             const size_t *input_nbytes, int32_t n_inputs, void *const *outputs,
+                             const size_t *output_nbytes, int32_t n_outputs, int64_t timeout_us);
+
+/* As tinf_batcher_run, without waiting: queues the request under the
+ * caller's `tag` and returns. The pointer arrays are copied; the input and
+ * output memory they point to must stay valid and unchanged until
+ * tinf_batcher_completed returns `tag`. Statuses: TINF_OK (queued: its
+ * outcome comes from tinf_batcher_completed); the argument statuses of
+ * tinf_batcher_run (nothing queued); TINF_ERR_INVALID_STATE (closed). */
+tinf_status tinf_batcher_submit(tinf_batcher *batcher, int64_t rows, const void *const *inputs,
+                                const size_t *input_nbytes, int32_t n_inputs, void *const *outputs,
+                                const size_t *output_nbytes, int32_t n_outputs, uint64_t tag);
+
+/* Takes finished submissions, oldest first: up to `capacity` (>= 1) tags
+ * into tags[] and their statuses (tinf_status values, as tinf_batcher_run
+ * would return) into statuses[]; *out_count gets how many. It stops after
+ * the first failed one and sets the calling thread's tinf_last_error to that
+ * request's message. Waits until at least one is finished, at most
+ * timeout_us (< 0: no limit; 0: does not wait; *out_count 0 when nothing
+ * came). Statuses: TINF_OK; TINF_ERR_INVALID_ARGUMENT (NULL argument,
+ * capacity < 1); TINF_ERR_INVALID_STATE (closed, nothing finished and no
+ * submission outstanding: a completion thread may stop). */
+tinf_status tinf_batcher_completed(tinf_batcher *batcher, uint64_t *tags, int32_t *statuses, int32_t capacity,
+                                   int64_t timeout_us, int32_t *out_count);
+
+/* Closes the batcher: new requests are refused with TINF_ERR_INVALID_STATE;
+ * with cancel 0 the queued requests still run, with cancel 1 they fail with
+ * TINF_ERR_INVALID_STATE ("closed before this request ran"); batches already
+ * running finish. Returns when every worker has stopped (so every request is
+ * answered). Idempotent; concurrent calls wait for each other. Statuses:
+ * TINF_OK; TINF_ERR_INVALID_ARGUMENT (batcher NULL, cancel not 0 or 1). */
+tinf_status tinf_batcher_close(tinf_batcher *batcher, int32_t cancel);
+
+/* Closes (cancel 0) if not closed, waits for callers still returning from
+ * tinf_batcher_run, and frees the batcher and its sessions (finished
+ * submissions not taken are dropped). No thread may use the handle after.
+ * NULL is allowed. */
+void tinf_batcher_free(tinf_batcher *batcher);
+
+/* The batcher's counters. Statuses: TINF_OK; TINF_ERR_INVALID_ARGUMENT (a NULL argument). */
+tinf_status tinf_batcher_stats(const tinf_batcher *batcher, tinf_batcher_counters *out);
 
 #ifdef __cplusplus
 }

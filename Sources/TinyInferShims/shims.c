@@ -315,3 +315,61 @@ float ti_shim_tanhf(float x) { return tanhf(x); }
 float ti_shim_floorf(float x) { return floorf(x); }
 float ti_shim_ceilf(float x) { return ceilf(x); }
 float ti_shim_roundf(float x) { return roundf(x); }
+
+/* Condition variables and threads for the micro-batcher (issue 17). */
+struct ti_cond { pthread_cond_t cv; };
+
+ti_cond *ti_shim_cond_create(void) {
+  ti_cond *c = malloc(sizeof *c);
+  if (!c) return NULL;
+  pthread_condattr_t a;
+  if (pthread_condattr_init(&a) != 0) { free(c); return NULL; }
+  pthread_condattr_setclock(&a, CLOCK_MONOTONIC); /* the clock of ti_shim_now_ns */
+  int rc = pthread_cond_init(&c->cv, &a);
+  pthread_condattr_destroy(&a);
+  if (rc != 0) { free(c); return NULL; }
+  return c;
+}
+
+void ti_shim_cond_destroy(ti_cond *c) {
+  if (!c) return;
+  pthread_cond_destroy(&c->cv);
+  free(c);
+}
+
+void ti_shim_cond_wait(ti_cond *c, ti_mutex *m) { if (c && m) pthread_cond_wait(&c->cv, &m->mu); }
+
+int ti_shim_cond_wait_until(ti_cond *c, ti_mutex *m, uint64_t deadline_ns) {
+  if (!c || !m) return 1;
+  struct timespec ts;
+  ts.tv_sec = (time_t)(deadline_ns / 1000000000ull);
+  ts.tv_nsec = (long)(deadline_ns % 1000000000ull);
+  return pthread_cond_timedwait(&c->cv, &m->mu, &ts) == ETIMEDOUT;
+}
+
+void ti_shim_cond_signal(ti_cond *c) { if (c) pthread_cond_signal(&c->cv); }
+void ti_shim_cond_broadcast(ti_cond *c) { if (c) pthread_cond_broadcast(&c->cv); }
+
+struct ti_thread { pthread_t id; void (*fn)(void *); void *ctx; };
+
+static void *ti_thread_main(void *arg) {
+  ti_thread *t = arg;
+  t->fn(t->ctx);
+  return NULL;
+}
+
+ti_thread *ti_shim_thread_start(void (*fn)(void *ctx), void *ctx) {
+  if (!fn) return NULL;
+  ti_thread *t = malloc(sizeof *t);
+  if (!t) return NULL;
+  t->fn = fn;
+  t->ctx = ctx;
+  if (pthread_create(&t->id, NULL, ti_thread_main, t) != 0) { free(t); return NULL; }
+  return t;
+}
+
+void ti_shim_thread_join(ti_thread *t) {
+  if (!t) return;
+  pthread_join(t->id, NULL);
+  free(t);
+}

@@ -483,3 +483,42 @@ _fn("tinf_result_cache_stats", [ResultCacheHandle, POINTER(ResultCacheStats)])
 # tinf_status tinf_session_set_result_cache(tinf_session *session, tinf_result_cache *cache, const void *key,
 #                                           size_t key_size);
 _fn("tinf_session_set_result_cache", [SessionHandle, ResultCacheHandle, c_char_p, c_size_t])
+# ---- micro-batching queue (issue 17) ----
+
+
+class BatcherHandle(c_void_p):
+    """tinf_batcher *"""
+
+
+class BatcherCounters(Structure):
+    """tinf_batcher_counters"""
+    _fields_ = [("requests", c_uint64), ("rows", c_uint64), ("batches", c_uint64), ("failed", c_uint64),
+                ("isolated", c_uint64), ("queued", c_int64), ("running", c_int64), ("max_batch", c_int32),
+                ("workers", c_int32), ("threads", c_int32)]
+
+
+# tinf_status tinf_batcher_create(tinf_model *model, int32_t max_batch, int64_t max_delay_us, int32_t workers,
+#                                 int32_t threads, tinf_batcher **out_batcher);
+_fn("tinf_batcher_create", [ModelHandle, c_int32, c_int64, c_int32, c_int32, POINTER(BatcherHandle)])
+# tinf_status tinf_batcher_run(tinf_batcher *batcher, int64_t rows, const void *const *inputs,
+#                              const size_t *input_nbytes, int32_t n_inputs, void *const *outputs,
+#                              const size_t *output_nbytes, int32_t n_outputs, int64_t timeout_us);
+# (the status is returned, not raised: the caller checks it, on its hot path)
+_fn("tinf_batcher_run", [BatcherHandle, c_int64, POINTER(c_void_p), POINTER(c_size_t), c_int32, POINTER(c_void_p),
+                         POINTER(c_size_t), c_int32, c_int64], c_int32)
+# tinf_status tinf_batcher_submit(tinf_batcher *batcher, int64_t rows, const void *const *inputs,
+#                                 const size_t *input_nbytes, int32_t n_inputs, void *const *outputs,
+#                                 const size_t *output_nbytes, int32_t n_outputs, uint64_t tag);
+_fn("tinf_batcher_submit", [BatcherHandle, c_int64, POINTER(c_void_p), POINTER(c_size_t), c_int32,
+                            POINTER(c_void_p), POINTER(c_size_t), c_int32, c_uint64], c_int32)
+# tinf_status tinf_batcher_completed(tinf_batcher *batcher, uint64_t *tags, int32_t *statuses, int32_t capacity,
+#                                    int64_t timeout_us, int32_t *out_count);
+# (returned, not raised: TINF_ERR_INVALID_STATE ends the completion thread)
+_fn("tinf_batcher_completed", [BatcherHandle, POINTER(c_uint64), POINTER(c_int32), c_int32, c_int64,
+                               POINTER(c_int32)], c_int32)
+# tinf_status tinf_batcher_close(tinf_batcher *batcher, int32_t cancel);
+_fn("tinf_batcher_close", [BatcherHandle, c_int32])
+# void tinf_batcher_free(tinf_batcher *batcher);
+_fn("tinf_batcher_free", [BatcherHandle], None)
+# tinf_status tinf_batcher_stats(const tinf_batcher *batcher, tinf_batcher_counters *out);
+_fn("tinf_batcher_stats", [BatcherHandle, POINTER(BatcherCounters)])

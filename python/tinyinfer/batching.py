@@ -26,7 +26,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 
 from . import _lib
-from ._errors import InvalidArgumentError, InvalidStateError, OutOfMemoryError, TinyInferError
+from ._errors import InvalidArgumentError, InvalidStateError, OutOfMemoryError, Status, TinyInferError
 
 L = _lib.lib
 
@@ -1062,20 +1062,8 @@ class BatcherClosedError(InvalidStateError):
     """A request the Batcher could not run because it was closed."""
 
 
-class _Request:
-    __slots__ = ("arrays", "rows", "t", "lock", "future", "loop", "result", "error", "done", "lead")
-
-    def __init__(self, arrays, rows, future, loop=None):
-        # future: a concurrent.futures.Future (submit), or an asyncio future
-        # of `loop` (arun), set on the loop's thread
-        self.arrays, self.rows, self.future, self.loop = arrays, rows, future, loop
-        self.t = time.perf_counter()
-        self.lock = None
-        if future is None:  # a blocking caller waits on this lock (released when done or made leader)
-            self.lock = threading.Lock()
-            self.lock.acquire()
-        self.result = self.error = None
-        self.done = self.lead = False
+_INVALID_STATE, _RUNTIME = int(Status.INVALID_STATE), int(Status.RUNTIME)
+_COMPLETIONS = 256  # finished submissions taken per tinf_batcher_completed call
 
 
 class Batcher:
@@ -1088,142 +1076,186 @@ class Batcher:
             (y,) = await b.arun(x)     # from asyncio
 
     A request is what `Model.run` takes (its rows along the first dimension,
-    at most max_batch); the result is what it returns. There is no dispatcher
-    thread in the way of blocking callers: a caller of `run` that finds
-    nothing queued and fewer than `workers` batches running runs its request
-    at once, as `Model.run` would; one that finds requests queued and a free
-    slot leads, that is runs them (its own among them) as one batch on its
-    own thread, hands the others their rows and, when its own request is
-    done, passes the lead to the next queued caller. A leader takes the queued requests, up to max_batch
-    rows, and waits for more (at most max_delay_ms after the oldest arrived)
-    only while fewer are queued than were in flight at once recently. `submit`
-    and `arun` requests are led by a background thread (`arun` results reach
-    their event loop in one call per batch). Batches run on
-    sessions for power-of-two sizes (rows padded up), one set per leader.
-    A request is checked when submitted (shape, dtype) and fails alone; when
-    a batch run fails, its requests run one by one so only the failing ones
-    get the error. `close()` (or leaving the `with` block) refuses new
-    requests, completes the pending ones (cancel=True fails them with
-    BatcherClosedError) and joins the background thread. `threads`: each
-    session's threads (default the model's); `workers`: batches running at
-    the same time (each on its own sessions)."""
+    at most max_batch); the result is what it returns. The queue is in the
+    library (tinf_batcher_*, docs/batching.md): `run` is one call into it, in
+    which the caller's thread waits without the GIL while `workers` threads
+    of the library gather queued requests (up to max_batch rows; waiting at
+    most max_delay_ms after the oldest, and only while fewer are queued than
+    were in flight at once recently), run them as one batch and copy each
+    request's rows out. A caller that finds nothing queued and a worker idle
+    runs its request at once on its own thread, as `Model.run` would.
+    `submit` (a concurrent.futures.Future) and `arun` queue without waiting;
+    one thread takes their results from the library and hands them to each
+    event loop in one call per group. A request is checked when submitted
+    (shape, dtype, rows) and refused alone; when a batch run fails, its
+    requests run one by one so only the failing ones get the error.
+    `close()` (or leaving the `with` block) refuses new requests and
+    completes the pending ones (cancel=True fails them with
+    BatcherClosedError). `threads`: each session's threads (default the
+    model's); `workers`: batches running at the same time (each worker has
+    its own sessions, for the power-of-two sizes up to max_batch)."""
 
     def __init__(self, model, max_batch: int = 32, max_delay_ms: float = 2.0, threads: Optional[int] = None,
                  workers: int = 1):
-        if not isinstance(max_batch, (int, np.integer)) or max_batch < 1:
-            raise InvalidArgumentError(f"max_batch must be an int >= 1, got {max_batch!r}")
-        if not max_delay_ms >= 0:
-            raise InvalidArgumentError(f"max_delay_ms must be >= 0, got {max_delay_ms!r}")
-        if not isinstance(workers, (int, np.integer)) or workers < 1:
-            raise InvalidArgumentError(f"workers must be an int >= 1, got {workers!r}")
+        if not isinstance(max_batch, (int, np.integer)) or not 1 <= max_batch <= 65536:
+            raise InvalidArgumentError(f"max_batch must be an int in 1..65536, got {max_batch!r}")
+        if not 0 <= max_delay_ms <= 10_000:
+            raise InvalidArgumentError(f"max_delay_ms must be in 0..10000, got {max_delay_ms!r}")
+        if not isinstance(workers, (int, np.integer)) or not 1 <= workers <= 64:
+            raise InvalidArgumentError(f"workers must be an int in 1..64, got {workers!r}")
         self.model = model
         self.max_batch, self.max_delay = int(max_batch), float(max_delay_ms) / 1e3
         self.threads = model.threads if threads is None else int(threads)
         self.workers = int(workers)
         self._specs = _item_specs(model)
         self._names = [s[0] for s in self._specs]
-        self._cv = threading.Condition()                 # leaders wait on it for more requests
-        self._bg = threading.Condition(self._cv._lock)   # the background thread waits on it (same lock)
-        self._queue: deque = deque()
-        self._queued_rows = 0
-        self._leaders = 0           # batches being gathered or run
-        self._inflight = 0          # requests submitted and not yet answered
-        self._running = 0           # requests taken into a batch, not yet answered
-        self._peak = 0              # most requests in flight at once since the last batch was taken
-        self._peaks: deque = deque(maxlen=8)
+        self._outs = [(tuple(t.shape[1:]), np.dtype(t.dtype)) for t in model.outputs]
+        self._in_row = [int(np.prod(shape, dtype=np.int64)) * dtype.itemsize for _, shape, dtype in self._specs]
+        self._out_row = [int(np.prod(shape, dtype=np.int64)) * dtype.itemsize for shape, dtype in self._outs]
+        self._nin, self._nout = len(self._specs), len(self._outs)
+        h = _lib.BatcherHandle()
+        L.tinf_batcher_create(model.handle, self.max_batch, int(round(self.max_delay * 1e6)), self.workers,
+                              self.threads, byref(h))
+        self._handle = h
+        self._ref = _BatcherRef(h)  # frees the handle once neither self nor the completion thread needs it
         self._closed = False
-        self._pool: List[Dict[int, Any]] = []   # sessions by size, one dict per leader
-        self._all_sessions: List[Dict[int, Any]] = []
-        self.batches = 0            # batched runs so far
-        self.rows_run = 0
-        sizes, p = [], 1
-        while p < self.max_batch:
-            sizes.append(p)
-            p *= 2
-        sizes.append(self.max_batch)
-        self._sizes = sizes
-        self._size_for = [0] + [next(s for s in sizes if s >= r) for r in range(1, self.max_batch + 1)]
-        self._thread = threading.Thread(target=self._background, name="tinyinfer-batcher", daemon=True)
-        self._thread.start()
+        self._lock = threading.Lock()
+        self._local = threading.local()   # each calling thread's argument arrays
+        self._pending: Dict[int, Any] = {}  # submissions by tag: (arrays, outputs, future, loop)
+        self._next_tag = 0
+        self._thread: Optional[threading.Thread] = None  # takes the submissions' results
+        # the hot call without argtypes (their conversion cost several us a
+        # call): every argument is passed as a prepared ctypes object
+        self._run_c = ctypes.CDLL(_lib.lib_path).tinf_batcher_run
+        # submit does not block (a short lock in the library): called keeping
+        # the GIL (PyDLL), as letting it go and taking it back at every
+        # request made an event loop and the completion thread trade the
+        # GIL (a thread switch each) on every arun
+        self._submit_c = ctypes.PyDLL(_lib.lib_path).tinf_batcher_submit
+        self._run_c.restype = self._submit_c.restype = c_int32
+        self._hv = ctypes.c_void_p(h.value)
+        self._cnin, self._cnout = c_int32(self._nin), c_int32(self._nout)
+        one = len(self._specs) == 1
+        self._single = (self._specs[0][1], self._specs[0][2]) if one else None
 
     # -- callers ---------------------------------------------------------------
-    def _enqueue(self, arrays, future, loop=None) -> _Request:
-        req = _Request(arrays, arrays[0].shape[0], future, loop)
-        with self._cv:
-            if self._closed:
-                raise BatcherClosedError("the batcher is closed")
-            self._queue.append(req)
-            self._queued_rows += req.rows
-            self._inflight += 1
-            self._peak = max(self._peak, self._inflight)
-            self._cv.notify_all()
-            if future is not None:
-                self._bg.notify()
-        return req
+    def _args(self):
+        """This thread's argument arrays for submit (input and output pointers and sizes)."""
+        try:
+            return self._local.args
+        except AttributeError:
+            args = self._local.args = ((ctypes.c_void_p * self._nin)(), (c_size_t * self._nin)(),
+                                       (ctypes.c_void_p * self._nout)(), (c_size_t * self._nout)())
+            return args
+
+    def _stage(self, rows: int) -> "_Stage":
+        """This thread's staging buffers, holding at least `rows` rows."""
+        st = getattr(self._local, "stage", None)
+        if st is None or st.capacity < rows:
+            cap = 1
+            while cap < rows:
+                cap *= 2
+            st = self._local.stage = _Stage(self, min(cap, self.max_batch))
+        if st.rows != rows:
+            st.set_rows(self, rows)
+        return st
 
     def run(self, inputs, timeout: Optional[float] = None) -> List[np.ndarray]:
         """Runs one request (blocking) and returns its outputs (a list of
-        arrays with the request's rows)."""
-        arrays = self._check(inputs)
-        with self._cv:
-            # nothing queued and a free slot: run it now, as Model.run would
-            solo = not self._queue and self._leaders < self.workers and not self._closed
-            if solo:
-                self._leaders += 1
-                self._inflight += 1
-                self._peak = max(self._peak, self._inflight)
-                sessions = self._pool.pop() if self._pool else None
-        if solo:
-            return self._run_solo(arrays, sessions)
-        req = self._enqueue(arrays, None)
-        with self._cv:
-            # req.lead: this caller leads (counted once in self._leaders), set
-            # here or by _hand_over, which may have promoted it already
-            if not req.lead and not req.done and self._leaders < self.workers:
-                req.lead = True
-                self._leaders += 1
-            lead = req.lead
-        if lead:
-            self._lead(req)
-        else:
-            if not req.lock.acquire(timeout=-1 if timeout is None else timeout):
-                with self._cv:
-                    if req in self._queue:  # not taken yet: withdraw it
-                        self._queue.remove(req)
-                        self._queued_rows -= req.rows
-                        self._inflight -= 1
-                        raise TimeoutError(f"the request did not run within {timeout} s")
-                req.lock.acquire()  # it is running: wait for it
-            if req.lead:  # made leader (counted in self._leaders): lead, even if already done
-                self._lead(req)
-        if req.error is not None:
-            raise req.error
-        return req.result
+        arrays with the request's rows). `timeout` (seconds): a request not
+        taken into a batch by then is withdrawn (TimeoutError; it did not run)."""
+        # One call into the library with argument arrays prepared per thread:
+        # the rows are staged in this thread's buffers (whose addresses are
+        # fixed), so the call takes no per-call conversion but two copies.
+        single = self._single
+        if single is not None and type(inputs) is np.ndarray and inputs.dtype == single[1] \
+                and inputs.shape[1:] == single[0] and 1 <= inputs.shape[0] <= self.max_batch:  # the common call
+            rows = inputs.shape[0]
+            st = getattr(self._local, "stage", None)
+            if st is None or st.rows != rows:
+                st = self._stage(rows)
+            st.vin[0][...] = inputs
+            status = self._run_c(self._hv, st.crows, st.ip, st.inb, self._cnin, st.op, st.onb, self._cnout,
+                                 _NO_TIMEOUT if timeout is None else c_int64(max(int(timeout * 1e6), 0)))
+            if status:
+                raise self._error(status, timeout)
+            return [st.vout[0].copy()]
+        arrays = self._prepare(inputs)
+        rows = arrays[0].shape[0]
+        st = self._stage(rows)
+        for v, a in zip(st.vin, arrays):
+            v[...] = a
+        status = self._run_c(self._hv, st.crows, st.ip, st.inb, self._cnin, st.op, st.onb, self._cnout,
+                             _NO_TIMEOUT if timeout is None else c_int64(max(int(timeout * 1e6), 0)))
+        if status:
+            raise self._error(status, timeout)
+        return [v.copy() for v in st.vout]
+
+    def _fill(self, ip, inb, op, onb, arrays, outs, rows) -> None:
+        for i, a in enumerate(arrays):
+            ip[i] = a.ctypes.data
+            inb[i] = rows * self._in_row[i]
+        for o, y in enumerate(outs):
+            op[o] = y.ctypes.data
+            onb[o] = rows * self._out_row[o]
+
+    def _error(self, status: int, timeout=None) -> Exception:
+        msg = L.tinf_last_error().decode("utf-8", "replace")
+        if status == _INVALID_STATE:
+            return BatcherClosedError(msg, status)
+        if status == _RUNTIME and timeout is not None and msg.startswith("tinf_batcher_run: timed out"):
+            return TimeoutError(f"the request was not taken into a batch within {timeout} s (it did not run)")
+        return _lib.error_for(status, msg)
 
     def submit(self, inputs) -> concurrent.futures.Future:
         """Queues a request; the Future's result is the list of output arrays
         (its rows). The inputs are read when the batch runs: do not change
         them before the Future is done."""
-        arrays = self._check(inputs)
         fut: concurrent.futures.Future = concurrent.futures.Future()
-        self._enqueue(arrays, fut)
+        self._submit(self._ready(inputs), fut, None)
         return fut
 
     async def arun(self, inputs) -> List[np.ndarray]:
         """`run` for asyncio: awaits the batched run without blocking the loop
-        (the results of one batch reach each loop in one call)."""
-        arrays = self._check(inputs)
+        (the results of one group reach each loop in one call)."""
+        arrays = self._ready(inputs)
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
-        self._enqueue(arrays, fut, loop)
+        self._submit(arrays, fut, loop)
         return await fut
 
-    def _check(self, inputs) -> List[np.ndarray]:
-        if len(self._specs) == 1 and type(inputs) is np.ndarray:  # the common call, kept short
-            _, shape, dtype = self._specs[0]
-            if inputs.dtype == dtype and inputs.shape[1:] == shape and inputs.ndim == len(shape) + 1 \
-                    and 1 <= inputs.shape[0] <= self.max_batch:
-                return [inputs]
+    def _submit(self, arrays, fut, loop) -> None:
+        rows = arrays[0].shape[0]
+        outs = [np.empty((rows,) + shape, dtype) for shape, dtype in self._outs]
+        with self._lock:
+            if self._closed:
+                raise BatcherClosedError("the batcher is closed")
+            tag = self._next_tag
+            self._next_tag += 1
+            self._pending[tag] = (arrays, outs, fut, loop)
+            if self._thread is None:
+                self._thread = threading.Thread(target=_take_completions, args=(self._ref, self._pending),
+                                                name="tinyinfer-batcher", daemon=True)
+                self._thread.start()
+        ip, inb, op, onb = self._args()
+        self._fill(ip, inb, op, onb, arrays, outs, rows)
+        st = self._submit_c(self._hv, c_int64(rows), ip, inb, self._cnin, op, onb, self._cnout, ctypes.c_uint64(tag))
+        if st:
+            self._pending.pop(tag, None)
+            raise self._error(st)
+
+    def _ready(self, inputs) -> List[np.ndarray]:
+        """_prepare, with the common request (one C-ordered array of the
+        input's dtype and row shape) passed through at once."""
+        single = self._single
+        if single is not None and type(inputs) is np.ndarray and inputs.dtype == single[1] \
+                and inputs.shape[1:] == single[0] and inputs.flags.c_contiguous \
+                and 1 <= inputs.shape[0] <= self.max_batch:
+            return [inputs]
+        return self._prepare(inputs)
+
+    def _prepare(self, inputs) -> List[np.ndarray]:
+        """The request's arrays, checked, in the model's dtypes and C order."""
         if isinstance(inputs, dict):
             unknown = set(inputs) - set(self._names)
             missing = [n for n in self._names if n not in inputs]
@@ -1247,221 +1279,49 @@ class Batcher:
             if rows is not None and a.shape[0] != rows:
                 raise InvalidArgumentError(f"the inputs have different row counts {rows} and {a.shape[0]}")
             rows = a.shape[0]
-            out.append(a)
+            out.append(np.ascontiguousarray(a, dtype=dtype))
         if not 1 <= rows <= self.max_batch:
             raise InvalidArgumentError(f"a request has 1..max_batch ({self.max_batch}) rows, got {rows}")
         return out
 
-    # -- leading -----------------------------------------------------------------
-    def _lead(self, own: Optional[_Request]) -> None:
-        """Runs batches until `own` is done (the background thread: until the
-        queue is empty), then passes the lead on. The caller counted itself
-        in self._leaders."""
-        with self._cv:
-            sessions = self._pool.pop() if self._pool else None
-        if sessions is None:
-            sessions = {}
-            with self._cv:
-                self._all_sessions.append(sessions)
-        try:
-            while True:
-                batch = self._take(own)
-                if batch:
-                    try:
-                        self._run(batch, sessions)
-                    finally:
-                        with self._cv:
-                            self._running -= len(batch)
-                            self._inflight -= len(batch)
-                        self._finish_all(batch)
-                with self._cv:
-                    if batch:
-                        self._cv.notify_all()  # leaders waiting for their own request
-                    if (own is not None and own.done) or (own is None and not self._queue):
-                        break
-                    if not self._queue and own is not None:
-                        self._cv.wait(0.05)  # own is in another leader's batch
-        finally:
-            with self._cv:
-                self._pool.append(sessions)
-                self._leaders -= 1
-                self._hand_over()
+    # -- counters ----------------------------------------------------------------
+    def stats(self) -> Dict[str, int]:
+        """The library's counters: requests, rows, batches (successful runs),
+        failed, isolated (failed batches run again request by request),
+        queued, running."""
+        c = _lib.BatcherCounters()
+        L.tinf_batcher_stats(self._handle, byref(c))
+        return {k: getattr(c, k) for k in ("requests", "rows", "batches", "failed", "isolated", "queued", "running")}
 
-    def _run_solo(self, arrays, sessions) -> List[np.ndarray]:
-        """Runs one request at once on the caller's thread (counted as a leader)."""
-        if sessions is None:
-            sessions = {}
-            with self._cv:
-                self._all_sessions.append(sessions)
-        try:
-            return self._run_rows(arrays, sessions)
-        finally:
-            with self._cv:
-                self._inflight -= 1
-                self._pool.append(sessions)
-                self._leaders -= 1
-                self._hand_over()
+    @property
+    def batches(self) -> int:
+        """Successful batched runs so far."""
+        return self.stats()["batches"]
 
-    def _hand_over(self) -> None:
-        """(Holding the lock.) Gives the lead to the first queued blocking
-        caller, or wakes the background thread for queued futures."""
-        if not self._queue or self._leaders >= self.workers:
-            return
-        for r in self._queue:
-            if r.lock is not None and not r.lead:
-                r.lead = True
-                self._leaders += 1
-                r.lock.release()
-                return
-        self._bg.notify()
-
-    def _take(self, own) -> List[_Request]:
-        """The next batch of queued requests (maybe none)."""
-        with self._cv:
-            if not self._queue:
-                return []
-            deadline = self._queue[0].t + self.max_delay
-            while not self._closed and self._queued_rows < self.max_batch:
-                expected = max(max(self._peaks, default=0), self._peak) - self._running
-                if len(self._queue) >= expected:
-                    break
-                left = deadline - time.perf_counter()
-                if left <= 0:
-                    break
-                self._cv.wait(left)
-            batch, rows = [], 0
-            while self._queue and rows + self._queue[0].rows <= self.max_batch:
-                r = self._queue.popleft()
-                batch.append(r)
-                rows += r.rows
-            self._queued_rows -= rows
-            self._running += len(batch)
-            self._peaks.append(self._peak)
-            self._peak = self._inflight
-            return batch
-
-    def _finish_all(self, reqs: List[_Request]) -> None:
-        by_loop: Dict[Any, List[_Request]] = {}
-        for r in reqs:
-            if r.loop is not None:
-                r.done = True
-                by_loop.setdefault(r.loop, []).append(r)
-            else:
-                self._finish(r)
-        for loop, rs in by_loop.items():
-            try:
-                loop.call_soon_threadsafe(_deliver, rs)
-            except RuntimeError:
-                pass  # the loop is closed: nobody awaits these
-
-    def _finish(self, r: _Request) -> None:
-        r.done = True
-        if r.future is not None:
-            if r.error is not None:
-                r.future.set_exception(r.error)
-            else:
-                r.future.set_result(r.result)
-        elif not r.lead:  # a leader's own request: it is not waiting on its lock
-            r.lock.release()
-
-    def _background(self) -> None:
-        """Leads for `submit`/`arun` requests when no caller of `run` does."""
-        while True:
-            with self._cv:
-                while not (self._queue and self._leaders < self.workers):
-                    if self._closed and not self._queue and self._leaders == 0:
-                        return
-                    self._bg.wait(0.05 if self._closed else None)
-                self._leaders += 1
-            self._lead(None)
-
-    def _session(self, sessions, rows):
-        size = self._size_for[rows]
-        s = sessions.get(size)
-        if s is None:
-            s = sessions[size] = self.model.session(
-                threads=self.threads, input_shapes=[(size,) + shape for _, shape, _ in self._specs])
-        return s, size
-
-    def _run(self, batch: List[_Request], sessions) -> None:
-        live = [r for r in batch if _still_wanted(r)]
-        for r in batch:
-            if r not in live:
-                r.error = concurrent.futures.CancelledError()
-        if not live:
-            return
-        rows = sum(r.rows for r in live)
-        try:
-            s, size = self._session(sessions, rows)
-            at = 0
-            for r in live:
-                for view, a in zip(s._in_views, r.arrays):
-                    np.copyto(view[at:at + r.rows], a, casting="same_kind")
-                at += r.rows
-            for view in s._in_views:
-                if at < size:
-                    view[at:] = 0
-            L.tinf_session_run(s._handle)
-            at = 0
-            for r in live:
-                r.result = [o[at:at + r.rows].copy() for o in s._out_views]
-                at += r.rows
-            self.batches += 1
-            self.rows_run += rows
-        except BaseException as e:
-            if len(live) == 1:
-                live[0].error = e
-                return
-            for r in live:  # isolate: each request alone, so only the failing ones fail
-                self._run_alone(r, sessions)
-
-    def _run_rows(self, arrays, sessions) -> List[np.ndarray]:
-        """Runs one request's rows on the session of their size; its outputs."""
-        rows = arrays[0].shape[0]
-        s, size = self._session(sessions, rows)
-        for view, a in zip(s._in_views, arrays):
-            np.copyto(view[:rows], a, casting="same_kind")
-            if rows < size:
-                view[rows:] = 0
-        L.tinf_session_run(s._handle)
-        self.batches += 1
-        self.rows_run += rows
-        return [o[:rows].copy() for o in s._out_views]
-
-    def _run_alone(self, r: _Request, sessions) -> None:
-        try:
-            r.result = self._run_rows(r.arrays, sessions)
-        except BaseException as e:
-            r.error = e
+    @property
+    def rows_run(self) -> int:
+        """Rows run so far (padding not counted)."""
+        return self.stats()["rows"]
 
     # -- lifetime --------------------------------------------------------------
     def close(self, cancel: bool = False, timeout: Optional[float] = None) -> None:
         """Refuses new requests; completes the pending ones (cancel=True fails
-        them with BatcherClosedError instead), joins the background thread and
-        frees the sessions. Idempotent."""
-        with self._cv:
+        them with BatcherClosedError instead) and waits for the library's
+        workers (running batches finish) and, at most `timeout` seconds, for
+        the thread that hands out submissions' results. Idempotent."""
+        with self._lock:
             self._closed = True
-            if cancel:
-                failed = []
-                while self._queue:
-                    r = self._queue.popleft()
-                    self._queued_rows -= r.rows
-                    self._inflight -= 1
-                    r.error = BatcherClosedError("the batcher was closed before this request ran")
-                    if r.future is not None and r.loop is None and not r.future.set_running_or_notify_cancel():
-                        r.done = True
-                        continue
-                    failed.append(r)
-                self._finish_all(failed)
-            self._cv.notify_all()
-            self._bg.notify_all()
-        if self._thread is not threading.current_thread():
-            self._thread.join(timeout)
-        if not self._thread.is_alive():
-            for sessions in self._all_sessions:
-                for s in sessions.values():
-                    s.close()
-                sessions.clear()
+        L.tinf_batcher_close(self._handle, 1 if cancel else 0)
+        t = self._thread
+        if t is not None and t is not threading.current_thread():
+            t.join(timeout)
+
+    def __del__(self):
+        # Unreachable, so no thread is in run: close, so that the completion
+        # thread (if any) ends; the handle is freed with the last _BatcherRef.
+        if not getattr(self, "_closed", True):
+            self._closed = True
+            L.tinf_batcher_close(self._handle, 0)
 
     @property
     def closed(self) -> bool:
@@ -1478,23 +1338,96 @@ class Batcher:
                 f"workers={self.workers} threads={self.threads}{' closed' if self._closed else ''}>")
 
 
-def _still_wanted(r: _Request) -> bool:
-    """False for a request whose future was cancelled before its batch ran."""
-    if r.future is None:
-        return True
-    if r.loop is not None:  # an asyncio future: only read here, set on its loop
-        return not r.future.cancelled()
-    return r.future.set_running_or_notify_cancel()
+_NO_TIMEOUT = c_int64(-1)
 
 
-def _deliver(reqs: List[_Request]) -> None:
-    """On an event loop's thread: sets its requests' asyncio futures."""
-    for r in reqs:
-        if not r.future.done():
-            if r.error is not None:
-                r.future.set_exception(r.error)
+class _Stage:
+    """A thread's staging buffers for Batcher.run: `capacity` rows of each
+    input and output, their fixed addresses in ctypes arrays, and views and
+    sizes for the current row count."""
+    __slots__ = ("capacity", "rows", "bin", "bout", "vin", "vout", "ip", "inb", "op", "onb", "crows")
+
+    def __init__(self, b: Batcher, capacity: int):
+        self.capacity, self.rows = capacity, 0
+        self.bin = [np.empty((capacity,) + shape, dtype) for _, shape, dtype in b._specs]
+        self.bout = [np.empty((capacity,) + shape, dtype) for shape, dtype in b._outs]
+        self.ip = (ctypes.c_void_p * b._nin)(*[a.ctypes.data for a in self.bin])
+        self.op = (ctypes.c_void_p * b._nout)(*[a.ctypes.data for a in self.bout])
+        self.inb, self.onb = (c_size_t * b._nin)(), (c_size_t * b._nout)()
+
+    def set_rows(self, b: Batcher, rows: int) -> None:
+        self.rows, self.crows = rows, c_int64(rows)
+        self.vin = [a[:rows] for a in self.bin]
+        self.vout = [a[:rows] for a in self.bout]
+        for i in range(b._nin):
+            self.inb[i] = rows * b._in_row[i]
+        for o in range(b._nout):
+            self.onb[o] = rows * b._out_row[o]
+
+
+class _BatcherRef:
+    """Owns a tinf_batcher handle: frees it when the last reference goes
+    (the Batcher's, the completion thread's)."""
+    __slots__ = ("handle",)
+
+    def __init__(self, handle):
+        self.handle = handle
+
+    def __del__(self):
+        if self.handle is not None:
+            L.tinf_batcher_free(self.handle)
+            self.handle = None
+
+
+def _take_completions(ref: _BatcherRef, pending: Dict[int, Any]) -> None:
+    """A Batcher's thread: takes finished submissions from the library and
+    sets their futures (asyncio ones on their loop, one call per loop and
+    group) until the batcher is closed and none is outstanding. It holds the
+    handle's owner, not the Batcher, so an unclosed Batcher can still be
+    collected (which closes it, and so ends this thread)."""
+    handle = ref.handle
+    tags = (ctypes.c_uint64 * _COMPLETIONS)()
+    statuses = (c_int32 * _COMPLETIONS)()
+    count = c_int32()
+    completed = L.tinf_batcher_completed
+    while True:
+        st = completed(handle, tags, statuses, _COMPLETIONS, -1, byref(count))
+        if st:
+            return  # closed and nothing outstanding (TINF_ERR_INVALID_STATE)
+        by_loop: Dict[Any, list] = {}
+        for i in range(count.value):
+            entry = pending.pop(tags[i], None)
+            if entry is None:
+                continue
+            _, outs, fut, loop = entry
+            s = statuses[i]
+            err = None
+            if s:  # only the last one of a group can have failed; its message is this thread's last error
+                msg = L.tinf_last_error().decode("utf-8", "replace")
+                err = BatcherClosedError(msg, s) if s == _INVALID_STATE else _lib.error_for(s, msg)
+            if loop is None:
+                if fut.set_running_or_notify_cancel():
+                    if err is None:
+                        fut.set_result(outs)
+                    else:
+                        fut.set_exception(err)
             else:
-                r.future.set_result(r.result)
+                by_loop.setdefault(loop, []).append((fut, outs, err))
+        for loop, items in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_deliver, items)
+            except RuntimeError:
+                pass  # the loop is closed: nobody awaits these
+
+
+def _deliver(items) -> None:
+    """On an event loop's thread: sets its requests' asyncio futures."""
+    for fut, outs, err in items:
+        if not fut.done():
+            if err is None:
+                fut.set_result(outs)
+            else:
+                fut.set_exception(err)
 
 
 # -- command line: python -m tinyinfer run MODEL --input DIR_OR_FILE --output FILE ------------

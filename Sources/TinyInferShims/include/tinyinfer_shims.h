@@ -64,4 +64,22 @@ float ti_shim_floorf(float x);
 float ti_shim_ceilf(float x);
 float ti_shim_roundf(float x);
 
+/* Condition variables and plain threads (the micro-batcher, issue 17: its
+ * callers wait in the library, its workers gather their requests). A cond
+ * is used with one ti_mutex. wait_until takes a deadline on the clock of
+ * ti_shim_now_ns and returns 1 when it passed, 0 when woken (or spuriously).
+ * create returns NULL when out of memory; the others accept NULL. */
+typedef struct ti_cond ti_cond;
+ti_cond *ti_shim_cond_create(void);
+void ti_shim_cond_destroy(ti_cond *c);
+void ti_shim_cond_wait(ti_cond *c, ti_mutex *m);
+int ti_shim_cond_wait_until(ti_cond *c, ti_mutex *m, uint64_t deadline_ns);
+void ti_shim_cond_signal(ti_cond *c);
+void ti_shim_cond_broadcast(ti_cond *c);
+/* Starts fn(ctx) on a new thread; NULL when it cannot (the caller runs
+ * nothing then). join waits for it to return and frees the handle. */
+typedef struct ti_thread ti_thread;
+ti_thread *ti_shim_thread_start(void (*fn)(void *ctx), void *ctx);
+void ti_shim_thread_join(ti_thread *t);
+
 #endif
