@@ -2,21 +2,14 @@
 --ls-correction): the kept weights against a numpy ridge least-squares
 reference (solved as an augmented lstsq, not by the normal equations the
 code uses), the same zeros as plain Wanda, and a smaller output error on
-the calibration data."""
-
-import os
-import subprocess
-import sys
+the calibration data (the --ls-correction option: test_prune.test_command_line)."""
 
 import numpy as np
 import pytest
 
 import tinyinfer
-from tinyinfer.prune import Pruner
-
 from test_prune import convnet, mlp, pruned_weights
 
-HERE = os.path.dirname(os.path.abspath(__file__))
 RIDGE = 1e-2   # the documented default (docs/pruning.md)
 
 
@@ -92,18 +85,3 @@ def test_only_for_wanda(rng):
     data, _ = mlp(rng)
     with pytest.raises(tinyinfer.InvalidArgumentError, match="ls_correction"):
         tinyinfer.prune(data, method="magnitude", sparsity=0.5, ls_correction=True)
-
-
-def test_command_line_option(rng, tmp_path):
-    data, _ = mlp(rng)
-    src, dst = tmp_path / "m.tinf", tmp_path / "p.tinf"
-    src.write_bytes(data)
-    np.save(tmp_path / "calib.npy", rng.standard_normal((32, 64)).astype(np.float32))
-    env = dict(os.environ, PYTHONPATH=os.path.dirname(HERE))
-    r = subprocess.run([sys.executable, "-m", "tinyinfer", "prune", str(src), "-o", str(dst), "--method", "wanda",
-                        "--sparsity", "0.5", "--calib", str(tmp_path / "calib.npy"), "--ls-correction"],
-                       env=env, capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
-    assert "least-squares correction" in r.stdout
-    with tinyinfer.load(dst.read_bytes()) as m, Pruner(m) as p:
-        assert all(((p.weights(i) == 0).mean(1) >= 0.5).all() for i in range(len(p.layers())))
