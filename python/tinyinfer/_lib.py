@@ -445,5 +445,6 @@ _fn("tinf_model_prepack_note", [ModelHandle, c_char_p, c_size_t, POINTER(c_size_
 _fn("tinf_model_prepack_image", [ModelHandle, c_void_p, c_size_t, c_void_p, c_size_t, POINTER(c_size_t)])
 
 # ---- pruning (issue 15): sparse storage of converted sparse constants ----
+
 # tinf_status tinf_builder_set_store_sparse(tinf_builder *builder, int32_t tensor, int32_t on);
 _fn("tinf_builder_set_store_sparse", [BuilderHandle, c_int32, c_int32])
