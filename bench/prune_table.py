@@ -8,6 +8,7 @@ torch.nn.utils.prune's global L1 magnitude pruning of the same weights
 where torch is installed.
 
     python bench/prune_table.py [--models mlp,cnn,mobilenetv2] [--plot bench/pruning.png]
+    python bench/prune_table.py --only "wanda,wanda + LS correction"     # some methods, no plot
 """
 
 import argparse
@@ -23,6 +24,7 @@ import tinyinfer  # noqa: E402
 from tinyinfer.prune import Pruner  # noqa: E402
 
 SPARSITIES = [0.5, 0.7, 0.8, 0.9]
+ONLY = []   # --only: the method labels to run
 
 
 def digits(shape):
@@ -86,13 +88,16 @@ def run_model(name, path, rows, plot_data):
     methods = [("magnitude global", dict(method="magnitude", scope="global")),
                ("magnitude per layer", dict(method="magnitude", scope="layer")),
                ("magnitude sensitivity", dict(method="magnitude", scope="sensitivity", calib=xc)),
-               ("wanda", dict(method="wanda", calib=xc))]
+               ("wanda", dict(method="wanda", calib=xc)),
+               ("wanda + LS correction", dict(method="wanda", calib=xc, ls_correction=True))]
+    if ONLY:
+        methods = [(label, kw) for label, kw in methods if label in ONLY]
     try:
         import torch  # noqa: F401
         have_torch = True
     except ImportError:
         have_torch = False
-    for label, kw in methods + ([("torch global L1", None)] if have_torch else []):
+    for label, kw in methods + ([("torch global L1", None)] if have_torch and not ONLY else []):
         for sp in SPARSITIES:
             if kw is None:
                 data = torch_global_magnitude(src, sp)
@@ -102,7 +107,7 @@ def run_model(name, path, rows, plot_data):
             rows.append((name, label, sp, acc, lat, len(data), None))
             plot_data.setdefault((name, label), []).append((sp, acc, lat))
             print(f"  {label:22} {sp:.0%}: {acc:.4f}  {lat:.3f} ms  {len(data):,} B", flush=True)
-    for pattern in ("2:4", "1:4"):
+    for pattern in (() if ONLY else ("2:4", "1:4")):
         for label, kw in ((f"N:M {pattern} magnitude", {}), (f"N:M {pattern} wanda", dict(calib=xc))):
             data = tinyinfer.prune(src, method="nm", pattern=pattern, validate=False, **kw).data
             acc, lat = score(data, xt, yt, parent), latency_ms(data, xt)
@@ -116,7 +121,13 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--models", default="mlp,cnn,mobilenetv2")
     ap.add_argument("--plot", default=os.path.join(ROOT, "bench", "pruning.png"))
+    ap.add_argument("--only", help="comma-separated method labels to run (e.g. 'wanda,wanda + LS correction'); "
+                                   "no torch, N:M or plot then")
     a = ap.parse_args()
+    global ONLY
+    ONLY = [s.strip() for s in a.only.split(",")] if a.only else []
+    if ONLY:
+        a.plot = None
     tmp = tempfile.mkdtemp()
     paths = {}
     for name in a.models.split(","):

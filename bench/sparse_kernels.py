@@ -10,10 +10,13 @@
   models    the digits MLP and MobileNetV2 (bench/models) magnitude-pruned
             at each sparsity, default load against the dense load.
 
-Times are medians of each op's profiled time, dense and sparse measured in
-alternating rounds and the best round kept (the machine is shared).
+Times are medians of each op's profiled time; dense, sparse and auto are
+measured in alternating rounds and each ratio is the median over the rounds
+of that round's ratio (the machine is shared: a slow spell hits a round's
+dense and sparse times alike). The CPU and the load average before and
+after are printed; --markdown prints the tables of docs/pruning.md.
 
-    python bench/sparse_kernels.py [--quick] [--json out.json]
+    python bench/sparse_kernels.py [--quick] [--json out.json] [--markdown]
 """
 
 import argparse
@@ -26,6 +29,7 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "python"))
 import tinyinfer  # noqa: E402
+from _report import cpu_name  # noqa: E402
 
 SPARSITIES = [0.5, 0.7, 0.8, 0.9, "2:4"]
 # (name, kind, pixels or batch rows, cout, cin)
@@ -75,7 +79,8 @@ def op_time(model, x, runs):
 
 
 def compare(data, x, runs, rounds):
-    """(dense s, sparse-always s, auto s, auto ran sparse) for one model's bytes."""
+    """(dense s, dense / sparse-always, dense / auto, auto ran sparse) for one
+    model's bytes: the median dense time and the medians of the per-round ratios."""
     with tinyinfer.load(data, sparse=False) as d, tinyinfer.load(data, sparse="always") as s, \
             tinyinfer.load(data) as a:
         td, ts, ta = [], [], []
@@ -84,7 +89,8 @@ def compare(data, x, runs, rounds):
             ts.append(op_time(s, x, runs))
             ta.append(op_time(a, x, runs))
         chosen = any(p.startswith("sparse kernel") for p in a.passes)
-    return min(td), min(ts), min(ta), chosen
+    med = lambda v: float(np.median(v))
+    return (med(td), med([d / s for d, s in zip(td, ts)]), med([d / s for d, s in zip(td, ta)]), chosen)
 
 
 def quantized_bytes(data, x):
@@ -101,17 +107,17 @@ def kernels(quick):
         b = (rng.standard_normal(cout) * 0.1).astype(np.float32)
         x = rng.standard_normal((1, shape[0], shape[1], cin) if kind == "conv" else (shape, cin)).astype(np.float32)
         macs = cout * cin * (shape[0] * shape[1] if kind == "conv" else shape)
-        runs, rounds = (30, 3) if macs > 2e6 else (200, 5)
+        runs, rounds = (30, 5) if macs > 2e6 else (200, 7)
         for sp in SPARSITIES:
             w = prune_weights(rng, dense_w, sp)
             data = model_bytes(kind, shape, cout, cin, w, b)
             for dtype in ("float32", "int8"):
                 d = data if dtype == "float32" else quantized_bytes(data, x)
-                td, ts, ta, chosen = compare(d, x, runs, rounds)
-                rows.append(dict(shape=name, dtype=dtype, sparsity=sp, dense_us=td * 1e6, sparse_us=ts * 1e6,
-                                 auto_us=ta * 1e6, ratio=td / ts, auto_ratio=td / ta, chosen=chosen))
-                print(f"{name:18} {dtype:8} {str(sp):>4}  dense {td * 1e6:9.1f} us  sparse {ts * 1e6:9.1f} us  "
-                      f"x{td / ts:5.2f}  auto x{td / ta:5.2f} ({'sparse' if chosen else 'dense'})", flush=True)
+                td, ratio, auto_ratio, chosen = compare(d, x, runs, rounds)
+                rows.append(dict(shape=name, dtype=dtype, sparsity=sp, dense_us=td * 1e6, ratio=ratio,
+                                 auto_ratio=auto_ratio, chosen=chosen))
+                print(f"{name:18} {dtype:8} {str(sp):>4}  dense {td * 1e6:9.1f} us  dense/sparse x{ratio:5.2f}  "
+                      f"auto x{auto_ratio:5.2f} ({'sparse' if chosen else 'dense'})", flush=True)
     return rows
 
 
@@ -128,21 +134,37 @@ def end_to_end(quick):
             x = rng.standard_normal(m.inputs[0].shape).astype(np.float32)
         for sp in ([0.9] if quick else [0.5, 0.7, 0.8, 0.9]):
             pruned = tinyinfer.prune(path, method="magnitude", sparsity=sp, scope="layer", validate=False).data
-            times = {}
-            for label, kw in (("dense", dict(sparse=False)), ("auto", {})):
-                best = []
-                with tinyinfer.load(pruned, **kw) as m, m.session(threads=1) as s:
-                    s.run(x)
-                    for _ in range(3):
-                        best.append(sum(t for _, t in s.profile(x, runs=runs)))
-                    chosen = sum(p.startswith("sparse kernel") for p in m.passes)
-                times[label] = (min(best), chosen)
-            (td, _), (ta, n) = times["dense"], times["auto"]
-            rows.append(dict(model=name, sparsity=sp, dense_ms=td * 1e3, sparse_ms=ta * 1e3, speedup=td / ta,
+            # Dense and default loads in alternating rounds; the median of the rounds' ratios.
+            with tinyinfer.load(pruned, sparse=False) as md, tinyinfer.load(pruned) as ma, \
+                    md.session(threads=1) as sd, ma.session(threads=1) as sa:
+                sd.run(x)
+                sa.run(x)
+                td, ta = [], []
+                for _ in range(5):
+                    td.append(sum(t for _, t in sd.profile(x, runs=runs)))
+                    ta.append(sum(t for _, t in sa.profile(x, runs=runs)))
+                n = sum(p.startswith("sparse kernel") for p in ma.passes)
+            speedup = float(np.median([d / a for d, a in zip(td, ta)]))
+            td, ta = float(np.median(td)), float(np.median(ta))
+            rows.append(dict(model=name, sparsity=sp, dense_ms=td * 1e3, sparse_ms=ta * 1e3, speedup=speedup,
                              sparse_ops=n, file=len(pruned)))
             print(f"{name:12} {sp:.0%}: dense {td * 1e3:8.3f} ms, pruned with sparse kernels {ta * 1e3:8.3f} ms "
-                  f"(x{td / ta:.2f}, {n} ops sparse), file {len(pruned):,} B", flush=True)
+                  f"(x{speedup:.2f}, {n} ops sparse), file {len(pruned):,} B", flush=True)
     return rows
+
+
+def markdown(rows):
+    """The kernel tables of docs/pruning.md: dense time, then dense / sparse per sparsity (bold: auto runs sparse)."""
+    for dtype in ("float32", "int8"):
+        print(f"\n{dtype}: dense time, then dense / sparse for each sparsity (bold when the automatic choice runs it sparse)\n")
+        print("| layer | dense us | " + " | ".join(f"{s:.0%}" if isinstance(s, float) else s for s in SPARSITIES) + " |")
+        print("|---|---|" + "---|" * len(SPARSITIES))
+        for name in dict.fromkeys(r["shape"] for r in rows):
+            rs = [r for r in rows if r["shape"] == name and r["dtype"] == dtype]
+            if not rs:
+                continue
+            cells = [f"**{r['ratio']:.2f}x**" if r["chosen"] else f"{r['ratio']:.2f}x" for r in rs]
+            print(f"| {name} | {rs[0]['dense_us']:.1f} | " + " | ".join(cells) + " |")
 
 
 def main():
@@ -150,12 +172,21 @@ def main():
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--json")
     ap.add_argument("--skip-kernels", action="store_true")
+    ap.add_argument("--skip-models", action="store_true")
+    ap.add_argument("--markdown", action="store_true", help="print the kernel tables as markdown at the end")
     a = ap.parse_args()
-    print(f"tinyinfer {tinyinfer.__version__}, CPU level {tinyinfer.info()['isa']}")
-    out = {"isa": tinyinfer.info()["isa"]}
+    load0 = os.getloadavg()
+    print(f"tinyinfer {tinyinfer.__version__}, CPU level {tinyinfer.info()['isa']}, {cpu_name()}, "
+          f"load average {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f}", flush=True)
+    out = {"isa": tinyinfer.info()["isa"], "cpu": cpu_name(), "load_before": load0}
     if not a.skip_kernels:
         out["kernels"] = kernels(a.quick)
-    out["models"] = end_to_end(a.quick)
+    if not a.skip_models:
+        out["models"] = end_to_end(a.quick)
+    out["load_after"] = os.getloadavg()
+    print("load average after: " + " ".join(f"{v:.2f}" for v in out["load_after"]))
+    if a.markdown and out.get("kernels"):
+        markdown(out["kernels"])
     if a.json:
         with open(a.json, "w") as f:
             json.dump(out, f, indent=1)

@@ -1021,6 +1021,15 @@ void tinf_batcher_free(tinf_batcher *batcher);
 
 /* The batcher's counters. Statuses: TINF_OK; TINF_ERR_INVALID_ARGUMENT (a NULL argument). */
 tinf_status tinf_batcher_stats(const tinf_batcher *batcher, tinf_batcher_counters *out);
+/* ---- pruning (issue 15): sparse storage of converted sparse constants ---- */
+/* Marks constant `tensor` of the builder (on != 0) to be stored in the
+ * sparse encoding of format 1.1 whenever that is smaller than dense (without
+ * the mark: only when it at most halves a constant of 4 KiB or more). The
+ * converters mark constants their source stored sparse (TFLite `sparsity`),
+ * so such a model's file stays small; the loader expands them as any sparse
+ * constant. Statuses: TINF_OK; TINF_ERR_INVALID_ARGUMENT (builder NULL,
+ * tensor out of range or not a constant; a finished builder). */
+tinf_status tinf_builder_set_store_sparse(tinf_builder *builder, int32_t tensor, int32_t on);
 
 #ifdef __cplusplus
 }

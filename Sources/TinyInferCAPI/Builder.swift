@@ -159,3 +159,13 @@ public func tinf_builder_data(
   nbytes.pointee = b.count
   return ok()
 }
+
+// MARK: - pruning (issue 15): sparse storage of converted sparse constants
+
+@c @implementation
+public func tinf_builder_set_store_sparse(_ builder: OpaquePointer?, _ tensor: Int32, _ on: Int32) -> tinf_status {
+  guard let b = builderHandle(builder) else { return nullArg("tinf_builder_set_store_sparse") }
+  return build(b) { (g: inout GraphAssembler) throws(TinfError) in
+    try g.setStoreSparse(tensor: Int(tensor), on != 0)
+  }
+}

@@ -212,6 +212,13 @@ def test_command_line(rng, tmp_path):
     assert "pruned: wanda" in r.stdout and "check vs the dense parent" in r.stdout
     zeros = sum(int((p == 0).sum()) for p in pruned_weights(dst.read_bytes()))
     assert zeros > 0.59 * (64 * 48 + 48 * 32 + 32 * 10)
+    plain = pruned_weights(dst.read_bytes())
+    r = run("-o", str(dst), "--method", "wanda", "--sparsity", "0.6", "--calib", str(tmp_path / "calib.npy"),
+            "--ls-correction")
+    assert r.returncode == 0 and "least-squares correction" in r.stdout, r.stderr
+    corrected = pruned_weights(dst.read_bytes())
+    assert all(np.array_equal(a == 0, b == 0) for a, b in zip(plain, corrected))   # the same zeros
+    assert not all(np.array_equal(a, b) for a, b in zip(plain, corrected))         # other kept values
     r = run("-o", str(dst), "--sparsity", "1.5")
     assert r.returncode == 1 and "sparsity must be >= 0 and < 1" in r.stderr
     r = run("-o", str(dst), "--method", "nm", "--pattern", "2:4")

@@ -84,7 +84,8 @@ def quantized(data, calib, tmp_path):
 
 @pytest.mark.parametrize("kind,m,n,k,sparsity", [
     ("fc", 1, 64, 200, 0.9), ("fc", 6, 40, 77, 0.8), ("fc", 50, 16, 33, 0.5),
-    ("conv", 1, 48, 32, 0.85), ("conv", 2, 20, 24, 0.6)])
+    ("conv", 1, 48, 32, 0.85), ("conv", 2, 20, 24, 0.6),
+    ("fc", 40, 24, 1100, 0.8), ("conv", 1, 36, 1030, 0.9)])   # k > 1024: the int32 tile kernel
 def test_int8_sparse_equals_dense_bit_for_bit(rng, tmp_path, kind, m, n, k, sparsity):
     w = sparse_weights(rng, (n, k), sparsity)
     b = rng.standard_normal(n).astype(np.float32)

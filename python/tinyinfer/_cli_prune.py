@@ -22,6 +22,8 @@ def add_parser(sub) -> None:
                    help="structured: keep a multiple of N channels per group (default 8 where a depthwise "
                         "convolution reads them, else 1)")
     p.add_argument("--calib", help="representative inputs: .npy, .npz (input names, or x and y) or a directory of .npy")
+    p.add_argument("--ls-correction", action="store_true",
+                   help="wanda: refit the kept weights by least squares on the calibration activations")
     p.add_argument("--labels", help=".npy of labels for --calib (reports accuracy)")
     p.set_defaults(fn=run)
 
@@ -36,5 +38,5 @@ def run(args) -> int:
     dst = args.output or os.path.splitext(args.src)[0] + f"_pruned{tag}.tinf"
     tinyinfer.prune(args.src, dst, method=args.method, sparsity=args.sparsity, pattern=args.pattern, calib=calib,
                     scope=args.scope, criterion=args.criterion,
-                    channel_multiple=args.channel_multiple, verbose=True)
+                    channel_multiple=args.channel_multiple, ls_correction=args.ls_correction, verbose=True)
     return 0

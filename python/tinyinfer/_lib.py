@@ -522,3 +522,7 @@ _fn("tinf_batcher_close", [BatcherHandle, c_int32])
 _fn("tinf_batcher_free", [BatcherHandle], None)
 # tinf_status tinf_batcher_stats(const tinf_batcher *batcher, tinf_batcher_counters *out);
 _fn("tinf_batcher_stats", [BatcherHandle, POINTER(BatcherCounters)])
+# ---- pruning (issue 15): sparse storage of converted sparse constants ----
+
+# tinf_status tinf_builder_set_store_sparse(tinf_builder *builder, int32_t tensor, int32_t on);
+_fn("tinf_builder_set_store_sparse", [BuilderHandle, c_int32, c_int32])

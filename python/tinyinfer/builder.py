@@ -103,6 +103,12 @@ class GraphBuilder(OwnedHandle):
             a = a.reshape(1)
         return self._add(self._unique(name, "const"), a.dtype, a.shape, a)
 
+    def store_sparse(self, tensor: Tensor, on: bool = True) -> None:
+        """Stores constant `tensor` in the file's sparse encoding whenever that
+        is smaller than dense (unmarked constants: when it at most halves one
+        of 4 KiB or more; docs/format.md, tinf_builder_set_store_sparse)."""
+        L.tinf_builder_set_store_sparse(self._h, tensor.index, 1 if on else 0)
+
     def quantization(self, tensor: Tensor, scales, zero_points, axis: Optional[int] = None) -> None:
         """Sets quantization parameters (per tensor when axis is None)."""
         s = np.ascontiguousarray(np.atleast_1d(scales), dtype=np.float32)

@@ -270,6 +270,7 @@ class PruneResult:
     check: Optional[Check] = None
     data: bytes = field(repr=False, default=b"")
     dst: Optional[str] = None
+    ls_correction: Optional[str] = None   # what the least-squares correction did (wanda, ls_correction=True)
 
     @property
     def sparsity(self) -> float:
@@ -291,6 +292,8 @@ class PruneResult:
                 lines.append(f"  {l.name[-w:]:{w}} {l.weights:>9} {l.sparsity:>7.1%}")
         if self.skipped:
             lines.append(f"  skipped ({len(self.skipped)}): " + ", ".join(self.skipped))
+        if self.ls_correction:
+            lines.append(f"  {self.ls_correction}")
         return "\n".join(lines + report_tail(self.check, self.dst))
 
 
@@ -351,7 +354,7 @@ def _sensitivity_allocation(p: Pruner, parent: Model, infos, sets, target: float
 
 def prune(src, dst=None, method: str = "magnitude", sparsity: Optional[float] = None, pattern=None, calib=None,
           scope: str = "global", validate: bool = True, verbose: bool = False, criterion: str = "l2",
-          channel_multiple: Optional[int] = None):
+          channel_multiple: Optional[int] = None, ls_correction: bool = False):
     """Prunes a float32 .tinf model (a path, bytes or a loaded Model) and
     writes `dst` when given. Returns a PruneResult (str() is a report).
 
@@ -368,6 +371,10 @@ def prune(src, dst=None, method: str = "magnitude", sparsity: Optional[float] = 
         sparsity per layer) or "sensitivity" (per-layer sparsities from
         the calibration data, or random inputs without it).
     calib: inputs as for tinyinfer.quantize (array, .npy/.npz path, (x, y) with labels).
+    ls_correction: wanda: after the mask is chosen, refit each output row's
+        kept weights by ridge-regularized least squares so that the layer's
+        outputs on the calibration activations match the dense layer's
+        (tinyinfer.prune_ls); zeros stay zero.
 
     Before anything is written the pruned model is run next to its parent
     on the calibration inputs (or a few random ones): a model that does not
@@ -406,6 +413,8 @@ def prune(src, dst=None, method: str = "magnitude", sparsity: Optional[float] = 
             raise InvalidArgumentError(f"channel_multiple must be an int >= 1, got {channel_multiple!r}")
     if method == "wanda" and calib is None:
         raise InvalidArgumentError("method wanda needs calibration data (calib)")
+    if ls_correction and method != "wanda":
+        raise InvalidArgumentError(f"ls_correction is an option of method wanda, not {method}")
 
     own = not isinstance(src, Model)
     parent = src if not own else Model(src if isinstance(src, (bytes, bytearray, memoryview)) else os.fspath(src),
@@ -429,7 +438,8 @@ def prune(src, dst=None, method: str = "magnitude", sparsity: Optional[float] = 
                 raise InvalidArgumentError("structured pruning found no layer it can shrink:\n  "
                                            + "\n  ".join(result.skipped or ["no FullyConnected or Conv2D layer"]))
         else:
-            result = _prune_weights(parent, sets, labels, method, sparsity, nm, scope, calib, src_bytes, validate)
+            result = _prune_weights(parent, sets, labels, method, sparsity, nm, scope, calib, src_bytes, validate,
+                                    bool(ls_correction))
         if dst is not None:
             with open(dst, "wb") as f:
                 f.write(result.data)
@@ -442,7 +452,9 @@ def prune(src, dst=None, method: str = "magnitude", sparsity: Optional[float] = 
             parent.close()
 
 
-def _prune_weights(parent, sets, labels, method, sparsity, nm, scope, calib, src_bytes, validate) -> PruneResult:
+def _prune_weights(parent, sets, labels, method, sparsity, nm, scope, calib, src_bytes, validate,
+                   ls_correction: bool = False) -> PruneResult:
+    ls_note = None
     with Pruner(parent) as p:
         infos = p.layers()
         if not infos:
@@ -463,9 +475,20 @@ def _prune_weights(parent, sets, labels, method, sparsity, nm, scope, calib, src
                 for i, s in enumerate(alloc):
                     p.magnitude(s, layer=i)
         elif method == "wanda":
+            grams, ls_skipped = {}, {}
+            if ls_correction:
+                from .prune_ls import layer_grams, DEFAULT_RIDGE
+                grams, ls_skipped = layer_grams(Pruner, parent, infos, sets)
             for i, info in enumerate(infos):
                 w = p.weights(i)
-                p.set_weights(i, _prune_rows_by_score(w, _wanda_scores(p, i, info), float(sparsity)))
+                masked = _prune_rows_by_score(w, _wanda_scores(p, i, info), float(sparsity))
+                if i in grams:
+                    from .prune_ls import correct_rows
+                    masked = correct_rows(w, masked, grams[i])
+                p.set_weights(i, masked)
+            if ls_correction:
+                ls_note = (f"least-squares correction (ridge {DEFAULT_RIDGE:g}): {len(grams)} of {len(infos)} layers"
+                           + "".join(f"; not {infos[i]['name']} ({why})" for i, why in sorted(ls_skipped.items())))
         else:
             n, m = nm
             if calib is None:
@@ -485,4 +508,5 @@ def _prune_weights(parent, sets, labels, method, sparsity, nm, scope, calib, src
     check = _check_against_parent(parent, data, sets, labels) if validate else None
     return PruneResult(method, scope if method == "magnitude" else None,
                        None if sparsity is None else float(sparsity),
-                       f"{nm[0]}:{nm[1]}" if nm else None, src_bytes, len(data), layers, skipped, check, data)
+                       f"{nm[0]}:{nm[1]}" if nm else None, src_bytes, len(data), layers, skipped, check, data,
+                       ls_correction=ls_note)

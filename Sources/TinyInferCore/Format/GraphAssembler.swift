@@ -72,6 +72,14 @@ public struct GraphAssembler {
     def.tensors[t].quant = Quantization(axis: axis < 0 ? nil : axis, scales: s, zeroPoints: z)
   }
 
+  /// Marks constant `t` to be stored in the sparse encoding whenever that is
+  /// smaller than dense (TensorSpec.storeSparse).
+  public mutating func setStoreSparse(tensor t: Int, _ on: Bool) throws(TinfError) {
+    guard t >= 0 && t < def.tensors.count else { throw .arg("tensor \(t) out of range") }
+    guard t < constants.count, constants[t] != nil else { throw .arg("tensor \(t) is not a constant") }
+    def.tensors[t].storeSparse = on
+  }
+
   /// Appends op `code` (execution order is the order of calls) and returns
   /// its index. An input of -1 is an absent optional input.
   public mutating func addOp(

@@ -246,14 +246,17 @@ public enum ModelFile {
   /// recomputed: each constant lands on a 64-byte boundary.
   public static func write(_ def: GraphDef, constants: [[UInt8]?]) -> [UInt8] {
     // Lay out the data section first.
-    // Constants that the sparse encoding at least halves are stored encoded.
+    // Constants that the sparse encoding at least halves are stored encoded
+    // (those marked storeSparse whenever it makes them smaller).
     var ranges: [Range<Int>?] = []
     var encoded: [(data: [UInt8], entries: Int)?] = []
     var dataSize = 0
     for i in def.tensors.indices {
       if i < constants.count, let c = constants[i] {
         let t = def.tensors[i]
-        let e = t.dtype.flatMap { d in t.shape.flatMap { SparseEncoding.encode(c, shape: $0, elemSize: d.size) } }
+        let e = t.dtype.flatMap { d in
+          t.shape.flatMap { SparseEncoding.encode(c, shape: $0, elemSize: d.size, whenSmaller: t.storeSparse) }
+        }
         encoded.append(e)
         let n = e?.data.count ?? c.count
         let start = (dataSize + alignment - 1) / alignment * alignment

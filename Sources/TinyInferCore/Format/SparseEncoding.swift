@@ -16,7 +16,8 @@ import TinyInferShims
 /// column inside its row, the exact size) and expands the constants into
 /// one dense buffer before the graph sees them, so nothing after the loader
 /// knows a tensor was stored sparse. Writers use it when it at most halves a
-/// constant of 4 KiB or more (`ModelFile.write`).
+/// constant of 4 KiB or more (`ModelFile.write`), or, for a constant marked
+/// `storeSparse` (its source stored it sparse), whenever it is smaller.
 enum SparseEncoding {
   static let code: UInt8 = 1
   /// Smallest dense size the writer considers.
@@ -37,9 +38,12 @@ enum SparseEncoding {
   }
 
   /// The encoding of `bytes` (a tensor of `shape`, elements of `elemSize`
-  /// bytes) when it takes at most half the dense size, else nil.
-  static func encode(_ bytes: [UInt8], shape: [Int], elemSize: Int) -> (data: [UInt8], entries: Int)? {
-    guard bytes.count >= minBytes, shape.count >= 1, elemSize >= 1, shape[0] >= 1,
+  /// bytes) when it takes at most half the dense size (`whenSmaller`: when
+  /// it is smaller, whatever the size), else nil.
+  static func encode(_ bytes: [UInt8], shape: [Int], elemSize: Int, whenSmaller: Bool = false)
+    -> (data: [UInt8], entries: Int)?
+  {
+    guard bytes.count >= (whenSmaller ? 1 : minBytes), shape.count >= 1, elemSize >= 1, shape[0] >= 1,
       bytes.count % elemSize == 0
     else { return nil }
     let rows = shape[0]
@@ -64,7 +68,9 @@ enum SparseEncoding {
       counts[r] = UInt32(truncatingIfNeeded: n)
       entries &+= n
     }
-    guard let size = encodedSize(rows: rows, entries: entries, elemSize: elemSize), size * 2 <= bytes.count else {
+    guard let size = encodedSize(rows: rows, entries: entries, elemSize: elemSize),
+      whenSmaller ? size < bytes.count : size * 2 <= bytes.count
+    else {
       return nil
     }
     var out = [UInt8](repeating: 0, count: size)

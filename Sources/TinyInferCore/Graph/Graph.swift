@@ -12,6 +12,11 @@ public struct TensorSpec: Sendable {
   /// A constant stored in the sparse encoding (Format/SparseEncoding.swift):
   /// its entries. The loader expands it before validation.
   public var sparseEntries: Int? = nil
+  /// A writer hint (not in the file): store this constant in the sparse
+  /// encoding whenever that is smaller than dense, not only when it halves
+  /// it (a converter's constant that its source file stored sparse: TFLite
+  /// `sparsity`). Set with `tinf_builder_set_store_sparse`.
+  public var storeSparse: Bool = false
 
   public init(name: String, dtype: DType?, shape: [Int]?, quant: Quantization? = nil, constant: Range<Int>? = nil) {
     self.name = name

@@ -84,19 +84,20 @@ public enum SparseChoice: Sendable {
 
 enum SparseGemm {
   /// When the sparse kernels replace the dense ones, measured with
-  /// bench/sparse.py on x86-64 (AVX-512 and AVX2): the tiled float32 kernel
-  /// of many rows (1x1 convolutions, batches) wins from about 70% zeros
-  /// (1.0 to 1.3x there, 1.4 to 3x at 90%); the one-row float32 kernel (a
-  /// batch-1 FullyConnected, a GEMV) gathers one input per nonzero and wins
-  /// only at 90% zeros on weights too large for the L2 cache (about 1.2x),
-  /// losing to the dense GEMV on weights that stay in cache. The int8
-  /// kernels (exact int32 products, the same outputs as the dense ones) do
-  /// not beat the dense int8 GEMM on its dot-product instructions (AVX-512
-  /// VNNI) at any density measured; against the AVX2 int8 GEMM (pmaddwd)
-  /// the tiled one wins from about 80% zeros. Elsewhere (SSE2, NEON, SDOT:
+  /// bench/sparse_kernels.py on x86-64 (AVX-512 and AVX2): the tiled float32
+  /// kernel of many rows (1x1 convolutions, batches) wins from about 70%
+  /// zeros (1.5 to 2x at 80%, 1.6 to 2.8x at 90% at AVX-512); the one-row
+  /// float32 kernel (a batch-1 FullyConnected, a GEMV) gathers one input per
+  /// nonzero and wins only at 90% zeros on weights too large for the L2
+  /// cache, losing to the dense GEMV on weights that stay in cache. The int8
+  /// tiles (exact sums, the same outputs as the dense kernels) do not beat
+  /// the dense int8 GEMM on its dot-product instructions (AVX-512 VNNI) at
+  /// any density measured (0.6 to 0.9x at 90%); against the AVX2 int8 GEMM
+  /// (pmaddwd) they win from about 70% zeros (1.3 to 1.5x there, summing
+  /// through float). Elsewhere (SSE2, NEON, SDOT:
   /// not measured) int8 runs sparse only when asked (`.always`).
   static let maxDensityTiled = 0.30
-  static let maxDensityTiledInt8 = 0.20
+  static let maxDensityTiledInt8 = 0.30
   static let maxDensityRow = 0.10
   static let minRowWeightBytes = 1 << 20
 

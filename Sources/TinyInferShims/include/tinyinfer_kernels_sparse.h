@@ -14,9 +14,11 @@
  * NHWC by the transposition). A single row is a row-compressed dot product
  * per output channel.
  *
- * The int8 kernels compute exact int32 sums (wrapping), so they equal the
- * dense int8 kernels bit for bit: acc[c] = initial[c] + sum x[k] * w[c, k]
- * over the nonzeros, x and w int8. */
+ * The int8 kernels compute exact sums (in float while a row has at most
+ * 1024 inputs, where every partial sum of int8 products is an integer of
+ * at most 2^24 in magnitude; in int32 above), plus initial[c] in wrapping
+ * int32, so they equal the dense int8 kernels bit for bit: acc[c] =
+ * initial[c] + sum x[k] * w[c, k] over the nonzeros, x and w int8. */
 #ifndef TINYINFER_KERNELS_SPARSE_H
 #define TINYINFER_KERNELS_SPARSE_H
 #include <stdint.h>

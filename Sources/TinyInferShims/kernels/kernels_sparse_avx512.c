@@ -5,6 +5,7 @@
 #include <immintrin.h>
 #define TI_SP_L 16
 #define TI_SP_NAME "avx512"
+#define TI_SP_GATHER512 1
 #define TI_FN(name) name##_avx512
 TI_LEVEL_BEGIN_AVX512
 #include "sparse_kernels.inc"

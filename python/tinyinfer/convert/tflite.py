@@ -156,11 +156,12 @@ class _Quant:
 
 class _TensorInfo:
     """One tensor of the TFLite subgraph."""
-    __slots__ = ("index", "name", "type", "dtype", "shape", "data", "quant", "sparse", "signature")
+    __slots__ = ("index", "name", "type", "dtype", "shape", "data", "quant", "sparse", "signature", "was_sparse")
 
-    def __init__(self, index, name, type_, dtype, shape, data, quant, sparse, signature):
+    def __init__(self, index, name, type_, dtype, shape, data, quant, sparse, signature, was_sparse=False):
         self.index, self.name, self.type, self.dtype = index, name, type_, dtype
         self.shape, self.data, self.quant, self.sparse, self.signature = shape, data, quant, sparse, signature
+        self.was_sparse = was_sparse   # densified from a TFLite sparsity encoding: stored sparse again
 
     @property
     def dynamic(self) -> bool:
@@ -268,10 +269,11 @@ class _Importer:
         dtype = _TYPES.get(t.Type())
         raw = self._buffer(t.Buffer())
         sparse = t.Sparsity() is not None
+        was_sparse = False
         data = None
         if raw is not None and sparse and dtype is not None:  # densified here: DENSIFY then folds
             data = _densify(self.tfl, t.Sparsity(), raw, dtype, shape, name)
-            sparse = False
+            sparse, was_sparse = False, True
         elif raw is not None and sparse:
             data = raw  # compressed, of a dtype the runtime lacks: refused where used
         elif raw is not None and dtype is not None:
@@ -292,7 +294,7 @@ class _Importer:
                 zps = np.zeros(scales.size, np.int64)
             axis = int(q.QuantizedDimension()) if scales.size > 1 else None
             quant = _Quant(scales, zps, axis)
-        return _TensorInfo(i, name, t.Type(), dtype, shape, data, quant, sparse, sig)
+        return _TensorInfo(i, name, t.Type(), dtype, shape, data, quant, sparse, sig, was_sparse)
 
     def op_name(self, op) -> str:
         oc = self.model.OperatorCodes(op.OpcodeIndex())
@@ -342,6 +344,8 @@ class _Importer:
         if info.dtype is None:
             raise _Refuse(f"constant '{info.name}' of type {info.type_name}")
         t = self.b.const(self.unique(info.name), info.data)
+        if info.was_sparse:   # keep it sparse: our encoding whenever smaller (the sparse kernels choose at load)
+            self.b.store_sparse(t)
         self.set_quant(t, info)
         self.env[info.index] = t
         if summarize and info.quant is not None and np.dtype(info.dtype).kind in "iu":
@@ -579,6 +583,7 @@ class _Importer:
             results.append(np.array(v, dtype=t.dtype).reshape(t.shape))
         for t, v in zip(outs, results):
             t.data = v
+            t.was_sparse = t.was_sparse or (name == "DENSIFY")   # the dense form of a sparse constant: kept sparse
         if (name == "SHAPE" and any(d < 0 for d in infos[0].signature[1:])) or \
                 any(i in self.tainted for i in ins):
             self.tainted.update(t.index for t in outs)

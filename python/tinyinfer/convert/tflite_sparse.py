@@ -17,7 +17,10 @@ the buffer; SparsityParameters describe where they go:
 The buffer's values are stored in traversal order, one per leaf. `densify`
 walks the levels (depth first) and scatters each value to its original
 coordinates; everything not listed is zero. The converter densifies sparse
-constants when it reads them, so DENSIFY folds to a plain constant.
+constants when it reads them, so DENSIFY folds to a plain constant, and
+marks them for the .tinf sparse encoding (GraphBuilder.store_sparse): the
+file keeps them sparse wherever that is smaller than dense, and the sparse
+kernels take them at load where they pay (docs/pruning.md).
 """
 
 from __future__ import annotations
