@@ -752,6 +752,20 @@ def tile(x, sizes):
     return np.tile(x, sizes)
 
 
+def dynamic_update_slice(x, update, start):
+    """x with `update` written at `start` (TFLite DYNAMIC_UPDATE_SLICE / XLA):
+    each start index clamped to [0, x.shape[i] - update.shape[i]] so the
+    update fits."""
+    if np.ndim(update) != np.ndim(x) or len(start) != np.ndim(x):
+        raise ValueError("update and start must have x's rank")
+    if any(u > n for u, n in zip(np.shape(update), np.shape(x))):
+        raise ValueError("update larger than x")
+    out = np.array(x, copy=True)
+    c = [min(max(int(v), 0), n - k) for v, n, k in zip(start, np.shape(x), np.shape(update))]
+    out[tuple(slice(a, a + k) for a, k in zip(c, np.shape(update)))] = update
+    return out
+
+
 def range_(start, limit, delta, dtype=None):
     """start + i * delta for i < ceil((limit - start) / delta): ints exactly,
     floats in float64 then rounded to float32."""
@@ -863,7 +877,7 @@ REFERENCE = {
     "GreaterEqual": greater_equal, "LogicalAnd": logical_and, "LogicalOr": logical_or, "LogicalXor": logical_xor,
     "LogicalNot": logical_not, "Where": where, "Floor": floor, "Ceil": ceil, "Round": round_, "Erf": erf,
     "Cast": cast, "Shape": shape, "ReduceMin": reduce_min, "ReduceSum": reduce_sum, "ReduceProd": reduce_prod,
-    "Expand": expand, "Tile": tile, "Range": range_, "LSTM": lstm, "GRU": gru,
+    "Expand": expand, "Tile": tile, "DynamicUpdateSlice": dynamic_update_slice, "Range": range_, "LSTM": lstm, "GRU": gru,
 }
 
 
@@ -873,6 +887,10 @@ def self_test():
     the adjoint of Conv2D, ...). Run by test_references.py."""
     rng = np.random.default_rng(0)
     R = lambda *s: rng.standard_normal(s).astype(np.float32)  # noqa: E731
+    # DynamicUpdateSlice: written by hand, and a start past the end clamped back
+    assert dynamic_update_slice(np.zeros((2, 4)), np.array([[7, 8]]), [1, 1]).tolist() == \
+        [[0, 0, 0, 0], [0, 7, 8, 0]]
+    assert dynamic_update_slice(np.zeros((1, 3)), np.array([[5, 6]]), [-3, 9]).tolist() == [[0, 5, 6]]
 
     def close(a, b, tol=1e-5):
         np.testing.assert_allclose(a, b, rtol=tol, atol=tol)

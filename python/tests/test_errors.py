@@ -123,11 +123,13 @@ def test_quant_modes_and_calibration_methods_are_the_headers():
 
 HANDLES = {"tinf_model": _lib.ModelHandle, "tinf_session": _lib.SessionHandle, "tinf_options": _lib.OptionsHandle,
            "tinf_builder": _lib.BuilderHandle, "tinf_quantizer": _lib.QuantizerHandle,
-           "tinf_pruner": _lib.PrunerHandle}
+           "tinf_pruner": _lib.PrunerHandle, "tinf_result_cache": _lib.ResultCacheHandle,
+           "tinf_batcher": _lib.BatcherHandle}
 SCALARS = {"int32_t": ctypes.c_int32, "uint32_t": ctypes.c_uint32, "int64_t": ctypes.c_int64,
            "uint64_t": ctypes.c_uint64, "size_t": ctypes.c_size_t, "float": ctypes.c_float,
            "double": ctypes.c_double, "tinf_status": ctypes.c_int32, "tinf_tensor_info": _lib.TensorInfo,
-           "tinf_tensor_detail": _lib.TensorDetail, "tinf_plan_entry": _lib.PlanEntry}
+           "tinf_tensor_detail": _lib.TensorDetail, "tinf_plan_entry": _lib.PlanEntry,
+           "tinf_result_cache_counts": _lib.ResultCacheStats, "tinf_batcher_counters": _lib.BatcherCounters}
 
 
 def ctype_of(c_type):

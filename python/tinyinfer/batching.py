@@ -1124,15 +1124,9 @@ class Batcher:
         self._pending: Dict[int, Any] = {}  # submissions by tag: (arrays, outputs, future, loop)
         self._next_tag = 0
         self._thread: Optional[threading.Thread] = None  # takes the submissions' results
-        # the hot call without argtypes (their conversion cost several us a
-        # call): every argument is passed as a prepared ctypes object
-        self._run_c = ctypes.CDLL(_lib.lib_path).tinf_batcher_run
-        # submit does not block (a short lock in the library): called keeping
-        # the GIL (PyDLL), as letting it go and taking it back at every
-        # request made an event loop and the completion thread trade the
-        # GIL (a thread switch each) on every arun
-        self._submit_c = ctypes.PyDLL(_lib.lib_path).tinf_batcher_submit
-        self._run_c.restype = self._submit_c.restype = c_int32
+        # the hot calls without argtypes (_lib.batcher_run_raw / _submit_raw)
+        self._run_c = _lib.batcher_run_raw
+        self._submit_c = _lib.batcher_submit_raw
         self._hv = ctypes.c_void_p(h.value)
         self._cnin, self._cnout = c_int32(self._nin), c_int32(self._nout)
         one = len(self._specs) == 1
