@@ -283,10 +283,11 @@ def test_the_library_refuses_a_request_of_the_wrong_size_alone(net):
         x, y = rows(0, 2), np.empty((2, 10), np.float32)
         ip, inb = (c_void_p * 1)(x.ctypes.data), (c_size_t * 1)(x.nbytes - 4)
         op, onb = (c_void_p * 1)(y.ctypes.data), (c_size_t * 1)(y.nbytes)
-        st = L.tinf_batcher_run(b._handle, 2, ip, inb, 1, op, onb, 1, -1)
-        assert st == tinyinfer.Status.SHAPE and "input 0 of 2 row(s) has 256 bytes" in L.tinf_last_error().decode()
+        with pytest.raises(tinyinfer.ShapeError, match="input 0 of 2 row.s. has 256 bytes") as e:
+            L.tinf_batcher_run(b._handle, 2, ip, inb, 1, op, onb, 1, -1)
+        assert e.value.status == tinyinfer.Status.SHAPE
         inb[0] = x.nbytes
-        assert L.tinf_batcher_run(b._handle, 2, ip, inb, 1, op, onb, 1, -1) == 0
+        L.tinf_batcher_run(b._handle, 2, ip, inb, 1, op, onb, 1, -1)  # raises on a failure
         close(y, ref(x))
 
 

@@ -482,7 +482,7 @@ _fn("tinf_result_cache_clear", [ResultCacheHandle, POINTER(c_size_t)])
 _fn("tinf_result_cache_stats", [ResultCacheHandle, POINTER(ResultCacheStats)])
 # tinf_status tinf_session_set_result_cache(tinf_session *session, tinf_result_cache *cache, const void *key,
 #                                           size_t key_size);
-_fn("tinf_session_set_result_cache", [SessionHandle, ResultCacheHandle, c_char_p, c_size_t])
+_fn("tinf_session_set_result_cache", [SessionHandle, ResultCacheHandle, c_void_p, c_size_t])
 # ---- micro-batching queue (issue 17) ----
 
 
@@ -500,19 +500,19 @@ class BatcherCounters(Structure):
 # tinf_status tinf_batcher_create(tinf_model *model, int32_t max_batch, int64_t max_delay_us, int32_t workers,
 #                                 int32_t threads, tinf_batcher **out_batcher);
 _fn("tinf_batcher_create", [ModelHandle, c_int32, c_int64, c_int32, c_int32, POINTER(BatcherHandle)])
-# (the status is returned, not raised: the caller checks it, on its hot path)
 # tinf_status tinf_batcher_run(tinf_batcher *batcher, int64_t rows, const void *const *inputs,
 #                              const size_t *input_nbytes, int32_t n_inputs, void *const *outputs,
 #                              const size_t *output_nbytes, int32_t n_outputs, int64_t timeout_us);
 _fn("tinf_batcher_run", [BatcherHandle, c_int64, POINTER(c_void_p), POINTER(c_size_t), c_int32, POINTER(c_void_p),
-                         POINTER(c_size_t), c_int32, c_int64], c_int32)
+                         POINTER(c_size_t), c_int32, c_int64])
 # tinf_status tinf_batcher_submit(tinf_batcher *batcher, int64_t rows, const void *const *inputs,
 #                                 const size_t *input_nbytes, int32_t n_inputs, void *const *outputs,
 #                                 const size_t *output_nbytes, int32_t n_outputs, uint64_t tag);
 _fn("tinf_batcher_submit", [BatcherHandle, c_int64, POINTER(c_void_p), POINTER(c_size_t), c_int32,
-                            POINTER(c_void_p), POINTER(c_size_t), c_int32, c_uint64], c_int32)
+                            POINTER(c_void_p), POINTER(c_size_t), c_int32, c_uint64])
 # The hot calls of tinyinfer.Batcher without argtypes (their conversion costs
-# several us a call): every argument is passed as a prepared ctypes object.
+# several us a call) nor the errcheck wrapper (the caller tests the status):
+# every argument is passed as a prepared ctypes object.
 # run blocks, so it lets the GIL go (CDLL); submit does not block (a short
 # lock in the library) and keeps the GIL (PyDLL): letting it go and taking it
 # back at every request made an event loop and the completion thread trade
@@ -523,9 +523,14 @@ batcher_submit_raw = ctypes.PyDLL(lib_path)["tinf_batcher_submit"]
 batcher_submit_raw.restype = c_int32
 # tinf_status tinf_batcher_completed(tinf_batcher *batcher, uint64_t *tags, int32_t *statuses, int32_t capacity,
 #                                    int64_t timeout_us, int32_t *out_count);
-# (returned, not raised: TINF_ERR_INVALID_STATE ends the completion thread)
 _fn("tinf_batcher_completed", [BatcherHandle, POINTER(c_uint64), POINTER(c_int32), c_int32, c_int64,
-                               POINTER(c_int32)], c_int32)
+                               POINTER(c_int32)])
+# The same without the errcheck wrapper for tinyinfer.Batcher's completion
+# thread, which tests the status itself (TINF_ERR_INVALID_STATE ends it).
+batcher_completed_raw = lib["tinf_batcher_completed"]
+batcher_completed_raw.argtypes = [BatcherHandle, POINTER(c_uint64), POINTER(c_int32), c_int32, c_int64,
+                                  POINTER(c_int32)]
+batcher_completed_raw.restype = c_int32
 # tinf_status tinf_batcher_close(tinf_batcher *batcher, int32_t cancel);
 _fn("tinf_batcher_close", [BatcherHandle, c_int32])
 # void tinf_batcher_free(tinf_batcher *batcher);

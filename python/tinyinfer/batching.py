@@ -1383,7 +1383,7 @@ def _take_completions(ref: _BatcherRef, pending: Dict[int, Any]) -> None:
     tags = (ctypes.c_uint64 * _COMPLETIONS)()
     statuses = (c_int32 * _COMPLETIONS)()
     count = c_int32()
-    completed = L.tinf_batcher_completed
+    completed = _lib.batcher_completed_raw
     while True:
         st = completed(handle, tags, statuses, _COMPLETIONS, -1, byref(count))
         if st:
