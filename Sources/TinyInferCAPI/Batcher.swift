@@ -525,6 +525,24 @@ private func takeRequest(
   return r
 }
 
+/// Locks b.mu and takes a request for `fn`: the request with b.mu held, or
+/// nil and the status (closed, out of memory) with b.mu released.
+private func lockAndTakeRequest(
+  _ b: BatcherHandle, _ fn: StaticString, _ rows: Int64, _ inputs: UnsafePointer<UnsafeRawPointer?>,
+  _ outputs: UnsafePointer<UnsafeMutableRawPointer?>
+) -> (BatchRequest?, tinf_status) {
+  ti_shim_mutex_lock(b.mu)
+  guard !b.closed else {
+    ti_shim_mutex_unlock(b.mu)
+    return (nil, fail(.invalidState, string(fn) + ": the batcher is closed"))
+  }
+  guard let r = takeRequest(b, rows, inputs, outputs) else {
+    ti_shim_mutex_unlock(b.mu)
+    return (nil, fail(.outOfMemory, string(fn) + ": cannot allocate a request"))
+  }
+  return (r, ok())
+}
+
 /// Microseconds (< 0: none) to a deadline on ti_shim_now_ns's clock, clamped to a day.
 private func deadline(_ us: Int64) -> UInt64? {
   guard us >= 0 else { return nil }
@@ -660,15 +678,8 @@ public func tinf_batcher_run(
   if let bad = checkRequest(b, "tinf_batcher_run", rows, inputs, inNbytes, nIn, outputs, outNbytes, nOut) { return bad }
   guard let inputs, let outputs else { return nullArg("tinf_batcher_run") }
   let until = deadline(timeoutUs)
-  ti_shim_mutex_lock(b.mu)
-  guard !b.closed else {
-    ti_shim_mutex_unlock(b.mu)
-    return fail(.invalidState, "tinf_batcher_run: the batcher is closed")
-  }
-  guard let r = takeRequest(b, rows, inputs, outputs) else {
-    ti_shim_mutex_unlock(b.mu)
-    return fail(.outOfMemory, "tinf_batcher_run: cannot allocate a request")
-  }
+  let (request, status) = lockAndTakeRequest(b, "tinf_batcher_run", rows, inputs, outputs)
+  guard let r = request else { return status }  // b.mu held from here
   r.isAsync = false
   b.callersInside += 1
   b.peak = max(b.peak, b.queuedCount + b.running + b.solo + 1)
@@ -731,15 +742,8 @@ public func tinf_batcher_submit(
     return bad
   }
   guard let inputs, let outputs else { return nullArg("tinf_batcher_submit") }
-  ti_shim_mutex_lock(b.mu)
-  guard !b.closed else {
-    ti_shim_mutex_unlock(b.mu)
-    return fail(.invalidState, "tinf_batcher_submit: the batcher is closed")
-  }
-  guard let r = takeRequest(b, rows, inputs, outputs) else {
-    ti_shim_mutex_unlock(b.mu)
-    return fail(.outOfMemory, "tinf_batcher_submit: cannot allocate a request")
-  }
+  let (request, status) = lockAndTakeRequest(b, "tinf_batcher_submit", rows, inputs, outputs)
+  guard let r = request else { return status }  // b.mu held from here
   r.isAsync = true
   r.tag = tag
   b.outstandingAsync += 1
