@@ -31,6 +31,7 @@ every cache of tinyinfer.
 from __future__ import annotations
 
 import hashlib
+import os
 import struct
 from ctypes import byref, c_size_t
 from typing import Dict
@@ -38,6 +39,7 @@ from typing import Dict
 import numpy as np
 
 from . import _lib
+from . import cache as _cache
 from ._errors import InvalidArgumentError
 
 __all__ = ["ResultCache", "DEFAULT_MAX_BYTES"]
@@ -122,12 +124,18 @@ class ResultCache:
 
 
 def model_identity(source, flags: int) -> bytes:
-    """sha256 of the model's bytes (a path, or bytes / a uint8 array) and the load flags that change results."""
-    h = hashlib.sha256(b"tinyinfer-model\0" + struct.pack("<Q", flags))
+    """sha256 of the model's content (a path, or bytes / a uint8 array: the sha256 of its bytes) and the load
+    flags that change results. For a path the content's sha256 comes through the file's identity
+    (tinyinfer.cache.file_content_hash, shared with the conversion and prepack caches), so an unchanged file
+    is not read again; the same model as bytes or as a path gets the same identity."""
     if isinstance(source, (bytes, bytearray, memoryview, np.ndarray)):
-        h.update(source)
+        content = hashlib.sha256(source).hexdigest()
     else:
-        with open(source, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-    return h.digest()
+        content = _cache.file_content_hash(os.fspath(source))
+        if content is None:  # not a regular file, or unreadable: read it here (errors reach the caller)
+            h = hashlib.sha256()
+            with open(source, "rb") as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    h.update(chunk)
+            content = h.hexdigest()
+    return hashlib.sha256(b"tinyinfer-model\0" + struct.pack("<Q", flags) + content.encode()).digest()
