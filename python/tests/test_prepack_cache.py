@@ -158,8 +158,15 @@ def test_foreign_image_other_version_is_refused(model, folder, monkeypatch):
     foreign = _image(folder)
     monkeypatch.undo()
     monkeypatch.setenv("TINYINFER_CACHE_DIR", str(folder))
+    _foreign_under_this_key_is_rejected(path, x, want, foreign)  # the version is part of the key
+
+
+def _foreign_under_this_key_is_rejected(path, x, want, foreign):
+    """An image written under another key (`foreign`), moved to this load's
+    key path: the load rejects it and computes the same outputs as without
+    the cache."""
     plan = prepack_cache.Plan.make(True, path, 0)
-    assert plan.path != str(foreign)  # the version is part of the key
+    assert plan.path != str(foreign)
     os.replace(foreign, plan.path)
     y, st = run(path, x)
     assert st["state"] == "rejected" and "another key" in st["note"]
@@ -177,13 +184,8 @@ def test_foreign_image_other_cpu_level_is_refused(model, folder):
     out = subprocess.run([sys.executable, "-c", code, str(path)], env=env, capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.strip() == "baseline", out.stderr
     foreign = _image(folder)
-    plan = prepack_cache.Plan.make(True, path, 0)
-    assert plan.path != str(foreign)  # the level is part of the key
     # under this level's key, but the header says baseline: refused by the key, and by the level
-    os.replace(foreign, plan.path)
-    y, st = run(path, x)
-    assert st["state"] == "rejected" and "another key" in st["note"]
-    assert y.tobytes() == want.tobytes()
+    _foreign_under_this_key_is_rejected(path, x, want, foreign)  # the level is part of the key
 
 
 def _write_image(model_path, image_path, key):
