@@ -6,8 +6,12 @@ import TinyInferShims
 /// (`Model.passReport`). The passes keep every output exactly, except BatchNorm
 /// folding, which rounds differently (the scale is multiplied into the weights).
 enum Optimizer {
+  /// `floatOnlyFusions: false` skips the fusions whose result only the
+  /// float32 kernels run (PRelu into Add): the quantizer's graph, whose ops
+  /// it rewrites into int8 kernels that know nothing of them.
   static func run(
-    _ g: Graph, buffers: [UnsafeMutableRawPointer?], constantData: @escaping (Int) -> UnsafeMutableRawPointer?
+    _ g: Graph, buffers: [UnsafeMutableRawPointer?], floatOnlyFusions: Bool = true,
+    constantData: @escaping (Int) -> UnsafeMutableRawPointer?
   )
     throws(TinfError) -> (graph: Graph, buffers: [UnsafeMutableRawPointer?], report: [String])
   {
@@ -22,7 +26,7 @@ enum Optimizer {
     }
     PadFusion.run(&p)
     ActivationFusion.run(&p)
-    PReluFusion.run(&p)
+    if floatOnlyFusions { PReluFusion.run(&p) }
     DeadCodeElimination.run(&p)
     p.freeUnusedBuffers()
     var out = p.graph()

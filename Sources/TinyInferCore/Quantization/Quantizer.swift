@@ -47,14 +47,21 @@ public final class Quantizer {
   public private(set) var outputNoise: [Double]
   public private(set) var compared = 0
 
+  /// `model`'s file loaded again without the float-only fusions when it
+  /// has any (Model.reloadedForQuantizer): `model` is then the reload and
+  /// this keeps the original, whose bytes it borrows, alive.
+  private let source: Model
+
   public static func make(model: Model, mode: QuantMode) throws(TinfError) -> Quantizer {
     try ControlFlow.refuseSubgraphs(model, "the quantizer")
-    let c = try Calibrator.make(model: model)
-    return Quantizer(model: model, mode: mode, calibrator: c)
+    let m = try model.reloadedForQuantizer() ?? model
+    let c = try Calibrator.make(model: m)
+    return Quantizer(model: m, source: model, mode: mode, calibrator: c)
   }
 
-  private init(model: Model, mode: QuantMode, calibrator: Calibrator) {
+  private init(model: Model, source: Model, mode: QuantMode, calibrator: Calibrator) {
     self.model = model
+    self.source = source
     self.mode = mode
     self.calibrator = calibrator
     let g = model.graph

@@ -20,6 +20,11 @@ enum StaticInt8Pass {
   static func supported(_ g: Graph, _ node: Node) -> Bool {
     let traits = node.op.traits
     guard let kind = traits.staticInt8 else { return false }
+    // An Add that a float-only pass fused a PRelu into (Passes/PReluFusion:
+    // only the float32 kernel applies `prelu_slopes`) stays float32; the
+    // quantizer loads its model without that fusion (Model.forQuantizer),
+    // so this only meets files saved with the fusion already in their graph.
+    if node.attrs[.preluSlopes] != nil { return false }
     for (s, t) in node.inputs.enumerated() where t >= 0 {
       if traits.indexSlots.contains(s) { continue }
       if g.tensors[t].dtype != .float32 { return false }

@@ -22,6 +22,8 @@ public final class Model {
     case borrowed
   }
   private let storage: Storage
+  /// The file's first byte (in `storage`, or the caller's buffer).
+  private let fileBase: UnsafeRawPointer
   private let dataBase: UnsafeRawPointer?
   /// The dense copy of the constants of a file with sparse constants (owned), else nil.
   private let expanded: UnsafeMutableRawPointer?
@@ -107,8 +109,8 @@ public final class Model {
   /// storage. The object is created only once everything succeeded (a
   /// throwing class initializer would leak the partial object in Embedded Swift).
   private static func make(
-    base: UnsafeRawPointer, size: Int, storage: Storage, optimize: Bool, sparse: SparseChoice,
-    prepack: PrepackRequest?, t0: UInt64
+    base: UnsafeRawPointer, size: Int, storage: Storage, optimize: Bool, floatOnlyFusions: Bool = true,
+    sparse: SparseChoice, prepack: PrepackRequest?, t0: UInt64
   ) throws(TinfError) -> Model
   {
     let file = UnsafeRawBufferPointer(start: base, count: size)
@@ -134,14 +136,15 @@ public final class Model {
       }
       var folding = try ConstantFolding.run(validated, budget: max(4 &* layout.data.count, 1 << 20), constantData: fileData)
       if optimize {
-        let o = try Optimizer.run(folding.graph, buffers: folding.buffers, constantData: fileData)
+        let o = try Optimizer.run(
+          folding.graph, buffers: folding.buffers, floatOnlyFusions: floatOnlyFusions, constantData: fileData)
         folding.graph = o.graph
         folding.buffers = o.buffers
         folding.report += o.report
       }
       folding.report += Hoisting.report(folding.graph)
       return Model(
-        size: size, storage: storage, dataBase: dataBase, folding: folding,
+        base: base, size: size, storage: storage, dataBase: dataBase, folding: folding,
         parts: (layout.body.lowerBound, layout.body.count, layout.data.count), sparse: sparse, expanded: expanded,
         encoded: encoded,
         prepack: (prepack, ti_hash64(base + layout.body.lowerBound, layout.body.count, 0)), t0: t0)
@@ -157,10 +160,11 @@ public final class Model {
   }
 
   private init(
-    size: Int, storage: Storage, dataBase: UnsafeRawPointer?, folding: ConstantFolding.Result,
+    base: UnsafeRawPointer, size: Int, storage: Storage, dataBase: UnsafeRawPointer?, folding: ConstantFolding.Result,
     parts: (header: Int, graph: Int, data: Int), sparse choice: SparseChoice, expanded: UnsafeMutableRawPointer?,
     encoded: [Int], prepack: (request: PrepackRequest?, graphHash: UInt64), t0: UInt64
   ) {
+    self.fileBase = base
     self.expanded = expanded
     self.encodedBytes = encoded
     self.partSizes = parts
@@ -259,6 +263,18 @@ public final class Model {
 
   // MARK: subgraph views (issue 18; Runtime/Subgraph.swift makes them)
 
+  /// The model the quantizer works on: this file loaded again (borrowing
+  /// its bytes: the result must not outlive this model) without the
+  /// float-only fusions (Optimizer `floatOnlyFusions`), whose fused ops only
+  /// the float32 kernels run; nil when the graph has none of them, or for a
+  /// view (`parent` != nil: a reload would give the whole file's graph).
+  public func reloadedForQuantizer() throws(TinfError) -> Model? {
+    guard parent == nil, graph.nodes.contains(where: { $0.attrs[.preluSlopes] != nil }) else { return nil }
+    return try Model.make(
+      base: fileBase, size: fileSize, storage: .borrowed, optimize: true, floatOnlyFusions: false, sparse: .auto,
+      prepack: nil, t0: ti_shim_now_ns())
+  }
+
   /// The model this one is a view of (`Model.subgraph`), kept alive by it;
   /// nil for a loaded model.
   public private(set) var parent: Model? = nil
@@ -274,6 +290,7 @@ public final class Model {
     self.partSizes = parent.partSizes
     self.foldedBytes = 0
     self.storage = .borrowed
+    self.fileBase = parent.fileBase
     self.dataBase = parent.dataBase
     self.expanded = nil
     self.encodedBytes = parent.encodedBytes
