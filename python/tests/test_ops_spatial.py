@@ -285,6 +285,32 @@ def test_transpose_conv2d(case):
     close(run("TransposeConv2D", x, wt, bias, **attrs), want)
 
 
+def tconv_one_tap_cases():
+    """Strides at least the kernel, no dilation: the packed-GEMM path
+    (each output pixel gets at most one tap), with channel counts past one
+    16-wide panel, padding that cuts into the first taps, output padding
+    and pixels no tap reaches."""
+    rng = np.random.default_rng(97)
+    cases = []
+    for _ in range(40):
+        s = (int(rng.integers(1, 4)), int(rng.integers(1, 4)))
+        kh, kw = int(rng.integers(1, s[0] + 1)), int(rng.integers(1, s[1] + 1))
+        padding = int(rng.integers(0, 3))
+        pads = tuple(int(v) for v in rng.integers(0, 3, 4))
+        op = tuple(int(rng.integers(0, s[i])) for i in range(2))
+        cases.append((int(rng.choice([1, 2])), int(rng.integers(1, 7)), int(rng.integers(1, 12)),
+                      int(rng.choice([1, 3, 24])), int(rng.choice([1, 5, 16, 24, 33])), kh, kw, s, (1, 1),
+                      padding, pads, op, bool(rng.integers(0, 2)), int(rng.integers(0, 4))))
+    cases.append((1, 5, 7, 24, 24, 2, 2, (2, 2), (1, 1), 0, (0, 0, 0, 0), (0, 0), True, 0))  # U-Net upsampling
+    cases.append((1, 6, 6, 24, 1, 2, 2, (2, 2), (1, 1), 0, (0, 0, 0, 0), (0, 0), True, 0))
+    return cases
+
+
+@pytest.mark.parametrize("case", tconv_one_tap_cases())
+def test_transpose_conv2d_one_tap(case):
+    test_transpose_conv2d(case)
+
+
 def test_transpose_conv2d_hand_values():
     x = np.array([1, 2, 3, 4], np.float32).reshape(1, 2, 2, 1)
     got = run("TransposeConv2D", x, np.ones((1, 2, 2, 1), np.float32), strides=[2, 2])

@@ -1,3 +1,5 @@
+import TinyInferShims
+
 /// TransposeConv2D (docs/ops.md): x [N,H,W,Cin], w [Cout,KH,KW,Cin],
 /// optional bias [Cout]. The gradient of Conv2D:
 /// `y[n, ih*s_h - pad_top + kh*d_h, iw*s_w - pad_left + kw*d_w, co] += x[n, ih, iw, ci] * w[co, kh, kw, ci]`.
@@ -89,6 +91,11 @@ enum TransposeConv2DKernel {
     let (x, wp, bias, y) = (ctx.floatIn(0), ctx.floatIn(1), ctx.optionalFloatIn(2), ctx.floatOut(0))
     let pool = ctx.pool
     let rows = n &* oh
+    if dh == 1 && dw == 1 && kh <= sh && kw <= sw {
+      return try bindOneTap(
+        x: x, w: wp, bias: bias, y: y, pool: pool, shape: (n, h, wIn, cin, cout, kh, kw),
+        out: (oh, ow, padT, padL, sh, sw), act: act)
+    }
     // Taps landing on one output pixel: about KH*KW / (sh*sw).
     let taps = max(1, (kh / max(sh, 1) + 1) &* (kw / max(sw, 1) + 1))
     let minChunk = minChunkFor(perItem: ow &* taps &* cin &* cout)
@@ -134,6 +141,83 @@ enum TransposeConv2DKernel {
             }
           }
           clampRange(yrow, ow &* cout, act, lo, hi)
+        }
+      }
+    }
+  }
+
+  /// Strides at least the kernel's size, no dilation (the 2x2 stride-2
+  /// upsampling of U-Net and FPN decoders): each output pixel receives at
+  /// most one tap, so tap (i, j) computes output pixels (iy*sh - padT + i,
+  /// ix*sw - padL + j) as a GEMM of the input row's pixels [W, Cin] with the
+  /// tap's weights [Cout, Cin], packed once at bind (PackedGemm panels),
+  /// its output rows sw pixels apart. Pixels no tap reaches get the bias.
+  static func bindOneTap(
+    x: UnsafePointer<Float>, w: UnsafePointer<Float>, bias: UnsafePointer<Float>?, y: UnsafeMutablePointer<Float>,
+    pool: ThreadPool, shape: (n: Int, h: Int, w: Int, cin: Int, cout: Int, kh: Int, kw: Int),
+    out: (oh: Int, ow: Int, padT: Int, padL: Int, sh: Int, sw: Int), act: Activation
+  ) throws(TinfError) -> KernelFn {
+    let (n, h, wIn, cin, cout, kh, kw) = shape
+    let (oh, ow, padT, padL, sh, sw) = out
+    let (lo, hi) = act.range
+    // Few output channels (a 16-wide panel would be mostly padding): dot
+    // products of each input pixel with the tap's weight rows (gemm_abt).
+    let dots = cout < 8
+    let per = dots ? cout &* cin : PackedGemm.packedCount(n: cout, k: cin)
+    let packed = try Scratch<Float>(count: kh &* kw &* per)
+    let rowsOfTap = try Scratch<Float>(count: dots ? kh &* kw &* per : cout &* cin)
+    for i in 0..<kh {
+      for j in 0..<kw {
+        let t = i &* kw &+ j
+        let rows = dots ? rowsOfTap.base + t &* per : rowsOfTap.base
+        for co in 0..<cout {
+          let src = w + ((co &* kh &+ i) &* kw &+ j) &* cin
+          (rows + co &* cin).update(from: src, count: cin)
+        }
+        if !dots { PackedGemm.pack(UnsafePointer(rows), n: cout, k: cin, into: packed.base + t &* per) }
+      }
+    }
+    let kern = PackedGemm.kernels
+    let panels = (cout + PackedGemm.nr - 1) / PackedGemm.nr
+    let minChunk = minChunkFor(perItem: ow &* cin &* cout)
+    return { () throws(TinfError) in
+      withExtendedLifetime((packed, rowsOfTap)) {}
+      forEachChunk(pool, n &* oh, minChunk: minChunk) { _, range in
+        for row in range {
+          let b = row / oh
+          let oy = row &- b &* oh
+          let yrow = y + row &* ow &* cout
+          let i = (oy &+ padT) % sh
+          let iy = (oy &+ padT) / sh
+          guard oy &+ padT >= 0, i < kh, iy < h else {
+            fillBias(yrow, bias, cout, ow &* cout)
+            clampRange(yrow, ow &* cout, act, lo, hi)
+            continue
+          }
+          if kw < sw || ow &+ padL > wIn &* sw {
+            // Some pixels of the row get no tap: the bias first.
+            fillBias(yrow, bias, cout, ow &* cout)
+            clampRange(yrow, ow &* cout, act, lo, hi)
+          }
+          let xrow = x + (b &* h &+ iy) &* wIn &* cin
+          for j in 0..<kw {
+            // ox = ix*sw + j - padL in [0, ow), ix in [0, wIn).
+            let first = max(0, (padL &- j &+ sw &- 1) / sw)
+            let end = min(wIn, (ow &- j &+ padL &+ sw &- 1) / sw)
+            guard first < end else { continue }
+            if dots {
+              kern.gemm_abt(
+                xrow, cin, rowsOfTap.base + (i &* kw &+ j) &* per, cin, bias, yrow + (j &- padL) &* cout,
+                sw &* cout, first, end, 0, cout, cin)
+              continue
+            }
+            let tap = UnsafePointer(packed.base + (i &* kw &+ j) &* per)
+            PackedGemm.run(
+              kern, rows: first..<end, panels: 0..<panels, k: cin, n: cout, packed: tap, bias: bias, lo: lo, hi: hi,
+              y: yrow + (j &- padL) &* cout, ldy: sw &* cout
+            ) { m in xrow + m &* cin }
+          }
+          if dots { clampRange(yrow, ow &* cout, act, lo, hi) }
         }
       }
     }
