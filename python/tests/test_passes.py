@@ -219,6 +219,107 @@ def test_int8_activation_not_fused():
     exact(on, off)
 
 
+# -- Constant Mul / Add / Sub folding ---------------------------------------------
+
+def _linear(b, kind):
+    """A producer of 6 output channels and its numpy reference."""
+    if kind == "Conv2D":
+        x = b.input("x", (2, 7, 7, 3))
+        feed = rand(2, 7, 7, 3)
+        w, bias = rand(6, 3, 3, 3), rand(6)
+        y = b.op("Conv2D", x, b.const("w", w), b.const("b", bias), name="conv", strides=[2, 2], padding=1)
+        return y, feed, R.conv2d(feed, w, bias, strides=(2, 2), padding=1)
+    if kind == "DepthwiseConv2D":
+        x = b.input("x", (1, 6, 6, 3))
+        feed = rand(1, 6, 6, 3)
+        w = rand(1, 3, 3, 6)
+        y = b.op("DepthwiseConv2D", x, b.const("w", w), None, name="conv", depth_multiplier=2)
+        return y, feed, R.depthwise_conv2d(feed, w, None, depth_multiplier=2)
+    x = b.input("x", (3, 5))
+    feed = rand(3, 5)
+    w, bias = rand(6, 5), rand(6)
+    return b.op("FullyConnected", x, b.const("w", w), b.const("b", bias), name="conv"), feed, \
+        R.fully_connected(feed, w, bias)
+
+
+@pytest.mark.parametrize("kind,cshape", [
+    (k, c) for k in ["Conv2D", "DepthwiseConv2D", "FullyConnected"] for c in [(), (1,), (6,), (1, 1, 6)]
+    if len(c) <= (2 if k == "FullyConnected" else 4)])  # a constant of higher rank broadcasts the output up
+@pytest.mark.parametrize("op", ["Mul", "Add", "Sub", "Sub-const-first", "Mul-const-first"])
+def test_constant_affine_folded(kind, op, cshape):
+    """A Mul/Add/Sub with a constant (one value or one per output channel)
+    after a linear op: folded into its weights and bias, one op left,
+    within float rounding of the unfolded graph and of numpy."""
+    b = ti.GraphBuilder()
+    y, feed, ref = _linear(b, kind)
+    c = rand(*cshape) if cshape else np.float32(RNG.standard_normal())
+    cst = b.const("c", np.asarray(c, np.float32).reshape(cshape))
+    name = op.split("-")[0]
+    args = (cst, y) if op.endswith("const-first") else (y, cst)
+    b.output(b.op(name, *args, name="aff"))
+    report, ops, on, off = both(b, [feed])
+    assert f"fold {name} 'aff' into {kind} 'conv'" in report
+    assert ops == [kind]
+    cc = np.asarray(c, np.float32).reshape(cshape)
+    want = {"Mul": ref * cc, "Add": ref + cc, "Sub": ref - cc, "Sub-const-first": cc - ref,
+            "Mul-const-first": cc * ref}[op]
+    np.testing.assert_allclose(on[0], off[0], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(on[0], want, rtol=1e-4, atol=1e-4)
+
+
+def test_constant_affine_chain_then_activation_become_one_conv():
+    """Conv -> Mul(c) -> Add(d) -> Relu: one Conv2D with the Relu fused."""
+    b = ti.GraphBuilder()
+    x = b.input("x", (1, 5, 5, 2))
+    w, bias = rand(4, 3, 3, 2), rand(4)
+    y = b.op("Conv2D", x, b.const("w", w), b.const("b", bias), name="conv")
+    s, t = rand(4), rand(4)
+    m = b.op("Mul", y, b.const("s", s), name="m")
+    a = b.op("Add", m, b.const("t", t), name="a")
+    b.output(b.op("Relu", a, name="r"))
+    feed = rand(1, 5, 5, 2)
+    report, ops, on, off = both(b, [feed])
+    assert graph_passes(report) == ["fold Mul 'm' into Conv2D 'conv'", "fold Add 'a' into Conv2D 'm'",
+                                    "fuse Relu 'r' into Conv2D 'a'"]
+    assert ops == ["Conv2D"]
+    np.testing.assert_allclose(on[0], off[0], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(on[0], np.maximum(R.conv2d(feed, w, bias) * s + t, 0), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("case", ["spatial const", "inf const", "input operand", "activation", "conv activation",
+                                  "read twice", "graph output", "Div", "broadcast up"])
+def test_constant_affine_not_folded(case):
+    b = ti.GraphBuilder()
+    x = b.input("x", (1, 4, 4, 2))
+    feeds = [rand(1, 4, 4, 2)]
+    y = b.op("Conv2D", x, b.const("w", rand(3, 1, 1, 2)), b.const("b", rand(3)), name="conv",
+             activation=1 if case == "conv activation" else 0)
+    c = b.const("c", rand(3))
+    if case == "spatial const":
+        b.output(b.op("Mul", y, b.const(None, rand(1, 4, 4, 3))))
+    elif case == "inf const":
+        b.output(b.op("Mul", y, b.const(None, np.array([1, np.inf, 2], np.float32))))
+    elif case == "input operand":
+        s = b.input("s", (3,))
+        feeds.append(rand(3))
+        b.output(b.op("Mul", y, s))
+    elif case == "activation":
+        b.output(b.op("Add", y, c, activation=1))
+    elif case == "read twice":
+        b.output(b.op("Add", y, c), b.op("Tanh", y))
+    elif case == "graph output":
+        b.output(b.op("Add", y, c), y)
+    elif case == "Div":
+        b.output(b.op("Div", y, c))
+    elif case == "broadcast up":
+        b.output(b.op("Add", y, b.const(None, rand(2, 1, 1, 3))))
+    else:
+        b.output(b.op("Add", y, c))
+    report, ops, on, off = both(b, feeds)
+    assert not any(p.startswith("fold") and "constant" not in p for p in report), report
+    exact(on, off)
+
+
 # -- PRelu fusion into Add -------------------------------------------------------
 
 @pytest.mark.parametrize("c_shape,slope_shape", [

@@ -4,7 +4,8 @@ import TinyInferShims
 /// (docs/architecture.md, Load-time passes). Each pass is in a file of its
 /// own and rewrites a `PassGraph`; each rewrite adds a line to the report
 /// (`Model.passReport`). The passes keep every output exactly, except BatchNorm
-/// folding, which rounds differently (the scale is multiplied into the weights).
+/// folding and the folding of constant Mul/Add/Sub (AffineFolding), which
+/// round differently (the scale is multiplied into the weights).
 enum Optimizer {
   /// `floatOnlyFusions: false` skips the fusions whose result only the
   /// float32 kernels run (PRelu into Add): the quantizer's graph, whose ops
@@ -20,6 +21,7 @@ enum Optimizer {
     CommonSubexpression.run(&p)
     do throws(TinfError) {
       try BatchNormFolding.run(&p)
+      try AffineFolding.run(&p)
     } catch {
       p.freeAll()
       throw error
