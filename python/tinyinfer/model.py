@@ -315,7 +315,8 @@ class Model:
         # A result cache lives in the library (bound to the session), so the
         # fast path serves cached models too.
         # The lock is taken with acquire / try / finally rather than `with`:
-        # half the cost (about 70 ns) on a path of about a microsecond.
+        # about 0.2 us less per call (BENCHMARKS.md, PyTorch, "Latest") on a
+        # path of about a microsecond of Python.
         if type(inputs) is _ndarray and not check_finite and outputs is None and from_tensors is None:
             lock = self._lock
             lock.acquire()
