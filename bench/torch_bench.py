@@ -9,7 +9,8 @@ same archive is written with torch.jit.save and converted by tinyinfer
 (without torch: torch's int8 weights and scales are kept), the converted model
 runs the same inputs. Latency is the median over `repeat` runs after a
 warm-up, per call (model.run / module(x) under torch.no_grad, the inputs
-already in memory). Needs torch.
+already in memory), the two runtimes timed in alternating blocks of 100
+calls (the same machine load for both). Needs torch.
 """
 
 import argparse
@@ -31,15 +32,26 @@ import tinyinfer  # noqa: E402
 from _report import cpu_name  # noqa: E402
 
 
-def median_us(fn, repeat: int) -> float:
-    for _ in range(max(20, repeat // 10)):
-        fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1e6
+def medians_us(fns, repeat: int, block: int = 100):
+    """The median time per call of each of `fns`, `repeat` calls each, timed
+    in alternating blocks of `block` calls after a warm-up of each: on a
+    shared machine both runtimes then see the same load, and the ratio is
+    taken under one set of conditions (a block's first call, after the other
+    runtime evicted some of its weights from the caches, is one sample in a
+    hundred: the median does not see it)."""
+    for fn in fns:
+        for _ in range(max(20, repeat // 10)):
+            fn()
+    times = [[] for _ in fns]
+    clock = time.perf_counter
+    while len(times[0]) < repeat:
+        n = min(block, repeat - len(times[0]))
+        for fn, t in zip(fns, times):
+            for _ in range(n):
+                t0 = clock()
+                fn()
+                t.append(clock() - t0)
+    return [statistics.median(t) * 1e6 for t in times]
 
 
 def main():
@@ -61,11 +73,10 @@ def main():
         for batch in (1, 32):
             x = torch.randn(batch, 784, generator=torch.Generator().manual_seed(batch))
             xn = x.numpy().copy()
+            y = model.run(xn)[0]
             with torch.no_grad():
                 ref = qmodel(x).numpy()
-                t_torch = median_us(lambda: qmodel(x), args.repeat)
-            y = model.run(xn)[0]
-            t_tiny = median_us(lambda: model.run(xn), args.repeat)
+                t_torch, t_tiny = medians_us([lambda: qmodel(x), lambda: model.run(xn)], args.repeat)
             rows.append(dict(batch=batch, tinyinfer_us=round(t_tiny, 1), torch_us=round(t_torch, 1),
                              speedup=round(t_torch / t_tiny, 2), max_abs_diff=float(np.abs(y - ref).max())))
     info = dict(cpu=cpu_name(), torch=torch.__version__, tinyinfer=tinyinfer.__version__,

@@ -35,12 +35,6 @@ typedef struct ti_q8_kernels {
   void (*_Nonnull gemm_tile8)(const uint8_t *_Nonnull const *_Nonnull ptrs, intptr_t segments, intptr_t seg_groups,
                               const void *panel, const int32_t *initial, int32_t *out, intptr_t ldo,
                               intptr_t rows, intptr_t valid);
-  /* One row x 64 columns: four panels `panel_bytes` apart (columns < valid stored). */
-  void (*_Nonnull gemm_row1x4)(const uint8_t *a, intptr_t groups, const void *panel, intptr_t panel_bytes,
-                               const int32_t *initial, int32_t *out, intptr_t valid);
-  /* One row x 16 columns of one panel (columns < valid stored). */
-  void (*_Nonnull gemm_row1)(const uint8_t *a, intptr_t groups, const void *panel, const int32_t *initial,
-                             int32_t *out, intptr_t valid);
   /* y[i] = clamp(MultiplyByQuantizedMultiplier(acc[i], M_t) + zp, lo, hi)
    * for i < n (n >= 16), with the per-entry constants of QRequantTable
    * (Swift): four rows of `stride` int32 at `table` (left shifts,
@@ -122,6 +116,11 @@ typedef struct ti_q8_kernels {
   void (*_Nonnull gemm_rows)(const uint8_t *a, intptr_t lda, intptr_t rows, intptr_t groups, const void *panel,
                              intptr_t panel_bytes, intptr_t p0, intptr_t p1, const int32_t *initial, int32_t *out,
                              intptr_t ldo, intptr_t n);
+  /* One row a (`groups` groups of four bytes) times panels [p0, p1):
+   * out[c] = initial[c] + sum over the depth of a * w_c for those panels'
+   * columns c < n; the same values as gemm_rows with one row. */
+  void (*_Nonnull gemv)(const uint8_t *a, intptr_t groups, const void *panel, intptr_t panel_bytes, intptr_t p0,
+                        intptr_t p1, const int32_t *initial, int32_t *out, intptr_t n);
 } ti_q8_kernels;
 
 /* The table of the level ti_cpu_level() chose (with VNNI: ti_cpu_vnni()). */

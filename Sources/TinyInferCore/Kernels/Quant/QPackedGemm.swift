@@ -89,17 +89,9 @@ enum QPackedGemm {
     let w = UnsafeRawPointer(wt.data.base)
     let panelBytes = groups &* 64
     if rows == 1 {
-      let row1x4 = wt.kernels.gemm_row1x4
-      let row1 = wt.kernels.gemm_row1
-      var p = all.lowerBound
-      while p &+ 4 <= panels {
-        row1x4(a, groups, w + p &* panelBytes, panelBytes, initial + p &* nr, acc + p &* nr, n &- p &* nr)
-        p &+= 4
-      }
-      while p < panels {
-        row1(a, groups, w + p &* panelBytes, initial + p &* nr, acc + p &* nr, min(nr, n &- p &* nr))
-        p &+= 1
-      }
+      // The level's one-row kernel (with VNNI the weights read as one
+      // sequential stream; elsewhere four panels at a time).
+      wt.kernels.gemv(a, groups, w, panelBytes, all.lowerBound, panels, initial, acc, n)
       return
     }
     // Blocks of eight rows over the panels (the level's C kernel; with VNNI
