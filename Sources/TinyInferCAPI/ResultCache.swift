@@ -159,6 +159,7 @@ final class ResultCacheObject {
   /// Looks `h` up for `binding` (its session's inputs hashed to `h`): on a
   /// match copies the outputs into the session's output buffers.
   func lookup(_ h: UInt64, _ binding: ResultCacheBinding) -> ResultLookup {
+    if admitRepeat { ti_seen_ring_prefetch(seen, h) }  // its one random read, started before the lock
     ti_shim_mutex_lock(mutex)
     defer { ti_shim_mutex_unlock(mutex) }
     let v = ti_u64_map_get(table, h)
@@ -242,7 +243,7 @@ final class ResultCacheObject {
     out.pointee.entries = UInt64(table.pointee.count)
     out.pointee.bytes = UInt64(bytes)
     out.pointee.max_bytes = UInt64(maxBytes)
-    out.pointee.seen = UInt64(seen.pointee.map.count)
+    out.pointee.seen = UInt64(seen.pointee.live)
   }
 }
 

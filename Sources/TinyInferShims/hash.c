@@ -19,14 +19,17 @@
 #define TI_HASH_P3 0x165667B19E3779F9ULL
 #define TI_HASH_BLOCK 16 /* stripes between scrambles */
 
-static inline uint64_t ti_mix64(uint64_t x) {
-  x ^= x >> 33;
-  x *= TI_HASH_P2;
-  x ^= x >> 29;
-  x *= TI_HASH_P3;
-  x ^= x >> 32;
-  return x;
-}
+/* The final mix (of one word, or of each lane of a vector). */
+#define TI_HASH_MIX64(T, NAME)                           \
+  static inline __attribute__((always_inline)) T NAME(T x) { \
+    x ^= x >> 33;                                        \
+    x *= TI_HASH_P2;                                     \
+    x ^= x >> 29;                                        \
+    x *= TI_HASH_P3;                                     \
+    x ^= x >> 32;                                        \
+    return x;                                            \
+  }
+TI_HASH_MIX64(uint64_t, ti_mix64)
 
 static inline uint64_t ti_load64(const unsigned char *p) {
   uint64_t v;
@@ -95,14 +98,7 @@ typedef uint64_t ti_u64x8 __attribute__((ext_vector_type(8), aligned(8)));
  * per-level functions, so no vector crosses a call (no ABI to differ). */
 #pragma clang diagnostic ignored "-Wpsabi"
 
-static inline __attribute__((always_inline)) ti_u64x8 ti_mix64x8(ti_u64x8 x) {
-  x ^= x >> 33;
-  x *= TI_HASH_P2;
-  x ^= x >> 29;
-  x *= TI_HASH_P3;
-  x ^= x >> 32;
-  return x;
-}
+TI_HASH_MIX64(ti_u64x8, ti_mix64x8)
 
 static inline __attribute__((always_inline)) ti_u64x8 ti_load64x8(const unsigned char *p) {
   ti_u64x8 v;
@@ -305,7 +301,11 @@ uint64_t ti_u64_map_remove(ti_u64_map *m, uint64_t key) {
   return v;
 }
 
-/* -- ti_seen_ring ------------------------------------------------------------ */
+/* -- ti_seen_ring ------------------------------------------------------------
+ * A miss touches one random cache line of the map (the new hash's home, read
+ * then written); the remembered key that leaves the window is not looked up
+ * (its entry goes stale, told by its number, and stale entries are swept out
+ * in one sequential pass once they are as many as the window). */
 void ti_seen_ring_init(ti_seen_ring *r, size_t max) {
   memset(r, 0, sizeof *r);
   r->max = max ? max : 1;
@@ -314,28 +314,67 @@ void ti_seen_ring_init(ti_seen_ring *r, size_t max) {
 void ti_seen_ring_clear(ti_seen_ring *r) {
   size_t max = r->max;
   ti_u64_map_free(&r->map);
-  free(r->ring);
+  free(r->taken);
   ti_seen_ring_init(r, max);
 }
 
+/* Keeps the entries of the window (numbers >= sequence - max); out of memory, keeps all. */
+static void ti_seen_ring_sweep(ti_seen_ring *r) {
+  uint64_t floor = r->sequence > r->max ? r->sequence - r->max : 0;
+  ti_u64_map fresh;
+  ti_u64_map_init(&fresh);
+  while (2 * (r->live + 1) > (fresh.mask ? fresh.mask + 1 : 0))
+    if (!ti_u64_map_grow(&fresh)) {
+      ti_u64_map_free(&fresh);
+      return;
+    }
+  for (size_t i = 0; r->map.slots && i <= r->map.mask; i++) {
+    ti_u64_slot e = r->map.slots[i];
+    if (e.val && e.val - 1 >= floor && !ti_u64_map_put(&fresh, e.key, e.val, NULL)) {
+      ti_u64_map_free(&fresh);
+      return;
+    }
+  }
+  ti_u64_map_free(&r->map);
+  r->map = fresh;
+}
+
+void ti_seen_ring_prefetch(const ti_seen_ring *r, uint64_t h) {
+  /* without the caller's lock: a stale pointer only makes a useless prefetch (prefetches never fault) */
+  ti_u64_slot *slots = __atomic_load_n(&r->map.slots, __ATOMIC_RELAXED);
+  int shift = __atomic_load_n(&r->map.shift, __ATOMIC_RELAXED);
+  size_t mask = __atomic_load_n(&r->map.mask, __ATOMIC_RELAXED);
+  if (slots) __builtin_prefetch(slots + (((size_t)((h * 0x9E3779B97F4A7C15ULL) >> shift)) & mask), 1);
+}
+
 int ti_seen_ring_take_or_remember(ti_seen_ring *r, uint64_t h) {
-  if (ti_u64_map_remove(&r->map, h) != 0) return 1;
   uint64_t n = r->max;
+  uint64_t v = ti_u64_map_get(&r->map, h);
+  if (v != 0 && v - 1 + n >= r->sequence) { /* remembered within the window: its repeat */
+    ti_u64_map_remove(&r->map, h);
+    r->taken[(v - 1) % n] = 1;
+    r->live--;
+    return 1;
+  }
   size_t slot = (size_t)(r->sequence % n);
   if (r->sequence >= n) {
-    /* the slot's hash was remembered at sequence - max: forgotten unless seen again since */
-    uint64_t old = r->ring[slot];
-    if (ti_u64_map_get(&r->map, old) == r->sequence - n + 1) ti_u64_map_remove(&r->map, old);
+    if (!r->taken[slot]) r->live--; /* the key remembered max ago leaves the window */
   } else if (slot >= r->capacity) {
     size_t cap = r->capacity ? 2 * r->capacity : 64;
     if (cap > r->max) cap = r->max;
-    uint64_t *grown = realloc(r->ring, cap * sizeof *grown);
+    unsigned char *grown = realloc(r->taken, cap);
     if (!grown) return 0; /* out of memory: not remembered */
-    r->ring = grown;
+    r->taken = grown;
     r->capacity = cap;
   }
-  r->ring[slot] = h;
-  ti_u64_map_put(&r->map, h, r->sequence + 1, NULL);
+  if (!ti_u64_map_put(&r->map, h, r->sequence + 1, NULL)) { /* out of memory: the window moves on without h */
+    r->taken[slot] = 1;
+    r->sequence++;
+    return 0;
+  }
+  r->taken[slot] = 0;
   r->sequence++;
+  r->live++;
+  if (r->map.count >= 64 && r->map.count >= 2 * r->max) ti_seen_ring_sweep(r);
   return 0;
 }

@@ -41,21 +41,28 @@ int ti_u64_map_put(ti_u64_map *m, uint64_t key, uint64_t val, uint64_t *old);
 /* Removes key; returns its value, or 0 when absent. */
 uint64_t ti_u64_map_remove(ti_u64_map *m, uint64_t key);
 
-/* The keys seen once and not yet again, the `max` most recent kept (the
- * admission "repeat" of tinf_result_cache): a ring of hashes in the order
- * they came, and a map from each to 1 + its number in the ring (a slot's
- * hash is forgotten when the slot is reused, unless it came again since).
- * Not thread-safe. Init before use; clear frees the memory and empties it. */
+/* The keys seen once and not yet again among the `max` most recently
+ * remembered (the admission "repeat" of tinf_result_cache). A map from each
+ * hash to 1 + its number in the order remembered; an entry whose number is
+ * max or more behind is stale (as if absent) and swept out when the map
+ * holds 2 max entries; per window slot (number % max) a flag for a key that
+ * came again (so `live` counts exactly). Not thread-safe (callers lock),
+ * except ti_seen_ring_prefetch. Init before use; clear frees the memory and
+ * empties it. */
 typedef struct ti_seen_ring {
   ti_u64_map map;
-  uint64_t *ring;    /* slot (number % max) -> hash; grown up to max */
-  size_t capacity;
+  unsigned char *taken; /* per slot: 1 when its key came again (or was never stored) */
+  size_t capacity;      /* of taken, grown up to max */
   size_t max;
-  uint64_t sequence; /* the next number */
+  uint64_t sequence;    /* the next number */
+  size_t live;          /* keys remembered in the window and not come again */
 } ti_seen_ring;
 void ti_seen_ring_init(ti_seen_ring *r, size_t max);
 void ti_seen_ring_clear(ti_seen_ring *r);
-/* 1 when h was remembered (it is forgotten now: this is its repeat); else
- * 0, and h is remembered (unless out of memory). */
+/* 1 when h was remembered in the window (it is forgotten now: this is its
+ * repeat); else 0, and h is remembered (unless out of memory). */
 int ti_seen_ring_take_or_remember(ti_seen_ring *r, uint64_t h);
+/* Starts fetching the memory ti_seen_ring_take_or_remember(r, h) will read
+ * (may be called without the lock that guards r). */
+void ti_seen_ring_prefetch(const ti_seen_ring *r, uint64_t h);
 #endif
