@@ -9,7 +9,8 @@
 // size), looks the hash up and compares the stored signature and input
 // bytes with its own; a match copies the stored outputs into the session's
 // output buffers. Otherwise the session runs and, when admitted, stores
-// copies of its inputs and outputs. Entries are kept least recently used
+// copies of its inputs and outputs (admission "repeat" asks its remembered
+// keys after the run, so that their table's cache line is fetched meanwhile). Entries are kept least recently used
 // first within max_bytes (inputs and outputs; the signature is not counted).
 // One ti_mutex guards the table; hashing, running and the copies of an
 // admission happen outside it, a hit's comparison and copy inside (an entry
@@ -55,8 +56,10 @@ final class ResultEntry {
 /// What a lookup found.
 enum ResultLookup {
   case hit
+  /// Run, then store.
   case missAdmit
-  case missDefer
+  /// Run, then ask `repeated` whether to store (admit_repeat).
+  case missAsk
 }
 
 /// tinf_result_cache.
@@ -66,7 +69,8 @@ enum ResultLookup {
 /// the mutable fields are only touched under the mutex (so without dynamic
 /// exclusivity checks), so that a miss, the common case of a workload
 /// without repeats, costs the hash of the inputs, the lock and a few probes
-/// (issue 18's budget: under 2% of a 4 us run).
+/// (issue 18's budget: under 2% of a 4 us run), and the remembered keys
+/// table is read after the run, its line prefetched before.
 final class ResultCacheObject {
   let maxBytes: Int
   let admitRepeat: Bool
@@ -159,7 +163,6 @@ final class ResultCacheObject {
   /// Looks `h` up for `binding` (its session's inputs hashed to `h`): on a
   /// match copies the outputs into the session's output buffers.
   func lookup(_ h: UInt64, _ binding: ResultCacheBinding) -> ResultLookup {
-    if admitRepeat { ti_seen_ring_prefetch(seen, h) }  // its one random read, started before the lock
     ti_shim_mutex_lock(mutex)
     defer { ti_shim_mutex_unlock(mutex) }
     let v = ti_u64_map_get(table, h)
@@ -178,9 +181,21 @@ final class ResultCacheObject {
     }
     misses &+= 1
     if !admitRepeat { return .missAdmit }
-    if ti_seen_ring_take_or_remember(seen, h) != 0 { return .missAdmit }
+    // The remembered keys are asked after the run: the one random cache line
+    // they read (a miss to memory when the model's weights have pushed the
+    // table out of cache) arrives while the model runs.
+    ti_seen_ring_prefetch(seen, h)
+    return .missAsk
+  }
+
+  /// admit_repeat, after a miss's run: whether `h` was remembered (its
+  /// repeat: store it); else remembers it (deferred).
+  func repeated(_ h: UInt64) -> Bool {
+    ti_shim_mutex_lock(mutex)
+    defer { ti_shim_mutex_unlock(mutex) }
+    if ti_seen_ring_take_or_remember(seen, h) != 0 { return true }
     deferred &+= 1
-    return .missDefer
+    return false
   }
 
   /// Stores copies of the binding's session's inputs and outputs under `h`
@@ -384,8 +399,9 @@ final class ResultCacheBinding {
       switch cache.lookup(h, self) {
       case .hit:
         return
-      case .missDefer:
+      case .missAsk:
         try s.runHoldingLock()
+        if cache.repeated(h) { cache.admit(h, self) }
       case .missAdmit:
         try s.runHoldingLock()
         cache.admit(h, self)
