@@ -9,7 +9,8 @@
 // size), looks the hash up and compares the stored signature and input
 // bytes with its own; a match copies the stored outputs into the session's
 // output buffers. Otherwise the session runs and, when admitted, stores
-// copies of its inputs and outputs. Entries are kept least recently used
+// copies of its inputs and outputs (admission "repeat" asks its remembered
+// keys after the run, so that their table's cache line is fetched meanwhile). Entries are kept least recently used
 // first within max_bytes (inputs and outputs; the signature is not counted).
 // One ti_mutex guards the table; hashing, running and the copies of an
 // admission happen outside it, a hit's comparison and copy inside (an entry
@@ -31,9 +32,10 @@ final class ResultEntry {
   let outputBytes: Int
   /// Bytes counted against the bound: inputs and outputs.
   var charged: Int { keyBytes - signatureBytes + outputBytes }
-  /// The list from least to most recently used (the table owns entries).
-  unowned(unsafe) var older: ResultEntry? = nil
-  unowned(unsafe) var newer: ResultEntry? = nil
+  /// The list from least to most recently used (the table holds each
+  /// entry's one retain, ResultCacheObject.table).
+  @exclusivity(unchecked) unowned(unsafe) var older: ResultEntry? = nil
+  @exclusivity(unchecked) unowned(unsafe) var newer: ResultEntry? = nil
 
   init(hash: UInt64, key: UnsafeMutableRawPointer, keyBytes: Int, signatureBytes: Int,
        outputs: UnsafeMutableRawPointer?, outputBytes: Int) {
@@ -54,38 +56,49 @@ final class ResultEntry {
 /// What a lookup found.
 enum ResultLookup {
   case hit
+  /// Run, then store.
   case missAdmit
-  case missDefer
+  /// Run, then ask `repeated` whether to store (admit_repeat).
+  case missAsk
 }
 
 /// tinf_result_cache.
+///
+/// The tables are C (hash.c: ti_u64_map, open addressing on the 64-bit key
+/// itself, no per-entry allocation, no rehash of the key; ti_seen_ring), and
+/// the mutable fields are only touched under the mutex (so without dynamic
+/// exclusivity checks), so that a miss, the common case of a workload
+/// without repeats, costs the hash of the inputs, the lock and a few probes
+/// (issue 18's budget: under 2% of a 4 us run), and the remembered keys
+/// table is read after the run, its line prefetched before.
 final class ResultCacheObject {
   let maxBytes: Int
   let admitRepeat: Bool
   let maxSeen: Int
   let keyMask: UInt64
   private let mutex: OpaquePointer?
-  private var table: [UInt64: ResultEntry] = [:]
-  private unowned(unsafe) var oldest: ResultEntry? = nil
-  private unowned(unsafe) var newest: ResultEntry? = nil
-  private var bytes = 0
-  private var hits: UInt64 = 0
-  private var misses: UInt64 = 0
-  private var evicted: UInt64 = 0
-  private var tooLarge: UInt64 = 0
-  private var collisions: UInt64 = 0
-  private var deferred: UInt64 = 0
-  /// admit_repeat: the hashes seen once and not stored -> the sequence
-  /// number of their slot in `ring` (the maxSeen most recent, oldest
-  /// overwritten first; a slot whose number no longer matches is stale).
-  private var seen: [UInt64: UInt64] = [:]
-  private var ringHash: [UInt64] = []
-  private var ringSeq: [UInt64] = []
-  private var sequence: UInt64 = 0
+  /// hash -> the entry (its bits; the table holds one retain of it).
+  private let table: UnsafeMutablePointer<ti_u64_map>
+  @exclusivity(unchecked) private unowned(unsafe) var oldest: ResultEntry? = nil
+  @exclusivity(unchecked) private unowned(unsafe) var newest: ResultEntry? = nil
+  @exclusivity(unchecked) private var bytes = 0
+  @exclusivity(unchecked) private var hits: UInt64 = 0
+  @exclusivity(unchecked) private var misses: UInt64 = 0
+  @exclusivity(unchecked) private var evicted: UInt64 = 0
+  @exclusivity(unchecked) private var tooLarge: UInt64 = 0
+  @exclusivity(unchecked) private var collisions: UInt64 = 0
+  @exclusivity(unchecked) private var deferred: UInt64 = 0
+  /// admit_repeat: the hashes seen once and not stored, the maxSeen most
+  /// recent (ti_seen_ring, hash.c).
+  private let seen: UnsafeMutablePointer<ti_seen_ring>
 
   init?(maxBytes: Int, admitRepeat: Bool, maxSeen: Int, hashBits: Int) {
     guard let m = ti_shim_mutex_create() else { return nil }
     mutex = m
+    table = UnsafeMutablePointer<ti_u64_map>.allocate(capacity: 1)
+    seen = UnsafeMutablePointer<ti_seen_ring>.allocate(capacity: 1)
+    ti_u64_map_init(table)
+    ti_seen_ring_init(seen, maxSeen)
     self.maxBytes = maxBytes
     self.admitRepeat = admitRepeat
     self.maxSeen = maxSeen
@@ -94,10 +107,22 @@ final class ResultCacheObject {
 
   deinit {
     removeAll()
+    table.deallocate()
+    seen.deallocate()
     ti_shim_mutex_destroy(mutex)
   }
 
-  // -- the LRU list (callers hold the mutex) ---------------------------------
+  // -- the table and the LRU list (callers hold the mutex) --------------------
+  @inline(__always)
+  private static func bits(_ e: ResultEntry) -> UInt64 {
+    UInt64(UInt(bitPattern: Unmanaged.passUnretained(e).toOpaque()))
+  }
+
+  @inline(__always)
+  private static func entry(_ v: UInt64) -> Unmanaged<ResultEntry> {
+    Unmanaged<ResultEntry>.fromOpaque(UnsafeRawPointer(bitPattern: UInt(v))!)
+  }
+
   private func unlink(_ e: ResultEntry) {
     if let o = e.older { o.newer = e.newer } else { oldest = e.newer }
     if let n = e.newer { n.older = e.older } else { newest = e.older }
@@ -112,52 +137,39 @@ final class ResultCacheObject {
     newest = e
   }
 
+  /// Unlinks and releases the entry the table held under `v` (already removed from it).
+  private func drop(_ v: UInt64) {
+    let u = ResultCacheObject.entry(v)
+    let e = u.takeUnretainedValue()
+    unlink(e)
+    bytes -= e.charged
+    u.release()
+  }
+
   private func removeAll() {
-    table.removeAll()
+    var e = oldest
+    while let x = e {
+      e = x.newer
+      Unmanaged.passUnretained(x).release()
+    }
+    ti_u64_map_free(table)
     oldest = nil
     newest = nil
     bytes = 0
-    seen.removeAll()
-    ringHash.removeAll()
-    ringSeq.removeAll()
-  }
-
-  /// admit_repeat: remembers `h` as seen once (callers hold the mutex).
-  private func remember(_ h: UInt64) {
-    let slot = Int(sequence % UInt64(maxSeen))
-    if slot < ringHash.count {
-      let old = ringHash[slot]
-      if seen[old] == ringSeq[slot] { seen[old] = nil }
-      ringHash[slot] = h
-      ringSeq[slot] = sequence
-    } else {
-      ringHash.append(h)
-      ringSeq.append(sequence)
-    }
-    seen[h] = sequence
-    sequence &+= 1
+    ti_seen_ring_clear(seen)
   }
 
   // -- a run ----------------------------------------------------------------
-  /// Looks `h` up for `binding`'s session `s` (its inputs hashed to `h`,
-  /// `inputBytes` in all): on a match copies the outputs into the session's
-  /// output buffers.
-  func lookup(_ h: UInt64, _ binding: ResultCacheBinding, _ s: Session, _ inputBytes: Int) -> ResultLookup {
+  /// Looks `h` up for `binding` (its session's inputs hashed to `h`): on a
+  /// match copies the outputs into the session's output buffers.
+  func lookup(_ h: UInt64, _ binding: ResultCacheBinding) -> ResultLookup {
     ti_shim_mutex_lock(mutex)
     defer { ti_shim_mutex_unlock(mutex) }
-    if let e = table[h] {
-      if binding.matches(e, s, inputBytes) {
-        var off = 0
-        if let src = e.outputs {
-          for (i, t) in s.graph.outputs.enumerated() {
-            let dst = s.outputBuffer(i)
-            // An output that is a constant holds its value already (and may be read-only mapped memory).
-            if dst.count > 0 && !s.graph.tensors[t].isConstant {
-              UnsafeMutableRawPointer(mutating: dst.baseAddress!).copyMemory(from: src + off, byteCount: dst.count)
-            }
-            off += dst.count
-          }
-        }
+    let v = ti_u64_map_get(table, h)
+    if v != 0 {
+      let e = ResultCacheObject.entry(v).takeUnretainedValue()
+      if binding.matches(e) {
+        binding.copyOutputs(from: e.outputs)
         unlink(e)
         pushNewest(e)
         hits &+= 1
@@ -169,18 +181,27 @@ final class ResultCacheObject {
     }
     misses &+= 1
     if !admitRepeat { return .missAdmit }
-    if seen.removeValue(forKey: h) != nil { return .missAdmit }
-    remember(h)
-    deferred &+= 1
-    return .missDefer
+    // The remembered keys are asked after the run: the one random cache line
+    // they read (a miss to memory when the model's weights have pushed the
+    // table out of cache) arrives while the model runs.
+    ti_seen_ring_prefetch(seen, h)
+    return .missAsk
   }
 
-  /// Stores copies of the session's inputs and outputs under `h` (after a
-  /// run), then evicts least recently used entries down to the bound.
-  func admit(_ h: UInt64, _ binding: ResultCacheBinding, _ s: Session, _ inputBytes: Int) {
-    let g = s.graph
-    var outputBytes = 0
-    for i in 0..<g.outputs.count { outputBytes += s.outputBuffer(i).count }
+  /// admit_repeat, after a miss's run: whether `h` was remembered (its
+  /// repeat: store it); else remembers it (deferred).
+  func repeated(_ h: UInt64) -> Bool {
+    ti_shim_mutex_lock(mutex)
+    defer { ti_shim_mutex_unlock(mutex) }
+    if ti_seen_ring_take_or_remember(seen, h) != 0 { return true }
+    deferred &+= 1
+    return false
+  }
+
+  /// Stores copies of the binding's session's inputs and outputs under `h`
+  /// (after a run), then evicts least recently used entries down to the bound.
+  func admit(_ h: UInt64, _ binding: ResultCacheBinding) {
+    let inputBytes = binding.inputBytes, outputBytes = binding.outputBytes
     guard inputBytes + outputBytes <= maxBytes else {
       ti_shim_mutex_lock(mutex)
       tooLarge &+= 1
@@ -197,36 +218,21 @@ final class ResultCacheObject {
         return
       }
     }
-    key.copyMemory(from: binding.signature, byteCount: binding.signatureBytes)
-    var off = binding.signatureBytes
-    for i in 0..<g.inputs.count {
-      let b = s.inputBuffer(i)
-      if b.count > 0 { (key + off).copyMemory(from: b.baseAddress!, byteCount: b.count) }
-      off += b.count
-    }
-    if let outputs {
-      off = 0
-      for i in 0..<g.outputs.count {
-        let b = s.outputBuffer(i)
-        if b.count > 0 { (outputs + off).copyMemory(from: b.baseAddress!, byteCount: b.count) }
-        off += b.count
-      }
-    }
+    binding.copyKey(to: key)
+    if let outputs { binding.copyOutputs(to: outputs) }
     let e = ResultEntry(hash: h, key: key, keyBytes: keyBytes, signatureBytes: binding.signatureBytes,
                         outputs: outputs, outputBytes: outputBytes)
+    let v = ResultCacheObject.bits(e)
     ti_shim_mutex_lock(mutex)
     defer { ti_shim_mutex_unlock(mutex) }
-    if let old = table[h] {
-      unlink(old)
-      bytes -= old.charged
-    }
-    table[h] = e
+    var old: UInt64 = 0
+    guard ti_u64_map_put(table, h, v, &old) != 0 else { return }  // out of memory: not stored
+    _ = Unmanaged.passUnretained(e).retain()  // the table's
+    if old != 0 { drop(old) }
     pushNewest(e)
     bytes += e.charged
     while bytes > maxBytes, let victim = oldest {
-      unlink(victim)
-      bytes -= victim.charged
-      table[victim.hash] = nil
+      drop(ti_u64_map_remove(table, victim.hash))
       evicted &+= 1
     }
   }
@@ -235,7 +241,7 @@ final class ResultCacheObject {
   func clear() -> Int {
     ti_shim_mutex_lock(mutex)
     defer { ti_shim_mutex_unlock(mutex) }
-    let n = table.count
+    let n = table.pointee.count
     removeAll()
     return n
   }
@@ -249,19 +255,35 @@ final class ResultCacheObject {
     out.pointee.too_large = tooLarge
     out.pointee.collisions = collisions
     out.pointee.deferred = deferred
-    out.pointee.entries = UInt64(table.count)
+    out.pointee.entries = UInt64(table.pointee.count)
     out.pointee.bytes = UInt64(bytes)
     out.pointee.max_bytes = UInt64(maxBytes)
-    out.pointee.seen = UInt64(seen.count)
+    out.pointee.seen = UInt64(seen.pointee.live)
   }
 }
 
-/// A session's tie to a cache: the signature its keys start with.
+/// One input or output buffer of a bound session (fixed for the session's
+/// life: the arena is planned once).
+struct ResultCacheBuffer {
+  var base: UnsafeMutableRawPointer?
+  var count: Int
+  /// Outputs: whether a hit copies into it (an output that is a constant
+  /// holds its value already, and may be read-only mapped memory).
+  var copy: Bool
+}
+
+/// A session's tie to a cache: the signature its keys start with, and its
+/// buffers (read on every run without touching the graph).
 final class ResultCacheBinding {
   let cache: ResultCacheObject
   let signature: UnsafeMutableRawPointer
   let signatureBytes: Int
   let signatureHash: UInt64
+  private let buffers: UnsafeMutablePointer<ResultCacheBuffer>
+  private let inputCount: Int
+  private let outputCount: Int
+  let inputBytes: Int
+  let outputBytes: Int
 
   /// nil when out of memory.
   init?(cache: ResultCacheObject, session s: Session, key: UnsafeRawPointer?, keySize: Int) {
@@ -283,27 +305,85 @@ final class ResultCacheBinding {
       }
     }
     let n = sig.count * 8
+    inputCount = g.inputs.count
+    outputCount = g.outputs.count
+    let nb = max(inputCount + outputCount, 1)
     guard let p = ti_shim_alloc(n) else { return nil }
+    guard let bp = ti_shim_alloc(nb * MemoryLayout<ResultCacheBuffer>.stride) else {
+      ti_shim_free(p)
+      return nil
+    }
     sig.withUnsafeBytes { p.copyMemory(from: $0.baseAddress!, byteCount: n) }
     signatureBytes = n
     signature = p
     signatureHash = ti_hash64(p, n, 0)
+    buffers = bp.bindMemory(to: ResultCacheBuffer.self, capacity: nb)
+    var inBytes = 0, outBytes = 0
+    for i in 0..<inputCount {
+      let b = s.inputBuffer(i)
+      (buffers + i).initialize(to: ResultCacheBuffer(base: b.baseAddress, count: b.count, copy: true))
+      inBytes += b.count
+    }
+    for i in 0..<outputCount {
+      let b = s.outputBuffer(i)
+      (buffers + inputCount + i).initialize(to: ResultCacheBuffer(
+        base: UnsafeMutableRawPointer(mutating: b.baseAddress), count: b.count,
+        copy: b.count > 0 && !g.tensors[g.outputs[i]].isConstant))
+      outBytes += b.count
+    }
+    inputBytes = inBytes
+    outputBytes = outBytes
   }
 
-  deinit { ti_shim_free(signature) }
+  deinit {
+    ti_shim_free(signature)
+    ti_shim_free(buffers)
+  }
 
   /// Whether entry `e` holds this signature and the session's current input bytes.
-  func matches(_ e: ResultEntry, _ s: Session, _ inputBytes: Int) -> Bool {
+  func matches(_ e: ResultEntry) -> Bool {
     guard e.signatureBytes == signatureBytes, e.keyBytes == signatureBytes + inputBytes,
       ti_bytes_equal(e.key, signature, signatureBytes) != 0
     else { return false }
     var off = signatureBytes
-    for i in 0..<s.graph.inputs.count {
-      let b = s.inputBuffer(i)
-      if b.count > 0 && ti_bytes_equal(e.key + off, b.baseAddress!, b.count) == 0 { return false }
+    for i in 0..<inputCount {
+      let b = buffers[i]
+      if b.count > 0 && ti_bytes_equal(e.key + off, b.base!, b.count) == 0 { return false }
       off += b.count
     }
     return true
+  }
+
+  /// A hit: the stored outputs into the session's output buffers.
+  func copyOutputs(from src: UnsafeMutableRawPointer?) {
+    guard let src else { return }
+    var off = 0
+    for i in 0..<outputCount {
+      let b = buffers[inputCount + i]
+      if b.copy { b.base!.copyMemory(from: src + off, byteCount: b.count) }
+      off += b.count
+    }
+  }
+
+  /// An admission: the session's outputs, in order, to `dst` (outputBytes).
+  func copyOutputs(to dst: UnsafeMutableRawPointer) {
+    var off = 0
+    for i in 0..<outputCount {
+      let b = buffers[inputCount + i]
+      if b.count > 0 { (dst + off).copyMemory(from: b.base!, byteCount: b.count) }
+      off += b.count
+    }
+  }
+
+  /// An admission: the signature then the session's inputs to `dst` (signatureBytes + inputBytes).
+  func copyKey(to dst: UnsafeMutableRawPointer) {
+    dst.copyMemory(from: signature, byteCount: signatureBytes)
+    var off = signatureBytes
+    for i in 0..<inputCount {
+      let b = buffers[i]
+      if b.count > 0 { (dst + off).copyMemory(from: b.base!, byteCount: b.count) }
+      off += b.count
+    }
   }
 
   /// tinf_session_run on a bound session: a hit copies the stored outputs,
@@ -311,21 +391,20 @@ final class ResultCacheBinding {
   func run(_ s: Session) throws(TinfError) {
     try s.withRunLock { () throws(TinfError) in
       var h = signatureHash
-      var inputBytes = 0
-      for i in 0..<s.graph.inputs.count {
-        let b = s.inputBuffer(i)
-        h = ti_hash64(b.baseAddress, b.count, h)
-        inputBytes += b.count
+      for i in 0..<inputCount {
+        let b = buffers[i]
+        h = ti_hash64(b.base, b.count, h)
       }
       h &= cache.keyMask
-      switch cache.lookup(h, self, s, inputBytes) {
+      switch cache.lookup(h, self) {
       case .hit:
         return
-      case .missDefer:
+      case .missAsk:
         try s.runHoldingLock()
+        if cache.repeated(h) { cache.admit(h, self) }
       case .missAdmit:
         try s.runHoldingLock()
-        cache.admit(h, self, s, inputBytes)
+        cache.admit(h, self)
       }
     }
   }

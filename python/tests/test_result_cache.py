@@ -418,6 +418,45 @@ def test_admit_repeat_stores_on_the_second_time():
         ResultCache(max_seen=0)
 
 
+def test_admit_repeat_follows_a_model_of_the_remembered_keys():
+    """A long stream with repeats at every distance, some keys coming back
+    many times, against a plain model of admission "repeat": a miss stores
+    an input remembered among the last max_seen remembered ones (forgotten
+    when max_seen more have been remembered after it, even if some of those
+    were taken since), else remembers it."""
+    max_seen = 8
+    cache = ResultCache(max_bytes=1 << 20, max_seen=max_seen)
+    pool = xs(60)
+    order = np.random.default_rng(5).integers(0, len(pool), 500)
+    stored, remembered, count = set(), {}, 0        # remembered: input -> its number among the remembered
+    hits = misses = deferred = 0
+    with ti.load(model_bytes(), result_cache=cache) as m:
+        for i in order:
+            (y,) = m.run(pool[i])
+            np.testing.assert_allclose(y, ref(pool[i]), rtol=1e-5, atol=1e-5)
+            if i in stored:
+                hits += 1
+                continue
+            misses += 1
+            if i in remembered and remembered[i] >= count - max_seen:
+                del remembered[i]
+                stored.add(i)
+            else:
+                remembered[i] = count
+                count += 1
+                deferred += 1
+            s = cache.stats()
+            assert (s["hits"], s["misses"], s["deferred"], s["entries"]) == (hits, misses, deferred, len(stored))
+            assert s["seen"] == sum(1 for n in remembered.values() if n >= count - max_seen)
+        # some stored, some hit, some forgotten before they came back (remembered twice)
+        assert len(stored) > 0 and hits > 0 and deferred > len(set(order.tolist()))
+        cache.clear()
+        assert cache.stats()["seen"] == 0 and cache.stats()["entries"] == 0
+        m.run(pool[0])
+        m.run(pool[0])
+        assert cache.stats()["entries"] == 1          # after a clear the ring starts over
+
+
 def test_c_program(tmp_path):
     """tests/c/result_cache.c (strict C99): the cache shared by two sessions,
     counts, eviction, clear, lifetime, tinf_model_serialize; its printed

@@ -6,7 +6,11 @@ References: plain numpy written here for built models; for the converted
 digits models, LiteRT's own intermediate tensors (preserve_all_tensors) and
 the full run of the same model; errors name the problem."""
 import ctypes
+import json
 import os
+import platform
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -295,6 +299,124 @@ def test_hash64():
         L.tinf_hash64(None, 5, 0, ctypes.byref(h))
     with pytest.raises(InvalidArgumentError, match="out_hash is NULL"):
         L.tinf_hash64(data, 5, 0, None)
+
+
+# -- the hash's definition, transcribed from Sources/TinyInferShims/hash.c's
+# comment and scalar code independently of its vector variants: eight 64-bit
+# lanes over 64-byte stripes (little-endian words), lane i += lo32(w_i ^ k_i)
+# * hi32(w_i ^ k_i), lane i^1 += w_i; a scramble after every 16 full stripes,
+# after the last full stripe and after the zero-padded tail; keys are
+# splitmix64 steps from the seed; length and seed enter the final mix.
+M64 = (1 << 64) - 1
+HP1, HP2, HP3 = 0x9E3779B185EBCA87, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9
+
+
+def _mix64(x):
+    x ^= x >> 33
+    x = (x * HP2) & M64
+    x ^= x >> 29
+    x = (x * HP3) & M64
+    return x ^ (x >> 32)
+
+
+def reference_hash64(data: bytes, seed: int = 0) -> int:
+    import struct
+    key, acc, k = [], [], seed ^ HP3
+    for i in range(8):
+        k = (k + HP1) & M64
+        key.append(_mix64(k))
+        acc.append(((i + 1) * HP2) & M64)
+
+    def stripe(chunk):
+        w = struct.unpack("<8Q", chunk)
+        for i in range(8):
+            d = w[i] ^ key[i]
+            acc[i] = (acc[i] + (d & 0xFFFFFFFF) * (d >> 32)) & M64
+            acc[i ^ 1] = (acc[i ^ 1] + w[i]) & M64
+
+    def scramble():
+        for i in range(8):
+            a = acc[i] ^ (acc[i] >> 47) ^ key[i]
+            acc[i] = (a * HP1) & M64
+
+    full, rest = divmod(len(data), 64)
+    for s in range(full):
+        stripe(data[64 * s:64 * s + 64])
+        if (s + 1) % 16 == 0 or s + 1 == full:
+            scramble()
+    if rest:
+        stripe(data[64 * full:] + bytes(64 - rest))
+        scramble()
+    h = _mix64(((len(data) * HP1) & M64) ^ seed)
+    for i in range(8):
+        h = (_mix64(h ^ acc[i]) + key[i]) & M64
+    return _mix64(h)
+
+
+# Lengths around every tail size, block (16 stripes) and stripe boundary.
+HASH_LENGTHS = [0, 1, 7, 8, 63, 64, 65, 127, 128, 129, 191, 1000, 1023, 1024, 1025, 1087, 1088, 2047, 2048, 2049,
+                3136, 4095, 4097, 64 * 33 + 5]
+HASH_SEEDS = [0, 1, 0x123456789ABCDEF, M64]
+
+
+def test_hash64_matches_the_python_transcription():
+    L = _lib.lib
+    h = ctypes.c_uint64()
+    data = RNG.integers(0, 256, 5000).astype(np.uint8).tobytes()
+    buf = ctypes.create_string_buffer(data, len(data))
+    for n in HASH_LENGTHS:
+        for seed in HASH_SEEDS:
+            for off in (0, 3):   # misaligned starts too
+                L.tinf_hash64(ctypes.byref(buf, off), n, seed, ctypes.byref(h))
+                assert h.value == reference_hash64(data[off:off + n], seed), (n, seed, off)
+
+
+HASH_CHILD = """
+import ctypes, json, sys
+import numpy as np
+import tinyinfer
+from tinyinfer import _lib
+data = np.random.default_rng(18).integers(0, 256, 3 << 20).astype(np.uint8).tobytes()
+buf = ctypes.create_string_buffer(data, len(data))
+h = ctypes.c_uint64()
+out = {"isa": tinyinfer.info()["isa"], "hashes": []}
+for n in [int(a) for a in sys.argv[1].split(",")]:
+    for seed in [int(a) for a in sys.argv[2].split(",")]:
+        for off in (0, 5):
+            _lib.lib.tinf_hash64(ctypes.byref(buf, off), n, seed, ctypes.byref(h))
+            out["hashes"].append(h.value)
+print(json.dumps(out))
+"""
+
+
+def test_hash64_is_the_same_at_every_cpu_level():
+    """The value is stored on disk (prepack image checksums, conversion cache
+    keys): every level's variant must give the definition's value."""
+    levels = ["baseline", "avx2", "avx512"] if platform.machine() in ("x86_64", "AMD64") else ["baseline", "dotprod"]
+    detected = ti.info()["isa_detected"]
+    levels = levels[:levels.index(detected) + 1]
+    big = [65536, 100_003, 1 << 20, 3 << 20]
+    lengths = HASH_LENGTHS + big
+    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "python"))
+    results = {}
+    for level in levels:
+        env["TINYINFER_ISA"] = level
+        r = subprocess.run([sys.executable, "-c", HASH_CHILD, ",".join(map(str, lengths)), ",".join(map(str, HASH_SEEDS))],
+                           env=env, capture_output=True, text=True, check=True)
+        got = json.loads(r.stdout)
+        assert got["isa"] == level
+        results[level] = got["hashes"]
+    data = np.random.default_rng(18).integers(0, 256, 3 << 20).astype(np.uint8).tobytes()
+    expect = []
+    for n in lengths:
+        for seed in HASH_SEEDS:
+            for off in (0, 5):
+                expect.append(reference_hash64(data[off:off + n], seed) if n < 200_000 else None)
+    for level, got in results.items():
+        assert got == results[levels[0]], f"{level} differs from {levels[0]}"
+        for g, e in zip(got, expect):
+            if e is not None:
+                assert g == e, level
 
 
 def test_flag_is_the_headers():
