@@ -73,8 +73,8 @@ def load_loop(n, seconds, call):
 
 def batcher_row(m, n, base, blat, loop, call, max_batch, delay_ms, threads, workers, turn_ms):
     """Runs the Batcher side (loop(n, seconds, call(b, i))) and prints a table row against the unbatched one."""
-    with tinyinfer.Batcher(m, max_batch=max_batch, max_delay_ms=delay_ms, threads=threads, workers=workers,
-                           turn_ms=turn_ms) as b:
+    kw = {"turn_ms": turn_ms} if turn_ms is not None else {}  # (None: a tinyinfer before turns, for before/after)
+    with tinyinfer.Batcher(m, max_batch=max_batch, max_delay_ms=delay_ms, threads=threads, workers=workers, **kw) as b:
         b.run(np.zeros((1,) + tuple(m.inputs[0].shape[1:]), np.float32))
         r0, b0 = b.rows_run, b.batches
         got, glat = loop(lambda i: call(b, i))
@@ -150,15 +150,17 @@ def build_c_bench():
 def bench_c(exe, path, callers, seconds, max_batch, delay_ms, threads, workers):
     """Callers as C threads (bench/batcher_c.c): tinf_session_run on a session each vs tinf_batcher_run."""
     print(f"\n### {os.path.basename(path)}, C threads: tinf_session_run on a session each vs tinf_batcher_run")
-    print("\n| threads | unbatched req/s | p50 ms | p99 ms | batcher req/s | p50 ms | p99 ms | rows/batch | speedup |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("\n| threads | unbatched req/s | p50 ms | p99 ms | CPU us/req | batcher req/s | p50 ms | p99 ms | CPU us/req | "
+          "rows/batch | speedup |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for n in callers:
         p = subprocess.run([exe, path, str(n), str(seconds), str(max_batch), str(int(round(delay_ms * 1e3))),
                             str(workers), str(threads)], capture_output=True, text=True, check=True)
         u, b = [line.split() for line in p.stdout.strip().splitlines()]
         base, got = float(u[2]), float(b[2])
-        print(f"| {n} | {base:.0f} | {float(u[3]):.3f} | {float(u[4]):.3f} | {got:.0f} | {float(b[3]):.3f} | "
-              f"{float(b[4]):.3f} | {float(b[5]):.1f} | {got / base:.2f}x |", flush=True)
+        print(f"| {n} | {base:.0f} | {float(u[3]):.3f} | {float(u[4]):.3f} | {float(u[5]):.1f} | {got:.0f} | "
+              f"{float(b[3]):.3f} | {float(b[4]):.3f} | {float(b[5]):.1f} | {float(b[6]):.1f} | {got / base:.2f}x |",
+              flush=True)
 
 
 def batch_run_seconds(model, batch, threads, runs=20):
@@ -205,7 +207,7 @@ def main():
     ap.add_argument("--max-delay-ms", type=float, default=2.0)
     ap.add_argument("--threads", type=int, default=1, help="threads of each Batcher session")
     ap.add_argument("--workers", type=int, default=2, help="Batcher sessions running batches at once")
-    ap.add_argument("--turn-ms", type=float, default=tinyinfer.batching.DEFAULT_TURN_MS,
+    ap.add_argument("--turn-ms", type=float, default=getattr(tinyinfer.batching, "DEFAULT_TURN_MS", None),
                     help="Batcher turn_ms (0: wake every caller of a batch at once)")
     ap.add_argument("--asyncio", action="store_true", help="also callers as asyncio tasks (Batcher.arun)")
     ap.add_argument("--c-threads", action="store_true", help="also callers as C threads (bench/batcher_c.c)")

@@ -7,14 +7,16 @@
  *
  *   batcher_c MODEL.tinf CALLERS SECONDS MAX_BATCH MAX_DELAY_US WORKERS THREADS
  *
- * Prints two lines, "unbatched N REQ_PER_S P50_MS P99_MS" and
- * "batcher N REQ_PER_S P50_MS P99_MS ROWS_PER_BATCH". The model's first
+ * Prints two lines, "unbatched N REQ_PER_S P50_MS P99_MS CPU_US" and
+ * "batcher N REQ_PER_S P50_MS P99_MS CPU_US ROWS_PER_BATCH" (CPU_US: the
+ * process's CPU time, user and system, per request). The model's first
  * input and output are used (one row of each); other inputs stay zero. */
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include "tinyinfer.h"
@@ -85,12 +87,19 @@ static void *caller(void *p) {
   return NULL;
 }
 
+static double cpu_seconds(void) {
+  struct rusage u;
+  getrusage(RUSAGE_SELF, &u);
+  return (double)u.ru_utime.tv_sec + (double)u.ru_utime.tv_usec * 1e-6 + (double)u.ru_stime.tv_sec +
+         (double)u.ru_stime.tv_usec * 1e-6;
+}
+
 static int cmp(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
   return (x > y) - (x < y);
 }
 
-/* Runs n callers for `seconds`; prints "NAME n req/s p50 p99" (no newline). */
+/* Runs n callers for `seconds`; prints "NAME n req/s p50 p99 cpu_us" (no newline). */
 static void arm(const char *name, int n, double seconds, int batched) {
   caller_arg *args = calloc((size_t)n, sizeof(caller_arg));
   pthread_t *th = calloc((size_t)n, sizeof(pthread_t));
@@ -108,10 +117,10 @@ static void arm(const char *name, int n, double seconds, int batched) {
   pthread_barrier_init(&start, NULL, (unsigned)n + 1);
   for (int i = 0; i < n; i++) pthread_create(&th[i], NULL, caller, &args[i]);
   stop_at = now() + seconds;
-  double t0 = now();
+  double t0 = now(), c0 = cpu_seconds();
   pthread_barrier_wait(&start);
   for (int i = 0; i < n; i++) pthread_join(th[i], NULL);
-  double wall = now() - t0;
+  double wall = now() - t0, cpu = cpu_seconds() - c0;
   pthread_barrier_destroy(&start);
   size_t total = 0;
   for (int i = 0; i < n; i++) total += args[i].l.n;
@@ -125,7 +134,8 @@ static void arm(const char *name, int n, double seconds, int batched) {
   }
   qsort(all, total, sizeof(double), cmp);
   double p50 = total ? all[total / 2] : 0, p99 = total ? all[(size_t)((double)(total - 1) * 0.99)] : 0;
-  printf("%s %d %.0f %.4f %.4f", name, n, (double)total / wall, p50 * 1e3, p99 * 1e3);
+  printf("%s %d %.0f %.4f %.4f %.2f", name, n, (double)total / wall, p50 * 1e3, p99 * 1e3,
+         total ? cpu * 1e6 / (double)total : 0.0);
   free(all);
   free(args);
   free(th);

@@ -328,11 +328,21 @@ final class BatcherHandle {
       removeIdle(w)
       // Wait for more while fewer are queued than this worker's share of
       // those in flight recently (`target`: with the workers each taking a
-      // share, one batch runs while the callers of another come back) and
-      // than are in flight, at most max_delay after the oldest came.
+      // share, one batch runs while the callers of another come back; waiting
+      // for all of them made p99 the whole max_delay) and than are in
+      // flight, at most max_delay after the oldest came. For a blocking
+      // caller's request, only while another batch is running or callers
+      // are coming back through their turns: with nothing else running,
+      // waiting would leave the cores idle while the other callers are still
+      // on their way (a caller in Python gets back to the queue only after
+      // its turn with the GIL); taking what is queued keeps the runs and the
+      // callers overlapping. Submissions come in bursts from threads that do
+      // not wait for them, an event loop's: waiting for the burst costs
+      // nothing there.
       let deadline = queue[head].arrival &+ maxDelayNs
       while !closed && queuedRows < maxBatch {
         if queuedCount >= target || queuedCount >= recentPeak - running - solo { break }
+        if running + solo == 0 && readyCount == 0 && !turnHeld && !queue[head].isAsync { break }
         let now = ti_shim_now_ns()
         if now >= deadline { break }
         let until = turnHeld && readyCount > 0 ? min(deadline, turnSince &+ turnNs) : deadline
@@ -753,15 +763,16 @@ public func tinf_batcher_run(
   if b.turnHeld { b.passTurn() }  // this caller has let its interpreter lock go: the next one's turn
   b.callersInside += 1
   b.peak = max(b.peak, b.inFlight + 1)
-  if b.queuedCount == 0 && b.recentPeak <= 1, let w = b.idle.popLast() {
-    // A lone caller (no other in flight over the last few batches) and a
-    // worker idle: run it now on this thread, as an unbatched run would,
-    // without handing it to a worker and back (two thread wake-ups, which
-    // cost a lone caller more than nothing). With other callers about, the
-    // requests are batched: one run alone on a caller's thread would take
-    // its rows from the next batch (measured: batches of 1.5-2 rows on the
-    // MLP with 16 callers, Python or C, when a caller ran alone whenever
-    // the queue was empty and a worker idle).
+  if b.queuedCount == 0, let w = b.idle.popLast() {
+    // Nothing queued and a worker idle: run it now on this thread, as an
+    // unbatched run would, without handing it to a worker and back. A
+    // caller's sleep and wake-up cost about 10 us of CPU on the 2-core VM
+    // (futex, scheduler, the hypervisor's wake-up of an idle core), more
+    // than a batch-1 run of the MLP: batching every request whenever others
+    // were in flight (batches of 9-10 rows instead of 2-3 with 16 callers)
+    // took 16 us of CPU a request against 13-15 us (C threads; 6-7 us
+    // unbatched; BENCHMARKS.md, "Batch processing"). Requests that come
+    // while the workers are busy are batched.
     w.claimed = true
     b.solo += 1
     b.requests &+= 1

@@ -1066,9 +1066,12 @@ class BatcherClosedError(InvalidStateError):
 _INVALID_STATE, _RUNTIME = int(Status.INVALID_STATE), int(Status.RUNTIME)
 _COMPLETIONS = 256  # finished submissions taken per tinf_batcher_completed call
 # How long a Python caller woken with its result may keep the turn
-# (tinf_batcher_set_turn): the callers of a batch are woken one at a time,
-# each when the previous one is back in the library (it has let the GIL go).
-DEFAULT_TURN_MS = 0.1
+# (tinf_batcher_set_turn: the callers of a batch are woken one at a time,
+# each when the previous one is back in the library, so it has let the GIL
+# go); 0: every caller is woken at once. Off by default: on the shared
+# 2-core VM it measured slower (more thread switches a request, not fewer;
+# BENCHMARKS.md, "Batch processing").
+DEFAULT_TURN_MS = 0.0
 
 
 class Batcher:
@@ -1126,7 +1129,8 @@ class Batcher:
         self._handle = h
         self._ref = _BatcherRef(h)  # frees the handle once neither self nor the completion thread needs it
         self.turn_ms = float(turn_ms)
-        L.tinf_batcher_set_turn(h, int(round(self.turn_ms * 1e3)))
+        if self.turn_ms > 0:
+            L.tinf_batcher_set_turn(h, int(round(self.turn_ms * 1e3)))
         self._closed = False
         self._lock = threading.Lock()
         self._local = threading.local()   # each calling thread's argument arrays
