@@ -920,7 +920,8 @@ tinf_status tinf_session_set_result_cache(tinf_session *session, tinf_result_cac
  * max_batch one at create); a worker takes the queued requests, up to
  * max_batch rows (a request is never split), waiting for more at most
  * max_delay_us after the oldest came and only while fewer are queued than
- * were in flight at once recently, and when the oldest is a blocking
+ * were in flight at once recently and than its share of them (that peak
+ * divided among the workers), and when the oldest is a blocking
  * caller's (tinf_batcher_run) only while another batch is running; a caller
  * of tinf_batcher_run that finds nothing queued and a worker idle runs its
  * request at once on its own thread with that worker's sessions. It copies their rows
