@@ -1093,15 +1093,21 @@ class Batcher:
     request's rows out. A caller that finds nothing queued and a worker idle
     runs its request at once on its own thread, as `Model.run` would.
     `submit` (a concurrent.futures.Future) and `arun` queue without waiting;
-    one thread takes their results from the library and hands them to each
-    event loop in one call per group. A request is checked when submitted
+    `arun`'s results reach its event loop through an fd the library writes
+    once per batch, read by the loop itself (the first loop to call it; the
+    next once that one is closed); `submit`'s, and other loops', through one
+    thread that hands each loop its results in one call per group. A
+    request is checked when submitted
     (shape, dtype, rows) and refused alone; when a batch run fails, its
     requests run one by one so only the failing ones get the error.
     `close()` (or leaving the `with` block) refuses new requests and
     completes the pending ones (cancel=True fails them with
     BatcherClosedError). `threads`: each session's threads (default the
     model's); `workers`: batches running at the same time (each worker has
-    its own sessions, for the power-of-two sizes up to max_batch)."""
+    its own sessions, for the power-of-two sizes up to max_batch);
+    `turn_ms` > 0: the callers of a batch are woken one at a time, each when
+    the previous one is back in the library or after turn_ms
+    (tinf_batcher_set_turn; off by default: measured slower here)."""
 
     def __init__(self, model, max_batch: int = 32, max_delay_ms: float = 2.0, threads: Optional[int] = None,
                  workers: int = 1, turn_ms: float = DEFAULT_TURN_MS):
