@@ -920,7 +920,8 @@ tinf_status tinf_session_set_result_cache(tinf_session *session, tinf_result_cac
  * max_batch one at create); a worker takes the queued requests, up to
  * max_batch rows (a request is never split), waiting for more at most
  * max_delay_us after the oldest came and only while fewer are queued than
- * were in flight at once recently, and when the oldest is a blocking
+ * were in flight at once recently and than its share of them (that peak
+ * divided among the workers), and when the oldest is a blocking
  * caller's (tinf_batcher_run) only while another batch is running; a caller
  * of tinf_batcher_run that finds nothing queued and a worker idle runs its
  * request at once on its own thread with that worker's sessions. It copies their rows
@@ -1021,6 +1022,29 @@ void tinf_batcher_free(tinf_batcher *batcher);
 
 /* The batcher's counters. Statuses: TINF_OK; TINF_ERR_INVALID_ARGUMENT (a NULL argument). */
 tinf_status tinf_batcher_stats(const tinf_batcher *batcher, tinf_batcher_counters *out);
+
+/* Wake-ups for callers that share one lock (issue 17, item 3), such as
+ * Python threads and their GIL. With turn_us > 0, the callers of a batch's
+ * tinf_batcher_run requests are woken one at a time, in order: the next
+ * when a caller comes back into tinf_batcher_run (its binding has let the
+ * lock go, so the woken one finds it free instead of waking, finding it
+ * taken and sleeping again), or when a woken caller has not come back
+ * within turn_us (then every answered caller is woken). A gathering worker
+ * also waits for callers still coming back through their turns. 0 (the
+ * default): each caller is woken as soon as its rows are out. Statuses:
+ * TINF_OK; TINF_ERR_INVALID_ARGUMENT (batcher NULL, turn_us outside
+ * 0...1000000). */
+tinf_status tinf_batcher_set_turn(tinf_batcher *batcher, int64_t turn_us);
+/* An event loop's wake-up for submissions: when finished submissions go
+ * from none to some, the library writes a uint64 1 to fd (an eventfd adds
+ * 1; a pipe gets 8 bytes; make it non-blocking: a failed write is ignored,
+ * a wake-up is pending anyway). The reader reads the fd first, then calls
+ * tinf_batcher_completed (timeout 0) until it returns fewer than its
+ * capacity. fd stays the caller's; -1 (the default) stops the writes (set
+ * it before closing the fd: no write happens after this call returns).
+ * Written at once when completions are already waiting. Statuses: TINF_OK;
+ * TINF_ERR_INVALID_ARGUMENT (batcher NULL, fd < -1). */
+tinf_status tinf_batcher_set_notify_fd(tinf_batcher *batcher, int32_t fd);
 /* ---- pruning (issue 15): sparse storage of converted sparse constants ---- */
 /* Marks constant `tensor` of the builder (on != 0) to be stored in the
  * sparse encoding of format 1.1 whenever that is smaller than dense (without

@@ -142,6 +142,19 @@ final class BatcherHandle {
   var batches: UInt64 = 0
   var failed: UInt64 = 0
   var isolated: UInt64 = 0
+  /// Callers wait for one lock to run (an interpreter's, such as Python's
+  /// GIL): their answered requests wait in `ready` and their callers are
+  /// woken one at a time, each when the previous one comes back into
+  /// tinf_batcher_run (so it has let the lock go) or after `turnNs`; 0: off
+  /// (tinf_batcher_set_turn).
+  var turnNs: UInt64 = 0
+  var ready: [BatchRequest] = []
+  var readyHead = 0
+  /// A caller woken through `ready` has not come back yet (since `turnSince`).
+  var turnHeld = false
+  var turnSince: UInt64 = 0
+  /// Written (a uint64 1) when completions go from none to some; -1: none (tinf_batcher_set_notify_fd).
+  var notifyFd: Int32 = -1
 
   init(
     model: ModelHandle, maxBatch: Int, maxDelayNs: UInt64, threads: Int, workerCount: Int, sizes: [Int], inItem: [Int], outItem: [Int],
@@ -177,6 +190,14 @@ final class BatcherHandle {
   }
 
   var queuedCount: Int { queue.count - head }
+  var readyCount: Int { ready.count - readyHead }
+
+  /// Requests a gathering worker waits for: the recent peak in flight shared
+  /// among the workers (so that their batches overlap rather than take
+  /// turns), at most max_batch (under mu).
+  var target: Int {
+    min(maxBatch, max(1, (recentPeak + workerCount - 1) / workerCount))
+  }
 
   /// The most requests in flight at once (queued, running, run by their
   /// callers) over the last few batches and since: how many a gathering
@@ -205,12 +226,51 @@ final class BatcherHandle {
     queue.append(r)
     queuedRows += r.rows
     requests &+= 1
-    peak = max(peak, queuedCount + running + solo)
+    peak = max(peak, inFlight)
     // A worker needs waking for the first queued request (an idle one
     // waits for it) and when the ones gathering have what they wait for;
     // in between, a gathering worker's wait ends at its deadline anyway.
     // (One wake-up a request cost more than the batch saved, from asyncio.)
-    return queuedCount == 1 || queuedRows >= maxBatch || queuedCount >= recentPeak - running - solo
+    return queuedCount == 1 || queuedRows >= maxBatch || queuedCount >= target
+      || queuedCount >= recentPeak - running - solo
+  }
+
+  /// Requests queued, running, or answered and waiting for their turn (under mu).
+  var inFlight: Int { queuedCount + running + solo + readyCount }
+
+  /// Wakes the caller of `r`, answered (under r.mu, taken here).
+  func wake(_ r: BatchRequest) {
+    ti_shim_mutex_lock(r.mu)
+    r.done = true
+    ti_shim_cond_signal(r.cond)
+    ti_shim_mutex_unlock(r.mu)
+  }
+
+  /// Ends the turn of the caller last woken and wakes the next answered one
+  /// (under mu): called when a caller comes back into tinf_batcher_run, and
+  /// by the workers when a turn has lasted turnNs (then every answered caller
+  /// is woken: the one holding the turn is doing something else).
+  func passTurn(all: Bool = false) {
+    turnHeld = false
+    while readyHead < ready.count {
+      let r = ready[readyHead]
+      readyHead += 1
+      wake(r)
+      if !all {
+        turnHeld = true
+        turnSince = ti_shim_now_ns()
+        break
+      }
+    }
+    if readyHead == ready.count {
+      ready.removeAll(keepingCapacity: true)
+      readyHead = 0
+    }
+  }
+
+  /// When the current turn has lasted turnNs: wakes every answered caller (under mu).
+  func expireTurn() {
+    if turnHeld && readyCount > 0 && ti_shim_now_ns() &- turnSince >= turnNs { passTurn(all: true) }
   }
 
   /// Removes `r` from the queue if it is still there (under mu).
@@ -228,6 +288,7 @@ final class BatcherHandle {
   /// Adds submission `r`'s completion and recycles it (under mu); `wake`:
   /// wakes the completion waiters.
   func complete(_ r: BatchRequest, wake: Bool = true) {
+    if completions.isEmpty && notifyFd >= 0 { ti_shim_fd_notify(notifyFd) }
     completions.append(BatchCompletion(tag: r.tag, status: r.status, message: r.message))
     outstandingAsync -= 1
     r.message = ""
@@ -243,10 +304,7 @@ final class BatcherHandle {
       complete(r)
       ti_shim_mutex_unlock(mu)
     } else {
-      ti_shim_mutex_lock(r.mu)
-      r.done = true
-      ti_shim_cond_signal(r.cond)
-      ti_shim_mutex_unlock(r.mu)
+      wake(r)
     }
   }
 
@@ -257,27 +315,39 @@ final class BatcherHandle {
   func workerLoop(_ w: BatchWorker) {
     ti_shim_mutex_lock(mu)
     while true {
+      expireTurn()
       if queuedCount == 0 || w.claimed {
         if closed && queuedCount == 0 { break }  // closed and drained
-        ti_shim_cond_wait(work, mu)
+        if turnHeld && readyCount > 0 {
+          _ = ti_shim_cond_wait_until(work, mu, turnSince &+ turnNs)
+        } else {
+          ti_shim_cond_wait(work, mu)
+        }
         continue
       }
       removeIdle(w)
-      // Wait for more while fewer are queued than were in flight recently,
-      // at most max_delay after the oldest came; for a blocking caller's
-      // request only while another batch is running. (With nothing else
-      // running, waiting would leave the cores idle while the other callers
-      // are still on their way: a caller in Python gets back to the queue
-      // only after its turn with the GIL. Taking what is queued keeps the
-      // runs and the callers overlapping, and the batches fill by themselves
-      // while a batch runs. Submissions come in bursts from threads that do
+      // Wait for more while fewer are queued than this worker's share of
+      // those in flight recently (`target`: with the workers each taking a
+      // share, one batch runs while the callers of another come back; waiting
+      // for all of them made p99 the whole max_delay) and than are in
+      // flight, at most max_delay after the oldest came. For a blocking
+      // caller's request, only while another batch is running or callers
+      // are coming back through their turns: with nothing else running,
+      // waiting would leave the cores idle while the other callers are still
+      // on their way (a caller in Python gets back to the queue only after
+      // its turn with the GIL); taking what is queued keeps the runs and the
+      // callers overlapping. Submissions come in bursts from threads that do
       // not wait for them, an event loop's: waiting for the burst costs
-      // nothing there.)
+      // nothing there.
       let deadline = queue[head].arrival &+ maxDelayNs
       while !closed && queuedRows < maxBatch {
-        if queuedCount >= recentPeak - running - solo { break }
-        if running + solo == 0 && !queue[head].isAsync { break }
-        if ti_shim_now_ns() >= deadline || ti_shim_cond_wait_until(work, mu, deadline) != 0 { break }
+        if queuedCount >= target || queuedCount >= recentPeak - running - solo { break }
+        if running + solo == 0 && readyCount == 0 && !turnHeld && !queue[head].isAsync { break }
+        let now = ti_shim_now_ns()
+        if now >= deadline { break }
+        let until = turnHeld && readyCount > 0 ? min(deadline, turnSince &+ turnNs) : deadline
+        if ti_shim_cond_wait_until(work, mu, until) != 0 && until == deadline { break }
+        expireTurn()
         if queuedCount == 0 { break }
       }
       if queuedCount == 0 {  // withdrawn meanwhile
@@ -301,7 +371,7 @@ final class BatcherHandle {
       running += batch.count
       peaks[peakAt] = peak
       peakAt = (peakAt + 1) % peaks.count
-      peak = queuedCount + running + solo
+      peak = inFlight
       ti_shim_mutex_unlock(mu)
 
       let ok = runBatch(w, batch, rows)
@@ -328,9 +398,17 @@ final class BatcherHandle {
         }
       }
       if submitted { ti_shim_cond_broadcast(changed) }
-      ti_shim_mutex_unlock(mu)
-      for r in blocking { answer(r) }
-      ti_shim_mutex_lock(mu)
+      if turnNs > 0 && !closed {
+        // Their callers wake one at a time (passTurn), the first now unless
+        // another caller holds the turn.
+        ready.append(contentsOf: blocking)
+        if !turnHeld { passTurn() }
+        expireTurn()
+      } else {
+        ti_shim_mutex_unlock(mu)
+        for r in blocking { answer(r) }
+        ti_shim_mutex_lock(mu)
+      }
       idle.append(w)
     }
     removeIdle(w)
@@ -452,6 +530,7 @@ final class BatcherHandle {
       head = 0
       queuedRows = 0
     }
+    passTurn(all: true)  // closed: callers are woken at once from here on
     ti_shim_cond_broadcast(work)
     ti_shim_cond_broadcast(changed)
     ti_shim_mutex_unlock(mu)
@@ -681,15 +760,19 @@ public func tinf_batcher_run(
   let (request, status) = lockAndTakeRequest(b, "tinf_batcher_run", rows, inputs, outputs)
   guard let r = request else { return status }  // b.mu held from here
   r.isAsync = false
+  if b.turnHeld { b.passTurn() }  // this caller has let its interpreter lock go: the next one's turn
   b.callersInside += 1
-  b.peak = max(b.peak, b.queuedCount + b.running + b.solo + 1)
+  b.peak = max(b.peak, b.inFlight + 1)
   if b.queuedCount == 0, let w = b.idle.popLast() {
     // Nothing queued and a worker idle: run it now on this thread, as an
-    // unbatched run would, without handing it to a worker and back (two
-    // thread wake-ups, which cost Python callers of a small model more
-    // than a batch saves: measured 0.64x of unbatched at 16 threads on the
-    // MLP when requests went to the workers whenever others were in flight).
-    // Requests that come while the workers are busy are batched.
+    // unbatched run would, without handing it to a worker and back. A
+    // caller's sleep and wake-up cost about 10 us of CPU on the 2-core VM
+    // (futex, scheduler, the hypervisor's wake-up of an idle core), more
+    // than a batch-1 run of the MLP: batching every request whenever others
+    // were in flight (batches of 9-10 rows instead of 2-3 with 16 callers)
+    // took 16 us of CPU a request against 13-15 us (C threads; 6-7 us
+    // unbatched; BENCHMARKS.md, "Batch processing"). Requests that come
+    // while the workers are busy are batched.
     w.claimed = true
     b.solo += 1
     b.requests &+= 1
@@ -841,5 +924,32 @@ public func tinf_batcher_stats(_ batcher: OpaquePointer?, _ out: UnsafeMutablePo
   c.threads = Int32(b.threads)
   ti_shim_mutex_unlock(b.mu)
   out.pointee = c
+  return ok()
+}
+
+// MARK: - wake-ups (issue 17, item 3: throughput of interpreter callers)
+
+@c @implementation
+public func tinf_batcher_set_turn(_ batcher: OpaquePointer?, _ turnUs: Int64) -> tinf_status {
+  guard let b = batcherHandle(batcher) else { return nullArg("tinf_batcher_set_turn", "batcher") }
+  guard turnUs >= 0 && turnUs <= 1_000_000 else {
+    return fail(.invalidArgument, "tinf_batcher_set_turn: turn_us must be 0...1000000, got \(turnUs)")
+  }
+  ti_shim_mutex_lock(b.mu)
+  b.turnNs = UInt64(turnUs) * 1000
+  if turnUs == 0 { b.passTurn(all: true) }
+  ti_shim_cond_broadcast(b.work)
+  ti_shim_mutex_unlock(b.mu)
+  return ok()
+}
+
+@c @implementation
+public func tinf_batcher_set_notify_fd(_ batcher: OpaquePointer?, _ fd: Int32) -> tinf_status {
+  guard let b = batcherHandle(batcher) else { return nullArg("tinf_batcher_set_notify_fd", "batcher") }
+  guard fd >= -1 else { return fail(.invalidArgument, "tinf_batcher_set_notify_fd: fd must be >= 0, or -1 for none; got \(fd)") }
+  ti_shim_mutex_lock(b.mu)
+  b.notifyFd = fd
+  if fd >= 0 && !b.completions.isEmpty { ti_shim_fd_notify(fd) }
+  ti_shim_mutex_unlock(b.mu)
   return ok()
 }

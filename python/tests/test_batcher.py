@@ -371,3 +371,85 @@ def test_a_cancelled_asyncio_request_does_not_disturb_the_others(net):
     for i, (x, o) in enumerate(zip(xs, outs)):
         if i != 3:
             close(o[0], ref(x))
+
+
+def test_asyncio_results_come_through_the_loop_without_a_thread(net):
+    # arun's results reach the loop through an fd the library writes to (one
+    # wake-up per batch), read on the loop itself: no completion thread
+    m, ref = net
+    xs = [rows(i) for i in range(200)]
+
+    async def main(b):
+        return await asyncio.gather(*(b.arun(x) for x in xs))
+
+    with tinyinfer.Batcher(m, max_batch=16, max_delay_ms=2, workers=2) as b:
+        outs = asyncio.run(main(b))
+        assert b._thread is None
+        outs2 = asyncio.run(main(b))  # a second loop after the first was closed
+        assert b._thread is None
+    for x, (y,), (z,) in zip(xs, outs, outs2):
+        close(y, ref(x))
+        close(z, ref(x))
+
+
+def test_asyncio_from_two_loops_at_once(net):
+    # the first loop reads the fd; the other loop's results come through the completion thread
+    m, ref = net
+    xs = [rows(i) for i in range(120)]
+
+    async def main(b, part):
+        return await asyncio.gather(*(b.arun(x) for x in part))
+
+    with tinyinfer.Batcher(m, max_batch=8, max_delay_ms=1) as b:
+        with ThreadPoolExecutor(2) as ex:
+            a, c = ex.map(lambda part: asyncio.run(main(b, part)), [xs[:60], xs[60:]])
+    for x, (y,) in zip(xs, list(a) + list(c)):
+        close(y, ref(x))
+
+
+def test_close_inside_the_loop_completes_pending_arun(net):
+    m, ref = net
+    xs = [rows(i) for i in range(50)]
+
+    async def main():
+        b = tinyinfer.Batcher(m, max_batch=4, max_delay_ms=1)
+        tasks = [asyncio.ensure_future(b.arun(x)) for x in xs]
+        await asyncio.sleep(0)  # submitted
+        b.close()
+        return await asyncio.wait_for(asyncio.gather(*tasks), 30)
+
+    for x, (y,) in zip(xs, asyncio.run(main())):
+        close(y, ref(x))
+
+
+@pytest.mark.parametrize("turn_ms", [0, 0.05, 5])
+def test_turns_lose_nothing_when_callers_do_not_come_back(net, turn_ms):
+    # callers that stay away between requests (sleeping, or gone after their
+    # last one) hold their turn until it expires; every request completes
+    m, ref = net
+    xs = [rows(i, 1) for i in range(12)]
+    with tinyinfer.Batcher(m, max_batch=8, max_delay_ms=1, workers=2, turn_ms=turn_ms) as b:
+        def caller(i):
+            out = []
+            for k in range(20 + i):
+                out.append(b.run(xs[i])[0])
+                if k % 5 == i % 5:
+                    time.sleep(0.002)
+            return out
+
+        t0 = time.perf_counter()
+        with ThreadPoolExecutor(12) as ex:
+            outs = list(ex.map(caller, range(12)))
+        assert time.perf_counter() - t0 < 60
+        st = b.stats()
+    for x, ys in zip(xs, outs):
+        for y in ys:
+            close(y, ref(x))
+    assert st["requests"] == st["rows"] == sum(20 + i for i in range(12)) and st["failed"] == 0
+
+
+def test_turn_argument_is_checked(net):
+    m, _ = net
+    for bad in (-1, 2000):
+        with pytest.raises(tinyinfer.InvalidArgumentError):
+            tinyinfer.Batcher(m, turn_ms=bad)

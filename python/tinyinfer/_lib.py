@@ -537,6 +537,10 @@ _fn("tinf_batcher_close", [BatcherHandle, c_int32])
 _fn("tinf_batcher_free", [BatcherHandle], None)
 # tinf_status tinf_batcher_stats(const tinf_batcher *batcher, tinf_batcher_counters *out);
 _fn("tinf_batcher_stats", [BatcherHandle, POINTER(BatcherCounters)])
+# tinf_status tinf_batcher_set_turn(tinf_batcher *batcher, int64_t turn_us);
+_fn("tinf_batcher_set_turn", [BatcherHandle, c_int64])
+# tinf_status tinf_batcher_set_notify_fd(tinf_batcher *batcher, int32_t fd);
+_fn("tinf_batcher_set_notify_fd", [BatcherHandle, c_int32])
 # ---- pruning (issue 15): sparse storage of converted sparse constants ----
 
 # tinf_status tinf_builder_set_store_sparse(tinf_builder *builder, int32_t tensor, int32_t on);

@@ -9,6 +9,7 @@ import asyncio
 import concurrent.futures
 import ctypes
 import hashlib
+import itertools
 import json
 import os
 import platform
@@ -1064,6 +1065,13 @@ class BatcherClosedError(InvalidStateError):
 
 _INVALID_STATE, _RUNTIME = int(Status.INVALID_STATE), int(Status.RUNTIME)
 _COMPLETIONS = 256  # finished submissions taken per tinf_batcher_completed call
+# How long a Python caller woken with its result may keep the turn
+# (tinf_batcher_set_turn: the callers of a batch are woken one at a time,
+# each when the previous one is back in the library, so it has let the GIL
+# go); 0: every caller is woken at once. Off by default: on the shared
+# 2-core VM it measured slower (more thread switches a request, not fewer;
+# BENCHMARKS.md, "Batch processing").
+DEFAULT_TURN_MS = 0.0
 
 
 class Batcher:
@@ -1085,24 +1093,32 @@ class Batcher:
     request's rows out. A caller that finds nothing queued and a worker idle
     runs its request at once on its own thread, as `Model.run` would.
     `submit` (a concurrent.futures.Future) and `arun` queue without waiting;
-    one thread takes their results from the library and hands them to each
-    event loop in one call per group. A request is checked when submitted
+    `arun`'s results reach its event loop through an fd the library writes
+    once per batch, read by the loop itself (the first loop to call it; the
+    next once that one is closed); `submit`'s, and other loops', through one
+    thread that hands each loop its results in one call per group. A
+    request is checked when submitted
     (shape, dtype, rows) and refused alone; when a batch run fails, its
     requests run one by one so only the failing ones get the error.
     `close()` (or leaving the `with` block) refuses new requests and
     completes the pending ones (cancel=True fails them with
     BatcherClosedError). `threads`: each session's threads (default the
     model's); `workers`: batches running at the same time (each worker has
-    its own sessions, for the power-of-two sizes up to max_batch)."""
+    its own sessions, for the power-of-two sizes up to max_batch);
+    `turn_ms` > 0: the callers of a batch are woken one at a time, each when
+    the previous one is back in the library or after turn_ms
+    (tinf_batcher_set_turn; off by default: measured slower here)."""
 
     def __init__(self, model, max_batch: int = 32, max_delay_ms: float = 2.0, threads: Optional[int] = None,
-                 workers: int = 1):
+                 workers: int = 1, turn_ms: float = DEFAULT_TURN_MS):
         if not isinstance(max_batch, (int, np.integer)) or not 1 <= max_batch <= 65536:
             raise InvalidArgumentError(f"max_batch must be an int in 1..65536, got {max_batch!r}")
         if not 0 <= max_delay_ms <= 10_000:
             raise InvalidArgumentError(f"max_delay_ms must be in 0..10000, got {max_delay_ms!r}")
         if not isinstance(workers, (int, np.integer)) or not 1 <= workers <= 64:
             raise InvalidArgumentError(f"workers must be an int in 1..64, got {workers!r}")
+        if not 0 <= turn_ms <= 1000:
+            raise InvalidArgumentError(f"turn_ms must be in 0..1000, got {turn_ms!r}")
         self.model = model
         self.max_batch, self.max_delay = int(max_batch), float(max_delay_ms) / 1e3
         self.threads = model.threads if threads is None else int(threads)
@@ -1118,12 +1134,18 @@ class Batcher:
                               self.threads, byref(h))
         self._handle = h
         self._ref = _BatcherRef(h)  # frees the handle once neither self nor the completion thread needs it
+        self.turn_ms = float(turn_ms)
+        if self.turn_ms > 0:
+            L.tinf_batcher_set_turn(h, int(round(self.turn_ms * 1e3)))
         self._closed = False
         self._lock = threading.Lock()
         self._local = threading.local()   # each calling thread's argument arrays
         self._pending: Dict[int, Any] = {}  # submissions by tag: (arrays, outputs, future, loop)
-        self._next_tag = 0
-        self._thread: Optional[threading.Thread] = None  # takes the submissions' results
+        self._tags = itertools.count()
+        self._ctag = ctypes.c_uint64()  # submit's tag argument (submit keeps the GIL: no other thread between set and call)
+        self._crows = [None] + [c_int64(r) for r in range(1, self.max_batch + 1)]
+        self._thread: Optional[threading.Thread] = None  # takes the results of submit() (and of other loops' arun)
+        self._channel: Optional[_LoopChannel] = None  # an event loop's fd the library writes to (arun)
         # the hot calls without argtypes (_lib.batcher_run_raw / _submit_raw)
         self._run_c = _lib.batcher_run_raw
         self._submit_c = _lib.batcher_submit_raw
@@ -1206,7 +1228,7 @@ class Batcher:
         (its rows). The inputs are read when the batch runs: do not change
         them before the Future is done."""
         fut: concurrent.futures.Future = concurrent.futures.Future()
-        self._submit(self._ready(inputs), fut, None)
+        self._submit(self._ready(inputs), fut, None, True)
         return fut
 
     async def arun(self, inputs) -> List[np.ndarray]:
@@ -1214,29 +1236,59 @@ class Batcher:
         (the results of one group reach each loop in one call)."""
         arrays = self._ready(inputs)
         loop = asyncio.get_running_loop()
+        ch = self._channel
         fut = loop.create_future()
-        self._submit(arrays, fut, loop)
+        self._submit(arrays, fut, loop, ch is None or ch.loop is not loop)
         return await fut
 
-    def _submit(self, arrays, fut, loop) -> None:
+    def _submit(self, arrays, fut, loop, attach: bool) -> None:
+        """Queues a request in the library; `attach`: first make sure its
+        result has a way back (the completion thread for concurrent futures
+        and loops other than the channel's; a channel for the first loop)."""
+        if self._closed:
+            raise BatcherClosedError("the batcher is closed")
+        if attach:
+            self._attach(loop)
         rows = arrays[0].shape[0]
         outs = [np.empty((rows,) + shape, dtype) for shape, dtype in self._outs]
+        tag = next(self._tags)
+        self._pending[tag] = (arrays, outs, fut, loop)
+        ip, inb, op, onb = self._args()
+        if self._single is not None:
+            ip[0] = arrays[0].ctypes.data
+            op[0] = outs[0].ctypes.data
+            inb[0] = rows * self._in_row[0]
+            onb[0] = rows * self._out_row[0]
+        else:
+            self._fill(ip, inb, op, onb, arrays, outs, rows)
+        ctag = self._ctag
+        ctag.value = tag
+        st = self._submit_c(self._hv, self._crows[rows], ip, inb, self._cnin, op, onb, self._cnout, ctag)
+        if st:
+            self._pending.pop(tag, None)
+            raise self._error(st)
+
+    def _attach(self, loop) -> None:
+        """Gives `loop`'s requests (None: concurrent futures) a way back:
+        the first event loop (or the next one once it is closed) gets a
+        channel, an fd the library writes to when results are ready, which
+        the loop reads itself (no other thread, no GIL trade); everything
+        else goes through the completion thread."""
         with self._lock:
             if self._closed:
                 raise BatcherClosedError("the batcher is closed")
-            tag = self._next_tag
-            self._next_tag += 1
-            self._pending[tag] = (arrays, outs, fut, loop)
+            ch = self._channel
+            if loop is not None and ch is not None and ch.loop is loop:
+                return
+            if loop is not None and (ch is None or ch.loop.is_closed()):
+                if ch is not None:
+                    ch.stop()
+                self._channel = _LoopChannel(self._ref, self._pending, loop)
+                return
             if self._thread is None:
                 self._thread = threading.Thread(target=_take_completions, args=(self._ref, self._pending),
                                                 name="tinyinfer-batcher", daemon=True)
                 self._thread.start()
-        ip, inb, op, onb = self._args()
-        self._fill(ip, inb, op, onb, arrays, outs, rows)
-        st = self._submit_c(self._hv, c_int64(rows), ip, inb, self._cnin, op, onb, self._cnout, ctypes.c_uint64(tag))
-        if st:
-            self._pending.pop(tag, None)
-            raise self._error(st)
 
     def _ready(self, inputs) -> List[np.ndarray]:
         """_prepare, with the common request (one C-ordered array of the
@@ -1305,7 +1357,10 @@ class Batcher:
         the thread that hands out submissions' results. Idempotent."""
         with self._lock:
             self._closed = True
+            ch = self._channel
         L.tinf_batcher_close(self._handle, 1 if cancel else 0)
+        if ch is not None:
+            ch.finish()  # the results of the last submissions reach their loop
         t = self._thread
         if t is not None and t is not threading.current_thread():
             t.join(timeout)
@@ -1373,23 +1428,21 @@ class _BatcherRef:
             self.handle = None
 
 
-def _take_completions(ref: _BatcherRef, pending: Dict[int, Any]) -> None:
-    """A Batcher's thread: takes finished submissions from the library and
-    sets their futures (asyncio ones on their loop, one call per loop and
-    group) until the batcher is closed and none is outstanding. It holds the
-    handle's owner, not the Batcher, so an unclosed Batcher can still be
-    collected (which closes it, and so ends this thread)."""
-    handle = ref.handle
-    tags = (ctypes.c_uint64 * _COMPLETIONS)()
-    statuses = (c_int32 * _COMPLETIONS)()
-    count = c_int32()
+def _collect(handle, pending: Dict[int, Any], bufs, timeout: int, here=None) -> bool:
+    """Takes finished submissions from the library (waiting at most
+    `timeout` us; -1: until some come; 0: drains what is there) and sets
+    their futures: concurrent ones at once, asyncio ones of loop `here` (the
+    calling thread's) at once, other loops' in one call per loop and group.
+    False when the batcher is closed and none is outstanding."""
+    tags, statuses, count = bufs
     completed = _lib.batcher_completed_raw
     while True:
-        st = completed(handle, tags, statuses, _COMPLETIONS, -1, byref(count))
+        st = completed(handle, tags, statuses, _COMPLETIONS, timeout, byref(count))
         if st:
-            return  # closed and nothing outstanding (TINF_ERR_INVALID_STATE)
+            return False  # closed and nothing outstanding (TINF_ERR_INVALID_STATE)
+        n = count.value
         by_loop: Dict[Any, list] = {}
-        for i in range(count.value):
+        for i in range(n):
             entry = pending.pop(tags[i], None)
             if entry is None:
                 continue
@@ -1405,6 +1458,8 @@ def _take_completions(ref: _BatcherRef, pending: Dict[int, Any]) -> None:
                         fut.set_result(outs)
                     else:
                         fut.set_exception(err)
+            elif loop is here:
+                _deliver(((fut, outs, err),))
             else:
                 by_loop.setdefault(loop, []).append((fut, outs, err))
         for loop, items in by_loop.items():
@@ -1412,6 +1467,104 @@ def _take_completions(ref: _BatcherRef, pending: Dict[int, Any]) -> None:
                 loop.call_soon_threadsafe(_deliver, items)
             except RuntimeError:
                 pass  # the loop is closed: nobody awaits these
+        if timeout != 0 or n < _COMPLETIONS:
+            return True
+
+
+def _completion_buffers():
+    return (ctypes.c_uint64 * _COMPLETIONS)(), (c_int32 * _COMPLETIONS)(), c_int32()
+
+
+def _take_completions(ref: _BatcherRef, pending: Dict[int, Any]) -> None:
+    """A Batcher's thread for submit() (and for event loops other than the
+    channel's): takes finished submissions from the library and sets their
+    futures until the batcher is closed and none is outstanding. It holds
+    the handle's owner, not the Batcher, so an unclosed Batcher can still be
+    collected (which closes it, and so ends this thread)."""
+    bufs = _completion_buffers()
+    while _collect(ref.handle, pending, bufs, -1):
+        pass
+
+
+class _LoopChannel:
+    """An event loop's way back for arun: an eventfd (a pipe where there is
+    none) the library writes to when finished submissions go from none to
+    some (tinf_batcher_set_notify_fd), read by the loop itself, which then
+    takes every finished submission and sets its futures directly: one
+    wake-up of the loop per batch, and no other Python thread (whose turns
+    with the GIL would cost a thread switch each). Holds the handle's
+    owner, not the Batcher."""
+
+    def __init__(self, ref: _BatcherRef, pending: Dict[int, Any], loop):
+        self.ref, self.pending, self.loop = ref, pending, loop
+        if hasattr(os, "eventfd"):
+            self.rfd = self.wfd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        else:
+            self.rfd, self.wfd = os.pipe()
+            os.set_blocking(self.rfd, False)
+            os.set_blocking(self.wfd, False)
+        self.bufs = _completion_buffers()
+        loop.add_reader(self.rfd, self.drain)
+        L.tinf_batcher_set_notify_fd(ref.handle, self.wfd)
+
+    def drain(self) -> None:
+        """On the loop: the wake-up first (a write after it is seen next time), then the results."""
+        try:
+            os.read(self.rfd, 4096)
+        except (BlockingIOError, InterruptedError):
+            pass
+        _collect(self.ref.handle, self.pending, self.bufs, 0, self.loop)
+
+    def finish(self) -> None:
+        """After the batcher was closed (every submission has its result in
+        the library): hands the last results to the loop and stops."""
+        loop = self.loop
+        if loop.is_closed():
+            self.stop()
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            self.drain()
+            self.stop()
+        else:
+            try:
+                loop.call_soon_threadsafe(self._finish_on_loop)
+            except RuntimeError:
+                self.stop()
+
+    def _finish_on_loop(self) -> None:
+        self.drain()
+        self.stop()
+
+    def stop(self) -> None:
+        """No more writes nor reads; closes the fd (idempotent)."""
+        if self.rfd is None:
+            return
+        L.tinf_batcher_set_notify_fd(self.ref.handle, -1)
+        if not self.loop.is_closed():
+            try:
+                self.loop.remove_reader(self.rfd)
+            except (RuntimeError, ValueError):
+                pass
+        self._close_fds()
+
+    def _close_fds(self) -> None:
+        rfd, wfd, self.rfd, self.wfd = self.rfd, self.wfd, None, None
+        if rfd is not None:
+            os.close(rfd)
+            if wfd != rfd:
+                os.close(wfd)
+
+    def __del__(self):
+        # The loop was collected with the reader still on it (the batcher was
+        # never closed): the handle, if still alive, stops writing first.
+        if getattr(self, "rfd", None) is not None:
+            if self.ref.handle is not None:
+                L.tinf_batcher_set_notify_fd(self.ref.handle, -1)
+            self._close_fds()
 
 
 def _deliver(items) -> None:

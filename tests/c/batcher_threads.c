@@ -11,12 +11,15 @@
  * MLP: one float32 input [1, D] and one float32 output [1, K]; GATHER: an
  * int32 index [1, 1] into a 16-row table (an index >= 16 fails the run).
  * Prints "N passed, M failed"; exit status 0 when none failed. */
+#include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "tinyinfer.h"
 
@@ -198,6 +201,65 @@ int main(int argc, char **argv) {
   check(c.batches <= c.requests && c.rows >= c.requests, "stats after the threads: batches and rows");
   printf("threads: %llu requests, %llu rows in %llu batches\n", (unsigned long long)c.requests,
          (unsigned long long)c.rows, (unsigned long long)c.batches);
+
+  /* The same with turns (tinf_batcher_set_turn): the callers of a batch
+   * are woken one at a time, each when the previous one comes back (or
+   * after 200 us); C threads share no lock, so most turns expire. */
+  check(tinf_batcher_set_turn(NULL, 100) == TINF_ERR_INVALID_ARGUMENT, "set_turn: batcher NULL");
+  check(tinf_batcher_set_turn(shared, -1) == TINF_ERR_INVALID_ARGUMENT, "set_turn: turn_us < 0");
+  check(tinf_batcher_set_turn(shared, 2000000) == TINF_ERR_INVALID_ARGUMENT, "set_turn: turn_us over a second");
+  check(tinf_batcher_set_turn(shared, 200) == TINF_OK, "set_turn 200 us");
+  for (int i = 0; i < THREADS; i++) pthread_create(&t[i], NULL, caller, (void *)(uintptr_t)i);
+  for (int i = 0; i < THREADS; i++) pthread_join(t[i], NULL);
+  check(tinf_batcher_set_turn(shared, 0) == TINF_OK, "set_turn 0");
+  tinf_batcher_stats(shared, &c);
+  check(c.failed == 0 && c.queued == 0 && c.running == 0, "stats after the threads with turns: nothing failed or left");
+
+  /* Submissions with a notify fd (tinf_batcher_set_notify_fd): a wake-up
+   * is written when completions appear; the reader reads it first, then
+   * takes the completions without waiting. */
+  check(tinf_batcher_set_notify_fd(NULL, 1) == TINF_ERR_INVALID_ARGUMENT, "set_notify_fd: batcher NULL");
+  check(tinf_batcher_set_notify_fd(shared, -2) == TINF_ERR_INVALID_ARGUMENT, "set_notify_fd: fd < -1");
+  {
+    enum { N = 40 };
+    int fds[2];
+    check(pipe(fds) == 0, "a pipe");
+    fcntl(fds[0], F_SETFL, O_NONBLOCK);
+    fcntl(fds[1], F_SETFL, O_NONBLOCK);
+    check(tinf_batcher_set_notify_fd(shared, fds[1]) == TINF_OK, "set_notify_fd");
+    float *outs_all = malloc(N * d_out * sizeof(float));
+    int seen[N] = {0}, right = 1, got = 0, wakeups = 0;
+    for (int i = 0; i < N; i++) {
+      const void *in[1] = {xs + (size_t)(i % ROWS) * d_in};
+      void *outs[1] = {outs_all + (size_t)i * d_out};
+      size_t in_n[1] = {d_in * sizeof(float)};
+      size_t out_n[1] = {d_out * sizeof(float)};
+      right &= tinf_batcher_submit(shared, 1, in, in_n, 1, outs, out_n, 1, (uint64_t)i) == TINF_OK;
+    }
+    while (got < N) {
+      struct pollfd pf = {fds[0], POLLIN, 0};
+      if (poll(&pf, 1, 5000) != 1) break;
+      unsigned char buf[256];
+      if (read(fds[0], buf, sizeof buf) > 0) wakeups++;
+      uint64_t tags[8];
+      int32_t sts[8], n = 8;
+      while (n == 8) {
+        if (tinf_batcher_completed(shared, tags, sts, 8, 0, &n) != TINF_OK) break;
+        for (int k = 0; k < n; k++) {
+          right &= tags[k] < N && !seen[tags[k]] && sts[k] == TINF_OK;
+          if (tags[k] < N) seen[tags[k]] = 1;
+          got++;
+        }
+      }
+    }
+    for (int i = 0; i < N; i++)
+      right &= near(outs_all + (size_t)i * d_out, ref + (size_t)(i % ROWS) * d_out, d_out);
+    check(got == N && right && wakeups >= 1, "notify fd: woken, every tag once, OK, batch-1 values");
+    check(tinf_batcher_set_notify_fd(shared, -1) == TINF_OK, "set_notify_fd -1");
+    close(fds[0]);
+    close(fds[1]);
+    free(outs_all);
+  }
 
   /* Submissions and their completions. */
   {

@@ -81,5 +81,8 @@ void ti_shim_cond_broadcast(ti_cond *c);
 typedef struct ti_thread ti_thread;
 ti_thread *ti_shim_thread_start(void (*fn)(void *ctx), void *ctx);
 void ti_shim_thread_join(ti_thread *t);
+/* Writes a uint64 1 to fd (an eventfd adds 1; a pipe gets 8 bytes); errors
+ * (a full non-blocking pipe: a wake-up is pending anyway) are ignored. */
+void ti_shim_fd_notify(int fd);
 
 #endif
