@@ -368,6 +368,13 @@ DW_SWEEP = [  # (N, H, W), (KH, KW), M, strides, dilations, padding, pads
     ((2, 5, 5), (3, 3), 2, (1, 1), (1, 1), 1, (0, 0, 0, 0)),
     ((1, 4, 6), (2, 2), 3, (2, 2), (1, 1), 0, (0, 0, 0, 0)),
     ((1, 3, 3), (3, 3), 1, (1, 1), (1, 1), 2, (3, 3, 3, 3)),  # pixels whose window is all padding
+    # Wide rows: dw_row's pixels four at a time (window inside horizontally)
+    # for the 5x5 and 3x3 windows at stride 1 and 2 and a general one, with
+    # window rows above or below the image left out (heights 2 and 3).
+    ((1, 2, 21), (5, 5), 1, (1, 1), (1, 1), 1, (0, 0, 0, 0)),
+    ((1, 5, 23), (5, 5), 1, (2, 2), (1, 1), 1, (0, 0, 0, 0)),
+    ((2, 3, 19), (3, 3), 1, (1, 2), (1, 1), 1, (0, 0, 0, 0)),
+    ((1, 4, 22), (2, 3), 1, (1, 1), (2, 2), 2, (1, 0, 2, 1)),
 ]
 
 
@@ -774,6 +781,23 @@ ACT_PARAMS = [((np.float32(0.1), 0), (np.float32(0.05), -128)),
               ((np.float32(0.02), -128), (np.float32(0.04), 127)),
               ((np.float32(0.3), 127), (np.float32(0.01), 3)),
               ((np.float32(0.004), 50), (np.float32(0.2), -60))]
+
+
+@pytest.mark.parametrize("op", ["Relu", "LeakyRelu", "HardSwish", "Tanh"])
+@pytest.mark.parametrize("n", [31, 32, 1000])
+def test_activations_long_rows(op, n):
+    """The table lookup (32 values a step with AVX-512BW, then a scalar
+    tail) over every int8 value in a shuffled order, and lengths around
+    the step."""
+    rng = np.random.default_rng(7800 + n + len(op))
+    x = np.concatenate([rng.permutation(ALL.ravel()), rand_i8(rng, n)])
+    xq, yq = (np.float32(0.03), -9), (np.float32(0.02), 5)
+    attrs = {"alpha": 0.3} if op == "LeakyRelu" else {}
+    g = Q()
+    y = g.op(op, g.input(x, xq), q=yq, **attrs)
+    want = R.leaky_relu(x, xq, yq, 0.3) if op == "LeakyRelu" else \
+        {"Relu": R.relu, "HardSwish": R.hard_swish, "Tanh": R.tanh}[op](x, xq, yq)
+    same(g.run(y), want)
 
 
 @pytest.mark.parametrize("op", ["Relu", "Relu6", "LeakyRelu", "HardSwish", "Logistic", "Tanh"])
