@@ -92,20 +92,8 @@ enum TransposeConv2DKernel {
     // Taps landing on one output pixel: about KH*KW / (sh*sw).
     let taps = max(1, (kh / max(sh, 1) + 1) &* (kw / max(sw, 1) + 1))
     let minChunk = minChunkFor(perItem: ow &* taps &* cin &* cout)
-    // The input column of each output column's tap j (-1: none lands
-    // there), computed once: the divisions by the stride per pixel and tap
-    // cost more than the taps' dot products.
-    guard let colCount = checkedMul(ow, kw) else { throw .unsupported("TransposeConv2D output too large") }
-    let colTaps = try Scratch<Int>(count: colCount)
-    for ox in 0..<ow {
-      for j in 0..<kw {
-        let u = ox &+ padL &- j &* dw  // ox = ix*sw - padL + j*dw
-        colTaps.base[ox &* kw &+ j] = u >= 0 && u % sw == 0 && u / sw < wIn ? u / sw : -1
-      }
-    }
 
     return { () throws(TinfError) in
-      _ = colTaps
       forEachChunk(pool, rows, minChunk: minChunk) { _, range in
         for row in range {
           let b = row / oh
@@ -122,8 +110,11 @@ enum TransposeConv2DKernel {
             for ox in 0..<ow {
               let yo = yrow + ox &* cout
               for j in 0..<kw {
-                let ix = colTaps.base[ox &* kw &+ j]
-                if ix < 0 { continue }
+                let u = ox &+ padL &- j &* dw
+                if u < 0 { break }
+                if u % sw != 0 { continue }
+                let ix = u / sw
+                if ix >= wIn { continue }
                 let xs = x + ((b &* h &+ iy) &* wIn &+ ix) &* cin
                 let wtap = wp + (i &* kw &+ j) &* cin
                 var co = 0
