@@ -995,6 +995,19 @@ def test_requantize(src, dst):
         same(g.run(y), R.requantize(x, iq, oq, dst))
 
 
+def test_requantize_int8_every_value():
+    """int8 -> int8 (a 256-entry table, looked up 32 at a time with
+    AVX-512BW): every int8 value, shuffled, plus a tail; multipliers below
+    and above 1, zero points at the ends."""
+    rng = np.random.default_rng(1410)
+    x = np.concatenate([rng.permutation(np.arange(-128, 128, dtype=np.int8)), rand_i8(rng, 45)])
+    for iq, oq in [((np.float32(0.07), 5), (np.float32(0.02), -100)), ((np.float32(0.3), -128), (np.float32(0.5), 127)),
+                   ((np.float32(0.011), 127), (np.float32(0.0007), 0)), ((np.float32(1.0), 0), (np.float32(1.0), 3))]:
+        g = Q()
+        y = g.op("Quantize", g.input(x, iq), q=oq, dtype=3)
+        same(g.run(y), R.requantize(x, iq, oq, "int8"))
+
+
 # ----------------------------------------------------------------------------
 # Data movement on int8: the elements move, the parameters follow
 
