@@ -368,6 +368,13 @@ DW_SWEEP = [  # (N, H, W), (KH, KW), M, strides, dilations, padding, pads
     ((2, 5, 5), (3, 3), 2, (1, 1), (1, 1), 1, (0, 0, 0, 0)),
     ((1, 4, 6), (2, 2), 3, (2, 2), (1, 1), 0, (0, 0, 0, 0)),
     ((1, 3, 3), (3, 3), 1, (1, 1), (1, 1), 2, (3, 3, 3, 3)),  # pixels whose window is all padding
+    # Wide rows: dw_row's pixels four at a time (window inside horizontally)
+    # for the 5x5 and 3x3 windows at stride 1 and 2 and a general one, with
+    # window rows above or below the image left out (heights 2 and 3).
+    ((1, 2, 21), (5, 5), 1, (1, 1), (1, 1), 1, (0, 0, 0, 0)),
+    ((1, 5, 23), (5, 5), 1, (2, 2), (1, 1), 1, (0, 0, 0, 0)),
+    ((2, 3, 19), (3, 3), 1, (1, 2), (1, 1), 1, (0, 0, 0, 0)),
+    ((1, 4, 22), (2, 3), 1, (1, 1), (2, 2), 2, (1, 0, 2, 1)),
 ]
 
 
@@ -776,6 +783,23 @@ ACT_PARAMS = [((np.float32(0.1), 0), (np.float32(0.05), -128)),
               ((np.float32(0.004), 50), (np.float32(0.2), -60))]
 
 
+@pytest.mark.parametrize("op", ["Relu", "LeakyRelu", "HardSwish", "Tanh"])
+@pytest.mark.parametrize("n", [31, 32, 1000])
+def test_activations_long_rows(op, n):
+    """The table lookup (32 values a step with AVX-512BW, then a scalar
+    tail) over every int8 value in a shuffled order, and lengths around
+    the step."""
+    rng = np.random.default_rng(7800 + n + len(op))
+    x = np.concatenate([rng.permutation(ALL.ravel()), rand_i8(rng, n)])
+    xq, yq = (np.float32(0.03), -9), (np.float32(0.02), 5)
+    attrs = {"alpha": 0.3} if op == "LeakyRelu" else {}
+    g = Q()
+    y = g.op(op, g.input(x, xq), q=yq, **attrs)
+    want = R.leaky_relu(x, xq, yq, 0.3) if op == "LeakyRelu" else \
+        {"Relu": R.relu, "HardSwish": R.hard_swish, "Tanh": R.tanh}[op](x, xq, yq)
+    same(g.run(y), want)
+
+
 @pytest.mark.parametrize("op", ["Relu", "Relu6", "LeakyRelu", "HardSwish", "Logistic", "Tanh"])
 @pytest.mark.parametrize("params", range(len(ACT_PARAMS)))
 def test_activations(op, params):
@@ -969,6 +993,19 @@ def test_requantize(src, dst):
         g = Q()
         y = g.op("Quantize", g.input(x, iq), q=oq, dtype={"int8": 3, "uint8": 4, "int16": 7}[dst])
         same(g.run(y), R.requantize(x, iq, oq, dst))
+
+
+def test_requantize_int8_every_value():
+    """int8 -> int8 (a 256-entry table, looked up 32 at a time with
+    AVX-512BW): every int8 value, shuffled, plus a tail; multipliers below
+    and above 1, zero points at the ends."""
+    rng = np.random.default_rng(1410)
+    x = np.concatenate([rng.permutation(np.arange(-128, 128, dtype=np.int8)), rand_i8(rng, 45)])
+    for iq, oq in [((np.float32(0.07), 5), (np.float32(0.02), -100)), ((np.float32(0.3), -128), (np.float32(0.5), 127)),
+                   ((np.float32(0.011), 127), (np.float32(0.0007), 0)), ((np.float32(1.0), 0), (np.float32(1.0), 3))]:
+        g = Q()
+        y = g.op("Quantize", g.input(x, iq), q=oq, dtype=3)
+        same(g.run(y), R.requantize(x, iq, oq, "int8"))
 
 
 # ----------------------------------------------------------------------------

@@ -144,6 +144,17 @@ def test_unary(rng, op, shape):
     assert_close(y, UNARY[op](x))
 
 
+def test_hard_swish_special_values():
+    """NaN passes, +inf stays +inf, -inf gives NaN (-inf times 0), as x * clip(x + 3, 0, 6) / 6."""
+    x = np.array([np.nan, np.inf, -np.inf, -3.0, 3.0, -1.5, 0.0, 1e30, -1e30] * 5, np.float32)
+    (y,) = run_op("HardSwish", [x])
+    with np.errstate(invalid="ignore", over="ignore"):
+        want = R.hard_swish(x)
+    assert np.array_equal(np.isnan(y), np.isnan(want)) and np.isnan(want).sum() == 10
+    ok = ~np.isnan(want)
+    np.testing.assert_allclose(y[ok], want[ok], rtol=1e-6)
+
+
 @pytest.mark.parametrize("op,fn", [("Log", R.log), ("Sqrt", R.sqrt), ("Rsqrt", R.rsqrt)])
 def test_unary_positive(rng, op, fn):
     x = np.abs(randn(rng, 3, 37)) + 0.01

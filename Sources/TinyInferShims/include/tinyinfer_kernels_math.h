@@ -8,6 +8,8 @@
 #ifndef TINYINFER_KERNELS_MATH_H
 #define TINYINFER_KERNELS_MATH_H
 
+#include <stdint.h>
+
 #pragma clang assume_nonnull begin
 
 typedef struct ti_math_kernels {
@@ -26,6 +28,12 @@ typedef struct ti_math_kernels {
   void (*_Nonnull floor)(const float *x, float *y, long n);
   void (*_Nonnull ceil)(const float *x, float *y, long n);
   void (*_Nonnull round)(const float *x, float *y, long n);
+  /* HardSwish and the int8 table lookup (issue 14: int8 against float32) */
+  /* HardSwish: x min(max(x + 3, 0), 6) / 6 as (x c) (1 / 6); NaN passes. */
+  void (*_Nonnull hard_swish)(const float *x, float *y, long n);
+  /* y[i] = t[(uint8_t)x[i] ^ 0x80] (t: 256 entries indexed by the int8
+   * value + 128) for i < n; x and y may be the same buffer. */
+  void (*_Nonnull lookup256)(const int8_t *x, int8_t *y, const int8_t *t, long n);
 } ti_math_kernels;
 
 /* The table of the chosen level (ti_cpu_level()). */

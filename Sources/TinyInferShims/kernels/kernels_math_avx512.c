@@ -3,6 +3,8 @@
 #if TI_X86
 #include "f32_common.h"
 #include "tinyinfer_kernels_math.h"
+#include <immintrin.h>
+#define TI_MATH_AVX512 1
 #define TI_FN(name) name##_avx512
 TI_LEVEL_BEGIN_AVX512
 #include "f32_math.inc"

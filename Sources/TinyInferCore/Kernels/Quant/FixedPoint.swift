@@ -418,10 +418,10 @@ func sumInt8(_ a: UnsafePointer<Int8>, _ n: Int) -> Int32 {
   return s
 }
 
-/// y[i] = table[x[i] + 128] for n int8 values (x and y may be the same buffer).
+/// y[i] = table[x[i] + 128] for n int8 values (x and y may be the same
+/// buffer): the level's C kernel (tinyinfer_kernels_math.h lookup256; 32
+/// values per step with AVX-512BW).
 @inline(__always)
 func lookup256(_ x: UnsafePointer<Int8>, _ y: UnsafeMutablePointer<Int8>, _ table: UnsafePointer<Int8>, _ n: Int) {
-  for i in 0..<n {
-    y[i] = table[Int(UInt8(bitPattern: x[i]) ^ 0x80)]
-  }
+  ti_math_kernels_get().pointee.lookup256(x, y, table, n)
 }

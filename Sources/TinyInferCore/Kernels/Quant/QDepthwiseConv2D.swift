@@ -12,10 +12,13 @@ import TinyInferShims
 /// the channels in blocks of 16 (the last block overlapping the one before
 /// when C is not a multiple of 16), accumulates each pixel's taps on 16
 /// int32 lanes (x w is exact; vpdpwssd with AVX-512 VNNI) with the zero
-/// point folded into the bias, and requantizes 16 lanes at a time. Window
-/// rows above or below the image read a row of zero points, as do taps left
-/// or right of it: with the folded zero point they add nothing. Fewer than
-/// 16 channels run the same kernels on everything padded to 16 channels
+/// point of the taps it is given folded into the bias, and requantizes 16
+/// lanes at a time. Window rows above or below the image are not given to
+/// it (left out, as the reference skips them; the 3x3 kernel runs only
+/// where all three rows are inside); taps left or right of it cancel their
+/// share of the folded bias. `dw_row` runs the pixels whose window is
+/// inside the image four at a time (one weight load, four independent
+/// accumulator chains). Fewer than 16 channels run the same kernels on everything padded to 16 channels
 /// (`bindSmall`). Other depth multipliers: each pixel's
 /// accumulators go through a scratch row, element by element, and are
 /// requantized 16 at a time. Work is split over output rows.
@@ -38,9 +41,6 @@ enum QDepthwiseConv2DKernel {
     let y: UnsafeMutablePointer<Int8>
     /// A 3x3 window without dilation (the `dw3x3_row` kernel).
     let is3x3: Bool
-    /// An input row (W * C values) of the input zero point: the window
-    /// rows above and below the image, which then contribute nothing.
-    let padRow: UnsafePointer<Int8>
     /// The level's C kernels (ti_q8_kernels), fetched at bind.
     let kernels = ti_q8_kernels_get().pointee
   }
@@ -54,19 +54,12 @@ enum QDepthwiseConv2DKernel {
     let minChunk = minChunkFor(perItem: d.ow &* kh &* kw &* cm, grain: 1 << 14)  // as the float kernel
     let is3x3 = kh == 3 && kw == 3 && d.dw == 1
     if m != 1 {
-      let padRow = try QBuffer(bytes: 64)
-      let p = Params(
-        o: o, d: d, c: c, x: o.x, w: o.w, bias: o.bias, table: o.table, y: o.y, is3x3: is3x3,
-        padRow: UnsafePointer(padRow.int8))
+      let p = Params(o: o, d: d, c: c, x: o.x, w: o.w, bias: o.bias, table: o.table, y: o.y, is3x3: is3x3)
       let accs = try QBuffer(bytes: pool.threads &* cm &* 4)
       return ConvDriver.depthwise(d, x: o.x, w: o.w, y: o.y, pool: pool, minChunk: minChunk, Taps(p: p, m: m, accs: accs))
     }
     if c < 16 { return try bindSmall(d, o, pool: pool, minChunk: minChunk, is3x3: is3x3) }
-    let padRow = try QBuffer(bytes: d.w &* c)
-    for i in 0..<(d.w &* c) { padRow.int8[i] = Int8(truncatingIfNeeded: o.xz) }
-    let p = Params(
-      o: o, d: d, c: c, x: o.x, w: o.w, bias: o.bias, table: o.table, y: o.y, is3x3: is3x3,
-      padRow: UnsafePointer(padRow.int8))
+    let p = Params(o: o, d: d, c: c, x: o.x, w: o.w, bias: o.bias, table: o.table, y: o.y, is3x3: is3x3)
     // Per-thread window row pointers (row16).
     let windowRows = try Scratch<UnsafePointer<Int8>?>(count: pool.threads &* kh)
     let rows = d.n &* d.oh
@@ -77,7 +70,7 @@ enum QDepthwiseConv2DKernel {
           QDepthwiseConv2DKernel.row16(p, row, r)
         }
       }
-      withExtendedLifetime((padRow, windowRows)) {}
+      withExtendedLifetime(windowRows) {}
     }
   }
 
@@ -117,35 +110,58 @@ enum QDepthwiseConv2DKernel {
     guard let inBytes = checkedMul(pixelsIn, 16) else { throw .unsupported("DepthwiseConv2D input too large") }
     let x16 = try QBuffer(bytes: inBytes)
     let yRows = try QBuffer(bytes: pool.threads &* rowOut)
-    let padRow = try QBuffer(bytes: d.w &* 16)
-    for i in 0..<(d.w &* 16) { padRow.int8[i] = Int8(truncatingIfNeeded: o.xz) }
     let p = Params(
       o: o, d: d, c: 16, x: UnsafePointer(x16.int8), w: UnsafePointer(w16.int8),
-      bias: bias16.map { UnsafePointer($0.int32) }, table: table16, y: yRows.int8, is3x3: is3x3,
-      padRow: UnsafePointer(padRow.int8))
+      bias: bias16.map { UnsafePointer($0.int32) }, table: table16, y: yRows.int8, is3x3: is3x3)
     let windowRows = try Scratch<UnsafePointer<Int8>?>(count: pool.threads &* d.kh)
     let (rows, kh, ow, x, y) = (d.n &* d.oh, d.kh, d.ow, o.x, o.y)
     return { () throws(TinfError) in
-      let dst = x16.int8
-      for px in 0..<pixelsIn {
-        let s = x + px &* c
-        let t = dst + px &* 16
-        for ch in 0..<c { t[ch] = s[ch] }
-      }
+      spread16(x, c: c, pixels: pixelsIn, into: x16.int8)
       forEachChunk(pool, rows, minChunk: minChunk) { chunk, range in
         let r = UnsafeMutableRawPointer(windowRows.base + chunk &* kh).assumingMemoryBound(to: UnsafePointer<Int8>.self)
         let scratch = yRows.int8 + chunk &* rowOut
         for row in range {
           QDepthwiseConv2DKernel.row16(p, row, r, into: scratch)
-          let out = y + row &* ow &* c
-          for px in 0..<ow {
-            let s = scratch + px &* 16
-            let t = out + px &* c
-            for ch in 0..<c { t[ch] = s[ch] }
-          }
+          gather16(UnsafePointer(scratch), c: c, pixels: ow, into: y + row &* ow &* c)
         }
       }
-      withExtendedLifetime((w16, bias16, x16, yRows, padRow, windowRows, table16)) {}
+      withExtendedLifetime((w16, bias16, x16, yRows, windowRows, table16)) {}
+    }
+  }
+
+  /// Pixels of c < 16 bytes at x to 16-byte pixels at t (the first c bytes
+  /// of each; the other 16 - c are the padding lanes, whose weights are
+  /// zero: what they hold adds nothing). 16 bytes are moved at once while
+  /// the load stays inside x.
+  @inline(__always)
+  static func spread16(_ x: UnsafePointer<Int8>, c: Int, pixels: Int, into t: UnsafeMutablePointer<Int8>) {
+    let (src, dst, total) = (UnsafeRawPointer(x), UnsafeMutableRawPointer(t), pixels &* c)
+    var px = 0
+    while px < pixels && px &* c &+ 16 <= total {
+      dst.storeBytes(of: src.loadUnaligned(fromByteOffset: px &* c, as: SIMD16<Int8>.self), toByteOffset: px &* 16, as: SIMD16<Int8>.self)
+      px &+= 1
+    }
+    while px < pixels {
+      for ch in 0..<c { t[px &* 16 &+ ch] = x[px &* c &+ ch] }
+      px &+= 1
+    }
+  }
+
+  /// The first c bytes of each 16-byte pixel at s to pixels of c bytes at y
+  /// (one output row: nothing past pixels * c is written). In order, 16
+  /// bytes at once while the store stays inside the row: the bytes past a
+  /// pixel's c are rewritten by the pixels after it.
+  @inline(__always)
+  static func gather16(_ s: UnsafePointer<Int8>, c: Int, pixels: Int, into y: UnsafeMutablePointer<Int8>) {
+    let (src, dst, total) = (UnsafeRawPointer(s), UnsafeMutableRawPointer(y), pixels &* c)
+    var px = 0
+    while px < pixels && px &* c &+ 16 <= total {
+      dst.storeBytes(of: src.loadUnaligned(fromByteOffset: px &* 16, as: SIMD16<Int8>.self), toByteOffset: px &* c, as: SIMD16<Int8>.self)
+      px &+= 1
+    }
+    while px < pixels {
+      for ch in 0..<c { y[px &* c &+ ch] = s[px &* 16 &+ ch] }
+      px &+= 1
     }
   }
 
@@ -188,8 +204,11 @@ enum QDepthwiseConv2DKernel {
   }
 
   /// One output row (image b = row / OH, oy = row % OH) with M = 1, C >= 16:
-  /// the window rows' input rows (the row of zero points where a window row
-  /// is outside the image) into `rows`, then one call of the row kernel.
+  /// the window rows inside the image (i0 ..< i1) into `rows`, then one call
+  /// of the row kernel. Window rows above or below the image are left out
+  /// with their weights: the kernel folds the zero point of the taps it is
+  /// given into the bias, so the result is the reference's, which skips
+  /// them. The 3x3 kernel runs when all three rows are inside.
   /// `into`: where the row goes (default: its place in `p.y`).
   @inline(never)
   static func row16(
@@ -204,19 +223,21 @@ enum QDepthwiseConv2DKernel {
     let rowStride = d.w &* c
     let ximg = p.x + b &* d.h &* rowStride
     let yrow = into ?? p.y + row &* d.ow &* c
-    for i in 0..<d.kh {
-      let iy = iy0 &+ i &* d.dh
-      rows[i] = iy >= 0 && iy < d.h ? ximg + iy &* rowStride : p.padRow
+    var (i0, i1) = (0, d.kh)
+    while i0 < d.kh && iy0 &+ i0 &* d.dh < 0 { i0 &+= 1 }
+    while i1 > i0 && iy0 &+ (i1 &- 1) &* d.dh >= d.h { i1 &-= 1 }
+    for i in i0..<i1 {
+      rows[i] = ximg + (iy0 &+ i &* d.dh) &* rowStride
     }
     let o = p.o
-    if p.is3x3 {
+    if p.is3x3 && i0 == 0 && i1 == 3 {
       p.kernels.dw3x3_row(
         rows[0], rows[1], rows[2], yrow, p.w, c, d.sw, d.padL, d.w, d.ow, p.bias, o.xz, p.table.base, p.table.stride,
         o.yz, o.lo, o.hi)
     } else {
       p.kernels.dw_row(
-        rows, d.kh, d.kw, yrow, p.w, c, d.sw, d.dw, d.padL, d.w, d.ow, p.bias, o.xz, p.table.base, p.table.stride,
-        o.yz, o.lo, o.hi)
+        rows + i0, i1 &- i0, d.kw, yrow, p.w + i0 &* d.kw &* c, c, d.sw, d.dw, d.padL, d.w, d.ow, p.bias, o.xz,
+        p.table.base, p.table.stride, o.yz, o.lo, o.hi)
     }
   }
 }

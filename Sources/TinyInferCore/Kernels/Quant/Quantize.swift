@@ -10,7 +10,7 @@ import TinyInferShims
 /// output's parameters are those its tensor entry declares.
 /// An int8/uint8/int16 input is requantized as TFLite's Quantize does:
 /// `clamp(MultiplyByQuantizedMultiplier(q - zp_in, s_in / s_out) + zp_out)`
-/// (per tensor only).
+/// (per tensor only; int8 to int8 through a 256-entry table of it).
 ///
 /// Dequantize: int8/uint8/int16/int32 -> float32, `(q - zero_point) * scale`
 /// (per tensor: computed in double and rounded once, as TFLite's Dequantize;
@@ -129,6 +129,15 @@ enum QuantizeKernel {
       let zin = xq.zeroPoints[0]
       let zout = q.zeroPoints[0]
       @inline(__always) func requant(_ v: Int32) -> Int32 { min(max(FixedPoint.mul(v &- zin, m) &+ zout, lo), hi) }
+      if x.dtype == .int8 && out.dtype == .int8 {
+        // int8 to int8 (a requantization between two ops' parameters): a
+        // 256-entry table of the same arithmetic, looked up (lookup256).
+        var table = [Int8](repeating: 0, count: 256)
+        for v in -128...127 { table[v + 128] = Int8(truncatingIfNeeded: requant(Int32(v))) }
+        let lut = try QBuffer(int8: table)
+        let (xs, ys) = (src.assumingMemoryBound(to: Int8.self), dst.assumingMemoryBound(to: Int8.self))
+        return { () throws(TinfError) in lookup256(xs, ys, UnsafePointer(lut.int8), n) }
+      }
       switch (x.dtype, out.dtype) {
       case (.int8, _): return convertInts(Int8.self, src, out.dtype, dst, n, requant)
       case (.uint8, _): return convertInts(UInt8.self, src, out.dtype, dst, n, requant)
