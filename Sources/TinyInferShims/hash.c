@@ -245,8 +245,10 @@ static uint64_t ti_u64_map_place(ti_u64_map *m, uint64_t key, uint64_t val) {
 }
 
 static int ti_u64_map_grow(ti_u64_map *m) {
+  /* No doubling past 2^40 slots, nor past what size_t holds (32-bit targets). */
+  if (m->mask > (SIZE_MAX >> 2)) return 0;
   size_t cap = m->mask ? 2 * (m->mask + 1) : TI_U64_MAP_MIN;
-  if (cap > ((size_t)1 << 40)) return 0;
+  if ((uint64_t)cap > ((uint64_t)1 << 40)) return 0;
   ti_u64_slot *slots = calloc(cap, sizeof *slots);
   if (!slots) return 0;
   ti_u64_map old = *m;
