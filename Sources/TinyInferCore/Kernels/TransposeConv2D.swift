@@ -164,7 +164,7 @@ enum TransposeConv2DKernel {
     // products of each input pixel with the tap's weight rows (gemm_abt).
     let dots = cout < 8
     let per = dots ? cout &* cin : PackedGemm.packedCount(n: cout, k: cin)
-    let packed = try Scratch<Float>(count: kh &* kw &* per)
+    let packed = try Scratch<Float>(count: dots ? 1 : kh &* kw &* per)
     let rowsOfTap = try Scratch<Float>(count: dots ? kh &* kw &* per : cout &* cin)
     for i in 0..<kh {
       for j in 0..<kw {
@@ -189,7 +189,7 @@ enum TransposeConv2DKernel {
           let yrow = y + row &* ow &* cout
           let i = (oy &+ padT) % sh
           let iy = (oy &+ padT) / sh
-          guard oy &+ padT >= 0, i < kh, iy < h else {
+          guard i < kh, iy < h else {
             fillBias(yrow, bias, cout, ow &* cout)
             clampRange(yrow, ow &* cout, act, lo, hi)
             continue

@@ -21,20 +21,17 @@ enum AffineFolding {
       let (x, cst) = constFirst ? (n.inputs[1], n.inputs[0]) : (n.inputs[0], n.inputs[1])
       guard p.data(x) == nil, let c = p.tensors[x].shape.last, c > 0, let v = values(p, cst, channels: c),
         p.tensors[n.outputs[0]].shape == p.tensors[x].shape,
-        let q = BatchNormFolding.linearProducer(p, of: x, readBy: k)?.op
+        let q = BatchNormFolding.linearProducer(p, of: x, readBy: k)
       else { continue }
-      let neg = v.map { -$0 }
       switch n.op {
       case .mul:
         try BatchNormFolding.fold(&p, k, into: q, x: x, scale: v, shift: [0], what: "Mul")
       case .add:
         try BatchNormFolding.fold(&p, k, into: q, x: x, scale: [1], shift: v, what: "Add")
       default:
-        if constFirst {
-          try BatchNormFolding.fold(&p, k, into: q, x: x, scale: [-1], shift: v, what: "Sub")
-        } else {
-          try BatchNormFolding.fold(&p, k, into: q, x: x, scale: [1], shift: neg, what: "Sub")
-        }
+        // c - x = -x + c; x - c = x + (-c).
+        try BatchNormFolding.fold(
+          &p, k, into: q, x: x, scale: [constFirst ? -1 : 1], shift: constFirst ? v : v.map { -$0 }, what: "Sub")
       }
     }
   }

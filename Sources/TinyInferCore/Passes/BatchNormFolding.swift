@@ -10,7 +10,7 @@ enum BatchNormFolding {
   static func run(_ p: inout PassGraph) throws(TinfError) {
     for k in p.nodes.indices {
       guard let bn = p.nodes[k], bn.op == .batchNorm, let x = bn.inputs.first, x >= 0,
-        let q = linearProducer(p, of: x, readBy: k)?.op
+        let q = linearProducer(p, of: x, readBy: k)
       else { continue }
       // The BatchNorm's parameters: constants.
       var params: [UnsafeMutablePointer<Float>] = []
@@ -32,9 +32,9 @@ enum BatchNormFolding {
   /// The linear op producing `x` (constant float32 weights, constant
   /// float32 bias or none, no fused activation, `x` read only by op `k`,
   /// which it then absorbs) when there is one.
-  static func linearProducer(_ p: PassGraph, of x: Int, readBy k: Int) -> (op: Int, channelLast: Bool)? {
+  static func linearProducer(_ p: PassGraph, of x: Int, readBy k: Int) -> Int? {
     guard let q = p.producer(x), let prod = p.nodes[q], p.onlyFeeds(x, k), p.isFloat(q),
-      case .linear(let channelLast, _) = prod.op.traits.family,
+      case .linear = prod.op.traits.family,
       prod.attrs[.activation] == nil || prod.attrs[.activation] == .int(0),
       prod.attrs[.weightFormat] == nil || prod.attrs[.weightFormat] == .int(0),
       prod.inputs.count >= 2, prod.inputs[1] >= 0, p.tensors[prod.inputs[1]].dtype == .float32,
@@ -44,7 +44,7 @@ enum BatchNormFolding {
       let b = prod.inputs[2]
       guard p.tensors[b].dtype == .float32, p.data(b) != nil else { return nil }
     }
-    return (q, channelLast)
+    return q
   }
 
   /// Op `q` (linearProducer) takes `scale` and `shift` per output channel
