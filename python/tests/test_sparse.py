@@ -76,6 +76,37 @@ def test_float_conv1x1_matches_numpy(rng, shape, cout, sparsity):
         assert_close(s.run(x)[0], ref, rtol=1e-5, atol=1e-5)
 
 
+# Every count of vectors of rows a tile can hold (1 to 8 vectors of 4, 8 or
+# 16 rows by level), partial vectors, more rows than one tile, and input
+# widths on both sides of the large-k split (two passes of at most 4 vectors).
+TILE_ROWS = [2, 5, 17, 31, 47, 50, 66, 81, 97, 113, 127, 128, 129, 200, 257]
+
+
+@pytest.mark.parametrize("k", [24, 130])
+def test_float_tiles_of_every_row_count_match_numpy(rng, k):
+    w = sparse_weights(rng, (37, k), 0.8)
+    b = rng.standard_normal(37).astype(np.float32)
+    for m in TILE_ROWS:
+        x = rng.standard_normal((m, k)).astype(np.float32)
+        ref = np.clip(x.astype(np.float64) @ w.T.astype(np.float64) + b, 0, 6)
+        with tinyinfer.load(fc_model(w, b, m, act=2), sparse="always") as s:
+            assert sparse_ops(s)
+            assert_close(s.run(x)[0], ref, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("k", [24, 130])
+def test_int8_tiles_of_every_row_count_equal_dense(rng, tmp_path, k):
+    w = sparse_weights(rng, (21, k), 0.8)
+    b = rng.standard_normal(21).astype(np.float32)
+    for m in TILE_ROWS[::2]:
+        data = fc_model(w, b, m, act=1)
+        q = quantized(data, rng.standard_normal((4 * m, k)).astype(np.float32), tmp_path)
+        x = rng.standard_normal((m, k)).astype(np.float32)
+        with tinyinfer.load(q, sparse="always") as s, tinyinfer.load(q, sparse=False) as d:
+            assert sparse_ops(s) and not sparse_ops(d)
+            np.testing.assert_array_equal(s.run(x)[0], d.run(x)[0])
+
+
 def quantized(data, calib, tmp_path):
     src = tmp_path / "f.tinf"
     src.write_bytes(data)

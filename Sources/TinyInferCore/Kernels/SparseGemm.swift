@@ -86,7 +86,7 @@ enum SparseGemm {
   /// When the sparse kernels replace the dense ones, measured with
   /// bench/sparse_kernels.py on x86-64 (AVX-512 and AVX2): the tiled float32
   /// kernel of many rows (1x1 convolutions, batches) wins from about 70%
-  /// zeros (1.5 to 2x at 80%, 1.6 to 2.8x at 90% at AVX-512); the one-row
+  /// zeros (1.5 to 2.5x at 80%, 2.5 to 3.7x at 90% at AVX-512); the one-row
   /// float32 kernel (a batch-1 FullyConnected, a GEMV) gathers one input per
   /// nonzero and wins only at 90% zeros on weights too large for the L2
   /// cache, losing to the dense GEMV on weights that stay in cache. The int8
