@@ -732,3 +732,77 @@ def test_c_api_argument_checks(models):
         assert n.value == 3
         q.close()
     L.tinf_quantizer_free(None)
+
+
+def _heavy_tailed_fc(rng):
+    """A small FC model followed by Relu6."""
+    g = tinyinfer.GraphBuilder("tails")
+    x = g.input("x", (1, 32))
+    g.output(g.op("FullyConnected", x, g.const("w", rng.standard_normal((8, 32)).astype(np.float32) * 0.3),
+                  g.const("b", rng.standard_normal(8).astype(np.float32) * 0.1), activation=3))
+    return g.to_bytes()
+
+
+class _ScoredQuantizer:
+    """Stands in for Quantizer in _choose_method: each method's output
+    (signal, noise) sums are given; records the calls."""
+
+    def __init__(self, errors):
+        self.errors, self.calls, self.method = errors, [], None
+
+    def set_method(self, m, percentile=99.99):
+        self.method = m
+        self.calls.append(("set_method", m))
+
+    def finish(self):
+        self.calls.append(("finish", self.method))
+
+    def compare(self, xs):
+        self.calls.append(("compare", self.method))
+
+    def output_error(self, o):
+        return self.errors[self.method][o]
+
+
+@pytest.mark.parametrize("errors,expect", [
+    # (signal, noise) per output: the worst output decides; mse needs 1 dB more than minmax.
+    ({"minmax": [(100.0, 1.0), (100.0, 10.0)], "mse": [(100.0, 1.0), (100.0, 2.0)]}, "mse"),     # 10 vs 17 dB
+    ({"minmax": [(100.0, 1.0)], "mse": [(100.0, 0.85)]}, "minmax"),                             # +0.7 dB only
+    ({"minmax": [(100.0, 1.0)], "mse": [(100.0, 0.5)]}, "mse"),                                 # +3 dB
+    ({"minmax": [(100.0, 0.0)], "mse": [(100.0, 0.0)]}, "minmax"),                              # both exact
+    ({"minmax": [(100.0, 50.0)], "mse": [(0.0, 1.0)]}, "minmax"),                               # -inf for mse
+])
+def test_auto_method_choice_from_the_worst_output(errors, expect):
+    from tinyinfer.quantize import _choose_method
+    q, scores = _ScoredQuantizer(errors), {}
+    sets = [[np.zeros(1)]] * 3
+    assert _choose_method(q, sets, len(errors["minmax"]), scores) == expect
+    assert list(scores) == ["minmax", "mse"]
+    assert scores["minmax"] == min(sqnr_db(*e) for e in errors["minmax"])
+    # Each candidate: set, finish, then every set compared once.
+    assert q.calls == [c for m in ("minmax", "mse") for c in [("set_method", m), ("finish", m)] +
+                       [("compare", m)] * 3]
+
+
+def test_auto_method_is_the_default_and_reports_its_scores(rng):
+    data = _heavy_tailed_fc(rng)
+    calib = list(rng.standard_normal((32, 1, 32)).astype(np.float32))
+    auto = tinyinfer.quantize(data, mode="int8-static", calib=calib)
+    assert auto.method in ("minmax", "mse") and set(auto.method_scores) == {"minmax", "mse"}
+    assert "auto: minmax" in str(auto)
+    # The model is exactly the chosen method's.
+    assert auto.data == tinyinfer.quantize(data, mode="int8-static", calib=calib, method=auto.method).data
+
+
+def test_auto_method_keeps_minmax_unless_another_is_clearly_better(rng):
+    data = _heavy_tailed_fc(rng)
+    calib = list(rng.uniform(-1, 1, (32, 1, 32)).astype(np.float32))   # no tails: nothing to clip
+    auto = tinyinfer.quantize(data, mode="int8-static", calib=calib)
+    s = auto.method_scores
+    assert auto.method == ("mse" if s["mse"] >= s["minmax"] + 1.0 else "minmax")
+    assert auto.data == tinyinfer.quantize(data, mode="int8-static", calib=calib, method=auto.method).data
+    # Other modes have no activation ranges: no method, nothing scored.
+    dyn = tinyinfer.quantize(data, mode="int8-dynamic")
+    assert dyn.method is None and not dyn.method_scores
+    with pytest.raises(tinyinfer.InvalidArgumentError, match="unknown method"):
+        tinyinfer.quantize(data, mode="int8-static", calib=calib, method="median")

@@ -14,7 +14,7 @@ arguments); --debug shows the Python traceback instead.
   run MODEL.tinf --input DIR_OR_FILE --output FILE [--memory-budget 256MB]   stream a data set in batches
   info                                      library version, file, and the CPU level its kernels run at
   quantize SRC.tinf -o DST.tinf --mode fp16|int8-dynamic|int8-static|int4 [--calib FILE.npy|.npz|DIR]
-           [--method minmax|percentile|mse|entropy] [--report] [--max-accuracy-drop X] [--min-sqnr DB] [--force-int8]
+           [--method auto|minmax|percentile|mse|entropy] [--report] [--max-accuracy-drop X] [--min-sqnr DB] [--force-int8]
   cache ls|clear                            the conversion cache of tinyinfer.load (docs/migrating.md)
   prune SRC.tinf -o DST.tinf --method magnitude|wanda|nm [--sparsity 0.8] [--pattern 2:4] [--calib FILE]
   distill TEACHER --student mlp:HIDDEN[,HIDDEN] --data X.npy [--labels Y.npy] -o STUDENT.tinf
@@ -340,7 +340,7 @@ def main(argv=None) -> int:
     qz.add_argument("--mode", required=True, choices=["fp16", "int8-dynamic", "int8-static", "int4"])
     qz.add_argument("--calib", help="representative inputs: .npy, .npz (input names, or x and y) or a directory of .npy")
     qz.add_argument("--labels", help=".npy of labels for --calib (for --max-accuracy-drop)")
-    qz.add_argument("--method", default="minmax", choices=["minmax", "percentile", "mse", "entropy"])
+    qz.add_argument("--method", default="auto", choices=["auto", "minmax", "percentile", "mse", "entropy"])
     qz.add_argument("--percentile", type=float, default=99.99)
     qz.add_argument("--report", action="store_true", help="per-layer SQNR vs float32 on the calibration data")
     qz.add_argument("--max-accuracy-drop", type=float, help="keep sensitive layers float32 (needs labels)")

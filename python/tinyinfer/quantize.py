@@ -60,6 +60,14 @@ def _method_code(method: str) -> int:
     return METHODS[key]
 
 
+# method="auto" (int8-static): the candidates, the calibration sets that
+# score them, and how much better (dB of the worst output's SQNR) another
+# candidate must be than minmax (TFLite's ranges) to be chosen.
+AUTO_METHODS = ("minmax", "mse")
+AUTO_MAX_SETS = 32
+AUTO_MARGIN_DB = 1.0
+
+
 class Quantizer(OwnedHandle):
     """The library's quantizer over a loaded model (a thin wrapper of
     tinf_quantizer_*). Most users call `tinyinfer.quantize` instead."""
@@ -375,12 +383,17 @@ class QuantizeResult:
     accuracy: Optional[float] = None
     budget_met: Optional[bool] = None       # None: no max_accuracy_drop / min_sqnr asked
     dst: Optional[str] = None
+    # method="auto": each candidate's worst output SQNR (dB) on the calibration data.
+    method_scores: dict = field(default_factory=dict)
 
     def __str__(self) -> str:
         ratio = self.dst_bytes / self.src_bytes if self.src_bytes else 0
         head = f"quantized: {self.mode}"
         if self.mode == "int8-static":
             head += f", method {self.method}, {self.samples} calibration samples"
+            if self.method_scores:
+                head += " (auto: " + ", ".join(f"{m} {v:.1f} dB" for m, v in self.method_scores.items()) + \
+                    " worst output SQNR on the calibration data)"
         lines = [head, f"  size: {self.src_bytes:,} -> {self.dst_bytes:,} bytes ({ratio:.1%})"]
         if self.layers:
             w = max(12, min(48, max(len(l.name) for l in self.layers)))
@@ -411,6 +424,20 @@ class QuantizeResult:
 
 
 # -- the entry point ---------------------------------------------------------------
+
+def _choose_method(q: Quantizer, sets, n_outputs: int, scores: dict) -> str:
+    """method="auto": each candidate's worst output SQNR on `sets` into
+    `scores`; minmax unless another candidate beats it by AUTO_MARGIN_DB."""
+    for m in AUTO_METHODS:
+        q.set_method(m)
+        q.finish()
+        for xs in sets:
+            q.compare(xs)
+        worst = min(sqnr_db(*q.output_error(o)) for o in range(n_outputs))
+        scores[m] = float("-inf") if np.isnan(worst) else worst
+    best = max(AUTO_METHODS, key=lambda m: scores[m])
+    return best if scores[best] >= scores["minmax"] + AUTO_MARGIN_DB else "minmax"
+
 
 def _accuracy(model_bytes_or_model, sets, label_sets) -> float:
     m = model_bytes_or_model if isinstance(model_bytes_or_model, Model) else Model(model_bytes_or_model)
@@ -481,7 +508,7 @@ def _float16_weights_widened(model: Model, src) -> Optional[bytes]:
     return write_graph(meta, tensors, g_in, [alias.get(t, t) for t in g_out], kept, widened)
 
 
-def quantize(src, dst=None, mode: str = "int8-dynamic", calib=None, method: str = "minmax",
+def quantize(src, dst=None, mode: str = "int8-dynamic", calib=None, method: str = "auto",
              percentile: float = 99.99, report: bool = False, max_accuracy_drop: Optional[float] = None,
              min_sqnr: Optional[float] = None, keep_float: Iterable[str] = (), progress: Optional[bool] = None,
              verbose: bool = False, force_int8: bool = False) -> QuantizeResult:
@@ -494,7 +521,11 @@ def quantize(src, dst=None, mode: str = "int8-dynamic", calib=None, method: str 
     calib: representative inputs (see `calibration_sets`); `(x, y)` adds
         labels for `max_accuracy_drop`.
     method: activation ranges for int8-static: minmax, percentile (with
-        `percentile`, 99.99 by default), mse or entropy.
+        `percentile`, 99.99 by default), mse or entropy; "auto" (the
+        default) quantizes with minmax and with mse, runs both on (up to 32
+        of) the calibration sets and keeps mse only when its worst output
+        SQNR is at least 1 dB higher (`method` and `method_scores` of the
+        result say what was chosen and why).
     report: print the per-layer SQNR of each quantized layer's output vs
         float32 on the calibration data.
     max_accuracy_drop / min_sqnr: mixed precision: keep the most sensitive
@@ -542,9 +573,12 @@ def quantize(src, dst=None, mode: str = "int8-dynamic", calib=None, method: str 
             raise InvalidArgumentError("report and mixed precision need calibration data (calib=...)")
         show = progress if progress is not None else (sets is not None and len(sets) >= 100)
 
+        auto_method = str(method).lower() == "auto"
+        if not auto_method:
+            _method_code(method)
         q = Quantizer(model, mode)
         try:
-            q.set_method(method, percentile)
+            q.set_method("minmax" if auto_method else method, percentile)
             q.set_auto_float(not force_int8)
             if mode == "int8-static":
                 for xs in _progress(sets, "calibrating", show):
@@ -553,10 +587,15 @@ def quantize(src, dst=None, mode: str = "int8-dynamic", calib=None, method: str 
             for i, l in enumerate(layers):
                 if l["name"] in keep_float or l["op_index"] in keep_float:
                     q.keep_float(i)
+            scores = {}
+            if auto_method and mode == "int8-static":
+                method = _choose_method(q, sets[:AUTO_MAX_SETS], len(model.outputs), scores)
+                q.set_method(method, percentile)
             data = q.finish()
             auto = {i for i in range(len(layers)) if q.float_reason(i) is not None}
             result = QuantizeResult(mode=mode, method=method if mode == "int8-static" else None,
-                                    src_bytes=src_bytes, dst_bytes=len(data), samples=q.samples)
+                                    src_bytes=src_bytes, dst_bytes=len(data), samples=q.samples,
+                                    method_scores=scores)
 
             def measure(desc):
                 for xs in _progress(sets, desc, show):
