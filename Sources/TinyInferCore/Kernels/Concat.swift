@@ -54,6 +54,9 @@ enum ConcatKernel {
       offset &+= x.shape[axis]
     }
     let d = ctx.outputData[0]
+    if let rows = RowCopies(copies, sources) {
+      return { () throws(TinfError) in rows.run(d) }
+    }
     let pool = ctx.pool
     return { () throws(TinfError) in
       for i in 0..<copies.count { copies[i].run(sources[i], d, pool) }
