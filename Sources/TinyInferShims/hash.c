@@ -217,24 +217,16 @@ static ti_hash_fn ti_hash_chosen(int quick) {
   return f;
 }
 
-uint64_t ti_hash64(const void *data, size_t size, uint64_t seed) {
-  const unsigned char *p = (const unsigned char *)data;
-  return ti_hash_chosen(0)(p, p ? size : 0, size, seed);
-}
-
+/* (data may be NULL when size is 0: nothing is read, the size still enters the finish) */
+uint64_t ti_hash64(const void *data, size_t size, uint64_t seed) { return ti_hash_chosen(0)(data, data ? size : 0, size, seed); }
 uint64_t ti_hash64_reference(const void *data, size_t size, uint64_t seed) {
-  const unsigned char *p = (const unsigned char *)data;
-  return ti_hash_scalar(p, p ? size : 0, size, seed, 0);
+  return ti_hash_scalar(data, data ? size : 0, size, seed, 0);
 }
-
 uint64_t ti_hash64_quick(const void *data, size_t size, uint64_t seed) {
-  const unsigned char *p = (const unsigned char *)data;
-  return ti_hash_chosen(1)(p, p ? size : 0, size, seed);
+  return ti_hash_chosen(1)(data, data ? size : 0, size, seed);
 }
-
 uint64_t ti_hash64_quick_reference(const void *data, size_t size, uint64_t seed) {
-  const unsigned char *p = (const unsigned char *)data;
-  return ti_hash_scalar(p, p ? size : 0, size, seed, 1);
+  return ti_hash_scalar(data, data ? size : 0, size, seed, 1);
 }
 
 int ti_bytes_equal(const void *a, const void *b, size_t size) { return size == 0 || memcmp(a, b, size) == 0; }
