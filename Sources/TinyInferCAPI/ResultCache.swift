@@ -70,7 +70,7 @@ enum ResultLookup {
 /// exclusivity checks), so that a miss, the common case of a workload
 /// without repeats, costs the hash of the inputs, the lock and a few probes
 /// (issue 18's budget: under 2% of a 4 us run), and the remembered keys
-/// table is read after the run, its two lines prefetched before.
+/// table is read after the run, its line prefetched before.
 final class ResultCacheObject {
   let maxBytes: Int
   let admitRepeat: Bool

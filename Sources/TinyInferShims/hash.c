@@ -310,16 +310,10 @@ int ti_u64_map_put(ti_u64_map *m, uint64_t key, uint64_t val, uint64_t *old) {
   return 1;
 }
 
-uint64_t ti_u64_map_remove(ti_u64_map *m, uint64_t key) {
-  if (m->count == 0) return 0;
-  size_t i = ti_u64_map_home(m, key);
-  for (;; i = (i + 1) & m->mask) {
-    if (m->slots[i].val == 0) return 0;
-    if (m->slots[i].key == key) break;
-  }
-  uint64_t v = m->slots[i].val;
-  /* backward shift: move each later entry of the run whose home is not in
-   * (i, j] into the hole */
+/* Empties slot i (occupied): backward shift, moving each later entry of the
+ * run whose home is not in (i, j] into the hole; entries only move toward
+ * i, never past it. */
+static void ti_u64_map_delete_at(ti_u64_map *m, size_t i) {
   for (size_t j = i;;) {
     j = (j + 1) & m->mask;
     if (m->slots[j].val == 0) break;
@@ -331,14 +325,27 @@ uint64_t ti_u64_map_remove(ti_u64_map *m, uint64_t key) {
   }
   m->slots[i].val = 0;
   m->count--;
+}
+
+uint64_t ti_u64_map_remove(ti_u64_map *m, uint64_t key) {
+  if (m->count == 0) return 0;
+  size_t i = ti_u64_map_home(m, key);
+  for (;; i = (i + 1) & m->mask) {
+    if (m->slots[i].val == 0) return 0;
+    if (m->slots[i].key == key) break;
+  }
+  uint64_t v = m->slots[i].val;
+  ti_u64_map_delete_at(m, i);
   return v;
 }
 
 /* -- ti_seen_ring ------------------------------------------------------------
- * A miss touches two random cache lines of the map: the new hash's home (read,
- * then written) and the home of the key that leaves the window (removed
- * there, so the map holds the live keys alone: at most `max`, no stale
- * entries, no sweeps); both are known before the run and prefetched then. */
+ * A miss touches one random cache line of the map (the new hash's home, read
+ * then written; prefetched before the model runs); the remembered key that
+ * leaves the window is not looked up (its entry goes stale, told by its
+ * number), and stale entries are swept out in place, in one sequential pass,
+ * once the map holds 2 max entries (the map keeps its capacity: no
+ * allocation, no rehash of the live keys). */
 void ti_seen_ring_init(ti_seen_ring *r, size_t max) {
   memset(r, 0, sizeof *r);
   r->max = max ? max : 1;
@@ -347,63 +354,59 @@ void ti_seen_ring_init(ti_seen_ring *r, size_t max) {
 void ti_seen_ring_clear(ti_seen_ring *r) {
   size_t max = r->max;
   ti_u64_map_free(&r->map);
-  free(r->keys);
   free(r->taken);
   ti_seen_ring_init(r, max);
 }
 
-static inline const ti_u64_slot *ti_seen_ring_home(const ti_u64_slot *slots, int shift, size_t mask, uint64_t h) {
-  return slots + (((size_t)((h * 0x9E3779B97F4A7C15ULL) >> shift)) & mask);
+/* Removes the entries out of the window (numbers < sequence - max). The scan
+ * starts after an empty slot (the map is at most half full), so no run wraps
+ * past its start, and a deletion only moves later entries of the run back
+ * into the slot being scanned, which is looked at again. */
+static void ti_seen_ring_sweep(ti_seen_ring *r) {
+  ti_u64_map *m = &r->map;
+  uint64_t floor = r->sequence > r->max ? r->sequence - r->max : 0;
+  size_t start = 0;
+  while (m->slots[start].val != 0) start++;
+  for (size_t k = 1; k <= m->mask; k++) {
+    size_t i = (start + k) & m->mask;
+    while (m->slots[i].val != 0 && m->slots[i].val - 1 < floor) ti_u64_map_delete_at(m, i);
+  }
 }
 
 void ti_seen_ring_prefetch(const ti_seen_ring *r, uint64_t h) {
-  /* without the caller's lock: a stale pointer or key only makes a useless
-   * prefetch (prefetches never fault); the leaving key is read from the
-   * window slot the next remembered key will take */
+  /* without the caller's lock: a stale pointer only makes a useless prefetch (prefetches never fault) */
   ti_u64_slot *slots = __atomic_load_n(&r->map.slots, __ATOMIC_RELAXED);
   int shift = __atomic_load_n(&r->map.shift, __ATOMIC_RELAXED);
   size_t mask = __atomic_load_n(&r->map.mask, __ATOMIC_RELAXED);
-  if (!slots) return;
-  __builtin_prefetch(ti_seen_ring_home(slots, shift, mask, h), 1);
-  uint64_t *keys = __atomic_load_n(&r->keys, __ATOMIC_RELAXED);
-  size_t next = __atomic_load_n(&r->next, __ATOMIC_RELAXED);
-  if (keys && __atomic_load_n(&r->sequence, __ATOMIC_RELAXED) >= r->max && next < r->max)
-    __builtin_prefetch(ti_seen_ring_home(slots, shift, mask, __atomic_load_n(&keys[next], __ATOMIC_RELAXED)), 1);
+  if (slots) __builtin_prefetch(slots + (((size_t)((h * 0x9E3779B97F4A7C15ULL) >> shift)) & mask), 1);
 }
 
 int ti_seen_ring_take_or_remember(ti_seen_ring *r, uint64_t h) {
+  uint64_t n = r->max;
   uint64_t v = ti_u64_map_get(&r->map, h);
-  if (v != 0) { /* remembered (the map holds the window's keys alone): its repeat */
+  if (v != 0 && v - 1 + n >= r->sequence) { /* remembered within the window: its repeat */
     ti_u64_map_remove(&r->map, h);
-    r->taken[v - 1] = 1;
+    r->taken[(v - 1) % n] = 1;
     r->live--;
     return 1;
   }
   size_t slot = r->next;
-  if (r->sequence >= r->max) {
-    if (!r->taken[slot]) { /* the key remembered max ago leaves the window */
-      ti_u64_map_remove(&r->map, r->keys[slot]);
-      r->live--;
-    }
+  if (r->sequence >= n) {
+    if (!r->taken[slot]) r->live--; /* the key remembered max ago leaves the window */
   } else if (slot >= r->capacity) {
     size_t cap = r->capacity ? 2 * r->capacity : 64;
     if (cap > r->max) cap = r->max;
-    uint64_t *keys = realloc(r->keys, cap * sizeof *keys);
-    if (!keys) return 0; /* out of memory: not remembered */
-    r->keys = keys;
-    unsigned char *taken = realloc(r->taken, cap);
-    if (!taken) return 0;
-    r->taken = taken;
+    unsigned char *grown = realloc(r->taken, cap);
+    if (!grown) return 0; /* out of memory: not remembered */
+    r->taken = grown;
     r->capacity = cap;
   }
-  r->keys[slot] = h;
+  int stored = ti_u64_map_put(&r->map, h, r->sequence + 1, NULL);
+  r->taken[slot] = !stored; /* out of memory: the window moves on without h */
   r->sequence++;
-  r->next = slot + 1 == r->max ? 0 : slot + 1;
-  if (!ti_u64_map_put(&r->map, h, slot + 1, NULL)) { /* out of memory: the window moves on without h */
-    r->taken[slot] = 1;
-    return 0;
-  }
-  r->taken[slot] = 0;
+  r->next = slot + 1 == n ? 0 : slot + 1;
+  if (!stored) return 0;
   r->live++;
+  if (r->map.count >= 64 && r->map.count >= 2 * r->max) ti_seen_ring_sweep(r);
   return 0;
 }

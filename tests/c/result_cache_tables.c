@@ -9,8 +9,8 @@
  *   quick hash, and no two of those changes give the same value;
  * - ti_seen_ring against a plain model of its window (a key remembered
  *   among the last `max` remembered ones is taken; else remembered), for
- *   several windows: its answers, its live count, and a map holding the live
- *   keys alone.
+ *   several windows: its answers, its live count, and a map holding at most
+ *   2 max keys (live and stale) and the live ones alone after each sweep.
  * Prints "ok" last; exits 1 with the failed check. */
 #include "tinyinfer_cpu.h"
 #include "tinyinfer_hash.h"
@@ -37,16 +37,24 @@ static int check_ring(size_t max, int keys, int steps) {
   long *number = malloc(sizeof(long) * keys); /* its number among the remembered, or -1 */
   for (int i = 0; i < keys; i++) number[i] = -1;
   long count = 0;
+  int sweeps = 0;
+  size_t bound = 2 * max > 64 ? 2 * max : 64;
   for (int step = 0; step < steps; step++) {
     int i = (int)(rng() % (uint64_t)keys);
     uint64_t h = (uint64_t)i * 0x9E3779B97F4A7C15ULL; /* key 0 hashes to 0: a valid key */
     int expect = number[i] >= 0 && number[i] >= count - (long)max;
+    size_t before = r.map.count;
     int got = ti_seen_ring_take_or_remember(&r, h);
     if (expect) number[i] = -1;
     else number[i] = count++;
     size_t live = 0;
     for (int j = 0; j < keys; j++) live += number[j] >= 0 && number[j] >= count - (long)max;
-    if (got != expect || live != r.live || r.map.count != r.live) {
+    /* the map: the live keys and stale ones, at most max(2 max, 64); a
+     * remembering that did not grow it swept it, leaving the live keys alone */
+    int swept = !got && r.map.count < before; /* (replacing a stale entry keeps the count) */
+    sweeps += swept;
+    if (got != expect || live != r.live || r.map.count < r.live || r.map.count > bound ||
+        (swept && r.map.count != r.live)) {
       printf("seen ring (max %zu): step %d key %d: got %d live %zu map %zu, expected %d live %zu\n", max, step, i, got,
              r.live, r.map.count, expect, live);
       return 0;
@@ -59,6 +67,10 @@ static int check_ring(size_t max, int keys, int steps) {
   }
   ti_seen_ring_clear(&r);
   free(number);
+  if (sweeps == 0 && (size_t)keys > bound) { /* more keys than the bound: it must have swept */
+    printf("seen ring (max %zu): never swept\n", max);
+    return 0;
+  }
   return 1;
 }
 
@@ -96,7 +108,7 @@ int main(void) {
       printf("two single-bit changes of a %d-byte input share a quick hash\n", N);
       return 1;
     }
-  if (!check_ring(1, 4, 2000) || !check_ring(3, 10, 4000) || !check_ring(8, 40, 20000) || !check_ring(64, 300, 40000))
+  if (!check_ring(1, 4, 2000) || !check_ring(3, 10, 4000) || !check_ring(5, 1000, 4000) || !check_ring(8, 40, 20000) || !check_ring(64, 300, 40000))
     return 1;
   free(flips);
   free(data);

@@ -50,17 +50,16 @@ uint64_t ti_u64_map_remove(ti_u64_map *m, uint64_t key);
 
 /* The keys seen once and not yet again among the `max` most recently
  * remembered (the admission "repeat" of tinf_result_cache). A map from each
- * live hash to 1 + its window slot (its number in the order remembered,
- * mod max), and per window slot the hash remembered there and a flag for a key that came
- * again (so `live` counts exactly); a key that leaves the window without
- * coming again is removed from the map then. Not thread-safe (callers lock),
- * except ti_seen_ring_prefetch. Init before use; clear frees the memory and
- * empties it. */
+ * hash to 1 + its number in the order remembered; an entry whose number is
+ * max or more behind is stale (as if absent) and swept out (in place) when
+ * the map holds 2 max entries; per window slot (number % max) a flag for a
+ * key that came again (so `live` counts exactly). Not thread-safe (callers
+ * lock), except ti_seen_ring_prefetch. Init before use; clear frees the
+ * memory and empties it. */
 typedef struct ti_seen_ring {
   ti_u64_map map;
-  uint64_t *keys;       /* per slot: the hash remembered there */
   unsigned char *taken; /* per slot: 1 when its key came again (or was never stored) */
-  size_t capacity;      /* of keys and taken, grown up to max */
+  size_t capacity;      /* of taken, grown up to max */
   size_t max;
   uint64_t sequence;    /* the next number */
   size_t next;          /* its slot: sequence % max */
@@ -71,7 +70,7 @@ void ti_seen_ring_clear(ti_seen_ring *r);
 /* 1 when h was remembered in the window (it is forgotten now: this is its
  * repeat); else 0, and h is remembered (unless out of memory). */
 int ti_seen_ring_take_or_remember(ti_seen_ring *r, uint64_t h);
-/* Starts fetching the memory ti_seen_ring_take_or_remember(r, h) will touch
+/* Starts fetching the memory ti_seen_ring_take_or_remember(r, h) will read
  * (may be called without the lock that guards r). */
 void ti_seen_ring_prefetch(const ti_seen_ring *r, uint64_t h);
 #endif
