@@ -310,10 +310,16 @@ int ti_u64_map_put(ti_u64_map *m, uint64_t key, uint64_t val, uint64_t *old) {
   return 1;
 }
 
-/* Empties slot i (occupied): backward shift, moving each later entry of the
- * run whose home is not in (i, j] into the hole; entries only move toward
- * i, never past it. */
-static void ti_u64_map_delete_at(ti_u64_map *m, size_t i) {
+uint64_t ti_u64_map_remove(ti_u64_map *m, uint64_t key) {
+  if (m->count == 0) return 0;
+  size_t i = ti_u64_map_home(m, key);
+  for (;; i = (i + 1) & m->mask) {
+    if (m->slots[i].val == 0) return 0;
+    if (m->slots[i].key == key) break;
+  }
+  uint64_t v = m->slots[i].val;
+  /* backward shift: move each later entry of the run whose home is not in
+   * (i, j] into the hole */
   for (size_t j = i;;) {
     j = (j + 1) & m->mask;
     if (m->slots[j].val == 0) break;
@@ -325,17 +331,6 @@ static void ti_u64_map_delete_at(ti_u64_map *m, size_t i) {
   }
   m->slots[i].val = 0;
   m->count--;
-}
-
-uint64_t ti_u64_map_remove(ti_u64_map *m, uint64_t key) {
-  if (m->count == 0) return 0;
-  size_t i = ti_u64_map_home(m, key);
-  for (;; i = (i + 1) & m->mask) {
-    if (m->slots[i].val == 0) return 0;
-    if (m->slots[i].key == key) break;
-  }
-  uint64_t v = m->slots[i].val;
-  ti_u64_map_delete_at(m, i);
   return v;
 }
 
@@ -343,9 +338,9 @@ uint64_t ti_u64_map_remove(ti_u64_map *m, uint64_t key) {
  * A miss touches one random cache line of the map (the new hash's home, read
  * then written; prefetched before the model runs); the remembered key that
  * leaves the window is not looked up (its entry goes stale, told by its
- * number), and stale entries are swept out in place, in one sequential pass,
- * once the map holds 2 max entries (the map keeps its capacity: no
- * allocation, no rehash of the live keys). */
+ * number), and stale entries are swept out in place, in two sequential
+ * passes, once the map holds 2 max entries (the map keeps its capacity: no
+ * allocation). */
 void ti_seen_ring_init(ti_seen_ring *r, size_t max) {
   memset(r, 0, sizeof *r);
   r->max = max ? max : 1;
@@ -358,18 +353,31 @@ void ti_seen_ring_clear(ti_seen_ring *r) {
   ti_seen_ring_init(r, max);
 }
 
-/* Removes the entries out of the window (numbers < sequence - max). The scan
- * starts after an empty slot (the map is at most half full), so no run wraps
- * past its start, and a deletion only moves later entries of the run back
- * into the slot being scanned, which is looked at again. */
+/* Removes the entries out of the window (numbers < sequence - max) in two
+ * sequential passes: empty the stale slots, then put every kept entry back
+ * at the first empty slot from its home (never past where it was). The
+ * second pass starts after a slot that was empty before the first (the map
+ * is at most half full), so no run crosses its start and each kept entry's
+ * home lies between that start and the entry: the entries already put back
+ * stay reachable. */
 static void ti_seen_ring_sweep(ti_seen_ring *r) {
   ti_u64_map *m = &r->map;
   uint64_t floor = r->sequence > r->max ? r->sequence - r->max : 0;
   size_t start = 0;
   while (m->slots[start].val != 0) start++;
+  for (size_t i = 0; i <= m->mask; i++)
+    if (m->slots[i].val != 0 && m->slots[i].val - 1 < floor) {
+      m->slots[i].val = 0;
+      m->count--;
+    }
   for (size_t k = 1; k <= m->mask; k++) {
     size_t i = (start + k) & m->mask;
-    while (m->slots[i].val != 0 && m->slots[i].val - 1 < floor) ti_u64_map_delete_at(m, i);
+    if (m->slots[i].val == 0) continue;
+    ti_u64_slot e = m->slots[i];
+    m->slots[i].val = 0;
+    size_t j = ti_u64_map_home(m, e.key);
+    while (m->slots[j].val != 0) j = (j + 1) & m->mask;
+    m->slots[j] = e;
   }
 }
 

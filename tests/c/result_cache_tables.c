@@ -9,7 +9,7 @@
  *   quick hash, and no two of those changes give the same value;
  * - ti_seen_ring against a plain model of its window (a key remembered
  *   among the last `max` remembered ones is taken; else remembered), for
- *   several windows: its answers, its live count, and a map holding at most
+ *   several windows, keys spread or crowded at the ends of the table: its answers, its live count, and a map holding at most
  *   2 max keys (live and stale) and the live ones alone after each sweep.
  * Prints "ok" last; exits 1 with the failed check. */
 #include "tinyinfer_cpu.h"
@@ -31,7 +31,19 @@ static uint64_t rng(void) {
   return rng_state;
 }
 
-static int check_ring(size_t max, int keys, int steps) {
+/* The key of number i: spread (i times an odd constant), or crowded: homes
+ * at the map's first slot and its last ones (the last three of 256 slots,
+ * the last of fewer), so that runs wrap around the end of the table. */
+static uint64_t ring_key(int i, int crowded) {
+  if (!crowded) return (uint64_t)i * 0x9E3779B97F4A7C15ULL; /* key 0 hashes to 0: a valid key */
+  uint64_t c = 0x9E3779B97F4A7C15ULL, inv = c; /* the map's multiplier and its inverse mod 2^64 */
+  for (int k = 0; k < 6; k++) inv *= 2 - c * inv;
+  uint64_t low = (uint64_t)(i / 4) << 20;
+  static const uint64_t tops[4] = {0, 0xFF, 0xFE, 0xFD}; /* homes 0, then the last slots (of 256 and more) */
+  return ((tops[i % 4] << 56) | low) * inv;
+}
+
+static int check_ring(size_t max, int keys, int steps, int crowded) {
   ti_seen_ring r;
   ti_seen_ring_init(&r, max);
   long *number = malloc(sizeof(long) * keys); /* its number among the remembered, or -1 */
@@ -41,7 +53,7 @@ static int check_ring(size_t max, int keys, int steps) {
   size_t bound = 2 * max > 64 ? 2 * max : 64;
   for (int step = 0; step < steps; step++) {
     int i = (int)(rng() % (uint64_t)keys);
-    uint64_t h = (uint64_t)i * 0x9E3779B97F4A7C15ULL; /* key 0 hashes to 0: a valid key */
+    uint64_t h = ring_key(i, crowded);
     int expect = number[i] >= 0 && number[i] >= count - (long)max;
     size_t before = r.map.count;
     int got = ti_seen_ring_take_or_remember(&r, h);
@@ -108,7 +120,9 @@ int main(void) {
       printf("two single-bit changes of a %d-byte input share a quick hash\n", N);
       return 1;
     }
-  if (!check_ring(1, 4, 2000) || !check_ring(3, 10, 4000) || !check_ring(5, 1000, 4000) || !check_ring(8, 40, 20000) || !check_ring(64, 300, 40000))
+  if (!check_ring(1, 4, 2000, 0) || !check_ring(3, 10, 4000, 0) || !check_ring(5, 1000, 4000, 0) ||
+      !check_ring(8, 40, 20000, 0) || !check_ring(64, 300, 40000, 0) || !check_ring(64, 300, 40000, 1) ||
+      !check_ring(8, 100, 20000, 1))
     return 1;
   free(flips);
   free(data);
