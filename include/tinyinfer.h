@@ -845,7 +845,8 @@ tinf_status tinf_model_prepack_image(const tinf_model *model, const void *key, s
 
 /* A table of model outputs keyed by inputs, shared by any sessions bound to
  * it (tinf_session_set_result_cache): tinf_session_run on a bound session
- * hashes the session's input buffers (tinf_hash64's hash, seeded with the
+ * hashes the session's input buffers (tinf_hash64's absorption with a cheaper
+ * finish: these keys live only in memory; seeded with the
  * binding's signature: the caller's model key, every input's and output's
  * dtype and shape), and when an entry holds the same signature and input
  * bytes (compared byte for byte: equal hashes are never trusted) copies its

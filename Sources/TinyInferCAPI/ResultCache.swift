@@ -4,7 +4,7 @@
 // uncached one does. Python's tinyinfer.ResultCache is a shell over it.
 //
 // A session bound to a cache (tinf_session_set_result_cache) hashes its
-// input buffers (ti_hash64, seeded with the hash of the binding's signature:
+// input buffers (ti_hash64_quick, seeded with the hash of the binding's signature:
 // the caller's model key, every input's dtype and shape, every output's
 // size), looks the hash up and compares the stored signature and input
 // bytes with its own; a match copies the stored outputs into the session's
@@ -316,7 +316,7 @@ final class ResultCacheBinding {
     sig.withUnsafeBytes { p.copyMemory(from: $0.baseAddress!, byteCount: n) }
     signatureBytes = n
     signature = p
-    signatureHash = ti_hash64(p, n, 0)
+    signatureHash = ti_hash64_quick(p, n, 0)
     buffers = bp.bindMemory(to: ResultCacheBuffer.self, capacity: nb)
     var inBytes = 0, outBytes = 0
     for i in 0..<inputCount {
@@ -393,7 +393,7 @@ final class ResultCacheBinding {
       var h = signatureHash
       for i in 0..<inputCount {
         let b = buffers[i]
-        h = ti_hash64(b.base, b.count, h)
+        h = ti_hash64_quick(b.base, b.count, h)
       }
       h &= cache.keyMask
       switch cache.lookup(h, self) {

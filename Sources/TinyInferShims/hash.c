@@ -42,7 +42,21 @@ static inline uint64_t ti_load64(const unsigned char *p) {
 
 /* The definition, one stripe at a time: the reference every variant must
  * equal (and the code on big-endian hosts). */
-static uint64_t ti_hash_scalar(const unsigned char *p, size_t n, size_t size, uint64_t seed) {
+/* ti_hash64_quick's finish: the lanes times odd constants, summed (mod 2^64,
+ * so any order gives the same value), with the size, through one final mix:
+ * about 30 cycles where the definition's serial fold of eight mixes takes
+ * about 120. */
+static const uint64_t ti_hash_quick_mul[8] = {
+    TI_HASH_P1, TI_HASH_P2, TI_HASH_P3, TI_HASH_P1 ^ (TI_HASH_P2 << 1), TI_HASH_P2 ^ (TI_HASH_P3 << 1),
+    TI_HASH_P3 ^ (TI_HASH_P1 << 1), TI_HASH_P1 + TI_HASH_P3 * 2, TI_HASH_P2 + TI_HASH_P1 * 2};
+
+static inline uint64_t ti_hash_fold_quick(const uint64_t acc[8], size_t size, uint64_t seed) {
+  uint64_t s = 0;
+  for (int i = 0; i < 8; i++) s += acc[i] * ti_hash_quick_mul[i];
+  return ti_mix64(s ^ ((uint64_t)size * TI_HASH_P1) ^ seed);
+}
+
+static uint64_t ti_hash_scalar(const unsigned char *p, size_t n, size_t size, uint64_t seed, int quick) {
   uint64_t key[8], acc[8];
   uint64_t k = seed ^ TI_HASH_P3;
   for (int i = 0; i < 8; i++) {
@@ -76,6 +90,7 @@ static uint64_t ti_hash_scalar(const unsigned char *p, size_t n, size_t size, ui
       }
     }
   }
+  if (quick) return ti_hash_fold_quick(acc, size, seed);
   uint64_t h = ti_mix64((uint64_t)size * TI_HASH_P1 ^ seed);
   for (int i = 0; i < 8; i++) h = ti_mix64(h ^ acc[i]) + key[i];
   return ti_mix64(h);
@@ -134,7 +149,7 @@ static inline __attribute__((always_inline)) ti_u64x8 ti_hash_block(ti_u64x8 a, 
 }
 
 static inline __attribute__((always_inline)) uint64_t ti_hash_vector(const unsigned char *p, size_t n, size_t size,
-                                                                      uint64_t seed) {
+                                                                      uint64_t seed, int quick) {
   const ti_u64x8 lane = {1, 2, 3, 4, 5, 6, 7, 8};
   ti_u64x8 k = ti_mix64x8((ti_u64x8)(seed ^ TI_HASH_P3) + lane * TI_HASH_P1);
   ti_u64x8 a = lane * TI_HASH_P2;
@@ -151,51 +166,67 @@ static inline __attribute__((always_inline)) uint64_t ti_hash_vector(const unsig
     memcpy(last, p, rest);
     a = ti_hash_block(a, k, last, 1);
   }
+  if (quick) { /* ti_hash_fold_quick in the lanes: products, then halves added */
+    ti_u64x8 m = a * ti_load64x8((const unsigned char *)ti_hash_quick_mul);
+    typedef uint64_t ti_u64x4 __attribute__((ext_vector_type(4), aligned(8)));
+    typedef uint64_t ti_u64x2 __attribute__((ext_vector_type(2), aligned(8)));
+    ti_u64x4 m4 = __builtin_shufflevector(m, m, 0, 1, 2, 3) + __builtin_shufflevector(m, m, 4, 5, 6, 7);
+    ti_u64x2 m2 = __builtin_shufflevector(m4, m4, 0, 1) + __builtin_shufflevector(m4, m4, 2, 3);
+    return ti_mix64((m2[0] + m2[1]) ^ ((uint64_t)size * TI_HASH_P1) ^ seed);
+  }
   uint64_t h = ti_mix64((uint64_t)size * TI_HASH_P1 ^ seed);
   for (int i = 0; i < 8; i++) h = ti_mix64(h ^ a[i]) + k[i];
   return ti_mix64(h);
 }
 
-static uint64_t ti_hash_baseline(const unsigned char *p, size_t n, size_t size, uint64_t seed) {
-  return ti_hash_vector(p, n, size, seed);
-}
+/* One function per CPU level and finish (the definition's, or quick). */
+#define TI_HASH_LEVEL(NAME, TARGET)                                                                              \
+  TARGET static uint64_t NAME(const unsigned char *p, size_t n, size_t size, uint64_t seed) {                    \
+    return ti_hash_vector(p, n, size, seed, 0);                                                                  \
+  }                                                                                                              \
+  TARGET static uint64_t NAME##_quick(const unsigned char *p, size_t n, size_t size, uint64_t seed) {            \
+    return ti_hash_vector(p, n, size, seed, 1);                                                                  \
+  }
+TI_HASH_LEVEL(ti_hash_baseline, )
 #if defined(__x86_64__)
-__attribute__((target("avx2"))) static uint64_t ti_hash_avx2(const unsigned char *p, size_t n, size_t size,
-                                                             uint64_t seed) {
-  return ti_hash_vector(p, n, size, seed);
-}
-__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2"))) static uint64_t ti_hash_avx512(
-    const unsigned char *p, size_t n, size_t size, uint64_t seed) {
-  return ti_hash_vector(p, n, size, seed);
-}
+TI_HASH_LEVEL(ti_hash_avx2, __attribute__((target("avx2"))))
+TI_HASH_LEVEL(ti_hash_avx512, __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2"))))
 #endif
 #else
-#define ti_hash_baseline ti_hash_scalar
+static uint64_t ti_hash_baseline(const unsigned char *p, size_t n, size_t size, uint64_t seed) {
+  return ti_hash_scalar(p, n, size, seed, 0);
+}
+static uint64_t ti_hash_baseline_quick(const unsigned char *p, size_t n, size_t size, uint64_t seed) {
+  return ti_hash_scalar(p, n, size, seed, 1);
+}
 #endif
 
-/* The variant of the CPU level in use (TINYINFER_ISA forces a lower one). */
-static ti_hash_fn ti_hash_chosen(void) {
-  static ti_hash_fn chosen;
-  ti_hash_fn f = __atomic_load_n(&chosen, __ATOMIC_RELAXED);
+/* The variants of the CPU level in use (TINYINFER_ISA forces a lower one):
+ * [0] the definition's finish, [1] the quick one. */
+static ti_hash_fn ti_hash_chosen(int quick) {
+  static ti_hash_fn chosen[2];
+  ti_hash_fn f = __atomic_load_n(&chosen[quick], __ATOMIC_RELAXED);
   if (f) return f;
-  f = ti_hash_baseline;
-#if defined(__x86_64__)
+  f = quick ? ti_hash_baseline_quick : ti_hash_baseline;
+#if defined(__x86_64__) && !(defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__)
   int level = ti_cpu_level();
-  if (level >= TI_ISA_AVX512) f = ti_hash_avx512;
-  else if (level >= TI_ISA_AVX2) f = ti_hash_avx2;
+  if (level >= TI_ISA_AVX512) f = quick ? ti_hash_avx512_quick : ti_hash_avx512;
+  else if (level >= TI_ISA_AVX2) f = quick ? ti_hash_avx2_quick : ti_hash_avx2;
 #endif
-  __atomic_store_n(&chosen, f, __ATOMIC_RELAXED);
+  __atomic_store_n(&chosen[quick], f, __ATOMIC_RELAXED);
   return f;
 }
 
-uint64_t ti_hash64(const void *data, size_t size, uint64_t seed) {
-  const unsigned char *p = (const unsigned char *)data;
-  return ti_hash_chosen()(p, p ? size : 0, size, seed);
-}
-
+/* (data may be NULL when size is 0: nothing is read, the size still enters the finish) */
+uint64_t ti_hash64(const void *data, size_t size, uint64_t seed) { return ti_hash_chosen(0)(data, data ? size : 0, size, seed); }
 uint64_t ti_hash64_reference(const void *data, size_t size, uint64_t seed) {
-  const unsigned char *p = (const unsigned char *)data;
-  return ti_hash_scalar(p, p ? size : 0, size, seed);
+  return ti_hash_scalar(data, data ? size : 0, size, seed, 0);
+}
+uint64_t ti_hash64_quick(const void *data, size_t size, uint64_t seed) {
+  return ti_hash_chosen(1)(data, data ? size : 0, size, seed);
+}
+uint64_t ti_hash64_quick_reference(const void *data, size_t size, uint64_t seed) {
+  return ti_hash_scalar(data, data ? size : 0, size, seed, 1);
 }
 
 int ti_bytes_equal(const void *a, const void *b, size_t size) { return size == 0 || memcmp(a, b, size) == 0; }
@@ -305,9 +336,11 @@ uint64_t ti_u64_map_remove(ti_u64_map *m, uint64_t key) {
 
 /* -- ti_seen_ring ------------------------------------------------------------
  * A miss touches one random cache line of the map (the new hash's home, read
- * then written); the remembered key that leaves the window is not looked up
- * (its entry goes stale, told by its number, and stale entries are swept out
- * in one sequential pass once they are as many as the window). */
+ * then written; prefetched before the model runs); the remembered key that
+ * leaves the window is not looked up (its entry goes stale, told by its
+ * number), and stale entries are swept out in place, in two sequential
+ * passes, once the map holds 2 max entries (the map keeps its capacity: no
+ * allocation). */
 void ti_seen_ring_init(ti_seen_ring *r, size_t max) {
   memset(r, 0, sizeof *r);
   r->max = max ? max : 1;
@@ -320,25 +353,32 @@ void ti_seen_ring_clear(ti_seen_ring *r) {
   ti_seen_ring_init(r, max);
 }
 
-/* Keeps the entries of the window (numbers >= sequence - max); out of memory, keeps all. */
+/* Removes the entries out of the window (numbers < sequence - max) in two
+ * sequential passes: empty the stale slots, then put every kept entry back
+ * at the first empty slot from its home (never past where it was). The
+ * second pass starts after a slot that was empty before the first (the map
+ * is at most half full), so no run crosses its start and each kept entry's
+ * home lies between that start and the entry: the entries already put back
+ * stay reachable. */
 static void ti_seen_ring_sweep(ti_seen_ring *r) {
+  ti_u64_map *m = &r->map;
   uint64_t floor = r->sequence > r->max ? r->sequence - r->max : 0;
-  ti_u64_map fresh;
-  ti_u64_map_init(&fresh);
-  while (2 * (r->live + 1) > (fresh.mask ? fresh.mask + 1 : 0))
-    if (!ti_u64_map_grow(&fresh)) {
-      ti_u64_map_free(&fresh);
-      return;
+  size_t start = 0;
+  while (m->slots[start].val != 0) start++;
+  for (size_t i = 0; i <= m->mask; i++)
+    if (m->slots[i].val != 0 && m->slots[i].val - 1 < floor) {
+      m->slots[i].val = 0;
+      m->count--;
     }
-  for (size_t i = 0; r->map.slots && i <= r->map.mask; i++) {
-    ti_u64_slot e = r->map.slots[i];
-    if (e.val && e.val - 1 >= floor && !ti_u64_map_put(&fresh, e.key, e.val, NULL)) {
-      ti_u64_map_free(&fresh);
-      return;
-    }
+  for (size_t k = 1; k <= m->mask; k++) {
+    size_t i = (start + k) & m->mask;
+    if (m->slots[i].val == 0) continue;
+    ti_u64_slot e = m->slots[i];
+    m->slots[i].val = 0;
+    size_t j = ti_u64_map_home(m, e.key);
+    while (m->slots[j].val != 0) j = (j + 1) & m->mask;
+    m->slots[j] = e;
   }
-  ti_u64_map_free(&r->map);
-  r->map = fresh;
 }
 
 void ti_seen_ring_prefetch(const ti_seen_ring *r, uint64_t h) {
@@ -358,7 +398,7 @@ int ti_seen_ring_take_or_remember(ti_seen_ring *r, uint64_t h) {
     r->live--;
     return 1;
   }
-  size_t slot = (size_t)(r->sequence % n);
+  size_t slot = r->next;
   if (r->sequence >= n) {
     if (!r->taken[slot]) r->live--; /* the key remembered max ago leaves the window */
   } else if (slot >= r->capacity) {
@@ -369,13 +409,11 @@ int ti_seen_ring_take_or_remember(ti_seen_ring *r, uint64_t h) {
     r->taken = grown;
     r->capacity = cap;
   }
-  if (!ti_u64_map_put(&r->map, h, r->sequence + 1, NULL)) { /* out of memory: the window moves on without h */
-    r->taken[slot] = 1;
-    r->sequence++;
-    return 0;
-  }
-  r->taken[slot] = 0;
+  int stored = ti_u64_map_put(&r->map, h, r->sequence + 1, NULL);
+  r->taken[slot] = !stored; /* out of memory: the window moves on without h */
   r->sequence++;
+  r->next = slot + 1 == n ? 0 : slot + 1;
+  if (!stored) return 0;
   r->live++;
   if (r->map.count >= 64 && r->map.count >= 2 * r->max) ti_seen_ring_sweep(r);
   return 0;

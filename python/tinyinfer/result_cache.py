@@ -9,7 +9,8 @@
 
 The cache is the library's (tinf_result_cache, include/tinyinfer.h section
 "result cache"): the sessions `Model.run` uses are bound to it, so the run
-call itself hashes the input buffers (tinf_hash64's hash), looks the key up,
+call itself hashes the input buffers (tinf_hash64's absorption with a cheaper
+finish, ti_hash64_quick: these keys live only in memory), looks the key up,
 compares the stored input bytes with the session's and on a match copies
 the stored outputs into the session's output buffers; a cached run costs
 one ctypes call, like an uncached one. The key is the model's identity
