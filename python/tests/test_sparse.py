@@ -153,6 +153,21 @@ def test_automatic_choice_by_density(rng):
         tinyinfer.load(conv1x1_model(sparse_w, None, shape), sparse="sometimes")
 
 
+def test_automatic_choice_depends_on_the_input_channels(rng):
+    """At AVX2 and AVX-512 the tiles run layers of at most 128 input
+    channels from 55% zeros (SparseGemm.maxDensityTiledSmallK); wider ones,
+    and every layer at the other levels, from 70%."""
+    isa = tinyinfer.info()["isa"]
+    for k, zeros, want in ((64, 0.6, isa in ("avx2", "avx512")), (256, 0.6, False), (64, 0.4, False),
+                           (256, 0.75, True)):
+        w = sparse_weights(rng, (48, k), zeros)
+        shape = (1, 6, 6, k)
+        with tinyinfer.load(conv1x1_model(w, None, shape)) as m:
+            assert bool(sparse_ops(m)) == want, (k, zeros, isa)
+            x = rng.standard_normal(shape).astype(np.float32)
+            assert_close(m.run(x)[0], np.einsum("nhwc,oc->nhwo", x.astype(np.float64), w.astype(np.float64)))
+
+
 LEVEL_SCRIPT = r"""
 import sys, numpy as np, tinyinfer
 sys.path.insert(0, sys.argv[1])

@@ -86,7 +86,9 @@ enum SparseGemm {
   /// When the sparse kernels replace the dense ones, measured with
   /// bench/sparse_kernels.py on x86-64 (AVX-512 and AVX2): the tiled float32
   /// kernel of many rows (1x1 convolutions, batches) wins from about 70%
-  /// zeros (1.5 to 2.5x at 80%, 2.5 to 3.7x at 90% at AVX-512); the one-row
+  /// zeros (1.5 to 2.5x at 80%, 2.5 to 3.7x at 90% at AVX-512), from about
+  /// 55% on layers of at most 128 input channels at AVX2 and AVX-512 (1.1 to
+  /// 1.3x at 50%, 1.6 to 2x at 70%); the one-row
   /// float32 kernel (a batch-1 FullyConnected, a GEMV) gathers one input per
   /// nonzero and wins only at 90% zeros on weights too large for the L2
   /// cache, losing to the dense GEMV on weights that stay in cache. The int8
@@ -97,17 +99,25 @@ enum SparseGemm {
   /// through float). Elsewhere (SSE2, NEON, SDOT:
   /// not measured) int8 runs sparse only when asked (`.always`).
   static let maxDensityTiled = 0.30
+  /// The float32 tiles on few input channels (k <= smallK) at AVX2 and
+  /// AVX-512, where they win from about 50% zeros (1.1 to 1.3x there).
+  static let maxDensityTiledSmallK = 0.45
+  static let smallK = 128
   static let maxDensityTiledInt8 = 0.30
   static let maxDensityRow = 0.10
   static let minRowWeightBytes = 1 << 20
 
   /// Whether the sparse kernel is expected to be faster (`.auto`).
-  static func pays(density: Double, rows: Int, int8: Bool, weightBytes: Int) -> Bool {
+  static func pays(density: Double, rows: Int, k: Int, int8: Bool, weightBytes: Int) -> Bool {
     if int8 {
       let level = String(cString: ti_q8_kernels_get().pointee.name)
       return rows >= 2 && density <= maxDensityTiledInt8 && level == "avx2"
     }
-    if rows >= 2 { return density <= maxDensityTiled }
+    if rows >= 2 {
+      let level = String(cString: kernels.name)
+      if k <= smallK && (level == "avx2" || level == "avx512") { return density <= maxDensityTiledSmallK }
+      return density <= maxDensityTiled
+    }
     return density <= maxDensityRow && weightBytes >= minRowWeightBytes
   }
 
@@ -151,7 +161,10 @@ enum SparseGemm {
     // cached load maps the packed weights and would read the file's weights
     // only for this count; docs/caching.md).
     let total = n &* k
-    let cap = choice == .always ? total : Int(Double(total) * max(maxDensityTiled, maxDensityTiledInt8, maxDensityRow)) &+ 1
+    let highest =
+      k <= smallK && rows >= 2 && !int8
+      ? maxDensityTiledSmallK : max(maxDensityTiled, maxDensityTiledInt8, maxDensityRow)
+    let cap = choice == .always ? total : Int(Double(total) * highest) &+ 1
     var nnz = 0
     var i = 0
     while i < total && nnz <= cap {
@@ -168,7 +181,7 @@ enum SparseGemm {
     guard nnz <= cap else { return nil }
     let density = Double(nnz) / Double(n &* k)
     let wanted = choice == .always
-      ? density < 1 : pays(density: density, rows: rows, int8: int8, weightBytes: n &* k &* (int8 ? 1 : 4))
+      ? density < 1 : pays(density: density, rows: rows, k: k, int8: int8, weightBytes: n &* k &* (int8 ? 1 : 4))
     guard wanted else { return nil }
     if int8 {
       return try? SparseWeights(

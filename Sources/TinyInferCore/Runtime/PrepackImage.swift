@@ -35,8 +35,11 @@ import TinyInferShims
 /// | 256 | entries x 32 | op index (u32), zero (u32), n, k, offset of the packed floats (u64 each; a multiple of 64) |
 /// | | | the packed floats of each entry, at its offset |
 public enum PrepackImage {
-  /// Bumped whenever the image layout or the packed layout of PackedGemm changes.
-  public static let layoutVersion: UInt32 = 1
+  /// Bumped whenever the image layout or the packed layout of PackedGemm
+  /// changes, or the rules that decide which ops it lists (packed dense
+  /// rather than sparse: SparseGemm.pays). 2: float32 tiles from 55% zeros
+  /// on layers of at most 128 input channels.
+  public static let layoutVersion: UInt32 = 2
   static let headerSize = 256
   static let entrySize = 32
   static let maxKey = 64
