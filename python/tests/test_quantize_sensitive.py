@@ -191,6 +191,51 @@ def test_log_mel_default_int8_static_keeps_sqnr(tmp_path):
     assert sqnr(ref, run_all(forced, [[x] for x in held])) < 25
 
 
+def _magnitude(torch):
+    n, bins = 64, 33
+
+    class Magnitude(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            k, j = np.arange(bins)[:, None], np.arange(n)[None]
+            win = np.hanning(n)
+            self.re = torch.nn.Linear(n, bins, bias=False)
+            self.im = torch.nn.Linear(n, bins, bias=False)
+            self.re.weight.data = torch.tensor(np.cos(2 * np.pi * k * j / n) * win, dtype=torch.float32)
+            self.im.weight.data = torch.tensor(-np.sin(2 * np.pi * k * j / n) * win, dtype=torch.float32)
+            self.enc = torch.nn.Linear(bins, 24)
+            self.cls = torch.nn.Linear(24, 8)
+
+        def forward(self, x):
+            frames = x.reshape(1, 32, n)
+            mag = torch.sqrt(self.re(frames) ** 2 + self.im(frames) ** 2)
+            return self.cls(torch.relu(self.enc(mag)))
+    return Magnitude()
+
+
+def test_spectrogram_magnitude_default_int8_static_keeps_the_power_float(tmp_path):
+    rng = np.random.default_rng(6)
+
+    def audio():
+        t = np.arange(2048) / 16000
+        tone = rng.uniform(0.01, 1) * np.sin(2 * np.pi * rng.uniform(100, 3000) * t)
+        return (tone + rng.normal(size=2048) * rng.uniform(1e-3, 0.1)).astype(np.float32)[None]
+
+    src, calib, held = _torch_model(tmp_path, "magnitude", _magnitude, audio)
+    dst = str(tmp_path / "magnitude_int8.tinf")
+    r = tinyinfer.quantize(src, dst, mode="int8-static", calib=calib, method="minmax")
+    ref = run_all(src, [[x] for x in held])
+    default = sqnr(ref, run_all(dst, [[x] for x in held]))
+    # The squares and their sum stay float32 (named, with the reason); the DFT and the layers after it are int8.
+    kept = collections.Counter(f["op"] for f in r.float_sensitive)
+    assert kept == {"Mul": 2, "Add": 1}, r.float_sensitive
+    assert all("magnitude" in f["reason"] for f in r.float_sensitive)
+    assert int8_ops(dst)["FullyConnected"] == 4
+    forced = str(tmp_path / "magnitude_forced.tinf")
+    tinyinfer.quantize(src, forced, mode="int8-static", calib=calib, method="minmax", force_int8=True)
+    assert default >= 25 and default >= sqnr(ref, run_all(forced, [[x] for x in held])) + 6, default
+
+
 def _rnn(torch):
     steps, feat, hidden = 30, 16, 32
 

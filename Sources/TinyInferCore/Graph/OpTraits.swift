@@ -67,6 +67,11 @@ public enum Int8Risk: Sendable, Equatable {
   /// float32, back to the graph inputs or to an op of fixed output range
   /// (Softmax, Logistic, Tanh; kept in float32 too, its input not followed).
   case smallValues
+  /// It takes the square root of what it reads (Sqrt): when that is a sum of
+  /// two squares (a spectrogram's magnitude from an STFT's real and
+  /// imaginary parts), the squares and their sum stay float32 (one int8 scale
+  /// for a power spectrum erases its quiet bins, which the root magnifies).
+  case magnitude
 }
 
 /// An op's access to the session's variables.
@@ -192,8 +197,10 @@ extension OpKind {
       return OpTraits(inputs: 1...1, inPlace: true, int8: .always, staticInt8: .fixed(scale: 1.0 / 128, zeroPoint: 0))
     case .log:
       return OpTraits(inputs: 1...1, inPlace: true, int8Risk: .smallValues)
-    case .gelu, .exp, .sqrt, .rsqrt:
+    case .gelu, .exp, .rsqrt:
       return OpTraits(inputs: 1...1, inPlace: true)
+    case .sqrt:
+      return OpTraits(inputs: 1...1, inPlace: true, int8Risk: .magnitude)
     case .softmax:
       return OpTraits(
         inputs: 1...1, int8: .always, staticInt8: .fixed(scale: 1.0 / 256, zeroPoint: -128), int8Risk: .maskedRange)

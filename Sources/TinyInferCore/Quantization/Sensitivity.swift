@@ -35,6 +35,8 @@ enum Sensitivity {
         }
       case .sharedWeights:
         markRecurrence(model, k, producer, &why)
+      case .magnitude:
+        markMagnitude(model, k, producer, &why)
       case .smallValues:
         // Every op upstream of the input, to the graph inputs or to an op of
         // fixed output range (kept too, its own input not followed).
@@ -105,6 +107,30 @@ enum Sensitivity {
       why[m] =
         "it is on a recurrent state's update, from '\(a)' to '\(b)', which apply the same weights "
         + "'\(g.tensors[w].name)': int8 error would compound at every step"
+    }
+  }
+
+  /// When node `k` (a square root) reads Add(square(a), square(b)), each
+  /// square being a Mul of a tensor by itself: the Add and the two squares
+  /// (and the root) stay float32.
+  private static func markMagnitude(_ model: Model, _ k: Int, _ producer: [Int], _ why: inout [String?]) {
+    let g = model.graph
+    func producerOf(_ t: Int) -> Int? { t >= 0 && t < producer.count && producer[t] >= 0 ? producer[t] : nil }
+    func isSquare(_ t: Int) -> Int? {
+      guard let p = producerOf(t), g.nodes[p].op == .mul, g.nodes[p].inputs.count == 2,
+        g.nodes[p].inputs[0] >= 0, g.nodes[p].inputs[0] == g.nodes[p].inputs[1]
+      else { return nil }
+      return p
+    }
+    guard let x = g.nodes[k].inputs.first, let add = producerOf(x), g.nodes[add].op == .add,
+      g.nodes[add].inputs.count == 2, let s0 = isSquare(g.nodes[add].inputs[0]),
+      let s1 = isSquare(g.nodes[add].inputs[1])
+    else { return }
+    let name = g.tensors[g.nodes[k].outputs[0]].name
+    for m in [k, add, s0, s1] where why[m] == nil {
+      why[m] =
+        "it computes the magnitude '\(name)' = sqrt(a^2 + b^2) (a spectrogram): one int8 scale for the power "
+        + "erases its quiet bins, which the root magnifies"
     }
   }
 
