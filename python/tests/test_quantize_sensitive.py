@@ -144,18 +144,33 @@ def _torch_model(tmp_path, name, build, gen, n_calib=48, n_held=24):
     return src, calib, held
 
 
+def _audio(rng):
+    """A generator of 2048-sample frames: a tone of random pitch and level plus noise."""
+    def audio():
+        t = np.arange(2048) / 16000
+        tone = rng.uniform(0.01, 1) * np.sin(2 * np.pi * rng.uniform(100, 3000) * t)
+        return (tone + rng.normal(size=2048) * rng.uniform(1e-3, 0.1)).astype(np.float32)[None]
+    return audio
+
+
+def _dft_layers(torch, n, bins):
+    """The real and imaginary parts of a windowed DFT of n samples as two Linear layers."""
+    k, j = np.arange(bins)[:, None], np.arange(n)[None]
+    win = np.hanning(n)
+    re = torch.nn.Linear(n, bins, bias=False)
+    im = torch.nn.Linear(n, bins, bias=False)
+    re.weight.data = torch.tensor(np.cos(2 * np.pi * k * j / n) * win, dtype=torch.float32)
+    im.weight.data = torch.tensor(-np.sin(2 * np.pi * k * j / n) * win, dtype=torch.float32)
+    return re, im
+
+
 def _logmel(torch):
     n, bins, mels = 64, 33, 16
 
     class LogMel(torch.nn.Module):
         def __init__(self):
             super().__init__()
-            k, j = np.arange(bins)[:, None], np.arange(n)[None]
-            win = np.hanning(n)
-            self.re = torch.nn.Linear(n, bins, bias=False)
-            self.im = torch.nn.Linear(n, bins, bias=False)
-            self.re.weight.data = torch.tensor(np.cos(2 * np.pi * k * j / n) * win, dtype=torch.float32)
-            self.im.weight.data = torch.tensor(-np.sin(2 * np.pi * k * j / n) * win, dtype=torch.float32)
+            self.re, self.im = _dft_layers(torch, n, bins)
             self.mel = torch.nn.Linear(bins, mels, bias=False)
             self.mel.weight.data = torch.rand(mels, bins) * (torch.rand(mels, bins) < 0.3)
             self.cls = torch.nn.Linear(mels, 8)
@@ -168,13 +183,7 @@ def _logmel(torch):
 
 
 def test_log_mel_default_int8_static_keeps_sqnr(tmp_path):
-    rng = np.random.default_rng(5)
-
-    def audio():
-        t = np.arange(2048) / 16000
-        tone = rng.uniform(0.01, 1) * np.sin(2 * np.pi * rng.uniform(100, 3000) * t)
-        return (tone + rng.normal(size=2048) * rng.uniform(1e-3, 0.1)).astype(np.float32)[None]
-
+    audio = _audio(np.random.default_rng(5))
     src, calib, held = _torch_model(tmp_path, "logmel", _logmel, audio)
     dst = str(tmp_path / "logmel_int8.tinf")
     r = tinyinfer.quantize(src, dst, mode="int8-static", calib=calib)
@@ -197,12 +206,7 @@ def _magnitude(torch):
     class Magnitude(torch.nn.Module):
         def __init__(self):
             super().__init__()
-            k, j = np.arange(bins)[:, None], np.arange(n)[None]
-            win = np.hanning(n)
-            self.re = torch.nn.Linear(n, bins, bias=False)
-            self.im = torch.nn.Linear(n, bins, bias=False)
-            self.re.weight.data = torch.tensor(np.cos(2 * np.pi * k * j / n) * win, dtype=torch.float32)
-            self.im.weight.data = torch.tensor(-np.sin(2 * np.pi * k * j / n) * win, dtype=torch.float32)
+            self.re, self.im = _dft_layers(torch, n, bins)
             self.enc = torch.nn.Linear(bins, 24)
             self.cls = torch.nn.Linear(24, 8)
 
@@ -214,13 +218,7 @@ def _magnitude(torch):
 
 
 def test_spectrogram_magnitude_default_int8_static_keeps_the_power_float(tmp_path):
-    rng = np.random.default_rng(6)
-
-    def audio():
-        t = np.arange(2048) / 16000
-        tone = rng.uniform(0.01, 1) * np.sin(2 * np.pi * rng.uniform(100, 3000) * t)
-        return (tone + rng.normal(size=2048) * rng.uniform(1e-3, 0.1)).astype(np.float32)[None]
-
+    audio = _audio(np.random.default_rng(6))
     src, calib, held = _torch_model(tmp_path, "magnitude", _magnitude, audio)
     dst = str(tmp_path / "magnitude_int8.tinf")
     r = tinyinfer.quantize(src, dst, mode="int8-static", calib=calib, method="minmax")
