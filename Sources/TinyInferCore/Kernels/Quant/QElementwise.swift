@@ -82,14 +82,17 @@ enum QBinaryKernel {
       tb[v + 128] = negate ? 0 &- vb : vb
     }
     let tables = try QBuffer(int32: ta + tb)
-    let op = QAddOp(
+    let kernels = ti_q8_kernels_get().pointee
+    var op = QAddOp(
       ta: UnsafePointer(tables.int32), tb: UnsafePointer(tables.int32 + 256),
       out: QOutputStage(mo, zp: yq.zeroPoint, lo: lo, hi: hi),
       params: ti_q8_binary(
         za: aq.zeroPoint, zb: bq.zeroPoint, a_mult: m1.multiplier, a_shift: m1.shift, b_mult: m2.multiplier,
         b_shift: m2.shift, out_mult: mo.multiplier, out_shift: mo.shift, zp: yq.zeroPoint, lo: lo, hi: hi,
         negate: negate ? 1 : 0),
-      addRow: ti_q8_kernels_get().pointee.add_row)
+      addRow: kernels.add_row, linear: nil, linearRow: kernels.add_lin_row)
+    op.linear = try QAddOp.linearForm(
+      op, slopeA: Double(aq.scale) / Double(yq.scale), slopeB: (negate ? -1 : 1) * Double(bq.scale) / Double(yq.scale))
     if let pc = try PerChannel(ad.shape, bd.shape, ctx.outputs[0].shape) {
       return { () throws(TinfError) in
         withExtendedLifetime(tables) { pc.run(op, a, b, y) }
@@ -227,13 +230,49 @@ struct QAddOp: QBinaryOp {
     out.one(ta[Int(a) &+ 128] &+ tb[Int(b) &+ 128])
   }
 
+  /// The op as a floor-linear function of the two int8 inputs (QLinearFit),
+  /// where one reproduces it on all 65536 input pairs; its row kernel.
+  var linear: ti_q8_lin2?
+  let linearRow: @convention(c) (
+    UnsafePointer<Int8>, UnsafePointer<Int8>, UnsafeMutablePointer<Int8>, Int, UnsafePointer<ti_q8_lin2>
+  ) -> Int
+
   @inline(never)
   func row(_ a: UnsafePointer<Int8>, _ b: UnsafePointer<Int8>, _ y: UnsafeMutablePointer<Int8>, _ n: Int) {
-    var i = withUnsafePointer(to: params) { addRow(a, b, y, n, $0) }
+    var i = 0
+    if let lin = linear {
+      i = withUnsafePointer(to: lin) { linearRow(a, b, y, n, $0) }
+    } else {
+      i = withUnsafePointer(to: params) { addRow(a, b, y, n, $0) }
+    }
     while i < n {
       y[i] = apply(a[i], b[i])
       i &+= 1
     }
+  }
+
+  /// The floor-linear form of `op` (without one) checked against its
+  /// fixed-point rows over every pair of int8 inputs, or nil.
+  static func linearForm(_ op: QAddOp, slopeA: Double, slopeB: Double) throws(TinfError) -> ti_q8_lin2? {
+    // The exact results: row x1 + 128 holds op(x1, x2) for x2 = -128...127.
+    let grid = try QBuffer(bytes: 3 &* 256 &+ 65536)
+    let bs = grid.int8
+    let asRow = grid.int8 + 256
+    let target = grid.int8 + 768
+    for v in 0..<256 { bs[v] = Int8(truncatingIfNeeded: v &- 128) }
+    for x1 in 0..<256 {
+      for v in 0..<256 { asRow[v] = Int8(truncatingIfNeeded: x1 &- 128) }
+      op.row(UnsafePointer(asRow), UnsafePointer(bs), target + x1 &* 256, 256)
+    }
+    let (lo, hi) = (op.params.lo, op.params.hi)
+    for shift in QLinearFit.shifts {
+      if let f = QLinearFit.find(
+        -128...127, -128...127, UnsafePointer(target), slope1: slopeA, slope2: slopeB, shift: shift, lo: lo, hi: hi)
+      {
+        return ti_q8_lin2(pa: f.p1, pb: f.p2, c: f.c, shift: Int32(shift), lo: lo, hi: hi)
+      }
+    }
+    return nil
   }
 }
 

@@ -6,9 +6,11 @@ import TinyInferShims
 /// the two multipliers computed in float from the float scales, as prelu.cc
 /// does. The slope broadcasts to x (numpy rules; the output is x's shape).
 ///
-/// Rows run a vector at a time in the level's C kernel (ti_q8_kernels
-/// prelu_row, q8_prelu.inc: both branches computed, one chosen per lane);
-/// the tails element by element with the same arithmetic.
+/// A constant per-channel slope (the usual case) runs as two floor-linear
+/// pieces (`linearForm`, QLinearFit; ti_q8_kernels prelu_lin_row) where
+/// they reproduce every value. Otherwise rows run a vector at a time in the
+/// level's C kernel (prelu_row, q8_prelu.inc: both branches computed, one
+/// chosen per lane). The tails element by element with the same arithmetic.
 enum QPReluKernel {
   static func infer(_ node: Node, _ inputs: [TensorDesc?]) throws(TinfError) -> [TensorType] {
     try arity(inputs, 2...2)
@@ -30,6 +32,51 @@ enum QPReluKernel {
     let xv = x &- xq.zeroPoint
     let v = xv >= 0 ? FixedPoint.mul(xv, m1) : FixedPoint.mul(xv &* (a &- aq.zeroPoint), m2)
     return Int8(max(-128, min(127, v &+ yq.zeroPoint)))
+  }
+
+  /// A per-channel (constant) slope's PRelu as two floor-linear pieces
+  /// (QLinearFit): x >= zp_x with one (p, q), each channel's x < zp_x with
+  /// its own, all checked against `value` over every int8 x; nil where a
+  /// piece has no fit. `table` holds `entries` p (entry e for channel
+  /// e % period), then as many q: the channels repeated to a multiple of 16
+  /// (every level's vector) unless there is one.
+  static func linearForm(
+    _ xq: QParams, _ aq: QParams, _ yq: QParams, _ m1: FixedPoint.Multiplier, _ m2: FixedPoint.Multiplier,
+    slope: UnsafePointer<Int8>, period: Int
+  ) throws(TinfError) -> (params: ti_q8_prelu_lin, table: QBuffer, entries: Int)? {
+    let zx = Int(xq.zeroPoint)
+    var entries = period
+    while entries != 1 && entries % 16 != 0 { entries &+= period }
+    let table = try QBuffer(bytes: 2 &* entries &* 4)
+    let target = try QBuffer(bytes: 256)
+    let t = target.int8
+    let sx = Double(xq.scale) / Double(yq.scale)
+    let sn = Double(xq.scale) * Double(aq.scale) / Double(yq.scale)
+    shifts: for shift in QLinearFit.shifts {
+      // x >= zp_x: the slope takes no part.
+      for x in zx...127 { t[x &- zx] = value(Int32(x), 0, xq, aq, yq, m1, m2) }
+      guard let pos = QLinearFit.find(
+        zx...127, 0...0, UnsafePointer(t), slope1: sx, slope2: 0, shift: shift, lo: -128, hi: 127)
+      else { continue }
+      for ch in 0..<period {
+        var neg = QLinearFit(p1: 0, p2: 0, c: 0)
+        if zx > -128 {
+          let av = Int32(slope[ch])
+          for x in -128...(zx &- 1) { t[x &+ 128] = value(Int32(x), av, xq, aq, yq, m1, m2) }
+          guard let f = QLinearFit.find(
+            -128...(zx &- 1), 0...0, UnsafePointer(t), slope1: sn * Double(av &- aq.zeroPoint), slope2: 0,
+            shift: shift, lo: -128, hi: 127)
+          else { continue shifts }
+          neg = f
+        }
+        for e in stride(from: ch, to: entries, by: period) {
+          table.int32[e] = neg.p1
+          table.int32[entries &+ e] = neg.c
+        }
+      }
+      return (ti_q8_prelu_lin(zx: xq.zeroPoint, pp: pos.p1, qp: pos.c, shift: Int32(shift)), table, entries)
+    }
+    return nil
   }
 
   static func bind(_ ctx: KernelContext) throws(TinfError) -> KernelFn {
@@ -55,6 +102,24 @@ enum QPReluKernel {
     let d = plan.dims
     let periodic = d.count == 2 && plan.sb == [0, 1] && plan.sa == [d[1], 1]
     let total = plan.total
+    if periodic && ad.isConstant,
+      let lin = try linearForm(xq, aq, yq, m1, m2, slope: a, period: d[1])
+    {
+      let linRow = ti_q8_kernels_get().pointee.prelu_lin_row
+      return { () throws(TinfError) in
+        withExtendedLifetime(lin.table) {
+          withUnsafePointer(to: lin.params) { p in
+            let pn = UnsafePointer(lin.table.int32)
+            let period = d[1]
+            var i = linRow(x, pn, pn + lin.entries, lin.entries, y, total, p)
+            while i < total {
+              y[i] = value(Int32(x[i]), Int32(a[i % period]), xq, aq, yq, m1, m2)
+              i &+= 1
+            }
+          }
+        }
+      }
+    }
     return { () throws(TinfError) in
       withUnsafePointer(to: params) { p in
         if periodic {
