@@ -22,6 +22,11 @@ EXTREME = [((np.float32(0.05), -128), (np.float32(0.05), 127), (np.float32(0.1),
            ((np.float32(0.25), 1), (np.float32(0.125), -1), (np.float32(0.5), 0))]  # powers of two (ties)
 
 
+def near_q(rng, scale, spread=0.6):
+    """Parameters of a scale within 10^+-spread of `scale` (a model's neighbouring tensors), zero point random."""
+    return (np.float32(scale * 10 ** rng.uniform(-spread, spread)), int(rng.integers(-128, 128)))
+
+
 def _pairs(extra=0):
     """Every (a, b) int8 pair, plus `extra` trailing elements (a tail shorter than a vector)."""
     v = np.arange(-128, 128, dtype=np.int8)
@@ -37,8 +42,11 @@ def test_add_sub_every_input_pair(op, trial):
     rng = np.random.default_rng(1400 + trial)
     if trial < len(EXTREME):
         aq, bq, yq = EXTREME[trial]
-    else:
+    elif trial < 8:  # any parameters (mostly the fixed-point kernel: slopes too steep for int32 lanes)
         aq, bq, yq = rand_q(rng, -3, 0.5), rand_q(rng, -3, 0.5), rand_q(rng, -3, 0.5)
+    else:  # a model's parameters (the floor-linear kernel)
+        aq = rand_q(rng, -3, 0.5)
+        bq, yq = near_q(rng, aq[0]), near_q(rng, aq[0])
     act = trial % 4
     a, b = _pairs(extra=trial % 7)
     f = R.add if op == "Add" else R.sub
@@ -53,7 +61,8 @@ def test_add_per_channel_row_every_value(c):
     """The broadcast row of C values against a full tensor (the per-channel path) with every int8 value."""
     rng = np.random.default_rng(1450 + c)
     for k in range(4):
-        aq, bq, yq = rand_q(rng, -3, 0.5), rand_q(rng, -3, 0.5), rand_q(rng, -3, 0.5)
+        aq = rand_q(rng, -3, 0.5)
+        bq, yq = near_q(rng, aq[0]), near_q(rng, aq[0])
         x = np.resize(np.arange(-128, 128, dtype=np.int8), (1, 256, 3, c))
         row = rand_i8(rng, c)
         g = Q()
@@ -101,3 +110,54 @@ def test_max_pool_channel_widths(c):
         y = g.op("MaxPool2D", g.input(x, q), q=q, filter=filt, strides=strides, padding=padding, pads=pads,
                  activation=k)
         same(g.run(y, threads=1 + k % 2), R.max_pool2d(x, q, filt, strides, padding, pads, k))
+
+
+def _add_prelu(a, aq, b, bq, tq, slope, sq, yq, act=0, threads=1):
+    """int8 Add (output tq) then int8 PRelu with a constant slope: runs the model, returns (output, passes)."""
+    g = Q()
+    t = g.op("Add", g.input(a, aq), g.input(b, bq), q=tq, activation=act)
+    y = g.op("PRelu", t, g.const(slope, sq[0], sq[1]), q=yq)
+    g.b.output(y)
+    with g.b.load(threads=threads) as m:
+        return m.run(g.feeds)[0], m.passes, [op.op for op in m.ops()]
+
+
+@pytest.mark.parametrize("c", [1, 3, 16, 24, 64])
+@pytest.mark.parametrize("trial", range(5))
+def test_add_prelu_fused_every_input_pair(c, trial):
+    """The int8 PRelu fused into the int8 Add that feeds it (Passes/PReluFusion): every (a, b) pair on every
+    channel against the unfused numpy reference, random and extreme parameters, each activation of the Add."""
+    rng = np.random.default_rng(1700 + 10 * c + trial)
+    aq = rand_q(rng, -3, 0.5)
+    bq, tq, yq = (near_q(rng, aq[0]) for _ in range(3))
+    sq = rand_q(rng, -3, -1)
+    if trial == 4:  # any parameters
+        bq, tq, yq = (rand_q(rng, -3, 0.5) for _ in range(3))
+    if trial == 1:
+        aq, bq, tq, yq = (np.float32(0.05), -128), (np.float32(0.05), 127), (np.float32(0.1), -128), (np.float32(0.02), 0)
+    if trial == 2:
+        tq, yq = (tq[0], 127), (np.float32(tq[0] * 7.0), -128)
+    pa, pb = _pairs()
+    a = np.repeat(pa, c).reshape(1, 256, 256, c)
+    b = np.repeat(pb, c).reshape(1, 256, 256, c)
+    slope = np.resize(np.arange(-128, 128, dtype=np.int8), (c,)) if trial == 3 else rand_i8(rng, c)
+    act = trial % 4
+    got, passes, kinds = _add_prelu(a, aq, b, bq, tq, slope, sq, yq, act, threads=1 + trial % 2)
+    assert any(p.startswith("fuse int8 PRelu") for p in passes) and "PRelu" not in kinds, (passes, kinds)
+    same(got, R.prelu(R.add(a, aq, b, bq, tq, act), tq, slope, sq, yq))
+
+
+def test_add_prelu_not_fused_when_the_sum_is_read_elsewhere():
+    """The Add's result also an output of the graph: no fusion, both ops run, both results exact."""
+    rng = np.random.default_rng(1790)
+    a, b, slope = rand_i8(rng, 1, 5, 5, 16), rand_i8(rng, 1, 5, 5, 16), rand_i8(rng, 16)
+    aq, bq, tq, yq, sq = (rand_q(rng, -3, 0.5) for _ in range(5))
+    g = Q()
+    t = g.op("Add", g.input(a, aq), g.input(b, bq), q=tq)
+    y = g.op("PRelu", t, g.const(slope, sq[0], sq[1]), q=yq)
+    g.b.output(t, y)
+    with g.b.load() as m:
+        gt, gy = m.run(g.feeds)
+        assert not any(p.startswith("fuse int8 PRelu") for p in m.passes)
+    same(gt, R.add(a, aq, b, bq, tq))
+    same(gy, R.prelu(R.add(a, aq, b, bq, tq), tq, slope, sq, yq))

@@ -152,6 +152,12 @@ typedef struct ti_q8_kernels {
   void (*_Nonnull max_pool_row)(int8_t *yrow, const int8_t *ximg, intptr_t c, intptr_t h, intptr_t w, intptr_t kh,
                                 intptr_t kw, intptr_t iy0, intptr_t padl, intptr_t sw, intptr_t ow, int32_t lo,
                                 int32_t hi);
+  /* add_lin_row's t = clamp((a[i] pa + b[i] pb + c) >> shift, lo, hi), then
+   * prelu_lin_row's y[i] of t (an int8 Add with a fused int8 PRelu), same
+   * return value and period rule as prelu_lin_row. */
+  intptr_t (*_Nonnull add_prelu_lin_row)(const int8_t *a, const int8_t *b, int8_t *y, intptr_t n,
+                                         const ti_q8_lin2 *p, const int32_t *pn, const int32_t *qn, intptr_t period,
+                                         const ti_q8_prelu_lin *q);
 } ti_q8_kernels;
 
 /* The table of the level ti_cpu_level() chose (with VNNI: ti_cpu_vnni()). */

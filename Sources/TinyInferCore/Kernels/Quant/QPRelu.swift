@@ -79,14 +79,39 @@ enum QPReluKernel {
     return nil
   }
 
+  /// prelu.cc: float products and quotients of the float scales, then QuantizeMultiplier.
+  static func multipliers(_ xq: QParams, _ aq: QParams, _ yq: QParams) throws(TinfError) -> (
+    FixedPoint.Multiplier, FixedPoint.Multiplier
+  ) {
+    (
+      try FixedPoint.requantization(Double(xq.scale / yq.scale), "PRelu"),
+      try FixedPoint.requantization(Double(xq.scale * aq.scale / yq.scale), "PRelu")
+    )
+  }
+
+  /// y[i] = PRelu(x[i], a[i % period]) for i < total (y may be x): the
+  /// level's fixed-point row, the tail element by element.
+  @inline(__always)
+  static func runPeriodic(
+    _ x: UnsafePointer<Int8>, _ a: UnsafePointer<Int8>, _ period: Int, _ y: UnsafeMutablePointer<Int8>, _ total: Int,
+    _ xq: QParams, _ aq: QParams, _ yq: QParams, _ m1: FixedPoint.Multiplier, _ m2: FixedPoint.Multiplier
+  ) {
+    let params = ti_q8_prelu(
+      zx: xq.zeroPoint, za: aq.zeroPoint, m1: m1.multiplier, s1: m1.shift, m2: m2.multiplier, s2: m2.shift,
+      zy: yq.zeroPoint)
+    var i = withUnsafePointer(to: params) { ti_q8_kernels_get().pointee.prelu_row(x, a, period, y, total, $0) }
+    while i < total {
+      y[i] = value(Int32(x[i]), Int32(a[i % period]), xq, aq, yq, m1, m2)
+      i &+= 1
+    }
+  }
+
   static func bind(_ ctx: KernelContext) throws(TinfError) -> KernelFn {
     guard let xd = ctx.inputs[0], let ad = ctx.inputs[1] else { throw .format("missing input") }
     let xq = try QCheck.perTensor(xd, "input")
     let aq = try QCheck.perTensor(ad, "slope")
     let yq = try QCheck.output(ctx)
-    // prelu.cc: float products and quotients of the float scales, then QuantizeMultiplier.
-    let m1 = try FixedPoint.requantization(Double(xq.scale / yq.scale), "PRelu")
-    let m2 = try FixedPoint.requantization(Double(xq.scale * aq.scale / yq.scale), "PRelu")
+    let (m1, m2) = try multipliers(xq, aq, yq)
     let plan = BroadcastPlan(xd.shape, ad.shape, ctx.outputs[0].shape)
     guard let xp = ctx.inputData[0], let ap = ctx.inputData[1] else { throw TinfError(.internal, "missing data") }
     let x = UnsafePointer(xp.assumingMemoryBound(to: Int8.self))
@@ -121,16 +146,11 @@ enum QPReluKernel {
       }
     }
     return { () throws(TinfError) in
+      if periodic {
+        runPeriodic(x, a, d[1], y, total, xq, aq, yq, m1, m2)
+        return
+      }
       withUnsafePointer(to: params) { p in
-        if periodic {
-          let period = d[1]
-          var i = row(x, a, period, y, total, p)
-          while i < total {
-            y[i] = value(Int32(x[i]), Int32(a[i % period]), xq, aq, yq, m1, m2)
-            i &+= 1
-          }
-          return
-        }
         plan.forEachRow { offX, _, offA, ia, out, n in
           // x has the output's shape: its rows are contiguous; the slope's stride is 0 or 1.
           let xr = x + offX
