@@ -26,17 +26,9 @@ enum QPoolKernel {
       // channels kept in registers over its window, as the float kernel.
       let rowKernel = ti_q8_kernels_get().pointee.max_pool_row
       let (lo8, hi8) = (max(lo, -128), min(hi, 127))
-      let (h, w, c, kh, kw, oh, ow, padT, padL, sh, sw) = (g.h, g.w, g.c, g.kh, g.kw, g.oh, g.ow, g.padT, g.padL, g.sh, g.sw)
-      let pool = ctx.pool
-      let minChunk = minChunkFor(perItem: ow &* kh &* kw &* c)
-      return { () throws(TinfError) in
-        forEachChunk(pool, g.n &* oh, minChunk: minChunk) { _, range in
-          for row in range {
-            let b = row / oh
-            let oy = row &- b &* oh
-            rowKernel(y + row &* ow &* c, x + b &* h &* w &* c, c, h, w, kh, kw, oy &* sh &- padT, padL, sw, ow, lo8, hi8)
-          }
-        }
+      let (h, w, c, kh, kw, ow, padL, sw) = (g.h, g.w, g.c, g.kh, g.kw, g.ow, g.padL, g.sw)
+      return g.rowDriver(x: x, y: y, pool: ctx.pool) { yr, xi, iy0 in
+        rowKernel(yr, xi, c, h, w, kh, kw, iy0, padL, sw, ow, lo8, hi8)
       }
     }
     let sums = try QBuffer(bytes: ctx.pool.threads &* g.c &* 4)
