@@ -29,6 +29,7 @@ for level in baseline avx2; do
     python/tests/test_ops_math.py python/tests/test_ops_spatial.py python/tests/test_ops_movement.py \
     python/tests/test_ops_int8.py python/tests/test_quantize.py::test_hybrid_kernel_matches_the_documented_math \
     python/tests/test_ops_runtime_data.py python/tests/test_ops_transcendental.py python/tests/test_ops_int8_prelu.py \
+    python/tests/test_ops_int8_linear.py \
     python/tests/test_rnn.py::test_lstm_op_vs_numpy python/tests/test_rnn.py::test_gru_op_vs_numpy | tail -n 1
 done
 echo "== pip install ./python (into a temporary folder) and import it =="

@@ -14,6 +14,8 @@ import pytest
 import tinyinfer
 from tinyinfer.quantize import Quantizer, calibration_sets, sqnr_db
 
+import reference as R
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MODELS = os.path.join(ROOT, "models")
 SHAPES = {"mlp": (1, 784), "cnn": (1, 28, 28, 1)}
@@ -511,6 +513,61 @@ def test_int8_static_other_ops(rng):
         ref = np.concatenate([f.run(t)[0] for t in test])
         out = np.concatenate([m.run(t)[0] for t in test])
     assert sqnr_db((ref ** 2).sum(), ((ref - out) ** 2).sum()) > 25
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_int8_static_quantizes_the_folded_affine_chains(seed):
+    """Constant Mul / Add / Sub after Conv2D, DepthwiseConv2D and
+    FullyConnected (per-channel scales of both signs, a per-channel shift,
+    c - x, a Relu after the Add) are folded at load before calibration
+    (Passes/AffineFolding): int8-static makes each chain one int8 op with one
+    calibrated output range, within int8 noise of the numpy float64
+    reference and no worse than quantizing the unfolded graph op by op."""
+    rng = np.random.default_rng(seed)
+
+    def f(*shape, scale=1.0):
+        return (rng.standard_normal(shape) * scale).astype(np.float32)
+    w1, b1, t1 = f(6, 3, 3, 3, scale=0.4), f(6), f(6)
+    s1 = np.array([2.0, -0.5, 0.25, 1.5, -3.0, 0.75], np.float32)
+    wd, wf, bf = f(1, 3, 3, 6, scale=0.5), f(4, 6), f(4)
+    g = tinyinfer.GraphBuilder("affine")
+    x = g.input("x", (1, 8, 8, 3))
+    c = g.op("Conv2D", x, g.const("w1", w1), g.const("b1", b1), padding=1, name="conv")
+    a = g.op("Add", g.op("Mul", c, g.const("s1", s1), name="mul"), g.const("t1", t1.reshape(1, 1, 1, 6)), name="add")
+    d = g.op("DepthwiseConv2D", g.op("Relu", a, name="relu"), g.const("wd", wd), None, padding=1, name="dw")
+    sub = g.op("Sub", g.const("half", np.full((1,), 0.5, np.float32)), d, name="sub")
+    fc = g.op("FullyConnected", g.op("Mean", sub, axes=[1, 2], keep_dims=0), g.const("wf", wf), g.const("bf", bf),
+              name="fc")
+    g.output(g.op("Mul", fc, g.const("k", np.full((1,), 3.0, np.float32)), name="out"))
+    data = g.to_bytes()
+
+    def reference(t):
+        y = np.maximum(R.conv2d(t, w1, b1, padding=1).astype(np.float64) * s1 + t1, 0)
+        y = 0.5 - R.depthwise_conv2d(y, wd, None, padding=1).astype(np.float64)
+        return R.fully_connected(y.mean(axis=(1, 2)), wf, bf).astype(np.float64) * 3.0
+
+    calib = [f(1, 8, 8, 3) for _ in range(32)]
+    test = [f(1, 8, 8, 3) for _ in range(20)]
+    ref = np.concatenate([reference(t) for t in test])
+    sqnr = {}
+    for optimize in (True, False):
+        with tinyinfer.load(data, optimize=optimize) as fm:
+            folded = [p for p in fm.passes if p.startswith("fold") and "constant" not in p]
+            r = tinyinfer.quantize(fm, mode="int8-static", calib=calib)
+        with tinyinfer.load(r.data) as qm:
+            ops = [o.op for o in qm.ops()]
+            out = np.concatenate([qm.run(t)[0] for t in test]).astype(np.float64)
+        if optimize:
+            assert folded == ["fold Mul 'mul' into Conv2D 'conv'", "fold Add 'add' into Conv2D 'mul'",
+                              "fold Sub 'sub' into DepthwiseConv2D 'dw'", "fold Mul 'out' into FullyConnected 'fc'"]
+            assert ops == ["Quantize", "Conv2D", "DepthwiseConv2D", "Mean", "FullyConnected", "Dequantize"]
+        else:
+            assert folded == [] and ops.count("Mul") == 2 and "Sub" in ops
+        sqnr[optimize] = sqnr_db((ref ** 2).sum(), ((ref - out) ** 2).sum())
+        for j in range(4):  # every output channel, not only the largest
+            assert sqnr_db((ref[:, j] ** 2).sum(), ((ref[:, j] - out[:, j]) ** 2).sum()) > 20, (optimize, j)
+    assert sqnr[True] > 27, sqnr
+    assert sqnr[True] >= sqnr[False] - 0.5, sqnr
 
 
 def test_int8_static_reduce_max_keeps_its_input_parameters(rng):

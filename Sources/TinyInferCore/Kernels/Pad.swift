@@ -126,34 +126,23 @@ enum PadKernel {
     let outBytes = p.shape.reduce(1, &*) &* es
     let pool = ctx.pool
 
-    // Constant padding of 4-byte elements where no dim before `k` is
-    // padded (the channel padding of a residual branch): output row r is
-    // input row r with fill around it, in plain loops per row (the general
-    // loop below divides per row to find its source and makes two calls);
-    // bits are copied as they are (float32, int32, uint32).
+    // Constant padding of 1-, 2- or 4-byte elements where no dim before `k`
+    // is padded (the channel padding of a residual branch, float32 or int8):
+    // output row r is input row r with fill around it, in plain loops per
+    // row (the general loop below divides per row to find its source and
+    // makes two calls); bits are copied as they are.
     var outerPadded = false
     for i in 0..<k where p.pads[2 * i] != 0 || p.pads[2 * i + 1] != 0 { outerPadded = true }
-    if mode == 0 && es == 4 && !outerPadded {
-      let xs = s.assumingMemoryBound(to: UInt32.self)
-      let ys = d.assumingMemoryBound(to: UInt32.self)
-      let v = UInt32(truncatingIfNeeded: fill)
-      let (nIn, nOut, nBefore, nAfter) = (inRow / 4, outRow / 4, before &* blk / 4, after &* blk / 4)
-      let rowsWork = { (range: Range<Int>) in
-        for r in range {
-          let src = xs + r &* nIn
-          let dst = ys + r &* nOut
-          for j in 0..<nBefore { dst[j] = v }
-          let mid = dst + nBefore
-          for j in 0..<nIn { mid[j] = src[j] }
-          let tail = mid + nIn
-          for j in 0..<nAfter { tail[j] = v }
-        }
+    if mode == 0 && !outerPadded {
+      let g = ConstantRows(
+        s: UnsafeRawPointer(s), d: d, rows: rows, inRow: inRow, outRow: outRow, before: before &* blk,
+        after: after &* blk, fill: fill, pool: pool, outBytes: outBytes)
+      switch es {
+      case 4: return g.kernel(UInt32.self)
+      case 2: return g.kernel(UInt16.self)
+      case 1: return g.kernel(UInt8.self)
+      default: break
       }
-      if pool.threads > 1 && rows > 1 && outBytes >= moveParallelBytes {
-        let minChunk = max(1, rows &* moveChunkBytes / outBytes)
-        return { () throws(TinfError) in pool.parallelRanges(rows, minChunk: minChunk, rowsWork) }
-      }
-      return { () throws(TinfError) in rowsWork(0..<rows) }
     }
 
     let work = { (range: Range<Int>) in
@@ -207,6 +196,41 @@ enum PadKernel {
     case 1: return j < 0 ? -j : 2 * n - 2 - j
     case 2: return j < 0 ? -j - 1 : 2 * n - 1 - j
     default: return -1
+    }
+  }
+
+  /// Constant padding of the innermost padded dim only (sizes in bytes).
+  struct ConstantRows {
+    let s: UnsafeRawPointer
+    let d: UnsafeMutableRawPointer
+    let rows: Int, inRow: Int, outRow: Int, before: Int, after: Int
+    let fill: UInt64
+    let pool: ThreadPool
+    let outBytes: Int
+
+    func kernel<T: FixedWidthInteger>(_: T.Type) -> KernelFn {
+      let es = MemoryLayout<T>.size
+      let xs = s.assumingMemoryBound(to: T.self)
+      let ys = d.assumingMemoryBound(to: T.self)
+      let v = T(truncatingIfNeeded: fill)
+      let (nIn, nOut, nBefore, nAfter) = (inRow / es, outRow / es, before / es, after / es)
+      let rowsWork = { (range: Range<Int>) in
+        for r in range {
+          let src = xs + r &* nIn
+          let dst = ys + r &* nOut
+          for j in 0..<nBefore { dst[j] = v }
+          let mid = dst + nBefore
+          for j in 0..<nIn { mid[j] = src[j] }
+          let tail = mid + nIn
+          for j in 0..<nAfter { tail[j] = v }
+        }
+      }
+      let (pool, rows) = (self.pool, self.rows)
+      if pool.threads > 1 && rows > 1 && outBytes >= moveParallelBytes {
+        let minChunk = max(1, rows &* moveChunkBytes / outBytes)
+        return { () throws(TinfError) in pool.parallelRanges(rows, minChunk: minChunk, rowsWork) }
+      }
+      return { () throws(TinfError) in rowsWork(0..<rows) }
     }
   }
 

@@ -41,17 +41,9 @@ enum PoolKernel {
       // One C call per output row, the pixel kept in registers over its
       // window (max_pool_row).
       let rowKernel = kern.max_pool_row
-      let (h, w, c, kh, kw, oh, ow, padT, padL, sh, sw) = (g.h, g.w, g.c, g.kh, g.kw, g.oh, g.ow, g.padT, g.padL, g.sh, g.sw)
-      let pool = ctx.pool
-      let minChunk = minChunkFor(perItem: ow &* kh &* kw &* c)
-      return { () throws(TinfError) in
-        forEachChunk(pool, g.n &* oh, minChunk: minChunk) { _, range in
-          for row in range {
-            let b = row / oh
-            let oy = row &- b &* oh
-            rowKernel(y + row &* ow &* c, x + b &* h &* w &* c, c, h, w, kh, kw, oy &* sh &- padT, padL, sw, ow, lo, hi)
-          }
-        }
+      let (h, w, c, kh, kw, ow, padL, sw) = (g.h, g.w, g.c, g.kh, g.kw, g.ow, g.padL, g.sw)
+      return g.rowDriver(x: x, y: y, pool: ctx.pool) { yr, xi, iy0 in
+        rowKernel(yr, xi, c, h, w, kh, kw, iy0, padL, sw, ow, lo, hi)
       }
     }
     let window = g.countIncludePad ? g.kh &* g.kw : 0
@@ -127,6 +119,24 @@ struct PoolGeometry {
   init(_ ctx: KernelContext) throws(TinfError) {
     guard let xd = ctx.inputs[0] else { throw .format("pool: missing input") }
     try self.init(ctx.node, xd)
+  }
+
+  /// Output rows split over threads, one `kernel(output row, its image,
+  /// first window row iy0)` call per output row (the max pools' C kernels).
+  func rowDriver<T>(
+    x: UnsafePointer<T>, y: UnsafeMutablePointer<T>, pool: ThreadPool,
+    _ kernel: @escaping (UnsafeMutablePointer<T>, UnsafePointer<T>, Int) -> Void
+  ) -> KernelFn {
+    let g = self
+    let minChunk = minChunkFor(perItem: ow &* kh &* kw &* c)
+    return { () throws(TinfError) in
+      forEachChunk(pool, g.n &* g.oh, minChunk: minChunk) { _, range in
+        for row in range {
+          let b = row / g.oh
+          kernel(y + row &* g.ow &* g.c, x + b &* g.h &* g.w &* g.c, (row &- b &* g.oh) &* g.sh &- g.padT)
+        }
+      }
+    }
   }
 
   /// Output rows split over threads; each output pixel runs `step` over

@@ -27,6 +27,19 @@ typedef struct ti_q8_prelu {
   int32_t zx, za, m1, s1, m2, s2, zy;
 } ti_q8_prelu;
 
+/* A floor-linear int8 elementwise op (issue 14, QLinearFit in Swift):
+ * y = clamp((x1 pa + x2 pb + c) >> shift, lo, hi) on the raw int8 inputs. */
+typedef struct ti_q8_lin2 {
+  int32_t pa, pb, c, shift, lo, hi;
+} ti_q8_lin2;
+
+/* int8 PRelu as two floor-linear pieces (issue 14): y = clamp((x p + q) >>
+ * shift, -128, 127) with (p, q) = (pp, qp) where x >= zx, else the
+ * channel's (pn, qn). */
+typedef struct ti_q8_prelu_lin {
+  int32_t zx, pp, qp, shift;
+} ti_q8_prelu_lin;
+
 typedef struct ti_q8_kernels {
   /* 8 rows x 16 columns of one panel: out[r * ldo + j] = initial[j] +
    * sum over the depth of a_r * w (for r < rows, j < valid). The depth is
@@ -121,6 +134,30 @@ typedef struct ti_q8_kernels {
    * columns c < n; the same values as gemm_rows with one row. */
   void (*_Nonnull gemv)(const uint8_t *a, intptr_t groups, const void *panel, intptr_t panel_bytes, intptr_t p0,
                         intptr_t p1, const int32_t *initial, int32_t *out, intptr_t n);
+  /* --- issue 14: int8 that stays fast on real models (q8_linear.inc) --- */
+  /* y[i] = clamp((a[i] pa + b[i] pb + c) >> shift, lo, hi) (y may be a or
+   * b) for the first elements of n, a whole number of vectors; returns how
+   * many. The caller guarantees no int32 overflow for any int8 a, b. */
+  intptr_t (*_Nonnull add_lin_row)(const int8_t *a, const int8_t *b, int8_t *y, intptr_t n, const ti_q8_lin2 *p);
+  /* y[i] = clamp((x[i] P + Q) >> shift, -128, 127), (P, Q) = (pp, qp) where
+   * x[i] >= zx, else (pn[i % period], qn[i % period]) (y may be x), for the
+   * first elements of n, a whole number of vectors; returns how many (0
+   * unless period is 1, a multiple of the vector or >= n). */
+  intptr_t (*_Nonnull prelu_lin_row)(const int8_t *x, const int32_t *pn, const int32_t *qn, intptr_t period,
+                                     int8_t *y, intptr_t n, const ti_q8_prelu_lin *p);
+  /* int8 max pooling: output pixels 0..<ow of one row (yrow, c channels
+   * each) of image ximg [h, w, c], window kh x kw from input row iy0 and
+   * column ox * sw - padl, clipped to the image; the maximum clamped to
+   * [lo, hi] (within -128...127). */
+  void (*_Nonnull max_pool_row)(int8_t *yrow, const int8_t *ximg, intptr_t c, intptr_t h, intptr_t w, intptr_t kh,
+                                intptr_t kw, intptr_t iy0, intptr_t padl, intptr_t sw, intptr_t ow, int32_t lo,
+                                int32_t hi);
+  /* add_lin_row's t = clamp((a[i] pa + b[i] pb + c) >> shift, lo, hi), then
+   * prelu_lin_row's y[i] of t (an int8 Add with a fused int8 PRelu), same
+   * return value and period rule as prelu_lin_row. */
+  intptr_t (*_Nonnull add_prelu_lin_row)(const int8_t *a, const int8_t *b, int8_t *y, intptr_t n,
+                                         const ti_q8_lin2 *p, const int32_t *pn, const int32_t *qn, intptr_t period,
+                                         const ti_q8_prelu_lin *q);
 } ti_q8_kernels;
 
 /* The table of the level ti_cpu_level() chose (with VNNI: ti_cpu_vnni()). */

@@ -34,14 +34,28 @@ enum QBinaryKernel {
     _ = try QCheck.perTensor(a, "input")
     _ = try QCheck.perTensor(b, "input")
     _ = try Activation.from(node.attrs)
-    return [TensorType(.int8, try broadcastShapes(a.shape, b.shape))]
+    let shape = try broadcastShapes(a.shape, b.shape)
+    if let s = try node.attrs.floats(.preluSlopes) {
+      // Passes/PReluFusion's int8 form: [s_t, zp_t, s_a, zp_a, C raw slopes].
+      guard node.op == .add, a.shape == shape, b.shape == shape, let c = shape.last, s.count == c &+ 4,
+        s[0] > 0, s[2] > 0, s.dropFirst().allSatisfy({ $0 == $0.rounded() && $0 >= -128 && $0 <= 127 })
+      else {
+        throw .unsupported(
+          "an int8 \(node.op.name) with prelu_slopes needs Add, both inputs of the output's shape and [s_t, zp_t, s_a, zp_a] then one int8 slope per channel")
+      }
+    }
+    return [TensorType(.int8, shape)]
   }
 
   static func bind(_ ctx: KernelContext) throws(TinfError) -> KernelFn {
     guard let ad = ctx.inputs[0], let bd = ctx.inputs[1] else { throw .format("missing input") }
     let aq = try QCheck.perTensor(ad, "input")
     let bq = try QCheck.perTensor(bd, "input")
-    let yq = try QCheck.output(ctx)
+    // With a fused PRelu (prelu_slopes, see infer) the Add's own result t has the parameters of the
+    // attribute and the PRelu of t is the output.
+    let fused = try ctx.attrs.floats(.preluSlopes)
+    var yq = try QCheck.output(ctx)
+    if let f = fused { yq = QParams(scale: f[0], zeroPoint: Int32(f[1])) }
     let (lo, hi) = try QCheck.activationRange(try Activation.from(ctx.attrs), yq)
     let plan = BroadcastPlan(ad.shape, bd.shape, ctx.outputs[0].shape)
     guard let ap = ctx.inputData[0], let bp = ctx.inputData[1] else { throw TinfError(.internal, "missing data") }
@@ -82,14 +96,20 @@ enum QBinaryKernel {
       tb[v + 128] = negate ? 0 &- vb : vb
     }
     let tables = try QBuffer(int32: ta + tb)
-    let op = QAddOp(
+    let kernels = ti_q8_kernels_get().pointee
+    var op = QAddOp(
       ta: UnsafePointer(tables.int32), tb: UnsafePointer(tables.int32 + 256),
       out: QOutputStage(mo, zp: yq.zeroPoint, lo: lo, hi: hi),
       params: ti_q8_binary(
         za: aq.zeroPoint, zb: bq.zeroPoint, a_mult: m1.multiplier, a_shift: m1.shift, b_mult: m2.multiplier,
         b_shift: m2.shift, out_mult: mo.multiplier, out_shift: mo.shift, zp: yq.zeroPoint, lo: lo, hi: hi,
         negate: negate ? 1 : 0),
-      addRow: ti_q8_kernels_get().pointee.add_row)
+      addRow: kernels.add_row, linear: nil, linearRow: kernels.add_lin_row)
+    op.linear = try QAddOp.linearForm(
+      op, slopeA: Double(aq.scale) / Double(yq.scale), slopeB: (negate ? -1 : 1) * Double(bq.scale) / Double(yq.scale))
+    if let f = fused {
+      return try fusedPRelu(op, f, tq: yq, a, b, y, ctx, keep: tables)
+    }
     if let pc = try PerChannel(ad.shape, bd.shape, ctx.outputs[0].shape) {
       return { () throws(TinfError) in
         withExtendedLifetime(tables) { pc.run(op, a, b, y) }
@@ -97,6 +117,48 @@ enum QBinaryKernel {
     }
     return { () throws(TinfError) in
       withExtendedLifetime(tables) { QBinaryKernel.run(op, plan, a, b, y) }
+    }
+  }
+
+  /// The int8 Add `op` (output parameters tq) with the PRelu of its result
+  /// fused (Passes/PReluFusion; `attr` = [s_t, zp_t, s_a, zp_a, slopes]):
+  /// one pass of the level's add_prelu_lin_row where both have a
+  /// floor-linear form, else the Add's rows then the PRelu in place; the
+  /// tails element by element. a, b and y have one shape.
+  static func fusedPRelu(
+    _ op: QAddOp, _ attr: [Float], tq: QParams, _ a: UnsafePointer<Int8>, _ b: UnsafePointer<Int8>,
+    _ y: UnsafeMutablePointer<Int8>, _ ctx: KernelContext, keep tables: QBuffer
+  ) throws(TinfError) -> KernelFn {
+    let yq = try QCheck.output(ctx)
+    let aq = QParams(scale: attr[2], zeroPoint: Int32(attr[3]))
+    let c = attr.count &- 4
+    let slopes = try QBuffer(int8: attr.dropFirst(4).map { Int8($0) })
+    let sp = UnsafePointer(slopes.int8)
+    let (m1, m2) = try QPReluKernel.multipliers(tq, aq, yq)
+    var total = 1
+    for d in ctx.outputs[0].shape { total &*= d }
+    if let al = op.linear, let pl = try QPReluKernel.linearForm(tq, aq, yq, m1, m2, slope: sp, period: c) {
+      let row = ti_q8_kernels_get().pointee.add_prelu_lin_row
+      return { () throws(TinfError) in
+        withExtendedLifetime((slopes, pl.table, tables)) {
+          withUnsafePointer(to: al) { ap in
+            withUnsafePointer(to: pl.params) { pp in
+              let pn = UnsafePointer(pl.table.int32)
+              var i = row(a, b, y, total, ap, pn, pn + pl.entries, pl.entries, pp)
+              while i < total {
+                y[i] = QPReluKernel.value(Int32(op.apply(a[i], b[i])), Int32(sp[i % c]), tq, aq, yq, m1, m2)
+                i &+= 1
+              }
+            }
+          }
+        }
+      }
+    }
+    return { () throws(TinfError) in
+      withExtendedLifetime((slopes, tables)) {
+        op.row(a, b, y, total)
+        QPReluKernel.runPeriodic(UnsafePointer(y), sp, c, y, total, tq, aq, yq, m1, m2)
+      }
     }
   }
 
@@ -227,13 +289,49 @@ struct QAddOp: QBinaryOp {
     out.one(ta[Int(a) &+ 128] &+ tb[Int(b) &+ 128])
   }
 
+  /// The op as a floor-linear function of the two int8 inputs (QLinearFit),
+  /// where one reproduces it on all 65536 input pairs; its row kernel.
+  var linear: ti_q8_lin2?
+  let linearRow: @convention(c) (
+    UnsafePointer<Int8>, UnsafePointer<Int8>, UnsafeMutablePointer<Int8>, Int, UnsafePointer<ti_q8_lin2>
+  ) -> Int
+
   @inline(never)
   func row(_ a: UnsafePointer<Int8>, _ b: UnsafePointer<Int8>, _ y: UnsafeMutablePointer<Int8>, _ n: Int) {
-    var i = withUnsafePointer(to: params) { addRow(a, b, y, n, $0) }
+    var i = 0
+    if let lin = linear {
+      i = withUnsafePointer(to: lin) { linearRow(a, b, y, n, $0) }
+    } else {
+      i = withUnsafePointer(to: params) { addRow(a, b, y, n, $0) }
+    }
     while i < n {
       y[i] = apply(a[i], b[i])
       i &+= 1
     }
+  }
+
+  /// The floor-linear form of `op` (without one) checked against its
+  /// fixed-point rows over every pair of int8 inputs, or nil.
+  static func linearForm(_ op: QAddOp, slopeA: Double, slopeB: Double) throws(TinfError) -> ti_q8_lin2? {
+    // The exact results: row x1 + 128 holds op(x1, x2) for x2 = -128...127.
+    let grid = try QBuffer(bytes: 3 &* 256 &+ 65536)
+    let bs = grid.int8
+    let asRow = grid.int8 + 256
+    let target = grid.int8 + 768
+    for v in 0..<256 { bs[v] = Int8(truncatingIfNeeded: v &- 128) }
+    for x1 in 0..<256 {
+      for v in 0..<256 { asRow[v] = Int8(truncatingIfNeeded: x1 &- 128) }
+      op.row(UnsafePointer(asRow), UnsafePointer(bs), target + x1 &* 256, 256)
+    }
+    let (lo, hi) = (op.params.lo, op.params.hi)
+    for shift in QLinearFit.shifts {
+      if let f = QLinearFit.find(
+        -128...127, -128...127, UnsafePointer(target), slope1: slopeA, slope2: slopeB, shift: shift, lo: lo, hi: hi)
+      {
+        return ti_q8_lin2(pa: f.p1, pb: f.p2, c: f.c, shift: Int32(shift), lo: lo, hi: hi)
+      }
+    }
+    return nil
   }
 }
 

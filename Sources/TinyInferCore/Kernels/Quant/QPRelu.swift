@@ -6,9 +6,11 @@ import TinyInferShims
 /// the two multipliers computed in float from the float scales, as prelu.cc
 /// does. The slope broadcasts to x (numpy rules; the output is x's shape).
 ///
-/// Rows run a vector at a time in the level's C kernel (ti_q8_kernels
-/// prelu_row, q8_prelu.inc: both branches computed, one chosen per lane);
-/// the tails element by element with the same arithmetic.
+/// A constant per-channel slope (the usual case) runs as two floor-linear
+/// pieces (`linearForm`, QLinearFit; ti_q8_kernels prelu_lin_row) where
+/// they reproduce every value. Otherwise rows run a vector at a time in the
+/// level's C kernel (prelu_row, q8_prelu.inc: both branches computed, one
+/// chosen per lane). The tails element by element with the same arithmetic.
 enum QPReluKernel {
   static func infer(_ node: Node, _ inputs: [TensorDesc?]) throws(TinfError) -> [TensorType] {
     try arity(inputs, 2...2)
@@ -32,14 +34,84 @@ enum QPReluKernel {
     return Int8(max(-128, min(127, v &+ yq.zeroPoint)))
   }
 
+  /// A per-channel (constant) slope's PRelu as two floor-linear pieces
+  /// (QLinearFit): x >= zp_x with one (p, q), each channel's x < zp_x with
+  /// its own, all checked against `value` over every int8 x; nil where a
+  /// piece has no fit. `table` holds `entries` p (entry e for channel
+  /// e % period), then as many q: the channels repeated to a multiple of 16
+  /// (every level's vector) unless there is one.
+  static func linearForm(
+    _ xq: QParams, _ aq: QParams, _ yq: QParams, _ m1: FixedPoint.Multiplier, _ m2: FixedPoint.Multiplier,
+    slope: UnsafePointer<Int8>, period: Int
+  ) throws(TinfError) -> (params: ti_q8_prelu_lin, table: QBuffer, entries: Int)? {
+    let zx = Int(xq.zeroPoint)
+    var entries = period
+    while entries != 1 && entries % 16 != 0 { entries &+= period }
+    let table = try QBuffer(bytes: 2 &* entries &* 4)
+    let target = try QBuffer(bytes: 256)
+    let t = target.int8
+    let sx = Double(xq.scale) / Double(yq.scale)
+    let sn = Double(xq.scale) * Double(aq.scale) / Double(yq.scale)
+    shifts: for shift in QLinearFit.shifts {
+      // x >= zp_x: the slope takes no part.
+      for x in zx...127 { t[x &- zx] = value(Int32(x), 0, xq, aq, yq, m1, m2) }
+      guard let pos = QLinearFit.find(
+        zx...127, 0...0, UnsafePointer(t), slope1: sx, slope2: 0, shift: shift, lo: -128, hi: 127)
+      else { continue }
+      for ch in 0..<period {
+        var neg = QLinearFit(p1: 0, p2: 0, c: 0)
+        if zx > -128 {
+          let av = Int32(slope[ch])
+          for x in -128...(zx &- 1) { t[x &+ 128] = value(Int32(x), av, xq, aq, yq, m1, m2) }
+          guard let f = QLinearFit.find(
+            -128...(zx &- 1), 0...0, UnsafePointer(t), slope1: sn * Double(av &- aq.zeroPoint), slope2: 0,
+            shift: shift, lo: -128, hi: 127)
+          else { continue shifts }
+          neg = f
+        }
+        for e in stride(from: ch, to: entries, by: period) {
+          table.int32[e] = neg.p1
+          table.int32[entries &+ e] = neg.c
+        }
+      }
+      return (ti_q8_prelu_lin(zx: xq.zeroPoint, pp: pos.p1, qp: pos.c, shift: Int32(shift)), table, entries)
+    }
+    return nil
+  }
+
+  /// prelu.cc: float products and quotients of the float scales, then QuantizeMultiplier.
+  static func multipliers(_ xq: QParams, _ aq: QParams, _ yq: QParams) throws(TinfError) -> (
+    FixedPoint.Multiplier, FixedPoint.Multiplier
+  ) {
+    (
+      try FixedPoint.requantization(Double(xq.scale / yq.scale), "PRelu"),
+      try FixedPoint.requantization(Double(xq.scale * aq.scale / yq.scale), "PRelu")
+    )
+  }
+
+  /// y[i] = PRelu(x[i], a[i % period]) for i < total (y may be x): the
+  /// level's fixed-point row, the tail element by element.
+  @inline(__always)
+  static func runPeriodic(
+    _ x: UnsafePointer<Int8>, _ a: UnsafePointer<Int8>, _ period: Int, _ y: UnsafeMutablePointer<Int8>, _ total: Int,
+    _ xq: QParams, _ aq: QParams, _ yq: QParams, _ m1: FixedPoint.Multiplier, _ m2: FixedPoint.Multiplier
+  ) {
+    let params = ti_q8_prelu(
+      zx: xq.zeroPoint, za: aq.zeroPoint, m1: m1.multiplier, s1: m1.shift, m2: m2.multiplier, s2: m2.shift,
+      zy: yq.zeroPoint)
+    var i = withUnsafePointer(to: params) { ti_q8_kernels_get().pointee.prelu_row(x, a, period, y, total, $0) }
+    while i < total {
+      y[i] = value(Int32(x[i]), Int32(a[i % period]), xq, aq, yq, m1, m2)
+      i &+= 1
+    }
+  }
+
   static func bind(_ ctx: KernelContext) throws(TinfError) -> KernelFn {
     guard let xd = ctx.inputs[0], let ad = ctx.inputs[1] else { throw .format("missing input") }
     let xq = try QCheck.perTensor(xd, "input")
     let aq = try QCheck.perTensor(ad, "slope")
     let yq = try QCheck.output(ctx)
-    // prelu.cc: float products and quotients of the float scales, then QuantizeMultiplier.
-    let m1 = try FixedPoint.requantization(Double(xq.scale / yq.scale), "PRelu")
-    let m2 = try FixedPoint.requantization(Double(xq.scale * aq.scale / yq.scale), "PRelu")
+    let (m1, m2) = try multipliers(xq, aq, yq)
     let plan = BroadcastPlan(xd.shape, ad.shape, ctx.outputs[0].shape)
     guard let xp = ctx.inputData[0], let ap = ctx.inputData[1] else { throw TinfError(.internal, "missing data") }
     let x = UnsafePointer(xp.assumingMemoryBound(to: Int8.self))
@@ -55,17 +127,30 @@ enum QPReluKernel {
     let d = plan.dims
     let periodic = d.count == 2 && plan.sb == [0, 1] && plan.sa == [d[1], 1]
     let total = plan.total
-    return { () throws(TinfError) in
-      withUnsafePointer(to: params) { p in
-        if periodic {
-          let period = d[1]
-          var i = row(x, a, period, y, total, p)
-          while i < total {
-            y[i] = value(Int32(x[i]), Int32(a[i % period]), xq, aq, yq, m1, m2)
-            i &+= 1
+    if periodic && ad.isConstant,
+      let lin = try linearForm(xq, aq, yq, m1, m2, slope: a, period: d[1])
+    {
+      let linRow = ti_q8_kernels_get().pointee.prelu_lin_row
+      return { () throws(TinfError) in
+        withExtendedLifetime(lin.table) {
+          withUnsafePointer(to: lin.params) { p in
+            let pn = UnsafePointer(lin.table.int32)
+            let period = d[1]
+            var i = linRow(x, pn, pn + lin.entries, lin.entries, y, total, p)
+            while i < total {
+              y[i] = value(Int32(x[i]), Int32(a[i % period]), xq, aq, yq, m1, m2)
+              i &+= 1
+            }
           }
-          return
         }
+      }
+    }
+    return { () throws(TinfError) in
+      if periodic {
+        runPeriodic(x, a, d[1], y, total, xq, aq, yq, m1, m2)
+        return
+      }
+      withUnsafePointer(to: params) { p in
         plan.forEachRow { offX, _, offA, ia, out, n in
           // x has the output's shape: its rows are contiguous; the slope's stride is 0 or 1.
           let xr = x + offX

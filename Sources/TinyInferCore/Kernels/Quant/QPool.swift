@@ -22,33 +22,18 @@ enum QPoolKernel {
     let (lo, hi) = try QCheck.activationRange(try Activation.from(ctx.attrs), yq)
     let (x, y) = (ctx.input(0, Int8.self), ctx.output(0, Int8.self))
     if ctx.node.op == .maxPool2D {
-      let (lo8, hi8) = (Int8(truncatingIfNeeded: max(lo, -128)), Int8(truncatingIfNeeded: min(hi, 127)))
-      return g.driver(x: x, y: y, pool: ctx.pool, Max(c: g.c, lo: lo8, hi: hi8))
+      // One C call per output row (ti_q8_kernels max_pool_row), a pixel's
+      // channels kept in registers over its window, as the float kernel.
+      let rowKernel = ti_q8_kernels_get().pointee.max_pool_row
+      let (lo8, hi8) = (max(lo, -128), min(hi, 127))
+      let (h, w, c, kh, kw, ow, padL, sw) = (g.h, g.w, g.c, g.kh, g.kw, g.ow, g.padL, g.sw)
+      return g.rowDriver(x: x, y: y, pool: ctx.pool) { yr, xi, iy0 in
+        rowKernel(yr, xi, c, h, w, kh, kw, iy0, padL, sw, ow, lo8, hi8)
+      }
     }
     let sums = try QBuffer(bytes: ctx.pool.threads &* g.c &* 4)
     return g.driver(
       x: x, y: y, pool: ctx.pool, Average(c: g.c, sums: sums, floatDivide: g.kh &* g.kw <= 4096, lo: lo, hi: hi))
-  }
-
-  /// The int8 max of the window's real cells.
-  struct Max: PoolWindow {
-    let c: Int
-    let lo: Int8, hi: Int8
-
-    @inline(__always) func begin(_ y: UnsafeMutablePointer<Int8>, chunk: Int) {
-      y.update(repeating: Int8.min, count: c)
-    }
-    @inline(__always) func add(_ x: UnsafePointer<Int8>, _ y: UnsafeMutablePointer<Int8>, chunk: Int) {
-      // Stored unconditionally: a conditional store vectorizes only with
-      // masked stores (AVX-512), a select with SSE2 too.
-      for ch in 0..<c {
-        let (v, u) = (x[ch], y[ch])
-        y[ch] = v > u ? v : u
-      }
-    }
-    @inline(__always) func finish(_ y: UnsafeMutablePointer<Int8>, cells: Int, chunk: Int) {
-      for ch in 0..<c { y[ch] = min(max(y[ch], lo), hi) }
-    }
   }
 
   /// The int8 average: int32 sums in per-thread scratch, divided by the
