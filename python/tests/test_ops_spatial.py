@@ -827,6 +827,33 @@ def test_depthwise_general_window_four_pixel_path(c, k, stride, dil, padding):
     np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("c", [12, 16, 40, 67])
+@pytest.mark.parametrize("hw", [(7, 7), (14, 14), (5, 28), (4, 9), (6, 3)])
+@pytest.mark.parametrize("k,stride,dil", [((5, 5), 1, 1), ((5, 5), 2, 1), ((3, 3), 1, 1), ((3, 3), 2, 1),
+                                          ((3, 5), 1, (2, 1)), ((5, 3), 2, (2, 1))])
+def test_depthwise_sliding_row_path(c, hw, k, stride, dil):
+    """The row kernel for 3- and 5-wide windows without horizontal dilation
+    at stride 1 or 2 (AVX-512: channel blocks of 16 across the row, eight or
+    four pixels a step sharing the input columns, columns outside the image
+    read as zeros): small images where every pixel is a border pixel, steps
+    past the row's end, masked channel tails, vertical dilation, against
+    numpy, a NaN reaching exactly the outputs whose window holds it."""
+    h, w = hw
+    dh, dw = dil if isinstance(dil, tuple) else (dil, dil)
+    if h + 3 < (k[0] - 1) * dh + 1 or w + 4 < (k[1] - 1) * dw + 1:
+        pytest.skip("window taller than the padded image")
+    rng = np.random.default_rng(c * 1000 + h * 10 + w + k[0] * 7 + stride)
+    x = rng.standard_normal((2, h, w, c)).astype(np.float32)
+    x[1, h // 4 * 2, w - 1, c - 1] = np.nan  # an even row: covered with stride 2 and dilation 2
+    wt = rng.standard_normal((1, *k, c)).astype(np.float32)
+    b = rng.standard_normal(c).astype(np.float32)
+    attrs = dict(strides=(stride, stride), dilations=(dh, dw), padding=2, pads=(2, 1, 2, 2), activation=1)
+    y, want = depthwise_const_weights(x, wt, b, attrs)
+    assert y.shape == want.shape
+    assert np.array_equal(np.isnan(y), np.isnan(want)) and np.isnan(want).any()
+    np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("threads", [1, 2])
 def test_large_batch_runs_by_sub_batches_with_the_same_results(threads):
     """A batch whose first activations outgrow the cache (8 x 64x64x48

@@ -50,8 +50,10 @@ enum DepthwiseConv2DKernel {
       let zeroRow = try Scratch<Float>(count: fast3x3 ? wIn &* c : 1)
       // The row kernels (C, per CPU level): the general window
       // (tinyinfer_kernels_f32.h dw_row) and the 3x3 interior (dw_3x3).
-      // Channels in blocks of 16, then 8, then one at a time; each output
-      // pixel accumulates its taps in registers and is stored once.
+      // Each output pixel accumulates its taps in registers and is stored
+      // once; the channels go in vector blocks (at AVX-512 a block of 16
+      // swept across the row, several pixels a step sharing the input
+      // loads, for 3- and 5-wide windows; f32_kernels.inc).
       let kern = PackedGemm.kernels
       let dwRow = kern.dw_row
       let dw3x3 = kern.dw_3x3
