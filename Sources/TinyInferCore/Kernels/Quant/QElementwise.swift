@@ -38,7 +38,8 @@ enum QBinaryKernel {
     if let s = try node.attrs.floats(.preluSlopes) {
       // Passes/PReluFusion's int8 form: [s_t, zp_t, s_a, zp_a, C raw slopes].
       guard node.op == .add, a.shape == shape, b.shape == shape, let c = shape.last, s.count == c &+ 4,
-        s[0] > 0, s[2] > 0, s.dropFirst().allSatisfy({ $0 == $0.rounded() && $0 >= -128 && $0 <= 127 })
+        s[0] > 0, s[2] > 0,
+        ([s[1], s[3]] + s.dropFirst(4)).allSatisfy({ $0 == $0.rounded() && $0 >= -128 && $0 <= 127 })
       else {
         throw .unsupported(
           "an int8 \(node.op.name) with prelu_slopes needs Add, both inputs of the output's shape and [s_t, zp_t, s_a, zp_a] then one int8 slope per channel")
