@@ -107,18 +107,18 @@ enum SparseGemm {
   static let maxDensityRow = 0.10
   static let minRowWeightBytes = 1 << 20
 
-  /// Whether the sparse kernel is expected to be faster (`.auto`).
-  static func pays(density: Double, rows: Int, k: Int, int8: Bool, weightBytes: Int) -> Bool {
+  /// The highest weight density at which the op's sparse kernel is
+  /// expected to be faster (`.auto`); nil where it never is.
+  static func maxDensity(rows: Int, k: Int, int8: Bool, weightBytes: Int) -> Double? {
     if int8 {
       let level = String(cString: ti_q8_kernels_get().pointee.name)
-      return rows >= 2 && density <= maxDensityTiledInt8 && level == "avx2"
+      return rows >= 2 && level == "avx2" ? maxDensityTiledInt8 : nil
     }
     if rows >= 2 {
       let level = String(cString: kernels.name)
-      if k <= smallK && (level == "avx2" || level == "avx512") { return density <= maxDensityTiledSmallK }
-      return density <= maxDensityTiled
+      return k <= smallK && (level == "avx2" || level == "avx512") ? maxDensityTiledSmallK : maxDensityTiled
     }
-    return density <= maxDensityRow && weightBytes >= minRowWeightBytes
+    return weightBytes >= minRowWeightBytes ? maxDensityRow : nil
   }
 
   static var kernels: ti_sparse_kernels { ti_sparse_kernels_get().pointee }
@@ -156,15 +156,18 @@ enum SparseGemm {
     if int8 {
       guard let q = w.quant, q.zeroPoints.allSatisfy({ $0 == 0 }) else { return nil }
     }
-    // The count stops once no threshold can be met (`.auto`): dense weights
-    // are read only up to the highest density that may pay, not whole (a
-    // cached load maps the packed weights and would read the file's weights
-    // only for this count; docs/caching.md).
+    // The count stops once the op's threshold cannot be met (`.auto`):
+    // dense weights are read only up to the highest density that may pay,
+    // not whole, and not at all where none does (a cached load maps the
+    // packed weights and would read the file's weights only for this count;
+    // docs/caching.md).
     let total = n &* k
-    let highest =
-      k <= smallK && rows >= 2 && !int8
-      ? maxDensityTiledSmallK : max(maxDensityTiled, maxDensityTiledInt8, maxDensityRow)
-    let cap = choice == .always ? total : Int(Double(total) * highest) &+ 1
+    var limit = 1.0
+    if choice != .always {
+      guard let d = maxDensity(rows: rows, k: k, int8: int8, weightBytes: total &* (int8 ? 1 : 4)) else { return nil }
+      limit = d
+    }
+    let cap = choice == .always ? total : Int(Double(total) * limit) &+ 1
     var nnz = 0
     var i = 0
     while i < total && nnz <= cap {
@@ -179,10 +182,8 @@ enum SparseGemm {
       i = end
     }
     guard nnz <= cap else { return nil }
-    let density = Double(nnz) / Double(n &* k)
-    let wanted = choice == .always
-      ? density < 1 : pays(density: density, rows: rows, k: k, int8: int8, weightBytes: n &* k &* (int8 ? 1 : 4))
-    guard wanted else { return nil }
+    let density = Double(nnz) / Double(total)
+    guard choice == .always ? density < 1 : density <= limit else { return nil }
     if int8 {
       return try? SparseWeights(
         n: n, k: k, nnz: nnz, floats: nil, int8s: UnsafePointer(wp.assumingMemoryBound(to: Int8.self)))
