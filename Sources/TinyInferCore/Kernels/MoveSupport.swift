@@ -241,8 +241,6 @@ struct StridedCopy {
   }
 }
 
-/// The input data pointer `i`, or an internal error (bind runs after
-/// inference, so a required input is always there).
 /// Several copies of whole rows of bytes (each at most one strided outer
 /// dim: `StridedCopy` in `.rows` mode over at most two collapsed dims),
 /// small enough for one thread: run with raw pointers and no per-run work
@@ -295,6 +293,8 @@ struct RowCopies {
   }
 }
 
+/// The input data pointer `i`, or an internal error (bind runs after
+/// inference, so a required input is always there).
 func movePointer(_ ctx: KernelContext, _ i: Int) throws(TinfError) -> UnsafeRawPointer {
   guard i < ctx.inputData.count, let p = ctx.inputData[i] else {
     throw TinfError(.internal, "input \(i) has no data")
