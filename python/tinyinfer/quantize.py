@@ -425,15 +425,21 @@ class QuantizeResult:
 
 # -- the entry point ---------------------------------------------------------------
 
+def _output_sqnrs(q: Quantizer, sets, n_outputs: int, desc: str = "", show: bool = False) -> List[float]:
+    """Each graph output's SQNR (dB) of the quantized model `q` last finished
+    against float32, over `sets`."""
+    for xs in _progress(sets, desc, show):
+        q.compare(xs)
+    return [sqnr_db(*q.output_error(o)) for o in range(n_outputs)]
+
+
 def _choose_method(q: Quantizer, sets, n_outputs: int, scores: dict) -> str:
     """method="auto": each candidate's worst output SQNR on `sets` into
     `scores`; minmax unless another candidate beats it by AUTO_MARGIN_DB."""
     for m in AUTO_METHODS:
         q.set_method(m)
         q.finish()
-        for xs in sets:
-            q.compare(xs)
-        worst = min(sqnr_db(*q.output_error(o)) for o in range(n_outputs))
+        worst = min(_output_sqnrs(q, sets, n_outputs))
         scores[m] = float("-inf") if np.isnan(worst) else worst
     best = max(AUTO_METHODS, key=lambda m: scores[m])
     return best if scores[best] >= scores["minmax"] + AUTO_MARGIN_DB else "minmax"
@@ -598,9 +604,7 @@ def quantize(src, dst=None, mode: str = "int8-dynamic", calib=None, method: str 
                                     method_scores=scores)
 
             def measure(desc):
-                for xs in _progress(sets, desc, show):
-                    q.compare(xs)
-                return [sqnr_db(*q.output_error(o)) for o in range(len(model.outputs))]
+                return _output_sqnrs(q, sets, len(model.outputs), desc, show)
 
             float_acc = None
             if label_sets is not None:
