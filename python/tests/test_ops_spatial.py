@@ -431,8 +431,9 @@ def test_max_pool_nan_propagates():
     ((1, 6, 64, 2), (33, 1, 3), (1, 1), (1, 1), 1),   # one window row, three panels
 ])
 def test_conv2d_indirect_rows(case, threads):
-    """The indirect convolution (window rows read in place): eight pixels of
-    one output row from base pointers, edge pixels from gathered rows, rows
+    """The indirect convolution (window rows read in place): a GEMM tile's
+    pixels (8 at AVX-512, 6 at AVX2 and baseline) of one output row from
+    base pointers, edge pixels from gathered rows, rows
     above and below the image from zeros, chunks of pixels split between
     threads anywhere in a row."""
     xs, (cout, kh, kw), strides, dil, padding = case
