@@ -270,6 +270,11 @@ CONV_CASES = [
     ((1, 17, 40, 3), (24, 3, 3), (2, 2), (1, 1), 1, (0, 0, 0, 0), 1),
     ((2, 11, 37, 5), (7, 5, 3), (1, 3), (2, 1), 0, (0, 0, 0, 0), 1),
     ((1, 6, 30, 4), (33, 2, 3), (1, 1), (1, 1), 2, (1, 0, 2, 1), 1),
+    # Fewer output pixels than a tile (a streaming keyword spotter's first layer, a head over the last
+    # feature map): gathered rows through the one-row kernel instead of the indirect path.
+    ((1, 5, 1, 40), (30, 5, 1), (1, 1), (1, 1), 0, (0, 0, 0, 0), 1),
+    ((2, 3, 3, 32), (70, 3, 3), (1, 1), (1, 1), 0, (0, 0, 0, 0), 1),
+    ((1, 2, 3, 5), (9, 3, 3), (1, 2), (1, 1), 1, (0, 0, 0, 0), 1),
 ]
 
 

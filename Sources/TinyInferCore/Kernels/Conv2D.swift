@@ -125,7 +125,10 @@ enum Conv2DKernel {
     let segLen = kw &* cin
     let kern = PackedGemm.kernels
     let tileRows = kern.gemm_mr
-    let indirect = !direct && tileRows <= 8 && dw == 1
+    // Fewer pixels than a tile (a layer whose output is a pixel or two):
+    // the gathered rows go through PackedGemm.run's one-row kernel
+    // instead of a tile computing rows it does not store.
+    let indirect = !direct && tileRows <= 8 && dw == 1 && pixels >= tileRows
     let windows = IndirectWindows(
       h: h, w: wIn, cin: cin, kh: kh, kw: kw, sh: sh, sw: sw, dh: dh, padT: padT, padL: padL, pieceStride: segLen)
     // Zeros for window rows above or below the image, long enough for
