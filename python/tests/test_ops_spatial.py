@@ -434,7 +434,7 @@ def test_max_pool_nan_propagates():
 ])
 def test_conv2d_indirect_rows(case, threads):
     """The indirect convolution (window rows read in place): a GEMM tile's
-    pixels (8 at AVX-512, 6 at AVX2 and baseline) of one output row from
+    pixels (8 at AVX-512, 6 at AVX2, 3 at baseline x86) of one output row from
     base pointers, edge pixels from gathered rows, rows
     above and below the image from zeros, chunks of pixels split between
     threads anywhere in a row."""

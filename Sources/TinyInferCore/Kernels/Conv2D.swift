@@ -117,8 +117,9 @@ enum Conv2DKernel {
     let direct = d.direct
     let contiguous = direct && sh == 1 && sw == 1
     let block = 48
-    // Indirect path (tiles of the level's GEMM rows, 8 at AVX-512 and 6 at
-    // AVX2 and baseline x86; window rows contiguous: dw == 1): each
+    // Indirect path (tiles of the level's GEMM rows: 8 at AVX-512, 6 at
+    // AVX2 and on AArch64, 3 at baseline x86; window rows contiguous:
+    // dw == 1): each
     // tile row reads its window's rows of kw * cin floats in place; rows
     // outside the image read zeros, rows cut by the left or right edge are
     // gathered with zeros into per-thread scratch.
