@@ -83,8 +83,14 @@ def test_snippets_are_found_and_skips_are_few_and_explained():
 def _environment(tmp_path):
     bindir = tmp_path / ".bin"
     bindir.mkdir()
+    # Wrappers, not symlinks: Python finds a virtual environment from the
+    # path it was started by (pyvenv.cfg beside it), so a symlink in another
+    # folder would start the base interpreter without the environment's
+    # packages.
     for name in ("python", "python3"):
-        os.symlink(sys.executable, bindir / name)
+        wrapper = bindir / name
+        wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+        wrapper.chmod(0o755)
     env = dict(os.environ)
     env["PATH"] = str(bindir) + os.pathsep + env.get("PATH", "")
     env["PYTHONPATH"] = os.path.join(ROOT, "python") + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
