@@ -68,6 +68,49 @@ AUTO_MAX_SETS = 32
 AUTO_MARGIN_DB = 1.0
 
 
+# int8-static's default accuracy floors (min_sqnr="auto"), by model kind:
+# the worst graph output's SQNR (dB) against float32 that the default must
+# keep; when the int8 model is under it, the most sensitive layers stay
+# float32 until it is met. Recurrent models (LSTM / GRU ops, variables that
+# keep state between runs, While loops, or weights applied again to a value
+# they computed: an unrolled recurrence): 25 dB. Transformer encoders
+# (Softmax with LayerNorm, or a MatMul of two computed tensors: attention):
+# cosine 0.99 against float32 is about 17 dB (cos ~ 1 - 1/(2 SNR)); the floor
+# asks 20 dB for margin. Other models (convolutional): no floor, the int8
+# model as the rules give it.
+FLOOR_RECURRENT_DB = 25.0
+FLOOR_ATTENTION_DB = 20.0
+# The search aims this much over the floor on the sets that choose, so that
+# held-out data (which the search does not see) still meets it.
+FLOOR_MARGIN_DB = 1.0
+# At most this many calibration sets measure each candidate during the search.
+FLOOR_MAX_SETS = 12
+RECURRENT_OPS = {"LSTM", "GRU", "While", "ReadVariable", "AssignVariable"}
+
+
+def model_kind(model: Model, recurrence: bool = False) -> Tuple[str, Optional[str]]:
+    """("recurrent" | "attention" | "other", why) of a float32 model, for the
+    default accuracy floor. `recurrence`: the quantizer's rules found an
+    unrolled recurrence (the same weights applied to a value they computed)."""
+    ops = [o.op for o in model.ops()]
+    rec = sorted(set(ops) & RECURRENT_OPS)
+    if rec:
+        return "recurrent", "it has " + ", ".join(rec) + " (state carried across steps)"
+    if recurrence:
+        return "recurrent", "it applies the same weights to a value they computed (an unrolled recurrence)"
+    if "Softmax" in ops and ("LayerNorm" in ops or _attention_matmul(model)):
+        return "attention", "it has Softmax with " + ("LayerNorm" if "LayerNorm" in ops else "a MatMul of two "
+                                                       "computed tensors") + " (a transformer)"
+    return "other", None
+
+
+def _attention_matmul(model: Model) -> bool:
+    """A MatMul whose two operands are computed (Q K^T, attention x V)."""
+    known = {t.index for t in model.tensors() if t.kind in ("constant", "folded")}
+    return any(o.op == "MatMul" and len(o.inputs) >= 2 and o.inputs[0] not in known and o.inputs[1] not in known
+               for o in model.ops())
+
+
 class Quantizer(OwnedHandle):
     """The library's quantizer over a loaded model (a thin wrapper of
     tinf_quantizer_*). Most users call `tinyinfer.quantize` instead."""
@@ -385,6 +428,13 @@ class QuantizeResult:
     dst: Optional[str] = None
     # method="auto": each candidate's worst output SQNR (dB) on the calibration data.
     method_scores: dict = field(default_factory=dict)
+    # int8-static's default accuracy floor (min_sqnr="auto"): {"kind", "why", "floor_db", "int8_db" (every
+    # layer the rules allow in int8, on the sets that choose), "chosen_db", "heldout_db" (the result on
+    # calibration sets the search did not see; None without), "heldout_sets", "met"}; None when off.
+    floor: Optional[dict] = None
+    # Ops kept in float32 for another reason than the rules (float_sensitive) or the user's keep_float:
+    # {"name", "op", "reason"}: the accuracy floor's choices (with the measured SQNR) and control-flow ops.
+    kept_float_why: List[dict] = field(default_factory=list)
 
     def __str__(self) -> str:
         ratio = self.dst_bytes / self.src_bytes if self.src_bytes else 0
@@ -416,6 +466,20 @@ class QuantizeResult:
                          f"force_int8=True / --force-int8 quantizes them):")
             for f in self.float_sensitive:
                 lines.append(f"    {f['name']} ({f['op']}): {f['reason']}")
+        if self.floor is not None:
+            f = self.floor
+            if f.get("floor_db") is None:
+                lines.append(f"  accuracy floor: none ({f['kind']} model)")
+            else:
+                held = "" if f.get("heldout_db") is None else \
+                    f", {f['heldout_db']:.1f} dB on {f['heldout_sets']} held-out calibration sets"
+                lines.append(f"  accuracy floor: {f['floor_db']:.0f} dB output SQNR ({f['kind']} model: {f['why']}); "
+                             f"all-int8 {f['int8_db']:.1f} dB, result {f['chosen_db']:.1f} dB{held}"
+                             + ("" if f.get("met") else " (NOT met)") + "; min_sqnr=None / --min-sqnr none turns it off")
+        if self.kept_float_why:
+            lines.append(f"  also kept in float32 ({len(self.kept_float_why)}):")
+            for f in self.kept_float_why:
+                lines.append(f"    {f['name']} ({f['op']}): {f['reason']}")
         if self.budget_met is False:
             lines.append("  the accuracy / SQNR budget is not met even with every layer in float32")
         if self.dst:
@@ -443,6 +507,110 @@ def _choose_method(q: Quantizer, sets, n_outputs: int, scores: dict) -> str:
         scores[m] = float("-inf") if np.isnan(worst) else worst
     best = max(AUTO_METHODS, key=lambda m: scores[m])
     return best if scores[best] >= scores["minmax"] + AUTO_MARGIN_DB else "minmax"
+
+
+def _apply_floor(q: Quantizer, model: Model, layers, sets, kept: set, auto: set, result, floor_why: dict,
+                 sensitivity: dict, show: bool, verbose: bool, method: str, percentile: float) -> bytes:
+    """min_sqnr="auto": the default accuracy floor (FLOOR_*_DB by
+    `model_kind`). The last third of the calibration sets is held out: a
+    second quantizer calibrated on the rest only does the search, so the
+    held-out sets are data its ranges and its choices never saw (as a user's
+    inputs). When its worst output SQNR on the choosing sets is under the
+    floor + FLOOR_MARGIN_DB, the layers whose int8 alone costs the most stay
+    float32: the fewest of them, in that order (a bisection), that meet it;
+    then the held-out sets must meet it too, else the search goes on
+    with them (they are then no longer held out). `q` (calibrated on every
+    set) gets the layers chosen. Adds them to `kept` and their reasons to
+    `floor_why`; returns the file's bytes."""
+    n_out = len(model.outputs)
+    rec = any(q.float_reason(i) is not None and "recurrent state" in q.float_reason(i) for i in range(len(layers)))
+    kind, why = model_kind(model, rec)
+    floor = {"recurrent": FLOOR_RECURRENT_DB, "attention": FLOOR_ATTENTION_DB}.get(kind)
+    result.floor = {"kind": kind, "why": why, "floor_db": floor, "met": True}
+    if floor is None:
+        return q.finish()
+    n = len(sets)
+    n_held = n // 3 if n >= 3 else 0
+    held = sets[n - n_held:]
+    choose = sets[:n - n_held]
+    if held:
+        s = Quantizer(model, q.mode)
+        s.set_method(method, percentile)
+        for xs in _progress(choose, "floor: calibrating", show):
+            s.observe(xs)
+    else:
+        s = q
+    choose = choose[:FLOOR_MAX_SETS]
+    try:
+        def worst(ss, desc):
+            v = min(_output_sqnrs(s, ss, n_out, desc, show))
+            return float("-inf") if np.isnan(v) else v
+
+        def with_float(k) -> None:
+            extra = set(order[:k])
+            for j in range(len(layers)):
+                s.keep_float(j, j in kept or j in extra)
+            s.finish()
+
+        target = floor + FLOOR_MARGIN_DB
+        order: list = []
+        with_float(0)
+        result.floor["int8_db"] = base = worst(choose, "floor: measuring")
+        if base < target or (held and worst(held, "floor: held-out") < target):
+            candidates = [i for i in range(len(layers)) if i not in kept and i not in auto]
+            probe = choose[:4]
+            for i in candidates:
+                for j in range(len(layers)):
+                    s.keep_float(j, j != i)
+                s.finish()
+                sensitivity[i] = worst(probe, f"floor: sensitivity {i + 1}/{len(layers)}")
+            order = sorted(candidates, key=lambda i: sensitivity[i])
+
+        def bisect(lo: int, hi: int, ok) -> int:
+            # lo: misses (or 0 untested), hi: assumed to meet it (everything float32 at len(order)).
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                with_float(mid)
+                if ok(mid):
+                    hi = mid
+                else:
+                    lo = mid
+            return hi
+
+        k = 0
+        if order and base < target:
+            k = bisect(0, len(order), lambda m: worst(choose, f"floor: keeping {m} in float32") >= target)
+        with_float(k)
+        result.floor["chosen_db"] = worst(choose, "floor: checking")
+        result.floor["heldout_sets"] = len(held)
+        result.floor["heldout_db"] = None
+        if held:
+            hv = worst(held, "floor: held-out")
+            result.floor["heldout_db"] = hv
+            if hv < target and k < len(order):
+                # Missed on data the search did not see: go on with it too (it is then no longer held out).
+                result.floor["heldout_missed_db"] = hv
+                k = bisect(k, len(order), lambda m: worst(held, "floor: held-out") >= target
+                           and worst(choose, f"floor: keeping {m} in float32") >= target)
+                with_float(k)
+                result.floor["heldout_db"] = None
+                result.floor["chosen_db"] = min(worst(choose, "floor: checking"), worst(held, "floor: checking"))
+    finally:
+        if s is not q:
+            s.close()
+    chosen = order[:k]
+    final = result.floor["heldout_db"] if result.floor["heldout_db"] is not None else result.floor["chosen_db"]
+    result.floor["met"] = final >= floor
+    for j in range(len(layers)):
+        q.keep_float(j, j in kept or j in chosen)
+    for i in chosen:
+        kept.add(i)
+        floor_why[i] = (f"accuracy floor: a {kind} model needs {floor:.0f} dB output SQNR (all-int8: {base:.1f} dB); "
+                        f"int8 in this layer alone gives {sensitivity[i]:.1f} dB, one of the {len(chosen)} most "
+                        f"sensitive kept in float32")
+        if verbose:
+            print(f"keeping {layers[i]['name']} in float32: {floor_why[i]}", file=sys.stderr)
+    return q.finish()
 
 
 def _accuracy(model_bytes_or_model, sets, label_sets) -> float:
@@ -516,7 +684,7 @@ def _float16_weights_widened(model: Model, src) -> Optional[bytes]:
 
 def quantize(src, dst=None, mode: str = "int8-dynamic", calib=None, method: str = "auto",
              percentile: float = 99.99, report: bool = False, max_accuracy_drop: Optional[float] = None,
-             min_sqnr: Optional[float] = None, keep_float: Iterable[str] = (), progress: Optional[bool] = None,
+             min_sqnr: Union[float, str, None] = "auto", keep_float: Iterable[str] = (), progress: Optional[bool] = None,
              verbose: bool = False, force_int8: bool = False) -> QuantizeResult:
     """Quantizes a float32 .tinf model (path, bytes or a loaded Model) and
     writes `dst` (when given). Returns a QuantizeResult (str() is a report).
@@ -537,7 +705,12 @@ def quantize(src, dst=None, mode: str = "int8-dynamic", calib=None, method: str 
     max_accuracy_drop / min_sqnr: mixed precision: keep the most sensitive
         layers in float32 until the accuracy on (x, y) drops by at most that
         much (a fraction, 0.01 = one point) / the model output's SQNR is at
-        least min_sqnr dB.
+        least min_sqnr dB. min_sqnr="auto" (the default): int8-static's
+        accuracy floor by model kind (`model_kind`): 25 dB for a recurrent
+        model, 20 dB (cosine 0.99 needs about 17) for a transformer, none
+        otherwise; chosen on part of the calibration sets and checked on
+        the rest (the result's `floor`, and `kept_float_why` says what it
+        kept and the measured SQNR). None: no floor.
     keep_float: layer names (or op indices) to keep in float32 from the start.
     force_int8: int8-static keeps float-sensitive ops (attention-mask
         arithmetic and the Softmax it feeds, log / spectrogram paths) in
@@ -549,6 +722,12 @@ def quantize(src, dst=None, mode: str = "int8-dynamic", calib=None, method: str 
     """
     mode = str(mode).lower().replace("_", "-")
     _mode_code(mode)
+    floor_auto = isinstance(min_sqnr, str)
+    if floor_auto:
+        if min_sqnr.lower() != "auto":
+            raise InvalidArgumentError(f"min_sqnr must be a number of dB, 'auto' or None, got {min_sqnr!r}")
+        floor_auto = mode == "int8-static" and not force_int8 and max_accuracy_drop is None
+        min_sqnr = None
     own_model = not isinstance(src, Model)
     model = Model(src) if own_model else src
     try:
@@ -621,6 +800,10 @@ def quantize(src, dst=None, mode: str = "int8-dynamic", calib=None, method: str 
 
             sensitivity = {}
             kept = {i for i, l in enumerate(layers) if l["name"] in keep_float or l["op_index"] in keep_float}
+            floor_why = {}
+            if floor_auto:
+                data = _apply_floor(q, model, layers, sets, kept, auto, result, floor_why, sensitivity, show,
+                                    verbose, method, percentile)
             if max_accuracy_drop is not None or min_sqnr is not None:
                 out_sqnr = measure("measuring")
                 ok, _ = meets(out_sqnr, data)
@@ -663,6 +846,16 @@ def quantize(src, dst=None, mode: str = "int8-dynamic", calib=None, method: str 
                     result.float_sensitive.append({"name": l["name"], "op": l["op"], "reason": lr.float_reason})
             auto = {i for i, lr in enumerate(result.layers) if lr.float_reason is not None}
             result.kept_float = [layers[i]["name"] for i in sorted(kept | auto)]
+            for i in sorted(floor_why):
+                result.kept_float_why.append({"name": layers[i]["name"], "op": layers[i]["op"],
+                                              "reason": floor_why[i]})
+            names = {t.index: t.name for t in model.tensors()}
+            for o in model.ops():
+                if o.op in ("If", "While"):
+                    result.kept_float_why.append({
+                        "name": names.get(o.outputs[0], str(o.index)), "op": o.op,
+                        "reason": "control flow body: the op and its subgraphs run in float32 (the quantizer "
+                                  "rewrites the main graph; Quantize / Dequantize at its boundaries)"})
             result.data = data
             result.dst_bytes = len(data)
             if label_sets is not None:
