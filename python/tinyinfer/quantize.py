@@ -83,8 +83,13 @@ FLOOR_ATTENTION_DB = 20.0
 # The search aims this much over the floor on the sets that choose, so that
 # held-out data (which the search does not see) still meets it.
 FLOOR_MARGIN_DB = 1.0
-# At most this many calibration sets measure each candidate during the search.
+# At most this many calibration sets measure each candidate during the
+# search (FLOOR_PROBE_SETS each layer's sensitivity); the check holds out
+# each of FLOOR_FOLDS parts of the sets in turn (a quantizer calibrated on
+# the others), so every set is once data the ranges never saw.
 FLOOR_MAX_SETS = 12
+FLOOR_PROBE_SETS = 2
+FLOOR_FOLDS = 3
 RECURRENT_OPS = {"LSTM", "GRU", "While", "ReadVariable", "AssignVariable"}
 
 
@@ -430,7 +435,8 @@ class QuantizeResult:
     method_scores: dict = field(default_factory=dict)
     # int8-static's default accuracy floor (min_sqnr="auto"): {"kind", "why", "floor_db", "int8_db" (every
     # layer the rules allow in int8, on the sets that choose), "chosen_db", "heldout_db" (the result on
-    # calibration sets the search did not see; None without), "heldout_sets", "met"}; None when off.
+    # calibration sets held out of the ranges and the search, FLOOR_FOLDS folds; None when the held-out
+    # sets had to join the search, then "heldout_missed_db"), "heldout_sets", "met"}; None when off.
     floor: Optional[dict] = None
     # Ops kept in float32 for another reason than the rules (float_sensitive) or the user's keep_float:
     # {"name", "op", "reason"}: the accuracy floor's choices (with the measured SQNR) and control-flow ops.
@@ -472,7 +478,7 @@ class QuantizeResult:
                 lines.append(f"  accuracy floor: none ({f['kind']} model)")
             else:
                 held = "" if f.get("heldout_db") is None else \
-                    f", {f['heldout_db']:.1f} dB on {f['heldout_sets']} held-out calibration sets"
+                    f", {f['heldout_db']:.1f} dB held out ({f['heldout_sets']} calibration sets, each once out of the ranges)"
                 lines.append(f"  accuracy floor: {f['floor_db']:.0f} dB output SQNR ({f['kind']} model: {f['why']}); "
                              f"all-int8 {f['int8_db']:.1f} dB, result {f['chosen_db']:.1f} dB{held}"
                              + ("" if f.get("met") else " (NOT met)") + "; min_sqnr=None / --min-sqnr none turns it off")
@@ -512,10 +518,10 @@ def _choose_method(q: Quantizer, sets, n_outputs: int, scores: dict) -> str:
 def _apply_floor(q: Quantizer, model: Model, layers, sets, kept: set, auto: set, result, floor_why: dict,
                  sensitivity: dict, show: bool, verbose: bool, method: str, percentile: float) -> bytes:
     """min_sqnr="auto": the default accuracy floor (FLOOR_*_DB by
-    `model_kind`). The last third of the calibration sets is held out: a
-    second quantizer calibrated on the rest only does the search, so the
-    held-out sets are data its ranges and its choices never saw (as a user's
-    inputs). When its worst output SQNR on the choosing sets is under the
+    `model_kind`). The calibration sets are split in FLOOR_FOLDS parts; for
+    each, a quantizer calibrated on the other parts (the first does the
+    search), so each part is data its ranges and its choices never saw (as a
+    user's inputs). When its worst output SQNR on the choosing sets is under the
     floor + FLOOR_MARGIN_DB, the layers whose int8 alone costs the most stay
     float32: the fewest of them, in that order (a bisection), that meet it;
     then the held-out sets must meet it too, else the search goes on
@@ -529,41 +535,51 @@ def _apply_floor(q: Quantizer, model: Model, layers, sets, kept: set, auto: set,
     result.floor = {"kind": kind, "why": why, "floor_db": floor, "met": True}
     if floor is None:
         return q.finish()
+    # Folds: each third of the sets is held out once, from a quantizer calibrated on the rest.
     n = len(sets)
-    n_held = n // 3 if n >= 3 else 0
-    held = sets[n - n_held:]
-    choose = sets[:n - n_held]
-    if held:
-        s = Quantizer(model, q.mode)
-        s.set_method(method, percentile)
-        for xs in _progress(choose, "floor: calibrating", show):
-            s.observe(xs)
-    else:
-        s = q
-    choose = choose[:FLOOR_MAX_SETS]
+    nf = FLOOR_FOLDS if n >= 2 * FLOOR_FOLDS else 1
+    bounds = [n * f // nf for f in range(nf + 1)]
+    folds = []
     try:
-        def worst(ss, desc):
-            v = min(_output_sqnrs(s, ss, n_out, desc, show))
+        for f in range(nf):
+            held = sets[bounds[f]:bounds[f + 1]] if nf > 1 else []
+            rest = sets[:bounds[f]] + sets[bounds[f + 1]:] if nf > 1 else sets
+            if held:
+                sq = Quantizer(model, q.mode)
+                sq.set_method(method, percentile)
+                for xs in _progress(rest, f"floor: calibrating fold {f + 1}/{nf}", show):
+                    sq.observe(xs)
+            else:
+                sq = q
+            folds.append((sq, rest[:FLOOR_MAX_SETS], held))
+        s, choose, _ = folds[0]
+
+        def worst(qq, ss, desc):
+            v = min(_output_sqnrs(qq, ss, n_out, desc, show))
             return float("-inf") if np.isnan(v) else v
 
         def with_float(k) -> None:
             extra = set(order[:k])
-            for j in range(len(layers)):
-                s.keep_float(j, j in kept or j in extra)
-            s.finish()
+            for qq, _, _ in folds:
+                for j in range(len(layers)):
+                    qq.keep_float(j, j in kept or j in extra)
+                qq.finish()
+
+        def held_worst(desc) -> float:
+            return min((worst(qq, hh, desc) for qq, _, hh in folds if hh), default=float("inf"))
 
         target = floor + FLOOR_MARGIN_DB
         order: list = []
         with_float(0)
-        result.floor["int8_db"] = base = worst(choose, "floor: measuring")
-        if base < target or (held and worst(held, "floor: held-out") < target):
+        result.floor["int8_db"] = base = worst(s, choose, "floor: measuring")
+        if base < target or held_worst("floor: held-out") < target:
             candidates = [i for i in range(len(layers)) if i not in kept and i not in auto]
-            probe = choose[:4]
+            probe = choose[:FLOOR_PROBE_SETS]
             for i in candidates:
                 for j in range(len(layers)):
                     s.keep_float(j, j != i)
                 s.finish()
-                sensitivity[i] = worst(probe, f"floor: sensitivity {i + 1}/{len(layers)}")
+                sensitivity[i] = worst(s, probe, f"floor: sensitivity {i + 1}/{len(layers)}")
             order = sorted(candidates, key=lambda i: sensitivity[i])
 
         def bisect(lo: int, hi: int, ok) -> int:
@@ -579,25 +595,26 @@ def _apply_floor(q: Quantizer, model: Model, layers, sets, kept: set, auto: set,
 
         k = 0
         if order and base < target:
-            k = bisect(0, len(order), lambda m: worst(choose, f"floor: keeping {m} in float32") >= target)
+            k = bisect(0, len(order), lambda m: worst(s, choose, f"floor: keeping {m} in float32") >= target)
         with_float(k)
-        result.floor["chosen_db"] = worst(choose, "floor: checking")
-        result.floor["heldout_sets"] = len(held)
+        result.floor["chosen_db"] = worst(s, choose, "floor: checking")
+        result.floor["heldout_sets"] = n if nf > 1 else 0
         result.floor["heldout_db"] = None
-        if held:
-            hv = worst(held, "floor: held-out")
+        if nf > 1:
+            hv = held_worst("floor: held-out")
             result.floor["heldout_db"] = hv
             if hv < target and k < len(order):
                 # Missed on data the search did not see: go on with it too (it is then no longer held out).
                 result.floor["heldout_missed_db"] = hv
-                k = bisect(k, len(order), lambda m: worst(held, "floor: held-out") >= target
-                           and worst(choose, f"floor: keeping {m} in float32") >= target)
+                k = bisect(k, len(order), lambda m: held_worst(f"floor: keeping {m} in float32") >= target
+                           and worst(s, choose, "floor: checking") >= target)
                 with_float(k)
                 result.floor["heldout_db"] = None
-                result.floor["chosen_db"] = min(worst(choose, "floor: checking"), worst(held, "floor: checking"))
+                result.floor["chosen_db"] = min(worst(s, choose, "floor: checking"), held_worst("floor: checking"))
     finally:
-        if s is not q:
-            s.close()
+        for qq, _, _ in folds:
+            if qq is not q:
+                qq.close()
     chosen = order[:k]
     final = result.floor["heldout_db"] if result.floor["heldout_db"] is not None else result.floor["chosen_db"]
     result.floor["met"] = final >= floor
