@@ -90,6 +90,9 @@ FLOOR_MARGIN_DB = 1.0
 FLOOR_MAX_SETS = 12
 FLOOR_PROBE_SETS = 2
 FLOOR_FOLDS = 3
+# Up to this many candidate layers, each one's sensitivity is measured alone
+# (one quantization each); beyond, one comparison ranks them (_local_drops).
+FLOOR_ALONE_MAX = 48
 RECURRENT_OPS = {"LSTM", "GRU", "While", "ReadVariable", "AssignVariable"}
 
 
@@ -570,17 +573,29 @@ def _apply_floor(q: Quantizer, model: Model, layers, sets, kept: set, auto: set,
 
         target = floor + FLOOR_MARGIN_DB
         order: list = []
+        why_of: dict = {}
         with_float(0)
         result.floor["int8_db"] = base = worst(s, choose, "floor: measuring")
         if base < target or held_worst("floor: held-out") < target:
             candidates = [i for i in range(len(layers)) if i not in kept and i not in auto]
             probe = choose[:FLOOR_PROBE_SETS]
-            for i in candidates:
-                for j in range(len(layers)):
-                    s.keep_float(j, j != i)
-                s.finish()
-                sensitivity[i] = worst(s, probe, f"floor: sensitivity {i + 1}/{len(layers)}")
-            order = sorted(candidates, key=lambda i: sensitivity[i])
+            if len(candidates) <= FLOOR_ALONE_MAX:
+                for i in candidates:
+                    for j in range(len(layers)):
+                        s.keep_float(j, j != i)
+                    s.finish()
+                    sensitivity[i] = worst(s, probe, f"floor: sensitivity {i + 1}/{len(layers)}")
+                    why_of[i] = f"int8 in this layer alone gives {sensitivity[i]:.1f} dB"
+                order = sorted(candidates, key=lambda i: sensitivity[i])
+            else:
+                # Many layers: one comparison of the all-int8 model ranks them by the SQNR each loses
+                # over its inputs (its own int8 error), instead of one quantization per layer.
+                with_float(0)
+                _output_sqnrs(s, probe, n_out, "floor: per-layer error", show)
+                added = _local_drops(s, layers, model)
+                for i in candidates:
+                    why_of[i] = f"the error its int8 output adds is {added[i]:.1f} dB under its signal"
+                order = sorted(candidates, key=lambda i: added[i])
 
         def bisect(lo: int, hi: int, ok) -> int:
             # lo: misses (or 0 untested), hi: assumed to meet it (everything float32 at len(order)).
@@ -623,11 +638,34 @@ def _apply_floor(q: Quantizer, model: Model, layers, sets, kept: set, auto: set,
     for i in chosen:
         kept.add(i)
         floor_why[i] = (f"accuracy floor: a {kind} model needs {floor:.0f} dB output SQNR (all-int8: {base:.1f} dB); "
-                        f"int8 in this layer alone gives {sensitivity[i]:.1f} dB, one of the {len(chosen)} most "
-                        f"sensitive kept in float32")
+                        f"{why_of[i]}, one of the {len(chosen)} most sensitive kept in float32")
         if verbose:
             print(f"keeping {layers[i]['name']} in float32: {floor_why[i]}", file=sys.stderr)
     return q.finish()
+
+
+def _local_drops(q: Quantizer, layers, model: Model) -> dict:
+    """Per layer of `q` (finished, compared): the noise its int8 output adds
+    to what its inputs bring, as dB under its signal (10 log10(1 / (n_out -
+    n_in)), n the noise-to-signal ratios; lower: worse). Ops that are not
+    layers pass their inputs' ratio on; graph inputs bring none."""
+    layer_of = {l["op_index"]: i for i, l in enumerate(layers)}
+    own = {}
+    for i in range(len(layers)):
+        sig, err = q.layer_error(i)
+        own[i] = err / sig if sig > 0 else None
+    ratio: dict = {}
+    added = {}
+    for o in model.ops():
+        before = max((ratio[t] for t in o.inputs if t in ratio), default=0.0)
+        i = layer_of.get(o.index)
+        v = before
+        if i is not None and own[i] is not None:
+            v = own[i]
+            added[i] = max(v - before, 0.0)
+        for t in o.outputs:
+            ratio[t] = v
+    return {i: (float("inf") if added.get(i, 0.0) <= 0 else -10 * np.log10(added[i])) for i in range(len(layers))}
 
 
 def _accuracy(model_bytes_or_model, sets, label_sets) -> float:
