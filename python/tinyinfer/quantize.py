@@ -594,7 +594,9 @@ def _apply_floor(q: Quantizer, model: Model, layers, sets, kept: set, auto: set,
                 _output_sqnrs(s, probe, n_out, "floor: per-layer error", show)
                 added = _local_drops(s, layers, model)
                 for i in candidates:
-                    why_of[i] = f"the error its int8 output adds is {added[i]:.1f} dB under its signal"
+                    why_of[i] = (f"the error its int8 output adds is {added[i]:.1f} dB under its signal"
+                                 if np.isfinite(added[i]) else "its int8 output adds no error over its inputs' "
+                                 "(ranked last, kept as the bisection went on)")
                 order = sorted(candidates, key=lambda i: added[i])
 
         def bisect(lo: int, hi: int, ok) -> int:
@@ -770,7 +772,8 @@ def quantize(src, dst=None, mode: str = "int8-dynamic", calib=None, method: str 
     force_int8: int8-static keeps float-sensitive ops (attention-mask
         arithmetic and the Softmax it feeds, log / spectrogram paths) in
         float32 by default and names them with the reason in the result's
-        `float_sensitive` (and the report); True quantizes them too.
+        `float_sensitive` (and the report); True quantizes them too (and
+        turns the default accuracy floor off).
     progress: show progress on stderr (on a terminal tqdm if installed, else
         a counter; otherwise one plain line per stage, no carriage returns);
         default: when there are 100 calibration input sets or more.
