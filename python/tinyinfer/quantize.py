@@ -639,7 +639,7 @@ def _apply_floor(q: Quantizer, model: Model, layers, sets, kept: set, auto: set,
         q.keep_float(j, j in kept or j in chosen)
     for i in chosen:
         kept.add(i)
-        floor_why[i] = (f"accuracy floor: a {kind} model needs {floor:.0f} dB output SQNR (all-int8: {base:.1f} dB); "
+        floor_why[i] = (f"accuracy floor: {'an' if kind[0] in 'aeiou' else 'a'} {kind} model needs {floor:.0f} dB output SQNR (all-int8: {base:.1f} dB); "
                         f"{why_of[i]}, one of the {len(chosen)} most sensitive kept in float32")
         if verbose:
             print(f"keeping {layers[i]['name']} in float32: {floor_why[i]}", file=sys.stderr)
