@@ -498,9 +498,19 @@ def test_onnx_loop_matches_onnxruntime(trip_input):
             np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
 
 
-def test_quantizer_and_pruner_refuse_control_flow():
+def test_quantizer_keeps_control_flow_float_and_pruner_refuses():
+    """The quantizer rewrites the main graph and carries the subgraphs as
+    they are (float32; test_quantize_floor.py checks int8-static around
+    them); the pruner still refuses."""
     data = _if_model().to_bytes()
-    with pytest.raises(UnsupportedOpError, match="the quantizer does not rewrite control flow"):
-        tinyinfer.quantize(data, mode="fp16")
+    x = np.array([[-1.5, 0.5, 2.0], [3.0, -0.25, 0.0]], F32)
+    for mode in ("fp16", "int8-dynamic"):
+        r = tinyinfer.quantize(data, mode=mode)
+        assert [f["op"] for f in r.kept_float_why] == ["If"] and "control flow body" in str(r)
+        with tinyinfer.load(r.data) as q:
+            for flag in (True, False):
+                y, z = q.run([np.array([flag]), x])
+                np.testing.assert_array_equal(y, np.maximum(x, 0) * 2 if flag else x - 1)
+                np.testing.assert_array_equal(z, x + 1 if flag else x * x)
     with pytest.raises(UnsupportedOpError, match="the pruner does not rewrite control flow"):
         tinyinfer.prune(data, sparsity=0.5)

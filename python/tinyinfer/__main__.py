@@ -14,7 +14,7 @@ arguments); --debug shows the Python traceback instead.
   run MODEL.tinf --input DIR_OR_FILE --output FILE [--memory-budget 256MB]   stream a data set in batches
   info                                      library version, file, and the CPU level its kernels run at
   quantize SRC.tinf -o DST.tinf --mode fp16|int8-dynamic|int8-static|int4 [--calib FILE.npy|.npz|DIR]
-           [--method auto|minmax|percentile|mse|entropy] [--report] [--max-accuracy-drop X] [--min-sqnr DB] [--force-int8]
+           [--method auto|minmax|percentile|mse|entropy] [--report] [--max-accuracy-drop X] [--min-sqnr DB|auto|none] [--force-int8]
   cache ls|clear                            the conversion cache of tinyinfer.load (docs/migrating.md)
   prune SRC.tinf -o DST.tinf --method magnitude|wanda|nm [--sparsity 0.8] [--pattern 2:4] [--calib FILE]
   distill TEACHER --student mlp:HIDDEN[,HIDDEN] --data X.npy [--labels Y.npy] -o STUDENT.tinf
@@ -275,6 +275,18 @@ def _write_trace(path, model, prof, first_run_s) -> None:
                    "otherData": {"first_run_us": first_run_s * 1e6}}, f)
 
 
+def _min_sqnr(v: str):
+    key = v.strip().lower()
+    if key == "auto":
+        return "auto"
+    if key in ("none", "off"):
+        return None
+    try:
+        return float(v)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--min-sqnr takes a number of dB, 'auto' or 'none', not {v!r}")
+
+
 def cmd_quantize(args) -> int:
     import tinyinfer
     calib = args.calib
@@ -344,7 +356,10 @@ def main(argv=None) -> int:
     qz.add_argument("--percentile", type=float, default=99.99)
     qz.add_argument("--report", action="store_true", help="per-layer SQNR vs float32 on the calibration data")
     qz.add_argument("--max-accuracy-drop", type=float, help="keep sensitive layers float32 (needs labels)")
-    qz.add_argument("--min-sqnr", type=float, help="keep sensitive layers float32 until the output SQNR >= DB")
+    qz.add_argument("--min-sqnr", type=_min_sqnr, default="auto",
+                    help="keep sensitive layers float32 until the output SQNR >= DB; 'auto' (default): "
+                         "int8-static's floor by model kind (recurrent 25 dB, transformer 20 dB, others none); "
+                         "'none': no floor")
     qz.add_argument("--keep-float", action="append", help="a layer name to keep in float32 (repeatable)")
     qz.add_argument("--force-int8", action="store_true",
                     help="int8-static: quantize float-sensitive ops too (masks, Softmax, log paths; kept float32 by default)")

@@ -68,6 +68,57 @@ AUTO_MAX_SETS = 32
 AUTO_MARGIN_DB = 1.0
 
 
+# int8-static's default accuracy floors (min_sqnr="auto"), by model kind:
+# the worst graph output's SQNR (dB) against float32 that the default must
+# keep; when the int8 model is under it, the most sensitive layers stay
+# float32 until it is met. Recurrent models (LSTM / GRU ops, variables that
+# keep state between runs, While loops, or weights applied again to a value
+# they computed: an unrolled recurrence): 25 dB. Transformer encoders
+# (Softmax with LayerNorm, or a MatMul of two computed tensors: attention):
+# cosine 0.99 against float32 is about 17 dB (cos ~ 1 - 1/(2 SNR)); the floor
+# asks 20 dB for margin. Other models (convolutional): no floor, the int8
+# model as the rules give it.
+FLOOR_RECURRENT_DB = 25.0
+FLOOR_ATTENTION_DB = 20.0
+# The search aims this much over the floor on the sets that choose, so that
+# held-out data (which the search does not see) still meets it.
+FLOOR_MARGIN_DB = 1.0
+# At most this many calibration sets measure each candidate during the
+# search (FLOOR_PROBE_SETS each layer's sensitivity); the check holds out
+# each of FLOOR_FOLDS parts of the sets in turn (a quantizer calibrated on
+# the others), so every set is once data the ranges never saw.
+FLOOR_MAX_SETS = 12
+FLOOR_PROBE_SETS = 2
+FLOOR_FOLDS = 3
+# Up to this many candidate layers, each one's sensitivity is measured alone
+# (one quantization each); beyond, one comparison ranks them (_local_drops).
+FLOOR_ALONE_MAX = 48
+RECURRENT_OPS = {"LSTM", "GRU", "While", "ReadVariable", "AssignVariable"}
+
+
+def model_kind(model: Model, recurrence: bool = False) -> Tuple[str, Optional[str]]:
+    """("recurrent" | "attention" | "other", why) of a float32 model, for the
+    default accuracy floor. `recurrence`: the quantizer's rules found an
+    unrolled recurrence (the same weights applied to a value they computed)."""
+    ops = [o.op for o in model.ops()]
+    rec = sorted(set(ops) & RECURRENT_OPS)
+    if rec:
+        return "recurrent", "it has " + ", ".join(rec) + " (state carried across steps)"
+    if recurrence:
+        return "recurrent", "it applies the same weights to a value they computed (an unrolled recurrence)"
+    if "Softmax" in ops and ("LayerNorm" in ops or _attention_matmul(model)):
+        return "attention", "it has Softmax with " + ("LayerNorm" if "LayerNorm" in ops else "a MatMul of two "
+                                                       "computed tensors") + " (a transformer)"
+    return "other", None
+
+
+def _attention_matmul(model: Model) -> bool:
+    """A MatMul whose two operands are computed (Q K^T, attention x V)."""
+    known = {t.index for t in model.tensors() if t.kind in ("constant", "folded")}
+    return any(o.op == "MatMul" and len(o.inputs) >= 2 and o.inputs[0] not in known and o.inputs[1] not in known
+               for o in model.ops())
+
+
 class Quantizer(OwnedHandle):
     """The library's quantizer over a loaded model (a thin wrapper of
     tinf_quantizer_*). Most users call `tinyinfer.quantize` instead."""
@@ -385,6 +436,14 @@ class QuantizeResult:
     dst: Optional[str] = None
     # method="auto": each candidate's worst output SQNR (dB) on the calibration data.
     method_scores: dict = field(default_factory=dict)
+    # int8-static's default accuracy floor (min_sqnr="auto"): {"kind", "why", "floor_db", "int8_db" (every
+    # layer the rules allow in int8, on the sets that choose), "chosen_db", "heldout_db" (the result on
+    # calibration sets held out of the ranges and the search, FLOOR_FOLDS folds; None when the held-out
+    # sets had to join the search, then "heldout_missed_db"), "heldout_sets", "met"}; None when off.
+    floor: Optional[dict] = None
+    # Ops kept in float32 for another reason than the rules (float_sensitive) or the user's keep_float:
+    # {"name", "op", "reason"}: the accuracy floor's choices (with the measured SQNR) and control-flow ops.
+    kept_float_why: List[dict] = field(default_factory=list)
 
     def __str__(self) -> str:
         ratio = self.dst_bytes / self.src_bytes if self.src_bytes else 0
@@ -416,6 +475,20 @@ class QuantizeResult:
                          f"force_int8=True / --force-int8 quantizes them):")
             for f in self.float_sensitive:
                 lines.append(f"    {f['name']} ({f['op']}): {f['reason']}")
+        if self.floor is not None:
+            f = self.floor
+            if f.get("floor_db") is None:
+                lines.append(f"  accuracy floor: none ({f['kind']} model)")
+            else:
+                held = "" if f.get("heldout_db") is None else \
+                    f", {f['heldout_db']:.1f} dB held out ({f['heldout_sets']} calibration sets, each once out of the ranges)"
+                lines.append(f"  accuracy floor: {f['floor_db']:.0f} dB output SQNR ({f['kind']} model: {f['why']}); "
+                             f"all-int8 {f['int8_db']:.1f} dB, result {f['chosen_db']:.1f} dB{held}"
+                             + ("" if f.get("met") else " (NOT met)") + "; min_sqnr=None / --min-sqnr none turns it off")
+        if self.kept_float_why:
+            lines.append(f"  also kept in float32 ({len(self.kept_float_why)}):")
+            for f in self.kept_float_why:
+                lines.append(f"    {f['name']} ({f['op']}): {f['reason']}")
         if self.budget_met is False:
             lines.append("  the accuracy / SQNR budget is not met even with every layer in float32")
         if self.dst:
@@ -443,6 +516,158 @@ def _choose_method(q: Quantizer, sets, n_outputs: int, scores: dict) -> str:
         scores[m] = float("-inf") if np.isnan(worst) else worst
     best = max(AUTO_METHODS, key=lambda m: scores[m])
     return best if scores[best] >= scores["minmax"] + AUTO_MARGIN_DB else "minmax"
+
+
+def _apply_floor(q: Quantizer, model: Model, layers, sets, kept: set, auto: set, result, floor_why: dict,
+                 sensitivity: dict, show: bool, verbose: bool, method: str, percentile: float) -> bytes:
+    """min_sqnr="auto": the default accuracy floor (FLOOR_*_DB by
+    `model_kind`). The calibration sets are split in FLOOR_FOLDS parts; for
+    each, a quantizer calibrated on the other parts (the first does the
+    search), so each part is data its ranges and its choices never saw (as a
+    user's inputs). When its worst output SQNR on the choosing sets is under the
+    floor + FLOOR_MARGIN_DB, the layers whose int8 alone costs the most stay
+    float32: the fewest of them, in that order (a bisection), that meet it;
+    then the held-out sets must meet it too, else the search goes on
+    with them (they are then no longer held out). `q` (calibrated on every
+    set) gets the layers chosen. Adds them to `kept` and their reasons to
+    `floor_why`; returns the file's bytes."""
+    n_out = len(model.outputs)
+    rec = any(q.float_reason(i) is not None and "recurrent state" in q.float_reason(i) for i in range(len(layers)))
+    kind, why = model_kind(model, rec)
+    floor = {"recurrent": FLOOR_RECURRENT_DB, "attention": FLOOR_ATTENTION_DB}.get(kind)
+    result.floor = {"kind": kind, "why": why, "floor_db": floor, "met": True}
+    if floor is None:
+        return q.finish()
+    # Folds: each third of the sets is held out once, from a quantizer calibrated on the rest.
+    n = len(sets)
+    nf = FLOOR_FOLDS if n >= 2 * FLOOR_FOLDS else 1
+    bounds = [n * f // nf for f in range(nf + 1)]
+    folds = []
+    try:
+        for f in range(nf):
+            held = sets[bounds[f]:bounds[f + 1]] if nf > 1 else []
+            rest = sets[:bounds[f]] + sets[bounds[f + 1]:] if nf > 1 else sets
+            if held:
+                sq = Quantizer(model, q.mode)
+                sq.set_method(method, percentile)
+                for xs in _progress(rest, f"floor: calibrating fold {f + 1}/{nf}", show):
+                    sq.observe(xs)
+            else:
+                sq = q
+            folds.append((sq, rest[:FLOOR_MAX_SETS], held))
+        s, choose, _ = folds[0]
+
+        def worst(qq, ss, desc):
+            v = min(_output_sqnrs(qq, ss, n_out, desc, show))
+            return float("-inf") if np.isnan(v) else v
+
+        def with_float(k) -> None:
+            extra = set(order[:k])
+            for qq, _, _ in folds:
+                for j in range(len(layers)):
+                    qq.keep_float(j, j in kept or j in extra)
+                qq.finish()
+
+        def held_worst(desc) -> float:
+            return min((worst(qq, hh, desc) for qq, _, hh in folds if hh), default=float("inf"))
+
+        target = floor + FLOOR_MARGIN_DB
+        order: list = []
+        why_of: dict = {}
+        with_float(0)
+        result.floor["int8_db"] = base = worst(s, choose, "floor: measuring")
+        if base < target or held_worst("floor: held-out") < target:
+            candidates = [i for i in range(len(layers)) if i not in kept and i not in auto]
+            probe = choose[:FLOOR_PROBE_SETS]
+            if len(candidates) <= FLOOR_ALONE_MAX:
+                for i in candidates:
+                    for j in range(len(layers)):
+                        s.keep_float(j, j != i)
+                    s.finish()
+                    sensitivity[i] = worst(s, probe, f"floor: sensitivity {i + 1}/{len(layers)}")
+                    why_of[i] = f"int8 in this layer alone gives {sensitivity[i]:.1f} dB"
+                order = sorted(candidates, key=lambda i: sensitivity[i])
+            else:
+                # Many layers: one comparison of the all-int8 model ranks them by the SQNR each loses
+                # over its inputs (its own int8 error), instead of one quantization per layer.
+                with_float(0)
+                _output_sqnrs(s, probe, n_out, "floor: per-layer error", show)
+                added = _local_drops(s, layers, model)
+                for i in candidates:
+                    why_of[i] = (f"the error its int8 output adds is {added[i]:.1f} dB under its signal"
+                                 if np.isfinite(added[i]) else "its int8 output adds no error over its inputs' "
+                                 "(ranked last, kept as the bisection went on)")
+                order = sorted(candidates, key=lambda i: added[i])
+
+        def bisect(lo: int, hi: int, ok) -> int:
+            # lo: misses (or 0 untested), hi: assumed to meet it (everything float32 at len(order)).
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                with_float(mid)
+                if ok(mid):
+                    hi = mid
+                else:
+                    lo = mid
+            return hi
+
+        k = 0
+        if order and base < target:
+            k = bisect(0, len(order), lambda m: worst(s, choose, f"floor: keeping {m} in float32") >= target)
+        with_float(k)
+        result.floor["chosen_db"] = worst(s, choose, "floor: checking")
+        result.floor["heldout_sets"] = n if nf > 1 else 0
+        result.floor["heldout_db"] = None
+        if nf > 1:
+            hv = held_worst("floor: held-out")
+            result.floor["heldout_db"] = hv
+            if hv < target and k < len(order):
+                # Missed on data the search did not see: go on with it too (it is then no longer held out).
+                result.floor["heldout_missed_db"] = hv
+                k = bisect(k, len(order), lambda m: held_worst(f"floor: keeping {m} in float32") >= target
+                           and worst(s, choose, "floor: checking") >= target)
+                with_float(k)
+                result.floor["heldout_db"] = None
+                result.floor["chosen_db"] = min(worst(s, choose, "floor: checking"), held_worst("floor: checking"))
+    finally:
+        for qq, _, _ in folds:
+            if qq is not q:
+                qq.close()
+    chosen = order[:k]
+    final = result.floor["heldout_db"] if result.floor["heldout_db"] is not None else result.floor["chosen_db"]
+    result.floor["met"] = final >= floor
+    for j in range(len(layers)):
+        q.keep_float(j, j in kept or j in chosen)
+    for i in chosen:
+        kept.add(i)
+        floor_why[i] = (f"accuracy floor: {'an' if kind[0] in 'aeiou' else 'a'} {kind} model needs {floor:.0f} dB output SQNR (all-int8: {base:.1f} dB); "
+                        f"{why_of[i]}, one of the {len(chosen)} most sensitive kept in float32")
+        if verbose:
+            print(f"keeping {layers[i]['name']} in float32: {floor_why[i]}", file=sys.stderr)
+    return q.finish()
+
+
+def _local_drops(q: Quantizer, layers, model: Model) -> dict:
+    """Per layer of `q` (finished, compared): the noise its int8 output adds
+    to what its inputs bring, as dB under its signal (10 log10(1 / (n_out -
+    n_in)), n the noise-to-signal ratios; lower: worse). Ops that are not
+    layers pass their inputs' ratio on; graph inputs bring none."""
+    layer_of = {l["op_index"]: i for i, l in enumerate(layers)}
+    own = {}
+    for i in range(len(layers)):
+        sig, err = q.layer_error(i)
+        own[i] = err / sig if sig > 0 else None
+    ratio: dict = {}
+    added = {}
+    for o in model.ops():
+        before = max((ratio[t] for t in o.inputs if t in ratio), default=0.0)
+        i = layer_of.get(o.index)
+        v = before
+        if i is not None and own[i] is not None:
+            v = own[i]
+            added[i] = max(v - before, 0.0)
+        for t in o.outputs:
+            ratio[t] = v
+    return {i: (float("inf") if added.get(i, 0.0) <= 0 else -10 * np.log10(added[i])) for i in range(len(layers))}
 
 
 def _accuracy(model_bytes_or_model, sets, label_sets) -> float:
@@ -516,7 +741,7 @@ def _float16_weights_widened(model: Model, src) -> Optional[bytes]:
 
 def quantize(src, dst=None, mode: str = "int8-dynamic", calib=None, method: str = "auto",
              percentile: float = 99.99, report: bool = False, max_accuracy_drop: Optional[float] = None,
-             min_sqnr: Optional[float] = None, keep_float: Iterable[str] = (), progress: Optional[bool] = None,
+             min_sqnr: Union[float, str, None] = "auto", keep_float: Iterable[str] = (), progress: Optional[bool] = None,
              verbose: bool = False, force_int8: bool = False) -> QuantizeResult:
     """Quantizes a float32 .tinf model (path, bytes or a loaded Model) and
     writes `dst` (when given). Returns a QuantizeResult (str() is a report).
@@ -537,18 +762,30 @@ def quantize(src, dst=None, mode: str = "int8-dynamic", calib=None, method: str 
     max_accuracy_drop / min_sqnr: mixed precision: keep the most sensitive
         layers in float32 until the accuracy on (x, y) drops by at most that
         much (a fraction, 0.01 = one point) / the model output's SQNR is at
-        least min_sqnr dB.
+        least min_sqnr dB. min_sqnr="auto" (the default): int8-static's
+        accuracy floor by model kind (`model_kind`): 25 dB for a recurrent
+        model, 20 dB (cosine 0.99 needs about 17) for a transformer, none
+        otherwise; chosen on part of the calibration sets and checked on
+        the rest (the result's `floor`, and `kept_float_why` says what it
+        kept and the measured SQNR). None: no floor.
     keep_float: layer names (or op indices) to keep in float32 from the start.
     force_int8: int8-static keeps float-sensitive ops (attention-mask
         arithmetic and the Softmax it feeds, log / spectrogram paths) in
         float32 by default and names them with the reason in the result's
-        `float_sensitive` (and the report); True quantizes them too.
+        `float_sensitive` (and the report); True quantizes them too (and
+        turns the default accuracy floor off).
     progress: show progress on stderr (on a terminal tqdm if installed, else
         a counter; otherwise one plain line per stage, no carriage returns);
         default: when there are 100 calibration input sets or more.
     """
     mode = str(mode).lower().replace("_", "-")
     _mode_code(mode)
+    floor_auto = isinstance(min_sqnr, str)
+    if floor_auto:
+        if min_sqnr.lower() != "auto":
+            raise InvalidArgumentError(f"min_sqnr must be a number of dB, 'auto' or None, got {min_sqnr!r}")
+        floor_auto = mode == "int8-static" and not force_int8 and max_accuracy_drop is None
+        min_sqnr = None
     own_model = not isinstance(src, Model)
     model = Model(src) if own_model else src
     try:
@@ -621,6 +858,10 @@ def quantize(src, dst=None, mode: str = "int8-dynamic", calib=None, method: str 
 
             sensitivity = {}
             kept = {i for i, l in enumerate(layers) if l["name"] in keep_float or l["op_index"] in keep_float}
+            floor_why = {}
+            if floor_auto:
+                data = _apply_floor(q, model, layers, sets, kept, auto, result, floor_why, sensitivity, show,
+                                    verbose, method, percentile)
             if max_accuracy_drop is not None or min_sqnr is not None:
                 out_sqnr = measure("measuring")
                 ok, _ = meets(out_sqnr, data)
@@ -663,6 +904,16 @@ def quantize(src, dst=None, mode: str = "int8-dynamic", calib=None, method: str 
                     result.float_sensitive.append({"name": l["name"], "op": l["op"], "reason": lr.float_reason})
             auto = {i for i, lr in enumerate(result.layers) if lr.float_reason is not None}
             result.kept_float = [layers[i]["name"] for i in sorted(kept | auto)]
+            for i in sorted(floor_why):
+                result.kept_float_why.append({"name": layers[i]["name"], "op": layers[i]["op"],
+                                              "reason": floor_why[i]})
+            names = {t.index: t.name for t in model.tensors()}
+            for o in model.ops():
+                if o.op in ("If", "While"):
+                    result.kept_float_why.append({
+                        "name": names.get(o.outputs[0], str(o.index)), "op": o.op,
+                        "reason": "control flow body: the op and its subgraphs run in float32 (the quantizer "
+                                  "rewrites the main graph; Quantize / Dequantize at its boundaries)"})
             result.data = data
             result.dst_bytes = len(data)
             if label_sets is not None:

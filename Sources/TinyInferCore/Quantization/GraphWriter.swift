@@ -39,9 +39,9 @@ struct GraphWriter {
     def.nodes.append(Node(op: op, inputs: inputs, outputs: outputs, attrs: attrs))
   }
 
-  /// The bytes of constant `t`.
-  func bytes(_ t: Int) -> [UInt8] {
-    let d = g.tensors[t]
+  /// The bytes of constant `t` (described by `desc`, the main graph's by default).
+  func bytes(_ t: Int, _ desc: TensorDesc? = nil) -> [UInt8] {
+    let d = desc ?? g.tensors[t]
     guard let p = model.constantData(t) else { return [UInt8](repeating: 0, count: d.nbytes) }
     return Array(UnsafeRawBufferPointer(start: UnsafeRawPointer(p), count: d.nbytes))
   }
@@ -57,8 +57,35 @@ struct GraphWriter {
     t >= 0 && g.tensors[t].isConstant && g.tensors[t].dtype == .float32
   }
 
+  /// Copies the source's subgraphs (control-flow bodies) as they are, in
+  /// float32 and in file order (the If / While ops' `subgraphs` indices
+  /// stay valid): each tensor they use is carried with the subgraph's own
+  /// description, constants shared with the main graph once.
+  mutating func carrySubgraphs() {
+    for (i, sub) in g.subgraphs.enumerated() {
+      func c(_ w: inout GraphWriter, _ t: Int) -> Int {
+        guard t >= 0 else { return -1 }
+        if w.carried[t] >= 0 { return w.carried[t] }
+        let d = sub.tensors[t]
+        let n = w.add(d.name, d.dtype, d.shape, quant: d.quant, bytes: d.isConstant ? w.bytes(t, d) : nil)
+        w.carried[t] = n
+        return n
+      }
+      var s = SubgraphDef(name: "subgraph_\(i)")
+      s.inputs = sub.inputs.map { c(&self, $0) }
+      for node in sub.nodes {
+        let ins = node.inputs.map { c(&self, $0) }
+        let outs = node.outputs.map { c(&self, $0) }
+        s.nodes.append(Node(op: node.op, inputs: ins, outputs: outs, attrs: node.attrs))
+      }
+      s.outputs = sub.outputs.map { c(&self, $0) }
+      def.subgraphs.append(s)
+    }
+  }
+
   /// Serializes with the graph inputs and outputs given (new indices).
   mutating func finish(inputs: [Int], outputs: [Int], mode: String) -> [UInt8] {
+    if def.subgraphs.isEmpty && !g.subgraphs.isEmpty { carrySubgraphs() }
     def.inputs = inputs
     def.outputs = outputs
     var meta: [(key: String, value: String)] = []

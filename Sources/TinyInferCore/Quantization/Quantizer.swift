@@ -53,7 +53,6 @@ public final class Quantizer {
   private let source: Model
 
   public static func make(model: Model, mode: QuantMode) throws(TinfError) -> Quantizer {
-    try ControlFlow.refuseSubgraphs(model, "the quantizer")
     let m = try model.reloadedForQuantizer() ?? model
     let c = try Calibrator.make(model: m)
     return Quantizer(model: m, source: model, mode: mode, calibrator: c)
