@@ -430,6 +430,54 @@ def test_depthwise_conv2d_large_threads():
             same(g.run(y, threads=threads), want)
 
 
+# The AVX2 tap-pair path (3- and 5-wide windows, stride 1 or 2, no
+# dilation, C >= 16, pixels whose window is inside the image four at a time,
+# any number of window rows up to 5): rows wide enough for several quads
+# after the left edge, channel counts that are and are not multiples of 16,
+# the int8 ends (the largest pair sums, -128 * -128 twice), zero points at
+# both ends, accumulators near the int32 ends, left shifts (multipliers > 1),
+# and windows cut by the top and bottom edges. At other levels the same
+# shapes check the other kernels.
+DW_PAIRS = [  # (H, W), (KH, KW), strides, padding, pads
+    ((5, 23), (3, 3), (1, 1), 1, (0, 0, 0, 0)),
+    ((6, 29), (3, 3), (2, 2), 1, (0, 0, 0, 0)),
+    ((7, 26), (5, 5), (1, 1), 1, (0, 0, 0, 0)),
+    ((9, 31), (5, 5), (2, 2), 1, (0, 0, 0, 0)),
+    ((4, 21), (2, 3), (1, 2), 2, (1, 0, 2, 1)),
+    ((6, 27), (4, 5), (2, 1), 2, (2, 1, 0, 3)),
+    ((3, 18), (3, 3), (1, 1), 0, (0, 0, 0, 0)),
+]
+
+
+@pytest.mark.parametrize("case", range(len(DW_PAIRS)))
+@pytest.mark.parametrize("c", [16, 24, 37, 48])
+def test_depthwise_conv2d_tap_pairs(case, c):
+    (h, w_), (kh, kw), strides, padding, pads = DW_PAIRS[case]
+    rng = np.random.default_rng(3200 + 10 * case + c)
+    for k in range(4):
+        x = rand_i8(rng, 1, h, w_, c)
+        w, ws = sym_weights(rng, (1, kh, kw, c), 3, c)
+        xq = rand_q(rng, -2, 0, zp=[-128, 127, None, None][k])
+        bias = real_bias(rng, c, xq[0] * ws) if k != 1 else None
+        yq = rand_q(rng, -2, 0.5)
+        if k == 0:  # the int8 ends only: the largest products and pair sums
+            x[...] = rng.choice(np.array([-128, 127], np.int8), size=x.shape)
+            w[...] = rng.choice(np.array([-128, 127], np.int8), size=w.shape)
+        if k == 2:  # accumulators near the int32 ends
+            bias = rng.choice(np.array([-2**31, 2**31 - 1 - 300000, -2**31 + 300000, 2**31 - 1], np.int64),
+                              size=c).astype(np.int32)
+        if k == 3:  # multipliers > 1 (left shifts) on some channels
+            ws = ws.copy()
+            ws[::3] *= np.float32(1e-4)
+            yq = (np.float32(xq[0] * np.min(ws) * 0.25), int(rng.integers(-128, 128)))
+        act = ACTS[(case + k) % 4] if k != 3 else case % 2  # no Relu6 / ReluN1To1 bound at the tiny output scale
+        g = Q()
+        y = g.op("DepthwiseConv2D", g.input(x, xq), g.const(w, ws, axis=3), g.const(bias) if bias is not None else None,
+                 q=yq, strides=strides, padding=padding, pads=pads, activation=act)
+        want = R.depthwise_conv2d(x, xq, w, ws, bias, yq, strides, (1, 1), padding, pads, 1, act)
+        same(g.run(y, threads=1 + k % 2), want)
+
+
 # ----------------------------------------------------------------------------
 # Add, Sub, Mul
 

@@ -18,7 +18,10 @@ import TinyInferShims
 /// where all three rows are inside); taps left or right of it cancel their
 /// share of the folded bias. `dw_row` runs the pixels whose window is
 /// inside the image four at a time (one weight load, four independent
-/// accumulator chains). Fewer than 16 channels run the same kernels on everything padded to 16 channels
+/// accumulator chains); at the AVX2 level, 3- and 5-wide windows at stride
+/// 1 or 2 do so by tap pairs (two pixels' int16 words interleaved, one
+/// vpmaddwd per pair of taps) with the output stage as one 64-bit rounding
+/// (q8_depthwise.inc). Fewer than 16 channels run the same kernels on everything padded to 16 channels
 /// (`bindSmall`). Other depth multipliers: each pixel's
 /// accumulators go through a scratch row, element by element, and are
 /// requantized 16 at a time. Work is split over output rows.
