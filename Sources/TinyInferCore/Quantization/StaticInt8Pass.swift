@@ -120,11 +120,8 @@ enum StaticInt8Pass {
         return r
       }
       let p: Params
-      if d.isConstant && graphParams && want == nil {
+      if d.isConstant && graphParams && want == nil, let (vals, q) = given(t), q.scales.count == 1 {
         // a constant behind a Dequantize: its values and parameters as given
-        guard let (vals, q) = given(t), q.scales.count == 1 else {
-          throw TinfError(.unsupportedOp, "int8-static: constant '\(d.name)' without per-tensor 8-bit parameters")
-        }
         p = (q.scales[0], q.zeroPoints[0])
         qver[t] = w.add(d.name, .int8, d.shape, quant: quant(p), bytes: vals.map { UInt8(bitPattern: $0) })
       } else if d.isConstant {
@@ -141,6 +138,11 @@ enum StaticInt8Pass {
           var q = QuantNumerics.roundAway(v / p.scale) + Float(p.zeroPoint)
           q = q.isNaN ? Float(p.zeroPoint) : max(-128, min(127, q))
           bytes[i] = UInt8(bitPattern: Int8(q))
+          // graph parameters: a float constant (a scalar operand the QDQ graph leaves in float) only when
+          // int8 holds its values (to float rounding), else the op computes in float32 as the graph does
+          if graphParams && want == nil && !(abs((q - Float(p.zeroPoint)) * p.scale - v) <= 1e-5 * abs(v)) {
+            throw TinfError(.unsupportedOp, "int8-static: constant '\(d.name)' is not exact in int8")
+          }
         }
         qver[t] = w.add(d.name, .int8, d.shape, quant: quant(p), bytes: bytes)
       } else {

@@ -86,7 +86,10 @@ shapes (including Reshape targets) carry the batch size it was converted with;
 convert again with batch=N for another batch size.
 
 Quantized forms (simulated quantization; the choice is also written into the
-report's notes):
+report's notes). A model with quantized activations (QDQ pairs, QLinear*) is
+then rewritten onto the int8 kernels with these parameters unless
+``simulate_quantization=True`` (quant.to_int8_kernels; docs/quantization.md,
+"QDQ models"):
 
 - DequantizeLinear of a constant int8/uint8 weight: int8 constant plus a
   Dequantize op (per-tensor or per-channel; weights stay 8-bit in the file).
@@ -188,7 +191,7 @@ SUPPORTED_OPS: Dict[str, str] = {
     "GreaterOrEqual": "GreaterEqual", "Not": "LogicalNot", "And": "LogicalAnd", "Or": "LogicalOr",
     "Xor": "LogicalXor", "IsNaN": "NotEqual(x, x) (float32)", "Where": "Where (any dtype for X and Y)", "Floor": "Floor", "Ceil": "Ceil",
     "Round": "Round (ties to even)", "Tile": "Tile (constant repeats)", "ReduceProd": "ReduceProd",
-    "QuantizeLinear": "Quantize + Dequantize (per-tensor int8/uint8, round half to even); folded on constants",
+    "QuantizeLinear": "Quantize + Dequantize (per-tensor int8/uint8, round half to even), then the int8 kernels with these parameters (docs/quantization.md, \"QDQ models\"); folded on constants",
     "DequantizeLinear": "int8 constant + Dequantize for weights; removed after QuantizeLinear (params "
                         "checked); Dequantize for integer inputs",
     "QLinearConv": "Conv2D / DepthwiseConv2D in float on dequantized values, then Quantize + Dequantize",
