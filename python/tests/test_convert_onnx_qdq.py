@@ -4,12 +4,12 @@ DepthwiseConv2D / FullyConnected / Add / Concat ops, and the outputs must match 
 quantization step (onnxruntime requantizes with a float multiplier, the int8 kernels with TFLite's fixed-point
 one: they differ only at near-ties).
 
-Two onnxruntime references: the QDQ semantics (graph optimizations off: every QuantizeLinear/DequantizeLinear
-evaluated as ONNX specifies, float ops between), always; and onnxruntime's own int8 execution (optimizations on:
-QLinearConv, QLinearMatMul, QGemm, ...) for per-tensor weights. With per-channel weights and int8 activations
-onnxruntime 1.32's fused int8 kernels depart from the file's semantics by up to ~19 output steps on these
-models (checked against a numpy evaluation of the QDQ graph), so there only the QDQ semantics are the
-reference."""
+The reference is onnxruntime's evaluation of the QDQ graph (graph optimizations off: every QuantizeLinear /
+DequantizeLinear evaluated as ONNX specifies, float ops between). onnxruntime 1.32's own fused int8 execution
+(optimizations on: QLinearConv, QLinearMatMul, QGemm, ...) departs from the file's semantics by up to ~19 output
+steps on some of these models (per-channel weights with int8 activations, and a conv / 6 / conv model with per-tensor ones; checked
+against a numpy evaluation of the QDQ graph), while it agrees with it within a step on others: it is not a
+reference one can hold a runtime to."""
 
 import numpy as np
 import pytest
@@ -64,6 +64,22 @@ def _mlp(seed=0):
     return g, (2, 24)
 
 
+def _conv_div(seed=0):
+    """conv, / 6 (a constant scalar: no int8 Div, the int8 Mul by 1/6), conv, Flatten, Gemm."""
+    rng = np.random.default_rng(seed)
+    w = lambda *s: rng.normal(0, 0.3, s).astype(np.float32)
+    inits = [_c("w1", w(8, 3, 3, 3)), _c("b1", w(8)), _c("six", np.float32(6)), _c("w2", w(4, 8, 3, 3)),
+             _c("b2", w(4)), _c("wf", w(5, 4 * 6 * 6)), _c("bf", w(5))]
+    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]),
+             helper.make_node("Div", ["c1", "six"], ["d"]),
+             helper.make_node("Conv", ["d", "w2", "b2"], ["c2"], pads=[1, 1, 1, 1], strides=[2, 2]),
+             helper.make_node("Flatten", ["c2"], ["f"]),
+             helper.make_node("Gemm", ["f", "wf", "bf"], ["y"], transB=1)]
+    g = helper.make_graph(nodes, "conv_div", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 12, 12])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 5])], initializer=inits)
+    return g, (1, 3, 12, 12)
+
+
 class _Reader(oq.CalibrationDataReader):
     def __init__(self, shape, n=16, seed=1):
         rng = np.random.default_rng(seed)
@@ -110,7 +126,8 @@ def _int8_ops(model):
 
 CASES = [(_cnn, True, oq.QuantType.QInt8), (_cnn, False, oq.QuantType.QInt8),
          (_cnn, True, oq.QuantType.QUInt8), (_cnn, False, oq.QuantType.QUInt8),
-         (_mlp, True, oq.QuantType.QInt8), (_mlp, False, oq.QuantType.QUInt8)]
+         (_mlp, True, oq.QuantType.QInt8), (_mlp, False, oq.QuantType.QUInt8),
+         (_conv_div, False, oq.QuantType.QInt8), (_conv_div, True, oq.QuantType.QUInt8)]
 
 
 @pytest.mark.parametrize("graph_fn,per_channel,act", CASES,
@@ -120,15 +137,16 @@ def test_qdq_runs_on_int8_kernels_and_matches_onnxruntime(tmp_path, graph_fn, pe
     report = tinyinfer.convert(path, None, verbose=False)
     assert any("int8 kernels" in n for n in report.notes), report.notes
     refs = [_ort_qdq(path)]
-    if not per_channel:
-        refs.append(ort.InferenceSession(path, providers=["CPUExecutionProvider"]))
     step = _output_step(path, "y")
     with tinyinfer.Model(report.data) as model:
         ops = _int8_ops(model)
         if graph_fn is _cnn:
             assert ops.get("Conv2D", 0) == 2 and ops.get("DepthwiseConv2D", 0) == 1, ops
             assert ops.get("Add", 0) == 1 and ops.get("Concat", 0) == 1 and ops.get("MaxPool2D", 0) == 1, ops
-        assert ops.get("FullyConnected", 0) == (1 if graph_fn is _cnn else 2), ops
+        if graph_fn is _conv_div:
+            assert ops.get("Conv2D", 0) == 2 and ops.get("Mul", 0) == 1, ops
+            assert "Div" not in [o.op for o in model.ops()]
+        assert ops.get("FullyConnected", 0) == (2 if graph_fn is _mlp else 1), ops
         # no float convolution or matrix product is left
         t = model.tensors()
         assert not [o.op for o in model.ops() if o.op in ("Conv2D", "DepthwiseConv2D", "FullyConnected")

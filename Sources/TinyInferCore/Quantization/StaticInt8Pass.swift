@@ -300,6 +300,23 @@ enum StaticInt8Pass {
         }
       }
       var done = false
+      if !keep && graphParams && node.op == .div {
+        // x / c with a constant scalar c: the int8 Mul by 1 / c (Div has no int8 kernel; a QDQ HardSwish
+        // written as x * Clip(x + 3, 0, 6), Quantize, Dequantize, / 6 ends so)
+        var trial = s
+        var ok = false
+        do throws(TinfError) {
+          ok = try emitDivByConstant(&trial, node)
+        } catch {
+          ok = false
+        }
+        if ok && accepted(trial) {
+          s = trial
+          quantized[k] = true
+          outT[k] = s.qver[node.outputs[0]]
+          continue
+        }
+      }
       if !keep, supported(g, node), let kind = node.op.traits.staticInt8 {
         // Emitted on a copy, kept only if the integer kernel accepts the
         // op as written (its shape inference is the judge); otherwise the op
@@ -375,6 +392,28 @@ enum StaticInt8Pass {
       let y = s.int8Out(node.outputs[0], p)
       s.w.emit(node.op, ins, [y], node.attrs)
     }
+    return true
+  }
+
+  /// Graph parameters: `x / c` for a constant float32 scalar `c` as the int8
+  /// Mul by `1 / c` when int8 holds `1 / c` (to float rounding); false otherwise.
+  private static func emitDivByConstant(_ s: inout State, _ node: Node) throws(TinfError) -> Bool {
+    let g = s.g
+    guard node.inputs.count == 2, node.inputs[0] >= 0, node.inputs[1] >= 0 else { return false }
+    let cd = g.tensors[node.inputs[1]]
+    guard cd.isConstant, cd.dtype == .float32, cd.count == 1, g.tensors[node.inputs[0]].dtype == .float32 else {
+      return false
+    }
+    let c = s.w.floats(node.inputs[1])[0]
+    guard c.isFinite, c != 0 else { return false }
+    let r = 1 / c
+    let p = QuantNumerics.int8Params(lo: min(0, r), hi: max(0, r))
+    let q = max(-128, min(127, QuantNumerics.roundAway(r / p.scale) + Float(p.zeroPoint)))
+    guard abs((q - Float(p.zeroPoint)) * p.scale - r) <= 1e-5 * abs(r) else { return false }
+    let x = try s.int8Of(node.inputs[0])
+    let ct = s.w.add(cd.name + "_reciprocal", .int8, cd.shape, quant: s.quant(p), bytes: [UInt8(bitPattern: Int8(q))])
+    let y = s.int8Out(node.outputs[0], try s.calibrated(node.outputs[0]))
+    s.w.emit(.mul, [x, ct], [y], node.attrs)
     return true
   }
 
