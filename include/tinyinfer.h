@@ -728,6 +728,13 @@ tinf_status tinf_builder_add_subgraph(tinf_builder *builder, const char *name, i
  * quantizes every op it can instead (force int8), for the next finish. */
 /* Statuses: TINF_OK; TINF_ERR_INVALID_ARGUMENT (NULL quantizer) */
 tinf_status tinf_quantizer_set_auto_float(tinf_quantizer *quantizer, int32_t enabled);
+/* int8-static of a QDQ model (Quantize/Dequantize pairs around float ops, as
+ * the ONNX converter writes QuantizeLinear/DequantizeLinear): enabled = 1
+ * takes every parameter from the graph's pairs and its 8-bit weights as given
+ * instead of calibrating (no observe needed); ops the graph gives no
+ * parameters for stay float32 (docs/quantization.md, "QDQ models"). */
+/* Statuses: TINF_OK; TINF_ERR_INVALID_ARGUMENT (NULL quantizer) */
+tinf_status tinf_quantizer_set_graph_params(tinf_quantizer *quantizer, int32_t enabled);
 /* Why the last finish kept layer `layer` in float32 as float-sensitive (a
  * sentence naming the tensor or op concerned), or NULL when it did not (it
  * was quantized, kept by tinf_quantizer_keep_float, or has no int8 form).

@@ -12,6 +12,13 @@ public func tinf_quantizer_set_auto_float(_ quantizer: OpaquePointer?, _ enabled
 }
 
 @c @implementation
+public func tinf_quantizer_set_graph_params(_ quantizer: OpaquePointer?, _ enabled: Int32) -> tinf_status {
+  guard let h = quantizerHandle(quantizer) else { return nullArg("tinf_quantizer_set_graph_params") }
+  h.quantizer.graphParams = enabled != 0
+  return ok()
+}
+
+@c @implementation
 public func tinf_quantizer_float_reason(
   _ quantizer: OpaquePointer?, _ layer: Int32, _ out: UnsafeMutablePointer<UnsafePointer<CChar>?>?
 ) -> tinf_status {

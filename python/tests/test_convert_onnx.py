@@ -185,20 +185,25 @@ def test_static_quantized_fixture(name, tmp_path):
     model, report = convert_fixture(name, tmp_path)
     assert report.kept_precision, "int8 weights should stay int8"
     assert report.ops_out["Quantize"] >= 1 and report.ops_out["Dequantize"] >= 1
+    assert any("runs on the int8 kernels" in n for n in report.notes), report.notes
     m = onnx.load(fixture(name))
-    sess = ort.InferenceSession(fixture(name), providers=["CPUExecutionProvider"])
+    # The reference is the graph's semantics (onnxruntime without its graph optimizations evaluates every
+    # QuantizeLinear / DequantizeLinear as ONNX specifies): onnxruntime 1.32's fused int8 kernels depart from it
+    # by up to 19 output steps on the QDQ fixtures here (test_convert_onnx_qdq.py).
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    sess = ort.InferenceSession(fixture(name), so, providers=["CPUExecutionProvider"])
     for kind, seed in [("random", 0), ("random", 1), ("realistic", 2), ("realistic", 3), ("realistic", 4)]:
         feeds = feeds_for(sess, kind, seed)
         ref = sess.run(None, feeds)
         got = model.run([feeds[t.name] for t in model.inputs])
         for r, g, o in zip(ref, got, sess.get_outputs()):
             step = output_step(m, o.name)
-            # The simulation quantizes every activation with onnxruntime's parameters and rounding (half to
-            # even), so outputs agree exactly unless a float sum lands on the other side of a rounding boundary
-            # (the float kernels add in another order than onnxruntime's integer ones): such a flip moves an
-            # activation by one step, and the output by about one output step. Allow 3 output steps.
+            # The int8 kernels compute with the file's parameters (integer sums, TFLite's fixed-point
+            # requantization where onnxruntime multiplies by a float scale): the two differ only at near-ties,
+            # which moves an activation by one step and the output by about one output step.
             err = float(np.max(np.abs(g - r)))
-            assert err <= 3 * step + 1e-6, f"{name}:{o.name} ({kind}) error {err:.3g} = {err / step:.2f} steps"
+            assert err <= step * (1 + 1e-4) + 1e-6, f"{name}:{o.name} ({kind}) error {err:.3g} = {err / step:.2f} steps"
 
 
 def _last_dynamic_layer_bound(m):

@@ -191,6 +191,11 @@ class Quantizer(OwnedHandle):
         """int8-static: keep float-sensitive ops in float32 (the default) or not (force int8)."""
         L.tinf_quantizer_set_auto_float(self._h, int(bool(enabled)))
 
+    def set_graph_params(self, enabled: bool = True) -> None:
+        """int8-static of a QDQ model: parameters from its Quantize/Dequantize pairs, 8-bit weights as given,
+        no calibration."""
+        L.tinf_quantizer_set_graph_params(self._h, int(bool(enabled)))
+
     def float_reason(self, layer: int) -> Optional[str]:
         """Why the last finish kept `layer` in float32 as float-sensitive, or None."""
         r = c_char_p()

@@ -73,6 +73,10 @@ public struct TensorDesc: Sendable {
   public var constant: Range<Int>?
   /// Computed once at load by constant folding (its data is owned by the model).
   public var folded: Bool = false
+  /// For a tensor folded at load from a Dequantize of an 8-bit constant:
+  /// that constant (its values and quantization, which int8-static with the
+  /// graph's parameters uses as given); -1 otherwise.
+  public var dequantizedFrom: Int = -1
 
   public var count: Int { shape.reduce(1, &*) }
   public var nbytes: Int { count &* dtype.size }

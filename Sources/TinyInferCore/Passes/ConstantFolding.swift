@@ -73,6 +73,11 @@ enum ConstantFolding {
         buffers[t] = outPtrs[j]
         tensors[t].folded = true
       }
+      if node.op == .dequantize, let src = present.first, tensors[src].dtype == .int8 || tensors[src].dtype == .uint8,
+        tensors[src].quant != nil
+      {
+        tensors[node.outputs[0]].dequantizedFrom = src
+      }
       spent &+= outBytes
       report.append("fold constant \(node.op.name) -> \(tensors[node.outputs[0]].name)")
     }

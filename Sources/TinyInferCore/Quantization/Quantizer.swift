@@ -28,6 +28,11 @@ public final class Quantizer {
   /// float32 (Sensitivity, the ops' `int8Risk`); false quantizes every op it
   /// can (the user's "force int8").
   public var autoFloat = true
+  /// int8-static: take the quantization parameters from the graph's own
+  /// Quantize/Dequantize pairs (a QDQ model) instead of calibration, and its
+  /// 8-bit weights as given (StaticInt8Pass); ops the graph does not give
+  /// parameters for stay float32. Needs no calibration.
+  public var graphParams = false
   /// Per layer, after `finish`: why it was kept in float32 as
   /// float-sensitive, or nil.
   public private(set) var floatReason: [String?]
@@ -115,7 +120,9 @@ public final class Quantizer {
     for (i, k) in layers.enumerated() where keepFloat[i] { keepNode[k] = true }
     for i in floatReason.indices { floatReason[i] = nil }
     let r: RewriteResult
-    if mode == .int8Static {
+    if mode == .int8Static && graphParams {
+      r = try StaticInt8Pass.run(model: model, keepFloat: keepNode, ranges: [], graphParams: true)
+    } else if mode == .int8Static {
       guard calibrator.samples > 0 else {
         throw TinfError(.invalidState, "int8-static needs calibration: observe representative inputs before finishing")
       }

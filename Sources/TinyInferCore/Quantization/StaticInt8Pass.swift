@@ -11,6 +11,17 @@
 /// inputs to its output's parameters when they differ. An op without an
 /// integer kernel (or kept in float32) runs in float32 between a
 /// Dequantize and a Quantize. Rounding: half away from zero, as TFLite.
+///
+/// With the graph's parameters (`graphParams`, a QDQ model: ONNX
+/// QuantizeLinear/DequantizeLinear pairs, converted to Quantize/Dequantize
+/// ops around float ops) the parameters are not calibrated: a tensor that
+/// only Quantize ops read takes their parameters (uint8 ones as int8 with
+/// the zero point minus 128, which is exact), a Quantize/Dequantize pair
+/// becomes the int8 tensor itself, and weights and constants behind a
+/// Dequantize (folded at load: `TensorDesc.dequantizedFrom`) keep their
+/// 8-bit values and scales as the file gives them. An op whose parameters
+/// the graph does not give (or that would round twice where the QDQ graph
+/// rounds once) stays float32, as the QDQ graph computes it.
 enum StaticInt8Pass {
   /// How an op is rewritten: `OpTraits.staticInt8` (nil: it stays float32).
   typealias Kind = StaticInt8Kind
@@ -64,10 +75,19 @@ enum StaticInt8Pass {
     var qver: [Int]
     var qp: [Params?]
     var isOutput: [Bool]
+    /// Parameters from the graph's Quantize ops (int8 form), per old tensor.
+    var fixed: [Params?] = []
+    var graphParams = false
 
     func quant(_ p: Params) -> Quantization { Quantization(axis: nil, scales: [p.scale], zeroPoints: [p.zeroPoint]) }
 
     func calibrated(_ t: Int) throws(TinfError) -> Params {
+      if graphParams {
+        guard t < fixed.count, let p = fixed[t] else {
+          throw TinfError(.unsupportedOp, "int8-static: no Quantize op gives '\(g.tensors[t].name)' parameters")
+        }
+        return p
+      }
       guard t < ranges.count, let r = ranges[t] else {
         throw TinfError(.invalidState, "int8-static: no calibration data for tensor '\(g.tensors[t].name)' (give representative inputs)")
       }
@@ -100,7 +120,11 @@ enum StaticInt8Pass {
         return r
       }
       let p: Params
-      if d.isConstant {
+      if d.isConstant && graphParams && want == nil, let (vals, q) = given(t), q.scales.count == 1 {
+        // a constant behind a Dequantize: its values and parameters as given
+        p = (q.scales[0], q.zeroPoints[0])
+        qver[t] = w.add(d.name, .int8, d.shape, quant: quant(p), bytes: vals.map { UInt8(bitPattern: $0) })
+      } else if d.isConstant {
         let vals = w.floats(t)
         var lo: Float = 0
         var hi: Float = 0
@@ -114,6 +138,11 @@ enum StaticInt8Pass {
           var q = QuantNumerics.roundAway(v / p.scale) + Float(p.zeroPoint)
           q = q.isNaN ? Float(p.zeroPoint) : max(-128, min(127, q))
           bytes[i] = UInt8(bitPattern: Int8(q))
+          // graph parameters: a float constant (a scalar operand the QDQ graph leaves in float) only when
+          // int8 holds its values (to float rounding), else the op computes in float32 as the graph does
+          if graphParams && want == nil && !(abs((q - Float(p.zeroPoint)) * p.scale - v) <= 1e-5 * abs(v)) {
+            throw TinfError(.unsupportedOp, "int8-static: constant '\(d.name)' is not exact in int8")
+          }
         }
         qver[t] = w.add(d.name, .int8, d.shape, quant: quant(p), bytes: bytes)
       } else {
@@ -125,6 +154,25 @@ enum StaticInt8Pass {
       }
       qp[t] = p
       return qver[t]
+    }
+
+    /// The 8-bit values and quantization of the constant that constant `t` was
+    /// dequantized from at load, as int8 (uint8 values and zero points
+    /// minus 128), or nil.
+    func given(_ t: Int) -> ([Int8], Quantization)? {
+      let src = g.tensors[t].dequantizedFrom
+      guard src >= 0, let q = g.tensors[src].quant, g.tensors[src].count == g.tensors[t].count else { return nil }
+      let b = w.bytes(src)
+      switch g.tensors[src].dtype {
+      case .int8:
+        return (b.map { Int8(bitPattern: $0) }, q)
+      case .uint8:
+        var q8 = q
+        q8.zeroPoints = q.zeroPoints.map { $0 - 128 }
+        return (b.map { Int8(Int16($0) - 128) }, q8)
+      default:
+        return nil
+      }
     }
 
     func quantizeAttrs() -> Attributes {
@@ -144,15 +192,75 @@ enum StaticInt8Pass {
     }
   }
 
-  static func run(model: Model, keepFloat: [Bool], ranges: [(lo: Float, hi: Float)?]) throws(TinfError)
-    -> RewriteResult
-  {
+  /// The graph's own quantization (QDQ): which Quantize / Dequantize ops
+  /// pair up around int8 tensors (`marked`), and the parameters each float
+  /// tensor takes from the Quantize ops that read it (`fixed`).
+  static func graphQuantization(_ g: Graph) -> (fixed: [Params?], marked: [Bool]) {
+    var consumers = [[Int]](repeating: [], count: g.tensors.count)
+    for (k, n) in g.nodes.enumerated() { for t in n.inputs where t >= 0 { consumers[t].append(k) } }
+    var isOut = [Bool](repeating: false, count: g.tensors.count)
+    for t in g.outputs { isOut[t] = true }
+    var marked = [Bool](repeating: false, count: g.nodes.count)
+    var fixed = [Params?](repeating: nil, count: g.tensors.count)
+    // A Quantize of a computed float32 tensor into an 8-bit tensor that only Dequantize ops read.
+    for (k, n) in g.nodes.enumerated() where n.op == .quantize && !n.inputs.isEmpty && n.inputs[0] >= 0 {
+      let x = n.inputs[0]
+      let q = n.outputs[0]
+      guard g.tensors[x].dtype == .float32, !g.tensors[x].isConstant, !isOut[q], int8Params(g, q) != nil,
+        !consumers[q].isEmpty,
+        consumers[q].allSatisfy({ g.nodes[$0].op == .dequantize && g.tensors[g.nodes[$0].outputs[0]].dtype == .float32 })
+      else { continue }
+      marked[k] = true
+      for c in consumers[q] { marked[c] = true }
+    }
+    // A float tensor that only such Quantize ops read, all with the same parameters, takes them.
+    for t in g.tensors.indices where !isOut[t] && !consumers[t].isEmpty && g.tensors[t].dtype == .float32 {
+      var p: Params? = nil
+      var same = true
+      for c in consumers[t] {
+        let n = g.nodes[c]
+        guard n.op == .quantize && marked[c], let pc = int8Params(g, n.outputs[0]) else {
+          same = false
+          break
+        }
+        if let p0 = p, p0 != pc {
+          same = false
+          break
+        }
+        p = pc
+      }
+      if same { fixed[t] = p }
+    }
+    return (fixed, marked)
+  }
+
+  /// Per-tensor parameters of 8-bit tensor `t` in int8 form (uint8: zero point - 128).
+  static func int8Params(_ g: Graph, _ t: Int) -> Params? {
+    let d = g.tensors[t]
+    guard let q = d.quant, q.scales.count == 1, q.zeroPoints.count == 1 else { return nil }
+    switch d.dtype {
+    case .int8: return (q.scales[0], q.zeroPoints[0])
+    case .uint8: return (q.scales[0], q.zeroPoints[0] - 128)
+    default: return nil
+    }
+  }
+
+  static func run(
+    model: Model, keepFloat: [Bool], ranges: [(lo: Float, hi: Float)?], graphParams: Bool = false
+  ) throws(TinfError) -> RewriteResult {
     let g = model.graph
     var s = State(
       w: GraphWriter(model: model), g: g, ranges: ranges,
       fver: [Int](repeating: -1, count: g.tensors.count), qver: [Int](repeating: -1, count: g.tensors.count),
       qp: [Params?](repeating: nil, count: g.tensors.count), isOutput: [Bool](repeating: false, count: g.tensors.count))
     for t in g.outputs { s.isOutput[t] = true }
+    var marked = [Bool](repeating: false, count: g.nodes.count)
+    if graphParams {
+      let gq = graphQuantization(g)
+      s.fixed = gq.fixed
+      s.graphParams = true
+      marked = gq.marked
+    }
     var inputs: [Int] = []
     for t in g.inputs {
       let n = s.w.carry(t)
@@ -164,7 +272,51 @@ enum StaticInt8Pass {
 
     for (k, node) in g.nodes.enumerated() {
       let keep = k < keepFloat.count && keepFloat[k]
+      if marked[k], let p = int8Params(g, node.op == .quantize ? node.outputs[0] : node.inputs[0]) {
+        let x = node.inputs[0]
+        let y = node.outputs[0]
+        if node.op == .quantize {
+          // the int8 tensor with the Quantize's parameters: requantized from x's int8 version when
+          // its parameters differ, else quantized from float32 as the op says (ONNX: half to even)
+          if s.qver[x] >= 0 {
+            s.qver[y] = try s.int8Of(x, p)
+          } else {
+            let f = s.floatOf(x)
+            let n = s.w.add(g.tensors[y].name, .int8, g.tensors[y].shape, quant: s.quant(p))
+            var a = node.attrs
+            a[.dtype] = .int(Int64(DType.int8.rawValue))
+            s.w.emit(.quantize, [f], [n], a)
+            s.qver[y] = n
+          }
+          s.qp[y] = p
+          outT[k] = s.qver[y]
+          continue
+        }
+        if s.qver[x] >= 0 {  // Dequantize: the float value of the int8 tensor, made when a float op reads it
+          s.qver[y] = s.qver[x]
+          s.qp[y] = s.qp[x]
+          outT[k] = s.qver[y]
+          continue
+        }
+      }
       var done = false
+      if !keep && graphParams && node.op == .div {
+        // x / c with a constant scalar c: the int8 Mul by 1 / c (Div has no int8 kernel; a QDQ HardSwish
+        // written as x * Clip(x + 3, 0, 6), Quantize, Dequantize, / 6 ends so)
+        var trial = s
+        var ok = false
+        do throws(TinfError) {
+          ok = try emitDivByConstant(&trial, node)
+        } catch {
+          ok = false
+        }
+        if ok && accepted(trial) {
+          s = trial
+          quantized[k] = true
+          outT[k] = s.qver[node.outputs[0]]
+          continue
+        }
+      }
       if !keep, supported(g, node), let kind = node.op.traits.staticInt8 {
         // Emitted on a copy, kept only if the integer kernel accepts the
         // op as written (its shape inference is the judge); otherwise the op
@@ -216,11 +368,18 @@ enum StaticInt8Pass {
       let y = s.int8Out(node.outputs[0], try s.calibrated(node.outputs[0]))
       s.w.emit(node.op, ins, [y], node.attrs)
     case .fixed(let scale, let zp):
+      if s.graphParams {  // the graph's output parameters must be the kernel's (else it would round twice)
+        guard let f = s.fixed[node.outputs[0]], f.scale == scale, f.zeroPoint == zp else { return false }
+      }
       let x = try s.int8Of(in0)
       let y = s.int8Out(node.outputs[0], (scale, zp))
       s.w.emit(node.op, [x], [y], node.attrs)
     case .sameParams:
       guard in0 >= 0 && s.qver[in0] >= 0, let p = s.qp[in0] else { return false }
+      if s.graphParams && node.op == .averagePool2D {
+        // an average rounds: in int8 only when the graph requantizes it with the input's parameters
+        guard let f = s.fixed[node.outputs[0]], f == p else { return false }
+      }
       var ins: [Int] = [s.qver[in0]]
       for t in node.inputs.dropFirst() { ins.append(t >= 0 ? s.w.carry(t) : -1) }
       var outs: [Int] = []
@@ -233,6 +392,28 @@ enum StaticInt8Pass {
       let y = s.int8Out(node.outputs[0], p)
       s.w.emit(node.op, ins, [y], node.attrs)
     }
+    return true
+  }
+
+  /// Graph parameters: `x / c` for a constant float32 scalar `c` as the int8
+  /// Mul by `1 / c` when int8 holds `1 / c` (to float rounding); false otherwise.
+  private static func emitDivByConstant(_ s: inout State, _ node: Node) throws(TinfError) -> Bool {
+    let g = s.g
+    guard node.inputs.count == 2, node.inputs[0] >= 0, node.inputs[1] >= 0 else { return false }
+    let cd = g.tensors[node.inputs[1]]
+    guard cd.isConstant, cd.dtype == .float32, cd.count == 1, g.tensors[node.inputs[0]].dtype == .float32 else {
+      return false
+    }
+    let c = s.w.floats(node.inputs[1])[0]
+    guard c.isFinite, c != 0 else { return false }
+    let r = 1 / c
+    let p = QuantNumerics.int8Params(lo: min(0, r), hi: max(0, r))
+    let q = max(-128, min(127, QuantNumerics.roundAway(r / p.scale) + Float(p.zeroPoint)))
+    guard abs((q - Float(p.zeroPoint)) * p.scale - r) <= 1e-5 * abs(r) else { return false }
+    let x = try s.int8Of(node.inputs[0])
+    let ct = s.w.add(cd.name + "_reciprocal", .int8, cd.shape, quant: s.quant(p), bytes: [UInt8(bitPattern: Int8(q))])
+    let y = s.int8Out(node.outputs[0], try s.calibrated(node.outputs[0]))
+    s.w.emit(.mul, [x, ct], [y], node.attrs)
     return true
   }
 
@@ -275,6 +456,7 @@ enum StaticInt8Pass {
     var shape = wd.shape
     var op = node.op
     var attrs = node.attrs
+    var transposed = false
     if node.op == .matMul {
       let tb = (try? node.attrs.int(.transposeB, default: 0, in: 0...1)) ?? 0
       if tb == 0 {
@@ -283,6 +465,7 @@ enum StaticInt8Pass {
         for r in 0..<kk { for c in 0..<n { t[c * kk + r] = vals[r * n + c] } }
         vals = t
         shape = [n, kk]
+        transposed = true
       }
       op = .fullyConnected
       attrs = Attributes()
@@ -291,7 +474,32 @@ enum StaticInt8Pass {
     let axis = depthwise ? shape.count - 1 : 0
     let channels = shape[axis]
     let inner = depthwise ? 1 : vals.count / max(channels, 1)
-    let (q, ws) = QuantNumerics.int8PerChannel(vals, channels: channels, inner: inner, halfEven: false)
+    var q: [UInt8]
+    var ws: [Float]
+    if s.graphParams {
+      // the file's int8 weights and scales, as given
+      guard var (g8, gq) = s.given(wt), gq.zeroPoints.allSatisfy({ $0 == 0 }), !g8.contains(-128) else {
+        throw TinfError(.unsupportedOp, "int8-static: weights '\(wd.name)' are not symmetric int8 in the graph")
+      }
+      if transposed {  // transposed above, with their per-column axis
+        let (kk, n) = (wd.shape[0], wd.shape[1])
+        var t = [Int8](repeating: 0, count: g8.count)
+        for r in 0..<kk { for c in 0..<n { t[c * kk + r] = g8[r * n + c] } }
+        g8 = t
+        if gq.scales.count > 1 { gq.axis = gq.axis == 1 ? 0 : -1 }
+      }
+      if gq.scales.count == 1 {
+        ws = [Float](repeating: gq.scales[0], count: channels)
+      } else {
+        guard gq.scales.count == channels, gq.axis == axis else {
+          throw TinfError(.unsupportedOp, "int8-static: weights '\(wd.name)' quantized along another axis")
+        }
+        ws = gq.scales
+      }
+      q = g8.map { UInt8(bitPattern: $0) }
+    } else {
+      (q, ws) = QuantNumerics.int8PerChannel(vals, channels: channels, inner: inner, halfEven: false)
+    }
     let wq = s.w.add(
       wd.name, .int8, shape,
       quant: Quantization(axis: axis, scales: ws, zeroPoints: [Int32](repeating: 0, count: channels)), bytes: q)

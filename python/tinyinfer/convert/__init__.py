@@ -99,6 +99,7 @@ class Report:
     output_bytes: int = 0
     data: bytes = field(default=b"", repr=False)          # the converted model
     _load_passes: Optional[List[str]] = field(default=None, repr=False)
+    _int8_rewrite: bool = field(default=False, repr=False)   # onnx: quantized graph to the int8 kernels
 
     @property
     def load_passes(self) -> List[str]:
@@ -256,6 +257,9 @@ def convert(src, dst: Optional[Union[str, os.PathLike]] = None, *, format: Optio
             raise ModelFormatError(f"unknown format {fmt!r}")
         builder = importer.import_model(src, report, **options)
         data = builder.to_bytes()
+        if report._int8_rewrite:
+            from .onnx.quant import to_int8_kernels
+            data = to_int8_kernels(data, report)
     except (Exception, RecursionError) as e:
         raise _at_boundary(e, name, fmt) from e
     report.output_bytes = len(data)

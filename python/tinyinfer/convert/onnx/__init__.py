@@ -18,6 +18,10 @@ Options (keyword arguments of tinyinfer.convert):
   int8/uint8 weight becomes an int8 constant plus a Dequantize op (the file
   keeps 8-bit weights); False dequantizes it at conversion (float32 weights).
 - ``check_opset`` (default True): refuse opsets outside 11..20.
+- ``simulate_quantization`` (default False): a quantized model (QDQ pairs or
+  QLinear* ops on activations) is converted to the simulated float graph and
+  then rewritten onto the int8 kernels with the file's parameters (see
+  "Quantized forms" below); True keeps the float simulation.
 
 How the graph is converted
 --------------------------
@@ -82,7 +86,10 @@ shapes (including Reshape targets) carry the batch size it was converted with;
 convert again with batch=N for another batch size.
 
 Quantized forms (simulated quantization; the choice is also written into the
-report's notes):
+report's notes). A model with quantized activations (QDQ pairs, QLinear*) is
+then rewritten onto the int8 kernels with these parameters unless
+``simulate_quantization=True`` (quant.to_int8_kernels; docs/quantization.md,
+"QDQ models"):
 
 - DequantizeLinear of a constant int8/uint8 weight: int8 constant plus a
   Dequantize op (per-tensor or per-channel; weights stay 8-bit in the file).
@@ -184,7 +191,7 @@ SUPPORTED_OPS: Dict[str, str] = {
     "GreaterOrEqual": "GreaterEqual", "Not": "LogicalNot", "And": "LogicalAnd", "Or": "LogicalOr",
     "Xor": "LogicalXor", "IsNaN": "NotEqual(x, x) (float32)", "Where": "Where (any dtype for X and Y)", "Floor": "Floor", "Ceil": "Ceil",
     "Round": "Round (ties to even)", "Tile": "Tile (constant repeats)", "ReduceProd": "ReduceProd",
-    "QuantizeLinear": "Quantize + Dequantize (per-tensor int8/uint8, round half to even); folded on constants",
+    "QuantizeLinear": "Quantize + Dequantize (per-tensor int8/uint8, round half to even), then the int8 kernels with these parameters (docs/quantization.md, \"QDQ models\"); folded on constants",
     "DequantizeLinear": "int8 constant + Dequantize for weights; removed after QuantizeLinear (params "
                         "checked); Dequantize for integer inputs",
     "QLinearConv": "Conv2D / DepthwiseConv2D in float on dequantized values, then Quantize + Dequantize",
@@ -275,12 +282,14 @@ def import_model(source, report: Report, **options) -> GraphBuilder:
     Options: batch=1, input_shapes=None, input_shape=None (the shape of the only input, as the command
     line's --input-shape gives it), keep_int8_weights=True, check_opset=True, name=None, input_values=None
     ({input name: value}: the input becomes that constant, e.g. a sample rate that selects an If branch)."""
-    known = {"batch", "input_shapes", "input_shape", "keep_int8_weights", "check_opset", "name", "input_values"}
+    known = {"batch", "input_shapes", "input_shape", "keep_int8_weights", "check_opset", "name", "input_values",
+             "simulate_quantization"}
     bad = set(options) - known
     if bad:
         raise InvalidArgumentError(f"onnx importer: unknown option(s) {sorted(bad)}; known: {sorted(known)}")
     report.importer = "onnx"
     single = options.pop("input_shape", None)
+    simulate = bool(options.pop("simulate_quantization", False))
     imp = _Importer(source, report, HANDLERS, **options)
     if single is not None:
         inits = {i.name for i in imp.model.graph.initializer}
@@ -298,6 +307,8 @@ def import_model(source, report: Report, **options) -> GraphBuilder:
         raise type(e)(f"{e.message if hasattr(e, 'message') else e} (the dynamic dims {sizes} were converted at "
                       f"an example size; give them a size with input_shapes={{name: shape}})") from None
     if not imp.dynamic:
+        # quantized activations (QDQ, QLinear*): the simulated graph goes to the int8 kernels after writing
+        report._int8_rewrite = bool(imp.fake_quant_count and imp.keep_int8 and not simulate)
         return g.finish(report)
     # Dynamic non-batch dims (dynamic.py): converted again at other example sizes and compared.
     from ..._dynamic import DYNAMIC_DIMS_KEY, format_dynamic_dims

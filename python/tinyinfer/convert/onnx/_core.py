@@ -769,6 +769,7 @@ class _Importer:
         self.claimed = set()
         self.transposes: List[str] = []
         self.dql_count = 0
+        self.fake_quant_count = 0
         self.vals: Dict[str, Val] = {}
         self.qconsts: Dict[str, tuple] = {}
         self.qconst_folded = set()

@@ -50,6 +50,7 @@ def _fake_quant(im, t: _T, s, z, qd, out_name, plain) -> Tuple[_T, _T]:
         raise UnsupportedOpError(f"onnx: quantization to {qd} (int8 and uint8 only)")
     if np.asarray(s).size != 1:
         raise UnsupportedOpError("onnx: per-axis quantization of activations")
+    im.fake_quant_count += 1
     qname = im.out_name(out_name, plain) if out_name in im.output_set else out_name + "_q"
     qt = im.emit("Quantize", t, name=qname, dtype=3 if qd == np.int8 else 4, mode=1)
     im.b.quantization(qt, np.asarray(s).reshape(-1)[:1], np.asarray(z).reshape(-1)[:1])
@@ -456,3 +457,34 @@ def _dyn_quantize(im, x: Val, s: Val, z: Optional[Val], qd, out) -> Val:
     zt = im.get(_as_float_val(im, z), None) if z is not None else None
     y = _round_add_zp(im, t, zt, out)
     return Val(y, x.shape, qd, perm, kind="intf")
+
+
+def to_int8_kernels(data: bytes, report) -> bytes:
+    """The simulated graph (Quantize + Dequantize around float ops) rewritten by the core's int8-static pass with
+    the graph's own parameters (Quantizer.set_graph_params: no calibration; the file's int8 weights, scales and
+    zero points as given, uint8 activations as int8 with the zero point - 128): ops whose inputs and output carry
+    parameters run on the int8 kernels, the others stay float32 as simulated."""
+    from collections import Counter
+    from ...model import Model
+    from ...quantize import Quantizer
+    with Model(data) as m:
+        q = Quantizer(m, "int8-static")
+        try:
+            q.set_graph_params(True)
+            out = q.finish()
+            layers = q.layers()
+        finally:
+            q.close()
+    done = [lay for lay in layers if lay["quantized"]]
+    if not done:
+        report.notes.append("quantized ONNX: no op maps onto the int8 kernels; the simulation is kept")
+        return data
+    kept = Counter(lay["op"] for lay in layers if not lay["quantized"])
+    report.notes.append(
+        f"quantized ONNX runs on the int8 kernels: {len(done)} of {len(layers)} layers with the file's scales, zero "
+        f"points and int8 weights (int8-static with the graph's parameters)"
+        + (f"; in float32 as simulated: {', '.join(f'{k} x{v}' for k, v in sorted(kept.items()))}" if kept else "")
+        + " (simulate_quantization=True keeps the float simulation)")
+    with Model(out) as m2:
+        report.ops_out = Counter(o.op for o in m2.ops())
+    return out
