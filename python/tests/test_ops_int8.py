@@ -274,6 +274,11 @@ CONV_CASES = [
     # time: depths of more than one split (pointwise, 275 groups; a window row of 258 groups, three rows).
     ((1, 3, 7, 1100), (19, 1, 1), (1, 1), (1, 1), 0, (0, 0, 0, 0), 1),
     ((1, 4, 9, 344), (18, 3, 3), (1, 1), (1, 1), 1, (0, 0, 0, 0), 1),
+    # Fewer output pixels than a tile (a streaming keyword spotter's first layer, a head over the last
+    # feature map): gathered rows through the one-row kernel instead of the indirect path.
+    ((1, 5, 1, 40), (30, 5, 1), (1, 1), (1, 1), 0, (0, 0, 0, 0), 1),
+    ((2, 3, 3, 32), (70, 3, 3), (1, 1), (1, 1), 0, (0, 0, 0, 0), 1),
+    ((1, 2, 3, 5), (9, 3, 3), (1, 2), (1, 1), 1, (0, 0, 0, 0), 1),
 ]
 
 

@@ -429,10 +429,13 @@ def test_max_pool_nan_propagates():
     ((1, 17, 40, 3), (24, 3, 3), (2, 2), (1, 1), 1),  # a first layer, stride 2
     ((2, 11, 37, 5), (7, 5, 3), (1, 3), (2, 1), 0),   # vertical dilation, horizontal stride 3
     ((1, 6, 64, 2), (33, 1, 3), (1, 1), (1, 1), 1),   # one window row, three panels
+    ((1, 3, 3, 32), (70, 3, 3), (1, 1), (1, 1), 0),   # one output pixel: a gathered row, the one-row kernel
+    ((2, 2, 3, 5), (9, 3, 3), (1, 2), (1, 1), 1),     # fewer pixels than a tile, with padding
 ])
 def test_conv2d_indirect_rows(case, threads):
-    """The indirect convolution (window rows read in place): eight pixels of
-    one output row from base pointers, edge pixels from gathered rows, rows
+    """The indirect convolution (window rows read in place): a GEMM tile's
+    pixels (8 at AVX-512, 6 at AVX2 and baseline) of one output row from
+    base pointers, edge pixels from gathered rows, rows
     above and below the image from zeros, chunks of pixels split between
     threads anywhere in a row."""
     xs, (cout, kh, kw), strides, dil, padding = case

@@ -117,13 +117,18 @@ enum Conv2DKernel {
     let direct = d.direct
     let contiguous = direct && sh == 1 && sw == 1
     let block = 48
-    // Indirect path (8-row tiles, window rows contiguous: dw == 1): each
+    // Indirect path (tiles of the level's GEMM rows, 8 at AVX-512 and 6 at
+    // AVX2 and baseline x86; window rows contiguous: dw == 1): each
     // tile row reads its window's rows of kw * cin floats in place; rows
     // outside the image read zeros, rows cut by the left or right edge are
     // gathered with zeros into per-thread scratch.
     let segLen = kw &* cin
     let kern = PackedGemm.kernels
-    let indirect = !direct && kern.gemm_mr == 8 && dw == 1
+    let tileRows = kern.gemm_mr
+    // Fewer pixels than a tile (a layer whose output is a pixel or two):
+    // the gathered rows go through PackedGemm.run's one-row kernel
+    // instead of a tile computing rows it does not store.
+    let indirect = !direct && tileRows <= 8 && dw == 1 && pixels >= tileRows
     let windows = IndirectWindows(
       h: h, w: wIn, cin: cin, kh: kh, kw: kw, sh: sh, sw: sw, dh: dh, padT: padT, padL: padL, pieceStride: segLen)
     // Zeros for window rows above or below the image, long enough for
@@ -163,7 +168,8 @@ enum Conv2DKernel {
           var p = range.lowerBound
           while p < range.upperBound {
             let count = windows.fill(
-              ptrs, &cursor, limit: range.upperBound &- p, x: x, padRow: UnsafePointer(zeros.base), edge: edge, pad: 0)
+              ptrs, &cursor, limit: range.upperBound &- p, x: x, padRow: UnsafePointer(zeros.base), edge: edge, pad: 0,
+              rows: tileRows)
             kern.gemm_tile(UnsafePointer(ptrs), kh, segLen, w, 0, panels, bias, cout, lo, hi, y + p &* cout, cout, count)
             p &+= count
           }

@@ -219,32 +219,33 @@ struct IndirectWindows {
   /// padding to a multiple of four).
   let pieceStride: Int
 
-  /// Fills the pointer table of the next up to eight output pixels (slot
-  /// `i * 8 + t`: window row i of pixel t) and moves the cursor on; returns
-  /// the pixels taken (at most `limit`). A window row above or below the
+  /// Fills the pointer table of the next up to `rows` (at most eight: the
+  /// GEMM tile's rows) output pixels (slot `i * 8 + t`: window row i of
+  /// pixel t) and moves the cursor on; returns the pixels taken (at most
+  /// `limit`). A window row above or below the
   /// image points at `padRow` (a row of `pad` at least 8 * sw * cin + kw *
   /// cin long); a window row cut by the left or right edge is gathered with
-  /// `pad` into `edge` (8 * kh pieces). Eight pixels of one output row
-  /// inside the image horizontally step from one base pointer per window
-  /// row. Slots past the pixels taken repeat pixel 0 (computed, never
+  /// `pad` into `edge` (8 * kh pieces). A full tile of pixels of one output
+  /// row inside the image horizontally steps from one base pointer per
+  /// window row. Slots past the pixels taken repeat pixel 0 (computed, never
   /// stored).
   @inline(__always)
   func fill<T>(
     _ ptrs: UnsafeMutablePointer<UnsafePointer<T>>, _ cursor: inout PixelCursor, limit: Int, x: UnsafePointer<T>,
-    padRow: UnsafePointer<T>, edge: UnsafeMutablePointer<T>, pad: T
+    padRow: UnsafePointer<T>, edge: UnsafeMutablePointer<T>, pad: T, rows: Int = 8
   ) -> Int {
-    let count = min(8, limit)
+    let count = min(rows, limit)
     let ix0 = cursor.ox &* sw &- padL
-    if count == 8 && cursor.ox &+ 8 <= cursor.ow && ix0 >= 0 && ix0 &+ 7 &* sw &+ kw <= w {
+    if count == rows && cursor.ox &+ rows <= cursor.ow && ix0 >= 0 && ix0 &+ (rows &- 1) &* sw &+ kw <= w {
       let iy0 = cursor.oy &* sh &- padT
       let step = sw &* cin
       for i in 0..<kh {
         let iy = iy0 &+ i &* dh
         let base = iy < 0 || iy >= h ? padRow : x + ((cursor.b &* h &+ iy) &* w &+ ix0) &* cin
-        for t in 0..<8 { ptrs[i &* 8 &+ t] = base + t &* step }
+        for t in 0..<rows { ptrs[i &* 8 &+ t] = base + t &* step }
       }
-      cursor.advance(8)
-      return 8
+      cursor.advance(rows)
+      return rows
     }
     for t in 0..<count {
       let iy0 = cursor.oy &* sh &- padT

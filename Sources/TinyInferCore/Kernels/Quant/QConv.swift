@@ -65,7 +65,10 @@ enum QConv2DKernel {
         s, x: o.x, m: d.pixels, bias: o.bias, xZeroPoint: o.xz, y: o.y, table: o.table, yz: o.yz, lo: o.lo, hi: o.hi,
         pool: ctx.pool)
     }
-    if groups == 1 && wd.isConstant && !d.direct && d.dw == 1 {
+    // The indirect path's tiles are eight pixels: fewer pixels (a layer
+    // whose output is a pixel or two) go through bindPacked, whose one-row
+    // GEMM kernel computes only the rows it stores.
+    if groups == 1 && wd.isConstant && !d.direct && d.dw == 1 && d.pixels >= 8 {
       return try bindIndirect(ctx, d, o)
     }
     if groups == 1 && wd.isConstant {
