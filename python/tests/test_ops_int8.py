@@ -270,6 +270,10 @@ CONV_CASES = [
     ((1, 17, 40, 3), (24, 3, 3), (2, 2), (1, 1), 1, (0, 0, 0, 0), 1),
     ((2, 11, 37, 5), (7, 5, 3), (1, 3), (2, 1), 0, (0, 0, 0, 0), 1),
     ((1, 6, 30, 4), (33, 2, 3), (1, 1), (1, 1), 2, (1, 0, 2, 1), 1),
+    # The exact-widening levels (SSE2, AVX2) split the rows into even and odd bytes 256 groups of four at a
+    # time: depths of more than one split (pointwise, 275 groups; a window row of 258 groups, three rows).
+    ((1, 3, 7, 1100), (19, 1, 1), (1, 1), (1, 1), 0, (0, 0, 0, 0), 1),
+    ((1, 4, 9, 344), (18, 3, 3), (1, 1), (1, 1), 1, (0, 0, 0, 0), 1),
     # Fewer output pixels than a tile (a streaming keyword spotter's first layer, a head over the last
     # feature map): gathered rows through the one-row kernel instead of the indirect path.
     ((1, 5, 1, 40), (30, 5, 1), (1, 1), (1, 1), 0, (0, 0, 0, 0), 1),
@@ -565,6 +569,25 @@ def test_binary_long_rows_against_one_value(op, sa, sb):
         a, b = rand_i8(rng, *sa), rand_i8(rng, *sb)
         long_side = a if a.size > b.size else b
         long_side.reshape(-1)[:256] = np.arange(-128, 128, dtype=np.int8)
+        _check_binary_trial(rng, op, trial, a, b)
+
+
+@pytest.mark.parametrize("op", ["Add", "Sub", "Mul"])
+@pytest.mark.parametrize("sa,sb", [((16,), (1,)), ((1,), (17,)), ((1, 1, 5, 32), (1,)), ((1,), (1, 1, 5, 32)),
+                                   ((1, 1, 1, 200), (1,)), ((300,), (1, 1)), ((4, 40), (4, 1)), ((15,), (1,))])
+def test_binary_short_rows_against_one_value(op, sa, sb):
+    """Rows shorter than the table's threshold (512) against one broadcast
+    value (x * scale, x - mean of a spectrogram, a HardSigmoid's + 3 on a
+    squeeze-and-excitation vector): from 16 values on, the value repeated
+    in a stack row and the level's vector row kernel; every int8 value on
+    the long side, extreme zero points, multipliers > 1."""
+    rng = np.random.default_rng(4900 + len(op) + sum(sa) + 3 * sum(sb))
+    # (Mul's trial 2 may ask for a Relu6 bound the tiny output scale cannot hold: a refusal, tested elsewhere.)
+    for trial in (0, 1, 3, 4) if op == "Mul" else range(5):
+        a, b = rand_i8(rng, *sa), rand_i8(rng, *sb)
+        long_side = (a if a.size > b.size else b).reshape(-1)
+        k = min(256, long_side.size)
+        long_side[:k] = rng.permutation(np.arange(-128, 128, dtype=np.int8))[:k]
         _check_binary_trial(rng, op, trial, a, b)
 
 

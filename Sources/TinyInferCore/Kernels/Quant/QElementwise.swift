@@ -224,6 +224,19 @@ enum QBinaryKernel {
   /// the same results, a lookup per element instead of the rescale.
   static let lutMinimum = 512
 
+  /// A shorter row against one broadcast value (x * scale, x - mean on a
+  /// few hundred values): the value repeated in a stack row of `n` (below
+  /// lutMinimum), so that the level's vector row kernel runs instead of
+  /// `op.apply` per element (the table costs 256 of those to build).
+  @inline(__always)
+  static func broadcastRow(_ v: Int8, _ n: Int, _ body: (UnsafePointer<Int8>) -> Void) {
+    withUnsafeTemporaryAllocation(of: Int8.self, capacity: lutMinimum) { t in
+      let p = t.baseAddress!
+      p.initialize(repeating: v, count: n)
+      body(UnsafePointer(p))
+    }
+  }
+
   /// Runs `op` over the broadcast output, a row of the innermost merged dim
   /// at a time. In place (y == a) is safe: each element is read before it
   /// is written.
@@ -245,6 +258,8 @@ enum QBinaryKernel {
             for v in 0..<256 { lut[v] = op.apply(Int8(truncatingIfNeeded: v &- 128), bv) }
             lookup256(ar, yr, UnsafePointer(lut), inner)
           }
+        } else if ib == 0 && inner >= 16 {
+          broadcastRow(bv, inner) { op.row(ar, $0, yr, inner) }
         } else {
           for i in 0..<inner { yr[i] = op.apply(ar[i], bv) }
         }
@@ -256,6 +271,8 @@ enum QBinaryKernel {
             for v in 0..<256 { lut[v] = op.apply(av, Int8(truncatingIfNeeded: v &- 128)) }
             lookup256(br, yr, UnsafePointer(lut), inner)
           }
+        } else if ia == 0 && inner >= 16 {
+          broadcastRow(av, inner) { op.row($0, br, yr, inner) }
         } else {
           for i in 0..<inner { yr[i] = op.apply(av, br[i]) }
         }
