@@ -38,3 +38,23 @@ def test_more_elements_still_refused():
         # Model.run takes a first dimension of 2 as a batch: the graph refuses it
         with pytest.raises(tinyinfer.ShapeError, match="do not broadcast"):
             m.run([x, np.zeros(2, np.float32)])
+
+
+def test_single_input_dict_takes_the_fast_path_and_checks_names(tmp_path):
+    """A one-input session run with a dict (the fast path since it reads the
+    entry under the input's name) gives the list call's outputs; a dict under
+    another name, or with extra entries, is refused with the names."""
+    from tinyinfer.builder import GraphBuilder
+    b = GraphBuilder("one")
+    x = b.input("x", (2, 3))
+    b.output(b.op("Relu", x))
+    path = str(tmp_path / "one.tinf")
+    b.save(path)
+    a = np.array([[-1, 2, -3], [4, -5, 6]], np.float32)
+    with tinyinfer.load(path) as m, m.session() as s:
+        assert np.array_equal(s.run({"x": a})[0], np.maximum(a, 0))
+        assert np.array_equal(s.run({"x": a})[0], s.run([a])[0])
+        with pytest.raises(tinyinfer.InvalidArgumentError, match="unknown input name"):
+            s.run({"y": a})
+        with pytest.raises(tinyinfer.InvalidArgumentError, match="unknown input name"):
+            s.run({"x": a, "y": a})

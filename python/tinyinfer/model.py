@@ -654,6 +654,7 @@ class Session:
         self._lock = threading.Lock()
         self._single = ((self.inputs[0].shape, np.dtype(self.inputs[0].dtype))
                         if len(self.inputs) == 1 else None)
+        self._single_name = self.inputs[0].name if len(self.inputs) == 1 else None
         # The fast paths' view of a single-input session: (input buffer, C
         # handle, input dtype, the output buffer if there is only one, the
         # session's key in its model's LRU cache of shape sessions or None).
@@ -760,9 +761,16 @@ class Session:
             return outs
         # Fast path (the common call, kept short: Python's per-call cost is
         # a large part of a small model's latency): one input, given as an
-        # array or a list of one array, of exactly the input's shape and dtype.
+        # array, a list of one array or a dict of one entry under the input's
+        # name, of exactly the input's shape and dtype.
         if self._single is not None:
-            a = inputs[0] if type(inputs) is list and len(inputs) == 1 else inputs
+            kind = type(inputs)
+            if kind is list and len(inputs) == 1:
+                a = inputs[0]
+            elif kind is dict and len(inputs) == 1:
+                a = inputs.get(self._single_name)
+            else:
+                a = inputs
             if type(a) is _ndarray and a.shape == self._single[0] and a.dtype is self._single[1]:
                 lock = self._lock  # acquire / try / finally: see Model.run
                 lock.acquire()
