@@ -73,6 +73,22 @@ def _while_model(b=None, limit_input=True):
     return b, outs
 
 
+def halving_loop(b, x, shape, zero_name="zero"):
+    """A While op on `x` (of `shape`) with a constant limit: while i < 4: (i + 1, x * 0.5 + 1); returns the
+    loop's x. Shared with test_quantize_floor.py."""
+    spec = [("c_i", (1,), F32), ("c_x", shape, F32)]
+    with b.subgraph("cond", inputs=spec) as cond:
+        cond.output(b.op("Less", cond.inputs[0], b.const("four", np.full(1, 4, F32))))
+    with b.subgraph("body", inputs=[("b_i", (1,), F32), ("b_x", shape, F32)]) as body:
+        bi, bx = body.inputs
+        body.output(b.op("Add", bi, b.const("one", np.ones(1, F32))),
+                    b.op("Add", b.op("Mul", bx, b.const("half", np.full(shape, 0.5, F32))),
+                         b.const("ones", np.ones(shape, F32))))
+    _, lx = b.op("While", b.const(zero_name, np.zeros(1, F32)), x, outputs=["li", "lx"],
+                 subgraphs=[cond.index, body.index])
+    return lx
+
+
 def _np_while(limit, x):
     i = 0.0
     while i < limit:
@@ -99,17 +115,7 @@ def test_while_inside_an_if_branch():
     x = b.input("x", (2, 2))
     with b.subgraph("then", inputs=[("t_x", (2, 2), F32)]) as then:
         (tx,) = then.inputs
-        spec = [("c_i", (1,), F32), ("c_x", (2, 2), F32)]
-        with b.subgraph("cond", inputs=spec) as cond:
-            cond.output(b.op("Less", cond.inputs[0], b.const("four", np.full(1, 4, F32))))
-        with b.subgraph("body", inputs=[("b_i", (1,), F32), ("b_x", (2, 2), F32)]) as body:
-            bi, bx = body.inputs
-            body.output(b.op("Add", bi, b.const("one", np.ones(1, F32))),
-                        b.op("Add", b.op("Mul", bx, b.const("half", np.full((2, 2), 0.5, F32))),
-                             b.const("ones", np.ones((2, 2), F32))))
-        _, lx = b.op("While", b.const("zero", np.zeros(1, F32)), tx, outputs=["li", "lx"],
-                     subgraphs=[cond.index, body.index])
-        then.output(lx)
+        then.output(halving_loop(b, tx, (2, 2)))
     with b.subgraph("else", inputs=[("e_x", (2, 2), F32)]) as other:
         other.output(b.op("Relu", other.inputs[0]))
     b.output(b.op("If", flag, x, name="y", subgraphs=[then.index, other.index]))

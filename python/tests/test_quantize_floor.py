@@ -15,6 +15,7 @@ import pytest
 
 import tinyinfer
 from tinyinfer.builder import GraphBuilder
+from test_control_flow import halving_loop  # noqa: E402
 
 F32 = np.float32
 
@@ -189,17 +190,7 @@ def _cf_model(kind):
         v = b.op("If", flag, h, outputs=["v"], subgraphs=[then.index, other.index])
         v = v[0] if isinstance(v, list) else v
     else:
-        spec = [("c_i", (1,), F32), ("c_v", (2, 8), F32)]
-        with b.subgraph("cond", inputs=spec) as cond:
-            ci, _ = cond.inputs
-            cond.output(b.op("Less", ci, b.const("four", np.full(1, 4, F32))))
-        with b.subgraph("body", inputs=[("b_i", (1,), F32), ("b_v", (2, 8), F32)]) as body:
-            bi, bv = body.inputs
-            body.output(b.op("Add", bi, b.const("one", np.ones(1, F32))),
-                        b.op("Add", b.op("Mul", bv, b.const("half", np.full((2, 8), 0.5, F32))),
-                             b.const("ones", np.ones((2, 8), F32))))
-        _, v = b.op("While", b.const("i0", np.zeros(1, F32)), h, outputs=["i", "v"],
-                    subgraphs=[cond.index, body.index])
+        v = halving_loop(b, h, (2, 8), zero_name="i0")
     y = b.op("FullyConnected", v, b.const("w2", rng.normal(size=(4, 8)).astype(F32) * 0.3),
              b.const("b2", np.zeros(4, F32)))
     b.output(y)
