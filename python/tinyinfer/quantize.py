@@ -537,7 +537,7 @@ def _apply_floor(q: Quantizer, model: Model, layers, sets, kept: set, auto: set,
     set) gets the layers chosen. Adds them to `kept` and their reasons to
     `floor_why`; returns the file's bytes."""
     n_out = len(model.outputs)
-    rec = any(q.float_reason(i) is not None and "recurrent state" in q.float_reason(i) for i in range(len(layers)))
+    rec = any("recurrent state" in (q.float_reason(i) or "") for i in range(len(layers)))
     kind, why = model_kind(model, rec)
     floor = {"recurrent": FLOOR_RECURRENT_DB, "attention": FLOOR_ATTENTION_DB}.get(kind)
     result.floor = {"kind": kind, "why": why, "floor_db": floor, "met": True}
