@@ -77,4 +77,42 @@ final class FixedPointVectorTests: XCTestCase {
       }
     }
   }
+
+  /// requantizePixels against the scalar output stage, value by value:
+  /// the level's requantize_rows (16 channels or more: per block of 16
+  /// channels, one 64-bit rounding on x86) and the flat kernel below 16,
+  /// with multipliers below and above 1 (left shifts), zero multipliers,
+  /// channel counts that are not multiples of 16 (the overlapping last
+  /// block), edge accumulators and activation clamps.
+  func testRequantizePixelsMatchesScalar() throws {
+    var rng = Rng()
+    let factors = [1e-9, 0.0003, 0.01, 0.3, 0.5, 0.75, 0.999999, 1.0, 1.5, 7.0, 1000.0, 0.0, 2.0 / 3.0]
+    for count in [16, 17, 24, 40, 48, 64, 3, 8] {
+      var m: [Int32] = []
+      var s: [Int32] = []
+      for c in 0..<count {
+        let q = FixedPoint.quantize(factors[(c &* 7 &+ count) % factors.count])
+        m.append(q.multiplier)
+        s.append(q.shift)
+      }
+      let table = try m.withUnsafeBufferPointer { mp in
+        try s.withUnsafeBufferPointer { sp in
+          try QRequantTable(multipliers: mp.baseAddress!, shifts: sp.baseAddress!, count: count, periodic: true)
+        }
+      }
+      let pixels = 13
+      let acc = (0..<pixels &* count).map { _ in rng.int32() }
+      var y = [Int8](repeating: 0, count: pixels &* count)
+      for (zp, lo, hi) in [(Int32(-128), Int32(-128), Int32(127)), (5, -128, 127), (-3, -3, 60)] {
+        acc.withUnsafeBufferPointer { a in
+          y.withUnsafeMutableBufferPointer { yp in
+            table.requantizePixels(a.baseAddress!, pixels, zp: zp, lo: lo, hi: hi, yp.baseAddress!)
+          }
+        }
+        for i in 0..<pixels &* count {
+          XCTAssertEqual(y[i], table.requantizeOne(acc[i], i % count, zp, lo, hi), "count \(count) value \(i) acc \(acc[i])")
+        }
+      }
+    }
+  }
 }

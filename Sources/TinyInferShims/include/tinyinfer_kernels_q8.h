@@ -158,6 +158,20 @@ typedef struct ti_q8_kernels {
   intptr_t (*_Nonnull add_prelu_lin_row)(const int8_t *a, const int8_t *b, int8_t *y, intptr_t n,
                                          const ti_q8_lin2 *p, const int32_t *pn, const int32_t *qn, intptr_t period,
                                          const ti_q8_prelu_lin *q);
+  /* Rows of channels (a convolution's output pixels): y[r * ldy + j] =
+   * requantize's value of acc[r * lda + j] with table entry j, for r <
+   * rows and j < c (c >= 16); table and stride as in `requantize`. */
+  void (*_Nonnull requantize_rows)(const int32_t *acc, intptr_t lda, intptr_t rows, intptr_t c,
+                                   const int32_t *table, intptr_t stride, int32_t zp, int32_t lo, int32_t hi,
+                                   int8_t *y, intptr_t ldy);
+  /* gemm_tile8's eight rows (ptrs, segments, seg_groups, rows) times
+   * panels [p0, p1) (panel p at panel + p * panel_bytes): out[r * ldo + c]
+   * = initial[c] + sum over the depth of a_r * w_c for those panels'
+   * columns c < n (out and initial indexed by column). */
+  void (*_Nonnull gemm_indirect)(const uint8_t *_Nonnull const *_Nonnull ptrs, intptr_t segments,
+                                 intptr_t seg_groups, const void *panel, intptr_t panel_bytes, intptr_t p0,
+                                 intptr_t p1, const int32_t *initial, int32_t *out, intptr_t ldo, intptr_t rows,
+                                 intptr_t n);
 } ti_q8_kernels;
 
 /* The table of the level ti_cpu_level() chose (with VNNI: ti_cpu_vnni()). */

@@ -149,6 +149,10 @@ struct QRequantTable {
   let kernel: @convention(c) (
     UnsafePointer<Int32>, UnsafePointer<Int32>, Int, Int, Int, Int32, Int32, Int32, UnsafeMutablePointer<Int8>, Int
   ) -> Void
+  /// Its kernel for rows of channels (`requantize_rows`), fetched at bind.
+  let rowsKernel: @convention(c) (
+    UnsafePointer<Int32>, Int, Int, Int, UnsafePointer<Int32>, Int, Int32, Int32, Int32, UnsafeMutablePointer<Int8>, Int
+  ) -> Void
   /// FullyConnected's table (`init(doubleScales:)`): one real scale per
   /// channel, requantized in double as LiteRT 2.3's reference kernel does
   /// (`round(acc * scale)`, half away from zero), not by multipliers.
@@ -168,6 +172,7 @@ struct QRequantTable {
     stride = period > 0 ? period &+ 16 : (count &+ 15) & ~15
     self.count = count
     kernel = ti_q8_kernels_get().pointee.requantize
+    rowsKernel = ti_q8_kernels_get().pointee.requantize_rows
     scales = nil
     buffer = try QBuffer(bytes: 4 &* stride &* 4)
     let p = buffer.int32
@@ -212,6 +217,7 @@ struct QRequantTable {
     stride = (count &+ 15) & ~15
     period = 0
     kernel = ti_q8_kernels_get().pointee.requantize
+    rowsKernel = ti_q8_kernels_get().pointee.requantize_rows
     buffer = try QBuffer(bytes: stride &* 8)
     base = UnsafePointer(buffer.int32)
     let d = buffer.raw.assumingMemoryBound(to: Double.self)
@@ -240,7 +246,11 @@ struct QRequantTable {
   func requantizePixels(
     _ acc: UnsafePointer<Int32>, _ pixels: Int, zp: Int32, lo: Int32, hi: Int32, _ y: UnsafeMutablePointer<Int8>
   ) {
-    if isPeriodic {
+    if count >= 16 && scales == nil {
+      // Per block of 16 channels over the pixels: the block's constants
+      // are prepared once (the level's requantize_rows).
+      rowsKernel(acc, count, pixels, count, base, stride, zp, lo, hi, y, count)
+    } else if isPeriodic {
       requantizeFlat(acc, zp: zp, lo: lo, hi: hi, y, pixels &* count)
     } else {
       for s in 0..<pixels {

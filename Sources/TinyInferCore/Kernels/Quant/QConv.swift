@@ -231,7 +231,7 @@ enum QConv2DKernel {
       QPackedGemm.toUnsigned(x, unsigned.base, inputBytes)
       let ini = UnsafePointer(initial.base)
       let wp = UnsafeRawPointer(weights.data.base)
-      let tile8 = weights.kernels.gemm_tile8
+      let tiles = weights.kernels.gemm_indirect
       forEachChunk(pool, pixels, minChunk: minChunk) { chunk, range in
         let ptrs = UnsafeMutableRawPointer(pointers.base + chunk &* 8 &* kh)
           .assumingMemoryBound(to: UnsafePointer<UInt8>.self)
@@ -243,11 +243,7 @@ enum QConv2DKernel {
           let count = windows.fill(
             ptrs, &cursor, limit: range.upperBound &- p, x: UnsafePointer(unsigned.base),
             padRow: UnsafePointer(padRow.base), edge: edge, pad: pad)
-          for pn in 0..<panels {
-            tile8(
-              UnsafePointer(ptrs), kh, seg4 >> 2, wp + pn &* panelBytes, ini + pn &* QPackedGemm.nr,
-              acc + pn &* QPackedGemm.nr, cout, count, min(QPackedGemm.nr, cout &- pn &* QPackedGemm.nr))
-          }
+          tiles(UnsafePointer(ptrs), kh, seg4 >> 2, wp, panelBytes, 0, panels, ini, acc, cout, count, cout)
           o.table.requantizePixels(acc, count, zp: o.yz, lo: o.lo, hi: o.hi, y + p &* cout)
           p &+= count
         }
