@@ -246,9 +246,10 @@ struct QRequantTable {
   func requantizePixels(
     _ acc: UnsafePointer<Int32>, _ pixels: Int, zp: Int32, lo: Int32, hi: Int32, _ y: UnsafeMutablePointer<Int8>
   ) {
-    if count >= 16 && scales == nil {
+    if count >= 16 && pixels >= 4 && scales == nil {
       // Per block of 16 channels over the pixels: the block's constants
-      // are prepared once (the level's requantize_rows).
+      // are prepared once (the level's requantize_rows); for fewer pixels
+      // than four that preparation costs more than it saves.
       rowsKernel(acc, count, pixels, count, base, stride, zp, lo, hi, y, count)
     } else if isPeriodic {
       requantizeFlat(acc, zp: zp, lo: lo, hi: hi, y, pixels &* count)
