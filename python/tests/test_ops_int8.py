@@ -279,6 +279,14 @@ CONV_CASES = [
     ((1, 5, 1, 40), (30, 5, 1), (1, 1), (1, 1), 0, (0, 0, 0, 0), 1),
     ((2, 3, 3, 32), (70, 3, 3), (1, 1), (1, 1), 0, (0, 0, 0, 0), 1),
     ((1, 2, 3, 5), (9, 3, 3), (1, 2), (1, 1), 1, (0, 0, 0, 0), 1),
+    # Window rows of at most 16 values (a first layer's 3x3 window of 1-4 channels): the direct kernel on the
+    # padded int16 image where the level has one (x86 AVX2 and up): SAME stride 2 on an even image (padding
+    # below and right only), one channel (odd rows of three), a 7x1 window with vertical dilation, exactly
+    # 16 and 40 output channels (a partial last block), a batch of three, explicit asymmetric pads.
+    ((1, 16, 16, 3), (16, 3, 3), (2, 2), (1, 1), 1, (0, 0, 0, 0), 1),
+    ((3, 9, 10, 1), (40, 3, 3), (1, 1), (1, 1), 1, (0, 0, 0, 0), 1),
+    ((1, 20, 6, 2), (12, 7, 1), (2, 1), (3, 1), 0, (0, 0, 0, 0), 1),
+    ((2, 8, 11, 2), (17, 4, 5), (1, 2), (1, 1), 2, (0, 3, 2, 1), 1),
 ]
 
 

@@ -40,6 +40,9 @@ typedef struct ti_q8_prelu_lin {
   int32_t zx, pp, qp, shift;
 } ti_q8_prelu_lin;
 
+/* Bytes per block of 16 channels of rq_prepare's output. */
+#define TI_Q8_RQ_BLOCK_BYTES 768
+
 typedef struct ti_q8_kernels {
   /* 8 rows x 16 columns of one panel: out[r * ldo + j] = initial[j] +
    * sum over the depth of a_r * w (for r < rows, j < valid). The depth is
@@ -172,6 +175,22 @@ typedef struct ti_q8_kernels {
                                  intptr_t seg_groups, const void *panel, intptr_t panel_bytes, intptr_t p0,
                                  intptr_t p1, const int32_t *initial, int32_t *out, intptr_t ldo, intptr_t rows,
                                  intptr_t n);
+  /* The constants of `requantize` for `blocks` whole blocks of 16 channels
+   * (table entries from 16b for block b; table and stride as there), laid
+   * out for conv_rows16 at out + b * TI_Q8_RQ_BLOCK_BYTES. Returns 1, or 0
+   * where the level has no conv_rows16 (nothing written). */
+  intptr_t (*_Nonnull rq_prepare)(const int32_t *table, intptr_t stride, intptr_t blocks, int32_t zp, void *out);
+  /* A direct int8 convolution of one output row for windows of short rows
+   * (q8_requant.inc): y[ox * cout + c] for ox < ow, c < cout, from the int16
+   * image of x - zp_x (zero padding) at x (the window of pixel 0; window
+   * rows row_stride and pixels pix_step elements apart; each window row
+   * `pairs` int16 pairs, one element past an odd row read), weights w as
+   * int16 pairs [blocks][kh][pairs][16][2], bias blocks * 16 int32, rq from
+   * rq_prepare. Returns 1, or 0 where the level has none (nothing done). */
+  intptr_t (*_Nonnull conv_rows16)(const int16_t *x, intptr_t row_stride, intptr_t kh, intptr_t pairs,
+                                   intptr_t pix_step, intptr_t ow, const int16_t *w, const int32_t *bias,
+                                   const void *rq, intptr_t blocks, intptr_t cout, int32_t lo, int32_t hi,
+                                   int8_t *y);
 } ti_q8_kernels;
 
 /* The table of the level ti_cpu_level() chose (with VNNI: ti_cpu_vnni()). */

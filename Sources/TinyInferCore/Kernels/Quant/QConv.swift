@@ -73,6 +73,13 @@ enum QConv2DKernel {
     // The indirect path's tiles are eight pixels: fewer pixels (a layer
     // whose output is a pixel or two) go through bindPacked, whose one-row
     // GEMM kernel computes only the rows it stores.
+    // Short window rows (a first layer's 3x3 window of 1 to 4 channels):
+    // the level's direct kernel, where it has one.
+    if groups == 1 && wd.isConstant && o.biasConstant && d.dw == 1 && d.kw &* d.cin <= 16 && d.kh &* d.kw > 1,
+      let fn = try bindDirect(ctx, d, o)
+    {
+      return fn
+    }
     if groups == 1 && wd.isConstant && !d.direct && d.dw == 1 && d.pixels >= 8 {
       return try bindIndirect(ctx, d, o)
     }
@@ -186,6 +193,87 @@ enum QConv2DKernel {
         }
       }
       withExtendedLifetime((weights, rows, sums, initial)) {}
+    }
+  }
+
+  /// Windows of short rows (kw * cin <= 16: a first layer's 3x3 window of
+  /// 1 to 4 channels), one group, constant weights and bias, dilation 1
+  /// along W: the level's direct kernel (`conv_rows16`), one call per
+  /// output row, on an int16 image of `x - zp_x` whose zero padding is
+  /// built in (made once; its interior rewritten each run), so that
+  /// border pixels need no case of their own. nil where the level has no
+  /// such kernel (`rq_prepare` says so at bind).
+  static func bindDirect(_ ctx: KernelContext, _ d: ConvDims, _ o: Operands) throws(TinfError) -> KernelFn? {
+    let kernels = ti_q8_kernels_get().pointee
+    let (n, h, w, cin, cout, kh, kw) = (d.n, d.h, d.w, d.cin, d.cout, d.kh, d.kw)
+    let (oh, ow, sh, sw, dh, padT, padL) = (d.oh, d.ow, d.sh, d.sw, d.dh, d.padT, d.padL)
+    let blocks = (cout &+ 15) / 16
+    let rq = try Scratch<UInt8>(count: blocks &* Int(TI_Q8_RQ_BLOCK_BYTES))
+    guard kernels.rq_prepare(o.table.base, o.table.stride, blocks, o.yz, rq.base) == 1 else { return nil }
+    let kwc = kw &* cin
+    let pairs = (kwc &+ 1) / 2
+    // The padded image: row r is input row r - padT, column q input column
+    // q - padL; tall and wide enough for every window, plus a column for
+    // the element an odd window row's last pair reads past it.
+    let hp = max(padT &+ h, (oh &- 1) &* sh &+ (kh &- 1) &* dh &+ 1)
+    let wp = max(padL &+ w, (ow &- 1) &* sw &+ kw) &+ 1
+    // The copy's memory stays with the session: beyond 8 MB (a large batch)
+    // the indirect path, which reads the input in place, is used instead.
+    guard let imageCount = checkedMul(n &* hp, wp &* cin), imageCount <= 1 << 22 else { return nil }
+    let image = try Scratch<Int16>(count: imageCount)  // zeroed: the padding
+    // Weights as int16 pairs [block][kh][pairs][16][2] (zeros past cout and kwc).
+    let w16 = try Scratch<Int16>(count: blocks &* kh &* pairs &* 32)
+    for c in 0..<cout {
+      let (b, j) = (c / 16, c % 16)
+      for i in 0..<kh {
+        for k in 0..<kwc {
+          w16.base[((b &* kh &+ i) &* pairs &+ k / 2) &* 32 &+ j &* 2 &+ k % 2] = Int16(o.w[(c &* kh &+ i) &* kwc &+ k])
+        }
+      }
+    }
+    let bias = try Scratch<Int32>(count: blocks &* 16)
+    if let bp = o.bias { for c in 0..<cout { bias.base[c] = bp[c] } }
+    let (x, y, zp) = (o.x, o.y, Int16(truncatingIfNeeded: o.xz))
+    let (lo, hi) = (o.lo, o.hi)
+    let pool = ctx.pool
+    let rows = n &* oh
+    let minChunk = minChunkFor(perItem: ow &* cout &* kh &* pairs &* 2, grain: 1 << 15)
+    let run = kernels.conv_rows16
+    return { () throws(TinfError) in
+      for b in 0..<n {
+        for iy in 0..<h {
+          widenMinusZero(
+            x + (b &* h &+ iy) &* w &* cin, image.base + ((b &* hp &+ iy &+ padT) &* wp &+ padL) &* cin, w &* cin, zp)
+        }
+      }
+      forEachChunk(pool, rows, minChunk: minChunk) { _, range in
+        for r in range {
+          let (b, oy) = (r / oh, r % oh)
+          _ = run(
+            UnsafePointer(image.base + (b &* hp &+ oy &* sh) &* wp &* cin), dh &* wp &* cin, kh, pairs, sw &* cin, ow,
+            UnsafePointer(w16.base), UnsafePointer(bias.base), UnsafeRawPointer(rq.base), blocks, cout, lo, hi,
+            y + r &* ow &* cout)
+        }
+      }
+      withExtendedLifetime((image, w16, bias, rq)) {}
+    }
+  }
+
+  /// dst[i] = src[i] - zp as int16 (in [-255, 255]) for i < count.
+  @inline(__always)
+  static func widenMinusZero(_ src: UnsafePointer<Int8>, _ dst: UnsafeMutablePointer<Int16>, _ count: Int, _ zp: Int16) {
+    let z = SIMD16<Int16>(repeating: zp)
+    let s = UnsafeRawPointer(src)
+    let dr = UnsafeMutableRawPointer(dst)
+    var i = 0
+    while i &+ 16 <= count {
+      let v = SIMD16<Int16>(truncatingIfNeeded: s.loadUnaligned(fromByteOffset: i, as: SIMD16<Int8>.self)) &- z
+      dr.storeBytes(of: v, toByteOffset: i &* 2, as: SIMD16<Int16>.self)
+      i &+= 16
+    }
+    while i < count {
+      dst[i] = Int16(src[i]) &- zp
+      i &+= 1
     }
   }
 
