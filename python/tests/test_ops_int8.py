@@ -489,7 +489,7 @@ def test_depthwise_conv2d_tap_pairs(case, c):
 # cancelled; so small maps, where most or all quads are such, with padding 1
 # and 2 (SAME and explicit, some windows all padding), OW not a multiple of
 # four (the last quad overlapping), OW < 4 (the other path), 4- and 2-row
-# windows, vertical dilation, batches split mid-image over threads, channel
+# windows, vertical dilation, batches (split mid-image over two threads), channel
 # counts 16, 24, 40 and 336 (the last block overlapping), per-channel
 # multipliers with left shifts on some channels, zero points at both ends. At
 # other levels the same shapes check their kernels.
@@ -508,6 +508,7 @@ DW_SMALL = [  # (N, H, W), (KH, KW), strides, dilations, padding, pads
     ((2, 5, 9), (2, 3), (1, 1), (1, 1), 2, (1, 0, 2, 1)),
     ((1, 4, 3), (3, 3), (1, 1), (1, 1), 1, (0, 0, 0, 0)),  # OW = 3
     ((1, 12, 12), (3, 3), (1, 1), (1, 1), 0, (0, 0, 0, 0)),  # no padding
+    ((3, 5, 6), (3, 3), (1, 1), (1, 1), 1, (0, 0, 0, 0)),  # 15 rows: two threads split image 1 (C >= 40)
 ]
 
 
