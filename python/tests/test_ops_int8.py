@@ -490,6 +490,67 @@ def test_depthwise_conv2d_tap_pairs(case, c):
         same(g.run(y, threads=1 + k % 2), want)
 
 
+# The AVX2 level's rows with per-block data built at bind (dw_prep / dw_rows:
+# 3- and 5-wide windows, stride 1 or 2, no horizontal dilation, OW >= 4):
+# every pixel in quads, those whose windows reach past the left or right edge
+# reading the zero point there, window rows above or below the image
+# cancelled; so small maps, where most or all quads are such, with padding 1
+# and 2 (SAME and explicit, some windows all padding), OW not a multiple of
+# four (the last quad overlapping), OW < 4 (the other path), 4- and 2-row
+# windows, vertical dilation, batches (split mid-image over two threads), channel
+# counts 16, 24, 40 and 336 (the last block overlapping), per-channel
+# multipliers with left shifts on some channels, zero points at both ends. At
+# other levels the same shapes check their kernels.
+DW_SMALL = [  # (N, H, W), (KH, KW), strides, dilations, padding, pads
+    ((1, 4, 4), (3, 3), (1, 1), (1, 1), 1, (0, 0, 0, 0)),
+    ((1, 8, 8), (3, 3), (1, 1), (1, 1), 1, (0, 0, 0, 0)),
+    ((1, 8, 8), (3, 3), (2, 2), (1, 1), 1, (0, 0, 0, 0)),
+    ((2, 9, 9), (3, 3), (2, 2), (1, 1), 1, (0, 0, 0, 0)),
+    ((1, 6, 6), (5, 5), (1, 1), (1, 1), 1, (0, 0, 0, 0)),
+    ((1, 4, 5), (5, 5), (1, 1), (1, 1), 2, (2, 2, 2, 2)),
+    ((1, 8, 8), (5, 5), (2, 2), (1, 1), 1, (0, 0, 0, 0)),
+    ((2, 7, 11), (5, 5), (2, 2), (1, 1), 2, (2, 2, 2, 2)),
+    ((1, 5, 7), (3, 3), (1, 1), (1, 1), 2, (2, 2, 2, 2)),  # windows all padding at the corners
+    ((1, 3, 6), (3, 3), (1, 2), (1, 1), 2, (2, 1, 0, 3)),
+    ((1, 6, 13), (4, 5), (2, 1), (2, 1), 2, (2, 1, 1, 2)),
+    ((2, 5, 9), (2, 3), (1, 1), (1, 1), 2, (1, 0, 2, 1)),
+    ((1, 4, 3), (3, 3), (1, 1), (1, 1), 1, (0, 0, 0, 0)),  # OW = 3
+    ((1, 12, 12), (3, 3), (1, 1), (1, 1), 0, (0, 0, 0, 0)),  # no padding
+    ((3, 5, 6), (3, 3), (1, 1), (1, 1), 1, (0, 0, 0, 0)),  # 15 rows: two threads split image 1 (C >= 40)
+]
+
+
+@pytest.mark.parametrize("case", range(len(DW_SMALL)))
+@pytest.mark.parametrize("c", [16, 24, 40, 336])
+def test_depthwise_conv2d_small_maps(case, c):
+    (n, h, w_), (kh, kw), strides, dil, padding, pads = DW_SMALL[case]
+    rng = np.random.default_rng(3400 + 10 * case + c)
+    for k in range(3):
+        x = rand_i8(rng, n, h, w_, c)
+        w, ws = sym_weights(rng, (1, kh, kw, c), 3, c)
+        xq = rand_q(rng, -2, 0, zp=[-128, 127, None][k])
+        bias = real_bias(rng, c, xq[0] * ws) if k != 1 else None
+        yq = rand_q(rng, -2, 0.5)
+        if k == 1:  # the int8 ends only
+            x[...] = rng.choice(np.array([-128, 127], np.int8), size=x.shape)
+            w[...] = rng.choice(np.array([-127, 127], np.int8), size=w.shape)
+        if k == 2:  # multipliers > 1 (left shifts) on every third channel
+            ws = ws.copy()
+            ws[::3] *= np.float32(1e-4)
+            yq = (np.float32(xq[0] * np.min(ws) * 0.25), int(rng.integers(-128, 128)))
+        act = ACTS[(case + k) % 4] if k != 2 else case % 2
+        want = R.depthwise_conv2d(x, xq, w, ws, bias, yq, strides, dil, padding, pads, 1, act)
+        if k == 2:  # the left shifts are there: some channel's multiplier exceeds 1
+            m, sh = R._conv_multipliers(R._s(xq), ws, R._s(yq), c)
+            assert np.max(sh) > 0
+        for threads in (1, 2):
+            g = Q()
+            y = g.op("DepthwiseConv2D", g.input(x, xq), g.const(w, ws, axis=3),
+                     g.const(bias) if bias is not None else None, q=yq, strides=strides, dilations=dil,
+                     padding=padding, pads=pads, activation=act)
+            same(g.run(y, threads=threads), want)
+
+
 # ----------------------------------------------------------------------------
 # Add, Sub, Mul
 

@@ -42,6 +42,19 @@ typedef struct ti_q8_prelu_lin {
 
 /* Bytes per block of 16 channels of rq_prepare's output. */
 #define TI_Q8_RQ_BLOCK_BYTES 768
+/* An int8 depthwise layer with depth multiplier 1 and c >= 16 (QDepthwiseConv2D
+ * in Swift) for dw_prep and dw_rows: weights w [kh, kw, c], bias (c int32 or
+ * NULL), the requantization table (as in `requantize`); the image h x in_w
+ * (c channels, rows in_w * c apart), window kh x kw with strides sh, sw,
+ * dilations dh, dw and the top / left padding; ow output pixels per row;
+ * zero points of x and y, the output clamp. */
+typedef struct ti_q8_dw {
+  const int8_t *w;
+  const int32_t *_Nullable bias;
+  const int32_t *table;
+  intptr_t stride, c, h, in_w, kh, kw, sh, sw, dh, dw, pad_t, pad_l, ow;
+  int32_t xz, zp, lo, hi;
+} ti_q8_dw;
 
 typedef struct ti_q8_kernels {
   /* 8 rows x 16 columns of one panel: out[r * ldo + j] = initial[j] +
@@ -191,6 +204,21 @@ typedef struct ti_q8_kernels {
                                    intptr_t pix_step, intptr_t ow, const int16_t *w, const int32_t *bias,
                                    const void *rq, intptr_t blocks, intptr_t cout, int32_t lo, int32_t hi,
                                    int8_t *y);
+  /* --- depthwise with its per-block data built once (q8_depthwise.inc) --- */
+  /* The bytes of the level's precomputed data for layer p (0: the level has
+   * none for this shape; dw_rows then takes NULL); when out is not NULL
+   * (64-byte aligned, that many bytes) also writes it. Built by the level
+   * that reads it (dw_rows of the same table). */
+  intptr_t (*_Nonnull dw_prep)(const ti_q8_dw *p, void *_Nullable out);
+  /* Output rows [oy0, oy1) of one image ximg [h, in_w, c] of layer p to y
+   * (row oy0 at y, rows ow * c apart), with the data dw_prep wrote (or NULL
+   * when it returned 0); window rows above or below the image and columns
+   * left or right of it read nothing and count as the zero point
+   * (contributing nothing, as in the reference kernel that skips them).
+   * rows: room for kh pointers (scratch). Same values as dw_row / dw3x3_row
+   * on the rows inside the image. */
+  void (*_Nonnull dw_rows)(const ti_q8_dw *p, const void *_Nullable prep, const int8_t *ximg, int8_t *y,
+                           intptr_t oy0, intptr_t oy1, const int8_t *_Nonnull *_Nonnull rows);
 } ti_q8_kernels;
 
 /* The table of the level ti_cpu_level() chose (with VNNI: ti_cpu_vnni()). */

@@ -6,46 +6,85 @@ import TinyInferShims
 /// (padding contributes nothing), then per channel
 /// `y = clamp(MultiplyByQuantizedMultiplier(acc, M_c) + zp_y)`.
 ///
-/// Depth multiplier 1: each output row is one
-/// call of the level's C kernel (`dw3x3_row` for a 3x3 window without
-/// dilation, `dw_row` for any other; tinyinfer_kernels_q8.h), which runs
-/// the channels in blocks of 16 (the last block overlapping the one before
-/// when C is not a multiple of 16), accumulates each pixel's taps on 16
-/// int32 lanes (x w is exact; vpdpwssd with AVX-512 VNNI) with the zero
-/// point of the taps it is given folded into the bias, and requantizes 16
-/// lanes at a time. Window rows above or below the image are not given to
-/// it (left out, as the reference skips them; the 3x3 kernel runs only
-/// where all three rows are inside); taps left or right of it cancel their
-/// share of the folded bias. `dw_row` runs the pixels whose window is
-/// inside the image four at a time (one weight load, four independent
-/// accumulator chains); at the AVX2 level, 3- and 5-wide windows at stride
-/// 1 or 2 do so by tap pairs (two pixels' int16 words interleaved, one
-/// vpmaddwd per pair of taps) with the output stage as one 64-bit rounding
-/// (q8_depthwise.inc). Fewer than 16 channels run the same kernels on everything padded to 16 channels
-/// (`bindSmall`). Other depth multipliers: each pixel's
-/// accumulators go through a scratch row, element by element, and are
-/// requantized 16 at a time. Work is split over output rows.
+/// Depth multiplier 1: each thread's range of output rows is one call per
+/// image of the level's `dw_rows` (tinyinfer_kernels_q8.h), given the layer
+/// (`ti_q8_dw`) and the data the level built from it once at bind
+/// (`dw_prep`). At the AVX2 level, for 3- and 5-wide windows at stride 1 or
+/// 2 without horizontal dilation and OW >= 4, that is per block of 16
+/// channels the tap-pair weights, the bias with the zero point folded in
+/// over the whole window and the output stage; every pixel then runs in
+/// quads of four (two pixels' int16 words interleaved, one vpmaddwd per pair
+/// of taps, the output stage as one 64-bit rounding), a window row above or
+/// below the image adding back its share of the folded bias and columns left
+/// or right of it read as the zero point (q8_depthwise.inc). Otherwise (other
+/// shapes, other levels) `dw_rows` gives each row's window rows inside the
+/// image to `dw3x3_row` / `dw_row`, which run the channels in blocks of 16
+/// (the last block overlapping the one before when C is not a multiple of
+/// 16), fold the zero point of the taps they are given into the bias, run
+/// the pixels whose window is inside the image four at a time and the
+/// others one by one (x w is exact; vpdpwssd with AVX-512 VNNI). Fewer than
+/// 16 channels run the same kernels on everything padded to 16 channels
+/// (`bindSmall`). Other depth multipliers: each pixel's accumulators go
+/// through a scratch row, element by element, and are requantized 16 at a
+/// time. Work is split over output rows.
 enum QDepthwiseConv2DKernel {
   static func infer(_ node: Node, _ inputs: [TensorDesc?]) throws(TinfError) -> [TensorType] {
     try ConvFamily.infer(node, inputs, int8: true, depthwise: true)
   }
 
-  /// What one output row needs.
+  /// What the M = 1 path needs (C >= 16, or everything padded to 16
+  /// channels): the layer as the C kernels take it (`ti_q8_dw`), the data
+  /// the level builds from it once (`dw_prep`: at the AVX2 level the
+  /// per-block tap-pair weights, folded bias and output stage; none at the
+  /// other levels), and what they point to.
   struct Params {
-    let o: QConv2DKernel.Operands
-    let d: ConvDims
-    /// Channels of the kernel's rows: C, or 16 for the small-channel path
-    /// (input, weights, bias, table and output padded to 16 channels).
-    let c: Int
-    let x: UnsafePointer<Int8>
-    let w: UnsafePointer<Int8>
-    let bias: UnsafePointer<Int32>?
-    let table: QRequantTable
-    let y: UnsafeMutablePointer<Int8>
-    /// A 3x3 window without dilation (the `dw3x3_row` kernel).
-    let is3x3: Bool
+    let layer: Scratch<ti_q8_dw>
+    let prep: QBuffer?
+    /// The weights, bias and table `layer` points to, kept alive.
+    let keep: (QRequantTable, QBuffer?, QBuffer?)
+    let oh: Int, imageIn: Int, rowOut: Int
     /// The level's C kernels (ti_q8_kernels), fetched at bind.
     let kernels = ti_q8_kernels_get().pointee
+
+    init(
+      _ d: ConvDims, _ o: QConv2DKernel.Operands, c: Int, w: UnsafePointer<Int8>, bias: UnsafePointer<Int32>?,
+      table: QRequantTable, keep: (QBuffer?, QBuffer?) = (nil, nil)
+    ) throws(TinfError) {
+      layer = try Scratch<ti_q8_dw>(count: 1)
+      layer.base.pointee = ti_q8_dw(
+        w: w, bias: bias, table: table.base, stride: table.stride, c: c, h: d.h, in_w: d.w, kh: d.kh, kw: d.kw,
+        sh: d.sh, sw: d.sw, dh: d.dh, dw: d.dw, pad_t: d.padT, pad_l: d.padL, ow: d.ow, xz: o.xz, zp: o.yz,
+        lo: o.lo, hi: o.hi)
+      let bytes = kernels.dw_prep(layer.base, nil)
+      if bytes > 0 {
+        let b = try QBuffer(bytes: bytes)
+        _ = kernels.dw_prep(layer.base, b.raw)
+        prep = b
+      } else {
+        prep = nil
+      }
+      self.keep = (table, keep.0, keep.1)
+      (oh, imageIn, rowOut) = (d.oh, d.h &* d.w &* c, d.ow &* c)
+    }
+
+    /// Output rows `range` of the N * OH rows of the batch at x, row
+    /// range.lowerBound at y: one call of the level's `dw_rows` per image.
+    @inline(__always)
+    func run(
+      _ range: Range<Int>, x: UnsafePointer<Int8>, y: UnsafeMutablePointer<Int8>,
+      rows: UnsafeMutablePointer<UnsafePointer<Int8>>
+    ) {
+      var r = range.lowerBound
+      while r < range.upperBound {
+        let b = r / oh
+        let oy = r &- b &* oh
+        let n = min(range.upperBound &- r, oh &- oy)
+        kernels.dw_rows(
+          layer.base, prep.map { UnsafeRawPointer($0.raw) }, x + b &* imageIn, y + (r &- range.lowerBound) &* rowOut,
+          oy, oy &+ n, rows)
+        r &+= n
+      }
+    }
   }
 
   static func bind(_ ctx: KernelContext) throws(TinfError) -> KernelFn {
@@ -55,23 +94,20 @@ enum QDepthwiseConv2DKernel {
     let m = try ctx.attrs.int(.depthMultiplier, default: 1, in: 1...(1 << 20))
     let pool = ctx.pool
     let minChunk = minChunkFor(perItem: d.ow &* kh &* kw &* cm, grain: 1 << 14)  // as the float kernel
-    let is3x3 = kh == 3 && kw == 3 && d.dw == 1
     if m != 1 {
-      let p = Params(o: o, d: d, c: c, x: o.x, w: o.w, bias: o.bias, table: o.table, y: o.y, is3x3: is3x3)
       let accs = try QBuffer(bytes: pool.threads &* cm &* 4)
-      return ConvDriver.depthwise(d, x: o.x, w: o.w, y: o.y, pool: pool, minChunk: minChunk, Taps(p: p, m: m, accs: accs))
+      let taps = Taps(o: o, c: c, m: m, accs: accs)
+      return ConvDriver.depthwise(d, x: o.x, w: o.w, y: o.y, pool: pool, minChunk: minChunk, taps)
     }
-    if c < 16 { return try bindSmall(d, o, pool: pool, minChunk: minChunk, is3x3: is3x3) }
-    let p = Params(o: o, d: d, c: c, x: o.x, w: o.w, bias: o.bias, table: o.table, y: o.y, is3x3: is3x3)
-    // Per-thread window row pointers (row16).
+    if c < 16 { return try bindSmall(d, o, pool: pool, minChunk: minChunk) }
+    let p = try Params(d, o, c: c, w: o.w, bias: o.bias, table: o.table)
+    // Per-thread window row pointers (dw_rows' scratch).
     let windowRows = try Scratch<UnsafePointer<Int8>?>(count: pool.threads &* kh)
-    let rows = d.n &* d.oh
+    let (rows, x, y) = (d.n &* d.oh, o.x, o.y)
     return { () throws(TinfError) in
       forEachChunk(pool, rows, minChunk: minChunk) { chunk, range in
         let r = UnsafeMutableRawPointer(windowRows.base + chunk &* kh).assumingMemoryBound(to: UnsafePointer<Int8>.self)
-        for row in range {
-          QDepthwiseConv2DKernel.row16(p, row, r)
-        }
+        p.run(range, x: x, y: y + range.lowerBound &* p.rowOut, rows: r)
       }
       withExtendedLifetime(windowRows) {}
     }
@@ -84,7 +120,7 @@ enum QDepthwiseConv2DKernel {
   /// each output row is computed into a 16-channel scratch row whose first
   /// C bytes per pixel are then copied out (the padding lanes' values are
   /// dropped).
-  static func bindSmall(_ d: ConvDims, _ o: QConv2DKernel.Operands, pool: ThreadPool, minChunk: Int, is3x3: Bool)
+  static func bindSmall(_ d: ConvDims, _ o: QConv2DKernel.Operands, pool: ThreadPool, minChunk: Int)
     throws(TinfError) -> KernelFn
   {
     let (c, taps) = (d.cin, d.kh &* d.kw)
@@ -113,9 +149,9 @@ enum QDepthwiseConv2DKernel {
     guard let inBytes = checkedMul(pixelsIn, 16) else { throw .unsupported("DepthwiseConv2D input too large") }
     let x16 = try QBuffer(bytes: inBytes)
     let yRows = try QBuffer(bytes: pool.threads &* rowOut)
-    let p = Params(
-      o: o, d: d, c: 16, x: UnsafePointer(x16.int8), w: UnsafePointer(w16.int8),
-      bias: bias16.map { UnsafePointer($0.int32) }, table: table16, y: yRows.int8, is3x3: is3x3)
+    let p = try Params(
+      d, o, c: 16, w: UnsafePointer(w16.int8), bias: bias16.map { UnsafePointer($0.int32) }, table: table16,
+      keep: (w16, bias16))
     let windowRows = try Scratch<UnsafePointer<Int8>?>(count: pool.threads &* d.kh)
     let (rows, kh, ow, x, y) = (d.n &* d.oh, d.kh, d.ow, o.x, o.y)
     return { () throws(TinfError) in
@@ -124,11 +160,11 @@ enum QDepthwiseConv2DKernel {
         let r = UnsafeMutableRawPointer(windowRows.base + chunk &* kh).assumingMemoryBound(to: UnsafePointer<Int8>.self)
         let scratch = yRows.int8 + chunk &* rowOut
         for row in range {
-          QDepthwiseConv2DKernel.row16(p, row, r, into: scratch)
+          p.run(row..<row &+ 1, x: UnsafePointer(x16.int8), y: scratch, rows: r)
           gather16(UnsafePointer(scratch), c: c, pixels: ow, into: y + row &* ow &* c)
         }
       }
-      withExtendedLifetime((w16, bias16, x16, yRows, windowRows, table16)) {}
+      withExtendedLifetime((x16, yRows, windowRows)) {}
     }
   }
 
@@ -172,15 +208,16 @@ enum QDepthwiseConv2DKernel {
   /// channel count): int32 accumulators in per-thread scratch from the
   /// bias, `acc += w (x - zp_x)`, then the output stage.
   struct Taps: DepthwiseTaps {
-    let p: Params
+    let o: QConv2DKernel.Operands
+    let c: Int
     let m: Int
     let accs: QBuffer
 
     @inline(__always)
     func begin(_ y: UnsafeMutablePointer<Int8>, chunk: Int) -> UnsafeMutablePointer<Int32> {
-      let cm = p.d.cin &* m
+      let cm = c &* m
       let acc = accs.int32 + chunk &* cm
-      if let bias = p.o.bias {
+      if let bias = o.bias {
         acc.update(from: bias, count: cm)
       } else {
         acc.update(repeating: 0, count: cm)
@@ -190,57 +227,19 @@ enum QDepthwiseConv2DKernel {
 
     @inline(__always)
     func tap(_ acc: UnsafeMutablePointer<Int32>, _ x: UnsafePointer<Int8>, _ w: UnsafePointer<Int8>) {
-      var o = 0
-      for ch in 0..<p.d.cin {
-        let v = Int32(x[ch]) &- p.o.xz
+      var k = 0
+      for ch in 0..<c {
+        let v = Int32(x[ch]) &- o.xz
         for _ in 0..<m {
-          acc[o] &+= Int32(w[o]) &* v
-          o &+= 1
+          acc[k] &+= Int32(w[k]) &* v
+          k &+= 1
         }
       }
     }
 
     @inline(__always)
     func finish(_ acc: UnsafeMutablePointer<Int32>, _ y: UnsafeMutablePointer<Int8>) {
-      p.o.table.requantize(acc, from: 0, zp: p.o.yz, lo: p.o.lo, hi: p.o.hi, y, p.d.cin &* m)
-    }
-  }
-
-  /// One output row (image b = row / OH, oy = row % OH) with M = 1, C >= 16:
-  /// the window rows inside the image (i0 ..< i1) into `rows`, then one call
-  /// of the row kernel. Window rows above or below the image are left out
-  /// with their weights: the kernel folds the zero point of the taps it is
-  /// given into the bias, so the result is the reference's, which skips
-  /// them. The 3x3 kernel runs when all three rows are inside.
-  /// `into`: where the row goes (default: its place in `p.y`).
-  @inline(never)
-  static func row16(
-    _ p: Params, _ row: Int, _ rows: UnsafeMutablePointer<UnsafePointer<Int8>>,
-    into: UnsafeMutablePointer<Int8>? = nil
-  ) {
-    let d = p.d
-    let c = p.c
-    let b = row / d.oh
-    let oy = row &- b &* d.oh
-    let iy0 = oy &* d.sh &- d.padT
-    let rowStride = d.w &* c
-    let ximg = p.x + b &* d.h &* rowStride
-    let yrow = into ?? p.y + row &* d.ow &* c
-    var (i0, i1) = (0, d.kh)
-    while i0 < d.kh && iy0 &+ i0 &* d.dh < 0 { i0 &+= 1 }
-    while i1 > i0 && iy0 &+ (i1 &- 1) &* d.dh >= d.h { i1 &-= 1 }
-    for i in i0..<i1 {
-      rows[i] = ximg + (iy0 &+ i &* d.dh) &* rowStride
-    }
-    let o = p.o
-    if p.is3x3 && i0 == 0 && i1 == 3 {
-      p.kernels.dw3x3_row(
-        rows[0], rows[1], rows[2], yrow, p.w, c, d.sw, d.padL, d.w, d.ow, p.bias, o.xz, p.table.base, p.table.stride,
-        o.yz, o.lo, o.hi)
-    } else {
-      p.kernels.dw_row(
-        rows + i0, i1 &- i0, d.kw, yrow, p.w + i0 &* d.kw &* c, c, d.sw, d.dw, d.padL, d.w, d.ow, p.bias, o.xz,
-        p.table.base, p.table.stride, o.yz, o.lo, o.hi)
+      o.table.requantize(acc, from: 0, zp: o.yz, lo: o.lo, hi: o.hi, y, c &* m)
     }
   }
 }
