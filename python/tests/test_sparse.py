@@ -315,6 +315,14 @@ q = tinyinfer.quantize(t.conv1x1_model(w, None, shape), mode="int8-static", cali
 with tinyinfer.load(q) as m, tinyinfer.load(q, sparse=False) as d:
     np.testing.assert_array_equal(m.run(x)[0], d.run(x)[0])
     print(tinyinfer.info()["isa"], len(t.sparse_ops(m)))
+# A narrow layer (8 -> 32 channels, 75% zeros): the dense int8 kernels are faster there.
+w = t.sparse_weights(rng, (32, 8), 0.75)
+shape = (1, 16, 16, 8)
+x = rng.standard_normal(shape).astype(np.float32)
+q = tinyinfer.quantize(t.conv1x1_model(w, None, shape), mode="int8-static", calib=[x]).data
+with tinyinfer.load(q) as m, tinyinfer.load(q, sparse=False) as d:
+    np.testing.assert_array_equal(m.run(x)[0], d.run(x)[0])
+    print(len(t.sparse_ops(m)))
 """
 
 
@@ -323,7 +331,8 @@ def test_int8_runs_sparse_by_itself_only_where_it_pays(level, expect):
     env = dict(os.environ, TINYINFER_ISA=level, PYTHONPATH=os.pathsep.join([os.path.dirname(HERE), HERE]))
     r = subprocess.run([sys.executable, "-c", INT8_CHOICE_SCRIPT, HERE], env=env, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    isa, chosen = r.stdout.split()
+    isa, chosen, narrow = r.stdout.split()
     if isa != level or (level == "avx512" and "avx512vnni" not in tinyinfer.info()["cpu_features"]):
         pytest.skip(f"this CPU runs {isa}")
     assert int(chosen) == expect
+    assert int(narrow) == 0
