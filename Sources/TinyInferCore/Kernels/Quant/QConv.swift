@@ -207,6 +207,8 @@ enum QConv2DKernel {
     let kernels = ti_q8_kernels_get().pointee
     let (n, h, w, cin, cout, kh, kw) = (d.n, d.h, d.w, d.cin, d.cout, d.kh, d.kw)
     let (oh, ow, sh, sw, dh, padT, padL) = (d.oh, d.ow, d.sh, d.sw, d.dh, d.padT, d.padL)
+    // conv_rows16 clamps on bytes (it does nothing for a range outside int8).
+    guard o.lo >= -128 && o.hi <= 127 && o.lo <= o.hi else { return nil }
     let blocks = (cout &+ 15) / 16
     let rq = try Scratch<UInt8>(count: blocks &* Int(TI_Q8_RQ_BLOCK_BYTES))
     guard kernels.rq_prepare(o.table.base, o.table.stride, blocks, o.yz, rq.base) == 1 else { return nil }
