@@ -55,7 +55,7 @@ SUITE = [
     ("mobilenetv2", "float32", _B("mobilenetv2.float32.tflite"), "litert", _B("mobilenetv2.float32.tflite")),
     ("mobilenetv2", "int8-static", _B("mobilenetv2.int8-static.tinf"), "litert", _B("mobilenetv2.float32.tflite")),
     # The same full-integer .tflite on both: how our int8 kernels compare
-    # with XNNPACK's own (at avx2 neither beats its float32 model).
+    # with XNNPACK's own.
     ("mobilenetv2", "full-int8 .tflite", _B("mobilenetv2.int8.tflite"), "litert", _B("mobilenetv2.int8.tflite")),
     ("encoder", "float32", _B("encoder.float32.onnx"), "onnxruntime", _B("encoder.float32.onnx")),
     ("face_landmark", "float32", _R("face_landmark.tflite"), "litert", _R("face_landmark.tflite")),
