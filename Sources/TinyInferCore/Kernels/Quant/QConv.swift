@@ -80,6 +80,12 @@ enum QConv2DKernel {
     {
       return fn
     }
+    // 1x1 of at most 32 input channels: the level's direct 1x1 kernel.
+    if groups == 1 && wd.isConstant && o.biasConstant && d.kh == 1 && d.kw == 1 && d.sh == 1 && d.sw == 1 && d.direct
+      && d.oh == d.h && d.ow == d.w && d.cin <= 32 && d.pixels >= 8, let fn = try bind1x1(ctx, d, o)
+    {
+      return fn
+    }
     if groups == 1 && wd.isConstant && !d.direct && d.dw == 1 && d.pixels >= 8 {
       return try bindIndirect(ctx, d, o)
     }
@@ -196,6 +202,61 @@ enum QConv2DKernel {
     }
   }
 
+  /// What the level's direct kernels (`conv_rows16`, `conv1x1_rows`) take
+  /// of a layer with constant weights and bias: the output stage's blocks
+  /// (`rq_prepare`), the weights as int16 pairs [block][kh][pairs][16][2]
+  /// (zeros past cout and kw * cin) and the bias padded to whole blocks;
+  /// nil where the level has no such kernels or the output range is not
+  /// within int8 (they clamp on bytes).
+  struct DirectWeights {
+    let kernels = ti_q8_kernels_get().pointee
+    let rq: Scratch<UInt8>
+    let w16: Scratch<Int16>
+    let bias: Scratch<Int32>
+    let blocks: Int
+    let pairs: Int
+
+    init?(_ d: ConvDims, _ o: Operands) throws(TinfError) {
+      guard o.lo >= -128 && o.hi <= 127 && o.lo <= o.hi else { return nil }
+      let (cout, kh, kwc) = (d.cout, d.kh, d.kw &* d.cin)
+      blocks = (cout &+ 15) / 16
+      pairs = (kwc &+ 1) / 2
+      rq = try Scratch<UInt8>(count: blocks &* Int(TI_Q8_RQ_BLOCK_BYTES))
+      guard kernels.rq_prepare(o.table.base, o.table.stride, blocks, o.yz, rq.base) == 1 else { return nil }
+      w16 = try Scratch<Int16>(count: blocks &* kh &* pairs &* 32)
+      for c in 0..<cout {
+        let (b, j) = (c / 16, c % 16)
+        for i in 0..<kh {
+          for k in 0..<kwc {
+            w16.base[((b &* kh &+ i) &* pairs &+ k / 2) &* 32 &+ j &* 2 &+ k % 2] = Int16(o.w[(c &* kh &+ i) &* kwc &+ k])
+          }
+        }
+      }
+      bias = try Scratch<Int32>(count: blocks &* 16)
+      if let bp = o.bias { for c in 0..<cout { bias.base[c] = bp[c] } }
+    }
+  }
+
+  /// A 1x1 convolution of at most 32 input channels, stride 1, no padding,
+  /// constant weights and bias: the level's `conv1x1_rows` over ranges of
+  /// pixels (the input read in place, the output stage in registers); nil
+  /// where the level has no such kernel.
+  static func bind1x1(_ ctx: KernelContext, _ d: ConvDims, _ o: Operands) throws(TinfError) -> KernelFn? {
+    guard let prep = try DirectWeights(d, o) else { return nil }
+    let (x, y, xz, lo, hi, k, cout) = (o.x, o.y, o.xz, o.lo, o.hi, d.cin, d.cout)
+    let run = prep.kernels.conv1x1_rows
+    let pool = ctx.pool
+    let minChunk = max(64, minChunkFor(perItem: cout &* prep.pairs &* 2, grain: 1 << 15))
+    return { () throws(TinfError) in
+      forEachChunk(pool, d.pixels, minChunk: minChunk) { _, range in
+        _ = run(
+          x + range.lowerBound &* k, range.count, k, xz, UnsafePointer(prep.w16.base), UnsafePointer(prep.bias.base),
+          UnsafeRawPointer(prep.rq.base), prep.blocks, cout, lo, hi, y + range.lowerBound &* cout)
+      }
+      withExtendedLifetime(prep) {}
+    }
+  }
+
   /// Windows of short rows (kw * cin <= 16: a first layer's 3x3 window of
   /// 1 to 4 channels), one group, constant weights and bias, dilation 1
   /// along W: the level's direct kernel (`conv_rows16`), one call per
@@ -204,16 +265,11 @@ enum QConv2DKernel {
   /// border pixels need no case of their own. nil where the level has no
   /// such kernel (`rq_prepare` says so at bind).
   static func bindDirect(_ ctx: KernelContext, _ d: ConvDims, _ o: Operands) throws(TinfError) -> KernelFn? {
-    let kernels = ti_q8_kernels_get().pointee
-    let (n, h, w, cin, cout, kh, kw) = (d.n, d.h, d.w, d.cin, d.cout, d.kh, d.kw)
+    let (n, h, w, cin, kh, kw) = (d.n, d.h, d.w, d.cin, d.kh, d.kw)
     let (oh, ow, sh, sw, dh, padT, padL) = (d.oh, d.ow, d.sh, d.sw, d.dh, d.padT, d.padL)
-    // conv_rows16 clamps on bytes (it does nothing for a range outside int8).
-    guard o.lo >= -128 && o.hi <= 127 && o.lo <= o.hi else { return nil }
-    let blocks = (cout &+ 15) / 16
-    let rq = try Scratch<UInt8>(count: blocks &* Int(TI_Q8_RQ_BLOCK_BYTES))
-    guard kernels.rq_prepare(o.table.base, o.table.stride, blocks, o.yz, rq.base) == 1 else { return nil }
-    let kwc = kw &* cin
-    let pairs = (kwc &+ 1) / 2
+    guard let prep = try DirectWeights(d, o) else { return nil }
+    let (kernels, rq, w16, bias, blocks, pairs) = (prep.kernels, prep.rq, prep.w16, prep.bias, prep.blocks, prep.pairs)
+    let cout = d.cout
     // The padded image: row r is input row r - padT, column q input column
     // q - padL; tall and wide enough for every window, plus a column for
     // the element an odd window row's last pair reads past it.
@@ -223,18 +279,6 @@ enum QConv2DKernel {
     // the indirect path, which reads the input in place, is used instead.
     guard let imageCount = checkedMul(n &* hp, wp &* cin), imageCount <= 1 << 22 else { return nil }
     let image = try Scratch<Int16>(count: imageCount)  // zeroed: the padding
-    // Weights as int16 pairs [block][kh][pairs][16][2] (zeros past cout and kwc).
-    let w16 = try Scratch<Int16>(count: blocks &* kh &* pairs &* 32)
-    for c in 0..<cout {
-      let (b, j) = (c / 16, c % 16)
-      for i in 0..<kh {
-        for k in 0..<kwc {
-          w16.base[((b &* kh &+ i) &* pairs &+ k / 2) &* 32 &+ j &* 2 &+ k % 2] = Int16(o.w[(c &* kh &+ i) &* kwc &+ k])
-        }
-      }
-    }
-    let bias = try Scratch<Int32>(count: blocks &* 16)
-    if let bp = o.bias { for c in 0..<cout { bias.base[c] = bp[c] } }
     let (x, y, zp) = (o.x, o.y, Int16(truncatingIfNeeded: o.xz))
     let (lo, hi) = (o.lo, o.hi)
     let pool = ctx.pool
