@@ -645,7 +645,9 @@ def _resize_coords_10(o, in_size, scale10, half_pixel_centers):
     """TFLite's integer ComputeInterpolationValues for output coordinates o:
     (scaled value in 1/1024, lower, upper), C int32 division (toward zero)."""
     v = o * scale10 + (scale10 // 2 - 512 if half_pixel_centers else 0)
-    lower = np.maximum(_tdiv(v, 1024), 0)
+    # TFLite does not bound lower above: for large upsampling ratios (8 -> 129 rows) its rounded-up scale
+    # reaches in_size on the last outputs, a read past the row; bounded (tinyinfer's choice) it gives the edge.
+    lower = np.minimum(np.maximum(_tdiv(v, 1024), 0), in_size - 1)
     upper = np.minimum(_tdiv(v + 1023, 1024), in_size - 1)
     return v, lower, upper
 

@@ -1221,7 +1221,8 @@ def test_movement_ops_more():
 
 RESIZE_CASES = [((1, 4, 5, 3), (7, 9)), ((1, 64, 64, 16), (128, 128)), ((2, 6, 7, 17), (3, 4)),
                 ((1, 5, 5, 1), (1, 1)), ((1, 1, 1, 8), (4, 3)), ((1, 9, 4, 33), (20, 13)),
-                ((1, 8, 8, 4), (8, 8)), ((1, 3, 11, 2), (5, 2)), ((1, 2, 2, 40), (57, 31))]
+                ((1, 8, 8, 4), (8, 8)), ((1, 3, 11, 2), (5, 2)), ((1, 2, 2, 40), (57, 31)),
+                ((1, 8, 1, 4), (129, 55))]  # the reference's lower index would pass the last row (bounded here)
 RESIZE_MODES = [dict(), dict(align_corners=1), dict(half_pixel_centers=1)]
 
 

@@ -915,3 +915,26 @@ def test_int8_static_resize_maximum_minimum_stay_int8(rng):
             want2 = np.maximum(R.resize_bilinear(cd, (11, 13), align_corners=1), R.resize_nearest(cd, (11, 13)))
             assert np.abs(y1 - want1).max() <= 0.5 * p[0] + 1e-6
             assert np.abs(y2 - want2).max() <= 1.5 * p[0] + 1e-6
+
+
+def test_int8_static_maximum_minimum_constant_beyond_the_range(rng):
+    """A constant beyond the activation's range: Minimum(x, 100) and
+    Maximum(x, -100) are x and run in int8 (the constant saturates, no
+    result changes); Maximum(x, 100) would be 100, which x's parameters
+    cannot hold: it stays float32 and gives 100."""
+    g = tinyinfer.GraphBuilder("beyond")
+    x = g.input("x", (1, 5, 5, 3))
+    c = g.op("Conv2D", x, g.const("w", rng.standard_normal((4, 3, 3, 3)).astype(np.float32) * 0.3), padding=1)
+    big, small = g.const("big", np.float32([100.0])), g.const("small", np.float32([-100.0]))
+    g.output(c, g.op("Minimum", c, big), g.op("Maximum", small, c), g.op("Maximum", c, big))
+    data = g.to_bytes()
+    r = tinyinfer.quantize(data, mode="int8-static", calib=rng.standard_normal((8, 1, 5, 5, 3)).astype(np.float32),
+                           method="minmax")
+    with tinyinfer.load(r.data) as m:
+        det = m.tensors()
+        kinds = [(o.op, det[o.outputs[0]].dtype.name) for o in m.ops() if o.op in ("Maximum", "Minimum")]
+        assert kinds == [("Minimum", "int8"), ("Maximum", "int8"), ("Maximum", "float32")]
+        cd, lo_, hi_, big_ = m.run(rng.standard_normal((1, 5, 5, 3)).astype(np.float32))
+    np.testing.assert_array_equal(lo_, cd)
+    np.testing.assert_array_equal(hi_, cd)
+    np.testing.assert_array_equal(big_, np.full_like(cd, 100.0))

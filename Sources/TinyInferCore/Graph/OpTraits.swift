@@ -133,8 +133,10 @@ public enum StaticInt8Kind: Sendable, Equatable {
   case concat
   /// Output parameters equal those of its int8 activation input(s), which
   /// must share them; a constant operand is quantized with them
-  /// (saturating). Runs in int8 only when its activation is int8 already
-  /// (Maximum, Minimum: TFLite's int8 kernels compare raw values).
+  /// (saturating where that changes no result: Maximum of a constant below
+  /// the range, Minimum above; otherwise the op stays float32). Runs in int8
+  /// only when its activation is int8 already (Maximum, Minimum: TFLite's
+  /// int8 kernels compare raw values).
   case commonParams
 }
 

@@ -403,6 +403,14 @@ enum StaticInt8Pass {
       if s.graphParams {  // the graph must requantize the result with them (else it would round)
         guard let f = s.fixed[node.outputs[0]], f == p else { return false }
       }
+      // A constant saturates to the range of p: harmless on the side the op discards (Maximum(x, c) with c
+      // below the range is x, as is Minimum above it); on the other side the result would be the constant
+      // itself, which the output's range cannot hold: then the op stays float32.
+      let lo = Float(-128 - p.zeroPoint) * p.scale - p.scale / 2
+      let hi = Float(127 - p.zeroPoint) * p.scale + p.scale / 2
+      for t in node.inputs where t >= 0 && s.g.tensors[t].isConstant {
+        for v in s.w.floats(t) where node.op == .maximum ? !(v <= hi) : !(v >= lo) { return false }
+      }
       var ins: [Int] = []
       for t in node.inputs { ins.append(t < 0 ? -1 : s.g.tensors[t].isConstant ? try s.int8Of(t, p) : s.qver[t]) }
       let y = s.int8Out(node.outputs[0], p)

@@ -21,8 +21,11 @@ import TinyInferShims
 /// the last two input rows, which the next output rows usually read again.
 enum QResizeKernel {
   /// (lower, upper, weight) of output coordinate `o`, TFLite's integer
-  /// ComputeInterpolationValues; `lower` clamped to the input as a guard
-  /// (the reference never exceeds it with these scales).
+  /// ComputeInterpolationValues, with `lower` clamped to `input - 1`: for
+  /// large upsampling ratios (8 -> 129 or more rows, 1 -> 55) the rounded-up
+  /// 10-bit scale takes the reference's `lower` to `input` on the last
+  /// outputs, a read past the row there (undefined); clamped, lower = upper
+  /// and the weights sum to 1024, which gives the edge value.
   static func interpolation(_ o: Int, scale10: Int, _ input: Int, halfPixel: Bool) -> (Int, Int, Int32) {
     let v = halfPixel ? o &* scale10 &+ scale10 / 2 &- 512 : o &* scale10
     let lower = min(max(v / 1024, 0), input &- 1)
