@@ -91,4 +91,32 @@ final class KernelTests: XCTestCase {
     XCTAssertEqual(try run(0.5, 3), [5, 127])
     XCTAssertEqual(try run(0.25, -1), [3, 127])  // (5-3)*2-1 = 3; (127-3)*2-1 saturates
   }
+
+  /// int8 ResizeBilinear (TFLite's integer kernel) and Maximum, computed by
+  /// hand. 2x2 -> 3x3 with align_corners: scale (1024 + 1) / 2 = 512, so
+  /// rows and columns 0, 1, 2 read (0, 0, w 0), (0, 1, w 512), (1, 1, w 0).
+  /// The centre: the row passes 0 * 512 + 100 * 512 = 51200 and
+  /// -100 * 512 + 50 * 512 = -25600, then (51200 + -25600) * 512 / 2^20 =
+  /// 12.5, rounded half away from zero to 13. Maximum with 20 (raw values,
+  /// the parameters shared).
+  func testResizeBilinearAndMaximumInt8() throws {
+    var g = TestGraph()
+    let q = Quantization(axis: nil, scales: [0.1], zeroPoints: [0])
+    g.def.tensors.append(TensorSpec(name: "x", dtype: .int8, shape: [1, 2, 2, 1], quant: q))
+    g.constants.append(nil)
+    g.def.inputs = [0]
+    let y = g.op(.resizeBilinear, [0], attrs: [(.size, .ints([3, 3])), (.alignCorners, .int(1))])
+    g.def.tensors[y].quant = q
+    g.def.tensors.append(TensorSpec(name: "c", dtype: .int8, shape: [1], quant: q))
+    g.constants.append([20])
+    let m = g.op(.maximum, [y, g.def.tensors.count - 1])
+    g.def.tensors[m].quant = q
+    let model = try loadModel(g.bytes(outputs: [y, m]))
+    let s = try Session.create(model: model, options: SessionOptions(threads: 1))
+    let x: [Int8] = [0, 100, -100, 50]
+    x.withUnsafeBytes { s.inputBuffer(0).copyMemory(from: $0) }
+    try s.run()
+    XCTAssertEqual(Array(s.outputBuffer(0).bindMemory(to: Int8.self)), [0, 50, 100, -50, 13, 75, -100, -25, 50])
+    XCTAssertEqual(Array(s.outputBuffer(1).bindMemory(to: Int8.self)), [20, 50, 100, 20, 20, 75, 20, 20, 50])
+  }
 }

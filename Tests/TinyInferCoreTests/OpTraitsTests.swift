@@ -50,6 +50,11 @@ final class OpTraitsTests: XCTestCase {
     XCTAssertEqual(OpKind.batchNorm.traits.weightSlots.mask, 0b11110)
     XCTAssertTrue(OpKind.gather.traits.indexSlots.contains(1))
     XCTAssertEqual(OpKind.reduceMax.traits.staticInt8, .sameParams)
+    XCTAssertEqual(OpKind.resizeNearest.traits.staticInt8, .sameParams)
+    XCTAssertEqual(OpKind.resizeBilinear.traits.staticInt8, .sameParams)
+    XCTAssertEqual(OpKind.resizeBilinear.traits.int8, .always)
+    XCTAssertEqual(OpKind.maximum.traits.staticInt8, .commonParams)
+    XCTAssertEqual(OpKind.minimum.traits.int8, .always)
     XCTAssertEqual(OpKind.mean.traits.staticInt8, .calibrated)
     XCTAssertNil(OpKind.gelu.traits.staticInt8)
   }

@@ -639,6 +639,57 @@ def hard_swish(x, x_q, y_q):
 
 
 # ----------------------------------------------------------------------------
+# ResizeBilinear, Maximum, Minimum
+
+def _resize_coords_10(o, in_size, scale10, half_pixel_centers):
+    """TFLite's integer ComputeInterpolationValues for output coordinates o:
+    (scaled value in 1/1024, lower, upper), C int32 division (toward zero)."""
+    v = o * scale10 + (scale10 // 2 - 512 if half_pixel_centers else 0)
+    # TFLite does not bound lower above: for large upsampling ratios (8 -> 129 rows) its rounded-up scale
+    # reaches in_size on the last outputs, a read past the row; bounded (tinyinfer's choice) it gives the edge.
+    lower = np.minimum(np.maximum(_tdiv(v, 1024), 0), in_size - 1)
+    upper = np.minimum(_tdiv(v + 1023, 1024), in_size - 1)
+    return v, lower, upper
+
+
+def resize_bilinear(x, size, align_corners=False, half_pixel_centers=False):
+    """TFLite reference_ops::ResizeBilinearInteger (the int8 overload of
+    resize_bilinear.h): 10-bit scales rounded half up, the four corners
+    weighted by (1024 - dy)(1024 - dx), ..., summed in int64 and rounded
+    half away from zero (+-2^19) by a C division by 2^20. The output has the
+    input's quantization (the raw values are interpolated)."""
+    x = _i64(x)
+    _, h, w, _ = x.shape
+    oh, ow = size
+
+    def scale10(i, o):
+        if align_corners and o > 1:
+            return (1024 * (i - 1) + (o - 1) // 2) // (o - 1)
+        return (1024 * i + o // 2) // o
+
+    vy, y0, y1 = _resize_coords_10(np.arange(oh, dtype=np.int64), h, scale10(h, oh), half_pixel_centers)
+    vx, x0, x1 = _resize_coords_10(np.arange(ow, dtype=np.int64), w, scale10(w, ow), half_pixel_centers)
+    dy = (vy - 1024 * y0)[None, :, None, None]
+    dx = (vx - 1024 * x0)[None, None, :, None]
+    a = x[:, y0][:, :, x0]
+    b = x[:, y1][:, :, x0]
+    c = x[:, y0][:, :, x1]
+    d = x[:, y1][:, :, x1]
+    s = a * (1024 - dy) * (1024 - dx) + b * dy * (1024 - dx) + c * (1024 - dy) * dx + d * dy * dx
+    r = _tdiv(s + np.where(s > 0, 1 << 19, -(1 << 19)), 1 << 20)
+    return r.astype(np.int8)
+
+
+def maximum(a, b):
+    """TFLite's int8 MAXIMUM: the raw values (inputs and output share their parameters), numpy broadcasting."""
+    return np.maximum(np.asarray(a, np.int8), np.asarray(b, np.int8))
+
+
+def minimum(a, b):
+    return np.minimum(np.asarray(a, np.int8), np.asarray(b, np.int8))
+
+
+# ----------------------------------------------------------------------------
 # Concat
 
 def concat(xs, x_qs, y_q, axis=0):
@@ -666,4 +717,5 @@ REFERENCE_INT8 = {
     "Add": add, "Sub": sub, "Mul": mul, "AveragePool2D": average_pool2d, "MaxPool2D": max_pool2d, "Mean": mean,
     "Softmax": softmax, "Relu": relu, "Relu6": relu6, "LeakyRelu": leaky_relu, "Logistic": logistic, "Tanh": tanh,
     "HardSwish": hard_swish, "Concat": concat, "ReduceMax": reduce_max, "PRelu": prelu,
+    "ResizeBilinear": resize_bilinear, "Maximum": maximum, "Minimum": minimum,
 }

@@ -221,3 +221,64 @@ def test_int32_arithmetic():
         outs.append(t)
     m.outputs = outs
     run_both(m, [np.array([[1, -7, 2**31 - 1], [5, 0, -3]], np.int32), np.array([3, -4, 2], np.int32)])
+
+
+# Issue 14: full-integer RESIZE_BILINEAR, RESIZE_NEAREST_NEIGHBOR, MAXIMUM and MINIMUM imported and run in int8,
+# bit for bit with LiteRT's reference kernels (BUILTIN_REF); the converter writes the output with the input's
+# parameters (the ops' int8 kernels interpolate or compare the raw values).
+
+RESIZE_MODES = [dict(), dict(AlignCorners=True), dict(HalfPixelCenters=True)]
+
+
+@pytest.mark.parametrize("op", ["RESIZE_BILINEAR", "RESIZE_NEAREST_NEIGHBOR"])
+@pytest.mark.parametrize("mode", range(3))
+@pytest.mark.parametrize("xs,size", [((1, 8, 8, 16), (16, 16)), ((2, 5, 7, 3), (11, 4)), ((1, 9, 12, 5), (4, 5)),
+                                     ((1, 3, 3, 8), (7, 10)), ((1, 6, 5, 2), (1, 1))])
+def test_int8_resize_bit_exact_with_litert_reference(op, mode, xs, size):
+    from ai_edge_litert.interpreter import OpResolverType
+    g = np.random.default_rng(sum(xs) + 7 * mode + len(op))
+    q = ([float(10 ** g.uniform(-2, 0))], [int(g.integers(-128, 128))], 0)
+    m = Model()
+    x = m.tensor("x", xs, np.int8, quant=q)
+    m.inputs.append(x)
+    y = m.tensor("y", (xs[0],) + tuple(size) + (xs[3],), np.int8, quant=q)
+    kind = "ResizeBilinearOptions" if op == "RESIZE_BILINEAR" else "ResizeNearestNeighborOptions"
+    m.op(op, [x, m.const("size", np.int32(size))], [y], _opts(kind, **RESIZE_MODES[mode]))
+    m.outputs = [y]
+    data = m.to_bytes()
+    report = tinyinfer.convert(data, None, verbose=False)
+    for trial in range(3):
+        feed = g.integers(-128, 128, xs).astype(np.int8)
+        if trial == 1:
+            feed = np.where(g.random(xs) < 0.5, np.int8(-128), np.int8(127)).astype(np.int8)
+        (want,), _ = litert(data, [feed], resolver=OpResolverType.BUILTIN_REF)
+        with tinyinfer.Model(report.data) as model:
+            assert [o.op for o in model.ops()] == ["ResizeBilinear" if op == "RESIZE_BILINEAR" else "ResizeNearest"]
+            np.testing.assert_array_equal(model.run([feed])[0], want)
+
+
+@pytest.mark.parametrize("op", ["MAXIMUM", "MINIMUM"])
+@pytest.mark.parametrize("bshape,const", [((1,), True), ((1, 4, 6, 8), False), ((8,), True), ((1, 1, 1, 8), False)])
+def test_int8_maximum_minimum_bit_exact_with_litert_reference(op, bshape, const):
+    from ai_edge_litert.interpreter import OpResolverType
+    g = np.random.default_rng(len(op) + sum(bshape) + const)
+    q = ([float(10 ** g.uniform(-2, 0))], [int(g.integers(-128, 128))], 0)
+    m = Model()
+    x = m.tensor("x", (1, 4, 6, 8), np.int8, quant=q)
+    m.inputs.append(x)
+    bv = g.integers(-128, 128, bshape).astype(np.int8)
+    if const:
+        b = m.tensor("b", bshape, np.int8, data=bv, quant=q)
+    else:
+        b = m.tensor("b", bshape, np.int8, quant=q)
+        m.inputs.append(b)
+    y = m.tensor("y", (1, 4, 6, 8), np.int8, quant=q)
+    m.op(op, [x, b], [y])
+    m.outputs = [y]
+    data = m.to_bytes()
+    report = tinyinfer.convert(data, None, verbose=False)
+    feeds = [g.integers(-128, 128, (1, 4, 6, 8)).astype(np.int8)] + ([] if const else [bv])
+    want, _ = litert(data, feeds, resolver=OpResolverType.BUILTIN_REF)
+    with tinyinfer.Model(report.data) as model:
+        assert [o.op for o in model.ops()] == [op.capitalize()]
+        np.testing.assert_array_equal(model.run(feeds)[0], want[0])

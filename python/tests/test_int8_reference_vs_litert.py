@@ -28,6 +28,7 @@ tf = pytest.importorskip("tensorflow")
 litert = pytest.importorskip("ai_edge_litert.interpreter")
 tflite = pytest.importorskip("tflite")
 
+import reference as ref  # noqa: E402
 import reference_int8 as R  # noqa: E402
 import tinyinfer as ti  # noqa: E402
 
@@ -197,6 +198,17 @@ def reference_op(code, op, ins, it, details):
         return R.dequantize(x, xq[0], xq[1])
     if code == B.RESHAPE:
         return x.reshape(details[out]["shape"])
+    if code in (B.RESIZE_BILINEAR, B.RESIZE_NEAREST_NEIGHBOR):
+        bil = code == B.RESIZE_BILINEAR
+        o = _options(op, tflite.ResizeBilinearOptions if bil else tflite.ResizeNearestNeighborOptions)
+        assert xq == yq
+        size = tuple(int(v) for v in t(ins[1]))
+        if bil:
+            return R.resize_bilinear(x, size, align_corners=o.AlignCorners(), half_pixel_centers=o.HalfPixelCenters())
+        return ref.resize_nearest(x, size, align_corners=o.AlignCorners(), half_pixel_centers=o.HalfPixelCenters())
+    if code in (B.MAXIMUM, B.MINIMUM):
+        assert xq == q(ins[1]) == yq
+        return (R.maximum if code == B.MAXIMUM else R.minimum)(x, t(ins[1]))
     raise AssertionError(f"no reference for builtin op {code}")
 
 
@@ -293,6 +305,14 @@ def tinyinfer_op(code, op, ins, it, details):
         name, args, attrs = "Quantize", [inp(ins[0])], dict(dtype=3)
     elif code == B.DEQUANTIZE:
         name, args = "Dequantize", [inp(ins[0])]
+    elif code in (B.RESIZE_BILINEAR, B.RESIZE_NEAREST_NEIGHBOR):
+        bil = code == B.RESIZE_BILINEAR
+        o = _options(op, tflite.ResizeBilinearOptions if bil else tflite.ResizeNearestNeighborOptions)
+        name, args = "ResizeBilinear" if bil else "ResizeNearest", [inp(ins[0])]
+        attrs = dict(size=[int(v) for v in t(ins[1])], align_corners=int(o.AlignCorners()),
+                     half_pixel_centers=int(o.HalfPixelCenters()))
+    elif code in (B.MAXIMUM, B.MINIMUM):
+        name, args = "Maximum" if code == B.MAXIMUM else "Minimum", [inp(ins[0]), inp(ins[1])]
     else:
         return None
     y = b.op(name, *args, **attrs)
@@ -489,3 +509,28 @@ def test_quantize_dequantize_float_io():
     got = it.get_tensor(qop.OutputsAsNumpy()[0])
     np.testing.assert_array_equal(got, R.quantize(x, s, z))
     assert d["dtype"] == np.float32
+
+
+@pytest.mark.parametrize("mode", ["plain", "align_corners", "half_pixel_centers"])
+@pytest.mark.parametrize("xs,size", [((1, 8, 8, 16), (16, 16)), ((1, 9, 12, 5), (4, 5)), ((2, 3, 3, 8), (7, 10))])
+def test_resize(mode, xs, size):
+    """RESIZE_BILINEAR (TFLite's integer kernel) and RESIZE_NEAREST_NEIGHBOR, upsampling and downsampling."""
+    kw = dict(align_corners=mode == "align_corners", half_pixel_centers=mode == "half_pixel_centers")
+
+    def f(x):
+        y = tf.compat.v1.image.resize_bilinear(x, size, **kw)
+        return y + tf.compat.v1.image.resize_nearest_neighbor(x, size, **kw)
+
+    check_model(build_int8_tflite(f, [xs]), [xs], expect="RESIZE_BILINEAR")
+
+
+def test_maximum_minimum():
+    """MAXIMUM / MINIMUM of an activation and a constant, and of two activations."""
+    rng = np.random.default_rng(12)
+    c = const(rng, 1, 1, 6, sd=0.5)
+
+    def f(x, z):
+        return tf.maximum(tf.minimum(x, c), tf.maximum(z, 0.3)) + tf.minimum(x, z)
+
+    check_model(build_int8_tflite(f, [(2, 5, 6), (2, 5, 6)], spread=[1.0, 2.0]), [(2, 5, 6), (2, 5, 6)],
+                expect="MAXIMUM")

@@ -863,3 +863,78 @@ def test_auto_method_keeps_minmax_unless_another_is_clearly_better(rng):
     assert dyn.method is None and not dyn.method_scores
     with pytest.raises(tinyinfer.InvalidArgumentError, match="unknown method"):
         tinyinfer.quantize(data, mode="int8-static", calib=calib, method="median")
+
+
+def test_int8_static_resize_maximum_minimum_stay_int8(rng):
+    """Issue 14: ResizeNearest, ResizeBilinear, Maximum / Minimum with a
+    constant and Maximum of two activations of one set of parameters run in
+    int8 with their input's parameters (no Dequantize / Quantize around
+    them); their results are the float ops' on the dequantized input within
+    half a step (the constants' rounding; nearest and the comparisons are
+    exact) or 1.5 steps (bilinear: TFLite's 10-bit weights). Maximum of two
+    activations with different parameters stays float32."""
+    g = tinyinfer.GraphBuilder("islands")
+    x = g.input("x", (1, 6, 7, 4))
+    c = g.op("Conv2D", x, g.const("w", rng.standard_normal((5, 3, 3, 4)).astype(np.float32) * 0.3),
+             g.const("b", rng.standard_normal(5).astype(np.float32) * 0.1), padding=1)
+    n = g.op("ResizeNearest", c, size=[12, 14], half_pixel_centers=1)
+    m1 = g.op("Maximum", n, g.const("lo", np.float32([0.05])))
+    m2 = g.op("Minimum", g.const("hi", np.full((1, 1, 1, 5), 1.0, np.float32)), m1)
+    bl = g.op("ResizeBilinear", c, size=[11, 13], align_corners=1)
+    m3 = g.op("Maximum", bl, g.op("ResizeNearest", c, size=[11, 13]))
+    c2 = g.op("Conv2D", x, g.const("w2", rng.standard_normal((5, 1, 1, 4)).astype(np.float32) * 3), padding=0)
+    m4 = g.op("Minimum", c, c2)
+    g.output(c, m2, m3, m4)
+    data = g.to_bytes()
+    calib = rng.standard_normal((16, 1, 6, 7, 4)).astype(np.float32)
+    r = tinyinfer.quantize(data, mode="int8-static", calib=calib, method="minmax")
+    with tinyinfer.load(r.data) as m:
+        ops = m.ops()
+        det = m.tensors()
+        names = [o.op for o in ops]
+        # Dequantize: the three int8 outputs and c2 for the float Minimum; Quantize: the input only.
+        assert names.count("Quantize") == 1 and names.count("Dequantize") == 4, names
+        cq = [o for o in ops if o.op == "Conv2D"][0].outputs[0]
+        p = (det[cq].scales[0], det[cq].zero_points[0])
+        int8_ops, float_ops = [], []
+        for o in ops:
+            if o.op not in ("ResizeNearest", "ResizeBilinear", "Maximum", "Minimum"):
+                continue
+            ts = [det[i] for i in o.inputs + o.outputs]
+            if all(t.dtype == np.int8 for t in ts):
+                assert all((t.scales[0], t.zero_points[0]) == p for t in ts), o.op
+                int8_ops.append(o.op)
+            else:
+                float_ops.append(o.op)
+        assert sorted(int8_ops) == ["Maximum", "Maximum", "Minimum", "ResizeBilinear", "ResizeNearest",
+                                    "ResizeNearest"]
+        assert float_ops == ["Minimum"]
+        for t in rng.standard_normal((4, 1, 6, 7, 4)).astype(np.float32):
+            cd, y1, y2, _ = m.run(t)
+            want1 = np.minimum(1.0, np.maximum(R.resize_nearest(cd, (12, 14), half_pixel_centers=1), 0.05))
+            want2 = np.maximum(R.resize_bilinear(cd, (11, 13), align_corners=1), R.resize_nearest(cd, (11, 13)))
+            assert np.abs(y1 - want1).max() <= 0.5 * p[0] + 1e-6
+            assert np.abs(y2 - want2).max() <= 1.5 * p[0] + 1e-6
+
+
+def test_int8_static_maximum_minimum_constant_beyond_the_range(rng):
+    """A constant beyond the activation's range: Minimum(x, 100) and
+    Maximum(x, -100) are x and run in int8 (the constant saturates, no
+    result changes); Maximum(x, 100) would be 100, which x's parameters
+    cannot hold: it stays float32 and gives 100."""
+    g = tinyinfer.GraphBuilder("beyond")
+    x = g.input("x", (1, 5, 5, 3))
+    c = g.op("Conv2D", x, g.const("w", rng.standard_normal((4, 3, 3, 3)).astype(np.float32) * 0.3), padding=1)
+    big, small = g.const("big", np.float32([100.0])), g.const("small", np.float32([-100.0]))
+    g.output(c, g.op("Minimum", c, big), g.op("Maximum", small, c), g.op("Maximum", c, big))
+    data = g.to_bytes()
+    r = tinyinfer.quantize(data, mode="int8-static", calib=rng.standard_normal((8, 1, 5, 5, 3)).astype(np.float32),
+                           method="minmax")
+    with tinyinfer.load(r.data) as m:
+        det = m.tensors()
+        kinds = [(o.op, det[o.outputs[0]].dtype.name) for o in m.ops() if o.op in ("Maximum", "Minimum")]
+        assert kinds == [("Minimum", "int8"), ("Maximum", "int8"), ("Maximum", "float32")]
+        cd, lo_, hi_, big_ = m.run(rng.standard_normal((1, 5, 5, 3)).astype(np.float32))
+    np.testing.assert_array_equal(lo_, cd)
+    np.testing.assert_array_equal(hi_, cd)
+    np.testing.assert_array_equal(big_, np.full_like(cd, 100.0))

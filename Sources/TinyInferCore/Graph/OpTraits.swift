@@ -131,6 +131,13 @@ public enum StaticInt8Kind: Sendable, Equatable {
   case sameParams
   /// Inputs requantized to the calibrated output parameters.
   case concat
+  /// Output parameters equal those of its int8 activation input(s), which
+  /// must share them; a constant operand is quantized with them
+  /// (saturating where that changes no result: Maximum of a constant below
+  /// the range, Minimum above; otherwise the op stays float32). Runs in int8
+  /// only when its activation is int8 already (Maximum, Minimum: TFLite's
+  /// int8 kernels compare raw values).
+  case commonParams
 }
 
 /// The load-time passes' view of an op.
@@ -182,7 +189,7 @@ extension OpKind {
     case .div:
       return OpTraits(inputs: 2...2, inPlace: true, fusedActivation: true)
     case .maximum, .minimum:
-      return OpTraits(inputs: 2...2, inPlace: true)
+      return OpTraits(inputs: 2...2, inPlace: true, int8: .always, staticInt8: .commonParams)
     case .prelu:
       return OpTraits(inputs: 2...2, weightSlots: .slots(1), inPlace: true, int8: .always, staticInt8: .calibrated)
     case .relu:
@@ -223,9 +230,9 @@ extension OpKind {
     case .gather:
       return OpTraits(inputs: 2...2, indexSlots: .slots(1), staticInt8: .sameParams, movesData: true)
     case .resizeBilinear:
-      return OpTraits(inputs: 1...1)
+      return OpTraits(inputs: 1...1, int8: .always, staticInt8: .sameParams)
     case .resizeNearest:
-      return OpTraits(inputs: 1...1, movesData: true)
+      return OpTraits(inputs: 1...1, staticInt8: .sameParams, movesData: true)
     case .quantize:
       return OpTraits(inputs: 1...1, int8: .quantize)
     case .dequantize:

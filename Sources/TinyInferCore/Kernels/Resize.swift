@@ -1,7 +1,9 @@
 /// ResizeBilinear and ResizeNearest (docs/ops.md), NHWC, to `size`
 /// [OH, OW], with the float arithmetic of the TFLite reference kernels
 /// (align_corners, half_pixel_centers; not both). ResizeBilinear takes
-/// float32; ResizeNearest moves elements of any dtype.
+/// float32, or int8 (Quant/QResize.swift: TFLite's integer kernel, the
+/// output with the input's parameters); ResizeNearest moves elements of any
+/// dtype (int8 and uint8 keep their parameters).
 ///
 /// The source coordinates depend only on the output row or column: they are
 /// computed once at bind time.
@@ -25,10 +27,20 @@ enum ResizeKernel {
   static func infer(_ node: Node, _ inputs: [TensorDesc?]) throws(TinfError) -> [TensorType] {
     try arity(inputs, 1...1)
     let x = try required(inputs, 0, "input")
-    if node.op == .resizeBilinear { try requireFloat(x, "input") }
+    if node.op == .resizeBilinear {
+      if Registry.quantized(x) {
+        try QCheck.requireInt8(x, "input")
+        _ = try QCheck.perTensor(x, "input")
+      } else {
+        try requireFloat(x, "input")
+      }
+    }
     try requireNHWC(x, "input")
     let p = try params(node)
-    return [TensorType(x.dtype, [x.shape[0], p.oh, p.ow, x.shape[3]], quant: x.quant)]
+    // ResizeNearest's elements keep their parameters; the int8 ResizeBilinear
+    // computes, so its output's come from the file (checked at bind).
+    let quant = node.op == .resizeNearest ? x.quant : nil
+    return [TensorType(x.dtype, [x.shape[0], p.oh, p.ow, x.shape[3]], quant: quant)]
   }
 
   /// The TFLite scale: (in - 1) / (out - 1) with align_corners (out > 1),

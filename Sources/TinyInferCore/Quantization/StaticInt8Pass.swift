@@ -54,7 +54,7 @@ enum StaticInt8Pass {
         return mode != 0 || value == 0
       }
       return true
-    case .calibrated, .fixed, .concat:
+    case .calibrated, .fixed, .concat, .commonParams:
       return true
     }
   }
@@ -376,7 +376,7 @@ enum StaticInt8Pass {
       s.w.emit(node.op, [x], [y], node.attrs)
     case .sameParams:
       guard in0 >= 0 && s.qver[in0] >= 0, let p = s.qp[in0] else { return false }
-      if s.graphParams && node.op == .averagePool2D {
+      if s.graphParams && (node.op == .averagePool2D || node.op == .resizeBilinear) {
         // an average rounds: in int8 only when the graph requantizes it with the input's parameters
         guard let f = s.fixed[node.outputs[0]], f == p else { return false }
       }
@@ -389,6 +389,30 @@ enum StaticInt8Pass {
       let p = try s.calibrated(node.outputs[0])
       var ins: [Int] = []
       for t in node.inputs { ins.append(try s.int8Of(t, p)) }
+      let y = s.int8Out(node.outputs[0], p)
+      s.w.emit(node.op, ins, [y], node.attrs)
+    case .commonParams:
+      // The activations' common parameters (each int8 already); constants quantized with them.
+      var p: Params? = nil
+      for t in node.inputs where t >= 0 && !s.g.tensors[t].isConstant {
+        guard s.qver[t] >= 0, let pt = s.qp[t] else { return false }
+        if let p0 = p, p0 != pt { return false }
+        p = pt
+      }
+      guard let p else { return false }
+      if s.graphParams {  // the graph must requantize the result with them (else it would round)
+        guard let f = s.fixed[node.outputs[0]], f == p else { return false }
+      }
+      // A constant saturates to the range of p: harmless on the side the op discards (Maximum(x, c) with c
+      // below the range is x, as is Minimum above it); on the other side the result would be the constant
+      // itself, which the output's range cannot hold: then the op stays float32.
+      let lo = Float(-128 - p.zeroPoint) * p.scale - p.scale / 2
+      let hi = Float(127 - p.zeroPoint) * p.scale + p.scale / 2
+      for t in node.inputs where t >= 0 && s.g.tensors[t].isConstant {
+        for v in s.w.floats(t) where node.op == .maximum ? !(v <= hi) : !(v >= lo) { return false }
+      }
+      var ins: [Int] = []
+      for t in node.inputs { ins.append(t < 0 ? -1 : s.g.tensors[t].isConstant ? try s.int8Of(t, p) : s.qver[t]) }
       let y = s.int8Out(node.outputs[0], p)
       s.w.emit(node.op, ins, [y], node.attrs)
     }

@@ -227,6 +227,17 @@ typedef struct ti_q8_kernels {
    * on the rows inside the image. */
   void (*_Nonnull dw_rows)(const ti_q8_dw *p, const void *_Nullable prep, const int8_t *ximg, int8_t *y,
                            intptr_t oy0, intptr_t oy1, const int8_t *_Nonnull *_Nonnull rows);
+  /* --- issue 14: int8 Maximum / Minimum and ResizeBilinear (q8_resize.inc) --- */
+  /* y[i] = max(a[i], b[i * b_step]) (min when is_min) of the raw int8
+   * values for i < n, b_step 0 (b[0] broadcast) or 1 (y may be a or b). */
+  void (*_Nonnull minmax_row)(const int8_t *a, const int8_t *b, int8_t *y, intptr_t n, intptr_t b_step,
+                              int32_t is_min);
+  /* ResizeBilinear int8, horizontal pass of one input row: h[ox * c + ch] =
+   * row[x0[ox] + ch] (1024 - wx[ox]) + row[x1[ox] + ch] wx[ox]. */
+  void (*_Nonnull bilinear_h)(const int8_t *row, int32_t *h, intptr_t c, intptr_t ow, const int32_t *x0,
+                              const int32_t *x1, const int32_t *wx);
+  /* Its vertical pass: y[i] = round_half_away((h0[i] (1024 - wy) + h1[i] wy) / 2^20), i < n. */
+  void (*_Nonnull bilinear_v)(const int32_t *h0, const int32_t *h1, int8_t *y, intptr_t n, int32_t wy);
 } ti_q8_kernels;
 
 /* The table of the level ti_cpu_level() chose (with VNNI: ti_cpu_vnni()). */

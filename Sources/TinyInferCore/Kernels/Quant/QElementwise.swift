@@ -1,7 +1,12 @@
 import TinyInferShims
 
 /// int8 Add, Sub and Mul with numpy broadcasting (TFLite's reference integer
-/// Add / Sub / Mul). Div, Maximum and Minimum have no int8 kernel; PRelu's is QPRelu.swift.
+/// Add / Sub / Mul), and Maximum / Minimum. Div has no int8 kernel; PRelu's is QPRelu.swift.
+///
+/// Maximum and Minimum (TFLite's int8 MAXIMUM / MINIMUM: the raw values
+/// compared, inputs and output with the same parameters, as the converter
+/// writes them; other parameters are refused): the level's `minmax_row`,
+/// a row against a row or against one broadcast value.
 ///
 /// Add and Sub (TFLite's left_shift = 20 scheme): each input is rescaled to
 /// `(q - zp) * 2^20 * s / (2 max(s_a, s_b))` with its own multiplier, the two
@@ -27,12 +32,23 @@ enum QBinaryKernel {
     let b = try required(inputs, 1, "b")
     guard node.op.traits.int8 == .always else {
       throw TinfError(
-        .unsupportedDType, "\(node.op.name) has no int8 kernel (int8: Add, Sub, Mul); dequantize its inputs first")
+        .unsupportedDType,
+        "\(node.op.name) has no int8 kernel (int8: Add, Sub, Mul, Maximum, Minimum); dequantize its inputs first")
     }
     try QCheck.requireInt8(a, "input")
     try QCheck.requireInt8(b, "input")
-    _ = try QCheck.perTensor(a, "input")
-    _ = try QCheck.perTensor(b, "input")
+    let aq = try QCheck.perTensor(a, "input")
+    let bq = try QCheck.perTensor(b, "input")
+    if node.op == .maximum || node.op == .minimum {
+      guard sameParams(aq, bq) else {
+        throw .unsupported(
+          "int8 \(node.op.name) compares raw values: its inputs must share their quantization (scales \(aq.scale) and \(bq.scale), zero points \(aq.zeroPoint) and \(bq.zeroPoint))"
+        )
+      }
+      guard node.attrs[.preluSlopes] == nil, try Activation.from(node.attrs) == .none else {
+        throw .unsupported("int8 \(node.op.name) takes no fused activation")
+      }
+    }
     _ = try Activation.from(node.attrs)
     let shape = try broadcastShapes(a.shape, b.shape)
     if let s = try node.attrs.floats(.preluSlopes) {
@@ -65,6 +81,14 @@ enum QBinaryKernel {
     let y = ctx.outputData[0].assumingMemoryBound(to: Int8.self)
 
     let fn = try Registry.binaryOp(ctx.node)
+    if fn == .maximum || fn == .minimum {
+      guard sameParams(aq, yq) else {
+        throw .unsupported(
+          "int8 \(ctx.node.op.name) keeps its inputs' quantization (scale \(aq.scale), zero point \(aq.zeroPoint)); the output declares scale \(yq.scale), zero point \(yq.zeroPoint)"
+        )
+      }
+      return minMax(isMin: fn == .minimum, plan, a, b, y, ad.count, bd.count)
+    }
     if fn == .mul {
       let real = (aq.scale * bq.scale) / yq.scale  // float, as mul.cc
       let m = try FixedPoint.requantization(Double(real), "Mul")
@@ -159,6 +183,43 @@ enum QBinaryKernel {
       withExtendedLifetime((slopes, tables)) {
         op.row(a, b, y, total)
         QPReluKernel.runPeriodic(UnsafePointer(y), sp, c, y, total, tq, aq, yq, m1, m2)
+      }
+    }
+  }
+
+  /// Two parameters equal to float rounding (as the int8 pools compare them).
+  static func sameParams(_ p: QParams, _ q: QParams) -> Bool {
+    p.zeroPoint == q.zeroPoint && (p.scale - q.scale).magnitude <= 1e-6 * max(p.scale, q.scale)
+  }
+
+  /// Maximum / Minimum of raw int8 values: one value against the other
+  /// tensor in a single call; otherwise per innermost row of the broadcast
+  /// (the ops commute, so a broadcast `a` swaps with `b`).
+  static func minMax(
+    isMin: Bool, _ plan: BroadcastPlan, _ a: UnsafePointer<Int8>, _ b: UnsafePointer<Int8>,
+    _ y: UnsafeMutablePointer<Int8>, _ countA: Int, _ countB: Int
+  ) -> KernelFn {
+    let row = ti_q8_kernels_get().pointee.minmax_row
+    let flag: Int32 = isMin ? 1 : 0
+    if countB == 1 || countA == 1 {
+      let (t, v, n) = countB == 1 ? (a, b, countA) : (b, a, countB)
+      return { () throws(TinfError) in row(t, v, y, n, 0, flag) }
+    }
+    return { () throws(TinfError) in
+      plan.forEachRow { offA, ia, offB, ib, o, inner in
+        let ar = a + offA
+        let br = b + offB
+        let yr = y + o
+        if ia == 1 && (ib == 1 || ib == 0) {
+          row(ar, br, yr, inner, ib, flag)
+        } else if ib == 1 && ia == 0 {
+          row(br, ar, yr, inner, 0, flag)
+        } else {
+          for i in 0..<inner {
+            let (u, v) = (ar[i &* ia], br[i &* ib])
+            yr[i] = isMin ? min(u, v) : max(u, v)
+          }
+        }
       }
     }
   }
