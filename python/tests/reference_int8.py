@@ -21,7 +21,7 @@ import math
 
 import numpy as np
 
-from reference import window_out
+from reference import transpose_conv_out, window_out
 
 I32_MIN = -(1 << 31)
 I32_MAX = (1 << 31) - 1
@@ -324,6 +324,39 @@ def depthwise_conv2d(x, x_q, w, w_scales, bias, y_q, strides=(1, 1), dilations=(
         acc += _i64(bias)
     acc = wrap32(acc)
     m, s = _conv_multipliers(_s(x_q), w_scales, _s(y_q), CM)
+    lo, hi = act_range(activation, _s(y_q), _z(y_q))
+    return _requant(acc, m, s, y_q, lo, hi)
+
+
+def transpose_conv2d(x, x_q, w, w_scales, bias, y_q, strides=(1, 1), dilations=(1, 1), padding=0,
+                     pads=(0, 0, 0, 0), output_padding=(0, 0), activation=0):
+    """TFLite's int8 TRANSPOSE_CONV (reference_integer_ops::TransposeConv):
+    w int8 [Cout,KH,KW,Cin] (zero points 0), w_scales one per output channel
+    (or one), bias int32 [Cout] or None. A scatter as TFLite writes it: each
+    input pixel's (x - zp_x) times each tap's weights is added, in int32, to
+    the output pixel the tap lands on (outside the output: dropped); then the
+    bias and the per-channel output stage of Conv2D."""
+    N, H, W, Cin = x.shape
+    Cout, KH, KW, _ = w.shape
+    (sh, sw), (dh, dw) = strides, dilations
+    OH, pt = transpose_conv_out(H, KH, sh, dh, padding, pads[0], pads[1], output_padding[0])
+    OW, pl = transpose_conv_out(W, KW, sw, dw, padding, pads[2], pads[3], output_padding[1])
+    xo = _i64(x) - _z(x_q)
+    wi = _i64(w)
+    acc = np.zeros((N, OH, OW, Cout), np.int64)
+    for iy in range(H):
+        for ix in range(W):
+            for kh in range(KH):
+                oy = iy * sh - pt + kh * dh
+                if not 0 <= oy < OH:
+                    continue
+                for kw in range(KW):
+                    ox = ix * sw - pl + kw * dw
+                    if 0 <= ox < OW:
+                        acc[:, oy, ox, :] = wrap32(acc[:, oy, ox, :] + xo[:, iy, ix, :] @ wi[:, kh, kw, :].T)
+    if bias is not None:
+        acc = wrap32(acc + _i64(bias))
+    m, s = _conv_multipliers(_s(x_q), w_scales, _s(y_q), Cout)
     lo, hi = act_range(activation, _s(y_q), _z(y_q))
     return _requant(acc, m, s, y_q, lo, hi)
 

@@ -126,6 +126,27 @@ class Model:
         return it
 
 
+def _tconv_attrs(op, ins, it):
+    """A TRANSPOSE_CONV's geometry as TransposeConv2D attributes. TFLite
+    pads as ComputePaddingHeightWidth does for a convolution whose input is
+    the output: `pad = max((conv_out - 1) * s + k - out, 0) // 2` before,
+    conv_out = ceil(out / s) (SAME) or (out - k + s) // s (VALID); the
+    scatter is cut to the output_shape tensor's size (below, the rows past
+    the scatter's end as output_padding, or the rows cut as the after pad)."""
+    o = _options(op, tflite.TransposeConvOptions)
+    out, w, x = it.get_tensor(ins[0]), it.get_tensor(ins[1]), it.get_tensor(ins[2])
+    strides, pads, extra = (o.StrideH(), o.StrideW()), [], []
+    for d in (1, 2):
+        n, k, s, size = int(out[d]), w.shape[d], strides[d - 1], x.shape[d]
+        conv_out = (n + s - 1) // s if o.Padding() == tflite.Padding.SAME else (n - k + s) // s
+        before = max((conv_out - 1) * s + k - n, 0) // 2
+        rest = (size - 1) * s + k - before - n
+        pads += [before, max(rest, 0)]
+        extra.append(max(-rest, 0))
+    return dict(strides=strides, padding=2, pads=tuple(pads), output_padding=tuple(extra),
+                activation=ACT[o.FusedActivationFunction()])
+
+
 def reference_op(code, op, ins, it, details):
     """The reference result of one op given the interpreter's tensors."""
     B = tflite.BuiltinOperator
@@ -156,6 +177,10 @@ def reference_op(code, op, ins, it, details):
                                   dilations=(o.DilationHFactor(), o.DilationWFactor()),
                                   padding=PAD[o.Padding()], depth_multiplier=w.shape[3] // x.shape[3],
                                   activation=ACT[o.FusedActivationFunction()])
+    if code == B.TRANSPOSE_CONV:  # inputs: output_shape, weights, input, optional bias
+        bias = t(ins[3]) if len(ins) > 3 else None
+        return R.transpose_conv2d(t(ins[2]), q(ins[2]), t(ins[1]), q(ins[1])[0], bias, yq,
+                                  **_tconv_attrs(op, ins, it))
     if code in (B.ADD, B.SUB, B.MUL):
         cls = {B.ADD: tflite.AddOptions, B.SUB: tflite.SubOptions, B.MUL: tflite.MulOptions}[code]
         f = {B.ADD: R.add, B.SUB: R.sub, B.MUL: R.mul}[code]
@@ -275,6 +300,11 @@ def tinyinfer_op(code, op, ins, it, details):
         else:
             name = "Conv2D"
             attrs["groups"] = x.shape[3] // w.shape[3]
+    elif code == B.TRANSPOSE_CONV:
+        name, attrs = "TransposeConv2D", _tconv_attrs(op, ins, it)
+        attrs["strides"] = list(attrs["strides"])
+        args = [inp(ins[2]), weights(ins[1], 0),
+                b.const(None, t(ins[3])) if len(ins) > 3 and ins[3] >= 0 else None]
     elif code in (B.ADD, B.SUB, B.MUL):
         cls = {B.ADD: tflite.AddOptions, B.SUB: tflite.SubOptions, B.MUL: tflite.MulOptions}[code]
         name = {B.ADD: "Add", B.SUB: "Sub", B.MUL: "Mul"}[code]
@@ -471,6 +501,60 @@ def test_concat():
     f = lambda a, b, c: tf.concat([a, b * 3.0, c], axis=-1)  # noqa: E731
     shapes = [(2, 4, 3), (2, 4, 5), (2, 4, 2)]
     check_model(build_int8_tflite(f, shapes, spread=[1.0, 2.0, 0.2]), shapes, expect="CONCATENATION")
+
+
+@pytest.mark.parametrize("strides,padding,bias,act,per_channel", [
+    ((2, 2), "SAME", True, None, True),
+    ((2, 2), "VALID", False, tf.nn.relu, True),
+    ((1, 1), "SAME", True, None, False),
+    ((2, 1), "VALID", True, tf.nn.relu6, True),
+])
+def test_transpose_conv(strides, padding, bias, act, per_channel):
+    """int8 TRANSPOSE_CONV (3x3 and 2x2 kernels, batch 2): the reference's
+    scatter and tinyinfer's kernel against LiteRT's, op by op."""
+    rng = np.random.default_rng(12)
+    k = 2 if strides == (2, 1) else 3
+    w, b = const(rng, k, k, 6, 5, sd=0.4), const(rng, 6)  # [KH, KW, Cout, Cin]
+    n, h, wd = 2, 5, 6
+    oh = h * strides[0] if padding == "SAME" else (h - 1) * strides[0] + k
+    ow = wd * strides[1] if padding == "SAME" else (wd - 1) * strides[1] + k
+
+    def f(x):
+        y = tf.nn.conv2d_transpose(x, w, (n, oh, ow, 6), (1,) + strides + (1,), padding)
+        y = y + b if bias else y
+        return act(y) if act else y
+
+    content = build_int8_tflite(f, [(n, h, wd, 5)], per_channel=per_channel)
+    check_model(content, [(n, h, wd, 5)], expect="TRANSPOSE_CONV")
+
+
+def test_transpose_conv_model_converted():
+    """A full-int8 .tflite with TRANSPOSE_CONV between convolutions (a
+    decoder's upsampling), converted by tinyinfer and run end to end: its
+    int8 outputs are LiteRT's reference kernels' bit for bit."""
+    rng = np.random.default_rng(13)
+    w1, b1 = const(rng, 3, 3, 3, 8, sd=0.4), const(rng, 8)
+    wt, bt = const(rng, 2, 2, 4, 8, sd=0.4), const(rng, 4)
+    w2 = const(rng, 1, 1, 4, 2, sd=0.4)
+
+    def f(x):
+        y = tf.nn.relu(tf.nn.conv2d(x, w1, 2, "SAME") + b1)
+        y = tf.nn.relu(tf.nn.conv2d_transpose(y, wt, (1, 12, 12, 4), 2, "SAME") + bt)
+        return tf.nn.conv2d(y, w2, 1, "SAME")
+
+    content = build_int8_tflite(f, [(1, 12, 12, 3)])
+    m = Model(content)
+    assert "TRANSPOSE_CONV" in m.op_names(), m.op_names()
+    data = ti.convert(content, format="tflite").data
+    with ti.load(data) as tm:
+        assert "TransposeConv2D" in [o.op for o in tm.ops()]
+        rng2 = np.random.default_rng(14)
+        for trial in range(3):
+            x = rng2.integers(-128, 128, size=(1, 12, 12, 3)).astype(np.int8)
+            it = m.run(REF, [x])
+            want = it.get_tensor(it.get_output_details()[0]["index"])
+            (got,) = tm.run([x])
+            np.testing.assert_array_equal(got, want)
 
 
 def test_small_network():

@@ -1,6 +1,6 @@
 """int8 kernels against the independent numpy reference of TFLite's integer
 arithmetic (reference_int8.py), bit for bit: FullyConnected, Conv2D,
-DepthwiseConv2D, Add, Sub, Mul, AveragePool2D, MaxPool2D, Mean, Softmax,
+DepthwiseConv2D, TransposeConv2D, Add, Sub, Mul, AveragePool2D, MaxPool2D, Mean, Softmax,
 Logistic, Tanh, HardSwish, Relu, Relu6, LeakyRelu, Concat, ResizeBilinear,
 Maximum, Minimum; Quantize and
 Dequantize (both rounding modes, per tensor and per axis, float16); the
@@ -558,6 +558,110 @@ def test_depthwise_conv2d_small_maps(case, c):
                      g.const(bias) if bias is not None else None, q=yq, strides=strides, dilations=dil,
                      padding=padding, pads=pads, activation=act)
             same(g.run(y, threads=threads), want)
+
+
+# ----------------------------------------------------------------------------
+# TransposeConv2D (TFLite's int8 TRANSPOSE_CONV)
+
+TCONV_CASES = [  # x shape, (Cout, KH, KW), strides, dilations, padding, pads, output_padding
+    ((1, 5, 6, 3), (4, 3, 3), (1, 1), (1, 1), 0, (0, 0, 0, 0), (0, 0)),
+    ((2, 4, 5, 8), (5, 3, 3), (2, 2), (1, 1), 2, (1, 0, 1, 1), (1, 0)),    # batch 2, several taps per pixel
+    ((2, 6, 7, 16), (24, 2, 2), (2, 2), (1, 1), 0, (0, 0, 0, 0), (0, 0)),  # the 2x2 stride-2 upsampling
+    ((1, 8, 8, 16), (1, 2, 2), (2, 2), (1, 1), 0, (0, 0, 0, 0), (0, 0)),   # one output channel (a mask head)
+    ((1, 4, 4, 4), (6, 4, 4), (2, 2), (1, 1), 1, (0, 0, 0, 0), (0, 0)),    # SAME, taps cut at both ends
+    ((1, 3, 5, 2), (3, 3, 2), (1, 3), (2, 1), 2, (2, 1, 0, 2), (0, 1)),    # dilation, wide stride
+    ((1, 3, 3, 40), (33, 3, 3), (3, 3), (1, 1), 0, (0, 0, 0, 0), (2, 1)),  # stride > kernel: pixels no tap reaches
+    # One tap per output pixel (the GEMM path): explicit pads cutting the first row and column, a depth that
+    # is not a multiple of four; a kernel narrower than the stride (rows and columns no tap reaches); one
+    # output channel with SAME padding and three input channels.
+    ((2, 5, 7, 5), (3, 2, 2), (2, 2), (1, 1), 2, (1, 0, 1, 2), (0, 1)),
+    ((1, 4, 6, 12), (7, 1, 2), (2, 3), (1, 1), 0, (0, 0, 0, 0), (1, 2)),
+    ((1, 6, 9, 3), (1, 3, 3), (3, 3), (1, 1), 1, (0, 0, 0, 0), (0, 0)),
+    ((1, 9, 20, 36), (40, 2, 2), (2, 2), (1, 1), 0, (0, 0, 0, 0), (1, 1)),  # panels of 16 and a partial one
+]
+
+
+@pytest.mark.parametrize("case", range(len(TCONV_CASES)))
+@pytest.mark.parametrize("per_channel", [True, False])
+def test_transpose_conv2d(case, per_channel):
+    """Bit for bit against the numpy scatter of TFLite's integer arithmetic,
+    at 1 and 3 threads, with and without bias, each fused activation; and
+    within the requantization's error of the float result."""
+    xs, (cout, kh, kw), strides, dil, padding, pads, op = TCONV_CASES[case]
+    rng = np.random.default_rng(5100 + case * 2 + per_channel)
+    x = rand_i8(rng, *xs)
+    xq = rand_q(rng, -2, 0)
+    w, ws = sym_weights(rng, (cout, kh, kw, xs[3]), 0 if per_channel else None, cout)
+    bias = real_bias(rng, cout, xq[0] * np.broadcast_to(ws, (cout,))) if case % 2 == 0 else None
+    act = ACTS[(case + per_channel) % 4]
+    attrs = dict(strides=strides, dilations=dil, padding=padding, pads=pads, output_padding=op)
+
+    def real_of(xq):
+        return ref.transpose_conv2d(deq(x, xq), deq(w, (ws, 0), 0),
+                                    None if bias is None else bias * (np.float64(xq[0]) * ws),
+                                    **attrs).astype(np.float64)
+
+    xq = retarget(xq, real_of(xq), act)
+    real = real_of(xq)
+    yq = fit_q(rng, ref._act(real, act))
+    want = R.transpose_conv2d(x, xq, w, ws, bias, yq, activation=act, **attrs)
+    for threads in (1, 3):
+        g = Q()
+        y = g.op("TransposeConv2D", g.input(x, xq), g.const(w, ws, axis=0 if per_channel else None),
+                 g.const(bias) if bias is not None else None, q=yq, activation=act, **attrs)
+        got = g.run(y, threads=threads)
+        same(got, want)
+    close_to_float(got, yq, ref._act(real, act), act)
+
+
+def test_transpose_conv2d_extremes():
+    """int8 ends everywhere (x and weights at -128 / 127 and -127 / 127),
+    input zero points at both ends, many taps per pixel over a deep input:
+    accumulators far from zero, the bias near its range; and weights given
+    as a graph input (packed at each run)."""
+    rng = np.random.default_rng(5200)
+    for xz, k, s in ((-128, 5, 1), (127, 5, 1), (-128, 2, 2), (127, 3, 3)):
+        x = np.where(rng.random((2, 5, 5, 200)) < 0.5, -128, 127).astype(np.int8)
+        w = np.where(rng.random((7, k, k, 200)) < 0.5, -127, 127).astype(np.int8)
+        ws = (10 ** rng.uniform(-4, -3, size=7)).astype(np.float32)
+        bias = rng.integers(-(1 << 28), 1 << 28, size=7).astype(np.int32)
+        xq, yq = (np.float32(0.02), xz), (np.float32(900.0 / s), 3)
+        want = R.transpose_conv2d(x, xq, w, ws, bias, yq, strides=(s, s))
+        g = Q()
+        y = g.op("TransposeConv2D", g.input(x, xq), g.const(w, ws, axis=0), g.const(bias), q=yq, strides=[s, s])
+        same(g.run(y, threads=2), want)
+        # weights, then bias, as graph inputs (packed, or the starting sums made, at each run)
+        for which in ("weights", "bias"):
+            g = Q()
+            xt = g.input(x, xq, name="x")
+            if which == "weights":
+                wt = g.input(w, name="w")
+                g.b.quantization(wt, ws, np.zeros(7, np.int32), axis=0)
+                bt = g.const(bias)
+            else:
+                wt = g.const(w, ws, axis=0)
+                bt = g.input(bias, name="b")
+            y = g.op("TransposeConv2D", xt, wt, bt, q=yq, strides=[s, s])
+            same(g.run(y), want)
+
+
+def test_transpose_conv2d_refuses():
+    rng = np.random.default_rng(5300)
+    x, xq = rand_i8(rng, 1, 4, 4, 3), (np.float32(0.1), 0)
+    w, ws = sym_weights(rng, (2, 3, 3, 3), 0, 2)
+
+    def build(wv=w, scales=ws, axis=0, zps=None, bias=None, yq=(np.float32(0.1), 0)):
+        g = Q()
+        wt = g.const(wv, scales, zps, axis=axis)
+        bt = None if bias is None else g.const(bias)
+        return g.run(g.op("TransposeConv2D", g.input(x, xq), wt, bt, q=yq))
+
+    build()  # the refusals below differ from this in one thing each
+    refuses(lambda: build(scales=np.float32([0.1, 0.2, 0.3]), axis=3))  # scales along the input channels
+    refuses(lambda: build(zps=[1, 0]), "zero point")                     # asymmetric weights
+    refuses(lambda: build(yq=None), "quantization parameters")           # output without parameters
+    refuses(lambda: build(bias=np.zeros(2, np.float32)), "int32 bias")    # float bias
+    refuses(lambda: build(bias=np.zeros(3, np.int32)), "3")               # one value per output channel
 
 
 # ----------------------------------------------------------------------------

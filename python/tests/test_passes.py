@@ -145,11 +145,13 @@ def producer(b, kind, x):
         return b.op(kind, x, b.const("c", rand(2) + 3.0), name="p")
     if kind in ("MaxPool2D", "AveragePool2D"):
         return b.op(kind, x, name="p", filter=[2, 2], padding=1)
+    if kind == "TransposeConv2D":
+        return b.op(kind, x, b.const("w", rand(3, 3, 3, 2)), b.const("b", rand(3)), name="p", strides=[2, 2])
     raise AssertionError(kind)
 
 
 @pytest.mark.parametrize("kind", ["Conv2D", "DepthwiseConv2D", "FullyConnected", "Add", "Sub", "Mul", "Div",
-                                  "MaxPool2D", "AveragePool2D"])
+                                  "MaxPool2D", "AveragePool2D", "TransposeConv2D"])
 @pytest.mark.parametrize("act", ["Relu", "Relu6"])
 def test_activation_fused(kind, act):
     b = ti.GraphBuilder()
@@ -286,6 +288,26 @@ def test_constant_affine_chain_then_activation_become_one_conv():
     np.testing.assert_allclose(on[0], np.maximum(R.conv2d(feed, w, bias) * s + t, 0), rtol=1e-4, atol=1e-4)
 
 
+def test_batchnorm_after_a_folded_add():
+    """Conv2D -> Add(c) -> BatchNorm -> Relu (PaddlePaddle's conv bias as an
+    Add before its BatchNorm): the BatchNorm's producer is linear only once
+    the Add is folded, so the folds run again; one Conv2D is left."""
+    b = ti.GraphBuilder()
+    x = b.input("x", (1, 5, 5, 2))
+    w, c, params = rand(4, 3, 3, 2), rand(4), bn_params(4)
+    y = b.op("Conv2D", x, b.const("w", w), None, name="conv")
+    a = b.op("Add", y, b.const("c", c), name="a")
+    b.output(b.op("Relu", add_bn(b, a, params), name="r"))
+    feed = rand(1, 5, 5, 2)
+    report, ops, on, off = both(b, [feed])
+    assert graph_passes(report) == ["fold Add 'a' into Conv2D 'conv'", "fold BatchNorm 'bn' into Conv2D 'a'",
+                                    "fuse Relu 'r' into Conv2D 'bn'"]
+    assert ops == ["Conv2D"]
+    np.testing.assert_allclose(on[0], off[0], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(on[0], np.maximum(R.batch_norm(R.conv2d(feed, w) + c, *params, epsilon=1e-3), 0),
+                               rtol=1e-4, atol=1e-4)
+
+
 @pytest.mark.parametrize("case", ["spatial const", "inf const", "input operand", "activation", "conv activation",
                                   "read twice", "graph output", "Div", "broadcast up"])
 def test_constant_affine_not_folded(case):
@@ -317,6 +339,117 @@ def test_constant_affine_not_folded(case):
         b.output(b.op("Add", y, c))
     report, ops, on, off = both(b, feeds)
     assert not any(p.startswith("fold") and "constant" not in p for p in report), report
+    exact(on, off)
+
+
+# -- TransposeConv2D: BatchNorm, constant Mul / Add / Sub, Relu ---------------------
+
+# (kernel, attributes): stride 1; stride 2 with explicit pads and output
+# padding (several taps per output pixel); 2x2 stride 2 (one tap per pixel,
+# the kernel's per-tap GEMM path).
+TCONV_GEOMETRY = {
+    "s1": (3, dict(strides=[1, 1])),
+    "s2": (3, dict(strides=[2, 2], padding=2, pads=[1, 0, 1, 1], output_padding=[1, 0])),
+    "s2k2": (2, dict(strides=[2, 2])),
+}
+
+
+def _tconv(b, geometry, bias=True, cout=5, act=0):
+    """TransposeConv2D 'tc' of a batch-2 input with 4 channels into `cout`,
+    and its numpy reference (reference.transpose_conv2d: a scatter of each
+    input pixel's taps)."""
+    k, attrs = TCONV_GEOMETRY[geometry]
+    x = b.input("x", (2, 4, 5, 4))
+    feed = rand(2, 4, 5, 4)
+    w, bv = rand(cout, k, k, 4), (rand(cout) if bias else None)
+    y = b.op("TransposeConv2D", x, b.const("w", w), None if bv is None else b.const("b", bv), name="tc",
+             activation=act, **attrs)
+    ref = R.transpose_conv2d(feed, w, bv, strides=attrs["strides"], padding=attrs.get("padding", 0),
+                             pads=attrs.get("pads", (0, 0, 0, 0)), output_padding=attrs.get("output_padding", (0, 0)))
+    return y, feed, ref
+
+
+@pytest.mark.parametrize("geometry", list(TCONV_GEOMETRY))
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
+@pytest.mark.parametrize("pattern", ["Add", "Add-(1,1,1,C)", "Add-scalar", "Sub", "Sub-const-first", "Mul",
+                                     "Mul-(1,1,1,C)", "BatchNorm", "Relu", "Relu6", "Add-BatchNorm-Relu"])
+def test_transpose_conv_folded(geometry, bias, pattern):
+    """What follows a TransposeConv2D (weights [Cout,KH,KW,Cin]: output
+    channel first) folds into it as into Conv2D: one TransposeConv2D left
+    (with a bias made when it had none), within float rounding of the
+    unfolded graph and of numpy."""
+    b = ti.GraphBuilder()
+    y, feed, ref = _tconv(b, geometry, bias)
+    c = rand(5)
+    params = bn_params(5)
+    want_lines = []
+    if pattern.startswith(("Add", "Sub", "Mul")) and pattern != "Add-BatchNorm-Relu":
+        name = pattern.split("-")[0]
+        cc = c.reshape(1, 1, 1, 5) if pattern.endswith("(1,1,1,C)") else (c[:1].reshape(()) if "scalar" in pattern else c)
+        args = (b.const("c", cc), y) if pattern.endswith("const-first") else (y, b.const("c", cc))
+        b.output(b.op(name, *args, name="f"))
+        want = {"Add": ref + cc, "Sub": ref - cc, "Mul": ref * cc}[name]
+        if pattern.endswith("const-first"):
+            want = cc - ref
+        want_lines = [f"fold {name} 'f' into TransposeConv2D 'tc'"]
+    elif pattern == "BatchNorm":
+        b.output(add_bn(b, y, params, name="f"))
+        want = R.batch_norm(ref, *params, epsilon=1e-3)
+        want_lines = ["fold BatchNorm 'f' into TransposeConv2D 'tc'"]
+    elif pattern in ("Relu", "Relu6"):
+        b.output(b.op(pattern, y, name="f"))
+        want = np.maximum(ref, 0) if pattern == "Relu" else np.clip(ref, 0, 6)
+        want_lines = [f"fuse {pattern} 'f' into TransposeConv2D 'tc'"]
+    else:
+        # the tail of ocr_det: TransposeConv2D -> Add(per-channel) -> BatchNorm -> Relu
+        a = b.op("Add", y, b.const("c", c), name="a")
+        b.output(b.op("Relu", add_bn(b, a, params), name="r"))
+        want = np.maximum(R.batch_norm(ref + c, *params, epsilon=1e-3), 0)
+        want_lines = ["fold BatchNorm 'bn' into TransposeConv2D 'a'", "fold Add 'a' into TransposeConv2D 'tc'",
+                      "fuse Relu 'r' into TransposeConv2D 'bn'"]
+    report, ops, on, off = both(b, [feed])
+    assert sorted(graph_passes(report)) == sorted(want_lines), report
+    assert ops == ["TransposeConv2D"]
+    np.testing.assert_allclose(on[0], off[0], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(on[0], want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("case", ["read twice", "graph output", "spatial const", "per-batch const",
+                                  "conv activation", "Div", "variable weights", "variable bias", "bn read twice"])
+def test_transpose_conv_not_folded(case):
+    """No fold when the TransposeConv2D's output has another reader or is a
+    graph output, when the constant does not broadcast per output channel,
+    when the TransposeConv2D applies an activation itself, or when its
+    weights or bias are not constants: outputs exactly those without passes."""
+    b = ti.GraphBuilder()
+    feeds = None
+    if case in ("variable weights", "variable bias"):
+        x = b.input("x", (2, 4, 5, 4))
+        w = b.input("w", (5, 3, 3, 4)) if case == "variable weights" else b.const("w", rand(5, 3, 3, 4))
+        bb = b.input("b", (5,)) if case == "variable bias" else b.const("b", rand(5))
+        y = b.op("TransposeConv2D", x, w, bb, name="tc", strides=[2, 2])
+        feeds = [rand(2, 4, 5, 4), rand(5, 3, 3, 4) if case == "variable weights" else rand(5)]
+    else:
+        y, feed, _ = _tconv(b, "s2", act=1 if case == "conv activation" else 0)
+        feeds = [feed]
+    c = b.const("c", rand(5))
+    if case == "read twice":
+        b.output(b.op("Add", y, c), b.op("Tanh", y))
+    elif case == "graph output":
+        b.output(b.op("Mul", y, c), y)
+    elif case == "bn read twice":
+        b.output(add_bn(b, y, bn_params(5)), b.op("Relu", y))
+    elif case == "spatial const":
+        b.output(b.op("Add", y, b.const(None, rand(1, 1, 9, 5))))  # one value per output column (s2: 9)
+    elif case == "per-batch const":
+        b.output(b.op("Mul", y, b.const(None, rand(2, 1, 1, 5))))
+    elif case == "Div":
+        b.output(b.op("Div", y, c))
+    else:
+        b.output(b.op("Add", y, c))
+    report, ops, on, off = both(b, feeds)
+    assert not any(p.startswith(("fold", "fuse")) and "constant" not in p for p in report), report
+    assert ops.count("TransposeConv2D") == 1 and len(ops) >= 2
     exact(on, off)
 
 

@@ -570,6 +570,60 @@ def test_int8_static_quantizes_the_folded_affine_chains(seed):
     assert sqnr[True] >= sqnr[False] - 0.5, sqnr
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_int8_static_transpose_conv_head(seed):
+    """The tail of PP-OCR's detection head: Conv2D -> TransposeConv2D ->
+    Add(c) -> BatchNorm -> Relu -> TransposeConv2D (2x2 stride 2, one output
+    channel) -> Logistic. The load-time folds leave two TransposeConv2D and
+    int8-static runs both on the int8 kernel (weights per channel, int32
+    bias): one Quantize and one Dequantize in all, within int8 noise of the
+    numpy float64 reference, and no worse than before the folds."""
+    rng = np.random.default_rng(seed)
+
+    def f(*shape, scale=1.0):
+        return (rng.standard_normal(shape) * scale).astype(np.float32)
+    w0, b0 = f(8, 3, 3, 4, scale=0.3), f(8)
+    w1, c1 = f(6, 2, 2, 8, scale=0.3), f(6)
+    bn = (f(6) * 0.5 + 1, f(6), f(6) * 0.3, np.abs(f(6)) + 0.5)
+    w2, b2 = f(1, 2, 2, 6, scale=0.5), f(1)
+    g = tinyinfer.GraphBuilder("tconv")
+    x = g.input("x", (1, 6, 6, 4))
+    y = g.op("Conv2D", x, g.const("w0", w0), g.const("b0", b0), padding=1, activation=1, name="conv")
+    t = g.op("TransposeConv2D", y, g.const("w1", w1), None, strides=[2, 2], name="up1")
+    a = g.op("Add", t, g.const("c1", c1), name="add")
+    n = g.op("BatchNorm", a, *[g.const(None, v) for v in bn], epsilon=1e-5, name="bn")
+    r = g.op("Relu", n, name="relu")
+    u = g.op("TransposeConv2D", r, g.const("w2", w2), g.const("b2", b2), strides=[2, 2], name="up2")
+    g.output(g.op("Logistic", u, name="out"))
+    data = g.to_bytes()
+
+    def reference(v):
+        h = R.conv2d(v, w0, b0, padding=1, activation=1)
+        h = R.transpose_conv2d(h, w1, None, strides=(2, 2)).astype(np.float64) + c1
+        h = np.maximum(R.batch_norm(h, *bn), 0)
+        h = R.transpose_conv2d(h, w2, b2, strides=(2, 2)).astype(np.float64)
+        return 1 / (1 + np.exp(-h))
+
+    calib = [f(1, 6, 6, 4) for _ in range(24)]
+    test = [f(1, 6, 6, 4) for _ in range(10)]
+    ref = np.concatenate([reference(v) for v in test])
+    sqnr = {}
+    for optimize in (True, False):
+        with tinyinfer.load(data, optimize=optimize) as fm:
+            r = tinyinfer.quantize(fm, mode="int8-static", calib=calib)
+        with tinyinfer.load(r.data) as qm:
+            tens = {t.index: t for t in qm.tensors()}
+            ops = [o.op for o in qm.ops()]
+            tconv_in = [str(tens[o.inputs[0]].dtype) for o in qm.ops() if o.op == "TransposeConv2D"]
+            out = np.concatenate([qm.run(v)[0] for v in test]).astype(np.float64)
+        if optimize:
+            assert ops == ["Quantize", "Conv2D", "TransposeConv2D", "TransposeConv2D", "Logistic", "Dequantize"], ops
+            assert tconv_in == ["int8", "int8"]
+        sqnr[optimize] = sqnr_db((ref ** 2).sum(), ((ref - out) ** 2).sum())
+    assert sqnr[True] > 25, sqnr
+    assert sqnr[True] >= sqnr[False] - 0.5, sqnr
+
+
 def test_int8_static_reduce_max_keeps_its_input_parameters(rng):
     """ReduceMax after an int8 Conv2D runs in int8 with its input's parameters
     (as TFLite's converter writes REDUCE_MAX), so the max itself is exact."""

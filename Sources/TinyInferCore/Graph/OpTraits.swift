@@ -176,7 +176,12 @@ extension OpKind {
         inputs: 2...3, weightSlots: .slots(1, 2), fusedActivation: true, int8: .always, fp16Slots: .slots(1),
         staticInt8: .weighted, family: .linear(channelLast: true, pads: true))
     case .transposeConv2D:
-      return OpTraits(inputs: 2...3, weightSlots: .slots(1, 2), fusedActivation: true, fp16Slots: .slots(1))
+      // Weights [Cout,KH,KW,Cin]: the output channel is the first dim, as
+      // for Conv2D. Its `pads` crop the output (not padding of the input):
+      // a Pad before it does not fold into them.
+      return OpTraits(
+        inputs: 2...3, weightSlots: .slots(1, 2), fusedActivation: true, int8: .always, fp16Slots: .slots(1),
+        staticInt8: .weighted, family: .linear(channelLast: false, pads: false))
     case .maxPool2D, .averagePool2D:
       return OpTraits(inputs: 1...1, fusedActivation: true, int8: .always, staticInt8: .sameParams)
     case .mean:

@@ -15,7 +15,8 @@ public enum Registry {
     case .conv2D: return q ? try QConv2DKernel.infer(node, inputs) : try Conv2DKernel.infer(node, inputs)
     case .depthwiseConv2D:
       return q ? try QDepthwiseConv2DKernel.infer(node, inputs) : try DepthwiseConv2DKernel.infer(node, inputs)
-    case .transposeConv2D: return try TransposeConv2DKernel.infer(node, inputs)
+    case .transposeConv2D:
+      return q ? try QTransposeConv2DKernel.infer(node, inputs) : try TransposeConv2DKernel.infer(node, inputs)
     case .maxPool2D, .averagePool2D: return q ? try QPoolKernel.infer(node, inputs) : try PoolKernel.infer(node, inputs)
     case .mean, .reduceMax: return q ? try QReduceKernel.infer(node, inputs) : try ReduceKernel.infer(node, inputs)
     case .add, .sub, .mul, .div, .maximum, .minimum:
@@ -63,7 +64,7 @@ public enum Registry {
     case .matMul: return try MatMulKernel.bind(ctx)
     case .conv2D: return q ? try QConv2DKernel.bind(ctx) : try Conv2DKernel.bind(ctx)
     case .depthwiseConv2D: return q ? try QDepthwiseConv2DKernel.bind(ctx) : try DepthwiseConv2DKernel.bind(ctx)
-    case .transposeConv2D: return try TransposeConv2DKernel.bind(ctx)
+    case .transposeConv2D: return q ? try QTransposeConv2DKernel.bind(ctx) : try TransposeConv2DKernel.bind(ctx)
     case .maxPool2D, .averagePool2D: return q ? try QPoolKernel.bind(ctx) : try PoolKernel.bind(ctx)
     case .mean, .reduceMax: return q ? try QReduceKernel.bind(ctx) : try ReduceKernel.bind(ctx)
     case .add, .sub, .mul, .div, .maximum, .minimum:

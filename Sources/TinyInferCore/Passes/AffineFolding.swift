@@ -1,5 +1,6 @@
 /// Folds a float32 Mul, Add or Sub with a constant into the Conv2D,
-/// DepthwiseConv2D or FullyConnected that produces its other input, on the
+/// DepthwiseConv2D, TransposeConv2D or FullyConnected (`OpFamily.linear`)
+/// that produces its other input, on the
 /// same conditions as BatchNorm folding (BatchNormFolding.linearProducer):
 /// exported "scale and bias" pairs (PaddlePaddle's learnable affine blocks,
 /// a BatchNorm spelled out as Mul and Add, a normalization constant) then

@@ -1,5 +1,5 @@
-/// Folds a BatchNorm into the float32 Conv2D, DepthwiseConv2D or
-/// FullyConnected (`OpFamily.linear`) that produces its input, when that op
+/// Folds a BatchNorm into the float32 Conv2D, DepthwiseConv2D,
+/// TransposeConv2D or FullyConnected (`OpFamily.linear`) that produces its input, when that op
 /// has constant float32 weights (and a constant bias or none) and no fused activation, and its
 /// output feeds only the BatchNorm and is not a graph output. With the
 /// BatchNorm kernel's per-channel s = scale / sqrt(variance + eps) and
@@ -61,7 +61,8 @@ enum BatchNormFolding {
     @inline(__always) func sc(_ j: Int) -> Float { s.count == 1 ? s[0] : s[j] }
     @inline(__always) func sh(_ j: Int) -> Float { t.count == 1 ? t[0] : t[j] }
     // Output channel of each weight: the first dim (Conv2D [Cout,KH,KW,Cin/g],
-    // FullyConnected [N,K]) or the last (DepthwiseConv2D [1,KH,KW,C*M]).
+    // TransposeConv2D [Cout,KH,KW,Cin], FullyConnected [N,K]) or the last
+    // (DepthwiseConv2D [1,KH,KW,C*M]). An op without a bias gets one.
     let wd = p.tensors[prod.inputs[1]]
     let count = wd.count
     var nw = [Float](repeating: 0, count: count)

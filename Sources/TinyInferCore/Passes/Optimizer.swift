@@ -20,8 +20,16 @@ enum Optimizer {
     IdentityRemoval.run(&p)
     CommonSubexpression.run(&p)
     do throws(TinfError) {
-      try BatchNormFolding.run(&p)
-      try AffineFolding.run(&p)
+      // Again while either folds something: a BatchNorm after a constant Add
+      // (TransposeConv2D -> Add -> BatchNorm in PP-OCR's detection head)
+      // has a linear producer only once the Add is folded. Each round
+      // removes ops, so this ends.
+      var before = -1
+      while p.report.count != before {
+        before = p.report.count
+        try BatchNormFolding.run(&p)
+        try AffineFolding.run(&p)
+      }
     } catch {
       p.freeAll()
       throw error

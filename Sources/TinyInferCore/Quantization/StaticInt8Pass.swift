@@ -4,8 +4,8 @@
 /// Dequantize -> graph output float32 (same names as before). Activations
 /// are int8 per tensor with the calibrated range (zero point from the
 /// range, 0 always representable); weights int8 symmetric per channel
-/// (zero point 0, [-127, 127], axis 0 for Conv2D / FullyConnected, 3 for
-/// DepthwiseConv2D); biases int32 with scale in_scale * w_scale[c];
+/// (zero point 0, [-127, 127], axis 0 for Conv2D / TransposeConv2D /
+/// FullyConnected, 3 for DepthwiseConv2D); biases int32 with scale in_scale * w_scale[c];
 /// Logistic / Softmax outputs (1/256, -128), Tanh (1/128, 0); pooling and
 /// data movement keep their input's parameters; Concat requantizes its
 /// inputs to its output's parameters when they differ. An op without an

@@ -211,58 +211,13 @@ class _Tracer:
     def finish(self, outputs: List["Value"], name: str, output_names: Sequence[str], report):
         outs = [plain(v, "output back to torch's layout") for v in outputs]
         out_syms = [v.sym for v in outs]
-        alias: Dict[int, _Sym] = {}
-
-        def res(s):
-            while isinstance(s, _Sym) and id(s) in alias:
-                s = alias[id(s)]
-            return s
-
-        def consumers() -> Counter:
-            c: Counter = Counter()
-            for n in self.nodes:
-                if not n.dead:
-                    for i in n.inputs:
-                        if isinstance(i, _Sym):
-                            c[id(res(i))] += 1
-            for s in out_syms:
-                c[id(res(s))] += 1
-            return c
-
-        # BatchNorm after a TransposeConv2D (its only reader) goes into the weights and bias here: the core's
-        # BatchNormFolding covers Conv2D, DepthwiseConv2D and FullyConnected, which are left to it, as are
-        # Relu / Relu6 fusion, identity and dead-op removal (docs/architecture.md, Load-time passes).
-        cons = consumers()
-        for n in self.nodes:
-            if n.dead or n.op != "BatchNorm":
-                continue
-            x = res(n.inputs[0])
-            p = x.producer
-            if p is None or p.dead or p.op != "TransposeConv2D" or p.attrs.get("activation", 0) != 0 \
-                    or cons[id(x)] != 1 or len(p.outputs) != 1 or not isinstance(p.inputs[1], _Const):
-                continue
-            scale, shift, mean, var = (c.array.astype(np.float64) for c in n.inputs[1:5])
-            s = scale / np.sqrt(var + float(n.attrs.get("epsilon", 1e-5)))
-            w = p.inputs[1].array.astype(np.float64)  # [Cout, KH, KW, Cin]
-            if w.shape[0] != s.size:
-                continue
-            p.inputs[1] = _Const((w * s.reshape(-1, 1, 1, 1)).astype(np.float32), p.inputs[1].name)
-            has_b = len(p.inputs) > 2 and isinstance(p.inputs[2], _Const)
-            b = p.inputs[2].array.astype(np.float64) if has_b else np.zeros(s.size)
-            bname = p.inputs[2].name if has_b else p.inputs[1].name.rsplit(".", 1)[0] + ".bias"
-            while len(p.inputs) < 3:
-                p.inputs.append(None)
-            p.inputs[2] = _Const(((b - mean) * s + shift).astype(np.float32), bname)
-            n.dead = True
-            alias[id(n.outputs[0])] = x
-            self.folded.append(f"{n.layer} into {p.layer} (its {p.op} weights and bias)")
-
+        # BatchNorm folding (also after a TransposeConv2D), Relu / Relu6 fusion, identity and dead-op removal
+        # are left to the core's load-time passes (docs/architecture.md, Load-time passes).
         b = GraphBuilder(name, producer="tinyinfer.convert.nn")
         if self.quantized:
             b.metadata("quantization", "int8-dynamic")
         tensors: Dict[int, object] = {}
         used_names = set()
-        out_syms = [res(s) for s in out_syms]
         out_name_of = {}
         for s, nm in zip(out_syms, output_names):
             out_name_of.setdefault(id(s), nm)
@@ -303,7 +258,7 @@ class _Tracer:
                             b.quantization(const_tensors[id(i)], *i.quant)
                     ins.append(const_tensors[id(i)])
                 else:
-                    ins.append(tensors[id(res(i))])
+                    ins.append(tensors[id(i)])
             names = []
             for o in n.outputs:
                 if id(o) in out_name_of:
@@ -2078,8 +2033,8 @@ SUPPORTED_OPS: Dict[str, str] = {
     "Conv2d": "Conv2D (OIHW -> OHWI; groups kept), or DepthwiseConv2D when groups == in_channels "
               "(weight -> [1, KH, KW, C*M]); padding_mode 'reflect' adds a Pad",
     "ConvTranspose2d": "TransposeConv2D (IOHW -> [Cout, KH, KW, Cin]); groups > 1 as Split + TransposeConv2D + Concat",
-    "BatchNorm2d": "BatchNorm (folded into a preceding Conv2D / DepthwiseConv2D by the core at load, into a "
-                   "TransposeConv2D here)",
+    "BatchNorm2d": "BatchNorm (folded into a preceding Conv2D / DepthwiseConv2D / TransposeConv2D by the core "
+                   "at load)",
     "BatchNorm1d": "BatchNorm (folded into a preceding FullyConnected by the core at load)",
     "LayerNorm": "LayerNorm",
     "Embedding": "Gather (axis 0)",

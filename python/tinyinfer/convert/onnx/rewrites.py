@@ -2,8 +2,8 @@
 ReduceMean/Sub/Pow/Sqrt/Div form of layer normalization, Reciprocal(Sqrt) -> Rsqrt, HardSigmoid * x
 and x * Clip(x + 3, 0, 6) / 6 -> HardSwish; and the BatchNorm and Pad foldings the core's passes cannot
 see (each function says which).
-What the core does (BatchNorm into Conv2D / DepthwiseConv2D / FullyConnected, Relu / Relu6 fusion, zero
-Pad into a convolution, identity and dead-op removal) is left to it."""
+What the core does (BatchNorm into Conv2D / DepthwiseConv2D / TransposeConv2D / FullyConnected, Relu /
+Relu6 fusion, zero Pad into a convolution, identity and dead-op removal) is left to it."""
 
 from __future__ import annotations
 
@@ -16,9 +16,10 @@ from ._graph import Node, _close
 
 
 def fold_batchnorm(im):
-    """BatchNormalization into the ConvTranspose or 1-D Conv before it: the cases the core's BatchNormFolding
-    cannot see (it folds into Conv2D, DepthwiseConv2D and FullyConnected, and a 1-D Conv reaches the runtime as
-    Conv2D + Reshape, so the BatchNorm reads the Reshape). After a 2-D Conv or a Gemm the BatchNorm is emitted
+    """BatchNormalization into the ConvTranspose or 1-D Conv before it: a 1-D Conv or ConvTranspose reaches the
+    runtime as Conv2D / TransposeConv2D + Reshape, so the core's BatchNormFolding (Conv2D, DepthwiseConv2D,
+    TransposeConv2D, FullyConnected) does not see the BatchNorm, which reads the Reshape; a 2-D ConvTranspose is
+    folded here too, as before the core covered it. After a 2-D Conv or a Gemm the BatchNorm is emitted
     and the core folds it at load."""
     for bn in im.nodes:
         if bn.dead or bn.op != "BatchNormalization" or bn.domain:
