@@ -288,11 +288,13 @@ CONV_CASES = [
     ((3, 9, 10, 1), (40, 3, 3), (1, 1), (1, 1), 1, (0, 0, 0, 0), 1),
     ((1, 20, 6, 2), (12, 7, 1), (2, 1), (3, 1), 0, (0, 0, 0, 0), 1),
     ((2, 8, 11, 2), (17, 4, 5), (1, 2), (1, 1), 2, (0, 3, 2, 1), 1),
-    # 1x1 of at most 32 input channels (the direct 1x1 kernel at x86 AVX2 and up, 64-pixel chunks, four pixels
-    # per step): depths over 16 (two halves), an odd depth, a batch of two, partial last blocks of channels,
-    # pixel counts past a chunk and not a multiple of four; the last pixels of each thread's range are read
-    # without reading past them.
+    # 1x1 of at most 64 input channels (the direct 1x1 kernel at x86 AVX2 and up, 64-pixel chunks, four pixels
+    # per step): depths in one to four pieces of 16, odd depths, a batch of two, partial last blocks of
+    # channels, pixel counts past a chunk and not a multiple of four; the last pixels of each thread's range
+    # are read without reading past them.
     ((2, 9, 10, 24), (40, 1, 1), (1, 1), (1, 1), 0, (0, 0, 0, 0), 1),
+    ((1, 7, 11, 41), (24, 1, 1), (1, 1), (1, 1), 0, (0, 0, 0, 0), 1),
+    ((2, 5, 7, 64), (17, 1, 1), (1, 1), (1, 1), 0, (0, 0, 0, 0), 1),
     ((1, 13, 11, 31), (16, 1, 1), (1, 1), (1, 1), 0, (0, 0, 0, 0), 1),
     ((1, 5, 13, 32), (33, 1, 1), (1, 1), (1, 1), 0, (0, 0, 0, 0), 1),
     ((1, 3, 3, 1), (5, 1, 1), (1, 1), (1, 1), 0, (0, 0, 0, 0), 1),
