@@ -8,6 +8,15 @@ import TinyInferShims
 /// over threads: each output pixel sums, over the taps that land on it, the
 /// dot products of the input pixel with the weight rows (contiguous in Cin).
 enum TransposeConv2DKernel {
+  /// The input row whose taps of kernel row i land on output row oy
+  /// (oy = iy * sh - padT + i * dh), nil when none does (float and int8).
+  @inline(__always)
+  static func inputRow(_ oy: Int, _ i: Int, padT: Int, dh: Int, sh: Int, h: Int) -> Int? {
+    let t = oy &+ padT &- i &* dh
+    guard t >= 0, t % sh == 0, t / sh < h else { return nil }
+    return t / sh
+  }
+
   /// Output size and leading padding of one spatial dim.
   static func outDim(input: Int, kernel: Int, stride: Int, dilation: Int, padding: Int, explicit: (Int, Int),
     outputPadding: Int
@@ -108,12 +117,7 @@ enum TransposeConv2DKernel {
           let yrow = y + row &* ow &* cout
           fillBias(yrow, bias, cout, ow &* cout)
           for i in 0..<kh {
-            // oy = iy*sh - padT + i*dh
-            let t = oy &+ padT &- i &* dh
-            if t < 0 { break }
-            if t % sh != 0 { continue }
-            let iy = t / sh
-            if iy >= h { continue }
+            guard let iy = inputRow(oy, i, padT: padT, dh: dh, sh: sh, h: h) else { continue }
             for ox in 0..<ow {
               let yo = yrow + ox &* cout
               for j in 0..<kw {

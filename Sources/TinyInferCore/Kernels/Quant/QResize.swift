@@ -99,38 +99,19 @@ enum QResizeKernel {
             let oy = row &- b &* oh
             let r0 = b &* h &+ yLo.base[oy]
             let r1 = b &* h &+ yHi.base[oy]
-            // Row r0's pass: reuse, else overwrite the buffer not holding r1.
-            let h0: UnsafeMutablePointer<Int32>
-            if held0 == r0 {
-              h0 = hb0
-            } else if held1 == r0 {
-              h0 = hb1
-            } else if held0 != r1 {
-              hPass(x + r0 &* w &* c, hb0, c, ow, x0, x1, wx)
-              held0 = r0
-              h0 = hb0
-            } else {
-              hPass(x + r0 &* w &* c, hb1, c, ow, x0, x1, wx)
-              held1 = r0
-              h0 = hb1
+            // Row r's pass: reused where a buffer holds it, else computed into
+            // buffer `into` (0 or 1).
+            func pass(_ r: Int, into: Int) -> UnsafeMutablePointer<Int32> {
+              if held0 == r { return hb0 }
+              if held1 == r { return hb1 }
+              let buf = into == 0 ? hb0 : hb1
+              hPass(x + r &* w &* c, buf, c, ow, x0, x1, wx)
+              if into == 0 { held0 = r } else { held1 = r }
+              return buf
             }
-            // Row r1's pass: reuse, else the buffer h0 is not.
-            let h1: UnsafeMutablePointer<Int32>
-            if r1 == r0 {
-              h1 = h0
-            } else if held0 == r1 {
-              h1 = hb0
-            } else if held1 == r1 {
-              h1 = hb1
-            } else if h0 == hb0 {
-              hPass(x + r1 &* w &* c, hb1, c, ow, x0, x1, wx)
-              held1 = r1
-              h1 = hb1
-            } else {
-              hPass(x + r1 &* w &* c, hb0, c, ow, x0, x1, wx)
-              held0 = r1
-              h1 = hb0
-            }
+            // Row r0 into the buffer not holding r1; row r1 into the one h0 is not.
+            let h0 = pass(r0, into: held0 != r1 ? 0 : 1)
+            let h1 = r1 == r0 ? h0 : pass(r1, into: h0 == hb0 ? 1 : 0)
             vPass(UnsafePointer(h0), UnsafePointer(h1), y + row &* rowLen, rowLen, yW.int32[oy])
           }
         }

@@ -90,21 +90,9 @@ enum QTransposeConv2DKernel {
         for row in range {
           let b = row / oh
           let oy = row &- b &* oh
-          if let bias {
-            for ox in 0..<ow {
-              let dst = acc + ox &* cout
-              for c in 0..<cout { dst[c] = bias[c] }
-            }
-          } else {
-            acc.update(repeating: 0, count: rowLen)
-          }
+          QTransposeConv2DKernel.startRow(acc, bias, ow: ow, cout: cout)
           for i in 0..<kh {
-            // oy = iy*sh - padT + i*dh
-            let t = oy &+ padT &- i &* dh
-            if t < 0 { break }
-            if t % sh != 0 { continue }
-            let iy = t / sh
-            if iy >= h { continue }
+            guard let iy = TransposeConv2DKernel.inputRow(oy, i, padT: padT, dh: dh, sh: sh, h: h) else { continue }
             let xrow = x + (b &* h &+ iy) &* wIn &* cin
             for j in 0..<kw {
               // ox = ix*sw - padL + j*dw in [0, ow) for ix in [first, end).
@@ -201,16 +189,7 @@ enum QTransposeConv2DKernel {
           let i = (oy &+ padT) % sh
           let iy = (oy &+ padT) / sh
           let reached = i < kh && iy < h
-          if !reached || gaps {
-            if let bias {
-              for ox in 0..<ow {
-                let dst = acc + ox &* cout
-                for c in 0..<cout { dst[c] = bias[c] }
-              }
-            } else {
-              acc.update(repeating: 0, count: rowLen)
-            }
-          }
+          if !reached || gaps { QTransposeConv2DKernel.startRow(acc, bias, ow: ow, cout: cout) }
           if reached {
             let src = b &* h &+ iy
             if src != converted {
@@ -254,6 +233,16 @@ enum QTransposeConv2DKernel {
       }
       withExtendedLifetime((rowWeights, initial, rowsU8, gemmOut, accRows, table)) {}
     }
+  }
+
+  /// An output row's accumulators at their start: the bias of each pixel, or zeros.
+  @inline(__always)
+  static func startRow(_ acc: UnsafeMutablePointer<Int32>, _ bias: UnsafePointer<Int32>?, ow: Int, cout: Int) {
+    guard let bias else {
+      acc.update(repeating: 0, count: ow &* cout)
+      return
+    }
+    for ox in 0..<ow { (acc + ox &* cout).update(from: bias, count: cout) }
   }
 
   /// ceil(a / b) for b > 0 and any sign of a.
