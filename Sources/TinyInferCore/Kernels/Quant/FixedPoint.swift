@@ -167,9 +167,25 @@ enum FixedPoint {
 struct QParams: Equatable {
   var scale: Float
   var zeroPoint: Int32
+
+  /// The same parameters up to float rounding (scales within 1e-6 relative):
+  /// what an op that moves or compares raw int8 values keeps.
+  func matches(_ o: QParams) -> Bool {
+    zeroPoint == o.zeroPoint && (scale - o.scale).magnitude <= 1e-6 * max(scale, o.scale)
+  }
 }
 
 enum QCheck {
+  /// An op whose int8 output keeps its input's parameters (pooling,
+  /// ResizeBilinear): other output parameters are refused.
+  static func outputKeeps(_ xq: QParams, _ yq: QParams, _ op: String) throws(TinfError) {
+    guard xq.matches(yq) else {
+      throw .unsupported(
+        "int8 \(op) keeps the input's quantization (scale \(xq.scale), zero point \(xq.zeroPoint)); "
+          + "the output declares scale \(yq.scale), zero point \(yq.zeroPoint)")
+    }
+  }
+
   /// The input is int8 (uint8 and other dtypes are refused with the reason).
   static func requireInt8(_ t: TensorDesc, _ what: String) throws(TinfError) {
     if t.dtype == .int8 { return }

@@ -40,7 +40,7 @@ enum QBinaryKernel {
     let aq = try QCheck.perTensor(a, "input")
     let bq = try QCheck.perTensor(b, "input")
     if node.op == .maximum || node.op == .minimum {
-      guard sameParams(aq, bq) else {
+      guard aq.matches(bq) else {
         throw .unsupported(
           "int8 \(node.op.name) compares raw values: its inputs must share their quantization (scales \(aq.scale) and \(bq.scale), zero points \(aq.zeroPoint) and \(bq.zeroPoint))"
         )
@@ -82,7 +82,7 @@ enum QBinaryKernel {
 
     let fn = try Registry.binaryOp(ctx.node)
     if fn == .maximum || fn == .minimum {
-      guard sameParams(aq, yq) else {
+      guard aq.matches(yq) else {
         throw .unsupported(
           "int8 \(ctx.node.op.name) keeps its inputs' quantization (scale \(aq.scale), zero point \(aq.zeroPoint)); the output declares scale \(yq.scale), zero point \(yq.zeroPoint)"
         )
@@ -185,11 +185,6 @@ enum QBinaryKernel {
         QPReluKernel.runPeriodic(UnsafePointer(y), sp, c, y, total, tq, aq, yq, m1, m2)
       }
     }
-  }
-
-  /// Two parameters equal to float rounding (as the int8 pools compare them).
-  static func sameParams(_ p: QParams, _ q: QParams) -> Bool {
-    p.zeroPoint == q.zeroPoint && (p.scale - q.scale).magnitude <= 1e-6 * max(p.scale, q.scale)
   }
 
   /// Maximum / Minimum of raw int8 values: one value against the other

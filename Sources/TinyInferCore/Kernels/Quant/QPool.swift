@@ -14,11 +14,7 @@ enum QPoolKernel {
     let g = try PoolGeometry(ctx)
     let xq = try QCheck.perTensor(ctx.inputs[0]!, "input")
     let yq = try QCheck.output(ctx)
-    guard xq.zeroPoint == yq.zeroPoint, (xq.scale - yq.scale).magnitude <= 1e-6 * max(xq.scale, yq.scale) else {
-      throw .unsupported(
-        "int8 \(ctx.node.op.name) keeps the input's quantization (scale \(xq.scale), zero point \(xq.zeroPoint)); "
-          + "the output declares scale \(yq.scale), zero point \(yq.zeroPoint)")
-    }
+    try QCheck.outputKeeps(xq, yq, ctx.node.op.name)
     let (lo, hi) = try QCheck.activationRange(try Activation.from(ctx.attrs), yq)
     let (x, y) = (ctx.input(0, Int8.self), ctx.output(0, Int8.self))
     if ctx.node.op == .maxPool2D {

@@ -44,11 +44,7 @@ enum QResizeKernel {
     let p = try ResizeKernel.params(ctx.node)
     let xq = try QCheck.perTensor(xd, "input")
     let yq = try QCheck.output(ctx)
-    guard xq.zeroPoint == yq.zeroPoint, (xq.scale - yq.scale).magnitude <= 1e-6 * max(xq.scale, yq.scale) else {
-      throw .unsupported(
-        "int8 ResizeBilinear keeps the input's quantization (scale \(xq.scale), zero point \(xq.zeroPoint)); "
-          + "the output declares scale \(yq.scale), zero point \(yq.zeroPoint)")
-    }
+    try QCheck.outputKeeps(xq, yq, ctx.node.op.name)
     let (n, h, w, c) = (xd.shape[0], xd.shape[1], xd.shape[2], xd.shape[3])
     let (oh, ow) = (p.oh, p.ow)
     // The column offsets are int32 in the C kernel: refuse what would not fit.
