@@ -17,6 +17,16 @@ enum TransposeConv2DKernel {
     return t / sh
   }
 
+  /// The input columns ix whose tap with horizontal offset `off` (padL - j * dw
+  /// for kernel column j) lands inside the output row, ox = ix * sw - off in
+  /// [0, ow); empty when none does (float and int8).
+  @inline(__always)
+  static func inputColumns(off: Int, sw: Int, ow: Int, wIn: Int) -> Range<Int> {
+    @inline(__always) func ceilDiv(_ a: Int) -> Int { a > 0 ? (a &+ sw &- 1) / sw : 0 &- ((0 &- a) / sw) }
+    let first = max(0, ceilDiv(off))
+    return first..<max(first, min(wIn, ceilDiv(ow &+ off)))
+  }
+
   /// Output size and leading padding of one spatial dim.
   static func outDim(input: Int, kernel: Int, stride: Int, dilation: Int, padding: Int, explicit: (Int, Int),
     outputPadding: Int
@@ -205,10 +215,9 @@ enum TransposeConv2DKernel {
           }
           let xrow = x + (b &* h &+ iy) &* wIn &* cin
           for j in 0..<kw {
-            // ox = ix*sw + j - padL in [0, ow), ix in [0, wIn).
-            let first = max(0, (padL &- j &+ sw &- 1) / sw)
-            let end = min(wIn, (ow &- j &+ padL &+ sw &- 1) / sw)
-            guard first < end else { continue }
+            let cols = inputColumns(off: padL &- j, sw: sw, ow: ow, wIn: wIn)
+            guard !cols.isEmpty else { continue }
+            let (first, end) = (cols.lowerBound, cols.upperBound)
             if dots {
               kern.gemm_abt(
                 xrow, cin, rowsOfTap.base + (i &* kw &+ j) &* per, cin, bias, yrow + (j &- padL) &* cout,

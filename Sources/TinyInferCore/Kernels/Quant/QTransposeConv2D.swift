@@ -95,15 +95,13 @@ enum QTransposeConv2DKernel {
             guard let iy = TransposeConv2DKernel.inputRow(oy, i, padT: padT, dh: dh, sh: sh, h: h) else { continue }
             let xrow = x + (b &* h &+ iy) &* wIn &* cin
             for j in 0..<kw {
-              // ox = ix*sw - padL + j*dw in [0, ow) for ix in [first, end).
               let off = padL &- j &* dw
-              let first = max(0, QTransposeConv2DKernel.ceilDiv(off, sw))
-              let end = min(wIn, QTransposeConv2DKernel.ceilDiv(ow &+ off, sw))
-              guard first < end else { continue }
+              let span = TransposeConv2DKernel.inputColumns(off: off, sw: sw, ow: ow, wIn: wIn)
+              guard !span.isEmpty else { continue }
               let tap = i &* kw &+ j
               let wt = wp + tap &* cout &* cin
               let st = rs + tap &* cout
-              for ix in first..<end {
+              for ix in span {
                 let a = acc + (ix &* sw &- off) &* cout
                 dotInt8Rows(dot, xrow + ix &* cin, wt, cin, 0..<cout) { c, d in
                   a[c] &+= d &- xz &* st[c]
@@ -212,15 +210,13 @@ enum QTransposeConv2DKernel {
             QPackedGemm.run(
               rows: wIn, a: UnsafePointer(buf), lda: k4, weights: rowWeights[i], initial: ini, acc: g, ldo: cols)
             for j in 0..<kw {
-              // ox = ix*sw - padL + j in [0, ow), ix in [0, wIn).
               let off = padL &- j
-              let first = max(0, QTransposeConv2DKernel.ceilDiv(off, sw))
-              let end = min(wIn, QTransposeConv2DKernel.ceilDiv(ow &+ off, sw))
-              guard first < end else { continue }
+              let span = TransposeConv2DKernel.inputColumns(off: off, sw: sw, ow: ow, wIn: wIn)
+              guard !span.isEmpty else { continue }
               // Column block j of each input pixel to its output pixel. (This
               // copy took three times the GEMM's time on the 2x2 stride-2 layer
               // of PP-OCR's head when every row went through it: hence inPlace.)
-              for ix in first..<end {
+              for ix in span {
                 let ox: Int = ix &* sw &- off
                 let dst = acc + ox &* cout
                 let src = g + (ix &* cols &+ j &* cout)
@@ -243,11 +239,5 @@ enum QTransposeConv2DKernel {
       return
     }
     for ox in 0..<ow { (acc + ox &* cout).update(from: bias, count: cout) }
-  }
-
-  /// ceil(a / b) for b > 0 and any sign of a.
-  @inline(__always)
-  static func ceilDiv(_ a: Int, _ b: Int) -> Int {
-    a > 0 ? (a &+ b &- 1) / b : 0 &- ((0 &- a) / b)
   }
 }
