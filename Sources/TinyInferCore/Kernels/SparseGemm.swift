@@ -94,22 +94,21 @@ enum SparseGemm {
   /// cache, losing to the dense GEMV on weights that stay in cache. The int8
   /// tiles (exact sums, the same outputs as the dense kernels) do not beat
   /// the dense int8 GEMM on its dot-product instructions (AVX-512 VNNI) at
-  /// any density measured (0.6 to 0.9x at 90%); against the AVX2 int8 GEMM
-  /// (pmaddwd) they win from about 70% zeros on layers of at least 24
-  /// input and 32 output channels (stop 29, after the dense path's faster
-  /// requantization: 1.06 to 1.2x at 70%, 1.2 to 1.5x at 80%, 1.4 to 1.8x
-  /// at 90%), and lose on narrower ones (face_detection_full_range_sparse's
-  /// 8 -> 32 and 32 -> 8 layers at 70% zeros: 0.65 to 0.85x of dense).
-  /// Elsewhere (SSE2, NEON, SDOT: not measured) int8 runs sparse only when
-  /// asked (`.always`).
+  /// any density measured (0.6 to 0.9x at 90%); against the AVX2 int8
+  /// kernels (pmaddwd) they win from about 70% zeros (stop 29: 1.06 to 1.2x
+  /// at 70%, 1.2 to 1.5x at 80%, 1.4 to 1.8x at 90%). Since stop 31 (inputs
+  /// widened and transposed a block at a time, the tile's rows requantized
+  /// together) that holds on narrow layers too: at 75% zeros 1.1-1.4x on
+  /// pose_detection's 112x112 16 -> 64, 56x56 144 -> 24, 24 -> 16 layers and
+  /// face_detection_full_range_sparse's 8 -> 32 and 32 -> 8 ones, which lost
+  /// before (0.65 to 0.85x). Elsewhere (SSE2, NEON, SDOT: not measured) int8
+  /// runs sparse only when asked (`.always`).
   static let maxDensityTiled = 0.30
   /// The float32 tiles on few input channels (k <= smallK) at AVX2 and
   /// AVX-512, where they win from about 50% zeros (1.1 to 1.3x there).
   static let maxDensityTiledSmallK = 0.45
   static let smallK = 128
   static let maxDensityTiledInt8 = 0.30
-  static let minKInt8 = 24
-  static let minNInt8 = 32
   static let maxDensityRow = 0.10
   static let minRowWeightBytes = 1 << 20
 
@@ -118,8 +117,7 @@ enum SparseGemm {
   static func maxDensity(rows: Int, k: Int, int8: Bool, weightBytes: Int) -> Double? {
     if int8 {
       let level = String(cString: ti_q8_kernels_get().pointee.name)
-      let n = weightBytes / max(k, 1)
-      return rows >= 2 && level == "avx2" && k >= minKInt8 && n >= minNInt8 ? maxDensityTiledInt8 : nil
+      return rows >= 2 && level == "avx2" ? maxDensityTiledInt8 : nil
     }
     if rows >= 2 {
       let level = String(cString: kernels.name)
@@ -300,9 +298,9 @@ enum SparseGemm {
       tiles.forEach(pool, m: m, x: x) { chunk, rows, count, r, buf in
         let acc = accs.base + chunk &* tiles.tile &* n
         kern.q8_tile(rows, count, k, start, idx, val, ini, 0, n, acc, n, buf)
-        for i in 0..<count {
-          table.requantize(acc + i &* n, from: 0, zp: yz, lo: lo, hi: hi, y + (r &+ i) &* n, n)
-        }
+        // The tile's rows at once: the output stage's constants are
+        // prepared once per block of 16 channels, not once per row.
+        table.requantizePixels(UnsafePointer(acc), count, zp: yz, lo: lo, hi: hi, y + r &* n)
       }
     }
   }
