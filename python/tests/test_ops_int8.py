@@ -288,6 +288,9 @@ CONV_CASES = [
     ((3, 9, 10, 1), (40, 3, 3), (1, 1), (1, 1), 1, (0, 0, 0, 0), 1),
     ((1, 20, 6, 2), (12, 7, 1), (2, 1), (3, 1), 0, (0, 0, 0, 0), 1),
     ((2, 8, 11, 2), (17, 4, 5), (1, 2), (1, 1), 2, (0, 3, 2, 1), 1),
+    # four pixels per weight load: 7 output pixels a row (a partial group of four), a last block of 12
+    # channels (more than the half block of 8 the 24-channel case runs)
+    ((1, 7, 9, 3), (28, 3, 3), (1, 1), (1, 1), 1, (0, 0, 0, 0), 1),
     # 1x1 of at most 64 input channels (the direct 1x1 kernel at x86 AVX2 and up, 64-pixel chunks, four pixels
     # per step): depths in one to four pieces of 16, odd depths, a batch of two, partial last blocks of
     # channels, pixel counts past a chunk and not a multiple of four; the last pixels of each thread's range
