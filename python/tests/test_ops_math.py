@@ -214,7 +214,7 @@ def test_layer_norm(rng, shape, axis, with_beta):
     assert_close(y, R.layer_norm(x, g, b, axis=axis, epsilon=1e-5), atol=1e-4)
 
 
-@pytest.mark.parametrize("shape", [(1, 4, 4, 3), (2, 5, 7, 16), (3, 8)])
+@pytest.mark.parametrize("shape", [(1, 4, 4, 3), (2, 5, 7, 16), (3, 8), (2, 3, 27)])  # 27: vectors of 8, then 3
 def test_batch_norm(rng, shape):
     c = shape[-1]
     x = randn(rng, *shape)

@@ -38,10 +38,21 @@ enum BatchNormKernel {
         s[j] = k
         t[j] = bias[j] - mean[j] * k
       }
+      // Eight channels a step (a multiply, then an add: the scalar form's
+      // two roundings, no fused multiply-add); the element-wise loop over
+      // rows of a few dozen channels took about 0.5 ns an element.
       for r in 0..<rows {
         let xr = x + r &* c
         let yr = y + r &* c
-        for j in 0..<c { yr[j] = xr[j] * s[j] + t[j] }
+        var j = 0
+        while j &+ 8 <= c {
+          store8(load8(xr + j) * load8(UnsafePointer(s + j)) + load8(UnsafePointer(t + j)), yr + j)
+          j &+= 8
+        }
+        while j < c {
+          yr[j] = xr[j] * s[j] + t[j]
+          j &+= 1
+        }
       }
       _ = params
     }
