@@ -147,6 +147,34 @@ def test_add_prelu_fused_every_input_pair(c, trial):
     same(got, R.prelu(R.add(a, aq, b, bq, tq, act), tq, slope, sq, yq))
 
 
+# Add + PRelu layers of face_landmark's int8 model: (a, b, sum, alpha, output) (scale, zero point). At AVX2 these
+# run the PRelu in 16-bit lanes (add_prelu16_row: the pieces' slopes within int16, 11-14 bits).
+FACE_LANDMARK_ADD_PRELU = [
+    ((0.03568931, -2), (0.04610343, -1), (0.05961316, -6), (0.00631496, -24), (0.03926808, -75)),
+    ((0.03926808, -75), (0.10522851, 39), (0.11255042, 39), (0.00498136, 21), (0.05735364, -45)),
+    ((0.04928092, -29), (0.06210049, 27), (0.06256498, 11), (0.00592418, -51), (0.03863550, -61)),
+    ((0.04820080, -91), (0.03399781, 41), (0.06403220, -42), (0.00857638, -47), (0.05293907, -77)),
+    ((0.01060541, -77), (0.01386311, 26), (0.01767503, -7), (0.00303984, 22), (0.01006011, -109)),
+]
+
+
+@pytest.mark.parametrize("c", [1, 16, 32, 48, 128])
+@pytest.mark.parametrize("layer", range(len(FACE_LANDMARK_ADD_PRELU)))
+def test_add_prelu_fused_model_parameters(c, layer):
+    """A real model's fused Add + PRelu parameters (the ones the 16-bit PRelu kernel takes) with every (a, b)
+    pair on every channel, every slope value among the channels, periods 1, 16 (one kernel step) and multiples
+    of 16, against the numpy reference."""
+    aq, bq, tq, sq, yq = ((np.float32(s), z) for s, z in FACE_LANDMARK_ADD_PRELU[layer])
+    rng = np.random.default_rng(1800 + 10 * layer + c)
+    pa, pb = _pairs()
+    a = np.repeat(pa, c).reshape(1, 256, 256, c)
+    b = np.repeat(pb, c).reshape(1, 256, 256, c)
+    slope = rng.permutation(np.arange(-128, 128, dtype=np.int8))[:c] if c > 1 else np.array([-100], np.int8)
+    got, passes, kinds = _add_prelu(a, aq, b, bq, tq, slope, sq, yq, 0, threads=1 + layer % 2)
+    assert "PRelu" not in kinds, kinds
+    same(got, R.prelu(R.add(a, aq, b, bq, tq), tq, slope, sq, yq))
+
+
 def test_add_prelu_not_fused_when_the_sum_is_read_elsewhere():
     """The Add's result also an output of the graph: no fusion, both ops run, both results exact."""
     rng = np.random.default_rng(1790)

@@ -40,6 +40,13 @@ typedef struct ti_q8_prelu_lin {
   int32_t zx, pp, qp, shift;
 } ti_q8_prelu_lin;
 
+/* int8 PRelu of v = x - zp_x with 16-bit slopes (add_prelu16_row): y =
+ * clamp((max(v, 0) pp + min(v, 0) pn + (v < 0 ? qn : qp)) >> shift, -128,
+ * 127), pp and the channel's pn within int16. */
+typedef struct ti_q8_prelu16 {
+  int32_t qp, shift;
+} ti_q8_prelu16;
+
 /* Bytes per block of 16 channels of rq_prepare's output. */
 #define TI_Q8_RQ_BLOCK_BYTES 768
 /* An int8 depthwise layer with depth multiplier 1 and c >= 16 (QDepthwiseConv2D
@@ -238,6 +245,16 @@ typedef struct ti_q8_kernels {
                               const int32_t *x1, const int32_t *wx);
   /* Its vertical pass: y[i] = round_half_away((h0[i] (1024 - wy) + h1[i] wy) / 2^20), i < n. */
   void (*_Nonnull bilinear_v)(const int32_t *h0, const int32_t *h1, int8_t *y, intptr_t n, int32_t wy);
+  /* An int8 Add with a fused int8 PRelu, the PRelu in 16-bit lanes: v =
+   * clamp((a[i] pa + b[i] pb + c) >> shift, lo, hi) with p's c, lo and hi
+   * already less the PRelu's input zero point (v = t - zp_x), then y[i] as
+   * ti_q8_prelu16 says with pq[e] = pp & 0xffff | pn << 16 and qn[e] for
+   * e = i % period (one entry when period is 1); returns how many elements
+   * it did (a multiple of 16; 0 unless period is 1 or a multiple of 16).
+   * NULL at levels without it (the caller keeps add_prelu_lin_row). */
+  intptr_t (*_Nullable add_prelu16_row)(const int8_t *a, const int8_t *b, int8_t *y, intptr_t n,
+                                        const ti_q8_lin2 *p, const int32_t *pq, const int32_t *qn, intptr_t period,
+                                        const ti_q8_prelu16 *q);
 } ti_q8_kernels;
 
 /* The table of the level ti_cpu_level() chose (with VNNI: ti_cpu_vnni()). */

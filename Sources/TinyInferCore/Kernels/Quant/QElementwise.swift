@@ -162,6 +162,25 @@ enum QBinaryKernel {
     let (m1, m2) = try QPReluKernel.multipliers(tq, aq, yq)
     var total = 1
     for d in ctx.outputs[0].shape { total &*= d }
+    if let al = op.linear, let row16 = ti_q8_kernels_get().pointee.add_prelu16_row,
+      let al16 = shifted(al, by: tq.zeroPoint),
+      let pl = try QPReluKernel.linearForm16(tq, aq, yq, m1, m2, slope: sp, period: c)
+    {
+      return { () throws(TinfError) in
+        withExtendedLifetime((slopes, pl.table, tables)) {
+          withUnsafePointer(to: al16) { ap in
+            withUnsafePointer(to: pl.params) { pp in
+              let pq = UnsafePointer(pl.table.int32)
+              var i = row16(a, b, y, total, ap, pq, pq + pl.entries, pl.entries, pp)
+              while i < total {
+                y[i] = QPReluKernel.value(Int32(op.apply(a[i], b[i])), Int32(sp[i % c]), tq, aq, yq, m1, m2)
+                i &+= 1
+              }
+            }
+          }
+        }
+      }
+    }
     if let al = op.linear, let pl = try QPReluKernel.linearForm(tq, aq, yq, m1, m2, slope: sp, period: c) {
       let row = ti_q8_kernels_get().pointee.add_prelu_lin_row
       return { () throws(TinfError) in
@@ -185,6 +204,16 @@ enum QBinaryKernel {
         QPReluKernel.runPeriodic(UnsafePointer(y), sp, c, y, total, tq, aq, yq, m1, m2)
       }
     }
+  }
+
+  /// The Add's floor-linear form `f` giving t - zx instead of t (its offset
+  /// less zx 2^shift, its bounds less zx: floor((L - zx 2^s) / 2^s) = floor(L
+  /// / 2^s) - zx), for add_prelu16_row; nil if an int32 lane could overflow.
+  static func shifted(_ f: ti_q8_lin2, by zx: Int32) -> ti_q8_lin2? {
+    let c = Int64(f.c) &- (Int64(zx) << Int64(f.shift))
+    let bound = 128 &* (Int64(f.pa).magnitude &+ Int64(f.pb).magnitude) &+ c.magnitude
+    guard bound < UInt64(Int32.max) else { return nil }
+    return ti_q8_lin2(pa: f.pa, pb: f.pb, c: Int32(c), shift: f.shift, lo: f.lo &- zx, hi: f.hi &- zx)
   }
 
   /// Maximum / Minimum of raw int8 values: one value against the other

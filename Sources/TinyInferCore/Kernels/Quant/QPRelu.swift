@@ -79,6 +79,59 @@ enum QPReluKernel {
     return nil
   }
 
+  /// The shifts of `linearForm16`: its slopes (about s_x / s_y times
+  /// 2^shift) must stay within int16.
+  static let shifts16: [Int] = [14, 13, 12, 11]
+
+  /// `linearForm` for ti_q8_kernels add_prelu16_row: the pieces as
+  /// functions of v = x - zp_x (v >= 0: (pp, qp); each channel's v < 0: its
+  /// (pn, qn)) with pp and pn within int16, checked against `value` over
+  /// every int8 x; nil where a piece has no such fit. `table` holds
+  /// `entries` words pp & 0xffff | pn << 16, then as many qn (entries as in
+  /// `linearForm`).
+  static func linearForm16(
+    _ xq: QParams, _ aq: QParams, _ yq: QParams, _ m1: FixedPoint.Multiplier, _ m2: FixedPoint.Multiplier,
+    slope: UnsafePointer<Int8>, period: Int
+  ) throws(TinfError) -> (params: ti_q8_prelu16, table: QBuffer, entries: Int)? {
+    let zx = Int(xq.zeroPoint)
+    var entries = period
+    while entries != 1 && entries % 16 != 0 { entries &+= period }
+    let table = try QBuffer(bytes: 2 &* entries &* 4)
+    let target = try QBuffer(bytes: 256)
+    let t = target.int8
+    let sx = Double(xq.scale) / Double(yq.scale)
+    let sn = Double(xq.scale) * Double(aq.scale) / Double(yq.scale)
+    let small = -32767...32767
+    shifts: for shift in shifts16 {
+      // v >= 0 (x >= zp_x): the slope takes no part.
+      for v in 0...(127 &- zx) { t[v] = value(Int32(v &+ zx), 0, xq, aq, yq, m1, m2) }
+      guard let pos = QLinearFit.find(
+        0...(127 &- zx), 0...0, UnsafePointer(t), slope1: sx, slope2: 0, shift: shift, lo: -128, hi: 127),
+        small.contains(Int(pos.p1))
+      else { continue }
+      for ch in 0..<period {
+        var neg = QLinearFit(p1: 0, p2: 0, c: 0)
+        if zx > -128 {
+          let av = Int32(slope[ch])
+          let r = (-128 &- zx)...(-1)
+          for v in r { t[v &- r.lowerBound] = value(Int32(v &+ zx), av, xq, aq, yq, m1, m2) }
+          guard let f = QLinearFit.find(
+            r, 0...0, UnsafePointer(t), slope1: sn * Double(av &- aq.zeroPoint), slope2: 0, shift: shift,
+            lo: -128, hi: 127), small.contains(Int(f.p1))
+          else { continue shifts }
+          neg = f
+        }
+        let word = Int32(bitPattern: UInt32(UInt16(truncatingIfNeeded: pos.p1)) | UInt32(bitPattern: neg.p1) << 16)
+        for e in stride(from: ch, to: entries, by: period) {
+          table.int32[e] = word
+          table.int32[entries &+ e] = neg.c
+        }
+      }
+      return (ti_q8_prelu16(qp: pos.c, shift: Int32(shift)), table, entries)
+    }
+    return nil
+  }
+
   /// prelu.cc: float products and quotients of the float scales, then QuantizeMultiplier.
   static func multipliers(_ xq: QParams, _ aq: QParams, _ yq: QParams) throws(TinfError) -> (
     FixedPoint.Multiplier, FixedPoint.Multiplier
