@@ -236,6 +236,30 @@ def test_fully_connected_packed_gemm_shapes(m, k, n, wz):
         same(g.run(y, threads=threads), R.fully_connected(x, xq, w, (ws, wz), bias, yq))
 
 
+@pytest.mark.parametrize("k,n", [(300, 70), (33, 130), (4, 64), (1, 1), (9, 16), (130, 33), (784, 256), (16, 48)])
+def test_fully_connected_gemv_weights_within_127(k, n):
+    """A batch of one with weights in [-127, 127] (TFLite's weight range): at
+    AVX2 the one-row kernel that sums (x - 128) w through vpsignb and
+    vpmaddubsw (gemv_s7), at its largest pair sums (every activation -128 or
+    127 against weights of +-127), odd and even counts of panels, depths not
+    a multiple of four or eight; one weight of -128 takes the other kernel.
+    Bit for bit TFLite's arithmetic either way."""
+    rng = np.random.default_rng(k * 7 + n)
+    xq, yq = (np.float32(0.05), 3), (np.float32(0.3 * np.sqrt(k)), -2)
+    bias = rng.integers(-5000, 5000, size=n).astype(np.int32)
+    x_extreme = np.where(rng.random((1, k)) < 0.5, -128, 127).astype(np.int8)
+    w_extreme = np.where(rng.random((n, k)) < 0.5, -127, 127).astype(np.int8)
+    w_any = rng.integers(-127, 128, size=(n, k)).astype(np.int8)
+    w_minus = w_any.copy()
+    w_minus[n // 2, k // 2] = -128
+    for x in (x_extreme, rand_i8(rng, 1, k)):
+        for w in (w_extreme, w_any, w_minus):
+            for threads in (1, 2):
+                g = Q()
+                y = g.op("FullyConnected", g.input(x, xq), g.const(w, np.float32(0.01)), g.const(bias), q=yq)
+                same(g.run(y, threads=threads), R.fully_connected(x, xq, w, (np.float32(0.01), 0), bias, yq))
+
+
 def test_fully_connected_weights_as_input():
     """Non-constant weights: the weight row sums are taken at each run."""
     rng = np.random.default_rng(8)

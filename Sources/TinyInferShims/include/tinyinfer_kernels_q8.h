@@ -255,6 +255,12 @@ typedef struct ti_q8_kernels {
   intptr_t (*_Nullable add_prelu16_row)(const int8_t *a, const int8_t *b, int8_t *y, intptr_t n,
                                         const ti_q8_lin2 *p, const int32_t *pq, const int32_t *qn, intptr_t period,
                                         const ti_q8_prelu16 *q);
+  /* gemv for weights in [-127, 127] only (no byte of the panels is -128):
+   * out[c] = initial[c] + sum over the depth of (a - 128) * w_c, so the
+   * caller passes initial + 128 * sum w_c to get gemv's values. NULL at
+   * levels without it (the caller keeps gemv). */
+  void (*_Nullable gemv_s7)(const uint8_t *a, intptr_t groups, const void *panel, intptr_t panel_bytes,
+                            intptr_t p0, intptr_t p1, const int32_t *initial, int32_t *out, intptr_t n);
 } ti_q8_kernels;
 
 /* The table of the level ti_cpu_level() chose (with VNNI: ti_cpu_vnni()). */

@@ -37,6 +37,9 @@ enum QPackedGemm {
     let kernels: ti_q8_kernels
     let n: Int
     let k: Int
+    /// Whether a weight is -128 (outside TFLite's int8 weight range
+    /// [-127, 127]): the level's `gemv_s7` then does not apply.
+    let hasMinus128: Bool
     var groups: Int { paddedDepth(k) >> 2 }
     var panels: Int { (n &+ nr &- 1) / nr }
 
@@ -50,6 +53,7 @@ enum QPackedGemm {
       guard let bytes = checkedMul(panels &* groups, 64) else { throw .unsupported("int8 weights too large to pack") }
       data = try Scratch<Int8>(count: bytes)  // zeroed
       colSums = try Scratch<Int32>(count: panels &* nr)
+      var minus128 = false
       for c in 0..<n {
         let src = w + c &* k
         let p = c / nr
@@ -69,7 +73,11 @@ enum QPackedGemm {
           kk &+= 1
         }
         colSums.base[c] = sumInt8(src, k)
+        if !minus128 {
+          for kk in 0..<k where src[kk] == -128 { minus128 = true }
+        }
       }
+      hasMinus128 = minus128
     }
   }
 
@@ -89,6 +97,20 @@ enum QPackedGemm {
     let w = UnsafeRawPointer(wt.data.base)
     let panelBytes = groups &* 64
     if rows == 1 {
+      // The level's one-row kernel for weights in [-127, 127] where it has
+      // one (AVX2: vpsignb and vpmaddubsw, exact there), from initial plus
+      // 128 times the column sums (it sums (a - 128) w; at most 4096
+      // columns, on the stack).
+      let c0 = all.lowerBound &* nr
+      let c1 = panels &* nr
+      if let s7 = wt.kernels.gemv_s7, !wt.hasMinus128, c1 &- c0 <= 4096 {
+        withUnsafeTemporaryAllocation(of: Int32.self, capacity: c1 &- c0) { t in
+          let b = t.baseAddress!
+          for c in c0..<c1 { b[c &- c0] = initial[c] &+ (wt.colSums.base[c] &<< 7) }
+          s7(a, groups, w, panelBytes, all.lowerBound, panels, UnsafePointer(b - c0), acc, n)
+        }
+        return
+      }
       // The level's one-row kernel (with VNNI the weights read as one
       // sequential stream; elsewhere four panels at a time).
       wt.kernels.gemv(a, groups, w, panelBytes, all.lowerBound, panels, initial, acc, n)
