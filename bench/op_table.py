@@ -73,9 +73,25 @@ def split(path, out_dir):
     sg = m.subgraphs[0]
     os.makedirs(out_dir, exist_ok=True)
     out = []
+    # Weights stored as float16 behind a DEQUANTIZE op (the MediaPipe
+    # models): the op's float32 input is made a constant of the converted
+    # values, as both runtimes see it after their load (otherwise it would
+    # be a run-time input: no prepacked weights on either side).
+    dequantized = {}
+    for op in sg.operators:
+        code = m.operatorCodes[op.opcodeIndex]
+        if names.get(max(code.builtinCode, code.deprecatedBuiltinCode)) != "DEQUANTIZE":
+            continue
+        src = sg.tensors[op.inputs[0]]
+        data = m.buffers[src.buffer].data if src.buffer < len(m.buffers) else None
+        if data is not None and len(data) and src.type == schema.TensorType.FLOAT16:
+            f32 = np.frombuffer(bytes(bytearray(data)), dtype=np.float16).astype(np.float32)
+            dequantized[op.outputs[0]] = np.frombuffer(f32.tobytes(), dtype=np.uint8)
     for i, op in enumerate(sg.operators):
         code = m.operatorCodes[op.opcodeIndex]
         name = names.get(max(code.builtinCode, code.deprecatedBuiltinCode), f"op{code.builtinCode}")
+        if name == "DEQUANTIZE" and op.outputs[0] in dequantized:
+            continue  # folded into the ops that read it
         used = []
         for t in list(op.inputs) + list(op.outputs):
             if t >= 0 and t not in used:
@@ -91,6 +107,8 @@ def split(path, out_dir):
             src = sg.tensors[t]
             tt = copy.copy(src)
             data = m.buffers[src.buffer].data if src.buffer < len(m.buffers) else None
+            if t in dequantized:
+                data = dequantized[t]
             if data is not None and len(data):
                 b = schema.BufferT()
                 b.data = data

@@ -398,11 +398,11 @@ def test_pool_hand_values():
     close(run("MaxPool2D", -ones, filter=[3, 3], padding=1), -np.ones((1, 3, 3, 1)))
 
 
-@pytest.mark.parametrize("c", [20, 24, 40, 48])
+@pytest.mark.parametrize("c", [20, 24, 28, 40, 42, 48])
 @pytest.mark.parametrize("geom", [((2, 2), (2, 2), 0), ((3, 3), (2, 2), 1), ((3, 2), (1, 2), 1)])
 @pytest.mark.parametrize("act", [0, 3])
 def test_max_pool_channel_blocks(c, geom, act):
-    """The max-pool row kernel (channels by 16, 8, then one at a time): every
+    """The max-pool row kernel (channels by 16, 8, 4, then one at a time): every
     block against numpy, NaN reaching exactly the windows that hold it."""
     (kh, kw), s, padding = geom
     rng = np.random.default_rng(c + kh)
@@ -490,7 +490,7 @@ def test_fused_activation_keeps_nan(act, pixels):
 
 
 @pytest.mark.parametrize("act", [1, 2])
-@pytest.mark.parametrize("c", [16, 24])
+@pytest.mark.parametrize("c", [16, 24, 28, 42])
 def test_depthwise_fused_activation_keeps_nan(act, c):
     """The 3x3 depthwise kernel clamps in registers: a NaN input reaches
     exactly the outputs whose window holds it, as NaN."""
@@ -787,14 +787,17 @@ def depthwise_const_weights(x, w, b, attrs):
     return y, ref.depthwise_conv2d(x, w, b, **attrs)
 
 
-@pytest.mark.parametrize("c", [8, 16, 24, 48])
+@pytest.mark.parametrize("c", [3, 8, 13, 16, 24, 28, 36, 42, 48])
 @pytest.mark.parametrize("stride", [1, 2])
 @pytest.mark.parametrize("padding", [0, 1, 2])
-def test_depthwise_3x3_fast_path(c, stride, padding):
-    """The 3x3 kernel for inner pixels (channels a multiple of 8) and the
-    general code at the borders give one consistent result."""
+@pytest.mark.parametrize("width", [13, 70])
+def test_depthwise_3x3_fast_path(c, stride, padding, width):
+    """The 3x3 kernel for inner pixels (any channel count: blocks of 16 or
+    8, then 4, then one; rows of 70 pixels take the blocks of 16 at stride
+    1 too) and the general code at the borders give one consistent
+    result."""
     rng = np.random.default_rng(c * 10 + stride)
-    x = rng.standard_normal((2, 11, 13, c)).astype(np.float32)
+    x = rng.standard_normal((2, 11, width, c)).astype(np.float32)
     w = rng.standard_normal((1, 3, 3, c)).astype(np.float32)
     b = rng.standard_normal(c).astype(np.float32)
     pads = (1, 0, 2, 1) if padding == 2 else (0, 0, 0, 0)

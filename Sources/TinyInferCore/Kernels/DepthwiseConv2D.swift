@@ -43,9 +43,10 @@ enum DepthwiseConv2DKernel {
     let minChunk = minChunkFor(perItem: ow &* kh &* kw &* cm, grain: 1 << 14)
 
     if m == 1 {
-      // A 3x3 window with no dilation and channels in multiples of 8 has a
-      // kernel of its own for the pixels whose window is inside the image.
-      let fast3x3 = kh == 3 && kw == 3 && dh == 1 && dw == 1 && c % 8 == 0
+      // A 3x3 window with no dilation has a kernel of its own for the
+      // pixels whose window is inside the image (any channel count: its
+      // last channels in blocks of 8 and 4, then one at a time).
+      let fast3x3 = kh == 3 && kw == 3 && dh == 1 && dw == 1
       let interior = d.inside3
       let zeroRow = try Scratch<Float>(count: fast3x3 ? wIn &* c : 1)
       // The row kernels (C, per CPU level): the general window

@@ -39,7 +39,7 @@ typedef struct ti_f32_kernels {
   void (*_Nonnull dw_row)(float *yrow, const float *ximg, const float *w, const float *_Nullable bias, long c,
                           long h, long wi, long kh, long kw, long iy0, long padl, long sw, long dh, long dw,
                           float lo, float hi, long px0, long px1);
-  /* Depthwise 3x3 interior pixels px0..<px1 of one row (c % 8 == 0). */
+  /* Depthwise 3x3 interior pixels px0..<px1 of one row (any c). */
   void (*_Nonnull dw_3x3)(float *yrow, const float *row0, const float *row1, const float *row2, const float *w,
                           const float *_Nullable bias, long c, long padl, long sw, float lo, float hi, long px0,
                           long px1);

@@ -16,6 +16,7 @@ typedef float tf_f32x8 __attribute__((ext_vector_type(8)));
 typedef float tf_f32x4 __attribute__((ext_vector_type(4)));
 typedef int32_t tf_i32x16 __attribute__((ext_vector_type(16)));
 typedef int32_t tf_i32x8 __attribute__((ext_vector_type(8)));
+typedef int32_t tf_i32x4 __attribute__((ext_vector_type(4)));
 /* Unaligned forms, for loads and stores through pointers. */
 typedef float tf_f32x16u __attribute__((ext_vector_type(16), aligned(4)));
 typedef float tf_f32x8u __attribute__((ext_vector_type(8), aligned(4)));
@@ -25,5 +26,7 @@ typedef float tf_f32x4u __attribute__((ext_vector_type(4), aligned(4)));
 #define TF_LD8(p) (*(const tf_f32x8u *)(const void *)(p))
 #define TF_ST16(p, v) (*(tf_f32x16u *)(void *)(p) = (v))
 #define TF_ST8(p, v) (*(tf_f32x8u *)(void *)(p) = (v))
+#define TF_LD4(p) (*(const tf_f32x4u *)(const void *)(p))
+#define TF_ST4(p, v) (*(tf_f32x4u *)(void *)(p) = (v))
 
 #endif
