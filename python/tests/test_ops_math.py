@@ -75,7 +75,11 @@ def test_matmul_refuses(rng):
 
 SHAPES = [((4,), (4,)), ((2, 3), (3,)), ((2, 3), (2, 1)), ((1,), (5, 6)), ((3, 1, 5), (1, 4, 1)),
           ((2, 3, 4, 5), (5,)), ((2, 3, 4, 5), (1, 3, 1, 1)), ((2, 1, 4, 1), (2, 3, 1, 5)), ((17,), (1,)),
-          ((1, 8, 8, 16), (1, 8, 8, 16)), ((6, 1), (1, 7))]
+          ((1, 8, 8, 16), (1, 8, 8, 16)), ((6, 1), (1, 7)),
+          # a per-channel vector over pixels (rows of a broadcast in one call), channel counts with a
+          # step of 8 (8, 12, 24, 31) and without, both operand orders
+          ((1, 5, 7, 8), (1, 1, 1, 8)), ((1, 3, 5, 12), (12,)), ((2, 4, 3, 24), (1, 1, 1, 24)),
+          ((1, 1, 1, 31), (1, 6, 5, 31)), ((3, 7), (1, 7))]
 BINARY = {"Add": R.add, "Sub": R.sub, "Mul": R.mul, "Div": R.div, "Maximum": R.maximum, "Minimum": R.minimum}
 
 
@@ -117,6 +121,15 @@ def test_nan_propagates(rng):
     for op in ["Add", "Maximum", "Minimum"]:
         (y,) = run_op(op, [a, b])
         np.testing.assert_array_equal(np.isnan(y), np.isnan(BINARY[op](a, b)))
+    # the 8-wide step of rows of 8 to 15 (a per-channel vector over pixels), NaN in either operand
+    p = randn(rng, 3, 4, 12)
+    p[0, 1, 9] = p[2, 3, 2] = np.nan
+    q = randn(rng, 12)
+    q[5] = np.nan
+    for op in ["Maximum", "Minimum", "Mul"]:
+        (r,) = run_op(op, [p, q])
+        np.testing.assert_array_equal(np.isnan(r), np.isnan(BINARY[op](p, q)))
+        assert_close(np.nan_to_num(r), np.nan_to_num(BINARY[op](p, q)))
     (y,) = run_op("Relu", [a])
     assert np.isnan(y[0]) and np.isnan(y[3])
 
@@ -124,6 +137,10 @@ def test_nan_propagates(rng):
 def test_prelu(rng):
     x = randn(rng, 2, 4, 4, 3)
     for slope in [randn(rng, 3), randn(rng, 1), randn(rng, 4, 1, 3)]:
+        (y,) = run_op("PRelu", [x], [slope])
+        assert_close(y, R.prelu(x, slope))
+    x = randn(rng, 2, 5, 3, 12)  # rows of 12 channels: the 8-wide step, then scalars
+    for slope in [randn(rng, 12), randn(rng, 5, 1, 12)]:
         (y,) = run_op("PRelu", [x], [slope])
         assert_close(y, R.prelu(x, slope))
     with pytest.raises(tinyinfer.ShapeError):

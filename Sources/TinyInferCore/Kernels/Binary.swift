@@ -140,8 +140,13 @@ struct BroadcastPlan {
 
   @inline(__always)
   func run<F: BinaryFn>(_: F.Type, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>) {
-    let rowKernel = ti_f32_kernels_get().pointee.binary_row
     let op = F.code
+    if dims.count == 2 {
+      // Rows of one broadcast (a per-channel vector over pixels): one call.
+      ti_f32_kernels_get().pointee.binary_rows(op, a, sa[0], sa[1], b, sb[0], sb[1], y, dims[0], dims[1])
+      return
+    }
+    let rowKernel = ti_f32_kernels_get().pointee.binary_row
     forEachRow { offA, ia, offB, ib, o, inner in rowKernel(op, a + offA, ia, b + offB, ib, y + o, inner) }
   }
 

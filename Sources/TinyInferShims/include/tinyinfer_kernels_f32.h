@@ -79,6 +79,10 @@ typedef struct ti_f32_kernels {
    * b[i * ib]) for i < n, ia and ib 0 or 1; y may be a or b. op is a
    * TI_F32_BIN_* code. */
   void (*_Nonnull binary_row)(int op, const float *a, long ia, const float *b, long ib, float *y, long n);
+  /* binary_row on `rows` rows: row r of a at a + r * sa, of b at b + r * sb
+   * (sa, sb 0 for a row repeated), of y at y + r * n. */
+  void (*_Nonnull binary_rows)(int op, const float *a, long sa, long ia, const float *b, long sb, long ib, float *y,
+                               long rows, long n);
   /* Add with a PRelu fused (issue 20): rows of c channels, t = a + b,
    * y = t >= 0 ? t : t * slope[channel] (NaN stays NaN), for rows
    * elements of a, b and y (contiguous; y may be a or b). */
