@@ -24,7 +24,8 @@ import TinyInferShims
 /// the pixels whose window is inside the image four at a time and the
 /// others one by one (x w is exact; vpdpwssd with AVX-512 VNNI). Fewer than
 /// 16 channels run the same kernels on everything padded to 16 channels
-/// (`bindSmall`). Other depth multipliers: each pixel's accumulators go
+/// (`bindSmall`), except where the level's `dw_prep` takes them as they are
+/// (below). Other depth multipliers: each pixel's accumulators go
 /// through a scratch row, element by element, and are requantized 16 at a
 /// time. Work is split over output rows.
 ///
