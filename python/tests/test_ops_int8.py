@@ -589,6 +589,71 @@ def test_depthwise_conv2d_small_maps(case, c):
             same(g.run(y, threads=threads), want)
 
 
+# Fewer than 16 channels. At the AVX2 level C = 8 (and 4) with 3- and 5-wide
+# windows at stride 1 (C = 8 also at stride 2) and OW >= 8 (16 for C = 4) run
+# 16 / C adjacent pixels per vector (dw_squad: the quads of such vectors
+# whose loads reach past the left or right edge put the zero point there,
+# pixel by pixel; the last quad overlaps the one before); other shapes and
+# channel counts pad to 16 channels. So odd and even widths, OW = 8 (one
+# quad, checked on both sides), SAME / VALID / explicit pads (windows all
+# padding), strides 1 and 2 (and 2 x 1), 4- and 5-row windows with vertical
+# dilation, batches (split over two threads), widths 1-3 (the padded path),
+# fused activations, the int8 ends, left shifts. At other levels the same
+# shapes check the padded path.
+DW_FEW = [  # (N, H, W), (KH, KW), strides, dilations, padding, pads
+    ((1, 6, 17), (3, 3), (1, 1), (1, 1), 1, (0, 0, 0, 0)),
+    ((1, 5, 16), (3, 3), (1, 1), (1, 1), 1, (0, 0, 0, 0)),
+    ((2, 7, 19), (3, 3), (1, 1), (1, 1), 0, (0, 0, 0, 0)),
+    ((1, 4, 8), (3, 3), (1, 1), (1, 1), 1, (0, 0, 0, 0)),   # OW = 8
+    ((1, 4, 10), (3, 3), (1, 1), (1, 1), 0, (0, 0, 0, 0)),  # VALID, OW = 8
+    ((1, 3, 16), (3, 3), (1, 1), (1, 1), 2, (2, 2, 2, 2)),  # windows all padding at the corners
+    ((1, 6, 21), (3, 3), (2, 2), (1, 1), 1, (0, 0, 0, 0)),
+    ((2, 5, 24), (3, 3), (2, 2), (1, 1), 1, (0, 0, 0, 0)),
+    ((1, 6, 19), (3, 3), (2, 2), (1, 1), 0, (0, 0, 0, 0)),
+    ((1, 7, 17), (3, 3), (2, 1), (1, 1), 1, (0, 0, 0, 0)),
+    ((1, 5, 18), (3, 3), (1, 2), (1, 1), 2, (1, 0, 2, 1)),
+    ((2, 5, 18), (5, 5), (1, 1), (1, 1), 1, (0, 0, 0, 0)),
+    ((1, 6, 23), (5, 5), (2, 2), (1, 1), 1, (0, 0, 0, 0)),
+    ((1, 5, 20), (5, 5), (1, 1), (1, 1), 2, (2, 1, 0, 3)),
+    ((1, 9, 33), (4, 3), (1, 1), (2, 1), 2, (2, 1, 1, 1)),
+    ((2, 6, 40), (3, 3), (1, 1), (1, 1), 1, (0, 0, 0, 0)),  # C = 4: several quads of 16 pixels
+    ((1, 4, 1), (3, 3), (1, 1), (1, 1), 1, (0, 0, 0, 0)),   # widths 1-3
+    ((1, 4, 2), (3, 3), (1, 1), (1, 1), 1, (0, 0, 0, 0)),
+    ((1, 4, 3), (3, 3), (2, 2), (1, 1), 1, (0, 0, 0, 0)),
+]
+
+
+@pytest.mark.parametrize("case", range(len(DW_FEW)))
+@pytest.mark.parametrize("c", [4, 8, 12])
+def test_depthwise_conv2d_few_channels(case, c):
+    (n, h, w_), (kh, kw), strides, dil, padding, pads = DW_FEW[case]
+    rng = np.random.default_rng(3600 + 10 * case + c)
+    for k in range(3):
+        x = rand_i8(rng, n, h, w_, c)
+        w, ws = sym_weights(rng, (1, kh, kw, c), 3, c)
+        xq = rand_q(rng, -2, 0, zp=[-128, 127, None][k])
+        bias = real_bias(rng, c, xq[0] * ws) if k != 1 else None
+        yq = rand_q(rng, -2, 0.5)
+        if k == 1:  # the int8 ends only: the largest pair sums
+            x[...] = rng.choice(np.array([-128, 127], np.int8), size=x.shape)
+            w[...] = rng.choice(np.array([-128, 127], np.int8), size=w.shape)
+        if k == 2:  # multipliers > 1 (left shifts) on every third channel
+            ws = ws.copy()
+            ws[::3] *= np.float32(1e-4)
+            yq = (np.float32(xq[0] * np.min(ws) * 0.25), int(rng.integers(-128, 128)))
+        act = ACTS[(case + k) % 4] if k != 2 else case % 2
+        want = R.depthwise_conv2d(x, xq, w, ws, bias, yq, strides, dil, padding, pads, 1, act)
+        if k == 2:  # the left shifts are there: some channel's multiplier exceeds 1
+            m, sh = R._conv_multipliers(R._s(xq), ws, R._s(yq), c)
+            assert np.max(sh) > 0
+        for threads in (1, 2):
+            g = Q()
+            y = g.op("DepthwiseConv2D", g.input(x, xq), g.const(w, ws, axis=3),
+                     g.const(bias) if bias is not None else None, q=yq, strides=strides, dilations=dil,
+                     padding=padding, pads=pads, activation=act)
+            same(g.run(y, threads=threads), want)
+
+
 # ----------------------------------------------------------------------------
 # TransposeConv2D (TFLite's int8 TRANSPOSE_CONV)
 

@@ -223,7 +223,9 @@ typedef struct ti_q8_kernels {
   /* The bytes of the level's precomputed data for layer p (0: the level has
    * none for this shape; dw_rows then takes NULL); when out is not NULL
    * (64-byte aligned, that many bytes) also writes it. Built by the level
-   * that reads it (dw_rows of the same table). */
+   * that reads it (dw_rows of the same table). With c < 16, dw_rows may
+   * only be called when this returned more than 0 (the other kernels take
+   * at least 16 channels). */
   intptr_t (*_Nonnull dw_prep)(const ti_q8_dw *p, void *_Nullable out);
   /* Output rows [oy0, oy1) of one image ximg [h, in_w, c] of layer p to y
    * (row oy0 at y, rows ow * c apart), with the data dw_prep wrote (or NULL

@@ -24,9 +24,15 @@ import TinyInferShims
 /// the pixels whose window is inside the image four at a time and the
 /// others one by one (x w is exact; vpdpwssd with AVX-512 VNNI). Fewer than
 /// 16 channels run the same kernels on everything padded to 16 channels
-/// (`bindSmall`). Other depth multipliers: each pixel's accumulators go
+/// (`bindSmall`), except where the level's `dw_prep` takes them as they are
+/// (below). Other depth multipliers: each pixel's accumulators go
 /// through a scratch row, element by element, and are requantized 16 at a
 /// time. Work is split over output rows.
+///
+/// At the AVX2 level, C = 8 or 4 with 3- and 5-wide windows at stride 1 (C = 8
+/// also at stride 2) and OW >= 64 / C do not pad: `dw_prep` repeats every
+/// per-channel constant 16 / C times and each 16-lane vector holds 16 / C
+/// adjacent output pixels (q8_depthwise.inc's superpixels).
 enum QDepthwiseConv2DKernel {
   static func infer(_ node: Node, _ inputs: [TensorDesc?]) throws(TinfError) -> [TensorType] {
     try ConvFamily.infer(node, inputs, int8: true, depthwise: true)
@@ -99,8 +105,10 @@ enum QDepthwiseConv2DKernel {
       let taps = Taps(o: o, c: c, m: m, accs: accs)
       return ConvDriver.depthwise(d, x: o.x, w: o.w, y: o.y, pool: pool, minChunk: minChunk, taps)
     }
-    if c < 16 { return try bindSmall(d, o, pool: pool, minChunk: minChunk) }
     let p = try Params(d, o, c: c, w: o.w, bias: o.bias, table: o.table)
+    // Fewer than 16 channels run directly only where the level has
+    // precomputed data for them (AVX2: C = 8 or 4, several pixels a vector).
+    if c < 16 && p.prep == nil { return try bindSmall(d, o, pool: pool, minChunk: minChunk) }
     // Per-thread window row pointers (dw_rows' scratch).
     let windowRows = try Scratch<UnsafePointer<Int8>?>(count: pool.threads &* kh)
     let (rows, x, y) = (d.n &* d.oh, o.x, o.y)
