@@ -558,20 +558,22 @@ DW_SMALL = [  # (N, H, W), (KH, KW), strides, dilations, padding, pads
 ]
 
 
-@pytest.mark.parametrize("case", range(len(DW_SMALL)))
-@pytest.mark.parametrize("c", [16, 24, 40, 336])
-def test_depthwise_conv2d_small_maps(case, c):
-    (n, h, w_), (kh, kw), strides, dil, padding, pads = DW_SMALL[case]
-    rng = np.random.default_rng(3400 + 10 * case + c)
+def check_depthwise_case(shape, case, c, seed, w_ends):
+    """One depthwise shape (row `case` of DW_SMALL or DW_FEW; `case` also picks
+    the fused activations) at c channels in three variants (zero points at
+    the ends, inputs and weights at the int8 ends, left shifts), at one and
+    two threads, against the reference."""
+    (n, h, w_), (kh, kw), strides, dil, padding, pads = shape
+    rng = np.random.default_rng(seed)
     for k in range(3):
         x = rand_i8(rng, n, h, w_, c)
         w, ws = sym_weights(rng, (1, kh, kw, c), 3, c)
         xq = rand_q(rng, -2, 0, zp=[-128, 127, None][k])
         bias = real_bias(rng, c, xq[0] * ws) if k != 1 else None
         yq = rand_q(rng, -2, 0.5)
-        if k == 1:  # the int8 ends only
+        if k == 1:  # the int8 ends only (with w_ends: the largest pair sums)
             x[...] = rng.choice(np.array([-128, 127], np.int8), size=x.shape)
-            w[...] = rng.choice(np.array([-127, 127], np.int8), size=w.shape)
+            w[...] = rng.choice(np.array(w_ends, np.int8), size=w.shape)
         if k == 2:  # multipliers > 1 (left shifts) on every third channel
             ws = ws.copy()
             ws[::3] *= np.float32(1e-4)
@@ -587,6 +589,12 @@ def test_depthwise_conv2d_small_maps(case, c):
                      g.const(bias) if bias is not None else None, q=yq, strides=strides, dilations=dil,
                      padding=padding, pads=pads, activation=act)
             same(g.run(y, threads=threads), want)
+
+
+@pytest.mark.parametrize("case", range(len(DW_SMALL)))
+@pytest.mark.parametrize("c", [16, 24, 40, 336])
+def test_depthwise_conv2d_small_maps(case, c):
+    check_depthwise_case(DW_SMALL[case], case, c, 3400 + 10 * case + c, [-127, 127])
 
 
 # Fewer than 16 channels. At the AVX2 level C = 8 (and 4) with 3- and 5-wide
@@ -626,32 +634,7 @@ DW_FEW = [  # (N, H, W), (KH, KW), strides, dilations, padding, pads
 @pytest.mark.parametrize("case", range(len(DW_FEW)))
 @pytest.mark.parametrize("c", [4, 8, 12])
 def test_depthwise_conv2d_few_channels(case, c):
-    (n, h, w_), (kh, kw), strides, dil, padding, pads = DW_FEW[case]
-    rng = np.random.default_rng(3600 + 10 * case + c)
-    for k in range(3):
-        x = rand_i8(rng, n, h, w_, c)
-        w, ws = sym_weights(rng, (1, kh, kw, c), 3, c)
-        xq = rand_q(rng, -2, 0, zp=[-128, 127, None][k])
-        bias = real_bias(rng, c, xq[0] * ws) if k != 1 else None
-        yq = rand_q(rng, -2, 0.5)
-        if k == 1:  # the int8 ends only: the largest pair sums
-            x[...] = rng.choice(np.array([-128, 127], np.int8), size=x.shape)
-            w[...] = rng.choice(np.array([-128, 127], np.int8), size=w.shape)
-        if k == 2:  # multipliers > 1 (left shifts) on every third channel
-            ws = ws.copy()
-            ws[::3] *= np.float32(1e-4)
-            yq = (np.float32(xq[0] * np.min(ws) * 0.25), int(rng.integers(-128, 128)))
-        act = ACTS[(case + k) % 4] if k != 2 else case % 2
-        want = R.depthwise_conv2d(x, xq, w, ws, bias, yq, strides, dil, padding, pads, 1, act)
-        if k == 2:  # the left shifts are there: some channel's multiplier exceeds 1
-            m, sh = R._conv_multipliers(R._s(xq), ws, R._s(yq), c)
-            assert np.max(sh) > 0
-        for threads in (1, 2):
-            g = Q()
-            y = g.op("DepthwiseConv2D", g.input(x, xq), g.const(w, ws, axis=3),
-                     g.const(bias) if bias is not None else None, q=yq, strides=strides, dilations=dil,
-                     padding=padding, pads=pads, activation=act)
-            same(g.run(y, threads=threads), want)
+    check_depthwise_case(DW_FEW[case], case, c, 3600 + 10 * case + c, [-128, 127])
 
 
 # ----------------------------------------------------------------------------

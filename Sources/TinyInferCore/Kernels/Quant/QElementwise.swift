@@ -162,22 +162,24 @@ enum QBinaryKernel {
     let (m1, m2) = try QPReluKernel.multipliers(tq, aq, yq)
     var total = 1
     for d in ctx.outputs[0].shape { total &*= d }
+    // The elements past the row kernel's vectors, one at a time.
+    let finish = { (from: Int) in
+      var i = from
+      while i < total {
+        y[i] = QPReluKernel.value(Int32(op.apply(a[i], b[i])), Int32(sp[i % c]), tq, aq, yq, m1, m2)
+        i &+= 1
+      }
+    }
     if let al = op.linear, let row16 = ti_q8_kernels_get().pointee.add_prelu16_row,
       let al16 = shifted(al, by: tq.zeroPoint),
       let pl = try QPReluKernel.linearForm16(tq, aq, yq, m1, m2, slope: sp, period: c)
     {
       return { () throws(TinfError) in
         withExtendedLifetime((slopes, pl.table, tables)) {
-          withUnsafePointer(to: al16) { ap in
-            withUnsafePointer(to: pl.params) { pp in
-              let pq = UnsafePointer(pl.table.int32)
-              var i = row16(a, b, y, total, ap, pq, pq + pl.entries, pl.entries, pp)
-              while i < total {
-                y[i] = QPReluKernel.value(Int32(op.apply(a[i], b[i])), Int32(sp[i % c]), tq, aq, yq, m1, m2)
-                i &+= 1
-              }
-            }
-          }
+          let t = UnsafePointer(pl.table.int32)
+          finish(withUnsafePointer(to: al16) { ap in
+            withUnsafePointer(to: pl.params) { row16(a, b, y, total, ap, t, t + pl.entries, pl.entries, $0) }
+          })
         }
       }
     }
@@ -185,16 +187,10 @@ enum QBinaryKernel {
       let row = ti_q8_kernels_get().pointee.add_prelu_lin_row
       return { () throws(TinfError) in
         withExtendedLifetime((slopes, pl.table, tables)) {
-          withUnsafePointer(to: al) { ap in
-            withUnsafePointer(to: pl.params) { pp in
-              let pn = UnsafePointer(pl.table.int32)
-              var i = row(a, b, y, total, ap, pn, pn + pl.entries, pl.entries, pp)
-              while i < total {
-                y[i] = QPReluKernel.value(Int32(op.apply(a[i], b[i])), Int32(sp[i % c]), tq, aq, yq, m1, m2)
-                i &+= 1
-              }
-            }
-          }
+          let t = UnsafePointer(pl.table.int32)
+          finish(withUnsafePointer(to: al) { ap in
+            withUnsafePointer(to: pl.params) { row(a, b, y, total, ap, t, t + pl.entries, pl.entries, $0) }
+          })
         }
       }
     }

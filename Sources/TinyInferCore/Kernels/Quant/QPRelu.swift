@@ -34,6 +34,31 @@ enum QPReluKernel {
     return Int8(max(-128, min(127, v &+ yq.zeroPoint)))
   }
 
+  /// What `linearForm` and `linearForm16` share: the table's entry count
+  /// (the channels repeated to a multiple of 16, every level's vector,
+  /// unless there is one), the table (two words an entry), a 256-byte row
+  /// of target values, and the two pieces' real slopes s_x / s_y and
+  /// s_x s_a / s_y.
+  struct FitBuffers {
+    let zx: Int
+    let entries: Int
+    let table: QBuffer
+    let target: QBuffer
+    let sx: Double
+    let sn: Double
+
+    init(_ xq: QParams, _ aq: QParams, _ yq: QParams, period: Int) throws(TinfError) {
+      zx = Int(xq.zeroPoint)
+      var e = period
+      while e != 1 && e % 16 != 0 { e &+= period }
+      entries = e
+      table = try QBuffer(bytes: 2 &* e &* 4)
+      target = try QBuffer(bytes: 256)
+      sx = Double(xq.scale) / Double(yq.scale)
+      sn = Double(xq.scale) * Double(aq.scale) / Double(yq.scale)
+    }
+  }
+
   /// A per-channel (constant) slope's PRelu as two floor-linear pieces
   /// (QLinearFit): x >= zp_x with one (p, q), each channel's x < zp_x with
   /// its own, all checked against `value` over every int8 x; nil where a
@@ -44,14 +69,9 @@ enum QPReluKernel {
     _ xq: QParams, _ aq: QParams, _ yq: QParams, _ m1: FixedPoint.Multiplier, _ m2: FixedPoint.Multiplier,
     slope: UnsafePointer<Int8>, period: Int
   ) throws(TinfError) -> (params: ti_q8_prelu_lin, table: QBuffer, entries: Int)? {
-    let zx = Int(xq.zeroPoint)
-    var entries = period
-    while entries != 1 && entries % 16 != 0 { entries &+= period }
-    let table = try QBuffer(bytes: 2 &* entries &* 4)
-    let target = try QBuffer(bytes: 256)
-    let t = target.int8
-    let sx = Double(xq.scale) / Double(yq.scale)
-    let sn = Double(xq.scale) * Double(aq.scale) / Double(yq.scale)
+    let fit = try FitBuffers(xq, aq, yq, period: period)
+    defer { withExtendedLifetime(fit) {} }  // t points into fit.target
+    let (zx, entries, table, t, sx, sn) = (fit.zx, fit.entries, fit.table, fit.target.int8, fit.sx, fit.sn)
     shifts: for shift in QLinearFit.shifts {
       // x >= zp_x: the slope takes no part.
       for x in zx...127 { t[x &- zx] = value(Int32(x), 0, xq, aq, yq, m1, m2) }
@@ -93,14 +113,9 @@ enum QPReluKernel {
     _ xq: QParams, _ aq: QParams, _ yq: QParams, _ m1: FixedPoint.Multiplier, _ m2: FixedPoint.Multiplier,
     slope: UnsafePointer<Int8>, period: Int
   ) throws(TinfError) -> (params: ti_q8_prelu16, table: QBuffer, entries: Int)? {
-    let zx = Int(xq.zeroPoint)
-    var entries = period
-    while entries != 1 && entries % 16 != 0 { entries &+= period }
-    let table = try QBuffer(bytes: 2 &* entries &* 4)
-    let target = try QBuffer(bytes: 256)
-    let t = target.int8
-    let sx = Double(xq.scale) / Double(yq.scale)
-    let sn = Double(xq.scale) * Double(aq.scale) / Double(yq.scale)
+    let fit = try FitBuffers(xq, aq, yq, period: period)
+    defer { withExtendedLifetime(fit) {} }  // t points into fit.target
+    let (zx, entries, table, t, sx, sn) = (fit.zx, fit.entries, fit.table, fit.target.int8, fit.sx, fit.sn)
     let small = -32767...32767
     shifts: for shift in shifts16 {
       // v >= 0 (x >= zp_x): the slope takes no part.
