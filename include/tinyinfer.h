@@ -735,6 +735,19 @@ tinf_status tinf_quantizer_set_auto_float(tinf_quantizer *quantizer, int32_t ena
  * parameters for stay float32 (docs/quantization.md, "QDQ models"). */
 /* Statuses: TINF_OK; TINF_ERR_INVALID_ARGUMENT (NULL quantizer) */
 tinf_status tinf_quantizer_set_graph_params(tinf_quantizer *quantizer, int32_t enabled);
+/* The output stage of int8-static's Conv2D, DepthwiseConv2D and
+ * TransposeConv2D (their `requantization` attribute; docs/quantization.md,
+ * "Requantization"): TINF_REQUANT_FLOAT32 (the default) y = clamp(
+ * roundeven(fl(acc s)) + zp) in float32, as XNNPACK and onnxruntime compute
+ * it, about a third of the vector work of TINF_REQUANT_FIXED, TFLite's
+ * fixed-point multipliers (bit for bit LiteRT's reference kernels; results
+ * differ by at most one step, on near-ties). QDQ models quantized with
+ * graph parameters and imported int8 models keep the fixed-point stage.
+ * For the next finish. */
+#define TINF_REQUANT_FIXED 0
+#define TINF_REQUANT_FLOAT32 1
+/* Statuses: TINF_OK; TINF_ERR_INVALID_ARGUMENT (NULL quantizer, unknown mode) */
+tinf_status tinf_quantizer_set_requantization(tinf_quantizer *quantizer, int32_t mode);
 /* Why the last finish kept layer `layer` in float32 as float-sensitive (a
  * sentence naming the tensor or op concerned), or NULL when it did not (it
  * was quantized, kept by tinf_quantizer_keep_float, or has no int8 form).

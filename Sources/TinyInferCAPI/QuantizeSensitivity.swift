@@ -19,6 +19,16 @@ public func tinf_quantizer_set_graph_params(_ quantizer: OpaquePointer?, _ enabl
 }
 
 @c @implementation
+public func tinf_quantizer_set_requantization(_ quantizer: OpaquePointer?, _ mode: Int32) -> tinf_status {
+  guard let h = quantizerHandle(quantizer) else { return nullArg("tinf_quantizer_set_requantization") }
+  guard mode == TINF_REQUANT_FIXED || mode == TINF_REQUANT_FLOAT32 else {
+    return fail(.invalidArgument, "unknown requantization \(mode) (0 fixed, 1 float32)")
+  }
+  h.quantizer.floatRequantization = mode == TINF_REQUANT_FLOAT32
+  return ok()
+}
+
+@c @implementation
 public func tinf_quantizer_float_reason(
   _ quantizer: OpaquePointer?, _ layer: Int32, _ out: UnsafeMutablePointer<UnsafePointer<CChar>?>?
 ) -> tinf_status {

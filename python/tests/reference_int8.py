@@ -265,6 +265,30 @@ def fully_connected(x, x_q, w, w_q, bias, y_q, activation=0, requant="float"):
     return _requant(acc, mults, shifts, y_q, lo, hi).reshape(x.shape[:-1] + (N,))
 
 
+def _requant_float32(acc, xs, ws, ys, n, y_q, lo, hi):
+    """The float32 output stage (a model quantized by tinyinfer with
+    requantization "float32", as XNNPACK and onnxruntime requantize): the
+    channel's scale s_x s_w / s_y in double rounded to float32, the int32
+    accumulator rounded to float32, their float32 product rounded half to
+    even, + zp, clamped."""
+    wsv = np.broadcast_to(np.asarray(ws, dtype=F32).reshape(-1), (n,))
+    s = np.array([float(F32(xs)) * float(w) / float(F32(ys)) for w in wsv], np.float64).astype(F32)
+    f = wrap32(acc).astype(np.int32).astype(F32) * s
+    v = np.rint(np.clip(f, -32768, 32767)).astype(np.int64) + _z(y_q)
+    return _clamp(v, lo, hi).astype(np.int8)
+
+
+def _conv_stage(acc, x_q, ws, y_q, n, activation, requant):
+    """Conv2D's, DepthwiseConv2D's and TransposeConv2D's per-channel output
+    stage: TFLite's fixed-point multipliers ("fixed") or "float32"."""
+    lo, hi = act_range(activation, _s(y_q), _z(y_q))
+    if requant == "float32":
+        return _requant_float32(acc, _s(x_q), ws, _s(y_q), n, y_q, lo, hi)
+    assert requant == "fixed", requant
+    m, s = _conv_multipliers(_s(x_q), ws, _s(y_q), n)
+    return _requant(acc, m, s, y_q, lo, hi)
+
+
 def _conv_multipliers(xs, ws, ys, n):
     wsv = np.broadcast_to(np.asarray(ws, dtype=F32).reshape(-1), (n,))
     ms = [quantize_multiplier(float(F32(xs)) * float(s) / float(F32(ys))) for s in wsv]
@@ -285,7 +309,7 @@ def _tap(xp, kh, kw, dh, dw, sh, sw, OH, OW):
 
 
 def conv2d(x, x_q, w, w_scales, bias, y_q, strides=(1, 1), dilations=(1, 1), padding=0,
-           pads=(0, 0, 0, 0), groups=1, activation=0):
+           pads=(0, 0, 0, 0), groups=1, activation=0, requant="fixed"):
     """TFLite ConvPerChannel: x int8 NHWC, w int8 [Cout,KH,KW,Cin/groups]
     (zero points 0), w_scales one per output channel (or one), bias int32."""
     Cout, KH, KW, Cg = w.shape
@@ -302,14 +326,11 @@ def conv2d(x, x_q, w, w_scales, bias, y_q, strides=(1, 1), dilations=(1, 1), pad
                     "nhwc,oc->nhwo", t[..., g * Cg:(g + 1) * Cg], wi[g * og:(g + 1) * og, kh, kw, :])
     if bias is not None:
         acc += _i64(bias)
-    acc = wrap32(acc)
-    m, s = _conv_multipliers(_s(x_q), w_scales, _s(y_q), Cout)
-    lo, hi = act_range(activation, _s(y_q), _z(y_q))
-    return _requant(acc, m, s, y_q, lo, hi)
+    return _conv_stage(wrap32(acc), x_q, w_scales, y_q, Cout, activation, requant)
 
 
 def depthwise_conv2d(x, x_q, w, w_scales, bias, y_q, strides=(1, 1), dilations=(1, 1), padding=0,
-                     pads=(0, 0, 0, 0), depth_multiplier=1, activation=0):
+                     pads=(0, 0, 0, 0), depth_multiplier=1, activation=0, requant="fixed"):
     """TFLite DepthwiseConvPerChannel: w int8 [1,KH,KW,C*M], scales per output
     channel (dim 3); output channel c*M+m reads input channel c."""
     _, KH, KW, CM = w.shape
@@ -322,14 +343,11 @@ def depthwise_conv2d(x, x_q, w, w_scales, bias, y_q, strides=(1, 1), dilations=(
             acc += _tap(xp, kh, kw, dilations[0], dilations[1], strides[0], strides[1], OH, OW) * wi[0, kh, kw]
     if bias is not None:
         acc += _i64(bias)
-    acc = wrap32(acc)
-    m, s = _conv_multipliers(_s(x_q), w_scales, _s(y_q), CM)
-    lo, hi = act_range(activation, _s(y_q), _z(y_q))
-    return _requant(acc, m, s, y_q, lo, hi)
+    return _conv_stage(wrap32(acc), x_q, w_scales, y_q, CM, activation, requant)
 
 
 def transpose_conv2d(x, x_q, w, w_scales, bias, y_q, strides=(1, 1), dilations=(1, 1), padding=0,
-                     pads=(0, 0, 0, 0), output_padding=(0, 0), activation=0):
+                     pads=(0, 0, 0, 0), output_padding=(0, 0), activation=0, requant="fixed"):
     """TFLite's int8 TRANSPOSE_CONV (reference_integer_ops::TransposeConv):
     w int8 [Cout,KH,KW,Cin] (zero points 0), w_scales one per output channel
     (or one), bias int32 [Cout] or None. A scatter as TFLite writes it: each
@@ -356,9 +374,7 @@ def transpose_conv2d(x, x_q, w, w_scales, bias, y_q, strides=(1, 1), dilations=(
                         acc[:, oy, ox, :] = wrap32(acc[:, oy, ox, :] + xo[:, iy, ix, :] @ wi[:, kh, kw, :].T)
     if bias is not None:
         acc = wrap32(acc + _i64(bias))
-    m, s = _conv_multipliers(_s(x_q), w_scales, _s(y_q), Cout)
-    lo, hi = act_range(activation, _s(y_q), _z(y_q))
-    return _requant(acc, m, s, y_q, lo, hi)
+    return _conv_stage(acc, x_q, w_scales, y_q, Cout, activation, requant)
 
 
 # ----------------------------------------------------------------------------
@@ -391,12 +407,22 @@ def sub(a, a_q, b, b_q, y_q, activation=0):
     return _add_sub(a, a_q, b, b_q, y_q, activation, -1)
 
 
-def mul(a, a_q, b, b_q, y_q, activation=0):
-    real = F32(F32(F32(a_q[0]) * F32(b_q[0])) / F32(y_q[0]))  # float arithmetic, as mul.cc
-    m, s = quantize_multiplier(float(real))
+def mul(a, a_q, b, b_q, y_q, activation=0, requant="fixed"):
+    """TFLite's int8 Mul; requant="float32": the float32 output stage of
+    models tinyinfer quantizes, the exact product (a - zp_a)(b - zp_b) times
+    s_a s_b / s_y (in double, rounded to float32) in float32, rounded half
+    to even."""
     a, b = np.broadcast_arrays(_i64(a), _i64(b))
     lo, hi = act_range(activation, _s(y_q), _z(y_q))
-    return _clamp(mbqm((a - a_q[1]) * (b - b_q[1]), m, s) + y_q[1], lo, hi).astype(np.int8)
+    prod = (a - a_q[1]) * (b - b_q[1])
+    if requant == "float32":
+        s = F32(float(F32(a_q[0])) * float(F32(b_q[0])) / float(F32(y_q[0])))
+        f = prod.astype(F32) * s
+        return _clamp(np.rint(np.clip(f, -32768, 32767)).astype(np.int64) + y_q[1], lo, hi).astype(np.int8)
+    assert requant == "fixed", requant
+    real = F32(F32(F32(a_q[0]) * F32(b_q[0])) / F32(y_q[0]))  # float arithmetic, as mul.cc
+    m, s = quantize_multiplier(float(real))
+    return _clamp(mbqm(prod, m, s) + y_q[1], lo, hi).astype(np.int8)
 
 
 def prelu(x, x_q, alpha, alpha_q, y_q):

@@ -130,6 +130,16 @@ class Q:
         return res if len(res) > 1 else res[0]
 
 
+# The output stages of Conv2D, DepthwiseConv2D and TransposeConv2D: TFLite's
+# fixed-point multipliers (the default) and the float32 stage of models
+# tinyinfer quantizes (the `requantization` attribute; R._requant_float32).
+REQUANTS = ["fixed", "float32"]
+
+
+def rq_attr(requant):
+    return {"requantization": 1} if requant == "float32" else {}
+
+
 def same(got, want):
     want = np.asarray(want)
     assert got.dtype == want.dtype, (got.dtype, want.dtype)
@@ -330,7 +340,8 @@ CONV_CASES = [
 
 @pytest.mark.parametrize("case", range(len(CONV_CASES)))
 @pytest.mark.parametrize("per_channel", [True, False])
-def test_conv2d(case, per_channel):
+@pytest.mark.parametrize("requant", REQUANTS)
+def test_conv2d(case, per_channel, requant):
     xs, (cout, kh, kw), strides, dil, padding, pads, groups = CONV_CASES[case]
     rng = np.random.default_rng(200 + case * 2 + per_channel)
     x = rand_i8(rng, *xs)
@@ -350,9 +361,9 @@ def test_conv2d(case, per_channel):
         g = Q()
         y = g.op("Conv2D", g.input(x, xq), g.const(w, ws, axis=0 if per_channel else None),
                  g.const(bias) if bias is not None else None, q=yq, strides=strides, dilations=dil,
-                 padding=padding, pads=pads, groups=groups, activation=act)
+                 padding=padding, pads=pads, groups=groups, activation=act, **rq_attr(requant))
         got = g.run(y, threads=threads)
-        want = R.conv2d(x, xq, w, ws, bias, yq, strides, dil, padding, pads, groups, act)
+        want = R.conv2d(x, xq, w, ws, bias, yq, strides, dil, padding, pads, groups, act, requant=requant)
         same(got, want)
     close_to_float(got, yq, ref._act(real, act), act)
 
@@ -434,7 +445,8 @@ DW_SWEEP = [  # (N, H, W), (KH, KW), M, strides, dilations, padding, pads
 
 
 @pytest.mark.parametrize("c", list(range(1, 41)))
-def test_depthwise_conv2d_channel_sweep(c):
+@pytest.mark.parametrize("requant", REQUANTS)
+def test_depthwise_conv2d_channel_sweep(c, requant):
     rng = np.random.default_rng(3000 + c)
     for k, ((n, h, w_), (kh, kw), m, strides, dil, padding, pads) in enumerate(DW_SWEEP):
         if m > 1 and c > 20:
@@ -459,8 +471,8 @@ def test_depthwise_conv2d_channel_sweep(c):
         g = Q()
         y = g.op("DepthwiseConv2D", g.input(x, xq), g.const(w, ws, axis=3 if per_channel else None),
                  g.const(bias) if bias is not None else None, q=yq, strides=strides, dilations=dil,
-                 padding=padding, pads=pads, depth_multiplier=m, activation=act)
-        want = R.depthwise_conv2d(x, xq, w, ws, bias, yq, strides, dil, padding, pads, m, act)
+                 padding=padding, pads=pads, depth_multiplier=m, activation=act, **rq_attr(requant))
+        want = R.depthwise_conv2d(x, xq, w, ws, bias, yq, strides, dil, padding, pads, m, act, requant=requant)
         same(g.run(y, threads=1 + k % 2), want)
 
 
@@ -501,7 +513,8 @@ DW_PAIRS = [  # (H, W), (KH, KW), strides, padding, pads
 
 @pytest.mark.parametrize("case", range(len(DW_PAIRS)))
 @pytest.mark.parametrize("c", [16, 24, 37, 48])
-def test_depthwise_conv2d_tap_pairs(case, c):
+@pytest.mark.parametrize("requant", REQUANTS)
+def test_depthwise_conv2d_tap_pairs(case, c, requant):
     (h, w_), (kh, kw), strides, padding, pads = DW_PAIRS[case]
     rng = np.random.default_rng(3200 + 10 * case + c)
     for k in range(4):
@@ -523,8 +536,8 @@ def test_depthwise_conv2d_tap_pairs(case, c):
         act = ACTS[(case + k) % 4] if k != 3 else case % 2  # no Relu6 / ReluN1To1 bound at the tiny output scale
         g = Q()
         y = g.op("DepthwiseConv2D", g.input(x, xq), g.const(w, ws, axis=3), g.const(bias) if bias is not None else None,
-                 q=yq, strides=strides, padding=padding, pads=pads, activation=act)
-        want = R.depthwise_conv2d(x, xq, w, ws, bias, yq, strides, (1, 1), padding, pads, 1, act)
+                 q=yq, strides=strides, padding=padding, pads=pads, activation=act, **rq_attr(requant))
+        want = R.depthwise_conv2d(x, xq, w, ws, bias, yq, strides, (1, 1), padding, pads, 1, act, requant=requant)
         same(g.run(y, threads=1 + k % 2), want)
 
 
@@ -583,11 +596,14 @@ def check_depthwise_case(shape, case, c, seed, w_ends):
         if k == 2:  # the left shifts are there: some channel's multiplier exceeds 1
             m, sh = R._conv_multipliers(R._s(xq), ws, R._s(yq), c)
             assert np.max(sh) > 0
-        for threads in (1, 2):
+        for threads, requant in ((1, "fixed"), (2, "fixed"), (1 + k % 2, "float32")):
+            if requant == "float32":
+                want = R.depthwise_conv2d(x, xq, w, ws, bias, yq, strides, dil, padding, pads, 1, act,
+                                          requant=requant)
             g = Q()
             y = g.op("DepthwiseConv2D", g.input(x, xq), g.const(w, ws, axis=3),
                      g.const(bias) if bias is not None else None, q=yq, strides=strides, dilations=dil,
-                     padding=padding, pads=pads, activation=act)
+                     padding=padding, pads=pads, activation=act, **rq_attr(requant))
             same(g.run(y, threads=threads), want)
 
 
@@ -660,7 +676,8 @@ TCONV_CASES = [  # x shape, (Cout, KH, KW), strides, dilations, padding, pads, o
 
 @pytest.mark.parametrize("case", range(len(TCONV_CASES)))
 @pytest.mark.parametrize("per_channel", [True, False])
-def test_transpose_conv2d(case, per_channel):
+@pytest.mark.parametrize("requant", REQUANTS)
+def test_transpose_conv2d(case, per_channel, requant):
     """Bit for bit against the numpy scatter of TFLite's integer arithmetic,
     at 1 and 3 threads, with and without bias, each fused activation; and
     within the requantization's error of the float result."""
@@ -681,11 +698,11 @@ def test_transpose_conv2d(case, per_channel):
     xq = retarget(xq, real_of(xq), act)
     real = real_of(xq)
     yq = fit_q(rng, ref._act(real, act))
-    want = R.transpose_conv2d(x, xq, w, ws, bias, yq, activation=act, **attrs)
+    want = R.transpose_conv2d(x, xq, w, ws, bias, yq, activation=act, requant=requant, **attrs)
     for threads in (1, 3):
         g = Q()
         y = g.op("TransposeConv2D", g.input(x, xq), g.const(w, ws, axis=0 if per_channel else None),
-                 g.const(bias) if bias is not None else None, q=yq, activation=act, **attrs)
+                 g.const(bias) if bias is not None else None, q=yq, activation=act, **attrs, **rq_attr(requant))
         got = g.run(y, threads=threads)
         same(got, want)
     close_to_float(got, yq, ref._act(real, act), act)
@@ -744,23 +761,33 @@ def test_transpose_conv2d_refuses():
 # ----------------------------------------------------------------------------
 # Add, Sub, Mul
 
+# MulF: Mul with the float32 output stage (requantization 1, R.mul's requant="float32").
+BINARY_OPS = ["Add", "Sub", "Mul", "MulF"]
+BINARY_REFS = {"Add": R.add, "Sub": R.sub, "Mul": R.mul,
+               "MulF": lambda *a, **k: R.mul(*a, requant="float32", **k)}
+
+
+def binary_op(g, op, a, b, yq, act):
+    return g.op("Mul" if op == "MulF" else op, a, b, q=yq, activation=act, **rq_attr("float32" if op == "MulF" else "fixed"))
+
+
 BINARY_SHAPES = [((2, 3, 4), (2, 3, 4)), ((2, 3, 4), (4,)), ((4, 1, 6), (1, 5, 6)), ((1,), (3, 7)),
                  ((2, 1, 3, 1), (1, 4, 1, 5)), ((33,), (33,))]
 
 
-@pytest.mark.parametrize("op", ["Add", "Sub", "Mul"])
+@pytest.mark.parametrize("op", BINARY_OPS)
 @pytest.mark.parametrize("case", range(len(BINARY_SHAPES)))
 def test_binary(op, case):
     sa, sb = BINARY_SHAPES[case]
-    rng = np.random.default_rng(400 + case + 10 * len(op))
-    f = {"Add": R.add, "Sub": R.sub, "Mul": R.mul}[op]
-    fr = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply}[op]
+    rng = np.random.default_rng(400 + case + 10 * len(op.rstrip("F")))
+    f = BINARY_REFS[op]
+    fr = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "MulF": np.multiply}[op]
     for trial in range(4):
         a, b = rand_i8(rng, *sa), rand_i8(rng, *sb)
         aq, bq = rand_q(rng, -2, 0.5), rand_q(rng, -2, 0.5)
         act = ACTS[(case + trial) % 4]
         real = fr(deq(a, aq), deq(b, bq))
-        aq2 = retarget(aq, real, act, 2.0 if op == "Mul" else 1.0)
+        aq2 = retarget(aq, real, act, 2.0 if op.startswith("Mul") else 1.0)
         bq = (np.float32(bq[0] * aq2[0] / aq[0]), bq[1])
         aq = aq2
         real = fr(deq(a, aq), deq(b, bq))
@@ -772,18 +799,18 @@ def test_binary(op, case):
             bq = (aq[0], bq[1])
             real = fr(deq(a, aq), deq(b, bq))
         g = Q()
-        y = g.op(op, g.input(a, aq), g.input(b, bq), q=yq, activation=act)
+        y = binary_op(g, op, g.input(a, aq), g.input(b, bq), yq, act)
         got = g.run(y)
         same(got, f(a, aq, b, bq, yq, act))
         close_to_float(got, yq, ref._act(real, act), act)
 
 
-@pytest.mark.parametrize("op", ["Add", "Sub", "Mul"])
+@pytest.mark.parametrize("op", BINARY_OPS)
 @pytest.mark.parametrize("n", [1, 15, 16, 17, 31, 32, 33, 255, 4099])
 def test_binary_same_shape_lengths(op, n):
     """Same-shape inputs (the 16-lane path and its scalar tail) over every
     pair of int8 values, extreme zero points and scales, multipliers > 1."""
-    rng = np.random.default_rng(4600 + n + 7 * len(op))
+    rng = np.random.default_rng(4600 + n + 7 * len(op.rstrip("F")))
     for trial in range(6):
         a, b = rand_i8(rng, n), rand_i8(rng, n)
         if n == 4099 and trial == 0:  # every pair of int8 values (65536), then a tail of 100
@@ -804,26 +831,26 @@ def _check_binary_trial(rng, op, trial, a, b):
         aq, bq = (aq[0], -128), (bq[0], 127)
     if trial == 2:
         aq, bq = (aq[0], 127), (bq[0], -128)
-        yq = (np.float32(min(aq[0], bq[0]) * (0.001 if op != "Mul" else aq[0] * 0.001)), 0)
+        yq = (np.float32(min(aq[0], bq[0]) * (0.001 if not op.startswith("Mul") else aq[0] * 0.001)), 0)
     if trial == 3:
         bq = (np.float32(aq[0] * 1e-4), bq[1])  # one input's multiplier tiny
     if trial == 4:
         yq = (np.float32(1e3), yq[1])  # everything rounds to the zero point
     act = ACTS[trial % 4]
-    f = {"Add": R.add, "Sub": R.sub, "Mul": R.mul}[op]
+    f = BINARY_REFS[op]
     g = Q()
-    y = g.op(op, g.input(a, aq), g.input(b, bq), q=yq, activation=act)
+    y = binary_op(g, op, g.input(a, aq), g.input(b, bq), yq, act)
     same(g.run(y), f(a, aq, b, bq, yq, act))
 
 
-@pytest.mark.parametrize("op", ["Add", "Sub", "Mul"])
+@pytest.mark.parametrize("op", BINARY_OPS)
 @pytest.mark.parametrize("sa,sb", [((4099,), (1,)), ((1,), (4099,)), ((3, 600, 5), (3, 1, 1)),
                                    ((1, 1, 1), (2, 700, 3)), ((511,), (1,))])
 def test_binary_long_rows_against_one_value(op, sa, sb):
     """A long row against one broadcast value (x + 3 of HardSwish, a scalar
     on either side, a value per outer row): the table path, every int8
     value on the long side, extreme zero points, multipliers > 1."""
-    rng = np.random.default_rng(4700 + len(op) + sum(sa) + 3 * sum(sb))
+    rng = np.random.default_rng(4700 + len(op.rstrip("F")) + sum(sa) + 3 * sum(sb))
     for trial in range(5):
         a, b = rand_i8(rng, *sa), rand_i8(rng, *sb)
         long_side = a if a.size > b.size else b
@@ -831,7 +858,7 @@ def test_binary_long_rows_against_one_value(op, sa, sb):
         _check_binary_trial(rng, op, trial, a, b)
 
 
-@pytest.mark.parametrize("op", ["Add", "Sub", "Mul"])
+@pytest.mark.parametrize("op", BINARY_OPS)
 @pytest.mark.parametrize("sa,sb", [((16,), (1,)), ((1,), (17,)), ((1, 1, 5, 32), (1,)), ((1,), (1, 1, 5, 32)),
                                    ((1, 1, 1, 200), (1,)), ((300,), (1, 1)), ((4, 40), (4, 1)), ((15,), (1,))])
 def test_binary_short_rows_against_one_value(op, sa, sb):
@@ -840,9 +867,9 @@ def test_binary_short_rows_against_one_value(op, sa, sb):
     squeeze-and-excitation vector): from 16 values on, the value repeated
     in a stack row and the level's vector row kernel; every int8 value on
     the long side, extreme zero points, multipliers > 1."""
-    rng = np.random.default_rng(4900 + len(op) + sum(sa) + 3 * sum(sb))
+    rng = np.random.default_rng(4900 + len(op.rstrip("F")) + sum(sa) + 3 * sum(sb))
     # (Mul's trial 2 may ask for a Relu6 bound the tiny output scale cannot hold: a refusal, tested elsewhere.)
-    for trial in (0, 1, 3, 4) if op == "Mul" else range(5):
+    for trial in (0, 1, 3, 4) if op.startswith("Mul") else range(5):
         a, b = rand_i8(rng, *sa), rand_i8(rng, *sb)
         long_side = (a if a.size > b.size else b).reshape(-1)
         k = min(256, long_side.size)
@@ -850,14 +877,14 @@ def test_binary_short_rows_against_one_value(op, sa, sb):
         _check_binary_trial(rng, op, trial, a, b)
 
 
-@pytest.mark.parametrize("op", ["Add", "Sub", "Mul"])
+@pytest.mark.parametrize("op", BINARY_OPS)
 @pytest.mark.parametrize("sa,sb", [((1, 9, 11, 24), (1, 1, 1, 24)), ((1, 1, 5), (2, 30, 31, 5)),
                                    ((3, 7, 1), (1, 1, 1)), ((2, 40, 1000), (1000,)), ((1, 1, 1, 33), (1, 6, 7, 33))])
 def test_binary_per_channel_rows(op, sa, sb):
     """One input of the output's shape, the other a row of C values
     broadcast over every pixel (on either side): the repeated-row path,
     stretches longer than its scratch row, tails, extreme quantizations."""
-    rng = np.random.default_rng(4800 + len(op) + sum(sa) + 3 * sum(sb))
+    rng = np.random.default_rng(4800 + len(op.rstrip("F")) + sum(sa) + 3 * sum(sb))
     for trial in range(5):
         _check_binary_trial(rng, op, trial, rand_i8(rng, *sa), rand_i8(rng, *sb))
 

@@ -992,3 +992,66 @@ def test_int8_static_maximum_minimum_constant_beyond_the_range(rng):
     np.testing.assert_array_equal(lo_, cd)
     np.testing.assert_array_equal(hi_, cd)
     np.testing.assert_array_equal(big_, np.full_like(cd, 100.0))
+
+
+# -- the output stage of int8-static's convolutions and Mul (docs/quantization.md, "Requantization") ----------------
+
+def _conv_mul_model(rng):
+    """x [1,9,10,8] -> Conv2D 3x3 (16, relu) -> DepthwiseConv2D 3x3 stride 2 -> Mul by a second input [1,1,1,16]."""
+    g = tinyinfer.GraphBuilder("conv_mul")
+    x = g.input("x", (1, 9, 10, 8))
+    s = g.input("s", (1, 1, 1, 16))
+    c = g.op("Conv2D", x, g.const("w1", (rng.standard_normal((16, 3, 3, 8)) * 0.3).astype(np.float32)),
+             g.const("b1", rng.standard_normal(16).astype(np.float32)), padding=1, activation=1)
+    d = g.op("DepthwiseConv2D", c, g.const("w2", (rng.standard_normal((1, 3, 3, 16)) * 0.5).astype(np.float32)),
+             g.const("b2", rng.standard_normal(16).astype(np.float32)), strides=(2, 2), padding=1)
+    g.output(g.op("Mul", d, s))
+    return g.to_bytes()
+
+
+@pytest.mark.parametrize("requant", ["float32", "fixed"])
+def test_int8_static_output_stage_follows_requantization(rng, tmp_path, requant):
+    """Each int8 Conv2D, DepthwiseConv2D and Mul of a quantized model gives, bit for bit, the numpy reference
+    of the output stage chosen (float32 by default, or TFLite's fixed point) on its own int8 inputs."""
+    import reference_int8 as R8
+    src = tmp_path / "f.tinf"
+    src.write_bytes(_conv_mul_model(rng))
+    calib = [[rng.standard_normal((1, 9, 10, 8)).astype(np.float32),
+              rng.uniform(0.2, 2, (1, 1, 1, 16)).astype(np.float32)] for _ in range(8)]
+    dst = tmp_path / "q.tinf"
+    kw = {} if requant == "float32" else {"requantization": "fixed"}  # float32 is the default
+    tinyinfer.quantize(str(src), dst, mode="int8-static", calib=calib, method="minmax", progress=False, **kw)
+    t = read_tinf(dst.read_bytes())
+    with tinyinfer.load(dst) as m:
+        det, ops = m.tensors(), m.ops()
+        byop = {o.op: o for o in ops}
+        names = {k: [det[i].name for i in byop[k].inputs] + [det[byop[k].outputs[0]].name]
+                 for k in ("Conv2D", "DepthwiseConv2D", "Mul")}
+        want = sorted({n for k in names for n in names[k] if t[n]["value"] is None})
+        xs = [rng.standard_normal((1, 9, 10, 8)).astype(np.float32),
+              rng.uniform(0.2, 2, (1, 1, 1, 16)).astype(np.float32)]
+        got = dict(zip(want, m.run(xs, outputs=want)))
+
+    def val(n):
+        return got[n] if n in got else t[n]["value"]
+
+    def q(n):
+        return (np.float32(t[n]["quant"][1][0]), int(t[n]["quant"][2][0]))
+
+    x, w, b, y = names["Conv2D"]
+    ref = R8.conv2d(val(x), q(x), val(w), t[w]["quant"][1], val(b), q(y), padding=1, activation=1, requant=requant)
+    np.testing.assert_array_equal(got[y], ref)
+    other = "fixed" if requant == "float32" else "float32"
+    assert np.abs(ref.astype(int) - R8.conv2d(val(x), q(x), val(w), t[w]["quant"][1], val(b), q(y), padding=1,
+                                              activation=1, requant=other)).max() <= 1
+    x, w, b, y = names["DepthwiseConv2D"]
+    ref = R8.depthwise_conv2d(val(x), q(x), val(w), t[w]["quant"][1], val(b), q(y), strides=(2, 2), padding=1,
+                              requant=requant)
+    np.testing.assert_array_equal(got[y], ref)
+    a, s, y = names["Mul"]
+    np.testing.assert_array_equal(got[y], R8.mul(val(a), q(a), val(s), q(s), q(y), requant=requant))
+
+
+def test_requantization_is_checked():
+    with pytest.raises(tinyinfer.InvalidArgumentError, match="requantization"):
+        tinyinfer.quantize(b"x", mode="int8-static", calib=[np.zeros(1, np.float32)], requantization="double")

@@ -94,12 +94,13 @@ def test_recurrent_default_meets_25_db_on_held_out(tmp_path):
     src, calib, held = _lstm_model(tmp_path)
     ref = run_all(src, held)
     # Without the floor (min_sqnr=None: the rules only) this model misses 25 dB: the floor has work to do.
+    # With TFLite's fixed-point output stage: the float32 one (the default) reaches 25.8 dB by itself here.
     plain = str(tmp_path / "plain.tinf")
-    rp = tinyinfer.quantize(src, plain, mode="int8-static", calib=calib, min_sqnr=None)
+    rp = tinyinfer.quantize(src, plain, mode="int8-static", calib=calib, min_sqnr=None, requantization="fixed")
     assert rp.floor is None and rp.kept_float_why == []
     assert sqnr(ref, run_all(plain, held)) < 25
     dst = str(tmp_path / "default.tinf")
-    r = tinyinfer.quantize(src, dst, mode="int8-static", calib=calib)
+    r = tinyinfer.quantize(src, dst, mode="int8-static", calib=calib, requantization="fixed")
     assert r.floor["kind"] == "recurrent" and "LSTM" in r.floor["why"] and r.floor["floor_db"] == 25
     assert r.floor["int8_db"] < 25 and r.floor["met"]
     got = sqnr(ref, run_all(dst, held))

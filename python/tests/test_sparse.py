@@ -107,10 +107,10 @@ def test_int8_tiles_of_every_row_count_equal_dense(rng, tmp_path, k):
             np.testing.assert_array_equal(s.run(x)[0], d.run(x)[0])
 
 
-def quantized(data, calib, tmp_path):
+def quantized(data, calib, tmp_path, requant="float32"):
     src = tmp_path / "f.tinf"
     src.write_bytes(data)
-    return tinyinfer.quantize(str(src), mode="int8-static", calib=calib).data
+    return tinyinfer.quantize(str(src), mode="int8-static", calib=calib, requantization=requant).data
 
 
 @pytest.mark.parametrize("kind,m,n,k,sparsity", [
@@ -120,7 +120,8 @@ def quantized(data, calib, tmp_path):
     # more than 1024 nonzeros in a channel: the int32 tile kernel
     ("fc", 40, 24, 1100, 0.8), ("conv", 1, 36, 1030, 0.9),
     ("fc", 40, 24, 1300, 0.05), ("conv", 3, 20, 1200, 0.1)])
-def test_int8_sparse_equals_dense_bit_for_bit(rng, tmp_path, kind, m, n, k, sparsity):
+@pytest.mark.parametrize("requant", ["float32", "fixed"])  # the convolutions' two output stages
+def test_int8_sparse_equals_dense_bit_for_bit(rng, tmp_path, kind, m, n, k, sparsity, requant):
     w = sparse_weights(rng, (n, k), sparsity)
     b = rng.standard_normal(n).astype(np.float32)
     if kind == "fc":
@@ -129,7 +130,7 @@ def test_int8_sparse_equals_dense_bit_for_bit(rng, tmp_path, kind, m, n, k, spar
         shape = (m, 6, 5, k)
         data = conv1x1_model(w, b, shape, act=1)
     calib = rng.standard_normal((16,) + shape[1:] if kind == "conv" else (16 * m, k)).astype(np.float32)
-    q = quantized(data, calib, tmp_path)
+    q = quantized(data, calib, tmp_path, requant)
     x = rng.standard_normal(shape).astype(np.float32)
     with tinyinfer.load(q, sparse="always") as s, tinyinfer.load(q, sparse=False) as d:
         assert sparse_ops(s) and not sparse_ops(d)

@@ -14,7 +14,7 @@ arguments); --debug shows the Python traceback instead.
   run MODEL.tinf --input DIR_OR_FILE --output FILE [--memory-budget 256MB]   stream a data set in batches
   info                                      library version, file, and the CPU level its kernels run at
   quantize SRC.tinf -o DST.tinf --mode fp16|int8-dynamic|int8-static|int4 [--calib FILE.npy|.npz|DIR]
-           [--method auto|minmax|percentile|mse|entropy] [--report] [--max-accuracy-drop X] [--min-sqnr DB|auto|none] [--force-int8]
+           [--method auto|minmax|percentile|mse|entropy] [--report] [--max-accuracy-drop X] [--min-sqnr DB|auto|none] [--force-int8] [--requantization float32|fixed]
   cache ls|clear                            the conversion cache of tinyinfer.load (docs/migrating.md)
   prune SRC.tinf -o DST.tinf --method magnitude|wanda|nm [--sparsity 0.8] [--pattern 2:4] [--calib FILE]
   distill TEACHER --student mlp:HIDDEN[,HIDDEN] --data X.npy [--labels Y.npy] -o STUDENT.tinf
@@ -296,7 +296,7 @@ def cmd_quantize(args) -> int:
     tinyinfer.quantize(args.src, dst, mode=args.mode, calib=calib, method=args.method, percentile=args.percentile,
                        report=args.report, max_accuracy_drop=args.max_accuracy_drop, min_sqnr=args.min_sqnr,
                        keep_float=args.keep_float or (), progress=None if not args.no_progress else False,
-                       force_int8=args.force_int8, verbose=True)
+                       force_int8=args.force_int8, requantization=args.requantization, verbose=True)
     return 0
 
 def cmd_info(args) -> int:
@@ -363,6 +363,9 @@ def main(argv=None) -> int:
     qz.add_argument("--keep-float", action="append", help="a layer name to keep in float32 (repeatable)")
     qz.add_argument("--force-int8", action="store_true",
                     help="int8-static: quantize float-sensitive ops too (masks, Softmax, log paths; kept float32 by default)")
+    qz.add_argument("--requantization", default="float32", choices=["float32", "fixed"],
+                    help="int8-static convolutions' output stage: float32 (default; as XNNPACK/onnxruntime) or "
+                         "fixed (TFLite's fixed-point multipliers, bit for bit LiteRT's reference kernels)")
     qz.add_argument("--no-progress", action="store_true")
     qz.set_defaults(fn=cmd_quantize)
     from ._cache_cli import add_parser as add_cache_parser

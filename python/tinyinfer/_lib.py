@@ -411,6 +411,8 @@ _fn("tinf_session_work", [SessionHandle, POINTER(c_uint64)])
 _fn("tinf_quantizer_set_auto_float", [QuantizerHandle, c_int32])
 # tinf_status tinf_quantizer_set_graph_params(tinf_quantizer *quantizer, int32_t enabled);
 _fn("tinf_quantizer_set_graph_params", [QuantizerHandle, c_int32])
+# tinf_status tinf_quantizer_set_requantization(tinf_quantizer *quantizer, int32_t mode);
+_fn("tinf_quantizer_set_requantization", [QuantizerHandle, c_int32])
 # tinf_status tinf_quantizer_float_reason(const tinf_quantizer *quantizer, int32_t layer, const char **out_reason);
 _fn("tinf_quantizer_float_reason", [QuantizerHandle, c_int32, POINTER(c_char_p)])
 # ---- caching: intermediate tensors, shared backbones, the result cache's hash (issue 18) ----

@@ -46,6 +46,16 @@ def sqnr_db(signal: float, noise: float) -> float:
     return float(10 * np.log10(signal / noise))
 
 
+
+_REQUANTIZATIONS = {"fixed": 0, "float32": 1}
+
+
+def _requantization_code(mode) -> int:
+    code = _REQUANTIZATIONS.get(str(mode).lower())
+    if code is None:
+        raise InvalidArgumentError(f"requantization must be one of {sorted(_REQUANTIZATIONS)}, got {mode!r}")
+    return code
+
 def _mode_code(mode: str) -> int:
     key = str(mode).lower().replace("_", "-")
     if key not in MODES:
@@ -195,6 +205,12 @@ class Quantizer(OwnedHandle):
         """int8-static of a QDQ model: parameters from its Quantize/Dequantize pairs, 8-bit weights as given,
         no calibration."""
         L.tinf_quantizer_set_graph_params(self._h, int(bool(enabled)))
+
+    def set_requantization(self, mode: str = "float32") -> None:
+        """int8-static: the output stage of Conv2D, DepthwiseConv2D and TransposeConv2D, "float32" (the default;
+        XNNPACK's and onnxruntime's arithmetic) or "fixed" (TFLite's fixed-point multipliers, bit for bit LiteRT's
+        reference kernels)."""
+        L.tinf_quantizer_set_requantization(self._h, _requantization_code(mode))
 
     def float_reason(self, layer: int) -> Optional[str]:
         """Why the last finish kept `layer` in float32 as float-sensitive, or None."""
@@ -747,7 +763,7 @@ def _float16_weights_widened(model: Model, src) -> Optional[bytes]:
 def quantize(src, dst=None, mode: str = "int8-dynamic", calib=None, method: str = "auto",
              percentile: float = 99.99, report: bool = False, max_accuracy_drop: Optional[float] = None,
              min_sqnr: Union[float, str, None] = "auto", keep_float: Iterable[str] = (), progress: Optional[bool] = None,
-             verbose: bool = False, force_int8: bool = False) -> QuantizeResult:
+             verbose: bool = False, force_int8: bool = False, requantization: str = "float32") -> QuantizeResult:
     """Quantizes a float32 .tinf model (path, bytes or a loaded Model) and
     writes `dst` (when given). Returns a QuantizeResult (str() is a report).
     A model that is already quantized (see `already_quantized`) is refused
@@ -779,12 +795,19 @@ def quantize(src, dst=None, mode: str = "int8-dynamic", calib=None, method: str 
         float32 by default and names them with the reason in the result's
         `float_sensitive` (and the report); True quantizes them too (and
         turns the default accuracy floor off).
+    requantization: int8-static's output stage for Conv2D, DepthwiseConv2D
+        and TransposeConv2D: "float32" (the default) rounds `acc * scale` in
+        float32, half to even, as XNNPACK and onnxruntime do (about a third
+        of the vector work of the fixed-point stage on x86); "fixed" uses
+        TFLite's fixed-point multipliers, bit for bit LiteRT's reference
+        kernels. They differ by at most one step, on near-ties.
     progress: show progress on stderr (on a terminal tqdm if installed, else
         a counter; otherwise one plain line per stage, no carriage returns);
         default: when there are 100 calibration input sets or more.
     """
     mode = str(mode).lower().replace("_", "-")
     _mode_code(mode)
+    requant_code = _requantization_code(requantization)
     floor_auto = isinstance(min_sqnr, str)
     if floor_auto:
         if min_sqnr.lower() != "auto":
@@ -828,6 +851,7 @@ def quantize(src, dst=None, mode: str = "int8-dynamic", calib=None, method: str 
         try:
             q.set_method("minmax" if auto_method else method, percentile)
             q.set_auto_float(not force_int8)
+            L.tinf_quantizer_set_requantization(q._h, requant_code)
             if mode == "int8-static":
                 for xs in _progress(sets, "calibrating", show):
                     q.observe(xs)

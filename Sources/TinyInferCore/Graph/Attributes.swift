@@ -48,6 +48,11 @@ public enum AttrKey: UInt16, Sendable, CaseIterable {
   /// produces its input (Passes/PReluFusion.swift), one slope per channel
   /// of the last axis.
   case preluSlopes = 43
+  /// int8 Conv2D, DepthwiseConv2D and TransposeConv2D: the output stage,
+  /// 0 TFLite's fixed-point multipliers (the default, bit for bit LiteRT's
+  /// reference kernels), 1 float32 (XNNPACK's and onnxruntime's, cheaper on
+  /// x86; set by tinyinfer's quantizer, `QRequantTable`).
+  case requantization = 44
 
   /// The key's name (FileCode).
   public var staticName: StaticString {
@@ -94,6 +99,7 @@ public enum AttrKey: UInt16, Sendable, CaseIterable {
     case .clip: return "clip"
     case .subgraphs: return "subgraphs"
     case .preluSlopes: return "prelu_slopes"
+    case .requantization: return "requantization"
     }
   }
 

@@ -33,6 +33,11 @@ public final class Quantizer {
   /// 8-bit weights as given (StaticInt8Pass); ops the graph does not give
   /// parameters for stay float32. Needs no calibration.
   public var graphParams = false
+  /// int8-static (calibrated): the float32 output stage for Conv2D,
+  /// DepthwiseConv2D and TransposeConv2D (their `requantization` attribute,
+  /// QRequantTable), else TFLite's fixed-point one. Not used with
+  /// `graphParams`, whose QDQ graphs keep the fixed-point stage.
+  public var floatRequantization = true
   /// Per layer, after `finish`: why it was kept in float32 as
   /// float-sensitive, or nil.
   public private(set) var floatReason: [String?]
@@ -136,7 +141,8 @@ public final class Quantizer {
       // Ranges are computed once per tensor (histogram methods are not free).
       var cache = [(lo: Float, hi: Float)?](repeating: nil, count: g.tensors.count)
       for t in 0..<g.tensors.count { cache[t] = range(of: t) }
-      r = try StaticInt8Pass.run(model: model, keepFloat: keepNode, ranges: cache)
+      r = try StaticInt8Pass.run(
+        model: model, keepFloat: keepNode, ranges: cache, floatRequantization: floatRequantization)
     } else {
       r = WeightPasses.run(model: model, mode: mode, keepFloat: keepNode)
     }

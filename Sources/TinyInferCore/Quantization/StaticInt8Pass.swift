@@ -78,6 +78,9 @@ enum StaticInt8Pass {
     /// Parameters from the graph's Quantize ops (int8 form), per old tensor.
     var fixed: [Params?] = []
     var graphParams = false
+    /// Conv2D, DepthwiseConv2D, TransposeConv2D and Mul get the float32
+    /// output stage (`requantization` 1; Quantizer.floatRequantization).
+    var floatRequantization = false
 
     func quant(_ p: Params) -> Quantization { Quantization(axis: nil, scales: [p.scale], zeroPoints: [p.zeroPoint]) }
 
@@ -246,7 +249,8 @@ enum StaticInt8Pass {
   }
 
   static func run(
-    model: Model, keepFloat: [Bool], ranges: [(lo: Float, hi: Float)?], graphParams: Bool = false
+    model: Model, keepFloat: [Bool], ranges: [(lo: Float, hi: Float)?], graphParams: Bool = false,
+    floatRequantization: Bool = false
   ) throws(TinfError) -> RewriteResult {
     let g = model.graph
     var s = State(
@@ -254,6 +258,7 @@ enum StaticInt8Pass {
       fver: [Int](repeating: -1, count: g.tensors.count), qver: [Int](repeating: -1, count: g.tensors.count),
       qp: [Params?](repeating: nil, count: g.tensors.count), isOutput: [Bool](repeating: false, count: g.tensors.count))
     for t in g.outputs { s.isOutput[t] = true }
+    s.floatRequantization = floatRequantization && !graphParams
     var marked = [Bool](repeating: false, count: g.nodes.count)
     if graphParams {
       let gq = graphQuantization(g)
@@ -366,7 +371,9 @@ enum StaticInt8Pass {
     case .calibrated:
       let ins = try int8Inputs(&s, node)
       let y = s.int8Out(node.outputs[0], try s.calibrated(node.outputs[0]))
-      s.w.emit(node.op, ins, [y], node.attrs)
+      var attrs = node.attrs
+      if s.floatRequantization && node.op == .mul { attrs[.requantization] = .int(1) }  // QMulOp's float32 stage
+      s.w.emit(node.op, ins, [y], attrs)
     case .fixed(let scale, let zp):
       if s.graphParams {  // the graph's output parameters must be the kernel's (else it would round twice)
         guard let f = s.fixed[node.outputs[0]], f.scale == scale, f.zeroPoint == zp else { return false }
@@ -551,6 +558,9 @@ enum StaticInt8Pass {
         bytes: int32Bytes(ints))
     }
     let y = s.int8Out(node.outputs[0], try s.calibrated(node.outputs[0]))
+    if s.floatRequantization && (op == .conv2D || op == .depthwiseConv2D || op == .transposeConv2D) {
+      attrs[.requantization] = .int(1)  // the float32 output stage (QRequantTable)
+    }
     var ins = [x, wq]
     if bq >= 0 || (node.op != .matMul && node.inputs.count > 2) { ins.append(bq) }
     s.w.emit(op, ins, [y], attrs)

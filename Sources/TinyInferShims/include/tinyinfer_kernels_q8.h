@@ -47,6 +47,15 @@ typedef struct ti_q8_prelu16 {
   int32_t qp, shift;
 } ti_q8_prelu16;
 
+/* A float32 requantization table (QRequantTable's float32 mode, models
+ * quantized by tinyinfer with requantization "float32"): every entry of
+ * its left-shift row is TI_Q8_RQ_FLOAT (never a shift: those are >= 0),
+ * its multiplier row holds each channel's scale s as float bits, and the
+ * output stage is XNNPACK's and onnxruntime's: y = clamp(roundeven(fl(
+ * fl(acc) s)) + zp, lo, hi), the product in float32 and rounded half to
+ * even. Every kernel that takes a `table` honours it. */
+#define TI_Q8_RQ_FLOAT (-1)
+
 /* Bytes per block of 16 channels of rq_prepare's output. */
 #define TI_Q8_RQ_BLOCK_BYTES 768
 /* An int8 depthwise layer with depth multiplier 1 and c >= 16 (QDepthwiseConv2D
@@ -263,6 +272,11 @@ typedef struct ti_q8_kernels {
    * levels without it (the caller keeps gemv). */
   void (*_Nullable gemv_s7)(const uint8_t *a, intptr_t groups, const void *panel, intptr_t panel_bytes,
                             intptr_t p0, intptr_t p1, const int32_t *initial, int32_t *out, intptr_t n);
+  /* mul_row with the float32 output stage (Mul's `requantization` 1): y[i] =
+   * clamp(roundeven(fl(fl((a - za)(b - zb)) scale)) + zp, lo, hi) with p's
+   * za, zb, zp, lo, hi (its multipliers unused); return value as mul_row. */
+  intptr_t (*_Nonnull mul_row_f32)(const int8_t *a, const int8_t *b, int8_t *y, intptr_t n, const ti_q8_binary *p,
+                                   float scale);
 } ti_q8_kernels;
 
 /* The table of the level ti_cpu_level() chose (with VNNI: ti_cpu_vnni()). */

@@ -176,6 +176,12 @@ struct QParams: Equatable {
 }
 
 enum QCheck {
+  /// Whether the op's `requantization` attribute asks for the float32
+  /// output stage (1) rather than TFLite's fixed-point one (0, the default).
+  static func floatRequantization(_ ctx: KernelContext) throws(TinfError) -> Bool {
+    try ctx.attrs.int(.requantization, default: 0, in: 0...1) == 1
+  }
+
   /// An op whose int8 output keeps its input's parameters (pooling,
   /// ResizeBilinear): other output parameters are refused.
   static func outputKeeps(_ xq: QParams, _ yq: QParams, _ op: String) throws(TinfError) {

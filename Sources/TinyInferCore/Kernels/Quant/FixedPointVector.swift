@@ -136,6 +136,14 @@ struct QOutputStage {
 /// channels over `period = lcm(count, 16)` entries plus 16, so a flat run
 /// of pixels x channels (consecutive pixels of `count` channels each) is
 /// requantized 16 values at a time whatever `count` is (`requantizeFlat`).
+///
+/// A float32 table (`init(inScale:...float: true)`, the `requantization`
+/// attribute of models tinyinfer quantized) holds TI_Q8_RQ_FLOAT in its
+/// left-shift row and each channel's float32 scale (bits) in its multiplier
+/// row: `y = clamp(roundeven(fl(fl(acc) s)) + zp, lo, hi)`, XNNPACK's and
+/// onnxruntime's output stage, which costs a third of the fixed-point one's
+/// vector operations on x86 (no 32 x 32 -> 64-bit lane products). The C
+/// kernels recognise it by the marker; `requantizeOne` here likewise.
 struct QRequantTable {
   let buffer: QBuffer
   let base: UnsafePointer<Int32>
@@ -161,9 +169,16 @@ struct QRequantTable {
   /// Largest period built: beyond it `requantizeFlat` is not offered.
   static let maxPeriod = 4096
 
-  init(multipliers: UnsafePointer<Int32>, shifts: UnsafePointer<Int32>, count: Int, periodic: Bool = false)
-    throws(TinfError)
-  {
+  /// Whether this is a float32 table (TI_Q8_RQ_FLOAT).
+  let isFloat: Bool
+
+  /// A fixed-point table (`multipliers`, `shifts`: TFLite's
+  /// QuantizeMultiplier of each channel's scale) or, with `floatScales`, a
+  /// float32 table of those scales.
+  init(
+    multipliers: UnsafePointer<Int32>, shifts: UnsafePointer<Int32>, count: Int, periodic: Bool = false,
+    floatScales: [Float]? = nil
+  ) throws(TinfError) {
     var g = 16
     var b = count
     while b != 0 { (g, b) = (b, g % b) }  // gcd(16, count)
@@ -174,10 +189,20 @@ struct QRequantTable {
     kernel = ti_q8_kernels_get().pointee.requantize
     rowsKernel = ti_q8_kernels_get().pointee.requantize_rows
     scales = nil
+    isFloat = floatScales != nil
     buffer = try QBuffer(bytes: 4 &* stride &* 4)
     let p = buffer.int32
     base = UnsafePointer(p)
     let entries = period > 0 ? stride : count
+    if let floatScales {
+      for t in 0..<entries {
+        p[t] = TI_Q8_RQ_FLOAT
+        p[stride &+ t] = Int32(bitPattern: floatScales[t % count].bitPattern)
+        p[2 &* stride &+ t] = 0
+        p[3 &* stride &+ t] = 0
+      }
+      return
+    }
     for t in 0..<entries {
       let c = t % count
       let s = shifts[c]
@@ -190,20 +215,29 @@ struct QRequantTable {
   }
 
   /// The table of `M_c = s_x s_w[c] / s_y` for each weight scale, computed
-  /// in double (TFLite's per-channel convolution kernels).
-  init(inScale: Float, weightScales: [Float], outScale: Float, periodic: Bool = false, _ what: String)
-    throws(TinfError)
-  {
+  /// in double (TFLite's per-channel convolution kernels); with `float`, a
+  /// float32 table of those scales rounded to float (the same scales are
+  /// refused either way).
+  init(
+    inScale: Float, weightScales: [Float], outScale: Float, periodic: Bool = false, float: Bool = false,
+    _ what: String
+  ) throws(TinfError) {
     var m: [Int32] = []
     var s: [Int32] = []
+    var f: [Float] = []
     for ws in weightScales {
       let real = Double(inScale) * Double(ws) / Double(outScale)
       let q = try FixedPoint.requantization(real, what)
       m.append(q.multiplier)
       s.append(q.shift)
+      f.append(Float(real))
     }
-    try self.init(multipliers: m, shifts: s, count: m.count, periodic: periodic)
+    try self.init(multipliers: m, shifts: s, count: m.count, periodic: periodic, floatScales: float ? f : nil)
   }
+
+  /// Channel c's float32 scale (a float32 table).
+  @inline(__always)
+  func floatScale(_ t: Int) -> Float { Float(bitPattern: UInt32(bitPattern: base[stride &+ t])) }
 
   /// FullyConnected's output stage: `M_n = s_x s_w[n] / s_y` in double (the
   /// product first, then the quotient), applied in double with one rounding,
@@ -216,6 +250,7 @@ struct QRequantTable {
     count = weightScales.count
     stride = (count &+ 15) & ~15
     period = 0
+    isFloat = false
     kernel = ti_q8_kernels_get().pointee.requantize
     rowsKernel = ti_q8_kernels_get().pointee.requantize_rows
     buffer = try QBuffer(bytes: stride &* 8)
@@ -236,6 +271,7 @@ struct QRequantTable {
   @inline(__always)
   func requantizeOne(_ acc: Int32, _ t: Int, _ zp: Int32, _ lo: Int32, _ hi: Int32) -> Int8 {
     if let scales { return requantizeDouble(acc, scales[t], zp, lo, hi) }
+    if isFloat { return requantizeFloat(acc, floatScale(t), zp, lo, hi) }
     return tinyInferRequantize(acc, base[stride &+ t], base[t] &- base[2 &* stride &+ t], zp, lo, hi)
   }
 
@@ -320,6 +356,17 @@ extension QRequantTable {
 func requantizeDouble(_ acc: Int32, _ scale: Double, _ zp: Int32, _ lo: Int32, _ hi: Int32) -> Int8 {
   let v = min(max(Double(acc) * scale, -1_073_741_824), 1_073_741_824)
   let r = Int32(v.rounded(.toNearestOrAwayFromZero)) &+ zp
+  return Int8(truncatingIfNeeded: min(max(r, lo), hi))
+}
+
+/// The scalar form of a float32 table's output stage (TI_Q8_RQ_FLOAT, the C
+/// kernels' rq_float): `clamp(roundeven(fl(fl(acc) s)) + zp, lo, hi)`, the
+/// product clamped to [-2^15, 2^15 - 1] and rounded half to even by the
+/// 1.5 * 2^23 magic number (floats in [2^23, 2^24) are the integers).
+@inline(__always)
+func requantizeFloat(_ acc: Int32, _ scale: Float, _ zp: Int32, _ lo: Int32, _ hi: Int32) -> Int8 {
+  let f = min(max(Float(acc) * scale, -32768), 32767)
+  let r = Int32(bitPattern: (f + 12_582_912).bitPattern) &- 0x4B40_0000 &+ zp
   return Int8(truncatingIfNeeded: min(max(r, lo), hi))
 }
 

@@ -36,7 +36,9 @@ enum QConv2DKernel {
       let yq = try QCheck.output(ctx)
       let axis = depthwise ? 3 : 0
       let (scales, _) = try QCheck.weights(wd, channels: wd.shape[axis], axis: axis, what)
-      table = try QRequantTable(inScale: xq.scale, weightScales: scales, outScale: yq.scale, periodic: !depthwise, what)
+      table = try QRequantTable(
+        inScale: xq.scale, weightScales: scales, outScale: yq.scale, periodic: !depthwise,
+        float: try QCheck.floatRequantization(ctx), what)
       (lo, hi) = try QCheck.activationRange(try Activation.from(ctx.attrs), yq)
       (xz, yz) = (xq.zeroPoint, yq.zeroPoint)
       x = ctx.input(0, Int8.self)

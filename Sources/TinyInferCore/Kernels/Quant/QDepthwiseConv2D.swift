@@ -143,14 +143,17 @@ enum QDepthwiseConv2DKernel {
     let t = o.table
     var mults = [Int32](repeating: 0, count: 16)
     var shifts = [Int32](repeating: 0, count: 16)
+    var floats = [Float](repeating: 0, count: 16)
     for ch in 0..<16 {
       let e = min(ch, c &- 1)
       mults[ch] = t.base[t.stride &+ e]
       shifts[ch] = t.base[e] &- t.base[2 &* t.stride &+ e]  // left - right
+      floats[ch] = t.floatScale(e)
     }
     let table16 = try mults.withUnsafeBufferPointer { (mp) throws(TinfError) -> QRequantTable in
       try shifts.withUnsafeBufferPointer { (sp) throws(TinfError) -> QRequantTable in
-        try QRequantTable(multipliers: mp.baseAddress!, shifts: sp.baseAddress!, count: 16)
+        try QRequantTable(
+          multipliers: mp.baseAddress!, shifts: sp.baseAddress!, count: 16, floatScales: t.isFloat ? floats : nil)
       }
     }
     let (pixelsIn, rowOut) = (d.n &* d.h &* d.w, d.ow &* 16)

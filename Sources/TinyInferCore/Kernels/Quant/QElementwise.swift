@@ -15,7 +15,10 @@ import TinyInferShims
 /// int8 value, so it is tabulated at bind time (256 entries per input).
 ///
 /// Mul: `clamp(MultiplyByQuantizedMultiplier((a - zp_a)(b - zp_b), s_a s_b / s_y) + zp_y)`,
-/// the multiplier computed in float as TFLite's mul.cc does.
+/// the multiplier computed in float as TFLite's mul.cc does; with the
+/// `requantization` attribute 1 (int8-static's default), the float32 stage
+/// `clamp(roundeven(fl(fl(prod) s)) + zp_y)`, s = s_a s_b / s_y in double
+/// rounded to float (`requantizeFloat`, the level's `mul_row_f32`).
 ///
 /// Rows where both inputs are contiguous (same shapes, or the innermost
 /// merged dim of both) run a vector at a time in the level's C kernels
@@ -92,12 +95,18 @@ enum QBinaryKernel {
     if fn == .mul {
       let real = (aq.scale * bq.scale) / yq.scale  // float, as mul.cc
       let m = try FixedPoint.requantization(Double(real), "Mul")
+      // The float32 stage's scale: s_a s_b / s_y in double, rounded to float
+      // (the convolutions' float32 tables likewise).
+      let floatScale =
+        try QCheck.floatRequantization(ctx)
+        ? Float(Double(aq.scale) * Double(bq.scale) / Double(yq.scale)) : 0
       let op = QMulOp(
         za: aq.zeroPoint, zb: bq.zeroPoint, out: QOutputStage(m, zp: yq.zeroPoint, lo: lo, hi: hi),
         params: ti_q8_binary(
           za: aq.zeroPoint, zb: bq.zeroPoint, a_mult: 0, a_shift: 0, b_mult: 0, b_shift: 0, out_mult: m.multiplier,
           out_shift: m.shift, zp: yq.zeroPoint, lo: lo, hi: hi, negate: 0),
-        mulRow: ti_q8_kernels_get().pointee.mul_row)
+        floatScale: floatScale, mulRow: ti_q8_kernels_get().pointee.mul_row,
+        mulRowF32: ti_q8_kernels_get().pointee.mul_row_f32)
       if let pc = try PerChannel(ad.shape, bd.shape, ctx.outputs[0].shape) {
         return { () throws(TinfError) in pc.run(op, a, b, y) }
       }
@@ -434,23 +443,34 @@ struct QAddOp: QBinaryOp {
   }
 }
 
+/// Mul with TFLite's fixed-point output stage, or (`floatScale` > 0, the
+/// `requantization` attribute) the float32 one of `requantizeFloat`.
 struct QMulOp: QBinaryOp {
   let za: Int32
   let zb: Int32
   let out: QOutputStage
   let params: ti_q8_binary
+  /// s_a s_b / s_y in float32 for the float32 stage, else 0.
+  let floatScale: Float
   let mulRow: @convention(c) (
     UnsafePointer<Int8>, UnsafePointer<Int8>, UnsafeMutablePointer<Int8>, Int, UnsafePointer<ti_q8_binary>
+  ) -> Int
+  let mulRowF32: @convention(c) (
+    UnsafePointer<Int8>, UnsafePointer<Int8>, UnsafeMutablePointer<Int8>, Int, UnsafePointer<ti_q8_binary>, Float
   ) -> Int
 
   @inline(__always)
   func apply(_ a: Int8, _ b: Int8) -> Int8 {
-    out.one((Int32(a) &- za) &* (Int32(b) &- zb))
+    let p = (Int32(a) &- za) &* (Int32(b) &- zb)
+    if floatScale > 0 { return requantizeFloat(p, floatScale, out.zp, out.lo, out.hi) }
+    return out.one(p)
   }
 
   @inline(never)
   func row(_ a: UnsafePointer<Int8>, _ b: UnsafePointer<Int8>, _ y: UnsafeMutablePointer<Int8>, _ n: Int) {
-    var i = withUnsafePointer(to: params) { mulRow(a, b, y, n, $0) }
+    var i = withUnsafePointer(to: params) {
+      floatScale > 0 ? mulRowF32(a, b, y, n, $0, floatScale) : mulRow(a, b, y, n, $0)
+    }
     while i < n {
       y[i] = apply(a[i], b[i])
       i &+= 1

@@ -38,7 +38,8 @@ enum QTransposeConv2DKernel {
     let (scales, _) = try QCheck.weights(wd, channels: cout, axis: 0, "TransposeConv2D")
     // Periodic: requantizePixels may run a whole output row as one flat run.
     let table = try QRequantTable(
-      inScale: xq.scale, weightScales: scales, outScale: yq.scale, periodic: true, "TransposeConv2D")
+      inScale: xq.scale, weightScales: scales, outScale: yq.scale, periodic: true,
+      float: try QCheck.floatRequantization(ctx), "TransposeConv2D")
     let (lo, hi) = try QCheck.activationRange(try Activation.from(ctx.attrs), yq)
     let p = try TransposeConv2DKernel.params(ctx.node, xd, wd)
     let (oh, ow, padT, padL) = (p.h.out, p.w.out, p.h.padBefore, p.w.padBefore)
