@@ -101,8 +101,12 @@ enum SparseGemm {
   /// together) that holds on narrow layers too: at 75% zeros 1.1-1.4x on
   /// pose_detection's 112x112 16 -> 64, 56x56 144 -> 24, 24 -> 16 layers and
   /// face_detection_full_range_sparse's 8 -> 32 and 32 -> 8 ones, which lost
-  /// before (0.65 to 0.85x). Elsewhere (SSE2, NEON, SDOT: not measured) int8
-  /// runs sparse only when asked (`.always`).
+  /// before (0.65 to 0.85x). Since stop 32, on models with the float32
+  /// output stage (int8-static's default) the tiles requantize in registers
+  /// (`q8_tile_rq`) and the dense kernels got the same stage: 1.37 to 1.47x
+  /// at 70%, 1.66 to 1.79x at 80%, 2.0 to 2.5x at 90% (bench/sparse_kernels.py
+  /// --quick). Elsewhere (SSE2, NEON, SDOT: not measured) int8 runs sparse
+  /// only when asked (`.always`).
   static let maxDensityTiled = 0.30
   /// The float32 tiles on few input channels (k <= smallK) at AVX2 and
   /// AVX-512, where they win from about 50% zeros (1.1 to 1.3x there).
@@ -292,12 +296,33 @@ enum SparseGemm {
       }
     }
     let tiles = try Tiles<Int8, Int32>(s, tile: kern.tile, threads: threads)
+    // The tiles sum in float (exact) while no channel has more than 1024
+    // nonzeros (SP_Q8_FLOAT_MAX_K): then they take the values as floats,
+    // converted once here (4 bytes a nonzero, for this session).
+    var most = 0
+    for c in 0..<n { most = max(most, Int(start[c &+ 1] &- start[c])) }
+    let fvals = most <= 1024 ? try Scratch<Float>(count: max(1, s.nnz)) : nil
+    if let fvals { for j in 0..<s.nnz { fvals.base[j] = Float(val[j]) } }
+    let fval = fvals.map { UnsafePointer($0.base) }
+    // A float32 output stage (QRequantTable.isFloat) fused into the float
+    // tiles: the int8 outputs directly, no int32 sums stored and reread.
+    if let fval, table.isFloat, lo >= -128, hi <= 127, lo <= hi {
+      let scales = try Scratch<Float>(count: n)
+      for c in 0..<n { scales.base[c] = table.floatScale(c) }
+      let sc = UnsafePointer(scales.base)
+      return { () throws(TinfError) in
+        withExtendedLifetime((s, tiles, initial, fvals, scales)) {}
+        tiles.forEach(pool, m: m, x: x) { chunk, rows, count, r, buf in
+          kern.q8_tile_rq(rows, count, k, start, idx, fval, ini, sc, yz, lo, hi, 0, n, y + r &* n, n, buf)
+        }
+      }
+    }
     let accs = try Scratch<Int32>(count: threads &* kern.tile &* n)
     return { () throws(TinfError) in
-      withExtendedLifetime((s, tiles, initial, accs)) {}
+      withExtendedLifetime((s, tiles, initial, accs, fvals)) {}
       tiles.forEach(pool, m: m, x: x) { chunk, rows, count, r, buf in
         let acc = accs.base + chunk &* tiles.tile &* n
-        kern.q8_tile(rows, count, k, start, idx, val, ini, 0, n, acc, n, buf)
+        kern.q8_tile(rows, count, k, start, idx, val, fval, ini, 0, n, acc, n, buf)
         // The tile's rows at once: the output stage's constants are
         // prepared once per block of 16 channels, not once per row.
         table.requantizePixels(UnsafePointer(acc), count, zp: yz, lo: lo, hi: hi, y + r &* n)

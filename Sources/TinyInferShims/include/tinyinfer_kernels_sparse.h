@@ -39,14 +39,24 @@ typedef struct ti_sparse_kernels {
                            const float *_Nullable bias, long c0, long c1, float lo, float hi, float *y);
   /* int8: acc[r * ldo + c] = initial[c] + sum over the nonzeros of
    * rows[r][idx] * val (int32, wrapping) for r < count, c0 <= c < c1.
+   * fval: val as floats where no output channel has more than 1024
+   * nonzeros (the sums in float, exact), else NULL (the sums in int32).
    * scratch: k * tile int32, 64-byte aligned. */
   void (*_Nonnull q8_tile)(const int8_t *_Nonnull const *_Nonnull rows, long count, long k, const int32_t *start,
-                           const int32_t *idx, const int8_t *val, const int32_t *initial, long c0, long c1,
-                           int32_t *acc, long ldo, int32_t *scratch);
+                           const int32_t *idx, const int8_t *val, const float *_Nullable fval,
+                           const int32_t *initial, long c0, long c1, int32_t *acc, long ldo, int32_t *scratch);
   /* int8, one row: acc[c] = initial[c] + sum for c0 ..< c1. */
   void (*_Nonnull q8_row)(const int8_t *x, const int32_t *start, const int32_t *idx, const int8_t *val,
                           const int32_t *initial, long c0, long c1, int32_t *acc);
   const char *name;
+  /* q8_tile with fval (every channel at most 1024 nonzeros) and the float32
+   * output stage of a TI_Q8_RQ_FLOAT table fused: int8 y[r * ldy + c] =
+   * clamp(roundeven(fl(fl(acc) scales[c])) + zp, lo, hi), acc as q8_tile's
+   * (tinyinfer_kernels_q8.h). scratch as q8_tile's. */
+  void (*_Nonnull q8_tile_rq)(const int8_t *_Nonnull const *_Nonnull rows, long count, long k, const int32_t *start,
+                              const int32_t *idx, const float *fval, const int32_t *initial, const float *scales,
+                              int32_t zp, int32_t lo, int32_t hi, long c0, long c1, int8_t *y, long ldy,
+                              int32_t *scratch);
 } ti_sparse_kernels;
 
 const ti_sparse_kernels *ti_sparse_kernels_get(void);
