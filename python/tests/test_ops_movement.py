@@ -611,3 +611,18 @@ def test_hostile_strided_slice_values_clamp():
     check(run("StridedSlice", [x], begin=[-big, 0], end=[big, 6], strides=[1, 1]), x)
     with pytest.raises(UnsupportedOpError, match="out of range"):
         run("StridedSlice", [x], begin=[-2 ** 40, 0], end=[2 ** 40, 6], strides=[1, 1])
+
+
+@pytest.mark.parametrize("channels", [3, 5, 8, 16, 19, 130])
+@pytest.mark.parametrize("pads", [[0, 0, 0, 0, 0, 0, 0, 16], [0, 0, 0, 0, 0, 0, 3, 5], [0, 0, 0, 0, 1, 2, 0, 0],
+                                  [0, 0, 0, 0, 0, 0, 1, 0]])
+def test_pad_only_inner_dims_short_rows(channels, pads):
+    """The inner-dims-only constant padding of 1-, 2- and 4-byte elements on
+    rows of any length (8-byte words, then the tail bytes): int8 filled
+    with its zero point, float16 and float32 with a value, 1 and 3 threads."""
+    for dtype, kw, value in ((np.int8, dict(quant=([0.1], [-7])), -7), (np.float16, dict(value=2.5), 2.5),
+                             (np.float32, dict(value=-1.25), -1.25)):
+        x = data((2, 7, 9, channels), dtype)
+        want = np.pad(x, np.array(pads).reshape(-1, 2), constant_values=value)
+        for threads in (1, 3):
+            check(run("Pad", [x], threads=threads, pads=pads, **kw), want)
