@@ -93,6 +93,10 @@ typedef struct ti_f32_kernels {
   float (*_Nonnull dot_q4)(const float *_Nonnull x, const unsigned char *_Nonnull w, long nb);
   /* acc[i] += (double)x[i] for i < n (Mean over outer axes). */
   void (*_Nonnull sum_f64_row)(double *acc, const float *x, long n);
+  /* Columns of x [rows, n]: y[j] = (float)(acc / divisor), acc the sum
+   * in double of x[r * n + j] over r in order from 0 (sum_f64_row's sums
+   * and Mean's rounding, the same bits). */
+  void (*_Nonnull mean_cols)(const float *x, long rows, long n, double divisor, float *y);
   /* One row of a broadcast binary op (Binary.swift): y[i] = op(a[i * ia],
    * b[i * ib]) for i < n, ia and ib 0 or 1; y may be a or b. op is a
    * TI_F32_BIN_* code. */
