@@ -487,6 +487,8 @@ def test_conv2d_few_channel_rows(case, act, threads):
     ((1, 32, 32, 48), 8, True),     # 48 -> 8
     ((2, 5, 7, 5), 3, False),       # 70 pixels: tiles of 12 then a tail of 10, 3 columns
     ((1, 1, 11, 9), 1, True),       # fewer pixels than a tile, one column
+    ((1, 1, 1, 1280), 2, True),     # one pixel (the one-row kernel), a long dot product
+    ((2, 1, 7, 40), 5, False),      # 14 pixels: a tile of 12, then 2 through the one-row kernel
     ((3, 3, 3, 2), 7, True),        # 27 pixels, 7 columns, 2 input channels
 ])
 def test_conv2d_1x1_few_outputs(case, act, threads):

@@ -163,12 +163,23 @@ enum Conv2DKernel {
       withExtendedLifetime((packed, zeros, pointers, edges, rowPtrs, rowEdges)) {}
       forEachChunk(pool, pixels, minChunk: minChunk) { chunk, range in
         if tile8 {
+          // Tiles of gemm_mr8 rows; fewer than 4 left (one chain per row
+          // would be latency bound over k: a single pixel's 1x1
+          // convolution over 1280 channels) go through PackedGemm.run
+          // (one row: its one-row kernel, four chains; two or three:
+          // gemm_tile's six).
           let mr8 = kern.gemm_mr8
           var m = range.lowerBound
-          while m < range.upperBound {
+          while range.upperBound &- m >= 4 {
             let count = min(mr8, range.upperBound &- m)
             kern.gemm_tile8(x + m &* cin, cin, k, w, bias, cout, lo, hi, y + m &* cout, cout, count)
             m &+= count
+          }
+          if m < range.upperBound {
+            PackedGemm.run(
+              kern, rows: m..<range.upperBound, panels: 0..<panels, k: k, n: cout, packed: w, bias: bias, lo: lo,
+              hi: hi, y: y, ldy: cout
+            ) { r in x + r &* cin }
           }
           return
         }
