@@ -126,9 +126,6 @@ enum Conv2DKernel {
     let segLen = kw &* cin
     let kern = PackedGemm.kernels
     let tileRows = kern.gemm_mr
-    // Fewer pixels than a tile (a layer whose output is a pixel or two):
-    // the gathered rows go through PackedGemm.run's one-row kernel
-    // instead of a tile computing rows it does not store.
     // Few input channels (an image's first layer: 3): the level's conv_row
     // reads each output row's windows in place, a window row of pixel r
     // at a fixed stride from the tile's first (the indirect path's table
@@ -136,6 +133,9 @@ enum Conv2DKernel {
     // edge, took a third of the time of a 3x3 stride-2 layer on 3
     // channels: 27 multiply-adds per pointer).
     let rowConv = !direct && dw == 1 && cin <= 8
+    // Fewer pixels than a tile (a layer whose output is a pixel or two):
+    // the gathered rows go through PackedGemm.run's one-row kernel
+    // instead of a tile computing rows it does not store.
     let indirect = !rowConv && !direct && tileRows <= 8 && dw == 1 && pixels >= tileRows
     // One panel of at most 8 columns (a 1x1 convolution to 8 channels):
     // the level's taller 8-column tile (gemm_tile8).
