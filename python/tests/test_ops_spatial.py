@@ -450,6 +450,56 @@ def test_conv2d_indirect_rows(case, threads):
 
 
 @pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("act", [0, 1, 2, 3])
+@pytest.mark.parametrize("case", [
+    # (N, H, W, Cin), (Cout, KH, KW), strides, padding (1 = SAME, 0 = VALID, else explicit pads)
+    ((1, 32, 32, 3), (16, 3, 3), (2, 2), 1),            # MobileNetV2's first layer: SAME pads right/bottom only
+    ((2, 33, 31, 3), (16, 3, 3), (2, 2), 1),            # odd sizes: SAME pads all four sides
+    ((2, 32, 30, 3), (13, 3, 3), (2, 2), 0),            # VALID, 13 channels (an 8-wide last panel)
+    ((2, 27, 29, 3), (35, 3, 3), (2, 2), 0),            # VALID odd, three panels (the last of 3 columns)
+    ((2, 20, 26, 3), (24, 3, 3), (2, 2), (2, 1, 0, 3)),  # explicit pads cutting both edges and the top
+    ((1, 9, 70, 1), (8, 3, 3), (2, 2), 1),              # one channel, a row of 35 pixels
+    ((2, 7, 5, 4), (20, 5, 5), (2, 2), 1),              # 5x5 windows on a 5-wide image: every tile gathered
+    ((1, 15, 17, 8), (17, 3, 2), (1, 3), 1),            # 8 channels, horizontal stride 3
+])
+def test_conv2d_few_channel_rows(case, act, threads):
+    """Conv2D of few input channels (Cin <= 8, an image's first layer):
+    the level's conv_row computes each output row's pixels in tiles read
+    in place, gathers the tiles cut by the left or right edge, skips window
+    rows above or below the image; threads split rows anywhere."""
+    xs, (cout, kh, kw), strides, padding = case
+    rng = np.random.default_rng(sum(xs) + cout + act)
+    x = rnd(rng, *xs)
+    wt, b = rnd(rng, cout, kh, kw, xs[3]), rnd(rng, cout)
+    pads = padding if isinstance(padding, tuple) else (0,) * 4
+    pad_attr = 2 if isinstance(padding, tuple) else padding
+    want = ref.conv2d(x, wt, b, strides=strides, padding=pad_attr, pads=pads, activation=act)
+    attrs = window_attrs(pad_attr, pads, strides, (1, 1))
+    got = run("Conv2D", x, wt, b, threads=threads, activation=act, **attrs)
+    close(got, want)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("act", [0, 3])
+@pytest.mark.parametrize("case", [
+    # (N, H, W, Cin), Cout, bias: 1x1 convolutions to at most 8 channels (gemm_tile8)
+    ((1, 64, 64, 16), 8, True),     # MobileNetV2's 16 -> 8
+    ((1, 32, 32, 48), 8, True),     # 48 -> 8
+    ((2, 5, 7, 5), 3, False),       # 70 pixels: tiles of 12 then a tail of 10, 3 columns
+    ((1, 1, 11, 9), 1, True),       # fewer pixels than a tile, one column
+    ((1, 1, 1, 1280), 2, True),     # one pixel (the one-row kernel), a long dot product
+    ((2, 1, 7, 40), 5, False),      # 14 pixels: a tile of 12, then 2 through the one-row kernel
+    ((3, 3, 3, 2), 7, True),        # 27 pixels, 7 columns, 2 input channels
+])
+def test_conv2d_1x1_few_outputs(case, act, threads):
+    xs, cout, has_bias = case
+    rng = np.random.default_rng(sum(xs) + cout)
+    x, wt = rnd(rng, *xs), rnd(rng, cout, 1, 1, xs[3])
+    b = rnd(rng, cout) if has_bias else None
+    close(run("Conv2D", x, wt, b, threads=threads, activation=act), ref.conv2d(x, wt, b, activation=act))
+
+
+@pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("case", [
     # op, (N, H, W, C), weights shape, strides: the layer kinds of MobileNetV2
     ("DepthwiseConv2D", (5, 13, 11, 16), (1, 3, 3, 16), (1, 1)),   # 3x3 interior kernel and borders
@@ -568,6 +618,20 @@ def test_mean_large_reduction_is_accurate():
     np.testing.assert_allclose(got, np.full((1, 1), 0.1), rtol=1e-6)
 
 
+@pytest.mark.parametrize("shape", [(1, 4, 4, 1280), (1, 3, 5, 37), (1, 7, 1, 5), (6, 16)])
+def test_mean_over_outer_dims_in_order(shape):
+    """A Mean over the outer dims (a global average pool): the level's
+    mean_cols sums each column in double, in order of the rows, then
+    rounds once; the same bits as that sum in numpy (cumsum is in order)."""
+    rng = np.random.default_rng(sum(shape))
+    x = rnd(rng, *shape)
+    axes = list(range(len(shape) - 1))
+    rows = x.reshape(-1, shape[-1]).astype(np.float64)
+    want = (np.cumsum(rows, axis=0)[-1] / rows.shape[0]).astype(np.float32)
+    got = run("Mean", x, axes=axes, keep_dims=1)
+    np.testing.assert_array_equal(got.reshape(-1), want)
+
+
 @pytest.mark.parametrize("bad", [
     dict(axes=[1, -3]),  # duplicate
     dict(axes=[4]),
@@ -627,6 +691,20 @@ def test_reduce_max_batch_sizes():
     for n in (1, 2, 5):
         x = rnd(rng, n, 5, 6, 3)
         np.testing.assert_array_equal(m.run(x)[0], ref.reduce_max(x, axes=[1, 2], keep_dims=1))
+
+
+@pytest.mark.parametrize("shape", [(1, 4, 4, 1280), (1, 3, 5, 37), (1, 7, 1, 5), (6, 16)])
+def test_mean_over_outer_dims_in_order(shape):
+    """A Mean over the outer dims (a global average pool): the level's
+    mean_cols sums each column in double, in order of the rows, then
+    rounds once; the same bits as that sum in numpy (cumsum is in order)."""
+    rng = np.random.default_rng(sum(shape))
+    x = rnd(rng, *shape)
+    axes = list(range(len(shape) - 1))
+    rows = x.reshape(-1, shape[-1]).astype(np.float64)
+    want = (np.cumsum(rows, axis=0)[-1] / rows.shape[0]).astype(np.float32)
+    got = run("Mean", x, axes=axes, keep_dims=1)
+    np.testing.assert_array_equal(got.reshape(-1), want)
 
 
 @pytest.mark.parametrize("bad", [

@@ -126,10 +126,23 @@ enum Conv2DKernel {
     let segLen = kw &* cin
     let kern = PackedGemm.kernels
     let tileRows = kern.gemm_mr
+    // Few input channels (an image's first layer: 3): the level's conv_row
+    // reads each output row's windows in place, a window row of pixel r
+    // at a fixed stride from the tile's first (the indirect path's table
+    // of kh pointers per pixel, and its gathers of the pixels cut by an
+    // edge, took a third of the time of a 3x3 stride-2 layer on 3
+    // channels: 27 multiply-adds per pointer).
+    let rowConv = !direct && dw == 1 && cin <= 8
     // Fewer pixels than a tile (a layer whose output is a pixel or two):
     // the gathered rows go through PackedGemm.run's one-row kernel
     // instead of a tile computing rows it does not store.
-    let indirect = !direct && tileRows <= 8 && dw == 1 && pixels >= tileRows
+    let indirect = !rowConv && !direct && tileRows <= 8 && dw == 1 && pixels >= tileRows
+    // One panel of at most 8 columns (a 1x1 convolution to 8 channels):
+    // the level's taller 8-column tile (gemm_tile8).
+    let tile8 = contiguous && cout <= 8 && kern.gemm_mr8 > tileRows
+    let rowScratch = kh &* (7 &* sw &+ kw) &* cin
+    let rowPtrs = try Scratch<UnsafePointer<Float>?>(count: rowConv ? ctx.pool.threads &* kh : 1)
+    let rowEdges = try Scratch<Float>(count: rowConv ? ctx.pool.threads &* rowScratch : 1)
     let windows = IndirectWindows(
       h: h, w: wIn, cin: cin, kh: kh, kw: kw, sh: sh, sw: sw, dh: dh, padT: padT, padL: padL, pieceStride: segLen)
     // Zeros for window rows above or below the image, long enough for
@@ -137,7 +150,7 @@ enum Conv2DKernel {
     let zeros = try Scratch<Float>(count: indirect ? 8 &* sw &* cin &+ segLen : 1)
     let pointers = try Scratch<UnsafePointer<Float>?>(count: indirect ? ctx.pool.threads &* 8 &* kh : 1)
     let edges = try Scratch<Float>(count: indirect ? ctx.pool.threads &* 8 &* kh &* segLen : 1)
-    let scratch = try Scratch<Float>(count: direct || indirect ? 1 : ctx.pool.threads &* block &* k)
+    let scratch = try Scratch<Float>(count: direct || indirect || rowConv ? 1 : ctx.pool.threads &* block &* k)
     let x = ctx.floatIn(0)
     let bias = ctx.optionalFloatIn(2)
     let y = ctx.floatOut(0)
@@ -147,8 +160,29 @@ enum Conv2DKernel {
     // Chunks of at least about 32K multiply-adds (and whole tiles).
     let minChunk = max(kern.gemm_mr, minChunkFor(perItem: k &* cout, grain: 1 << 15))
     return { () throws(TinfError) in
-      withExtendedLifetime((packed, zeros, pointers, edges)) {}
+      withExtendedLifetime((packed, zeros, pointers, edges, rowPtrs, rowEdges)) {}
       forEachChunk(pool, pixels, minChunk: minChunk) { chunk, range in
+        if tile8 {
+          // Tiles of gemm_mr8 rows; fewer than 4 left (one chain per row
+          // would be latency bound over k: a single pixel's 1x1
+          // convolution over 1280 channels) go through PackedGemm.run
+          // (one row: its one-row kernel, four chains; two or three:
+          // gemm_tile's six).
+          let mr8 = kern.gemm_mr8
+          var m = range.lowerBound
+          while range.upperBound &- m >= 4 {
+            let count = min(mr8, range.upperBound &- m)
+            kern.gemm_tile8(x + m &* cin, cin, k, w, bias, cout, lo, hi, y + m &* cout, cout, count)
+            m &+= count
+          }
+          if m < range.upperBound {
+            PackedGemm.run(
+              kern, rows: m..<range.upperBound, panels: 0..<panels, k: k, n: cout, packed: w, bias: bias, lo: lo,
+              hi: hi, y: y, ldy: cout
+            ) { r in x + r &* cin }
+          }
+          return
+        }
         if contiguous {
           PackedGemm.run(
             kern, rows: range, panels: 0..<panels, k: k, n: cout, packed: w, bias: bias, lo: lo, hi: hi, y: y, ldy: cout
@@ -159,6 +193,27 @@ enum Conv2DKernel {
           PackedGemm.run(
             kern, rows: range, panels: 0..<panels, k: k, n: cout, packed: w, bias: bias, lo: lo, hi: hi, y: y, ldy: cout
           ) { m in x + d.directPixel(m) &* cin }
+          return
+        }
+        if rowConv {
+          let rows = rowPtrs.base + chunk &* kh
+          let edge = rowEdges.base + chunk &* rowScratch
+          var cursor = PixelCursor(range.lowerBound, oh: oh, ow: ow)
+          var p = range.lowerBound
+          while p < range.upperBound {
+            // The rest of the cursor's output row, within the chunk.
+            let count = min(ow &- cursor.ox, range.upperBound &- p)
+            let iy0 = cursor.oy &* sh &- padT
+            for i in 0..<kh {
+              let iy = iy0 &+ i &* dh
+              rows[i] = iy >= 0 && iy < h ? x + (cursor.b &* h &+ iy) &* wIn &* cin : nil
+            }
+            kern.conv_row(
+              UnsafePointer(rows), kh, wIn, cin, kw, sw, padL, cursor.ox, cursor.ox &+ count, w, panels, bias, cout, lo,
+              hi, y + p &* cout, edge)
+            cursor.advance(count)
+            p &+= count
+          }
           return
         }
         if indirect {

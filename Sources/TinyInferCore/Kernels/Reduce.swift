@@ -66,9 +66,16 @@ enum ReduceKernel {
       break
     }
     // Mean, ReduceSum and ReduceProd accumulate in Double, rounded once at the end.
-    let acc = try Scratch<Double>(count: outCount)
     let prod = ctx.node.op == .reduceProd
     let divisor = ctx.node.op == .mean ? Double(plan.reduceCount) : 1
+    // Outer dims reduced, the inner kept (a Mean over the pixels of an
+    // NHWC map): the level's mean_cols, in registers, same sums and bits.
+    if !prod && plan.outerGroups == 1 && !plan.innerReduced {
+      let kern = PackedGemm.kernels
+      let (rows, n) = (plan.outer, plan.inner)
+      return { () throws(TinfError) in kern.mean_cols(x, rows, n, divisor, y) }
+    }
+    let acc = try Scratch<Double>(count: outCount)
     return { () throws(TinfError) in
       let s = acc.base
       if prod { plan.run(ProdFloat.self, x, s) } else { plan.run(SumFloat.self, x, s) }

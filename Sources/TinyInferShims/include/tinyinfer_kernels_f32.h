@@ -27,6 +27,24 @@ typedef struct ti_f32_kernels {
    * each): y[col] for the panels' columns below n. */
   void (*_Nonnull gemm_row)(const float *a, long k, const float *packed, long p0, long p1,
                             const float *_Nullable bias, long n, float lo, float hi, float *y);
+  /* Rows of gemm_tile8 (at least gemm_mr where the level has a wider
+   * tile for 8 columns; equal to it elsewhere). */
+  long gemm_mr8;
+  /* Up to gemm_mr8 rows (`rows`, only those read) of a, row r at a + r *
+   * lda (k floats), against one packed panel (k * 16 floats) of n <= 8
+   * valid columns: y[r * ldy + j] = clamp(sum + bias[j], lo, hi), j < n. */
+  void (*_Nonnull gemm_tile8)(const float *a, long lda, long k, const float *panel, const float *_Nullable bias,
+                              long n, float lo, float hi, float *y, long ldy, long rows);
+  /* Conv2D (one group, packed weights, window columns contiguous: dilation
+   * 1 along x) output pixels ox0..<ox1 of one output row, y at pixel ox0
+   * (n floats each): rows[i] is input row i of the window (its column 0;
+   * w pixels of cin floats) or NULL for a row above or below the image (no
+   * contribution); pixel ox reads columns ox * sw - padl + j, j < kw, zeros
+   * outside 0..<w. scratch: kh * (7 * sw + kw) * cin floats. Accumulators
+   * start from the bias, clamped to [lo, hi]. */
+  void (*_Nonnull conv_row)(const float *_Nullable const *_Nonnull rows, long kh, long w, long cin, long kw, long sw,
+                            long padl, long ox0, long ox1, const float *packed, long panels,
+                            const float *_Nullable bias, long n, float lo, float hi, float *y, float *scratch);
   /* Rows m0..<m1, columns n0..<n1 of y = a * w^T (+ bias): a [M, k] row
    * stride lda, w [N, k] row stride ldw, y row stride ldy. */
   void (*_Nonnull gemm_abt)(const float *a, long lda, const float *w, long ldw, const float *_Nullable bias,
@@ -75,6 +93,10 @@ typedef struct ti_f32_kernels {
   float (*_Nonnull dot_q4)(const float *_Nonnull x, const unsigned char *_Nonnull w, long nb);
   /* acc[i] += (double)x[i] for i < n (Mean over outer axes). */
   void (*_Nonnull sum_f64_row)(double *acc, const float *x, long n);
+  /* Columns of x [rows, n]: y[j] = (float)(acc / divisor), acc the sum
+   * in double of x[r * n + j] over r in order from 0 (sum_f64_row's sums
+   * and Mean's rounding, the same bits). */
+  void (*_Nonnull mean_cols)(const float *x, long rows, long n, double divisor, float *y);
   /* One row of a broadcast binary op (Binary.swift): y[i] = op(a[i * ia],
    * b[i * ib]) for i < n, ia and ib 0 or 1; y may be a or b. op is a
    * TI_F32_BIN_* code. */

@@ -11,9 +11,12 @@
 #else
 /* 16 xmm (or ARMv7 q) registers: 4 rows of 4 accumulators would take them all. */
 #define TF_MR 3
+/* gemm_tile8: 6 rows x two xmm (8 columns). */
+#define TF_MR8 6
 #endif
 #include "f32_kernels.inc"
 #undef TF_MR
+#undef TF_MR8
 #undef TI_FN
 
 #if TI_X86
