@@ -693,20 +693,6 @@ def test_reduce_max_batch_sizes():
         np.testing.assert_array_equal(m.run(x)[0], ref.reduce_max(x, axes=[1, 2], keep_dims=1))
 
 
-@pytest.mark.parametrize("shape", [(1, 4, 4, 1280), (1, 3, 5, 37), (1, 7, 1, 5), (6, 16)])
-def test_mean_over_outer_dims_in_order(shape):
-    """A Mean over the outer dims (a global average pool): the level's
-    mean_cols sums each column in double, in order of the rows, then
-    rounds once; the same bits as that sum in numpy (cumsum is in order)."""
-    rng = np.random.default_rng(sum(shape))
-    x = rnd(rng, *shape)
-    axes = list(range(len(shape) - 1))
-    rows = x.reshape(-1, shape[-1]).astype(np.float64)
-    want = (np.cumsum(rows, axis=0)[-1] / rows.shape[0]).astype(np.float32)
-    got = run("Mean", x, axes=axes, keep_dims=1)
-    np.testing.assert_array_equal(got.reshape(-1), want)
-
-
 @pytest.mark.parametrize("bad", [
     dict(axes=[1, -3]),  # duplicate
     dict(axes=[4]),
