@@ -735,8 +735,8 @@ tinf_status tinf_quantizer_set_auto_float(tinf_quantizer *quantizer, int32_t ena
  * parameters for stay float32 (docs/quantization.md, "QDQ models"). */
 /* Statuses: TINF_OK; TINF_ERR_INVALID_ARGUMENT (NULL quantizer) */
 tinf_status tinf_quantizer_set_graph_params(tinf_quantizer *quantizer, int32_t enabled);
-/* The output stage of int8-static's Conv2D, DepthwiseConv2D and
- * TransposeConv2D (their `requantization` attribute; docs/quantization.md,
+/* The output stage of int8-static's Conv2D, DepthwiseConv2D,
+ * TransposeConv2D and Mul (their `requantization` attribute; docs/quantization.md,
  * "Requantization"): TINF_REQUANT_FLOAT32 (the default) y = clamp(
  * roundeven(fl(acc s)) + zp) in float32, as XNNPACK and onnxruntime compute
  * it, about a third of the vector work of TINF_REQUANT_FIXED, TFLite's

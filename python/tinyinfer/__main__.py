@@ -364,7 +364,7 @@ def main(argv=None) -> int:
     qz.add_argument("--force-int8", action="store_true",
                     help="int8-static: quantize float-sensitive ops too (masks, Softmax, log paths; kept float32 by default)")
     qz.add_argument("--requantization", default="float32", choices=["float32", "fixed"],
-                    help="int8-static convolutions' output stage: float32 (default; as XNNPACK/onnxruntime) or "
+                    help="int8-static convolutions' and Mul's output stage: float32 (default; as XNNPACK/onnxruntime) or "
                          "fixed (TFLite's fixed-point multipliers, bit for bit LiteRT's reference kernels)")
     qz.add_argument("--no-progress", action="store_true")
     qz.set_defaults(fn=cmd_quantize)

@@ -207,7 +207,7 @@ class Quantizer(OwnedHandle):
         L.tinf_quantizer_set_graph_params(self._h, int(bool(enabled)))
 
     def set_requantization(self, mode: str = "float32") -> None:
-        """int8-static: the output stage of Conv2D, DepthwiseConv2D and TransposeConv2D, "float32" (the default;
+        """int8-static: the output stage of Conv2D, DepthwiseConv2D, TransposeConv2D and Mul, "float32" (the default;
         XNNPACK's and onnxruntime's arithmetic) or "fixed" (TFLite's fixed-point multipliers, bit for bit LiteRT's
         reference kernels)."""
         L.tinf_quantizer_set_requantization(self._h, _requantization_code(mode))
@@ -795,8 +795,8 @@ def quantize(src, dst=None, mode: str = "int8-dynamic", calib=None, method: str 
         float32 by default and names them with the reason in the result's
         `float_sensitive` (and the report); True quantizes them too (and
         turns the default accuracy floor off).
-    requantization: int8-static's output stage for Conv2D, DepthwiseConv2D
-        and TransposeConv2D: "float32" (the default) rounds `acc * scale` in
+    requantization: int8-static's output stage for Conv2D, DepthwiseConv2D,
+        TransposeConv2D and Mul: "float32" (the default) rounds `acc * scale` in
         float32, half to even, as XNNPACK and onnxruntime do (about a third
         of the vector work of the fixed-point stage on x86); "fixed" uses
         TFLite's fixed-point multipliers, bit for bit LiteRT's reference

@@ -48,7 +48,7 @@ public enum AttrKey: UInt16, Sendable, CaseIterable {
   /// produces its input (Passes/PReluFusion.swift), one slope per channel
   /// of the last axis.
   case preluSlopes = 43
-  /// int8 Conv2D, DepthwiseConv2D and TransposeConv2D: the output stage,
+  /// int8 Conv2D, DepthwiseConv2D, TransposeConv2D and Mul: the output stage,
   /// 0 TFLite's fixed-point multipliers (the default, bit for bit LiteRT's
   /// reference kernels), 1 float32 (XNNPACK's and onnxruntime's, cheaper on
   /// x86; set by tinyinfer's quantizer, `QRequantTable`).

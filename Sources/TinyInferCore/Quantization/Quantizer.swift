@@ -34,8 +34,8 @@ public final class Quantizer {
   /// parameters for stay float32. Needs no calibration.
   public var graphParams = false
   /// int8-static (calibrated): the float32 output stage for Conv2D,
-  /// DepthwiseConv2D and TransposeConv2D (their `requantization` attribute,
-  /// QRequantTable), else TFLite's fixed-point one. Not used with
+  /// DepthwiseConv2D, TransposeConv2D (their `requantization` attribute,
+  /// QRequantTable) and Mul (QMulOp), else TFLite's fixed-point one. Not used with
   /// `graphParams`, whose QDQ graphs keep the fixed-point stage.
   public var floatRequantization = true
   /// Per layer, after `finish`: why it was kept in float32 as
