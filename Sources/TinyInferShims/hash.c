@@ -11,6 +11,8 @@
  * target attributes, chosen once by ti_cpu_level()) regroups its sums. */
 #include "tinyinfer_hash.h"
 #include "tinyinfer_cpu.h"
+#include <limits.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -227,6 +229,88 @@ uint64_t ti_hash64_quick(const void *data, size_t size, uint64_t seed) {
 }
 uint64_t ti_hash64_quick_reference(const void *data, size_t size, uint64_t seed) {
   return ti_hash_scalar(data, data ? size : 0, size, seed, 1);
+}
+
+/* A job is claimed once: by its thread (RUNNING) or, when the caller gets
+ * to ti_hash64_finish first, by the caller (TAKEN), who then hashes itself.
+ * On a busy machine a new thread may wait milliseconds for a core; the
+ * caller never waits for a thread that has not started. The thread is
+ * detached: whichever of the two lets go of the job last frees it. */
+enum { TI_JOB_PENDING, TI_JOB_RUNNING, TI_JOB_DONE, TI_JOB_TAKEN };
+struct ti_hash_job {
+  int state; /* atomic */
+  int refs;  /* atomic: the thread's and the caller's */
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  const void *data;
+  size_t size;
+  uint64_t seed, out;
+};
+
+static void ti_hash_job_release(ti_hash_job *j) {
+  if (__atomic_sub_fetch(&j->refs, 1, __ATOMIC_ACQ_REL) == 0) {
+    pthread_cond_destroy(&j->cv);
+    pthread_mutex_destroy(&j->mu);
+    free(j);
+  }
+}
+
+static void *ti_hash_job_run(void *arg) {
+  ti_hash_job *j = arg;
+  int expected = TI_JOB_PENDING;
+  if (__atomic_compare_exchange_n(&j->state, &expected, TI_JOB_RUNNING, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+    uint64_t v = ti_hash64(j->data, j->size, j->seed);
+    pthread_mutex_lock(&j->mu);
+    j->out = v;
+    __atomic_store_n(&j->state, TI_JOB_DONE, __ATOMIC_RELEASE);
+    pthread_cond_broadcast(&j->cv);
+    pthread_mutex_unlock(&j->mu);
+  }
+  ti_hash_job_release(j);
+  return NULL;
+}
+
+ti_hash_job *ti_hash64_start(const void *data, size_t size, uint64_t seed) {
+  ti_hash_job *j = malloc(sizeof *j);
+  if (!j) return NULL;
+  j->state = TI_JOB_PENDING, j->refs = 2;
+  j->data = data, j->size = size, j->seed = seed, j->out = 0;
+  if (pthread_mutex_init(&j->mu, NULL) != 0) { free(j); return NULL; }
+  if (pthread_cond_init(&j->cv, NULL) != 0) { pthread_mutex_destroy(&j->mu); free(j); return NULL; }
+  /* A small stack: the hash keeps its state in registers and a few locals. */
+  pthread_attr_t attr;
+  int rc = pthread_attr_init(&attr);
+  if (rc == 0) {
+    size_t stack = 64 * 1024;
+    if (stack < (size_t)PTHREAD_STACK_MIN) stack = (size_t)PTHREAD_STACK_MIN;
+    pthread_attr_setstacksize(&attr, stack);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_t thread;
+    rc = pthread_create(&thread, &attr, ti_hash_job_run, j);
+    pthread_attr_destroy(&attr);
+  }
+  if (rc != 0) {
+    pthread_cond_destroy(&j->cv);
+    pthread_mutex_destroy(&j->mu);
+    free(j);
+    return NULL;
+  }
+  return j;
+}
+
+uint64_t ti_hash64_finish(ti_hash_job *j) {
+  uint64_t out;
+  int expected = TI_JOB_PENDING;
+  if (__atomic_compare_exchange_n(&j->state, &expected, TI_JOB_TAKEN, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+    out = ti_hash64(j->data, j->size, j->seed); /* the thread has not started: it will find the job taken */
+  } else {
+    pthread_mutex_lock(&j->mu);
+    while (__atomic_load_n(&j->state, __ATOMIC_ACQUIRE) != TI_JOB_DONE) pthread_cond_wait(&j->cv, &j->mu);
+    out = j->out;
+    pthread_mutex_unlock(&j->mu);
+  }
+  ti_hash_job_release(j);
+  return out;
 }
 
 int ti_bytes_equal(const void *a, const void *b, size_t size) { return size == 0 || memcmp(a, b, size) == 0; }

@@ -290,6 +290,61 @@ def test_absent_image_is_a_miss_not_an_error(tmp_path):
     assert (state, from_image, packed) == (2, 0, 3) and "No such file" in note
 
 
+@pytest.mark.parametrize("flip", [None, "first", "middle", "last"])
+def test_large_image_checksummed_beside_the_parsing(tmp_path, folder, flip):
+    """Images of 1 MB and more are checksummed on a thread of their own
+    while the graph is parsed (PrepackImage.open): a flipped byte anywhere
+    in the payload is still refused, an intact image still used."""
+    path = tmp_path / "big.tinf"
+    make_model(path, hidden=400)  # w2: 400 x 864 floats, an image of about 1.4 MB
+    x = np.random.default_rng(3).standard_normal((2, 6, 6, 3)).astype(np.float32)
+    want, _ = run(path, x, prepack_cache=False)
+    run(path, x)
+    img = _image(folder)
+    assert img.stat().st_size >= 1 << 20
+    if flip is not None:
+        blob = bytearray(img.read_bytes())
+        at = {"first": 384 + 5, "middle": len(blob) // 2, "last": len(blob) - 1}[flip]  # 384: the first packed floats
+        blob[at] ^= 0x80
+        img.write_bytes(bytes(blob))
+    y, st = run(path, x)
+    if flip is None:
+        assert st["state"] == "hit" and st["from_image"] == 3, st
+    else:
+        assert st["state"] == "rejected" and "checksum" in st["note"], st
+    assert y.tobytes() == want.tobytes()
+
+
+def test_failed_load_with_a_large_image_started(tmp_path):
+    """A model file that fails to parse after its image was opened (and its
+    checksum thread started) is a clean error, many times over."""
+    good = tmp_path / "big.tinf"
+    make_model(good, hidden=400)
+    h = _lib.ModelHandle()
+    L.tinf_model_load_file(os.fsencode(good), byref(h))
+    try:
+        n = c_size_t()
+        L.tinf_model_prepack_image(h, b"k", 1, None, 0, byref(n))
+        image = bytearray(n.value)
+        L.tinf_model_prepack_image(h, b"k", 1, (ctypes.c_uint8 * n.value).from_buffer(image), n.value, byref(n))
+    finally:
+        L.tinf_model_free(h)
+    pack = tmp_path / "big.pack"
+    pack.write_bytes(bytes(image))
+    assert len(image) >= 1 << 20
+    bad = tmp_path / "bad.tinf"
+    blob = bytearray(good.read_bytes())
+    bad.write_bytes(bytes(blob[:200]))  # the header promises more than the file holds
+    for _ in range(20):
+        h = _lib.ModelHandle()
+        with pytest.raises(tinyinfer.TinyInferError):
+            L.tinf_model_load_file_prepacked(os.fsencode(bad), 0, os.fsencode(pack), b"k", 1, byref(h))
+    # and the image itself is still good for the good model
+    h2, state, from_image, packed, note = _load_c(good, pack, b"k")
+    L.tinf_model_free(h2)
+    assert (state, from_image, packed) == (1, 3, 0), note
+
+
 def test_c_api_argument_checks(tmp_path):
     path = tmp_path / "m.tinf"
     make_model(path)

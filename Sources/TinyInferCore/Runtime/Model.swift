@@ -115,6 +115,9 @@ public final class Model {
   {
     let file = UnsafeRawBufferPointer(start: base, count: size)
     var expanded: UnsafeMutableRawPointer? = nil
+    // The image is mapped first: its checksum runs beside the parsing and
+    // the passes (PrepackImage.Opened).
+    var opened = prepack.map { PrepackImage.open($0) }
     do throws(TinfError) {
       let layout = try ModelFile.readHeader(file)
       var def = try ModelFile.readBody(UnsafeRawBufferPointer(rebasing: file[layout.body]), minor: layout.minor)
@@ -147,8 +150,9 @@ public final class Model {
         base: base, size: size, storage: storage, dataBase: dataBase, folding: folding,
         parts: (layout.body.lowerBound, layout.body.count, layout.data.count), sparse: sparse, expanded: expanded,
         encoded: encoded,
-        prepack: (prepack, ti_hash64(base + layout.body.lowerBound, layout.body.count, 0)), t0: t0)
+        prepack: (opened, ti_hash64(base + layout.body.lowerBound, layout.body.count, 0)), t0: t0)
     } catch {
+      opened?.close()
       ti_shim_free(expanded)
       switch storage {
       case .mapped(let p, let n): ti_shim_unmap(p, n)
@@ -162,7 +166,7 @@ public final class Model {
   private init(
     base: UnsafeRawPointer, size: Int, storage: Storage, dataBase: UnsafeRawPointer?, folding: ConstantFolding.Result,
     parts: (header: Int, graph: Int, data: Int), sparse choice: SparseChoice, expanded: UnsafeMutableRawPointer?,
-    encoded: [Int], prepack: (request: PrepackRequest?, graphHash: UInt64), t0: UInt64
+    encoded: [Int], prepack: (opened: PrepackImage.Opened?, graphHash: UInt64), t0: UInt64
   ) {
     self.fileBase = base
     self.expanded = expanded
@@ -186,7 +190,7 @@ public final class Model {
     // Ops the prepack image lists were packed dense by a load with the same
     // key: their sparse-weight scan (which reads the weights) is skipped,
     // and done below after all when the image is not used.
-    let listed = prepack.request.map { PrepackImage.listedOps($0, opCount: g.nodes.count) }
+    let listed = prepack.opened.map { PrepackImage.listedOps($0, opCount: g.nodes.count) }
     func inputs(_ node: Node) -> ([UnsafeMutableRawPointer?], [TensorDesc?]) {
       let data = node.inputs.map { (t: Int) -> UnsafeMutableRawPointer? in
         guard t >= 0 else { return nil }
@@ -213,7 +217,7 @@ public final class Model {
       sparse.append(s)
     }
     var pk = PrepackImage.adopt(
-      matrices, request: prepack.request, facts: PrepackImage.Facts(fileSize: size, graphHash: prepack.graphHash))
+      matrices, opened: prepack.opened, facts: PrepackImage.Facts(fileSize: size, graphHash: prepack.graphHash))
     if let listed, pk.state != .fromImage {
       // The image was not used: the skipped ops get the sparse form a load without it gives them.
       for (k, node) in g.nodes.enumerated() where listed[k] {

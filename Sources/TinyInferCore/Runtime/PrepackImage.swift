@@ -75,14 +75,95 @@ public enum PrepackImage {
     var mapping: (UnsafeMutableRawPointer, Int)?
   }
 
+  /// An image mapped when a load starts (`open`), before the graph is
+  /// parsed: its checksum is computed on a thread of its own meanwhile
+  /// (`ti_hash64_start`; on a 2-core machine this hid most of the 0.3-0.7
+  /// ms a cached MobileNetV2 load spent reading its 6.6 MB image), joined
+  /// by `check`. Nothing in it is trusted before `check` has passed. Every
+  /// Opened is given to `adopt` or to `close` exactly once: both join the
+  /// thread before the mapping can go away.
+  struct Opened {
+    let request: PrepackRequest
+    /// The mapping, or nil (then `refusal` says why).
+    var mapping: (UnsafeMutableRawPointer, Int)?
+    var refusal: (String, absent: Bool)
+    /// The checksum's thread, or nil (not started, or already joined).
+    var job: OpaquePointer?
+    var checksum: UInt64?
+
+    /// The checksum of bytes 32 ..< size (`ti_hash64`): the thread's result,
+    /// or computed here when none was started. Nil when there is no mapping.
+    mutating func sum() -> UInt64? {
+      if let checksum { return checksum }
+      guard let (p, n) = mapping, n >= 32 else { return nil }
+      let v: UInt64
+      if let job {
+        v = ti_hash64_finish(job)
+        self.job = nil
+      } else {
+        v = ti_hash64(p + 32, n &- 32, 0)
+      }
+      checksum = v
+      return v
+    }
+
+    /// Joins the thread and unmaps (the image is not used).
+    mutating func close() {
+      if let job {
+        _ = ti_hash64_finish(job)
+        self.job = nil
+      }
+      if let (p, n) = mapping { ti_shim_unmap(p, n) }
+      mapping = nil
+    }
+  }
+
+  /// Images smaller than this are checksummed by `check` itself: a thread
+  /// costs more to start than hashing them (about 20 GB/s from memory).
+  static let hashThreadMin = 1 << 20
+
+  /// Maps the image of `r` and starts its checksum (see `Opened`).
+  static func open(_ r: PrepackRequest) -> Opened {
+    var o = Opened(request: r, mapping: nil, refusal: ("", absent: false), job: nil, checksum: nil)
+    guard r.key.count <= maxKey else {
+      o.refusal = ("the key is longer than \(maxKey) bytes", absent: false)
+      return o
+    }
+    guard !r.imagePath.utf8.contains(0) else {
+      o.refusal = ("the image path contains a NUL byte", absent: false)
+      return o
+    }
+    let (p, size, err) = mapFile(r.imagePath)
+    guard let p else {
+      if err == 0 {
+        o.refusal = ("the image is empty (truncated)", absent: false)
+      } else {
+        // ENOENT, ENOTDIR (a part of the folder's path is a file): there is no image.
+        o.refusal = ("no image: \(String(cString: ti_shim_file_error(err)))", absent: err == 2 || err == 20)
+      }
+      return o
+    }
+    o.mapping = (p, size)
+    // Only an image whose header says it is one and has its exact size is
+    // worth reading in the background: `check` refuses the others first.
+    let base = UnsafeRawPointer(p)
+    if size >= hashThreadMin, (0..<8).allSatisfy({ base.load(fromByteOffset: $0, as: UInt8.self) == magic[$0] }),
+      load64(base, 16) == UInt64(size)
+    {
+      o.job = ti_hash64_start(base + 32, size &- 32, 0)
+    }
+    return o
+  }
+
   /// Packs `matrices` (one per op; nil for ops without packed weights),
-  /// taking them from the image of `request` when it is valid.
+  /// taking them from the image `opened` when it is valid (it is unmapped
+  /// otherwise).
   static func adopt(
-    _ matrices: [(weights: UnsafePointer<Float>, n: Int, k: Int)?], request: PrepackRequest?, facts: Facts
+    _ matrices: [(weights: UnsafePointer<Float>, n: Int, k: Int)?], opened: Opened?, facts: Facts
   ) -> Outcome {
     var out = Outcome(weights: [], state: .notRequested, note: "", fromImage: 0, packedNow: 0, mapping: nil)
-    if let request {
-      switch map(request, matrices, facts) {
+    if var o = opened {
+      switch map(&o, matrices, facts) {
       case .mapped(let m):
         let base = UnsafeRawPointer(m.0)
         var e = 0
@@ -113,19 +194,16 @@ public enum PrepackImage {
     return out
   }
 
-  /// The ops the image of `request` has entries for (by op index, of
-  /// `opCount` ops), read from its entry table without checking the rest:
-  /// the load skips the sparse-weight scan of these ops (an image lists only
-  /// ops a load with the same key packed dense). Nothing is trusted here:
+  /// The ops the image `o` has entries for (by op index, of `opCount`
+  /// ops), read from its entry table without checking the rest: the load
+  /// skips the sparse-weight scan of these ops (an image lists only ops a
+  /// load with the same key packed dense). Nothing is trusted here:
   /// `adopt` checks the image before use, and a load whose image is not
   /// used scans the skipped ops after all (`Model`). All false when there
   /// is no readable image.
-  static func listedOps(_ r: PrepackRequest, opCount: Int) -> [Bool] {
+  static func listedOps(_ o: Opened, opCount: Int) -> [Bool] {
     var listed = [Bool](repeating: false, count: opCount)
-    guard !r.imagePath.utf8.contains(0) else { return listed }
-    let (p, size, _) = mapFile(r.imagePath)
-    guard let p else { return listed }
-    defer { ti_shim_unmap(p, size) }
+    guard let (p, size) = o.mapping else { return listed }
     let base = UnsafeRawPointer(p)
     guard size >= headerSize, (0..<8).allSatisfy({ base.load(fromByteOffset: $0, as: UInt8.self) == magic[$0] }),
       load32(base, 8) == layoutVersion
@@ -158,30 +236,25 @@ public enum PrepackImage {
     case refused(String, absent: Bool)
   }
 
-  /// Maps the image and checks everything (see the type's comment).
+  /// Checks everything of the opened image (see the type's comment); it is
+  /// closed (unmapped) when refused.
   private static func map(
-    _ r: PrepackRequest, _ matrices: [(weights: UnsafePointer<Float>, n: Int, k: Int)?], _ facts: Facts
+    _ o: inout Opened, _ matrices: [(weights: UnsafePointer<Float>, n: Int, k: Int)?], _ facts: Facts
   ) -> Mapping {
-    guard r.key.count <= maxKey else { return .refused("the key is longer than \(maxKey) bytes", absent: false) }
-    guard !r.imagePath.utf8.contains(0) else { return .refused("the image path contains a NUL byte", absent: false) }
-    let (p, size, err) = mapFile(r.imagePath)
-    guard let p else {
-      if err == 0 { return .refused("the image is empty (truncated)", absent: false) }
-      let reason = String(cString: ti_shim_file_error(err))
-      // ENOENT, ENOTDIR (a part of the folder's path is a file): there is no image.
-      return .refused("no image: \(reason)", absent: err == 2 || err == 20)
-    }
-    if let why = check(UnsafeRawPointer(p), size, r, matrices, facts) {
-      ti_shim_unmap(p, size)
+    guard let m = o.mapping else { return .refused(o.refusal.0, absent: o.refusal.absent) }
+    if let why = check(UnsafeRawPointer(m.0), m.1, o.request, matrices, facts, sum: { o.sum() }) {
+      o.close()
       return .refused(why, absent: false)
     }
-    return .mapped((p, size))
+    // The thread (if any) was joined by `sum`.
+    return .mapped(m)
   }
 
   /// nil when the image is valid for this model and key, else the reason.
+  /// `sum`: the checksum of bytes 32 ..< size (Opened.sum).
   static func check(
     _ base: UnsafeRawPointer, _ size: Int, _ r: PrepackRequest,
-    _ matrices: [(weights: UnsafePointer<Float>, n: Int, k: Int)?], _ facts: Facts
+    _ matrices: [(weights: UnsafePointer<Float>, n: Int, k: Int)?], _ facts: Facts, sum: () -> UInt64?
   ) -> String? {
     guard size >= headerSize else { return "truncated: \(size) bytes, less than the header" }
     for i in 0..<8 where base.load(fromByteOffset: i, as: UInt8.self) != magic[i] {
@@ -219,8 +292,7 @@ public enum PrepackImage {
       else { return "entry \(e) lies outside the image" }
       e &+= 1
     }
-    let sum = ti_hash64(base + 32, size &- 32, 0)
-    guard sum == load64(base, 24) else { return "checksum mismatch (corrupt)" }
+    guard sum() == load64(base, 24) else { return "checksum mismatch (corrupt)" }
     // Samples of every entry against the model's weights (the packed layout
     // of PackedGemm.pack): catches an image of another model that passed the
     // checks above.

@@ -19,6 +19,17 @@ uint64_t ti_hash64_reference(const void *data, size_t size, uint64_t seed);
  * ti_hash64_quick_reference. */
 uint64_t ti_hash64_quick(const void *data, size_t size, uint64_t seed);
 uint64_t ti_hash64_quick_reference(const void *data, size_t size, uint64_t seed);
+/* ti_hash64 on a thread of its own (the prepack image's checksum: a load
+ * parses and optimizes the graph meanwhile, issue 18). The bytes must stay
+ * readable and unchanged until ti_hash64_finish. Returns NULL when no
+ * thread could be started (the caller computes ti_hash64 itself). */
+typedef struct ti_hash_job ti_hash_job;
+ti_hash_job *ti_hash64_start(const void *data, size_t size, uint64_t seed);
+/* The hash (ti_hash64's value): the thread's, waited for if it is running,
+ * or computed here when the thread has not started yet (it then does
+ * nothing). Lets go of the job: every started job is finished exactly once,
+ * after which the thread never reads the bytes. */
+uint64_t ti_hash64_finish(ti_hash_job *job);
 /* 1 when the `size` bytes at a and b are equal (memcmp), else 0. */
 int ti_bytes_equal(const void *a, const void *b, size_t size);
 
