@@ -110,6 +110,12 @@ void *ti_shim_alloc(size_t size) {
   return p + TI_ALLOC_HEADER;
 }
 
+void *ti_shim_alloc_zeroed(size_t size) {
+  char *q = ti_shim_alloc(size);
+  if (q && *(size_t *)(q - TI_ALLOC_HEADER) == 0) memset(q, 0, size); /* from posix_memalign: not zeroed */
+  return q;
+}
+
 void ti_shim_free(void *q) {
   if (!q) return;
   char *p = (char *)q - TI_ALLOC_HEADER;
@@ -121,6 +127,62 @@ uint64_t ti_shim_now_ns(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+intptr_t ti_shim_count_nonzero_f32(const float *p, intptr_t n, intptr_t cap) {
+  intptr_t nnz = 0;
+  for (intptr_t i = 0; i < n && nnz <= cap; i += 4096) {
+    intptr_t end = n - i < 4096 ? n : i + 4096;
+    int32_t c = 0;
+    for (intptr_t j = i; j < end; j++) c += p[j] != 0.0f;
+    nnz += c;
+  }
+  return nnz;
+}
+
+intptr_t ti_shim_count_nonzero_i8(const int8_t *p, intptr_t n, intptr_t cap) {
+  intptr_t nnz = 0;
+  for (intptr_t i = 0; i < n && nnz <= cap; i += 4096) {
+    intptr_t end = n - i < 4096 ? n : i + 4096;
+    int32_t c = 0;
+    for (intptr_t j = i; j < end; j++) c += p[j] != 0;
+    nnz += c;
+  }
+  return nnz;
+}
+
+void ti_shim_csr_f32(const float *w, intptr_t rows, intptr_t k, int32_t *start, int32_t *idx, float *val) {
+  intptr_t q = 0;
+  for (intptr_t r = 0; r < rows; r++) {
+    start[r] = (int32_t)q;
+    const float *row = w + r * k;
+    for (intptr_t i = 0; i < k; i++) {
+      float v = row[i];
+      idx[q] = (int32_t)i;
+      val[q] = v;
+      q += v != 0.0f;
+    }
+  }
+  start[rows] = (int32_t)q;
+}
+
+void ti_shim_csr_i8(const int8_t *w, intptr_t rows, intptr_t k, int32_t *start, int32_t *idx, int8_t *val,
+                    int32_t *sums) {
+  intptr_t q = 0;
+  for (intptr_t r = 0; r < rows; r++) {
+    start[r] = (int32_t)q;
+    const int8_t *row = w + r * k;
+    int32_t s = 0;
+    for (intptr_t i = 0; i < k; i++) {
+      int8_t v = row[i];
+      idx[q] = (int32_t)i;
+      val[q] = v;
+      s += v;
+      q += v != 0;
+    }
+    sums[r] = s;
+  }
+  start[rows] = (int32_t)q;
 }
 
 int ti_shim_cpu_count(void) {

@@ -1331,6 +1331,24 @@ def test_dequantize_float16():
     np.testing.assert_array_equal(got, x.astype(np.float32))
 
 
+@pytest.mark.parametrize("count", [65536, 13, 8, 1])
+def test_dequantize_float16_every_bit_pattern(count):
+    """Every float16 bit pattern (or the first `count`: the kernel's tail)
+    widens exactly as numpy's conversion: normals, subnormals, signed zeros,
+    infinities; a NaN stays a NaN of the same sign."""
+    bits = np.arange(65536, dtype=np.uint16)
+    bits = np.concatenate([bits[31744:], bits[:31744]])[:count]  # the tails start with inf / NaN patterns
+    x = bits.view(np.float16)
+    g = Q()
+    y = g.op("Dequantize", g.input(x.copy()))
+    got = g.run(y)
+    want = x.astype(np.float32)
+    nan = np.isnan(want)
+    assert np.array_equal(np.isnan(got), nan)
+    assert np.array_equal(got[~nan].view(np.uint32), want[~nan].view(np.uint32))
+    assert np.array_equal(np.signbit(got[nan]), np.signbit(want[nan]))
+
+
 def test_dequantize_constant_weights():
     """A Dequantize of int8 constants (folded at load) feeding a float op."""
     rng = np.random.default_rng(1350)

@@ -262,10 +262,9 @@ final class Scratch<Element> {
 
   init(count: Int) throws(TinfError) {
     let n = max(count, 1)
-    guard let bytes = checkedMul(n, MemoryLayout<Element>.stride), let p = ti_shim_alloc(bytes) else {
+    guard let bytes = checkedMul(n, MemoryLayout<Element>.stride), let p = ti_shim_alloc_zeroed(bytes) else {
       throw TinfError(.outOfMemory, "cannot allocate \(count) elements of scratch memory")
     }
-    p.initializeMemory(as: UInt8.self, repeating: 0, count: bytes)
     base = p.bindMemory(to: Element.self, capacity: n)
     self.count = n
   }

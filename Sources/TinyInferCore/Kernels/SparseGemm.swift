@@ -35,35 +35,18 @@ public final class SparseWeights {
     self.k = k
     self.nnz = nnz
     start = try Scratch<Int32>(count: n &+ 1)
-    idx = try Scratch<Int32>(count: nnz)
-    self.floats = floats == nil ? nil : try Scratch<Float>(count: nnz)
-    self.int8s = int8s == nil ? nil : try Scratch<Int8>(count: nnz)
+    // One slot more than the nonzeros: the C copy writes one past the last.
+    idx = try Scratch<Int32>(count: nnz &+ 1)
+    self.floats = floats == nil ? nil : try Scratch<Float>(count: nnz &+ 1)
+    self.int8s = int8s == nil ? nil : try Scratch<Int8>(count: nnz &+ 1)
     sums = int8s == nil ? nil : try Scratch<Int32>(count: n)
-    var q = 0
-    for c in 0..<n {
-      start.base[c] = Int32(truncatingIfNeeded: q)
-      var s: Int32 = 0
-      for i in 0..<k {
-        if let f = floats {
-          let v = f[c &* k &+ i]
-          if v != 0 {
-            idx.base[q] = Int32(truncatingIfNeeded: i)
-            self.floats!.base[q] = v
-            q &+= 1
-          }
-        } else if let b = int8s {
-          let v = b[c &* k &+ i]
-          if v != 0 {
-            idx.base[q] = Int32(truncatingIfNeeded: i)
-            self.int8s!.base[q] = v
-            s &+= Int32(v)
-            q &+= 1
-          }
-        }
-      }
-      sums?.base[c] = s
+    if let f = floats, let v = self.floats {
+      ti_shim_csr_f32(f, n, k, start.base, idx.base, v.base)
+    } else if let b = int8s, let v = self.int8s, let s = sums {
+      ti_shim_csr_i8(b, n, k, start.base, idx.base, v.base, s.base)
     }
-    start.base[n] = Int32(truncatingIfNeeded: q)
+    // The count given must be the matrix's (prepare counted it whole).
+    guard Int(start.base[n]) == nnz else { throw TinfError(.internal, "sparse weights: \(start.base[n]) nonzeros, expected \(nnz)") }
   }
 
   /// Bytes held (indices, values, row starts).
@@ -184,19 +167,10 @@ enum SparseGemm {
       limit = d
     }
     let cap = choice == .always ? total : Int(Double(total) * limit) &+ 1
-    var nnz = 0
-    var i = 0
-    while i < total && nnz <= cap {
-      let end = min(total, i &+ 4096)
-      if int8 {
-        let p = UnsafePointer(wp.assumingMemoryBound(to: Int8.self))
-        for j in i..<end where p[j] != 0 { nnz &+= 1 }
-      } else {
-        let p = UnsafePointer(wp.assumingMemoryBound(to: Float.self))
-        for j in i..<end where p[j] != 0 { nnz &+= 1 }
-      }
-      i = end
-    }
+    let nnz =
+      int8
+      ? ti_shim_count_nonzero_i8(UnsafePointer(wp.assumingMemoryBound(to: Int8.self)), total, cap)
+      : ti_shim_count_nonzero_f32(UnsafePointer(wp.assumingMemoryBound(to: Float.self)), total, cap)
     guard nnz <= cap else { return nil }
     let density = Double(nnz) / Double(total)
     guard choice == .always ? density < 1 : density <= limit else { return nil }

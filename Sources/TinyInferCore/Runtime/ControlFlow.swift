@@ -305,10 +305,9 @@ final class SubgraphRunner {
     let plan = try MemoryPlanner.plan(g)
     var arena: UnsafeMutableRawPointer? = nil
     if plan.size > 0 {
-      guard let a = ti_shim_alloc(plan.size) else {
+      guard let a = ti_shim_alloc_zeroed(plan.size) else {
         throw TinfError(.outOfMemory, "cannot allocate an arena of \(plan.size) bytes for subgraph \(index)")
       }
-      a.initializeMemory(as: UInt8.self, repeating: 0, count: plan.size)
       arena = a
     }
     let ptrs = Session.tensorPointers(model, g, plan, arena)

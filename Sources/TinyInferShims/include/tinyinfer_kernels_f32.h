@@ -6,6 +6,7 @@
  * kernels/kernels_f32_<level>.c. */
 #ifndef TINYINFER_KERNELS_F32_H
 #define TINYINFER_KERNELS_F32_H
+#include <stdint.h>
 
 #pragma clang assume_nonnull begin
 
@@ -115,6 +116,10 @@ typedef struct ti_f32_kernels {
    * NaN propagating (pool_max's rule), from -inf, clamped to [lo, hi]. */
   void (*_Nonnull max_pool_row)(float *yrow, const float *ximg, long c, long h, long w, long kh, long kw, long iy0,
                                 long padl, long sw, long ow, float lo, float hi);
+  /* y[i] = the float16 value of the bits h[i], exactly (subnormals, inf and
+   * NaN included), for i < n: Dequantize of float16 weights (issue 18: the
+   * load of fp16 models). */
+  void (*_Nonnull from_f16)(const uint16_t *h, float *y, long n);
 } ti_f32_kernels;
 
 /* Binary ops of binary_row: +, -, *, /, maximum and minimum (NaN

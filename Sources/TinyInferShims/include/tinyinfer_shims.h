@@ -37,10 +37,28 @@ void ti_shim_mutex_destroy(ti_mutex *m);
  * and more are mapped with their pages populated at once (packed weights,
  * arenas: no page fault per 4 KB on first touch). Free with ti_shim_free. */
 void *ti_shim_alloc(size_t size);
+/* ti_shim_alloc's block with every byte zero (a large block is mapped
+ * zeroed by the kernel: no second pass over it). */
+void *ti_shim_alloc_zeroed(size_t size);
 void ti_shim_free(void *p);
 
 /* Monotonic clock in nanoseconds. */
 uint64_t ti_shim_now_ns(void);
+/* The number of nonzero values among p[0 ..< n] (float: -0.0 counts as
+ * zero, NaN as nonzero), stopping once it exceeds `cap` (then any count
+ * above cap): the load's sparsity scan of FullyConnected and 1x1 weights
+ * (SparseGemm.prepare), branch-free so that half-zero weights cost no
+ * mispredictions. */
+intptr_t ti_shim_count_nonzero_f32(const float *p, intptr_t n, intptr_t cap);
+intptr_t ti_shim_count_nonzero_i8(const int8_t *p, intptr_t n, intptr_t cap);
+/* The CSR form of the rows x k matrix w (row-major): start[r] ..< start[r +
+ * 1] index idx (column) and val (value) of row r's nonzeros (as counted by
+ * ti_shim_count_nonzero_*), start has rows + 1 entries; idx and val room for
+ * nnz + 1 (one slot past the last nonzero is written and not counted:
+ * the copy is branch-free). _i8 also writes sums[r], the sum of row r. */
+void ti_shim_csr_f32(const float *w, intptr_t rows, intptr_t k, int32_t *start, int32_t *idx, float *val);
+void ti_shim_csr_i8(const int8_t *w, intptr_t rows, intptr_t k, int32_t *start, int32_t *idx, int8_t *val,
+                    int32_t *sums);
 /* Number of online CPUs (>= 1). */
 int ti_shim_cpu_count(void);
 

@@ -268,9 +268,8 @@ enum QuantizeKernel {
   {
     if x.dtype == .float16 {
       let h = src.assumingMemoryBound(to: UInt16.self)
-      return { () throws(TinfError) in
-        for i in 0..<n { y[i] = Float(Float16(bitPattern: h[i])) }
-      }
+      let convert = ti_f32_kernels_get().pointee.from_f16
+      return { () throws(TinfError) in convert(h, y, n) }
     }
     guard let q = x.quant else { throw TinfError(.badFormat, "input has no quantization parameters") }
     let axis = try checkQuant(q, x, "input")
