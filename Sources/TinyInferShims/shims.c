@@ -185,6 +185,48 @@ void ti_shim_csr_i8(const int8_t *w, intptr_t rows, intptr_t k, int32_t *start, 
   start[rows] = (int32_t)q;
 }
 
+int ti_shim_linear_fit(const int8_t *target, intptr_t n1, int32_t x1lo, intptr_t n2, int32_t x2lo, int64_t p1,
+                       int64_t p2, int32_t shift, int32_t lo, int32_t hi, int64_t *lower, int64_t *upper) {
+  const int64_t none = (int64_t)1 << 60;
+  int64_t L = -none, U = none;
+  const int narrow = shift >= 0 && shift <= 22 && p2 > -(1 << 23) && p2 < (1 << 23) && x2lo >= -128 && x2lo + n2 <= 129;
+  int32_t x2p[257];
+  if (narrow)
+    for (intptr_t j = 0; j < n2; j++) x2p[j] = (x2lo + (int32_t)j) * (int32_t)p2;
+  for (intptr_t r = 0; r < n1; r++) {
+    const int8_t *row = target + r * n2;
+    const int64_t b1 = (int64_t)(x1lo + r) * p1;
+    int64_t l, u;
+    if (narrow) {
+      /* |t << shift| <= 2^29 and |x2 p2| < 2^30: every lane value fits int32. */
+      const int32_t none32 = INT32_MAX;
+      int32_t lm = -none32, um = none32;
+      for (intptr_t j = 0; j < n2; j++) {
+        const int32_t t = row[j];
+        const int32_t a = (t * (1 << shift)) - x2p[j], b = ((t + 1) * (1 << shift)) - x2p[j];
+        const int32_t ca = t > lo ? a : -none32, cb = t < hi ? b : none32;
+        lm = ca > lm ? ca : lm;
+        um = cb < um ? cb : um;
+      }
+      l = lm == -none32 ? -none : (int64_t)lm - b1;
+      u = um == none32 ? none : (int64_t)um - b1;
+    } else {
+      l = -none, u = none;
+      for (intptr_t j = 0; j < n2; j++) {
+        const int64_t t = row[j], base = b1 + (int64_t)(x2lo + j) * p2;
+        const int64_t a = t * ((int64_t)1 << shift) - base, b = (t + 1) * ((int64_t)1 << shift) - base;
+        if (t > lo && a > l) l = a;
+        if (t < hi && b < u) u = b;
+      }
+    }
+    if (l > L) L = l;
+    if (u < U) U = u;
+    if (L >= U) return 0;
+  }
+  *lower = L, *upper = U;
+  return 1;
+}
+
 int ti_shim_cpu_count(void) {
   long n = sysconf(_SC_NPROCESSORS_ONLN);
   return n < 1 ? 1 : (int)n;

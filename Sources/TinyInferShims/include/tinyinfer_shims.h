@@ -42,6 +42,17 @@ void *ti_shim_alloc(size_t size);
 void *ti_shim_alloc_zeroed(size_t size);
 void ti_shim_free(void *p);
 
+/* QLinearFit.fit's scan (Kernels/Quant/QLinearFit.swift): rows x1 =
+ * x1lo ..< x1lo + n1 of `target` (n2 int8 values each, for x2 = x2lo ..<
+ * x2lo + n2) and the offsets c for which clamp((x1 p1 + x2 p2 + c) >>
+ * shift, lo, hi) gives every value t: c >= (t << shift) - base where t >
+ * lo, c < ((t + 1) << shift) - base where t < hi (base = x1 p1 + x2 p2).
+ * Returns 0 as soon as no c is left, else 1 with the interval [*lower,
+ * *upper) (+-2^60 where a side is unconstrained). In int32 lanes when the
+ * slopes allow (|p| < 2^23, shift <= 22), which vectorizes; int64 otherwise. */
+int ti_shim_linear_fit(const int8_t *target, intptr_t n1, int32_t x1lo, intptr_t n2, int32_t x2lo, int64_t p1,
+                       int64_t p2, int32_t shift, int32_t lo, int32_t hi, int64_t *lower, int64_t *upper);
+
 /* Monotonic clock in nanoseconds. */
 uint64_t ti_shim_now_ns(void);
 /* The number of nonzero values among p[0 ..< n] (float: -0.0 counts as

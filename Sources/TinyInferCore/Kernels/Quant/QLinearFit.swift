@@ -1,3 +1,5 @@
+import TinyInferShims
+
 /// Issue 14: an int8 elementwise op as a floor-linear function of its raw
 /// int8 inputs, `y = clamp((x1 p1 + x2 p2 + c) >> shift, lo, hi)` in int32,
 /// equal to the op's fixed-point reference (TFLite's double-rounding
@@ -48,18 +50,15 @@ struct QLinearFit {
     let none = Int64(1) << 60
     var lower = -none
     var upper = none
-    let n2 = r2.count
-    for x1 in r1 {
-      let row = target + (x1 &- r1.lowerBound) &* n2
-      let b1 = Int64(x1) &* p1
-      for x2 in r2 {
-        let t = Int32(row[x2 &- r2.lowerBound])
-        let base = b1 &+ Int64(x2) &* p2
-        if t > lo { lower = max(lower, (Int64(t) << shift) &- base) }
-        if t < hi { upper = min(upper, ((Int64(t) &+ 1) << shift) &- base) }
-      }
-      if lower >= upper { return nil }
-    }
+    // One input (r2 = 0...0, PRelu's pieces): the values as one row, so
+    // that the scan runs along them (base = x1 p1 either way).
+    let ok =
+      r2 == 0...0
+      ? ti_shim_linear_fit(target, 1, 0, r1.count, Int32(r1.lowerBound), 0, p1, Int32(shift), lo, hi, &lower, &upper)
+      : ti_shim_linear_fit(
+        target, r1.count, Int32(r1.lowerBound), r2.count, Int32(r2.lowerBound), p1, p2, Int32(shift), lo, hi, &lower,
+        &upper)
+    guard ok == 1 else { return nil }
     let c = lower != -none ? lower : (upper != none ? upper &- 1 : 0)
     // Every partial sum of the kernel's int32 lanes stays in range.
     let m1 = Int64(max(r1.lowerBound.magnitude, r1.upperBound.magnitude)) &* p1.magnitude.int64

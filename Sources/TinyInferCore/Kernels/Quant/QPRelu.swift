@@ -78,16 +78,23 @@ enum QPReluKernel {
       guard let pos = QLinearFit.find(
         zx...127, 0...0, UnsafePointer(t), slope1: sx, slope2: 0, shift: shift, lo: -128, hi: 127)
       else { continue }
+      // Channels with the same int8 slope share their fit (computed once).
+      var fitted = [QLinearFit?](repeating: nil, count: 256)
       for ch in 0..<period {
         var neg = QLinearFit(p1: 0, p2: 0, c: 0)
         if zx > -128 {
           let av = Int32(slope[ch])
-          for x in -128...(zx &- 1) { t[x &+ 128] = value(Int32(x), av, xq, aq, yq, m1, m2) }
-          guard let f = QLinearFit.find(
-            -128...(zx &- 1), 0...0, UnsafePointer(t), slope1: sn * Double(av &- aq.zeroPoint), slope2: 0,
-            shift: shift, lo: -128, hi: 127)
-          else { continue shifts }
-          neg = f
+          if let f = fitted[Int(av) &+ 128] {
+            neg = f
+          } else {
+            for x in -128...(zx &- 1) { t[x &+ 128] = value(Int32(x), av, xq, aq, yq, m1, m2) }
+            guard let f = QLinearFit.find(
+              -128...(zx &- 1), 0...0, UnsafePointer(t), slope1: sn * Double(av &- aq.zeroPoint), slope2: 0,
+              shift: shift, lo: -128, hi: 127)
+            else { continue shifts }
+            fitted[Int(av) &+ 128] = f
+            neg = f
+          }
         }
         for e in stride(from: ch, to: entries, by: period) {
           table.int32[e] = neg.p1
@@ -124,17 +131,24 @@ enum QPReluKernel {
         0...(127 &- zx), 0...0, UnsafePointer(t), slope1: sx, slope2: 0, shift: shift, lo: -128, hi: 127),
         small.contains(Int(pos.p1))
       else { continue }
+      // Channels with the same int8 slope share their fit (computed once).
+      var fitted = [QLinearFit?](repeating: nil, count: 256)
       for ch in 0..<period {
         var neg = QLinearFit(p1: 0, p2: 0, c: 0)
         if zx > -128 {
           let av = Int32(slope[ch])
-          let r = (-128 &- zx)...(-1)
-          for v in r { t[v &- r.lowerBound] = value(Int32(v &+ zx), av, xq, aq, yq, m1, m2) }
-          guard let f = QLinearFit.find(
-            r, 0...0, UnsafePointer(t), slope1: sn * Double(av &- aq.zeroPoint), slope2: 0, shift: shift,
-            lo: -128, hi: 127), small.contains(Int(f.p1))
-          else { continue shifts }
-          neg = f
+          if let f = fitted[Int(av) &+ 128] {
+            neg = f
+          } else {
+            let r = (-128 &- zx)...(-1)
+            for v in r { t[v &- r.lowerBound] = value(Int32(v &+ zx), av, xq, aq, yq, m1, m2) }
+            guard let f = QLinearFit.find(
+              r, 0...0, UnsafePointer(t), slope1: sn * Double(av &- aq.zeroPoint), slope2: 0, shift: shift,
+              lo: -128, hi: 127), small.contains(Int(f.p1))
+            else { continue shifts }
+            fitted[Int(av) &+ 128] = f
+            neg = f
+          }
         }
         let word = Int32(bitPattern: UInt32(UInt16(truncatingIfNeeded: pos.p1)) | UInt32(bitPattern: neg.p1) << 16)
         for e in stride(from: ch, to: entries, by: period) {
