@@ -6,8 +6,9 @@ import TinyInferShims
 /// once per op at model load (`SparseGemm.prepare`, called by `Model`) from
 /// the weights' density and the op's row count in the file (a batch-1
 /// FullyConnected is a GEMV, which pays only at a lower density than the
-/// tiled kernel of many rows); `Model.passReport` says which ops run
-/// sparse. `TINF_LOAD_DENSE` (`tinyinfer.load(..., sparse=False)`) keeps every op
+/// tiled kernel of many rows); float32 2:4 weights of several rows have a
+/// kernel of their own (`f32_nm24`, `nm24Pays`); `Model.passReport` says
+/// which ops run sparse and which on the 2:4 kernel. `TINF_LOAD_DENSE` (`tinyinfer.load(..., sparse=False)`) keeps every op
 /// dense, for comparisons.
 ///
 /// float32 sums come in another order than the dense kernel's (float

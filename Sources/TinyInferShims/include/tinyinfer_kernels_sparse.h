@@ -12,7 +12,9 @@
  * each nonzero is one broadcast and tile / lanes multiply-adds on
  * contiguous vectors (the layout of XNNPACK's sparse kernels, reached from
  * NHWC by the transposition). A single row is a row-compressed dot product
- * per output channel.
+ * per output channel. float32 2:4 weights (f32_nm24) keep the rows NHWC and
+ * select each output channel's two inputs of every group of 4 with byte
+ * shuffles (kernels/sparse_kernels.inc).
  *
  * The int8 kernels compute exact sums (in float while a row has at most
  * 1024 inputs, where every partial sum of int8 products is an integer of
