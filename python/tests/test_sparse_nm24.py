@@ -133,7 +133,33 @@ def test_nm_pruned_model_runs_on_it_and_matches_its_dense_load(rng, tmp_path):
     xv = rng.standard_normal((1, 6, 6, 32)).astype(np.float32)
     with tinyinfer.load(str(out), sparse="always") as s, tinyinfer.load(str(out), sparse=False) as d:
         assert len(nm24_ops(s)) == 2, s.passes
+        from tinyinfer.prune import sparse_ops as indices
+        assert indices(s, nm24=True) == {0, 2}, s.passes
         assert_close(s.run(xv)[0], d.run(xv)[0], rtol=1e-5, atol=1e-5)
+
+
+def test_profile_names_the_2_4_kernel(rng, tmp_path):
+    """`python -m tinyinfer bench --profile` marks an op on the 2:4 kernel
+    ("sparse kernel (2:4)") apart from one on the unstructured tiles (the
+    default load: the 2:4 kernel is chosen by itself at AVX2 only)."""
+    g = tinyinfer.GraphBuilder("pw")
+    x = g.input("x", (1, 8, 8, 64))
+    h = g.op("Conv2D", x, g.const("w", nm24_weights(rng, 32, 64).reshape(32, 1, 1, 64)), None, activation=1)
+    w2 = rng.standard_normal((16, 32)).astype(np.float32)
+    w2[rng.random(w2.shape) < 0.9] = 0
+    g.output(g.op("Conv2D", h, g.const("w2", w2.reshape(16, 1, 1, 32)), None))
+    path = tmp_path / "m.tinf"
+    path.write_bytes(g.to_bytes())
+    from tinyinfer.prune import sparse_ops as indices
+    with tinyinfer.load(str(path), sparse="always") as m:
+        assert indices(m) == {0, 1} and indices(m, nm24=True) == {0}, m.passes
+    if tinyinfer.info()["isa"] != "avx2":
+        pytest.skip("the default load takes the 2:4 kernel at AVX2 only")
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(HERE))
+    r = subprocess.run([sys.executable, "-m", "tinyinfer", "bench", str(path), "--profile", "--runs", "5"], env=env,
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.count("sparse kernel (2:4)") == 1 and r.stdout.count("sparse kernel") == 2, r.stdout
 
 
 LEVEL_SCRIPT = r"""
