@@ -5,7 +5,8 @@
             pointwise convolutions, the digits MLP's layers, a classifier),
             float32 and int8, at 50/70/80/90% unstructured and 2:4
             sparsity: the op's time on the dense kernel (TINF_LOAD_DENSE)
-            over its time on the sparse kernel (TINF_LOAD_SPARSE_ALWAYS),
+            over its time on the sparse kernel (TINF_LOAD_SPARSE_ALWAYS;
+            float32 2:4 weights of several rows: the 2:4 kernel, marked),
             and what the automatic choice does (default load);
   models    the digits MLP and MobileNetV2 (bench/models) magnitude-pruned
             at each sparsity, default load against the dense load.
@@ -79,8 +80,9 @@ def op_time(model, x, runs):
 
 
 def compare(data, x, runs, rounds):
-    """(dense s, dense / sparse-always, dense / auto, auto ran sparse) for one
-    model's bytes: the median dense time and the medians of the per-round ratios."""
+    """(dense s, dense / sparse-always, dense / auto, auto ran sparse, the
+    sparse kernel: "2:4" or "tiles"/"row") for one model's bytes: the median
+    dense time and the medians of the per-round ratios."""
     with tinyinfer.load(data, sparse=False) as d, tinyinfer.load(data, sparse="always") as s, \
             tinyinfer.load(data) as a:
         td, ts, ta = [], [], []
@@ -89,8 +91,9 @@ def compare(data, x, runs, rounds):
             ts.append(op_time(s, x, runs))
             ta.append(op_time(a, x, runs))
         chosen = any(p.startswith("sparse kernel") for p in a.passes)
+        kernel = "2:4" if any("2:4 kernel" in p for p in s.passes) else "unstructured"
     med = lambda v: float(np.median(v))
-    return (med(td), med([d / s for d, s in zip(td, ts)]), med([d / s for d, s in zip(td, ta)]), chosen)
+    return (med(td), med([d / s for d, s in zip(td, ts)]), med([d / s for d, s in zip(td, ta)]), chosen, kernel)
 
 
 def quantized_bytes(data, x):
@@ -113,11 +116,11 @@ def kernels(quick):
             data = model_bytes(kind, shape, cout, cin, w, b)
             for dtype in ("float32", "int8"):
                 d = data if dtype == "float32" else quantized_bytes(data, x)
-                td, ratio, auto_ratio, chosen = compare(d, x, runs, rounds)
+                td, ratio, auto_ratio, chosen, kernel = compare(d, x, runs, rounds)
                 rows.append(dict(shape=name, dtype=dtype, sparsity=sp, dense_us=td * 1e6, ratio=ratio,
-                                 auto_ratio=auto_ratio, chosen=chosen))
+                                 auto_ratio=auto_ratio, chosen=chosen, kernel=kernel))
                 print(f"{name:18} {dtype:8} {str(sp):>4}  dense {td * 1e6:9.1f} us  dense/sparse x{ratio:5.2f}  "
-                      f"auto x{auto_ratio:5.2f} ({'sparse' if chosen else 'dense'})", flush=True)
+                      f"auto x{auto_ratio:5.2f} ({'sparse' if chosen else 'dense'}; {kernel} kernel)", flush=True)
     return rows
 
 
@@ -164,6 +167,8 @@ def markdown(rows):
             if not rs:
                 continue
             cells = [f"**{r['ratio']:.2f}x**" if r["chosen"] else f"{r['ratio']:.2f}x" for r in rs]
+            # The 2:4 kernel (f32_nm24) where it ran instead of the unstructured ones.
+            cells = [c + " (2:4 kernel)" if r.get("kernel") == "2:4" else c for c, r in zip(cells, rs)]
             print(f"| {name} | {rs[0]['dense_us']:.1f} | " + " | ".join(cells) + " |")
 
 

@@ -6,8 +6,9 @@ import TinyInferShims
 /// once per op at model load (`SparseGemm.prepare`, called by `Model`) from
 /// the weights' density and the op's row count in the file (a batch-1
 /// FullyConnected is a GEMV, which pays only at a lower density than the
-/// tiled kernel of many rows); `Model.passReport` says which ops run
-/// sparse. `TINF_LOAD_DENSE` (`tinyinfer.load(..., sparse=False)`) keeps every op
+/// tiled kernel of many rows); float32 2:4 weights of several rows have a
+/// kernel of their own (`f32_nm24`, `nm24Pays`); `Model.passReport` says
+/// which ops run sparse and which on the 2:4 kernel. `TINF_LOAD_DENSE` (`tinyinfer.load(..., sparse=False)`) keeps every op
 /// dense, for comparisons.
 ///
 /// float32 sums come in another order than the dense kernel's (float
@@ -30,10 +31,14 @@ public final class SparseWeights {
   var startPointer: UnsafePointer<Int32> { UnsafePointer(start.base) }
   var idxPointer: UnsafePointer<Int32> { UnsafePointer(idx.base) }
 
+  /// 2:4 weights packed for the level's `f32_nm24` kernel (values, selectors), else nil.
+  let nm24: (val: Scratch<Float>, sel: Scratch<Int32>)?
+
   init(n: Int, k: Int, nnz: Int, floats: UnsafePointer<Float>?, int8s: UnsafePointer<Int8>?) throws(TinfError) {
     self.n = n
     self.k = k
     self.nnz = nnz
+    nm24 = nil
     start = try Scratch<Int32>(count: n &+ 1)
     // One slot more than the nonzeros: the C copy writes one past the last.
     idx = try Scratch<Int32>(count: nnz &+ 1)
@@ -49,8 +54,36 @@ public final class SparseWeights {
     guard Int(start.base[n]) == nnz else { throw TinfError(.internal, "sparse weights: \(start.base[n]) nonzeros, expected \(nnz)") }
   }
 
-  /// Bytes held (indices, values, row starts).
-  public var bytes: Int { (n &+ 1) &* 4 &+ nnz &* (floats != nil ? 8 : 5) }
+  /// float32 2:4 weights (k a multiple of 4, at most 2 nonzeros in every 4
+  /// consecutive input channels of each output channel) packed for the
+  /// level's `f32_nm24` kernel; throws `.invalidArgument` when they are not 2:4.
+  init(nm24 w: UnsafePointer<Float>, n: Int, k: Int, nnz: Int) throws(TinfError) {
+    self.n = n
+    self.k = k
+    self.nnz = nnz
+    start = try Scratch<Int32>(count: 1)
+    idx = try Scratch<Int32>(count: 1)
+    floats = nil
+    int8s = nil
+    sums = nil
+    let kern = SparseGemm.kernels
+    let lanes = kern.nm24_lanes
+    let padded = (n &+ lanes &- 1) / lanes &* lanes
+    let val = try Scratch<Float>(count: padded &* k / 2)
+    let sel = try Scratch<Int32>(count: padded &* k / 2)
+    guard k % 4 == 0, kern.nm24_pack(w, n, k, val.base, sel.base) != 0 else {
+      throw TinfError(.invalidArgument, "weights are not 2:4")
+    }
+    nm24 = (val, sel)
+  }
+
+  /// Bytes held (indices, values, row starts; 2:4: packed values and selectors).
+  public var bytes: Int {
+    if let nm24 { return (nm24.val.count &+ nm24.sel.count) &* 4 }
+    return (n &+ 1) &* 4 &+ nnz &* (floats != nil ? 8 : 5)
+  }
+  /// How the load report names the kernel's format.
+  var kind: String { nm24 != nil ? "2:4" : "unstructured" }
   /// Fraction of weights that are zero.
   public var sparsity: Double { n &* k == 0 ? 0 : 1 - Double(nnz) / Double(n &* k) }
 }
@@ -119,6 +152,33 @@ enum SparseGemm {
 
   static var kernels: ti_sparse_kernels { ti_sparse_kernels_get().pointee }
 
+  /// Whether the 2:4 kernel runs by itself (`.auto`) at this level: where it
+  /// measured faster than the dense float32 GEMM (bench/sparse_kernels.py,
+  /// the 2:4 column): AVX2 (1.2 to 1.3x on Zen 3; docs/pruning.md). At
+  /// AVX-512 it compiles but was not measured on a machine that has it, at
+  /// baseline it permutes lane by lane (correct, not fast): `.always` only.
+  static var nm24Pays: Bool { String(cString: kernels.name) == "avx2" }
+
+  /// The nonzeros of weights [n, k] (k a multiple of 4) when every group of 4
+  /// consecutive inputs of every row has at most 2, else nil (stops at the
+  /// first group with more: dense weights are rejected at once).
+  static func nm24Nonzeros(_ w: UnsafePointer<Float>, n: Int, k: Int) -> Int? {
+    var nnz = 0
+    var i = 0
+    let total = n &* k
+    while i < total {
+      var c = 0
+      if w[i] != 0 { c &+= 1 }
+      if w[i &+ 1] != 0 { c &+= 1 }
+      if w[i &+ 2] != 0 { c &+= 1 }
+      if w[i &+ 3] != 0 { c &+= 1 }
+      if c > 2 { return nil }
+      nnz &+= c
+      i &+= 4
+    }
+    return nnz
+  }
+
   /// The sparse form of this op's constant weights when the sparse kernel
   /// would be faster, else nil. `data` are the inputs' addresses (constants).
   static func prepare(
@@ -151,6 +211,20 @@ enum SparseGemm {
     // int8: the sparse kernel reads weight zeros as zeros: symmetric weights only.
     if int8 {
       guard let q = w.quant, q.zeroPoints.allSatisfy({ $0 == 0 }) else { return nil }
+    }
+    // 2:4 weights (at most 2 nonzeros in every 4 consecutive input channels
+    // of each output channel) on several rows: the 2:4 kernel (`f32_nm24`),
+    // where the unstructured tiles would not be chosen (denser than their
+    // threshold) and the level's 2:4 kernel measured faster than the dense
+    // GEMM (`nm24Pays`), or always with `.always`.
+    if !int8, rows >= 2, k % 4 == 0, choice == .always || nm24Pays {
+      let p = UnsafePointer(wp.assumingMemoryBound(to: Float.self))
+      if let nnz = nm24Nonzeros(p, n: n, k: k) {
+        let tiled = maxDensity(rows: rows, k: k, int8: false, weightBytes: n &* k &* 4) ?? 0
+        if Double(nnz) / Double(n &* k) > tiled {
+          return try? SparseWeights(nm24: p, n: n, k: k, nnz: nnz)
+        }
+      }
     }
     // The count stops once the op's threshold cannot be met (`.auto`):
     // dense weights are read only up to the highest density that may pay,
@@ -230,6 +304,18 @@ enum SparseGemm {
   ) throws(TinfError) -> KernelFn {
     let kern = kernels
     let (n, k, start, idx) = (s.n, s.k, s.startPointer, s.idxPointer)
+    if let nm = s.nm24 {
+      // 2:4: the rows in place (NHWC, no transposition), any count.
+      let (val, sel) = (UnsafePointer(nm.val.base), UnsafePointer(nm.sel.base))
+      let minRows = max(8, minChunkFor(perItem: max(1, s.nnz), grain: 1 << 15))
+      return { () throws(TinfError) in
+        withExtendedLifetime(s) {}
+        forEachChunk(pool, m, minChunk: minRows) { _, rows in
+          kern.f32_nm24(
+            x + rows.lowerBound &* k, k, rows.count, k, val, sel, bias, n, lo, hi, y + rows.lowerBound &* n, n)
+        }
+      }
+    }
     guard let vals = s.floats else { throw TinfError(.internal, "sparse weights are not float32") }
     let val = UnsafePointer(vals.base)
     if m == 1 {

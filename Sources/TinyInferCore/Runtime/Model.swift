@@ -205,7 +205,10 @@ public final class Model {
       if let s {
         let name = node.outputs.first.map { g.tensors[$0].name } ?? ""
         let pct = (s.sparsity * 1000).rounded() / 10
-        report.append("sparse kernel: \(node.op.name) '\(name)' (\(pct)% zeros, \(s.nnz) nonzeros)")
+        report.append(
+          s.nm24 != nil
+            ? "sparse kernel: \(node.op.name) '\(name)' (\(pct)% zeros, \(s.nnz) nonzeros, 2:4 kernel)"
+            : "sparse kernel: \(node.op.name) '\(name)' (\(pct)% zeros, \(s.nnz) nonzeros)")
       }
       return s
     }

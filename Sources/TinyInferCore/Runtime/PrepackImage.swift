@@ -39,8 +39,9 @@ public enum PrepackImage {
   /// changes, or the rules that decide which ops it lists (packed dense
   /// rather than sparse: SparseGemm.pays). 2: float32 tiles from 55% zeros
   /// on layers of at most 128 input channels. 3: int8 1x1 convolutions
-  /// with the float32 output stage sparse from 65% zeros at AVX2.
-  public static let layoutVersion: UInt32 = 3
+  /// with the float32 output stage sparse from 65% zeros at AVX2. 4: float32
+  /// 2:4 weights of several rows on the 2:4 kernel at AVX2.
+  public static let layoutVersion: UInt32 = 4
   static let headerSize = 256
   static let entrySize = 32
   static let maxKey = 64

@@ -12,7 +12,9 @@
  * each nonzero is one broadcast and tile / lanes multiply-adds on
  * contiguous vectors (the layout of XNNPACK's sparse kernels, reached from
  * NHWC by the transposition). A single row is a row-compressed dot product
- * per output channel.
+ * per output channel. float32 2:4 weights (f32_nm24) keep the rows NHWC and
+ * select each output channel's two inputs of every group of 4 with byte
+ * shuffles (kernels/sparse_kernels.inc).
  *
  * The int8 kernels compute exact sums (in float while a row has at most
  * 1024 inputs, where every partial sum of int8 products is an integer of
@@ -57,6 +59,19 @@ typedef struct ti_sparse_kernels {
                               const int32_t *idx, const float *fval, const int32_t *initial, const float *scales,
                               int32_t zp, int32_t lo, int32_t hi, long c0, long c1, int8_t *y, long ldy,
                               int32_t *scratch);
+  /* 2:4 weights (at most 2 nonzeros in every 4 consecutive input channels
+   * of each output channel; k a multiple of 4), packed by nm24_pack: rows
+   * x + r * ldx (k floats) for r < m, y[r * ldy + c] = clamp(bias[c] + sum,
+   * lo, hi) for c < n. */
+  void (*_Nonnull f32_nm24)(const float *x, long ldx, long m, long k, const float *val, const int32_t *sel,
+                            const float *_Nullable bias, long n, float lo, float hi, float *y, long ldy);
+  /* Packs dense weights w [n, k] for f32_nm24, with P = n rounded up to a
+   * multiple of nm24_lanes: val and sel P * k / 2 floats and int32.
+   * Returns 0 (val and sel partly written) when k is not a multiple of 4 or
+   * a group of 4 has more than 2 nonzeros. */
+  long (*_Nonnull nm24_pack)(const float *w, long n, long k, float *val, int32_t *sel);
+  /* Output channels per block of the 2:4 kernel (the level's float lanes). */
+  long nm24_lanes;
 } ti_sparse_kernels;
 
 const ti_sparse_kernels *ti_sparse_kernels_get(void);
