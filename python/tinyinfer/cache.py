@@ -215,8 +215,13 @@ def file_content_hash(path: str, folder: Optional[str] = None) -> Optional[str]:
     ident = key("prepack-ref", f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}")
     ref = entry_path(ident, ".ref", folder)
     try:
-        with open(ref, "rb") as f:
-            text = f.read(65)
+        # os.open/os.read: no buffered file object for 64 bytes (this runs on
+        # every load that uses the prepack cache).
+        fd = os.open(ref, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0))
+        try:
+            text = os.read(fd, 65)
+        finally:
+            os.close(fd)
         if _HEX64.match(text):
             return text.decode()
     except OSError:
