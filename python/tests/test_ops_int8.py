@@ -325,7 +325,7 @@ CONV_CASES = [
     # four pixels per weight load: 7 output pixels a row (a partial group of four), a last block of 12
     # channels (more than the half block of 8 the 24-channel case runs)
     ((1, 7, 9, 3), (28, 3, 3), (1, 1), (1, 1), 1, (0, 0, 0, 0), 1),
-    # 1x1 of at most 64 input channels (the direct 1x1 kernel at x86 AVX2 and up, 64-pixel chunks, four pixels
+    # 1x1 of at most 128 input channels (the direct 1x1 kernel at x86 AVX2 and up, 64-pixel chunks, four pixels
     # per step): depths in one to four pieces of 16, odd depths, a batch of two, partial last blocks of
     # channels, pixel counts past a chunk and not a multiple of four; the last pixels of each thread's range
     # are read without reading past them.
@@ -335,6 +335,10 @@ CONV_CASES = [
     ((1, 13, 11, 31), (16, 1, 1), (1, 1), (1, 1), 0, (0, 0, 0, 0), 1),
     ((1, 5, 13, 32), (33, 1, 1), (1, 1), (1, 1), 0, (0, 0, 0, 0), 1),
     ((1, 3, 3, 1), (5, 1, 1), (1, 1), (1, 1), 0, (0, 0, 0, 0), 1),
+    # depths 65 to 128 (32-pixel chunks): odd depth, partial blocks, chunks of a batch of two
+    ((1, 7, 9, 100), (40, 1, 1), (1, 1), (1, 1), 0, (0, 0, 0, 0), 1),
+    ((2, 5, 7, 128), (20, 1, 1), (1, 1), (1, 1), 0, (0, 0, 0, 0), 1),
+    ((1, 6, 11, 77), (8, 1, 1), (1, 1), (1, 1), 0, (0, 0, 0, 0), 1),
 ]
 
 

@@ -220,7 +220,7 @@ typedef struct ti_q8_kernels {
                                    intptr_t pix_step, intptr_t ow, const int16_t *w, const int32_t *bias,
                                    const void *rq, intptr_t blocks, intptr_t cout, int32_t lo, int32_t hi,
                                    int8_t *y);
-  /* A 1x1 convolution of depth k <= 64, stride 1, no padding (q8_requant.inc):
+  /* A 1x1 convolution of depth k <= 128, stride 1, no padding (q8_requant.inc):
    * y[p * cout + c] for p < pixels, c < cout, from x (k int8 bytes per
    * pixel, consecutive), zero point xz; w, bias and rq as conv_rows16's with
    * kh = 1 and pairs = (k + 1) / 2. Returns 1, or 0 where the level has

@@ -82,9 +82,9 @@ enum QConv2DKernel {
     {
       return fn
     }
-    // 1x1 of at most 64 input channels: the level's direct 1x1 kernel.
+    // 1x1 of at most 128 input channels (TI_Q8_1X1_KMAX): the level's direct 1x1 kernel.
     if groups == 1 && wd.isConstant && o.biasConstant && d.kh == 1 && d.kw == 1 && d.sh == 1 && d.sw == 1 && d.direct
-      && d.oh == d.h && d.ow == d.w && d.cin <= 64 && d.pixels >= 8, let fn = try bind1x1(ctx, d, o)
+      && d.oh == d.h && d.ow == d.w && d.cin <= 128 && d.pixels >= 8, let fn = try bind1x1(ctx, d, o)
     {
       return fn
     }
@@ -239,7 +239,7 @@ enum QConv2DKernel {
     }
   }
 
-  /// A 1x1 convolution of at most 64 input channels, stride 1, no padding,
+  /// A 1x1 convolution of at most 128 input channels, stride 1, no padding,
   /// constant weights and bias: the level's `conv1x1_rows` over ranges of
   /// pixels (the input read in place, the output stage in registers); nil
   /// where the level has no such kernel.
