@@ -247,6 +247,14 @@ enum QConv2DKernel {
     guard let prep = try DirectWeights(d, o) else { return nil }
     let (x, y, xz, lo, hi, k, cout) = (o.x, o.y, o.xz, o.lo, o.hi, d.cin, d.cout)
     let run = prep.kernels.conv1x1_rows
+    // The level's depth limit (128 at AVX2; 64 with AVX-512 VNNI, whose
+    // vpdpbusd GEMM keeps deeper layers: not measured against this kernel
+    // there): a call with no pixels writes nothing.
+    guard
+      run(
+        x, 0, k, xz, UnsafePointer(prep.w16.base), UnsafePointer(prep.bias.base), UnsafeRawPointer(prep.rq.base),
+        prep.blocks, cout, lo, hi, y) == 1
+    else { return nil }
     let pool = ctx.pool
     let minChunk = max(64, minChunkFor(perItem: cout &* prep.pairs &* 2, grain: 1 << 15))
     return { () throws(TinfError) in
