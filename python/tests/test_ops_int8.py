@@ -325,7 +325,7 @@ CONV_CASES = [
     # four pixels per weight load: 7 output pixels a row (a partial group of four), a last block of 12
     # channels (more than the half block of 8 the 24-channel case runs)
     ((1, 7, 9, 3), (28, 3, 3), (1, 1), (1, 1), 1, (0, 0, 0, 0), 1),
-    # 1x1 of at most 64 input channels (the direct 1x1 kernel at x86 AVX2 and up, 64-pixel chunks, four pixels
+    # 1x1 of at most 128 input channels (the direct 1x1 kernel at x86 AVX2 and up, 64-pixel chunks, four pixels
     # per step): depths in one to four pieces of 16, odd depths, a batch of two, partial last blocks of
     # channels, pixel counts past a chunk and not a multiple of four; the last pixels of each thread's range
     # are read without reading past them.
@@ -335,6 +335,10 @@ CONV_CASES = [
     ((1, 13, 11, 31), (16, 1, 1), (1, 1), (1, 1), 0, (0, 0, 0, 0), 1),
     ((1, 5, 13, 32), (33, 1, 1), (1, 1), (1, 1), 0, (0, 0, 0, 0), 1),
     ((1, 3, 3, 1), (5, 1, 1), (1, 1), (1, 1), 0, (0, 0, 0, 0), 1),
+    # depths 65 to 128 (32-pixel chunks): odd depth, partial blocks, chunks of a batch of two
+    ((1, 7, 9, 100), (40, 1, 1), (1, 1), (1, 1), 0, (0, 0, 0, 0), 1),
+    ((2, 5, 7, 128), (20, 1, 1), (1, 1), (1, 1), 0, (0, 0, 0, 0), 1),
+    ((1, 6, 11, 77), (8, 1, 1), (1, 1), (1, 1), 0, (0, 0, 0, 0), 1),
 ]
 
 
@@ -366,6 +370,46 @@ def test_conv2d(case, per_channel, requant):
         want = R.conv2d(x, xq, w, ws, bias, yq, strides, dil, padding, pads, groups, act, requant=requant)
         same(got, want)
     close_to_float(got, yq, ref._act(real, act), act)
+
+
+# The float32 output stage of the kernels that keep the sums in registers (x86 AVX2 and up: the direct 1x1
+# and short-row kernels, the GEMM paths' rows) in its two forms: every channel's scale below 1 (the product
+# converted without a clamp in float, the packs saturating) and some scales of 1 or more (clamped in float
+# first: the conversion would overflow). Scales from 1e-4 up, biases near the int32 ends on some channels,
+# every activation; the direct 1x1 kernel (depths 8, 16, 24), the GEMM (depth 80), the short-row kernel
+# (3x3x3) and the indirect path (3x3x8), partial last blocks of channels.
+FLOAT_STAGE_CASES = [
+    ((1, 9, 10, 8), (48, 1, 1)),
+    ((2, 7, 9, 16), (8, 1, 1)),
+    ((1, 9, 10, 24), (40, 1, 1)),
+    ((1, 9, 11, 80), (20, 1, 1)),
+    ((1, 12, 12, 3), (24, 3, 3)),
+    ((1, 9, 9, 8), (17, 3, 3)),
+]
+
+
+@pytest.mark.parametrize("case", range(len(FLOAT_STAGE_CASES)))
+@pytest.mark.parametrize("top", [0.9, 5.0])
+@pytest.mark.parametrize("act", ACTS)
+def test_conv2d_float_stage_scales(case, top, act):
+    xs, (cout, kh, kw) = FLOAT_STAGE_CASES[case]
+    rng = np.random.default_rng(900 + case)
+    x = rand_i8(rng, *xs)
+    xq = (np.float32(0.05), int(rng.integers(-128, 128)))
+    yq = (np.float32(1.0), int(rng.integers(-100, 100)))
+    w = rng.integers(-127, 128, size=(cout, kh, kw, xs[3])).astype(np.int8)
+    # s_x s_w / s_y from 1e-4 to `top`, in a shuffled channel order
+    ws = (rng.permutation(np.geomspace(1e-4, top, cout)) / 0.05).astype(np.float32)
+    bias = rng.integers(-3000, 3000, size=cout).astype(np.int32)
+    bias[::5] = 2**31 - 2**22
+    bias[2::5] = -(2**31) + 2**22
+    padding = 1 if kh > 1 else 0
+    g = Q()
+    y = g.op("Conv2D", g.input(x, xq), g.const(w, ws, axis=0), g.const(bias), q=yq, strides=(1, 1),
+             dilations=(1, 1), padding=padding, pads=(0, 0, 0, 0), groups=1, activation=act, requantization=1)
+    got = g.run(y)
+    want = R.conv2d(x, xq, w, ws, bias, yq, (1, 1), (1, 1), padding, (0, 0, 0, 0), 1, act, requant="float32")
+    same(got, want)
 
 
 @pytest.mark.parametrize("xz", [-128, 0, 127])

@@ -220,11 +220,12 @@ typedef struct ti_q8_kernels {
                                    intptr_t pix_step, intptr_t ow, const int16_t *w, const int32_t *bias,
                                    const void *rq, intptr_t blocks, intptr_t cout, int32_t lo, int32_t hi,
                                    int8_t *y);
-  /* A 1x1 convolution of depth k <= 64, stride 1, no padding (q8_requant.inc):
+  /* A 1x1 convolution of depth k <= 128, stride 1, no padding (q8_requant.inc):
    * y[p * cout + c] for p < pixels, c < cout, from x (k int8 bytes per
    * pixel, consecutive), zero point xz; w, bias and rq as conv_rows16's with
    * kh = 1 and pairs = (k + 1) / 2. Returns 1, or 0 where the level has
-   * none (nothing done). */
+   * none or k is past its limit (64 with AVX-512 VNNI; nothing done: a call
+   * with 0 pixels tells at bind). */
   intptr_t (*_Nonnull conv1x1_rows)(const int8_t *x, intptr_t pixels, intptr_t k, int32_t xz, const int16_t *w,
                                     const int32_t *bias, const void *rq, intptr_t blocks, intptr_t cout, int32_t lo,
                                     int32_t hi, int8_t *y);

@@ -82,9 +82,9 @@ enum QConv2DKernel {
     {
       return fn
     }
-    // 1x1 of at most 64 input channels: the level's direct 1x1 kernel.
+    // 1x1 of at most 128 input channels (TI_Q8_1X1_KMAX): the level's direct 1x1 kernel.
     if groups == 1 && wd.isConstant && o.biasConstant && d.kh == 1 && d.kw == 1 && d.sh == 1 && d.sw == 1 && d.direct
-      && d.oh == d.h && d.ow == d.w && d.cin <= 64 && d.pixels >= 8, let fn = try bind1x1(ctx, d, o)
+      && d.oh == d.h && d.ow == d.w && d.cin <= 128 && d.pixels >= 8, let fn = try bind1x1(ctx, d, o)
     {
       return fn
     }
@@ -239,7 +239,7 @@ enum QConv2DKernel {
     }
   }
 
-  /// A 1x1 convolution of at most 64 input channels, stride 1, no padding,
+  /// A 1x1 convolution of at most 128 input channels, stride 1, no padding,
   /// constant weights and bias: the level's `conv1x1_rows` over ranges of
   /// pixels (the input read in place, the output stage in registers); nil
   /// where the level has no such kernel.
@@ -247,6 +247,14 @@ enum QConv2DKernel {
     guard let prep = try DirectWeights(d, o) else { return nil }
     let (x, y, xz, lo, hi, k, cout) = (o.x, o.y, o.xz, o.lo, o.hi, d.cin, d.cout)
     let run = prep.kernels.conv1x1_rows
+    // The level's depth limit (128 at AVX2; 64 with AVX-512 VNNI, whose
+    // vpdpbusd GEMM keeps deeper layers: not measured against this kernel
+    // there): a call with no pixels writes nothing.
+    guard
+      run(
+        x, 0, k, xz, UnsafePointer(prep.w16.base), UnsafePointer(prep.bias.base), UnsafeRawPointer(prep.rq.base),
+        prep.blocks, cout, lo, hi, y) == 1
+    else { return nil }
     let pool = ctx.pool
     let minChunk = max(64, minChunkFor(perItem: cout &* prep.pairs &* 2, grain: 1 << 15))
     return { () throws(TinfError) in
