@@ -129,27 +129,20 @@ uint64_t ti_shim_now_ns(void) {
   return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-intptr_t ti_shim_count_nonzero_f32(const float *p, intptr_t n, intptr_t cap) {
-  intptr_t nnz = 0;
-  for (intptr_t i = 0; i < n && nnz <= cap; i += 4096) {
-    intptr_t end = n - i < 4096 ? n : i + 4096;
-    int32_t c = 0;
-    for (intptr_t j = i; j < end; j++) c += p[j] != 0.0f;
-    nnz += c;
+/* One definition for both element types (`p[j] != 0`: -0.0 is zero, NaN is not). */
+#define TI_COUNT_NONZERO(name, T)                                  \
+  intptr_t name(const T *p, intptr_t n, intptr_t cap) {            \
+    intptr_t nnz = 0;                                              \
+    for (intptr_t i = 0; i < n && nnz <= cap; i += 4096) {         \
+      intptr_t end = n - i < 4096 ? n : i + 4096;                  \
+      int32_t c = 0;                                               \
+      for (intptr_t j = i; j < end; j++) c += p[j] != 0;           \
+      nnz += c;                                                    \
+    }                                                              \
+    return nnz;                                                    \
   }
-  return nnz;
-}
-
-intptr_t ti_shim_count_nonzero_i8(const int8_t *p, intptr_t n, intptr_t cap) {
-  intptr_t nnz = 0;
-  for (intptr_t i = 0; i < n && nnz <= cap; i += 4096) {
-    intptr_t end = n - i < 4096 ? n : i + 4096;
-    int32_t c = 0;
-    for (intptr_t j = i; j < end; j++) c += p[j] != 0;
-    nnz += c;
-  }
-  return nnz;
-}
+TI_COUNT_NONZERO(ti_shim_count_nonzero_f32, float)
+TI_COUNT_NONZERO(ti_shim_count_nonzero_i8, int8_t)
 
 void ti_shim_csr_f32(const float *w, intptr_t rows, intptr_t k, int32_t *start, int32_t *idx, float *val) {
   intptr_t q = 0;

@@ -12,6 +12,7 @@ import pytest
 
 import tinyinfer
 from conftest import assert_close
+from test_sparse import conv1x1_model, fc_model
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -31,19 +32,6 @@ def nm24_weights(rng, n, k, fewer=0.0):
     return w
 
 
-def fc_model(w, b, m, act=0):
-    g = tinyinfer.GraphBuilder("fc")
-    x = g.input("x", (m, w.shape[1]))
-    g.output(g.op("FullyConnected", x, g.const("w", w), None if b is None else g.const("b", b), activation=act))
-    return g.to_bytes()
-
-
-def conv1x1_model(w, b, shape, act=0):
-    g = tinyinfer.GraphBuilder("conv")
-    x = g.input("x", shape)
-    g.output(g.op("Conv2D", x, g.const("w", w.reshape(w.shape[0], 1, 1, w.shape[1])),
-                  None if b is None else g.const("b", b), activation=act))
-    return g.to_bytes()
 
 
 def reference(x, w, b, act):
