@@ -45,7 +45,6 @@ def source(name):
 
 def child(a):
     if a.arm == "peer":
-        t0 = time.perf_counter()
         if a.path.endswith(".tflite"):
             from ai_edge_litert.interpreter import Interpreter
             t0 = time.perf_counter()

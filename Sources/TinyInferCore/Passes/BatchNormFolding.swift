@@ -65,29 +65,22 @@ enum BatchNormFolding {
     // (DepthwiseConv2D [1,KH,KW,C*M]). An op without a bias gets one.
     let wd = p.tensors[prod.inputs[1]]
     let count = wd.count
+    guard c > 0, count % c == 0 else { return }  // not one weight slice per channel of x: left unfolded
     var nw = [Float](repeating: 0, count: count)
     // Channel by channel, without a division per weight (a 10 MB model's
     // load spent a quarter of its time in `i / per`).
     nw.withUnsafeMutableBufferPointer { out in
-      guard let o = out.baseAddress, c > 0 else { return }
+      guard let o = out.baseAddress else { return }
       if channelLast {
-        var i = 0
-        while i &+ c <= count {
+        for i in stride(from: 0, to: count, by: c) {
           for j in 0..<c { o[i &+ j] = w[i &+ j] * sc(j) }
-          i &+= c
-        }
-        while i < count {
-          o[i] = w[i] * sc(i % c)
-          i &+= 1
         }
       } else {
         let per = count / c
         for j in 0..<c {
           let f = sc(j)
-          let lo = j &* per
-          for i in lo..<(lo &+ per) { o[i] = w[i] * f }
+          for i in (j &* per)..<((j &+ 1) &* per) { o[i] = w[i] * f }
         }
-        for i in (c &* per)..<count { o[i] = w[i] * sc(i / per) }
       }
     }
     let bias = prod.inputs.count > 2 && prod.inputs[2] >= 0 ? p.data(prod.inputs[2]) : nil
