@@ -4,6 +4,7 @@
 #define _GNU_SOURCE
 #include "tinyinfer_cpu.h"
 #include <pthread.h>
+#include <sched.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -135,4 +136,17 @@ const char *ti_cpu_features(void) {
 const char *ti_cpu_requested(void) {
   pthread_once(&once, init);
   return requested;
+}
+
+void ti_cpu_attr_elsewhere(void *pthread_attr) {
+#if defined(__linux__) && defined(CPU_SET)
+  cpu_set_t allowed;
+  int cpu = sched_getcpu();
+  if (cpu < 0 || cpu >= CPU_SETSIZE || sched_getaffinity(0, sizeof allowed, &allowed) != 0) return;
+  if (!CPU_ISSET(cpu, &allowed)) return;
+  CPU_CLR(cpu, &allowed);
+  if (CPU_COUNT(&allowed) > 0) pthread_attr_setaffinity_np((pthread_attr_t *)pthread_attr, sizeof allowed, &allowed);
+#else
+  (void)pthread_attr;
+#endif
 }

@@ -1,3 +1,4 @@
+#define _GNU_SOURCE
 /* ti_hash64 (tinyinfer_hash.h): eight 64-bit lanes over 64-byte stripes.
  * Each stripe adds to lane i the 32x32->64 product of the halves of
  * (word i ^ key i) and adds word i itself to lane i^1 (so no input bit is
@@ -231,20 +232,47 @@ uint64_t ti_hash64_quick_reference(const void *data, size_t size, uint64_t seed)
   return ti_hash_scalar(data, data ? size : 0, size, seed, 1);
 }
 
-/* A job is claimed once: by its thread (RUNNING) or, when the caller gets
- * to ti_hash64_finish first, by the caller (TAKEN), who then hashes itself.
- * On a busy machine a new thread may wait milliseconds for a core; the
- * caller never waits for a thread that has not started. The thread is
- * detached: whichever of the two lets go of the job last frees it. */
-enum { TI_JOB_PENDING, TI_JOB_RUNNING, TI_JOB_DONE, TI_JOB_TAKEN };
+/* ti_hash64_chunked: chunks of TI_HASH_CHUNK bytes (the last one shorter),
+ * chunk i hashed as ti_hash64(chunk, length, i), folded in order by
+ * ti_hash_fold_chunk from seed ^ size * P1, with the chunk count in the
+ * last mix. Chunks are independent, so a job's thread and its caller share
+ * them (below). */
+#define TI_HASH_CHUNK ((size_t)256 << 10)
+
+static size_t ti_hash_chunks(size_t size) { return size == 0 ? 1 : (size - 1) / TI_HASH_CHUNK + 1; }
+
+static uint64_t ti_hash_chunk(const unsigned char *p, size_t size, size_t i) {
+  size_t at = i * TI_HASH_CHUNK, n = size - at < TI_HASH_CHUNK ? size - at : TI_HASH_CHUNK;
+  return ti_hash64(size ? p + at : NULL, n, (uint64_t)i);
+}
+
+static inline uint64_t ti_hash_fold_chunk(uint64_t acc, uint64_t h) { return ti_mix64(acc ^ h) + TI_HASH_P3; }
+static inline uint64_t ti_hash_fold_start(size_t size, uint64_t seed) { return seed ^ ((uint64_t)size * TI_HASH_P1); }
+static inline uint64_t ti_hash_fold_end(uint64_t acc, size_t chunks) { return ti_mix64(acc ^ (uint64_t)chunks); }
+
+uint64_t ti_hash64_chunked(const void *data, size_t size, uint64_t seed) {
+  size_t chunks = ti_hash_chunks(size);
+  uint64_t acc = ti_hash_fold_start(size, seed);
+  for (size_t i = 0; i < chunks; i++) acc = ti_hash_fold_chunk(acc, ti_hash_chunk(data, size, i));
+  return ti_hash_fold_end(acc, chunks);
+}
+
+/* A job's chunks are claimed one at a time (`next`) by its thread and, from
+ * ti_hash64_finish on, by the caller too: the caller never waits for a
+ * thread that has not started (on a busy machine a new thread may wait
+ * milliseconds for a core), only for a chunk the thread is hashing. The
+ * thread is detached: whichever of the two lets go of the job last frees it. */
 struct ti_hash_job {
-  int state; /* atomic */
-  int refs;  /* atomic: the thread's and the caller's */
+  int refs;      /* atomic: the thread's and the caller's */
+  size_t next;   /* atomic: the next chunk to claim */
+  size_t done;   /* atomic: chunks hashed */
+  size_t chunks;
   pthread_mutex_t mu;
   pthread_cond_t cv;
-  const void *data;
+  const unsigned char *data;
   size_t size;
-  uint64_t seed, out;
+  uint64_t seed;
+  uint64_t h[]; /* the chunks' hashes */
 };
 
 static void ti_hash_job_release(ti_hash_job *j) {
@@ -255,26 +283,34 @@ static void ti_hash_job_release(ti_hash_job *j) {
   }
 }
 
+/* Hashes unclaimed chunks until none is left. */
+static void ti_hash_job_work(ti_hash_job *j) {
+  for (;;) {
+    size_t i = __atomic_fetch_add(&j->next, 1, __ATOMIC_ACQ_REL);
+    if (i >= j->chunks) return;
+    j->h[i] = ti_hash_chunk(j->data, j->size, i);
+    if (__atomic_add_fetch(&j->done, 1, __ATOMIC_ACQ_REL) == j->chunks) {
+      pthread_mutex_lock(&j->mu);
+      pthread_cond_broadcast(&j->cv);
+      pthread_mutex_unlock(&j->mu);
+    }
+  }
+}
+
 static void *ti_hash_job_run(void *arg) {
   ti_hash_job *j = arg;
-  int expected = TI_JOB_PENDING;
-  if (__atomic_compare_exchange_n(&j->state, &expected, TI_JOB_RUNNING, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
-    uint64_t v = ti_hash64(j->data, j->size, j->seed);
-    pthread_mutex_lock(&j->mu);
-    j->out = v;
-    __atomic_store_n(&j->state, TI_JOB_DONE, __ATOMIC_RELEASE);
-    pthread_cond_broadcast(&j->cv);
-    pthread_mutex_unlock(&j->mu);
-  }
+  ti_hash_job_work(j);
   ti_hash_job_release(j);
   return NULL;
 }
 
 ti_hash_job *ti_hash64_start(const void *data, size_t size, uint64_t seed) {
-  ti_hash_job *j = malloc(sizeof *j);
+  size_t chunks = ti_hash_chunks(size);
+  if (chunks > (SIZE_MAX - sizeof(ti_hash_job)) / sizeof(uint64_t)) return NULL;
+  ti_hash_job *j = malloc(sizeof *j + chunks * sizeof(uint64_t));
   if (!j) return NULL;
-  j->state = TI_JOB_PENDING, j->refs = 2;
-  j->data = data, j->size = size, j->seed = seed, j->out = 0;
+  j->refs = 2, j->next = 0, j->done = 0, j->chunks = chunks;
+  j->data = data, j->size = size, j->seed = seed;
   if (pthread_mutex_init(&j->mu, NULL) != 0) { free(j); return NULL; }
   if (pthread_cond_init(&j->cv, NULL) != 0) { pthread_mutex_destroy(&j->mu); free(j); return NULL; }
   /* A small stack: the hash keeps its state in registers and a few locals. */
@@ -285,6 +321,7 @@ ti_hash_job *ti_hash64_start(const void *data, size_t size, uint64_t seed) {
     if (stack < (size_t)PTHREAD_STACK_MIN) stack = (size_t)PTHREAD_STACK_MIN;
     pthread_attr_setstacksize(&attr, stack);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    ti_cpu_attr_elsewhere(&attr);
     pthread_t thread;
     rc = pthread_create(&thread, &attr, ti_hash_job_run, j);
     pthread_attr_destroy(&attr);
@@ -299,18 +336,17 @@ ti_hash_job *ti_hash64_start(const void *data, size_t size, uint64_t seed) {
 }
 
 uint64_t ti_hash64_finish(ti_hash_job *j) {
-  uint64_t out;
-  int expected = TI_JOB_PENDING;
-  if (__atomic_compare_exchange_n(&j->state, &expected, TI_JOB_TAKEN, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
-    out = ti_hash64(j->data, j->size, j->seed); /* the thread has not started: it will find the job taken */
-  } else {
+  ti_hash_job_work(j);
+  if (__atomic_load_n(&j->done, __ATOMIC_ACQUIRE) != j->chunks) {
     pthread_mutex_lock(&j->mu);
-    while (__atomic_load_n(&j->state, __ATOMIC_ACQUIRE) != TI_JOB_DONE) pthread_cond_wait(&j->cv, &j->mu);
-    out = j->out;
+    while (__atomic_load_n(&j->done, __ATOMIC_ACQUIRE) != j->chunks) pthread_cond_wait(&j->cv, &j->mu);
     pthread_mutex_unlock(&j->mu);
   }
+  uint64_t acc = ti_hash_fold_start(j->size, j->seed);
+  for (size_t i = 0; i < j->chunks; i++) acc = ti_hash_fold_chunk(acc, j->h[i]);
+  acc = ti_hash_fold_end(acc, j->chunks);
   ti_hash_job_release(j);
-  return out;
+  return acc;
 }
 
 int ti_bytes_equal(const void *a, const void *b, size_t size) { return size == 0 || memcmp(a, b, size) == 0; }

@@ -1,5 +1,6 @@
 #define _GNU_SOURCE
 #include "tinyinfer_shims.h"
+#include "tinyinfer_cpu.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -85,30 +86,81 @@ void ti_shim_unmap(void *addr, size_t size) { if (addr) munmap(addr, size); }
 const char *ti_shim_strerror(int err) { return strerror(err); }
 
 /* Every block has a 64-byte header before it: the mapping's size for a
- * large block (mapped with its pages populated in one call), 0 for a small
- * one (from posix_memalign). Large blocks are weights packed at load and
- * arenas: populating them at once costs far less than one page fault per
- * 4 KB on first touch. */
+ * large block, 0 for a small one (from posix_memalign); then, for a large
+ * block, its populating thread (ti_shim_alloc_background) or NULL. Large
+ * blocks are weights packed at load and arenas: populating them at once
+ * costs far less than one page fault per 4 KB on first touch. */
 #define TI_ALLOC_HEADER 64
 #define TI_ALLOC_MAPPED (1u << 20)
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23 /* Linux 5.14 */
+#endif
 
-void *ti_shim_alloc(size_t size) {
+typedef struct ti_populate_job {
+  pthread_t thread;
+  char *addr;
+  size_t size;
+  int stop; /* atomic: set by ti_shim_free, which then joins */
+} ti_populate_job;
+
+static void *ti_populate_run(void *arg) {
+  ti_populate_job *j = arg;
+  /* Faults every page in as a write would, without writing: the owner may
+   * be writing the block already. In 256 KB pieces, so that a free soon
+   * after the allocation does not wait for the rest. An older kernel
+   * (EINVAL) leaves the pages to their first touch. */
+  const size_t piece = (size_t)256 << 10;
+  for (size_t at = 0; at < j->size && !__atomic_load_n(&j->stop, __ATOMIC_RELAXED); at += piece) {
+    size_t n = j->size - at < piece ? j->size - at : piece;
+    if (madvise(j->addr + at, n, MADV_POPULATE_WRITE) != 0) break;
+  }
+  return NULL;
+}
+
+/* 0: mapped populated in the call (MAP_POPULATE); 1: not populated, a
+ * thread populates it (joined by ti_shim_free). */
+static void *ti_shim_alloc_mode(size_t size, int background) {
   if (size == 0 || size > SIZE_MAX - 2 * TI_ALLOC_HEADER) return NULL;
   size_t total = ((size + 63) & ~(size_t)63) + TI_ALLOC_HEADER;
   char *p = NULL;
 #ifdef MAP_POPULATE
   if (total >= TI_ALLOC_MAPPED) {
-    void *m = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+    int flags = MAP_PRIVATE | MAP_ANONYMOUS | (background ? 0 : MAP_POPULATE);
+    void *m = mmap(NULL, total, PROT_READ | PROT_WRITE, flags, -1, 0);
     if (m == MAP_FAILED) return NULL;
     p = m;
+    ti_populate_job *job = NULL;
+    if (background && (job = malloc(sizeof *job)) != NULL) {
+      job->addr = p, job->size = total, job->stop = 0;
+      pthread_attr_t attr;
+      int rc = pthread_attr_init(&attr);
+      if (rc == 0) {
+        size_t stack = 64 * 1024;
+        if (stack < (size_t)PTHREAD_STACK_MIN) stack = (size_t)PTHREAD_STACK_MIN;
+        pthread_attr_setstacksize(&attr, stack);
+        ti_cpu_attr_elsewhere(&attr);
+        rc = pthread_create(&job->thread, &attr, ti_populate_run, job);
+        pthread_attr_destroy(&attr);
+      }
+      if (rc != 0) {
+        free(job);
+        job = NULL;
+        (void)madvise(p, total, MADV_POPULATE_WRITE); /* no thread: here */
+      }
+    }
     *(size_t *)p = total;
+    memcpy(p + sizeof(size_t), &job, sizeof job);
     return p + TI_ALLOC_HEADER;
   }
 #endif
+  (void)background;
   if (posix_memalign((void **)&p, 64, total) != 0) return NULL;
   *(size_t *)p = 0;
   return p + TI_ALLOC_HEADER;
 }
+
+void *ti_shim_alloc(size_t size) { return ti_shim_alloc_mode(size, 0); }
+void *ti_shim_alloc_background(size_t size) { return ti_shim_alloc_mode(size, 1); }
 
 void *ti_shim_alloc_zeroed(size_t size) {
   char *q = ti_shim_alloc(size);
@@ -120,7 +172,18 @@ void ti_shim_free(void *q) {
   if (!q) return;
   char *p = (char *)q - TI_ALLOC_HEADER;
   size_t mapped = *(size_t *)p;
-  if (mapped) munmap(p, mapped); else free(p);
+  if (!mapped) {
+    free(p);
+    return;
+  }
+  ti_populate_job *job;
+  memcpy(&job, p + sizeof(size_t), sizeof job);
+  if (job) { /* the thread must be done with the range before it can be mapped again */
+    __atomic_store_n(&job->stop, 1, __ATOMIC_RELAXED);
+    pthread_join(job->thread, NULL);
+    free(job);
+  }
+  munmap(p, mapped);
 }
 
 uint64_t ti_shim_now_ns(void) {

@@ -315,6 +315,29 @@ def test_large_image_checksummed_beside_the_parsing(tmp_path, folder, flip):
     assert y.tobytes() == want.tobytes()
 
 
+def test_image_checksum_matches_the_python_transcription(tmp_path, folder):
+    """The image's checksum (header bytes 24..32) is ti_hash64_chunked of
+    bytes 32..end: 256 KB chunks, chunk i hashed with seed i, folded in
+    order (computed here from test_subgraph's transcription of ti_hash64),
+    whether the load's thread or the load itself hashed each chunk."""
+    import struct
+    from test_subgraph import HP1, HP3, M64, _mix64, reference_hash64
+    path = tmp_path / "big.tinf"
+    make_model(path, hidden=400)  # an image of about 1.4 MB: 6 chunks, the last one short
+    x = np.random.default_rng(3).standard_normal((2, 6, 6, 3)).astype(np.float32)
+    run(path, x)
+    blob = _image(folder).read_bytes()
+    body, chunk = blob[32:], 256 << 10
+    assert len(body) > 4 * chunk and len(body) % chunk
+    n = (len(body) - 1) // chunk + 1
+    acc = (len(body) * HP1) & M64
+    for i in range(n):
+        acc = (_mix64(acc ^ reference_hash64(body[i * chunk:(i + 1) * chunk], i)) + HP3) & M64
+    assert struct.unpack_from("<Q", blob, 24)[0] == _mix64(acc ^ n)
+    _, st = run(path, x)
+    assert st["state"] == "hit", st
+
+
 def test_failed_load_with_a_large_image_started(tmp_path):
     """A model file that fails to parse after its image was opened (and its
     checksum thread started) is a clean error, many times over."""

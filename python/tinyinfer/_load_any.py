@@ -114,7 +114,6 @@ def resolve(source, *, cache: bool = True, **options):
     """The source for Model: a .tinf path or bytes unchanged, a model of
     another format converted (through the cache). Bytes of no known format
     go to the loader unchanged, which says what is wrong with them."""
-    from .convert import detect_format
     if not isinstance(source, (str, os.PathLike, bytes, bytearray, memoryview)):
         raise InvalidArgumentError(f"load takes a path or bytes, got {type(source).__name__}")
     if not isinstance(source, (bytes, bytearray, memoryview)):
@@ -133,6 +132,7 @@ def resolve(source, *, cache: bool = True, **options):
         if options:
             raise InvalidArgumentError(f"conversion option(s) {sorted(options)} given for a .tinf model")
         return source
+    from .convert import detect_format  # (not imported for a .tinf)
     try:
         fmt = options.pop("format", None) or detect_format(source)
     except (ModelFormatError, OSError):

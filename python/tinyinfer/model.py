@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import ctypes
 import dataclasses
+import math
 import os
+import sys
 import threading
 import weakref
 from collections import OrderedDict
@@ -412,9 +414,12 @@ class Model:
     # -- the result cache (tinyinfer.ResultCache, docs/caching.md) ----------
     def _set_result_cache(self, result_cache, source, flags: int) -> None:
         """At load: the cache, keyed by the sha256 of the model's bytes and the load flags."""
-        from .result_cache import model_identity
         self._result_cache = None
-        self._model_id = model_identity(source, flags) if result_cache is not None else None
+        self._model_id = None
+        if result_cache is None:
+            return  # (the setter's import and lock cost every load tens of us)
+        from .result_cache import model_identity
+        self._model_id = model_identity(source, flags)
         self.result_cache = result_cache
 
     @property
@@ -586,6 +591,12 @@ def _check_finite(arrays, specs, what: str) -> None:
             if what == "input":
                 raise InvalidArgumentError(msg)
             raise TinyInferRuntimeError(msg)
+
+
+# One ctypes array type for every session buffer (a view takes as many bytes
+# as it needs from the front): making an array type per buffer size costs
+# about 40 us each, once per size and process, on every load.
+_RAW_BYTES = ctypes.c_uint8 * sys.maxsize
 
 
 class _SessionMemory:
@@ -852,9 +863,16 @@ class Session:
             L.tinf_session_output_data(self._handle, i, byref(ptr), byref(n))
         else:
             L.tinf_session_input_data(self._handle, i, byref(ptr), byref(n))
-        buf = (ctypes.c_uint8 * n.value).from_address(ptr.value)
-        buf._owner = self._memory  # the view keeps the C session (its arena) alive
-        view = np.frombuffer(buf, dtype=spec.dtype).reshape(spec.shape)
+        dtype = np.dtype(spec.dtype)
+        count = math.prod(spec.shape)
+        if n.value != dtype.itemsize * count:
+            raise InvalidStateError(f"the session's buffer {i} has {n.value} bytes, not those of {spec.shape} {dtype}")
+        if count == 0 or not ptr.value:  # an empty tensor
+            view = np.empty(spec.shape, dtype)
+        else:
+            buf = _RAW_BYTES.from_address(ptr.value)
+            buf._owner = self._memory  # the view keeps the C session (its arena) alive
+            view = np.frombuffer(buf, dtype=dtype, count=count).reshape(spec.shape)
         if output:
             view.flags.writeable = False
         return view

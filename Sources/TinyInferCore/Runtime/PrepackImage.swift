@@ -12,7 +12,7 @@ import TinyInferShims
 /// key, the CPU level, the model's file size and graph section, one entry
 /// per packed op with that op's index and [n, k], every entry's range and
 /// alignment, a checksum of everything past the first 32 bytes
-/// (`ti_hash64`), and samples of every entry against the model's own
+/// (`ti_hash64_chunked`), and samples of every entry against the model's own
 /// weights. Any failure packs the weights as without an image, and
 /// `Model.prepackNote` says why.
 ///
@@ -24,7 +24,7 @@ import TinyInferShims
 /// | 8 | u32 | layout version (`PrepackImage.layoutVersion`) |
 /// | 12 | u32 | header size (256) |
 /// | 16 | u64 | image size (the whole file) |
-/// | 24 | u64 | checksum of bytes 32 ..< image size |
+/// | 24 | u64 | checksum of bytes 32 ..< image size (`ti_hash64_chunked`) |
 /// | 32 | u32 | entries |
 /// | 36 | u32 | key length (at most 64) |
 /// | 40 | 64 bytes | key (the caller's; zero padded) |
@@ -40,8 +40,10 @@ public enum PrepackImage {
   /// rather than sparse: SparseGemm.pays). 2: float32 tiles from 55% zeros
   /// on layers of at most 128 input channels. 3: int8 1x1 convolutions
   /// with the float32 output stage sparse from 65% zeros at AVX2. 4: float32
-  /// 2:4 weights of several rows on the 2:4 kernel at AVX2.
-  public static let layoutVersion: UInt32 = 4
+  /// 2:4 weights of several rows on the 2:4 kernel at AVX2. 5: the
+  /// checksum in chunks (`ti_hash64_chunked`), shared by the load and its
+  /// checksum thread.
+  public static let layoutVersion: UInt32 = 5
   static let headerSize = 256
   static let entrySize = 32
   static let maxKey = 64
@@ -80,7 +82,7 @@ public enum PrepackImage {
   /// parsed: its checksum is computed on a thread of its own meanwhile
   /// (`ti_hash64_start`; on a 2-core machine this hid most of the 0.3-0.7
   /// ms a cached MobileNetV2 load spent reading its 6.6 MB image), joined
-  /// by `check`. Nothing in it is trusted before `check` has passed. Every
+  /// by `check`, which hashes the chunks the thread has not reached. Nothing in it is trusted before `check` has passed. Every
   /// Opened is given to `adopt` or to `close` exactly once: both join the
   /// thread before the mapping can go away.
   struct Opened {
@@ -92,7 +94,7 @@ public enum PrepackImage {
     var job: OpaquePointer?
     var checksum: UInt64?
 
-    /// The checksum of bytes 32 ..< size (`ti_hash64`): the thread's result,
+    /// The checksum of bytes 32 ..< size (`ti_hash64_chunked`): shared with the thread,
     /// or computed here when none was started. Nil when there is no mapping.
     mutating func sum() -> UInt64? {
       if let checksum { return checksum }
@@ -102,7 +104,7 @@ public enum PrepackImage {
         v = ti_hash64_finish(job)
         self.job = nil
       } else {
-        v = ti_hash64(p + 32, n &- 32, 0)
+        v = ti_hash64_chunked(p + 32, n &- 32, 0)
       }
       checksum = v
       return v
@@ -410,6 +412,6 @@ extension Model {
       off &+= p.bytes
       e &+= 1
     }
-    PrepackImage.store64(base, 24, ti_hash64(base + 32, size &- 32, 0))
+    PrepackImage.store64(base, 24, ti_hash64_chunked(base + 32, size &- 32, 0))
   }
 }

@@ -86,7 +86,7 @@ public final class Session {
     guard let mutex = ti_shim_mutex_create() else { throw TinfError(.outOfMemory, "cannot allocate a mutex") }
     var arena: UnsafeMutableRawPointer? = nil
     if plan.size > 0 {
-      guard let a = ti_shim_alloc(plan.size) else {
+      guard let a = ti_shim_alloc_background(plan.size) else {
         ti_shim_mutex_destroy(mutex)
         throw TinfError(.outOfMemory, "cannot allocate an arena of \(plan.size) bytes")
       }

@@ -32,4 +32,10 @@ const char *ti_cpu_level_name(int level);
 const char *ti_cpu_features(void);
 /* The value of TINYINFER_ISA at load ("" when unset; static storage). */
 const char *ti_cpu_requested(void);
+/* Sets the CPU affinity of a pthread_attr_t (passed as void *) to every
+ * CPU the caller may run on except the one it is on, when there is one: a
+ * helper thread (a checksum, an arena's pages) otherwise often starts on
+ * its creator's CPU and waits there for a time slice while another core
+ * idles. Does nothing elsewhere than Linux. */
+void ti_cpu_attr_elsewhere(void *pthread_attr);
 #endif

@@ -19,16 +19,22 @@ uint64_t ti_hash64_reference(const void *data, size_t size, uint64_t seed);
  * ti_hash64_quick_reference. */
 uint64_t ti_hash64_quick(const void *data, size_t size, uint64_t seed);
 uint64_t ti_hash64_quick_reference(const void *data, size_t size, uint64_t seed);
-/* ti_hash64 on a thread of its own (the prepack image's checksum: a load
- * parses and optimizes the graph meanwhile, issue 18). The bytes must stay
- * readable and unchanged until ti_hash64_finish. Returns NULL when no
- * thread could be started (the caller computes ti_hash64 itself). */
+/* A checksum for large byte ranges that two threads can share (the prepack
+ * image's, issue 18): chunks of 256 KB, each ti_hash64(chunk, length,
+ * chunk index), folded in order with the size and seed. Stored on disk:
+ * the same value on every CPU level and architecture. */
+uint64_t ti_hash64_chunked(const void *data, size_t size, uint64_t seed);
+/* ti_hash64_chunked with a thread of its own (a load parses and optimizes
+ * the graph meanwhile). The bytes must stay readable and unchanged until
+ * ti_hash64_finish. Returns NULL when no thread could be started (the
+ * caller computes ti_hash64_chunked itself). */
 typedef struct ti_hash_job ti_hash_job;
 ti_hash_job *ti_hash64_start(const void *data, size_t size, uint64_t seed);
-/* The hash (ti_hash64's value): the thread's, waited for if it is running,
- * or computed here when the thread has not started yet (it then does
- * nothing). Lets go of the job: every started job is finished exactly once,
- * after which the thread never reads the bytes. */
+/* The value of ti_hash64_chunked: the caller hashes the chunks the thread
+ * has not claimed yet (so it never waits for a thread that has not
+ * started), then waits for those the thread is hashing. Lets go of the job:
+ * every started job is finished exactly once, after which the thread never
+ * reads the bytes. */
 uint64_t ti_hash64_finish(ti_hash_job *job);
 /* 1 when the `size` bytes at a and b are equal (memcmp), else 0. */
 int ti_bytes_equal(const void *a, const void *b, size_t size);

@@ -37,6 +37,12 @@ void ti_shim_mutex_destroy(ti_mutex *m);
  * and more are mapped with their pages populated at once (packed weights,
  * arenas: no page fault per 4 KB on first touch). Free with ti_shim_free. */
 void *ti_shim_alloc(size_t size);
+/* As ti_shim_alloc, but a large block's pages are populated by a thread of
+ * its own while the caller goes on (a session's arena: its creation does
+ * not wait for 1 MB and more of pages, its first run finds them populated
+ * or faults the rest itself). The block may be written at once;
+ * ti_shim_free joins the thread. */
+void *ti_shim_alloc_background(size_t size);
 /* ti_shim_alloc's block with every byte zero (a large block is mapped
  * zeroed by the kernel: no second pass over it). */
 void *ti_shim_alloc_zeroed(size_t size);
