@@ -52,11 +52,30 @@ def test_round_trip_and_file_layout(folder):
     magic, size, digest = struct.unpack_from("<8sQ32s", raw)
     h = ctypes.c_uint64()
     lib.tinf_hash64(payload, len(payload), 0, ctypes.byref(h))
-    assert magic == b"TINFCAC2" and size == 1000 and digest == struct.pack("<Q", h.value) + bytes(24)
-    assert raw[48:] == payload
-    assert [e.key for e in cache.entries()] == [k] and cache.entries()[0].size == 1048
+    assert magic == b"TINFCAC3" and size == 1000 and digest == struct.pack("<Q", h.value) + bytes(24)
+    assert raw[48:64] == bytes(16) and raw[64:] == payload
+    assert [e.key for e in cache.entries()] == [k] and cache.entries()[0].size == 1064
     assert sorted(os.listdir(folder)) == [k + ".bin"]  # no temporary file left
-    # aligned=True: the same payload as a 64-byte aligned uint8 array
+    # aligned=True: the same payload as a 64-byte aligned uint8 array (the file mapped, read-only)
+    a = cache.get(k, aligned=True)
+    assert a.ctypes.data % 64 == 0 and a.tobytes() == payload and not a.flags.writeable
+    # a damaged mapped entry is a miss, and removed
+    bad = bytearray(raw)
+    bad[500] ^= 1
+    (folder / (k + ".bin")).write_bytes(bytes(bad))
+    assert cache.get(k, aligned=True) is None and not (folder / (k + ".bin")).exists()
+
+
+def test_second_layout_entries_are_still_read(folder):
+    # an entry written with the 48-byte header of the second layout (TINFCAC2) is a hit, aligned or not
+    k = cache.key(b"second")
+    payload = os.urandom(700)
+    h = ctypes.c_uint64()
+    lib.tinf_hash64(payload, len(payload), 0, ctypes.byref(h))
+    folder.mkdir()
+    (folder / (k + ".bin")).write_bytes(
+        struct.pack("<8sQ32s", b"TINFCAC2", len(payload), struct.pack("<Q", h.value) + bytes(24)) + payload)
+    assert cache.get(k) == payload
     a = cache.get(k, aligned=True)
     assert a.ctypes.data % 64 == 0 and a.tobytes() == payload
 
@@ -142,7 +161,7 @@ def test_bad_keys_refused():
 
 
 def test_lru_bound_by_mtime(folder, monkeypatch):
-    monkeypatch.setenv("TINYINFER_CACHE_MAX_BYTES", str(3 * (48 + 100)))
+    monkeypatch.setenv("TINYINFER_CACHE_MAX_BYTES", str(3 * (64 + 100)))  # 64: the entry header
     keys = [cache.key(str(i)) for i in range(5)]
     now = time.time()
     for i, k in enumerate(keys[:3]):

@@ -40,15 +40,19 @@ def converter_version() -> str:
     every process a few ms): a cached conversion is reused only by the same
     library and converters."""
     from . import __version__
-    h = hashlib.sha256(__version__.encode())
     root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "convert")
-    for folder, dirs, files in sorted(os.walk(root)):
-        dirs.sort()
-        for name in sorted(files):
-            if name.endswith(".py"):
-                st = os.stat(os.path.join(folder, name))
-                h.update(f"{os.path.relpath(os.path.join(folder, name), root)}\0{st.st_size}\0{st.st_mtime_ns}\0"
-                         .encode())
+    lines, folders = [], [("", root)]
+    while folders:  # (os.scandir: os.walk and relpath cost about twice as much, on every process's first load)
+        rel, folder = folders.pop()
+        with os.scandir(folder) as it:
+            for e in it:
+                if e.is_dir(follow_symlinks=False):
+                    folders.append((rel + e.name + "/", e.path))
+                elif e.name.endswith(".py"):
+                    st = e.stat()
+                    lines.append(f"{rel}{e.name}\0{st.st_size}\0{st.st_mtime_ns}\0")
+    h = hashlib.sha256(__version__.encode())
+    h.update("".join(sorted(lines)).encode())
     return h.hexdigest()
 
 

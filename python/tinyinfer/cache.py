@@ -11,12 +11,16 @@ Rules (docs/migrating.md, "The conversion cache"):
 
 - Folder: `TINYINFER_CACHE_DIR`, else `$XDG_CACHE_HOME/tinyinfer`, else
   `~/.cache/tinyinfer` (`cache_dir()`).
-- One file per entry, `<key>.bin`: a 48-byte header (magic `TINFCAC2`, the
+- One file per entry, `<key>.bin`: a 64-byte header (magic `TINFCAC3`, the
   payload's size as u64 little-endian, its checksum: the library's 64-bit
-  hash `tinf_hash64`, several GB/s, then 24 zero bytes) then the payload.
-  `get` checks all of them and ignores (and removes) an entry that fails: a
-  truncated or corrupt entry is a miss, never an error. Entries of the first
-  layout (magic `TINFCACH`, a sha256 of the payload) are still read.
+  hash `tinf_hash64`, several GB/s, then 24 zero bytes, then 16 zero bytes)
+  then the payload, which thus starts 64-byte aligned in the file:
+  `get(k, aligned=True)` (tinyinfer.load's converted models) maps the file
+  and hands the library the payload in place, no copy. `get` checks all of
+  them and ignores (and removes) an entry that fails: a truncated or
+  corrupt entry is a miss, never an error. Entries of the earlier layouts
+  (a 48-byte header: magic `TINFCAC2`, the same fields; magic `TINFCACH`, a
+  sha256 of the payload) are still read.
 - `file_content_hash(path)`: the sha256 of a file's bytes through a small
   `<id>.ref` entry that maps the file's identity (device, inode, size,
   modification and change times in ns) to it, so an unchanged file is not
@@ -57,9 +61,11 @@ __all__ = ["cache_dir", "max_bytes", "key", "get", "put", "put_raw", "entry_path
            "file_content_hash", "DEFAULT_MAX_BYTES"]
 
 DEFAULT_MAX_BYTES = 1 << 30  # 1 GiB
-MAGIC = b"TINFCAC2"          # the checksum is tinf_hash64's, then 24 zero bytes
-MAGIC_SHA256 = b"TINFCACH"   # the first layout: the checksum is the payload's sha256
-_HEADER = struct.Struct("<8sQ32s")  # magic, payload size, checksum of the payload
+MAGIC = b"TINFCAC3"          # the checksum is tinf_hash64's, then 24 zero bytes; a 64-byte header
+MAGIC_48 = b"TINFCAC2"       # the second layout: the same in a 48-byte header
+MAGIC_SHA256 = b"TINFCACH"   # the first layout: the checksum is the payload's sha256 (48-byte header)
+_HEADER = struct.Struct("<8sQ32s16x")  # magic, payload size, checksum of the payload, zero: the payload at 64
+_HEADER_48 = struct.Struct("<8sQ32s")  # the first two layouts' header
 _SUFFIX = ".bin"
 # file suffix -> kind of entry (Entry.kind)
 KINDS = {_SUFFIX: "conversion", ".pack": "prepack", ".ref": "prepack-ref"}
@@ -134,38 +140,54 @@ def _checksum(payload) -> bytes:
     """The checksum field of the header: tinf_hash64 of the payload, then 24 zero bytes."""
     from ._lib import lib
     h = ctypes.c_uint64()
-    n = len(memoryview(payload))
-    buf = payload if isinstance(payload, bytes) else (ctypes.c_char * n).from_buffer(payload)
-    lib.tinf_hash64(buf, n, 0, ctypes.byref(h))
+    if isinstance(payload, bytes):
+        lib.tinf_hash64(payload, len(payload), 0, ctypes.byref(h))
+    else:
+        import numpy as np
+        a = np.frombuffer(payload, np.uint8)  # (no ctypes array type per size: each costs tens of us)
+        lib.tinf_hash64(a.ctypes.data if a.size else None, a.size, 0, ctypes.byref(h))
     return struct.pack("<Q", h.value) + bytes(24)
 
 
 def get(k: str, aligned: bool = False):
     """The payload stored under key `k`, or None when absent or corrupt (a
     corrupt entry is removed). A hit marks the entry as recently used.
-    aligned=True returns it as a 64-byte aligned numpy uint8 array (read in
-    place: what the library borrows without a copy) instead of bytes."""
+    aligned=True returns it as a 64-byte aligned read-only numpy uint8 array
+    (what the library borrows without a copy) instead of bytes: the file
+    mapped, not read (entries are replaced by renames, never rewritten, so
+    the mapping stays valid), for the current layout; read into an aligned
+    buffer for the earlier ones."""
     path = _path(k)
     try:
         with open(path, "rb") as f:
             n = os.fstat(f.fileno()).st_size
-            if aligned and n >= _HEADER.size:
+            blob = None
+            if aligned and n > _HEADER.size:
+                import mmap
                 import numpy as np
-                raw = np.empty(n + 128, np.uint8)
-                start = (-(raw.ctypes.data + _HEADER.size)) % 64  # the payload lands on a 64-byte boundary
-                view = raw[start:start + n]
-                got = f.readinto(memoryview(view))
-                blob = view[:got]
-            else:
+                m = mmap.mmap(f.fileno(), n, access=mmap.ACCESS_READ)
+                if m[:8] == MAGIC:
+                    blob = np.frombuffer(m, np.uint8)  # page aligned: the payload at 64 is 64-byte aligned
+                else:
+                    m.close()
+                    f.seek(0)
+                    raw = np.empty(n + 128, np.uint8)
+                    start = (-(raw.ctypes.data + _HEADER_48.size)) % 64  # the payload lands on a 64-byte boundary
+                    view = raw[start:start + n]
+                    got = f.readinto(memoryview(view))
+                    blob = view[:got]
+            if blob is None:
                 blob = f.read()
-    except OSError:
+    except (OSError, ValueError):
         return None
-    if len(blob) < _HEADER.size:
+    head = bytes(blob[:8])
+    header = _HEADER if head == MAGIC else _HEADER_48
+    if len(blob) < header.size:
         _remove(path)
         return None
-    magic, size, digest = _HEADER.unpack_from(blob)
-    payload = blob[_HEADER.size:]
-    if magic == MAGIC:
+    magic, size, digest = header.unpack_from(blob)
+    payload = blob[header.size:]
+    if magic in (MAGIC, MAGIC_48):
         ok = size == len(payload) and _checksum(payload) == digest
     else:
         ok = magic == MAGIC_SHA256 and size == len(payload) and hashlib.sha256(payload).digest() == digest
