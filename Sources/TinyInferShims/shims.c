@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -96,25 +97,66 @@ const char *ti_shim_strerror(int err) { return strerror(err); }
 #define MADV_POPULATE_WRITE 23 /* Linux 5.14 */
 #endif
 
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22 /* Linux 5.14 */
+#endif
+
 typedef struct ti_populate_job {
   pthread_t thread;
   char *addr;
   size_t size;
-  int stop; /* atomic: set by ti_shim_free, which then joins */
+  int advice; /* MADV_POPULATE_WRITE or _READ */
+  int stop;   /* atomic: set by the owner, which then joins */
 } ti_populate_job;
 
 static void *ti_populate_run(void *arg) {
   ti_populate_job *j = arg;
-  /* Faults every page in as a write would, without writing: the owner may
-   * be writing the block already. In 256 KB pieces, so that a free soon
-   * after the allocation does not wait for the rest. An older kernel
+  /* Faults every page in (as a write would for _WRITE, without writing:
+   * the owner may be writing the block already). In 256 KB pieces, so that
+   * a free soon after the start does not wait for the rest. An older kernel
    * (EINVAL) leaves the pages to their first touch. */
   const size_t piece = (size_t)256 << 10;
   for (size_t at = 0; at < j->size && !__atomic_load_n(&j->stop, __ATOMIC_RELAXED); at += piece) {
     size_t n = j->size - at < piece ? j->size - at : piece;
-    if (madvise(j->addr + at, n, MADV_POPULATE_WRITE) != 0) break;
+    if (madvise(j->addr + at, n, j->advice) != 0) break;
   }
   return NULL;
+}
+
+/* A thread (on another core) populating [addr, addr + size) (page aligned),
+ * or NULL when none could be started. */
+static ti_populate_job *ti_populate_start(char *addr, size_t size, int advice) {
+  ti_populate_job *job = malloc(sizeof *job);
+  if (!job) return NULL;
+  job->addr = addr, job->size = size, job->advice = advice, job->stop = 0;
+  pthread_attr_t attr;
+  int rc = pthread_attr_init(&attr);
+  if (rc == 0) {
+    size_t stack = 64 * 1024;
+    if (stack < (size_t)PTHREAD_STACK_MIN) stack = (size_t)PTHREAD_STACK_MIN;
+    pthread_attr_setstacksize(&attr, stack);
+    ti_cpu_attr_elsewhere(&attr);
+    rc = pthread_create(&job->thread, &attr, ti_populate_run, job);
+    pthread_attr_destroy(&attr);
+  }
+  if (rc != 0) {
+    free(job);
+    return NULL;
+  }
+  return job;
+}
+
+static void ti_populate_stop(ti_populate_job *job) {
+  if (!job) return;
+  __atomic_store_n(&job->stop, 1, __ATOMIC_RELAXED);
+  pthread_join(job->thread, NULL);
+  free(job);
+}
+
+void ti_shim_populate_read(const void *addr, size_t size) {
+  if (!addr || size == 0) return;
+  uintptr_t page = 4096, lo = (uintptr_t)addr & ~(page - 1), hi = ((uintptr_t)addr + size + page - 1) & ~(page - 1);
+  (void)madvise((void *)lo, hi - lo, MADV_POPULATE_READ); /* an older kernel (EINVAL): first touch maps them */
 }
 
 /* 0: mapped populated in the call (MAP_POPULATE); 1: not populated, a
@@ -130,24 +172,8 @@ static void *ti_shim_alloc_mode(size_t size, int background) {
     if (m == MAP_FAILED) return NULL;
     p = m;
     ti_populate_job *job = NULL;
-    if (background && (job = malloc(sizeof *job)) != NULL) {
-      job->addr = p, job->size = total, job->stop = 0;
-      pthread_attr_t attr;
-      int rc = pthread_attr_init(&attr);
-      if (rc == 0) {
-        size_t stack = 64 * 1024;
-        if (stack < (size_t)PTHREAD_STACK_MIN) stack = (size_t)PTHREAD_STACK_MIN;
-        pthread_attr_setstacksize(&attr, stack);
-        ti_cpu_attr_elsewhere(&attr);
-        rc = pthread_create(&job->thread, &attr, ti_populate_run, job);
-        pthread_attr_destroy(&attr);
-      }
-      if (rc != 0) {
-        free(job);
-        job = NULL;
-        (void)madvise(p, total, MADV_POPULATE_WRITE); /* no thread: here */
-      }
-    }
+    if (background && (job = ti_populate_start(p, total, MADV_POPULATE_WRITE)) == NULL)
+      (void)madvise(p, total, MADV_POPULATE_WRITE); /* no thread: here */
     *(size_t *)p = total;
     memcpy(p + sizeof(size_t), &job, sizeof job);
     return p + TI_ALLOC_HEADER;
@@ -178,11 +204,7 @@ void ti_shim_free(void *q) {
   }
   ti_populate_job *job;
   memcpy(&job, p + sizeof(size_t), sizeof job);
-  if (job) { /* the thread must be done with the range before it can be mapped again */
-    __atomic_store_n(&job->stop, 1, __ATOMIC_RELAXED);
-    pthread_join(job->thread, NULL);
-    free(job);
-  }
+  ti_populate_stop(job); /* the thread must be done with the range before it can be mapped again */
   munmap(p, mapped);
 }
 

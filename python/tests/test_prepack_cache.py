@@ -338,6 +338,31 @@ def test_image_checksum_matches_the_python_transcription(tmp_path, folder):
     assert st["state"] == "hit", st
 
 
+@pytest.mark.parametrize("rows", [1, 2])
+def test_large_head_of_one_row_is_not_packed(tmp_path, rows):
+    """A FullyConnected of 1 MB of weights or more on one row (a
+    classifier's head) runs on the weights as they are: the load does not
+    pack it (nor list it in the image); a session of several rows packs its
+    own copy; every session gives numpy's result. With two rows in the
+    file the load packs it as before."""
+    rng = np.random.default_rng(5)
+    k, n = 640, 512  # 1.25 MB of float32 weights
+    w = rng.standard_normal((n, k)).astype(np.float32)
+    bias = rng.standard_normal(n).astype(np.float32)
+    b = tinyinfer.GraphBuilder("head")
+    x = b.input("x", (rows, k))
+    b.output(b.op("FullyConnected", x, b.const("w", w), b.const("b", bias), activation=1))
+    path = tmp_path / "head.tinf"
+    b.save(str(path))
+    with tinyinfer.load(path, prepack_cache=False) as m:
+        assert m.prepack["packed_at_load"] == (0 if rows == 1 else 1)
+        for batch in (rows, 3, 8):
+            xs = rng.standard_normal((batch, k)).astype(np.float32)
+            (y,) = m.run(xs)
+            want = np.maximum(xs.astype(np.float64) @ w.T.astype(np.float64) + bias, 0)
+            np.testing.assert_allclose(y, want, rtol=1e-4, atol=1e-4)
+
+
 def test_failed_load_with_a_large_image_started(tmp_path):
     """A model file that fails to parse after its image was opened (and its
     checksum thread started) is a clean error, many times over."""

@@ -36,6 +36,21 @@ enum FullyConnectedKernel {
     return [TensorType(.float32, out)]
   }
 
+  /// Whether the load packs an op's float32 weights [n, k] for the packed
+  /// GEMM, given the rows of the file's input. Not large weights (1 MB and
+  /// more) of a one-row op, a classifier's head: for one row the dot
+  /// products over the weights as they are (`Gemm.abT`) stream the same
+  /// bytes as the packed panels, so packing them costs the load its time,
+  /// a second copy in memory and the prepack image its size (and checksum)
+  /// for nothing; a session of several rows packs its own copy at bind
+  /// (`sessionPackRows`).
+  static func packsAtLoad(rows: Int, n: Int, k: Int) -> Bool {
+    rows != 1 || n &* k < (1 << 18)
+  }
+
+  /// The rows from which a session packs weights the load left unpacked.
+  static let sessionPackRows = 4
+
   static func bind(_ ctx: KernelContext) throws(TinfError) -> KernelFn {
     if try ctx.attrs.int(.weightFormat, default: 0, in: 0...1) == WeightFormat.q4Blocks {
       return try HybridFullyConnected.bindQ4(ctx, try Activation.from(ctx.attrs))
@@ -54,7 +69,11 @@ enum FullyConnectedKernel {
       let (lo, hi) = act.range
       return try SparseGemm.bindFloat(s, x: x, m: m, bias: bias, y: y, lo: lo, hi: hi, pool: pool)
     }
-    if let packed = ctx.packed {
+    var packedWeights = ctx.packed
+    if packedWeights == nil, m >= sessionPackRows, ctx.inputs[1]!.isConstant {
+      packedWeights = PackedWeights(w, n: n, k: k)  // left unpacked by the load (packsAtLoad): this session's own
+    }
+    if let packed = packedWeights {
       // The packed micro-kernels (1x16 for a single row) on weights packed at
       // load; rows split over threads, or column panels for a GEMV.
       let wp = UnsafePointer(packed.ptr)

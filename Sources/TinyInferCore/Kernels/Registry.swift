@@ -215,8 +215,11 @@ public enum Registry {
       guard w.shape.count == 4, x.shape.count == 4, (try? node.attrs.int(.groups, default: 1)) == 1 else { return nil }
       return (weights, w.shape[0], w.shape[1] &* w.shape[2] &* w.shape[3])
     case .fullyConnected:
-      // For any number of rows (a session may run another batch size than the file's).
-      guard w.shape.count == 2, (try? node.attrs.int(.weightFormat, default: 0)) == 0 else { return nil }
+      // For any number of rows (a session may run another batch size than the file's),
+      // except large weights of a one-row op (`FullyConnectedKernel.packsAtLoad`).
+      guard w.shape.count == 2, (try? node.attrs.int(.weightFormat, default: 0)) == 0,
+        FullyConnectedKernel.packsAtLoad(rows: x.count / max(w.shape[1], 1), n: w.shape[0], k: w.shape[1])
+      else { return nil }
       return (weights, w.shape[0], w.shape[1])
     }
   }

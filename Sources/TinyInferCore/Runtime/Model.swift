@@ -241,6 +241,24 @@ public final class Model {
     self.prepackMapping = pk.mapping
     self.graphHash = prepack.graphHash
     self.sparse = sparse
+    // Large FullyConnected weights the load did not pack (a one-row head,
+    // FullyConnectedKernel.packsAtLoad) are read in place from the model's
+    // memory: their pages are mapped now in one call, so the first run does
+    // not fault them one by one (a packed image's pages are mapped by its
+    // checksum already).
+    var lo = UInt.max
+    var hi: UInt = 0
+    for (k, node) in g.nodes.enumerated() where node.op == .fullyConnected && pk.weights[k] == nil && sparse[k] == nil {
+      guard node.inputs.count >= 2, node.inputs[1] >= 0, folding.buffers[node.inputs[1]] == nil, let dataBase else {
+        continue
+      }
+      let d = g.tensors[node.inputs[1]]
+      guard d.dtype == .float32, d.nbytes >= 1 << 20, let r = d.constant else { continue }
+      let a = UInt(bitPattern: dataBase + r.lowerBound)
+      lo = min(lo, a)
+      hi = max(hi, a &+ UInt(d.nbytes))
+    }
+    if lo < hi { ti_shim_populate_read(UnsafeRawPointer(bitPattern: lo), Int(hi &- lo)) }
     self.passReport = report
     self.packedBytes = pb
     var w = 0

@@ -42,8 +42,9 @@ public enum PrepackImage {
   /// with the float32 output stage sparse from 65% zeros at AVX2. 4: float32
   /// 2:4 weights of several rows on the 2:4 kernel at AVX2. 5: the
   /// checksum in chunks (`ti_hash64_chunked`), shared by the load and its
-  /// checksum thread.
-  public static let layoutVersion: UInt32 = 5
+  /// checksum thread. 6: FullyConnected weights of 1 MB and more on one row
+  /// are not packed (`FullyConnectedKernel.packsAtLoad`).
+  public static let layoutVersion: UInt32 = 6
   static let headerSize = 256
   static let entrySize = 32
   static let maxKey = 64
