@@ -42,7 +42,8 @@ public enum PrepackImage {
   /// with the float32 output stage sparse from 65% zeros at AVX2. 4: float32
   /// 2:4 weights of several rows on the 2:4 kernel at AVX2. 5: the
   /// checksum in chunks (`ti_hash64_chunked`), shared by the load and its
-  /// checksum thread.
+  /// checksum thread. (int8 ops are never listed, whatever kernel they
+  /// take: the int8 2:4 kernel of stop 34 left the rule as it was.)
   public static let layoutVersion: UInt32 = 5
   static let headerSize = 256
   static let entrySize = 32
