@@ -6,7 +6,7 @@
             float32 and int8, at 50/70/80/90% unstructured and 2:4
             sparsity: the op's time on the dense kernel (TINF_LOAD_DENSE)
             over its time on the sparse kernel (TINF_LOAD_SPARSE_ALWAYS;
-            float32 2:4 weights of several rows: the 2:4 kernel, marked),
+            2:4 weights of several rows: the 2:4 kernels, marked),
             and what the automatic choice does (default load);
   models    the digits MLP and MobileNetV2 (bench/models) magnitude-pruned
             at each sparsity, default load against the dense load.
@@ -18,6 +18,10 @@ dense and sparse times alike). The CPU and the load average before and
 after are printed; --markdown prints the tables of docs/pruning.md.
 
     python bench/sparse_kernels.py [--quick] [--json out.json] [--markdown]
+        [--sparsity 2:4 ...] [--dtype int8] [--skip-models]
+
+--sparsity and --dtype keep only those columns and element types (e.g.
+the int8 2:4 column alone: --sparsity 2:4 --dtype int8 --skip-models).
 """
 
 import argparse
@@ -101,7 +105,7 @@ def quantized_bytes(data, x):
     return tinyinfer.quantize(data, mode="int8-static", calib=calib).data
 
 
-def kernels(quick):
+def kernels(quick, sparsities=None, dtypes=None):
     rng = np.random.default_rng(0)
     rows = []
     shapes = SHAPES[:3] + SHAPES[5:6] if quick else SHAPES
@@ -113,8 +117,10 @@ def kernels(quick):
         runs, rounds = (30, 5) if macs > 2e6 else (200, 7)
         for sp in SPARSITIES:
             w = prune_weights(rng, dense_w, sp)
+            if sparsities and str(sp) not in sparsities:
+                continue
             data = model_bytes(kind, shape, cout, cin, w, b)
-            for dtype in ("float32", "int8"):
+            for dtype in dtypes or ("float32", "int8"):
                 d = data if dtype == "float32" else quantized_bytes(data, x)
                 td, ratio, auto_ratio, chosen, kernel = compare(d, x, runs, rounds)
                 rows.append(dict(shape=name, dtype=dtype, sparsity=sp, dense_us=td * 1e6, ratio=ratio,
@@ -167,7 +173,7 @@ def markdown(rows):
             if not rs:
                 continue
             cells = [f"**{r['ratio']:.2f}x**" if r["chosen"] else f"{r['ratio']:.2f}x" for r in rs]
-            # The 2:4 kernel (f32_nm24) where it ran instead of the unstructured ones.
+            # The 2:4 kernels (f32_nm24, q8_nm24) where they ran instead of the unstructured ones.
             cells = [c + " (2:4 kernel)" if r.get("kernel") == "2:4" else c for c, r in zip(cells, rs)]
             print(f"| {name} | {rs[0]['dense_us']:.1f} | " + " | ".join(cells) + " |")
 
@@ -179,13 +185,15 @@ def main():
     ap.add_argument("--skip-kernels", action="store_true")
     ap.add_argument("--skip-models", action="store_true")
     ap.add_argument("--markdown", action="store_true", help="print the kernel tables as markdown at the end")
+    ap.add_argument("--sparsity", nargs="+", help="only these columns (0.5 0.7 0.8 0.9 2:4)")
+    ap.add_argument("--dtype", nargs="+", choices=["float32", "int8"], help="only these element types")
     a = ap.parse_args()
     load0 = os.getloadavg()
     print(f"tinyinfer {tinyinfer.__version__}, CPU level {tinyinfer.info()['isa']}, {cpu_name()}, "
           f"load average {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f}", flush=True)
     out = {"isa": tinyinfer.info()["isa"], "cpu": cpu_name(), "load_before": load0}
     if not a.skip_kernels:
-        out["kernels"] = kernels(a.quick)
+        out["kernels"] = kernels(a.quick, a.sparsity, a.dtype)
     if not a.skip_models:
         out["models"] = end_to_end(a.quick)
     out["load_after"] = os.getloadavg()

@@ -7,7 +7,8 @@ import TinyInferShims
 /// the weights' density and the op's row count in the file (a batch-1
 /// FullyConnected is a GEMV, which pays only at a lower density than the
 /// tiled kernel of many rows); float32 2:4 weights of several rows have a
-/// kernel of their own (`f32_nm24`, `nm24Pays`); `Model.passReport` says
+/// kernel of their own (`f32_nm24`, `nm24Pays`), and so do int8 ones
+/// (`q8_nm24`, `nm24PaysInt8`, `bindInt8NM24`); `Model.passReport` says
 /// which ops run sparse and which on the 2:4 kernel. `TINF_LOAD_DENSE` (`tinyinfer.load(..., sparse=False)`) keeps every op
 /// dense, for comparisons.
 ///
@@ -33,12 +34,16 @@ public final class SparseWeights {
 
   /// 2:4 weights packed for the level's `f32_nm24` kernel (values, selectors), else nil.
   let nm24: (val: Scratch<Float>, sel: Scratch<Int32>)?
+  /// int8 2:4 weights packed for `q8_nm24` (weight pairs and byte controls;
+  /// their row sums in `sums`), else nil.
+  let nm24q: Scratch<Int32>?
 
   init(n: Int, k: Int, nnz: Int, floats: UnsafePointer<Float>?, int8s: UnsafePointer<Int8>?) throws(TinfError) {
     self.n = n
     self.k = k
     self.nnz = nnz
     nm24 = nil
+    nm24q = nil
     start = try Scratch<Int32>(count: n &+ 1)
     // One slot more than the nonzeros: the C copy writes one past the last.
     idx = try Scratch<Int32>(count: nnz &+ 1)
@@ -66,6 +71,7 @@ public final class SparseWeights {
     floats = nil
     int8s = nil
     sums = nil
+    nm24q = nil
     let kern = SparseGemm.kernels
     let lanes = kern.nm24_lanes
     let padded = (n &+ lanes &- 1) / lanes &* lanes
@@ -77,13 +83,35 @@ public final class SparseWeights {
     nm24 = (val, sel)
   }
 
+  /// int8 2:4 weights (symmetric; k a multiple of 4, at most 2 nonzeros in
+  /// every 4 consecutive input channels of each output channel) packed for
+  /// `q8_nm24`; throws `.invalidArgument` when they are not 2:4.
+  init(nm24q w: UnsafePointer<Int8>, n: Int, k: Int, nnz: Int) throws(TinfError) {
+    self.n = n
+    self.k = k
+    self.nnz = nnz
+    start = try Scratch<Int32>(count: 1)
+    idx = try Scratch<Int32>(count: 1)
+    floats = nil
+    int8s = nil
+    nm24 = nil
+    let packed = try Scratch<Int32>(count: 32 &* ((n &+ 7) / 8) &* ((k &+ 7) / 8))
+    let s = try Scratch<Int32>(count: n)
+    guard k % 4 == 0, SparseGemm.kernels.q8_nm24_pack(w, n, k, packed.base, s.base) != 0 else {
+      throw TinfError(.invalidArgument, "weights are not 2:4")
+    }
+    sums = s
+    nm24q = packed
+  }
+
   /// Bytes held (indices, values, row starts; 2:4: packed values and selectors).
   public var bytes: Int {
     if let nm24 { return (nm24.val.count &+ nm24.sel.count) &* 4 }
+    if let nm24q { return (nm24q.count &+ n) &* 4 }
     return (n &+ 1) &* 4 &+ nnz &* (floats != nil ? 8 : 5)
   }
   /// How the load report names the kernel's format.
-  var kind: String { nm24 != nil ? "2:4" : "unstructured" }
+  var kind: String { nm24 != nil || nm24q != nil ? "2:4" : "unstructured" }
   /// Fraction of weights that are zero.
   public var sparsity: Double { n &* k == 0 ? 0 : 1 - Double(nnz) / Double(n &* k) }
 }
@@ -159,10 +187,25 @@ enum SparseGemm {
   /// baseline it permutes lane by lane (correct, not fast): `.always` only.
   static var nm24Pays: Bool { String(cString: kernels.name) == "avx2" }
 
+  /// The same for the int8 2:4 kernel (`q8_nm24`): against the dense AVX2
+  /// int8 kernels (the direct 1x1 of at most 128 inputs, the packed GEMM
+  /// deeper), bench/sparse_kernels.py's int8 2:4 column (docs/pruning.md,
+  /// stop 34). Elsewhere only with `.always`.
+  static var nm24PaysInt8: Bool { String(cString: kernels.name) == "avx2" }
+  /// The smallest int8 layers it takes by itself (at least 8 inputs and
+  /// outputs and 384 weights): MobileNetV2 0.35's narrow 1x1 layers measured
+  /// 1.05x (8 -> 48, 48 -> 8), 1.1x (32 -> 16), 1.2x (16 -> 96, 48 -> 16);
+  /// 12 -> 24 0.99x, 16 -> 8 0.94x (stop 34). Without the float32 output
+  /// stage (full-int8 .tflite's fixed-point one, FullyConnected's double
+  /// one: int32 sums of 8 rows, then the dense kernels' requantization) at
+  /// least 64 inputs: 24 -> 144 measured 0.91x, 32 -> 192 1.03x, 64 -> 384
+  /// 1.21x, 384 -> 96 1.61x.
+  static let nm24MinInt8 = (side: 8, weights: 384, depthUnfused: 64)
+
   /// The nonzeros of weights [n, k] (k a multiple of 4) when every group of 4
   /// consecutive inputs of every row has at most 2, else nil (stops at the
   /// first group with more: dense weights are rejected at once).
-  static func nm24Nonzeros(_ w: UnsafePointer<Float>, n: Int, k: Int) -> Int? {
+  static func nm24Nonzeros<T: Numeric>(_ w: UnsafePointer<T>, n: Int, k: Int) -> Int? {
     var nnz = 0
     var i = 0
     let total = n &* k
@@ -212,6 +255,25 @@ enum SparseGemm {
     if int8 {
       guard let q = w.quant, q.zeroPoints.allSatisfy({ $0 == 0 }) else { return nil }
     }
+    // The float32 output stage of a 1x1 convolution is fused into the int8 tiles.
+    let fused = int8 && node.op == .conv2D && (try? node.attrs.int(.requantization, default: 0, in: 0...1)) == 1
+    // int8 2:4 weights of several rows: the int8 2:4 kernel (`q8_nm24`) on
+    // the same terms as float32's below (`nm24PaysInt8`), on layers of at
+    // least 8 inputs and outputs and 384 weights, 64 inputs without the
+    // fused float32 output stage (`nm24MinInt8`).
+    if int8, rows >= 2, k % 4 == 0,
+      choice == .always
+        || (nm24PaysInt8 && min(n, k) >= nm24MinInt8.side && n &* k >= nm24MinInt8.weights
+          && (fused || k >= nm24MinInt8.depthUnfused))
+    {
+      let p = UnsafePointer(wp.assumingMemoryBound(to: Int8.self))
+      if let nnz = nm24Nonzeros(p, n: n, k: k) {
+        let tiled = maxDensity(rows: rows, k: k, int8: true, fusedStage: fused, weightBytes: n &* k) ?? 0
+        if Double(nnz) / Double(n &* k) > tiled {
+          return try? SparseWeights(nm24q: p, n: n, k: k, nnz: nnz)
+        }
+      }
+    }
     // 2:4 weights (at most 2 nonzeros in every 4 consecutive input channels
     // of each output channel) on several rows: the 2:4 kernel (`f32_nm24`),
     // where the unstructured tiles would not be chosen (denser than their
@@ -234,8 +296,6 @@ enum SparseGemm {
     let total = n &* k
     var limit = 1.0
     if choice != .always {
-      // The float32 output stage of a 1x1 convolution is fused into the int8 tiles.
-      let fused = int8 && node.op == .conv2D && (try? node.attrs.int(.requantization, default: 0, in: 0...1)) == 1
       guard let d = maxDensity(rows: rows, k: k, int8: int8, fusedStage: fused, weightBytes: total &* (int8 ? 1 : 4))
       else { return nil }
       limit = d
@@ -344,6 +404,11 @@ enum SparseGemm {
   ) throws(TinfError) -> KernelFn {
     let kern = kernels
     let (n, k, start, idx) = (s.n, s.k, s.startPointer, s.idxPointer)
+    if let packed = s.nm24q, let sums = s.sums {
+      return try bindInt8NM24(
+        s, packed: packed, sums: sums, x: x, m: m, bias: bias, xZeroPoint: xZeroPoint, y: y, table: table, yz: yz,
+        lo: lo, hi: hi, pool: pool)
+    }
     guard let vals = s.int8s, let sums = s.sums else { throw TinfError(.internal, "sparse weights are not int8") }
     let val = UnsafePointer(vals.base)
     let initial = try Scratch<Int32>(count: n)
@@ -393,6 +458,56 @@ enum SparseGemm {
         // The tile's rows at once: the output stage's constants are
         // prepared once per block of 16 channels, not once per row.
         table.requantizePixels(UnsafePointer(acc), count, zp: yz, lo: lo, hi: hi, y + r &* n)
+      }
+    }
+  }
+
+  /// int8 2:4 (`q8_nm24`): the rows in place (NHWC), the float32 output
+  /// stage fused into the kernel, other stages through int32 sums of up to
+  /// 8 rows at a time and `requantizePixels`.
+  static func bindInt8NM24(
+    _ s: SparseWeights, packed: Scratch<Int32>, sums: Scratch<Int32>, x: UnsafePointer<Int8>, m: Int,
+    bias: UnsafePointer<Int32>?, xZeroPoint: Int32, y: UnsafeMutablePointer<Int8>, table: QRequantTable, yz: Int32,
+    lo: Int32, hi: Int32, pool: ThreadPool
+  ) throws(TinfError) -> KernelFn {
+    let kern = kernels
+    let (n, k) = (s.n, s.k)
+    // The kernel sums (x + 128) w: initial = bias - (128 + zp_x) sum w.
+    let initial = try Scratch<Int32>(count: n)
+    let offset = 128 &+ xZeroPoint
+    for c in 0..<n { initial.base[c] = (bias?[c] ?? 0) &- offset &* sums.base[c] }
+    let ini = UnsafePointer(initial.base)
+    let pk = UnsafePointer(packed.base)
+    let ku = (k &+ 7) / 8 &* 8 &+ 16
+    let scratch = try Scratch<UInt8>(count: pool.threads &* 8 &* ku &+ 64)
+    let minRows = max(8, minChunkFor(perItem: max(1, s.nnz), grain: 1 << 15))
+    if table.isFloat, lo >= -128, hi <= 127, lo <= hi {
+      let scales = try Scratch<Float>(count: n)
+      for c in 0..<n { scales.base[c] = table.floatScale(c) }
+      let sc = UnsafePointer(scales.base)
+      return { () throws(TinfError) in
+        withExtendedLifetime((s, initial, scratch, scales)) {}
+        forEachChunk(pool, m, minChunk: minRows) { chunk, rows in
+          kern.q8_nm24(
+            x + rows.lowerBound &* k, k, rows.count, k, pk, ini, n, sc, yz, lo, hi,
+            UnsafeMutableRawPointer(y + rows.lowerBound &* n), n, scratch.base + chunk &* 8 &* ku)
+        }
+      }
+    }
+    let accs = try Scratch<Int32>(count: pool.threads &* 8 &* n)
+    return { () throws(TinfError) in
+      withExtendedLifetime((s, initial, scratch, accs)) {}
+      forEachChunk(pool, m, minChunk: minRows) { chunk, rows in
+        let acc = accs.base + chunk &* 8 &* n
+        var r = rows.lowerBound
+        while r < rows.upperBound {
+          let count = min(8, rows.upperBound &- r)
+          kern.q8_nm24(
+            x + r &* k, k, count, k, pk, ini, n, nil, 0, 0, 0, UnsafeMutableRawPointer(acc), n,
+            scratch.base + chunk &* 8 &* ku)
+          table.requantizePixels(UnsafePointer(acc), count, zp: yz, lo: lo, hi: hi, y + r &* n)
+          r &+= count
+        }
       }
     }
   }

@@ -206,7 +206,7 @@ public final class Model {
         let name = node.outputs.first.map { g.tensors[$0].name } ?? ""
         let pct = (s.sparsity * 1000).rounded() / 10
         report.append(
-          s.nm24 != nil
+          s.kind == "2:4"
             ? "sparse kernel: \(node.op.name) '\(name)' (\(pct)% zeros, \(s.nnz) nonzeros, 2:4 kernel)"
             : "sparse kernel: \(node.op.name) '\(name)' (\(pct)% zeros, \(s.nnz) nonzeros)")
       }

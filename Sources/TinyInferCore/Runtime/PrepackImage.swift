@@ -43,7 +43,9 @@ public enum PrepackImage {
   /// 2:4 weights of several rows on the 2:4 kernel at AVX2. 5: the
   /// checksum in chunks (`ti_hash64_chunked`), shared by the load and its
   /// checksum thread. 6: FullyConnected weights of 1 MB and more on one row
-  /// are not packed (`FullyConnectedKernel.packsAtLoad`).
+  /// are not packed (`FullyConnectedKernel.packsAtLoad`). (int8 ops are
+  /// never listed, whatever kernel they take: the int8 2:4 kernel of stop
+  /// 34 left the rule as it was.)
   public static let layoutVersion: UInt32 = 6
   static let headerSize = 256
   static let entrySize = 32

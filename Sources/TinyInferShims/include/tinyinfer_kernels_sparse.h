@@ -72,6 +72,23 @@ typedef struct ti_sparse_kernels {
   long (*_Nonnull nm24_pack)(const float *w, long n, long k, float *val, int32_t *sel);
   /* Output channels per block of the 2:4 kernel (the level's float lanes). */
   long nm24_lanes;
+  /* int8 2:4 weights (k a multiple of 4), packed by q8_nm24_pack: rows x +
+   * r * ldx (k int8 each) for r < m, acc[c] = initial[c] + sum over the
+   * inputs of (x + 128) w (int32, wrapping; the caller's initial[c] =
+   * bias[c] - (128 + zp_x) sum w_c gives the dense kernels' sums), for c <
+   * n. scales not NULL: the float32 output stage of TI_Q8_RQ_FLOAT tables
+   * (q8_tile_rq's), int8 y[r * ldy + c] = clamp(roundeven(fl(fl(acc)
+   * scales[c])) + zp, lo, hi) with lo, hi within int8; NULL: int32 y[r * ldy
+   * + c] = acc (zp, lo, hi unused). scratch: 8 * (8 * ceil(k / 8) + 16)
+   * bytes. Every level computes it; AVX2 with shuffles (sparse_kernels.inc). */
+  void (*_Nonnull q8_nm24)(const int8_t *x, long ldx, long m, long k, const int32_t *packed,
+                           const int32_t *initial, long n, const float *_Nullable scales, int32_t zp, int32_t lo,
+                           int32_t hi, void *y, long ldy, uint8_t *scratch);
+  /* Packs int8 weights w [n, k] for q8_nm24: packed 32 * ceil(n / 8) *
+   * ceil(k / 8) int32, sums[c] = sum of row c (n int32). Returns 0 (partly
+   * written) when k is not a multiple of 4 or a group of 4 has more than 2
+   * nonzeros. */
+  long (*_Nonnull q8_nm24_pack)(const int8_t *w, long n, long k, int32_t *packed, int32_t *sums);
 } ti_sparse_kernels;
 
 const ti_sparse_kernels *ti_sparse_kernels_get(void);
