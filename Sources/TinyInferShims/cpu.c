@@ -3,6 +3,7 @@
  * AArch64 Linux the kernel's HWCAP bits. Done once, on first use. */
 #define _GNU_SOURCE
 #include "tinyinfer_cpu.h"
+#include <limits.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdint.h>
@@ -138,15 +139,34 @@ const char *ti_cpu_requested(void) {
   return requested;
 }
 
-void ti_cpu_attr_elsewhere(void *pthread_attr) {
+/* Every CPU the caller may run on except the one it is on, when there is
+ * one (Linux only). */
+static void ti_cpu_attr_elsewhere(pthread_attr_t *attr) {
 #if defined(__linux__) && defined(CPU_SET)
   cpu_set_t allowed;
   int cpu = sched_getcpu();
   if (cpu < 0 || cpu >= CPU_SETSIZE || sched_getaffinity(0, sizeof allowed, &allowed) != 0) return;
   if (!CPU_ISSET(cpu, &allowed)) return;
   CPU_CLR(cpu, &allowed);
-  if (CPU_COUNT(&allowed) > 0) pthread_attr_setaffinity_np((pthread_attr_t *)pthread_attr, sizeof allowed, &allowed);
+  if (CPU_COUNT(&allowed) > 0) pthread_attr_setaffinity_np(attr, sizeof allowed, &allowed);
 #else
-  (void)pthread_attr;
+  (void)attr;
 #endif
+}
+
+int ti_cpu_helper_thread(void *thread_out, int detached, void *(*run)(void *), void *arg) {
+  pthread_attr_t attr;
+  int rc = pthread_attr_init(&attr);
+  if (rc != 0) return rc;
+  /* A small stack: helpers keep their state in registers and a few locals. */
+  size_t stack = 64 * 1024;
+  if (stack < (size_t)PTHREAD_STACK_MIN) stack = (size_t)PTHREAD_STACK_MIN;
+  pthread_attr_setstacksize(&attr, stack);
+  if (detached) pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  ti_cpu_attr_elsewhere(&attr);
+  pthread_t thread;
+  rc = pthread_create(&thread, &attr, run, arg);
+  pthread_attr_destroy(&attr);
+  if (rc == 0 && thread_out) memcpy(thread_out, &thread, sizeof thread);
+  return rc;
 }

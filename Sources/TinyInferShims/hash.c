@@ -313,19 +313,7 @@ ti_hash_job *ti_hash64_start(const void *data, size_t size, uint64_t seed) {
   j->data = data, j->size = size, j->seed = seed;
   if (pthread_mutex_init(&j->mu, NULL) != 0) { free(j); return NULL; }
   if (pthread_cond_init(&j->cv, NULL) != 0) { pthread_mutex_destroy(&j->mu); free(j); return NULL; }
-  /* A small stack: the hash keeps its state in registers and a few locals. */
-  pthread_attr_t attr;
-  int rc = pthread_attr_init(&attr);
-  if (rc == 0) {
-    size_t stack = 64 * 1024;
-    if (stack < (size_t)PTHREAD_STACK_MIN) stack = (size_t)PTHREAD_STACK_MIN;
-    pthread_attr_setstacksize(&attr, stack);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    ti_cpu_attr_elsewhere(&attr);
-    pthread_t thread;
-    rc = pthread_create(&thread, &attr, ti_hash_job_run, j);
-    pthread_attr_destroy(&attr);
-  }
+  int rc = ti_cpu_helper_thread(NULL, 1, ti_hash_job_run, j);
   if (rc != 0) {
     pthread_cond_destroy(&j->cv);
     pthread_mutex_destroy(&j->mu);

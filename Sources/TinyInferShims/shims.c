@@ -129,16 +129,7 @@ static ti_populate_job *ti_populate_start(char *addr, size_t size, int advice) {
   ti_populate_job *job = malloc(sizeof *job);
   if (!job) return NULL;
   job->addr = addr, job->size = size, job->advice = advice, job->stop = 0;
-  pthread_attr_t attr;
-  int rc = pthread_attr_init(&attr);
-  if (rc == 0) {
-    size_t stack = 64 * 1024;
-    if (stack < (size_t)PTHREAD_STACK_MIN) stack = (size_t)PTHREAD_STACK_MIN;
-    pthread_attr_setstacksize(&attr, stack);
-    ti_cpu_attr_elsewhere(&attr);
-    rc = pthread_create(&job->thread, &attr, ti_populate_run, job);
-    pthread_attr_destroy(&attr);
-  }
+  int rc = ti_cpu_helper_thread(&job->thread, 0, ti_populate_run, job);
   if (rc != 0) {
     free(job);
     return NULL;

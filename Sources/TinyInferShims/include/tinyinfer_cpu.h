@@ -32,10 +32,11 @@ const char *ti_cpu_level_name(int level);
 const char *ti_cpu_features(void);
 /* The value of TINYINFER_ISA at load ("" when unset; static storage). */
 const char *ti_cpu_requested(void);
-/* Sets the CPU affinity of a pthread_attr_t (passed as void *) to every
- * CPU the caller may run on except the one it is on, when there is one: a
- * helper thread (a checksum, an arena's pages) otherwise often starts on
- * its creator's CPU and waits there for a time slice while another core
- * idles. Does nothing elsewhere than Linux. */
-void ti_cpu_attr_elsewhere(void *pthread_attr);
+/* Starts a helper thread (a checksum, an arena's pages): a 64 KB stack,
+ * detached or joinable, and on Linux placed on the CPUs the caller may use
+ * other than the one it is on, when there is one (a new thread otherwise
+ * often starts on its creator's CPU and waits there for a time slice while
+ * another core idles). thread_out: a pthread_t * (may be NULL when
+ * detached). Returns pthread_create's status (0: started). */
+int ti_cpu_helper_thread(void *thread_out, int detached, void *(*run)(void *), void *arg);
 #endif
