@@ -104,21 +104,28 @@ def test_what_is_not_2_4_does_not_take_it(rng):
             assert_close(s.run(x)[0], reference(x, wt, None, 0), rtol=1e-5, atol=1e-5)
 
 
-def test_nm_pruned_model_runs_on_it_and_matches_its_dense_load(rng, tmp_path):
-    """`tinyinfer.prune(..., method="nm", pattern="2:4")` on a 1x1 convolution
-    and a batch FullyConnected: with sparse="always" every layer runs the 2:4
-    kernel; its outputs equal the dense load's within float rounding."""
+def pruned_conv_fc(rng, tmp_path, mid):
+    """A 1x1 Conv2D (32 -> mid channels, Relu) and a batch FullyConnected
+    (36 rows, mid -> 20) pruned 2:4 by `tinyinfer.prune(..., method="nm")`:
+    (the pruned file, an input)."""
     g = tinyinfer.GraphBuilder("two")
     x = g.input("x", (1, 6, 6, 32))
-    h = g.op("Conv2D", x, g.const("w1", rng.standard_normal((48, 1, 1, 32)).astype(np.float32)),
-             g.const("b1", rng.standard_normal(48).astype(np.float32)), activation=1)
-    r = g.op("Reshape", h, shape=[36, 48])
-    g.output(g.op("FullyConnected", r, g.const("w2", rng.standard_normal((20, 48)).astype(np.float32)), None))
+    h = g.op("Conv2D", x, g.const("w1", rng.standard_normal((mid, 1, 1, 32)).astype(np.float32)),
+             g.const("b1", rng.standard_normal(mid).astype(np.float32)), activation=1)
+    r = g.op("Reshape", h, shape=[36, mid])
+    g.output(g.op("FullyConnected", r, g.const("w2", rng.standard_normal((20, mid)).astype(np.float32)), None))
     src = tmp_path / "m.tinf"
     src.write_bytes(g.to_bytes())
     out = tmp_path / "m24.tinf"
     tinyinfer.prune(str(src), str(out), method="nm", pattern="2:4")
-    xv = rng.standard_normal((1, 6, 6, 32)).astype(np.float32)
+    return out, rng.standard_normal((1, 6, 6, 32)).astype(np.float32)
+
+
+def test_nm_pruned_model_runs_on_it_and_matches_its_dense_load(rng, tmp_path):
+    """`tinyinfer.prune(..., method="nm", pattern="2:4")` on a 1x1 convolution
+    and a batch FullyConnected: with sparse="always" every layer runs the 2:4
+    kernel; its outputs equal the dense load's within float rounding."""
+    out, xv = pruned_conv_fc(rng, tmp_path, 48)
     with tinyinfer.load(str(out), sparse="always") as s, tinyinfer.load(str(out), sparse=False) as d:
         assert len(nm24_ops(s)) == 2, s.passes
         from tinyinfer.prune import sparse_ops as indices

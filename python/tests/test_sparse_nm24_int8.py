@@ -14,7 +14,7 @@ import pytest
 
 import tinyinfer
 from test_sparse import conv1x1_model, fc_model
-from test_sparse_nm24 import nm24_ops, nm24_weights, sparse_ops
+from test_sparse_nm24 import nm24_ops, nm24_weights, pruned_conv_fc, sparse_ops
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -97,17 +97,7 @@ def test_nm_pruned_int8_static_model_equals_its_dense_load(rng, tmp_path):
     the 1x1 layer and the batch FullyConnected (64 inputs: its double output
     stage is not fused) on the 2:4 kernel (the default load at AVX2,
     `always` everywhere), byte for byte the dense load."""
-    g = tinyinfer.GraphBuilder("two")
-    x = g.input("x", (1, 6, 6, 32))
-    h = g.op("Conv2D", x, g.const("w1", rng.standard_normal((64, 1, 1, 32)).astype(np.float32)),
-             g.const("b1", rng.standard_normal(64).astype(np.float32)), activation=1)
-    r = g.op("Reshape", h, shape=[36, 64])
-    g.output(g.op("FullyConnected", r, g.const("w2", rng.standard_normal((20, 64)).astype(np.float32)), None))
-    src = tmp_path / "m.tinf"
-    src.write_bytes(g.to_bytes())
-    out = tmp_path / "m24.tinf"
-    tinyinfer.prune(str(src), str(out), method="nm", pattern="2:4")
-    xv = rng.standard_normal((1, 6, 6, 32)).astype(np.float32)
+    out, xv = pruned_conv_fc(rng, tmp_path, 64)
     q = quantized(out.read_bytes(), [xv, xv * 2])
     with tinyinfer.load(q, sparse="always") as s, tinyinfer.load(q, sparse=False) as d, tinyinfer.load(q) as a:
         assert len(nm24_ops(s)) == 2, s.passes
