@@ -1,4 +1,3 @@
-#define _GNU_SOURCE
 /* ti_hash64 (tinyinfer_hash.h): eight 64-bit lanes over 64-byte stripes.
  * Each stripe adds to lane i the 32x32->64 product of the halves of
  * (word i ^ key i) and adds word i itself to lane i^1 (so no input bit is

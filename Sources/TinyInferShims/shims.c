@@ -96,7 +96,6 @@ const char *ti_shim_strerror(int err) { return strerror(err); }
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23 /* Linux 5.14 */
 #endif
-
 #ifndef MADV_POPULATE_READ
 #define MADV_POPULATE_READ 22 /* Linux 5.14 */
 #endif
@@ -105,30 +104,29 @@ typedef struct ti_populate_job {
   pthread_t thread;
   char *addr;
   size_t size;
-  int advice; /* MADV_POPULATE_WRITE or _READ */
-  int stop;   /* atomic: set by the owner, which then joins */
+  int stop; /* atomic: set by the owner, which then joins */
 } ti_populate_job;
 
 static void *ti_populate_run(void *arg) {
   ti_populate_job *j = arg;
-  /* Faults every page in (as a write would for _WRITE, without writing:
-   * the owner may be writing the block already). In 256 KB pieces, so that
-   * a free soon after the start does not wait for the rest. An older kernel
+  /* Faults every page in as a write would, without writing: the owner may
+   * be writing the block already. In 256 KB pieces, so that a free soon
+   * after the allocation does not wait for the rest. An older kernel
    * (EINVAL) leaves the pages to their first touch. */
   const size_t piece = (size_t)256 << 10;
   for (size_t at = 0; at < j->size && !__atomic_load_n(&j->stop, __ATOMIC_RELAXED); at += piece) {
     size_t n = j->size - at < piece ? j->size - at : piece;
-    if (madvise(j->addr + at, n, j->advice) != 0) break;
+    if (madvise(j->addr + at, n, MADV_POPULATE_WRITE) != 0) break;
   }
   return NULL;
 }
 
-/* A thread (on another core) populating [addr, addr + size) (page aligned),
- * or NULL when none could be started. */
-static ti_populate_job *ti_populate_start(char *addr, size_t size, int advice) {
+/* A thread (on another core) populating the block [addr, addr + size) for
+ * writing, or NULL when none could be started. */
+static ti_populate_job *ti_populate_start(char *addr, size_t size) {
   ti_populate_job *job = malloc(sizeof *job);
   if (!job) return NULL;
-  job->addr = addr, job->size = size, job->advice = advice, job->stop = 0;
+  job->addr = addr, job->size = size, job->stop = 0;
   int rc = ti_cpu_helper_thread(&job->thread, 0, ti_populate_run, job);
   if (rc != 0) {
     free(job);
@@ -163,7 +161,7 @@ static void *ti_shim_alloc_mode(size_t size, int background) {
     if (m == MAP_FAILED) return NULL;
     p = m;
     ti_populate_job *job = NULL;
-    if (background && (job = ti_populate_start(p, total, MADV_POPULATE_WRITE)) == NULL)
+    if (background && (job = ti_populate_start(p, total)) == NULL)
       (void)madvise(p, total, MADV_POPULATE_WRITE); /* no thread: here */
     *(size_t *)p = total;
     memcpy(p + sizeof(size_t), &job, sizeof job);

@@ -45,8 +45,12 @@ enum FullyConnectedKernel {
   /// for nothing; a session of several rows packs its own copy at bind
   /// (`sessionPackRows`).
   static func packsAtLoad(rows: Int, n: Int, k: Int) -> Bool {
-    rows != 1 || n &* k < (1 << 18)
+    rows != 1 || n &* k &* 4 < inPlaceBytes
   }
+
+  /// From this many bytes of float32 weights, a one-row op's are read in
+  /// place (`packsAtLoad`; `Model` maps their pages at load).
+  static let inPlaceBytes = 1 << 20
 
   /// The rows from which a session packs weights the load left unpacked.
   static let sessionPackRows = 4

@@ -253,7 +253,7 @@ public final class Model {
         continue
       }
       let d = g.tensors[node.inputs[1]]
-      guard d.dtype == .float32, d.nbytes >= 1 << 20, let r = d.constant else { continue }
+      guard d.dtype == .float32, d.nbytes >= FullyConnectedKernel.inPlaceBytes, let r = d.constant else { continue }
       let a = UInt(bitPattern: dataBase + r.lowerBound)
       lo = min(lo, a)
       hi = max(hi, a &+ UInt(d.nbytes))
