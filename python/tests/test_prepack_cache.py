@@ -6,6 +6,7 @@ be turned off; an unwritable folder leaves the load working."""
 
 import ctypes
 import os
+import struct
 import subprocess
 import sys
 from ctypes import byref, c_int32, c_size_t
@@ -320,7 +321,6 @@ def test_image_checksum_matches_the_python_transcription(tmp_path, folder):
     bytes 32..end: 256 KB chunks, chunk i hashed with seed i, folded in
     order (computed here from test_subgraph's transcription of ti_hash64),
     whether the load's thread or the load itself hashed each chunk."""
-    import struct
     from test_subgraph import HP1, HP3, M64, _mix64, reference_hash64
     path = tmp_path / "big.tinf"
     make_model(path, hidden=400)  # an image of about 1.4 MB: 6 chunks, the last one short
@@ -535,3 +535,71 @@ def test_cli_and_info_show_prepack_entries(model, folder):
                            text=True)
     assert clear.returncode == 0 and "removed 2 entries" in clear.stdout
     assert packs(folder) == [] and tinyinfer.info()["cache"]["prepack"]["images"] == 0
+
+
+def _head_model(path, sparse_head=False):
+    """Conv2D 3x3 (packed) -> reshape -> a one-row FullyConnected of 1.1 MB
+    (a classifier head: not packed, read in place; sparse_head: 90% of its
+    weights are zero, so it runs on the sparse kernel)."""
+    rng = np.random.default_rng(11)
+    w1 = rng.standard_normal((24, 3, 3, 3)).astype(np.float32)
+    w2 = rng.standard_normal((320, 6 * 6 * 24)).astype(np.float32)
+    if sparse_head:
+        w2[np.random.default_rng(12).random(w2.shape) < 0.9] = 0
+    b = tinyinfer.GraphBuilder("head")
+    x = b.input("x", (1, 6, 6, 3))
+    c = b.op("Conv2D", x, b.const("w1", w1), padding=1)
+    r = b.op("Reshape", c, shape=[1, 6 * 6 * 24])
+    b.output(b.op("FullyConnected", r, b.const("w2", w2)))
+    b.save(str(path))
+    return lambda xv: ref.fully_connected(ref.conv2d(xv, w1, None, padding=1).reshape(1, -1), w2)
+
+
+def _scanned(image: bytes):
+    """The op indices of an image's scanned-ops table (PrepackImage.swift's layout)."""
+    entries, scanned = struct.unpack_from("<I", image, 32)[0], struct.unpack_from("<I", image, 136)[0]
+    return list(struct.unpack_from(f"<{scanned}I", image, 256 + 32 * entries))
+
+
+def test_image_lists_the_scanned_head_and_a_cached_load_skips_its_scan(tmp_path):
+    """The image names the unpacked head a load scanned and kept dense; a
+    cached load takes it from there (a hit: nothing packed, the head dense,
+    numpy's results). A pruned head is not listed: its cached load scans it
+    and runs it sparse as before. A table naming a packed op is refused."""
+    x = np.random.default_rng(13).standard_normal((1, 6, 6, 3)).astype(np.float32)
+    for sparse_head in (False, True):
+        path = tmp_path / f"head{int(sparse_head)}.tinf"
+        reference = _head_model(path, sparse_head)
+        img = tmp_path / f"head{int(sparse_head)}.pack"
+        _write_image(path, img, b"h" * 32)
+        image = img.read_bytes()
+        assert _scanned(image) == ([] if sparse_head else [2]), _scanned(image)
+        h, state, from_image, packed, note = _load_c(path, img, b"h" * 32)
+        m = tinyinfer.Model(h)
+        try:
+            assert (state, from_image, packed) == (1, 1, 0), (state, from_image, packed, note)
+            sparse_lines = [p for p in m.passes if p.startswith("sparse kernel")]
+            assert len(sparse_lines) == (1 if sparse_head else 0), m.passes
+            np.testing.assert_allclose(m.run(x)[0], reference(x), rtol=1e-4, atol=1e-3)
+        finally:
+            m.close()
+    # the dense head's image forced on the pruned model: refused (another
+    # graph), and the head it lists is scanned after all: sparse, right results
+    reference = _head_model(tmp_path / "head1.tinf", True)
+    h, state, from_image, packed, note = _load_c(tmp_path / "head1.tinf", tmp_path / "head0.pack", b"h" * 32)
+    m = tinyinfer.Model(h)
+    try:
+        assert state == 3 and packed == 1, (state, packed, note)
+        assert len([p for p in m.passes if p.startswith("sparse kernel")]) == 1, m.passes
+        np.testing.assert_allclose(m.run(x)[0], reference(x), rtol=1e-4, atol=1e-3)
+    finally:
+        m.close()
+    # a scanned-ops table naming the packed Conv2D (op 0): refused, and the load packs as usual
+    image = bytearray((tmp_path / "head0.pack").read_bytes())
+    entries = struct.unpack_from("<I", image, 32)[0]
+    struct.pack_into("<I", image, 256 + 32 * entries, 0)
+    bad = tmp_path / "bad.pack"
+    bad.write_bytes(bytes(image))
+    h, state, from_image, packed, note = _load_c(tmp_path / "head0.tinf", bad, b"h" * 32)
+    L.tinf_model_free(h)
+    assert (state, packed) == (3, 1) and "scanned op 0" in note, (state, packed, note)

@@ -63,14 +63,26 @@ def folder(option) -> Optional[str]:
     return os.path.abspath(os.fspath(option))
 
 
+_LEVEL = None
+
+
+def _build():
+    """What an image key takes from the package and this process's library:
+    the package version, and the CPU level and image layout (fixed once the
+    library is loaded: asked once)."""
+    global _LEVEL
+    from . import __version__
+    if _LEVEL is None:
+        _LEVEL = (L.tinf_cpu_isa().decode(), str(L.tinf_prepack_layout_version()))
+    return (__version__,) + _LEVEL
+
+
 class Plan:
     """One load's image: its file and key (from the model's content)."""
 
     def __init__(self, where: str, content: str, flags: int):
-        from . import __version__
-        isa = L.tinf_cpu_isa().decode()
         self.folder = where
-        self.hex = _cache.key("prepack", content, str(flags), __version__, isa, str(L.tinf_prepack_layout_version()))
+        self.hex = _cache.key("prepack", content, str(flags), *_build())
         self.key = bytes.fromhex(self.hex)
         self.path = _cache.entry_path(self.hex, ".pack", where)
 

@@ -48,19 +48,20 @@ struct ByteReader {
 
   /// A count followed by at least `minBytesEach` bytes per element: refuses
   /// counts the remaining bytes cannot hold, so no header can make us
-  /// allocate more than the file's size.
-  mutating func count(minBytesEach: Int, max: Int, _ what: String) throws(TinfError) -> Int {
+  /// allocate more than the file's size. `what` names the count in the
+  /// message, built only when it is refused.
+  mutating func count(minBytesEach: Int, max: Int, _ what: @autoclosure () -> String) throws(TinfError) -> Int {
     let c = Int(try u32())
-    guard c <= max else { throw .format("\(what): count \(c) exceeds the limit \(max)") }
+    guard c <= max else { throw .format("\(what()): count \(c) exceeds the limit \(max)") }
     guard c <= remaining / Swift.max(minBytesEach, 1) else {
-      throw .format("\(what): count \(c) does not fit in the \(remaining) bytes left")
+      throw .format("\(what()): count \(c) does not fit in the \(remaining) bytes left")
     }
     return c
   }
 
   /// A string: u32 byte length then UTF-8 bytes.
-  mutating func string(max: Int = 1 << 20, _ what: String) throws(TinfError) -> String {
-    let n = try count(minBytesEach: 1, max: max, what)
+  mutating func string(max: Int = 1 << 20, _ what: @autoclosure () -> String) throws(TinfError) -> String {
+    let n = try count(minBytesEach: 1, max: max, what())
     try need(n)
     let s = String(decoding: UnsafeRawBufferPointer(rebasing: base[pos..<(pos + n)]), as: UTF8.self)
     pos += n

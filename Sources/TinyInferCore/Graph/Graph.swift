@@ -156,7 +156,9 @@ public struct Graph: Sendable {
 
     // Ops in order: inputs known, outputs produced once, shapes inferred.
     for (k, node) in def.nodes.enumerated() {
-      let ctx = "op \(k) (\(node.op.name))"
+      // The message's prefix, built only when something is wrong (a load of a
+      // valid model would spend a string per op on it otherwise).
+      func ctx() -> String { "op \(k) (\(node.op.name))" }
       var ins: [TensorDesc?] = []
       ins.reserveCapacity(node.inputs.count)
       for idx in node.inputs {
@@ -164,45 +166,45 @@ public struct Graph: Sendable {
           ins.append(nil)
           continue
         }
-        guard idx >= 0 && idx < n else { throw TinfError.format("\(ctx): input index \(idx) out of range") }
+        guard idx >= 0 && idx < n else { throw TinfError.format("\(ctx()): input index \(idx) out of range") }
         guard known[idx], let d = descs[idx] else {
-          throw TinfError.format("\(ctx): input '\(def.tensors[idx].name)' is used before it is produced")
+          throw TinfError.format("\(ctx()): input '\(def.tensors[idx].name)' is used before it is produced")
         }
         ins.append(d)
       }
-      guard !node.outputs.isEmpty else { throw TinfError.format("\(ctx): has no outputs") }
+      guard !node.outputs.isEmpty else { throw TinfError.format("\(ctx()): has no outputs") }
       for idx in node.outputs {
-        guard idx >= 0 && idx < n else { throw TinfError.format("\(ctx): output index \(idx) out of range") }
+        guard idx >= 0 && idx < n else { throw TinfError.format("\(ctx()): output index \(idx) out of range") }
         guard !known[idx] else {
-          throw TinfError.format("\(ctx): output '\(def.tensors[idx].name)' is already produced or constant")
+          throw TinfError.format("\(ctx()): output '\(def.tensors[idx].name)' is already produced or constant")
         }
       }
       var outs: [TensorType]
       do throws(TinfError) {
         outs = try Graph.infer(node, ins, subs, level: level)
       } catch {
-        throw error.prefixed(ctx)
+        throw error.prefixed(ctx())
       }
       guard outs.count == node.outputs.count else {
-        throw TinfError.format("\(ctx): has \(node.outputs.count) outputs, the op makes \(outs.count)")
+        throw TinfError.format("\(ctx()): has \(node.outputs.count) outputs, the op makes \(outs.count)")
       }
       for (j, idx) in node.outputs.enumerated() {
         let spec = def.tensors[idx]
         var o = outs[j]
-        try Graph.checkShape(o.shape, "\(ctx): output '\(spec.name)'")
+        try Graph.checkShape(o.shape, "\(ctx()): output '\(spec.name)'")
         if let d = spec.dtype, d != o.dtype {
-          throw TinfError.format("\(ctx): output '\(spec.name)' is declared \(d.name) but the op makes \(o.dtype.name)")
+          throw TinfError.format("\(ctx()): output '\(spec.name)' is declared \(d.name) but the op makes \(o.dtype.name)")
         }
         if let s = spec.shape, s != o.shape {
           throw TinfError.shape(
-            "\(ctx): output '\(spec.name)' is declared \(describe(s)) but the op makes \(describe(o.shape))")
+            "\(ctx()): output '\(spec.name)' is declared \(describe(s)) but the op makes \(describe(o.shape))")
         }
         if o.quant == nil { o.quant = spec.quant }
         if o.quant == nil && (o.dtype == .int8 || o.dtype == .uint8 || o.dtype == .int16)
           && Registry.writesQuantized(node, ins)
         {
           throw TinfError.format(
-            "\(ctx): output '\(spec.name)' is \(o.dtype.name) but has no quantization parameters (scale, zero point)")
+            "\(ctx()): output '\(spec.name)' is \(o.dtype.name) but has no quantization parameters (scale, zero point)")
         }
         descs[idx] = TensorDesc(name: spec.name, dtype: o.dtype, shape: o.shape, quant: o.quant, constant: nil)
         known[idx] = true
@@ -257,13 +259,14 @@ public struct Graph: Sendable {
     self.subgraphs = g.subgraphs
   }
 
-  static func checkShape(_ shape: [Int], _ what: String) throws(TinfError) {
-    guard shape.count <= maxRank else { throw .format("\(what): rank \(shape.count) exceeds \(maxRank)") }
+  /// `what` names the tensor in the message; built only when the shape is refused.
+  static func checkShape(_ shape: [Int], _ what: @autoclosure () -> String) throws(TinfError) {
+    guard shape.count <= maxRank else { throw .format("\(what()): rank \(shape.count) exceeds \(maxRank)") }
     for d in shape where d < 1 {
-      throw .shape("\(what): dimension \(d) in \(describe(shape)) (every dimension must be >= 1)")
+      throw .shape("\(what()): dimension \(d) in \(describe(shape)) (every dimension must be >= 1)")
     }
     guard elementCount(shape) != nil else {
-      throw .shape("\(what): shape \(describe(shape)) is too large")
+      throw .shape("\(what()): shape \(describe(shape)) is too large")
     }
   }
 }

@@ -31,8 +31,10 @@ import TinyInferShims
 /// | 104 | 16 bytes | CPU level name (`tinf_cpu_isa`; zero padded) |
 /// | 120 | u64 | the model's file size |
 /// | 128 | u64 | checksum of the model's graph section |
-/// | 136 | 120 bytes | zero |
+/// | 136 | u32 | scanned ops |
+/// | 140 | 116 bytes | zero |
 /// | 256 | entries x 32 | op index (u32), zero (u32), n, k, offset of the packed floats (u64 each; a multiple of 64) |
+/// | | scanned x 4 | op index (u32) of each op whose weights the writing load scanned for the sparse kernels and kept dense without packing them (a one-row classifier head) |
 /// | | | the packed floats of each entry, at its offset |
 public enum PrepackImage {
   /// Bumped whenever the image layout or the packed layout of PackedGemm
@@ -45,8 +47,10 @@ public enum PrepackImage {
   /// checksum thread. 6: FullyConnected weights of 1 MB and more on one row
   /// are not packed (`FullyConnectedKernel.packsAtLoad`). (int8 ops are
   /// never listed, whatever kernel they take: the int8 2:4 kernel of stop
-  /// 34 left the rule as it was.)
-  public static let layoutVersion: UInt32 = 6
+  /// 34 left the rule as it was.) 7: the scanned ops (a cached load
+  /// skips their sparse-weight scan too: MobileNetV2's 5 MB head was read
+  /// up to its density threshold on every load).
+  public static let layoutVersion: UInt32 = 7
   static let headerSize = 256
   static let entrySize = 32
   static let maxKey = 64
@@ -200,10 +204,10 @@ public enum PrepackImage {
     return out
   }
 
-  /// The ops the image `o` has entries for (by op index, of `opCount`
-  /// ops), read from its entry table without checking the rest: the load
-  /// skips the sparse-weight scan of these ops (an image lists only ops a
-  /// load with the same key packed dense). Nothing is trusted here:
+  /// The ops the image `o` has entries or scanned ops for (by op index, of
+  /// `opCount` ops), read from its tables without checking the rest: the
+  /// load skips the sparse-weight scan of these ops (an image lists only
+  /// ops a load with the same key kept dense). Nothing is trusted here:
   /// `adopt` checks the image before use, and a load whose image is not
   /// used scans the skipped ops after all (`Model`). All false when there
   /// is no readable image.
@@ -215,9 +219,16 @@ public enum PrepackImage {
       load32(base, 8) == layoutVersion
     else { return listed }
     let count = Int(load32(base, 32))
-    guard count <= opCount, let end = checkedAdd(headerSize, count &* entrySize), end <= size else { return listed }
+    let scanned = Int(load32(base, 136))
+    guard count <= opCount, scanned <= opCount, let end = checkedAdd(headerSize, count &* entrySize &+ scanned &* 4),
+      end <= size
+    else { return listed }
     for e in 0..<count {
       let op = Int(load32(base, headerSize &+ e &* entrySize))
+      if op < opCount { listed[op] = true }
+    }
+    for e in 0..<scanned {
+      let op = Int(load32(base, headerSize &+ count &* entrySize &+ e &* 4))
       if op < opCount { listed[op] = true }
     }
     return listed
@@ -285,7 +296,14 @@ public enum PrepackImage {
     let wanted = matrices.compactMap { $0 }
     let count = Int(load32(base, 32))
     guard count == wanted.count else { return "\(count) packed ops, the model has \(wanted.count)" }
-    guard let tableEnd = checkedAdd(headerSize, count &* entrySize), tableEnd <= size else { return "truncated entry table" }
+    let scanned = Int(load32(base, 136))
+    guard scanned <= matrices.count, let tableEnd = checkedAdd(headerSize, count &* entrySize &+ scanned &* 4),
+      tableEnd <= size
+    else { return "truncated entry table" }
+    for e in 0..<scanned {
+      let op = Int(load32(base, headerSize &+ count &* entrySize &+ e &* 4))
+      guard op < matrices.count, matrices[op] == nil else { return "scanned op \(op) is not an unpacked op of this model" }
+    }
     var e = 0
     for (op, mat) in matrices.enumerated() {
       guard let mat else { continue }
@@ -370,7 +388,7 @@ extension Model {
   /// Bytes of this model's prepack image (header, entries, packed floats), or
   /// 0 when it packed no weights (nothing to cache).
   public var prepackImageSize: Int {
-    var off = PrepackImage.headerSize &+ packedOpCount &* PrepackImage.entrySize
+    var off = PrepackImage.headerSize &+ packedOpCount &* PrepackImage.entrySize &+ scannedOps.count &* 4
     guard packedOpCount > 0 else { return 0 }
     for p in packed {
       guard let p else { continue }
@@ -381,6 +399,20 @@ extension Model {
   }
 
   private var packedOpCount: Int { packed.reduce(0) { $0 &+ ($1 == nil ? 0 : 1) } }
+
+  /// The image's scanned ops: FullyConnected and Conv2D ops with constant
+  /// weights that this load kept on the dense kernels without packing them
+  /// (their sparse-weight scan found them dense).
+  private var scannedOps: [Int] {
+    var out: [Int] = []
+    for (k, node) in graph.nodes.enumerated() where packed[k] == nil && sparse[k] == nil {
+      guard node.op == .fullyConnected || node.op == .conv2D, node.inputs.count >= 2, node.inputs[1] >= 0,
+        graph.tensors[node.inputs[1]].isConstant
+      else { continue }
+      out.append(k)
+    }
+    return out
+  }
 
   /// Writes the prepack image for `key` into `dst` (exactly `prepackImageSize` bytes).
   public func writePrepackImage(key: [UInt8], into dst: UnsafeMutableRawBufferPointer) throws(TinfError) {
@@ -401,7 +433,12 @@ extension Model {
     for (i, b) in PrepackImage.levelName.enumerated() { base.storeBytes(of: b, toByteOffset: 104 &+ i, as: UInt8.self) }
     PrepackImage.store64(base, 120, UInt64(fileSize))
     PrepackImage.store64(base, 128, graphHash)
-    var off = PrepackImage.headerSize &+ packedOpCount &* PrepackImage.entrySize
+    let scanned = scannedOps
+    PrepackImage.store32(base, 136, UInt32(scanned.count))
+    for (i, op) in scanned.enumerated() {
+      PrepackImage.store32(base, PrepackImage.headerSize &+ packedOpCount &* PrepackImage.entrySize &+ i &* 4, UInt32(op))
+    }
+    var off = PrepackImage.headerSize &+ packedOpCount &* PrepackImage.entrySize &+ scanned.count &* 4
     var e = 0
     for (op, p) in packed.enumerated() {
       guard let p else { continue }

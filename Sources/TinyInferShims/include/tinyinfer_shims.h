@@ -43,11 +43,17 @@ void *ti_shim_alloc(size_t size);
  * or faults the rest itself). The block may be written at once;
  * ti_shim_free joins the thread. */
 void *ti_shim_alloc_background(size_t size);
-/* Maps the pages of the range [addr, addr + size) of a mapping now, in one
- * call (MADV_POPULATE_READ; for pages in the page cache about 5 us per MB
- * here, where faulting them one by one on first touch costs many times
- * that); nothing on a kernel older than Linux 5.14. */
-void ti_shim_populate_read(const void *addr, size_t size);
+/* Maps the pages of the range [addr, addr + size) of a mapping
+ * (MADV_POPULATE_READ: for pages in the page cache far cheaper than
+ * faulting them one by one on first touch; nothing on a kernel older than
+ * Linux 5.14) on a thread of its own, placed off the caller's CPU, while
+ * the caller goes on; the pages are usable at once (a page the thread has
+ * not reached is faulted by its first touch). Returns the job, which
+ * ti_shim_populate_stop must be given before the range is unmapped, or
+ * NULL (nothing to stop: done in the call when no thread could be started). */
+void *ti_shim_populate_read_background(const void *addr, size_t size);
+/* Stops and joins a ti_shim_populate_read_background job; NULL: nothing. */
+void ti_shim_populate_stop(void *job);
 /* ti_shim_alloc's block with every byte zero (a large block is mapped
  * zeroed by the kernel: no second pass over it). */
 void *ti_shim_alloc_zeroed(size_t size);
