@@ -192,6 +192,10 @@ void *ti_shim_alloc_zeroed(size_t size) {
   return q;
 }
 
+int ti_shim_alloc_mapped(const void *q) {
+  return q && *(const size_t *)((const char *)q - TI_ALLOC_HEADER) != 0;
+}
+
 void ti_shim_free(void *q) {
   if (!q) return;
   char *p = (char *)q - TI_ALLOC_HEADER;

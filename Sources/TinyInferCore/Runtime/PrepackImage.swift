@@ -319,7 +319,10 @@ public enum PrepackImage {
     guard sum() == load64(base, 24) else { return "checksum mismatch (corrupt)" }
     // Samples of every entry against the model's weights (the packed layout
     // of PackedGemm.pack): catches an image of another model that passed the
-    // checks above.
+    // checks above. The first 8 and the last 8 weights: two pages of the
+    // model's file at most (a cached load reads its weights nowhere else;
+    // 16 samples spread over each tensor faulted about 500 pages of
+    // MobileNetV2's file in, 0.15 ms).
     e = 0
     for mat in wanted {
       let off = Int(truncatingIfNeeded: load64(base, headerSize &+ e &* entrySize &+ 24))
@@ -327,7 +330,7 @@ public enum PrepackImage {
       let total = mat.n &* mat.k
       let samples = min(total, 16)
       for s in 0..<samples {
-        let idx = s == samples &- 1 ? total &- 1 : s &* (total / samples)
+        let idx = s < samples / 2 ? s : total &- (samples &- s)
         let row = idx / mat.k
         let col = idx &- row &* mat.k
         let at = (row / PackedGemm.nr) &* mat.k &* PackedGemm.nr &+ col &* PackedGemm.nr &+ row % PackedGemm.nr

@@ -58,6 +58,9 @@ void ti_shim_populate_stop(void *job);
  * zeroed by the kernel: no second pass over it). */
 void *ti_shim_alloc_zeroed(size_t size);
 void ti_shim_free(void *p);
+/* 1 when the block `p` (of ti_shim_alloc or ti_shim_alloc_background) is a
+ * mapping of its own: every byte reads zero until written. 0 otherwise. */
+int ti_shim_alloc_mapped(const void *p);
 
 /* QLinearFit.fit's scan (Kernels/Quant/QLinearFit.swift): rows x1 =
  * x1lo ..< x1lo + n1 of `target` (n2 int8 values each, for x2 = x2lo ..<
