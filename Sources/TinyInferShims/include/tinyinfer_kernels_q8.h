@@ -57,7 +57,7 @@ typedef struct ti_q8_prelu16 {
 #define TI_Q8_RQ_FLOAT (-1)
 
 /* Bytes per block of 16 channels of rq_prepare's output. */
-#define TI_Q8_RQ_BLOCK_BYTES 768
+#define TI_Q8_RQ_BLOCK_BYTES 1024
 /* An int8 depthwise layer with depth multiplier 1 and c >= 16 (QDepthwiseConv2D
  * in Swift) for dw_prep and dw_rows: weights w [kh, kw, c], bias (c int32 or
  * NULL), the requantization table (as in `requantize`); the image h x in_w
