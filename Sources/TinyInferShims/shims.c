@@ -106,6 +106,7 @@ typedef struct ti_populate_job {
   size_t size;
   int advice; /* MADV_POPULATE_WRITE (an arena) or MADV_POPULATE_READ (a file's pages) */
   int stop;   /* atomic: set by the owner, which then joins */
+  pid_t pid;  /* the process that started the thread (a forked child has no such thread) */
 } ti_populate_job;
 
 static void *ti_populate_run(void *arg) {
@@ -131,7 +132,7 @@ static void *ti_populate_run(void *arg) {
 static ti_populate_job *ti_populate_start(char *addr, size_t size, int advice) {
   ti_populate_job *job = malloc(sizeof *job);
   if (!job) return NULL;
-  job->addr = addr, job->size = size, job->advice = advice, job->stop = 0;
+  job->addr = addr, job->size = size, job->advice = advice, job->stop = 0, job->pid = getpid();
   int rc = ti_cpu_helper_thread(&job->thread, 0, ti_populate_run, job);
   if (rc != 0) {
     free(job);
@@ -142,8 +143,13 @@ static ti_populate_job *ti_populate_start(char *addr, size_t size, int advice) {
 
 static void ti_populate_stop(ti_populate_job *job) {
   if (!job) return;
-  __atomic_store_n(&job->stop, 1, __ATOMIC_RELAXED);
-  pthread_join(job->thread, NULL);
+  /* In a child forked while the thread ran (a model loaded, then a
+   * multiprocessing pool started), the thread does not exist: joining it
+   * would wait forever. The child's copy of the range needs no one. */
+  if (job->pid == getpid()) {
+    __atomic_store_n(&job->stop, 1, __ATOMIC_RELAXED);
+    pthread_join(job->thread, NULL);
+  }
   free(job);
 }
 

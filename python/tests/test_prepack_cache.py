@@ -9,6 +9,7 @@ import os
 import struct
 import subprocess
 import sys
+import time
 from ctypes import byref, c_int32, c_size_t
 
 import numpy as np
@@ -603,3 +604,41 @@ def test_image_lists_the_scanned_head_and_a_cached_load_skips_its_scan(tmp_path)
     h, state, from_image, packed, note = _load_c(tmp_path / "head0.tinf", bad, b"h" * 32)
     L.tinf_model_free(h)
     assert (state, packed) == (3, 1) and "scanned op 0" in note, (state, packed, note)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_child_forked_while_the_head_is_mapped_frees_the_model(tmp_path):
+    """A model whose large one-row head has its pages mapped by a thread of
+    its own (still running when load returns: it takes about a millisecond
+    here), then a fork at once (a multiprocessing pool started after a
+    load): the child, which has no such thread, frees the model and exits
+    cleanly within the deadline, and the parent's model still runs."""
+    k, n = 4096, 2048  # 32 MB of weights: their thread runs for milliseconds
+    b = tinyinfer.GraphBuilder("bighead")
+    x = b.input("x", (1, k))
+    b.output(b.op("FullyConnected", x, b.const("w", np.ones((n, k), np.float32))))
+    path = tmp_path / "bighead.tinf"
+    b.save(str(path))
+    for _ in range(3):
+        m = tinyinfer.load(path, prepack_cache=False)
+        pid = os.fork()
+        if pid == 0:  # the child: free the model, then leave without Python's exit handlers
+            try:
+                m.close()
+                os._exit(0)
+            except BaseException:
+                os._exit(1)
+        deadline = time.monotonic() + 30
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            if time.monotonic() > deadline:
+                os.kill(pid, 9)
+                os.waitpid(pid, 0)
+                pytest.fail("the forked child hung freeing the model")
+            time.sleep(0.01)
+        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+        (y,) = m.run(np.ones((1, k), np.float32))
+        assert np.all(y == k)
+        m.close()
