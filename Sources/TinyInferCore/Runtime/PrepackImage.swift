@@ -49,7 +49,9 @@ public enum PrepackImage {
   /// never listed, whatever kernel they take: the int8 2:4 kernel of stop
   /// 34 left the rule as it was.) 7: the scanned ops (a cached load
   /// skips their sparse-weight scan too: MobileNetV2's 5 MB head was read
-  /// up to its density threshold on every load).
+  /// up to its density threshold on every load). Scanned ops may be int8
+  /// ones, so from 7 on a change to the rules that choose a sparse kernel
+  /// for any op (`SparseGemm.prepare`), float32 or int8, needs a new version.
   public static let layoutVersion: UInt32 = 7
   static let headerSize = 256
   static let entrySize = 32
