@@ -181,15 +181,21 @@ print(tinyinfer.info()["isa"], auto)
 """
 
 
+def chosen_at_level(script: str, level: str) -> int:
+    """Runs `script` (it prints the level it ran at and a count) in a fresh
+    process forced to `level`; skips when the CPU runs another level."""
+    env = dict(os.environ, TINYINFER_ISA=level, PYTHONPATH=os.pathsep.join([os.path.dirname(HERE), HERE]))
+    r = subprocess.run([sys.executable, "-c", script, HERE], env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    got, chosen = r.stdout.split()
+    if got != level:
+        pytest.skip(f"this CPU runs {got}, not {level}")
+    return int(chosen)
+
+
 @pytest.mark.parametrize("level,auto", [("baseline", 0), ("avx2", 1), ("avx512", 0)])
 def test_at_each_cpu_level_and_where_it_is_chosen_by_itself(level, auto):
     """Every level computes it right (baseline selects lane by lane); the
     default load takes it only where it measured faster than the dense
     GEMM (AVX2)."""
-    env = dict(os.environ, TINYINFER_ISA=level, PYTHONPATH=os.pathsep.join([os.path.dirname(HERE), HERE]))
-    r = subprocess.run([sys.executable, "-c", LEVEL_SCRIPT, HERE], env=env, capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
-    got, chosen = r.stdout.split()
-    if got != level:
-        pytest.skip(f"this CPU runs {got}, not {level}")
-    assert int(chosen) == auto
+    assert chosen_at_level(LEVEL_SCRIPT, level) == auto

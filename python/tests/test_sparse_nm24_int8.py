@@ -5,18 +5,12 @@ the dense int8 kernels' byte for byte (sparse=False loads), with the float32
 output stage of int8-static models and with the fixed-point one, at each
 forced CPU level (the AVX2 shuffles, the lane-by-lane code elsewhere)."""
 
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 
 import tinyinfer
 from test_sparse import conv1x1_model, fc_model
-from test_sparse_nm24 import nm24_ops, nm24_weights, pruned_conv_fc, sparse_ops
-
-HERE = os.path.dirname(os.path.abspath(__file__))
+from test_sparse_nm24 import chosen_at_level, nm24_ops, nm24_weights, pruned_conv_fc, sparse_ops
 
 
 def quantized(data, calib, requant="float32"):
@@ -136,10 +130,4 @@ print(tinyinfer.info()["isa"], min(auto))
 
 @pytest.mark.parametrize("level,auto", [("baseline", 0), ("avx2", 1), ("avx512", 0)])
 def test_at_each_cpu_level_and_where_it_is_chosen_by_itself(level, auto):
-    env = dict(os.environ, TINYINFER_ISA=level, PYTHONPATH=os.pathsep.join([os.path.dirname(HERE), HERE]))
-    r = subprocess.run([sys.executable, "-c", LEVEL_SCRIPT, HERE], env=env, capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
-    got, chosen = r.stdout.split()
-    if got != level:
-        pytest.skip(f"this CPU runs {got}, not {level}")
-    assert int(chosen) == auto
+    assert chosen_at_level(LEVEL_SCRIPT, level) == auto
