@@ -22,12 +22,7 @@ def _head(source, n: int = 8) -> bytes:
     if isinstance(source, (bytes, bytearray, memoryview)):
         return bytes(source[:n])
     try:
-        # os.open/os.read: no buffered file object for 8 bytes (every load of a path reads them)
-        fd = os.open(source, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0))
-        try:
-            return os.read(fd, n)
-        finally:
-            os.close(fd)
+        return _cache.read_prefix(source, n)
     except OSError:
         return b""  # the loader reports the missing or unreadable file
 

@@ -222,6 +222,18 @@ def put_raw(k: str, data, suffix: str, folder: Optional[str] = None) -> Optional
 _HEX64 = re.compile(rb"^[0-9a-f]{64}$")
 
 
+def read_prefix(path, n: int) -> bytes:
+    """The first `n` bytes of a file (fewer when it is shorter), with
+    os.open/os.read: no buffered file object for a few bytes (every load
+    reads a model's magic and, with the prepack cache, its `.ref`).
+    Non-blocking, so a FIFO does not hang the read. Raises OSError."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0))
+    try:
+        return os.read(fd, n)
+    finally:
+        os.close(fd)
+
+
 def file_content_hash(path: str, folder: Optional[str] = None) -> Optional[str]:
     """The sha256 hex of a file's bytes, through its identity's `<id>.ref`
     entry in `folder` (default cache_dir()): hashed only when the file is new
@@ -237,13 +249,7 @@ def file_content_hash(path: str, folder: Optional[str] = None) -> Optional[str]:
     ident = key("prepack-ref", f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}")
     ref = entry_path(ident, ".ref", folder)
     try:
-        # os.open/os.read: no buffered file object for 64 bytes (this runs on
-        # every load that uses the prepack cache).
-        fd = os.open(ref, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0))
-        try:
-            text = os.read(fd, 65)
-        finally:
-            os.close(fd)
+        text = read_prefix(ref, 65)
         if _HEX64.match(text):
             return text.decode()
     except OSError:
