@@ -18,6 +18,8 @@ Per-op rows are printed when both sides have the same ops (two libraries,
 or sparse against dense); two different models get their totals per op
 type only.
 
+THREADS=2: each side's session runs with two threads (default one).
+
 Inputs: random integers in [-128, 127) of the first input's dtype and
 shape (SHAPE=1,3,40 gives another shape).
 """
@@ -34,7 +36,7 @@ import sys, json, numpy as np
 sys.path.insert(0, sys.argv[3])
 import tinyinfer
 sparse = {"0": False, "1": True, "always": "always"}[sys.argv[4]]
-m = tinyinfer.load(sys.argv[1], sparse=sparse); s = m.session(threads=1)
+m = tinyinfer.load(sys.argv[1], sparse=sparse); s = m.session(threads=int(sys.argv[5]))
 spec = m.inputs[0]
 shape = tuple(int(v) for v in sys.argv[2].split(",")) if sys.argv[2] else tuple(spec.shape)
 x = np.random.default_rng(0).integers(-128, 127, shape).astype(np.dtype(spec.dtype))
@@ -52,12 +54,13 @@ def main():
     models = [model, os.environ.get("MODEL_B", model)]
     sparse = [os.environ.get("SPARSE_A", "1"), os.environ.get("SPARSE_B", "1")]
     shape = os.environ.get("SHAPE", "")
+    threads = os.environ.get("THREADS", "1")
     ops, res = [None, None], [[], []]
     for _ in range(rounds):
         for i, lib in enumerate(libs):
             env = dict(os.environ, TINYINFER_LIB=lib)
             out = subprocess.run(
-                [sys.executable, "-c", CHILD, models[i], shape, os.path.join(os.path.dirname(HERE), "python"), sparse[i]],
+                [sys.executable, "-c", CHILD, models[i], shape, os.path.join(os.path.dirname(HERE), "python"), sparse[i], threads],
                 env=env, capture_output=True, text=True)
             if out.returncode:
                 sys.exit(out.stderr.strip().splitlines()[-1])

@@ -149,6 +149,23 @@ def test_conv2d_threads(threads, k, groups):
     np.testing.assert_array_equal(a, bb)
 
 
+@pytest.mark.parametrize("threads", [2, 3, 4])
+@pytest.mark.parametrize("shape,cout,strides", [
+    ((1, 4, 4, 40), 200, 1),   # 16 pixels: 13 panels, the last of 8 columns
+    ((1, 4, 6, 24), 1280, 1),  # 24 pixels
+    ((2, 2, 2, 16), 72, 1),    # batch 2, 8 pixels
+    ((1, 8, 8, 32), 96, 2),    # strided 1x1 without padding: 16 pixels read in place
+])
+def test_conv2d_1x1_few_pixels_threads(threads, shape, cout, strides):
+    # 1x1 layers on few pixels: the threads may split the column panels
+    # instead of the pixels (PackedGemm.panelsSplitBetter); every split
+    # gives the reference's result.
+    rng = np.random.default_rng(11)
+    x, wt, b = rnd(rng, *shape), rnd(rng, cout, 1, 1, shape[3]), rnd(rng, cout)
+    want = ref.conv2d(x, wt, b, strides=(strides, strides), activation=3)
+    close(run("Conv2D", x, wt, b, threads=threads, strides=[strides, strides], activation=3), want)
+
+
 @pytest.mark.parametrize("bad", [
     dict(groups=3),  # Cin 4 not divisible
     dict(groups=0),

@@ -159,8 +159,26 @@ enum Conv2DKernel {
     let panels = (cout + PackedGemm.nr - 1) / PackedGemm.nr
     // Chunks of at least about 32K multiply-adds (and whole tiles).
     let minChunk = max(kern.gemm_mr, minChunkFor(perItem: k &* cout, grain: 1 << 15))
+    // Rows read in place and few pixels (a 1x1 layer on an 8x8 or 4x4
+    // image): the threads split the column panels instead of the pixels
+    // when that leaves the busiest thread fewer tile-panel products
+    // (a tile computes all its rows: 16 pixels over two threads are two
+    // tiles each, against three tiles on half the panels) and each reads
+    // half the weights.
+    let splitPanels =
+      (contiguous || direct) && !tile8
+      && PackedGemm.panelsSplitBetter(pixels: pixels, panels: panels, mr: tileRows, threads: ctx.pool.threads)
+    let minPanels = max(1, minChunkFor(perItem: pixels &* k &* PackedGemm.nr, grain: 1 << 15))
     return { () throws(TinfError) in
       withExtendedLifetime((packed, zeros, pointers, edges, rowPtrs, rowEdges)) {}
+      if splitPanels {
+        forEachChunk(pool, panels, minChunk: minPanels) { _, ps in
+          PackedGemm.run(
+            kern, rows: 0..<pixels, panels: ps, k: k, n: cout, packed: w, bias: bias, lo: lo, hi: hi, y: y, ldy: cout
+          ) { m in x + (contiguous ? m : d.directPixel(m)) &* cin }
+        }
+        return
+      }
       forEachChunk(pool, pixels, minChunk: minChunk) { chunk, range in
         if tile8 {
           // Tiles of gemm_mr8 rows; fewer than 4 left (one chain per row
