@@ -173,13 +173,19 @@ enum Conv2DKernel {
       withExtendedLifetime((packed, zeros, pointers, edges, rowPtrs, rowEdges)) {}
       if splitPanels {
         forEachChunk(pool, panels, minChunk: minPanels) { _, ps in
+          if contiguous {
+            PackedGemm.runStrided(
+              kern, rows: 0..<pixels, a: x, lda: cin, panels: ps, k: k, n: cout, packed: w, bias: bias, lo: lo,
+              hi: hi, y: y, ldy: cout)
+            return
+          }
           PackedGemm.run(
             kern, rows: 0..<pixels, panels: ps, k: k, n: cout, packed: w, bias: bias, lo: lo, hi: hi, y: y, ldy: cout
-          ) { m in x + (contiguous ? m : d.directPixel(m)) &* cin }
+          ) { m in x + d.directPixel(m) &* cin }
         }
         return
       }
-      forEachChunk(pool, pixels, minChunk: minChunk) { chunk, range in
+      forEachChunk(pool, pixels, minChunk: minChunk, align: tile8 ? kern.gemm_mr8 : tileRows) { chunk, range in
         if tile8 {
           // Tiles of gemm_mr8 rows; fewer than 4 left (one chain per row
           // would be latency bound over k: a single pixel's 1x1
@@ -194,17 +200,16 @@ enum Conv2DKernel {
             m &+= count
           }
           if m < range.upperBound {
-            PackedGemm.run(
-              kern, rows: m..<range.upperBound, panels: 0..<panels, k: k, n: cout, packed: w, bias: bias, lo: lo,
-              hi: hi, y: y, ldy: cout
-            ) { r in x + r &* cin }
+            PackedGemm.runStrided(
+              kern, rows: m..<range.upperBound, a: x, lda: cin, panels: 0..<panels, k: k, n: cout, packed: w,
+              bias: bias, lo: lo, hi: hi, y: y, ldy: cout)
           }
           return
         }
         if contiguous {
-          PackedGemm.run(
-            kern, rows: range, panels: 0..<panels, k: k, n: cout, packed: w, bias: bias, lo: lo, hi: hi, y: y, ldy: cout
-          ) { m in x + m &* cin }
+          PackedGemm.runStrided(
+            kern, rows: range, a: x, lda: cin, panels: 0..<panels, k: k, n: cout, packed: w, bias: bias, lo: lo,
+            hi: hi, y: y, ldy: cout)
           return
         }
         if direct {
@@ -259,10 +264,9 @@ enum Conv2DKernel {
             cursor.advance(1)
           }
           let src = UnsafePointer(buf)
-          PackedGemm.run(
-            kern, rows: 0..<count, panels: 0..<panels, k: k, n: cout, packed: w, bias: bias, lo: lo, hi: hi,
-            y: y + p &* cout, ldy: cout
-          ) { m in src + m &* k }
+          PackedGemm.runStrided(
+            kern, rows: 0..<count, a: src, lda: k, panels: 0..<panels, k: k, n: cout, packed: w, bias: bias, lo: lo,
+            hi: hi, y: y + p &* cout, ldy: cout)
           p &+= block
         }
       }

@@ -90,15 +90,15 @@ enum FullyConnectedKernel {
         _ = packed
         if m >= kern.gemm_mr &* pool.threads || panels < 2 {
           pool.parallelRanges(m, minChunk: minRows) { rows in
-            PackedGemm.run(
-              kern, rows: rows, panels: 0..<panels, k: k, n: n, packed: wp, bias: bias, lo: lo, hi: hi, y: y, ldy: n
-            ) { r in x + r &* k }
+            PackedGemm.runStrided(
+              kern, rows: rows, a: x, lda: k, panels: 0..<panels, k: k, n: n, packed: wp, bias: bias, lo: lo, hi: hi,
+              y: y, ldy: n)
           }
         } else {
           pool.parallelRanges(panels, minChunk: minPanels) { ps in
-            PackedGemm.run(
-              kern, rows: 0..<m, panels: ps, k: k, n: n, packed: wp, bias: bias, lo: lo, hi: hi, y: y, ldy: n
-            ) { r in x + r &* k }
+            PackedGemm.runStrided(
+              kern, rows: 0..<m, a: x, lda: k, panels: ps, k: k, n: n, packed: wp, bias: bias, lo: lo, hi: hi, y: y,
+              ldy: n)
           }
         }
       }

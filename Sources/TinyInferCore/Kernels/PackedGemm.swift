@@ -65,6 +65,22 @@ enum PackedGemm {
     return byPanels &* 4 <= byRows &* 3
   }
 
+  /// PackedGemm.run on rows at a fixed stride (row r at a + r * lda): the
+  /// same tiles and kernels, looped in C by the level's gemm_rows (no call
+  /// and pointer table per tile from here: a narrow layer's tile is a few
+  /// dozen cycles).
+  @inline(__always)
+  static func runStrided(
+    _ kern: ti_f32_kernels, rows: Range<Int>, a: UnsafePointer<Float>, lda: Int, panels: Range<Int>, k: Int, n: Int,
+    packed: UnsafePointer<Float>, bias: UnsafePointer<Float>?, lo: Float, hi: Float, y: UnsafeMutablePointer<Float>,
+    ldy: Int
+  ) {
+    guard !rows.isEmpty, !panels.isEmpty else { return }
+    kern.gemm_rows(
+      a + rows.lowerBound &* lda, lda, rows.count, k, packed, panels.lowerBound, panels.upperBound, bias, n, lo, hi,
+      y + rows.lowerBound &* ldy, ldy)
+  }
+
   static func run(
     _ kern: ti_f32_kernels, rows: Range<Int>, panels: Range<Int>, k: Int, n: Int, packed: UnsafePointer<Float>,
     bias: UnsafePointer<Float>?, lo: Float, hi: Float, y: UnsafeMutablePointer<Float>, ldy: Int,

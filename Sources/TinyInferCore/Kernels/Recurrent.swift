@@ -388,10 +388,9 @@ enum RecurrentKernel {
       let pb: UnsafePointer<Float>? = bias == nil ? nil : UnsafePointer(inBias.base)
       let wp = UnsafePointer(wPacked.base)
       pool.parallelRanges(rows, minChunk: max(1, 32768 / max(1, i &* dgh))) { range in
-        PackedGemm.run(
-          kern, rows: range, panels: 0..<wPanels, k: i, n: dgh, packed: wp, bias: pb, lo: lo, hi: hi, y: xw.base,
-          ldy: dgh
-        ) { row in x + row &* i }
+        PackedGemm.runStrided(
+          kern, rows: range, a: x, lda: i, panels: 0..<wPanels, k: i, n: dgh, packed: wp, bias: pb, lo: lo, hi: hi,
+          y: xw.base, ldy: dgh)
       }
       if d == 2 {
         pool.parallelRanges(2, minChunk: 1) { range in

@@ -225,10 +225,9 @@ enum TransposeConv2DKernel {
               continue
             }
             let tap = UnsafePointer(packed.base + (i &* kw &+ j) &* per)
-            PackedGemm.run(
-              kern, rows: first..<end, panels: 0..<panels, k: cin, n: cout, packed: tap, bias: bias, lo: lo, hi: hi,
-              y: yrow + (j &- padL) &* cout, ldy: sw &* cout
-            ) { m in xrow + m &* cin }
+            PackedGemm.runStrided(
+              kern, rows: first..<end, a: xrow, lda: cin, panels: 0..<panels, k: cin, n: cout, packed: tap,
+              bias: bias, lo: lo, hi: hi, y: yrow + (j &- padL) &* cout, ldy: sw &* cout)
           }
           if dots { clampRange(yrow, ow &* cout, act, lo, hi) }
         }

@@ -28,6 +28,12 @@ typedef struct ti_f32_kernels {
    * each): y[col] for the panels' columns below n. */
   void (*_Nonnull gemm_row)(const float *a, long k, const float *packed, long p0, long p1,
                             const float *_Nullable bias, long n, float lo, float hi, float *y);
+  /* Rows 0..<rows of a (row r at a + r * lda, k floats) against panels
+   * p0..<p1, stored at y + r * ldy: gemm_tile on tiles of gemm_mr rows
+   * (the rows left in a last tile), a single last row through gemm_row,
+   * looped in C. */
+  void (*_Nonnull gemm_rows)(const float *a, long lda, long rows, long k, const float *packed, long p0, long p1,
+                             const float *_Nullable bias, long n, float lo, float hi, float *y, long ldy);
   /* Rows of gemm_tile8 (at least gemm_mr where the level has a wider
    * tile for 8 columns; equal to it elsewhere). */
   long gemm_mr8;
