@@ -166,6 +166,32 @@ def test_conv2d_1x1_few_pixels_threads(threads, shape, cout, strides):
     close(run("Conv2D", x, wt, b, threads=threads, strides=[strides, strides], activation=3), want)
 
 
+def test_conv_depthwise_chain_threads_repeatable():
+    # More threads than this machine's CPUs (chunks run in ever different
+    # orders, some on preempted threads): every run gives the one-thread
+    # result bit for bit (chunk boundaries fall on whole GEMM tiles and
+    # image rows, so no output is computed differently).
+    rng = np.random.default_rng(13)
+    x = rnd(rng, 1, 24, 24, 16)
+    w1, b1 = rnd(rng, 48, 1, 1, 16), rnd(rng, 48)
+    w2, b2 = rnd(rng, 1, 3, 3, 48), rnd(rng, 48)
+    w3, b3 = rnd(rng, 24, 1, 1, 48), rnd(rng, 24)
+    g = ti.GraphBuilder("chain")
+    xi = g.input("x", x.shape, dtype=np.float32)
+    h = g.op("Conv2D", xi, g.const("w1", w1), g.const("b1", b1), activation=3)
+    h = g.op("DepthwiseConv2D", h, g.const("w2", w2), g.const("b2", b2), padding=1, activation=3)
+    g.output(g.op("Conv2D", h, g.const("w3", w3), g.const("b3", b3)))
+    want = ref.conv2d(ref.depthwise_conv2d(ref.conv2d(x, w1, b1, activation=3), w2, b2, padding=1, activation=3),
+                      w3, b3)
+    with g.load(threads=1) as m:
+        (one,) = m.run([x])
+    close(one, want)
+    with g.load(threads=5) as m:
+        for _ in range(30):
+            (got,) = m.run([x])
+            np.testing.assert_array_equal(got, one)
+
+
 @pytest.mark.parametrize("bad", [
     dict(groups=3),  # Cin 4 not divisible
     dict(groups=0),

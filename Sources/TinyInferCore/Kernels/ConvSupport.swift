@@ -22,12 +22,25 @@ final class IntTable {
 /// Splits `0..<total` into at most `pool.threads` chunks of at least
 /// `minChunk` items and runs `body(chunk, range)` on each; `chunk` is in
 /// `0..<pool.threads`, so it can index per-thread scratch. A single chunk runs
-/// inline on the calling thread.
+/// inline on the calling thread. With `align` > 1 the chunk boundaries are
+/// multiples of `align` (a GEMM's tile rows): every row then lands in a
+/// tile of the same height whatever the thread count, so the results do
+/// not depend on it (a split inside a tile would send a last row through
+/// the one-row kernel, which sums in another order).
 @inline(__always)
-func forEachChunk(_ pool: ThreadPool, _ total: Int, minChunk: Int, _ body: (Int, Range<Int>) -> Void) {
+func forEachChunk(_ pool: ThreadPool, _ total: Int, minChunk: Int, align: Int = 1, _ body: (Int, Range<Int>) -> Void) {
   let chunks = min(pool.threads, max(1, total / max(minChunk, 1)))
   if chunks <= 1 {
     body(0, 0..<total)
+    return
+  }
+  if align > 1 {
+    let units = (total &+ align &- 1) / align
+    pool.parallelFor(chunks) { c in
+      let lo = min(total, units &* c / chunks &* align)
+      let hi = min(total, units &* (c &+ 1) / chunks &* align)
+      if lo < hi { body(c, lo..<hi) }
+    }
     return
   }
   pool.parallelFor(chunks) { c in
