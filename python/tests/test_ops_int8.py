@@ -1254,6 +1254,29 @@ def test_activations_long_rows(op, n):
     same(g.run(y), want)
 
 
+@pytest.mark.parametrize("op", ["HardSwish", "Logistic", "Tanh", "LeakyRelu"])
+@pytest.mark.parametrize("params", range(len(ACT_PARAMS)))
+def test_activations_every_value_in_every_lane(op, params):
+    """The table lookup with every int8 value at every position of a
+    32-value step (block b, position l holds (b + l) mod 256, and a tail of
+    19): at AVX2 the 16 vpshufb rows paired by the index's sign bit and the
+    blends by its bits 4 to 6, each pair and each blend seen with every
+    value in every byte lane."""
+    xq, yq = ACT_PARAMS[params]
+    if op == "HardSwish" and params == 2:
+        yq = (np.float32(0.05), 3)
+    if op == "Logistic":
+        yq = (np.float32(1 / 256), -128)
+    b, lane = np.meshgrid(np.arange(256), np.arange(32), indexing="ij")
+    x = np.concatenate([((b + lane) % 256 - 128).ravel(), np.arange(-128, -109)]).astype(np.int8)
+    attrs = {"alpha": 0.3} if op == "LeakyRelu" else {}
+    g = Q()
+    y = g.op(op, g.input(x, xq), q=yq, **attrs)
+    want = R.leaky_relu(x, xq, yq, 0.3) if op == "LeakyRelu" else \
+        {"HardSwish": R.hard_swish, "Logistic": R.logistic, "Tanh": R.tanh}[op](x, xq, yq)
+    same(g.run(y), want)
+
+
 @pytest.mark.parametrize("op", ["Relu", "Relu6", "LeakyRelu", "HardSwish", "Logistic", "Tanh"])
 @pytest.mark.parametrize("params", range(len(ACT_PARAMS)))
 def test_activations(op, params):
