@@ -270,6 +270,54 @@ def test_fully_connected_gemv_weights_within_127(k, n):
                 same(g.run(y, threads=threads), R.fully_connected(x, xq, w, (np.float32(0.01), 0), bias, yq))
 
 
+@pytest.mark.parametrize("m", [2, 3, 4, 5, 7, 9, 12, 13, 20])
+@pytest.mark.parametrize("k,n", [(387, 128), (33, 70), (4, 16), (130, 33)])
+def test_fully_connected_gemv_tail_rows(m, k, n):
+    """Rows past the last whole block of eight, at most four of them (and a
+    batch of two to four), run one at a time through the one-row kernel
+    of weights within [-127, 127] (gemv_s7 at AVX2), the block before them
+    through the eight-row tiles; five to seven left keep the tiles. Extreme
+    activations and weights (the largest vpmaddubsw pair sums), a weight of
+    -128 (the tiles only), one and two threads. Bit for bit TFLite's
+    arithmetic."""
+    rng = np.random.default_rng(m * 100 + k + n)
+    xq, yq = (np.float32(0.05), -7), (np.float32(0.3 * np.sqrt(k)), 2)
+    bias = rng.integers(-5000, 5000, size=n).astype(np.int32)
+    x_extreme = np.where(rng.random((m, k)) < 0.5, -128, 127).astype(np.int8)
+    w_extreme = np.where(rng.random((n, k)) < 0.5, -127, 127).astype(np.int8)
+    w_any = rng.integers(-127, 128, size=(n, k)).astype(np.int8)
+    w_minus = w_any.copy()
+    w_minus[n // 2, k // 3] = -128
+    for x in (x_extreme, rand_i8(rng, m, k)):
+        for w in (w_extreme, w_any, w_minus):
+            for threads in (1, 2):
+                g = Q()
+                y = g.op("FullyConnected", g.input(x, xq), g.const(w, np.float32(0.01)), g.const(bias), q=yq)
+                same(g.run(y, threads=threads), R.fully_connected(x, xq, w, (np.float32(0.01), 0), bias, yq))
+
+
+@pytest.mark.parametrize("w_out", [1, 2, 3, 4, 5, 12, 13])
+def test_conv2d_few_pixels(w_out):
+    """A 1-D convolution over a few pixels (silero VAD's encoder: 1x3
+    windows, 129 and 128 channels): the packed GEMM's rows are the pixels,
+    fewer than eight or a few past a block, one at a time through the
+    one-row kernel where the weights are within [-127, 127]."""
+    rng = np.random.default_rng(4700 + w_out)
+    cin, cout = 129, 128
+    x = rand_i8(rng, 1, 1, w_out, cin)
+    xq, yq = (np.float32(0.04), -128), (np.float32(0.1), -128)
+    for wmin in (-127, -128):
+        w = rng.integers(wmin, 128, size=(cout, 1, 3, cin)).astype(np.int8)
+        ws = (rng.uniform(0.001, 0.1, size=cout)).astype(np.float32)
+        bias = rng.integers(-20000, 20000, size=cout).astype(np.int32)
+        pads = (0, 0, 1, 1)
+        for threads in (1, 2):
+            g = Q()
+            y = g.op("Conv2D", g.input(x, xq), g.const(w, ws, axis=0), g.const(bias), q=yq, padding=2, pads=pads,
+                     activation=1)
+            same(g.run(y, threads=threads), R.conv2d(x, xq, w, ws, bias, yq, (1, 1), (1, 1), 2, pads, 1, 1))
+
+
 def test_fully_connected_weights_as_input():
     """Non-constant weights: the weight row sums are taken at each run."""
     rng = np.random.default_rng(8)
@@ -1203,6 +1251,29 @@ def test_activations_long_rows(op, n):
     y = g.op(op, g.input(x, xq), q=yq, **attrs)
     want = R.leaky_relu(x, xq, yq, 0.3) if op == "LeakyRelu" else \
         {"Relu": R.relu, "HardSwish": R.hard_swish, "Tanh": R.tanh}[op](x, xq, yq)
+    same(g.run(y), want)
+
+
+@pytest.mark.parametrize("op", ["HardSwish", "Logistic", "Tanh", "LeakyRelu"])
+@pytest.mark.parametrize("params", range(len(ACT_PARAMS)))
+def test_activations_every_value_in_every_lane(op, params):
+    """The table lookup with every int8 value at every position of a
+    32-value step (block b, position l holds (b + l) mod 256, and a tail of
+    19): at AVX2 the 16 vpshufb rows paired by the index's sign bit and the
+    blends by its bits 4 to 6, each pair and each blend seen with every
+    value in every byte lane."""
+    xq, yq = ACT_PARAMS[params]
+    if op == "HardSwish" and params == 2:
+        yq = (np.float32(0.05), 3)
+    if op == "Logistic":
+        yq = (np.float32(1 / 256), -128)
+    b, lane = np.meshgrid(np.arange(256), np.arange(32), indexing="ij")
+    x = np.concatenate([((b + lane) % 256 - 128).ravel(), np.arange(-128, -109)]).astype(np.int8)
+    attrs = {"alpha": 0.3} if op == "LeakyRelu" else {}
+    g = Q()
+    y = g.op(op, g.input(x, xq), q=yq, **attrs)
+    want = R.leaky_relu(x, xq, yq, 0.3) if op == "LeakyRelu" else \
+        {"HardSwish": R.hard_swish, "Logistic": R.logistic, "Tanh": R.tanh}[op](x, xq, yq)
     same(g.run(y), want)
 
 

@@ -23,6 +23,9 @@ import TinyInferShims
 enum QPackedGemm {
   static let nr = 16
   static let mr = 8
+  /// Rows past the last whole block of eight (of `run`) at most this many
+  /// go one at a time through the level's `gemv_s7`, where it applies.
+  static let gemvTail = 4
 
   /// Depth rounded up to a multiple of four: the row length callers give.
   @inline(__always)
@@ -96,21 +99,31 @@ enum QPackedGemm {
     let n = wt.n
     let w = UnsafeRawPointer(wt.data.base)
     let panelBytes = groups &* 64
-    if rows == 1 {
-      // The level's one-row kernel for weights in [-127, 127] where it has
-      // one (AVX2: vpsignb and vpmaddubsw, exact there), from initial plus
-      // 128 times the column sums (it sums (a - 128) w; at most 4096
-      // columns, on the stack).
-      let c0 = all.lowerBound &* nr
-      let c1 = panels &* nr
-      if let s7 = wt.kernels.gemv_s7, !wt.hasMinus128, c1 &- c0 <= 4096 {
-        withUnsafeTemporaryAllocation(of: Int32.self, capacity: c1 &- c0) { t in
-          let b = t.baseAddress!
-          for c in c0..<c1 { b[c &- c0] = initial[c] &+ (wt.colSums.base[c] &<< 7) }
-          s7(a, groups, w, panelBytes, all.lowerBound, panels, UnsafePointer(b - c0), acc, n)
-        }
-        return
+    let c0 = all.lowerBound &* nr
+    let c1 = panels &* nr
+    // The level's one-row kernel for weights in [-127, 127] where it has
+    // one (AVX2: vpsignb and vpmaddubsw, exact there), from initial plus
+    // 128 times the column sums (it sums (a - 128) w; at most 4096
+    // columns, on the stack): for one row, and for the last few rows past
+    // whole blocks of eight (gemm_rows computes a block of eight rows
+    // however few of them are stored: two or three rows, the pixels of a
+    // short 1-D convolution, cost it as much as eight).
+    let tail = rows & 7
+    if let s7 = wt.kernels.gemv_s7, !wt.hasMinus128, c1 &- c0 <= 4096, rows == 1 || (tail != 0 && tail <= gemvTail) {
+      let full = rows &- tail
+      if full > 0 {
+        wt.kernels.gemm_rows(a, lda, full, groups, w, panelBytes, all.lowerBound, panels, initial, acc, ldo, n)
       }
+      withUnsafeTemporaryAllocation(of: Int32.self, capacity: c1 &- c0) { t in
+        let b = t.baseAddress!
+        for c in c0..<c1 { b[c &- c0] = initial[c] &+ (wt.colSums.base[c] &<< 7) }
+        for r in full..<rows {
+          s7(a + r &* lda, groups, w, panelBytes, all.lowerBound, panels, UnsafePointer(b - c0), acc + r &* ldo, n)
+        }
+      }
+      return
+    }
+    if rows == 1 {
       // The level's one-row kernel (with VNNI the weights read as one
       // sequential stream; elsewhere four panels at a time).
       wt.kernels.gemv(a, groups, w, panelBytes, all.lowerBound, panels, initial, acc, n)
