@@ -12,8 +12,8 @@ processes used more than --max-foreign of a CPU (default 0.05) is dropped
 and run again, up to --tries rounds in all per model. The table says how
 many rounds were kept and dropped. (No /proc/stat: every round is kept.)
 
-The peer in the same rounds: where MODEL has a .tflite beside it (the
-same name with .tflite for .tinf) and ai_edge_litert is installed, LiteRT
+The peer in the same rounds: where MODEL is a .tflite or has one beside
+it (the same name with .tflite for .tinf) and ai_edge_litert is installed, LiteRT
 (XNNPACK) runs it with num_threads=1 and 2 in each round too, its
 figures in the last columns (invoke() alone, inputs set before).
 
@@ -52,8 +52,8 @@ def own_seconds():
 
 def litert_runners(path):
     """{threads: run()} for LiteRT on the .tflite beside `path`, or None."""
-    tfl = os.path.splitext(path)[0] + ".tflite"
-    if path.endswith(".tflite") or not os.path.exists(tfl):
+    tfl = path if path.endswith(".tflite") else os.path.splitext(path)[0] + ".tflite"
+    if not os.path.exists(tfl):
         return None
     try:
         from ai_edge_litert.interpreter import Interpreter

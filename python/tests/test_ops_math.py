@@ -147,6 +147,41 @@ def test_prelu(rng):
         run_op("PRelu", [randn(rng, 3)], [randn(rng, 2, 3)])
 
 
+def _binary_threads(op, a, b, threads, **attrs):
+    g = tinyinfer.GraphBuilder(op)
+    ia = g.input("a", a.shape, a.dtype)
+    ib = g.input("b", b.shape, b.dtype)
+    g.output(g.op(op, ia, ib, **attrs))
+    with g.load(threads=threads) as m:
+        return m.run([a, b])[0]
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+@pytest.mark.parametrize("op,sb,attrs", [
+    ("Add", (1, 48, 48, 16), {}), ("Add", (1, 48, 48, 16), {"activation": 2}), ("Sub", (1, 48, 48, 16), {}),
+    ("Mul", (16,), {}), ("Div", (1, 1, 1, 16), {"activation": 1}), ("Maximum", (1,), {}),
+    ("Minimum", (1, 48, 48, 16), {}), ("PRelu", (16,), {}),
+    ("Add", (1, 48, 48, 16), {"prelu_slopes": [0.25 * i - 2 for i in range(16)]}),
+])
+def test_binary_large_threads(rng, threads, op, sb, attrs):
+    # Large outputs are split between the threads (same-shape inputs,
+    # a per-channel or scalar broadcast, the fused Add + PRelu): the
+    # reference's result, and the one-thread result bit for bit.
+    a = randn(rng, 1, 48, 48, 16) * 3
+    b = randn(rng, *sb)
+    if op == "Div":
+        b = np.where(np.abs(b) < 0.1, 0.5, b).astype(np.float32)
+    got = _binary_threads(op, a, b, threads, **attrs)
+    np.testing.assert_array_equal(got, _binary_threads(op, a, b, 1, **attrs))
+    if "prelu_slopes" in attrs:
+        want = R.prelu(a + b, np.array(attrs["prelu_slopes"], np.float32))
+    elif op == "PRelu":
+        want = R.prelu(a, b)
+    else:
+        want = BINARY[op](a, b, **attrs) if attrs else BINARY[op](a, b)
+    assert_close(got, want)
+
+
 # -- unary ops -----------------------------------------------------------------
 
 UNARY = {"Relu": R.relu, "Relu6": R.relu6, "HardSwish": R.hard_swish, "Logistic": R.logistic, "Tanh": R.tanh,

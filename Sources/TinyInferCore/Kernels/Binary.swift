@@ -50,19 +50,67 @@ enum BinaryKernel {
       for (i, v) in s.enumerated() { slopes.base[i] = v }
       let fused = PackedGemm.kernels.add_prelu
       let rows = n / c
+      let pool = ctx.pool
+      let minRows = max(1, splitGrain / c)
       return { () throws(TinfError) in
-        fused(a, b, UnsafePointer(slopes.base), y, rows, c)
+        let w = UnsafePointer(slopes.base)
+        forEachChunk(pool, rows, minChunk: minRows) { _, r in
+          let o = r.lowerBound &* c
+          fused(a + o, b + o, w, y + o, r.count, c)
+        }
       }
     }
     switch op {
-    case .add: return { () throws(TinfError) in plan.run(AddFn.self, a, b, y); act.apply(y, n) }
-    case .sub: return { () throws(TinfError) in plan.run(SubFn.self, a, b, y); act.apply(y, n) }
-    case .mul: return { () throws(TinfError) in plan.run(MulFn.self, a, b, y); act.apply(y, n) }
-    case .div: return { () throws(TinfError) in plan.run(DivFn.self, a, b, y); act.apply(y, n) }
-    case .maximum: return { () throws(TinfError) in plan.run(MaxFn.self, a, b, y) }
-    case .minimum: return { () throws(TinfError) in plan.run(MinFn.self, a, b, y) }
-    case .prelu: return { () throws(TinfError) in plan.run(PReluFn.self, a, b, y) }
+    case .add: return split(ctx, plan, AddFn.self, a, b, y, act)
+    case .sub: return split(ctx, plan, SubFn.self, a, b, y, act)
+    case .mul: return split(ctx, plan, MulFn.self, a, b, y, act)
+    case .div: return split(ctx, plan, DivFn.self, a, b, y, act)
+    case .maximum: return split(ctx, plan, MaxFn.self, a, b, y, .none)
+    case .minimum: return split(ctx, plan, MinFn.self, a, b, y, .none)
+    case .prelu: return split(ctx, plan, PReluFn.self, a, b, y, .none)
     }
+  }
+
+  /// Elements per thread below which a binary op stays on one thread.
+  static let splitGrain = 8192
+
+  /// The kernel of one binary op: with several threads and a large output,
+  /// inputs of the output's shape (one merged dim) or rows of one
+  /// broadcast (two merged dims) are split between the threads the way
+  /// the ops before split their rows (contiguous halves): each thread
+  /// reads what it wrote (measured: face_landmark's [1,96,96,16] Adds ran
+  /// 4x slower with two threads on one thread, reading the other core's
+  /// half of both inputs).
+  @inline(__always)
+  static func split<F: BinaryFn>(
+    _ ctx: KernelContext, _ plan: BroadcastPlan, _: F.Type, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
+    _ y: UnsafeMutablePointer<Float>, _ act: Activation
+  ) -> KernelFn {
+    let n = plan.total
+    let pool = ctx.pool
+    if pool.threads > 1 && n >= 2 &* splitGrain && plan.dims.count <= 2 {
+      let kern = ti_f32_kernels_get().pointee
+      if plan.dims.count == 1 {
+        let (ia, ib) = (plan.sa[0], plan.sb[0])
+        return { () throws(TinfError) in
+          forEachChunk(pool, n, minChunk: splitGrain) { _, r in
+            let lo = r.lowerBound
+            kern.binary_row(F.code, a + lo &* ia, ia, b + lo &* ib, ib, y + lo, r.count)
+            act.apply(y + lo, r.count)
+          }
+        }
+      }
+      let (rows, cols) = (plan.dims[0], plan.dims[1])
+      let (sa0, sa1, sb0, sb1) = (plan.sa[0], plan.sa[1], plan.sb[0], plan.sb[1])
+      return { () throws(TinfError) in
+        forEachChunk(pool, rows, minChunk: max(1, splitGrain / max(cols, 1))) { _, r in
+          let lo = r.lowerBound
+          kern.binary_rows(F.code, a + lo &* sa0, sa0, sa1, b + lo &* sb0, sb0, sb1, y + lo &* cols, r.count, cols)
+          act.apply(y + lo &* cols, r.count &* cols)
+        }
+      }
+    }
+    return { () throws(TinfError) in plan.run(F.self, a, b, y); act.apply(y, n) }
   }
 }
 
