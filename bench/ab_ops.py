@@ -18,7 +18,9 @@ Per-op rows are printed when both sides have the same ops (two libraries,
 or sparse against dense); two different models get their totals per op
 type only.
 
-THREADS=2: each side's session runs with two threads (default one).
+THREADS=2: each side's session runs with two threads (default one);
+THREADS_B=2 alone: side B only, so `THREADS_B=2 python bench/ab_ops.py MODEL
+LIB LIB` compares one thread against two, op by op.
 
 Inputs: random integers in [-128, 127) of the first input's dtype and
 shape (SHAPE=1,3,40 gives another shape).
@@ -55,12 +57,13 @@ def main():
     sparse = [os.environ.get("SPARSE_A", "1"), os.environ.get("SPARSE_B", "1")]
     shape = os.environ.get("SHAPE", "")
     threads = os.environ.get("THREADS", "1")
+    threads_side = [threads, os.environ.get("THREADS_B", threads)]
     ops, res = [None, None], [[], []]
     for _ in range(rounds):
         for i, lib in enumerate(libs):
             env = dict(os.environ, TINYINFER_LIB=lib)
             out = subprocess.run(
-                [sys.executable, "-c", CHILD, models[i], shape, os.path.join(os.path.dirname(HERE), "python"), sparse[i], threads],
+                [sys.executable, "-c", CHILD, models[i], shape, os.path.join(os.path.dirname(HERE), "python"), sparse[i], threads_side[i]],
                 env=env, capture_output=True, text=True)
             if out.returncode:
                 sys.exit(out.stderr.strip().splitlines()[-1])
