@@ -1245,12 +1245,17 @@ def test_activations_long_rows(op, n):
     the step."""
     rng = np.random.default_rng(7800 + n + len(op))
     x = np.concatenate([rng.permutation(ALL.ravel()), rand_i8(rng, n)])
-    xq, yq = (np.float32(0.03), -9), (np.float32(0.02), 5)
+    check_activation(op, x, (np.float32(0.03), -9), (np.float32(0.02), 5))
+
+
+def check_activation(op, x, xq, yq):
+    """One int8 activation op on x against the reference (LeakyRelu with
+    alpha 0.3), bit for bit."""
     attrs = {"alpha": 0.3} if op == "LeakyRelu" else {}
     g = Q()
     y = g.op(op, g.input(x, xq), q=yq, **attrs)
     want = R.leaky_relu(x, xq, yq, 0.3) if op == "LeakyRelu" else \
-        {"Relu": R.relu, "HardSwish": R.hard_swish, "Tanh": R.tanh}[op](x, xq, yq)
+        {"Relu": R.relu, "HardSwish": R.hard_swish, "Logistic": R.logistic, "Tanh": R.tanh}[op](x, xq, yq)
     same(g.run(y), want)
 
 
@@ -1269,12 +1274,7 @@ def test_activations_every_value_in_every_lane(op, params):
         yq = (np.float32(1 / 256), -128)
     b, lane = np.meshgrid(np.arange(256), np.arange(32), indexing="ij")
     x = np.concatenate([((b + lane) % 256 - 128).ravel(), np.arange(-128, -109)]).astype(np.int8)
-    attrs = {"alpha": 0.3} if op == "LeakyRelu" else {}
-    g = Q()
-    y = g.op(op, g.input(x, xq), q=yq, **attrs)
-    want = R.leaky_relu(x, xq, yq, 0.3) if op == "LeakyRelu" else \
-        {"HardSwish": R.hard_swish, "Logistic": R.logistic, "Tanh": R.tanh}[op](x, xq, yq)
-    same(g.run(y), want)
+    check_activation(op, x, xq, yq)
 
 
 @pytest.mark.parametrize("op", ["Relu", "Relu6", "LeakyRelu", "HardSwish", "Logistic", "Tanh"])
