@@ -868,6 +868,23 @@ BINARY_SHAPES = [((2, 3, 4), (2, 3, 4)), ((2, 3, 4), (4,)), ((4, 1, 6), (1, 5, 6
 
 
 @pytest.mark.parametrize("op", BINARY_OPS)
+@pytest.mark.parametrize("threads", [2, 3])
+def test_binary_large_threads(op, threads):
+    """Inputs of one large shape: the threads split the rows kernel's range
+    (QBinaryKernel.split); every element as the reference, and as one thread."""
+    rng = np.random.default_rng(470 + threads + len(op))
+    a, b = rand_i8(rng, 1, 48, 48, 16), rand_i8(rng, 1, 48, 48, 16)
+    aq, bq, yq = (np.float32(0.05), 3), (np.float32(0.03), -9), (np.float32(0.06), -4)
+    got = {}
+    for t in (1, threads):
+        g = Q()
+        y = binary_op(g, op, g.input(a, aq), g.input(b, bq), yq, 1)
+        got[t] = g.run(y, threads=t)
+    same(got[threads], BINARY_REFS[op](a, aq, b, bq, yq, 1))
+    np.testing.assert_array_equal(got[threads], got[1])
+
+
+@pytest.mark.parametrize("op", BINARY_OPS)
 @pytest.mark.parametrize("case", range(len(BINARY_SHAPES)))
 def test_binary(op, case):
     sa, sb = BINARY_SHAPES[case]

@@ -50,6 +50,22 @@ def test_prelu_in_place_chain():
     same(got, R.prelu(R.prelu(x, xq, a, aq, yq), yq, a, aq, zq))
 
 
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("c", [16, 24, 5])
+def test_add_prelu_fused_large_threads(threads, c):
+    """An int8 Add followed by a PRelu (fused into the Add at load) on a
+    large tensor: whole rows of c channels split between the threads, each
+    range's slopes from its first channel; bit for bit the reference."""
+    rng = np.random.default_rng(60 + c)
+    a, b, s = rand_i8(rng, 1, 40, 48, c), rand_i8(rng, 1, 40, 48, c), rand_i8(rng, c)
+    aq, bq, tq = (np.float32(0.05), 3), (np.float32(0.04), -6), (np.float32(0.07), 2)
+    sq, yq = (np.float32(0.01), -5), (np.float32(0.06), -11)
+    g = Q()
+    t = g.op("Add", g.input(a, aq), g.input(b, bq), q=tq)
+    got = g.run(g.op("PRelu", t, g.const(s, sq[0], sq[1]), q=yq), threads=threads)
+    same(got, R.prelu(R.add(a, aq, b, bq, tq), tq, s, sq, yq))
+
+
 def test_prelu_refuses():
     rng = np.random.default_rng(8)
     x = rand_i8(rng, 2, 3)

@@ -110,6 +110,7 @@ enum QBinaryKernel {
       if let pc = try PerChannel(ad.shape, bd.shape, ctx.outputs[0].shape) {
         return { () throws(TinfError) in pc.run(op, a, b, y) }
       }
+      if let fn = split(op, plan, a, b, y, ctx.pool) { return fn }
       return { () throws(TinfError) in QBinaryKernel.run(op, plan, a, b, y) }
     }
 
@@ -149,8 +150,35 @@ enum QBinaryKernel {
         withExtendedLifetime(tables) { pc.run(op, a, b, y) }
       }
     }
+    if let fn = split(op, plan, a, b, y, ctx.pool, keep: tables) { return fn }
     return { () throws(TinfError) in
       withExtendedLifetime(tables) { QBinaryKernel.run(op, plan, a, b, y) }
+    }
+  }
+
+  /// Bytes per thread below which an int8 binary op stays on one thread.
+  static let splitGrain = 8192
+
+  /// Inputs and output of one shape, a large output and several threads:
+  /// the rows kernel on contiguous ranges, one per thread, in the halves
+  /// the ops before split their rows, so each thread reads what it wrote
+  /// (the float32 Binary.split; exact integer arithmetic per element, so
+  /// the result does not depend on the split). nil otherwise.
+  static func split<Op: QBinaryOp>(
+    _ op: Op, _ plan: BroadcastPlan, _ a: UnsafePointer<Int8>, _ b: UnsafePointer<Int8>,
+    _ y: UnsafeMutablePointer<Int8>, _ pool: ThreadPool, keep: QBuffer? = nil
+  ) -> KernelFn? {
+    let n = plan.total
+    guard pool.threads > 1, n >= 2 &* splitGrain, plan.dims.count == 1, plan.sa[0] == 1, plan.sb[0] == 1 else {
+      return nil
+    }
+    return { () throws(TinfError) in
+      withExtendedLifetime(keep) {
+        forEachChunk(pool, n, minChunk: splitGrain) { _, r in
+          let lo = r.lowerBound
+          op.row(a + lo, b + lo, y + lo, r.count)
+        }
+      }
     }
   }
 
@@ -171,12 +199,25 @@ enum QBinaryKernel {
     let (m1, m2) = try QPReluKernel.multipliers(tq, aq, yq)
     var total = 1
     for d in ctx.outputs[0].shape { total &*= d }
-    // The elements past the row kernel's vectors, one at a time.
-    let finish = { (from: Int) in
+    // The elements from..<to past the row kernel's vectors, one at a time.
+    let finish = { (from: Int, to: Int) in
       var i = from
-      while i < total {
+      while i < to {
         y[i] = QPReluKernel.value(Int32(op.apply(a[i], b[i])), Int32(sp[i % c]), tq, aq, yq, m1, m2)
         i &+= 1
+      }
+    }
+    // Whole rows of c channels (the slopes' period restarts at each range's
+    // start) split between the threads from 2 * splitGrain bytes, as split.
+    let pool = ctx.pool
+    let rows = c > 0 ? total / c : 0
+    let minRows = max(1, splitGrain / max(c, 1))
+    let threaded = pool.threads > 1 && total >= 2 &* splitGrain && rows &* c == total
+    @inline(__always) func ranges(_ body: (Int, Int) -> Void) {
+      if threaded {
+        forEachChunk(pool, rows, minChunk: minRows) { _, r in body(r.lowerBound &* c, r.upperBound &* c) }
+      } else {
+        body(0, total)
       }
     }
     if let al = op.linear, let row16 = ti_q8_kernels_get().pointee.add_prelu16_row,
@@ -186,9 +227,14 @@ enum QBinaryKernel {
       return { () throws(TinfError) in
         withExtendedLifetime((slopes, pl.table, tables)) {
           let t = UnsafePointer(pl.table.int32)
-          finish(withUnsafePointer(to: al16) { ap in
-            withUnsafePointer(to: pl.params) { row16(a, b, y, total, ap, t, t + pl.entries, pl.entries, $0) }
-          })
+          ranges { lo, hi in
+            let done = withUnsafePointer(to: al16) { ap in
+              withUnsafePointer(to: pl.params) {
+                row16(a + lo, b + lo, y + lo, hi &- lo, ap, t, t + pl.entries, pl.entries, $0)
+              }
+            }
+            finish(lo &+ done, hi)
+          }
         }
       }
     }
@@ -197,16 +243,23 @@ enum QBinaryKernel {
       return { () throws(TinfError) in
         withExtendedLifetime((slopes, pl.table, tables)) {
           let t = UnsafePointer(pl.table.int32)
-          finish(withUnsafePointer(to: al) { ap in
-            withUnsafePointer(to: pl.params) { row(a, b, y, total, ap, t, t + pl.entries, pl.entries, $0) }
-          })
+          ranges { lo, hi in
+            let done = withUnsafePointer(to: al) { ap in
+              withUnsafePointer(to: pl.params) {
+                row(a + lo, b + lo, y + lo, hi &- lo, ap, t, t + pl.entries, pl.entries, $0)
+              }
+            }
+            finish(lo &+ done, hi)
+          }
         }
       }
     }
     return { () throws(TinfError) in
       withExtendedLifetime((slopes, tables)) {
-        op.row(a, b, y, total)
-        QPReluKernel.runPeriodic(UnsafePointer(y), sp, c, y, total, tq, aq, yq, m1, m2)
+        ranges { lo, hi in
+          op.row(a + lo, b + lo, y + lo, hi &- lo)
+          QPReluKernel.runPeriodic(UnsafePointer(y + lo), sp, c, y + lo, hi &- lo, tq, aq, yq, m1, m2)
+        }
       }
     }
   }
