@@ -44,10 +44,6 @@ enum PackedGemm {
     }
   }
 
-  /// Computes rows `rows` of y for output columns of panels `panels` with
-  /// the kernels `kern` (PackedGemm.kernels). `row(m)` gives the address of
-  /// row m of a (k contiguous floats).
-  @inline(__always)
   /// Whether `threads` threads should split a product of `pixels` rows
   /// over `panels` column panels by panels rather than by rows: true when
   /// the busiest thread then runs at most 3/4 of the tile-panel products
@@ -81,6 +77,10 @@ enum PackedGemm {
       y + rows.lowerBound &* ldy, ldy)
   }
 
+  /// Computes rows `rows` of y for output columns of panels `panels` with
+  /// the kernels `kern` (PackedGemm.kernels). `row(m)` gives the address of
+  /// row m of a (k contiguous floats).
+  @inline(__always)
   static func run(
     _ kern: ti_f32_kernels, rows: Range<Int>, panels: Range<Int>, k: Int, n: Int, packed: UnsafePointer<Float>,
     bias: UnsafePointer<Float>?, lo: Float, hi: Float, y: UnsafeMutablePointer<Float>, ldy: Int,
