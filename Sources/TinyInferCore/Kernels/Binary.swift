@@ -54,7 +54,7 @@ enum BinaryKernel {
       let minRows = max(1, splitGrain / c)
       return { () throws(TinfError) in
         let w = UnsafePointer(slopes.base)
-        forEachChunk(pool, rows, minChunk: minRows) { _, r in
+        pool.parallelRanges(rows, minChunk: minRows) { r in
           let o = r.lowerBound &* c
           fused(a + o, b + o, w, y + o, r.count, c)
         }
@@ -93,7 +93,7 @@ enum BinaryKernel {
       if plan.dims.count == 1 {
         let (ia, ib) = (plan.sa[0], plan.sb[0])
         return { () throws(TinfError) in
-          forEachChunk(pool, n, minChunk: splitGrain) { _, r in
+          pool.parallelRanges(n, minChunk: splitGrain) { r in
             let lo = r.lowerBound
             kern.binary_row(F.code, a + lo &* ia, ia, b + lo &* ib, ib, y + lo, r.count)
             act.apply(y + lo, r.count)
@@ -103,7 +103,7 @@ enum BinaryKernel {
       let (rows, cols) = (plan.dims[0], plan.dims[1])
       let (sa0, sa1, sb0, sb1) = (plan.sa[0], plan.sa[1], plan.sb[0], plan.sb[1])
       return { () throws(TinfError) in
-        forEachChunk(pool, rows, minChunk: max(1, splitGrain / max(cols, 1))) { _, r in
+        pool.parallelRanges(rows, minChunk: max(1, splitGrain / max(cols, 1))) { r in
           let lo = r.lowerBound
           kern.binary_rows(F.code, a + lo &* sa0, sa0, sa1, b + lo &* sb0, sb0, sb1, y + lo &* cols, r.count, cols)
           act.apply(y + lo &* cols, r.count &* cols)

@@ -174,7 +174,7 @@ enum QBinaryKernel {
     }
     return { () throws(TinfError) in
       withExtendedLifetime(keep) {
-        forEachChunk(pool, n, minChunk: splitGrain) { _, r in
+        pool.parallelRanges(n, minChunk: splitGrain) { r in
           let lo = r.lowerBound
           op.row(a + lo, b + lo, y + lo, r.count)
         }
@@ -215,7 +215,7 @@ enum QBinaryKernel {
     let threaded = pool.threads > 1 && total >= 2 &* splitGrain && rows &* c == total
     @inline(__always) func ranges(_ body: (Int, Int) -> Void) {
       if threaded {
-        forEachChunk(pool, rows, minChunk: minRows) { _, r in body(r.lowerBound &* c, r.upperBound &* c) }
+        pool.parallelRanges(rows, minChunk: minRows) { r in body(r.lowerBound &* c, r.upperBound &* c) }
       } else {
         body(0, total)
       }
