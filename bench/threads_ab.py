@@ -50,8 +50,18 @@ def own_seconds():
     return t.user + t.system
 
 
+def random_input(shape, dtype):
+    """Normal values for a float input, uniform over the range for an integer one (seed 0)."""
+    rng = np.random.default_rng(0)
+    if np.issubdtype(dtype, np.floating):
+        return rng.standard_normal(shape).astype(dtype)
+    info = np.iinfo(dtype)
+    return rng.integers(info.min, info.max + 1, size=shape).astype(dtype)
+
+
 def litert_runners(path):
-    """{threads: run()} for LiteRT on the .tflite beside `path`, or None."""
+    """{threads: invoke} for LiteRT on `path` if it is a .tflite, else on the
+    .tflite beside it; None without one (or without ai_edge_litert)."""
     tfl = path if path.endswith(".tflite") else os.path.splitext(path)[0] + ".tflite"
     if not os.path.exists(tfl):
         return None
@@ -64,13 +74,7 @@ def litert_runners(path):
         it = Interpreter(model_path=tfl, num_threads=t)
         it.allocate_tensors()
         d = it.get_input_details()[0]
-        rng = np.random.default_rng(0)
-        if np.issubdtype(d["dtype"], np.floating):
-            v = rng.standard_normal(d["shape"]).astype(d["dtype"])
-        else:
-            info = np.iinfo(d["dtype"])
-            v = rng.integers(info.min, info.max + 1, size=d["shape"]).astype(d["dtype"])
-        it.set_tensor(d["index"], v)
+        it.set_tensor(d["index"], random_input(d["shape"], d["dtype"]))
         out[t] = it.invoke
     return out
 
@@ -79,13 +83,10 @@ def measure(path, runs, rounds, max_foreign, tries):
     models = {t: tinyinfer.load(path, threads=t) for t in (1, 2)}
     peer = litert_runners(path)
     spec = models[1].inputs[0]
-    rng = np.random.default_rng(0)
-    if np.issubdtype(spec.dtype, np.floating):
-        x = rng.standard_normal(spec.shape).astype(spec.dtype)
-    else:
-        info = np.iinfo(spec.dtype)
-        x = rng.integers(info.min, info.max + 1, size=spec.shape).astype(spec.dtype)
-    keys = [1, 2] + (["p1", "p2"] if peer else [])
+    x = random_input(spec.shape, spec.dtype)
+    calls = [(t, lambda m=m: m.run(x)) for t, m in models.items()]
+    calls += [(f"p{t}", inv) for t, inv in (peer or {}).items()]
+    keys = [key for key, _ in calls]
     med = {k: [] for k in keys}
     best = {k: float("inf") for k in keys}
     kept = dropped = 0
@@ -94,8 +95,6 @@ def measure(path, runs, rounds, max_foreign, tries):
         # if the machine was quiet for the whole round.
         b0, o0, w0 = busy_seconds(), own_seconds(), time.perf_counter()
         figs = {}
-        calls = [(t, lambda m=m: m.run(x)) for t, m in models.items()]
-        calls += [(f"p{t}", inv) for t, inv in (peer or {}).items()]
         for key, call in calls:
             for _ in range(20):
                 call()

@@ -29,17 +29,17 @@ def rng():
     return np.random.default_rng(1234)
 
 
-def run_op(op, inputs, consts=(), outputs=1, **attrs):
+def run_op(op, inputs, consts=(), outputs=1, threads=1, **attrs):
     """Builds a one-op model: `inputs` are graph inputs (numpy arrays, fed at
     run time), `consts` follow them as constants (None = absent optional
-    input). Returns the list of outputs."""
+    input), run with `threads` threads. Returns the list of outputs."""
     b = tinyinfer.GraphBuilder(op)
     ins = [b.input(f"in{i}", a.shape, a.dtype) for i, a in enumerate(inputs)]
     cs = [None if c is None else b.const(f"c{i}", c) for i, c in enumerate(consts)]
     out = b.op(op, *ins, *cs, outputs=outputs, **attrs)
     outs = out if isinstance(out, list) else [out]
     b.output(*outs)
-    with b.load() as m:
+    with b.load(threads=threads) as m:
         return m.run(list(inputs))
 
 
