@@ -222,6 +222,66 @@ uint64_t ti_shim_now_ns(void) {
   return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+/* d[0, n) = s[0, n) in 16-byte pieces, the last one overlapping the one
+ * before when n is not a multiple of 16 (n >= 16). Plain loops: unrolled
+ * and vectorized, clang's code for rows of 16-64 bytes cost more in its
+ * checks than the copy. */
+static inline void ti_copy16(uint8_t *d, const uint8_t *s, intptr_t n) {
+  intptr_t i = 0;
+#pragma clang loop vectorize(disable) unroll(disable)
+  for (; i + 16 < n; i += 16) __builtin_memcpy(d + i, s + i, 16);
+  __builtin_memcpy(d + n - 16, s + n - 16, 16);
+}
+
+/* d[0, n) = the 16-byte pattern p (periodic in the element size, n a
+ * multiple of it, so every piece, the overlapping last one too, is in
+ * phase; n >= 16). */
+static inline void ti_fill16(uint8_t *d, const uint8_t *p, intptr_t n) {
+  intptr_t i = 0;
+#pragma clang loop vectorize(disable) unroll(disable)
+  for (; i + 16 < n; i += 16) __builtin_memcpy(d + i, p, 16);
+  __builtin_memcpy(d + n - 16, p, 16);
+}
+
+/* The same for 0 <= n < 16: two 8- or 4-byte pieces, overlapping (in
+ * phase for a pattern: n and 8 are multiples of the element size), or
+ * bytes. */
+static inline void ti_copy_short(uint8_t *d, const uint8_t *s, intptr_t n) {
+  if (n >= 8) {
+    __builtin_memcpy(d, s, 8);
+    __builtin_memcpy(d + n - 8, s + n - 8, 8);
+  } else if (n >= 4) {
+    __builtin_memcpy(d, s, 4);
+    __builtin_memcpy(d + n - 4, s + n - 4, 4);
+  } else {
+    for (intptr_t i = 0; i < n; i++) d[i] = s[i];
+  }
+}
+
+void ti_shim_pad_rows(const void *src, void *dst, intptr_t rows, intptr_t in_row, intptr_t before, intptr_t after,
+                      uint64_t fill, intptr_t es) {
+  uint8_t pat[16];
+  const unsigned mask = es == 8 ? 7u : es == 4 ? 3u : es == 2 ? 1u : 0u;
+  for (unsigned i = 0; i < 16; i++) pat[i] = (uint8_t)(fill >> (8 * (i & mask)));
+  const uint8_t *s = (const uint8_t *)src;
+  uint8_t *d = (uint8_t *)dst;
+  const intptr_t out_row = before + in_row + after;
+  if (before == 0 && in_row >= 16 && after >= 16) {  /* the channel padding of a residual branch */
+    for (intptr_t r = 0; r < rows; r++) {
+      uint8_t *o = d + r * out_row;
+      ti_copy16(o, s + r * in_row, in_row);
+      ti_fill16(o + in_row, pat, after);
+    }
+    return;
+  }
+  for (intptr_t r = 0; r < rows; r++) {
+    uint8_t *o = d + r * out_row;
+    if (before >= 16) ti_fill16(o, pat, before); else ti_copy_short(o, pat, before);
+    if (in_row >= 16) ti_copy16(o + before, s + r * in_row, in_row); else ti_copy_short(o + before, s + r * in_row, in_row);
+    if (after >= 16) ti_fill16(o + before + in_row, pat, after); else ti_copy_short(o + before + in_row, pat, after);
+  }
+}
+
 /* One definition for both element types (`p[j] != 0`: -0.0 is zero, NaN is not). */
 #define TI_COUNT_NONZERO(name, T)                                  \
   intptr_t name(const T *p, intptr_t n, intptr_t cap) {            \

@@ -1402,6 +1402,34 @@ def test_quantize_vector_path(mode, dtype, code, n):
         same(g.run(y), R.quantize(x, scale, zp, dtype, mode=mode))
 
 
+@pytest.mark.parametrize("mode", [0, 1])
+def test_quantize_near_ties_many_scales(mode):
+    """Values a few ulps around (k + 1/2) scale, where a quotient one ulp
+    off (x * (1 / scale), say) rounds to another integer, for scales of
+    every binade the quantizer meets and extreme ones (a subnormal
+    reciprocal, huge values): the vector rows round x / scale itself."""
+    rng = np.random.default_rng(1700 + mode)
+    scales = (10 ** rng.uniform(-8, 3, size=40)).astype(np.float32).tolist()
+    scales += [np.float32(1 / 255), np.float32(2.0 ** -126), np.float32(3e38), np.float32(1e-39)]
+    for scale in scales:
+        scale = np.float32(scale)
+        k = rng.integers(-200, 200, size=512).astype(np.float64) + 0.5
+        base = (k * float(scale)).astype(np.float32)
+        steps = rng.integers(-3, 4, size=512)
+        x = base.copy()
+        for _ in range(3):
+            x = np.where(steps > 0, np.nextafter(x, np.float32(np.inf)), x)
+            x = np.where(steps < 0, np.nextafter(x, np.float32(-np.inf)), x)
+            steps = steps - np.sign(steps)
+        x = np.concatenate([x, base, (rng.normal(size=512) * 1e4 * float(scale)).astype(np.float32)])
+        g = Q()
+        y = g.op("Quantize", g.input(x), q=(scale, 0), dtype=3, mode=mode)
+        same(g.run(y), R.quantize(x, scale, 0, "int8", mode=mode))
+        g = Q()
+        y = g.op("Quantize", g.input(x), q=(scale, 0), dtype=7, mode=mode)
+        same(g.run(y), R.quantize(x, scale, 0, "int16", mode=mode))
+
+
 def test_quantize_modes_differ_on_ties():
     x = np.array([0.5, 1.5, 2.5, -0.5, -1.5, -2.5], np.float32)
     out = []

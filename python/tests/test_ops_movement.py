@@ -618,10 +618,11 @@ def test_hostile_strided_slice_values_clamp():
                                   [0, 0, 0, 0, 0, 0, 1, 0]])
 def test_pad_only_inner_dims_short_rows(channels, pads):
     """The inner-dims-only constant padding of 1-, 2- and 4-byte elements on
-    rows of any length (8-byte words, then the tail bytes): int8 filled
-    with its zero point, float16 and float32 with a value, 1 and 3 threads."""
+    rows of any length (16-byte pieces, the last overlapping, 8- and 4-byte
+    ones and bytes below 16): int8 filled with its zero point, float16 and
+    float32 with a value, int64 with 0, 1 and 3 threads."""
     for dtype, kw, value in ((np.int8, dict(quant=([0.1], [-7])), -7), (np.float16, dict(value=2.5), 2.5),
-                             (np.float32, dict(value=-1.25), -1.25)):
+                             (np.float32, dict(value=-1.25), -1.25), (np.int64, {}, 0)):
         x = data((2, 7, 9, channels), dtype)
         want = np.pad(x, np.array(pads).reshape(-1, 2), constant_values=value)
         for threads in (1, 3):

@@ -87,6 +87,12 @@ intptr_t ti_shim_count_nonzero_i8(const int8_t *p, intptr_t n, intptr_t cap);
  * ti_shim_count_nonzero_*), start has rows + 1 entries; idx and val room for
  * nnz + 1 (one slot past the last nonzero is written and not counted:
  * the copy is branch-free). _i8 also writes sums[r], the sum of row r. */
+/* Constant padding of the innermost padded dim (Pad): `rows` rows of
+ * in_row bytes at src to rows of before + in_row + after bytes at dst, the
+ * padding filled with the element `fill` (its es low bytes, little-endian;
+ * es 1, 2, 4 or 8; before and after multiples of es). No overlap. */
+void ti_shim_pad_rows(const void *src, void *dst, intptr_t rows, intptr_t in_row, intptr_t before,
+                      intptr_t after, uint64_t fill, intptr_t es);
 void ti_shim_csr_f32(const float *w, intptr_t rows, intptr_t k, int32_t *start, int32_t *idx, float *val);
 void ti_shim_csr_i8(const int8_t *w, intptr_t rows, intptr_t k, int32_t *start, int32_t *idx, int8_t *val,
                     int32_t *sums);

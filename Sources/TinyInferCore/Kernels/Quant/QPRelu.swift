@@ -106,6 +106,15 @@ enum QPReluKernel {
     return nil
   }
 
+  /// Where entry `e` of a channel period goes in `linearForm16`'s table:
+  /// add_prelu16_row reads each group of 16 as the vpunpck{l,h}wd halves of
+  /// its elements, [0-3, 8-11] then [4-7, 12-15] (the middle quads swapped).
+  @inline(__always)
+  static func slot16(_ e: Int) -> Int {
+    let k = e & 15
+    return (e & ~15) | (k >= 4 && k < 12 ? k ^ 12 : k)
+  }
+
   /// The shifts of `linearForm16`: its slopes (about s_x / s_y times
   /// 2^shift) must stay within int16.
   static let shifts16: [Int] = [14, 13, 12, 11]
@@ -115,7 +124,7 @@ enum QPReluKernel {
   /// (pn, qn)) with pp and pn within int16, checked against `value` over
   /// every int8 x; nil where a piece has no such fit. `table` holds
   /// `entries` words pp & 0xffff | pn << 16, then as many qn (entries as in
-  /// `linearForm`).
+  /// `linearForm`), each group of 16 in the kernel's order (`slot16`).
   static func linearForm16(
     _ xq: QParams, _ aq: QParams, _ yq: QParams, _ m1: FixedPoint.Multiplier, _ m2: FixedPoint.Multiplier,
     slope: UnsafePointer<Int8>, period: Int
@@ -152,8 +161,9 @@ enum QPReluKernel {
         }
         let word = Int32(bitPattern: UInt32(UInt16(truncatingIfNeeded: pos.p1)) | UInt32(bitPattern: neg.p1) << 16)
         for e in stride(from: ch, to: entries, by: period) {
-          table.int32[e] = word
-          table.int32[entries &+ e] = neg.c
+          let slot = slot16(e)
+          table.int32[slot] = word
+          table.int32[entries &+ slot] = neg.c
         }
       }
       return (ti_q8_prelu16(qp: pos.c, shift: Int32(shift)), table, entries)
