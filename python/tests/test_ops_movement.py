@@ -403,6 +403,18 @@ def test_strided_slice_refused(attrs, match):
     refused("StridedSlice", [data((4, 6, 5), np.float32)], match=match, **attrs)
 
 
+@pytest.mark.parametrize("channels", [1, 2, 3, 4, 5, 31, 33])
+@pytest.mark.parametrize("dtype", [np.float32, np.int8, np.float16, np.int64])
+def test_transpose_nchw_to_nhwc_few_channels(channels, dtype):
+    """NCHW -> NHWC of an image with few channels (the tiled copy runs along
+    the source rows when a tile has fewer columns than rows), pixel counts
+    that leave a partial tile, 1 and 3 threads."""
+    x = data((2, channels, 7, 45), dtype)
+    for threads in (1, 3):
+        check(run("Transpose", [x], threads=threads, perm=[0, 2, 3, 1]), np.transpose(x, (0, 2, 3, 1)))
+        check(run("Transpose", [x], threads=threads, perm=[0, 3, 1, 2]), np.transpose(x, (0, 3, 1, 2)))
+
+
 # ---------------------------------------------------------------------------
 # Pad
 

@@ -229,11 +229,24 @@ struct StridedCopy {
       var j0 = 0
       while j0 < b {
         let jn = min(moveTile, b &- j0)
-        var ii = i0
-        while ii < i1 {
-          copyElements(
-            T.self, d + (dof &+ ii &* dA &+ j0 &* dB), s + (so &+ ii &* sA &+ j0 &* sB), jn, dB, sB)
-          ii &+= 1
+        if jn < i1 &- i0 {
+          // Fewer columns than rows in the tile (an NCHW -> NHWC input of 3
+          // channels: 3 x 32): runs along the source-contiguous dim, one per
+          // column, instead of a 3-element run per pixel (24 -> 15 us on a
+          // 3 x 48 x 192 image).
+          var jj = j0
+          while jj < j0 &+ jn {
+            copyElements(
+              T.self, d + (dof &+ i0 &* dA &+ jj &* dB), s + (so &+ i0 &* sA &+ jj &* sB), i1 &- i0, dA, sA)
+            jj &+= 1
+          }
+        } else {
+          var ii = i0
+          while ii < i1 {
+            copyElements(
+              T.self, d + (dof &+ ii &* dA &+ j0 &* dB), s + (so &+ ii &* sA &+ j0 &* sB), jn, dB, sB)
+            ii &+= 1
+          }
         }
         j0 &+= moveTile
       }
