@@ -746,13 +746,15 @@ def test_depthwise_conv2d_few_channels(case, c):
 
 
 # 5x5 windows (BlazePalm's and the OCR classifier's layers): at the AVX2 level
-# the window rows in vertical pairs (one vpmaddwd per tap column for two
-# rows, dw_bquad) where both rows are inside the image, by pairs along the
-# row where one of them (or the last of the five) is; so heights 2 and 3
-# (most windows cut by the top and bottom edges), wider maps, strides 1 and
-# 2, SAME / VALID / explicit padding, batches, channel counts 16, 24, 88, 200
-# (the last block overlapping) and 5 (the padded path), against the numpy
-# reference (no ReLU: the output stage's signed form; with one: its ReLU form).
+# the window rows inside the image in vertical pairs (one vpmaddwd per tap
+# column for two rows, dw_bquad) in the quads away from the left and right
+# edges, the odd row left over (the last of five, or of the rows a top or
+# bottom edge leaves) by pairs along the row; the fixed-point output stage
+# of 5x5 layers rq64_fast's signed form. So heights 2 and 3 (most windows
+# cut by the top and bottom edges), wider maps, strides 1 and 2, SAME /
+# VALID / explicit padding, batches, channel counts 16, 24, 88, 200 (the
+# last block overlapping) and 5 (the padded path), against the numpy
+# reference.
 DW_5X5 = [  # (N, H, W), (KH, KW), strides, dilations, padding, pads
     ((1, 2, 96), (5, 5), (1, 1), (1, 1), 1, (0, 0, 0, 0)),
     ((1, 3, 44), (5, 5), (1, 1), (1, 1), 1, (0, 0, 0, 0)),
