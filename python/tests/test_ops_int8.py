@@ -745,6 +745,34 @@ def test_depthwise_conv2d_few_channels(case, c):
     check_depthwise_case(DW_FEW[case], case, c, 3600 + 10 * case + c, [-128, 127])
 
 
+# 5x5 windows (BlazePalm's and the OCR classifier's layers): at the AVX2 level
+# the window rows inside the image in vertical pairs (one vpmaddwd per tap
+# column for two rows, dw_bquad) in the quads away from the left and right
+# edges, the odd row left over (the last of five, or of the rows a top or
+# bottom edge leaves) by pairs along the row; the fixed-point output stage
+# of 5x5 layers rq64_fast's signed form. So heights 2 and 3 (most windows
+# cut by the top and bottom edges), wider maps, strides 1 and 2, SAME /
+# VALID / explicit padding, batches, channel counts 16, 24, 88, 200 (the
+# last block overlapping) and 5 (the padded path), against the numpy
+# reference.
+DW_5X5 = [  # (N, H, W), (KH, KW), strides, dilations, padding, pads
+    ((1, 2, 96), (5, 5), (1, 1), (1, 1), 1, (0, 0, 0, 0)),
+    ((1, 3, 44), (5, 5), (1, 1), (1, 1), 1, (0, 0, 0, 0)),
+    ((1, 12, 12), (5, 5), (1, 1), (1, 1), 1, (0, 0, 0, 0)),
+    ((2, 9, 17), (5, 5), (1, 1), (1, 1), 2, (2, 2, 2, 2)),
+    ((1, 11, 19), (5, 5), (2, 2), (1, 1), 1, (0, 0, 0, 0)),
+    ((1, 10, 24), (5, 5), (2, 2), (1, 1), 2, (1, 2, 1, 2)),
+    ((2, 8, 13), (5, 5), (1, 1), (1, 1), 0, (0, 0, 0, 0)),
+    ((1, 7, 15), (5, 5), (2, 2), (1, 1), 0, (0, 0, 0, 0)),
+]
+
+
+@pytest.mark.parametrize("case", range(len(DW_5X5)))
+@pytest.mark.parametrize("c", [16, 24, 88, 200, 5])
+def test_depthwise_conv2d_5x5(case, c):
+    check_depthwise_case(DW_5X5[case], case, c, 3800 + 10 * case + c, [-128, 127])
+
+
 # ----------------------------------------------------------------------------
 # TransposeConv2D (TFLite's int8 TRANSPOSE_CONV)
 

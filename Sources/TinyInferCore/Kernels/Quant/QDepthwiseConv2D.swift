@@ -13,10 +13,13 @@ import TinyInferShims
 /// 2 without horizontal dilation and OW >= 4, that is per block of 16
 /// channels the tap-pair weights, the bias with the zero point folded in
 /// over the whole window and the output stage; every pixel then runs in
-/// quads of four (two pixels' int16 words interleaved, one vpmaddwd per pair
-/// of taps, the output stage as one 64-bit rounding), a window row above or
-/// below the image adding back its share of the folded bias and columns left
-/// or right of it read as the zero point (q8_depthwise.inc). Otherwise (other
+/// quads of four (the last one or two as a pair; int16 words interleaved in
+/// pairs, one vpmaddwd per pair of taps: two window rows' taps of a column
+/// away from the left and right edges, two taps along a row at those edges
+/// and for an odd row left over; the output stage as one 64-bit rounding), a
+/// window row above or below the image adding back its share of the folded
+/// bias and columns left or right of it read as the zero point
+/// (q8_depthwise.inc). Otherwise (other
 /// shapes, other levels) `dw_rows` gives each row's window rows inside the
 /// image to `dw3x3_row` / `dw_row`, which run the channels in blocks of 16
 /// (the last block overlapping the one before when C is not a multiple of
