@@ -223,9 +223,9 @@ uint64_t ti_shim_now_ns(void) {
 }
 
 /* d[0, n) = s[0, n) in 16-byte pieces, the last one overlapping the one
- * before when n is not a multiple of 16 (n >= 16). Plain loops: unrolled
- * and vectorized, clang's code for rows of 16-64 bytes cost more in its
- * checks than the copy. */
+ * before when n is not a multiple of 16 (n >= 16). Plain loops: the
+ * unrolled and vectorized code clang made of them spent more on its checks
+ * than on the copy of rows of 16-64 bytes. */
 static inline void ti_copy16(uint8_t *d, const uint8_t *s, intptr_t n) {
   intptr_t i = 0;
 #pragma clang loop vectorize(disable) unroll(disable)
