@@ -833,6 +833,38 @@ tinf_status tinf_model_load_file_prepacked(const char *path, uint32_t flags, con
 tinf_status tinf_model_load_buffer_prepacked(const void *data, size_t size, uint32_t flags, const char *image_path,
                                              const void *key, size_t key_size, tinf_model **out_model);
 
+/* The prepack cache's whole load in the library (the files the Python
+ * package's tinyinfer.prepack_cache writes; docs/caching.md, "Where the files
+ * are"): as tinf_model_load_file_flags, taking the packed weights from the
+ * image of this file in `folder` when one is there and valid. The image is
+ * found from the file's identity (device, inode, size, modification and
+ * change times): <folder>/<id>.ref holds the sha256 of the file's bytes, and
+ * the image is <folder>/<key>.pack, key = tinf_cache_key of "prepack", that
+ * hash, the flags in decimal, tinf_version_string(), tinf_cpu_isa() and
+ * tinf_prepack_layout_version() in decimal (as text). An image used is marked recently used
+ * (its times set to now). Nothing is written: with no .ref for this identity
+ * yet (a new or changed file) the load packs with state
+ * TINF_PREPACK_NOT_REQUESTED, and the caller hashes the file, writes the .ref
+ * and, from tinf_model_prepack_image, the image. folder NULL: the default
+ * folder (tinf_cache_folder), or none when the environment variable
+ * TINYINFER_PREPACK_CACHE is 0, false, no or off; "": no cache.
+ * Statuses: those of tinf_model_load_file_flags. */
+tinf_status tinf_model_load_file_cached(const char *path, uint32_t flags, const char *folder, tinf_model **out_model);
+/* The default cache folder: $TINYINFER_CACHE_DIR made absolute (a leading ~
+ * or ~user expanded), else $XDG_CACHE_HOME/tinyinfer, else
+ * ~/.cache/tinyinfer; copied NUL-terminated into dst (capacity bytes,
+ * truncated to fit; dst may be NULL when capacity is 0); out_length (may be
+ * NULL) gets the full length without the NUL. Statuses: TINF_OK;
+ * TINF_ERR_INVALID_ARGUMENT (dst NULL with capacity > 0); TINF_ERR_IO (a
+ * relative $TINYINFER_CACHE_DIR and no working folder, or a path over 8 KB). */
+tinf_status tinf_cache_folder(char *dst, size_t capacity, size_t *out_length);
+/* A cache key: the SHA-256 of the parts, each preceded by its size as 8
+ * little-endian bytes, into out_key (32 bytes). parts[i] may be NULL when
+ * sizes[i] is 0; parts and sizes may be NULL when count is 0. Statuses:
+ * TINF_OK; TINF_ERR_INVALID_ARGUMENT (out_key NULL, count < 0, parts or sizes
+ * NULL with count > 0, a NULL part with a nonzero size). */
+tinf_status tinf_cache_key(const void *const *parts, const size_t *sizes, int32_t count, void *out_key);
+
 /* Where the model's packed weights came from. */
 typedef enum tinf_prepack_state {
   TINF_PREPACK_NOT_REQUESTED = 0, /* no image asked for: packed at load */

@@ -51,6 +51,92 @@ public func tinf_model_load_file_prepacked(
   }
 }
 
+/// Bytes of the path buffers of a cached load (folder, image file).
+private let cachePathCapacity = 8192
+
+@c @implementation
+public func tinf_model_load_file_cached(
+  _ path: UnsafePointer<CChar>?, _ flags: UInt32, _ folder: UnsafePointer<CChar>?,
+  _ out: UnsafeMutablePointer<OpaquePointer?>?
+) -> tinf_status {
+  guard let path, let out else {
+    return fail(.invalidArgument, "tinf_model_load_file_cached: path and out_model must not be NULL")
+  }
+  guard flags & ~loadFlagsKnown == 0 else { return fail(.invalidArgument, "unknown load flags \(flags)") }
+  // The folder: the caller's ("" = no cache), else the default one unless
+  // TINYINFER_PREPACK_CACHE turns the cache off.
+  var where_ = [CChar](repeating: 0, count: cachePathCapacity)
+  let haveFolder: Bool
+  if let folder {
+    var n = 0
+    while folder[n] != 0 && n < cachePathCapacity - 1 {
+      where_[n] = folder[n]
+      n += 1
+    }
+    haveFolder = n > 0 && folder[n] == 0
+  } else {
+    haveFolder = ti_prepack_cache_env_off() == 0 && ti_cache_folder(&where_, cachePathCapacity) > 0
+  }
+  var request: PrepackRequest? = nil
+  if haveFolder {
+    var image = [CChar](repeating: 0, count: cachePathCapacity)
+    var key = [UInt8](repeating: 0, count: 32)
+    let found = ti_prepack_plan(
+      path, where_, flags, tinf_version_string(), ti_cpu_level_name(ti_cpu_level()),
+      Int32(PrepackImage.layoutVersion), &image, cachePathCapacity, &key)
+    if found == 0 { request = PrepackRequest(imagePath: String(cString: image), key: key) }
+  }
+  do throws(TinfError) {
+    let m = try Model.load(
+      path: String(cString: path), optimize: flags & loadNoGraphPasses == 0, sparse: sparseChoice(flags),
+      prepack: request)
+    if let request, m.prepackState == .fromImage {
+      // Recently used: the size bound evicts the least recently used images.
+      request.imagePath.withCString { ti_touch_file($0) }
+    }
+    out.pointee = retain(ModelHandle(m))
+    return ok()
+  } catch {
+    return fail(error)
+  }
+}
+
+@c @implementation
+public func tinf_cache_folder(
+  _ dst: UnsafeMutablePointer<CChar>?, _ capacity: Int, _ length: UnsafeMutablePointer<Int>?
+) -> tinf_status {
+  guard dst != nil || capacity == 0 else { return nullArg("tinf_cache_folder", "dst") }
+  var buf = [CChar](repeating: 0, count: cachePathCapacity)
+  let n = ti_cache_folder(&buf, cachePathCapacity)
+  guard n >= 0 else {
+    return fail(.io, "cannot find the cache folder (the working folder is gone, or the path is too long)")
+  }
+  length?.pointee = Int(n)
+  if let dst, capacity > 0 {
+    let k = min(Int(n), capacity - 1)
+    for i in 0..<k { dst[i] = buf[i] }
+    dst[k] = 0
+  }
+  return ok()
+}
+
+@c @implementation
+public func tinf_cache_key(
+  _ parts: UnsafePointer<UnsafeRawPointer?>?, _ sizes: UnsafePointer<Int>?, _ count: Int32,
+  _ out: UnsafeMutableRawPointer?
+) -> tinf_status {
+  guard let out else { return nullArg("tinf_cache_key", "out_key") }
+  guard count >= 0 else { return fail(.invalidArgument, "tinf_cache_key: count \(count) is negative") }
+  guard count == 0 || (parts != nil && sizes != nil) else { return nullArg("tinf_cache_key", "parts or sizes") }
+  if let parts, let sizes {
+    for i in 0..<Int(count) where parts[i] == nil && sizes[i] != 0 {
+      return fail(.invalidArgument, "tinf_cache_key: part \(i) is NULL with size \(sizes[i])")
+    }
+  }
+  ti_cache_key(parts, sizes, count, out.assumingMemoryBound(to: UInt8.self))
+  return ok()
+}
+
 @c @implementation
 public func tinf_model_load_buffer_prepacked(
   _ data: UnsafeRawPointer?, _ size: Int, _ flags: UInt32, _ imagePath: UnsafePointer<CChar>?,

@@ -243,3 +243,34 @@ def test_cli_ls_and_clear(folder):
                          text=True)
     assert out.returncode == 0 and "removed 1 entry" in out.stdout
     assert cache.entries() == []
+
+
+def _python_rule():
+    """The folder rule written with os.path (the independent reference of the library's tinf_cache_folder)."""
+    d = os.environ.get("TINYINFER_CACHE_DIR")
+    if d:
+        return os.path.abspath(os.path.expanduser(d))
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "tinyinfer")
+
+
+@pytest.mark.parametrize("value", ["rel/dir", "./a/../b/", "~", "~/x/y", "/abs//double/./dots/../z/",
+                                   "//net/share", "///three", "~root/c", "~no_such_user_ti/x", "a/../../..",
+                                   "/..", "."])
+def test_folder_rule_matches_os_path(value, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path / "home") + "/")
+    monkeypatch.setenv("TINYINFER_CACHE_DIR", value)
+    assert cache.cache_dir() == _python_rule()
+
+
+@pytest.mark.parametrize("home", [None, "", "/", "/h//", "rel"])
+@pytest.mark.parametrize("xdg", [None, "", "x/y", "/abs/"])
+def test_default_folder_rule_matches_os_path(home, xdg, monkeypatch):
+    monkeypatch.delenv("TINYINFER_CACHE_DIR")
+    for name, value in (("HOME", home), ("XDG_CACHE_HOME", xdg)):
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, value)
+    assert cache.cache_dir() == _python_rule()

@@ -643,3 +643,121 @@ def test_child_forked_while_the_head_is_mapped_frees_the_model(tmp_path):
         (y,) = m.run(np.ones((1, k), np.float32))
         assert np.all(y == k)
         m.close()
+
+
+# ---- the library's own lookup (tinf_model_load_file_cached) ------------------
+
+def _c_key(*parts):
+    """tinf_cache_key of the parts (the library's SHA-256)."""
+    bufs = [ctypes.create_string_buffer(p, len(p)) for p in parts]
+    ptrs = (ctypes.c_void_p * max(len(parts), 1))(*[ctypes.addressof(b) for b in bufs])
+    sizes = (c_size_t * max(len(parts), 1))(*[len(p) for p in parts])
+    out = ctypes.create_string_buffer(32)
+    L.tinf_cache_key(ptrs, sizes, len(parts), out)
+    return out.raw.hex()
+
+
+def test_library_cache_key_is_the_packages_key():
+    """The library's SHA-256 of length-prefixed parts against tinyinfer.cache.key (hashlib)."""
+    rng = np.random.default_rng(3)
+    for sizes in ([], [0], [1], [47], [48], [55], [56], [63], [64], [65], [119, 1], [0, 0, 200], [1000, 3],
+                  list(rng.integers(0, 300, 6)), [4096 + 17]):
+        parts = [rng.integers(0, 256, int(n), dtype=np.uint8).tobytes() for n in sizes]
+        assert _c_key(*parts) == cache.key(*parts)
+    # SHA-256's own test vector, through one part whose prefix is known
+    assert _c_key(b"abc") == __import__("hashlib").sha256(struct.pack("<Q", 3) + b"abc").hexdigest()
+    with pytest.raises(tinyinfer.InvalidArgumentError):
+        L.tinf_cache_key((ctypes.c_void_p * 1)(None), (c_size_t * 1)(4), 1, ctypes.create_string_buffer(32))
+    with pytest.raises(tinyinfer.InvalidArgumentError):
+        L.tinf_cache_key(None, None, -1, ctypes.create_string_buffer(32))
+
+
+def _c_cached(path, folder):
+    h = _lib.ModelHandle()
+    L.tinf_model_load_file_cached(os.fsencode(path), 0, None if folder is None else os.fsencode(folder), byref(h))
+    state, from_image, packed = c_int32(), c_int32(), c_int32()
+    L.tinf_model_prepack_info(h, byref(state), byref(from_image), byref(packed))
+    L.tinf_model_free(h)
+    return state.value, from_image.value, packed.value
+
+
+def test_library_finds_the_image_the_package_wrote(model, folder, tmp_path):
+    path, x, _ = model
+    assert _c_cached(path, None) == (0, 0, 3)  # no .ref yet: nothing looked for, nothing written
+    assert packs(folder) == []
+    run(path, x)  # the package hashes the file, writes the .ref and the image
+    assert _c_cached(path, None) == (1, 3, 0)  # the default folder (TINYINFER_CACHE_DIR)
+    assert _c_cached(path, folder) == (1, 3, 0)
+    assert _c_cached(path, b"") == (0, 0, 3)  # "": no cache
+    assert _c_cached(path, tmp_path / "elsewhere") == (0, 0, 3)
+
+
+def test_library_lookup_follows_the_environment(model, folder, monkeypatch):
+    path, x, _ = model
+    run(path, x)
+    for off in ("0", " OFF ", "no", "False"):
+        monkeypatch.setenv("TINYINFER_PREPACK_CACHE", off)
+        assert _c_cached(path, None) == (0, 0, 3)
+        assert run(path, x)[1]["state"] == "off"
+    monkeypatch.setenv("TINYINFER_PREPACK_CACHE", "1")
+    assert _c_cached(path, None) == (1, 3, 0)
+    # the default folder moves with TINYINFER_CACHE_DIR, as the package's does
+    monkeypatch.chdir(folder.parent)
+    monkeypatch.setenv("TINYINFER_CACHE_DIR", "x/../" + folder.name)
+    assert cache.cache_dir() == str(folder) and _c_cached(path, None) == (1, 3, 0)
+
+
+@pytest.mark.parametrize("damage", ["missing", "garbage", "short", "upper"])
+def test_missing_or_damaged_ref_is_a_miss_and_rewritten(model, folder, damage):
+    path, x, _ = model
+    want, _ = run(path, x, prepack_cache=False)
+    run(path, x)
+    (ref_file,) = [folder / n for n in os.listdir(folder) if n.endswith(".ref")]
+    digest = ref_file.read_bytes()
+    if damage == "missing":
+        ref_file.unlink()
+    else:
+        ref_file.write_bytes({"garbage": b"z" * 64, "short": digest[:63], "upper": digest.upper()}[damage])
+    y, st = run(path, x)
+    assert st["state"] == "miss" and "no image yet" in st["note"] and st["packed_at_load"] == 3
+    assert ref_file.read_bytes() == digest and y.tobytes() == want.tobytes()
+    y2, st2 = run(path, x)
+    assert st2["state"] == "hit" and y2.tobytes() == want.tobytes()
+    ref_file.write_bytes(digest + b"\n")  # a newline after the digest is read as the package reads it
+    assert run(path, x)[1]["state"] == "hit"
+
+
+def test_hit_marks_the_image_recently_used(model, folder):
+    path, x, _ = model
+    _, st = run(path, x)
+    os.utime(st["image"], (1_000_000, 1_000_000))
+    _, st2 = run(path, x)
+    assert st2["state"] == "hit" and os.stat(st2["image"]).st_mtime > time.time() - 600
+
+
+def test_changed_file_is_not_served_the_old_image(model, folder):
+    """Another identity (the file rewritten) has no .ref: the library looks for nothing."""
+    path, x, _ = model
+    run(path, x)
+    reference = make_model(path, seed=9)
+    assert _c_cached(path, None)[0] == 0
+    y, st = run(path, x)
+    assert st["state"] == "miss"
+    np.testing.assert_allclose(y, reference(x), rtol=1e-4, atol=1e-3)
+
+
+def test_library_lookup_argument_checks(model, tmp_path):
+    path, _, _ = model
+    h = _lib.ModelHandle()
+    with pytest.raises(tinyinfer.InvalidArgumentError):
+        L.tinf_model_load_file_cached(None, 0, None, byref(h))
+    with pytest.raises(tinyinfer.InvalidArgumentError):
+        L.tinf_model_load_file_cached(os.fsencode(path), 0, None, None)
+    with pytest.raises(tinyinfer.InvalidArgumentError):
+        L.tinf_model_load_file_cached(os.fsencode(path), 1 << 20, None, byref(h))
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(tinyinfer.TinyInferIOError):
+        L.tinf_model_load_file_cached(os.fsencode(fifo), 0, None, byref(h))
+    with pytest.raises(tinyinfer.TinyInferIOError):
+        tinyinfer.load(str(fifo))

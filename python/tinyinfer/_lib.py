@@ -448,6 +448,13 @@ _fn("tinf_prepack_layout_version", [], c_int32)
 # tinf_status tinf_model_load_file_prepacked(const char *path, uint32_t flags, const char *image_path,
 #                                            const void *key, size_t key_size, tinf_model **out_model);
 _fn("tinf_model_load_file_prepacked", [c_char_p, c_uint32, c_char_p, c_void_p, c_size_t, POINTER(ModelHandle)])
+# tinf_status tinf_model_load_file_cached(const char *path, uint32_t flags, const char *folder,
+#                                         tinf_model **out_model);
+_fn("tinf_model_load_file_cached", [c_char_p, c_uint32, c_char_p, POINTER(ModelHandle)])
+# tinf_status tinf_cache_folder(char *dst, size_t capacity, size_t *out_length);
+_fn("tinf_cache_folder", [c_char_p, c_size_t, POINTER(c_size_t)])
+# tinf_status tinf_cache_key(const void *const *parts, const size_t *sizes, int32_t count, void *out_key);
+_fn("tinf_cache_key", [POINTER(c_void_p), POINTER(c_size_t), c_int32, c_void_p])
 # tinf_status tinf_model_load_buffer_prepacked(const void *data, size_t size, uint32_t flags, const char *image_path,
 #                                              const void *key, size_t key_size, tinf_model **out_model);
 _fn("tinf_model_load_buffer_prepacked",

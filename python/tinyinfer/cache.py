@@ -54,6 +54,7 @@ import time
 from dataclasses import dataclass
 from typing import List, Optional
 
+from . import _lib
 from ._atomic import write_atomic
 from ._errors import TinyInferIOError
 
@@ -85,12 +86,17 @@ class Entry:
 
 
 def cache_dir() -> str:
-    """The cache folder (not created until something is written)."""
-    d = os.environ.get("TINYINFER_CACHE_DIR")
-    if d:
-        return os.path.abspath(os.path.expanduser(d))
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "tinyinfer")
+    """The cache folder (not created until something is written):
+    $TINYINFER_CACHE_DIR made absolute (a leading ~ or ~user expanded), else
+    $XDG_CACHE_HOME/tinyinfer, else ~/.cache/tinyinfer. The library's rule
+    (tinf_cache_folder), so that its cached loads look where this package writes."""
+    n = ctypes.c_size_t()
+    buf = ctypes.create_string_buffer(512)
+    _lib.lib.tinf_cache_folder(buf, len(buf), ctypes.byref(n))
+    if n.value >= len(buf):
+        buf = ctypes.create_string_buffer(n.value + 1)
+        _lib.lib.tinf_cache_folder(buf, len(buf), ctypes.byref(n))
+    return os.fsdecode(buf.value)
 
 
 def max_bytes() -> int:

@@ -21,7 +21,7 @@ from . import prepack_cache as _prepack
 from ._load_any import Converted as _Converted
 from ._dtypes import TO_NUMPY
 from ._dynamic import DYNAMIC_DIMS_KEY, parse_dynamic_dims
-from ._errors import InvalidArgumentError, InvalidStateError, TinyInferRuntimeError
+from ._errors import InvalidArgumentError, InvalidStateError, ModelFormatError, TinyInferRuntimeError
 
 L = _lib.lib
 _run_unchecked = _lib.session_run_unchecked
@@ -107,6 +107,7 @@ class Model:
                  optimize: bool = True, shape_sessions: int = DEFAULT_SHAPE_SESSIONS, sparse: bool = True,
                  max_work: Optional[int] = None, result_cache=None, prepack_cache=True):
         self._handle = None
+        self._description = None
         self.max_work = _check_max_work(max_work)
         self._buffer = None
         self._lock = threading.Lock()
@@ -122,11 +123,12 @@ class Model:
             raise InvalidArgumentError(f"sparse must be True, False or 'always', got {sparse!r}")
         flags = ((0 if optimize else LOAD_NO_GRAPH_PASSES) | (0 if sparse else LOAD_DENSE)
                  | (LOAD_SPARSE_ALWAYS if sparse == "always" else 0))
-        if isinstance(source, _lib.ModelHandle):
+        self._view_of_handle = isinstance(source, _lib.ModelHandle)
+        if self._view_of_handle:
             handle = source  # a C model made by the library (tinyinfer.subgraph's views): adopted
             self._buffer = b""
-            self.prepack = {"state": "off", "note": "a view: the parent's packed weights", "image": None,
-                            "from_image": 0, "packed_at_load": 0, "written": False, "write_note": ""}
+            self._prepack = {"state": "off", "note": "a view: the parent's packed weights", "image": None,
+                             "from_image": 0, "packed_at_load": 0, "written": False, "write_note": ""}
         elif isinstance(source, (bytes, bytearray, memoryview, _Converted)):
             content = None
             if isinstance(source, _Converted):  # from tinyinfer.load's conversion (cache)
@@ -141,16 +143,59 @@ class Model:
                 off = (-aligned.ctypes.data) % 64
                 self._buffer = aligned[off:off + buf.size]
                 self._buffer[:] = buf
-            handle, self.prepack = _prepack.load_handle(None, flags, prepack_cache, self._buffer, self._buffer,
-                                                        content)
+            handle, self._prepack = _prepack.load_handle(None, flags, prepack_cache, self._buffer, self._buffer,
+                                                         content)
         else:
-            handle, self.prepack = _prepack.load_handle(_fs_path(source), flags, prepack_cache, source)
+            # A hit leaves the stats to be made when asked (`prepack`): the load is one library call.
+            handle, self._prepack = _prepack.load_path(_fs_path(source), flags, prepack_cache, source)
+            self._prepack_of = (prepack_cache, source, flags)
         # where the model came from (batch plans and tinyinfer.dask key on it)
-        self.path: Optional[str] = None if self._buffer is not None else os.path.abspath(os.fspath(source))
+        self.path: Optional[str] = None if self._buffer is not None else _absolute(source)
         self._handle = handle
         self.parent: Optional[Model] = None  # the model a view (Model.subgraph, split) was made from
         self.threads = threads
         self.optimize = optimize
+        self._set_result_cache(result_cache, self._buffer if self._buffer is not None else self.path, flags)
+        _live_models.add(self)
+
+    # inputs, outputs, metadata, num_ops, num_tensors, weight_bytes: asked of
+    # the library on first use (`_describe`). Properties, not __getattr__: a
+    # class with __getattr__ loses CPython's fast attribute loads on every
+    # instance attribute, which the run paths use.
+    @property
+    def inputs(self) -> List[TensorInfo]:
+        return self._described()["inputs"]
+
+    @property
+    def outputs(self) -> List[TensorInfo]:
+        return self._described()["outputs"]
+
+    @property
+    def metadata(self) -> Dict[str, str]:
+        return self._described()["metadata"]
+
+    @property
+    def num_ops(self) -> int:
+        return self._described()["num_ops"]
+
+    @property
+    def num_tensors(self) -> int:
+        return self._described()["num_tensors"]
+
+    @property
+    def weight_bytes(self) -> int:
+        return self._described()["weight_bytes"]
+
+    def _described(self) -> dict:
+        d = self._description
+        if d is None:
+            self._describe()
+            d = self._description
+        return d
+
+    def _describe(self) -> None:
+        """Sets inputs, outputs, metadata, num_ops, num_tensors and weight_bytes from the library."""
+        handle = self.handle
         n = c_int32()
         L.tinf_model_input_count(handle, byref(n))
         raw = _lib.TensorInfo()
@@ -163,23 +208,26 @@ class Model:
         for i in range(n.value):
             L.tinf_model_output_info(handle, i, byref(raw))
             outs.append(_info(raw))
-        self.inputs: List[TensorInfo] = ins
-        self.outputs: List[TensorInfo] = outs
         L.tinf_model_metadata_count(handle, byref(n))
         meta = {}
         k, v = c_char_p(), c_char_p()
         for i in range(n.value):
             L.tinf_model_metadata(handle, i, byref(k), byref(v))
             meta[k.value.decode("utf-8", "replace")] = v.value.decode("utf-8", "replace")
-        self.metadata: Dict[str, str] = meta
-        if DYNAMIC_DIMS_KEY in meta and not isinstance(source, _lib.ModelHandle):  # a view's inputs are others
+        if DYNAMIC_DIMS_KEY in meta and not self._view_of_handle:  # a view's inputs are others
             dyn = parse_dynamic_dims(meta[DYNAMIC_DIMS_KEY], [len(t.shape) for t in ins])
-            self.inputs = [dataclasses.replace(t, dynamic=d) for t, d in zip(ins, dyn)]
+            ins = [dataclasses.replace(t, dynamic=d) for t, d in zip(ins, dyn)]
         ops, tensors, weights = c_int32(), c_int32(), c_size_t()
         L.tinf_model_stats(handle, byref(ops), byref(tensors), byref(weights))
-        self.num_ops, self.num_tensors, self.weight_bytes = ops.value, tensors.value, weights.value
-        self._set_result_cache(result_cache, self._buffer if self._buffer is not None else self.path, flags)
-        _live_models.add(self)
+        self._description = {"inputs": ins, "outputs": outs, "metadata": meta, "num_ops": ops.value,
+                             "num_tensors": tensors.value, "weight_bytes": weights.value}
+
+    @property
+    def prepack(self) -> dict:
+        """What the prepack cache did at this load (see the class's doc)."""
+        if self._prepack is None:  # a hit of load_path: the stats made now
+            self._prepack = _prepack.hit_stats(self.handle, *self._prepack_of)
+        return self._prepack
 
     # -- inspection ---------------------------------------------------------
     def tensors(self) -> List[TensorDetail]:
@@ -251,6 +299,9 @@ class Model:
         Waits for a `run` in progress on another thread; a later `run`
         raises InvalidStateError. Arrays returned with copy=False keep their
         session's memory alive (and valid) until they are dropped."""
+        self._close(True)
+
+    def _close(self, keep_descriptions: bool) -> None:
         with self._lock:
             if self._session is not None:
                 self._session.close()
@@ -260,6 +311,8 @@ class Model:
             self._sessions_by_shape.clear()
             self._fast.clear()
             if self._handle is not None:
+                if keep_descriptions and self._description is None:
+                    self._describe()  # inputs, outputs, ... stay readable after close, as before
                 L.tinf_model_free(self._handle)
                 self._handle = None
 
@@ -271,7 +324,7 @@ class Model:
 
     def __del__(self):
         try:
-            self.close()
+            self._close(False)
         except Exception:
             pass
 
@@ -520,6 +573,8 @@ class Model:
         return batching.map(self, inputs, batch_size, memory_budget, progress, out, on_error, **options)
 
     def __repr__(self) -> str:
+        if self._description is None and self._handle is None:
+            return "<tinyinfer.Model (closed)>"
         ins = ", ".join(f"{t.name}:{t.dtype}{list(t.shape)}" for t in self.inputs)
         outs = ", ".join(f"{t.name}:{t.dtype}{list(t.shape)}" for t in self.outputs)
         return f"<tinyinfer.Model {self.num_ops} ops ({ins}) -> ({outs})>"
@@ -559,6 +614,14 @@ def _batch_shapes(specs, inputs):
             differs = True
         shapes.append(shape)
     return tuple(shapes) if differs else None
+
+
+def _absolute(source) -> str:
+    """os.path.abspath of a model path (a str already absolute and normal is taken as it is)."""
+    if type(source) is str and source.startswith("/") and "//" not in source and "/." not in source \
+            and not source.endswith("/"):
+        return source
+    return os.path.abspath(os.fspath(source))
 
 
 def _fs_path(source) -> bytes:
@@ -621,6 +684,7 @@ class Session:
     def __init__(self, model: Model, threads: int = 1, input_shapes=None, max_work: Optional[int] = None):
         self._handle = None
         self._memory = None
+        self._figures_of = None
         self.model = model
         max_work = _check_max_work(max_work)
         h = _lib.SessionHandle()
@@ -648,25 +712,20 @@ class Session:
         self._memory = _SessionMemory(h)
         raw = _lib.TensorInfo()
         self.inputs, self.outputs = [], []
-        for i in range(len(model.inputs)):
+        n = c_int32()
+        L.tinf_model_input_count(model.handle, byref(n))
+        for i in range(n.value):
             L.tinf_session_input_info(h, i, byref(raw))
             self.inputs.append(_info(raw))
-        for i in range(len(model.outputs)):
+        L.tinf_model_output_count(model.handle, byref(n))
+        for i in range(n.value):
             L.tinf_session_output_info(h, i, byref(raw))
             self.outputs.append(_info(raw))
         # numpy views of the session's input and output buffers: their
         # addresses are fixed for the session's lifetime.
         self._in_views = [self._view(i, t, False) for i, t in enumerate(self.inputs)]
         self._out_views = [self._view(i, t, True) for i, t in enumerate(self.outputs)]
-        arena, unplanned = c_size_t(), c_size_t()
-        L.tinf_session_arena_bytes(h, byref(arena), byref(unplanned))
-        self.arena_bytes, self.unplanned_bytes = arena.value, unplanned.value
-        t = c_int32()
-        L.tinf_session_threads(h, byref(t))
-        self.threads = t.value
-        work = ctypes.c_uint64()
-        L.tinf_session_work(h, byref(work))
-        self.work = work.value  # multiply-adds or element visits per run (docs/format.md, Limits)
+        # arena_bytes, unplanned_bytes, threads and work: asked of the library on first use (`_figures`).
         self._lock = threading.Lock()
         self._single = ((self.inputs[0].shape, np.dtype(self.inputs[0].dtype))
                         if len(self.inputs) == 1 else None)
@@ -681,16 +740,62 @@ class Session:
         if _session_hook is not None:
             _session_hook(self)
 
+    # arena_bytes, unplanned_bytes, threads, work: asked of the library on
+    # first use (`_figures`; properties, not __getattr__: see Model.inputs).
+    @property
+    def arena_bytes(self) -> int:
+        return self._figured()["arena_bytes"]
+
+    @property
+    def unplanned_bytes(self) -> int:
+        return self._figured()["unplanned_bytes"]
+
+    @property
+    def threads(self) -> int:
+        return self._figured()["threads"]
+
+    @property
+    def work(self) -> int:
+        """Multiply-adds or element visits per run (docs/format.md, Limits)."""
+        return self._figured()["work"]
+
+    def _figured(self) -> dict:
+        f = self._figures_of
+        if f is None:
+            if self._handle is None:
+                raise InvalidStateError("the session is closed")
+            self._figures()
+            f = self._figures_of
+        return f
+
+    def _figures(self) -> None:
+        """Sets arena_bytes, unplanned_bytes, threads and work (multiply-adds or
+        element visits per run: docs/format.md, Limits) from the library."""
+        h = self._handle
+        arena, unplanned = c_size_t(), c_size_t()
+        L.tinf_session_arena_bytes(h, byref(arena), byref(unplanned))
+        t = c_int32()
+        L.tinf_session_threads(h, byref(t))
+        work = ctypes.c_uint64()
+        L.tinf_session_work(h, byref(work))
+        self._figures_of = {"arena_bytes": arena.value, "unplanned_bytes": unplanned.value, "threads": t.value,
+                            "work": work.value}
+
     def close(self) -> None:
         """Closes the session: waits for a run in progress on another thread;
         later runs raise InvalidStateError. The C session is freed once no
         array returned with copy=False refers to its memory. Idempotent."""
-        lock = getattr(self, "_lock", None)
+        self._close(True)
+
+    def _close(self, keep_figures: bool) -> None:
+        lock = self.__dict__.get("_lock")
         if lock is None:  # __init__ failed before the lock existed
             self._handle = None
             self._memory = None
             return
         with lock:
+            if keep_figures and self._handle is not None and self._figures_of is None:
+                self._figures()  # readable after close, as before
             self._handle = None
             self._in_views = self._out_views = []
             self._fast_io = None
@@ -706,7 +811,7 @@ class Session:
 
     def __del__(self):
         try:
-            self.close()
+            self._close(False)
         except Exception:
             pass
 
@@ -883,6 +988,11 @@ class Session:
         return view
 
 
+# Paths tried through resolve first (load): names of the formats the converters read. Only the order
+# of the attempts: the format is always told from the bytes.
+_OTHER_FORMAT_SUFFIXES = (".tflite", ".onnx", ".pt", ".pth", ".ckpt", ".bin", ".safetensors", ".zip")
+
+
 def load(source, threads: int = 1, optimize: bool = True, shape_sessions: int = DEFAULT_SHAPE_SESSIONS,
          sparse: bool = True, max_work: Optional[int] = None, *, cache: bool = True, result_cache=None,
          prepack_cache=True, **convert_options) -> Model:
@@ -905,7 +1015,21 @@ def load(source, threads: int = 1, optimize: bool = True, shape_sessions: int = 
     folder; False: not at all; the environment variable
     TINYINFER_PREPACK_CACHE=0 turns it off too); `Model.prepack` reports
     what this load did (docs/caching.md)."""
+    options = dict(threads=threads, optimize=optimize, shape_sessions=shape_sessions, sparse=sparse,
+                   max_work=max_work, result_cache=result_cache, prepack_cache=prepack_cache)
+    name = source if type(source) is str else os.fspath(source) if isinstance(source, os.PathLike) else None
+    if type(name) is str and not convert_options and not name.endswith(_OTHER_FORMAT_SUFFIXES):
+        # A path is tried as a .tinf first (the common load: its magic is read
+        # once, by the library); a file the library refuses as not being one
+        # goes through resolve, which converts other formats.
+        try:
+            return Model(source, **options)
+        except ModelFormatError as e:
+            from ._load_any import resolve
+            resolved = resolve(source, cache=cache)
+            if resolved is source:  # a .tinf after all (a damaged one): the library's error stands
+                raise e from None
+            return Model(resolved, **options)
     from ._load_any import resolve
     source = resolve(source, cache=cache, **convert_options)
-    return Model(source, threads=threads, optimize=optimize, shape_sessions=shape_sessions, sparse=sparse,
-                 max_work=max_work, result_cache=result_cache, prepack_cache=prepack_cache)
+    return Model(source, **options)

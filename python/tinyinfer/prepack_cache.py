@@ -114,6 +114,10 @@ class Plan:
             buf = ctypes.create_string_buffer(n.value + 1)
             L.tinf_model_prepack_note(handle, buf, len(buf), None)
             note = buf.value.decode("utf-8", "replace")
+        if state == 0:
+            # A load_path whose library found no .ref for the file's identity
+            # (a new or changed file): nothing was looked for, so a miss.
+            state, note = 2, "no image yet for this file (new or changed since the last load)"
         out = {"state": STATES.get(state, "?"), "note": note,
                "image": self.path, "from_image": from_image, "packed_at_load": packed,
                "written": False, "write_note": ""}
@@ -174,3 +178,40 @@ def load_handle(path: Optional[bytes], flags: int, option, source, buffer=None, 
     except BaseException:
         L.tinf_model_free(handle)
         raise
+
+
+def load_path(path: bytes, flags: int, option, source):
+    """Loads a model file with the prepack cache: (handle, stats dict, or
+    None after a hit: `hit_stats` makes that dict when asked). The library
+    finds and checks the image itself (tinf_model_load_file_cached: the
+    file's identity -> its .ref -> the image's key and file), so a hit costs
+    one call; after anything else the plan is made here and writes what is
+    missing (the .ref, the image), as `load_handle` does."""
+    if option is True:
+        where = None  # the library's default folder (cache.cache_dir) and TINYINFER_PREPACK_CACHE
+    elif option is False or option is None:
+        where = b""
+    else:
+        where = os.fsencode(os.path.abspath(os.fspath(option)))
+    handle = _lib.ModelHandle()
+    L.tinf_model_load_file_cached(path, flags, where, byref(handle))
+    try:
+        state, from_image, packed = _counts(handle)
+        if state == 1:
+            return handle, None
+        plan = Plan.make(option, source, flags)
+        if plan is None:
+            return handle, {"state": "off", "note": "", "image": None, "from_image": 0, "packed_at_load": packed,
+                            "written": False, "write_note": ""}
+        return handle, plan.finish(handle)
+    except BaseException:
+        L.tinf_model_free(handle)
+        raise
+
+
+def hit_stats(handle, option, source, flags: int) -> dict:
+    """The stats dict of a load_path hit (its image path from the plan)."""
+    _, from_image, _ = _counts(handle)
+    plan = Plan.make(option, source, flags)
+    return {"state": "hit", "note": "", "image": plan.path if plan else None, "from_image": from_image,
+            "packed_at_load": 0, "written": False, "write_note": ""}

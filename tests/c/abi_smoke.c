@@ -94,6 +94,21 @@ static void null_arguments(void) {
   CHECK(m == NULL);
   EXPECT(TINF_ERR_BAD_FORMAT, tinf_model_load_buffer_flags(buf, sizeof buf, TINF_LOAD_NO_GRAPH_PASSES, &m));
   CHECK(m == NULL);
+  /* the prepack cache's own lookup, its folder and its key function */
+  NULLARG(tinf_model_load_file_cached(NULL, 0, NULL, &m));
+  NULLARG(tinf_model_load_file_cached("x.tinf", 0, NULL, NULL));
+  NULLARG(tinf_model_load_file_cached("x.tinf", 0x80, "", &m));
+  CHECK(m == NULL);
+  NULLARG(tinf_cache_folder(NULL, 4, &z));
+  EXPECT(TINF_OK, tinf_cache_folder(NULL, 0, &z));
+  CHECK(z > 0);
+  EXPECT(TINF_OK, tinf_cache_folder(buf, sizeof buf, NULL));
+  CHECK(strlen(buf) == (z < sizeof buf ? z : sizeof buf - 1));
+  NULLARG(tinf_cache_key(NULL, NULL, 0, NULL));
+  NULLARG(tinf_cache_key(NULL, NULL, 1, buf));
+  NULLARG(tinf_cache_key(NULL, NULL, -1, buf));
+  EXPECT(TINF_OK, tinf_cache_key(NULL, NULL, 0, buf));
+  memset(buf, 0, sizeof buf);
   tinf_model_free(NULL);
   NULLARG(tinf_model_input_count(NULL, &n));
   NULLARG(tinf_model_output_count(NULL, &n));
@@ -367,6 +382,10 @@ int main(int argc, char **argv) {
   null_arguments();
   builder_model();
 
+  /* Through the prepack cache's lookup with no folder (""): a plain load. */
+  EXPECT(TINF_OK, tinf_model_load_file_cached(argv[1], 0, "", &m1));
+  tinf_model_free(m1);
+  m1 = NULL;
   /* From the file; session freed first, then model first. */
   EXPECT(TINF_OK, tinf_model_load_file(argv[1], &m1));
   if (m1) exercise(m1, 1, 0);
