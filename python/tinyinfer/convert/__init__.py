@@ -151,15 +151,13 @@ def detect_format(source: Union[str, os.PathLike, bytes]) -> str:
     """'tflite', 'onnx', 'torch' (torch.save zip or legacy pickle) or 'safetensors', from the content."""
     if isinstance(source, (bytes, bytearray)):
         head = bytes(source[:64])
-        is_zip = head[:4] == b"PK\x03\x04"
     else:
         _check_regular_file(source)
         with open(source, "rb") as f:
             head = f.read(64)
-        is_zip = zipfile.is_zipfile(source)
     if len(head) >= 8 and head[4:8] == b"TFL3":
-        return "tflite"
-    if is_zip:
+        return "tflite"  # before the zip test (a TFLite file may end with a zip of metadata files)
+    if head[:4] == b"PK\x03\x04" if isinstance(source, (bytes, bytearray)) else zipfile.is_zipfile(source):
         return "torch"
     if len(head) >= 9 and head[8:9] == b"{":
         return "safetensors"  # u64 header length, then JSON (checked before the pickle test:
