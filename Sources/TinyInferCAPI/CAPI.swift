@@ -68,12 +68,9 @@ public func tinf_dtype_size(_ dtype: Int32) -> Int {
 @c @implementation
 public func tinf_model_load_file(_ path: UnsafePointer<CChar>?, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> tinf_status {
   guard let path, let out else { return fail(.invalidArgument, "tinf_model_load_file: path and out_model must not be NULL") }
-  do throws(TinfError) {
+  return status { () throws(TinfError) in
     let m = try Model.load(path: String(cString: path))
     out.pointee = retain(ModelHandle(m))
-    return ok()
-  } catch {
-    return fail(error)
   }
 }
 
@@ -82,12 +79,9 @@ public func tinf_model_load_buffer(_ data: UnsafeRawPointer?, _ size: Int, _ out
   -> tinf_status
 {
   guard let data, let out else { return fail(.invalidArgument, "tinf_model_load_buffer: data and out_model must not be NULL") }
-  do throws(TinfError) {
+  return status { () throws(TinfError) in
     let m = try Model.load(buffer: UnsafeRawBufferPointer(start: data, count: size))
     out.pointee = retain(ModelHandle(m))
-    return ok()
-  } catch {
-    return fail(error)
   }
 }
 
@@ -99,13 +93,10 @@ public func tinf_model_load_file_flags(
     return fail(.invalidArgument, "tinf_model_load_file_flags: path and out_model must not be NULL")
   }
   guard flags & ~loadFlagsKnown == 0 else { return fail(.invalidArgument, "unknown load flags \(flags)") }
-  do throws(TinfError) {
+  return status { () throws(TinfError) in
     let m = try Model.load(
       path: String(cString: path), optimize: flags & loadNoGraphPasses == 0, sparse: sparseChoice(flags))
     out.pointee = retain(ModelHandle(m))
-    return ok()
-  } catch {
-    return fail(error)
   }
 }
 
@@ -117,14 +108,11 @@ public func tinf_model_load_buffer_flags(
     return fail(.invalidArgument, "tinf_model_load_buffer_flags: data and out_model must not be NULL")
   }
   guard flags & ~loadFlagsKnown == 0 else { return fail(.invalidArgument, "unknown load flags \(flags)") }
-  do throws(TinfError) {
+  return status { () throws(TinfError) in
     let m = try Model.load(
       buffer: UnsafeRawBufferPointer(start: data, count: size), optimize: flags & loadNoGraphPasses == 0,
       sparse: sparseChoice(flags))
     out.pointee = retain(ModelHandle(m))
-    return ok()
-  } catch {
-    return fail(error)
   }
 }
 

@@ -40,14 +40,11 @@ public func tinf_model_load_file_prepacked(
   guard flags & ~loadFlagsKnown == 0 else { return fail(.invalidArgument, "unknown load flags \(flags)") }
   let (request, bad) = prepackRequest(imagePath, key, keySize)
   if let bad { return bad }
-  do throws(TinfError) {
+  return status { () throws(TinfError) in
     let m = try Model.load(
       path: String(cString: path), optimize: flags & loadNoGraphPasses == 0, sparse: sparseChoice(flags),
       prepack: request)
     out.pointee = retain(ModelHandle(m))
-    return ok()
-  } catch {
-    return fail(error)
   }
 }
 
@@ -65,28 +62,28 @@ public func tinf_model_load_file_cached(
   guard flags & ~loadFlagsKnown == 0 else { return fail(.invalidArgument, "unknown load flags \(flags)") }
   // The folder: the caller's ("" = no cache), else the default one unless
   // TINYINFER_PREPACK_CACHE turns the cache off.
-  var where_ = [CChar](repeating: 0, count: cachePathCapacity)
+  var folderPath = [CChar](repeating: 0, count: cachePathCapacity)
   let haveFolder: Bool
   if let folder {
     var n = 0
     while folder[n] != 0 && n < cachePathCapacity - 1 {
-      where_[n] = folder[n]
+      folderPath[n] = folder[n]
       n += 1
     }
     haveFolder = n > 0 && folder[n] == 0
   } else {
-    haveFolder = ti_prepack_cache_env_off() == 0 && ti_cache_folder(&where_, cachePathCapacity) > 0
+    haveFolder = ti_prepack_cache_env_off() == 0 && ti_cache_folder(&folderPath, cachePathCapacity) > 0
   }
   var request: PrepackRequest? = nil
   if haveFolder {
     var image = [CChar](repeating: 0, count: cachePathCapacity)
     var key = [UInt8](repeating: 0, count: 32)
     let found = ti_prepack_plan(
-      path, where_, flags, tinf_version_string(), ti_cpu_level_name(ti_cpu_level()),
+      path, folderPath, flags, tinf_version_string(), ti_cpu_level_name(ti_cpu_level()),
       Int32(PrepackImage.layoutVersion), &image, cachePathCapacity, &key)
     if found == 0 { request = PrepackRequest(imagePath: String(cString: image), key: key) }
   }
-  do throws(TinfError) {
+  return status { () throws(TinfError) in
     let m = try Model.load(
       path: String(cString: path), optimize: flags & loadNoGraphPasses == 0, sparse: sparseChoice(flags),
       prepack: request)
@@ -95,9 +92,6 @@ public func tinf_model_load_file_cached(
       request.imagePath.withCString { ti_touch_file($0) }
     }
     out.pointee = retain(ModelHandle(m))
-    return ok()
-  } catch {
-    return fail(error)
   }
 }
 
@@ -148,14 +142,11 @@ public func tinf_model_load_buffer_prepacked(
   guard flags & ~loadFlagsKnown == 0 else { return fail(.invalidArgument, "unknown load flags \(flags)") }
   let (request, bad) = prepackRequest(imagePath, key, keySize)
   if let bad { return bad }
-  do throws(TinfError) {
+  return status { () throws(TinfError) in
     let m = try Model.load(
       buffer: UnsafeRawBufferPointer(start: data, count: size), optimize: flags & loadNoGraphPasses == 0,
       sparse: sparseChoice(flags), prepack: request)
     out.pointee = retain(ModelHandle(m))
-    return ok()
-  } catch {
-    return fail(error)
   }
 }
 

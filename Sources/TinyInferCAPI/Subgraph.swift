@@ -39,14 +39,11 @@ public func tinf_model_subgraph(
     return fail(.invalidArgument, "tinf_model_subgraph: unknown flags \(flags)")
   }
   guard nOutputs >= 1 else { return fail(.invalidArgument, "tinf_model_subgraph: n_outputs must be >= 1, got \(nOutputs)") }
-  do throws(TinfError) {
+  return status { () throws(TinfError) in
     let ins = try names(inputNames, nInputs, "input")
     let outs = try names(outputNames, nOutputs, "output")
     let sub = try m.model.subgraph(inputs: ins, outputs: outs, addGraphInputs: flags & subgraphAddGraphInputs != 0)
     out.pointee = retain(ModelHandle(sub))
-    return ok()
-  } catch {
-    return fail(error)
   }
 }
 
