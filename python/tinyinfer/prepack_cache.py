@@ -24,6 +24,13 @@ ls|clear` lists and clears them):
   a later load of the unchanged file does not hash it again. A file changed
   in any way gets another identity.
 
+A load of a model file (`load_path`) asks the library for the whole
+lookup (`tinf_model_load_file_cached`: identity -> `.ref` -> key -> image,
+with the same key function and folder rule as tinyinfer.cache), so a hit
+is one call; what a miss leaves to do (hashing the file, writing the `.ref`
+and the image) is done here with `Plan`. Bytes (a converted model) go
+through `load_handle` and `Plan` all the way.
+
 Writes go through tinyinfer.cache (temporary file, fsync, rename): readers
 map the old file or the new one, never a partial one; concurrent writers of
 one key write the same bytes and the last rename wins. A folder that
