@@ -105,12 +105,7 @@ public func tinf_cache_folder(
   guard n >= 0 else {
     return fail(.io, "cannot find the cache folder (the working folder is gone, or the path is too long)")
   }
-  length?.pointee = Int(n)
-  if let dst, capacity > 0 {
-    let k = min(Int(n), capacity - 1)
-    for i in 0..<k { dst[i] = buf[i] }
-    dst[k] = 0
-  }
+  handOutText(String(cString: buf), dst, capacity, length)
   return ok()
 }
 
@@ -168,15 +163,24 @@ public func tinf_model_prepack_note(
 ) -> tinf_status {
   guard let m = modelHandle(model) else { return nullArg("tinf_model_prepack_note", "model") }
   guard dst != nil || capacity == 0 else { return nullArg("tinf_model_prepack_note", "dst") }
-  var note = m.model.prepackNote
-  note.withUTF8 { u in
+  handOutText(m.model.prepackNote, dst, capacity, length)
+  return ok()
+}
+
+/// Text for the caller: its length in bytes (without the NUL) into `length`
+/// (may be NULL), and its bytes, truncated to fit and NUL-terminated, into
+/// `dst` (capacity bytes; nothing when dst is NULL or capacity is 0).
+private func handOutText(
+  _ text: String, _ dst: UnsafeMutablePointer<CChar>?, _ capacity: Int, _ length: UnsafeMutablePointer<Int>?
+) {
+  var text = text
+  text.withUTF8 { u in
     length?.pointee = u.count
     guard let dst, capacity > 0 else { return }
     let n = min(u.count, capacity - 1)
     for i in 0..<n { dst[i] = CChar(bitPattern: u[i]) }
     dst[n] = 0
   }
-  return ok()
 }
 
 @c @implementation
