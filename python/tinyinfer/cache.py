@@ -90,12 +90,8 @@ def cache_dir() -> str:
     $TINYINFER_CACHE_DIR made absolute (a leading ~ or ~user expanded), else
     $XDG_CACHE_HOME/tinyinfer, else ~/.cache/tinyinfer. The library's rule
     (tinf_cache_folder), so that its cached loads look where this package writes."""
-    n = ctypes.c_size_t()
-    buf = ctypes.create_string_buffer(512)
-    _lib.lib.tinf_cache_folder(buf, len(buf), ctypes.byref(n))
-    if n.value >= len(buf):
-        buf = ctypes.create_string_buffer(n.value + 1)
-        _lib.lib.tinf_cache_folder(buf, len(buf), ctypes.byref(n))
+    buf = ctypes.create_string_buffer(8192)  # the library's bound on the folder's path
+    _lib.lib.tinf_cache_folder(buf, len(buf), None)
     return os.fsdecode(buf.value)
 
 

@@ -173,7 +173,7 @@ class Model:
             handle, self._prepack = _prepack.load_path(_fs_path(source), flags, prepack_cache, source)
             self._prepack_of = (prepack_cache, source, flags)
         # where the model came from (batch plans and tinyinfer.dask key on it)
-        self.path: Optional[str] = None if self._buffer is not None else _absolute(source)
+        self.path: Optional[str] = None if self._buffer is not None else os.path.abspath(os.fspath(source))
         self._handle = handle
         self.parent: Optional[Model] = None  # the model a view (Model.subgraph, split) was made from
         self.threads = threads
@@ -612,14 +612,6 @@ def _batch_shapes(specs, inputs):
     return tuple(shapes) if differs else None
 
 
-def _absolute(source) -> str:
-    """os.path.abspath of a model path (a str already absolute and normal is taken as it is)."""
-    if type(source) is str and source.startswith("/") and "//" not in source and "/." not in source \
-            and not source.endswith("/"):
-        return source
-    return os.path.abspath(os.fspath(source))
-
-
 def _fs_path(source) -> bytes:
     """A path for the C library: refused when it holds a NUL byte (C would
     read it only up to the NUL, so another file would be opened)."""
@@ -721,7 +713,6 @@ class Session:
         # addresses are fixed for the session's lifetime.
         self._in_views = [self._view(i, t, False) for i, t in enumerate(self.inputs)]
         self._out_views = [self._view(i, t, True) for i, t in enumerate(self.outputs)]
-        # arena_bytes, unplanned_bytes, threads and work: asked of the library on first use (`_figures`).
         self._lock = threading.Lock()
         self._single = ((self.inputs[0].shape, np.dtype(self.inputs[0].dtype))
                         if len(self.inputs) == 1 else None)
@@ -995,6 +986,7 @@ def load(source, threads: int = 1, optimize: bool = True, shape_sessions: int = 
     options = dict(threads=threads, optimize=optimize, shape_sessions=shape_sessions, sparse=sparse,
                    max_work=max_work, result_cache=result_cache, prepack_cache=prepack_cache)
     name = source if type(source) is str else os.fspath(source) if isinstance(source, os.PathLike) else None
+    refused = None
     if type(name) is str and not convert_options and not name.endswith(_OTHER_FORMAT_SUFFIXES):
         # A path is tried as a .tinf first (the common load: its magic is read
         # once, by the library); a file the library refuses as not being one
@@ -1002,11 +994,9 @@ def load(source, threads: int = 1, optimize: bool = True, shape_sessions: int = 
         try:
             return Model(source, **options)
         except ModelFormatError as e:
-            from ._load_any import resolve
-            resolved = resolve(source, cache=cache)
-            if resolved is source:  # a .tinf after all (a damaged one): the library's error stands
-                raise e from None
-            return Model(resolved, **options)
+            refused = e
     from ._load_any import resolve
-    source = resolve(source, cache=cache, **convert_options)
-    return Model(source, **options)
+    resolved = resolve(source, cache=cache, **convert_options)
+    if refused is not None and resolved is source:  # a .tinf after all (a damaged one): the library's error stands
+        raise refused from None
+    return Model(resolved, **options)
