@@ -705,6 +705,37 @@ def test_depthwise_conv2d_small_maps(case, c):
     check_depthwise_case(DW_SMALL[case], case, c, 3400 + 10 * case + c, [-127, 127])
 
 
+# One output column of a window one column wide (KW = 1, OW = 1: the temporal
+# depthwise layers of streaming models, 5 to 21 frames of one feature
+# column). At the AVX2 level these run with per-block data built at bind
+# (dw_prep / dw_colrows: the window rows in vertical pairs, two pairs at a
+# time, an odd one left over), up to 64 rows; taller windows take dw_row. So
+# odd and even heights, the streaming shape (the window as tall as the
+# image), windows cut by the top and bottom edges (SAME, explicit pads),
+# vertical dilation, strides, batches, an input wider than one column (the
+# rows W * C apart), the column all padding (every tap outside), 64 and 65
+# rows; the int8 ends, zero points at both ends, left shifts (through
+# check_depthwise_case). At other levels the same shapes check dw_row.
+DW_COLUMN = [  # (N, H, W), (KH, KW), strides, dilations, padding, pads
+    ((1, 5, 1), (5, 1), (1, 1), (1, 1), 0, (0, 0, 0, 0)),
+    ((1, 21, 1), (21, 1), (1, 1), (1, 1), 0, (0, 0, 0, 0)),
+    ((1, 8, 1), (8, 1), (1, 1), (1, 1), 0, (0, 0, 0, 0)),
+    ((1, 12, 1), (5, 1), (1, 1), (1, 1), 1, (0, 0, 0, 0)),      # SAME: the first and last windows cut
+    ((2, 10, 1), (4, 1), (2, 1), (2, 1), 2, (3, 2, 0, 0)),      # dilation 2, stride 2, batch 2
+    ((1, 7, 3), (7, 1), (1, 3), (1, 1), 0, (0, 0, 0, 0)),       # W = 3: rows 3 C apart
+    ((1, 6, 1), (3, 1), (1, 2), (1, 1), 2, (1, 1, 1, 0)),       # the column left of the image: all padding
+    ((1, 64, 1), (64, 1), (1, 1), (1, 1), 0, (0, 0, 0, 0)),
+    ((1, 65, 1), (65, 1), (1, 1), (1, 1), 0, (0, 0, 0, 0)),     # past the limit: dw_row
+    ((3, 9, 1), (9, 1), (1, 1), (1, 1), 2, (4, 4, 0, 0)),       # 9 rows each: two threads split the batch
+]
+
+
+@pytest.mark.parametrize("case", range(len(DW_COLUMN)))
+@pytest.mark.parametrize("c", [16, 30, 60])
+def test_depthwise_conv2d_column(case, c):
+    check_depthwise_case(DW_COLUMN[case], case, c, 3800 + 10 * case + c, [-128, 127])
+
+
 # Fewer than 16 channels. At the AVX2 level C = 8 (and 4) with 3- and 5-wide
 # windows at stride 1 (C = 8 also at stride 2) and OW >= 8 (16 for C = 4) run
 # 16 / C adjacent pixels per vector (dw_squad: the quads of such vectors

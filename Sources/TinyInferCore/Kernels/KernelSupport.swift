@@ -271,3 +271,13 @@ final class Scratch<Element> {
 
   deinit { ti_shim_free(base) }
 }
+
+/// A bound kernel as the executors keep it (in arrays, one per op). A
+/// closure stored in an array directly is kept at the array's generic
+/// abstraction, behind a reabstraction thunk that every call goes through
+/// (and that Registry.bind's result is wrapped in when appended); a
+/// struct's field keeps the closure as it is.
+public struct BoundKernel {
+  public let run: KernelFn
+  public init(run: @escaping KernelFn) { self.run = run }
+}

@@ -275,7 +275,7 @@ public final class WorkMeter {
 
 /// A subgraph planned and bound for one control-flow op of a session.
 final class SubgraphRunner {
-  let kernels: [KernelFn]
+  let kernels: [BoundKernel]
   private let arena: UnsafeMutableRawPointer?
   /// The buffers of its inputs (written before each run) and outputs.
   let inputs: [UnsafeMutableRawPointer]
@@ -284,7 +284,7 @@ final class SubgraphRunner {
   let work: UInt64
 
   private init(
-    kernels: [KernelFn], arena: UnsafeMutableRawPointer?, inputs: [UnsafeMutableRawPointer],
+    kernels: [BoundKernel], arena: UnsafeMutableRawPointer?, inputs: [UnsafeMutableRawPointer],
     outputs: [UnsafeRawPointer], work: UInt64
   ) {
     self.kernels = kernels
@@ -311,7 +311,7 @@ final class SubgraphRunner {
       arena = a
     }
     let ptrs = Session.tensorPointers(model, g, plan, arena)
-    var kernels: [KernelFn] = []
+    var kernels: [BoundKernel] = []
     var ins: [UnsafeMutableRawPointer] = []
     var outs: [UnsafeRawPointer] = []
     do throws(TinfError) {
@@ -337,9 +337,10 @@ final class SubgraphRunner {
   }
 
   @inline(__always) func run() throws(TinfError) {
+    let ks = kernels  // one retain of the array, not one per op (Session.runAll)
     var k = 0
-    while k < kernels.count {
-      try kernels[k]()
+    while k < ks.count {
+      try ks[k].run()
       k &+= 1
     }
   }

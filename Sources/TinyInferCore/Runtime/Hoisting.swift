@@ -52,18 +52,18 @@ enum Hoisting {
 
   /// Runs the hoisted kernels once and replaces them with nothing; returns
   /// how many were hoisted (0 when one failed: then every op stays).
-  static func run(_ kernels: inout [KernelFn], _ hoist: [Bool]) -> Int {
+  static func run(_ kernels: inout [BoundKernel], _ hoist: [Bool]) -> Int {
     var n = 0
     for k in kernels.indices where k < hoist.count && hoist[k] {
       do throws(TinfError) {
-        try kernels[k]()
+        try kernels[k].run()
       } catch {
         return 0
       }
       n += 1
     }
     guard n > 0 else { return 0 }
-    for k in kernels.indices where k < hoist.count && hoist[k] { kernels[k] = { () throws(TinfError) in } }
+    for k in kernels.indices where k < hoist.count && hoist[k] { kernels[k] = BoundKernel(run: { () throws(TinfError) in }) }
     return n
   }
 

@@ -37,7 +37,7 @@ public final class Session {
   public let pool: ThreadPool
   private let arena: UnsafeMutableRawPointer?
   private let pointers: [UnsafeMutableRawPointer?]
-  private let kernels: [KernelFn]
+  private let kernels: [BoundKernel]
   /// The first ops run by sub-batches, when the batch's activations
   /// outgrow the cache (SubBatch.swift); nil: every op over the whole batch.
   private let prefix: SubBatchPrefix?
@@ -99,7 +99,7 @@ public final class Session {
       arena = a
     }
     let ptrs = tensorPointers(model, g, plan, arena)
-    var kernels: [KernelFn]
+    var kernels: [BoundKernel]
     let variables: VariableStore?
     do throws(TinfError) {
       variables = try VariableStore.make(g) { model.constantData($0) }
@@ -143,8 +143,8 @@ public final class Session {
   static func bindKernels(
     _ model: Model, _ g: Graph, _ ops: Range<Int>, _ ptrs: [UnsafeMutableRawPointer?], _ pool: ThreadPool,
     variables: VariableStore? = nil, meter: WorkMeter? = nil, subgraph: Bool = false
-  ) throws(TinfError) -> [KernelFn] {
-    var kernels: [KernelFn] = []
+  ) throws(TinfError) -> [BoundKernel] {
+    var kernels: [BoundKernel] = []
     kernels.reserveCapacity(ops.count)
     for k in ops {
       let node = g.nodes[k]
@@ -158,7 +158,7 @@ public final class Session {
         packed: subgraph ? nil : model.packed[k], sparse: subgraph ? nil : model.sparse[k], variables: variables,
         model: model, meter: meter)
       do throws(TinfError) {
-        kernels.append(try Registry.bind(ctx))
+        kernels.append(BoundKernel(run: try Registry.bind(ctx)))
       } catch {
         throw error.prefixed("op \(k) (\(node.op.name))")
       }
@@ -168,7 +168,7 @@ public final class Session {
 
   private init(
     model: Model, graph: Graph, plan: MemoryPlan, pool: ThreadPool, arena: UnsafeMutableRawPointer?,
-    pointers: [UnsafeMutableRawPointer?], kernels: [KernelFn], prefix: SubBatchPrefix?, work: UInt64,
+    pointers: [UnsafeMutableRawPointer?], kernels: [BoundKernel], prefix: SubBatchPrefix?, work: UInt64,
     mutex: OpaquePointer, variables: VariableStore?
   ) {
     self.variables = variables
@@ -277,7 +277,7 @@ public final class Session {
     }
     for k in start..<kernels.count {
       let t0 = ti_shim_now_ns()
-      try kernels[k]()
+      try kernels[k].run()
       opNanoseconds[k] = ti_shim_now_ns() &- t0
     }
   }
@@ -291,8 +291,11 @@ public final class Session {
       try p.run(profile: false)
       k = p.count
     }
-    while k < kernels.count {
-      try kernels[k]()
+    // A local copy of the array: the loop reads it without retaining and
+    // releasing the property's buffer around every call.
+    let ks = kernels
+    while k < ks.count {
+      try ks[k].run()
       k &+= 1
     }
   }
@@ -306,7 +309,7 @@ public final class Session {
     defer { ti_shim_mutex_unlock(mutex) }
     let g = model.graph
     for k in kernels.indices {
-      try kernels[k]()
+      try kernels[k].run()
       for t in g.nodes[k].outputs {
         observe(t, UnsafeRawBufferPointer(start: pointers[t], count: g.tensors[t].nbytes))
       }

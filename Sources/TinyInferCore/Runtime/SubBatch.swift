@@ -25,7 +25,7 @@ final class SubBatchPrefix {
   let items: Int
   let batch: Int
   /// The prefix's kernels bound on `arena` at `items` images.
-  private let kernels: [KernelFn]
+  private let kernels: [BoundKernel]
   private let arena: UnsafeMutableRawPointer
   /// Graph inputs: main arena -> sub arena (bytes per image).
   private let copyIn: [(UnsafeMutableRawPointer, UnsafeMutableRawPointer, Int)]
@@ -38,7 +38,7 @@ final class SubBatchPrefix {
   static let subBatchBytes = 2 << 20
 
   private init(
-    count: Int, items: Int, batch: Int, kernels: [KernelFn], arena: UnsafeMutableRawPointer,
+    count: Int, items: Int, batch: Int, kernels: [BoundKernel], arena: UnsafeMutableRawPointer,
     copyIn: [(UnsafeMutableRawPointer, UnsafeMutableRawPointer, Int)],
     copyOut: [(UnsafeMutableRawPointer, UnsafeMutableRawPointer, Int)]
   ) {
@@ -128,7 +128,7 @@ final class SubBatchPrefix {
         ptrs[t] = arena + off
       }
     }
-    let kernels: [KernelFn]
+    let kernels: [BoundKernel]
     do throws(TinfError) {
       kernels = try Session.bindKernels(model, sub, 0..<count, ptrs, pool)
     } catch {
@@ -176,11 +176,12 @@ final class SubBatchPrefix {
       if profile {
         for k in 0..<count {
           let t0 = ti_shim_now_ns()
-          try kernels[k]()
+          try kernels[k].run()
           opNanoseconds[k] &+= ti_shim_now_ns() &- t0
         }
       } else {
-        for k in 0..<count { try kernels[k]() }
+        let ks = kernels  // one retain of the array, not one per op (Session.runAll)
+        for k in 0..<count { try ks[k].run() }
       }
       for (src, dst, per) in copyOut {
         (dst + first &* per).copyMemory(from: src, byteCount: items &* per)
