@@ -202,6 +202,30 @@ static void *ti_shim_alloc_mode(size_t size, int background) {
 void *ti_shim_alloc(size_t size) { return ti_shim_alloc_mode(size, 0); }
 void *ti_shim_alloc_background(size_t size) { return ti_shim_alloc_mode(size, 1); }
 
+const void *ti_shim_zeros(size_t size) {
+#if defined(MAP_ANONYMOUS)
+  static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+  static void *region;
+  static size_t mapped;
+  if (size > ((size_t)256 << 20)) return NULL;
+  void *r = NULL;
+  pthread_mutex_lock(&mu);
+  if (size <= mapped) {
+    r = region;
+  } else {
+    size_t want = size < 2 * mapped ? 2 * mapped : size;
+    want = (want + 65535) & ~(size_t)65535;
+    void *m = mmap(NULL, want, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m != MAP_FAILED) region = m, mapped = want, r = m;
+  }
+  pthread_mutex_unlock(&mu);
+  return r;
+#else
+  (void)size;
+  return NULL;
+#endif
+}
+
 void *ti_shim_alloc_zeroed(size_t size) {
   char *q = ti_shim_alloc(size);
   if (q && *(size_t *)(q - TI_ALLOC_HEADER) == 0) memset(q, 0, size); /* from posix_memalign: not zeroed */

@@ -652,8 +652,8 @@ class _SessionBuffer:
 
     __slots__ = ("__array_interface__", "_owner")
 
-    def __init__(self, address: int, shape: tuple, typestr: str, readonly: bool, owner):
-        self.__array_interface__ = {"data": (address, readonly), "shape": shape, "typestr": typestr, "version": 3}
+    def __init__(self, address: int, shape: tuple, typestr: str, owner):
+        self.__array_interface__ = {"data": (address, False), "shape": shape, "typestr": typestr, "version": 3}
         self._owner = owner
 
 
@@ -958,7 +958,14 @@ class Session:
                 view.flags.writeable = False
             return view
         # The view keeps the C session (its arena) alive through its base.
-        return np.asarray(_SessionBuffer(ptr.value, tuple(spec.shape), dtype.str, output, self._memory))
+        # An output's view is read-only by its flag, not by its base's: a
+        # caller who insists can set it writable again (and then writes the
+        # session's buffer, never a result cache's entry).
+        view = np.asarray(_SessionBuffer(ptr.value, tuple(spec.shape), dtype.str, self._memory))
+        if output:  # a view of the writable array: its flag can be set back
+            view = view.view()
+            view.flags.writeable = False
+        return view
 
 
 # Paths tried through resolve first (load): names of the formats the converters read. Only the order

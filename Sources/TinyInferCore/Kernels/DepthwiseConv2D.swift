@@ -48,7 +48,22 @@ enum DepthwiseConv2DKernel {
       // last channels in blocks of 8 and 4, then one at a time).
       let fast3x3 = kh == 3 && kw == 3 && dh == 1 && dw == 1
       let interior = d.inside3
-      let zeroRow = try Scratch<Float>(count: fast3x3 ? wIn &* c : 1)
+      // Window rows above or below the image read a row of zeros: the
+      // process's shared read-only zeros (ti_shim_zeros: no memory of its
+      // own, nothing to clear; zeroing a row per layer took 20 us of a
+      // MobileNetV2 session), else a scratch row of this kernel's.
+      let zeroCount = fast3x3 ? wIn &* c : 1
+      let sharedZeros = checkedMul(zeroCount, MemoryLayout<Float>.stride).flatMap { ti_shim_zeros($0) }
+      let zeroRow: Scratch<Float>?
+      let zeros: UnsafePointer<Float>
+      if let z = sharedZeros {
+        zeroRow = nil
+        zeros = z.assumingMemoryBound(to: Float.self)
+      } else {
+        let row = try Scratch<Float>(count: zeroCount)
+        zeroRow = row
+        zeros = UnsafePointer(row.base)
+      }
       // The row kernels (C, per CPU level): the general window
       // (tinyinfer_kernels_f32.h dw_row) and the 3x3 interior (dw_3x3).
       // Each output pixel accumulates its taps in registers and is stored
@@ -73,7 +88,7 @@ enum DepthwiseConv2DKernel {
               // zeros.
               @inline(__always) func inputRow(_ i: Int) -> UnsafePointer<Float> {
                 let iy = iy0 &+ i
-                return iy >= 0 && iy < h ? ximg + iy &* wIn &* c : UnsafePointer(zeroRow.base)
+                return iy >= 0 && iy < h ? ximg + iy &* wIn &* c : zeros
               }
               dwRow(yrow, ximg, wp, bias, c, h, wIn, kh, kw, iy0, padL, sw, dh, dw, lo, hi, 0, interior.lowerBound)
               dw3x3(

@@ -43,17 +43,25 @@ void *ti_shim_alloc(size_t size);
  * or faults the rest itself). The block may be written at once;
  * ti_shim_free joins the thread. */
 void *ti_shim_alloc_background(size_t size);
-/* Maps the pages of the range [addr, addr + size) of a mapping
- * (MADV_POPULATE_READ: for pages in the page cache far cheaper than
- * faulting them one by one on first touch; nothing on a kernel older than
- * Linux 5.14) on a thread of its own, placed off the caller's CPU, while
- * the caller goes on; the pages are usable at once (a page the thread has
- * not reached is faulted by its first touch). Returns the job, which
- * ti_shim_populate_stop must be given before the range is unmapped, or
- * NULL (nothing to stop: done in the call when no thread could be started). */
+/* Maps the pages of the range [addr, addr + size) of a mapping (each page
+ * read once: for pages in the page cache far cheaper than faulting them one
+ * by one on the first run) on a thread of its own, placed off the caller's
+ * CPU, while the caller goes on; the pages are usable at once (a page the
+ * thread has not reached is faulted by its first touch). Returns the job,
+ * which ti_shim_populate_stop must be given before the range is unmapped,
+ * or NULL (nothing to stop: MADV_POPULATE_READ in the call when no thread
+ * could be started; nothing on a kernel older than Linux 5.14). */
 void *ti_shim_populate_read_background(const void *addr, size_t size);
 /* Stops and joins a ti_shim_populate_read_background job; NULL: nothing. */
 void ti_shim_populate_stop(void *job);
+/* At least `size` bytes of zeros, read-only, shared by every caller and
+ * never freed (one mapping of the process, replaced by a twice larger one
+ * when a caller needs more: the old ones stay mapped, so all the bytes ever
+ * mapped are at most twice the largest request; untouched anonymous pages
+ * read as the kernel's one zero page: no memory and no zeroing), or NULL
+ * (no mmap on this platform, a request over 256 MiB, or no memory): then
+ * use ti_shim_alloc_zeroed. Thread-safe. */
+const void *ti_shim_zeros(size_t size);
 /* ti_shim_alloc's block with every byte zero (a large block is mapped
  * zeroed by the kernel: no second pass over it). */
 void *ti_shim_alloc_zeroed(size_t size);
