@@ -120,25 +120,26 @@ static void *ti_populate_run(void *arg) {
    * session: 0.97-1.14 ms with 32 KB madvise pieces, 0.90 ms touching; the
    * first run as fast either way). A read touch of a file's page maps its
    * neighbours too (the kernel's fault-around); a write touch adds 0
-   * atomically, so a concurrent write of the owner is never undone. The
-   * stop flag is read every 32 KB: a free soon after the start does not
-   * wait for the rest. */
-  const size_t page = 4096, piece = (size_t)32 << 10;
+   * atomically, so a concurrent write of the owner is never undone. Only
+   * bytes of the range are touched: its first one, then the first of each
+   * page it reaches into (weights read in place may sit in a caller's
+   * heap buffer, whose neighbours are not ours to read). The stop flag is
+   * read every 8 pages: a free soon after the start does not wait for the
+   * rest. */
+  const uintptr_t page = 4096;
   unsigned char zero = 0;
   __asm__ volatile("" : "+r"(zero)); /* a 0 the compiler cannot see: the add stays a real write */
-  for (size_t at = 0; at < j->size && !__atomic_load_n(&j->stop, __ATOMIC_RELAXED); at += piece) {
-    size_t end = j->size - at < piece ? j->size : at + piece;
-    for (size_t q = at; q < end; q += page) {
-      if (j->write) (void)__atomic_fetch_add((unsigned char *)j->addr + q, zero, __ATOMIC_RELAXED);
-      else (void)*(volatile const unsigned char *)(j->addr + q);
-    }
+  uintptr_t q = (uintptr_t)j->addr, end = q + j->size;
+  for (size_t n = 0; q < end; n++, q = (q & ~(page - 1)) + page) {
+    if ((n & 7) == 0 && __atomic_load_n(&j->stop, __ATOMIC_RELAXED)) break;
+    if (j->write) (void)__atomic_fetch_add((unsigned char *)q, zero, __ATOMIC_RELAXED);
+    else (void)*(volatile const unsigned char *)q;
   }
   return NULL;
 }
 
-/* A thread (on another core) populating the pages [addr, addr + size)
- * (page aligned) as written (`write` 1) or as read, or NULL when none could
- * be started. */
+/* A thread (on another core) populating the pages of [addr, addr + size)
+ * as written (`write` 1) or as read, or NULL when none could be started. */
 static ti_populate_job *ti_populate_start(char *addr, size_t size, int write) {
   ti_populate_job *job = malloc(sizeof *job);
   if (!job) return NULL;
@@ -165,9 +166,11 @@ static void ti_populate_stop(ti_populate_job *job) {
 
 void *ti_shim_populate_read_background(const void *addr, size_t size) {
   if (!addr || size == 0) return NULL;
-  uintptr_t page = 4096, lo = (uintptr_t)addr & ~(page - 1), hi = ((uintptr_t)addr + size + page - 1) & ~(page - 1);
-  ti_populate_job *job = ti_populate_start((char *)lo, hi - lo, 0);
-  if (!job) (void)madvise((void *)lo, hi - lo, MADV_POPULATE_READ); /* no thread: here (older kernel: first touch) */
+  ti_populate_job *job = ti_populate_start((char *)addr, size, 0);
+  if (!job) { /* no thread: here, by whole pages (older kernel: first touch) */
+    uintptr_t page = 4096, lo = (uintptr_t)addr & ~(page - 1), hi = ((uintptr_t)addr + size + page - 1) & ~(page - 1);
+    (void)madvise((void *)lo, hi - lo, MADV_POPULATE_READ);
+  }
   return job;
 }
 
