@@ -10,8 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int detected_level, chosen_level, vnni;
-static char features[160];
+static int detected_level, chosen_level, vnni, amx;
+int ti_cpu_amx_on; /* ti_cpu_amx(), read by the kernels after init */
+static char features[192];
 static char requested[32];
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 
@@ -24,6 +25,10 @@ __attribute__((unused)) static void add_feature(const char *name) {
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
+#if defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 static const char *const level_names[] = {"baseline", "avx2", "avx512"};
 enum { top_level = TI_ISA_AVX512 };
@@ -42,8 +47,8 @@ static int detect(void) {
   uint64_t xcr0 = osxsave ? xgetbv0() : 0;
   int os_ymm = (xcr0 & 0x6) == 0x6;     /* SSE and AVX state */
   int os_zmm = (xcr0 & 0xe6) == 0xe6;   /* and opmask, ZMM_Hi256, Hi16_ZMM */
-  unsigned b7 = 0, c7 = 0;
-  if (__get_cpuid_max(0, NULL) >= 7) __cpuid_count(7, 0, a, b7, c7, d);
+  unsigned b7 = 0, c7 = 0, d7 = 0;
+  if (__get_cpuid_max(0, NULL) >= 7) __cpuid_count(7, 0, a, b7, c7, d7);
   int avx2 = (b7 >> 5) & 1, f = (b7 >> 16) & 1, dq = (b7 >> 17) & 1, bw = (b7 >> 30) & 1, vl = (b7 >> 31) & 1,
       has_vnni = (c7 >> 11) & 1;
   if (sse42) add_feature("sse4.2");
@@ -58,9 +63,21 @@ static int detect(void) {
     if (dq) add_feature("avx512dq");
     if (has_vnni) add_feature("avx512vnni");
   }
+  /* AMX: the tiles (AMX-TILE, EDX bit 24) and their int8 products
+   * (AMX-INT8, bit 25), saved by the OS (XCR0 bits 17 and 18), and on Linux
+   * the process's permission to use their 8 KB of state, asked once
+   * (arch_prctl ARCH_REQ_XCOMP_PERM for XTILEDATA; refused by kernels
+   * before 5.16 or where a thread's signal stack is too small for it). */
+  int amx_hw = ((d7 >> 24) & 1) && ((d7 >> 25) & 1) && (xcr0 & 0x60000) == 0x60000;
+  int amx_ok = 0;
+#if defined(__linux__) && defined(__x86_64__)
+  if (amx_hw && has_vnni) amx_ok = syscall(SYS_arch_prctl, 0x1023 /* ARCH_REQ_XCOMP_PERM */, 18 /* XTILEDATA */) == 0;
+#endif
+  if (amx_ok) add_feature("amx-int8");
   if (!(avx && avx2 && fma && f16c && os_ymm)) return TI_ISA_BASELINE;
   if (!(f && bw && vl && dq && os_zmm)) return TI_ISA_AVX2;
   vnni = has_vnni;
+  amx = amx_ok;
   return TI_ISA_AVX512;
 }
 
@@ -104,6 +121,9 @@ static void init(void) {
       if (strcmp(isa, level_names[level]) == 0 && level < chosen_level) chosen_level = level;
   }
   if (chosen_level < top_level) vnni = 0;
+  const char *amx_env = getenv("TINYINFER_AMX");
+  if (!vnni || (amx_env && strcmp(amx_env, "0") == 0)) amx = 0;
+  ti_cpu_amx_on = amx;
 }
 
 /* Detected when the library loads, before any kernel runs; calls also
@@ -123,6 +143,11 @@ int ti_cpu_detected_level(void) {
 int ti_cpu_vnni(void) {
   pthread_once(&once, init);
   return vnni;
+}
+
+int ti_cpu_amx(void) {
+  pthread_once(&once, init);
+  return amx;
 }
 
 const char *ti_cpu_level_name(int level) {

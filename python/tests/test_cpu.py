@@ -66,6 +66,10 @@ def test_detected_level_matches_proc_cpuinfo():
         else:
             expected = "baseline"
         assert ("avx512vnni" in tinyinfer.info()["cpu_features"]) == ("avx512_vnni" in flags and expected == "avx512")
+        # AMX (int8 tiles): reported where the kernel lists the tiles (Linux lists them only when it can save
+        # them, and then grants a process their use) on a CPU with VNNI
+        amx = {"amx_tile", "amx_int8", "avx512_vnni"} <= flags and expected == "avx512"
+        assert ("amx-int8" in tinyinfer.info()["cpu_features"]) == amx
     else:
         expected = "dotprod" if "asimddp" in flags else "baseline"
     assert info_in_child()["isa_detected"] == expected

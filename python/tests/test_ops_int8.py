@@ -246,6 +246,27 @@ def test_fully_connected_packed_gemm_shapes(m, k, n, wz):
         same(g.run(y, threads=threads), R.fully_connected(x, xq, w, (ws, wz), bias, yq))
 
 
+# The GEMM's blocks of 16 rows on AMX tiles (kernels_q8_amx.c, where the CPU has them: depth >= 32 and
+# 64K multiply-adds or more; elsewhere the level's vpdpbusd or pmaddwd tiles run the same shapes): depths that
+# are whole 64-byte pieces, a piece and a tail (the tail tiles), tails alone (32, 36), odd panel counts and a
+# partial last panel, rows past the blocks of 16 (the VNNI tiles finish them), two threads splitting rows or
+# panels, a weight zero point.
+@pytest.mark.parametrize("m,k,n", [(16, 64, 16), (16, 32, 70), (33, 100, 130), (48, 36, 48), (64, 1024, 33),
+                                   (100, 300, 16), (17, 64, 300), (40, 129, 70)])
+@pytest.mark.parametrize("wz", [0, -3])
+def test_fully_connected_tile_shapes(m, k, n, wz):
+    rng = np.random.default_rng(m * 7919 + k * 31 + n + wz)
+    x = rand_i8(rng, m, k)
+    w = rng.integers(-128, 128, size=(n, k)).astype(np.int8)
+    ws = np.float32(0.01)
+    xq, yq = (np.float32(0.05), int(rng.integers(-128, 128))), (np.float32(0.3 * np.sqrt(k)), -2)
+    bias = rng.integers(-5000, 5000, size=n).astype(np.int32)
+    for threads in (1, 2):
+        g = Q()
+        y = g.op("FullyConnected", g.input(x, xq), g.const(w, ws, wz), g.const(bias), q=yq)
+        same(g.run(y, threads=threads), R.fully_connected(x, xq, w, (ws, wz), bias, yq))
+
+
 @pytest.mark.parametrize("k,n", [(300, 70), (33, 130), (4, 64), (1, 1), (9, 16), (130, 33), (784, 256), (16, 48)])
 def test_fully_connected_gemv_weights_within_127(k, n):
     """A batch of one with weights in [-127, 127] (TFLite's weight range): at
@@ -387,6 +408,10 @@ CONV_CASES = [
     ((1, 7, 9, 100), (40, 1, 1), (1, 1), (1, 1), 0, (0, 0, 0, 0), 1),
     ((2, 5, 7, 128), (20, 1, 1), (1, 1), (1, 1), 0, (0, 0, 0, 0), 1),
     ((1, 6, 11, 77), (8, 1, 1), (1, 1), (1, 1), 0, (0, 0, 0, 0), 1),
+    # the packed GEMM's 48-pixel blocks on AMX tiles where the CPU has them: a deep 1x1 (past the direct
+    # kernel's depths) and a 3x3 of 8 channels (depth 72, patches copied), partial last blocks of pixels
+    ((1, 9, 10, 160), (40, 1, 1), (1, 1), (1, 1), 0, (0, 0, 0, 0), 1),
+    ((1, 11, 9, 8), (36, 3, 3), (1, 1), (1, 1), 1, (0, 0, 0, 0), 1),
 ]
 
 

@@ -25,6 +25,13 @@ int ti_cpu_level(void);
 int ti_cpu_detected_level(void);
 /* 1 when the chosen level is avx512 and the CPU has AVX-512 VNNI (vpdpbusd). */
 int ti_cpu_vnni(void);
+/* 1 when ti_cpu_vnni() and the CPU has AMX tiles with int8 products
+ * (AMX-TILE, AMX-INT8), the OS saves their state and (Linux) granted this
+ * process their use, unless TINYINFER_AMX is "0": the int8 GEMM's blocks
+ * of 16 rows then run on the tiles (kernels/kernels_q8_amx.c). */
+int ti_cpu_amx(void);
+/* ti_cpu_amx()'s value, for the kernels (set when the library loads). */
+extern int ti_cpu_amx_on;
 /* The name of a level on this architecture ("baseline", "avx2", ...; "?" if none). */
 const char *ti_cpu_level_name(int level);
 /* The features the detection saw, space-separated, e.g. "sse4.2 avx avx2 fma

@@ -283,5 +283,12 @@ typedef struct ti_q8_kernels {
 /* The table of the level ti_cpu_level() chose (with VNNI: ti_cpu_vnni()). */
 const ti_q8_kernels *ti_q8_kernels_get(void);
 
+/* gemm_rows on AMX tiles (kernels/kernels_q8_amx.c; x86-64, only where
+ * ti_cpu_amx()): its first rows & ~15 rows, the same values; returns the
+ * rows done. Called by the VNNI level's gemm_rows. */
+intptr_t ti_q8_gemm_rows_amx(const uint8_t *a, intptr_t lda, intptr_t rows, intptr_t groups, const void *panel,
+                             intptr_t panel_bytes, intptr_t p0, intptr_t p1, const int32_t *initial, int32_t *out,
+                             intptr_t ldo, intptr_t n);
+
 #pragma clang assume_nonnull end
 #endif

@@ -3,6 +3,7 @@
 #include "levels.h"
 #if TI_X86
 #include "tinyinfer_kernels_q8.h"
+#include "tinyinfer_cpu.h"
 #include <immintrin.h>
 #include <stdint.h>
 #define TI_Q8_VNNI 1
