@@ -244,17 +244,19 @@ enum QConv2DKernel {
   /// pixels (the input read in place, the output stage in registers); nil
   /// where the level has no such kernel.
   static func bind1x1(_ ctx: KernelContext, _ d: ConvDims, _ o: Operands) throws(TinfError) -> KernelFn? {
-    guard let prep = try DirectWeights(d, o) else { return nil }
     let (x, y, xz, lo, hi, k, cout) = (o.x, o.y, o.xz, o.lo, o.hi, d.cin, d.cout)
-    let run = prep.kernels.conv1x1_rows
-    // The level's depth limit (128 at AVX2; 64 with AVX-512 VNNI, whose
-    // vpdpbusd GEMM keeps deeper layers: not measured against this kernel
-    // there): a call with no pixels writes nothing.
+    let run = ti_q8_kernels_get().pointee.conv1x1_rows
+    // The level's depth limit (128 at AVX2; none with AVX-512 VNNI, whose
+    // packed vpdpbusd GEMM is faster at every depth): a call with no
+    // pixels reads and writes nothing, so it is asked before the weights
+    // are widened (no pointer is read).
+    let none = UnsafeRawPointer(x)
     guard
       run(
-        x, 0, k, xz, UnsafePointer(prep.w16.base), UnsafePointer(prep.bias.base), UnsafeRawPointer(prep.rq.base),
-        prep.blocks, cout, lo, hi, y) == 1
+        x, 0, k, xz, none.assumingMemoryBound(to: Int16.self), none.assumingMemoryBound(to: Int32.self), none,
+        (cout &+ 15) / 16, cout, lo, hi, y) == 1
     else { return nil }
+    guard let prep = try DirectWeights(d, o) else { return nil }
     let pool = ctx.pool
     let minChunk = max(64, minChunkFor(perItem: cout &* prep.pairs &* 2, grain: 1 << 15))
     return { () throws(TinfError) in
