@@ -64,15 +64,10 @@ static int detect(void) {
     if (has_vnni) add_feature("avx512vnni");
   }
   /* AMX: the tiles (AMX-TILE, EDX bit 24) and their int8 products
-   * (AMX-INT8, bit 25), saved by the OS (XCR0 bits 17 and 18), and on Linux
-   * the process's permission to use their 8 KB of state, asked once
-   * (arch_prctl ARCH_REQ_XCOMP_PERM for XTILEDATA; refused by kernels
-   * before 5.16 or where a thread's signal stack is too small for it). */
-  int amx_hw = ((d7 >> 24) & 1) && ((d7 >> 25) & 1) && (xcr0 & 0x60000) == 0x60000;
-  int amx_ok = 0;
-#if defined(__linux__) && defined(__x86_64__)
-  if (amx_hw && has_vnni) amx_ok = syscall(SYS_arch_prctl, 0x1023 /* ARCH_REQ_XCOMP_PERM */, 18 /* XTILEDATA */) == 0;
-#endif
+   * (AMX-INT8, bit 25), saved by the OS (XCR0 bits 17 and 18); used with
+   * VNNI. The permission Linux wants for their state is asked for at the
+   * first GEMM that would use them (ti_cpu_amx_ready), not here. */
+  int amx_ok = ((d7 >> 24) & 1) && ((d7 >> 25) & 1) && (xcr0 & 0x60000) == 0x60000 && has_vnni && os_zmm;
   if (amx_ok) add_feature("amx-int8");
   if (!(avx && avx2 && fma && f16c && os_ymm)) return TI_ISA_BASELINE;
   if (!(f && bw && vl && dq && os_zmm)) return TI_ISA_AVX2;
@@ -148,6 +143,26 @@ int ti_cpu_vnni(void) {
 int ti_cpu_amx(void) {
   pthread_once(&once, init);
   return amx;
+}
+
+/* The process's permission to use the tiles' 8 KB of state (Linux:
+ * arch_prctl ARCH_REQ_XCOMP_PERM for XTILEDATA), asked once, at the first
+ * GEMM that would use them: a process that runs none keeps its signal
+ * frames as they were (once granted, the kernel refuses a thread an
+ * alternate signal stack too small for the tiles' state). Refused (Linux
+ * before 5.16, another system, a thread's signal stack too small), the
+ * tiles are off for the process. */
+static pthread_once_t amx_once = PTHREAD_ONCE_INIT;
+static int amx_granted;
+static void amx_request(void) {
+#if defined(__linux__) && defined(__x86_64__)
+  amx_granted = syscall(SYS_arch_prctl, 0x1023 /* ARCH_REQ_XCOMP_PERM */, 18 /* XTILEDATA */) == 0;
+#endif
+  if (!amx_granted) __atomic_store_n(&ti_cpu_amx_on, 0, __ATOMIC_RELAXED);
+}
+int ti_cpu_amx_ready(void) {
+  pthread_once(&amx_once, amx_request);
+  return amx_granted;
 }
 
 const char *ti_cpu_level_name(int level) {

@@ -93,3 +93,50 @@ def test_cli_info_prints_the_level():
     out = subprocess.run([sys.executable, "-m", "tinyinfer", "info"], capture_output=True, text=True, check=True,
                          env=child_env())
     assert f"isa: {tinyinfer.info()['isa']}" in out.stdout
+
+
+AMX_CHILD = r"""
+import ctypes, sys
+import numpy as np
+import tinyinfer as ti
+
+def granted():
+    # arch_prctl(ARCH_GET_XCOMP_PERM): the state components this process may use; bit 18: AMX tile data
+    libc = ctypes.CDLL(None, use_errno=True)
+    mask = ctypes.c_uint64(0)
+    assert libc.syscall(158, 0x1022, ctypes.byref(mask)) == 0
+    return bool(mask.value >> 18 & 1)
+
+before = granted()
+b = ti.GraphBuilder("fc")
+x = b.input("x", (64, 256), dtype=np.int8)
+b.quantization(x, np.float32(0.05), np.int32(0))
+w = b.const(None, np.ones((128, 256), np.int8))
+b.quantization(w, np.ones(1, np.float32) * np.float32(0.01), np.zeros(1, np.int32))
+y = b.op("FullyConnected", x, w)
+b.quantization(y, np.float32(2.0), np.int32(0))
+b.output(y)
+with ti.load(b.to_bytes(), threads=1) as m:
+    m.run(np.ones((64, 256), np.int8))
+print(int(before), int(granted()))
+"""
+
+
+@pytest.mark.skipif(not X86 or platform.system() != "Linux", reason="AMX permission: Linux x86-64")
+@pytest.mark.parametrize("amx_env", [None, "0"])
+def test_amx_state_is_asked_for_at_the_first_gemm_that_uses_it(amx_env):
+    """The tiles' state is requested from Linux only by an int8 GEMM that would run on them (a process that
+    runs none keeps its signal frames and may still set a small alternate signal stack), never with
+    TINYINFER_AMX=0; where the CPU has no AMX, never."""
+    flags = cpuinfo_flags() or set()
+    env = child_env()
+    env.pop("TINYINFER_ISA", None)
+    env.pop("TINYINFER_AMX", None)
+    if amx_env is not None:
+        env["TINYINFER_AMX"] = amx_env
+    out = subprocess.run([sys.executable, "-c", AMX_CHILD], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    before, after = map(int, out.stdout.split())
+    assert before == 0
+    has_amx = "amx-int8" in tinyinfer.info()["cpu_features"] and {"amx_tile", "amx_int8"} <= flags
+    assert after == (1 if has_amx and amx_env is None else 0)

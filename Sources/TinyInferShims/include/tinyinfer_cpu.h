@@ -26,12 +26,17 @@ int ti_cpu_detected_level(void);
 /* 1 when the chosen level is avx512 and the CPU has AVX-512 VNNI (vpdpbusd). */
 int ti_cpu_vnni(void);
 /* 1 when ti_cpu_vnni() and the CPU has AMX tiles with int8 products
- * (AMX-TILE, AMX-INT8), the OS saves their state and (Linux) granted this
- * process their use, unless TINYINFER_AMX is "0": the int8 GEMM's blocks
- * of 16 rows then run on the tiles (kernels/kernels_q8_amx.c). */
+ * (AMX-TILE, AMX-INT8) whose state the OS saves, unless TINYINFER_AMX is
+ * "0": the int8 GEMM's blocks of 16 rows then run on the tiles
+ * (kernels/kernels_q8_amx.c), once ti_cpu_amx_ready() says the OS let the
+ * process use them. */
 int ti_cpu_amx(void);
-/* ti_cpu_amx()'s value, for the kernels (set when the library loads). */
+/* ti_cpu_amx()'s value, for the kernels (set when the library loads;
+ * cleared when the OS refuses the tiles). Read it atomically. */
 extern int ti_cpu_amx_on;
+/* Asks the OS once (Linux: arch_prctl) for the tiles' state; 1 when
+ * granted. Called by the GEMM before its first use of the tiles. */
+int ti_cpu_amx_ready(void);
 /* The name of a level on this architecture ("baseline", "avx2", ...; "?" if none). */
 const char *ti_cpu_level_name(int level);
 /* The features the detection saw, space-separated, e.g. "sse4.2 avx avx2 fma
