@@ -72,7 +72,7 @@ enum BinaryKernel {
   }
 
   /// Elements per thread below which a binary op stays on one thread.
-  static let splitGrain = 2048
+  static let splitGrain = SplitGrain.elementwise
 
   /// The kernel of one binary op: with several threads and a large output,
   /// inputs of the output's shape (one merged dim) or rows of one

@@ -157,8 +157,8 @@ enum Conv2DKernel {
     let pool = ctx.pool
     let w = UnsafePointer(packed.ptr)
     let panels = (cout + PackedGemm.nr - 1) / PackedGemm.nr
-    // Chunks of at least about 32K multiply-adds (and whole tiles).
-    let minChunk = max(kern.gemm_mr, minChunkFor(perItem: k &* cout, grain: 1 << 15))
+    // Chunks of at least SplitGrain.gemm multiply-adds (and whole tiles).
+    let minChunk = max(kern.gemm_mr, minChunkFor(perItem: k &* cout, grain: SplitGrain.gemm))
     // Rows read in place and few pixels (a 1x1 layer on an 8x8 or 4x4
     // image): the threads split the column panels instead of the pixels
     // when that leaves the busiest thread fewer tile-panel products
@@ -168,7 +168,7 @@ enum Conv2DKernel {
     let splitPanels =
       (contiguous || direct) && !tile8
       && PackedGemm.panelsSplitBetter(pixels: pixels, panels: panels, mr: tileRows, threads: ctx.pool.threads)
-    let minPanels = max(1, minChunkFor(perItem: pixels &* k &* PackedGemm.nr, grain: 1 << 15))
+    let minPanels = max(1, minChunkFor(perItem: pixels &* k &* PackedGemm.nr, grain: SplitGrain.gemm))
     return { () throws(TinfError) in
       withExtendedLifetime((packed, zeros, pointers, edges, rowPtrs, rowEdges)) {}
       if splitPanels {

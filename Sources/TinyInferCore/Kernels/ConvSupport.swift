@@ -19,6 +19,30 @@ final class IntTable {
 
 // MARK: - Work splitting
 
+/// How much work a chunk given to a thread must hold, per kind of kernel.
+/// A hand-off costs the caller about 0.3-0.4 us with a polling worker (the
+/// pool's cache-line transfers; more when the worker sleeps), and a thread
+/// that reads what another core wrote pays for moving those lines, so a
+/// chunk should run for a microsecond or more. Larger grains did not pay on
+/// a 2-core AVX-512 VM: an op kept on one thread leaves half of the next
+/// op's input in the other core's cache (face_landmark's depthwise layers
+/// and Adds after such an op ran 1.5-2x slower on two threads).
+enum SplitGrain {
+  /// Multiply-adds of a float32 GEMM or convolution (about 1 us).
+  static let gemm = 1 << 16
+  /// Multiply-adds of an int8 GEMM or convolution (VNNI and AMX run them
+  /// two to eight times faster than float32). An int8 FullyConnected stays
+  /// on one thread below two of these (the MLP's 784x256 layer, 1 us with
+  /// VNNI, ran slower on two threads).
+  static let gemmInt8 = 1 << 17
+  /// Multiply-adds of a depthwise convolution (about 2 us).
+  static let depthwise = 1 << 15
+  /// Elements of a float32 elementwise op (about 1-2 us).
+  static let elementwise = 1 << 14
+  /// Elements of an int8 elementwise op.
+  static let elementwiseInt8 = 1 << 15
+}
+
 /// Splits `0..<total` into at most `pool.threads` chunks of at least
 /// `minChunk` items and runs `body(chunk, range)` on each; `chunk` is in
 /// `0..<pool.threads`, so it can index per-thread scratch. A single chunk runs
@@ -53,12 +77,13 @@ func forEachChunk(_ pool: ThreadPool, _ total: Int, minChunk: Int, align: Int = 
 /// Runs `work(rows, cols)` over all `m` rows and `n` columns: rows split
 /// between threads when there are at least as many rows as threads, else
 /// columns (chunks of at least `minCols`; a GEMV), all on the calling
-/// thread below about 64K multiply-adds (`macs`).
+/// thread below `minMacs` multiply-adds (`macs`; SplitGrain).
 @inline(__always)
 func splitRowsOrColumns(
-  _ pool: ThreadPool, rows m: Int, cols n: Int, minCols: Int, macs: Int, _ work: (Range<Int>, Range<Int>) -> Void
+  _ pool: ThreadPool, rows m: Int, cols n: Int, minCols: Int, macs: Int, minMacs: Int = SplitGrain.gemm,
+  _ work: (Range<Int>, Range<Int>) -> Void
 ) {
-  if pool.threads > 1 && macs >= 1 << 16 {
+  if pool.threads > 1 && macs >= minMacs {
     if m >= pool.threads {
       pool.parallelRanges(m, minChunk: 1) { rows in work(rows, 0..<n) }
     } else {

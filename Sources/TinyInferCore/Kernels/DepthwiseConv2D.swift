@@ -37,10 +37,9 @@ enum DepthwiseConv2DKernel {
     let (x, wp, bias, y) = (ctx.floatIn(0), ctx.floatIn(1), ctx.optionalFloatIn(2), ctx.floatOut(0))
     let pool = ctx.pool
     let rows = n &* oh
-    // Rows are split between threads from about 16K multiply-adds each:
-    // with workers polling between ops, a split costs about a microsecond,
-    // and the 8x8 layers of a small network are worth splitting.
-    let minChunk = minChunkFor(perItem: ow &* kh &* kw &* cm, grain: 1 << 14)
+    // Rows are split between threads from SplitGrain.depthwise
+    // multiply-adds each.
+    let minChunk = minChunkFor(perItem: ow &* kh &* kw &* cm, grain: SplitGrain.depthwise)
 
     if m == 1 {
       // A 3x3 window with no dilation has a kernel of its own for the

@@ -112,7 +112,9 @@ int ti_shim_write_file(const char *path, const void *data, size_t size);
 
 /* Thread pool primitive: runs fn(ctx, i) for i in [0, n) on up to `threads`
  * threads (the caller's thread included) and returns when all are done.
- * Workers sleep on a condition variable between jobs (no spinning). */
+ * The caller runs item 0 itself. One job at a time: calls on one pool must
+ * not overlap. Between jobs workers poll for at most 50 us, then sleep on a
+ * condition variable (no CPU while idle). */
 typedef struct ti_pool ti_pool;
 ti_pool *ti_pool_create(int threads);
 void ti_pool_destroy(ti_pool *pool);

@@ -189,7 +189,7 @@ enum HybridFullyConnected {
         rowScale[r] = s
         rowZp[r] = z
       }
-      splitRowsOrColumns(pool, rows: m, cols: n, minCols: 16, macs: work, rowsCols)
+      splitRowsOrColumns(pool, rows: m, cols: n, minCols: 16, macs: work, minMacs: 2 &* SplitGrain.gemmInt8, rowsCols)
       act.apply(y, m &* n)
     }
   }
@@ -241,7 +241,7 @@ enum HybridFullyConnected {
             c1 &- c0, lo, hi)
         }
       }
-      splitRowsOrColumns(pool, rows: m, cols: panels, minCols: 1, macs: total, work)
+      splitRowsOrColumns(pool, rows: m, cols: panels, minCols: 1, macs: total, minMacs: 2 &* SplitGrain.gemmInt8, work)
       withExtendedLifetime((weights, zeros, rows, sums, params, scratch)) {}
     }
   }
@@ -289,7 +289,7 @@ enum HybridFullyConnected {
           for i in k..<kp { dst[i] = 0 }
         }
       }
-      splitRowsOrColumns(pool, rows: m, cols: n, minCols: 16, macs: work, rowsCols)
+      splitRowsOrColumns(pool, rows: m, cols: n, minCols: 16, macs: work, minMacs: 2 &* SplitGrain.gemmInt8, rowsCols)
       act.apply(y, m &* n)
     }
   }

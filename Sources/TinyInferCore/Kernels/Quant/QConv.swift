@@ -168,8 +168,8 @@ enum QConv2DKernel {
     let rows = try Scratch<UInt8>(count: pool.threads &* block &* k4)
     let sums = try Scratch<Int32>(count: pool.threads &* block &* cout)
     let pad = UInt8(bitPattern: Int8(truncatingIfNeeded: o.xz)) ^ 0x80
-    // Chunks of at least about 32K multiply-adds (and whole tiles), as the float Conv2D.
-    let minChunk = max(QPackedGemm.mr, minChunkFor(perItem: k &* cout, grain: 1 << 15))
+    // Chunks of at least SplitGrain.gemmInt8 multiply-adds (and whole tiles).
+    let minChunk = max(QPackedGemm.mr, minChunkFor(perItem: k &* cout, grain: SplitGrain.gemmInt8))
     if o.biasConstant { o.initial(weights, initial, cout) }
     return { () throws(TinfError) in
       if !o.biasConstant { o.initial(weights, initial, cout) }
@@ -258,7 +258,7 @@ enum QConv2DKernel {
     else { return nil }
     guard let prep = try DirectWeights(d, o) else { return nil }
     let pool = ctx.pool
-    let minChunk = max(64, minChunkFor(perItem: cout &* prep.pairs &* 2, grain: 1 << 15))
+    let minChunk = max(64, minChunkFor(perItem: cout &* prep.pairs &* 2, grain: SplitGrain.gemmInt8))
     return { () throws(TinfError) in
       forEachChunk(pool, d.pixels, minChunk: minChunk) { _, range in
         _ = run(
@@ -295,7 +295,7 @@ enum QConv2DKernel {
     let (lo, hi) = (o.lo, o.hi)
     let pool = ctx.pool
     let rows = n &* oh
-    let minChunk = minChunkFor(perItem: ow &* cout &* kh &* pairs &* 2, grain: 1 << 15)
+    let minChunk = minChunkFor(perItem: ow &* cout &* kh &* pairs &* 2, grain: SplitGrain.gemmInt8)
     let run = kernels.conv_rows16
     return { () throws(TinfError) in
       for b in 0..<n {
@@ -377,7 +377,7 @@ enum QConv2DKernel {
       h: h, w: wIn, cin: cin, kh: kh, kw: kw, sh: d.sh, sw: sw, dh: d.dh, padT: d.padT, padL: d.padL, pieceStride: seg4)
     let sums = try Scratch<Int32>(count: pool.threads &* 8 &* cout)
     let initial = try Scratch<Int32>(count: panels &* QPackedGemm.nr)
-    let minChunk = max(QPackedGemm.mr, minChunkFor(perItem: k &* cout, grain: 1 << 15))
+    let minChunk = max(QPackedGemm.mr, minChunkFor(perItem: k &* cout, grain: SplitGrain.gemmInt8))
     if o.biasConstant { o.initial(weights, initial, cout) }
     return { () throws(TinfError) in
       if !o.biasConstant { o.initial(weights, initial, cout) }

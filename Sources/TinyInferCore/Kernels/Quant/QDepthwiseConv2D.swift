@@ -102,7 +102,7 @@ enum QDepthwiseConv2DKernel {
     let (c, cm, kh, kw) = (d.cin, d.cout, d.kh, d.kw)
     let m = try ctx.attrs.int(.depthMultiplier, default: 1, in: 1...(1 << 20))
     let pool = ctx.pool
-    let minChunk = minChunkFor(perItem: d.ow &* kh &* kw &* cm, grain: 1 << 14)  // as the float kernel
+    let minChunk = minChunkFor(perItem: d.ow &* kh &* kw &* cm, grain: SplitGrain.depthwise)  // as the float kernel
     if m != 1 {
       let accs = try QBuffer(bytes: pool.threads &* cm &* 4)
       let taps = Taps(o: o, c: c, m: m, accs: accs)

@@ -157,7 +157,7 @@ enum QBinaryKernel {
   }
 
   /// Bytes per thread below which an int8 binary op stays on one thread.
-  static let splitGrain = 8192
+  static let splitGrain = SplitGrain.elementwiseInt8
 
   /// Inputs and output of one shape, a large output and several threads:
   /// the rows kernel on contiguous ranges, one per thread, in the halves

@@ -99,7 +99,7 @@ enum QFullyConnectedKernel {
       if !constantWeights {
         for r in 0..<n { rowSums.int32[r] = sumInt8(w + r &* k, k) }
       }
-      splitRowsOrColumns(pool, rows: m, cols: n, minCols: 16, macs: total, work)
+      splitRowsOrColumns(pool, rows: m, cols: n, minCols: 16, macs: total, minMacs: 2 &* SplitGrain.gemmInt8, work)
     }
   }
 
@@ -148,7 +148,7 @@ enum QFullyConnectedKernel {
           table.requantize(ar + c0, from: c0, zp: yz, lo: lo, hi: hi, y + (r &* n &+ c0), c1 &- c0)
         }
       }
-      splitRowsOrColumns(pool, rows: m, cols: panels, minCols: 1, macs: total, work)
+      splitRowsOrColumns(pool, rows: m, cols: panels, minCols: 1, macs: total, minMacs: 2 &* SplitGrain.gemmInt8, work)
       withExtendedLifetime((weights, rows, sums, initial, init0)) {}
     }
   }
