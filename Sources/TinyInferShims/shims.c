@@ -577,6 +577,11 @@ void ti_pool_destroy(ti_pool *p) {
 
 int ti_pool_threads(const ti_pool *p) { return p ? p->threads : 1; }
 
+int ti_shim_thread_pick_enabled(void) {
+  const char *v = getenv("TINYINFER_THREAD_PICK");
+  return !(v && v[0] == '0' && v[1] == 0);
+}
+
 void ti_pool_run(ti_pool *p, void (*fn)(void *, int), void *ctx, int n) {
   if (n <= 0) return;
   if (!p || p->threads == 1 || n == 1) {

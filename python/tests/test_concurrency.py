@@ -285,3 +285,43 @@ def test_pool_jobs_of_changing_sizes_many_runs(threads):
             for _ in range(400):
                 (got,) = s.run(xs)
                 assert_close(got, want)
+
+
+_PICK_SCRIPT = r"""
+import sys
+import numpy as np
+import tinyinfer as ti
+rng = np.random.default_rng(5)
+g = ti.GraphBuilder("pick")
+x = g.input("x", (1, 32, 32, 16))
+h = g.op("Conv2D", x, g.const("w1", rng.standard_normal((96, 1, 1, 16)).astype(np.float32)),
+         g.const("b1", rng.standard_normal(96).astype(np.float32)), activation=3)
+h = g.op("DepthwiseConv2D", h, g.const("w2", rng.standard_normal((1, 3, 3, 96)).astype(np.float32)),
+         g.const("b2", rng.standard_normal(96).astype(np.float32)), padding=1, activation=3)
+g.output(g.op("Conv2D", h, g.const("w3", rng.standard_normal((16, 1, 1, 96)).astype(np.float32)),
+              g.const("b3", rng.standard_normal(16).astype(np.float32))))
+inputs = [rng.standard_normal((1, 32, 32, 16)).astype(np.float32) for _ in range(64)]
+with g.load(threads=1) as m:
+    want = [m.run([v])[0] for v in inputs]
+with g.load(threads=2) as m:
+    for v, w in zip(inputs, want):
+        np.testing.assert_array_equal(m.run([v])[0], w)
+print("same")
+"""
+
+
+@pytest.mark.parametrize("pick", ["1", "0"])
+def test_thread_pick_keeps_results(pick):
+    # A session with two threads times its runs 16-47 in blocks of eight on
+    # one thread and on both and keeps the faster (TINYINFER_THREAD_PICK=0: both
+    # always): every run, whichever way it went, gives the one-thread
+    # session's outputs bit for bit (a fresh process with the variable set).
+    import os
+    import subprocess
+    import sys
+    pkg = os.path.dirname(os.path.dirname(os.path.abspath(tinyinfer.__file__)))
+    env = dict(os.environ, TINYINFER_THREAD_PICK=pick,
+               PYTHONPATH=os.pathsep.join([pkg] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
+    r = subprocess.run([sys.executable, "-c", _PICK_SCRIPT], env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "same"

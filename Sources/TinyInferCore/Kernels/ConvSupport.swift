@@ -53,7 +53,7 @@ enum SplitGrain {
 /// the one-row kernel, which sums in another order).
 @inline(__always)
 func forEachChunk(_ pool: ThreadPool, _ total: Int, minChunk: Int, align: Int = 1, _ body: (Int, Range<Int>) -> Void) {
-  let chunks = min(pool.threads, max(1, total / max(minChunk, 1)))
+  let chunks = min(pool.inline ? 1 : pool.threads, max(1, total / max(minChunk, 1)))
   if chunks <= 1 {
     body(0, 0..<total)
     return
@@ -83,7 +83,7 @@ func splitRowsOrColumns(
   _ pool: ThreadPool, rows m: Int, cols n: Int, minCols: Int, macs: Int, minMacs: Int = SplitGrain.gemm,
   _ work: (Range<Int>, Range<Int>) -> Void
 ) {
-  if pool.threads > 1 && macs >= minMacs {
+  if pool.threads > 1 && !pool.inline && macs >= minMacs {
     if m >= pool.threads {
       pool.parallelRanges(m, minChunk: 1) { rows in work(rows, 0..<n) }
     } else {

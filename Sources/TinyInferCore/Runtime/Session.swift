@@ -190,6 +190,9 @@ public final class Session {
     ti_shim_mutex_destroy(mutex)
   }
 
+  /// Whether runs use the pool's threads (ThreadPick; two or more threads).
+  private var pick = ThreadPick()
+
   /// The work of one run (`WorkCost`), checked against
   /// `SessionOptions.maxWork` when the session was made.
   public let work: UInt64
@@ -250,17 +253,17 @@ public final class Session {
   public func runHoldingLock(profile: Bool = false) throws(TinfError) {
     if !profile {
       guard let log = runLog else {
-        try runAll()
+        try runPicked()
         return
       }
       if runLogSkip > 0 {
         runLogSkip -= 1
-        try runAll()
+        try runPicked()
         log[0] &+= 1
         return
       }
       let t0 = ti_shim_now_ns()
-      try runAll()
+      try runPicked()
       let dt = ti_shim_now_ns() &- t0
       let n = log[1]
       log[2 + Int(n % UInt64(runLogCapacity))] = dt
@@ -279,6 +282,52 @@ public final class Session {
       let t0 = ti_shim_now_ns()
       try kernels[k].run()
       opNanoseconds[k] = ti_shim_now_ns() &- t0
+    }
+  }
+
+  /// `runAll`, on the pool's threads or on one (ThreadPick): a session with
+  /// two or more threads times runs 16-47 of every 2048, in blocks of eight
+  /// on one thread and on all, then keeps all only if they were at least 3%
+  /// faster by the best time of each. On a 2-core VM a thread that reads what the
+  /// other core wrote pays for moving it, and a transformer encoder of 100 us
+  /// ran 0.8x on two threads: the session picks one thread for it.
+  @inline(__always)
+  private func runPicked() throws(TinfError) {
+    guard pool.threads > 1 && pick.enabled else {
+      try runAll()
+      return
+    }
+    let c = pick.count
+    pick.count = c &+ 1 == ThreadPick.period ? 0 : c &+ 1
+    let p = c &- ThreadPick.probeStart
+    guard p >= 0 && p < 32 else {
+      try runAll()
+      return
+    }
+    // Blocks of eight runs, one thread, all, one, all; the first two runs of
+    // a block are not timed (alternating run by run measured the threads 40%
+    // slower than they run: each run found the other's data in the wrong
+    // core, and so do the first runs after a switch).
+    let oneThread = p & 8 == 0
+    pool.inline = oneThread
+    defer {
+      // The choice, made even when this last run failed (a run that
+      // failed is not timed).
+      if p == 31 {
+        pool.inline = !(pick.bestAll < pick.bestOne &- pick.bestOne / 32)
+        pick.bestOne = .max
+        pick.bestAll = .max
+      }
+    }
+    let t0 = ti_shim_now_ns()
+    try runAll()
+    let dt = ti_shim_now_ns() &- t0
+    if p & 7 >= 2 {
+      if oneThread {
+        pick.bestOne = min(pick.bestOne, dt)
+      } else {
+        pick.bestAll = min(pick.bestAll, dt)
+      }
     }
   }
 
@@ -329,4 +378,20 @@ public final class Session {
   }
 
   public var threads: Int { pool.threads }
+}
+
+/// The state of a session's choice between its threads and one
+/// (Session.runPicked).
+struct ThreadPick {
+  /// The first of the 32 runs of every period that compare one thread and
+  /// all (eight and eight, twice): a new session's first runs pay for cold
+  /// caches and a sleeping worker.
+  static let probeStart = 16
+  /// Runs between the starts of two probes.
+  static let period = 2048
+  /// TINYINFER_THREAD_PICK=0 turns the choice off (every run on all threads).
+  let enabled = ti_shim_thread_pick_enabled() != 0
+  var count = 0
+  var bestOne: UInt64 = .max
+  var bestAll: UInt64 = .max
 }

@@ -7,6 +7,12 @@ public final class ThreadPool {
   public let threads: Int
   /// The closure of the parallelFor in progress (read by the workers).
   private var job: ((Int) -> Void)? = nil
+  /// Run on the calling thread only: set by the session when its runs are
+  /// faster on one thread (ThreadPick). forEachChunk and parallelRanges then
+  /// make one chunk, as with one thread (whose results the threads' equal:
+  /// kernels split work on whole tiles); a direct parallelFor runs its items
+  /// in turn. Read and written by the running thread only.
+  public var inline = false
 
   public init(threads: Int) {
     if threads > 1, let p = ti_pool_create(Int32(clamping: threads)) {
@@ -24,7 +30,7 @@ public final class ThreadPool {
   /// returns when every call has finished. `body` must be safe to call
   /// concurrently for different i.
   public func parallelFor(_ n: Int, _ body: (Int) -> Void) {
-    guard let raw, n > 1 else {
+    guard let raw, n > 1, !inline else {
       for i in 0..<n { body(i) }
       return
     }
@@ -47,7 +53,7 @@ public final class ThreadPool {
   /// Splits 0..<total into about `threads` chunks of at least `minChunk`
   /// items and runs `body(range)` on each.
   public func parallelRanges(_ total: Int, minChunk: Int, _ body: (Range<Int>) -> Void) {
-    let chunks = min(threads, max(1, total / max(minChunk, 1)))
+    let chunks = min(inline ? 1 : threads, max(1, total / max(minChunk, 1)))
     if chunks <= 1 {
       body(0..<total)
       return
