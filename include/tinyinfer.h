@@ -268,10 +268,11 @@ typedef struct tinf_options tinf_options;
 tinf_status tinf_options_create(tinf_options **out_options);
 void tinf_options_free(tinf_options *options);
 /* Threads a session may use, 1..256 (0 means the number of online CPUs). A
- * session with two or more times runs 16-47 of every 2048 in blocks of eight
- * on one thread and on all, and runs on one thread when that was not at
- * least 3% slower (outputs are the same either way); TINYINFER_THREAD_PICK=0 in the
- * environment when the session is made turns this off. */
+ * session with two or more threads times its runs 16-47 of every 2048 in
+ * blocks of eight on one thread and on all, and runs on one thread when all
+ * were not at least 3% faster (outputs are the same either way);
+ * TINYINFER_THREAD_PICK=0 in the environment when the session is made
+ * turns this off. */
 /* Statuses: TINF_OK; TINF_ERR_INVALID_ARGUMENT (NULL options, threads outside 0...256) */
 tinf_status tinf_options_set_threads(tinf_options *options, int32_t threads);
 

@@ -8,6 +8,9 @@ splits work among threads; the results must match threads=1 (to rounding,
 since a split may change the order of a reduction).
 """
 
+import os
+import subprocess
+import sys
 import threading
 
 import numpy as np
@@ -316,12 +319,8 @@ def test_thread_pick_keeps_results(pick):
     # one thread and on both and keeps the faster (TINYINFER_THREAD_PICK=0: both
     # always): every run, whichever way it went, gives the one-thread
     # session's outputs bit for bit (a fresh process with the variable set).
-    import os
-    import subprocess
-    import sys
     pkg = os.path.dirname(os.path.dirname(os.path.abspath(tinyinfer.__file__)))
-    env = dict(os.environ, TINYINFER_THREAD_PICK=pick,
-               PYTHONPATH=os.pathsep.join([pkg] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
+    env = dict(os.environ, TINYINFER_THREAD_PICK=pick, PYTHONPATH=pkg)
     r = subprocess.run([sys.executable, "-c", _PICK_SCRIPT], env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "same"

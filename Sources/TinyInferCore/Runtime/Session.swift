@@ -288,9 +288,10 @@ public final class Session {
   /// `runAll`, on the pool's threads or on one (ThreadPick): a session with
   /// two or more threads times runs 16-47 of every 2048, in blocks of eight
   /// on one thread and on all, then keeps all only if they were at least 3%
-  /// faster by the best time of each. On a 2-core VM a thread that reads what the
-  /// other core wrote pays for moving it, and a transformer encoder of 100 us
-  /// ran 0.8x on two threads: the session picks one thread for it.
+  /// faster by the best time of each. On a 2-core VM a thread that reads
+  /// what the other core wrote pays for moving it, and a transformer
+  /// encoder of 100 us ran 0.8x on two threads: the session picks one
+  /// thread for it.
   @inline(__always)
   private func runPicked() throws(TinfError) {
     guard pool.threads > 1 && pick.enabled else {
@@ -300,7 +301,7 @@ public final class Session {
     let c = pick.count
     pick.count = c &+ 1 == ThreadPick.period ? 0 : c &+ 1
     let p = c &- ThreadPick.probeStart
-    guard p >= 0 && p < 32 else {
+    guard p >= 0 && p < ThreadPick.probeRuns else {
       try runAll()
       return
     }
@@ -313,7 +314,7 @@ public final class Session {
     defer {
       // The choice, made even when this last run failed (a run that
       // failed is not timed).
-      if p == 31 {
+      if p == ThreadPick.probeRuns &- 1 {
         pool.inline = !(pick.bestAll < pick.bestOne &- pick.bestOne / 32)
         pick.bestOne = .max
         pick.bestAll = .max
@@ -383,10 +384,11 @@ public final class Session {
 /// The state of a session's choice between its threads and one
 /// (Session.runPicked).
 struct ThreadPick {
-  /// The first of the 32 runs of every period that compare one thread and
-  /// all (eight and eight, twice): a new session's first runs pay for cold
-  /// caches and a sleeping worker.
+  /// The first of the runs of every period that compare one thread and all:
+  /// a new session's first runs pay for cold caches and a sleeping worker.
   static let probeStart = 16
+  /// How many: blocks of eight, one thread, all, one, all (runPicked).
+  static let probeRuns = 32
   /// Runs between the starts of two probes.
   static let period = 2048
   /// TINYINFER_THREAD_PICK=0 turns the choice off (every run on all threads).

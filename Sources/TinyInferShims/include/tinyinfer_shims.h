@@ -117,12 +117,12 @@ int ti_shim_write_file(const char *path, const void *data, size_t size);
  * condition variable (no CPU while idle). */
 typedef struct ti_pool ti_pool;
 ti_pool *ti_pool_create(int threads);
-/* 0 when the environment has TINYINFER_THREAD_PICK=0 (sessions then run on
- * all their threads without timing one thread against them), else 1. */
-int ti_shim_thread_pick_enabled(void);
 void ti_pool_destroy(ti_pool *pool);
 int ti_pool_threads(const ti_pool *pool);
 void ti_pool_run(ti_pool *pool, void (*fn)(void *ctx, int i), void *ctx, int n);
+/* 0 when the environment has TINYINFER_THREAD_PICK=0 (sessions then run on
+ * all their threads without timing one thread against them), else 1. */
+int ti_shim_thread_pick_enabled(void);
 
 /* libm for the kernels that need its exact results (tables, rounding). */
 float ti_shim_expf(float x);
