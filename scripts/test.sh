@@ -23,13 +23,16 @@ scripts/check-exports.sh
 scripts/check-mcu.sh
 echo "== swift test (XCTest) =="
 swift test --disable-swift-testing 2>&1 | tail -n 3
-# On a CPU with AMX the detected level's int8 GEMM runs its blocks of 16 rows on the tiles; its vpdpbusd
-# tiles then run the same kernel tests with the tiles turned off (TINYINFER_AMX=0).
+# On a CPU with AMX the detected level's int8 GEMM runs its blocks of 16 rows on the tiles, and with
+# AVX-512 VBMI the int8 table lookup runs on vpermt2b; the AVX-512 level's other paths (vpdpbusd tiles,
+# the vpermt2w lookup) then run the same kernel tests with both turned off (TINYINFER_AMX=0,
+# TINYINFER_VBMI=0: the level "avx512-plain" below).
 levels="baseline avx2"
-if grep -qw amx_int8 /proc/cpuinfo 2>/dev/null; then levels="$levels avx512-noamx"; fi
+if grep -qwE 'amx_int8|avx512vbmi' /proc/cpuinfo 2>/dev/null; then levels="$levels avx512-plain"; fi
 for level in $levels; do
   echo "== pytest: kernels (float, int8, hybrid) at the forced $level level (TINYINFER_ISA) =="
-  TINYINFER_ISA=${level%-noamx} TINYINFER_AMX=$([ "$level" = avx512-noamx ] && echo 0 || echo 1) python3 -m pytest -q -p no:cacheprovider \
+  plain=$([ "$level" = avx512-plain ] && echo 0 || echo 1)
+  TINYINFER_ISA=${level%-plain} TINYINFER_AMX=$plain TINYINFER_VBMI=$plain python3 -m pytest -q -p no:cacheprovider \
     python/tests/test_ops_math.py python/tests/test_ops_spatial.py python/tests/test_ops_movement.py \
     python/tests/test_ops_int8.py python/tests/test_quantize.py::test_hybrid_kernel_matches_the_documented_math \
     python/tests/test_ops_runtime_data.py python/tests/test_ops_transcendental.py python/tests/test_ops_int8_prelu.py \

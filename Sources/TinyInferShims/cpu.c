@@ -10,8 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int detected_level, chosen_level, vnni, amx;
+static int detected_level, chosen_level, vnni, amx, vbmi;
 int ti_cpu_amx_on; /* ti_cpu_amx(), read by the kernels after init */
+int ti_cpu_vbmi_on; /* ti_cpu_vbmi(), read by the kernels after init */
 static char features[192];
 static char requested[32];
 static pthread_once_t once = PTHREAD_ONCE_INIT;
@@ -50,7 +51,7 @@ static int detect(void) {
   unsigned b7 = 0, c7 = 0, d7 = 0;
   if (__get_cpuid_max(0, NULL) >= 7) __cpuid_count(7, 0, a, b7, c7, d7);
   int avx2 = (b7 >> 5) & 1, f = (b7 >> 16) & 1, dq = (b7 >> 17) & 1, bw = (b7 >> 30) & 1, vl = (b7 >> 31) & 1,
-      has_vnni = (c7 >> 11) & 1;
+      has_vnni = (c7 >> 11) & 1, has_vbmi = (c7 >> 1) & 1;
   if (sse42) add_feature("sse4.2");
   if (avx && os_ymm) add_feature("avx");
   if (avx2 && os_ymm) add_feature("avx2");
@@ -62,6 +63,7 @@ static int detect(void) {
     if (vl) add_feature("avx512vl");
     if (dq) add_feature("avx512dq");
     if (has_vnni) add_feature("avx512vnni");
+    if (has_vbmi) add_feature("avx512vbmi");
   }
   /* AMX: the tiles (AMX-TILE, EDX bit 24) and their int8 products
    * (AMX-INT8, bit 25), saved by the OS (XCR0 bits 17 and 18); used with
@@ -73,6 +75,7 @@ static int detect(void) {
   if (!(f && bw && vl && dq && os_zmm)) return TI_ISA_AVX2;
   vnni = has_vnni;
   amx = amx_ok;
+  vbmi = has_vbmi;
   return TI_ISA_AVX512;
 }
 
@@ -119,6 +122,9 @@ static void init(void) {
   const char *amx_env = getenv("TINYINFER_AMX");
   if (!vnni || (amx_env && strcmp(amx_env, "0") == 0)) amx = 0;
   ti_cpu_amx_on = amx;
+  const char *vbmi_env = getenv("TINYINFER_VBMI");
+  if (chosen_level < top_level || (vbmi_env && strcmp(vbmi_env, "0") == 0)) vbmi = 0;
+  ti_cpu_vbmi_on = vbmi;
 }
 
 /* Detected when the library loads, before any kernel runs; calls also
@@ -143,6 +149,11 @@ int ti_cpu_vnni(void) {
 int ti_cpu_amx(void) {
   pthread_once(&once, init);
   return amx;
+}
+
+int ti_cpu_vbmi(void) {
+  pthread_once(&once, init);
+  return vbmi;
 }
 
 /* The process's permission to use the tiles' 8 KB of state (Linux:

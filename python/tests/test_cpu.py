@@ -70,6 +70,8 @@ def test_detected_level_matches_proc_cpuinfo():
         # them, and then grants a process their use) on a CPU with VNNI
         amx = {"amx_tile", "amx_int8", "avx512_vnni"} <= flags and expected == "avx512"
         assert ("amx-int8" in tinyinfer.info()["cpu_features"]) == amx
+        # VBMI (byte permutes: the int8 table lookup's vpermt2b) at the avx512 level
+        assert ("avx512vbmi" in tinyinfer.info()["cpu_features"]) == ("avx512vbmi" in flags and expected == "avx512")
     else:
         expected = "dotprod" if "asimddp" in flags else "baseline"
     assert info_in_child()["isa_detected"] == expected

@@ -999,10 +999,11 @@ def test_binary(op, case):
 
 
 @pytest.mark.parametrize("op", BINARY_OPS)
-@pytest.mark.parametrize("n", [1, 15, 16, 17, 31, 32, 33, 255, 4099])
+@pytest.mark.parametrize("n", [1, 15, 16, 17, 31, 32, 33, 63, 64, 65, 96, 127, 255, 4099])
 def test_binary_same_shape_lengths(op, n):
-    """Same-shape inputs (the 16-lane path and its scalar tail) over every
-    pair of int8 values, extreme zero points and scales, multipliers > 1."""
+    """Same-shape inputs (the 16-lane path and its scalar tail; MulF's 64-
+    and 32-value steps at AVX-512, then the rest) over every pair of int8
+    values, extreme zero points and scales, multipliers > 1."""
     rng = np.random.default_rng(4600 + n + 7 * len(op.rstrip("F")))
     for trial in range(6):
         a, b = rand_i8(rng, n), rand_i8(rng, n)
@@ -1339,11 +1340,11 @@ ACT_PARAMS = [((np.float32(0.1), 0), (np.float32(0.05), -128)),
 
 
 @pytest.mark.parametrize("op", ["Relu", "LeakyRelu", "HardSwish", "Tanh"])
-@pytest.mark.parametrize("n", [31, 32, 1000])
+@pytest.mark.parametrize("n", [31, 32, 63, 64, 65, 1000])
 def test_activations_long_rows(op, n):
-    """The table lookup (32 values a step with AVX-512BW, then a scalar
-    tail) over every int8 value in a shuffled order, and lengths around
-    the step."""
+    """The table lookup (64 values a step with AVX-512 VBMI and a masked
+    tail; 32 a step with AVX-512BW or AVX2, then a scalar tail) over every
+    int8 value in a shuffled order, and lengths around the steps."""
     rng = np.random.default_rng(7800 + n + len(op))
     x = np.concatenate([rng.permutation(ALL.ravel()), rand_i8(rng, n)])
     check_activation(op, x, (np.float32(0.03), -9), (np.float32(0.02), 5))
@@ -1362,18 +1363,19 @@ def check_activation(op, x, xq, yq):
 
 @pytest.mark.parametrize("op", ["HardSwish", "Logistic", "Tanh", "LeakyRelu"])
 @pytest.mark.parametrize("params", range(len(ACT_PARAMS)))
-def test_activations_every_value_in_every_lane(op, params):
+@pytest.mark.parametrize("width", [32, 64])
+def test_activations_every_value_in_every_lane(op, params, width):
     """The table lookup with every int8 value at every position of a
-    32-value step (block b, position l holds (b + l) mod 256, and a tail of
-    19): at AVX2 the 16 vpshufb rows paired by the index's sign bit and the
-    blends by its bits 4 to 6, each pair and each blend seen with every
-    value in every byte lane."""
+    32- or 64-value step (block b, position l holds (b + l) mod 256, and a
+    tail of 19): at AVX2 the 16 vpshufb rows paired by the index's sign bit
+    and the blends by its bits 4 to 6, with VBMI the two vpermt2b and the
+    blend by bit 7, each seen with every value in every byte lane."""
     xq, yq = ACT_PARAMS[params]
     if op == "HardSwish" and params == 2:
         yq = (np.float32(0.05), 3)
     if op == "Logistic":
         yq = (np.float32(1 / 256), -128)
-    b, lane = np.meshgrid(np.arange(256), np.arange(32), indexing="ij")
+    b, lane = np.meshgrid(np.arange(256), np.arange(width), indexing="ij")
     x = np.concatenate([((b + lane) % 256 - 128).ravel(), np.arange(-128, -109)]).astype(np.int8)
     check_activation(op, x, xq, yq)
 

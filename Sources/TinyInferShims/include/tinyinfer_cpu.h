@@ -37,6 +37,13 @@ extern int ti_cpu_amx_on;
 /* Asks the OS once (Linux: arch_prctl) for the tiles' state; 1 when
  * granted. Called by the GEMM before its first use of the tiles. */
 int ti_cpu_amx_ready(void);
+/* 1 when the chosen level is avx512 and the CPU has AVX-512 VBMI (byte
+ * permutes across a whole register: vpermb, vpermt2b), unless TINYINFER_VBMI
+ * is "0": the int8 table lookup (the math kernels' lookup256) then takes 64
+ * values per two vpermt2b. */
+int ti_cpu_vbmi(void);
+/* ti_cpu_vbmi()'s value, for the kernels (set when the library loads). */
+extern int ti_cpu_vbmi_on;
 /* The name of a level on this architecture ("baseline", "avx2", ...; "?" if none). */
 const char *ti_cpu_level_name(int level);
 /* The features the detection saw, space-separated, e.g. "sse4.2 avx avx2 fma
