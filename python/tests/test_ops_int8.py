@@ -615,7 +615,11 @@ def test_depthwise_conv2d_large_threads():
 # after the left edge, channel counts that are and are not multiples of 16,
 # the int8 ends (the largest pair sums, -128 * -128 twice), zero points at
 # both ends, accumulators near the int32 ends, left shifts (multipliers > 1),
-# and windows cut by the top and bottom edges. At other levels the same
+# and windows cut by the top and bottom edges. With VNNI and VBMI the same
+# layers of 8 output columns or more run by groups of four input columns
+# (dw_vprows: eight pixels at a time inside the image, quads and pairs at
+# its edges; the wide rows below have many eights and every kind of edge;
+# DW_SMALL's maps of 4 to 7 columns keep the tap pairs). At other levels the same
 # shapes check the other kernels.
 DW_PAIRS = [  # (H, W), (KH, KW), strides, padding, pads
     ((5, 23), (3, 3), (1, 1), 1, (0, 0, 0, 0)),
@@ -625,6 +629,10 @@ DW_PAIRS = [  # (H, W), (KH, KW), strides, padding, pads
     ((4, 21), (2, 3), (1, 2), 2, (1, 0, 2, 1)),
     ((6, 27), (4, 5), (2, 1), 2, (2, 1, 0, 3)),
     ((3, 18), (3, 3), (1, 1), 0, (0, 0, 0, 0)),
+    ((3, 45), (3, 3), (2, 1), 1, (0, 0, 0, 0)),
+    ((3, 61), (5, 5), (1, 1), 1, (0, 0, 0, 0)),
+    ((4, 70), (5, 5), (2, 2), 2, (2, 1, 1, 2)),
+    ((2, 53), (3, 3), (1, 2), 2, (1, 1, 0, 2)),
 ]
 
 
