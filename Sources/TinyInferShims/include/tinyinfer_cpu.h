@@ -40,7 +40,9 @@ int ti_cpu_amx_ready(void);
 /* 1 when the chosen level is avx512 and the CPU has AVX-512 VBMI (byte
  * permutes across a whole register: vpermb, vpermt2b), unless TINYINFER_VBMI
  * is "0": the int8 table lookup (the math kernels' lookup256) then takes 64
- * values per two vpermt2b. */
+ * values per two vpermt2b, and with VNNI the int8 depthwise kernel takes
+ * four taps per vpdpbusd on groups built by vpermb (q8_depthwise.inc's
+ * dw_vprows). */
 int ti_cpu_vbmi(void);
 /* ti_cpu_vbmi()'s value, for the kernels (set when the library loads). */
 extern int ti_cpu_vbmi_on;
