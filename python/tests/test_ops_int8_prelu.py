@@ -51,7 +51,7 @@ def test_prelu_in_place_chain():
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3])
-@pytest.mark.parametrize("c", [16, 24, 5])
+@pytest.mark.parametrize("c", [16, 24, 5, 32, 80])
 def test_add_prelu_fused_large_threads(threads, c):
     """An int8 Add followed by a PRelu (fused into the Add at load) on a
     large tensor: whole rows of c channels split between the threads, each

@@ -261,7 +261,11 @@ typedef struct ti_q8_kernels {
    * clamp((a[i] pa + b[i] pb + c) >> shift, lo, hi) with p's c, lo and hi
    * already less the PRelu's input zero point (v = t - zp_x), then y[i] as
    * ti_q8_prelu16 says with pq[e] = pp & 0xffff | pn << 16 and qn[e] for
-   * e = i % period (one entry when period is 1); returns how many elements
+   * e = i % period (one entry when period is 1), each group of 16 entries
+   * in the order of the vpunpck{l,h}wd halves ([0-3, 8-11] then [4-7,
+   * 12-15]) and, when period is a multiple of 32, each group of 32 as the
+   * first halves of its two groups of 16 then their second halves
+   * (QPReluKernel.slot16); returns how many elements
    * it did (a multiple of 16; 0 unless period is 1 or a multiple of 16).
    * NULL at levels without it (the caller keeps add_prelu_lin_row). */
   intptr_t (*_Nullable add_prelu16_row)(const int8_t *a, const int8_t *b, int8_t *y, intptr_t n,

@@ -109,10 +109,15 @@ enum QPReluKernel {
   /// Where entry `e` of a channel period goes in `linearForm16`'s table:
   /// add_prelu16_row reads each group of 16 as the vpunpck{l,h}wd halves of
   /// its elements, [0-3, 8-11] then [4-7, 12-15] (the middle quads swapped).
+  /// Where the period is a multiple of 32, each group of 32 holds the first
+  /// halves of its two groups of 16, then their second halves, so that one
+  /// 512-bit load reads a half of 32 elements.
   @inline(__always)
-  static func slot16(_ e: Int) -> Int {
+  static func slot16(_ e: Int, period: Int) -> Int {
     let k = e & 15
-    return (e & ~15) | (k >= 4 && k < 12 ? k ^ 12 : k)
+    let s = k >= 4 && k < 12 ? k ^ 12 : k
+    guard period % 32 == 0 else { return (e & ~15) | s }
+    return (e & ~31) | (s & 8) << 1 | (e & 16) >> 1 | (s & 7)
   }
 
   /// The shifts of `linearForm16`: its slopes (about s_x / s_y times
@@ -124,7 +129,7 @@ enum QPReluKernel {
   /// (pn, qn)) with pp and pn within int16, checked against `value` over
   /// every int8 x; nil where a piece has no such fit. `table` holds
   /// `entries` words pp & 0xffff | pn << 16, then as many qn (entries as in
-  /// `linearForm`), each group of 16 in the kernel's order (`slot16`).
+  /// `linearForm`), each group of 16 or 32 in the kernel's order (`slot16`).
   static func linearForm16(
     _ xq: QParams, _ aq: QParams, _ yq: QParams, _ m1: FixedPoint.Multiplier, _ m2: FixedPoint.Multiplier,
     slope: UnsafePointer<Int8>, period: Int
@@ -161,7 +166,7 @@ enum QPReluKernel {
         }
         let word = Int32(bitPattern: UInt32(UInt16(truncatingIfNeeded: pos.p1)) | UInt32(bitPattern: neg.p1) << 16)
         for e in stride(from: ch, to: entries, by: period) {
-          let slot = slot16(e)
+          let slot = slot16(e, period: entries)
           table.int32[slot] = word
           table.int32[entries &+ slot] = neg.c
         }
