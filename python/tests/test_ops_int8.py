@@ -617,8 +617,8 @@ def test_depthwise_conv2d_large_threads():
 # both ends, accumulators near the int32 ends, left shifts (multipliers > 1),
 # and windows cut by the top and bottom edges. With VNNI and VBMI the same
 # layers of 8 output columns or more run by groups of four input columns
-# (dw_vprows: eight pixels at a time inside the image, quads and pairs at
-# its edges; the wide rows below have many eights and every kind of edge;
+# (dw_vprows: eight pixels at a time, checked at the image's edges, quads
+# and pairs for the rest; the wide rows below have many eights and every kind of edge;
 # DW_SMALL's maps of 4 to 7 columns keep the tap pairs). At other levels the same
 # shapes check the other kernels.
 DW_PAIRS = [  # (H, W), (KH, KW), strides, padding, pads
