@@ -166,7 +166,11 @@ tinf_status tinf_model_load_file(const char *path, tinf_model **out_model);
 tinf_status tinf_model_load_buffer(const void *data, size_t size, tinf_model **out_model);
 
 /* Flags of tinf_model_load_file_flags and tinf_model_load_buffer_flags (a bit
- * set). Append-only. */
+ * set). Append-only. With neither TINF_LOAD_DENSE nor TINF_LOAD_SPARSE_ALWAYS,
+ * an op whose weight density is close to its sparse kernel's threshold is
+ * timed on both kernels during the load (at most 10 ms of timing per load)
+ * and gets the faster; TINYINFER_SPARSE_MEASURE=0 in the environment turns
+ * that off (docs/pruning.md). */
 typedef enum tinf_load_flag {
   TINF_LOAD_NO_GRAPH_PASSES = 1, /* skip the graph optimization passes (constant folding still runs) */
   TINF_LOAD_DENSE = 2,           /* keep every op on the dense kernels (no sparse kernel is chosen; docs/pruning.md) */

@@ -583,6 +583,11 @@ int ti_shim_thread_pick_enabled(void) {
   return !(v && v[0] == '0' && v[1] == 0);
 }
 
+int ti_shim_sparse_measure_enabled(void) {
+  const char *v = getenv("TINYINFER_SPARSE_MEASURE");
+  return !(v && v[0] == '0' && v[1] == 0);
+}
+
 void ti_pool_run(ti_pool *p, void (*fn)(void *, int), void *ctx, int n) {
   if (n <= 0) return;
   if (!p || p->threads == 1 || n == 1) {

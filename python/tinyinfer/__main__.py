@@ -229,10 +229,11 @@ def cmd_bench(args) -> int:
             prof = s.profile(x, runs=min(args.runs, 200))
             total = sum(p for _, p in prof) or 1.0
             from .prune import sparse_ops
-            sparse, nm24 = sparse_ops(m), sparse_ops(m, nm24=True)
+            sparse, nm24, timed = sparse_ops(m), sparse_ops(m, nm24=True), sparse_ops(m, measured_dense=True)
             print(f"  {'#':>3} {'op':16} {'us':>9} {'share':>6}")
             for i, (op, sec) in enumerate(prof):
-                kernel = "  sparse kernel (2:4)" if i in nm24 else "  sparse kernel" if i in sparse else ""
+                kernel = ("  sparse kernel (2:4)" if i in nm24 else "  sparse kernel" if i in sparse
+                          else "  dense (measured)" if i in timed else "")
                 print(f"  {i:>3} {op:16} {sec * 1e6:>9.2f} {sec / total * 100:>5.1f}%{kernel}")
         if args.json:
             from tinyinfer.results import write_json

@@ -203,16 +203,34 @@ public final class Model {
       }
       return (data, node.inputs.map { $0 >= 0 ? g.tensors[$0] : nil })
     }
+    // Close choices are timed (Runtime/SparseMeasure.swift).
+    var measure = SparseMeasure()
+    // Not when a prepack image lists ops: a load with the same key measured
+    // already, and the ops it made dense are among those listed (packed).
+    var measuring = choice == .auto && SparseMeasure.enabled && !(listed?.contains(true) ?? false)
+    func micros(_ ns: UInt64) -> String { "\((Double(ns) / 100).rounded() / 10) us" }
     func sparseForm(_ node: Node, _ data: [UnsafeMutableRawPointer?], _ descs: [TensorDesc?]) -> SparseWeights? {
-      let s = SparseGemm.prepare(node, descs, data, choice)
-      if let s {
-        let name = node.outputs.first.map { g.tensors[$0].name } ?? ""
-        let pct = (s.sparsity * 1000).rounded() / 10
-        report.append(
-          s.kind == "2:4"
-            ? "sparse kernel: \(node.op.name) '\(name)' (\(pct)% zeros, \(s.nnz) nonzeros, 2:4 kernel)"
-            : "sparse kernel: \(node.op.name) '\(name)' (\(pct)% zeros, \(s.nnz) nonzeros)")
+      guard let s = SparseGemm.prepare(node, descs, data, choice) else { return nil }
+      let name = node.outputs.first.map { g.tensors[$0].name } ?? ""
+      let pct = (s.sparsity * 1000).rounded() / 10
+      var measured = ""
+      if measuring, SparseMeasure.uncertain(node, descs, s) {
+        let dense = Registry.prepack(node, descs, data).flatMap { PackedWeights($0.weights, n: $0.n, k: $0.k) }
+        if let t = measure.time(
+          node, inputs: descs, outputs: node.outputs.map { g.tensors[$0] }, data: data, sparse: s, packed: dense)
+        {
+          if Double(t.dense) < Double(t.sparse) * SparseMeasure.denseMargin {
+            report.append(
+              "dense kernel: \(node.op.name) '\(name)' (\(pct)% zeros; measured dense \(micros(t.dense)), sparse \(micros(t.sparse)))")
+            return nil
+          }
+          measured = "; measured sparse \(micros(t.sparse)), dense \(micros(t.dense))"
+        }
       }
+      report.append(
+        s.kind == "2:4"
+          ? "sparse kernel: \(node.op.name) '\(name)' (\(pct)% zeros, \(s.nnz) nonzeros, 2:4 kernel)"
+          : "sparse kernel: \(node.op.name) '\(name)' (\(pct)% zeros, \(s.nnz) nonzeros\(measured))")
       return s
     }
     for (k, node) in g.nodes.enumerated() {
@@ -226,6 +244,7 @@ public final class Model {
       matrices, opened: prepack.opened, facts: PrepackImage.Facts(fileSize: size, graphHash: prepack.graphHash))
     if let listed, pk.state != .fromImage {
       // The image was not used: the skipped ops get the sparse form a load without it gives them.
+      measuring = choice == .auto && SparseMeasure.enabled
       for (k, node) in g.nodes.enumerated() where listed[k] {
         let (data, descs) = inputs(node)
         guard let s = sparseForm(node, data, descs) else { continue }

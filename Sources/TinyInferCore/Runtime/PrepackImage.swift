@@ -52,7 +52,10 @@ public enum PrepackImage {
   /// up to its density threshold on every load). Scanned ops may be int8
   /// ones, so from 7 on a change to the rules that choose a sparse kernel
   /// for any op (`SparseGemm.prepare`), float32 or int8, needs a new version.
-  public static let layoutVersion: UInt32 = 7
+  /// 8: close sparse-or-dense choices timed at load (`SparseMeasure`); an
+  /// op made dense there is listed with its packed weights, and a load
+  /// from an image that lists ops does not time again.
+  public static let layoutVersion: UInt32 = 8
   static let headerSize = 256
   static let entrySize = 32
   static let maxKey = 64

@@ -123,6 +123,10 @@ void ti_pool_run(ti_pool *pool, void (*fn)(void *ctx, int i), void *ctx, int n);
 /* 0 when the environment has TINYINFER_THREAD_PICK=0 (sessions then run on
  * all their threads without timing one thread against them), else 1. */
 int ti_shim_thread_pick_enabled(void);
+/* 0 when the environment has TINYINFER_SPARSE_MEASURE=0 (a load then
+ * chooses sparse or dense kernels from the density thresholds alone,
+ * without timing the close cases; Runtime/SparseMeasure.swift), else 1. */
+int ti_shim_sparse_measure_enabled(void);
 
 /* libm for the kernels that need its exact results (tables, rounding). */
 float ti_shim_expf(float x);

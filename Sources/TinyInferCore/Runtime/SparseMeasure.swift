@@ -1,0 +1,140 @@
+import TinyInferShims
+
+/// The sparse-or-dense choice measured at load (issue 15: "measure and
+/// decide at prepare time"). `SparseGemm.prepare` proposes the sparse form
+/// of an op from its weights' density against a threshold measured per
+/// dispatch level (SparseGemm.maxDensity). Far below the threshold the
+/// sparse kernel wins on every machine measured; near it the winner depends
+/// on the machine and the layer's shape (face_detection_full_range_sparse's
+/// 70%-zero 1x1 layers on an Intel AVX-512 core: dense 0.57-0.75x of the
+/// sparse time on 8 -> 32, 64 -> 16, 64 -> 32 and 96 -> 48, sparse 0.70-0.89x
+/// of dense on 32 -> 8, 32 -> 128 and 96 -> 384). So for an op of several
+/// rows whose density is above half its threshold (`uncertain`) the load
+/// binds both kernels on scratch buffers of the op's own shapes (at most
+/// `maxRows` rows of them: both kernels' time grows with the rows in
+/// step), runs each (one untimed run, then `rounds` rounds alternating the
+/// two) and keeps the faster by the best run; the sparse form stays unless
+/// dense beat it by at least 3%. The pass report says which and the times
+/// (of the rows timed).
+///
+/// Limits: the measurements of one load stop after `budgetNs` (the ops
+/// after keep the threshold's choice), so a model with many large
+/// candidates loads at most about that much slower. One thread, the file's
+/// shapes (a session with other shapes keeps the choice). The 2:4 kernels
+/// and one-row ops (GEMV) keep the threshold's choice. `TINYINFER_SPARSE_MEASURE=0`
+/// turns the measuring off (the thresholds alone: the same choice on every
+/// load). A float32 op's output depends on the choice (sums in another
+/// order; int8's does not), so two loads may differ by float rounding where
+/// a close op went the other way; `sparse=True`/`False` (`TINF_LOAD_DENSE`,
+/// `TINF_LOAD_SPARSE_ALWAYS`) fix it. A prepack image keeps an op made
+/// dense here as packed dense weights, so cached loads take it dense
+/// without measuring again.
+struct SparseMeasure {
+  /// Wall time all the measurements of one load may take.
+  static let budgetNs: UInt64 = 10_000_000
+  /// Rows (pixels of a 1x1 convolution) timed at most.
+  static let maxRows = 2048
+  /// Rounds of the two kernels, alternating, after one untimed run each.
+  static let rounds = 5
+  /// Dense must beat the sparse kernel's best run by this factor to replace it.
+  static let denseMargin = 0.97
+
+  static var enabled: Bool { ti_shim_sparse_measure_enabled() != 0 }
+
+  private var spent: UInt64 = 0
+  private var pool: ThreadPool? = nil
+
+  /// The best times (ns) of the op on its sparse form `s` and on its dense
+  /// kernel (`packed`: the float32 packed weights it would get, nil for
+  /// int8, whose kernels pack at bind), or nil when either kernel does not
+  /// bind or the budget is spent.
+  mutating func time(
+    _ node: Node, inputs: [TensorDesc?], outputs: [TensorDesc], data: [UnsafeMutableRawPointer?],
+    sparse s: SparseWeights, packed: PackedWeights?
+  ) -> (sparse: UInt64, dense: UInt64)? {
+    guard spent < SparseMeasure.budgetNs, inputs.count >= 1, let x = inputs[0], outputs.count == 1, s.k > 0 else {
+      return nil
+    }
+    let t0 = ti_shim_now_ns()
+    defer { spent &+= ti_shim_now_ns() &- t0 }
+    // Both kernels' time grows with the rows in step: time at most
+    // `maxRows` of them (a 1x1 convolution's pixels as one row of an image).
+    var inputs = inputs
+    var outputs = outputs
+    if x.count / s.k > SparseMeasure.maxRows {
+      let r = SparseMeasure.maxRows
+      if node.op == .conv2D, x.shape.count == 4, outputs[0].shape.count == 4 {
+        inputs[0]!.shape = [1, 1, r, s.k]
+        outputs[0].shape = [1, 1, r, s.n]
+      } else if node.op == .fullyConnected, x.shape.count == 2, outputs[0].shape.count == 2 {
+        inputs[0]!.shape = [r, s.k]
+        outputs[0].shape = [r, s.n]
+      }
+    }
+    // Scratch for the inputs that are not constants (the activations) and
+    // for the outputs, filled with a pattern of small values.
+    var owned: [UnsafeMutableRawPointer] = []
+    defer { for p in owned { ti_shim_free(p) } }
+    func scratch(_ d: TensorDesc) -> UnsafeMutableRawPointer? {
+      let bytes = max(d.nbytes, 1)
+      guard let p = ti_shim_alloc(bytes) else { return nil }
+      owned.append(p)
+      switch d.dtype {
+      case .float32:
+        let f = p.bindMemory(to: Float.self, capacity: bytes / 4)
+        for i in 0..<(bytes / 4) { f[i] = Float(i % 13) * 0.125 - 0.5 }
+      default:
+        let b = p.bindMemory(to: UInt8.self, capacity: bytes)
+        for i in 0..<bytes { b[i] = UInt8(truncatingIfNeeded: i % 17 &+ 120) }
+      }
+      return p
+    }
+    var inData = data
+    for i in 0..<inputs.count where inData[i] == nil {
+      guard let d = inputs[i] else { continue }
+      guard let p = scratch(d) else { return nil }
+      inData[i] = p
+    }
+    var outData: [UnsafeMutableRawPointer] = []
+    for d in outputs {
+      guard let p = scratch(d) else { return nil }
+      outData.append(p)
+    }
+    if pool == nil { pool = ThreadPool(threads: 1) }
+    guard let pool else { return nil }
+    func bind(_ sparse: SparseWeights?, _ packed: PackedWeights?) -> KernelFn? {
+      let ctx = KernelContext(
+        node: node, inputs: inputs, outputs: outputs, inputData: inData, outputData: outData, pool: pool,
+        packed: packed, sparse: sparse)
+      return try? Registry.bind(ctx)
+    }
+    guard let runSparse = bind(s, nil), let runDense = bind(nil, packed) else { return nil }
+    func once(_ f: KernelFn) -> UInt64? {
+      let a = ti_shim_now_ns()
+      do throws(TinfError) { try f() } catch { return nil }
+      return ti_shim_now_ns() &- a
+    }
+    guard once(runSparse) != nil, once(runDense) != nil else { return nil }
+    var best = (sparse: UInt64.max, dense: UInt64.max)
+    for _ in 0..<SparseMeasure.rounds {
+      guard let a = once(runSparse), let b = once(runDense) else { return nil }
+      best = (min(best.sparse, a), min(best.dense, b))
+    }
+    return best
+  }
+
+  /// Whether the threshold's choice of sparse form `s` is close enough to
+  /// be measured: unstructured weights of an op of several rows, denser
+  /// than half the op's threshold (`SparseGemm.maxDensity`).
+  static func uncertain(_ node: Node, _ inputs: [TensorDesc?], _ s: SparseWeights) -> Bool {
+    guard s.kind == "unstructured", inputs.count >= 2, let x = inputs[0], s.k > 0 else { return false }
+    let rows = x.count / s.k
+    let int8 = x.dtype == .int8
+    let fused = int8 && node.op == .conv2D && (try? node.attrs.int(.requantization, default: 0, in: 0...1)) == 1
+    guard rows >= 2,
+      let limit = SparseGemm.maxDensity(
+        rows: rows, k: s.k, int8: int8, fusedStage: fused, weightBytes: s.n &* s.k &* (int8 ? 1 : 4))
+    else { return false }
+    return 1 - s.sparsity > limit / 2
+  }
+}
