@@ -33,7 +33,7 @@ struct SparseMeasure {
   /// Wall time all the measurements of one load may take.
   static let budgetNs: UInt64 = 10_000_000
   /// Rows (pixels of a 1x1 convolution) timed at most.
-  static let maxRows = 2048
+  static let maxRows = 1024
   /// Rounds of the two kernels, alternating, after one untimed run each.
   static let rounds = 5
   /// Dense must beat the sparse kernel's best run by this factor to replace it.
@@ -71,33 +71,34 @@ struct SparseMeasure {
         outputs[0].shape = [r, s.n]
       }
     }
-    // Scratch for the inputs that are not constants (the activations) and
-    // for the outputs, filled with a pattern of small values.
+    // Scratch for the inputs that are not constants (the activations),
+    // filled with a pattern of small values, and for the outputs.
     var owned: [UnsafeMutableRawPointer] = []
     defer { for p in owned { ti_shim_free(p) } }
-    func scratch(_ d: TensorDesc) -> UnsafeMutableRawPointer? {
+    func scratch(_ d: TensorDesc, fill: Bool) -> UnsafeMutableRawPointer? {
       let bytes = max(d.nbytes, 1)
       guard let p = ti_shim_alloc(bytes) else { return nil }
       owned.append(p)
+      guard fill else { return p }
       switch d.dtype {
       case .float32:
         let f = p.bindMemory(to: Float.self, capacity: bytes / 4)
-        for i in 0..<(bytes / 4) { f[i] = Float(i % 13) * 0.125 - 0.5 }
+        for i in 0..<(bytes / 4) { f[i] = Float(i & 15) * 0.125 - 1 }
       default:
         let b = p.bindMemory(to: UInt8.self, capacity: bytes)
-        for i in 0..<bytes { b[i] = UInt8(truncatingIfNeeded: i % 17 &+ 120) }
+        for i in 0..<bytes { b[i] = UInt8(truncatingIfNeeded: (i & 31) &+ 112) }
       }
       return p
     }
     var inData = data
     for i in 0..<inputs.count where inData[i] == nil {
       guard let d = inputs[i] else { continue }
-      guard let p = scratch(d) else { return nil }
+      guard let p = scratch(d, fill: true) else { return nil }
       inData[i] = p
     }
     var outData: [UnsafeMutableRawPointer] = []
     for d in outputs {
-      guard let p = scratch(d) else { return nil }
+      guard let p = scratch(d, fill: false) else { return nil }
       outData.append(p)
     }
     if pool == nil { pool = ThreadPool(threads: 1) }
