@@ -272,70 +272,12 @@ def test_real_melspectrogram_matches_onnxruntime(tmp_path):
 def _custom_tconv_model(x_shape, w, bias, padding, sw, sh, out_shape, options_len=12):
     """A one-op .tflite: CUSTOM 'Convolution2DTransposeBias'(x, w, bias) with
     MediaPipe's raw custom_options (int32 padding, stride_w, stride_h)."""
-    tfl = pytest.importorskip("tflite")
-    import flatbuffers
-    b = flatbuffers.Builder(1024)
-    tensors = [("x", x_shape, None), ("w", w.shape, w), ("bias", bias.shape, bias), ("y", out_shape, None)]
-    bufs = [None] + [d for _, _, d in tensors if d is not None]
-    buf_offs = []
-    for d in bufs:
-        vec = None
-        if d is not None:
-            raw = np.ascontiguousarray(d, np.float32).tobytes()
-            vec = b.CreateByteVector(raw)
-        tfl.BufferStart(b)
-        if vec is not None:
-            tfl.BufferAddData(b, vec)
-        buf_offs.append(tfl.BufferEnd(b))
-    t_offs, k = [], 0
-    for name, shape, d in tensors:
-        nm, shp = b.CreateString(name), b.CreateNumpyVector(np.asarray(shape, np.int32))
-        tfl.TensorStart(b)
-        tfl.TensorAddShape(b, shp)
-        tfl.TensorAddType(b, 0)
-        if d is not None:
-            k += 1
-            tfl.TensorAddBuffer(b, k)
-        tfl.TensorAddName(b, nm)
-        t_offs.append(tfl.TensorEnd(b))
-    cc = b.CreateString("Convolution2DTransposeBias")
-    tfl.OperatorCodeStart(b)
-    tfl.OperatorCodeAddDeprecatedBuiltinCode(b, 32)
-    tfl.OperatorCodeAddBuiltinCode(b, 32)
-    tfl.OperatorCodeAddCustomCode(b, cc)
-    tfl.OperatorCodeAddVersion(b, 1)
-    code = tfl.OperatorCodeEnd(b)
-    opts = b.CreateByteVector(np.asarray([padding, sw, sh], "<i4").tobytes()[:options_len])
-    iv, ov = b.CreateNumpyVector(np.int32([0, 1, 2])), b.CreateNumpyVector(np.int32([3]))
-    tfl.OperatorStart(b)
-    tfl.OperatorAddOpcodeIndex(b, 0)
-    tfl.OperatorAddInputs(b, iv)
-    tfl.OperatorAddOutputs(b, ov)
-    tfl.OperatorAddCustomOptions(b, opts)
-    op = tfl.OperatorEnd(b)
-
-    def vec(start, items):
-        start(b, len(items))
-        for o in reversed(items):
-            b.PrependUOffsetTRelative(o)
-        return b.EndVector()
-    tv, opv = vec(tfl.SubGraphStartTensorsVector, t_offs), vec(tfl.SubGraphStartOperatorsVector, [op])
-    inv, outv = b.CreateNumpyVector(np.int32([0])), b.CreateNumpyVector(np.int32([3]))
-    tfl.SubGraphStart(b)
-    tfl.SubGraphAddTensors(b, tv)
-    tfl.SubGraphAddInputs(b, inv)
-    tfl.SubGraphAddOutputs(b, outv)
-    tfl.SubGraphAddOperators(b, opv)
-    sg = tfl.SubGraphEnd(b)
-    sgv, cv = vec(tfl.ModelStartSubgraphsVector, [sg]), vec(tfl.ModelStartOperatorCodesVector, [code])
-    bv = vec(tfl.ModelStartBuffersVector, buf_offs)
-    tfl.ModelStart(b)
-    tfl.ModelAddVersion(b, 3)
-    tfl.ModelAddOperatorCodes(b, cv)
-    tfl.ModelAddSubgraphs(b, sgv)
-    tfl.ModelAddBuffers(b, bv)
-    b.Finish(tfl.ModelEnd(b), file_identifier=b"TFL3")
-    return bytes(b.Output())
+    pytest.importorskip("tflite")
+    from tflite_custom_build import custom_op_model
+    options = np.asarray([padding, sw, sh], "<i4").tobytes()[:options_len]
+    return custom_op_model("Convolution2DTransposeBias",
+                           [("x", x_shape, None), ("w", w.shape, w), ("bias", bias.shape, bias), ("y", out_shape, None)],
+                           3, options)
 
 
 def _tconv_bias_reference(x, w, bias, same, sh, sw):

@@ -14,62 +14,10 @@ pytest.importorskip("tflite")
 
 
 def custom_model(code, inputs, outputs, options):
-    """A one-op .tflite: CUSTOM `code` with raw custom_options. inputs and
-    outputs: (name, shape); the first len(graph_inputs) inputs are graph
-    inputs, every output a graph output."""
-    import flatbuffers
-    import tflite as tfl
-    b = flatbuffers.Builder(1024)
-    tfl.BufferStart(b)
-    empty = tfl.BufferEnd(b)
-    t_offs = []
-    for name, shape in inputs + outputs:
-        nm, shp = b.CreateString(name), b.CreateNumpyVector(np.asarray(shape, np.int32))
-        tfl.TensorStart(b)
-        tfl.TensorAddShape(b, shp)
-        tfl.TensorAddType(b, 0)
-        tfl.TensorAddName(b, nm)
-        t_offs.append(tfl.TensorEnd(b))
-    cc = b.CreateString(code)
-    tfl.OperatorCodeStart(b)
-    tfl.OperatorCodeAddDeprecatedBuiltinCode(b, 32)
-    tfl.OperatorCodeAddBuiltinCode(b, 32)
-    tfl.OperatorCodeAddCustomCode(b, cc)
-    tfl.OperatorCodeAddVersion(b, 1)
-    opcode = tfl.OperatorCodeEnd(b)
-    opts = b.CreateByteVector(options)
-    ins = np.int32(range(len(inputs)))
-    outs = np.int32(range(len(inputs), len(inputs) + len(outputs)))
-    iv, ov = b.CreateNumpyVector(ins), b.CreateNumpyVector(outs)
-    tfl.OperatorStart(b)
-    tfl.OperatorAddOpcodeIndex(b, 0)
-    tfl.OperatorAddInputs(b, iv)
-    tfl.OperatorAddOutputs(b, ov)
-    tfl.OperatorAddCustomOptions(b, opts)
-    op = tfl.OperatorEnd(b)
-
-    def vec(start, items):
-        start(b, len(items))
-        for o in reversed(items):
-            b.PrependUOffsetTRelative(o)
-        return b.EndVector()
-    tv, opv = vec(tfl.SubGraphStartTensorsVector, t_offs), vec(tfl.SubGraphStartOperatorsVector, [op])
-    giv, gov = b.CreateNumpyVector(ins), b.CreateNumpyVector(outs)
-    tfl.SubGraphStart(b)
-    tfl.SubGraphAddTensors(b, tv)
-    tfl.SubGraphAddInputs(b, giv)
-    tfl.SubGraphAddOutputs(b, gov)
-    tfl.SubGraphAddOperators(b, opv)
-    sg = tfl.SubGraphEnd(b)
-    sgv, cv = vec(tfl.ModelStartSubgraphsVector, [sg]), vec(tfl.ModelStartOperatorCodesVector, [opcode])
-    bv = vec(tfl.ModelStartBuffersVector, [empty])
-    tfl.ModelStart(b)
-    tfl.ModelAddVersion(b, 3)
-    tfl.ModelAddOperatorCodes(b, cv)
-    tfl.ModelAddSubgraphs(b, sgv)
-    tfl.ModelAddBuffers(b, bv)
-    b.Finish(tfl.ModelEnd(b), file_identifier=b"TFL3")
-    return bytes(b.Output())
+    """A one-op .tflite: CUSTOM `code` with raw custom_options; inputs and
+    outputs: (name, shape), every input a graph input."""
+    from tflite_custom_build import custom_op_model
+    return custom_op_model(code, [(n, s, None) for n, s in inputs + outputs], len(inputs), options)
 
 
 def pool_options(padding=1, sw=2, sh=2, fw=2, fh=2, act=0, length=None):
