@@ -37,6 +37,11 @@ public final class SparseWeights {
   /// int8 2:4 weights packed for `q8_nm24` (weight pairs and byte controls;
   /// their row sums in `sums`), else nil.
   let nm24q: Scratch<Int32>?
+  /// The density threshold `.auto` chose these unstructured weights of an op
+  /// of several rows against (SparseGemm.maxDensity), else nil (2:4 forms,
+  /// one-row ops, `.always`): what the load's timing of close cases reads
+  /// (Runtime/SparseMeasure.swift).
+  var tiledThreshold: Double? = nil
 
   init(n: Int, k: Int, nnz: Int, floats: UnsafePointer<Float>?, int8s: UnsafePointer<Int8>?) throws(TinfError) {
     self.n = n
@@ -308,12 +313,16 @@ enum SparseGemm {
     guard nnz <= cap else { return nil }
     let density = Double(nnz) / Double(total)
     guard choice == .always ? density < 1 : density <= limit else { return nil }
+    let s: SparseWeights?
     if int8 {
-      return try? SparseWeights(
+      s = try? SparseWeights(
         n: n, k: k, nnz: nnz, floats: nil, int8s: UnsafePointer(wp.assumingMemoryBound(to: Int8.self)))
+    } else {
+      s = try? SparseWeights(
+        n: n, k: k, nnz: nnz, floats: UnsafePointer(wp.assumingMemoryBound(to: Float.self)), int8s: nil)
     }
-    return try? SparseWeights(
-      n: n, k: k, nnz: nnz, floats: UnsafePointer(wp.assumingMemoryBound(to: Float.self)), int8s: nil)
+    if choice == .auto, rows >= 2 { s?.tiledThreshold = limit }
+    return s
   }
 
   /// The many-rows path's buffers, per thread: `tile` row pointers and the

@@ -214,7 +214,7 @@ public final class Model {
       let name = node.outputs.first.map { g.tensors[$0].name } ?? ""
       let pct = (s.sparsity * 1000).rounded() / 10
       var measured = ""
-      if measuring, SparseMeasure.uncertain(node, descs, s) {
+      if measuring, SparseMeasure.uncertain(s) {
         let dense = Registry.prepack(node, descs, data).flatMap { PackedWeights($0.weights, n: $0.n, k: $0.k) }
         if let t = measure.time(
           node, inputs: descs, outputs: node.outputs.map { g.tensors[$0] }, data: data, sparse: s, packed: dense)

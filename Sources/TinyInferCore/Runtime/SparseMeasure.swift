@@ -125,17 +125,10 @@ struct SparseMeasure {
   }
 
   /// Whether the threshold's choice of sparse form `s` is close enough to
-  /// be measured: unstructured weights of an op of several rows, denser
-  /// than half the op's threshold (`SparseGemm.maxDensity`).
-  static func uncertain(_ node: Node, _ inputs: [TensorDesc?], _ s: SparseWeights) -> Bool {
-    guard s.kind == "unstructured", inputs.count >= 2, let x = inputs[0], s.k > 0 else { return false }
-    let rows = x.count / s.k
-    let int8 = x.dtype == .int8
-    let fused = int8 && node.op == .conv2D && (try? node.attrs.int(.requantization, default: 0, in: 0...1)) == 1
-    guard rows >= 2,
-      let limit = SparseGemm.maxDensity(
-        rows: rows, k: s.k, int8: int8, fusedStage: fused, weightBytes: s.n &* s.k &* (int8 ? 1 : 4))
-    else { return false }
+  /// be measured: unstructured weights of an op of several rows
+  /// (`SparseWeights.tiledThreshold`), denser than half that threshold.
+  static func uncertain(_ s: SparseWeights) -> Bool {
+    guard let limit = s.tiledThreshold else { return false }
     return 1 - s.sparsity > limit / 2
   }
 }
