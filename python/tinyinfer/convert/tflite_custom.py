@@ -55,9 +55,14 @@ def transpose_conv_bias_pads(in_size: int, k: int, s: int, same: bool):
     return p // 2, p - p // 2, s * (in_size - 1) + k - p
 
 
+def _custom_options(op) -> bytes:
+    """The op's raw custom_options (b"" when absent)."""
+    return np.asarray(op.CustomOptionsAsNumpy()).tobytes() if op.CustomOptionsLength() else b""
+
+
 def _transpose_conv_bias(im, op, name):
     from .tflite import _Refuse
-    raw = np.asarray(op.CustomOptionsAsNumpy()).tobytes() if op.CustomOptionsLength() else b""
+    raw = _custom_options(op)
     if len(raw) < 12:
         raise _Refuse(f"custom_options of {len(raw)} bytes (12 expected: padding, stride_width, stride_height)")
     padding, sw, sh = struct.unpack("<iii", raw[:12])
@@ -91,7 +96,7 @@ def _pool_params(im, op):
     """MediaPipe's TfLitePoolParams from custom_options, checked: the window
     side b (filter = stride, square) and the fused activation."""
     from .tflite import _Refuse
-    raw = np.asarray(op.CustomOptionsAsNumpy()).tobytes() if op.CustomOptionsLength() else b""
+    raw = _custom_options(op)
     if len(raw) < 24:
         raise _Refuse(f"custom_options of {len(raw)} bytes (24 expected: padding, stride_width, stride_height, "
                       f"filter_width, filter_height, activation)")
