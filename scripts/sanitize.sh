@@ -27,16 +27,21 @@ if [ "$kind" = all ]; then
   exit 0
 fi
 extra=()
+coverage=(-Xswiftc -sanitize-coverage=edge,inline-8bit-counters,pc-table,trace-cmp -Xcc -fsanitize=fuzzer-no-link)
+scratch=.build-$kind
 case "$kind" in
-  asan) swift_san=address; c_san=address,undefined; rt=asan ;;
+  asan) swift_san=address; c_san=address,undefined; rt=asan
+    # TINF_SANITIZE_FUZZ_BUILD=1: the tests run on the fuzzing build (the
+    # same sanitizers plus the coverage instrumentation, .build-fuzz), so
+    # one sanitized build serves both (scripts/test.sh).
+    if [ "${TINF_SANITIZE_FUZZ_BUILD:-0}" = 1 ]; then extra=("${coverage[@]}"); scratch=.build-fuzz; fi ;;
   tsan) swift_san=thread; c_san=thread; rt=tsan ;;
   fuzz) # (scripts/fuzz.sh) ASan + UBSan with libFuzzer's coverage instrumentation
     swift_san=address; c_san=address,undefined; rt=asan
-    extra=(-Xswiftc -sanitize-coverage=edge,inline-8bit-counters,pc-table,trace-cmp -Xcc -fsanitize=fuzzer-no-link) ;;
+    extra=("${coverage[@]}") ;;
   *) echo "usage: $0 [asan|tsan|all|fuzz] [pytest args]" >&2; exit 2 ;;
 esac
 if [ -z "${TINF_SANITIZE_NO_VENV:-}" ] && [ "${1:-}" != --build-only ]; then . scripts/venv.sh; fi
-scratch=.build-$kind
 echo "== build the library with -sanitize=$swift_san (C: -fsanitize=$c_san) in $scratch ==" >&2
 swift build -c release --scratch-path "$scratch" --product tinyinfer \
   -Xswiftc -sanitize="$swift_san" -Xcc -fsanitize="$c_san" -Xcc -fno-sanitize-recover=all \

@@ -11,18 +11,62 @@
 # (scripts/test-aarch64-wheel.sh), then the Python suite's loader, C API,
 # session, reliability, concurrency, kernel, quantization and C-program
 # tests on the library built with ASan + UBSan (scripts/sanitize.sh asan,
-# its default test list: about 1.5 min plus the sanitized build), and a
-# short fuzz run of every harness (scripts/fuzz.sh 12, about 90 s plus the
-# instrumented build).
+# its default test list, on the fuzzing build: the same sanitizers plus
+# coverage, so one sanitized build serves both), and a short fuzz run of
+# every harness (scripts/fuzz.sh 12, about 90 s). The ARM and sanitized
+# builds run in the background while the kernel tests, the wheel and the
+# qemu x86-64 runs go on. Each stage's header shows the seconds since the
+# start; the qemu, consumer and sanitizer stages have time limits (a hang
+# fails with the end of its log instead of stalling the job). About 35 min
+# on a 2-core machine with the packages in the pip cache.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/venv.sh
-echo "== build libtinyinfer.so (Embedded Swift; kernels per CPU level, chosen at run time) =="
+tmp=$(mktemp -d)
+bg=""
+# On any exit: stop the background builds (their own process group), drop the temporary folder.
+trap '[ -z "$bg" ] || kill -- -"$bg" 2>/dev/null || true; rm -rf "$tmp"' EXIT
+# Each stage's header shows the seconds since the start (set-up included),
+# so a slow stage shows in the log.
+stage() { echo "== $* == [${SECONDS}s]"; }
+# logged SECONDS NAME CMD...: runs CMD with its output in $tmp/NAME.log and
+# shows the log's last line; a failure, or no end within SECONDS (a hang),
+# shows the log's last 40 lines and stops the job.
+logged() {
+  local limit=$1 name=$2 rc=0
+  shift 2
+  timeout --kill-after=10 "$limit" "$@" >"$tmp/$name.log" 2>&1 || rc=$?
+  if [ "$rc" != 0 ]; then
+    tail -n 40 "$tmp/$name.log" >&2
+    if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then echo "$name: did not end within $limit s" >&2; else echo "$name: exit $rc" >&2; fi
+    exit 1
+  fi
+  tail -n 1 "$tmp/$name.log"
+}
+stage "build libtinyinfer.so (Embedded Swift; kernels per CPU level, chosen at run time)"
 scripts/build-lib.sh >/dev/null
 scripts/check-exports.sh
 scripts/check-mcu.sh
-echo "== swift test (XCTest) =="
+stage "swift test (XCTest)"
 swift test --disable-swift-testing 2>&1 | tail -n 3
+# The builds the later stages need (the aarch64 and armv7 libraries, the
+# library with ASan + UBSan and coverage) run in the background meanwhile:
+# each is mostly one compiler process, and the stages in between (the kernel
+# tests, the wheel, qemu x86-64) mostly one Python process, so the two
+# cores share the work. Outputs only are checked there, never times.
+stage "background: the aarch64, armv7 and sanitized builds (log: background.log)"
+arm=0
+[ "$(uname -m)" = x86_64 ] && arm=1
+setsid bash -c '
+  set -euo pipefail
+  if [ "$1" = 1 ]; then
+    timeout 1500 scripts/build-aarch64.sh aarch64 >/dev/null
+    timeout 1500 scripts/build-aarch64.sh armv7 >/dev/null
+  fi
+  TINF_SANITIZE_NO_VENV=1 timeout 1800 scripts/sanitize.sh fuzz --build-only >/dev/null
+  echo "background builds done"
+' background "$arm" >"$tmp/background.log" 2>&1 &
+bg=$!
 # On a CPU with AMX the detected level's int8 GEMM runs its blocks of 16 rows on the tiles, and with
 # AVX-512 VBMI the int8 table lookup runs on vpermt2b; the AVX-512 level's other paths (vpdpbusd tiles,
 # the vpermt2w lookup) then run the same kernel tests with both turned off (TINYINFER_AMX=0,
@@ -30,7 +74,7 @@ swift test --disable-swift-testing 2>&1 | tail -n 3
 levels="baseline avx2"
 if grep -qwE 'amx_int8|avx512vbmi' /proc/cpuinfo 2>/dev/null; then levels="$levels avx512-plain"; fi
 for level in $levels; do
-  echo "== pytest: kernels (float, int8, hybrid) at the forced $level level (TINYINFER_ISA) =="
+  stage "pytest: kernels (float, int8, hybrid) at the forced $level level (TINYINFER_ISA)"
   plain=$([ "$level" = avx512-plain ] && echo 0 || echo 1)
   TINYINFER_ISA=${level%-plain} TINYINFER_AMX=$plain TINYINFER_VBMI=$plain python3 -m pytest -q -p no:cacheprovider \
     python/tests/test_ops_math.py python/tests/test_ops_spatial.py python/tests/test_ops_movement.py \
@@ -39,43 +83,49 @@ for level in $levels; do
     python/tests/test_ops_int8_linear.py \
     python/tests/test_rnn.py::test_lstm_op_vs_numpy python/tests/test_rnn.py::test_gru_op_vs_numpy | tail -n 1
 done
-echo "== pip install ./python (into a temporary folder) and import it =="
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+stage "pip install ./python (into a temporary folder) and import it"
 python3 -m pip install -q --no-deps --no-build-isolation --target "$tmp/site" ./python
 (cd "$tmp" && PYTHONPATH="$tmp/site" python3 -c "import tinyinfer, sys; assert tinyinfer._lib.lib_path.startswith('$tmp'); print('installed', tinyinfer.__version__, 'with', len(tinyinfer.OPS), 'ops')")
 rm -rf python/build python/*.egg-info
-echo "== wheel of the library (scripts/build-wheel.sh): manylinux, installs and runs without Swift =="
+stage "wheel of the library (scripts/build-wheel.sh): manylinux, installs and runs without Swift"
 if ! wheel=$(scripts/build-wheel.sh --lib python/tinyinfer/lib/libtinyinfer.so --out "$tmp/dist" 2>"$tmp/wheel.log"); then
   cat "$tmp/wheel.log" >&2
   exit 1
 fi
 grep -E "^installed .* from the wheel" "$tmp/wheel.log"
 echo "$(basename "$wheel") ($(stat -c %s "$wheel") bytes)"
-echo "== a Swift package that depends on tinyinfer by version (no unsafe flags) =="
-scripts/test-swift-consumer.sh 2>&1 | tail -n 1
-if [ "$(uname -m)" = x86_64 ]; then
-  echo "== the library on older x86-64 CPUs under qemu (Haswell: avx2 level, Nehalem: baseline) =="
-  scripts/test-qemu-x86.sh | tail -n 1
-  echo "== the aarch64 and armv7 Linux builds under qemu, against this machine's outputs =="
-  scripts/test-aarch64.sh | tail -n 1
-  scripts/test-aarch64.sh armv7 | tail -n 1
-  echo "== the aarch64 wheel installed and run by Debian's arm64 Python under qemu (digits models, every precision) =="
-  wmodels=$(mktemp -d)
+stage "a Swift package that depends on tinyinfer by version (no unsafe flags)"
+logged 900 swift-consumer scripts/test-swift-consumer.sh
+if [ $arm = 1 ]; then
+  stage "the library on older x86-64 CPUs under qemu (Haswell: avx2 level, Nehalem: baseline)"
+  logged 900 qemu-x86 scripts/test-qemu-x86.sh
+fi
+stage "waiting for the background builds"
+bg_rc=0
+wait "$bg" || bg_rc=$?
+bg=""
+if [ "$bg_rc" != 0 ]; then
+  tail -n 40 "$tmp/background.log" >&2
+  echo "background builds: exit $bg_rc" >&2
+  exit 1
+fi
+tail -n 1 "$tmp/background.log"
+if [ $arm = 1 ]; then
+  stage "the aarch64 and armv7 Linux builds under qemu, against this machine's outputs"
+  TINF_ARM_NO_BUILD=1 logged 900 aarch64 scripts/test-aarch64.sh
+  TINF_ARM_NO_BUILD=1 logged 900 armv7 scripts/test-aarch64.sh armv7
+  stage "the aarch64 wheel installed and run by Debian's arm64 Python under qemu (digits models, every precision)"
+  wmodels=$(mktemp -d -p "$tmp")
   for m in models/digits_*.tflite; do
     PYTHONPATH=python python3 -m tinyinfer convert "$m" -o "$wmodels/$(basename "$m" .tflite).tinf" >/dev/null
   done
-  scripts/test-aarch64-wheel.sh "$wmodels"/*.tinf 2>&1 | tail -n 1
-  rm -rf "$wmodels"
+  logged 900 aarch64-wheel scripts/test-aarch64-wheel.sh "$wmodels"/*.tinf
 fi
-echo "== pytest =="
+stage "pytest"
 python3 -m pytest python/tests -q -p no:cacheprovider
-echo "== ASan + UBSan: loader, C API, session, reliability, kernel tests on the sanitized library (scripts/sanitize.sh asan) =="
+stage "ASan + UBSan: loader, C API, session, reliability, kernel tests on the sanitized library (scripts/sanitize.sh asan, on the fuzzing build)"
 # Any sanitizer report fails the run (halt_on_error); the log's end is shown then.
-if ! TINF_SANITIZE_NO_VENV=1 scripts/sanitize.sh asan >"$tmp/asan.log" 2>&1; then
-  tail -n 80 "$tmp/asan.log" >&2
-  exit 1
-fi
-tail -n 1 "$tmp/asan.log"
-echo "== fuzz every harness for 12 s (scripts/fuzz.sh: loader under ASan+UBSan, converters, calibration) =="
+TINF_SANITIZE_FUZZ_BUILD=1 TINF_SANITIZE_NO_VENV=1 logged 1200 asan scripts/sanitize.sh asan
+stage "fuzz every harness for 12 s (scripts/fuzz.sh: loader under ASan+UBSan, converters, calibration)"
 TINF_FUZZ_NO_VENV=1 scripts/fuzz.sh 12
+echo "== all stages passed == [${SECONDS}s]"

@@ -216,6 +216,11 @@ def check_compare():
     assert not compare(i + 1, i)[0]
 
 
+# One run under the emulator takes seconds (the largest model, two threads:
+# about 2 s); a run that hangs fails here instead of stalling the job.
+RUN_TIMEOUT_S = 300
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runner", required=True, help="tests/c/run_outputs built for the other CPU")
@@ -258,8 +263,13 @@ def main():
                     if os.path.exists(f"{prefix}.{o}.bin"):
                         os.remove(f"{prefix}.{o}.bin")
                 t1 = time.time()
-                proc = subprocess.run(emulator + [args.runner, "-t", str(t), path, prefix] + files,
-                                      capture_output=True, text=True)
+                try:
+                    proc = subprocess.run(emulator + [args.runner, "-t", str(t), path, prefix] + files,
+                                          capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
+                except subprocess.TimeoutExpired:
+                    print(f"FAIL {label}: no result within {RUN_TIMEOUT_S} s (killed)", flush=True)
+                    failed += 1
+                    continue
                 dt = time.time() - t1
                 if proc.returncode != 0:
                     print(f"FAIL {label}: exit {proc.returncode}: {proc.stderr.strip()}", flush=True)
