@@ -817,7 +817,9 @@ tinf_status tinf_hash64(const void *data, size_t size, uint64_t seed, uint64_t *
  * maps that image read-only (shared by every process that maps it) instead
  * of packing again. The library reads and writes images; where they live,
  * their keys, atomic writes and the size bound are the caller's (the Python
- * package's tinyinfer.prepack_cache does all of it; docs/caching.md).
+ * package's tinyinfer.prepack_cache does all of it, and so does
+ * tinf_model_load_file_cached with tinf_model_save_prepack_cached;
+ * docs/caching.md).
  * An image is never trusted: before use the library checks its magic,
  * layout version, size, key, CPU level, the model's file size and graph,
  * every entry against the model's ops, a checksum of its bytes, and samples
@@ -853,12 +855,39 @@ tinf_status tinf_model_load_buffer_prepacked(const void *data, size_t size, uint
  * tinf_prepack_layout_version() in decimal (as text). An image used is marked recently used
  * (its times set to now). Nothing is written: with no .ref for this identity
  * yet (a new or changed file) the load packs with state
- * TINF_PREPACK_NOT_REQUESTED, and the caller hashes the file, writes the .ref
- * and, from tinf_model_prepack_image, the image. folder NULL: the default
+ * TINF_PREPACK_NOT_REQUESTED, and tinf_model_save_prepack_cached writes the
+ * .ref and the image (or the caller does, from tinf_model_prepack_image). folder NULL: the default
  * folder (tinf_cache_folder), or none when the environment variable
  * TINYINFER_PREPACK_CACHE is 0, false, no or off; "": no cache.
  * Statuses: those of tinf_model_load_file_flags. */
 tinf_status tinf_model_load_file_cached(const char *path, uint32_t flags, const char *folder, tinf_model **out_model);
+/* The write side of tinf_model_load_file_cached, for C programs (the Python
+ * package writes the same files itself): after a load of the file `path`
+ * with `flags` (the load's flags: they are part of the image's key), writes
+ * what the next cached load of the unchanged file needs into `folder`: the
+ * file's <id>.ref (the sha256 of its bytes, hashed here when the .ref is
+ * missing) and the image <key>.pack of the model's packed weights
+ * (tinf_model_prepack_image). Each file is written atomically (a temporary
+ * file ".tmp-*" in the folder, fsync, rename over the old file: a reader
+ * maps the old image or the new one, never part of one; concurrent writers
+ * of one key write the same bytes and the last rename wins), mode 0600; the
+ * folder is made (mode 0700) when missing. Then the folder is trimmed to
+ * $TINYINFER_CACHE_MAX_BYTES (default 1 GiB): the least recently used
+ * entries of every kind go first, never the image just written, and
+ * temporary files older than an hour (a crashed writer's) are removed.
+ * Nothing is written (*out_written 0, TINF_OK) when the model's weights came
+ * from an image, when it packed none, or when the cache is off (folder "",
+ * or folder NULL with TINYINFER_PREPACK_CACHE off); folder NULL: the
+ * default folder (tinf_cache_folder). out_written (may be NULL): 1 when the
+ * image was written. Typical use: tinf_model_load_file_cached, then, when
+ * tinf_model_prepack_info's state is not TINF_PREPACK_FROM_IMAGE, this.
+ * Statuses: TINF_OK; TINF_ERR_INVALID_ARGUMENT (model or path NULL, unknown
+ * flags, path not a regular file, or not the file the model was loaded
+ * from: another size); TINF_ERR_IO (the file cannot be read, or a cache
+ * file cannot be written: the message names it and why, e.g. "No space
+ * left on device"); TINF_ERR_OUT_OF_MEMORY. */
+tinf_status tinf_model_save_prepack_cached(const tinf_model *model, const char *path, uint32_t flags,
+                                           const char *folder, int32_t *out_written);
 /* The default cache folder: $TINYINFER_CACHE_DIR made absolute (a leading ~
  * or ~user expanded), else $XDG_CACHE_HOME/tinyinfer, else
  * ~/.cache/tinyinfer; copied NUL-terminated into dst (capacity bytes,

@@ -1,9 +1,11 @@
 // The C API of the prepack cache (include/tinyinfer.h, section "prepack
 // cache"): loads that take packed weights from an image file, and the image
 // of a loaded model. The core checks and maps images
-// (TinyInferCore/Runtime/PrepackImage.swift); where they live, their keys,
-// atomic writes and the size bound are the caller's (Python:
-// tinyinfer.prepack_cache).
+// (TinyInferCore/Runtime/PrepackImage.swift); the cached load and save
+// (tinf_model_load_file_cached, tinf_model_save_prepack_cached) find and
+// write them in the cache folder with the shim's file code
+// (TinyInferShims/cachefile.c), as the Python package's
+// tinyinfer.prepack_cache does.
 
 import CTinyInfer
 import TinyInferCore
@@ -51,6 +53,28 @@ public func tinf_model_load_file_prepacked(
 /// Bytes of the path buffers of a cached load (folder, image file).
 private let cachePathCapacity = 8192
 
+/// The NUL-terminated text in a path buffer.
+private func text(_ buf: [CChar]) -> String {
+  let n = buf.firstIndex(of: 0) ?? buf.count
+  return String(decoding: buf[..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+}
+
+/// The cache folder of a cached load or save: the caller's ("" = no
+/// cache), else the default one unless TINYINFER_PREPACK_CACHE turns the
+/// cache off; nil for no cache (or a path that does not fit).
+private func cacheFolder(_ folder: UnsafePointer<CChar>?) -> [CChar]? {
+  var folderPath = [CChar](repeating: 0, count: cachePathCapacity)
+  if let folder {
+    var n = 0
+    while folder[n] != 0 && n < cachePathCapacity - 1 {
+      folderPath[n] = folder[n]
+      n += 1
+    }
+    return n > 0 && folder[n] == 0 ? folderPath : nil
+  }
+  return ti_prepack_cache_env_off() == 0 && ti_cache_folder(&folderPath, cachePathCapacity) > 0 ? folderPath : nil
+}
+
 @c @implementation
 public func tinf_model_load_file_cached(
   _ path: UnsafePointer<CChar>?, _ flags: UInt32, _ folder: UnsafePointer<CChar>?,
@@ -60,28 +84,14 @@ public func tinf_model_load_file_cached(
     return fail(.invalidArgument, "tinf_model_load_file_cached: path and out_model must not be NULL")
   }
   guard flags & ~loadFlagsKnown == 0 else { return fail(.invalidArgument, "unknown load flags \(flags)") }
-  // The folder: the caller's ("" = no cache), else the default one unless
-  // TINYINFER_PREPACK_CACHE turns the cache off.
-  var folderPath = [CChar](repeating: 0, count: cachePathCapacity)
-  let haveFolder: Bool
-  if let folder {
-    var n = 0
-    while folder[n] != 0 && n < cachePathCapacity - 1 {
-      folderPath[n] = folder[n]
-      n += 1
-    }
-    haveFolder = n > 0 && folder[n] == 0
-  } else {
-    haveFolder = ti_prepack_cache_env_off() == 0 && ti_cache_folder(&folderPath, cachePathCapacity) > 0
-  }
   var request: PrepackRequest? = nil
-  if haveFolder {
+  if let folderPath = cacheFolder(folder) {
     var image = [CChar](repeating: 0, count: cachePathCapacity)
     var key = [UInt8](repeating: 0, count: 32)
     let found = ti_prepack_plan(
       path, folderPath, flags, tinf_version_string(), ti_cpu_level_name(ti_cpu_level()),
       Int32(PrepackImage.layoutVersion), &image, cachePathCapacity, &key)
-    if found == 0 { request = PrepackRequest(imagePath: String(cString: image), key: key) }
+    if found == 0 { request = PrepackRequest(imagePath: text(image), key: key) }
   }
   return status { () throws(TinfError) in
     let m = try Model.load(
@@ -105,7 +115,7 @@ public func tinf_cache_folder(
   guard n >= 0 else {
     return fail(.io, "cannot find the cache folder (the working folder is gone, or the path is too long)")
   }
-  handOutText(String(cString: buf), dst, capacity, length)
+  handOutText(text(buf), dst, capacity, length)
   return ok()
 }
 
@@ -200,4 +210,49 @@ public func tinf_model_prepack_image(
   } catch {
     return fail(error)
   }
+}
+
+@c @implementation
+public func tinf_model_save_prepack_cached(
+  _ model: OpaquePointer?, _ path: UnsafePointer<CChar>?, _ flags: UInt32, _ folder: UnsafePointer<CChar>?,
+  _ written: UnsafeMutablePointer<Int32>?
+) -> tinf_status {
+  written?.pointee = 0
+  guard let m = modelHandle(model), let path else { return nullArg("tinf_model_save_prepack_cached", "model or path") }
+  guard flags & ~loadFlagsKnown == 0 else { return fail(.invalidArgument, "unknown load flags \(flags)") }
+  guard let folderPath = cacheFolder(folder) else { return ok() }  // the cache is off
+  let model = m.model
+  // An image mapped already, or nothing packed: nothing to save.
+  guard model.prepackState != .fromImage, model.prepackImageSize > 0 else { return ok() }
+  var imagePath = [CChar](repeating: 0, count: cachePathCapacity)
+  var key = [UInt8](repeating: 0, count: 32)
+  var fileSize = Int64(model.fileSize)
+  let planned = ti_prepack_save_plan(
+    path, folderPath, flags, tinf_version_string(), ti_cpu_level_name(ti_cpu_level()),
+    Int32(PrepackImage.layoutVersion), &imagePath, cachePathCapacity, &key, &fileSize)
+  let name = String(cString: path)
+  if planned == -1 { return fail(.invalidArgument, "'\(name)' is not a regular file") }
+  if planned == -2 {
+    return fail(
+      .invalidArgument,
+      "'\(name)' is not the file this model was loaded from (\(fileSize) bytes, the model's \(model.fileSize))")
+  }
+  if planned != 0 {
+    return fail(.io, "cannot save the prepack cache of '\(name)': \(String(cString: ti_shim_strerror(planned)))")
+  }
+  let size = model.prepackImageSize
+  guard let buf = ti_shim_alloc(size) else { return fail(.outOfMemory, "cannot allocate \(size) bytes for the prepack image") }
+  defer { ti_shim_free(buf) }
+  do throws(TinfError) {
+    try model.writePrepackImage(key: key, into: UnsafeMutableRawBufferPointer(start: buf, count: size))
+  } catch {
+    return fail(error)
+  }
+  let e = ti_cache_write_atomic(imagePath, buf, size)
+  if e != 0 {
+    return fail(.io, "cannot write '\(text(imagePath))': \(String(cString: ti_shim_strerror(e)))")
+  }
+  ti_cache_trim(folderPath, imagePath)
+  written?.pointee = 1
+  return ok()
 }

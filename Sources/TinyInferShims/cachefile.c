@@ -1,6 +1,7 @@
 /* The prepack cache's files (tinyinfer_cachefile.h). */
 #define _GNU_SOURCE
 #include "tinyinfer_cachefile.h"
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pwd.h>
@@ -8,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 /* ---- SHA-256 (FIPS 180-4) ------------------------------------------------ */
@@ -262,37 +264,50 @@ static int ti_entry_path(const char *folder, const char *hex, const char *suffix
   return ti_append(dst, cap, &len, suffix, strlen(suffix));
 }
 
-int ti_prepack_plan(const char *model_path, const char *folder, uint32_t flags, const char *version,
-                    const char *isa, int32_t layout, char *image_path, size_t cap, uint8_t key[32]) {
-  struct stat st;
-  if (stat(model_path, &st) != 0 || !S_ISREG(st.st_mode)) return -1;
+/* The .ref file of the model file's identity (device, inode, size,
+ * modification and change times in ns) into ref_path; 0, or -1 when the file
+ * is not a regular file or the path does not fit. */
+static int ti_ref_path(const char *model_path, const char *folder, struct stat *st, char *ref_path, size_t cap) {
+  if (stat(model_path, st) != 0 || !S_ISREG(st->st_mode)) return -1;
   char ident[160];
-  int n = snprintf(ident, sizeof ident, "%llu:%llu:%lld:%lld:%lld", (unsigned long long)st.st_dev,
-                   (unsigned long long)st.st_ino, (long long)st.st_size,
-                   (long long)st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec,
-                   (long long)st.st_ctim.tv_sec * 1000000000LL + st.st_ctim.tv_nsec);
+  int n = snprintf(ident, sizeof ident, "%llu:%llu:%lld:%lld:%lld", (unsigned long long)st->st_dev,
+                   (unsigned long long)st->st_ino, (long long)st->st_size,
+                   (long long)st->st_mtim.tv_sec * 1000000000LL + st->st_mtim.tv_nsec,
+                   (long long)st->st_ctim.tv_sec * 1000000000LL + st->st_ctim.tv_nsec);
   if (n <= 0 || (size_t)n >= sizeof ident) return -1;
   static const char ref_kind[] = "prepack-ref";
   const void *ref_parts[2] = {ref_kind, ident};
   size_t ref_sizes[2] = {sizeof ref_kind - 1, (size_t)n};
   uint8_t ref_key[32];
   ti_cache_key(ref_parts, ref_sizes, 2, ref_key);
-  char hex[65], ref_path[8192];
+  char hex[65];
   ti_hex(ref_key, 32, hex);
-  if (ti_entry_path(folder, hex, ".ref", ref_path, sizeof ref_path) != 0) return -1;
+  return ti_entry_path(folder, hex, ".ref", ref_path, cap);
+}
+
+/* The content hash a .ref holds (64 lowercase hex digits, and a newline
+ * after them at most: the regex ^[0-9a-f]{64}$) into content; 1 when it is
+ * there and valid, else 0. */
+static int ti_read_ref(const char *ref_path, char content[64]) {
   /* tinyinfer.cache.read_prefix: non-blocking (a FIFO does not hang), at most 65 bytes. */
   int fd = open(ref_path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
-  if (fd < 0) return 1;
-  char content[66];
-  ssize_t got = read(fd, content, 65);
+  if (fd < 0) return 0;
+  char text[66];
+  ssize_t got = read(fd, text, 65);
   close(fd);
-  /* 64 lowercase hex digits, and a newline after them at most (the regex ^[0-9a-f]{64}$). */
-  if (got != 64 && !(got == 65 && content[64] == '\n')) return 1;
+  if (got != 64 && !(got == 65 && text[64] == '\n')) return 0;
   for (int i = 0; i < 64; i++) {
-    char c = content[i];
-    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return 1;
+    char c = text[i];
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return 0;
   }
-  char flags_text[16], layout_text[16];
+  memcpy(content, text, 64);
+  return 1;
+}
+
+/* The image's key for the content hash and its file; 0, or -1 when the path does not fit. */
+static int ti_image_plan(const char content[64], const char *folder, uint32_t flags, const char *version,
+                         const char *isa, int32_t layout, char *image_path, size_t cap, uint8_t key[32]) {
+  char flags_text[16], layout_text[16], hex[65];
   int fl = snprintf(flags_text, sizeof flags_text, "%u", flags);
   int ll = snprintf(layout_text, sizeof layout_text, "%d", (int)layout);
   static const char kind[] = "prepack";
@@ -301,6 +316,177 @@ int ti_prepack_plan(const char *model_path, const char *folder, uint32_t flags, 
   ti_cache_key(parts, sizes, 6, key);
   ti_hex(key, 32, hex);
   return ti_entry_path(folder, hex, ".pack", image_path, cap) != 0 ? -1 : 0;
+}
+
+int ti_prepack_plan(const char *model_path, const char *folder, uint32_t flags, const char *version,
+                    const char *isa, int32_t layout, char *image_path, size_t cap, uint8_t key[32]) {
+  struct stat st;
+  char ref_path[8192], content[64];
+  if (ti_ref_path(model_path, folder, &st, ref_path, sizeof ref_path) != 0) return -1;
+  if (!ti_read_ref(ref_path, content)) return 1;
+  return ti_image_plan(content, folder, flags, version, isa, layout, image_path, cap, key);
+}
+
+/* ---- writing entries (tinf_model_save_prepack_cached) ---------------------------- */
+
+#define TI_TMP_PREFIX ".tmp-"               /* tinyinfer.cache._TMP_PREFIX */
+#define TI_STALE_TMP_SECONDS 3600           /* tinyinfer.cache._STALE_TMP_SECONDS */
+#define TI_DEFAULT_MAX_BYTES (1ULL << 30)   /* tinyinfer.cache.DEFAULT_MAX_BYTES */
+
+unsigned long long ti_cache_max_bytes(void) {
+  const char *v = getenv("TINYINFER_CACHE_MAX_BYTES");
+  if (v && *v) {
+    char *end = NULL;
+    errno = 0;
+    long long n = strtoll(v, &end, 10);
+    while (end && (*end == ' ' || (*end >= '\t' && *end <= '\r'))) end++;
+    if (errno == 0 && end && *end == 0 && n >= 0) return (unsigned long long)n;
+  }
+  return TI_DEFAULT_MAX_BYTES;
+}
+
+int ti_cache_write_atomic(const char *path, const void *data, size_t size) {
+  char folder[8192], tmp[8192 + 32];
+  size_t n = strlen(path);
+  if (n >= sizeof folder) return ENAMETOOLONG;
+  memcpy(folder, path, n + 1);
+  char *slash = strrchr(folder, '/');
+  if (!slash) return EINVAL;
+  *slash = 0;
+  if (folder[0] == 0) { folder[0] = '/'; folder[1] = 0; }
+  if (mkdir(folder, 0700) != 0 && errno != EEXIST) return errno;
+  if (snprintf(tmp, sizeof tmp, "%s/" TI_TMP_PREFIX "XXXXXX", folder) >= (int)sizeof tmp) return ENAMETOOLONG;
+  int fd = mkostemp(tmp, O_CLOEXEC);
+  if (fd < 0) return errno;
+  const char *p = data;
+  size_t left = size;
+  int err = 0;
+  while (left > 0 && !err) {
+    ssize_t w = write(fd, p, left);
+    if (w < 0) { if (errno != EINTR) err = errno; continue; }
+    p += w;
+    left -= (size_t)w;
+  }
+  if (!err && fchmod(fd, 0600) != 0) err = errno;  /* private to its user, as the package's entries */
+  if (!err && fsync(fd) != 0) err = errno;
+  if (close(fd) != 0 && !err) err = errno;
+  if (!err && rename(tmp, path) != 0) err = errno;
+  if (err) { unlink(tmp); return err; }
+  int dfd = open(folder, O_RDONLY | O_CLOEXEC | O_DIRECTORY);  /* the rename itself durable */
+  if (dfd >= 0) { (void)fsync(dfd); close(dfd); }
+  return 0;
+}
+
+/* An entry's name: 1 to 128 of [0-9a-zA-Z_-], then one of the kinds' suffixes (tinyinfer.cache.KINDS). */
+static int ti_entry_name(const char *name) {
+  const char *dot = strrchr(name, '.');
+  if (!dot || dot == name || dot - name > 128) return 0;
+  if (strcmp(dot, ".bin") != 0 && strcmp(dot, ".pack") != 0 && strcmp(dot, ".ref") != 0) return 0;
+  for (const char *c = name; c < dot; c++) {
+    if (!((*c >= '0' && *c <= '9') || (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || *c == '_' || *c == '-'))
+      return 0;
+  }
+  return 1;
+}
+
+typedef struct { char name[160]; long long mtime_ns; unsigned long long size; } ti_cache_item;
+
+static int ti_item_older(const void *a, const void *b) {
+  const ti_cache_item *x = a, *y = b;
+  return x->mtime_ns < y->mtime_ns ? -1 : x->mtime_ns > y->mtime_ns;
+}
+
+void ti_cache_trim(const char *folder, const char *keep) {
+  DIR *d = opendir(folder);
+  if (!d) return;
+  ti_cache_item *items = NULL;
+  size_t count = 0, capacity = 0;
+  unsigned long long total = 0;
+  struct timespec now;
+  clock_gettime(CLOCK_REALTIME, &now);
+  char path[8192 + 256];
+  for (struct dirent *e; (e = readdir(d)) != NULL;) {
+    if (strlen(e->d_name) >= sizeof items->name) continue;
+    if (snprintf(path, sizeof path, "%s/%s", folder, e->d_name) >= (int)sizeof path) continue;
+    struct stat st;
+    if (stat(path, &st) != 0 || !S_ISREG(st.st_mode)) continue;  /* removed meanwhile, or not a file */
+    if (strncmp(e->d_name, TI_TMP_PREFIX, sizeof TI_TMP_PREFIX - 1) == 0) {
+      if (now.tv_sec - st.st_mtim.tv_sec > TI_STALE_TMP_SECONDS) unlink(path);  /* a crashed writer's */
+      continue;
+    }
+    if (!ti_entry_name(e->d_name)) continue;
+    if (count == capacity) {
+      size_t c = capacity ? capacity * 2 : 64;
+      ti_cache_item *grown = realloc(items, c * sizeof *items);
+      if (!grown) break;
+      items = grown;
+      capacity = c;
+    }
+    strcpy(items[count].name, e->d_name);
+    items[count].mtime_ns = (long long)st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec;
+    items[count].size = (unsigned long long)st.st_size;
+    total += items[count].size;
+    count++;
+  }
+  closedir(d);
+  const unsigned long long limit = ti_cache_max_bytes();
+  if (total > limit && count > 0) {
+    qsort(items, count, sizeof *items, ti_item_older);  /* least recently used first */
+    const char *keep_name = keep ? strrchr(keep, '/') : NULL;
+    keep_name = keep_name ? keep_name + 1 : keep;
+    for (size_t i = 0; i < count && total > limit; i++) {
+      if (keep_name && strcmp(items[i].name, keep_name) == 0) continue;
+      if (snprintf(path, sizeof path, "%s/%s", folder, items[i].name) >= (int)sizeof path) continue;
+      if (unlink(path) == 0 || errno == ENOENT) total -= items[i].size;
+    }
+  }
+  free(items);
+}
+
+int ti_prepack_save_plan(const char *model_path, const char *folder, uint32_t flags, const char *version,
+                         const char *isa, int32_t layout, char *image_path, size_t cap, uint8_t key[32],
+                         long long *file_size) {
+  struct stat st;
+  char ref_path[8192], content[64];
+  if (stat(model_path, &st) != 0) return errno;
+  if (!S_ISREG(st.st_mode)) return -1;
+  if ((long long)st.st_size != *file_size) {
+    *file_size = (long long)st.st_size;
+    return -2;
+  }
+  if (ti_ref_path(model_path, folder, &st, ref_path, sizeof ref_path) != 0) return ENAMETOOLONG;
+  if (!ti_read_ref(ref_path, content)) {
+    /* The file's bytes hashed once for its identity: later loads read the .ref. */
+    int fd = open(model_path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0) return errno;
+    enum { chunk = 1 << 16 };
+    unsigned char *buf = malloc(chunk);
+    if (!buf) { close(fd); return ENOMEM; }
+    ti_sha256 h;
+    ti_sha256_init(&h);
+    for (;;) {
+      ssize_t got = read(fd, buf, chunk);
+      if (got < 0) {
+        if (errno == EINTR) continue;
+        int e = errno;
+        free(buf);
+        close(fd);
+        return e;
+      }
+      if (got == 0) break;
+      ti_sha256_update(&h, buf, (size_t)got);
+    }
+    free(buf);
+    close(fd);
+    uint8_t digest[32];
+    ti_sha256_final(&h, digest);
+    char hex[65];
+    ti_hex(digest, 32, hex);
+    memcpy(content, hex, 64);
+    int e = ti_cache_write_atomic(ref_path, content, 64);
+    if (e) return e;
+  }
+  return ti_image_plan(content, folder, flags, version, isa, layout, image_path, cap, key) != 0 ? ENAMETOOLONG : 0;
 }
 
 void ti_touch_file(const char *path) { (void)utimensat(AT_FDCWD, path, NULL, 0); }

@@ -42,8 +42,8 @@ def main():
         # items along axis 0; generated here, in practice da.from_zarr / da.from_npy_stack / ...
         x = da.random.default_rng(0).standard_normal((args.items,) + item, chunks=(args.chunk,) + item)
         x = x.astype(np.float32)
-        y = tdask.map(args.model, x, memory_budget=args.memory_budget, embed=args.embed, retries=2)
-        out = y.compute()
+        y = tdask.map(args.model, x, memory_budget=args.memory_budget, embed=args.embed)
+        out = y.compute(retries=2)  # a failed task runs again, up to twice
         print(f"{out.shape[0]} outputs of shape {out.shape[1:]}, mean {out.mean():.5f}")
         print("model loads per worker:", client.run(tdask.loads))
     finally:

@@ -1,7 +1,8 @@
 """Run by test_dask.py in a fresh Python process (python -m pytest
 dask_cluster_checks.py): tinyinfer.dask on a real distributed.LocalCluster (two worker processes):
-results equal a single-process run, each worker loads a model once, and a
-worker killed mid-run loses no results."""
+results equal a single-process run, each worker loads a model once, a failed
+task runs again with compute(retries=N), and a worker killed mid-run loses no
+results."""
 
 import os
 import pickle
@@ -121,6 +122,56 @@ def test_bag_and_dataframe_partitions(client, files):
         out = tdask.map_partitions(m, db.from_sequence(list(zip(a, b)), npartitions=3), batch_size=4,
                                    memory_budget=None).compute()
     close(np.stack(out), ref2(a, b))
+
+
+def _fail_once_per_worker():
+    """(run on each worker by client.run) The worker's next model lookup raises once, as a
+    transient failure would (a model file on a network share not there yet)."""
+    import tinyinfer.dask as t
+    real = t.ModelRef.__dict__.get("_real_get", t.ModelRef.get)
+    state = {"failed": False}
+
+    def flaky(self):
+        if not state["failed"]:
+            state["failed"] = True
+            raise OSError("injected transient failure")
+        return real(self)
+
+    t.ModelRef._real_get = real
+    t.ModelRef.get = flaky
+
+
+def _restore_get():
+    import tinyinfer.dask as t
+    if "_real_get" in t.ModelRef.__dict__:
+        t.ModelRef.get = t.ModelRef._real_get
+        del t.ModelRef._real_get
+
+
+def test_retries_run_a_failed_block_again(client, files):
+    d, small_ref, _ = files
+    x = data(400, seed=5)
+    chunks = da.from_array(x, chunks=(50, 32))
+    try:
+        # without retries the first failure of a block fails the computation
+        client.run(_fail_once_per_worker)
+        with pytest.raises(OSError, match="injected transient failure"):
+            tdask.map_blocks(str(d / "small.tinf"), chunks, batch_size=16, memory_budget=None).compute()
+        client.run(_restore_get)
+        # with retries each worker's one failure is run again and the result is whole
+        client.run(_fail_once_per_worker)
+        y = tdask.map_blocks(str(d / "small.tinf"), chunks, batch_size=16, memory_budget=None).compute(retries=2)
+        close(y, small_ref(x))
+        client.run(_restore_get)
+        client.run(_fail_once_per_worker)
+        items = db.from_sequence(list(x), npartitions=8)
+        out = dask.compute(tdask.map_partitions(str(d / "small.tinf"), items, batch_size=16, memory_budget=None),
+                           retries=2)[0]
+        close(np.stack(out), small_ref(x))
+        failed = client.run(lambda: __import__("tinyinfer.dask").dask.ModelRef.get.__name__)
+        assert set(failed.values()) == {"flaky"}  # the injection was in place on both workers
+    finally:
+        client.run(_restore_get)
 
 
 def test_a_killed_worker_loses_no_results(client, files):

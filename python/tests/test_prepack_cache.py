@@ -761,3 +761,95 @@ def test_library_lookup_argument_checks(model, tmp_path):
         L.tinf_model_load_file_cached(os.fsencode(fifo), 0, None, byref(h))
     with pytest.raises(tinyinfer.TinyInferIOError):
         tinyinfer.load(str(fifo))
+
+
+def test_c_program_writes_what_a_cached_load_maps(tmp_path, folder):
+    """tests/c/prepack_cache.c (strict C99): the cache from C alone. A cached
+    load misses, tinf_model_save_prepack_cached writes the .ref and the image,
+    the next cached load maps it with the same outputs bit for bit, a save
+    after a hit writes nothing, four threads saving at once leave a valid
+    image, and bad arguments and an unwritable folder are refused. The
+    files are the package's: a Python load of the same file then hits the
+    image the C program wrote, and no temporary file is left."""
+    import subprocess
+    from test_c_programs import CC, compile_c
+    if CC is None:
+        pytest.skip("no C compiler")
+    exe = compile_c("tests/c/prepack_cache.c", tmp_path / "prepack_cache", pedantic=True)
+    path = tmp_path / "m.tinf"
+    reference = make_model(path)
+    other = tmp_path / "other.tinf"
+    make_model(other, hidden=48)
+    assert os.path.getsize(other) != os.path.getsize(path)
+    (tmp_path / "a-file").write_bytes(b"x")  # a "folder" below a file: cannot be made, even by root
+    p = subprocess.run([exe, str(path), str(other), str(folder), str(tmp_path / "a-file" / "cache")],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0 and p.stdout.strip().endswith("ok"), p.stdout[-2000:] + p.stderr[-4000:]
+    assert len(packs(folder)) == 1 and len([n for n in os.listdir(folder) if n.endswith(".ref")]) == 1
+    assert not [n for n in os.listdir(folder) if n.startswith(".tmp-")]
+    # the C program's input pattern, through the reference
+    info = None
+    with tinyinfer.load(path) as m:
+        assert m.prepack["state"] == "hit"
+        info = m.inputs[0]
+        x = np.array([((i % 13) - 6) * 0.125 for i in range(int(np.prod(info.shape)))], np.float32)
+        x = x.reshape(info.shape)
+        got = m.run(x)[0]
+    c_out = np.array([float(v) for v in p.stdout.split()[:-1]], np.float32)
+    np.testing.assert_array_equal(c_out, got.reshape(-1))
+    np.testing.assert_allclose(got, reference(x), rtol=1e-4, atol=1e-4)
+
+
+def test_c_save_trims_the_folder_to_its_bound(tmp_path, folder, monkeypatch):
+    """tinf_model_save_prepack_cached keeps the folder under
+    TINYINFER_CACHE_MAX_BYTES as the package does: the least recently used
+    entries of every kind go first, never the image just written; a crashed
+    writer's temporary file older than an hour goes, a fresh one (a writer
+    at work) stays; files that are not entries are left alone."""
+    path = tmp_path / "m.tinf"
+    make_model(path)
+    folder.mkdir(parents=True)
+    old = []
+    for i, suffix in enumerate([".pack", ".bin", ".ref"]):
+        f = folder / (f"{i:064x}" + suffix)
+        f.write_bytes(b"\0" * 4096)
+        os.utime(f, (1000 + i, 1000 + i))
+        old.append(f)
+    stale = folder / ".tmp-crashed"
+    stale.write_bytes(b"x")
+    os.utime(stale, (1000, 1000))
+    fresh = folder / ".tmp-writing"
+    fresh.write_bytes(b"x")
+    other = folder / "notes.txt"
+    other.write_bytes(b"\0" * 100000)
+    os.utime(other, (1000, 1000))
+    h = _lib.ModelHandle()
+    L.tinf_model_load_file_flags(os.fsencode(path), 0, byref(h))
+    try:
+        n = c_size_t()
+        L.tinf_model_prepack_image(h, None, 0, None, 0, byref(n))
+        # room for the new image and .ref and one old entry, not for all three
+        monkeypatch.setenv("TINYINFER_CACHE_MAX_BYTES", str(n.value + 64 + 4096))
+        written = ctypes.c_int32(-1)
+        L.tinf_model_save_prepack_cached(h, os.fsencode(path), 0, os.fsencode(folder), byref(written))
+        assert written.value == 1
+    finally:
+        L.tinf_model_free(h)
+    left = set(os.listdir(folder))
+    assert [f.name for f in old if f.name in left] == [old[2].name]  # the two oldest went, the newest old one stays
+    assert len(packs(folder)) == 1 and ".tmp-writing" in left and ".tmp-crashed" not in left
+    assert "notes.txt" in left
+    with tinyinfer.load(path) as m:
+        assert m.prepack["state"] == "hit"
+    # a bound smaller than the image alone: the image is still kept (it is never trimmed away)
+    monkeypatch.setenv("TINYINFER_CACHE_MAX_BYTES", "1")
+    os.remove(folder / packs(folder)[0])
+    h = _lib.ModelHandle()
+    L.tinf_model_load_file_flags(os.fsencode(path), 0, byref(h))
+    try:
+        written = ctypes.c_int32(-1)
+        L.tinf_model_save_prepack_cached(h, os.fsencode(path), 0, os.fsencode(folder), byref(written))
+        assert written.value == 1
+    finally:
+        L.tinf_model_free(h)
+    assert len(packs(folder)) == 1 and not [n for n in os.listdir(folder) if n.endswith((".bin", ".ref"))]

@@ -530,3 +530,16 @@ def test_streaming_windows_example_runs():
                         "--seconds", "1", "--repeat", "1"], env=env, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr
     assert "the same probabilities both ways" in p.stdout and "windows/s" in p.stdout
+
+
+def test_multi_head_example_runs():
+    """examples/python/multi_head.py runs as written: separate models, the
+    split backbone and run(outputs=...) give the same values bit for bit (it
+    asserts so itself) and it reports both timings."""
+    import subprocess
+    import sys
+    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "python"))
+    p = subprocess.run([sys.executable, os.path.join(ROOT, "examples", "python", "multi_head.py"), "--runs", "2"],
+                       env=env, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert "bit-identical" in p.stdout and "backbone once, two heads" in p.stdout

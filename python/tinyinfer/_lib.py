@@ -451,6 +451,9 @@ _fn("tinf_model_load_file_prepacked", [c_char_p, c_uint32, c_char_p, c_void_p, c
 # tinf_status tinf_model_load_file_cached(const char *path, uint32_t flags, const char *folder,
 #                                         tinf_model **out_model);
 _fn("tinf_model_load_file_cached", [c_char_p, c_uint32, c_char_p, POINTER(ModelHandle)])
+# tinf_status tinf_model_save_prepack_cached(const tinf_model *model, const char *path, uint32_t flags,
+#                                            const char *folder, int32_t *out_written);
+_fn("tinf_model_save_prepack_cached", [ModelHandle, c_char_p, c_uint32, c_char_p, POINTER(c_int32)])
 # tinf_status tinf_cache_folder(char *dst, size_t capacity, size_t *out_length);
 _fn("tinf_cache_folder", [c_char_p, c_size_t, POINTER(c_size_t)])
 # tinf_status tinf_cache_key(const void *const *parts, const size_t *sizes, int32_t count, void *out_key);

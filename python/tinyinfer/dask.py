@@ -6,7 +6,7 @@ on whatever cluster the current dask Client points at (a LocalCluster, or
     import dask.array as da, tinyinfer.dask as tdask
     x = da.from_npy_stack(...)                       # items along axis 0
     y = tdask.map("model.tinf", x, memory_budget="256MB")
-    y.compute()                                      # or client.compute(y, retries=2)
+    y.compute(retries=2)                             # or client.compute(y, retries=2)
 
 The model travels to the workers as a `ModelRef`: its path and content hash
 (or, with embed=True, its bytes). Each worker process loads it once and
@@ -14,8 +14,11 @@ reuses it; loading memory-maps the file (embedded bytes are written once per
 host into the tinyinfer cache folder first), so the workers on one host share
 its pages. Inside a block or partition, items run in batches chosen by
 `batch_plan` under `memory_budget` (Model.map). Failed tasks are retried by
-Dask (`retries=`), and the tasks of a worker that dies are run again on
-another one, as for any Dask computation. Needs the extra `tinyinfer[dask]`.
+Dask when the computation asks for it (`compute(retries=N)`: task
+annotations such as `dask.annotate(retries=...)` do not survive Dask's graph
+optimization, nor dask.dataframe's query planning), and the tasks of a
+worker that dies are run again on another one, as for any Dask
+computation. Needs the extra `tinyinfer[dask]`.
 """
 
 from __future__ import annotations
@@ -32,7 +35,6 @@ from ._errors import InvalidArgumentError, InvalidStateError
 from .model import Model, load
 
 try:
-    import dask
     import dask.array as da
     import dask.bag as db
 except ImportError as e:  # pragma: no cover - the extra is missing
@@ -160,7 +162,7 @@ def _options(memory_budget, batch_size, measure_ms, on_error) -> dict:
 
 
 def map_blocks(model, array, memory_budget="256MB", batch_size="auto", output=0, threads: Optional[int] = None,
-               embed: bool = False, measure_ms: int = batching.DEFAULT_MEASURE_MS, retries: Optional[int] = None):
+               embed: bool = False, measure_ms: int = batching.DEFAULT_MEASURE_MS):
     """Runs `model` over a dask.array whose items lie along axis 0, block by
     block (the other axes are put in one chunk); returns the dask.array of
     output `output` (an index or a name), chunked like the items."""
@@ -188,30 +190,19 @@ def map_blocks(model, array, memory_budget="256MB", batch_size="auto", output=0,
     elif out_nd > in_nd:
         kw["new_axis"] = list(range(in_nd, out_nd))
     options = _options(memory_budget, batch_size, measure_ms, "raise")
-    with dask.annotate(retries=retries) if retries else _nothing():
-        return array.map_blocks(_run_block, ref, options, idx, dtype=spec.dtype,
-                                chunks=(array.chunks[0],) + tuple((d,) for d in out_item),
-                                meta=np.empty((0,) * out_nd, spec.dtype), **kw)
-
-
-class _nothing:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
+    return array.map_blocks(_run_block, ref, options, idx, dtype=spec.dtype,
+                            chunks=(array.chunks[0],) + tuple((d,) for d in out_item),
+                            meta=np.empty((0,) * out_nd, spec.dtype), **kw)
 
 
 def map_partitions(model, bag, memory_budget="256MB", batch_size="auto", threads: Optional[int] = None,
-                   embed: bool = False, measure_ms: int = batching.DEFAULT_MEASURE_MS, on_error: str = "raise",
-                   retries: Optional[int] = None):
+                   embed: bool = False, measure_ms: int = batching.DEFAULT_MEASURE_MS, on_error: str = "raise"):
     """Runs `model` over a dask.bag of items (arrays, or tuples / dicts of
     arrays for several inputs); returns the bag of each item's outputs (an
     array, or a tuple for several outputs). on_error="skip" drops bad items."""
     ref = _ref(model, threads, embed)
     options = _options(memory_budget, batch_size, measure_ms, on_error)
-    with dask.annotate(retries=retries) if retries else _nothing():
-        return bag.map_partitions(_run_items, ref, options)
+    return bag.map_partitions(_run_items, ref, options)
 
 
 def _run_frame(part, ref: ModelRef, columns, out_columns, options):
@@ -227,7 +218,7 @@ def _run_frame(part, ref: ModelRef, columns, out_columns, options):
 
 def map_dataframe(model, frame, columns=None, output_columns=None, memory_budget="256MB", batch_size="auto",
                   threads: Optional[int] = None, embed: bool = False,
-                  measure_ms: int = batching.DEFAULT_MEASURE_MS, retries: Optional[int] = None):
+                  measure_ms: int = batching.DEFAULT_MEASURE_MS):
     """Runs a one-input model whose items are vectors over the rows of a
     dask.dataframe (`columns`, default all, in order, as the item); returns a
     dask.dataframe with the same index and one column per output value
@@ -249,8 +240,7 @@ def map_dataframe(model, frame, columns=None, output_columns=None, memory_budget
     dtype = np.result_type(*[t.dtype for t in m.outputs])
     meta = pd.DataFrame({c: np.empty(0, dtype) for c in output_columns})
     options = _options(memory_budget, batch_size, measure_ms, "raise")
-    with dask.annotate(retries=retries) if retries else _nothing():
-        return frame.map_partitions(_run_frame, ref, columns, output_columns, options, meta=meta)
+    return frame.map_partitions(_run_frame, ref, columns, output_columns, options, meta=meta)
 
 
 def map(model, collection, **options):

@@ -47,6 +47,30 @@ int ti_prepack_cache_env_off(void);
 int ti_prepack_plan(const char *model_path, const char *folder, uint32_t flags, const char *version,
                     const char *isa, int32_t layout, char *image_path, size_t cap, uint8_t key[32]);
 
+/* The write side, for tinf_model_save_prepack_cached. ti_prepack_save_plan:
+ * as ti_prepack_plan, but a missing .ref is made (the file's bytes hashed,
+ * the .ref written atomically). *file_size: the size of the file the model
+ * was loaded from; another size returns -2 with the file's size there,
+ * before anything is written. Returns 0, -1 when the model file is not a
+ * regular file, -2, or an errno value (ENAMETOOLONG: a path does not fit;
+ * a read or write error's). */
+int ti_prepack_save_plan(const char *model_path, const char *folder, uint32_t flags, const char *version,
+                         const char *isa, int32_t layout, char *image_path, size_t cap, uint8_t key[32],
+                         long long *file_size);
+/* Writes size bytes to path atomically (tinyinfer._atomic.write_atomic): a
+ * temporary file ".tmp-XXXXXX" in path's folder (made, mode 0700, if
+ * missing), mode 0600, fsync, rename over path, fsync of the folder.
+ * Returns 0 or an errno value; on failure no temporary file is left. */
+int ti_cache_write_atomic(const char *path, const void *data, size_t size);
+/* The cache's size bound: $TINYINFER_CACHE_MAX_BYTES (a non-negative
+ * integer), else 1 GiB (tinyinfer.cache.max_bytes). */
+unsigned long long ti_cache_max_bytes(void);
+/* tinyinfer.cache._trim: removes the least recently used entries of every
+ * kind (.bin, .pack, .ref; oldest modification time first) until their
+ * total fits ti_cache_max_bytes(), never `keep` (a path, may be NULL), and
+ * temporary files older than an hour (a crashed writer's). */
+void ti_cache_trim(const char *folder, const char *keep);
+
 /* Sets a file's access and modification times to now (the cache's "recently
  * used"); errors are ignored. */
 void ti_touch_file(const char *path);
