@@ -25,7 +25,7 @@ cd "$(dirname "$0")/.."
 tmp=$(mktemp -d)
 bg=""
 # On any exit: stop the background builds (their own process group), drop the temporary folder.
-trap '[ -z "$bg" ] || kill -- -"$bg" 2>/dev/null || true; rm -rf "$tmp"' EXIT
+trap 'for p in $bg; do kill -- -"$p" 2>/dev/null || true; done; rm -rf "$tmp"' EXIT
 # Each stage's header shows the seconds since the start (set-up included),
 # so a slow stage shows in the log.
 stage() { echo "== $* == [${SECONDS}s]"; }
@@ -54,19 +54,28 @@ swift test --disable-swift-testing 2>&1 | tail -n 3
 # each is mostly one compiler process, and the stages in between (the kernel
 # tests, the wheel, qemu x86-64) mostly one Python process, so the two
 # cores share the work. Outputs only are checked there, never times.
-stage "background: the aarch64, armv7 and sanitized builds (log: background.log)"
+stage "background: the aarch64, armv7 and sanitized builds (logs: background-*.log)"
 arm=0
 [ "$(uname -m)" = x86_64 ] && arm=1
-setsid bash -c '
-  set -euo pipefail
-  if [ "$1" = 1 ]; then
+# Two lanes: the ARM libraries one after the other, and the sanitized
+# build; each its own process group (setsid), stopped on any exit.
+bgs=()
+if [ $arm = 1 ]; then
+  setsid bash -c '
+    set -euo pipefail
     timeout 1500 scripts/build-aarch64.sh aarch64 >/dev/null
     timeout 1500 scripts/build-aarch64.sh armv7 >/dev/null
-  fi
+    echo "aarch64 and armv7 libraries built"
+  ' >"$tmp/background-arm.log" 2>&1 &
+  bgs+=($!)
+fi
+setsid bash -c '
+  set -euo pipefail
   TINF_SANITIZE_NO_VENV=1 timeout 1800 scripts/sanitize.sh fuzz --build-only >/dev/null
-  echo "background builds done"
-' background "$arm" >"$tmp/background.log" 2>&1 &
-bg=$!
+  echo "sanitized library built"
+' >"$tmp/background-sanitized.log" 2>&1 &
+bgs+=($!)
+bg="${bgs[*]}"
 # On a CPU with AMX the detected level's int8 GEMM runs its blocks of 16 rows on the tiles, and with
 # AVX-512 VBMI the int8 table lookup runs on vpermt2b; the AVX-512 level's other paths (vpdpbusd tiles,
 # the vpermt2w lookup) then run the same kernel tests with both turned off (TINYINFER_AMX=0,
@@ -101,15 +110,20 @@ if [ $arm = 1 ]; then
   logged 900 qemu-x86 scripts/test-qemu-x86.sh
 fi
 stage "waiting for the background builds"
-bg_rc=0
-wait "$bg" || bg_rc=$?
+for lane in arm sanitized; do
+  [ -f "$tmp/background-$lane.log" ] || continue
+  pid=${bgs[0]}
+  bgs=("${bgs[@]:1}")
+  lane_rc=0
+  wait "$pid" || lane_rc=$?
+  if [ "$lane_rc" != 0 ]; then
+    tail -n 40 "$tmp/background-$lane.log" >&2
+    echo "background builds ($lane): exit $lane_rc" >&2
+    exit 1
+  fi
+  tail -n 1 "$tmp/background-$lane.log"
+done
 bg=""
-if [ "$bg_rc" != 0 ]; then
-  tail -n 40 "$tmp/background.log" >&2
-  echo "background builds: exit $bg_rc" >&2
-  exit 1
-fi
-tail -n 1 "$tmp/background.log"
 if [ $arm = 1 ]; then
   stage "the aarch64 and armv7 Linux builds under qemu, against this machine's outputs"
   TINF_ARM_NO_BUILD=1 logged 900 aarch64 scripts/test-aarch64.sh
