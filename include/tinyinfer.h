@@ -871,7 +871,7 @@ tinf_status tinf_model_load_file_cached(const char *path, uint32_t flags, const 
  * file ".tmp-*" in the folder, fsync, rename over the old file: a reader
  * maps the old image or the new one, never part of one; concurrent writers
  * of one key write the same bytes and the last rename wins), mode 0600; the
- * folder is made (mode 0700) when missing. Then the folder is trimmed to
+ * folder and its missing parents are made (mode 0700). Then the folder is trimmed to
  * $TINYINFER_CACHE_MAX_BYTES (default 1 GiB): the least recently used
  * entries of every kind go first, never the image just written, and
  * temporary files older than an hour (a crashed writer's) are removed.

@@ -345,6 +345,19 @@ unsigned long long ti_cache_max_bytes(void) {
   return TI_DEFAULT_MAX_BYTES;
 }
 
+/* mkdir -p: the folder and any missing parents, mode 0700 (os.makedirs); 0 or an errno value. */
+static int ti_make_folders(char *folder) {
+  for (char *p = folder + 1;; p++) {
+    if (*p != '/' && *p != 0) continue;
+    char c = *p;
+    *p = 0;
+    int e = (mkdir(folder, 0700) != 0 && errno != EEXIST) ? errno : 0;
+    *p = c;
+    if (e) return e;
+    if (c == 0) return 0;
+  }
+}
+
 int ti_cache_write_atomic(const char *path, const void *data, size_t size) {
   char folder[8192], tmp[8192 + 32];
   size_t n = strlen(path);
@@ -354,7 +367,8 @@ int ti_cache_write_atomic(const char *path, const void *data, size_t size) {
   if (!slash) return EINVAL;
   *slash = 0;
   if (folder[0] == 0) { folder[0] = '/'; folder[1] = 0; }
-  if (mkdir(folder, 0700) != 0 && errno != EEXIST) return errno;
+  int made = ti_make_folders(folder);
+  if (made) return made;
   if (snprintf(tmp, sizeof tmp, "%s/" TI_TMP_PREFIX "XXXXXX", folder) >= (int)sizeof tmp) return ENAMETOOLONG;
   int fd = mkostemp(tmp, O_CLOEXEC);
   if (fd < 0) return errno;

@@ -853,3 +853,22 @@ def test_c_save_trims_the_folder_to_its_bound(tmp_path, folder, monkeypatch):
     finally:
         L.tinf_model_free(h)
     assert len(packs(folder)) == 1 and not [n for n in os.listdir(folder) if n.endswith((".bin", ".ref"))]
+
+
+def test_c_save_makes_missing_folders(tmp_path):
+    """The folder given to tinf_model_save_prepack_cached and its missing
+    parents are made (as os.makedirs), and a Python load from it then hits."""
+    path = tmp_path / "m.tinf"
+    make_model(path)
+    where = tmp_path / "a" / "b" / "cache"
+    h = _lib.ModelHandle()
+    L.tinf_model_load_file_flags(os.fsencode(path), 0, byref(h))
+    try:
+        written = ctypes.c_int32(-1)
+        L.tinf_model_save_prepack_cached(h, os.fsencode(path), 0, os.fsencode(where), byref(written))
+        assert written.value == 1
+    finally:
+        L.tinf_model_free(h)
+    assert len(packs(where)) == 1 and os.stat(where).st_mode & 0o777 == 0o700
+    with tinyinfer.load(path, prepack_cache=str(where)) as m:
+        assert m.prepack["state"] == "hit"

@@ -58,8 +58,8 @@ int ti_prepack_save_plan(const char *model_path, const char *folder, uint32_t fl
                          const char *isa, int32_t layout, char *image_path, size_t cap, uint8_t key[32],
                          long long *file_size);
 /* Writes size bytes to path atomically (tinyinfer._atomic.write_atomic): a
- * temporary file ".tmp-XXXXXX" in path's folder (made, mode 0700, if
- * missing), mode 0600, fsync, rename over path, fsync of the folder.
+ * temporary file ".tmp-XXXXXX" in path's folder (made with its missing
+ * parents, mode 0700), mode 0600, fsync, rename over path, fsync of the folder.
  * Returns 0 or an errno value; on failure no temporary file is left. */
 int ti_cache_write_atomic(const char *path, const void *data, size_t size);
 /* The cache's size bound: $TINYINFER_CACHE_MAX_BYTES (a non-negative
