@@ -800,6 +800,18 @@ def test_c_program_writes_what_a_cached_load_maps(tmp_path, folder):
     np.testing.assert_allclose(got, reference(x), rtol=1e-4, atol=1e-4)
 
 
+def c_load_and_save(path, where):
+    """A plain load of `path` through the C API, then tinf_model_save_prepack_cached into `where`: its out_written."""
+    h = _lib.ModelHandle()
+    L.tinf_model_load_file_flags(os.fsencode(path), 0, byref(h))
+    try:
+        written = ctypes.c_int32(-1)
+        L.tinf_model_save_prepack_cached(h, os.fsencode(path), 0, os.fsencode(where), byref(written))
+        return written.value
+    finally:
+        L.tinf_model_free(h)
+
+
 def test_c_save_trims_the_folder_to_its_bound(tmp_path, folder, monkeypatch):
     """tinf_model_save_prepack_cached keeps the folder under
     TINYINFER_CACHE_MAX_BYTES as the package does: the least recently used
@@ -844,14 +856,7 @@ def test_c_save_trims_the_folder_to_its_bound(tmp_path, folder, monkeypatch):
     # a bound smaller than the image alone: the image is still kept (it is never trimmed away)
     monkeypatch.setenv("TINYINFER_CACHE_MAX_BYTES", "1")
     os.remove(folder / packs(folder)[0])
-    h = _lib.ModelHandle()
-    L.tinf_model_load_file_flags(os.fsencode(path), 0, byref(h))
-    try:
-        written = ctypes.c_int32(-1)
-        L.tinf_model_save_prepack_cached(h, os.fsencode(path), 0, os.fsencode(folder), byref(written))
-        assert written.value == 1
-    finally:
-        L.tinf_model_free(h)
+    assert c_load_and_save(path, folder) == 1
     assert len(packs(folder)) == 1 and not [n for n in os.listdir(folder) if n.endswith((".bin", ".ref"))]
 
 
@@ -861,14 +866,7 @@ def test_c_save_makes_missing_folders(tmp_path):
     path = tmp_path / "m.tinf"
     make_model(path)
     where = tmp_path / "a" / "b" / "cache"
-    h = _lib.ModelHandle()
-    L.tinf_model_load_file_flags(os.fsencode(path), 0, byref(h))
-    try:
-        written = ctypes.c_int32(-1)
-        L.tinf_model_save_prepack_cached(h, os.fsencode(path), 0, os.fsencode(where), byref(written))
-        assert written.value == 1
-    finally:
-        L.tinf_model_free(h)
+    assert c_load_and_save(path, where) == 1
     assert len(packs(where)) == 1 and os.stat(where).st_mode & 0o777 == 0o700
     with tinyinfer.load(path, prepack_cache=str(where)) as m:
         assert m.prepack["state"] == "hit"
