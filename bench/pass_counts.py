@@ -31,7 +31,7 @@ KINDS = {
 
 
 def counts(path):
-    """(ops, {kind: count}) of the model's load, passes of its subgraphs included."""
+    """(ops, {kind: count}) from the pass report of the model's load."""
     with tinyinfer.load(path, prepack_cache=False) as m:
         ops = m.num_ops
         lines = list(m.passes)

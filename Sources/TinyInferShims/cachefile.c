@@ -264,11 +264,10 @@ static int ti_entry_path(const char *folder, const char *hex, const char *suffix
   return ti_append(dst, cap, &len, suffix, strlen(suffix));
 }
 
-/* The .ref file of the model file's identity (device, inode, size,
- * modification and change times in ns) into ref_path; 0, or -1 when the file
- * is not a regular file or the path does not fit. */
-static int ti_ref_path(const char *model_path, const char *folder, struct stat *st, char *ref_path, size_t cap) {
-  if (stat(model_path, st) != 0 || !S_ISREG(st->st_mode)) return -1;
+/* The .ref file of the identity (device, inode, size, modification and
+ * change times in ns) of the model file whose stat is `st` into ref_path; 0,
+ * or -1 when the path does not fit. */
+static int ti_ref_path(const struct stat *st, const char *folder, char *ref_path, size_t cap) {
   char ident[160];
   int n = snprintf(ident, sizeof ident, "%llu:%llu:%lld:%lld:%lld", (unsigned long long)st->st_dev,
                    (unsigned long long)st->st_ino, (long long)st->st_size,
@@ -322,7 +321,8 @@ int ti_prepack_plan(const char *model_path, const char *folder, uint32_t flags, 
                     const char *isa, int32_t layout, char *image_path, size_t cap, uint8_t key[32]) {
   struct stat st;
   char ref_path[8192], content[64];
-  if (ti_ref_path(model_path, folder, &st, ref_path, sizeof ref_path) != 0) return -1;
+  if (stat(model_path, &st) != 0 || !S_ISREG(st.st_mode)) return -1;
+  if (ti_ref_path(&st, folder, ref_path, sizeof ref_path) != 0) return -1;
   if (!ti_read_ref(ref_path, content)) return 1;
   return ti_image_plan(content, folder, flags, version, isa, layout, image_path, cap, key);
 }
@@ -468,7 +468,7 @@ int ti_prepack_save_plan(const char *model_path, const char *folder, uint32_t fl
     *file_size = (long long)st.st_size;
     return -2;
   }
-  if (ti_ref_path(model_path, folder, &st, ref_path, sizeof ref_path) != 0) return ENAMETOOLONG;
+  if (ti_ref_path(&st, folder, ref_path, sizeof ref_path) != 0) return ENAMETOOLONG;
   if (!ti_read_ref(ref_path, content)) {
     /* The file's bytes hashed once for its identity: later loads read the .ref. */
     int fd = open(model_path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
