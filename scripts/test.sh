@@ -17,7 +17,7 @@
 # builds run in the background while the kernel tests, the wheel and the
 # qemu x86-64 runs go on. Each stage's header shows the seconds since the
 # start; the qemu, consumer and sanitizer stages have time limits (a hang
-# fails with the end of its log instead of stalling the job). About 35 min
+# fails with the end of its log instead of stalling the job). About 40 min
 # on a 2-core machine with the packages in the pip cache.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -59,22 +59,20 @@ arm=0
 [ "$(uname -m)" = x86_64 ] && arm=1
 # Two lanes: the ARM libraries one after the other, and the sanitized
 # build; each its own process group (setsid), stopped on any exit.
+lanes=()
 bgs=()
-if [ $arm = 1 ]; then
-  setsid bash -c '
-    set -euo pipefail
-    timeout 1500 scripts/build-aarch64.sh aarch64 >/dev/null
-    timeout 1500 scripts/build-aarch64.sh armv7 >/dev/null
-    echo "aarch64 and armv7 libraries built"
-  ' >"$tmp/background-arm.log" 2>&1 &
+lane() {  # lane NAME SCRIPT: SCRIPT in the background, its output in $tmp/background-NAME.log
+  setsid bash -c "set -euo pipefail; $2" >"$tmp/background-$1.log" 2>&1 &
+  lanes+=("$1")
   bgs+=($!)
+}
+if [ $arm = 1 ]; then
+  lane arm 'timeout 1500 scripts/build-aarch64.sh aarch64 >/dev/null
+    timeout 1500 scripts/build-aarch64.sh armv7 >/dev/null
+    echo "aarch64 and armv7 libraries built"'
 fi
-setsid bash -c '
-  set -euo pipefail
-  TINF_SANITIZE_NO_VENV=1 timeout 1800 scripts/sanitize.sh fuzz --build-only >/dev/null
-  echo "sanitized library built"
-' >"$tmp/background-sanitized.log" 2>&1 &
-bgs+=($!)
+lane sanitized 'TINF_SANITIZE_NO_VENV=1 timeout 1800 scripts/sanitize.sh fuzz --build-only >/dev/null
+  echo "sanitized library built"'
 bg="${bgs[*]}"
 # On a CPU with AMX the detected level's int8 GEMM runs its blocks of 16 rows on the tiles, and with
 # AVX-512 VBMI the int8 table lookup runs on vpermt2b; the AVX-512 level's other paths (vpdpbusd tiles,
@@ -110,18 +108,15 @@ if [ $arm = 1 ]; then
   logged 900 qemu-x86 scripts/test-qemu-x86.sh
 fi
 stage "waiting for the background builds"
-for lane in arm sanitized; do
-  [ -f "$tmp/background-$lane.log" ] || continue
-  pid=${bgs[0]}
-  bgs=("${bgs[@]:1}")
+for i in "${!bgs[@]}"; do
   lane_rc=0
-  wait "$pid" || lane_rc=$?
+  wait "${bgs[$i]}" || lane_rc=$?
   if [ "$lane_rc" != 0 ]; then
-    tail -n 40 "$tmp/background-$lane.log" >&2
-    echo "background builds ($lane): exit $lane_rc" >&2
+    tail -n 40 "$tmp/background-${lanes[$i]}.log" >&2
+    echo "background builds (${lanes[$i]}): exit $lane_rc" >&2
     exit 1
   fi
-  tail -n 1 "$tmp/background-$lane.log"
+  tail -n 1 "$tmp/background-${lanes[$i]}.log"
 done
 bg=""
 if [ $arm = 1 ]; then
