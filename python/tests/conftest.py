@@ -49,3 +49,33 @@ def assert_close(actual, expected, rtol=1e-5, atol=1e-5):
     scale = max(1.0, float(np.max(np.abs(expected)))) if expected.size else 1.0
     assert actual.shape == expected.shape, (actual.shape, expected.shape)
     np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol * scale)
+
+
+_LEAK_CHECK = r"""
+import os, sys
+sys.path[:0] = [%r, %r]
+def rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+%s
+step(2000)  # warm up
+grown = []
+for _ in range(3):
+    r0 = rss()
+    step(%d)
+    grown.append(rss() - r0)
+print(min(grown))
+"""
+
+
+def rss_growth(code, n=50000):
+    """RSS growth over `n` calls of `step(n)`, which `code` defines (it may import
+    from the test modules), the least of three rounds, measured in a fresh process:
+    a leak grows every round, while threads that earlier tests left in the pytest
+    process (and allocator noise) do not grow it every time."""
+    import subprocess
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
+    p = subprocess.run([sys.executable, "-c", _LEAK_CHECK % (os.path.dirname(HERE), HERE, code, n)],
+                       capture_output=True, text=True, timeout=600, env=env)
+    assert p.returncode == 0, p.stderr[-4000:]
+    return int(p.stdout.strip().splitlines()[-1])

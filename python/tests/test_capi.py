@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 import tinyinfer
+from conftest import rss_growth
 from tinyinfer import _lib
 from tinyinfer import (InvalidArgumentError, InvalidStateError, ModelFormatError, TinyInferError,
                        UnsupportedOpError)
@@ -968,11 +969,6 @@ def test_missing_library_refused(tmp_path):
 
 # -- failures do not leak ----------------------------------------------------------
 
-def _rss():
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
 def huge_arena_model():
     # Valid, but a session needs a 32 GiB arena: over the library's arena limit
     # (or more than malloc gives), so tinf_session_create fails.
@@ -995,32 +991,27 @@ def test_session_create_failure_reports_oom():
         L.tinf_model_free(r.model)
 
 
-def test_session_create_and_free_does_not_leak(raw):
-    def many(n):
-        for _ in range(n):
-            s = _lib.SessionHandle()
-            L.tinf_session_create(raw.model, None, byref(s))
-            L.tinf_session_free(s)
-    many(2000)
-    r0 = _rss()
-    many(50000)
-    assert _rss() - r0 < 2 << 20
+def test_session_create_and_free_does_not_leak():
+    grown = rss_growth(
+        "from test_capi import Raw, two_input_model, L, _lib, byref\n"
+        "raw = Raw(two_input_model())\n"
+        "def step(n):\n"
+        "    for _ in range(n):\n"
+        "        s = _lib.SessionHandle()\n"
+        "        L.tinf_session_create(raw.model, None, byref(s))\n"
+        "        L.tinf_session_free(s)\n")
+    assert grown < 2 << 20, f"RSS grew by {grown} bytes over 50000 session creations and frees"
 
 
 def test_failed_session_create_does_not_leak():
-    r = Raw(huge_arena_model())
-    try:
-        def many(n):
-            s = _lib.SessionHandle()
-            for _ in range(n):
-                st(L.tinf_session_create, r.model, None, byref(s))
-        many(2000)
-        r0 = _rss()
-        many(50000)
-        grown = _rss() - r0
-        assert grown < 2 << 20, f"RSS grew by {grown} bytes over 50000 failed session creations"
-    finally:
-        L.tinf_model_free(r.model)
+    grown = rss_growth(
+        "from test_capi import Raw, huge_arena_model, L, _lib, byref, st\n"
+        "r = Raw(huge_arena_model())\n"
+        "s = _lib.SessionHandle()\n"
+        "def step(n):\n"
+        "    for _ in range(n):\n"
+        "        st(L.tinf_session_create, r.model, None, byref(s))\n")
+    assert grown < 2 << 20, f"RSS grew by {grown} bytes over 50000 failed session creations"
 
 
 # -- unusual but valid graphs --------------------------------------------------------

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 import tinyinfer
+from conftest import rss_growth
 from tinyinfer import (ModelFormatError, TinyInferError, TinyInferIOError, UnsupportedOpError, VersionError)
 from tinyinfer import Status as S
 
@@ -594,11 +595,6 @@ def test_fuzz_in_subprocess(seed, model):
 
 # -- leaks ------------------------------------------------------------------------
 
-def _rss():
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
 def _load_many(data, n, ok):
     import ctypes
     from tinyinfer import _lib
@@ -617,41 +613,18 @@ def _load_many(data, n, ok):
         free(h)
 
 
-LEAK_CHECK = r"""
-import sys
-sys.path[:0] = [%r, %r]
-from test_format import _load_many, _rss, build_mlp
-data, ok = build_mlp(), %r
-_load_many(data, 2000, ok)  # warm up
-grown = []
-for _ in range(3):
-    r0 = _rss()
-    _load_many(data, 50000, ok)
-    grown.append(_rss() - r0)
-print(min(grown))
-"""
-
-
-def _leak_check(ok):
-    """RSS growth over 50000 loads and frees, the least of three rounds, in a fresh process: a
-    leak grows every round, while threads that earlier tests left in this process (and
-    allocator noise) do not grow it every time."""
-    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
-    p = subprocess.run([sys.executable, "-c", LEAK_CHECK % (PYDIR, HERE, ok)], capture_output=True, text=True,
-                       timeout=600, env=env)
-    assert p.returncode == 0, p.stderr[-4000:]
-    return int(p.stdout.strip().splitlines()[-1])
-
-
 @pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="needs /proc")
 def test_load_and_free_does_not_leak():
-    grown = _leak_check(ok=True)
+    grown = rss_growth("from test_format import _load_many, build_mlp\n"
+                       "data = build_mlp()\ndef step(n): _load_many(data, n, True)")
     assert grown < 2 << 20, f"RSS grew by {grown} bytes over 50000 loads (~{grown // 50000} B each)"
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="needs /proc")
 def test_failed_loads_do_not_leak():
-    grown = _leak_check(ok=False)  # each load refused (the header's file size does not match)
+    # each load is refused (the header's file size does not match)
+    grown = rss_growth("from test_format import _load_many, build_mlp\n"
+                       "data = build_mlp()\ndef step(n): _load_many(data, n, False)")
     assert grown < 2 << 20, f"RSS grew by {grown} bytes over 50000 refused loads (~{grown // 50000} B each)"
 
 
