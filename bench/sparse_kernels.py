@@ -164,10 +164,12 @@ def end_to_end(quick):
 
 def markdown(rows):
     """The kernel tables of docs/pruning.md: dense time, then dense / sparse per sparsity (bold: auto runs sparse)."""
+    # The columns measured (--sparsity may have chosen some), in SPARSITIES' order.
+    columns = [s for s in SPARSITIES if any(r["sparsity"] == s for r in rows)]
     for dtype in ("float32", "int8"):
         print(f"\n{dtype}: dense time, then dense / sparse for each sparsity (bold when the automatic choice runs it sparse)\n")
-        print("| layer | dense us | " + " | ".join(f"{s:.0%}" if isinstance(s, float) else s for s in SPARSITIES) + " |")
-        print("|---|---|" + "---|" * len(SPARSITIES))
+        print("| layer | dense us | " + " | ".join(f"{s:.0%}" if isinstance(s, float) else s for s in columns) + " |")
+        print("|---|---|" + "---|" * len(columns))
         for name in dict.fromkeys(r["shape"] for r in rows):
             rs = [r for r in rows if r["shape"] == name and r["dtype"] == dtype]
             if not rs:

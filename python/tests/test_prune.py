@@ -127,7 +127,7 @@ def test_pruned_model_runs_on_the_sparse_kernels_and_is_smaller(rng, tmp_path):
     data, _ = mlp(rng, dims=(512, 512, 10))
     src = tmp_path / "m.tinf"
     src.write_bytes(data)
-    r = tinyinfer.prune(str(src), str(tmp_path / "p.tinf"), method="magnitude", sparsity=0.95, scope="layer")
+    r = tinyinfer.prune(str(src), str(tmp_path / "p.tinf"), method="magnitude", sparsity=0.97, scope="layer")
     assert os.path.getsize(tmp_path / "p.tinf") == r.dst_bytes < 0.2 * len(data)
     with tinyinfer.load(str(tmp_path / "p.tinf")) as m:
         assert any(p.startswith("sparse kernel: FullyConnected") for p in m.passes)

@@ -162,3 +162,54 @@ def test_prepack_image_keeps_the_choice(rng, tmp_path, monkeypatch):
             (line,) = lines
             assert line.startswith("sparse kernel"), line
         np.testing.assert_array_equal(warm.run(x)[0], y)
+
+
+def fc_model(w, rows):
+    g = tinyinfer.GraphBuilder("fc")
+    x = g.input("x", (rows, w.shape[1]))
+    g.output(g.op("FullyConnected", x, g.const("w", w), None))
+    return g.to_bytes()
+
+
+def test_one_row_probe_is_timed(rng, monkeypatch):
+    """A batch-1 FullyConnected of 80% zeros and 512 KB of weights: the rule
+    (90% zeros and 1 MiB) does not take the one-row sparse kernel, but the
+    load times it against dense (a probe: kept only when faster) and says
+    so; numpy's outputs either way. With the timing off it stays dense."""
+    monkeypatch.delenv("TINYINFER_SPARSE_MEASURE", raising=False)
+    w = weights(rng, 256, 512, 0.8)
+    x = rng.standard_normal((1, 512)).astype(np.float32)
+    ref = x.astype(np.float64) @ w.T.astype(np.float64)
+    data = fc_model(w, 1)
+    with tinyinfer.load(data) as m:
+        (line,) = kernel_lines(m)
+        assert re.match(r"^(sparse|dense) kernel: FullyConnected '[^']*' \(80\.0% zeros(, \d+ nonzeros)?; "
+                        r"measured (sparse|dense) [0-9.]+ us, (sparse|dense) [0-9.]+ us\)$", line), line
+        assert_close(m.run(x)[0], ref)
+    monkeypatch.setenv("TINYINFER_SPARSE_MEASURE", "0")
+    with tinyinfer.load(data) as m:
+        assert kernel_lines(m) == []
+        assert_close(m.run(x)[0], ref)
+
+
+def test_largest_first_and_the_budget(rng, monkeypatch):
+    """The load times its candidates largest first, within 10 ms: a 1x1
+    convolution of 512 -> 512 on 32x32 pixels (about 3 ms a run dense, a
+    dozen runs) is timed although it comes after a small close one, which
+    then keeps the threshold's choice untimed, and a one-row probe after
+    the budget is spent stays dense, saying why."""
+    monkeypatch.delenv("TINYINFER_SPARSE_MEASURE", raising=False)
+    k, zeros = close_case()
+    g = tinyinfer.GraphBuilder("three")
+    small = g.op("Conv2D", g.input("a", (1, 8, 8, k)), g.const("ws", weights(rng, 48, k, zeros).reshape(48, 1, 1, k)),
+                 None)
+    big = g.op("Conv2D", g.input("b", (1, 32, 32, 512)),
+               g.const("wb", weights(rng, 512, 512, 0.75).reshape(512, 1, 1, 512)), None)
+    probe = g.op("FullyConnected", g.input("c", (1, 512)), g.const("wp", weights(rng, 256, 512, 0.8)), None)
+    g.output(small, big, probe)
+    with tinyinfer.load(g.to_bytes()) as m:
+        lines = kernel_lines(m)
+        assert len(lines) == 3, lines
+        assert lines[0].startswith("sparse kernel: Conv2D") and "measured" not in lines[0], lines
+        assert MEASURED.match(lines[1]), lines
+        assert lines[2].startswith("dense kernel: FullyConnected") and "budget was spent" in lines[2], lines

@@ -132,11 +132,12 @@ def sparse_ops(model: Model, nm24: bool = False, measured_dense: bool = False) -
     """Indices of the ops that run on a sparse kernel (the load report's
     "sparse kernel: Op 'output name' ..." lines, matched to the ops by
     their first output); `nm24`: only those on the 2:4 kernel ("..., 2:4
-    kernel)"); `measured_dense`: instead the ops the load timed and kept
-    dense ("dense kernel: Op 'output name' ...", docs/pruning.md)."""
+    kernel"); `measured_dense`: instead the ops the load timed and kept
+    dense ("dense kernel: Op 'output name' (...; measured dense ...)",
+    docs/pruning.md)."""
     head = "dense kernel:" if measured_dense else "sparse kernel:"
     names = {line.split("'")[1] for line in model.passes if line.startswith(head) and "'" in line
-             and (not nm24 or line.endswith("2:4 kernel)"))}
+             and (not nm24 or "2:4 kernel" in line) and (not measured_dense or "measured dense" in line)}
     tensors = {t.index: t.name for t in model.tensors()}
     return {op.index for op in model.ops() if op.outputs and tensors.get(op.outputs[0]) in names}
 

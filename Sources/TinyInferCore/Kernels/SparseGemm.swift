@@ -37,11 +37,15 @@ public final class SparseWeights {
   /// int8 2:4 weights packed for `q8_nm24` (weight pairs and byte controls;
   /// their row sums in `sums`), else nil.
   let nm24q: Scratch<Int32>?
-  /// The density threshold `.auto` chose these unstructured weights of an op
-  /// of several rows against (SparseGemm.maxDensity), else nil (2:4 forms,
-  /// one-row ops, `.always`): what the load's timing of close cases reads
-  /// (Runtime/SparseMeasure.swift).
-  var tiledThreshold: Double? = nil
+  /// The density threshold `.auto` chose these unstructured weights against
+  /// (SparseGemm.maxDensity), else nil (2:4 forms, probes, `.always`): what
+  /// the load's timing of close cases reads (Runtime/SparseMeasure.swift).
+  var threshold: Double? = nil
+  /// A form the level's rules do not take but that may pay on this machine
+  /// (`SparseGemm.prepare`: float32 2:4 weights at AVX-512, one-row
+  /// float32 weights of 65% to 90% zeros or under 1 MiB): the load keeps it
+  /// only when its timing finds it faster than dense (`SparseMeasure`).
+  var probe = false
 
   init(n: Int, k: Int, nnz: Int, floats: UnsafePointer<Float>?, int8s: UnsafePointer<Int8>?) throws(TinfError) {
     self.n = n
@@ -168,6 +172,15 @@ enum SparseGemm {
   static let maxDensityTiledInt8Fused = 0.35
   static let maxDensityRow = 0.10
   static let minRowWeightBytes = 1 << 20
+  /// One-row float32 weights timed at load (`SparseWeights.probe`) where the
+  /// rule above does not take them: density at most `probeDensityRow` and at
+  /// least `minProbeRowWeightBytes`. The one-row kernel's gain depends on
+  /// the machine's memory more than on its core: the 1280 -> 1000
+  /// classifier at 80% zeros ran 2.6x faster sparse on an Intel AVX-512
+  /// core (dense 200 us: the 5 MB weights stream from L3), 0.7x on a Zen 3
+  /// one (stop 46, docs/pruning.md).
+  static let probeDensityRow = 0.35
+  static let minProbeRowWeightBytes = 256 << 10
 
   /// The highest weight density at which the op's sparse kernel is
   /// expected to be faster (`.auto`); nil where it never is.
@@ -188,15 +201,26 @@ enum SparseGemm {
   /// Whether the 2:4 kernel runs by itself (`.auto`) at this level: where it
   /// measured faster than the dense float32 GEMM (bench/sparse_kernels.py,
   /// the 2:4 column): AVX2 (1.2 to 1.3x on Zen 3; docs/pruning.md). At
-  /// AVX-512 it compiles but was not measured on a machine that has it, at
   /// baseline it permutes lane by lane (correct, not fast): `.always` only.
   static var nm24Pays: Bool { String(cString: kernels.name) == "avx2" }
+  /// Where the 2:4 kernel is timed at load instead (`SparseWeights.probe`):
+  /// AVX-512, where it measured 0.9-1.0x of the dense GEMM on an Intel core
+  /// with two 512-bit multiply-add units (the shuffles share their ports);
+  /// a core with one such unit has room for the shuffles.
+  static var nm24Probes: Bool { String(cString: kernels.name) == "avx512" }
 
   /// The same for the int8 2:4 kernel (`q8_nm24`): against the dense AVX2
   /// int8 kernels (the direct 1x1 of at most 128 inputs, the packed GEMM
   /// deeper), bench/sparse_kernels.py's int8 2:4 column (docs/pruning.md,
-  /// stop 34). Elsewhere only with `.always`.
-  static var nm24PaysInt8: Bool { String(cString: kernels.name) == "avx2" }
+  /// stop 34), so wherever the int8 kernels are AVX2's (an AVX-512 CPU
+  /// without VNNI too: the 2:4 kernel is the same 256-bit code there).
+  /// Against VNNI's `vpdpbusd` it runs 0.1-0.5x (stop 46; a shuffle per
+  /// `vpdpbusd` of 4 kept products, and both share the two ports): elsewhere
+  /// only with `.always`.
+  static var nm24PaysInt8: Bool {
+    let level = String(cString: kernels.name)
+    return (level == "avx2" || level == "avx512") && String(cString: ti_q8_kernels_get().pointee.name) == "avx2"
+  }
   /// The smallest int8 layers it takes by itself (at least 8 inputs and
   /// outputs and 384 weights): MobileNetV2 0.35's narrow 1x1 layers measured
   /// 1.05x (8 -> 48, 48 -> 8), 1.1x (32 -> 16), 1.2x (16 -> 96, 48 -> 16);
@@ -284,12 +308,16 @@ enum SparseGemm {
     // where the unstructured tiles would not be chosen (denser than their
     // threshold) and the level's 2:4 kernel measured faster than the dense
     // GEMM (`nm24Pays`), or always with `.always`.
-    if !int8, rows >= 2, k % 4 == 0, choice == .always || nm24Pays {
+    // Where the level's rule does not take it, but it may pay (`nm24Probes`),
+    // it is a probe: timed at load.
+    if !int8, rows >= 2, k % 4 == 0, choice == .always || nm24Pays || nm24Probes {
       let p = UnsafePointer(wp.assumingMemoryBound(to: Float.self))
       if let nnz = nm24Nonzeros(p, n: n, k: k) {
         let tiled = maxDensity(rows: rows, k: k, int8: false, weightBytes: n &* k &* 4) ?? 0
         if Double(nnz) / Double(n &* k) > tiled {
-          return try? SparseWeights(nm24: p, n: n, k: k, nnz: nnz)
+          let s = try? SparseWeights(nm24: p, n: n, k: k, nnz: nnz)
+          s?.probe = choice == .auto && !nm24Pays
+          return s
         }
       }
     }
@@ -300,10 +328,14 @@ enum SparseGemm {
     // docs/caching.md).
     let total = n &* k
     var limit = 1.0
+    // The rule's threshold, and the density up to which a one-row float32
+    // op is a probe (timed at load) where the rule does not take it.
+    var rule: Double? = nil
     if choice != .always {
-      guard let d = maxDensity(rows: rows, k: k, int8: int8, fusedStage: fused, weightBytes: total &* (int8 ? 1 : 4))
-      else { return nil }
-      limit = d
+      rule = maxDensity(rows: rows, k: k, int8: int8, fusedStage: fused, weightBytes: total &* (int8 ? 1 : 4))
+      let probing = !int8 && rows == 1 && total &* 4 >= minProbeRowWeightBytes ? probeDensityRow : 0
+      guard rule != nil || probing > 0 else { return nil }
+      limit = max(rule ?? 0, probing)
     }
     let cap = choice == .always ? total : Int(Double(total) * limit) &+ 1
     let nnz =
@@ -321,7 +353,9 @@ enum SparseGemm {
       s = try? SparseWeights(
         n: n, k: k, nnz: nnz, floats: UnsafePointer(wp.assumingMemoryBound(to: Float.self)), int8s: nil)
     }
-    if choice == .auto, rows >= 2 { s?.tiledThreshold = limit }
+    if choice == .auto {
+      if let rule, density <= rule { s?.threshold = rule } else { s?.probe = true }
+    }
     return s
   }
 

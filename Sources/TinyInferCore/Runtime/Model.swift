@@ -203,51 +203,82 @@ public final class Model {
       }
       return (data, node.inputs.map { $0 >= 0 ? g.tensors[$0] : nil })
     }
-    // Close choices are timed (Runtime/SparseMeasure.swift).
+    // Close choices and probes are timed (Runtime/SparseMeasure.swift).
     var measure = SparseMeasure()
     // Not when a prepack image lists ops: a load with the same key measured
-    // already, and the ops it made dense are among those listed (packed).
-    var measuring = choice == .auto && SparseMeasure.enabled && !(listed?.contains(true) ?? false)
+    // already. It lists every op with constant weights that load kept dense
+    // (packed or scanned), so an op it does not list ran sparse there, a
+    // probe too: taken on its word.
+    let trusting = listed?.contains(true) ?? false
+    var measuring = choice == .auto && SparseMeasure.enabled && !trusting
     func micros(_ ns: UInt64) -> String { "\((Double(ns) / 100).rounded() / 10) us" }
-    func sparseForm(_ node: Node, _ data: [UnsafeMutableRawPointer?], _ descs: [TensorDesc?]) -> SparseWeights? {
-      guard let s = SparseGemm.prepare(node, descs, data, choice) else { return nil }
-      let name = node.outputs.first.map { g.tensors[$0].name } ?? ""
-      let pct = (s.sparsity * 1000).rounded() / 10
-      var measured = ""
-      if measuring, SparseMeasure.uncertain(s) {
-        let dense = Registry.prepack(node, descs, data).flatMap { PackedWeights($0.weights, n: $0.n, k: $0.k) }
-        if let t = measure.time(
-          node, inputs: descs, outputs: node.outputs.map { g.tensors[$0] }, data: data, sparse: s, packed: dense)
-        {
-          if Double(t.dense) < Double(t.sparse) * SparseMeasure.denseMargin {
-            report.append(
-              "dense kernel: \(node.op.name) '\(name)' (\(pct)% zeros; measured dense \(micros(t.dense)), sparse \(micros(t.sparse)))")
-            return nil
+    // The sparse forms `SparseGemm.prepare` proposes for ops `ks`, settled:
+    // the uncertain ones timed while `measuring`, the largest first (the
+    // budget goes where most time is at stake); a probe not timed stays
+    // dense unless `trust`. The report's lines come in op order.
+    func settle(_ ks: [Int], trust: Bool) -> [Int: SparseWeights] {
+      var forms: [(k: Int, s: SparseWeights, work: Int)] = []
+      for k in ks {
+        let (data, descs) = inputs(g.nodes[k])
+        guard let s = SparseGemm.prepare(g.nodes[k], descs, data, choice) else { continue }
+        forms.append((k, s, SparseMeasure.work(descs.first ?? nil, s)))
+      }
+      var verdict: [Int: (sparse: Bool, note: String)] = [:]
+      if measuring {
+        for f in forms.filter({ SparseMeasure.uncertain($0.s) }).sorted(by: { $0.work > $1.work }) {
+          let node = g.nodes[f.k]
+          let (data, descs) = inputs(node)
+          let dense = Registry.prepack(node, descs, data).flatMap { PackedWeights($0.weights, n: $0.n, k: $0.k) }
+          guard
+            let t = measure.time(
+              node, inputs: descs, outputs: node.outputs.map { g.tensors[$0] }, data: data, sparse: f.s, packed: dense)
+          else {
+            if f.s.probe { verdict[f.k] = (false, "; not timed: the load's timing budget was spent") }
+            continue
           }
-          measured = "; measured sparse \(micros(t.sparse)), dense \(micros(t.dense))"
+          let (ts, td) = (Double(t.sparse), Double(t.dense))
+          verdict[f.k] =
+            (f.s.probe ? ts < td * SparseMeasure.denseMargin : td >= ts * SparseMeasure.denseMargin)
+            ? (true, "; measured sparse \(micros(t.sparse)), dense \(micros(t.dense))")
+            : (false, "; measured dense \(micros(t.dense)), sparse \(micros(t.sparse))")
         }
       }
-      report.append(
-        s.kind == "2:4"
-          ? "sparse kernel: \(node.op.name) '\(name)' (\(pct)% zeros, \(s.nnz) nonzeros, 2:4 kernel)"
-          : "sparse kernel: \(node.op.name) '\(name)' (\(pct)% zeros, \(s.nnz) nonzeros\(measured))")
-      return s
+      var out: [Int: SparseWeights] = [:]
+      for f in forms {
+        let node = g.nodes[f.k]
+        let name = node.outputs.first.map { g.tensors[$0].name } ?? ""
+        let pct = (f.s.sparsity * 1000).rounded() / 10
+        let kernel = f.s.kind == "2:4" ? ", 2:4 kernel" : ""
+        let v = verdict[f.k] ?? (!f.s.probe || trust, "")
+        guard v.sparse else {
+          if !v.note.isEmpty { report.append("dense kernel: \(node.op.name) '\(name)' (\(pct)% zeros\(kernel)\(v.note))") }
+          continue
+        }
+        report.append("sparse kernel: \(node.op.name) '\(name)' (\(pct)% zeros, \(f.s.nnz) nonzeros\(kernel)\(v.note))")
+        out[f.k] = f.s
+      }
+      return out
     }
+    let chosen = settle(g.nodes.indices.filter { listed?[$0] != true }, trust: trusting)
     for (k, node) in g.nodes.enumerated() {
-      let (data, descs) = inputs(node)
-      let s = listed?[k] == true ? nil : sparseForm(node, data, descs)
-      matrices.append(s == nil ? Registry.prepack(node, descs, data) : nil)
+      let s = chosen[k]
+      if s == nil {
+        let (data, descs) = inputs(node)
+        matrices.append(Registry.prepack(node, descs, data))
+      } else {
+        matrices.append(nil)
+      }
       pb += s?.bytes ?? 0
       sparse.append(s)
     }
     var pk = PrepackImage.adopt(
       matrices, opened: prepack.opened, facts: PrepackImage.Facts(fileSize: size, graphHash: prepack.graphHash))
     if let listed, pk.state != .fromImage {
-      // The image was not used: the skipped ops get the sparse form a load without it gives them.
+      // The image was not used: the ops it lists get the sparse form a load
+      // without it gives them. (Probes it did not list stay on the sparse
+      // kernel its writing load timed faster.)
       measuring = choice == .auto && SparseMeasure.enabled
-      for (k, node) in g.nodes.enumerated() where listed[k] {
-        let (data, descs) = inputs(node)
-        guard let s = sparseForm(node, data, descs) else { continue }
+      for (k, s) in settle(g.nodes.indices.filter { listed[$0] }, trust: false) {
         if pk.weights[k] != nil { pk.packedNow -= 1 }
         pk.weights[k] = nil
         sparse[k] = s

@@ -54,8 +54,13 @@ public enum PrepackImage {
   /// for any op (`SparseGemm.prepare`), float32 or int8, needs a new version.
   /// 8: close sparse-or-dense choices timed at load (`SparseMeasure`); an
   /// op made dense there is listed with its packed weights, and a load
-  /// from an image that lists ops does not time again.
-  public static let layoutVersion: UInt32 = 8
+  /// from an image that lists ops does not time again. 9: probes (forms
+  /// the rules do not take, timed at load: float32 2:4 weights at AVX-512,
+  /// one-row float32 weights of 65-90% zeros or under 1 MiB) and one-row
+  /// ops near their threshold timed; the int8 2:4 kernel wherever the int8
+  /// kernels are AVX2's. An op the image does not list ran sparse in its
+  /// writing load, so a cached load takes a probe it does not list sparse.
+  public static let layoutVersion: UInt32 = 9
   static let headerSize = 256
   static let entrySize = 32
   static let maxKey = 64

@@ -8,27 +8,31 @@ import TinyInferShims
 /// on the machine and the layer's shape (face_detection_full_range_sparse's
 /// 70%-zero 1x1 layers on an Intel AVX-512 core: dense 0.57-0.75x of the
 /// sparse time on 8 -> 32, 64 -> 16, 64 -> 32 and 96 -> 48, sparse 0.70-0.89x
-/// of dense on 32 -> 8, 32 -> 128 and 96 -> 384). So for an op of several
-/// rows whose density is above half its threshold (`uncertain`) the load
-/// binds both kernels on scratch buffers of the op's own shapes (at most
-/// `maxRows` rows of them: both kernels' time grows with the rows in
-/// step), runs each (one untimed run, then `rounds` rounds alternating the
-/// two) and keeps the faster by the best run; the sparse form stays unless
-/// dense beat it by at least 3%. The pass report says which and the times
-/// (of the rows timed).
+/// of dense on 32 -> 8, 32 -> 128 and 96 -> 384). So for an op whose density
+/// is above half its threshold (`uncertain`), and for a probe (a form the
+/// level's rules do not take but that may pay on this machine: float32 2:4
+/// weights at AVX-512, one-row float32 weights of 65% to 90% zeros or under
+/// 1 MiB), the load binds both kernels on scratch buffers of the op's own
+/// shapes (at most `maxRows` rows of them: both kernels' time grows with
+/// the rows in step), runs each (one untimed run, then `rounds` rounds
+/// alternating the two) and keeps the faster by the best run: the sparse
+/// form stays unless dense beat it by at least 3%, a probe is kept only
+/// when it beat dense by that much. The ops are timed in order of their
+/// dense work, largest first (`work`). The pass report says which and the
+/// times (of the rows timed).
 ///
-/// Limits: the measurements of one load stop after `budgetNs` (the ops
-/// after keep the threshold's choice), so a model with many large
-/// candidates loads at most about that much slower. One thread, the file's
-/// shapes (a session with other shapes keeps the choice). The 2:4 kernels
-/// and one-row ops (GEMV) keep the threshold's choice. `TINYINFER_SPARSE_MEASURE=0`
-/// turns the measuring off (the thresholds alone: the same choice on every
-/// load). A float32 op's output depends on the choice (sums in another
-/// order; int8's does not), so two loads may differ by float rounding where
-/// a close op went the other way; `sparse=True`/`False` (`TINF_LOAD_DENSE`,
-/// `TINF_LOAD_SPARSE_ALWAYS`) fix it. A prepack image keeps an op made
-/// dense here as packed dense weights, so cached loads take it dense
-/// without measuring again.
+/// Limits: the measurements of one load stop after `budgetNs`: the ops
+/// after keep the threshold's choice, and probes not timed stay dense; a
+/// model with many large candidates loads at most about that much slower.
+/// One thread, the file's shapes (a session with other shapes keeps the
+/// choice). `TINYINFER_SPARSE_MEASURE=0` turns the measuring off (the
+/// thresholds alone, no probes: the same choice on every load). A float32
+/// op's output depends on the choice (sums in another order; int8's does
+/// not), so two loads may differ by float rounding where a close op went
+/// the other way; `sparse=True`/`False` (`TINF_LOAD_DENSE`,
+/// `TINF_LOAD_SPARSE_ALWAYS`) fix it. A prepack image lists every op with
+/// constant weights that its writing load kept dense (packed or scanned), so
+/// a cached load takes the writing load's choices without measuring again.
 struct SparseMeasure {
   /// Wall time all the measurements of one load may take.
   static let budgetNs: UInt64 = 10_000_000
@@ -36,7 +40,8 @@ struct SparseMeasure {
   static let maxRows = 1024
   /// Rounds of the two kernels, alternating, after one untimed run each.
   static let rounds = 5
-  /// Dense must beat the sparse kernel's best run by this factor to replace it.
+  /// Dense must beat the sparse kernel's best run by this factor to replace
+  /// it (and a probe must beat dense's by as much to be kept).
   static let denseMargin = 0.97
 
   static var enabled: Bool { ti_shim_sparse_measure_enabled() != 0 }
@@ -124,11 +129,16 @@ struct SparseMeasure {
     return best
   }
 
-  /// Whether the threshold's choice of sparse form `s` is close enough to
-  /// be measured: unstructured weights of an op of several rows
-  /// (`SparseWeights.tiledThreshold`), denser than half that threshold.
+  /// Whether the choice of sparse form `s` is to be timed: a probe (a form
+  /// the level's rules do not take but that may pay here), or unstructured
+  /// weights denser than half the threshold the rules chose them against.
   static func uncertain(_ s: SparseWeights) -> Bool {
-    guard let limit = s.tiledThreshold else { return false }
+    if s.probe { return true }
+    guard let limit = s.threshold else { return false }
     return 1 - s.sparsity > limit / 2
   }
+
+  /// The dense kernel's work on the op (multiply-adds), what the load
+  /// measures first: the budget goes where the most time is at stake.
+  static func work(_ x: TensorDesc?, _ s: SparseWeights) -> Int { (x?.count ?? 0) / max(s.k, 1) &* s.n &* s.k }
 }

@@ -80,7 +80,8 @@ typedef struct ti_sparse_kernels {
    * (q8_tile_rq's), int8 y[r * ldy + c] = clamp(roundeven(fl(fl(acc)
    * scales[c])) + zp, lo, hi) with lo, hi within int8; NULL: int32 y[r * ldy
    * + c] = acc (zp, lo, hi unused). scratch: 8 * (8 * ceil(k / 8) + 16)
-   * bytes. Every level computes it; AVX2 with shuffles (sparse_kernels.inc). */
+   * bytes. Every level computes it; AVX2 and AVX-512 with 256-bit shuffles,
+   * the others lane by lane (sparse_kernels.inc). */
   void (*_Nonnull q8_nm24)(const int8_t *x, long ldx, long m, long k, const int32_t *packed,
                            const int32_t *initial, long n, const float *_Nullable scales, int32_t zp, int32_t lo,
                            int32_t hi, void *y, long ldy, uint8_t *scratch);
