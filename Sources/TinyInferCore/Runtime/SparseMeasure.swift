@@ -14,8 +14,8 @@ import TinyInferShims
 /// weights at AVX-512, one-row float32 weights of 65% to 90% zeros or under
 /// 1 MiB), the load binds both kernels on scratch buffers of the op's own
 /// shapes (at most `maxRows` rows of them: both kernels' time grows with
-/// the rows in step), runs each (one untimed run, then `rounds` rounds
-/// alternating the two) and keeps the faster by the best run: the sparse
+/// the rows in step), runs each (one untimed run, then 5 to 50 rounds
+/// alternating the two: `rounds`) and keeps the faster by the best run: the sparse
 /// form stays unless dense beat it by at least 3%, a probe is kept only
 /// when it beat dense by that much. The ops are timed in order of their
 /// dense work, largest first (`work`). The pass report says which and the
@@ -38,8 +38,14 @@ struct SparseMeasure {
   static let budgetNs: UInt64 = 10_000_000
   /// Rows (pixels of a 1x1 convolution) timed at most.
   static let maxRows = 1024
-  /// Rounds of the two kernels, alternating, after one untimed run each.
+  /// Rounds of the two kernels, alternating, after one untimed run each: at
+  /// least `rounds`, and on short ops as many as take about `targetNs` per
+  /// kernel, at most `maxRounds` (a one-row layer of 7 us timed in 5 rounds
+  /// went either way from load to load: the first rounds of a process run
+  /// cold).
   static let rounds = 5
+  static let maxRounds = 50
+  static let targetNs: UInt64 = 200_000
   /// Dense must beat the sparse kernel's best run by this factor to replace
   /// it (and a probe must beat dense's by as much to be kept).
   static let denseMargin = 0.97
@@ -120,9 +126,11 @@ struct SparseMeasure {
       do throws(TinfError) { try f() } catch { return nil }
       return ti_shim_now_ns() &- a
     }
-    guard once(runSparse) != nil, once(runDense) != nil else { return nil }
+    guard let first = once(runSparse), let second = once(runDense) else { return nil }
+    let per = max(min(first, second), 1)
+    let rounds = max(SparseMeasure.rounds, min(SparseMeasure.maxRounds, Int(SparseMeasure.targetNs / per)))
     var best = (sparse: UInt64.max, dense: UInt64.max)
-    for _ in 0..<SparseMeasure.rounds {
+    for _ in 0..<rounds {
       guard let a = once(runSparse), let b = once(runDense) else { return nil }
       best = (min(best.sparse, a), min(best.dense, b))
     }
