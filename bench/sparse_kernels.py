@@ -9,7 +9,10 @@
             2:4 weights of several rows: the 2:4 kernels, marked),
             and what the automatic choice does (default load);
   models    the digits MLP and MobileNetV2 (bench/models) magnitude-pruned
-            at each sparsity, default load against the dense load.
+            at each sparsity (2:4: method="nm"; --int8-models: then
+            quantized int8-static), default load against the dense load,
+            and the load's time with and without the sparse-or-dense
+            timing at load (TINYINFER_SPARSE_MEASURE).
 
 Times are medians of each op's profiled time; dense, sparse and auto are
 measured in alternating rounds and each ratio is the median over the rounds
@@ -18,7 +21,7 @@ dense and sparse times alike). The CPU and the load average before and
 after are printed; --markdown prints the tables of docs/pruning.md.
 
     python bench/sparse_kernels.py [--quick] [--json out.json] [--markdown]
-        [--sparsity 2:4 ...] [--dtype int8] [--skip-models]
+        [--sparsity 2:4 ...] [--dtype int8] [--skip-models | --skip-kernels [--int8-models]]
 
 --sparsity and --dtype keep only those columns and element types (e.g.
 the int8 2:4 column alone: --sparsity 2:4 --dtype int8 --skip-models).
@@ -28,6 +31,7 @@ import argparse
 import json
 import os
 import sys
+import time
 
 import numpy as np
 
@@ -130,7 +134,31 @@ def kernels(quick, sparsities=None, dtypes=None):
     return rows
 
 
-def end_to_end(quick):
+def load_ms(data, measure, n=5):
+    """The median wall time of `n` loads of `data` (no prepack cache), with
+    the sparse-or-dense timing at load on or off (TINYINFER_SPARSE_MEASURE,
+    read at each load)."""
+    old = os.environ.get("TINYINFER_SPARSE_MEASURE")
+    os.environ["TINYINFER_SPARSE_MEASURE"] = "1" if measure else "0"
+    try:
+        ts = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            tinyinfer.load(data, prepack_cache=False).close()
+            ts.append(time.perf_counter() - t0)
+    finally:
+        if old is None:
+            del os.environ["TINYINFER_SPARSE_MEASURE"]
+        else:
+            os.environ["TINYINFER_SPARSE_MEASURE"] = old
+    return float(np.median(ts)) * 1e3
+
+
+def end_to_end(quick, sparsities=None, int8=False):
+    """The models pruned at each sparsity (magnitude per layer; "2:4":
+    method="nm"), int8-static after pruning with `int8`: the default load
+    against the dense load, and the load's time with and without the
+    sparse-or-dense timing."""
     rows = []
     models = [("digits MLP", os.path.join(ROOT, "bench", "models", "mlp.float32.tinf"), 300),
               ("MobileNetV2", os.path.join(ROOT, "bench", "models", "mobilenetv2.float32.tinf"), 10)]
@@ -141,10 +169,18 @@ def end_to_end(quick):
             continue
         with tinyinfer.load(path) as m:
             x = rng.standard_normal(m.inputs[0].shape).astype(np.float32)
-        for sp in ([0.9] if quick else [0.5, 0.7, 0.8, 0.9]):
-            pruned = tinyinfer.prune(path, method="magnitude", sparsity=sp, scope="layer", validate=False).data
+        calib = [np.random.default_rng(i).standard_normal(x.shape).astype(np.float32) for i in range(8)]
+        for sp in sparsities or ([0.9] if quick else [0.5, 0.7, 0.8, 0.9]):
+            if sp == "2:4":
+                pruned = tinyinfer.prune(path, method="nm", pattern="2:4", validate=False).data
+            else:
+                pruned = tinyinfer.prune(path, method="magnitude", sparsity=sp, scope="layer", validate=False).data
+            if int8:
+                pruned = tinyinfer.quantize(pruned, mode="int8-static", calib=calib).data
             # Dense and default loads in alternating rounds; the median of the rounds' ratios.
-            with tinyinfer.load(pruned, sparse=False) as md, tinyinfer.load(pruned) as ma, \
+            # No prepack cache: a cached load takes its image's choices without timing them.
+            with tinyinfer.load(pruned, sparse=False, prepack_cache=False) as md, \
+                    tinyinfer.load(pruned, prepack_cache=False) as ma, \
                     md.session(threads=1) as sd, ma.session(threads=1) as sa:
                 sd.run(x)
                 sa.run(x)
@@ -153,12 +189,17 @@ def end_to_end(quick):
                     td.append(sum(t for _, t in sd.profile(x, runs=runs)))
                     ta.append(sum(t for _, t in sa.profile(x, runs=runs)))
                 n = sum(p.startswith("sparse kernel") for p in ma.passes)
+                timed = sum("measured" in p for p in ma.passes)
             speedup = float(np.median([d / a for d, a in zip(td, ta)]))
             td, ta = float(np.median(td)), float(np.median(ta))
-            rows.append(dict(model=name, sparsity=sp, dense_ms=td * 1e3, sparse_ms=ta * 1e3, speedup=speedup,
-                             sparse_ops=n, file=len(pruned)))
-            print(f"{name:12} {sp:.0%}: dense {td * 1e3:8.3f} ms, pruned with sparse kernels {ta * 1e3:8.3f} ms "
-                  f"(x{speedup:.2f}, {n} ops sparse), file {len(pruned):,} B", flush=True)
+            lm, l0 = load_ms(pruned, True), load_ms(pruned, False)
+            label = (f"{sp:.0%}" if isinstance(sp, float) else sp) + (" int8-static" if int8 else "")
+            rows.append(dict(model=name, sparsity=sp, int8=int8, dense_ms=td * 1e3, sparse_ms=ta * 1e3,
+                             speedup=speedup, sparse_ops=n, timed_ops=timed, file=len(pruned), load_ms=lm,
+                             load_ms_untimed=l0))
+            print(f"{name:12} {label}: dense {td * 1e3:8.3f} ms, pruned with sparse kernels {ta * 1e3:8.3f} ms "
+                  f"(x{speedup:.2f}, {n} ops sparse, {timed} timed at load), file {len(pruned):,} B, "
+                  f"load {lm:.2f} ms ({l0:.2f} ms untimed)", flush=True)
     return rows
 
 
@@ -189,6 +230,7 @@ def main():
     ap.add_argument("--markdown", action="store_true", help="print the kernel tables as markdown at the end")
     ap.add_argument("--sparsity", nargs="+", help="only these columns (0.5 0.7 0.8 0.9 2:4)")
     ap.add_argument("--dtype", nargs="+", choices=["float32", "int8"], help="only these element types")
+    ap.add_argument("--int8-models", action="store_true", help="the models part quantizes the pruned models int8-static")
     a = ap.parse_args()
     load0 = os.getloadavg()
     print(f"tinyinfer {tinyinfer.__version__}, CPU level {tinyinfer.info()['isa']}, {cpu_name()}, "
@@ -197,7 +239,8 @@ def main():
     if not a.skip_kernels:
         out["kernels"] = kernels(a.quick, a.sparsity, a.dtype)
     if not a.skip_models:
-        out["models"] = end_to_end(a.quick)
+        sp = [v if v == "2:4" else float(v) for v in a.sparsity] if a.sparsity else None
+        out["models"] = end_to_end(a.quick, sp, a.int8_models)
     out["load_after"] = os.getloadavg()
     print("load average after: " + " ".join(f"{v:.2f}" for v in out["load_after"]))
     if a.markdown and out.get("kernels"):

@@ -17,7 +17,8 @@ import TinyInferShims
 /// the rows in step), runs each (one untimed run, then 5 to 50 rounds
 /// alternating the two: `rounds`) and keeps the faster by the best run: the sparse
 /// form stays unless dense beat it by at least 3%, a probe is kept only
-/// when it beat dense by that much. The ops are timed in order of their
+/// when it beat dense by that much in two timings (one bench run saw a
+/// one-row probe kept that ran 0.64x: a slow spell of the machine). The ops are timed in order of their
 /// dense work, largest first (`work`). The pass report says which and the
 /// times (of the rows timed).
 ///
