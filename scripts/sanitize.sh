@@ -81,7 +81,9 @@ if [ $# -eq 0 ]; then
       python/tests/test_capi.py python/tests/test_errors.py python/tests/test_format.py python/tests/test_c_programs.py \
       python/tests/test_ops_math.py python/tests/test_ops_spatial.py python/tests/test_ops_movement.py \
       python/tests/test_ops_int8.py python/tests/test_quantize.py python/tests/test_passes.py \
-      python/tests/test_batcher.py python/tests/test_batcher_c.py python/tests/test_prepack_cache.py
+      python/tests/test_batcher.py python/tests/test_batcher_c.py python/tests/test_prepack_cache.py \
+      python/tests/test_sparse.py python/tests/test_sparse_nm24.py python/tests/test_sparse_nm24_int8.py \
+      python/tests/test_sparse_measure.py
   fi
 fi
 # Deselected: tests that measure RSS growth (the sanitizers' quarantine and

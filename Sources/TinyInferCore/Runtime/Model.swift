@@ -212,6 +212,8 @@ public final class Model {
     let trusting = listed?.contains(true) ?? false
     var measuring = choice == .auto && SparseMeasure.enabled && !trusting
     func micros(_ ns: UInt64) -> String { "\((Double(ns) / 100).rounded() / 10) us" }
+    // The packed weights the timing made for ops it kept dense: not packed again.
+    var timedDense: [Int: PackedWeights] = [:]
     // The sparse forms `SparseGemm.prepare` proposes for ops `ks`, settled:
     // the uncertain ones timed while `measuring`, the largest first (the
     // budget goes where most time is at stake); a probe not timed stays
@@ -254,6 +256,7 @@ public final class Model {
             wins
             ? (true, "; measured sparse \(micros(t.sparse)), dense \(micros(t.dense))")
             : (false, "; measured dense \(micros(t.dense)), sparse \(micros(t.sparse))")
+          if !wins, let dense { timedDense[f.k] = dense }
         }
       }
       var out: [Int: SparseWeights] = [:]
@@ -285,7 +288,8 @@ public final class Model {
       sparse.append(s)
     }
     var pk = PrepackImage.adopt(
-      matrices, opened: prepack.opened, facts: PrepackImage.Facts(fileSize: size, graphHash: prepack.graphHash))
+      matrices, opened: prepack.opened, facts: PrepackImage.Facts(fileSize: size, graphHash: prepack.graphHash),
+      ready: timedDense)
     if let listed, pk.state != .fromImage {
       // The image was not used: the ops it lists get the sparse form a load
       // without it gives them. (Probes it did not list stay on the sparse

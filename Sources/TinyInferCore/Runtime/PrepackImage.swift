@@ -177,9 +177,12 @@ public enum PrepackImage {
 
   /// Packs `matrices` (one per op; nil for ops without packed weights),
   /// taking them from the image `opened` when it is valid (it is unmapped
-  /// otherwise).
+  /// otherwise); `ready`: ops packed already (by the load's timing of
+  /// sparse-or-dense choices, `SparseMeasure`), used as they are when the
+  /// image is not.
   static func adopt(
-    _ matrices: [(weights: UnsafePointer<Float>, n: Int, k: Int)?], opened: Opened?, facts: Facts
+    _ matrices: [(weights: UnsafePointer<Float>, n: Int, k: Int)?], opened: Opened?, facts: Facts,
+    ready: [Int: PackedWeights] = [:]
   ) -> Outcome {
     var out = Outcome(weights: [], state: .notRequested, note: "", fromImage: 0, packedNow: 0, mapping: nil)
     if var o = opened {
@@ -206,8 +209,8 @@ public enum PrepackImage {
         out.note = text
       }
     }
-    for mat in matrices {
-      let p = mat.flatMap { PackedWeights($0.weights, n: $0.n, k: $0.k) }
+    for (i, mat) in matrices.enumerated() {
+      let p = mat.flatMap { m in ready[i] ?? PackedWeights(m.weights, n: m.n, k: m.k) }
       if p != nil { out.packedNow &+= 1 }
       out.weights.append(p)
     }
