@@ -253,8 +253,12 @@ enum SparseGemm {
 
   /// The sparse form of this op's constant weights when the sparse kernel
   /// would be faster, else nil. `data` are the inputs' addresses (constants).
+  /// `probes`: also propose the forms the rules do not take but that may pay
+  /// (`SparseWeights.probe`; only where the load will time them or takes a
+  /// prepack image's word for them: not built for nothing).
   static func prepare(
-    _ node: Node, _ inputs: [TensorDesc?], _ data: [UnsafeMutableRawPointer?], _ choice: SparseChoice
+    _ node: Node, _ inputs: [TensorDesc?], _ data: [UnsafeMutableRawPointer?], _ choice: SparseChoice,
+    probes: Bool = false
   ) -> SparseWeights? {
     guard choice != .never, inputs.count >= 2, let x = inputs[0], let w = inputs[1], w.isConstant, let wp = data[1] else { return nil }
     let n: Int, k: Int
@@ -310,7 +314,7 @@ enum SparseGemm {
     // GEMM (`nm24Pays`), or always with `.always`.
     // Where the level's rule does not take it, but it may pay (`nm24Probes`),
     // it is a probe: timed at load.
-    if !int8, rows >= 2, k % 4 == 0, choice == .always || nm24Pays || nm24Probes {
+    if !int8, rows >= 2, k % 4 == 0, choice == .always || nm24Pays || (probes && nm24Probes) {
       let p = UnsafePointer(wp.assumingMemoryBound(to: Float.self))
       if let nnz = nm24Nonzeros(p, n: n, k: k) {
         let tiled = maxDensity(rows: rows, k: k, int8: false, weightBytes: n &* k &* 4) ?? 0
@@ -333,7 +337,7 @@ enum SparseGemm {
     var rule: Double? = nil
     if choice != .always {
       rule = maxDensity(rows: rows, k: k, int8: int8, fusedStage: fused, weightBytes: total &* (int8 ? 1 : 4))
-      let probing = !int8 && rows == 1 && total &* 4 >= minProbeRowWeightBytes ? probeDensityRow : 0
+      let probing = probes && !int8 && rows == 1 && total &* 4 >= minProbeRowWeightBytes ? probeDensityRow : 0
       guard rule != nil || probing > 0 else { return nil }
       limit = max(rule ?? 0, probing)
     }

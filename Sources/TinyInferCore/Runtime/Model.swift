@@ -219,22 +219,28 @@ public final class Model {
     // budget goes where most time is at stake); a probe not timed stays
     // dense unless `trust`. The report's lines come in op order.
     func settle(_ ks: [Int], trust: Bool) -> [Int: SparseWeights] {
-      var forms: [(k: Int, s: SparseWeights, work: Int)] = []
+      var forms: [(k: Int, s: SparseWeights, work: Int, data: [UnsafeMutableRawPointer?], descs: [TensorDesc?])] = []
       for k in ks {
         let (data, descs) = inputs(g.nodes[k])
-        guard let s = SparseGemm.prepare(g.nodes[k], descs, data, choice) else { continue }
-        forms.append((k, s, SparseMeasure.work(descs.first ?? nil, s)))
+        guard let s = SparseGemm.prepare(g.nodes[k], descs, data, choice, probes: measuring || trust) else { continue }
+        forms.append((k, s, SparseMeasure.work(descs.first ?? nil, s), data, descs))
       }
       var verdict: [Int: (sparse: Bool, note: String)] = [:]
       if measuring {
         for f in forms.filter({ SparseMeasure.uncertain($0.s) }).sorted(by: { $0.work > $1.work }) {
+          // Past the budget nothing is timed (or packed for a timing).
+          guard measure.budgetLeft else {
+            if f.s.probe { verdict[f.k] = (false, "; not timed: the load's timing budget was spent") }
+            continue
+          }
           let node = g.nodes[f.k]
-          let (data, descs) = inputs(node)
+          let (data, descs) = (f.data, f.descs)
           let dense = Registry.prepack(node, descs, data).flatMap { PackedWeights($0.weights, n: $0.n, k: $0.k) }
           let outs = node.outputs.map { g.tensors[$0] }
           guard var t = measure.time(node, inputs: descs, outputs: outs, data: data, sparse: f.s, packed: dense)
           else {
-            if f.s.probe { verdict[f.k] = (false, "; not timed: the load's timing budget was spent") }
+            // A kernel did not bind: the threshold's choice; a probe stays dense, packed here.
+            if f.s.probe, let dense { timedDense[f.k] = dense }
             continue
           }
           func sparseWins(_ t: (sparse: UInt64, dense: UInt64)) -> Bool {

@@ -53,6 +53,9 @@ struct SparseMeasure {
 
   static var enabled: Bool { ti_shim_sparse_measure_enabled() != 0 }
 
+  /// Whether the budget of this load has time left (`time` returns nil once it has not).
+  var budgetLeft: Bool { spent < SparseMeasure.budgetNs }
+
   private var spent: UInt64 = 0
   private var pool: ThreadPool? = nil
 
